@@ -1,0 +1,90 @@
+"""Errors raised by `HyperVHost` implementations.
+
+    HyperVError                      host, message, category, error_id
+    ├── HostUnreachable              connection refused, DNS, dropped
+    ├── HostAuthError                401 / credentials rejected
+    ├── HostTimeout                  the call's deadline passed
+    ├── NotFoundError
+    │   ├── VMNotFound
+    │   └── CheckpointNotFound
+    └── PowerShellError              a cmdlet failed on the host
+        ├── CheckpointsDisabled      CheckpointType = Disabled
+        ├── CheckpointLimitReached   50 per VM
+        ├── ProductionCheckpointFailed  ProductionOnly and VSS unavailable
+        ├── InvalidVMState           e.g. restore while merging
+        └── InsufficientSpace        the volume cannot hold the operation
+
+Every error carries the host's own text in `message`; `category` and
+`error_id` are PowerShell's CategoryInfo and FullyQualifiedErrorId when the
+host gave them.
+"""
+
+from __future__ import annotations
+
+
+class HyperVError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        category: str = "",
+        error_id: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.host = host
+        self.category = category
+        self.error_id = error_id
+
+    def __str__(self) -> str:
+        where = f"{self.host}: " if self.host else ""
+        return f"{where}{self.message}"
+
+
+class HostUnreachable(HyperVError):
+    pass
+
+
+class HostAuthError(HyperVError):
+    pass
+
+
+class HostTimeout(HyperVError):
+    pass
+
+
+class NotFoundError(HyperVError):
+    pass
+
+
+class VMNotFound(NotFoundError):
+    pass
+
+
+class CheckpointNotFound(NotFoundError):
+    pass
+
+
+class PowerShellError(HyperVError):
+    pass
+
+
+class CheckpointsDisabled(PowerShellError):
+    pass
+
+
+class CheckpointLimitReached(PowerShellError):
+    pass
+
+
+class ProductionCheckpointFailed(PowerShellError):
+    pass
+
+
+class InvalidVMState(PowerShellError):
+    pass
+
+
+class InsufficientSpace(PowerShellError):
+    pass

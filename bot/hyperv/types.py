@@ -1,0 +1,137 @@
+"""Typed results of Hyper-V operations.
+
+Enum values are Hyper-V's own integers (DOMAIN.md), so a value read from a
+host as an integer, an enum object or its string form maps to one member.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class _HyperVEnum(enum.IntEnum):
+    """An enum that also parses Hyper-V's string form (case-insensitive)."""
+
+    @classmethod
+    def parse(cls, value: object) -> _HyperVEnum:
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(value)
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            return cls(int(text))
+        folded = text.replace("_", "").replace("-", "").lower()
+        for member in cls:
+            if member.name.lower() == folded:
+                return member
+        raise ValueError(f"{text!r} is not a {cls.__name__}")
+
+
+class VMState(_HyperVEnum):
+    """`Microsoft.HyperV.PowerShell.VMState` (subset the bot acts on)."""
+
+    Other = 1
+    Running = 2
+    Off = 3
+    Stopping = 4
+    Saved = 6
+    Paused = 9
+    Starting = 10
+    Reset = 11
+    Saving = 32773
+    Pausing = 32776
+    Resuming = 32777
+
+
+class CheckpointType(_HyperVEnum):
+    """The VM setting `CheckpointType`."""
+
+    Disabled = 2
+    Production = 3
+    ProductionOnly = 4
+    Standard = 5
+
+
+class SnapshotType(_HyperVEnum):
+    """`VMSnapshot.SnapshotType`: what a checkpoint actually is once taken."""
+
+    Standard = 0
+    Recovery = 1
+    Planned = 2
+    Missing = 3
+    Replica = 4
+    AppConsistentReplica = 5
+    SyncedReplica = 6
+
+
+@dataclass(frozen=True)
+class VMInfo:
+    vm_id: str
+    name: str
+    host: str
+    state: VMState
+    checkpoint_type: CheckpointType
+    automatic_checkpoints: bool = False
+    # True while a removed checkpoint's differencing disk is being merged
+    # (operational status "Merging Disks" = 32772 on a real host).
+    merging: bool = False
+    replication_state: str = "Disabled"
+    parent_checkpoint_id: str | None = None
+    uptime_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: str
+    vm_id: str
+    vm_name: str
+    host: str
+    name: str
+    parent_id: str | None
+    created_at: datetime
+    # "Production" checkpoints are SnapshotType Planned on the host; a
+    # Production request that fell back to Standard shows up here as Standard.
+    snapshot_type: SnapshotType
+    size_bytes: int = 0
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Volume:
+    host: str
+    path: str
+    capacity_bytes: int
+    free_bytes: int
+
+    @property
+    def free_fraction(self) -> float:
+        return self.free_bytes / self.capacity_bytes if self.capacity_bytes else 0.0
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    path: str
+    controller: str = "SCSI"
+    # Shared VHDX / VHD Set: `SupportPersistentReservations = True`.
+    shared: bool = False
+    passthrough: bool = False
+    fibre_channel: bool = False
+
+
+@dataclass(frozen=True)
+class VMFacts:
+    """What discovery on the host says about one VM (None = unknown)."""
+
+    vm: VMInfo
+    disks: tuple[DiskInfo, ...] = ()
+    # KVP GuestIntrinsicExchangeItems; ProductType 2 marks a domain controller.
+    kvp_product_type: int | None = None
+    kvp_fqdn: str | None = None
+    kvp_os_name: str | None = None
+    replication_enabled: bool | None = None
+    checkpoint_count: int = 0
+    volume: Volume | None = None
+    extra: dict[str, str] = field(default_factory=dict)

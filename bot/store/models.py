@@ -1,0 +1,125 @@
+"""The tables: the change record, its append-only events, the job ledger.
+
+Ids are integers; people see changes as `CHG-0042` (see `change_ref`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.store.columns import UTCDateTime
+
+
+def _utc(nullable: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Change(SQLModel, table=True):
+    __tablename__ = "change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    action: str = Field(default="checkpoint", max_length=32)
+    vm_id: str = Field(index=True, max_length=64)
+    vm_name: str = Field(max_length=255)
+    host: str = Field(max_length=255)
+    # What was asked for (production | production-only | standard) and what
+    # the policy made of it; the host's own SnapshotType lands in details.
+    checkpoint_type: str = Field(max_length=32)
+    reason: str = Field(max_length=2000)
+    requester: str = Field(max_length=255)
+    source: str = Field(default="cli", max_length=32)
+    channel: str | None = Field(default=None, max_length=64)
+    thread_ts: str | None = Field(default=None, max_length=64)
+    state: str = Field(index=True, max_length=32)
+    decision: dict[str, Any] = _json()
+    ttl_seconds: int
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+    expires_at: datetime | None = _utc(nullable=True)
+    checkpoint_id: str | None = Field(default=None, index=True, max_length=64)
+    checkpoint_name: str | None = Field(default=None, max_length=255)
+    # Optimistic locking: every update is `WHERE version = :seen`.
+    version: int = Field(default=1)
+
+
+class ChangeEvent(SQLModel, table=True):
+    """Append-only: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "change_event"
+    __table_args__ = (UniqueConstraint("change_id", "seq", name="uq_change_event_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    change_id: int = Field(foreign_key="change.id", index=True)
+    seq: int
+    at: datetime = _utc()
+    actor: str = Field(max_length=255)
+    kind: str = Field(max_length=32)
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str | None = Field(default=None, max_length=32)
+    message: str = Field(default="", max_length=4000)
+    details: dict[str, Any] = _json()
+    slack_ts: str | None = Field(default=None, max_length=64)
+
+
+class Job(SQLModel, table=True):
+    """The execution ledger. A worker runs a job only after winning the
+    conditional claim `UPDATE job SET state='running' WHERE state='queued'`."""
+
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_state_kind", "state", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True, max_length=255)
+    kind: str = Field(max_length=32)
+    change_id: int | None = Field(default=None, foreign_key="change.id", index=True)
+    vm_id: str = Field(index=True, max_length=64)
+    host: str = Field(max_length=255)
+    state: str = Field(max_length=32)
+    destructive: bool = False
+    attempt: int = 0
+    max_attempts: int = 1
+    payload: dict[str, Any] = _json()
+    result: dict[str, Any] = _json()
+    error: str | None = Field(default=None, max_length=4000)
+    worker: str | None = Field(default=None, max_length=255)
+    created_at: datetime = _utc()
+    not_before: datetime | None = _utc(nullable=True)
+    started_at: datetime | None = _utc(nullable=True)
+    heartbeat_at: datetime | None = _utc(nullable=True)
+    finished_at: datetime | None = _utc(nullable=True)
+    deadline_at: datetime | None = _utc(nullable=True)
+
+
+class VMLock(SQLModel, table=True):
+    """One operation per VM across every process: a row per locked VM."""
+
+    __tablename__ = "vm_lock"
+
+    vm_id: str = Field(primary_key=True, max_length=64)
+    job_id: int = Field(foreign_key="job.id")
+    worker: str = Field(max_length=255)
+    acquired_at: datetime = _utc()
+    heartbeat_at: datetime = _utc()
+
+
+class SimulatorHost(SQLModel, table=True):
+    """The simulated fleet's state, one JSON document per host, so the demo
+    and the CLI keep their checkpoints between runs."""
+
+    __tablename__ = "simulator_host"
+
+    host: str = Field(primary_key=True, max_length=255)
+    state: dict[str, Any] = _json()
+    version: int = Field(default=1)
+
+
+def change_ref(change_id: int) -> str:
+    return f"CHG-{change_id:04d}"

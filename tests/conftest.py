@@ -1,0 +1,117 @@
+"""Shared fixtures: databases on SQLite and on the local PostgreSQL server.
+
+`engine` is parametrized over both backends; a test that needs only one
+asks for `sqlite_engine` or `pg_engine`. PostgreSQL is started when it is
+down (the command this machine documents); if it still cannot be reached
+the PostgreSQL half is skipped with the reason, loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+
+from bot.store.db import make_engine
+from bot.store.migrate import upgrade
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+def _pg_reachable(url: str) -> str | None:
+    try:
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    problem = _pg_reachable(PG_URL)
+    if problem and Path("/etc/postgresql").exists():
+        subprocess.run(_PG_START, shell=True, check=False, capture_output=True)  # noqa: S602
+        for _ in range(40):
+            problem = _pg_reachable(PG_URL)
+            if problem is None:
+                break
+            time.sleep(0.25)
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable in CI: {problem}")
+        pytest.skip(f"PostgreSQL at {PG_URL} unreachable, PostgreSQL tests SKIPPED: {problem}")
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A throwaway database for this test session, migrated to head."""
+    name = f"cbtest_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(pg_admin_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+_TABLES = ("change_event", "vm_lock", "job", "change", "simulator_host")
+
+
+@pytest.fixture
+def pg_engine(pg_database_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_database_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'var' / 'checkpoint-bot.db'}"
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A migrated, empty database URL on each backend."""
+    if request.param == "sqlite":
+        url: str = request.getfixturevalue("sqlite_url")
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+    request.getfixturevalue("pg_engine")  # truncates
+    pg_url: str = request.getfixturevalue("pg_database_url")
+    return pg_url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
