@@ -19,9 +19,16 @@ def test_datetimes_round_trip_as_utc(engine: Engine) -> None:
     with session_scope(engine) as s:
         s.add(
             Change(
-                vm_id="x", vm_name="WEB01", host="HV01", checkpoint_type="production",
-                reason="r", requester="u", state="requested", ttl_seconds=60,
-                created_at=now, updated_at=now,
+                vm_id="x",
+                vm_name="WEB01",
+                host="HV01",
+                checkpoint_type="production",
+                reason="r",
+                requester="u",
+                state="requested",
+                ttl_seconds=60,
+                created_at=now,
+                updated_at=now,
             )
         )
     with session_scope(engine) as s:

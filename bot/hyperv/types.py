@@ -9,13 +9,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Self
 
 
 class _HyperVEnum(enum.IntEnum):
     """An enum that also parses Hyper-V's string form (case-insensitive)."""
 
     @classmethod
-    def parse(cls, value: object) -> _HyperVEnum:
+    def parse(cls, value: object) -> Self:
         if isinstance(value, cls):
             return value
         if isinstance(value, int) and not isinstance(value, bool):

@@ -1,0 +1,29 @@
+"""Changes: the lifecycle table and the change record."""
+
+from bot.changes.lifecycle import (
+    FINAL_STATES,
+    HOLDS_CHECKPOINT,
+    IN_FLIGHT,
+    TRANSITIONS,
+    Command,
+    IllegalTransition,
+    State,
+    Transition,
+    allowed_commands,
+    apply,
+    next_state,
+)
+
+__all__ = [
+    "FINAL_STATES",
+    "HOLDS_CHECKPOINT",
+    "IN_FLIGHT",
+    "TRANSITIONS",
+    "Command",
+    "IllegalTransition",
+    "State",
+    "Transition",
+    "allowed_commands",
+    "apply",
+    "next_state",
+]

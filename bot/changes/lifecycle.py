@@ -1,0 +1,145 @@
+"""The lifecycle of a checkpoint change: a pure transition table.
+
+    requested ──► denied | awaiting_approval | approved
+    awaiting_approval ──► approved | rejected | expired | denied
+    approved ──► scheduled | creating | denied
+    scheduled ──► creating | denied | expired
+    creating ──► active | failed
+    active ──► merging ──► merged            (keep the change)
+    active ──► rolling_back ──► rolled_back  (restore the checkpoint)
+    rolled_back ──► merging | active
+    creating | merging | rolling_back ──► interrupted ──► (reconciled)
+
+A failed restore or merge returns the change to `active`: the checkpoint is
+still there, and the failure is an event in the record. `interrupted` means
+the outcome is unknown (a worker died); only reconciliation against the host
+leaves it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class State(enum.StrEnum):
+    REQUESTED = "requested"
+    DENIED = "denied"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    SCHEDULED = "scheduled"
+    CREATING = "creating"
+    ACTIVE = "active"
+    FAILED = "failed"
+    MERGING = "merging"
+    MERGED = "merged"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    INTERRUPTED = "interrupted"
+
+
+class Command(enum.StrEnum):
+    DENY = "deny"
+    REQUEST_APPROVAL = "request_approval"
+    APPROVE = "approve"
+    REJECT = "reject"
+    EXPIRE = "expire"
+    SCHEDULE = "schedule"
+    START_CREATE = "start_create"
+    CREATED = "created"
+    CREATE_FAILED = "create_failed"
+    START_MERGE = "start_merge"
+    MERGED = "merged"
+    MERGE_FAILED = "merge_failed"
+    START_ROLLBACK = "start_rollback"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+    RESUME = "resume"
+    INTERRUPT = "interrupt"
+    RECONCILE_ACTIVE = "reconcile_active"
+    RECONCILE_FAILED = "reconcile_failed"
+    RECONCILE_MERGED = "reconcile_merged"
+    RECONCILE_ROLLED_BACK = "reconcile_rolled_back"
+
+
+S, C = State, Command
+
+TRANSITIONS: dict[Command, dict[State, State]] = {
+    C.DENY: {
+        S.REQUESTED: S.DENIED,
+        S.AWAITING_APPROVAL: S.DENIED,
+        S.APPROVED: S.DENIED,
+        S.SCHEDULED: S.DENIED,
+    },
+    C.REQUEST_APPROVAL: {S.REQUESTED: S.AWAITING_APPROVAL},
+    C.APPROVE: {S.REQUESTED: S.APPROVED, S.AWAITING_APPROVAL: S.APPROVED},
+    C.REJECT: {S.AWAITING_APPROVAL: S.REJECTED},
+    C.EXPIRE: {S.AWAITING_APPROVAL: S.EXPIRED, S.SCHEDULED: S.EXPIRED},
+    C.SCHEDULE: {S.APPROVED: S.SCHEDULED},
+    C.START_CREATE: {S.APPROVED: S.CREATING, S.SCHEDULED: S.CREATING},
+    C.CREATED: {S.CREATING: S.ACTIVE},
+    C.CREATE_FAILED: {S.CREATING: S.FAILED},
+    C.START_MERGE: {S.ACTIVE: S.MERGING, S.ROLLED_BACK: S.MERGING},
+    C.MERGED: {S.MERGING: S.MERGED},
+    C.MERGE_FAILED: {S.MERGING: S.ACTIVE},
+    C.START_ROLLBACK: {S.ACTIVE: S.ROLLING_BACK},
+    C.ROLLED_BACK: {S.ROLLING_BACK: S.ROLLED_BACK},
+    C.ROLLBACK_FAILED: {S.ROLLING_BACK: S.ACTIVE},
+    C.RESUME: {S.ROLLED_BACK: S.ACTIVE},
+    C.INTERRUPT: {
+        S.CREATING: S.INTERRUPTED,
+        S.MERGING: S.INTERRUPTED,
+        S.ROLLING_BACK: S.INTERRUPTED,
+    },
+    C.RECONCILE_ACTIVE: {S.INTERRUPTED: S.ACTIVE},
+    C.RECONCILE_FAILED: {S.INTERRUPTED: S.FAILED},
+    C.RECONCILE_MERGED: {S.INTERRUPTED: S.MERGED},
+    C.RECONCILE_ROLLED_BACK: {S.INTERRUPTED: S.ROLLED_BACK},
+}
+
+FINAL_STATES = frozenset({S.DENIED, S.REJECTED, S.EXPIRED, S.FAILED, S.MERGED})
+# A checkpoint exists on the host in these states (or may, while creating).
+HOLDS_CHECKPOINT = frozenset({S.ACTIVE, S.MERGING, S.ROLLING_BACK, S.ROLLED_BACK})
+# Host work is under way: a job owns the change.
+IN_FLIGHT = frozenset({S.CREATING, S.MERGING, S.ROLLING_BACK})
+
+
+class IllegalTransition(Exception):
+    """`command` is not allowed in `state`; `allowed` lists what would be."""
+
+    def __init__(self, state: State, command: Command) -> None:
+        self.state = state
+        self.command = command
+        self.allowed = tuple(c for c, edges in TRANSITIONS.items() if state in edges)
+        expected = ", ".join(sorted(s.value for s in TRANSITIONS[command]))
+        super().__init__(
+            f"cannot {command.value.replace('_', ' ')} a change that is "
+            f"{state.value.replace('_', ' ')} (expected: {expected})"
+        )
+
+
+def next_state(state: State, command: Command) -> State:
+    """The state `command` leads to from `state`; raises IllegalTransition."""
+    target = TRANSITIONS[command].get(state)
+    if target is None:
+        raise IllegalTransition(state, command)
+    return target
+
+
+def allowed_commands(state: State) -> tuple[Command, ...]:
+    return tuple(c for c, edges in TRANSITIONS.items() if state in edges)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One accepted step: what the record appends as an event."""
+
+    command: Command
+    from_state: State
+    to_state: State
+
+
+def apply(state: State, command: Command) -> Transition:
+    return Transition(command, state, next_state(state, command))

@@ -1,0 +1,169 @@
+"""The change record: changes and their append-only events.
+
+Every write to a change is a conditional update on its `version`, and every
+event is appended in the same transaction as that update, so two writers can
+never interleave events or both move a change out of the same state.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from bot.changes.lifecycle import Command, State, Transition, apply
+from bot.store.models import Change, ChangeEvent
+
+_REF = re.compile(r"^\s*CHG-?(\d{1,9})\s*$", re.IGNORECASE)
+
+
+class ChangeNotFound(LookupError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no change {ref} (change ids look like CHG-0042)")
+        self.ref = ref
+
+
+class ConcurrentUpdate(RuntimeError):
+    """Someone else changed the record first; reload and decide again."""
+
+    def __init__(self, change_id: int) -> None:
+        super().__init__(f"CHG-{change_id:04d} was changed by someone else at the same moment")
+        self.change_id = change_id
+
+
+def parse_ref(text: str) -> int | None:
+    """`CHG-0042`, `chg-42` or `CHG42` → 42; anything else → None."""
+    match = _REF.match(text)
+    return int(match.group(1)) if match else None
+
+
+def get_change(session: Session, change_id: int) -> Change:
+    change = session.get(Change, change_id, populate_existing=True)
+    if change is None:
+        raise ChangeNotFound(f"CHG-{change_id:04d}")
+    return change
+
+
+def open_change(session: Session, change: Change, *, actor: str, now: datetime) -> Change:
+    """Insert a new change in `requested` with its first event."""
+    change.state = State.REQUESTED.value
+    change.created_at = now
+    change.updated_at = now
+    change.version = 1
+    session.add(change)
+    session.flush()
+    assert change.id is not None
+    session.add(
+        ChangeEvent(
+            change_id=change.id,
+            seq=1,
+            at=now,
+            actor=actor,
+            kind="requested",
+            to_state=State.REQUESTED.value,
+            message=change.reason,
+            details={"vm": change.vm_name, "host": change.host, "type": change.checkpoint_type},
+        )
+    )
+    return change
+
+
+def _bump(session: Session, change: Change, now: datetime, values: dict[str, Any]) -> None:
+    assert change.id is not None
+    result = session.execute(
+        update(Change)
+        .where(col(Change.id) == change.id, col(Change.version) == change.version)
+        .values(version=change.version + 1, updated_at=now, **values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentUpdate(change.id)
+    session.refresh(change)
+
+
+def _append(
+    session: Session,
+    change: Change,
+    *,
+    kind: str,
+    actor: str,
+    now: datetime,
+    message: str,
+    details: dict[str, Any],
+    transition: Transition | None = None,
+) -> ChangeEvent:
+    assert change.id is not None
+    last = session.exec(
+        select(func.max(ChangeEvent.seq)).where(ChangeEvent.change_id == change.id)
+    ).one()
+    event = ChangeEvent(
+        change_id=change.id,
+        seq=(last or 0) + 1,
+        at=now,
+        actor=actor,
+        kind=kind,
+        from_state=transition.from_state.value if transition else None,
+        to_state=transition.to_state.value if transition else None,
+        message=message[:4000],
+        details=details,
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def transition(
+    session: Session,
+    change: Change,
+    command: Command,
+    *,
+    actor: str,
+    now: datetime,
+    message: str = "",
+    details: dict[str, Any] | None = None,
+    **values: Any,
+) -> ChangeEvent:
+    """Move `change` by `command` (pure table), update it conditionally and
+    append exactly one event. Raises IllegalTransition or ConcurrentUpdate."""
+    step = apply(State(change.state), command)
+    _bump(session, change, now, {"state": step.to_state.value, **values})
+    return _append(
+        session,
+        change,
+        kind=command.value,
+        actor=actor,
+        now=now,
+        message=message,
+        details=details or {},
+        transition=step,
+    )
+
+
+def note(
+    session: Session,
+    change: Change,
+    *,
+    kind: str,
+    actor: str,
+    now: datetime,
+    message: str,
+    details: dict[str, Any] | None = None,
+    **values: Any,
+) -> ChangeEvent:
+    """An event that does not change the state (a warning, an extension)."""
+    _bump(session, change, now, values)
+    return _append(
+        session, change, kind=kind, actor=actor, now=now, message=message, details=details or {}
+    )
+
+
+def events_of(session: Session, change_id: int) -> list[ChangeEvent]:
+    return list(
+        session.exec(
+            select(ChangeEvent)
+            .where(ChangeEvent.change_id == change_id)
+            .order_by(col(ChangeEvent.seq))
+        )
+    )

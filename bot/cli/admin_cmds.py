@@ -1,0 +1,132 @@
+"""Operator commands: database, inventory, audit, policy, worker."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from bot.cli.runtime import Runtime, echo_json, pass_runtime
+from bot.service import explain, export_audit
+from bot.service.queries import audit_rows
+from bot.store import migrate
+from bot.store.db import make_engine
+
+
+@click.group("db")
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_runtime
+def db_upgrade(rt: Runtime) -> None:
+    """Migrate the database to the newest schema (safe to run again)."""
+    settings = rt.settings
+    engine = make_engine(settings.database_url)
+    try:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine)
+        after = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        click.echo(f"{settings.database_label}: already at schema {after}")
+    else:
+        click.echo(f"{settings.database_label}: schema {before or 'empty'} → {after}")
+
+
+@click.group("inventory")
+def inventory() -> None:
+    """The hosts and VMs the bot knows."""
+
+
+@inventory.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def inventory_show(rt: Runtime, as_json: bool) -> None:
+    """Hosts and their VMs, with roles, tags and domains."""
+    inv = rt.ctx.inventory
+    if as_json:
+        echo_json(inv.model_dump(mode="json"))
+    else:
+        rt.out("cli/inventory.txt.j2", inventory=inv)
+
+
+@click.group("audit")
+def audit() -> None:
+    """The change record, exported."""
+
+
+@audit.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE instead of stdout.",
+)
+@pass_runtime
+def audit_export(rt: Runtime, fmt: str, output: Path | None) -> None:
+    """Every event of every change: who did what, when, and why."""
+    chunks = export_audit(audit_rows(rt.ctx), fmt)
+    if output is None:
+        for chunk in chunks:
+            click.echo(chunk, nl=False)
+        return
+    count = 0
+    with output.open("w", encoding="utf-8", newline="") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+            count += chunk.count("\n")
+    click.echo(f"wrote {output} ({count} lines)", err=True)
+
+
+@click.group("policy")
+def policy() -> None:
+    """The guardrails."""
+
+
+@policy.command("explain")
+@click.argument("vm")
+@click.option(
+    "--action",
+    default="create",
+    show_default=True,
+    type=click.Choice(["create", "rollback", "merge", "extend"]),
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def policy_explain(rt: Runtime, vm: str, action: str, as_json: bool) -> None:
+    """What the guardrails would say to ACTION on VM, rule by rule, with facts."""
+    decision = explain(rt.ctx, vm, action, rt.requester)
+    if as_json:
+        echo_json(decision.to_dict())
+    else:
+        rt.out("cli/decision.txt.j2", decision=decision, action=action, vm=vm)
+
+
+@click.command("worker")
+@pass_runtime
+def worker(rt: Runtime) -> None:
+    """Run queued jobs in this process until Ctrl-C."""
+    ctx = rt.ctx
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ctx.start_workers()
+    click.echo(f"worker {ctx.worker_id}: running jobs from the queue (Ctrl-C stops)", err=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    click.echo("worker: stopping", err=True)

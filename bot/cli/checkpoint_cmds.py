@@ -1,0 +1,138 @@
+"""`checkpoint-bot checkpoint ...` and `checkpoint-bot change ...`."""
+
+from __future__ import annotations
+
+import click
+
+from bot.changes import State
+from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
+from bot.service import Outcome, list_checkpoints, merge, request_checkpoint, rollback, show_change
+
+TYPES = click.Choice(["production", "production-only", "standard"], case_sensitive=False)
+# Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
+EXIT_REFUSED = 1
+
+
+def _finish(rt: Runtime, outcome: Outcome, action: str, *, wait: bool, as_json: bool) -> None:
+    """Wait for the job (unless told not to), print the change, set the exit code."""
+    view, ended_badly, waited = outcome.change, outcome.refused, False
+    if outcome.job_id is not None and wait:
+        ctx = rt.ctx
+        ctx.start_workers()
+        progress(f"{view.ref}: {action} of {view.vm_name} on {view.host} is running…")
+        job = ctx.ledger.get(outcome.job_id)
+        budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
+        job = ctx.ledger.wait(outcome.job_id, timeout=max(budget, 0) + 30)
+        view = show_change(ctx, view.ref)
+        waited = True
+        ended_badly = job.state != "succeeded" or view.state in _BAD_ENDS
+    if as_json:
+        echo_json(
+            {**view.to_dict(), "decision": outcome.decision.to_dict(), "job_id": outcome.job_id}
+        )
+    else:
+        rt.out(
+            "cli/outcome.txt.j2",
+            outcome=Outcome(view, outcome.decision, outcome.job_id),
+            action=action,
+            waited=waited,
+            c=view,
+        )
+    if ended_badly:
+        raise SystemExit(EXIT_REFUSED)
+
+
+_BAD_ENDS = {State.FAILED.value, State.INTERRUPTED.value, State.DENIED.value}
+
+
+@click.group("checkpoint")
+def checkpoint() -> None:
+    """Take, list, roll back and merge checkpoints."""
+
+
+@checkpoint.command("create")
+@click.argument("vm")
+@click.option("--reason", "-r", help="Why: the change this checkpoint protects. Required.")
+@click.option("--type", "ctype", type=TYPES, help="Checkpoint type (default from config).")
+@click.option("--ttl", help="Lifetime before the bot chases it, e.g. 24h, 3d (default 72h).")
+@click.option("--no-wait", is_flag=True, help="Return the change id at once; a worker runs it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
+@pass_runtime
+def create(
+    rt: Runtime,
+    vm: str,
+    reason: str | None,
+    ctype: str | None,
+    ttl: str | None,
+    no_wait: bool,
+    as_json: bool,
+) -> None:
+    """Take a checkpoint of VM, if the guardrails allow it."""
+    outcome = request_checkpoint(
+        rt.ctx,
+        vm,
+        reason=reason,
+        requester=rt.requester,
+        checkpoint_type=ctype,
+        ttl=ttl,
+        source="cli",
+    )
+    _finish(rt, outcome, "checkpoint", wait=not no_wait, as_json=as_json)
+
+
+@checkpoint.command("rollback")
+@click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
+@click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
+@pass_runtime
+def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
+    """Restore the checkpoint of a change (CHG-n or the checkpoint's Id).
+
+    Everything written to the VM since the checkpoint is lost. A production
+    checkpoint leaves the VM off; the bot starts it again if it was running
+    (defaults.start_after_restore)."""
+    outcome = rollback(rt.ctx, target, requester=rt.requester)
+    _finish(rt, outcome, "rollback", wait=not no_wait, as_json=as_json)
+
+
+@checkpoint.command("merge")
+@click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
+@click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
+@pass_runtime
+def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
+    """Keep the change: delete the checkpoint and merge its disk."""
+    outcome = merge(rt.ctx, target, requester=rt.requester)
+    _finish(rt, outcome, "merge", wait=not no_wait, as_json=as_json)
+
+
+@checkpoint.command("list")
+@click.option("--vm", help="Only this VM.")
+@click.option("--host", help="Only this host.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def list_cmd(rt: Runtime, vm: str | None, host: str | None, as_json: bool) -> None:
+    """Every checkpoint on the hosts, as a tree per VM, with its owning change."""
+    listing = list_checkpoints(rt.ctx, vm=vm, host=host)
+    if as_json:
+        echo_json(listing.to_dict())
+    else:
+        rt.out("cli/checkpoints.txt.j2", listing=listing, scope=vm or host)
+
+
+@click.group("change")
+def change() -> None:
+    """Look at the record of a change."""
+
+
+@change.command("show")
+@click.argument("ref", metavar="CHG-n")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def show(rt: Runtime, ref: str, as_json: bool) -> None:
+    """A change, its policy decision, its history and its jobs."""
+    view = show_change(rt.ctx, ref)
+    if as_json:
+        echo_json(view.to_dict())
+    else:
+        rt.out("cli/change.txt.j2", c=view)

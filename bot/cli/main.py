@@ -1,0 +1,91 @@
+"""Entry point: parse, run one command, turn every error into one line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from bot.cli.admin_cmds import audit, db, inventory, policy, worker
+from bot.cli.checkpoint_cmds import change, checkpoint
+from bot.cli.runtime import Runtime
+from bot.config import ConfigError
+from bot.service.errors import BadRequest, ServiceError, Unavailable
+
+EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+
+EPILOG = """\
+Without --config (or CHECKPOINT_BOT_CONFIG) every command runs in demo mode on
+the simulated estate of deploy/examples/demo-inventory.yaml.
+
+Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 a host or the database
+could not be reached.
+"""
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="The YAML config file (default: $CHECKPOINT_BOT_CONFIG, else demo mode).",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Log what happens, to stderr.")
+@click.version_option(package_name="checkpoint-bot")
+@click.pass_context
+def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
+    """checkpoint-bot: safe Hyper-V checkpoints, with guardrails and a record."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    runtime = Runtime(config_path=config_path)
+    click_ctx.obj = runtime
+    click_ctx.call_on_close(runtime.close)
+
+
+for command in (checkpoint, change, inventory, audit, db, policy, worker):
+    cli.add_command(command)
+
+
+def _fail(message: str, code: int) -> int:
+    first, *rest = message.strip().splitlines() or ["error"]
+    click.echo(f"checkpoint-bot: error: {first}", err=True)
+    for line in rest[:9]:
+        click.echo(f"  {line}", err=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        return _fail(f"{exc.format_message()}{hint}", EXIT_USAGE)
+    except click.Abort:
+        return _fail("aborted", EXIT_FAILED)
+    except click.ClickException as exc:
+        return _fail(exc.format_message(), EXIT_USAGE)
+    except (ConfigError, BadRequest) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except Unavailable as exc:
+        return _fail(str(exc), EXIT_UNAVAILABLE)
+    except ServiceError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

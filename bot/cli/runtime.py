@@ -1,0 +1,82 @@
+"""What every CLI command shares: settings, the lazily built context, output."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.config import Settings, load_settings
+from bot.context import AppContext, build_context
+from templates import Renderer
+
+
+@dataclass
+class Runtime:
+    """Built at the entry point; the only place the CLI reads the environment."""
+
+    config_path: Path | None
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    cwd: Path = field(default_factory=Path.cwd)
+    renderer: Renderer = field(default_factory=Renderer)
+    builder: Callable[[Settings], AppContext] = build_context
+    _settings: Settings | None = None
+    _ctx: AppContext | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path, self.env, self.cwd)
+            if self._settings.demo:
+                click.echo(
+                    "checkpoint-bot: DEMO MODE — simulated Hyper-V estate from "
+                    f"{_short(self._settings.inventory_path, self.cwd)}, state in "
+                    f"{self._settings.database_label}. Pass --config FILE (or set "
+                    "CHECKPOINT_BOT_CONFIG) for a real deployment.",
+                    err=True,
+                )
+        return self._settings
+
+    @property
+    def ctx(self) -> AppContext:
+        if self._ctx is None:
+            self._ctx = self.builder(self.settings)
+        return self._ctx
+
+    @property
+    def requester(self) -> str:
+        user = self.env.get("CHECKPOINT_BOT_USER") or self.env.get("USER") or getpass.getuser()
+        return f"cli:{user}"
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+
+    def out(self, template: str, **values: Any) -> None:
+        click.echo(self.renderer.render(template, **values), nl=False)
+
+
+def _short(path: Path, cwd: Path) -> str:
+    try:
+        return str(path.relative_to(cwd))
+    except ValueError:
+        return str(path)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def progress(message: str) -> None:
+    """Progress goes to stderr so stdout stays clean for --json and pipes."""
+    click.echo(message, err=True)
+
+
+pass_runtime = click.make_pass_decorator(Runtime)

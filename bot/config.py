@@ -1,0 +1,227 @@
+"""Settings: one YAML file plus environment variables, validated at start.
+
+The entry point builds a `Settings` and passes it down; nothing below it
+reads the environment. With no config file the bot runs in demo mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+
+from bot.durations import DurationError, parse_duration
+from bot.store.db import default_sqlite_url
+from bot.yamlio import (
+    ConfigProblem,
+    YamlDoc,
+    YamlError,
+    YamlValidationError,
+    load_yaml,
+    validation_errors,
+)
+
+CONFIG_ENV = "CHECKPOINT_BOT_CONFIG"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_INVENTORY = REPO_ROOT / "deploy" / "examples" / "demo-inventory.yaml"
+CHECKPOINT_TYPES = ("production", "production-only", "standard")
+
+
+class ConfigError(Exception):
+    """A configuration problem, one line per problem, no secrets in it."""
+
+
+def _duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    try:
+        return parse_duration(str(value))
+    except DurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobsConfig(_Model):
+    queue: Literal["sqlite", "memory"] = "sqlite"
+    workers: int = Field(default=4, ge=1, le=64)
+    heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
+    lock_stale_after: timedelta = timedelta(seconds=60)
+    create_deadline: timedelta = timedelta(minutes=30)
+    restore_deadline: timedelta = timedelta(minutes=30)
+    merge_deadline: timedelta = timedelta(hours=2)
+
+    _durations = field_validator(
+        "lock_stale_after", "create_deadline", "restore_deadline", "merge_deadline", mode="before"
+    )(_duration)
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_in_stale_window(self) -> JobsConfig:
+        # A live worker must be able to miss two heartbeats before anyone
+        # may take its VM lock over.
+        if 3 * self.heartbeat_seconds > self.lock_stale_after.total_seconds():
+            raise ValueError(
+                f"lock_stale_after ({self.lock_stale_after.total_seconds():g}s) must be at "
+                f"least 3 x heartbeat_seconds ({self.heartbeat_seconds:g}s)"
+            )
+        return self
+
+
+class DefaultsConfig(_Model):
+    ttl: timedelta = timedelta(hours=72)
+    max_ttl: timedelta = timedelta(days=7)
+    checkpoint_type: Literal["production", "production-only", "standard"] = "production"
+    # A restored production checkpoint leaves the VM Off; start it again if
+    # it was running before the rollback.
+    start_after_restore: bool = True
+
+    _durations = field_validator("ttl", "max_ttl", mode="before")(_duration)
+
+
+class SecretRefConfig(_Model):
+    env: str | None = None
+    file: Path | None = None
+
+
+class SlackConfig(_Model):
+    bot_token: SecretRefConfig = SecretRefConfig(env="SLACK_BOT_TOKEN")
+    signing_secret: SecretRefConfig = SecretRefConfig(env="SLACK_SIGNING_SECRET")
+    app_token: SecretRefConfig = SecretRefConfig(env="SLACK_APP_TOKEN")
+    api_url: str | None = None
+    changes_channel: str | None = None
+
+
+class FileConfig(_Model):
+    inventory: Path
+    database_url: str | None = None
+    database_url_file: Path | None = None
+    workdir: Path | None = None
+    hyperv_backend: Literal["simulator"] = "simulator"
+    jobs: JobsConfig = JobsConfig()
+    defaults: DefaultsConfig = DefaultsConfig()
+    slack: SlackConfig = SlackConfig()
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password_in_file(cls, value: str | None) -> str | None:
+        if value and make_url(value).password:
+            raise ValueError(
+                "must not contain a password: set DATABASE_URL in the environment "
+                "or name a file with database_url_file"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the process needs, resolved: absolute paths, one DB URL."""
+
+    demo: bool
+    config_path: Path | None
+    inventory_path: Path
+    database_url: str
+    workdir: Path
+    hyperv_backend: str
+    jobs: JobsConfig
+    defaults: DefaultsConfig
+    slack: SlackConfig
+
+    @property
+    def database_label(self) -> str:
+        """The URL without its password, for messages."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def _problems_to_error(problems: list[ConfigProblem]) -> ConfigError:
+    return ConfigError("\n".join(str(p) for p in problems))
+
+
+def demo_settings(env: Mapping[str, str], cwd: Path) -> Settings:
+    return Settings(
+        demo=True,
+        config_path=None,
+        inventory_path=DEMO_INVENTORY,
+        database_url=env.get("DATABASE_URL") or default_sqlite_url(cwd),
+        workdir=cwd,
+        hyperv_backend="simulator",
+        jobs=JobsConfig(),
+        defaults=DefaultsConfig(),
+        slack=SlackConfig(),
+    )
+
+
+def _read_url_file(path: Path, source: str, doc: YamlDoc) -> str:
+    try:
+        url = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        line = doc.line_of(("database_url_file",))
+        raise ConfigError(
+            f"{source}:{line}: database_url_file: cannot read {path}: {exc.strerror}"
+        ) from None
+    return url
+
+
+def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -> Settings:
+    """Settings from `config_path` (or $CHECKPOINT_BOT_CONFIG), else demo mode."""
+    if config_path is None and env.get(CONFIG_ENV):
+        config_path = Path(env[CONFIG_ENV])
+    if config_path is None:
+        return demo_settings(env, cwd)
+    config_path = (cwd / config_path).resolve()
+    source = str(config_path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the config file: {exc.strerror}") from None
+    try:
+        doc = load_yaml(text, source)
+    except YamlError as exc:
+        raise ConfigError(str(exc)) from None
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{source}:1: the config file must be a mapping of keys to values")
+    try:
+        parsed = FileConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise _problems_to_error(validation_errors(exc, doc)) from None
+    base = config_path.parent
+    workdir = (base / parsed.workdir) if parsed.workdir else cwd
+    url = env.get("DATABASE_URL") or parsed.database_url
+    if not url and parsed.database_url_file:
+        url = _read_url_file(base / parsed.database_url_file, source, doc)
+    return Settings(
+        demo=False,
+        config_path=config_path,
+        inventory_path=(base / parsed.inventory).resolve(),
+        database_url=url or default_sqlite_url(workdir),
+        workdir=workdir,
+        hyperv_backend=parsed.hyperv_backend,
+        jobs=parsed.jobs,
+        defaults=parsed.defaults,
+        slack=parsed.slack,
+    )
+
+
+__all__ = [
+    "CHECKPOINT_TYPES",
+    "CONFIG_ENV",
+    "DEMO_INVENTORY",
+    "ConfigError",
+    "Settings",
+    "YamlValidationError",
+    "demo_settings",
+    "load_settings",
+]

@@ -1,0 +1,153 @@
+"""The application context: every long-lived dependency, built once at the
+entry point from `Settings` and passed down explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.engine import Engine
+
+from bot.clock import Clock, system_clock
+from bot.config import ConfigError, Settings
+from bot.hyperv import HyperVHost
+from bot.hyperv.sim_store import SqlHostStateStore
+from bot.hyperv.simulator import SimulatedFleet
+from bot.inventory import Inventory, InventoryError, load_inventory
+from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, make_huey
+from bot.jobs.runner import default_worker_id
+from bot.service.errors import Unavailable
+from bot.service.execution import Executor
+from bot.simfleet import seed_missing
+from bot.store import migrate
+from bot.store.db import make_engine, session_scope
+from bot.store.models import Change
+
+
+class SchemaOutOfDate(ConfigError):
+    pass
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    inventory: Inventory
+    host_for: Callable[[str], HyperVHost]
+    ledger: JobLedger
+    runner: JobRunner
+    queue: JobQueue
+    clock: Clock
+    worker_id: str
+    _consumer: InProcessConsumer | None = field(default=None, repr=False)
+
+    def submit(self, kind: str, change_id: int, *, key: str) -> int:
+        """Put host work for a change on the ledger and the queue."""
+        jobs = self.settings.jobs
+        deadlines = {
+            "create": jobs.create_deadline,
+            "restore": jobs.restore_deadline,
+            "remove": jobs.merge_deadline,
+        }
+        with session_scope(self.engine) as s:
+            change = s.get(Change, change_id)
+            assert change is not None
+            vm_id, host = change.vm_id, change.host
+        job, _created = self.ledger.submit(
+            kind,
+            vm_id=vm_id,
+            host=host,
+            change_id=change_id,
+            payload={},
+            idempotency_key=key,
+            destructive=kind in ("restore", "remove"),
+            deadline=deadlines[kind],
+        )
+        assert job.id is not None
+        self.queue.enqueue(job.id)
+        return job.id
+
+    def start_workers(self) -> InProcessConsumer:
+        """Run the queue's consumer in threads of this process."""
+        if self._consumer is None:
+            self._consumer = InProcessConsumer(self.queue.huey, workers=self.settings.jobs.workers)
+            self._consumer.start()
+        return self._consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.stop()
+            self._consumer = None
+        self.engine.dispose()
+
+
+def prepare_database(settings: Settings, engine: Engine) -> None:
+    """Demo mode migrates on its own; a real deployment is told to."""
+    if settings.demo:
+        migrate.upgrade(engine)
+        return
+    current, head = migrate.current_revision(engine), migrate.head_revision()
+    if current != head:
+        raise SchemaOutOfDate(
+            f"the database ({settings.database_label}) is at schema {current or 'none'}, "
+            f"expected {head}: run 'checkpoint-bot db upgrade'"
+        )
+
+
+def build_context(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    huey_kind: Literal["sqlite", "memory"] | None = None,
+    **_: Any,
+) -> AppContext:
+    try:
+        inventory = load_inventory(settings.inventory_path)
+    except InventoryError as exc:
+        raise ConfigError(str(exc)) from None
+    engine = make_engine(settings.database_url)
+    try:
+        prepare_database(settings, engine)
+    except ConfigError:
+        engine.dispose()
+        raise
+    except Exception as exc:
+        engine.dispose()
+        raise Unavailable(
+            f"cannot open the database {settings.database_label}: {type(exc).__name__}"
+        ) from None
+    store = SqlHostStateStore(engine)
+    seed_missing(store, inventory)
+    fleet = SimulatedFleet(store, clock)
+    ledger = JobLedger(engine, clock, lock_stale_after=settings.jobs.lock_stale_after)
+    executor = Executor(
+        engine=engine,
+        inventory=inventory,
+        host_for=fleet.host,
+        defaults=settings.defaults,
+        clock=clock,
+        inventory_label=f"inventory {settings.inventory_path.name}",
+    )
+    worker_id = default_worker_id()
+    runner = JobRunner(
+        ledger,
+        executor.handlers(),
+        worker_id,
+        clock=clock,
+        heartbeat_interval=settings.jobs.heartbeat_seconds,
+    )
+    kind = huey_kind or settings.jobs.queue
+    huey = make_huey(kind, path=settings.workdir / "var" / "queue.db")
+    queue = JobQueue(huey, runner)
+    return AppContext(
+        settings=settings,
+        engine=engine,
+        inventory=inventory,
+        host_for=fleet.host,
+        ledger=ledger,
+        runner=runner,
+        queue=queue,
+        clock=clock,
+        worker_id=worker_id,
+    )

@@ -1,0 +1,216 @@
+"""The inventory as a whole: cross-checks, lookups, and loading it from YAML."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
+
+from bot.inventory.errors import InvalidName, InventoryError, UnknownHost, UnknownVM
+from bot.inventory.models import VM, Host, HostVolume, _Model, normalize_vm_id
+from bot.inventory.names import check_name, suggest
+from bot.yamlio import (
+    YamlError,
+    YamlPath,
+    format_path,
+    load_yaml,
+    read_config_text,
+    validation_errors,
+)
+
+__all__ = [
+    "Inventory",
+    "consistency_problems",
+    "demo_inventory_path",
+    "load_inventory",
+    "parse_inventory",
+]
+
+# parse_inventory runs the cross-checks itself, with line numbers, so it asks the
+# model validator to skip them.
+_DEFER_CHECKS = "defer_inventory_checks"
+_MAX_LISTED = 10
+
+
+def demo_inventory_path() -> Path:
+    """The simulated demo estate shipped in the repository."""
+    return Path(__file__).resolve().parents[2] / "deploy" / "examples" / "demo-inventory.yaml"
+
+
+class Inventory(_Model):
+    """Hosts and VMs, consistent with each other, with lookups by name and id."""
+
+    hosts: list[Host]
+    vms: list[VM] = Field(default_factory=list)
+
+    _vms_by_name: dict[str, VM] = PrivateAttr(default_factory=dict)
+    _vms_by_id: dict[str, VM] = PrivateAttr(default_factory=dict)
+    _hosts_by_name: dict[str, Host] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent_and_indexed(self, info: ValidationInfo) -> Self:
+        if not (info.context or {}).get(_DEFER_CHECKS):
+            problems = consistency_problems(self.hosts, self.vms)
+            if problems:
+                raise ValueError("; ".join(f"{format_path(p)}: {m}" for p, m in problems))
+        self._hosts_by_name = {h.name.casefold(): h for h in reversed(self.hosts)}
+        vms = [self._resolved(vm) for vm in self.vms]
+        # The model is frozen for its users; completing it during its own validation
+        # is the one place a field is set after the fact.
+        object.__setattr__(self, "vms", vms)
+        self._vms_by_name = {vm.name.casefold(): vm for vm in reversed(vms)}
+        self._vms_by_id = {vm.vm_id: vm for vm in reversed(vms)}
+        return self
+
+    def _resolved(self, vm: VM) -> VM:
+        """The VM with its host's canonical name and its volume filled in."""
+        host = self._hosts_by_name.get(vm.host.casefold())
+        if host is None:
+            return vm
+        volume = vm.volume
+        if volume is None and host.volumes:
+            volume = host.volumes[0].path
+        elif volume is not None and (found := host.volume(volume)) is not None:
+            volume = found.path
+        if (host.name, volume) == (vm.host, vm.volume):
+            return vm
+        return vm.model_copy(update={"host": host.name, "volume": volume})
+
+    def vm(self, name: str) -> VM:
+        """The VM with this name (case-insensitive), or InvalidName / UnknownVM."""
+        check_name(name, kind="VM")
+        found = self._vms_by_name.get(name.casefold())
+        if found is None:
+            raise UnknownVM(name, suggest(name, (vm.name for vm in self.vms)))
+        return found
+
+    def vm_by_id(self, vm_id: str) -> VM:
+        try:
+            key = normalize_vm_id(vm_id)
+        except ValueError as exc:
+            raise InvalidName(vm_id, "is not a VM id: " + str(exc), kind="VM id") from None
+        found = self._vms_by_id.get(key)
+        if found is None:
+            raise UnknownVM(vm_id, by_id=True)
+        return found
+
+    def host(self, name: str) -> Host:
+        """The host with this name (case-insensitive), or InvalidName / UnknownHost."""
+        check_name(name, kind="host")
+        found = self._hosts_by_name.get(name.casefold())
+        if found is None:
+            raise UnknownHost(name, suggest(name, (h.name for h in self.hosts)))
+        return found
+
+    def vms_on_host(self, name: str) -> list[VM]:
+        host = self.host(name)
+        return [vm for vm in self.vms if vm.host == host.name]
+
+    def dcs_in_domain(self, domain: str) -> list[VM]:
+        """Domain controllers (writable and read-only) of a domain, in inventory order."""
+        wanted = domain.strip().rstrip(".").casefold()
+        return [vm for vm in self.vms if vm.is_domain_controller and vm.domain == wanted]
+
+    def members_of(self, app_group: str) -> list[VM]:
+        """VMs of an AG, DAG, cluster or replication group (case-insensitive)."""
+        wanted = app_group.casefold()
+        return [vm for vm in self.vms if vm.app_group and vm.app_group.casefold() == wanted]
+
+    def volume_of(self, vm: VM) -> HostVolume | None:
+        """The host volume holding the VM's files, when the inventory knows it."""
+        host = self._hosts_by_name.get(vm.host.casefold())
+        if host is None or vm.volume is None:
+            return None
+        return host.volume(vm.volume)
+
+
+def _at_path(path: YamlPath) -> str:
+    return f"at {format_path(path)}"
+
+
+def consistency_problems(
+    hosts: Iterable[Host], vms: Iterable[VM], locate: Callable[[YamlPath], str] = _at_path
+) -> list[tuple[YamlPath, str]]:
+    """What is inconsistent between hosts and VMs, as (path, message) pairs.
+
+    `locate` describes where an earlier definition is ("on line 9" when a file is known).
+    """
+    problems: list[tuple[YamlPath, str]] = []
+    host_at: dict[str, int] = {}
+    host_list = list(hosts)
+    for i, host in enumerate(host_list):
+        key = host.name.casefold()
+        if key in host_at:
+            first = locate(("hosts", host_at[key], "name"))
+            problems.append((("hosts", i, "name"), f"duplicate host name (first defined {first})"))
+        else:
+            host_at[key] = i
+    host_names = [h.name for h in host_list]
+    name_at: dict[str, int] = {}
+    id_at: dict[str, int] = {}
+    for i, vm in enumerate(vms):
+        if (j := name_at.setdefault(vm.name.casefold(), i)) != i:
+            first = locate(("vms", j, "name"))
+            problems.append((("vms", i, "name"), f"duplicate VM name (first defined {first})"))
+        if (j := id_at.setdefault(vm.vm_id, i)) != i:
+            first = locate(("vms", j, "vm_id"))
+            problems.append((("vms", i, "vm_id"), f"duplicate vm_id (first used {first})"))
+        if vm.is_domain_controller and vm.domain is None:
+            problems.append(
+                (
+                    ("vms", i, "roles"),
+                    "a domain controller needs `domain:` so its peer DCs can be counted",
+                )
+            )
+        index = host_at.get(vm.host.casefold())
+        if index is None:
+            problems.append((("vms", i, "host"), _unknown("host", vm.host, host_names)))
+        elif vm.volume is not None and host_list[index].volume(vm.volume) is None:
+            host = host_list[index]
+            paths = [v.path for v in host.volumes]
+            message = f"host {host.name} has no volume '{vm.volume}'" + (
+                f" (expected one of: {', '.join(paths)})" if paths else " (it lists none)"
+            )
+            problems.append((("vms", i, "volume"), message))
+    return problems
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> str:
+    if not known:
+        return f"unknown {kind} {name!r} (the inventory lists no {kind}s)"
+    if len(known) <= _MAX_LISTED:
+        return f"unknown {kind} {name!r} (expected one of: {', '.join(known)})"
+    close = suggest(name, known)
+    return f"unknown {kind} {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+
+
+def parse_inventory(text: str, source: str) -> Inventory:
+    """Parse and check inventory YAML; every problem is reported with its line."""
+    try:
+        doc = load_yaml(text, source)
+    except YamlError as exc:
+        raise InventoryError(exc.problems) from None
+    try:
+        inventory = Inventory.model_validate(doc.data, context={_DEFER_CHECKS: True})
+    except ValidationError as exc:
+        # `from None`: pydantic's chained error would echo the offending values.
+        raise InventoryError(validation_errors(exc, doc, model=Inventory)) from None
+
+    def on_line(path: YamlPath) -> str:
+        return f"on line {doc.line_of(path)}"
+
+    problems = consistency_problems(inventory.hosts, inventory.vms, on_line)
+    if problems:
+        found = (doc.problem(path, message) for path, message in problems)
+        raise InventoryError(sorted(found, key=lambda p: p.line or 0))
+    return inventory
+
+
+def load_inventory(path: Path) -> Inventory:
+    try:
+        text = read_config_text(path)
+    except YamlError as exc:
+        raise InventoryError(exc.problems) from None
+    return parse_inventory(text, str(path))

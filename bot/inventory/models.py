@@ -1,0 +1,376 @@
+"""Hosts and VMs as the inventory file declares them.
+
+The models hold references to secrets (environment variable names, file paths), never
+secrets. Facts the guardrails rely on (roles, domain, app group, disks, replica) come
+from here or from discovery on the host; a missing fact stays missing, so rules fail closed.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from bot.hyperv.types import CheckpointType, VMState
+from bot.inventory.names import name_problem
+
+__all__ = [
+    "DC_ROLES",
+    "VM",
+    "AuthMethod",
+    "CredentialRef",
+    "Host",
+    "HostVolume",
+    "Role",
+    "SimulationHints",
+    "Transport",
+    "VMDisks",
+    "normalize_vm_id",
+    "normalize_volume_path",
+]
+
+DEFAULT_PORTS = {"https": 5986, "http": 5985}
+_GUID_EXAMPLE = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+_GUID = re.compile(r"\{?([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})\}?\Z")
+_DRIVE = re.compile(r"[A-Za-z]:(\\.*)?\Z")
+_UNC = re.compile(r"\\\\[^\\]+\\[^\\]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_ADDRESS = re.compile(r"[A-Za-z0-9.:%\[\]-]+\Z")
+_ENDPOINT = r"^[A-Za-z0-9._-]+$"  # Rust regex (pydantic): no \Z
+_DOMAIN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\Z")
+
+
+class _Model(BaseModel):
+    # hide_input_in_errors: pydantic's own error text would echo a pasted secret.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class Transport(enum.StrEnum):
+    HTTPS = "https"
+    HTTP = "http"
+
+
+class AuthMethod(enum.StrEnum):
+    """pypsrp's `auth=` values."""
+
+    NEGOTIATE = "negotiate"
+    NTLM = "ntlm"
+    KERBEROS = "kerberos"
+    CREDSSP = "credssp"
+    CERTIFICATE = "certificate"
+    BASIC = "basic"
+
+
+class Role(enum.StrEnum):
+    """What a VM does, as far as the guardrails care."""
+
+    DOMAIN_CONTROLLER = "domain_controller"
+    READ_ONLY_DOMAIN_CONTROLLER = "read_only_domain_controller"
+    CLUSTER_NODE = "cluster_node"
+    SQL_SERVER = "sql_server"
+    SQL_AG_REPLICA = "sql_ag_replica"
+    EXCHANGE_SERVER = "exchange_server"
+    EXCHANGE_DAG_MEMBER = "exchange_dag_member"
+    DFSR_MEMBER = "dfsr_member"
+    FILE_SERVER = "file_server"
+    CERTIFICATE_AUTHORITY = "certificate_authority"
+    WEB = "web"
+    APP = "app"
+    OTHER = "other"
+
+
+DC_ROLES = frozenset({Role.DOMAIN_CONTROLLER, Role.READ_ONLY_DOMAIN_CONTROLLER})
+
+
+def _lowercase(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _safe_name(value: object) -> object:
+    if isinstance(value, str):
+        problem = name_problem(value)
+        if problem is not None:
+            raise ValueError(f"name {value!r} {problem}")
+    return value
+
+
+def normalize_vm_id(value: object) -> str:
+    """A VMId in Hyper-V's canonical form: lowercase, no braces."""
+    match = _GUID.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        shown = repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
+        raise ValueError(f"expected a GUID like {_GUID_EXAMPLE}, got {shown}")
+    return match.group(1).lower()
+
+
+def normalize_volume_path(value: object) -> object:
+    """`d:`, `D:/` and `D:\\` are one volume, stored as `D:\\`.
+
+    Always with a trailing backslash, as Win32_Volume names volumes (also CSVs:
+    `C:\\ClusterStorage\\Volume1\\`), so a path can be appended directly.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip().replace("/", "\\")
+    if _DRIVE.match(text):
+        return text[0].upper() + ":" + text[2:].rstrip("\\") + "\\"
+    if _UNC.match(text):
+        return text.rstrip("\\") + "\\"
+    raise ValueError(
+        "expected a Windows volume path like 'D:\\' or 'C:\\ClusterStorage\\Volume1', "
+        f"got {value!r}"
+    )
+
+
+def _parse_checkpoint_type(value: object) -> CheckpointType:
+    try:
+        return CheckpointType(CheckpointType.parse(value))
+    except ValueError:
+        names = ", ".join(t.name for t in _CHECKPOINT_TYPE_ORDER)
+        raise ValueError(f"expected one of: {names}, got {value!r}") from None
+
+
+_CHECKPOINT_TYPE_ORDER = (
+    CheckpointType.Production,
+    CheckpointType.ProductionOnly,
+    CheckpointType.Standard,
+    CheckpointType.Disabled,
+)
+
+
+def _parse_sim_state(value: object) -> VMState:
+    try:
+        state = VMState.parse(value)
+    except ValueError:
+        state = None
+    if state not in (VMState.Running, VMState.Off):
+        raise ValueError(f"expected Running or Off, got {value!r}")
+    return VMState(state)
+
+
+def _env_name(value: object) -> object:
+    if isinstance(value, str) and not _ENV_NAME.match(value):
+        raise ValueError(
+            f"expected the name of an environment variable like HYPERV_PASSWORD, got {value!r}"
+        )
+    return value
+
+
+def _address(value: object) -> object:
+    if isinstance(value, str) and not _ADDRESS.match(value):
+        raise ValueError(
+            f"expected a host name or IP address like hv01.corp.example, got {value!r}"
+        )
+    return value
+
+
+def _domain(value: object) -> object:
+    if isinstance(value, str):
+        text = value.strip().rstrip(".").lower()
+        if not _DOMAIN.match(text):
+            raise ValueError(f"expected a DNS domain like corp.example, got {value!r}")
+        return text
+    return value
+
+
+SafeName = Annotated[str, BeforeValidator(_safe_name)]
+VolumePath = Annotated[str, BeforeValidator(normalize_volume_path)]
+VMId = Annotated[str, BeforeValidator(normalize_vm_id)]
+EnvName = Annotated[str, BeforeValidator(_env_name)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class HostVolume(_Model):
+    path: VolumePath
+    capacity_gb: float = Field(gt=0)
+    used_gb: float = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        if self.used_gb > self.capacity_gb:
+            raise ValueError(
+                f"used_gb ({self.used_gb:g}) is more than capacity_gb ({self.capacity_gb:g})"
+            )
+        return self
+
+    @property
+    def free_gb(self) -> float:
+        return self.capacity_gb - self.used_gb
+
+
+class CredentialRef(_Model):
+    """Where the bot finds a host's credentials at run time; never the secret itself."""
+
+    username: NonEmpty | None = None
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    password_file: Path | None = None
+    certificate_pem: Path | None = None
+    certificate_key_pem: Path | None = None
+    # A trap, not a setting: it exists so a literal password is caught at its own line
+    # with advice, and is never echoed (excluded from dumps, repr and field lists).
+    password: object = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _no_literal_password(cls, value: object) -> None:
+        if value is not None:
+            raise ValueError(
+                "a literal password is not allowed in the inventory; use password_env "
+                "(an environment variable's name) or password_file (a file's path)"
+            )
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Self:
+        if self.username is not None and self.username_env is not None:
+            raise ValueError("give username or username_env, not both")
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("give password_env or password_file, not both")
+        if (self.certificate_pem is None) != (self.certificate_key_pem is None):
+            raise ValueError("certificate_pem and certificate_key_pem go together")
+        return self
+
+    @property
+    def has_username(self) -> bool:
+        return self.username is not None or self.username_env is not None
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_env is not None or self.password_file is not None
+
+
+class Host(_Model):
+    """A Hyper-V host and how to reach it over WinRM."""
+
+    name: SafeName
+    address: Annotated[str, BeforeValidator(_address)]
+    transport: Annotated[Transport, BeforeValidator(_lowercase)] = Transport.HTTPS
+    port: int = Field(default=DEFAULT_PORTS["https"], ge=1, le=65535)
+    # Declared before `auth` so the auth check can see it.
+    allow_basic: bool = False
+    auth: Annotated[AuthMethod, BeforeValidator(_lowercase)] = AuthMethod.NEGOTIATE
+    # validate_default: an auth method that needs a credential must say so when it is absent.
+    credential: CredentialRef | None = Field(default=None, validate_default=True)
+    host_group: NonEmpty | None = None
+    volumes: list[HostVolume] = Field(default_factory=list)
+    cert_validation: bool = True
+    ca_bundle: Path | None = None
+    configuration_name: Annotated[str, Field(pattern=_ENDPOINT)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port_follows_transport(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("port") is None:
+            transport = str(data.get("transport") or "https").strip().lower()
+            if transport in DEFAULT_PORTS:
+                return {**data, "port": DEFAULT_PORTS[transport]}
+        return data
+
+    @field_validator("auth")
+    @classmethod
+    def _basic_needs_opt_in(cls, auth: AuthMethod, info: ValidationInfo) -> AuthMethod:
+        if auth is AuthMethod.BASIC and not info.data.get("allow_basic"):
+            raise ValueError(
+                "basic auth sends the password merely base64-encoded, so it is refused; "
+                "use negotiate, kerberos or certificate, or set allow_basic: true to accept that"
+            )
+        return auth
+
+    @field_validator("credential")
+    @classmethod
+    def _credential_fits_auth(
+        cls, credential: CredentialRef | None, info: ValidationInfo
+    ) -> CredentialRef | None:
+        auth = info.data.get("auth")
+        if auth is None:  # auth itself was invalid; that error says enough
+            return credential
+        if auth is AuthMethod.CERTIFICATE:
+            if credential is None or credential.certificate_pem is None:
+                raise ValueError(
+                    "certificate auth needs certificate_pem and certificate_key_pem (file paths)"
+                )
+        elif auth in (AuthMethod.NTLM, AuthMethod.CREDSSP, AuthMethod.BASIC):
+            if credential is None or not (credential.has_username and credential.has_password):
+                raise ValueError(
+                    f"{auth} auth needs username (or username_env) and password_env "
+                    "(or password_file)"
+                )
+        elif credential is not None and not credential.has_username:
+            # negotiate / kerberos may use the bot's own Kerberos ticket with no credential
+            # at all, but a credential without a user name is a half-finished one.
+            raise ValueError("needs username or username_env")
+        return credential
+
+    @field_validator("volumes")
+    @classmethod
+    def _distinct_volumes(cls, volumes: list[HostVolume]) -> list[HostVolume]:
+        seen: set[str] = set()
+        for volume in volumes:
+            if volume.path.casefold() in seen:
+                raise ValueError(f"volume {volume.path!r} is listed twice")
+            seen.add(volume.path.casefold())
+        return volumes
+
+    def volume(self, path: str) -> HostVolume | None:
+        wanted = str(normalize_volume_path(path)).casefold()
+        return next((v for v in self.volumes if v.path.casefold() == wanted), None)
+
+
+class VMDisks(_Model):
+    """Disk kinds that change what a checkpoint can do (DOMAIN.md)."""
+
+    shared_vhdx: bool = False
+    vhd_set: bool = False
+    passthrough: bool = False
+    virtual_fibre_channel: bool = False
+
+    @property
+    def shared(self) -> bool:
+        return self.shared_vhdx or self.vhd_set
+
+
+class SimulationHints(_Model):
+    """How the simulated fleet should behave for this VM; ignored by real hosts."""
+
+    state: Annotated[VMState, BeforeValidator(_parse_sim_state)] = VMState.Running
+    vss: bool = True
+    kvp: bool = True
+    memory_gb: float = Field(default=4, gt=0)
+    disk_gb: float = Field(default=60, gt=0)
+    write_mb_per_hour: float = Field(default=100, ge=0)
+
+
+class VM(_Model):
+    name: SafeName
+    vm_id: VMId
+    host: SafeName
+    tags: dict[str, str] = Field(default_factory=dict)
+    roles: list[Annotated[Role, BeforeValidator(_lowercase)]] = Field(default_factory=list)
+    domain: Annotated[str, BeforeValidator(_domain)] | None = None
+    app_group: NonEmpty | None = None
+    disks: VMDisks = Field(default_factory=VMDisks)
+    hyperv_replica: bool = False
+    guest_os: NonEmpty | None = None
+    checkpoint_type: Annotated[CheckpointType, BeforeValidator(_parse_checkpoint_type)] = (
+        CheckpointType.Production
+    )
+    automatic_checkpoints: bool = False
+    # None until the inventory fills in its host's first volume.
+    volume: VolumePath | None = None
+    owner: NonEmpty | None = None
+    simulation: SimulationHints = Field(default_factory=SimulationHints)
+
+    @property
+    def is_domain_controller(self) -> bool:
+        return any(role in DC_ROLES for role in self.roles)

@@ -1,0 +1,55 @@
+"""Jobs: the durable ledger, the runner and the Huey queue that feeds it."""
+
+from bot.jobs.errors import (
+    IdempotencyConflict,
+    InvalidJobState,
+    JobDeadlineExceeded,
+    JobError,
+    JobNotFound,
+    JobOwnershipLost,
+    RetryNotAllowed,
+)
+from bot.jobs.ledger import DEADLINE_BEFORE_START, ClaimResult, Clock, JobLedger
+from bot.jobs.queue import InProcessConsumer, JobQueue, make_huey
+from bot.jobs.runner import (
+    VM_BUSY_PAST_DEADLINE,
+    Handler,
+    JobContext,
+    JobRunner,
+    ProgressCallback,
+    RunOutcome,
+    RunStatus,
+    default_worker_id,
+    describe_error,
+)
+from bot.jobs.states import FINAL_STATES, ClaimOutcome, JobState, is_final
+
+__all__ = [
+    "DEADLINE_BEFORE_START",
+    "FINAL_STATES",
+    "VM_BUSY_PAST_DEADLINE",
+    "ClaimOutcome",
+    "ClaimResult",
+    "Clock",
+    "Handler",
+    "IdempotencyConflict",
+    "InProcessConsumer",
+    "InvalidJobState",
+    "JobContext",
+    "JobDeadlineExceeded",
+    "JobError",
+    "JobLedger",
+    "JobNotFound",
+    "JobOwnershipLost",
+    "JobQueue",
+    "JobRunner",
+    "JobState",
+    "ProgressCallback",
+    "RetryNotAllowed",
+    "RunOutcome",
+    "RunStatus",
+    "default_worker_id",
+    "describe_error",
+    "is_final",
+    "make_huey",
+]

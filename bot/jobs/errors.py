@@ -1,0 +1,58 @@
+"""Errors raised by the job ledger, the runner and job handlers.
+
+    JobError                         job_id
+    ├── JobNotFound                  no job with that id
+    ├── IdempotencyConflict          a key reused for a different operation
+    ├── InvalidJobState              cannot X in state Y, expected Z
+    │   └── JobOwnershipLost         this worker no longer owns the job
+    ├── RetryNotAllowed              requeue of a destructive job
+    └── JobDeadlineExceeded          raised by `JobContext.check_deadline`
+
+Handlers may raise anything; the runner turns every exception into a
+one-line message on the job row.
+"""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    def __init__(self, message: str, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.job_id = job_id
+
+
+class JobNotFound(JobError):
+    pass
+
+
+class IdempotencyConflict(JobError):
+    def __init__(self, message: str, *, job_id: int | None = None, key: str = "") -> None:
+        super().__init__(message, job_id=job_id)
+        self.key = key
+
+
+class InvalidJobState(JobError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: int | None = None,
+        state: str | None = None,
+        expected: str = "",
+    ) -> None:
+        super().__init__(message, job_id=job_id)
+        self.state = state
+        self.expected = expected
+
+
+class JobOwnershipLost(InvalidJobState):
+    pass
+
+
+class RetryNotAllowed(JobError):
+    pass
+
+
+class JobDeadlineExceeded(JobError):
+    pass

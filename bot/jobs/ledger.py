@@ -1,0 +1,377 @@
+"""The job ledger: the database rows that decide who runs what.
+
+Huey only delivers job ids; it may deliver one twice, late, or to several
+workers. Every transition here is a conditional UPDATE whose rowcount (or
+RETURNING row) decides, so the rows stay the source of truth whatever the
+queue does, across threads, processes, machines and bot replicas.
+
+The VM lock statements live in `bot.jobs.vmlock`; the lock order that
+keeps PostgreSQL free of deadlocks is described there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import col
+from sqlmodel import select as select_rows
+
+from bot.jobs import vmlock
+from bot.jobs.errors import (
+    IdempotencyConflict,
+    JobError,
+    JobNotFound,
+    JobOwnershipLost,
+    RetryNotAllowed,
+)
+from bot.jobs.states import ClaimOutcome, JobState, is_final
+from bot.store.db import session_scope
+from bot.store.models import Job
+
+_JOB = vmlock.JOB
+
+DEADLINE_BEFORE_START = "deadline passed before the job could start"
+_MAX_ERROR = 4000
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    outcome: ClaimOutcome
+    # The job as it stands after the claim transaction.
+    job: Job
+    # vm_busy: the job holding the VM lock.
+    lock_holder: int | None = None
+    # won by taking over a stale lock: the job that held it (now interrupted).
+    took_over_from: int | None = None
+
+    @property
+    def won(self) -> bool:
+        return self.outcome is ClaimOutcome.WON
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware, got naive {value!r}")
+    return value.astimezone(UTC)
+
+
+class JobLedger:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        lock_stale_after: timedelta = timedelta(seconds=30),
+    ) -> None:
+        if lock_stale_after <= timedelta(0):
+            raise ValueError("lock_stale_after must be positive")
+        self._engine = engine
+        self._clock = clock
+        self.lock_stale_after = lock_stale_after
+
+    def __repr__(self) -> str:
+        return f"JobLedger({self._engine.url!r}, lock_stale_after={self.lock_stale_after})"
+
+    def now(self) -> datetime:
+        return _aware(self._clock(), "clock()")
+
+    # -- submitting -------------------------------------------------------
+
+    def submit(
+        self,
+        kind: str,
+        *,
+        vm_id: str,
+        host: str,
+        change_id: int | None,
+        payload: Mapping[str, Any],
+        idempotency_key: str,
+        destructive: bool,
+        deadline: timedelta,
+        max_attempts: int = 1,
+        not_before: datetime | None = None,
+    ) -> tuple[Job, bool]:
+        """Insert a queued job; `(job, True)` if new, `(existing, False)` if
+        the idempotency key was seen before (also when racing another
+        submitter: the unique key arbitrates, the loser reads the winner)."""
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if deadline <= timedelta(0):
+            raise ValueError(f"deadline must be positive, got {deadline}")
+        if destructive:
+            # A restore or remove that failed half-way must be looked at by
+            # a human, never replayed.
+            max_attempts = 1
+        now = self.now()
+        values = {
+            "idempotency_key": idempotency_key,
+            "kind": kind,
+            "change_id": change_id,
+            "vm_id": vm_id,
+            "host": host,
+            "state": JobState.QUEUED.value,
+            "destructive": destructive,
+            "attempt": 0,
+            "max_attempts": max_attempts,
+            "payload": dict(payload),
+            "result": {},
+            "created_at": now,
+            "not_before": None if not_before is None else _aware(not_before, "not_before"),
+            "deadline_at": now + deadline,
+        }
+        with session_scope(self._engine) as s:
+            conn = s.connection()
+            stmt = vmlock.insert_ignoring(conn.dialect.name, _JOB, values, "idempotency_key")
+            new_id = conn.execute(stmt.returning(_JOB.c.id)).scalar()
+        if new_id is not None:
+            return self.get(new_id), True
+        existing = self.find_by_key(idempotency_key)
+        if existing is None:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency_key!r} conflicted but no job holds it",
+                key=idempotency_key,
+            )
+        if existing.kind != kind or existing.vm_id != vm_id:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency_key!r} already used by job {existing.id} "
+                f"({existing.kind} on {existing.vm_id}), not {kind} on {vm_id}",
+                job_id=existing.id,
+                key=idempotency_key,
+            )
+        return existing, False
+
+    # -- claiming ---------------------------------------------------------
+
+    def claim(self, job_id: int, worker: str) -> ClaimResult:
+        """Move the job queued → running and take its VM lock, atomically.
+
+        On SQLite the transaction starts with BEGIN IMMEDIATE, so claims are
+        serialised outright. On PostgreSQL (READ COMMITTED) nothing here is
+        read-then-write: the job UPDATE re-checks `state='queued'` after any
+        concurrent writer commits, the lock INSERT ... ON CONFLICT waits for
+        an in-flight insert of the same VM, and a takeover UPDATE re-checks
+        that the holder is unchanged and still stale.
+        """
+        now = self.now()
+        try:
+            with session_scope(self._engine) as s:
+                conn = s.connection()
+                claimed = conn.execute(
+                    update(_JOB)
+                    .where(
+                        _JOB.c.id == job_id,
+                        _JOB.c.state == JobState.QUEUED.value,
+                        or_(_JOB.c.not_before.is_(None), _JOB.c.not_before <= now),
+                    )
+                    .values(
+                        state=JobState.RUNNING.value,
+                        attempt=_JOB.c.attempt + 1,
+                        worker=worker,
+                        started_at=now,
+                        heartbeat_at=now,
+                    )
+                    .returning(_JOB.c.vm_id)
+                ).first()
+                took_over = None
+                if claimed is not None:
+                    took_over = vmlock.take(
+                        conn,
+                        vm_id=claimed.vm_id,
+                        job_id=job_id,
+                        worker=worker,
+                        now=now,
+                        stale_after=self.lock_stale_after,
+                    )
+        except vmlock.VMBusy as busy:
+            return ClaimResult(ClaimOutcome.VM_BUSY, self.get(job_id), lock_holder=busy.holder)
+        job = self.get(job_id)
+        if claimed is not None:
+            return ClaimResult(ClaimOutcome.WON, job, took_over_from=took_over)
+        if job.state == JobState.QUEUED and job.not_before is not None and job.not_before > now:
+            return ClaimResult(ClaimOutcome.NOT_DUE, job)
+        return ClaimResult(ClaimOutcome.LOST, job)
+
+    # -- while running ----------------------------------------------------
+
+    def heartbeat(self, job_id: int, worker: str) -> bool:
+        """Refresh the job and its VM lock; False if `worker` lost either."""
+        now = self.now()
+        with session_scope(self._engine) as s:
+            conn = s.connection()
+            row = conn.execute(
+                self._owned(update(_JOB), job_id, worker)
+                .values(heartbeat_at=now)
+                .returning(_JOB.c.vm_id)
+            ).first()
+            if row is None:
+                return False
+            return vmlock.refresh(conn, vm_id=row.vm_id, job_id=job_id, worker=worker, now=now)
+
+    def finish(
+        self,
+        job_id: int,
+        worker: str,
+        *,
+        succeeded: bool,
+        result: Mapping[str, Any],
+        error: str | None,
+    ) -> Job:
+        now = self.now()
+        state = JobState.SUCCEEDED if succeeded else JobState.FAILED
+        with session_scope(self._engine) as s:
+            conn = s.connection()
+            row = conn.execute(
+                self._owned(update(_JOB), job_id, worker)
+                .values(
+                    state=state.value,
+                    result=dict(result),
+                    error=_clip(error),
+                    finished_at=now,
+                    heartbeat_at=now,
+                )
+                .returning(_JOB.c.vm_id)
+            ).first()
+            if row is None:
+                raise self._not_owned(s.connection(), job_id, worker, "finish")
+            vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
+        return self.get(job_id)
+
+    def requeue(self, job_id: int, worker: str, *, not_before: datetime, error: str) -> Job:
+        """Put a failed non-destructive attempt back in the queue."""
+        not_before = _aware(not_before, "not_before")
+        with session_scope(self._engine) as s:
+            conn = s.connection()
+            row = conn.execute(
+                self._owned(update(_JOB), job_id, worker)
+                .where(
+                    _JOB.c.destructive.is_(False),
+                    _JOB.c.attempt < _JOB.c.max_attempts,
+                )
+                .values(
+                    state=JobState.QUEUED.value,
+                    worker=None,
+                    not_before=not_before,
+                    error=_clip(error),
+                )
+                .returning(_JOB.c.vm_id)
+            ).first()
+            if row is None:
+                job = s.get(Job, job_id)
+                if job is not None and job.state == JobState.RUNNING and job.worker == worker:
+                    why = (
+                        "destructive jobs are never retried automatically"
+                        if job.destructive
+                        else f"no attempts left ({job.attempt} of {job.max_attempts})"
+                    )
+                    raise RetryNotAllowed(f"cannot requeue job {job_id}: {why}", job_id=job_id)
+                raise self._not_owned(conn, job_id, worker, "requeue")
+            vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
+        return self.get(job_id)
+
+    def fail_queued(self, job_id: int, *, error: str) -> bool:
+        """Fail a job that never started; False if it is no longer queued."""
+        now = self.now()
+        with session_scope(self._engine) as s:
+            done = (
+                s.connection()
+                .execute(
+                    update(_JOB)
+                    .where(_JOB.c.id == job_id, _JOB.c.state == JobState.QUEUED.value)
+                    .values(state=JobState.FAILED.value, error=_clip(error), finished_at=now)
+                )
+                .rowcount
+            )
+        return bool(done == 1)
+
+    def expire_overdue(self) -> list[int]:
+        """Fail queued jobs whose deadline passed; returns their ids."""
+        now = self.now()
+        with session_scope(self._engine) as s:
+            rows = (
+                s.connection()
+                .execute(
+                    update(_JOB)
+                    .where(
+                        _JOB.c.state == JobState.QUEUED.value,
+                        _JOB.c.deadline_at.is_not(None),
+                        _JOB.c.deadline_at < now,
+                    )
+                    .values(
+                        state=JobState.FAILED.value,
+                        error=DEADLINE_BEFORE_START,
+                        finished_at=now,
+                    )
+                    .returning(_JOB.c.id)
+                )
+                .all()
+            )
+        return sorted(int(r.id) for r in rows)
+
+    # -- reading ----------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        with session_scope(self._engine) as s:
+            job = s.get(Job, job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id}", job_id=job_id)
+        return job
+
+    def find_by_key(self, key: str) -> Job | None:
+        with session_scope(self._engine) as s:
+            return s.exec(select_rows(Job).where(col(Job.idempotency_key) == key)).first()
+
+    def running_for_vm(self, vm_id: str) -> Job | None:
+        with session_scope(self._engine) as s:
+            return s.exec(
+                select_rows(Job).where(
+                    col(Job.vm_id) == vm_id, col(Job.state) == JobState.RUNNING.value
+                )
+            ).first()
+
+    def wait(self, job_id: int, timeout: float, poll: float = 0.05) -> Job:
+        """Poll until the job is final or `timeout` seconds (real time) pass;
+        returns the job as last seen either way."""
+        give_up = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if is_final(job.state) or time.monotonic() >= give_up:
+                return job
+            time.sleep(min(poll, max(0.0, give_up - time.monotonic())))
+
+    # -- helpers ----------------------------------------------------------
+
+    @staticmethod
+    def _owned(stmt: Any, job_id: int, worker: str) -> Any:
+        return stmt.where(
+            _JOB.c.id == job_id,
+            _JOB.c.state == JobState.RUNNING.value,
+            _JOB.c.worker == worker,
+        )
+
+    @staticmethod
+    def _not_owned(conn: Connection, job_id: int, worker: str, action: str) -> JobError:
+        row = conn.execute(select(_JOB.c.state, _JOB.c.worker).where(_JOB.c.id == job_id)).first()
+        if row is None:
+            return JobNotFound(f"cannot {action} job {job_id}: no such job", job_id=job_id)
+        expected = f"running by {worker}"
+        return JobOwnershipLost(
+            f"cannot {action} job {job_id} in state {row.state} (worker {row.worker}), "
+            f"expected {expected}",
+            job_id=job_id,
+            state=row.state,
+            expected=expected,
+        )
+
+
+def _clip(error: str | None) -> str | None:
+    if error is None:
+        return None
+    return error if len(error) <= _MAX_ERROR else error[: _MAX_ERROR - 1] + "…"

@@ -1,0 +1,161 @@
+"""Huey wiring: one task that carries a job id, and an in-process consumer.
+
+Huey delivers; the ledger decides. The task takes only the job id, Huey's
+own retries stay off (the runner requeues through the ledger), and its
+result store is off (results live on the job row). Nothing here is a
+module-level singleton: every Huey instance is built and passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from huey import Huey, MemoryHuey, SqliteHuey
+
+from bot.jobs.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+HueyKind = Literal["sqlite", "memory"]
+TASK_NAME = "run_job"
+
+
+def make_huey(
+    kind: HueyKind,
+    *,
+    path: Path | None = None,
+    name: str = "checkpoint-bot",
+    workdir: Path | None = None,
+) -> Huey:
+    """A Huey instance that is never in immediate mode.
+
+    The SQLite file defaults to `<workdir>/var/huey.db`, beside the bot's
+    own database; `workdir` defaults to the current directory.
+    """
+    options: dict[str, Any] = {"name": name, "results": False, "immediate": False}
+    if kind == "memory":
+        return MemoryHuey(**options)
+    if kind == "sqlite":
+        if path is None:
+            path = (workdir or Path.cwd()) / "var" / "huey.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey(filename=str(path), **options)
+    raise ValueError(f"unknown huey kind {kind!r}, expected 'sqlite' or 'memory'")
+
+
+class JobQueue:
+    """Registers the `run_job` task on `huey` and enqueues job ids.
+
+    Every process that enqueues or consumes must build one on its own Huey
+    instance, so the task name resolves on both sides. A process that only
+    enqueues (a bot replica with remote workers) passes `runner=None`.
+    """
+
+    def __init__(self, huey: Huey, runner: JobRunner | None) -> None:
+        self.huey = huey
+        self.runner = runner
+        self._task = huey.task(retries=0, name=TASK_NAME)(self._run_job)
+
+    def __repr__(self) -> str:
+        return f"JobQueue(huey={self.huey.name!r}, runner={self.runner!r})"
+
+    def enqueue(self, job_id: int, delay: float = 0) -> None:
+        if not isinstance(job_id, int) or isinstance(job_id, bool):
+            raise TypeError(f"job_id must be an int, got {type(job_id).__name__}")
+        if delay > 0:
+            self._task.schedule(args=(job_id,), delay=delay)
+        else:
+            self._task(job_id)
+
+    def _run_job(self, job_id: int) -> None:
+        if self.runner is None:
+            raise RuntimeError(
+                f"cannot run job {job_id} in an enqueue-only JobQueue, expected a runner"
+            )
+        outcome = self.runner.run(job_id)
+        log.debug("job %s: %s", job_id, outcome)
+        if outcome.retry_after is not None:
+            self.enqueue(job_id, delay=outcome.retry_after)
+
+
+def _no_signal_handlers() -> None:
+    """Stands in for `Consumer._set_signal_handlers`: `signal.signal` fails
+    outside the main thread, and in the main thread it would steal SIGINT /
+    SIGTERM from the application that embeds us."""
+
+
+class InProcessConsumer:
+    """Huey's consumer as threads inside this process (the default deployment).
+
+    `poll_interval` caps how long an idle worker sleeps between polls of a
+    non-blocking storage (SQLite, memory), i.e. the worst-case pickup delay.
+    """
+
+    def __init__(
+        self,
+        huey: Huey,
+        workers: int = 4,
+        *,
+        poll_interval: float = 0.5,
+        periodic: bool = True,
+        quiet: bool = True,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if quiet:
+            # Only when nobody configured it: Huey logs every task at INFO.
+            huey_log = logging.getLogger("huey")
+            if huey_log.level == logging.NOTSET:
+                huey_log.setLevel(logging.WARNING)
+        self.huey = huey
+        self.workers = workers
+        self._consumer = huey.create_consumer(
+            workers=workers,
+            worker_type="thread",
+            periodic=periodic,
+            initial_delay=min(0.1, poll_interval),
+            max_delay=poll_interval,
+            check_worker_health=False,
+        )
+        self._consumer._set_signal_handlers = _no_signal_handlers
+        self._started = False
+
+    def __repr__(self) -> str:
+        state = "started" if self._started else "stopped"
+        return f"InProcessConsumer(huey={self.huey.name!r}, workers={self.workers}, {state})"
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("cannot start consumer in state started, expected stopped")
+        self._consumer.start()
+        self._started = True
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop taking tasks and wait up to `timeout` for running ones;
+        True if every worker stopped. A job still running when this returns
+        keeps its claim until its heartbeat goes stale."""
+        if not self._started:
+            return True
+        self._consumer.shutdown_timeout = timeout
+        self._consumer.stop(graceful=True)
+        self._started = False
+        threads = [t for _, t in self._consumer.worker_threads] + [self._consumer.scheduler]
+        stopped = not any(t.is_alive() for t in threads)
+        if not stopped:
+            log.warning("huey workers still busy after %ss", timeout)
+        return stopped
+
+    def __enter__(self) -> InProcessConsumer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

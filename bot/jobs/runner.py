@@ -1,0 +1,284 @@
+"""Running one job: claim it, run its handler, record the outcome.
+
+`JobRunner.run(job_id)` is what a queue task calls. It never trusts the
+queue: a duplicate or late delivery loses the claim and does nothing. It
+returns a `RunOutcome` whose `retry_after` tells the queue to deliver the
+id again later (VM busy, retry backoff); the ledger row already says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from bot.jobs.errors import JobDeadlineExceeded, JobError, JobNotFound, JobOwnershipLost
+from bot.jobs.ledger import DEADLINE_BEFORE_START, Clock, JobLedger
+from bot.jobs.states import ClaimOutcome
+from bot.store.models import Job
+
+log = logging.getLogger(__name__)
+
+VM_BUSY_PAST_DEADLINE = (
+    "VM busy: another operation on this VM did not finish before this job's deadline"
+)
+_MAX_MESSAGE = 500
+
+ProgressCallback = Callable[[int, str], None]
+
+
+def default_worker_id() -> str:
+    """Unique per runner: host, process and a random tail, so that a
+    restarted process never mistakes an old claim for its own."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the job row: type name and message, no traceback."""
+    text = " ".join(str(exc).split())
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: plain values, never ORM objects."""
+
+    job_id: int
+    kind: str
+    change_id: int | None
+    vm_id: str
+    host: str
+    payload: dict[str, Any]
+    attempt: int
+    deadline: datetime
+    clock: Clock = field(repr=False)
+    on_progress: ProgressCallback | None = field(default=None, repr=False)
+    _lost: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def remaining(self) -> float:
+        return (self.deadline - self.clock()).total_seconds()
+
+    @property
+    def ownership_lost(self) -> bool:
+        return self._lost.is_set()
+
+    def check_deadline(self) -> None:
+        """Call between steps: raises once the deadline passed, or when a
+        heartbeat found that this worker no longer owns the job."""
+        if self._lost.is_set():
+            raise JobOwnershipLost(
+                f"job {self.job_id} is no longer owned by this worker (its lock was taken over)",
+                job_id=self.job_id,
+            )
+        if self.remaining() <= 0:
+            raise JobDeadlineExceeded(
+                f"job {self.job_id} passed its deadline {self.deadline.isoformat()}",
+                job_id=self.job_id,
+            )
+
+    def progress(self, message: str) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(self.job_id, message)
+        except Exception:
+            # Progress is a courtesy to humans; it must not fail the job.
+            log.exception("progress callback failed for job %s", self.job_id)
+
+
+Handler = Callable[[JobContext], Mapping[str, Any]]
+
+
+class RunStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REQUEUED = "requeued"
+    VM_BUSY = "vm_busy"
+    NOT_DUE = "not_due"
+    LOST = "lost"
+    OWNERSHIP_LOST = "ownership_lost"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    job_id: int
+    status: RunStatus
+    # Seconds after which the queue should deliver this job id again.
+    retry_after: float | None = None
+    error: str | None = None
+
+
+class _Heartbeat:
+    def __init__(self, beat: Callable[[], bool], interval: float, lost: threading.Event) -> None:
+        self._beat = beat
+        self._interval = interval
+        self._lost = lost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                owned = self._beat()
+            except Exception:
+                # A database blip: the lock only goes stale after several
+                # missed beats, so keep trying.
+                log.warning("heartbeat failed; will retry", exc_info=True)
+                continue
+            if not owned:
+                self._lost.set()
+                return
+
+
+class JobRunner:
+    def __init__(
+        self,
+        ledger: JobLedger,
+        handlers: Mapping[str, Handler],
+        worker_id: str,
+        *,
+        clock: Clock,
+        heartbeat_interval: float = 2.0,
+        vm_busy_retry: float = 1.0,
+        retry_backoff: float = 1.0,
+        max_retry_delay: float = 60.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        if heartbeat_interval <= 0 or vm_busy_retry <= 0:
+            raise ValueError("heartbeat_interval and vm_busy_retry must be positive")
+        if heartbeat_interval * 3 > ledger.lock_stale_after.total_seconds():
+            # Fewer than three missed beats must never make a lock stale.
+            raise ValueError(
+                f"heartbeat_interval {heartbeat_interval}s is too long for a lock that goes "
+                f"stale after {ledger.lock_stale_after}"
+            )
+        self.ledger = ledger
+        self.handlers = dict(handlers)
+        self.worker_id = worker_id
+        self._clock = clock
+        self.heartbeat_interval = heartbeat_interval
+        self.vm_busy_retry = vm_busy_retry
+        self.retry_backoff = retry_backoff
+        self.max_retry_delay = max_retry_delay
+        self.on_progress = on_progress
+
+    def __repr__(self) -> str:
+        return f"JobRunner(worker_id={self.worker_id!r}, kinds={sorted(self.handlers)})"
+
+    def run(self, job_id: int) -> RunOutcome:
+        try:
+            claim = self.ledger.claim(job_id, self.worker_id)
+        except JobNotFound:
+            log.warning("job %s was delivered but does not exist", job_id)
+            return RunOutcome(job_id, RunStatus.LOST)
+        job = claim.job
+        if claim.outcome is ClaimOutcome.LOST:
+            return RunOutcome(job_id, RunStatus.LOST)
+        if claim.outcome is ClaimOutcome.NOT_DUE:
+            assert job.not_before is not None
+            wait = max((job.not_before - self.ledger.now()).total_seconds(), 0.01)
+            return RunOutcome(job_id, RunStatus.NOT_DUE, retry_after=wait)
+        if claim.outcome is ClaimOutcome.VM_BUSY:
+            return self._vm_busy(job)
+        if claim.took_over_from is not None:
+            log.warning(
+                "job %s took over the stale lock on VM %s from job %s",
+                job_id,
+                job.vm_id,
+                claim.took_over_from,
+            )
+        return self._execute(job)
+
+    def _vm_busy(self, job: Job) -> RunOutcome:
+        assert job.id is not None
+        if job.deadline_at is not None and self._clock() >= job.deadline_at:
+            if self.ledger.fail_queued(job.id, error=VM_BUSY_PAST_DEADLINE):
+                return RunOutcome(job.id, RunStatus.FAILED, error=VM_BUSY_PAST_DEADLINE)
+            return RunOutcome(job.id, RunStatus.LOST)
+        return RunOutcome(job.id, RunStatus.VM_BUSY, retry_after=self.vm_busy_retry)
+
+    def _execute(self, job: Job) -> RunOutcome:
+        assert job.id is not None and job.deadline_at is not None
+        ctx = JobContext(
+            job_id=job.id,
+            kind=job.kind,
+            change_id=job.change_id,
+            vm_id=job.vm_id,
+            host=job.host,
+            payload=dict(job.payload),
+            attempt=job.attempt,
+            deadline=job.deadline_at,
+            clock=self._clock,
+            on_progress=self.on_progress,
+        )
+        if ctx.remaining() <= 0:
+            return self._finish(ctx, succeeded=False, error=DEADLINE_BEFORE_START)
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            error = f"no handler for job kind {job.kind!r} on worker {self.worker_id}"
+            return self._finish(ctx, succeeded=False, error=error)
+
+        def beat() -> bool:
+            return self.ledger.heartbeat(ctx.job_id, self.worker_id)
+
+        try:
+            with _Heartbeat(beat, self.heartbeat_interval, ctx._lost):
+                result = dict(handler(ctx))
+                json.dumps(result)  # fail here, not half-way through the UPDATE
+        except Exception as exc:
+            log.exception("job %s (%s on %s) failed", job.id, job.kind, job.vm_id)
+            return self._failed(job, ctx, describe_error(exc))
+        if ctx.ownership_lost:
+            log.error("job %s finished after this worker lost its claim", job.id)
+        return self._finish(ctx, succeeded=True, result=result)
+
+    def _failed(self, job: Job, ctx: JobContext, error: str) -> RunOutcome:
+        if job.destructive or job.attempt >= job.max_attempts:
+            return self._finish(ctx, succeeded=False, error=error)
+        delay = min(self.retry_backoff * 2 ** (job.attempt - 1), self.max_retry_delay)
+        not_before = self._clock() + timedelta(seconds=delay)
+        if not_before >= ctx.deadline:
+            return self._finish(
+                ctx, succeeded=False, error=f"{error} (no time left to retry before the deadline)"
+            )
+        try:
+            self.ledger.requeue(ctx.job_id, self.worker_id, not_before=not_before, error=error)
+        except JobError as exc:
+            log.warning("could not requeue job %s: %s", ctx.job_id, exc)
+            return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=str(exc))
+        return RunOutcome(ctx.job_id, RunStatus.REQUEUED, retry_after=delay, error=error)
+
+    def _finish(
+        self,
+        ctx: JobContext,
+        *,
+        succeeded: bool,
+        result: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> RunOutcome:
+        try:
+            self.ledger.finish(
+                ctx.job_id, self.worker_id, succeeded=succeeded, result=result or {}, error=error
+            )
+        except JobOwnershipLost as exc:
+            log.error("job %s: %s", ctx.job_id, exc)
+            return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=str(exc))
+        status = RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED
+        return RunOutcome(ctx.job_id, status, error=error)

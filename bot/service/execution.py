@@ -1,0 +1,267 @@
+"""Job handlers: the host work behind create, restore and remove.
+
+A handler never holds a database transaction across a host call (SQLite
+would block every other writer for the call's duration). It records each
+step on the change, and tells a definite failure (the host said no: the
+change moves on) from an unknown outcome (timeout, lost connection, a bug:
+the change is `interrupted` until reconciled against the host).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from bot.changes import Command, State
+from bot.changes.record import get_change, note, transition
+from bot.config import DefaultsConfig
+from bot.facts import inventory_facts
+from bot.hyperv import (
+    Checkpoint,
+    CheckpointType,
+    HostTimeout,
+    HostUnreachable,
+    HyperVError,
+    HyperVHost,
+    SnapshotType,
+    VMState,
+)
+from bot.inventory import Inventory
+from bot.jobs import JobContext
+from bot.store.db import session_scope
+from bot.store.models import Change, change_ref
+from policies import Action, Context, Request, Verdict, evaluate
+
+log = logging.getLogger(__name__)
+
+ACTOR = "checkpoint-bot"
+_WANTED_SETTING = {
+    "production": CheckpointType.Production,
+    "production-only": CheckpointType.ProductionOnly,
+    "standard": CheckpointType.Standard,
+}
+
+
+class OperationFailed(Exception):
+    """The host refused; already recorded on the change. Fails the job."""
+
+
+@dataclass
+class Executor:
+    engine: Engine
+    inventory: Inventory
+    host_for: Callable[[str], HyperVHost]
+    defaults: DefaultsConfig
+    clock: Callable[[], datetime]
+    inventory_label: str = "inventory"
+    merge_poll_seconds: float = 0.5
+
+    def handlers(self) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
+        return {"create": self.create, "restore": self.restore, "remove": self.remove}
+
+    # -- helpers -------------------------------------------------------------
+
+    def _step(
+        self,
+        change_id: int,
+        command: Command,
+        message: str = "",
+        details: dict[str, Any] | None = None,
+        **values: Any,
+    ) -> None:
+        with session_scope(self.engine) as s:
+            transition(
+                s,
+                get_change(s, change_id),
+                command,
+                actor=ACTOR,
+                now=self.clock(),
+                message=message,
+                details=details,
+                **values,
+            )
+
+    def _note(self, change_id: int, kind: str, message: str, **details: Any) -> None:
+        with session_scope(self.engine) as s:
+            note(
+                s,
+                get_change(s, change_id),
+                kind=kind,
+                actor=ACTOR,
+                now=self.clock(),
+                message=message,
+                details=details,
+            )
+
+    def _load(self, change_id: int) -> Change:
+        with session_scope(self.engine) as s:
+            return get_change(s, change_id)
+
+    @contextmanager
+    def _host_call(self, change_id: int, on_refusal: Command, doing: str) -> Iterator[None]:
+        """Record how a host call ended. A refusal by the host is definite;
+        anything else (timeout, lost connection, deadline, a bug) leaves the
+        outcome unknown, so the change is interrupted, never guessed."""
+        try:
+            yield
+        except HyperVError as exc:
+            if isinstance(exc, HostTimeout | HostUnreachable):
+                self._interrupt(change_id, doing, str(exc))
+            else:
+                self._step(
+                    change_id,
+                    on_refusal,
+                    f"{doing} failed: {exc.message}",
+                    details={"category": exc.category, "error_id": exc.error_id},
+                )
+            raise OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}") from exc
+        except Exception as exc:
+            log.exception("%s of %s ended unexpectedly", doing, change_ref(change_id))
+            self._interrupt(change_id, doing, f"{type(exc).__name__}: {exc}")
+            raise OperationFailed(f"{change_ref(change_id)}: {doing} interrupted: {exc}") from exc
+
+    def _interrupt(self, change_id: int, doing: str, why: str) -> None:
+        self._step(
+            change_id,
+            Command.INTERRUPT,
+            f"{doing}: outcome unknown ({why}); the host must be checked before "
+            "anything else happens to this change",
+        )
+
+    # -- create --------------------------------------------------------------
+
+    def create(self, job: JobContext) -> dict[str, Any]:
+        assert job.change_id is not None
+        change = self._load(job.change_id)
+        if change.state != State.APPROVED:
+            raise OperationFailed(f"{change_ref(job.change_id)} is {change.state}, not approved")
+        # Facts and windows change between request and execution: decide again.
+        vm_rec = self.inventory.vm_by_id(change.vm_id)
+        now = self.clock()
+        facts = inventory_facts(self.inventory, vm_rec, self.inventory_label, now)
+        decision = evaluate(
+            Request(
+                Action.CREATE, vm_rec.name, vm_rec.vm_id, change.requester, change.checkpoint_type
+            ),
+            facts,
+            Context(now=now),
+        )
+        if decision.verdict is not Verdict.ALLOW:
+            self._step(
+                job.change_id,
+                Command.DENY,
+                "re-checked before running: " + "; ".join(decision.reasons),
+            )
+            return {"denied": True}
+        self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
+        host = self.host_for(change.host)
+        with self._host_call(job.change_id, Command.CREATE_FAILED, "checkpoint"):
+            checkpoint = self._take(host, change, job)
+        expires = self.clock() + timedelta(seconds=change.ttl_seconds)
+        self._step(
+            job.change_id,
+            Command.CREATED,
+            f"checkpoint {checkpoint.id} taken ({checkpoint.snapshot_type.name})",
+            checkpoint_id=checkpoint.id,
+            checkpoint_name=checkpoint.name,
+            expires_at=expires,
+        )
+        fell_back = change.checkpoint_type == "production" and (
+            checkpoint.snapshot_type is SnapshotType.Standard
+        )
+        if fell_back:
+            self._note(
+                job.change_id,
+                "warning",
+                "Hyper-V fell back to a standard checkpoint: the guest's VSS was "
+                "unavailable, so this checkpoint is not application-consistent",
+            )
+        return {"checkpoint_id": checkpoint.id, "snapshot_type": checkpoint.snapshot_type.name}
+
+    def _take(self, host: HyperVHost, change: Change, job: JobContext) -> Checkpoint:
+        assert change.id is not None
+        vm = host.get_vm(change.vm_id)
+        wanted = _WANTED_SETTING[change.checkpoint_type]
+        original = vm.checkpoint_type
+        switch = original not in (wanted, CheckpointType.Disabled)
+        if switch:
+            host.set_checkpoint_settings(change.vm_id, checkpoint_type=wanted)
+            self._note(
+                change.id,
+                "setting",
+                f"CheckpointType set from {original.name} to {wanted.name} for this checkpoint",
+                original=original.name,
+            )
+        try:
+            job.check_deadline()
+            name = f"{change_ref(change.id)} {change.reason}"[:100]
+            return host.create_checkpoint(change.vm_id, name)
+        finally:
+            if switch:
+                host.set_checkpoint_settings(change.vm_id, checkpoint_type=original)
+
+    # -- restore -------------------------------------------------------------
+
+    def restore(self, job: JobContext) -> dict[str, Any]:
+        assert job.change_id is not None
+        change = self._load(job.change_id)
+        if change.state != State.ROLLING_BACK or not change.checkpoint_id:
+            raise OperationFailed(
+                f"{change_ref(job.change_id)} is {change.state}, not rolling back"
+            )
+        host = self.host_for(change.host)
+        with self._host_call(job.change_id, Command.ROLLBACK_FAILED, "rollback"):
+            before = host.get_vm(change.vm_id)
+            after = host.restore_checkpoint(change.vm_id, change.checkpoint_id)
+        started = False
+        if (
+            after.state is VMState.Off
+            and before.state is VMState.Running
+            and self.defaults.start_after_restore
+        ):
+            try:
+                after = host.start_vm(change.vm_id)
+                started = True
+            except HyperVError as exc:
+                self._note(
+                    job.change_id,
+                    "warning",
+                    f"restored, but starting the VM failed: {exc.message}; start it by hand",
+                )
+        state_text = "started again" if started else f"left {after.state.name}"
+        self._step(
+            job.change_id,
+            Command.ROLLED_BACK,
+            f"restored checkpoint {change.checkpoint_id}; VM {state_text}",
+        )
+        return {"vm_state": after.state.name, "started": started}
+
+    # -- remove (keep & merge) -----------------------------------------------
+
+    def remove(self, job: JobContext) -> dict[str, Any]:
+        assert job.change_id is not None
+        change = self._load(job.change_id)
+        if change.state != State.MERGING or not change.checkpoint_id:
+            raise OperationFailed(f"{change_ref(job.change_id)} is {change.state}, not merging")
+        host = self.host_for(change.host)
+        started = time.monotonic()
+        with self._host_call(job.change_id, Command.MERGE_FAILED, "merge"):
+            host.remove_checkpoint(change.vm_id, change.checkpoint_id)
+            job.progress("checkpoint removed; merging its disk into the parent")
+            while host.get_vm(change.vm_id).merging:
+                job.check_deadline()
+                time.sleep(self.merge_poll_seconds)
+        took = time.monotonic() - started
+        self._step(
+            job.change_id,
+            Command.MERGED,
+            f"checkpoint {change.checkpoint_id} removed and merged in {took:.1f}s",
+        )
+        return {"merge_seconds": round(took, 1)}

@@ -1,0 +1,191 @@
+"""Read-only use cases: the checkpoint list, a change, the audit trail."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, select
+
+from bot.changes.record import events_of, get_change
+from bot.hyperv import Checkpoint, HyperVError
+from bot.service.errors import BadRequest
+from bot.service.requests import find_change, resolve_vm
+from bot.service.views import ChangeView, CheckpointRow, HostProblem
+from bot.store.db import session_scope
+from bot.store.models import Change, ChangeEvent, Job, change_ref
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+
+
+@dataclass(frozen=True)
+class CheckpointListing:
+    rows: tuple[CheckpointRow, ...]
+    problems: tuple[HostProblem, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoints": [r.to_dict() for r in self.rows],
+            "unreachable": [p.to_dict() for p in self.problems],
+        }
+
+
+def _tree_order(checkpoints: list[Checkpoint]) -> Iterator[tuple[Checkpoint, int]]:
+    """Parents before children, siblings oldest first, with their depth."""
+    ids = {c.id for c in checkpoints}
+    children: dict[str | None, list[Checkpoint]] = {}
+    for c in sorted(checkpoints, key=lambda c: c.created_at):
+        parent = c.parent_id if c.parent_id in ids else None
+        children.setdefault(parent, []).append(c)
+    stack = [(c, 0) for c in reversed(children.get(None, []))]
+    while stack:
+        node, depth = stack.pop()
+        yield node, depth
+        stack.extend((c, depth + 1) for c in reversed(children.get(node.id, [])))
+
+
+def list_checkpoints(
+    ctx: AppContext, *, vm: str | None = None, host: str | None = None
+) -> CheckpointListing:
+    vm_id = None
+    if vm:
+        record = resolve_vm(ctx, vm)
+        vm_id, hosts = record.vm_id, [record.host]
+        if host and host.lower() != record.host.lower():
+            raise BadRequest(f"{record.name} runs on {record.host}, not {host}")
+    elif host:
+        try:
+            hosts = [ctx.inventory.host(host).name]
+        except LookupError as exc:
+            raise BadRequest(str(exc)) from None
+    else:
+        hosts = [h.name for h in ctx.inventory.hosts]
+
+    def fetch(name: str) -> tuple[str, list[Checkpoint] | HyperVError]:
+        try:
+            return name, ctx.host_for(name).list_checkpoints(vm_id)
+        except HyperVError as exc:
+            return name, exc
+
+    workers = max(1, min(len(hosts), ctx.settings.jobs.workers * 8))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(fetch, hosts))
+    found: list[Checkpoint] = []
+    problems: list[HostProblem] = []
+    for name, result in results:
+        if isinstance(result, HyperVError):
+            problems.append(HostProblem(name, result.message))
+        else:
+            found.extend(result)
+    owners = _owners(ctx, [c.id for c in found])
+    now = ctx.clock()
+    rows: list[CheckpointRow] = []
+    by_vm: dict[str, list[Checkpoint]] = {}
+    for c in found:
+        by_vm.setdefault(c.vm_id, []).append(c)
+    for _vm_id, items in sorted(by_vm.items(), key=lambda kv: kv[1][0].vm_name.lower()):
+        for c, depth in _tree_order(items):
+            owner = owners.get(c.id)
+            rows.append(
+                CheckpointRow(
+                    host=c.host,
+                    vm_name=c.vm_name,
+                    vm_id=c.vm_id,
+                    id=c.id,
+                    name=c.name,
+                    parent_id=c.parent_id,
+                    depth=depth,
+                    created_at=c.created_at,
+                    age_seconds=max(0, int((now - c.created_at).total_seconds())),
+                    size_bytes=c.size_bytes,
+                    snapshot_type=c.snapshot_type.name,
+                    change_ref=change_ref(owner[0]) if owner else None,
+                    change_state=owner[1] if owner else None,
+                )
+            )
+    return CheckpointListing(tuple(rows), tuple(problems))
+
+
+def _owners(ctx: AppContext, checkpoint_ids: list[str]) -> dict[str, tuple[int, str]]:
+    if not checkpoint_ids:
+        return {}
+    with session_scope(ctx.engine) as s:
+        rows = s.exec(
+            select(Change.checkpoint_id, Change.id, Change.state).where(
+                col(Change.checkpoint_id).in_(checkpoint_ids)
+            )
+        ).all()
+    return {cid: (i, st) for cid, i, st in rows if cid and i is not None}
+
+
+def show_change(ctx: AppContext, ref: str) -> ChangeView:
+    change_id = find_change(ctx, ref)
+    with session_scope(ctx.engine) as s:
+        change = get_change(s, change_id)
+        jobs = list(s.exec(select(Job).where(Job.change_id == change_id).order_by(col(Job.id))))
+        return ChangeView.of(change, events_of(s, change_id), jobs)
+
+
+AUDIT_FIELDS = (
+    "change",
+    "seq",
+    "at",
+    "actor",
+    "event",
+    "from_state",
+    "to_state",
+    "vm",
+    "host",
+    "requester",
+    "message",
+)
+
+
+def audit_rows(ctx: AppContext) -> Iterator[dict[str, Any]]:
+    """Every event of every change, in order: the record as a flat table."""
+    with session_scope(ctx.engine) as s:
+        result = s.exec(
+            select(ChangeEvent, Change)
+            .where(ChangeEvent.change_id == Change.id)
+            .order_by(col(ChangeEvent.change_id), col(ChangeEvent.seq))
+        ).all()
+    for event, change in result:
+        assert change.id is not None
+        yield {
+            "change": change_ref(change.id),
+            "seq": event.seq,
+            "at": event.at.isoformat(),
+            "actor": event.actor,
+            "event": event.kind,
+            "from_state": event.from_state,
+            "to_state": event.to_state,
+            "vm": change.vm_name,
+            "host": change.host,
+            "requester": change.requester,
+            "message": event.message,
+            "details": event.details,
+        }
+
+
+def export_audit(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
+    if fmt == "jsonl":
+        for row in rows:
+            yield json.dumps(row, sort_keys=True) + "\n"
+        return
+    if fmt != "csv":
+        raise BadRequest(f"unknown format '{fmt}': use jsonl or csv")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*AUDIT_FIELDS, "details"])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "details": json.dumps(row["details"], sort_keys=True)})
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()

@@ -1,0 +1,73 @@
+"""User-facing text: Jinja2 templates and the filters they share.
+
+Templates live beside this module (`cli/` for terminal output; Slack's
+Block Kit templates join them with the Slack issue). Values are never
+rendered into PowerShell: only people read what comes out of here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from bot.durations import format_duration
+
+
+def human_bytes(value: int | float | None) -> str:
+    if value is None:
+        return "?"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def human_duration(value: int | float | timedelta | None) -> str:
+    if value is None:
+        return "-"
+    delta = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    return format_duration(delta)
+
+
+def short_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+def mrkdwn_escape(value: object) -> str:
+    """Slack mrkdwn control characters, escaped as Slack documents."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def state_label(value: str | None) -> str:
+    return (value or "-").replace("_", " ")
+
+
+class Renderer:
+    """One Jinja environment per process, passed to whoever renders."""
+
+    def __init__(self) -> None:
+        self.env = Environment(
+            loader=PackageLoader("templates", "."),
+            undefined=StrictUndefined,
+            autoescape=False,  # noqa: S701 (terminal text; Slack output escapes with `mrkdwn`)
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters.update(
+            bytes=human_bytes,
+            duration=human_duration,
+            time=short_time,
+            mrkdwn=mrkdwn_escape,
+            state=state_label,
+        )
+
+    def render(self, name: str, **values: Any) -> str:
+        return self.env.get_template(name).render(**values)
+
+
+__all__ = ["Renderer", "human_bytes", "human_duration", "mrkdwn_escape"]

@@ -1,0 +1,122 @@
+"""The operator CLI as a user runs it: the installed console script, in a
+fresh working directory (demo mode, state in ./var)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BOT = Path(sys.executable).with_name("checkpoint-bot")
+
+
+def run(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
+    full_env.pop("DATABASE_URL", None)
+    full_env |= {"CHECKPOINT_BOT_USER": "tester"} | (env or {})
+    return subprocess.run(
+        [str(BOT), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    errors = [
+        line for line in result.stderr.splitlines() if line.startswith("checkpoint-bot: error")
+    ]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = run(tmp_path, "--help")
+    assert result.returncode == 0
+    for command in ("checkpoint", "change", "inventory", "audit", "db", "policy", "worker"):
+        assert f"  {command}" in result.stdout
+    sub = run(tmp_path, "checkpoint", "--help")
+    for command in ("create", "list", "rollback", "merge"):
+        assert f"  {command}" in sub.stdout
+
+
+def test_create_then_list_in_demo_mode(tmp_path: Path) -> None:
+    created = run(tmp_path, "checkpoint", "create", "WEB01", "--reason", "test")
+    assert created.returncode == 0, created.stderr
+    assert "DEMO MODE" in created.stderr
+    assert "CHG-0001: active" in created.stdout
+    listed = run(tmp_path, "checkpoint", "list", "--vm", "WEB01", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["checkpoints"]
+    assert len(rows) == 1
+    assert rows[0]["vm_name"] == "WEB01" and rows[0]["change_ref"] == "CHG-0001"
+    shown = json.loads(run(tmp_path, "change", "show", "CHG-1", "--json").stdout)
+    assert shown["checkpoint_id"] == rows[0]["id"] and shown["state"] == "active"
+    assert (tmp_path / "var" / "checkpoint-bot.db").exists()
+
+
+def test_domain_controller_is_refused_naming_usn_rollback(tmp_path: Path) -> None:
+    result = run(tmp_path, "checkpoint", "create", "CORP-DC01", "--reason", "test")
+    assert result.returncode == 1
+    assert "REFUSED" in result.stdout and "USN rollback" in result.stdout
+    audit = run(tmp_path, "audit", "export", "--format", "jsonl")
+    events = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["requested", "deny"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["checkpoint", "create", "WEB1", "--reason", "x"], "no VM named 'WEB1'"),
+        (["checkpoint", "create", "WEB01"], "a reason is required"),
+        (["checkpoint", "create", "WEB01", "--reason", "x", "--frobnicate"], "No such option"),
+        (["checkpoint", "create", "WEB01", "--reason", "x", "--ttl", "1 fortnight"], "--ttl"),
+        (["change", "show", "CHG-77"], "no change CHG-0077"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_writes_nothing(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    result = run(tmp_path, *args)
+    assert result.returncode in (1, 2)
+    assert expected in one_line_error(result)
+    audit = run(tmp_path, "audit", "export")
+    assert audit.stdout == ""
+
+
+def test_malformed_config_names_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "bot.yaml"
+    config.write_text("inventory: inv.yaml\njobs:\n  workers: [\n", encoding="utf-8")
+    result = run(tmp_path, "--config", str(config), "checkpoint", "list")
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert f"{config}:" in line and "YAML" in line
+
+
+def test_config_with_wrong_value_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bot.yaml"
+    config.write_text("inventory: inv.yaml\njobs:\n  workers: many\n", encoding="utf-8")
+    result = run(tmp_path, "--config", str(config), "checkpoint", "list")
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert f"{config}:3: jobs.workers" in line
+
+
+def test_audit_export_csv(tmp_path: Path) -> None:
+    assert run(tmp_path, "checkpoint", "create", "APP01", "-r", "deploy 4.2").returncode == 0
+    out = tmp_path / "audit.csv"
+    result = run(tmp_path, "audit", "export", "--format", "csv", "--output", str(out))
+    assert result.returncode == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("change,seq,at,actor,event")
+    assert lines[1].startswith("CHG-0001,1,") and "cli:tester" in lines[1]

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.durations import DurationError, format_duration, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90m", timedelta(minutes=90)),
+        ("24h", timedelta(hours=24)),
+        ("7d", timedelta(days=7)),
+        ("1d12h", timedelta(hours=36)),
+        (" 2W ", timedelta(weeks=2)),
+        ("1h 30m", timedelta(minutes=90)),
+    ],
+)
+def test_parses(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "24", "h", "0h", "-1h", "24x", "1.5h", "24h;rm", "1e3s"])
+def test_rejects_with_a_hint(text: str) -> None:
+    with pytest.raises(DurationError, match="like 90m, 24h, 7d"):
+        parse_duration(text)
+
+
+@given(st.text(max_size=20))
+def test_never_raises_anything_else(text: str) -> None:
+    with contextlib.suppress(DurationError):
+        assert parse_duration(text).total_seconds() > 0
+
+
+@given(st.integers(min_value=1, max_value=10**7))
+def test_format_round_trips_to_two_units(seconds: int) -> None:
+    text = format_duration(timedelta(seconds=seconds))
+    assert 0 <= seconds - parse_duration(text).total_seconds() < 86400
