@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from tests.test_jobs_ledger import T0, FakeClock, run_together, submit
 
 from bot.jobs import (
     DEADLINE_BEFORE_START,
@@ -33,6 +32,7 @@ from bot.jobs import (
     make_huey,
 )
 from bot.store.db import make_engine
+from tests.test_jobs_ledger import T0, FakeClock, run_together, submit
 
 
 def utcnow() -> datetime:

@@ -68,6 +68,13 @@ class SnapshotType(_HyperVEnum):
     SyncedReplica = 6
 
 
+def snapshot_kind(value: SnapshotType) -> str:
+    """What an admin calls it: Hyper-V's `Planned` is a production checkpoint."""
+    return {SnapshotType.Planned: "production", SnapshotType.Standard: "standard"}.get(
+        value, value.name.lower()
+    )
+
+
 @dataclass(frozen=True)
 class VMInfo:
     vm_id: str

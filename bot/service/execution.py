@@ -33,6 +33,7 @@ from bot.hyperv import (
     SnapshotType,
     VMState,
 )
+from bot.hyperv.types import snapshot_kind
 from bot.inventory import Inventory
 from bot.jobs import JobContext
 from bot.store.db import session_scope
@@ -168,7 +169,7 @@ class Executor:
         self._step(
             job.change_id,
             Command.CREATED,
-            f"checkpoint {checkpoint.id} taken ({checkpoint.snapshot_type.name})",
+            f"{snapshot_kind(checkpoint.snapshot_type)} checkpoint {checkpoint.id} taken",
             checkpoint_id=checkpoint.id,
             checkpoint_name=checkpoint.name,
             expires_at=expires,
@@ -183,7 +184,7 @@ class Executor:
                 "Hyper-V fell back to a standard checkpoint: the guest's VSS was "
                 "unavailable, so this checkpoint is not application-consistent",
             )
-        return {"checkpoint_id": checkpoint.id, "snapshot_type": checkpoint.snapshot_type.name}
+        return {"checkpoint_id": checkpoint.id, "kind": snapshot_kind(checkpoint.snapshot_type)}
 
     def _take(self, host: HyperVHost, change: Change, job: JobContext) -> Checkpoint:
         assert change.id is not None

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.hyperv.types import SnapshotType, snapshot_kind
 from bot.store.models import Change, ChangeEvent, Job, change_ref
 
 
@@ -140,8 +141,12 @@ class CheckpointRow:
     change_ref: str | None
     change_state: str | None
 
+    @property
+    def kind(self) -> str:
+        return snapshot_kind(SnapshotType.parse(self.snapshot_type))
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "created_at": _iso(self.created_at)}
+        return {**asdict(self), "kind": self.kind, "created_at": _iso(self.created_at)}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,11 @@ export CHECKPOINT_BOT_USER="${CHECKPOINT_BOT_USER:-demo-admin}"
 unset CHECKPOINT_BOT_CONFIG
 
 step() {
-  printf '\n\033[1m$ checkpoint-bot %s\033[0m\n' "$*"
+  local shown="" arg
+  for arg in "$@"; do
+    case $arg in *" "*) shown+=" \"$arg\"" ;; *) shown+=" $arg" ;; esac
+  done
+  printf '\n\033[1m$ checkpoint-bot%s\033[0m\n' "$shown"
   "$bot" "$@"
   local rc=$?
   [ $rc -eq 0 ] || printf '\033[2m(exit code %s)\033[0m\n' "$rc"
