@@ -7,7 +7,7 @@ reads the environment. With no config file the bot runs in demo mode.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -23,6 +23,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 
 from bot.durations import DurationError, parse_duration
+from bot.inventory import demo_inventory_path
 from bot.store.db import default_sqlite_url
 from bot.yamlio import (
     ConfigProblem,
@@ -34,8 +35,6 @@ from bot.yamlio import (
 )
 
 CONFIG_ENV = "CHECKPOINT_BOT_CONFIG"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_INVENTORY = REPO_ROOT / "deploy" / "examples" / "demo-inventory.yaml"
 CHECKPOINT_TYPES = ("production", "production-only", "standard")
 
 
@@ -133,7 +132,8 @@ class Settings:
     demo: bool
     config_path: Path | None
     inventory_path: Path
-    database_url: str
+    # May carry a password: kept out of repr; show `database_label` instead.
+    database_url: str = field(repr=False)
     workdir: Path
     hyperv_backend: str
     jobs: JobsConfig
@@ -154,7 +154,7 @@ def demo_settings(env: Mapping[str, str], cwd: Path) -> Settings:
     return Settings(
         demo=True,
         config_path=None,
-        inventory_path=DEMO_INVENTORY,
+        inventory_path=demo_inventory_path(),
         database_url=env.get("DATABASE_URL") or default_sqlite_url(cwd),
         workdir=cwd,
         hyperv_backend="simulator",
@@ -196,7 +196,7 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
     try:
         parsed = FileConfig.model_validate(doc.data)
     except ValidationError as exc:
-        raise _problems_to_error(validation_errors(exc, doc)) from None
+        raise _problems_to_error(validation_errors(exc, doc, model=FileConfig)) from None
     base = config_path.parent
     workdir = (base / parsed.workdir) if parsed.workdir else cwd
     url = env.get("DATABASE_URL") or parsed.database_url
@@ -218,7 +218,6 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
 __all__ = [
     "CHECKPOINT_TYPES",
     "CONFIG_ENV",
-    "DEMO_INVENTORY",
     "ConfigError",
     "Settings",
     "YamlValidationError",

@@ -15,15 +15,11 @@ if TYPE_CHECKING:
     from bot.inventory import VM, Inventory
 
 
-def _role_names(vm: VM) -> list[str]:
-    return sorted(str(getattr(r, "value", r)) for r in vm.roles)
-
-
 def inventory_facts(inventory: Inventory, vm: VM, source: str, now: datetime) -> Facts:
     def fact(value: object) -> Fact:
         return Fact(value=value, source=source, observed_at=now)
 
-    roles = _role_names(vm)
+    roles = sorted(role.value for role in vm.roles)
     values = {
         "roles": fact(roles),
         "shared_disks": fact(bool(vm.disks.shared_vhdx or vm.disks.vhd_set)),

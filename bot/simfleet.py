@@ -30,10 +30,8 @@ def _disks(vm: VM) -> tuple[DiskInfo, ...]:
 
 
 def _product_type(vm: VM) -> int:
-    roles = {str(getattr(r, "value", r)) for r in vm.roles}
-    if roles & {"domain_controller", "read_only_domain_controller"}:
-        return 2
-    return 3
+    # KVP ProductType: 2 = domain controller, 3 = server.
+    return 2 if vm.is_domain_controller else 3
 
 
 def vm_spec(vm: VM, host: Host) -> SimVMSpec:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,47 @@ def test_audit_export_csv(tmp_path: Path) -> None:
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("change,seq,at,actor,event")
     assert lines[1].startswith("CHG-0001,1,") and "cli:tester" in lines[1]
+
+
+def test_configured_deployment_needs_db_upgrade_first(tmp_path: Path) -> None:
+    from bot.inventory import demo_inventory_path
+
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"inventory: {demo_inventory_path()}\n", encoding="utf-8")
+    before = run(tmp_path, "--config", str(config), "checkpoint", "list")
+    assert before.returncode == 2
+    assert "run 'checkpoint-bot db upgrade'" in one_line_error(before)
+    assert "DEMO MODE" not in before.stderr
+    upgraded = run(tmp_path, "--config", str(config), "db", "upgrade")
+    assert upgraded.returncode == 0 and "schema empty → 0001" in upgraded.stdout
+    again = run(tmp_path, "--config", str(config), "db", "upgrade")
+    assert "already at schema 0001" in again.stdout
+    listed = run(tmp_path, "--config", str(config), "checkpoint", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["checkpoints"] == []
+
+
+def test_no_wait_returns_at_once_and_a_worker_runs_it(tmp_path: Path) -> None:
+    queued = run(tmp_path, "checkpoint", "create", "APP01", "-r", "deploy", "--no-wait", "--json")
+    assert queued.returncode == 0, queued.stderr
+    body = json.loads(queued.stdout)
+    assert body["state"] == "approved" and body["job_id"] == 1
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
+    worker = subprocess.Popen(
+        [str(BOT), "worker"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        state = "approved"
+        while time.monotonic() < deadline and state != "active":
+            time.sleep(0.5)
+            state = json.loads(run(tmp_path, "change", "show", "CHG-1", "--json").stdout)["state"]
+        assert state == "active"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0 and "worker: stopping" in err
