@@ -81,14 +81,29 @@ class JobsConfig(_Model):
 
 
 class DefaultsConfig(_Model):
+    # The policy's `ttl` rule sets lifetimes per scope; this is used only
+    # where that rule is disabled.
     ttl: timedelta = timedelta(hours=72)
-    max_ttl: timedelta = timedelta(days=7)
     checkpoint_type: Literal["production", "production-only", "standard"] = "production"
     # A restored production checkpoint leaves the VM Off; start it again if
     # it was running before the rollback.
     start_after_restore: bool = True
 
-    _durations = field_validator("ttl", "max_ttl", mode="before")(_duration)
+    _durations = field_validator("ttl", mode="before")(_duration)
+
+
+class HyperVConfig(_Model):
+    """How the bot reaches Hyper-V: the simulator (demo) or WinRM."""
+
+    backend: Literal["simulator", "winrm"] = "simulator"
+    # Fleet-wide queries ask at most this many hosts at once.
+    fanout: int = Field(default=32, ge=1, le=256)
+    # The hard deadline of one host call (a production checkpoint can take minutes).
+    call_timeout: timedelta = timedelta(minutes=10)
+    # An unused runspace pool is closed after this long.
+    idle_timeout: timedelta = timedelta(minutes=5)
+
+    _durations = field_validator("call_timeout", "idle_timeout", mode="before")(_duration)
 
 
 class SecretRefConfig(_Model):
@@ -106,10 +121,12 @@ class SlackConfig(_Model):
 
 class FileConfig(_Model):
     inventory: Path
+    # Deep-merged over the shipped policies/default.yaml: say only what differs.
+    policy: Path | None = None
     database_url: str | None = None
     database_url_file: Path | None = None
     workdir: Path | None = None
-    hyperv_backend: Literal["simulator"] = "simulator"
+    hyperv: HyperVConfig = HyperVConfig()
     jobs: JobsConfig = JobsConfig()
     defaults: DefaultsConfig = DefaultsConfig()
     slack: SlackConfig = SlackConfig()
@@ -132,10 +149,12 @@ class Settings:
     demo: bool
     config_path: Path | None
     inventory_path: Path
+    # Policy files merged, in order, over the shipped default.
+    policy_files: tuple[Path, ...]
     # May carry a password: kept out of repr; show `database_label` instead.
     database_url: str = field(repr=False)
     workdir: Path
-    hyperv_backend: str
+    hyperv: HyperVConfig
     jobs: JobsConfig
     defaults: DefaultsConfig
     slack: SlackConfig
@@ -155,9 +174,10 @@ def demo_settings(env: Mapping[str, str], cwd: Path) -> Settings:
         demo=True,
         config_path=None,
         inventory_path=demo_inventory_path(),
+        policy_files=(),
         database_url=env.get("DATABASE_URL") or default_sqlite_url(cwd),
         workdir=cwd,
-        hyperv_backend="simulator",
+        hyperv=HyperVConfig(),
         jobs=JobsConfig(),
         defaults=DefaultsConfig(),
         slack=SlackConfig(),
@@ -206,9 +226,10 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
         demo=False,
         config_path=config_path,
         inventory_path=(base / parsed.inventory).resolve(),
+        policy_files=((base / parsed.policy).resolve(),) if parsed.policy else (),
         database_url=url or default_sqlite_url(workdir),
         workdir=workdir,
-        hyperv_backend=parsed.hyperv_backend,
+        hyperv=parsed.hyperv,
         jobs=parsed.jobs,
         defaults=parsed.defaults,
         slack=parsed.slack,

@@ -3,8 +3,9 @@ entry point from `Settings` and passed down explicitly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
@@ -17,12 +18,14 @@ from bot.hyperv.simulator import SimulatedFleet
 from bot.inventory import Inventory, InventoryError, load_inventory
 from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, make_huey
 from bot.jobs.runner import default_worker_id
+from bot.service.deciding import Decider
 from bot.service.errors import Unavailable
 from bot.service.execution import Executor
 from bot.simfleet import seed_missing
 from bot.store import migrate
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Change
+from policies import Policy, PolicyError, load_policy
 
 
 class SchemaOutOfDate(ConfigError):
@@ -35,14 +38,19 @@ class AppContext:
     engine: Engine
     inventory: Inventory
     host_for: Callable[[str], HyperVHost]
+    policy: Policy
+    decider: Decider
     ledger: JobLedger
     runner: JobRunner
     queue: JobQueue
     clock: Clock
     worker_id: str
     _consumer: InProcessConsumer | None = field(default=None, repr=False)
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
-    def submit(self, kind: str, change_id: int, *, key: str) -> int:
+    def submit(
+        self, kind: str, change_id: int, *, key: str, not_before: datetime | None = None
+    ) -> int:
         """Put host work for a change on the ledger and the queue."""
         jobs = self.settings.jobs
         deadlines = {
@@ -62,10 +70,12 @@ class AppContext:
             payload={},
             idempotency_key=key,
             destructive=kind in ("restore", "remove"),
-            deadline=deadlines[kind],
+            deadline=deadlines[kind] + (not_before - self.clock() if not_before else timedelta(0)),
+            not_before=not_before,
         )
         assert job.id is not None
-        self.queue.enqueue(job.id)
+        delay = (not_before - self.clock()).total_seconds() if not_before else 0.0
+        self.queue.enqueue(job.id, delay=max(0.0, delay))
         return job.id
 
     def start_workers(self) -> InProcessConsumer:
@@ -79,6 +89,8 @@ class AppContext:
         if self._consumer is not None:
             self._consumer.stop()
             self._consumer = None
+        for close in self._closers:
+            close()
         self.engine.dispose()
 
 
@@ -95,16 +107,43 @@ def prepare_database(settings: Settings, engine: Engine) -> None:
         )
 
 
+def _hosts(
+    settings: Settings,
+    inventory: Inventory,
+    engine: Engine,
+    clock: Clock,
+    env: Mapping[str, str],
+) -> tuple[Callable[[str], HyperVHost], list[Callable[[], None]]]:
+    """The Hyper-V backend the settings name, and how to close it."""
+    if settings.hyperv.backend == "winrm":
+        # Imported here so simulator-only processes never load pypsrp.
+        from bot.hyperv.winrm import WinRMFleet
+
+        winrm = WinRMFleet(
+            inventory,
+            env,
+            fanout=settings.hyperv.fanout,
+            call_timeout=settings.hyperv.call_timeout.total_seconds(),
+            idle_timeout=settings.hyperv.idle_timeout.total_seconds(),
+        )
+        return winrm.host, [winrm.close]
+    store = SqlHostStateStore(engine)
+    seed_missing(store, inventory)
+    return SimulatedFleet(store, clock).host, []
+
+
 def build_context(
     settings: Settings,
     *,
+    env: Mapping[str, str] | None = None,
     clock: Clock = system_clock,
     huey_kind: Literal["sqlite", "memory"] | None = None,
     **_: Any,
 ) -> AppContext:
     try:
         inventory = load_inventory(settings.inventory_path)
-    except InventoryError as exc:
+        policy = load_policy(*settings.policy_files)
+    except (InventoryError, PolicyError) as exc:
         raise ConfigError(str(exc)) from None
     engine = make_engine(settings.database_url)
     try:
@@ -117,17 +156,22 @@ def build_context(
         raise Unavailable(
             f"cannot open the database {settings.database_label}: {type(exc).__name__}"
         ) from None
-    store = SqlHostStateStore(engine)
-    seed_missing(store, inventory)
-    fleet = SimulatedFleet(store, clock)
+    host_for, closers = _hosts(settings, inventory, engine, clock, env or {})
+    decider = Decider(
+        inventory=inventory,
+        host_for=host_for,
+        policy=policy,
+        clock=clock,
+        inventory_label=f"inventory {settings.inventory_path.name}",
+    )
     ledger = JobLedger(engine, clock, lock_stale_after=settings.jobs.lock_stale_after)
     executor = Executor(
         engine=engine,
         inventory=inventory,
-        host_for=fleet.host,
+        host_for=host_for,
+        decider=decider,
         defaults=settings.defaults,
         clock=clock,
-        inventory_label=f"inventory {settings.inventory_path.name}",
     )
     worker_id = default_worker_id()
     runner = JobRunner(
@@ -144,10 +188,13 @@ def build_context(
         settings=settings,
         engine=engine,
         inventory=inventory,
-        host_for=fleet.host,
+        host_for=host_for,
+        policy=policy,
+        decider=decider,
         ledger=ledger,
         runner=runner,
         queue=queue,
         clock=clock,
         worker_id=worker_id,
+        _closers=closers,
     )

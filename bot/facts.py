@@ -1,29 +1,50 @@
-"""Gather the facts the policy engine decides on.
+"""Gather the facts the policy engine decides on, each with its provenance.
 
-Until discovery lands (the policy issue), facts come from the inventory and
-say so in their source; a fact the inventory cannot give stays unknown.
+Two sources: the inventory (what the admins declared) and discovery on the
+host (what Hyper-V says now). A fact discovery could not establish stays
+unknown, and the engine never lets an unknown fact pass a rule. Where the
+two sources disagree the provider reports it as `contradictions`; the rules
+take the riskier reading.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
+from bot.hyperv import HyperVError, HyperVHost, VMFacts
+from bot.inventory import VM, Inventory
+from bot.store.models import Change, change_ref
 from policies import Fact, Facts
 
-if TYPE_CHECKING:
-    from bot.inventory import VM, Inventory
+_DC_PRODUCT_TYPE = 2
 
 
-def inventory_facts(inventory: Inventory, vm: VM, source: str, now: datetime) -> Facts:
-    def fact(value: object) -> Fact:
+@dataclass(frozen=True)
+class FactSources:
+    inventory: str
+    host: str
+
+
+def inventory_facts(inventory: Inventory, vm: VM, source: str, now: datetime) -> dict[str, Fact]:
+    def fact(value: Any) -> Fact:
         return Fact(value=value, source=source, observed_at=now)
 
-    roles = sorted(role.value for role in vm.roles)
+    host = inventory.host(vm.host)
     values = {
-        "roles": fact(roles),
-        "shared_disks": fact(bool(vm.disks.shared_vhdx or vm.disks.vhd_set)),
+        "vm_name": fact(vm.name),
+        "roles": fact(sorted(role.value for role in vm.roles)),
+        "tags": fact(dict(vm.tags)),
+        "host": fact(host.name),
+        "host_group": fact(host.host_group),
         "app_group": fact(vm.app_group),
+        "inv_shared_disk": fact(bool(vm.disks.shared_vhdx or vm.disks.vhd_set)),
+        "inv_passthrough": fact(vm.disks.passthrough),
+        "inv_fibre_channel": fact(vm.disks.virtual_fibre_channel),
+        "inv_hyperv_replica": fact(vm.hyperv_replica),
+        "inv_checkpoint_type": fact(vm.checkpoint_type.name),
     }
     if vm.domain:
         values["domain"] = fact(vm.domain)
@@ -32,4 +53,121 @@ def inventory_facts(inventory: Inventory, vm: VM, source: str, now: datetime) ->
         why = "the inventory gives no domain for this VM"
         values["domain"] = Fact.unknown(source, why)
         values["domain_dcs"] = Fact.unknown(source, why)
+    return values
+
+
+_DISCOVERED = (
+    "kvp_product_type",
+    "disk_shared",
+    "disk_passthrough",
+    "disk_fibre_channel",
+    "replication_enabled",
+    "checkpoint_count",
+    "volume_free_bytes",
+    "volume_capacity_bytes",
+    "vm_checkpoint_type",
+    "vm_state",
+)
+
+
+def discovered_facts(found: VMFacts, source: str, now: datetime) -> dict[str, Fact]:
+    def fact(value: Any, why: str = "") -> Fact:
+        if value is None:
+            return Fact.unknown(source, why or "the host did not report it")
+        return Fact(value=value, source=source, observed_at=now)
+
+    volume = found.volume
+    return {
+        "kvp_product_type": fact(
+            found.kvp_product_type, "no KVP data from the guest (VM off or integration off)"
+        ),
+        "disk_shared": fact(any(d.shared for d in found.disks)),
+        "disk_passthrough": fact(any(d.passthrough for d in found.disks)),
+        "disk_fibre_channel": fact(any(d.fibre_channel for d in found.disks)),
+        "replication_enabled": fact(found.replication_enabled),
+        "checkpoint_count": fact(found.checkpoint_count),
+        "volume_free_bytes": fact(volume.free_bytes if volume else None),
+        "volume_capacity_bytes": fact(volume.capacity_bytes if volume else None),
+        "vm_checkpoint_type": fact(found.vm.checkpoint_type.name),
+        "vm_state": fact(found.vm.state.name),
+    }
+
+
+def unreachable_facts(source: str, error: str) -> dict[str, Fact]:
+    return {name: Fact.unknown(source, f"host not asked: {error}") for name in _DISCOVERED}
+
+
+def change_facts(change: Change, now: datetime) -> dict[str, Fact]:
+    assert change.id is not None
+    source = f"change {change_ref(change.id)}"
+    return {
+        "expires_at": Fact(change.expires_at, source, now, known=change.expires_at is not None),
+        "ttl_seconds": Fact(change.ttl_seconds, source, now),
+        "change_created_at": Fact(change.created_at, source, now),
+    }
+
+
+def contradictions(values: Mapping[str, Fact]) -> list[str]:
+    """Where the host disagrees with the inventory (only known facts count)."""
+    found: list[str] = []
+
+    def both(inv: str, disc: str) -> tuple[Any, Any] | None:
+        a, b = values.get(inv), values.get(disc)
+        if a is None or b is None or not a.known or not b.known:
+            return None
+        return a.value, b.value
+
+    roles = values.get("roles")
+    kvp = values.get("kvp_product_type")
+    if roles and kvp and roles.known and kvp.known:
+        declared = any(
+            r in ("domain_controller", "read_only_domain_controller") for r in roles.value
+        )
+        seen = kvp.value == _DC_PRODUCT_TYPE
+        if declared != seen:
+            found.append(
+                f"the guest reports ProductType {kvp.value} "
+                f"({'a domain controller' if seen else 'not a domain controller'}), "
+                f"the inventory says it is {'' if declared else 'not '}one"
+            )
+    for inv, disc, what in (
+        ("inv_shared_disk", "disk_shared", "a shared disk"),
+        ("inv_passthrough", "disk_passthrough", "a pass-through disk"),
+        ("inv_fibre_channel", "disk_fibre_channel", "virtual Fibre Channel"),
+        ("inv_hyperv_replica", "replication_enabled", "Hyper-V Replica"),
+    ):
+        pair = both(inv, disc)
+        if pair and bool(pair[0]) != bool(pair[1]):
+            found.append(
+                f"the host {'shows' if pair[1] else 'does not show'} {what}, "
+                f"the inventory says {'yes' if pair[0] else 'no'}"
+            )
+    pair = both("inv_checkpoint_type", "vm_checkpoint_type")
+    if pair and pair[0] != pair[1]:
+        found.append(f"CheckpointType is {pair[1]} on the host, {pair[0]} in the inventory")
+    return found
+
+
+def gather(
+    inventory: Inventory,
+    vm: VM,
+    host: HyperVHost | None,
+    *,
+    sources: FactSources,
+    now: datetime,
+    change: Change | None = None,
+) -> Facts:
+    """Inventory facts, discovery facts (unknown when the host cannot be
+    asked) and, for an existing change, its lifetime."""
+    values = inventory_facts(inventory, vm, sources.inventory, now)
+    if host is None:
+        values |= unreachable_facts(sources.host, "no host connection")
+    else:
+        try:
+            values |= discovered_facts(host.vm_facts(vm.vm_id), sources.host, now)
+        except HyperVError as exc:
+            values |= unreachable_facts(sources.host, exc.message)
+    if change is not None:
+        values |= change_facts(change, now)
+    values["contradictions"] = Fact(contradictions(values), "facts provider", now)
     return Facts(values)

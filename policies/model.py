@@ -1,11 +1,55 @@
-"""The engine's data: what is asked, what is known, what is decided."""
+"""The engine's data: what is asked, what is known, what is decided.
+
+Fact names the facts provider (`bot/facts.py`) supplies — rules may rely on
+exactly these; any of them may be unknown (`Fact.known is False`, and then
+`Fact.value` carries the reason):
+
+    from the inventory (source "inventory <file>"):
+      vm_name            str
+      roles              list[str]   Role values, e.g. "domain_controller"
+      tags               dict[str, str]
+      domain             str         unknown when the inventory gives none
+      domain_dcs         list[str]   names of every DC (RW or RO) of `domain`
+      host               str
+      host_group         str | None
+      app_group          str | None  AG / DAG / cluster / DFS-R group name
+      inv_shared_disk    bool        shared_vhdx or vhd_set in the inventory
+      inv_passthrough    bool
+      inv_fibre_channel  bool
+      inv_hyperv_replica bool
+      inv_checkpoint_type str        "Production" | "ProductionOnly" | "Standard" | "Disabled"
+    from discovery on the host (source "host <name>", with observed_at):
+      kvp_product_type   int         2 = domain controller (unknown: VM off / KVP missing)
+      disk_shared        bool        any disk with SupportPersistentReservations
+      disk_passthrough   bool
+      disk_fibre_channel bool
+      replication_enabled bool
+      checkpoint_count   int
+      volume_free_bytes  int
+      volume_capacity_bytes int
+      vm_checkpoint_type str         the VM's CheckpointType setting now
+      vm_state           str         "Running", "Off", ...
+    from the change record (source "change CHG-n"), for rollback/merge/extend:
+      expires_at         datetime
+      ttl_seconds        int
+      change_created_at  datetime    when the change was opened (the lifetime's start)
+    derived by the provider:
+      contradictions     list[str]   where discovery disagrees with the inventory
+
+Where the inventory and discovery both speak to one risk, the rules take the
+riskier reading: either source saying "yes" is a known "yes"; "no" needs both.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from policies.policy import Policy
 
 
 class Action(enum.StrEnum):
@@ -22,12 +66,61 @@ class Verdict(enum.StrEnum):
 
 
 class Effect(enum.StrEnum):
+    """What a fired rule does to the verdict. `schedule` keeps the verdict
+    and sets `Decision.schedule_at`; `warn` only informs."""
+
     DENY = "deny"
     NEEDS_APPROVAL = "needs_approval"
+    SCHEDULE = "schedule"
     WARN = "warn"
 
 
+class OutcomeKind(enum.StrEnum):
+    FIRED = "fired"  # the rule objects (or warns): see `effect`
+    PASSED = "passed"  # the rule looked and found nothing wrong
+    EXEMPT = "exempt"  # it would have fired, but a live exemption covers this VM
+    DISABLED = "disabled"  # switched off for this VM's scope by the policy
+    NOT_APPLICABLE = "not_applicable"  # the rule has nothing to say about this action
+
+
+class Permission(enum.StrEnum):
+    REQUEST = "request"
+    APPROVE = "approve"
+    ROLLBACK = "rollback"
+    MERGE = "merge"
+    EXTEND = "extend"
+
+
+# The permission each action needs; creating a checkpoint is "requesting" one.
+ACTION_PERMISSION = {
+    Action.CREATE: Permission.REQUEST,
+    Action.ROLLBACK: Permission.ROLLBACK,
+    Action.MERGE: Permission.MERGE,
+    Action.EXTEND: Permission.EXTEND,
+}
+
+CHECKPOINT_TYPES = ("production", "production-only", "standard")
+
 _SEVERITY = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1, Verdict.DENY: 2}
+
+
+def jsonable(value: Any) -> Any:
+    """Fact values as JSON: datetimes as ISO text, durations as seconds."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted(jsonable(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -44,6 +137,14 @@ class Fact:
     def unknown(cls, source: str, why: str = "") -> Fact:
         return cls(value=why or None, source=source, known=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": jsonable(self.value),
+            "source": self.source,
+            "known": self.known,
+            "observed_at": self.observed_at.isoformat() if self.observed_at else None,
+        }
+
 
 @dataclass(frozen=True)
 class Request:
@@ -51,14 +152,18 @@ class Request:
     vm_name: str
     vm_id: str
     requester: str
+    # "production" | "production-only" | "standard" | None (the VM's setting)
     checkpoint_type: str | None = None
+    ttl: timedelta | None = None  # create: requested lifetime; None = the scope's default
+    extend_to: datetime | None = None  # extend: the new expiry
+    channel: str | None = None
 
 
 @dataclass(frozen=True)
 class Facts:
     """Named facts about one VM (and its surroundings)."""
 
-    values: dict[str, Fact] = field(default_factory=dict)
+    values: Mapping[str, Fact] = field(default_factory=dict)
 
     def get(self, name: str, source: str = "nowhere") -> Fact:
         return self.values.get(name) or Fact.unknown(source, f"fact '{name}' was not gathered")
@@ -66,24 +171,141 @@ class Facts:
 
 @dataclass(frozen=True)
 class Context:
+    """Everything besides the request and the facts: the time, the policy,
+    and who is asking from where (groups resolved by the caller)."""
+
     now: datetime
+    # Required: the shipped policy is a YAML file, and reading it is I/O the
+    # engine must not do. Build it once with `load_policy()` at the entry point.
+    policy: Policy
+    groups: frozenset[str] = frozenset()
+    channel: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("Context.now must be timezone-aware (windows are DST-sensitive)")
+
+
+@dataclass(frozen=True)
+class ApprovalRequirement:
+    """Who may approve: `required` distinct people, each listed in `users`
+    (or "*" = anyone) or a member of one of `groups`; never one of `excluded`
+    (the requester)."""
+
+    required: int
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+
+    @property
+    def anyone(self) -> bool:
+        return "*" in self.users or "*" in self.groups
+
+    def describe(self) -> str:
+        noun = "approval" if self.required == 1 else "approvals"
+        if self.anyone:
+            who = "anyone"
+        else:
+            items = [f"@{u}" for u in self.users]
+            if self.groups:
+                items.append("a member of " + " or ".join(self.groups))
+            who = _or_list(items) if items else "nobody (no approvers configured)"
+        return f"{self.required} {noun} from {who} (not the requester)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "required": self.required,
+            "users": list(self.users),
+            "groups": list(self.groups),
+            "excluded": list(self.excluded),
+            "description": self.describe(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ApprovalRequirement:
+        """Back from `to_dict()` (as stored with a pending approval);
+        `description` is derived, so it is ignored."""
+        return cls(
+            required=int(data.get("required", 1)),
+            users=tuple(str(u) for u in data.get("users", ())),
+            groups=tuple(str(g) for g in data.get("groups", ())),
+            excluded=tuple(str(e) for e in data.get("excluded", ())),
+        )
+
+
+def _or_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+@dataclass(frozen=True)
+class ExemptionNote:
+    """The exemption that covered a rule (or had expired) for this VM."""
+
+    vm: str
+    reason: str
+    approved_by: str
+    expires: date
+    expired: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vm": self.vm,
+            "reason": self.reason,
+            "approved_by": self.approved_by,
+            "expires": self.expires.isoformat(),
+            "expired": self.expired,
+        }
 
 
 @dataclass(frozen=True)
 class RuleOutcome:
+    """One rule's answer. `message` always explains, also when it passed
+    (the dry-run explanation `policy explain` shows)."""
+
     rule: str
-    fired: bool
+    outcome: OutcomeKind
     effect: Effect | None
     message: str
     remediation: str = ""
-    facts: dict[str, Fact] = field(default_factory=dict)
+    facts: Mapping[str, Fact] = field(default_factory=dict)
+    adjustments: Mapping[str, Any] = field(default_factory=dict)
+    approval: ApprovalRequirement | None = None
+    schedule_at: datetime | None = None
+    exemption: ExemptionNote | None = None
+
+    @property
+    def fired(self) -> bool:
+        return self.outcome is OutcomeKind.FIRED
+
+    @property
+    def blocking(self) -> bool:
+        return self.fired and self.effect in (Effect.DENY, Effect.NEEDS_APPROVAL)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.rule,
+            "rule": self.rule,  # kept for records written before `id`
+            "outcome": self.outcome.value,
+            "fired": self.fired,
+            "effect": self.effect.value if self.effect else None,
+            "message": self.message,
+            "remediation": self.remediation,
+            "facts": {k: f.to_dict() for k, f in self.facts.items()},
+            "adjustments": jsonable(self.adjustments),
+            "exemption": self.exemption.to_dict() if self.exemption else None,
+            "schedule_at": self.schedule_at.isoformat() if self.schedule_at else None,
+        }
 
 
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
     outcomes: tuple[RuleOutcome, ...]
-    adjustments: dict[str, Any] = field(default_factory=dict)
+    adjustments: Mapping[str, Any] = field(default_factory=dict)
+    approval: ApprovalRequirement | None = None
+    # Set when a change window defers the work: the verdict is not deny, and
+    # the caller schedules the action for this instant (UTC) instead of now.
+    schedule_at: datetime | None = None
 
     @property
     def fired(self) -> tuple[RuleOutcome, ...]:
@@ -97,32 +319,29 @@ class Decision:
     def warnings(self) -> list[str]:
         return [o.message for o in self.fired if o.effect is Effect.WARN]
 
+    @property
+    def runnable_now(self) -> bool:
+        return self.verdict is Verdict.ALLOW and self.schedule_at is None
+
+    def outcome(self, rule: str) -> RuleOutcome | None:
+        return next((o for o in self.outcomes if o.rule == rule), None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict.value,
-            "rules": [
-                {
-                    "rule": o.rule,
-                    "fired": o.fired,
-                    "effect": o.effect.value if o.effect else None,
-                    "message": o.message,
-                    "remediation": o.remediation,
-                    "facts": {
-                        k: {"value": f.value, "source": f.source, "known": f.known}
-                        for k, f in o.facts.items()
-                    },
-                }
-                for o in self.outcomes
-            ],
-            "adjustments": self.adjustments,
+            "rules": [o.to_dict() for o in self.outcomes],
+            "adjustments": jsonable(self.adjustments),
+            "approval": self.approval.to_dict() if self.approval else None,
+            "schedule_at": self.schedule_at.isoformat() if self.schedule_at else None,
         }
 
 
-def combine(outcomes: tuple[RuleOutcome, ...]) -> Verdict:
-    """The strictest effect among fired rules decides; warnings don't."""
+def combine(outcomes: Iterable[RuleOutcome]) -> Verdict:
+    """The strictest effect among fired rules decides; warnings and
+    schedules don't change the verdict."""
     verdict = Verdict.ALLOW
     for o in outcomes:
-        if not o.fired or o.effect in (None, Effect.WARN):
+        if not o.blocking:
             continue
         candidate = Verdict.DENY if o.effect is Effect.DENY else Verdict.NEEDS_APPROVAL
         if _SEVERITY[candidate] > _SEVERITY[verdict]:

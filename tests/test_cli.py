@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.store.migrate import head_revision
+
 BOT = Path(sys.executable).with_name("checkpoint-bot")
 
 
@@ -134,9 +136,10 @@ def test_configured_deployment_needs_db_upgrade_first(tmp_path: Path) -> None:
     assert "run 'checkpoint-bot db upgrade'" in one_line_error(before)
     assert "DEMO MODE" not in before.stderr
     upgraded = run(tmp_path, "--config", str(config), "db", "upgrade")
-    assert upgraded.returncode == 0 and "schema empty → 0001" in upgraded.stdout
+    head = head_revision()
+    assert upgraded.returncode == 0 and f"schema empty → {head}" in upgraded.stdout
     again = run(tmp_path, "--config", str(config), "db", "upgrade")
-    assert "already at schema 0001" in again.stdout
+    assert f"already at schema {head}" in again.stdout
     listed = run(tmp_path, "--config", str(config), "checkpoint", "list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout)["checkpoints"] == []
 

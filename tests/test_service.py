@@ -3,6 +3,7 @@ executor → simulated host, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,13 @@ from bot.hyperv import VMState
 from bot.service import (
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
+    approve,
+    extend,
     list_checkpoints,
     merge,
+    reject,
     request_checkpoint,
     rollback,
     show_change,
@@ -52,13 +57,22 @@ def test_checkpoint_lifecycle_create_rollback_merge(ctx: AppContext) -> None:
 
     host = ctx.host_for(change.host)
     assert host.get_vm(change.vm_id).state is VMState.Running
+    # Shipped policy: rolling back a prod VM needs one approver, never the requester.
     back = rollback(ctx, change.ref, requester="alice")
-    assert _done(ctx, back.job_id) == "succeeded"
+    assert back.waiting and back.job_id is None
+    assert show_change(ctx, change.ref).state == "active"
+    with pytest.raises(Forbidden, match="requester"):
+        approve(ctx, change.ref, approver="alice")
+    approved = approve(ctx, change.ref, approver="bob")
+    assert approved.state == "approved"
+    assert _done(ctx, approved.job_id) == "succeeded"
     after = show_change(ctx, change.ref)
     assert after.state == "rolled_back"
     # A production restore leaves the VM off; the bot starts it again.
     assert host.get_vm(change.vm_id).state is VMState.Running
     assert "started again" in after.events[-1].message
+    with pytest.raises(Conflict, match="nothing waiting for approval"):
+        approve(ctx, change.ref, approver="carol")
 
     kept = merge(ctx, change.checkpoint_id, requester="bob")
     assert _done(ctx, kept.job_id) == "succeeded"
@@ -71,12 +85,50 @@ def test_checkpoint_lifecycle_create_rollback_merge(ctx: AppContext) -> None:
         "approve",
         "start_create",
         "created",
+        "rollback_awaits_approval",
+        "approved_by",
         "start_rollback",
         "rolled_back",
         "start_merge",
         "merged",
     ]
     assert len(list(audit_rows(ctx))) == len(kinds)
+
+
+def test_extend_within_and_beyond_the_maximum(ctx: AppContext) -> None:
+    out = request_checkpoint(ctx, "STG-WEB01", reason="upgrade", requester="alice", ttl="24h")
+    assert _done(ctx, out.job_id) == "succeeded"
+    before = show_change(ctx, out.change.ref).expires_at
+    assert before is not None
+    longer = extend(ctx, out.change.ref, "24h", requester="alice")
+    assert longer.decision.verdict.value == "allow"
+    assert show_change(ctx, out.change.ref).expires_at == before + timedelta(hours=24)
+    much = extend(ctx, out.change.ref, "10d", requester="alice")
+    assert much.waiting
+    assert show_change(ctx, out.change.ref).expires_at == before + timedelta(hours=24)
+    done = approve(ctx, out.change.ref, approver="bob")
+    assert done.state == "approved"
+    assert show_change(ctx, out.change.ref).expires_at == before + timedelta(days=11)
+
+
+def test_single_dc_domain_gets_production_only_and_a_warning(ctx: AppContext) -> None:
+    out = request_checkpoint(ctx, "LAB-DC01", reason="patch", requester="alice")
+    assert not out.refused and out.decision.warnings
+    assert out.change.checkpoint_type == "production-only"
+    assert _done(ctx, out.job_id) == "succeeded"
+    kinds = [e.kind for e in show_change(ctx, out.change.ref).events]
+    assert "warning" in kinds and "adjusted" in kinds
+
+
+def test_replica_rollback_needs_approval(ctx: AppContext) -> None:
+    out = request_checkpoint(ctx, "REPL-APP01", reason="patch", requester="alice")
+    assert _done(ctx, out.job_id) == "succeeded"
+    back = rollback(ctx, out.change.ref, requester="alice")
+    assert back.waiting
+    assert "Resynchronization" in " ".join(back.decision.warnings + back.decision.reasons)
+    rejected = reject(ctx, out.change.ref, approver="bob", reason="not now")
+    assert rejected.state == "rejected"
+    assert show_change(ctx, out.change.ref).state == "active"
 
 
 def test_multi_dc_domain_controller_is_refused_and_recorded(ctx: AppContext) -> None:
@@ -101,18 +153,10 @@ def test_other_guardrails_refuse(ctx: AppContext, vm: str, words: str) -> None:
     assert out.refused and words in " ".join(out.decision.reasons)
 
 
-def test_single_dc_domain_is_allowed(ctx: AppContext) -> None:
-    out = request_checkpoint(ctx, "LAB-DC01", reason="patch", requester="alice")
-    assert not out.refused
-    assert _done(ctx, out.job_id) == "succeeded"
-
-
-def test_disabled_checkpoints_fail_with_the_hosts_words(ctx: AppContext) -> None:
-    out = request_checkpoint(ctx, "LEGACY01", reason="patch", requester="alice")
-    assert _done(ctx, out.job_id) == "failed"
-    change = show_change(ctx, out.change.ref)
-    assert change.state == "failed"
-    assert "disabled" in (change.last_error or "")
+@pytest.mark.parametrize(("vm", "words"), [("LEGACY01", "disabled"), ("SAN-VM01", "pass-through")])
+def test_vms_that_cannot_be_checkpointed_are_refused(ctx: AppContext, vm: str, words: str) -> None:
+    out = request_checkpoint(ctx, vm, reason="patch", requester="alice")
+    assert out.refused and words in " ".join(out.decision.reasons)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +166,6 @@ def test_disabled_checkpoints_fail_with_the_hosts_words(ctx: AppContext) -> None
         ({"vm_name": "WEB*", "reason": "x"}, "'*'"),
         ({"vm_name": "WEB01", "reason": "  "}, "a reason is required"),
         ({"vm_name": "WEB01", "reason": "x", "ttl": "soon"}, "not a duration"),
-        ({"vm_name": "WEB01", "reason": "x", "ttl": "30d"}, "longer than the maximum"),
         ({"vm_name": "WEB01", "reason": "x", "checkpoint_type": "fast"}, "unknown checkpoint type"),
     ],
 )
@@ -133,8 +176,13 @@ def test_bad_input_writes_nothing(ctx: AppContext, kwargs: dict[str, str], messa
         assert s.exec(select(Change)).all() == []
 
 
+def test_ttl_beyond_the_maximum_is_refused(ctx: AppContext) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="x", requester="alice", ttl="30d")
+    assert out.refused and "7d" in " ".join(out.decision.reasons)
+
+
 def test_second_rollback_click_is_refused_politely(ctx: AppContext) -> None:
-    out = request_checkpoint(ctx, "APP01", reason="upgrade", requester="alice")
+    out = request_checkpoint(ctx, "STG-APP01", reason="upgrade", requester="alice")
     assert _done(ctx, out.job_id) == "succeeded"
     first = rollback(ctx, out.change.ref, requester="alice")
     with pytest.raises(Conflict, match="cannot start rollback"):
@@ -149,3 +197,12 @@ def test_unknown_refs(ctx: AppContext) -> None:
         merge(ctx, "0f8fad5b-d9cb-469f-a165-70867728950e", requester="a")
     with pytest.raises(BadRequest, match="neither a change id"):
         merge(ctx, "yesterday's", requester="a")
+
+
+def test_production_falling_back_to_standard_is_recorded(ctx: AppContext) -> None:
+    out = request_checkpoint(ctx, "STG-APP01", reason="upgrade", requester="alice")
+    assert _done(ctx, out.job_id) == "succeeded"
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "active"
+    assert any("fell back to a standard checkpoint" in e.message for e in change.events)
+    assert list_checkpoints(ctx, vm="STG-APP01").rows[0].kind == "standard"

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
+from bot.config import ConfigError
 from bot.service import explain, export_audit
+from bot.service.deciding import Principal
 from bot.service.queries import audit_rows
 from bot.store import migrate
 from bot.store.db import make_engine
+from policies import PolicyError, validate_policy_file
+from policies.explain import rows as explain_rows
 
 
 @click.group("db")
@@ -104,15 +109,67 @@ def policy() -> None:
     show_default=True,
     type=click.Choice(["create", "rollback", "merge", "extend"]),
 )
+@click.option(
+    "--type",
+    "ctype",
+    type=click.Choice(["production", "production-only", "standard"]),
+    help="The checkpoint type asked for (create).",
+)
+@click.option("--user", help="Who asks: a Slack user id (default: you, as cli:NAME).")
+@click.option("--group", "groups", multiple=True, help="A Slack user group the user is in.")
+@click.option("--channel", help="The Slack channel id the request comes from.")
+@click.option(
+    "--at",
+    "at",
+    type=click.DateTime(
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
+    ),
+    help="Evaluate at this time (ISO 8601; UTC unless an offset is given).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
-def policy_explain(rt: Runtime, vm: str, action: str, as_json: bool) -> None:
-    """What the guardrails would say to ACTION on VM, rule by rule, with facts."""
-    decision = explain(rt.ctx, vm, action, rt.requester)
+def policy_explain(
+    rt: Runtime,
+    vm: str,
+    action: str,
+    ctype: str | None,
+    user: str | None,
+    groups: tuple[str, ...],
+    channel: str | None,
+    at: datetime | None,
+    as_json: bool,
+) -> None:
+    """What the guardrails say to ACTION on VM, rule by rule, with the facts
+    they used and where those came from. Changes nothing."""
+    who = Principal(user or rt.principal.id, frozenset(groups), channel)
+    when = at.replace(tzinfo=UTC) if at and at.tzinfo is None else at
+    decision = explain(rt.ctx, vm, action, who, checkpoint_type=ctype, at=when)
     if as_json:
         echo_json(decision.to_dict())
     else:
-        rt.out("cli/decision.txt.j2", decision=decision, action=action, vm=vm)
+        rt.out(
+            "cli/decision.txt.j2",
+            decision=decision,
+            rows=explain_rows(decision),
+            action=action,
+            vm=vm,
+            who=who.id,
+        )
+
+
+@policy.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_runtime
+def policy_validate(rt: Runtime, file: Path) -> None:
+    """Check a policy file (merged over the shipped default) and say what is wrong."""
+    try:
+        policy = validate_policy_file(file)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    click.echo(
+        f"{file}: OK — {len(policy.rules)} rules, {len(policy.windows)} change windows, "
+        f"{len(policy.exemptions)} exemptions"
+    )
 
 
 @click.command("worker")

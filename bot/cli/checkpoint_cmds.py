@@ -6,7 +6,18 @@ import click
 
 from bot.changes import State
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
-from bot.service import Outcome, list_checkpoints, merge, request_checkpoint, rollback, show_change
+from bot.service import (
+    ApprovalOutcome,
+    Outcome,
+    approve,
+    extend,
+    list_checkpoints,
+    merge,
+    reject,
+    request_checkpoint,
+    rollback,
+    show_change,
+)
 
 TYPES = click.Choice(["production", "production-only", "standard"], case_sensitive=False)
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
@@ -72,7 +83,7 @@ def create(
         rt.ctx,
         vm,
         reason=reason,
-        requester=rt.requester,
+        requester=rt.principal,
         checkpoint_type=ctype,
         ttl=ttl,
         source="cli",
@@ -91,7 +102,7 @@ def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None
     Everything written to the VM since the checkpoint is lost. A production
     checkpoint leaves the VM off; the bot starts it again if it was running
     (defaults.start_after_restore)."""
-    outcome = rollback(rt.ctx, target, requester=rt.requester)
+    outcome = rollback(rt.ctx, target, requester=rt.principal)
     _finish(rt, outcome, "rollback", wait=not no_wait, as_json=as_json)
 
 
@@ -102,8 +113,20 @@ def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None
 @pass_runtime
 def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     """Keep the change: delete the checkpoint and merge its disk."""
-    outcome = merge(rt.ctx, target, requester=rt.requester)
+    outcome = merge(rt.ctx, target, requester=rt.principal)
     _finish(rt, outcome, "merge", wait=not no_wait, as_json=as_json)
+
+
+@checkpoint.command("extend")
+@click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
+@click.argument("by", metavar="DURATION")
+@click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
+@pass_runtime
+def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
+    """Give a checkpoint DURATION more time (e.g. 24h); beyond the maximum
+    lifetime the policy asks for an approver."""
+    outcome = extend(rt.ctx, target, by, requester=rt.principal)
+    _finish(rt, outcome, "extension", wait=False, as_json=as_json)
 
 
 @checkpoint.command("list")
@@ -123,6 +146,58 @@ def list_cmd(rt: Runtime, vm: str | None, host: str | None, as_json: bool) -> No
 @click.group("change")
 def change() -> None:
     """Look at the record of a change."""
+
+
+def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> None:
+    view = result.change
+    if result.job_id is not None:
+        ctx = rt.ctx
+        ctx.start_workers()
+        progress(f"{view.ref}: {result.action} of {view.vm_name} on {view.host} is running…")
+        job = ctx.ledger.get(result.job_id)
+        budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
+        ctx.ledger.wait(result.job_id, timeout=max(budget, 0) + 30)
+        view = show_change(ctx, view.ref)
+    if as_json:
+        echo_json(
+            {
+                **view.to_dict(),
+                "approval": {
+                    "action": result.action,
+                    "state": result.state,
+                    "approvals": result.approvals,
+                    "required": result.required,
+                },
+                "job_id": result.job_id,
+            }
+        )
+    else:
+        rt.out("cli/approval.txt.j2", r=result, c=view)
+    if result.state in ("refused",) or view.state in _BAD_ENDS:
+        raise SystemExit(EXIT_REFUSED)
+
+
+@change.command("approve")
+@click.argument("ref", metavar="CHG-n")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def approve_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
+    """Approve what CHG-n waits for (a checkpoint, a rollback, an extension).
+
+    The requester never counts as an approver; the policy is checked again
+    once enough approvers have said yes."""
+    _approval_result(rt, approve(rt.ctx, ref, approver=rt.principal), as_json=as_json)
+
+
+@change.command("reject")
+@click.argument("ref", metavar="CHG-n")
+@click.option("--reason", "-r", default="", help="Why, for the record.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def reject_cmd(rt: Runtime, ref: str, reason: str, as_json: bool) -> None:
+    """Reject what CHG-n waits for."""
+    result = reject(rt.ctx, ref, approver=rt.principal, reason=reason)
+    _approval_result(rt, result, as_json=as_json)
 
 
 @change.command("show")

@@ -10,6 +10,7 @@ import click
 
 from bot.cli.admin_cmds import audit, db, inventory, policy, worker
 from bot.cli.checkpoint_cmds import change, checkpoint
+from bot.cli.emulator_cmd import emulator
 from bot.cli.runtime import Runtime
 from bot.config import ConfigError
 from bot.service.errors import BadRequest, ServiceError, Unavailable
@@ -47,7 +48,7 @@ def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> No
     click_ctx.call_on_close(runtime.close)
 
 
-for command in (checkpoint, change, inventory, audit, db, policy, worker):
+for command in (checkpoint, change, inventory, audit, db, policy, worker, emulator):
     cli.add_command(command)
 
 

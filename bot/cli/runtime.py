@@ -14,6 +14,7 @@ import click
 
 from bot.config import Settings, load_settings
 from bot.context import AppContext, build_context
+from bot.service.deciding import Principal
 from templates import Renderer
 
 
@@ -25,7 +26,7 @@ class Runtime:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
     renderer: Renderer = field(default_factory=Renderer)
-    builder: Callable[[Settings], AppContext] = build_context
+    builder: Callable[..., AppContext] = build_context
     _settings: Settings | None = None
     _ctx: AppContext | None = None
 
@@ -46,13 +47,14 @@ class Runtime:
     @property
     def ctx(self) -> AppContext:
         if self._ctx is None:
-            self._ctx = self.builder(self.settings)
+            self._ctx = self.builder(self.settings, env=self.env)
         return self._ctx
 
     @property
-    def requester(self) -> str:
+    def principal(self) -> Principal:
+        """The operator at this terminal: `cli:NAME` (CHECKPOINT_BOT_USER, else $USER)."""
         user = self.env.get("CHECKPOINT_BOT_USER") or self.env.get("USER") or getpass.getuser()
-        return f"cli:{user}"
+        return Principal(f"cli:{user}")
 
     def close(self) -> None:
         if self._ctx is not None:

@@ -1,6 +1,15 @@
 """The use cases, one path for Slack, the CLI and the playground."""
 
-from bot.service.errors import BadRequest, Conflict, NotFound, ServiceError, Unavailable
+from bot.service.approvals import ApprovalOutcome, approve, reject
+from bot.service.deciding import Principal
+from bot.service.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
 from bot.service.queries import (
     CheckpointListing,
     export_audit,
@@ -10,23 +19,30 @@ from bot.service.queries import (
 from bot.service.requests import (
     Outcome,
     explain,
+    extend,
     merge,
     request_checkpoint,
     rollback,
 )
 
 __all__ = [
+    "ApprovalOutcome",
     "BadRequest",
     "CheckpointListing",
     "Conflict",
+    "Forbidden",
     "NotFound",
     "Outcome",
+    "Principal",
     "ServiceError",
     "Unavailable",
+    "approve",
     "explain",
     "export_audit",
+    "extend",
     "list_checkpoints",
     "merge",
+    "reject",
     "request_checkpoint",
     "rollback",
     "show_change",

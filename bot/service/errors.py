@@ -24,6 +24,10 @@ class NotFound(ServiceError):
     pass
 
 
+class Forbidden(ServiceError):
+    pass
+
+
 class Conflict(ServiceError):
     pass
 

@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from bot.changes import Command, State
 from bot.changes.record import get_change, note, transition
 from bot.config import DefaultsConfig
-from bot.facts import inventory_facts
 from bot.hyperv import (
     Checkpoint,
     CheckpointType,
@@ -36,9 +36,10 @@ from bot.hyperv import (
 from bot.hyperv.types import snapshot_kind
 from bot.inventory import Inventory
 from bot.jobs import JobContext
+from bot.service.deciding import Decider, Principal
 from bot.store.db import session_scope
-from bot.store.models import Change, change_ref
-from policies import Action, Context, Request, Verdict, evaluate
+from bot.store.models import ApprovalRequest, Change, change_ref
+from policies import Action, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ class Executor:
     engine: Engine
     inventory: Inventory
     host_for: Callable[[str], HyperVHost]
+    decider: Decider
     defaults: DefaultsConfig
     clock: Callable[[], datetime]
-    inventory_label: str = "inventory"
     merge_poll_seconds: float = 0.5
 
     def handlers(self) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
@@ -143,23 +144,10 @@ class Executor:
         change = self._load(job.change_id)
         if change.state != State.APPROVED:
             raise OperationFailed(f"{change_ref(job.change_id)} is {change.state}, not approved")
-        # Facts and windows change between request and execution: decide again.
-        vm_rec = self.inventory.vm_by_id(change.vm_id)
-        now = self.clock()
-        facts = inventory_facts(self.inventory, vm_rec, self.inventory_label, now)
-        decision = evaluate(
-            Request(
-                Action.CREATE, vm_rec.name, vm_rec.vm_id, change.requester, change.checkpoint_type
-            ),
-            facts,
-            Context(now=now),
-        )
-        if decision.verdict is not Verdict.ALLOW:
-            self._step(
-                job.change_id,
-                Command.DENY,
-                "re-checked before running: " + "; ".join(decision.reasons),
-            )
+        # Facts, windows and approvals change between request and execution.
+        refusal = self._recheck(change)
+        if refusal:
+            self._step(job.change_id, Command.DENY, "re-checked before running: " + refusal)
             return {"denied": True}
         self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
         host = self.host_for(change.host)
@@ -185,6 +173,37 @@ class Executor:
                 "unavailable, so this checkpoint is not application-consistent",
             )
         return {"checkpoint_id": checkpoint.id, "kind": snapshot_kind(checkpoint.snapshot_type)}
+
+    def _recheck(self, change: Change) -> str | None:
+        """Why the create may no longer run, or None when it still may."""
+        assert change.id is not None
+        vm = self.inventory.vm_by_id(change.vm_id)
+        decision = self.decider.decide(
+            vm,
+            Action.CREATE,
+            Principal(change.requester, channel=change.channel),
+            checkpoint_type=change.checkpoint_type,
+            ttl=timedelta(seconds=change.ttl_seconds),
+        )
+        if decision.verdict is Verdict.DENY:
+            return "; ".join(decision.reasons)
+        if decision.schedule_at is not None and decision.schedule_at > self.clock():
+            return (
+                f"its change window is closed (next opens {decision.schedule_at:%Y-%m-%d %H:%M %Z})"
+            )
+        if decision.verdict is Verdict.NEEDS_APPROVAL:
+            with session_scope(self.engine) as s:
+                granted = s.exec(
+                    select(ApprovalRequest).where(
+                        ApprovalRequest.change_id == change.id,
+                        ApprovalRequest.action == "create",
+                        ApprovalRequest.state == "approved",
+                    )
+                ).first()
+            needed = decision.approval.required if decision.approval else 1
+            if granted is None or len(granted.approvals) < needed:
+                return "it now needs approval: " + "; ".join(decision.reasons)
+        return None
 
     def _take(self, host: HyperVHost, change: Change, job: JobContext) -> Checkpoint:
         assert change.id is not None

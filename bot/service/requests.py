@@ -1,19 +1,17 @@
-"""Use cases that change things: request a checkpoint, roll back, merge.
-
-Each validates everything before writing anything, records the decision,
-moves the change through the lifecycle and hands host work to a job.
-"""
+"""Use cases that change things: request a checkpoint, roll back, merge,
+extend. Each validates its input before writing anything, asks the policy,
+records the decision, and hands host work to a job."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
-from bot.changes import Command, IllegalTransition
+from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import (
     ConcurrentUpdate,
     get_change,
@@ -22,18 +20,17 @@ from bot.changes.record import (
     parse_ref,
     transition,
 )
-from bot.durations import DurationError, format_duration, parse_duration
-from bot.facts import inventory_facts
-from bot.inventory import InvalidName, UnknownVM
+from bot.durations import DurationError, parse_duration
+from bot.inventory import VM, InvalidName, UnknownVM
+from bot.service.deciding import Principal
 from bot.service.errors import BadRequest, Conflict, NotFound
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
-from bot.store.models import Change, change_ref
-from policies import Action, Context, Decision, Request, Verdict, evaluate
+from bot.store.models import ApprovalRequest, Change, change_ref
+from policies import Action, Decision, Verdict
 
 if TYPE_CHECKING:
     from bot.context import AppContext
-    from bot.inventory import VM
 
 CHECKPOINT_TYPES = ("production", "production-only", "standard")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -42,15 +39,21 @@ MAX_REASON = 500
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a request led to: the change now, the policy's word, the job."""
+    """What a request led to: the change now, the policy's word, the job,
+    and the approval it waits for, if any."""
 
     change: ChangeView
     decision: Decision
     job_id: int | None = None
+    approval_id: int | None = None
 
     @property
     def refused(self) -> bool:
         return self.decision.verdict is Verdict.DENY
+
+    @property
+    def waiting(self) -> bool:
+        return self.approval_id is not None
 
 
 def resolve_vm(ctx: AppContext, name: str) -> VM:
@@ -60,18 +63,16 @@ def resolve_vm(ctx: AppContext, name: str) -> VM:
         raise BadRequest(str(exc)) from None
 
 
-def decide(ctx: AppContext, vm: VM, action: Action, requester: str, ctype: str | None) -> Decision:
-    now = ctx.clock()
-    facts = inventory_facts(ctx.inventory, vm, f"inventory {ctx.settings.inventory_path.name}", now)
-    request = Request(
-        action=action, vm_name=vm.name, vm_id=vm.vm_id, requester=requester, checkpoint_type=ctype
-    )
-    return evaluate(request, facts, Context(now=now))
+def _duration(text: str, what: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise BadRequest(f"{what}: {exc}") from None
 
 
 def _validate_create(
     ctx: AppContext, reason: str | None, ctype: str | None, ttl: str | None
-) -> tuple[str, str, timedelta]:
+) -> tuple[str, str, timedelta | None]:
     text = (reason or "").strip()
     if not text:
         raise BadRequest('a reason is required: say why, e.g. --reason "KB5044284 patch"')
@@ -82,19 +83,35 @@ def _validate_create(
         raise BadRequest(
             f"unknown checkpoint type '{ctype}': use one of {', '.join(CHECKPOINT_TYPES)}"
         )
-    lifetime = ctx.settings.defaults.ttl
-    if ttl is not None:
-        try:
-            lifetime = parse_duration(ttl)
-        except DurationError as exc:
-            raise BadRequest(f"--ttl: {exc}") from None
-    limit = ctx.settings.defaults.max_ttl
-    if lifetime > limit:
-        raise BadRequest(
-            f"a TTL of {format_duration(lifetime)} is longer than the maximum of "
-            f"{format_duration(limit)}; ask for {format_duration(limit)} or less"
-        )
-    return text, kind, lifetime
+    return text, kind, _duration(ttl, "--ttl") if ttl is not None else None
+
+
+def _summary(decision: Decision) -> str:
+    return "; ".join(decision.reasons) or "all guardrails passed"
+
+
+def open_approval(
+    s: Session,
+    change: Change,
+    action: str,
+    who: Principal,
+    decision: Decision,
+    now: datetime,
+    params: dict[str, object] | None = None,
+) -> ApprovalRequest:
+    assert change.id is not None and decision.approval is not None
+    request = ApprovalRequest(
+        change_id=change.id,
+        action=action,
+        requested_by=who.id,
+        requested_at=now,
+        required=decision.approval.required,
+        requirement=decision.to_dict()["approval"],
+        params=dict(params or {}),
+    )
+    s.add(request)
+    s.flush()
+    return request
 
 
 def request_checkpoint(
@@ -102,18 +119,24 @@ def request_checkpoint(
     vm_name: str,
     *,
     reason: str | None,
-    requester: str,
+    requester: str | Principal,
     checkpoint_type: str | None = None,
     ttl: str | None = None,
     source: str = "cli",
     channel: str | None = None,
 ) -> Outcome:
     """Ask for a checkpoint. Denials are recorded too: the record is the audit."""
+    who = requester if isinstance(requester, Principal) else Principal(requester, channel=channel)
     vm = resolve_vm(ctx, vm_name)
     text, kind, lifetime = _validate_create(ctx, reason, checkpoint_type, ttl)
-    decision = decide(ctx, vm, Action.CREATE, requester, kind)
+    decision = ctx.decider.decide(vm, Action.CREATE, who, checkpoint_type=kind, ttl=lifetime)
+    adjusted = str(decision.adjustments.get("checkpoint_type", kind))
+    ttl_seconds = int(
+        decision.adjustments.get("ttl_seconds")
+        or (lifetime or ctx.settings.defaults.ttl).total_seconds()
+    )
     now = ctx.clock()
-    job_id = None
+    approval_id = None
     with session_scope(ctx.engine) as s:
         change = open_change(
             s,
@@ -121,19 +144,19 @@ def request_checkpoint(
                 vm_id=vm.vm_id,
                 vm_name=vm.name,
                 host=vm.host,
-                checkpoint_type=kind,
+                checkpoint_type=adjusted,
                 reason=text,
-                requester=requester,
+                requester=who.id,
                 source=source,
-                channel=channel,
+                channel=channel or who.channel,
                 state="",
                 decision=decision.to_dict(),
-                ttl_seconds=int(lifetime.total_seconds()),
+                ttl_seconds=ttl_seconds,
             ),
-            actor=requester,
+            actor=who.id,
             now=now,
         )
-        summary = "; ".join(decision.reasons) or "all guardrails passed"
+        details = decision.to_dict()
         if decision.verdict is Verdict.DENY:
             transition(
                 s,
@@ -141,8 +164,8 @@ def request_checkpoint(
                 Command.DENY,
                 actor="policy",
                 now=now,
-                message=summary,
-                details=decision.to_dict(),
+                message=_summary(decision),
+                details=details,
             )
         elif decision.verdict is Verdict.NEEDS_APPROVAL:
             transition(
@@ -151,9 +174,10 @@ def request_checkpoint(
                 Command.REQUEST_APPROVAL,
                 actor="policy",
                 now=now,
-                message=summary,
-                details=decision.to_dict(),
+                message=_summary(decision),
+                details=details,
             )
+            approval_id = open_approval(s, change, "create", who, decision, now).id
         else:
             transition(
                 s,
@@ -161,16 +185,46 @@ def request_checkpoint(
                 Command.APPROVE,
                 actor="policy",
                 now=now,
-                message=summary,
-                details=decision.to_dict(),
+                message=_summary(decision),
+                details=details,
             )
-            for warning in decision.warnings:
-                note(s, change, kind="warning", actor="policy", now=now, message=warning)
+        refused = decision.verdict is Verdict.DENY
+        for warning in () if refused else decision.warnings:
+            note(s, change, kind="warning", actor="policy", now=now, message=warning)
+        if adjusted != kind and not refused:
+            note(
+                s,
+                change,
+                kind="adjusted",
+                actor="policy",
+                now=now,
+                message=f"checkpoint type {kind} → {adjusted}, so Hyper-V cannot fall back "
+                "silently to a standard checkpoint",
+            )
         assert change.id is not None
         change_id = change.id
+    job_id = None
     if decision.verdict is Verdict.ALLOW:
-        job_id = ctx.submit("create", change_id, key=f"create:{change_id}")
-    return Outcome(_view(ctx, change_id), decision, job_id)
+        job_id = start_create(ctx, change_id, decision.schedule_at)
+    return Outcome(view(ctx, change_id), decision, job_id, approval_id)
+
+
+def start_create(ctx: AppContext, change_id: int, schedule_at: datetime | None) -> int:
+    """Queue the create job; in its change window if the policy gave one."""
+    now = ctx.clock()
+    if schedule_at is not None and schedule_at > now:
+        with session_scope(ctx.engine) as s:
+            transition(
+                s,
+                get_change(s, change_id),
+                Command.SCHEDULE,
+                actor="policy",
+                now=now,
+                message=f"outside its change window: runs when it opens at "
+                f"{schedule_at:%Y-%m-%d %H:%M %Z}",
+            )
+        return ctx.submit("create", change_id, key=f"create:{change_id}", not_before=schedule_at)
+    return ctx.submit("create", change_id, key=f"create:{change_id}")
 
 
 def find_change(ctx: AppContext, ref: str) -> int:
@@ -196,38 +250,31 @@ def find_change(ctx: AppContext, ref: str) -> int:
     return change_id
 
 
-def _start(
-    ctx: AppContext, ref: str, *, action: Action, command: Command, job_kind: str, actor: str
-) -> Outcome:
-    change_id = find_change(ctx, ref)
-    with session_scope(ctx.engine) as s:
-        change = get_change(s, change_id)
-    vm = resolve_vm(ctx, change.vm_name) if change.vm_name else None
-    assert vm is not None
-    decision = decide(ctx, vm, action, actor, change.checkpoint_type)
-    now = ctx.clock()
+def _pending(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
+    return s.exec(
+        select(ApprovalRequest).where(
+            ApprovalRequest.change_id == change_id,
+            ApprovalRequest.action == action,
+            ApprovalRequest.state == "pending",
+        )
+    ).first()
+
+
+def begin_host_action(ctx: AppContext, change_id: int, action: Action, actor: str) -> int:
+    """Move an active change into rolling back / merging and queue the job."""
+    command, kind = {
+        Action.ROLLBACK: (Command.START_ROLLBACK, "restore"),
+        Action.MERGE: (Command.START_MERGE, "remove"),
+    }[action]
     try:
         with session_scope(ctx.engine) as s:
-            change = get_change(s, change_id)
-            if decision.verdict is not Verdict.ALLOW:
-                note(
-                    s,
-                    change,
-                    kind=f"{action.value}_refused",
-                    actor="policy",
-                    now=now,
-                    message="; ".join(decision.reasons),
-                    details=decision.to_dict(),
-                )
-                return Outcome(ChangeView.of(change), decision)
             event = transition(
                 s,
-                change,
+                get_change(s, change_id),
                 command,
                 actor=actor,
-                now=now,
+                now=ctx.clock(),
                 message=f"{action.value} requested by {actor}",
-                details=decision.to_dict(),
             )
             seq = event.seq
     except IllegalTransition as exc:
@@ -236,33 +283,148 @@ def _start(
         raise Conflict(
             f"{change_ref(change_id)} changed while you asked; nothing was done, look again"
         ) from None
-    job_id = ctx.submit(job_kind, change_id, key=f"{job_kind}:{change_id}:{seq}")
-    return Outcome(_view(ctx, change_id), decision, job_id)
+    return ctx.submit(kind, change_id, key=f"{kind}:{change_id}:{seq}")
 
 
-def rollback(ctx: AppContext, ref: str, *, requester: str) -> Outcome:
-    return _start(
-        ctx,
-        ref,
-        action=Action.ROLLBACK,
-        command=Command.START_ROLLBACK,
-        job_kind="restore",
-        actor=requester,
+def _act(ctx: AppContext, ref: str, action: Action, who: Principal) -> Outcome:
+    change_id = find_change(ctx, ref)
+    with session_scope(ctx.engine) as s:
+        change = get_change(s, change_id)
+    allowed = {Action.ROLLBACK: {State.ACTIVE}, Action.MERGE: {State.ACTIVE, State.ROLLED_BACK}}
+    if State(change.state) not in allowed[action]:
+        command = Command.START_ROLLBACK if action is Action.ROLLBACK else Command.START_MERGE
+        raise Conflict(
+            f"{change_ref(change_id)}: {IllegalTransition(State(change.state), command)}"
+        )
+    vm = resolve_vm(ctx, change.vm_name)
+    decision = ctx.decider.decide(
+        vm, action, who, checkpoint_type=change.checkpoint_type, change=change
+    )
+    now = ctx.clock()
+    if decision.verdict is Verdict.ALLOW:
+        job_id = begin_host_action(ctx, change_id, action, who.id)
+        return Outcome(view(ctx, change_id), decision, job_id)
+    try:
+        with session_scope(ctx.engine) as s:
+            change = get_change(s, change_id)
+            if decision.verdict is Verdict.DENY:
+                note(
+                    s,
+                    change,
+                    kind=f"{action.value}_refused",
+                    actor="policy",
+                    now=now,
+                    message=_summary(decision),
+                    details=decision.to_dict(),
+                )
+                return Outcome(ChangeView.of(change), decision)
+            pending = _pending(s, change_id, action.value)
+            if pending is None:
+                pending = open_approval(s, change, action.value, who, decision, now)
+                assert decision.approval is not None
+                note(
+                    s,
+                    change,
+                    kind=f"{action.value}_awaits_approval",
+                    actor="policy",
+                    now=now,
+                    message=f"{action.value} by {who.id} needs {decision.approval.describe()}: "
+                    f"{_summary(decision)}",
+                    details=decision.to_dict(),
+                )
+            return Outcome(ChangeView.of(change), decision, approval_id=pending.id)
+    except ConcurrentUpdate:
+        raise Conflict(f"{change_ref(change_id)} changed while you asked; look again") from None
+
+
+def rollback(ctx: AppContext, ref: str, *, requester: str | Principal) -> Outcome:
+    who = requester if isinstance(requester, Principal) else Principal(requester)
+    return _act(ctx, ref, Action.ROLLBACK, who)
+
+
+def merge(ctx: AppContext, ref: str, *, requester: str | Principal) -> Outcome:
+    who = requester if isinstance(requester, Principal) else Principal(requester)
+    return _act(ctx, ref, Action.MERGE, who)
+
+
+def extend(ctx: AppContext, ref: str, by: str, *, requester: str | Principal) -> Outcome:
+    """Give an active checkpoint more time; beyond the scope's maximum
+    lifetime the policy asks for approval."""
+    who = requester if isinstance(requester, Principal) else Principal(requester)
+    delta = _duration(by, "extend by")
+    change_id = find_change(ctx, ref)
+    with session_scope(ctx.engine) as s:
+        change = get_change(s, change_id)
+    if State(change.state) not in (State.ACTIVE, State.ROLLED_BACK) or change.expires_at is None:
+        raise Conflict(
+            f"{change_ref(change_id)} is {change.state.replace('_', ' ')}; only an "
+            "active checkpoint can be extended"
+        )
+    now = ctx.clock()
+    new_expiry = max(now, change.expires_at) + delta
+    vm = resolve_vm(ctx, change.vm_name)
+    decision = ctx.decider.decide(vm, Action.EXTEND, who, extend_to=new_expiry, change=change)
+    try:
+        with session_scope(ctx.engine) as s:
+            change = get_change(s, change_id)
+            approval_id = None
+            if decision.verdict is Verdict.DENY:
+                note(
+                    s,
+                    change,
+                    kind="extend_refused",
+                    actor="policy",
+                    now=now,
+                    message=_summary(decision),
+                    details=decision.to_dict(),
+                )
+            elif decision.verdict is Verdict.NEEDS_APPROVAL:
+                approval = open_approval(
+                    s, change, "extend", who, decision, now, {"extend_to": new_expiry.isoformat()}
+                )
+                approval_id = approval.id
+                assert decision.approval is not None
+                note(
+                    s,
+                    change,
+                    kind="extend_awaits_approval",
+                    actor="policy",
+                    now=now,
+                    message=f"extension to {new_expiry:%Y-%m-%d %H:%M %Z} needs "
+                    f"{decision.approval.describe()}",
+                    details=decision.to_dict(),
+                )
+            else:
+                apply_extension(s, change, new_expiry, who.id, now)
+            return Outcome(ChangeView.of(change), decision, approval_id=approval_id)
+    except ConcurrentUpdate:
+        raise Conflict(f"{change_ref(change_id)} changed while you asked; look again") from None
+
+
+def apply_extension(s: Session, change: Change, until: datetime, actor: str, now: datetime) -> None:
+    old = change.expires_at
+    note(
+        s,
+        change,
+        kind="extended",
+        actor=actor,
+        now=now,
+        message=f"expiry moved from {old:%Y-%m-%d %H:%M %Z} to {until:%Y-%m-%d %H:%M %Z}"
+        if old
+        else f"expires at {until:%Y-%m-%d %H:%M %Z}",
+        expires_at=until,
     )
 
 
-def merge(ctx: AppContext, ref: str, *, requester: str) -> Outcome:
-    return _start(
-        ctx,
-        ref,
-        action=Action.MERGE,
-        command=Command.START_MERGE,
-        job_kind="remove",
-        actor=requester,
-    )
-
-
-def explain(ctx: AppContext, vm_name: str, action: str, requester: str) -> Decision:
+def explain(
+    ctx: AppContext,
+    vm_name: str,
+    action: str,
+    who: Principal,
+    *,
+    checkpoint_type: str | None = None,
+    at: datetime | None = None,
+) -> Decision:
     vm = resolve_vm(ctx, vm_name)
     try:
         act = Action(action)
@@ -270,9 +432,9 @@ def explain(ctx: AppContext, vm_name: str, action: str, requester: str) -> Decis
         raise BadRequest(
             f"unknown action '{action}': use one of {', '.join(a.value for a in Action)}"
         ) from None
-    return decide(ctx, vm, act, requester, None)
+    return ctx.decider.decide(vm, act, who, checkpoint_type=checkpoint_type, now=at)
 
 
-def _view(ctx: AppContext, change_id: int) -> ChangeView:
+def view(ctx: AppContext, change_id: int) -> ChangeView:
     with session_scope(ctx.engine) as s:
         return ChangeView.of(get_change(s, change_id))

@@ -110,6 +110,31 @@ class VMLock(SQLModel, table=True):
     heartbeat_at: datetime = _utc()
 
 
+class ApprovalRequest(SQLModel, table=True):
+    """An action on a change that waits for approvers: the create itself, a
+    rollback or an extension. Approvals are appended to `approvals`; the
+    change's own version serializes every write to it."""
+
+    __tablename__ = "approval_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    change_id: int = Field(foreign_key="change.id", index=True)
+    action: str = Field(max_length=32)
+    state: str = Field(default="pending", index=True, max_length=32)
+    requested_by: str = Field(max_length=255)
+    requested_at: datetime = _utc()
+    required: int = 1
+    # The policy's requirement: who may approve (users, groups).
+    requirement: dict[str, Any] = _json()
+    # [{"by": "U123", "at": "...iso..."}]
+    approvals: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    params: dict[str, Any] = _json()
+    resolved_at: datetime | None = _utc(nullable=True)
+    resolved_by: str | None = Field(default=None, max_length=255)
+
+
 class SimulatorHost(SQLModel, table=True):
     """The simulated fleet's state, one JSON document per host, so the demo
     and the CLI keep their checkpoints between runs."""

@@ -1,0 +1,230 @@
+"""Fleet sweep: list every checkpoint on 100 emulated hosts over real WinRM.
+
+    .venv/bin/python bench/fleet_sweep.py [--hosts 100] [--vms 10] [--latency-ms 50]
+                                          [--auth basic|ntlm] [--quick]
+
+Each host is an emulated WinRM endpoint on 127.0.0.1 (bot.hyperv.emulator)
+serving a simulated Hyper-V host with `--vms` VMs, a few checkpoints each,
+and `--latency-ms` added to every HTTP request. The same sweep
+(`WinRMFleet.list_all_checkpoints`, fresh pools every time) runs
+sequentially (fan-out 1), with fan-out 32, and with one worker per host, and
+the script prints the ratios. It then times a first and a second operation
+on one host (pool reuse). Loopback only; every call has a deadline.
+
+The emulated hosts run in `--server-procs` child processes so their CPU
+work does not share the client's GIL; the client's own CPU time is printed
+per sweep. On a machine with few cores the sweep is CPU-bound (the servers'
+CLIXML and simulator work is local here, remote on real hosts), so the
+fan-out ratios are lower bounds of what a real fleet shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bot.clock import system_clock
+from bot.hyperv.emulator import EmulatedFleet
+from bot.hyperv.errors import HyperVError
+from bot.hyperv.sim_store import InMemoryHostStateStore
+from bot.hyperv.simulator import SimulatedFleet
+from bot.hyperv.winrm import WinRMFleet
+from bot.inventory import Inventory
+from bot.simfleet import seed_missing
+
+USER, PASSWORD = "hvadmin", "Passw0rd!"
+ENV = {"BENCH_PASSWORD": PASSWORD}
+CHECKPOINTS_PER_VM = 2
+CALL_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 120.0
+SERVER_LIFETIME = 900.0
+
+
+def build_inventory(hosts: int, vms: int, auth: str) -> dict[str, Any]:
+    namespace = uuid.UUID("6b1f0c7d-2b1d-4d7c-9a55-3e8b1f0c7d21")
+    host_docs = [
+        {
+            "name": f"HV{h:03d}",
+            "address": "127.0.0.1",
+            "transport": "http",
+            "port": 5985,  # replaced by the emulator's port once it listens
+            "auth": auth,
+            "allow_basic": auth == "basic",
+            "credential": {"username": USER, "password_env": "BENCH_PASSWORD"},
+            "volumes": [{"path": "D:\\", "capacity_gb": 4000, "used_gb": 1000}],
+        }
+        for h in range(hosts)
+    ]
+    vm_docs = [
+        {
+            "name": f"VM{h:03d}-{v:02d}",
+            "vm_id": str(uuid.uuid5(namespace, f"{h}/{v}")),
+            "host": f"HV{h:03d}",
+        }
+        for h in range(hosts)
+        for v in range(vms)
+    ]
+    return {"hosts": host_docs, "vms": vm_docs}
+
+
+def seed_checkpoints(sim: SimulatedFleet, inventory: Inventory, hosts: set[str]) -> int:
+    count = 0
+    for vm in inventory.vms:
+        if vm.host not in hosts:
+            continue
+        host = sim.host(vm.host)
+        for i in range(CHECKPOINTS_PER_VM):
+            host.create_checkpoint(vm.vm_id, f"bench {i}")
+            count += 1
+    return count
+
+
+@contextmanager
+def winrm_fleet(inventory: Inventory, fanout: int) -> Iterator[WinRMFleet]:
+    fleet = WinRMFleet(inventory, ENV, fanout=fanout, call_timeout=CALL_TIMEOUT)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+
+
+def sweep(inventory: Inventory, fanout: int, expected: int) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) of one cold sweep."""
+    with winrm_fleet(inventory, fanout) as fleet:
+        started, cpu = time.perf_counter(), time.process_time()
+        results = fleet.list_all_checkpoints()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    failed = {h: r for h, r in results.items() if isinstance(r, HyperVError)}
+    found = sum(len(r) for r in results.values() if not isinstance(r, HyperVError))
+    if failed or found != expected:
+        first = next(iter(failed.items()), None)
+        raise SystemExit(f"sweep with fan-out {fanout}: {found}/{expected} checkpoints, {first}")
+    return elapsed, cpu
+
+
+def pool_reuse(inventory: Inventory) -> tuple[float, float]:
+    with winrm_fleet(inventory, 1) as fleet:
+        host = fleet.host(inventory.hosts[0].name)
+        started = time.perf_counter()
+        host.list_checkpoints()
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        host.list_checkpoints()
+        second = time.perf_counter() - started
+    return first, second
+
+
+def serve_fleet(doc: dict[str, Any], hosts: list[str], latency_ms: int, conn: Connection) -> None:
+    """A child process: some simulated hosts behind their emulated endpoints.
+    Processes of their own, so the servers' CPU work (CLIXML, XML, the
+    simulator) shares neither the bench client's GIL nor one another's."""
+    base = Inventory.model_validate(doc)
+    store = InMemoryHostStateStore()
+    seed_missing(store, base)
+    sim = SimulatedFleet(store, system_clock)
+    count = seed_checkpoints(sim, base, set(hosts))
+    emulated = EmulatedFleet.start(
+        base, sim, hosts, users={USER: PASSWORD}, auth=("basic", "ntlm"), latency_ms=latency_ms
+    )
+    try:
+        conn.send((count, {name: emulated.port_of(name) for name in hosts}))
+        conn.poll(SERVER_LIFETIME)  # until the parent says stop (or gives up)
+    finally:
+        emulated.stop()
+        conn.close()
+
+
+@contextmanager
+def fleet_processes(
+    doc: dict[str, Any], latency_ms: int, processes: int
+) -> Iterator[tuple[int, dict[str, int]]]:
+    context = multiprocessing.get_context("spawn")
+    names = [h["name"] for h in doc["hosts"]]
+    started: list[tuple[Any, Connection]] = []
+    try:
+        for index in range(processes):
+            parent, child = context.Pipe()
+            share = names[index::processes]
+            process = context.Process(
+                target=serve_fleet, args=(doc, share, latency_ms, child), daemon=True
+            )
+            process.start()
+            started.append((process, parent))
+        count, ports = 0, {}
+        for _, parent in started:
+            if not parent.poll(STARTUP_TIMEOUT):
+                raise SystemExit("the emulated fleet did not start in time")
+            some, their_ports = parent.recv()
+            count += some
+            ports.update(their_ports)
+        yield count, ports
+    finally:
+        for process, parent in started:
+            with suppress(OSError):
+                parent.send("stop")
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--vms", type=int, default=10)
+    parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--auth", choices=("basic", "ntlm"), default="basic")
+    parser.add_argument(
+        "--server-procs",
+        type=int,
+        default=max(1, min(4, (os.cpu_count() or 2) - 1)),
+        help="processes the emulated hosts run in (default: CPUs - 1, at most 4)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the sequential sweep (the slow one)"
+    )
+    args = parser.parse_args(argv)
+
+    doc = build_inventory(args.hosts, args.vms, args.auth)
+    with fleet_processes(doc, args.latency_ms, args.server_procs) as (expected, ports):
+        print(
+            f"{args.hosts} hosts x {args.vms} VMs, {expected} checkpoints, "
+            f"{args.latency_ms} ms per request, auth {args.auth}, "
+            f"servers in {args.server_procs} child processes"
+        )
+        doc["hosts"] = [{**h, "port": ports[h["name"]]} for h in doc["hosts"]]
+        inventory = Inventory.model_validate(doc)
+        timings: dict[str, tuple[float, float]] = {}
+        if not args.quick:
+            timings["sequential"] = sweep(inventory, 1, expected)
+        timings["fan-out 32"] = sweep(inventory, 32, expected)
+        unlimited_label = f"fan-out {args.hosts} (one per host)"
+        timings[unlimited_label] = sweep(inventory, args.hosts, expected)
+        first, second = pool_reuse(inventory)
+
+    fan32 = timings["fan-out 32"][0]
+    for label, (seconds, cpu) in timings.items():
+        print(
+            f"  {label:<28} {seconds:7.2f} s   ({args.hosts / seconds:6.1f} hosts/s, "
+            f"client CPU {cpu:5.2f} s)"
+        )
+    if "sequential" in timings:
+        print(f"  sequential / fan-out 32       {timings['sequential'][0] / fan32:6.1f}x")
+    print(f"  fan-out 32 / one per host     {fan32 / timings[unlimited_label][0]:6.2f}x")
+    print(
+        f"  pool reuse: first call {first * 1000:.0f} ms (opens the pool), second "
+        f"{second * 1000:.0f} ms: second/first = {second / first:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

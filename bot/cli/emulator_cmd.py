@@ -1,0 +1,165 @@
+"""`checkpoint-bot emulator`: serve simulated hosts over WinRM/PSRP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+import click
+import yaml
+
+from bot.hyperv.emulator import EmulatedFleet, Faults, FaultSpecError
+from bot.hyperv.emulator.faults import SPEC_HELP
+from bot.hyperv.emulator.server import DEFAULT_USERS
+from bot.hyperv.sim_store import HostStateStore, InMemoryHostStateStore, SqlHostStateStore
+from bot.inventory import Inventory, InventoryError, load_inventory
+
+EPILOG = f"""\
+Faults (--faults SPEC): {SPEC_HELP} Example: --faults latency=50,hang=Checkpoint-VM,refuse
+
+Clients connect with pypsrp: WSMan("127.0.0.1", port=PORT, ssl=False, auth="basic",
+encryption="never", ...) or auth="ntlm" (message encryption on). Without --user the
+login is {next(iter(DEFAULT_USERS))} / {next(iter(DEFAULT_USERS.values()))}.
+"""
+
+
+def _environment() -> Mapping[str, str]:
+    # The CLI's Runtime carries the environment it was started with; used
+    # standalone (tests), fall back to the process environment.
+    ctx = click.get_current_context(silent=True)
+    env = getattr(ctx.obj if ctx is not None else None, "env", None)
+    return env if isinstance(env, dict) else os.environ
+
+
+def _store(database: str | None) -> HostStateStore:
+    if database is None:
+        return InMemoryHostStateStore()
+    from bot.store.db import make_engine
+    from bot.store.migrate import upgrade
+
+    engine = make_engine(database)
+    upgrade(engine)
+    return SqlHostStateStore(engine)
+
+
+EMULATOR_PASSWORD_ENV = "CHECKPOINT_BOT_EMULATOR_PASSWORD"  # noqa: S105 (a variable name)
+
+
+def emulated_inventory(
+    inventory: Inventory, ports: Mapping[str, int], username: str, password_env: str
+) -> str:
+    """The inventory as YAML with each served host aimed at its endpoint.
+    The password stays a reference: the bot reads it from `password_env`."""
+    data = inventory.model_dump(mode="json", exclude_none=True)
+    for host in data["hosts"]:
+        if host["name"] in ports:
+            host.update(
+                address="127.0.0.1",
+                port=ports[host["name"]],
+                transport="http",
+                auth="ntlm",
+                cert_validation=False,
+                credential={"username": username, "password_env": password_env},
+            )
+            host.pop("ca_bundle", None)
+            host.pop("configuration_name", None)
+    header = (
+        "# Written by `checkpoint-bot emulator --write-inventory`: hosts point at the emulator.\n"
+    )
+    return header + yaml.safe_dump(data, sort_keys=False)
+
+
+@click.command("emulator", epilog=EPILOG)
+@click.option(
+    "--inventory",
+    "inventory_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="Inventory YAML whose hosts are simulated.",
+)
+@click.option("--host", "host_names", multiple=True, help="Serve this host (repeatable).")
+@click.option("--all", "all_hosts", is_flag=True, help="Serve every inventory host (default).")
+@click.option("--port", type=click.IntRange(0, 65535), default=5985, show_default=True,
+              help="First port; host i listens on PORT+i (0: ephemeral ports).")  # fmt: skip
+@click.option("--latency-ms", type=click.IntRange(0), default=0, help="Delay before every answer.")
+@click.option("--faults", "fault_spec", default="", help="Fault injection SPEC (see below).")
+@click.option("--user", default=None, help="The one accepted user name.")
+@click.option("--password-env", default=None, help="Environment variable holding its password.")
+@click.option("--database", default=None, help="Simulator state in this SQL database URL.")
+@click.option(
+    "--write-inventory",
+    "write_inventory",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a copy of the inventory whose hosts point at these endpoints (NTLM over "
+    "HTTP), for `hyperv: {backend: winrm}`.",
+)
+def emulator(
+    inventory_path: Path,
+    host_names: tuple[str, ...],
+    all_hosts: bool,
+    port: int,
+    latency_ms: int,
+    fault_spec: str,
+    user: str | None,
+    password_env: str | None,
+    database: str | None,
+    write_inventory: Path | None,
+) -> None:
+    """Run emulated Hyper-V WinRM endpoints until Ctrl-C or SIGTERM."""
+    if host_names and all_hosts:
+        raise click.UsageError("--host and --all are exclusive")
+    try:
+        faults = Faults.parse(fault_spec)
+        inventory = load_inventory(inventory_path)
+    except (FaultSpecError, InventoryError) as exc:
+        raise click.UsageError(str(exc)) from None
+    users = dict(DEFAULT_USERS)
+    if user is not None:
+        if not password_env:
+            raise click.UsageError("--user needs --password-env VAR")
+        password = _environment().get(password_env)
+        if not password:
+            raise click.UsageError(f"environment variable {password_env} is not set")
+        users = {user: password}
+    fleet = EmulatedFleet.start(
+        inventory,
+        _store(database),
+        hosts=list(host_names) or None,
+        base_port=port,
+        users=users,
+        latency_ms=latency_ms,
+        faults=faults,
+    )
+    done = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        for name, server in fleet.servers.items():
+            click.echo(f"{name}\t{server.url}")
+        if write_inventory is not None:
+            login = user or next(iter(DEFAULT_USERS))
+            pointed = emulated_inventory(
+                inventory,
+                {n: srv.port for n, srv in fleet.servers.items()},
+                login,
+                password_env or EMULATOR_PASSWORD_ENV,
+            )
+            write_inventory.parent.mkdir(parents=True, exist_ok=True)
+            write_inventory.write_text(pointed, encoding="utf-8")
+            click.echo(f"emulator: wrote {write_inventory}", err=True)
+        click.echo("emulator: serving; Ctrl-C to stop", err=True)
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        fleet.stop()
+        click.echo("emulator: stopped", err=True)

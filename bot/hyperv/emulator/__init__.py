@@ -1,0 +1,31 @@
+"""A WinRM/PSRP endpoint on 127.0.0.1 that serves the Hyper-V simulator.
+
+The real pypsrp client runs end to end against it. Layers, each knowing only
+the one below:
+
+    server.py   HTTP, Basic / NTLM (+ message encryption), fault injection
+    wsman.py    WSMan SOAP shell actions ([MS-WSMV])
+    psrp.py     runspace pool and pipelines via psrpcore ([MS-PSRP])
+    cmdlets.py  a NoLanguage JEA-like command table on a HyperVHost
+                (binding.py, shapes.py, objects.py, messages.py)
+
+    server = EmulatorServer(host, port=0, users={"hvadmin": "Passw0rd!"})
+    server.start(); server.url; server.faults = Faults(hang={"Checkpoint-VM"})
+    server.log.entries; server.stop()
+    fleet = EmulatedFleet.start(inventory, store_or_fleet); fleet.port_of("HV01")
+"""
+
+from bot.hyperv.emulator.faults import Faults, FaultSpecError
+from bot.hyperv.emulator.fleet import EmulatedFleet
+from bot.hyperv.emulator.log import EmulatorLog, LogEntry
+from bot.hyperv.emulator.server import DEFAULT_USERS, EmulatorServer
+
+__all__ = [
+    "DEFAULT_USERS",
+    "EmulatedFleet",
+    "EmulatorLog",
+    "EmulatorServer",
+    "FaultSpecError",
+    "Faults",
+    "LogEntry",
+]

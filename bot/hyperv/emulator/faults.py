@@ -1,0 +1,69 @@
+"""Fault injection for one emulated host.
+
+    Faults(latency_ms=0, refuse=False, drop=False, unauthorized=False, hang=frozenset())
+    Faults.parse("latency=50,hang=Checkpoint-VM,refuse")
+
+- latency_ms: added before every HTTP request is answered.
+- refuse: the port stops listening (connection refused) until cleared.
+- drop: every request is read, then the connection is closed with no answer.
+- unauthorized: every request gets 401, whatever the credentials.
+- hang: cmdlets (case-insensitive) that never finish until the client stops
+  the pipeline (PSRP stop, i.e. the WSMan `powershell/signal/crtl_c` signal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+SPEC_HELP = (
+    "Comma-separated: latency=MS, refuse, drop, 401 (or unauthorized), "
+    "hang=CMDLET (repeatable, e.g. hang=Checkpoint-VM,hang=Remove-VMSnapshot)."
+)
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Faults:
+    latency_ms: int = 0
+    refuse: bool = False
+    drop: bool = False
+    unauthorized: bool = False
+    hang: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must not be negative")
+        # Accept any iterable of names (a set literal in tests); keep them folded.
+        names: Iterable[str] = self.hang
+        object.__setattr__(self, "hang", frozenset(n.strip().casefold() for n in names))
+
+    def hangs(self, cmdlet: str) -> bool:
+        return cmdlet.casefold() in self.hang
+
+    @classmethod
+    def parse(cls, spec: str) -> Faults:
+        latency, refuse, drop, unauthorized = 0, False, False, False
+        hang: set[str] = set()
+        for raw in spec.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            key, _, value = item.partition("=")
+            key = key.strip().lower()
+            if key == "latency" and value.strip().isdigit():
+                latency = int(value)
+            elif key == "hang" and value.strip():
+                hang.add(value.strip())
+            elif key == "refuse" and not value:
+                refuse = True
+            elif key == "drop" and not value:
+                drop = True
+            elif key in ("401", "unauthorized") and not value:
+                unauthorized = True
+            else:
+                raise FaultSpecError(f"bad fault {item!r}; {SPEC_HELP}")
+        return cls(latency, refuse, drop, unauthorized, frozenset(hang))

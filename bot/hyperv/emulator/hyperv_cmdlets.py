@@ -1,0 +1,350 @@
+"""The emulated cmdlets' bodies: what each visible command does on a `HyperVHost`.
+
+    Call     one command's bound arguments, pipeline input and error list
+    get_vm, get_vm_snapshot, checkpoint_vm, ...   Call -> output objects
+
+Per-object failures go to `call.errors` (non-terminating ErrorRecords); a
+`PipelineFailed` ends the pipeline (terminating). The simulator's typed
+errors keep their own texts (bot.hyperv.sim_messages) and become records via
+`messages.from_hyperv`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.hyperv import sim_messages
+from bot.hyperv.emulator import messages as msg
+from bot.hyperv.emulator import shapes
+from bot.hyperv.emulator.binding import CmdletDef, has_wildcard, like
+from bot.hyperv.emulator.log import EmulatorLog
+from bot.hyperv.emulator.messages import ErrorInfo
+from bot.hyperv.emulator.objects import HvObject, custom_object
+from bot.hyperv.errors import HyperVError
+from bot.hyperv.interface import HyperVHost
+from bot.hyperv.types import CheckpointType
+
+KVP_NAMESPACE = "root\\virtualization\\v2"
+KVP_CLASS = "Msvm_KvpExchangeComponent"
+# The one -Filter form the emulated JEA role accepts (a ValidatePattern in a
+# role capability file): SystemName='<VMId>'.
+_KVP_FILTER = re.compile(r"^\s*SystemName\s*=\s*'([0-9a-fA-F-]{36})'\s*$")
+
+
+class PipelineFailed(Exception):
+    """A terminating error: the pipeline ends Failed with this record."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+
+class PipelineStopped(Exception):
+    """The client stopped the pipeline (PS ctrl_c signal)."""
+
+
+@dataclass
+class RunContext:
+    host: HyperVHost
+    stop: threading.Event
+    hang: Callable[[], frozenset[str]]
+    log: EmulatorLog
+
+
+@dataclass
+class Call:
+    """What a cmdlet implementation gets."""
+
+    ctx: RunContext
+    cmdlet: CmdletDef
+    args: dict[str, Any]
+    input: list[Any]
+    first: bool
+    errors: list[ErrorInfo]
+
+    @property
+    def host(self) -> HyperVHost:
+        return self.ctx.host
+
+    def fail(self, exc: HyperVError, target: str = "") -> None:
+        self.errors.append(msg.from_hyperv(exc, activity=self.cmdlet.name, target=target))
+
+    def vms(self, name_param: str) -> list[str]:
+        """VM ids from `-<name_param>` (wildcards) or from VirtualMachine input."""
+        ids: list[str] = []
+        if name_param in self.args:
+            vms = self.host.list_vms()
+            for pattern in self.args[name_param]:
+                found = [vm.vm_id for vm in vms if like(vm.name, pattern)]
+                if not found and not has_wildcard(pattern):
+                    self.errors.append(
+                        msg.vm_name_not_found(
+                            pattern,
+                            activity=self.cmdlet.name,
+                            command_type=self.cmdlet.command_type,
+                        )
+                    )
+                ids.extend(found)
+        for item in self.input:
+            if isinstance(item, HvObject) and item.vm_id and item.checkpoint_id is None:
+                ids.append(item.vm_id)
+            else:
+                self.errors.append(
+                    msg.input_not_bound(self.cmdlet.name, self.cmdlet.command_type, item)
+                )
+        return list(dict.fromkeys(ids))
+
+
+def _vm_objects(call: Call, vm_ids: list[str]) -> list[HvObject]:
+    found = []
+    for vm_id in vm_ids:
+        try:
+            found.append(
+                shapes.vm_object(call.host.get_vm(vm_id), call.host.list_checkpoints(vm_id))
+            )
+        except HyperVError as exc:
+            call.fail(exc, vm_id)
+    return found
+
+
+def get_vm(call: Call) -> list[Any]:
+    if "Id" in call.args:
+        return _vm_objects(call, call.args["Id"])
+    if "Name" in call.args:
+        return _vm_objects(call, call.vms("Name"))
+    return _vm_objects(call, [vm.vm_id for vm in call.host.list_vms()])
+
+
+def _snapshots(call: Call) -> list[HvObject]:
+    """Get-VMSnapshot's selection: -Id, -VMName / -VM input, -Name."""
+    every = call.host.list_checkpoints()
+    if "VMName" in call.args or call.input:
+        vm_ids = set(call.vms("VMName"))
+        chosen = [cp for cp in every if cp.vm_id in vm_ids]
+    else:
+        chosen = list(every)
+    if "Id" in call.args:
+        wanted = set(call.args["Id"])
+        chosen = [cp for cp in chosen if cp.id in wanted]
+        if not chosen:
+            call.fail(sim_messages.checkpoint_not_found(call.host.name))
+    if "Name" in call.args:
+        pattern = call.args["Name"]
+        chosen = [cp for cp in chosen if like(cp.name, pattern)]
+        if not chosen and not has_wildcard(pattern):
+            call.fail(sim_messages.checkpoint_not_found(call.host.name), pattern)
+    return [shapes.snapshot_object(cp, every) for cp in chosen]
+
+
+def get_vm_snapshot(call: Call) -> list[Any]:
+    return list(_snapshots(call))
+
+
+def checkpoint_vm(call: Call) -> list[Any]:
+    created = []
+    for vm_id in call.vms("Name"):
+        try:
+            cp = call.host.create_checkpoint(vm_id, call.args.get("SnapshotName", ""))
+        except HyperVError as exc:
+            call.fail(exc, vm_id)
+            continue
+        if call.args.get("Passthru"):
+            created.append(shapes.snapshot_object(cp, call.host.list_checkpoints(vm_id)))
+    return created
+
+
+def _snapshot_input(call: Call) -> list[HvObject]:
+    """-VMSnapshot by value, or -Name with -VMName."""
+    found: list[HvObject] = []
+    for item in call.input:
+        if isinstance(item, HvObject) and item.checkpoint_id:
+            found.append(item)
+        else:
+            call.errors.append(
+                msg.input_not_bound(call.cmdlet.name, call.cmdlet.command_type, item)
+            )
+    if "Name" in call.args:
+        found.extend(_snapshots(call))
+    return found
+
+
+def _confirm(call: Call, question: str) -> bool:
+    """ShouldProcess: False for -WhatIf; raises when it would have to prompt."""
+    if call.args.get("WhatIf"):
+        return False
+    confirm = call.args.get("Confirm")
+    if confirm or (confirm is None and call.cmdlet.confirm_impact_high):
+        raise PipelineFailed(msg.confirmation_needs_host(question, call.cmdlet.name))
+    return True
+
+
+def restore_vm_snapshot(call: Call) -> list[Any]:
+    restored = []
+    for snap in _snapshot_input(call):
+        assert snap.vm_id and snap.checkpoint_id
+        name = snap.props.get("Name")
+        if not _confirm(call, f'Are you sure you want to apply the checkpoint "{name}"?'):
+            continue
+        try:
+            call.host.restore_checkpoint(snap.vm_id, snap.checkpoint_id)
+        except HyperVError as exc:
+            call.fail(exc, snap.checkpoint_id)
+            continue
+        if call.args.get("Passthru"):
+            restored.append(snap)
+    return restored
+
+
+def remove_vm_snapshot(call: Call) -> list[Any]:
+    for snap in _snapshot_input(call):
+        assert snap.vm_id and snap.checkpoint_id
+        name = snap.props.get("Name")
+        if not _confirm(call, f'Are you sure you want to delete the checkpoint "{name}"?'):
+            continue
+        try:
+            call.host.remove_checkpoint(
+                snap.vm_id,
+                snap.checkpoint_id,
+                include_children=bool(call.args.get("IncludeAllChildSnapshots")),
+            )
+        except HyperVError as exc:
+            call.fail(exc, snap.checkpoint_id)
+    return []
+
+
+def start_vm(call: Call) -> list[Any]:
+    started = []
+    for vm_id in call.vms("Name"):
+        if not _confirm(call, ""):
+            continue
+        try:
+            call.host.start_vm(vm_id)
+        except HyperVError as exc:
+            call.fail(exc, vm_id)
+            continue
+        if call.args.get("Passthru"):
+            started.extend(_vm_objects(call, [vm_id]))
+    return started
+
+
+def set_vm(call: Call) -> list[Any]:
+    changed = []
+    kind = call.args.get("CheckpointType")
+    for vm_id in call.vms("Name"):
+        if not _confirm(call, ""):
+            continue
+        try:
+            call.host.set_checkpoint_settings(
+                vm_id,
+                checkpoint_type=CheckpointType[kind] if kind else None,
+                automatic_checkpoints=call.args.get("AutomaticCheckpointsEnabled"),
+            )
+        except HyperVError as exc:
+            call.fail(exc, vm_id)
+            continue
+        if call.args.get("Passthru"):
+            changed.extend(_vm_objects(call, [vm_id]))
+    return changed
+
+
+def get_vm_hard_disk_drive(call: Call) -> list[Any]:
+    disks: list[Any] = []
+    for vm_id in call.vms("VMName"):
+        try:
+            disks.extend(shapes.disk_objects(call.host.vm_facts(vm_id)))
+        except HyperVError as exc:
+            call.fail(exc, vm_id)
+    return disks
+
+
+def get_vm_replication(call: Call) -> list[Any]:
+    explicit = "VMName" in call.args or bool(call.input)
+    vm_ids = call.vms("VMName") if explicit else [vm.vm_id for vm in call.host.list_vms()]
+    found: list[Any] = []
+    for vm_id in vm_ids:
+        try:
+            facts = call.host.vm_facts(vm_id)
+        except HyperVError as exc:
+            call.fail(exc, vm_id)
+            continue
+        if facts.replication_enabled:
+            found.append(shapes.replication_object(facts.vm))
+        elif explicit:
+            call.errors.append(
+                msg.replication_not_enabled(
+                    facts.vm.name, activity=call.cmdlet.name, command_type=call.cmdlet.command_type
+                )
+            )
+    return found
+
+
+def get_cim_instance(call: Call) -> list[Any]:
+    namespace = call.args.get("Namespace", "root\\cimv2").replace("/", "\\").strip("\\")
+    if namespace.casefold() != KVP_NAMESPACE.casefold():
+        raise PipelineFailed(msg.cim_error("Invalid namespace ", "0x8004100e", "MetadataError"))
+    if call.args.get("ClassName", "").casefold() != KVP_CLASS.casefold():
+        raise PipelineFailed(msg.cim_error("Invalid class ", "0x80041010", "MetadataError"))
+    vm_ids = [vm.vm_id for vm in call.host.list_vms()]
+    if "Filter" in call.args:
+        match = _KVP_FILTER.match(call.args["Filter"])
+        if match is None:
+            raise PipelineFailed(msg.cim_error("Invalid query ", "0x80041017", "InvalidArgument"))
+        vm_ids = [v for v in vm_ids if v.casefold() == match.group(1).casefold()]
+    return [shapes.kvp_object(call.host.vm_facts(v)) for v in vm_ids]
+
+
+def get_volume(call: Call) -> list[Any]:
+    volumes = call.host.volumes()
+    if "FilePath" in call.args:
+        path = call.args["FilePath"].casefold()
+        holding = [v for v in volumes if path.startswith(v.path.casefold())]
+        holding.sort(key=lambda v: len(v.path), reverse=True)
+        if not holding:
+            call.errors.append(msg.volume_not_found(("FilePath", call.args["FilePath"])))
+        return [shapes.volume_object(v) for v in holding[:1]]
+    if "DriveLetter" in call.args:
+        found: list[Any] = []
+        for letter in call.args["DriveLetter"]:
+            hits = [v for v in volumes if v.path[:1].casefold() == letter[:1].casefold()]
+            if not hits:
+                call.errors.append(msg.volume_not_found(("DriveLetter", letter)))
+            found.extend(shapes.volume_object(v) for v in hits)
+        return found
+    return [shapes.volume_object(v) for v in volumes]
+
+
+def select_object(call: Call) -> list[Any]:
+    items = call.input
+    if "First" in call.args:
+        items = items[: max(0, call.args["First"])]
+    if "ExpandProperty" in call.args:
+        expanded: list[Any] = []
+        for item in items:
+            found, value = (
+                item.get(call.args["ExpandProperty"])
+                if isinstance(item, HvObject)
+                else (False, None)
+            )
+            if not found:
+                raise PipelineFailed(
+                    msg.ErrorInfo(
+                        message=f'Property "{call.args["ExpandProperty"]}" cannot be found.',
+                        category="InvalidArgument",
+                        error_id="ExpandPropertyNotFound,Microsoft.PowerShell.Commands."
+                        "SelectObjectCommand",
+                        exception_type="System.Management.Automation.PSArgumentException",
+                        activity="Select-Object",
+                    )
+                )
+            expanded.extend(value if isinstance(value, list) else [value])
+        return expanded
+    if "Property" in call.args:
+        return [
+            custom_object(item, call.args["Property"]) if isinstance(item, HvObject) else item
+            for item in items
+        ]
+    return list(items)

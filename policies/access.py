@@ -1,0 +1,146 @@
+"""Who may do what, where; and who may approve (Errbot-style pure filters).
+
+Admins may do everything. Each permission lists users, Slack user groups and
+channels; "*" means anyone. The requester never counts as an approver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from policies.model import (
+    ApprovalRequirement,
+    Decision,
+    Effect,
+    Fact,
+    Facts,
+    OutcomeKind,
+    Permission,
+    RuleOutcome,
+)
+from policies.policy import Policy, ScopeUnknown
+from policies.registry import PERMISSIONS_RULE
+from policies.rules.schedule import ApprovalsParams
+from policies.schema import Principals
+
+__all__ = ["approvers_for", "authorize", "check_approver", "is_admin"]
+
+
+def is_admin(policy: Policy, principal: str, groups: Iterable[str]) -> bool:
+    return _listed(policy.admins, principal, frozenset(groups))
+
+
+def _listed(who: Principals, principal: str, groups: frozenset[str]) -> bool:
+    return (
+        "*" in who.users
+        or "*" in who.groups
+        or principal in who.users
+        or bool(groups & set(who.groups))
+    )
+
+
+def _who(who: Principals) -> str:
+    if "*" in who.users or "*" in who.groups:
+        return "anyone"
+    items = [f"@{u}" for u in who.users] + [f"members of {g}" for g in who.groups]
+    return ", ".join(items) or "admins only"
+
+
+def authorize(
+    policy: Policy,
+    permission: Permission | str,
+    facts: Facts,
+    principal: str,
+    groups: Iterable[str] = (),
+    channel: str | None = None,
+) -> RuleOutcome:
+    """May `principal` (in `groups`, asking from `channel`) do `permission`?
+
+    Returns the `permissions` rule's outcome: PASSED with who allowed it, or
+    FIRED (deny) saying who may instead. Permissions are not scoped per VM
+    (yet), so `facts` are not consulted; the signature keeps that door open.
+    """
+    perm = Permission(permission)
+    member_of = frozenset(groups)
+    used = {
+        "requester": Fact(principal, "request"),
+        "requester_groups": Fact(sorted(member_of), "slack user groups"),
+        "channel": Fact(channel, "request"),
+    }
+    if is_admin(policy, principal, member_of):
+        return RuleOutcome(
+            PERMISSIONS_RULE, OutcomeKind.PASSED, None, f"@{principal} is an admin", facts=used
+        )
+    allowed = policy.permission(perm)
+    if not _listed(allowed, principal, member_of):
+        return RuleOutcome(
+            PERMISSIONS_RULE,
+            OutcomeKind.FIRED,
+            Effect.DENY,
+            f"@{principal} may not {perm.value}: allowed are {_who(allowed)}",
+            "ask an admin to add you to the policy's permissions, or ask someone allowed",
+            used,
+        )
+    channels = allowed.channels
+    if channels and "*" not in channels and channel not in channels:
+        where = f"in {channel}" if channel else "outside Slack channels"
+        return RuleOutcome(
+            PERMISSIONS_RULE,
+            OutcomeKind.FIRED,
+            Effect.DENY,
+            f"{perm.value} is not allowed {where}: only in {', '.join(channels)}",
+            f"ask again in {channels[0]}",
+            used,
+        )
+    return RuleOutcome(
+        PERMISSIONS_RULE,
+        OutcomeKind.PASSED,
+        None,
+        f"@{principal} may {perm.value}" + (f" in {channel}" if channel else ""),
+        facts=used,
+    )
+
+
+def approvers_for(
+    policy: Policy, facts: Facts, requester: str, required: int = 1
+) -> ApprovalRequirement:
+    """Who may approve for this VM: the approvals rule's users and groups for
+    its scope, else whoever holds the `approve` permission; admins always."""
+    resolved = policy.resolve("approvals", facts)
+    params = (resolved.base if isinstance(resolved, ScopeUnknown) else resolved).params
+    assert isinstance(params, ApprovalsParams)
+    users, groups = list(params.users), list(params.groups)
+    if not users and not groups:
+        fallback = policy.permission(Permission.APPROVE)
+        users, groups = list(fallback.users), list(fallback.groups)
+    users += [u for u in policy.admins.users if u not in users]
+    groups += [g for g in policy.admins.groups if g not in groups]
+    return ApprovalRequirement(max(1, required), tuple(users), tuple(groups), excluded=(requester,))
+
+
+def check_approver(
+    decision_or_requirement: Decision | ApprovalRequirement,
+    approver: str,
+    groups: Iterable[str],
+    requester: str,
+) -> tuple[bool, str]:
+    """May `approver` give one of the approvals? (ok, why) — the why is for
+    the person who clicked. Counting distinct approvers is the caller's job."""
+    if isinstance(decision_or_requirement, Decision):
+        requirement = decision_or_requirement.approval
+        if requirement is None:
+            return False, "this decision needs no approval"
+    else:
+        requirement = decision_or_requirement
+    if approver == requester or approver in requirement.excluded:
+        return False, (
+            f"@{approver} asked for this change and cannot approve it; it needs "
+            f"{requirement.describe()}"
+        )
+    member_of = frozenset(groups)
+    if requirement.anyone or approver in requirement.users:
+        return True, f"@{approver} may approve"
+    shared = sorted(member_of & set(requirement.groups))
+    if shared:
+        return True, f"@{approver} may approve as a member of {shared[0]}"
+    return False, f"@{approver} may not approve this: it needs {requirement.describe()}"

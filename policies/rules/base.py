@@ -1,0 +1,150 @@
+"""What every rule shares: its resolved settings and outcome builders.
+
+A rule is a pure function `(request, facts, ctx, rule) -> RuleOutcome`. It
+returns PASSED with a short "why it's fine", FIRED with the effect and a
+remediation, or NOT_APPLICABLE for actions it has nothing to say about.
+When a fact it needs is unknown it fires `params.on_unknown` and names the
+fact and why it is unknown; it never passes on a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from policies.model import (
+    ApprovalRequirement,
+    Context,
+    Effect,
+    Fact,
+    Facts,
+    OutcomeKind,
+    Request,
+    RuleOutcome,
+)
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+
+class RuleParams(BaseModel):
+    """Base of every rule's params; extra keys are config errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    # What the rule answers when a fact it needs is unknown: never "allow".
+    on_unknown: Literal["deny", "needs_approval"] = "deny"
+
+
+@dataclass(frozen=True)
+class ResolvedRule:
+    """One rule's settings for one VM, after scoped overrides."""
+
+    id: str
+    enabled: bool
+    effect: Effect
+    params: RuleParams
+    scopes: tuple[str, ...] = field(default=())  # descriptions of the overrides applied
+
+    @property
+    def on_unknown(self) -> Effect:
+        return Effect(self.params.on_unknown)
+
+
+RuleCheck = Callable[[Request, Facts, Context, ResolvedRule], RuleOutcome]
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    id: str
+    check: RuleCheck
+    params: type[RuleParams]
+    default_effect: Effect
+    summary: str
+    # Effects the config may choose; SCHEDULE only means something for windows.
+    effects: frozenset[Effect] = frozenset({Effect.DENY, Effect.NEEDS_APPROVAL, Effect.WARN})
+
+
+def passed(
+    rule: ResolvedRule,
+    message: str,
+    facts: Mapping[str, Fact],
+    adjustments: Mapping[str, Any] | None = None,
+) -> RuleOutcome:
+    return RuleOutcome(
+        rule.id,
+        OutcomeKind.PASSED,
+        None,
+        message,
+        facts=dict(facts),
+        adjustments=dict(adjustments or {}),
+    )
+
+
+def not_applicable(rule: ResolvedRule, message: str) -> RuleOutcome:
+    return RuleOutcome(rule.id, OutcomeKind.NOT_APPLICABLE, None, message)
+
+
+def fire(
+    rule: ResolvedRule,
+    message: str,
+    remediation: str,
+    facts: Mapping[str, Fact],
+    *,
+    effect: Effect | None = None,
+    adjustments: Mapping[str, Any] | None = None,
+    approval: ApprovalRequirement | None = None,
+    schedule_at: datetime | None = None,
+) -> RuleOutcome:
+    return RuleOutcome(
+        rule=rule.id,
+        outcome=OutcomeKind.FIRED,
+        effect=effect or rule.effect,
+        message=message,
+        remediation=remediation,
+        facts=dict(facts),
+        adjustments=dict(adjustments or {}),
+        approval=approval,
+        schedule_at=schedule_at,
+    )
+
+
+def unknown(rule: ResolvedRule, vm: str, facts: Mapping[str, Fact], question: str) -> RuleOutcome:
+    """Fail closed: `question` is what the rule could not settle."""
+    missing = "; ".join(
+        f"{name} is unknown ({f.value or 'no reason given'}; from {f.source})"
+        for name, f in facts.items()
+        if not f.known
+    )
+    then = (
+        "refused until it is known"
+        if rule.on_unknown is Effect.DENY
+        else "a human must approve instead"
+    )
+    return fire(
+        rule,
+        f"{vm}: cannot tell {question}: {missing}; {then}",
+        "make the fact known (start the VM, fix the host's reachability or the inventory), "
+        "then ask again",
+        facts,
+        effect=rule.on_unknown,
+    )
+
+
+def riskier(facts: Facts, *names: str) -> tuple[bool | None, dict[str, Fact]]:
+    """The riskier reading of several sources for one yes/no risk: any known
+    "yes" is yes; "no" needs every source known; otherwise unknown (None)."""
+    used = {n: facts.get(n) for n in names}
+    if any(f.known and bool(f.value) for f in used.values()):
+        return True, used
+    if all(f.known for f in used.values()):
+        return False, used
+    return None, used
+
+
+def roles_of(facts: Facts) -> tuple[set[str] | None, Fact]:
+    roles = facts.get("roles")
+    return (set(roles.value) if roles.known else None), roles

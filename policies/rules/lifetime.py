@@ -1,0 +1,166 @@
+"""How long a checkpoint lives, and what its growth does to the volume.
+
+A checkpoint is short-term protection: the differencing disk grows with every
+write, slows the VM and, if the volume fills, pauses every VM on it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from bot.durations import format_duration
+from policies.model import Action, Context, Effect, Facts, Request, RuleOutcome
+from policies.policy import ScopeUnknown
+from policies.rules.base import (
+    ResolvedRule,
+    RuleParams,
+    RuleSpec,
+    fire,
+    not_applicable,
+    passed,
+    unknown,
+)
+from policies.schema import Duration
+
+_GB = 1024**3
+_MB = 1024**2
+
+
+class TTLParams(RuleParams):
+    # Peer practice: VMware advises at most 72 hours per snapshot; monitoring
+    # tools alert after 7-14 days.
+    default: Duration = timedelta(hours=72)
+    max: Duration = timedelta(days=7)
+    # Going past the maximum lifetime on extend is a judgement call, not a refusal.
+    beyond_max_on_extend: Literal["deny", "needs_approval"] = "needs_approval"
+    # The change's start being unknown costs at most an approval.
+    on_unknown: Literal["deny", "needs_approval"] = "needs_approval"
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> Self:
+        if self.default > self.max:
+            raise ValueError(
+                f"default ({format_duration(self.default)}) is longer than max "
+                f"({format_duration(self.max)})"
+            )
+        return self
+
+
+def ttl(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOutcome:
+    p = rule.params
+    assert isinstance(p, TTLParams)
+    most = format_duration(p.max)
+    if req.action is Action.CREATE:
+        if req.ttl is None:
+            return passed(
+                rule,
+                f"no TTL asked for: the checkpoint expires after the default "
+                f"{format_duration(p.default)}",
+                {},
+                adjustments={"ttl_seconds": int(p.default.total_seconds())},
+            )
+        if req.ttl <= timedelta(0):
+            return fire(rule, "the TTL must be longer than zero", f"ask for at most {most}", {})
+        if req.ttl > p.max:
+            return fire(
+                rule,
+                f"a TTL of {format_duration(req.ttl)} is more than the maximum of {most}: "
+                "a checkpoint is short-term protection, not a backup",
+                f"ask for at most {most}",
+                {},
+            )
+        return passed(rule, f"a TTL of {format_duration(req.ttl)} is within the {most} maximum", {})
+    if req.action is not Action.EXTEND:
+        return not_applicable(rule, f"{req.action.value} does not change the lifetime")
+    if req.extend_to is None:
+        return fire(rule, "extend needs the new expiry", "say how long to extend by", {})
+    if req.extend_to <= ctx.now:
+        return fire(rule, "the new expiry is in the past", "ask for an expiry after now", {})
+    created = facts.get("change_created_at")
+    used = {"change_created_at": created}
+    if not created.known or created.value is None:
+        return unknown(rule, req.vm_name, used, "when the change began (its lifetime so far)")
+    lifetime = req.extend_to - created.value
+    if lifetime > p.max:
+        return fire(
+            rule,
+            f"extending to {req.extend_to:%Y-%m-%d %H:%M} UTC makes the checkpoint live "
+            f"{format_duration(lifetime)} in all, more than the {most} maximum",
+            "merge it and take a fresh one after the change, or get an approval",
+            used,
+            effect=Effect(p.beyond_max_on_extend),
+        )
+    return passed(
+        rule, f"a total lifetime of {format_duration(lifetime)} is within the {most} maximum", used
+    )
+
+
+class StorageParams(RuleParams):
+    min_free_percent: float = Field(default=15, ge=0, lt=100)
+    # Expected differencing-disk growth. 1000 MB/h (~24 GB a day) is on the
+    # safe side for ordinary servers; give data-heavy scopes their own figure.
+    write_mb_per_hour: float = Field(default=1000, ge=0)
+
+
+def storage_headroom(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOutcome:
+    p = rule.params
+    assert isinstance(p, StorageParams)
+    vm = req.vm_name
+    if req.action is Action.CREATE:
+        hours = _create_ttl(req, facts, ctx).total_seconds() / 3600
+    elif req.action is Action.EXTEND and req.extend_to is not None:
+        hours = max(0.0, (req.extend_to - ctx.now).total_seconds() / 3600)
+    else:
+        return not_applicable(rule, f"{req.action.value} does not grow a checkpoint")
+    free, capacity = facts.get("volume_free_bytes"), facts.get("volume_capacity_bytes")
+    used = {"volume_free_bytes": free, "volume_capacity_bytes": capacity}
+    if not (free.known and capacity.known) or not capacity.value:
+        return unknown(rule, vm, used, "how much space its checkpoint volume has")
+    growth = p.write_mb_per_hour * _MB * hours
+    after = float(free.value) - growth
+    percent = 100 * after / float(capacity.value)
+    numbers = (
+        f"{free.value / _GB:,.0f} GB free of {capacity.value / _GB:,.0f} GB, minus "
+        f"{growth / _GB:,.0f} GB expected growth ({p.write_mb_per_hour:g} MB/h for {hours:g}h)"
+        f" leaves {percent:.1f}%"
+    )
+    if percent < p.min_free_percent:
+        return fire(
+            rule,
+            f"the checkpoint volume of {vm} would drop below {p.min_free_percent:g}% free: "
+            f"{numbers}; a full volume pauses every VM on it",
+            "free space on the volume, merge old checkpoints, or ask for a shorter TTL",
+            used,
+        )
+    return passed(rule, f"enough space: {numbers} (minimum {p.min_free_percent:g}%)", used)
+
+
+def _create_ttl(req: Request, facts: Facts, ctx: Context) -> timedelta:
+    """The lifetime the checkpoint will get: asked for, else the ttl rule's default."""
+    if req.ttl is not None:
+        return req.ttl
+    settings = ctx.policy.resolve("ttl", facts)
+    # Unknown scope: the base default; the ttl rule itself fails closed on it.
+    params = (settings.base if isinstance(settings, ScopeUnknown) else settings).params
+    return params.default if isinstance(params, TTLParams) else TTLParams().default
+
+
+SPECS = (
+    RuleSpec(
+        "storage_headroom",
+        storage_headroom,
+        StorageParams,
+        Effect.DENY,
+        "the volume keeps `min_free_percent` free after the expected growth over the TTL",
+    ),
+    RuleSpec(
+        "ttl",
+        ttl,
+        TTLParams,
+        Effect.DENY,
+        "default and maximum checkpoint lifetime",
+    ),
+)

@@ -1,0 +1,130 @@
+"""Change windows and approvals: when, and with whose agreement."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from policies.model import (
+    Action,
+    ApprovalRequirement,
+    Context,
+    Effect,
+    Fact,
+    Facts,
+    Request,
+    RuleOutcome,
+)
+from policies.rules.base import (
+    ResolvedRule,
+    RuleParams,
+    RuleSpec,
+    fire,
+    not_applicable,
+    passed,
+    unknown,
+)
+from policies.scopes import scope_matches
+from policies.windows import Window
+
+
+class ChangeWindowParams(RuleParams):
+    # Creating a checkpoint is protective, but it is also a change on a
+    # production host (I/O, a differencing disk): windows govern it too.
+    actions: list[Action] = Field(default_factory=lambda: [Action.CREATE, Action.ROLLBACK])
+
+
+def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOutcome:
+    p = rule.params
+    assert isinstance(p, ChangeWindowParams)
+    vm = req.vm_name
+    if req.action not in p.actions:
+        return not_applicable(rule, f"{req.action.value} is not bound to change windows")
+    applying: list[Window] = []
+    used: dict[str, Fact] = {}
+    undecided = False
+    for window in ctx.policy.windows:
+        matches, consulted = scope_matches(window.scope, facts)
+        used |= consulted
+        undecided |= matches is None
+        if matches:
+            applying.append(window)
+    if undecided:
+        return unknown(rule, vm, used, "which change windows apply")
+    if not applying:
+        return passed(rule, f"no change window applies to {vm}", used)
+    now = ctx.now
+    for window in applying:
+        until = window.open_until(now)
+        if until is not None:
+            return passed(
+                rule,
+                f"inside change window '{window.name}' until {window.local_text(until)}",
+                used,
+            )
+    window, start = min(((w, w.next_start(now)) for w in applying), key=lambda pair: pair[1])
+    names = ", ".join(f"'{w.name}'" for w in applying)
+    opens = f"the next one, '{window.name}', opens {window.local_text(start)}"
+    if rule.effect is Effect.SCHEDULE:
+        return fire(
+            rule,
+            f"{vm} is outside its change windows ({names}): scheduled for when {opens}",
+            "nothing to do: it runs when the window opens (cancel it if plans change)",
+            used,
+            schedule_at=start,
+        )
+    return fire(
+        rule,
+        f"{vm} is outside its change windows ({names}); {opens}",
+        f"ask again after {start:%Y-%m-%d %H:%M} UTC, or ask an admin for an exemption",
+        used,
+        schedule_at=start,
+    )
+
+
+class ApprovalsParams(RuleParams):
+    count: int = Field(default=0, ge=0, le=10)
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    # Which actions need approval. Creating is the protective step an admin
+    # needs in seconds before a risky change, so the shipped policy leaves it out.
+    actions: list[Action] = Field(default_factory=lambda: [Action.ROLLBACK])
+
+
+def approvals(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOutcome:
+    p = rule.params
+    assert isinstance(p, ApprovalsParams)
+    where = f" ({'; '.join(rule.scopes)})" if rule.scopes else ""
+    if req.action not in p.actions or p.count == 0:
+        return passed(rule, f"{req.action.value} of {req.vm_name} needs no approval{where}", {})
+    # Who exactly may approve (with admins and fallbacks) is settled by the engine.
+    requirement = ApprovalRequirement(
+        p.count, tuple(p.users), tuple(p.groups), excluded=(req.requester,)
+    )
+    return fire(
+        rule,
+        f"{req.action.value} of {req.vm_name} needs {p.count} approval"
+        f"{'s' if p.count != 1 else ''}{where}",
+        "wait for an approver (the requester never counts)",
+        {},
+        approval=requirement,
+    )
+
+
+SPECS = (
+    RuleSpec(
+        "change_window",
+        change_window,
+        ChangeWindowParams,
+        Effect.DENY,
+        "outside the VM's change windows: refuse or schedule for the next opening",
+        effects=frozenset({Effect.DENY, Effect.SCHEDULE, Effect.NEEDS_APPROVAL, Effect.WARN}),
+    ),
+    RuleSpec(
+        "approvals",
+        approvals,
+        ApprovalsParams,
+        Effect.NEEDS_APPROVAL,
+        "N approvals from listed users or groups, never the requester",
+        effects=frozenset({Effect.NEEDS_APPROVAL, Effect.DENY, Effect.WARN}),
+    ),
+)

@@ -1,0 +1,165 @@
+"""Transport, authentication, faults and lifetime of the emulator, via real pypsrp."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from pypsrp.exceptions import AuthenticationError, WSManFaultError
+from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
+
+from bot.hyperv.emulator import EmulatedFleet, Faults, FaultSpecError
+from bot.hyperv.emulator.wsman import WSManService, parse_duration
+from tests.emulator_support import pool, run, start_fleet, within, wsman
+
+
+@pytest.fixture
+def fleet() -> Iterator[EmulatedFleet]:
+    started = start_fleet(["HV01"])
+    yield started
+    started.stop()
+
+
+def test_ntlm_with_message_encryption(fleet: EmulatedFleet) -> None:
+    client = wsman(fleet.port_of("HV01"), auth="ntlm")  # encryption="auto" over HTTP
+    with RunspacePool(client) as opened:
+        ps = run(opened, lambda p: p.add_cmdlet("Get-VM").add_parameter("Name", "APP01"))
+        assert ps.output[0].adapted_properties["Name"] == "APP01"
+        ps = run(opened, lambda p: p.add_cmdlet("Get-VMSnapshot").add_parameter("VMName", "APP01"))
+        assert not ps.had_errors
+    assert client.transport.encryption is not None  # the bodies really were sealed
+
+
+@pytest.mark.parametrize("auth", ["basic", "ntlm"])
+def test_wrong_password_is_an_authentication_error(fleet: EmulatedFleet, auth: str) -> None:
+    with pytest.raises(AuthenticationError):
+        within(
+            10,
+            lambda: RunspacePool(wsman(fleet.port_of("HV01"), auth=auth, password="nope")).open(),
+        )
+
+
+def test_unauthorized_fault_rejects_good_credentials(fleet: EmulatedFleet) -> None:
+    fleet.server("HV01").faults = Faults(unauthorized=True)
+    with pytest.raises(AuthenticationError):
+        within(10, lambda: RunspacePool(wsman(fleet.port_of("HV01"))).open())
+
+
+def test_refuse_then_listen_again_on_the_same_port(fleet: EmulatedFleet) -> None:
+    server = fleet.server("HV01")
+    port = server.port
+    server.faults = Faults(refuse=True)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        within(10, lambda: RunspacePool(wsman(port)).open())
+    server.faults = Faults()
+    assert server.port == port
+    with pool(port) as opened:
+        assert run(opened, lambda p: p.add_cmdlet("Get-VM")).output
+
+
+def test_dropped_connection(fleet: EmulatedFleet) -> None:
+    with pool(fleet.port_of("HV01")) as opened:
+        fleet.server("HV01").faults = Faults(drop=True)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            within(10, lambda: run(opened, lambda p: p.add_cmdlet("Get-VM")))
+        fleet.server("HV01").faults = Faults()
+
+
+def test_hung_cmdlet_is_stopped_within_the_deadline(fleet: EmulatedFleet) -> None:
+    server = fleet.server("HV01")
+    server.faults = Faults(hang={"Checkpoint-VM"})
+    with pool(server.port) as opened:
+        ps = PowerShell(opened)
+        ps.add_cmdlet("Get-VM").add_parameter("Name", "APP01").add_cmdlet("Checkpoint-VM")
+        ps.begin_invoke()
+        deadline = time.monotonic() + 1.0
+        while ps.state == PSInvocationState.RUNNING and time.monotonic() < deadline:
+            ps.poll_invoke(timeout=1)  # a Receive that times out is retried silently
+        assert ps.state == PSInvocationState.RUNNING
+        started = time.monotonic()
+        within(5, ps.stop)
+        assert time.monotonic() - started < 2
+        assert ps.state == PSInvocationState.STOPPED
+        # The pool is still usable and nothing was checkpointed.
+        after = run(
+            opened, lambda p: p.add_cmdlet("Get-VMSnapshot").add_parameter("VMName", "APP01")
+        )
+        assert after.output == [] and not after.had_errors
+
+
+def test_latency_is_added_to_every_request(fleet: EmulatedFleet) -> None:
+    server = fleet.server("HV01")
+    with pool(server.port) as opened:
+        server.faults = Faults(latency_ms=150)
+        started = time.monotonic()
+        run(opened, lambda p: p.add_cmdlet("Get-VM").add_parameter("Name", "APP01"))
+        assert time.monotonic() - started >= 0.3  # at least Command + Receive
+
+
+def test_deleted_shell_is_a_wsman_fault(fleet: EmulatedFleet) -> None:
+    opened = RunspacePool(wsman(fleet.port_of("HV01")))
+    opened.open()
+    shell = opened.shell
+    selectors = shell._selector_set
+    opened.close()
+    with pytest.raises(WSManFaultError) as caught:
+        opened.connection.get(shell.resource_uri, selector_set=selectors)
+    assert caught.value.code == 0x8033805B
+    assert "shell was not found" in (caught.value.reason or "")
+
+
+def test_stop_leaves_no_threads_even_with_a_hung_pipeline() -> None:
+    before = set(threading.enumerate())
+    fleet = start_fleet(["HV01", "HV02"], faults=Faults(hang=frozenset({"Get-VM"})))
+    opened = RunspacePool(wsman(fleet.port_of("HV01"), auth="ntlm"))
+    opened.open()
+    ps = PowerShell(opened)
+    ps.add_cmdlet("Get-VM")
+    ps.begin_invoke()
+    within(5, fleet.stop)
+    leaked = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert leaked == []
+
+
+def test_fault_spec_parsing() -> None:
+    faults = Faults.parse("latency=50, hang=Checkpoint-VM,hang=Remove-VMSnapshot,refuse,401")
+    assert faults.latency_ms == 50 and faults.refuse and faults.unauthorized
+    assert faults.hangs("checkpoint-vm") and faults.hangs("REMOVE-VMSNAPSHOT")
+    assert Faults(hang={"Get-VM"}).hang == frozenset({"get-vm"})
+    with pytest.raises(FaultSpecError):
+        Faults.parse("latency=soon")
+
+
+def test_wsman_layer_answers_garbage_with_a_fault() -> None:
+    service = WSManService("HV01", lambda: pytest.fail("no session expected"))
+    status, body = service.handle(b"<not-xml")
+    assert status == 400 and b"WSManFault" in body
+    assert parse_duration("PT20.5S") == 20.5 and parse_duration("PT1M") == 60
+
+
+def test_cli_prints_the_mapping_and_stops_on_sigterm(tmp_path: object) -> None:
+    code = "from bot.cli.emulator_cmd import emulator; emulator()"
+    from bot.inventory import demo_inventory_path
+
+    args = [sys.executable, "-c", code, "--inventory", str(demo_inventory_path())]
+    args += ["--host", "HV01", "--host", "HV03", "--port", "0", "--faults", "latency=5"]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(2)] if proc.stdout else []
+        assert [line.split("\t")[0] for line in lines] == ["HV01", "HV03"]
+        port = int(lines[0].rsplit(":", 1)[1].split("/")[0])
+        with pool(port) as opened:
+            assert run(opened, lambda p: p.add_cmdlet("Get-VM")).output
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert proc.returncode == 0

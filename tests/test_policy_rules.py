@@ -1,0 +1,516 @@
+"""The built-in rules on the demo estate, table-driven.
+
+Facts come from the real provider (`inventory_facts` + `discovered_facts`)
+over a `VMFacts` built the way a healthy host would report the VM.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+import pytest
+
+from bot.facts import contradictions, discovered_facts, inventory_facts, unreachable_facts
+from bot.hyperv.types import DiskInfo, VMFacts, VMInfo, VMState, Volume
+from bot.inventory import Inventory, load_inventory
+from bot.inventory.inventory import demo_inventory_path
+from policies import (
+    Action,
+    ApprovalRequirement,
+    Context,
+    Decision,
+    Effect,
+    Fact,
+    Facts,
+    OutcomeKind,
+    Policy,
+    Request,
+    Verdict,
+    authorize,
+    check_approver,
+    evaluate,
+    load_policy,
+    parse_policy,
+    rows,
+)
+
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # a Tuesday
+GB = 1024**3
+
+
+@cache
+def demo() -> Inventory:
+    return load_inventory(demo_inventory_path())
+
+
+@cache
+def shipped() -> Policy:
+    return load_policy()
+
+
+def vm_facts(name: str, *, checkpoints: int = 0, **disc: Any) -> VMFacts:
+    """What a healthy host would report for the demo VM `name` (override with `disc`)."""
+    inv = demo()
+    vm = inv.vm(name)
+    volume = inv.volume_of(vm)
+    assert volume is not None
+    found = VMFacts(
+        vm=VMInfo(vm.vm_id, vm.name, vm.host, VMState.Running, vm.checkpoint_type),
+        disks=(
+            DiskInfo(
+                "disk0.vhdx",
+                shared=vm.disks.shared,
+                passthrough=vm.disks.passthrough,
+                fibre_channel=vm.disks.virtual_fibre_channel,
+            ),
+        ),
+        kvp_product_type=2 if vm.is_domain_controller else 3,
+        replication_enabled=vm.hyperv_replica,
+        checkpoint_count=checkpoints,
+        volume=Volume(vm.host, volume.path, int(volume.capacity_gb * GB), int(volume.free_gb * GB)),
+    )
+    return replace(found, **disc)
+
+
+def facts_for(
+    name: str,
+    *,
+    reachable: bool = True,
+    change_created: datetime | None = None,
+    **disc: Any,
+) -> Facts:
+    inv = demo()
+    vm = inv.vm(name)
+    values = inventory_facts(inv, vm, "inventory demo-inventory.yaml", NOW)
+    if reachable:
+        values |= discovered_facts(vm_facts(name, **disc), f"host {vm.host}", NOW)
+    else:
+        values |= unreachable_facts(f"host {vm.host}", "connection refused")
+    if change_created is not None:
+        values["change_created_at"] = Fact(change_created, "change CHG-0001", NOW)
+    values["contradictions"] = Fact(contradictions(values), "facts provider", NOW)
+    return Facts(values)
+
+
+def ask(
+    name: str,
+    action: Action = Action.CREATE,
+    *,
+    policy: Policy | None = None,
+    now: datetime = NOW,
+    requester: str = "U0ALICE",
+    groups: frozenset[str] = frozenset(),
+    facts: Facts | None = None,
+    **request: object,
+) -> Decision:
+    vm = demo().vm(name)
+    req = Request(action, vm.name, vm.vm_id, requester, **request)  # type: ignore[arg-type]
+    ctx = Context(now=now, policy=policy or shipped(), groups=groups)
+    return evaluate(req, facts or facts_for(name), ctx)
+
+
+def text(decision: Decision) -> str:
+    return " ".join(decision.reasons + decision.warnings)
+
+
+def fired(decision: Decision) -> set[str]:
+    return {o.rule for o in decision.fired if o.effect is not Effect.WARN}
+
+
+# --- the demo estate -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("vm", "rule", "words"),
+    [
+        ("CORP-DC01", "domain_controller", "USN rollback"),
+        ("FC-NODE1", "guest_cluster", "cluster"),
+        ("SQL01", "replicating_application", "availability group"),
+        ("EXCH01", "replicating_application", "does not support VM snapshots"),
+        ("FS01", "replicating_application", "DFS Replication"),
+        ("LEGACY01", "checkpoints_disabled", "disabled"),
+        ("SAN-VM01", "unsupported_disks", "pass-through"),
+    ],
+)
+def test_dangerous_vms_are_refused_with_their_own_reason(vm: str, rule: str, words: str) -> None:
+    decision = ask(vm)
+    assert decision.verdict is Verdict.DENY
+    outcome = decision.outcome(rule)
+    assert outcome is not None and outcome.fired and outcome.effect is Effect.DENY
+    assert words in outcome.message
+    assert outcome.remediation
+
+
+def test_multi_dc_rollback_is_refused_too() -> None:
+    decision = ask("CORP-DC02", Action.ROLLBACK)
+    assert decision.verdict is Verdict.DENY and "USN rollback" in text(decision)
+
+
+def test_single_dc_domain_is_production_only_with_a_warning() -> None:
+    decision = ask("LAB-DC01")
+    assert decision.verdict is Verdict.ALLOW
+    assert decision.adjustments["checkpoint_type"] == "production-only"
+    assert any("only domain controller" in w for w in decision.warnings)
+    standard = ask("LAB-DC01", checkpoint_type="standard")
+    assert standard.verdict is Verdict.DENY
+    assert "checkpoint_type" in fired(standard)
+
+
+def test_sql_never_gets_standard_and_production_becomes_production_only() -> None:
+    policy = parse_policy("rules: {replicating_application: {enabled: false}}")
+    decision = ask("SQL01", policy=policy, checkpoint_type="production")
+    assert decision.adjustments["checkpoint_type"] == "production-only"
+    standard = ask("SQL01", policy=policy, checkpoint_type="standard")
+    assert standard.verdict is Verdict.DENY
+    assert "not a VSS-consistent" in text(standard)
+
+
+def test_rodc_is_never_restored() -> None:
+    inv = demo()
+    vm = inv.vm("LAB-DC01")
+    values = dict(facts_for("LAB-DC01").values)
+    values["roles"] = Fact(["read_only_domain_controller"], "inventory")
+    req = Request(Action.ROLLBACK, vm.name, vm.vm_id, "U0ALICE")
+    decision = evaluate(req, Facts(values), Context(now=NOW, policy=shipped()))
+    assert decision.verdict is Verdict.DENY and "read-only domain controller" in text(decision)
+
+
+def test_hyperv_replica_rollback_needs_approval() -> None:
+    decision = ask("REPL-APP01", Action.ROLLBACK)
+    assert decision.verdict is Verdict.NEEDS_APPROVAL
+    replica = decision.outcome("hyperv_replica")
+    assert replica is not None and replica.effect is Effect.NEEDS_APPROVAL
+    assert "Resynchronization Required" in replica.message
+    assert decision.approval is not None and "U0ALICE" in decision.approval.excluded
+
+
+def test_hyperv_replica_create_only_warns() -> None:
+    decision = ask("REPL-APP01")
+    assert decision.verdict is Verdict.ALLOW
+    assert any("Resynchronization Required" in w for w in decision.warnings)
+
+
+def test_ordinary_vm_create_is_allowed_and_every_rule_explains_itself() -> None:
+    decision = ask("WEB01", ttl=timedelta(hours=24))
+    assert decision.verdict is Verdict.ALLOW, text(decision)
+    assert all(o.message for o in decision.outcomes)
+    assert {o.outcome for o in decision.outcomes} <= {
+        OutcomeKind.PASSED,
+        OutcomeKind.NOT_APPLICABLE,
+    }
+    headroom = decision.outcome("storage_headroom")
+    assert headroom is not None and "1000 MB/h for 24h" in headroom.message
+    assert decision.schedule_at is None and decision.approval is None
+
+
+def test_default_ttl_is_an_adjustment() -> None:
+    decision = ask("WEB01")
+    assert decision.adjustments["ttl_seconds"] == 72 * 3600
+
+
+def test_prod_rollback_needs_one_approval_and_lists_approvers() -> None:
+    policy = parse_policy(
+        "admins: {users: [U0ADMIN]}\n"
+        "rules: {approvals: {overrides: [{scope: {tags: {env: prod}},"
+        " params: {count: 1, users: [U123, U456], groups: [S0APPROVERS]}}]}}"
+    )
+    decision = ask("WEB01", Action.ROLLBACK, policy=policy)
+    assert decision.verdict is Verdict.NEEDS_APPROVAL
+    assert decision.approval == ApprovalRequirement(
+        1, ("U123", "U456", "U0ADMIN"), ("S0APPROVERS",), ("U0ALICE",)
+    )
+    assert decision.approval.describe() == (
+        "1 approval from @U123, @U456, @U0ADMIN or a member of S0APPROVERS (not the requester)"
+    )
+    assert ask("STG-WEB01", Action.ROLLBACK, policy=policy).verdict is Verdict.ALLOW
+
+
+def test_create_needs_no_approval_in_the_shipped_policy() -> None:
+    assert ask("APP01").verdict is Verdict.ALLOW
+
+
+def test_describe_matches_the_documented_example() -> None:
+    req = ApprovalRequirement(1, ("U123", "U456"), ("S0APPROVERS",), ("U0ALICE",))
+    assert req.describe() == (
+        "1 approval from @U123, @U456 or a member of S0APPROVERS (not the requester)"
+    )
+
+
+# --- counts, storage, lifetime ------------------------------------------------
+
+
+def test_a_fourth_checkpoint_is_refused() -> None:
+    assert ask("WEB01", facts=facts_for("WEB01", checkpoints=2)).verdict is Verdict.ALLOW
+    decision = ask("WEB01", facts=facts_for("WEB01", checkpoints=3))
+    assert decision.verdict is Verdict.DENY
+    assert "already has 3 checkpoints" in text(decision)
+
+
+def test_checkpoint_count_is_capped_at_hyperv_limit() -> None:
+    from policies import PolicyError
+
+    with pytest.raises(PolicyError, match="at most 50"):
+        parse_policy("rules: {checkpoint_count: {params: {max: 60}}}")
+
+
+def test_storage_headroom_refuses_a_nearly_full_volume_and_shows_numbers() -> None:
+    volume = Volume("HV01", "D:\\", 2000 * GB, 320 * GB)
+    decision = ask("WEB01", facts=facts_for("WEB01", volume=volume))
+    assert decision.verdict is Verdict.DENY
+    outcome = decision.outcome("storage_headroom")
+    assert outcome is not None
+    assert "320 GB free of 2,000 GB" in outcome.message and "72h" in outcome.message
+
+
+def test_ttl_above_the_maximum_is_refused() -> None:
+    decision = ask("WEB01", ttl=timedelta(days=10))
+    assert decision.verdict is Verdict.DENY and "ask for at most 7d" in " ".join(
+        o.remediation for o in decision.fired
+    )
+    assert "7d" in text(decision)
+
+
+def test_extend_within_and_beyond_the_maximum_lifetime() -> None:
+    created = NOW - timedelta(days=2)
+    facts = facts_for("WEB01", change_created=created)
+    within = ask("WEB01", Action.EXTEND, facts=facts, extend_to=NOW + timedelta(days=3))
+    assert within.verdict is Verdict.ALLOW, text(within)
+    beyond = ask("WEB01", Action.EXTEND, facts=facts, extend_to=NOW + timedelta(days=6))
+    assert beyond.verdict is Verdict.NEEDS_APPROVAL
+    assert "8d" in text(beyond) and beyond.approval is not None
+
+
+def test_extend_without_the_change_start_is_not_allowed() -> None:
+    decision = ask("WEB01", Action.EXTEND, extend_to=NOW + timedelta(days=1))
+    assert decision.verdict is not Verdict.ALLOW
+    assert "change_created_at is unknown" in text(decision)
+
+
+# --- windows ------------------------------------------------------------------
+
+WINDOWS = """
+windows:
+  - name: weekend
+    cron: "0 22 * * 6"
+    duration: 6h
+    timezone: Europe/Berlin
+    scope: {tags: {tier: web}, names: ["web*"]}
+"""
+SAT_23H_BERLIN = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)  # 23:00 CET, inside
+
+
+def test_inside_the_window_is_allowed() -> None:
+    decision = ask("WEB01", policy=parse_policy(WINDOWS), now=SAT_23H_BERLIN)
+    assert decision.verdict is Verdict.ALLOW, text(decision)
+    window = decision.outcome("change_window")
+    assert window is not None and "inside change window 'weekend'" in window.message
+
+
+def test_outside_the_window_is_refused_with_the_next_opening() -> None:
+    decision = ask("WEB01", policy=parse_policy(WINDOWS))
+    assert decision.verdict is Verdict.DENY
+    assert "Sat 2026-11-28 22:00 Europe/Berlin" in text(decision)
+    assert decision.schedule_at is None
+
+
+def test_outside_the_window_with_schedule_is_deferred_not_refused() -> None:
+    policy = parse_policy(WINDOWS, "rules: {change_window: {effect: schedule}}")
+    decision = ask("WEB01", policy=policy)
+    assert decision.verdict is Verdict.ALLOW and not decision.runnable_now
+    assert decision.schedule_at == datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
+
+
+def test_window_follows_daylight_saving_time() -> None:
+    policy = parse_policy(WINDOWS, "rules: {change_window: {effect: schedule}}")
+    summer = ask("WEB01", policy=policy, now=datetime(2026, 7, 1, 12, tzinfo=UTC))
+    assert summer.schedule_at == datetime(2026, 7, 4, 20, 0, tzinfo=UTC)  # 22:00 CEST
+    # The Saturday before the end of DST (Oct 25 2026): opens 22:00 CEST,
+    # closes 6h later at 03:00 CET (the clock went back in between).
+    before = ask("WEB01", policy=policy, now=datetime(2026, 10, 24, 20, 30, tzinfo=UTC))
+    assert before.schedule_at is None and before.verdict is Verdict.ALLOW
+    closed = ask("WEB01", policy=policy, now=datetime(2026, 10, 25, 2, 1, tzinfo=UTC))
+    assert closed.schedule_at == datetime(2026, 10, 31, 21, 0, tzinfo=UTC)
+
+
+def test_vms_no_window_applies_to_pass() -> None:
+    decision = ask("APP01", policy=parse_policy(WINDOWS))
+    window = decision.outcome("change_window")
+    assert window is not None and window.outcome is OutcomeKind.PASSED
+    assert "no change window applies" in window.message
+
+
+# --- exemptions, overrides, disabling -------------------------------------------
+
+
+def test_live_exemption_turns_a_denial_into_exempt() -> None:
+    policy = parse_policy(
+        "exemptions: [{rule: checkpoint_count, vm: web0*, reason: vendor upgrade,"
+        " approved_by: U0ADMIN, expires: 2026-12-01}]"
+    )
+    decision = ask("WEB01", policy=policy, facts=facts_for("WEB01", checkpoints=3))
+    assert decision.verdict is Verdict.ALLOW
+    outcome = decision.outcome("checkpoint_count")
+    assert outcome is not None and outcome.outcome is OutcomeKind.EXEMPT
+    assert "vendor upgrade" in outcome.message and "already has 3" in outcome.message
+
+
+def test_expired_exemption_says_so_and_the_rule_applies() -> None:
+    policy = parse_policy(
+        "exemptions: [{rule: checkpoint_count, vm: APP01, reason: vendor upgrade,"
+        " approved_by: U0ADMIN, expires: 2026-11-01}]"
+    )
+    decision = ask("APP01", policy=policy, facts=facts_for("APP01", checkpoints=3))
+    assert decision.verdict is Verdict.DENY
+    assert "exemption for APP01 expired on 2026-11-01, so the rule applies" in text(decision)
+    outcome = decision.outcome("checkpoint_count")
+    assert outcome is not None and outcome.exemption is not None and outcome.exemption.expired
+
+
+def test_scoped_override_changes_params_for_that_scope_only() -> None:
+    policy = parse_policy(
+        "rules: {checkpoint_count: {overrides: [{scope: {tags: {env: staging}},"
+        " params: {max: 5}}]}}"
+    )
+    assert ask("STG-WEB01", policy=policy, facts=facts_for("STG-WEB01", checkpoints=4)).verdict is (
+        Verdict.ALLOW
+    )
+    assert ask("WEB01", policy=policy, facts=facts_for("WEB01", checkpoints=4)).verdict is (
+        Verdict.DENY
+    )
+
+
+def test_disabled_rule_is_shown_as_disabled() -> None:
+    policy = parse_policy(
+        "rules: {checkpoint_count: {overrides: [{scope: {names: [WEB*]}, enabled: false}]}}"
+    )
+    decision = ask("WEB01", policy=policy, facts=facts_for("WEB01", checkpoints=9))
+    outcome = decision.outcome("checkpoint_count")
+    assert outcome is not None and outcome.outcome is OutcomeKind.DISABLED
+    assert decision.verdict is Verdict.ALLOW
+
+
+# --- permissions and approvers ----------------------------------------------------
+
+RESTRICTED = """
+admins: {users: [U0ADMIN]}
+permissions:
+  request: {users: [U0ALICE], groups: [S0OPS]}
+  rollback: {groups: [S0OPS], channels: [C0CHANGES]}
+"""
+
+
+def test_permissions_deny_a_user_not_listed() -> None:
+    policy = parse_policy(RESTRICTED)
+    decision = ask("WEB01", policy=policy, requester="U0MALLORY")
+    assert decision.verdict is Verdict.DENY
+    perm = decision.outcome("permissions")
+    assert perm is not None and "@U0MALLORY may not request" in perm.message
+    assert ask("WEB01", policy=policy, requester="U0BOB", groups=frozenset({"S0OPS"})).verdict is (
+        Verdict.ALLOW
+    )
+    assert ask("WEB01", policy=policy, requester="U0ADMIN").verdict is Verdict.ALLOW
+
+
+def test_permissions_can_require_a_channel() -> None:
+    policy = parse_policy(RESTRICTED)
+    facts = facts_for("STG-WEB01")
+    ops = frozenset({"S0OPS"})
+    elsewhere = authorize(policy, "rollback", facts, "U0BOB", ops, "C0RANDOM")
+    assert elsewhere.fired and "only in C0CHANGES" in elsewhere.message
+    assert not authorize(policy, "rollback", facts, "U0BOB", ops, "C0CHANGES").fired
+    assert not authorize(policy, "rollback", facts, "U0ADMIN", (), None).fired
+
+
+def test_the_requester_can_never_approve() -> None:
+    decision = ask("REPL-APP01", Action.ROLLBACK, requester="U0ALICE")
+    assert decision.approval is not None and decision.approval.anyone
+    ok, why = check_approver(decision, "U0ALICE", (), requester="U0ALICE")
+    assert not ok and "cannot approve" in why
+    assert check_approver(decision, "U0BOB", (), requester="U0ALICE")[0]
+
+
+def test_check_approver_explains_who_may() -> None:
+    req = ApprovalRequirement(1, ("U123",), ("S0APPROVERS",), ("U0ALICE",))
+    assert check_approver(req, "U999", {"S0APPROVERS"}, "U0ALICE") == (
+        True,
+        "@U999 may approve as a member of S0APPROVERS",
+    )
+    ok, why = check_approver(req, "U777", set(), "U0ALICE")
+    assert not ok and "@U123 or a member of S0APPROVERS" in why
+    assert check_approver(ask("WEB01"), "U1", (), "U0ALICE") == (
+        False,
+        "this decision needs no approval",
+    )
+
+
+# --- unknown facts ------------------------------------------------------------------
+
+
+def test_unreachable_host_never_allows_and_names_the_missing_fact() -> None:
+    decision = ask("WEB01", facts=facts_for("WEB01", reachable=False))
+    assert decision.verdict is Verdict.DENY
+    count = decision.outcome("checkpoint_count")
+    assert count is not None and count.fired
+    assert "checkpoint_count is unknown (host not asked: connection refused" in count.message
+
+
+def test_known_risk_wins_even_when_the_host_is_unreachable() -> None:
+    decision = ask("SAN-VM01", facts=facts_for("SAN-VM01", reachable=False))
+    disks = decision.outcome("unsupported_disks")
+    assert disks is not None and "pass-through" in disks.message
+
+
+def test_guest_that_claims_to_be_a_dc_is_treated_as_one() -> None:
+    decision = ask("APP01", facts=facts_for("APP01", kvp_product_type=2))
+    assert decision.verdict is Verdict.DENY and "USN rollback" in text(decision)
+
+
+def test_vm_off_cannot_confirm_it_is_not_a_dc_so_a_human_does() -> None:
+    decision = ask("APP01", facts=facts_for("APP01", kvp_product_type=None))
+    assert decision.verdict is Verdict.NEEDS_APPROVAL
+    assert "kvp_product_type is unknown" in text(decision)
+
+
+def test_unknown_domain_for_a_scope_fails_closed() -> None:
+    policy = parse_policy(
+        "rules: {checkpoint_count: {overrides: [{scope: {domains: [lab.example]},"
+        " params: {max: 10}}]}}"
+    )
+    values = dict(facts_for("WEB01").values)
+    values["domain"] = Fact.unknown("inventory", "the inventory gives no domain for this VM")
+    decision = ask("WEB01", policy=policy, facts=Facts(values))
+    count = decision.outcome("checkpoint_count")
+    assert count is not None and count.fired and "which checkpoint_count settings" in count.message
+
+
+# --- output ---------------------------------------------------------------------------
+
+
+def test_to_dict_is_json_and_complete() -> None:
+    decision = ask("REPL-APP01", Action.ROLLBACK)
+    data = json.loads(json.dumps(decision.to_dict()))
+    assert data["verdict"] == "needs_approval"
+    assert {"adjustments", "approval", "schedule_at", "rules"} <= set(data)
+    rule = next(r for r in data["rules"] if r["id"] == "hyperv_replica")
+    assert rule["outcome"] == "fired" and rule["effect"] == "needs_approval"
+    assert set(rule["facts"]["replication_enabled"]) == {"value", "source", "known", "observed_at"}
+    assert data["approval"]["required"] == 1
+
+
+def test_rows_are_a_five_second_table() -> None:
+    table = rows(ask("CORP-DC01"))
+    assert table[0][0] == "permissions"
+    marks = {rule: mark for rule, mark, _ in table}
+    assert marks["domain_controller"] == "✗" and marks["ttl"] == "✓"
+    assert all("\n" not in line for _, _, line in table)
+
+
+def test_approval_requirement_round_trips_through_its_dict() -> None:
+    decision = ask("REPL-APP01", Action.ROLLBACK)
+    assert decision.approval is not None
+    stored = json.loads(json.dumps(decision.to_dict()["approval"]))
+    assert ApprovalRequirement.from_dict(stored) == decision.approval

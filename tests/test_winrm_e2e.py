@@ -1,0 +1,373 @@
+"""WinRMHost end to end: the real pypsrp client against the loopback emulator.
+
+Every `HyperVHost` operation runs over Basic (plain HTTP, no encryption) and
+over NTLM with message encryption, and must return what the simulator behind
+the emulator returns directly. Faults each give their typed error within the
+configured deadline; the emulator's log shows that only cmdlets with
+parameters ever arrive.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.clock import ManualClock
+from bot.hyperv.emulator import EmulatorLog, EmulatorServer, Faults
+from bot.hyperv.errors import (
+    CheckpointNotFound,
+    CheckpointsDisabled,
+    HostAuthError,
+    HostTimeout,
+    HostUnreachable,
+    InvalidVMState,
+    VMNotFound,
+)
+from bot.hyperv.sim_store import InMemoryHostStateStore
+from bot.hyperv.simulator import SimulatedHost
+from bot.hyperv.types import Checkpoint, CheckpointType, SnapshotType, VMState
+from bot.hyperv.winrm import WinRMHost
+from bot.hyperv.winrm_connect import Credentials
+from bot.hyperv.winrm_pool import WinRMTimeouts
+from bot.inventory import InvalidName, Inventory, UnknownVM
+from bot.simfleet import host_state
+
+USER, PASSWORD = "hvadmin", "Passw0rd!"
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+CALL_TIMEOUT = 4.0
+ALLOWED = {
+    "get-vm", "get-vmsnapshot", "checkpoint-vm", "restore-vmsnapshot", "remove-vmsnapshot",
+    "start-vm", "set-vm", "get-vmharddiskdrive", "get-vmreplication", "get-ciminstance",
+    "get-volume", "select-object",
+}  # fmt: skip
+
+WEB01 = "aaaaaaaa-1111-4111-8111-11111111111b"
+DC01 = "22222222-2222-4222-8222-222222222222"
+SQL01 = "33333333-3333-4333-8333-333333333333"
+OFF01 = "44444444-4444-4444-8444-444444444444"
+NOCP01 = "55555555-5555-4555-8555-555555555555"
+REP01 = "66666666-6666-4666-8666-666666666666"
+
+INVENTORY = {
+    "hosts": [
+        {
+            "name": "HV01",
+            "address": "127.0.0.1",
+            "transport": "http",
+            "port": 5985,
+            "auth": "ntlm",
+            "credential": {"username": USER, "password_env": "HV_PASSWORD"},
+            "volumes": [
+                {"path": "D:\\", "capacity_gb": 2000, "used_gb": 700},
+                {"path": "E:\\", "capacity_gb": 3000, "used_gb": 2350},
+            ],
+        }
+    ],
+    "vms": [
+        {"name": "WEB01", "vm_id": WEB01, "host": "HV01", "roles": ["web"]},
+        {"name": "DC01", "vm_id": DC01, "host": "HV01", "roles": ["domain_controller"],
+         "domain": "corp.example", "guest_os": "Windows Server 2022 Datacenter"},
+        {"name": "SQL01", "vm_id": SQL01, "host": "HV01", "app_group": "AG1",
+         "disks": {"shared_vhdx": True}, "volume": "E:\\"},
+        {"name": "OFF01", "vm_id": OFF01, "host": "HV01", "simulation": {"state": "Off"}},
+        {"name": "NOCP01", "vm_id": NOCP01, "host": "HV01", "checkpoint_type": "Disabled"},
+        {"name": "REP01", "vm_id": REP01, "host": "HV01", "hyperv_replica": True},
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def no_hang() -> Iterator[None]:
+    """A last resort: a stuck test dumps every thread and ends the run."""
+    faulthandler.dump_traceback_later(90, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture
+def inventory() -> Inventory:
+    return Inventory.model_validate(INVENTORY)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def sim(inventory: Inventory, clock: ManualClock) -> SimulatedHost:
+    store = InMemoryHostStateStore()
+    store.seed(host_state(inventory, inventory.host("HV01")))
+    return SimulatedHost("HV01", store, clock)
+
+
+@pytest.fixture
+def server(sim: SimulatedHost) -> Iterator[EmulatorServer]:
+    emulator = EmulatorServer(
+        host=sim, port=0, users={USER: PASSWORD}, auth=("basic", "ntlm"), log=EmulatorLog()
+    )
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+def connect(
+    inventory: Inventory, server: EmulatorServer, auth: str, **overrides: float
+) -> WinRMHost:
+    spec = inventory.host("HV01").model_copy(
+        update={"port": server.port, "auth": auth, "allow_basic": auth == "basic"}
+    )
+    credential = Credentials({"HV_PASSWORD": PASSWORD}).for_host(spec)
+    timeouts = WinRMTimeouts(
+        call=float(overrides.get("call", CALL_TIMEOUT)),
+        connect=2,
+        read=10,
+        operation=2,
+        idle=float(overrides.get("idle", 300)),
+        stop_grace=1,
+    )
+    return WinRMHost(spec, credential, timeouts=timeouts)
+
+
+@pytest.fixture(params=["basic", "ntlm"])
+def host(
+    request: pytest.FixtureRequest, inventory: Inventory, server: EmulatorServer
+) -> Iterator[WinRMHost]:
+    winrm = connect(inventory, server, request.param)
+    yield winrm
+    winrm.close()
+
+
+def pathless(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+    # Get-VMSnapshot's Path is the snapshot folder; the simulator keeps the file.
+    return [replace(cp, path="") for cp in checkpoints]
+
+
+def assert_only_cmdlets(server: EmulatorServer) -> None:
+    for entry in server.log.entries:
+        assert entry.is_script is False, entry
+        assert entry.cmdlet.casefold() in ALLOWED, entry
+
+
+# -- every operation --------------------------------------------------------------------
+
+
+def test_queries_match_the_simulator(
+    host: WinRMHost, sim: SimulatedHost, server: EmulatorServer
+) -> None:
+    assert host.list_vms() == sim.list_vms()
+    assert host.get_vm(WEB01) == sim.get_vm(WEB01)
+    assert host.volumes() == sim.volumes()
+    assert host.list_checkpoints() == []
+    assert_only_cmdlets(server)
+
+
+def test_checkpoint_lifecycle(
+    host: WinRMHost, sim: SimulatedHost, clock: ManualClock, server: EmulatorServer
+) -> None:
+    first = host.create_checkpoint(WEB01, "before KB5044284")
+    assert first.vm_id == WEB01 and first.name == "before KB5044284"
+    assert first.snapshot_type is SnapshotType.Planned  # production, VSS works
+    clock.advance(timedelta(minutes=5))
+    second = host.create_checkpoint(WEB01, "")  # the host names it
+    assert second.parent_id == first.id and second.name.startswith("WEB01 - (")
+    assert pathless(host.list_checkpoints(WEB01)) == pathless(sim.list_checkpoints(WEB01))
+    assert pathless(host.list_checkpoints()) == pathless(sim.list_checkpoints())
+
+    restored = host.restore_checkpoint(WEB01, first.id)
+    assert restored.state is VMState.Off  # production checkpoint: the VM comes back off
+    assert restored.parent_checkpoint_id == first.id
+    started = host.start_vm(WEB01)
+    assert started.state is VMState.Running
+
+    host.remove_checkpoint(WEB01, first.id, include_children=True)
+    assert host.list_checkpoints(WEB01) == []
+    assert host.get_vm(WEB01).merging is True
+    clock.advance(timedelta(minutes=10))
+    assert host.get_vm(WEB01).merging is False
+    assert host.stats.opens == 1  # one pool for all of it
+    assert_only_cmdlets(server)
+
+
+def test_settings_and_facts(host: WinRMHost, sim: SimulatedHost) -> None:
+    changed = host.set_checkpoint_settings(
+        WEB01, checkpoint_type=CheckpointType.ProductionOnly, automatic_checkpoints=True
+    )
+    assert changed.checkpoint_type is CheckpointType.ProductionOnly
+    assert changed.automatic_checkpoints is True
+    assert host.set_checkpoint_settings(WEB01) == sim.get_vm(WEB01)
+
+    dc = host.vm_facts(DC01)
+    expected = sim.vm_facts(DC01)
+    assert dc.kvp_product_type == 2 == expected.kvp_product_type
+    assert dc.kvp_fqdn == expected.kvp_fqdn == "dc01.corp.example"
+    assert dc.kvp_os_name == "Windows Server 2022 Datacenter"
+    assert dc.vm == expected.vm and dc.volume == expected.volume
+    assert dc.replication_enabled is False and dc.checkpoint_count == 0
+
+    sql = host.vm_facts(SQL01)
+    assert any(d.shared for d in sql.disks) and sql.volume is not None
+    assert sql.volume.path == "E:\\"
+    off = host.vm_facts(OFF01)
+    assert off.kvp_product_type is None and off.kvp_fqdn is None  # unknown, not "not a DC"
+    assert host.vm_facts(REP01).replication_enabled is True
+
+
+# -- host errors keep their message ------------------------------------------------------
+
+
+def test_powershell_errors_are_typed(host: WinRMHost, sim: SimulatedHost) -> None:
+    with pytest.raises(CheckpointsDisabled) as disabled:
+        host.create_checkpoint(NOCP01, "nope")
+    assert "Checkpoints have been disabled" in disabled.value.message
+    assert disabled.value.error_id.endswith("CheckpointVM")
+    assert disabled.value.host == "HV01"
+
+    with pytest.raises(VMNotFound):
+        host.get_vm("99999999-9999-4999-8999-999999999999")
+    with pytest.raises(CheckpointNotFound):
+        host.restore_checkpoint(WEB01, "99999999-9999-4999-8999-999999999999")
+
+    other = sim.create_checkpoint(DC01, "someone else's")
+    with pytest.raises(CheckpointNotFound, match="belongs to VM"):
+        host.remove_checkpoint(WEB01, other.id)
+    assert [cp.id for cp in sim.list_checkpoints(DC01)] == [other.id]
+
+    mine = host.create_checkpoint(WEB01, "a")
+    keep = host.create_checkpoint(WEB01, "b")
+    host.remove_checkpoint(WEB01, mine.id)
+    with pytest.raises(InvalidVMState):  # still merging
+        host.restore_checkpoint(WEB01, keep.id)
+
+
+# -- injection ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["WEB01; Remove-VM *", "*", "$(Get-VM)", "WEB'01", 'WEB"01', "WEB01\nRemove-VM"]
+)
+def test_hostile_names_never_leave_the_inventory(inventory: Inventory, name: str) -> None:
+    with pytest.raises((InvalidName, UnknownVM)):
+        inventory.vm(name)
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["*", "WEB01; Remove-VM *", "$(Get-VM)", WEB01.upper(), f"{WEB01}'", f"{WEB01}\n"]
+)
+def test_non_guid_ids_are_rejected_before_sending(
+    host: WinRMHost, server: EmulatorServer, bad_id: str
+) -> None:
+    before = len(server.log.entries)
+    with pytest.raises(VMNotFound, match="not a VM id"):
+        host.get_vm(bad_id)
+    with pytest.raises(VMNotFound):
+        host.create_checkpoint(bad_id, "x")
+    with pytest.raises(CheckpointNotFound, match="not a checkpoint id"):
+        host.restore_checkpoint(WEB01, bad_id)
+    assert len(server.log.entries) == before
+
+
+def test_hostile_checkpoint_name_arrives_as_a_parameter_value(
+    host: WinRMHost, server: EmulatorServer
+) -> None:
+    hostile = 'pre-patch\'; Remove-VM * -Force; $(Get-VM) "x"'
+    created = host.create_checkpoint(WEB01, hostile)
+    assert created.name == hostile
+    entries = [e for e in server.log.entries if e.cmdlet.casefold() == "checkpoint-vm"]
+    assert entries[-1].parameters["SnapshotName"] == hostile
+    assert_only_cmdlets(server)
+
+
+# -- faults within the deadline ----------------------------------------------------------
+
+
+def test_hung_cmdlet_is_stopped_at_the_deadline(
+    inventory: Inventory, server: EmulatorServer, sim: SimulatedHost
+) -> None:
+    host = connect(inventory, server, "ntlm", call=2.0)
+    try:
+        host.list_vms()
+        server.faults = Faults(hang=frozenset({"Checkpoint-VM"}))
+        started = time.monotonic()
+        with pytest.raises(HostTimeout):
+            host.create_checkpoint(WEB01, "never")
+        assert time.monotonic() - started < 2.0 + 1.0 + 0.5
+        assert host.stats.stops == 1
+        server.faults = Faults()
+        assert host.get_vm(WEB01) == sim.get_vm(WEB01)  # a fresh pool works
+    finally:
+        host.close()
+
+
+def test_wrong_password_is_an_auth_error(inventory: Inventory, server: EmulatorServer) -> None:
+    for auth in ("basic", "ntlm"):
+        spec = inventory.host("HV01").model_copy(
+            update={"port": server.port, "auth": auth, "allow_basic": True}
+        )
+        wrong = "not-the-password"
+        host = WinRMHost(
+            spec,
+            Credentials({"HV_PASSWORD": wrong}).for_host(spec),
+            timeouts=WinRMTimeouts(call=CALL_TIMEOUT, connect=2, operation=2),
+        )
+        started = time.monotonic()
+        with pytest.raises(HostAuthError) as caught:
+            host.list_vms()
+        assert time.monotonic() - started < CALL_TIMEOUT
+        assert wrong not in str(caught.value) and PASSWORD not in str(caught.value)
+        host.close()
+
+
+@pytest.mark.parametrize(
+    ("faults", "error"),
+    [
+        (Faults(refuse=True), HostUnreachable),
+        (Faults(drop=True), HostUnreachable),
+        (Faults(unauthorized=True), HostAuthError),
+    ],
+)
+def test_transport_faults(
+    inventory: Inventory, server: EmulatorServer, faults: Faults, error: type[Exception]
+) -> None:
+    server.faults = faults
+    host = connect(inventory, server, "ntlm")
+    try:
+        started = time.monotonic()
+        with pytest.raises(error):
+            host.list_vms()
+        assert time.monotonic() - started < CALL_TIMEOUT + 1
+    finally:
+        host.close()
+
+
+def test_slow_host_times_out(inventory: Inventory, server: EmulatorServer) -> None:
+    server.faults = Faults(latency_ms=1500)
+    host = connect(inventory, server, "basic", call=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(HostTimeout):
+            host.list_vms()
+        assert time.monotonic() - started < 1.0 + 1.0 + 0.5
+    finally:
+        host.close()
+
+
+def test_idle_pool_is_closed_and_reopened(inventory: Inventory, server: EmulatorServer) -> None:
+    host = connect(inventory, server, "ntlm", idle=0.3)
+    try:
+        host.list_vms()
+        assert host.stats.opens == 1
+        deadline = time.monotonic() + 3
+        while host.stats.idle_closes == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert host.stats.idle_closes == 1
+        assert not host.is_open
+        host.list_vms()
+        assert host.stats.opens == 2
+    finally:
+        host.close()
