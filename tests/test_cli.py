@@ -169,3 +169,42 @@ def test_no_wait_returns_at_once_and_a_worker_runs_it(tmp_path: Path) -> None:
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0 and "worker: stopping" in err
+
+
+def test_rollback_of_prod_needs_a_second_person(tmp_path: Path) -> None:
+    alice, bob = {"CHECKPOINT_BOT_USER": "alice"}, {"CHECKPOINT_BOT_USER": "bob"}
+    assert run(tmp_path, "checkpoint", "create", "WEB01", "-r", "patch", env=alice).returncode == 0
+    asked = run(tmp_path, "checkpoint", "rollback", "CHG-1", env=alice)
+    assert asked.returncode == 0 and "WAITING FOR APPROVAL" in asked.stdout
+    assert "checkpoint-bot change approve CHG-0001" in asked.stdout
+    self_approved = run(tmp_path, "change", "approve", "CHG-1", env=alice)
+    assert self_approved.returncode == 1
+    assert "cannot approve it" in one_line_error(self_approved)
+    approved = run(tmp_path, "change", "approve", "CHG-1", "--json", env=bob)
+    assert approved.returncode == 0, approved.stderr
+    body = json.loads(approved.stdout)
+    assert body["state"] == "rolled_back" and body["approval"]["state"] == "approved"
+
+
+def test_policy_explain_and_validate(tmp_path: Path) -> None:
+    explained = run(tmp_path, "policy", "explain", "CORP-DC01", "--json")
+    assert explained.returncode == 0
+    body = json.loads(explained.stdout)
+    assert body["verdict"] == "deny"
+    rule = next(r for r in body["rules"] if r["id"] == "domain_controller")
+    assert rule["outcome"] == "fired" and rule["effect"] == "deny"
+    assert "USN rollback" in rule["message"]
+    table = run(
+        tmp_path, "policy", "explain", "LAB-DC01", "--user", "U0ALICE", "--at", "2026-11-28T23:00"
+    )
+    assert "ALLOW" in table.stdout and "checkpoint_type = production-only" in table.stdout
+
+    good = tmp_path / "policy.yaml"
+    good.write_text("rules:\n  checkpoint_count:\n    params: {max: 5}\n", encoding="utf-8")
+    ok = run(tmp_path, "policy", "validate", str(good))
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  checkpoint_count:\n    effect: maybe\n", encoding="utf-8")
+    refused = run(tmp_path, "policy", "validate", str(bad))
+    assert refused.returncode == 2
+    assert f"{bad}:3: rules.checkpoint_count.effect" in one_line_error(refused)

@@ -112,7 +112,7 @@ def approve(ctx: AppContext, ref: str, *, approver: str | Principal) -> Approval
             note(
                 s,
                 change,
-                kind="approved_by",
+                kind="approval",
                 actor=who.id,
                 now=now,
                 message=f"{action} approved by {who.id} ({count} of {required})",

@@ -15,13 +15,14 @@ as() {
     case $arg in *" "*) shown+=" \"$arg\"" ;; *) shown+=" $arg" ;; esac
   done
   printf '\n\033[1m%s$ checkpoint-bot%s\033[0m\n' "$user" "$shown"
-  CHECKPOINT_BOT_USER=$user "$bot" "$@" 2> >(grep -v 'DEMO MODE' >&2)
-  local rc=$?
+  # stderr joins stdout so progress lines stay in order; the demo banner was shown once.
+  CHECKPOINT_BOT_USER=$user "$bot" "$@" 2>&1 | grep -v 'DEMO MODE'
+  local rc=${PIPESTATUS[0]}
   [ $rc -eq 0 ] || printf '\033[2m(exit code %s)\033[0m\n' "$rc"
   return 0
 }
 
-"$bot" inventory show >/dev/null  # prints the demo-mode banner once, and seeds var/
+"$bot" inventory show >/dev/null  # shows the demo-mode banner once
 as alice checkpoint create WEB01 --reason "KB5044284 cumulative update" --ttl 24h
 change=$(CHECKPOINT_BOT_USER=alice "$bot" checkpoint list --vm WEB01 --json 2>/dev/null \
   | .venv/bin/python -c 'import json,sys; rows=[r for r in json.load(sys.stdin)["checkpoints"] if r["change_state"]=="active"]; print(rows[-1]["change_ref"] if rows else "")')

@@ -1,0 +1,82 @@
+"""The whole product on the WinRM backend: a configured deployment whose
+inventory points at emulated hosts, driven through the service layer with
+the real pypsrp client underneath (the path `hyperv: {backend: winrm}` takes
+in production)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.cli.emulator_cmd import EMULATOR_PASSWORD_ENV, emulated_inventory
+from bot.clock import ScaledClock
+from bot.config import load_settings
+from bot.context import AppContext, build_context
+from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
+from bot.hyperv.sim_store import InMemoryHostStateStore
+from bot.inventory import demo_inventory_path, load_inventory
+from bot.service import approve, list_checkpoints, request_checkpoint, rollback, show_change
+from bot.store.db import make_engine
+from bot.store.migrate import upgrade
+from tests.helpers import T0
+
+PASSWORD = "Passw0rd!"
+
+
+@pytest.fixture
+def emulated(tmp_path: Path) -> Iterator[tuple[AppContext, EmulatedFleet]]:
+    inventory = load_inventory(demo_inventory_path())
+    clock = ScaledClock(600, start=T0)
+    fleet = EmulatedFleet.start(inventory, InMemoryHostStateStore(), log=EmulatorLog(), clock=clock)
+    try:
+        ports = {name: server.port for name, server in fleet.servers.items()}
+        (tmp_path / "inventory.yaml").write_text(
+            emulated_inventory(inventory, ports, "hvadmin", EMULATOR_PASSWORD_ENV), encoding="utf-8"
+        )
+        (tmp_path / "bot.yaml").write_text(
+            "inventory: inventory.yaml\nhyperv:\n  backend: winrm\n  call_timeout: 30s\n",
+            encoding="utf-8",
+        )
+        env = {EMULATOR_PASSWORD_ENV: PASSWORD}
+        settings = load_settings(tmp_path / "bot.yaml", env, tmp_path)
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        engine.dispose()
+        ctx = build_context(settings, env=env, clock=clock, huey_kind="memory")
+        ctx.start_workers()
+        try:
+            yield ctx, fleet
+        finally:
+            ctx.close()
+    finally:
+        fleet.stop()
+
+
+def test_checkpoint_and_rollback_over_winrm(emulated: tuple[AppContext, EmulatedFleet]) -> None:
+    ctx, fleet = emulated
+    out = request_checkpoint(ctx, "WEB01", reason="KB5044284", requester="alice")
+    assert out.job_id is not None
+    assert ctx.ledger.wait(out.job_id, timeout=60).state == "succeeded"
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "active"
+    rows = list_checkpoints(ctx, vm="WEB01").rows
+    assert [r.id for r in rows] == [change.checkpoint_id] and rows[0].kind == "production"
+
+    rollback(ctx, change.ref, requester="alice")
+    done = approve(ctx, change.ref, approver="bob")
+    assert done.job_id is not None
+    assert ctx.ledger.wait(done.job_id, timeout=60).state == "succeeded"
+    assert show_change(ctx, change.ref).state == "rolled_back"
+
+    cmdlets = {entry.cmdlet for entry in fleet.log.entries}
+    assert {"Checkpoint-VM", "Restore-VMSnapshot", "Get-CimInstance"} <= cmdlets
+    assert not any(entry.is_script for entry in fleet.log.entries)
+
+
+def test_refusals_never_reach_the_host(emulated: tuple[AppContext, EmulatedFleet]) -> None:
+    ctx, fleet = emulated
+    out = request_checkpoint(ctx, "CORP-DC01", reason="patch", requester="alice")
+    assert out.refused and "USN rollback" in " ".join(out.decision.reasons)
+    assert "Checkpoint-VM" not in {entry.cmdlet for entry in fleet.log.entries}
