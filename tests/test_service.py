@@ -86,7 +86,7 @@ def test_checkpoint_lifecycle_create_rollback_merge(ctx: AppContext) -> None:
         "start_create",
         "created",
         "rollback_awaits_approval",
-        "approved_by",
+        "approval",
         "start_rollback",
         "rolled_back",
         "start_merge",
@@ -206,3 +206,30 @@ def test_production_falling_back_to_standard_is_recorded(ctx: AppContext) -> Non
     assert change.state == "active"
     assert any("fell back to a standard checkpoint" in e.message for e in change.events)
     assert list_checkpoints(ctx, vm="STG-APP01").rows[0].kind == "standard"
+
+
+def test_policy_is_asked_again_right_before_the_job_runs(tmp_path: Path) -> None:
+    from bot.clock import ScaledClock
+    from bot.context import build_context
+    from bot.hyperv import CheckpointType
+    from tests.helpers import T0, settings_for
+
+    ctx = build_context(
+        settings_for(tmp_path), clock=ScaledClock(600, start=T0), huey_kind="memory"
+    )
+    try:
+        out = request_checkpoint(ctx, "APP01", reason="deploy", requester="alice")
+        assert out.change.state == "approved"
+        # Between the request and the job, someone disables checkpoints on the host.
+        ctx.host_for("HV01").set_checkpoint_settings(
+            out.change.vm_id, checkpoint_type=CheckpointType.Disabled
+        )
+        ctx.start_workers()
+        assert out.job_id is not None
+        ctx.ledger.wait(out.job_id, timeout=WAIT)
+        change = show_change(ctx, out.change.ref)
+        assert change.state == "denied"
+        assert change.events[-1].message.startswith("re-checked before running")
+        assert list_checkpoints(ctx, vm="APP01").rows == ()
+    finally:
+        ctx.close()

@@ -18,25 +18,31 @@ from bot.service import (
     rollback,
     show_change,
 )
+from bot.service.views import ChangeView
 
 TYPES = click.Choice(["production", "production-only", "standard"], case_sensitive=False)
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
 EXIT_REFUSED = 1
 
 
+def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[bool, ChangeView]:
+    """Run the queue in this process until the job ends (within its deadline)."""
+    ctx = rt.ctx
+    ctx.start_workers()
+    progress(f"{view.ref}: {action} of {view.vm_name} on {view.host} is running…")
+    job = ctx.ledger.get(job_id)
+    budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
+    job = ctx.ledger.wait(job_id, timeout=max(budget, 0) + 30)
+    return job.state == "succeeded", show_change(ctx, view.ref)
+
+
 def _finish(rt: Runtime, outcome: Outcome, action: str, *, wait: bool, as_json: bool) -> None:
     """Wait for the job (unless told not to), print the change, set the exit code."""
     view, ended_badly, waited = outcome.change, outcome.refused, False
     if outcome.job_id is not None and wait:
-        ctx = rt.ctx
-        ctx.start_workers()
-        progress(f"{view.ref}: {action} of {view.vm_name} on {view.host} is running…")
-        job = ctx.ledger.get(outcome.job_id)
-        budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
-        job = ctx.ledger.wait(outcome.job_id, timeout=max(budget, 0) + 30)
-        view = show_change(ctx, view.ref)
+        succeeded, view = _wait_for(rt, outcome.job_id, view, action)
         waited = True
-        ended_badly = job.state != "succeeded" or view.state in _BAD_ENDS
+        ended_badly = not succeeded or view.state in _BAD_ENDS
     if as_json:
         echo_json(
             {**view.to_dict(), "decision": outcome.decision.to_dict(), "job_id": outcome.job_id}
@@ -151,13 +157,7 @@ def change() -> None:
 def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> None:
     view = result.change
     if result.job_id is not None:
-        ctx = rt.ctx
-        ctx.start_workers()
-        progress(f"{view.ref}: {result.action} of {view.vm_name} on {view.host} is running…")
-        job = ctx.ledger.get(result.job_id)
-        budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
-        ctx.ledger.wait(result.job_id, timeout=max(budget, 0) + 30)
-        view = show_change(ctx, view.ref)
+        _, view = _wait_for(rt, result.job_id, view, result.action)
     if as_json:
         echo_json(
             {

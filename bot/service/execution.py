@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.changes import Command, State
-from bot.changes.record import get_change, note, transition
+from bot.changes.record import events_of, get_change, note, transition
 from bot.config import DefaultsConfig
 from bot.hyperv import (
     Checkpoint,
@@ -102,6 +102,12 @@ class Executor:
                 details=details,
             )
 
+    def _last_actor(self, change_id: int) -> str:
+        """Who moved the change into its current state."""
+        with session_scope(self.engine) as s:
+            events = events_of(s, change_id)
+        return next((e.actor for e in reversed(events) if e.to_state), ACTOR)
+
     def _load(self, change_id: int) -> Change:
         with session_scope(self.engine) as s:
             return get_change(s, change_id)
@@ -145,7 +151,7 @@ class Executor:
         if change.state != State.APPROVED:
             raise OperationFailed(f"{change_ref(job.change_id)} is {change.state}, not approved")
         # Facts, windows and approvals change between request and execution.
-        refusal = self._recheck(change)
+        refusal = self._recheck(change, Action.CREATE, change.requester)
         if refusal:
             self._step(job.change_id, Command.DENY, "re-checked before running: " + refusal)
             return {"denied": True}
@@ -174,16 +180,17 @@ class Executor:
             )
         return {"checkpoint_id": checkpoint.id, "kind": snapshot_kind(checkpoint.snapshot_type)}
 
-    def _recheck(self, change: Change) -> str | None:
-        """Why the create may no longer run, or None when it still may."""
+    def _recheck(self, change: Change, action: Action, who: str) -> str | None:
+        """Why the action may no longer run, or None when it still may."""
         assert change.id is not None
         vm = self.inventory.vm_by_id(change.vm_id)
         decision = self.decider.decide(
             vm,
-            Action.CREATE,
-            Principal(change.requester, channel=change.channel),
+            action,
+            Principal(who, channel=change.channel),
             checkpoint_type=change.checkpoint_type,
-            ttl=timedelta(seconds=change.ttl_seconds),
+            ttl=timedelta(seconds=change.ttl_seconds) if action is Action.CREATE else None,
+            change=None if action is Action.CREATE else change,
         )
         if decision.verdict is Verdict.DENY:
             return "; ".join(decision.reasons)
@@ -194,11 +201,13 @@ class Executor:
         if decision.verdict is Verdict.NEEDS_APPROVAL:
             with session_scope(self.engine) as s:
                 granted = s.exec(
-                    select(ApprovalRequest).where(
+                    select(ApprovalRequest)
+                    .where(
                         ApprovalRequest.change_id == change.id,
-                        ApprovalRequest.action == "create",
+                        ApprovalRequest.action == action.value,
                         ApprovalRequest.state == "approved",
                     )
+                    .order_by(col(ApprovalRequest.id).desc())
                 ).first()
             needed = decision.approval.required if decision.approval else 1
             if granted is None or len(granted.approvals) < needed:
@@ -236,6 +245,14 @@ class Executor:
             raise OperationFailed(
                 f"{change_ref(job.change_id)} is {change.state}, not rolling back"
             )
+        refusal = self._recheck(change, Action.ROLLBACK, self._last_actor(job.change_id))
+        if refusal:
+            self._step(
+                job.change_id,
+                Command.ROLLBACK_FAILED,
+                "rollback not run: re-checked before running: " + refusal,
+            )
+            return {"refused": refusal}
         host = self.host_for(change.host)
         with self._host_call(job.change_id, Command.ROLLBACK_FAILED, "rollback"):
             before = host.get_vm(change.vm_id)

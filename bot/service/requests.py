@@ -156,38 +156,22 @@ def request_checkpoint(
             actor=who.id,
             now=now,
         )
-        details = decision.to_dict()
-        if decision.verdict is Verdict.DENY:
-            transition(
-                s,
-                change,
-                Command.DENY,
-                actor="policy",
-                now=now,
-                message=_summary(decision),
-                details=details,
-            )
-        elif decision.verdict is Verdict.NEEDS_APPROVAL:
-            transition(
-                s,
-                change,
-                Command.REQUEST_APPROVAL,
-                actor="policy",
-                now=now,
-                message=_summary(decision),
-                details=details,
-            )
+        command = {
+            Verdict.DENY: Command.DENY,
+            Verdict.NEEDS_APPROVAL: Command.REQUEST_APPROVAL,
+            Verdict.ALLOW: Command.APPROVE,
+        }[decision.verdict]
+        transition(
+            s,
+            change,
+            command,
+            actor="policy",
+            now=now,
+            message=_summary(decision),
+            details=decision.to_dict(),
+        )
+        if decision.verdict is Verdict.NEEDS_APPROVAL:
             approval_id = open_approval(s, change, "create", who, decision, now).id
-        else:
-            transition(
-                s,
-                change,
-                Command.APPROVE,
-                actor="policy",
-                now=now,
-                message=_summary(decision),
-                details=details,
-            )
         refused = decision.verdict is Verdict.DENY
         for warning in () if refused else decision.warnings:
             note(s, change, kind="warning", actor="policy", now=now, message=warning)
