@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from policies.rules import checkpoints, directory, lifetime, replication, schedule
+from policies.rules import checkpoints, directory, drift, lifetime, replication, schedule
 from policies.rules.base import RuleSpec
 
 PERMISSIONS_RULE = "permissions"
@@ -19,6 +19,7 @@ BUILTIN_RULES: tuple[RuleSpec, ...] = (
     *checkpoints.SPECS,
     *lifetime.SPECS,
     *schedule.SPECS,
+    *drift.SPECS,
 )
 
 RULES: Mapping[str, RuleSpec] = {spec.id: spec for spec in BUILTIN_RULES}

@@ -27,7 +27,8 @@ VMS = [vm.name for vm in demo().vms]
 ACTIONS = [Action.CREATE, Action.ROLLBACK, Action.MERGE, Action.EXTEND]
 SEVERITY = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1, Verdict.DENY: 2}
 # Rules that only ever warn for an action: an unknown fact is said, not blocked on.
-WARN_ONLY = {("hyperv_replica", Action.CREATE)}
+# Rules that only ever warn for these actions: an unknown fact cannot block them.
+WARN_ONLY = {("hyperv_replica", Action.CREATE)} | {("inventory_drift", a) for a in Action}
 WINDOWS = (
     "windows: [{name: w, cron: '0 22 * * 6', duration: 6h, timezone: Europe/Berlin,"
     " scope: {tags: {env: prod}}}]"

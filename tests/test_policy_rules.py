@@ -514,3 +514,27 @@ def test_approval_requirement_round_trips_through_its_dict() -> None:
     assert decision.approval is not None
     stored = json.loads(json.dumps(decision.to_dict()["approval"]))
     assert ApprovalRequirement.from_dict(stored) == decision.approval
+
+
+def test_discovery_contradicting_the_inventory_is_reported() -> None:
+    from bot.facts import contradictions, inventory_facts
+    from bot.inventory import demo_inventory_path, load_inventory
+    from policies import Action, Context, Fact, Facts, Request, evaluate, load_policy
+
+    inventory = load_inventory(demo_inventory_path())
+    vm = inventory.vm("WEB01")
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    values = inventory_facts(inventory, vm, "inventory", now)
+    values["kvp_product_type"] = Fact(2, "host HV01", now)
+    values["contradictions"] = Fact(contradictions(values), "facts provider", now)
+    decision = evaluate(
+        Request(Action.CREATE, vm.name, vm.vm_id, "U1"),
+        Facts(values),
+        Context(now=now, policy=load_policy()),
+    )
+    drift = decision.outcome("inventory_drift")
+    assert drift is not None and drift.fired
+    assert "ProductType 2" in drift.message
+    # The riskier reading: the guest says DC, so the DC rule does not pass.
+    dc = decision.outcome("domain_controller")
+    assert dc is not None and dc.fired
