@@ -77,6 +77,9 @@ class ChangeView:
     checkpoint_id: str | None
     checkpoint_name: str | None
     decision: dict[str, Any]
+    # The record's optimistic-lock version: buttons carry it, so a click on
+    # an outdated message is recognised.
+    version: int = 0
     events: tuple[EventView, ...] = ()
     jobs: tuple[JobView, ...] = field(default=())
 
@@ -104,6 +107,7 @@ class ChangeView:
             checkpoint_id=c.checkpoint_id,
             checkpoint_name=c.checkpoint_name,
             decision=dict(c.decision),
+            version=c.version,
             events=tuple(EventView.of(e) for e in events or ()),
             jobs=tuple(JobView.of(j) for j in jobs or ()),
         )

@@ -1,0 +1,141 @@
+"""What a parsed `/checkpoint` command is: one frozen dataclass per command, and the error.
+
+Errors::
+
+    ValueError
+    └── GrammarError    `.message` says what was wrong and what would be right;
+                        `.hint` is the command's usage line (or a pointer to help);
+                        `.command` names the command when it was recognised.
+                        Both texts are Slack mrkdwn with echoed input escaped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.durations import parse_duration
+
+__all__ = [
+    "CreateRequest",
+    "ExtendRequest",
+    "GrammarError",
+    "HelpRequest",
+    "ListRequest",
+    "MergeRequest",
+    "OpenCreateModal",
+    "PolicyRequest",
+    "Request",
+    "RollbackRequest",
+    "SettingsRequest",
+    "StatusRequest",
+    "WindowsRequest",
+]
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    vm: str
+    reason: str
+    checkpoint_type: str | None = None
+    ttl_text: str | None = None
+
+    @property
+    def ttl(self) -> timedelta | None:
+        return parse_duration(self.ttl_text) if self.ttl_text is not None else None
+
+
+@dataclass(frozen=True)
+class OpenCreateModal:
+    """`/checkpoint create` alone: ask for everything in a form instead."""
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    target: str | None = None  # a VM or host name, unresolved; None means everything
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    """Exactly one of `change_ref` (CHG-0042) or `vm` (its newest active change)."""
+
+    change_ref: str | None = None
+    vm: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.change_ref is None) == (self.vm is None):
+            raise ValueError("RollbackRequest needs exactly one of change_ref or vm")
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    change_ref: str
+
+
+@dataclass(frozen=True)
+class ExtendRequest:
+    change_ref: str
+    duration_text: str
+
+    @property
+    def duration(self) -> timedelta:
+        return parse_duration(self.duration_text)
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    change_ref: str
+
+
+@dataclass(frozen=True)
+class PolicyRequest:
+    vm: str
+    action: str = "create"
+
+
+@dataclass(frozen=True)
+class WindowsRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class SettingsRequest:
+    vm: str
+    checkpoint_type: str | None = None  # production | production-only | standard | disabled
+    automatic: bool | None = None
+
+    @property
+    def is_change(self) -> bool:
+        """False: only show the settings."""
+        return self.checkpoint_type is not None or self.automatic is not None
+
+
+@dataclass(frozen=True)
+class HelpRequest:
+    topic: str | None = None  # a command name, already checked
+
+
+Request = (
+    CreateRequest
+    | OpenCreateModal
+    | ListRequest
+    | RollbackRequest
+    | MergeRequest
+    | ExtendRequest
+    | StatusRequest
+    | PolicyRequest
+    | WindowsRequest
+    | SettingsRequest
+    | HelpRequest
+)
+
+
+class GrammarError(ValueError):
+    def __init__(self, message: str, hint: str = "", *, command: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.command = command
+
+    def __str__(self) -> str:
+        return f"{self.message}  {self.hint}" if self.hint else self.message

@@ -1,0 +1,390 @@
+"""Slack Block Kit from Jinja2 templates, validated before anything is sent.
+
+Templates under `templates/slack/` render JSON text. Every interpolated value
+goes through `json` (JSON-encoding) and, when it lands in mrkdwn, through
+`mrkdwn` first, so `<!channel>` in a reason is shown, never acted on. Length
+limits are applied in the templates (the macros in `slack/_blocks.json.j2`
+truncate every text to its field's limit); this module checks the result,
+because Slack rejects a whole message for one overlong field:
+
+    render ─► json.loads ─► Block.parse_all / View(**…) ─► .to_dict() on each
+           ─► keys the SDK model dropped (a typo in a template) ─► limits the
+              SDK does not check (field / context text, block counts, total
+              text, block_id uniqueness, button value convention)
+
+Any failure raises `BlockKitError` naming the template, so a broken template
+fails in tests, not as `invalid_blocks` from Slack in production.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+from templates import Renderer, mrkdwn_escape, short_time
+
+# Documented Block Kit limits (docs.slack.dev/reference/block-kit) that the
+# slack_sdk models do not check themselves.
+MESSAGE_BLOCKS = 50
+VIEW_BLOCKS = 100
+SECTION_TEXT = 3000
+FIELD_TEXT = 2000
+CONTEXT_TEXT = 2000
+# Slack answers `msg_blocks_too_long` well below 50 blocks of 3000 characters; it was
+# observed at ~13,200 characters of text in total (slackapi/bolt-js#2509), and
+# the limit is undocumented, so messages stay under a conservative budget.
+MESSAGE_TEXT_BUDGET = 12_000
+# The `text` field is the notification fallback: short by design (Slack
+# truncates at 40,000, but a notification shows a line or two).
+FALLBACK_TEXT = 3000
+
+DEMO_FOOTER = "Demo mode — simulated Hyper-V estate; nothing here touches a real host."
+
+# Button values carry the change and the version the message was rendered at,
+# so a click on an outdated message is detected (see `parse_action_value`).
+CHANGE_ACTIONS = frozenset(
+    f"checkpoint:{verb}" for verb in ("approve", "reject", "rollback", "merge", "extend")
+)
+_ACTION_VALUE = re.compile(r"^(CHG-\d+):v(\d+)$")
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+class BlockKitError(Exception):
+    """A template rendered something Slack would reject; `template` names it."""
+
+    def __init__(self, template: str, problem: str) -> None:
+        self.template = template
+        self.problem = problem
+        super().__init__(f"{template}: {problem}")
+
+
+# --- filters -------------------------------------------------------------------
+
+
+def json_value(value: object) -> str:
+    """A JSON literal for a template; non-ASCII kept readable."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def truncate_chars(value: object, limit: int, mrkdwn: bool = False) -> str:
+    """At most `limit` characters, ending in "…" when cut. In mrkdwn the cut
+    backs off to before an unfinished `<…>` (mention, date, link) or `&…;`
+    entity, so truncation never leaves half a control sequence behind."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 0)]
+    if mrkdwn:
+        opened = cut.rfind("<")
+        if opened > cut.rfind(">"):
+            cut = cut[:opened]
+        amp = cut.rfind("&")
+        if amp != -1 and ";" not in cut[amp:]:
+            cut = cut[:amp]
+    return cut + "…"
+
+
+def mention(value: object) -> str:
+    """A Slack user id becomes a mention; anything else (a CLI user name) is
+    shown as escaped text."""
+    text = str(value)
+    return f"<@{text}>" if _SLACK_USER.match(text) else mrkdwn_escape(text)
+
+
+def slack_date(value: datetime | None, fmt: str = "{date_short_pretty} {time}") -> str:
+    """Slack's date token: each reader sees their own time zone; the
+    fallback (UTC) is what clients that cannot format it show."""
+    if value is None:
+        return "-"
+    at = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return f"<!date^{int(at.timestamp())}^{fmt}|{short_time(at.astimezone(UTC))}>"
+
+
+def quote(value: object) -> str:
+    """Each line as a mrkdwn block quote (apply after `mrkdwn`)."""
+    lines = str(value).splitlines() or [""]
+    return "\n".join(f"> {line}" for line in lines)
+
+
+def one_line(value: object) -> str:
+    return " ".join(str(value).split())
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Lines packed into section texts; `omitted` counts items left out."""
+
+    chunks: list[str]
+    shown: int
+    omitted: int
+
+
+def pack_groups(
+    groups: Sequence[tuple[str, Sequence[str]]],
+    limit: int = SECTION_TEXT,
+    max_chunks: int = MESSAGE_BLOCKS,
+    budget: int = MESSAGE_TEXT_BUDGET,
+) -> Packed:
+    """Pack (heading, lines) groups into texts of at most `limit` characters,
+    at most `max_chunks` of them and `budget` characters in all. A heading is
+    repeated when its group continues in the next text; each line counts as
+    one item towards `omitted`. Lines are kept whole (a cut line would be
+    misread), except one longer than `limit` on its own, which is truncated."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = used = shown = 0
+    total = sum(len(lines) for _, lines in groups)
+
+    def flush() -> None:
+        nonlocal current, size, used
+        if current:
+            chunks.append("\n".join(current))
+            used += size
+        current, size = [], 0
+
+    for heading, lines in groups:
+        for index, raw in enumerate(lines):
+            head = heading if index == 0 else f"{heading} (continued)"
+            line = truncate_chars(raw, max(limit - len(head) - 2, 1), mrkdwn=True)
+            entry = [head, line] if heading and (index == 0 or not current) else [line]
+            if current and size + sum(len(x) + 1 for x in entry) > limit:
+                flush()
+                entry = [head, line] if heading else [line]
+            cost = sum(len(x) + 1 for x in entry)
+            starts_chunk = not current
+            if (starts_chunk and len(chunks) >= max_chunks) or used + size + cost > budget:
+                flush()
+                return Packed(chunks, shown, total - shown)
+            current.extend(entry)
+            size += cost
+            shown += 1
+    flush()
+    return Packed(chunks, shown, total - shown)
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """An approval that waits (template input for `change_root` and
+    `app_home`): the change, the action it would carry out, who may give it
+    (`ApprovalRequirement.describe()`), and how many have so far."""
+
+    change: Any  # ChangeView; typed loosely so templates/ imports nothing from bot.service
+    action: str
+    description: str
+    approvals: int = 0
+    required: int = 1
+
+
+@dataclass(frozen=True)
+class UpcomingWindow:
+    """A change window's next opening (template input for `app_home`)."""
+
+    name: str
+    opens_at: datetime
+    closes_at: datetime
+
+
+def parse_action_value(value: str) -> tuple[str, int]:
+    """`"CHG-0042:v7"` → `("CHG-0042", 7)`; handlers compare the version with
+    the change's and answer "this message is out of date" when they differ."""
+    found = _ACTION_VALUE.match(value)
+    if found is None:
+        raise ValueError(f"not a checkpoint action value: {value!r} (expected CHG-n:vN)")
+    return found.group(1), int(found.group(2))
+
+
+SLACK_FILTERS: Mapping[str, Any] = {
+    "json": json_value,
+    "truncate_chars": truncate_chars,
+    "mention": mention,
+    "slack_date": slack_date,
+    "quote": quote,
+    "one_line": one_line,
+    "pack_groups": pack_groups,
+}
+
+
+# --- validation ----------------------------------------------------------------
+
+
+def _dropped_keys(original: Any, kept: Any, path: str) -> list[str]:
+    """Keys in the template's JSON that the SDK model did not carry over: a
+    misspelt or misplaced key, which Slack would reject (or silently ignore)."""
+    if isinstance(original, dict) and isinstance(kept, dict):
+        found = [f"{path}.{k}" for k in original if k not in kept]
+        for k in original.keys() & kept.keys():
+            found += _dropped_keys(original[k], kept[k], f"{path}.{k}")
+        return found
+    if isinstance(original, list) and isinstance(kept, list):
+        return [
+            p
+            for i, (o, k) in enumerate(zip(original, kept, strict=False))
+            for p in _dropped_keys(o, k, f"{path}[{i}]")
+        ]
+    return []
+
+
+def _texts(node: Any) -> Iterable[str]:
+    """Every text a reader sees (text objects' `text` values)."""
+    if isinstance(node, dict):
+        if node.get("type") in ("plain_text", "mrkdwn") and isinstance(node.get("text"), str):
+            yield node["text"]
+        for value in node.values():
+            yield from _texts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _texts(item)
+
+
+def _buttons(node: Any) -> Iterable[dict[str, Any]]:
+    if isinstance(node, dict):
+        if node.get("type") == "button":
+            yield node
+        for value in node.values():
+            yield from _buttons(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _buttons(item)
+
+
+def _check_block(name: str, index: int, block: dict[str, Any]) -> None:
+    where = f"block {index} ({block.get('type')})"
+    if block.get("type") == "section":
+        for field in block.get("fields", ()):
+            if len(field.get("text", "")) > FIELD_TEXT:
+                raise BlockKitError(name, f"{where}: a field exceeds {FIELD_TEXT} characters")
+    if block.get("type") == "context":
+        for element in block.get("elements", ()):
+            if len(element.get("text", "")) > CONTEXT_TEXT:
+                raise BlockKitError(name, f"{where}: an element exceeds {CONTEXT_TEXT} characters")
+    for text in _texts(block):
+        if not text.strip():
+            raise BlockKitError(name, f"{where}: an empty text (Slack rejects it)")
+    for button in _buttons(block):
+        action = str(button.get("action_id", ""))
+        if action in CHANGE_ACTIONS and not _ACTION_VALUE.match(button.get("value", "")):
+            raise BlockKitError(
+                name, f"{where}: button {action} value {button.get('value')!r} is not CHG-n:vN"
+            )
+
+
+def validate_blocks(name: str, blocks: object, max_blocks: int) -> list[dict[str, Any]]:
+    """Parse with slack_sdk and call `to_dict()` on each block (which validates
+    nested elements too), then apply the limits the SDK leaves out."""
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        raise BlockKitError(name, "blocks must be a list of objects")
+    if not blocks:
+        raise BlockKitError(name, "no blocks")
+    if len(blocks) > max_blocks:
+        raise BlockKitError(name, f"{len(blocks)} blocks; Slack allows {max_blocks}")
+    block_ids = [b["block_id"] for b in blocks if "block_id" in b]
+    if len(block_ids) != len(set(block_ids)):
+        raise BlockKitError(name, f"duplicate block_id in {sorted(block_ids)}")
+    out: list[dict[str, Any]] = []
+    for index, (raw, parsed) in enumerate(zip(blocks, Block.parse_all(blocks), strict=True)):
+        if parsed is None:
+            raise BlockKitError(name, f"block {index}: unknown block type {raw.get('type')!r}")
+        try:
+            checked = parsed.to_dict()
+        except SlackObjectFormationError as exc:
+            raise BlockKitError(name, f"block {index} ({raw.get('type')}): {exc}") from exc
+        dropped = _dropped_keys(raw, checked, f"block {index}")
+        if dropped:
+            raise BlockKitError(name, f"keys Block Kit does not know: {', '.join(dropped)}")
+        _check_block(name, index, raw)
+        out.append(checked)
+    return out
+
+
+# --- the renderer --------------------------------------------------------------
+
+
+class SlackRenderer:
+    """Renders `templates/slack/<name>.json.j2` into validated Block Kit.
+
+    Message templates render `{"text": fallback, "blocks": [...]}`; view
+    templates render a view object (`type` modal or home). The Slack filters
+    live on an overlay of the given renderer's environment, so the shared
+    `Renderer` is not changed.
+    """
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.env = renderer.env.overlay()
+        # `overlay()` shares the filters dict with its parent; copy before adding.
+        self.env.filters = {**renderer.env.filters, **SLACK_FILTERS}
+
+    def _load(self, name: str, demo: bool, values: Mapping[str, Any]) -> Any:
+        template = f"slack/{name}.json.j2"
+        source = self.env.get_template(template).render(demo=demo, **values)
+        try:
+            return json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise BlockKitError(template, f"not JSON: {exc}") from exc
+
+    def payload(self, name: str, *, demo: bool = False, **values: Any) -> dict[str, Any]:
+        """`{"text": ..., "blocks": [...]}`, ready for chat.postMessage / respond."""
+        template = f"slack/{name}.json.j2"
+        data = self._load(name, demo, values)
+        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+            raise BlockKitError(template, 'a message renders {"text": str, "blocks": [...]}')
+        if not data["text"].strip() or len(data["text"]) > FALLBACK_TEXT:
+            raise BlockKitError(template, f"fallback text must be 1..{FALLBACK_TEXT} characters")
+        blocks = validate_blocks(template, data.get("blocks"), MESSAGE_BLOCKS)
+        total = sum(len(t) for t in _texts(blocks))
+        if total > MESSAGE_TEXT_BUDGET:
+            raise BlockKitError(
+                template, f"{total} characters of text; the budget is {MESSAGE_TEXT_BUDGET}"
+            )
+        return {"text": data["text"], "blocks": blocks}
+
+    def message(self, name: str, *, demo: bool = False, **values: Any) -> list[dict[str, Any]]:
+        """The blocks of message `name`."""
+        blocks: list[dict[str, Any]] = self.payload(name, demo=demo, **values)["blocks"]
+        return blocks
+
+    def text(self, name: str, *, demo: bool = False, **values: Any) -> str:
+        """The notification fallback `text` of message `name`."""
+        text: str = self.payload(name, demo=demo, **values)["text"]
+        return text
+
+    def view(self, name: str, *, demo: bool = False, **values: Any) -> dict[str, Any]:
+        """A modal or Home tab view, validated as a whole."""
+        template = f"slack/{name}.json.j2"
+        data = self._load(name, demo, values)
+        if not isinstance(data, dict) or data.get("type") not in ("modal", "home"):
+            raise BlockKitError(template, "a view renders an object of type modal or home")
+        blocks = validate_blocks(template, data.get("blocks"), VIEW_BLOCKS)
+        try:
+            checked = View(**data).to_dict()
+        except (SlackObjectFormationError, TypeError) as exc:
+            raise BlockKitError(template, f"view: {exc}") from exc
+        metadata = str(data.get("private_metadata", ""))
+        if metadata.startswith("CHG-") and not _ACTION_VALUE.match(metadata):
+            raise BlockKitError(template, f"private_metadata {metadata!r} is not CHG-n:vN")
+        dropped = _dropped_keys({k: v for k, v in data.items() if k != "blocks"}, checked, "view")
+        if dropped:
+            raise BlockKitError(template, f"keys Block Kit does not know: {', '.join(dropped)}")
+        return {**checked, "blocks": blocks}
+
+
+__all__ = [
+    "CHANGE_ACTIONS",
+    "DEMO_FOOTER",
+    "BlockKitError",
+    "Packed",
+    "PendingApproval",
+    "SlackRenderer",
+    "UpcomingWindow",
+    "pack_groups",
+    "parse_action_value",
+    "truncate_chars",
+    "validate_blocks",
+]
