@@ -18,6 +18,8 @@ from bot.hyperv.simulator import SimulatedFleet
 from bot.inventory import Inventory, InventoryError, load_inventory
 from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, make_huey
 from bot.jobs.runner import default_worker_id
+from bot.notify.base import ChangeNotifier, NullNotifier
+from bot.secrets import secret_from
 from bot.service.deciding import Decider
 from bot.service.errors import Unavailable
 from bot.service.execution import Executor
@@ -45,6 +47,7 @@ class AppContext:
     queue: JobQueue
     clock: Clock
     worker_id: str
+    notifier: ChangeNotifier = field(default_factory=NullNotifier)
     _consumer: InProcessConsumer | None = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -132,6 +135,44 @@ def _hosts(
     return SimulatedFleet(store, clock).host, []
 
 
+def _notifier(settings: Settings, engine: Engine, env: Mapping[str, str]) -> ChangeNotifier:
+    """Slack threads when a bot token is configured, else nothing to tell."""
+    slack = settings.slack
+    token = secret_from(
+        env_name=slack.bot_token.env, file=slack.bot_token.file, env=env, what="slack.bot_token"
+    )
+    if token is None:
+        return NullNotifier()
+    # Imported here so a CLI without Slack never loads the Slack SDK.
+    from slack_sdk import WebClient
+    from slack_sdk.http_retry.builtin_handlers import (
+        ConnectionErrorRetryHandler,
+        RateLimitErrorRetryHandler,
+    )
+
+    from bot.notify.thread import ThreadNotifier
+    from templates import Renderer
+    from templates.blocks import SlackRenderer
+
+    api_url = env.get("SLACK_API_URL") or slack.api_url
+    client = WebClient(
+        token=token.reveal(),
+        base_url=(api_url.rstrip("/") + "/") if api_url else WebClient.BASE_URL,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+    return ThreadNotifier(
+        engine,
+        client,
+        SlackRenderer(Renderer()),
+        default_channel=slack.changes_channel,
+        demo=settings.demo,
+        start_after_restore=settings.defaults.start_after_restore,
+    )
+
+
 def build_context(
     settings: Settings,
     *,
@@ -164,6 +205,7 @@ def build_context(
         clock=clock,
         inventory_label=f"inventory {settings.inventory_path.name}",
     )
+    notifier = _notifier(settings, engine, env or {})
     ledger = JobLedger(engine, clock, lock_stale_after=settings.jobs.lock_stale_after)
     executor = Executor(
         engine=engine,
@@ -172,6 +214,7 @@ def build_context(
         decider=decider,
         defaults=settings.defaults,
         clock=clock,
+        on_change=notifier.changed,
     )
     worker_id = default_worker_id()
     runner = JobRunner(
@@ -196,5 +239,6 @@ def build_context(
         queue=queue,
         clock=clock,
         worker_id=worker_id,
+        notifier=notifier,
         _closers=closers,
     )

@@ -122,8 +122,11 @@ def approve(ctx: AppContext, ref: str, *, approver: str | Principal) -> Approval
             f"{change_ref(change_id)} changed while you approved; nothing was recorded, try again"
         ) from None
     if count < required:
-        return ApprovalOutcome(view(ctx, change_id), action, "pending", count, required)
-    return _carry_out(ctx, change_id, who, now)
+        result = ApprovalOutcome(view(ctx, change_id), action, "pending", count, required)
+    else:
+        result = _carry_out(ctx, change_id, who, now)
+    ctx.notifier.changed(change_id)
+    return result
 
 
 def _carry_out(ctx: AppContext, change_id: int, who: Principal, now: datetime) -> ApprovalOutcome:
@@ -239,4 +242,5 @@ def reject(
                 )
     except ConcurrentUpdate:
         raise Conflict(f"{change_ref(change_id)} changed while you rejected; look again") from None
+    ctx.notifier.changed(change_id)
     return ApprovalOutcome(view(ctx, change_id), action, "rejected", count, required)

@@ -63,6 +63,8 @@ class Executor:
     decider: Decider
     defaults: DefaultsConfig
     clock: Callable[[], datetime]
+    # Told after every step, so the change's Slack thread follows the job.
+    on_change: Callable[[int], None] = lambda _change_id: None
     merge_poll_seconds: float = 0.5
 
     def handlers(self) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
@@ -89,6 +91,7 @@ class Executor:
                 details=details,
                 **values,
             )
+        self.on_change(change_id)
 
     def _note(self, change_id: int, kind: str, message: str, **details: Any) -> None:
         with session_scope(self.engine) as s:
@@ -101,6 +104,7 @@ class Executor:
                 message=message,
                 details=details,
             )
+        self.on_change(change_id)
 
     def _last_actor(self, change_id: int) -> str:
         """Who moved the change into its current state."""

@@ -190,6 +190,7 @@ def request_checkpoint(
     job_id = None
     if decision.verdict is Verdict.ALLOW:
         job_id = start_create(ctx, change_id, decision.schedule_at)
+    ctx.notifier.changed(change_id)
     return Outcome(view(ctx, change_id), decision, job_id, approval_id)
 
 
@@ -323,12 +324,16 @@ def _act(ctx: AppContext, ref: str, action: Action, who: Principal) -> Outcome:
 
 def rollback(ctx: AppContext, ref: str, *, requester: str | Principal) -> Outcome:
     who = requester if isinstance(requester, Principal) else Principal(requester)
-    return _act(ctx, ref, Action.ROLLBACK, who)
+    outcome = _act(ctx, ref, Action.ROLLBACK, who)
+    ctx.notifier.changed(outcome.change.id)
+    return outcome
 
 
 def merge(ctx: AppContext, ref: str, *, requester: str | Principal) -> Outcome:
     who = requester if isinstance(requester, Principal) else Principal(requester)
-    return _act(ctx, ref, Action.MERGE, who)
+    outcome = _act(ctx, ref, Action.MERGE, who)
+    ctx.notifier.changed(outcome.change.id)
+    return outcome
 
 
 def extend(ctx: AppContext, ref: str, by: str, *, requester: str | Principal) -> Outcome:
@@ -380,9 +385,11 @@ def extend(ctx: AppContext, ref: str, by: str, *, requester: str | Principal) ->
                 )
             else:
                 apply_extension(s, change, new_expiry, who.id, now)
-            return Outcome(ChangeView.of(change), decision, approval_id=approval_id)
+            outcome = Outcome(ChangeView.of(change), decision, approval_id=approval_id)
     except ConcurrentUpdate:
         raise Conflict(f"{change_ref(change_id)} changed while you asked; look again") from None
+    ctx.notifier.changed(change_id)
+    return outcome
 
 
 def apply_extension(s: Session, change: Change, until: datetime, actor: str, now: datetime) -> None:

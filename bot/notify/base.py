@@ -1,0 +1,19 @@
+"""What the service and the jobs call after a change moved."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ChangeNotifier(Protocol):
+    def changed(self, change_id: int) -> None:
+        """Bring every view of the change up to date. Never raises: telling
+        people must not undo or block the change itself."""
+        ...
+
+
+class NullNotifier:
+    """No Slack configured (the CLI on its own): nothing to tell."""
+
+    def changed(self, change_id: int) -> None:
+        return None

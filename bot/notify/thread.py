@@ -1,0 +1,151 @@
+"""One Slack thread per change: the root message shows the change as it is
+now (updated in place), and every event of its record becomes one reply.
+
+Idempotent and safe to call from any process at any time: the root and each
+reply are claimed with a conditional update before they are posted, so two
+syncs racing never post the same thing twice. A failed post releases its
+claim, and the next sync tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from bot.changes import State
+from bot.changes.record import events_of, get_change
+from bot.notify.pacing import ChannelPacer
+from bot.service.views import ChangeView, EventView
+from bot.store.db import session_scope
+from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
+from templates.blocks import PendingApproval, SlackRenderer
+
+log = logging.getLogger(__name__)
+
+_POSTING = "posting:"
+
+
+class ThreadNotifier:
+    def __init__(
+        self,
+        engine: Engine,
+        client: WebClient,
+        renderer: SlackRenderer,
+        *,
+        default_channel: str | None,
+        demo: bool,
+        start_after_restore: bool,
+        pacer: ChannelPacer | None = None,
+    ) -> None:
+        self.engine, self.client, self.renderer = engine, client, renderer
+        self.default_channel = default_channel
+        self.demo, self.start_after_restore = demo, start_after_restore
+        self.pacer = pacer or ChannelPacer()
+
+    def changed(self, change_id: int) -> None:
+        try:
+            self.sync(change_id)
+        except Exception:
+            # The change itself is recorded; its thread catches up on the next sync.
+            log.exception("could not update the Slack thread of %s", change_ref(change_id))
+
+    def sync(self, change_id: int) -> None:
+        with session_scope(self.engine) as s:
+            change = get_change(s, change_id)
+            events = events_of(s, change_id)
+            pending = s.exec(
+                select(ApprovalRequest)
+                .where(ApprovalRequest.change_id == change_id, ApprovalRequest.state == "pending")
+                .order_by(col(ApprovalRequest.id))
+            ).first()
+        channel = change.channel or self.default_channel
+        # A refusal is told to the requester alone (ephemeral); no thread for it.
+        if channel is None or (change.state == State.DENIED and change.thread_ts is None):
+            return
+        view = ChangeView.of(change, events)
+        root = self._root_payload(view, pending)
+        thread_ts = change.thread_ts
+        if thread_ts is None:
+            thread_ts = self._post_root(change_id, channel, root)
+            if thread_ts is None:
+                return
+        elif thread_ts.startswith(_POSTING):
+            return  # another process is posting the root; it posts the replies too
+        else:
+            self._update_root(channel, thread_ts, root)
+        for event in events:
+            if event.slack_ts is None and event.id is not None:
+                self._post_event(event.id, channel, thread_ts, view, EventView.of(event))
+
+    def _root_payload(self, view: ChangeView, pending: ApprovalRequest | None) -> dict[str, Any]:
+        waiting = None
+        if pending is not None and pending.action != "create":
+            waiting = PendingApproval(
+                change=view,
+                action=pending.action,
+                description=str(pending.requirement.get("description", "")),
+                approvals=len(pending.approvals),
+                required=pending.required,
+            )
+        return self.renderer.payload(
+            "change_root",
+            demo=self.demo,
+            c=view,
+            pending=waiting,
+            start_after_restore=self.start_after_restore,
+        )
+
+    def _post_root(self, change_id: int, channel: str, payload: dict[str, Any]) -> str | None:
+        token = f"{_POSTING}{uuid.uuid4().hex}"
+        if not self._claim(Change, Change.id, change_id, Change.thread_ts, None, token):
+            return None
+        try:
+            self.pacer.wait(channel)
+            answer = self.client.chat_postMessage(channel=channel, **payload)
+        except SlackApiError:
+            self._claim(Change, Change.id, change_id, Change.thread_ts, token, None)
+            raise
+        ts = str(answer["ts"])
+        self._claim(Change, Change.id, change_id, Change.thread_ts, token, ts)
+        return ts
+
+    def _update_root(self, channel: str, ts: str, payload: dict[str, Any]) -> None:
+        self.client.chat_update(channel=channel, ts=ts, **payload)
+
+    def _post_event(
+        self, event_id: int, channel: str, thread_ts: str, view: ChangeView, event: EventView
+    ) -> None:
+        token = f"{_POSTING}{uuid.uuid4().hex}"
+        if not self._claim(
+            ChangeEvent, ChangeEvent.id, event_id, ChangeEvent.slack_ts, None, token
+        ):
+            return
+        payload = self.renderer.payload("change_event", demo=self.demo, c=view, e=event)
+        try:
+            self.pacer.wait(channel)
+            answer = self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, **payload)
+        except SlackApiError:
+            self._claim(ChangeEvent, ChangeEvent.id, event_id, ChangeEvent.slack_ts, token, None)
+            raise
+        self._claim(
+            ChangeEvent, ChangeEvent.id, event_id, ChangeEvent.slack_ts, token, str(answer["ts"])
+        )
+
+    def _claim(
+        self, table: Any, key: Any, row_id: int, column: Any, expect: str | None, value: str | None
+    ) -> bool:
+        """Set `column` to `value` where it still holds `expect`: the one
+        write an event row ever gets after it was appended (its reply's ts)."""
+        condition = col(column).is_(None) if expect is None else col(column) == expect
+        with session_scope(self.engine) as s:
+            result = s.execute(
+                update(table).where(col(key) == row_id, condition).values({column.key: value})
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
