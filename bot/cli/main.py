@@ -12,6 +12,7 @@ from bot.cli.admin_cmds import audit, db, inventory, policy, worker
 from bot.cli.checkpoint_cmds import change, checkpoint
 from bot.cli.emulator_cmd import emulator
 from bot.cli.runtime import Runtime
+from bot.cli.serve_cmd import serve
 from bot.config import ConfigError
 from bot.service.errors import BadRequest, ServiceError, Unavailable
 
@@ -48,7 +49,7 @@ def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> No
     click_ctx.call_on_close(runtime.close)
 
 
-for command in (checkpoint, change, inventory, audit, db, policy, worker, emulator):
+for command in (checkpoint, change, inventory, audit, db, policy, worker, emulator, serve):
     cli.add_command(command)
 
 

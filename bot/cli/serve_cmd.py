@@ -1,0 +1,126 @@
+"""`checkpoint-bot serve`: the Slack bot, over Socket Mode (default: works
+behind a firewall, needs the app-level token) or HTTP (`--http`, behind a
+reverse proxy, needs the signing secret). The job consumer runs in this
+process; Ctrl-C or SIGTERM stops both cleanly."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from types import FrameType
+
+import click
+from slack_bolt.error import BoltError
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.cli.runtime import Runtime, pass_runtime
+from bot.config import ConfigError, SecretRefConfig
+from bot.secrets import Secret, SecretError, secret_from
+from bot.service.errors import Unavailable
+
+
+def need_secret(ref: SecretRefConfig, what: str, env: Mapping[str, str]) -> Secret:
+    """The secret, or one line saying where it was looked for."""
+    try:
+        found = secret_from(env_name=ref.env, file=ref.file, env=env, what=what)
+    except SecretError as exc:
+        raise ConfigError(str(exc)) from None
+    if found is None:
+        where = f"set ${ref.env}" if ref.env else "name a file"
+        raise ConfigError(f"{what} is missing: {where} (or `{what}.file` in the config file)")
+    return found
+
+
+def _why(exc: BaseException) -> str:
+    """Slack's error code (never the request, which carries the token)."""
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error", "error"))
+    cause = exc.__cause__ or exc.__context__
+    return type(cause or exc).__name__ if not isinstance(exc, BoltError) else "bad token"
+
+
+def _stop_on_sigterm() -> None:
+    # Containers and systemd stop with SIGTERM: treat it like Ctrl-C so the
+    # server and the consumer wind down the same way.
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@click.command("serve")
+@click.option("--http", "http_mode", is_flag=True, help="Serve HTTP (default: Socket Mode).")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (HTTP).")
+@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256))
+@pass_runtime
+def serve(rt: Runtime, http_mode: bool, port: int, host: str, threads: int) -> None:
+    """Run the Slack bot and the job consumer until stopped."""
+    settings = rt.settings
+    slack = settings.slack
+    bot_token = need_secret(slack.bot_token, "slack.bot_token", rt.env)
+    signing = (
+        need_secret(slack.signing_secret, "slack.signing_secret", rt.env) if http_mode else None
+    )
+    app_token = None if http_mode else need_secret(slack.app_token, "slack.app_token", rt.env)
+    api_url = rt.env.get("SLACK_API_URL") or slack.api_url
+
+    # Imported here so the rest of the CLI never loads Bolt.
+    from handlers.app import build_bolt_app
+    from templates import Renderer
+    from templates.blocks import SlackRenderer
+
+    ctx = rt.ctx
+    consumer = ctx.start_workers()
+    try:
+        # Bolt checks the token with auth.test here.
+        app = build_bolt_app(
+            ctx,
+            bot_token=bot_token.reveal(),
+            signing_secret=signing.reveal() if signing else "",
+            api_url=api_url,
+            renderer=SlackRenderer(Renderer()),
+        )
+    except (SlackClientError, BoltError, OSError) as exc:
+        raise Unavailable(f"Slack refused or did not answer auth.test: {_why(exc)}") from None
+    if settings.demo:
+        click.echo(
+            "checkpoint-bot: serving Slack in DEMO MODE on the simulated estate; "
+            "every message says so.",
+            err=True,
+        )
+    _stop_on_sigterm()
+    if http_mode:
+        from bot.slack_http import HttpServer, SlackWsgi, consumer_running, database_answers
+
+        wsgi = SlackWsgi(
+            app,
+            database_ok=lambda: database_answers(ctx.engine),
+            consumer_ok=lambda: consumer_running(consumer),
+        )
+        server = HttpServer(wsgi, host, port, threads=threads)
+        click.echo(
+            f"checkpoint-bot: serving Slack over HTTP on {server.url}/slack/events "
+            "(health: /healthz, readiness: /readyz); Ctrl-C stops",
+            err=True,
+        )
+        try:
+            server.run()  # waitress stops its loop itself on KeyboardInterrupt
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+    else:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        assert app_token is not None
+        handler = SocketModeHandler(app, app_token.reveal())
+        click.echo("checkpoint-bot: connecting to Slack over Socket Mode; Ctrl-C stops", err=True)
+        try:
+            handler.start()  # type: ignore[no-untyped-call]
+        except KeyboardInterrupt:
+            pass
+        finally:
+            handler.close()  # type: ignore[no-untyped-call]
+    click.echo("checkpoint-bot: stopping the job consumer", err=True)
+    # Runtime.close (on exit) stops the consumer and closes the context.

@@ -1,0 +1,139 @@
+"""HTTP mode: the Bolt app behind waitress (a production WSGI server), with
+health endpoints for the load balancer or orchestrator in front of it.
+
+    /slack/events   slash commands, interactivity and events (signed by Slack)
+    /healthz        200 while the process serves at all
+    /readyz         200 when the database answers and the job consumer runs,
+                    else 503 with what is wrong
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+    from bot.jobs import InProcessConsumer
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+
+
+def consumer_running(consumer: InProcessConsumer | None) -> bool:
+    """True while the in-process consumer's worker threads are alive.
+    (InProcessConsumer has no public `running`; this reads Huey's threads.)"""
+    if consumer is None or not getattr(consumer, "_started", False):
+        return False
+    inner = getattr(consumer, "_consumer", None)
+    threads = [t for _, t in getattr(inner, "worker_threads", [])]
+    return bool(threads) and all(t.is_alive() for t in threads)
+
+
+def database_answers(engine: Engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception:
+        log.warning("readiness: the database does not answer", exc_info=True)
+        return False
+    return True
+
+
+class SlackWsgi:
+    """Routes Slack's requests to Bolt and answers the health checks."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        database_ok: Callable[[], bool],
+        consumer_ok: Callable[[], bool],
+    ) -> None:
+        self.bolt = SlackRequestHandler(app, path=EVENTS_PATH)
+        self.database_ok, self.consumer_ok = database_ok, consumer_ok
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == EVENTS_PATH:
+            return self.bolt(environ, start_response)
+        if path == "/healthz":
+            return _plain(start_response, "200 OK", "ok\n")
+        if path == "/readyz":
+            problems = [
+                what
+                for what, ok in (("database", self.database_ok), ("job consumer", self.consumer_ok))
+                if not ok()
+            ]
+            if problems:
+                return _plain(
+                    start_response, "503 Service Unavailable", f"not ready: {', '.join(problems)}\n"
+                )
+            return _plain(start_response, "200 OK", "ready\n")
+        return _plain(start_response, "404 Not Found", "not found\n")
+
+
+def _plain(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+    data = body.encode()
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
+
+
+class HttpServer:
+    """waitress on one address; `run()` blocks, `stop()` ends it from any thread."""
+
+    def __init__(self, wsgi: Callable[..., Any], host: str, port: int, threads: int = 16) -> None:
+        from waitress.server import create_server  # type: ignore[import-untyped]
+
+        # Slack's requests are small and must be answered in 3 s; many
+        # threads keep a burst of commands from queueing behind each other.
+        self._server: Any = create_server(
+            wsgi,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="checkpoint-bot",
+            clear_untrusted_proxy_headers=True,
+        )
+        self.host, self.port = host, int(self._server.effective_port)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def run(self) -> None:
+        self._server.run()
+
+    def start(self) -> HttpServer:
+        """Serve in a daemon thread (tests, the bench)."""
+        self._thread = threading.Thread(target=self.run, name="waitress", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the loop and let running requests finish (up to `timeout`)."""
+        from waitress import wasyncore  # type: ignore[import-untyped]
+
+        server = self._server
+        loop_running = self._thread is not None and self._thread.is_alive()
+        if loop_running:
+            # Sockets may only be closed by the loop's own thread (else select()
+            # sees a closed fd): hand it the close; an empty map ends the loop.
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            assert self._thread is not None
+            self._thread.join(timeout)
+        else:
+            wasyncore.close_all(server._map)
+        server.task_dispatcher.shutdown(timeout=timeout)

@@ -1,0 +1,283 @@
+"""Buttons, modal submissions and App Home.
+
+Every click is acknowledged first, then handed to one service function. A
+click on an outdated message (its value carries the version it was rendered
+at) still does what is valid for the change now; the service's state checks
+and idempotency keys make a double click one effect, and its Conflict
+message is the polite answer for the second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
+
+from bot.durations import DurationError, parse_duration
+from bot.inventory import InventoryLookupError
+from bot.service import (
+    Conflict,
+    ServiceError,
+    approve,
+    extend,
+    merge,
+    reject,
+    request_checkpoint,
+    rollback,
+    show_change,
+)
+from bot.service.requests import MAX_REASON
+from handlers import messages, queries
+from handlers.commands import vms_by_host
+from handlers.deps import SlackDeps, ephemeral
+from templates.blocks import parse_action_value
+
+log = logging.getLogger(__name__)
+
+Payload = dict[str, Any]
+
+
+class ViewChannels:
+    """Which channel a modal was opened from, by view id, so its result can
+    be told there (a view_submission does not say). Small and forgetful."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._by_view: OrderedDict[str, str] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def remember(self, view_id: str | None, channel: str | None) -> None:
+        if not view_id or not channel:
+            return
+        with self._lock:
+            self._by_view[view_id] = channel
+            while len(self._by_view) > self._size:
+                self._by_view.popitem(last=False)
+
+    def pop(self, view_id: str | None) -> str | None:
+        with self._lock:
+            return self._by_view.pop(view_id or "", None)
+
+
+class Actions:
+    def __init__(self, deps: SlackDeps) -> None:
+        self.deps = deps
+        self.view_channels = ViewChannels()
+
+    # --- buttons ---------------------------------------------------------------
+
+    def button(self, ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        self.deps.later("a button", self.clicked, body, respond, client)
+
+    def clicked(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        action = body["actions"][0]
+        verb = str(action["action_id"]).removeprefix("checkpoint:")
+        user = str(body["user"]["id"])
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+            "channel_id"
+        )
+        try:
+            ref, seen = parse_action_value(str(action.get("value", "")))
+        except ValueError:
+            ephemeral(respond, self.deps.error(messages.UNEXPECTED))
+            return
+        try:
+            payload = self._click(verb, ref, seen, user, channel, body, client)
+        except Conflict as exc:
+            payload = self._conflict(ref, seen, exc)
+        except ServiceError as exc:
+            payload = self.deps.error(exc.message)
+        except Exception:
+            log.exception(messages.log_unexpected(f"button {verb}"))
+            payload = self.deps.error(messages.UNEXPECTED)
+        if payload is not None:
+            ephemeral(respond, payload)
+
+    def _click(
+        self,
+        verb: str,
+        ref: str,
+        seen: int,
+        user: str,
+        channel: str | None,
+        body: dict[str, Any],
+        client: WebClient,
+    ) -> Payload | None:
+        deps, ctx = self.deps, self.deps.ctx
+        who = deps.principal(user, channel)
+        if verb == "extend":
+            view = deps.view("extend_modal", c=show_change(ctx, ref))
+            opened = client.views_open(trigger_id=body["trigger_id"], view=view)
+            self.view_channels.remember(_view_id(opened.data), channel)
+            return None
+        if verb in ("approve", "reject"):
+            decide = approve if verb == "approve" else reject
+            result = decide(ctx, ref, approver=who)
+            return deps.notice(*messages.approval(result))
+        act: Callable[..., Any] = {"rollback": rollback, "merge": merge}[verb]
+        outcome = act(ctx, ref, requester=who)
+        if outcome.refused:
+            return deps.payload("denied_ephemeral", outcome=outcome, action=verb)
+        return deps.notice(*messages.acted(verb, outcome))
+
+    def _conflict(self, ref: str, seen: int, exc: Conflict) -> Payload:
+        now = queries.change_version(self.deps.ctx, ref)
+        hint = messages.outdated(seen, now) if now is not None and now != seen else None
+        return self.deps.error(exc.message, hint)
+
+    def open_create(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        view = self.deps.view("create_modal", vms_by_host=vms_by_host(self.deps))
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    # --- modal submissions -----------------------------------------------------
+
+    def submit_create(
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        values = _values(view)
+        vm = _selected(values, "vm")
+        ttl = _text(values, "ttl")
+        reason = _text(values, "reason")
+        errors: dict[str, str] = {}
+        if not vm:
+            errors["vm"] = "Choose a VM."
+        else:
+            try:
+                self.deps.ctx.inventory.vm(vm)
+            except InventoryLookupError as exc:
+                errors["vm"] = str(exc)[:150]
+        if ttl:
+            try:
+                parse_duration(ttl)
+            except DurationError as exc:
+                errors["ttl"] = str(exc)[:150]
+        if not reason.strip():
+            errors["reason"] = "Say why, e.g. KB5044284 patch."
+        elif len(reason) > MAX_REASON:
+            errors["reason"] = f"Keep it under {MAX_REASON} characters."
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        ack()
+        user = str(body["user"]["id"])
+        channel = str(view.get("private_metadata") or "") or None
+        self.deps.later(
+            "the create modal",
+            lambda: self._tell(
+                client,
+                user,
+                channel,
+                lambda: self._created(self.deps.principal(user, channel), vm, ttl, reason, values),
+            ),
+        )
+
+    def _created(self, who: Any, vm: str, ttl: str, reason: str, values: dict[str, Any]) -> Payload:
+        outcome = request_checkpoint(
+            self.deps.ctx,
+            vm,
+            reason=reason,
+            requester=who,
+            checkpoint_type=_selected(values, "checkpoint_type") or None,
+            ttl=ttl or None,
+            source="slack",
+            channel=who.channel,
+        )
+        if outcome.refused:
+            return self.deps.payload("denied_ephemeral", outcome=outcome, action="create")
+        return self.deps.notice(*messages.created(outcome))
+
+    def submit_extend(
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        duration = _text(_values(view), "duration")
+        try:
+            parse_duration(duration)
+        except DurationError as exc:
+            ack(response_action="errors", errors={"duration": str(exc)[:150]})
+            return
+        try:
+            ref, _seen = parse_action_value(str(view.get("private_metadata") or ""))
+        except ValueError:
+            ack(response_action="errors", errors={"duration": messages.UNEXPECTED[:150]})
+            return
+        ack()
+        user = str(body["user"]["id"])
+        channel = self.view_channels.pop(view.get("id"))
+
+        def run() -> Payload:
+            who = self.deps.principal(user, channel)
+            outcome = extend(self.deps.ctx, ref, duration, requester=who)
+            if outcome.refused:
+                return self.deps.payload("denied_ephemeral", outcome=outcome, action="extend")
+            return self.deps.notice(*messages.extended(outcome))
+
+        self.deps.later("the extend modal", self._tell, client, user, channel, run)
+
+    def _tell(
+        self, client: WebClient, user: str, channel: str | None, work: Callable[[], Payload]
+    ) -> None:
+        """Run `work` and tell `user` the result: ephemeral in the channel the
+        modal came from, else in the app's DM with them."""
+        try:
+            payload = work()
+        except ServiceError as exc:
+            payload = self.deps.error(exc.message)
+        except Exception:
+            log.exception(messages.log_unexpected("a modal submission"))
+            payload = self.deps.error(messages.UNEXPECTED)
+        try:
+            if channel:
+                client.chat_postEphemeral(channel=channel, user=user, **payload)
+            else:
+                client.chat_postMessage(channel=user, **payload)
+        except SlackClientError:
+            log.warning(messages.log_unexpected("telling a modal's result"), exc_info=True)
+
+    # --- App Home ----------------------------------------------------------------
+
+    def home_opened(self, event: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab", "home") == "home":
+            self.deps.later("app_home_opened", self.publish_home, event, client)
+
+    def publish_home(self, event: dict[str, Any], client: WebClient) -> None:
+        user = str(event["user"])
+        data = queries.home(self.deps.ctx, self.deps.principal(user, None))
+        view = self.deps.view(
+            "app_home",
+            user=user,
+            mine=data.mine,
+            to_approve=data.to_approve,
+            windows=data.windows,
+            overdue=data.overdue,
+            start_after_restore=self.deps.start_after_restore,
+        )
+        client.views_publish(user_id=user, view=view)
+
+
+def _view_id(data: Any) -> str | None:
+    if isinstance(data, dict):
+        found = (data.get("view") or {}).get("id")
+        return str(found) if found else None
+    return None
+
+
+def _values(view: dict[str, Any]) -> dict[str, Any]:
+    values = (view.get("state") or {}).get("values") or {}
+    return values if isinstance(values, dict) else {}
+
+
+def _selected(values: dict[str, Any], block: str) -> str:
+    option = (values.get(block) or {}).get(block, {}).get("selected_option") or {}
+    return str(option.get("value") or "")
+
+
+def _text(values: dict[str, Any], block: str) -> str:
+    return str((values.get(block) or {}).get(block, {}).get("value") or "").strip()

@@ -1,0 +1,121 @@
+"""The Bolt app: one WebClient with slack_sdk's retry handlers, the retry-
+dropping middleware, and the listeners, each a few lines that hand over to
+`handlers.commands` or `handlers.actions`.
+
+Listeners are acknowledged before any work (Bolt answers the HTTP request
+or the Socket Mode envelope as soon as `ack()` is called, and runs the rest
+of the listener in its thread pool), so Slack's three seconds are spent on
+nothing but the ack.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+
+from bot.context import AppContext
+from handlers.actions import Actions
+from handlers.commands import Commands
+from handlers.delivery import DropRetries, UserGroups
+from handlers.deps import SlackDeps
+from templates.blocks import SlackRenderer
+
+SLASH_COMMAND = "/checkpoint"
+CHANGE_BUTTONS = re.compile(r"^checkpoint:(approve|reject|rollback|merge|extend)$")
+# Bolt runs each listener in this pool and answers Slack when the listener
+# acks; its default of 5 threads makes acks queue behind slow work (a host
+# query, a post) under a burst of commands.
+LISTENER_THREADS = 32
+# Work after the ack (service calls, rendering, answers); see SlackDeps.work.
+WORK_THREADS = 4
+# The create modal's VM select becomes an external_select beyond 100 VMs.
+MAX_VM_OPTIONS = 100
+
+
+def make_client(bot_token: str, api_url: str | None) -> WebClient:
+    """A Web API client that waits out 429s (Retry-After) and retries
+    connection errors, as slack_sdk's built-in handlers do."""
+    return WebClient(
+        token=bot_token,
+        base_url=(api_url.rstrip("/") + "/") if api_url else WebClient.BASE_URL,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+def build_bolt_app(
+    ctx: AppContext,
+    *,
+    bot_token: str,
+    signing_secret: str,
+    api_url: str | None,
+    renderer: SlackRenderer,
+    token_verification: bool = True,
+) -> App:
+    client = make_client(bot_token, api_url)
+    app = App(
+        name="checkpoint-bot",
+        client=client,
+        signing_secret=signing_secret,
+        token_verification_enabled=token_verification,
+        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="bolt"),
+    )
+    deps = SlackDeps(
+        ctx=ctx,
+        renderer=renderer,
+        groups=UserGroups(client),
+        work=ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="slack-work"),
+    )
+    register(app, deps)
+    return app
+
+
+def register(app: App, deps: SlackDeps) -> None:
+    """Attach the middleware and every listener to `app`."""
+    app.use(DropRetries())
+    commands, actions = Commands(deps), Actions(deps)
+
+    @app.command(SLASH_COMMAND)
+    def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        commands(ack, command, respond, client)
+
+    @app.action(CHANGE_BUTTONS)
+    def on_button(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        actions.button(ack, body, respond, client)
+
+    @app.action("checkpoint:open_create")
+    def on_open_create(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        actions.open_create(ack, body, client)
+
+    @app.options("vm")
+    def on_vm_options(ack: Ack, payload: dict[str, Any]) -> None:
+        typed = str(payload.get("value") or "").casefold()
+        names = [vm.name for vm in deps.ctx.inventory.vms if typed in vm.name.casefold()]
+        ack(
+            options=[
+                {"text": {"type": "plain_text", "text": n[:75]}, "value": n[:150]}
+                for n in sorted(names)[:MAX_VM_OPTIONS]
+            ]
+        )
+
+    @app.view("checkpoint:create")
+    def on_create(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        actions.submit_create(ack, body, view, client)
+
+    @app.view("checkpoint:extend")
+    def on_extend(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        actions.submit_extend(ack, body, view, client)
+
+    @app.event("app_home_opened")
+    def on_home(event: dict[str, Any], client: WebClient) -> None:
+        actions.home_opened(event, client)

@@ -1,0 +1,189 @@
+"""`/checkpoint`: acknowledged at once, then parsed, handed to one service
+function, and answered to the requester alone (ephemeral, via response_url).
+What changes a change is told to the channel by the change's thread, which
+the service's notifier keeps up to date."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+
+from bot.inventory import InventoryLookupError
+from bot.service import (
+    ServiceError,
+    explain,
+    extend,
+    list_checkpoints,
+    merge,
+    request_checkpoint,
+    rollback,
+    show_change,
+)
+from handlers import messages, queries
+from handlers.deps import SlackDeps, ephemeral
+from handlers.grammar import (
+    CreateRequest,
+    ExtendRequest,
+    GrammarError,
+    HelpRequest,
+    ListRequest,
+    MergeRequest,
+    OpenCreateModal,
+    PolicyRequest,
+    RollbackRequest,
+    SettingsRequest,
+    StatusRequest,
+    WindowsRequest,
+    parse,
+)
+from handlers.grammar_help import help_sections
+from policies import rows as explain_rows
+from templates.blocks import slack_date
+
+log = logging.getLogger(__name__)
+
+Payload = dict[str, Any]
+
+
+def vms_by_host(deps: SlackDeps) -> dict[str, list[str]]:
+    inventory = deps.ctx.inventory
+    return {h.name: [vm.name for vm in inventory.vms if vm.host == h.name] for h in inventory.hosts}
+
+
+class Commands:
+    def __init__(self, deps: SlackDeps) -> None:
+        self.deps = deps
+
+    def __call__(
+        self, ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        # Slack gives three seconds; nothing may come before the ack.
+        ack()
+        self.deps.later("/checkpoint", self.reply, command, respond, client)
+
+    def reply(self, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        try:
+            payload = self.answer(command, client)
+        except GrammarError as exc:
+            payload = self.deps.error(exc.message, exc.hint or None)
+        except ServiceError as exc:
+            payload = self.deps.error(exc.message)
+        except Exception:
+            log.exception(messages.log_unexpected("/checkpoint"))
+            payload = self.deps.error(messages.UNEXPECTED)
+        if payload is not None:
+            ephemeral(respond, payload)
+
+    def answer(self, command: dict[str, Any], client: WebClient) -> Payload | None:
+        user, channel = str(command["user_id"]), command.get("channel_id")
+        request = parse(str(command.get("text") or ""))
+        deps, ctx = self.deps, self.deps.ctx
+        match request:
+            case HelpRequest(topic=topic):
+                title = f"/checkpoint {topic}" if topic else None
+                values = {"title": title} if title else {}
+                return deps.payload("help", sections=help_sections(topic), **values)
+            case OpenCreateModal():
+                view = deps.view("create_modal", vms_by_host=vms_by_host(deps), metadata=channel)
+                client.views_open(trigger_id=command["trigger_id"], view=view)
+                return None
+            case CreateRequest():
+                return self._create(request, deps.principal(user, channel))
+            case ListRequest(target=target):
+                return deps.payload("checkpoint_list", listing=self._list(target), scope=target)
+            case StatusRequest(change_ref=ref):
+                return deps.payload(
+                    "change_root",
+                    c=show_change(ctx, ref),
+                    pending=None,
+                    start_after_restore=deps.start_after_restore,
+                )
+            case PolicyRequest(vm=vm, action=action):
+                decision = explain(ctx, vm, action, deps.principal(user, channel))
+                return deps.payload(
+                    "policy_explain",
+                    action=action,
+                    vm=vm,
+                    who=user,
+                    decision=decision,
+                    rows=explain_rows(decision),
+                )
+            case RollbackRequest():
+                target = request.change_ref or self._active_ref(request.vm or "")
+                if target is None:
+                    return deps.error(messages.nothing_active(request.vm or ""))
+                outcome = rollback(ctx, target, requester=deps.principal(user, channel))
+                return self._acted("rollback", outcome)
+            case MergeRequest(change_ref=ref):
+                outcome = merge(ctx, ref, requester=deps.principal(user, channel))
+                return self._acted("merge", outcome)
+            case ExtendRequest(change_ref=ref, duration_text=by):
+                outcome = extend(ctx, ref, by, requester=deps.principal(user, channel))
+                if outcome.refused:
+                    return deps.payload("denied_ephemeral", outcome=outcome, action="extend")
+                return deps.notice(*messages.extended(outcome))
+            case WindowsRequest():
+                return self._windows()
+            case SettingsRequest():
+                return self._settings(request)
+        raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
+
+    def _create(self, request: CreateRequest, who: Any) -> Payload:
+        outcome = request_checkpoint(
+            self.deps.ctx,
+            request.vm,
+            reason=request.reason,
+            requester=who,
+            checkpoint_type=request.checkpoint_type,
+            ttl=request.ttl_text,
+            source="slack",
+            channel=who.channel,
+        )
+        if outcome.refused:
+            # Recorded by the service; shown to the requester alone.
+            return self.deps.payload("denied_ephemeral", outcome=outcome, action="create")
+        return self.deps.notice(*messages.created(outcome))
+
+    def _acted(self, verb: str, outcome: Any) -> Payload:
+        if outcome.refused:
+            return self.deps.payload("denied_ephemeral", outcome=outcome, action=verb)
+        return self.deps.notice(*messages.acted(verb, outcome))
+
+    def _list(self, target: str | None) -> Any:
+        ctx = self.deps.ctx
+        if target is None:
+            return list_checkpoints(ctx)
+        try:
+            ctx.inventory.host(target)
+        except InventoryLookupError:
+            return list_checkpoints(ctx, vm=target)
+        return list_checkpoints(ctx, host=target)
+
+    def _active_ref(self, vm: str) -> str | None:
+        return queries.newest_active_change(self.deps.ctx, vm)
+
+    def _windows(self) -> Payload:
+        scopes = queries.window_scopes(self.deps.ctx)
+        lines = [
+            messages.window_line(
+                w.name, slack_date(w.opens_at), slack_date(w.closes_at), scopes[w.name]
+            )
+            for w in queries.upcoming_windows(self.deps.ctx)
+        ]
+        return self.deps.notice("Change windows", messages.windows(lines))
+
+    def _settings(self, request: SettingsRequest) -> Payload:
+        info = queries.vm_info(self.deps.ctx, request.vm)
+        shown = messages.vm_settings(
+            info.name,
+            info.host,
+            info.state.name,
+            info.checkpoint_type.name,
+            info.automatic_checkpoints,
+            info.replication_state,
+        )
+        tail = messages.SETTINGS_CHANGE_UNAVAILABLE if request.is_change else ""
+        return self.deps.notice(f"Checkpoint settings of {info.name}", shown, tail)

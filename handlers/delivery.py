@@ -1,0 +1,140 @@
+"""Delivery discipline: drop Slack's retries of what was already handled,
+and know which Slack user groups a user is in (for group-based approvers).
+
+Slack retries an Events API delivery it thinks failed (immediately, after a
+minute, after five) with `X-Slack-Retry-Num`; Socket Mode carries the same
+as the envelope's `retry_attempt`, which Bolt mirrors into that header. A
+retry of a delivery this process already handled is acknowledged and
+dropped, so an App Home publish or any event-driven effect happens once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from slack_bolt.middleware import Middleware
+from slack_bolt.request import BoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
+
+from handlers import messages
+
+log = logging.getLogger(__name__)
+
+RETRY_HEADER = "x-slack-retry-num"
+
+
+class SeenDeliveries:
+    """Delivery keys seen in the last `ttl` seconds, at most `size` of them.
+    Slack's last retry comes about five minutes after the first delivery."""
+
+    def __init__(
+        self,
+        ttl: float = 900.0,
+        size: int = 10_000,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl, self.size = ttl, size
+        self._monotonic = monotonic
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str) -> bool:
+        """Remember `key`; False if it was already there (and still fresh)."""
+        now = self._monotonic()
+        with self._lock:
+            while self._seen and (
+                len(self._seen) >= self.size or next(iter(self._seen.values())) < now - self.ttl
+            ):
+                self._seen.popitem(last=False)
+            if key in self._seen:
+                return False
+            self._seen[key] = now
+            return True
+
+
+def delivery_key(req: BoltRequest) -> str:
+    """The Events API's event_id; otherwise a digest of the payload (a retry
+    carries the same body byte for byte)."""
+    body = req.body or {}
+    event_id = body.get("event_id")
+    if isinstance(event_id, str) and event_id:
+        return event_id
+    raw = req.raw_body or json.dumps(body, sort_keys=True)
+    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+class DropRetries(Middleware):
+    """Ack and drop a retried delivery whose first attempt was handled here."""
+
+    def __init__(self, seen: SeenDeliveries | None = None) -> None:
+        self.seen = seen or SeenDeliveries()
+
+    def process(
+        self,
+        *,
+        req: BoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], BoltResponse],  # Bolt passes it by this name
+    ) -> BoltResponse | None:
+        key = delivery_key(req)
+        first = self.seen.add(key)
+        attempt = next_header(req, RETRY_HEADER)
+        if attempt is not None and not first:
+            log.info(messages.log_retry_dropped(key, attempt))
+            return BoltResponse(status=200, body="")
+        return next()
+
+
+def next_header(req: BoltRequest, name: str) -> str | None:
+    values = req.headers.get(name) or []
+    return values[0] if values else None
+
+
+class UserGroups:
+    """Slack user-group ids per user, from one `usergroups.list` call cached
+    for `ttl` seconds. A failed lookup yields no groups: a group can only
+    grant (approve, admin), so knowing fewer fails closed."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        ttl: float = 60.0,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client, self.ttl = client, ttl
+        self._monotonic = monotonic
+        self._members: dict[str, frozenset[str]] = {}
+        self._fetched_at: float | None = None
+        self._lock = threading.Lock()
+
+    def of(self, user_id: str) -> frozenset[str]:
+        with self._lock:
+            now = self._monotonic()
+            if self._fetched_at is None or now - self._fetched_at >= self.ttl:
+                self._members = self._fetch()
+                self._fetched_at = now
+            return self._members.get(user_id, frozenset())
+
+    def _fetch(self) -> dict[str, frozenset[str]]:
+        try:
+            answer = self.client.usergroups_list(include_users=True)
+        except (SlackClientError, OSError) as exc:  # OSError: unreachable after retries
+            log.warning(messages.log_group_lookup_failed(type(exc).__name__))
+            return {}
+        found: dict[str, set[str]] = {}
+        for group in answer.get("usergroups") or []:
+            if group.get("date_delete"):
+                continue  # a disabled group grants nothing
+            for user in group.get("users") or []:
+                found.setdefault(str(user), set()).add(str(group["id"]))
+        return {user: frozenset(ids) for user, ids in found.items()}

@@ -1,0 +1,82 @@
+"""What every Slack listener shares: the context, the renderer, the user-group
+cache, and small helpers that turn results into validated payloads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Respond
+from slack_sdk.errors import SlackClientError
+
+from bot.context import AppContext
+from bot.service import Principal
+from handlers import messages
+from handlers.delivery import UserGroups
+from templates.blocks import SlackRenderer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SlackDeps:
+    ctx: AppContext
+    renderer: SlackRenderer
+    groups: UserGroups
+    # The work after an ack runs here, not in Bolt's listener threads: a few
+    # threads doing CPU work (rendering, policy) leave the GIL to the threads
+    # that are acking, so a burst of commands does not slow the acks down.
+    work: Executor
+
+    def later(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception(messages.log_unexpected(what))
+
+        self.work.submit(run)
+
+    @property
+    def demo(self) -> bool:
+        return self.ctx.settings.demo
+
+    def principal(self, user_id: str, channel: str | None) -> Principal:
+        return Principal(user_id, self.groups.of(user_id), channel)
+
+    def payload(self, name: str, **values: Any) -> dict[str, Any]:
+        """A message; every one carries the demo footer in demo mode."""
+        return self.renderer.payload(name, demo=self.demo, **values)
+
+    def view(self, name: str, **values: Any) -> dict[str, Any]:
+        return self.renderer.view(name, demo=self.demo, **values)
+
+    def notice(self, title: str, *sections: str) -> dict[str, Any]:
+        """A short answer: a title line and mrkdwn the caller escaped.
+        (Rendered with the `help` template, which is exactly that shape.)"""
+        return self.payload("help", title=title, sections=[s for s in sections if s])
+
+    def error(self, message: str, hint: str | None = None) -> dict[str, Any]:
+        return self.payload("error_ephemeral", message=message, hint=hint)
+
+    @property
+    def start_after_restore(self) -> bool:
+        return self.ctx.settings.defaults.start_after_restore
+
+
+def ephemeral(respond: Respond, payload: Mapping[str, Any]) -> None:
+    """Answer only the person who asked, leaving the original message alone."""
+    try:
+        respond(
+            text=payload["text"],
+            blocks=payload.get("blocks"),
+            response_type="ephemeral",
+            replace_original=False,
+        )
+    except (SlackClientError, OSError):
+        # The response_url is gone (expired, or Slack unreachable); the change
+        # itself is recorded and its thread tells the channel.
+        log.warning(messages.log_unexpected("answering via response_url"), exc_info=True)

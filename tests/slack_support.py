@@ -1,0 +1,392 @@
+"""Slack, faked at its edges for tests and the bench.
+
+- `FakeSlackApi`: a Web API server on 127.0.0.1 (stdlib ThreadingHTTPServer)
+  that answers the methods the bot calls like Slack does, records every call
+  (method and parsed body), and checks posted blocks and views with
+  slack_sdk.models the way Slack would: an unknown block, a block that fails
+  `to_dict()`, or more than 50 blocks (100 in a view) is `invalid_blocks`.
+  It also takes `response_url` posts, at `/response/<n>`.
+- `SlackSender`: sends what Slack sends, signed exactly like Slack
+  (`v0:{ts}:{body}`, HMAC-SHA256 with the signing secret).
+- `running_bot`: the bot in HTTP mode for real (waitress on an ephemeral
+  port) against a demo context and the fake API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+from bot.clock import ScaledClock
+from bot.context import AppContext, build_context
+from bot.notify import ChannelPacer, ThreadNotifier
+from bot.slack_http import HttpServer, SlackWsgi, consumer_running, database_answers
+from handlers.app import build_bolt_app
+from templates import Renderer
+from templates.blocks import SlackRenderer
+from tests.helpers import T0, settings_for
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+BOT_TOKEN = "xoxb-test-token"
+MESSAGE_BLOCKS, VIEW_BLOCKS = 50, 100
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    body: dict[str, Any]
+    at: float
+
+
+def _decode(raw: bytes, content_type: str, query: str) -> dict[str, Any]:
+    body: dict[str, Any] = dict(parse_qsl(query))
+    if not raw:
+        return body
+    if "json" in content_type:
+        body.update(json.loads(raw))
+    else:
+        body.update(dict(parse_qsl(raw.decode())))
+    # Form-encoded calls carry nested values as JSON strings.
+    for key in ("blocks", "view", "attachments"):
+        if isinstance(body.get(key), str):
+            body[key] = json.loads(body[key])
+    return body
+
+
+def block_problem(payload: dict[str, Any]) -> str | None:
+    """What Slack would reject in a message's blocks or a view, or None."""
+    blocks = payload.get("blocks")
+    view = payload.get("view")
+    try:
+        if blocks is not None:
+            if len(blocks) > MESSAGE_BLOCKS:
+                return f"{len(blocks)} blocks"
+            for raw, parsed in zip(
+                blocks, cast(list[Block | None], Block.parse_all(blocks)), strict=True
+            ):
+                if parsed is None:
+                    return f"unknown block: {raw.get('type')}"
+                parsed.to_dict()
+        if view is not None:
+            if len(view.get("blocks", [])) > VIEW_BLOCKS:
+                return "too many view blocks"
+            View(**view).to_dict()
+            for raw, parsed in zip(
+                view.get("blocks", []),
+                cast(list[Block | None], Block.parse_all(view.get("blocks", []))),
+                strict=True,
+            ):
+                if parsed is None:
+                    return f"unknown block in view: {raw.get('type')}"
+                parsed.to_dict()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class FakeSlackApi:
+    def __init__(self, usergroups: list[dict[str, Any]] | None = None) -> None:
+        self.calls: list[Call] = []
+        self.usergroups = usergroups or []
+        self._ts = itertools.count(1)
+        self._views = itertools.count(1)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._handle()
+
+            def do_POST(self) -> None:
+                self._handle()
+
+            def _handle(self) -> None:
+                parts = urlsplit(self.path)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = _decode(raw, self.headers.get("Content-Type", ""), parts.query)
+                if parts.path.startswith("/response/"):
+                    method = "response_url:" + parts.path.rsplit("/", 1)[1]
+                    problem = block_problem(body)
+                    api.record(method, body)
+                    status, text = (400, "invalid_blocks") if problem else (200, "ok")
+                    self._send(status, text.encode(), "text/plain")
+                    return
+                method = parts.path.removeprefix("/api/")
+                answer = api.answer(method, body)
+                self._send(200, json.dumps(answer).encode(), "application/json")
+
+            def _send(self, status: int, data: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeSlackApi:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def record(self, method: str, body: dict[str, Any]) -> None:
+        with self._changed:
+            self.calls.append(Call(method, body, time.monotonic()))
+            self._changed.notify_all()
+
+    def answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        problem = block_problem(body)
+        self.record(method, body)
+        if problem:
+            return {"ok": False, "error": "invalid_blocks", "detail": problem}
+        ts = f"{1_700_000_000 + next(self._ts)}.000100"
+        channel = body.get("channel", "C0TEST")
+        answers: dict[str, Callable[[], dict[str, Any]]] = {
+            "auth.test": lambda: {
+                "url": "https://test.slack.com/",
+                "team": "Test",
+                "user": "checkpoint-bot",
+                "team_id": "T0TEST",
+                "user_id": "U0BOT",
+                "bot_id": "B0BOT",
+            },
+            "chat.postMessage": lambda: {"channel": channel, "ts": ts, "message": {"ts": ts}},
+            "chat.update": lambda: {"channel": channel, "ts": body.get("ts")},
+            "chat.postEphemeral": lambda: {"message_ts": ts},
+            "views.open": lambda: {"view": {**body.get("view", {}), "id": self._view_id()}},
+            "views.update": lambda: {"view": {**body.get("view", {}), "id": self._view_id()}},
+            "views.publish": lambda: {"view": {**body.get("view", {}), "id": self._view_id()}},
+            "users.info": lambda: {"user": {"id": body.get("user"), "tz": "UTC"}},
+            "usergroups.list": lambda: {"usergroups": self.usergroups},
+            "conversations.info": lambda: {"channel": {"id": channel, "name": "ops"}},
+        }
+        make = answers.get(method)
+        if make is None:
+            return {"ok": False, "error": "unknown_method"}
+        return {"ok": True, **make()}
+
+    def _view_id(self) -> str:
+        return f"V{next(self._views):08d}"
+
+    def of(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def wait_for(self, predicate: Callable[[list[Call]], Any], timeout: float = 10.0) -> list[Call]:
+        """Block until `predicate(calls)` is truthy; the calls at that moment."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self.calls):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    methods = [c.method for c in self.calls]
+                    raise AssertionError(f"timed out waiting; calls so far: {methods}")
+                self._changed.wait(left)
+            return list(self.calls)
+
+
+def signature(secret: str, timestamp: str, body: str) -> str:
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Reply:
+    status: int
+    body: str
+    seconds: float
+
+
+@dataclass
+class SlackSender:
+    """Posts to the bot what Slack would, signed like Slack."""
+
+    bot_url: str
+    api: FakeSlackApi
+    secret: str = SIGNING_SECRET
+    _n: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        sent = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature(secret or self.secret, ts, body),
+            **(headers or {}),
+        }
+        split = urlsplit(self.bot_url)
+        conn = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port, timeout=10)
+        started = time.monotonic()
+        try:
+            conn.request("POST", "/slack/events", body=body.encode(), headers=sent)
+            answer = conn.getresponse()
+            text = answer.read().decode()
+        finally:
+            conn.close()
+        return Reply(answer.status, text, time.monotonic() - started)
+
+    def response_url(self) -> tuple[str, str]:
+        key = f"r{next(self._n)}"
+        return key, f"{self.api.url}/response/{key}"
+
+    def command(
+        self, text: str, *, user: str = "U0ALICE", channel: str = "C0OPS", **kw: Any
+    ) -> tuple[Reply, str]:
+        """A signed /checkpoint; returns the reply and its response_url key."""
+        key, url = self.response_url()
+        form = {
+            "token": "legacy",
+            "team_id": "T0TEST",
+            "team_domain": "test",
+            "channel_id": channel,
+            "channel_name": "ops",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/checkpoint",
+            "text": text,
+            "api_app_id": "A0TEST",
+            "response_url": url,
+            "trigger_id": f"trigger.{key}",
+        }
+        return self.post(
+            urlencode(form), "application/x-www-form-urlencoded", **kw
+        ), "response_url:" + key
+
+    def click(
+        self, action_id: str, value: str, *, user: str = "U0BOB", channel: str = "C0OPS"
+    ) -> tuple[Reply, str]:
+        """A signed block_actions click on a button in a channel message."""
+        key, url = self.response_url()
+        payload = {
+            "type": "block_actions",
+            "team": {"id": "T0TEST", "domain": "test"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T0TEST"},
+            "api_app_id": "A0TEST",
+            "token": "legacy",
+            "container": {"type": "message", "channel_id": channel, "message_ts": "1.0"},
+            "trigger_id": f"trigger.{key}",
+            "channel": {"id": channel, "name": "ops"},
+            "message": {"ts": "1.0", "text": "x"},
+            "response_url": url,
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b1",
+                    "value": value,
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        return self.post(body, "application/x-www-form-urlencoded"), "response_url:" + key
+
+    def submit_view(self, view: dict[str, Any], *, user: str = "U0ALICE") -> Reply:
+        payload = {
+            "type": "view_submission",
+            "team": {"id": "T0TEST", "domain": "test"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T0TEST"},
+            "api_app_id": "A0TEST",
+            "token": "legacy",
+            "trigger_id": "trigger.view",
+            "view": view,
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        return self.post(body, "application/x-www-form-urlencoded")
+
+    def event(self, event: dict[str, Any], event_id: str, **kw: Any) -> Reply:
+        envelope = {
+            "token": "legacy",
+            "team_id": "T0TEST",
+            "api_app_id": "A0TEST",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": "T0TEST", "user_id": "U0BOT", "is_bot": True}],
+        }
+        return self.post(json.dumps(envelope), "application/json", **kw)
+
+
+@dataclass
+class RunningBot:
+    api: FakeSlackApi
+    server: HttpServer
+    ctx: AppContext
+    slack: SlackSender
+
+
+@contextmanager
+def running_bot(
+    workdir: Path, usergroups: list[dict[str, Any]] | None = None
+) -> Iterator[RunningBot]:
+    """The bot in HTTP mode (waitress, ephemeral port) on a demo context whose
+    notifier and Bolt app both talk to the fake Web API; jobs run in threads
+    with the clock at 600x so simulated host work finishes in a blink."""
+    with FakeSlackApi(usergroups) as api:
+        env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
+        ctx = build_context(
+            settings_for(workdir), env=env, clock=ScaledClock(600, start=T0), huey_kind="memory"
+        )
+        # Slack's real pace (1 post/s per channel) would make every test wait
+        # on the thread's replies; the fake API has no rate limit.
+        if isinstance(ctx.notifier, ThreadNotifier):
+            ctx.notifier.pacer = ChannelPacer(rate=1000.0, burst=1000)
+        consumer = ctx.start_workers()
+        try:
+            app = build_bolt_app(
+                ctx,
+                bot_token=BOT_TOKEN,
+                signing_secret=SIGNING_SECRET,
+                api_url=api.api_url,
+                renderer=SlackRenderer(Renderer()),
+            )
+            wsgi = SlackWsgi(
+                app,
+                database_ok=lambda: database_answers(ctx.engine),
+                consumer_ok=lambda: consumer_running(consumer),
+            )
+            server = HttpServer(wsgi, "127.0.0.1", 0).start()
+            try:
+                yield RunningBot(api, server, ctx, SlackSender(server.url, api))
+            finally:
+                server.stop()
+        finally:
+            ctx.close()

@@ -1,0 +1,132 @@
+"""The Slack thread of a change, against a local Web API that records every
+call: one root, one reply per event in order, never twice."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from bot.clock import ScaledClock
+from bot.context import AppContext, build_context
+from bot.notify import ChannelPacer, ThreadNotifier
+from bot.service import approve, request_checkpoint, rollback, show_change
+from bot.store.db import session_scope
+from bot.store.models import Change, ChangeEvent
+from tests.helpers import T0, settings_for
+from tests.slack_support import BOT_TOKEN, FakeSlackApi
+
+CHANNEL = "C0OPS"
+
+
+@pytest.fixture
+def slack_ctx(tmp_path: Path) -> Iterator[tuple[AppContext, FakeSlackApi]]:
+    with FakeSlackApi() as api:
+        env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
+        ctx = build_context(
+            settings_for(tmp_path), env=env, clock=ScaledClock(600, start=T0), huey_kind="memory"
+        )
+        assert isinstance(ctx.notifier, ThreadNotifier)
+        ctx.notifier.pacer = ChannelPacer(rate=1000.0, burst=1000)
+        ctx.start_workers()
+        try:
+            yield ctx, api
+        finally:
+            ctx.close()
+
+
+def _thread(api: FakeSlackApi) -> tuple[str, list[str]]:
+    posts = api.of("chat.postMessage")
+    roots = [p for p in posts if "thread_ts" not in p.body]
+    assert len(roots) == 1, [p.body.get("text") for p in roots]
+    replies = [p for p in posts if p.body.get("thread_ts")]
+    return roots[0].body["text"], [str(p.body.get("text")) for p in replies]
+
+
+def test_a_change_tells_its_story_in_one_thread(slack_ctx: tuple[AppContext, FakeSlackApi]) -> None:
+    ctx, api = slack_ctx
+    out = request_checkpoint(
+        ctx, "WEB01", reason="KB5044284", requester="U0ALICE", channel=CHANNEL, source="slack"
+    )
+    assert out.job_id is not None and ctx.ledger.wait(out.job_id, timeout=30).state == "succeeded"
+    rollback(ctx, out.change.ref, requester="U0ALICE")
+    done = approve(ctx, out.change.ref, approver="U0BOB")
+    assert done.job_id is not None and ctx.ledger.wait(done.job_id, timeout=30).state == "succeeded"
+    change = show_change(ctx, out.change.ref)
+
+    def every_event_posted(_calls: object) -> bool:
+        with session_scope(ctx.engine) as s:
+            rows = s.exec(select(ChangeEvent).where(ChangeEvent.change_id == change.id)).all()
+        return all(r.slack_ts and not r.slack_ts.startswith("posting") for r in rows)
+
+    api.wait_for(every_event_posted)
+    root_text, replies = _thread(api)
+    assert "WEB01" in root_text
+    assert len(replies) == len(change.events)
+    with session_scope(ctx.engine) as s:
+        root_ts = s.get(Change, change.id).thread_ts  # type: ignore[union-attr]
+    threads = {p.body["thread_ts"] for p in api.of("chat.postMessage") if p.body.get("thread_ts")}
+    assert threads == {root_ts}
+    # The root follows the change: its last update shows the final state.
+    assert api.of("chat.update"), "the root message is updated in place"
+    assert "rolled back" in str(api.of("chat.update")[-1].body).replace("_", " ")
+    # Replies come in the record's order.
+    with session_scope(ctx.engine) as s:
+        stamps = [
+            e.slack_ts
+            for e in s.exec(
+                select(ChangeEvent)
+                .where(ChangeEvent.change_id == change.id)
+                .order_by(ChangeEvent.seq)  # type: ignore[arg-type]
+            )
+        ]
+    assert stamps == sorted(stamps, key=lambda t: float(t or 0))
+
+
+def test_racing_syncs_never_post_twice(slack_ctx: tuple[AppContext, FakeSlackApi]) -> None:
+    ctx, api = slack_ctx
+    out = request_checkpoint(
+        ctx, "APP01", reason="deploy", requester="U0ALICE", channel=CHANNEL, source="slack"
+    )
+    assert out.job_id is not None and ctx.ledger.wait(out.job_id, timeout=30).state == "succeeded"
+    barrier = threading.Barrier(6)
+
+    def sync() -> None:
+        barrier.wait(timeout=10)
+        ctx.notifier.changed(out.change.id)
+
+    threads = [threading.Thread(target=sync) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    _root, replies = _thread(api)
+    assert len(replies) == len(show_change(ctx, out.change.ref).events)
+
+
+def test_a_refusal_opens_no_thread(slack_ctx: tuple[AppContext, FakeSlackApi]) -> None:
+    ctx, api = slack_ctx
+    out = request_checkpoint(
+        ctx, "CORP-DC01", reason="patch", requester="U0ALICE", channel=CHANNEL, source="slack"
+    )
+    assert out.refused
+    ctx.notifier.changed(out.change.id)
+    assert api.of("chat.postMessage") == []
+
+
+def test_pacer_allows_a_burst_then_one_per_second() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = ChannelPacer(rate=1.0, burst=3, monotonic=lambda: now[0], sleep=sleep)
+    waits = [pacer.wait("C1") for _ in range(5)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3] == pytest.approx(1.0) and waits[4] == pytest.approx(1.0)
+    assert pacer.wait("C2") == 0.0  # channels are paced separately

@@ -1,0 +1,232 @@
+"""The Slack bot in HTTP mode, end to end: waitress and the real Bolt app,
+requests signed like Slack's, a local Web API that records (and validates)
+every call, the demo estate simulated, jobs running in threads."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from bot.service import show_change
+from bot.service.views import ChangeView
+from bot.store.db import session_scope
+from bot.store.models import Change, Job
+from tests.slack_support import Call, RunningBot, running_bot
+
+ACK_LIMIT = 1.0  # seconds; Slack allows 3, and the ack must not wait for work
+
+
+@pytest.fixture(scope="module")
+def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBot]:
+    with running_bot(tmp_path_factory.mktemp("slack")) as running:
+        yield running
+
+
+def answer(bot: RunningBot, key: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The ephemeral answer posted to a request's response_url."""
+    calls = bot.api.wait_for(lambda cs: any(c.method == key for c in cs), timeout)
+    body = next(c.body for c in calls if c.method == key)
+    assert body["response_type"] == "ephemeral"
+    assert body.get("replace_original") is False
+    return body
+
+
+def texts(body: dict[str, Any]) -> str:
+    return json.dumps(body.get("blocks", [])) + str(body.get("text", ""))
+
+
+def change_of(bot: RunningBot, vm: str) -> ChangeView:
+    with session_scope(bot.ctx.engine) as s:
+        change = s.exec(
+            select(Change).where(Change.vm_name == vm).order_by(col(Change.id).desc())
+        ).first()
+    assert change is not None and change.id is not None
+    return show_change(bot.ctx, f"CHG-{change.id}")
+
+
+def wait_state(bot: RunningBot, vm: str, state: str, timeout: float = 10.0) -> ChangeView:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = change_of(bot, vm)
+        if view.state == state:
+            return view
+        time.sleep(0.05)
+    raise AssertionError(f"{vm} is {change_of(bot, vm).state}, expected {state}")
+
+
+def create(bot: RunningBot, vm: str, user: str = "U0ALICE") -> ChangeView:
+    reply, key = bot.slack.command(f"create {vm} --reason patching KB5044284", user=user)
+    assert reply.status == 200 and reply.seconds < ACK_LIMIT
+    assert texts(answer(bot, key)).count("CHG-")
+    return wait_state(bot, vm, "active")
+
+
+def value(view: ChangeView) -> str:
+    return f"{view.ref}:v{view.version}"
+
+
+# --- signatures and health ----------------------------------------------------------
+
+
+def test_forged_signature_and_stale_timestamp_are_refused(bot: RunningBot) -> None:
+    forged, _ = bot.slack.command("help", secret="not-the-signing-secret")
+    stale, _ = bot.slack.command("help", timestamp=int(time.time()) - 301)
+    assert (forged.status, stale.status) == (401, 401)
+
+
+def test_health_and_readiness(bot: RunningBot) -> None:
+    for path, expected in (("/healthz", "ok"), ("/readyz", "ready")):
+        with urllib.request.urlopen(bot.server.url + path, timeout=5) as r:  # noqa: S310
+            assert (r.status, r.read().decode().strip()) == (200, expected)
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def test_help_is_ephemeral_with_the_demo_footer(bot: RunningBot) -> None:
+    reply, key = bot.slack.command("help")
+    assert reply.status == 200 and reply.seconds < ACK_LIMIT
+    body = answer(bot, key)
+    assert "/checkpoint create" in texts(body)
+    assert "Demo mode" in texts(body)
+
+
+def test_grammar_error_is_a_short_ephemeral(bot: RunningBot) -> None:
+    _, key = bot.slack.command("craete WEB01")
+    assert "did you mean create" in texts(answer(bot, key))
+
+
+def test_create_records_the_change_and_answers_with_its_ref(bot: RunningBot) -> None:
+    reply, key = bot.slack.command("create APP01 --reason x", channel="C0APPS")
+    assert reply.status == 200 and reply.seconds < ACK_LIMIT
+    body = answer(bot, key)
+    view = change_of(bot, "APP01")
+    assert view.ref in body["text"] and view.requester == "U0ALICE"
+    assert view.source == "slack" and view.reason == "x"
+    # The notifier opened the change's thread in the requesting channel.
+    bot.api.wait_for(
+        lambda cs: any(
+            c.method == "chat.postMessage" and c.body.get("channel") == "C0APPS" for c in cs
+        )
+    )
+
+
+def test_domain_controller_is_refused_with_the_usn_reason(bot: RunningBot) -> None:
+    _, key = bot.slack.command("create CORP-DC01 --reason patch")
+    body = answer(bot, key)
+    assert "Refused" in texts(body) and "USN rollback" in texts(body)
+    assert change_of(bot, "CORP-DC01").state == "denied"  # the refusal is recorded
+
+
+def test_list_status_policy_windows_settings(bot: RunningBot) -> None:
+    for text, expected in (
+        ("list HV02", "Checkpoints on HV02"),
+        ("policy CORP-DC01", "DENY"),
+        ("windows", "no change windows"),
+        ("settings WEB02", "Checkpoint type"),
+        ("status CHG-99999", "no change CHG-99999"),
+    ):
+        _, key = bot.slack.command(text)
+        assert expected in texts(answer(bot, key)), text
+
+
+# --- the full flow --------------------------------------------------------------------
+
+
+def test_full_flow_create_rollback_with_approval(bot: RunningBot) -> None:
+    active = create(bot, "WEB01")
+    host = bot.ctx.host_for(active.host)
+    assert active.checkpoint_id in {c.id for c in host.list_checkpoints(active.vm_id)}
+
+    # Alice asks for the rollback; the shipped policy wants one approver on prod.
+    reply, key = bot.slack.click("checkpoint:rollback", value(active), user="U0ALICE")
+    assert reply.seconds < ACK_LIMIT
+    assert "waits for approval" in texts(answer(bot, key))
+    waiting = change_of(bot, "WEB01")
+
+    # Approving your own request is refused, to you alone.
+    _, key = bot.slack.click("checkpoint:approve", value(waiting), user="U0ALICE")
+    assert "cannot approve" in texts(answer(bot, key))
+
+    _, key = bot.slack.click("checkpoint:approve", value(waiting), user="U0BOB")
+    assert "goes ahead" in texts(answer(bot, key))
+    done = wait_state(bot, "WEB01", "rolled_back")
+    kinds = [e.kind for e in done.events]
+    assert kinds == [
+        "requested",
+        "approve",
+        "start_create",
+        "created",
+        "rollback_awaits_approval",
+        "approval",
+        "start_rollback",
+        "rolled_back",
+    ]
+    # The thread tells the same story: one reply per event, in order, under one root.
+    calls = bot.api.wait_for(lambda cs: len(_replies(cs, done)) >= len(done.events))
+    replies = _replies(calls, done)
+    assert len({c.body["thread_ts"] for c in replies}) == 1
+    assert len(replies) == len(done.events)
+
+
+def _replies(calls: list[Call], view: ChangeView) -> list[Call]:
+    return [
+        c
+        for c in calls
+        if c.method == "chat.postMessage"
+        and "thread_ts" in c.body
+        and c.body.get("text", "").startswith(view.ref)
+    ]
+
+
+def test_double_click_on_roll_back_has_one_effect(bot: RunningBot) -> None:
+    active = create(bot, "STG-WEB01")  # staging: rollback needs no approval
+    with ThreadPoolExecutor(2) as pool:
+        clicks = list(
+            pool.map(
+                lambda _: bot.slack.click("checkpoint:rollback", value(active), user="U0ALICE"),
+                range(2),
+            )
+        )
+    assert all(r.status == 200 and r.seconds < ACK_LIMIT for r, _ in clicks)
+    bodies = [texts(answer(bot, key)) for _, key in clicks]
+    assert sum("rollback started" in b for b in bodies) == 1
+    wait_state(bot, "STG-WEB01", "rolled_back")
+    with session_scope(bot.ctx.engine) as s:
+        restores = s.exec(
+            select(Job).where(Job.change_id == active.id, Job.kind == "restore")
+        ).all()
+    assert len(restores) == 1
+
+
+def test_outdated_message_gets_a_polite_answer(bot: RunningBot) -> None:
+    active = create(bot, "STG-APP01")
+    _, key = bot.slack.click("checkpoint:merge", value(active), user="U0ALICE")
+    answer(bot, key)
+    wait_state(bot, "STG-APP01", "merged")
+    # The old message's Roll back button: nothing is left to roll back.
+    _, key = bot.slack.click("checkpoint:rollback", value(active), user="U0BOB")
+    body = texts(answer(bot, key))
+    assert "out of date" in body and "merged" in body
+
+
+# --- events and delivery ----------------------------------------------------------------
+
+
+def test_retried_event_is_processed_once(bot: RunningBot) -> None:
+    event = {"type": "app_home_opened", "user": "U0CAROL", "channel": "D0", "tab": "home"}
+    first = bot.slack.event(event, "Ev0001")
+    retry = bot.slack.event(event, "Ev0001", headers={"X-Slack-Retry-Num": "1"})
+    assert (first.status, retry.status) == (200, 200)
+    bot.api.wait_for(lambda cs: any(c.method == "views.publish" for c in cs))
+    time.sleep(0.3)
+    publishes = [c for c in bot.api.of("views.publish") if c.body["user_id"] == "U0CAROL"]
+    assert len(publishes) == 1
+    assert publishes[0].body["view"]["type"] == "home"

@@ -1,0 +1,120 @@
+"""Modals and App Home over signed HTTP: opening them within the trigger's
+life, validating submissions on the right block, and doing the work after
+the ack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.slack_support import RunningBot, running_bot
+from tests.test_slack_http import ACK_LIMIT, answer, change_of, create, texts, value
+
+
+@pytest.fixture(scope="module")
+def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBot]:
+    with running_bot(tmp_path_factory.mktemp("modals")) as running:
+        yield running
+
+
+def opened_view(bot: RunningBot, trigger: str) -> dict[str, Any]:
+    calls = bot.api.wait_for(
+        lambda cs: any(c.method == "views.open" and c.body["trigger_id"] == trigger for c in cs)
+    )
+    view: dict[str, Any] = next(
+        c.body["view"]
+        for c in calls
+        if c.method == "views.open" and c.body["trigger_id"] == trigger
+    )
+    return view
+
+
+def submitted(view: dict[str, Any], view_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {**view, "id": view_id, "state": {"values": values}}
+
+
+def create_values(vm: str, ttl: str, reason: str) -> dict[str, Any]:
+    return {
+        "vm": {"vm": {"type": "static_select", "selected_option": {"value": vm}}},
+        "checkpoint_type": {
+            "checkpoint_type": {"type": "radio_buttons", "selected_option": {"value": "production"}}
+        },
+        "ttl": {"ttl": {"type": "plain_text_input", "value": ttl}},
+        "reason": {"reason": {"type": "plain_text_input", "value": reason}},
+    }
+
+
+def test_create_alone_opens_the_modal_and_its_submission_is_validated(bot: RunningBot) -> None:
+    reply, key = bot.slack.command("create", channel="C0MODAL")
+    assert reply.status == 200 and reply.seconds < ACK_LIMIT
+    view = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
+    assert view["callback_id"] == "checkpoint:create" and view["private_metadata"] == "C0MODAL"
+    assert "WEB02" in json.dumps(view["blocks"])
+
+    bad = bot.slack.submit_view(submitted(view, "V1", create_values("WEB02", "soon", " ")))
+    assert bad.status == 200 and bad.seconds < ACK_LIMIT
+    errors = json.loads(bad.body)
+    assert errors["response_action"] == "errors"
+    assert set(errors["errors"]) == {"ttl", "reason"}
+
+    good = bot.slack.submit_view(submitted(view, "V1", create_values("WEB02", "48h", "KB1")))
+    assert good.status == 200 and good.body == ""
+    calls = bot.api.wait_for(lambda cs: any(c.method == "chat.postEphemeral" for c in cs))
+    told = next(c.body for c in calls if c.method == "chat.postEphemeral")
+    assert (told["channel"], told["user"]) == ("C0MODAL", "U0ALICE")
+    change = change_of(bot, "WEB02")
+    assert change.ref in told["text"] and change.ttl_seconds == 48 * 3600
+
+
+def test_extend_button_opens_the_modal_and_extends(bot: RunningBot) -> None:
+    active = create(bot, "APP01")
+    reply, key = bot.slack.click("checkpoint:extend", value(active), user="U0ALICE")
+    assert reply.seconds < ACK_LIMIT
+    view = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
+    assert view["private_metadata"] == value(active)
+    opened = bot.api.of("views.open")[-1]
+    assert opened.body["view"]["callback_id"] == "checkpoint:extend"
+
+    bad = bot.slack.submit_view(
+        submitted(view, "V9", {"duration": {"duration": {"type": "x", "value": "forever"}}})
+    )
+    assert set(json.loads(bad.body)["errors"]) == {"duration"}
+    good = bot.slack.submit_view(
+        submitted(view, "V9", {"duration": {"duration": {"type": "x", "value": "24h"}}})
+    )
+    assert good.status == 200
+    bot.api.wait_for(
+        lambda cs: any(
+            c.method == "chat.postMessage"
+            and "thread_ts" in c.body
+            and "extended" in c.body["text"]
+            for c in cs
+        )
+    )
+    extended = change_of(bot, "APP01")
+    assert active.expires_at is not None and extended.expires_at is not None
+    assert extended.expires_at > active.expires_at
+
+
+def test_app_home_lists_what_needs_the_viewer(bot: RunningBot) -> None:
+    mine = create(bot, "WEB01", user="U0DAVE")
+    _, key = bot.slack.click("checkpoint:rollback", value(mine), user="U0DAVE")
+    assert "waits for approval" in texts(answer(bot, key))
+    for user in ("U0DAVE", "U0ERIN"):
+        bot.slack.event({"type": "app_home_opened", "user": user, "tab": "home"}, f"Ev-{user}")
+    calls = bot.api.wait_for(lambda cs: len([c for c in cs if c.method == "views.publish"]) >= 2)
+    home = {
+        c.body["user_id"]: json.dumps(c.body["view"]) for c in calls if c.method == "views.publish"
+    }
+    # Dave sees his open change; Erin sees the rollback waiting for her approval.
+    assert mine.ref in home["U0DAVE"] and "Awaiting your approval (0)" in home["U0DAVE"]
+    assert "Awaiting your approval (1)" in home["U0ERIN"] and mine.ref in home["U0ERIN"]
+
+    reply, key = bot.slack.click("checkpoint:open_create", "create", user="U0ERIN")
+    assert reply.status == 200
+    assert opened_view(bot, "trigger." + key.rsplit(":", 1)[1])["callback_id"] == (
+        "checkpoint:create"
+    )
