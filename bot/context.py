@@ -94,6 +94,7 @@ class AppContext:
             self._consumer = None
         for close in self._closers:
             close()
+        self.notifier.close()
         self.engine.dispose()
 
 

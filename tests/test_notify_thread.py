@@ -103,6 +103,8 @@ def test_racing_syncs_never_post_twice(slack_ctx: tuple[AppContext, FakeSlackApi
         t.start()
     for t in threads:
         t.join(timeout=30)
+    assert isinstance(ctx.notifier, ThreadNotifier)
+    ctx.notifier.flush()
     _root, replies = _thread(api)
     assert len(replies) == len(show_change(ctx, out.change.ref).events)
 
@@ -114,6 +116,8 @@ def test_a_refusal_opens_no_thread(slack_ctx: tuple[AppContext, FakeSlackApi]) -
     )
     assert out.refused
     ctx.notifier.changed(out.change.id)
+    assert isinstance(ctx.notifier, ThreadNotifier)
+    ctx.notifier.flush()
     assert api.of("chat.postMessage") == []
 
 

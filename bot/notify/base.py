@@ -11,9 +11,16 @@ class ChangeNotifier(Protocol):
         people must not undo or block the change itself."""
         ...
 
+    def close(self) -> None:
+        """Finish what is queued; called when the process stops."""
+        ...
+
 
 class NullNotifier:
     """No Slack configured (the CLI on its own): nothing to tell."""
 
     def changed(self, change_id: int) -> None:
+        return None
+
+    def close(self) -> None:
         return None

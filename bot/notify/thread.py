@@ -10,7 +10,9 @@ claim, and the next sync tries again.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_sdk import WebClient
@@ -48,8 +50,33 @@ class ThreadNotifier:
         self.default_channel = default_channel
         self.demo, self.start_after_restore = demo, start_after_restore
         self.pacer = pacer or ChannelPacer()
+        # One worker keeps a channel's replies in order; posting is paced anyway.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slack-thread")
+        self._queued: set[int] = set()
+        self._lock = threading.Lock()
 
     def changed(self, change_id: int) -> None:
+        """Sync in the background: the caller (a Slack ack's follow-up, a
+        job step) must not wait behind paced posts. Requests for a change
+        already queued are folded into the one pending sync."""
+        with self._lock:
+            if change_id in self._queued:
+                return
+            self._queued.add(change_id)
+        self._pool.submit(self._background_sync, change_id)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait for queued syncs (a CLI process about to exit)."""
+        done = threading.Event()
+        self._pool.submit(done.set)
+        done.wait(timeout)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    def _background_sync(self, change_id: int) -> None:
+        with self._lock:
+            self._queued.discard(change_id)
         try:
             self.sync(change_id)
         except Exception:
