@@ -30,13 +30,8 @@ EVENTS_PATH = "/slack/events"
 
 
 def consumer_running(consumer: InProcessConsumer | None) -> bool:
-    """True while the in-process consumer's worker threads are alive.
-    (InProcessConsumer has no public `running`; this reads Huey's threads.)"""
-    if consumer is None or not getattr(consumer, "_started", False):
-        return False
-    inner = getattr(consumer, "_consumer", None)
-    threads = [t for _, t in getattr(inner, "worker_threads", [])]
-    return bool(threads) and all(t.is_alive() for t in threads)
+    """True while the in-process consumer's worker threads are alive."""
+    return consumer is not None and consumer.running
 
 
 def database_answers(engine: Engine) -> bool:

@@ -127,6 +127,12 @@ class InProcessConsumer:
         state = "started" if self._started else "stopped"
         return f"InProcessConsumer(huey={self.huey.name!r}, workers={self.workers}, {state})"
 
+    @property
+    def running(self) -> bool:
+        """Started, and every worker thread alive (what /readyz reports)."""
+        threads = [t for _, t in self._consumer.worker_threads]
+        return self._started and bool(threads) and all(t.is_alive() for t in threads)
+
     def start(self) -> None:
         if self._started:
             raise RuntimeError("cannot start consumer in state started, expected stopped")
