@@ -42,7 +42,7 @@ from templates.blocks import SlackRenderer
 from tests.helpers import T0, settings_for
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-BOT_TOKEN = "xoxb-test-token"
+BOT_TOKEN = "xoxb-test"
 MESSAGE_BLOCKS, VIEW_BLOCKS = 50, 100
 
 
