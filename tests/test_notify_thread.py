@@ -134,3 +134,28 @@ def test_pacer_allows_a_burst_then_one_per_second() -> None:
     assert waits[:3] == [0.0, 0.0, 0.0]
     assert waits[3] == pytest.approx(1.0) and waits[4] == pytest.approx(1.0)
     assert pacer.wait("C2") == 0.0  # channels are paced separately
+
+
+def test_a_post_abandoned_by_a_dead_process_is_taken_over(
+    slack_ctx: tuple[AppContext, FakeSlackApi],
+) -> None:
+    ctx, api = slack_ctx
+    out = request_checkpoint(
+        ctx, "WEB02", reason="patch", requester="U0ALICE", channel=CHANNEL, source="slack"
+    )
+    assert out.job_id is not None and ctx.ledger.wait(out.job_id, timeout=30).state == "succeeded"
+    assert isinstance(ctx.notifier, ThreadNotifier)
+    ctx.notifier.flush()
+    before = len(api.of("chat.postMessage"))
+    # A process claimed the first reply, then died before posting it.
+    with session_scope(ctx.engine) as s:
+        first = s.exec(
+            select(ChangeEvent).where(ChangeEvent.change_id == out.change.id, ChangeEvent.seq == 1)
+        ).one()
+        first.slack_ts = "posting:1000:dead"  # claimed in 1970: long stale
+        s.add(first)
+    ctx.notifier.sync(out.change.id)
+    assert len(api.of("chat.postMessage")) == before + 1
+    with session_scope(ctx.engine) as s:
+        again = s.get(ChangeEvent, first.id)
+        assert again is not None and again.slack_ts and not again.slack_ts.startswith("posting")

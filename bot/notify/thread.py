@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,6 +33,23 @@ from templates.blocks import PendingApproval, SlackRenderer
 log = logging.getLogger(__name__)
 
 _POSTING = "posting:"
+# A claim older than this belongs to a process that died mid-post: retake it.
+# (Slack answers a post within seconds; the retry handlers wait at most ~30 s.)
+_STALE_CLAIM_SECONDS = 120.0
+
+
+def _claim_token() -> str:
+    return f"{_POSTING}{time.time():.0f}:{uuid.uuid4().hex}"
+
+
+def _stale(value: str | None) -> bool:
+    if value is None or not value.startswith(_POSTING):
+        return False
+    try:
+        since = float(value[len(_POSTING) :].split(":", 1)[0])
+    except ValueError:
+        return True
+    return time.time() - since > _STALE_CLAIM_SECONDS
 
 
 class ThreadNotifier:
@@ -99,8 +117,8 @@ class ThreadNotifier:
         view = ChangeView.of(change, events)
         root = self._root_payload(view, pending)
         thread_ts = change.thread_ts
-        if thread_ts is None:
-            thread_ts = self._post_root(change_id, channel, root)
+        if thread_ts is None or _stale(thread_ts):
+            thread_ts = self._post_root(change_id, channel, root, thread_ts)
             if thread_ts is None:
                 return
         elif thread_ts.startswith(_POSTING):
@@ -108,8 +126,10 @@ class ThreadNotifier:
         else:
             self._update_root(channel, thread_ts, root)
         for event in events:
-            if event.slack_ts is None and event.id is not None:
-                self._post_event(event.id, channel, thread_ts, view, EventView.of(event))
+            if event.id is not None and (event.slack_ts is None or _stale(event.slack_ts)):
+                self._post_event(
+                    event.id, channel, thread_ts, view, EventView.of(event), event.slack_ts
+                )
 
     def _root_payload(self, view: ChangeView, pending: ApprovalRequest | None) -> dict[str, Any]:
         waiting = None
@@ -129,9 +149,11 @@ class ThreadNotifier:
             start_after_restore=self.start_after_restore,
         )
 
-    def _post_root(self, change_id: int, channel: str, payload: dict[str, Any]) -> str | None:
-        token = f"{_POSTING}{uuid.uuid4().hex}"
-        if not self._claim(Change, Change.id, change_id, Change.thread_ts, None, token):
+    def _post_root(
+        self, change_id: int, channel: str, payload: dict[str, Any], seen: str | None
+    ) -> str | None:
+        token = _claim_token()
+        if not self._claim(Change, Change.id, change_id, Change.thread_ts, seen, token):
             return None
         try:
             self.pacer.wait(channel)
@@ -147,11 +169,17 @@ class ThreadNotifier:
         self.client.chat_update(channel=channel, ts=ts, **payload)
 
     def _post_event(
-        self, event_id: int, channel: str, thread_ts: str, view: ChangeView, event: EventView
+        self,
+        event_id: int,
+        channel: str,
+        thread_ts: str,
+        view: ChangeView,
+        event: EventView,
+        seen: str | None,
     ) -> None:
-        token = f"{_POSTING}{uuid.uuid4().hex}"
+        token = _claim_token()
         if not self._claim(
-            ChangeEvent, ChangeEvent.id, event_id, ChangeEvent.slack_ts, None, token
+            ChangeEvent, ChangeEvent.id, event_id, ChangeEvent.slack_ts, seen, token
         ):
             return
         payload = self.renderer.payload("change_event", demo=self.demo, c=view, e=event)
