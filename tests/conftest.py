@@ -71,7 +71,15 @@ def pg_database_url(pg_admin_url: str) -> Iterator[str]:
     admin.dispose()
 
 
-_TABLES = ("approval_request", "change_event", "vm_lock", "job", "change", "simulator_host")
+_TABLES = (
+    "vm_setting_change",
+    "approval_request",
+    "change_event",
+    "vm_lock",
+    "job",
+    "change",
+    "simulator_host",
+)
 
 
 @pytest.fixture

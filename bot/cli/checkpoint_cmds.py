@@ -10,6 +10,7 @@ from bot.service import (
     ApprovalOutcome,
     Outcome,
     approve,
+    change_settings,
     extend,
     list_checkpoints,
     merge,
@@ -18,6 +19,7 @@ from bot.service import (
     rollback,
     show_change,
 )
+from bot.service.settings import SETTING_TYPES
 from bot.service.views import ChangeView
 
 TYPES = click.Choice(["production", "production-only", "standard"], case_sensitive=False)
@@ -133,6 +135,57 @@ def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
     lifetime the policy asks for an approver."""
     outcome = extend(rt.ctx, target, by, requester=rt.principal)
     _finish(rt, outcome, "extension", wait=False, as_json=as_json)
+
+
+@checkpoint.command("settings")
+@click.argument("vm")
+@click.option(
+    "--type",
+    "ctype",
+    type=click.Choice(sorted(SETTING_TYPES), case_sensitive=False),
+    help="Set the VM's CheckpointType (admins only).",
+)
+@click.option(
+    "--automatic",
+    type=click.Choice(["on", "off"]),
+    help="Turn Hyper-V's automatic checkpoints on or off (admins only).",
+)
+@click.option("--reason", "-r", default="", help="Why, for the record.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def settings_cmd(
+    rt: Runtime, vm: str, ctype: str | None, automatic: str | None, reason: str, as_json: bool
+) -> None:
+    """Show a VM's checkpoint settings; with --type or --automatic, change them
+    (admins only; Standard is refused for AD, SQL and Exchange)."""
+    result = change_settings(
+        rt.ctx,
+        vm,
+        rt.principal,
+        checkpoint_type=ctype,
+        automatic=None if automatic is None else automatic == "on",
+        reason=reason,
+    )
+    info = result.vm
+    if as_json:
+        echo_json(
+            {
+                "vm": info.name,
+                "host": info.host,
+                "state": info.state.name,
+                "checkpoint_type": info.checkpoint_type.name,
+                "automatic_checkpoints": info.automatic_checkpoints,
+                "changed": list(result.changed),
+            }
+        )
+        return
+    click.echo(
+        f"{info.name} on {info.host}: {info.state.name}, CheckpointType "
+        f"{info.checkpoint_type.name}, automatic checkpoints "
+        f"{'on' if info.automatic_checkpoints else 'off'}"
+    )
+    for line in result.changed:
+        click.echo(f"  changed: {line} (recorded)")
 
 
 @checkpoint.command("list")

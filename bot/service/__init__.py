@@ -24,6 +24,7 @@ from bot.service.requests import (
     request_checkpoint,
     rollback,
 )
+from bot.service.settings import SettingsOutcome, change_settings, show_settings
 
 __all__ = [
     "ApprovalOutcome",
@@ -35,8 +36,10 @@ __all__ = [
     "Outcome",
     "Principal",
     "ServiceError",
+    "SettingsOutcome",
     "Unavailable",
     "approve",
+    "change_settings",
     "explain",
     "export_audit",
     "extend",
@@ -46,4 +49,5 @@ __all__ = [
     "request_checkpoint",
     "rollback",
     "show_change",
+    "show_settings",
 ]

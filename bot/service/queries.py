@@ -18,7 +18,7 @@ from bot.service.errors import BadRequest
 from bot.service.requests import find_change, resolve_vm
 from bot.service.views import ChangeView, CheckpointRow, HostProblem
 from bot.store.db import session_scope
-from bot.store.models import Change, ChangeEvent, Job, change_ref
+from bot.store.models import Change, ChangeEvent, Job, VMSettingChange, change_ref
 
 if TYPE_CHECKING:
     from bot.context import AppContext
@@ -148,13 +148,15 @@ AUDIT_FIELDS = (
 
 
 def audit_rows(ctx: AppContext) -> Iterator[dict[str, Any]]:
-    """Every event of every change, in order: the record as a flat table."""
+    """Every event of every change, in order, then every settings change:
+    the record as a flat table."""
     with session_scope(ctx.engine) as s:
         result = s.exec(
             select(ChangeEvent, Change)
             .where(ChangeEvent.change_id == Change.id)
             .order_by(col(ChangeEvent.change_id), col(ChangeEvent.seq))
         ).all()
+        settings = s.exec(select(VMSettingChange).order_by(col(VMSettingChange.id))).all()
     for event, change in result:
         assert change.id is not None
         yield {
@@ -170,6 +172,21 @@ def audit_rows(ctx: AppContext) -> Iterator[dict[str, Any]]:
             "requester": change.requester,
             "message": event.message,
             "details": event.details,
+        }
+    for row in settings:
+        yield {
+            "change": f"SET-{row.id:04d}",
+            "seq": 1,
+            "at": row.at.isoformat(),
+            "actor": row.actor,
+            "event": "settings",
+            "from_state": None,
+            "to_state": None,
+            "vm": row.vm_name,
+            "host": row.host,
+            "requester": row.actor,
+            "message": row.reason,
+            "details": {"before": row.before, "after": row.after},
         }
 
 

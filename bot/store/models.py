@@ -135,6 +135,23 @@ class ApprovalRequest(SQLModel, table=True):
     resolved_by: str | None = Field(default=None, max_length=255)
 
 
+class VMSettingChange(SQLModel, table=True):
+    """An admin's change to a VM's checkpoint settings (Set-VM): part of the
+    record like every change, though it has no lifecycle of its own."""
+
+    __tablename__ = "vm_setting_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    vm_id: str = Field(index=True, max_length=64)
+    vm_name: str = Field(max_length=255)
+    host: str = Field(max_length=255)
+    actor: str = Field(max_length=255)
+    at: datetime = _utc()
+    before: dict[str, Any] = _json()
+    after: dict[str, Any] = _json()
+    reason: str = Field(default="", max_length=2000)
+
+
 class SimulatorHost(SQLModel, table=True):
     """The simulated fleet's state, one JSON document per host, so the demo
     and the CLI keep their checkpoints between runs."""

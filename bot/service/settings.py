@@ -1,0 +1,123 @@
+"""A VM's checkpoint settings: anyone may look; changing them is for admins
+and passes the policy engine (Standard on AD, SQL or Exchange is refused).
+Every change is recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.hyperv import CheckpointType, HostTimeout, HostUnreachable, HyperVError, VMInfo
+from bot.service.deciding import Principal
+from bot.service.errors import BadRequest, Forbidden, ServiceError, Unavailable
+from bot.service.requests import resolve_vm
+from bot.store.db import session_scope
+from bot.store.models import VMSettingChange
+from policies import Action, Effect, is_admin
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+
+SETTING_TYPES = {
+    "production": CheckpointType.Production,
+    "production-only": CheckpointType.ProductionOnly,
+    "standard": CheckpointType.Standard,
+    "disabled": CheckpointType.Disabled,
+}
+
+
+@dataclass(frozen=True)
+class SettingsOutcome:
+    vm: VMInfo
+    changed: tuple[str, ...] = ()
+    record_id: int | None = None
+
+
+def _host_error(exc: HyperVError) -> ServiceError:
+    if isinstance(exc, HostUnreachable | HostTimeout):
+        return Unavailable(str(exc))
+    return ServiceError(f"the host refused: {exc.message}")
+
+
+def show_settings(ctx: AppContext, vm_name: str) -> SettingsOutcome:
+    vm = resolve_vm(ctx, vm_name)
+    try:
+        return SettingsOutcome(ctx.host_for(vm.host).get_vm(vm.vm_id))
+    except HyperVError as exc:
+        raise _host_error(exc) from None
+
+
+def change_settings(
+    ctx: AppContext,
+    vm_name: str,
+    who: str | Principal,
+    *,
+    checkpoint_type: str | None = None,
+    automatic: bool | None = None,
+    reason: str = "",
+) -> SettingsOutcome:
+    actor = who if isinstance(who, Principal) else Principal(who)
+    if checkpoint_type is None and automatic is None:
+        return show_settings(ctx, vm_name)
+    vm = resolve_vm(ctx, vm_name)
+    wanted = None
+    if checkpoint_type is not None:
+        wanted = SETTING_TYPES.get(checkpoint_type.strip().lower())
+        if wanted is None:
+            raise BadRequest(
+                f"unknown checkpoint type '{checkpoint_type}': use one of "
+                f"{', '.join(SETTING_TYPES)}"
+            )
+    if not is_admin(ctx.policy, actor.id, actor.groups):
+        raise Forbidden(
+            "changing a VM's checkpoint settings is for admins (the policy's `admins`); "
+            "ask one of them"
+        )
+    if wanted is CheckpointType.Standard:
+        # The same rule that refuses a standard checkpoint refuses the setting.
+        decision = ctx.decider.decide(vm, Action.CREATE, actor, checkpoint_type="standard")
+        rule = decision.outcome("checkpoint_type")
+        if rule is not None and rule.fired and rule.effect is not Effect.WARN:
+            raise Forbidden(f"CheckpointType Standard is refused for {vm.name}: {rule.message}")
+    host = ctx.host_for(vm.host)
+    try:
+        before = host.get_vm(vm.vm_id)
+        after = host.set_checkpoint_settings(
+            vm.vm_id, checkpoint_type=wanted, automatic_checkpoints=automatic
+        )
+    except HyperVError as exc:
+        raise _host_error(exc) from None
+    changed = []
+    if before.checkpoint_type is not after.checkpoint_type:
+        changed.append(
+            f"CheckpointType {before.checkpoint_type.name} → {after.checkpoint_type.name}"
+        )
+    if before.automatic_checkpoints != after.automatic_checkpoints:
+        changed.append(
+            f"automatic checkpoints {'on' if before.automatic_checkpoints else 'off'} → "
+            f"{'on' if after.automatic_checkpoints else 'off'}"
+        )
+    record_id = None
+    if changed:
+        with session_scope(ctx.engine) as s:
+            row = VMSettingChange(
+                vm_id=vm.vm_id,
+                vm_name=vm.name,
+                host=vm.host,
+                actor=actor.id,
+                at=ctx.clock(),
+                before=_settings_of(before),
+                after=_settings_of(after),
+                reason=reason.strip()[:2000],
+            )
+            s.add(row)
+            s.flush()
+            record_id = row.id
+    return SettingsOutcome(after, tuple(changed), record_id)
+
+
+def _settings_of(vm: VMInfo) -> dict[str, object]:
+    return {
+        "checkpoint_type": vm.checkpoint_type.name,
+        "automatic_checkpoints": vm.automatic_checkpoints,
+    }

@@ -1,0 +1,82 @@
+"""Checkpoint settings: anyone looks, admins change, the policy refuses
+Standard for transactional workloads, and every change is recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bot.clock import ScaledClock
+from bot.context import AppContext, build_context
+from bot.hyperv import CheckpointType
+from bot.service import BadRequest, Forbidden, change_settings, show_settings
+from bot.service.queries import audit_rows
+from tests.helpers import T0, settings_for
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[AppContext]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("admins: {users: [U0ADMIN], groups: [S0HVADMINS]}\n", encoding="utf-8")
+    settings = replace(settings_for(tmp_path), policy_files=(policy,))
+    context = build_context(settings, clock=ScaledClock(600, start=T0), huey_kind="memory")
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def test_anyone_may_look(ctx: AppContext) -> None:
+    shown = show_settings(ctx, "sql01")
+    assert shown.vm.checkpoint_type is CheckpointType.ProductionOnly and shown.changed == ()
+
+
+def test_an_admin_changes_and_the_change_is_recorded(ctx: AppContext) -> None:
+    done = change_settings(
+        ctx,
+        "APP01",
+        "U0ADMIN",
+        checkpoint_type="production-only",
+        automatic=False,
+        reason="no silent fallback",
+    )
+    assert done.vm.checkpoint_type is CheckpointType.ProductionOnly
+    assert done.changed == ("CheckpointType Production → ProductionOnly",)
+    rows = [r for r in audit_rows(ctx) if r["event"] == "settings"]
+    assert len(rows) == 1 and rows[0]["actor"] == "U0ADMIN" and rows[0]["vm"] == "APP01"
+    assert rows[0]["details"]["after"]["checkpoint_type"] == "ProductionOnly"
+    again = change_settings(ctx, "APP01", "U0ADMIN", checkpoint_type="production-only")
+    assert again.changed == () and again.record_id is None
+
+
+def test_admin_by_group(ctx: AppContext) -> None:
+    from bot.service import Principal
+
+    done = change_settings(
+        ctx, "WEB02", Principal("U0CAROL", frozenset({"S0HVADMINS"})), checkpoint_type="standard"
+    )
+    assert done.vm.checkpoint_type is CheckpointType.Standard
+
+
+def test_others_are_refused_and_nothing_changes(ctx: AppContext) -> None:
+    with pytest.raises(Forbidden, match="for admins"):
+        change_settings(ctx, "APP01", "U0BOB", checkpoint_type="disabled")
+    assert show_settings(ctx, "APP01").vm.checkpoint_type is CheckpointType.Production
+
+
+@pytest.mark.parametrize("vm", ["SQL01", "EXCH01", "CORP-DC01"])
+def test_standard_is_refused_for_transactional_workloads(ctx: AppContext, vm: str) -> None:
+    before = show_settings(ctx, vm).vm.checkpoint_type
+    with pytest.raises(Forbidden, match="Standard is refused"):
+        change_settings(ctx, vm, "U0ADMIN", checkpoint_type="standard")
+    assert show_settings(ctx, vm).vm.checkpoint_type is before
+
+
+def test_bad_input(ctx: AppContext) -> None:
+    with pytest.raises(BadRequest, match="unknown checkpoint type 'fast'"):
+        change_settings(ctx, "APP01", "U0ADMIN", checkpoint_type="fast")
+    with pytest.raises(BadRequest, match="did you mean"):
+        change_settings(ctx, "APP1", "U0ADMIN", checkpoint_type="standard")
