@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from bot.changes import Command, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
-from bot.service.deciding import Principal
+from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden
 from bot.service.requests import (
     apply_extension,
@@ -94,7 +94,7 @@ def _decide_again(ctx: AppContext, change: Change, request: ApprovalRequest) -> 
 
 
 def approve(ctx: AppContext, ref: str, *, approver: str | Principal) -> ApprovalOutcome:
-    who = approver if isinstance(approver, Principal) else Principal(approver)
+    who = as_principal(approver)
     change_id = find_change(ctx, ref)
     now = ctx.clock()
     with session_scope(ctx.engine) as s:
@@ -213,7 +213,7 @@ def _carry_out(ctx: AppContext, change_id: int, who: Principal, now: datetime) -
 def reject(
     ctx: AppContext, ref: str, *, approver: str | Principal, reason: str = ""
 ) -> ApprovalOutcome:
-    who = approver if isinstance(approver, Principal) else Principal(approver)
+    who = as_principal(approver)
     change_id = find_change(ctx, ref)
     now = ctx.clock()
     with session_scope(ctx.engine) as s:

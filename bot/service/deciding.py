@@ -27,6 +27,11 @@ class Principal:
     channel: str | None = None
 
 
+def as_principal(who: str | Principal) -> Principal:
+    """Callers may name a person by id alone (no groups, no channel)."""
+    return who if isinstance(who, Principal) else Principal(who)
+
+
 @dataclass
 class Decider:
     inventory: Inventory

@@ -22,7 +22,7 @@ from bot.changes.record import (
 )
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
-from bot.service.deciding import Principal
+from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Conflict, NotFound
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
@@ -323,14 +323,14 @@ def _act(ctx: AppContext, ref: str, action: Action, who: Principal) -> Outcome:
 
 
 def rollback(ctx: AppContext, ref: str, *, requester: str | Principal) -> Outcome:
-    who = requester if isinstance(requester, Principal) else Principal(requester)
+    who = as_principal(requester)
     outcome = _act(ctx, ref, Action.ROLLBACK, who)
     ctx.notifier.changed(outcome.change.id)
     return outcome
 
 
 def merge(ctx: AppContext, ref: str, *, requester: str | Principal) -> Outcome:
-    who = requester if isinstance(requester, Principal) else Principal(requester)
+    who = as_principal(requester)
     outcome = _act(ctx, ref, Action.MERGE, who)
     ctx.notifier.changed(outcome.change.id)
     return outcome
@@ -339,7 +339,7 @@ def merge(ctx: AppContext, ref: str, *, requester: str | Principal) -> Outcome:
 def extend(ctx: AppContext, ref: str, by: str, *, requester: str | Principal) -> Outcome:
     """Give an active checkpoint more time; beyond the scope's maximum
     lifetime the policy asks for approval."""
-    who = requester if isinstance(requester, Principal) else Principal(requester)
+    who = as_principal(requester)
     delta = _duration(by, "extend by")
     change_id = find_change(ctx, ref)
     with session_scope(ctx.engine) as s:

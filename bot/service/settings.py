@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.hyperv import CheckpointType, HostTimeout, HostUnreachable, HyperVError, VMInfo
-from bot.service.deciding import Principal
+from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Forbidden, ServiceError, Unavailable
 from bot.service.requests import resolve_vm
 from bot.store.db import session_scope
@@ -56,7 +56,7 @@ def change_settings(
     automatic: bool | None = None,
     reason: str = "",
 ) -> SettingsOutcome:
-    actor = who if isinstance(who, Principal) else Principal(who)
+    actor = as_principal(who)
     if checkpoint_type is None and automatic is None:
         return show_settings(ctx, vm_name)
     vm = resolve_vm(ctx, vm_name)
