@@ -13,7 +13,9 @@ from slack_sdk import WebClient
 
 from bot.inventory import InventoryLookupError
 from bot.service import (
+    Principal,
     ServiceError,
+    change_settings,
     explain,
     extend,
     list_checkpoints,
@@ -21,6 +23,7 @@ from bot.service import (
     request_checkpoint,
     rollback,
     show_change,
+    show_settings,
 )
 from handlers import messages, queries
 from handlers.deps import SlackDeps, ephemeral
@@ -95,10 +98,12 @@ class Commands:
             case ListRequest(target=target):
                 return deps.payload("checkpoint_list", listing=self._list(target), scope=target)
             case StatusRequest(change_ref=ref):
+                change = show_change(ctx, ref)
+                # As the thread's root shows it, with what waits for approvers.
                 return deps.payload(
                     "change_root",
-                    c=show_change(ctx, ref),
-                    pending=None,
+                    c=change,
+                    pending=queries.pending_approval(ctx, change),
                     start_after_restore=deps.start_after_restore,
                 )
             case PolicyRequest(vm=vm, action=action):
@@ -128,7 +133,7 @@ class Commands:
             case WindowsRequest():
                 return self._windows()
             case SettingsRequest():
-                return self._settings(request)
+                return self._settings(request, deps.principal(user, channel))
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _create(self, request: CreateRequest, who: Any) -> Payload:
@@ -173,17 +178,29 @@ class Commands:
             )
             for w in queries.upcoming_windows(self.deps.ctx)
         ]
-        return self.deps.notice("Change windows", messages.windows(lines))
+        if not lines:
+            return self.deps.notice(
+                "Change windows", messages.NO_WINDOWS, hint=messages.NO_WINDOWS_HINT
+            )
+        return self.deps.notice("Change windows", *lines)
 
-    def _settings(self, request: SettingsRequest) -> Payload:
-        info = queries.vm_info(self.deps.ctx, request.vm)
-        shown = messages.vm_settings(
-            info.name,
-            info.host,
-            info.state.name,
-            info.checkpoint_type.name,
-            info.automatic_checkpoints,
-            info.replication_state,
+    def _settings(self, request: SettingsRequest, who: Principal) -> Payload:
+        ctx = self.deps.ctx
+        if not request.is_change:
+            return self.deps.payload("vm_settings", vm=show_settings(ctx, request.vm).vm)
+        # For admins, checked by the policy; Forbidden / BadRequest carry the
+        # words the requester sees.
+        result = change_settings(
+            ctx,
+            request.vm,
+            who,
+            checkpoint_type=request.checkpoint_type,
+            automatic=request.automatic,
         )
-        tail = messages.SETTINGS_CHANGE_UNAVAILABLE if request.is_change else ""
-        return self.deps.notice(f"Checkpoint settings of {info.name}", shown, tail)
+        return self.deps.payload(
+            "vm_settings",
+            vm=result.vm,
+            changed=list(result.changed),
+            changed_by=who.id,
+            requested=True,
+        )

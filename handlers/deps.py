@@ -54,10 +54,10 @@ class SlackDeps:
     def view(self, name: str, **values: Any) -> dict[str, Any]:
         return self.renderer.view(name, demo=self.demo, **values)
 
-    def notice(self, title: str, *sections: str) -> dict[str, Any]:
-        """A short answer: a title line and mrkdwn the caller escaped.
-        (Rendered with the `help` template, which is exactly that shape.)"""
-        return self.payload("help", title=title, sections=[s for s in sections if s])
+    def notice(self, title: str, *lines: str, hint: str | None = None) -> dict[str, Any]:
+        """A short answer (`notice_ephemeral`): a title in plain words, lines
+        of mrkdwn the caller escaped, and an optional hint (mrkdwn)."""
+        return self.payload("notice_ephemeral", title=title, lines=list(lines), hint=hint)
 
     def error(self, message: str, hint: str | None = None) -> dict[str, Any]:
         return self.payload("error_ephemeral", message=message, hint=hint)

@@ -64,34 +64,14 @@ def nothing_active(vm: str) -> str:
     return f"{esc(vm)} has no active change to roll back; `/checkpoint list {esc(vm)}` shows it."
 
 
-def windows(lines: list[str]) -> str:
-    if not lines:
-        return (
-            "The policy defines no change windows, so work runs whenever the policy "
-            "allows it. Admins add them under `windows:` in the policy file."
-        )
-    return "\n".join(lines)
+NO_WINDOWS = "The policy defines no change windows, so work runs whenever the policy allows it."
+NO_WINDOWS_HINT = "Admins add them under `windows:` in the policy file."
 
 
 def window_line(name: str, opens: str, closes: str, scope: str) -> str:
     return f":calendar: *{esc(name)}* · opens {opens} · closes {closes} · {esc(scope)}"
 
 
-def vm_settings(
-    name: str, host: str, state: str, ctype: str, automatic: bool, replication: str
-) -> str:
-    return (
-        f"*{esc(name)}* on {esc(host)} · {esc(state)}\n"
-        f"• Checkpoint type: *{esc(ctype)}*\n"
-        f"• Automatic checkpoints: *{'on' if automatic else 'off'}*\n"
-        f"• Hyper-V Replica: {esc(replication)}"
-    )
-
-
-SETTINGS_CHANGE_UNAVAILABLE = (
-    "Changing checkpoint settings from Slack is not available yet: the bot has no "
-    "policy-checked use case for it. The current settings are shown above."
-)
 UNEXPECTED = "Something went wrong on our side; nothing was changed that you were not told of."
 NO_CHANNEL_FOR_RESULT = "the bot could not tell you in a channel, so it tells you here"
 

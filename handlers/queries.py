@@ -1,7 +1,7 @@
 """Read-only lookups Slack needs that `bot.service` does not offer yet.
 
-Nothing here writes or decides: these only read the record, the policy's
-windows and a host's VM info, for App Home and a few commands. They belong
+Nothing here writes or decides: these only read the record and the
+policy's windows, for App Home and a few commands. They belong
 in `bot.service.queries`; they live here until the service grows them, so
 the listeners still call exactly one function each.
 """
@@ -15,10 +15,8 @@ from sqlmodel import col, select
 
 from bot.changes import FINAL_STATES, State
 from bot.changes.record import parse_ref
-from bot.hyperv import HyperVError
-from bot.hyperv.types import VMInfo
 from bot.inventory import InventoryLookupError
-from bot.service import BadRequest, Principal, Unavailable
+from bot.service import BadRequest, Principal
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
@@ -84,16 +82,25 @@ def window_scopes(ctx: AppContext) -> dict[str, str]:
     return {w.name: w.scope.describe() for w in ctx.policy.windows}
 
 
-def vm_info(ctx: AppContext, vm_name: str) -> VMInfo:
-    """A VM's live settings from its host."""
-    try:
-        vm = ctx.inventory.vm(vm_name)
-    except InventoryLookupError as exc:
-        raise BadRequest(str(exc)) from None
-    try:
-        return ctx.host_for(vm.host).get_vm(vm.vm_id)
-    except HyperVError as exc:
-        raise Unavailable(f"{vm.host}: {exc.message}") from None
+def pending_approval(ctx: AppContext, change: ChangeView) -> PendingApproval | None:
+    """What waits for approvers on `change` besides the create itself (a
+    rollback, a merge, an extension), as the thread's root shows it; None
+    when nothing does. (A waiting create is the change's own state.)"""
+    with session_scope(ctx.engine) as s:
+        request = s.exec(
+            select(ApprovalRequest)
+            .where(ApprovalRequest.change_id == change.id, ApprovalRequest.state == "pending")
+            .order_by(col(ApprovalRequest.id))
+        ).first()
+    if request is None or request.action == "create":
+        return None
+    return PendingApproval(
+        change=change,
+        action=request.action,
+        description=ApprovalRequirement.from_dict(request.requirement).describe(),
+        approvals=len(request.approvals),
+        required=request.required,
+    )
 
 
 def home(ctx: AppContext, who: Principal) -> HomeData:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -103,6 +103,8 @@ class FakeSlackApi:
     def __init__(self, usergroups: list[dict[str, Any]] | None = None) -> None:
         self.calls: list[Call] = []
         self.usergroups = usergroups or []
+        # What apps.connections.open hands out: a Socket Mode server's ws:// URL.
+        self.socket_url = ""
         self._ts = itertools.count(1)
         self._views = itertools.count(1)
         self._lock = threading.Lock()
@@ -188,6 +190,7 @@ class FakeSlackApi:
             "users.info": lambda: {"user": {"id": body.get("user"), "tz": "UTC"}},
             "usergroups.list": lambda: {"usergroups": self.usergroups},
             "conversations.info": lambda: {"channel": {"id": channel, "name": "ops"}},
+            "apps.connections.open": lambda: {"url": self.socket_url},
         }
         make = answers.get(method)
         if make is None:
@@ -355,16 +358,26 @@ class RunningBot:
 
 @contextmanager
 def running_bot(
-    workdir: Path, usergroups: list[dict[str, Any]] | None = None
+    workdir: Path,
+    usergroups: list[dict[str, Any]] | None = None,
+    *,
+    policy_text: str | None = None,
 ) -> Iterator[RunningBot]:
     """The bot in HTTP mode (waitress, ephemeral port) on a demo context whose
     notifier and Bolt app both talk to the fake Web API; jobs run in threads
-    with the clock at 600x so simulated host work finishes in a blink."""
+    with the clock at 600x so simulated host work finishes in a blink.
+
+    `usergroups` is what the fake `usergroups.list` answers; `policy_text`, a
+    policy file (written to `workdir`) merged over the shipped default, as a
+    deployment's `policy:` is."""
+    settings = settings_for(workdir)
+    if policy_text is not None:
+        policy_file = workdir / "policy.yaml"
+        policy_file.write_text(policy_text, encoding="utf-8")
+        settings = replace(settings, policy_files=(policy_file,))
     with FakeSlackApi(usergroups) as api:
         env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
-        ctx = build_context(
-            settings_for(workdir), env=env, clock=ScaledClock(600, start=T0), huey_kind="memory"
-        )
+        ctx = build_context(settings, env=env, clock=ScaledClock(600, start=T0), huey_kind="memory")
         # Slack's real pace (1 post/s per channel) would make every test wait
         # on the thread's replies; the fake API has no rate limit.
         if isinstance(ctx.notifier, ThreadNotifier):
