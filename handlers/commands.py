@@ -12,6 +12,7 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
 from bot.inventory import InventoryLookupError
+from bot.notify.pending import pending_approval
 from bot.service import (
     Principal,
     ServiceError,
@@ -103,7 +104,7 @@ class Commands:
                 return deps.payload(
                     "change_root",
                     c=change,
-                    pending=queries.pending_approval(ctx, change),
+                    pending=pending_approval(ctx.engine, change),
                     start_after_restore=deps.start_after_restore,
                 )
             case PolicyRequest(vm=vm, action=action):

@@ -82,27 +82,6 @@ def window_scopes(ctx: AppContext) -> dict[str, str]:
     return {w.name: w.scope.describe() for w in ctx.policy.windows}
 
 
-def pending_approval(ctx: AppContext, change: ChangeView) -> PendingApproval | None:
-    """What waits for approvers on `change` besides the create itself (a
-    rollback, a merge, an extension), as the thread's root shows it; None
-    when nothing does. (A waiting create is the change's own state.)"""
-    with session_scope(ctx.engine) as s:
-        request = s.exec(
-            select(ApprovalRequest)
-            .where(ApprovalRequest.change_id == change.id, ApprovalRequest.state == "pending")
-            .order_by(col(ApprovalRequest.id))
-        ).first()
-    if request is None or request.action == "create":
-        return None
-    return PendingApproval(
-        change=change,
-        action=request.action,
-        description=ApprovalRequirement.from_dict(request.requirement).describe(),
-        approvals=len(request.approvals),
-        required=request.required,
-    )
-
-
 def home(ctx: AppContext, who: Principal) -> HomeData:
     """What App Home shows `who`: open changes, approvals they may give,
     upcoming windows and checkpoints past their TTL."""

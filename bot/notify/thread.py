@@ -20,15 +20,16 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import col
 
 from bot.changes import State
 from bot.changes.record import events_of, get_change
 from bot.notify.pacing import ChannelPacer
+from bot.notify.pending import pending_approval
 from bot.service.views import ChangeView, EventView
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
-from templates.blocks import PendingApproval, SlackRenderer
+from bot.store.models import Change, ChangeEvent, change_ref
+from templates.blocks import SlackRenderer
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +106,18 @@ class ThreadNotifier:
         with session_scope(self.engine) as s:
             change = get_change(s, change_id)
             events = events_of(s, change_id)
-            pending = s.exec(
-                select(ApprovalRequest)
-                .where(ApprovalRequest.change_id == change_id, ApprovalRequest.state == "pending")
-                .order_by(col(ApprovalRequest.id))
-            ).first()
         channel = change.channel or self.default_channel
         # A refusal is told to the requester alone (ephemeral); no thread for it.
         if channel is None or (change.state == State.DENIED and change.thread_ts is None):
             return
         view = ChangeView.of(change, events)
-        root = self._root_payload(view, pending)
+        root = self.renderer.payload(
+            "change_root",
+            demo=self.demo,
+            c=view,
+            pending=pending_approval(self.engine, view),
+            start_after_restore=self.start_after_restore,
+        )
         thread_ts = change.thread_ts
         if thread_ts is None or _stale(thread_ts):
             thread_ts = self._post_root(change_id, channel, root, thread_ts)
@@ -130,24 +132,6 @@ class ThreadNotifier:
                 self._post_event(
                     event.id, channel, thread_ts, view, EventView.of(event), event.slack_ts
                 )
-
-    def _root_payload(self, view: ChangeView, pending: ApprovalRequest | None) -> dict[str, Any]:
-        waiting = None
-        if pending is not None and pending.action != "create":
-            waiting = PendingApproval(
-                change=view,
-                action=pending.action,
-                description=str(pending.requirement.get("description", "")),
-                approvals=len(pending.approvals),
-                required=pending.required,
-            )
-        return self.renderer.payload(
-            "change_root",
-            demo=self.demo,
-            c=view,
-            pending=waiting,
-            start_after_restore=self.start_after_restore,
-        )
 
     def _post_root(
         self, change_id: int, channel: str, payload: dict[str, Any], seen: str | None
