@@ -152,6 +152,21 @@ class VMSettingChange(SQLModel, table=True):
     reason: str = Field(default="", max_length=2000)
 
 
+class Tick(SQLModel, table=True):
+    """Periodic work (a window notice, a TTL reminder, a sweep) claimed by
+    `(kind, slot)`: any number of replicas may tick, one row wins per slot,
+    so each notice goes out once."""
+
+    __tablename__ = "tick"
+    __table_args__ = (UniqueConstraint("kind", "slot", name="uq_tick_kind_slot"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=64)
+    slot: str = Field(max_length=255)
+    worker: str = Field(max_length=255)
+    claimed_at: datetime = _utc()
+
+
 class SimulatorHost(SQLModel, table=True):
     """The simulated fleet's state, one JSON document per host, so the demo
     and the CLI keep their checkpoints between runs."""
