@@ -56,7 +56,13 @@ class _Model(BaseModel):
 
 
 class JobsConfig(_Model):
-    queue: Literal["sqlite", "memory"] = "sqlite"
+    # sqlite: Huey on a file in var/, consumer in this process (one machine).
+    # redis: Huey on Redis, shared by bot replicas and `checkpoint-bot worker`s.
+    queue: Literal["sqlite", "memory", "redis"] = "sqlite"
+    # Used with queue: redis, unless REDIS_URL is set in the environment.
+    redis_url: str | None = None
+    # Deployments sharing one Redis keep apart by name.
+    queue_name: str = Field(default="checkpoint-bot", min_length=1, max_length=64)
     workers: int = Field(default=4, ge=1, le=64)
     heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
     lock_stale_after: timedelta = timedelta(seconds=60)

@@ -179,7 +179,7 @@ def build_context(
     *,
     env: Mapping[str, str] | None = None,
     clock: Clock = system_clock,
-    huey_kind: Literal["sqlite", "memory"] | None = None,
+    huey_kind: Literal["sqlite", "memory", "redis"] | None = None,
     **_: Any,
 ) -> AppContext:
     try:
@@ -226,7 +226,16 @@ def build_context(
         heartbeat_interval=settings.jobs.heartbeat_seconds,
     )
     kind = huey_kind or settings.jobs.queue
-    huey = make_huey(kind, path=settings.workdir / "var" / "queue.db")
+    redis_url = (env or {}).get("REDIS_URL") or settings.jobs.redis_url
+    try:
+        huey = make_huey(
+            kind,
+            path=settings.workdir / "var" / "queue.db",
+            name=settings.jobs.queue_name,
+            redis_url=redis_url,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"jobs.queue: {exc}") from None
     queue = JobQueue(huey, runner)
     return AppContext(
         settings=settings,

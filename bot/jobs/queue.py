@@ -13,13 +13,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from huey import Huey, MemoryHuey, SqliteHuey
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 
 from bot.jobs.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
-HueyKind = Literal["sqlite", "memory"]
+HueyKind = Literal["sqlite", "memory", "redis"]
 TASK_NAME = "run_job"
 
 
@@ -29,6 +29,7 @@ def make_huey(
     path: Path | None = None,
     name: str = "checkpoint-bot",
     workdir: Path | None = None,
+    redis_url: str | None = None,
 ) -> Huey:
     """A Huey instance that is never in immediate mode.
 
@@ -43,7 +44,13 @@ def make_huey(
             path = (workdir or Path.cwd()) / "var" / "huey.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteHuey(filename=str(path), **options)
-    raise ValueError(f"unknown huey kind {kind!r}, expected 'sqlite' or 'memory'")
+    if kind == "redis":
+        if not redis_url:
+            raise ValueError("the redis queue needs a URL (jobs.redis_url or REDIS_URL)")
+        # Several bot replicas and `checkpoint-bot worker` processes share
+        # this queue; the Job ledger still decides who runs what.
+        return RedisHuey(url=redis_url, **options)
+    raise ValueError(f"unknown huey kind {kind!r}, expected 'sqlite', 'memory' or 'redis'")
 
 
 class JobQueue:
