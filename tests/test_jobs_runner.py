@@ -382,7 +382,9 @@ def test_make_huey_defaults_to_var_under_the_workdir(tmp_path: Path) -> None:
     assert huey.storage.filename == str(tmp_path / "var" / "huey.db")
     assert not huey.immediate and (tmp_path / "var").is_dir()
     with pytest.raises(ValueError, match="unknown huey kind"):
-        make_huey("redis", path=None)  # type: ignore[arg-type]
+        make_huey("rabbit", path=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs a URL"):
+        make_huey("redis")
 
 
 def test_consumer_leaves_signal_handlers_alone(tmp_path: Path) -> None:
