@@ -35,7 +35,6 @@ from bot.yamlio import (
 )
 
 CONFIG_ENV = "CHECKPOINT_BOT_CONFIG"
-CHECKPOINT_TYPES = ("production", "production-only", "standard")
 
 
 class ConfigError(Exception):
@@ -243,7 +242,6 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
 
 
 __all__ = [
-    "CHECKPOINT_TYPES",
     "CONFIG_ENV",
     "ConfigError",
     "Settings",

@@ -26,6 +26,7 @@ from handlers.grammar_requests import (
     StatusRequest,
     WindowsRequest,
 )
+from policies.model import CHECKPOINT_TYPES
 from templates import mrkdwn_escape
 
 __all__ = [
@@ -155,7 +156,7 @@ def _settings(v: Values) -> Request:
     )
 
 
-_TYPES = ("production", "production-only", "standard")
+_TYPES = CHECKPOINT_TYPES
 _ACTIONS = ("create", "rollback", "merge", "extend")
 _VM = Param("vm", Kind.VM, "VM")
 _CHANGE = Param("change", Kind.CHANGE, "CHG-n")

@@ -18,6 +18,7 @@ from bot.store import migrate
 from bot.store.db import make_engine
 from policies import PolicyError, validate_policy_file
 from policies.explain import rows as explain_rows
+from policies.model import CHECKPOINT_TYPES
 
 
 @click.group("db")
@@ -112,7 +113,7 @@ def policy() -> None:
 @click.option(
     "--type",
     "ctype",
-    type=click.Choice(["production", "production-only", "standard"]),
+    type=click.Choice(CHECKPOINT_TYPES),
     help="The checkpoint type asked for (create).",
 )
 @click.option("--user", help="Who asks: a Slack user id (default: you, as cli:NAME).")

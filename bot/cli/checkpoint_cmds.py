@@ -21,8 +21,9 @@ from bot.service import (
 )
 from bot.service.settings import SETTING_TYPES
 from bot.service.views import ChangeView
+from policies.model import CHECKPOINT_TYPES
 
-TYPES = click.Choice(["production", "production-only", "standard"], case_sensitive=False)
+TYPES = click.Choice(CHECKPOINT_TYPES, case_sensitive=False)
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
 EXIT_REFUSED = 1
 

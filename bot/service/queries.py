@@ -73,7 +73,7 @@ def list_checkpoints(
         except HyperVError as exc:
             return name, exc
 
-    workers = max(1, min(len(hosts), ctx.settings.jobs.workers * 8))
+    workers = max(1, min(len(hosts), ctx.settings.hyperv.fanout))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(fetch, hosts))
     found: list[Checkpoint] = []

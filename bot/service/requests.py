@@ -28,11 +28,11 @@ from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Decision, Verdict
+from policies.model import CHECKPOINT_TYPES
 
 if TYPE_CHECKING:
     from bot.context import AppContext
 
-CHECKPOINT_TYPES = ("production", "production-only", "standard")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 MAX_REASON = 500
 
