@@ -64,6 +64,8 @@ class JobsConfig(_Model):
     queue_name: str = Field(default="checkpoint-bot", min_length=1, max_length=64)
     workers: int = Field(default=4, ge=1, le=64)
     heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
+    # How often (real seconds) each process looks for periodic work due.
+    tick_seconds: float = Field(default=5.0, gt=0, le=300)
     lock_stale_after: timedelta = timedelta(seconds=60)
     create_deadline: timedelta = timedelta(minutes=30)
     restore_deadline: timedelta = timedelta(minutes=30)
@@ -111,6 +113,20 @@ class HyperVConfig(_Model):
     _durations = field_validator("call_timeout", "idle_timeout", mode="before")(_duration)
 
 
+class SweepConfig(_Model):
+    """The orphan and stale checkpoint sweep: every checkpoint on every host."""
+
+    enabled: bool = True
+    interval: timedelta = timedelta(hours=6)
+    # A checkpoint owned by a change is stale once past its expiry; one no
+    # change owns (an orphan) once older than this.
+    orphan_after: timedelta = timedelta(hours=24)
+    # Digests for checkpoints whose change names no channel, and for orphans.
+    channel: str | None = None
+
+    _durations = field_validator("interval", "orphan_after", mode="before")(_duration)
+
+
 class SecretRefConfig(_Model):
     env: str | None = None
     file: Path | None = None
@@ -135,6 +151,7 @@ class FileConfig(_Model):
     jobs: JobsConfig = JobsConfig()
     defaults: DefaultsConfig = DefaultsConfig()
     slack: SlackConfig = SlackConfig()
+    sweep: SweepConfig = SweepConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -163,6 +180,7 @@ class Settings:
     jobs: JobsConfig
     defaults: DefaultsConfig
     slack: SlackConfig
+    sweep: SweepConfig
 
     @property
     def database_label(self) -> str:
@@ -186,6 +204,7 @@ def demo_settings(env: Mapping[str, str], cwd: Path) -> Settings:
         jobs=JobsConfig(),
         defaults=DefaultsConfig(),
         slack=SlackConfig(),
+        sweep=SweepConfig(),
     )
 
 
@@ -238,6 +257,7 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
         jobs=parsed.jobs,
         defaults=parsed.defaults,
         slack=parsed.slack,
+        sweep=parsed.sweep,
     )
 
 

@@ -17,8 +17,11 @@ from bot.hyperv.sim_store import SqlHostStateStore
 from bot.hyperv.simulator import SimulatedFleet
 from bot.inventory import Inventory, InventoryError, load_inventory
 from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, make_huey
+from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
 from bot.jobs.runner import default_worker_id
+from bot.jobs.ticks import TickClaims
 from bot.notify.base import ChangeNotifier, NullNotifier
+from bot.notify.channel import ChannelNotices, NullChannelNotices
 from bot.secrets import secret_from
 from bot.service.deciding import Decider
 from bot.service.errors import Unavailable
@@ -47,8 +50,11 @@ class AppContext:
     queue: JobQueue
     clock: Clock
     worker_id: str
+    ticks: TickClaims
     notifier: ChangeNotifier = field(default_factory=NullNotifier)
+    channels: ChannelNotices = field(default_factory=NullChannelNotices)
     _consumer: InProcessConsumer | None = field(default=None, repr=False)
+    _scheduler: PeriodicScheduler | None = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def submit(
@@ -81,14 +87,37 @@ class AppContext:
         self.queue.enqueue(job.id, delay=max(0.0, delay))
         return job.id
 
-    def start_workers(self) -> InProcessConsumer:
-        """Run the queue's consumer in threads of this process."""
+    def start_workers(self, *, periodic: bool = True) -> InProcessConsumer:
+        """Run the queue's consumer in threads of this process, and (unless
+        told not to) the periodic work: reconciliation, window notices, TTL
+        chasing and sweeps. Every process may tick; slots are claimed once."""
         if self._consumer is None:
             self._consumer = InProcessConsumer(self.queue.huey, workers=self.settings.jobs.workers)
             self._consumer.start()
+        if periodic:
+            self.start_periodic()
         return self._consumer
 
+    def periodic_tasks(self) -> list[PeriodicTask]:
+        # Imported here: the tasks are use cases built on this context.
+        from bot.service.periodic import periodic_tasks
+
+        return periodic_tasks(self)
+
+    def start_periodic(self) -> PeriodicScheduler:
+        if self._scheduler is None:
+            self._scheduler = PeriodicScheduler(
+                self.periodic_tasks(),
+                self.clock,
+                interval=self.settings.jobs.tick_seconds,
+            )
+            self._scheduler.start()
+        return self._scheduler
+
     def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
         if self._consumer is not None:
             self._consumer.stop()
             self._consumer = None
@@ -136,14 +165,17 @@ def _hosts(
     return SimulatedFleet(store, clock).host, []
 
 
-def _notifier(settings: Settings, engine: Engine, env: Mapping[str, str]) -> ChangeNotifier:
-    """Slack threads when a bot token is configured, else nothing to tell."""
+def _notifier(
+    settings: Settings, engine: Engine, env: Mapping[str, str]
+) -> tuple[ChangeNotifier, ChannelNotices]:
+    """Slack threads and channel notices when a bot token is configured,
+    else nothing to tell."""
     slack = settings.slack
     token = secret_from(
         env_name=slack.bot_token.env, file=slack.bot_token.file, env=env, what="slack.bot_token"
     )
     if token is None:
-        return NullNotifier()
+        return NullNotifier(), NullChannelNotices()
     # Imported here so a CLI without Slack never loads the Slack SDK.
     from slack_sdk import WebClient
     from slack_sdk.http_retry.builtin_handlers import (
@@ -151,6 +183,8 @@ def _notifier(settings: Settings, engine: Engine, env: Mapping[str, str]) -> Cha
         RateLimitErrorRetryHandler,
     )
 
+    from bot.notify.channel import SlackChannelNotices
+    from bot.notify.pacing import ChannelPacer
     from bot.notify.thread import ThreadNotifier
     from templates import Renderer
     from templates.blocks import SlackRenderer
@@ -164,14 +198,22 @@ def _notifier(settings: Settings, engine: Engine, env: Mapping[str, str]) -> Cha
             RateLimitErrorRetryHandler(max_retry_count=3),
         ],
     )
-    return ThreadNotifier(
+    renderer = SlackRenderer(Renderer())
+    # One pacer: Slack's limit is per channel, whoever posts.
+    pacer = ChannelPacer()
+    threads = ThreadNotifier(
         engine,
         client,
-        SlackRenderer(Renderer()),
+        renderer,
         default_channel=slack.changes_channel,
         demo=settings.demo,
         start_after_restore=settings.defaults.start_after_restore,
+        pacer=pacer,
     )
+    notices = SlackChannelNotices(
+        client, renderer, demo=settings.demo, pacer=pacer, default_channel=slack.changes_channel
+    )
+    return threads, notices
 
 
 def build_context(
@@ -206,7 +248,7 @@ def build_context(
         clock=clock,
         inventory_label=f"inventory {settings.inventory_path.name}",
     )
-    notifier = _notifier(settings, engine, env or {})
+    notifier, channels = _notifier(settings, engine, env or {})
     ledger = JobLedger(engine, clock, lock_stale_after=settings.jobs.lock_stale_after)
     executor = Executor(
         engine=engine,
@@ -249,6 +291,8 @@ def build_context(
         queue=queue,
         clock=clock,
         worker_id=worker_id,
+        ticks=TickClaims(engine, clock, worker_id),
         notifier=notifier,
+        channels=channels,
         _closers=closers,
     )

@@ -1,0 +1,87 @@
+"""Periodic work in every bot and worker process: window notices, TTL
+reminders, reconciliation, the orphan sweep.
+
+Every process ticks; none is special. A task decides for itself which
+occurrence ("slot") a tick belongs to and claims it with `TickClaims`, so
+each notice goes out once however many processes tick. A task that fails
+is logged and tried again on the next tick; one task never stops another.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class PeriodicTask(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def tick(self, now: datetime) -> None:
+        """Do whatever is due at `now`; safe to call often and from many
+        processes at once."""
+        ...
+
+
+class PeriodicScheduler:
+    """Calls every task's `tick(clock())` every `interval` real seconds in
+    one background thread."""
+
+    def __init__(
+        self,
+        tasks: Sequence[PeriodicTask],
+        clock: Callable[[], datetime],
+        *,
+        interval: float = 5.0,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval}")
+        self.tasks = list(tasks)
+        self.clock = clock
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        names = ", ".join(t.name for t in self.tasks)
+        return f"PeriodicScheduler([{names}], interval={self.interval})"
+
+    def run_once(self, now: datetime | None = None) -> None:
+        """One round of every task (also what tests call with a manual clock)."""
+        when = now or self.clock()
+        for task in self.tasks:
+            if self._stop.is_set():
+                return
+            try:
+                task.tick(when)
+            except Exception:
+                log.exception("periodic task %s failed; it runs again next tick", task.name)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("cannot start scheduler in state started, expected stopped")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="periodic", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        # The first round at once: a restarted process reconciles before
+        # anything else waits on it.
+        while not self._stop.is_set():
+            self.run_once()
+            self._stop.wait(self.interval)

@@ -1,0 +1,76 @@
+"""Messages to a channel (or a user's DM) that belong to no change's
+thread: window notices, TTL notices, sweep digests.
+
+Paced with the same `ChannelPacer` as the threads, since Slack's limit is
+per channel whoever posts. Callers claim a tick slot before posting, so a
+notice is posted once; a failed post is logged and not retried blindly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.notify.pacing import ChannelPacer
+from templates.blocks import SlackRenderer
+
+log = logging.getLogger(__name__)
+
+
+class ChannelNotices(Protocol):
+    @property
+    def enabled(self) -> bool:
+        """False when no Slack is configured: callers may skip the work."""
+        ...
+
+    def post(self, channel: str, template: str, **values: Any) -> str | None:
+        """Render `templates/slack/<template>.json.j2` and post it to
+        `channel` (a channel id, or a user id for a DM); the message ts, or
+        None if nothing was posted. Never raises for Slack's refusals."""
+        ...
+
+
+class NullChannelNotices:
+    """No Slack configured: nothing to tell."""
+
+    enabled = False
+
+    def post(self, channel: str, template: str, **values: Any) -> str | None:
+        return None
+
+
+class SlackChannelNotices:
+    enabled = True
+
+    def __init__(
+        self,
+        client: WebClient,
+        renderer: SlackRenderer,
+        *,
+        demo: bool,
+        pacer: ChannelPacer,
+        default_channel: str | None = None,
+    ) -> None:
+        self.client, self.renderer, self.demo, self.pacer = client, renderer, demo, pacer
+        self.default_channel = default_channel
+
+    def __repr__(self) -> str:
+        return f"SlackChannelNotices(default_channel={self.default_channel!r})"
+
+    def post(self, channel: str, template: str, **values: Any) -> str | None:
+        payload = self.renderer.payload(template, demo=self.demo, **values)
+        try:
+            self.pacer.wait(channel)
+            answer = self.client.chat_postMessage(channel=channel, **payload)
+        except SlackApiError as exc:
+            log.warning(
+                "Slack refused the %s notice for %s: %s",
+                template,
+                channel,
+                exc.response.get("error", "error"),
+            )
+            return None
+        return str(answer["ts"])

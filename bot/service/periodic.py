@@ -1,0 +1,16 @@
+"""The periodic work every bot and worker process ticks (see
+`bot.jobs.periodic`): one list, built on the application context."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.jobs.periodic import PeriodicTask
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+
+
+def periodic_tasks(ctx: AppContext) -> list[PeriodicTask]:
+    tasks: list[PeriodicTask] = []
+    return tasks
