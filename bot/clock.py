@@ -14,6 +14,18 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def speed_of(clock: Clock) -> float:
+    """How many clock seconds pass per real second (1 for real clocks)."""
+    speed = getattr(clock, "speed", 1.0)
+    return float(speed) if isinstance(speed, int | float) and speed > 0 else 1.0
+
+
+def real_seconds(clock: Clock, delta: timedelta) -> float:
+    """`delta` of `clock` time in real seconds: what a timer or a queue's
+    delay needs when the clock runs faster than the wall (the demo's --speed)."""
+    return delta.total_seconds() / speed_of(clock)
+
+
 class ScaledClock:
     """Real time running `speed` times faster from `start` (the demo's
     `--speed`, and tests that need merges to finish in a blink)."""

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
 
-from bot.clock import Clock, system_clock
+from bot.clock import Clock, real_seconds, speed_of, system_clock
 from bot.config import ConfigError, Settings
 from bot.hyperv import HyperVHost
 from bot.hyperv.sim_store import SqlHostStateStore
@@ -83,7 +83,7 @@ class AppContext:
             not_before=not_before,
         )
         assert job.id is not None
-        delay = (not_before - self.clock()).total_seconds() if not_before else 0.0
+        delay = real_seconds(self.clock, not_before - self.clock()) if not_before else 0.0
         self.queue.enqueue(job.id, delay=max(0.0, delay))
         return job.id
 
@@ -249,7 +249,11 @@ def build_context(
         inventory_label=f"inventory {settings.inventory_path.name}",
     )
     notifier, channels = _notifier(settings, engine, env or {})
-    ledger = JobLedger(engine, clock, lock_stale_after=settings.jobs.lock_stale_after)
+    # Heartbeats beat in real seconds; a faster clock (the demo's --speed)
+    # must not make a live worker's lock look stale.
+    ledger = JobLedger(
+        engine, clock, lock_stale_after=settings.jobs.lock_stale_after * speed_of(clock)
+    )
     executor = Executor(
         engine=engine,
         inventory=inventory,

@@ -32,6 +32,7 @@ from bot.service import (
     rollback,
     show_change,
 )
+from bot.service.reconcile import resolve
 from bot.service.requests import MAX_REASON
 from handlers import messages, queries
 from handlers.commands import vms_by_host
@@ -117,6 +118,9 @@ class Actions:
             opened = client.views_open(trigger_id=body["trigger_id"], view=view)
             self.view_channels.remember(_view_id(opened.data), channel)
             return None
+        if verb.startswith("resolve_"):
+            resolved = resolve(ctx, ref, verb.removeprefix("resolve_"), who=who)
+            return deps.notice(*messages.resolved(resolved))
         if verb in ("approve", "reject"):
             decide = approve if verb == "approve" else reject
             result = decide(ctx, ref, approver=who)

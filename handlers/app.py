@@ -29,7 +29,9 @@ from handlers.deps import SlackDeps
 from templates.blocks import SlackRenderer
 
 SLASH_COMMAND = "/checkpoint"
-CHANGE_BUTTONS = re.compile(r"^checkpoint:(approve|reject|rollback|merge|extend)$")
+CHANGE_BUTTONS = re.compile(
+    r"^checkpoint:(approve|reject|rollback|merge|extend|resolve_(active|failed|rolled_back|merged))$"
+)
 # Bolt runs each listener in this pool and answers Slack when the listener
 # acks; its default of 5 threads makes acks queue behind slow work (a host
 # query, a post) under a burst of commands.

@@ -9,6 +9,7 @@ Bolt style (`slack_bolt/logger/messages.py`).
 from __future__ import annotations
 
 from bot.service import ApprovalOutcome, Outcome
+from bot.service.views import ChangeView
 from templates import mrkdwn_escape as esc
 
 
@@ -33,6 +34,11 @@ def acted(verb: str, outcome: Outcome) -> tuple[str, str]:
     else:
         what = f"{verb} started; the thread shows how it goes."
     return f"{c.ref}: {verb}", f"*{c.ref}* ({esc(c.vm_name)}): {what}"
+
+
+def resolved(c: ChangeView) -> tuple[str, str]:
+    state = c.state.replace("_", " ")
+    return f"{c.ref}: recorded as {state}", f"*{c.ref}* ({esc(c.vm_name)}) is now {state}."
 
 
 def extended(outcome: Outcome) -> tuple[str, str]:

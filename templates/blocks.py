@@ -51,7 +51,18 @@ DEMO_FOOTER = "Demo mode — simulated Hyper-V estate; nothing here touches a re
 # Button values carry the change and the version the message was rendered at,
 # so a click on an outdated message is detected (see `parse_action_value`).
 CHANGE_ACTIONS = frozenset(
-    f"checkpoint:{verb}" for verb in ("approve", "reject", "rollback", "merge", "extend")
+    f"checkpoint:{verb}"
+    for verb in (
+        "approve",
+        "reject",
+        "rollback",
+        "merge",
+        "extend",
+        "resolve_active",
+        "resolve_failed",
+        "resolve_rolled_back",
+        "resolve_merged",
+    )
 )
 _ACTION_VALUE = re.compile(r"^(CHG-\d+):v(\d+)$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")

@@ -1,8 +1,9 @@
 """The lifecycle of a checkpoint change: a pure transition table.
 
     requested ──► denied | awaiting_approval | approved
+    requested ──► active                     (a human adopts an orphan checkpoint)
     awaiting_approval ──► approved | rejected | expired | denied
-    approved ──► scheduled | creating | denied
+    approved ──► scheduled | creating | denied | expired
     scheduled ──► creating | denied | expired
     creating ──► active | failed
     active ──► merging ──► merged            (keep the change)
@@ -43,6 +44,7 @@ class State(enum.StrEnum):
 class Command(enum.StrEnum):
     DENY = "deny"
     REQUEST_APPROVAL = "request_approval"
+    ADOPT = "adopt"
     APPROVE = "approve"
     REJECT = "reject"
     EXPIRE = "expire"
@@ -74,9 +76,11 @@ TRANSITIONS: dict[Command, dict[State, State]] = {
         S.SCHEDULED: S.DENIED,
     },
     C.REQUEST_APPROVAL: {S.REQUESTED: S.AWAITING_APPROVAL},
+    # The checkpoint already exists (the sweep found it, no change owned it).
+    C.ADOPT: {S.REQUESTED: S.ACTIVE},
     C.APPROVE: {S.REQUESTED: S.APPROVED, S.AWAITING_APPROVAL: S.APPROVED},
     C.REJECT: {S.AWAITING_APPROVAL: S.REJECTED},
-    C.EXPIRE: {S.AWAITING_APPROVAL: S.EXPIRED, S.SCHEDULED: S.EXPIRED},
+    C.EXPIRE: {S.AWAITING_APPROVAL: S.EXPIRED, S.APPROVED: S.EXPIRED, S.SCHEDULED: S.EXPIRED},
     C.SCHEDULE: {S.APPROVED: S.SCHEDULED},
     C.START_CREATE: {S.APPROVED: S.CREATING, S.SCHEDULED: S.CREATING},
     C.CREATED: {S.CREATING: S.ACTIVE},

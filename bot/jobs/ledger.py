@@ -315,6 +315,66 @@ class JobLedger:
             )
         return sorted(int(r.id) for r in rows)
 
+    def interrupt_stale(self) -> list[Job]:
+        """Mark running jobs whose worker stopped heart-beating `interrupted`
+        and free their VM locks; returns them. Only after `lock_stale_after`
+        without a beat, the same bar a claim's takeover uses, never earlier.
+        A heartbeat that lands first wins: every condition is re-checked in
+        the UPDATE itself."""
+        now = self.now()
+        cutoff = now - self.lock_stale_after
+        stale = or_(_JOB.c.heartbeat_at.is_(None), _JOB.c.heartbeat_at < cutoff)
+        interrupted: list[int] = []
+        with session_scope(self._engine) as s:
+            conn = s.connection()
+            candidates = conn.execute(
+                select(_JOB.c.id, _JOB.c.vm_id, _JOB.c.worker).where(
+                    _JOB.c.state == JobState.RUNNING.value, stale
+                )
+            ).all()
+            for row in candidates:
+                done = conn.execute(
+                    update(_JOB)
+                    .where(
+                        _JOB.c.id == row.id,
+                        _JOB.c.state == JobState.RUNNING.value,
+                        _JOB.c.worker == row.worker,
+                        stale,
+                    )
+                    .values(
+                        state=JobState.INTERRUPTED.value,
+                        error=vmlock.WORKER_VANISHED.format(worker=row.worker),
+                        finished_at=now,
+                    )
+                ).rowcount
+                if done == 1:
+                    vmlock.release(conn, vm_id=row.vm_id, job_id=row.id)
+                    interrupted.append(int(row.id))
+        return [self.get(job_id) for job_id in interrupted]
+
+    def stranded_queued(self, grace: timedelta) -> list[int]:
+        """Queued jobs due for longer than `grace`: their delivery was lost
+        (a queue flushed, a process gone between the insert and the
+        enqueue). Enqueueing them again is safe; the claim decides."""
+        cutoff = self.now() - grace
+        with session_scope(self._engine) as s:
+            rows = s.exec(
+                select_rows(Job.id).where(
+                    col(Job.state) == JobState.QUEUED.value,
+                    col(Job.created_at) < cutoff,
+                    or_(col(Job.not_before).is_(None), col(Job.not_before) < cutoff),
+                )
+            ).all()
+        return sorted(int(r) for r in rows if r is not None)
+
+    def jobs_of_change(self, change_id: int) -> list[Job]:
+        with session_scope(self._engine) as s:
+            return list(
+                s.exec(
+                    select_rows(Job).where(col(Job.change_id) == change_id).order_by(col(Job.id))
+                )
+            )
+
     # -- reading ----------------------------------------------------------
 
     def get(self, job_id: int) -> Job:

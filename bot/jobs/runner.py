@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from bot.clock import real_seconds
 from bot.jobs.errors import JobDeadlineExceeded, JobError, JobNotFound, JobOwnershipLost
 from bot.jobs.ledger import DEADLINE_BEFORE_START, Clock, JobLedger
 from bot.jobs.states import ClaimOutcome
@@ -193,7 +194,7 @@ class JobRunner:
             return RunOutcome(job_id, RunStatus.LOST)
         if claim.outcome is ClaimOutcome.NOT_DUE:
             assert job.not_before is not None
-            wait = max((job.not_before - self.ledger.now()).total_seconds(), 0.01)
+            wait = max(real_seconds(self._clock, job.not_before - self.ledger.now()), 0.01)
             return RunOutcome(job_id, RunStatus.NOT_DUE, retry_after=wait)
         if claim.outcome is ClaimOutcome.VM_BUSY:
             return self._vm_busy(job)

@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.jobs.periodic import PeriodicTask
+from bot.service.reconcile import Reconciler
+from bot.service.sweep import SweepTask
 
 if TYPE_CHECKING:
     from bot.context import AppContext
 
 
 def periodic_tasks(ctx: AppContext) -> list[PeriodicTask]:
-    tasks: list[PeriodicTask] = []
+    tasks: list[PeriodicTask] = [Reconciler(ctx)]
+    tasks.append(SweepTask(ctx))
     return tasks

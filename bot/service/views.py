@@ -119,6 +119,19 @@ class ChangeView:
                 return e.message
         return None
 
+    @property
+    def resolutions(self) -> tuple[str, ...]:
+        """For an interrupted change the host could not settle: the outcomes
+        a human may record, as the last `needs_human` event offered them."""
+        if self.state != "interrupted":
+            return ()
+        for e in reversed(self.events):
+            if e.to_state:
+                return ()
+            if e.kind == "needs_human":
+                return tuple(str(x) for x in e.details.get("choices", ()))
+        return ()
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["created_at"] = _iso(self.created_at)

@@ -1,0 +1,405 @@
+"""Reconciliation: bring every change whose work stopped half-way back to
+the truth on the host.
+
+At start and on every tick, in any process (the transitions are
+conditional on the change's version, so two reconcilers racing make one
+step):
+
+1. running jobs whose worker stopped heart-beating for `lock_stale_after`
+   become `interrupted` and free their VM lock (never earlier);
+2. queued jobs past their deadline fail, and a change that waited on one
+   expires; queued jobs whose delivery was lost are enqueued again;
+3. a change stuck in `creating`, `merging` or `rolling_back` with no live
+   job is `interrupted`; the host is asked what really happened, and the
+   change moves to the state the host shows. Where the host cannot tell (a
+   restore leaves no trace that tells "done" from "not done"), the thread
+   gets the facts and buttons for a human. An unreachable host leaves the
+   change `interrupted`, never guessed, and is asked again next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, select
+
+from bot.changes import Command, State
+from bot.changes.lifecycle import IN_FLIGHT, IllegalTransition
+from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, transition
+from bot.clock import speed_of
+from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
+from bot.jobs import JobState
+from bot.service.deciding import Principal, as_principal
+from bot.service.errors import Conflict, Forbidden, Unavailable
+from bot.service.queries import show_change
+from bot.service.requests import find_change
+from bot.service.views import ChangeView
+from bot.store.db import session_scope
+from bot.store.models import Change, ChangeEvent, Job, change_ref
+from policies import is_admin
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+
+log = logging.getLogger(__name__)
+
+ACTOR = "reconciler"
+# How long a due job may sit queued before its delivery counts as lost.
+STRANDED_AFTER = timedelta(seconds=60)
+
+# Outcomes a human may record for an interrupted change, and the command each is.
+RESOLUTIONS: dict[str, Command] = {
+    "active": Command.RECONCILE_ACTIVE,
+    "failed": Command.RECONCILE_FAILED,
+    "rolled_back": Command.RECONCILE_ROLLED_BACK,
+    "merged": Command.RECONCILE_MERGED,
+}
+_DEFINITE_FAILURE = {
+    State.CREATING: Command.CREATE_FAILED,
+    State.MERGING: Command.MERGE_FAILED,
+    State.ROLLING_BACK: Command.ROLLBACK_FAILED,
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the host says about an interrupted change: a command to apply,
+    a question for a human (`choices`), or nothing yet (`wait`)."""
+
+    message: str
+    command: Command | None = None
+    values: dict[str, Any] | None = None
+    choices: tuple[str, ...] = ()
+    wait: bool = False
+
+
+def _owned_elsewhere(ctx: AppContext, change_id: int) -> set[str]:
+    with session_scope(ctx.engine) as s:
+        rows = s.exec(
+            select(Change.checkpoint_id).where(
+                col(Change.checkpoint_id).is_not(None), col(Change.id) != change_id
+            )
+        ).all()
+    return {str(r) for r in rows if r}
+
+
+def judge_create(
+    change: Change, checkpoints: list[Checkpoint], owned_elsewhere: set[str], now: datetime
+) -> Verdict:
+    """Did the interrupted create leave a checkpoint? It carries the change's
+    ref at the start of its name (see `Executor._take`)."""
+    ref = change_ref(change.id or 0)
+    mine = [
+        c
+        for c in checkpoints
+        if (c.name == ref or c.name.startswith(ref + " ")) and c.id not in owned_elsewhere
+    ]
+    if len(mine) == 1:
+        found = mine[0]
+        return Verdict(
+            f"the host has checkpoint {found.id} ({found.name}), taken for this change: "
+            "the change is active",
+            Command.RECONCILE_ACTIVE,
+            {
+                "checkpoint_id": found.id,
+                "checkpoint_name": found.name,
+                "expires_at": now + timedelta(seconds=change.ttl_seconds),
+            },
+        )
+    if not mine:
+        return Verdict(
+            "the host has no checkpoint named for this change, so none was taken: the change "
+            "failed (request it again; if one appears later, the sweep reports it)",
+            Command.RECONCILE_FAILED,
+        )
+    ids = ", ".join(c.id for c in mine)
+    return Verdict(
+        f"the host has {len(mine)} checkpoints named for this change ({ids}); the bot "
+        "cannot tell which is its own. Merge the extra ones from the orphan sweep, then "
+        "mark the change failed",
+        choices=("failed",),
+    )
+
+
+def judge_merge(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> Verdict:
+    present = any(c.id == change.checkpoint_id for c in checkpoints)
+    if present:
+        return Verdict(
+            f"checkpoint {change.checkpoint_id} is still on the host, so it was not removed: "
+            "the change is active again (keep & merge once more if you still want to)",
+            Command.RECONCILE_ACTIVE,
+        )
+    if vm.merging:
+        return Verdict("the checkpoint is removed and its disk is still merging", wait=True)
+    return Verdict(
+        f"checkpoint {change.checkpoint_id} is gone and no merge is running: "
+        "it was removed and merged",
+        Command.RECONCILE_MERGED,
+    )
+
+
+def judge_restore(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> Verdict:
+    present = any(c.id == change.checkpoint_id for c in checkpoints)
+    if not present:
+        return Verdict(
+            f"checkpoint {change.checkpoint_id} is no longer on the host (someone removed "
+            "it): nothing is left to roll back to",
+            choices=("failed",),
+        )
+    # A restore leaves the checkpoint in place either way; the VM's state and
+    # its parent checkpoint are hints for a human, not proof for the bot.
+    parent = "is" if vm.parent_checkpoint_id == change.checkpoint_id else "is not"
+    return Verdict(
+        f"the bot cannot tell whether the restore ran. The checkpoint is still there; "
+        f"{vm.name} is {vm.state.name} and its current parent {parent} this checkpoint "
+        f"(uptime {vm.uptime_seconds}s). Check the VM, then say what happened",
+        choices=("rolled_back", "active"),
+    )
+
+
+class Reconciler:
+    """The periodic task; `reconcile(change_id)` also serves tests and the CLI."""
+
+    name = "reconcile"
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return "Reconciler()"
+
+    def tick(self, now: datetime) -> None:
+        ledger = self.ctx.ledger
+        for job in ledger.interrupt_stale():
+            log.warning("job %s (%s of %s): %s", job.id, job.kind, job.vm_id, job.error)
+        for job_id in ledger.expire_overdue():
+            self._expired(job_id)
+        for job_id in ledger.stranded_queued(STRANDED_AFTER * speed_of(self.ctx.clock)):
+            self.ctx.queue.enqueue(job_id)
+        for change_id in self._stuck():
+            # Another process may move it first; it is looked at again next tick.
+            with suppress(ConcurrentUpdate, IllegalTransition):
+                self.reconcile(change_id)
+
+    # -- finding work -------------------------------------------------------
+
+    def _stuck(self) -> list[int]:
+        """Changes in flight with no job that could still finish them, and
+        interrupted ones."""
+        states = [s.value for s in IN_FLIGHT] + [State.INTERRUPTED.value]
+        with session_scope(self.ctx.engine) as s:
+            changes = s.exec(select(Change).where(col(Change.state).in_(states))).all()
+            live = {
+                j.change_id
+                for j in s.exec(
+                    select(Job).where(
+                        col(Job.state).in_([JobState.QUEUED.value, JobState.RUNNING.value])
+                    )
+                ).all()
+            }
+        return sorted(c.id for c in changes if c.id is not None and c.id not in live)
+
+    def _expired(self, job_id: int) -> None:
+        job = self.ctx.ledger.get(job_id)
+        if job.change_id is None:
+            return
+        with session_scope(self.ctx.engine) as s:
+            change = get_change(s, job.change_id)
+            if State(change.state) not in (State.APPROVED, State.SCHEDULED):
+                return  # in flight: settled by reconcile() as a job that never started
+            transition(
+                s,
+                change,
+                Command.EXPIRE,
+                actor=ACTOR,
+                now=self.ctx.clock(),
+                message=f"its {job.kind} job could not start before its deadline: nothing "
+                "was done on the host; request it again",
+            )
+        self.ctx.notifier.changed(job.change_id)
+
+    # -- one change ---------------------------------------------------------
+
+    def reconcile(self, change_id: int) -> str:
+        """Settle one change; returns its state afterwards."""
+        with session_scope(self.ctx.engine) as s:
+            change = get_change(s, change_id)
+            events = events_of(s, change_id)
+        jobs = self.ctx.ledger.jobs_of_change(change_id)
+        state = State(change.state)
+        if state in IN_FLIGHT:
+            last = jobs[-1] if jobs else None
+            if last is not None and last.state == JobState.FAILED and last.started_at is None:
+                # The job never ran, so the host was never touched: a definite failure.
+                self._step(change, _DEFINITE_FAILURE[state], f"not done: {last.error}")
+                return self._state(change_id)
+            why = last.error if last is not None and last.error else "its job ended unseen"
+            self._step(
+                change,
+                Command.INTERRUPT,
+                f"{state.value.replace('_', ' ')}: outcome unknown ({why}); asking the host",
+            )
+            with session_scope(self.ctx.engine) as s:
+                change = get_change(s, change_id)
+                events = events_of(s, change_id)
+            doing = state
+        else:
+            doing = _interrupted_from(events)
+        verdict = self._ask_host(change, doing, events)
+        if verdict is None or verdict.wait:
+            return change.state
+        if verdict.command is not None:
+            self._step(
+                change,
+                verdict.command,
+                "reconciled against the host: " + verdict.message,
+                **(verdict.values or {}),
+            )
+        elif not _asked_already(events, verdict.message):
+            self._note(
+                change,
+                "needs_human",
+                "needs a human: " + verdict.message,
+                choices=list(verdict.choices),
+            )
+        return self._state(change_id)
+
+    def _ask_host(self, change: Change, doing: State, events: list[ChangeEvent]) -> Verdict | None:
+        host = self.ctx.host_for(change.host)
+        try:
+            checkpoints = host.list_checkpoints(change.vm_id)
+            vm = host.get_vm(change.vm_id)
+            if doing is State.CREATING:
+                self._restore_setting(change, events, vm)
+                return judge_create(
+                    change, checkpoints, _owned_elsewhere(self.ctx, change.id or 0), self.now()
+                )
+        except HyperVError as exc:
+            text = f"cannot ask {change.host} yet ({exc.message}); trying again"
+            if not _asked_already(events, text):
+                self._note(change, "reconcile_waiting", text)
+            return None
+        if doing is State.MERGING:
+            return judge_merge(change, checkpoints, vm)
+        return judge_restore(change, checkpoints, vm)
+
+    def _restore_setting(self, change: Change, events: list[ChangeEvent], vm: VMInfo) -> None:
+        """A create switches the VM's CheckpointType for its checkpoint and
+        back afterwards; a worker that died in between left it switched."""
+        switched = [e for e in events if e.kind == "setting" and "original" in e.details]
+        if not switched:
+            return
+        original = CheckpointType[str(switched[-1].details["original"])]
+        if vm.checkpoint_type is original:
+            return
+        self.ctx.host_for(change.host).set_checkpoint_settings(
+            change.vm_id, checkpoint_type=original
+        )
+        self._note(
+            change,
+            "setting",
+            f"CheckpointType set back from {vm.checkpoint_type.name} to {original.name} "
+            "(the interrupted create had switched it)",
+        )
+
+    # -- writing ------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.ctx.clock()
+
+    def _state(self, change_id: int) -> str:
+        with session_scope(self.ctx.engine) as s:
+            return get_change(s, change_id).state
+
+    def _step(self, change: Change, command: Command, message: str, **values: Any) -> None:
+        assert change.id is not None
+        with session_scope(self.ctx.engine) as s:
+            current = get_change(s, change.id)
+            if current.version != change.version:
+                raise ConcurrentUpdate(change.id)
+            transition(s, current, command, actor=ACTOR, now=self.now(), message=message, **values)
+            change.version = current.version
+        self.ctx.notifier.changed(change.id)
+
+    def _note(self, change: Change, kind: str, message: str, **details: Any) -> None:
+        assert change.id is not None
+        with session_scope(self.ctx.engine) as s:
+            current = get_change(s, change.id)
+            note(
+                s, current, kind=kind, actor=ACTOR, now=self.now(), message=message, details=details
+            )
+            change.version = current.version
+        self.ctx.notifier.changed(change.id)
+
+
+def _interrupted_from(events: list[ChangeEvent]) -> State:
+    for e in reversed(events):
+        if e.to_state == State.INTERRUPTED.value and e.from_state:
+            return State(e.from_state)
+    raise ValueError("an interrupted change with no interrupt event")
+
+
+def _asked_already(events: list[ChangeEvent], message: str) -> bool:
+    """The newest note says the same: do not repeat it in the thread every tick."""
+    for e in reversed(events):
+        if e.to_state:
+            return False
+        if e.actor == ACTOR:
+            return e.message.endswith(message)
+    return False
+
+
+def resolve(ctx: AppContext, ref: str, outcome: str, *, who: str | Principal) -> ChangeView:
+    """A human records what happened to an interrupted change the host could
+    not settle; only an outcome the reconciler offered, checked against the
+    host once more."""
+    principal = as_principal(who)
+    change_id = find_change(ctx, ref)
+    with session_scope(ctx.engine) as s:
+        change = get_change(s, change_id)
+        events = events_of(s, change_id)
+    offered = ChangeView.of(change, events).resolutions
+    if change.state != State.INTERRUPTED or outcome not in offered:
+        choices = ", ".join(offered) or "none"
+        raise Conflict(
+            f"{change_ref(change_id)} is {change.state.replace('_', ' ')}; "
+            f"outcomes that can be recorded now: {choices}"
+        )
+    if principal.id != change.requester and not is_admin(
+        ctx.policy, principal.id, principal.groups
+    ):
+        raise Forbidden(
+            f"only the requester ({change.requester}) or an admin may say what happened "
+            f"to {change_ref(change_id)}"
+        )
+    if outcome in ("active", "rolled_back"):
+        try:
+            present = any(
+                c.id == change.checkpoint_id
+                for c in ctx.host_for(change.host).list_checkpoints(change.vm_id)
+            )
+        except HyperVError as exc:
+            raise Unavailable(f"cannot check {change.host}: {exc.message}") from None
+        if not present:
+            raise Conflict(
+                f"checkpoint {change.checkpoint_id} is no longer on {change.host}: "
+                f"{change_ref(change_id)} cannot be {outcome.replace('_', ' ')}"
+            )
+    try:
+        with session_scope(ctx.engine) as s:
+            transition(
+                s,
+                get_change(s, change_id),
+                RESOLUTIONS[outcome],
+                actor=principal.id,
+                now=ctx.clock(),
+                message=f"{principal.id} checked the VM and recorded: {outcome.replace('_', ' ')}",
+            )
+    except ConcurrentUpdate:
+        raise Conflict(f"{change_ref(change_id)} changed while you answered; look again") from None
+    ctx.notifier.changed(change_id)
+    return show_change(ctx, change_ref(change_id))

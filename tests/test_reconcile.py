@@ -1,0 +1,288 @@
+"""Reconciliation: a worker that died mid-job leaves a change that the
+reconciler settles against the (simulated) host, or hands to a human.
+
+The dead worker is played by hand: the job is claimed by a worker id that
+never beats again, and the host work it did (or did not do) is done on the
+simulated host directly. A manual clock moves past `lock_stale_after`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.changes import Command, State
+from bot.changes.record import get_change, transition
+from bot.clock import ManualClock
+from bot.context import AppContext, build_context
+from bot.hyperv import HostUnreachable, HyperVHost
+from bot.service import Conflict, Forbidden, request_checkpoint, show_change
+from bot.service.reconcile import Reconciler, resolve
+from bot.store.db import session_scope
+from bot.store.models import change_ref
+from templates import Renderer
+from templates.blocks import SlackRenderer
+from tests.helpers import T0, settings_for
+
+DEAD = "dead-host:1:deadbeef"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[AppContext]:
+    # No consumer: every job step here is played by the test.
+    context = build_context(settings_for(tmp_path, db_url), clock=clock, huey_kind="memory")
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def _step(ctx: AppContext, change_id: int, command: Command, **values: object) -> None:
+    with session_scope(ctx.engine) as s:
+        transition(
+            s, get_change(s, change_id), command, actor="checkpoint-bot", now=ctx.clock(), **values
+        )
+
+
+def _died_while(ctx: AppContext, kind: str, change_id: int, job_id: int) -> None:
+    """A worker claims the job, moves the change, and is never heard of again."""
+    assert ctx.ledger.claim(job_id, DEAD).won
+    if kind == "create":
+        _step(ctx, change_id, Command.START_CREATE)
+
+
+def _active(ctx: AppContext, clock: ManualClock) -> tuple[int, HyperVHost]:
+    """WEB01 with a checkpoint, its change active (the normal way, run by hand)."""
+    out = request_checkpoint(ctx, "WEB01", reason="KB5044284", requester="alice")
+    assert out.job_id is not None
+    ctx.runner.run(out.job_id)
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "active"
+    return change.id, ctx.host_for(change.host)
+
+
+def _stale(ctx: AppContext, clock: ManualClock) -> None:
+    clock.advance(ctx.ledger.lock_stale_after + timedelta(seconds=1))
+
+
+def test_create_that_reached_the_host_becomes_active_without_a_second_checkpoint(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    _died_while(ctx, "create", out.change.id, out.job_id)
+    host = ctx.host_for(out.change.host)
+    taken = host.create_checkpoint(out.change.vm_id, f"{out.change.ref} patch")
+
+    reconciler = Reconciler(ctx)
+    reconciler.tick(clock())  # heartbeat still fresh: nothing happens
+    assert show_change(ctx, out.change.ref).state == "creating"
+    assert ctx.ledger.get(out.job_id).state == "running"
+
+    _stale(ctx, clock)
+    reconciler.tick(clock())
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "active"
+    assert change.checkpoint_id == taken.id
+    assert change.expires_at == clock() + timedelta(seconds=change.ttl_seconds)
+    assert ctx.ledger.get(out.job_id).state == "interrupted"
+    assert [c.id for c in host.list_checkpoints(out.change.vm_id)] == [taken.id]
+    kinds = [e.kind for e in change.events]
+    assert kinds[-2:] == ["interrupt", "reconcile_active"]
+    assert "stopped heartbeating" in change.events[-2].message
+    assert "reconciled against the host" in change.events[-1].message
+    # The VM lock was freed: the next operation on WEB01 can run.
+    assert ctx.ledger.running_for_vm(out.change.vm_id) is None
+
+
+def test_create_that_never_reached_the_host_fails(ctx: AppContext, clock: ManualClock) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    _died_while(ctx, "create", out.change.id, out.job_id)
+    _stale(ctx, clock)
+    Reconciler(ctx).tick(clock())
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "failed"
+    assert "no checkpoint named for this change" in change.events[-1].message
+
+
+def test_create_that_switched_the_checkpoint_type_sets_it_back(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    from bot.changes.record import note
+    from bot.hyperv import CheckpointType
+
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    _died_while(ctx, "create", out.change.id, out.job_id)
+    host = ctx.host_for(out.change.host)
+    before = host.get_vm(out.change.vm_id).checkpoint_type
+    other = next(t for t in (CheckpointType.Standard, CheckpointType.Production) if t != before)
+    host.set_checkpoint_settings(out.change.vm_id, checkpoint_type=other)
+    with session_scope(ctx.engine) as s:
+        note(
+            s,
+            get_change(s, out.change.id),
+            kind="setting",
+            actor="checkpoint-bot",
+            now=clock(),
+            message="switched",
+            details={"original": before.name},
+        )
+    _stale(ctx, clock)
+    Reconciler(ctx).tick(clock())
+    assert host.get_vm(out.change.vm_id).checkpoint_type is before
+    assert show_change(ctx, out.change.ref).state == "failed"
+
+
+def test_merge_settles_by_whether_the_checkpoint_is_still_there(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    change_id, host = _active(ctx, clock)
+    ref = change_ref(change_id)
+    from bot.service.requests import begin_host_action
+    from policies import Action
+
+    job_id = begin_host_action(ctx, change_id, Action.MERGE, "alice")
+    assert ctx.ledger.claim(job_id, DEAD).won
+    _stale(ctx, clock)
+    Reconciler(ctx).tick(clock())
+    # The remove never reached the host: the checkpoint is there, active again.
+    assert show_change(ctx, ref).state == "active"
+
+    job_id = begin_host_action(ctx, change_id, Action.MERGE, "alice")
+    assert ctx.ledger.claim(job_id, DEAD).won
+    change = show_change(ctx, ref)
+    assert change.checkpoint_id is not None
+    _stale(ctx, clock)
+    host.remove_checkpoint(change.vm_id, change.checkpoint_id)
+    Reconciler(ctx).tick(clock())
+    assert host.get_vm(change.vm_id).merging  # still merging on the host: wait
+    assert show_change(ctx, ref).state == "interrupted"
+    clock.advance(timedelta(hours=1))
+    Reconciler(ctx).tick(clock())
+    assert show_change(ctx, ref).state == "merged"
+
+
+def test_restore_asks_a_human_once_and_the_answer_is_checked(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    change_id, _host = _active(ctx, clock)
+    ref = change_ref(change_id)
+    from bot.service.requests import begin_host_action
+    from policies import Action
+
+    job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "bob")
+    assert ctx.ledger.claim(job_id, DEAD).won
+    _stale(ctx, clock)
+    reconciler = Reconciler(ctx)
+    reconciler.tick(clock())
+    reconciler.tick(clock())
+    change = show_change(ctx, ref)
+    assert change.state == "interrupted"
+    assert change.resolutions == ("rolled_back", "active")
+    assert [e.kind for e in change.events].count("needs_human") == 1
+    assert "cannot tell whether the restore ran" in change.events[-1].message
+
+    root = SlackRenderer(Renderer()).payload("change_root", c=change)
+    actions = [
+        el["action_id"] for b in root["blocks"] if b["type"] == "actions" for el in b["elements"]
+    ]
+    assert actions == ["checkpoint:resolve_rolled_back", "checkpoint:resolve_active"]
+
+    with pytest.raises(Forbidden):
+        resolve(ctx, ref, "rolled_back", who="mallory")
+    with pytest.raises(Conflict, match="outcomes that can be recorded now: rolled_back, active"):
+        resolve(ctx, ref, "merged", who="alice")
+    done = resolve(ctx, ref, "rolled_back", who="alice")
+    assert done.state == "rolled_back"
+    assert done.events[-1].actor == "alice"
+    with pytest.raises(Conflict):
+        resolve(ctx, ref, "active", who="alice")
+
+
+def test_unreachable_host_keeps_the_change_interrupted_and_says_so_once(
+    ctx: AppContext, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    _died_while(ctx, "create", out.change.id, out.job_id)
+    _stale(ctx, clock)
+
+    class Down:
+        def list_checkpoints(self, vm_id: str | None = None) -> list[object]:
+            raise HostUnreachable("connection refused", host=out.change.host)
+
+    real = ctx.host_for
+    ctx.host_for = lambda name: Down()  # type: ignore[assignment,return-value]
+    reconciler = Reconciler(ctx)
+    reconciler.tick(clock())
+    reconciler.tick(clock())
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "interrupted"
+    assert [e.kind for e in change.events].count("reconcile_waiting") == 1
+    ctx.host_for = real  # type: ignore[method-assign]
+    reconciler.tick(clock())
+    assert show_change(ctx, out.change.ref).state == "failed"
+
+
+def test_queued_create_past_its_deadline_expires_the_change(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    clock.advance(ctx.settings.jobs.create_deadline + timedelta(minutes=1))
+    Reconciler(ctx).tick(clock())
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "expired"
+    assert "could not start before its deadline" in change.events[-1].message
+
+
+def test_a_lost_delivery_is_enqueued_again(ctx: AppContext, clock: ManualClock) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    ctx.queue.huey.flush()  # the queue lost it
+    clock.advance(timedelta(minutes=2))
+    Reconciler(ctx).tick(clock())
+    assert len(ctx.queue.huey) == 1
+    task = ctx.queue.huey.dequeue()
+    assert task is not None
+    ctx.queue.huey.execute(task)
+    assert show_change(ctx, out.change.ref).state == "active"
+
+
+def test_healthy_work_is_left_alone(ctx: AppContext, clock: ManualClock) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    reconciler = Reconciler(ctx)
+    reconciler.tick(clock())  # queued and due: not stranded yet
+    assert show_change(ctx, out.change.ref).state == "approved"
+    assert ctx.ledger.claim(out.job_id, "live-worker").won
+    _step(ctx, out.change.id, Command.START_CREATE)
+    for _ in range(5):
+        clock.advance(timedelta(seconds=10))
+        assert ctx.ledger.heartbeat(out.job_id, "live-worker")
+        reconciler.tick(clock())
+    assert show_change(ctx, out.change.ref).state == "creating"
+
+
+@given(st.sampled_from([State.CREATING, State.MERGING, State.ROLLING_BACK]))
+def test_every_in_flight_state_can_be_interrupted_and_left(state: State) -> None:
+    from bot.changes.lifecycle import TRANSITIONS, next_state
+
+    assert next_state(state, Command.INTERRUPT) is State.INTERRUPTED
+    leaving = {c for c, edges in TRANSITIONS.items() if State.INTERRUPTED in edges}
+    assert leaving == {
+        Command.RECONCILE_ACTIVE,
+        Command.RECONCILE_FAILED,
+        Command.RECONCILE_MERGED,
+        Command.RECONCILE_ROLLED_BACK,
+    }
