@@ -123,8 +123,10 @@ class SweepConfig(_Model):
     orphan_after: timedelta = timedelta(hours=24)
     # Digests for checkpoints whose change names no channel, and for orphans.
     channel: str | None = None
+    # Size samples (one per checkpoint per sweep) older than this are pruned.
+    keep_sizes: timedelta = timedelta(days=30)
 
-    _durations = field_validator("interval", "orphan_after", mode="before")(_duration)
+    _durations = field_validator("interval", "orphan_after", "keep_sizes", mode="before")(_duration)
 
 
 class SecretRefConfig(_Model):

@@ -13,6 +13,7 @@ from bot.cli.checkpoint_cmds import change, checkpoint
 from bot.cli.emulator_cmd import emulator
 from bot.cli.runtime import Runtime
 from bot.cli.serve_cmd import serve
+from bot.cli.sweep_cmd import sweep
 from bot.config import ConfigError
 from bot.service.errors import BadRequest, ServiceError, Unavailable
 
@@ -49,7 +50,7 @@ def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> No
     click_ctx.call_on_close(runtime.close)
 
 
-for command in (checkpoint, change, inventory, audit, db, policy, worker, emulator, serve):
+for command in (checkpoint, change, inventory, audit, db, policy, worker, emulator, serve, sweep):
     cli.add_command(command)
 
 

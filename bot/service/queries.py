@@ -50,22 +50,12 @@ def _tree_order(checkpoints: list[Checkpoint]) -> Iterator[tuple[Checkpoint, int
         stack.extend((c, depth + 1) for c in reversed(children.get(node.id, [])))
 
 
-def list_checkpoints(
-    ctx: AppContext, *, vm: str | None = None, host: str | None = None
-) -> CheckpointListing:
-    vm_id = None
-    if vm:
-        record = resolve_vm(ctx, vm)
-        vm_id, hosts = record.vm_id, [record.host]
-        if host and host.lower() != record.host.lower():
-            raise BadRequest(f"{record.name} runs on {record.host}, not {host}")
-    elif host:
-        try:
-            hosts = [ctx.inventory.host(host).name]
-        except LookupError as exc:
-            raise BadRequest(str(exc)) from None
-    else:
-        hosts = [h.name for h in ctx.inventory.hosts]
+def fleet_checkpoints(
+    ctx: AppContext, hosts: list[str], vm_id: str | None = None
+) -> tuple[list[Checkpoint], list[HostProblem]]:
+    """Every checkpoint on `hosts`, asking at most `hyperv.fanout` at once.
+    A host that cannot be asked is a problem, never an empty list: its
+    checkpoints are unknown."""
 
     def fetch(name: str) -> tuple[str, list[Checkpoint] | HyperVError]:
         try:
@@ -83,6 +73,27 @@ def list_checkpoints(
             problems.append(HostProblem(name, result.message))
         else:
             found.extend(result)
+    return found, problems
+
+
+def list_checkpoints(
+    ctx: AppContext, *, vm: str | None = None, host: str | None = None
+) -> CheckpointListing:
+    vm_id = None
+    if vm:
+        record = resolve_vm(ctx, vm)
+        vm_id, hosts = record.vm_id, [record.host]
+        if host and host.lower() != record.host.lower():
+            raise BadRequest(f"{record.name} runs on {record.host}, not {host}")
+    elif host:
+        try:
+            hosts = [ctx.inventory.host(host).name]
+        except LookupError as exc:
+            raise BadRequest(str(exc)) from None
+    else:
+        hosts = [h.name for h in ctx.inventory.hosts]
+
+    found, problems = fleet_checkpoints(ctx, hosts, vm_id)
     owners = _owners(ctx, [c.id for c in found])
     now = ctx.clock()
     rows: list[CheckpointRow] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.store.columns import UTCDateTime
@@ -180,3 +180,34 @@ class SimulatorHost(SQLModel, table=True):
 
 def change_ref(change_id: int) -> str:
     return f"CHG-{change_id:04d}"
+
+
+class CheckpointSize(SQLModel, table=True):
+    """One sample of a checkpoint's size, taken by the sweep: the history
+    that shows how fast a forgotten checkpoint grows. Append-only; old
+    samples are pruned after `sweep.keep_sizes`."""
+
+    __tablename__ = "checkpoint_size"
+    __table_args__ = (Index("ix_checkpoint_size_checkpoint_at", "checkpoint_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    host: str = Field(max_length=255)
+    vm_id: str = Field(max_length=64)
+    checkpoint_id: str = Field(max_length=64)
+    at: datetime = _utc()
+    # BIGINT: an .avhdx grows past 2 GiB in a day on a busy VM.
+    size_bytes: int = Field(sa_column=Column(BigInteger(), nullable=False))
+
+
+class CheckpointAdoption(SQLModel, table=True):
+    """A human adopted an orphan: the checkpoint's Id is the primary key, so
+    two clicks (on any replica) cannot both create a change that owns it."""
+
+    __tablename__ = "checkpoint_adoption"
+
+    checkpoint_id: str = Field(primary_key=True, max_length=64)
+    change_id: int = Field(foreign_key="change.id", index=True)
+    host: str = Field(max_length=255)
+    vm_id: str = Field(max_length=64)
+    adopted_by: str = Field(max_length=255)
+    at: datetime = _utc()

@@ -1,0 +1,304 @@
+"""The orphan and stale sweep: every checkpoint on every host, matched to the
+changes that own them, reported as one digest per channel.
+
+    tick ─► claim (sweep, slot) ─► fleet_checkpoints (at most hyperv.fanout hosts at once)
+         ─► sample every size ─► classify ─► group by channel ─► one post per channel
+
+It reports and never acts: merging or adopting is a human's click. A host
+that cannot be asked is "unknown" in every digest, never "no checkpoints".
+The slot is claimed before the work, so a sweep that dies half way is not
+repeated by another replica: its digest goes out at most once, and the next
+slot sweeps again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, delete, func
+from sqlmodel import Session, col, select
+
+from bot.changes import State
+from bot.hyperv import Checkpoint, SnapshotType
+from bot.hyperv.types import snapshot_kind
+from bot.service.queries import fleet_checkpoints
+from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
+from bot.service.views import HostProblem
+from bot.store.db import session_scope
+from bot.store.models import Change, CheckpointSize, change_ref
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+
+log = logging.getLogger(__name__)
+
+KIND = "sweep"
+TEMPLATE = "sweep_digest"
+# A human decides what happens to these once they are past their expiry.
+_DECIDABLE = frozenset({State.ACTIVE, State.ROLLED_BACK})
+# Work is under way, or the outcome is unknown and reconciliation (and the
+# change's thread) owns the question: not the sweep's to report.
+_IN_HAND = frozenset({State.CREATING, State.MERGING, State.ROLLING_BACK, State.INTERRUPTED})
+# Hyper-V Replica's recovery points: Replica creates and prunes them.
+REPLICA_TYPES = frozenset(
+    {
+        SnapshotType.Recovery,
+        SnapshotType.Replica,
+        SnapshotType.AppConsistentReplica,
+        SnapshotType.SyncedReplica,
+    }
+)
+# Bound the IN (...) lists: SQLite and PostgreSQL both cap bind parameters.
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The change that names a checkpoint, as the sweep needs it."""
+
+    change_id: int
+    state: State
+    version: int
+    expires_at: datetime | None
+    channel: str | None
+    requester: str
+
+
+def sweep_slot(now: datetime, interval: timedelta) -> str:
+    """The interval `now` falls in, named by its start: `2026-12-01T18:00Z`."""
+    step = max(1, int(interval.total_seconds()))
+    start = int(now.timestamp()) // step * step
+    return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def classify(
+    owner: Owner | None, created_at: datetime, now: datetime, orphan_after: timedelta
+) -> Finding | None:
+    """What the sweep says about one checkpoint; None: nothing to report.
+
+    A young checkpoint no change owns may be one a create job is taking right
+    now (the change learns its Id only once Hyper-V returns), so it becomes
+    an orphan only after `orphan_after`."""
+    if owner is None:
+        return Finding.ORPHAN if now - created_at >= orphan_after else None
+    if owner.state in _DECIDABLE:
+        expired = owner.expires_at is not None and owner.expires_at <= now
+        return Finding.STALE if expired else None
+    if owner.state in _IN_HAND:
+        return None
+    return Finding.MISMATCH
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def owners_of(s: Session, checkpoint_ids: Sequence[str]) -> dict[str, Owner]:
+    found: dict[str, Owner] = {}
+    for chunk in _chunks(checkpoint_ids):
+        rows = s.exec(select(Change).where(col(Change.checkpoint_id).in_(chunk))).all()
+        for c in sorted(rows, key=lambda c: c.id or 0):
+            assert c.id is not None and c.checkpoint_id is not None
+            owner = Owner(c.id, State(c.state), c.version, c.expires_at, c.channel, c.requester)
+            held = found.get(c.checkpoint_id)
+            # Two changes naming one checkpoint would be a bug; prefer the
+            # one that still holds it, so nothing is reported as settled.
+            if held is None or held.state not in _DECIDABLE:
+                found[c.checkpoint_id] = owner
+    return found
+
+
+def previous_sizes(
+    s: Session, checkpoint_ids: Sequence[str], before: datetime
+) -> dict[str, tuple[datetime, int]]:
+    """Each checkpoint's latest size sample taken before `before`."""
+    found: dict[str, tuple[datetime, int]] = {}
+    for chunk in _chunks(checkpoint_ids):
+        latest = (
+            select(
+                CheckpointSize.checkpoint_id,
+                func.max(CheckpointSize.at).label("last_at"),
+            )
+            .where(col(CheckpointSize.checkpoint_id).in_(chunk), col(CheckpointSize.at) < before)
+            .group_by(col(CheckpointSize.checkpoint_id))
+            .subquery()
+        )
+        rows = s.exec(
+            select(CheckpointSize.checkpoint_id, CheckpointSize.at, CheckpointSize.size_bytes).join(
+                latest,
+                and_(
+                    col(CheckpointSize.checkpoint_id) == latest.c.checkpoint_id,
+                    col(CheckpointSize.at) == latest.c.last_at,
+                ),
+            )
+        ).all()
+        for checkpoint_id, at, size in rows:
+            found[checkpoint_id] = (at, size)
+    return found
+
+
+def record_sizes(s: Session, checkpoints: Iterable[Checkpoint], at: datetime) -> None:
+    s.add_all(
+        CheckpointSize(
+            host=c.host, vm_id=c.vm_id, checkpoint_id=c.id, at=at, size_bytes=c.size_bytes
+        )
+        for c in checkpoints
+    )
+
+
+def size_history(ctx: AppContext, checkpoint_id: str) -> list[tuple[datetime, int]]:
+    """Every kept sample of one checkpoint, oldest first."""
+    with session_scope(ctx.engine) as s:
+        rows = s.exec(
+            select(CheckpointSize.at, CheckpointSize.size_bytes)
+            .where(CheckpointSize.checkpoint_id == checkpoint_id)
+            .order_by(col(CheckpointSize.at))
+        ).all()
+    return [(at, size) for at, size in rows]
+
+
+def _item(
+    c: Checkpoint,
+    finding: Finding,
+    owner: Owner | None,
+    previous: tuple[datetime, int] | None,
+    now: datetime,
+    default_channel: str | None,
+) -> SweepItem:
+    return SweepItem(
+        finding=finding,
+        host=c.host,
+        vm_name=c.vm_name,
+        vm_id=c.vm_id,
+        checkpoint_id=c.id,
+        name=c.name,
+        kind=snapshot_kind(c.snapshot_type),
+        created_at=c.created_at,
+        age_seconds=max(0, int((now - c.created_at).total_seconds())),
+        size_bytes=c.size_bytes,
+        growth_bytes=c.size_bytes - previous[1] if previous else None,
+        # Orphans have no thread: they go where the sweep is told to report.
+        channel=(owner.channel if owner else None) or default_channel,
+        change_ref=change_ref(owner.change_id) if owner else None,
+        change_state=owner.state.value if owner else None,
+        change_version=owner.version if owner else 0,
+        requester=owner.requester if owner else None,
+        expires_at=owner.expires_at if owner else None,
+    )
+
+
+def _digests(
+    items: Sequence[SweepItem],
+    problems: Sequence[HostProblem],
+    default_channel: str | None,
+    previous_at: datetime | None,
+) -> tuple[ChannelDigest, ...]:
+    by_channel: dict[str, list[SweepItem]] = {}
+    for item in items:
+        if item.channel is not None:
+            by_channel.setdefault(item.channel, []).append(item)
+    # An unreachable host is news even when nothing else is: its checkpoints
+    # are unknown, so the default channel hears of it.
+    if problems and default_channel and default_channel not in by_channel:
+        by_channel[default_channel] = []
+    return tuple(
+        ChannelDigest(channel, tuple(found), tuple(problems), previous_at)
+        for channel, found in sorted(by_channel.items())
+    )
+
+
+def scan(ctx: AppContext, now: datetime | None = None, *, record: bool = True) -> SweepReport:
+    """List every checkpoint on every host, sample its size (unless `record`
+    is False) and say which are stale, orphaned or at odds with the record."""
+    at = now or ctx.clock()
+    config = ctx.settings.sweep
+    hosts = [h.name for h in ctx.inventory.hosts]
+    found, problems = fleet_checkpoints(ctx, hosts)
+    ours = [c for c in found if c.snapshot_type not in REPLICA_TYPES]
+    ids = [c.id for c in found]
+    with session_scope(ctx.engine) as s:
+        owners = owners_of(s, ids)
+        previous = previous_sizes(s, ids, at)
+        if record:
+            record_sizes(s, found, at)
+            s.execute(delete(CheckpointSize).where(col(CheckpointSize.at) < at - config.keep_sizes))
+    default_channel = config.channel or ctx.settings.slack.changes_channel
+    items: list[SweepItem] = []
+    young = 0
+    for c in ours:
+        owner = owners.get(c.id)
+        finding = classify(owner, c.created_at, at, config.orphan_after)
+        if finding is None:
+            young += owner is None
+            continue
+        items.append(_item(c, finding, owner, previous.get(c.id), at, default_channel))
+    # The biggest first: they cost the most disk and take longest to merge.
+    items.sort(key=lambda i: (-i.size_bytes, i.vm_name.lower(), i.checkpoint_id))
+    previous_at = max((when for when, _ in previous.values()), default=None)
+    return SweepReport(
+        at=at,
+        slot=sweep_slot(at, config.interval),
+        hosts=len(hosts),
+        seen=len(found),
+        items=tuple(items),
+        problems=tuple(problems),
+        digests=_digests(items, problems, default_channel, previous_at),
+        young_orphans=young,
+        replica_points=len(found) - len(ours),
+        previous_at=previous_at,
+    )
+
+
+def post_digests(ctx: AppContext, report: SweepReport) -> SweepReport:
+    """One message per channel, however many checkpoints it lists."""
+    posted: dict[str, str | None] = {}
+    for digest in report.digests:
+        try:
+            posted[digest.channel] = ctx.channels.post(
+                digest.channel, TEMPLATE, digest=digest, report=report
+            )
+        except Exception:
+            # One channel's failure (a template bug) must not silence the others.
+            log.exception("the sweep digest for %s could not be posted", digest.channel)
+            posted[digest.channel] = None
+    return replace(report, posted=posted)
+
+
+def run_sweep(ctx: AppContext, *, post: bool = False, now: datetime | None = None) -> SweepReport:
+    """One sweep now (the CLI's `sweep run`): scan, and post if asked to."""
+    report = scan(ctx, now)
+    if post and ctx.channels.enabled:
+        report = post_digests(ctx, report)
+    return report
+
+
+@dataclass
+class SweepTask:
+    """The periodic sweep: once per `sweep.interval` across every replica."""
+
+    ctx: AppContext
+    name: str = KIND
+
+    def tick(self, now: datetime) -> None:
+        config = self.ctx.settings.sweep
+        if not config.enabled:
+            return
+        slot = sweep_slot(now, config.interval)
+        if not self.ctx.ticks.claim(KIND, slot):
+            return
+        report = post_digests(self.ctx, scan(self.ctx, now))
+        log.info(
+            "sweep %s: %d checkpoints on %d hosts, %d reported, %d hosts unreachable, "
+            "%d digests posted",
+            slot,
+            report.seen,
+            report.hosts,
+            len(report.items),
+            len(report.problems),
+            sum(1 for ts in report.posted.values() if ts),
+        )

@@ -1,0 +1,168 @@
+"""What the orphan and stale sweep found: plain values for templates, the
+CLI's `--json` and tests (no ORM objects)."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.service.views import HostProblem
+
+
+class Finding(enum.StrEnum):
+    # Owned by a change that is past its expiry: someone should decide.
+    STALE = "stale"
+    # No change owns it and it is older than `sweep.orphan_after`.
+    ORPHAN = "orphan"
+    # A change names it, but says it should not exist any more (merged,
+    # failed, interrupted…): the record and the host disagree.
+    MISMATCH = "mismatch"
+
+
+# The adopt buttons' value: where the orphan was seen. Host names never hold
+# "/", Hyper-V ids are GUIDs.
+_ORPHAN_VALUE = re.compile(r"^([^/\s]{1,255})/([0-9A-Fa-f-]{36})/([0-9A-Fa-f-]{36})$")
+
+
+def parse_orphan_value(value: str) -> tuple[str, str, str]:
+    """`"HV01/<vm id>/<checkpoint id>"` → `(host, vm_id, checkpoint_id)`."""
+    found = _ORPHAN_VALUE.match(value)
+    if found is None:
+        raise ValueError(f"not an orphan button value: {value!r} (expected HOST/VMID/CHECKPOINTID)")
+    return found.group(1), found.group(2), found.group(3)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True)
+class SweepItem:
+    """One checkpoint the sweep reports, with its owner if it has one."""
+
+    finding: Finding
+    host: str
+    vm_name: str
+    vm_id: str
+    checkpoint_id: str
+    name: str
+    kind: str
+    created_at: datetime
+    age_seconds: int
+    size_bytes: int
+    # Since the previous sample (None: first time the sweep sees it).
+    growth_bytes: int | None
+    # Where its digest goes; None when neither its change nor the config
+    # names a channel (then it is only in the CLI's report).
+    channel: str | None
+    change_ref: str | None = None
+    change_state: str | None = None
+    change_version: int = 0
+    requester: str | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def orphan_value(self) -> str:
+        return f"{self.host}/{self.vm_id}/{self.checkpoint_id}"
+
+    @property
+    def has_buttons(self) -> bool:
+        return self.finding is not Finding.MISMATCH
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["finding"] = self.finding.value
+        data["created_at"] = _iso(self.created_at)
+        data["expires_at"] = _iso(self.expires_at)
+        return data
+
+
+@dataclass(frozen=True)
+class ChannelDigest:
+    """One message: everything the sweep reports to one channel."""
+
+    channel: str
+    items: tuple[SweepItem, ...]
+    problems: tuple[HostProblem, ...]
+    # When the sizes were sampled before (None: the first sweep).
+    previous_at: datetime | None = None
+
+    def count(self, finding: Finding) -> int:
+        return sum(1 for i in self.items if i.finding is finding)
+
+    @property
+    def stale(self) -> int:
+        return self.count(Finding.STALE)
+
+    @property
+    def orphans(self) -> int:
+        return self.count(Finding.ORPHAN)
+
+    @property
+    def mismatches(self) -> int:
+        return self.count(Finding.MISMATCH)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(i.size_bytes for i in self.items)
+
+    @property
+    def growth_bytes(self) -> int | None:
+        grown = [i.growth_bytes for i in self.items if i.growth_bytes is not None]
+        return sum(grown) if grown else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "stale": self.stale,
+            "orphans": self.orphans,
+            "mismatches": self.mismatches,
+            "total_bytes": self.total_bytes,
+            "growth_bytes": self.growth_bytes,
+            "previous_at": _iso(self.previous_at),
+            "checkpoint_ids": [i.checkpoint_id for i in self.items],
+            "unreachable": [p.host for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    at: datetime
+    slot: str
+    hosts: int
+    # Every checkpoint seen on the hosts that answered.
+    seen: int
+    items: tuple[SweepItem, ...]
+    problems: tuple[HostProblem, ...]
+    digests: tuple[ChannelDigest, ...]
+    # Orphans younger than `sweep.orphan_after`: possibly a change's own
+    # checkpoint being taken right now, so not reported yet.
+    young_orphans: int = 0
+    # Hyper-V Replica's recovery points: managed by Replica, never ours.
+    replica_points: int = 0
+    previous_at: datetime | None = None
+    # channel -> the digest's message ts (None: Slack refused or is off).
+    posted: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def undelivered(self) -> tuple[SweepItem, ...]:
+        return tuple(i for i in self.items if i.channel is None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": _iso(self.at),
+            "slot": self.slot,
+            "hosts": self.hosts,
+            "seen": self.seen,
+            "young_orphans": self.young_orphans,
+            "replica_points": self.replica_points,
+            "previous_at": _iso(self.previous_at),
+            "items": [i.to_dict() for i in self.items],
+            "unreachable": [p.to_dict() for p in self.problems],
+            "digests": [d.to_dict() for d in self.digests],
+            "undelivered": len(self.undelivered),
+            "posted": dict(self.posted),
+        }
