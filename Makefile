@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo demo-cli browser test lint format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "checkpoint-bot needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -15,15 +15,38 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The playground: a local Slack in the browser, the bot, emulated Hyper-V hosts.
+# `make demo SPEED=600` runs the bot's clock 600x (a 72 h TTL ends in 7 minutes).
+PORT ?= 3000
+SPEED ?= 1
 demo: install
+	@$(BIN)/checkpoint-bot demo --port $(PORT) --speed $(SPEED)
+
+# The same product on the command line, as a scripted walkthrough.
+demo-cli: install
 	@bash deploy/examples/demo-walkthrough.sh
+
+# The browser tests drive Debian's Chromium (never a downloaded browser):
+# installed when missing, if this is a root shell with apt-get (as in CI).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+	        chromium fonts-noto-color-emoji >/dev/null; } \
+	      || echo "chromium could not be installed: the browser tests will skip (and fail in CI)"; \
+	  else \
+	    echo "no $(CHROMIUM), and no root apt-get to install it: the browser tests will skip"; \
+	  fi; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest -q
 
 format: install

@@ -10,6 +10,7 @@ import click
 
 from bot.cli.admin_cmds import audit, db, inventory, policy, worker
 from bot.cli.checkpoint_cmds import change, checkpoint
+from bot.cli.demo_cmd import demo
 from bot.cli.emulator_cmd import emulator
 from bot.cli.runtime import Runtime
 from bot.cli.serve_cmd import serve
@@ -50,7 +51,19 @@ def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> No
     click_ctx.call_on_close(runtime.close)
 
 
-for command in (checkpoint, change, inventory, audit, db, policy, worker, emulator, serve, sweep):
+for command in (
+    checkpoint,
+    change,
+    inventory,
+    audit,
+    db,
+    policy,
+    worker,
+    emulator,
+    serve,
+    demo,
+    sweep,
+):
     cli.add_command(command)
 
 

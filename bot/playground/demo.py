@@ -1,0 +1,198 @@
+"""The whole product on one machine (`checkpoint-bot demo`):
+
+    browser ──► playground (UI + Slack Web API, --port) ──signed requests──► bot (HTTP mode)
+                     ▲                                                        │
+                     └────────────── Web API calls (chat.*, views.*) ─────────┤
+                                                                              ▼
+                                     emulated Hyper-V hosts (WinRM/PSRP on loopback)
+
+Everything runs in this process on 127.0.0.1: the bot is the real one
+(Bolt app, service layer, job consumer, periodic scheduler) on the embedded
+defaults (SQLite in the workdir, the in-process queue), talking real WinRM
+(pypsrp, NTLM) to emulated hosts of the demo inventory. Each run starts
+from a clean estate: the playground's workspace lives in memory, so the
+bot's state must too.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.cli.emulator_cmd import EMULATOR_PASSWORD_ENV, emulated_inventory
+from bot.clock import ScaledClock
+from bot.config import ConfigError, HyperVConfig, JobsConfig, Settings, SlackConfig, demo_settings
+from bot.context import AppContext, build_context
+from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
+from bot.hyperv.sim_store import InMemoryHostStateStore
+from bot.inventory import demo_inventory_path, load_inventory
+from bot.playground.server import PlaygroundApp
+from bot.playground.signing import AppLink
+from bot.playground.ui import PlaygroundUi
+from bot.playground.webapi import WebApi
+from bot.playground.workspace import DEMO_CHANNELS, Workspace
+from bot.slack_http import EVENTS_PATH, HttpServer, SlackWsgi, consumer_running, database_answers
+
+log = logging.getLogger(__name__)
+
+EMULATOR_USER = "hvadmin"
+# Threads and notices go to #ops, whichever channel a command came from.
+DEMO_CHANNEL = DEMO_CHANNELS[0].id
+# What a run leaves in its workdir, removed when the next one starts.
+_RUN_FILES = ("checkpoint-bot.db", "inventory.yaml", "var/queue.db")
+
+
+def demo_policy_path() -> Path:
+    """The playground's policy, merged over the shipped default."""
+    return demo_inventory_path().with_name("demo-policy.yaml")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    workdir: Path
+    port: int = 3000
+    host: str = "127.0.0.1"
+    # How many times faster than real time the bot's clock runs.
+    speed: float = 1.0
+
+
+def _settings(options: DemoOptions, inventory: Path) -> Settings:
+    # `--speed` is for TTLs and change windows; the timeouts that guard host
+    # work and the ledger's liveness checks keep their real length.
+    s = options.speed
+    jobs = JobsConfig()
+    jobs = JobsConfig(
+        workers=2,
+        lock_stale_after=jobs.lock_stale_after * s,
+        create_deadline=jobs.create_deadline * s,
+        restore_deadline=jobs.restore_deadline * s,
+        merge_deadline=jobs.merge_deadline * s,
+    )
+    # The embedded defaults, with what the demo needs instead; `replace`
+    # keeps every other setting (and any added later) at its default.
+    return replace(
+        demo_settings({}, options.workdir),
+        inventory_path=inventory,
+        policy_files=(demo_policy_path(),),
+        database_url=f"sqlite:///{options.workdir / 'checkpoint-bot.db'}",
+        hyperv=HyperVConfig(backend="winrm", call_timeout=timedelta(seconds=60)),
+        jobs=jobs,
+        slack=SlackConfig(changes_channel=DEMO_CHANNEL),
+    )
+
+
+def _listen(wsgi: Any, host: str, port: int, what: str) -> HttpServer:
+    try:
+        return HttpServer(wsgi, host, port)
+    except OSError as exc:
+        hint = ": pass --port N (0 picks a free one)" if port else ""
+        raise ConfigError(
+            f"cannot serve the {what} on {host}:{port}: {exc.strerror or exc}{hint}"
+        ) from None
+
+
+@dataclass
+class Demo:
+    """A running demo; `stop()` ends every part, newest first."""
+
+    url: str
+    workspace: Workspace
+    ctx: AppContext | None = None
+    fleet: EmulatedFleet | None = None
+    bot_url: str = ""
+    _stops: list[Any] = field(default_factory=list, repr=False)
+
+    def stop(self) -> None:
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception:
+                log.warning("demo: stopping %r failed", stop, exc_info=True)
+
+
+def start_demo(options: DemoOptions) -> Demo:
+    """Start every part; the playground answers at `Demo.url` on return."""
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    for name in _RUN_FILES:
+        for path in options.workdir.glob(name + "*"):
+            path.unlink()
+    # Per-run secrets, held only in this process: never printed or logged.
+    bot_token = "xoxb-demo-" + secrets.token_hex(12)
+    signing_secret = secrets.token_hex(16)
+    emulator_password = secrets.token_urlsafe(18)
+
+    workspace = Workspace()
+    ui = PlaygroundUi(workspace, response_base="")
+    clock = ScaledClock(options.speed)
+    playground = _listen(
+        PlaygroundApp(
+            workspace, WebApi(workspace, bot_token), ui, clock=clock, speed=options.speed
+        ),
+        options.host,
+        options.port,
+        "playground",
+    )
+    demo = Demo(url=playground.url + "/", workspace=workspace)
+    ui.response_base = f"{playground.url}/response_url"
+    try:
+        # The playground's Web API must answer before Bolt's auth.test.
+        playground.start()
+        demo._stops.append(playground.stop)
+
+        inventory = load_inventory(demo_inventory_path())
+        fleet = EmulatedFleet.start(
+            inventory,
+            InMemoryHostStateStore(),
+            users={EMULATOR_USER: emulator_password},
+            log=EmulatorLog(),
+            clock=clock,
+        )
+        demo.fleet = fleet
+        demo._stops.append(fleet.stop)
+        pointed = options.workdir / "inventory.yaml"
+        ports = {name: server.port for name, server in fleet.servers.items()}
+        pointed.write_text(
+            emulated_inventory(inventory, ports, EMULATOR_USER, EMULATOR_PASSWORD_ENV),
+            encoding="utf-8",
+        )
+
+        env = {
+            "SLACK_BOT_TOKEN": bot_token,
+            "SLACK_API_URL": f"{playground.url}/api/",
+            EMULATOR_PASSWORD_ENV: emulator_password,
+        }
+        ctx = build_context(_settings(options, pointed), env=env, clock=clock)
+        demo.ctx = ctx
+        demo._stops.append(ctx.close)
+        consumer = ctx.start_workers()
+
+        # Imported here so the rest of the CLI never loads Bolt.
+        from handlers.app import build_bolt_app
+        from templates import Renderer
+        from templates.blocks import SlackRenderer
+
+        app = build_bolt_app(
+            ctx,
+            bot_token=bot_token,
+            signing_secret=signing_secret,
+            api_url=f"{playground.url}/api/",
+            renderer=SlackRenderer(Renderer()),
+        )
+        wsgi = SlackWsgi(
+            app,
+            database_ok=lambda: database_answers(ctx.engine),
+            consumer_ok=lambda: consumer_running(consumer),
+        )
+        bot = _listen(wsgi, "127.0.0.1", 0, "bot").start()
+        demo._stops.append(bot.stop)
+        demo.bot_url = bot.url
+        ui.app = AppLink(bot.url + EVENTS_PATH, signing_secret)
+    except BaseException:
+        demo.stop()
+        raise
+    return demo
