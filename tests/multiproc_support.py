@@ -195,10 +195,16 @@ class Cluster:
     # --- the pieces -------------------------------------------------------------------
 
     def emulator(
-        self, log_file: Path, inventory_out: Path, *options: str, env: Mapping[str, str]
+        self,
+        log_file: Path,
+        inventory_out: Path,
+        *options: str,
+        env: Mapping[str, str],
+        slow: Mapping[str, float] | None = None,
     ) -> Proc:
         """The emulator CLI serving `options`' hosts; waits until it wrote
-        the inventory that points at it."""
+        the inventory that points at it. `slow`: cmdlet -> seconds the host
+        takes before running it."""
         argv = [
             sys.executable,
             "-m",
@@ -206,6 +212,7 @@ class Cluster:
             "emulator",
             "--log-file",
             str(log_file),
+            *(f"--slow={name}={seconds}" for name, seconds in (slow or {}).items()),
             "--",
             "--inventory",
             str(DEMO_INVENTORY),
@@ -336,13 +343,16 @@ def commands_named(path: Path, cmdlet: str) -> list[LoggedCommand]:
     return [c for c in read_command_log(path) if c.cmdlet.casefold() == cmdlet.casefold()]
 
 
-def _run_emulator(log_file: Path, options: list[str]) -> int:
+def _run_emulator(log_file: Path, slow: dict[str, float], options: list[str]) -> int:
     from bot.cli import emulator_cmd
     from bot.cli.main import main
     from bot.hyperv.emulator import EmulatedFleet, EmulatorLog, LogEntry
 
     class FileLog(EmulatorLog):
-        """Keeps the entries and appends each, flushed, to `log_file`."""
+        """Keeps the entries and appends each, flushed, to `log_file`. A
+        cmdlet named in `slow` then waits that long before it runs (the log
+        is written as a pipeline arrives, before any of it runs): a host
+        that takes its time, e.g. a production checkpoint waiting on VSS."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -360,6 +370,7 @@ def _run_emulator(log_file: Path, options: list[str]) -> int:
             with self._write:
                 self._file.write(json.dumps(row, default=str) + "\n")
                 self._file.flush()
+            time.sleep(slow.get(entry.cmdlet.casefold(), 0.0))
 
     original = EmulatedFleet.start
 
@@ -395,6 +406,13 @@ def _main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="what", required=True)
     emu = sub.add_parser("emulator", help="checkpoint-bot emulator with a file command log")
     emu.add_argument("--log-file", type=Path, required=True)
+    emu.add_argument(
+        "--slow",
+        action="append",
+        default=[],
+        metavar="CMDLET=SECONDS",
+        help="the host takes this long before running CMDLET (repeatable)",
+    )
     emu.add_argument("options", nargs=argparse.REMAINDER)
     ticks = sub.add_parser("ticks", help="claim slots with TickClaims, racing another process")
     ticks.add_argument("--database", required=True)
@@ -405,7 +423,11 @@ def _main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.what == "emulator":
         options = args.options[1:] if args.options[:1] == ["--"] else args.options
-        return _run_emulator(args.log_file, options)
+        slow = {}
+        for item in args.slow:
+            name, _, seconds = item.partition("=")
+            slow[name.strip().casefold()] = float(seconds)
+        return _run_emulator(args.log_file, slow, options)
     return _run_ticks(args.database, args.worker, args.kind, args.slots, args.at)
 
 

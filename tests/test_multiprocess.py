@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import col, select
 
+from bot.hyperv import Checkpoint
 from bot.jobs import make_huey
 from bot.store.db import make_engine, session_scope
 from bot.store.migrate import upgrade
@@ -110,6 +111,7 @@ def deployment_factory(
         def make(
             *,
             emulator_options: tuple[str, ...] = (),
+            slow: dict[str, float] | None = None,
             policy_text: str | None = None,
             **jobs: Any,
         ) -> Deployment:
@@ -122,7 +124,13 @@ def deployment_factory(
             cluster = stack.enter_context(Cluster(workdir))  # stopped before the rest
             command_log, inventory = workdir / "emulator-commands.jsonl", workdir / "inventory.yaml"
             cluster.emulator(
-                command_log, inventory, "--host", "HV01", *emulator_options, env=process_env()
+                command_log,
+                inventory,
+                "--host",
+                "HV01",
+                *emulator_options,
+                env=process_env(),
+                slow=slow,
             )
             policy = None
             if policy_text is not None:
@@ -308,3 +316,113 @@ def test_fifty_rollback_clicks_across_two_bots_make_one_restore(
     ]
     assert len(roots) == 1, [c.body.get("text") for c in roots]
     assert len(replies) == len(kinds), (replies, kinds)
+
+
+# --- 3. kill -9 of a worker in the middle of a create ------------------------------------
+
+
+def host_checkpoints_named(dep: Deployment, vm_id: str, ref: str) -> list[Checkpoint]:
+    """Ask the emulated host itself (over WinRM, as the bot does) which of
+    the VM's checkpoints carry the change's ref."""
+    from bot.hyperv.winrm import WinRMFleet
+    from bot.inventory import load_inventory
+
+    fleet = WinRMFleet(
+        load_inventory(dep.workdir / "inventory.yaml"),
+        dep.env,
+        fanout=1,
+        call_timeout=30,
+        idle_timeout=30,
+    )
+    try:
+        found = fleet.host("HV01").list_checkpoints(vm_id)
+    finally:
+        fleet.close()
+    return [c for c in found if c.name == ref or c.name.startswith(ref + " ")]
+
+
+@pytest.mark.parametrize(
+    ("host_does", "expected"),
+    [
+        # The host takes 3 s to make the checkpoint (VSS in the guest): the
+        # worker dies waiting, the checkpoint appears after it died, the
+        # restarted side finds it and adopts it by its Id.
+        pytest.param({"slow": {"Checkpoint-VM": 3.0}}, "active", id="checkpoint-made-after-death"),
+        # Checkpoint-VM never finishes: no checkpoint exists, the change failed.
+        pytest.param({"faults": "hang=Checkpoint-VM"}, "failed", id="checkpoint-never-made"),
+    ],
+)
+def test_kill_9_of_a_worker_mid_create_is_reconciled_after_restart(
+    deployment_factory: Callable[..., Deployment], host_does: dict[str, Any], expected: str
+) -> None:
+    faults = ("--faults", host_does["faults"]) if "faults" in host_does else ()
+    dep = deployment_factory(
+        emulator_options=("--latency-ms", "50", *faults),
+        slow=host_does.get("slow"),
+        heartbeat_seconds=1,
+        lock_stale_after="6s",
+        tick_seconds=1,
+    )
+    cluster, engine = dep.cluster, dep.engine
+    first = cluster.worker(dep.config, dep.env, name="worker-killed")
+
+    # The request comes from a one-shot CLI process: it enqueues and exits
+    # (`serve` would run a consumer of its own).
+    asked = cluster.cli(
+        dep.config, dep.env, "checkpoint", "create", "WEB01", "--reason", "KB5044284",
+        "--no-wait", "--json",
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    change_id = int(json.loads(asked.stdout)["id"])
+    ref = change_ref(change_id)
+
+    wait_until(
+        lambda: (
+            change_by_id(engine, change_id).state == "creating"
+            and commands_named(dep.command_log, "Checkpoint-VM")
+        ),
+        45,
+        f"{ref} to be creating with Checkpoint-VM sent to the host",
+        explain=dep.explain,
+    )
+    first.kill()
+    assert change_by_id(engine, change_id).state == "creating", "killed too late to tell"
+    [create_job] = jobs_of(engine, change_id, "create")
+    assert create_job.state == "running"
+
+    cluster.worker(dep.config, dep.env, name="worker-restarted")
+    final = wait_until(
+        lambda: (c := change_by_id(engine, change_id)).state in ("active", "failed") and c,
+        60,
+        f"{ref} to reach a final state after the restart",
+        explain=lambda: f"{[e.kind for e in events_of(engine, change_id)]}\n{dep.explain()}",
+    )
+
+    # The truth on the host decides: the one checkpoint, adopted by its Id,
+    # or none and a failed change. Never a second one.
+    assert len(commands_named(dep.command_log, "Checkpoint-VM")) == 1
+    named = host_checkpoints_named(dep, final.vm_id, ref)
+    assert len(named) <= 1, named
+    if named:
+        assert final.state == "active" and final.checkpoint_id == named[0].id
+    else:
+        assert final.state == "failed"
+    assert final.state == expected
+
+    jobs = jobs_of(engine, change_id, "create")
+    assert [(j.id, j.state) for j in jobs] == [(create_job.id, "interrupted")], jobs
+    kinds = [e.kind for e in events_of(engine, change_id)]
+    assert "interrupt" in kinds, kinds
+
+    wait_until(
+        lambda: thread_settled(engine, change_id),
+        30,
+        f"{ref}'s thread to catch up",
+        explain=dep.explain,
+    )
+    root_ts = change_by_id(engine, change_id).thread_ts
+    assert root_ts is not None
+    replies = [reply_text(c) for c in thread_replies(dep.api, root_ts)]
+    told = [r for r in replies if "reconciled against the host" in r]
+    assert len(told) == 1, replies
+    assert ("the change is active" if named else "the change failed") in told[0]
