@@ -22,6 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.context import AppContext
+from handlers import sweep_actions
 from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.delivery import DropRetries, UserGroups
@@ -121,3 +122,5 @@ def register(app: App, deps: SlackDeps) -> None:
     @app.event("app_home_opened")
     def on_home(event: dict[str, Any], client: WebClient) -> None:
         actions.home_opened(event, client)
+
+    sweep_actions.register(app, deps)

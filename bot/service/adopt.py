@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from bot.changes import Command
 from bot.changes.record import open_change, transition
@@ -115,6 +115,15 @@ def _ttl(ctx: AppContext, facts: Facts) -> timedelta:
     return rule.params.default
 
 
+def _refuse_if_owned(s: Session, checkpoint_id: str) -> None:
+    owner = s.exec(select(Change).where(Change.checkpoint_id == checkpoint_id)).first()
+    if owner is not None and owner.id is not None:
+        raise Conflict(
+            f"{change_ref(owner.id)} already owns checkpoint {checkpoint_id} "
+            f"({owner.state.replace('_', ' ')}); nothing was adopted"
+        )
+
+
 def adopt_checkpoint(
     ctx: AppContext,
     host: str,
@@ -143,6 +152,8 @@ def adopt_checkpoint(
             f"checkpoint {checkpoint.id} of {vm.name} is a {checkpoint.snapshot_type.name} "
             "checkpoint (Hyper-V Replica's); only standard and production checkpoints are adopted"
         )
+    with session_scope(ctx.engine) as s:
+        _refuse_if_owned(s, checkpoint.id)
     now = ctx.clock()
     age = now - checkpoint.created_at
     young = ctx.settings.sweep.orphan_after
@@ -154,12 +165,9 @@ def adopt_checkpoint(
     ttl = _ttl(ctx, facts)
     try:
         with session_scope(ctx.engine) as s:
-            owner = s.exec(select(Change).where(Change.checkpoint_id == checkpoint.id)).first()
-            if owner is not None and owner.id is not None:
-                raise Conflict(
-                    f"{change_ref(owner.id)} already owns checkpoint {checkpoint.id} "
-                    f"({owner.state.replace('_', ' ')}); nothing was adopted"
-                )
+            # Again inside the transaction that writes: the adoption row's
+            # primary key settles a race the first look could not see.
+            _refuse_if_owned(s, checkpoint.id)
             change = open_change(
                 s,
                 Change(

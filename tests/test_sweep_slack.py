@@ -1,0 +1,242 @@
+"""The sweep on Slack: one digest per channel however many checkpoints,
+each digest once across racing replicas, every digest valid Block Kit at
+its longest, and its buttons clicked over signed requests into the Bolt app.
+The Web API is the recording fake (tests/slack_support.py)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from bot.clock import ManualClock
+from bot.config import SweepConfig
+from bot.context import AppContext, build_context
+from bot.notify.channel import SlackChannelNotices
+from bot.service import show_change
+from bot.service.sweep import SweepTask, run_sweep
+from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
+from bot.service.views import ChangeView, HostProblem
+from bot.store.db import session_scope
+from bot.store.models import Change
+from templates import Renderer
+from templates.blocks import SlackRenderer, parse_action_value
+from tests.helpers import T0, settings_for
+from tests.slack_support import BOT_TOKEN, Call, FakeSlackApi, running_bot
+from tests.sweep_support import (
+    checkpointable,
+    clean_sweep_tables,
+    record_change,
+    seed_stale,
+    take_orphan,
+)
+from tests.test_slack_flow import shown, slack_problems
+from tests.test_slack_http import answer, texts
+
+CHANNELS = ("C0A", "C0B", "C0C")
+MORE = re.compile(r":scissors: …and (\d+) more")
+
+
+def _context(
+    tmp_path: Path, api: FakeSlackApi, clock: ManualClock, db_url: str | None = None
+) -> AppContext:
+    settings = replace(settings_for(tmp_path, db_url), sweep=SweepConfig(channel="C0A"))
+    env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
+    ctx = build_context(settings, env=env, clock=clock, huey_kind="memory")
+    assert isinstance(ctx.channels, SlackChannelNotices)
+    return ctx
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeSlackApi]:
+    with FakeSlackApi() as fake:
+        yield fake
+
+
+def _seed(ctx: AppContext, stale: int, orphans: int) -> None:
+    vms = checkpointable(ctx)
+    seed_stale(ctx, stale, CHANNELS, vms)
+    for vm in vms[:orphans]:
+        take_orphan(ctx, vm, age=timedelta(days=3))
+
+
+def _buttons(call: Call) -> list[dict[str, Any]]:
+    return [
+        element
+        for block in call.body["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+    ]
+
+
+def test_one_digest_per_channel_whatever_the_count(
+    tmp_path: Path, api: FakeSlackApi, clock: ManualClock
+) -> None:
+    ctx = _context(tmp_path, api, clock)
+    try:
+        _seed(ctx, stale=90, orphans=6)
+        task = SweepTask(ctx)
+        task.tick(clock())
+        posts = api.of("chat.postMessage")
+        assert sorted(p.body["channel"] for p in posts) == list(CHANNELS)
+        assert [problem for p in posts for problem in slack_problems(p)] == []
+        for post in posts:
+            body = shown(post.body)
+            rows = body.count(":hourglass:") + body.count(":ghost:")
+            listed = 30 + (6 if post.body["channel"] == "C0A" else 0)
+            more = MORE.search(body)
+            assert more is not None and rows + int(more.group(1)) == listed
+            for button in _buttons(post):
+                if button["action_id"].startswith("sweep:"):
+                    assert post.body["channel"] == "C0A"  # orphans go to sweep.channel
+                    continue
+                ref, version = parse_action_value(button["value"])
+                assert show_change(ctx, ref).version == version
+            # Merging is destructive: every merge button asks first.
+            assert all(b.get("confirm") for b in _buttons(post) if "merge" in b["action_id"])
+        c0a = next(p for p in posts if p.body["channel"] == "C0A")
+        assert "*30 stale*" in texts(c0a.body) and "*6 orphans*" in texts(c0a.body)
+
+        task.tick(clock() + timedelta(hours=1))  # same slot: nothing again
+        assert len(api.of("chat.postMessage")) == 3
+        clock.advance(timedelta(hours=6))
+        task.tick(clock())  # the next slot: one digest per channel again
+        assert len(api.of("chat.postMessage")) == 6
+    finally:
+        ctx.close()
+
+
+def test_racing_replicas_post_each_digest_once(
+    tmp_path: Path, api: FakeSlackApi, clock: ManualClock, db_url: str
+) -> None:
+    clean_sweep_tables(db_url)
+    replicas = [_context(tmp_path, api, clock, db_url) for _ in range(4)]
+    try:
+        _seed(replicas[0], stale=12, orphans=2)
+        barrier = threading.Barrier(len(replicas))
+
+        def tick(ctx: AppContext) -> None:
+            barrier.wait(timeout=10)
+            SweepTask(ctx).tick(clock())
+
+        threads = [threading.Thread(target=tick, args=(r,)) for r in replicas]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(p.body["channel"] for p in api.of("chat.postMessage")) == list(CHANNELS)
+    finally:
+        for ctx in replicas:
+            ctx.close()
+
+
+def test_the_digest_fits_slack_at_its_longest() -> None:
+    """200 rows with the longest names, twelve unreachable hosts with long
+    errors: still one valid message of at most 50 blocks."""
+    now = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
+    long = "X" * 300
+    items = tuple(
+        SweepItem(
+            finding=[Finding.ORPHAN, Finding.STALE, Finding.MISMATCH][n % 3],
+            host=f"HV{n:02d}-" + "H" * 200,
+            vm_name=f"VM{n:03d}-" + long,
+            vm_id=str(uuid.uuid4()),
+            checkpoint_id=str(uuid.uuid4()),
+            name="<!channel> & " + long,
+            kind="production",
+            created_at=now - timedelta(days=9),
+            age_seconds=9 * 86400,
+            size_bytes=(200 - n) * 1024**3,
+            growth_bytes=-(1024**2) if n % 2 else 5 * 1024**3,
+            channel="C0A",
+            change_ref=None if n % 3 == 0 else f"CHG-{n:04d}",
+            change_state=None if n % 3 == 0 else "active",
+            change_version=7,
+            requester="U0ALICE" + "Z" * 200,
+            expires_at=now - timedelta(days=2),
+        )
+        for n in range(200)
+    )
+    problems = tuple(HostProblem(f"HV-DOWN-{n}-" + long, "WinRM: " + long) for n in range(12))
+    digest = ChannelDigest("C0A", items, problems, now - timedelta(hours=6))
+    report = SweepReport(now, "s", 40, 500, items, problems, (digest,))
+    payload = SlackRenderer(Renderer()).payload(
+        "sweep_digest", demo=True, digest=digest, report=report
+    )
+    assert len(payload["blocks"]) <= 50
+    text = shown(payload)
+    assert "&lt;!channel&gt;" in text and "<!channel>" not in text
+    more = MORE.search(text)
+    assert more is not None and int(more.group(1)) > 100
+
+
+def test_the_digest_buttons_over_signed_requests(tmp_path: Path) -> None:
+    with running_bot(tmp_path) as bot:
+        ctx = bot.ctx
+        ctx.settings = replace(ctx.settings, sweep=SweepConfig(channel="C0OPS"))
+        first_vm, second_vm, stale_vm = checkpointable(ctx)[:3]
+        first = take_orphan(ctx, first_vm, age=timedelta(days=3))
+        second = take_orphan(ctx, second_vm, age=timedelta(days=3))
+        taken = ctx.host_for(stale_vm.host).create_checkpoint(stale_vm.vm_id, "patching")
+        stale = show_change(ctx, f"CHG-{record_change(ctx, stale_vm, taken, channel='C0OPS')}")
+
+        report = run_sweep(ctx, post=True)
+        assert report.posted["C0OPS"] is not None
+        [post] = [c for c in bot.api.of("chat.postMessage") if "sweep" in c.body["text"]]
+        buttons = {(b["action_id"], b["value"]): b for b in _buttons(post)}
+        adopt_first = f"{first.host}/{first.vm_id}/{first.id}"
+        merge_second = f"{second.host}/{second.vm_id}/{second.id}"
+        keep_stale = f"{stale.ref}:v{stale.version}"
+        assert ("sweep:adopt", adopt_first) in buttons
+        assert buttons[("sweep:merge", merge_second)]["confirm"]
+        assert buttons[("checkpoint:merge", keep_stale)]["confirm"]
+
+        reply, key = bot.slack.click("sweep:adopt", adopt_first, user="U0BOB")
+        assert reply.status == 200
+        assert "now owns checkpoint" in texts(answer(bot, key))
+        [adopted] = _owners(ctx, first.id)
+        assert (adopted.state, adopted.requester) == ("active", "U0BOB")
+        # A second click (anyone's) is told who won; nothing is adopted twice.
+        _, key = bot.slack.click("sweep:adopt", adopt_first, user="U0CAROL")
+        assert f"{adopted.ref} already owns" in texts(answer(bot, key))
+
+        _, key = bot.slack.click("sweep:merge", merge_second, user="U0BOB")
+        assert "The merge started" in texts(answer(bot, key))
+        _, key = bot.slack.click("checkpoint:merge", keep_stale, user="U0BOB")
+        assert "merge started" in texts(answer(bot, key))
+        for checkpoint_id in (second.id, taken.id):
+            _wait_merged(ctx, checkpoint_id)
+        left = {
+            c.id for vm in (second_vm, stale_vm) for c in ctx.host_for(vm.host).list_checkpoints()
+        }
+        assert second.id not in left and taken.id not in left
+        assert [p for c in bot.api.calls for p in slack_problems(c)] == []
+
+
+def _owners(ctx: AppContext, checkpoint_id: str) -> list[ChangeView]:
+    with session_scope(ctx.engine) as s:
+        ids = [c.id for c in s.exec(select(Change).where(Change.checkpoint_id == checkpoint_id))]
+    return [show_change(ctx, f"CHG-{i}") for i in ids]
+
+
+def _wait_merged(ctx: AppContext, checkpoint_id: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if [c.state for c in _owners(ctx, checkpoint_id)] == ["merged"]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{checkpoint_id}: {[c.state for c in _owners(ctx, checkpoint_id)]}")
