@@ -31,6 +31,7 @@ const EMOJI = {
   red_circle: "🔴", rewind: "⏪", scissors: "✂️", speech_balloon: "💬", tada: "🎉",
   test_tube: "🧪", twisted_rightwards_arrows: "🔀", warning: "⚠️", white_check_mark: "✅",
   wrench: "🔧", x: "❌", lock: "🔒", bell: "🔔", eyes: "👀", rocket: "🚀", wave: "👋",
+  "+1": "👍", thumbsup: "👍", hourglass: "⌛", stopwatch: "⏱️", information_source: "ℹ️",
 };
 
 // --- dates: <!date^1700000000^{date_short_pretty} {time}|fallback> ---------------

@@ -1,0 +1,152 @@
+"""The playground in a real browser, driven the way a person uses it: type
+`/checkpoint …`, switch between the demo users, click buttons, confirm
+dialogs, read the thread. Behind the page runs the whole product (the
+same builder as `checkpoint-bot demo`): the real bot over signed
+requests, emulated Hyper-V hosts over WinRM. Screenshots of each step are
+kept in var/test-artifacts/playground/."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from bot.playground import Demo, DemoOptions, start_demo
+from tests.browser_support import artifact, chromium_context
+
+# Slack threads are paced at Slack's one post per second per channel.
+WAIT_MS = 20_000
+
+
+def state_is(state: str) -> re.Pattern[str]:
+    """The root message's State field (an emoji, then the state)."""
+    return re.compile(rf"State\s*\S+\s+{state}\b")
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    running = start_demo(DemoOptions(workdir=tmp_path_factory.mktemp("demo"), port=0, speed=60))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def page(demo: Demo) -> Iterator[Page]:
+    with chromium_context() as context:
+        opened = context.new_page()
+        errors: list[str] = []
+        opened.on("pageerror", lambda exc: errors.append(str(exc)))
+        opened.goto(demo.url + "?user=U0ALICE")
+        expect(opened.get_by_test_id("composer")).to_be_visible()
+        yield opened
+        assert not errors, f"JavaScript errors in the playground: {errors}"
+
+
+def be(page: Page, user: str) -> None:
+    page.get_by_test_id("user-switcher").select_option(user)
+    expect(page.locator("body")).to_have_attribute("data-user", user)
+
+
+def type_command(page: Page, text: str) -> None:
+    page.get_by_test_id("channel-ops").click()
+    page.get_by_test_id("composer").fill(text)
+    page.get_by_test_id("composer").press("Enter")
+
+
+def root_of(page: Page, vm: str) -> Locator:
+    """The thread root of the change for `vm` in #ops."""
+    return (
+        page.get_by_test_id("channel-messages")
+        .get_by_test_id("message")
+        .filter(has=page.get_by_role("heading", name=re.compile(f"checkpoint of {vm}$")))
+    )
+
+
+def shot(page: Page, name: str) -> Path:
+    path = artifact(name)
+    page.screenshot(path=str(path))
+    return path
+
+
+def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> None:
+    be(page, "U0ALICE")
+    type_command(page, '/checkpoint create WEB01 --reason "KB5044284 cumulative update"')
+    root = root_of(page, "WEB01")
+    expect(root).to_contain_text(state_is("awaiting approval"), timeout=WAIT_MS)
+    # Alice may not approve her own change: her view offers the buttons, the
+    # policy refuses her click. Bob, in the approvers' group, may.
+    answer = page.get_by_test_id("ephemeral").filter(has_text="WEB01").last
+    expect(answer).to_contain_text("approval", timeout=WAIT_MS)
+    shot(page, "01-alice-requested.png")
+
+    be(page, "U0BOB")
+    expect(page.get_by_test_id("ephemeral").filter(has_text="WEB01")).to_have_count(0)
+    root.get_by_role("button", name="Approve").click()
+    expect(root).to_contain_text(state_is("active"), timeout=WAIT_MS)
+    expect(root.get_by_role("button", name="Roll back")).to_be_visible()
+    root.get_by_test_id("open-thread").click()
+    thread = page.get_by_test_id("thread-pane")
+    expect(thread).to_contain_text("production checkpoint", timeout=WAIT_MS)
+    expect(thread).to_contain_text("@bob")
+    shot(page, "02-bob-approved-thread.png")
+
+    be(page, "U0ALICE")
+    root.get_by_role("button", name="Roll back").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_contain_text("Roll back WEB01?")
+    expect(dialog).to_contain_text("since the checkpoint was taken is lost")
+    shot(page, "03-rollback-confirm.png")
+    dialog.get_by_test_id("confirm-ok").click()
+    expect(dialog).to_have_count(0)
+    # A prod rollback needs a second person too (deploy/examples/demo-policy.yaml).
+    expect(root).to_contain_text("Waiting for approval to rollback", timeout=WAIT_MS)
+
+    be(page, "U0BOB")
+    root.get_by_role("button", name="Approve").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_contain_text("Approve the rollback of WEB01?")
+    dialog.get_by_test_id("confirm-ok").click()
+    expect(root).to_contain_text(state_is("rolled back"), timeout=WAIT_MS)
+    root.get_by_test_id("open-thread").click()
+    expect(thread).to_contain_text("rolled back", timeout=WAIT_MS)
+    shot(page, "04-rolled-back-thread.png")
+
+    # The thread is the record: every step, in order, with who did it.
+    replies = thread.get_by_test_id("thread-messages").last.get_by_test_id("message")
+    story = " | ".join(replies.all_inner_texts())
+    steps = [
+        "requested by @alice",
+        "approval by @bob",
+        "created by checkpoint-bot",
+        "rollback awaits approval",
+        "approval by @bob",
+        "start rollback by @alice",
+        "rolled back by checkpoint-bot",
+    ]
+    at = 0
+    for step in steps:
+        found = story.find(step, at)
+        assert found >= 0, f"{step!r} missing after position {at} in the thread: {story}"
+        at = found + len(step)
+
+
+def test_a_domain_controller_is_refused_with_its_reason(page: Page) -> None:
+    be(page, "U0ALICE")
+    type_command(page, '/checkpoint create CORP-DC01 --reason "monthly patching"')
+    refusal = page.get_by_test_id("ephemeral").filter(has_text="CORP-DC01").last
+    expect(refusal).to_contain_text("domain_controller", timeout=WAIT_MS)
+    expect(refusal).to_contain_text("USN rollback")
+    expect(refusal).to_contain_text("Only visible to you")
+    shot(page, "05-corp-dc01-refused.png")
+    # A refusal goes to the requester alone: no thread, nothing for bob.
+    expect(root_of(page, "CORP-DC01")).to_have_count(0)
+    be(page, "U0BOB")
+    expect(page.get_by_test_id("ephemeral").filter(has_text="CORP-DC01")).to_have_count(0)
