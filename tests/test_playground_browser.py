@@ -23,7 +23,7 @@ WAIT_MS = 20_000
 
 def state_is(state: str) -> re.Pattern[str]:
     """The root message's State field (an emoji, then the state)."""
-    return re.compile(rf"State\s*\S+\s+{state}\b")
+    return re.compile(rf"State\s*\S+\s+{state}")
 
 
 pytestmark = pytest.mark.slow
@@ -81,11 +81,15 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
     type_command(page, '/checkpoint create WEB01 --reason "KB5044284 cumulative update"')
     root = root_of(page, "WEB01")
     expect(root).to_contain_text(state_is("awaiting approval"), timeout=WAIT_MS)
-    # Alice may not approve her own change: her view offers the buttons, the
-    # policy refuses her click. Bob, in the approvers' group, may.
     answer = page.get_by_test_id("ephemeral").filter(has_text="WEB01").last
-    expect(answer).to_contain_text("approval", timeout=WAIT_MS)
+    expect(answer).to_contain_text("waits for approval", timeout=WAIT_MS)
     shot(page, "01-alice-requested.png")
+    # The two-person rule: everyone sees the buttons, but alice's click on
+    # her own change is refused (to her alone). Bob, an approver, may.
+    root.get_by_role("button", name="Approve").click()
+    refused = page.get_by_test_id("ephemeral").filter(has_text="cannot approve")
+    expect(refused).to_contain_text("asked for this change", timeout=WAIT_MS)
+    expect(root).to_contain_text(state_is("awaiting approval"))
 
     be(page, "U0BOB")
     expect(page.get_by_test_id("ephemeral").filter(has_text="WEB01")).to_have_count(0)
@@ -150,3 +154,27 @@ def test_a_domain_controller_is_refused_with_its_reason(page: Page) -> None:
     expect(root_of(page, "CORP-DC01")).to_have_count(0)
     be(page, "U0BOB")
     expect(page.get_by_test_id("ephemeral").filter(has_text="CORP-DC01")).to_have_count(0)
+
+
+def test_the_app_home_opens_the_request_form(page: Page) -> None:
+    be(page, "U0CAROL")
+    page.get_by_test_id("app-link").click()
+    home = page.get_by_test_id("home-view")
+    expect(home).to_contain_text("Awaiting your approval", timeout=WAIT_MS)
+    home.get_by_role("button", name="Request a checkpoint").click()
+    modal = page.get_by_test_id("modal")
+    expect(modal).to_contain_text("Request a checkpoint", timeout=WAIT_MS)
+    modal.get_by_label("VM", exact=True).select_option("STG-WEB01")
+    # The bot validates the submission; its errors appear under the field.
+    modal.get_by_test_id("modal-submit").click()
+    expect(modal.get_by_test_id("modal-error").filter(has_text="Say why")).to_be_visible()
+    modal.get_by_label("Reason", exact=True).fill("try the request form")
+    shot(page, "06-request-form.png")
+    modal.get_by_test_id("modal-submit").click()
+    expect(modal).to_have_count(0)
+    # Opened from the Home tab, the result comes in the app's DM ...
+    page.get_by_test_id("tab-messages").click()
+    expect(page.get_by_test_id("channel-messages")).to_contain_text("STG-WEB01", timeout=WAIT_MS)
+    # ... and staging needs no approval: the thread in #ops shows it taken.
+    page.get_by_test_id("channel-ops").click()
+    expect(root_of(page, "STG-WEB01")).to_contain_text(state_is("active"), timeout=WAIT_MS)

@@ -276,6 +276,9 @@ export function block(b, ctx, index) {
     case "input": {
       const field = element(b.element, ctx, blockId, { input: true });
       ctx.inputs?.push({ blockId, actionId: b.element.action_id, field });
+      // The block's label names its field, for screen readers (and tests).
+      const named = field.matches("input, select, textarea, [role=radiogroup]") ? field : field.querySelector("input, select, textarea");
+      named?.setAttribute("aria-label", plain(b.label));
       return h("div", { class: "bk-input-block", "data-block-id": blockId },
         h("label", { class: "bk-label" }, plain(b.label), b.optional ? h("span", { class: "bk-optional" }, " (optional)") : null),
         field,
