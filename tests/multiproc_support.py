@@ -237,6 +237,13 @@ class Cluster:
         proc.wait_for_output(r"worker \S+: running jobs", timeout=60)
         return proc
 
+    def ticker(self, database: str, worker: str, kind: str, slots: int, at: float) -> Proc:
+        """A driver claiming slots 0..slots-1 of `kind` from wall-clock `at`
+        on; prints {"worker", "won"} as JSON when done."""
+        argv = [sys.executable, "-m", "tests.multiproc_support", "ticks", "--database", database]
+        argv += ["--worker", worker, "--kind", kind, "--slots", str(slots), "--at", str(at)]
+        return self.start(f"ticker-{worker}", argv, {**process_env(), "PYTHONPATH": str(REPO)})
+
     def cli(
         self, config: Path, env: Mapping[str, str], *args: str, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
@@ -273,14 +280,15 @@ def write_config(
     channel: str,
     policy: Path | None = None,
     jobs: Mapping[str, Any] | None = None,
+    backend: str = "winrm",
 ) -> Path:
-    """A deployment's config file (FileConfig): WinRM to the emulator,
-    Huey on Redis, PostgreSQL, a Slack channel for the threads."""
+    """A deployment's config file (FileConfig): WinRM (to the emulator) or
+    the simulator, Huey on Redis, PostgreSQL, a Slack channel for threads."""
     data: dict[str, Any] = {
         "inventory": str(inventory),
         "database_url": database_url,
         "workdir": str(path.parent),
-        "hyperv": {"backend": "winrm", "call_timeout": "60s"},
+        "hyperv": {"backend": backend, "call_timeout": "60s"},
         "jobs": {
             "queue": "redis",
             "redis_url": redis_url,
