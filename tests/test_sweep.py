@@ -4,6 +4,7 @@ post per channel, racing replicas, the buttons) is in test_sweep_slack.py."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -39,6 +40,7 @@ from tests.sweep_support import (
     record_change,
     take_orphan,
 )
+from tests.test_cli import one_line_error, run
 
 DAY = timedelta(days=1)
 
@@ -297,3 +299,18 @@ def test_migration_0005_matches_the_models(sqlite_engine: Engine) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     mine = ("checkpoint_size", "checkpoint_adoption")
     assert [d for d in diff if any(t in str(d) for t in mine)] == []
+
+
+def test_the_cli_sweeps_on_demand(tmp_path: Path) -> None:
+    helped = run(tmp_path, "sweep", "--help")
+    assert all(f"  {c}" in helped.stdout for c in ("run", "adopt", "history"))
+    swept = run(tmp_path, "sweep", "run", "--json", "--post")
+    assert swept.returncode == 0, swept.stderr
+    report = json.loads(swept.stdout)
+    assert (report["hosts"], report["items"], report["unreachable"]) == (3, [], [])
+    assert "Slack is not configured" in swept.stderr
+    missing = run(tmp_path, "sweep", "adopt", "00000000-0000-4000-8000-000000000000")
+    assert missing.returncode == 1
+    assert one_line_error(missing).endswith(
+        "no checkpoint 00000000-0000-4000-8000-000000000000 on any host"
+    )

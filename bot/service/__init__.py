@@ -1,5 +1,6 @@
 """The use cases, one path for Slack, the CLI and the playground."""
 
+from bot.service.adopt import AdoptOutcome, adopt_checkpoint
 from bot.service.approvals import ApprovalOutcome, approve, reject
 from bot.service.deciding import Principal
 from bot.service.errors import (
@@ -25,8 +26,10 @@ from bot.service.requests import (
     rollback,
 )
 from bot.service.settings import SettingsOutcome, change_settings, show_settings
+from bot.service.sweep import SweepTask, run_sweep
 
 __all__ = [
+    "AdoptOutcome",
     "ApprovalOutcome",
     "BadRequest",
     "CheckpointListing",
@@ -37,7 +40,9 @@ __all__ = [
     "Principal",
     "ServiceError",
     "SettingsOutcome",
+    "SweepTask",
     "Unavailable",
+    "adopt_checkpoint",
     "approve",
     "change_settings",
     "explain",
@@ -48,6 +53,7 @@ __all__ = [
     "reject",
     "request_checkpoint",
     "rollback",
+    "run_sweep",
     "show_change",
     "show_settings",
 ]
