@@ -210,6 +210,15 @@ def test_the_digest_buttons_over_signed_requests(tmp_path: Path) -> None:
         assert "now owns checkpoint" in texts(answer(bot, key))
         [adopted] = _owners(ctx, first.id)
         assert (adopted.state, adopted.requester) == ("active", "U0BOB")
+        # The adopted change gets its thread where the digest was clicked.
+        bot.api.wait_for(
+            lambda calls: any(
+                c.method == "chat.postMessage"
+                and c.body.get("channel") == "C0OPS"
+                and str(c.body.get("text", "")).startswith(adopted.ref)
+                for c in calls
+            )
+        )
         # A second click (anyone's) is told who won; nothing is adopted twice.
         _, key = bot.slack.click("sweep:adopt", adopt_first, user="U0CAROL")
         assert f"{adopted.ref} already owns" in texts(answer(bot, key))

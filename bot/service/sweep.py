@@ -234,7 +234,8 @@ def scan(ctx: AppContext, now: datetime | None = None, *, record: bool = True) -
         owner = owners.get(c.id)
         finding = classify(owner, c.created_at, at, config.orphan_after)
         if finding is None:
-            young += owner is None
+            if owner is None:
+                young += 1
             continue
         items.append(_item(c, finding, owner, previous.get(c.id), at, default_channel))
     # The biggest first: they cost the most disk and take longest to merge.
