@@ -16,13 +16,31 @@ from bot.cli.runtime import Runtime, pass_runtime
 
 
 @click.command("demo")
-@click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535),
-              help="The playground's port (0: any free one).")  # fmt: skip
-@click.option("--host", default="127.0.0.1", show_default=True, help="The playground's address.")
-@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(1, 10_000),
-              help="Run the bot's clock N times faster (TTLs, change windows).")  # fmt: skip
-@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False),
-              help="Where the run's state goes (default: var/demo). Cleared at start.")  # fmt: skip
+@click.option(
+    "--port",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="The playground's port (0: any free one).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The playground's address (whoever reaches it acts as any demo user).",
+)
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(1, 10_000),
+    help="Run the bot's clock N times faster (TTLs, change windows).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the run's state goes (default: var/demo). Cleared at start.",
+)
 @pass_runtime
 def demo(rt: Runtime, port: int, host: str, speed: float, workdir: Path | None) -> None:
     """Run the playground: a local Slack, the bot, emulated Hyper-V hosts."""
@@ -30,8 +48,9 @@ def demo(rt: Runtime, port: int, host: str, speed: float, workdir: Path | None) 
     from bot.playground import DemoOptions, start_demo
 
     started = time.monotonic()
-    click.echo("checkpoint-bot: starting the playground (DEMO MODE, nothing real is touched)…",
-               err=True)  # fmt: skip
+    click.echo(
+        "checkpoint-bot: starting the playground (DEMO MODE, nothing real is touched)…", err=True
+    )
     running = start_demo(
         DemoOptions(workdir=(workdir or rt.cwd / "var" / "demo"), port=port, host=host, speed=speed)
     )

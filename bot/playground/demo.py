@@ -87,7 +87,8 @@ def _settings(options: DemoOptions, inventory: Path) -> Settings:
 
 def _listen(wsgi: Any, host: str, port: int, what: str) -> HttpServer:
     try:
-        return HttpServer(wsgi, host, port)
+        # Each open browser tab holds a thread in its long poll.
+        return HttpServer(wsgi, host, port, threads=32)
     except OSError as exc:
         hint = ": pass --port N (0 picks a free one)" if port else ""
         raise ConfigError(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from bot.playground.workspace import TEAM_DOMAIN, TEAM_ID
+from bot.playground.workspace import BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
 
 API_APP_ID = "A0CHECKBOT"
 FORM = "application/x-www-form-urlencoded"
@@ -183,7 +183,7 @@ def event_callback(event: dict[str, Any], event_id: str) -> bytes:
             "event_id": event_id,
             "event_time": int(time.time()),
             "authorizations": [
-                {"team_id": TEAM_ID, "user_id": "U0CHECKBOT", "is_bot": True},
+                {"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True},
             ],
         }
     ).encode()

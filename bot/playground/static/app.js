@@ -125,7 +125,16 @@ function keepScrolled(container, render) {
 
 // --- the panes ---------------------------------------------------------------------
 
+// One composer per channel, kept across re-renders, so what is being typed
+// survives the bot's live updates.
+const composers = new Map();
+
 function composer(channel, name) {
+  if (!composers.has(channel)) composers.set(channel, newComposer(channel, name));
+  return composers.get(channel);
+}
+
+function newComposer(channel, name) {
   const input = h("input", {
     type: "text", class: "composer-input", "data-testid": "composer", "aria-label": "Message",
     placeholder: `Message ${name} — try /checkpoint help`, autocomplete: "off",
@@ -245,7 +254,9 @@ function render() {
   const old = main.querySelector(".messages, .home");
   const atBottom = !old || old.scrollHeight - old.scrollTop - old.clientHeight < 80;
   const scroll = old?.scrollTop ?? 0;
+  const focused = document.activeElement;
   main.replaceChildren(...panes);
+  if (focused?.isConnected && focused !== document.activeElement) focused.focus();
   const list = main.querySelector(".messages, .home");
   if (list) list.scrollTop = atBottom && list.classList.contains("messages") ? list.scrollHeight : scroll;
   threadPane();
