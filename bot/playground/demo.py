@@ -61,13 +61,13 @@ class DemoOptions:
 
 
 def _settings(options: DemoOptions, inventory: Path) -> Settings:
-    # `--speed` is for TTLs and change windows; the timeouts that guard host
-    # work and the ledger's liveness checks keep their real length.
+    # `--speed` is for TTLs and change windows; the deadlines that guard host
+    # work keep their real length. (The context already keeps the ledger's
+    # stale-lock window in real seconds under a scaled clock.)
     s = options.speed
     jobs = JobsConfig()
     jobs = JobsConfig(
         workers=2,
-        lock_stale_after=jobs.lock_stale_after * s,
         create_deadline=jobs.create_deadline * s,
         restore_deadline=jobs.restore_deadline * s,
         merge_deadline=jobs.merge_deadline * s,
