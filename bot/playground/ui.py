@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import copy
 import itertools
-import logging
 from typing import Any
 
 from bot.playground import signing
 from bot.playground.signing import AppAnswer, AppLink
 from bot.playground.workspace import ResponseTarget, SlackError, Workspace
-
-log = logging.getLogger(__name__)
 
 COMMAND = "/checkpoint"
 SLACKBOT = "USLACKBOT"
