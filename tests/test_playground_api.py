@@ -49,7 +49,8 @@ def ws(clock: Clock) -> Workspace:
 @pytest.fixture
 def served(ws: Workspace) -> Iterator[str]:
     ui = PlaygroundUi(ws, response_base="")
-    server = HttpServer(PlaygroundApp(ws, WebApi(ws, TOKEN), ui, poll_seconds=0.2), "127.0.0.1", 0)
+    # The long poll returns as soon as something changes; 5 s only bounds a failure.
+    server = HttpServer(PlaygroundApp(ws, WebApi(ws, TOKEN), ui, poll_seconds=5), "127.0.0.1", 0)
     ui.response_base = f"{server.url}/response_url"
     server.start()
     try:
