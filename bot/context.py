@@ -270,6 +270,7 @@ def build_context(
         worker_id,
         clock=clock,
         heartbeat_interval=settings.jobs.heartbeat_seconds,
+        on_progress=notifier.progress,
     )
     kind = huey_kind or settings.jobs.queue
     redis_url = (env or {}).get("REDIS_URL") or settings.jobs.redis_url

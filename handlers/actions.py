@@ -36,7 +36,7 @@ from bot.service.reconcile import resolve
 from bot.service.requests import MAX_REASON
 from handlers import messages, queries
 from handlers.commands import vms_by_host
-from handlers.deps import SlackDeps, ephemeral
+from handlers.deps import SlackDeps, answer_click
 from templates.blocks import parse_action_value
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Actions:
         try:
             ref, seen = parse_action_value(str(action.get("value", "")))
         except ValueError:
-            ephemeral(respond, self.deps.error(messages.UNEXPECTED))
+            answer_click(body, respond, client, self.deps.error(messages.UNEXPECTED))
             return
         try:
             payload = self._click(verb, ref, seen, user, channel, body, client)
@@ -99,7 +99,7 @@ class Actions:
             log.exception(messages.log_unexpected(f"button {verb}"))
             payload = self.deps.error(messages.UNEXPECTED)
         if payload is not None:
-            ephemeral(respond, payload)
+            answer_click(body, respond, client, payload)
 
     def _click(
         self,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Respond
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.context import AppContext
@@ -65,6 +66,23 @@ class SlackDeps:
     @property
     def start_after_restore(self) -> bool:
         return self.ctx.settings.defaults.start_after_restore
+
+
+def answer_click(
+    body: Mapping[str, Any], respond: Respond, client: WebClient, payload: Mapping[str, Any]
+) -> None:
+    """Answer whoever clicked. A click in a message carries a response_url;
+    one in the App Home or a modal does not, so the answer goes to the
+    clicker's DM with the bot instead of being lost."""
+    if body.get("response_url"):
+        ephemeral(respond, payload)
+        return
+    try:
+        client.chat_postMessage(
+            channel=str(body["user"]["id"]), text=payload["text"], blocks=payload.get("blocks")
+        )
+    except (SlackClientError, OSError):
+        log.warning(messages.log_unexpected("answering a click by DM"), exc_info=True)
 
 
 def ephemeral(respond: Respond, payload: Mapping[str, Any]) -> None:

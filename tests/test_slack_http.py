@@ -230,3 +230,41 @@ def test_retried_event_is_processed_once(bot: RunningBot) -> None:
     publishes = [c for c in bot.api.of("views.publish") if c.body["user_id"] == "U0CAROL"]
     assert len(publishes) == 1
     assert publishes[0].body["view"]["type"] == "home"
+
+
+def test_a_click_in_the_app_home_is_answered_by_dm(bot: RunningBot) -> None:
+    """App Home and modal clicks carry no response_url: the answer goes to a DM."""
+    active = create(bot, "WEB02")
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0TEST", "domain": "test"},
+        "user": {"id": "U0DAVE", "username": "dave", "team_id": "T0TEST"},
+        "api_app_id": "A0TEST",
+        "token": "legacy",
+        "container": {"type": "view", "view_id": "V0HOME"},
+        "trigger_id": "trigger.home",
+        "view": {"id": "V0HOME", "type": "home"},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": "checkpoint:merge",
+                "block_id": "b1",
+                "value": value(active),
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    from urllib.parse import urlencode
+
+    reply = bot.slack.post(
+        urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded"
+    )
+    assert reply.status == 200 and reply.seconds < ACK_LIMIT
+    calls = bot.api.wait_for(
+        lambda cs: any(
+            c.method == "chat.postMessage" and c.body.get("channel") == "U0DAVE" for c in cs
+        )
+    )
+    dm = next(c for c in calls if c.method == "chat.postMessage" and c.body["channel"] == "U0DAVE")
+    assert "merge started" in texts(dm.body)
+    wait_state(bot, "WEB02", "merged")

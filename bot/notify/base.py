@@ -11,6 +11,11 @@ class ChangeNotifier(Protocol):
         people must not undo or block the change itself."""
         ...
 
+    def progress(self, job_id: int, message: str) -> None:
+        """Show how long host work is going (one reply, updated in place).
+        Never raises, never blocks the job."""
+        ...
+
     def close(self) -> None:
         """Finish what is queued; called when the process stops."""
         ...
@@ -20,6 +25,9 @@ class NullNotifier:
     """No Slack configured (the CLI on its own): nothing to tell."""
 
     def changed(self, change_id: int) -> None:
+        return None
+
+    def progress(self, job_id: int, message: str) -> None:
         return None
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from bot.notify.pacing import ChannelPacer
 from bot.notify.pending import pending_approval
 from bot.service.views import ChangeView, EventView
 from bot.store.db import session_scope
-from bot.store.models import Change, ChangeEvent, change_ref
+from bot.store.models import Change, ChangeEvent, Job, change_ref
 from templates.blocks import SlackRenderer
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ _POSTING = "posting:"
 # A claim older than this belongs to a process that died mid-post: retake it.
 # (Slack answers a post within seconds; the retry handlers wait at most ~30 s.)
 _STALE_CLAIM_SECONDS = 120.0
+# Progress replies of the most recent jobs whose ts this process keeps.
+_PROGRESS_REMEMBERED = 1000
 
 
 def _claim_token() -> str:
@@ -73,6 +75,9 @@ class ThreadNotifier:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slack-thread")
         self._queued: set[int] = set()
         self._lock = threading.Lock()
+        # job id → the ts of its progress reply; only the process running a
+        # job reports its progress, so memory is the right place.
+        self._progress_ts: dict[int, str] = {}
 
     def changed(self, change_id: int) -> None:
         """Sync in the background: the caller (a Slack ack's follow-up, a
@@ -83,6 +88,38 @@ class ThreadNotifier:
                 return
             self._queued.add(change_id)
         self._pool.submit(self._background_sync, change_id)
+
+    def progress(self, job_id: int, message: str) -> None:
+        self._pool.submit(self._background_progress, job_id, message)
+
+    def _background_progress(self, job_id: int, message: str) -> None:
+        try:
+            self._show_progress(job_id, message)
+        except Exception:
+            log.warning("could not show the progress of job %s", job_id, exc_info=True)
+
+    def _show_progress(self, job_id: int, message: str) -> None:
+        with session_scope(self.engine) as s:
+            job = s.get(Job, job_id)
+            if job is None or job.change_id is None:
+                return
+            change = get_change(s, job.change_id)
+        channel = change.channel or self.default_channel
+        thread_ts = change.thread_ts
+        if channel is None or thread_ts is None or thread_ts.startswith(_POSTING):
+            return  # no thread yet: the outcome reply will tell the story
+        payload = self.renderer.payload(
+            "change_progress", demo=self.demo, c=ChangeView.of(change), message=message
+        )
+        ts = self._progress_ts.get(job_id)
+        if ts is not None:
+            self.client.chat_update(channel=channel, ts=ts, **payload)
+            return
+        self.pacer.wait(channel)
+        answer = self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, **payload)
+        self._progress_ts[job_id] = str(answer["ts"])
+        while len(self._progress_ts) > _PROGRESS_REMEMBERED:
+            del self._progress_ts[next(iter(self._progress_ts))]
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for queued syncs (a CLI process about to exit)."""

@@ -10,6 +10,7 @@ the change is `interrupted` until reconciled against the host).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from sqlmodel import col, select
 from bot.changes import Command, State
 from bot.changes.record import events_of, get_change, note, transition
 from bot.config import DefaultsConfig
+from bot.durations import format_duration
 from bot.hyperv import (
     Checkpoint,
     CheckpointType,
@@ -66,6 +68,8 @@ class Executor:
     # Told after every step, so the change's Slack thread follows the job.
     on_change: Callable[[int], None] = lambda _change_id: None
     merge_poll_seconds: float = 0.5
+    # How often (real seconds) long host work reports to the thread.
+    progress_seconds: float = 10.0
 
     def handlers(self) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
         return {"create": self.create, "restore": self.restore, "remove": self.remove}
@@ -139,6 +143,30 @@ class Executor:
             self._interrupt(change_id, doing, f"{type(exc).__name__}: {exc}")
             raise OperationFailed(f"{change_ref(change_id)}: {doing} interrupted: {exc}") from exc
 
+    @contextmanager
+    def _reporting(self, job: JobContext, doing: str) -> Iterator[None]:
+        """While the block runs, tell the thread every `progress_seconds`
+        that `doing` is still going and for how long: a production
+        checkpoint can take minutes and a merge longer, and silence reads
+        as a hang."""
+        started = self.clock()
+        stop = threading.Event()
+
+        def report() -> None:
+            while not stop.wait(self.progress_seconds):
+                job.progress(f"{doing}… {format_duration(self.clock() - started)} so far")
+
+        reporter = threading.Thread(target=report, name=f"progress-{job.job_id}", daemon=True)
+        reporter.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            reporter.join()
+
+    def _took(self, since: datetime) -> str:
+        return format_duration(self.clock() - since)
+
     def _interrupt(self, change_id: int, doing: str, why: str) -> None:
         self._step(
             change_id,
@@ -161,13 +189,20 @@ class Executor:
             return {"denied": True}
         self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
         host = self.host_for(change.host)
-        with self._host_call(job.change_id, Command.CREATE_FAILED, "checkpoint"):
+        started = self.clock()
+        with (
+            self._host_call(job.change_id, Command.CREATE_FAILED, "checkpoint"),
+            self._reporting(
+                job, f"taking a {change.checkpoint_type} checkpoint of {change.vm_name}"
+            ),
+        ):
             checkpoint = self._take(host, change, job)
         expires = self.clock() + timedelta(seconds=change.ttl_seconds)
         self._step(
             job.change_id,
             Command.CREATED,
-            f"{snapshot_kind(checkpoint.snapshot_type)} checkpoint {checkpoint.id} taken",
+            f"{snapshot_kind(checkpoint.snapshot_type)} checkpoint {checkpoint.id} taken "
+            f"in {self._took(started)}",
             checkpoint_id=checkpoint.id,
             checkpoint_name=checkpoint.name,
             expires_at=expires,
@@ -258,7 +293,11 @@ class Executor:
             )
             return {"refused": refusal}
         host = self.host_for(change.host)
-        with self._host_call(job.change_id, Command.ROLLBACK_FAILED, "rollback"):
+        began = self.clock()
+        with (
+            self._host_call(job.change_id, Command.ROLLBACK_FAILED, "rollback"),
+            self._reporting(job, f"restoring {change.vm_name} to its checkpoint"),
+        ):
             before = host.get_vm(change.vm_id)
             after = host.restore_checkpoint(change.vm_id, change.checkpoint_id)
         started = False
@@ -280,7 +319,7 @@ class Executor:
         self._step(
             job.change_id,
             Command.ROLLED_BACK,
-            f"restored checkpoint {change.checkpoint_id}; VM {state_text}",
+            f"restored checkpoint {change.checkpoint_id} in {self._took(began)}; VM {state_text}",
         )
         return {"vm_state": after.state.name, "started": started}
 
@@ -292,17 +331,18 @@ class Executor:
         if change.state != State.MERGING or not change.checkpoint_id:
             raise OperationFailed(f"{change_ref(job.change_id)} is {change.state}, not merging")
         host = self.host_for(change.host)
-        started = time.monotonic()
+        started = self.clock()
         with self._host_call(job.change_id, Command.MERGE_FAILED, "merge"):
             host.remove_checkpoint(change.vm_id, change.checkpoint_id)
             job.progress("checkpoint removed; merging its disk into the parent")
-            while host.get_vm(change.vm_id).merging:
-                job.check_deadline()
-                time.sleep(self.merge_poll_seconds)
-        took = time.monotonic() - started
+            with self._reporting(job, f"merging the checkpoint's disk into {change.vm_name}"):
+                while host.get_vm(change.vm_id).merging:
+                    job.check_deadline()
+                    time.sleep(self.merge_poll_seconds)
+        took = self.clock() - started
         self._step(
             job.change_id,
             Command.MERGED,
-            f"checkpoint {change.checkpoint_id} removed and merged in {took:.1f}s",
+            f"checkpoint {change.checkpoint_id} removed and merged in {format_duration(took)}",
         )
-        return {"merge_seconds": round(took, 1)}
+        return {"merge_seconds": round(took.total_seconds(), 1)}
