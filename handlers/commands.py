@@ -26,6 +26,7 @@ from bot.service import (
     show_change,
     show_settings,
 )
+from bot.service.window_notices import WindowNotices
 from handlers import messages, queries
 from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (
@@ -172,12 +173,18 @@ class Commands:
         return queries.newest_active_change(self.deps.ctx, vm)
 
     def _windows(self) -> Payload:
-        scopes = queries.window_scopes(self.deps.ctx)
+        ctx = self.deps.ctx
+        scopes = queries.window_scopes(ctx)
+        waiting = WindowNotices(ctx)
         lines = [
             messages.window_line(
-                w.name, slack_date(w.opens_at), slack_date(w.closes_at), scopes[w.name]
+                w.name,
+                slack_date(w.opens_at),
+                slack_date(w.closes_at),
+                scopes[w.name],
+                len(waiting.scheduled_for(w.opens_at)),
             )
-            for w in queries.upcoming_windows(self.deps.ctx)
+            for w in queries.upcoming_windows(ctx)
         ]
         if not lines:
             return self.deps.notice(

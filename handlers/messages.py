@@ -74,8 +74,11 @@ NO_WINDOWS = "The policy defines no change windows, so work runs whenever the po
 NO_WINDOWS_HINT = "Admins add them under `windows:` in the policy file."
 
 
-def window_line(name: str, opens: str, closes: str, scope: str) -> str:
-    return f":calendar: *{esc(name)}* · opens {opens} · closes {closes} · {esc(scope)}"
+def window_line(name: str, opens: str, closes: str, scope: str, scheduled: int = 0) -> str:
+    waiting = (
+        f" · {scheduled} checkpoint{'s' if scheduled != 1 else ''} scheduled" if scheduled else ""
+    )
+    return f":calendar: *{esc(name)}* · opens {opens} · closes {closes} · {esc(scope)}{waiting}"
 
 
 UNEXPECTED = "Something went wrong on our side; nothing was changed that you were not told of."

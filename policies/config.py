@@ -163,7 +163,18 @@ def _build(docs: list[YamlDoc]) -> Policy:
     if problems:
         raise PolicyError(sorted(problems, key=lambda p: (p.source, p.line or 0)))
     windows = tuple(
-        Window(w.name, w.cron, w.duration, ZoneInfo(w.timezone), w.scope) for w in parsed.windows
+        Window(
+            w.name,
+            w.cron,
+            w.duration,
+            ZoneInfo(w.timezone),
+            w.scope,
+            rrule=w.rrule,
+            channel=w.channel,
+            opening_notice=w.notices.opening,
+            closing_notice=w.notices.closing,
+        )
+        for w in parsed.windows
     )
     return Policy(
         rules=rules,

@@ -11,11 +11,19 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter  # type: ignore[import-untyped]
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from bot.durations import DurationError, parse_duration
 from bot.inventory.models import Role
 from policies.model import Effect
+from policies.recurrence import parse_rrule
 
 __all__ = [
     "Duration",
@@ -126,25 +134,59 @@ class PermissionsConfig(_Model):
     extend: PermissionConfig = Field(default_factory=_anyone)
 
 
+class WindowNoticesConfig(_Model):
+    """How long before a window opens and closes its notices go out."""
+
+    opening: Duration = timedelta(minutes=30)
+    closing: Duration = timedelta(minutes=30)
+
+
 class WindowConfig(_Model):
-    """A recurring change window: opens at each `cron` match in `timezone`
-    (wall-clock time, so DST moves it with the clock) and lasts `duration`."""
+    """A recurring change window: opens at each `cron` match (or `rrule`
+    occurrence) in `timezone` (wall-clock time, so DST moves it with the
+    clock) and lasts `duration`."""
 
     name: NonEmpty
-    cron: NonEmpty
+    cron: NonEmpty | None = None
+    rrule: NonEmpty | None = None
     duration: Duration
     timezone: NonEmpty = "UTC"
     scope: Scope = Field(default_factory=Scope)
+    # The Slack channel for its notices (default: slack.changes_channel).
+    channel: NonEmpty | None = None
+    notices: WindowNoticesConfig = Field(default_factory=WindowNoticesConfig)
 
     @field_validator("cron")
     @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        if len(value.split()) != 5 or not croniter.is_valid(value):
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
             raise ValueError(
                 f"{value!r} is not a cron expression: use five fields "
                 "(minute hour day-of-month month day-of-week), e.g. '0 22 * * 6'"
             )
         return value
+
+    @field_validator("rrule")
+    @classmethod
+    def _valid_rrule(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if any(part in value.upper() for part in ("COUNT=", "UNTIL=")):
+            raise ValueError("a change window recurs without end: drop COUNT and UNTIL")
+        try:
+            parse_rrule(value)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"{value!r} is not an RRULE ({exc}): e.g. 'FREQ=WEEKLY;BYDAY=SA;BYHOUR=22;"
+                "BYMINUTE=0'"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> WindowConfig:
+        if (self.cron is None) == (self.rrule is None):
+            raise ValueError("give exactly one of `cron` and `rrule`")
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -1,21 +1,25 @@
 """Change windows in time: when one opens, whether it is open now.
 
-Cron matches are computed on the window's local wall clock (so "0 22 * * 6"
-means 22:00 in Berlin in summer and winter alike) and then made absolute with
-zoneinfo; `duration` is elapsed time from that instant. A start that falls in
-a spring-forward gap is read with the offset before the change (zoneinfo's
-fold=0), i.e. it moves forward by the gap; in the repeated autumn hour the
-first occurrence counts.
+Openings are `cron` matches or `rrule` (RFC 5545) occurrences computed on
+the window's local wall clock (so "0 22 * * 6" means 22:00 in Berlin in
+summer and winter alike) and then made absolute with zoneinfo; `duration`
+is elapsed time from that instant, so a window is always exactly as long
+as it says (22:00 + 6h closes at 03:00 on the night the clocks go back). A
+start that falls in a spring-forward gap is read with the offset before the
+change (zoneinfo's fold=0), i.e. it moves forward by the gap; in the
+repeated autumn hour the first occurrence counts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter  # type: ignore[import-untyped]
 
+from policies.recurrence import parse_rrule
 from policies.schema import Scope
 
 # Two wall-clock matches can map to one instant around DST; a few steps suffice.
@@ -25,10 +29,47 @@ _MAX_STEPS = 8
 @dataclass(frozen=True)
 class Window:
     name: str
-    cron: str
+    cron: str | None
     duration: timedelta
     tz: ZoneInfo
     scope: Scope
+    rrule: str | None = None
+    # Where its notices go (else the bot's changes channel), and how early.
+    channel: str | None = None
+    opening_notice: timedelta = timedelta(minutes=30)
+    closing_notice: timedelta = timedelta(minutes=30)
+
+    def __post_init__(self) -> None:
+        if (self.cron is None) == (self.rrule is None):
+            raise ValueError(f"window {self.name!r}: give exactly one of cron and rrule")
+
+    @property
+    def schedule_text(self) -> str:
+        return f"cron {self.cron}" if self.cron else f"RRULE {self.rrule}"
+
+    def _wall_prev(self, local: datetime) -> Iterator[datetime]:
+        """Wall-clock openings at or before `local`, newest first."""
+        if self.cron is not None:
+            it = croniter(self.cron, local + timedelta(seconds=1))
+            while True:
+                yield it.get_prev(datetime)
+        rule = parse_rrule(str(self.rrule))
+        at = local
+        while (found := rule.before(at, inc=True)) is not None:
+            yield found
+            at = found - timedelta(seconds=1)
+
+    def _wall_next(self, local: datetime) -> Iterator[datetime]:
+        """Wall-clock openings after `local`, oldest first."""
+        if self.cron is not None:
+            it = croniter(self.cron, local)
+            while True:
+                yield it.get_next(datetime)
+        rule = parse_rrule(str(self.rrule))
+        at = local
+        while (found := rule.after(at, inc=False)) is not None:
+            yield found
+            at = found
 
     def _local(self, now: datetime) -> datetime:
         # Whole seconds: cron matches fall on :00, and croniter's prev/next are
@@ -38,20 +79,18 @@ class Window:
     def _absolute(self, wall: datetime) -> datetime:
         return wall.replace(tzinfo=self.tz).astimezone(UTC)
 
-    def last_start(self, now: datetime) -> datetime:
-        """The latest opening at or before `now` (UTC)."""
-        it = croniter(self.cron, self._local(now) + timedelta(seconds=1))
-        for _ in range(_MAX_STEPS):
-            start = self._absolute(it.get_prev(datetime))
+    def last_start(self, now: datetime) -> datetime | None:
+        """The latest opening at or before `now` (UTC); None if it never opened."""
+        for _, wall in zip(range(_MAX_STEPS), self._wall_prev(self._local(now)), strict=False):
+            start = self._absolute(wall)
             if start <= now:
                 return start
-        raise ValueError(f"window {self.name!r}: no opening found before {now.isoformat()}")
+        return None
 
     def next_start(self, now: datetime) -> datetime:
         """The first opening after `now` (UTC)."""
-        it = croniter(self.cron, self._local(now))
-        for _ in range(_MAX_STEPS):
-            start = self._absolute(it.get_next(datetime))
+        for _, wall in zip(range(_MAX_STEPS), self._wall_next(self._local(now)), strict=False):
+            start = self._absolute(wall)
             if start > now:
                 return start
         raise ValueError(f"window {self.name!r}: no opening found after {now.isoformat()}")
@@ -59,7 +98,10 @@ class Window:
     def open_until(self, now: datetime) -> datetime | None:
         """When the window open at `now` closes, or None if it is closed.
         The latest opening has the latest close, so checking it suffices."""
-        end = self.last_start(now) + self.duration
+        start = self.last_start(now)
+        if start is None:
+            return None
+        end = start + self.duration
         return end if now < end else None
 
     def local_text(self, instant: datetime) -> str:

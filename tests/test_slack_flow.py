@@ -438,3 +438,25 @@ def test_the_check_finds_what_slack_would_reject() -> None:
     ]
     assert all(slack_problems(call) for call in bad)
     assert slack_problems(Call("chat.postMessage", {"text": "x", "blocks": [section]}, 0.0)) == []
+
+
+SCHEDULED_WINDOW = """
+rules:
+  change_window: {effect: schedule}
+windows:
+  - name: weekend
+    rrule: "FREQ=WEEKLY;BYDAY=SA;BYHOUR=22;BYMINUTE=0"
+    duration: 6h
+    timezone: Europe/Berlin
+    scope: {tags: {tier: web}}
+"""
+
+
+def test_a_request_outside_its_window_is_scheduled_and_windows_shows_it(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, SCHEDULED_WINDOW) as bot:
+        created = command(bot, "create WEB01 --reason KB5044284")
+        assert "scheduled for its change window" in shown(created)
+        scheduled = wait_state(bot, "WEB01", "scheduled")
+        assert scheduled.checkpoint_id is None
+        windows = command(bot, "windows")
+        assert "*weekend*" in shown(windows) and "1 checkpoint scheduled" in shown(windows)

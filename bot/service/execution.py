@@ -180,8 +180,10 @@ class Executor:
     def create(self, job: JobContext) -> dict[str, Any]:
         assert job.change_id is not None
         change = self._load(job.change_id)
-        if change.state != State.APPROVED:
-            raise OperationFailed(f"{change_ref(job.change_id)} is {change.state}, not approved")
+        if change.state not in (State.APPROVED, State.SCHEDULED):
+            raise OperationFailed(
+                f"{change_ref(job.change_id)} is {change.state}, not approved or scheduled"
+            )
         # Facts, windows and approvals change between request and execution.
         refusal = self._recheck(change, Action.CREATE, change.requester)
         if refusal:

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 from bot.jobs.periodic import PeriodicTask
 from bot.service.reconcile import Reconciler
 from bot.service.sweep import SweepTask
+from bot.service.window_notices import WindowNotices
 
 if TYPE_CHECKING:
     from bot.context import AppContext
 
 
 def periodic_tasks(ctx: AppContext) -> list[PeriodicTask]:
-    tasks: list[PeriodicTask] = [Reconciler(ctx)]
+    tasks: list[PeriodicTask] = [Reconciler(ctx), WindowNotices(ctx)]
     tasks.append(SweepTask(ctx))
     return tasks

@@ -1,0 +1,200 @@
+"""Change-window notices, each once per opening: opening soon (with the
+changes scheduled for it), open, closing soon (the active checkpoints of
+VMs in its scope that need a decision, with buttons) and closed (what
+happened in it).
+
+`due_notices` is pure: the window and the time in, the notices due out.
+`WindowNotices.tick` claims each one by `(kind, slot)` before posting, so
+any number of processes may tick and each notice goes out once. A notice
+whose moment passed while no process ran is not sent late: "opens in 30
+minutes" an hour after it opened helps nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from sqlmodel import col, select
+
+from bot.changes.lifecycle import HOLDS_CHECKPOINT, State
+from bot.facts import inventory_facts
+from bot.jobs import JobState
+from bot.service.views import ChangeView
+from bot.store.db import session_scope
+from bot.store.models import Change, ChangeEvent, Job
+from policies import Facts
+from policies.scopes import scope_matches
+from policies.windows import Window
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+
+log = logging.getLogger(__name__)
+
+# How long after a window closed its summary may still go out.
+CLOSED_GRACE = timedelta(hours=1)
+# A scheduled create's not_before is the opening it waits for, give or take.
+_SAME_INSTANT = timedelta(seconds=1)
+
+
+class Phase(StrEnum):
+    OPENING_SOON = "opening_soon"
+    OPEN = "open"
+    CLOSING_SOON = "closing_soon"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class DueNotice:
+    phase: Phase
+    window: Window
+    opens_at: datetime
+    closes_at: datetime
+
+    @property
+    def kind(self) -> str:
+        return f"window_{self.phase.value}"
+
+    @property
+    def slot(self) -> str:
+        """The opening the notice belongs to, in the window's own time zone."""
+        local = self.opens_at.astimezone(self.window.tz)
+        return f"{self.window.name}:{local.isoformat(timespec='minutes')}"
+
+
+def due_notices(window: Window, now: datetime) -> list[DueNotice]:
+    """The notices of `window` due at `now` (at most one per opening)."""
+    due: list[DueNotice] = []
+    start = window.last_start(now)
+    if start is not None:
+        end = start + window.duration
+        if now < end:
+            closing = now >= end - window.closing_notice
+            due.append(DueNotice(Phase.CLOSING_SOON if closing else Phase.OPEN, window, start, end))
+        elif now < end + CLOSED_GRACE:
+            due.append(DueNotice(Phase.CLOSED, window, start, end))
+    upcoming = window.next_start(now)
+    if now >= upcoming - window.opening_notice:
+        due.append(DueNotice(Phase.OPENING_SOON, window, upcoming, upcoming + window.duration))
+    return due
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    """What happened to changes in scope while the window was open."""
+
+    created: int
+    merged: int
+    rolled_back: int
+    failed: int
+    still_active: tuple[ChangeView, ...]
+
+
+class WindowNotices:
+    name = "window_notices"
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return f"WindowNotices({len(self.ctx.policy.windows)} windows)"
+
+    def tick(self, now: datetime) -> None:
+        if not self.ctx.channels.enabled:
+            return
+        for window in self.ctx.policy.windows:
+            channel = window.channel or self.ctx.settings.slack.changes_channel
+            if channel is None:
+                continue
+            for notice in due_notices(window, now):
+                if self.ctx.ticks.claim(notice.kind, notice.slot):
+                    self.post(notice, channel)
+
+    def post(self, notice: DueNotice, channel: str) -> str | None:
+        values: dict[str, object] = {}
+        if notice.phase in (Phase.OPENING_SOON, Phase.OPEN):
+            values["scheduled"] = self.scheduled_for(notice.opens_at)
+        elif notice.phase is Phase.CLOSING_SOON:
+            values["active"] = self.active_in(notice.window)
+        else:
+            values["summary"] = self.summary(notice)
+        return self.ctx.channels.post(
+            channel,
+            "window_notice",
+            n=notice,
+            opens=notice.window.local_text(notice.opens_at),
+            closes=notice.window.local_text(notice.closes_at),
+            start_after_restore=self.ctx.settings.defaults.start_after_restore,
+            **values,
+        )
+
+    # -- what the notices list ------------------------------------------------
+
+    def in_scope(self, window: Window, vm_id: str) -> bool:
+        """Does the window govern this VM? An unknown match counts: better
+        to tell one team too many than to leave one out."""
+        try:
+            vm = self.ctx.inventory.vm_by_id(vm_id)
+        except LookupError:
+            return False
+        facts = Facts(inventory_facts(self.ctx.inventory, vm, "inventory", self.ctx.clock()))
+        matches, _ = scope_matches(window.scope, facts)
+        return matches is not False
+
+    def scheduled_for(self, opens_at: datetime) -> list[ChangeView]:
+        with session_scope(self.ctx.engine) as s:
+            rows = s.exec(
+                select(Change)
+                .join(Job, col(Job.change_id) == col(Change.id))
+                .where(
+                    col(Change.state) == State.SCHEDULED.value,
+                    col(Job.kind) == "create",
+                    col(Job.state) == JobState.QUEUED.value,
+                    col(Job.not_before) >= opens_at - _SAME_INSTANT,
+                    col(Job.not_before) <= opens_at + _SAME_INSTANT,
+                )
+                .order_by(col(Change.id))
+            ).all()
+            return [ChangeView.of(c) for c in rows]
+
+    def active_in(self, window: Window) -> list[ChangeView]:
+        holding = [s.value for s in HOLDS_CHECKPOINT if s is not State.MERGING]
+        with session_scope(self.ctx.engine) as s:
+            rows = s.exec(
+                select(Change).where(col(Change.state).in_(holding)).order_by(col(Change.id))
+            ).all()
+            views = [ChangeView.of(c) for c in rows]
+        return [v for v in views if self.in_scope(window, v.vm_id)]
+
+    def summary(self, notice: DueNotice) -> WindowSummary:
+        reached = {"created": 0, "merged": 0, "rolled_back": 0, "failed": 0}
+        to_key = {
+            State.ACTIVE.value: "created",
+            State.MERGED.value: "merged",
+            State.ROLLED_BACK.value: "rolled_back",
+            State.FAILED.value: "failed",
+        }
+        with session_scope(self.ctx.engine) as s:
+            rows = s.exec(
+                select(ChangeEvent, Change)
+                .where(
+                    col(ChangeEvent.change_id) == col(Change.id),
+                    col(ChangeEvent.at) >= notice.opens_at,
+                    col(ChangeEvent.at) < notice.closes_at,
+                    col(ChangeEvent.to_state).in_(list(to_key)),
+                )
+                .order_by(col(ChangeEvent.id))
+            ).all()
+            events = [(e.to_state, e.from_state, c.vm_id) for e, c in rows]
+        for to_state, from_state, vm_id in events:
+            if not self.in_scope(notice.window, vm_id):
+                continue
+            # Back to active after a failed merge or restore is not a new checkpoint.
+            if to_state == State.ACTIVE.value and from_state != State.CREATING.value:
+                continue
+            reached[to_key[str(to_state)]] += 1
+        return WindowSummary(**reached, still_active=tuple(self.active_in(notice.window)))
