@@ -5,7 +5,8 @@ recording Slack Web API in this process.
 
 - 50 concurrent "Roll back" clicks on one change, through two bot
   processes: one restore reaches the host, the thread shows one rollback.
-- Two processes claiming the same periodic slots: each slot once.
+- Two processes claiming the same periodic slots: each slot once; two
+  workers ticking the same change windows: each notice once.
 - `kill -9` of a worker in the middle of a create: after a restart the
   change reaches a true final state, with no duplicate checkpoint.
 
@@ -485,7 +486,6 @@ windows:
 """
 
 
-@pytest.mark.xfail(strict=False, reason="window notices not yet built")
 def test_two_schedulers_ticking_the_same_windows_post_each_notice_once(
     tmp_path: Path,
     fresh_pg_url: str,
