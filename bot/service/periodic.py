@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from bot.jobs.periodic import PeriodicTask
 from bot.service.reconcile import Reconciler
 from bot.service.sweep import SweepTask
+from bot.service.ttl_chase import TTLChaser
 from bot.service.window_notices import WindowNotices
 
 if TYPE_CHECKING:
@@ -15,6 +16,6 @@ if TYPE_CHECKING:
 
 
 def periodic_tasks(ctx: AppContext) -> list[PeriodicTask]:
-    tasks: list[PeriodicTask] = [Reconciler(ctx), WindowNotices(ctx)]
+    tasks: list[PeriodicTask] = [Reconciler(ctx), WindowNotices(ctx), TTLChaser(ctx)]
     tasks.append(SweepTask(ctx))
     return tasks

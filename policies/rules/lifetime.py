@@ -38,9 +38,21 @@ class TTLParams(RuleParams):
     beyond_max_on_extend: Literal["deny", "needs_approval"] = "needs_approval"
     # The change's start being unknown costs at most an approval.
     on_unknown: Literal["deny", "needs_approval"] = "needs_approval"
+    # Reminders to the requester and the thread, this long before expiry.
+    remind_before: list[Duration] = Field(
+        default_factory=lambda: [timedelta(hours=24), timedelta(hours=1)]
+    )
+    # Merge (keep) a checkpoint this long after it expired, if nobody
+    # decided; for scopes whose owners agreed to it. Never a rollback.
+    auto_merge: bool = False
+    auto_merge_grace: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _default_fits(self) -> Self:
+        if any(point <= timedelta(0) for point in self.remind_before):
+            raise ValueError("remind_before: every reminder must be some time before expiry")
+        if self.auto_merge_grace < timedelta(0):
+            raise ValueError("auto_merge_grace must not be negative")
         if self.default > self.max:
             raise ValueError(
                 f"default ({format_duration(self.default)}) is longer than max "

@@ -1,0 +1,192 @@
+"""TTL chasing: every checkpoint is followed to its end.
+
+Before expiry, at each of the ttl rule's `remind_before` points, the
+requester (by DM) and the thread are reminded, with the buttons that decide
+it. At expiry the change's channel is told. Where the VM's scope allows it
+(`auto_merge`), a checkpoint nobody decided on is kept & merged
+`auto_merge_grace` after it expired, through the same policy and job path as
+a person's click. Nothing ever rolls back on its own.
+
+Every notice is claimed by `(kind, slot)` with the expiry in the slot, so
+each goes out once across replicas, and an extension (a new expiry) starts
+the reminders afresh. `due_reminder` is pure.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlmodel import col, select
+
+from bot.changes.lifecycle import State
+from bot.changes.record import get_change, note
+from bot.durations import format_duration
+from bot.facts import inventory_facts
+from bot.service.deciding import Principal
+from bot.service.errors import ServiceError
+from bot.service.views import ChangeView
+from bot.store.db import session_scope
+from bot.store.models import Change
+from policies import Facts
+from policies.policy import ScopeUnknown
+from policies.rules.lifetime import TTLParams
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+
+log = logging.getLogger(__name__)
+
+ACTOR = "checkpoint-bot"
+# Chased: a checkpoint exists and nobody is working on it.
+_CHASED = (State.ACTIVE.value, State.ROLLED_BACK.value)
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def due_reminder(
+    expires_at: datetime, ttl: timedelta, points: Sequence[timedelta], now: datetime
+) -> timedelta | None:
+    """The reminder point due at `now`: the one closest to expiry that has
+    been reached. Points longer than the checkpoint's whole life are moot (a
+    1-hour checkpoint needs no "expires in 24 hours")."""
+    if now >= expires_at:
+        return None
+    reached = [p for p in points if p < ttl and now >= expires_at - p]
+    return min(reached) if reached else None
+
+
+class TTLChaser:
+    name = "ttl_chase"
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return "TTLChaser()"
+
+    def tick(self, now: datetime) -> None:
+        with session_scope(self.ctx.engine) as s:
+            rows = s.exec(
+                select(Change).where(
+                    col(Change.state).in_(_CHASED), col(Change.expires_at).is_not(None)
+                )
+            ).all()
+            changes = [ChangeView.of(c) for c in rows]
+        for change in changes:
+            try:
+                self.chase(change, now)
+            except Exception:
+                log.exception("could not chase the TTL of %s", change.ref)
+
+    def params(self, change: ChangeView) -> tuple[TTLParams, bool]:
+        """The ttl rule's settings for the change's VM, and whether its scope
+        was decided (auto-merge needs it; reminders fall back to the base)."""
+        vm = self.ctx.inventory.vm_by_id(change.vm_id)
+        facts = Facts(inventory_facts(self.ctx.inventory, vm, "inventory", self.ctx.clock()))
+        resolved = self.ctx.policy.resolve("ttl", facts)
+        decided = not isinstance(resolved, ScopeUnknown)
+        params = (resolved.base if isinstance(resolved, ScopeUnknown) else resolved).params
+        assert isinstance(params, TTLParams)
+        return params, decided
+
+    def chase(self, change: ChangeView, now: datetime) -> None:
+        assert change.expires_at is not None
+        params, decided = self.params(change)
+        expiry = change.expires_at.isoformat(timespec="seconds")
+        left = change.expires_at - now
+        point = due_reminder(
+            change.expires_at, timedelta(seconds=change.ttl_seconds), params.remind_before, now
+        )
+        if point is not None:
+            slot = f"{change.id}:{expiry}:{int(point.total_seconds())}"
+            if self.ctx.ticks.claim("ttl_reminder", slot):
+                self._remind(change, left)
+            return
+        if left > timedelta(0):
+            return
+        if self.ctx.ticks.claim("ttl_expired", f"{change.id}:{expiry}"):
+            self._expired(change, params, decided)
+        grace_over = now >= change.expires_at + params.auto_merge_grace
+        if (
+            params.auto_merge
+            and decided
+            and grace_over
+            and self.ctx.ticks.claim("ttl_auto_merge", f"{change.id}:{expiry}")
+        ):
+            self._auto_merge(change)
+
+    # -- telling ----------------------------------------------------------------
+
+    def _note(self, change: ChangeView, kind: str, message: str) -> None:
+        with session_scope(self.ctx.engine) as s:
+            note(
+                s,
+                get_change(s, change.id),
+                kind=kind,
+                actor=ACTOR,
+                now=self.ctx.clock(),
+                message=message,
+            )
+        self.ctx.notifier.changed(change.id)
+
+    def _fresh(self, change: ChangeView) -> ChangeView:
+        with session_scope(self.ctx.engine) as s:
+            return ChangeView.of(get_change(s, change.id))
+
+    def _post(self, channel: str | None, change: ChangeView, phase: str, left: str) -> None:
+        if channel is None or not self.ctx.channels.enabled:
+            return
+        self.ctx.channels.post(
+            channel,
+            "ttl_notice",
+            c=self._fresh(change),
+            phase=phase,
+            left=left,
+            start_after_restore=self.ctx.settings.defaults.start_after_restore,
+        )
+
+    def _remind(self, change: ChangeView, left: timedelta) -> None:
+        text = format_duration(left)
+        self._note(
+            change,
+            "ttl_reminder",
+            f"the checkpoint expires in {text}: keep & merge it, roll back, or extend",
+        )
+        if _SLACK_USER.match(change.requester):
+            self._post(change.requester, change, "reminder", text)
+
+    def _expired(self, change: ChangeView, params: TTLParams, decided: bool) -> None:
+        automatic = params.auto_merge and decided
+        then = (
+            f"it is kept & merged automatically in {format_duration(params.auto_merge_grace)} "
+            "unless someone decides first"
+            if automatic
+            else "it stays until someone decides; it is never rolled back on its own"
+        )
+        self._note(change, "ttl_expired", f"the checkpoint's TTL is over: {then}")
+        channel = self._channel(change)
+        self._post(channel, change, "expired", then)
+
+    def _channel(self, change: ChangeView) -> str | None:
+        with session_scope(self.ctx.engine) as s:
+            row = s.get(Change, change.id)
+            own = row.channel if row is not None else None
+        return own or self.ctx.settings.slack.changes_channel
+
+    def _auto_merge(self, change: ChangeView) -> None:
+        # Imported here: the request use cases import this module's neighbours.
+        from bot.service.requests import merge
+
+        current = self._fresh(change)
+        if current.state not in _CHASED or current.expires_at != change.expires_at:
+            return  # someone decided (or extended) since this tick began
+        try:
+            outcome = merge(self.ctx, change.ref, requester=Principal(ACTOR))
+        except ServiceError as exc:
+            self._note(change, "auto_merge_failed", f"automatic keep & merge not started: {exc}")
+            return
+        if outcome.refused or outcome.waiting:
+            log.info("auto-merge of %s: refused or waiting for approval", change.ref)

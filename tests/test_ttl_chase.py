@@ -1,0 +1,203 @@
+"""TTL chasing: reminders before expiry to the requester and the thread,
+a notice at expiry, auto-merge only where the scope allows it, never an
+automatic rollback, each notice once across replicas."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlmodel import select
+
+from bot.clock import ManualClock
+from bot.config import SlackConfig
+from bot.context import AppContext, build_context
+from bot.notify import ChannelPacer, ThreadNotifier
+from bot.service import extend, request_checkpoint, show_change
+from bot.service.ttl_chase import TTLChaser, due_reminder
+from bot.store.db import session_scope
+from bot.store.models import Job
+from tests.helpers import T0, settings_for
+from tests.slack_support import BOT_TOKEN, FakeSlackApi
+
+CHANNEL = "C0OPS"
+STAGING_AUTO_MERGE = """
+rules:
+  ttl:
+    overrides:
+      - scope: {tags: {env: staging}}
+        params: {auto_merge: true, auto_merge_grace: 30m}
+"""
+
+durations = st.integers(min_value=1, max_value=30 * 24 * 3600).map(lambda s: timedelta(seconds=s))
+
+
+@given(
+    ttl=durations,
+    points=st.lists(durations, max_size=5),
+    elapsed=st.integers(min_value=0, max_value=31 * 24 * 3600),
+)
+def test_the_due_reminder_is_the_closest_point_reached(
+    ttl: timedelta, points: list[timedelta], elapsed: int
+) -> None:
+    expires = T0 + ttl
+    now = T0 + timedelta(seconds=elapsed)
+    point = due_reminder(expires, ttl, points, now)
+    if point is None:
+        assert now >= expires or not [p for p in points if p < ttl and now >= expires - p]
+        return
+    assert point in points and point < ttl and expires - point <= now < expires
+    assert all(p >= point for p in points if p < ttl and now >= expires - p)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+def _contexts(
+    tmp_path: Path, clock: ManualClock, api: FakeSlackApi, policy: str | None
+) -> tuple[AppContext, AppContext]:
+    settings = replace(settings_for(tmp_path), slack=SlackConfig(changes_channel=CHANNEL))
+    if policy is not None:
+        path = tmp_path / "policy.yaml"
+        path.write_text(policy, encoding="utf-8")
+        settings = replace(settings, policy_files=(path,))
+    env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
+    pair = tuple(build_context(settings, env=env, clock=clock, huey_kind="memory") for _ in "ab")
+    for ctx in pair:
+        assert isinstance(ctx.notifier, ThreadNotifier)
+        ctx.notifier.pacer = ChannelPacer(rate=1000.0, burst=1000)
+    return pair[0], pair[1]
+
+
+@pytest.fixture
+def slack(
+    tmp_path: Path, clock: ManualClock
+) -> Iterator[tuple[AppContext, AppContext, FakeSlackApi]]:
+    with FakeSlackApi() as api:
+        one, two = _contexts(tmp_path, clock, api, None)
+        try:
+            yield one, two, api
+        finally:
+            one.close()
+            two.close()
+
+
+def _active(ctx: AppContext, vm: str, ttl: str) -> str:
+    out = request_checkpoint(
+        ctx, vm, reason="KB5044284", requester="U0ALICE", channel=CHANNEL, source="slack", ttl=ttl
+    )
+    assert out.job_id is not None
+    ctx.runner.run(out.job_id)
+    assert show_change(ctx, out.change.ref).state == "active"
+    return out.change.ref
+
+
+def _dms(api: FakeSlackApi) -> list[str]:
+    return [
+        str(c.body["text"]) for c in api.of("chat.postMessage") if c.body["channel"] == "U0ALICE"
+    ]
+
+
+def _channel_notices(api: FakeSlackApi) -> list[str]:
+    """Top-level posts in the channel about an expiry (not thread replies)."""
+    return [
+        str(c.body)
+        for c in api.of("chat.postMessage")
+        if c.body["channel"] == CHANNEL
+        and "thread_ts" not in c.body
+        and "has expired" in str(c.body["text"])
+    ]
+
+
+def test_reminders_then_an_expiry_notice_each_once_and_never_a_rollback(
+    slack: tuple[AppContext, AppContext, FakeSlackApi], clock: ManualClock
+) -> None:
+    one, two, api = slack
+    ref = _active(one, "WEB01", "48h")
+    expires = show_change(one, ref).expires_at
+    assert expires is not None
+    chasers = [TTLChaser(one), TTLChaser(two)]
+
+    def at(moment: datetime) -> None:
+        clock.advance(moment - clock())
+        for chaser in chasers:
+            chaser.tick(clock())
+            chaser.tick(clock())
+
+    at(expires - timedelta(hours=30))
+    assert _dms(api) == []
+    at(expires - timedelta(hours=23))
+    assert len(_dms(api)) == 1 and "expires in 23h" in _dms(api)[0]
+    at(expires - timedelta(minutes=40))
+    assert len(_dms(api)) == 2 and "expires in 40m" in _dms(api)[1]
+    dm = [c for c in api.of("chat.postMessage") if c.body["channel"] == "U0ALICE"][-1]
+    actions = [
+        el["action_id"] for b in dm.body["blocks"] if b["type"] == "actions" for el in b["elements"]
+    ]
+    assert actions == ["checkpoint:rollback", "checkpoint:merge", "checkpoint:extend"]
+
+    at(expires + timedelta(minutes=1))
+    assert len(_channel_notices(api)) == 1
+    assert "never rolled back on its own" in _channel_notices(api)[0]
+    at(expires + timedelta(days=3))
+    assert len(_channel_notices(api)) == 1 and len(_dms(api)) == 2
+
+    change = show_change(one, ref)
+    assert change.state == "active"
+    kinds = [e.kind for e in change.events]
+    assert kinds.count("ttl_reminder") == 2 and kinds.count("ttl_expired") == 1
+    with session_scope(one.engine) as s:
+        assert [j.kind for j in s.exec(select(Job).where(Job.change_id == change.id))] == ["create"]
+
+
+def test_an_extension_starts_the_reminders_again(
+    slack: tuple[AppContext, AppContext, FakeSlackApi], clock: ManualClock
+) -> None:
+    one, _two, api = slack
+    ref = _active(one, "WEB01", "24h")
+    first = show_change(one, ref).expires_at
+    assert first is not None
+    clock.advance(first - timedelta(minutes=30) - clock())
+    TTLChaser(one).tick(clock())
+    assert len(_dms(api)) == 1
+    extended = extend(one, ref, "12h", requester="U0ALICE")
+    assert extended.change.expires_at == first + timedelta(hours=12)
+    clock.advance(timedelta(hours=12))
+    TTLChaser(one).tick(clock())
+    assert len(_dms(api)) == 2
+
+
+def test_auto_merge_only_where_the_scope_allows_it(tmp_path: Path, clock: ManualClock) -> None:
+    with FakeSlackApi() as api:
+        one, two = _contexts(tmp_path, clock, api, STAGING_AUTO_MERGE)
+        try:
+            staging = _active(one, "STG-WEB01", "24h")
+            prod = _active(one, "WEB01", "24h")
+            expires = show_change(one, staging).expires_at
+            assert expires is not None
+            clock.advance(expires + timedelta(minutes=10) - clock())
+            TTLChaser(one).tick(clock())
+            assert "automatically in 30m" in str(api.of("chat.postMessage"))
+            assert show_change(one, staging).state == "active"  # still within the grace
+            clock.advance(timedelta(minutes=25))
+            for chaser in (TTLChaser(one), TTLChaser(two)):
+                chaser.tick(clock())
+            merging = show_change(one, staging)
+            assert merging.state == "merging"
+            assert merging.events[-1].actor == "checkpoint-bot"
+            assert show_change(one, prod).state == "active"  # prod: never on its own
+            with session_scope(one.engine) as s:
+                removes = s.exec(select(Job).where(Job.kind == "remove")).all()
+            # One merge job on the ledger, whose runner is the ordinary one.
+            assert len(removes) == 1 and removes[0].state == "queued"
+            assert removes[0].destructive
+        finally:
+            one.close()
+            two.close()
