@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
+from sqlmodel import SQLModel
 
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
@@ -71,22 +72,18 @@ def pg_database_url(pg_admin_url: str) -> Iterator[str]:
     admin.dispose()
 
 
-_TABLES = (
-    "vm_setting_change",
-    "approval_request",
-    "change_event",
-    "vm_lock",
-    "job",
-    "change",
-    "simulator_host",
-)
+def _tables() -> list[str]:
+    """Every table the models define, so a new one is never left uncleaned."""
+    import bot.store.models  # noqa: F401 (registers the tables on the metadata)
+
+    return [t.name for t in SQLModel.metadata.sorted_tables]
 
 
 @pytest.fixture
 def pg_engine(pg_database_url: str) -> Iterator[Engine]:
     engine = make_engine(pg_database_url)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+        conn.execute(text(f"TRUNCATE {', '.join(_tables())} RESTART IDENTITY CASCADE"))
     yield engine
     engine.dispose()
 

@@ -226,8 +226,13 @@ class Cluster:
         proc.wait_for_output(r"emulator: serving", timeout=60)
         return proc
 
-    def serve(self, config: Path, env: Mapping[str, str], name: str = "serve") -> BotProc:
+    def serve(
+        self, config: Path, env: Mapping[str, str], name: str = "serve", *, worker: bool = True
+    ) -> BotProc:
+        """A bot replica; `worker=False` answers Slack and enqueues only."""
         argv = [CHECKPOINT_BOT, "--config", str(config), "serve", "--http", "--port", "0"]
+        if not worker:
+            argv.append("--no-worker")
         proc = self.start(name, argv, env)
         found = proc.wait_for_output(r"over HTTP on (http://[\d.]+:\d+)/slack/events", timeout=60)
         return BotProc(proc, found.group(1))

@@ -130,3 +130,12 @@ def test_stale_writer_loses(record_engine: Engine) -> None:
     with session_scope(record_engine) as s:
         assert get_change(s, change_id).state == "approved"
         assert len(events_of(s, change_id)) == 2
+
+
+@given(st.sampled_from(list(State)), st.sampled_from(["rollback", "merge"]))
+def test_every_refusal_reads_as_words_not_commands(state: State, action: str) -> None:
+    from bot.service.not_now import not_now
+
+    text = not_now("CHG-0042", state, action)
+    assert text.startswith("CHG-0042 ")
+    assert "_" not in text and "expected" not in text and "cannot" not in text

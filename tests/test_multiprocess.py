@@ -231,9 +231,8 @@ def test_fifty_rollback_clicks_across_two_bots_make_one_restore(
         policy_text=NO_ROLLBACK_APPROVAL, heartbeat_seconds=1, lock_stale_after="10s"
     )
     cluster, api, engine = dep.cluster, dep.api, dep.engine
-    # `serve` has no enqueue-only mode: each bot also runs a consumer and the
-    # periodic scheduler, so four processes take jobs from the queue.
-    bots = [cluster.serve(dep.config, dep.env, name=f"serve{n}") for n in (1, 2)]
+    # Two replicas that only answer Slack and enqueue; the two workers run everything.
+    bots = [cluster.serve(dep.config, dep.env, name=f"serve{n}", worker=False) for n in (1, 2)]
     for n in (1, 2):
         cluster.worker(dep.config, dep.env, name=f"worker{n}")
     # One response_url numbering for both senders, so every click has its own.

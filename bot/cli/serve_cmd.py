@@ -53,9 +53,17 @@ def _stop_on_sigterm() -> None:
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (HTTP).")
 @click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Only answer Slack and enqueue: jobs and periodic work run in "
+    "`checkpoint-bot worker` processes (needs jobs.queue: redis).",
+)
 @pass_runtime
-def serve(rt: Runtime, http_mode: bool, port: int, host: str, threads: int) -> None:
-    """Run the Slack bot and the job consumer until stopped."""
+def serve(
+    rt: Runtime, http_mode: bool, port: int, host: str, threads: int, no_worker: bool
+) -> None:
+    """Run the Slack bot and (unless --no-worker) the job consumer until stopped."""
     settings = rt.settings
     slack = settings.slack
     bot_token = need_secret(slack.bot_token, "slack.bot_token", rt.env)
@@ -70,8 +78,13 @@ def serve(rt: Runtime, http_mode: bool, port: int, host: str, threads: int) -> N
     from templates import Renderer
     from templates.blocks import SlackRenderer
 
+    if no_worker and settings.jobs.queue != "redis":
+        raise ConfigError(
+            f"--no-worker needs a queue other processes can reach (jobs.queue: redis); "
+            f"with jobs.queue: {settings.jobs.queue} nothing would ever run the jobs"
+        )
     ctx = rt.ctx
-    consumer = ctx.start_workers()
+    consumer = None if no_worker else ctx.start_workers()
     try:
         # Bolt checks the token with auth.test here.
         app = build_bolt_app(
@@ -96,7 +109,7 @@ def serve(rt: Runtime, http_mode: bool, port: int, host: str, threads: int) -> N
         wsgi = SlackWsgi(
             app,
             database_ok=lambda: database_answers(ctx.engine),
-            consumer_ok=lambda: consumer_running(consumer),
+            consumer_ok=lambda: consumer is None or consumer_running(consumer),
         )
         server = HttpServer(wsgi, host, port, threads=threads)
         click.echo(
@@ -122,5 +135,6 @@ def serve(rt: Runtime, http_mode: bool, port: int, host: str, threads: int) -> N
             pass
         finally:
             handler.close()  # type: ignore[no-untyped-call]
-    click.echo("checkpoint-bot: stopping the job consumer", err=True)
+    if consumer is not None:
+        click.echo("checkpoint-bot: stopping the job consumer", err=True)
     # Runtime.close (on exit) stops the consumer and closes the context.

@@ -24,6 +24,7 @@ from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Conflict, NotFound
+from bot.service.not_now import not_now
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
@@ -263,7 +264,7 @@ def begin_host_action(ctx: AppContext, change_id: int, action: Action, actor: st
             )
             seq = event.seq
     except IllegalTransition as exc:
-        raise Conflict(f"{change_ref(change_id)}: {exc}") from None
+        raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
     except ConcurrentUpdate:
         raise Conflict(
             f"{change_ref(change_id)} changed while you asked; nothing was done, look again"
@@ -277,10 +278,7 @@ def _act(ctx: AppContext, ref: str, action: Action, who: Principal) -> Outcome:
         change = get_change(s, change_id)
     allowed = {Action.ROLLBACK: {State.ACTIVE}, Action.MERGE: {State.ACTIVE, State.ROLLED_BACK}}
     if State(change.state) not in allowed[action]:
-        command = Command.START_ROLLBACK if action is Action.ROLLBACK else Command.START_MERGE
-        raise Conflict(
-            f"{change_ref(change_id)}: {IllegalTransition(State(change.state), command)}"
-        )
+        raise Conflict(not_now(change_ref(change_id), State(change.state), action.value))
     vm = resolve_vm(ctx, change.vm_name)
     decision = ctx.decider.decide(
         vm, action, who, checkpoint_type=change.checkpoint_type, change=change
