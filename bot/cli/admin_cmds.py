@@ -167,10 +167,16 @@ def policy_validate(rt: Runtime, file: Path) -> None:
         policy = validate_policy_file(file)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
-    click.echo(
-        f"{file}: OK — {len(policy.rules)} rules, {len(policy.windows)} change windows, "
-        f"{len(policy.exemptions)} exemptions"
-    )
+    counts = [
+        _count(len(policy.rules), "rule"),
+        _count(len(policy.windows), "change window"),
+        _count(len(policy.exemptions), "exemption"),
+    ]
+    click.echo(f"{file}: OK — {', '.join(counts)}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @click.command("worker")
