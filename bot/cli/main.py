@@ -12,6 +12,7 @@ from bot.cli.admin_cmds import audit, db, inventory, policy, worker
 from bot.cli.checkpoint_cmds import change, checkpoint
 from bot.cli.demo_cmd import demo
 from bot.cli.emulator_cmd import emulator
+from bot.cli.followup_cmds import reconcile_cmd, resolve_cmd, windows_cmd
 from bot.cli.runtime import Runtime
 from bot.cli.serve_cmd import serve
 from bot.cli.sweep_cmd import sweep
@@ -63,8 +64,11 @@ for command in (
     serve,
     demo,
     sweep,
+    windows_cmd,
+    reconcile_cmd,
 ):
     cli.add_command(command)
+change.add_command(resolve_cmd)
 
 
 def _fail(message: str, code: int) -> int:

@@ -180,14 +180,14 @@ class Reconciler:
             self._expired(job_id)
         for job_id in ledger.stranded_queued(STRANDED_AFTER * speed_of(self.ctx.clock)):
             self.ctx.queue.enqueue(job_id)
-        for change_id in self._stuck():
+        for change_id in self.stuck():
             # Another process may move it first; it is looked at again next tick.
             with suppress(ConcurrentUpdate, IllegalTransition):
                 self.reconcile(change_id)
 
     # -- finding work -------------------------------------------------------
 
-    def _stuck(self) -> list[int]:
+    def stuck(self) -> list[int]:
         """Changes in flight with no job that could still finish them, and
         interrupted ones."""
         states = [s.value for s in IN_FLIGHT] + [State.INTERRUPTED.value]

@@ -1,0 +1,90 @@
+"""Following changes to their end from the terminal: change windows, the
+reconciler run once, and a human's answer for an interrupted change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from bot.cli.runtime import Runtime, echo_json, pass_runtime
+from bot.service.queries import show_change
+from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
+from bot.service.window_notices import WindowNotices, due_notices
+
+
+@click.command("resolve")
+@click.argument("ref", metavar="CHG-n")
+@click.argument("outcome", type=click.Choice(sorted(RESOLUTIONS)))
+@click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
+@pass_runtime
+def resolve_cmd(rt: Runtime, ref: str, outcome: str, as_json: bool) -> None:
+    """Say what happened to an interrupted change the host could not settle
+    (the thread and `change show` list the outcomes offered). Only the
+    requester or an admin; recorded with your name."""
+    view = resolve(rt.ctx, ref, outcome, who=rt.principal)
+    if as_json:
+        echo_json(view.to_dict())
+    else:
+        rt.out("cli/change.txt.j2", c=view)
+
+
+@click.command("reconcile")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def reconcile_cmd(rt: Runtime, as_json: bool) -> None:
+    """Run the reconciler once now (every bot and worker also runs it on each
+    tick): interrupted work is checked against the hosts."""
+    ctx = rt.ctx
+    reconciler = Reconciler(ctx)
+    stuck = reconciler.stuck()
+    reconciler.tick(ctx.clock())
+    rows = [
+        {"change": view.ref, "vm": view.vm_name, "state": view.state}
+        for view in (show_change(ctx, f"CHG-{change_id}") for change_id in stuck)
+    ]
+    if as_json:
+        echo_json({"looked_at": rows})
+        return
+    if not rows:
+        click.echo("nothing to reconcile: no change is stuck in flight or interrupted")
+    for row in rows:
+        click.echo(f"{row['change']}  {row['vm']:<12} now {row['state']}")
+
+
+@click.command("windows")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def windows_cmd(rt: Runtime, as_json: bool) -> None:
+    """The change windows: each one's next (or current) opening, its scope,
+    the checkpoints scheduled for it and the notice due now, if any."""
+    ctx = rt.ctx
+    now = ctx.clock()
+    waiting = WindowNotices(ctx)
+    rows: list[dict[str, Any]] = []
+    for w in ctx.policy.windows:
+        until = w.open_until(now)
+        opens = until - w.duration if until is not None else w.next_start(now)
+        rows.append(
+            {
+                "name": w.name,
+                "schedule": w.schedule_text,
+                "timezone": w.tz.key,
+                "open_now": until is not None,
+                "opens": w.local_text(opens),
+                "closes": w.local_text(opens + w.duration),
+                "scope": w.scope.describe(),
+                "scheduled": [c.ref for c in waiting.scheduled_for(opens)],
+                "due": [n.phase.value for n in due_notices(w, now)],
+            }
+        )
+    if as_json:
+        echo_json({"windows": rows})
+        return
+    if not rows:
+        click.echo("no change windows: the policy defines none (`windows:` in the policy file)")
+    for r in rows:
+        state = "OPEN until " + r["closes"] if r["open_now"] else f"opens {r['opens']}"
+        click.echo(f"{r['name']}: {state} ({r['schedule']}, {r['scope']})")
+        if r["scheduled"]:
+            click.echo(f"  scheduled: {', '.join(r['scheduled'])}")
