@@ -57,7 +57,7 @@ def _stop_on_sigterm() -> None:
     "--no-worker",
     is_flag=True,
     help="Only answer Slack and enqueue: jobs and periodic work run in "
-    "`checkpoint-bot worker` processes (needs jobs.queue: redis).",
+    "`checkpoint-bot worker` processes (jobs.queue: redis, or sqlite on this machine).",
 )
 @pass_runtime
 def serve(
@@ -78,10 +78,11 @@ def serve(
     from templates import Renderer
     from templates.blocks import SlackRenderer
 
-    if no_worker and settings.jobs.queue != "redis":
+    if no_worker and settings.jobs.queue == "memory":
         raise ConfigError(
-            f"--no-worker needs a queue other processes can reach (jobs.queue: redis); "
-            f"with jobs.queue: {settings.jobs.queue} nothing would ever run the jobs"
+            "--no-worker needs a queue other processes can reach (jobs.queue: redis, or "
+            "sqlite for workers on this machine); with jobs.queue: memory nothing would "
+            "ever run the jobs"
         )
     ctx = rt.ctx
     consumer = None if no_worker else ctx.start_workers()
