@@ -185,7 +185,7 @@ def test_second_rollback_click_is_refused_politely(ctx: AppContext) -> None:
     out = request_checkpoint(ctx, "STG-APP01", reason="upgrade", requester="alice")
     assert _done(ctx, out.job_id) == "succeeded"
     first = rollback(ctx, out.change.ref, requester="alice")
-    with pytest.raises(Conflict, match="is already rolling back|was already rolled back"):
+    with pytest.raises(Conflict, match=r"is already rolling back|was already rolled back"):
         rollback(ctx, out.change.ref, requester="alice")
     assert _done(ctx, first.job_id) == "succeeded"
 
