@@ -286,3 +286,15 @@ def test_every_in_flight_state_can_be_interrupted_and_left(state: State) -> None
         Command.RECONCILE_MERGED,
         Command.RECONCILE_ROLLED_BACK,
     }
+
+
+def test_a_change_that_moved_on_since_it_was_picked_is_left_alone(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    change_id, _host = _active(ctx, clock)
+    assert Reconciler(ctx).reconcile(change_id) == "active"
+    out = request_checkpoint(ctx, "WEB02", reason="patch", requester="alice")
+    assert out.job_id is not None
+    _died_while(ctx, "create", out.change.id, out.job_id)
+    # Its worker still beats: creating with a live job is not stuck.
+    assert Reconciler(ctx).reconcile(out.change.id) == "creating"

@@ -201,3 +201,25 @@ def test_auto_merge_only_where_the_scope_allows_it(tmp_path: Path, clock: Manual
         finally:
             one.close()
             two.close()
+
+
+def test_a_vm_gone_from_the_inventory_is_still_chased_by_the_base_settings(
+    slack: tuple[AppContext, AppContext, FakeSlackApi], clock: ManualClock
+) -> None:
+    from sqlalchemy import update
+
+    from bot.store.models import Change
+
+    one, _two, api = slack
+    ref = _active(one, "WEB01", "24h")
+    change = show_change(one, ref)
+    with session_scope(one.engine) as s:
+        s.execute(
+            update(Change)
+            .where(Change.id == change.id)  # type: ignore[arg-type]
+            .values(vm_id="00000000-0000-4000-8000-000000000000")
+        )
+    assert change.expires_at is not None
+    clock.advance(change.expires_at - timedelta(minutes=30) - clock())
+    TTLChaser(one).tick(clock())
+    assert len(_dms(api)) == 1

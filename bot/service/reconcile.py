@@ -231,6 +231,10 @@ class Reconciler:
             events = events_of(s, change_id)
         jobs = self.ctx.ledger.jobs_of_change(change_id)
         state = State(change.state)
+        live = any(j.state in (JobState.QUEUED, JobState.RUNNING) for j in jobs)
+        if state not in IN_FLIGHT | {State.INTERRUPTED} or (state in IN_FLIGHT and live):
+            # Moved on, or its job is still alive, since the change was picked.
+            return change.state
         if state in IN_FLIGHT:
             last = jobs[-1] if jobs else None
             if last is not None and last.state == JobState.FAILED and last.started_at is None:

@@ -84,7 +84,15 @@ class TTLChaser:
     def params(self, change: ChangeView) -> tuple[TTLParams, bool]:
         """The ttl rule's settings for the change's VM, and whether its scope
         was decided (auto-merge needs it; reminders fall back to the base)."""
-        vm = self.ctx.inventory.vm_by_id(change.vm_id)
+        try:
+            vm = self.ctx.inventory.vm_by_id(change.vm_id)
+        except LookupError:
+            # Gone from the inventory: still chased, by the base settings,
+            # and never merged automatically (its scope cannot be told).
+            resolved = self.ctx.policy.resolve("ttl", Facts())
+            base = resolved.base if isinstance(resolved, ScopeUnknown) else resolved
+            assert isinstance(base.params, TTLParams)
+            return base.params, False
         facts = Facts(inventory_facts(self.ctx.inventory, vm, "inventory", self.ctx.clock()))
         resolved = self.ctx.policy.resolve("ttl", facts)
         decided = not isinstance(resolved, ScopeUnknown)
