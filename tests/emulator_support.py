@@ -19,9 +19,8 @@ USER, PASSWORD = "hvadmin", "Passw0rd!"
 
 def start_fleet(hosts: list[str], **kwargs: Any) -> EmulatedFleet:
     inventory = load_inventory(demo_inventory_path())
-    return EmulatedFleet.start(
-        inventory, InMemoryHostStateStore(), hosts=hosts, log=EmulatorLog(), **kwargs
-    )
+    kwargs.setdefault("log", EmulatorLog())
+    return EmulatedFleet.start(inventory, InMemoryHostStateStore(), hosts=hosts, **kwargs)
 
 
 def wsman(port: int, *, auth: str = "basic", password: str = PASSWORD, **kwargs: Any) -> WSMan:

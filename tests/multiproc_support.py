@@ -8,11 +8,10 @@ so teardown can kill everything it started, children included.
         cluster.worker(config, env)
         ...                                      # teardown: SIGTERM, then SIGKILL
 
-The CLI emulator keeps its command log in memory. `python -m
-tests.multiproc_support emulator --log-file F -- <emulator options>` runs
-the very same `checkpoint-bot emulator` command with one change: the log
-it is handed also appends every entry to F as a JSON line, so another
-process (the test) can see which cmdlets reached the host.
+The emulator is the product's own `checkpoint-bot emulator --log-file F`:
+every command its hosts receive is appended to F as a JSON line, so the
+test (another process) sees which cmdlets reached the host; a slow host is
+its `--faults slow=CMDLET:MS`.
 
 `python -m tests.multiproc_support ticks --database URL --worker W --kind K
 --slots N --at EPOCH` claims slots 0..N-1 with `TickClaims` starting at
@@ -29,7 +28,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -202,18 +200,17 @@ class Cluster:
         env: Mapping[str, str],
         slow: Mapping[str, float] | None = None,
     ) -> Proc:
-        """The emulator CLI serving `options`' hosts; waits until it wrote
-        the inventory that points at it. `slow`: cmdlet -> seconds the host
-        takes before running it."""
+        """The emulator CLI serving `options`' hosts, its command log in
+        `log_file`; waits until it wrote the inventory that points at it.
+        `slow`: cmdlet -> seconds the host takes before running it."""
+        slow_faults = [f"slow={name}:{int(s * 1000)}" for name, s in (slow or {}).items()]
+        if slow_faults:
+            options = (*_with_faults(options, slow_faults),)
         argv = [
-            sys.executable,
-            "-m",
-            "tests.multiproc_support",
+            CHECKPOINT_BOT,
             "emulator",
             "--log-file",
             str(log_file),
-            *(f"--slow={name}={seconds}" for name, seconds in (slow or {}).items()),
-            "--",
             "--inventory",
             str(DEMO_INVENTORY),
             "--port",
@@ -222,7 +219,7 @@ class Cluster:
             str(inventory_out),
             *options,
         ]
-        proc = self.start("emulator", argv, {**env, "PYTHONPATH": str(REPO)})
+        proc = self.start("emulator", argv, env)
         proc.wait_for_output(r"emulator: serving", timeout=60)
         return proc
 
@@ -327,6 +324,17 @@ def process_env(**extra: str) -> dict[str, str]:
 # --- the emulator's command log, across processes ----------------------------------------
 
 
+def _with_faults(options: tuple[str, ...], extra: list[str]) -> list[str]:
+    """`options` with `extra` joined into its --faults SPEC (added if absent)."""
+    out = list(options)
+    if "--faults" in out:
+        at = out.index("--faults") + 1
+        out[at] = ",".join([out[at], *extra])
+    else:
+        out += ["--faults", ",".join(extra)]
+    return out
+
+
 @dataclass(frozen=True)
 class LoggedCommand:
     host: str
@@ -356,47 +364,6 @@ def commands_named(path: Path, cmdlet: str) -> list[LoggedCommand]:
     return [c for c in read_command_log(path) if c.cmdlet.casefold() == cmdlet.casefold()]
 
 
-def _run_emulator(log_file: Path, slow: dict[str, float], options: list[str]) -> int:
-    from bot.cli import emulator_cmd
-    from bot.cli.main import main
-    from bot.hyperv.emulator import EmulatedFleet, EmulatorLog, LogEntry
-
-    class FileLog(EmulatorLog):
-        """Keeps the entries and appends each, flushed, to `log_file`. A
-        cmdlet named in `slow` then waits that long before it runs (the log
-        is written as a pipeline arrives, before any of it runs): a host
-        that takes its time, e.g. a production checkpoint waiting on VSS."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self._file = log_file.open("a", encoding="utf-8")
-            self._write = threading.Lock()
-
-        def append(self, entry: LogEntry) -> None:
-            super().append(entry)
-            row = {
-                "host": entry.host,
-                "cmdlet": entry.cmdlet,
-                "parameters": entry.parameters,
-                "at": entry.at.isoformat(),
-            }
-            with self._write:
-                self._file.write(json.dumps(row, default=str) + "\n")
-                self._file.flush()
-            time.sleep(slow.get(entry.cmdlet.casefold(), 0.0))
-
-    original = EmulatedFleet.start
-
-    class LoggingFleet(EmulatedFleet):
-        @staticmethod
-        def start(*args: Any, **kwargs: Any) -> EmulatedFleet:  # type: ignore[override]
-            kwargs.setdefault("log", FileLog())
-            return original(*args, **kwargs)
-
-    emulator_cmd.EmulatedFleet = LoggingFleet  # type: ignore[misc]
-    return main(["emulator", *options])
-
-
 # --- racing tick claims --------------------------------------------------------------------
 
 
@@ -417,16 +384,6 @@ def _run_ticks(database: str, worker: str, kind: str, slots: int, at: float) -> 
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.multiproc_support")
     sub = parser.add_subparsers(dest="what", required=True)
-    emu = sub.add_parser("emulator", help="checkpoint-bot emulator with a file command log")
-    emu.add_argument("--log-file", type=Path, required=True)
-    emu.add_argument(
-        "--slow",
-        action="append",
-        default=[],
-        metavar="CMDLET=SECONDS",
-        help="the host takes this long before running CMDLET (repeatable)",
-    )
-    emu.add_argument("options", nargs=argparse.REMAINDER)
     ticks = sub.add_parser("ticks", help="claim slots with TickClaims, racing another process")
     ticks.add_argument("--database", required=True)
     ticks.add_argument("--worker", required=True)
@@ -434,13 +391,6 @@ def _main(argv: list[str]) -> int:
     ticks.add_argument("--slots", type=int, required=True)
     ticks.add_argument("--at", type=float, required=True)
     args = parser.parse_args(argv)
-    if args.what == "emulator":
-        options = args.options[1:] if args.options[:1] == ["--"] else args.options
-        slow = {}
-        for item in args.slow:
-            name, _, seconds = item.partition("=")
-            slow[name.strip().casefold()] = float(seconds)
-        return _run_emulator(args.log_file, slow, options)
     return _run_ticks(args.database, args.worker, args.kind, args.slots, args.at)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,13 +10,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 from pypsrp.exceptions import AuthenticationError, WSManFaultError
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 
-from bot.hyperv.emulator import EmulatedFleet, Faults, FaultSpecError
+from bot.hyperv.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
 from bot.hyperv.emulator.wsman import WSManService, parse_duration
 from tests.emulator_support import pool, run, start_fleet, within, wsman
 
@@ -133,8 +135,35 @@ def test_fault_spec_parsing() -> None:
     assert faults.latency_ms == 50 and faults.refuse and faults.unauthorized
     assert faults.hangs("checkpoint-vm") and faults.hangs("REMOVE-VMSNAPSHOT")
     assert Faults(hang={"Get-VM"}).hang == frozenset({"get-vm"})
-    with pytest.raises(FaultSpecError):
-        Faults.parse("latency=soon")
+    assert Faults.parse("slow=Checkpoint-VM:4000").delay_ms("checkpoint-vm") == 4000
+    for bad in ("latency=soon", "slow=Checkpoint-VM", "slow=Checkpoint-VM:soon"):
+        with pytest.raises(FaultSpecError):
+            Faults.parse(bad)
+
+
+def test_a_slow_cmdlet_takes_its_time_and_the_log_file_shows_what_arrived(
+    tmp_path: Path,
+) -> None:
+    mirror = tmp_path / "commands.jsonl"
+    log = EmulatorLog(mirror=mirror)
+    fleet = start_fleet(["HV01"], faults=Faults(slow={"Get-VMSnapshot": 400}), log=log)
+    try:
+        with pool(fleet.port_of("HV01")) as opened:
+            started = time.monotonic()
+            run(opened, lambda p: p.add_cmdlet("Get-VM").add_parameter("Name", "APP01"))
+            fast = time.monotonic() - started
+            started = time.monotonic()
+            run(opened, lambda p: p.add_cmdlet("Get-VMSnapshot").add_parameter("VMName", "APP01"))
+            assert time.monotonic() - started >= 0.4 > fast
+    finally:
+        fleet.stop()
+        log.close()
+    rows = [json.loads(line) for line in mirror.read_text(encoding="utf-8").splitlines()]
+    assert [(r["host"], r["cmdlet"], r["parameters"]) for r in rows][-2:] == [
+        ("HV01", "Get-VM", {"Name": "APP01"}),
+        ("HV01", "Get-VMSnapshot", {"VMName": "APP01"}),
+    ]
+    assert all(r["is_script"] is False and r["at"] for r in rows)
 
 
 def test_wsman_layer_answers_garbage_with_a_fault() -> None:

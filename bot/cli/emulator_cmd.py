@@ -12,7 +12,7 @@ from types import FrameType
 import click
 import yaml
 
-from bot.hyperv.emulator import EmulatedFleet, Faults, FaultSpecError
+from bot.hyperv.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
 from bot.hyperv.emulator.faults import SPEC_HELP
 from bot.hyperv.emulator.server import DEFAULT_USERS
 from bot.hyperv.sim_store import HostStateStore, InMemoryHostStateStore, SqlHostStateStore
@@ -97,6 +97,13 @@ def emulated_inventory(
     help="Write a copy of the inventory whose hosts point at these endpoints (NTLM over "
     "HTTP), for `hyperv: {backend: winrm}`.",
 )
+@click.option(
+    "--log-file",
+    "log_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Append every command the hosts receive to FILE, one JSON line each "
+    "(cmdlet, parameters, host, time): what the bot really sent.",
+)
 def emulator(
     inventory_path: Path,
     host_names: tuple[str, ...],
@@ -108,6 +115,7 @@ def emulator(
     password_env: str | None,
     database: str | None,
     write_inventory: Path | None,
+    log_file: Path | None,
 ) -> None:
     """Run emulated Hyper-V WinRM endpoints until Ctrl-C or SIGTERM."""
     if host_names and all_hosts:
@@ -125,6 +133,7 @@ def emulator(
         if not password:
             raise click.UsageError(f"environment variable {password_env} is not set")
         users = {user: password}
+    log = EmulatorLog(mirror=log_file)
     fleet = EmulatedFleet.start(
         inventory,
         _store(database),
@@ -133,6 +142,7 @@ def emulator(
         users=users,
         latency_ms=latency_ms,
         faults=faults,
+        log=log,
     )
     done = threading.Event()
 
@@ -162,4 +172,5 @@ def emulator(
     finally:
         signal.signal(signal.SIGTERM, previous)
         fleet.stop()
+        log.close()
         click.echo("emulator: stopped", err=True)

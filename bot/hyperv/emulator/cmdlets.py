@@ -176,6 +176,10 @@ def run_pipeline(
     for statement in _statements(commands):
         objects, pending = pending, []
         for index, (cmdlet, args) in enumerate(_prepare(statement)):
+            delay = ctx.slow().get(cmdlet.name.casefold(), 0)
+            if delay:
+                # Fault injection: a slow host; a stop cuts the wait short.
+                ctx.stop.wait(delay / 1000)
             if cmdlet.name.casefold() in ctx.hang():
                 # Fault injection: never finishes until the client stops it.
                 ctx.stop.wait()

@@ -9,16 +9,20 @@
 - unauthorized: every request gets 401, whatever the credentials.
 - hang: cmdlets (case-insensitive) that never finish until the client stops
   the pipeline (PSRP stop, i.e. the WSMan `powershell/signal/crtl_c` signal).
+- slow: cmdlets that take this many milliseconds before they run (a
+  production checkpoint waiting on the guest's VSS); a stop cuts it short.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 SPEC_HELP = (
     "Comma-separated: latency=MS, refuse, drop, 401 (or unauthorized), "
-    "hang=CMDLET (repeatable, e.g. hang=Checkpoint-VM,hang=Remove-VMSnapshot)."
+    "hang=CMDLET (repeatable, e.g. hang=Checkpoint-VM,hang=Remove-VMSnapshot), "
+    "slow=CMDLET:MS (repeatable, e.g. slow=Checkpoint-VM:4000)."
 )
 
 
@@ -33,6 +37,7 @@ class Faults:
     drop: bool = False
     unauthorized: bool = False
     hang: frozenset[str] = field(default_factory=frozenset)
+    slow: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -40,14 +45,22 @@ class Faults:
         # Accept any iterable of names (a set literal in tests); keep them folded.
         names: Iterable[str] = self.hang
         object.__setattr__(self, "hang", frozenset(n.strip().casefold() for n in names))
+        if any(ms < 0 for ms in self.slow.values()):
+            raise ValueError("slow delays must not be negative")
+        folded = {name.strip().casefold(): int(ms) for name, ms in self.slow.items()}
+        object.__setattr__(self, "slow", folded)
 
     def hangs(self, cmdlet: str) -> bool:
         return cmdlet.casefold() in self.hang
+
+    def delay_ms(self, cmdlet: str) -> int:
+        return self.slow.get(cmdlet.casefold(), 0)
 
     @classmethod
     def parse(cls, spec: str) -> Faults:
         latency, refuse, drop, unauthorized = 0, False, False, False
         hang: set[str] = set()
+        slow: dict[str, int] = {}
         for raw in spec.split(","):
             item = raw.strip()
             if not item:
@@ -58,6 +71,9 @@ class Faults:
                 latency = int(value)
             elif key == "hang" and value.strip():
                 hang.add(value.strip())
+            elif key == "slow" and re.fullmatch(r"\s*[\w-]+\s*:\s*\d+\s*", value):
+                name, _, ms = value.partition(":")
+                slow[name.strip()] = int(ms)
             elif key == "refuse" and not value:
                 refuse = True
             elif key == "drop" and not value:
@@ -66,4 +82,4 @@ class Faults:
                 unauthorized = True
             else:
                 raise FaultSpecError(f"bad fault {item!r}; {SPEC_HELP}")
-        return cls(latency, refuse, drop, unauthorized, frozenset(hang))
+        return cls(latency, refuse, drop, unauthorized, frozenset(hang), slow)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,8 @@ class RunContext:
     stop: threading.Event
     hang: Callable[[], frozenset[str]]
     log: EmulatorLog
+    # cmdlet (folded) -> milliseconds it takes before it runs
+    slow: Callable[[], Mapping[str, int]] = dict
 
 
 @dataclass

@@ -2,14 +2,19 @@
 
     EmulatorLog().entries -> [LogEntry(host, cmdlet, parameters, is_script, at)]
 
-One log can be shared by every server of a fleet; it is thread-safe.
+One log can be shared by every server of a fleet; it is thread-safe. With
+`mirror`, each entry is also appended to that file as one JSON line, flushed
+at once, so another process (an operator, a test) can read what arrived:
+{"host": "HV01", "cmdlet": "Get-VM", "parameters": {...}, "is_script": false, "at": "..."}
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 
@@ -25,9 +30,10 @@ class LogEntry:
 
 
 class EmulatorLog:
-    def __init__(self) -> None:
+    def __init__(self, mirror: Path | None = None) -> None:
         self._entries: list[LogEntry] = []
         self._lock = threading.Lock()
+        self._mirror = mirror.open("a", encoding="utf-8") if mirror is not None else None
 
     def __repr__(self) -> str:
         return f"EmulatorLog({len(self.entries)} entries)"
@@ -35,6 +41,16 @@ class EmulatorLog:
     def append(self, entry: LogEntry) -> None:
         with self._lock:
             self._entries.append(entry)
+            if self._mirror is not None:
+                row = {**asdict(entry), "at": entry.at.isoformat()}
+                self._mirror.write(json.dumps(row, default=str) + "\n")
+                self._mirror.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._mirror is not None:
+                self._mirror.close()
+                self._mirror = None
 
     @property
     def entries(self) -> list[LogEntry]:

@@ -219,7 +219,11 @@ class EmulatorServer:
     def _new_session(self) -> PsrpSession:
         def context(stop: threading.Event) -> RunContext:
             return RunContext(
-                host=self.host, stop=stop, hang=lambda: self._faults.hang, log=self.log
+                host=self.host,
+                stop=stop,
+                hang=lambda: self._faults.hang,
+                log=self.log,
+                slow=lambda: self._faults.slow,
             )
 
         return PsrpSession(context)
