@@ -28,5 +28,12 @@ def adopted(result: AdoptOutcome) -> tuple[str, ...]:
     return title, owned, "The merge started; the thread shows how it goes."
 
 
+def adopted_line(result: AdoptOutcome, user: str) -> str:
+    """What the digest says in place of an adopted orphan's buttons."""
+    c = result.change
+    then = " · keep & merge asked" if result.merge is not None else ""
+    return f":white_check_mark: adopted by <@{esc(user)}> as *{c.ref}*{then}"
+
+
 def log_bad_value(value: str) -> str:
     return f"a sweep button carried an unexpected value: {value[:80]!r}"

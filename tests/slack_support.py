@@ -293,9 +293,16 @@ class SlackSender:
         ), "response_url:" + key
 
     def click(
-        self, action_id: str, value: str, *, user: str = "U0BOB", channel: str = "C0OPS"
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user: str = "U0BOB",
+        channel: str = "C0OPS",
+        message: dict[str, Any] | None = None,
     ) -> tuple[Reply, str]:
-        """A signed block_actions click on a button in a channel message."""
+        """A signed block_actions click on a button in a channel message
+        (`message`: the message clicked, as Slack sends it along)."""
         key, url = self.response_url()
         payload = {
             "type": "block_actions",
@@ -306,7 +313,7 @@ class SlackSender:
             "container": {"type": "message", "channel_id": channel, "message_ts": "1.0"},
             "trigger_id": f"trigger.{key}",
             "channel": {"id": channel, "name": "ops"},
-            "message": {"ts": "1.0", "text": "x"},
+            "message": message or {"ts": "1.0", "text": "x"},
             "response_url": url,
             "actions": [
                 {

@@ -5,6 +5,7 @@ The Web API is the recording fake (tests/slack_support.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -205,11 +206,25 @@ def test_the_digest_buttons_over_signed_requests(tmp_path: Path) -> None:
         assert buttons[("sweep:merge", merge_second)]["confirm"]
         assert buttons[("checkpoint:merge", keep_stale)]["confirm"]
 
-        reply, key = bot.slack.click("sweep:adopt", adopt_first, user="U0BOB")
+        digest = {
+            "ts": "1700000099.000100",
+            "text": post.body["text"],
+            "blocks": post.body["blocks"],
+        }
+        reply, key = bot.slack.click("sweep:adopt", adopt_first, user="U0BOB", message=digest)
         assert reply.status == 200
         assert "now owns checkpoint" in texts(answer(bot, key))
         [adopted] = _owners(ctx, first.id)
         assert (adopted.state, adopted.requester) == ("active", "U0BOB")
+        # The digest is edited: that orphan's buttons give way to who adopted it.
+        [edit] = bot.api.wait_for(
+            lambda calls: any(
+                c.method == "chat.update" and c.body.get("ts") == digest["ts"] for c in calls
+            )
+        ) and [c for c in bot.api.of("chat.update") if c.body.get("ts") == digest["ts"]]
+        assert f"adopted by <@U0BOB> as *{adopted.ref}*" in json.dumps(edit.body["blocks"])
+        left = [b["value"] for b in _buttons(edit)]
+        assert adopt_first not in left and merge_second in left
         # The adopted change gets its thread where the digest was clicked.
         bot.api.wait_for(
             lambda calls: any(
