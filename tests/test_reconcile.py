@@ -252,6 +252,7 @@ def test_a_lost_delivery_is_enqueued_again(ctx: AppContext, clock: ManualClock) 
     ctx.queue.huey.flush()  # the queue lost it
     clock.advance(timedelta(minutes=2))
     Reconciler(ctx).tick(clock())
+    Reconciler(ctx).tick(clock())  # another replica, the same tick: one delivery
     assert len(ctx.queue.huey) == 1
     task = ctx.queue.huey.dequeue()
     assert task is not None
@@ -298,3 +299,22 @@ def test_a_change_that_moved_on_since_it_was_picked_is_left_alone(
     _died_while(ctx, "create", out.change.id, out.job_id)
     # Its worker still beats: creating with a live job is not stuck.
     assert Reconciler(ctx).reconcile(out.change.id) == "creating"
+
+
+def test_a_job_waiting_behind_a_locked_vm_is_not_delivered_again(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    change_id, _host = _active(ctx, clock)
+    from bot.service.requests import begin_host_action
+    from policies import Action
+
+    merge_job = begin_host_action(ctx, change_id, Action.MERGE, "alice")
+    assert ctx.ledger.claim(merge_job, "live-worker").won  # a long merge holds WEB01
+    out = request_checkpoint(ctx, "WEB01", reason="next patch", requester="alice")
+    ctx.queue.huey.flush()
+    for _ in range(3):
+        clock.advance(timedelta(minutes=2))
+        assert ctx.ledger.heartbeat(merge_job, "live-worker")
+        Reconciler(ctx).tick(clock())
+    assert len(ctx.queue.huey) == 0
+    assert show_change(ctx, out.change.ref).state == "approved"

@@ -355,14 +355,18 @@ class JobLedger:
     def stranded_queued(self, grace: timedelta) -> list[int]:
         """Queued jobs due for longer than `grace`: their delivery was lost
         (a queue flushed, a process gone between the insert and the
-        enqueue). Enqueueing them again is safe; the claim decides."""
+        enqueue). Enqueueing them again is safe; the claim decides. A job
+        whose VM is locked is left out: it waits behind the holder, and its
+        own delivery keeps retrying (VM busy) until the lock is free."""
         cutoff = self.now() - grace
+        locked = select(vmlock.LOCK.c.vm_id)
         with session_scope(self._engine) as s:
             rows = s.exec(
                 select_rows(Job.id).where(
                     col(Job.state) == JobState.QUEUED.value,
                     col(Job.created_at) < cutoff,
                     or_(col(Job.not_before).is_(None), col(Job.not_before) < cutoff),
+                    col(Job.vm_id).not_in(locked),
                 )
             ).all()
         return sorted(int(r) for r in rows if r is not None)

@@ -92,8 +92,12 @@ class Reconciler:
             log.warning("job %s (%s of %s): %s", job.id, job.kind, job.vm_id, job.error)
         for job_id in ledger.expire_overdue():
             self._expired(job_id)
-        for job_id in ledger.stranded_queued(STRANDED_AFTER * speed_of(self.ctx.clock)):
-            self.ctx.queue.enqueue(job_id)
+        grace = STRANDED_AFTER * speed_of(self.ctx.clock)
+        # One new delivery per job per grace period, whichever replica ticks.
+        slot = int(now.timestamp() // grace.total_seconds())
+        for job_id in ledger.stranded_queued(grace):
+            if self.ctx.ticks.claim("requeue", f"{job_id}:{slot}"):
+                self.ctx.queue.enqueue(job_id)
         for change_id in self.stuck():
             # Another process may move it first; it is looked at again next tick.
             with suppress(ConcurrentUpdate, IllegalTransition):
