@@ -86,6 +86,11 @@ def test_a_slow_checkpoint_reports_progress_in_one_updated_reply(
     assert "taking a production checkpoint of WEB01" in str(progress[0].body["text"])
     updates = [u for u in api.of("chat.update") if "so far" in str(u.body.get("text"))]
     assert updates, "the progress reply is updated while the checkpoint is taken"
-    # Every update edits that one reply, never the root.
+    # Every update edits that one reply, never the root, and the last says how it ended.
     assert len({u.body["ts"] for u in updates}) == 1
     assert updates[0].body["ts"] != root_ts
+
+    def ended(calls: list[Any]) -> bool:
+        return any(c.method == "chat.update" and "ended after" in str(c.body) for c in calls)
+
+    api.wait_for(ended)

@@ -151,10 +151,12 @@ class Executor:
         as a hang."""
         started = self.clock()
         stop = threading.Event()
+        reported = threading.Event()
 
         def report() -> None:
             while not stop.wait(self.progress_seconds):
                 job.progress(f"{doing}… {format_duration(self.clock() - started)} so far")
+                reported.set()
 
         reporter = threading.Thread(target=report, name=f"progress-{job.job_id}", daemon=True)
         reporter.start()
@@ -163,6 +165,9 @@ class Executor:
         finally:
             stop.set()
             reporter.join()
+            if reported.is_set():
+                # The reply said "so far"; leave it saying how it ended.
+                job.progress(f"{doing}: ended after {format_duration(self.clock() - started)}")
 
     def _took(self, since: datetime) -> str:
         return format_duration(self.clock() - since)
