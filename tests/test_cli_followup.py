@@ -102,7 +102,7 @@ def test_an_enqueue_only_replica_needs_a_queue_others_can_reach(tmp_path: Path) 
     inventory = Path(__file__).parents[1] / "deploy/examples/demo-inventory.yaml"
     config = tmp_path / "config.yaml"
     config.write_text(f"inventory: {inventory}\njobs: {{queue: memory}}\n", encoding="utf-8")
-    env = {"SLACK_BOT_TOKEN": "xoxb-test-not-real", "SLACK_SIGNING_SECRET": "test-secret"}
+    env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "test-secret"}
     refused = run(tmp_path, "--config", str(config), "serve", "--http", "--no-worker", env=env)
     assert refused.returncode == 2
     assert "--no-worker needs a queue other processes can reach" in one_line_error(refused)
