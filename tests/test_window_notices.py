@@ -140,6 +140,13 @@ def test_a_window_needs_exactly_one_schedule_and_an_endless_rrule() -> None:
         parse_policy("windows: [{name: w, duration: 1h, rrule: 'FREQ=SOMETIMES'}]")
 
 
+def test_a_short_window_says_open_before_closing_soon() -> None:
+    short = weekend(duration=timedelta(minutes=20), closing_notice=timedelta(minutes=30))
+    seen = first_seen(short, datetime(2026, 11, 28, 20, tzinfo=UTC), hours=2)
+    assert seen[Phase.OPEN] < seen[Phase.CLOSING_SOON] < seen[Phase.CLOSED]
+    assert seen[Phase.CLOSING_SOON] - seen[Phase.OPEN] == timedelta(minutes=10)
+
+
 def test_a_notice_missed_while_no_process_ran_is_not_sent_late() -> None:
     # The bot comes up at 23:00, an hour into the window: "open" is due,
     # "opening soon" is not.

@@ -73,7 +73,8 @@ def due_notices(window: Window, now: datetime) -> list[DueNotice]:
     if start is not None:
         end = start + window.duration
         if now < end:
-            closing = now >= end - window.closing_notice
+            # A window shorter than its closing lead still says "open" first.
+            closing = now >= max(end - window.closing_notice, start + window.duration / 2)
             due.append(DueNotice(Phase.CLOSING_SOON if closing else Phase.OPEN, window, start, end))
         elif now < end + CLOSED_GRACE:
             due.append(DueNotice(Phase.CLOSED, window, start, end))
