@@ -120,11 +120,14 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
     dialog.get_by_test_id("confirm-ok").click()
     expect(root).to_contain_text(state_is("rolled back"), timeout=WAIT_MS)
     root.get_by_test_id("open-thread").click()
-    expect(thread).to_contain_text("rolled back", timeout=WAIT_MS)
+    # The root turns "rolled back" as soon as the change does; its reply is
+    # posted a moment later (paced), so wait for the reply itself.
+    messages = thread.get_by_test_id("thread-messages").last
+    expect(messages).to_contain_text("rolled back by checkpoint-bot", timeout=WAIT_MS)
     shot(page, "04-rolled-back-thread.png")
 
     # The thread is the record: every step, in order, with who did it.
-    replies = thread.get_by_test_id("thread-messages").last.get_by_test_id("message")
+    replies = messages.get_by_test_id("message")
     story = " | ".join(replies.all_inner_texts())
     steps = [
         "requested by @alice",
