@@ -3,6 +3,7 @@ place while the work goes on, and an outcome that says how long it took."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +70,7 @@ def test_a_slow_checkpoint_reports_progress_in_one_updated_reply(
     assert out.job_id is not None and ctx.ledger.wait(out.job_id, timeout=30).state == "succeeded"
     change = show_change(ctx, out.change.ref)
     assert change.state == "active"
-    assert "taken in 1s" in change.events[-1].message or "taken in 0s" in change.events[-1].message
+    assert re.search(r"taken in \d+s$", change.events[-1].message), change.events[-1].message
 
     def taken_posted(calls: list[Any]) -> bool:
         return any(
