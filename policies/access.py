@@ -18,7 +18,7 @@ from policies.model import (
     Permission,
     RuleOutcome,
 )
-from policies.policy import Policy, ScopeUnknown
+from policies.policy import Policy
 from policies.registry import PERMISSIONS_RULE
 from policies.rules.schedule import ApprovalsParams
 from policies.schema import Principals
@@ -106,8 +106,7 @@ def approvers_for(
 ) -> ApprovalRequirement:
     """Who may approve for this VM: the approvals rule's users and groups for
     its scope, else whoever holds the `approve` permission; admins always."""
-    resolved = policy.resolve("approvals", facts)
-    params = (resolved.base if isinstance(resolved, ScopeUnknown) else resolved).params
+    params = policy.settings("approvals", facts)[0].params
     assert isinstance(params, ApprovalsParams)
     users, groups = list(params.users), list(params.groups)
     if not users and not groups:

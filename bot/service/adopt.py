@@ -37,7 +37,6 @@ from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change, CheckpointAdoption, change_ref
 from policies import Facts, Permission, authorize
-from policies.policy import ScopeUnknown
 from policies.rules.lifetime import TTLParams
 from templates import human_bytes
 
@@ -108,8 +107,7 @@ def locate_checkpoint(ctx: AppContext, checkpoint_id: str) -> Checkpoint:
 
 def _ttl(ctx: AppContext, facts: Facts) -> timedelta:
     """The policy's default lifetime for this VM (`ttl` rule), as a create gets."""
-    resolved = ctx.policy.resolve("ttl", facts)
-    rule = resolved.base if isinstance(resolved, ScopeUnknown) else resolved
+    rule, _decided = ctx.policy.settings("ttl", facts)
     if not rule.enabled or not isinstance(rule.params, TTLParams):
         return ctx.settings.defaults.ttl
     return rule.params.default

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.facts import FactSources, gather
+from bot.facts import FactSources, gather, inventory_facts
 from bot.hyperv import HyperVError, HyperVHost
 from bot.inventory import VM, Inventory
 from bot.store.models import Change
@@ -54,6 +54,11 @@ class Decider:
             now=moment,
             change=change,
         )
+
+    def inventory_facts(self, vm: VM) -> Facts:
+        """What the inventory alone says of `vm` (no host call): enough to
+        match scopes for notices and reminders, never for a verdict."""
+        return Facts(inventory_facts(self.inventory, vm, self.inventory_label, self.clock()))
 
     def decide(
         self,

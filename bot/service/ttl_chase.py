@@ -25,14 +25,12 @@ from sqlmodel import col, select
 from bot.changes.lifecycle import State
 from bot.changes.record import get_change, note
 from bot.durations import format_duration
-from bot.facts import inventory_facts
 from bot.service.deciding import Principal
 from bot.service.errors import ServiceError
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change
 from policies import Facts
-from policies.policy import ScopeUnknown
 from policies.rules.lifetime import TTLParams
 
 if TYPE_CHECKING:
@@ -85,20 +83,16 @@ class TTLChaser:
         """The ttl rule's settings for the change's VM, and whether its scope
         was decided (auto-merge needs it; reminders fall back to the base)."""
         try:
-            vm = self.ctx.inventory.vm_by_id(change.vm_id)
+            facts = self.ctx.decider.inventory_facts(self.ctx.inventory.vm_by_id(change.vm_id))
         except LookupError:
             # Gone from the inventory: still chased, by the base settings,
             # and never merged automatically (its scope cannot be told).
-            resolved = self.ctx.policy.resolve("ttl", Facts())
-            base = resolved.base if isinstance(resolved, ScopeUnknown) else resolved
-            assert isinstance(base.params, TTLParams)
-            return base.params, False
-        facts = Facts(inventory_facts(self.ctx.inventory, vm, "inventory", self.ctx.clock()))
-        resolved = self.ctx.policy.resolve("ttl", facts)
-        decided = not isinstance(resolved, ScopeUnknown)
-        params = (resolved.base if isinstance(resolved, ScopeUnknown) else resolved).params
-        assert isinstance(params, TTLParams)
-        return params, decided
+            facts, gone = Facts(), True
+        else:
+            gone = False
+        rule, decided = self.ctx.policy.settings("ttl", facts)
+        assert isinstance(rule.params, TTLParams)
+        return rule.params, decided and not gone
 
     def chase(self, change: ChangeView, now: datetime) -> None:
         assert change.expires_at is not None

@@ -21,12 +21,10 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, select
 
 from bot.changes.lifecycle import HOLDS_CHECKPOINT, State
-from bot.facts import inventory_facts
 from bot.jobs import JobState
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job
-from policies import Facts
 from policies.scopes import scope_matches
 from policies.windows import Window
 
@@ -142,8 +140,7 @@ class WindowNotices:
             vm = self.ctx.inventory.vm_by_id(vm_id)
         except LookupError:
             return False
-        facts = Facts(inventory_facts(self.ctx.inventory, vm, "inventory", self.ctx.clock()))
-        matches, _ = scope_matches(window.scope, facts)
+        matches, _ = scope_matches(window.scope, self.ctx.decider.inventory_facts(vm))
         return matches is not False
 
     def scheduled_for(self, opens_at: datetime) -> list[ChangeView]:

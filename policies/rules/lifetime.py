@@ -13,7 +13,6 @@ from pydantic import Field, model_validator
 
 from bot.durations import format_duration
 from policies.model import Action, Context, Effect, Facts, Request, RuleOutcome
-from policies.policy import ScopeUnknown
 from policies.rules.base import (
     ResolvedRule,
     RuleParams,
@@ -154,9 +153,8 @@ def _create_ttl(req: Request, facts: Facts, ctx: Context) -> timedelta:
     """The lifetime the checkpoint will get: asked for, else the ttl rule's default."""
     if req.ttl is not None:
         return req.ttl
-    settings = ctx.policy.resolve("ttl", facts)
     # Unknown scope: the base default; the ttl rule itself fails closed on it.
-    params = (settings.base if isinstance(settings, ScopeUnknown) else settings).params
+    params = ctx.policy.settings("ttl", facts)[0].params
     return params.default if isinstance(params, TTLParams) else TTLParams().default
 
 
