@@ -30,13 +30,14 @@ from bot.changes import Command, State
 from bot.changes.lifecycle import IN_FLIGHT, IllegalTransition
 from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, transition
 from bot.clock import speed_of
-from bot.hyperv import CheckpointType, HyperVError, VMInfo
+from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
 from bot.jobs import JobState
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden, Unavailable
 from bot.service.queries import show_change
 from bot.service.reconcile_verdicts import Verdict, judge_create, judge_merge, judge_restore
 from bot.service.requests import find_change
+from bot.service.sweep import owners_of
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job, change_ref
@@ -65,14 +66,11 @@ _DEFINITE_FAILURE = {
 }
 
 
-def _owned_elsewhere(ctx: AppContext, change_id: int) -> set[str]:
+def _owned_elsewhere(ctx: AppContext, change_id: int, checkpoints: list[Checkpoint]) -> set[str]:
+    """Which of these checkpoints another change already owns."""
     with session_scope(ctx.engine) as s:
-        rows = s.exec(
-            select(Change.checkpoint_id).where(
-                col(Change.checkpoint_id).is_not(None), col(Change.id) != change_id
-            )
-        ).all()
-    return {str(r) for r in rows if r}
+        owners = owners_of(s, [c.id for c in checkpoints])
+    return {cid for cid, owner in owners.items() if owner.change_id != change_id}
 
 
 class Reconciler:
@@ -198,7 +196,10 @@ class Reconciler:
             if doing is State.CREATING:
                 self._restore_setting(change, events, vm)
                 return judge_create(
-                    change, checkpoints, _owned_elsewhere(self.ctx, change.id or 0), self.now()
+                    change,
+                    checkpoints,
+                    _owned_elsewhere(self.ctx, change.id or 0, checkpoints),
+                    self.now(),
                 )
         except HyperVError as exc:
             text = f"cannot ask {change.host} yet ({exc.message}); trying again"
