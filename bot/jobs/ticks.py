@@ -8,6 +8,8 @@ constraint and skips it.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
@@ -19,16 +21,42 @@ from bot.store.models import Tick
 
 
 class TickClaims:
-    def __init__(self, engine: Engine, clock: Callable[[], datetime], worker: str) -> None:
+    """`claim` is asked every tick for as long as a notice is due (a
+    reminder window lasts hours), so a slot this process has seen settled,
+    won or lost, is answered from memory: a claimed slot never reopens."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], datetime],
+        worker: str,
+        *,
+        remember: int = 10_000,
+    ) -> None:
         self.engine, self.clock, self.worker = engine, clock, worker
+        self._settled: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._remember = remember
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TickClaims(worker={self.worker!r})"
 
     def claim(self, kind: str, slot: str) -> bool:
         """True for exactly one caller per `(kind, slot)`, ever."""
+        key = (kind, slot)
+        with self._lock:
+            if key in self._settled:
+                return False
         with Session(self.engine) as session:
             session.add(Tick(kind=kind, slot=slot, worker=self.worker, claimed_at=self.clock()))
             try:
                 session.commit()
+                won = True
             except IntegrityError:
                 session.rollback()
-                return False
-        return True
+                won = False
+        with self._lock:
+            self._settled[key] = None
+            while len(self._settled) > self._remember:
+                self._settled.popitem(last=False)
+        return won
