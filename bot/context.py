@@ -210,9 +210,7 @@ def _notifier(
         start_after_restore=settings.defaults.start_after_restore,
         pacer=pacer,
     )
-    notices = SlackChannelNotices(
-        client, renderer, demo=settings.demo, pacer=pacer, default_channel=slack.changes_channel
-    )
+    notices = SlackChannelNotices(client, renderer, demo=settings.demo, pacer=pacer)
     return threads, notices
 
 

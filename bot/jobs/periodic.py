@@ -75,10 +75,6 @@ class PeriodicScheduler:
             self._thread.join(timeout)
             self._thread = None
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def _run(self) -> None:
         # The first round at once: a restarted process reconciles before
         # anything else waits on it.

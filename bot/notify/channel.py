@@ -52,13 +52,11 @@ class SlackChannelNotices:
         *,
         demo: bool,
         pacer: ChannelPacer,
-        default_channel: str | None = None,
     ) -> None:
         self.client, self.renderer, self.demo, self.pacer = client, renderer, demo, pacer
-        self.default_channel = default_channel
 
     def __repr__(self) -> str:
-        return f"SlackChannelNotices(default_channel={self.default_channel!r})"
+        return f"SlackChannelNotices(demo={self.demo})"
 
     def post(self, channel: str, template: str, **values: Any) -> str | None:
         payload = self.renderer.payload(template, demo=self.demo, **values)
