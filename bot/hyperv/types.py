@@ -1,7 +1,9 @@
 """Typed results of Hyper-V operations.
 
-Enum values are Hyper-V's own integers (DOMAIN.md), so a value read from a
-host as an integer, an enum object or its string form maps to one member.
+Enum values are the Hyper-V module's own integers, so a value read from a
+host as an integer, an enum object or its string form maps to one member
+(`Microsoft.HyperV.PowerShell.*` enums, as the module defines them:
+https://learn.microsoft.com/powershell/module/hyper-v/).
 """
 
 from __future__ import annotations
@@ -57,22 +59,46 @@ class CheckpointType(_HyperVEnum):
 
 
 class SnapshotType(_HyperVEnum):
-    """`VMSnapshot.SnapshotType`: what a checkpoint actually is once taken."""
+    """`VMSnapshot.SnapshotType` (`Microsoft.HyperV.PowerShell.SnapshotType`).
 
+    It does NOT tell a production checkpoint from a standard one: both read
+    `Standard` (see `bot.hyperv.evidence` for how the bot tells them apart).
+    The values mirror the WMI `VirtualSystemType`s of a snapshot's settings
+    (https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-virtualsystemsettingdata:
+    `Microsoft:Hyper-V:Snapshot:Realized` for a checkpoint of a realized VM,
+    `...:Snapshot:Planned` for one of a *planned* VM, `...:Recovery` and the
+    replica kinds for Hyper-V Replica and backup). The module's numbering is
+    not dense: 3 and 4 are VM types, never snapshot types.
+    """
+
+    # Read from the host but matching no member: shown as unknown, never guessed.
+    Unknown = -1
     Standard = 0
     Recovery = 1
     Planned = 2
-    Missing = 3
-    Replica = 4
-    AppConsistentReplica = 5
-    SyncedReplica = 6
+    Missing = 5
+    Replica = 6
+    AppConsistentReplica = 7
+    SyncedReplica = 8
+
+    @classmethod
+    def read(cls, value: object) -> SnapshotType:
+        """Parse by name (or by the module's integer); anything else is Unknown."""
+        try:
+            return cls.parse(value)
+        except ValueError:
+            return cls.Unknown
 
 
-def snapshot_kind(value: SnapshotType) -> str:
-    """What an admin calls it: Hyper-V's `Planned` is a production checkpoint."""
-    return {SnapshotType.Planned: "production", SnapshotType.Standard: "standard"}.get(
-        value, value.name.lower()
-    )
+# Snapshots Hyper-V Replica and backup create and prune: never the bot's.
+REPLICA_SNAPSHOT_TYPES = frozenset(
+    {
+        SnapshotType.Recovery,
+        SnapshotType.Replica,
+        SnapshotType.AppConsistentReplica,
+        SnapshotType.SyncedReplica,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -100,11 +126,17 @@ class Checkpoint:
     name: str
     parent_id: str | None
     created_at: datetime
-    # "Production" checkpoints are SnapshotType Planned on the host; a
-    # Production request that fell back to Standard shows up here as Standard.
+    # What the host calls it. `Standard` for production and standard
+    # checkpoints alike: what was really taken is judged from the evidence
+    # (`bot.hyperv.evidence`).
     snapshot_type: SnapshotType
     size_bytes: int = 0
     path: str = ""
+    # The VM state the checkpoint holds (`VMSnapshot.State`): Off for one
+    # without memory (a production checkpoint, or any of a VM that was off);
+    # Running, Saved or Paused for a standard checkpoint of a running VM.
+    # None when the host did not say.
+    captured_state: VMState | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ GUIDs before anything is sent, so a `*` or `;` never reaches a host.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from bot.hyperv import winrm_commands as cmds
 from bot.hyperv import winrm_map as mapping
 from bot.hyperv.errors import (
     CheckpointNotFound,
+    HostUnreachable,
     HyperVError,
     NotFoundError,
     PowerShellError,
@@ -53,8 +55,10 @@ class WinRMHost:
         *,
         timeouts: WinRMTimeouts | None = None,
         connect: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._host = host
+        self._sleep = sleep
         self._timeouts = timeouts or WinRMTimeouts()
         self._session = PoolSession(
             host.name,
@@ -84,9 +88,30 @@ class WinRMHost:
 
     # -- plumbing -----------------------------------------------------------------
 
-    def _run(self, pipeline: Pipeline, *, missing: type[NotFoundError] = VMNotFound) -> list[Any]:
+    def _run(
+        self,
+        pipeline: Pipeline,
+        *,
+        missing: type[NotFoundError] = VMNotFound,
+        read_only: bool = False,
+    ) -> list[Any]:
+        """Run one pipeline. A read-only one that could not reach the host is
+        tried again (bounded, with backoff); one that changes something never
+        is: whether it ran is unknown, and the caller decides."""
         log.debug("%s: %s", self.name, render(pipeline))
-        outcome = self._session.run(pipeline)
+        attempts = 1 + (self._timeouts.read_retries if read_only else 0)
+        delay = self._timeouts.retry_backoff
+        for attempt in range(1, attempts + 1):
+            try:
+                outcome = self._session.run(pipeline)
+                break
+            except HostUnreachable as exc:
+                # A certificate that does not validate will not on a retry either.
+                if attempt == attempts or exc.category == "SecurityError":
+                    raise
+                log.info("%s: %s; trying again in %.1fs", self.name, exc.message, delay)
+                self._sleep(delay)
+                delay *= 2
         if outcome.failed:
             raise error_from_records(outcome.errors, host=self.name, missing=missing)
         return outcome.output
@@ -136,7 +161,9 @@ class WinRMHost:
     def _owned_checkpoint(self, vm_id: str, checkpoint_id: str) -> None:
         """The checkpoint exists and belongs to this VM (ids are global on a
         host, so a wrong pairing is a caller's mistake that must not act)."""
-        outputs = self._run(cmds.checkpoint_owner(checkpoint_id), missing=CheckpointNotFound)
+        outputs = self._run(
+            cmds.checkpoint_owner(checkpoint_id), missing=CheckpointNotFound, read_only=True
+        )
         owners = self._mapped(
             lambda: [
                 mapping.guid(mapping.pick(mapping.properties(out), "VMId"), field="VMId")
@@ -160,34 +187,34 @@ class WinRMHost:
     # -- queries -----------------------------------------------------------------
 
     def list_vms(self) -> list[VMInfo]:
-        outputs = self._run(cmds.list_vms())
+        outputs = self._run(cmds.list_vms(), read_only=True)
         vms = self._mapped(lambda: [mapping.vm_info(out, self.name) for out in outputs])
         return sorted(vms, key=lambda vm: (vm.name.lower(), vm.vm_id))
 
     def get_vm(self, vm_id: str) -> VMInfo:
         vm_id = self._vm_id(vm_id)
-        return self._one_vm(self._run(cmds.get_vm(vm_id)), vm_id)
+        return self._one_vm(self._run(cmds.get_vm(vm_id), read_only=True), vm_id)
 
     def list_checkpoints(self, vm_id: str | None = None) -> list[Checkpoint]:
         if vm_id is not None:
             vm_id = self._vm_id(vm_id)
-        outputs = self._run(cmds.list_checkpoints(vm_id))
+        outputs = self._run(cmds.list_checkpoints(vm_id), read_only=True)
         found = self._mapped(lambda: [mapping.checkpoint(out, self.name) for out in outputs])
         # Sorted stably by creation time: the host's order is by VM, then tree.
         return sorted(found, key=lambda cp: cp.created_at)
 
     def volumes(self) -> list[Volume]:
-        outputs = self._run(cmds.volumes())
+        outputs = self._run(cmds.volumes(), read_only=True)
         found = self._mapped(lambda: [mapping.volume(out, self.name) for out in outputs])
         return sorted((v for v in found if v is not None), key=lambda v: v.path)
 
     def vm_facts(self, vm_id: str) -> VMFacts:
         vm_id = self._vm_id(vm_id)
-        vm_out = self._run(cmds.get_vm(vm_id))
+        vm_out = self._run(cmds.get_vm(vm_id), read_only=True)
         vm = self._one_vm(vm_out, vm_id)
-        disk_out = self._run(cmds.hard_disks(vm_id))
+        disk_out = self._run(cmds.hard_disks(vm_id), read_only=True)
         disks = self._mapped(lambda: tuple(mapping.disk(out) for out in disk_out))
-        kvp = mapping.kvp_items(self._run(cmds.kvp(vm_id)))
+        kvp = mapping.kvp_items(self._run(cmds.kvp(vm_id), read_only=True))
         checkpoints = self.list_checkpoints(vm_id)
         volumes = self.volumes()
         vm_path = mapping.text(mapping.pick(mapping.properties(vm_out[0]), "Path"))
@@ -205,8 +232,13 @@ class WinRMHost:
         )
 
     def _replication_enabled(self, vm_id: str, vm: VMInfo) -> bool | None:
+        if vm.replication_state == "Disabled":
+            # Get-VM's ReplicationState already says so; asking
+            # Get-VMReplication would only leave an error record on the host
+            # ("Replication is not enabled for virtual machine ...").
+            return False
         try:
-            outputs = self._run(cmds.replication(vm_id))
+            outputs = self._run(cmds.replication(vm_id), read_only=True)
         except (PowerShellError, NotFoundError):
             # A VM without replication is an error for Get-VMReplication
             # ("Replication is not enabled for virtual machine ..."); the VM

@@ -42,6 +42,8 @@ CHECKPOINT_PROPERTIES = (
     "ParentSnapshotId",
     "CreationTime",
     "SnapshotType",
+    # The state the checkpoint captured: Off when it holds no memory.
+    "State",
     "Path",
     "SizeOfSystemFiles",
 )

@@ -34,7 +34,7 @@ from bot.hyperv.types import (
     Volume,
 )
 
-E = TypeVar("E", VMState, CheckpointType, SnapshotType)
+E = TypeVar("E", VMState, CheckpointType)
 
 # VMOperationalStatus.MergingDisks: the host merges a removed checkpoint's
 # differencing disk. The `Status` text says the same but is localised.
@@ -245,16 +245,20 @@ def replication_state(value: object) -> str:
     return text(raw) or "Disabled"
 
 
+def vm_state(value: object) -> VMState:
+    try:
+        return VMState.parse(enum_raw(value))
+    except ValueError:
+        # RunningCritical and the other *Critical states (storage lost):
+        # not a state the bot acts on, so it must not look like one.
+        return VMState.Other
+
+
 def vm_info(obj: object, host: str) -> VMInfo:
     """`Get-VM` output (a VirtualMachine, or Select-Object's copy of one)."""
     props = properties(obj)
     vm_id = guid(pick(props, "VMId", "Id"), field="VMId")
-    try:
-        state = VMState.parse(enum_raw(pick(props, "State")))
-    except ValueError:
-        # RunningCritical and the other *Critical states (storage lost):
-        # not a state the bot acts on, so it must not look like one.
-        state = VMState.Other
+    state = vm_state(pick(props, "State"))
     raw_type = pick(props, "CheckpointType")
     return VMInfo(
         vm_id=vm_id,
@@ -279,8 +283,14 @@ def vm_info(obj: object, host: str) -> VMInfo:
 
 
 def checkpoint(obj: object, host: str) -> Checkpoint:
-    """`Get-VMSnapshot` / `Checkpoint-VM -Passthru` output (a VMSnapshot)."""
+    """`Get-VMSnapshot` / `Checkpoint-VM -Passthru` output (a VMSnapshot).
+
+    `SnapshotType` is read by name (or the module's integer); a value no
+    member matches is `SnapshotType.Unknown`, never a guess. `State` is the
+    state the checkpoint captured (a VMSnapshot is a VirtualMachineBase),
+    None when the host did not send it."""
     props = properties(obj)
+    captured = pick(props, "State")
     return Checkpoint(
         id=guid(pick(props, "Id", "SnapshotId"), field="Id"),
         vm_id=guid(pick(props, "VMId"), field="VMId"),
@@ -291,11 +301,12 @@ def checkpoint(obj: object, host: str) -> Checkpoint:
             pick(props, "ParentSnapshotId", "ParentCheckpointId"), field="ParentSnapshotId"
         ),
         created_at=as_datetime(pick(props, "CreationTime"), field="CreationTime"),
-        snapshot_type=enum_of(SnapshotType, pick(props, "SnapshotType"), field="SnapshotType"),
+        snapshot_type=SnapshotType.read(enum_raw(pick(props, "SnapshotType"))),
         # VMSnapshot has no size of its own; SizeOfSystemFiles (memory and
         # config) is what a host reports without walking the .avhdx chain.
         size_bytes=as_int(pick(props, "SizeOfSystemFiles", "SizeBytes")),
         path=text(pick(props, "Path")),
+        captured_state=None if captured is None else vm_state(captured),
     )
 
 

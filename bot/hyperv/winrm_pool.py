@@ -61,6 +61,11 @@ class WinRMTimeouts:
     idle: float = 300.0
     # After the deadline: time allowed to send Stop and to delete the shell.
     stop_grace: float = 3.0
+    # A read-only call that could not connect is tried again this many
+    # times, `retry_backoff` seconds apart and doubling: one dropped
+    # connection must not read as "no checkpoints" or as a refusal.
+    read_retries: int = 2
+    retry_backoff: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("call", "connect", "read", "idle", "stop_grace"):
@@ -68,6 +73,8 @@ class WinRMTimeouts:
                 raise ValueError(f"timeout {name} must be positive, got {getattr(self, name)}")
         if self.operation < 1:
             raise ValueError("timeout operation must be at least 1 second")
+        if self.read_retries < 0 or self.retry_backoff < 0:
+            raise ValueError("read_retries and retry_backoff must not be negative")
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,14 @@ class Cmd:
 
 
 Pipeline = tuple[Cmd, ...]
+
+
+def describe(pipeline: Pipeline) -> str:
+    """The cmdlets of a pipeline without parameters or the trimming
+    `Select-Object`, for errors: `Get-VM | Checkpoint-VM` names the command
+    that did not finish, where `Get-VM` alone would mislead."""
+    names = [cmd.name for cmd in pipeline if cmd.name.casefold() != "select-object"]
+    return " | ".join(names or [pipeline[0].name])
 
 
 def render(pipeline: Pipeline) -> str:
@@ -196,7 +211,7 @@ class PoolSession:
             raise ValueError("an empty pipeline")
         started = self._clock()
         deadline = started + (timeout if timeout is not None else self._timeouts.call)
-        what = f"{pipeline[0].name} on {self.name}"
+        what = f"{describe(pipeline)} on {self.name}"
         if not self._lock.acquire(timeout=max(0.0, deadline - started)):
             raise HostTimeout(
                 f"{what}: the host's previous operation is still running", host=self.name
