@@ -58,7 +58,13 @@ class AppContext:
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def submit(
-        self, kind: str, change_id: int, *, key: str, not_before: datetime | None = None
+        self,
+        kind: str,
+        change_id: int,
+        *,
+        key: str,
+        not_before: datetime | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> int:
         """Put host work for a change on the ledger and the queue."""
         jobs = self.settings.jobs
@@ -66,6 +72,7 @@ class AppContext:
             "create": jobs.create_deadline,
             "restore": jobs.restore_deadline,
             "remove": jobs.merge_deadline,
+            "start": jobs.restore_deadline,
         }
         with session_scope(self.engine) as s:
             change = s.get(Change, change_id)
@@ -76,7 +83,7 @@ class AppContext:
             vm_id=vm_id,
             host=host,
             change_id=change_id,
-            payload={},
+            payload=payload or {},
             idempotency_key=key,
             destructive=kind in ("restore", "remove"),
             deadline=deadlines[kind] + (not_before - self.clock() if not_before else timedelta(0)),

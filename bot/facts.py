@@ -9,7 +9,7 @@ take the riskier reading.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -156,9 +156,12 @@ def gather(
     sources: FactSources,
     now: datetime,
     change: Change | None = None,
+    on_host_error: Callable[[HyperVError], None] | None = None,
 ) -> Facts:
     """Inventory facts, discovery facts (unknown when the host cannot be
-    asked) and, for an existing change, its lifetime."""
+    asked) and, for an existing change, its lifetime. `on_host_error` sees
+    why the host could not be asked first, so a caller can tell "the host
+    is down" (nothing can be decided) from "the host does not know"."""
     values = inventory_facts(inventory, vm, sources.inventory, now)
     if host is None:
         values |= unreachable_facts(sources.host, "no host connection")
@@ -166,6 +169,8 @@ def gather(
         try:
             values |= discovered_facts(host.vm_facts(vm.vm_id), sources.host, now)
         except HyperVError as exc:
+            if on_host_error is not None:
+                on_host_error(exc)
             values |= unreachable_facts(sources.host, exc.message)
     if change is not None:
         values |= change_facts(change, now)

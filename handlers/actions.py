@@ -31,6 +31,7 @@ from bot.service import (
     request_checkpoint,
     rollback,
     show_change,
+    start_vm,
 )
 from bot.service.reconcile import resolve
 from bot.service.requests import MAX_REASON
@@ -125,6 +126,9 @@ class Actions:
             decide = approve if verb == "approve" else reject
             result = decide(ctx, ref, approver=who)
             return deps.notice(*messages.approval(result))
+        if verb == "start":
+            started = start_vm(ctx, ref, requester=who)
+            return deps.notice(*messages.starting(started.change))
         act: Callable[..., Any] = {"rollback": rollback, "merge": merge}[verb]
         outcome = act(ctx, ref, requester=who)
         if outcome.refused:

@@ -31,7 +31,8 @@ from templates.blocks import SlackRenderer
 
 SLASH_COMMAND = "/checkpoint"
 CHANGE_BUTTONS = re.compile(
-    r"^checkpoint:(approve|reject|rollback|merge|extend|resolve_(active|failed|rolled_back|merged))$"
+    r"^checkpoint:(approve|reject|rollback|merge|extend|start"
+    r"|resolve_(active|failed|rolled_back|merged))$"
 )
 # Bolt runs each listener in this pool and answers Slack when the listener
 # acks; its default of 5 threads makes acks queue behind slow work (a host

@@ -36,6 +36,12 @@ def acted(verb: str, outcome: Outcome) -> tuple[str, str]:
     return f"{c.ref}: {verb}", f"*{c.ref}* ({esc(c.vm_name)}): {what}"
 
 
+def starting(c: ChangeView) -> tuple[str, str]:
+    return f"{c.ref}: starting {c.vm_name}", (
+        f"*{c.ref}*: starting *{esc(c.vm_name)}*; the thread says when it runs."
+    )
+
+
 def resolved(c: ChangeView) -> tuple[str, str]:
     state = c.state.replace("_", " ")
     return f"{c.ref}: recorded as {state}", f"*{c.ref}* ({esc(c.vm_name)}) is now {state}."

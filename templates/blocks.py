@@ -58,6 +58,7 @@ CHANGE_ACTIONS = frozenset(
         "rollback",
         "merge",
         "extend",
+        "start",
         "resolve_active",
         "resolve_failed",
         "resolve_rolled_back",

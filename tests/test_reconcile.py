@@ -286,6 +286,8 @@ def test_every_in_flight_state_can_be_interrupted_and_left(state: State) -> None
         Command.RECONCILE_FAILED,
         Command.RECONCILE_MERGED,
         Command.RECONCILE_ROLLED_BACK,
+        # The host answered and the checkpoint is gone.
+        Command.VANISH,
     }
 
 

@@ -12,6 +12,7 @@ from bot.changes.lifecycle import (
     allowed_commands,
     apply,
     next_state,
+    still_wanted,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "allowed_commands",
     "apply",
     "next_state",
+    "still_wanted",
 ]

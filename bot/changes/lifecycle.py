@@ -3,18 +3,22 @@
     requested ──► denied | awaiting_approval | approved
     requested ──► active                     (a human adopts an orphan checkpoint)
     awaiting_approval ──► approved | rejected | expired | denied
-    approved ──► scheduled | creating | denied | expired
-    scheduled ──► creating | denied | expired
+    approved ──► scheduled | creating | denied | expired | failed
+    scheduled ──► creating | denied | expired | failed
     creating ──► active | failed
     active ──► merging ──► merged            (keep the change)
     active ──► rolling_back ──► rolled_back  (restore the checkpoint)
     rolled_back ──► merging | active
     creating | merging | rolling_back ──► interrupted ──► (reconciled)
+    active | rolled_back | merging | rolling_back | interrupted
+                                  ──► vanished   (the host no longer has it)
 
 A failed restore or merge returns the change to `active`: the checkpoint is
 still there, and the failure is an event in the record. `interrupted` means
 the outcome is unknown (a worker died); only reconciliation against the host
-leaves it.
+leaves it. `vanished` is where a change ends when the host answered and its
+checkpoint is gone (deleted in Hyper-V Manager, the host rebuilt): nothing
+is left to merge or roll back, so nothing is chased any more.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class State(enum.StrEnum):
     ROLLING_BACK = "rolling_back"
     ROLLED_BACK = "rolled_back"
     INTERRUPTED = "interrupted"
+    VANISHED = "vanished"
 
 
 class Command(enum.StrEnum):
@@ -64,6 +69,7 @@ class Command(enum.StrEnum):
     RECONCILE_FAILED = "reconcile_failed"
     RECONCILE_MERGED = "reconcile_merged"
     RECONCILE_ROLLED_BACK = "reconcile_rolled_back"
+    VANISH = "vanish"
 
 
 S, C = State, Command
@@ -84,7 +90,9 @@ TRANSITIONS: dict[Command, dict[State, State]] = {
     C.SCHEDULE: {S.APPROVED: S.SCHEDULED},
     C.START_CREATE: {S.APPROVED: S.CREATING, S.SCHEDULED: S.CREATING},
     C.CREATED: {S.CREATING: S.ACTIVE},
-    C.CREATE_FAILED: {S.CREATING: S.FAILED},
+    # From approved or scheduled: the job could not start (the host could not
+    # be reached to re-check, the VM is gone); nothing ran on the host.
+    C.CREATE_FAILED: {S.CREATING: S.FAILED, S.APPROVED: S.FAILED, S.SCHEDULED: S.FAILED},
     C.START_MERGE: {S.ACTIVE: S.MERGING, S.ROLLED_BACK: S.MERGING},
     C.MERGED: {S.MERGING: S.MERGED},
     C.MERGE_FAILED: {S.MERGING: S.ACTIVE},
@@ -101,13 +109,39 @@ TRANSITIONS: dict[Command, dict[State, State]] = {
     C.RECONCILE_FAILED: {S.INTERRUPTED: S.FAILED},
     C.RECONCILE_MERGED: {S.INTERRUPTED: S.MERGED},
     C.RECONCILE_ROLLED_BACK: {S.INTERRUPTED: S.ROLLED_BACK},
+    # A restore or merge that finds its checkpoint gone, too.
+    C.VANISH: {
+        S.ACTIVE: S.VANISHED,
+        S.ROLLED_BACK: S.VANISHED,
+        S.INTERRUPTED: S.VANISHED,
+        S.MERGING: S.VANISHED,
+        S.ROLLING_BACK: S.VANISHED,
+    },
 }
 
-FINAL_STATES = frozenset({S.DENIED, S.REJECTED, S.EXPIRED, S.FAILED, S.MERGED})
+FINAL_STATES = frozenset({S.DENIED, S.REJECTED, S.EXPIRED, S.FAILED, S.MERGED, S.VANISHED})
 # A checkpoint exists on the host in these states (or may, while creating).
 HOLDS_CHECKPOINT = frozenset({S.ACTIVE, S.MERGING, S.ROLLING_BACK, S.ROLLED_BACK})
 # Host work is under way: a job owns the change.
 IN_FLIGHT = frozenset({S.CREATING, S.MERGING, S.ROLLING_BACK})
+
+
+# While a change is in these states, a request waiting for approvers still
+# makes sense; once it leaves them the request is superseded (a rollback
+# waiting while the change is kept & merged would otherwise stay "waiting"
+# on a change that has no checkpoint left).
+_WANTED_IN: dict[str, frozenset[State]] = {
+    "create": frozenset({S.REQUESTED, S.AWAITING_APPROVAL}),
+    "rollback": frozenset({S.ACTIVE}),
+    "merge": frozenset({S.ACTIVE, S.ROLLED_BACK, S.ROLLING_BACK}),
+    "extend": frozenset({S.ACTIVE, S.ROLLED_BACK, S.ROLLING_BACK, S.INTERRUPTED}),
+}
+
+
+def still_wanted(action: str, state: State) -> bool:
+    """Whether a pending request for `action` can still be carried out on a
+    change in `state` (now, or once the work under way ends well)."""
+    return state in _WANTED_IN.get(action, frozenset())
 
 
 class IllegalTransition(Exception):

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from bot.changes.lifecycle import Command, State, Transition, apply
-from bot.store.models import Change, ChangeEvent
+from bot.changes.lifecycle import Command, State, Transition, apply, still_wanted
+from bot.store.models import ApprovalRequest, Change, ChangeEvent
 
 _REF = re.compile(r"^\s*CHG-?(\d{1,9})\s*$", re.IGNORECASE)
 
@@ -129,6 +129,7 @@ def transition(
     append exactly one event. Raises IllegalTransition or ConcurrentUpdate."""
     step = apply(State(change.state), command)
     _bump(session, change, now, {"state": step.to_state.value, **values})
+    _supersede_requests(session, change, step.to_state, now)
     return _append(
         session,
         change,
@@ -139,6 +140,22 @@ def transition(
         details=details or {},
         transition=step,
     )
+
+
+def _supersede_requests(session: Session, change: Change, state: State, now: datetime) -> None:
+    """Requests waiting for approvers that the new state makes pointless
+    are closed in the same transaction, so no card offers to approve them."""
+    pending = session.exec(
+        select(ApprovalRequest).where(
+            ApprovalRequest.change_id == change.id, ApprovalRequest.state == "pending"
+        )
+    ).all()
+    for request in pending:
+        if not still_wanted(request.action, state):
+            request.state = "superseded"
+            request.resolved_at = now
+            request.resolved_by = f"the change became {state.value.replace('_', ' ')}"
+            session.add(request)
 
 
 def note(

@@ -18,7 +18,9 @@ from bot.service import (
     request_checkpoint,
     rollback,
     show_change,
+    start_vm,
 )
+from bot.service.errors import Unavailable
 from bot.service.settings import SETTING_TYPES
 from bot.service.views import ChangeView
 from policies.model import CHECKPOINT_TYPES
@@ -126,6 +128,30 @@ def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     _finish(rt, outcome, "merge", wait=not no_wait, as_json=as_json)
 
 
+@checkpoint.command("start")
+@click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
+@click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
+@pass_runtime
+def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
+    """Start the VM a rollback left Off or Saved (whoever may roll it back may
+    start it)."""
+    outcome = start_vm(rt.ctx, target, requester=rt.principal)
+    view = outcome.change
+    succeeded = True
+    if not no_wait:
+        succeeded, view = _wait_for(rt, outcome.job_id, view, "start")
+    if as_json:
+        echo_json({**view.to_dict(), "job_id": outcome.job_id})
+    elif no_wait:
+        click.echo(f"{view.ref}: starting {view.vm_name} is queued as job {outcome.job_id}")
+    else:
+        state = view.vm_state_after or "unknown"
+        click.echo(f"{view.ref}: {view.vm_name} on {view.host} is {state}")
+    if not succeeded:
+        raise SystemExit(EXIT_REFUSED)
+
+
 @checkpoint.command("extend")
 @click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
 @click.argument("by", metavar="DURATION")
@@ -201,6 +227,10 @@ def list_cmd(rt: Runtime, vm: str | None, host: str | None, as_json: bool) -> No
         echo_json(listing.to_dict())
     else:
         rt.out("cli/checkpoints.txt.j2", listing=listing, scope=vm or host)
+    if listing.problems:
+        # A host that could not be asked is not a host without checkpoints.
+        names = ", ".join(p.host for p in listing.problems)
+        raise Unavailable(f"{names} could not be reached: the list is incomplete")
 
 
 @click.group("change")

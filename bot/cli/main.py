@@ -17,9 +17,11 @@ from bot.cli.runtime import Runtime
 from bot.cli.serve_cmd import serve
 from bot.cli.sweep_cmd import sweep
 from bot.config import ConfigError
+from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
 from bot.service.errors import BadRequest, ServiceError, Unavailable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+log = logging.getLogger("checkpoint_bot.cli")
 
 EPILOG = """\
 Without --config (or CHECKPOINT_BOT_CONFIG) every command runs in demo mode on
@@ -95,10 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), EXIT_UNAVAILABLE)
     except ServiceError as exc:
         return _fail(str(exc), EXIT_FAILED)
+    except HyperVError as exc:
+        # A host error the service did not translate: still one line.
+        unreachable = isinstance(exc, HostUnreachable | HostTimeout | HostAuthError)
+        return _fail(str(exc), EXIT_UNAVAILABLE if unreachable else EXIT_FAILED)
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A bug: the details go to the log (-v), the terminal gets one line.
+        log.info("unexpected error", exc_info=True)
+        return _fail(
+            f"internal error ({type(exc).__name__}: {exc}); run with -v for details",
+            EXIT_FAILED,
+        )
     return 0
 
 

@@ -7,6 +7,7 @@ from bot.jobs.errors import (
     JobError,
     JobNotFound,
     JobOwnershipLost,
+    RetryLater,
     RetryNotAllowed,
 )
 from bot.jobs.ledger import DEADLINE_BEFORE_START, ClaimResult, Clock, JobLedger
@@ -45,6 +46,7 @@ __all__ = [
     "JobRunner",
     "JobState",
     "ProgressCallback",
+    "RetryLater",
     "RetryNotAllowed",
     "RunOutcome",
     "RunStatus",

@@ -6,10 +6,13 @@
     ├── InvalidJobState              cannot X in state Y, expected Z
     │   └── JobOwnershipLost         this worker no longer owns the job
     ├── RetryNotAllowed              requeue of a destructive job
-    └── JobDeadlineExceeded          raised by `JobContext.check_deadline`
+    ├── JobDeadlineExceeded          raised by `JobContext.check_deadline`
+    └── RetryLater                   raised by a handler: nothing was done, try again
 
 Handlers may raise anything; the runner turns every exception into a
-one-line message on the job row.
+one-line message on the job row. `RetryLater` is the one a handler raises
+on purpose: the job is delivered again with backoff until its deadline,
+however many attempts it was given (a destructive job never is).
 """
 
 from __future__ import annotations
@@ -56,3 +59,8 @@ class RetryNotAllowed(JobError):
 
 class JobDeadlineExceeded(JobError):
     pass
+
+
+class RetryLater(JobError):
+    """Nothing was done (a precondition could not be checked yet); the job
+    may run again later."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col
 from sqlmodel import select as select_rows
@@ -244,17 +244,27 @@ class JobLedger:
             vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
         return self.get(job_id)
 
-    def requeue(self, job_id: int, worker: str, *, not_before: datetime, error: str) -> Job:
-        """Put a failed non-destructive attempt back in the queue."""
+    def requeue(
+        self,
+        job_id: int,
+        worker: str,
+        *,
+        not_before: datetime,
+        error: str,
+        beyond_attempts: bool = False,
+    ) -> Job:
+        """Put a failed non-destructive attempt back in the queue.
+        `beyond_attempts`: the attempt did nothing (`RetryLater`), so it
+        does not count against `max_attempts`; the deadline still bounds it."""
         not_before = _aware(not_before, "not_before")
+        conditions: list[ColumnElement[bool]] = [_JOB.c.destructive.is_(False)]
+        if not beyond_attempts:
+            conditions.append(_JOB.c.attempt < _JOB.c.max_attempts)
         with session_scope(self._engine) as s:
             conn = s.connection()
             row = conn.execute(
                 self._owned(update(_JOB), job_id, worker)
-                .where(
-                    _JOB.c.destructive.is_(False),
-                    _JOB.c.attempt < _JOB.c.max_attempts,
-                )
+                .where(*conditions)
                 .values(
                     state=JobState.QUEUED.value,
                     worker=None,

@@ -21,7 +21,13 @@ from enum import StrEnum
 from typing import Any
 
 from bot.clock import real_seconds
-from bot.jobs.errors import JobDeadlineExceeded, JobError, JobNotFound, JobOwnershipLost
+from bot.jobs.errors import (
+    JobDeadlineExceeded,
+    JobError,
+    JobNotFound,
+    JobOwnershipLost,
+    RetryLater,
+)
 from bot.jobs.ledger import DEADLINE_BEFORE_START, Clock, JobLedger
 from bot.jobs.states import ClaimOutcome
 from bot.store.models import Job
@@ -243,6 +249,9 @@ class JobRunner:
             with _Heartbeat(beat, self.heartbeat_interval, ctx._lost):
                 result = dict(handler(ctx))
                 json.dumps(result)  # fail here, not half-way through the UPDATE
+        except RetryLater as exc:
+            log.info("job %s (%s on %s) will try again: %s", job.id, job.kind, job.vm_id, exc)
+            return self._failed(job, ctx, describe_error(exc), retry_later=True)
         except Exception as exc:
             log.exception("job %s (%s on %s) failed", job.id, job.kind, job.vm_id)
             return self._failed(job, ctx, describe_error(exc))
@@ -250,8 +259,10 @@ class JobRunner:
             log.error("job %s finished after this worker lost its claim", job.id)
         return self._finish(ctx, succeeded=True, result=result)
 
-    def _failed(self, job: Job, ctx: JobContext, error: str) -> RunOutcome:
-        if job.destructive or job.attempt >= job.max_attempts:
+    def _failed(
+        self, job: Job, ctx: JobContext, error: str, *, retry_later: bool = False
+    ) -> RunOutcome:
+        if job.destructive or (job.attempt >= job.max_attempts and not retry_later):
             return self._finish(ctx, succeeded=False, error=error)
         delay = min(self.retry_backoff * 2 ** (job.attempt - 1), self.max_retry_delay)
         not_before = self._clock() + timedelta(seconds=delay)
@@ -260,7 +271,13 @@ class JobRunner:
                 ctx, succeeded=False, error=f"{error} (no time left to retry before the deadline)"
             )
         try:
-            self.ledger.requeue(ctx.job_id, self.worker_id, not_before=not_before, error=error)
+            self.ledger.requeue(
+                ctx.job_id,
+                self.worker_id,
+                not_before=not_before,
+                error=error,
+                beyond_attempts=retry_later,
+            )
         except JobError as exc:
             log.warning("could not requeue job %s: %s", ctx.job_id, exc)
             return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=str(exc))

@@ -19,11 +19,13 @@ from bot.service.queries import (
 )
 from bot.service.requests import (
     Outcome,
+    StartOutcome,
     explain,
     extend,
     merge,
     request_checkpoint,
     rollback,
+    start_vm,
 )
 from bot.service.settings import SettingsOutcome, change_settings, show_settings
 from bot.service.sweep import SweepTask, run_sweep
@@ -40,6 +42,7 @@ __all__ = [
     "Principal",
     "ServiceError",
     "SettingsOutcome",
+    "StartOutcome",
     "SweepTask",
     "Unavailable",
     "adopt_checkpoint",
@@ -56,4 +59,5 @@ __all__ = [
     "run_sweep",
     "show_change",
     "show_settings",
+    "start_vm",
 ]

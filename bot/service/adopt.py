@@ -21,6 +21,7 @@ from bot.changes import Command
 from bot.changes.record import open_change, transition
 from bot.durations import format_duration
 from bot.hyperv import Checkpoint, HyperVError, SnapshotType
+from bot.hyperv.evidence import holds_memory, judge_listed
 from bot.inventory import VM, InventoryLookupError
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import (
@@ -43,8 +44,6 @@ from templates import human_bytes
 if TYPE_CHECKING:
     from bot.context import AppContext
 
-# What the record calls the checkpoint type of what Hyper-V already took.
-_CHANGE_TYPE = {SnapshotType.Planned: "production", SnapshotType.Standard: "standard"}
 
 
 @dataclass(frozen=True)
@@ -144,12 +143,12 @@ def adopt_checkpoint(
     if allowed.fired:
         raise Forbidden(allowed.message)
     checkpoint = _on_host(ctx, vm, checkpoint_id)
-    kind = _CHANGE_TYPE.get(checkpoint.snapshot_type)
-    if kind is None:
+    if checkpoint.snapshot_type is not SnapshotType.Standard:
         raise Conflict(
             f"checkpoint {checkpoint.id} of {vm.name} is a {checkpoint.snapshot_type.name} "
-            "checkpoint (Hyper-V Replica's); only standard and production checkpoints are adopted"
+            "snapshot (Hyper-V Replica's or a backup's); only checkpoints are adopted"
         )
+    seen = judge_listed(checkpoint)
     with session_scope(ctx.engine) as s:
         _refuse_if_owned(s, checkpoint.id)
     now = ctx.clock()
@@ -172,7 +171,15 @@ def adopt_checkpoint(
                     vm_id=vm.vm_id,
                     vm_name=vm.name,
                     host=vm.host,
-                    checkpoint_type=kind,
+                    # Nothing was asked. For the policy, a checkpoint with the
+                    # VM's memory (or one the host says nothing of) is a
+                    # standard one: the riskier reading.
+                    checkpoint_type=(
+                        "production" if holds_memory(checkpoint) is False else "standard"
+                    ),
+                    taken_type=seen.kind.value,
+                    taken_evidence=seen.evidence[:500],
+                    holds_memory=holds_memory(checkpoint),
                     reason=f'adopted orphan checkpoint "{checkpoint.name}"'[:2000],
                     requester=person.id,
                     source=source,

@@ -72,7 +72,8 @@ def _may_decide(ctx: AppContext, request: ApprovalRequest, who: Principal, verb:
     with session_scope(ctx.engine) as s:
         change = get_change(s, request.change_id)
     vm = resolve_vm(ctx, change.vm_name)
-    facts = ctx.decider.facts(vm, change=change)
+    # Rejecting runs nothing, so it needs no live answer from the host.
+    facts = ctx.decider.facts(vm, change=change, strict=verb == "approve")
     permitted = authorize(ctx.policy, "approve", facts, who.id, who.groups, who.channel)
     if permitted.fired:
         raise Forbidden(f"you cannot {verb} {change_ref(request.change_id)}: {permitted.message}")
@@ -99,9 +100,16 @@ def approve(ctx: AppContext, ref: str, *, approver: str | Principal) -> Approval
     now = ctx.clock()
     with session_scope(ctx.engine) as s:
         request = _pending(s, change_id)
+        change = get_change(s, change_id)
     _may_decide(ctx, request, who, "approve")
     if any(a.get("by") == who.id for a in request.approvals):
         raise Conflict(f"you already approved {change_ref(change_id)}")
+    decision = None
+    if len(request.approvals) + 1 >= request.required:
+        # This approval completes the request, so the policy is asked again
+        # first: a host that cannot be reached (HostUnavailable) leaves the
+        # request exactly as it was, and the approver can simply try again.
+        decision = _decide_again(ctx, change, request)
     try:
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
@@ -124,16 +132,18 @@ def approve(ctx: AppContext, ref: str, *, approver: str | Principal) -> Approval
     if count < required:
         result = ApprovalOutcome(view(ctx, change_id), action, "pending", count, required)
     else:
-        result = _carry_out(ctx, change_id, who, now)
+        result = _carry_out(ctx, change_id, who, now, decision)
     ctx.notifier.changed(change_id)
     return result
 
 
-def _carry_out(ctx: AppContext, change_id: int, who: Principal, now: datetime) -> ApprovalOutcome:
+def _carry_out(
+    ctx: AppContext, change_id: int, who: Principal, now: datetime, decided: Decision | None
+) -> ApprovalOutcome:
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
         request = _pending(s, change_id)
-    decision = _decide_again(ctx, change, request)
+    decision = decided if decided is not None else _decide_again(ctx, change, request)
     approved, action = len(request.approvals), request.action
     still_short = decision.approval is not None and approved < decision.approval.required
     with session_scope(ctx.engine) as s:

@@ -11,10 +11,46 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.facts import FactSources, gather, inventory_facts
-from bot.hyperv import HyperVError, HyperVHost
+from bot.hyperv import (
+    HostAuthError,
+    HostTimeout,
+    HostUnreachable,
+    HyperVError,
+    HyperVHost,
+    VMNotFound,
+)
 from bot.inventory import VM, Inventory
+from bot.service.errors import NotFound, Unavailable
 from bot.store.models import Change
 from policies import Action, Context, Decision, Facts, Policy, Request, evaluate
+
+# The host could not be asked at all: nothing about the VM is known, and
+# the reason is the connection, not the VM. Deciding now would turn a
+# network fault into a policy refusal.
+_CANNOT_ASK = (HostUnreachable, HostTimeout, HostAuthError)
+
+
+class HostUnavailable(Unavailable):
+    """The facts a decision needs could not be gathered because the host
+    could not be asked: nothing was decided, and asking again later may work."""
+
+    def __init__(self, vm: str, host: str, error: str) -> None:
+        super().__init__(
+            f"could not check {vm}: {host} could not be reached ({error}); nothing was "
+            "decided or recorded, try again once it answers"
+        )
+        self.vm = vm
+        self.host = host
+        self.error = error
+
+
+def _cannot_check(vm: VM, exc: HyperVError) -> Unavailable | NotFound:
+    if isinstance(exc, VMNotFound):
+        return NotFound(
+            f"{vm.name} (VMId {vm.vm_id}) is not on {vm.host}, where the inventory puts it: "
+            f"{exc.message}"
+        )
+    return HostUnavailable(vm.name, vm.host, exc.message)
 
 
 @dataclass(frozen=True)
@@ -40,20 +76,37 @@ class Decider:
     clock: Callable[[], datetime]
     inventory_label: str = "inventory"
 
-    def facts(self, vm: VM, *, change: Change | None = None, now: datetime | None = None) -> Facts:
+    def facts(
+        self,
+        vm: VM,
+        *,
+        change: Change | None = None,
+        now: datetime | None = None,
+        strict: bool = True,
+    ) -> Facts:
+        """Everything the policy may use about `vm`. Strict (for decisions
+        that are recorded or acted on): a host that cannot be asked raises
+        `HostUnavailable`, a VM the host does not have raises `NotFound`.
+        Not strict (`policy explain`): those facts are unknown, with why."""
         moment = now or self.clock()
+        problems: list[HyperVError] = []
         try:
             host: HyperVHost | None = self.host_for(vm.host)
-        except HyperVError:
+        except HyperVError as exc:
+            problems.append(exc)
             host = None
-        return gather(
+        found = gather(
             self.inventory,
             vm,
             host,
             sources=FactSources(inventory=self.inventory_label, host=f"host {vm.host}"),
             now=moment,
             change=change,
+            on_host_error=problems.append,
         )
+        if strict and problems and isinstance(problems[0], (*_CANNOT_ASK, VMNotFound)):
+            raise _cannot_check(vm, problems[0])
+        return found
 
     def inventory_facts(self, vm: VM) -> Facts:
         """What the inventory alone says of `vm` (no host call): enough to
@@ -71,9 +124,11 @@ class Decider:
         extend_to: datetime | None = None,
         change: Change | None = None,
         now: datetime | None = None,
+        strict: bool = True,
     ) -> Decision:
+        """Raises `HostUnavailable` / `NotFound` when strict (see `facts`)."""
         moment = now or self.clock()
-        facts = self.facts(vm, change=change, now=moment)
+        facts = self.facts(vm, change=change, now=moment, strict=strict)
         request = Request(
             action=action,
             vm_name=vm.name,

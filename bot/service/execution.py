@@ -27,18 +27,19 @@ from bot.config import DefaultsConfig
 from bot.durations import format_duration
 from bot.hyperv import (
     Checkpoint,
+    CheckpointNotFound,
     CheckpointType,
     HostTimeout,
     HostUnreachable,
     HyperVError,
     HyperVHost,
-    SnapshotType,
     VMState,
 )
-from bot.hyperv.types import snapshot_kind
+from bot.hyperv.evidence import Taken, holds_memory, judge_taken
 from bot.inventory import Inventory
-from bot.jobs import JobContext
-from bot.service.deciding import Decider, Principal
+from bot.jobs import JobContext, RetryLater
+from bot.service.deciding import Decider, HostUnavailable, Principal
+from bot.service.errors import NotFound, Unavailable
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Verdict
@@ -46,15 +47,46 @@ from policies import Action, Verdict
 log = logging.getLogger(__name__)
 
 ACTOR = "checkpoint-bot"
-_WANTED_SETTING = {
+_ASKED_SETTING = {
     "production": CheckpointType.Production,
     "production-only": CheckpointType.ProductionOnly,
     "standard": CheckpointType.Standard,
 }
+# How strict a CheckpointType is: ProductionOnly never falls back, Production
+# may, Standard never tries. A create only ever raises the VM's setting.
+_STRICTNESS = {
+    CheckpointType.Standard: 0,
+    CheckpointType.Production: 1,
+    CheckpointType.ProductionOnly: 2,
+}
+# The VM states a rollback may leave behind that someone has to start.
+NOT_RUNNING_AFTER_RESTORE = frozenset({VMState.Off, VMState.Saved})
+
+
+# A re-check that cannot reach the host is tried again only while this much
+# of the job's deadline is left for the create itself.
+_RETRY_MARGIN = timedelta(minutes=1)
 
 
 class OperationFailed(Exception):
     """The host refused; already recorded on the change. Fails the job."""
+
+
+def _why_not_checked(exc: Exception) -> str:
+    """What stopped the re-check, without the request-time advice."""
+    if isinstance(exc, HostUnavailable):
+        return f"could not check {exc.vm}: {exc.host} could not be reached ({exc.error})"
+    return str(exc)
+
+
+def setting_for(asked: str, current: CheckpointType) -> CheckpointType:
+    """The CheckpointType a create runs under: the asked one when it is
+    stricter than the VM's, else the VM's own (an admin's ProductionOnly is
+    never weakened to Production, nor Production to Standard)."""
+    wanted = _ASKED_SETTING[asked]
+    if current not in _STRICTNESS:
+        return current  # Disabled: the host refuses; never switch it on
+    return wanted if _STRICTNESS[wanted] > _STRICTNESS[current] else current
 
 
 @dataclass
@@ -72,7 +104,12 @@ class Executor:
     progress_seconds: float = 10.0
 
     def handlers(self) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
-        return {"create": self.create, "restore": self.restore, "remove": self.remove}
+        return {
+            "create": self.create,
+            "restore": self.restore,
+            "remove": self.remove,
+            "start": self.start,
+        }
 
     # -- helpers -------------------------------------------------------------
 
@@ -127,6 +164,25 @@ class Executor:
         outcome unknown, so the change is interrupted, never guessed."""
         try:
             yield
+        except CheckpointNotFound as exc:
+            if not self._vanished(change_id):
+                self._step(
+                    change_id,
+                    on_refusal,
+                    f"{doing} failed: {exc.message}",
+                    details={"category": exc.category, "error_id": exc.error_id},
+                )
+                raise OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}") from exc
+            # The checkpoint the change owns is gone from the host: nothing
+            # is left to restore or merge, ever.
+            self._step(
+                change_id,
+                Command.VANISH,
+                f"{doing} not done: the host no longer has the checkpoint ({exc.message}); "
+                "it was deleted outside the bot or the host was rebuilt, so nothing is left "
+                "to roll back or merge",
+            )
+            raise OperationFailed(f"{change_ref(change_id)}: checkpoint vanished") from exc
         except HyperVError as exc:
             if isinstance(exc, HostTimeout | HostUnreachable):
                 self._interrupt(change_id, doing, str(exc))
@@ -169,6 +225,16 @@ class Executor:
                 # The reply said "so far"; leave it saying how it ended.
                 job.progress(f"{doing}: ended after {format_duration(self.clock() - started)}")
 
+    def _vanished(self, change_id: int) -> bool:
+        """The host answers and the VM's checkpoints do not include the one
+        the change owns (by Id): proof it is gone, not a guess."""
+        change = self._load(change_id)
+        try:
+            present = self.host_for(change.host).list_checkpoints(change.vm_id)
+        except HyperVError:
+            return False
+        return change.checkpoint_id not in {c.id for c in present}
+
     def _took(self, since: datetime) -> str:
         return format_duration(self.clock() - since)
 
@@ -190,12 +256,14 @@ class Executor:
                 f"{change_ref(job.change_id)} is {change.state}, not approved or scheduled"
             )
         # Facts, windows and approvals change between request and execution.
-        refusal = self._recheck(change, Action.CREATE, change.requester)
+        try:
+            refusal = self._recheck(change, Action.CREATE, change.requester)
+        except (Unavailable, NotFound) as exc:
+            return self._cannot_check(job, change, exc)
         if refusal:
             self._step(job.change_id, Command.DENY, "re-checked before running: " + refusal)
             return {"denied": True}
         self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
-        host = self.host_for(change.host)
         started = self.clock()
         with (
             self._host_call(job.change_id, Command.CREATE_FAILED, "checkpoint"),
@@ -203,31 +271,60 @@ class Executor:
                 job, f"taking a {change.checkpoint_type} checkpoint of {change.vm_name}"
             ),
         ):
-            checkpoint = self._take(host, change, job)
+            checkpoint, taken = self._take(self.host_for(change.host), change, job)
         expires = self.clock() + timedelta(seconds=change.ttl_seconds)
+        asked = "" if taken.kind.value == change.checkpoint_type else (
+            f" ({change.checkpoint_type} was asked)"
+        )
         self._step(
             job.change_id,
             Command.CREATED,
-            f"{snapshot_kind(checkpoint.snapshot_type)} checkpoint {checkpoint.id} taken "
-            f"in {self._took(started)}",
+            f"{taken.kind.value} checkpoint {checkpoint.id} taken in {self._took(started)}"
+            f"{asked}: {taken.evidence}",
+            details={"taken": taken.kind.value, "evidence": taken.evidence},
             checkpoint_id=checkpoint.id,
             checkpoint_name=checkpoint.name,
             expires_at=expires,
+            taken_type=taken.kind.value,
+            taken_evidence=taken.evidence[:500],
+            holds_memory=holds_memory(checkpoint),
         )
-        fell_back = change.checkpoint_type == "production" and (
-            checkpoint.snapshot_type is SnapshotType.Standard
-        )
-        if fell_back:
+        if taken.fell_back:
             self._note(
                 job.change_id,
                 "warning",
-                "Hyper-V fell back to a standard checkpoint: the guest's VSS was "
-                "unavailable, so this checkpoint is not application-consistent",
+                "Hyper-V fell back to a standard checkpoint: the guest's VSS could not make a "
+                "production one, so this checkpoint holds memory and is not "
+                "application-consistent",
             )
-        return {"checkpoint_id": checkpoint.id, "kind": snapshot_kind(checkpoint.snapshot_type)}
+        return {"checkpoint_id": checkpoint.id, "kind": taken.kind.value}
+
+    def _cannot_check(self, job: JobContext, change: Change, exc: Exception) -> dict[str, Any]:
+        """The re-check could not be made. Nothing ran on the host: try again
+        while the deadline allows, then fail saying so, never as a refusal."""
+        assert change.id is not None
+        message = _why_not_checked(exc)
+        if isinstance(exc, Unavailable) and job.remaining() > _RETRY_MARGIN.total_seconds():
+            with session_scope(self.engine) as s:
+                last = events_of(s, change.id)[-1]
+            if not (last.kind == "recheck_waiting" and last.message.startswith(message)):
+                self._note(
+                    change.id,
+                    "recheck_waiting",
+                    f"{message}; nothing was done, trying again until "
+                    f"{job.deadline:%Y-%m-%d %H:%M %Z}",
+                )
+            raise RetryLater(message)
+        self._step(
+            change.id,
+            Command.CREATE_FAILED,
+            f"not started: {message}; nothing was done on the host, request it again",
+        )
+        return {"not_started": message}
 
     def _recheck(self, change: Change, action: Action, who: str) -> str | None:
-        """Why the action may no longer run, or None when it still may."""
+        """Why the action may no longer run, or None when it still may.
+        Raises `Unavailable` / `NotFound` when the host cannot be asked."""
         assert change.id is not None
         vm = self.inventory.vm_by_id(change.vm_id)
         decision = self.decider.decide(
@@ -260,27 +357,31 @@ class Executor:
                 return "it now needs approval: " + "; ".join(decision.reasons)
         return None
 
-    def _take(self, host: HyperVHost, change: Change, job: JobContext) -> Checkpoint:
+    def _take(
+        self, host: HyperVHost, change: Change, job: JobContext
+    ) -> tuple[Checkpoint, Taken]:
         assert change.id is not None
         vm = host.get_vm(change.vm_id)
-        wanted = _WANTED_SETTING[change.checkpoint_type]
         original = vm.checkpoint_type
-        switch = original not in (wanted, CheckpointType.Disabled)
+        setting = setting_for(change.checkpoint_type, original)
+        switch = setting is not original
         if switch:
-            host.set_checkpoint_settings(change.vm_id, checkpoint_type=wanted)
+            host.set_checkpoint_settings(change.vm_id, checkpoint_type=setting)
             self._note(
                 change.id,
                 "setting",
-                f"CheckpointType set from {original.name} to {wanted.name} for this checkpoint",
+                f"CheckpointType raised from {original.name} to {setting.name} for this "
+                "checkpoint; it is set back afterwards",
                 original=original.name,
             )
         try:
             job.check_deadline()
             name = f"{change_ref(change.id)} {change.reason}"[:100]
-            return host.create_checkpoint(change.vm_id, name)
+            checkpoint = host.create_checkpoint(change.vm_id, name)
         finally:
             if switch:
                 host.set_checkpoint_settings(change.vm_id, checkpoint_type=original)
+        return checkpoint, judge_taken(checkpoint, setting=setting, vm_state=vm.state)
 
     # -- restore -------------------------------------------------------------
 
@@ -291,7 +392,16 @@ class Executor:
             raise OperationFailed(
                 f"{change_ref(job.change_id)} is {change.state}, not rolling back"
             )
-        refusal = self._recheck(change, Action.ROLLBACK, self._last_actor(job.change_id))
+        try:
+            refusal = self._recheck(change, Action.ROLLBACK, self._last_actor(job.change_id))
+        except (Unavailable, NotFound) as exc:
+            why = _why_not_checked(exc)
+            self._step(
+                job.change_id,
+                Command.ROLLBACK_FAILED,
+                f"rollback not run: {why}; nothing was done on the host, try again",
+            )
+            return {"not_started": why}
         if refusal:
             self._step(
                 job.change_id,
@@ -299,12 +409,12 @@ class Executor:
                 "rollback not run: re-checked before running: " + refusal,
             )
             return {"refused": refusal}
-        host = self.host_for(change.host)
         began = self.clock()
         with (
             self._host_call(job.change_id, Command.ROLLBACK_FAILED, "rollback"),
             self._reporting(job, f"restoring {change.vm_name} to its checkpoint"),
         ):
+            host = self.host_for(change.host)
             before = host.get_vm(change.vm_id)
             after = host.restore_checkpoint(change.vm_id, change.checkpoint_id)
         started = False
@@ -320,15 +430,47 @@ class Executor:
                 self._note(
                     job.change_id,
                     "warning",
-                    f"restored, but starting the VM failed: {exc.message}; start it by hand",
+                    f"restored, but starting the VM failed: {exc.message}",
                 )
-        state_text = "started again" if started else f"left {after.state.name}"
+        if started:
+            state_text = "started again"
+        elif after.state in NOT_RUNNING_AFTER_RESTORE:
+            state_text = f"left {after.state.name}: start it when you are ready"
+        else:
+            state_text = after.state.name
         self._step(
             job.change_id,
             Command.ROLLED_BACK,
-            f"restored checkpoint {change.checkpoint_id} in {self._took(began)}; VM {state_text}",
+            f"restored checkpoint {change.checkpoint_id} in {self._took(began)}; "
+            f"{change.vm_name} {state_text}",
+            details={"vm_state": after.state.name, "started": started},
+            vm_state_after=after.state.name,
         )
         return {"vm_state": after.state.name, "started": started}
+
+    # -- start (after a rollback left the VM off) ------------------------------
+
+    def start(self, job: JobContext) -> dict[str, Any]:
+        assert job.change_id is not None
+        change = self._load(job.change_id)
+        host = self.host_for(change.host)
+        try:
+            vm = host.start_vm(change.vm_id)
+        except HyperVError as exc:
+            self._note(job.change_id, "start_failed", f"Start-VM failed: {exc.message}")
+            raise OperationFailed(f"{change_ref(job.change_id)}: start failed: {exc}") from exc
+        with session_scope(self.engine) as s:
+            note(
+                s,
+                get_change(s, job.change_id),
+                kind="started",
+                actor=str(job.payload.get("by") or ACTOR),
+                now=self.clock(),
+                message=f"{change.vm_name} started; it is {vm.state.name}",
+                vm_state_after=vm.state.name,
+            )
+        self.on_change(job.change_id)
+        return {"vm_state": vm.state.name}
 
     # -- remove (keep & merge) -----------------------------------------------
 
@@ -337,9 +479,9 @@ class Executor:
         change = self._load(job.change_id)
         if change.state != State.MERGING or not change.checkpoint_id:
             raise OperationFailed(f"{change_ref(job.change_id)} is {change.state}, not merging")
-        host = self.host_for(change.host)
         started = self.clock()
         with self._host_call(job.change_id, Command.MERGE_FAILED, "merge"):
+            host = self.host_for(change.host)
             host.remove_checkpoint(change.vm_id, change.checkpoint_id)
             job.progress("checkpoint removed; merging its disk into the parent")
             with self._reporting(job, f"merging the checkpoint's disk into {change.vm_name}"):

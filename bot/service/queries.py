@@ -14,6 +14,7 @@ from sqlmodel import col, select
 
 from bot.changes.record import events_of, get_change
 from bot.hyperv import Checkpoint, HyperVError
+from bot.hyperv.evidence import judge_listed
 from bot.service.errors import BadRequest
 from bot.service.requests import find_change, resolve_vm
 from bot.service.views import ChangeView, CheckpointRow, HostProblem
@@ -103,6 +104,7 @@ def list_checkpoints(
     for _vm_id, items in sorted(by_vm.items(), key=lambda kv: kv[1][0].vm_name.lower()):
         for c, depth in _tree_order(items):
             owner = owners.get(c.id)
+            seen = judge_listed(c)
             rows.append(
                 CheckpointRow(
                     host=c.host,
@@ -116,23 +118,40 @@ def list_checkpoints(
                     age_seconds=max(0, int((now - c.created_at).total_seconds())),
                     size_bytes=c.size_bytes,
                     snapshot_type=c.snapshot_type.name,
-                    change_ref=change_ref(owner[0]) if owner else None,
-                    change_state=owner[1] if owner else None,
+                    captured_state=c.captured_state.name if c.captured_state else None,
+                    change_ref=change_ref(owner.id) if owner else None,
+                    change_state=owner.state if owner else None,
+                    taken=(owner.taken_type if owner and owner.taken_type else seen.kind.value),
+                    evidence=(
+                        owner.taken_evidence if owner and owner.taken_evidence else seen.evidence
+                    ),
+                    asked=owner.checkpoint_type if owner else None,
                 )
             )
     return CheckpointListing(tuple(rows), tuple(problems))
 
 
-def _owners(ctx: AppContext, checkpoint_ids: list[str]) -> dict[str, tuple[int, str]]:
+@dataclass(frozen=True)
+class _Owner:
+    id: int
+    state: str
+    checkpoint_type: str
+    taken_type: str | None
+    taken_evidence: str | None
+
+
+def _owners(ctx: AppContext, checkpoint_ids: list[str]) -> dict[str, _Owner]:
     if not checkpoint_ids:
         return {}
     with session_scope(ctx.engine) as s:
-        rows = s.exec(
-            select(Change.checkpoint_id, Change.id, Change.state).where(
-                col(Change.checkpoint_id).in_(checkpoint_ids)
+        rows = s.exec(select(Change).where(col(Change.checkpoint_id).in_(checkpoint_ids))).all()
+        return {
+            c.checkpoint_id: _Owner(
+                c.id, c.state, c.checkpoint_type, c.taken_type, c.taken_evidence
             )
-        ).all()
-    return {cid: (i, st) for cid, i, st in rows if cid and i is not None}
+            for c in rows
+            if c.checkpoint_id and c.id is not None
+        }
 
 
 def show_change(ctx: AppContext, ref: str) -> ChangeView:

@@ -86,7 +86,7 @@ def judge_restore(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> 
         return Verdict(
             f"checkpoint {change.checkpoint_id} is no longer on the host (someone removed "
             "it): nothing is left to roll back to",
-            choices=("failed",),
+            Command.VANISH,
         )
     # A restore leaves the checkpoint in place either way; the VM's state and
     # its parent checkpoint are hints for a human, not proof for the bot.

@@ -23,12 +23,12 @@ from bot.changes.record import (
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import BadRequest, Conflict, NotFound
+from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound
 from bot.service.not_now import not_now
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
-from policies import Action, Decision, Verdict
+from policies import Action, Decision, Permission, Verdict, authorize
 from policies.model import CHECKPOINT_TYPES
 
 if TYPE_CHECKING:
@@ -290,6 +290,9 @@ def _act(ctx: AppContext, ref: str, action: Action, who: Principal) -> Outcome:
     try:
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
+            if State(change.state) not in allowed[action]:
+                # It moved on while the policy was asked (a merge started).
+                raise Conflict(not_now(change_ref(change_id), State(change.state), action.value))
             if decision.verdict is Verdict.DENY:
                 note(
                     s,
@@ -421,9 +424,53 @@ def explain(
         raise BadRequest(
             f"unknown action '{action}': use one of {', '.join(a.value for a in Action)}"
         ) from None
-    return ctx.decider.decide(vm, act, who, checkpoint_type=checkpoint_type, now=at)
+    # An explanation shows what is unknown and why, even with the host down.
+    return ctx.decider.decide(
+        vm, act, who, checkpoint_type=checkpoint_type, now=at, strict=False
+    )
 
 
 def view(ctx: AppContext, change_id: int) -> ChangeView:
     with session_scope(ctx.engine) as s:
         return ChangeView.of(get_change(s, change_id))
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    """A Start-VM asked for after a rollback left the VM off: the job runs it."""
+
+    change: ChangeView
+    job_id: int
+
+
+def start_vm(ctx: AppContext, ref: str, *, requester: str | Principal) -> StartOutcome:
+    """Start the VM a rollback left Off or Saved. Whoever may roll the VM
+    back may start it again; nothing else is allowed to."""
+    who = as_principal(requester)
+    change_id = find_change(ctx, ref)
+    current = view(ctx, change_id)
+    if not current.needs_start:
+        left = current.vm_state_after
+        raise Conflict(
+            f"{current.ref}: nothing to start"
+            + (f" ({current.vm_name} is {left} after its rollback)" if left else "")
+            + "; Start is offered only after a rollback leaves the VM off or saved"
+        )
+    vm = resolve_vm(ctx, current.vm_name)
+    permitted = authorize(
+        ctx.policy,
+        Permission.ROLLBACK,
+        ctx.decider.inventory_facts(vm),
+        who.id,
+        who.groups,
+        who.channel,
+    )
+    if permitted.fired:
+        raise Forbidden(f"you cannot start {vm.name}: {permitted.message}")
+    job_id = ctx.submit(
+        "start",
+        change_id,
+        key=f"start:{change_id}:{current.version}",
+        payload={"by": who.id},
+    )
+    return StartOutcome(current, job_id)

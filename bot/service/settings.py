@@ -7,7 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.hyperv import CheckpointType, HostTimeout, HostUnreachable, HyperVError, VMInfo
+from bot.hyperv import (
+    CheckpointType,
+    HostAuthError,
+    HostTimeout,
+    HostUnreachable,
+    HyperVError,
+    VMInfo,
+)
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Forbidden, ServiceError, Unavailable
 from bot.service.requests import resolve_vm
@@ -34,7 +41,7 @@ class SettingsOutcome:
 
 
 def _host_error(exc: HyperVError) -> ServiceError:
-    if isinstance(exc, HostUnreachable | HostTimeout):
+    if isinstance(exc, HostUnreachable | HostTimeout | HostAuthError):
         return Unavailable(str(exc))
     return ServiceError(f"the host refused: {exc.message}")
 
@@ -79,8 +86,8 @@ def change_settings(
         rule = decision.outcome("checkpoint_type")
         if rule is not None and rule.fired and rule.effect is not Effect.WARN:
             raise Forbidden(f"CheckpointType Standard is refused for {vm.name}: {rule.message}")
-    host = ctx.host_for(vm.host)
     try:
+        host = ctx.host_for(vm.host)
         before = host.get_vm(vm.vm_id)
         after = host.set_checkpoint_settings(
             vm.vm_id, checkpoint_type=wanted, automatic_checkpoints=automatic

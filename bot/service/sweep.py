@@ -3,8 +3,11 @@ changes that own them, reported as one digest per channel.
 
     tick ─► claim (sweep, slot) ─► fleet_checkpoints (at most hyperv.fanout hosts at once)
          ─► sample every size ─► classify ─► group by channel ─► one post per channel
+         ─► changes whose checkpoint is gone ─► confirmed per VM ─► vanished
 
-It reports and never acts: merging or adopting is a human's click. A host
+It reports and never acts on a checkpoint: merging or adopting is a human's
+click. What it settles is the record: a change whose checkpoint a host that
+answered no longer has ends as `vanished` (bot.service.vanished). A host
 that cannot be asked is "unknown" in every digest, never "no checkpoints".
 The slot is claimed before the work, so a sweep that dies half way is not
 repeated by another replica: its digest goes out at most once, and the next
@@ -23,8 +26,10 @@ from sqlalchemy import and_, delete, func
 from sqlmodel import Session, col, select
 
 from bot.changes import State
-from bot.hyperv import Checkpoint, SnapshotType
-from bot.hyperv.types import snapshot_kind
+from bot.hyperv import Checkpoint
+from bot.hyperv.evidence import judge_listed
+from bot.hyperv.types import REPLICA_SNAPSHOT_TYPES
+from bot.service import vanished
 from bot.service.queries import fleet_checkpoints
 from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
 from bot.service.views import HostProblem
@@ -44,14 +49,7 @@ _DECIDABLE = frozenset({State.ACTIVE, State.ROLLED_BACK})
 # change's thread) owns the question: not the sweep's to report.
 _IN_HAND = frozenset({State.CREATING, State.MERGING, State.ROLLING_BACK, State.INTERRUPTED})
 # Hyper-V Replica's recovery points: Replica creates and prunes them.
-REPLICA_TYPES = frozenset(
-    {
-        SnapshotType.Recovery,
-        SnapshotType.Replica,
-        SnapshotType.AppConsistentReplica,
-        SnapshotType.SyncedReplica,
-    }
-)
+REPLICA_TYPES = REPLICA_SNAPSHOT_TYPES
 # Bound the IN (...) lists: SQLite and PostgreSQL both cap bind parameters.
 _CHUNK = 500
 
@@ -177,7 +175,7 @@ def _item(
         vm_id=c.vm_id,
         checkpoint_id=c.id,
         name=c.name,
-        kind=snapshot_kind(c.snapshot_type),
+        kind=judge_listed(c).kind.value,
         created_at=c.created_at,
         age_seconds=max(0, int((now - c.created_at).total_seconds())),
         size_bytes=c.size_bytes,
@@ -221,6 +219,8 @@ def scan(ctx: AppContext, now: datetime | None = None, *, record: bool = True) -
     found, problems = fleet_checkpoints(ctx, hosts)
     ours = [c for c in found if c.snapshot_type not in REPLICA_TYPES]
     ids = [c.id for c in found]
+    unreachable = {p.host for p in problems}
+    missing = vanished.candidates(ctx, [h for h in hosts if h not in unreachable], set(ids))
     with session_scope(ctx.engine) as s:
         owners = owners_of(s, ids)
         previous = previous_sizes(s, ids, at)
@@ -252,7 +252,19 @@ def scan(ctx: AppContext, now: datetime | None = None, *, record: bool = True) -
         young_orphans=young,
         replica_points=len(found) - len(ours),
         previous_at=previous_at,
+        missing=tuple(missing),
     )
+
+
+def settle_vanished(ctx: AppContext, report: SweepReport) -> SweepReport:
+    """Changes whose checkpoint the sweep did not see: asked about one by
+    one (the VM must be on its host, the checkpoint absent), then ended."""
+    settled = tuple(
+        change.ref
+        for change in report.missing
+        if vanished.check(ctx, change, "the sweep did not find it")
+    )
+    return replace(report, vanished=settled)
 
 
 def post_digests(ctx: AppContext, report: SweepReport) -> SweepReport:
@@ -272,7 +284,7 @@ def post_digests(ctx: AppContext, report: SweepReport) -> SweepReport:
 
 def run_sweep(ctx: AppContext, *, post: bool = False, now: datetime | None = None) -> SweepReport:
     """One sweep now (the CLI's `sweep run`): scan, and post if asked to."""
-    report = scan(ctx, now)
+    report = settle_vanished(ctx, scan(ctx, now))
     if post and ctx.channels.enabled:
         report = post_digests(ctx, report)
     return report
@@ -292,7 +304,7 @@ class SweepTask:
         slot = sweep_slot(now, config.interval)
         if not self.ctx.ticks.claim(KIND, slot):
             return
-        report = post_digests(self.ctx, scan(self.ctx, now))
+        report = post_digests(self.ctx, settle_vanished(self.ctx, scan(self.ctx, now)))
         log.info(
             "sweep %s: %d checkpoints on %d hosts, %d reported, %d hosts unreachable, "
             "%d digests posted",

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.service.views import HostProblem
+from bot.service.views import ChangeView, HostProblem
 
 
 class Finding(enum.StrEnum):
@@ -146,6 +146,10 @@ class SweepReport:
     previous_at: datetime | None = None
     # channel -> the digest's message ts (None: Slack refused or is off).
     posted: dict[str, str | None] = field(default_factory=dict)
+    # Changes whose checkpoint a host that answered did not list (to be
+    # confirmed per VM), then the refs of those settled as vanished.
+    missing: tuple[ChangeView, ...] = ()
+    vanished: tuple[str, ...] = ()
 
     @property
     def undelivered(self) -> tuple[SweepItem, ...]:
@@ -165,4 +169,5 @@ class SweepReport:
             "digests": [d.to_dict() for d in self.digests],
             "undelivered": len(self.undelivered),
             "posted": dict(self.posted),
+            "vanished": list(self.vanished),
         }

@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from bot.changes.lifecycle import State
 from bot.changes.record import get_change, note
 from bot.durations import format_duration
+from bot.service import vanished
 from bot.service.deciding import Principal
 from bot.service.errors import ServiceError
 from bot.service.views import ChangeView
@@ -104,12 +105,14 @@ class TTLChaser:
         )
         if point is not None:
             slot = f"{change.id}:{expiry}:{int(point.total_seconds())}"
-            if self.ctx.ticks.claim("ttl_reminder", slot):
+            if self.ctx.ticks.claim("ttl_reminder", slot) and not self._vanished(change):
                 self._remind(change, left)
             return
         if left > timedelta(0):
             return
         if self.ctx.ticks.claim("ttl_expired", f"{change.id}:{expiry}"):
+            if self._vanished(change):
+                return
             self._expired(change, params, decided)
         grace_over = now >= change.expires_at + params.auto_merge_grace
         if (
@@ -119,6 +122,11 @@ class TTLChaser:
             and self.ctx.ticks.claim("ttl_auto_merge", f"{change.id}:{expiry}")
         ):
             self._auto_merge(change)
+
+    def _vanished(self, change: ChangeView) -> bool:
+        """Nobody is reminded about a checkpoint that is no longer there:
+        the host is asked first (only when a notice is due)."""
+        return vanished.check(self.ctx, change, "found when its TTL reminder was due")
 
     # -- telling ----------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.hyperv.types import SnapshotType, snapshot_kind
 from bot.store.models import Change, ChangeEvent, Job, change_ref
 
 
@@ -77,6 +76,14 @@ class ChangeView:
     checkpoint_id: str | None
     checkpoint_name: str | None
     decision: dict[str, Any]
+    # What the host really took, and why the bot believes it
+    # (`checkpoint_type` is what was asked for).
+    taken_type: str | None = None
+    taken_evidence: str | None = None
+    # Whether it holds the VM's memory: False means a restore leaves the VM Off.
+    holds_memory: bool | None = None
+    # The VM's state after the last rollback, and whether someone must start it.
+    vm_state_after: str | None = None
     # The record's optimistic-lock version: buttons carry it, so a click on
     # an outdated message is recognised.
     version: int = 0
@@ -107,6 +114,10 @@ class ChangeView:
             checkpoint_id=c.checkpoint_id,
             checkpoint_name=c.checkpoint_name,
             decision=dict(c.decision),
+            taken_type=c.taken_type,
+            taken_evidence=c.taken_evidence,
+            holds_memory=c.holds_memory,
+            vm_state_after=c.vm_state_after,
             version=c.version,
             events=tuple(EventView.of(e) for e in events or ()),
             jobs=tuple(JobView.of(j) for j in jobs or ()),
@@ -114,10 +125,20 @@ class ChangeView:
 
     @property
     def last_error(self) -> str | None:
+        """The failure that put the change where it is now; None once a later
+        step settled it (an interrupted change reconciled to active, a failed
+        merge followed by a successful one)."""
         for e in reversed(self.events):
             if e.kind.endswith("failed") or e.kind == "interrupt":
                 return e.message
+            if e.to_state:
+                return None
         return None
+
+    @property
+    def needs_start(self) -> bool:
+        """A rollback left the VM off or saved, and nobody has started it."""
+        return self.state == "rolled_back" and self.vm_state_after in ("Off", "Saved")
 
     @property
     def resolutions(self) -> tuple[str, ...]:
@@ -154,16 +175,21 @@ class CheckpointRow:
     created_at: datetime
     age_seconds: int
     size_bytes: int
+    # What the host says: SnapshotType (Standard for production and standard
+    # checkpoints alike) and the captured state (Off: no memory).
     snapshot_type: str
+    captured_state: str | None
     change_ref: str | None
     change_state: str | None
-
-    @property
-    def kind(self) -> str:
-        return snapshot_kind(SnapshotType.parse(self.snapshot_type))
+    # What the checkpoint is (production | standard | unknown) and why: from
+    # the owning change's record when there is one, else from what it holds.
+    taken: str = "unknown"
+    evidence: str = ""
+    # What the owning change asked for, if a change owns it.
+    asked: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "kind": self.kind, "created_at": _iso(self.created_at)}
+        return {**asdict(self), "created_at": _iso(self.created_at)}
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ class Change(SQLModel, table=True):
     vm_id: str = Field(index=True, max_length=64)
     vm_name: str = Field(max_length=255)
     host: str = Field(max_length=255)
-    # What was asked for (production | production-only | standard) and what
-    # the policy made of it; the host's own SnapshotType lands in details.
+    # What was asked for (production | production-only | standard), as the
+    # policy adjusted it. What the host really took is `taken_type`.
     checkpoint_type: str = Field(max_length=32)
     reason: str = Field(max_length=2000)
     requester: str = Field(max_length=255)
@@ -46,6 +46,16 @@ class Change(SQLModel, table=True):
     expires_at: datetime | None = _utc(nullable=True)
     checkpoint_id: str | None = Field(default=None, index=True, max_length=64)
     checkpoint_name: str | None = Field(default=None, max_length=255)
+    # What the host took (production | standard | unknown) and why the bot
+    # believes it (bot.hyperv.evidence); set when the checkpoint exists.
+    taken_type: str | None = Field(default=None, max_length=32)
+    taken_evidence: str | None = Field(default=None, max_length=500)
+    # Whether the checkpoint holds the VM's memory (a restore brings the
+    # running state back) or not (the VM comes back Off); None: unknown.
+    holds_memory: bool | None = Field(default=None)
+    # The VM's power state after the last rollback (Off, Saved, Running):
+    # a VM left off is said, with a Start button.
+    vm_state_after: str | None = Field(default=None, max_length=32)
     # Optimistic locking: every update is `WHERE version = :seen`.
     version: int = Field(default=1)
 

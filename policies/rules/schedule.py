@@ -64,6 +64,19 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
     window, start = min(((w, w.next_start(now)) for w in applying), key=lambda pair: pair[1])
     names = ", ".join(f"'{w.name}'" for w in applying)
     opens = f"the next one, '{window.name}', opens {window.local_text(start)}"
+    if rule.effect is Effect.SCHEDULE and req.action is not Action.CREATE:
+        # Only a create has a "scheduled" state to wait in; a rollback or a
+        # merge outside its window is refused with the next opening, so
+        # nothing is queued now and then failed ("window is closed") later.
+        return fire(
+            rule,
+            f"{vm} is outside its change windows ({names}); {req.action.value} is not "
+            f"scheduled, only creates are: {opens}",
+            f"ask again after {start:%Y-%m-%d %H:%M} UTC, or ask an admin for an exemption",
+            used,
+            effect=Effect.DENY,
+            schedule_at=start,
+        )
     if rule.effect is Effect.SCHEDULE:
         return fire(
             rule,
