@@ -34,6 +34,7 @@ from bot.service.errors import (
 )
 from bot.service.queries import fleet_checkpoints
 from bot.service.requests import Outcome, merge, view
+from bot.service.sweep import provenance
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change, CheckpointAdoption, change_ref
@@ -43,7 +44,6 @@ from templates import human_bytes
 
 if TYPE_CHECKING:
     from bot.context import AppContext
-
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,13 @@ def adopt_checkpoint(
             "snapshot (Hyper-V Replica's or a backup's); only checkpoints are adopted"
         )
     seen = judge_listed(checkpoint)
+    with session_scope(ctx.engine) as s:
+        foreign, origin = provenance(s, checkpoint)
+    if foreign:
+        raise Conflict(
+            f"checkpoint {checkpoint.id} of {vm.name} {origin}; adopt it there, "
+            "not here: nothing was adopted"
+        )
     with session_scope(ctx.engine) as s:
         _refuse_if_owned(s, checkpoint.id)
     now = ctx.clock()

@@ -40,6 +40,7 @@ from bot.inventory import Inventory
 from bot.jobs import JobContext, RetryLater
 from bot.service.deciding import Decider, HostUnavailable, Principal
 from bot.service.errors import NotFound, Unavailable
+from bot.service.ownership import checkpoint_name
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Verdict
@@ -70,6 +71,13 @@ _RETRY_MARGIN = timedelta(minutes=1)
 
 class OperationFailed(Exception):
     """The host refused; already recorded on the change. Fails the job."""
+
+
+def _token(job: JobContext) -> str:
+    """The job's ownership token (drawn when it was submitted); a job queued
+    before tokens existed gets one derived from its own id."""
+    token = job.payload.get("token")
+    return str(token) if token else f"{job.job_id:08x}"[-8:]
 
 
 def _why_not_checked(exc: Exception) -> str:
@@ -273,8 +281,10 @@ class Executor:
         ):
             checkpoint, taken = self._take(self.host_for(change.host), change, job)
         expires = self.clock() + timedelta(seconds=change.ttl_seconds)
-        asked = "" if taken.kind.value == change.checkpoint_type else (
-            f" ({change.checkpoint_type} was asked)"
+        asked = (
+            ""
+            if taken.kind.value == change.checkpoint_type
+            else (f" ({change.checkpoint_type} was asked)")
         )
         self._step(
             job.change_id,
@@ -357,9 +367,7 @@ class Executor:
                 return "it now needs approval: " + "; ".join(decision.reasons)
         return None
 
-    def _take(
-        self, host: HyperVHost, change: Change, job: JobContext
-    ) -> tuple[Checkpoint, Taken]:
+    def _take(self, host: HyperVHost, change: Change, job: JobContext) -> tuple[Checkpoint, Taken]:
         assert change.id is not None
         vm = host.get_vm(change.vm_id)
         original = vm.checkpoint_type
@@ -376,7 +384,7 @@ class Executor:
             )
         try:
             job.check_deadline()
-            name = f"{change_ref(change.id)} {change.reason}"[:100]
+            name = checkpoint_name(change_ref(change.id), _token(job), change.reason)
             checkpoint = host.create_checkpoint(change.vm_id, name)
         finally:
             if switch:

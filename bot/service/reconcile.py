@@ -195,11 +195,14 @@ class Reconciler:
             vm = host.get_vm(change.vm_id)
             if doing is State.CREATING:
                 self._restore_setting(change, events, vm)
+                token, started = self._create_job(change)
                 return judge_create(
                     change,
                     checkpoints,
                     _owned_elsewhere(self.ctx, change.id or 0, checkpoints),
                     self.now(),
+                    token=token,
+                    job_started=started,
                 )
         except HyperVError as exc:
             text = f"cannot ask {change.host} yet ({exc.message}); trying again"
@@ -209,6 +212,20 @@ class Reconciler:
         if doing is State.MERGING:
             return judge_merge(change, checkpoints, vm)
         return judge_restore(change, checkpoints, vm)
+
+    def _create_job(self, change: Change) -> tuple[str | None, datetime | None]:
+        """The token and the start of the create job that may have left a
+        checkpoint: the last one that ran."""
+        ran = [
+            j
+            for j in self.ctx.ledger.jobs_of_change(change.id or 0)
+            if j.kind == "create" and j.started_at is not None
+        ]
+        if not ran:
+            return None, None
+        job = ran[-1]
+        token = job.payload.get("token")
+        return (str(token) if token else None), job.started_at
 
     def _restore_setting(self, change: Change, events: list[ChangeEvent], vm: VMInfo) -> None:
         """A create switches the VM's CheckpointType for its checkpoint and

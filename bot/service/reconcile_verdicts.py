@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.changes import Command
 from bot.hyperv import Checkpoint, VMInfo
+from bot.service.ownership import candidates, proven
 from bot.store.models import Change, change_ref
 
 
@@ -26,39 +27,56 @@ class Verdict:
 
 
 def judge_create(
-    change: Change, checkpoints: list[Checkpoint], owned_elsewhere: set[str], now: datetime
+    change: Change,
+    checkpoints: list[Checkpoint],
+    owned_elsewhere: set[str],
+    now: datetime,
+    *,
+    token: str | None,
+    job_started: datetime | None,
 ) -> Verdict:
-    """Did the interrupted create leave a checkpoint? It carries the change's
-    ref at the start of its name (see `Executor._take`)."""
+    """Did the interrupted create leave a checkpoint? Only one that carries
+    the job's own token, on the change's VM, taken after the job started,
+    is adopted (see `bot.service.ownership`); anything less asks a human."""
     ref = change_ref(change.id or 0)
-    mine = [
-        c
-        for c in checkpoints
-        if (c.name == ref or c.name.startswith(ref + " ")) and c.id not in owned_elsewhere
-    ]
-    if len(mine) == 1:
-        found = mine[0]
+    found = candidates(
+        ref,
+        token,
+        change.vm_id,
+        checkpoints,
+        job_started=job_started,
+        owned_elsewhere=owned_elsewhere,
+    )
+    mine = proven(found)
+    if mine is not None:
         return Verdict(
-            f"the host has checkpoint {found.id} ({found.name}), taken for this change: "
-            "the change is active",
+            f"the host has checkpoint {mine.id} ({mine.name}), taken "
+            f"{mine.created_at.isoformat(timespec='seconds')} by this change's job (its token "
+            "is in the name): the change is active",
             Command.RECONCILE_ACTIVE,
             {
-                "checkpoint_id": found.id,
-                "checkpoint_name": found.name,
+                "checkpoint_id": mine.id,
+                "checkpoint_name": mine.name,
                 "expires_at": now + timedelta(seconds=change.ttl_seconds),
             },
         )
-    if not mine:
+    if not found:
         return Verdict(
-            "the host has no checkpoint named for this change, so none was taken: the change "
-            "failed (request it again; if one appears later, the sweep reports it)",
+            "the host has no checkpoint of this VM carrying this change's name or its job's "
+            "token, so none was taken: the change failed (request it again; if one appears "
+            "later, the sweep reports it)",
             Command.RECONCILE_FAILED,
         )
-    ids = ", ".join(c.id for c in mine)
+    listed = "; ".join(f'{c.checkpoint.id} "{c.checkpoint.name}": {c.why}' for c in found)
+    several = sum(1 for c in found if c.proven) > 1
+    lead = (
+        "several checkpoints carry this job's token, so the bot cannot tell which is its own"
+        if several
+        else "no checkpoint proves to be this job's"
+    )
     return Verdict(
-        f"the host has {len(mine)} checkpoints named for this change ({ids}); the bot "
-        "cannot tell which is its own. Merge the extra ones from the orphan sweep, then "
-        "mark the change failed",
+        f"{lead}: {listed}. None was adopted. Check {change.vm_name} on {change.host}; "
+        "merge strays from the orphan sweep, then mark the change failed",
         choices=("failed",),
     )
 

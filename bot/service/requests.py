@@ -25,6 +25,7 @@ from bot.inventory import VM, InvalidName, UnknownVM
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound
 from bot.service.not_now import not_now
+from bot.service.ownership import new_token
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
@@ -209,8 +210,16 @@ def start_create(ctx: AppContext, change_id: int, schedule_at: datetime | None) 
                 message=f"outside its change window: runs when it opens at "
                 f"{schedule_at:%Y-%m-%d %H:%M %Z}",
             )
-        return ctx.submit("create", change_id, key=f"create:{change_id}", not_before=schedule_at)
-    return ctx.submit("create", change_id, key=f"create:{change_id}")
+        return ctx.submit(
+            "create",
+            change_id,
+            key=f"create:{change_id}",
+            not_before=schedule_at,
+            payload={"token": new_token()},
+        )
+    return ctx.submit(
+        "create", change_id, key=f"create:{change_id}", payload={"token": new_token()}
+    )
 
 
 def find_change(ctx: AppContext, ref: str) -> int:
@@ -425,9 +434,7 @@ def explain(
             f"unknown action '{action}': use one of {', '.join(a.value for a in Action)}"
         ) from None
     # An explanation shows what is unknown and why, even with the host down.
-    return ctx.decider.decide(
-        vm, act, who, checkpoint_type=checkpoint_type, now=at, strict=False
-    )
+    return ctx.decider.decide(vm, act, who, checkpoint_type=checkpoint_type, now=at, strict=False)
 
 
 def view(ctx: AppContext, change_id: int) -> ChangeView:

@@ -26,15 +26,17 @@ from sqlalchemy import and_, delete, func
 from sqlmodel import Session, col, select
 
 from bot.changes import State
+from bot.changes.record import parse_ref
 from bot.hyperv import Checkpoint
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.types import REPLICA_SNAPSHOT_TYPES
 from bot.service import vanished
+from bot.service.ownership import ref_of, token_of
 from bot.service.queries import fleet_checkpoints
 from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
 from bot.service.views import HostProblem
 from bot.store.db import session_scope
-from bot.store.models import Change, CheckpointSize, change_ref
+from bot.store.models import Change, CheckpointSize, Job, change_ref
 
 if TYPE_CHECKING:
     from bot.context import AppContext
@@ -74,15 +76,23 @@ def sweep_slot(now: datetime, interval: timedelta) -> str:
 
 
 def classify(
-    owner: Owner | None, created_at: datetime, now: datetime, orphan_after: timedelta
+    owner: Owner | None,
+    created_at: datetime,
+    now: datetime,
+    orphan_after: timedelta,
+    *,
+    foreign: bool = False,
 ) -> Finding | None:
     """What the sweep says about one checkpoint; None: nothing to report.
 
     A young checkpoint no change owns may be one a create job is taking right
     now (the change learns its Id only once Hyper-V returns), so it becomes
-    an orphan only after `orphan_after`."""
+    an orphan only after `orphan_after`. One that carries another
+    deployment's token (`foreign`) is never ours to adopt."""
     if owner is None:
-        return Finding.ORPHAN if now - created_at >= orphan_after else None
+        if now - created_at < orphan_after:
+            return None
+        return Finding.FOREIGN if foreign else Finding.ORPHAN
     if owner.state in _DECIDABLE:
         expired = owner.expires_at is not None and owner.expires_at <= now
         return Finding.STALE if expired else None
@@ -160,6 +170,26 @@ def size_history(ctx: AppContext, checkpoint_id: str) -> list[tuple[datetime, in
     return [(at, size) for at, size in rows]
 
 
+def provenance(s: Session, checkpoint: Checkpoint) -> tuple[bool, str]:
+    """(foreign, what the name proves) for a checkpoint no change owns: its
+    token is one of our create jobs' (a create whose checkpoint came after
+    its change was settled), another deployment's, or absent (made by hand,
+    or by a bot older than the tokens)."""
+    token = token_of(checkpoint.name)
+    if token is None:
+        return False, ""
+    ref = ref_of(checkpoint.name)
+    change_id = parse_ref(ref) if ref else None
+    if change_id is not None:
+        jobs = s.exec(select(Job).where(Job.change_id == change_id, Job.kind == "create")).all()
+        if any(j.payload.get("token") == token for j in jobs):
+            return False, f"left by {change_ref(change_id)}'s create job (token cb-{token})"
+    return True, (
+        f"carries token cb-{token}, which none of this bot's jobs drew: another "
+        "checkpoint-bot deployment's"
+    )
+
+
 def _item(
     c: Checkpoint,
     finding: Finding,
@@ -167,6 +197,7 @@ def _item(
     previous: tuple[datetime, int] | None,
     now: datetime,
     default_channel: str | None,
+    origin: str = "",
 ) -> SweepItem:
     return SweepItem(
         finding=finding,
@@ -187,6 +218,7 @@ def _item(
         change_version=owner.version if owner else 0,
         requester=owner.requester if owner else None,
         expires_at=owner.expires_at if owner else None,
+        provenance=origin,
     )
 
 
@@ -224,6 +256,7 @@ def scan(ctx: AppContext, now: datetime | None = None, *, record: bool = True) -
     with session_scope(ctx.engine) as s:
         owners = owners_of(s, ids)
         previous = previous_sizes(s, ids, at)
+        origins = {c.id: provenance(s, c) for c in ours if c.id not in owners}
         if record:
             record_sizes(s, found, at)
             s.execute(delete(CheckpointSize).where(col(CheckpointSize.at) < at - config.keep_sizes))
@@ -232,12 +265,13 @@ def scan(ctx: AppContext, now: datetime | None = None, *, record: bool = True) -
     young = 0
     for c in ours:
         owner = owners.get(c.id)
-        finding = classify(owner, c.created_at, at, config.orphan_after)
+        foreign, origin = origins.get(c.id, (False, ""))
+        finding = classify(owner, c.created_at, at, config.orphan_after, foreign=foreign)
         if finding is None:
             if owner is None:
                 young += 1
             continue
-        items.append(_item(c, finding, owner, previous.get(c.id), at, default_channel))
+        items.append(_item(c, finding, owner, previous.get(c.id), at, default_channel, origin))
     # The biggest first: they cost the most disk and take longest to merge.
     items.sort(key=lambda i: (-i.size_bytes, i.vm_name.lower(), i.checkpoint_id))
     previous_at = max((when for when, _ in previous.values()), default=None)

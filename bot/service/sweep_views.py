@@ -20,6 +20,9 @@ class Finding(enum.StrEnum):
     # A change names it, but says it should not exist any more (merged,
     # failed, interrupted…): the record and the host disagree.
     MISMATCH = "mismatch"
+    # No change of ours owns it, and its name carries another checkpoint-bot
+    # deployment's token (bot.service.ownership): that bot's to decide.
+    FOREIGN = "foreign"
 
 
 # The adopt buttons' value: where the orphan was seen. Host names never hold
@@ -63,6 +66,9 @@ class SweepItem:
     change_version: int = 0
     requester: str | None = None
     expires_at: datetime | None = None
+    # How the bot knows what it is: e.g. "left by CHG-0011's create job"
+    # (its token is one of ours), or the foreign token it carries.
+    provenance: str = ""
 
     @property
     def orphan_value(self) -> str:
@@ -70,7 +76,7 @@ class SweepItem:
 
     @property
     def has_buttons(self) -> bool:
-        return self.finding is not Finding.MISMATCH
+        return self.finding not in (Finding.MISMATCH, Finding.FOREIGN)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -106,6 +112,10 @@ class ChannelDigest:
         return self.count(Finding.MISMATCH)
 
     @property
+    def foreign(self) -> int:
+        return self.count(Finding.FOREIGN)
+
+    @property
     def total_bytes(self) -> int:
         return sum(i.size_bytes for i in self.items)
 
@@ -120,6 +130,7 @@ class ChannelDigest:
             "stale": self.stale,
             "orphans": self.orphans,
             "mismatches": self.mismatches,
+            "foreign": self.foreign,
             "total_bytes": self.total_bytes,
             "growth_bytes": self.growth_bytes,
             "previous_at": _iso(self.previous_at),
