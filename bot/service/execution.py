@@ -32,10 +32,9 @@ from bot.hyperv import (
     HostUnreachable,
     HyperVError,
     HyperVHost,
-    SnapshotType,
     VMState,
 )
-from bot.hyperv.types import snapshot_kind
+from bot.hyperv.evidence import Taken, judge_taken
 from bot.inventory import Inventory
 from bot.jobs import JobContext
 from bot.service.deciding import Decider, Principal
@@ -203,28 +202,24 @@ class Executor:
                 job, f"taking a {change.checkpoint_type} checkpoint of {change.vm_name}"
             ),
         ):
-            checkpoint = self._take(host, change, job)
+            checkpoint, taken = self._take(host, change, job)
         expires = self.clock() + timedelta(seconds=change.ttl_seconds)
         self._step(
             job.change_id,
             Command.CREATED,
-            f"{snapshot_kind(checkpoint.snapshot_type)} checkpoint {checkpoint.id} taken "
-            f"in {self._took(started)}",
+            f"{taken.kind} checkpoint {checkpoint.id} taken in {self._took(started)}",
             checkpoint_id=checkpoint.id,
             checkpoint_name=checkpoint.name,
             expires_at=expires,
         )
-        fell_back = change.checkpoint_type == "production" and (
-            checkpoint.snapshot_type is SnapshotType.Standard
-        )
-        if fell_back:
+        if taken.fell_back:
             self._note(
                 job.change_id,
                 "warning",
                 "Hyper-V fell back to a standard checkpoint: the guest's VSS was "
                 "unavailable, so this checkpoint is not application-consistent",
             )
-        return {"checkpoint_id": checkpoint.id, "kind": snapshot_kind(checkpoint.snapshot_type)}
+        return {"checkpoint_id": checkpoint.id, "kind": str(taken.kind)}
 
     def _recheck(self, change: Change, action: Action, who: str) -> str | None:
         """Why the action may no longer run, or None when it still may."""
@@ -260,7 +255,7 @@ class Executor:
                 return "it now needs approval: " + "; ".join(decision.reasons)
         return None
 
-    def _take(self, host: HyperVHost, change: Change, job: JobContext) -> Checkpoint:
+    def _take(self, host: HyperVHost, change: Change, job: JobContext) -> tuple[Checkpoint, Taken]:
         assert change.id is not None
         vm = host.get_vm(change.vm_id)
         wanted = _WANTED_SETTING[change.checkpoint_type]
@@ -277,7 +272,9 @@ class Executor:
         try:
             job.check_deadline()
             name = f"{change_ref(change.id)} {change.reason}"[:100]
-            return host.create_checkpoint(change.vm_id, name)
+            taken = host.create_checkpoint(change.vm_id, name)
+            # What it holds tells what it is: SnapshotType is Standard either way.
+            return taken, judge_taken(taken, setting=wanted, vm_state=vm.state)
         finally:
             if switch:
                 host.set_checkpoint_settings(change.vm_id, checkpoint_type=original)

@@ -24,7 +24,6 @@ from sqlmodel import Session, col, select
 
 from bot.changes import State
 from bot.hyperv import Checkpoint, SnapshotType
-from bot.hyperv.types import snapshot_kind
 from bot.service.queries import fleet_checkpoints
 from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
 from bot.service.views import HostProblem
@@ -177,7 +176,7 @@ def _item(
         vm_id=c.vm_id,
         checkpoint_id=c.id,
         name=c.name,
-        kind=snapshot_kind(c.snapshot_type),
+        kind=c.snapshot_type.name.lower(),
         created_at=c.created_at,
         age_seconds=max(0, int((now - c.created_at).total_seconds())),
         size_bytes=c.size_bytes,

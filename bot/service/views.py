@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.hyperv.types import SnapshotType, snapshot_kind
+from bot.hyperv.types import SnapshotType
 from bot.store.models import Change, ChangeEvent, Job, change_ref
 
 
@@ -160,7 +160,9 @@ class CheckpointRow:
 
     @property
     def kind(self) -> str:
-        return snapshot_kind(SnapshotType.parse(self.snapshot_type))
+        # What the host calls it: Standard for production and standard
+        # checkpoints alike (bot.hyperv.evidence tells them apart).
+        return SnapshotType.read(self.snapshot_type).name.lower()
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kind": self.kind, "created_at": _iso(self.created_at)}
