@@ -4,7 +4,7 @@
                                           [--auth basic|ntlm] [--quick]
 
 Each host is an emulated WinRM endpoint on 127.0.0.1 (bot.hyperv.emulator)
-serving a simulated Hyper-V host with `--vms` VMs, a few checkpoints each,
+serving a modelled Hyper-V host with `--vms` VMs, a few checkpoints each,
 and `--latency-ms` added to every HTTP request. The same sweep
 (`WinRMFleet.list_all_checkpoints`, fresh pools every time) runs
 sequentially (fan-out 1), with fan-out 32, and with one worker per host, and
@@ -34,11 +34,9 @@ from typing import Any
 from bot.clock import system_clock
 from bot.hyperv.emulator import EmulatedFleet
 from bot.hyperv.errors import HyperVError
-from bot.hyperv.sim_store import InMemoryHostStateStore
-from bot.hyperv.simulator import SimulatedFleet
+from bot.hyperv.hostmodel import HostModel, InMemoryHostStateStore, ModelHost, seed_missing
 from bot.hyperv.winrm import WinRMFleet
 from bot.inventory import Inventory
-from bot.simfleet import seed_missing
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
 ENV = {"BENCH_PASSWORD": PASSWORD}
@@ -75,15 +73,37 @@ def build_inventory(hosts: int, vms: int, auth: str) -> dict[str, Any]:
     return {"hosts": host_docs, "vms": vm_docs}
 
 
-def seed_checkpoints(sim: SimulatedFleet, inventory: Inventory, hosts: set[str]) -> int:
+def build_hosts(doc: dict[str, Any]) -> HostModel:
+    """The host model of the same estate: every VM where the inventory says."""
+    volumes = [{"path": "D:\\", "capacity_gb": 4000, "used_gb": 1000}]
+    return HostModel.model_validate(
+        {
+            "hosts": [
+                {
+                    "name": host["name"],
+                    "volumes": volumes,
+                    "vms": [
+                        {"name": vm["name"], "vm_id": vm["vm_id"]}
+                        for vm in doc["vms"]
+                        if vm["host"] == host["name"]
+                    ],
+                }
+                for host in doc["hosts"]
+            ]
+        }
+    )
+
+
+def seed_checkpoints(store: InMemoryHostStateStore, model: HostModel, hosts: set[str]) -> int:
     count = 0
-    for vm in inventory.vms:
-        if vm.host not in hosts:
+    for spec in model.hosts:
+        if spec.name not in hosts:
             continue
-        host = sim.host(vm.host)
-        for i in range(CHECKPOINTS_PER_VM):
-            host.create_checkpoint(vm.vm_id, f"bench {i}")
-            count += 1
+        host = ModelHost(spec.name, store, system_clock)
+        for vm in spec.vms:
+            for i in range(CHECKPOINTS_PER_VM):
+                host.checkpoint_vm(vm.vm_id, f"bench {i}")
+                count += 1
     return count
 
 
@@ -123,16 +143,15 @@ def pool_reuse(inventory: Inventory) -> tuple[float, float]:
 
 
 def serve_fleet(doc: dict[str, Any], hosts: list[str], latency_ms: int, conn: Connection) -> None:
-    """A child process: some simulated hosts behind their emulated endpoints.
-    Processes of their own, so the servers' CPU work (CLIXML, XML, the
-    simulator) shares neither the bench client's GIL nor one another's."""
-    base = Inventory.model_validate(doc)
+    """A child process: some modelled hosts behind their emulated endpoints.
+    Processes of their own, so the servers' CPU work (CLIXML, XML, the host
+    model) shares neither the bench client's GIL nor one another's."""
+    model = build_hosts(doc)
     store = InMemoryHostStateStore()
-    seed_missing(store, base)
-    sim = SimulatedFleet(store, system_clock)
-    count = seed_checkpoints(sim, base, set(hosts))
+    seed_missing(store, model)
+    count = seed_checkpoints(store, model, set(hosts))
     emulated = EmulatedFleet.start(
-        base, sim, hosts, users={USER: PASSWORD}, auth=("basic", "ntlm"), latency_ms=latency_ms
+        store, hosts, users={USER: PASSWORD}, auth=("basic", "ntlm"), latency_ms=latency_ms
     )
     try:
         conn.send((count, {name: emulated.port_of(name) for name in hosts}))

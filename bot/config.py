@@ -103,6 +103,10 @@ class HyperVConfig(_Model):
     """How the bot reaches Hyper-V: the simulator (demo) or WinRM."""
 
     backend: Literal["simulator", "winrm"] = "simulator"
+    # The simulator's hosts: a host-model file (bot.hyperv.hostmodel), what
+    # the modelled hosts hold, written apart from the inventory. Default: the
+    # demo estate's, deploy/examples/demo-hosts.yaml.
+    simulator_hosts: Path | None = None
     # Fleet-wide queries ask at most this many hosts at once.
     fanout: int = Field(default=32, ge=1, le=256)
     # The hard deadline of one host call (a production checkpoint can take minutes).
@@ -221,6 +225,13 @@ def _read_url_file(path: Path, source: str, doc: YamlDoc) -> str:
     return url
 
 
+def _resolved_hyperv(hyperv: HyperVConfig, base: Path) -> HyperVConfig:
+    """Paths in the file are relative to the file."""
+    if hyperv.simulator_hosts is None:
+        return hyperv
+    return hyperv.model_copy(update={"simulator_hosts": (base / hyperv.simulator_hosts).resolve()})
+
+
 def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -> Settings:
     """Settings from `config_path` (or $CHECKPOINT_BOT_CONFIG), else demo mode."""
     if config_path is None and env.get(CONFIG_ENV):
@@ -255,7 +266,7 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
         policy_files=((base / parsed.policy).resolve(),) if parsed.policy else (),
         database_url=url or default_sqlite_url(workdir),
         workdir=workdir,
-        hyperv=parsed.hyperv,
+        hyperv=_resolved_hyperv(parsed.hyperv, base),
         jobs=parsed.jobs,
         defaults=parsed.defaults,
         slack=parsed.slack,

@@ -13,8 +13,6 @@ from sqlalchemy.engine import Engine
 from bot.clock import Clock, real_seconds, speed_of, system_clock
 from bot.config import ConfigError, Settings
 from bot.hyperv import HyperVHost
-from bot.hyperv.sim_store import SqlHostStateStore
-from bot.hyperv.simulator import SimulatedFleet
 from bot.inventory import Inventory, InventoryError, load_inventory
 from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, make_huey
 from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
@@ -26,7 +24,6 @@ from bot.secrets import secret_from
 from bot.service.deciding import Decider
 from bot.service.errors import Unavailable
 from bot.service.execution import Executor
-from bot.simfleet import seed_missing
 from bot.store import migrate
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Change
@@ -167,9 +164,25 @@ def _hosts(
             idle_timeout=settings.hyperv.idle_timeout.total_seconds(),
         )
         return winrm.host, [winrm.close]
+    # The modelled hosts come from their own file, never from the inventory:
+    # what the bot believes and what the hosts hold may disagree.
+    from bot.hyperv.hostmodel import (
+        HostModelError,
+        SqlHostStateStore,
+        demo_hosts_path,
+        load_host_model,
+        seed_missing,
+    )
+    from bot.hyperv.simulator import SimulatedFleet
+
+    try:
+        model = load_host_model(settings.hyperv.simulator_hosts or demo_hosts_path())
+    except HostModelError as exc:
+        raise ConfigError(str(exc)) from None
     store = SqlHostStateStore(engine)
-    seed_missing(store, inventory)
-    return SimulatedFleet(store, clock).host, []
+    seed_missing(store, model)
+    fleet = SimulatedFleet(store, clock)
+    return fleet.host, [fleet.close]
 
 
 def _notifier(
@@ -245,7 +258,11 @@ def build_context(
         raise Unavailable(
             f"cannot open the database {settings.database_label}: {type(exc).__name__}"
         ) from None
-    host_for, closers = _hosts(settings, inventory, engine, clock, env or {})
+    try:
+        host_for, closers = _hosts(settings, inventory, engine, clock, env or {})
+    except ConfigError:
+        engine.dispose()
+        raise
     decider = Decider(
         inventory=inventory,
         host_for=host_for,

@@ -1,4 +1,4 @@
-"""Shared by tests/test_emulator_*.py: a demo-estate fleet and pypsrp clients."""
+"""Shared by tests/test_emulator_*.py: the demo host model's fleet and pypsrp clients."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
-from bot.hyperv.sim_store import InMemoryHostStateStore
-from bot.inventory import demo_inventory_path, load_inventory
+from bot.hyperv.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
 
 
 def start_fleet(hosts: list[str], **kwargs: Any) -> EmulatedFleet:
-    inventory = load_inventory(demo_inventory_path())
     kwargs.setdefault("log", EmulatorLog())
-    return EmulatedFleet.start(inventory, InMemoryHostStateStore(), hosts=hosts, **kwargs)
+    model = load_host_model(demo_hosts_path())
+    return EmulatedFleet.start(InMemoryHostStateStore(), hosts=hosts, model=model, **kwargs)
 
 
 def wsman(port: int, *, auth: str = "basic", password: str = PASSWORD, **kwargs: Any) -> WSMan:

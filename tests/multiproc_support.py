@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CHECKPOINT_BOT = str(VENV_BIN / "checkpoint-bot")
 DEMO_INVENTORY = REPO / "deploy" / "examples" / "demo-inventory.yaml"
+DEMO_HOSTS = REPO / "deploy" / "examples" / "demo-hosts.yaml"
 EMULATOR_PASSWORD = "Passw0rd!"  # the emulator's default login (bot.hyperv.emulator.server)
 
 T = TypeVar("T")
@@ -200,8 +201,9 @@ class Cluster:
         env: Mapping[str, str],
         slow: Mapping[str, float] | None = None,
     ) -> Proc:
-        """The emulator CLI serving `options`' hosts, its command log in
-        `log_file`; waits until it wrote the inventory that points at it.
+        """The emulator CLI serving `options`' hosts of the demo host model,
+        its command log in `log_file`; waits until it wrote the demo inventory
+        aimed at it.
         `slow`: cmdlet -> seconds the host takes before running it."""
         slow_faults = [f"slow={name}:{int(s * 1000)}" for name, s in (slow or {}).items()]
         if slow_faults:
@@ -211,6 +213,8 @@ class Cluster:
             "emulator",
             "--log-file",
             str(log_file),
+            "--hosts",
+            str(DEMO_HOSTS),
             "--inventory",
             str(DEMO_INVENTORY),
             "--port",

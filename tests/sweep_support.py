@@ -18,8 +18,8 @@ from bot.changes import Command
 from bot.changes.record import open_change, transition
 from bot.clock import ScaledClock
 from bot.context import AppContext
-from bot.hyperv import Checkpoint, CheckpointType
-from bot.hyperv.sim_store import SqlHostStateStore
+from bot.hyperv import Checkpoint
+from bot.hyperv.hostmodel import CheckpointType, SqlHostStateStore
 from bot.inventory import VM
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Change
@@ -29,8 +29,9 @@ PER_VM = 40
 
 
 def checkpointable(ctx: AppContext) -> list[VM]:
-    """The VMs the simulator lets us checkpoint (not Disabled, no pass-through,
-    Fibre Channel or shared VHDX), read from its state without touching it."""
+    """The VMs the modelled hosts let us checkpoint (not Disabled, no
+    pass-through, Fibre Channel or shared VHDX), read from their state
+    without touching it."""
     store = SqlHostStateStore(ctx.engine)
     found = []
     for vm in ctx.inventory.vms:
@@ -39,7 +40,7 @@ def checkpointable(ctx: AppContext) -> list[VM]:
             d.passthrough or d.fibre_channel or (d.shared and not d.path.lower().endswith(".vhds"))
             for d in sim.disks
         )
-        if sim.checkpoint_type != CheckpointType.Disabled and not blocked:
+        if sim.checkpoint_type is not CheckpointType.Disabled and not blocked:
             found.append(vm)
     return found
 

@@ -51,8 +51,11 @@ def test_get_vm_by_id_has_the_hyperv_shape(hv01: RunspacePool) -> None:
     assert props["State"] == "Running"
     assert props["CheckpointType"] == "Production"
     assert props["ReplicationState"] == "Disabled"
+    assert props["ReplicationMode"] == "None"
     assert props["AutomaticCheckpointsEnabled"] is False
     assert props["ComputerName"] == "HV01"
+    assert props["IsClustered"] is False
+    assert props["Path"] == "D:\\Hyper-V\\APP01"
     assert props["ParentSnapshotId"] is None
     assert str(vm) == f"VirtualMachine (Name = 'APP01') [Id = '{APP01}']"
 
@@ -68,7 +71,7 @@ def test_get_vm_name_wildcards_and_missing_name(hv01: RunspacePool) -> None:
     assert error.reason == "VirtualizationException"
 
 
-def test_get_vm_unknown_id_reuses_the_simulator_text(hv01: RunspacePool) -> None:
+def test_get_vm_unknown_id_is_the_hosts_text(hv01: RunspacePool) -> None:
     missing = str(uuid.uuid4())
     ps = run(hv01, lambda p: p.add_cmdlet("Get-VM").add_parameter("Id", missing))
     error = error_of(ps)
@@ -92,9 +95,14 @@ def test_checkpoint_then_snapshot_queries_and_restore(hv01: RunspacePool) -> Non
     assert snap.types[0] == f"{HV}.VMSnapshot"
     props = snap.adapted_properties
     assert props["Name"] == "pre-patch" and props["VMName"] == "WEB01"
-    assert props["SnapshotType"] == "Planned"  # a production checkpoint
+    # A production checkpoint is a Standard snapshot that holds no memory.
+    assert props["SnapshotType"] == "Standard"
+    assert props["State"] == "Off"
+    assert props["IsAutomaticCheckpoint"] is False
+    assert props["ComputerName"] == "HV01" and props["Path"] == "D:\\Hyper-V\\WEB01\\Snapshots"
     assert props["VMId"] == uuid.UUID(WEB01)
     assert isinstance(props["SizeOfSystemFiles"], int)
+    assert props["ParentSnapshotId"] is None and isinstance(props["CreationTime"], str)
     snap_id = str(props["Id"])
 
     ps = run(hv01, lambda p: p.add_cmdlet("Get-VMSnapshot").add_parameter("VMName", "WEB01"))

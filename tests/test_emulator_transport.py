@@ -175,9 +175,9 @@ def test_wsman_layer_answers_garbage_with_a_fault() -> None:
 
 def test_cli_prints_the_mapping_and_stops_on_sigterm(tmp_path: object) -> None:
     code = "from bot.cli.emulator_cmd import emulator; emulator()"
-    from bot.inventory import demo_inventory_path
+    from bot.hyperv.hostmodel import demo_hosts_path
 
-    args = [sys.executable, "-c", code, "--inventory", str(demo_inventory_path())]
+    args = [sys.executable, "-c", code, "--hosts", str(demo_hosts_path())]
     args += ["--host", "HV01", "--host", "HV03", "--port", "0", "--faults", "latency=5"]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
@@ -192,3 +192,22 @@ def test_cli_prints_the_mapping_and_stops_on_sigterm(tmp_path: object) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--inventory", "{inventory}"], "only read for --write-inventory"),
+        (["--host", "HV09"], "--host HV09: not in the host model (it has: HV01, HV02, HV03)"),
+        (["--hosts", "{inventory}"], "unknown field"),
+    ],
+)
+def test_cli_refuses_what_it_cannot_serve(args: list[str], expected: str) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli.emulator_cmd import emulator
+    from bot.inventory import demo_inventory_path
+
+    argv = [arg.format(inventory=demo_inventory_path()) for arg in args]
+    result = CliRunner().invoke(emulator, [*argv, "--port", "0"])
+    assert result.exit_code == 2 and expected in result.output, result.output

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.hyperv.types import CheckpointType, VMState
+from bot.hyperv.types import CheckpointType
 from bot.inventory import (
     FORBIDDEN_CHARACTERS,
     VM,
@@ -116,9 +116,6 @@ def test_demo_keeps_the_everyday_vms_healthy(demo: Inventory) -> None:
         vm = demo.vm(name)
         assert vm.roles in ([Role.WEB], [Role.APP])
         assert vm.checkpoint_type is CheckpointType.Production
-        assert (vm.simulation.state, vm.simulation.vss, vm.simulation.kvp) == (
-            VMState.Running, True, True,
-        )  # fmt: skip
         volume = demo.volume_of(vm)
         assert volume is not None and volume.free_gb / volume.capacity_gb > 0.5
 

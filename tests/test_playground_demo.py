@@ -100,3 +100,34 @@ def test_a_slash_command_runs_through_the_whole_product(tmp_path: Path) -> None:
         assert "Checkpoint-VM" in {e.cmdlet for e in demo.fleet.log.entries}
     finally:
         demo.stop()
+
+
+@pytest.mark.slow
+def test_a_second_demo_on_a_busy_port_fails_and_leaves_the_first_alone(tmp_path: Path) -> None:
+    first = start_demo(DemoOptions(workdir=tmp_path, port=0, speed=60))
+    try:
+        port = int(first.url.rstrip("/").rsplit(":", 1)[1])
+        assert first.rundir == tmp_path / f"port-{port}"
+        database = first.rundir / "checkpoint-bot.db"
+        inode = database.stat().st_ino
+        with pytest.raises(ConfigError) as caught:
+            start_demo(DemoOptions(workdir=tmp_path, port=port))
+        message = str(caught.value)
+        assert len(message.splitlines()) == 1 and f"127.0.0.1:{port}" in message
+        # Nothing of the running demo was touched: same database file, and it
+        # still takes a checkpoint end to end.
+        assert database.stat().st_ino == inode
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f"port-{port}"]
+        text = '/checkpoint create STG-WEB01 --reason "still here"'
+        fetch(first.url + "ui/command", {"user": "U0ALICE", "channel": "C0OPS", "text": text})
+        deadline = time.monotonic() + 30
+        root = None
+        while time.monotonic() < deadline:
+            seen = first.workspace.snapshot("U0BOB")["messages"]["C0OPS"]
+            root = next((m for m in seen if "STG-WEB01" in m["text"] and not m["thread_ts"]), None)
+            if root and "active" in root["text"]:
+                break
+            time.sleep(0.2)
+        assert root is not None and "active" in root["text"], root
+    finally:
+        first.stop()

@@ -15,7 +15,7 @@ from bot.clock import ScaledClock
 from bot.config import load_settings
 from bot.context import AppContext, build_context
 from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
-from bot.hyperv.sim_store import InMemoryHostStateStore
+from bot.hyperv.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.inventory import demo_inventory_path, load_inventory
 from bot.service import approve, list_checkpoints, request_checkpoint, rollback, show_change
 from bot.store.db import make_engine
@@ -29,7 +29,12 @@ PASSWORD = "Passw0rd!"
 def emulated(tmp_path: Path) -> Iterator[tuple[AppContext, EmulatedFleet]]:
     inventory = load_inventory(demo_inventory_path())
     clock = ScaledClock(600, start=T0)
-    fleet = EmulatedFleet.start(inventory, InMemoryHostStateStore(), log=EmulatorLog(), clock=clock)
+    fleet = EmulatedFleet.start(
+        InMemoryHostStateStore(),
+        model=load_host_model(demo_hosts_path()),
+        log=EmulatorLog(),
+        clock=clock,
+    )
     try:
         ports = {name: server.port for name, server in fleet.servers.items()}
         (tmp_path / "inventory.yaml").write_text(
@@ -62,7 +67,9 @@ def test_checkpoint_and_rollback_over_winrm(emulated: tuple[AppContext, Emulated
     change = show_change(ctx, out.change.ref)
     assert change.state == "active"
     rows = list_checkpoints(ctx, vm="WEB01").rows
-    assert [r.id for r in rows] == [change.checkpoint_id] and rows[0].kind == "production"
+    # The host calls it Standard; what it holds made it a production one.
+    assert [r.id for r in rows] == [change.checkpoint_id] and rows[0].kind == "standard"
+    assert any("production checkpoint" in e.message for e in change.events)
 
     rollback(ctx, change.ref, requester="alice")
     done = approve(ctx, change.ref, approver="bob")

@@ -1,10 +1,12 @@
 """WinRMHost end to end: the real pypsrp client against the loopback emulator.
 
 Every `HyperVHost` operation runs over Basic (plain HTTP, no encryption) and
-over NTLM with message encryption, and must return what the simulator behind
-the emulator returns directly. Faults each give their typed error within the
-configured deadline; the emulator's log shows that only cmdlets with
-parameters ever arrive.
+over NTLM with message encryption against a modelled host, and must read what
+the host's documented behaviour says (a production checkpoint is a Standard
+snapshot that holds no memory) and exactly what the same client reads over
+the in-process transport the simulator backend uses. Faults each give their
+typed error within the configured deadline; the emulator's log shows that
+only cmdlets with parameters ever arrive.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import faulthandler
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,14 +29,24 @@ from bot.hyperv.errors import (
     InvalidVMState,
     VMNotFound,
 )
-from bot.hyperv.sim_store import InMemoryHostStateStore
-from bot.hyperv.simulator import SimulatedHost
-from bot.hyperv.types import Checkpoint, CheckpointType, SnapshotType, VMState
+from bot.hyperv.hostmodel import (
+    DiskSpec,
+    GuestSpec,
+    HostModel,
+    HostSpec,
+    InMemoryHostStateStore,
+    ModelHost,
+    ReplicationSpec,
+    VMSpec,
+    VolumeSpec,
+    seed_missing,
+)
+from bot.hyperv.simulator import SimulatedFleet
+from bot.hyperv.types import CheckpointType, SnapshotType, VMState
 from bot.hyperv.winrm import WinRMHost
 from bot.hyperv.winrm_connect import Credentials
 from bot.hyperv.winrm_pool import WinRMTimeouts
 from bot.inventory import InvalidName, Inventory, UnknownVM
-from bot.simfleet import host_state
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -74,7 +85,7 @@ INVENTORY = {
          "domain": "corp.example", "guest_os": "Windows Server 2022 Datacenter"},
         {"name": "SQL01", "vm_id": SQL01, "host": "HV01", "app_group": "AG1",
          "disks": {"shared_vhdx": True}, "volume": "E:\\"},
-        {"name": "OFF01", "vm_id": OFF01, "host": "HV01", "simulation": {"state": "Off"}},
+        {"name": "OFF01", "vm_id": OFF01, "host": "HV01"},
         {"name": "NOCP01", "vm_id": NOCP01, "host": "HV01", "checkpoint_type": "Disabled"},
         {"name": "REP01", "vm_id": REP01, "host": "HV01", "hyperv_replica": True},
     ],
@@ -99,17 +110,65 @@ def clock() -> ManualClock:
     return ManualClock(T0)
 
 
-@pytest.fixture
-def sim(inventory: Inventory, clock: ManualClock) -> SimulatedHost:
-    store = InMemoryHostStateStore()
-    store.seed(host_state(inventory, inventory.host("HV01")))
-    return SimulatedHost("HV01", store, clock)
+HOSTS = HostModel(
+    hosts=[
+        HostSpec(
+            name="HV01",
+            volumes=[
+                VolumeSpec(path="D:", capacity_gb=2000, used_gb=700),
+                VolumeSpec(path="E:", capacity_gb=3000, used_gb=2350),
+            ],
+            vms=[
+                VMSpec(name="WEB01", vm_id=WEB01, guest=GuestSpec(product_type=3)),
+                VMSpec(
+                    name="DC01",
+                    vm_id=DC01,
+                    guest=GuestSpec(
+                        fqdn="dc01.corp.example",
+                        os_name="Windows Server 2022 Datacenter",
+                        product_type=2,
+                    ),
+                ),
+                VMSpec(
+                    name="SQL01",
+                    vm_id=SQL01,
+                    volume="E:",
+                    disks=[
+                        DiskSpec(path="E:\\Hyper-V\\SQL01\\SQL01.vhdx"),
+                        DiskSpec(path="C:\\ClusterStorage\\Volume1\\AG1.vhdx", shared=True),
+                    ],
+                ),
+                VMSpec(name="OFF01", vm_id=OFF01, state="Off"),
+                VMSpec(name="NOCP01", vm_id=NOCP01, checkpoint_type="Disabled"),
+                VMSpec(name="REP01", vm_id=REP01, replication=ReplicationSpec()),
+            ],
+        )
+    ]
+)
 
 
 @pytest.fixture
-def server(sim: SimulatedHost) -> Iterator[EmulatorServer]:
+def store() -> InMemoryHostStateStore:
+    seeded = InMemoryHostStateStore()
+    seed_missing(seeded, HOSTS)
+    return seeded
+
+
+@pytest.fixture
+def model(store: InMemoryHostStateStore, clock: ManualClock) -> ModelHost:
+    return ModelHost("HV01", store, clock)
+
+
+@pytest.fixture
+def sim(store: InMemoryHostStateStore, clock: ManualClock) -> WinRMHost:
+    """The same client on the same host, over the simulator's in-process transport."""
+    return SimulatedFleet(store, clock).host("HV01")
+
+
+@pytest.fixture
+def server(model: ModelHost) -> Iterator[EmulatorServer]:
     emulator = EmulatorServer(
-        host=sim, port=0, users={USER: PASSWORD}, auth=("basic", "ntlm"), log=EmulatorLog()
+        host=model, port=0, users={USER: PASSWORD}, auth=("basic", "ntlm"), log=EmulatorLog()
     )
     emulator.start()
     yield emulator
@@ -143,11 +202,6 @@ def host(
     winrm.close()
 
 
-def pathless(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
-    # Get-VMSnapshot's Path is the snapshot folder; the simulator keeps the file.
-    return [replace(cp, path="") for cp in checkpoints]
-
-
 def assert_only_cmdlets(server: EmulatorServer) -> None:
     for entry in server.log.entries:
         assert entry.is_script is False, entry
@@ -157,8 +211,8 @@ def assert_only_cmdlets(server: EmulatorServer) -> None:
 # -- every operation --------------------------------------------------------------------
 
 
-def test_queries_match_the_simulator(
-    host: WinRMHost, sim: SimulatedHost, server: EmulatorServer
+def test_queries_match_the_in_process_transport(
+    host: WinRMHost, sim: WinRMHost, server: EmulatorServer
 ) -> None:
     assert host.list_vms() == sim.list_vms()
     assert host.get_vm(WEB01) == sim.get_vm(WEB01)
@@ -168,16 +222,19 @@ def test_queries_match_the_simulator(
 
 
 def test_checkpoint_lifecycle(
-    host: WinRMHost, sim: SimulatedHost, clock: ManualClock, server: EmulatorServer
+    host: WinRMHost, sim: WinRMHost, clock: ManualClock, server: EmulatorServer
 ) -> None:
     first = host.create_checkpoint(WEB01, "before KB5044284")
     assert first.vm_id == WEB01 and first.name == "before KB5044284"
-    assert first.snapshot_type is SnapshotType.Planned  # production, VSS works
+    # A production checkpoint (VSS works): the host calls it Standard, and it
+    # holds no memory.
+    assert first.snapshot_type is SnapshotType.Standard
+    assert first.captured_state is VMState.Off
     clock.advance(timedelta(minutes=5))
     second = host.create_checkpoint(WEB01, "")  # the host names it
     assert second.parent_id == first.id and second.name.startswith("WEB01 - (")
-    assert pathless(host.list_checkpoints(WEB01)) == pathless(sim.list_checkpoints(WEB01))
-    assert pathless(host.list_checkpoints()) == pathless(sim.list_checkpoints())
+    assert host.list_checkpoints(WEB01) == sim.list_checkpoints(WEB01)
+    assert host.list_checkpoints() == sim.list_checkpoints()
 
     restored = host.restore_checkpoint(WEB01, first.id)
     assert restored.state is VMState.Off  # production checkpoint: the VM comes back off
@@ -194,7 +251,7 @@ def test_checkpoint_lifecycle(
     assert_only_cmdlets(server)
 
 
-def test_settings_and_facts(host: WinRMHost, sim: SimulatedHost) -> None:
+def test_settings_and_facts(host: WinRMHost, sim: WinRMHost) -> None:
     changed = host.set_checkpoint_settings(
         WEB01, checkpoint_type=CheckpointType.ProductionOnly, automatic_checkpoints=True
     )
@@ -221,7 +278,7 @@ def test_settings_and_facts(host: WinRMHost, sim: SimulatedHost) -> None:
 # -- host errors keep their message ------------------------------------------------------
 
 
-def test_powershell_errors_are_typed(host: WinRMHost, sim: SimulatedHost) -> None:
+def test_powershell_errors_are_typed(host: WinRMHost, model: ModelHost) -> None:
     with pytest.raises(CheckpointsDisabled) as disabled:
         host.create_checkpoint(NOCP01, "nope")
     assert "Checkpoints have been disabled" in disabled.value.message
@@ -233,10 +290,10 @@ def test_powershell_errors_are_typed(host: WinRMHost, sim: SimulatedHost) -> Non
     with pytest.raises(CheckpointNotFound):
         host.restore_checkpoint(WEB01, "99999999-9999-4999-8999-999999999999")
 
-    other = sim.create_checkpoint(DC01, "someone else's")
+    other = model.checkpoint_vm(DC01, "someone else's")
     with pytest.raises(CheckpointNotFound, match="belongs to VM"):
         host.remove_checkpoint(WEB01, other.id)
-    assert [cp.id for cp in sim.list_checkpoints(DC01)] == [other.id]
+    assert [s.id for s in model.get_snapshots()] == [other.id]
 
     mine = host.create_checkpoint(WEB01, "a")
     keep = host.create_checkpoint(WEB01, "b")
@@ -287,7 +344,7 @@ def test_hostile_checkpoint_name_arrives_as_a_parameter_value(
 
 
 def test_hung_cmdlet_is_stopped_at_the_deadline(
-    inventory: Inventory, server: EmulatorServer, sim: SimulatedHost
+    inventory: Inventory, server: EmulatorServer, sim: WinRMHost
 ) -> None:
     host = connect(inventory, server, "ntlm", call=2.0)
     try:

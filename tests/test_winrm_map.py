@@ -158,6 +158,8 @@ def test_all_zero_parent_guid_means_no_parent() -> None:
 
 
 def snapshot_props(**overrides: Any) -> dict[str, Any]:
+    """A production checkpoint of a running VM as Get-VMSnapshot returns it:
+    SnapshotType Standard (the module's 0), State Off (no memory held)."""
     props: dict[str, Any] = {
         "Id": uuid.UUID(CP_ID),
         "VMId": uuid.UUID(VM_ID),
@@ -165,7 +167,8 @@ def snapshot_props(**overrides: Any) -> dict[str, Any]:
         "Name": "before KB5044284",
         "ParentSnapshotId": None,
         "CreationTime": "2026-11-24T09:00:00.1234567+01:00",
-        "SnapshotType": enum(f"{HV}.SnapshotType", "Planned", 2),
+        "SnapshotType": enum(f"{HV}.SnapshotType", "Standard", 0),
+        "State": enum(f"{HV}.VMState", "Off", 3),
         "Path": "D:\\Hyper-V\\WEB01\\Snapshots",
         "SizeOfSystemFiles": 4194304,
     }
@@ -183,7 +186,8 @@ def test_checkpoint_from_live_object() -> None:
     assert cp.created_at == datetime(
         2026, 11, 24, 9, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1))
     )
-    assert cp.snapshot_type is SnapshotType.Planned
+    assert cp.snapshot_type is SnapshotType.Standard
+    assert cp.captured_state is VMState.Off
     assert cp.size_bytes == 4194304
     assert cp.path.endswith("Snapshots")
 
@@ -202,17 +206,50 @@ def test_checkpoint_creation_time_forms(raw: object, expected: datetime) -> None
     assert cp.created_at == expected
 
 
+# Get-VMSnapshot -SnapshotType names Standard, Recovery, Planned, Missing,
+# Replica, AppConsistentReplica, SyncedReplica; the module numbers them
+# 0, 1, 2, 5, 6, 7, 8 (3 and 4 are VM types).
 @pytest.mark.parametrize(
-    ("raw", "expected"), [("Standard", SnapshotType.Standard), (2, SnapshotType.Planned)]
+    ("raw", "expected"),
+    [
+        ("Standard", SnapshotType.Standard),
+        (0, SnapshotType.Standard),
+        (enum(f"{HV}.SnapshotType", "Standard", 0), SnapshotType.Standard),
+        (2, SnapshotType.Planned),
+        ("Planned", SnapshotType.Planned),
+        (5, SnapshotType.Missing),
+        (6, SnapshotType.Replica),
+        (7, SnapshotType.AppConsistentReplica),
+        ("SyncedReplica", SnapshotType.SyncedReplica),
+    ],
 )
 def test_snapshot_type_forms(raw: object, expected: SnapshotType) -> None:
     cp = m.checkpoint(obj([], extended=snapshot_props(SnapshotType=raw)), "HV01")
     assert cp.snapshot_type is expected
 
 
-def test_bad_snapshot_type_and_date_are_mapping_errors() -> None:
-    with pytest.raises(m.MappingError, match="SnapshotType"):
-        m.checkpoint(obj([], extended=snapshot_props(SnapshotType="Bogus")), "HV01")
+@pytest.mark.parametrize("raw", ["Bogus", 3, 4, 99])
+def test_a_snapshot_type_no_member_matches_is_unknown_never_a_guess(raw: object) -> None:
+    cp = m.checkpoint(obj([], extended=snapshot_props(SnapshotType=raw)), "HV01")
+    assert cp.snapshot_type is SnapshotType.Unknown
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Running", VMState.Running),
+        (enum(f"{HV}.VMState", "Saved", 6), VMState.Saved),
+        (3, VMState.Off),
+        ("RunningCritical", VMState.Other),
+        (None, None),
+    ],
+)
+def test_the_captured_state_forms(raw: object, expected: VMState | None) -> None:
+    cp = m.checkpoint(obj([], extended=snapshot_props(State=raw)), "HV01")
+    assert cp.captured_state is expected
+
+
+def test_a_bad_date_is_a_mapping_error() -> None:
     with pytest.raises(m.MappingError, match="CreationTime"):
         m.checkpoint(obj([], extended=snapshot_props(CreationTime="yesterday")), "HV01")
 

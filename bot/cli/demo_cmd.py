@@ -39,7 +39,8 @@ from bot.cli.runtime import Runtime, pass_runtime
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Where the run's state goes (default: var/demo). Cleared at start.",
+    help="Where runs keep their state, one directory per port (default: var/demo; "
+    "var/demo/port-3000 is cleared when a demo starts on port 3000).",
 )
 @pass_runtime
 def demo(rt: Runtime, port: int, host: str, speed: float, workdir: Path | None) -> None:

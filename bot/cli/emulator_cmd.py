@@ -1,4 +1,8 @@
-"""`checkpoint-bot emulator`: serve simulated hosts over WinRM/PSRP on 127.0.0.1."""
+"""`checkpoint-bot emulator`: serve modelled Hyper-V hosts over WinRM/PSRP on 127.0.0.1.
+
+The hosts come from a host-model file (bot.hyperv.hostmodel; the demo
+estate's by default), never from an inventory: an inventory is only read to
+write a copy of it aimed at the endpoints (`--write-inventory`)."""
 
 from __future__ import annotations
 
@@ -15,8 +19,15 @@ import yaml
 from bot.hyperv.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
 from bot.hyperv.emulator.faults import SPEC_HELP
 from bot.hyperv.emulator.server import DEFAULT_USERS
-from bot.hyperv.sim_store import HostStateStore, InMemoryHostStateStore, SqlHostStateStore
-from bot.inventory import Inventory, InventoryError, load_inventory
+from bot.hyperv.hostmodel import (
+    HostModelError,
+    HostStateStore,
+    InMemoryHostStateStore,
+    SqlHostStateStore,
+    demo_hosts_path,
+    load_host_model,
+)
+from bot.inventory import Inventory, InventoryError, demo_inventory_path, load_inventory
 
 EPILOG = f"""\
 Faults (--faults SPEC): {SPEC_HELP} Example: --faults latency=50,hang=Checkpoint-VM,refuse
@@ -75,14 +86,23 @@ def emulated_inventory(
 
 @click.command("emulator", epilog=EPILOG)
 @click.option(
+    "--hosts",
+    "hosts_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Host-model YAML: what the hosts hold (default: the demo estate's, "
+    "deploy/examples/demo-hosts.yaml).",
+)
+@click.option(
     "--inventory",
     "inventory_path",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    required=True,
-    help="Inventory YAML whose hosts are simulated.",
+    default=None,
+    help="The bot's inventory, only read to write a copy aimed at the endpoints "
+    "(--write-inventory; default: the demo inventory).",
 )
 @click.option("--host", "host_names", multiple=True, help="Serve this host (repeatable).")
-@click.option("--all", "all_hosts", is_flag=True, help="Serve every inventory host (default).")
+@click.option("--all", "all_hosts", is_flag=True, help="Serve every modelled host (default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=5985, show_default=True,
               help="First port; host i listens on PORT+i (0: ephemeral ports).")  # fmt: skip
 @click.option("--latency-ms", type=click.IntRange(0), default=0, help="Delay before every answer.")
@@ -94,7 +114,7 @@ def emulated_inventory(
     "--write-inventory",
     "write_inventory",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Write a copy of the inventory whose hosts point at these endpoints (NTLM over "
+    help="Write a copy of --inventory whose hosts point at these endpoints (NTLM over "
     "HTTP), for `hyperv: {backend: winrm}`.",
 )
 @click.option(
@@ -105,7 +125,8 @@ def emulated_inventory(
     "(cmdlet, parameters, host, time): what the bot really sent.",
 )
 def emulator(
-    inventory_path: Path,
+    hosts_path: Path | None,
+    inventory_path: Path | None,
     host_names: tuple[str, ...],
     all_hosts: bool,
     port: int,
@@ -120,11 +141,21 @@ def emulator(
     """Run emulated Hyper-V WinRM endpoints until Ctrl-C or SIGTERM."""
     if host_names and all_hosts:
         raise click.UsageError("--host and --all are exclusive")
+    if inventory_path is not None and write_inventory is None:
+        raise click.UsageError("--inventory is only read for --write-inventory")
+    if write_inventory is not None and inventory_path is None:
+        inventory_path = demo_inventory_path()
     try:
         faults = Faults.parse(fault_spec)
-        inventory = load_inventory(inventory_path)
-    except (FaultSpecError, InventoryError) as exc:
+        model = load_host_model(hosts_path or demo_hosts_path())
+        inventory = load_inventory(inventory_path) if inventory_path else None
+    except (FaultSpecError, InventoryError, HostModelError) as exc:
         raise click.UsageError(str(exc)) from None
+    unknown = [n for n in host_names if n.casefold() not in {h.casefold() for h in model.names()}]
+    if unknown:
+        raise click.UsageError(
+            f"--host {unknown[0]}: not in the host model (it has: {', '.join(model.names())})"
+        )
     users = dict(DEFAULT_USERS)
     if user is not None:
         if not password_env:
@@ -135,9 +166,9 @@ def emulator(
         users = {user: password}
     log = EmulatorLog(mirror=log_file)
     fleet = EmulatedFleet.start(
-        inventory,
         _store(database),
         hosts=list(host_names) or None,
+        model=model,
         base_port=port,
         users=users,
         latency_ms=latency_ms,
@@ -153,7 +184,7 @@ def emulator(
     try:
         for name, server in fleet.servers.items():
             click.echo(f"{name}\t{server.url}")
-        if write_inventory is not None:
+        if write_inventory is not None and inventory is not None:
             login = user or next(iter(DEFAULT_USERS))
             pointed = emulated_inventory(
                 inventory,

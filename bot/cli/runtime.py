@@ -14,6 +14,7 @@ import click
 
 from bot.config import Settings, load_settings
 from bot.context import AppContext, build_context
+from bot.hyperv.hostmodel import demo_hosts_path
 from bot.service.deciding import Principal
 from templates import Renderer
 
@@ -36,7 +37,8 @@ class Runtime:
             self._settings = load_settings(self.config_path, self.env, self.cwd)
             if self._settings.demo:
                 click.echo(
-                    "checkpoint-bot: DEMO MODE — simulated Hyper-V estate from "
+                    "checkpoint-bot: DEMO MODE — simulated Hyper-V hosts of "
+                    f"{_short(demo_hosts_path(), self.cwd)}, inventory "
                     f"{_short(self._settings.inventory_path, self.cwd)}, state in "
                     f"{self._settings.database_label}. Pass --config FILE (or set "
                     "CHECKPOINT_BOT_CONFIG) for a real deployment.",

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bot.hyperv import winrm_commands as cmds
 from bot.hyperv import winrm_map as mapping
@@ -35,13 +35,36 @@ from bot.hyperv.errors import (
 from bot.hyperv.types import Checkpoint, CheckpointType, VMFacts, VMInfo, Volume
 from bot.hyperv.winrm_connect import Credentials, HostCredential, wsman_factory
 from bot.hyperv.winrm_errors import error_from_records
-from bot.hyperv.winrm_pool import Pipeline, PoolSession, SessionStats, WinRMTimeouts, render
+from bot.hyperv.winrm_pool import (
+    Outcome,
+    Pipeline,
+    PoolSession,
+    SessionStats,
+    WinRMTimeouts,
+    render,
+)
 from bot.inventory.inventory import Inventory
 from bot.inventory.models import Host
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class HostSession(Protocol):
+    """Where a WinRMHost runs its pipelines: a runspace pool over WinRM
+    (`PoolSession`), or any transport that answers with what pypsrp hands
+    back (`bot.hyperv.inprocess.InProcessSession`)."""
+
+    @property
+    def stats(self) -> SessionStats: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def run(self, pipeline: Pipeline) -> Outcome: ...
+
+    def close(self) -> None: ...
 
 
 class WinRMHost:
@@ -55,12 +78,15 @@ class WinRMHost:
         *,
         timeouts: WinRMTimeouts | None = None,
         connect: Callable[[], Any] | None = None,
+        session: HostSession | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`session` replaces the runspace pool (and with it `credential`,
+        `connect` and the transport timeouts)."""
         self._host = host
         self._sleep = sleep
         self._timeouts = timeouts or WinRMTimeouts()
-        self._session = PoolSession(
+        self._session: HostSession = session or PoolSession(
             host.name,
             connect or wsman_factory(host, credential, self._timeouts),
             timeouts=self._timeouts,
@@ -68,6 +94,8 @@ class WinRMHost:
         )
 
     def __repr__(self) -> str:
+        if not isinstance(self._session, PoolSession):
+            return f"WinRMHost({self.name!r}, {self._session!r})"
         scheme = self._host.transport.value
         return f"WinRMHost({self.name!r}, {scheme}://{self._host.address}:{self._host.port})"
 

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.hyperv.types import CheckpointType, VMState
+from bot.hyperv.types import CheckpointType
 from bot.inventory.names import name_problem
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "Host",
     "HostVolume",
     "Role",
-    "SimulationHints",
     "Transport",
     "VMDisks",
     "normalize_vm_id",
@@ -147,16 +146,6 @@ _CHECKPOINT_TYPE_ORDER = (
     CheckpointType.Standard,
     CheckpointType.Disabled,
 )
-
-
-def _parse_sim_state(value: object) -> VMState:
-    try:
-        state = VMState.parse(value)
-    except ValueError:
-        state = None
-    if state not in (VMState.Running, VMState.Off):
-        raise ValueError(f"expected Running or Off, got {value!r}")
-    return VMState(state)
 
 
 def _env_name(value: object) -> object:
@@ -340,17 +329,6 @@ class VMDisks(_Model):
         return self.shared_vhdx or self.vhd_set
 
 
-class SimulationHints(_Model):
-    """How the simulated fleet should behave for this VM; ignored by real hosts."""
-
-    state: Annotated[VMState, BeforeValidator(_parse_sim_state)] = VMState.Running
-    vss: bool = True
-    kvp: bool = True
-    memory_gb: float = Field(default=4, gt=0)
-    disk_gb: float = Field(default=60, gt=0)
-    write_mb_per_hour: float = Field(default=100, ge=0)
-
-
 class VM(_Model):
     name: SafeName
     vm_id: VMId
@@ -369,7 +347,18 @@ class VM(_Model):
     # None until the inventory fills in its host's first volume.
     volume: VolumePath | None = None
     owner: NonEmpty | None = None
-    simulation: SimulationHints = Field(default_factory=SimulationHints)
+    # A trap, not a setting: how a simulated guest behaves is the host
+    # model's to say (hyperv.simulator_hosts), never the inventory's.
+    simulation: object = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("simulation", mode="before")
+    @classmethod
+    def _simulation_moved(cls, value: object) -> None:
+        if value is not None:
+            raise ValueError(
+                "`simulation:` moved to the host-model file (hyperv.simulator_hosts, e.g. "
+                "deploy/examples/demo-hosts.yaml); remove it from the inventory"
+            )
 
     @property
     def is_domain_controller(self) -> bool:

@@ -8,10 +8,16 @@
 
 Everything runs in this process on 127.0.0.1: the bot is the real one
 (Bolt app, service layer, job consumer, periodic scheduler) on the embedded
-defaults (SQLite in the workdir, the in-process queue), talking real WinRM
-(pypsrp, NTLM) to emulated hosts of the demo inventory. Each run starts
-from a clean estate: the playground's workspace lives in memory, so the
-bot's state must too.
+defaults (SQLite in the run's directory, the in-process queue), talking real
+WinRM (pypsrp, NTLM) to emulated hosts of the demo host model
+(deploy/examples/demo-hosts.yaml), with the demo inventory aimed at them.
+Each run starts from a clean estate: the playground's workspace lives in
+memory, so the bot's state must too.
+
+Two demos never share state: the playground's port is taken before anything
+is touched, and each run keeps its state in `<workdir>/port-<port>/`, so a
+second demo on a busy port fails with one line and leaves the running one
+alone.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from bot.clock import ScaledClock
 from bot.config import ConfigError, HyperVConfig, JobsConfig, Settings, SlackConfig, demo_settings
 from bot.context import AppContext, build_context
 from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
-from bot.hyperv.sim_store import InMemoryHostStateStore
+from bot.hyperv.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.inventory import demo_inventory_path, load_inventory
 from bot.playground.server import PlaygroundApp
 from bot.playground.signing import AppLink
@@ -42,7 +48,7 @@ log = logging.getLogger(__name__)
 EMULATOR_USER = "hvadmin"
 # Threads and notices go to #ops, whichever channel a command came from.
 DEMO_CHANNEL = DEMO_CHANNELS[0].id
-# What a run leaves in its workdir, removed when the next one starts.
+# What a run leaves in its directory, removed when the next one on that port starts.
 _RUN_FILES = ("checkpoint-bot.db", "inventory.yaml", "var/queue.db")
 
 
@@ -60,7 +66,12 @@ class DemoOptions:
     speed: float = 1.0
 
 
-def _settings(options: DemoOptions, inventory: Path) -> Settings:
+def run_dir(workdir: Path, port: int) -> Path:
+    """Where the demo serving `port` keeps its state."""
+    return workdir / f"port-{port}"
+
+
+def _settings(options: DemoOptions, rundir: Path, inventory: Path) -> Settings:
     # `--speed` is for TTLs and change windows; the deadlines that guard host
     # work keep their real length. (The context already keeps the ledger's
     # stale-lock window in real seconds under a scaled clock.)
@@ -75,10 +86,10 @@ def _settings(options: DemoOptions, inventory: Path) -> Settings:
     # The embedded defaults, with what the demo needs instead; `replace`
     # keeps every other setting (and any added later) at its default.
     return replace(
-        demo_settings({}, options.workdir),
+        demo_settings({}, rundir),
         inventory_path=inventory,
         policy_files=(demo_policy_path(),),
-        database_url=f"sqlite:///{options.workdir / 'checkpoint-bot.db'}",
+        database_url=f"sqlite:///{rundir / 'checkpoint-bot.db'}",
         hyperv=HyperVConfig(backend="winrm", call_timeout=timedelta(seconds=60)),
         jobs=jobs,
         slack=SlackConfig(changes_channel=DEMO_CHANNEL),
@@ -102,6 +113,8 @@ class Demo:
 
     url: str
     workspace: Workspace
+    # This run's state: the bot's database, the pointed inventory, the queue.
+    rundir: Path
     ctx: AppContext | None = None
     fleet: EmulatedFleet | None = None
     bot_url: str = ""
@@ -116,12 +129,15 @@ class Demo:
                 log.warning("demo: stopping %r failed", stop, exc_info=True)
 
 
+def _clear(rundir: Path) -> None:
+    rundir.mkdir(parents=True, exist_ok=True)
+    for name in _RUN_FILES:
+        for path in rundir.glob(name + "*"):
+            path.unlink()
+
+
 def start_demo(options: DemoOptions) -> Demo:
     """Start every part; the playground answers at `Demo.url` on return."""
-    options.workdir.mkdir(parents=True, exist_ok=True)
-    for name in _RUN_FILES:
-        for path in options.workdir.glob(name + "*"):
-            path.unlink()
     # Per-run secrets, held only in this process: never printed or logged.
     bot_token = "xoxb-demo-" + secrets.token_hex(12)
     signing_secret = secrets.token_hex(16)
@@ -130,6 +146,8 @@ def start_demo(options: DemoOptions) -> Demo:
     workspace = Workspace()
     ui = PlaygroundUi(workspace, response_base="")
     clock = ScaledClock(options.speed)
+    # The port first: a busy one (another demo) fails here, before any state
+    # is touched.
     playground = _listen(
         PlaygroundApp(
             workspace, WebApi(workspace, bot_token), ui, clock=clock, speed=options.speed
@@ -138,24 +156,26 @@ def start_demo(options: DemoOptions) -> Demo:
         options.port,
         "playground",
     )
-    demo = Demo(url=playground.url + "/", workspace=workspace)
+    rundir = run_dir(options.workdir, playground.port)
+    demo = Demo(url=playground.url + "/", workspace=workspace, rundir=rundir)
+    demo._stops.append(playground.stop)
     ui.response_base = f"{playground.url}/response_url"
     try:
+        _clear(rundir)
         # The playground's Web API must answer before Bolt's auth.test.
         playground.start()
-        demo._stops.append(playground.stop)
 
         inventory = load_inventory(demo_inventory_path())
         fleet = EmulatedFleet.start(
-            inventory,
             InMemoryHostStateStore(),
+            model=load_host_model(demo_hosts_path()),
             users={EMULATOR_USER: emulator_password},
             log=EmulatorLog(),
             clock=clock,
         )
         demo.fleet = fleet
         demo._stops.append(fleet.stop)
-        pointed = options.workdir / "inventory.yaml"
+        pointed = rundir / "inventory.yaml"
         ports = {name: server.port for name, server in fleet.servers.items()}
         pointed.write_text(
             emulated_inventory(inventory, ports, EMULATOR_USER, EMULATOR_PASSWORD_ENV),
@@ -167,7 +187,7 @@ def start_demo(options: DemoOptions) -> Demo:
             "SLACK_API_URL": f"{playground.url}/api/",
             EMULATOR_PASSWORD_ENV: emulator_password,
         }
-        ctx = build_context(_settings(options, pointed), env=env, clock=clock)
+        ctx = build_context(_settings(options, rundir, pointed), env=env, clock=clock)
         demo.ctx = ctx
         demo._stops.append(ctx.close)
         consumer = ctx.start_workers()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: the product end to end on the embedded defaults — SQLite in
-# var/, the in-process job queue, the simulated Hyper-V estate of
-# deploy/examples/demo-inventory.yaml and the shipped guardrail policy. Each
-# step prints the command it runs and who runs it.
+# `make demo-cli`: the product end to end on the embedded defaults — SQLite in
+# var/, the in-process job queue, the simulated Hyper-V hosts of
+# deploy/examples/demo-hosts.yaml (inventory: deploy/examples/demo-inventory.yaml)
+# and the shipped guardrail policy. Each step prints the command it runs and
+# who runs it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bot=.venv/bin/checkpoint-bot

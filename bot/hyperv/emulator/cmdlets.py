@@ -1,4 +1,4 @@
-"""A NoLanguage, JEA-like command table that runs on a `HyperVHost`.
+"""A NoLanguage, JEA-like command table that runs on a modelled host.
 
     run_pipeline(commands, input, context, sink)   one PSRP pipeline
     TABLE                                          the visible cmdlets (bodies: hyperv_cmdlets)
@@ -31,7 +31,7 @@ from bot.hyperv.emulator.hyperv_cmdlets import Call, PipelineFailed, PipelineSto
 from bot.hyperv.emulator.log import LogEntry
 from bot.hyperv.emulator.messages import ErrorInfo
 from bot.hyperv.emulator.objects import to_remoting
-from bot.hyperv.errors import HyperVError
+from bot.hyperv.hostmodel.errors import HostError
 
 __all__ = ["Invocation", "PipelineFailed", "PipelineStopped", "RunContext", "Sink", "run_pipeline"]
 
@@ -194,8 +194,8 @@ def run_pipeline(
                 call.input = [*call.input, *(value if isinstance(value, list) else [value])]
             try:
                 objects = cmdlet.run(call)
-            except HyperVError as exc:
-                errors.append(msg.from_hyperv(exc, activity=cmdlet.name))
+            except HostError as exc:
+                errors.append(msg.from_host_error(exc, activity=cmdlet.name))
                 objects = []
             _report(errors, args.get("ErrorAction", "Continue"), sink)
         for value in objects:

@@ -1,13 +1,14 @@
-"""One emulated WinRM endpoint per simulated host of an inventory.
+"""One emulated WinRM endpoint per modelled host.
 
-    fleet = EmulatedFleet.start(inventory, store_or_fleet, hosts=None, base_port=0, ...)
-    fleet.port_of("HV01"); fleet.url_of("HV01"); fleet.stop()
+    fleet = EmulatedFleet.start(store, model=host_model, hosts=None, base_port=0, ...)
+    fleet.port_of("HV01"); fleet.url_of("HV01"); fleet.host("HV01"); fleet.stop()
 
-`store_or_fleet` is a `HostStateStore` (hosts the store does not know yet
-are seeded from the inventory, as bot.simfleet does) or a ready
-`SimulatedFleet`. `base_port=0` gives every server an ephemeral port;
-otherwise host i (in the order of `hosts`, default the inventory's) listens
-on base_port + i.
+The hosts' state lives in `store` (a `HostStateStore`); with `model` (a
+host-model file, bot.hyperv.hostmodel.modelfile) the hosts the store does
+not hold yet are seeded from it first. `hosts` defaults to the model's
+hosts in file order, else every host in the store. `base_port=0` gives
+every server an ephemeral port; otherwise host i (in that order) listens on
+base_port + i.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from datetime import UTC, datetime
 from bot.hyperv.emulator.faults import Faults
 from bot.hyperv.emulator.log import EmulatorLog
 from bot.hyperv.emulator.server import EmulatorServer
-from bot.hyperv.sim_store import HostStateStore
-from bot.hyperv.simulator import SimulatedFleet
-from bot.inventory import Inventory
-from bot.simfleet import seed_missing
+from bot.hyperv.hostmodel.host import ModelHost
+from bot.hyperv.hostmodel.modelfile import HostModel, seed_missing
+from bot.hyperv.hostmodel.store import HostStateStore
 
 
 def _now() -> datetime:
@@ -39,11 +39,11 @@ class EmulatedFleet:
     @classmethod
     def start(
         cls,
-        inventory: Inventory,
-        store_or_fleet: HostStateStore | SimulatedFleet,
+        store: HostStateStore,
         hosts: Iterable[str] | None = None,
         base_port: int = 0,
         *,
+        model: HostModel | None = None,
         users: Mapping[str, str] | None = None,
         auth: Iterable[str] = ("basic", "ntlm"),
         latency_ms: int = 0,
@@ -51,20 +51,27 @@ class EmulatedFleet:
         log: EmulatorLog | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> EmulatedFleet:
-        if isinstance(store_or_fleet, SimulatedFleet):
-            sim = store_or_fleet
+        if model is not None:
+            seed_missing(store, model)
+        known = store.hosts()
+        by_fold = {name.casefold(): name for name in known}
+        if hosts:
+            names = []
+            for wanted in hosts:
+                if wanted.casefold() not in by_fold:
+                    listed = ", ".join(known) or "none"
+                    raise ValueError(f"no modelled host {wanted!r} (the model has: {listed})")
+                names.append(by_fold[wanted.casefold()])
+        elif model is not None:
+            names = model.names()
         else:
-            seed_missing(store_or_fleet, inventory)
-            sim = SimulatedFleet(store_or_fleet, clock)
-        names = (
-            [inventory.host(h).name for h in hosts] if hosts else [h.name for h in inventory.hosts]
-        )
+            names = known
         shared_log = log if log is not None else EmulatorLog()
         servers: dict[str, EmulatorServer] = {}
         try:
             for index, name in enumerate(names):
                 server = EmulatorServer(
-                    sim.host(name),
+                    ModelHost(name, store, clock),
                     port=base_port + index if base_port else 0,
                     users=users,
                     auth=auth,
@@ -84,6 +91,11 @@ class EmulatedFleet:
             if key.casefold() == name.casefold():
                 return server
         raise KeyError(name)
+
+    def host(self, name: str) -> ModelHost:
+        """The modelled host behind an endpoint (what an admin at its console
+        would change)."""
+        return self.server(name).host
 
     def port_of(self, name: str) -> int:
         return self.server(name).port

@@ -1,12 +1,13 @@
-"""The emulated cmdlets' bodies: what each visible command does on a `HyperVHost`.
+"""The emulated cmdlets' bodies: what each visible command does on a modelled host.
 
     Call     one command's bound arguments, pipeline input and error list
     get_vm, get_vm_snapshot, checkpoint_vm, ...   Call -> output objects
 
-Per-object failures go to `call.errors` (non-terminating ErrorRecords); a
-`PipelineFailed` ends the pipeline (terminating). The simulator's typed
-errors keep their own texts (bot.hyperv.sim_messages) and become records via
-`messages.from_hyperv`.
+Each body asks the host model (bot.hyperv.hostmodel.ModelHost) and shapes
+its views into the module's objects (`shapes`); it never consults what the
+bot believes. Per-object failures go to `call.errors` (non-terminating
+ErrorRecords); a `PipelineFailed` ends the pipeline (terminating). The
+host's errors keep their own texts (bot.hyperv.hostmodel.errors).
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.hyperv import sim_messages
 from bot.hyperv.emulator import messages as msg
 from bot.hyperv.emulator import shapes
 from bot.hyperv.emulator.binding import CmdletDef, has_wildcard, like
 from bot.hyperv.emulator.log import EmulatorLog
 from bot.hyperv.emulator.messages import ErrorInfo
 from bot.hyperv.emulator.objects import HvObject, custom_object
-from bot.hyperv.errors import HyperVError
-from bot.hyperv.interface import HyperVHost
-from bot.hyperv.types import CheckpointType
+from bot.hyperv.hostmodel import errors as host_errors
+from bot.hyperv.hostmodel.enums import CheckpointType, VMReplicationState
+from bot.hyperv.hostmodel.errors import HostError
+from bot.hyperv.hostmodel.host import ModelHost
 
 KVP_NAMESPACE = "root\\virtualization\\v2"
 KVP_CLASS = "Msvm_KvpExchangeComponent"
@@ -49,7 +50,7 @@ class PipelineStopped(Exception):
 
 @dataclass
 class RunContext:
-    host: HyperVHost
+    host: ModelHost
     stop: threading.Event
     hang: Callable[[], frozenset[str]]
     log: EmulatorLog
@@ -69,17 +70,17 @@ class Call:
     errors: list[ErrorInfo]
 
     @property
-    def host(self) -> HyperVHost:
+    def host(self) -> ModelHost:
         return self.ctx.host
 
-    def fail(self, exc: HyperVError, target: str = "") -> None:
-        self.errors.append(msg.from_hyperv(exc, activity=self.cmdlet.name, target=target))
+    def fail(self, exc: HostError, target: str = "") -> None:
+        self.errors.append(msg.from_host_error(exc, activity=self.cmdlet.name, target=target))
 
     def vms(self, name_param: str) -> list[str]:
         """VM ids from `-<name_param>` (wildcards) or from VirtualMachine input."""
         ids: list[str] = []
         if name_param in self.args:
-            vms = self.host.list_vms()
+            vms = self.host.get_vms()
             for pattern in self.args[name_param]:
                 found = [vm.vm_id for vm in vms if like(vm.name, pattern)]
                 if not found and not has_wildcard(pattern):
@@ -105,10 +106,8 @@ def _vm_objects(call: Call, vm_ids: list[str]) -> list[HvObject]:
     found = []
     for vm_id in vm_ids:
         try:
-            found.append(
-                shapes.vm_object(call.host.get_vm(vm_id), call.host.list_checkpoints(vm_id))
-            )
-        except HyperVError as exc:
+            found.append(shapes.vm_object(call.host.get_vm(vm_id)))
+        except HostError as exc:
             call.fail(exc, vm_id)
     return found
 
@@ -118,28 +117,28 @@ def get_vm(call: Call) -> list[Any]:
         return _vm_objects(call, call.args["Id"])
     if "Name" in call.args:
         return _vm_objects(call, call.vms("Name"))
-    return _vm_objects(call, [vm.vm_id for vm in call.host.list_vms()])
+    return [shapes.vm_object(vm) for vm in call.host.get_vms()]
 
 
 def _snapshots(call: Call) -> list[HvObject]:
     """Get-VMSnapshot's selection: -Id, -VMName / -VM input, -Name."""
-    every = call.host.list_checkpoints()
+    every = call.host.get_snapshots()
     if "VMName" in call.args or call.input:
         vm_ids = set(call.vms("VMName"))
-        chosen = [cp for cp in every if cp.vm_id in vm_ids]
+        chosen = [snap for snap in every if snap.vm_id in vm_ids]
     else:
         chosen = list(every)
     if "Id" in call.args:
         wanted = set(call.args["Id"])
-        chosen = [cp for cp in chosen if cp.id in wanted]
+        chosen = [snap for snap in chosen if snap.id in wanted]
         if not chosen:
-            call.fail(sim_messages.checkpoint_not_found(call.host.name))
+            call.fail(host_errors.checkpoint_not_found())
     if "Name" in call.args:
         pattern = call.args["Name"]
-        chosen = [cp for cp in chosen if like(cp.name, pattern)]
+        chosen = [snap for snap in chosen if like(snap.name, pattern)]
         if not chosen and not has_wildcard(pattern):
-            call.fail(sim_messages.checkpoint_not_found(call.host.name), pattern)
-    return [shapes.snapshot_object(cp, every) for cp in chosen]
+            call.fail(host_errors.checkpoint_not_found(), pattern)
+    return [shapes.snapshot_object(snap) for snap in chosen]
 
 
 def get_vm_snapshot(call: Call) -> list[Any]:
@@ -150,12 +149,12 @@ def checkpoint_vm(call: Call) -> list[Any]:
     created = []
     for vm_id in call.vms("Name"):
         try:
-            cp = call.host.create_checkpoint(vm_id, call.args.get("SnapshotName", ""))
-        except HyperVError as exc:
+            snap = call.host.checkpoint_vm(vm_id, call.args.get("SnapshotName", ""))
+        except HostError as exc:
             call.fail(exc, vm_id)
             continue
         if call.args.get("Passthru"):
-            created.append(shapes.snapshot_object(cp, call.host.list_checkpoints(vm_id)))
+            created.append(shapes.snapshot_object(snap))
     return created
 
 
@@ -187,13 +186,13 @@ def _confirm(call: Call, question: str) -> bool:
 def restore_vm_snapshot(call: Call) -> list[Any]:
     restored = []
     for snap in _snapshot_input(call):
-        assert snap.vm_id and snap.checkpoint_id
+        assert snap.checkpoint_id
         name = snap.props.get("Name")
         if not _confirm(call, f'Are you sure you want to apply the checkpoint "{name}"?'):
             continue
         try:
-            call.host.restore_checkpoint(snap.vm_id, snap.checkpoint_id)
-        except HyperVError as exc:
+            call.host.restore_snapshot(snap.checkpoint_id)
+        except HostError as exc:
             call.fail(exc, snap.checkpoint_id)
             continue
         if call.args.get("Passthru"):
@@ -203,17 +202,16 @@ def restore_vm_snapshot(call: Call) -> list[Any]:
 
 def remove_vm_snapshot(call: Call) -> list[Any]:
     for snap in _snapshot_input(call):
-        assert snap.vm_id and snap.checkpoint_id
+        assert snap.checkpoint_id
         name = snap.props.get("Name")
         if not _confirm(call, f'Are you sure you want to delete the checkpoint "{name}"?'):
             continue
         try:
-            call.host.remove_checkpoint(
-                snap.vm_id,
+            call.host.remove_snapshot(
                 snap.checkpoint_id,
                 include_children=bool(call.args.get("IncludeAllChildSnapshots")),
             )
-        except HyperVError as exc:
+        except HostError as exc:
             call.fail(exc, snap.checkpoint_id)
     return []
 
@@ -225,7 +223,7 @@ def start_vm(call: Call) -> list[Any]:
             continue
         try:
             call.host.start_vm(vm_id)
-        except HyperVError as exc:
+        except HostError as exc:
             call.fail(exc, vm_id)
             continue
         if call.args.get("Passthru"):
@@ -240,12 +238,12 @@ def set_vm(call: Call) -> list[Any]:
         if not _confirm(call, ""):
             continue
         try:
-            call.host.set_checkpoint_settings(
+            call.host.set_vm(
                 vm_id,
                 checkpoint_type=CheckpointType[kind] if kind else None,
                 automatic_checkpoints=call.args.get("AutomaticCheckpointsEnabled"),
             )
-        except HyperVError as exc:
+        except HostError as exc:
             call.fail(exc, vm_id)
             continue
         if call.args.get("Passthru"):
@@ -257,30 +255,30 @@ def get_vm_hard_disk_drive(call: Call) -> list[Any]:
     disks: list[Any] = []
     for vm_id in call.vms("VMName"):
         try:
-            disks.extend(shapes.disk_objects(call.host.vm_facts(vm_id)))
-        except HyperVError as exc:
+            disks.extend(shapes.disk_object(d) for d in call.host.hard_disk_drives(vm_id))
+        except HostError as exc:
             call.fail(exc, vm_id)
     return disks
 
 
 def get_vm_replication(call: Call) -> list[Any]:
     explicit = "VMName" in call.args or bool(call.input)
-    vm_ids = call.vms("VMName") if explicit else [vm.vm_id for vm in call.host.list_vms()]
+    if explicit:
+        vm_ids = call.vms("VMName")
+    else:
+        # Without a VM: "the replication settings of all replication-enabled
+        # virtual machines" (Get-VMReplication, example 1).
+        vm_ids = [
+            vm.vm_id
+            for vm in call.host.get_vms()
+            if vm.replication_state is not VMReplicationState.Disabled
+        ]
     found: list[Any] = []
     for vm_id in vm_ids:
         try:
-            facts = call.host.vm_facts(vm_id)
-        except HyperVError as exc:
+            found.append(shapes.replication_object(call.host.replication(vm_id)))
+        except HostError as exc:
             call.fail(exc, vm_id)
-            continue
-        if facts.replication_enabled:
-            found.append(shapes.replication_object(facts.vm))
-        elif explicit:
-            call.errors.append(
-                msg.replication_not_enabled(
-                    facts.vm.name, activity=call.cmdlet.name, command_type=call.cmdlet.command_type
-                )
-            )
     return found
 
 
@@ -290,13 +288,13 @@ def get_cim_instance(call: Call) -> list[Any]:
         raise PipelineFailed(msg.cim_error("Invalid namespace ", "0x8004100e", "MetadataError"))
     if call.args.get("ClassName", "").casefold() != KVP_CLASS.casefold():
         raise PipelineFailed(msg.cim_error("Invalid class ", "0x80041010", "MetadataError"))
-    vm_ids = [vm.vm_id for vm in call.host.list_vms()]
+    vm_ids = [vm.vm_id for vm in call.host.get_vms()]
     if "Filter" in call.args:
         match = _KVP_FILTER.match(call.args["Filter"])
         if match is None:
             raise PipelineFailed(msg.cim_error("Invalid query ", "0x80041017", "InvalidArgument"))
         vm_ids = [v for v in vm_ids if v.casefold() == match.group(1).casefold()]
-    return [shapes.kvp_object(call.host.vm_facts(v)) for v in vm_ids]
+    return [shapes.kvp_object(call.host.kvp(v)) for v in vm_ids]
 
 
 def get_volume(call: Call) -> list[Any]:

@@ -1,7 +1,7 @@
 """The error records the emulated session writes, as PowerShell writes them.
 
-    ErrorInfo       one ErrorRecord: message, CategoryInfo, FullyQualifiedErrorId
-    from_hyperv()   a simulator error (texts of bot.hyperv.sim_messages) as a record
+    ErrorInfo         one ErrorRecord: message, CategoryInfo, FullyQualifiedErrorId
+    from_host_error() a modelled host's error (bot.hyperv.hostmodel.errors) as a record
 
 Engine texts (command not found, parameter binding, no-language mode, no
 host for a confirmation prompt) are PowerShell's own; where one was not seen
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.hyperv.errors import HyperVError
+from bot.hyperv.hostmodel.errors import HostError
 
 _PBE = "System.Management.Automation.ParameterBindingException"
 VIRTUALIZATION_EXCEPTION = "Microsoft.HyperV.PowerShell.VirtualizationException"
@@ -36,9 +36,9 @@ class ErrorInfo:
         return self.exception_type.rsplit(".", 1)[-1]
 
 
-def from_hyperv(exc: HyperVError, *, activity: str, target: str = "") -> ErrorInfo:
-    """A Hyper-V cmdlet's error record for a simulator error (its own text,
-    category and id, e.g. `ObjectNotFound,Microsoft.HyperV...GetVMSnapshot`)."""
+def from_host_error(exc: HostError, *, activity: str, target: str = "") -> ErrorInfo:
+    """A Hyper-V cmdlet's error record for a modelled host's error (its own
+    text, category and id, e.g. `ObjectNotFound,Microsoft.HyperV...GetVMSnapshot`)."""
     return ErrorInfo(
         message=exc.message,
         category=exc.category or "NotSpecified",
@@ -51,8 +51,8 @@ def from_hyperv(exc: HyperVError, *, activity: str, target: str = "") -> ErrorIn
 
 
 def vm_name_not_found(name: str, *, activity: str, command_type: str) -> ErrorInfo:
-    # Verbatim text, InvalidArgument / InvalidParameter (DOMAIN.md and
-    # sim_messages.vm_not_found, which models the by-Id form on it).
+    # Verbatim text, InvalidArgument / InvalidParameter (VirtualEngine/
+    # Lability#294; hostmodel.errors.vm_not_found models the by-Id form on it).
     return ErrorInfo(
         message=f'Hyper-V was unable to find a virtual machine with name "{name}".',
         category="InvalidArgument",
@@ -64,22 +64,9 @@ def vm_name_not_found(name: str, *, activity: str, command_type: str) -> ErrorIn
     )
 
 
-def replication_not_enabled(vm_name: str, *, activity: str, command_type: str) -> ErrorInfo:
-    # Modelled: Get-VMReplication for a VM without Hyper-V Replica.
-    return ErrorInfo(
-        message=f"Replication is not enabled for virtual machine '{vm_name}'.",
-        category="ObjectNotFound",
-        error_id=f"ObjectNotFound,{command_type}",
-        exception_type=VIRTUALIZATION_EXCEPTION,
-        activity=activity,
-        target_name=vm_name,
-        target_object=vm_name,
-    )
-
-
 def command_not_found(name: str) -> ErrorInfo:
     # Verbatim engine text; in a JEA session every command the role does not
-    # make visible fails this way (DOMAIN.md).
+    # make visible fails this way.
     return ErrorInfo(
         message=f"The term '{name}' is not recognized as the name of a cmdlet, function, script "
         "file, or operable program. Check the spelling of the name, or if a path was included, "
@@ -94,7 +81,7 @@ def command_not_found(name: str) -> ErrorInfo:
 
 
 def scripts_not_allowed() -> ErrorInfo:
-    # Verbatim message (DOMAIN.md); category and exception type modelled.
+    # Verbatim message; category and exception type modelled.
     return ErrorInfo(
         message="The syntax is not supported by this runspace. This can occur if the runspace "
         "is in no-language mode.",
@@ -118,7 +105,7 @@ def _binding(
 
 
 def named_parameter_not_found(name: str, command: str, command_type: str) -> ErrorInfo:
-    # Verbatim (DOMAIN.md: the WS2012 R2 -CheckpointType error).
+    # Verbatim (a WS2012 R2 host asked for -CheckpointType, which it lacks).
     return _binding(
         f"A parameter cannot be found that matches parameter name '{name}'.",
         "NamedParameterNotFound",
@@ -203,7 +190,7 @@ def input_not_bound(command: str, command_type: str, target: object) -> ErrorInf
 
 def confirmation_needs_host(question: str, command: str) -> ErrorInfo:
     # A ConfirmImpact=High cmdlet prompts; a remote session with no console
-    # has no host UI to prompt with (DOMAIN.md: HostFunctionNotImplemented).
+    # has no host UI to prompt with: HostFunctionNotImplemented.
     return ErrorInfo(
         message="A command that prompts the user failed because the host program or the command "
         "type does not support user interaction. The host was attempting to request "

@@ -4,8 +4,9 @@
     to_remoting(value)      what goes on the wire (psrpcore values), depth 1
 
 Type names and property names follow the Hyper-V module
-(`Microsoft.HyperV.PowerShell.*`, DOMAIN.md). Enum integers are Hyper-V's own
-(bot.hyperv.types); the enums not modelled there are declared here and marked.
+(`Microsoft.HyperV.PowerShell.*`). Enum values are the host model's
+(bot.hyperv.hostmodel.enums), never the bot's: what goes on the wire is what
+the modelled host says.
 
 Depth: remoting serializes output at depth 1 ([MS-PSRP] 2.2.5.2 and
 PowerShell's serialization.cs): properties that are primitives (string,
@@ -18,6 +19,7 @@ type names and integer ([MS-PSRP] 2.2.5.2.7 enums as <Obj><I32/></Obj>).
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +35,16 @@ from psrpcore.types import (
     PSUInt64,
 )
 
-from bot.hyperv.types import CheckpointType, SnapshotType, VMState
+from bot.hyperv.hostmodel.enums import (
+    CheckpointType,
+    ControllerType,
+    SnapshotType,
+    VMOperationalStatus,
+    VMReplicationHealthState,
+    VMReplicationMode,
+    VMReplicationState,
+    VMState,
+)
 
 HV = "Microsoft.HyperV.PowerShell"
 _HV_BASE = (f"{HV}.VirtualMachineBase", f"{HV}.VirtualizationObject", "System.Object")
@@ -65,6 +76,8 @@ CUSTOM_OBJECT_TYPES = ("System.Management.Automation.PSCustomObject", "System.Ob
 
 
 # -- enums (rehydrate=False: nothing is registered in psrpcore's type registry)
+# The wire's copies of the host model's enums (bot.hyperv.hostmodel.enums),
+# member for member; `ps_enum` converts by name and a test keeps them equal.
 
 
 @PSType([f"{HV}.VMState"], rehydrate=False)
@@ -95,16 +108,14 @@ class PSSnapshotType(PSEnumBase):
     Standard = 0
     Recovery = 1
     Planned = 2
-    Missing = 3
-    Replica = 4
-    AppConsistentReplica = 5
-    SyncedReplica = 6
+    Missing = 5
+    Replica = 6
+    AppConsistentReplica = 7
+    SyncedReplica = 8
 
 
 @PSType([f"{HV}.VMOperationalStatus"], rehydrate=False)
-class PSOperationalStatus(PSEnumBase):
-    # Msvm_ComputerSystem.OperationalStatus values (CIM_ManagedSystemElement);
-    # 32772 "Merging Disks" is the one DOMAIN.md names.
+class PSVMOperationalStatus(PSEnumBase):
     Ok = 2
     Degraded = 3
     InService = 11
@@ -112,8 +123,7 @@ class PSOperationalStatus(PSEnumBase):
 
 
 @PSType([f"{HV}.VMReplicationState"], rehydrate=False)
-class PSReplicationState(PSEnumBase):
-    # Modelled from memory of the Hyper-V module's enum; the bot reads names.
+class PSVMReplicationState(PSEnumBase):
     Disabled = 0
     ReadyForInitialReplication = 1
     InitialReplicationInProgress = 2
@@ -127,14 +137,33 @@ class PSReplicationState(PSEnumBase):
     WaitingForStartResynchronize = 10
     Resynchronizing = 11
     ResynchronizeSuspended = 12
+    RecoveryInProgress = 13
+    FailbackInProgress = 14
+    FailbackComplete = 15
+    WaitingForUpdateCompletion = 16
+    UpdateError = 17
+    WaitingForRepurposeCompletion = 18
+    PreparedForSyncReplication = 19
+    PreparedForGroupReverseReplication = 20
+    FiredrillInProgress = 21
 
 
 @PSType([f"{HV}.VMReplicationMode"], rehydrate=False)
-class PSReplicationMode(PSEnumBase):
-    # Modelled (the Hyper-V module's enum, from memory).
-    none = 0  # psrpcore prints a member named `none` as "None"
+class PSVMReplicationMode(PSEnumBase):
+    # The model's NotReplicated; psrpcore prints a member named `none` as "None".
+    none = 0
     Primary = 1
     Replica = 2
+    TestReplica = 3
+    ExtendedReplica = 4
+
+
+@PSType([f"{HV}.VMReplicationHealthState"], rehydrate=False)
+class PSVMReplicationHealthState(PSEnumBase):
+    NotApplicable = 0
+    Normal = 1
+    Warning = 2
+    Critical = 3
 
 
 @PSType([f"{HV}.ControllerType"], rehydrate=False)
@@ -143,24 +172,28 @@ class PSControllerType(PSEnumBase):
     SCSI = 1
 
 
-def vm_state(value: VMState) -> PSVMState:
-    return PSVMState(int(value))
+# Model enum -> its wire copy; member names agree except the mode's None.
+WIRE_ENUMS: dict[type[enum.IntEnum], type[PSEnumBase]] = {
+    VMState: PSVMState,
+    CheckpointType: PSCheckpointType,
+    SnapshotType: PSSnapshotType,
+    VMOperationalStatus: PSVMOperationalStatus,
+    VMReplicationState: PSVMReplicationState,
+    VMReplicationMode: PSVMReplicationMode,
+    VMReplicationHealthState: PSVMReplicationHealthState,
+    ControllerType: PSControllerType,
+}
+# Keyed by type and name: IntEnum members of different enums compare equal.
+_RENAMED: dict[tuple[type[enum.IntEnum], str], str] = {
+    (VMReplicationMode, VMReplicationMode.NotReplicated.name): "none"
+}
 
 
-def checkpoint_type(value: CheckpointType) -> PSCheckpointType:
-    return PSCheckpointType(int(value))
-
-
-def snapshot_type(value: SnapshotType) -> PSSnapshotType:
-    return PSSnapshotType(int(value))
-
-
-def replication_state(text: str) -> PSReplicationState | str:
-    """The simulator keeps the state as text; unknown names stay text."""
-    for member in PSReplicationState:
-        if member.name.lower() == text.replace(" ", "").lower():
-            return member
-    return text
+def ps_enum(value: enum.IntEnum) -> PSEnumBase:
+    """The wire object for a host-model enum value."""
+    wire = WIRE_ENUMS[type(value)]
+    member: PSEnumBase = wire[_RENAMED.get((type(value), value.name), value.name)]
+    return member
 
 
 def enum_text(value: PSEnumBase) -> str:
@@ -224,9 +257,21 @@ def _at_depth_zero(value: Any) -> Any:
         return value.to_string
     if isinstance(value, list | tuple):
         return [_at_depth_zero(item) for item in value]
+    if isinstance(value, dt.timedelta):
+        return wire_timespan(value)
     if isinstance(value, _PRIMITIVES):
         return value
     return str(value)
+
+
+def wire_timespan(value: dt.timedelta) -> dt.timedelta:
+    """A TimeSpan psrpcore writes with all its digits. psrpcore 0.3 strips
+    trailing "0"s and "."s from the seconds text together, so 100 s goes out
+    as PT1M4S; a microsecond more (PT1M40.000001S) keeps the digits, as a
+    real host's sub-second uptime always has some."""
+    if value.microseconds == 0 and value.seconds % 10 == 0:
+        return value + dt.timedelta(microseconds=1)
+    return value
 
 
 def to_remoting(value: Any) -> Any:

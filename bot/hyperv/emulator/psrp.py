@@ -84,7 +84,7 @@ class _Run:
     started: bool = False
 
 
-def _record(info: ErrorInfo) -> ErrorRecord:
+def error_record(info: ErrorInfo) -> ErrorRecord:
     exception = NETException(Message=info.message, HResult=-2146233087)
     exception.PSObject.type_names = [info.exception_type, "System.Exception", "System.Object"]
     return ErrorRecord(
@@ -213,7 +213,7 @@ class PsrpSession:
             else:
                 # [MS-PSRP] 2.2.2.21 PIPELINE_STATE: Failed with the error as
                 # ExceptionAsErrorRecord; psrpcore has no public "fail".
-                run.pipeline._change_state(PSInvocationState.Failed, _record(failure))
+                run.pipeline._change_state(PSInvocationState.Failed, error_record(failure))
             self._flush()
 
     def write(self, run: _Run, value: Any, *, error: ErrorInfo | None = None) -> None:
@@ -222,7 +222,7 @@ class PsrpSession:
                 return
             if error is not None:
                 run.pipeline.write_error(
-                    _record(error).Exception,
+                    error_record(error).Exception,
                     category_info=_category(error),
                     target_object=error.target_object,
                     fully_qualified_error_id=error.error_id,

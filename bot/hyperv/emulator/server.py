@@ -28,7 +28,7 @@ from bot.hyperv.emulator.faults import Faults
 from bot.hyperv.emulator.log import EmulatorLog
 from bot.hyperv.emulator.psrp import PsrpSession
 from bot.hyperv.emulator.wsman import WSManService
-from bot.hyperv.interface import HyperVHost
+from bot.hyperv.hostmodel.host import ModelHost
 
 DEFAULT_USERS = {"hvadmin": "Passw0rd!"}  # a loopback test credential
 LOOPBACK = "127.0.0.1"
@@ -184,7 +184,7 @@ class EmulatorServer:
 
     def __init__(
         self,
-        host: HyperVHost,
+        host: ModelHost,
         *,
         port: int = 0,
         users: Mapping[str, str] | None = None,

@@ -1,13 +1,14 @@
-"""Build the Hyper-V output objects from the simulator's typed results.
+"""Build the Hyper-V output objects from the host model's views.
 
-Property names are the Hyper-V module's (DOMAIN.md). Values that the
-`HyperVHost` interface does not know (Generation, ProcessorCount, ...) are
-fixed, plausible constants so that the shape is complete.
+Property names are the Hyper-V module's; every value comes from the
+modelled host (bot.hyperv.hostmodel.views) in its own enums, so what the
+client reads is what the host says, not what the client expects. Values the
+model does not keep (Version, Notes) are fixed, plausible constants so that
+the shape is complete.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 from xml.sax.saxutils import escape
@@ -20,52 +21,57 @@ from bot.hyperv.emulator.objects import (
     VM_TYPES,
     VOLUME_TYPES,
     HvObject,
-    PSControllerType,
-    PSOperationalStatus,
-    PSReplicationMode,
-    checkpoint_type,
     i64,
-    replication_state,
-    snapshot_type,
+    ps_enum,
     u16,
     u64,
-    vm_state,
 )
-from bot.hyperv.types import Checkpoint, DiskInfo, VMFacts, VMInfo, Volume
+from bot.hyperv.hostmodel.views import (
+    HardDiskDrive,
+    HostVolume,
+    KvpComponent,
+    VirtualMachine,
+    VMReplication,
+    VMSnapshot,
+)
 
 
 def _guid(value: str | None) -> uuid.UUID | None:
     return uuid.UUID(value) if value else None
 
 
-def vm_object(vm: VMInfo, checkpoints: list[Checkpoint]) -> HvObject:
-    """`Get-VM` output. `checkpoints` are the VM's (for ParentSnapshotName)."""
-    parent = next((cp for cp in checkpoints if cp.id == vm.parent_checkpoint_id), None)
-    status = "Merging disks" if vm.merging else "Operating normally"
-    operational = [PSOperationalStatus.MergingDisks if vm.merging else PSOperationalStatus.Ok]
+def vm_object(vm: VirtualMachine) -> HvObject:
+    """`Get-VM` output: a VirtualMachine."""
+    operational = [ps_enum(status) for status in vm.operational_status]
     props: dict[str, Any] = {
         "VMName": vm.name,
         "VMId": uuid.UUID(vm.vm_id),
         "Id": uuid.UUID(vm.vm_id),
         "Name": vm.name,
-        "State": vm_state(vm.state),
+        "State": ps_enum(vm.state),
         "OperationalStatus": operational,
         "PrimaryOperationalStatus": operational[0],
-        "Status": status,
-        "CheckpointType": checkpoint_type(vm.checkpoint_type),
-        "AutomaticCheckpointsEnabled": vm.automatic_checkpoints,
-        "ReplicationState": replication_state(vm.replication_state),
-        "ParentSnapshotId": _guid(vm.parent_checkpoint_id),
-        "ParentSnapshotName": parent.name if parent else None,
-        "ParentCheckpointId": _guid(vm.parent_checkpoint_id),
-        "ParentCheckpointName": parent.name if parent else None,
-        "ComputerName": vm.host,
-        "IsClustered": False,
-        "Uptime": dt.timedelta(seconds=vm.uptime_seconds),
-        "Generation": 2,
+        "Status": vm.status,
+        "CheckpointType": ps_enum(vm.checkpoint_type),
+        "AutomaticCheckpointsEnabled": vm.automatic_checkpoints_enabled,
+        "ReplicationState": ps_enum(vm.replication_state),
+        "ReplicationHealth": ps_enum(vm.replication_health),
+        "ReplicationMode": ps_enum(vm.replication_mode),
+        "ParentSnapshotId": _guid(vm.parent_snapshot_id),
+        "ParentSnapshotName": vm.parent_snapshot_name,
+        "ParentCheckpointId": _guid(vm.parent_snapshot_id),
+        "ParentCheckpointName": vm.parent_snapshot_name,
+        "ComputerName": vm.computer_name,
+        "IsClustered": vm.is_clustered,
+        "Uptime": vm.uptime,
+        "Path": vm.path,
+        "ConfigurationLocation": vm.path,
+        "SnapshotFileLocation": vm.path,
+        "Generation": vm.generation,
         "Version": "9.0",
         "Notes": "",
-        "ProcessorCount": 2,
+        "ProcessorCount": vm.processor_count,
+        "MemoryStartup": i64(vm.memory_startup_bytes),
         # A nested object: arrives as its ToString at depth 1.
         "HardDrives": f"HardDiskDrive (Name = 'Hard Drive on SCSI controller number 0 at "
         f"location 0', VMName = '{vm.name}')",
@@ -78,88 +84,84 @@ def vm_object(vm: VMInfo, checkpoints: list[Checkpoint]) -> HvObject:
     )
 
 
-def snapshot_object(cp: Checkpoint, checkpoints: list[Checkpoint]) -> HvObject:
-    """`Get-VMSnapshot` output (a Production checkpoint is SnapshotType Planned)."""
-    parent = next((other for other in checkpoints if other.id == cp.parent_id), None)
+def snapshot_object(snap: VMSnapshot) -> HvObject:
+    """`Get-VMSnapshot` / `Checkpoint-VM -Passthru` output: a VMSnapshot. Its
+    `State` is the state the checkpoint holds (Off for one without memory);
+    `SnapshotType` is what the host calls it (Standard for every checkpoint
+    Checkpoint-VM takes)."""
     props: dict[str, Any] = {
-        "VMName": cp.vm_name,
-        "VMId": uuid.UUID(cp.vm_id),
-        "Id": uuid.UUID(cp.id),
-        "Name": cp.name,
-        "SnapshotType": snapshot_type(cp.snapshot_type),
-        "ParentSnapshotId": _guid(cp.parent_id),
-        "ParentSnapshotName": parent.name if parent else None,
-        "ParentCheckpointId": _guid(cp.parent_id),
-        "ParentCheckpointName": parent.name if parent else None,
-        "CreationTime": cp.created_at,
-        "ComputerName": cp.host,
+        "VMName": snap.vm_name,
+        "VMId": uuid.UUID(snap.vm_id),
+        "Id": uuid.UUID(snap.id),
+        "Name": snap.name,
+        "State": ps_enum(snap.state),
+        "SnapshotType": ps_enum(snap.snapshot_type),
+        "IsAutomaticCheckpoint": snap.is_automatic_checkpoint,
+        "ParentSnapshotId": _guid(snap.parent_snapshot_id),
+        "ParentSnapshotName": snap.parent_snapshot_name,
+        "ParentCheckpointId": _guid(snap.parent_snapshot_id),
+        "ParentCheckpointName": snap.parent_snapshot_name,
+        "CreationTime": snap.creation_time,
+        "ComputerName": snap.computer_name,
         "IsDeleted": False,
-        "Path": cp.path.rsplit("\\", 1)[0] if "\\" in cp.path else cp.path,
-        "SizeOfSystemFiles": u64(cp.size_bytes),
+        "Path": snap.path,
+        "SizeOfSystemFiles": u64(snap.size_of_system_files),
         "Notes": "",
     }
     return HvObject(
         type_names=SNAPSHOT_TYPES,
         props=props,
-        to_string=f"VMSnapshot (Name = '{cp.name}', VMName = '{cp.vm_name}') [Id = '{cp.id}']",
-        vm_id=cp.vm_id,
-        checkpoint_id=cp.id,
+        to_string=f"VMSnapshot (Name = '{snap.name}', VMName = '{snap.vm_name}') "
+        f"[Id = '{snap.id}']",
+        vm_id=snap.vm_id,
+        checkpoint_id=snap.id,
     )
 
 
-def disk_objects(facts: VMFacts) -> list[HvObject]:
-    """`Get-VMHardDiskDrive`: one per disk; a virtual Fibre Channel adapter is
-    not a hard disk drive (it is `Get-VMFibreChannelHba`'s), so it is left out."""
-    vm = facts.vm
-    found = []
-    for location, disk in enumerate(d for d in facts.disks if not d.fibre_channel):
-        found.append(_disk(vm, disk, location))
-    return found
-
-
-def _disk(vm: VMInfo, disk: DiskInfo, location: int) -> HvObject:
-    controller = PSControllerType.IDE if disk.controller.upper() == "IDE" else PSControllerType.SCSI
-    name = f"Hard Drive on {controller.name} controller number 0 at location {location}"
+def disk_object(drive: HardDiskDrive) -> HvObject:
+    """`Get-VMHardDiskDrive`: one HardDiskDrive."""
     props: dict[str, Any] = {
-        "VMName": vm.name,
-        "VMId": uuid.UUID(vm.vm_id),
-        "Name": name,
-        "Path": disk.path,
+        "VMName": drive.vm_name,
+        "VMId": uuid.UUID(drive.vm_id),
+        "Name": drive.name,
+        "Path": drive.path,
         # A pass-through disk has a physical disk number and no file.
-        "DiskNumber": 2 if disk.passthrough else None,
-        "ControllerType": controller,
-        "ControllerNumber": 0,
-        "ControllerLocation": location,
-        "SupportPersistentReservations": disk.shared,
-        "ComputerName": vm.host,
+        "DiskNumber": drive.disk_number,
+        "ControllerType": ps_enum(drive.controller_type),
+        "ControllerNumber": drive.controller_number,
+        "ControllerLocation": drive.controller_location,
+        "SupportPersistentReservations": drive.support_persistent_reservations,
+        "ComputerName": drive.computer_name,
         "IsDeleted": False,
     }
+    location = f"{drive.controller_number}\\{drive.controller_location}"
     return HvObject(
         type_names=DISK_TYPES,
         props=props,
-        to_string=f"HardDiskDrive (Name = '{name}', VMName = '{vm.name}') "
-        f"[Id = 'Microsoft:{vm.vm_id.upper()}\\0\\{location}\\D']",
-        vm_id=vm.vm_id,
+        to_string=f"HardDiskDrive (Name = '{drive.name}', VMName = '{drive.vm_name}') "
+        f"[Id = 'Microsoft:{drive.vm_id.upper()}\\{location}\\D']",
+        vm_id=drive.vm_id,
     )
 
 
-def replication_object(vm: VMInfo) -> HvObject:
+def replication_object(replication: VMReplication) -> HvObject:
+    """`Get-VMReplication`: one VMReplication."""
     props: dict[str, Any] = {
-        "VMName": vm.name,
-        "VMId": uuid.UUID(vm.vm_id),
-        "State": replication_state(vm.replication_state),
-        "Health": "Normal",
-        "Mode": PSReplicationMode.Primary,
-        "FrequencySec": 300,
-        "PrimaryServer": vm.host,
-        "ReplicaServer": "replica.invalid",
-        "ComputerName": vm.host,
+        "VMName": replication.vm_name,
+        "VMId": uuid.UUID(replication.vm_id),
+        "State": ps_enum(replication.state),
+        "Health": ps_enum(replication.health),
+        "Mode": ps_enum(replication.mode),
+        "FrequencySec": replication.frequency_seconds,
+        "PrimaryServer": replication.primary_server,
+        "ReplicaServer": replication.replica_server,
+        "ComputerName": replication.computer_name,
     }
     return HvObject(
         type_names=REPLICATION_TYPES,
         props=props,
-        to_string=f"VMReplication (VMName = '{vm.name}')",
-        vm_id=vm.vm_id,
+        to_string=f"VMReplication (VMName = '{replication.vm_name}')",
+        vm_id=replication.vm_id,
     )
 
 
@@ -180,26 +182,20 @@ def _kvp_item(name: str, data: str, cim_type: str = "string") -> str:
     )
 
 
-def kvp_object(facts: VMFacts) -> HvObject:
+def kvp_object(kvp: KvpComponent) -> HvObject:
     """`Get-CimInstance ... Msvm_KvpExchangeComponent`: the guest's intrinsic
     items; empty when the guest does not exchange them (off, no integration
-    services) — unknown, never "not a DC"."""
-    vm = facts.vm
-    items = []
-    if facts.kvp_fqdn is not None:
-        items.append(_kvp_item("FullyQualifiedDomainName", facts.kvp_fqdn))
-    if facts.kvp_os_name is not None:
-        items.append(_kvp_item("OSName", facts.kvp_os_name))
-    if facts.kvp_product_type is not None:
-        items.append(_kvp_item("ProductType", str(facts.kvp_product_type)))
+    services)."""
+    items = [_kvp_item(name, data) for name, data in kvp.items]
+    vm_id = kvp.vm_id.upper()
     props: dict[str, Any] = {
         "Caption": "Key-Value Pair Exchange",
         "ElementName": "Key-Value Pair Exchange",
-        "Name": vm.vm_id.upper(),
-        "SystemName": vm.vm_id.upper(),
+        "Name": vm_id,
+        "SystemName": vm_id,
         "SystemCreationClassName": "Msvm_ComputerSystem",
         "CreationClassName": "Msvm_KvpExchangeComponent",
-        "DeviceID": f"Microsoft:{vm.vm_id.upper()}\\KvpExchange",
+        "DeviceID": f"Microsoft:{vm_id}\\KvpExchange",
         # CIM_EnabledLogicalElement.EnabledState: 2 Enabled, 3 Disabled.
         "EnabledState": u16(2 if items else 3),
         "GuestIntrinsicExchangeItems": items,
@@ -210,16 +206,16 @@ def kvp_object(facts: VMFacts) -> HvObject:
         type_names=KVP_TYPES,
         props=props,
         to_string=f'Msvm_KvpExchangeComponent (CreationClassName = "Msvm_KvpExchangeComponent", '
-        f'DeviceID = "Microsoft:{vm.vm_id.upper()}\\KvpExchange", ...)',
-        vm_id=vm.vm_id,
+        f'DeviceID = "Microsoft:{vm_id}\\KvpExchange", ...)',
+        vm_id=kvp.vm_id,
     )
 
 
-def volume_object(volume: Volume) -> HvObject:
+def volume_object(volume: HostVolume) -> HvObject:
     """`Get-Volume` (an MSFT_Volume CIM instance of the Storage module)."""
     path = volume.path
     letter = path[0].upper() if len(path) >= 2 and path[1] == ":" else None
-    guid = uuid.uuid5(uuid.NAMESPACE_URL, f"{volume.host}/{path}")
+    guid = uuid.uuid5(uuid.NAMESPACE_URL, f"{volume.computer_name}/{path}")
     props: dict[str, Any] = {
         "DriveLetter": letter,
         "DriveType": "Fixed",
@@ -236,11 +232,6 @@ def volume_object(volume: Volume) -> HvObject:
     return HvObject(
         type_names=VOLUME_TYPES,
         props=props,
-        to_string=f'MSFT_Volume (ObjectId = "{{1}}\\\\{volume.host}\\root/Microsoft/Windows/'
-        f'Storage/Providers_v2\\WSP_Volume.ObjectId=...")',
+        to_string=f'MSFT_Volume (ObjectId = "{{1}}\\\\{volume.computer_name}\\root/Microsoft/'
+        f'Windows/Storage/Providers_v2\\WSP_Volume.ObjectId=...")',
     )
-
-
-def memory_int64(value: int) -> Any:
-    """Int64-typed sizes (MemoryAssigned and friends)."""
-    return i64(value)

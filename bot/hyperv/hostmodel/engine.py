@@ -1,6 +1,6 @@
-"""Lazy simulated time and space accounting for one `HostState`.
+"""Lazy modelled time and space accounting for one `HostState`.
 
-Nothing runs in the background: every simulator call first advances the
+Nothing runs in the background: every host operation first advances the
 state from `as_of` to the clock's now. Between two instants the only events
 are merges ending, so time is walked segment by segment between merge ends:
 running VMs' differencing disks grow at their write rate within each segment,
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.hyperv.sim_state import HostState, SimCheckpoint
-from bot.hyperv.types import VMState
+from bot.hyperv.hostmodel.enums import VMState
+from bot.hyperv.hostmodel.state import HostState, ModelCheckpoint
 
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def checkpoint_size(state: HostState, checkpoint: SimCheckpoint) -> int:
+def checkpoint_size(state: HostState, checkpoint: ModelCheckpoint) -> int:
     """Its .avhdx plus memory state; the live disk counts toward the VM's
     current parent (that is what merging the parent would have to fold in)."""
     size = checkpoint.avhdx_bytes + checkpoint.memory_bytes
@@ -50,7 +50,7 @@ def is_merging(state: HostState, vm_id: str) -> bool:
 
 def advance(state: HostState, now: datetime) -> None:
     """Bring `state` to `now`. A clock that steps backwards changes nothing:
-    simulated time never runs in reverse."""
+    modelled time never runs in reverse."""
     if state.as_of is None:
         _first_sight(state, now)
         return

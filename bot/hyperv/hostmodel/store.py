@@ -1,4 +1,4 @@
-"""Where the simulated fleet's state lives between calls.
+"""Where the modelled hosts' state lives between calls.
 
     HostStateStore (Protocol)
     ├── InMemoryHostStateStore   tests and a throwaway demo; one process
@@ -6,7 +6,7 @@
 
 `edit(host)` is the only way to change a host: it loads the state for
 update, yields it, saves it when the block ends cleanly and discards it when
-the block raises, so a failed simulator call leaves no half-done change.
+the block raises, so a failed host operation leaves no half-done change.
 Writers to one host are serialized (threads, and with SQL, processes).
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bot.hyperv.sim_state import HostState
+from bot.hyperv.hostmodel.state import HostState
 from bot.store.db import session_scope
 from bot.store.models import SimulatorHost
 

@@ -1,4 +1,4 @@
-"""Host state stores: JSON round trip, transactional edit, serialized writers."""
+"""The host model's state stores: JSON round trip, transactional edit, serialized writers."""
 
 from __future__ import annotations
 
@@ -10,20 +10,23 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.hyperv import CheckpointType, DiskInfo, SnapshotType, VMState
-from bot.hyperv.sim_state import (
-    HostState,
-    SimCheckpoint,
-    SimMerge,
-    SimVMSpec,
-    SimVolumeSpec,
-    seed_host_state,
-)
-from bot.hyperv.sim_store import (
+from bot.hyperv.hostmodel import (
+    CheckpointType,
     HostStateStore,
     InMemoryHostStateStore,
+    SnapshotType,
     SqlHostStateStore,
     UnknownHost,
+    VMState,
+)
+from bot.hyperv.hostmodel.state import (
+    HostState,
+    ModelCheckpoint,
+    ModelDisk,
+    ModelGuest,
+    ModelMerge,
+    ModelVM,
+    ModelVolume,
 )
 from bot.store.db import make_engine
 
@@ -31,31 +34,35 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _state(host: str = "HV01") -> HostState:
-    vm = SimVMSpec(
-        name="WEB01",
+    state = HostState(host=host)
+    state.volumes["D:\\"] = ModelVolume("D:\\", 100, 10)
+    state.vms["vm-1"] = ModelVM(
         vm_id="vm-1",
+        name="WEB01",
         state=VMState.Running,
         checkpoint_type=CheckpointType.ProductionOnly,
-        automatic_checkpoints=True,
-        kvp_product_type=2,
-        disks=(DiskInfo(path="D:\\a.vhdx", shared=True), DiskInfo(path="Disk 2", passthrough=True)),
         volume_path="D:\\",
+        automatic_checkpoints=True,
+        guest=ModelGuest(product_type=2, vss=False),
+        disks=(
+            ModelDisk(path="D:\\a.vhdx", shared=True),
+            ModelDisk(path="Disk 2", passthrough=True, disk_number=2),
+        ),
+        started_at=NOW,
     )
-    state = seed_host_state(host, [vm], [SimVolumeSpec("D:\\", 100, 10)])
-    state.checkpoints["cp-1"] = SimCheckpoint(
+    state.checkpoints["cp-1"] = ModelCheckpoint(
         id="cp-1",
         vm_id="vm-1",
         name="a",
         parent_id=None,
         created_at=NOW,
-        snapshot_type=SnapshotType.Planned,
-        vm_state=VMState.Running,
-        path="D:\\x.avhdx",
+        snapshot_type=SnapshotType.Standard,
+        captured_state=VMState.Off,
+        path="D:\\Hyper-V\\WEB01\\Snapshots",
         seq=1,
         avhdx_bytes=7,
     )
-    state.merges.append(SimMerge("vm-1", "D:\\", 3, NOW))
-    state.vms["vm-1"].started_at = NOW
+    state.merges.append(ModelMerge("vm-1", "D:\\", 3, NOW))
     state.as_of = NOW
     return state
 
@@ -67,22 +74,10 @@ def test_state_round_trips_through_json() -> None:
     again = HostState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert again == state
     assert again.checkpoints["cp-1"].created_at.tzinfo is not None
+    assert again.checkpoints["cp-1"].captured_state is VMState.Off
     assert again.vms["vm-1"].checkpoint_type is CheckpointType.ProductionOnly
     assert again.vms["vm-1"].automatic_checkpoints is True
-
-
-def test_seed_rejects_bad_specs() -> None:
-    vm = SimVMSpec(
-        name="A",
-        vm_id="1",
-        state=VMState.Off,
-        checkpoint_type=CheckpointType.Standard,
-        volume_path="E:\\",
-    )
-    with pytest.raises(ValueError, match="unknown volume"):
-        seed_host_state("HV01", [vm], [SimVolumeSpec("D:\\", 10, 0)])
-    with pytest.raises(ValueError, match="duplicate VMId"):
-        seed_host_state("HV01", [vm, vm], [SimVolumeSpec("E:\\", 10, 0)])
+    assert again.vms["vm-1"].guest.vss is False
 
 
 @pytest.fixture(params=["memory", "sql"])
