@@ -21,6 +21,7 @@ from bot.clock import ManualClock
 from bot.context import AppContext, build_context
 from bot.hyperv import HostUnreachable, HyperVHost
 from bot.service import Conflict, Forbidden, request_checkpoint, show_change
+from bot.service.ownership import checkpoint_name
 from bot.service.reconcile import Reconciler, resolve
 from bot.store.db import session_scope
 from bot.store.models import change_ref
@@ -81,7 +82,11 @@ def test_create_that_reached_the_host_becomes_active_without_a_second_checkpoint
     assert out.job_id is not None
     _died_while(ctx, "create", out.change.id, out.job_id)
     host = ctx.host_for(out.change.host)
-    taken = host.create_checkpoint(out.change.vm_id, f"{out.change.ref} patch")
+    # What the job's own Checkpoint-VM left: its token is in the name.
+    token = ctx.ledger.get(out.job_id).payload["token"]
+    taken = host.create_checkpoint(
+        out.change.vm_id, checkpoint_name(out.change.ref, token, "patch")
+    )
 
     reconciler = Reconciler(ctx)
     reconciler.tick(clock())  # heartbeat still fresh: nothing happens
@@ -112,7 +117,7 @@ def test_create_that_never_reached_the_host_fails(ctx: AppContext, clock: Manual
     Reconciler(ctx).tick(clock())
     change = show_change(ctx, out.change.ref)
     assert change.state == "failed"
-    assert "no checkpoint named for this change" in change.events[-1].message
+    assert "no checkpoint of this VM carrying this change's name" in change.events[-1].message
 
 
 def test_create_that_switched_the_checkpoint_type_sets_it_back(

@@ -204,8 +204,12 @@ def test_production_falling_back_to_standard_is_recorded(ctx: AppContext) -> Non
     assert _done(ctx, out.job_id) == "succeeded"
     change = show_change(ctx, out.change.ref)
     assert change.state == "active"
-    assert any("fell back to a standard checkpoint" in e.message for e in change.events)
-    assert list_checkpoints(ctx, vm="STG-APP01").rows[0].kind == "standard"
+    warnings = [e for e in change.events if "fell back to a standard checkpoint" in e.message]
+    assert len(warnings) == 1
+    assert (change.checkpoint_type, change.taken_type) == ("production", "standard")
+    assert "holds the VM's memory" in (change.taken_evidence or "")
+    row = list_checkpoints(ctx, vm="STG-APP01").rows[0]
+    assert (row.asked, row.taken, row.snapshot_type) == ("production", "standard", "Standard")
 
 
 def test_policy_is_asked_again_right_before_the_job_runs(tmp_path: Path) -> None:

@@ -447,7 +447,7 @@ def test_the_list_shows_trees_owners_orphans_and_problems(slack: SlackRenderer) 
     body = "\n".join(texts(slack.message("checkpoint_list", listing=listing, scope="hv01")))
     assert "*APP000* on hv00" in body and "*APP001* on hv01" in body
     assert "orphan — no change owns it" in body and "CHG-0001 (active)" in body
-    assert "└" in body and "standard" in body and "GiB" in body
+    assert "└" in body and "production" in body and "GiB" in body
     assert "hv09* could not be asked: " + ESCAPED in body
     assert "more — use the CLI" not in body
 

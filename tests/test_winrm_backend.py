@@ -68,7 +68,7 @@ def test_checkpoint_and_rollback_over_winrm(emulated: tuple[AppContext, Emulated
     assert change.state == "active"
     rows = list_checkpoints(ctx, vm="WEB01").rows
     # The host calls it Standard; what it holds made it a production one.
-    assert [r.id for r in rows] == [change.checkpoint_id] and rows[0].kind == "standard"
+    assert [r.id for r in rows] == [change.checkpoint_id] and rows[0].taken == "production"
     assert any("production checkpoint" in e.message for e in change.events)
 
     rollback(ctx, change.ref, requester="alice")

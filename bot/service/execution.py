@@ -281,16 +281,15 @@ class Executor:
         ):
             checkpoint, taken = self._take(self.host_for(change.host), change, job)
         expires = self.clock() + timedelta(seconds=change.ttl_seconds)
-        asked = (
-            ""
-            if taken.kind.value == change.checkpoint_type
-            else (f" ({change.checkpoint_type} was asked)")
-        )
+        differs = taken.kind.value != change.checkpoint_type
+        asked = f"{change.checkpoint_type} was asked; " if differs else ""
+        # The outcome line ends with how long it took; why the bot believes
+        # what was taken is on the card and in `change show`.
         self._step(
             job.change_id,
             Command.CREATED,
-            f"{taken.kind.value} checkpoint {checkpoint.id} taken in {self._took(started)}"
-            f"{asked}: {taken.evidence}",
+            f"{asked}{taken.kind.value} checkpoint {checkpoint.id} taken in "
+            f"{self._took(started)}",
             details={"taken": taken.kind.value, "evidence": taken.evidence},
             checkpoint_id=checkpoint.id,
             checkpoint_name=checkpoint.name,

@@ -18,7 +18,7 @@ def not_now(ref: str, state: State, action: str) -> str:
     if state is State.ROLLED_BACK:
         return f"{ref} was already rolled back; you can keep & merge or extend it now"
     if state is State.VANISHED:
-        return f"{ref}'s checkpoint is gone from the host; there is nothing left to {verb}"
+        return f"{ref} lost its checkpoint (gone from the host): there is nothing left to {verb}"
     if state is State.MERGED:
         return f"{ref} was kept & merged; there is no checkpoint left to {verb}"
     if state is State.INTERRUPTED:
