@@ -324,6 +324,23 @@ def test_outside_the_window_with_schedule_is_deferred_not_refused() -> None:
     assert decision.schedule_at == datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
 
 
+def test_a_rollback_outside_a_scheduling_window_is_refused_with_the_next_opening() -> None:
+    # Only a create has a state to wait in; queueing a rollback to fail later
+    # ("window is closed") or running a merge at once would both be wrong.
+    policy = parse_policy(
+        WINDOWS,
+        "rules: {change_window: {effect: schedule, params: {actions: [create, rollback, merge]}}}",
+    )
+    for action in (Action.ROLLBACK, Action.MERGE):
+        decision = ask("WEB01", action, policy=policy)
+        assert decision.verdict is Verdict.DENY, text(decision)
+        assert decision.schedule_at is None
+        assert "only creates are" in text(decision)
+        assert "Sat 2026-11-28 22:00 Europe/Berlin" in text(decision)
+    created = ask("WEB01", policy=policy)
+    assert created.verdict is Verdict.ALLOW and created.schedule_at is not None
+
+
 def test_window_follows_daylight_saving_time() -> None:
     policy = parse_policy(WINDOWS, "rules: {change_window: {effect: schedule}}")
     summer = ask("WEB01", policy=policy, now=datetime(2026, 7, 1, 12, tzinfo=UTC))

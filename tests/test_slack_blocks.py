@@ -639,3 +639,25 @@ def test_real_service_views_render(slack: SlackRenderer, tmp_path: Path) -> None
     assert "domain_controller" in body and f"Recorded as *{denied.change.ref}*" in body
     assert slack.view("extend_modal", c=c)
     assert datetime.now(UTC)  # the clock is not read by templates; only values are rendered
+
+
+def test_a_vm_a_rollback_left_off_gets_a_start_button_and_a_line(slack: SlackRenderer) -> None:
+    left = change("rolled_back", vm_state_after="Off")
+    blocks = slack.message("change_root", c=left, start_after_restore=False)
+    assert action_ids(blocks) == {"checkpoint:start", "checkpoint:merge", "checkpoint:extend"}
+    assert any("is Off* after the rollback" in t for t in texts(blocks))
+    running = change("rolled_back", vm_state_after="Running")
+    assert "checkpoint:start" not in action_ids(slack.message("change_root", c=running))
+
+
+def test_the_card_shows_what_was_asked_and_what_was_taken(slack: SlackRenderer) -> None:
+    fell_back = change(
+        "active",
+        taken_type="standard",
+        taken_evidence="CheckpointType was Production, but the checkpoint holds the VM's memory",
+    )
+    body = "\n".join(texts(slack.message("change_root", c=fell_back)))
+    assert "*Asked for*\nproduction" in body and "*Taken*\nstandard :warning:" in body
+    assert "holds the VM's memory" in body
+    gone = "\n".join(texts(slack.message("change_root", c=change("vanished"))))
+    assert ":ghost:" in gone

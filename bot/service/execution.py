@@ -288,8 +288,7 @@ class Executor:
         self._step(
             job.change_id,
             Command.CREATED,
-            f"{asked}{taken.kind.value} checkpoint {checkpoint.id} taken in "
-            f"{self._took(started)}",
+            f"{asked}{taken.kind.value} checkpoint {checkpoint.id} taken in {self._took(started)}",
             details={"taken": taken.kind.value, "evidence": taken.evidence},
             checkpoint_id=checkpoint.id,
             checkpoint_name=checkpoint.name,
