@@ -137,8 +137,10 @@ def checkpoint_rows(count: int, vms: int = 30) -> tuple[CheckpointRow, ...]:
                 age_seconds=3600 * (i % 200),
                 size_bytes=(i + 1) * 1024**3,
                 snapshot_type="Planned",
+                captured_state=None,
                 change_ref=f"CHG-{i:04d}" if i % 4 else None,
                 change_state="active" if i % 4 else None,
+                taken="production",
             )
         )
     rows.sort(key=lambda r: (r.vm_name, r.depth))
@@ -301,24 +303,27 @@ def test_styles_and_confirm_dialogs(slack: SlackRenderer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("ctype", "start", "words"),
+    ("holds_memory", "start", "words"),
     [
         (
-            "production",
+            False,
             True,
-            "comes back Off (a production checkpoint holds no memory); "
+            "comes back Off (this checkpoint holds no memory); "
             "the bot starts it again if it was running.",
         ),
-        ("production-only", False, "it stays Off until someone starts it."),
-        ("standard", True, "returns to the exact running state"),
+        (False, False, "it stays Off until someone starts it."),
+        (True, True, "returns to the state it had then, memory included"),
+        (None, True, "may come back Off or Saved"),
     ],
 )
 def test_rollback_confirm_says_what_is_lost_and_how_the_vm_comes_back(
-    slack: SlackRenderer, ctype: str, start: bool, words: str
+    slack: SlackRenderer, holds_memory: bool | None, start: bool, words: str
 ) -> None:
+    # What a restore does follows what the checkpoint holds (the host's
+    # report), not the type that was asked for.
     blocks = slack.message(
         "change_root",
-        c=change("active", checkpoint_type=ctype),
+        c=change("active", holds_memory=holds_memory),
         start_after_restore=start,
     )
     rollback = next(b for b in buttons(blocks) if b["action_id"] == "checkpoint:rollback")
