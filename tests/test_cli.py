@@ -122,8 +122,10 @@ def test_audit_export_csv(tmp_path: Path) -> None:
     result = run(tmp_path, "audit", "export", "--format", "csv", "--output", str(out))
     assert result.returncode == 0
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert lines[0].startswith("change,seq,at,actor,event")
-    assert lines[1].startswith("CHG-0001,1,") and "cli:tester" in lines[1]
+    # A Slack actor is (team, user); the CLI's operator has no team.
+    assert lines[0].startswith("change,seq,at,actor,actor_team,event")
+    assert "requester,requester_team,message" in lines[0]
+    assert lines[1].startswith("CHG-0001,1,") and "cli:tester," in lines[1]
 
 
 def test_configured_deployment_needs_db_upgrade_first(tmp_path: Path) -> None:

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from bot.context import AppContext
 
 
-
 @dataclass(frozen=True)
 class AdoptOutcome:
     """The change that now owns the checkpoint; with `then_merge`, the merge
@@ -182,6 +181,7 @@ def adopt_checkpoint(
                     holds_memory=holds_memory(checkpoint),
                     reason=f'adopted orphan checkpoint "{checkpoint.name}"'[:2000],
                     requester=person.id,
+                    requester_team=person.team,
                     source=source,
                     channel=person.channel,
                     state="",
@@ -208,6 +208,7 @@ def adopt_checkpoint(
                 change,
                 Command.ADOPT,
                 actor=person.id,
+                actor_team=person.team,
                 now=now,
                 message=f"adopted checkpoint {checkpoint.id} found by the sweep on {vm.host}: "
                 f"{format_duration(age)} old, {human_bytes(checkpoint.size_bytes)}; "

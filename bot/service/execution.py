@@ -273,8 +273,10 @@ class Executor:
         ):
             checkpoint, taken = self._take(self.host_for(change.host), change, job)
         expires = self.clock() + timedelta(seconds=change.ttl_seconds)
-        asked = "" if taken.kind.value == change.checkpoint_type else (
-            f" ({change.checkpoint_type} was asked)"
+        asked = (
+            ""
+            if taken.kind.value == change.checkpoint_type
+            else (f" ({change.checkpoint_type} was asked)")
         )
         self._step(
             job.change_id,
@@ -357,9 +359,7 @@ class Executor:
                 return "it now needs approval: " + "; ".join(decision.reasons)
         return None
 
-    def _take(
-        self, host: HyperVHost, change: Change, job: JobContext
-    ) -> tuple[Checkpoint, Taken]:
+    def _take(self, host: HyperVHost, change: Change, job: JobContext) -> tuple[Checkpoint, Taken]:
         assert change.id is not None
         vm = host.get_vm(change.vm_id)
         original = vm.checkpoint_type
@@ -465,6 +465,7 @@ class Executor:
                 get_change(s, job.change_id),
                 kind="started",
                 actor=str(job.payload.get("by") or ACTOR),
+                actor_team=job.payload.get("by_team"),
                 now=self.clock(),
                 message=f"{change.vm_name} started; it is {vm.state.name}",
                 vm_state_after=vm.state.name,
