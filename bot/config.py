@@ -6,6 +6,7 @@ reads the environment. With no config file the bot runs in demo mode.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -138,12 +139,58 @@ class SecretRefConfig(_Model):
     file: Path | None = None
 
 
+TEAM_ID = re.compile(r"^T[A-Z0-9]{2,}$")
+ENTERPRISE_ID = re.compile(r"^E[A-Z0-9]{2,}$")
+
+
 class SlackConfig(_Model):
     bot_token: SecretRefConfig = SecretRefConfig(env="SLACK_BOT_TOKEN")
     signing_secret: SecretRefConfig = SecretRefConfig(env="SLACK_SIGNING_SECRET")
     app_token: SecretRefConfig = SecretRefConfig(env="SLACK_APP_TOKEN")
     api_url: str | None = None
     changes_channel: str | None = None
+    # The workspace(s) the bot serves, by team id (T…). Slack user ids are
+    # unique only within a workspace, so a request from any other team, or
+    # from another organisation's user in a shared channel, is refused before
+    # the policy is asked (handlers/workspace.py). `serve` needs it in a
+    # configured deployment; demo mode takes the bot token's own workspace.
+    team_ids: tuple[str, ...] = ()
+    # Enterprise Grid: the organisation the workspace(s) belong to (E…).
+    # Several team ids only within one organisation, where user ids are
+    # unique across its workspaces, so one policy can name them.
+    enterprise_id: str | None = None
+
+    @field_validator("team_ids", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("team_ids")
+    @classmethod
+    def _team_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for team in value:
+            if not TEAM_ID.match(team):
+                raise ValueError(f"{team!r} is not a Slack team id (T followed by letters/digits)")
+        return value
+
+    @field_validator("enterprise_id")
+    @classmethod
+    def _enterprise_id(cls, value: str | None) -> str | None:
+        if value is not None and not ENTERPRISE_ID.match(value):
+            raise ValueError(
+                f"{value!r} is not an Enterprise Grid id (E followed by letters/digits)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _several_teams_need_one_org(self) -> SlackConfig:
+        if len(self.team_ids) > 1 and self.enterprise_id is None:
+            raise ValueError(
+                "team_ids names several workspaces: that is only safe within one Enterprise "
+                "Grid organisation (set enterprise_id), because elsewhere the same user id "
+                "can mean different people in different workspaces"
+            )
+        return self
 
 
 class FileConfig(_Model):

@@ -4,6 +4,7 @@ calls one function of `bot.service`; no business logic lives here."""
 
 from handlers.grammar import (
     COMMANDS,
+    ApproveRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -12,6 +13,7 @@ from handlers.grammar import (
     MergeRequest,
     OpenCreateModal,
     PolicyRequest,
+    RejectRequest,
     Request,
     RollbackRequest,
     SettingsRequest,
@@ -25,6 +27,7 @@ from handlers.grammar_help import help_sections, help_text
 
 __all__ = [
     "COMMANDS",
+    "ApproveRequest",
     "CreateRequest",
     "ExtendRequest",
     "GrammarError",
@@ -33,6 +36,7 @@ __all__ = [
     "MergeRequest",
     "OpenCreateModal",
     "PolicyRequest",
+    "RejectRequest",
     "Request",
     "RollbackRequest",
     "SettingsRequest",

@@ -1,10 +1,13 @@
 """Buttons, modal submissions and App Home.
 
-Every click is acknowledged first, then handed to one service function. A
-click on an outdated message (its value carries the version it was rendered
-at) still does what is valid for the change now; the service's state checks
-and idempotency keys make a double click one effect, and its Conflict
-message is the polite answer for the second.
+Every click is acknowledged first, then handed to the service. A button's
+value says what it is for (`templates.blocks.ActionValue`): Approve and
+Reject act only on the approval request they were rendered for, any other
+button only while the change is as its card showed it
+(`bot.service.binding`); a click for something that no longer holds
+changes nothing, says what happened since, and its card is refreshed. The
+service's state checks and idempotency keys make a double click one effect,
+and its Conflict message is the polite answer for the second.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from bot.durations import DurationError, parse_duration
 from bot.inventory import InventoryLookupError
 from bot.service import (
     Conflict,
+    Forbidden,
+    Principal,
     ServiceError,
     approve,
     extend,
@@ -33,12 +38,14 @@ from bot.service import (
     show_change,
     start_vm,
 )
+from bot.service.binding import Card, Stale, Target, check_card
 from bot.service.reconcile import resolve
 from bot.service.requests import MAX_REASON
 from handlers import messages, queries
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click
-from templates.blocks import parse_action_value
+from handlers.workspace import request_team
+from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +87,32 @@ class Actions:
 
     def clicked(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         action = body["actions"][0]
-        verb = str(action["action_id"]).removeprefix("checkpoint:")
+        action_id = str(action["action_id"])
+        verb = action_id.removeprefix("checkpoint:")
         user = str(body["user"]["id"])
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
             "channel_id"
         )
         try:
-            ref, seen = parse_action_value(str(action.get("value", "")))
+            value = parse_action_value(str(action.get("value", "")))
         except ValueError:
             answer_click(body, respond, client, self.deps.error(messages.UNEXPECTED))
             return
+        if not value.fits(action_id):
+            # A value that does not say this button's purpose acts on nothing.
+            log.warning(messages.log_mismatched_value(action_id, str(value)))
+            answer_click(body, respond, client, self.deps.error(messages.UNEXPECTED))
+            return
         try:
-            payload = self._click(verb, ref, seen, user, channel, body, client)
+            who = self.deps.principal(user, channel, request_team(body))
+            payload = self._click(verb, value, who, channel, body, client)
+        except Stale as exc:
+            payload = self.stale(exc)
+            if _from_home(body):
+                # The App Home card is the viewer's own: publish it afresh.
+                self.deps.later("refreshing App Home", self.publish_home_of, user, who, client)
         except Conflict as exc:
-            payload = self._conflict(ref, seen, exc)
+            payload = self._conflict(value, exc)
         except ServiceError as exc:
             payload = self.deps.error(exc.message)
         except Exception:
@@ -105,15 +124,27 @@ class Actions:
     def _click(
         self,
         verb: str,
-        ref: str,
-        seen: int,
-        user: str,
+        value: ActionValue,
+        who: Principal,
         channel: str | None,
         body: dict[str, Any],
         client: WebClient,
     ) -> Payload | None:
-        deps, ctx = self.deps, self.deps.ctx
-        who = deps.principal(user, channel)
+        deps, ctx, ref = self.deps, self.deps.ctx, value.ref
+        if verb in ("approve", "reject"):
+            target = (
+                Target(version=value.version)
+                if value.legacy
+                else Target(request_id=value.request_id, action=value.purpose)
+            )
+            if verb == "approve":
+                result = approve(ctx, ref, approver=who, target=target)
+            else:
+                result = reject(ctx, ref, approver=who, target=target)
+            return deps.notice(*messages.approval(result))
+        # Any other button acts only on the change as its card showed it.
+        purpose = CARD_PURPOSES[f"checkpoint:{verb}"]
+        check_card(ctx, ref, Card(purpose, value.version, legacy=value.legacy))
         if verb == "extend":
             view = deps.view("extend_modal", c=show_change(ctx, ref))
             opened = client.views_open(trigger_id=body["trigger_id"], view=view)
@@ -122,10 +153,6 @@ class Actions:
         if verb.startswith("resolve_"):
             resolved = resolve(ctx, ref, verb.removeprefix("resolve_"), who=who)
             return deps.notice(*messages.resolved(resolved))
-        if verb in ("approve", "reject"):
-            decide = approve if verb == "approve" else reject
-            result = decide(ctx, ref, approver=who)
-            return deps.notice(*messages.approval(result))
         if verb == "start":
             started = start_vm(ctx, ref, requester=who)
             return deps.notice(*messages.starting(started.change))
@@ -135,8 +162,12 @@ class Actions:
             return deps.payload("denied_ephemeral", outcome=outcome, action=verb)
         return deps.notice(*messages.acted(verb, outcome))
 
-    def _conflict(self, ref: str, seen: int, exc: Conflict) -> Payload:
-        now = queries.change_version(self.deps.ctx, ref)
+    def stale(self, exc: Stale) -> Payload:
+        return self.deps.notice(*messages.stale(exc), hint=messages.STALE_HINT)
+
+    def _conflict(self, value: ActionValue, exc: Conflict) -> Payload:
+        now = queries.change_version(self.deps.ctx, value.ref)
+        seen = value.version
         hint = messages.outdated(seen, now) if now is not None and now != seen else None
         return self.deps.error(exc.message, hint)
 
@@ -176,6 +207,7 @@ class Actions:
             return
         ack()
         user = str(body["user"]["id"])
+        team = request_team(body)
         channel = str(view.get("private_metadata") or "") or None
         self.deps.later(
             "the create modal",
@@ -183,11 +215,15 @@ class Actions:
                 client,
                 user,
                 channel,
-                lambda: self._created(self.deps.principal(user, channel), vm, ttl, reason, values),
+                lambda: self._created(
+                    self.deps.principal(user, channel, team), vm, ttl, reason, values
+                ),
             ),
         )
 
-    def _created(self, who: Any, vm: str, ttl: str, reason: str, values: dict[str, Any]) -> Payload:
+    def _created(
+        self, who: Principal, vm: str, ttl: str, reason: str, values: dict[str, Any]
+    ) -> Payload:
         outcome = request_checkpoint(
             self.deps.ctx,
             vm,
@@ -212,17 +248,22 @@ class Actions:
             ack(response_action="errors", errors={"duration": str(exc)[:150]})
             return
         try:
-            ref, _seen = parse_action_value(str(view.get("private_metadata") or ""))
+            card = parse_action_value(str(view.get("private_metadata") or ""))
         except ValueError:
+            card = None
+        if card is None or not card.fits("checkpoint:extend"):
             ack(response_action="errors", errors={"duration": messages.UNEXPECTED[:150]})
             return
         ack()
         user = str(body["user"]["id"])
+        team = request_team(body)
         channel = self.view_channels.pop(view.get("id"))
 
         def run() -> Payload:
-            who = self.deps.principal(user, channel)
-            outcome = extend(self.deps.ctx, ref, duration, requester=who)
+            who = self.deps.principal(user, channel, team)
+            # The modal extends the change as its card showed it, or nothing.
+            check_card(self.deps.ctx, card.ref, Card("extend", card.version, legacy=card.legacy))
+            outcome = extend(self.deps.ctx, card.ref, duration, requester=who)
             if outcome.refused:
                 return self.deps.payload("denied_ephemeral", outcome=outcome, action="extend")
             return self.deps.notice(*messages.extended(outcome))
@@ -236,6 +277,8 @@ class Actions:
         modal came from, else in the app's DM with them."""
         try:
             payload = work()
+        except Stale as exc:
+            payload = self.stale(exc)
         except ServiceError as exc:
             payload = self.deps.error(exc.message)
         except Exception:
@@ -251,13 +294,21 @@ class Actions:
 
     # --- App Home ----------------------------------------------------------------
 
-    def home_opened(self, event: dict[str, Any], client: WebClient) -> None:
+    def home_opened(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         if event.get("tab", "home") == "home":
-            self.deps.later("app_home_opened", self.publish_home, event, client)
+            self.deps.later("app_home_opened", self.publish_home, event, body, client)
 
-    def publish_home(self, event: dict[str, Any], client: WebClient) -> None:
+    def publish_home(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         user = str(event["user"])
-        data = queries.home(self.deps.ctx, self.deps.principal(user, None))
+        # An event need not say the user's own team: ask, as for a command.
+        try:
+            who = self.deps.principal(user, None, request_team(body), verify_home=True)
+        except Forbidden:
+            return  # refused and logged; no Home for someone who is not ours
+        self.publish_home_of(user, who, client)
+
+    def publish_home_of(self, user: str, who: Principal, client: WebClient) -> None:
+        data = queries.home(self.deps.ctx, who)
         view = self.deps.view(
             "app_home",
             user=user,
@@ -268,6 +319,10 @@ class Actions:
             start_after_restore=self.deps.start_after_restore,
         )
         client.views_publish(user_id=user, view=view)
+
+
+def _from_home(body: dict[str, Any]) -> bool:
+    return ((body.get("view") or {}).get("type")) == "home"
 
 
 def _view_id(data: Any) -> str | None:

@@ -27,6 +27,7 @@ from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.delivery import DropRetries, UserGroups
 from handlers.deps import SlackDeps
+from handlers.workspace import BindWorkspace, UserHomes, workspace_from
 from templates.blocks import SlackRenderer
 
 SLASH_COMMAND = "/checkpoint"
@@ -74,18 +75,38 @@ def build_bolt_app(
         token_verification_enabled=token_verification,
         listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="bolt"),
     )
+    workspace = workspace_from(
+        ctx.settings.slack, demo=ctx.settings.demo, auth_test=lambda: _auth_test(client)
+    )
     deps = SlackDeps(
         ctx=ctx,
         renderer=renderer,
         groups=UserGroups(client),
+        homes=UserHomes(client),
         work=ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="slack-work"),
+        workspace=workspace,
     )
     register(app, deps)
     return app
 
 
+def _auth_test(client: WebClient) -> dict[str, Any]:
+    data = client.auth_test().data
+    return data if isinstance(data, dict) else {}
+
+
 def register(app: App, deps: SlackDeps) -> None:
     """Attach the middleware and every listener to `app`."""
+    # First: a request from another workspace goes no further.
+    app.use(
+        BindWorkspace(
+            deps.workspace,
+            refused_view=lambda text: deps.view(
+                "notice_modal", title="checkpoint-bot", message=text
+            ),
+            refused_message=deps.error,
+        )
+    )
     app.use(DropRetries())
     commands, actions = Commands(deps), Actions(deps)
 
@@ -121,7 +142,7 @@ def register(app: App, deps: SlackDeps) -> None:
         actions.submit_extend(ack, body, view, client)
 
     @app.event("app_home_opened")
-    def on_home(event: dict[str, Any], client: WebClient) -> None:
-        actions.home_opened(event, client)
+    def on_home(event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        actions.home_opened(event, body, client)
 
     sweep_actions.register(app, deps)

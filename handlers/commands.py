@@ -12,24 +12,29 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
 from bot.inventory import InventoryLookupError
-from bot.notify.pending import pending_approval
+from bot.notify.pending import pending_approvals
 from bot.service import (
     Principal,
     ServiceError,
+    approve,
     change_settings,
     explain,
     extend,
     list_checkpoints,
     merge,
+    reject,
     request_checkpoint,
     rollback,
     show_change,
     show_settings,
 )
+from bot.service.binding import Ambiguous, Target
 from bot.service.window_notices import WindowNotices
 from handlers import messages, queries
 from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (
+    SLASH,
+    ApproveRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -38,6 +43,7 @@ from handlers.grammar import (
     MergeRequest,
     OpenCreateModal,
     PolicyRequest,
+    RejectRequest,
     RollbackRequest,
     SettingsRequest,
     StatusRequest,
@@ -74,6 +80,9 @@ class Commands:
             payload = self.answer(command, client)
         except GrammarError as exc:
             payload = self.deps.error(exc.message, exc.hint or None)
+        except Ambiguous as exc:
+            how = f"{SLASH} {exc.verb} {exc.ref}"
+            payload = self.deps.error(exc.message, messages.say_which(exc, how))
         except ServiceError as exc:
             payload = self.deps.error(exc.message)
         except Exception:
@@ -84,8 +93,16 @@ class Commands:
 
     def answer(self, command: dict[str, Any], client: WebClient) -> Payload | None:
         user, channel = str(command["user_id"]), command.get("channel_id")
-        request = parse(str(command.get("text") or ""))
         deps, ctx = self.deps, self.deps.ctx
+        # (workspace, user), before anything else: a slash command does not
+        # say the user's own team, so it is asked for (an external member of
+        # a shared channel is refused here, whatever they asked).
+        principal = deps.principal(user, channel, command.get("team_id"), verify_home=True)
+        request = parse(str(command.get("text") or ""))
+
+        def who() -> Principal:
+            return principal
+
         match request:
             case HelpRequest(topic=topic):
                 title = f"/checkpoint {topic}" if topic else None
@@ -96,7 +113,7 @@ class Commands:
                 client.views_open(trigger_id=command["trigger_id"], view=view)
                 return None
             case CreateRequest():
-                return self._create(request, deps.principal(user, channel))
+                return self._create(request, who())
             case ListRequest(target=target):
                 return deps.payload("checkpoint_list", listing=self._list(target), scope=target)
             case StatusRequest(change_ref=ref):
@@ -105,11 +122,11 @@ class Commands:
                 return deps.payload(
                     "change_root",
                     c=change,
-                    pending=pending_approval(ctx.engine, change),
+                    pending=pending_approvals(ctx.engine, change),
                     start_after_restore=deps.start_after_restore,
                 )
             case PolicyRequest(vm=vm, action=action):
-                decision = explain(ctx, vm, action, deps.principal(user, channel))
+                decision = explain(ctx, vm, action, who())
                 return deps.payload(
                     "policy_explain",
                     action=action,
@@ -122,20 +139,29 @@ class Commands:
                 target = request.change_ref or self._active_ref(request.vm or "")
                 if target is None:
                     return deps.error(messages.nothing_active(request.vm or ""))
-                outcome = rollback(ctx, target, requester=deps.principal(user, channel))
+                outcome = rollback(ctx, target, requester=who())
                 return self._acted("rollback", outcome)
             case MergeRequest(change_ref=ref):
-                outcome = merge(ctx, ref, requester=deps.principal(user, channel))
+                outcome = merge(ctx, ref, requester=who())
                 return self._acted("merge", outcome)
             case ExtendRequest(change_ref=ref, duration_text=by):
-                outcome = extend(ctx, ref, by, requester=deps.principal(user, channel))
+                outcome = extend(ctx, ref, by, requester=who())
                 if outcome.refused:
                     return deps.payload("denied_ephemeral", outcome=outcome, action="extend")
                 return deps.notice(*messages.extended(outcome))
+            case ApproveRequest(change_ref=ref, action=action):
+                # Approves what waits (or the named one) and says which it was.
+                result = approve(ctx, ref, approver=who(), target=Target(action=action))
+                return deps.notice(*messages.approval(result))
+            case RejectRequest(change_ref=ref, action=action, reason=reason):
+                result = reject(
+                    ctx, ref, approver=who(), reason=reason or "", target=Target(action=action)
+                )
+                return deps.notice(*messages.approval(result))
             case WindowsRequest():
                 return self._windows()
             case SettingsRequest():
-                return self._settings(request, deps.principal(user, channel))
+                return self._settings(request, who())
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _create(self, request: CreateRequest, who: Any) -> Payload:

@@ -14,9 +14,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.context import AppContext
-from bot.service import Principal
+from bot.service import Forbidden, Principal
 from handlers import messages
 from handlers.delivery import UserGroups
+from handlers.workspace import UserHomes, Workspace
 from templates.blocks import SlackRenderer
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ class SlackDeps:
     # threads doing CPU work (rendering, policy) leave the GIL to the threads
     # that are acking, so a burst of commands does not slow the acks down.
     work: Executor
+    # Who the bot serves; BindWorkspace refuses everyone else before a listener runs.
+    workspace: Workspace
+    # Each user's own team, for requests that do not say it (slash commands).
+    homes: UserHomes
 
     def later(self, what: str, fn: Callable[..., None], *args: Any) -> None:
         def run() -> None:
@@ -45,8 +50,23 @@ class SlackDeps:
     def demo(self) -> bool:
         return self.ctx.settings.demo
 
-    def principal(self, user_id: str, channel: str | None) -> Principal:
-        return Principal(user_id, self.groups.of(user_id), channel)
+    def principal(
+        self, user_id: str, channel: str | None, team: str | None, *, verify_home: bool = False
+    ) -> Principal:
+        """(workspace, user): the middleware already refused other teams; this
+        is the second lock on the same door, so a listener reached some other
+        way still cannot act for a stranger whose user id equals ours.
+        `verify_home`: the request did not say the user's own team (a slash
+        command), so ask Slack; an external member of a shared channel, or a
+        user Slack cannot tell us about, is refused."""
+        if team is None or team not in self.workspace.team_ids:
+            raise Forbidden(messages.foreign_workspace())
+        if verify_home and not self.homes.belongs(self.workspace, user_id):
+            log.warning(
+                messages.log_foreign_request("request", team, user_id, "not a member of ours")
+            )
+            raise Forbidden(messages.foreign_user())
+        return Principal(user_id, self.groups.of(user_id), channel, team=team)
 
     def payload(self, name: str, **values: Any) -> dict[str, Any]:
         """A message; every one carries the demo footer in demo mode."""

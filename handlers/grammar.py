@@ -18,6 +18,7 @@ from bot.durations import DurationError, parse_duration
 from bot.inventory.errors import InvalidName
 from bot.inventory.names import check_name
 from handlers.grammar_requests import (
+    ApproveRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -26,6 +27,7 @@ from handlers.grammar_requests import (
     MergeRequest,
     OpenCreateModal,
     PolicyRequest,
+    RejectRequest,
     Request,
     RollbackRequest,
     SettingsRequest,
@@ -50,6 +52,7 @@ from templates import mrkdwn_escape
 __all__ = [
     "COMMANDS",
     "SLASH",
+    "ApproveRequest",
     "Command",
     "CreateRequest",
     "ExtendRequest",
@@ -61,6 +64,7 @@ __all__ = [
     "OpenCreateModal",
     "Param",
     "PolicyRequest",
+    "RejectRequest",
     "Request",
     "RollbackRequest",
     "SettingsRequest",

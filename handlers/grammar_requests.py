@@ -83,6 +83,21 @@ class ExtendRequest:
 
 
 @dataclass(frozen=True)
+class ApproveRequest:
+    """Approve what a change waits for; `action` says which when several wait."""
+
+    change_ref: str
+    action: str | None = None  # create | rollback | merge | extend
+
+
+@dataclass(frozen=True)
+class RejectRequest:
+    change_ref: str
+    action: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class StatusRequest:
     change_ref: str
 
@@ -122,6 +137,8 @@ Request = (
     | RollbackRequest
     | MergeRequest
     | ExtendRequest
+    | ApproveRequest
+    | RejectRequest
     | StatusRequest
     | PolicyRequest
     | WindowsRequest

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from handlers.grammar_requests import (
+    ApproveRequest,
     CreateRequest,
     ExtendRequest,
     HelpRequest,
@@ -20,6 +21,7 @@ from handlers.grammar_requests import (
     MergeRequest,
     OpenCreateModal,
     PolicyRequest,
+    RejectRequest,
     Request,
     RollbackRequest,
     SettingsRequest,
@@ -160,6 +162,8 @@ _TYPES = CHECKPOINT_TYPES
 _ACTIONS = ("create", "rollback", "merge", "extend")
 _VM = Param("vm", Kind.VM, "VM")
 _CHANGE = Param("change", Kind.CHANGE, "CHG-n")
+# Which of a change's waiting requests: needed only when more than one waits.
+_REQUEST = Param("request", Kind.CHOICE, "REQUEST", choices=_ACTIONS, required=False)
 
 COMMANDS: tuple[Command, ...] = (
     Command(
@@ -233,6 +237,28 @@ COMMANDS: tuple[Command, ...] = (
         args=(_CHANGE, Param("duration", Kind.DURATION, "24h")),
         examples=("extend CHG-0042 24h",),
         synonyms=("renew", "prolong", "postpone", "snooze", "ttl"),
+    ),
+    Command(
+        "approve",
+        "approve what a change waits for (a checkpoint, a rollback, a merge, an extension)",
+        lambda v: ApproveRequest(v.need("change"), v.get("request")),
+        args=(_CHANGE, _REQUEST),
+        examples=("approve CHG-0042", "approve CHG-0042 rollback"),
+        details="The answer names what you approved. When more than one thing waits, "
+        "say which; never your own request.",
+        synonyms=("ok", "allow", "accept", "yes", "lgtm"),
+    ),
+    Command(
+        "reject",
+        "reject what a change waits for",
+        lambda v: RejectRequest(v.need("change"), v.get("request"), v.get("reason")),
+        args=(_CHANGE, _REQUEST),
+        options=(
+            Param("reason", Kind.TEXT, '"..."', help="why, for the record", example='"not now"'),
+        ),
+        examples=("reject CHG-0042", 'reject CHG-0042 rollback --reason "wait for the backup"'),
+        details="When more than one thing waits, say which.",
+        synonyms=("deny", "refuse", "no", "decline"),
     ),
     Command(
         "status",

@@ -9,8 +9,18 @@ Bolt style (`slack_bolt/logger/messages.py`).
 from __future__ import annotations
 
 from bot.service import ApprovalOutcome, Outcome
+from bot.service.binding import Ambiguous, Stale, settled_words
 from bot.service.views import ChangeView
 from templates import mrkdwn_escape as esc
+from templates.blocks import mention, slack_date
+
+# What an approval request is for, in a few words.
+REQUEST_WORDS = {
+    "create": "checkpoint",
+    "rollback": "rollback",
+    "merge": "merge",
+    "extend": "extension",
+}
 
 
 def created(outcome: Outcome) -> tuple[str, str]:
@@ -56,16 +66,69 @@ def extended(outcome: Outcome) -> tuple[str, str]:
 
 
 def approval(result: ApprovalOutcome) -> tuple[str, str]:
+    """Names what was approved or rejected: the approver sees which request
+    their click, command or App Home button acted on."""
     c = result.change
+    what = esc(REQUEST_WORDS.get(result.action, result.action))
     verbs = {
-        "pending": f"approval recorded ({result.approvals} of {result.required}); "
-        "it waits for more",
-        "approved": f"approved: the {esc(result.action)} goes ahead",
-        "refused": f"approved, but the policy refused the {esc(result.action)} on re-check",
-        "rejected": f"{esc(result.action)} rejected",
+        "pending": f"your approval of the {what} is recorded ({result.approvals} of "
+        f"{result.required}); it waits for more",
+        "approved": f"you approved the {what}: the {esc(result.action)} goes ahead",
+        "refused": f"approved, but the policy refused the {what} on re-check",
+        "rejected": f"you rejected the {what}; nothing runs for it",
+    }
+    titles = {
+        "pending": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} approval recorded",
+        "approved": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} approved",
+        "refused": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} refused",
+        "rejected": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} rejected",
     }
     text = verbs.get(result.state, esc(result.state))
-    return f"{c.ref}: {result.state}", f"*{c.ref}* ({esc(c.vm_name)}): {text}."
+    title = titles.get(result.state, f"{c.ref}: {result.state}")
+    return title, f"*{c.ref}* ({esc(c.vm_name)}): {text}."
+
+
+def stale(exc: Stale) -> tuple[str, ...]:
+    """A click that changed nothing because what it was for no longer
+    holds: what it was for, what happened since, what waits now."""
+    lines = [f"This button was for *{esc(exc.was_for)}*"]
+    if exc.settled_state is not None:
+        by = exc.settled_by
+        # A person settled an approval or rejection; the policy a refusal,
+        # and a new state of the change a superseded request (`by` says which).
+        who = mention(by) if by and exc.settled_state in ("approved", "rejected") else None
+        words = settled_words(exc.settled_state, None if who else by)
+        lines[0] += f", {esc(words)}" + (f" by {who}" if who else "")
+        if exc.settled_at is not None:
+            lines[0] += f" {slack_date(exc.settled_at)}"
+        lines[0] += "."
+    else:
+        lines[0] += (
+            f" (the card showed v{exc.seen_version}; {exc.ref} is at v{exc.now_version} now)."
+        )
+    if exc.since:
+        shown = " · ".join(
+            f"{esc(h.kind.replace('_', ' '))} by {mention(h.actor)} {slack_date(h.at)}"
+            for h in exc.since
+        )
+        more = f" · …and {exc.more_since} more" if exc.more_since else ""
+        lines.append(f"Since then: {shown}{more}.")
+    if exc.waiting:
+        names = " and ".join(f"*the {esc(w.action)}*" for w in exc.waiting)
+        lines.append(f"Waiting now: {names}, with its own Approve / Reject in the thread's card.")
+    else:
+        lines.append(f"Nothing waits for approval on {exc.ref} now.")
+    return (f"{exc.ref}: this button is out of date, so nothing was done", *lines)
+
+
+STALE_HINT = "The change's card in its thread has been brought up to date."
+
+
+def say_which(exc: Ambiguous, how: str) -> str:
+    """`how`: the command to repeat with the request named, e.g.
+    `/checkpoint approve CHG-0042`."""
+    options = " or ".join(f"`{how} {esc(choice)}`" for choice in exc.choices)
+    return f"Say which: {options}."
 
 
 def outdated(seen: int, now: int) -> str:
@@ -97,6 +160,39 @@ def log_unexpected(what: str) -> str:
 
 def log_group_lookup_failed(error: str) -> str:
     return f"usergroups.list failed ({error}); acting with no Slack user groups"
+
+
+def foreign_workspace() -> str:
+    return (
+        "checkpoint-bot works only for the Slack workspace it was set up for, and this "
+        "request came from another one: nothing was done."
+    )
+
+
+def foreign_user() -> str:
+    return (
+        "checkpoint-bot acts only for members of its own workspace; you are here from "
+        "another organisation (a shared channel), so nothing was done."
+    )
+
+
+def log_foreign_request(kind: str, team: str | None, user: str | None, why: str) -> str:
+    return f"refused a {kind} from team {team or '?'} user {user or '?'}: {why}"
+
+
+def log_mismatched_value(action_id: str, value: str) -> str:
+    return f"refused button {action_id}: its value {value!r} is for another kind of button"
+
+
+def log_user_lookup_failed(error: str) -> str:
+    return f"users.info failed ({error}); the user's team is unknown, so they are refused"
+
+
+def log_no_workspace() -> str:
+    return (
+        "auth.test names no team for the bot token: no workspace to serve, every request "
+        "is refused (set slack.team_ids)"
+    )
 
 
 def log_retry_dropped(key: str, attempt: str) -> str:

@@ -119,6 +119,8 @@ def home(ctx: AppContext, who: Principal) -> HomeData:
                         description=requirement.describe(),
                         approvals=len(request.approvals),
                         required=request.required,
+                        request_id=request.id,
+                        requested_by=request.requested_by,
                     )
                 )
     return HomeData(mine_views, to_approve, upcoming_windows(ctx), overdue_views)

@@ -25,6 +25,7 @@ from bot.service.adopt import adopt_checkpoint
 from bot.service.sweep_views import parse_orphan_value
 from handlers import messages, sweep_messages
 from handlers.deps import SlackDeps, ephemeral
+from handlers.workspace import request_team
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def clicked(
             host,
             vm_id,
             checkpoint_id,
-            deps.principal(user, channel),
+            deps.principal(user, channel, request_team(body)),
             then_merge=action.get("action_id") == MERGE,
         )
         title, *lines = sweep_messages.adopted(result)

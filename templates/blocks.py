@@ -48,8 +48,9 @@ FALLBACK_TEXT = 3000
 
 DEMO_FOOTER = "Demo mode — simulated Hyper-V estate; nothing here touches a real host."
 
-# Button values carry the change and the version the message was rendered at,
-# so a click on an outdated message is detected (see `parse_action_value`).
+# Button values carry the change, what the button is for and the version the
+# message was rendered at, so a click acts only on what its card showed (see
+# `ActionValue` and bot/service/binding.py).
 CHANGE_ACTIONS = frozenset(
     f"checkpoint:{verb}"
     for verb in (
@@ -65,7 +66,27 @@ CHANGE_ACTIONS = frozenset(
         "resolve_merged",
     )
 )
-_ACTION_VALUE = re.compile(r"^(CHG-\d+):v(\d+)$")
+# What each change button is for: the approval request it decides
+# ("rollback#12"), or the action it starts on the change as the card shows it.
+REQUEST_ACTIONS = ("create", "rollback", "merge", "extend")
+CARD_PURPOSES = {
+    "checkpoint:rollback": "rollback",
+    "checkpoint:merge": "merge",
+    "checkpoint:extend": "extend",
+    "checkpoint:start": "start",
+    "checkpoint:resolve_active": "resolve",
+    "checkpoint:resolve_failed": "resolve",
+    "checkpoint:resolve_rolled_back": "resolve",
+    "checkpoint:resolve_merged": "resolve",
+}
+DECIDING_ACTIONS = frozenset({"checkpoint:approve", "checkpoint:reject"})
+_ACTION_VALUE = re.compile(
+    r"^(CHG-\d+):(?:(create|rollback|merge|extend)#(\d+)|(rollback|merge|extend|start|resolve))"
+    r":v(\d+)$"
+)
+# What buttons carried before they said what they were for; still accepted
+# from old messages, and then only where exactly one thing can be meant.
+_LEGACY_VALUE = re.compile(r"^(CHG-\d+):v(\d+)$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
@@ -186,13 +207,17 @@ def pack_groups(
 class PendingApproval:
     """An approval that waits (template input for `change_root` and
     `app_home`): the change, the action it would carry out, who may give it
-    (`ApprovalRequirement.describe()`), and how many have so far."""
+    (`ApprovalRequirement.describe()`), how many have so far, the request's
+    id (its Approve / Reject carry it; without one no button is offered) and
+    who asked."""
 
     change: Any  # ChangeView; typed loosely so templates/ imports nothing from bot.service
     action: str
     description: str
     approvals: int = 0
     required: int = 1
+    request_id: int | None = None
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,13 +229,61 @@ class UpcomingWindow:
     closes_at: datetime
 
 
-def parse_action_value(value: str) -> tuple[str, int]:
-    """`"CHG-0042:v7"` → `("CHG-0042", 7)`; handlers compare the version with
-    the change's and answer "this message is out of date" when they differ."""
+@dataclass(frozen=True)
+class ActionValue:
+    """A change button's value: the change, what the button is for, the
+    version its card showed.
+
+        CHG-0042:rollback#12:v7   Approve / Reject of approval request 12 (a rollback)
+        CHG-0042:rollback:v7      Roll back (merge, extend, start, resolve) the
+                                  change as the card showed it at version 7
+        CHG-0042:v7               an old message's value: no purpose (`legacy`)
+    """
+
+    ref: str
+    version: int
+    purpose: str | None = None
+    request_id: int | None = None
+
+    @property
+    def legacy(self) -> bool:
+        return self.purpose is None
+
+    def __str__(self) -> str:
+        if self.purpose is None:
+            return f"{self.ref}:v{self.version}"
+        if self.request_id is not None:
+            return f"{self.ref}:{self.purpose}#{self.request_id}:v{self.version}"
+        return f"{self.ref}:{self.purpose}:v{self.version}"
+
+    def fits(self, action_id: str) -> bool:
+        """Whether this value belongs on button `action_id`: an Approve or
+        Reject names a request, any other button its own action. A legacy
+        value fits any change button (it cannot say; the service then
+        allows it only where one thing can be meant)."""
+        if self.legacy:
+            return action_id in CHANGE_ACTIONS
+        if action_id in DECIDING_ACTIONS:
+            return self.request_id is not None
+        return self.request_id is None and CARD_PURPOSES.get(action_id) == self.purpose
+
+
+def parse_action_value(value: str) -> ActionValue:
+    """A button value (or a modal's private_metadata) as `ActionValue`;
+    ValueError for anything else, which handlers refuse without acting."""
     found = _ACTION_VALUE.match(value)
-    if found is None:
-        raise ValueError(f"not a checkpoint action value: {value!r} (expected CHG-n:vN)")
-    return found.group(1), int(found.group(2))
+    if found is not None:
+        ref, request_action, request_id, card_action, version = found.groups()
+        if request_action is not None:
+            return ActionValue(ref, int(version), request_action, int(request_id))
+        return ActionValue(ref, int(version), card_action)
+    old = _LEGACY_VALUE.match(value)
+    if old is not None:
+        return ActionValue(old.group(1), int(old.group(2)))
+    raise ValueError(
+        f"not a checkpoint action value: {value!r} (expected CHG-n:ACTION:vN or "
+        "CHG-n:ACTION#REQUEST:vN)"
+    )
 
 
 SLACK_FILTERS: Mapping[str, Any] = {
@@ -282,10 +355,16 @@ def _check_block(name: str, index: int, block: dict[str, Any]) -> None:
             raise BlockKitError(name, f"{where}: an empty text (Slack rejects it)")
     for button in _buttons(block):
         action = str(button.get("action_id", ""))
-        if action in CHANGE_ACTIONS and not _ACTION_VALUE.match(button.get("value", "")):
-            raise BlockKitError(
-                name, f"{where}: button {action} value {button.get('value')!r} is not CHG-n:vN"
-            )
+        if action in CHANGE_ACTIONS:
+            value = str(button.get("value", ""))
+            # New messages say what each button is for; the legacy form is
+            # only read (from old messages), never written.
+            if not _ACTION_VALUE.match(value) or not parse_action_value(value).fits(action):
+                raise BlockKitError(
+                    name,
+                    f"{where}: button {action} value {value!r} does not say what it is for "
+                    "(CHG-n:ACTION:vN, or CHG-n:ACTION#REQUEST:vN on Approve / Reject)",
+                )
 
 
 def validate_blocks(name: str, blocks: object, max_blocks: int) -> list[dict[str, Any]]:
@@ -380,7 +459,7 @@ class SlackRenderer:
             raise BlockKitError(template, f"view: {exc}") from exc
         metadata = str(data.get("private_metadata", ""))
         if metadata.startswith("CHG-") and not _ACTION_VALUE.match(metadata):
-            raise BlockKitError(template, f"private_metadata {metadata!r} is not CHG-n:vN")
+            raise BlockKitError(template, f"private_metadata {metadata!r} is not CHG-n:ACTION:vN")
         dropped = _dropped_keys({k: v for k, v in data.items() if k != "blocks"}, checked, "view")
         if dropped:
             raise BlockKitError(template, f"keys Block Kit does not know: {', '.join(dropped)}")
@@ -390,6 +469,7 @@ class SlackRenderer:
 __all__ = [
     "CHANGE_ACTIONS",
     "DEMO_FOOTER",
+    "ActionValue",
     "BlockKitError",
     "Packed",
     "PendingApproval",

@@ -287,6 +287,7 @@ def write_config(
     policy: Path | None = None,
     jobs: Mapping[str, Any] | None = None,
     backend: str = "winrm",
+    team_id: str = "T0TEST",
 ) -> Path:
     """A deployment's config file (FileConfig): WinRM (to the emulator) or
     the simulator, Huey on Redis, PostgreSQL, a Slack channel for threads."""
@@ -302,7 +303,8 @@ def write_config(
             "workers": 4,
             **(jobs or {}),
         },
-        "slack": {"api_url": slack_api_url, "changes_channel": channel},
+        # The workspace the fake Slack's requests come from (SlackSender's).
+        "slack": {"api_url": slack_api_url, "changes_channel": channel, "team_ids": [team_id]},
         "sweep": {"enabled": False},
     }
     if policy is not None:

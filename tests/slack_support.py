@@ -9,11 +9,14 @@
 - `SlackSender`: sends what Slack sends, signed exactly like Slack
   (`v0:{ts}:{body}`, HMAC-SHA256 with the signing secret).
 - `running_bot`: the bot in HTTP mode for real (waitress on an ephemeral
-  port) against a demo context and the fake API.
+  port) against a demo context and the fake API; with `emulated=True` its
+  hosts are the WinRM emulator (real pypsrp over loopback), whose command
+  log says which cmdlets reached a host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -24,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -32,8 +36,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.cli.emulator_cmd import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.clock import ScaledClock
+from bot.config import HyperVConfig, Settings
 from bot.context import AppContext, build_context
+from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
+from bot.hyperv.sim_store import InMemoryHostStateStore
+from bot.inventory import demo_inventory_path, load_inventory
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.slack_http import HttpServer, SlackWsgi, consumer_running, database_answers
 from handlers.app import build_bolt_app
@@ -43,6 +52,8 @@ from tests.helpers import T0, settings_for
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test"
+TEAM_ID = "T0TEST"  # the fake API's auth.test team, and what SlackSender sends
+EMULATOR_USER, EMULATOR_PASSWORD = "hvadmin", "Passw0rd!"
 MESSAGE_BLOCKS, VIEW_BLOCKS = 50, 100
 
 
@@ -103,6 +114,8 @@ class FakeSlackApi:
     def __init__(self, usergroups: list[dict[str, Any]] | None = None) -> None:
         self.calls: list[Call] = []
         self.usergroups = usergroups or []
+        # users.info's team per user (default: ours): externals of a shared channel.
+        self.user_teams: dict[str, str] = {}
         # What apps.connections.open hands out: a Socket Mode server's ws:// URL.
         self.socket_url = ""
         self._ts = itertools.count(1)
@@ -187,7 +200,13 @@ class FakeSlackApi:
             "views.open": lambda: {"view": {**body.get("view", {}), "id": self._view_id()}},
             "views.update": lambda: {"view": {**body.get("view", {}), "id": self._view_id()}},
             "views.publish": lambda: {"view": {**body.get("view", {}), "id": self._view_id()}},
-            "users.info": lambda: {"user": {"id": body.get("user"), "tz": "UTC"}},
+            "users.info": lambda: {
+                "user": {
+                    "id": body.get("user"),
+                    "team_id": self.user_teams.get(str(body.get("user")), TEAM_ID),
+                    "tz": "UTC",
+                }
+            },
             "usergroups.list": lambda: {"usergroups": self.usergroups},
             "conversations.info": lambda: {"channel": {"id": channel, "name": "ops"}},
             "apps.connections.open": lambda: {"url": self.socket_url},
@@ -231,12 +250,48 @@ class Reply:
 
 @dataclass
 class SlackSender:
-    """Posts to the bot what Slack would, signed like Slack."""
+    """Posts to the bot what Slack would, signed like Slack: from our
+    workspace by default; `team` another workspace (the same app installed
+    there, or a correctly signed request an attacker got Slack to send);
+    `user_team` the clicking user's own team where it differs from the
+    workspace the channel is in (an external member of a shared channel);
+    `enterprise` an Enterprise Grid organisation id."""
 
     bot_url: str
     api: FakeSlackApi
     secret: str = SIGNING_SECRET
     _n: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    team: str = TEAM_ID
+    user_team: str | None = None
+    enterprise: str | None = None
+
+    def as_team(
+        self, team: str, *, user_team: str | None = None, enterprise: str | None = None
+    ) -> SlackSender:
+        """The same sender (one response_url numbering) for another origin."""
+        return replace(self, team=team, user_team=user_team, enterprise=enterprise)
+
+    def _user(self, user: str) -> dict[str, str]:
+        return {"id": user, "username": user.lower(), "team_id": self.user_team or self.team}
+
+    def _team(self) -> dict[str, str]:
+        found = {"id": self.team, "domain": "test"}
+        if self.enterprise:
+            found["enterprise_id"] = self.enterprise
+        return found
+
+    def _interaction(self, kind: str, user: str, **rest: Any) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "type": kind,
+            "team": self._team(),
+            "user": self._user(user),
+            "api_app_id": "A0TEST",
+            "token": "legacy",
+            "enterprise": {"id": self.enterprise, "name": "Grid"} if self.enterprise else None,
+            "is_enterprise_install": False,
+            **rest,
+        }
+        return payload
 
     def post(
         self,
@@ -276,7 +331,7 @@ class SlackSender:
         key, url = self.response_url()
         form = {
             "token": "legacy",
-            "team_id": "T0TEST",
+            "team_id": self.team,
             "team_domain": "test",
             "channel_id": channel,
             "channel_name": "ops",
@@ -285,9 +340,12 @@ class SlackSender:
             "command": "/checkpoint",
             "text": text,
             "api_app_id": "A0TEST",
+            "is_enterprise_install": "false",
             "response_url": url,
             "trigger_id": f"trigger.{key}",
         }
+        if self.enterprise:
+            form["enterprise_id"] = self.enterprise
         return self.post(
             urlencode(form), "application/x-www-form-urlencoded", **kw
         ), "response_url:" + key
@@ -304,55 +362,68 @@ class SlackSender:
         """A signed block_actions click on a button in a channel message
         (`message`: the message clicked, as Slack sends it along)."""
         key, url = self.response_url()
-        payload = {
-            "type": "block_actions",
-            "team": {"id": "T0TEST", "domain": "test"},
-            "user": {"id": user, "username": user.lower(), "team_id": "T0TEST"},
-            "api_app_id": "A0TEST",
-            "token": "legacy",
-            "container": {"type": "message", "channel_id": channel, "message_ts": "1.0"},
-            "trigger_id": f"trigger.{key}",
-            "channel": {"id": channel, "name": "ops"},
-            "message": message or {"ts": "1.0", "text": "x"},
-            "response_url": url,
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": action_id,
-                    "block_id": "b1",
-                    "value": value,
-                    "action_ts": str(time.time()),
-                }
-            ],
-        }
+        payload = self._interaction(
+            "block_actions",
+            user,
+            container={"type": "message", "channel_id": channel, "message_ts": "1.0"},
+            trigger_id=f"trigger.{key}",
+            channel={"id": channel, "name": "ops"},
+            message=message or {"ts": "1.0", "text": "x"},
+            response_url=url,
+            actions=[_button(action_id, value)],
+        )
         body = urlencode({"payload": json.dumps(payload)})
         return self.post(body, "application/x-www-form-urlencoded"), "response_url:" + key
 
+    def home_click(self, action_id: str, value: str, *, user: str = "U0BOB") -> Reply:
+        """A click on a button in the App Home: no channel, no response_url
+        (the bot answers in the clicker's DM)."""
+        key, _ = self.response_url()
+        payload = self._interaction(
+            "block_actions",
+            user,
+            container={"type": "view", "view_id": "V0HOME"},
+            trigger_id=f"trigger.{key}",
+            view={"id": "V0HOME", "type": "home", "team_id": self.team},
+            actions=[_button(action_id, value)],
+        )
+        return self.post(
+            urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded"
+        )
+
     def submit_view(self, view: dict[str, Any], *, user: str = "U0ALICE") -> Reply:
-        payload = {
-            "type": "view_submission",
-            "team": {"id": "T0TEST", "domain": "test"},
-            "user": {"id": user, "username": user.lower(), "team_id": "T0TEST"},
-            "api_app_id": "A0TEST",
-            "token": "legacy",
-            "trigger_id": "trigger.view",
-            "view": view,
-        }
+        payload = self._interaction("view_submission", user, trigger_id="trigger.view", view=view)
         body = urlencode({"payload": json.dumps(payload)})
         return self.post(body, "application/x-www-form-urlencoded")
 
-    def event(self, event: dict[str, Any], event_id: str, **kw: Any) -> Reply:
-        envelope = {
+    def event(
+        self, event: dict[str, Any], event_id: str, *, shared: bool = False, **kw: Any
+    ) -> Reply:
+        """`shared`: from a channel shared with another organisation."""
+        envelope: dict[str, Any] = {
             "token": "legacy",
-            "team_id": "T0TEST",
+            "team_id": self.team,
             "api_app_id": "A0TEST",
             "event": event,
             "type": "event_callback",
             "event_id": event_id,
             "event_time": int(time.time()),
-            "authorizations": [{"team_id": "T0TEST", "user_id": "U0BOT", "is_bot": True}],
+            "authorizations": [{"team_id": self.team, "user_id": "U0BOT", "is_bot": True}],
+            "is_ext_shared_channel": shared,
         }
+        if self.enterprise:
+            envelope["enterprise_id"] = self.enterprise
         return self.post(json.dumps(envelope), "application/json", **kw)
+
+
+def _button(action_id: str, value: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "block_id": "b1",
+        "value": value,
+        "action_ts": str(time.time()),
+    }
 
 
 @dataclass
@@ -361,6 +432,15 @@ class RunningBot:
     server: HttpServer
     ctx: AppContext
     slack: SlackSender
+    # What the emulated hosts received (`emulated=True` only).
+    emulator_log: EmulatorLog | None = None
+
+    def host_commands(self, cmdlet: str) -> list[str]:
+        """The hosts that received `cmdlet`, in order (needs `emulated=True`)."""
+        assert self.emulator_log is not None, "running_bot(..., emulated=True)"
+        return [
+            e.host for e in self.emulator_log.entries if e.cmdlet.casefold() == cmdlet.casefold()
+        ]
 
 
 @contextmanager
@@ -369,6 +449,8 @@ def running_bot(
     usergroups: list[dict[str, Any]] | None = None,
     *,
     policy_text: str | None = None,
+    emulated: bool = False,
+    team_ids: tuple[str, ...] | None = None,
 ) -> Iterator[RunningBot]:
     """The bot in HTTP mode (waitress, ephemeral port) on a demo context whose
     notifier and Bolt app both talk to the fake Web API; jobs run in threads
@@ -376,37 +458,83 @@ def running_bot(
 
     `usergroups` is what the fake `usergroups.list` answers; `policy_text`, a
     policy file (written to `workdir`) merged over the shipped default, as a
-    deployment's `policy:` is."""
+    deployment's `policy:` is. `emulated`: the hosts are the WinRM emulator
+    (`RunningBot.emulator_log`). `team_ids`: the workspace(s) configured as
+    `slack.team_ids` (default: none, so demo mode takes auth.test's T0TEST)."""
     settings = settings_for(workdir)
     if policy_text is not None:
         policy_file = workdir / "policy.yaml"
         policy_file.write_text(policy_text, encoding="utf-8")
         settings = replace(settings, policy_files=(policy_file,))
-    with FakeSlackApi(usergroups) as api:
-        env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
-        ctx = build_context(settings, env=env, clock=ScaledClock(600, start=T0), huey_kind="memory")
-        # Slack's real pace (1 post/s per channel) would make every test wait
-        # on the thread's replies; the fake API has no rate limit.
-        if isinstance(ctx.notifier, ThreadNotifier):
-            ctx.notifier.pacer = ChannelPacer(rate=1000.0, burst=1000)
-        consumer = ctx.start_workers()
+    if team_ids is not None:
+        settings = replace(settings, slack=replace_model(settings.slack, team_ids=team_ids))
+    clock = ScaledClock(600, start=T0)
+    with contextlib.ExitStack() as stack:
+        env: dict[str, str] = {}
+        log = None
+        if emulated:
+            log = EmulatorLog()
+            inventory = load_inventory(demo_inventory_path())
+            fleet = EmulatedFleet.start(
+                inventory,
+                InMemoryHostStateStore(),
+                users={EMULATOR_USER: EMULATOR_PASSWORD},
+                log=log,
+                clock=clock,
+            )
+            stack.callback(fleet.stop)
+            pointed = workdir / "emulated-inventory.yaml"
+            ports = {name: server.port for name, server in fleet.servers.items()}
+            pointed.write_text(
+                emulated_inventory(inventory, ports, EMULATOR_USER, EMULATOR_PASSWORD_ENV),
+                encoding="utf-8",
+            )
+            settings = replace(
+                settings,
+                inventory_path=pointed,
+                hyperv=HyperVConfig(backend="winrm", call_timeout=timedelta(seconds=60)),
+            )
+            env[EMULATOR_PASSWORD_ENV] = EMULATOR_PASSWORD
+        api = stack.enter_context(FakeSlackApi(usergroups))
+        yield from _serve(settings, api, clock, env, log)
+
+
+def replace_model(model: Any, **changes: Any) -> Any:
+    """A frozen pydantic model with `changes` (validated again)."""
+    return type(model).model_validate({**model.model_dump(), **changes})
+
+
+def _serve(
+    settings: Settings,
+    api: FakeSlackApi,
+    clock: ScaledClock,
+    env: dict[str, str],
+    log: EmulatorLog | None,
+) -> Iterator[RunningBot]:
+    env = {**env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
+    ctx = build_context(settings, env=env, clock=clock, huey_kind="memory")
+    # Slack's real pace (1 post/s per channel) would make every test wait
+    # on the thread's replies; the fake API has no rate limit.
+    if isinstance(ctx.notifier, ThreadNotifier):
+        ctx.notifier.pacer = ChannelPacer(rate=1000.0, burst=1000)
+    consumer = ctx.start_workers()
+    try:
+        app = build_bolt_app(
+            ctx,
+            bot_token=BOT_TOKEN,
+            signing_secret=SIGNING_SECRET,
+            api_url=api.api_url,
+            renderer=SlackRenderer(Renderer()),
+        )
+        wsgi = SlackWsgi(
+            app,
+            database_ok=lambda: database_answers(ctx.engine),
+            consumer_ok=lambda: consumer_running(consumer),
+        )
+        server = HttpServer(wsgi, "127.0.0.1", 0).start()
         try:
-            app = build_bolt_app(
-                ctx,
-                bot_token=BOT_TOKEN,
-                signing_secret=SIGNING_SECRET,
-                api_url=api.api_url,
-                renderer=SlackRenderer(Renderer()),
-            )
-            wsgi = SlackWsgi(
-                app,
-                database_ok=lambda: database_answers(ctx.engine),
-                consumer_ok=lambda: consumer_running(consumer),
-            )
-            server = HttpServer(wsgi, "127.0.0.1", 0).start()
-            try:
-                yield RunningBot(api, server, ctx, SlackSender(server.url, api))
-            finally:
-                server.stop()
+            yield RunningBot(api, server, ctx, SlackSender(server.url, api), log)
         finally:
-            ctx.close()
+            server.stop()
+    finally:
+        ctx.close()

@@ -122,8 +122,10 @@ def test_audit_export_csv(tmp_path: Path) -> None:
     result = run(tmp_path, "audit", "export", "--format", "csv", "--output", str(out))
     assert result.returncode == 0
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert lines[0].startswith("change,seq,at,actor,event")
-    assert lines[1].startswith("CHG-0001,1,") and "cli:tester" in lines[1]
+    # A Slack actor is (team, user); the CLI's operator has no team.
+    assert lines[0].startswith("change,seq,at,actor,actor_team,event")
+    assert "requester,requester_team,message" in lines[0]
+    assert lines[1].startswith("CHG-0001,1,") and "cli:tester," in lines[1]
 
 
 def test_configured_deployment_needs_db_upgrade_first(tmp_path: Path) -> None:
@@ -184,6 +186,29 @@ def test_rollback_of_prod_needs_a_second_person(tmp_path: Path) -> None:
     assert approved.returncode == 0, approved.stderr
     body = json.loads(approved.stdout)
     assert body["state"] == "rolled_back" and body["approval"]["state"] == "approved"
+
+
+def test_change_approve_names_what_it_decided_and_asks_which_when_several_wait(
+    tmp_path: Path,
+) -> None:
+    alice, bob = {"CHECKPOINT_BOT_USER": "alice"}, {"CHECKPOINT_BOT_USER": "bob"}
+    assert run(tmp_path, "checkpoint", "create", "WEB01", "-r", "patch", env=alice).returncode == 0
+    assert run(tmp_path, "checkpoint", "rollback", "CHG-1", env=alice).returncode == 0
+    # Past the policy's maximum lifetime an extension waits for an approver too.
+    longer = run(tmp_path, "checkpoint", "extend", "CHG-1", "10d", env=alice)
+    assert longer.returncode == 0, longer.stderr
+    which = run(tmp_path, "change", "approve", "CHG-1", env=bob)
+    assert which.returncode == 1
+    error = one_line_error(which)
+    assert "more than one thing (rollback, extend)" in error and "nothing was done" in error
+    assert "checkpoint-bot change approve CHG-1 --request rollback or --request extend" in error
+    rejected = run(tmp_path, "change", "reject", "CHG-1", "--request", "extend", env=bob)
+    assert rejected.returncode == 0 and "CHG-0001: extend rejected." in rejected.stdout
+    approved = run(tmp_path, "change", "approve", "CHG-1", "--json", env=bob)
+    assert approved.returncode == 0, approved.stderr
+    body = json.loads(approved.stdout)
+    assert body["approval"]["action"] == "rollback" and body["approval"]["state"] == "approved"
+    assert body["approval"]["request_id"] is not None
 
 
 def test_policy_explain_and_validate(tmp_path: Path) -> None:

@@ -9,6 +9,10 @@ recording Slack Web API in this process.
   workers ticking the same change windows: each notice once.
 - `kill -9` of a worker in the middle of a create: after a restart the
   change reaches a true final state, with no duplicate checkpoint.
+- Issue #21: the create's old Approve (new and old value format), clicked on
+  both replicas while a rollback waits, restores nothing; correctly signed
+  requests from another workspace (the same user ids as ours) and from an
+  external member of a shared channel reach neither the record nor the host.
 
 Everything a child prints lands in the test's tmp dir (`NN-name.out/.err`);
 a failed assertion shows the tail of each.
@@ -37,7 +41,15 @@ from bot.hyperv import Checkpoint
 from bot.jobs import make_huey
 from bot.store.db import make_engine, session_scope
 from bot.store.migrate import upgrade
-from bot.store.models import Change, ChangeEvent, Job, Tick, change_ref
+from bot.store.models import (
+    ApprovalRequest,
+    Change,
+    ChangeEvent,
+    Job,
+    Tick,
+    VMSettingChange,
+    change_ref,
+)
 from tests.multiproc_support import (
     DEMO_INVENTORY,
     Cluster,
@@ -570,3 +582,207 @@ def _periodic_task_names(config: Path, env: dict[str, str]) -> list[str]:
         return [task.name for task in ctx.periodic_tasks()]
     finally:
         ctx.close()
+
+
+# --- 4. issue #21 on two replicas: bound buttons, one workspace ------------------------------
+
+# On prod a create, a rollback and an extension each wait for one approver;
+# U0CAROL is an admin (she may change VM settings).
+BOUND_POLICY = """\
+admins: {users: [U0CAROL]}
+rules:
+  approvals:
+    overrides:
+      - scope: {tags: {env: prod}}
+        params: {count: 1, actions: [create, rollback, extend]}
+"""
+MUTATING = ("Checkpoint-VM", "Restore-VMSnapshot", "Remove-VMSnapshot", "Set-VM", "Start-VM")
+
+
+def pending_requests(engine: Engine, change_id: int) -> list[tuple[int, str, int]]:
+    with session_scope(engine) as s:
+        rows = s.exec(
+            select(ApprovalRequest)
+            .where(ApprovalRequest.change_id == change_id, ApprovalRequest.state == "pending")
+            .order_by(col(ApprovalRequest.id))
+        ).all()
+        return [(r.id or 0, r.action, len(r.approvals)) for r in rows]
+
+
+def host_work(dep: Deployment) -> dict[str, int]:
+    return {name: len(commands_named(dep.command_log, name)) for name in MUTATING}
+
+
+def record_of(engine: Engine) -> list[Any]:
+    """Every row a request could have written."""
+    with session_scope(engine) as s:
+        return [
+            sorted((c.id or 0, c.state, c.version) for c in s.exec(select(Change)).all()),
+            sorted((e.id or 0, e.kind) for e in s.exec(select(ChangeEvent)).all()),
+            sorted(
+                (r.id or 0, r.state, len(r.approvals))
+                for r in s.exec(select(ApprovalRequest)).all()
+            ),
+            sorted((j.id or 0, j.kind) for j in s.exec(select(Job)).all()),
+            sorted(v.id or 0 for v in s.exec(select(VMSettingChange)).all()),
+        ]
+
+
+def _active(dep: Deployment, vm: str) -> Change:
+    return wait_until(
+        lambda: (c := latest_change(dep.engine, vm)) is not None and c.state == "active" and c,
+        60,
+        f"{vm}'s change to be active",
+        explain=dep.explain,
+    )
+
+
+def _waiting(dep: Deployment, change_id: int, action: str) -> tuple[int, str, int]:
+    return wait_until(
+        lambda: next((p for p in pending_requests(dep.engine, change_id) if p[1] == action), None),
+        30,
+        f"a {action} request on {change_ref(change_id)}",
+        explain=dep.explain,
+    )
+
+
+def test_an_old_create_approve_on_two_replicas_never_approves_a_rollback(
+    deployment_factory: Callable[..., Deployment],
+) -> None:
+    dep = deployment_factory(policy_text=BOUND_POLICY)
+    cluster, api, engine = dep.cluster, dep.api, dep.engine
+    bots = [cluster.serve(dep.config, dep.env, name=f"serve{n}", worker=False) for n in (1, 2)]
+    cluster.worker(dep.config, dep.env)
+    numbering = itertools.count(1)
+    senders = [SlackSender(bot.url, api, _n=numbering) for bot in bots]
+
+    reply, _ = senders[0].command("create WEB01 --reason KB5044284", user="U0ALICE")
+    assert reply.status == 200
+    asked = wait_until(
+        lambda: latest_change(engine, "WEB01"), 30, "the request", explain=dep.explain
+    )
+    assert asked.id is not None
+    change_id, ref = asked.id, change_ref(asked.id)
+    create_id, _, _ = _waiting(dep, change_id, "create")
+    card = change_by_id(engine, change_id).version
+    create_approve, legacy = f"{ref}:create#{create_id}:v{card}", f"{ref}:v{card}"
+
+    # The create is approved and the rollback asked for with the values of
+    # messages posted before buttons said what they were for (CHG-n:vN): at
+    # exactly their version, with one thing waiting, they still act.
+    _, key = senders[1].click("checkpoint:approve", legacy, user="U0BOB")
+    wait_until(lambda: ephemeral_answers(api, [key]), 30, "the approval's answer")
+    active = _active(dep, "WEB01")
+    _, key = senders[0].click("checkpoint:rollback", f"{ref}:v{active.version}", user="U0ALICE")
+    rollback_id, _, _ = _waiting(dep, change_id, "rollback")
+    before, host_before = record_of(engine), host_work(dep)
+    assert host_before["Checkpoint-VM"] == 1 and host_before["Restore-VMSnapshot"] == 0
+
+    # The create-time buttons, new and old format, clicked on both replicas at once.
+    clicks = [
+        (senders[n % 2], value, user)
+        for n, (value, user) in enumerate(
+            [(v, u) for v in (create_approve, legacy) for u in ("U0CAROL", "U0DAVE", "U0ERIN")]
+        )
+    ]
+    with ThreadPoolExecutor(len(clicks)) as pool:
+        sent = list(pool.map(lambda c: c[0].click("checkpoint:approve", c[1], user=c[2]), clicks))
+    assert all(r.status == 200 and r.seconds < ACK_LIMIT for r, _ in sent)
+    keys = [k for _, k in sent]
+    answers = wait_until(
+        lambda: len(found := ephemeral_answers(api, keys)) == len(keys) and found,
+        30,
+        "an answer to every click",
+        explain=dep.explain,
+    )
+    time.sleep(3.0)  # a restore wrongly queued would have reached the host by now
+    assert host_work(dep) == host_before
+    assert record_of(engine) == before
+    assert pending_requests(engine, change_id) == [(rollback_id, "rollback", 0)]
+    for k in keys:
+        told = json.dumps(answers[k])
+        assert "out of date" in told and "nothing was done" in told, told
+        assert "the rollback" in told, told
+
+    # The rollback's own button approves it: one restore reaches the host.
+    rollback_approve = f"{ref}:rollback#{rollback_id}:v{change_by_id(engine, change_id).version}"
+    _, key = senders[1].click("checkpoint:approve", rollback_approve, user="U0CAROL")
+    told = json.dumps(wait_until(lambda: ephemeral_answers(api, [key]), 30, "the answer")[key])
+    assert "rollback approved" in told
+    wait_until(
+        lambda: change_by_id(engine, change_id).state == "rolled_back",
+        60,
+        f"{ref} to be rolled back",
+        explain=dep.explain,
+    )
+    assert len(commands_named(dep.command_log, "Restore-VMSnapshot")) == 1
+
+
+def test_requests_from_another_workspace_on_two_replicas_reach_nothing(
+    deployment_factory: Callable[..., Deployment],
+) -> None:
+    dep = deployment_factory(policy_text=BOUND_POLICY)
+    cluster, api, engine = dep.cluster, dep.api, dep.engine
+    bots = [cluster.serve(dep.config, dep.env, name=f"serve{n}", worker=False) for n in (1, 2)]
+    cluster.worker(dep.config, dep.env)
+    numbering = itertools.count(1)
+    ours = [SlackSender(bot.url, api, _n=numbering) for bot in bots]
+
+    # Ours: a create waiting (WEB01), and an active APP01 with an extension waiting.
+    ours[0].command("create WEB01 --reason KB5044284", user="U0ALICE")
+    ours[1].command("create APP01 --reason deploy", user="U0ALICE")
+    web = wait_until(lambda: latest_change(engine, "WEB01"), 30, "WEB01's change")
+    app = wait_until(lambda: latest_change(engine, "APP01"), 30, "APP01's change")
+    assert web.id is not None and app.id is not None
+    web_ref, app_ref = change_ref(web.id), change_ref(app.id)
+    create_id, _, _ = _waiting(dep, web.id, "create")
+    app_create, _, _ = _waiting(dep, app.id, "create")
+    # Approved with an old message's value (CHG-n:vN): one thing waits at that version.
+    app_card = change_by_id(engine, app.id).version
+    ours[0].click("checkpoint:approve", f"{app_ref}:v{app_card}", user="U0BOB")
+    active = _active(dep, "APP01")
+    ours[1].command(f"extend {app_ref} 48h", user="U0ALICE")
+    extend_id, _, _ = _waiting(dep, app.id, "extend")
+    wait_until(lambda: thread_settled(engine, app.id), 30, "the threads to settle")
+    version = change_by_id(engine, app.id).version
+    web_version = change_by_id(engine, web.id).version
+
+    # Correctly signed, from T0FOREIGN, with the same user ids as ours; and
+    # an external member of a shared channel in our own workspace.
+    foreign = [s.as_team("T0FOREIGN") for s in ours]
+    external = ours[1].as_team("T0TEST", user_team="T0EXT")
+    before, host_before = record_of(engine), host_work(dep)
+    slash = [
+        (foreign[0], f"approve {web_ref}", "U0BOB"),
+        (foreign[1], f"reject {web_ref}", "U0BOB"),
+        (foreign[0], f"approve {app_ref} extend", "U0BOB"),
+        (foreign[1], "settings FS01 --automatic off", "U0CAROL"),
+        (foreign[0], f"merge {app_ref}", "U0ALICE"),
+        (foreign[1], "create APP01 --reason theirs", "U0ALICE"),
+    ]
+    acks = [sender.command(text, user=user) for sender, text, user in slash]
+    clicks = [
+        foreign[1].click("checkpoint:approve", f"{web_ref}:create#{create_id}:v{web_version}"),
+        foreign[0].click("checkpoint:reject", f"{web_ref}:create#{create_id}:v{web_version}"),
+        foreign[1].click("checkpoint:approve", f"{app_ref}:extend#{extend_id}:v{version}"),
+        foreign[0].click("checkpoint:rollback", f"{app_ref}:rollback:v{version}", user="U0ALICE"),
+        external.click("checkpoint:approve", f"{web_ref}:create#{create_id}:v{web_version}"),
+    ]
+    keys = [k for _, k in clicks]
+    answers = wait_until(
+        lambda: len(found := ephemeral_answers(api, keys)) == len(keys) and found,
+        30,
+        "an answer to every click",
+        explain=dep.explain,
+    )
+    time.sleep(3.0)  # anything wrongly started would have reached the host by now
+    assert host_work(dep) == host_before
+    assert record_of(engine) == before
+    # Each was told, on the request's own way back (a slash command's ack).
+    for reply, _ in acks:
+        assert reply.status == 200 and "works only for the Slack workspace" in reply.body
+    assert all("nothing was done" in json.dumps(answers[k]) for k in keys)
+    assert host_before["Checkpoint-VM"] == 1 and host_before["Set-VM"] == 0
+    logged = "".join(b.proc.output() for b in bots)
+    assert logged.count("refused a") >= len(slash) + len(clicks), logged[-2000:]
+    assert active.state == "active" and app_create != create_id

@@ -26,6 +26,7 @@ from templates import Renderer
 from templates.blocks import (
     DEMO_FOOTER,
     MESSAGE_TEXT_BUDGET,
+    ActionValue,
     BlockKitError,
     PendingApproval,
     SlackRenderer,
@@ -148,6 +149,11 @@ def checkpoint_rows(count: int, vms: int = 30) -> tuple[CheckpointRow, ...]:
     return tuple(rows)
 
 
+def waiting_create(c: ChangeView, request_id: int = 3) -> list[PendingApproval]:
+    """What `bot.notify.pending` finds for a change waiting for its create."""
+    return [PendingApproval(c, "create", APPROVERS.describe(), request_id=request_id)]
+
+
 def samples() -> dict[str, dict[str, Any]]:
     """Values for every template, as the service would hand them over."""
     event_failed = EventView(
@@ -163,6 +169,7 @@ def samples() -> dict[str, dict[str, Any]]:
     return {
         "change_root": {
             "c": change("awaiting_approval"),
+            "pending": waiting_create(change("awaiting_approval")),
             "start_after_restore": True,
         },
         "change_event": {"c": change(), "e": event_failed},
@@ -203,7 +210,11 @@ VIEWS: dict[str, dict[str, Any]] = {
         "mine": [change(), change("awaiting_approval", id=43, ref="CHG-0043")],
         "to_approve": [
             PendingApproval(
-                change(id=44, ref="CHG-0044", requester="U0BOB"), "rollback", APPROVERS.describe()
+                change(id=44, ref="CHG-0044", requester="U0BOB"),
+                "rollback",
+                APPROVERS.describe(),
+                request_id=9,
+                requested_by="U0BOB",
             )
         ],
         "windows": [
@@ -281,10 +292,23 @@ EXPECTED_BUTTONS = {
 def test_root_message_offers_exactly_the_buttons_that_fit(
     slack: SlackRenderer, state: State
 ) -> None:
-    blocks = slack.message("change_root", c=change(state.value), start_after_restore=True)
+    c = change(state.value)
+    waiting = waiting_create(c) if state is State.AWAITING_APPROVAL else []
+    blocks = slack.message("change_root", c=c, pending=waiting, start_after_restore=True)
     assert action_ids(blocks) == EXPECTED_BUTTONS.get(state, set())
     for b in buttons(blocks):
-        assert parse_action_value(b["value"]) == ("CHG-0042", 7)
+        value = parse_action_value(b["value"])
+        assert (value.ref, value.version) == ("CHG-0042", 7)
+        assert not value.legacy and value.fits(b["action_id"])
+        if b["action_id"] in ("checkpoint:approve", "checkpoint:reject"):
+            assert (value.purpose, value.request_id) == ("create", 3)
+
+
+def test_a_waiting_create_without_its_request_offers_no_button(slack: SlackRenderer) -> None:
+    # Nothing to bind an Approve to: it says what waits and offers nothing.
+    blocks = slack.message("change_root", c=change("awaiting_approval"), start_after_restore=True)
+    assert action_ids(blocks) == set()
+    assert any("Waiting for approval* to create" in t for t in texts(blocks))
 
 
 def test_styles_and_confirm_dialogs(slack: SlackRenderer) -> None:
@@ -294,9 +318,10 @@ def test_styles_and_confirm_dialogs(slack: SlackRenderer) -> None:
     }
     assert by_id["checkpoint:rollback"]["style"] == "danger"
     assert "confirm" in by_id["checkpoint:merge"] and "confirm" not in by_id["checkpoint:extend"]
+    c = change("awaiting_approval")
     waiting = {
         b["action_id"]: b
-        for b in buttons(slack.message("change_root", c=change("awaiting_approval")))
+        for b in buttons(slack.message("change_root", c=c, pending=waiting_create(c)))
     }
     assert waiting["checkpoint:approve"]["style"] == "primary"
     assert waiting["checkpoint:reject"]["style"] == "danger"
@@ -334,22 +359,44 @@ def test_rollback_confirm_says_what_is_lost_and_how_the_vm_comes_back(
 
 
 def test_pending_rollback_approval_replaces_the_buttons_and_warns(slack: SlackRenderer) -> None:
-    pending = PendingApproval(None, "rollback", APPROVERS.describe(), approvals=0, required=1)
+    pending = PendingApproval(
+        None, "rollback", APPROVERS.describe(), approvals=0, required=1, request_id=12
+    )
     blocks = slack.message(
-        "change_root", c=change("active"), pending=pending, start_after_restore=False
+        "change_root", c=change("active"), pending=[pending], start_after_restore=False
     )
     assert action_ids(blocks) == {"checkpoint:approve", "checkpoint:reject"}
     approve = next(b for b in buttons(blocks) if b["action_id"] == "checkpoint:approve")
     assert "is lost" in approve["confirm"]["text"]["text"]
+    assert approve["text"]["text"] == "Approve rollback"
+    assert approve["value"] == "CHG-0042:rollback#12:v7"
     assert any("Waiting for approval* to rollback" in t and "@U123" in t for t in texts(blocks))
+
+
+def test_each_waiting_request_gets_its_own_buttons(slack: SlackRenderer) -> None:
+    c = change("active")
+    pending = [
+        PendingApproval(c, "rollback", APPROVERS.describe(), request_id=12, requested_by="U0A"),
+        PendingApproval(c, "extend", APPROVERS.describe(), request_id=14, requested_by="U0A"),
+    ]
+    blocks = slack.message("change_root", c=c, pending=pending, start_after_restore=True)
+    rows = [[e["value"] for e in b["elements"]] for b in blocks if b["type"] == "actions"]
+    assert rows == [
+        ["CHG-0042:rollback#12:v7", "CHG-0042:rollback#12:v7"],
+        ["CHG-0042:extend#14:v7", "CHG-0042:extend#14:v7"],
+    ]
+    labels = [b["text"]["text"] for b in buttons(blocks) if b["action_id"] == "checkpoint:approve"]
+    assert labels == ["Approve rollback", "Approve extension"]
 
 
 def test_confirm_dialogs_stay_within_their_limits(slack: SlackRenderer) -> None:
     long_vm = "V" * 200
     for state in ("awaiting_approval", "active", "rolled_back"):
+        c = change(state, vm_name=long_vm, host="H" * 200)
         blocks = slack.message(
             "change_root",
-            c=change(state, vm_name=long_vm, host="H" * 200),
+            c=c,
+            pending=waiting_create(c) if state == "awaiting_approval" else [],
             start_after_restore=True,
         )
         for b in buttons(blocks):
@@ -359,15 +406,65 @@ def test_confirm_dialogs_stay_within_their_limits(slack: SlackRenderer) -> None:
                 assert len(b["confirm"]["confirm"]["text"]) <= 30
 
 
-def test_buttons_carry_the_version_the_message_was_rendered_at(slack: SlackRenderer) -> None:
+def test_buttons_carry_what_they_are_for_and_the_version(slack: SlackRenderer) -> None:
     blocks = slack.message("change_root", c=change("rolled_back", version=11))
-    assert {b["value"] for b in buttons(blocks)} == {"CHG-0042:v11"}
+    assert {b["action_id"]: b["value"] for b in buttons(blocks)} == {
+        "checkpoint:merge": "CHG-0042:merge:v11",
+        "checkpoint:extend": "CHG-0042:extend:v11",
+    }
 
 
 def test_action_values_parse_back() -> None:
-    assert parse_action_value("CHG-0042:v7") == ("CHG-0042", 7)
-    with pytest.raises(ValueError, match="CHG-n:vN"):
-        parse_action_value("CHG-0042")
+    assert parse_action_value("CHG-0042:rollback#12:v7") == ActionValue(
+        "CHG-0042", 7, "rollback", 12
+    )
+    assert parse_action_value("CHG-0042:merge:v7") == ActionValue("CHG-0042", 7, "merge")
+    # An old message's value: it names no purpose, and may act only where
+    # exactly one thing can be meant (bot/service/binding.py).
+    old = parse_action_value("CHG-0042:v7")
+    assert old == ActionValue("CHG-0042", 7) and old.legacy
+    for value in ("CHG-0042:rollback#12:v7", "CHG-0042:merge:v7", "CHG-0042:v7"):
+        assert str(parse_action_value(value)) == value
+    for bad in ("CHG-0042", "CHG-0042:start#3:v1", "CHG-1:frobnicate:v1", "CHG-1:create:v1"):
+        with pytest.raises(ValueError, match="CHG-n:ACTION"):
+            parse_action_value(bad)
+
+
+@pytest.mark.parametrize(
+    ("action_id", "value", "fits"),
+    [
+        ("checkpoint:approve", "CHG-1:rollback#4:v2", True),
+        ("checkpoint:reject", "CHG-1:create#4:v2", True),
+        ("checkpoint:approve", "CHG-1:rollback:v2", False),  # a Roll back value on Approve
+        ("checkpoint:rollback", "CHG-1:rollback#4:v2", False),  # a request on Roll back
+        ("checkpoint:rollback", "CHG-1:merge:v2", False),
+        ("checkpoint:merge", "CHG-1:merge:v2", True),
+        ("checkpoint:resolve_failed", "CHG-1:resolve:v2", True),
+        ("checkpoint:approve", "CHG-1:v2", True),  # legacy: the service decides
+    ],
+)
+def test_a_value_fits_only_its_own_button(action_id: str, value: str, fits: bool) -> None:
+    assert parse_action_value(value).fits(action_id) is fits
+
+
+@pytest.mark.parametrize(
+    "value", ["CHG-0042:v7", "CHG-0042:merge:v7", "CHG-0042:rollback#3:v7", "nonsense"]
+)
+def test_a_rendered_approve_button_must_name_its_request(value: str) -> None:
+    # New messages never carry a legacy value or one meant for another button.
+    block = {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Approve"},
+                "action_id": "checkpoint:rollback",
+                "value": value,
+            }
+        ],
+    }
+    with pytest.raises(BlockKitError, match="does not say what it is for"):
+        validate_blocks("test", [block], 50)
 
 
 # --- escaping and truncation -----------------------------------------------------
@@ -535,7 +632,9 @@ def test_app_home_caps_blocks_and_has_useful_empty_states(slack: SlackRenderer) 
         user="U0ALICE",
         mine=many,
         overdue=many,
-        to_approve=[PendingApproval(c, "create", APPROVERS.describe()) for c in many],
+        to_approve=[
+            PendingApproval(c, "create", APPROVERS.describe(), request_id=c.id) for c in many
+        ],
         windows=[UpcomingWindow(f"w{i}", T0, T0 + timedelta(hours=2)) for i in range(200)],
         start_after_restore=True,
         demo=True,

@@ -14,6 +14,7 @@ from bot.durations import DurationError
 from bot.inventory.names import check_name
 from handlers import (
     COMMANDS,
+    ApproveRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -22,6 +23,7 @@ from handlers import (
     MergeRequest,
     OpenCreateModal,
     PolicyRequest,
+    RejectRequest,
     Request,
     RollbackRequest,
     SettingsRequest,
@@ -209,13 +211,13 @@ ERRORS: list[tuple[str, str, str]] = [
     (
         "web01 &lt;!channel&gt;",
         "unknown command 'web01'; the commands are create, list, rollback, merge, extend, "
-        "status, policy, windows, settings, help",
+        "approve, reject, status, policy, windows, settings, help",
         "Try /checkpoint help.",
     ),
     (
         "&lt;!here&gt; x",
         "unknown command '&lt;!here&gt;'; the commands are create, list, rollback, merge, "
-        "extend, status, policy, windows, settings, help",
+        "extend, approve, reject, status, policy, windows, settings, help",
         "Try /checkpoint help.",
     ),
     ("help craete", "unknown command 'craete'; did you mean create?", "Try /checkpoint help."),
@@ -407,6 +409,8 @@ def _check(text: str) -> None:
         | RollbackRequest
         | MergeRequest
         | ExtendRequest
+        | ApproveRequest
+        | RejectRequest
         | StatusRequest
         | PolicyRequest
         | WindowsRequest

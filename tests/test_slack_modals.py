@@ -74,7 +74,8 @@ def test_extend_button_opens_the_modal_and_extends(bot: RunningBot) -> None:
     reply, key = bot.slack.click("checkpoint:extend", value(active), user="U0ALICE")
     assert reply.seconds < ACK_LIMIT
     view = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
-    assert view["private_metadata"] == value(active)
+    # The modal carries what the Extend button was for, in the new form.
+    assert view["private_metadata"] == f"{active.ref}:extend:v{active.version}"
     opened = bot.api.of("views.open")[-1]
     assert opened.body["view"]["callback_id"] == "checkpoint:extend"
 

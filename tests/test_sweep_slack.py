@@ -105,8 +105,9 @@ def test_one_digest_per_channel_whatever_the_count(
                 if button["action_id"].startswith("sweep:"):
                     assert post.body["channel"] == "C0A"  # orphans go to sweep.channel
                     continue
-                ref, version = parse_action_value(button["value"])
-                assert show_change(ctx, ref).version == version
+                value = parse_action_value(button["value"])
+                assert value.fits(button["action_id"]) and not value.legacy
+                assert show_change(ctx, value.ref).version == value.version
             # Merging is destructive: every merge button asks first.
             assert all(b.get("confirm") for b in _buttons(post) if "merge" in b["action_id"])
         c0a = next(p for p in posts if p.body["channel"] == "C0A")
@@ -201,7 +202,7 @@ def test_the_digest_buttons_over_signed_requests(tmp_path: Path) -> None:
         buttons = {(b["action_id"], b["value"]): b for b in _buttons(post)}
         adopt_first = f"{first.host}/{first.vm_id}/{first.id}"
         merge_second = f"{second.host}/{second.vm_id}/{second.id}"
-        keep_stale = f"{stale.ref}:v{stale.version}"
+        keep_stale = f"{stale.ref}:merge:v{stale.version}"
         assert ("sweep:adopt", adopt_first) in buttons
         assert buttons[("sweep:merge", merge_second)]["confirm"]
         assert buttons[("checkpoint:merge", keep_stale)]["confirm"]

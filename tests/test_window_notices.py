@@ -236,7 +236,16 @@ def test_each_notice_goes_out_once_with_what_it_is_about(
         for el in block["elements"]
     ]
     assert buttons == ["checkpoint:rollback", "checkpoint:merge", "checkpoint:extend"]
-    assert f"{active.ref}:v{active.version}" in str(closing.body["blocks"])
+    # Each button says what it is for, on the change as the notice shows it.
+    values = [
+        el["value"]
+        for block in closing.body["blocks"]
+        if block["type"] == "actions"
+        for el in block["elements"]
+    ]
+    assert values == [
+        f"{active.ref}:{action}:v{active.version}" for action in ("rollback", "merge", "extend")
+    ]
 
     tick_both(opens + timedelta(hours=6, minutes=5))
     assert len(notices(api)) == 4 and "closed" in notices(api)[3]

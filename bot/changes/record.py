@@ -47,7 +47,14 @@ def get_change(session: Session, change_id: int) -> Change:
     return change
 
 
-def open_change(session: Session, change: Change, *, actor: str, now: datetime) -> Change:
+def open_change(
+    session: Session,
+    change: Change,
+    *,
+    actor: str,
+    now: datetime,
+    actor_team: str | None = None,
+) -> Change:
     """Insert a new change in `requested` with its first event."""
     change.state = State.REQUESTED.value
     change.created_at = now
@@ -62,6 +69,7 @@ def open_change(session: Session, change: Change, *, actor: str, now: datetime) 
             seq=1,
             at=now,
             actor=actor,
+            actor_team=actor_team if actor_team is not None else change.requester_team,
             kind="requested",
             to_state=State.REQUESTED.value,
             message=change.reason,
@@ -93,6 +101,7 @@ def _append(
     message: str,
     details: dict[str, Any],
     transition: Transition | None = None,
+    actor_team: str | None = None,
 ) -> ChangeEvent:
     assert change.id is not None
     last = session.exec(
@@ -103,6 +112,7 @@ def _append(
         seq=(last or 0) + 1,
         at=now,
         actor=actor,
+        actor_team=actor_team,
         kind=kind,
         from_state=transition.from_state.value if transition else None,
         to_state=transition.to_state.value if transition else None,
@@ -123,10 +133,12 @@ def transition(
     now: datetime,
     message: str = "",
     details: dict[str, Any] | None = None,
+    actor_team: str | None = None,
     **values: Any,
 ) -> ChangeEvent:
     """Move `change` by `command` (pure table), update it conditionally and
-    append exactly one event. Raises IllegalTransition or ConcurrentUpdate."""
+    append exactly one event. Raises IllegalTransition or ConcurrentUpdate.
+    `actor_team`: the Slack workspace of a Slack user acting (None otherwise)."""
     step = apply(State(change.state), command)
     _bump(session, change, now, {"state": step.to_state.value, **values})
     _supersede_requests(session, change, step.to_state, now)
@@ -139,6 +151,7 @@ def transition(
         message=message,
         details=details or {},
         transition=step,
+        actor_team=actor_team,
     )
 
 
@@ -167,12 +180,20 @@ def note(
     now: datetime,
     message: str,
     details: dict[str, Any] | None = None,
+    actor_team: str | None = None,
     **values: Any,
 ) -> ChangeEvent:
     """An event that does not change the state (a warning, an extension)."""
     _bump(session, change, now, values)
     return _append(
-        session, change, kind=kind, actor=actor, now=now, message=message, details=details or {}
+        session,
+        change,
+        kind=kind,
+        actor=actor,
+        now=now,
+        message=message,
+        details=details or {},
+        actor_team=actor_team,
     )
 
 

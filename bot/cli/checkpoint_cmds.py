@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from bot.changes import State
@@ -20,7 +22,8 @@ from bot.service import (
     show_change,
     start_vm,
 )
-from bot.service.errors import Unavailable
+from bot.service.binding import APPROVAL_ACTIONS, Ambiguous, Target
+from bot.service.errors import Conflict, Unavailable
 from bot.service.settings import SETTING_TYPES
 from bot.service.views import ChangeView
 from policies.model import CHECKPOINT_TYPES
@@ -251,6 +254,7 @@ def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> 
                     "state": result.state,
                     "approvals": result.approvals,
                     "required": result.required,
+                    "request_id": result.request_id,
                 },
                 "job_id": result.job_id,
             }
@@ -261,26 +265,55 @@ def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> 
         raise SystemExit(EXIT_REFUSED)
 
 
+REQUESTS = click.Choice(APPROVAL_ACTIONS, case_sensitive=False)
+_REQUEST_HELP = (
+    "Which waiting request, when more than one waits (the answer names what it decided)."
+)
+
+
+def _which(ref: str, verb: str, call: Callable[[], ApprovalOutcome]) -> ApprovalOutcome:
+    try:
+        return call()
+    except Ambiguous as exc:
+        options = " or ".join(f"--request {c}" for c in exc.choices)
+        raise Conflict(f"{exc.message}: checkpoint-bot change {verb} {ref} {options}") from None
+
+
 @change.command("approve")
 @click.argument("ref", metavar="CHG-n")
+@click.option("--request", "request", type=REQUESTS, default=None, help=_REQUEST_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
-def approve_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
-    """Approve what CHG-n waits for (a checkpoint, a rollback, an extension).
+def approve_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> None:
+    """Approve what CHG-n waits for (a checkpoint, a rollback, a merge, an
+    extension), and say which it was.
 
     The requester never counts as an approver; the policy is checked again
-    once enough approvers have said yes."""
-    _approval_result(rt, approve(rt.ctx, ref, approver=rt.principal), as_json=as_json)
+    once enough approvers have said yes. When more than one request waits,
+    --request names the one you approve."""
+    result = _which(
+        ref,
+        "approve",
+        lambda: approve(rt.ctx, ref, approver=rt.principal, target=Target(action=request)),
+    )
+    _approval_result(rt, result, as_json=as_json)
 
 
 @change.command("reject")
 @click.argument("ref", metavar="CHG-n")
+@click.option("--request", "request", type=REQUESTS, default=None, help=_REQUEST_HELP)
 @click.option("--reason", "-r", default="", help="Why, for the record.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
-def reject_cmd(rt: Runtime, ref: str, reason: str, as_json: bool) -> None:
-    """Reject what CHG-n waits for."""
-    result = reject(rt.ctx, ref, approver=rt.principal, reason=reason)
+def reject_cmd(rt: Runtime, ref: str, request: str | None, reason: str, as_json: bool) -> None:
+    """Reject what CHG-n waits for (--request names it when more than one waits)."""
+    result = _which(
+        ref,
+        "reject",
+        lambda: reject(
+            rt.ctx, ref, approver=rt.principal, reason=reason, target=Target(action=request)
+        ),
+    )
     _approval_result(rt, result, as_json=as_json)
 
 

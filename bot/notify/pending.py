@@ -1,6 +1,7 @@
-"""What waits for approvers on a change besides the create itself (a
-rollback, a merge, an extension), as its thread root and `/checkpoint
-status` show it. A waiting create is the change's own state."""
+"""What waits for approvers on a change (the create itself, a rollback, a
+merge, an extension), as its thread root and `/checkpoint status` show it:
+one entry per waiting request, each carrying the request's id, so its
+Approve / Reject act on that request and no other."""
 
 from __future__ import annotations
 
@@ -14,19 +15,22 @@ from policies import ApprovalRequirement
 from templates.blocks import PendingApproval
 
 
-def pending_approval(engine: Engine, change: ChangeView) -> PendingApproval | None:
+def pending_approvals(engine: Engine, change: ChangeView) -> list[PendingApproval]:
     with session_scope(engine) as s:
-        request = s.exec(
+        requests = s.exec(
             select(ApprovalRequest)
             .where(ApprovalRequest.change_id == change.id, ApprovalRequest.state == "pending")
             .order_by(col(ApprovalRequest.id))
-        ).first()
-    if request is None or request.action == "create":
-        return None
-    return PendingApproval(
-        change=change,
-        action=request.action,
-        description=ApprovalRequirement.from_dict(request.requirement).describe(),
-        approvals=len(request.approvals),
-        required=request.required,
-    )
+        ).all()
+        return [
+            PendingApproval(
+                change=change,
+                action=r.action,
+                description=ApprovalRequirement.from_dict(r.requirement).describe(),
+                approvals=len(r.approvals),
+                required=r.required,
+                request_id=r.id,
+                requested_by=r.requested_by,
+            )
+            for r in requests
+        ]

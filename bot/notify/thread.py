@@ -25,7 +25,7 @@ from sqlmodel import col
 from bot.changes import State
 from bot.changes.record import events_of, get_change
 from bot.notify.pacing import ChannelPacer
-from bot.notify.pending import pending_approval
+from bot.notify.pending import pending_approvals
 from bot.service.views import ChangeView, EventView
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job, change_ref
@@ -152,7 +152,7 @@ class ThreadNotifier:
             "change_root",
             demo=self.demo,
             c=view,
-            pending=pending_approval(self.engine, view),
+            pending=pending_approvals(self.engine, view),
             start_after_restore=self.start_after_restore,
         )
         thread_ts = change.thread_ts

@@ -40,7 +40,7 @@ from bot.playground.server import PlaygroundApp
 from bot.playground.signing import AppLink
 from bot.playground.ui import PlaygroundUi
 from bot.playground.webapi import WebApi
-from bot.playground.workspace import DEMO_CHANNELS, Workspace
+from bot.playground.workspace import DEMO_CHANNELS, TEAM_ID, Workspace
 from bot.slack_http import EVENTS_PATH, HttpServer, SlackWsgi, consumer_running, database_answers
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,9 @@ def _settings(options: DemoOptions, rundir: Path, inventory: Path) -> Settings:
         database_url=f"sqlite:///{rundir / 'checkpoint-bot.db'}",
         hyperv=HyperVConfig(backend="winrm", call_timeout=timedelta(seconds=60)),
         jobs=jobs,
-        slack=SlackConfig(changes_channel=DEMO_CHANNEL),
+        # The playground's workspace is the one the bot serves (as a
+        # deployment's slack.team_ids says), so its requests are accepted.
+        slack=SlackConfig(changes_channel=DEMO_CHANNEL, team_ids=(TEAM_ID,)),
     )
 
 

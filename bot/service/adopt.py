@@ -189,6 +189,7 @@ def adopt_checkpoint(
                     holds_memory=holds_memory(checkpoint),
                     reason=f'adopted orphan checkpoint "{checkpoint.name}"'[:2000],
                     requester=person.id,
+                    requester_team=person.team,
                     source=source,
                     channel=person.channel,
                     state="",
@@ -215,6 +216,7 @@ def adopt_checkpoint(
                 change,
                 Command.ADOPT,
                 actor=person.id,
+                actor_team=person.team,
                 now=now,
                 message=f"adopted checkpoint {checkpoint.id} found by the sweep on {vm.host}: "
                 f"{format_duration(age)} old, {human_bytes(checkpoint.size_bytes)}; "

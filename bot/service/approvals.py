@@ -1,6 +1,11 @@
-"""Approve and reject what waits for approvers: a create, a rollback, an
-extension. The requester never counts, every approver is checked against
-the policy, and the policy is asked again once enough have approved."""
+"""Approve and reject what waits for approvers: a create, a rollback, a
+merge, an extension. The requester never counts, every approver is checked
+against the policy, and the policy is asked again once enough have approved.
+
+Each call acts on one approval request, the one its `Target` means
+(`bot.service.binding`): a button's own request, the one named, or the only
+one waiting. It is looked up again in the transaction that writes, so a
+request settled meanwhile is never approved by a click meant for it."""
 
 from __future__ import annotations
 
@@ -8,18 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from bot.changes import Command, State
+from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
+from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden
+from bot.service.not_now import not_now
 from bot.service.requests import (
     apply_extension,
-    begin_host_action,
     find_change,
     resolve_vm,
     start_create,
+    start_host_action,
+    submit_host_action,
     view,
 )
 from bot.service.views import ChangeView
@@ -50,17 +58,8 @@ class ApprovalOutcome:
     required: int
     decision: Decision | None = None
     job_id: int | None = None
-
-
-def _pending(s: Session, change_id: int) -> ApprovalRequest:
-    found = s.exec(
-        select(ApprovalRequest)
-        .where(ApprovalRequest.change_id == change_id, ApprovalRequest.state == "pending")
-        .order_by(col(ApprovalRequest.id))
-    ).first()
-    if found is None:
-        raise Conflict(f"{change_ref(change_id)} has nothing waiting for approval")
-    return found
+    # The approval request this settled or advanced.
+    request_id: int | None = None
 
 
 def _may_decide(ctx: AppContext, request: ApprovalRequest, who: Principal, verb: str) -> None:
@@ -81,7 +80,7 @@ def _may_decide(ctx: AppContext, request: ApprovalRequest, who: Principal, verb:
 
 def _decide_again(ctx: AppContext, change: Change, request: ApprovalRequest) -> Decision:
     vm = resolve_vm(ctx, change.vm_name)
-    who = Principal(request.requested_by)
+    who = Principal(request.requested_by, team=request.requested_by_team)
     action = Action(request.action)
     extend_to = request.params.get("extend_to")
     return ctx.decider.decide(
@@ -94,16 +93,37 @@ def _decide_again(ctx: AppContext, change: Change, request: ApprovalRequest) -> 
     )
 
 
-def approve(ctx: AppContext, ref: str, *, approver: str | Principal) -> ApprovalOutcome:
+def _bound(s: Session, change_id: int, target: Target, verb: str) -> ApprovalRequest:
+    return bound_request(s, get_change(s, change_id), target, verb)
+
+
+def _refreshing(ctx: AppContext, change_id: int, exc: Stale) -> Stale:
+    # The card the click came from is out of date: bring it up to date.
+    ctx.notifier.changed(change_id)
+    return exc
+
+
+def approve(
+    ctx: AppContext, ref: str, *, approver: str | Principal, target: Target | None = None
+) -> ApprovalOutcome:
+    """Approve the request `target` means (default: the only one waiting)."""
     who = as_principal(approver)
+    aim = target or Target()
     change_id = find_change(ctx, ref)
     now = ctx.clock()
-    with session_scope(ctx.engine) as s:
-        request = _pending(s, change_id)
-        change = get_change(s, change_id)
+    try:
+        with session_scope(ctx.engine) as s:
+            request = _bound(s, change_id, aim, "approve")
+            change = get_change(s, change_id)
+    except Stale as exc:
+        raise _refreshing(ctx, change_id, exc) from None
+    assert request.id is not None
+    request_id = request.id
+    # Bound to the request found, from here on: a legacy target also to its version.
+    bound = Target(request_id=request_id, version=aim.version if aim.legacy else None)
     _may_decide(ctx, request, who, "approve")
     if any(a.get("by") == who.id for a in request.approvals):
-        raise Conflict(f"you already approved {change_ref(change_id)}")
+        raise Conflict(f"you already approved the {request.action} of {change_ref(change_id)}")
     decision = None
     if len(request.approvals) + 1 >= request.required:
         # This approval completes the request, so the policy is asked again
@@ -113,8 +133,11 @@ def approve(ctx: AppContext, ref: str, *, approver: str | Principal) -> Approval
     try:
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
-            request = _pending(s, change_id)
-            request.approvals = [*request.approvals, {"by": who.id, "at": now.isoformat()}]
+            request = bound_request(s, change, bound, "approve")
+            if aim.legacy and change.version != aim.version:
+                raise Conflict(f"{change_ref(change_id)} changed while you approved; look again")
+            approval = {"by": who.id, "team": who.team, "at": now.isoformat()}
+            request.approvals = [*request.approvals, approval]
             s.add(request)
             count, required, action = len(request.approvals), request.required, request.action
             note(
@@ -122,135 +145,223 @@ def approve(ctx: AppContext, ref: str, *, approver: str | Principal) -> Approval
                 change,
                 kind="approval",
                 actor=who.id,
+                actor_team=who.team,
                 now=now,
                 message=f"{action} approved by {who.id} ({count} of {required})",
+                details={"request": request_id, "action": action},
             )
+    except Stale as exc:
+        raise _refreshing(ctx, change_id, exc) from None
     except ConcurrentUpdate:
         raise Conflict(
             f"{change_ref(change_id)} changed while you approved; nothing was recorded, try again"
         ) from None
     if count < required:
-        result = ApprovalOutcome(view(ctx, change_id), action, "pending", count, required)
+        result = ApprovalOutcome(
+            view(ctx, change_id), action, "pending", count, required, request_id=request_id
+        )
     else:
-        result = _carry_out(ctx, change_id, who, now, decision)
+        result = _carry_out(ctx, change_id, request_id, who, now, decision)
     ctx.notifier.changed(change_id)
     return result
 
 
+def _still_pending(s: Session, change_id: int, request_id: int) -> ApprovalRequest:
+    request = s.get(ApprovalRequest, request_id, populate_existing=True)
+    if request is None or request.state != "pending":
+        # Another approver's click carried it out a moment earlier.
+        raise Conflict(f"{change_ref(change_id)}'s request was settled meanwhile; look again")
+    return request
+
+
 def _carry_out(
-    ctx: AppContext, change_id: int, who: Principal, now: datetime, decided: Decision | None
+    ctx: AppContext,
+    change_id: int,
+    request_id: int,
+    who: Principal,
+    now: datetime,
+    decided: Decision | None,
 ) -> ApprovalOutcome:
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
-        request = _pending(s, change_id)
+        request = _still_pending(s, change_id, request_id)
     decision = decided if decided is not None else _decide_again(ctx, change, request)
     approved, action = len(request.approvals), request.action
     still_short = decision.approval is not None and approved < decision.approval.required
-    with session_scope(ctx.engine) as s:
-        change = get_change(s, change_id)
-        request = _pending(s, change_id)
-        request.resolved_at, request.resolved_by = now, who.id
-        if decision.verdict is Verdict.DENY:
-            request.state = "refused"
-            s.add(request)
-            message = "re-checked on approval: " + "; ".join(decision.reasons)
-            if request.action == "create":
-                transition(
-                    s,
-                    change,
-                    Command.DENY,
-                    actor="policy",
-                    now=now,
-                    message=message,
-                    details=decision.to_dict(),
+    job = None
+    try:
+        with session_scope(ctx.engine) as s:
+            change = get_change(s, change_id)
+            request = _still_pending(s, change_id, request_id)
+            request.resolved_at, request.resolved_by = now, who.id
+            request.resolved_by_team = who.team
+            if decision.verdict is Verdict.DENY:
+                request.state = "refused"
+                s.add(request)
+                message = "re-checked on approval: " + "; ".join(decision.reasons)
+                if request.action == "create":
+                    transition(
+                        s,
+                        change,
+                        Command.DENY,
+                        actor="policy",
+                        now=now,
+                        message=message,
+                        details=decision.to_dict(),
+                    )
+                else:
+                    note(
+                        s,
+                        change,
+                        kind=f"{request.action}_refused",
+                        actor="policy",
+                        now=now,
+                        message=message,
+                        details=decision.to_dict(),
+                    )
+                return ApprovalOutcome(
+                    ChangeView.of(change),
+                    action,
+                    "refused",
+                    approved,
+                    request.required,
+                    decision,
+                    request_id=request_id,
                 )
-            else:
+            if still_short:
+                # The policy now asks for more approvers than it did.
+                assert decision.approval is not None
+                request.required = decision.approval.required
+                request.resolved_at = request.resolved_by = request.resolved_by_team = None
+                s.add(request)
                 note(
                     s,
                     change,
-                    kind=f"{request.action}_refused",
+                    kind="awaits_approval",
                     actor="policy",
                     now=now,
-                    message=message,
+                    message=f"now needs {decision.approval.describe()}",
+                )
+                return ApprovalOutcome(
+                    ChangeView.of(change),
+                    action,
+                    "pending",
+                    approved,
+                    request.required,
+                    decision,
+                    request_id=request_id,
+                )
+            # Settled in the same transaction as the step it allows, so the
+            # request is never approved without its effect, nor twice.
+            request.state = "approved"
+            s.add(request)
+            required = request.required
+            if action == "create":
+                transition(
+                    s,
+                    change,
+                    Command.APPROVE,
+                    actor=who.id,
+                    actor_team=who.team,
+                    now=now,
+                    message="approved",
                     details=decision.to_dict(),
                 )
-            return ApprovalOutcome(
-                ChangeView.of(change), action, "refused", approved, request.required, decision
-            )
-        if still_short:
-            # The policy now asks for more approvers than it did.
-            assert decision.approval is not None
-            request.required = decision.approval.required
-            s.add(request)
-            note(
-                s,
-                change,
-                kind="awaits_approval",
-                actor="policy",
-                now=now,
-                message=f"now needs {decision.approval.describe()}",
-            )
-            return ApprovalOutcome(
-                ChangeView.of(change), action, "pending", approved, request.required, decision
-            )
-        request.state = "approved"
-        s.add(request)
-        required = request.required
-        if action == "create":
-            transition(
-                s,
-                change,
-                Command.APPROVE,
-                actor=who.id,
-                now=now,
-                message="approved",
-                details=decision.to_dict(),
-            )
-        elif action == "extend":
-            apply_extension(
-                s, change, datetime.fromisoformat(request.params["extend_to"]), who.id, now
-            )
+            elif action == "extend":
+                apply_extension(
+                    s,
+                    change,
+                    datetime.fromisoformat(request.params["extend_to"]),
+                    who.id,
+                    now,
+                    actor_team=who.team,
+                )
+            elif action in ("rollback", "merge"):
+                requester = Principal(request.requested_by, team=request.requested_by_team)
+                job = start_host_action(s, change, Action(action), requester, now)
+    except IllegalTransition as exc:
+        raise Conflict(not_now(change_ref(change_id), exc.state, action)) from None
+    except ConcurrentUpdate:
+        raise Conflict(
+            f"{change_ref(change_id)} changed while you approved; nothing was done, look again"
+        ) from None
     job_id = None
     if action == "create":
         job_id = start_create(ctx, change_id, decision.schedule_at)
-    elif action in ("rollback", "merge"):
-        job_id = begin_host_action(ctx, change_id, Action(action), request.requested_by)
+    elif job is not None:
+        job_id = submit_host_action(ctx, change_id, job)
     return ApprovalOutcome(
-        view(ctx, change_id), action, "approved", approved, required, decision, job_id
+        view(ctx, change_id),
+        action,
+        "approved",
+        approved,
+        required,
+        decision,
+        job_id,
+        request_id=request_id,
     )
 
 
 def reject(
-    ctx: AppContext, ref: str, *, approver: str | Principal, reason: str = ""
+    ctx: AppContext,
+    ref: str,
+    *,
+    approver: str | Principal,
+    reason: str = "",
+    target: Target | None = None,
 ) -> ApprovalOutcome:
+    """Reject the request `target` means (default: the only one waiting)."""
     who = as_principal(approver)
+    aim = target or Target()
     change_id = find_change(ctx, ref)
     now = ctx.clock()
-    with session_scope(ctx.engine) as s:
-        seen = _pending(s, change_id)
+    try:
+        with session_scope(ctx.engine) as s:
+            seen = _bound(s, change_id, aim, "reject")
+    except Stale as exc:
+        raise _refreshing(ctx, change_id, exc) from None
+    assert seen.id is not None
+    request_id = seen.id
+    bound = Target(request_id=request_id)
     _may_decide(ctx, seen, who, "reject")
     try:
         with session_scope(ctx.engine) as s:
-            request = _pending(s, change_id)
-            if request.id != seen.id:
-                raise Conflict(f"{change_ref(change_id)} changed while you rejected; look again")
             change = get_change(s, change_id)
+            request = bound_request(s, change, bound, "reject")
+            if aim.legacy and change.version != aim.version:
+                raise Conflict(f"{change_ref(change_id)} changed while you rejected; look again")
             request.state, request.resolved_at, request.resolved_by = "rejected", now, who.id
+            request.resolved_by_team = who.team
             s.add(request)
             action, count, required = request.action, len(request.approvals), request.required
             message = f"{action} rejected by {who.id}" + (f": {reason}" if reason else "")
             if request.action == "create" and change.state == State.AWAITING_APPROVAL:
-                transition(s, change, Command.REJECT, actor=who.id, now=now, message=message)
+                transition(
+                    s,
+                    change,
+                    Command.REJECT,
+                    actor=who.id,
+                    actor_team=who.team,
+                    now=now,
+                    message=message,
+                    details={"request": request_id, "action": action},
+                )
             else:
                 note(
                     s,
                     change,
                     kind=f"{request.action}_rejected",
                     actor=who.id,
+                    actor_team=who.team,
                     now=now,
                     message=message,
+                    details={"request": request_id, "action": action},
                 )
+    except Stale as exc:
+        raise _refreshing(ctx, change_id, exc) from None
     except ConcurrentUpdate:
         raise Conflict(f"{change_ref(change_id)} changed while you rejected; look again") from None
     ctx.notifier.changed(change_id)
-    return ApprovalOutcome(view(ctx, change_id), action, "rejected", count, required)
+    return ApprovalOutcome(
+        view(ctx, change_id), action, "rejected", count, required, request_id=request_id
+    )

@@ -56,11 +56,15 @@ def _cannot_check(vm: VM, exc: HyperVError) -> Unavailable | NotFound:
 @dataclass(frozen=True)
 class Principal:
     """Who acts: a Slack user id (`U…`) or a CLI operator (`cli:name`), the
-    Slack user groups they belong to, and the channel they act from."""
+    Slack user groups they belong to, the channel they act from, and the
+    Slack workspace (team id) they belong to. A Slack user id names a person
+    only within its workspace, so a Slack principal is (team, id); the Slack
+    handlers accept only the configured workspace's. A CLI operator has no team."""
 
     id: str
     groups: frozenset[str] = field(default_factory=frozenset)
     channel: str | None = None
+    team: str | None = None
 
 
 def as_principal(who: str | Principal) -> Principal:

@@ -471,6 +471,7 @@ class Executor:
                 get_change(s, job.change_id),
                 kind="started",
                 actor=str(job.payload.get("by") or ACTOR),
+                actor_team=job.payload.get("by_team"),
                 now=self.clock(),
                 message=f"{change.vm_name} started; it is {vm.state.name}",
                 vm_state_after=vm.state.name,

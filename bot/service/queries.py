@@ -167,19 +167,23 @@ AUDIT_FIELDS = (
     "seq",
     "at",
     "actor",
+    "actor_team",
     "event",
     "from_state",
     "to_state",
     "vm",
     "host",
     "requester",
+    "requester_team",
     "message",
 )
 
 
 def audit_rows(ctx: AppContext) -> Iterator[dict[str, Any]]:
     """Every event of every change, in order, then every settings change:
-    the record as a flat table."""
+    the record as a flat table. A Slack user is (team, user): `actor_team`
+    and `requester_team` are the workspaces (empty for the bot, the policy,
+    `cli:NAME`, and rows recorded before teams were)."""
     with session_scope(ctx.engine) as s:
         result = s.exec(
             select(ChangeEvent, Change)
@@ -194,12 +198,14 @@ def audit_rows(ctx: AppContext) -> Iterator[dict[str, Any]]:
             "seq": event.seq,
             "at": event.at.isoformat(),
             "actor": event.actor,
+            "actor_team": event.actor_team,
             "event": event.kind,
             "from_state": event.from_state,
             "to_state": event.to_state,
             "vm": change.vm_name,
             "host": change.host,
             "requester": change.requester,
+            "requester_team": change.requester_team,
             "message": event.message,
             "details": event.details,
         }
@@ -209,12 +215,14 @@ def audit_rows(ctx: AppContext) -> Iterator[dict[str, Any]]:
             "seq": 1,
             "at": row.at.isoformat(),
             "actor": row.actor,
+            "actor_team": row.actor_team,
             "event": "settings",
             "from_state": None,
             "to_state": None,
             "vm": row.vm_name,
             "host": row.host,
             "requester": row.actor,
+            "requester_team": row.actor_team,
             "message": row.reason,
             "details": {"before": row.before, "after": row.after},
         }

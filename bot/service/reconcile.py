@@ -336,6 +336,7 @@ def resolve(ctx: AppContext, ref: str, outcome: str, *, who: str | Principal) ->
                 get_change(s, change_id),
                 RESOLUTIONS[outcome],
                 actor=principal.id,
+                actor_team=principal.team,
                 now=ctx.clock(),
                 message=f"{principal.id} checked the VM and recorded: {outcome.replace('_', ' ')}",
             )

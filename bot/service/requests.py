@@ -106,6 +106,7 @@ def open_approval(
         change_id=change.id,
         action=action,
         requested_by=who.id,
+        requested_by_team=who.team,
         requested_at=now,
         required=decision.approval.required,
         requirement=decision.to_dict()["approval"],
@@ -149,6 +150,7 @@ def request_checkpoint(
                 checkpoint_type=adjusted,
                 reason=text,
                 requester=who.id,
+                requester_team=who.team,
                 source=source,
                 channel=channel or who.channel,
                 state="",
@@ -156,6 +158,7 @@ def request_checkpoint(
                 ttl_seconds=ttl_seconds,
             ),
             actor=who.id,
+            actor_team=who.team,
             now=now,
         )
         command = {
@@ -255,30 +258,53 @@ def _pending(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
     ).first()
 
 
-def begin_host_action(ctx: AppContext, change_id: int, action: Action, actor: str) -> int:
-    """Move an active change into rolling back / merging and queue the job."""
+@dataclass(frozen=True)
+class HostJob:
+    """A rollback or merge started in a transaction: the job to queue once
+    it commits (its key is the start event's seq, so it is queued once)."""
+
+    kind: str
+    seq: int
+
+
+def start_host_action(
+    s: Session, change: Change, action: Action, who: Principal, now: datetime
+) -> HostJob:
+    """Move an active change into rolling back / merging, in session `s`.
+    Raises IllegalTransition or ConcurrentUpdate."""
     command, kind = {
         Action.ROLLBACK: (Command.START_ROLLBACK, "restore"),
         Action.MERGE: (Command.START_MERGE, "remove"),
     }[action]
+    event = transition(
+        s,
+        change,
+        command,
+        actor=who.id,
+        actor_team=who.team,
+        now=now,
+        message=f"{action.value} requested by {who.id}",
+    )
+    return HostJob(kind, event.seq)
+
+
+def submit_host_action(ctx: AppContext, change_id: int, job: HostJob) -> int:
+    return ctx.submit(job.kind, change_id, key=f"{job.kind}:{change_id}:{job.seq}")
+
+
+def begin_host_action(ctx: AppContext, change_id: int, action: Action, who: str | Principal) -> int:
+    """Move an active change into rolling back / merging and queue the job."""
+    person = as_principal(who)
     try:
         with session_scope(ctx.engine) as s:
-            event = transition(
-                s,
-                get_change(s, change_id),
-                command,
-                actor=actor,
-                now=ctx.clock(),
-                message=f"{action.value} requested by {actor}",
-            )
-            seq = event.seq
+            job = start_host_action(s, get_change(s, change_id), action, person, ctx.clock())
     except IllegalTransition as exc:
         raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
     except ConcurrentUpdate:
         raise Conflict(
             f"{change_ref(change_id)} changed while you asked; nothing was done, look again"
         ) from None
-    return ctx.submit(kind, change_id, key=f"{kind}:{change_id}:{seq}")
+    return submit_host_action(ctx, change_id, job)
 
 
 def _act(ctx: AppContext, ref: str, action: Action, who: Principal) -> Outcome:
@@ -294,7 +320,7 @@ def _act(ctx: AppContext, ref: str, action: Action, who: Principal) -> Outcome:
     )
     now = ctx.clock()
     if decision.verdict is Verdict.ALLOW:
-        job_id = begin_host_action(ctx, change_id, action, who.id)
+        job_id = begin_host_action(ctx, change_id, action, who)
         return Outcome(view(ctx, change_id), decision, job_id)
     try:
         with session_scope(ctx.engine) as s:
@@ -394,7 +420,7 @@ def extend(ctx: AppContext, ref: str, by: str, *, requester: str | Principal) ->
                     details=decision.to_dict(),
                 )
             else:
-                apply_extension(s, change, new_expiry, who.id, now)
+                apply_extension(s, change, new_expiry, who.id, now, actor_team=who.team)
             outcome = Outcome(ChangeView.of(change), decision, approval_id=approval_id)
     except ConcurrentUpdate:
         raise Conflict(f"{change_ref(change_id)} changed while you asked; look again") from None
@@ -402,13 +428,22 @@ def extend(ctx: AppContext, ref: str, by: str, *, requester: str | Principal) ->
     return outcome
 
 
-def apply_extension(s: Session, change: Change, until: datetime, actor: str, now: datetime) -> None:
+def apply_extension(
+    s: Session,
+    change: Change,
+    until: datetime,
+    actor: str,
+    now: datetime,
+    *,
+    actor_team: str | None = None,
+) -> None:
     old = change.expires_at
     note(
         s,
         change,
         kind="extended",
         actor=actor,
+        actor_team=actor_team,
         now=now,
         message=f"expiry moved from {old:%Y-%m-%d %H:%M %Z} to {until:%Y-%m-%d %H:%M %Z}"
         if old
@@ -478,6 +513,6 @@ def start_vm(ctx: AppContext, ref: str, *, requester: str | Principal) -> StartO
         "start",
         change_id,
         key=f"start:{change_id}:{current.version}",
-        payload={"by": who.id},
+        payload={"by": who.id, "by_team": who.team},
     )
     return StartOutcome(current, job_id)

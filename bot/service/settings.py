@@ -112,6 +112,7 @@ def change_settings(
                 vm_name=vm.name,
                 host=vm.host,
                 actor=actor.id,
+                actor_team=actor.team,
                 at=ctx.clock(),
                 before=_settings_of(before),
                 after=_settings_of(after),

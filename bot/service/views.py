@@ -23,10 +23,22 @@ class EventView:
     to_state: str | None
     message: str
     details: dict[str, Any]
+    # The actor's Slack workspace; None for the bot, the policy and `cli:NAME`.
+    actor_team: str | None = None
 
     @classmethod
     def of(cls, e: ChangeEvent) -> EventView:
-        return cls(e.seq, e.at, e.actor, e.kind, e.from_state, e.to_state, e.message, e.details)
+        return cls(
+            e.seq,
+            e.at,
+            e.actor,
+            e.kind,
+            e.from_state,
+            e.to_state,
+            e.message,
+            e.details,
+            e.actor_team,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "at": _iso(self.at)}
@@ -87,6 +99,8 @@ class ChangeView:
     # The record's optimistic-lock version: buttons carry it, so a click on
     # an outdated message is recognised.
     version: int = 0
+    # The requester's Slack workspace (None for `cli:NAME`).
+    requester_team: str | None = None
     events: tuple[EventView, ...] = ()
     jobs: tuple[JobView, ...] = field(default=())
 
@@ -119,6 +133,7 @@ class ChangeView:
             holds_memory=c.holds_memory,
             vm_state_after=c.vm_state_after,
             version=c.version,
+            requester_team=c.requester_team,
             events=tuple(EventView.of(e) for e in events or ()),
             jobs=tuple(JobView.of(j) for j in jobs or ()),
         )

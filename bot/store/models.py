@@ -35,6 +35,10 @@ class Change(SQLModel, table=True):
     checkpoint_type: str = Field(max_length=32)
     reason: str = Field(max_length=2000)
     requester: str = Field(max_length=255)
+    # The Slack workspace (team id) of a Slack requester: a user id alone
+    # names a person only within its workspace. None for `cli:NAME` (and
+    # for rows recorded before 0007).
+    requester_team: str | None = Field(default=None, max_length=32)
     source: str = Field(default="cli", max_length=32)
     channel: str | None = Field(default=None, max_length=64)
     thread_ts: str | None = Field(default=None, max_length=64)
@@ -71,6 +75,8 @@ class ChangeEvent(SQLModel, table=True):
     seq: int
     at: datetime = _utc()
     actor: str = Field(max_length=255)
+    # The actor's Slack workspace (team id); None for the bot, the policy and `cli:NAME`.
+    actor_team: str | None = Field(default=None, max_length=32)
     kind: str = Field(max_length=32)
     from_state: str | None = Field(default=None, max_length=32)
     to_state: str | None = Field(default=None, max_length=32)
@@ -132,17 +138,20 @@ class ApprovalRequest(SQLModel, table=True):
     action: str = Field(max_length=32)
     state: str = Field(default="pending", index=True, max_length=32)
     requested_by: str = Field(max_length=255)
+    requested_by_team: str | None = Field(default=None, max_length=32)
     requested_at: datetime = _utc()
     required: int = 1
     # The policy's requirement: who may approve (users, groups).
     requirement: dict[str, Any] = _json()
-    # [{"by": "U123", "at": "...iso..."}]
+    # [{"by": "U123", "team": "T123", "at": "...iso..."}] ("team" is None for cli:NAME)
     approvals: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
     params: dict[str, Any] = _json()
     resolved_at: datetime | None = _utc(nullable=True)
+    # Who settled it (a person, or why it no longer applies) and their workspace.
     resolved_by: str | None = Field(default=None, max_length=255)
+    resolved_by_team: str | None = Field(default=None, max_length=32)
 
 
 class VMSettingChange(SQLModel, table=True):
@@ -156,6 +165,7 @@ class VMSettingChange(SQLModel, table=True):
     vm_name: str = Field(max_length=255)
     host: str = Field(max_length=255)
     actor: str = Field(max_length=255)
+    actor_team: str | None = Field(default=None, max_length=32)
     at: datetime = _utc()
     before: dict[str, Any] = _json()
     after: dict[str, Any] = _json()
