@@ -41,7 +41,7 @@ from bot.clock import ScaledClock
 from bot.config import HyperVConfig, Settings
 from bot.context import AppContext, build_context
 from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
-from bot.hyperv.sim_store import InMemoryHostStateStore
+from bot.hyperv.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.inventory import demo_inventory_path, load_inventory
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.slack_http import HttpServer, SlackWsgi, consumer_running, database_answers
@@ -476,8 +476,8 @@ def running_bot(
             log = EmulatorLog()
             inventory = load_inventory(demo_inventory_path())
             fleet = EmulatedFleet.start(
-                inventory,
                 InMemoryHostStateStore(),
+                model=load_host_model(demo_hosts_path()),
                 users={EMULATOR_USER: EMULATOR_PASSWORD},
                 log=log,
                 clock=clock,
