@@ -41,6 +41,7 @@ from bot.jobs import JobContext, RetryLater
 from bot.service.deciding import Decider, HostUnavailable, Principal
 from bot.service.errors import NotFound, Unavailable
 from bot.service.ownership import checkpoint_name
+from bot.service.vanished import gone
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Verdict
@@ -237,11 +238,13 @@ class Executor:
         """The host answers and the VM's checkpoints do not include the one
         the change owns (by Id): proof it is gone, not a guess."""
         change = self._load(change_id)
+        if change.checkpoint_id is None:
+            return False
         try:
-            present = self.host_for(change.host).list_checkpoints(change.vm_id)
+            host = self.host_for(change.host)
         except HyperVError:
             return False
-        return change.checkpoint_id not in {c.id for c in present}
+        return gone(host, change.vm_id, change.checkpoint_id) is True
 
     def _took(self, since: datetime) -> str:
         return format_duration(self.clock() - since)

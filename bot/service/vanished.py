@@ -7,7 +7,7 @@ answered, the VM is on it, and the VM's checkpoints do not include the Id
 the change owns. A host that cannot be asked, or a VM it does not have
 (moved, renamed), proves nothing: the change is left as it is.
 
-    gone(ctx, host, vm_id, checkpoint_id) -> bool | None    ask the host
+    gone(host, vm_id, checkpoint_id) -> bool | None         ask the host
     settle(ctx, change_id, seen_version, why) -> bool        the transition
     check(ctx, change) -> bool                                both, for one change
     candidates(ctx, answered, present) -> [ChangeView]        for the sweep
@@ -23,7 +23,7 @@ from sqlmodel import col, select
 
 from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, transition
-from bot.hyperv import HyperVError
+from bot.hyperv import HyperVError, HyperVHost
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change
@@ -38,13 +38,13 @@ ACTOR = "checkpoint-bot"
 _SETTLED = (State.ACTIVE.value, State.ROLLED_BACK.value)
 
 
-def gone(ctx: AppContext, host: str, vm_id: str, checkpoint_id: str) -> bool | None:
+def gone(host: HyperVHost, vm_id: str, checkpoint_id: str) -> bool | None:
     """True when the host lists the VM's checkpoints without this one;
     None when it cannot tell (unreachable, VM not on this host)."""
     try:
-        present = ctx.host_for(host).list_checkpoints(vm_id)
+        present = host.list_checkpoints(vm_id)
     except HyperVError as exc:
-        log.info("cannot tell whether %s is still on %s: %s", checkpoint_id, host, exc.message)
+        log.info("cannot tell whether %s is still on %s: %s", checkpoint_id, host.name, exc.message)
         return None
     return checkpoint_id not in {c.id for c in present}
 
@@ -77,7 +77,11 @@ def check(ctx: AppContext, change: ChangeView, why: str) -> bool:
     """Ask the host about one change's checkpoint; settle it if gone."""
     if change.checkpoint_id is None:
         return False
-    if gone(ctx, change.host, change.vm_id, change.checkpoint_id) is not True:
+    try:
+        host = ctx.host_for(change.host)
+    except HyperVError:
+        return False
+    if gone(host, change.vm_id, change.checkpoint_id) is not True:
         return False
     return settle(ctx, change.id, change.version, why)
 
