@@ -1,0 +1,24 @@
+"""a slot for the hardening work on principals captured with requests
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-04
+
+Reserved so that three pieces of work can each own one revision in a fixed
+order; it changes nothing until that work fills it in.
+"""
+
+from __future__ import annotations
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
