@@ -84,7 +84,12 @@ def main() -> int:
         FakeSlackApi() as api,
     ):
         bare = HttpServer(
-            SlackWsgi(bare_app(api.api_url), database_ok=lambda: True, consumer_ok=lambda: True),
+            SlackWsgi(
+                bare_app(api.api_url),
+                database_ok=lambda: True,
+                consumer_ok=lambda: True,
+                signing_secret=SIGNING_SECRET,
+            ),
             "127.0.0.1",
             0,
         ).start()

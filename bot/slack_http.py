@@ -1,7 +1,8 @@
 """HTTP mode: the Bolt app behind waitress (a production WSGI server), with
 health endpoints for the load balancer or orchestrator in front of it.
 
-    /slack/events   slash commands, interactivity and events (signed by Slack)
+    /slack/events   slash commands, interactivity and events (signed by Slack;
+                    size, signature and syntax checked first: bot.slack_intake)
     /healthz        200 while the process serves at all
     /readyz         200 when the database answers and the job consumer runs,
                     else 503 with what is wrong
@@ -9,6 +10,7 @@ health endpoints for the load balancer or orchestrator in front of it.
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -18,6 +20,9 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+
+from bot import slack_intake
+from bot.slack_intake import Refusal
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -53,14 +58,16 @@ class SlackWsgi:
         *,
         database_ok: Callable[[], bool],
         consumer_ok: Callable[[], bool],
+        signing_secret: str,
     ) -> None:
         self.bolt = SlackRequestHandler(app, path=EVENTS_PATH)
         self.database_ok, self.consumer_ok = database_ok, consumer_ok
+        self.signing_secret = signing_secret
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == EVENTS_PATH:
-            return self.bolt(environ, start_response)
+            return self._events(environ, start_response)
         if path == "/healthz":
             return _plain(start_response, "200 OK", "ok\n")
         if path == "/readyz":
@@ -75,6 +82,40 @@ class SlackWsgi:
                 )
             return _plain(start_response, "200 OK", "ready\n")
         return _plain(start_response, "404 Not Found", "not found\n")
+
+    def _events(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Bolt gets a request only once it is small, signed and parses;
+        it then reads the body from memory, never from the socket."""
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _plain(start_response, "405 Method Not Allowed", "POST only\n")
+        declared = slack_intake.content_length(environ)
+        if isinstance(declared, Refusal):
+            return _refuse(start_response, declared, environ)
+        body = slack_intake.read_body(environ["wsgi.input"], declared)
+        if isinstance(body, Refusal):
+            return _refuse(start_response, body, environ)
+
+        def header(name: str) -> str | None:
+            value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+            return None if value is None else str(value)
+
+        refusal = slack_intake.check_signature(header, body, self.signing_secret)
+        refusal = refusal or slack_intake.check_parses(str(environ.get("CONTENT_TYPE", "")), body)
+        if refusal is not None:
+            return _refuse(start_response, refusal, environ)
+        checked = dict(environ)
+        checked["wsgi.input"] = io.BytesIO(body)
+        checked["CONTENT_LENGTH"] = str(len(body))
+        return self.bolt(checked, start_response)
+
+
+def _refuse(
+    start_response: StartResponse, refusal: Refusal, environ: WSGIEnvironment
+) -> list[bytes]:
+    # The reason and the peer only: a body is never logged (it may be huge,
+    # and an unsigned one is anybody's text).
+    log.info("refused a request from %s: %s", environ.get("REMOTE_ADDR", "?"), refusal.reason)
+    return _plain(start_response, refusal.status, refusal.reason + "\n")
 
 
 def _plain(start_response: StartResponse, status: str, body: str) -> list[bytes]:
@@ -99,6 +140,8 @@ class HttpServer:
             port=port,
             threads=threads,
             ident="checkpoint-bot",
+            # waitress itself refuses (413) a larger body before buffering it.
+            max_request_body_size=slack_intake.MAX_BODY,
             clear_untrusted_proxy_headers=True,
         )
         self.host, self.port = host, int(self._server.effective_port)

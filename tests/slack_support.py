@@ -530,6 +530,7 @@ def _serve(
             app,
             database_ok=lambda: database_answers(ctx.engine),
             consumer_ok=lambda: consumer_running(consumer),
+            signing_secret=SIGNING_SECRET,
         )
         server = HttpServer(wsgi, "127.0.0.1", 0).start()
         try:

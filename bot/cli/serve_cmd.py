@@ -111,6 +111,7 @@ def serve(
             app,
             database_ok=lambda: database_answers(ctx.engine),
             consumer_ok=lambda: consumer is None or consumer_running(consumer),
+            signing_secret=signing.reveal() if signing else "",
         )
         server = HttpServer(wsgi, host, port, threads=threads)
         click.echo(

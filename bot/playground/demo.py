@@ -210,6 +210,7 @@ def start_demo(options: DemoOptions) -> Demo:
             app,
             database_ok=lambda: database_answers(ctx.engine),
             consumer_ok=lambda: consumer_running(consumer),
+            signing_secret=signing_secret,
         )
         bot = _listen(wsgi, "127.0.0.1", 0, "bot").start()
         demo._stops.append(bot.stop)
