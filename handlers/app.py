@@ -22,6 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.context import AppContext
+from bot.store.deliveries import DeliveryKeys
 from handlers import sweep_actions
 from handlers.actions import Actions
 from handlers.commands import Commands
@@ -107,7 +108,7 @@ def register(app: App, deps: SlackDeps) -> None:
             refused_message=deps.error,
         )
     )
-    app.use(DropRetries())
+    app.use(DropRetries(durable=DeliveryKeys(deps.ctx.engine)))
     commands, actions = Commands(deps), Actions(deps)
 
     @app.command(SLASH_COMMAND)

@@ -1,11 +1,17 @@
-"""Delivery discipline: drop Slack's retries of what was already handled,
-and know which Slack user groups a user is in (for group-based approvers).
+"""Delivery discipline: drop Slack's retries, and replays, of what was
+already handled, and know which Slack user groups a user is in (for
+group-based approvers).
 
 Slack retries an Events API delivery it thinks failed (immediately, after a
 minute, after five) with `X-Slack-Retry-Num`; Socket Mode carries the same
 as the envelope's `retry_attempt`, which Bolt mirrors into that header. A
 retry of a delivery this process already handled is acknowledged and
 dropped, so an App Home publish or any event-driven effect happens once.
+
+A signed request stays valid for five minutes, so anyone who captures one
+can send it again, byte for byte, to any replica: a slash command would
+then make a second change. With `durable` keys (in the database, shared by
+the replicas: `bot.store.deliveries`) any repeated delivery is dropped.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
+from sqlalchemy.exc import SQLAlchemyError
 
 from handlers import messages
 
@@ -72,11 +80,19 @@ def delivery_key(req: BoltRequest) -> str:
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-class DropRetries(Middleware):
-    """Ack and drop a retried delivery whose first attempt was handled here."""
+class DurableKeys(Protocol):
+    def first(self, key: str) -> bool: ...
 
-    def __init__(self, seen: SeenDeliveries | None = None) -> None:
+
+class DropRetries(Middleware):
+    """Ack and drop a retried delivery whose first attempt was handled here;
+    with `durable` keys, any delivery already taken by any replica."""
+
+    def __init__(
+        self, seen: SeenDeliveries | None = None, durable: DurableKeys | None = None
+    ) -> None:
         self.seen = seen or SeenDeliveries()
+        self.durable = durable
 
     def process(
         self,
@@ -91,7 +107,20 @@ class DropRetries(Middleware):
         if attempt is not None and not first:
             log.info(messages.log_retry_dropped(key, attempt))
             return BoltResponse(status=200, body="")
+        if self.durable is not None and not self._durably_first(key):
+            log.warning(messages.log_replay_dropped(key))
+            return BoltResponse(status=200, body="")
         return next()
+
+    def _durably_first(self, key: str) -> bool:
+        assert self.durable is not None
+        try:
+            return self.durable.first(key)
+        except SQLAlchemyError as exc:
+            # The database is down: nothing can be recorded either, so the
+            # request goes on and its listener says what is unavailable.
+            log.warning(messages.log_replay_check_failed(type(exc).__name__))
+            return True
 
 
 def next_header(req: BoltRequest, name: str) -> str | None:

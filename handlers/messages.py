@@ -197,3 +197,11 @@ def log_no_workspace() -> str:
 
 def log_retry_dropped(key: str, attempt: str) -> str:
     return f"dropped a retried delivery {key} (retry {attempt}): already handled"
+
+
+def log_replay_dropped(key: str) -> str:
+    return f"dropped a repeated delivery {key}: already taken (a replay?)"
+
+
+def log_replay_check_failed(error: str) -> str:
+    return f"could not check for a repeated delivery ({error}); handling it"

@@ -392,7 +392,9 @@ class SlackSender:
         )
 
     def submit_view(self, view: dict[str, Any], *, user: str = "U0ALICE") -> Reply:
-        payload = self._interaction("view_submission", user, trigger_id="trigger.view", view=view)
+        # Slack gives every submission its own trigger_id.
+        trigger = f"trigger.view.{next(self._n)}"
+        payload = self._interaction("view_submission", user, trigger_id=trigger, view=view)
         body = urlencode({"payload": json.dumps(payload)})
         return self.post(body, "application/x-www-form-urlencoded")
 

@@ -1,14 +1,14 @@
-"""a slot for the hardening work on Slack deliveries (replays)
+"""slack deliveries already taken (replays dropped across replicas)
 
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-04
-
-Reserved so that three pieces of work can each own one revision in a fixed
-order; it changes nothing until that work fills it in.
 """
 
 from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0008"
 down_revision = "0007"
@@ -17,8 +17,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "slack_delivery",
+        sa.Column("key", sa.String(length=80), nullable=False),
+        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    op.create_index("ix_slack_delivery_seen_at", "slack_delivery", ["seen_at"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_slack_delivery_seen_at", table_name="slack_delivery")
+    op.drop_table("slack_delivery")
