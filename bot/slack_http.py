@@ -100,9 +100,12 @@ class SlackWsgi:
             return None if value is None else str(value)
 
         refusal = slack_intake.check_signature(header, body, self.signing_secret)
-        refusal = refusal or slack_intake.check_parses(str(environ.get("CONTENT_TYPE", "")), body)
         if refusal is not None:
             return _refuse(start_response, refusal, environ)
+        refusal = slack_intake.check_payload(str(environ.get("CONTENT_TYPE", "")), body)
+        if refusal is not None:
+            # Signed, so Slack's (or the secret's holder's): worth a warning.
+            return _refuse(start_response, refusal, environ, level=logging.WARNING)
         checked = dict(environ)
         checked["wsgi.input"] = io.BytesIO(body)
         checked["CONTENT_LENGTH"] = str(len(body))
@@ -110,11 +113,16 @@ class SlackWsgi:
 
 
 def _refuse(
-    start_response: StartResponse, refusal: Refusal, environ: WSGIEnvironment
+    start_response: StartResponse,
+    refusal: Refusal,
+    environ: WSGIEnvironment,
+    *,
+    level: int = logging.INFO,
 ) -> list[bytes]:
     # The reason and the peer only: a body is never logged (it may be huge,
     # and an unsigned one is anybody's text).
-    log.info("refused a request from %s: %s", environ.get("REMOTE_ADDR", "?"), refusal.reason)
+    peer = environ.get("REMOTE_ADDR", "?")
+    log.log(level, "refused a request from %s: %s", peer, refusal.reason)
     return _plain(start_response, refusal.status, refusal.reason + "\n")
 
 

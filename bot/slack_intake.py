@@ -1,7 +1,8 @@
 """What the HTTP front checks before Bolt sees a request: its size, its
-signature and that its body parses. Anybody on the network can post to
-`/slack/events`, so nothing here reads more than `MAX_BODY` bytes, parses
-anything before the signature holds, or logs a body.
+signature, and that its body parses into the shape Slack documents.
+Anybody on the network can post to `/slack/events`, so nothing here reads
+more than `MAX_BODY` bytes, parses anything before the signature holds, or
+logs a body.
 
 Slack signs `v0:{X-Slack-Request-Timestamp}:{raw body}` with the app's
 signing secret (HMAC-SHA256) and asks apps to refuse timestamps more than
@@ -17,10 +18,12 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 from urllib.parse import parse_qs
 
 from slack_sdk.signature import Clock, SignatureVerifier
+
+from bot import slack_shapes
 
 MAX_BODY = 1 << 20  # 1 MiB
 _READ_CHUNK = 64 * 1024
@@ -84,29 +87,35 @@ def check_signature(
     return None
 
 
-def check_parses(content_type: str, body: bytes) -> Refusal | None:
-    """None when the body is what Bolt can parse: a JSON object, or a form
-    whose `payload` (interactions) is a JSON object."""
+def check_payload(content_type: str, body: bytes) -> Refusal | None:
+    """None when the body is what Bolt can parse (a JSON object, a form, or
+    a form whose `payload` is a JSON object) and has the shape Slack
+    documents (`bot.slack_shapes`)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return Refusal("400 Bad Request", "body is not UTF-8")
     if content_type.split(";")[0].strip().lower() == "application/json":
-        return _object(text, "body")
-    form = parse_qs(text, keep_blank_values=True)
-    payload = form.get("payload")
-    if payload is None:
-        return None  # a slash command: fields of the form
-    if len(payload) != 1:
-        return Refusal("400 Bad Request", "more than one payload field")
-    return _object(payload[0], "payload")
+        parsed = _object(text, "body")
+    else:
+        form = parse_qs(text, keep_blank_values=True)
+        payload = form.get("payload")
+        if payload is None:
+            return None  # a slash command: the form's fields, all strings
+        if len(payload) != 1:
+            return Refusal("400 Bad Request", "more than one payload field")
+        parsed = _object(payload[0], "payload")
+    if isinstance(parsed, Refusal):
+        return parsed
+    wrong = slack_shapes.problem(parsed)
+    return None if wrong is None else Refusal("400 Bad Request", f"malformed payload: {wrong}")
 
 
-def _object(text: str, what: str) -> Refusal | None:
+def _object(text: str, what: str) -> dict[str, Any] | Refusal:
     try:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
         return Refusal("400 Bad Request", f"{what} is not JSON")
     if not isinstance(parsed, dict):
         return Refusal("400 Bad Request", f"{what} is not a JSON object")
-    return None
+    return parsed

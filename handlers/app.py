@@ -28,6 +28,7 @@ from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.delivery import DropRetries, UserGroups
 from handlers.deps import SlackDeps
+from handlers.shape import CheckShape
 from handlers.workspace import BindWorkspace, UserHomes, workspace_from
 from templates.blocks import SlackRenderer
 
@@ -98,7 +99,9 @@ def _auth_test(client: WebClient) -> dict[str, Any]:
 
 def register(app: App, deps: SlackDeps) -> None:
     """Attach the middleware and every listener to `app`."""
-    # First: a request from another workspace goes no further.
+    # First: a payload not shaped as Slack's reaches nothing that reads it.
+    app.use(CheckShape())
+    # Then: a request from another workspace goes no further.
     app.use(
         BindWorkspace(
             deps.workspace,

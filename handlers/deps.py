@@ -114,6 +114,9 @@ def ephemeral(respond: Respond, payload: Mapping[str, Any]) -> None:
             response_type="ephemeral",
             replace_original=False,
         )
+    except ValueError:
+        # Bolt's `respond` without a response_url (a click outside a message).
+        log.warning(messages.log_unexpected("answering without a response_url"))
     except (SlackClientError, OSError):
         # The response_url is gone (expired, or Slack unreachable); the change
         # itself is recorded and its thread tells the channel.

@@ -199,6 +199,10 @@ def log_retry_dropped(key: str, attempt: str) -> str:
     return f"dropped a retried delivery {key} (retry {attempt}): already handled"
 
 
+def log_malformed_payload(problem: str) -> str:
+    return f"refused a payload not shaped as Slack's: {problem}"
+
+
 def log_replay_dropped(key: str) -> str:
     return f"dropped a repeated delivery {key}: already taken (a replay?)"
 

@@ -24,7 +24,7 @@ from bot.service import ServiceError
 from bot.service.adopt import adopt_checkpoint
 from bot.service.sweep_views import parse_orphan_value
 from handlers import messages, sweep_messages
-from handlers.deps import SlackDeps, ephemeral
+from handlers.deps import SlackDeps, answer_click, ephemeral
 from handlers.workspace import request_team
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def clicked(
         host, vm_id, checkpoint_id = parse_orphan_value(value)
     except ValueError:
         log.warning(sweep_messages.log_bad_value(value))
-        ephemeral(respond, deps.error(messages.UNEXPECTED))
+        _answer(body, respond, client, deps.error(messages.UNEXPECTED))
         return
     try:
         result = adopt_checkpoint(
@@ -97,7 +97,17 @@ def clicked(
     except Exception:
         log.exception(messages.log_unexpected(f"button {action.get('action_id')}"))
         payload = deps.error(messages.UNEXPECTED)
-    ephemeral(respond, payload)
+    _answer(body, respond, client, payload)
+
+
+def _answer(
+    body: dict[str, Any], respond: Respond, client: WebClient | None, payload: dict[str, Any]
+) -> None:
+    """A digest in the App Home has no response_url: answer by DM there."""
+    if client is None:
+        ephemeral(respond, payload)
+    else:
+        answer_click(body, respond, client, payload)
 
 
 def register(app: App, deps: SlackDeps) -> None:
