@@ -20,7 +20,7 @@ from bot.service import BadRequest, Principal
 from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
-from policies import ApprovalRequirement, check_approver
+from policies import ApprovalRequirement, Facts, Permission, authorize, check_approver
 from templates.blocks import PendingApproval, UpcomingWindow
 
 if TYPE_CHECKING:
@@ -82,6 +82,23 @@ def window_scopes(ctx: AppContext) -> dict[str, str]:
     return {w.name: w.scope.describe() for w in ctx.policy.windows}
 
 
+def _where_approvable(ctx: AppContext, who: Principal) -> tuple[str, ...] | None:
+    """() when `who` may approve from App Home; the channels they may
+    approve in when the policy limits approving to channels; None when the
+    `approve` permission is not theirs anywhere (the button would refuse)."""
+    here = authorize(ctx.policy, Permission.APPROVE, Facts(), who.id, who.groups, None)
+    if not here.fired:
+        return ()
+    channels = ctx.policy.permission(Permission.APPROVE).channels
+    there = tuple(
+        c
+        for c in channels
+        if c != "*"
+        and not authorize(ctx.policy, Permission.APPROVE, Facts(), who.id, who.groups, c).fired
+    )
+    return there or None
+
+
 def home(ctx: AppContext, who: Principal) -> HomeData:
     """What App Home shows `who`: open changes, approvals they may give,
     upcoming windows and checkpoints past their TTL."""
@@ -108,10 +125,15 @@ def home(ctx: AppContext, who: Principal) -> HomeData:
         mine_views = [ChangeView.of(c) for c in mine]
         overdue_views = [ChangeView.of(c) for c in overdue]
         to_approve = []
+        where = _where_approvable(ctx, who)
         for request, change in pending:
             requirement = ApprovalRequirement.from_dict(request.requirement)
             ok, _why = check_approver(requirement, who.id, who.groups, request.requested_by)
-            if ok and not any(a.get("by") == who.id for a in request.approvals):
+            if (
+                ok
+                and where is not None
+                and not any(a.get("by") == who.id for a in request.approvals)
+            ):
                 to_approve.append(
                     PendingApproval(
                         change=ChangeView.of(change),
@@ -121,6 +143,7 @@ def home(ctx: AppContext, who: Principal) -> HomeData:
                         required=request.required,
                         request_id=request.id,
                         requested_by=request.requested_by,
+                        only_in=where,
                     )
                 )
     return HomeData(mine_views, to_approve, upcoming_windows(ctx), overdue_views)

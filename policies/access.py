@@ -122,9 +122,11 @@ def check_approver(
     approver: str,
     groups: Iterable[str],
     requester: str,
+    verb: str = "approve",
 ) -> tuple[bool, str]:
-    """May `approver` give one of the approvals? (ok, why) — the why is for
-    the person who clicked. Counting distinct approvers is the caller's job."""
+    """May `approver` give one of the approvals (or, `verb` "reject", refuse
+    it)? (ok, why) — the why is for the person who clicked, in the words of
+    what they did. Counting distinct approvers is the caller's job."""
     if isinstance(decision_or_requirement, Decision):
         requirement = decision_or_requirement.approval
         if requirement is None:
@@ -133,13 +135,13 @@ def check_approver(
         requirement = decision_or_requirement
     if approver == requester or approver in requirement.excluded:
         return False, (
-            f"@{approver} asked for this change and cannot approve it; it needs "
+            f"@{approver} asked for this change and cannot {verb} it; it needs "
             f"{requirement.describe()}"
         )
     member_of = frozenset(groups)
     if requirement.anyone or approver in requirement.users:
-        return True, f"@{approver} may approve"
+        return True, f"@{approver} may {verb}"
     shared = sorted(member_of & set(requirement.groups))
     if shared:
-        return True, f"@{approver} may approve as a member of {shared[0]}"
-    return False, f"@{approver} may not approve this: it needs {requirement.describe()}"
+        return True, f"@{approver} may {verb} as a member of {shared[0]}"
+    return False, f"@{approver} may not {verb} this: it needs {requirement.describe()}"

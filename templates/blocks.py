@@ -88,6 +88,7 @@ _ACTION_VALUE = re.compile(
 # from old messages, and then only where exactly one thing can be meant.
 _LEGACY_VALUE = re.compile(r"^(CHG-\d+):v(\d+)$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 
 class BlockKitError(Exception):
@@ -130,6 +131,12 @@ def mention(value: object) -> str:
     shown as escaped text."""
     text = str(value)
     return f"<@{text}>" if _SLACK_USER.match(text) else mrkdwn_escape(text)
+
+
+def channel_mention(value: object) -> str:
+    """A Slack channel id becomes a channel link; anything else, escaped text."""
+    text = str(value)
+    return f"<#{text}>" if _SLACK_CHANNEL.match(text) else mrkdwn_escape(text)
 
 
 def slack_date(value: datetime | None, fmt: str = "{date_short_pretty} {time}") -> str:
@@ -218,6 +225,9 @@ class PendingApproval:
     required: int = 1
     request_id: int | None = None
     requested_by: str | None = None
+    # Channels where the viewer may give it, when not where this is shown
+    # (the policy limits approving to channels; App Home is none of them).
+    only_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -290,6 +300,7 @@ SLACK_FILTERS: Mapping[str, Any] = {
     "json": json_value,
     "truncate_chars": truncate_chars,
     "mention": mention,
+    "channel_mention": channel_mention,
     "slack_date": slack_date,
     "quote": quote,
     "one_line": one_line,

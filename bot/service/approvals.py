@@ -64,7 +64,7 @@ class ApprovalOutcome:
 
 def _may_decide(ctx: AppContext, request: ApprovalRequest, who: Principal, verb: str) -> None:
     requirement = ApprovalRequirement.from_dict(request.requirement)
-    ok, why = check_approver(requirement, who.id, who.groups, request.requested_by)
+    ok, why = check_approver(requirement, who.id, who.groups, request.requested_by, verb)
     if not ok:
         raise Forbidden(f"you cannot {verb} {change_ref(request.change_id)}: {why}")
     # The approve permission may also be limited by channel and scope.
