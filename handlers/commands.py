@@ -79,7 +79,8 @@ class Commands:
         try:
             payload = self.answer(command, client)
         except GrammarError as exc:
-            payload = self.deps.error(exc.message, exc.hint or None)
+            # The grammar escaped the input it echoes: escape nothing twice.
+            payload = self.deps.error(exc.message, exc.hint or None, escaped=True)
         except Ambiguous as exc:
             how = f"{SLASH} {exc.verb} {exc.ref}"
             payload = self.deps.error(exc.message, messages.say_which(exc, how))

@@ -80,8 +80,11 @@ class SlackDeps:
         of mrkdwn the caller escaped, and an optional hint (mrkdwn)."""
         return self.payload("notice_ephemeral", title=title, lines=list(lines), hint=hint)
 
-    def error(self, message: str, hint: str | None = None) -> dict[str, Any]:
-        return self.payload("error_ephemeral", message=message, hint=hint)
+    def error(
+        self, message: str, hint: str | None = None, *, escaped: bool = False
+    ) -> dict[str, Any]:
+        """`escaped`: message and hint are mrkdwn already (grammar errors)."""
+        return self.payload("error_ephemeral", message=message, hint=hint, escaped=escaped)
 
     @property
     def start_after_restore(self) -> bool:

@@ -61,3 +61,13 @@ def test_app_home_keeps_its_buttons_when_approving_is_not_limited(tmp_path: Path
         home = home_of(bot, "U0BOB")
         assert ref in home and "approving only in" not in home
         assert "checkpoint:approve" in home
+
+
+def test_a_grammar_error_echoes_input_escaped_once(tmp_path: Path) -> None:
+    """Slack sends `<` as `&lt;`; the answer shows it as `&lt;` (one escape,
+    which Slack displays as `<`), never `&amp;lt;`."""
+    with checked_bot(tmp_path, CREATE_NEEDS_APPROVAL) as bot:
+        for text in ("create WEB&lt;01 --reason r", "&lt;!here&gt; x", "create WEB01 --a&amp;b r"):
+            answer = shown(command(bot, text))
+            assert "&amp;lt;" not in answer and "&amp;amp;" not in answer, answer
+            assert "&lt;" in answer or "&amp;" in answer, answer
