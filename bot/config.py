@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.durations import DurationError, parse_duration
 from bot.inventory import demo_inventory_path
@@ -234,6 +235,16 @@ class Settings:
     defaults: DefaultsConfig
     slack: SlackConfig
     sweep: SweepConfig
+
+    def __post_init__(self) -> None:
+        try:
+            make_url(self.database_url)
+        except (ArgumentError, ValueError):
+            # Never the URL itself: it may carry a password.
+            raise ConfigError(
+                "the database URL (DATABASE_URL or database_url_file) cannot be parsed; "
+                "expected e.g. postgresql://USER@HOST:5432/DB or sqlite:///PATH"
+            ) from None
 
     @property
     def database_label(self) -> str:

@@ -23,7 +23,10 @@ from policies.registry import PERMISSIONS_RULE
 from policies.rules.schedule import ApprovalsParams
 from policies.schema import Principals
 
-__all__ = ["approvers_for", "authorize", "check_approver", "is_admin"]
+__all__ = ["CLI_OPERATOR", "approvers_for", "authorize", "check_approver", "is_admin"]
+
+# How the CLI names its operator: `cli:NAME` (bot.cli.runtime).
+CLI_OPERATOR = "cli:"
 
 
 def is_admin(policy: Policy, principal: str, groups: Iterable[str]) -> bool:
@@ -67,11 +70,23 @@ def authorize(
         "requester_groups": Fact(sorted(member_of), "slack user groups"),
         "channel": Fact(channel, "request"),
     }
+    allowed = policy.permission(perm)
+    if principal.startswith(CLI_OPERATOR) and not allowed.cli:
+        # Before the admin check: the CLI names its operator by an
+        # environment variable, so an admin's name proves nothing there.
+        return RuleOutcome(
+            PERMISSIONS_RULE,
+            OutcomeKind.FIRED,
+            Effect.DENY,
+            f"{perm.value} is not allowed from the CLI (permissions.{perm.value}.cli: false): "
+            "the CLI's operator is whoever CHECKPOINT_BOT_USER or $USER names",
+            f"{perm.value} in Slack, where Slack vouches for who you are",
+            used,
+        )
     if is_admin(policy, principal, member_of):
         return RuleOutcome(
             PERMISSIONS_RULE, OutcomeKind.PASSED, None, f"@{principal} is an admin", facts=used
         )
-    allowed = policy.permission(perm)
     if not _listed(allowed, principal, member_of):
         return RuleOutcome(
             PERMISSIONS_RULE,

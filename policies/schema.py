@@ -120,6 +120,10 @@ class Principals(_Model):
 
 class PermissionConfig(Principals):
     channels: list[NonEmpty] = Field(default_factory=list)  # empty or "*": any channel
+    # May it be used from the CLI (`cli:NAME`)? The CLI's operator is who
+    # CHECKPOINT_BOT_USER (else $USER) says: nothing proves it, unlike a
+    # Slack identity, so `false` keeps this permission for Slack users only.
+    cli: bool = True
 
 
 def _anyone() -> PermissionConfig:

@@ -290,7 +290,12 @@ def approve_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> No
 
     The requester never counts as an approver; the policy is checked again
     once enough approvers have said yes. When more than one request waits,
-    --request names the one you approve."""
+    --request names the one you approve.
+
+    You approve as cli:NAME, NAME from CHECKPOINT_BOT_USER (else $USER): an
+    environment variable, not a proof, so one person can request under one
+    name and approve under another. The policy's
+    `permissions.approve.cli: false` refuses approvals from here."""
     result = _which(
         ref,
         "approve",

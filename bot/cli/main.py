@@ -29,6 +29,12 @@ the simulated estate of deploy/examples/demo-inventory.yaml.
 
 Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 a host or the database
 could not be reached.
+
+Who you are here: cli:NAME, NAME from CHECKPOINT_BOT_USER, else $USER. Nothing
+checks it, so on the CLI the two-person rule (nobody approves their own
+change) holds only among people trusted with this shell and config. A policy
+with `permissions: {approve: {..., cli: false}}` refuses CLI approvals (see
+docs/security.md).
 """
 
 
