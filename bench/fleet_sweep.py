@@ -35,7 +35,7 @@ from bot.clock import system_clock
 from bot.hyperv.emulator import EmulatedFleet
 from bot.hyperv.errors import HyperVError
 from bot.hyperv.hostmodel import HostModel, InMemoryHostStateStore, ModelHost, seed_missing
-from bot.hyperv.winrm import WinRMFleet
+from bot.hyperv.winrm.host import WinRMFleet
 from bot.inventory import Inventory
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"

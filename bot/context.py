@@ -154,7 +154,7 @@ def _hosts(
     """The Hyper-V backend the settings name, and how to close it."""
     if settings.hyperv.backend == "winrm":
         # Imported here so simulator-only processes never load pypsrp.
-        from bot.hyperv.winrm import WinRMFleet
+        from bot.hyperv.winrm.host import WinRMFleet
 
         winrm = WinRMFleet(
             inventory,

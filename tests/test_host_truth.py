@@ -45,9 +45,9 @@ from bot.hyperv.hostmodel import (
     demo_hosts_path,
 )
 from bot.hyperv.types import CheckpointType, SnapshotType, VMState
-from bot.hyperv.winrm import WinRMHost
-from bot.hyperv.winrm_connect import Credentials
-from bot.hyperv.winrm_pool import WinRMTimeouts
+from bot.hyperv.winrm.connect import Credentials
+from bot.hyperv.winrm.host import WinRMHost
+from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Inventory, demo_inventory_path
 from bot.service import request_checkpoint
 from bot.store.db import make_engine

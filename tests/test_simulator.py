@@ -43,7 +43,7 @@ from bot.hyperv.hostmodel import (
 )
 from bot.hyperv.hostmodel.host import AVHDX_INITIAL_BYTES
 from bot.hyperv.simulator import SimulatedFleet
-from bot.hyperv.winrm import WinRMHost
+from bot.hyperv.winrm.host import WinRMHost
 
 GiB = 1024**3
 MiB = 1024**2

@@ -43,9 +43,9 @@ from bot.hyperv.hostmodel import (
 )
 from bot.hyperv.simulator import SimulatedFleet
 from bot.hyperv.types import CheckpointType, SnapshotType, VMState
-from bot.hyperv.winrm import WinRMHost
-from bot.hyperv.winrm_connect import Credentials
-from bot.hyperv.winrm_pool import WinRMTimeouts
+from bot.hyperv.winrm.connect import Credentials
+from bot.hyperv.winrm.host import WinRMHost
+from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import InvalidName, Inventory, UnknownVM
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"

@@ -54,7 +54,7 @@ from bot.hyperv.emulator.messages import ErrorInfo
 from bot.hyperv.emulator.psrp import error_record
 from bot.hyperv.errors import HyperVError
 from bot.hyperv.hostmodel.host import ModelHost
-from bot.hyperv.winrm_pool import Outcome, Pipeline, SessionStats, describe
+from bot.hyperv.winrm.pool import Outcome, Pipeline, SessionStats, describe
 
 log = logging.getLogger(__name__)
 

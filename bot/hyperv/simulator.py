@@ -6,7 +6,7 @@ Demo mode and the fast tests use it. It has no mapping of its own to the
 bot's types: each host is a `WinRMHost` whose session runs the pipelines on
 the emulator's command table over the host model (bot.hyperv.inprocess),
 so the bot reads a simulated host exactly as it reads a real one, through
-`winrm_map` and `winrm_errors`. The hosts' state is in `store`, seeded from
+`winrm.mapping` and `winrm.errors`. The hosts' state is in `store`, seeded from
 a host-model file (bot.hyperv.hostmodel.modelfile), never from the inventory.
 """
 
@@ -21,8 +21,8 @@ from bot.hyperv.errors import HostUnreachable
 from bot.hyperv.hostmodel.host import ModelHost
 from bot.hyperv.hostmodel.store import HostStateStore
 from bot.hyperv.inprocess import InProcessSession
-from bot.hyperv.winrm import WinRMHost
-from bot.hyperv.winrm_connect import HostCredential
+from bot.hyperv.winrm.connect import HostCredential
+from bot.hyperv.winrm.host import WinRMHost
 from bot.inventory.models import Host, Transport
 
 Clock = Callable[[], datetime]

@@ -3,7 +3,7 @@
 A `HostError` is what a cmdlet writes as an ErrorRecord: the exception's
 message, the CategoryInfo category and the FullyQualifiedErrorId. It names
 no class of the bot's: telling a disabled checkpoint from a full disk is the
-client's job, from these very records (bot.hyperv.winrm_errors).
+client's job, from these very records (bot.hyperv.winrm.errors).
 
 Where a text was seen verbatim in public sources the source is named; the
 rest follow the same shape (summary line, then per-VM detail lines with

@@ -36,7 +36,7 @@ from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import DEFAULT_CONFIGURATION_NAME, PowerShell, RunspacePool
 
 from bot.hyperv.errors import HostTimeout, HyperVError
-from bot.hyperv.winrm_errors import is_transport_error, transport_error
+from bot.hyperv.winrm.errors import is_transport_error, transport_error
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@
     └── .close()
     WinRMHost(host, credential, timeouts)   a HyperVHost
 
-Every operation sends cmdlet pipelines built in `winrm_commands` (no
+Every operation sends cmdlet pipelines built in `winrm.commands` (no
 scripts, so a JEA endpoint in NoLanguage mode serves it; deploy/jea/), runs
-them under a hard deadline (`winrm_pool`), checks both `had_errors` and the
-error stream, and maps the output (`winrm_map`) and errors
-(`winrm_errors`) to the typed results and errors. Ids are checked to be
+them under a hard deadline (`winrm.pool`), checks both `had_errors` and the
+error stream, and maps the output (`winrm.mapping`) and errors
+(`winrm.errors`) to the typed results and errors. Ids are checked to be
 GUIDs before anything is sent, so a `*` or `;` never reaches a host.
 """
 
@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
-from bot.hyperv import winrm_commands as cmds
-from bot.hyperv import winrm_map as mapping
 from bot.hyperv.errors import (
     CheckpointNotFound,
     HostUnreachable,
@@ -33,9 +31,11 @@ from bot.hyperv.errors import (
     VMNotFound,
 )
 from bot.hyperv.types import Checkpoint, CheckpointType, VMFacts, VMInfo, Volume
-from bot.hyperv.winrm_connect import Credentials, HostCredential, wsman_factory
-from bot.hyperv.winrm_errors import error_from_records
-from bot.hyperv.winrm_pool import (
+from bot.hyperv.winrm import commands as cmds
+from bot.hyperv.winrm import mapping as mapping
+from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_factory
+from bot.hyperv.winrm.errors import error_from_records
+from bot.hyperv.winrm.pool import (
     Outcome,
     Pipeline,
     PoolSession,

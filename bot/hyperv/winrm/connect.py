@@ -20,7 +20,7 @@ from typing import Any
 from pypsrp.wsman import WSMan
 
 from bot.hyperv.errors import HostAuthError, HyperVError
-from bot.hyperv.winrm_pool import WinRMTimeouts
+from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory.models import AuthMethod, Host, Transport
 from bot.secrets import Secret, SecretError, secret_from
 

@@ -35,7 +35,7 @@ from bot.hyperv.errors import (
     ProductionCheckpointFailed,
     VMNotFound,
 )
-from bot.hyperv.winrm_map import pick, properties, text
+from bot.hyperv.winrm.mapping import pick, properties, text
 
 # System.Management.Automation.ErrorCategory, as the record's integer.
 ERROR_CATEGORIES = (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from bot.hyperv.types import CheckpointType
-from bot.hyperv.winrm_pool import Cmd, Pipeline
+from bot.hyperv.winrm.pool import Cmd, Pipeline
 
 KVP_NAMESPACE = "root\\virtualization\\v2"
 KVP_CLASS = "Msvm_KvpExchangeComponent"
