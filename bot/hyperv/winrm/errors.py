@@ -10,7 +10,7 @@ Two sources, each translated at this boundary:
 The class is chosen from the FullyQualifiedErrorId and category first; the
 message is a fallback only for the failures Hyper-V reports with a generic
 `OperationFailed` id (disabled checkpoints, production checkpoint failure,
-disk full), because those texts are what a host gives (bot/hyperv/hostmodel/errors.py) and
+disk full), because those texts are what a host gives (bot/devtools/hostmodel/errors.py) and
 are localised on non-English hosts, where the error stays a PowerShellError.
 Messages never contain credentials: pypsrp's own texts name the user at most.
 """

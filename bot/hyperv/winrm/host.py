@@ -54,7 +54,7 @@ T = TypeVar("T")
 class HostSession(Protocol):
     """Where a WinRMHost runs its pipelines: a runspace pool over WinRM
     (`PoolSession`), or any transport that answers with what pypsrp hands
-    back (`bot.hyperv.inprocess.InProcessSession`)."""
+    back (`bot.devtools.simulator.session.InProcessSession`)."""
 
     @property
     def stats(self) -> SessionStats: ...
