@@ -15,9 +15,9 @@ from sqlmodel import col, select
 
 from bot.changes import FINAL_STATES, State
 from bot.changes.record import parse_ref
+from bot.changes.views import ChangeView
 from bot.inventory import InventoryLookupError
 from bot.service import BadRequest, Principal
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import ApprovalRequirement, check_approver

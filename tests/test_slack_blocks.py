@@ -16,7 +16,7 @@ import pytest
 from jinja2 import ChoiceLoader, DictLoader
 
 from bot.changes import State
-from bot.service.views import ChangeView, CheckpointRow, EventView, HostProblem
+from bot.changes.views import ChangeView, CheckpointRow, EventView, HostProblem
 from bot.service import list_checkpoints, request_checkpoint, show_change
 from bot.service.queries import CheckpointListing
 from bot.service.requests import Outcome

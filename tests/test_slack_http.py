@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from bot.service.views import ChangeView
+from bot.changes.views import ChangeView
 from bot.service import show_change
 from bot.store.db import session_scope
 from bot.store.models import Change, Job

@@ -25,7 +25,7 @@ from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from sqlmodel import col, select
 
-from bot.service.views import ChangeView
+from bot.changes.views import ChangeView
 from bot.clock import ScaledClock
 from bot.context import AppContext, build_context
 from bot.notify import ChannelPacer, ThreadNotifier

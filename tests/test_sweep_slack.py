@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from bot.service.views import ChangeView, HostProblem
+from bot.changes.views import ChangeView, HostProblem
 from bot.clock import ManualClock
 from bot.config import SweepConfig
 from bot.context import AppContext, build_context

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import click
 
 from bot.changes import State
-from bot.service.views import ChangeView
+from bot.changes.views import ChangeView
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.service import (
     ApprovalOutcome,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from bot.service.views import ChangeView
+from bot.changes.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest
 from policies import ApprovalRequirement

@@ -1,4 +1,6 @@
-"""Plain snapshots of records for callers: no ORM objects leave the service."""
+"""Plain snapshots of change records (`ChangeView`, `EventView`, `JobView`, …):
+what the service hands its callers and what the notifier renders; no ORM
+object leaves the service."""
 
 from __future__ import annotations
 
