@@ -16,7 +16,14 @@ import pytest
 from jinja2 import ChoiceLoader, DictLoader
 
 from bot.changes import State
-from bot.changes.views import ChangeView, CheckpointRow, EventView, HostProblem
+from bot.changes.views import (
+    ChangeView,
+    CheckpointRow,
+    EventView,
+    HostProblem,
+    PendingApproval,
+    UpcomingWindow,
+)
 from bot.service import list_checkpoints, request_checkpoint, show_change
 from bot.service.queries import CheckpointListing
 from bot.service.requests import Outcome
@@ -28,9 +35,7 @@ from templates.blocks import (
     MESSAGE_TEXT_BUDGET,
     ActionValue,
     BlockKitError,
-    PendingApproval,
     SlackRenderer,
-    UpcomingWindow,
     pack_groups,
     parse_action_value,
     truncate_chars,

@@ -216,3 +216,29 @@ class HostProblem:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """An approval that waits (the thread root, `/checkpoint status` and
+    the App Home show it): the change, the action it would carry out, who may give it
+    (`ApprovalRequirement.describe()`), how many have so far, the request's
+    id (its Approve / Reject carry it; without one no button is offered) and
+    who asked."""
+
+    change: ChangeView
+    action: str
+    description: str
+    approvals: int = 0
+    required: int = 1
+    request_id: int | None = None
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True)
+class UpcomingWindow:
+    """A change window's next opening (the App Home shows it)."""
+
+    name: str
+    opens_at: datetime
+    closes_at: datetime

@@ -8,11 +8,10 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from bot.changes.views import ChangeView
+from bot.changes.views import ChangeView, PendingApproval
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest
 from policies import ApprovalRequirement
-from templates.blocks import PendingApproval
 
 
 def pending_approvals(engine: Engine, change: ChangeView) -> list[PendingApproval]:

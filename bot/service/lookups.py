@@ -1,9 +1,7 @@
-"""Read-only lookups Slack needs that `bot.service` does not offer yet.
+"""Read-only lookups for Slack's screens: the App Home, what waits for
+approvers on a change, a change's current version, the change windows.
 
-Nothing here writes or decides: these only read the record and the
-policy's windows, for App Home and a few commands. They belong
-in `bot.service.queries`; they live here until the service grows them, so
-the listeners still call exactly one function each.
+Nothing here writes or decides; each listener calls exactly one of these.
 """
 
 from __future__ import annotations
@@ -14,17 +12,18 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, select
 
 from bot.changes import FINAL_STATES, State
+from bot.changes.pending import pending_approvals
 from bot.changes.record import parse_ref
-from bot.changes.views import ChangeView
+from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
 from bot.inventory import InventoryLookupError
-from bot.service import BadRequest, Principal
+from bot.service.deciding import Principal
+from bot.service.errors import BadRequest
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import ApprovalRequirement, check_approver
-from templates.blocks import PendingApproval, UpcomingWindow
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 _OPEN = [s.value for s in State if s not in FINAL_STATES and s is not State.ROLLED_BACK]
 _HOLDING = [State.ACTIVE.value, State.ROLLED_BACK.value]
@@ -40,7 +39,7 @@ class HomeData:
     overdue: list[ChangeView]
 
 
-def newest_active_change(ctx: AppContext, vm_name: str) -> str | None:
+def newest_active_change(ctx: ServiceDeps, vm_name: str) -> str | None:
     """`rollback VM` means the VM's newest active change: its ref, or None."""
     try:
         vm = ctx.inventory.vm(vm_name)
@@ -55,7 +54,12 @@ def newest_active_change(ctx: AppContext, vm_name: str) -> str | None:
     return change_ref(found) if found is not None else None
 
 
-def change_version(ctx: AppContext, ref: str) -> int | None:
+def waiting(ctx: ServiceDeps, change: ChangeView) -> list[PendingApproval]:
+    """What waits for approvers on `change`, one entry per pending request."""
+    return pending_approvals(ctx.engine, change)
+
+
+def change_version(ctx: ServiceDeps, ref: str) -> int | None:
     """The change's current version (to tell an outdated message), or None."""
     change_id = parse_ref(ref)
     if change_id is None:
@@ -65,7 +69,7 @@ def change_version(ctx: AppContext, ref: str) -> int | None:
         return change.version if change is not None else None
 
 
-def upcoming_windows(ctx: AppContext, limit: int = 10) -> list[UpcomingWindow]:
+def upcoming_windows(ctx: ServiceDeps, limit: int = 10) -> list[UpcomingWindow]:
     now = ctx.clock()
     found = []
     for w in ctx.policy.windows:
@@ -78,11 +82,11 @@ def upcoming_windows(ctx: AppContext, limit: int = 10) -> list[UpcomingWindow]:
     return sorted(found, key=lambda u: u.opens_at)[:limit]
 
 
-def window_scopes(ctx: AppContext) -> dict[str, str]:
+def window_scopes(ctx: ServiceDeps) -> dict[str, str]:
     return {w.name: w.scope.describe() for w in ctx.policy.windows}
 
 
-def home(ctx: AppContext, who: Principal) -> HomeData:
+def home(ctx: ServiceDeps, who: Principal) -> HomeData:
     """What App Home shows `who`: open changes, approvals they may give,
     upcoming windows and checkpoints past their TTL."""
     now = ctx.clock()
