@@ -48,9 +48,9 @@ from handlers.grammar import (
     SettingsRequest,
     StatusRequest,
     WindowsRequest,
+    help_sections,
     parse,
 )
-from handlers.grammar_help import help_sections
 from policies import rows as explain_rows
 from templates.blocks import slack_date
 

@@ -1,6 +1,6 @@
 """The `/checkpoint` command table: every command, its arguments, options and examples.
 
-The parser (`handlers.grammar`) and the help (`handlers.grammar_help`) both read
+The parser (`grammar.parser`) and the help (`grammar.help`) both read
 this table, so what help promises is what the parser accepts.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from handlers.grammar_requests import (
+from handlers.grammar.requests import (
     ApproveRequest,
     CreateRequest,
     ExtendRequest,

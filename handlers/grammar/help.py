@@ -7,7 +7,8 @@ for places without blocks (the `text` fallback, the CLI playground).
 
 from __future__ import annotations
 
-from handlers.grammar import COMMANDS, SLASH, Command, find_command, usage
+from handlers.grammar.parser import find_command, usage
+from handlers.grammar.table import COMMANDS, SLASH, Command
 
 __all__ = ["SECTION_LIMIT", "help_sections", "help_text"]
 

@@ -4,10 +4,9 @@ Pure: no I/O, no Slack client, no inventory. VM names are checked with the
 inventory's name rules (so wildcards and metacharacters never get further) but
 not resolved; the service resolves them and says "no VM named ..." itself.
 
-The pieces: `grammar_tokens` splits Slack text into words, `grammar_table` says
-what each command takes, `grammar_requests` holds what parsing produces, and
-`grammar_help` renders the table as help. This module binds words to the table
-and is the public face of all of them.
+This module binds words to the table (`table`), using `tokens` to split Slack
+text into words; `requests` holds what parsing produces; `help` renders the
+table as help. The package's `__init__` is the public face of all of them.
 """
 
 from __future__ import annotations
@@ -17,24 +16,12 @@ import difflib
 from bot.durations import DurationError, parse_duration
 from bot.inventory.errors import InvalidName
 from bot.inventory.names import check_name
-from handlers.grammar_requests import (
-    ApproveRequest,
-    CreateRequest,
-    ExtendRequest,
+from handlers.grammar.requests import (
     GrammarError,
     HelpRequest,
-    ListRequest,
-    MergeRequest,
-    OpenCreateModal,
-    PolicyRequest,
-    RejectRequest,
     Request,
-    RollbackRequest,
-    SettingsRequest,
-    StatusRequest,
-    WindowsRequest,
 )
-from handlers.grammar_table import (
+from handlers.grammar.table import (
     BY_NAME,
     COMMANDS,
     SLASH,
@@ -46,35 +33,8 @@ from handlers.grammar_table import (
     either,
     normalize_change_ref,
 )
-from handlers.grammar_tokens import Token, Unterminated, option_parts, tokenize, unescape_slack
+from handlers.grammar.tokens import Token, Unterminated, option_parts, tokenize, unescape_slack
 from templates import mrkdwn_escape
-
-__all__ = [
-    "COMMANDS",
-    "SLASH",
-    "ApproveRequest",
-    "Command",
-    "CreateRequest",
-    "ExtendRequest",
-    "GrammarError",
-    "HelpRequest",
-    "Kind",
-    "ListRequest",
-    "MergeRequest",
-    "OpenCreateModal",
-    "Param",
-    "PolicyRequest",
-    "RejectRequest",
-    "Request",
-    "RollbackRequest",
-    "SettingsRequest",
-    "StatusRequest",
-    "WindowsRequest",
-    "find_command",
-    "normalize_change_ref",
-    "parse",
-    "usage",
-]
 
 
 def usage(command: str | Command, *, compact: bool = False) -> str:
