@@ -23,6 +23,7 @@ from pydantic import (
 )
 from sqlalchemy.engine import make_url
 
+from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import demo_inventory_path
 from bot.store.db import default_sqlite_url
@@ -92,7 +93,7 @@ class DefaultsConfig(_Model):
     # The policy's `ttl` rule sets lifetimes per scope; this is used only
     # where that rule is disabled.
     ttl: timedelta = timedelta(hours=72)
-    checkpoint_type: Literal["production", "production-only", "standard"] = "production"
+    checkpoint_type: CheckpointKind = CheckpointKind.PRODUCTION
     # A restored production checkpoint leaves the VM Off; start it again if
     # it was running before the rollback.
     start_after_restore: bool = True

@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.domain import REF_WRITTEN_PATTERN
 from templates import Renderer, mrkdwn_escape, short_time
 
 # Documented Block Kit limits (docs.slack.dev/reference/block-kit) that the
@@ -81,12 +82,12 @@ CARD_PURPOSES = {
 }
 DECIDING_ACTIONS = frozenset({"checkpoint:approve", "checkpoint:reject"})
 _ACTION_VALUE = re.compile(
-    r"^(CHG-\d+):(?:(create|rollback|merge|extend)#(\d+)|(rollback|merge|extend|start|resolve))"
-    r":v(\d+)$"
+    rf"^({REF_WRITTEN_PATTERN}):"
+    r"(?:(create|rollback|merge|extend)#(\d+)|(rollback|merge|extend|start|resolve)):v(\d+)$"
 )
 # What buttons carried before they said what they were for; still accepted
 # from old messages, and then only where exactly one thing can be meant.
-_LEGACY_VALUE = re.compile(r"^(CHG-\d+):v(\d+)$")
+_LEGACY_VALUE = re.compile(rf"^({REF_WRITTEN_PATTERN}):v(\d+)$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
