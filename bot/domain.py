@@ -55,7 +55,7 @@ _REF_TYPED = re.compile(r"CHG-?([0-9]{1,9})", re.IGNORECASE)
 # A ref as the bot writes it, at the start of a checkpoint's name.
 _REF_WRITTEN = re.compile(r"CHG-([0-9]{1,9})\b")
 # The same, inside values the bot builds (button values).
-REF_WRITTEN_PATTERN = r"CHG-[0-9]{1,9}"
+REF_WRITTEN_PATTERN = r"CHG-[0-9]+"
 
 
 @dataclass(frozen=True, order=True)
