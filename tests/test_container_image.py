@@ -108,6 +108,7 @@ class Served:
     url: str
     api: FakeSlackApi
     log: Path
+    ctr: Container
 
 
 def _free_port() -> int:
@@ -207,7 +208,7 @@ def served(
                     time.sleep(0.5)
                 else:
                     pytest.fail("serve in the image never answered:\n" + log.read_text())
-                yield Served(url, api, log)
+                yield Served(url, api, log, ctr)
             finally:
                 # The process group is ours: buildah run and the bot under it.
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -233,6 +234,26 @@ def test_serve_in_the_image_is_alive_and_ready_against_postgres_and_redis(
     reply, _key = SlackSender(served.url, served.api).command("help")
     assert reply.status == 200, reply
     assert served.api.of("auth.test")
+
+
+def test_the_images_healthcheck_passes_against_the_running_bot(served: Served) -> None:
+    inspect = subprocess.run(
+        ["buildah", "inspect", "--type", "image", served.ctr.image],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    check = json.loads(inspect.stdout)["Docker"]["config"]["Healthcheck"]["Test"]
+    assert check[0] == "CMD"
+    port = served.url.rsplit(":", 1)[1]
+    alive = served.ctr.run(
+        check[1:], env={"CHECKPOINT_BOT_HEALTH_URL": f"http://127.0.0.1:{port}/healthz"}
+    )
+    assert alive.returncode == 0, alive.stderr
+    dead = served.ctr.run(
+        check[1:], env={"CHECKPOINT_BOT_HEALTH_URL": f"http://127.0.0.1:{_free_port()}/healthz"}
+    )
+    assert dead.returncode != 0
 
 
 def test_metrics_in_the_image_carry_the_bots_own_names(served: Served) -> None:
