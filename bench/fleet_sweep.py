@@ -3,7 +3,7 @@
     .venv/bin/python bench/fleet_sweep.py [--hosts 100] [--vms 10] [--latency-ms 50]
                                           [--auth basic|ntlm] [--quick]
 
-Each host is an emulated WinRM endpoint on 127.0.0.1 (bot.hyperv.emulator)
+Each host is an emulated WinRM endpoint on 127.0.0.1 (bot.devtools.emulator)
 serving a modelled Hyper-V host with `--vms` VMs, a few checkpoints each,
 and `--latency-ms` added to every HTTP request. The same sweep
 (`WinRMFleet.list_all_checkpoints`, fresh pools every time) runs
@@ -32,10 +32,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bot.clock import system_clock
-from bot.hyperv.emulator import EmulatedFleet
+from bot.devtools.emulator import EmulatedFleet
+from bot.devtools.hostmodel import HostModel, InMemoryHostStateStore, ModelHost, seed_missing
 from bot.hyperv.errors import HyperVError
-from bot.hyperv.hostmodel import HostModel, InMemoryHostStateStore, ModelHost, seed_missing
-from bot.hyperv.winrm import WinRMFleet
+from bot.hyperv.winrm.host import WinRMFleet
 from bot.inventory import Inventory
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"

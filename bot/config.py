@@ -105,7 +105,7 @@ class HyperVConfig(_Model):
     """How the bot reaches Hyper-V: the simulator (demo) or WinRM."""
 
     backend: Literal["simulator", "winrm"] = "simulator"
-    # The simulator's hosts: a host-model file (bot.hyperv.hostmodel), what
+    # The simulator's hosts: a host-model file (bot.devtools.hostmodel), what
     # the modelled hosts hold, written apart from the inventory. Default: the
     # demo estate's, deploy/examples/demo-hosts.yaml.
     simulator_hosts: Path | None = None

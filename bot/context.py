@@ -153,8 +153,8 @@ def _hosts(
 ) -> tuple[Callable[[str], HyperVHost], list[Callable[[], None]]]:
     """The Hyper-V backend the settings name, and how to close it."""
     if settings.hyperv.backend == "winrm":
-        # Imported here so simulator-only processes never load pypsrp.
-        from bot.hyperv.winrm import WinRMFleet
+        # Imported here so a process that never reaches a host never loads pypsrp.
+        from bot.hyperv.winrm.host import WinRMFleet
 
         winrm = WinRMFleet(
             inventory,
@@ -165,15 +165,22 @@ def _hosts(
         )
         return winrm.host, [winrm.close]
     # The modelled hosts come from their own file, never from the inventory:
-    # what the bot believes and what the hosts hold may disagree.
-    from bot.hyperv.hostmodel import (
+    # what the bot believes and what the hosts hold may disagree. They are dev
+    # tools: a production install has them only with the demo extra.
+    from bot.devtools import DevtoolsMissing, require
+
+    try:
+        require("hyperv.backend: simulator")
+    except DevtoolsMissing as exc:
+        raise ConfigError(f"{exc} (or set hyperv.backend: winrm)") from None
+    from bot.devtools.hostmodel import (
         HostModelError,
         SqlHostStateStore,
         demo_hosts_path,
         load_host_model,
         seed_missing,
     )
-    from bot.hyperv.simulator import SimulatedFleet
+    from bot.devtools.simulator.fleet import SimulatedFleet
 
     try:
         model = load_host_model(settings.hyperv.simulator_hosts or demo_hosts_path())

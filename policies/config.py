@@ -32,9 +32,9 @@ from bot.yamlio import (
     validation_errors,
 )
 from policies.model import Effect
+from policies.params import RuleParams
 from policies.policy import CompiledOverride, CompiledRule, Policy
 from policies.registry import PERMISSIONS_RULE, RULES
-from policies.rules.base import RuleParams
 from policies.schema import PolicyDoc, RuleConfig
 from policies.windows import Window
 

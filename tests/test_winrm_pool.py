@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
-from bot.hyperv.winrm import WinRMFleet, WinRMHost
-from bot.hyperv.winrm_connect import Credentials, HostCredential, wsman_options
-from bot.hyperv.winrm_pool import WinRMTimeouts
+from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_options
+from bot.hyperv.winrm.host import WinRMFleet, WinRMHost
+from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Host, Inventory
 
 VM_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"

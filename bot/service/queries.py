@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from bot.changes.record import events_of, get_change
+from bot.changes.views import ChangeView, CheckpointRow, HostProblem
 from bot.hyperv import Checkpoint, HyperVError
 from bot.hyperv.evidence import judge_listed
 from bot.service.errors import BadRequest
 from bot.service.requests import find_change, resolve_vm
-from bot.service.views import ChangeView, CheckpointRow, HostProblem
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job, VMSettingChange, change_ref
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def _tree_order(checkpoints: list[Checkpoint]) -> Iterator[tuple[Checkpoint, int
 
 
 def fleet_checkpoints(
-    ctx: AppContext, hosts: list[str], vm_id: str | None = None
+    ctx: ServiceDeps, hosts: list[str], vm_id: str | None = None
 ) -> tuple[list[Checkpoint], list[HostProblem]]:
     """Every checkpoint on `hosts`, asking at most `hyperv.fanout` at once.
     A host that cannot be asked is a problem, never an empty list: its
@@ -78,7 +78,7 @@ def fleet_checkpoints(
 
 
 def list_checkpoints(
-    ctx: AppContext, *, vm: str | None = None, host: str | None = None
+    ctx: ServiceDeps, *, vm: str | None = None, host: str | None = None
 ) -> CheckpointListing:
     vm_id = None
     if vm:
@@ -140,7 +140,7 @@ class _Owner:
     taken_evidence: str | None
 
 
-def _owners(ctx: AppContext, checkpoint_ids: list[str]) -> dict[str, _Owner]:
+def _owners(ctx: ServiceDeps, checkpoint_ids: list[str]) -> dict[str, _Owner]:
     if not checkpoint_ids:
         return {}
     with session_scope(ctx.engine) as s:
@@ -154,7 +154,7 @@ def _owners(ctx: AppContext, checkpoint_ids: list[str]) -> dict[str, _Owner]:
         }
 
 
-def show_change(ctx: AppContext, ref: str) -> ChangeView:
+def show_change(ctx: ServiceDeps, ref: str) -> ChangeView:
     change_id = find_change(ctx, ref)
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
@@ -179,7 +179,7 @@ AUDIT_FIELDS = (
 )
 
 
-def audit_rows(ctx: AppContext) -> Iterator[dict[str, Any]]:
+def audit_rows(ctx: ServiceDeps) -> Iterator[dict[str, Any]]:
     """Every event of every change, in order, then every settings change:
     the record as a flat table. A Slack user is (team, user): `actor_team`
     and `requester_team` are the workspaces (empty for the bot, the policy,
