@@ -37,6 +37,12 @@ from tests.container_support import (
     missing_tools,
     suite_of,
 )
+from tests.multiproc_support import (
+    EMULATOR_PASSWORD,
+    Cluster,
+    commands_named,
+    process_env,
+)
 from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, TEAM_ID, FakeSlackApi, SlackSender
 from tests.test_scale_out import redis_url  # noqa: F401 (the fixture)
 
@@ -83,6 +89,9 @@ def test_the_image_answers_its_version_as_a_non_root_user(image: str) -> None:
         assert version.stdout.strip() == f"checkpoint-bot, version {PROJECT['version']}"
         who = ctr.run(["id", "-u"])
         assert who.stdout.strip() == str(UID)
+        # A production install: the dev tools' dependencies stay out.
+        probe = "import importlib.util as u; print(u.find_spec('psrpcore') is None)"
+        assert ctr.run(["python3", "-c", probe]).stdout.strip() == "True"
     inspect = subprocess.run(
         ["buildah", "inspect", "--type", "image", image],
         capture_output=True,
@@ -109,6 +118,9 @@ class Served:
     api: FakeSlackApi
     log: Path
     ctr: Container
+    env: dict[str, str]
+    volumes: dict[Path, str]
+    command_log: Path
 
 
 def _free_port() -> int:
@@ -148,20 +160,20 @@ def served(
     tmp_path: Path,
 ) -> Iterator[Served]:
     """`db upgrade`, then `serve --http` in the image (host network), with its
-    config mounted read-only and its state on a volume of its own."""
+    config mounted read-only and its state on a volume of its own; Hyper-V is
+    the emulator on the host, over real WinRM (the image has no dev tools)."""
     etc, state = tmp_path / "etc", tmp_path / "state"
     etc.mkdir()
     state.mkdir()
     os.chown(state, UID, UID)
-    examples = REPO / "deploy" / "examples"
-    (etc / "inventory.yaml").write_bytes((examples / "demo-inventory.yaml").read_bytes())
-    (etc / "hosts.yaml").write_bytes((examples / "demo-hosts.yaml").read_bytes())
     (etc / "slack-bot-token").write_text(BOT_TOKEN, encoding="utf-8")
-    with FakeSlackApi() as api:
+    command_log = tmp_path / "emulator-commands.jsonl"
+    with FakeSlackApi() as api, Cluster(tmp_path / "emulator") as cluster:
+        cluster.emulator(command_log, etc / "inventory.yaml", "--host", "HV01", env=process_env())
         config = {
             "inventory": "inventory.yaml",
             "database_url": empty_database,
-            "hyperv": {"backend": "simulator", "simulator_hosts": "hosts.yaml"},
+            "hyperv": {"backend": "winrm", "call_timeout": "60s"},
             "jobs": {
                 "queue": "redis",
                 "redis_url": redis_url,
@@ -179,6 +191,7 @@ def served(
         env = {
             "CHECKPOINT_BOT_CONFIG": "/etc/checkpoint-bot/config.yaml",
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "CHECKPOINT_BOT_EMULATOR_PASSWORD": EMULATOR_PASSWORD,
         }
         volumes = {etc: "/etc/checkpoint-bot:ro", state: "/var/lib/checkpoint-bot"}
         with Container(image) as ctr:
@@ -208,7 +221,7 @@ def served(
                     time.sleep(0.5)
                 else:
                     pytest.fail("serve in the image never answered:\n" + log.read_text())
-                yield Served(url, api, log, ctr)
+                yield Served(url, api, log, ctr, env, volumes, command_log)
             finally:
                 # The process group is ours: buildah run and the bot under it.
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -262,3 +275,14 @@ def test_metrics_in_the_image_carry_the_bots_own_names(served: Served) -> None:
         pytest.skip("/metrics comes with the metrics work of issue #16 (prometheus-client)")
     assert status == 200, body
     assert any(line.startswith("checkpoint_bot_") for line in body.splitlines()), body[:2000]
+
+
+def test_the_image_reaches_hyper_v_over_winrm(served: Served) -> None:
+    """pypsrp in the image, against the emulator on the host: a sweep lists
+    every checkpoint of HV01's VMs."""
+    swept = served.ctr.run(
+        ["checkpoint-bot", "sweep", "run", "--json"], env=served.env, volumes=served.volumes
+    )
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    json.loads(swept.stdout)
+    assert commands_named(served.command_log, "Get-VMSnapshot")
