@@ -10,6 +10,7 @@ The bootstrapped tarball is kept under var/ so reruns skip the bootstrap.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -185,3 +186,55 @@ class Container:
             check=False,
             env={**os.environ, "BUILDAH_ISOLATION": "chroot"},
         )
+
+
+# What `--read-only --tmpfs /tmp -v STATE:/var/lib/checkpoint-bot` does in a
+# container runtime, done by hand: the image's root filesystem bind-mounted
+# read-only in a private mount namespace, the volumes on it, /tmp a tmpfs,
+# then chroot as the image's user with its environment and working directory.
+_READ_ONLY = r"""
+set -e
+root=$1; shift
+mount --bind "$root" "$root"
+mount -o remount,bind,ro "$root"
+mount -t tmpfs tmpfs "$root/tmp"
+mount --rbind /dev "$root/dev"
+mount -t proc proc "$root/proc"
+while [ "$1" != -- ]; do mount --bind "$1" "$root$2"; shift 2; done
+shift
+cd /
+exec chroot --userspec="$USERSPEC" "$root" /usr/bin/env -i "$@"
+"""
+
+
+def run_read_only(
+    image: str,
+    command: Sequence[str],
+    *,
+    volumes: Mapping[Path, str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """`command` in `image` with a read-only root (needs root and unshare)."""
+    inspect = _run(["buildah", "inspect", "--type", "image", image], timeout=60, what="inspect")
+    config = json.loads(inspect)["Docker"]["config"]
+    workdir = config.get("WorkingDir") or "/"
+    environment = [*config.get("Env", []), *(f"{k}={v}" for k, v in (env or {}).items())]
+    mounts = [arg for host, inside in volumes.items() for arg in (str(host), inside)]
+    with Container(image) as ctr:
+        root = _run(["buildah", "mount", ctr.name], timeout=60, what="buildah mount").strip()
+        try:
+            return subprocess.run(
+                [
+                    "unshare", "--mount", "--propagation", "private", "sh", "-c", _READ_ONLY,
+                    "sh", root, *mounts, "--", *environment,
+                    "sh", "-c", 'cd "$0" && exec "$@"', workdir, *command,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env={**os.environ, "USERSPEC": config.get("User") or "0:0"},
+            )  # fmt: skip
+        finally:
+            subprocess.run(["buildah", "umount", ctr.name], capture_output=True, check=False)

@@ -35,6 +35,7 @@ from tests.container_support import (
     build_image,
     import_base,
     missing_tools,
+    run_read_only,
     suite_of,
 )
 from tests.multiproc_support import (
@@ -286,3 +287,33 @@ def test_the_image_reaches_hyper_v_over_winrm(served: Served) -> None:
     assert swept.returncode == 0, swept.stdout + swept.stderr
     json.loads(swept.stdout)
     assert commands_named(served.command_log, "Get-VMSnapshot")
+
+
+def test_the_image_runs_on_a_read_only_root_with_its_state_on_one_volume(
+    image: str, tmp_path: Path
+) -> None:
+    """As `--read-only --tmpfs /tmp -v STATE:/var/lib/checkpoint-bot` would:
+    SQLite and its job queue land on the volume, nothing else is written."""
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    etc.mkdir()
+    state.mkdir()
+    os.chown(state, UID, UID)
+    compose = REPO / "deploy" / "compose"
+    (etc / "inventory.yaml").write_bytes((compose / "inventory.yaml").read_bytes())
+    config = {"inventory": "inventory.yaml", "hyperv": {"backend": "winrm"}}
+    config |= {"jobs": {"queue": "sqlite"}, "sweep": {"enabled": False}}
+    (etc / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    volumes = {etc: "/etc/checkpoint-bot", state: "/var/lib/checkpoint-bot"}
+    env = {"CHECKPOINT_BOT_CONFIG": "/etc/checkpoint-bot/config.yaml"}
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return run_read_only(image, command, volumes=volumes, env=env)
+
+    upgraded = run("checkpoint-bot", "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    exported = run("checkpoint-bot", "audit", "export", "--format", "csv")
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert exported.stdout.startswith("change,seq,at,actor,")
+    assert any(path.suffix == ".db" for path in state.rglob("*")), list(state.rglob("*"))
+    refused = run("touch", "/opt/checkpoint-bot/written")
+    assert "Read-only file system" in refused.stderr
