@@ -220,7 +220,10 @@ class FileConfig(_Model):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the process needs, resolved: absolute paths, one DB URL."""
+    """Everything the process needs, validated: paths made absolute against
+    the config file's folder, one database URL. Secrets stay references (an
+    environment variable or a file to read, `bot.secrets`): they are read
+    where they are used, never held here."""
 
     demo: bool
     config_path: Path | None

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from bot.clock import Clock, real_seconds, speed_of, system_clock
 from bot.config import ConfigError, Settings
 from bot.hyperv import HyperVHost
+from bot.hyperv.hosts import Hosts, HostWrapper
 from bot.inventory import Inventory, InventoryError, load_inventory
 from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, make_huey
 from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
@@ -39,7 +40,7 @@ class AppContext:
     settings: Settings
     engine: Engine
     inventory: Inventory
-    host_for: Callable[[str], HyperVHost]
+    host_for: Hosts
     policy: Policy
     decider: Decider
     ledger: JobLedger
@@ -247,7 +248,7 @@ def build_context(
     env: Mapping[str, str] | None = None,
     clock: Clock = system_clock,
     huey_kind: Literal["sqlite", "memory", "redis"] | None = None,
-    **_: Any,
+    host_wrapper: HostWrapper | None = None,
 ) -> AppContext:
     try:
         inventory = load_inventory(settings.inventory_path)
@@ -266,10 +267,12 @@ def build_context(
             f"cannot open the database {settings.database_label}: {type(exc).__name__}"
         ) from None
     try:
-        host_for, closers = _hosts(settings, inventory, engine, clock, env or {})
+        factory, closers = _hosts(settings, inventory, engine, clock, env or {})
     except ConfigError:
         engine.dispose()
         raise
+    host_for = Hosts(factory)
+    host_for.wrap(host_wrapper)
     decider = Decider(
         inventory=inventory,
         host_for=host_for,

@@ -299,10 +299,6 @@ class Decision:
     def warnings(self) -> list[str]:
         return [o.message for o in self.fired if o.effect is Effect.WARN]
 
-    @property
-    def runnable_now(self) -> bool:
-        return self.verdict is Verdict.ALLOW and self.schedule_at is None
-
     def outcome(self, rule: str) -> RuleOutcome | None:
         return next((o for o in self.outcomes if o.rule == rule), None)
 

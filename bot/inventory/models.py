@@ -176,10 +176,6 @@ class HostVolume(_Model):
             )
         return self
 
-    @property
-    def free_gb(self) -> float:
-        return self.capacity_gb - self.used_gb
-
 
 class CredentialRef(_Model):
     """Where the bot finds a host's credentials at run time; never the secret itself."""
@@ -300,7 +296,8 @@ class Host(_Model):
 
 
 class VMDisks(_Model):
-    """Disk kinds that change what a checkpoint can do (DOMAIN.md)."""
+    """Disk kinds that change what a checkpoint can do (docs/host-truth.md,
+    "Shared disks")."""
 
     shared_vhdx: bool = False
     vhd_set: bool = False

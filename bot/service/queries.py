@@ -5,8 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +13,9 @@ from sqlmodel import col, select
 
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, CheckpointRow, HostProblem
-from bot.hyperv import Checkpoint, HyperVError
+from bot.hyperv import Checkpoint, HyperVError, HyperVHost
 from bot.hyperv.evidence import judge_listed
+from bot.hyperv.fanout import ask_hosts
 from bot.service.errors import BadRequest
 from bot.service.requests import find_change, resolve_vm
 from bot.store.db import session_scope
@@ -57,16 +57,19 @@ def fleet_checkpoints(
     """Every checkpoint on `hosts`, asking at most `hyperv.fanout` at once.
     A host that cannot be asked is a problem, never an empty list: its
     checkpoints are unknown."""
+    return checkpoints_on(ctx.host_for, hosts, fanout=ctx.settings.hyperv.fanout, vm_id=vm_id)
 
-    def fetch(name: str) -> tuple[str, list[Checkpoint] | HyperVError]:
-        try:
-            return name, ctx.host_for(name).list_checkpoints(vm_id)
-        except HyperVError as exc:
-            return name, exc
 
-    workers = max(1, min(len(hosts), ctx.settings.hyperv.fanout))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(fetch, hosts))
+def checkpoints_on(
+    host_for: Callable[[str], HyperVHost],
+    hosts: list[str],
+    *,
+    fanout: int,
+    vm_id: str | None = None,
+) -> tuple[list[Checkpoint], list[HostProblem]]:
+    """`fleet_checkpoints` given the host factory and fan-out themselves (the
+    fleet bench runs exactly this)."""
+    results = ask_hosts(host_for, hosts, lambda host: host.list_checkpoints(vm_id), fanout=fanout)
     found: list[Checkpoint] = []
     problems: list[HostProblem] = []
     for name, result in results:

@@ -2,7 +2,6 @@
 
     WinRMFleet(inventory, env, fanout=32, call_timeout=60, idle_timeout=300)
     ├── .host(name) -> WinRMHost            cached, one runspace pool each
-    ├── .list_all_checkpoints(hosts=None)   bounded fan-out across hosts
     └── .close()
     WinRMHost(host, credential, timeouts)   a HyperVHost
 
@@ -18,14 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from bot.hyperv.errors import (
     CheckpointNotFound,
     HostUnreachable,
-    HyperVError,
     NotFoundError,
     PowerShellError,
     VMNotFound,
@@ -401,33 +399,6 @@ class WinRMFleet:
                 spec.name, WinRMHost(spec, credential, timeouts=self._timeouts)
             )
         return cached
-
-    def list_all_checkpoints(
-        self, hosts: Iterable[str] | None = None
-    ) -> dict[str, list[Checkpoint] | HyperVError]:
-        """Every checkpoint on each host, `fanout` hosts at a time; a host that
-        fails shows as its error, the others still answer."""
-        if hosts is None:
-            names = [h.name for h in self._inventory.hosts]
-        else:  # InvalidName / UnknownHost before anything is sent
-            names = [self._inventory.host(name).name for name in hosts]
-        return self.map_hosts(names, lambda host: host.list_checkpoints())
-
-    def map_hosts(
-        self, names: list[str], operation: Callable[[WinRMHost], T]
-    ) -> dict[str, T | HyperVError]:
-        def one(name: str) -> T | HyperVError:
-            try:
-                return operation(self.host(name))
-            except HyperVError as exc:
-                return exc
-
-        if not names:
-            return {}
-        workers = min(self._fanout, len(names))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="winrm-fanout") as pool:
-            results = list(pool.map(one, names))
-        return dict(zip(names, results, strict=True))
 
     def close(self) -> None:
         self._closed = True

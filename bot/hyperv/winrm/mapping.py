@@ -1,7 +1,7 @@
 """Map pypsrp's deserialized output objects onto the typed results.
 
 What arrives over PSRP is tolerated in every shape a real host produces
-(DOMAIN.md, "WinRM from Python"):
+(docs/winrm-client.md, "What comes back"):
 
 - an object is a `GenericComplexObject` whose real .NET properties are in
   `.adapted_properties` and whose note properties (what `Select-Object
@@ -99,11 +99,6 @@ def pick(props: Mapping[str, object], *names: str) -> object:
         if value is not None:
             return value
     return None
-
-
-def type_names(obj: object) -> list[str]:
-    types = getattr(obj, "types", None)
-    return [str(t) for t in types] if isinstance(types, list) else []
 
 
 def text(value: object) -> str:

@@ -2,7 +2,7 @@
 
     PoolSession(name, connect, timeouts=...)   .run(pipeline) -> Outcome, .close()
 
-Why it looks like this (DOMAIN.md, "WinRM from Python"):
+Why it looks like this (docs/winrm-client.md, "Deadlines and connections"):
 
 - `PowerShell.invoke()` blocks until the pipeline ends and retries WSMan
   operation timeouts forever, and pypsrp retries a Receive five times on an
