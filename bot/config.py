@@ -24,8 +24,10 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import demo_inventory_path
+from bot.secrets import SecretError, credential_path
 from bot.store.db import default_sqlite_url
 from bot.yamlio import (
     ConfigProblem,
@@ -93,7 +95,7 @@ class DefaultsConfig(_Model):
     # The policy's `ttl` rule sets lifetimes per scope; this is used only
     # where that rule is disabled.
     ttl: timedelta = timedelta(hours=72)
-    checkpoint_type: Literal["production", "production-only", "standard"] = "production"
+    checkpoint_type: CheckpointKind = CheckpointKind.PRODUCTION
     # A restored production checkpoint leaves the VM Off; start it again if
     # it was running before the rollback.
     start_after_restore: bool = True
@@ -105,7 +107,7 @@ class HyperVConfig(_Model):
     """How the bot reaches Hyper-V: the simulator (demo) or WinRM."""
 
     backend: Literal["simulator", "winrm"] = "simulator"
-    # The simulator's hosts: a host-model file (bot.hyperv.hostmodel), what
+    # The simulator's hosts: a host-model file (bot.devtools.hostmodel), what
     # the modelled hosts hold, written apart from the inventory. Default: the
     # demo estate's, deploy/examples/demo-hosts.yaml.
     simulator_hosts: Path | None = None
@@ -220,7 +222,10 @@ class FileConfig(_Model):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the process needs, resolved: absolute paths, one DB URL."""
+    """Everything the process needs, validated: paths made absolute against
+    the config file's folder, one database URL. Secrets stay references (an
+    environment variable or a file to read, `bot.secrets`): they are read
+    where they are used, never held here."""
 
     demo: bool
     config_path: Path | None
@@ -316,7 +321,11 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
     workdir = (base / parsed.workdir) if parsed.workdir else cwd
     url = env.get("DATABASE_URL") or parsed.database_url
     if not url and parsed.database_url_file:
-        url = _read_url_file(base / parsed.database_url_file, source, doc)
+        try:
+            url_file = credential_path(parsed.database_url_file, env, "database_url_file")
+        except SecretError as exc:
+            raise ConfigError(f"{source}:{doc.line_of(('database_url_file',))}: {exc}") from None
+        url = _read_url_file(base / url_file, source, doc)
     return Settings(
         demo=False,
         config_path=config_path,

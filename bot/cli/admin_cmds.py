@@ -8,19 +8,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
 from bot.config import ConfigError
+from bot.domain import CheckpointKind
 from bot.service import explain, export_audit
 from bot.service.deciding import Principal
-from bot.service.errors import Unavailable
 from bot.service.queries import audit_rows
-from bot.store import migrate
-from bot.store.db import make_engine
+from bot.service.schema import upgrade_schema
 from policies import PolicyError, validate_policy_file
 from policies.explain import rows as explain_rows
-from policies.model import CHECKPOINT_TYPES
 
 
 @click.group("db")
@@ -33,29 +30,13 @@ def db() -> None:
 def db_upgrade(rt: Runtime) -> None:
     """Migrate the database to the newest schema (safe to run again).
 
-    Exit 2 when the database URL is not one (nothing was tried), 3 when the
-    database does not answer (nothing was changed: try again)."""
-    settings = rt.settings  # a URL that does not parse stopped here (exit 2)
-    label = settings.database_label
-    engine = make_engine(settings.database_url)
-    try:
-        before = migrate.current_revision(engine)
-        migrate.upgrade(engine)
-        after = migrate.current_revision(engine)
-    except (OperationalError, InterfaceError) as exc:
-        reason = _first_line(exc.orig if exc.orig is not None else exc)
-        raise Unavailable(f"{label}: the database does not answer: {reason}") from None
-    finally:
-        engine.dispose()
-    if before == after:
-        click.echo(f"{settings.database_label}: already at schema {after}")
+    Exit 2 when the database URL does not parse (nothing was tried), 3 when
+    the database does not answer (nothing was changed: try again)."""
+    done = upgrade_schema(rt.settings)
+    if not done.changed:
+        click.echo(f"{done.database}: already at schema {done.after}")
     else:
-        click.echo(f"{settings.database_label}: schema {before or 'empty'} → {after}")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+        click.echo(f"{done.database}: schema {done.before or 'empty'} → {done.after}")
 
 
 @click.group("inventory")
@@ -127,7 +108,7 @@ def policy() -> None:
 @click.option(
     "--type",
     "ctype",
-    type=click.Choice(CHECKPOINT_TYPES),
+    type=click.Choice(list(CheckpointKind)),
     help="The checkpoint type asked for (create).",
 )
 @click.option("--user", help="Who asks: a Slack user id (default: you, as cli:NAME).")

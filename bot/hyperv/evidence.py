@@ -32,6 +32,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from bot.domain import CheckpointKind
 from bot.hyperv.types import Checkpoint, CheckpointType, SnapshotType, VMState
 
 # Captured states that carry memory: a standard checkpoint of a live VM.
@@ -39,8 +40,10 @@ _WITH_MEMORY = frozenset({VMState.Running, VMState.Saved, VMState.Paused})
 
 
 class TakenKind(enum.StrEnum):
-    PRODUCTION = "production"
-    STANDARD = "standard"
+    """What the evidence says was taken: a kind, or that it cannot tell."""
+
+    PRODUCTION = CheckpointKind.PRODUCTION.value
+    STANDARD = CheckpointKind.STANDARD.value
     UNKNOWN = "unknown"
 
 
@@ -138,11 +141,3 @@ def judge_listed(checkpoint: Checkpoint) -> Taken:
             "holds no memory: a production checkpoint, or any checkpoint of a VM that was off",
         )
     return Taken(TakenKind.UNKNOWN, "the host did not report what the checkpoint holds")
-
-
-def restore_leaves_off(checkpoint_holds_memory: bool | None) -> bool | None:
-    """Whether restoring leaves the VM Off: yes without memory, no with it
-    (it comes back Saved or Running), unknown otherwise."""
-    if checkpoint_holds_memory is None:
-        return None
-    return not checkpoint_holds_memory

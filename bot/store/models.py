@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from bot.domain import ChangeRef
 from bot.store.columns import UTCDateTime
 
 
@@ -187,19 +188,8 @@ class Tick(SQLModel, table=True):
     claimed_at: datetime = _utc()
 
 
-class SimulatorHost(SQLModel, table=True):
-    """The simulated fleet's state, one JSON document per host, so the demo
-    and the CLI keep their checkpoints between runs."""
-
-    __tablename__ = "simulator_host"
-
-    host: str = Field(primary_key=True, max_length=255)
-    state: dict[str, Any] = _json()
-    version: int = Field(default=1)
-
-
 def change_ref(change_id: int) -> str:
-    return f"CHG-{change_id:04d}"
+    return str(ChangeRef(change_id))
 
 
 class CheckpointSize(SQLModel, table=True):

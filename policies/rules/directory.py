@@ -11,16 +11,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from policies.model import Action, Context, Effect, Fact, Facts, Request, RuleOutcome
-from policies.rules.base import (
-    ResolvedRule,
-    RuleParams,
-    RuleSpec,
-    fire,
-    not_applicable,
-    passed,
-    unknown,
-)
+from bot.domain import CheckpointKind
+from policies.model import Action, Effect, Fact, Facts, Request, RuleOutcome
+from policies.params import ResolvedRule, RuleParams
+from policies.policy import Context
+from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
 
 DC_ROLES = frozenset({"domain_controller", "read_only_domain_controller"})
 _DC_PRODUCT_TYPE = 2
@@ -98,7 +93,7 @@ def domain_controller(req: Request, facts: Facts, ctx: Context, rule: ResolvedRu
             "",
             used,
             effect=Effect.WARN,
-            adjustments={"checkpoint_type": "production-only"},
+            adjustments={"checkpoint_type": CheckpointKind.PRODUCTION_ONLY.value},
         )
     return fire(
         rule,
