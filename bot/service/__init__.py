@@ -14,6 +14,7 @@ from bot.service.binding import (
     settled_words,
 )
 from bot.service.deciding import Principal
+from bot.service.deliveries import delivery_keys
 from bot.service.errors import (
     BadRequest,
     Conflict,
@@ -76,6 +77,7 @@ __all__ = [
     "audit_rows",
     "change_settings",
     "check_card",
+    "delivery_keys",
     "due_notices",
     "explain",
     "export_audit",
