@@ -116,7 +116,7 @@ class DropRetries(Middleware):
         assert self.durable is not None
         try:
             return self.durable.first(key)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, TimeoutError) as exc:
             # The database is down: nothing can be recorded either, so the
             # request goes on and its listener says what is unavailable.
             log.warning(messages.log_replay_check_failed(type(exc).__name__))

@@ -114,3 +114,16 @@ def test_two_commands_with_the_same_text_are_two_deliveries(bot: RunningBot) -> 
         bot.slack.post(_command(bot, "create APP01 --reason KB1", key), FORM)
         bot.api.wait_for(lambda cs, k=key: any(c.method == f"response_url:{k}" for c in cs))
     assert _changes(bot, "APP01") == 2
+
+
+def test_concurrent_askers_get_one_first_per_key(engine: Engine) -> None:
+    """Keys are written in groups by one thread (a group commit): 200 asks
+    for 50 keys from 40 threads and two replicas' objects, one True each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    replicas = [DeliveryKeys(engine), DeliveryKeys(engine)]
+    asks = [(n % 2, f"sha256:k{n % 50}") for n in range(200)]
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(lambda a: (a[1], replicas[a[0]].first(a[1])), asks))
+    firsts = [key for key, first in answers if first]
+    assert sorted(firsts) == sorted({key for _, key in asks})
