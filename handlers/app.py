@@ -25,7 +25,7 @@ from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.delivery import DropRetries, UserGroups
 from handlers.deps import SlackDeps
-from handlers.observe import Observe
+from handlers.observe import ObservedApp
 from handlers.workspace import BindWorkspace, UserHomes, workspace_from
 from templates.blocks import SlackRenderer
 
@@ -61,7 +61,8 @@ def build_bolt_app(
     token_verification: bool = True,
 ) -> App:
     client = make_client(bot_token, api_url, ctx.metrics)
-    app = App(
+    app = ObservedApp(
+        metrics=ctx.metrics,
         name="checkpoint-bot",
         client=client,
         signing_secret=signing_secret,
@@ -91,9 +92,7 @@ def _auth_test(client: WebClient) -> dict[str, Any]:
 
 def register(app: App, deps: SlackDeps) -> None:
     """Attach the middleware and every listener to `app`."""
-    # Counted, timed and given its log context before anything can refuse it.
-    app.use(Observe(deps.ctx.metrics))
-    # Then: a request from another workspace goes no further.
+    # First: a request from another workspace goes no further.
     app.use(
         BindWorkspace(
             deps.workspace,

@@ -1,10 +1,10 @@
 """Counts and times what Slack sends, and binds the log context of each
 request (a request id and the Slack user) for everything done on its
-behalf, before any other middleware runs.
+behalf.
 
-Bolt's listener runner returns from `next()` once the listener has called
-`ack()` (it runs the rest of the listener in its pool), so the time around
-`next()` is the time to ack: what Slack's three seconds measure
+Bolt's listener runner returns from `App.dispatch` once the listener has
+called `ack()` (it runs the rest of the listener in its pool), so the time
+of `dispatch` is the time to ack: what Slack's three seconds measure
 (https://api.slack.com/interactivity/handling#acknowledgment_response).
 """
 
@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt.middleware import Middleware
+from slack_bolt import App
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
@@ -65,26 +65,33 @@ def slack_user(body: dict[str, Any]) -> str | None:
     return user if isinstance(user, str) and _OUR_ID.match(user.casefold()) else None
 
 
-class Observe(Middleware):
+class ObservedApp(App):
+    """Bolt's App, with each request counted, timed to its ack and given its
+    log context (a request id and the Slack user).
+
+    Bolt's middleware is not a chain (its `next()` only marks the request
+    as passed on; the listener runs after every middleware returned), so
+    the measuring wraps `dispatch`, which returns once the listener acked.
+    Listeners run in a `ContextThreadPool`, so the binding follows them."""
+
     def __init__(
-        self, metrics: Metrics, *, monotonic: Callable[[], float] = time.perf_counter
+        self,
+        *args: Any,
+        metrics: Metrics,
+        monotonic: Callable[[], float] = time.perf_counter,
+        **kwargs: Any,
     ) -> None:
+        super().__init__(*args, **kwargs)
         self.metrics, self._monotonic = metrics, monotonic
 
-    def process(
-        self,
-        *,
-        req: BoltRequest,
-        resp: BoltResponse,
-        next: Callable[[], BoltResponse],  # Bolt passes it by this name
-    ) -> BoltResponse | None:
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
         body = req.body or {}
         rtype, kind = classify(body)
         started = self._monotonic()
         response: BoltResponse | None = None
         with bound(request_id=uuid.uuid4().hex[:12], slack_user=slack_user(body)):
             try:
-                response = next()
+                response = super().dispatch(req)
             finally:
                 self.metrics.ack_seconds.labels(rtype).observe(self._monotonic() - started)
                 ok = response is not None and response.status < 400
