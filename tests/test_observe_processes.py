@@ -335,9 +335,14 @@ def test_socket_mode_serve_is_ready_while_connected(tmp_path: Path) -> None:
                 "Socket Mode serve to be ready",
                 explain=bot.tail,
             )
+            open_now = server.open_connections()
+            assert open_now
         finally:
             server.__exit__()
-        # Slack's end is gone: not ready, naming the Slack connection.
+        # Slack's end is gone (no new connections, the open one closed):
+        # not ready, naming the Slack connection.
+        for conn in open_now:
+            conn.close()
 
         def not_ready() -> str | None:
             status, body = get(health + "/readyz")

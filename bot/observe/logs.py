@@ -122,4 +122,9 @@ def configure(fmt: LogFormat, level: int, *, stream: Any = None) -> logging.Hand
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Alembic says "Context impl ..." at INFO on every schema read, and
+    # /readyz reads the schema on every probe.
+    migration = logging.getLogger("alembic.runtime.migration")
+    if migration.level == logging.NOTSET:
+        migration.setLevel(logging.WARNING)
     return handler
