@@ -239,7 +239,7 @@ def build_context(
     from bot.observe.hosts import metered
     from bot.observe.work import MeteredDecider, MeteredRunner
 
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(multiprocess_dir=(env or {}).get("PROMETHEUS_MULTIPROC_DIR"))
     try:
         inventory = load_inventory(settings.inventory_path)
         policy = load_policy(*settings.policy_files)

@@ -564,3 +564,49 @@ def test_the_checker_catches_a_wrong_name_and_label(tmp_path: Path) -> None:
         "grouping by 'host', which no metric in "
         "'sum by (host) (checkpoint_bot_jobs_total{vm=\"a\"})' has",
     ]
+
+
+# --- prometheus-client's multiprocess mode ---------------------------------------------------
+
+
+MP_SCRIPT = """
+import sys
+from bot.observe import Metrics
+m = Metrics(multiprocess_dir=sys.argv[1])
+m.jobs.labels("create", "succeeded").inc()
+if sys.argv[2] == "show":
+    sys.stdout.write(m.exposition()[0].decode())
+"""
+
+
+def test_multiprocess_mode_merges_the_values_of_every_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    directory = tmp_path / "prom"
+    directory.mkdir()
+    # The variable must be set before prometheus-client is imported: only a
+    # fresh process can show it.
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": str(REPO)}
+
+    def run(mode: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", MP_SCRIPT, str(directory), mode],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return done.stdout
+
+    run("count")
+    run("count")
+    body = run("show")
+    found = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    key = ("checkpoint_bot_jobs_total", frozenset({("kind", "create"), ("outcome", "succeeded")}))
+    assert found[key] == 3

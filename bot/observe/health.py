@@ -126,6 +126,7 @@ class HealthServer:
     def __init__(self, readiness: Readiness, metrics: Metrics | None, host: str, port: int) -> None:
         class Handler(BaseHTTPRequestHandler):
             server_version = "checkpoint-bot"
+            sys_version = ""  # no Python version in the Server header
 
             def log_message(self, format: str, *args: object) -> None:
                 # Probes every few seconds would drown the log.

@@ -41,6 +41,9 @@ class Metrics:
     registry: CollectorRegistry = field(
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
+    # PROMETHEUS_MULTIPROC_DIR as the entry point read it: /metrics then
+    # merges the values every process wrote there.
+    multiprocess_dir: str | None = None
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -131,10 +134,11 @@ class Metrics:
         """A collector read at scrape time (the database's gauges)."""
         self.registry.register(collector)
 
-    def exposition(self, *, multiprocess_dir: str | None = None) -> tuple[bytes, str]:
-        """The text format and its content type. With `multiprocess_dir`,
-        the counters of every process writing there, plus this registry's
-        scrape-time collectors."""
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format and its content type. In multiprocess mode, the
+        values of every process writing to the directory, plus this
+        registry's scrape-time collectors."""
+        multiprocess_dir = self.multiprocess_dir
         if multiprocess_dir is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         from prometheus_client import multiprocess
