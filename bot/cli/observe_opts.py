@@ -63,7 +63,9 @@ def readiness(
     """Database at the head schema, queue reachable, consumer running (when
     this process runs one), Slack connected (Socket Mode)."""
     checks = Readiness()
-    checks.add("database", database_check(ctx.engine, migrate.head_revision))
+    # The head is this installation's: read the migration scripts once.
+    head = migrate.head_revision()
+    checks.add("database", database_check(ctx.engine, lambda: head))
     checks.add("job queue", queue_check(ctx.queue.huey))
     if consumer is not None:
         checks.add("job consumer", flag_check(lambda: consumer.running, "not running"))
