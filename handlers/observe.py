@@ -10,6 +10,7 @@ of `dispatch` is the time to ack: what Slack's three seconds measure
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -22,6 +23,8 @@ from slack_bolt.response import BoltResponse
 
 from bot.observe import Metrics, bound
 from handlers.grammar import COMMANDS
+
+log = logging.getLogger("checkpoint_bot.slack")
 
 _WORDS = {c.name: c.name for c in COMMANDS} | {s: c.name for c in COMMANDS for s in c.synonyms}
 # Action ids and callback ids are ours (handlers/app.py); anything else
@@ -93,11 +96,15 @@ class ObservedApp(App):
             try:
                 response = super().dispatch(req)
             finally:
-                self.metrics.ack_seconds.labels(rtype).observe(self._monotonic() - started)
+                seconds = self._monotonic() - started
+                self.metrics.ack_seconds.labels(rtype).observe(seconds)
                 ok = response is not None and response.status < 400
                 outcome = "ok" if ok else "error"
                 if rtype == "command":
                     self.metrics.slack_commands.labels(kind, outcome).inc()
                 elif rtype != "event":
                     self.metrics.slack_actions.labels(kind, outcome).inc()
+                # One line per request, as an access log: kind and outcome
+                # only, never the text or the payload.
+                log.info("slack %s %s: %s, acked in %.3fs", rtype, kind, outcome, seconds)
         return response

@@ -183,7 +183,20 @@ def test_metrics_move_and_the_create_logs_its_change_and_job(
     assert of_create, lines[-20:]
     assert {line["job_kind"] for line in of_create} == {"create"}
     assert all(line["vm"] == change.vm_id and line["host"] == "HV01" for line in of_create)
-    # Neither the signing secret nor the token reaches the log.
+    # Each Slack request has its access line, with its own request id and user.
+    (command_line,) = [
+        line for line in lines if line["message"].startswith("slack command create: ok")
+    ]
+    (click_line,) = [
+        line
+        for line in lines
+        if line["message"].startswith("slack block_actions checkpoint:rollback: ok")
+    ]
+    assert command_line["slack_user"] == "U0ALICE" and click_line["slack_user"] == "U0BOB"
+    assert command_line["request_id"] != click_line["request_id"]
+    # Neither the signing secret nor the token reaches the log, nor the
+    # command's text.
+    assert not any("KB5044284" in line["message"] for line in lines)
     text = bot.proc.output()
     assert SIGNING_SECRET not in text and BOT_TOKEN not in text
 
