@@ -6,17 +6,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 
 from bot.cli.runtime import Runtime
 from bot.context import AppContext
-from bot.jobs import InProcessConsumer
-from bot.observe import HealthServer, Readiness, database_check, flag_check, queue_check
+from bot.observe import HealthServer, Readiness
+from bot.observe.health import process_readiness
 from bot.observe.logs import LogFormat, configure
 from bot.service.errors import Unavailable
-from bot.store import migrate
+
+
+class Consumer(Protocol):
+    """What readiness asks of the job consumer (bot.jobs.InProcessConsumer)."""
+
+    @property
+    def running(self) -> bool: ...
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,22 +63,16 @@ def setup_logging(rt: Runtime, log_format: str | None) -> None:
 
 def readiness(
     ctx: AppContext,
-    consumer: InProcessConsumer | None,
+    consumer: Consumer | None,
     *,
     slack_connected: Callable[[], bool] | None = None,
 ) -> Readiness:
-    """Database at the head schema, queue reachable, consumer running (when
-    this process runs one), Slack connected (Socket Mode)."""
-    checks = Readiness()
-    # The head is this installation's: read the migration scripts once.
-    head = migrate.head_revision()
-    checks.add("database", database_check(ctx.engine, lambda: head))
-    checks.add("job queue", queue_check(ctx.queue.huey))
-    if consumer is not None:
-        checks.add("job consumer", flag_check(lambda: consumer.running, "not running"))
-    if slack_connected is not None:
-        checks.add("slack", flag_check(slack_connected, "Socket Mode not connected"))
-    return checks
+    return process_readiness(
+        ctx.engine,
+        ctx.queue.huey,
+        consumer_running=(lambda: consumer.running) if consumer is not None else None,
+        slack_connected=slack_connected,
+    )
 
 
 def start_health(

@@ -97,6 +97,30 @@ def flag_check(ok: Callable[[], bool], reason: str) -> Check:
     return check
 
 
+def process_readiness(
+    engine: Engine,
+    huey: Huey,
+    *,
+    consumer_running: Callable[[], bool] | None = None,
+    slack_connected: Callable[[], bool] | None = None,
+) -> Readiness:
+    """What `serve` and `worker` report: the database at the head schema,
+    the queue reachable, the consumer running (when the process runs one),
+    Slack connected (Socket Mode)."""
+    from bot.store import migrate
+
+    # The head is this installation's: read the migration scripts once.
+    head = migrate.head_revision()
+    checks = Readiness()
+    checks.add("database", database_check(engine, lambda: head))
+    checks.add("job queue", queue_check(huey))
+    if consumer_running is not None:
+        checks.add("job consumer", flag_check(consumer_running, "not running"))
+    if slack_connected is not None:
+        checks.add("slack", flag_check(slack_connected, "Socket Mode not connected"))
+    return checks
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
