@@ -17,7 +17,6 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.context import AppContext
-from bot.observe import Metrics
 from bot.observe.logs import ContextThreadPool
 from bot.observe.slack_api import make_web_client
 from handlers import sweep_actions
@@ -44,13 +43,6 @@ WORK_THREADS = 4
 MAX_VM_OPTIONS = 100
 
 
-def make_client(bot_token: str, api_url: str | None, metrics: Metrics | None = None) -> WebClient:
-    """A Web API client that waits out 429s (Retry-After) and retries
-    connection errors, as slack_sdk's built-in handlers do (counted in
-    `metrics` when given)."""
-    return make_web_client(bot_token, api_url, metrics)
-
-
 def build_bolt_app(
     ctx: AppContext,
     *,
@@ -60,7 +52,7 @@ def build_bolt_app(
     renderer: SlackRenderer,
     token_verification: bool = True,
 ) -> App:
-    client = make_client(bot_token, api_url, ctx.metrics)
+    client = make_web_client(bot_token, api_url, ctx.metrics)
     app = ObservedApp(
         metrics=ctx.metrics,
         name="checkpoint-bot",

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.domain import ChangeRef
 from bot.inventory import VM
 from bot.jobs import JobRunner
 from bot.jobs.runner import RunOutcome
 from bot.observe.logs import bound
 from bot.observe.metrics import Metrics
 from bot.service.deciding import Decider, Principal
-from bot.store.models import Change, Job, change_ref
+from bot.store.models import Change, Job
 from policies import Action, Decision
 
 log = logging.getLogger("checkpoint_bot.jobs")
@@ -34,7 +35,7 @@ class MeteredRunner(JobRunner):
         self.metrics = metrics
 
     def _execute(self, job: Job) -> RunOutcome:
-        change = change_ref(job.change_id) if job.change_id is not None else None
+        change = str(ChangeRef(job.change_id)) if job.change_id is not None else None
         with bound(job=job.id, job_kind=job.kind, change=change, vm=job.vm_id, host=job.host):
             log.info("job %s (%s) started, attempt %s", job.id, job.kind, job.attempt)
             started = time.perf_counter()
