@@ -17,7 +17,7 @@ from bot.cli.observe_opts import observe_options, readiness, setup_logging, star
 from bot.cli.runtime import Runtime, pass_runtime
 from bot.config import ConfigError, SecretRefConfig
 from bot.secrets import Secret, SecretError, secret_from
-from bot.service.errors import Unavailable
+from bot.service import Unavailable
 
 
 def need_secret(ref: SecretRefConfig, what: str, env: Mapping[str, str]) -> Secret:
