@@ -33,7 +33,7 @@ from bot.observe import Metrics, Readiness, bound, database_check, queue_check
 from bot.observe.gauges import CheckpointRow, DatabaseGauges, totals_by_group
 from bot.observe.logs import ContextFilter, ContextThreadPool, JsonFormatter, TextFormatter
 from bot.observe.slack_api import make_web_client
-from bot.service.deciding import Principal
+from bot.service import Principal
 from bot.store import migrate
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Change, CheckpointSize, Job

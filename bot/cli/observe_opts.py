@@ -15,7 +15,7 @@ from bot.context import AppContext
 from bot.observe import HealthServer, Readiness
 from bot.observe.health import process_readiness
 from bot.observe.logs import LogFormat, configure
-from bot.service.errors import Unavailable
+from bot.service import Unavailable
 
 
 class Consumer(Protocol):
