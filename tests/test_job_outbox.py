@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from bot.jobs.delivery import JobDelivery
 from bot.jobs.queue import JobQueue, make_huey
 from bot.service.queries import show_change
 from bot.service.views import ChangeView
@@ -159,6 +158,7 @@ def test_queue_down_roll_back_and_approve_say_what_happened_and_run_once_after(
 def test_delivery_refused_leaves_the_job_for_the_outbox(tmp_path: Path) -> None:
     """The outbox on its own: a queue that refuses keeps `delivered_at`
     NULL; the next delivery once it answers marks it, once."""
+    from bot.jobs.delivery import JobDelivery  # new with the outbox
     from tests.helpers import running_context
 
     server = RedisServer(tmp_path)
