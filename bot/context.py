@@ -144,7 +144,13 @@ class AppContext:
 
         return periodic_tasks(self)
 
+    def start_slack_outbox(self) -> None:
+        """Post what the Slack outbox holds, now and on every tick: every
+        process that talks to Slack drains it (bot.notify.outbox)."""
+        self.notifier.start_draining(self.settings.jobs.tick_seconds)
+
     def start_periodic(self) -> PeriodicScheduler:
+        self.start_slack_outbox()
         if self._scheduler is None:
             self._scheduler = PeriodicScheduler(
                 self.periodic_tasks(),
