@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -98,10 +99,18 @@ class ThreadNotifier:
             if change_id in self._queued:
                 return
             self._queued.add(change_id)
-        self._pool.submit(self._background_sync, change_id)
+        self._submit(self._background_sync, change_id)
 
     def progress(self, job_id: int, message: str) -> None:
-        self._pool.submit(self._background_progress, job_id, message)
+        self._submit(self._background_progress, job_id, message)
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            self._pool.submit(fn, *args)
+        except RuntimeError:
+            # Closed (the process is stopping) while work that commits changes
+            # still runs: its outbox entries wait for the next process to drain.
+            log.info("Slack notifier closed; the outbox keeps what was not posted")
 
     def _background_progress(self, job_id: int, message: str) -> None:
         try:
@@ -139,7 +148,7 @@ class ThreadNotifier:
             if self._draining:
                 return
             self._draining = True
-        self._pool.submit(self._background_drain)
+        self._submit(self._background_drain)
 
     def start_draining(self, interval: float) -> None:
         """Drain the outbox now and then every `interval` seconds until
