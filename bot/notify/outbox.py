@@ -115,6 +115,16 @@ class OutboxDrainer:
                 .scalar_one()
             )
 
+    def has_pending(self, change_id: int) -> bool:
+        """Whether the change has entries not done (held, backing off or due)."""
+        with session_scope(self._engine) as s:
+            found = s.connection().execute(
+                select(_BOX.c.id)
+                .where(_BOX.c.change_id == change_id, _BOX.c.done_at.is_(None))
+                .limit(1)
+            )
+            return found.first() is not None
+
     @staticmethod
     def _free(now: datetime) -> ColumnElement[bool]:
         return or_(_BOX.c.lease_until.is_(None), _BOX.c.lease_until < now)

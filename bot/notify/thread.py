@@ -193,7 +193,11 @@ class ThreadNotifier:
         with self._lock:
             self._queued.discard(change_id)
         try:
-            self.outbox.drain_change(change_id)
+            if self.outbox.drain_change(change_id) or self.outbox.has_pending(change_id):
+                return
+            # Nothing recorded since the last sync (a stale card was clicked):
+            # bring the root up to date all the same; every post is claimed.
+            self.sync(change_id)
         except Exception:
             # The change itself is recorded; its thread catches up on the next drain.
             log.exception("could not update the Slack thread of %s", change_ref(change_id))
