@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
+from bot.changes.views import ChangeView
 from bot.jobs.queue import JobQueue, make_huey
 from bot.service.queries import show_change
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Job
 from tests.redis_support import RedisServer

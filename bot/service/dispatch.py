@@ -24,7 +24,7 @@ from bot.store.db import session_scope
 from bot.store.models import ChangeEvent, Job, change_ref
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def job_words(kind: str) -> str:
     return JOB_WORDS.get(kind, f"the {kind} job")
 
 
-def deliver(ctx: AppContext, job_id: int) -> bool:
+def deliver(ctx: ServiceDeps, job_id: int) -> bool:
     """Hand a committed job to the queue. If the queue does not answer,
     the thread says the work waits for it; False then."""
     if ctx.job_delivery().deliver(job_id):
@@ -74,7 +74,7 @@ def deliver(ctx: AppContext, job_id: int) -> bool:
     return False
 
 
-def awaits_queue(ctx: AppContext, job_id: int | None) -> bool:
+def awaits_queue(ctx: ServiceDeps, job_id: int | None) -> bool:
     """Whether a recorded job is still waiting to be handed to the queue."""
     if job_id is None:
         return False
@@ -102,7 +102,7 @@ class JobOutbox:
 
     name = "job-outbox"
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: ServiceDeps) -> None:
         self.ctx = ctx
 
     def __repr__(self) -> str:

@@ -13,10 +13,10 @@ from bot.service.ttl_chase import TTLChaser
 from bot.service.window_notices import WindowNotices
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 
-def periodic_tasks(ctx: AppContext) -> list[PeriodicTask]:
+def periodic_tasks(ctx: ServiceDeps) -> list[PeriodicTask]:
     tasks: list[PeriodicTask] = [JobOutbox(ctx), Reconciler(ctx), WindowNotices(ctx)]
     tasks.append(TTLChaser(ctx))
     tasks.append(SweepTask(ctx))
