@@ -226,14 +226,6 @@ def record_create(
     return ctx.record_job(s, "create", change, key=key, payload=payload)
 
 
-def start_create(ctx: ServiceDeps, change_id: int, schedule_at: datetime | None) -> int:
-    """Queue the create job; in its change window if the policy gave one."""
-    with session_scope(ctx.engine) as s:
-        job_id = record_create(ctx, s, get_change(s, change_id), schedule_at)
-    ctx.deliver(job_id)
-    return job_id
-
-
 def find_change(ctx: ServiceDeps, ref: str) -> int:
     """A change id from `CHG-n`, or from the Id of a checkpoint it owns."""
     text = ref.strip()
@@ -300,10 +292,6 @@ def start_host_action(
 def record_host_action(ctx: ServiceDeps, s: Session, change: Change, job: HostJob) -> int:
     """The job of a rollback or merge, in the transaction that started it."""
     return ctx.record_job(s, job.kind, change, key=f"{job.kind}:{change.id}:{job.seq}")
-
-
-def submit_host_action(ctx: ServiceDeps, change_id: int, job: HostJob) -> int:
-    return ctx.submit(job.kind, change_id, key=f"{job.kind}:{change_id}:{job.seq}")
 
 
 def begin_host_action(
