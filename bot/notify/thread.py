@@ -177,7 +177,10 @@ class ThreadNotifier:
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for queued syncs (a CLI process about to exit)."""
         done = threading.Event()
-        self._pool.submit(done.set)
+        try:
+            self._pool.submit(done.set)
+        except RuntimeError:
+            return  # closed already: nothing is queued any more
         done.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
