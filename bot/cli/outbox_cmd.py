@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.service.dispatch import outbox_status
+from bot.service import outbox_status
 
 
 @click.command("outbox")
