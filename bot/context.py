@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from bot.clock import Clock, real_seconds, speed_of, system_clock
 from bot.config import ConfigError, Settings
@@ -16,6 +17,7 @@ from bot.hyperv import HyperVHost
 from bot.hyperv.hosts import Hosts, HostWrapper
 from bot.inventory import Inventory, InventoryError, load_inventory
 from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, make_huey
+from bot.jobs.delivery import JobDelivery
 from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
 from bot.jobs.runner import default_worker_id
 from bot.jobs.ticks import TickClaims
@@ -67,7 +69,30 @@ class AppContext:
         not_before: datetime | None = None,
         payload: dict[str, Any] | None = None,
     ) -> int:
-        """Put host work for a change on the ledger and the queue."""
+        """Record host work for a change on the ledger (a transaction of its
+        own) and hand it to the queue; see `record_job` to record it with
+        the state change that implies it."""
+        with session_scope(self.engine) as s:
+            change = s.get(Change, change_id)
+            assert change is not None
+            job_id = self.record_job(
+                s, kind, change, key=key, not_before=not_before, payload=payload
+            )
+        self.deliver(job_id)
+        return job_id
+
+    def record_job(
+        self,
+        s: Session,
+        kind: str,
+        change: Change,
+        *,
+        key: str,
+        not_before: datetime | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> int:
+        """Write the job row in the caller's transaction; after it commits,
+        `deliver` hands it to the queue (the job outbox, bot.jobs.delivery)."""
         jobs = self.settings.jobs
         deadlines = {
             "create": jobs.create_deadline,
@@ -75,25 +100,36 @@ class AppContext:
             "remove": jobs.merge_deadline,
             "start": jobs.restore_deadline,
         }
-        with session_scope(self.engine) as s:
-            change = s.get(Change, change_id)
-            assert change is not None
-            vm_id, host = change.vm_id, change.host
+        assert change.id is not None
         job, _created = self.ledger.submit(
             kind,
-            vm_id=vm_id,
-            host=host,
-            change_id=change_id,
+            vm_id=change.vm_id,
+            host=change.host,
+            change_id=change.id,
             payload=payload or {},
             idempotency_key=key,
             destructive=kind in ("restore", "remove"),
             deadline=deadlines[kind] + (not_before - self.clock() if not_before else timedelta(0)),
             not_before=not_before,
+            session=s,
         )
         assert job.id is not None
-        delay = real_seconds(self.clock, not_before - self.clock()) if not_before else 0.0
-        self.queue.enqueue(job.id, delay=max(0.0, delay))
         return job.id
+
+    def deliver(self, job_id: int) -> bool:
+        """Hand a committed job to the queue; False if the queue did not
+        answer (the job waits in the outbox, and its thread says so)."""
+        from bot.service.dispatch import deliver
+
+        return deliver(self, job_id)
+
+    def job_delivery(self) -> JobDelivery:
+        return JobDelivery(self.engine, self.queue, self.clock, self._delay_of)
+
+    def _delay_of(self, not_before: datetime | None) -> float:
+        if not_before is None:
+            return 0.0
+        return max(0.0, real_seconds(self.clock, not_before - self.clock()))
 
     def start_workers(self, *, periodic: bool = True) -> InProcessConsumer:
         """Run the queue's consumer in threads of this process, and (unless
@@ -112,7 +148,13 @@ class AppContext:
 
         return periodic_tasks(self)
 
+    def start_slack_outbox(self) -> None:
+        """Post what the Slack outbox holds, now and on every tick: every
+        process that talks to Slack drains it (bot.notify.outbox)."""
+        self.notifier.start_draining(self.settings.jobs.tick_seconds)
+
     def start_periodic(self) -> PeriodicScheduler:
+        self.start_slack_outbox()
         if self._scheduler is None:
             self._scheduler = PeriodicScheduler(
                 self.periodic_tasks(),

@@ -22,10 +22,17 @@ REQUEST_WORDS = {
 }
 
 
+# The job is recorded (the change moved) but the job queue did not answer:
+# the job outbox hands it over when the queue is back (bot.service.dispatch).
+QUEUE_DOWN = "{what} will start as soon as the job queue is back; the thread says when it starts."
+
+
 def created(outcome: Outcome) -> tuple[str, str]:
     c = outcome.change
     if outcome.waiting:
         tail = "it waits for approval; approvers are asked in its thread."
+    elif outcome.waits_for_queue:
+        tail = f"allowed; {QUEUE_DOWN.format(what='the checkpoint')}"
     elif c.state == "scheduled":
         tail = "it is scheduled for its change window."
     else:
@@ -40,6 +47,8 @@ def acted(verb: str, outcome: Outcome) -> tuple[str, str]:
     c = outcome.change
     if outcome.waiting:
         what = f"{verb} waits for approval; approvers are asked in the thread."
+    elif outcome.waits_for_queue:
+        what = f"{verb} recorded; {QUEUE_DOWN.format(what=f'the {verb}')}"
     else:
         what = f"{verb} started; the thread shows how it goes."
     return f"{c.ref}: {verb}", f"*{c.ref}* ({esc(c.vm_name)}): {what}"
@@ -82,6 +91,8 @@ def approval(result: ApprovalOutcome) -> tuple[str, str]:
         "refused": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} refused",
         "rejected": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} rejected",
     }
+    if result.state == "approved" and result.waits_for_queue:
+        verbs["approved"] = f"approved; {QUEUE_DOWN.format(what=f'the {what}')}"
     text = verbs.get(result.state, esc(result.state))
     title = titles.get(result.state, f"{c.ref}: {result.state}")
     return title, f"*{c.ref}* ({esc(c.vm_name)}): {text}."

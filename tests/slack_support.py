@@ -453,6 +453,7 @@ def running_bot(
     policy_text: str | None = None,
     emulated: bool = False,
     team_ids: tuple[str, ...] | None = None,
+    jobs: dict[str, Any] | None = None,
 ) -> Iterator[RunningBot]:
     """The bot in HTTP mode (waitress, ephemeral port) on a demo context whose
     notifier and Bolt app both talk to the fake Web API; jobs run in threads
@@ -462,7 +463,9 @@ def running_bot(
     policy file (written to `workdir`) merged over the shipped default, as a
     deployment's `policy:` is. `emulated`: the hosts are the WinRM emulator
     (`RunningBot.emulator_log`). `team_ids`: the workspace(s) configured as
-    `slack.team_ids` (default: none, so demo mode takes auth.test's T0TEST)."""
+    `slack.team_ids` (default: none, so demo mode takes auth.test's T0TEST).
+    `jobs`: settings of `jobs:` to change (`queue: redis` uses that queue
+    instead of Huey's in-memory one)."""
     settings = settings_for(workdir)
     if policy_text is not None:
         policy_file = workdir / "policy.yaml"
@@ -470,6 +473,8 @@ def running_bot(
         settings = replace(settings, policy_files=(policy_file,))
     if team_ids is not None:
         settings = replace(settings, slack=replace_model(settings.slack, team_ids=team_ids))
+    if jobs is not None:
+        settings = replace(settings, jobs=replace_model(settings.jobs, **jobs))
     clock = ScaledClock(600, start=T0)
     with contextlib.ExitStack() as stack:
         env: dict[str, str] = {}
@@ -514,7 +519,8 @@ def _serve(
     log: EmulatorLog | None,
 ) -> Iterator[RunningBot]:
     env = {**env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
-    ctx = build_context(settings, env=env, clock=clock, huey_kind="memory")
+    kind = "redis" if settings.jobs.queue == "redis" else "memory"
+    ctx = build_context(settings, env=env, clock=clock, huey_kind=kind)
     # Slack's real pace (1 post/s per channel) would make every test wait
     # on the thread's replies; the fake API has no rate limit.
     if isinstance(ctx.notifier, ThreadNotifier):

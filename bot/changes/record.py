@@ -3,6 +3,11 @@
 Every write to a change is a conditional update on its `version`, and every
 event is appended in the same transaction as that update, so two writers can
 never interleave events or both move a change out of the same state.
+
+Every write also appends a Slack outbox entry in that transaction: the
+thread that shows the change is then brought up to date by whichever
+process drains the outbox, even if this one dies right after the commit
+(`bot.notify.outbox`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from bot.changes.lifecycle import Command, State, Transition, apply, still_wanted
 from bot.domain import ChangeRef
-from bot.store.models import ApprovalRequest, Change, ChangeEvent
+from bot.store.models import ApprovalRequest, Change, ChangeEvent, SlackOutbox
 
 
 class ChangeNotFound(LookupError):
@@ -74,6 +79,7 @@ def open_change(
             details={"vm": change.vm_name, "host": change.host, "type": change.checkpoint_type},
         )
     )
+    session.add(SlackOutbox(change_id=change.id, created_at=now))
     return change
 
 
@@ -86,6 +92,7 @@ def _bump(session: Session, change: Change, now: datetime, values: dict[str, Any
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise ConcurrentUpdate(change.id)
+    session.add(SlackOutbox(change_id=change.id, created_at=now))
     session.refresh(change)
 
 

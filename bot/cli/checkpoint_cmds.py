@@ -49,13 +49,25 @@ def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[
 def _finish(rt: Runtime, outcome: Outcome, action: str, *, wait: bool, as_json: bool) -> None:
     """Wait for the job (unless told not to), print the change, set the exit code."""
     view, ended_badly, waited = outcome.change, outcome.refused, False
+    if outcome.waits_for_queue:
+        # Recorded, not lost: waiting here would only wait for the queue.
+        progress(
+            f"{view.ref}: the job queue did not answer; the {action} is recorded and "
+            "starts as soon as the queue is back (`checkpoint-bot outbox` shows it)"
+        )
+        wait = False
     if outcome.job_id is not None and wait:
         succeeded, view = _wait_for(rt, outcome.job_id, view, action)
         waited = True
         ended_badly = not succeeded or view.state in _BAD_ENDS
     if as_json:
         echo_json(
-            {**view.to_dict(), "decision": outcome.decision.to_dict(), "job_id": outcome.job_id}
+            {
+                **view.to_dict(),
+                "decision": outcome.decision.to_dict(),
+                "job_id": outcome.job_id,
+                "waits_for_queue": outcome.waits_for_queue,
+            }
         )
     else:
         rt.out(

@@ -12,6 +12,7 @@ from bot.cli.admin_cmds import audit, db, inventory, policy, worker
 from bot.cli.checkpoint_cmds import change, checkpoint
 from bot.cli.followup_cmds import reconcile_cmd, resolve_cmd, windows_cmd
 from bot.cli.lazy import LazyCommand, LazyGroup
+from bot.cli.outbox_cmd import outbox
 from bot.cli.runtime import Runtime
 from bot.cli.serve_cmd import serve
 from bot.cli.sweep_cmd import sweep
@@ -92,6 +93,7 @@ for command in (
     sweep,
     windows_cmd,
     reconcile_cmd,
+    outbox,
 ):
     cli.add_command(command)
 change.add_command(resolve_cmd)

@@ -97,6 +97,8 @@ def serve(
         )
     ctx = rt.ctx
     consumer = None if no_worker else ctx.start_workers()
+    # Threads a stopped process left behind are posted by this one.
+    ctx.start_slack_outbox()
     try:
         # Bolt checks the token with auth.test here.
         app = build_bolt_app(

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import col
+from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
 from bot.jobs import vmlock
@@ -98,10 +98,16 @@ class JobLedger:
         deadline: timedelta,
         max_attempts: int = 1,
         not_before: datetime | None = None,
+        session: Session | None = None,
     ) -> tuple[Job, bool]:
         """Insert a queued job; `(job, True)` if new, `(existing, False)` if
         the idempotency key was seen before (also when racing another
-        submitter: the unique key arbitrates, the loser reads the winner)."""
+        submitter: the unique key arbitrates, the loser reads the winner).
+
+        With `session`, the row is written in that transaction (the state
+        change that implies the job commits with it, or neither does) and
+        the job is read back through it; otherwise in a transaction of its own.
+        """
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         if deadline <= timedelta(0):
@@ -127,13 +133,24 @@ class JobLedger:
             "not_before": None if not_before is None else _aware(not_before, "not_before"),
             "deadline_at": now + deadline,
         }
+        if session is not None:
+            return self._insert(session, values)
         with session_scope(self._engine) as s:
-            conn = s.connection()
-            stmt = vmlock.insert_ignoring(conn.dialect.name, _JOB, values, "idempotency_key")
-            new_id = conn.execute(stmt.returning(_JOB.c.id)).scalar()
+            job, created = self._insert(s, values)
+        return job, created
+
+    def _insert(self, s: Session, values: dict[str, Any]) -> tuple[Job, bool]:
+        kind, vm_id, idempotency_key = values["kind"], values["vm_id"], values["idempotency_key"]
+        conn = s.connection()
+        stmt = vmlock.insert_ignoring(conn.dialect.name, _JOB, values, "idempotency_key")
+        new_id = conn.execute(stmt.returning(_JOB.c.id)).scalar()
         if new_id is not None:
-            return self.get(new_id), True
-        existing = self.find_by_key(idempotency_key)
+            job = s.get(Job, new_id)
+            assert job is not None
+            return job, True
+        existing = s.exec(
+            select_rows(Job).where(col(Job.idempotency_key) == idempotency_key)
+        ).first()
         if existing is None:
             raise IdempotencyConflict(
                 f"idempotency key {idempotency_key!r} conflicted but no job holds it",
@@ -367,13 +384,15 @@ class JobLedger:
         (a queue flushed, a process gone between the insert and the
         enqueue). Enqueueing them again is safe; the claim decides. A job
         whose VM is locked is left out: it waits behind the holder, and its
-        own delivery keeps retrying (VM busy) until the lock is free."""
+        own delivery keeps retrying (VM busy) until the lock is free. A job
+        never handed over at all is the job outbox's (bot.jobs.delivery)."""
         cutoff = self.now() - grace
         locked = select(vmlock.LOCK.c.vm_id)
         with session_scope(self._engine) as s:
             rows = s.exec(
                 select_rows(Job.id).where(
                     col(Job.state) == JobState.QUEUED.value,
+                    col(Job.delivered_at).is_not(None),
                     col(Job.created_at) < cutoff,
                     or_(col(Job.not_before).is_(None), col(Job.not_before) < cutoff),
                     col(Job.vm_id).not_in(locked),

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 HueyKind = Literal["sqlite", "memory", "redis"]
 TASK_NAME = "run_job"
+REDIS_CONNECT_TIMEOUT = 2.0  # seconds
 
 
 def make_huey(
@@ -49,7 +50,13 @@ def make_huey(
             raise ValueError("the redis queue needs a URL (jobs.redis_url or REDIS_URL)")
         # Several bot replicas and `checkpoint-bot worker` processes share
         # this queue; the Job ledger still decides who runs what.
-        return RedisHuey(url=redis_url, **options)
+        # A queue host that does not answer must fail an enqueue in seconds:
+        # the job outbox (bot.jobs.delivery) enqueues inside a short
+        # database transaction and leaves the job for a later tick.
+        from redis import ConnectionPool  # only a Redis queue needs the client
+
+        pool = ConnectionPool.from_url(redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT)
+        return RedisHuey(connection_pool=pool, **options)
     raise ValueError(f"unknown huey kind {kind!r}, expected 'sqlite', 'memory' or 'redis'")
 
 

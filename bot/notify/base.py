@@ -16,8 +16,13 @@ class ChangeNotifier(Protocol):
         Never raises, never blocks the job."""
         ...
 
+    def start_draining(self, interval: float) -> None:
+        """Post, every `interval` seconds, what the Slack outbox holds
+        (left by this process or any other). Idempotent."""
+        ...
+
     def close(self) -> None:
-        """Finish what is queued; called when the process stops."""
+        """Finish what is queued (bounded); called when the process stops."""
         ...
 
 
@@ -28,6 +33,9 @@ class NullNotifier:
         return None
 
     def progress(self, job_id: int, message: str) -> None:
+        return None
+
+    def start_draining(self, interval: float) -> None:
         return None
 
     def close(self) -> None:

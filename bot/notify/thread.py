@@ -5,6 +5,11 @@ Idempotent and safe to call from any process at any time: the root and each
 reply are claimed with a conditional update before they are posted, so two
 syncs racing never post the same thing twice. A failed post releases its
 claim, and the next sync tries again.
+
+What to sync comes from the Slack outbox (`bot.notify.outbox`), written
+with every change of the record: `changed()` drains the change's entries
+at once, and `start_draining()` drains every due entry on a timer, so a
+restarted process (or another replica) posts what a dead one did not.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,6 +32,7 @@ from bot.changes import State
 from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, EventView
+from bot.notify.outbox import OutboxDrainer
 from bot.notify.pacing import ChannelPacer
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job, change_ref
@@ -66,6 +73,7 @@ class ThreadNotifier:
         demo: bool,
         start_after_restore: bool,
         pacer: ChannelPacer | None = None,
+        owner: str | None = None,
     ) -> None:
         self.engine, self.client, self.renderer = engine, client, renderer
         self.default_channel = default_channel
@@ -78,6 +86,10 @@ class ThreadNotifier:
         # job id → the ts of its progress reply; only the process running a
         # job reports its progress, so memory is the right place.
         self._progress_ts: dict[int, str] = {}
+        self.outbox = OutboxDrainer(engine, self.sync, owner or f"notifier-{uuid.uuid4().hex[:12]}")
+        self._draining = False
+        self._timer_stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
     def changed(self, change_id: int) -> None:
         """Sync in the background: the caller (a Slack ack's follow-up, a
@@ -87,10 +99,18 @@ class ThreadNotifier:
             if change_id in self._queued:
                 return
             self._queued.add(change_id)
-        self._pool.submit(self._background_sync, change_id)
+        self._submit(self._background_sync, change_id)
 
     def progress(self, job_id: int, message: str) -> None:
-        self._pool.submit(self._background_progress, job_id, message)
+        self._submit(self._background_progress, job_id, message)
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            self._pool.submit(fn, *args)
+        except RuntimeError:
+            # Closed (the process is stopping) while work that commits changes
+            # still runs: its outbox entries wait for the next process to drain.
+            log.info("Slack notifier closed; the outbox keeps what was not posted")
 
     def _background_progress(self, job_id: int, message: str) -> None:
         try:
@@ -121,32 +141,80 @@ class ThreadNotifier:
         while len(self._progress_ts) > _PROGRESS_REMEMBERED:
             del self._progress_ts[next(iter(self._progress_ts))]
 
+    def drain(self) -> None:
+        """Sync every change the outbox holds, in the background (folded
+        into one pending drain)."""
+        with self._lock:
+            if self._draining:
+                return
+            self._draining = True
+        self._submit(self._background_drain)
+
+    def start_draining(self, interval: float) -> None:
+        """Drain the outbox now and then every `interval` seconds until
+        `close()`: what other processes recorded, and what failed before."""
+        if self._timer is not None:
+            return
+        self._timer = threading.Thread(
+            target=self._drain_every, args=(interval,), name="slack-outbox", daemon=True
+        )
+        self._timer.start()
+
+    def _drain_every(self, interval: float) -> None:
+        while not self._timer_stop.is_set():
+            self.drain()
+            self._timer_stop.wait(interval)
+
+    def _background_drain(self) -> None:
+        with self._lock:
+            self._draining = False
+        try:
+            self.outbox.drain()
+            self.outbox.prune()
+        except Exception:
+            log.warning("could not drain the Slack outbox; tried again later", exc_info=True)
+
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for queued syncs (a CLI process about to exit)."""
         done = threading.Event()
-        self._pool.submit(done.set)
+        try:
+            self._pool.submit(done.set)
+        except RuntimeError:
+            return  # closed already: nothing is queued any more
         done.wait(timeout)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+    def close(self, timeout: float = 5.0) -> None:
+        """Post what is queued for up to `timeout` seconds, then finish the
+        post in flight and stop: what is left stays in the outbox for the
+        next process (a SIGTERM must not wait behind minutes of paced posts)."""
+        self._timer_stop.set()
+        self.flush(timeout)
+        self.outbox.stop()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _background_sync(self, change_id: int) -> None:
         with self._lock:
             self._queued.discard(change_id)
         try:
+            if self.outbox.drain_change(change_id) or self.outbox.has_pending(change_id):
+                return
+            # Nothing recorded since the last sync (a stale card was clicked):
+            # bring the root up to date all the same; every post is claimed.
             self.sync(change_id)
         except Exception:
-            # The change itself is recorded; its thread catches up on the next sync.
+            # The change itself is recorded; its thread catches up on the next drain.
             log.exception("could not update the Slack thread of %s", change_ref(change_id))
 
-    def sync(self, change_id: int) -> None:
+    def sync(self, change_id: int) -> bool:
+        """Post and update what the change's record implies; True when its
+        thread is complete, False when a post is claimed elsewhere for now."""
         with session_scope(self.engine) as s:
             change = get_change(s, change_id)
             events = events_of(s, change_id)
         channel = change.channel or self.default_channel
         # A refusal is told to the requester alone (ephemeral); no thread for it.
         if channel is None or (change.state == State.DENIED and change.thread_ts is None):
-            return
+            return True
         view = ChangeView.of(change, events)
         root = self.renderer.payload(
             "change_root",
@@ -159,16 +227,23 @@ class ThreadNotifier:
         if thread_ts is None or _stale(thread_ts):
             thread_ts = self._post_root(change_id, channel, root, thread_ts)
             if thread_ts is None:
-                return
+                return False
         elif thread_ts.startswith(_POSTING):
-            return  # another process is posting the root; it posts the replies too
+            return False  # another process is posting the root; it posts the replies too
         else:
             self._update_root(channel, thread_ts, root)
+        complete = True
         for event in events:
-            if event.id is not None and (event.slack_ts is None or _stale(event.slack_ts)):
-                self._post_event(
+            if event.id is None:
+                continue
+            if event.slack_ts is None or _stale(event.slack_ts):
+                posted = self._post_event(
                     event.id, channel, thread_ts, view, EventView.of(event), event.slack_ts
                 )
+                complete = complete and posted
+            elif event.slack_ts.startswith(_POSTING):
+                complete = False  # being posted by another process
+        return complete
 
     def _post_root(
         self, change_id: int, channel: str, payload: dict[str, Any], seen: str | None
@@ -197,12 +272,12 @@ class ThreadNotifier:
         view: ChangeView,
         event: EventView,
         seen: str | None,
-    ) -> None:
+    ) -> bool:
         token = _claim_token()
         if not self._claim(
             ChangeEvent, ChangeEvent.id, event_id, ChangeEvent.slack_ts, seen, token
         ):
-            return
+            return False
         payload = self.renderer.payload("change_event", demo=self.demo, c=view, e=event)
         try:
             self.pacer.wait(channel)
@@ -213,6 +288,7 @@ class ThreadNotifier:
         self._claim(
             ChangeEvent, ChangeEvent.id, event_id, ChangeEvent.slack_ts, token, str(answer["ts"])
         )
+        return True
 
     def _claim(
         self, table: Any, key: Any, row_id: int, column: Any, expect: str | None, value: str | None

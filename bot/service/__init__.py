@@ -15,6 +15,7 @@ from bot.service.binding import (
 )
 from bot.service.deciding import Principal
 from bot.service.deliveries import delivery_keys
+from bot.service.dispatch import OutboxStatus, outbox_status
 from bot.service.errors import (
     BadRequest,
     Conflict,
@@ -61,6 +62,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "NotFound",
+    "OutboxStatus",
     "Outcome",
     "Principal",
     "Reconciler",
@@ -85,6 +87,7 @@ __all__ = [
     "list_checkpoints",
     "locate_checkpoint",
     "merge",
+    "outbox_status",
     "parse_orphan_value",
     "reject",
     "request_checkpoint",

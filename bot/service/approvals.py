@@ -25,10 +25,10 @@ from bot.service.not_now import not_now
 from bot.service.requests import (
     apply_extension,
     find_change,
+    record_create,
+    record_host_action,
     resolve_vm,
-    start_create,
     start_host_action,
-    submit_host_action,
     view,
 )
 from bot.store.db import session_scope
@@ -60,6 +60,8 @@ class ApprovalOutcome:
     job_id: int | None = None
     # The approval request this settled or advanced.
     request_id: int | None = None
+    # Approved and its job recorded, but the queue did not take it yet.
+    waits_for_queue: bool = False
 
 
 def _may_decide(ctx: ServiceDeps, request: ApprovalRequest, who: Principal, verb: str) -> None:
@@ -188,7 +190,7 @@ def _carry_out(
     decision = decided if decided is not None else _decide_again(ctx, change, request)
     approved, action = len(request.approvals), request.action
     still_short = decision.approval is not None and approved < decision.approval.required
-    job = None
+    job_id = None
     try:
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
@@ -267,6 +269,8 @@ def _carry_out(
                     message="approved",
                     details=decision.to_dict(),
                 )
+                # The job commits with the approval, or neither does.
+                job_id = record_create(ctx, s, change, decision.schedule_at)
             elif action == "extend":
                 apply_extension(
                     s,
@@ -279,17 +283,14 @@ def _carry_out(
             elif action in ("rollback", "merge"):
                 requester = Principal(request.requested_by, team=request.requested_by_team)
                 job = start_host_action(s, change, Action(action), requester, now)
+                job_id = record_host_action(ctx, s, change, job)
     except IllegalTransition as exc:
         raise Conflict(not_now(change_ref(change_id), exc.state, action)) from None
     except ConcurrentUpdate:
         raise Conflict(
             f"{change_ref(change_id)} changed while you approved; nothing was done, look again"
         ) from None
-    job_id = None
-    if action == "create":
-        job_id = start_create(ctx, change_id, decision.schedule_at)
-    elif job is not None:
-        job_id = submit_host_action(ctx, change_id, job)
+    waits = job_id is not None and not ctx.deliver(job_id)
     return ApprovalOutcome(
         view(ctx, change_id),
         action,
@@ -299,6 +300,7 @@ def _carry_out(
         decision,
         job_id,
         request_id=request_id,
+        waits_for_queue=waits,
     )
 
 

@@ -12,15 +12,18 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from bot.clock import Clock
 from bot.config import Settings
 from bot.hyperv import HyperVHost
 from bot.inventory import Inventory
 from bot.jobs import JobLedger, JobQueue
+from bot.jobs.delivery import JobDelivery
 from bot.jobs.ticks import TickClaims
 from bot.notify.base import ChangeNotifier
 from bot.notify.channel import ChannelNotices
+from bot.store.models import Change
 from policies import Policy
 
 if TYPE_CHECKING:
@@ -68,3 +71,22 @@ class ServiceDeps(Protocol):
     ) -> int:
         """Put host work for a change on the ledger and the queue; its job id."""
         ...
+
+    def record_job(
+        self,
+        s: Session,
+        kind: str,
+        change: Change,
+        *,
+        key: str,
+        not_before: datetime | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> int:
+        """Write a job row in the caller's transaction (the job outbox)."""
+        ...
+
+    def deliver(self, job_id: int) -> bool:
+        """Hand a committed job to the queue; False if the queue did not answer."""
+        ...
+
+    def job_delivery(self) -> JobDelivery: ...

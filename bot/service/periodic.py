@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.jobs.periodic import PeriodicTask
+from bot.service.dispatch import JobOutbox
 from bot.service.reconcile import Reconciler
 from bot.service.sweep import SweepTask
 from bot.service.ttl_chase import TTLChaser
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 
 def periodic_tasks(ctx: ServiceDeps) -> list[PeriodicTask]:
-    tasks: list[PeriodicTask] = [Reconciler(ctx), WindowNotices(ctx), TTLChaser(ctx)]
+    tasks: list[PeriodicTask] = [JobOutbox(ctx), Reconciler(ctx), WindowNotices(ctx)]
+    tasks.append(TTLChaser(ctx))
     tasks.append(SweepTask(ctx))
     return tasks

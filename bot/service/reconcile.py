@@ -95,7 +95,11 @@ class Reconciler:
         slot = int(now.timestamp() // grace.total_seconds())
         for job_id in ledger.stranded_queued(grace):
             if self.ctx.ticks.claim("requeue", f"{job_id}:{slot}"):
-                self.ctx.queue.enqueue(job_id)
+                try:
+                    self.ctx.queue.enqueue(job_id)
+                except Exception as exc:  # the queue's backend errors; the row waits
+                    log.warning("job %s: the job queue did not answer (%s)", job_id, exc)
+                    break
         for change_id in self.stuck():
             # Another process may move it first; it is looked at again next tick.
             with suppress(ConcurrentUpdate, IllegalTransition):

@@ -25,6 +25,7 @@ from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.service.deciding import Principal, as_principal
+from bot.service.dispatch import awaits_queue
 from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound
 from bot.service.not_now import not_now
 from bot.service.ownership import new_token
@@ -48,6 +49,8 @@ class Outcome:
     decision: Decision
     job_id: int | None = None
     approval_id: int | None = None
+    # The job is recorded but the queue did not take it yet (bot.service.dispatch).
+    waits_for_queue: bool = False
 
     @property
     def refused(self) -> bool:
@@ -192,37 +195,35 @@ def request_checkpoint(
             )
         assert change.id is not None
         change_id = change.id
-    job_id = None
-    if decision.verdict is Verdict.ALLOW:
-        job_id = start_create(ctx, change_id, decision.schedule_at)
+        job_id = None
+        if decision.verdict is Verdict.ALLOW:
+            # Recorded with the approval it follows from: both or neither.
+            job_id = record_create(ctx, s, change, decision.schedule_at)
+    waits = job_id is not None and not ctx.deliver(job_id)
     ctx.notifier.changed(change_id)
-    return Outcome(view(ctx, change_id), decision, job_id, approval_id)
+    return Outcome(view(ctx, change_id), decision, job_id, approval_id, waits_for_queue=waits)
 
 
-def start_create(ctx: ServiceDeps, change_id: int, schedule_at: datetime | None) -> int:
-    """Queue the create job; in its change window if the policy gave one."""
+def record_create(
+    ctx: ServiceDeps, s: Session, change: Change, schedule_at: datetime | None
+) -> int:
+    """Record the create job in session `s` (in its change window if the
+    policy gave one); `ctx.deliver` hands it to the queue after the commit."""
     now = ctx.clock()
+    assert change.id is not None
+    key, payload = f"create:{change.id}", {"token": new_token()}
     if schedule_at is not None and schedule_at > now:
-        with session_scope(ctx.engine) as s:
-            transition(
-                s,
-                get_change(s, change_id),
-                Command.SCHEDULE,
-                actor="policy",
-                now=now,
-                message=f"outside its change window: runs when it opens at "
-                f"{schedule_at:%Y-%m-%d %H:%M %Z}",
-            )
-        return ctx.submit(
-            "create",
-            change_id,
-            key=f"create:{change_id}",
-            not_before=schedule_at,
-            payload={"token": new_token()},
+        transition(
+            s,
+            change,
+            Command.SCHEDULE,
+            actor="policy",
+            now=now,
+            message=f"outside its change window: runs when it opens at "
+            f"{schedule_at:%Y-%m-%d %H:%M %Z}",
         )
-    return ctx.submit(
-        "create", change_id, key=f"create:{change_id}", payload={"token": new_token()}
-    )
+        return ctx.record_job(s, "create", change, key=key, not_before=schedule_at, payload=payload)
+    return ctx.record_job(s, "create", change, key=key, payload=payload)
 
 
 def find_change(ctx: ServiceDeps, ref: str) -> int:
@@ -288,8 +289,9 @@ def start_host_action(
     return HostJob(kind, event.seq)
 
 
-def submit_host_action(ctx: ServiceDeps, change_id: int, job: HostJob) -> int:
-    return ctx.submit(job.kind, change_id, key=f"{job.kind}:{change_id}:{job.seq}")
+def record_host_action(ctx: ServiceDeps, s: Session, change: Change, job: HostJob) -> int:
+    """The job of a rollback or merge, in the transaction that started it."""
+    return ctx.record_job(s, job.kind, change, key=f"{job.kind}:{change.id}:{job.seq}")
 
 
 def begin_host_action(
@@ -299,14 +301,17 @@ def begin_host_action(
     person = as_principal(who)
     try:
         with session_scope(ctx.engine) as s:
-            job = start_host_action(s, get_change(s, change_id), action, person, ctx.clock())
+            change = get_change(s, change_id)
+            job = start_host_action(s, change, action, person, ctx.clock())
+            job_id = record_host_action(ctx, s, change, job)
     except IllegalTransition as exc:
         raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
     except ConcurrentUpdate:
         raise Conflict(
             f"{change_ref(change_id)} changed while you asked; nothing was done, look again"
         ) from None
-    return submit_host_action(ctx, change_id, job)
+    ctx.deliver(job_id)
+    return job_id
 
 
 def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
@@ -323,7 +328,8 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
     now = ctx.clock()
     if decision.verdict is Verdict.ALLOW:
         job_id = begin_host_action(ctx, change_id, action, who)
-        return Outcome(view(ctx, change_id), decision, job_id)
+        waits = awaits_queue(ctx, job_id)
+        return Outcome(view(ctx, change_id), decision, job_id, waits_for_queue=waits)
     try:
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)

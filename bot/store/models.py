@@ -113,6 +113,10 @@ class Job(SQLModel, table=True):
     heartbeat_at: datetime | None = _utc(nullable=True)
     finished_at: datetime | None = _utc(nullable=True)
     deadline_at: datetime | None = _utc(nullable=True)
+    # When the job id was handed to the queue; NULL: not yet (the queue was
+    # down, or the process died between the commit and the enqueue). The
+    # job outbox (bot.jobs.delivery) hands such jobs over on every tick.
+    delivered_at: datetime | None = _utc(nullable=True)
 
 
 class VMLock(SQLModel, table=True):
@@ -234,3 +238,27 @@ class SlackDelivery(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=80)
     seen_at: datetime = _utc()
+
+
+class SlackOutbox(SQLModel, table=True):
+    """A change whose Slack views (thread root, replies, cards) are behind
+    its record: written in the same transaction as the change, so a crash
+    after the commit loses no post. A drainer on every process claims the
+    rows of one change with a lease, brings its thread up to date (every
+    post itself claimed by `slack_ts`, so posted once), and marks them done.
+    Rows are kept a while after `done_at` for the record, then pruned."""
+
+    __tablename__ = "slack_outbox"
+    __table_args__ = (Index("ix_slack_outbox_pending", "done_at", "change_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    change_id: int = Field(foreign_key="change.id", index=True)
+    created_at: datetime = _utc()
+    # The process draining it, and until when its claim holds.
+    claimed_by: str | None = Field(default=None, max_length=255)
+    lease_until: datetime | None = _utc(nullable=True)
+    attempts: int = 0
+    # When this entry was tried last without success (for a backoff).
+    not_before: datetime | None = _utc(nullable=True)
+    error: str | None = Field(default=None, max_length=500)
+    done_at: datetime | None = _utc(nullable=True)

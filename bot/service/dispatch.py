@@ -1,0 +1,192 @@
+"""Jobs handed to the queue after the commit that recorded them, and what
+the thread says while the queue is down (the job outbox of
+`bot.jobs.delivery`, seen from the change record).
+
+The database row is the truth: a change already moved to `approved` or
+`rolling_back` with its job recorded is never reported as "nothing was
+changed" because the queue did not answer. The requester is told the job
+starts as soon as the queue is back, the thread gets a reply saying so,
+and another when the job is finally handed over (within one tick of the
+queue answering: `jobs.tick_seconds`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from bot.changes.record import get_change, note
+from bot.store.db import session_scope
+from bot.store.models import ChangeEvent, Job, SlackOutbox, change_ref
+
+if TYPE_CHECKING:
+    from bot.service.deps import ServiceDeps
+
+log = logging.getLogger(__name__)
+
+ACTOR = "jobs"
+QUEUE_WAIT = "queue_wait"
+QUEUE_BACK = "queue_back"
+
+# What each job does, in the words of a thread reply.
+JOB_WORDS = {
+    "create": "the checkpoint",
+    "restore": "the rollback",
+    "remove": "the merge",
+    "start": "the VM start",
+}
+
+
+def job_words(kind: str) -> str:
+    return JOB_WORDS.get(kind, f"the {kind} job")
+
+
+def deliver(ctx: ServiceDeps, job_id: int) -> bool:
+    """Hand a committed job to the queue. If the queue does not answer,
+    the thread says the work waits for it; False then."""
+    if ctx.job_delivery().deliver(job_id):
+        return True
+    try:
+        with session_scope(ctx.engine) as s:
+            job = s.get(Job, job_id)
+            if job is None or job.change_id is None or job.delivered_at is not None:
+                return job is not None and job.delivered_at is not None
+            note(
+                s,
+                get_change(s, job.change_id),
+                kind=QUEUE_WAIT,
+                actor=ACTOR,
+                now=ctx.clock(),
+                message=f"recorded; {job_words(job.kind)} will start as soon as the job "
+                "queue is back",
+                details={"job": job_id},
+            )
+            change_id = job.change_id
+    except SQLAlchemyError:
+        # The job is recorded all the same; the outbox hands it over later.
+        log.warning("could not note that job %s waits for the queue", job_id, exc_info=True)
+        return False
+    ctx.notifier.changed(change_id)
+    return False
+
+
+def awaits_queue(ctx: ServiceDeps, job_id: int | None) -> bool:
+    """Whether a recorded job is still waiting to be handed to the queue."""
+    if job_id is None:
+        return False
+    with session_scope(ctx.engine) as s:
+        job = s.get(Job, job_id)
+        return job is not None and job.delivered_at is None and job.state == "queued"
+
+
+def _waited(s: Session, job: Job) -> bool:
+    """The thread said this job waits for the queue (and not yet that it is back)."""
+    last = s.exec(
+        select(ChangeEvent)
+        .where(
+            col(ChangeEvent.change_id) == job.change_id,
+            col(ChangeEvent.kind).in_([QUEUE_WAIT, QUEUE_BACK]),
+        )
+        .order_by(col(ChangeEvent.seq).desc())
+    ).first()
+    return last is not None and last.kind == QUEUE_WAIT and last.details.get("job") == job.id
+
+
+class JobOutbox:
+    """The periodic task: every process hands undelivered jobs to the queue
+    on every tick; the conditional `delivered_at` update picks one."""
+
+    name = "job-outbox"
+
+    def __init__(self, ctx: ServiceDeps) -> None:
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return "JobOutbox()"
+
+    def tick(self, now: datetime) -> None:
+        noted: list[int] = []
+
+        def before_enqueue(s: Session, job: Job) -> None:
+            # In the delivering transaction: in the record before the job can start.
+            if job.change_id is None or not _waited(s, job):
+                return
+            note(
+                s,
+                get_change(s, job.change_id),
+                kind=QUEUE_BACK,
+                actor=ACTOR,
+                now=now,
+                message=f"the job queue is back: {job_words(job.kind)} starts now",
+                details={"job": job.id},
+            )
+            noted.append(job.change_id)
+
+        for job_id in self.ctx.job_delivery().redeliver(before_enqueue=before_enqueue):
+            log.info("job %s handed to the queue by the outbox", job_id)
+        for change_id in noted:
+            log.info("%s: the job queue is back", change_ref(change_id))
+            self.ctx.notifier.changed(change_id)
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    """What waits to be handed over: jobs the queue has not taken, and
+    changes whose Slack thread is behind their record."""
+
+    undelivered_jobs: list[dict[str, Any]]
+    slack_changes: int
+    slack_entries: int
+    slack_retrying: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "undelivered_jobs": self.undelivered_jobs,
+            "slack": {
+                "changes": self.slack_changes,
+                "entries": self.slack_entries,
+                "retrying": self.slack_retrying,
+            },
+        }
+
+
+def outbox_status(ctx: ServiceDeps) -> OutboxStatus:
+    """Both outboxes as they stand (`checkpoint-bot outbox`)."""
+    with session_scope(ctx.engine) as s:
+        jobs = s.exec(
+            select(Job)
+            .where(col(Job.state) == "queued", col(Job.delivered_at).is_(None))
+            .order_by(col(Job.id))
+        ).all()
+        pending = s.exec(select(SlackOutbox).where(col(SlackOutbox.done_at).is_(None))).all()
+    retrying: dict[int, SlackOutbox] = {}
+    for entry in pending:
+        if entry.attempts and entry.attempts >= retrying.get(entry.change_id, entry).attempts:
+            retrying[entry.change_id] = entry
+    return OutboxStatus(
+        undelivered_jobs=[
+            {
+                "job": j.id,
+                "kind": j.kind,
+                "change": change_ref(j.change_id) if j.change_id is not None else None,
+                "recorded_at": j.created_at.isoformat(),
+            }
+            for j in jobs
+        ],
+        slack_changes=len({e.change_id for e in pending}),
+        slack_entries=len(pending),
+        slack_retrying=[
+            {
+                "change": change_ref(change_id),
+                "attempts": e.attempts,
+                "next_try": e.not_before.isoformat() if e.not_before else None,
+                "error": e.error,
+            }
+            for change_id, e in sorted(retrying.items())
+        ],
+    )
