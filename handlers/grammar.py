@@ -212,9 +212,10 @@ def _convert(cmd: Command, param: Param, text: str) -> str:
     if kind is Kind.DURATION:
         try:
             parse_duration(text)
-        except DurationError:
+        except DurationError as exc:
             # Its own text, with the input shortened and made visible first.
-            raise Invalid(mrkdwn_escape(str(DurationError(_visible(text))))) from None
+            shown = DurationError(_visible(text), too_long=exc.too_long)
+            raise Invalid(mrkdwn_escape(str(shown))) from None
         return text.strip()
     if kind is Kind.CHANGE:
         ref = normalize_change_ref(text)

@@ -451,6 +451,7 @@ def running_bot(
     policy_text: str | None = None,
     emulated: bool = False,
     team_ids: tuple[str, ...] | None = None,
+    database_url: str | None = None,
 ) -> Iterator[RunningBot]:
     """The bot in HTTP mode (waitress, ephemeral port) on a demo context whose
     notifier and Bolt app both talk to the fake Web API; jobs run in threads
@@ -460,8 +461,9 @@ def running_bot(
     policy file (written to `workdir`) merged over the shipped default, as a
     deployment's `policy:` is. `emulated`: the hosts are the WinRM emulator
     (`RunningBot.emulator_log`). `team_ids`: the workspace(s) configured as
-    `slack.team_ids` (default: none, so demo mode takes auth.test's T0TEST)."""
-    settings = settings_for(workdir)
+    `slack.team_ids` (default: none, so demo mode takes auth.test's T0TEST).
+    `database_url`: a migrated database (default: SQLite in `workdir`)."""
+    settings = settings_for(workdir, database_url)
     if policy_text is not None:
         policy_file = workdir / "policy.yaml"
         policy_file.write_text(policy_text, encoding="utf-8")
