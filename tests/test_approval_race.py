@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,9 @@ CLICKS = 50
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, db_url: str) -> AppContext:
+def ctx(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
     with running_context(tmp_path, db_url) as context:
-        yield context  # type: ignore[misc]
+        yield context
 
 
 def test_fifty_simultaneous_approvals_record_exactly_the_one_that_counts(
