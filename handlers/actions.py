@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackClientError
 
 from bot.durations import DurationError, parse_duration
 from bot.inventory import InventoryLookupError
+from bot.reasons import ReasonError, check_reason
 from bot.service import (
     Conflict,
     Forbidden,
@@ -40,7 +41,6 @@ from bot.service import (
 )
 from bot.service.binding import Card, Stale, Target, check_card
 from bot.service.reconcile import resolve
-from bot.service.requests import MAX_REASON
 from handlers import messages, queries
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click
@@ -198,10 +198,10 @@ class Actions:
                 parse_duration(ttl)
             except DurationError as exc:
                 errors["ttl"] = str(exc)[:150]
-        if not reason.strip():
-            errors["reason"] = "Say why, e.g. KB5044284 patch."
-        elif len(reason) > MAX_REASON:
-            errors["reason"] = f"Keep it under {MAX_REASON} characters."
+        try:
+            check_reason(reason)
+        except ReasonError as exc:
+            errors["reason"] = exc.message[:150]
         if errors:
             ack(response_action="errors", errors=errors)
             return

@@ -22,6 +22,7 @@ from bot.changes.record import (
 )
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
+from bot.reasons import EXAMPLE, ReasonError, check_reason
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound
 from bot.service.not_now import not_now
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from bot.context import AppContext
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-MAX_REASON = 500
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,12 @@ def _duration(text: str, what: str) -> timedelta:
 def _validate_create(
     ctx: AppContext, reason: str | None, ctype: str | None, ttl: str | None
 ) -> tuple[str, str, timedelta | None]:
-    text = (reason or "").strip()
-    if not text:
-        raise BadRequest('a reason is required: say why, e.g. --reason "KB5044284 patch"')
-    if len(text) > MAX_REASON:
-        raise BadRequest(f"the reason is {len(text)} characters long; keep it under {MAX_REASON}")
+    try:
+        text = check_reason(reason)
+    except ReasonError as exc:
+        if exc.missing:
+            raise BadRequest(f'a reason is required: say why, e.g. --reason "{EXAMPLE}"') from None
+        raise BadRequest(exc.message) from None
     kind = (ctype or ctx.settings.defaults.checkpoint_type).strip().lower()
     if kind not in CHECKPOINT_TYPES:
         raise BadRequest(
