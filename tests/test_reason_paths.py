@@ -123,7 +123,8 @@ def test_cli_reason_with_new_lines_reaches_the_host(tmp_path: Path) -> None:
             policy=policy,
             jobs={"queue": "sqlite"},
         )
-        alice, bob = process_env(CHECKPOINT_BOT_USER="alice"), process_env(CHECKPOINT_BOT_USER="bob")
+        alice = process_env(CHECKPOINT_BOT_USER="alice")
+        bob = process_env(CHECKPOINT_BOT_USER="bob")
         upgraded = cluster.cli(config, alice, "db", "upgrade")
         assert upgraded.returncode == 0, upgraded.stderr
         asked = cluster.cli(config, alice, "checkpoint", "create", "WEB01", "--reason", WRITTEN)
