@@ -22,6 +22,7 @@ from bot.notify.base import ChangeNotifier, NullNotifier
 from bot.notify.channel import ChannelNotices, NullChannelNotices
 from bot.secrets import secret_from
 from bot.service.deciding import Decider
+from bot.service.directory import Directory, NoDirectory, PolicyGroups
 from bot.service.errors import Unavailable
 from bot.service.execution import Executor
 from bot.store import migrate
@@ -187,15 +188,15 @@ def _hosts(
 
 def _notifier(
     settings: Settings, engine: Engine, env: Mapping[str, str]
-) -> tuple[ChangeNotifier, ChannelNotices]:
-    """Slack threads and channel notices when a bot token is configured,
-    else nothing to tell."""
+) -> tuple[ChangeNotifier, ChannelNotices, Directory]:
+    """Slack threads, channel notices and user groups when a bot token is
+    configured, else nothing to tell and no groups to know."""
     slack = settings.slack
     token = secret_from(
         env_name=slack.bot_token.env, file=slack.bot_token.file, env=env, what="slack.bot_token"
     )
     if token is None:
-        return NullNotifier(), NullChannelNotices()
+        return NullNotifier(), NullChannelNotices(), NoDirectory()
     # Imported here so a CLI without Slack never loads the Slack SDK.
     from slack_sdk import WebClient
     from slack_sdk.http_retry.builtin_handlers import (
@@ -204,6 +205,7 @@ def _notifier(
     )
 
     from bot.notify.channel import SlackChannelNotices
+    from bot.notify.groups import SlackDirectory
     from bot.notify.pacing import ChannelPacer
     from bot.notify.thread import ThreadNotifier
     from templates import Renderer
@@ -231,7 +233,7 @@ def _notifier(
         pacer=pacer,
     )
     notices = SlackChannelNotices(client, renderer, demo=settings.demo, pacer=pacer)
-    return threads, notices
+    return threads, notices, SlackDirectory(client)
 
 
 def build_context(
@@ -263,14 +265,15 @@ def build_context(
     except ConfigError:
         engine.dispose()
         raise
+    notifier, channels, directory = _notifier(settings, engine, env or {})
     decider = Decider(
         inventory=inventory,
         host_for=host_for,
         policy=policy,
         clock=clock,
         inventory_label=f"inventory {settings.inventory_path.name}",
+        directory=PolicyGroups(directory, policy),
     )
-    notifier, channels = _notifier(settings, engine, env or {})
     # Heartbeats beat in real seconds; a faster clock (the demo's --speed)
     # must not make a live worker's lock look stale.
     ledger = JobLedger(

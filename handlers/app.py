@@ -22,10 +22,12 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.context import AppContext
+from bot.notify.groups import SlackDirectory
+from bot.service.directory import Directory, NoDirectory, PolicyGroups
 from handlers import sweep_actions
 from handlers.actions import Actions
 from handlers.commands import Commands
-from handlers.delivery import DropRetries, UserGroups
+from handlers.delivery import DropRetries
 from handlers.deps import SlackDeps
 from handlers.workspace import BindWorkspace, UserHomes, workspace_from
 from templates.blocks import SlackRenderer
@@ -81,13 +83,23 @@ def build_bolt_app(
     deps = SlackDeps(
         ctx=ctx,
         renderer=renderer,
-        groups=UserGroups(client),
+        groups=slack_directory(ctx, client),
         homes=UserHomes(client),
         work=ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="slack-work"),
         workspace=workspace,
     )
     register(app, deps)
     return app
+
+
+def slack_directory(ctx: AppContext, client: WebClient) -> Directory:
+    """The context's Slack user groups. A context built without a bot token
+    learns them from this app's client, so that the first check (here) and
+    the re-checks (on approval, in jobs) ask the same way."""
+    current = ctx.decider.directory
+    if isinstance(current, PolicyGroups) and isinstance(current.inner, NoDirectory):
+        ctx.decider.directory = PolicyGroups(SlackDirectory(client), ctx.policy)
+    return ctx.decider.directory
 
 
 def _auth_test(client: WebClient) -> dict[str, Any]:

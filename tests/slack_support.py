@@ -114,6 +114,9 @@ class FakeSlackApi:
     def __init__(self, usergroups: list[dict[str, Any]] | None = None) -> None:
         self.calls: list[Call] = []
         self.usergroups = usergroups or []
+        # Methods that answer an error (method -> Slack's error code), as
+        # Slack does when it is down for them or a scope is missing.
+        self.failing: dict[str, str] = {}
         # users.info's team per user (default: ours): externals of a shared channel.
         self.user_teams: dict[str, str] = {}
         # What apps.connections.open hands out: a Socket Mode server's ws:// URL.
@@ -212,6 +215,8 @@ class FakeSlackApi:
             "apps.connections.open": lambda: {"url": self.socket_url},
         }
         make = answers.get(method)
+        if method in self.failing:
+            return {"ok": False, "error": self.failing[method]}
         if make is None:
             return {"ok": False, "error": "unknown_method"}
         return {"ok": True, **make()}

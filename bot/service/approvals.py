@@ -78,9 +78,16 @@ def _may_decide(ctx: AppContext, request: ApprovalRequest, who: Principal, verb:
         raise Forbidden(f"you cannot {verb} {change_ref(request.change_id)}: {permitted.message}")
 
 
+def _requester(ctx: AppContext, change: Change, request: ApprovalRequest) -> Principal:
+    """Who asked, as of now: their groups resolved again, the same way as when
+    they asked (`GroupsUnavailable` when Slack cannot say: nothing decided)."""
+    channel = request.requested_in or change.channel
+    return ctx.decider.principal(request.requested_by, request.requested_by_team, channel)
+
+
 def _decide_again(ctx: AppContext, change: Change, request: ApprovalRequest) -> Decision:
     vm = resolve_vm(ctx, change.vm_name)
-    who = Principal(request.requested_by, team=request.requested_by_team)
+    who = _requester(ctx, change, request)
     action = Action(request.action)
     extend_to = request.params.get("extend_to")
     return ctx.decider.decide(
@@ -301,7 +308,11 @@ def _carry_out(
                     actor_team=who.team,
                 )
             elif action in ("rollback", "merge"):
-                requester = Principal(request.requested_by, team=request.requested_by_team)
+                requester = Principal(
+                    request.requested_by,
+                    channel=request.requested_in or change.channel,
+                    team=request.requested_by_team,
+                )
                 job = start_host_action(s, change, Action(action), requester, now)
     except IllegalTransition as exc:
         raise Conflict(not_now(change_ref(change_id), exc.state, action)) from None

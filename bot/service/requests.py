@@ -108,6 +108,8 @@ def open_approval(
         action=action,
         requested_by=who.id,
         requested_by_team=who.team,
+        requested_in=who.channel,
+        requested_by_groups=sorted(who.groups),
         requested_at=now,
         required=decision.approval.required,
         requirement=decision.to_dict()["approval"],
@@ -152,6 +154,7 @@ def request_checkpoint(
                 reason=text,
                 requester=who.id,
                 requester_team=who.team,
+                requester_groups=sorted(who.groups),
                 source=source,
                 channel=channel or who.channel,
                 state="",
@@ -266,6 +269,14 @@ class HostJob:
 
     kind: str
     seq: int
+    # Who asked for it, where (the job's re-check resolves their groups again).
+    requester: Principal | None = None
+
+    def payload(self) -> dict[str, object]:
+        who = self.requester
+        if who is None:
+            return {}
+        return {"requester": {"id": who.id, "team": who.team, "channel": who.channel}}
 
 
 def start_host_action(
@@ -286,11 +297,13 @@ def start_host_action(
         now=now,
         message=f"{action.value} requested by {who.id}",
     )
-    return HostJob(kind, event.seq)
+    return HostJob(kind, event.seq, who)
 
 
 def submit_host_action(ctx: AppContext, change_id: int, job: HostJob) -> int:
-    return ctx.submit(job.kind, change_id, key=f"{job.kind}:{change_id}:{job.seq}")
+    return ctx.submit(
+        job.kind, change_id, key=f"{job.kind}:{change_id}:{job.seq}", payload=job.payload()
+    )
 
 
 def begin_host_action(ctx: AppContext, change_id: int, action: Action, who: str | Principal) -> int:
