@@ -41,7 +41,8 @@ from bot.service import (
 )
 from bot.service.binding import Card, Stale, Target, check_card
 from bot.service.reconcile import resolve
-from handlers import messages, queries
+from bot.store.outage import committed_writes
+from handlers import messages, outage, queries
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click
 from handlers.workspace import request_team
@@ -103,6 +104,7 @@ class Actions:
             log.warning(messages.log_mismatched_value(action_id, str(value)))
             answer_click(body, respond, client, self.deps.error(messages.UNEXPECTED))
             return
+        writes = committed_writes()
         try:
             who = self.deps.principal(user, channel, request_team(body))
             payload = self._click(verb, value, who, channel, body, client)
@@ -115,9 +117,8 @@ class Actions:
             payload = self._conflict(value, exc)
         except ServiceError as exc:
             payload = self.deps.error(exc.message)
-        except Exception:
-            log.exception(messages.log_unexpected(f"button {verb}"))
-            payload = self.deps.error(messages.UNEXPECTED)
+        except Exception as exc:
+            payload = outage.failure(self.deps, exc, writes, f"button {verb}")
         if payload is not None:
             answer_click(body, respond, client, payload)
 
@@ -275,15 +276,15 @@ class Actions:
     ) -> None:
         """Run `work` and tell `user` the result: ephemeral in the channel the
         modal came from, else in the app's DM with them."""
+        writes = committed_writes()
         try:
             payload = work()
         except Stale as exc:
             payload = self.stale(exc)
         except ServiceError as exc:
             payload = self.deps.error(exc.message)
-        except Exception:
-            log.exception(messages.log_unexpected("a modal submission"))
-            payload = self.deps.error(messages.UNEXPECTED)
+        except Exception as exc:
+            payload = outage.failure(self.deps, exc, writes, "a modal submission")
         try:
             if channel:
                 client.chat_postEphemeral(channel=channel, user=user, **payload)

@@ -30,7 +30,8 @@ from bot.service import (
 )
 from bot.service.binding import Ambiguous, Target
 from bot.service.window_notices import WindowNotices
-from handlers import messages, queries
+from bot.store.outage import committed_writes
+from handlers import messages, outage, queries
 from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (
     SLASH,
@@ -76,6 +77,7 @@ class Commands:
         self.deps.later("/checkpoint", self.reply, command, respond, client)
 
     def reply(self, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        writes = committed_writes()
         try:
             payload = self.answer(command, client)
         except GrammarError as exc:
@@ -85,9 +87,8 @@ class Commands:
             payload = self.deps.error(exc.message, messages.say_which(exc, how))
         except ServiceError as exc:
             payload = self.deps.error(exc.message)
-        except Exception:
-            log.exception(messages.log_unexpected("/checkpoint"))
-            payload = self.deps.error(messages.UNEXPECTED)
+        except Exception as exc:
+            payload = outage.failure(self.deps, exc, writes, "/checkpoint")
         if payload is not None:
             ephemeral(respond, payload)
 

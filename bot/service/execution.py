@@ -44,6 +44,7 @@ from bot.service.ownership import checkpoint_name
 from bot.service.vanished import gone
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
+from bot.store.outage import is_transient
 from policies import Action, Verdict
 
 log = logging.getLogger(__name__)
@@ -255,21 +256,20 @@ class Executor:
 
     def create(self, job: JobContext) -> dict[str, Any]:
         assert job.change_id is not None
-        change = self._load(job.change_id)
-        if change.state not in (State.APPROVED, State.SCHEDULED):
-            raise OperationFailed(
-                f"{change_ref(job.change_id)} is {change.state}, not approved or scheduled"
-            )
-        # Facts, windows and approvals change between request and execution.
         try:
-            who = self.decider.principal(change.requester, change.requester_team, change.channel)
-            refusal = self._recheck(change, Action.CREATE, who)
-        except (Unavailable, NotFound) as exc:
-            return self._cannot_check(job, change, exc)
-        if refusal:
-            self._step(job.change_id, Command.DENY, "re-checked before running: " + refusal)
-            return {"denied": True}
-        self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
+            ready = self._ready_to_create(job)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # Nothing has reached the host yet, and the claim keeps anyone
+            # else from running this job: trying again later is safe.
+            raise RetryLater(
+                f"the database is unavailable ({type(exc).__name__}); nothing was done "
+                "on the host, trying again"
+            ) from exc
+        if not isinstance(ready, Change):
+            return ready
+        change = ready
         started = self.clock()
         with (
             self._host_call(job.change_id, Command.CREATE_FAILED, "checkpoint"),
@@ -304,6 +304,27 @@ class Executor:
                 "application-consistent",
             )
         return {"checkpoint_id": checkpoint.id, "kind": taken.kind.value}
+
+    def _ready_to_create(self, job: JobContext) -> Change | dict[str, Any]:
+        """Everything before the host call: the change now `creating`, or
+        the job's result when it must not run."""
+        assert job.change_id is not None
+        change = self._load(job.change_id)
+        if change.state not in (State.APPROVED, State.SCHEDULED):
+            raise OperationFailed(
+                f"{change_ref(job.change_id)} is {change.state}, not approved or scheduled"
+            )
+        # Facts, windows and approvals change between request and execution.
+        try:
+            who = self.decider.principal(change.requester, change.requester_team, change.channel)
+            refusal = self._recheck(change, Action.CREATE, who)
+        except (Unavailable, NotFound) as exc:
+            return self._cannot_check(job, change, exc)
+        if refusal:
+            self._step(job.change_id, Command.DENY, "re-checked before running: " + refusal)
+            return {"denied": True}
+        self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
+        return change
 
     def _cannot_check(self, job: JobContext, change: Change, exc: Exception) -> dict[str, Any]:
         """The re-check could not be made. Nothing ran on the host: try again
