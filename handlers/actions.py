@@ -30,6 +30,7 @@ from bot.service import (
     Forbidden,
     Principal,
     ServiceError,
+    Unavailable,
     approve,
     extend,
     merge,
@@ -306,6 +307,11 @@ class Actions:
             who = self.deps.principal(user, None, request_team(body), verify_home=True)
         except Forbidden:
             return  # refused and logged; no Home for someone who is not ours
+        except Unavailable as exc:
+            # Their groups decide what they may approve there: show nothing
+            # rather than too little; the next open tries again.
+            log.warning("App Home of %s not published: %s", user, exc)
+            return
         self.publish_home_of(user, who, client)
 
     def publish_home_of(self, user: str, who: Principal, client: WebClient) -> None:
