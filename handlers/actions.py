@@ -41,8 +41,8 @@ from bot.service import (
     start_vm,
 )
 from bot.service.binding import Card, Stale, Target, check_card
+from bot.service.outage import committed_writes
 from bot.service.reconcile import resolve
-from bot.store.outage import committed_writes
 from handlers import messages, outage, queries
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click

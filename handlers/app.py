@@ -22,8 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.context import AppContext
-from bot.notify.groups import SlackDirectory
-from bot.service.directory import Directory, NoDirectory, PolicyGroups
+from bot.service.directory import with_slack
 from handlers import sweep_actions
 from handlers.actions import Actions
 from handlers.commands import Commands
@@ -80,26 +79,18 @@ def build_bolt_app(
     workspace = workspace_from(
         ctx.settings.slack, demo=ctx.settings.demo, auth_test=lambda: _auth_test(client)
     )
+    # The first check here and every re-check (approvals, jobs) ask alike.
+    ctx.decider.directory = with_slack(ctx.decider.directory, client)
     deps = SlackDeps(
         ctx=ctx,
         renderer=renderer,
-        groups=slack_directory(ctx, client),
+        groups=ctx.decider.directory,
         homes=UserHomes(client),
         work=ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="slack-work"),
         workspace=workspace,
     )
     register(app, deps)
     return app
-
-
-def slack_directory(ctx: AppContext, client: WebClient) -> Directory:
-    """The context's Slack user groups. A context built without a bot token
-    learns them from this app's client, so that the first check (here) and
-    the re-checks (on approval, in jobs) ask the same way."""
-    current = ctx.decider.directory
-    if isinstance(current, PolicyGroups) and isinstance(current.inner, NoDirectory):
-        ctx.decider.directory = PolicyGroups(SlackDirectory(client), ctx.policy)
-    return ctx.decider.directory
 
 
 def _auth_test(client: WebClient) -> dict[str, Any]:

@@ -29,8 +29,8 @@ from bot.service import (
     show_settings,
 )
 from bot.service.binding import Ambiguous, Target
+from bot.service.outage import committed_writes
 from bot.service.window_notices import WindowNotices
-from bot.store.outage import committed_writes
 from handlers import messages, outage, queries
 from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (

@@ -1,10 +1,11 @@
-"""What a Slack user is told when their request hit a database outage.
+"""What a Slack user is told when their request failed unexpectedly.
 
 A listener notes `committed_writes()` before its work; if the work then
 fails because the database could not be reached, the answer says plainly
 that nothing was changed only when no write of this work was committed,
-and otherwise that part of it may have been recorded. Anything else is a
-bug: logged with its traceback, answered with the generic text.
+and otherwise that part of it may have been recorded
+(`bot.service.outage`). Anything else is a bug: logged with its traceback,
+answered with the generic text.
 """
 
 from __future__ import annotations
@@ -12,25 +13,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.store.outage import committed_writes, is_transient
+from bot.service.outage import DATABASE_DOWN, outage_message
 from handlers import messages
 from handlers.deps import SlackDeps
 
-log = logging.getLogger(__name__)
+__all__ = ["DATABASE_DOWN", "failure"]
 
-DATABASE_DOWN = "the database is unavailable; nothing was changed, try again in a minute"
-DATABASE_DOWN_PART_WAY = (
-    "the database became unavailable part-way through; some of this may have been "
-    "recorded, so look at the change (/checkpoint status) before trying again"
-)
+log = logging.getLogger(__name__)
 
 
 def failure(deps: SlackDeps, exc: Exception, writes_before: int, what: str) -> dict[str, Any]:
     """The answer to `exc`, raised by the work on `what` (a log label)."""
-    if not is_transient(exc):
+    said = outage_message(exc, writes_before)
+    if said is None:
         log.error(messages.log_unexpected(what), exc_info=exc)
         return deps.error(messages.UNEXPECTED)
     log.warning("%s: the database is unavailable (%s)", what, type(exc).__name__)
-    if committed_writes() == writes_before:
-        return deps.error(DATABASE_DOWN)
-    return deps.error(DATABASE_DOWN_PART_WAY)
+    return deps.error(said)

@@ -13,7 +13,8 @@ from slack_sdk import WebClient
 
 from bot.notify.groups import SlackDirectory
 from bot.service.directory import GroupsUnavailable, NoDirectory, PolicyGroups, names_groups
-from policies import load_policy
+from bot.service.errors import Unavailable
+from policies import Policy, load_policy
 from tests.slack_support import FakeSlackApi
 
 GROUPS: list[dict[str, Any]] = [
@@ -59,21 +60,27 @@ def test_the_cache_is_bounded() -> None:
         assert directory.groups_of("U00010", TEAM) == frozenset()  # beyond the bound: none
 
 
+def _grouped(tmp_path: Path) -> Policy:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("permissions:\n  approve: {users: [], groups: [S0APPROVERS]}\n", "utf-8")
+    return load_policy(policy)
+
+
 @pytest.mark.parametrize("error", ["missing_scope", "ratelimited"])
-def test_an_error_from_slack_is_unavailable_not_no_groups(error: str) -> None:
+def test_an_error_from_slack_is_unavailable_not_no_groups(error: str, tmp_path: Path) -> None:
     with FakeSlackApi(usergroups=GROUPS) as api:
         api.failing["usergroups.list"] = error
-        directory = SlackDirectory(WebClient(token="xoxb-t", base_url=api.api_url))
+        directory = PolicyGroups(SlackDirectory(_client(api)), _grouped(tmp_path))
         with pytest.raises(GroupsUnavailable, match=f"could not resolve .* of U0BOB .*{error}"):
             directory.groups_of("U0BOB", TEAM)
 
 
-def test_slack_out_of_reach_is_unavailable() -> None:
-    directory = SlackDirectory(
-        WebClient(token="xoxb-t", base_url="http://127.0.0.1:9/api/", timeout=1)
-    )
-    with pytest.raises(GroupsUnavailable, match="try again in a minute"):
+def test_slack_out_of_reach_is_unavailable(tmp_path: Path) -> None:
+    client = WebClient(token="xoxb-t", base_url="http://127.0.0.1:9/api/", timeout=1)
+    directory = PolicyGroups(SlackDirectory(client), _grouped(tmp_path))
+    with pytest.raises(GroupsUnavailable, match="try again in a minute") as caught:
         directory.groups_of("U0BOB", TEAM)
+    assert isinstance(caught.value, Unavailable)  # a transient fault, never a refusal
 
 
 def test_no_directory_knows_cli_operators_only() -> None:

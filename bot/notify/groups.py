@@ -8,8 +8,9 @@ grant nothing. The cache is bounded (`max_users`): a user beyond it is in
 no group, which can only take permissions away.
 
 When Slack cannot be asked (unreachable, an error such as `missing_scope`),
-the lookup raises `GroupsUnavailable`: the caller decides nothing, rather
-than deciding as if the user were in no group and recording a refusal.
+the lookup raises `GroupLookupFailed` (the service layer's
+`GroupsUnavailable`): the caller decides nothing, rather than deciding as
+if the user were in no group and recording a refusal.
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.service.directory import GroupsUnavailable
-
 log = logging.getLogger(__name__)
+
+
+class GroupLookupFailed(Exception):
+    """Slack could not say which groups `user` is in (`why`, in words)."""
+
+    def __init__(self, user: str, why: str) -> None:
+        super().__init__(f"could not resolve the Slack user groups of {user} ({why})")
+        self.user = user
+        self.why = why
 
 
 class SlackDirectory:
@@ -58,11 +66,11 @@ class SlackDirectory:
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "error")
             log.warning("usergroups.list failed (%s); deciding nothing that needs groups", error)
-            raise GroupsUnavailable(user, f"Slack answered {error}") from None
+            raise GroupLookupFailed(user, f"Slack answered {error}") from None
         except (SlackClientError, OSError) as exc:  # OSError: unreachable after retries
             name = type(exc).__name__
             log.warning("usergroups.list failed (%s); deciding nothing that needs groups", name)
-            raise GroupsUnavailable(user, "Slack could not be reached") from None
+            raise GroupLookupFailed(user, "Slack could not be reached") from None
         found: dict[str, set[str]] = {}
         for group in answer.get("usergroups") or []:
             if group.get("date_delete"):

@@ -16,17 +16,21 @@ not asked (`PolicyGroups`).
     ├── NoDirectory        no Slack here: CLI operators are in no group; a
     │                      Slack user's groups cannot be known → unavailable
     ├── PolicyGroups       asks the directory it wraps only if the policy
-    │                      names a group
+    │                      names a group; translates its failures
     └── bot.notify.groups.SlackDirectory   `usergroups.list`, cached, bounded
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from bot.notify.groups import GroupLookupFailed, SlackDirectory
 from bot.service.errors import Unavailable
 from policies import Permission, Policy
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
 
 
 class GroupsUnavailable(Unavailable):
@@ -85,4 +89,16 @@ class PolicyGroups:
     def groups_of(self, user: str, team: str | None) -> frozenset[str]:
         if not self._matter or team is None:
             return frozenset()
-        return self.inner.groups_of(user, team)
+        try:
+            return self.inner.groups_of(user, team)
+        except GroupLookupFailed as exc:
+            raise GroupsUnavailable(exc.user, exc.why) from None
+
+
+def with_slack(current: Directory, client: WebClient) -> Directory:
+    """`current`, or, when it has no bot token to ask Slack with, the same
+    over `client` (the Slack app's): the first check (in the Slack
+    handlers) and the re-checks (on approval, in jobs) must ask the same way."""
+    if isinstance(current, PolicyGroups) and isinstance(current.inner, NoDirectory):
+        return PolicyGroups(SlackDirectory(client), current.policy)
+    return current
