@@ -69,19 +69,19 @@ def test_slack_answers_say_the_database_is_unavailable_and_nothing_changed(
 
 
 def _cut_on_first_host_call(
-    host_for: Callable[[str], HyperVHost], proxy: CuttableProxy, outage: float
-) -> Callable[[str], HyperVHost]:
-    """`host_for`, cutting the database the first time the job asks for a
-    host (the re-check right before the create), back after `outage` s."""
+    proxy: CuttableProxy, outage: float
+) -> Callable[[str, HyperVHost], HyperVHost]:
+    """A host wrapper that cuts the database the first time the job asks
+    for a host (the re-check right before the create), back after `outage` s."""
     armed = threading.Event()
     armed.set()
 
-    def wrapped(name: str) -> HyperVHost:
+    def wrapped(_name: str, host: HyperVHost) -> HyperVHost:
         if armed.is_set():
             armed.clear()
             proxy.cut()
             threading.Timer(outage, proxy.restore).start()
-        return host_for(name)
+        return host
 
     return wrapped
 
@@ -98,7 +98,7 @@ def test_an_approved_create_that_hit_the_outage_runs_once_it_is_back(
     try:
         out = request_checkpoint(ctx, "STG-WEB01", reason="patch", requester="alice")
         assert out.change.state == "approved" and out.job_id is not None
-        ctx.decider.host_for = _cut_on_first_host_call(ctx.decider.host_for, proxy, 3.0)
+        ctx.host_for.wrap(_cut_on_first_host_call(proxy, 3.0))
         # Only the runner's own retries: no periodic re-delivery of stranded jobs.
         ctx.start_workers(periodic=False)
         deadline = time.monotonic() + 45

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.hyperv.winrm_commands import checkpoint_name_problem
+from bot.hyperv.winrm.commands import checkpoint_name_problem
 from bot.reasons import MAX_REASON, ReasonError, check_reason, one_line
 from bot.service.ownership import checkpoint_name
 from tests.multiproc_support import (
