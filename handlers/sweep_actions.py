@@ -22,8 +22,9 @@ from slack_sdk.errors import SlackClientError
 
 from bot.service import ServiceError
 from bot.service.adopt import adopt_checkpoint
+from bot.service.outage import committed_writes
 from bot.service.sweep_views import parse_orphan_value
-from handlers import messages, sweep_messages
+from handlers import messages, outage, sweep_messages
 from handlers.deps import SlackDeps, ephemeral
 from handlers.workspace import request_team
 
@@ -79,6 +80,7 @@ def clicked(
         log.warning(sweep_messages.log_bad_value(value))
         ephemeral(respond, deps.error(messages.UNEXPECTED))
         return
+    writes = committed_writes()
     try:
         result = adopt_checkpoint(
             deps.ctx,
@@ -94,9 +96,8 @@ def clicked(
             _edit_digest(client, body, value, sweep_messages.adopted_line(result, user))
     except ServiceError as exc:
         payload = deps.error(exc.message)
-    except Exception:
-        log.exception(messages.log_unexpected(f"button {action.get('action_id')}"))
-        payload = deps.error(messages.UNEXPECTED)
+    except Exception as exc:
+        payload = outage.failure(deps, exc, writes, f"button {action.get('action_id')}")
     ephemeral(respond, payload)
 
 
