@@ -23,8 +23,10 @@ from pydantic import (
 )
 from sqlalchemy.engine import make_url
 
+from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import demo_inventory_path
+from bot.secrets import SecretError, credential_path
 from bot.store.db import default_sqlite_url
 from bot.yamlio import (
     ConfigProblem,
@@ -92,7 +94,7 @@ class DefaultsConfig(_Model):
     # The policy's `ttl` rule sets lifetimes per scope; this is used only
     # where that rule is disabled.
     ttl: timedelta = timedelta(hours=72)
-    checkpoint_type: Literal["production", "production-only", "standard"] = "production"
+    checkpoint_type: CheckpointKind = CheckpointKind.PRODUCTION
     # A restored production checkpoint leaves the VM Off; start it again if
     # it was running before the rollback.
     start_after_restore: bool = True
@@ -308,7 +310,11 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
     workdir = (base / parsed.workdir) if parsed.workdir else cwd
     url = env.get("DATABASE_URL") or parsed.database_url
     if not url and parsed.database_url_file:
-        url = _read_url_file(base / parsed.database_url_file, source, doc)
+        try:
+            url_file = credential_path(parsed.database_url_file, env, "database_url_file")
+        except SecretError as exc:
+            raise ConfigError(f"{source}:{doc.line_of(('database_url_file',))}: {exc}") from None
+        url = _read_url_file(base / url_file, source, doc)
     return Settings(
         demo=False,
         config_path=config_path,

@@ -206,28 +206,16 @@ def _notifier(
     if token is None:
         return NullNotifier(), NullChannelNotices(), NoDirectory()
     # Imported here so a CLI without Slack never loads the Slack SDK.
-    from slack_sdk import WebClient
-    from slack_sdk.http_retry.builtin_handlers import (
-        ConnectionErrorRetryHandler,
-        RateLimitErrorRetryHandler,
-    )
-
     from bot.notify.channel import SlackChannelNotices
     from bot.notify.groups import SlackDirectory
     from bot.notify.pacing import ChannelPacer
     from bot.notify.thread import ThreadNotifier
+    from bot.slack_client import make_client
     from templates import Renderer
     from templates.blocks import SlackRenderer
 
     api_url = env.get("SLACK_API_URL") or slack.api_url
-    client = WebClient(
-        token=token.reveal(),
-        base_url=(api_url.rstrip("/") + "/") if api_url else WebClient.BASE_URL,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),
-        ],
-    )
+    client = make_client(token.reveal(), api_url)
     renderer = SlackRenderer(Renderer())
     # One pacer: Slack's limit is per channel, whoever posts.
     pacer = ChannelPacer()

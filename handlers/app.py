@@ -16,13 +16,10 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-)
 
 from bot.context import AppContext
 from bot.service.directory import with_slack
+from bot.slack_client import make_client
 from handlers import sweep_actions
 from handlers.actions import Actions
 from handlers.commands import Commands
@@ -44,19 +41,6 @@ LISTENER_THREADS = 32
 WORK_THREADS = 4
 # The create modal's VM select becomes an external_select beyond 100 VMs.
 MAX_VM_OPTIONS = 100
-
-
-def make_client(bot_token: str, api_url: str | None) -> WebClient:
-    """A Web API client that waits out 429s (Retry-After) and retries
-    connection errors, as slack_sdk's built-in handlers do."""
-    return WebClient(
-        token=bot_token,
-        base_url=(api_url.rstrip("/") + "/") if api_url else WebClient.BASE_URL,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),
-        ],
-    )
 
 
 def build_bolt_app(

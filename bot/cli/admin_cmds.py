@@ -11,13 +11,13 @@ import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
 from bot.config import ConfigError
+from bot.domain import CheckpointKind
 from bot.service import explain, export_audit
 from bot.service.deciding import Principal
 from bot.service.queries import audit_rows
 from bot.service.schema import upgrade_schema
 from policies import PolicyError, validate_policy_file
 from policies.explain import rows as explain_rows
-from policies.model import CHECKPOINT_TYPES
 
 
 @click.group("db")
@@ -105,7 +105,7 @@ def policy() -> None:
 @click.option(
     "--type",
     "ctype",
-    type=click.Choice(CHECKPOINT_TYPES),
+    type=click.Choice(list(CheckpointKind)),
     help="The checkpoint type asked for (create).",
 )
 @click.option("--user", help="Who asks: a Slack user id (default: you, as cli:NAME).")

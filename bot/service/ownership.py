@@ -32,6 +32,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.domain import ChangeRef
 from bot.hyperv import Checkpoint
 from bot.reasons import one_line
 
@@ -39,7 +40,6 @@ from bot.reasons import one_line
 CLOCK_SKEW = timedelta(seconds=120)
 NAME_LIMIT = 100
 _TOKEN = re.compile(r"\(cb-([0-9a-f]{8})\)")
-_REF = re.compile(r"^(CHG-\d+)\b")
 # What the name must not carry: control characters, and the characters
 # PowerShell's wildcard matching gives a meaning to.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f*?\[\]]")
@@ -64,8 +64,9 @@ def token_of(name: str) -> str | None:
 
 
 def ref_of(name: str) -> str | None:
-    found = _REF.match(name)
-    return found.group(1) if found else None
+    ref = ChangeRef.leading(name)
+    # Only as the bot writes it (`CHG-0042`), never a look-alike (`CHG-42`).
+    return str(ref) if ref and name.startswith(str(ref)) else None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from bot.changes.record import (
     transition,
 )
 from bot.changes.views import ChangeView
+from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.reasons import EXAMPLE, ReasonError, check_reason
@@ -31,7 +32,6 @@ from bot.service.ownership import new_token
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Decision, Permission, Verdict, authorize
-from policies.model import CHECKPOINT_TYPES
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -82,9 +82,9 @@ def _validate_create(
             raise BadRequest(f'a reason is required: say why, e.g. --reason "{EXAMPLE}"') from None
         raise BadRequest(exc.message) from None
     kind = (ctype or ctx.settings.defaults.checkpoint_type).strip().lower()
-    if kind not in CHECKPOINT_TYPES:
+    if CheckpointKind.parse(kind) is None:
         raise BadRequest(
-            f"unknown checkpoint type '{ctype}': use one of {', '.join(CHECKPOINT_TYPES)}"
+            f"unknown checkpoint type '{ctype}': use one of {', '.join(CheckpointKind)}"
         )
     return text, kind, _duration(ttl, "--ttl") if ttl is not None else None
 
