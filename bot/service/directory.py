@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 class GroupsUnavailable(Unavailable):
     """A user's Slack user groups could not be resolved: nothing was decided."""
 
-    def __init__(self, user: str, why: str) -> None:
+    def __init__(self, user: str, why: str, *, transient: bool = True) -> None:
+        then = ", try again in a minute" if transient else ""
         super().__init__(
             f"could not resolve the Slack user groups of {user} ({why}); nothing was "
-            "decided or changed, try again in a minute"
+            f"decided or changed{then}"
         )
         self.user = user
         self.why = why
@@ -58,7 +59,12 @@ class NoDirectory:
     def groups_of(self, user: str, team: str | None) -> frozenset[str]:
         if team is None:
             return frozenset()
-        raise GroupsUnavailable(user, "no Slack bot token is configured here to ask Slack")
+        raise GroupsUnavailable(
+            user,
+            "no Slack bot token is configured in this process to ask Slack; "
+            "set it (slack.bot_token) or act from Slack",
+            transient=False,
+        )
 
 
 def names_groups(policy: Policy) -> bool:
