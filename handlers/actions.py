@@ -26,24 +26,27 @@ from bot.durations import DurationError, parse_duration
 from bot.inventory import InventoryLookupError
 from bot.reasons import ReasonError, check_reason
 from bot.service import (
+    Card,
     Conflict,
     Forbidden,
     Principal,
     ServiceError,
+    Stale,
+    Target,
     Unavailable,
     approve,
+    check_card,
+    committed_writes,
     extend,
     lookups,
     merge,
     reject,
     request_checkpoint,
+    resolve,
     rollback,
     show_change,
     start_vm,
 )
-from bot.service.binding import Card, Stale, Target, check_card
-from bot.service.outage import committed_writes
-from bot.service.reconcile import resolve
 from handlers import messages, outage
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click

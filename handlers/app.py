@@ -18,7 +18,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.context import AppContext
-from bot.service.directory import with_slack
+from bot.service import with_slack
 from bot.slack_client import make_client
 from handlers import sweep_actions
 from handlers.actions import Actions

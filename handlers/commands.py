@@ -13,10 +13,14 @@ from slack_sdk import WebClient
 
 from bot.inventory import InventoryLookupError
 from bot.service import (
+    Ambiguous,
     Principal,
     ServiceError,
+    Target,
+    WindowNotices,
     approve,
     change_settings,
+    committed_writes,
     explain,
     extend,
     list_checkpoints,
@@ -28,9 +32,6 @@ from bot.service import (
     show_change,
     show_settings,
 )
-from bot.service.binding import Ambiguous, Target
-from bot.service.outage import committed_writes
-from bot.service.window_notices import WindowNotices
 from handlers import messages, outage
 from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (

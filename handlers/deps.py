@@ -14,8 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.context import AppContext
-from bot.service import Forbidden, Principal
-from bot.service.directory import Directory
+from bot.service import Directory, Forbidden, Principal
 from handlers import messages
 from handlers.workspace import UserHomes, Workspace
 from templates.blocks import SlackRenderer

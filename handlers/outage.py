@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.service.outage import DATABASE_DOWN, outage_message
+from bot.service import DATABASE_DOWN, outage_message
 from handlers import messages
 from handlers.deps import SlackDeps
 

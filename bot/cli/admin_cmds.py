@@ -12,10 +12,7 @@ import click
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
 from bot.config import ConfigError
 from bot.domain import CheckpointKind
-from bot.service import explain, export_audit
-from bot.service.deciding import Principal
-from bot.service.queries import audit_rows
-from bot.service.schema import upgrade_schema
+from bot.service import Principal, audit_rows, explain, export_audit, upgrade_schema
 from policies import PolicyError, validate_policy_file
 from policies.explain import rows as explain_rows
 

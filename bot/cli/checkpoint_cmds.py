@@ -11,8 +11,13 @@ from bot.changes.views import ChangeView
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.domain import SETTING_WORDS, CheckpointKind
 from bot.service import (
+    APPROVAL_ACTIONS,
+    Ambiguous,
     ApprovalOutcome,
+    Conflict,
     Outcome,
+    Target,
+    Unavailable,
     approve,
     change_settings,
     extend,
@@ -24,8 +29,6 @@ from bot.service import (
     show_change,
     start_vm,
 )
-from bot.service.binding import APPROVAL_ACTIONS, Ambiguous, Target
-from bot.service.errors import Conflict, Unavailable
 
 TYPES = click.Choice(list(CheckpointKind), case_sensitive=False)
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.

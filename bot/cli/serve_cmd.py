@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.cli.runtime import Runtime, pass_runtime
 from bot.config import ConfigError, SecretRefConfig
 from bot.secrets import Secret, SecretError, secret_from
-from bot.service.errors import Unavailable
+from bot.service import Unavailable
 
 
 def need_secret(ref: SecretRefConfig, what: str, env: Mapping[str, str]) -> Secret:

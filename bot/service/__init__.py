@@ -1,8 +1,20 @@
-"""The use cases, one path for Slack, the CLI and the playground."""
+"""The use cases, one path for Slack, the CLI and the playground: callers
+import from here (and `bot.service.lookups` for Slack's screens), never
+from the modules behind it."""
 
-from bot.service.adopt import AdoptOutcome, adopt_checkpoint
+from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
 from bot.service.approvals import ApprovalOutcome, approve, reject
+from bot.service.binding import (
+    APPROVAL_ACTIONS,
+    Ambiguous,
+    Card,
+    Stale,
+    Target,
+    check_card,
+    settled_words,
+)
 from bot.service.deciding import Principal
+from bot.service.directory import Directory, GroupsUnavailable, with_slack
 from bot.service.errors import (
     BadRequest,
     Conflict,
@@ -11,12 +23,15 @@ from bot.service.errors import (
     ServiceError,
     Unavailable,
 )
+from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
 from bot.service.queries import (
     CheckpointListing,
+    audit_rows,
     export_audit,
     list_checkpoints,
     show_change,
 )
+from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
 from bot.service.requests import (
     Outcome,
     StartOutcome,
@@ -27,37 +42,63 @@ from bot.service.requests import (
     rollback,
     start_vm,
 )
+from bot.service.schema import upgrade_schema
 from bot.service.settings import SettingsOutcome, change_settings, show_settings
-from bot.service.sweep import SweepTask, run_sweep
+from bot.service.sweep import SweepTask, run_sweep, size_history
+from bot.service.sweep_views import parse_orphan_value
+from bot.service.window_notices import WindowNotices, due_notices
 
 __all__ = [
+    "APPROVAL_ACTIONS",
+    "DATABASE_DOWN",
+    "RESOLUTIONS",
     "AdoptOutcome",
+    "Ambiguous",
     "ApprovalOutcome",
     "BadRequest",
+    "Card",
     "CheckpointListing",
     "Conflict",
+    "Directory",
     "Forbidden",
+    "GroupsUnavailable",
     "NotFound",
     "Outcome",
     "Principal",
+    "Reconciler",
     "ServiceError",
     "SettingsOutcome",
+    "Stale",
     "StartOutcome",
     "SweepTask",
+    "Target",
     "Unavailable",
+    "WindowNotices",
     "adopt_checkpoint",
     "approve",
+    "audit_rows",
     "change_settings",
+    "check_card",
+    "committed_writes",
+    "due_notices",
     "explain",
     "export_audit",
     "extend",
     "list_checkpoints",
+    "locate_checkpoint",
     "merge",
+    "outage_message",
+    "parse_orphan_value",
     "reject",
     "request_checkpoint",
+    "resolve",
     "rollback",
     "run_sweep",
+    "settled_words",
     "show_change",
     "show_settings",
+    "size_history",
     "start_vm",
+    "upgrade_schema",
+    "with_slack",
 ]
