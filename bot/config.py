@@ -136,6 +136,16 @@ class SweepConfig(_Model):
     _durations = field_validator("interval", "orphan_after", "keep_sizes", mode="before")(_duration)
 
 
+class ObservabilityConfig(_Model):
+    """Health, metrics and logs of `serve` and `worker` (docs/operations.md)."""
+
+    # /healthz, /readyz and /metrics on their own port (0: any free port);
+    # unset: none (HTTP mode still answers them on its main port).
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
+    log_format: Literal["text", "json"] = "text"
+
+
 class SecretRefConfig(_Model):
     env: str | None = None
     file: Path | None = None
@@ -207,6 +217,7 @@ class FileConfig(_Model):
     defaults: DefaultsConfig = DefaultsConfig()
     slack: SlackConfig = SlackConfig()
     sweep: SweepConfig = SweepConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -239,6 +250,7 @@ class Settings:
     defaults: DefaultsConfig
     slack: SlackConfig
     sweep: SweepConfig
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
     @property
     def database_label(self) -> str:
@@ -327,6 +339,7 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
         defaults=parsed.defaults,
         slack=parsed.slack,
         sweep=parsed.sweep,
+        observability=parsed.observability,
     )
 
 

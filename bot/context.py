@@ -21,6 +21,7 @@ from bot.jobs.runner import default_worker_id
 from bot.jobs.ticks import TickClaims
 from bot.notify.base import ChangeNotifier, NullNotifier
 from bot.notify.channel import ChannelNotices, NullChannelNotices
+from bot.observe import Metrics
 from bot.secrets import secret_from
 from bot.service.deciding import Decider
 from bot.service.directory import Directory, NoDirectory, PolicyGroups
@@ -52,6 +53,8 @@ class AppContext:
     ticks: TickClaims
     notifier: ChangeNotifier = field(default_factory=NullNotifier)
     channels: ChannelNotices = field(default_factory=NullChannelNotices)
+    # This context's own registry (docs/operations.md), never a global one.
+    metrics: Metrics = field(default_factory=Metrics)
     _consumer: InProcessConsumer | None = field(default=None, repr=False)
     _scheduler: PeriodicScheduler | None = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -195,7 +198,7 @@ def _hosts(
 
 
 def _notifier(
-    settings: Settings, engine: Engine, env: Mapping[str, str]
+    settings: Settings, engine: Engine, env: Mapping[str, str], metrics: Metrics | None = None
 ) -> tuple[ChangeNotifier, ChannelNotices, Directory]:
     """Slack threads, channel notices and user groups when a bot token is
     configured, else nothing to tell and no groups to know."""
@@ -210,12 +213,12 @@ def _notifier(
     from bot.notify.groups import SlackDirectory
     from bot.notify.pacing import ChannelPacer
     from bot.notify.thread import ThreadNotifier
-    from bot.slack_client import make_client
+    from bot.observe.slack_api import make_web_client
     from templates import Renderer
     from templates.blocks import SlackRenderer
 
     api_url = env.get("SLACK_API_URL") or slack.api_url
-    client = make_client(token.reveal(), api_url)
+    client = make_web_client(token.reveal(), api_url, metrics)
     renderer = SlackRenderer(Renderer())
     # One pacer: Slack's limit is per channel, whoever posts.
     pacer = ChannelPacer()
@@ -239,7 +242,14 @@ def build_context(
     clock: Clock = system_clock,
     huey_kind: Literal["sqlite", "memory", "redis"] | None = None,
     host_wrapper: HostWrapper | None = None,
+    metrics: Metrics | None = None,
 ) -> AppContext:
+    # Imported here: the measured wrappers build on the service layer.
+    from bot.observe.gauges import DatabaseGauges
+    from bot.observe.hosts import metered
+    from bot.observe.work import MeteredDecider, MeteredRunner
+
+    metrics = metrics or Metrics(multiprocess_dir=(env or {}).get("PROMETHEUS_MULTIPROC_DIR"))
     try:
         inventory = load_inventory(settings.inventory_path)
         policy = load_policy(*settings.policy_files)
@@ -261,15 +271,18 @@ def build_context(
     except ConfigError:
         engine.dispose()
         raise
-    notifier, channels, directory = _notifier(settings, engine, env or {})
-    host_for = Hosts(factory)
+    notifier, channels, directory = _notifier(settings, engine, env or {}, metrics)
+    # Measured beneath any wrapper a test or bench adds.
+    host_for = Hosts(metered(factory, metrics))
     host_for.wrap(host_wrapper)
-    decider = Decider(
+    metrics.add_collector(DatabaseGauges(engine, inventory, clock))
+    decider = MeteredDecider(
         inventory=inventory,
         host_for=host_for,
         policy=policy,
         clock=clock,
         inventory_label=f"inventory {settings.inventory_path.name}",
+        metrics=metrics,
         directory=PolicyGroups(directory, policy),
     )
     # Heartbeats beat in real seconds; a faster clock (the demo's --speed)
@@ -287,13 +300,14 @@ def build_context(
         on_change=notifier.changed,
     )
     worker_id = default_worker_id()
-    runner = JobRunner(
+    runner = MeteredRunner(
         ledger,
         executor.handlers(),
         worker_id,
         clock=clock,
         heartbeat_interval=settings.jobs.heartbeat_seconds,
         on_progress=notifier.progress,
+        metrics=metrics,
     )
     kind = huey_kind or settings.jobs.queue
     redis_url = (env or {}).get("REDIS_URL") or settings.jobs.redis_url
@@ -322,5 +336,6 @@ def build_context(
         ticks=TickClaims(engine, clock, worker_id),
         notifier=notifier,
         channels=channels,
+        metrics=metrics,
         _closers=closers,
     )

@@ -11,20 +11,21 @@ nothing but the ack.
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.context import AppContext
+from bot.observe.logs import ContextThreadPool
+from bot.observe.slack_api import make_web_client
 from bot.service import with_slack
-from bot.slack_client import make_client
 from handlers import sweep_actions
 from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.delivery import DropRetries
 from handlers.deps import SlackDeps
+from handlers.observe import ObservedApp
 from handlers.workspace import BindWorkspace, UserHomes, workspace_from
 from templates.blocks import SlackRenderer
 
@@ -52,13 +53,15 @@ def build_bolt_app(
     renderer: SlackRenderer,
     token_verification: bool = True,
 ) -> App:
-    client = make_client(bot_token, api_url)
-    app = App(
+    client = make_web_client(bot_token, api_url, ctx.metrics)
+    app = ObservedApp(
+        metrics=ctx.metrics,
         name="checkpoint-bot",
         client=client,
         signing_secret=signing_secret,
         token_verification_enabled=token_verification,
-        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="bolt"),
+        # Listeners run in the request's log context (handlers/observe.py).
+        listener_executor=ContextThreadPool(LISTENER_THREADS, thread_name_prefix="bolt"),
     )
     workspace = workspace_from(
         ctx.settings.slack, demo=ctx.settings.demo, auth_test=lambda: _auth_test(client)
@@ -70,7 +73,7 @@ def build_bolt_app(
         renderer=renderer,
         groups=ctx.decider.directory,
         homes=UserHomes(client),
-        work=ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="slack-work"),
+        work=ContextThreadPool(WORK_THREADS, thread_name_prefix="slack-work"),
         workspace=workspace,
     )
     register(app, deps)
