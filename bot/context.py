@@ -26,6 +26,7 @@ from bot.notify.channel import ChannelNotices, NullChannelNotices
 from bot.observe import Metrics
 from bot.secrets import secret_from
 from bot.service.deciding import Decider
+from bot.service.directory import Directory, NoDirectory, PolicyGroups
 from bot.service.errors import Unavailable
 from bot.service.execution import Executor
 from bot.store import migrate
@@ -240,17 +241,18 @@ def _hosts(
 
 def _notifier(
     settings: Settings, engine: Engine, env: Mapping[str, str], metrics: Metrics | None = None
-) -> tuple[ChangeNotifier, ChannelNotices]:
-    """Slack threads and channel notices when a bot token is configured,
-    else nothing to tell."""
+) -> tuple[ChangeNotifier, ChannelNotices, Directory]:
+    """Slack threads, channel notices and user groups when a bot token is
+    configured, else nothing to tell and no groups to know."""
     slack = settings.slack
     token = secret_from(
         env_name=slack.bot_token.env, file=slack.bot_token.file, env=env, what="slack.bot_token"
     )
     if token is None:
-        return NullNotifier(), NullChannelNotices()
+        return NullNotifier(), NullChannelNotices(), NoDirectory()
     # Imported here so a CLI without Slack never loads the Slack SDK.
     from bot.notify.channel import SlackChannelNotices
+    from bot.notify.groups import SlackDirectory
     from bot.notify.pacing import ChannelPacer
     from bot.notify.thread import ThreadNotifier
     from bot.observe.slack_api import make_web_client
@@ -272,7 +274,7 @@ def _notifier(
         pacer=pacer,
     )
     notices = SlackChannelNotices(client, renderer, demo=settings.demo, pacer=pacer)
-    return threads, notices
+    return threads, notices, SlackDirectory(client)
 
 
 def build_context(
@@ -311,6 +313,7 @@ def build_context(
     except ConfigError:
         engine.dispose()
         raise
+    notifier, channels, directory = _notifier(settings, engine, env or {}, metrics)
     # Measured beneath any wrapper a test or bench adds.
     host_for = Hosts(metered(factory, metrics))
     host_for.wrap(host_wrapper)
@@ -322,8 +325,8 @@ def build_context(
         clock=clock,
         inventory_label=f"inventory {settings.inventory_path.name}",
         metrics=metrics,
+        directory=PolicyGroups(directory, policy),
     )
-    notifier, channels = _notifier(settings, engine, env or {}, metrics)
     # Heartbeats beat in real seconds; a faster clock (the demo's --speed)
     # must not make a live worker's lock look stale.
     ledger = JobLedger(

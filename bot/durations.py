@@ -1,4 +1,10 @@
-"""Human durations: `90m`, `24h`, `7d`, `1d12h`, `2w`."""
+"""Human durations: `90m`, `24h`, `7d`, `1d12h`, `2w`.
+
+Every duration is bounded here, where it is parsed: a TTL, an extension, a
+window or a timeout longer than `MAX_DURATION` is refused with the maximum
+in the message, so no caller meets an overflow (a TTL past PostgreSQL's
+INTEGER column, an expiry past year 9999, a `timedelta` past its range).
+"""
 
 from __future__ import annotations
 
@@ -6,26 +12,45 @@ import re
 from datetime import timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d{1,6})\s*([smhdw])")
-_WHOLE = re.compile(r"^(?:\d{1,6}\s*[smhdw]\s*)+$")
+_PART = re.compile(r"(\d+)\s*([smhdw])")
+_WHOLE = re.compile(r"^(?:\d+\s*[smhdw]\s*)+$")
+
+
+# A year (and a day for leap years): far beyond any checkpoint's useful
+# life or any setting's, and far inside every column and date it reaches.
+MAX_DURATION = timedelta(days=366)
+_MAX_SHOWN = "366d (a year)"
+# Longer texts are refused before any arithmetic: no real duration needs it.
+_MAX_TEXT = 64
 
 
 class DurationError(ValueError):
-    def __init__(self, text: str) -> None:
-        super().__init__(
-            f"'{text}' is not a duration: use a number and a unit (s, m, h, d, w), "
-            "like 90m, 24h, 7d or 1d12h"
-        )
+    def __init__(self, text: str, *, too_long: bool = False) -> None:
+        shown = text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
+        if too_long:
+            message = f"'{shown}' is too long: a duration is at most {_MAX_SHOWN}"
+        else:
+            message = (
+                f"'{shown}' is not a duration: use a number and a unit (s, m, h, d, w), "
+                "like 90m, 24h, 7d or 1d12h"
+            )
+        super().__init__(message)
         self.text = text
+        self.too_long = too_long
 
 
 def parse_duration(text: str) -> timedelta:
+    """A positive duration of at most `MAX_DURATION`, or `DurationError`."""
     cleaned = text.strip().lower()
+    if len(cleaned) > _MAX_TEXT:
+        raise DurationError(text, too_long=bool(_WHOLE.match(cleaned)))
     if not _WHOLE.match(cleaned):
         raise DurationError(text)
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(cleaned))
     if seconds <= 0:
         raise DurationError(text)
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationError(text, too_long=True)
     return timedelta(seconds=seconds)
 
 

@@ -24,8 +24,8 @@ from slack_sdk.errors import SlackClientError
 
 from bot.durations import DurationError, parse_duration
 from bot.inventory import InventoryLookupError
+from bot.reasons import ReasonError, check_reason
 from bot.service import (
-    MAX_REASON,
     Card,
     Conflict,
     Forbidden,
@@ -33,8 +33,10 @@ from bot.service import (
     ServiceError,
     Stale,
     Target,
+    Unavailable,
     approve,
     check_card,
+    committed_writes,
     extend,
     lookups,
     merge,
@@ -45,7 +47,7 @@ from bot.service import (
     show_change,
     start_vm,
 )
-from handlers import messages
+from handlers import messages, outage
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click
 from handlers.workspace import request_team
@@ -107,6 +109,7 @@ class Actions:
             log.warning(messages.log_mismatched_value(action_id, str(value)))
             answer_click(body, respond, client, self.deps.error(messages.UNEXPECTED))
             return
+        writes = committed_writes()
         try:
             who = self.deps.principal(user, channel, request_team(body))
             payload = self._click(verb, value, who, channel, body, client)
@@ -119,9 +122,8 @@ class Actions:
             payload = self._conflict(value, exc)
         except ServiceError as exc:
             payload = self.deps.error(exc.message)
-        except Exception:
-            log.exception(messages.log_unexpected(f"button {verb}"))
-            payload = self.deps.error(messages.UNEXPECTED)
+        except Exception as exc:
+            payload = outage.failure(self.deps, exc, writes, f"button {verb}")
         if payload is not None:
             answer_click(body, respond, client, payload)
 
@@ -202,10 +204,10 @@ class Actions:
                 parse_duration(ttl)
             except DurationError as exc:
                 errors["ttl"] = str(exc)[:150]
-        if not reason.strip():
-            errors["reason"] = "Say why, e.g. KB5044284 patch."
-        elif len(reason) > MAX_REASON:
-            errors["reason"] = f"Keep it under {MAX_REASON} characters."
+        try:
+            check_reason(reason)
+        except ReasonError as exc:
+            errors["reason"] = exc.message[:150]
         if errors:
             ack(response_action="errors", errors=errors)
             return
@@ -279,15 +281,15 @@ class Actions:
     ) -> None:
         """Run `work` and tell `user` the result: ephemeral in the channel the
         modal came from, else in the app's DM with them."""
+        writes = committed_writes()
         try:
             payload = work()
         except Stale as exc:
             payload = self.stale(exc)
         except ServiceError as exc:
             payload = self.deps.error(exc.message)
-        except Exception:
-            log.exception(messages.log_unexpected("a modal submission"))
-            payload = self.deps.error(messages.UNEXPECTED)
+        except Exception as exc:
+            payload = outage.failure(self.deps, exc, writes, "a modal submission")
         try:
             if channel:
                 client.chat_postEphemeral(channel=channel, user=user, **payload)
@@ -309,6 +311,11 @@ class Actions:
             who = self.deps.principal(user, None, request_team(body), verify_home=True)
         except Forbidden:
             return  # refused and logged; no Home for someone who is not ours
+        except Unavailable as exc:
+            # Their groups decide what they may approve there: show nothing
+            # rather than too little; the next open tries again.
+            log.warning("App Home of %s not published: %s", user, exc)
+            return
         self.publish_home_of(user, who, client)
 
     def publish_home_of(self, user: str, who: Principal, client: WebClient) -> None:

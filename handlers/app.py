@@ -19,11 +19,11 @@ from slack_sdk import WebClient
 from bot.context import AppContext
 from bot.observe.logs import ContextThreadPool
 from bot.observe.slack_api import make_web_client
-from bot.service import delivery_keys
+from bot.service import delivery_keys, with_slack
 from handlers import sweep_actions
 from handlers.actions import Actions
 from handlers.commands import Commands
-from handlers.delivery import DropRetries, UserGroups
+from handlers.delivery import DropRetries
 from handlers.deps import SlackDeps
 from handlers.observe import ObservedApp
 from handlers.shape import CheckShape
@@ -67,10 +67,12 @@ def build_bolt_app(
     workspace = workspace_from(
         ctx.settings.slack, demo=ctx.settings.demo, auth_test=lambda: _auth_test(client)
     )
+    # The first check here and every re-check (approvals, jobs) ask alike.
+    ctx.decider.directory = with_slack(ctx.decider.directory, client)
     deps = SlackDeps(
         ctx=ctx,
         renderer=renderer,
-        groups=UserGroups(client),
+        groups=ctx.decider.directory,
         homes=UserHomes(client),
         work=ContextThreadPool(WORK_THREADS, thread_name_prefix="slack-work"),
         workspace=workspace,

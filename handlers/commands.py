@@ -20,6 +20,7 @@ from bot.service import (
     WindowNotices,
     approve,
     change_settings,
+    committed_writes,
     explain,
     extend,
     list_checkpoints,
@@ -31,7 +32,7 @@ from bot.service import (
     show_change,
     show_settings,
 )
-from handlers import messages
+from handlers import messages, outage
 from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (
     SLASH,
@@ -77,6 +78,7 @@ class Commands:
         self.deps.later("/checkpoint", self.reply, command, respond, client)
 
     def reply(self, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        writes = committed_writes()
         try:
             payload = self.answer(command, client)
         except GrammarError as exc:
@@ -87,9 +89,8 @@ class Commands:
             payload = self.deps.error(exc.message, messages.say_which(exc, how))
         except ServiceError as exc:
             payload = self.deps.error(exc.message)
-        except Exception:
-            log.exception(messages.log_unexpected("/checkpoint"))
-            payload = self.deps.error(messages.UNEXPECTED)
+        except Exception as exc:
+            payload = outage.failure(self.deps, exc, writes, "/checkpoint")
         if payload is not None:
             ephemeral(respond, payload)
 

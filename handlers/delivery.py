@@ -1,6 +1,5 @@
 """Delivery discipline: drop Slack's retries, and replays, of what was
-already handled, and know which Slack user groups a user is in (for
-group-based approvers).
+already handled. (Which Slack user groups a user is in: `bot.notify.groups`.)
 
 Slack retries an Events API delivery it thinks failed (immediately, after a
 minute, after five) with `X-Slack-Retry-Num`; Socket Mode carries the same
@@ -28,8 +27,6 @@ from typing import Protocol
 from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from handlers import messages
@@ -126,44 +123,3 @@ class DropRetries(Middleware):
 def next_header(req: BoltRequest, name: str) -> str | None:
     values = req.headers.get(name) or []
     return values[0] if values else None
-
-
-class UserGroups:
-    """Slack user-group ids per user, from one `usergroups.list` call cached
-    for `ttl` seconds. A failed lookup yields no groups: a group can only
-    grant (approve, admin), so knowing fewer fails closed."""
-
-    def __init__(
-        self,
-        client: WebClient,
-        ttl: float = 60.0,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.client, self.ttl = client, ttl
-        self._monotonic = monotonic
-        self._members: dict[str, frozenset[str]] = {}
-        self._fetched_at: float | None = None
-        self._lock = threading.Lock()
-
-    def of(self, user_id: str) -> frozenset[str]:
-        with self._lock:
-            now = self._monotonic()
-            if self._fetched_at is None or now - self._fetched_at >= self.ttl:
-                self._members = self._fetch()
-                self._fetched_at = now
-            return self._members.get(user_id, frozenset())
-
-    def _fetch(self) -> dict[str, frozenset[str]]:
-        try:
-            answer = self.client.usergroups_list(include_users=True)
-        except (SlackClientError, OSError) as exc:  # OSError: unreachable after retries
-            log.warning(messages.log_group_lookup_failed(type(exc).__name__))
-            return {}
-        found: dict[str, set[str]] = {}
-        for group in answer.get("usergroups") or []:
-            if group.get("date_delete"):
-                continue  # a disabled group grants nothing
-            for user in group.get("users") or []:
-                found.setdefault(str(user), set()).add(str(group["id"]))
-        return {user: frozenset(ids) for user, ids in found.items()}

@@ -14,9 +14,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.context import AppContext
-from bot.service import Forbidden, Principal
+from bot.service import Directory, Forbidden, Principal
 from handlers import messages
-from handlers.delivery import UserGroups
 from handlers.workspace import UserHomes, Workspace
 from templates.blocks import SlackRenderer
 
@@ -27,7 +26,8 @@ log = logging.getLogger(__name__)
 class SlackDeps:
     ctx: AppContext
     renderer: SlackRenderer
-    groups: UserGroups
+    # Slack user groups: the same lookup as every later re-check's.
+    groups: Directory
     # The work after an ack runs here, not in Bolt's listener threads: a few
     # threads doing CPU work (rendering, policy) leave the GIL to the threads
     # that are acking, so a burst of commands does not slow the acks down.
@@ -66,7 +66,7 @@ class SlackDeps:
                 messages.log_foreign_request("request", team, user_id, "not a member of ours")
             )
             raise Forbidden(messages.foreign_user())
-        return Principal(user_id, self.groups.of(user_id), channel, team=team)
+        return Principal(user_id, self.groups.groups_of(user_id, team), channel, team=team)
 
     def payload(self, name: str, **values: Any) -> dict[str, Any]:
         """A message; every one carries the demo footer in demo mode."""

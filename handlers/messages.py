@@ -168,10 +168,6 @@ def log_unexpected(what: str) -> str:
     return f"unexpected error while handling {what}"
 
 
-def log_group_lookup_failed(error: str) -> str:
-    return f"usergroups.list failed ({error}); acting with no Slack user groups"
-
-
 def foreign_workspace() -> str:
     return (
         "checkpoint-bot works only for the Slack workspace it was set up for, and this "

@@ -20,8 +20,8 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot.service import ServiceError, adopt_checkpoint, parse_orphan_value
-from handlers import messages, sweep_messages
+from bot.service import ServiceError, adopt_checkpoint, committed_writes, parse_orphan_value
+from handlers import messages, outage, sweep_messages
 from handlers.deps import SlackDeps, answer_click, ephemeral
 from handlers.workspace import request_team
 
@@ -77,6 +77,7 @@ def clicked(
         log.warning(sweep_messages.log_bad_value(value))
         _answer(body, respond, client, deps.error(messages.UNEXPECTED))
         return
+    writes = committed_writes()
     try:
         result = adopt_checkpoint(
             deps.ctx,
@@ -92,9 +93,8 @@ def clicked(
             _edit_digest(client, body, value, sweep_messages.adopted_line(result, user))
     except ServiceError as exc:
         payload = deps.error(exc.message)
-    except Exception:
-        log.exception(messages.log_unexpected(f"button {action.get('action_id')}"))
-        payload = deps.error(messages.UNEXPECTED)
+    except Exception as exc:
+        payload = outage.failure(deps, exc, writes, f"button {action.get('action_id')}")
     _answer(body, respond, client, payload)
 
 

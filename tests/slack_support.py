@@ -114,6 +114,9 @@ class FakeSlackApi:
     def __init__(self, usergroups: list[dict[str, Any]] | None = None) -> None:
         self.calls: list[Call] = []
         self.usergroups = usergroups or []
+        # Methods that answer an error (method -> Slack's error code), as
+        # Slack does when it is down for them or a scope is missing.
+        self.failing: dict[str, str] = {}
         # users.info's team per user (default: ours): externals of a shared channel.
         self.user_teams: dict[str, str] = {}
         # What apps.connections.open hands out: a Socket Mode server's ws:// URL.
@@ -212,6 +215,8 @@ class FakeSlackApi:
             "apps.connections.open": lambda: {"url": self.socket_url},
         }
         make = answers.get(method)
+        if method in self.failing:
+            return {"ok": False, "error": self.failing[method]}
         if make is None:
             return {"ok": False, "error": "unknown_method"}
         return {"ok": True, **make()}
@@ -454,6 +459,7 @@ def running_bot(
     emulated: bool = False,
     team_ids: tuple[str, ...] | None = None,
     jobs: dict[str, Any] | None = None,
+    database_url: str | None = None,
 ) -> Iterator[RunningBot]:
     """The bot in HTTP mode (waitress, ephemeral port) on a demo context whose
     notifier and Bolt app both talk to the fake Web API; jobs run in threads
@@ -465,8 +471,9 @@ def running_bot(
     (`RunningBot.emulator_log`). `team_ids`: the workspace(s) configured as
     `slack.team_ids` (default: none, so demo mode takes auth.test's T0TEST).
     `jobs`: settings of `jobs:` to change (`queue: redis` uses that queue
-    instead of Huey's in-memory one)."""
-    settings = settings_for(workdir)
+    instead of Huey's in-memory one). `database_url`: a migrated database
+    (default: SQLite in `workdir`)."""
+    settings = settings_for(workdir, database_url)
     if policy_text is not None:
         policy_file = workdir / "policy.yaml"
         policy_file.write_text(policy_text, encoding="utf-8")

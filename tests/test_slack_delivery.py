@@ -1,20 +1,17 @@
 """Delivery discipline and the serve command, without a running bot:
-retries remembered for a while, user groups cached for a minute, and
-`checkpoint-bot serve` saying which secret is missing."""
+retries remembered for a while, and `checkpoint-bot serve` saying which
+secret is missing. (User groups: tests/test_directory.py.)"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from slack_bolt.request import BoltRequest
-from slack_sdk import WebClient
 
 from bot.cli.main import main
-from handlers.delivery import DropRetries, SeenDeliveries, UserGroups, delivery_key
-from tests.slack_support import FakeSlackApi
+from handlers.delivery import DropRetries, SeenDeliveries, delivery_key
 
 
 class Ticks:
@@ -56,28 +53,6 @@ def test_a_retry_is_dropped_only_if_its_first_delivery_was_seen() -> None:
     assert calls == ["next"]
     assert through(request(retry=True)) == 200  # the same again: acked, dropped
     assert calls == ["next"]
-
-
-def test_user_groups_are_cached_for_a_minute() -> None:
-    groups: list[dict[str, Any]] = [
-        {"id": "S0APPROVERS", "users": ["U0BOB", "U0ERIN"]},
-        {"id": "S0GONE", "users": ["U0BOB"], "date_delete": 1700000000},
-    ]
-    ticks = Ticks()
-    with FakeSlackApi(usergroups=groups) as api:
-        cache = UserGroups(WebClient(token="xoxb-t", base_url=api.api_url), monotonic=ticks)
-        assert cache.of("U0BOB") == frozenset({"S0APPROVERS"})
-        assert cache.of("U0ALICE") == frozenset()
-        assert len(api.of("usergroups.list")) == 1
-        ticks.now = 61
-        cache.of("U0ERIN")
-        assert len(api.of("usergroups.list")) == 2
-        assert api.of("usergroups.list")[0].body["include_users"] in ("true", "1", True)
-
-
-def test_user_groups_fail_closed_when_slack_says_no() -> None:
-    cache = UserGroups(WebClient(token="xoxb-t", base_url="http://127.0.0.1:9/api/", timeout=1))
-    assert cache.of("U0BOB") == frozenset()
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,8 @@ ERRORS: list[tuple[str, str, str]] = [
     ),
     (
         'create WEB01 "a\x07b"',
-        "the reason contains a control character (U+0007); use plain text",
+        "the reason contains a control character (U+0007); use plain text "
+        "(new lines and tabs are fine)",
         CREATE_USAGE,
     ),
     (

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from bot.jobs.errors import (
 from bot.jobs.ledger import DEADLINE_BEFORE_START, Clock, JobLedger
 from bot.jobs.states import ClaimOutcome
 from bot.store.models import Job
+from bot.store.outage import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,8 @@ class JobRunner:
         retry_backoff: float = 1.0,
         max_retry_delay: float = 60.0,
         on_progress: ProgressCallback | None = None,
+        db_retry: float = 1.0,
+        db_retry_for: float = 60.0,
     ) -> None:
         if heartbeat_interval <= 0 or vm_busy_retry <= 0:
             raise ValueError("heartbeat_interval and vm_busy_retry must be positive")
@@ -185,6 +189,10 @@ class JobRunner:
         self.retry_backoff = retry_backoff
         self.max_retry_delay = max_retry_delay
         self.on_progress = on_progress
+        # A database that does not answer: how often, and how long, to try
+        # again to record a job's outcome (real seconds).
+        self.db_retry = db_retry
+        self.db_retry_for = db_retry_for
 
     def __repr__(self) -> str:
         return f"JobRunner(worker_id={self.worker_id!r}, kinds={sorted(self.handlers)})"
@@ -195,6 +203,15 @@ class JobRunner:
         except JobNotFound:
             log.warning("job %s was delivered but does not exist", job_id)
             return RunOutcome(job_id, RunStatus.LOST)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # The claim is a conditional update: delivering the id again is
+            # safe, whether or not this one reached the database.
+            log.warning("job %s: the database is unavailable; delivering it again", job_id)
+            return RunOutcome(
+                job_id, RunStatus.REQUEUED, retry_after=self.db_retry, error=describe_error(exc)
+            )
         job = claim.job
         if claim.outcome is ClaimOutcome.LOST:
             return RunOutcome(job_id, RunStatus.LOST)
@@ -271,12 +288,14 @@ class JobRunner:
                 ctx, succeeded=False, error=f"{error} (no time left to retry before the deadline)"
             )
         try:
-            self.ledger.requeue(
-                ctx.job_id,
-                self.worker_id,
-                not_before=not_before,
-                error=error,
-                beyond_attempts=retry_later,
+            self._recorded(
+                lambda: self.ledger.requeue(
+                    ctx.job_id,
+                    self.worker_id,
+                    not_before=not_before,
+                    error=error,
+                    beyond_attempts=retry_later,
+                )
             )
         except JobError as exc:
             log.warning("could not requeue job %s: %s", ctx.job_id, exc)
@@ -292,11 +311,34 @@ class JobRunner:
         error: str | None = None,
     ) -> RunOutcome:
         try:
-            self.ledger.finish(
-                ctx.job_id, self.worker_id, succeeded=succeeded, result=result or {}, error=error
+            self._recorded(
+                lambda: self.ledger.finish(
+                    ctx.job_id,
+                    self.worker_id,
+                    succeeded=succeeded,
+                    result=result or {},
+                    error=error,
+                )
             )
         except JobOwnershipLost as exc:
             log.error("job %s: %s", ctx.job_id, exc)
             return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=str(exc))
         status = RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED
         return RunOutcome(ctx.job_id, status, error=error)
+
+    def _recorded(self, write: Callable[[], object]) -> None:
+        """Run a ledger write, trying again while the database does not
+        answer (for at most `db_retry_for` seconds). The writes are
+        conditional on this worker's claim, so one that reached the database
+        before its answer was lost makes the next try lose the claim; it
+        never records an outcome twice."""
+        give_up = time.monotonic() + self.db_retry_for
+        while True:
+            try:
+                write()
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() >= give_up:
+                    raise
+                log.warning("the database is unavailable; recording a job outcome again shortly")
+                time.sleep(self.db_retry)

@@ -15,6 +15,7 @@ from bot.service.binding import (
 )
 from bot.service.deciding import Principal
 from bot.service.deliveries import delivery_keys
+from bot.service.directory import Directory, GroupsUnavailable, with_slack
 from bot.service.dispatch import OutboxStatus, outbox_status
 from bot.service.errors import (
     BadRequest,
@@ -24,6 +25,7 @@ from bot.service.errors import (
     ServiceError,
     Unavailable,
 )
+from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
 from bot.service.queries import (
     CheckpointListing,
     audit_rows,
@@ -33,7 +35,6 @@ from bot.service.queries import (
 )
 from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
 from bot.service.requests import (
-    MAX_REASON,
     Outcome,
     StartOutcome,
     explain,
@@ -51,7 +52,7 @@ from bot.service.window_notices import WindowNotices, due_notices
 
 __all__ = [
     "APPROVAL_ACTIONS",
-    "MAX_REASON",
+    "DATABASE_DOWN",
     "RESOLUTIONS",
     "AdoptOutcome",
     "Ambiguous",
@@ -60,7 +61,9 @@ __all__ = [
     "Card",
     "CheckpointListing",
     "Conflict",
+    "Directory",
     "Forbidden",
+    "GroupsUnavailable",
     "NotFound",
     "OutboxStatus",
     "Outcome",
@@ -79,6 +82,7 @@ __all__ = [
     "audit_rows",
     "change_settings",
     "check_card",
+    "committed_writes",
     "delivery_keys",
     "due_notices",
     "explain",
@@ -87,6 +91,7 @@ __all__ = [
     "list_checkpoints",
     "locate_checkpoint",
     "merge",
+    "outage_message",
     "outbox_status",
     "parse_orphan_value",
     "reject",
@@ -100,4 +105,5 @@ __all__ = [
     "size_history",
     "start_vm",
     "upgrade_schema",
+    "with_slack",
 ]

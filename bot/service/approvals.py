@@ -80,9 +80,16 @@ def _may_decide(ctx: ServiceDeps, request: ApprovalRequest, who: Principal, verb
         raise Forbidden(f"you cannot {verb} {change_ref(request.change_id)}: {permitted.message}")
 
 
+def _requester(ctx: ServiceDeps, change: Change, request: ApprovalRequest) -> Principal:
+    """Who asked, as of now: their groups resolved again, the same way as when
+    they asked (`GroupsUnavailable` when Slack cannot say: nothing decided)."""
+    channel = request.requested_in or change.channel
+    return ctx.decider.principal(request.requested_by, request.requested_by_team, channel)
+
+
 def _decide_again(ctx: ServiceDeps, change: Change, request: ApprovalRequest) -> Decision:
     vm = resolve_vm(ctx, change.vm_name)
-    who = Principal(request.requested_by, team=request.requested_by_team)
+    who = _requester(ctx, change, request)
     action = Action(request.action)
     extend_to = request.params.get("extend_to")
     return ctx.decider.decide(
@@ -134,10 +141,11 @@ def approve(
         decision = _decide_again(ctx, change, request)
     try:
         with session_scope(ctx.engine) as s:
-            change = get_change(s, change_id)
+            change = _claimed(s, change_id)
             request = bound_request(s, change, bound, "approve")
             if aim.legacy and change.version != aim.version:
                 raise Conflict(f"{change_ref(change_id)} changed while you approved; look again")
+            _counts(request, who)
             approval = {"by": who.id, "team": who.team, "at": now.isoformat()}
             request.approvals = [*request.approvals, approval]
             s.add(request)
@@ -166,6 +174,29 @@ def approve(
         result = _carry_out(ctx, change_id, request_id, who, now, decision)
     ctx.notifier.changed(change_id)
     return result
+
+
+def _claimed(s: Session, change_id: int) -> Change:
+    """The change, its row locked until this transaction ends (PostgreSQL's
+    `SELECT ... FOR UPDATE`; SQLite's `BEGIN IMMEDIATE` already serializes
+    writers): approvals of one change are counted one at a time, each
+    against what the previous ones committed."""
+    change = s.get(Change, change_id, populate_existing=True, with_for_update=True)
+    return change if change is not None else get_change(s, change_id)
+
+
+def _counts(request: ApprovalRequest, who: Principal) -> None:
+    """Refuse an approval that would not count, before anything is written:
+    a second one by the same person, or one more once enough are in (the
+    approval that completed the request is being carried out)."""
+    ref = change_ref(request.change_id)
+    if any(a.get("by") == who.id for a in request.approvals):
+        raise Conflict(f"you already approved the {request.action} of {ref}")
+    if len(request.approvals) >= request.required:
+        raise Conflict(
+            f"the {request.action} of {ref} already has the "
+            f"{request.required} approval(s) it needs; yours was not recorded"
+        )
 
 
 def _still_pending(s: Session, change_id: int, request_id: int) -> ApprovalRequest:
@@ -281,7 +312,11 @@ def _carry_out(
                     actor_team=who.team,
                 )
             elif action in ("rollback", "merge"):
-                requester = Principal(request.requested_by, team=request.requested_by_team)
+                requester = Principal(
+                    request.requested_by,
+                    channel=request.requested_in or change.channel,
+                    team=request.requested_by_team,
+                )
                 job = start_host_action(s, change, Action(action), requester, now)
                 job_id = record_host_action(ctx, s, change, job)
     except IllegalTransition as exc:

@@ -20,6 +20,7 @@ from bot.hyperv import (
     VMNotFound,
 )
 from bot.inventory import VM, Inventory
+from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import NotFound, Unavailable
 from bot.store.models import Change
 from policies import Action, Context, Decision, Facts, Policy, Request, evaluate
@@ -79,6 +80,13 @@ class Decider:
     policy: Policy
     clock: Callable[[], datetime]
     inventory_label: str = "inventory"
+    # Slack user groups, asked at every check (bot.service.directory).
+    directory: Directory = field(default_factory=NoDirectory)
+
+    def principal(self, who: str, team: str | None, channel: str | None) -> Principal:
+        """`who` as of now: their Slack user groups resolved again, the same
+        way as at the request. Raises `GroupsUnavailable` (nothing decided)."""
+        return Principal(who, self.directory.groups_of(who, team), channel, team=team)
 
     def facts(
         self,

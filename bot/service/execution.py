@@ -45,6 +45,7 @@ from bot.service.ownership import checkpoint_name
 from bot.service.vanished import gone
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
+from bot.store.outage import is_transient
 from policies import Action, Verdict
 
 log = logging.getLogger(__name__)
@@ -145,12 +146,6 @@ class Executor:
             )
         self.on_change(change_id)
 
-    def _last_actor(self, change_id: int) -> str:
-        """Who moved the change into its current state."""
-        with session_scope(self.engine) as s:
-            events = events_of(s, change_id)
-        return next((e.actor for e in reversed(events) if e.to_state), ACTOR)
-
     def _load(self, change_id: int) -> Change:
         with session_scope(self.engine) as s:
             return get_change(s, change_id)
@@ -250,20 +245,20 @@ class Executor:
 
     def create(self, job: JobContext) -> dict[str, Any]:
         assert job.change_id is not None
-        change = self._load(job.change_id)
-        if change.state not in (State.APPROVED, State.SCHEDULED):
-            raise OperationFailed(
-                f"{change_ref(job.change_id)} is {change.state}, not approved or scheduled"
-            )
-        # Facts, windows and approvals change between request and execution.
         try:
-            refusal = self._recheck(change, Action.CREATE, change.requester)
-        except (Unavailable, NotFound) as exc:
-            return self._cannot_check(job, change, exc)
-        if refusal:
-            self._step(job.change_id, Command.DENY, "re-checked before running: " + refusal)
-            return {"denied": True}
-        self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
+            ready = self._ready_to_create(job)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # Nothing has reached the host yet, and the claim keeps anyone
+            # else from running this job: trying again later is safe.
+            raise RetryLater(
+                f"the database is unavailable ({type(exc).__name__}); nothing was done "
+                "on the host, trying again"
+            ) from exc
+        if not isinstance(ready, Change):
+            return ready
+        change = ready
         started = self.clock()
         with (
             self._host_call(job.change_id, Command.CREATE_FAILED, "checkpoint"),
@@ -299,6 +294,27 @@ class Executor:
             )
         return {"checkpoint_id": checkpoint.id, "kind": taken.kind.value}
 
+    def _ready_to_create(self, job: JobContext) -> Change | dict[str, Any]:
+        """Everything before the host call: the change now `creating`, or
+        the job's result when it must not run."""
+        assert job.change_id is not None
+        change = self._load(job.change_id)
+        if change.state not in (State.APPROVED, State.SCHEDULED):
+            raise OperationFailed(
+                f"{change_ref(job.change_id)} is {change.state}, not approved or scheduled"
+            )
+        # Facts, windows and approvals change between request and execution.
+        try:
+            who = self.decider.principal(change.requester, change.requester_team, change.channel)
+            refusal = self._recheck(change, Action.CREATE, who)
+        except (Unavailable, NotFound) as exc:
+            return self._cannot_check(job, change, exc)
+        if refusal:
+            self._step(job.change_id, Command.DENY, "re-checked before running: " + refusal)
+            return {"denied": True}
+        self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
+        return change
+
     def _cannot_check(self, job: JobContext, change: Change, exc: Exception) -> dict[str, Any]:
         """The re-check could not be made. Nothing ran on the host: try again
         while the deadline allows, then fail saying so, never as a refusal."""
@@ -322,7 +338,30 @@ class Executor:
         )
         return {"not_started": message}
 
-    def _recheck(self, change: Change, action: Action, who: str) -> str | None:
+    def _job_requester(self, job: JobContext, change: Change) -> Principal:
+        """Who asked for this job, as of now: captured in its payload (older
+        jobs: whoever moved the change into its state, from the change's
+        channel), with their Slack user groups resolved again."""
+        asked = job.payload.get("requester")
+        if isinstance(asked, dict) and asked.get("id"):
+            team, channel = asked.get("team"), asked.get("channel")
+            return self.decider.principal(
+                str(asked["id"]),
+                str(team) if team else None,
+                str(channel) if channel else change.channel,
+            )
+        assert change.id is not None
+        actor, team = self._last_actor_and_team(change.id)
+        return self.decider.principal(actor, team, change.channel)
+
+    def _last_actor_and_team(self, change_id: int) -> tuple[str, str | None]:
+        """Who moved the change into its current state, and their workspace."""
+        with session_scope(self.engine) as s:
+            events = events_of(s, change_id)
+        last = next((e for e in reversed(events) if e.to_state), None)
+        return (last.actor, last.actor_team) if last else (ACTOR, None)
+
+    def _recheck(self, change: Change, action: Action, who: Principal) -> str | None:
         """Why the action may no longer run, or None when it still may.
         Raises `Unavailable` / `NotFound` when the host cannot be asked."""
         assert change.id is not None
@@ -330,7 +369,7 @@ class Executor:
         decision = self.decider.decide(
             vm,
             action,
-            Principal(who, channel=change.channel),
+            who,
             checkpoint_type=change.checkpoint_type,
             ttl=timedelta(seconds=change.ttl_seconds) if action is Action.CREATE else None,
             change=None if action is Action.CREATE else change,
@@ -391,7 +430,8 @@ class Executor:
                 f"{change_ref(job.change_id)} is {change.state}, not rolling back"
             )
         try:
-            refusal = self._recheck(change, Action.ROLLBACK, self._last_actor(job.change_id))
+            who = self._job_requester(job, change)
+            refusal = self._recheck(change, Action.ROLLBACK, who)
         except (Unavailable, NotFound) as exc:
             why = _why_not_checked(exc)
             self._step(

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 
 from bot.domain import ChangeRef
 from bot.hyperv import Checkpoint
+from bot.reasons import one_line
 
 # Clocks of the bot and of a host may disagree by this much.
 CLOCK_SKEW = timedelta(seconds=120)
@@ -52,7 +53,7 @@ def new_token() -> str:
 def checkpoint_name(ref: str, token: str, reason: str) -> str:
     """`CHG-0011 (cb-3f9a2c71) reason…`, at most NAME_LIMIT characters."""
     head = f"{ref} (cb-{token})"
-    tail = " ".join(_UNSAFE.sub(" ", reason).split())
+    tail = one_line(_UNSAFE.sub(" ", reason))
     name = f"{head} {tail}" if tail else head
     return name[:NAME_LIMIT].rstrip()
 

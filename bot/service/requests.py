@@ -24,6 +24,7 @@ from bot.changes.views import ChangeView
 from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
+from bot.reasons import EXAMPLE, ReasonError, check_reason
 from bot.service.deciding import Principal, as_principal
 from bot.service.dispatch import awaits_queue
 from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-MAX_REASON = 500
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,12 @@ def _duration(text: str, what: str) -> timedelta:
 def _validate_create(
     ctx: ServiceDeps, reason: str | None, ctype: str | None, ttl: str | None
 ) -> tuple[str, str, timedelta | None]:
-    text = (reason or "").strip()
-    if not text:
-        raise BadRequest('a reason is required: say why, e.g. --reason "KB5044284 patch"')
-    if len(text) > MAX_REASON:
-        raise BadRequest(f"the reason is {len(text)} characters long; keep it under {MAX_REASON}")
+    try:
+        text = check_reason(reason)
+    except ReasonError as exc:
+        if exc.missing:
+            raise BadRequest(f'a reason is required: say why, e.g. --reason "{EXAMPLE}"') from None
+        raise BadRequest(exc.message) from None
     kind = (ctype or ctx.settings.defaults.checkpoint_type).strip().lower()
     if CheckpointKind.parse(kind) is None:
         raise BadRequest(
@@ -110,6 +111,8 @@ def open_approval(
         action=action,
         requested_by=who.id,
         requested_by_team=who.team,
+        requested_in=who.channel,
+        requested_by_groups=sorted(who.groups),
         requested_at=now,
         required=decision.approval.required,
         requirement=decision.to_dict()["approval"],
@@ -154,6 +157,7 @@ def request_checkpoint(
                 reason=text,
                 requester=who.id,
                 requester_team=who.team,
+                requester_groups=sorted(who.groups),
                 source=source,
                 channel=channel or who.channel,
                 state="",
@@ -266,6 +270,14 @@ class HostJob:
 
     kind: str
     seq: int
+    # Who asked for it, where (the job's re-check resolves their groups again).
+    requester: Principal | None = None
+
+    def payload(self) -> dict[str, object]:
+        who = self.requester
+        if who is None:
+            return {}
+        return {"requester": {"id": who.id, "team": who.team, "channel": who.channel}}
 
 
 def start_host_action(
@@ -286,12 +298,15 @@ def start_host_action(
         now=now,
         message=f"{action.value} requested by {who.id}",
     )
-    return HostJob(kind, event.seq)
+    return HostJob(kind, event.seq, who)
 
 
 def record_host_action(ctx: ServiceDeps, s: Session, change: Change, job: HostJob) -> int:
-    """The job of a rollback or merge, in the transaction that started it."""
-    return ctx.record_job(s, job.kind, change, key=f"{job.kind}:{change.id}:{job.seq}")
+    """The job of a rollback or merge, in the transaction that started it; its
+    payload carries who asked, so the job's re-check asks about them."""
+    return ctx.record_job(
+        s, job.kind, change, key=f"{job.kind}:{change.id}:{job.seq}", payload=job.payload()
+    )
 
 
 def begin_host_action(

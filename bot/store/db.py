@@ -11,6 +11,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
+from bot.store.outage import watch_writes
+
 
 def default_sqlite_url(workdir: Path) -> str:
     return f"sqlite:///{workdir / 'var' / 'checkpoint-bot.db'}"
@@ -44,10 +46,13 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
+        watch_writes(engine)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    watch_writes(engine)
+    return engine
 
 
 @contextmanager

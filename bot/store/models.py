@@ -40,6 +40,9 @@ class Change(SQLModel, table=True):
     # names a person only within its workspace. None for `cli:NAME` (and
     # for rows recorded before 0007).
     requester_team: str | None = Field(default=None, max_length=32)
+    # The Slack user groups the requester was in when they asked (for the
+    # record; every later check resolves them again). None before 0010.
+    requester_groups: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     source: str = Field(default="cli", max_length=32)
     channel: str | None = Field(default=None, max_length=64)
     thread_ts: str | None = Field(default=None, max_length=64)
@@ -144,6 +147,12 @@ class ApprovalRequest(SQLModel, table=True):
     state: str = Field(default="pending", index=True, max_length=32)
     requested_by: str = Field(max_length=255)
     requested_by_team: str | None = Field(default=None, max_length=32)
+    # Where the requester asked from and the Slack user groups they were in
+    # then: the principal the re-check on approval resolves again. None before 0010.
+    requested_in: str | None = Field(default=None, max_length=64)
+    requested_by_groups: list[str] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
     requested_at: datetime = _utc()
     required: int = 1
     # The policy's requirement: who may approve (users, groups).

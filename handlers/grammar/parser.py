@@ -16,6 +16,7 @@ import difflib
 from bot.durations import DurationError, parse_duration
 from bot.inventory.errors import InvalidName
 from bot.inventory.names import check_name
+from bot.reasons import ReasonError, check_reason
 from handlers.grammar.requests import (
     GrammarError,
     HelpRequest,
@@ -172,9 +173,10 @@ def _convert(cmd: Command, param: Param, text: str) -> str:
     if kind is Kind.DURATION:
         try:
             parse_duration(text)
-        except DurationError:
+        except DurationError as exc:
             # Its own text, with the input shortened and made visible first.
-            raise Invalid(mrkdwn_escape(str(DurationError(_visible(text))))) from None
+            shown = DurationError(_visible(text), too_long=exc.too_long)
+            raise Invalid(mrkdwn_escape(str(shown))) from None
         return text.strip()
     if kind is Kind.CHANGE:
         ref = normalize_change_ref(text)
@@ -204,14 +206,11 @@ def _choice(cmd: Command, param: Param, text: str) -> str:
 
 
 def _plain_text(param: Param, text: str) -> str:
-    # A reason ends up in a checkpoint name and in audit lines: one line, printable.
-    collapsed = " ".join(text.split())
-    bad = next((c for c in collapsed if not c.isprintable()), None)
-    if bad is not None:
-        raise Invalid(
-            f"the {param.key} contains a control character (U+{ord(bad):04X}); use plain text"
-        )
-    return collapsed
+    # The same check as the modal's and the CLI's: kept as written, printable.
+    try:
+        return check_reason(text, what=param.key)
+    except ReasonError as exc:
+        raise Invalid(mrkdwn_escape(exc.message)) from None
 
 
 def _too_many(cmd: Command, extra: str) -> str:

@@ -1,0 +1,82 @@
+"""Slack user groups, from Slack: the `Directory` of a process with a bot token.
+
+One `usergroups.list` call with `include_users=true` answers for every user
+(https://api.slack.com/methods/usergroups.list); the answer is kept for
+`ttl` seconds, so a burst of clicks costs one call, and a change of
+membership counts within a minute. Disabled groups (`date_delete` set)
+grant nothing. The cache is bounded (`max_users`): a user beyond it is in
+no group, which can only take permissions away.
+
+When Slack cannot be asked (unreachable, an error such as `missing_scope`),
+the lookup raises `GroupLookupFailed` (the service layer's
+`GroupsUnavailable`): the caller decides nothing, rather than deciding as
+if the user were in no group and recording a refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+log = logging.getLogger(__name__)
+
+
+class GroupLookupFailed(Exception):
+    """Slack could not say which groups `user` is in (`why`, in words)."""
+
+    def __init__(self, user: str, why: str) -> None:
+        super().__init__(f"could not resolve the Slack user groups of {user} ({why})")
+        self.user = user
+        self.why = why
+
+
+class SlackDirectory:
+    def __init__(
+        self,
+        client: WebClient,
+        ttl: float = 60.0,
+        *,
+        max_users: int = 100_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client, self.ttl, self.max_users = client, ttl, max_users
+        self._monotonic = monotonic
+        self._members: dict[str, frozenset[str]] = {}
+        self._fetched_at: float | None = None
+        self._lock = threading.Lock()
+
+    def groups_of(self, user: str, team: str | None) -> frozenset[str]:
+        if team is None:
+            return frozenset()  # not a Slack user (`cli:NAME`)
+        with self._lock:
+            now = self._monotonic()
+            if self._fetched_at is None or now - self._fetched_at >= self.ttl:
+                self._members = self._fetch(user)
+                self._fetched_at = now
+            return self._members.get(user, frozenset())
+
+    def _fetch(self, user: str) -> dict[str, frozenset[str]]:
+        try:
+            answer = self.client.usergroups_list(include_users=True)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "error")
+            log.warning("usergroups.list failed (%s); deciding nothing that needs groups", error)
+            raise GroupLookupFailed(user, f"Slack answered {error}") from None
+        except (SlackClientError, OSError) as exc:  # OSError: unreachable after retries
+            name = type(exc).__name__
+            log.warning("usergroups.list failed (%s); deciding nothing that needs groups", name)
+            raise GroupLookupFailed(user, "Slack could not be reached") from None
+        found: dict[str, set[str]] = {}
+        for group in answer.get("usergroups") or []:
+            if group.get("date_delete"):
+                continue  # a disabled group grants nothing
+            for member in group.get("users") or []:
+                if len(found) >= self.max_users and str(member) not in found:
+                    continue
+                found.setdefault(str(member), set()).add(str(group["id"]))
+        return {member: frozenset(ids) for member, ids in found.items()}
