@@ -12,8 +12,8 @@ import click
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
 from bot.config import ConfigError
 from bot.service import explain, export_audit
+from bot.service.audit import parse_filter, stream_audit
 from bot.service.deciding import Principal
-from bot.service.queries import audit_rows
 from bot.store import migrate
 from bot.store.db import make_engine
 from policies import PolicyError, validate_policy_file
@@ -79,21 +79,47 @@ def audit() -> None:
     "--output",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to FILE instead of stdout.",
+    help="Write to FILE instead of stdout (complete or not at all).",
 )
+@click.option("--since", help="From this time on: ISO 8601 (UTC unless an offset) or 7d, 24h.")
+@click.option("--until", help="Before this time (exclusive); same forms as --since.")
+@click.option("--vm", help="Only this VM (its name as recorded, any case, or its VM id).")
+@click.option("--change", "change_ref", help="Only this change (CHG-0042).")
+@click.option("--actor", help="Only what this actor did (U0123ABCD, <@U0123ABCD>, cli:NAME).")
 @pass_runtime
-def audit_export(rt: Runtime, fmt: str, output: Path | None) -> None:
-    """Every event of every change: who did what, when, and why."""
-    chunks = export_audit(audit_rows(rt.ctx), fmt)
+def audit_export(
+    rt: Runtime,
+    fmt: str,
+    output: Path | None,
+    since: str | None,
+    until: str | None,
+    vm: str | None,
+    change_ref: str | None,
+    actor: str | None,
+) -> None:
+    """Every event of every change, then every settings change: who did
+    what, when, and why. Rows are streamed, never held."""
+    flt = parse_filter(
+        now=datetime.now(UTC), since=since, until=until, vm=vm, change=change_ref, actor=actor
+    )
+    chunks = export_audit(stream_audit(rt.ctx.engine, flt), fmt)
     if output is None:
+        # One buffered write per row, no flush per row (click.echo flushes).
+        stdout = click.get_text_stream("stdout")
         for chunk in chunks:
-            click.echo(chunk, nl=False)
+            stdout.write(chunk)
+        stdout.flush()
         return
+    partial = output.with_name(output.name + ".partial")
     count = 0
-    with output.open("w", encoding="utf-8", newline="") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-            count += chunk.count("\n")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                count += chunk.count("\n")
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
     click.echo(f"wrote {output} ({count} lines)", err=True)
 
 
