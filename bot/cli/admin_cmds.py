@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,10 +106,10 @@ def audit_export(
     chunks = export_audit(stream_audit(rt.ctx.engine, flt), fmt)
     if output is None:
         # One buffered write per row, no flush per row (click.echo flushes).
-        stdout = click.get_text_stream("stdout")
+        out = sys.stdout
         for chunk in chunks:
-            stdout.write(chunk)
-        stdout.flush()
+            out.write(chunk)
+        out.flush()
         return
     partial = output.with_name(output.name + ".partial")
     count = 0

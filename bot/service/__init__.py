@@ -2,6 +2,7 @@
 
 from bot.service.adopt import AdoptOutcome, adopt_checkpoint
 from bot.service.approvals import ApprovalOutcome, approve, reject
+from bot.service.audit_format import export_audit
 from bot.service.deciding import Principal
 from bot.service.errors import (
     BadRequest,
@@ -13,7 +14,6 @@ from bot.service.errors import (
 )
 from bot.service.queries import (
     CheckpointListing,
-    export_audit,
     list_checkpoints,
     show_change,
 )

@@ -213,4 +213,3 @@ def stream_audit(
                 "message": s[6],
                 "details": {"before": s[7], "after": s[8]},
             }
-

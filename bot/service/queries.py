@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -163,42 +160,7 @@ def show_change(ctx: AppContext, ref: str) -> ChangeView:
         return ChangeView.of(change, events_of(s, change_id), jobs)
 
 
-AUDIT_FIELDS = (
-    "change",
-    "seq",
-    "at",
-    "actor",
-    "actor_team",
-    "event",
-    "from_state",
-    "to_state",
-    "vm",
-    "host",
-    "requester",
-    "requester_team",
-    "message",
-)
-
-
 def audit_rows(ctx: AppContext) -> Iterator[dict[str, Any]]:
     """Every event of every change, then every settings change, streamed
     (bot.service.audit)."""
     return stream_audit(ctx.engine)
-
-
-def export_audit(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
-    if fmt == "jsonl":
-        for row in rows:
-            yield json.dumps(row, sort_keys=True) + "\n"
-        return
-    if fmt != "csv":
-        raise BadRequest(f"unknown format '{fmt}': use jsonl or csv")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*AUDIT_FIELDS, "details"])
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({**row, "details": json.dumps(row["details"], sort_keys=True)})
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
