@@ -41,3 +41,22 @@ def autogenerate(engine: Engine, message: str) -> None:
         cfg = _config()
         cfg.attributes["connection"] = conn
         command.revision(cfg, message=message, autogenerate=True)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Undo migrations down to `revision` ("base" undoes them all). Columns
+    and tables a migration added are dropped with their data."""
+    with engine.begin() as conn:
+        cfg = _config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def revisions() -> list[tuple[str, str]]:
+    """Every revision, oldest first, with the first line of its docstring."""
+    script = ScriptDirectory.from_config(_config())
+    found = [
+        (rev.revision, (rev.doc or "").strip().splitlines()[0] if rev.doc else "")
+        for rev in script.walk_revisions()
+    ]
+    return list(reversed(found))
