@@ -90,7 +90,9 @@ def db_downgrade(rt: Runtime, revision: str, yes: bool, as_json: bool) -> None:
             click.echo(f"{settings.database_label}: schema {before} → {revision} undoes", err=True)
             for rev, doc in reversed(undone):
                 click.echo(f"  {rev}  {doc}", err=True)
-            click.confirm("What these added is dropped, with its data. Continue?", abort=True)
+            click.confirm(
+                "What these added is dropped, with its data. Continue?", abort=True, err=True
+            )
         migrate.downgrade(engine, revision)
         after = migrate.current_revision(engine)
     finally:
