@@ -56,7 +56,7 @@ def _when(option: str, text: str, now: datetime) -> datetime:
         parsed = datetime.fromisoformat(cleaned)
     except ValueError:
         raise BadRequest(
-            f"{option} '{text}' is not a time: use ISO 8601 (2026-12-01, "
+            f"{option} {text!r} is not a time: use ISO 8601 (2026-12-01, "
             "2026-12-01T09:30, 2026-12-01T09:30+01:00; UTC unless an offset is given) "
             "or a duration back from now (90m, 24h, 7d)"
         ) from None
@@ -84,7 +84,7 @@ def parse_filter(
     if change is not None:
         change_id = parse_ref(change.strip())
         if change_id is None:
-            raise BadRequest(f"--change '{change}' is not a change: use a reference like CHG-0042")
+            raise BadRequest(f"--change {change!r} is not a change: use a reference like CHG-0042")
     vm_name = None
     if vm is not None:
         vm_name = vm.strip()
@@ -98,7 +98,7 @@ def parse_filter(
             who = mention.group(1)
         if not who or any(c.isspace() for c in who):
             raise BadRequest(
-                f"--actor '{actor}' is not an actor: use a Slack user id (U0123ABCD or "
+                f"--actor {actor!r} is not an actor: use a Slack user id (U0123ABCD or "
                 "<@U0123ABCD>), cli:NAME, policy or bot"
             )
     return AuditFilter(start, end, vm_name, change_id, who)
