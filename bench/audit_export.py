@@ -404,7 +404,7 @@ def pages(url: str, workdir: Path, changes: int) -> dict[str, float]:
     from bot.context import build_context
     from bot.service import list_checkpoints, show_change
     from bot.service.deciding import Principal
-    from handlers.queries import home
+    from bot.service.lookups import home
 
     settings = dataclasses.replace(demo_settings({}, workdir), database_url=url)
     ctx = build_context(settings, env={}, huey_kind="memory")

@@ -3,10 +3,11 @@
     .venv/bin/python bench/fleet_sweep.py [--hosts 100] [--vms 10] [--latency-ms 50]
                                           [--auth basic|ntlm] [--quick]
 
-Each host is an emulated WinRM endpoint on 127.0.0.1 (bot.hyperv.emulator)
+Each host is an emulated WinRM endpoint on 127.0.0.1 (bot.devtools.emulator)
 serving a modelled Hyper-V host with `--vms` VMs, a few checkpoints each,
 and `--latency-ms` added to every HTTP request. The same sweep
-(`WinRMFleet.list_all_checkpoints`, fresh pools every time) runs
+(`bot.service.queries.checkpoints_on` over a `WinRMFleet`: the code
+`sweep run`, `sweep adopt` and `checkpoint list` run, fresh pools every time) runs
 sequentially (fan-out 1), with fan-out 32, and with one worker per host, and
 the script prints the ratios. It then times a first and a second operation
 on one host (pool reuse). Loopback only; every call has a deadline.
@@ -32,11 +33,11 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bot.clock import system_clock
-from bot.hyperv.emulator import EmulatedFleet
-from bot.hyperv.errors import HyperVError
-from bot.hyperv.hostmodel import HostModel, InMemoryHostStateStore, ModelHost, seed_missing
-from bot.hyperv.winrm import WinRMFleet
+from bot.devtools.emulator import EmulatedFleet
+from bot.devtools.hostmodel import HostModel, InMemoryHostStateStore, ModelHost, seed_missing
+from bot.hyperv.winrm.host import WinRMFleet
 from bot.inventory import Inventory
+from bot.service.queries import checkpoints_on
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
 ENV = {"BENCH_PASSWORD": PASSWORD}
@@ -120,13 +121,14 @@ def sweep(inventory: Inventory, fanout: int, expected: int) -> tuple[float, floa
     """(wall seconds, this process's CPU seconds) of one cold sweep."""
     with winrm_fleet(inventory, fanout) as fleet:
         started, cpu = time.perf_counter(), time.process_time()
-        results = fleet.list_all_checkpoints()
+        names = [h.name for h in inventory.hosts]
+        checkpoints, problems = checkpoints_on(fleet.host, names, fanout=fanout)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    failed = {h: r for h, r in results.items() if isinstance(r, HyperVError)}
-    found = sum(len(r) for r in results.values() if not isinstance(r, HyperVError))
-    if failed or found != expected:
-        first = next(iter(failed.items()), None)
-        raise SystemExit(f"sweep with fan-out {fanout}: {found}/{expected} checkpoints, {first}")
+    if problems or len(checkpoints) != expected:
+        first = problems[0] if problems else None
+        raise SystemExit(
+            f"sweep with fan-out {fanout}: {len(checkpoints)}/{expected} checkpoints, {first}"
+        )
     return elapsed, cpu
 
 

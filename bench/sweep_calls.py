@@ -143,8 +143,7 @@ def run(args: argparse.Namespace, stale: int, channels: int) -> Result:
             for vm in vms[: args.orphans]:
                 take_orphan(ctx, vm, age=settings.sweep.orphan_after * 3)
             counted = HostCalls(args.latency_ms / 1000)
-            real = ctx.host_for
-            ctx.host_for = lambda name: counted.wrap(real(name))  # type: ignore[method-assign]
+            ctx.host_for.wrap(lambda _name, host: counted.wrap(host))
             before = len(api.calls)
             started = time.perf_counter()
             SweepTask(ctx).tick(clock())

@@ -104,7 +104,7 @@ class HyperVConfig(_Model):
     """How the bot reaches Hyper-V: the simulator (demo) or WinRM."""
 
     backend: Literal["simulator", "winrm"] = "simulator"
-    # The simulator's hosts: a host-model file (bot.hyperv.hostmodel), what
+    # The simulator's hosts: a host-model file (bot.devtools.hostmodel), what
     # the modelled hosts hold, written apart from the inventory. Default: the
     # demo estate's, deploy/examples/demo-hosts.yaml.
     simulator_hosts: Path | None = None
@@ -219,7 +219,10 @@ class FileConfig(_Model):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the process needs, resolved: absolute paths, one DB URL."""
+    """Everything the process needs, validated: paths made absolute against
+    the config file's folder, one database URL. Secrets stay references (an
+    environment variable or a file to read, `bot.secrets`): they are read
+    where they are used, never held here."""
 
     demo: bool
     config_path: Path | None

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from bot.clock import Clock, real_seconds, speed_of, system_clock
 from bot.config import ConfigError, Settings
 from bot.hyperv import HyperVHost
+from bot.hyperv.hosts import Hosts, HostWrapper
 from bot.inventory import Inventory, InventoryError, load_inventory
 from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, make_huey
 from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
@@ -39,7 +40,7 @@ class AppContext:
     settings: Settings
     engine: Engine
     inventory: Inventory
-    host_for: Callable[[str], HyperVHost]
+    host_for: Hosts
     policy: Policy
     decider: Decider
     ledger: JobLedger
@@ -153,8 +154,8 @@ def _hosts(
 ) -> tuple[Callable[[str], HyperVHost], list[Callable[[], None]]]:
     """The Hyper-V backend the settings name, and how to close it."""
     if settings.hyperv.backend == "winrm":
-        # Imported here so simulator-only processes never load pypsrp.
-        from bot.hyperv.winrm import WinRMFleet
+        # Imported here so a process that never reaches a host never loads pypsrp.
+        from bot.hyperv.winrm.host import WinRMFleet
 
         winrm = WinRMFleet(
             inventory,
@@ -165,15 +166,22 @@ def _hosts(
         )
         return winrm.host, [winrm.close]
     # The modelled hosts come from their own file, never from the inventory:
-    # what the bot believes and what the hosts hold may disagree.
-    from bot.hyperv.hostmodel import (
+    # what the bot believes and what the hosts hold may disagree. They are dev
+    # tools: a production install has them only with the demo extra.
+    from bot.devtools import DevtoolsMissing, require
+
+    try:
+        require("hyperv.backend: simulator")
+    except DevtoolsMissing as exc:
+        raise ConfigError(f"{exc} (or set hyperv.backend: winrm)") from None
+    from bot.devtools.hostmodel import (
         HostModelError,
         SqlHostStateStore,
         demo_hosts_path,
         load_host_model,
         seed_missing,
     )
-    from bot.hyperv.simulator import SimulatedFleet
+    from bot.devtools.simulator.fleet import SimulatedFleet
 
     try:
         model = load_host_model(settings.hyperv.simulator_hosts or demo_hosts_path())
@@ -240,7 +248,7 @@ def build_context(
     env: Mapping[str, str] | None = None,
     clock: Clock = system_clock,
     huey_kind: Literal["sqlite", "memory", "redis"] | None = None,
-    **_: Any,
+    host_wrapper: HostWrapper | None = None,
 ) -> AppContext:
     try:
         inventory = load_inventory(settings.inventory_path)
@@ -259,10 +267,12 @@ def build_context(
             f"cannot open the database {settings.database_label}: {type(exc).__name__}"
         ) from None
     try:
-        host_for, closers = _hosts(settings, inventory, engine, clock, env or {})
+        factory, closers = _hosts(settings, inventory, engine, clock, env or {})
     except ConfigError:
         engine.dispose()
         raise
+    host_for = Hosts(factory)
+    host_for.wrap(host_wrapper)
     decider = Decider(
         inventory=inventory,
         host_for=host_for,

@@ -80,14 +80,6 @@ class YamlValidationError(ValueError):
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems) or "invalid configuration"
 
-    @property
-    def headline(self) -> str:
-        """The first problem, and how many more there are: for one-line output."""
-        if len(self.problems) <= 1:
-            return str(self)
-        more = len(self.problems) - 1
-        return f"{self.problems[0]} (and {more} more problem{'s' if more > 1 else ''})"
-
 
 class YamlError(YamlValidationError):
     """A config file that cannot be read or parsed as YAML."""

@@ -19,11 +19,12 @@ from handlers.grammar import (
     SettingsRequest,
     StatusRequest,
     WindowsRequest,
+    help_sections,
+    help_text,
     normalize_change_ref,
     parse,
     usage,
 )
-from handlers.grammar_help import help_sections, help_text
 
 __all__ = [
     "COMMANDS",

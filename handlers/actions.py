@@ -31,6 +31,7 @@ from bot.service import (
     ServiceError,
     approve,
     extend,
+    lookups,
     merge,
     reject,
     request_checkpoint,
@@ -41,7 +42,7 @@ from bot.service import (
 from bot.service.binding import Card, Stale, Target, check_card
 from bot.service.reconcile import resolve
 from bot.service.requests import MAX_REASON
-from handlers import messages, queries
+from handlers import messages
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click
 from handlers.workspace import request_team
@@ -166,7 +167,7 @@ class Actions:
         return self.deps.notice(*messages.stale(exc), hint=messages.STALE_HINT)
 
     def _conflict(self, value: ActionValue, exc: Conflict) -> Payload:
-        now = queries.change_version(self.deps.ctx, value.ref)
+        now = lookups.change_version(self.deps.ctx, value.ref)
         seen = value.version
         hint = messages.outdated(seen, now) if now is not None and now != seen else None
         return self.deps.error(exc.message, hint)
@@ -308,7 +309,7 @@ class Actions:
         self.publish_home_of(user, who, client)
 
     def publish_home_of(self, user: str, who: Principal, client: WebClient) -> None:
-        data = queries.home(self.deps.ctx, who)
+        data = lookups.home(self.deps.ctx, who)
         view = self.deps.view(
             "app_home",
             user=user,

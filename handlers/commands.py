@@ -12,7 +12,6 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
 from bot.inventory import InventoryLookupError
-from bot.notify.pending import pending_approvals
 from bot.service import (
     Principal,
     ServiceError,
@@ -21,6 +20,7 @@ from bot.service import (
     explain,
     extend,
     list_checkpoints,
+    lookups,
     merge,
     reject,
     request_checkpoint,
@@ -30,7 +30,7 @@ from bot.service import (
 )
 from bot.service.binding import Ambiguous, Target
 from bot.service.window_notices import WindowNotices
-from handlers import messages, queries
+from handlers import messages
 from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (
     SLASH,
@@ -48,9 +48,9 @@ from handlers.grammar import (
     SettingsRequest,
     StatusRequest,
     WindowsRequest,
+    help_sections,
     parse,
 )
-from handlers.grammar_help import help_sections
 from policies import rows as explain_rows
 from templates.blocks import slack_date
 
@@ -122,7 +122,7 @@ class Commands:
                 return deps.payload(
                     "change_root",
                     c=change,
-                    pending=pending_approvals(ctx.engine, change),
+                    pending=lookups.waiting(ctx, change),
                     start_after_restore=deps.start_after_restore,
                 )
             case PolicyRequest(vm=vm, action=action):
@@ -196,11 +196,11 @@ class Commands:
         return list_checkpoints(ctx, host=target)
 
     def _active_ref(self, vm: str) -> str | None:
-        return queries.newest_active_change(self.deps.ctx, vm)
+        return lookups.newest_active_change(self.deps.ctx, vm)
 
     def _windows(self) -> Payload:
         ctx = self.deps.ctx
-        scopes = queries.window_scopes(ctx)
+        scopes = lookups.window_scopes(ctx)
         waiting = WindowNotices(ctx)
         lines = [
             messages.window_line(
@@ -210,7 +210,7 @@ class Commands:
                 scopes[w.name],
                 len(waiting.scheduled_for(w.opens_at)),
             )
-            for w in queries.upcoming_windows(ctx)
+            for w in lookups.upcoming_windows(ctx)
         ]
         if not lines:
             return self.deps.notice(

@@ -17,7 +17,6 @@ from policies.explain import rows
 from policies.model import (
     Action,
     ApprovalRequirement,
-    Context,
     Decision,
     Effect,
     ExemptionNote,
@@ -29,7 +28,7 @@ from policies.model import (
     RuleOutcome,
     Verdict,
 )
-from policies.policy import Policy
+from policies.policy import Context, Policy
 from policies.registry import BUILTIN_RULES, RULES
 
 __all__ = [

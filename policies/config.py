@@ -34,7 +34,6 @@ from bot.yamlio import (
 from policies.model import Effect
 from policies.policy import CompiledOverride, CompiledRule, Policy
 from policies.registry import PERMISSIONS_RULE, RULES
-from policies.rules.base import RuleParams
 from policies.schema import PolicyDoc, RuleConfig
 from policies.windows import Window
 
@@ -274,8 +273,3 @@ def _exemption_problems(parsed: PolicyDoc, origins: _Origins) -> list[ConfigProb
                 )
             )
     return problems
-
-
-def rule_params_model(rule_id: str) -> type[RuleParams]:
-    """The params model of a rule (for documentation and `policy explain`)."""
-    return RULES[rule_id].params

@@ -16,7 +16,6 @@ from typing import Any
 from policies.access import approvers_for, authorize
 from policies.model import (
     ACTION_PERMISSION,
-    Context,
     Decision,
     Effect,
     ExemptionNote,
@@ -27,7 +26,7 @@ from policies.model import (
     Verdict,
     combine,
 )
-from policies.policy import Policy, ScopeUnknown
+from policies.policy import Context, Policy, ScopeUnknown
 from policies.registry import BUILTIN_RULES
 from policies.rules.base import RuleSpec, unknown
 

@@ -46,10 +46,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from policies.policy import Policy
+from typing import Any
 
 
 class Action(enum.StrEnum):
@@ -167,23 +164,6 @@ class Facts:
 
     def get(self, name: str, source: str = "nowhere") -> Fact:
         return self.values.get(name) or Fact.unknown(source, f"fact '{name}' was not gathered")
-
-
-@dataclass(frozen=True)
-class Context:
-    """Everything besides the request and the facts: the time, the policy,
-    and who is asking from where (groups resolved by the caller)."""
-
-    now: datetime
-    # Required: the shipped policy is a YAML file, and reading it is I/O the
-    # engine must not do. Build it once with `load_policy()` at the entry point.
-    policy: Policy
-    groups: frozenset[str] = frozenset()
-    channel: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.now.tzinfo is None:
-            raise ValueError("Context.now must be timezone-aware (windows are DST-sensitive)")
 
 
 @dataclass(frozen=True)
@@ -318,10 +298,6 @@ class Decision:
     @property
     def warnings(self) -> list[str]:
         return [o.message for o in self.fired if o.effect is Effect.WARN]
-
-    @property
-    def runnable_now(self) -> bool:
-        return self.verdict is Verdict.ALLOW and self.schedule_at is None
 
     def outcome(self, rule: str) -> RuleOutcome | None:
         return next((o for o in self.outcomes if o.rule == rule), None)

@@ -1,4 +1,5 @@
-"""A loaded policy, ready to answer "which settings apply to this VM?".
+"""A loaded policy, ready to answer "which settings apply to this VM?", and
+the `Context` an evaluation carries it in.
 
 Built by `policies.config` (which validates everything); pure and immutable
 from then on, so one Policy can serve every evaluation concurrently.
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from policies.model import Effect, Fact, Facts, Permission
-from policies.rules.base import ResolvedRule, RuleParams
+from policies.params import ResolvedRule, RuleParams
 from policies.schema import ExemptionConfig, PermissionConfig, PermissionsConfig, Principals, Scope
 from policies.scopes import scope_matches
 from policies.windows import Window
@@ -92,3 +94,20 @@ class Policy:
         if isinstance(resolved, ScopeUnknown):
             return resolved.base, False
         return resolved, True
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything besides the request and the facts: the time, the policy,
+    and who is asking from where (groups resolved by the caller)."""
+
+    now: datetime
+    # Required: the shipped policy is a YAML file, and reading it is I/O the
+    # engine must not do. Build it once with `load_policy()` at the entry point.
+    policy: Policy
+    groups: frozenset[str] = frozenset()
+    channel: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("Context.now must be timezone-aware (windows are DST-sensitive)")

@@ -20,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from bot.domain import Role
 from bot.durations import DurationError, parse_duration
-from bot.inventory.models import Role
 from policies.model import Effect
 from policies.recurrence import parse_rrule
 

@@ -204,32 +204,6 @@ def pack_groups(
 
 
 @dataclass(frozen=True)
-class PendingApproval:
-    """An approval that waits (template input for `change_root` and
-    `app_home`): the change, the action it would carry out, who may give it
-    (`ApprovalRequirement.describe()`), how many have so far, the request's
-    id (its Approve / Reject carry it; without one no button is offered) and
-    who asked."""
-
-    change: Any  # ChangeView; typed loosely so templates/ imports nothing from bot.service
-    action: str
-    description: str
-    approvals: int = 0
-    required: int = 1
-    request_id: int | None = None
-    requested_by: str | None = None
-
-
-@dataclass(frozen=True)
-class UpcomingWindow:
-    """A change window's next opening (template input for `app_home`)."""
-
-    name: str
-    opens_at: datetime
-    closes_at: datetime
-
-
-@dataclass(frozen=True)
 class ActionValue:
     """A change button's value: the change, what the button is for, the
     version its card showed.
@@ -472,9 +446,7 @@ __all__ = [
     "ActionValue",
     "BlockKitError",
     "Packed",
-    "PendingApproval",
     "SlackRenderer",
-    "UpcomingWindow",
     "pack_groups",
     "parse_action_value",
     "truncate_chars",

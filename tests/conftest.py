@@ -79,11 +79,20 @@ def _tables() -> list[str]:
     return [t.name for t in SQLModel.metadata.sorted_tables]
 
 
+def _devtools_tables() -> list[str]:
+    from bot.devtools.hostmodel.table import DevtoolsTable
+
+    return [t.name for t in DevtoolsTable.metadata.sorted_tables]
+
+
 @pytest.fixture
 def pg_engine(pg_database_url: str) -> Iterator[Engine]:
     engine = make_engine(pg_database_url)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(_tables())} RESTART IDENTITY CASCADE"))
+        # The dev tools' tables live outside the bot's schema; a test that
+        # used the modelled hosts created them.
+        conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(_devtools_tables())}"))
     yield engine
     engine.dispose()
 

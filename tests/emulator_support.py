@@ -10,8 +10,8 @@ from typing import Any
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
-from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
-from bot.hyperv.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog
+from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
 

@@ -42,7 +42,7 @@ VENV_BIN = Path(sys.executable).parent
 CHECKPOINT_BOT = str(VENV_BIN / "checkpoint-bot")
 DEMO_INVENTORY = REPO / "deploy" / "examples" / "demo-inventory.yaml"
 DEMO_HOSTS = REPO / "deploy" / "examples" / "demo-hosts.yaml"
-EMULATOR_PASSWORD = "Passw0rd!"  # the emulator's default login (bot.hyperv.emulator.server)
+EMULATOR_PASSWORD = "Passw0rd!"  # the emulator's default login (bot.devtools.emulator.server)
 
 T = TypeVar("T")
 

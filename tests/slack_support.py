@@ -36,12 +36,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.cli.emulator_cmd import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.clock import ScaledClock
 from bot.config import HyperVConfig, Settings
 from bot.context import AppContext, build_context
-from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
-from bot.hyperv.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
+from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.inventory import demo_inventory_path, load_inventory
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.slack_http import HttpServer, SlackWsgi, consumer_running, database_answers

@@ -18,8 +18,8 @@ from bot.changes import Command
 from bot.changes.record import open_change, transition
 from bot.clock import ScaledClock
 from bot.context import AppContext
+from bot.devtools.hostmodel import CheckpointType, SqlHostStateStore
 from bot.hyperv import Checkpoint
-from bot.hyperv.hostmodel import CheckpointType, SqlHostStateStore
 from bot.inventory import VM
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Change

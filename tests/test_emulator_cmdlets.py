@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pypsrp.powershell import PowerShell, RunspacePool
 
-from bot.hyperv.emulator import EmulatedFleet
+from bot.devtools.emulator import EmulatedFleet
 from tests.emulator_support import pool, run, start_fleet
 
 HV = "Microsoft.HyperV.PowerShell"

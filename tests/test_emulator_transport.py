@@ -17,8 +17,8 @@ import requests
 from pypsrp.exceptions import AuthenticationError, WSManFaultError
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 
-from bot.hyperv.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
-from bot.hyperv.emulator.wsman import WSManService, parse_duration
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
+from bot.devtools.emulator.wsman import WSManService, parse_duration
 from tests.emulator_support import pool, run, start_fleet, within, wsman
 
 
@@ -174,8 +174,8 @@ def test_wsman_layer_answers_garbage_with_a_fault() -> None:
 
 
 def test_cli_prints_the_mapping_and_stops_on_sigterm(tmp_path: object) -> None:
-    code = "from bot.cli.emulator_cmd import emulator; emulator()"
-    from bot.hyperv.hostmodel import demo_hosts_path
+    code = "from bot.devtools.emulator.cli import emulator; emulator()"
+    from bot.devtools.hostmodel import demo_hosts_path
 
     args = [sys.executable, "-c", code, "--hosts", str(demo_hosts_path())]
     args += ["--host", "HV01", "--host", "HV03", "--port", "0", "--faults", "latency=5"]
@@ -205,7 +205,7 @@ def test_cli_prints_the_mapping_and_stops_on_sigterm(tmp_path: object) -> None:
 def test_cli_refuses_what_it_cannot_serve(args: list[str], expected: str) -> None:
     from click.testing import CliRunner
 
-    from bot.cli.emulator_cmd import emulator
+    from bot.devtools.emulator.cli import emulator
     from bot.inventory import demo_inventory_path
 
     argv = [arg.format(inventory=demo_inventory_path()) for arg in args]

@@ -1,6 +1,6 @@
 """What a Hyper-V host really reports, read by the real client over real WinRM.
 
-The hosts are modelled from Microsoft's documentation (bot.hyperv.hostmodel)
+The hosts are modelled from Microsoft's documentation (bot.devtools.hostmodel)
 and served by the emulator over HTTP; the client is pypsrp under
 `WinRMHost`. The expectations are the documented behaviour, never the
 client's beliefs:
@@ -29,11 +29,8 @@ import yaml
 from bot.clock import ManualClock
 from bot.config import load_settings
 from bot.context import build_context
-from bot.facts import FactSources, gather
-from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
-from bot.hyperv.errors import CheckpointNotFound, ProductionCheckpointFailed, VMNotFound
-from bot.hyperv.evidence import TakenKind, judge_taken
-from bot.hyperv.hostmodel import (
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog
+from bot.devtools.hostmodel import (
     DiskSpec,
     GuestSpec,
     HostModel,
@@ -44,10 +41,13 @@ from bot.hyperv.hostmodel import (
     VolumeSpec,
     demo_hosts_path,
 )
+from bot.facts import FactSources, gather
+from bot.hyperv.errors import CheckpointNotFound, ProductionCheckpointFailed, VMNotFound
+from bot.hyperv.evidence import TakenKind, judge_taken
 from bot.hyperv.types import CheckpointType, SnapshotType, VMState
-from bot.hyperv.winrm import WinRMHost
-from bot.hyperv.winrm_connect import Credentials
-from bot.hyperv.winrm_pool import WinRMTimeouts
+from bot.hyperv.winrm.connect import Credentials
+from bot.hyperv.winrm.host import WinRMHost
+from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Inventory, demo_inventory_path
 from bot.service import request_checkpoint
 from bot.store.db import make_engine

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from bot.changes import State, still_wanted
 from bot.hyperv.evidence import TakenKind, holds_memory, judge_listed, judge_taken
 from bot.hyperv.types import Checkpoint, CheckpointType, SnapshotType, VMState
-from bot.hyperv.winrm_map import checkpoint as map_checkpoint
+from bot.hyperv.winrm.mapping import checkpoint as map_checkpoint
 from bot.service.execution import setting_for
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)

@@ -32,8 +32,8 @@ from bot.cli.main import main
 from bot.clock import ManualClock
 from bot.config import load_settings
 from bot.context import AppContext, build_context
-from bot.hyperv.emulator import EmulatedFleet, EmulatorLog, Faults
-from bot.hyperv.hostmodel import (
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog, Faults
+from bot.devtools.hostmodel import (
     GuestSpec,
     HostModel,
     HostSpec,

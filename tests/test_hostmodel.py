@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.hyperv.hostmodel import (
+from bot.devtools.hostmodel import (
     CheckpointType,
     DiskSpec,
     GuestSpec,
@@ -42,8 +42,8 @@ from bot.hyperv.hostmodel import (
     VolumeSpec,
     seed_missing,
 )
-from bot.hyperv.hostmodel.engine import checkpoint_size
-from bot.hyperv.hostmodel.host import AVHDX_INITIAL_BYTES, MERGE_BYTES_PER_SECOND
+from bot.devtools.hostmodel.engine import checkpoint_size
+from bot.devtools.hostmodel.host import AVHDX_INITIAL_BYTES, MERGE_BYTES_PER_SECOND
 
 GiB = 1024**3
 MiB = 1024**2
@@ -451,8 +451,8 @@ _CLIENT = (
     "bot.hyperv.errors",
     "bot.hyperv.winrm",
     "bot.hyperv.evidence",
-    "bot.hyperv.simulator",
-    "bot.hyperv.inprocess",
+    "bot.devtools.simulator.fleet",
+    "bot.devtools.simulator.session",
     "bot.inventory",
 )
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.hyperv.hostmodel import (
+from bot.devtools.hostmodel import (
     CheckpointType,
     HostModelError,
     InMemoryHostStateStore,
@@ -17,7 +17,7 @@ from bot.hyperv.hostmodel import (
     parse_host_model,
     seed_missing,
 )
-from bot.hyperv.hostmodel.state import HostState, StaleState
+from bot.devtools.hostmodel.state import HostState, StaleState
 from bot.inventory import InventoryError, demo_inventory_path, load_inventory, parse_inventory
 
 EXAMPLE = """\

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.hyperv.hostmodel import (
+from bot.devtools.hostmodel import (
     CheckpointType,
     HostStateStore,
     InMemoryHostStateStore,
@@ -19,7 +19,7 @@ from bot.hyperv.hostmodel import (
     UnknownHost,
     VMState,
 )
-from bot.hyperv.hostmodel.state import (
+from bot.devtools.hostmodel.state import (
     HostState,
     ModelCheckpoint,
     ModelDisk,

@@ -339,7 +339,7 @@ def test_fifty_rollback_clicks_across_two_bots_make_one_restore(
 def host_checkpoints_named(dep: Deployment, vm_id: str, ref: str) -> list[Checkpoint]:
     """Ask the emulated host itself (over WinRM, as the bot does) which of
     the VM's checkpoints carry the change's ref."""
-    from bot.hyperv.winrm import WinRMFleet
+    from bot.hyperv.winrm.host import WinRMFleet
     from bot.inventory import load_inventory
 
     fleet = WinRMFleet(

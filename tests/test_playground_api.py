@@ -19,9 +19,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
-from bot.playground import PlaygroundApp, PlaygroundUi, WebApi, Workspace
-from bot.playground.signing import AppLink, signature
-from bot.playground.workspace import TRIGGER_SECONDS, ResponseTarget
+from bot.devtools.playground import PlaygroundApp, PlaygroundUi, WebApi, Workspace
+from bot.devtools.playground.signing import AppLink, signature
+from bot.devtools.playground.workspace import TRIGGER_SECONDS, ResponseTarget
 from bot.slack_http import HttpServer
 
 TOKEN = "xoxb-demo-test"

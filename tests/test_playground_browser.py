@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from bot.playground import Demo, DemoOptions, start_demo
+from bot.devtools.playground import Demo, DemoOptions, start_demo
 from tests.browser_support import artifact, chromium_context
 
 # Slack threads are paced at Slack's one post per second per channel.

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bot.config import ConfigError
-from bot.playground import DemoOptions, start_demo
+from bot.devtools.playground import DemoOptions, start_demo
 
 READY = re.compile(r"open (http://127\.0\.0\.1:\d+/)")
 STARTUP_LIMIT = 60.0  # the promise for `make demo`

@@ -56,7 +56,8 @@ def vm_facts(name: str, *, checkpoints: int = 0, **disc: Any) -> VMFacts:
     """What a healthy host would report for the demo VM `name` (override with `disc`)."""
     inv = demo()
     vm = inv.vm(name)
-    volume = inv.volume_of(vm)
+    assert vm.volume is not None
+    volume = inv.host(vm.host).volume(vm.volume)
     assert volume is not None
     found = VMFacts(
         vm=VMInfo(vm.vm_id, vm.name, vm.host, VMState.Running, vm.checkpoint_type),
@@ -71,7 +72,12 @@ def vm_facts(name: str, *, checkpoints: int = 0, **disc: Any) -> VMFacts:
         kvp_product_type=2 if vm.is_domain_controller else 3,
         replication_enabled=vm.hyperv_replica,
         checkpoint_count=checkpoints,
-        volume=Volume(vm.host, volume.path, int(volume.capacity_gb * GB), int(volume.free_gb * GB)),
+        volume=Volume(
+            vm.host,
+            volume.path,
+            int(volume.capacity_gb * GB),
+            int((volume.capacity_gb - volume.used_gb) * GB),
+        ),
     )
     return replace(found, **disc)
 
@@ -320,7 +326,7 @@ def test_outside_the_window_is_refused_with_the_next_opening() -> None:
 def test_outside_the_window_with_schedule_is_deferred_not_refused() -> None:
     policy = parse_policy(WINDOWS, "rules: {change_window: {effect: schedule}}")
     decision = ask("WEB01", policy=policy)
-    assert decision.verdict is Verdict.ALLOW and not decision.runnable_now
+    assert decision.verdict is Verdict.ALLOW
     assert decision.schedule_at == datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
 
 

@@ -51,8 +51,7 @@ def slack_ctx(tmp_path: Path) -> Iterator[tuple[AppContext, FakeSlackApi]]:
         executor = ctx.runner.handlers["create"].__self__  # type: ignore[attr-defined]
         assert isinstance(executor, Executor)
         executor.progress_seconds = 0.15
-        real = executor.host_for
-        executor.host_for = lambda name: SlowCreates(real(name), 1.0)  # type: ignore[assignment,return-value]
+        ctx.host_for.wrap(lambda _name, host: SlowCreates(host, 1.0))  # type: ignore[arg-type,return-value]
         ctx.start_workers(periodic=False)
         try:
             yield ctx, api

@@ -227,15 +227,14 @@ def test_unreachable_host_keeps_the_change_interrupted_and_says_so_once(
         def list_checkpoints(self, vm_id: str | None = None) -> list[object]:
             raise HostUnreachable("connection refused", host=out.change.host)
 
-    real = ctx.host_for
-    ctx.host_for = lambda name: Down()  # type: ignore[assignment,return-value]
+    ctx.host_for.wrap(lambda _name, _host: Down())  # type: ignore[arg-type,return-value]
     reconciler = Reconciler(ctx)
     reconciler.tick(clock())
     reconciler.tick(clock())
     change = show_change(ctx, out.change.ref)
     assert change.state == "interrupted"
     assert [e.kind for e in change.events].count("reconcile_waiting") == 1
-    ctx.host_for = real  # type: ignore[method-assign]
+    ctx.host_for.wrap(None)
     reconciler.tick(clock())
     assert show_change(ctx, out.change.ref).state == "failed"
 

@@ -12,6 +12,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.devtools.emulator import EmulatorLog
+from bot.devtools.hostmodel import (
+    DiskSpec,
+    GuestSpec,
+    HostModel,
+    HostSpec,
+    InMemoryHostStateStore,
+    ModelHost,
+    ReplicationSpec,
+    VMSpec,
+    VolumeSpec,
+    seed_missing,
+)
+from bot.devtools.hostmodel.host import AVHDX_INITIAL_BYTES
+from bot.devtools.simulator.fleet import SimulatedFleet
 from bot.hyperv import (
     CheckpointLimitReached,
     CheckpointNotFound,
@@ -27,23 +42,8 @@ from bot.hyperv import (
     VMNotFound,
     VMState,
 )
-from bot.hyperv.emulator import EmulatorLog
 from bot.hyperv.evidence import TakenKind, judge_taken
-from bot.hyperv.hostmodel import (
-    DiskSpec,
-    GuestSpec,
-    HostModel,
-    HostSpec,
-    InMemoryHostStateStore,
-    ModelHost,
-    ReplicationSpec,
-    VMSpec,
-    VolumeSpec,
-    seed_missing,
-)
-from bot.hyperv.hostmodel.host import AVHDX_INITIAL_BYTES
-from bot.hyperv.simulator import SimulatedFleet
-from bot.hyperv.winrm import WinRMHost
+from bot.hyperv.winrm.host import WinRMHost
 
 GiB = 1024**3
 MiB = 1024**2

@@ -16,10 +16,17 @@ import pytest
 from jinja2 import ChoiceLoader, DictLoader
 
 from bot.changes import State
+from bot.changes.views import (
+    ChangeView,
+    CheckpointRow,
+    EventView,
+    HostProblem,
+    PendingApproval,
+    UpcomingWindow,
+)
 from bot.service import list_checkpoints, request_checkpoint, show_change
 from bot.service.queries import CheckpointListing
 from bot.service.requests import Outcome
-from bot.service.views import ChangeView, CheckpointRow, EventView, HostProblem
 from policies import ApprovalRequirement, Decision, Effect, OutcomeKind, RuleOutcome, Verdict
 from policies.explain import rows as explain_rows
 from templates import Renderer
@@ -28,9 +35,7 @@ from templates.blocks import (
     MESSAGE_TEXT_BUDGET,
     ActionValue,
     BlockKitError,
-    PendingApproval,
     SlackRenderer,
-    UpcomingWindow,
     pack_groups,
     parse_action_value,
     truncate_chars,

@@ -35,7 +35,7 @@ from handlers import (
     parse,
     usage,
 )
-from handlers.grammar_tokens import Token, tokenize
+from handlers.grammar.tokens import Token, tokenize
 
 CREATE_USAGE = (
     "Usage: /checkpoint create VM [--type production|production-only|standard] "

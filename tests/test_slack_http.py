@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
+from bot.changes.views import ChangeView
 from bot.service import show_change
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change, Job
 from tests.slack_support import Call, RunningBot, running_bot

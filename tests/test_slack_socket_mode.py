@@ -25,11 +25,11 @@ from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from sqlmodel import col, select
 
+from bot.changes.views import ChangeView
 from bot.clock import ScaledClock
 from bot.context import AppContext, build_context
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.service import show_change
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change
 from handlers.app import build_bolt_app

@@ -169,14 +169,13 @@ def test_sizes_are_sampled_and_growth_is_shown(tmp_path: Path, clock: ManualCloc
 def test_an_unreachable_host_is_unknown_never_empty(ctx: AppContext) -> None:
     web, *_ = checkpointable(ctx)
     take_orphan(ctx, web, age=3 * DAY)
-    real = ctx.host_for
 
-    def host_for(name: str) -> HyperVHost:
+    def hv02_down(name: str, host: HyperVHost) -> HyperVHost:
         if name == "HV02":
             raise HostUnreachable("WinRM: connection refused", host=name)
-        return real(name)
+        return host
 
-    ctx.host_for = host_for  # type: ignore[method-assign]
+    ctx.host_for.wrap(hv02_down)
     report = scan(ctx)
     assert [p.host for p in report.problems] == ["HV02"]
     assert report.hosts == 3
@@ -188,10 +187,10 @@ def test_an_unreachable_host_is_unknown_never_empty(ctx: AppContext) -> None:
     assert "unknown, not absent" in text
 
     # Nothing else to report: the default channel still hears of the hosts.
-    def all_down(name: str) -> HyperVHost:
+    def all_down(name: str, host: HyperVHost) -> HyperVHost:
         raise HostUnreachable("WinRM: connection refused", host=name)
 
-    ctx.host_for = all_down  # type: ignore[method-assign]
+    ctx.host_for.wrap(all_down)
     [alone] = scan(ctx).digests
     assert alone.channel == "C0SWEEP" and alone.items == () and len(alone.problems) == 3
     assert "some hosts could not be asked" in str(

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from bot.changes.views import ChangeView, HostProblem
 from bot.clock import ManualClock
 from bot.config import SweepConfig
 from bot.context import AppContext, build_context
@@ -26,7 +27,6 @@ from bot.notify.channel import SlackChannelNotices
 from bot.service import show_change
 from bot.service.sweep import SweepTask, run_sweep
 from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
-from bot.service.views import ChangeView, HostProblem
 from bot.store.db import session_scope
 from bot.store.models import Change
 from templates import Renderer

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli.emulator_cmd import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.clock import ScaledClock
 from bot.config import load_settings
 from bot.context import AppContext, build_context
-from bot.hyperv.emulator import EmulatedFleet, EmulatorLog
-from bot.hyperv.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
+from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.inventory import demo_inventory_path, load_inventory
 from bot.service import approve, list_checkpoints, request_checkpoint, rollback, show_change
 from bot.store.db import make_engine

@@ -19,17 +19,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.clock import ManualClock
-from bot.hyperv.emulator import EmulatorLog, EmulatorServer, Faults
-from bot.hyperv.errors import (
-    CheckpointNotFound,
-    CheckpointsDisabled,
-    HostAuthError,
-    HostTimeout,
-    HostUnreachable,
-    InvalidVMState,
-    VMNotFound,
-)
-from bot.hyperv.hostmodel import (
+from bot.devtools.emulator import EmulatorLog, EmulatorServer, Faults
+from bot.devtools.hostmodel import (
     DiskSpec,
     GuestSpec,
     HostModel,
@@ -41,11 +32,20 @@ from bot.hyperv.hostmodel import (
     VolumeSpec,
     seed_missing,
 )
-from bot.hyperv.simulator import SimulatedFleet
+from bot.devtools.simulator.fleet import SimulatedFleet
+from bot.hyperv.errors import (
+    CheckpointNotFound,
+    CheckpointsDisabled,
+    HostAuthError,
+    HostTimeout,
+    HostUnreachable,
+    InvalidVMState,
+    VMNotFound,
+)
 from bot.hyperv.types import CheckpointType, SnapshotType, VMState
-from bot.hyperv.winrm import WinRMHost
-from bot.hyperv.winrm_connect import Credentials
-from bot.hyperv.winrm_pool import WinRMTimeouts
+from bot.hyperv.winrm.connect import Credentials
+from bot.hyperv.winrm.host import WinRMHost
+from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import InvalidName, Inventory, UnknownVM
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"

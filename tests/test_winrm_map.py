@@ -18,8 +18,6 @@ import requests
 from pypsrp.complex_objects import ErrorRecord, GenericComplexObject
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 
-from bot.hyperv import winrm_commands as cmds
-from bot.hyperv import winrm_map as m
 from bot.hyperv.errors import (
     CheckpointLimitReached,
     CheckpointNotFound,
@@ -34,8 +32,10 @@ from bot.hyperv.errors import (
     VMNotFound,
 )
 from bot.hyperv.types import CheckpointType, SnapshotType, VMState
-from bot.hyperv.winrm_errors import error_from_records, transport_error
-from bot.hyperv.winrm_pool import Cmd, render
+from bot.hyperv.winrm import commands as cmds
+from bot.hyperv.winrm import mapping as m
+from bot.hyperv.winrm.errors import error_from_records, transport_error
+from bot.hyperv.winrm.pool import Cmd, render
 
 VM_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 CP_ID = "0b1c5f4e-6a1d-4b8e-9f5a-2c3d4e5f6a7b"

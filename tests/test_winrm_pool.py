@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
-from bot.hyperv.winrm import WinRMFleet, WinRMHost
-from bot.hyperv.winrm_connect import Credentials, HostCredential, wsman_options
-from bot.hyperv.winrm_pool import WinRMTimeouts
+from bot.hyperv.fanout import ask_hosts
+from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_options
+from bot.hyperv.winrm.host import WinRMFleet, WinRMHost
+from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Host, Inventory
 
 VM_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
@@ -172,10 +173,10 @@ def test_fleet_caches_hosts_and_reports_each_hosts_error() -> None:
     fleet = WinRMFleet(inventory, {"HV_PASSWORD": PASSWORD}, fanout=2, call_timeout=3)
     try:
         assert fleet.host("hv01") is fleet.host("HV01")
-        results = fleet.list_all_checkpoints()
+        names = [h.name for h in inventory.hosts]
+        results = dict(ask_hosts(fleet.host, names, lambda h: h.list_checkpoints(), fanout=2))
         assert list(results) == [f"HV{i:02d}" for i in range(5)]
         assert isinstance(results["HV00"], HostAuthError)
         assert all(isinstance(results[f"HV{i:02d}"], HostUnreachable) for i in range(1, 5))
-        assert fleet.list_all_checkpoints(["hv02"]).keys() == {"HV02"}
     finally:
         fleet.close()

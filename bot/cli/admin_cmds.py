@@ -15,8 +15,7 @@ from bot.config import ConfigError
 from bot.service import explain, export_audit
 from bot.service.audit import parse_filter, stream_audit
 from bot.service.deciding import Principal
-from bot.store import migrate
-from bot.store.db import make_engine
+from bot.service.schema import upgrade_schema
 from policies import PolicyError, validate_policy_file
 from policies.explain import rows as explain_rows
 from policies.model import CHECKPOINT_TYPES
@@ -31,18 +30,11 @@ def db() -> None:
 @pass_runtime
 def db_upgrade(rt: Runtime) -> None:
     """Migrate the database to the newest schema (safe to run again)."""
-    settings = rt.settings
-    engine = make_engine(settings.database_url)
-    try:
-        before = migrate.current_revision(engine)
-        migrate.upgrade(engine)
-        after = migrate.current_revision(engine)
-    finally:
-        engine.dispose()
-    if before == after:
-        click.echo(f"{settings.database_label}: already at schema {after}")
+    done = upgrade_schema(rt.settings)
+    if not done.changed:
+        click.echo(f"{done.database}: already at schema {done.after}")
     else:
-        click.echo(f"{settings.database_label}: schema {before or 'empty'} → {after}")
+        click.echo(f"{done.database}: schema {done.before or 'empty'} → {done.after}")
 
 
 @click.group("inventory")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import click
 
 from bot.changes import State
+from bot.changes.views import ChangeView
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.service import (
     ApprovalOutcome,
@@ -25,7 +26,6 @@ from bot.service import (
 from bot.service.binding import APPROVAL_ACTIONS, Ambiguous, Target
 from bot.service.errors import Conflict, Unavailable
 from bot.service.settings import SETTING_TYPES
-from bot.service.views import ChangeView
 from policies.model import CHECKPOINT_TYPES
 
 TYPES = click.Choice(CHECKPOINT_TYPES, case_sensitive=False)

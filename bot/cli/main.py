@@ -11,9 +11,8 @@ import click
 from bot.cli.admin_cmds import audit, db, inventory, policy, worker
 from bot.cli.checkpoint_cmds import change, checkpoint
 from bot.cli.db_cmds import db_backup, db_downgrade
-from bot.cli.demo_cmd import demo
-from bot.cli.emulator_cmd import emulator
 from bot.cli.followup_cmds import reconcile_cmd, resolve_cmd, windows_cmd
+from bot.cli.lazy import LazyCommand, LazyGroup
 from bot.cli.runtime import Runtime
 from bot.cli.serve_cmd import serve
 from bot.cli.sweep_cmd import sweep
@@ -33,7 +32,28 @@ could not be reached.
 """
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+# The dev tools are loaded only when asked for (bot.cli.lazy): a production
+# install without the demo extra never imports them.
+DEVTOOLS = {
+    "demo": LazyCommand(
+        "bot.devtools.playground.cli:demo",
+        "Run the playground: a local Slack, the bot, emulated Hyper-V hosts.",
+        devtools=True,
+    ),
+    "emulator": LazyCommand(
+        "bot.devtools.emulator.cli:emulator",
+        "Run emulated Hyper-V WinRM endpoints until Ctrl-C or SIGTERM.",
+        devtools=True,
+    ),
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=DEVTOOLS,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option(
     "--config",
     "-c",
@@ -63,9 +83,7 @@ for command in (
     db,
     policy,
     worker,
-    emulator,
     serve,
-    demo,
     sweep,
     windows_cmd,
     reconcile_cmd,

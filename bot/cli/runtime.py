@@ -14,7 +14,6 @@ import click
 
 from bot.config import Settings, load_settings
 from bot.context import AppContext, build_context
-from bot.hyperv.hostmodel import demo_hosts_path
 from bot.service.deciding import Principal
 from templates import Renderer
 
@@ -36,6 +35,8 @@ class Runtime:
         if self._settings is None:
             self._settings = load_settings(self.config_path, self.env, self.cwd)
             if self._settings.demo:
+                from bot.devtools.hostmodel import demo_hosts_path
+
                 click.echo(
                     "checkpoint-bot: DEMO MODE — simulated Hyper-V hosts of "
                     f"{_short(demo_hosts_path(), self.cwd)}, inventory "

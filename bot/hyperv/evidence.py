@@ -138,11 +138,3 @@ def judge_listed(checkpoint: Checkpoint) -> Taken:
             "holds no memory: a production checkpoint, or any checkpoint of a VM that was off",
         )
     return Taken(TakenKind.UNKNOWN, "the host did not report what the checkpoint holds")
-
-
-def restore_leaves_off(checkpoint_holds_memory: bool | None) -> bool | None:
-    """Whether restoring leaves the VM Off: yes without memory, no with it
-    (it comes back Saved or Running), unknown otherwise."""
-    if checkpoint_holds_memory is None:
-        return None
-    return not checkpoint_holds_memory

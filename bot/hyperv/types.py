@@ -146,10 +146,6 @@ class Volume:
     capacity_bytes: int
     free_bytes: int
 
-    @property
-    def free_fraction(self) -> float:
-        return self.free_bytes / self.capacity_bytes if self.capacity_bytes else 0.0
-
 
 @dataclass(frozen=True)
 class DiskInfo:

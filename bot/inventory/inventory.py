@@ -9,7 +9,7 @@ from typing import Self
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 
 from bot.inventory.errors import InvalidName, InventoryError, UnknownHost, UnknownVM
-from bot.inventory.models import VM, Host, HostVolume, _Model, normalize_vm_id
+from bot.inventory.models import VM, Host, _Model, normalize_vm_id
 from bot.inventory.names import check_name, suggest
 from bot.yamlio import (
     YamlError,
@@ -112,18 +112,6 @@ class Inventory(_Model):
         """Domain controllers (writable and read-only) of a domain, in inventory order."""
         wanted = domain.strip().rstrip(".").casefold()
         return [vm for vm in self.vms if vm.is_domain_controller and vm.domain == wanted]
-
-    def members_of(self, app_group: str) -> list[VM]:
-        """VMs of an AG, DAG, cluster or replication group (case-insensitive)."""
-        wanted = app_group.casefold()
-        return [vm for vm in self.vms if vm.app_group and vm.app_group.casefold() == wanted]
-
-    def volume_of(self, vm: VM) -> HostVolume | None:
-        """The host volume holding the VM's files, when the inventory knows it."""
-        host = self._hosts_by_name.get(vm.host.casefold())
-        if host is None or vm.volume is None:
-            return None
-        return host.volume(vm.volume)
 
 
 def _at_path(path: YamlPath) -> str:

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.domain import Role
 from bot.hyperv.types import CheckpointType
 from bot.inventory.names import name_problem
 
@@ -69,24 +70,6 @@ class AuthMethod(enum.StrEnum):
     CREDSSP = "credssp"
     CERTIFICATE = "certificate"
     BASIC = "basic"
-
-
-class Role(enum.StrEnum):
-    """What a VM does, as far as the guardrails care."""
-
-    DOMAIN_CONTROLLER = "domain_controller"
-    READ_ONLY_DOMAIN_CONTROLLER = "read_only_domain_controller"
-    CLUSTER_NODE = "cluster_node"
-    SQL_SERVER = "sql_server"
-    SQL_AG_REPLICA = "sql_ag_replica"
-    EXCHANGE_SERVER = "exchange_server"
-    EXCHANGE_DAG_MEMBER = "exchange_dag_member"
-    DFSR_MEMBER = "dfsr_member"
-    FILE_SERVER = "file_server"
-    CERTIFICATE_AUTHORITY = "certificate_authority"
-    WEB = "web"
-    APP = "app"
-    OTHER = "other"
 
 
 DC_ROLES = frozenset({Role.DOMAIN_CONTROLLER, Role.READ_ONLY_DOMAIN_CONTROLLER})
@@ -192,10 +175,6 @@ class HostVolume(_Model):
                 f"used_gb ({self.used_gb:g}) is more than capacity_gb ({self.capacity_gb:g})"
             )
         return self
-
-    @property
-    def free_gb(self) -> float:
-        return self.capacity_gb - self.used_gb
 
 
 class CredentialRef(_Model):
@@ -317,7 +296,8 @@ class Host(_Model):
 
 
 class VMDisks(_Model):
-    """Disk kinds that change what a checkpoint can do (DOMAIN.md)."""
+    """Disk kinds that change what a checkpoint can do (docs/host-truth.md,
+    "Shared disks")."""
 
     shared_vhdx: bool = False
     vhd_set: bool = False

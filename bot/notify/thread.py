@@ -23,10 +23,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from bot.changes import State
+from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
+from bot.changes.views import ChangeView, EventView
 from bot.notify.pacing import ChannelPacer
-from bot.notify.pending import pending_approvals
-from bot.service.views import ChangeView, EventView
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job, change_ref
 from templates.blocks import SlackRenderer

@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 
 from bot.changes import Command
 from bot.changes.record import open_change, transition
+from bot.changes.views import ChangeView
 from bot.durations import format_duration
 from bot.hyperv import Checkpoint, HyperVError, SnapshotType
 from bot.hyperv.evidence import holds_memory, judge_listed
@@ -35,7 +36,6 @@ from bot.service.errors import (
 from bot.service.queries import fleet_checkpoints
 from bot.service.requests import Outcome, merge, view
 from bot.service.sweep import provenance
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change, CheckpointAdoption, change_ref
 from policies import Facts, Permission, authorize
@@ -43,7 +43,7 @@ from policies.rules.lifetime import TTLParams
 from templates import human_bytes
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class AdoptOutcome:
     merge_error: str | None = None
 
 
-def _vm(ctx: AppContext, host: str, vm_id: str) -> VM:
+def _vm(ctx: ServiceDeps, host: str, vm_id: str) -> VM:
     try:
         vm = ctx.inventory.vm_by_id(vm_id)
     except InventoryLookupError:
@@ -72,7 +72,7 @@ def _vm(ctx: AppContext, host: str, vm_id: str) -> VM:
     return vm
 
 
-def _on_host(ctx: AppContext, vm: VM, checkpoint_id: str) -> Checkpoint:
+def _on_host(ctx: ServiceDeps, vm: VM, checkpoint_id: str) -> Checkpoint:
     try:
         found = ctx.host_for(vm.host).list_checkpoints(vm.vm_id)
     except HyperVError as exc:
@@ -88,7 +88,7 @@ def _on_host(ctx: AppContext, vm: VM, checkpoint_id: str) -> Checkpoint:
     )
 
 
-def locate_checkpoint(ctx: AppContext, checkpoint_id: str) -> Checkpoint:
+def locate_checkpoint(ctx: ServiceDeps, checkpoint_id: str) -> Checkpoint:
     """Find a checkpoint by Id on every host (for the CLI, which is given the
     Id alone). Not found while a host cannot be asked is "unknown"."""
     found, problems = fleet_checkpoints(ctx, [h.name for h in ctx.inventory.hosts])
@@ -104,7 +104,7 @@ def locate_checkpoint(ctx: AppContext, checkpoint_id: str) -> Checkpoint:
     raise NotFound(f"no checkpoint {checkpoint_id} on any host")
 
 
-def _ttl(ctx: AppContext, facts: Facts) -> timedelta:
+def _ttl(ctx: ServiceDeps, facts: Facts) -> timedelta:
     """The policy's default lifetime for this VM (`ttl` rule), as a create gets."""
     rule, _decided = ctx.policy.settings("ttl", facts)
     if not rule.enabled or not isinstance(rule.params, TTLParams):
@@ -122,7 +122,7 @@ def _refuse_if_owned(s: Session, checkpoint_id: str) -> None:
 
 
 def adopt_checkpoint(
-    ctx: AppContext,
+    ctx: ServiceDeps,
     host: str,
     vm_id: str,
     checkpoint_id: str,

@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
+from bot.changes.views import ChangeView
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden
@@ -30,7 +31,6 @@ from bot.service.requests import (
     submit_host_action,
     view,
 )
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import (
@@ -43,7 +43,7 @@ from policies import (
 )
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class ApprovalOutcome:
     request_id: int | None = None
 
 
-def _may_decide(ctx: AppContext, request: ApprovalRequest, who: Principal, verb: str) -> None:
+def _may_decide(ctx: ServiceDeps, request: ApprovalRequest, who: Principal, verb: str) -> None:
     requirement = ApprovalRequirement.from_dict(request.requirement)
     ok, why = check_approver(requirement, who.id, who.groups, request.requested_by)
     if not ok:
@@ -78,7 +78,7 @@ def _may_decide(ctx: AppContext, request: ApprovalRequest, who: Principal, verb:
         raise Forbidden(f"you cannot {verb} {change_ref(request.change_id)}: {permitted.message}")
 
 
-def _decide_again(ctx: AppContext, change: Change, request: ApprovalRequest) -> Decision:
+def _decide_again(ctx: ServiceDeps, change: Change, request: ApprovalRequest) -> Decision:
     vm = resolve_vm(ctx, change.vm_name)
     who = Principal(request.requested_by, team=request.requested_by_team)
     action = Action(request.action)
@@ -97,14 +97,14 @@ def _bound(s: Session, change_id: int, target: Target, verb: str) -> ApprovalReq
     return bound_request(s, get_change(s, change_id), target, verb)
 
 
-def _refreshing(ctx: AppContext, change_id: int, exc: Stale) -> Stale:
+def _refreshing(ctx: ServiceDeps, change_id: int, exc: Stale) -> Stale:
     # The card the click came from is out of date: bring it up to date.
     ctx.notifier.changed(change_id)
     return exc
 
 
 def approve(
-    ctx: AppContext, ref: str, *, approver: str | Principal, target: Target | None = None
+    ctx: ServiceDeps, ref: str, *, approver: str | Principal, target: Target | None = None
 ) -> ApprovalOutcome:
     """Approve the request `target` means (default: the only one waiting)."""
     who = as_principal(approver)
@@ -175,7 +175,7 @@ def _still_pending(s: Session, change_id: int, request_id: int) -> ApprovalReque
 
 
 def _carry_out(
-    ctx: AppContext,
+    ctx: ServiceDeps,
     change_id: int,
     request_id: int,
     who: Principal,
@@ -303,7 +303,7 @@ def _carry_out(
 
 
 def reject(
-    ctx: AppContext,
+    ctx: ServiceDeps,
     ref: str,
     *,
     approver: str | Principal,

@@ -38,7 +38,7 @@ from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 APPROVAL_ACTIONS = ("create", "rollback", "merge", "extend")
 # How many of the events since a card the explanation lists.
@@ -285,7 +285,7 @@ class Card:
     legacy: bool = False
 
 
-def check_card(ctx: AppContext, ref: str, card: Card) -> None:
+def check_card(ctx: ServiceDeps, ref: str, card: Card) -> None:
     """Raise Stale (and refresh the change's views) unless the change is
     still as the card showed it: in the same state for a new-format button,
     at exactly the same version for an old one. The action's own service

@@ -1,10 +1,14 @@
 """What the service layer raises to its callers (CLI, Slack, playground).
 
-ServiceError          message: one line a person can act on
-├── BadRequest        the input was wrong; nothing was written
-├── NotFound          no such change or checkpoint
-├── Conflict          the change's state does not allow this now
-└── Unavailable       a host or dependency could not be reached
+ServiceError            message: one line a person can act on
+├── BadRequest          the input was wrong; nothing was written
+├── NotFound            no such change, VM or checkpoint
+├── Forbidden           the one asking may not do this
+├── Conflict            the change's state does not allow this now
+│   ├── Stale           a button or command acted on what is no longer waiting
+│   └── Ambiguous       more than one request could be meant (bot.service.binding)
+└── Unavailable         a host or dependency could not be reached
+    └── HostUnavailable the host a decision needs did not answer (bot.service.deciding)
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from bot.service.ttl_chase import TTLChaser
 from bot.service.window_notices import WindowNotices
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 
-def periodic_tasks(ctx: AppContext) -> list[PeriodicTask]:
+def periodic_tasks(ctx: ServiceDeps) -> list[PeriodicTask]:
     tasks: list[PeriodicTask] = [Reconciler(ctx), WindowNotices(ctx), TTLChaser(ctx)]
     tasks.append(SweepTask(ctx))
     return tasks

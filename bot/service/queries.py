@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
 from bot.changes.record import events_of, get_change
-from bot.hyperv import Checkpoint, HyperVError
+from bot.changes.views import ChangeView, CheckpointRow, HostProblem
+from bot.hyperv import Checkpoint, HyperVError, HyperVHost
 from bot.hyperv.evidence import judge_listed
+from bot.hyperv.fanout import ask_hosts
 from bot.service.audit import stream_audit
 from bot.service.errors import BadRequest
 from bot.service.requests import find_change, resolve_vm
-from bot.service.views import ChangeView, CheckpointRow, HostProblem
 from bot.store.db import session_scope
 from bot.store.models import Change, Job, change_ref
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 
 @dataclass(frozen=True)
@@ -50,21 +50,24 @@ def _tree_order(checkpoints: list[Checkpoint]) -> Iterator[tuple[Checkpoint, int
 
 
 def fleet_checkpoints(
-    ctx: AppContext, hosts: list[str], vm_id: str | None = None
+    ctx: ServiceDeps, hosts: list[str], vm_id: str | None = None
 ) -> tuple[list[Checkpoint], list[HostProblem]]:
     """Every checkpoint on `hosts`, asking at most `hyperv.fanout` at once.
     A host that cannot be asked is a problem, never an empty list: its
     checkpoints are unknown."""
+    return checkpoints_on(ctx.host_for, hosts, fanout=ctx.settings.hyperv.fanout, vm_id=vm_id)
 
-    def fetch(name: str) -> tuple[str, list[Checkpoint] | HyperVError]:
-        try:
-            return name, ctx.host_for(name).list_checkpoints(vm_id)
-        except HyperVError as exc:
-            return name, exc
 
-    workers = max(1, min(len(hosts), ctx.settings.hyperv.fanout))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(fetch, hosts))
+def checkpoints_on(
+    host_for: Callable[[str], HyperVHost],
+    hosts: list[str],
+    *,
+    fanout: int,
+    vm_id: str | None = None,
+) -> tuple[list[Checkpoint], list[HostProblem]]:
+    """`fleet_checkpoints` given the host factory and fan-out themselves (the
+    fleet bench runs exactly this)."""
+    results = ask_hosts(host_for, hosts, lambda host: host.list_checkpoints(vm_id), fanout=fanout)
     found: list[Checkpoint] = []
     problems: list[HostProblem] = []
     for name, result in results:
@@ -76,7 +79,7 @@ def fleet_checkpoints(
 
 
 def list_checkpoints(
-    ctx: AppContext, *, vm: str | None = None, host: str | None = None
+    ctx: ServiceDeps, *, vm: str | None = None, host: str | None = None
 ) -> CheckpointListing:
     vm_id = None
     if vm:
@@ -138,7 +141,7 @@ class _Owner:
     taken_evidence: str | None
 
 
-def _owners(ctx: AppContext, checkpoint_ids: list[str]) -> dict[str, _Owner]:
+def _owners(ctx: ServiceDeps, checkpoint_ids: list[str]) -> dict[str, _Owner]:
     if not checkpoint_ids:
         return {}
     with session_scope(ctx.engine) as s:
@@ -152,7 +155,7 @@ def _owners(ctx: AppContext, checkpoint_ids: list[str]) -> dict[str, _Owner]:
         }
 
 
-def show_change(ctx: AppContext, ref: str) -> ChangeView:
+def show_change(ctx: ServiceDeps, ref: str) -> ChangeView:
     change_id = find_change(ctx, ref)
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
@@ -160,7 +163,7 @@ def show_change(ctx: AppContext, ref: str) -> ChangeView:
         return ChangeView.of(change, events_of(s, change_id), jobs)
 
 
-def audit_rows(ctx: AppContext) -> Iterator[dict[str, Any]]:
+def audit_rows(ctx: ServiceDeps) -> Iterator[dict[str, Any]]:
     """Every event of every change, then every settings change, streamed
     (bot.service.audit)."""
     return stream_audit(ctx.engine)

@@ -29,6 +29,7 @@ from sqlmodel import col, select
 from bot.changes import Command, State
 from bot.changes.lifecycle import IN_FLIGHT, IllegalTransition
 from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, transition
+from bot.changes.views import ChangeView
 from bot.clock import speed_of
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
 from bot.jobs import JobState
@@ -38,13 +39,12 @@ from bot.service.queries import show_change
 from bot.service.reconcile_verdicts import Verdict, judge_create, judge_merge, judge_restore
 from bot.service.requests import find_change
 from bot.service.sweep import owners_of
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job, change_ref
 from policies import is_admin
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ _DEFINITE_FAILURE = {
 }
 
 
-def _owned_elsewhere(ctx: AppContext, change_id: int, checkpoints: list[Checkpoint]) -> set[str]:
+def _owned_elsewhere(ctx: ServiceDeps, change_id: int, checkpoints: list[Checkpoint]) -> set[str]:
     """Which of these checkpoints another change already owns."""
     with session_scope(ctx.engine) as s:
         owners = owners_of(s, [c.id for c in checkpoints])
@@ -78,7 +78,7 @@ class Reconciler:
 
     name = "reconcile"
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: ServiceDeps) -> None:
         self.ctx = ctx
 
     def __repr__(self) -> str:
@@ -293,7 +293,7 @@ def _asked_already(events: list[ChangeEvent], message: str) -> bool:
     return False
 
 
-def resolve(ctx: AppContext, ref: str, outcome: str, *, who: str | Principal) -> ChangeView:
+def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -> ChangeView:
     """A human records what happened to an interrupted change the host could
     not settle; only an outcome the reconciler offered, checked against the
     host once more."""

@@ -20,20 +20,20 @@ from bot.changes.record import (
     parse_ref,
     transition,
 )
+from bot.changes.views import ChangeView
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound
 from bot.service.not_now import not_now
 from bot.service.ownership import new_token
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Decision, Permission, Verdict, authorize
 from policies.model import CHECKPOINT_TYPES
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 MAX_REASON = 500
@@ -58,7 +58,7 @@ class Outcome:
         return self.approval_id is not None
 
 
-def resolve_vm(ctx: AppContext, name: str) -> VM:
+def resolve_vm(ctx: ServiceDeps, name: str) -> VM:
     try:
         return ctx.inventory.vm(name)
     except (UnknownVM, InvalidName) as exc:
@@ -73,7 +73,7 @@ def _duration(text: str, what: str) -> timedelta:
 
 
 def _validate_create(
-    ctx: AppContext, reason: str | None, ctype: str | None, ttl: str | None
+    ctx: ServiceDeps, reason: str | None, ctype: str | None, ttl: str | None
 ) -> tuple[str, str, timedelta | None]:
     text = (reason or "").strip()
     if not text:
@@ -118,7 +118,7 @@ def open_approval(
 
 
 def request_checkpoint(
-    ctx: AppContext,
+    ctx: ServiceDeps,
     vm_name: str,
     *,
     reason: str | None,
@@ -199,7 +199,7 @@ def request_checkpoint(
     return Outcome(view(ctx, change_id), decision, job_id, approval_id)
 
 
-def start_create(ctx: AppContext, change_id: int, schedule_at: datetime | None) -> int:
+def start_create(ctx: ServiceDeps, change_id: int, schedule_at: datetime | None) -> int:
     """Queue the create job; in its change window if the policy gave one."""
     now = ctx.clock()
     if schedule_at is not None and schedule_at > now:
@@ -225,7 +225,7 @@ def start_create(ctx: AppContext, change_id: int, schedule_at: datetime | None) 
     )
 
 
-def find_change(ctx: AppContext, ref: str) -> int:
+def find_change(ctx: ServiceDeps, ref: str) -> int:
     """A change id from `CHG-n`, or from the Id of a checkpoint it owns."""
     text = ref.strip()
     change_id = parse_ref(text)
@@ -288,11 +288,13 @@ def start_host_action(
     return HostJob(kind, event.seq)
 
 
-def submit_host_action(ctx: AppContext, change_id: int, job: HostJob) -> int:
+def submit_host_action(ctx: ServiceDeps, change_id: int, job: HostJob) -> int:
     return ctx.submit(job.kind, change_id, key=f"{job.kind}:{change_id}:{job.seq}")
 
 
-def begin_host_action(ctx: AppContext, change_id: int, action: Action, who: str | Principal) -> int:
+def begin_host_action(
+    ctx: ServiceDeps, change_id: int, action: Action, who: str | Principal
+) -> int:
     """Move an active change into rolling back / merging and queue the job."""
     person = as_principal(who)
     try:
@@ -307,7 +309,7 @@ def begin_host_action(ctx: AppContext, change_id: int, action: Action, who: str 
     return submit_host_action(ctx, change_id, job)
 
 
-def _act(ctx: AppContext, ref: str, action: Action, who: Principal) -> Outcome:
+def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
     change_id = find_change(ctx, ref)
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
@@ -358,21 +360,21 @@ def _act(ctx: AppContext, ref: str, action: Action, who: Principal) -> Outcome:
         raise Conflict(f"{change_ref(change_id)} changed while you asked; look again") from None
 
 
-def rollback(ctx: AppContext, ref: str, *, requester: str | Principal) -> Outcome:
+def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
     who = as_principal(requester)
     outcome = _act(ctx, ref, Action.ROLLBACK, who)
     ctx.notifier.changed(outcome.change.id)
     return outcome
 
 
-def merge(ctx: AppContext, ref: str, *, requester: str | Principal) -> Outcome:
+def merge(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
     who = as_principal(requester)
     outcome = _act(ctx, ref, Action.MERGE, who)
     ctx.notifier.changed(outcome.change.id)
     return outcome
 
 
-def extend(ctx: AppContext, ref: str, by: str, *, requester: str | Principal) -> Outcome:
+def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -> Outcome:
     """Give an active checkpoint more time; beyond the scope's maximum
     lifetime the policy asks for approval."""
     who = as_principal(requester)
@@ -453,7 +455,7 @@ def apply_extension(
 
 
 def explain(
-    ctx: AppContext,
+    ctx: ServiceDeps,
     vm_name: str,
     action: str,
     who: Principal,
@@ -472,7 +474,7 @@ def explain(
     return ctx.decider.decide(vm, act, who, checkpoint_type=checkpoint_type, now=at, strict=False)
 
 
-def view(ctx: AppContext, change_id: int) -> ChangeView:
+def view(ctx: ServiceDeps, change_id: int) -> ChangeView:
     with session_scope(ctx.engine) as s:
         return ChangeView.of(get_change(s, change_id))
 
@@ -485,7 +487,7 @@ class StartOutcome:
     job_id: int
 
 
-def start_vm(ctx: AppContext, ref: str, *, requester: str | Principal) -> StartOutcome:
+def start_vm(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> StartOutcome:
     """Start the VM a rollback left Off or Saved. Whoever may roll the VM
     back may start it again; nothing else is allowed to."""
     who = as_principal(requester)

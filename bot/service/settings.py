@@ -23,7 +23,7 @@ from bot.store.models import VMSettingChange
 from policies import Action, Effect, is_admin
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 SETTING_TYPES = {
     "production": CheckpointType.Production,
@@ -46,7 +46,7 @@ def _host_error(exc: HyperVError) -> ServiceError:
     return ServiceError(f"the host refused: {exc.message}")
 
 
-def show_settings(ctx: AppContext, vm_name: str) -> SettingsOutcome:
+def show_settings(ctx: ServiceDeps, vm_name: str) -> SettingsOutcome:
     vm = resolve_vm(ctx, vm_name)
     try:
         return SettingsOutcome(ctx.host_for(vm.host).get_vm(vm.vm_id))
@@ -55,7 +55,7 @@ def show_settings(ctx: AppContext, vm_name: str) -> SettingsOutcome:
 
 
 def change_settings(
-    ctx: AppContext,
+    ctx: ServiceDeps,
     vm_name: str,
     who: str | Principal,
     *,

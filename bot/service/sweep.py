@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from bot.changes import State
 from bot.changes.record import parse_ref
+from bot.changes.views import HostProblem
 from bot.hyperv import Checkpoint
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.types import REPLICA_SNAPSHOT_TYPES
@@ -34,12 +35,11 @@ from bot.service import vanished
 from bot.service.ownership import ref_of, token_of
 from bot.service.queries import fleet_checkpoints
 from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
-from bot.service.views import HostProblem
 from bot.store.db import session_scope
 from bot.store.models import Change, CheckpointSize, Job, change_ref
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def record_sizes(s: Session, checkpoints: Iterable[Checkpoint], at: datetime) ->
     )
 
 
-def size_history(ctx: AppContext, checkpoint_id: str) -> list[tuple[datetime, int]]:
+def size_history(ctx: ServiceDeps, checkpoint_id: str) -> list[tuple[datetime, int]]:
     """Every kept sample of one checkpoint, oldest first."""
     with session_scope(ctx.engine) as s:
         rows = s.exec(
@@ -242,7 +242,7 @@ def _digests(
     )
 
 
-def scan(ctx: AppContext, now: datetime | None = None, *, record: bool = True) -> SweepReport:
+def scan(ctx: ServiceDeps, now: datetime | None = None, *, record: bool = True) -> SweepReport:
     """List every checkpoint on every host, sample its size (unless `record`
     is False) and say which are stale, orphaned or at odds with the record."""
     at = now or ctx.clock()
@@ -290,7 +290,7 @@ def scan(ctx: AppContext, now: datetime | None = None, *, record: bool = True) -
     )
 
 
-def settle_vanished(ctx: AppContext, report: SweepReport) -> SweepReport:
+def settle_vanished(ctx: ServiceDeps, report: SweepReport) -> SweepReport:
     """Changes whose checkpoint the sweep did not see: asked about one by
     one (the VM must be on its host, the checkpoint absent), then ended."""
     settled = tuple(
@@ -301,7 +301,7 @@ def settle_vanished(ctx: AppContext, report: SweepReport) -> SweepReport:
     return replace(report, vanished=settled)
 
 
-def post_digests(ctx: AppContext, report: SweepReport) -> SweepReport:
+def post_digests(ctx: ServiceDeps, report: SweepReport) -> SweepReport:
     """One message per channel, however many checkpoints it lists."""
     posted: dict[str, str | None] = {}
     for digest in report.digests:
@@ -316,7 +316,7 @@ def post_digests(ctx: AppContext, report: SweepReport) -> SweepReport:
     return replace(report, posted=posted)
 
 
-def run_sweep(ctx: AppContext, *, post: bool = False, now: datetime | None = None) -> SweepReport:
+def run_sweep(ctx: ServiceDeps, *, post: bool = False, now: datetime | None = None) -> SweepReport:
     """One sweep now (the CLI's `sweep run`): scan, and post if asked to."""
     report = settle_vanished(ctx, scan(ctx, now))
     if post and ctx.channels.enabled:
@@ -328,7 +328,7 @@ def run_sweep(ctx: AppContext, *, post: bool = False, now: datetime | None = Non
 class SweepTask:
     """The periodic sweep: once per `sweep.interval` across every replica."""
 
-    ctx: AppContext
+    ctx: ServiceDeps
     name: str = KIND
 
     def tick(self, now: datetime) -> None:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.service.views import ChangeView, HostProblem
+from bot.changes.views import ChangeView, HostProblem
 
 
 class Finding(enum.StrEnum):

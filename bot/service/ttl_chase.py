@@ -24,18 +24,18 @@ from sqlmodel import col, select
 
 from bot.changes.lifecycle import State
 from bot.changes.record import get_change, note
+from bot.changes.views import ChangeView
 from bot.durations import format_duration
 from bot.service import vanished
 from bot.service.deciding import Principal
 from bot.service.errors import ServiceError
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change
 from policies import Facts
 from policies.rules.lifetime import TTLParams
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def due_reminder(
 class TTLChaser:
     name = "ttl_chase"
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: ServiceDeps) -> None:
         self.ctx = ctx
 
     def __repr__(self) -> str:

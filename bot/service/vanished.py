@@ -23,13 +23,13 @@ from sqlmodel import col, select
 
 from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, transition
+from bot.changes.views import ChangeView
 from bot.hyperv import HyperVError, HyperVHost
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def gone(host: HyperVHost, vm_id: str, checkpoint_id: str) -> bool | None:
     return checkpoint_id not in {c.id for c in present}
 
 
-def settle(ctx: AppContext, change_id: int, seen_version: int, why: str) -> bool:
+def settle(ctx: ServiceDeps, change_id: int, seen_version: int, why: str) -> bool:
     """Move the change to `vanished` if it is still as it was when the host
     was asked (its version); True when it moved."""
     try:
@@ -73,7 +73,7 @@ def settle(ctx: AppContext, change_id: int, seen_version: int, why: str) -> bool
     return True
 
 
-def check(ctx: AppContext, change: ChangeView, why: str) -> bool:
+def check(ctx: ServiceDeps, change: ChangeView, why: str) -> bool:
     """Ask the host about one change's checkpoint; settle it if gone."""
     if change.checkpoint_id is None:
         return False
@@ -87,7 +87,7 @@ def check(ctx: AppContext, change: ChangeView, why: str) -> bool:
 
 
 def candidates(
-    ctx: AppContext, answered: Collection[str], present: Collection[str]
+    ctx: ServiceDeps, answered: Collection[str], present: Collection[str]
 ) -> list[ChangeView]:
     """Changes holding a checkpoint on a host that answered a full listing
     which did not include it: each still to be confirmed with `check` (the

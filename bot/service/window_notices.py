@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, select
 
 from bot.changes.lifecycle import HOLDS_CHECKPOINT, State
+from bot.changes.views import ChangeView
 from bot.jobs import JobState
-from bot.service.views import ChangeView
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job
 from policies.scopes import scope_matches
 from policies.windows import Window
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.service.deps import ServiceDeps
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class WindowSummary:
 class WindowNotices:
     name = "window_notices"
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: ServiceDeps) -> None:
         self.ctx = ctx
 
     def __repr__(self) -> str:

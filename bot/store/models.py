@@ -187,17 +187,6 @@ class Tick(SQLModel, table=True):
     claimed_at: datetime = _utc()
 
 
-class SimulatorHost(SQLModel, table=True):
-    """The simulated fleet's state, one JSON document per host, so the demo
-    and the CLI keep their checkpoints between runs."""
-
-    __tablename__ = "simulator_host"
-
-    host: str = Field(primary_key=True, max_length=255)
-    state: dict[str, Any] = _json()
-    version: int = Field(default=1)
-
-
 def change_ref(change_id: int) -> str:
     return f"CHG-{change_id:04d}"
 

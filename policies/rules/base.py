@@ -10,14 +10,11 @@ fact and why it is unknown; it never passes on a guess.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from policies.model import (
     ApprovalRequirement,
-    Context,
     Effect,
     Fact,
     Facts,
@@ -25,33 +22,11 @@ from policies.model import (
     Request,
     RuleOutcome,
 )
+from policies.params import ResolvedRule, RuleParams
+from policies.policy import Context
 
 if TYPE_CHECKING:
     from datetime import datetime
-
-
-class RuleParams(BaseModel):
-    """Base of every rule's params; extra keys are config errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    # What the rule answers when a fact it needs is unknown: never "allow".
-    on_unknown: Literal["deny", "needs_approval"] = "deny"
-
-
-@dataclass(frozen=True)
-class ResolvedRule:
-    """One rule's settings for one VM, after scoped overrides."""
-
-    id: str
-    enabled: bool
-    effect: Effect
-    params: RuleParams
-    scopes: tuple[str, ...] = field(default=())  # descriptions of the overrides applied
-
-    @property
-    def on_unknown(self) -> Effect:
-        return Effect(self.params.on_unknown)
 
 
 RuleCheck = Callable[[Request, Facts, Context, ResolvedRule], RuleOutcome]

@@ -11,16 +11,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from policies.model import Action, Context, Effect, Fact, Facts, Request, RuleOutcome
-from policies.rules.base import (
-    ResolvedRule,
-    RuleParams,
-    RuleSpec,
-    fire,
-    not_applicable,
-    passed,
-    unknown,
-)
+from policies.model import Action, Effect, Fact, Facts, Request, RuleOutcome
+from policies.params import ResolvedRule, RuleParams
+from policies.policy import Context
+from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
 
 DC_ROLES = frozenset({"domain_controller", "read_only_domain_controller"})
 _DC_PRODUCT_TYPE = 2

@@ -7,8 +7,10 @@ quietly guessing forever.
 
 from __future__ import annotations
 
-from policies.model import Context, Effect, Facts, Request, RuleOutcome
-from policies.rules.base import ResolvedRule, RuleParams, RuleSpec, fire, not_applicable, passed
+from policies.model import Effect, Facts, Request, RuleOutcome
+from policies.params import ResolvedRule, RuleParams
+from policies.policy import Context
+from policies.rules.base import RuleSpec, fire, not_applicable, passed
 
 
 class DriftParams(RuleParams):

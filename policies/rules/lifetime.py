@@ -12,16 +12,10 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from bot.durations import format_duration
-from policies.model import Action, Context, Effect, Facts, Request, RuleOutcome
-from policies.rules.base import (
-    ResolvedRule,
-    RuleParams,
-    RuleSpec,
-    fire,
-    not_applicable,
-    passed,
-    unknown,
-)
+from policies.model import Action, Effect, Facts, Request, RuleOutcome
+from policies.params import ResolvedRule, RuleParams
+from policies.policy import Context
+from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
 from policies.schema import Duration
 
 _GB = 1024**3

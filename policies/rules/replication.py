@@ -7,18 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from policies.model import Action, Context, Effect, Facts, Request, RuleOutcome
-from policies.rules.base import (
-    ResolvedRule,
-    RuleParams,
-    RuleSpec,
-    fire,
-    not_applicable,
-    passed,
-    riskier,
-    roles_of,
-    unknown,
-)
+from policies.model import Action, Effect, Facts, Request, RuleOutcome
+from policies.params import ResolvedRule, RuleParams
+from policies.policy import Context
+from policies.rules.base import RuleSpec, fire, not_applicable, passed, riskier, roles_of, unknown
 
 _RISKY_ACTIONS = (Action.CREATE, Action.ROLLBACK)
 

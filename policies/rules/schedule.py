@@ -7,22 +7,15 @@ from pydantic import Field
 from policies.model import (
     Action,
     ApprovalRequirement,
-    Context,
     Effect,
     Fact,
     Facts,
     Request,
     RuleOutcome,
 )
-from policies.rules.base import (
-    ResolvedRule,
-    RuleParams,
-    RuleSpec,
-    fire,
-    not_applicable,
-    passed,
-    unknown,
-)
+from policies.params import ResolvedRule, RuleParams
+from policies.policy import Context
+from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
 from policies.scopes import scope_matches
 from policies.windows import Window
 

@@ -1,0 +1,244 @@
+"""Plain snapshots of change records (`ChangeView`, `EventView`, `JobView`, …):
+what the service hands its callers and what the notifier renders; no ORM
+object leaves the service."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.store.models import Change, ChangeEvent, Job, change_ref
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True)
+class EventView:
+    seq: int
+    at: datetime
+    actor: str
+    kind: str
+    from_state: str | None
+    to_state: str | None
+    message: str
+    details: dict[str, Any]
+    # The actor's Slack workspace; None for the bot, the policy and `cli:NAME`.
+    actor_team: str | None = None
+
+    @classmethod
+    def of(cls, e: ChangeEvent) -> EventView:
+        return cls(
+            e.seq,
+            e.at,
+            e.actor,
+            e.kind,
+            e.from_state,
+            e.to_state,
+            e.message,
+            e.details,
+            e.actor_team,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "at": _iso(self.at)}
+
+
+@dataclass(frozen=True)
+class JobView:
+    id: int
+    kind: str
+    state: str
+    attempt: int
+    worker: str | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, j: Job) -> JobView:
+        assert j.id is not None
+        return cls(j.id, j.kind, j.state, j.attempt, j.worker, j.error, j.created_at, j.finished_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "created_at": _iso(self.created_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+@dataclass(frozen=True)
+class ChangeView:
+    id: int
+    ref: str
+    action: str
+    state: str
+    vm_name: str
+    vm_id: str
+    host: str
+    checkpoint_type: str
+    reason: str
+    requester: str
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    ttl_seconds: int
+    expires_at: datetime | None
+    checkpoint_id: str | None
+    checkpoint_name: str | None
+    decision: dict[str, Any]
+    # What the host really took, and why the bot believes it
+    # (`checkpoint_type` is what was asked for).
+    taken_type: str | None = None
+    taken_evidence: str | None = None
+    # Whether it holds the VM's memory: False means a restore leaves the VM Off.
+    holds_memory: bool | None = None
+    # The VM's state after the last rollback, and whether someone must start it.
+    vm_state_after: str | None = None
+    # The record's optimistic-lock version: buttons carry it, so a click on
+    # an outdated message is recognised.
+    version: int = 0
+    # The requester's Slack workspace (None for `cli:NAME`).
+    requester_team: str | None = None
+    events: tuple[EventView, ...] = ()
+    jobs: tuple[JobView, ...] = field(default=())
+
+    @classmethod
+    def of(
+        cls, c: Change, events: list[ChangeEvent] | None = None, jobs: list[Job] | None = None
+    ) -> ChangeView:
+        assert c.id is not None
+        return cls(
+            id=c.id,
+            ref=change_ref(c.id),
+            action=c.action,
+            state=c.state,
+            vm_name=c.vm_name,
+            vm_id=c.vm_id,
+            host=c.host,
+            checkpoint_type=c.checkpoint_type,
+            reason=c.reason,
+            requester=c.requester,
+            source=c.source,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+            ttl_seconds=c.ttl_seconds,
+            expires_at=c.expires_at,
+            checkpoint_id=c.checkpoint_id,
+            checkpoint_name=c.checkpoint_name,
+            decision=dict(c.decision),
+            taken_type=c.taken_type,
+            taken_evidence=c.taken_evidence,
+            holds_memory=c.holds_memory,
+            vm_state_after=c.vm_state_after,
+            version=c.version,
+            requester_team=c.requester_team,
+            events=tuple(EventView.of(e) for e in events or ()),
+            jobs=tuple(JobView.of(j) for j in jobs or ()),
+        )
+
+    @property
+    def last_error(self) -> str | None:
+        """The failure that put the change where it is now; None once a later
+        step settled it (an interrupted change reconciled to active, a failed
+        merge followed by a successful one)."""
+        for e in reversed(self.events):
+            if e.kind.endswith("failed") or e.kind == "interrupt":
+                return e.message
+            if e.to_state:
+                return None
+        return None
+
+    @property
+    def needs_start(self) -> bool:
+        """A rollback left the VM off or saved, and nobody has started it."""
+        return self.state == "rolled_back" and self.vm_state_after in ("Off", "Saved")
+
+    @property
+    def resolutions(self) -> tuple[str, ...]:
+        """For an interrupted change the host could not settle: the outcomes
+        a human may record, as the last `needs_human` event offered them."""
+        if self.state != "interrupted":
+            return ()
+        for e in reversed(self.events):
+            if e.to_state:
+                return ()
+            if e.kind == "needs_human":
+                return tuple(str(x) for x in e.details.get("choices", ()))
+        return ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = _iso(self.created_at)
+        data["updated_at"] = _iso(self.updated_at)
+        data["expires_at"] = _iso(self.expires_at)
+        data["events"] = [e.to_dict() for e in self.events]
+        data["jobs"] = [j.to_dict() for j in self.jobs]
+        return data
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    host: str
+    vm_name: str
+    vm_id: str
+    id: str
+    name: str
+    parent_id: str | None
+    depth: int
+    created_at: datetime
+    age_seconds: int
+    size_bytes: int
+    # What the host says: SnapshotType (Standard for production and standard
+    # checkpoints alike) and the captured state (Off: no memory).
+    snapshot_type: str
+    captured_state: str | None
+    change_ref: str | None
+    change_state: str | None
+    # What the checkpoint is (production | standard | unknown) and why: from
+    # the owning change's record when there is one, else from what it holds.
+    taken: str = "unknown"
+    evidence: str = ""
+    # What the owning change asked for, if a change owns it.
+    asked: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "created_at": _iso(self.created_at)}
+
+
+@dataclass(frozen=True)
+class HostProblem:
+    host: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """An approval that waits (the thread root, `/checkpoint status` and
+    the App Home show it): the change, the action it would carry out, who may give it
+    (`ApprovalRequirement.describe()`), how many have so far, the request's
+    id (its Approve / Reject carry it; without one no button is offered) and
+    who asked."""
+
+    change: ChangeView
+    action: str
+    description: str
+    approvals: int = 0
+    required: int = 1
+    request_id: int | None = None
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True)
+class UpcomingWindow:
+    """A change window's next opening (the App Home shows it)."""
+
+    name: str
+    opens_at: datetime
+    closes_at: datetime

@@ -1,0 +1,180 @@
+"""`checkpoint-bot emulator`: serve modelled Hyper-V hosts over WinRM/PSRP on 127.0.0.1.
+
+The hosts come from a host-model file (bot.devtools.hostmodel; the demo
+estate's by default), never from an inventory: an inventory is only read to
+write a copy of it aimed at the endpoints (`--write-inventory`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
+from bot.devtools.emulator.faults import SPEC_HELP
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
+from bot.devtools.emulator.server import DEFAULT_USERS
+from bot.devtools.hostmodel import (
+    HostModelError,
+    HostStateStore,
+    InMemoryHostStateStore,
+    SqlHostStateStore,
+    demo_hosts_path,
+    load_host_model,
+)
+from bot.inventory import InventoryError, demo_inventory_path, load_inventory
+
+EPILOG = f"""\
+Faults (--faults SPEC): {SPEC_HELP} Example: --faults latency=50,hang=Checkpoint-VM,refuse
+
+Clients connect with pypsrp: WSMan("127.0.0.1", port=PORT, ssl=False, auth="basic",
+encryption="never", ...) or auth="ntlm" (message encryption on). Without --user the
+login is {next(iter(DEFAULT_USERS))} / {next(iter(DEFAULT_USERS.values()))}.
+"""
+
+
+def _environment() -> Mapping[str, str]:
+    # The CLI's Runtime carries the environment it was started with; used
+    # standalone (tests), fall back to the process environment.
+    ctx = click.get_current_context(silent=True)
+    env = getattr(ctx.obj if ctx is not None else None, "env", None)
+    return env if isinstance(env, dict) else os.environ
+
+
+def _store(database: str | None) -> HostStateStore:
+    if database is None:
+        return InMemoryHostStateStore()
+    from bot.store.db import make_engine
+    from bot.store.migrate import upgrade
+
+    engine = make_engine(database)
+    upgrade(engine)
+    return SqlHostStateStore(engine)
+
+
+@click.command("emulator", epilog=EPILOG)
+@click.option(
+    "--hosts",
+    "hosts_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Host-model YAML: what the hosts hold (default: the demo estate's, "
+    "deploy/examples/demo-hosts.yaml).",
+)
+@click.option(
+    "--inventory",
+    "inventory_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="The bot's inventory, only read to write a copy aimed at the endpoints "
+    "(--write-inventory; default: the demo inventory).",
+)
+@click.option("--host", "host_names", multiple=True, help="Serve this host (repeatable).")
+@click.option("--all", "all_hosts", is_flag=True, help="Serve every modelled host (default).")
+@click.option("--port", type=click.IntRange(0, 65535), default=5985, show_default=True,
+              help="First port; host i listens on PORT+i (0: ephemeral ports).")  # fmt: skip
+@click.option("--latency-ms", type=click.IntRange(0), default=0, help="Delay before every answer.")
+@click.option("--faults", "fault_spec", default="", help="Fault injection SPEC (see below).")
+@click.option("--user", default=None, help="The one accepted user name.")
+@click.option("--password-env", default=None, help="Environment variable holding its password.")
+@click.option("--database", default=None, help="Simulator state in this SQL database URL.")
+@click.option(
+    "--write-inventory",
+    "write_inventory",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a copy of --inventory whose hosts point at these endpoints (NTLM over "
+    "HTTP), for `hyperv: {backend: winrm}`.",
+)
+@click.option(
+    "--log-file",
+    "log_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Append every command the hosts receive to FILE, one JSON line each "
+    "(cmdlet, parameters, host, time): what the bot really sent.",
+)
+def emulator(
+    hosts_path: Path | None,
+    inventory_path: Path | None,
+    host_names: tuple[str, ...],
+    all_hosts: bool,
+    port: int,
+    latency_ms: int,
+    fault_spec: str,
+    user: str | None,
+    password_env: str | None,
+    database: str | None,
+    write_inventory: Path | None,
+    log_file: Path | None,
+) -> None:
+    """Run emulated Hyper-V WinRM endpoints until Ctrl-C or SIGTERM."""
+    if host_names and all_hosts:
+        raise click.UsageError("--host and --all are exclusive")
+    if inventory_path is not None and write_inventory is None:
+        raise click.UsageError("--inventory is only read for --write-inventory")
+    if write_inventory is not None and inventory_path is None:
+        inventory_path = demo_inventory_path()
+    try:
+        faults = Faults.parse(fault_spec)
+        model = load_host_model(hosts_path or demo_hosts_path())
+        inventory = load_inventory(inventory_path) if inventory_path else None
+    except (FaultSpecError, InventoryError, HostModelError) as exc:
+        raise click.UsageError(str(exc)) from None
+    unknown = [n for n in host_names if n.casefold() not in {h.casefold() for h in model.names()}]
+    if unknown:
+        raise click.UsageError(
+            f"--host {unknown[0]}: not in the host model (it has: {', '.join(model.names())})"
+        )
+    users = dict(DEFAULT_USERS)
+    if user is not None:
+        if not password_env:
+            raise click.UsageError("--user needs --password-env VAR")
+        password = _environment().get(password_env)
+        if not password:
+            raise click.UsageError(f"environment variable {password_env} is not set")
+        users = {user: password}
+    log = EmulatorLog(mirror=log_file)
+    fleet = EmulatedFleet.start(
+        _store(database),
+        hosts=list(host_names) or None,
+        model=model,
+        base_port=port,
+        users=users,
+        latency_ms=latency_ms,
+        faults=faults,
+        log=log,
+    )
+    done = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        for name, server in fleet.servers.items():
+            click.echo(f"{name}\t{server.url}")
+        if write_inventory is not None and inventory is not None:
+            login = user or next(iter(DEFAULT_USERS))
+            pointed = emulated_inventory(
+                inventory,
+                {n: srv.port for n, srv in fleet.servers.items()},
+                login,
+                password_env or EMULATOR_PASSWORD_ENV,
+            )
+            write_inventory.parent.mkdir(parents=True, exist_ok=True)
+            write_inventory.write_text(pointed, encoding="utf-8")
+            click.echo(f"emulator: wrote {write_inventory}", err=True)
+        click.echo("emulator: serving; Ctrl-C to stop", err=True)
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        fleet.stop()
+        log.close()
+        click.echo("emulator: stopped", err=True)

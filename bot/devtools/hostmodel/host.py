@@ -1,0 +1,482 @@
+"""One modelled Hyper-V host: what its cmdlets do to its state.
+
+    ModelHost(name, store, clock)
+      reads     get_vms, get_vm, get_snapshots, hard_disk_drives, replication,
+                kvp, volumes                         -> views (bot.devtools.hostmodel.views)
+      cmdlets   checkpoint_vm, restore_snapshot, remove_snapshot, start_vm, set_vm
+      an admin  remove_behind_back (Hyper-V Manager, behind the bot's back)
+
+Every operation raises `HostError` with the host's own text. A change runs
+in one `store.edit(host)` transaction: the state is first advanced to
+`clock()` (`engine`), then the operation acts, and a failure leaves the
+stored state untouched. A read advances a copy and stores nothing, so
+reading never blocks a writer. A VM is found only on the host that holds
+it: asking another host is "unable to find a virtual machine", as on a
+real estate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from bot.devtools.hostmodel import errors
+from bot.devtools.hostmodel.engine import advance, checkpoint_size, free_bytes, is_merging
+from bot.devtools.hostmodel.enums import (
+    CheckpointType,
+    SnapshotType,
+    VMOperationalStatus,
+    VMReplicationHealthState,
+    VMReplicationMode,
+    VMReplicationState,
+    VMState,
+)
+from bot.devtools.hostmodel.errors import HostError
+from bot.devtools.hostmodel.state import HostState, ModelCheckpoint, ModelMerge, ModelVM
+from bot.devtools.hostmodel.store import HostStateStore
+from bot.devtools.hostmodel.views import (
+    HardDiskDrive,
+    HostVolume,
+    KvpComponent,
+    VirtualMachine,
+    VMReplication,
+    VMSnapshot,
+)
+
+Clock = Callable[[], datetime]
+
+# A new .avhdx starts at a few MiB (its header, BAT and metadata regions).
+AVHDX_INITIAL_BYTES = 4 * 1024**2
+# Merge speed: sequential copy on ordinary server storage. A small merge
+# still takes a few seconds on a real host (the job, the config rewrite).
+MERGE_BYTES_PER_SECOND = 128 * 1024**2
+MERGE_MINIMUM = timedelta(seconds=5)
+
+# States whose memory a standard checkpoint saves with it.
+_HOLDS_MEMORY = frozenset({VMState.Running, VMState.Paused, VMState.Saved})
+# Restoring a checkpoint that holds memory puts the VM in Saved, not
+# Running: Hyper-V applies "the disk state, runtime state, and configuration
+# values for a snapshot ... This information serves as the starting point
+# for the virtual computer system when it is next activated"
+# (https://learn.microsoft.com/previous-versions/windows/desktop/virtual/
+# applyvirtualsystemsnapshot-msvm-virtualsystemmanagementservice), i.e. the
+# memory comes back as a saved state that Start-VM resumes. Not verified on a
+# live host; if one shows otherwise, change this and its test.
+_RESTORED_WITH_MEMORY = VMState.Saved
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class ModelHost:
+    def __init__(
+        self,
+        name: str,
+        store: HostStateStore,
+        clock: Clock,
+        *,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self._name = name
+        self._store = store
+        self._clock = clock
+        self._new_id = new_id
+
+    def __repr__(self) -> str:
+        return f"ModelHost({self._name!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    # -- state ---------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the host model's clock must return aware datetimes")
+        return now
+
+    @contextmanager
+    def _edit(self) -> Iterator[tuple[HostState, datetime]]:
+        now = self._now()
+        with self._store.edit(self._name) as state:
+            advance(state, now)
+            yield state, now
+
+    def _read(self) -> tuple[HostState, datetime]:
+        now = self._now()
+        state = self._store.read(self._name)
+        if state.as_of is None:
+            # The first sight starts the running VMs' uptime: store it once.
+            with self._edit():
+                pass
+            state = self._store.read(self._name)
+        advance(state, now)
+        return state, now
+
+    @staticmethod
+    def _vm(state: HostState, vm_id: str) -> ModelVM:
+        vm = state.vms.get(vm_id.casefold())
+        if vm is None:
+            raise errors.vm_not_found(vm_id)
+        return vm
+
+    @staticmethod
+    def _checkpoint(state: HostState, checkpoint_id: str) -> ModelCheckpoint:
+        checkpoint = state.checkpoints.get(checkpoint_id.casefold())
+        if checkpoint is None:
+            raise errors.checkpoint_not_found()
+        return checkpoint
+
+    # -- views ---------------------------------------------------------------
+
+    def _vm_view(self, state: HostState, vm: ModelVM, now: datetime) -> VirtualMachine:
+        uptime = timedelta(0)
+        if vm.state in (VMState.Running, VMState.Paused) and vm.started_at is not None:
+            uptime = max(timedelta(0), now - vm.started_at)
+        parent = state.checkpoints.get(vm.parent_checkpoint_id or "")
+        status = VMOperationalStatus.Ok
+        if is_merging(state, vm.vm_id):
+            status = VMOperationalStatus.MergingDisks
+        replication = vm.replication
+        return VirtualMachine(
+            vm_id=vm.vm_id,
+            name=vm.name,
+            computer_name=self._name,
+            state=vm.state,
+            checkpoint_type=vm.checkpoint_type,
+            automatic_checkpoints_enabled=vm.automatic_checkpoints,
+            operational_status=(status,),
+            replication_state=(replication.state if replication else VMReplicationState.Disabled),
+            replication_mode=(replication.mode if replication else VMReplicationMode.NotReplicated),
+            replication_health=(
+                replication.health if replication else VMReplicationHealthState.NotApplicable
+            ),
+            parent_snapshot_id=parent.id if parent else None,
+            parent_snapshot_name=parent.name if parent else None,
+            # Whole seconds, as the host's TimeSpan shows them in practice.
+            uptime=timedelta(seconds=int(uptime.total_seconds())),
+            path=vm.folder,
+            is_clustered=vm.is_clustered,
+            generation=vm.generation,
+            processor_count=vm.processor_count,
+            memory_startup_bytes=vm.memory_bytes,
+        )
+
+    def _snapshot_view(self, state: HostState, checkpoint: ModelCheckpoint) -> VMSnapshot:
+        vm = state.vms[checkpoint.vm_id]
+        parent = state.checkpoints.get(checkpoint.parent_id or "")
+        return VMSnapshot(
+            id=checkpoint.id,
+            vm_id=vm.vm_id,
+            vm_name=vm.name,
+            name=checkpoint.name,
+            computer_name=self._name,
+            snapshot_type=checkpoint.snapshot_type,
+            state=checkpoint.captured_state,
+            parent_snapshot_id=parent.id if parent else None,
+            parent_snapshot_name=parent.name if parent else None,
+            creation_time=checkpoint.created_at,
+            is_automatic_checkpoint=checkpoint.is_automatic,
+            size_of_system_files=checkpoint_size(state, checkpoint),
+            path=checkpoint.path,
+        )
+
+    def _volume_view(self, state: HostState, path: str) -> HostVolume:
+        return HostVolume(
+            computer_name=self._name,
+            path=path,
+            capacity_bytes=state.volumes[path].capacity_bytes,
+            free_bytes=free_bytes(state, path),
+        )
+
+    # -- reads ---------------------------------------------------------------
+
+    def get_vms(self) -> list[VirtualMachine]:
+        state, now = self._read()
+        vms = sorted(state.vms.values(), key=lambda vm: (vm.name.casefold(), vm.vm_id))
+        return [self._vm_view(state, vm, now) for vm in vms]
+
+    def get_vm(self, vm_id: str) -> VirtualMachine:
+        state, now = self._read()
+        return self._vm_view(state, self._vm(state, vm_id), now)
+
+    def get_snapshots(self) -> list[VMSnapshot]:
+        """Every checkpoint on the host, oldest first."""
+        state, _now = self._read()
+        found = sorted(state.checkpoints.values(), key=lambda cp: (cp.created_at, cp.seq))
+        return [self._snapshot_view(state, cp) for cp in found]
+
+    def hard_disk_drives(self, vm_id: str) -> list[HardDiskDrive]:
+        """A virtual Fibre Channel adapter is not a hard disk drive (it is
+        `Get-VMFibreChannelHba`'s), so it is not listed here."""
+        state, _now = self._read()
+        vm = self._vm(state, vm_id)
+        drives = []
+        location: dict[int, int] = {}
+        for disk in vm.disks:
+            if disk.fibre_channel:
+                continue
+            slot = location.get(disk.controller, 0)
+            location[disk.controller] = slot + 1
+            drives.append(
+                HardDiskDrive(
+                    vm_id=vm.vm_id,
+                    vm_name=vm.name,
+                    computer_name=self._name,
+                    path=disk.path,
+                    controller_type=disk.controller,
+                    controller_number=0,
+                    controller_location=slot,
+                    disk_number=disk.disk_number if disk.passthrough else None,
+                    support_persistent_reservations=disk.shared,
+                )
+            )
+        return drives
+
+    def replication(self, vm_id: str) -> VMReplication:
+        state, _now = self._read()
+        vm = self._vm(state, vm_id)
+        if vm.replication is None:
+            raise errors.replication_not_enabled(vm.name)
+        return VMReplication(
+            vm_id=vm.vm_id,
+            vm_name=vm.name,
+            computer_name=self._name,
+            state=vm.replication.state,
+            mode=vm.replication.mode,
+            health=vm.replication.health,
+            primary_server=self._name,
+            replica_server=vm.replication.replica_server,
+            frequency_seconds=vm.replication.frequency_seconds,
+        )
+
+    def kvp(self, vm_id: str) -> KvpComponent:
+        """The guest's intrinsic KVP items: published by its integration
+        services, so there are none while it does not run or exchange them
+        (the fact is then unknown, never "not a DC")."""
+        state, _now = self._read()
+        vm = self._vm(state, vm_id)
+        guest = vm.guest
+        if vm.state is not VMState.Running or not guest.kvp:
+            return KvpComponent(vm.vm_id, ())
+        items = [
+            ("FullyQualifiedDomainName", guest.fqdn),
+            ("OSName", guest.os_name),
+            ("OSVersion", guest.os_version),
+            ("ProductType", None if guest.product_type is None else str(guest.product_type)),
+        ]
+        return KvpComponent(vm.vm_id, tuple((k, v) for k, v in items if v is not None))
+
+    def volumes(self) -> list[HostVolume]:
+        state, _now = self._read()
+        return [self._volume_view(state, path) for path in sorted(state.volumes)]
+
+    # -- Checkpoint-VM ---------------------------------------------------------
+
+    def checkpoint_vm(self, vm_id: str, name: str = "") -> VMSnapshot:
+        """`Checkpoint-VM` with the VM's CheckpointType
+        (https://learn.microsoft.com/powershell/module/hyper-v/checkpoint-vm).
+        Whatever kind it takes, the snapshot's SnapshotType is Standard;
+        what differs is the state it holds (see `_captures`)."""
+        with self._edit() as (state, now):
+            vm = self._vm(state, vm_id)
+            self._check_can_checkpoint(state, vm)
+            captured = self._captures(vm)
+            memory = vm.memory_bytes if captured in _HOLDS_MEMORY else 0
+            if free_bytes(state, vm.volume_path) < AVHDX_INITIAL_BYTES + memory:
+                raise errors.insufficient_space(vm.name, vm.vm_id)
+            parent = state.checkpoints.get(vm.parent_checkpoint_id or "")
+            if parent is not None:
+                # The live disk is frozen into the parent's chain.
+                parent.avhdx_bytes += vm.live_bytes
+            vm.live_bytes = 0
+            checkpoint = ModelCheckpoint(
+                id=self._new_id(),
+                vm_id=vm.vm_id,
+                # Checkpoint-VM without -SnapshotName names it "<VM> - (<time>)".
+                name=name or f"{vm.name} - ({now:%m/%d/%Y - %I:%M:%S %p})",
+                parent_id=vm.parent_checkpoint_id,
+                created_at=now,
+                snapshot_type=SnapshotType.Standard,
+                captured_state=captured,
+                path=f"{vm.folder}\\Snapshots",
+                seq=state.next_seq,
+                avhdx_bytes=AVHDX_INITIAL_BYTES,
+                memory_bytes=memory,
+            )
+            state.next_seq += 1
+            state.checkpoints[checkpoint.id] = checkpoint
+            vm.parent_checkpoint_id = checkpoint.id
+            return self._snapshot_view(state, checkpoint)
+
+    def _check_can_checkpoint(self, state: HostState, vm: ModelVM) -> None:
+        if vm.checkpoint_type is CheckpointType.Disabled:
+            # Set-VM -CheckpointType Disabled: "Block creation of checkpoints."
+            raise errors.checkpoints_disabled(vm.name, vm.vm_id)
+        for disk in vm.disks:
+            # Pass-through disks, virtual Fibre Channel and shared VHDX are
+            # outside what a checkpoint can capture; VHD Sets (.vhds,
+            # Windows Server 2016 and later) can be checkpointed.
+            if disk.passthrough:
+                raise errors.unsupported_disk(vm.name, vm.vm_id, "passthrough")
+            if disk.fibre_channel:
+                raise errors.unsupported_disk(vm.name, vm.vm_id, "fibre_channel")
+            if disk.shared and not disk.path.lower().endswith(".vhds"):
+                raise errors.unsupported_disk(vm.name, vm.vm_id, "shared")
+        mine = sum(1 for cp in state.checkpoints.values() if cp.vm_id == vm.vm_id)
+        if mine >= errors.MAX_CHECKPOINTS_PER_VM:
+            raise errors.limit_reached(vm.name, vm.vm_id)
+
+    @staticmethod
+    def _captures(vm: ModelVM) -> VMState:
+        """The state the new checkpoint holds.
+
+        A production checkpoint "uses Volume Shadow Copy Service or File
+        System Freeze ... No snapshot of the virtual machine memory state is
+        taken"; a standard one "takes a snapshot of the virtual machine and
+        virtual machine memory state"
+        (https://learn.microsoft.com/virtualization/hyper-v-on-windows/user-guide/checkpoints).
+        So a production checkpoint holds Off, a standard one the VM's state.
+        Production falls back to standard when the guest cannot make a
+        production checkpoint, ProductionOnly fails instead
+        (https://learn.microsoft.com/powershell/module/hyper-v/set-vm,
+        -CheckpointType). A VM that is off needs no VSS: its disks are at
+        rest. A saved or paused guest cannot freeze (its VSS does not run)."""
+        if vm.checkpoint_type is CheckpointType.Standard:
+            return vm.state
+        if vm.state is VMState.Off or (vm.state is VMState.Running and vm.guest.vss):
+            return VMState.Off
+        if vm.checkpoint_type is CheckpointType.ProductionOnly:
+            raise errors.production_failed(vm.name, vm.vm_id)
+        return vm.state
+
+    # -- Restore-VMSnapshot / Remove-VMSnapshot --------------------------------
+
+    def restore_snapshot(self, snapshot_id: str) -> None:
+        """`Restore-VMSnapshot`
+        (https://learn.microsoft.com/powershell/module/hyper-v/restore-vmsnapshot):
+        the VM goes back to the checkpoint and what it wrote since is gone.
+        A checkpoint without memory leaves the VM Off; one with memory
+        leaves it Saved (`_RESTORED_WITH_MEMORY`)."""
+        with self._edit() as (state, _now):
+            checkpoint = self._checkpoint(state, snapshot_id)
+            vm = state.vms[checkpoint.vm_id]
+            if is_merging(state, vm.vm_id):
+                raise errors.merging(
+                    vm.name,
+                    vm.vm_id,
+                    summary="Failed to restore the checkpoint.",
+                    cmdlet="RestoreVMSnapshot",
+                )
+            vm.live_bytes = 0
+            vm.parent_checkpoint_id = checkpoint.id
+            if checkpoint.captured_state in _HOLDS_MEMORY:
+                vm.state = _RESTORED_WITH_MEMORY
+            else:
+                vm.state = VMState.Off
+            vm.started_at = None
+            if vm.replication is not None and vm.replication.mode is VMReplicationMode.Primary:
+                # Modelled: reverting the primary breaks the chain of changes
+                # the replica holds; replication waits to be resynchronized.
+                vm.replication = replace(
+                    vm.replication, state=VMReplicationState.WaitingForStartResynchronize
+                )
+
+    def remove_snapshot(self, snapshot_id: str, *, include_children: bool = False) -> None:
+        """`Remove-VMSnapshot`
+        (https://learn.microsoft.com/powershell/module/hyper-v/remove-vmsnapshot):
+        the checkpoint (with -IncludeAllChildSnapshots, its subtree) goes at
+        once; its differencing disk merges in the background, and until that
+        ends the VM reports MergingDisks and the space is not back."""
+        with self._edit() as (state, now):
+            checkpoint = self._checkpoint(state, snapshot_id)
+            vm = state.vms[checkpoint.vm_id]
+            if is_merging(state, vm.vm_id):
+                raise errors.merging(
+                    vm.name,
+                    vm.vm_id,
+                    summary="Failed to remove the checkpoint.",
+                    cmdlet="RemoveVMSnapshot",
+                )
+            doomed = _subtree(state, checkpoint.id) if include_children else [checkpoint.id]
+            released = _detach(state, vm, checkpoint, set(doomed))
+            merged = sum(state.checkpoints[cp_id].avhdx_bytes for cp_id in doomed)
+            for cp_id in doomed:
+                released += state.checkpoints[cp_id].avhdx_bytes
+                released += state.checkpoints.pop(cp_id).memory_bytes
+            duration = max(MERGE_MINIMUM, timedelta(seconds=merged / MERGE_BYTES_PER_SECOND))
+            state.merges.append(ModelMerge(vm.vm_id, vm.volume_path, released, now + duration))
+
+    def remove_behind_back(self, checkpoint_id: str, *, include_children: bool = False) -> None:
+        """An administrator deletes a checkpoint in Hyper-V Manager: the same
+        deletion, not asked for by the bot and not told to it."""
+        self.remove_snapshot(checkpoint_id, include_children=include_children)
+
+    # -- Start-VM / Set-VM -------------------------------------------------------
+
+    def start_vm(self, vm_id: str) -> None:
+        """`Start-VM`: Off starts afresh, Saved resumes its memory, Paused
+        resumes; a running VM stays as it is."""
+        with self._edit() as (state, now):
+            vm = self._vm(state, vm_id)
+            if vm.state is not VMState.Running:
+                if vm.state is not VMState.Paused:
+                    vm.started_at = now
+                vm.state = VMState.Running
+
+    def set_vm(
+        self,
+        vm_id: str,
+        *,
+        checkpoint_type: CheckpointType | None = None,
+        automatic_checkpoints: bool | None = None,
+    ) -> None:
+        """`Set-VM -CheckpointType / -AutomaticCheckpointsEnabled`."""
+        with self._edit() as (state, _now):
+            vm = self._vm(state, vm_id)
+            if checkpoint_type is not None:
+                vm.checkpoint_type = CheckpointType(checkpoint_type)
+            if automatic_checkpoints is not None:
+                vm.automatic_checkpoints = automatic_checkpoints
+
+
+def _subtree(state: HostState, root_id: str) -> list[str]:
+    found = [root_id]
+    index = 0
+    while index < len(found):
+        parent = found[index]
+        found.extend(cp.id for cp in state.checkpoints.values() if cp.parent_id == parent)
+        index += 1
+    return found
+
+
+def _detach(state: HostState, vm: ModelVM, removed: ModelCheckpoint, doomed: set[str]) -> int:
+    """Re-parent what survives; returns live-disk bytes the merge frees."""
+    for other in state.checkpoints.values():
+        if other.parent_id in doomed and other.id not in doomed:
+            other.parent_id = removed.parent_id
+    if vm.parent_checkpoint_id not in doomed:
+        return 0
+    vm.parent_checkpoint_id = removed.parent_id
+    if removed.parent_id is not None:
+        # The live disk now hangs off the surviving ancestor.
+        return 0
+    # No checkpoint left above the VM: the live disk merges into the base
+    # disk, which the model counts as already allocated.
+    live, vm.live_bytes = vm.live_bytes, 0
+    return live
+
+
+__all__ = [
+    "AVHDX_INITIAL_BYTES",
+    "MERGE_BYTES_PER_SECOND",
+    "MERGE_MINIMUM",
+    "HostError",
+    "ModelHost",
+]

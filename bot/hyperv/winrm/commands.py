@@ -1,0 +1,186 @@
+"""The exact cmdlet pipelines WinRMHost sends, as data.
+
+Pure builders: each takes validated ids and plain values and returns a
+`Pipeline` (cmdlets with parameters, nothing else), so what reaches a host is
+testable without one and a JEA endpoint in NoLanguage mode can run all of it.
+VMs are addressed by VMId and checkpoints by Id inside one pipeline
+(`Get-VM -Id <guid> | Checkpoint-VM …`): names are not unique and Hyper-V's
+`-Name` parameters take wildcards. Nothing deserialized is ever sent back.
+
+`Select-Object -Property` trims each object to what the mapping reads, which
+keeps replies small (a VirtualMachine drags dozens of nested objects along)
+and makes the shape the same on every PowerShell version.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.hyperv.types import CheckpointType
+from bot.hyperv.winrm.pool import Cmd, Pipeline
+
+KVP_NAMESPACE = "root\\virtualization\\v2"
+KVP_CLASS = "Msvm_KvpExchangeComponent"
+
+VM_PROPERTIES = (
+    "Name",
+    "VMId",
+    "State",
+    "CheckpointType",
+    "AutomaticCheckpointsEnabled",
+    "OperationalStatus",
+    "ReplicationState",
+    "ParentSnapshotId",
+    "Uptime",
+    "Path",
+)
+CHECKPOINT_PROPERTIES = (
+    "Id",
+    "VMId",
+    "VMName",
+    "Name",
+    "ParentSnapshotId",
+    "CreationTime",
+    "SnapshotType",
+    # The state the checkpoint captured: Off when it holds no memory.
+    "State",
+    "Path",
+    "SizeOfSystemFiles",
+)
+DISK_PROPERTIES = (
+    "Path",
+    "ControllerType",
+    "ControllerNumber",
+    "ControllerLocation",
+    "DiskNumber",
+    "SupportPersistentReservations",
+)
+REPLICATION_PROPERTIES = ("VMId", "State", "Mode", "ReplicationMode", "Health")
+VOLUME_PROPERTIES = (
+    "DriveLetter",
+    "Path",
+    "Size",
+    "SizeRemaining",
+    "FileSystemLabel",
+    # Where a letterless volume (a CSV) is mounted, when the host says.
+    "AccessPaths",
+)
+
+# Strict canonical form only: the id travels as a parameter value, but it is
+# also put into a WQL filter (KVP), so nothing but hex and dashes may pass.
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_CHECKPOINT_NAME = 200
+
+
+def is_guid(value: object) -> bool:
+    return isinstance(value, str) and _GUID.match(value) is not None
+
+
+def checkpoint_name_problem(name: object) -> str | None:
+    if not isinstance(name, str):
+        return "is not text"
+    if _CONTROL.search(name):
+        return "contains a control character (newline, tab, ...)"
+    if len(name) > MAX_CHECKPOINT_NAME:
+        return f"is longer than {MAX_CHECKPOINT_NAME} characters"
+    return None
+
+
+def _select(properties: tuple[str, ...]) -> Cmd:
+    return Cmd("Select-Object", (("Property", list(properties)),))
+
+
+def _vm(vm_id: str) -> Cmd:
+    return Cmd("Get-VM", (("Id", vm_id),))
+
+
+def _snapshot(checkpoint_id: str) -> Cmd:
+    return Cmd("Get-VMSnapshot", (("Id", checkpoint_id),))
+
+
+def list_vms() -> Pipeline:
+    return (Cmd("Get-VM"), _select(VM_PROPERTIES))
+
+
+def get_vm(vm_id: str) -> Pipeline:
+    return (_vm(vm_id), _select(VM_PROPERTIES))
+
+
+def list_checkpoints(vm_id: str | None) -> Pipeline:
+    # Get-VMSnapshot's by-name set needs -VMName; piping VMs in needs neither.
+    source = Cmd("Get-VM") if vm_id is None else _vm(vm_id)
+    return (source, Cmd("Get-VMSnapshot"), _select(CHECKPOINT_PROPERTIES))
+
+
+def checkpoint_owner(checkpoint_id: str) -> Pipeline:
+    """Which VM a checkpoint belongs to, checked before restore and remove."""
+    return (_snapshot(checkpoint_id), _select(("Id", "VMId", "VMName")))
+
+
+def create_checkpoint(vm_id: str, name: str) -> Pipeline:
+    params: tuple[tuple[str, object], ...] = (("Passthru", None),)
+    if name:
+        # Without -SnapshotName the host names it "<VM> - (<date time>)".
+        params = (("SnapshotName", name), *params)
+    return (_vm(vm_id), Cmd("Checkpoint-VM", params), _select(CHECKPOINT_PROPERTIES))
+
+
+def restore_checkpoint(checkpoint_id: str, vm_id: str) -> Pipeline:
+    """Restore, then (a second statement, same round trip) the VM afterwards."""
+    # -Confirm:$false: a remote session has no console to ask on
+    # (HostFunctionNotImplemented otherwise).
+    restore = Cmd("Restore-VMSnapshot", (("Confirm", False),), end_of_statement=True)
+    return (_snapshot(checkpoint_id), restore, *get_vm(vm_id))
+
+
+def remove_checkpoint(checkpoint_id: str, *, include_children: bool) -> Pipeline:
+    params: tuple[tuple[str, object], ...] = (("Confirm", False),)
+    if include_children:
+        params = (("IncludeAllChildSnapshots", None), *params)
+    return (_snapshot(checkpoint_id), Cmd("Remove-VMSnapshot", params))
+
+
+def start_vm(vm_id: str) -> Pipeline:
+    return (_vm(vm_id), Cmd("Start-VM", (("Passthru", None),)), _select(VM_PROPERTIES))
+
+
+def set_checkpoint_settings(
+    vm_id: str, *, checkpoint_type: CheckpointType | None, automatic_checkpoints: bool | None
+) -> Pipeline:
+    params: list[tuple[str, object]] = []
+    if checkpoint_type is not None:
+        # The enum's name: PowerShell's binder converts it to VMCheckpointType.
+        params.append(("CheckpointType", CheckpointType(checkpoint_type).name))
+    if automatic_checkpoints is not None:
+        params.append(("AutomaticCheckpointsEnabled", bool(automatic_checkpoints)))
+    params.append(("Passthru", None))
+    return (_vm(vm_id), Cmd("Set-VM", tuple(params)), _select(VM_PROPERTIES))
+
+
+def hard_disks(vm_id: str) -> Pipeline:
+    return (_vm(vm_id), Cmd("Get-VMHardDiskDrive"), _select(DISK_PROPERTIES))
+
+
+def replication(vm_id: str) -> Pipeline:
+    return (_vm(vm_id), Cmd("Get-VMReplication"), _select(REPLICATION_PROPERTIES))
+
+
+def kvp(vm_id: str) -> Pipeline:
+    if not is_guid(vm_id):
+        raise ValueError("kvp() needs a validated, canonical VMId")
+    # The one value formatted into a string the host parses (WQL): it is a
+    # GUID checked against a hex-and-dashes pattern above, so it cannot close
+    # the quote. Msvm_ComputerSystem.Name (= SystemName) is the upper-case VMId.
+    wql = f"SystemName='{vm_id.upper()}'"
+    return (
+        Cmd(
+            "Get-CimInstance",
+            (("Namespace", KVP_NAMESPACE), ("ClassName", KVP_CLASS), ("Filter", wql)),
+        ),
+        _select(("SystemName", "GuestIntrinsicExchangeItems")),
+    )
+
+
+def volumes() -> Pipeline:
+    return (Cmd("Get-Volume"), _select(VOLUME_PROPERTIES))

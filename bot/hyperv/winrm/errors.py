@@ -1,0 +1,204 @@
+"""Translate what a WinRM host reports into `bot.hyperv.errors`.
+
+Two sources, each translated at this boundary:
+
+- PowerShell `ErrorRecord`s from a pipeline (`ps.streams.error`, which also
+  holds the terminating error when `had_errors` is set): message, category
+  (CategoryInfo) and FullyQualifiedErrorId are kept on the typed error;
+- transport failures raised by pypsrp and requests.
+
+The class is chosen from the FullyQualifiedErrorId and category first; the
+message is a fallback only for the failures Hyper-V reports with a generic
+`OperationFailed` id (disabled checkpoints, production checkpoint failure,
+disk full), because those texts are what a host gives (bot/devtools/hostmodel/errors.py) and
+are localised on non-English hosts, where the error stays a PowerShellError.
+Messages never contain credentials: pypsrp's own texts name the user at most.
+"""
+
+from __future__ import annotations
+
+import requests
+from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+
+from bot.hyperv.errors import (
+    CheckpointLimitReached,
+    CheckpointNotFound,
+    CheckpointsDisabled,
+    HostAuthError,
+    HostTimeout,
+    HostUnreachable,
+    HyperVError,
+    InsufficientSpace,
+    InvalidVMState,
+    NotFoundError,
+    PowerShellError,
+    ProductionCheckpointFailed,
+    VMNotFound,
+)
+from bot.hyperv.winrm.mapping import pick, properties, text
+
+# System.Management.Automation.ErrorCategory, as the record's integer.
+ERROR_CATEGORIES = (
+    "NotSpecified",
+    "OpenError",
+    "CloseError",
+    "DeviceError",
+    "DeadlockDetected",
+    "InvalidArgument",
+    "InvalidData",
+    "InvalidOperation",
+    "InvalidResult",
+    "InvalidType",
+    "MetadataError",
+    "NotImplemented",
+    "NotInstalled",
+    "ObjectNotFound",
+    "OperationStopped",
+    "OperationTimeout",
+    "SyntaxError",
+    "ParserError",
+    "PermissionDenied",
+    "ResourceBusy",
+    "ResourceExists",
+    "ResourceUnavailable",
+    "ReadError",
+    "WriteError",
+    "FromStdErr",
+    "SecurityError",
+    "ProtocolError",
+    "ConnectionError",
+    "AuthenticationError",
+    "LimitsExceeded",
+    "QuotaExceeded",
+    "NotEnabled",
+)
+
+# WSMan fault codes (MS-WSMV / winerror.h) that say "the credentials", not "the host".
+_ACCESS_DENIED = 5
+_WSMAN_FAULT_AUTH = {_ACCESS_DENIED, 0x80070005}
+# ERROR_DISK_FULL as Hyper-V wraps it.
+_DISK_FULL = "0x80070070"
+
+# (fragment of the message, lower case) -> class; see the module docstring.
+_MESSAGE_CLASSES: tuple[tuple[str, type[PowerShellError]], ...] = (
+    ("checkpoints have been disabled", CheckpointsDisabled),
+    ("production checkpoints cannot be created", ProductionCheckpointFailed),
+    ("maximum number of checkpoints", CheckpointLimitReached),
+    ("not enough space", InsufficientSpace),
+    (_DISK_FULL, InsufficientSpace),
+    ("cannot be performed while the virtual machine is in its current state", InvalidVMState),
+)
+
+
+def category_name(value: object) -> str:
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 0 <= value < len(ERROR_CATEGORIES)
+    ):
+        return ERROR_CATEGORIES[value]
+    return text(value)
+
+
+def record_message(record: object) -> str:
+    """The exception's message, as `$_.Exception.Message` shows it."""
+    exception = getattr(record, "exception", None)
+    if exception is not None:
+        message = text(pick(properties(exception), "Message"))
+        if message:
+            return message
+    details = text(getattr(record, "details_message", None))
+    return details or text(record) or "the host reported an error without a message"
+
+
+def record_fields(record: object) -> tuple[str, str, str, str]:
+    """(message, category name, CategoryInfo text, FullyQualifiedErrorId)."""
+    category = category_name(getattr(record, "category", None))
+    category_info = text(getattr(record, "message", None))
+    error_id = text(getattr(record, "fq_error", None))
+    return record_message(record), category, category_info, error_id
+
+
+def _class_for(message: str, category: str, error_id: str) -> type[HyperVError]:
+    command = error_id.rsplit(".", 1)[-1].lower() if "." in error_id else ""
+    not_found = category == "ObjectNotFound" or error_id.startswith("ObjectNotFound")
+    if command == "getvmsnapshot" and (not_found or category == "InvalidArgument"):
+        return CheckpointNotFound
+    if command == "getvm" and (not_found or category == "InvalidArgument"):
+        return VMNotFound
+    if not_found:
+        return NotFoundError
+    if error_id.startswith("InvalidState"):
+        return InvalidVMState
+    folded = message.lower()
+    for fragment, cls in _MESSAGE_CLASSES:
+        if fragment in folded:
+            return cls
+    return PowerShellError
+
+
+def error_from_records(
+    records: list[object], *, host: str, missing: type[NotFoundError] = VMNotFound
+) -> HyperVError:
+    """One typed error for a failed pipeline: the first record that maps to a
+    specific class wins, else the first record. `missing` is the class for a
+    not-found error whose command does not say what was missing."""
+    best: HyperVError | None = None
+    for record in records:
+        message, category, category_info, error_id = record_fields(record)
+        cls = _class_for(message, category, error_id)
+        if cls is NotFoundError:
+            cls = missing
+        error = cls(message, host=host, category=category_info or category, error_id=error_id)
+        if cls is not PowerShellError:
+            return error
+        best = best or error
+    return best or PowerShellError("the pipeline failed without an error record", host=host)
+
+
+def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
+    """A pypsrp / requests exception as a typed error. `what` names the
+    operation for the message ("Get-VM on hv01:5986")."""
+    if isinstance(exc, HyperVError):
+        return exc
+    if isinstance(exc, AuthenticationError):
+        return HostAuthError(f"{what}: the host rejected the credentials ({exc})", host=host)
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return HostTimeout(f"{what}: no answer in time", host=host, category="OperationTimeout")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return HostUnreachable(
+            f"{what}: TLS failed (is the certificate trusted? set ca_bundle): {_first_line(exc)}",
+            host=host,
+            category="SecurityError",
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return HostUnreachable(f"{what}: connection timed out", host=host, category="OpenError")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return HostUnreachable(
+            f"{what}: cannot connect: {_first_line(exc)}", host=host, category="OpenError"
+        )
+    if isinstance(exc, WSManFaultError):
+        cls: type[HyperVError] = HostAuthError if exc.code in _WSMAN_FAULT_AUTH else HostUnreachable
+        reason = exc.reason or exc.message or "WSMan fault"
+        return cls(
+            f"{what}: {reason}", host=host, category="ProtocolError", error_id=f"WSMan{exc.code}"
+        )
+    if isinstance(exc, WinRMTransportError):
+        return HostUnreachable(
+            f"{what}: HTTP {exc.code} from the WinRM service",
+            host=host,
+            category="ProtocolError",
+            error_id=f"HTTP{exc.code}",
+        )
+    if isinstance(exc, WinRMError | requests.exceptions.RequestException):
+        return HostUnreachable(f"{what}: {_first_line(exc)}", host=host, category="ProtocolError")
+    raise TypeError(f"not a transport error: {type(exc).__name__}") from exc
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    return isinstance(exc, WinRMError | requests.exceptions.RequestException)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__

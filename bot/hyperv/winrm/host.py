@@ -1,0 +1,409 @@
+"""The real backend: `HyperVHost` over WinRM/PSRP with pypsrp.
+
+    WinRMFleet(inventory, env, fanout=32, call_timeout=60, idle_timeout=300)
+    ├── .host(name) -> WinRMHost            cached, one runspace pool each
+    └── .close()
+    WinRMHost(host, credential, timeouts)   a HyperVHost
+
+Every operation sends cmdlet pipelines built in `winrm.commands` (no
+scripts, so a JEA endpoint in NoLanguage mode serves it; deploy/jea/), runs
+them under a hard deadline (`winrm.pool`), checks both `had_errors` and the
+error stream, and maps the output (`winrm.mapping`) and errors
+(`winrm.errors`) to the typed results and errors. Ids are checked to be
+GUIDs before anything is sent, so a `*` or `;` never reaches a host.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from bot.hyperv.errors import (
+    CheckpointNotFound,
+    HostUnreachable,
+    NotFoundError,
+    PowerShellError,
+    VMNotFound,
+)
+from bot.hyperv.types import Checkpoint, CheckpointType, VMFacts, VMInfo, Volume
+from bot.hyperv.winrm import commands as cmds
+from bot.hyperv.winrm import mapping as mapping
+from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_factory
+from bot.hyperv.winrm.errors import error_from_records
+from bot.hyperv.winrm.pool import (
+    Outcome,
+    Pipeline,
+    PoolSession,
+    SessionStats,
+    WinRMTimeouts,
+    render,
+)
+from bot.inventory.inventory import Inventory
+from bot.inventory.models import Host
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class HostSession(Protocol):
+    """Where a WinRMHost runs its pipelines: a runspace pool over WinRM
+    (`PoolSession`), or any transport that answers with what pypsrp hands
+    back (`bot.devtools.simulator.session.InProcessSession`)."""
+
+    @property
+    def stats(self) -> SessionStats: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def run(self, pipeline: Pipeline) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+class WinRMHost:
+    """One Hyper-V host over WinRM. Thread-safe; calls to one host run one
+    at a time on its pool (hosts run in parallel)."""
+
+    def __init__(
+        self,
+        host: Host,
+        credential: HostCredential,
+        *,
+        timeouts: WinRMTimeouts | None = None,
+        connect: Callable[[], Any] | None = None,
+        session: HostSession | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """`session` replaces the runspace pool (and with it `credential`,
+        `connect` and the transport timeouts)."""
+        self._host = host
+        self._sleep = sleep
+        self._timeouts = timeouts or WinRMTimeouts()
+        self._session: HostSession = session or PoolSession(
+            host.name,
+            connect or wsman_factory(host, credential, self._timeouts),
+            timeouts=self._timeouts,
+            configuration_name=host.configuration_name,
+        )
+
+    def __repr__(self) -> str:
+        if not isinstance(self._session, PoolSession):
+            return f"WinRMHost({self.name!r}, {self._session!r})"
+        scheme = self._host.transport.value
+        return f"WinRMHost({self.name!r}, {scheme}://{self._host.address}:{self._host.port})"
+
+    @property
+    def name(self) -> str:
+        return self._host.name
+
+    @property
+    def stats(self) -> SessionStats:
+        return self._session.stats
+
+    @property
+    def is_open(self) -> bool:
+        return self._session.is_open
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _run(
+        self,
+        pipeline: Pipeline,
+        *,
+        missing: type[NotFoundError] = VMNotFound,
+        read_only: bool = False,
+    ) -> list[Any]:
+        """Run one pipeline. A read-only one that could not reach the host is
+        tried again (bounded, with backoff); one that changes something never
+        is: whether it ran is unknown, and the caller decides."""
+        log.debug("%s: %s", self.name, render(pipeline))
+        attempts = 1 + (self._timeouts.read_retries if read_only else 0)
+        delay = self._timeouts.retry_backoff
+        for attempt in range(1, attempts + 1):
+            try:
+                outcome = self._session.run(pipeline)
+                break
+            except HostUnreachable as exc:
+                # A certificate that does not validate will not on a retry either.
+                if attempt == attempts or exc.category == "SecurityError":
+                    raise
+                log.info("%s: %s; trying again in %.1fs", self.name, exc.message, delay)
+                self._sleep(delay)
+                delay *= 2
+        if outcome.failed:
+            raise error_from_records(outcome.errors, host=self.name, missing=missing)
+        return outcome.output
+
+    def _mapped(self, convert: Callable[[], T]) -> T:
+        try:
+            return convert()
+        except mapping.MappingError as exc:
+            raise PowerShellError(
+                f"unexpected output from the host: {exc}",
+                host=self.name,
+                category="InvalidResult",
+                error_id="UnexpectedOutput",
+            ) from None
+
+    def _vm_id(self, vm_id: object) -> str:
+        if not cmds.is_guid(vm_id):
+            raise VMNotFound(
+                f"not a VM id (expected a lower-case GUID): {_shown(vm_id)}",
+                host=self.name,
+                category="InvalidArgument",
+                error_id="NotAGuid",
+            )
+        return str(vm_id)
+
+    def _checkpoint_id(self, checkpoint_id: object) -> str:
+        if not cmds.is_guid(checkpoint_id):
+            raise CheckpointNotFound(
+                f"not a checkpoint id (expected a lower-case GUID): {_shown(checkpoint_id)}",
+                host=self.name,
+                category="InvalidArgument",
+                error_id="NotAGuid",
+            )
+        return str(checkpoint_id)
+
+    def _one_vm(self, outputs: list[Any], vm_id: str) -> VMInfo:
+        vms = self._mapped(lambda: [mapping.vm_info(out, self.name) for out in outputs])
+        for vm in vms:
+            if vm.vm_id == vm_id:
+                return vm
+        raise VMNotFound(
+            f'Hyper-V was unable to find a virtual machine with ID "{vm_id}".',
+            host=self.name,
+            category="ObjectNotFound",
+        )
+
+    def _owned_checkpoint(self, vm_id: str, checkpoint_id: str) -> None:
+        """The checkpoint exists and belongs to this VM (ids are global on a
+        host, so a wrong pairing is a caller's mistake that must not act)."""
+        outputs = self._run(
+            cmds.checkpoint_owner(checkpoint_id), missing=CheckpointNotFound, read_only=True
+        )
+        owners = self._mapped(
+            lambda: [
+                mapping.guid(mapping.pick(mapping.properties(out), "VMId"), field="VMId")
+                for out in outputs
+            ]
+        )
+        if not owners:
+            raise CheckpointNotFound(
+                "Unable to find a snapshot matching the given criteria.",
+                host=self.name,
+                category="ObjectNotFound",
+            )
+        if owners[0] != vm_id:
+            raise CheckpointNotFound(
+                f"checkpoint {checkpoint_id} belongs to VM {owners[0]}, not {vm_id}",
+                host=self.name,
+                category="InvalidArgument",
+                error_id="CheckpointOfAnotherVM",
+            )
+
+    # -- queries -----------------------------------------------------------------
+
+    def list_vms(self) -> list[VMInfo]:
+        outputs = self._run(cmds.list_vms(), read_only=True)
+        vms = self._mapped(lambda: [mapping.vm_info(out, self.name) for out in outputs])
+        return sorted(vms, key=lambda vm: (vm.name.lower(), vm.vm_id))
+
+    def get_vm(self, vm_id: str) -> VMInfo:
+        vm_id = self._vm_id(vm_id)
+        return self._one_vm(self._run(cmds.get_vm(vm_id), read_only=True), vm_id)
+
+    def list_checkpoints(self, vm_id: str | None = None) -> list[Checkpoint]:
+        if vm_id is not None:
+            vm_id = self._vm_id(vm_id)
+        outputs = self._run(cmds.list_checkpoints(vm_id), read_only=True)
+        found = self._mapped(lambda: [mapping.checkpoint(out, self.name) for out in outputs])
+        # Sorted stably by creation time: the host's order is by VM, then tree.
+        return sorted(found, key=lambda cp: cp.created_at)
+
+    def volumes(self) -> list[Volume]:
+        outputs = self._run(cmds.volumes(), read_only=True)
+        found = self._mapped(lambda: [mapping.volume(out, self.name) for out in outputs])
+        return sorted((v for v in found if v is not None), key=lambda v: v.path)
+
+    def vm_facts(self, vm_id: str) -> VMFacts:
+        vm_id = self._vm_id(vm_id)
+        vm_out = self._run(cmds.get_vm(vm_id), read_only=True)
+        vm = self._one_vm(vm_out, vm_id)
+        disk_out = self._run(cmds.hard_disks(vm_id), read_only=True)
+        disks = self._mapped(lambda: tuple(mapping.disk(out) for out in disk_out))
+        kvp = mapping.kvp_items(self._run(cmds.kvp(vm_id), read_only=True))
+        checkpoints = self.list_checkpoints(vm_id)
+        volumes = self.volumes()
+        vm_path = mapping.text(mapping.pick(mapping.properties(vm_out[0]), "Path"))
+        first_disk = next((d.path for d in disks if not d.passthrough), "")
+        return VMFacts(
+            vm=vm,
+            disks=disks,
+            kvp_product_type=mapping.kvp_product_type(kvp),
+            kvp_fqdn=kvp.get("FullyQualifiedDomainName") or None,
+            kvp_os_name=kvp.get("OSName") or None,
+            replication_enabled=self._replication_enabled(vm_id, vm),
+            checkpoint_count=len(checkpoints),
+            volume=mapping.volume_for(first_disk or vm_path, volumes),
+            extra={k: v for k, v in kvp.items() if k in _KVP_EXTRA},
+        )
+
+    def _replication_enabled(self, vm_id: str, vm: VMInfo) -> bool | None:
+        if vm.replication_state == "Disabled":
+            # Get-VM's ReplicationState already says so; asking
+            # Get-VMReplication would only leave an error record on the host
+            # ("Replication is not enabled for virtual machine ...").
+            return False
+        try:
+            outputs = self._run(cmds.replication(vm_id), read_only=True)
+        except (PowerShellError, NotFoundError):
+            # A VM without replication is an error for Get-VMReplication
+            # ("Replication is not enabled for virtual machine ..."); the VM
+            # itself was just found, and Get-VM's ReplicationState says it.
+            return vm.replication_state != "Disabled"
+        if not outputs:
+            return vm.replication_state != "Disabled"
+        states = [
+            mapping.replication_state(mapping.pick(mapping.properties(out), "State"))
+            for out in outputs
+        ]
+        return any(state != "Disabled" for state in states)
+
+    # -- changes -----------------------------------------------------------------
+
+    def create_checkpoint(self, vm_id: str, name: str) -> Checkpoint:
+        vm_id = self._vm_id(vm_id)
+        problem = cmds.checkpoint_name_problem(name)
+        if problem is not None:
+            raise PowerShellError(
+                f"checkpoint name {problem}",
+                host=self.name,
+                category="InvalidArgument",
+                error_id="InvalidCheckpointName",
+            )
+        outputs = self._run(cmds.create_checkpoint(vm_id, name))
+        found = self._mapped(lambda: [mapping.checkpoint(out, self.name) for out in outputs])
+        mine = [cp for cp in found if cp.vm_id == vm_id]
+        if not mine:
+            raise PowerShellError(
+                "Checkpoint-VM -Passthru returned no checkpoint of this VM",
+                host=self.name,
+                category="InvalidResult",
+                error_id="NoCheckpointReturned",
+            )
+        return mine[-1]
+
+    def restore_checkpoint(self, vm_id: str, checkpoint_id: str) -> VMInfo:
+        vm_id = self._vm_id(vm_id)
+        checkpoint_id = self._checkpoint_id(checkpoint_id)
+        self._owned_checkpoint(vm_id, checkpoint_id)
+        outputs = self._run(
+            cmds.restore_checkpoint(checkpoint_id, vm_id), missing=CheckpointNotFound
+        )
+        return self._one_vm(outputs, vm_id)
+
+    def remove_checkpoint(
+        self, vm_id: str, checkpoint_id: str, *, include_children: bool = False
+    ) -> None:
+        vm_id = self._vm_id(vm_id)
+        checkpoint_id = self._checkpoint_id(checkpoint_id)
+        self._owned_checkpoint(vm_id, checkpoint_id)
+        self._run(
+            cmds.remove_checkpoint(checkpoint_id, include_children=include_children),
+            missing=CheckpointNotFound,
+        )
+
+    def start_vm(self, vm_id: str) -> VMInfo:
+        vm_id = self._vm_id(vm_id)
+        return self._one_vm(self._run(cmds.start_vm(vm_id)), vm_id)
+
+    def set_checkpoint_settings(
+        self,
+        vm_id: str,
+        *,
+        checkpoint_type: CheckpointType | None = None,
+        automatic_checkpoints: bool | None = None,
+    ) -> VMInfo:
+        vm_id = self._vm_id(vm_id)
+        if checkpoint_type is None and automatic_checkpoints is None:
+            return self.get_vm(vm_id)
+        pipeline = cmds.set_checkpoint_settings(
+            vm_id, checkpoint_type=checkpoint_type, automatic_checkpoints=automatic_checkpoints
+        )
+        return self._one_vm(self._run(pipeline), vm_id)
+
+
+# KVP items kept in VMFacts.extra besides the three it has fields for.
+_KVP_EXTRA = frozenset({"OSVersion", "OSBuildNumber", "IntegrationServicesVersion"})
+
+
+def _shown(value: object) -> str:
+    """A rejected value for an error message: repr, cut short."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+class WinRMFleet:
+    """The inventory's hosts over WinRM, with a bounded fan-out."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        env: Mapping[str, str],
+        *,
+        fanout: int = 32,
+        call_timeout: float = 60.0,
+        idle_timeout: float = 300.0,
+        timeouts: WinRMTimeouts | None = None,
+    ) -> None:
+        if fanout < 1:
+            raise ValueError(f"fanout must be at least 1, got {fanout}")
+        self._inventory = inventory
+        self._credentials = Credentials(env)
+        self._fanout = fanout
+        base = timeouts or WinRMTimeouts()
+        self._timeouts = WinRMTimeouts(
+            call=call_timeout,
+            connect=base.connect,
+            read=base.read,
+            operation=base.operation,
+            idle=idle_timeout,
+            stop_grace=base.stop_grace,
+        )
+        self._hosts: dict[str, WinRMHost] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"WinRMFleet({len(self._inventory.hosts)} hosts, fanout={self._fanout})"
+
+    def host(self, name: str) -> WinRMHost:
+        """The cached WinRMHost for an inventory host (InvalidName / UnknownHost
+        for anything the inventory does not list)."""
+        if self._closed:
+            raise RuntimeError("the fleet is closed")
+        spec = self._inventory.host(name)
+        cached = self._hosts.get(spec.name)
+        if cached is None:
+            credential = self._credentials.for_host(spec)
+            # setdefault: two threads racing for a new host keep one of them.
+            cached = self._hosts.setdefault(
+                spec.name, WinRMHost(spec, credential, timeouts=self._timeouts)
+            )
+        return cached
+
+    def close(self) -> None:
+        self._closed = True
+        hosts, self._hosts = list(self._hosts.values()), {}
+        if not hosts:
+            return
+        with ThreadPoolExecutor(max_workers=min(self._fanout, len(hosts))) as pool:
+            list(pool.map(lambda host: host.close(), hosts))

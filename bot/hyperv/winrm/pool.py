@@ -1,0 +1,379 @@
+"""One PSRP runspace pool per host, reused, with a hard deadline on every call.
+
+    PoolSession(name, connect, timeouts=...)   .run(pipeline) -> Outcome, .close()
+
+Why it looks like this (docs/winrm-client.md, "Deadlines and connections"):
+
+- `PowerShell.invoke()` blocks until the pipeline ends and retries WSMan
+  operation timeouts forever, and pypsrp retries a Receive five times on an
+  HTTP read timeout. So a call runs `begin_invoke()` and then `poll_invoke(t)`
+  with `t` taken from the call's own deadline, and every HTTP request the
+  connection sends (opening the pool, the Command, each Receive) is clamped to
+  what is left of that deadline with no retries. When it passes, the
+  pipeline gets `stop()` and the pool is dropped: its connection may hold a
+  half-read reply (and with NTLM, sealing counters out of step).
+- One pipeline at a time per pool (a lock): pypsrp shares one requests
+  session and one message-encryption context per connection, neither safe
+  for concurrent use. Hosts run in parallel; see `WinRMFleet`.
+- The pool is closed after `timeouts.idle` seconds without a call (a timer),
+  so an idle bot holds no shells on its hosts.
+- Only cmdlets and parameters are sent (`add_cmdlet` / `add_parameter` /
+  `add_statement`); this module has no way to send a script.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pypsrp.complex_objects import PSInvocationState
+from pypsrp.exceptions import WSManFaultError
+from pypsrp.powershell import DEFAULT_CONFIGURATION_NAME, PowerShell, RunspacePool
+
+from bot.hyperv.errors import HostTimeout, HyperVError
+from bot.hyperv.winrm.errors import is_transport_error, transport_error
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+# Time left for the host's answer to a long-poll to arrive before the deadline.
+_ANSWER_MARGIN = 0.25
+# A shorter long-poll is not worth a round trip: the deadline is as good as passed.
+_MIN_POLL = 0.05
+
+
+@dataclass(frozen=True)
+class WinRMTimeouts:
+    """Seconds. `call` is the hard deadline of one operation, pool opening
+    included; `connect` and `read` bound each HTTP request within it;
+    `operation` is the longest WSMan long-poll a Receive asks for."""
+
+    call: float = 60.0
+    connect: float = 5.0
+    read: float = 30.0
+    operation: int = 20
+    idle: float = 300.0
+    # After the deadline: time allowed to send Stop and to delete the shell.
+    stop_grace: float = 3.0
+    # A read-only call that could not connect is tried again this many
+    # times, `retry_backoff` seconds apart and doubling: one dropped
+    # connection must not read as "no checkpoints" or as a refusal.
+    read_retries: int = 2
+    retry_backoff: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("call", "connect", "read", "idle", "stop_grace"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"timeout {name} must be positive, got {getattr(self, name)}")
+        if self.operation < 1:
+            raise ValueError("timeout operation must be at least 1 second")
+        if self.read_retries < 0 or self.retry_backoff < 0:
+            raise ValueError("read_retries and retry_backoff must not be negative")
+
+
+@dataclass(frozen=True)
+class Cmd:
+    """One command of a pipeline: a cmdlet name and its parameters, in order.
+    A parameter whose value is None is a switch."""
+
+    name: str
+    params: tuple[tuple[str, object], ...] = ()
+    end_of_statement: bool = False
+
+    def __str__(self) -> str:
+        parts = [self.name]
+        for key, value in self.params:
+            if value is None:
+                parts.append(f"-{key}")
+            elif isinstance(value, bool):
+                parts.append(f"-{key}:${str(value).lower()}")
+            else:
+                parts.append(f"-{key} {value!r}")
+        return " ".join(parts)
+
+
+Pipeline = tuple[Cmd, ...]
+
+
+def describe(pipeline: Pipeline) -> str:
+    """The cmdlets of a pipeline without parameters or the trimming
+    `Select-Object`, for errors: `Get-VM | Checkpoint-VM` names the command
+    that did not finish, where `Get-VM` alone would mislead."""
+    names = [cmd.name for cmd in pipeline if cmd.name.casefold() != "select-object"]
+    return " | ".join(names or [pipeline[0].name])
+
+
+def render(pipeline: Pipeline) -> str:
+    """`Get-VM -Id '…' | Checkpoint-VM …` for logs and reports (never sent)."""
+    out = ""
+    for cmd in pipeline:
+        out += str(cmd) + ("; " if cmd.end_of_statement else " | ")
+    return out.rstrip("|; ")
+
+
+@dataclass
+class Outcome:
+    output: list[Any]
+    errors: list[Any]
+    had_errors: bool
+
+    @property
+    def failed(self) -> bool:
+        return self.had_errors or bool(self.errors)
+
+
+class DeadlineExpired(Exception):
+    """The call's deadline passed before a request could be sent."""
+
+
+class _Deadline:
+    """The deadline of the call in progress, read by the clamped transport."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.at: float | None = None
+
+    def remaining(self) -> float:
+        return math.inf if self.at is None else self.at - self._clock()
+
+
+def clamp_transport(wsman: Any, deadline: _Deadline, timeouts: WinRMTimeouts) -> None:
+    """Bound every HTTP request of `wsman` by the deadline, without retries."""
+    original = wsman.transport.send
+
+    def send(
+        message: bytes,
+        *,
+        retries_on_read_timeout: int = 0,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> bytes:
+        del retries_on_read_timeout  # a retry would outlive the deadline
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise DeadlineExpired
+        read = timeouts.read
+        if isinstance(timeout, tuple):
+            read = float(timeout[1])
+        elif timeout is not None:
+            read = float(timeout)  # a Receive's long-poll plus pypsrp's 2 s margin
+        bounds = (min(timeouts.connect, remaining), min(read, remaining))
+        return bytes(original(message, retries_on_read_timeout=0, timeout=bounds))
+
+    wsman.transport.send = send
+
+
+class PoolSession:
+    """The runspace pool of one host. `connect` builds a fresh, unopened
+    `pypsrp.wsman.WSMan` each time a pool is (re)opened."""
+
+    def __init__(
+        self,
+        name: str,
+        connect: Callable[[], Any],
+        *,
+        timeouts: WinRMTimeouts,
+        configuration_name: str | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._connect = connect
+        self._timeouts = timeouts
+        self._configuration = configuration_name or DEFAULT_CONFIGURATION_NAME
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._deadline = _Deadline(clock)
+        self._pool: Any = None
+        self._wsman: Any = None
+        self._idle_timer: threading.Timer | None = None
+        self._last_used = clock()
+        self._closed = False
+        self.stats = SessionStats()
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None else "closed"
+        return f"PoolSession({self.name!r}, {state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    # -- running -----------------------------------------------------------------
+
+    def run(self, pipeline: Pipeline, *, timeout: float | None = None) -> Outcome:
+        """Run one pipeline; raises HostTimeout, HostUnreachable, HostAuthError."""
+        if not pipeline:
+            raise ValueError("an empty pipeline")
+        started = self._clock()
+        deadline = started + (timeout if timeout is not None else self._timeouts.call)
+        what = f"{describe(pipeline)} on {self.name}"
+        if not self._lock.acquire(timeout=max(0.0, deadline - started)):
+            raise HostTimeout(
+                f"{what}: the host's previous operation is still running", host=self.name
+            )
+        try:
+            if self._closed:
+                raise HyperVError(f"{what}: the connection was closed", host=self.name)
+            self._cancel_idle_timer()
+            self._deadline.at = deadline
+            return self._run_locked(pipeline, what)
+        finally:
+            self._deadline.at = None
+            self._last_used = self._clock()
+            self.stats.calls += 1
+            self._schedule_idle_close()
+            self._lock.release()
+
+    def _run_locked(self, pipeline: Pipeline, what: str) -> Outcome:
+        reused = self._pool is not None
+        ps: Any = None
+        try:
+            pool = self._ensure_open()
+            ps = self._build(pool, pipeline)
+            try:
+                ps.begin_invoke()
+            except WSManFaultError:
+                if not reused:
+                    raise
+                # The host dropped a pool we kept (service restart, its own
+                # idle timeout). The Command was refused, so nothing ran:
+                # reopen once and send it again.
+                log.info("pool on %s was gone; reopening", self.name)
+                self._discard()
+                pool = self._ensure_open()
+                ps = self._build(pool, pipeline)
+                ps.begin_invoke()
+            self._poll(ps)
+            pool.pipelines.pop(ps.id, None)  # pypsrp keeps every pipeline otherwise
+            return Outcome(list(ps.output), list(ps.streams.error), bool(ps.had_errors))
+        except DeadlineExpired:
+            self._stop_and_discard(ps)
+            raise HostTimeout(f"{what}: no result in time", host=self.name) from None
+        except Exception as exc:
+            # Whatever went wrong, the pool's state is unknown now: drop it.
+            self._stop_and_discard(ps)
+            if not is_transport_error(exc):
+                raise
+            raise transport_error(exc, host=self.name, what=what) from exc
+
+    def _build(self, pool: Any, pipeline: Pipeline) -> Any:
+        ps = PowerShell(pool)
+        for cmd in pipeline:
+            ps.add_cmdlet(cmd.name)
+            for key, value in cmd.params:
+                ps.add_parameter(key, value)
+            if cmd.end_of_statement:
+                ps.add_statement()
+        return ps
+
+    def _poll(self, ps: Any) -> None:
+        while ps.state == PSInvocationState.RUNNING:
+            # Ask the host to answer (data or an OperationTimeout fault)
+            # shortly before the deadline, so expiry finds no request in
+            # flight and Stop can go out on a clean connection. Fractional
+            # seconds are fine: the header is an xs:duration (PT0.75S).
+            wait = min(float(self._timeouts.operation), self._deadline.remaining() - _ANSWER_MARGIN)
+            if wait < _MIN_POLL:
+                raise DeadlineExpired
+            ps.poll_invoke(timeout=round(wait, 3))
+
+    def _ensure_open(self) -> Any:
+        if self._pool is not None:
+            return self._pool
+        wsman = self._connect()
+        clamp_transport(wsman, self._deadline, self._timeouts)
+        pool = RunspacePool(wsman, configuration_name=self._configuration)
+        self._wsman = wsman
+        try:
+            pool.open()
+        except BaseException:
+            self._pool = pool
+            self._discard()
+            raise
+        self._pool = pool
+        self.stats.opens += 1
+        return pool
+
+    def _stop_and_discard(self, ps: Any) -> None:
+        """Best effort, within `stop_grace`: stop the pipeline, delete the shell."""
+        self._deadline.at = self._clock() + self._timeouts.stop_grace
+        if ps is not None and ps.state == PSInvocationState.RUNNING:
+            try:
+                ps.stop()
+                self.stats.stops += 1
+            except Exception as exc:  # the host may be gone; the pool goes anyway
+                log.info("stopping the pipeline on %s failed: %s", self.name, type(exc).__name__)
+        self._discard()
+
+    def _discard(self) -> None:
+        pool, wsman, self._pool, self._wsman = self._pool, self._wsman, None, None
+        if pool is None:
+            return
+        if self._deadline.remaining() == math.inf:
+            self._deadline.at = self._clock() + self._timeouts.stop_grace
+        try:
+            pool.close()
+        except Exception as exc:
+            log.info("closing the pool on %s failed: %s", self.name, type(exc).__name__)
+        finally:
+            if wsman is not None:
+                wsman.close()
+
+    # -- idle and close ------------------------------------------------------------
+
+    def _schedule_idle_close(self) -> None:
+        if self._pool is None or self._closed:
+            return
+        timer = threading.Timer(self._timeouts.idle, self._close_if_idle)
+        timer.daemon = True
+        timer.name = f"winrm-idle-{self.name}"
+        self._idle_timer = timer
+        timer.start()
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _close_if_idle(self) -> None:
+        # A call in progress (or one that just started) keeps the pool.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self._clock() - self._last_used >= self._timeouts.idle * 0.99:
+                self._deadline.at = self._clock() + self._timeouts.stop_grace
+                self._discard()
+                self.stats.idle_closes += 1
+        finally:
+            self._deadline.at = None
+            self._lock.release()
+
+    def close(self) -> None:
+        """Close the pool (waiting at most one call's deadline for a call in
+        progress) and refuse further calls."""
+        acquired = self._lock.acquire(timeout=self._timeouts.call + self._timeouts.stop_grace)
+        try:
+            self._closed = True
+            self._cancel_idle_timer()
+            self._deadline.at = self._clock() + self._timeouts.stop_grace
+            self._discard()
+        finally:
+            self._deadline.at = None
+            if acquired:
+                self._lock.release()
+
+
+@dataclass
+class SessionStats:
+    """Counters for tests and the bench: pools opened, calls, stops."""
+
+    opens: int = 0
+    calls: int = 0
+    stops: int = 0
+    idle_closes: int = 0
+    extra: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,324 @@
+"""The `/checkpoint` command table: every command, its arguments, options and examples.
+
+The parser (`grammar.parser`) and the help (`grammar.help`) both read
+this table, so what help promises is what the parser accepts.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from handlers.grammar.requests import (
+    ApproveRequest,
+    CreateRequest,
+    ExtendRequest,
+    HelpRequest,
+    ListRequest,
+    MergeRequest,
+    OpenCreateModal,
+    PolicyRequest,
+    RejectRequest,
+    Request,
+    RollbackRequest,
+    SettingsRequest,
+    StatusRequest,
+    WindowsRequest,
+)
+from policies.model import CHECKPOINT_TYPES
+from templates import mrkdwn_escape
+
+__all__ = [
+    "BY_NAME",
+    "COMMANDS",
+    "SLASH",
+    "Command",
+    "Invalid",
+    "Kind",
+    "Param",
+    "Values",
+    "either",
+    "normalize_change_ref",
+]
+
+SLASH = "/checkpoint"
+_CHANGE_REF = re.compile(r"CHG-?([0-9]{1,9})", re.IGNORECASE)
+
+
+def normalize_change_ref(text: str) -> str | None:
+    """`CHG-12`, `chg12` or `CHG-0012` → `CHG-0012`; anything else → None."""
+    match = _CHANGE_REF.fullmatch(text.strip())
+    return f"CHG-{int(match.group(1)):04d}" if match else None
+
+
+def either(words: tuple[str, ...] | list[str]) -> str:
+    """`a`, `a or b`, `a, b or c`."""
+    items = list(words)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+class Invalid(Exception):
+    """A problem inside one command; `parse` adds that command's usage as the hint."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- the table ---------------------------------------------------------------------------
+
+
+class Kind(enum.Enum):
+    VM = "a VM name"
+    TARGET = "a VM or host name"
+    CHANGE = "a change id like CHG-0042"
+    CHANGE_OR_VM = "a change id like CHG-0042 or a VM name"
+    DURATION = "a duration like 24h"
+    CHOICE = "a choice"
+    TEXT = "some text"
+    COMMAND = "a command name"
+
+
+@dataclass(frozen=True)
+class Param:
+    """A positional argument (shown as `metavar`) or an option (`--key`)."""
+
+    key: str
+    kind: Kind
+    metavar: str
+    help: str = ""
+    choices: tuple[str, ...] = ()
+    required: bool = True  # positional arguments only
+    example: str = ""
+
+    @property
+    def shown(self) -> str:
+        return "|".join(self.choices) if self.choices else self.metavar
+
+    @property
+    def noun(self) -> str:
+        return f"one of {either(self.choices)}" if self.choices else self.kind.value
+
+
+class Values:
+    """What the parser bound for one command, by `Param.key`, already validated."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+
+    def get(self, key: str) -> str | None:
+        return self._values.get(key)
+
+    def need(self, key: str) -> str:
+        return self._values[key]  # required parameters are bound before `build` runs
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    build: Callable[[Values], Request]
+    args: tuple[Param, ...] = ()
+    options: tuple[Param, ...] = ()
+    rest: Param | None = None  # words after the arguments (create's free-text reason)
+    bare: Callable[[], Request] | None = None  # what the command means with nothing after it
+    bare_help: str = ""
+    examples: tuple[str, ...] = ()
+    details: str = ""
+    # Words people type for this command; only used to suggest it, never accepted.
+    synonyms: tuple[str, ...] = ()
+
+    def option(self, key: str) -> Param | None:
+        return next((o for o in self.options if o.key == key), None)
+
+
+def _create(v: Values) -> Request:
+    vm = v.need("vm")
+    if not v.get("reason"):
+        shown = mrkdwn_escape(f'"{vm}"' if " " in vm else vm)
+        raise Invalid(
+            f'a reason is required: say why, e.g. {SLASH} create {shown} --reason "KB5044284"'
+        )
+    return CreateRequest(vm, v.need("reason"), v.get("type"), v.get("ttl"))
+
+
+def _rollback(v: Values) -> Request:
+    target = v.need("target")
+    ref = normalize_change_ref(target)
+    return RollbackRequest(change_ref=ref) if ref else RollbackRequest(vm=target)
+
+
+def _settings(v: Values) -> Request:
+    automatic = v.get("automatic")
+    return SettingsRequest(
+        v.need("vm"), v.get("type"), None if automatic is None else automatic == "on"
+    )
+
+
+_TYPES = CHECKPOINT_TYPES
+_ACTIONS = ("create", "rollback", "merge", "extend")
+_VM = Param("vm", Kind.VM, "VM")
+_CHANGE = Param("change", Kind.CHANGE, "CHG-n")
+# Which of a change's waiting requests: needed only when more than one waits.
+_REQUEST = Param("request", Kind.CHOICE, "REQUEST", choices=_ACTIONS, required=False)
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "create",
+        "take a checkpoint before a risky change",
+        _create,
+        args=(_VM,),
+        options=(
+            Param(
+                "type",
+                Kind.CHOICE,
+                "TYPE",
+                help="production (VSS, no memory), production-only "
+                "(fail rather than fall back) or standard (with memory)",
+                choices=_TYPES,
+                example="production",
+            ),
+            Param(
+                "ttl",
+                Kind.DURATION,
+                "24h",
+                help="how long before it must be merged or rolled back",
+                example="48h",
+            ),
+            Param(
+                "reason",
+                Kind.TEXT,
+                '"..."',
+                help="why; required, and plain words after the VM work too",
+                example='"KB5044284"',
+            ),
+        ),
+        rest=Param("reason", Kind.TEXT, "REASON"),
+        bare=OpenCreateModal,
+        bare_help=f"{SLASH} create alone opens a form",
+        examples=(
+            "create WEB01 patching KB5044284",
+            'create SQL01 --type production-only --ttl 48h --reason "CU14 upgrade"',
+        ),
+        synonyms=("new", "take", "snapshot", "checkpoint", "make", "add"),
+    ),
+    Command(
+        "list",
+        "list checkpoints, everywhere or of one VM or host",
+        lambda v: ListRequest(v.get("target")),
+        args=(Param("target", Kind.TARGET, "VM|host", required=False),),
+        examples=("list", "list WEB01", "list HV01"),
+        synonyms=("ls", "show", "checkpoints", "all"),
+    ),
+    Command(
+        "rollback",
+        "restore a change's checkpoint, discarding everything since",
+        _rollback,
+        args=(Param("target", Kind.CHANGE_OR_VM, "CHG-n|VM"),),
+        examples=("rollback CHG-0042", "rollback WEB01"),
+        details="A VM name means that VM's newest active change; CHG-n always means a change.",
+        synonyms=("restore", "revert", "undo", "apply"),
+    ),
+    Command(
+        "merge",
+        "keep the change: delete the checkpoint, merging its disk",
+        lambda v: MergeRequest(v.need("change")),
+        args=(_CHANGE,),
+        examples=("merge CHG-0042",),
+        synonyms=("keep", "commit", "delete", "remove", "done", "finish"),
+    ),
+    Command(
+        "extend",
+        "give a change's checkpoint more time",
+        lambda v: ExtendRequest(v.need("change"), v.need("duration")),
+        args=(_CHANGE, Param("duration", Kind.DURATION, "24h")),
+        examples=("extend CHG-0042 24h",),
+        synonyms=("renew", "prolong", "postpone", "snooze", "ttl"),
+    ),
+    Command(
+        "approve",
+        "approve what a change waits for (a checkpoint, a rollback, a merge, an extension)",
+        lambda v: ApproveRequest(v.need("change"), v.get("request")),
+        args=(_CHANGE, _REQUEST),
+        examples=("approve CHG-0042", "approve CHG-0042 rollback"),
+        details="The answer names what you approved. When more than one thing waits, "
+        "say which; never your own request.",
+        synonyms=("ok", "allow", "accept", "yes", "lgtm"),
+    ),
+    Command(
+        "reject",
+        "reject what a change waits for",
+        lambda v: RejectRequest(v.need("change"), v.get("request"), v.get("reason")),
+        args=(_CHANGE, _REQUEST),
+        options=(
+            Param("reason", Kind.TEXT, '"..."', help="why, for the record", example='"not now"'),
+        ),
+        examples=("reject CHG-0042", 'reject CHG-0042 rollback --reason "wait for the backup"'),
+        details="When more than one thing waits, say which.",
+        synonyms=("deny", "refuse", "no", "decline"),
+    ),
+    Command(
+        "status",
+        "show a change: state, owner, reason, deadline, history",
+        lambda v: StatusRequest(v.need("change")),
+        args=(_CHANGE,),
+        examples=("status CHG-0042",),
+        synonyms=("info", "get", "change", "state", "describe"),
+    ),
+    Command(
+        "policy",
+        "explain what the guardrails say about an action on a VM",
+        lambda v: PolicyRequest(v.need("vm"), v.get("action") or "create"),
+        args=(_VM, Param("action", Kind.CHOICE, "ACTION", choices=_ACTIONS, required=False)),
+        examples=("policy DC01", "policy SQL01 rollback"),
+        details="The action defaults to create.",
+        synonyms=("explain", "why", "can", "rules", "check", "guardrails"),
+    ),
+    Command(
+        "windows",
+        "show the change windows",
+        lambda v: WindowsRequest(),
+        examples=("windows",),
+        synonyms=("window", "maintenance", "schedule", "when"),
+    ),
+    Command(
+        "settings",
+        "show a VM's checkpoint settings, or change them",
+        _settings,
+        args=(_VM,),
+        options=(
+            Param(
+                "type",
+                Kind.CHOICE,
+                "TYPE",
+                help="checkpoint type the VM takes",
+                choices=(*_TYPES, "disabled"),
+                example="production",
+            ),
+            Param(
+                "automatic",
+                Kind.CHOICE,
+                "on|off",
+                help="Hyper-V automatic checkpoints when the VM starts",
+                choices=("on", "off"),
+                example="off",
+            ),
+        ),
+        examples=("settings WEB01", "settings WEB01 --type production --automatic off"),
+        details="Without options it only shows them.",
+        synonyms=("set", "config", "configure", "setting", "vm"),
+    ),
+    Command(
+        "help",
+        "this help; help COMMAND shows one command",
+        lambda v: HelpRequest(v.get("topic")),
+        args=(Param("topic", Kind.COMMAND, "COMMAND", required=False),),
+        examples=("help create",),
+        synonyms=("?", "usage", "commands", "man"),
+    ),
+)
+
+BY_NAME: Mapping[str, Command] = MappingProxyType({c.name: c for c in COMMANDS})
