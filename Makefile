@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cli browser test lint format clean
+.PHONY: install demo demo-cli browser deploy-tools test lint format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "checkpoint-bot needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -41,13 +41,33 @@ browser:
 	  fi; \
 	fi
 
+# The deployment tests (docs/deploy.md) use Debian's tools: mmdebstrap and
+# buildah build and smoke-test the container image, systemd-analyze checks the
+# units, kubectl's kustomize renders the Kubernetes manifests. Installed when
+# missing, if this is a root shell with apt-get (as in CI).
+DEPLOY_TOOLS := mmdebstrap:mmdebstrap buildah:buildah systemd-analyze:systemd kubectl:kubernetes-client
+deploy-tools:
+	@missing=""; for pair in $(DEPLOY_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's$$missing for the deployment tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends$$missing >/dev/null; } \
+	      || echo "$$missing could not be installed: the deployment tests will skip (and fail in CI)"; \
+	  else \
+	    echo "missing$$missing, and no root apt-get to install it: the deployment tests will skip"; \
+	  fi; \
+	fi
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test: lint browser
+test: lint browser deploy-tools
 	$(BIN)/pytest -q
 
 format: install

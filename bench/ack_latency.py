@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from slack_bolt import Ack, App
 
+from bot.slack_client import make_client
 from bot.slack_http import HttpServer, SlackWsgi
-from handlers.app import make_client
 from tests.slack_support import (
     BOT_TOKEN,
     SIGNING_SECRET,

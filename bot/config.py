@@ -23,8 +23,10 @@ from pydantic import (
 )
 from sqlalchemy.engine import make_url
 
+from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import demo_inventory_path
+from bot.secrets import SecretError, credential_path
 from bot.store.db import default_sqlite_url
 from bot.yamlio import (
     ConfigProblem,
@@ -92,7 +94,7 @@ class DefaultsConfig(_Model):
     # The policy's `ttl` rule sets lifetimes per scope; this is used only
     # where that rule is disabled.
     ttl: timedelta = timedelta(hours=72)
-    checkpoint_type: Literal["production", "production-only", "standard"] = "production"
+    checkpoint_type: CheckpointKind = CheckpointKind.PRODUCTION
     # A restored production checkpoint leaves the VM Off; start it again if
     # it was running before the rollback.
     start_after_restore: bool = True
@@ -132,6 +134,16 @@ class SweepConfig(_Model):
     keep_sizes: timedelta = timedelta(days=30)
 
     _durations = field_validator("interval", "orphan_after", "keep_sizes", mode="before")(_duration)
+
+
+class ObservabilityConfig(_Model):
+    """Health, metrics and logs of `serve` and `worker` (docs/operations.md)."""
+
+    # /healthz, /readyz and /metrics on their own port (0: any free port);
+    # unset: none (HTTP mode still answers them on its main port).
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
+    log_format: Literal["text", "json"] = "text"
 
 
 class SecretRefConfig(_Model):
@@ -205,6 +217,7 @@ class FileConfig(_Model):
     defaults: DefaultsConfig = DefaultsConfig()
     slack: SlackConfig = SlackConfig()
     sweep: SweepConfig = SweepConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -237,6 +250,7 @@ class Settings:
     defaults: DefaultsConfig
     slack: SlackConfig
     sweep: SweepConfig
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
     @property
     def database_label(self) -> str:
@@ -308,7 +322,11 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
     workdir = (base / parsed.workdir) if parsed.workdir else cwd
     url = env.get("DATABASE_URL") or parsed.database_url
     if not url and parsed.database_url_file:
-        url = _read_url_file(base / parsed.database_url_file, source, doc)
+        try:
+            url_file = credential_path(parsed.database_url_file, env, "database_url_file")
+        except SecretError as exc:
+            raise ConfigError(f"{source}:{doc.line_of(('database_url_file',))}: {exc}") from None
+        url = _read_url_file(base / url_file, source, doc)
     return Settings(
         demo=False,
         config_path=config_path,
@@ -321,6 +339,7 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
         defaults=parsed.defaults,
         slack=parsed.slack,
         sweep=parsed.sweep,
+        observability=parsed.observability,
     )
 
 

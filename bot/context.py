@@ -21,6 +21,7 @@ from bot.jobs.runner import default_worker_id
 from bot.jobs.ticks import TickClaims
 from bot.notify.base import ChangeNotifier, NullNotifier
 from bot.notify.channel import ChannelNotices, NullChannelNotices
+from bot.observe import Metrics
 from bot.secrets import secret_from
 from bot.service.deciding import Decider
 from bot.service.errors import Unavailable
@@ -51,6 +52,8 @@ class AppContext:
     ticks: TickClaims
     notifier: ChangeNotifier = field(default_factory=NullNotifier)
     channels: ChannelNotices = field(default_factory=NullChannelNotices)
+    # This context's own registry (docs/operations.md), never a global one.
+    metrics: Metrics = field(default_factory=Metrics)
     _consumer: InProcessConsumer | None = field(default=None, repr=False)
     _scheduler: PeriodicScheduler | None = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -194,7 +197,7 @@ def _hosts(
 
 
 def _notifier(
-    settings: Settings, engine: Engine, env: Mapping[str, str]
+    settings: Settings, engine: Engine, env: Mapping[str, str], metrics: Metrics | None = None
 ) -> tuple[ChangeNotifier, ChannelNotices]:
     """Slack threads and channel notices when a bot token is configured,
     else nothing to tell."""
@@ -205,27 +208,15 @@ def _notifier(
     if token is None:
         return NullNotifier(), NullChannelNotices()
     # Imported here so a CLI without Slack never loads the Slack SDK.
-    from slack_sdk import WebClient
-    from slack_sdk.http_retry.builtin_handlers import (
-        ConnectionErrorRetryHandler,
-        RateLimitErrorRetryHandler,
-    )
-
     from bot.notify.channel import SlackChannelNotices
     from bot.notify.pacing import ChannelPacer
     from bot.notify.thread import ThreadNotifier
+    from bot.observe.slack_api import make_web_client
     from templates import Renderer
     from templates.blocks import SlackRenderer
 
     api_url = env.get("SLACK_API_URL") or slack.api_url
-    client = WebClient(
-        token=token.reveal(),
-        base_url=(api_url.rstrip("/") + "/") if api_url else WebClient.BASE_URL,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),
-        ],
-    )
+    client = make_web_client(token.reveal(), api_url, metrics)
     renderer = SlackRenderer(Renderer())
     # One pacer: Slack's limit is per channel, whoever posts.
     pacer = ChannelPacer()
@@ -249,7 +240,14 @@ def build_context(
     clock: Clock = system_clock,
     huey_kind: Literal["sqlite", "memory", "redis"] | None = None,
     host_wrapper: HostWrapper | None = None,
+    metrics: Metrics | None = None,
 ) -> AppContext:
+    # Imported here: the measured wrappers build on the service layer.
+    from bot.observe.gauges import DatabaseGauges
+    from bot.observe.hosts import metered
+    from bot.observe.work import MeteredDecider, MeteredRunner
+
+    metrics = metrics or Metrics(multiprocess_dir=(env or {}).get("PROMETHEUS_MULTIPROC_DIR"))
     try:
         inventory = load_inventory(settings.inventory_path)
         policy = load_policy(*settings.policy_files)
@@ -271,16 +269,19 @@ def build_context(
     except ConfigError:
         engine.dispose()
         raise
-    host_for = Hosts(factory)
+    # Measured beneath any wrapper a test or bench adds.
+    host_for = Hosts(metered(factory, metrics))
     host_for.wrap(host_wrapper)
-    decider = Decider(
+    metrics.add_collector(DatabaseGauges(engine, inventory, clock))
+    decider = MeteredDecider(
         inventory=inventory,
         host_for=host_for,
         policy=policy,
         clock=clock,
         inventory_label=f"inventory {settings.inventory_path.name}",
+        metrics=metrics,
     )
-    notifier, channels = _notifier(settings, engine, env or {})
+    notifier, channels = _notifier(settings, engine, env or {}, metrics)
     # Heartbeats beat in real seconds; a faster clock (the demo's --speed)
     # must not make a live worker's lock look stale.
     ledger = JobLedger(
@@ -296,13 +297,14 @@ def build_context(
         on_change=notifier.changed,
     )
     worker_id = default_worker_id()
-    runner = JobRunner(
+    runner = MeteredRunner(
         ledger,
         executor.handlers(),
         worker_id,
         clock=clock,
         heartbeat_interval=settings.jobs.heartbeat_seconds,
         on_progress=notifier.progress,
+        metrics=metrics,
     )
     kind = huey_kind or settings.jobs.queue
     redis_url = (env or {}).get("REDIS_URL") or settings.jobs.redis_url
@@ -331,5 +333,6 @@ def build_context(
         ticks=TickClaims(engine, clock, worker_id),
         notifier=notifier,
         channels=channels,
+        metrics=metrics,
         _closers=closers,
     )

@@ -7,6 +7,8 @@ inventory, the service and the templates can all name the same things.
 from __future__ import annotations
 
 import enum
+import re
+from dataclasses import dataclass
 
 
 class Role(enum.StrEnum):
@@ -25,3 +27,56 @@ class Role(enum.StrEnum):
     WEB = "web"
     APP = "app"
     OTHER = "other"
+
+
+class CheckpointKind(enum.StrEnum):
+    """The checkpoint a person asks for, in the product's words; each names
+    a value of Hyper-V's `CheckpointType` VM setting (`Set-VM -CheckpointType`,
+    https://learn.microsoft.com/powershell/module/hyper-v/set-vm)."""
+
+    PRODUCTION = "production"
+    PRODUCTION_ONLY = "production-only"
+    STANDARD = "standard"
+
+    @classmethod
+    def parse(cls, text: str) -> CheckpointKind | None:
+        """The kind a word names (any case, surrounding blanks ignored), or None."""
+        word = text.strip().lower()
+        return next((kind for kind in cls if kind.value == word), None)
+
+
+# What `checkpoint settings --type` may set on a VM: a kind, or no checkpoints.
+DISABLED = "disabled"
+SETTING_WORDS: tuple[str, ...] = (*CheckpointKind, DISABLED)
+
+
+# A change's ref in text people type: `CHG-0042`, `chg-42`, `CHG42`.
+_REF_TYPED = re.compile(r"CHG-?([0-9]{1,9})", re.IGNORECASE)
+# A ref as the bot writes it, at the start of a checkpoint's name.
+_REF_WRITTEN = re.compile(r"CHG-([0-9]{1,9})\b")
+# The same, inside values the bot builds (button values).
+REF_WRITTEN_PATTERN = r"CHG-[0-9]+"
+
+
+@dataclass(frozen=True, order=True)
+class ChangeRef:
+    """A change as people see it: `CHG-0042` is the change with id 42."""
+
+    id: int
+
+    def __str__(self) -> str:
+        return f"CHG-{self.id:04d}"
+
+    @classmethod
+    def parse(cls, text: str) -> ChangeRef | None:
+        """What a person typed (`CHG-0042`, `chg-42`, `CHG42`, blanks around
+        ignored), or None."""
+        found = _REF_TYPED.fullmatch(text.strip())
+        return cls(int(found.group(1))) if found else None
+
+    @classmethod
+    def leading(cls, text: str) -> ChangeRef | None:
+        """The ref the bot wrote at the start of `text` (a checkpoint name:
+        upper case, with the dash), or None."""
+        found = _REF_WRITTEN.match(text)
+        return cls(int(found.group(1))) if found else None

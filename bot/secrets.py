@@ -11,6 +11,28 @@ class SecretError(ValueError):
     pass
 
 
+# systemd's LoadCredential= hands a service its secrets as files in a private
+# directory named by $CREDENTIALS_DIRECTORY, whose path is not to be hard-coded
+# (https://systemd.io/CREDENTIALS/). A secret's file may start with it.
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+_CREDENTIAL_PREFIXES = (f"${CREDENTIALS_DIRECTORY}", f"${{{CREDENTIALS_DIRECTORY}}}")
+
+
+def credential_path(file: Path, env: Mapping[str, str], what: str) -> Path:
+    """`file`, with a leading `$CREDENTIALS_DIRECTORY` (or `${...}`) replaced
+    by that variable's value; any other path as it is."""
+    parts = file.parts
+    if not parts or parts[0] not in _CREDENTIAL_PREFIXES:
+        return file
+    directory = env.get(CREDENTIALS_DIRECTORY, "")
+    if not directory:
+        raise SecretError(
+            f"{what}: {file} names ${CREDENTIALS_DIRECTORY}, which is not set "
+            "(systemd sets it for a unit with LoadCredential=)"
+        )
+    return Path(directory, *parts[1:])
+
+
 @dataclass(frozen=True)
 class Secret:
     """A secret value whose repr and str never show it."""
@@ -34,6 +56,7 @@ def secret_from(
     """The secret named by an env var or a file; None when neither is set.
     Errors say where it was looked for, never what was found."""
     if file is not None:
+        file = credential_path(file, env, what)
         try:
             value = file.read_text(encoding="utf-8").strip()
         except OSError as exc:

@@ -4,7 +4,9 @@ health endpoints for the load balancer or orchestrator in front of it.
     /slack/events   slash commands, interactivity and events (signed by Slack)
     /healthz        200 while the process serves at all
     /readyz         200 when the database answers and the job consumer runs,
-                    else 503 with what is wrong
+                    else 503 with what is wrong (`serve` passes the full
+                    readiness of bot/observe/health.py: schema, queue too)
+    /metrics        Prometheus' text format, when given the metrics
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+
+from bot.observe.health import Readiness, answer, flag_check
+from bot.observe.metrics import Metrics
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -53,28 +58,32 @@ class SlackWsgi:
         *,
         database_ok: Callable[[], bool],
         consumer_ok: Callable[[], bool],
+        readiness: Readiness | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bolt = SlackRequestHandler(app, path=EVENTS_PATH)
         self.database_ok, self.consumer_ok = database_ok, consumer_ok
+        self.readiness = readiness or Readiness(
+            [
+                ("database", flag_check(database_ok, "")),
+                ("job consumer", flag_check(consumer_ok, "")),
+            ]
+        )
+        self.metrics = metrics
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == EVENTS_PATH:
             return self.bolt(environ, start_response)
-        if path == "/healthz":
-            return _plain(start_response, "200 OK", "ok\n")
-        if path == "/readyz":
-            problems = [
-                what
-                for what, ok in (("database", self.database_ok), ("job consumer", self.consumer_ok))
-                if not ok()
-            ]
-            if problems:
-                return _plain(
-                    start_response, "503 Service Unavailable", f"not ready: {', '.join(problems)}\n"
-                )
-            return _plain(start_response, "200 OK", "ready\n")
-        return _plain(start_response, "404 Not Found", "not found\n")
+        found = answer(path, self.readiness, self.metrics)
+        if found is None:
+            return _plain(start_response, "404 Not Found", "not found\n")
+        reason = "OK" if found.status == 200 else "Service Unavailable"
+        start_response(
+            f"{found.status} {reason}",
+            [("Content-Type", found.content_type), ("Content-Length", str(len(found.body)))],
+        )
+        return [found.body]
 
 
 def _plain(start_response: StartResponse, status: str, body: str) -> list[bytes]:

@@ -25,23 +25,26 @@ from slack_sdk.errors import SlackClientError
 from bot.durations import DurationError, parse_duration
 from bot.inventory import InventoryLookupError
 from bot.service import (
+    MAX_REASON,
+    Card,
     Conflict,
     Forbidden,
     Principal,
     ServiceError,
+    Stale,
+    Target,
     approve,
+    check_card,
     extend,
     lookups,
     merge,
     reject,
     request_checkpoint,
+    resolve,
     rollback,
     show_change,
     start_vm,
 )
-from bot.service.binding import Card, Stale, Target, check_card
-from bot.service.reconcile import resolve
-from bot.service.requests import MAX_REASON
 from handlers import messages
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click

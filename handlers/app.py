@@ -11,22 +11,20 @@ nothing but the ack.
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-)
 
 from bot.context import AppContext
+from bot.observe.logs import ContextThreadPool
+from bot.observe.slack_api import make_web_client
 from handlers import sweep_actions
 from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.delivery import DropRetries, UserGroups
 from handlers.deps import SlackDeps
+from handlers.observe import ObservedApp
 from handlers.workspace import BindWorkspace, UserHomes, workspace_from
 from templates.blocks import SlackRenderer
 
@@ -45,19 +43,6 @@ WORK_THREADS = 4
 MAX_VM_OPTIONS = 100
 
 
-def make_client(bot_token: str, api_url: str | None) -> WebClient:
-    """A Web API client that waits out 429s (Retry-After) and retries
-    connection errors, as slack_sdk's built-in handlers do."""
-    return WebClient(
-        token=bot_token,
-        base_url=(api_url.rstrip("/") + "/") if api_url else WebClient.BASE_URL,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),
-        ],
-    )
-
-
 def build_bolt_app(
     ctx: AppContext,
     *,
@@ -67,13 +52,15 @@ def build_bolt_app(
     renderer: SlackRenderer,
     token_verification: bool = True,
 ) -> App:
-    client = make_client(bot_token, api_url)
-    app = App(
+    client = make_web_client(bot_token, api_url, ctx.metrics)
+    app = ObservedApp(
+        metrics=ctx.metrics,
         name="checkpoint-bot",
         client=client,
         signing_secret=signing_secret,
         token_verification_enabled=token_verification,
-        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="bolt"),
+        # Listeners run in the request's log context (handlers/observe.py).
+        listener_executor=ContextThreadPool(LISTENER_THREADS, thread_name_prefix="bolt"),
     )
     workspace = workspace_from(
         ctx.settings.slack, demo=ctx.settings.demo, auth_test=lambda: _auth_test(client)
@@ -83,7 +70,7 @@ def build_bolt_app(
         renderer=renderer,
         groups=UserGroups(client),
         homes=UserHomes(client),
-        work=ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="slack-work"),
+        work=ContextThreadPool(WORK_THREADS, thread_name_prefix="slack-work"),
         workspace=workspace,
     )
     register(app, deps)

@@ -13,8 +13,11 @@ from slack_sdk import WebClient
 
 from bot.inventory import InventoryLookupError
 from bot.service import (
+    Ambiguous,
     Principal,
     ServiceError,
+    Target,
+    WindowNotices,
     approve,
     change_settings,
     explain,
@@ -28,8 +31,6 @@ from bot.service import (
     show_change,
     show_settings,
 )
-from bot.service.binding import Ambiguous, Target
-from bot.service.window_notices import WindowNotices
 from handlers import messages
 from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (

@@ -9,8 +9,7 @@ Bolt style (`slack_bolt/logger/messages.py`).
 from __future__ import annotations
 
 from bot.changes.views import ChangeView
-from bot.service import ApprovalOutcome, Outcome
-from bot.service.binding import Ambiguous, Stale, settled_words
+from bot.service import Ambiguous, ApprovalOutcome, Outcome, Stale, settled_words
 from templates import mrkdwn_escape as esc
 from templates.blocks import mention, slack_date
 

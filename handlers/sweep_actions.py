@@ -20,9 +20,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot.service import ServiceError
-from bot.service.adopt import adopt_checkpoint
-from bot.service.sweep_views import parse_orphan_value
+from bot.service import ServiceError, adopt_checkpoint, parse_orphan_value
 from handlers import messages, sweep_messages
 from handlers.deps import SlackDeps, ephemeral
 from handlers.workspace import request_team

@@ -4,7 +4,7 @@ the caller through `notice_ephemeral`."""
 
 from __future__ import annotations
 
-from bot.service.adopt import AdoptOutcome
+from bot.service import AdoptOutcome
 from templates import mrkdwn_escape as esc
 
 

@@ -96,7 +96,6 @@ ACTION_PERMISSION = {
     Action.EXTEND: Permission.EXTEND,
 }
 
-CHECKPOINT_TYPES = ("production", "production-only", "standard")
 
 _SEVERITY = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1, Verdict.DENY: 2}
 
@@ -149,7 +148,7 @@ class Request:
     vm_name: str
     vm_id: str
     requester: str
-    # "production" | "production-only" | "standard" | None (the VM's setting)
+    # a CheckpointKind word (bot.domain), or None (the VM's setting)
     checkpoint_type: str | None = None
     ttl: timedelta | None = None  # create: requested lifetime; None = the scope's default
     extend_to: datetime | None = None  # extend: the new expiry

@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.domain import REF_WRITTEN_PATTERN
 from templates import Renderer, mrkdwn_escape, short_time
 
 # Documented Block Kit limits (docs.slack.dev/reference/block-kit) that the
@@ -47,6 +48,31 @@ MESSAGE_TEXT_BUDGET = 12_000
 FALLBACK_TEXT = 3000
 
 DEMO_FOOTER = "Demo mode — simulated Hyper-V estate; nothing here touches a real host."
+
+# The layout budgets the templates fill; they live here, next to the limits
+# they are derived from, so a template holds text and no arithmetic.
+#   help: a header, the "more topics" line and the demo footer beside the
+#   sections, with 1,000 characters of the text budget left for them.
+HELP_SECTIONS = MESSAGE_BLOCKS - 4
+HELP_TEXT = MESSAGE_TEXT_BUDGET - 1000
+#   sweep digest: at most DIGEST_ROWS checkpoints with their buttons (a
+#   section and an actions block each, confirm dialogs included), then the
+#   rest as text lines in at most DIGEST_TEXT_SECTIONS sections and
+#   DIGEST_TEXT characters: header, summary, context, problems, divider,
+#   2 x 8 rows, 12 sections, the "more" line and the footer stay under 50
+#   blocks, and the rows at their longest leave DIGEST_TEXT of the budget.
+DIGEST_ROWS = 8
+DIGEST_TEXT_SECTIONS = 12
+DIGEST_TEXT = 3000
+#   lists (checkpoint list, policy explain, ephemeral notices): a header,
+#   a summary and a context line or two beside the packed rows.
+LIST_SECTIONS = 44
+NOTICE_SECTIONS = 45
+LIST_TEXT = 10_000
+#   App Home: the open changes and the change windows share a view with the
+#   approvals, each with its own slice of the budget.
+HOME_CHANGES_SECTIONS, HOME_CHANGES_TEXT = 4, 8000
+HOME_WINDOWS_SECTIONS, HOME_WINDOWS_TEXT = 2, 6000
 
 # Button values carry the change, what the button is for and the version the
 # message was rendered at, so a click acts only on what its card showed (see
@@ -81,12 +107,12 @@ CARD_PURPOSES = {
 }
 DECIDING_ACTIONS = frozenset({"checkpoint:approve", "checkpoint:reject"})
 _ACTION_VALUE = re.compile(
-    r"^(CHG-\d+):(?:(create|rollback|merge|extend)#(\d+)|(rollback|merge|extend|start|resolve))"
-    r":v(\d+)$"
+    rf"^({REF_WRITTEN_PATTERN}):"
+    r"(?:(create|rollback|merge|extend)#(\d+)|(rollback|merge|extend|start|resolve)):v(\d+)$"
 )
 # What buttons carried before they said what they were for; still accepted
 # from old messages, and then only where exactly one thing can be meant.
-_LEGACY_VALUE = re.compile(r"^(CHG-\d+):v(\d+)$")
+_LEGACY_VALUE = re.compile(rf"^({REF_WRITTEN_PATTERN}):v(\d+)$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
@@ -203,6 +229,26 @@ def pack_groups(
     return Packed(chunks, shown, total - shown)
 
 
+def fit_sections(
+    texts: Iterable[str], max_sections: int = HELP_SECTIONS, budget: int = HELP_TEXT
+) -> Packed:
+    """Whole sections, each cut to a section's limit, in order while they fit
+    `max_sections` blocks and `budget` characters; one that does not fit is
+    left out (and counted) and the next ones are still tried."""
+    chunks: list[str] = []
+    used = omitted = 0
+    for raw in texts:
+        if not raw.strip():
+            continue
+        text = truncate_chars(raw, SECTION_TEXT, mrkdwn=True)
+        if len(chunks) < max_sections and used + len(text) <= budget:
+            chunks.append(text)
+            used += len(text)
+        else:
+            omitted += 1
+    return Packed(chunks, len(chunks), omitted)
+
+
 @dataclass(frozen=True)
 class ActionValue:
     """A change button's value: the change, what the button is for, the
@@ -268,6 +314,22 @@ SLACK_FILTERS: Mapping[str, Any] = {
     "quote": quote,
     "one_line": one_line,
     "pack_groups": pack_groups,
+    "fit_sections": fit_sections,
+}
+# Names the templates read (text and budgets), never redefine.
+SLACK_GLOBALS: Mapping[str, Any] = {
+    "DEMO_FOOTER": DEMO_FOOTER,
+    "DIGEST_ROWS": DIGEST_ROWS,
+    "DIGEST_TEXT_SECTIONS": DIGEST_TEXT_SECTIONS,
+    "DIGEST_TEXT": DIGEST_TEXT,
+    "SECTION_TEXT": SECTION_TEXT,
+    "LIST_SECTIONS": LIST_SECTIONS,
+    "NOTICE_SECTIONS": NOTICE_SECTIONS,
+    "LIST_TEXT": LIST_TEXT,
+    "HOME_CHANGES_SECTIONS": HOME_CHANGES_SECTIONS,
+    "HOME_CHANGES_TEXT": HOME_CHANGES_TEXT,
+    "HOME_WINDOWS_SECTIONS": HOME_WINDOWS_SECTIONS,
+    "HOME_WINDOWS_TEXT": HOME_WINDOWS_TEXT,
 }
 
 
@@ -385,6 +447,7 @@ class SlackRenderer:
         self.env = renderer.env.overlay()
         # `overlay()` shares the filters dict with its parent; copy before adding.
         self.env.filters = {**renderer.env.filters, **SLACK_FILTERS}
+        self.env.globals = {**renderer.env.globals, **SLACK_GLOBALS}
 
     def _load(self, name: str, demo: bool, values: Mapping[str, Any]) -> Any:
         template = f"slack/{name}.json.j2"

@@ -20,8 +20,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
+from bot.clock import ManualClock
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
+from tests.helpers import T0
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -129,3 +131,9 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock that moves only when the test says so, starting at T0."""
+    return ManualClock(T0)

@@ -59,6 +59,7 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
         ("handlers/messages.py", "import bot.store.db  # noqa", "Entry points go through"),
         ("bot/service/queries.py", "import psrpcore  # noqa", "Only the dev tools"),
         ("policies/params.py", "import policies.policy  # noqa", "No import cycles"),
+        ("handlers/messages.py", "import bot.service.requests  # noqa", "The service has one face"),
     ],
 )
 def test_a_wrong_import_breaks_its_contract(

@@ -116,11 +116,6 @@ def inventory(ports: dict[str, int]) -> Inventory:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
 def fleet(clock: ManualClock) -> Iterator[EmulatedFleet]:
     started = EmulatedFleet.start(
         InMemoryHostStateStore(),

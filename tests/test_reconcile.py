@@ -27,14 +27,9 @@ from bot.store.db import session_scope
 from bot.store.models import change_ref
 from templates import Renderer
 from templates.blocks import SlackRenderer
-from tests.helpers import T0, settings_for
+from tests.helpers import settings_for
 
 DEAD = "dead-host:1:deadbeef"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
 
 
 @pytest.fixture

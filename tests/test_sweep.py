@@ -54,11 +54,6 @@ def _context(
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
 def ctx(tmp_path: Path, clock: ManualClock) -> Iterator[AppContext]:
     context = _context(tmp_path, clock)
     try:

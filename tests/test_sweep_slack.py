@@ -31,7 +31,7 @@ from bot.store.db import session_scope
 from bot.store.models import Change
 from templates import Renderer
 from templates.blocks import SlackRenderer, parse_action_value
-from tests.helpers import T0, settings_for
+from tests.helpers import settings_for
 from tests.slack_support import BOT_TOKEN, Call, FakeSlackApi, running_bot
 from tests.sweep_support import (
     checkpointable,
@@ -55,11 +55,6 @@ def _context(
     ctx = build_context(settings, env=env, clock=clock, huey_kind="memory")
     assert isinstance(ctx.channels, SlackChannelNotices)
     return ctx
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
 
 
 @pytest.fixture

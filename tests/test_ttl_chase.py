@@ -55,11 +55,6 @@ def test_the_due_reminder_is_the_closest_point_reached(
     assert all(p >= point for p in points if p < ttl and now >= expires - p)
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
 def _contexts(
     tmp_path: Path, clock: ManualClock, api: FakeSlackApi, policy: str | None
 ) -> tuple[AppContext, AppContext]:

@@ -105,11 +105,6 @@ def inventory() -> Inventory:
     return Inventory.model_validate(INVENTORY)
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
 HOSTS = HostModel(
     hosts=[
         HostSpec(

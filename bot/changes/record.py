@@ -7,7 +7,6 @@ never interleave events or both move a change out of the same state.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -15,9 +14,8 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from bot.changes.lifecycle import Command, State, Transition, apply, still_wanted
+from bot.domain import ChangeRef
 from bot.store.models import ApprovalRequest, Change, ChangeEvent
-
-_REF = re.compile(r"^\s*CHG-?(\d{1,9})\s*$", re.IGNORECASE)
 
 
 class ChangeNotFound(LookupError):
@@ -36,8 +34,8 @@ class ConcurrentUpdate(RuntimeError):
 
 def parse_ref(text: str) -> int | None:
     """`CHG-0042`, `chg-42` or `CHG42` → 42; anything else → None."""
-    match = _REF.match(text)
-    return int(match.group(1)) if match else None
+    ref = ChangeRef.parse(text)
+    return ref.id if ref else None
 
 
 def get_change(session: Session, change_id: int) -> Change:

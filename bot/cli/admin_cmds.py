@@ -10,15 +10,20 @@ from pathlib import Path
 
 import click
 
+from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
 from bot.config import ConfigError
-from bot.service import explain, export_audit
-from bot.service.audit import parse_filter, stream_audit
-from bot.service.deciding import Principal
-from bot.service.schema import upgrade_schema
+from bot.domain import CheckpointKind
+from bot.service import (
+    Principal,
+    explain,
+    export_audit,
+    parse_filter,
+    stream_audit,
+    upgrade_schema,
+)
 from policies import PolicyError, validate_policy_file
 from policies.explain import rows as explain_rows
-from policies.model import CHECKPOINT_TYPES
 
 
 @click.group("db")
@@ -132,7 +137,7 @@ def policy() -> None:
 @click.option(
     "--type",
     "ctype",
-    type=click.Choice(CHECKPOINT_TYPES),
+    type=click.Choice(list(CheckpointKind)),
     help="The checkpoint type asked for (create).",
 )
 @click.option("--user", help="Who asks: a Slack user id (default: you, as cli:NAME).")
@@ -199,17 +204,24 @@ def _count(n: int, noun: str) -> str:
 
 
 @click.command("worker")
+@observe_options
 @pass_runtime
-def worker(rt: Runtime) -> None:
+def worker(
+    rt: Runtime, health_port: int | None, health_host: str | None, log_format: str | None
+) -> None:
     """Run queued jobs in this process until Ctrl-C."""
+    setup_logging(rt, log_format)
     ctx = rt.ctx
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    ctx.start_workers()
+    consumer = ctx.start_workers()
+    health = start_health(rt, readiness(ctx, consumer), health_port, health_host)
     click.echo(f"worker {ctx.worker_id}: running jobs from the queue (Ctrl-C stops)", err=True)
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
+    if health is not None:
+        health.stop()
     click.echo("worker: stopping", err=True)

@@ -9,9 +9,15 @@ import click
 from bot.changes import State
 from bot.changes.views import ChangeView
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
+from bot.domain import SETTING_WORDS, CheckpointKind
 from bot.service import (
+    APPROVAL_ACTIONS,
+    Ambiguous,
     ApprovalOutcome,
+    Conflict,
     Outcome,
+    Target,
+    Unavailable,
     approve,
     change_settings,
     extend,
@@ -23,12 +29,8 @@ from bot.service import (
     show_change,
     start_vm,
 )
-from bot.service.binding import APPROVAL_ACTIONS, Ambiguous, Target
-from bot.service.errors import Conflict, Unavailable
-from bot.service.settings import SETTING_TYPES
-from policies.model import CHECKPOINT_TYPES
 
-TYPES = click.Choice(CHECKPOINT_TYPES, case_sensitive=False)
+TYPES = click.Choice(list(CheckpointKind), case_sensitive=False)
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
 EXIT_REFUSED = 1
 
@@ -172,7 +174,7 @@ def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
 @click.option(
     "--type",
     "ctype",
-    type=click.Choice(sorted(SETTING_TYPES), case_sensitive=False),
+    type=click.Choice(sorted(SETTING_WORDS), case_sensitive=False),
     help="Set the VM's CheckpointType (admins only).",
 )
 @click.option(

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.service.backups import backup_database, downgrade_schema, plan_downgrade
+from bot.service import backup_database, downgrade_schema, plan_downgrade
 
 BACKUP_EPILOG = """\
 SQLite is copied with SQLite's online backup API while the bot runs; the

@@ -8,9 +8,7 @@ from typing import Any
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.service.queries import show_change
-from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
-from bot.service.window_notices import WindowNotices, due_notices
+from bot.service import RESOLUTIONS, Reconciler, WindowNotices, due_notices, resolve, show_change
 
 
 @click.command("resolve")

@@ -18,7 +18,7 @@ from bot.cli.serve_cmd import serve
 from bot.cli.sweep_cmd import sweep
 from bot.config import ConfigError
 from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
-from bot.service.errors import BadRequest, ServiceError, Unavailable
+from bot.service import BadRequest, ServiceError, Unavailable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 log = logging.getLogger("checkpoint_bot.cli")

@@ -14,7 +14,7 @@ import click
 
 from bot.config import Settings, load_settings
 from bot.context import AppContext, build_context
-from bot.service.deciding import Principal
+from bot.service import Principal
 from templates import Renderer
 
 

@@ -13,10 +13,11 @@ import click
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, pass_runtime
 from bot.config import ConfigError, SecretRefConfig
 from bot.secrets import Secret, SecretError, secret_from
-from bot.service.errors import Unavailable
+from bot.service import Unavailable
 
 
 def need_secret(ref: SecretRefConfig, what: str, env: Mapping[str, str]) -> Secret:
@@ -59,12 +60,22 @@ def _stop_on_sigterm() -> None:
     help="Only answer Slack and enqueue: jobs and periodic work run in "
     "`checkpoint-bot worker` processes (jobs.queue: redis, or sqlite on this machine).",
 )
+@observe_options
 @pass_runtime
 def serve(
-    rt: Runtime, http_mode: bool, port: int, host: str, threads: int, no_worker: bool
+    rt: Runtime,
+    http_mode: bool,
+    port: int,
+    host: str,
+    threads: int,
+    no_worker: bool,
+    health_port: int | None,
+    health_host: str | None,
+    log_format: str | None,
 ) -> None:
     """Run the Slack bot and (unless --no-worker) the job consumer until stopped."""
     settings = rt.settings
+    setup_logging(rt, log_format)
     slack = settings.slack
     bot_token = need_secret(slack.bot_token, "slack.bot_token", rt.env)
     signing = (
@@ -104,18 +115,23 @@ def serve(
             err=True,
         )
     _stop_on_sigterm()
+    health = None
     if http_mode:
         from bot.slack_http import HttpServer, SlackWsgi, consumer_running, database_answers
 
+        checks = readiness(ctx, consumer)
         wsgi = SlackWsgi(
             app,
             database_ok=lambda: database_answers(ctx.engine),
             consumer_ok=lambda: consumer is None or consumer_running(consumer),
+            readiness=checks,
+            metrics=ctx.metrics,
         )
         server = HttpServer(wsgi, host, port, threads=threads)
+        health = start_health(rt, checks, health_port, health_host)
         click.echo(
             f"checkpoint-bot: serving Slack over HTTP on {server.url}/slack/events "
-            "(health: /healthz, readiness: /readyz); Ctrl-C stops",
+            "(health: /healthz, readiness: /readyz, metrics: /metrics); Ctrl-C stops",
             err=True,
         )
         try:
@@ -129,6 +145,12 @@ def serve(
 
         assert app_token is not None
         handler = SocketModeHandler(app, app_token.reveal())
+        health = start_health(
+            rt,
+            readiness(ctx, consumer, slack_connected=handler.client.is_connected),
+            health_port,
+            health_host,
+        )
         click.echo("checkpoint-bot: connecting to Slack over Socket Mode; Ctrl-C stops", err=True)
         try:
             handler.start()  # type: ignore[no-untyped-call]
@@ -136,6 +158,8 @@ def serve(
             pass
         finally:
             handler.close()  # type: ignore[no-untyped-call]
+    if health is not None:
+        health.stop()
     if consumer is not None:
         click.echo("checkpoint-bot: stopping the job consumer", err=True)
     # Runtime.close (on exit) stops the consumer and closes the context.

@@ -5,9 +5,7 @@ from __future__ import annotations
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
-from bot.service import show_change
-from bot.service.adopt import adopt_checkpoint, locate_checkpoint
-from bot.service.sweep import run_sweep, size_history
+from bot.service import adopt_checkpoint, locate_checkpoint, run_sweep, show_change, size_history
 from templates import human_bytes
 
 # Exit codes: 0 done, 1 refused or failed (see bot.cli.main).

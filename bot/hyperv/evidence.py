@@ -32,6 +32,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from bot.domain import CheckpointKind
 from bot.hyperv.types import Checkpoint, CheckpointType, SnapshotType, VMState
 
 # Captured states that carry memory: a standard checkpoint of a live VM.
@@ -39,8 +40,10 @@ _WITH_MEMORY = frozenset({VMState.Running, VMState.Saved, VMState.Paused})
 
 
 class TakenKind(enum.StrEnum):
-    PRODUCTION = "production"
-    STANDARD = "standard"
+    """What the evidence says was taken: a kind, or that it cannot tell."""
+
+    PRODUCTION = CheckpointKind.PRODUCTION.value
+    STANDARD = CheckpointKind.STANDARD.value
     UNKNOWN = "unknown"
 
 

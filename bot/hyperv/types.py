@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Self
 
+from bot.domain import DISABLED, CheckpointKind
+
 
 class _HyperVEnum(enum.IntEnum):
     """An enum that also parses Hyper-V's string form (case-insensitive)."""
@@ -56,6 +58,31 @@ class CheckpointType(_HyperVEnum):
     Production = 3
     ProductionOnly = 4
     Standard = 5
+
+    @classmethod
+    def for_word(cls, word: str) -> CheckpointType:
+        """The setting a product word names (`CheckpointKind` or "disabled");
+        KeyError for anything else."""
+        return _SETTING_FOR_WORD[word]
+
+    @property
+    def strictness(self) -> int | None:
+        """How strict a setting is: ProductionOnly never falls back, Production
+        may, Standard never tries; None for Disabled (nothing to compare)."""
+        return _STRICTNESS.get(self)
+
+
+_SETTING_FOR_WORD = {
+    CheckpointKind.PRODUCTION.value: CheckpointType.Production,
+    CheckpointKind.PRODUCTION_ONLY.value: CheckpointType.ProductionOnly,
+    CheckpointKind.STANDARD.value: CheckpointType.Standard,
+    DISABLED: CheckpointType.Disabled,
+}
+_STRICTNESS = {
+    CheckpointType.Standard: 0,
+    CheckpointType.Production: 1,
+    CheckpointType.ProductionOnly: 2,
+}
 
 
 class SnapshotType(_HyperVEnum):

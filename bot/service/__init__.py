@@ -1,8 +1,27 @@
-"""The use cases, one path for Slack, the CLI and the playground."""
+"""The use cases, one path for Slack, the CLI and the playground: callers
+import from here (and `bot.service.lookups` for Slack's screens), never
+from the modules behind it."""
 
-from bot.service.adopt import AdoptOutcome, adopt_checkpoint
+from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
 from bot.service.approvals import ApprovalOutcome, approve, reject
+from bot.service.audit import AuditFilter, parse_filter, stream_audit
 from bot.service.audit_format import export_audit
+from bot.service.backups import (
+    BackupReport,
+    DowngradePlan,
+    backup_database,
+    downgrade_schema,
+    plan_downgrade,
+)
+from bot.service.binding import (
+    APPROVAL_ACTIONS,
+    Ambiguous,
+    Card,
+    Stale,
+    Target,
+    check_card,
+    settled_words,
+)
 from bot.service.deciding import Principal
 from bot.service.errors import (
     BadRequest,
@@ -14,10 +33,13 @@ from bot.service.errors import (
 )
 from bot.service.queries import (
     CheckpointListing,
+    audit_rows,
     list_checkpoints,
     show_change,
 )
+from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
 from bot.service.requests import (
+    MAX_REASON,
     Outcome,
     StartOutcome,
     explain,
@@ -27,37 +49,66 @@ from bot.service.requests import (
     rollback,
     start_vm,
 )
+from bot.service.schema import upgrade_schema
 from bot.service.settings import SettingsOutcome, change_settings, show_settings
-from bot.service.sweep import SweepTask, run_sweep
+from bot.service.sweep import SweepTask, run_sweep, size_history
+from bot.service.sweep_views import parse_orphan_value
+from bot.service.window_notices import WindowNotices, due_notices
 
 __all__ = [
+    "APPROVAL_ACTIONS",
+    "MAX_REASON",
+    "RESOLUTIONS",
     "AdoptOutcome",
+    "Ambiguous",
     "ApprovalOutcome",
+    "AuditFilter",
+    "BackupReport",
     "BadRequest",
+    "Card",
     "CheckpointListing",
     "Conflict",
+    "DowngradePlan",
     "Forbidden",
     "NotFound",
     "Outcome",
     "Principal",
+    "Reconciler",
     "ServiceError",
     "SettingsOutcome",
+    "Stale",
     "StartOutcome",
     "SweepTask",
+    "Target",
     "Unavailable",
+    "WindowNotices",
     "adopt_checkpoint",
     "approve",
+    "audit_rows",
+    "backup_database",
     "change_settings",
+    "check_card",
+    "downgrade_schema",
+    "due_notices",
     "explain",
     "export_audit",
     "extend",
     "list_checkpoints",
+    "locate_checkpoint",
     "merge",
+    "parse_filter",
+    "parse_orphan_value",
+    "plan_downgrade",
     "reject",
     "request_checkpoint",
+    "resolve",
     "rollback",
     "run_sweep",
+    "settled_words",
     "show_change",
     "show_settings",
+    "size_history",
     "start_vm",
+    "stream_audit",
+    "upgrade_schema",
 ]

@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 from bot.changes import Command
 from bot.changes.record import open_change, transition
 from bot.changes.views import ChangeView
+from bot.domain import CheckpointKind
 from bot.durations import format_duration
 from bot.hyperv import Checkpoint, HyperVError, SnapshotType
 from bot.hyperv.evidence import holds_memory, judge_listed
@@ -182,7 +183,9 @@ def adopt_checkpoint(
                     # VM's memory (or one the host says nothing of) is a
                     # standard one: the riskier reading.
                     checkpoint_type=(
-                        "production" if holds_memory(checkpoint) is False else "standard"
+                        CheckpointKind.PRODUCTION
+                        if holds_memory(checkpoint) is False
+                        else CheckpointKind.STANDARD
                     ),
                     taken_type=seen.kind.value,
                     taken_evidence=seen.evidence[:500],

@@ -24,6 +24,7 @@ from sqlmodel import col, select
 from bot.changes import Command, State
 from bot.changes.record import events_of, get_change, note, transition
 from bot.config import DefaultsConfig
+from bot.domain import CheckpointKind
 from bot.durations import format_duration
 from bot.hyperv import (
     Checkpoint,
@@ -49,18 +50,6 @@ from policies import Action, Verdict
 log = logging.getLogger(__name__)
 
 ACTOR = "checkpoint-bot"
-_ASKED_SETTING = {
-    "production": CheckpointType.Production,
-    "production-only": CheckpointType.ProductionOnly,
-    "standard": CheckpointType.Standard,
-}
-# How strict a CheckpointType is: ProductionOnly never falls back, Production
-# may, Standard never tries. A create only ever raises the VM's setting.
-_STRICTNESS = {
-    CheckpointType.Standard: 0,
-    CheckpointType.Production: 1,
-    CheckpointType.ProductionOnly: 2,
-}
 # The VM states a rollback may leave behind that someone has to start.
 NOT_RUNNING_AFTER_RESTORE = frozenset({VMState.Off, VMState.Saved})
 
@@ -92,10 +81,10 @@ def setting_for(asked: str, current: CheckpointType) -> CheckpointType:
     """The CheckpointType a create runs under: the asked one when it is
     stricter than the VM's, else the VM's own (an admin's ProductionOnly is
     never weakened to Production, nor Production to Standard)."""
-    wanted = _ASKED_SETTING[asked]
-    if current not in _STRICTNESS:
+    wanted = CheckpointType.for_word(CheckpointKind(asked))
+    if current.strictness is None or wanted.strictness is None:
         return current  # Disabled: the host refuses; never switch it on
-    return wanted if _STRICTNESS[wanted] > _STRICTNESS[current] else current
+    return wanted if wanted.strictness > current.strictness else current
 
 
 @dataclass

@@ -32,13 +32,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.domain import ChangeRef
 from bot.hyperv import Checkpoint
 
 # Clocks of the bot and of a host may disagree by this much.
 CLOCK_SKEW = timedelta(seconds=120)
 NAME_LIMIT = 100
 _TOKEN = re.compile(r"\(cb-([0-9a-f]{8})\)")
-_REF = re.compile(r"^(CHG-\d+)\b")
 # What the name must not carry: control characters, and the characters
 # PowerShell's wildcard matching gives a meaning to.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f*?\[\]]")
@@ -63,8 +63,9 @@ def token_of(name: str) -> str | None:
 
 
 def ref_of(name: str) -> str | None:
-    found = _REF.match(name)
-    return found.group(1) if found else None
+    ref = ChangeRef.leading(name)
+    # Only as the bot writes it (`CHG-0042`), never a look-alike (`CHG-42`).
+    return str(ref) if ref and name.startswith(str(ref)) else None
 
 
 @dataclass(frozen=True)

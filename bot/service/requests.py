@@ -21,6 +21,7 @@ from bot.changes.record import (
     transition,
 )
 from bot.changes.views import ChangeView
+from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.service.deciding import Principal, as_principal
@@ -30,7 +31,6 @@ from bot.service.ownership import new_token
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Decision, Permission, Verdict, authorize
-from policies.model import CHECKPOINT_TYPES
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -81,9 +81,9 @@ def _validate_create(
     if len(text) > MAX_REASON:
         raise BadRequest(f"the reason is {len(text)} characters long; keep it under {MAX_REASON}")
     kind = (ctype or ctx.settings.defaults.checkpoint_type).strip().lower()
-    if kind not in CHECKPOINT_TYPES:
+    if CheckpointKind.parse(kind) is None:
         raise BadRequest(
-            f"unknown checkpoint type '{ctype}': use one of {', '.join(CHECKPOINT_TYPES)}"
+            f"unknown checkpoint type '{ctype}': use one of {', '.join(CheckpointKind)}"
         )
     return text, kind, _duration(ttl, "--ttl") if ttl is not None else None
 

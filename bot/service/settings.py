@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.domain import SETTING_WORDS, CheckpointKind
 from bot.hyperv import (
     CheckpointType,
     HostAuthError,
@@ -24,13 +25,6 @@ from policies import Action, Effect, is_admin
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
-
-SETTING_TYPES = {
-    "production": CheckpointType.Production,
-    "production-only": CheckpointType.ProductionOnly,
-    "standard": CheckpointType.Standard,
-    "disabled": CheckpointType.Disabled,
-}
 
 
 @dataclass(frozen=True)
@@ -69,11 +63,12 @@ def change_settings(
     vm = resolve_vm(ctx, vm_name)
     wanted = None
     if checkpoint_type is not None:
-        wanted = SETTING_TYPES.get(checkpoint_type.strip().lower())
+        word = checkpoint_type.strip().lower()
+        wanted = CheckpointType.for_word(word) if word in SETTING_WORDS else None
         if wanted is None:
             raise BadRequest(
                 f"unknown checkpoint type '{checkpoint_type}': use one of "
-                f"{', '.join(SETTING_TYPES)}"
+                f"{', '.join(SETTING_WORDS)}"
             )
     if not is_admin(ctx.policy, actor.id, actor.groups):
         raise Forbidden(
@@ -82,7 +77,9 @@ def change_settings(
         )
     if wanted is CheckpointType.Standard:
         # The same rule that refuses a standard checkpoint refuses the setting.
-        decision = ctx.decider.decide(vm, Action.CREATE, actor, checkpoint_type="standard")
+        decision = ctx.decider.decide(
+            vm, Action.CREATE, actor, checkpoint_type=CheckpointKind.STANDARD
+        )
         rule = decision.outcome("checkpoint_type")
         if rule is not None and rule.fired and rule.effect is not Effect.WARN:
             raise Forbidden(f"CheckpointType Standard is refused for {vm.name}: {rule.message}")

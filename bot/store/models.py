@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from bot.domain import ChangeRef
 from bot.store.columns import UTCDateTime
 
 
@@ -188,7 +189,7 @@ class Tick(SQLModel, table=True):
 
 
 def change_ref(change_id: int) -> str:
-    return f"CHG-{change_id:04d}"
+    return str(ChangeRef(change_id))
 
 
 class CheckpointSize(SQLModel, table=True):

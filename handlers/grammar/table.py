@@ -7,11 +7,11 @@ this table, so what help promises is what the parser accepts.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from bot.domain import ChangeRef, CheckpointKind
 from handlers.grammar.requests import (
     ApproveRequest,
     CreateRequest,
@@ -28,7 +28,6 @@ from handlers.grammar.requests import (
     StatusRequest,
     WindowsRequest,
 )
-from policies.model import CHECKPOINT_TYPES
 from templates import mrkdwn_escape
 
 __all__ = [
@@ -45,13 +44,12 @@ __all__ = [
 ]
 
 SLASH = "/checkpoint"
-_CHANGE_REF = re.compile(r"CHG-?([0-9]{1,9})", re.IGNORECASE)
 
 
 def normalize_change_ref(text: str) -> str | None:
     """`CHG-12`, `chg12` or `CHG-0012` → `CHG-0012`; anything else → None."""
-    match = _CHANGE_REF.fullmatch(text.strip())
-    return f"CHG-{int(match.group(1)):04d}" if match else None
+    ref = ChangeRef.parse(text)
+    return str(ref) if ref else None
 
 
 def either(words: tuple[str, ...] | list[str]) -> str:
@@ -158,7 +156,7 @@ def _settings(v: Values) -> Request:
     )
 
 
-_TYPES = CHECKPOINT_TYPES
+_TYPES = tuple(CheckpointKind)
 _ACTIONS = ("create", "rollback", "merge", "extend")
 _VM = Param("vm", Kind.VM, "VM")
 _CHANGE = Param("change", Kind.CHANGE, "CHG-n")

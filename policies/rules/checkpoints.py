@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from bot.domain import CheckpointKind
 from policies.model import Action, Effect, Facts, Request, RuleOutcome
 from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
@@ -53,7 +54,7 @@ def checkpoint_type(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule
     if not required:
         return passed(rule, f"{vm} runs no transactional workload: any checkpoint type works", used)
     workloads = ", ".join(required)
-    if req.checkpoint_type == "standard":
+    if req.checkpoint_type == CheckpointKind.STANDARD:
         return fire(
             rule,
             f"{vm} runs {workloads}: a standard checkpoint saves memory, not a VSS-consistent "
@@ -62,14 +63,14 @@ def checkpoint_type(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule
             "ask for a production checkpoint (it will be taken as production-only)",
             used,
         )
-    if req.checkpoint_type == "production-only":
+    if req.checkpoint_type == CheckpointKind.PRODUCTION_ONLY:
         return passed(rule, f"{vm} runs {workloads}: production-only, as required", used)
     return passed(
         rule,
         f"{vm} runs {workloads}: taken as production-only, so Hyper-V fails instead of "
         "falling back to a standard checkpoint if VSS fails",
         used,
-        adjustments={"checkpoint_type": "production-only"},
+        adjustments={"checkpoint_type": CheckpointKind.PRODUCTION_ONLY.value},
     )
 
 

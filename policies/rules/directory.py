@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from bot.domain import CheckpointKind
 from policies.model import Action, Effect, Fact, Facts, Request, RuleOutcome
 from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
@@ -92,7 +93,7 @@ def domain_controller(req: Request, facts: Facts, ctx: Context, rule: ResolvedRu
             "",
             used,
             effect=Effect.WARN,
-            adjustments={"checkpoint_type": "production-only"},
+            adjustments={"checkpoint_type": CheckpointKind.PRODUCTION_ONLY.value},
         )
     return fire(
         rule,
