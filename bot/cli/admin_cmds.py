@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,14 @@ from bot.cli.observe_opts import observe_options, readiness, setup_logging, star
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
 from bot.config import ConfigError
 from bot.domain import CheckpointKind
-from bot.service import Principal, audit_rows, explain, export_audit, upgrade_schema
+from bot.service import (
+    Principal,
+    explain,
+    export_audit,
+    parse_filter,
+    stream_audit,
+    upgrade_schema,
+)
 from policies import PolicyError, validate_policy_file
 from policies.explain import rows as explain_rows
 
@@ -72,21 +80,47 @@ def audit() -> None:
     "--output",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to FILE instead of stdout.",
+    help="Write to FILE instead of stdout (complete or not at all).",
 )
+@click.option("--since", help="From this time on: ISO 8601 (UTC unless an offset) or 7d, 24h.")
+@click.option("--until", help="Before this time (exclusive); same forms as --since.")
+@click.option("--vm", help="Only this VM (its name as recorded, any case, or its VM id).")
+@click.option("--change", "change_ref", help="Only this change (CHG-0042).")
+@click.option("--actor", help="Only what this actor did (U0123ABCD, <@U0123ABCD>, cli:NAME).")
 @pass_runtime
-def audit_export(rt: Runtime, fmt: str, output: Path | None) -> None:
-    """Every event of every change: who did what, when, and why."""
-    chunks = export_audit(audit_rows(rt.ctx), fmt)
+def audit_export(
+    rt: Runtime,
+    fmt: str,
+    output: Path | None,
+    since: str | None,
+    until: str | None,
+    vm: str | None,
+    change_ref: str | None,
+    actor: str | None,
+) -> None:
+    """Every event of every change, then every settings change: who did
+    what, when, and why. Rows are streamed, never held."""
+    flt = parse_filter(
+        now=datetime.now(UTC), since=since, until=until, vm=vm, change=change_ref, actor=actor
+    )
+    chunks = export_audit(stream_audit(rt.ctx.engine, flt), fmt)
     if output is None:
+        # One buffered write per row, no flush per row (click.echo flushes).
+        out = sys.stdout
         for chunk in chunks:
-            click.echo(chunk, nl=False)
+            out.write(chunk)
+        out.flush()
         return
+    partial = output.with_name(output.name + ".partial")
     count = 0
-    with output.open("w", encoding="utf-8", newline="") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-            count += chunk.count("\n")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                count += chunk.count("\n")
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
     click.echo(f"wrote {output} ({count} lines)", err=True)
 
 

@@ -10,6 +10,7 @@ import click
 
 from bot.cli.admin_cmds import audit, db, inventory, policy, worker
 from bot.cli.checkpoint_cmds import change, checkpoint
+from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.followup_cmds import reconcile_cmd, resolve_cmd, windows_cmd
 from bot.cli.lazy import LazyCommand, LazyGroup
 from bot.cli.outbox_cmd import outbox
@@ -97,6 +98,8 @@ for command in (
 ):
     cli.add_command(command)
 change.add_command(resolve_cmd)
+db.add_command(db_backup)
+db.add_command(db_downgrade)
 
 
 def _fail(message: str, code: int) -> int:

@@ -4,6 +4,15 @@ from the modules behind it."""
 
 from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
 from bot.service.approvals import ApprovalOutcome, approve, reject
+from bot.service.audit import AuditFilter, parse_filter, stream_audit
+from bot.service.audit_format import export_audit
+from bot.service.backups import (
+    BackupReport,
+    DowngradePlan,
+    backup_database,
+    downgrade_schema,
+    plan_downgrade,
+)
 from bot.service.binding import (
     APPROVAL_ACTIONS,
     Ambiguous,
@@ -29,7 +38,6 @@ from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
 from bot.service.queries import (
     CheckpointListing,
     audit_rows,
-    export_audit,
     list_checkpoints,
     show_change,
 )
@@ -57,11 +65,14 @@ __all__ = [
     "AdoptOutcome",
     "Ambiguous",
     "ApprovalOutcome",
+    "AuditFilter",
+    "BackupReport",
     "BadRequest",
     "Card",
     "CheckpointListing",
     "Conflict",
     "Directory",
+    "DowngradePlan",
     "Forbidden",
     "GroupsUnavailable",
     "NotFound",
@@ -80,10 +91,12 @@ __all__ = [
     "adopt_checkpoint",
     "approve",
     "audit_rows",
+    "backup_database",
     "change_settings",
     "check_card",
     "committed_writes",
     "delivery_keys",
+    "downgrade_schema",
     "due_notices",
     "explain",
     "export_audit",
@@ -93,7 +106,9 @@ __all__ = [
     "merge",
     "outage_message",
     "outbox_status",
+    "parse_filter",
     "parse_orphan_value",
+    "plan_downgrade",
     "reject",
     "request_checkpoint",
     "resolve",
@@ -104,6 +119,7 @@ __all__ = [
     "show_settings",
     "size_history",
     "start_vm",
+    "stream_audit",
     "upgrade_schema",
     "with_slack",
 ]

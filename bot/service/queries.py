@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +13,11 @@ from bot.changes.views import ChangeView, CheckpointRow, HostProblem
 from bot.hyperv import Checkpoint, HyperVError, HyperVHost
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.fanout import ask_hosts
+from bot.service.audit import stream_audit
 from bot.service.errors import BadRequest
 from bot.service.requests import find_change, resolve_vm
 from bot.store.db import session_scope
-from bot.store.models import Change, ChangeEvent, Job, VMSettingChange, change_ref
+from bot.store.models import Change, Job, change_ref
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -165,85 +163,7 @@ def show_change(ctx: ServiceDeps, ref: str) -> ChangeView:
         return ChangeView.of(change, events_of(s, change_id), jobs)
 
 
-AUDIT_FIELDS = (
-    "change",
-    "seq",
-    "at",
-    "actor",
-    "actor_team",
-    "event",
-    "from_state",
-    "to_state",
-    "vm",
-    "host",
-    "requester",
-    "requester_team",
-    "message",
-)
-
-
 def audit_rows(ctx: ServiceDeps) -> Iterator[dict[str, Any]]:
-    """Every event of every change, in order, then every settings change:
-    the record as a flat table. A Slack user is (team, user): `actor_team`
-    and `requester_team` are the workspaces (empty for the bot, the policy,
-    `cli:NAME`, and rows recorded before teams were)."""
-    with session_scope(ctx.engine) as s:
-        result = s.exec(
-            select(ChangeEvent, Change)
-            .where(ChangeEvent.change_id == Change.id)
-            .order_by(col(ChangeEvent.change_id), col(ChangeEvent.seq))
-        ).all()
-        settings = s.exec(select(VMSettingChange).order_by(col(VMSettingChange.id))).all()
-    for event, change in result:
-        assert change.id is not None
-        yield {
-            "change": change_ref(change.id),
-            "seq": event.seq,
-            "at": event.at.isoformat(),
-            "actor": event.actor,
-            "actor_team": event.actor_team,
-            "event": event.kind,
-            "from_state": event.from_state,
-            "to_state": event.to_state,
-            "vm": change.vm_name,
-            "host": change.host,
-            "requester": change.requester,
-            "requester_team": change.requester_team,
-            "message": event.message,
-            "details": event.details,
-        }
-    for row in settings:
-        yield {
-            "change": f"SET-{row.id:04d}",
-            "seq": 1,
-            "at": row.at.isoformat(),
-            "actor": row.actor,
-            "actor_team": row.actor_team,
-            "event": "settings",
-            "from_state": None,
-            "to_state": None,
-            "vm": row.vm_name,
-            "host": row.host,
-            "requester": row.actor,
-            "requester_team": row.actor_team,
-            "message": row.reason,
-            "details": {"before": row.before, "after": row.after},
-        }
-
-
-def export_audit(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
-    if fmt == "jsonl":
-        for row in rows:
-            yield json.dumps(row, sort_keys=True) + "\n"
-        return
-    if fmt != "csv":
-        raise BadRequest(f"unknown format '{fmt}': use jsonl or csv")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*AUDIT_FIELDS, "details"])
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({**row, "details": json.dumps(row["details"], sort_keys=True)})
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
+    """Every event of every change, then every settings change, streamed
+    (bot.service.audit)."""
+    return stream_audit(ctx.engine)

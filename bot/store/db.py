@@ -29,11 +29,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# Execution options of a connection that only reads (a long export): its
+# transaction must not hold SQLite's write lock (see _sqlite_begin).
+READ_ONLY: dict[str, Any] = {"checkpoint_bot_read_only": True}
+
+
 def _sqlite_begin_immediate(conn: Any) -> None:
     # pysqlite's deferred BEGIN lets two writers both read, then one fails
     # on upgrade; taking the write lock at BEGIN makes conditional claims
-    # serialize cleanly.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # serialize cleanly. A read-only connection takes a deferred BEGIN: in
+    # WAL mode it reads a snapshot and never blocks a writer
+    # (https://www.sqlite.org/lang_transaction.html).
+    if conn.get_execution_options().get("checkpoint_bot_read_only"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -19,8 +22,34 @@ def _config() -> Config:
     return cfg
 
 
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction for Alembic. On SQLite, foreign keys
+    are off while it runs: a batch migration rebuilds a table (copy, drop,
+    rename), and dropping a table that other rows reference fails with
+    them on. They are checked before the commit and turned back on, the
+    procedure SQLite documents (https://www.sqlite.org/lang_altertable.html,
+    "Making Other Kinds Of Table Schema Changes")."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        raw: Any = conn.connection.driver_connection if sqlite else None
+        if sqlite:
+            # Outside any transaction, where the pragma takes effect.
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         cfg = _config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
@@ -41,3 +70,22 @@ def autogenerate(engine: Engine, message: str) -> None:
         cfg = _config()
         cfg.attributes["connection"] = conn
         command.revision(cfg, message=message, autogenerate=True)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Undo migrations down to `revision` ("base" undoes them all). Columns
+    and tables a migration added are dropped with their data."""
+    with _migrating(engine) as conn:
+        cfg = _config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def revisions() -> list[tuple[str, str]]:
+    """Every revision, oldest first, with the first line of its docstring."""
+    script = ScriptDirectory.from_config(_config())
+    found = [
+        (rev.revision, (rev.doc or "").strip().splitlines()[0] if rev.doc else "")
+        for rev in script.walk_revisions()
+    ]
+    return list(reversed(found))

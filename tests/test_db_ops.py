@@ -1,0 +1,285 @@
+"""Backups, restores and schema rollbacks, as an operator runs them: the
+installed CLI against SQLite and the local PostgreSQL, and every migration
+up and down on both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine, make_url
+
+from bot.store.db import make_engine
+from bot.store.migrate import current_revision, downgrade, head_revision, revisions, upgrade
+from tests.test_cli import BOT, one_line_error, run
+
+# --- every migration, up and down ---------------------------------------
+
+
+def schema(engine: Engine) -> dict[str, Any]:
+    """Tables with their columns, indexes, unique constraints and foreign
+    keys: what a migration adds and its downgrade must take away."""
+    insp = inspect(engine)
+    out: dict[str, Any] = {}
+    for table in sorted(insp.get_table_names()):
+        if table == "alembic_version":
+            continue
+        out[table] = {
+            "columns": sorted(
+                (c["name"], str(c["type"]), bool(c["nullable"])) for c in insp.get_columns(table)
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in insp.get_indexes(table)
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"])) for u in insp.get_unique_constraints(table)
+            ),
+            "fks": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"])
+                for f in insp.get_foreign_keys(table)
+            ),
+        }
+    return out
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a database with no schema at all."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield engine
+        engine.dispose()
+        return
+    admin_url: str = request.getfixturevalue("pg_admin_url")
+    name = f"cbmig_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(admin_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(False))
+    yield engine
+    engine.dispose()
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_every_migration_goes_down_to_exactly_the_schema_before_it(
+    empty_engine: Engine,
+) -> None:
+    revs = [rev for rev, _ in revisions()]
+    assert revs[-1] == head_revision()
+    built: dict[str, dict[str, Any]] = {"base": schema(empty_engine)}
+    assert built["base"] == {}
+    for rev in revs:
+        upgrade(empty_engine, rev)
+        assert current_revision(empty_engine) == rev
+        built[rev] = schema(empty_engine)
+    for rev in [*reversed(revs[:-1]), "base"]:
+        downgrade(empty_engine, rev)
+        assert current_revision(empty_engine) == (None if rev == "base" else rev)
+        assert schema(empty_engine) == built[rev], f"downgrade to {rev} left a different schema"
+    upgrade(empty_engine)
+    assert schema(empty_engine) == built[revs[-1]]
+
+
+def test_data_survives_a_round_trip_through_a_downgrade(empty_engine: Engine) -> None:
+    """What the older schema had is kept: rows are not dropped, only the
+    newer columns are, even where other rows point at the rebuilt table
+    (SQLite rebuilds `change` to drop a column; change_event refers to it)."""
+    upgrade(empty_engine)
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO change (action, vm_id, vm_name, host, checkpoint_type, reason, "
+                "requester, source, state, decision, ttl_seconds, created_at, updated_at, "
+                "version, requester_team) VALUES ('checkpoint', 'v1', 'WEB01', 'HV01', "
+                "'production', 'keep me', 'U1', 'slack', 'active', '{}', 60, "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 1, 'T1')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO change_event (change_id, seq, at, actor, kind, message, details) "
+                "SELECT id, 1, created_at, 'U1', 'requested', 'keep me too', '{}' FROM change"
+            )
+        )
+    downgrade(empty_engine, "0006")
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        row = conn.execute(text("SELECT reason, requester_team FROM change")).one()
+        event = conn.execute(text("SELECT message FROM change_event")).scalar_one()
+    # The team came with 0007: gone; the rest, and the events that point at
+    # the rebuilt table, kept.
+    assert (tuple(row), event) == (("keep me", None), "keep me too")
+
+
+# --- db backup and the restore drill ------------------------------------
+
+
+def _changes(cwd: Path, env: dict[str, str] | None = None) -> list[str]:
+    """Changes made through the real service: one created, one refused."""
+    made = run(cwd, "checkpoint", "create", "APP01", "-r", "deploy 4.2", env=env)
+    assert made.returncode == 0, made.stderr
+    refused = run(cwd, "checkpoint", "create", "CORP-DC01", "-r", "patch", env=env)
+    assert refused.returncode == 1, refused.stderr
+    return ["CHG-1", "CHG-2"]
+
+
+def _seen(cwd: Path, refs: list[str], env: dict[str, str] | None = None) -> list[str]:
+    outputs = []
+    for ref in refs:
+        for args in (["change", "show", ref], ["change", "show", ref, "--json"]):
+            shown = run(cwd, *args, env=env)
+            assert shown.returncode == 0, shown.stderr
+            outputs.append(shown.stdout)
+    audit = run(cwd, "audit", "export", env=env)
+    assert audit.returncode == 0 and audit.stdout
+    outputs.append(audit.stdout)
+    return outputs
+
+
+def test_restore_drill_on_sqlite(tmp_path: Path) -> None:
+    refs = _changes(tmp_path)
+    before = _seen(tmp_path, refs)
+    assert _seen(tmp_path, refs) == before  # nothing moves on its own
+    backup = tmp_path / "backups" / "bot.db"
+    backup.parent.mkdir()
+    done = run(tmp_path, "db", "backup", str(backup), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["method"] == "sqlite-backup-api" and report["schema"] == head_revision()
+    assert (report["changes"], report["file"]) == (2, str(backup))
+    assert report["bytes"] == backup.stat().st_size
+    assert not list(backup.parent.glob("*.partial"))
+
+    shutil.rmtree(tmp_path / "var")  # the disaster: state, WAL and queue gone
+    (tmp_path / "var").mkdir()
+    shutil.copy(backup, tmp_path / "var" / "checkpoint-bot.db")  # docs/upgrading.md
+
+    assert _seen(tmp_path, refs) == before
+
+
+def test_restore_drill_on_postgresql(tmp_path: Path, pg_engine: Engine) -> None:
+    url = pg_engine.url.render_as_string(hide_password=False)
+    env = {"DATABASE_URL": url}
+    refs = _changes(tmp_path, env)
+    before = _seen(tmp_path, refs, env)
+    backup = tmp_path / "bot.dump"
+    done = run(tmp_path, "db", "backup", str(backup), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["method"] == "pg_dump"
+    assert backup.read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
+
+    with pg_engine.begin() as conn:  # the disaster: every table gone
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    restored = subprocess.run(
+        ["pg_restore", "--no-owner", f"--dbname={libpq}", str(backup)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert restored.returncode == 0, restored.stderr
+
+    assert _seen(tmp_path, refs, env) == before
+
+
+def test_backup_refuses_to_overwrite_and_says_how(tmp_path: Path) -> None:
+    _changes(tmp_path)
+    target = tmp_path / "b.db"
+    target.write_text("precious", encoding="utf-8")
+    refused = run(tmp_path, "db", "backup", str(target))
+    assert refused.returncode == 2
+    assert "exists: pass --force" in one_line_error(refused)
+    assert target.read_text(encoding="utf-8") == "precious"
+    forced = run(tmp_path, "db", "backup", str(target), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "sqlite-backup-api" in forced.stdout and "2 changes" in forced.stdout
+    assert target.read_bytes().startswith(b"SQLite format 3\x00")
+
+
+def test_backup_of_a_missing_database_is_unavailable(tmp_path: Path) -> None:
+    config = tmp_path / "bot.yaml"
+    inventory = Path(__file__).parents[1] / "deploy" / "examples" / "demo-inventory.yaml"
+    config.write_text(
+        f"inventory: {inventory}\ndatabase_url: sqlite:///{tmp_path / 'none.db'}\n",
+        encoding="utf-8",
+    )
+    result = run(tmp_path, "--config", str(config), "db", "backup", str(tmp_path / "b.db"))
+    assert result.returncode == 3
+    assert "no SQLite database at" in one_line_error(result)
+    assert not (tmp_path / "b.db").exists() and not (tmp_path / "none.db").exists()
+
+
+def test_backup_without_pg_dump_points_at_the_procedure(tmp_path: Path, pg_engine: Engine) -> None:
+    url = pg_engine.url.render_as_string(hide_password=False)
+    env = {"DATABASE_URL": url, "PATH": str(tmp_path / "empty-bin")}
+    result = run(tmp_path, "db", "backup", str(tmp_path / "b.dump"), env=env)
+    assert result.returncode == 1
+    assert "pg_dump is not installed" in one_line_error(result)
+    assert "docs/upgrading.md" in result.stderr
+
+
+# --- db downgrade from the CLI ------------------------------------------
+
+
+def test_downgrade_asks_names_what_it_undoes_and_goes_back_up(tmp_path: Path) -> None:
+    _changes(tmp_path)
+    head = head_revision()
+    assert head is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
+    env.pop("DATABASE_URL", None)
+    asked = subprocess.run(
+        [str(BOT), "db", "downgrade", "0006"],
+        cwd=tmp_path,
+        input="n\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=120,
+    )
+    assert asked.returncode == 1, asked.stderr
+    assert "0007  a principal is (workspace, user)" in asked.stderr
+    assert "dropped, with its data" in asked.stderr
+    down = run(tmp_path, "db", "downgrade", "0006", "--yes", "--json")
+    assert down.returncode == 0, down.stderr
+    report = json.loads(down.stdout)
+    assert (report["from"], report["to"]) == (head, "0006")
+    assert report["undone"][0] == head and report["undone"][-1] == "0007"
+    up = run(tmp_path, "db", "upgrade")
+    assert up.returncode == 0 and f"0006 → {head}" in up.stdout
+    shown = run(tmp_path, "change", "show", "CHG-1")
+    assert shown.returncode == 0 and "APP01" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("revision", "expected"),
+    [
+        ("0099", "no schema revision '0099': use one of 0001"),
+        ("0010x", "no schema revision"),
+    ],
+)
+def test_downgrade_to_an_unknown_revision_is_bad_input(
+    tmp_path: Path, revision: str, expected: str
+) -> None:
+    result = run(tmp_path, "db", "downgrade", revision, "--yes")
+    assert result.returncode == 2
+    assert expected in one_line_error(result)
+
+
+def test_downgrade_to_the_current_revision_is_refused(tmp_path: Path) -> None:
+    _changes(tmp_path)
+    result = run(tmp_path, "db", "downgrade", str(head_revision()), "--yes")
+    assert result.returncode == 2
+    assert "is not older" in one_line_error(result)
