@@ -185,9 +185,16 @@ class HttpServer:
         if loop_running:
             # Sockets may only be closed by the loop's own thread (else select()
             # sees a closed fd): hand it the close; an empty map ends the loop.
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            try:
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            except OSError:
+                # The loop closed its trigger on its way out (it ended between
+                # the is_alive() check and the pull): nothing is left to wake.
+                pass
             assert self._thread is not None
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the HTTP loop did not end within %.0f s", timeout)
         else:
             wasyncore.close_all(server._map)
         server.task_dispatcher.shutdown(timeout=timeout)

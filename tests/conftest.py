@@ -8,6 +8,7 @@ the PostgreSQL half is skipped with the reason, loudly.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -27,6 +28,23 @@ from tests.helpers import T0
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs the CLI in-process configures the root logger with the
+    stderr pytest captured for that test; a later test's threads would write
+    to that closed stream. Put the root logger back after every test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _pg_reachable(url: str) -> str | None:
