@@ -12,6 +12,7 @@ health endpoints for the load balancer or orchestrator in front of it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import threading
@@ -185,12 +186,10 @@ class HttpServer:
         if loop_running:
             # Sockets may only be closed by the loop's own thread (else select()
             # sees a closed fd): hand it the close; an empty map ends the loop.
-            try:
+            # An OSError: the loop closed its trigger on its way out (it ended
+            # between the is_alive() check and the pull), nothing to wake.
+            with contextlib.suppress(OSError):
                 server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-            except OSError:
-                # The loop closed its trigger on its way out (it ended between
-                # the is_alive() check and the pull): nothing is left to wake.
-                pass
             assert self._thread is not None
             self._thread.join(timeout)
             if self._thread.is_alive():
