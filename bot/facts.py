@@ -20,6 +20,12 @@ from bot.store.models import Change, change_ref
 from policies import Fact, Facts
 
 _DC_PRODUCT_TYPE = 2
+# A VM `inventory discover` added: silence about SQL AG, Exchange DAG, DFS-R
+# or guest clustering is not safety (docs/discovery.md).
+_ROLES_UNKNOWN = (
+    "discovery added this VM and nobody has set its roles yet (roles_unknown: true); "
+    "set roles: in the inventory and remove roles_unknown"
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,11 @@ def inventory_facts(inventory: Inventory, vm: VM, source: str, now: datetime) ->
     host = inventory.host(vm.host)
     values = {
         "vm_name": fact(vm.name),
-        "roles": fact(sorted(role.value for role in vm.roles)),
+        "roles": (
+            Fact.unknown(source, _ROLES_UNKNOWN)
+            if vm.roles_unknown
+            else fact(sorted(role.value for role in vm.roles))
+        ),
         "tags": fact(dict(vm.tags)),
         "host": fact(host.name),
         "host_group": fact(host.host_group),

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from bot.hyperv.types import Checkpoint, CheckpointType, VMFacts, VMInfo, Volume
+from bot.hyperv.types import (
+    Checkpoint,
+    CheckpointType,
+    DiscoveredVM,
+    VMFacts,
+    VMInfo,
+    Volume,
+)
 
 
 @runtime_checkable
@@ -24,6 +31,11 @@ class HyperVHost(Protocol):
     def get_vm(self, vm_id: str) -> VMInfo: ...
 
     def vm_facts(self, vm_id: str) -> VMFacts: ...
+
+    def discover_vms(self) -> list[DiscoveredVM]:
+        """Every VM on the host with its disks, replication and guest facts,
+        in a few calls for the whole host (never one per VM)."""
+        ...
 
     def list_checkpoints(self, vm_id: str | None = None) -> list[Checkpoint]:
         """All checkpoints on the host, or one VM's, oldest first."""

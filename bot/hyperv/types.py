@@ -198,3 +198,48 @@ class VMFacts:
     checkpoint_count: int = 0
     volume: Volume | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReplicationInfo:
+    """`Get-VMReplication` of one VM
+    (https://learn.microsoft.com/powershell/module/hyper-v/get-vmreplication)."""
+
+    state: str
+    mode: str
+    health: str = ""
+    replica_server: str = ""
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    """The guest's intrinsic KVP items (`Msvm_KvpExchangeComponent.
+    GuestIntrinsicExchangeItems`); None where the guest did not publish one
+    (off, or its integration services are off): unknown, never "no"."""
+
+    fqdn: str | None = None
+    os_name: str | None = None
+    os_version: str | None = None
+    # Windows' product type: 1 workstation, 2 domain controller, 3 server.
+    product_type: int | None = None
+
+    @property
+    def published(self) -> bool:
+        return any(v is not None for v in (self.fqdn, self.os_name, self.product_type))
+
+
+@dataclass(frozen=True)
+class DiscoveredVM:
+    """One VM as a host's discovery saw it (`HyperVHost.discover_vms`)."""
+
+    vm: VMInfo
+    # The node that holds the VM now: `Get-VM`'s ComputerName.
+    owner_node: str
+    is_clustered: bool = False
+    disks: tuple[DiskInfo, ...] = ()
+    # None: Get-VM says ReplicationState Disabled.
+    replication: ReplicationInfo | None = None
+    guest: GuestInfo = field(default_factory=GuestInfo)
+    # The host volume holding its first virtual disk (else its configuration);
+    # None when no volume the host listed holds it.
+    volume: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -327,6 +328,13 @@ class VM(_Model):
     # None until the inventory fills in its host's first volume.
     volume: VolumePath | None = None
     owner: NonEmpty | None = None
+    # Written by `inventory discover` (docs/discovery.md): the roles discovery
+    # cannot see (SQL AG, Exchange DAG, DFS-R, guest cluster) have not been
+    # set by a person yet, so the guardrails treat the VM's roles as unknown.
+    roles_unknown: bool = False
+    # Written by `inventory discover --merge`: the day no host it asked had
+    # this VM. Kept, not deleted, until a person removes the entry.
+    missing_since: date | None = None
     # A trap, not a setting: how a simulated guest behaves is the host
     # model's to say (hyperv.simulator_hosts), never the inventory's.
     simulation: object = Field(default=None, exclude=True, repr=False)

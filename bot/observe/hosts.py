@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from bot.hyperv import (
     Checkpoint,
     CheckpointType,
+    DiscoveredVM,
     HostAuthError,
     HostTimeout,
     HostUnreachable,
@@ -31,6 +32,7 @@ CMDLETS = {
     "list_vms": "Get-VM",
     "get_vm": "Get-VM",
     "vm_facts": "Get-VM+facts",
+    "discover_vms": "Get-VM+discovery",
     "list_checkpoints": "Get-VMSnapshot",
     "create_checkpoint": "Checkpoint-VM",
     "restore_checkpoint": "Restore-VMSnapshot",
@@ -94,6 +96,9 @@ class MeteredHost:
 
     def vm_facts(self, vm_id: str) -> VMFacts:
         return self._call("vm_facts", lambda: self._inner.vm_facts(vm_id))
+
+    def discover_vms(self) -> list[DiscoveredVM]:
+        return self._call("discover_vms", self._inner.discover_vms)
 
     def list_checkpoints(self, vm_id: str | None = None) -> list[Checkpoint]:
         return self._call("list_checkpoints", lambda: self._inner.list_checkpoints(vm_id))

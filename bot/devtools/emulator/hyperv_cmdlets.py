@@ -253,11 +253,13 @@ def set_vm(call: Call) -> list[Any]:
 
 def get_vm_hard_disk_drive(call: Call) -> list[Any]:
     disks: list[Any] = []
-    for vm_id in call.vms("VMName"):
-        try:
-            disks.extend(shapes.disk_object(d) for d in call.host.hard_disk_drives(vm_id))
-        except HostError as exc:
-            call.fail(exc, vm_id)
+    vm_ids = call.vms("VMName")
+    # One read of the host for every VM piped in (`Get-VM | Get-VMHardDiskDrive`).
+    for vm_id, drives in zip(vm_ids, call.host.hard_disk_drives_of(vm_ids), strict=True):
+        if isinstance(drives, HostError):
+            call.fail(drives, vm_id)
+        else:
+            disks.extend(shapes.disk_object(d) for d in drives)
     return disks
 
 
@@ -288,13 +290,15 @@ def get_cim_instance(call: Call) -> list[Any]:
         raise PipelineFailed(msg.cim_error("Invalid namespace ", "0x8004100e", "MetadataError"))
     if call.args.get("ClassName", "").casefold() != KVP_CLASS.casefold():
         raise PipelineFailed(msg.cim_error("Invalid class ", "0x80041010", "MetadataError"))
+    if "Filter" not in call.args:
+        # No filter: every instance of the class, one per VM.
+        return [shapes.kvp_object(kvp) for kvp in call.host.kvps()]
+    match = _KVP_FILTER.match(call.args["Filter"])
+    if match is None:
+        raise PipelineFailed(msg.cim_error("Invalid query ", "0x80041017", "InvalidArgument"))
     vm_ids = [vm.vm_id for vm in call.host.get_vms()]
-    if "Filter" in call.args:
-        match = _KVP_FILTER.match(call.args["Filter"])
-        if match is None:
-            raise PipelineFailed(msg.cim_error("Invalid query ", "0x80041017", "InvalidArgument"))
-        vm_ids = [v for v in vm_ids if v.casefold() == match.group(1).casefold()]
-    return [shapes.kvp_object(call.host.kvp(v)) for v in vm_ids]
+    wanted = [v for v in vm_ids if v.casefold() == match.group(1).casefold()]
+    return [shapes.kvp_object(call.host.kvp(v)) for v in wanted]
 
 
 def get_volume(call: Call) -> list[Any]:

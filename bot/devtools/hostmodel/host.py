@@ -213,10 +213,26 @@ class ModelHost:
         return [self._snapshot_view(state, cp) for cp in found]
 
     def hard_disk_drives(self, vm_id: str) -> list[HardDiskDrive]:
-        """A virtual Fibre Channel adapter is not a hard disk drive (it is
+        """`Get-VMHardDiskDrive` of one VM
+        (https://learn.microsoft.com/powershell/module/hyper-v/get-vmharddiskdrive).
+        A virtual Fibre Channel adapter is not a hard disk drive (it is
         `Get-VMFibreChannelHba`'s), so it is not listed here."""
         state, _now = self._read()
-        vm = self._vm(state, vm_id)
+        return self._drives(self._vm(state, vm_id))
+
+    def hard_disk_drives_of(self, vm_ids: list[str]) -> list[list[HardDiskDrive] | HostError]:
+        """The same for several VMs read at one instant (`Get-VM |
+        Get-VMHardDiskDrive`): each VM's drives, or its not-found error."""
+        state, _now = self._read()
+        found: list[list[HardDiskDrive] | HostError] = []
+        for vm_id in vm_ids:
+            try:
+                found.append(self._drives(self._vm(state, vm_id)))
+            except HostError as exc:
+                found.append(exc)
+        return found
+
+    def _drives(self, vm: ModelVM) -> list[HardDiskDrive]:
         drives = []
         location: dict[int, int] = {}
         for disk in vm.disks:
@@ -233,7 +249,14 @@ class ModelHost:
                     controller_type=disk.controller,
                     controller_number=0,
                     controller_location=slot,
+                    # A pass-through disk is a physical disk attached by its
+                    # number: the drive reports the DiskNumber, and its Path
+                    # names the physical disk, not a virtual hard disk file
+                    # (https://learn.microsoft.com/powershell/module/hyper-v/
+                    # add-vmharddiskdrive, -DiskNumber).
                     disk_number=disk.disk_number if disk.passthrough else None,
+                    # A shared VHDX or VHD Set is attached with
+                    # -SupportPersistentReservations (same page).
                     support_persistent_reservations=disk.shared,
                 )
             )
@@ -261,7 +284,23 @@ class ModelHost:
         services, so there are none while it does not run or exchange them
         (the fact is then unknown, never "not a DC")."""
         state, _now = self._read()
-        vm = self._vm(state, vm_id)
+        return self._kvp(self._vm(state, vm_id))
+
+    def kvps(self) -> list[KvpComponent]:
+        """Every VM's KVP component at one instant: `Get-CimInstance` of
+        Msvm_KvpExchangeComponent without a filter returns one instance per VM
+        (https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-kvpexchangecomponent)."""
+        state, _now = self._read()
+        vms = sorted(state.vms.values(), key=lambda vm: (vm.name.casefold(), vm.vm_id))
+        return [self._kvp(vm) for vm in vms]
+
+    @staticmethod
+    def _kvp(vm: ModelVM) -> KvpComponent:
+        # The intrinsic items' names are the documented ones: "FullyQualifiedDomainName",
+        # "OSName", "OSVersion", "ProductType" (Data exchange: Using key-value pairs,
+        # https://learn.microsoft.com/virtualization/hyper-v-on-windows/reference/
+        # integration-services#hyper-v-data-exchange-service-kvp, and
+        # Msvm_KvpExchangeComponent.GuestIntrinsicExchangeItems).
         guest = vm.guest
         if vm.state is not VMState.Running or not guest.kvp:
             return KvpComponent(vm.vm_id, ())
@@ -419,6 +458,18 @@ class ModelHost:
         self.remove_snapshot(checkpoint_id, include_children=include_children)
 
     # -- Start-VM / Set-VM -------------------------------------------------------
+
+    def remove_vm(self, vm_id: str) -> None:
+        """`Remove-VM`, as an administrator runs it behind the bot's back
+        (https://learn.microsoft.com/powershell/module/hyper-v/remove-vm):
+        the VM and its checkpoints are gone from the host; its virtual hard
+        disk files stay on the volume, so the space is not given back."""
+        with self._edit() as (state, _now):
+            vm = self._vm(state, vm_id)
+            del state.vms[vm.vm_id.casefold()]
+            for checkpoint_id in [c.id for c in state.checkpoints.values() if c.vm_id == vm.vm_id]:
+                del state.checkpoints[checkpoint_id.casefold()]
+            state.merges = [m for m in state.merges if m.vm_id != vm.vm_id]
 
     def start_vm(self, vm_id: str) -> None:
         """`Start-VM`: Off starts afresh, Saved resumes its memory, Paused

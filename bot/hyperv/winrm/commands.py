@@ -184,3 +184,53 @@ def kvp(vm_id: str) -> Pipeline:
 
 def volumes() -> Pipeline:
     return (Cmd("Get-Volume"), _select(VOLUME_PROPERTIES))
+
+
+# -- discovery: every VM of a host in a few calls ----------------------------------
+# Each pipeline below asks for all of a host's VMs at once; the replies carry
+# each object's VMId (KVP: SystemName), which is how they are joined. None of
+# them takes a value from the bot, so a JEA role exposing the cmdlets with no
+# parameters beyond those already listed serves them (deploy/jea/).
+
+DISCOVERY_VM_PROPERTIES = (
+    *VM_PROPERTIES,
+    # The node that holds the VM (Get-VM lists the VMs registered on the host
+    # it runs on), and whether it is a clustered role.
+    "ComputerName",
+    "IsClustered",
+)
+DISCOVERY_DISK_PROPERTIES = ("VMId", *DISK_PROPERTIES)
+DISCOVERY_REPLICATION_PROPERTIES = (
+    "VMId",
+    "State",
+    "Mode",
+    "Health",
+    "PrimaryServer",
+    "ReplicaServer",
+)
+
+
+def discover_vms() -> Pipeline:
+    return (Cmd("Get-VM"), _select(DISCOVERY_VM_PROPERTIES))
+
+
+def discover_disks() -> Pipeline:
+    # Get-VMHardDiskDrive's by-name set needs -VMName; piping every VM in
+    # binds -VM, as the single-VM pipeline does.
+    return (Cmd("Get-VM"), Cmd("Get-VMHardDiskDrive"), _select(DISCOVERY_DISK_PROPERTIES))
+
+
+def discover_replication() -> Pipeline:
+    # Without a VM, Get-VMReplication lists "the replication settings of all
+    # replication-enabled virtual machines" (its example 1), and raises no
+    # error for VMs that are not replicated.
+    return (Cmd("Get-VMReplication"), _select(DISCOVERY_REPLICATION_PROPERTIES))
+
+
+def discover_kvp() -> Pipeline:
+    # No -Filter: one Msvm_KvpExchangeComponent per VM, keyed by SystemName
+    # (the upper-case VMId).
+    return (
+        Cmd("Get-CimInstance", (("Namespace", KVP_NAMESPACE), ("ClassName", KVP_CLASS))),
+        _select(("SystemName", "GuestIntrinsicExchangeItems")),
+    )

@@ -28,7 +28,14 @@ from bot.hyperv.errors import (
     PowerShellError,
     VMNotFound,
 )
-from bot.hyperv.types import Checkpoint, CheckpointType, VMFacts, VMInfo, Volume
+from bot.hyperv.types import (
+    Checkpoint,
+    CheckpointType,
+    DiscoveredVM,
+    VMFacts,
+    VMInfo,
+    Volume,
+)
 from bot.hyperv.winrm import commands as cmds
 from bot.hyperv.winrm import mapping as mapping
 from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_factory
@@ -255,6 +262,21 @@ class WinRMHost:
             checkpoint_count=len(checkpoints),
             volume=mapping.volume_for(first_disk or vm_path, volumes),
             extra={k: v for k, v in kvp.items() if k in _KVP_EXTRA},
+        )
+
+    def discover_vms(self) -> list[DiscoveredVM]:
+        """Five calls for the whole host, whatever its number of VMs: the
+        VMs, their hard disk drives, replication, the guests' KVP items and
+        the volumes (docs/discovery.md)."""
+        vm_out = self._run(cmds.discover_vms(), read_only=True)
+        disk_out = self._run(cmds.discover_disks(), read_only=True)
+        replication_out = self._run(cmds.discover_replication(), read_only=True)
+        kvp_out = self._run(cmds.discover_kvp(), read_only=True)
+        volumes = self.volumes()
+        return self._mapped(
+            lambda: mapping.discovered_vms(
+                self.name, vm_out, disk_out, replication_out, kvp_out, volumes
+            )
         )
 
     def _replication_enabled(self, vm_id: str, vm: VMInfo) -> bool | None:

@@ -27,7 +27,10 @@ from xml.etree import ElementTree as ET
 from bot.hyperv.types import (
     Checkpoint,
     CheckpointType,
+    DiscoveredVM,
     DiskInfo,
+    GuestInfo,
+    ReplicationInfo,
     SnapshotType,
     VMInfo,
     VMState,
@@ -412,3 +415,75 @@ def _kvp_item(xml: str) -> tuple[str, str] | None:
 def kvp_product_type(items: Mapping[str, str]) -> int | None:
     raw = items.get("ProductType", "").strip()
     return int(raw) if raw.isdigit() else None
+
+
+# -- discovery: a whole host's replies, joined by VMId --------------------------------
+
+
+def vm_id_of(obj: object, *names: str) -> str:
+    """The VMId an output object belongs to (`VMId`, or KVP's `SystemName`)."""
+    props = properties(obj)
+    return guid(pick(props, *(names or ("VMId",))), field=names[0] if names else "VMId")
+
+
+def replication_info(obj: object) -> ReplicationInfo:
+    """`Get-VMReplication` output (a VMReplication)."""
+    props = properties(obj)
+    return ReplicationInfo(
+        state=replication_state(pick(props, "State")),
+        mode=text(enum_raw(pick(props, "Mode", "ReplicationMode"))),
+        health=text(enum_raw(pick(props, "Health", "ReplicationHealth"))),
+        replica_server=text(pick(props, "ReplicaServer")),
+    )
+
+
+def guest_info(items: Mapping[str, str]) -> GuestInfo:
+    """The intrinsic KVP items discovery reads; an absent or empty item is None."""
+    return GuestInfo(
+        fqdn=items.get("FullyQualifiedDomainName") or None,
+        os_name=items.get("OSName") or None,
+        os_version=items.get("OSVersion") or None,
+        product_type=kvp_product_type(items),
+    )
+
+
+def discovered_vms(
+    host: str,
+    vm_outputs: Iterable[object],
+    disk_outputs: Iterable[object],
+    replication_outputs: Iterable[object],
+    kvp_outputs: Iterable[object],
+    volumes: Iterable[Volume],
+) -> list[DiscoveredVM]:
+    """Join a host's discovery replies into one record per VM, by VMId."""
+    disks: dict[str, list[DiskInfo]] = {}
+    for out in disk_outputs:
+        disks.setdefault(vm_id_of(out), []).append(disk(out))
+    replicas = {vm_id_of(out): replication_info(out) for out in replication_outputs}
+    guests = {vm_id_of(out, "SystemName"): guest_info(kvp_items([out])) for out in kvp_outputs}
+    known_volumes = list(volumes)
+    found: list[DiscoveredVM] = []
+    for out in vm_outputs:
+        vm = vm_info(out, host)
+        props = properties(out)
+        mine = tuple(disks.get(vm.vm_id, ()))
+        # The volume of its first virtual disk file, else of its configuration.
+        first = next((d.path for d in mine if not d.passthrough and d.path), "")
+        where = volume_for(first or text(pick(props, "Path")), known_volumes)
+        replication = replicas.get(vm.vm_id)
+        if replication is None and vm.replication_state != "Disabled":
+            # Get-VM says replicated, Get-VMReplication did not list it: what
+            # Get-VM says is still known.
+            replication = ReplicationInfo(state=vm.replication_state, mode="")
+        found.append(
+            DiscoveredVM(
+                vm=vm,
+                owner_node=text(pick(props, "ComputerName")) or host,
+                is_clustered=as_bool(pick(props, "IsClustered")),
+                disks=mine,
+                replication=replication,
+                guest=guests.get(vm.vm_id, GuestInfo()),
+                volume=where.path if where is not None else None,
+            )
+        )
+    return sorted(found, key=lambda d: (d.vm.name.lower(), d.vm.vm_id))

@@ -1,0 +1,443 @@
+"""What `inventory discover` does to an inventory, decided as pure functions.
+
+    found_vm(DiscoveredVM)                 a host's record in the inventory's words
+    plan_merge(current, found, scope, today) -> MergePlan
+    apply_to_mappings(entries, plan)       the plan applied to plain mappings
+
+`plan_merge` never does I/O and never reads the clock: it compares the VMs an
+inventory lists (validated, in file order) with what the asked hosts
+reported, and says, entry by entry, which keys to set or remove. Writing the
+plan into a YAML document with its comments is `bot.inventory.yamledit`'s
+job; gathering from the hosts is the service's.
+
+The rules (docs/discovery.md):
+
+- a VM is matched by VMId, never by name;
+- discovery owns what a host reports: the owner node (`host`), the name, the
+  checkpoint settings, the disk kinds it can see, Hyper-V Replica, the guest
+  OS (when the guest publishes it) and the volume (when the inventory's host
+  lists it); a person owns roles, tags, domain, app group, owner and comments,
+  which are kept as written;
+- a VM whose host was asked and answered, and which no asked host reported,
+  is marked `missing_since`, never deleted; one on a host that was not asked
+  or did not answer is left as it was;
+- a new VM gets what discovery knows and `roles_unknown: true`, because the
+  roles that matter most (SQL AG, Exchange DAG, DFS-R, guest clusters) cannot
+  be seen from the host; a guest reporting ProductType 2 gets the
+  domain-controller role.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from bot.domain import Role
+from bot.hyperv.types import CheckpointType, DiscoveredVM
+from bot.inventory.models import VM, VMDisks
+from bot.inventory.names import name_problem
+
+# Windows' product type for a domain controller (OSVERSIONINFOEXW.wProductType,
+# https://learn.microsoft.com/windows/win32/api/winnt/ns-winnt-osversioninfoexw),
+# published over KVP as the intrinsic item ProductType.
+DC_PRODUCT_TYPE = 2
+# Roles no host-side fact shows; listed as "unknown — tag these".
+UNDISCOVERABLE = ("SQL AG", "Exchange DAG", "DFS-R", "guest cluster")
+_DOMAIN = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+\Z")
+# A VHD Set is a `.vhds` file
+# (https://learn.microsoft.com/windows-server/virtualization/hyper-v/manage/create-vhdset-file);
+# any other shared drive is a shared VHDX.
+_VHD_SET_SUFFIX = ".vhds"
+
+
+@dataclass(frozen=True)
+class FoundVM:
+    """One VM as discovery saw it, in the inventory's words (None: unknown)."""
+
+    name: str
+    vm_id: str
+    host: str
+    state: str
+    checkpoint_type: CheckpointType
+    automatic_checkpoints: bool = False
+    shared_vhdx: bool = False
+    vhd_set: bool = False
+    passthrough: bool = False
+    replication: str | None = None
+    fqdn: str | None = None
+    guest_os: str | None = None
+    # From KVP ProductType: True 2, False 1 or 3, None not published.
+    domain_controller: bool | None = None
+    volume: str | None = None
+    is_clustered: bool = False
+
+    @property
+    def hyperv_replica(self) -> bool:
+        return self.replication is not None
+
+    @property
+    def domain(self) -> str | None:
+        """The DNS domain of the guest's FQDN (`web01.corp.example` ->
+        `corp.example`); None for a bare host name."""
+        if not self.fqdn or "." not in self.fqdn:
+            return None
+        suffix = self.fqdn.strip().rstrip(".").lower().split(".", 1)[1]
+        return suffix if _DOMAIN.match(suffix) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "vm_id": self.vm_id,
+            "host": self.host,
+            "state": self.state,
+            "checkpoint_type": self.checkpoint_type.name,
+            "automatic_checkpoints": self.automatic_checkpoints,
+            "disks": {
+                "shared_vhdx": self.shared_vhdx,
+                "vhd_set": self.vhd_set,
+                "passthrough": self.passthrough,
+            },
+            "replication": self.replication,
+            "guest": {
+                "fqdn": self.fqdn,
+                "os": self.guest_os,
+                "domain_controller": self.domain_controller,
+            },
+            "volume": self.volume,
+            "is_clustered": self.is_clustered,
+        }
+
+
+def found_vm(found: DiscoveredVM) -> FoundVM:
+    shared = [d for d in found.disks if d.shared]
+    product = found.guest.product_type
+    return FoundVM(
+        name=found.vm.name,
+        vm_id=found.vm.vm_id,
+        host=found.owner_node or found.vm.host,
+        state=found.vm.state.name,
+        checkpoint_type=found.vm.checkpoint_type,
+        automatic_checkpoints=found.vm.automatic_checkpoints,
+        shared_vhdx=any(not d.path.lower().endswith(_VHD_SET_SUFFIX) for d in shared),
+        vhd_set=any(d.path.lower().endswith(_VHD_SET_SUFFIX) for d in shared),
+        passthrough=any(d.passthrough for d in found.disks),
+        replication=None if found.replication is None else found.replication.state,
+        fqdn=found.guest.fqdn,
+        guest_os=found.guest.os_name,
+        domain_controller=None if product is None else product == DC_PRODUCT_TYPE,
+        volume=found.volume,
+        is_clustered=found.is_clustered,
+    )
+
+
+class Kind(enum.StrEnum):
+    ADDED = "added"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    MISSING = "missing"  # newly marked
+    STILL_MISSING = "still_missing"
+    RETURNED = "returned"  # was marked missing, found again
+    NOT_ASKED = "not_asked"  # its host was not asked or did not answer
+    SKIPPED = "skipped"  # found, but cannot be added as it is
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: Any
+    new: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One VM's line in the plan. `index` is its position in the current
+    list (None for an added VM); `set`/`unset` are top-level keys of its
+    YAML entry; `record` is a whole new entry (added VMs)."""
+
+    kind: Kind
+    name: str
+    vm_id: str
+    host: str
+    index: int | None = None
+    set: tuple[tuple[str, Any], ...] = ()
+    unset: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = ()
+    record: tuple[tuple[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
+    roles_unknown: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "name": self.name,
+            "vm_id": self.vm_id,
+            "host": self.host,
+            "changes": [c.to_dict() for c in self.changes],
+            "notes": list(self.notes),
+            "roles_unknown": self.roles_unknown,
+        }
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which hosts were asked, and which of them answered."""
+
+    asked: tuple[str, ...]
+    answered: tuple[str, ...]
+    # Host's inventory name -> the volumes its inventory entry lists.
+    volumes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def answered_folded(self) -> frozenset[str]:
+        return frozenset(h.casefold() for h in self.answered)
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    entries: tuple[Entry, ...]
+    scope: Scope
+
+    def of(self, *kinds: Kind) -> list[Entry]:
+        return [e for e in self.entries if e.kind in kinds]
+
+    @property
+    def changed(self) -> bool:
+        return any(e.set or e.unset or e.kind is Kind.ADDED for e in self.entries)
+
+    @property
+    def unknown_roles(self) -> list[Entry]:
+        """VMs whose undiscoverable roles nobody has set: "unknown — tag these"."""
+        return [e for e in self.entries if e.roles_unknown]
+
+    def counts(self) -> dict[str, int]:
+        return {kind.value: len(self.of(kind)) for kind in Kind}
+
+
+def _host_name(host: str, scope: Scope) -> str:
+    """The inventory's spelling of a node name the host reported."""
+    for known in (*scope.asked, *scope.volumes):
+        if known.casefold() == host.casefold():
+            return known
+    return host
+
+
+def _volume(found: FoundVM, host: str, scope: Scope) -> str | None:
+    """The found volume as the inventory's host lists it; None when it does not."""
+    if found.volume is None:
+        return None
+    for path in scope.volumes.get(host, ()):
+        if path.casefold() == found.volume.casefold():
+            return path
+    return None
+
+
+def _disks(found: FoundVM, current: VMDisks | None) -> dict[str, bool]:
+    # Virtual Fibre Channel is not a hard disk drive: discovery cannot see it,
+    # so what a person wrote is kept (docs/emulator.md, "Known deviations").
+    flags = {
+        "shared_vhdx": found.shared_vhdx,
+        "vhd_set": found.vhd_set,
+        "passthrough": found.passthrough,
+        "virtual_fibre_channel": bool(current and current.virtual_fibre_channel),
+    }
+    return {k: True for k, v in flags.items() if v}
+
+
+def _new_entry(found: FoundVM, scope: Scope) -> Entry:
+    host = _host_name(found.host, scope)
+    record: list[tuple[str, Any]] = [("name", found.name), ("vm_id", found.vm_id), ("host", host)]
+    notes: list[str] = []
+    domain = found.domain
+    roles: list[str] = []
+    if found.domain_controller:
+        if domain is not None:
+            roles.append(Role.DOMAIN_CONTROLLER.value)
+        else:
+            notes.append(
+                "the guest reports ProductType 2 (a domain controller) but no domain in its "
+                "FQDN: set domain: and roles: [domain_controller] by hand"
+            )
+    record.append(("roles", roles))
+    record.append(("roles_unknown", True))
+    if domain is not None:
+        record.append(("domain", domain))
+    if found.guest_os:
+        record.append(("guest_os", found.guest_os))
+    record.append(("checkpoint_type", found.checkpoint_type.name))
+    if found.automatic_checkpoints:
+        record.append(("automatic_checkpoints", True))
+    disks = _disks(found, None)
+    if disks:
+        record.append(("disks", disks))
+    if found.hyperv_replica:
+        record.append(("hyperv_replica", True))
+    volume = _volume(found, host, scope)
+    if volume is not None:
+        record.append(("volume", volume))
+    if found.domain_controller is None:
+        notes.append(
+            "the guest published no KVP items (off, or integration services off): "
+            "whether it is a domain controller is unknown"
+        )
+    if any(d for d in (found.shared_vhdx, found.vhd_set)):
+        notes.append("it has a shared disk: probably a guest cluster node (cluster_node)")
+    return Entry(
+        kind=Kind.ADDED,
+        name=found.name,
+        vm_id=found.vm_id,
+        host=host,
+        record=tuple(record),
+        notes=tuple(notes),
+        roles_unknown=True,
+    )
+
+
+def _update(index: int, vm: VM, found: FoundVM, scope: Scope) -> Entry:
+    host = _host_name(found.host, scope)
+    wanted: list[tuple[str, Any, Any]] = []  # key, old, new
+
+    def compare(key: str, old: Any, new: Any) -> None:
+        if old != new:
+            wanted.append((key, old, new))
+
+    compare("name", vm.name, found.name)
+    if vm.host.casefold() != host.casefold():
+        wanted.append(("host", vm.host, host))
+    compare("checkpoint_type", vm.checkpoint_type.name, found.checkpoint_type.name)
+    compare("automatic_checkpoints", vm.automatic_checkpoints, found.automatic_checkpoints)
+    old_disks = {k: True for k, v in vm.disks.model_dump().items() if v}
+    compare("disks", old_disks, _disks(found, vm.disks))
+    compare("hyperv_replica", vm.hyperv_replica, found.hyperv_replica)
+    if found.guest_os is not None:
+        compare("guest_os", vm.guest_os, found.guest_os)
+    volume = _volume(found, host, scope)
+    if volume is not None and (vm.volume or "").casefold() != volume.casefold():
+        wanted.append(("volume", vm.volume, volume))
+    unset: list[str] = []
+    kind = Kind.UPDATED if wanted else Kind.UNCHANGED
+    if vm.missing_since is not None:
+        unset.append("missing_since")
+        kind = Kind.RETURNED
+    notes = _disagreements(vm, found)
+    sets = tuple((key, new) for key, _old, new in wanted)
+    return Entry(
+        kind=kind,
+        name=found.name,
+        vm_id=vm.vm_id,
+        host=host,
+        index=index,
+        set=sets,
+        unset=tuple(unset),
+        changes=tuple(Change(key, old, new) for key, old, new in wanted),
+        notes=tuple(notes),
+        roles_unknown=vm.roles_unknown,
+    )
+
+
+def _disagreements(vm: VM, found: FoundVM) -> list[str]:
+    """Where the host contradicts what a person set: said, never overwritten
+    (the guardrails take the riskier reading, docs/host-truth.md)."""
+    notes: list[str] = []
+    if found.domain_controller is not None and found.domain_controller != vm.is_domain_controller:
+        notes.append(
+            f"the guest reports {'ProductType 2 (a domain controller)' if found.domain_controller else 'it is not a domain controller'}; "  # noqa: E501
+            f"roles: say {'it is not' if found.domain_controller else 'it is'} one (kept as written)"
+        )
+    if vm.domain and found.domain and vm.domain != found.domain:
+        notes.append(f"its FQDN is in {found.domain}; domain: says {vm.domain} (kept as written)")
+    return notes
+
+
+def plan_merge(
+    current: Sequence[VM], found: Iterable[FoundVM], scope: Scope, today: date
+) -> MergePlan:
+    """What merging `found` into `current` changes, VM by VM (pure)."""
+    by_id: dict[str, FoundVM] = {}
+    for vm in found:
+        by_id.setdefault(vm.vm_id, vm)
+    answered = scope.answered_folded()
+    entries: list[Entry] = []
+    for index, vm in enumerate(current):
+        seen = by_id.pop(vm.vm_id, None)
+        if seen is not None:
+            entries.append(_update(index, vm, seen, scope))
+        elif vm.host.casefold() not in answered:
+            entries.append(
+                Entry(Kind.NOT_ASKED, vm.name, vm.vm_id, vm.host, index=index,
+                      roles_unknown=vm.roles_unknown)  # fmt: skip
+            )
+        elif vm.missing_since is not None:
+            entries.append(
+                Entry(Kind.STILL_MISSING, vm.name, vm.vm_id, vm.host, index=index,
+                      roles_unknown=vm.roles_unknown)  # fmt: skip
+            )
+        else:
+            entries.append(
+                Entry(
+                    Kind.MISSING,
+                    vm.name,
+                    vm.vm_id,
+                    vm.host,
+                    index=index,
+                    set=(("missing_since", today),),
+                    changes=(Change("missing_since", None, today),),
+                    notes=(f"not found on {', '.join(scope.answered)}",),
+                    roles_unknown=vm.roles_unknown,
+                )
+            )
+    entries.extend(_additions(current, entries, list(by_id.values()), scope))
+    return MergePlan(entries=tuple(entries), scope=scope)
+
+
+def _additions(
+    current: Sequence[VM], entries: list[Entry], new: list[FoundVM], scope: Scope
+) -> list[Entry]:
+    # Names after the updates (a VM renamed on its host keeps its new name).
+    taken = {vm.name.casefold(): vm.vm_id for vm in current}
+    for entry in entries:
+        for key, value in entry.set:
+            if key == "name":
+                taken[str(value).casefold()] = entry.vm_id
+    added: list[Entry] = []
+    for vm in sorted(new, key=lambda v: (v.host.casefold(), v.name.casefold(), v.vm_id)):
+        problem = name_problem(vm.name)
+        owner = taken.get(vm.name.casefold())
+        if problem is not None or owner is not None:
+            why = (
+                f"its name {problem}"
+                if problem is not None
+                else f"the name is taken by VMId {owner} in the inventory"
+            )
+            added.append(
+                Entry(Kind.SKIPPED, vm.name, vm.vm_id, _host_name(vm.host, scope),
+                      notes=(f"not added: {why}; add it by hand under another name",))  # fmt: skip
+            )
+            continue
+        taken[vm.name.casefold()] = vm.vm_id
+        added.append(_new_entry(vm, scope))
+    return added
+
+
+def apply_to_mappings(
+    entries: Sequence[Mapping[str, Any]], plan: MergePlan
+) -> list[dict[str, Any]]:
+    """The plan applied to plain mappings (what the YAML's `vms:` holds):
+    the same edits `yamledit` makes to a commented document, for tests and
+    for checking the result before anything is written."""
+    result = [dict(entry) for entry in entries]
+    for entry in plan.entries:
+        if entry.index is not None:
+            target = result[entry.index]
+            for key, value in entry.set:
+                target[key] = value
+            for key in entry.unset:
+                target.pop(key, None)
+        elif entry.kind is Kind.ADDED:
+            result.append(dict(entry.record))
+    return result
