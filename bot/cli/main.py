@@ -11,6 +11,7 @@ import click
 from bot.cli.admin_cmds import audit, db, inventory, policy, worker
 from bot.cli.checkpoint_cmds import change, checkpoint
 from bot.cli.db_cmds import db_backup, db_downgrade
+from bot.cli.discover_cmds import diff_cmd, discover_cmd
 from bot.cli.followup_cmds import reconcile_cmd, resolve_cmd, windows_cmd
 from bot.cli.lazy import LazyCommand, LazyGroup
 from bot.cli.outbox_cmd import outbox
@@ -100,6 +101,8 @@ for command in (
 change.add_command(resolve_cmd)
 db.add_command(db_backup)
 db.add_command(db_downgrade)
+inventory.add_command(discover_cmd)
+inventory.add_command(diff_cmd)
 
 
 def _fail(message: str, code: int) -> int:

@@ -25,6 +25,7 @@ from bot.service.binding import (
 from bot.service.deciding import Principal
 from bot.service.deliveries import delivery_keys
 from bot.service.directory import Directory, GroupsUnavailable, with_slack
+from bot.service.discovery import DiscoveryReport, DiscoveryRequest, discover
 from bot.service.dispatch import OutboxStatus, outbox_status
 from bot.service.errors import (
     BadRequest,
@@ -72,6 +73,8 @@ __all__ = [
     "CheckpointListing",
     "Conflict",
     "Directory",
+    "DiscoveryReport",
+    "DiscoveryRequest",
     "DowngradePlan",
     "Forbidden",
     "GroupsUnavailable",
@@ -96,6 +99,7 @@ __all__ = [
     "check_card",
     "committed_writes",
     "delivery_keys",
+    "discover",
     "downgrade_schema",
     "due_notices",
     "explain",

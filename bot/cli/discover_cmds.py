@@ -1,0 +1,97 @@
+"""`inventory discover` and `inventory diff` (docs/discovery.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bot.cli.runtime import Runtime, echo_json, pass_runtime
+from bot.service import DiscoveryReport, DiscoveryRequest, Unavailable, discover
+from bot.inventory.discovery import UNDISCOVERABLE
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _hosts_options(fn: click.decorators.FC) -> click.decorators.FC:
+    fn = click.option(
+        "--group",
+        "groups",
+        multiple=True,
+        metavar="NAME",
+        help="Ask every host of this host_group (repeatable).",
+    )(fn)
+    return click.option(
+        "--host",
+        "hosts",
+        multiple=True,
+        metavar="NAME",
+        help="Ask this inventory host (repeatable). Default: every host.",
+    )(fn)
+
+
+def _report(rt: Runtime, report: DiscoveryReport, as_json: bool, *, err: bool = False) -> None:
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        text = rt.renderer.render(
+            "cli/discovery.txt.j2", report=report, undiscoverable=UNDISCOVERABLE
+        )
+        click.echo(text, nl=False, err=err)
+    if report.unreachable:
+        names = ", ".join(report.unreachable)
+        raise Unavailable(f"{names} could not be asked; their VMs were left as they were")
+
+
+@click.command("discover")
+@_hosts_options
+@click.option("--out", type=_FILE, help="Write the inventory here (atomically).")
+@click.option(
+    "--merge",
+    type=_FILE,
+    help="Update this inventory (written back in place unless --out is given).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_runtime
+def discover_cmd(
+    rt: Runtime,
+    hosts: tuple[str, ...],
+    groups: tuple[str, ...],
+    out: Path | None,
+    merge: Path | None,
+    as_json: bool,
+) -> None:
+    """List every VM on the hosts and write an inventory of them.
+
+    Without --merge: a new inventory with the config's hosts and the VMs
+    found. With --merge FILE: FILE updated in place (comments kept); new VMs
+    added, VMs gone from every asked host marked missing_since, hand-set
+    roles, tags, domains and comments kept. Without --out or --merge the
+    YAML goes to stdout and the summary to stderr.
+
+    Exit 3 when a host could not be asked (what the others said is still
+    written; that host's VMs are left as they were)."""
+    request = DiscoveryRequest(hosts=hosts, groups=groups, merge=merge, out=out)
+    report = discover(rt.ctx, request)
+    if report.written is None:
+        click.echo(report.text, nl=False)
+        _report(rt, report, as_json, err=True)
+    else:
+        _report(rt, report, as_json)
+
+
+@click.command("diff")
+@_hosts_options
+@click.argument("file", type=_FILE, required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def diff_cmd(
+    rt: Runtime, hosts: tuple[str, ...], groups: tuple[str, ...], file: Path | None, as_json: bool
+) -> None:
+    """What `discover --merge FILE` would change, without writing.
+
+    FILE defaults to the config's inventory. Exit 3 when a host could not be
+    asked."""
+    target = file or rt.settings.inventory_path
+    request = DiscoveryRequest(hosts=hosts, groups=groups, merge=target, write=False)
+    _report(rt, discover(rt.ctx, request), as_json)

@@ -1,0 +1,202 @@
+"""`inventory discover` and `inventory diff`: what the hosts hold, into an inventory.
+
+    select_hosts(inventory, hosts, groups) -> the hosts to ask
+    discover(deps, request) -> DiscoveryReport
+
+The hosts are asked in parallel (`hyperv.fanout` at most), each in a few
+calls for all of its VMs (`HyperVHost.discover_vms`). The merge itself is a
+pure plan (`bot.inventory.discovery.plan_merge`); the result is checked as
+an inventory before anything is written, and written atomically, so a
+refused merge leaves the file as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.hyperv.errors import HyperVError
+from bot.hyperv.fanout import ask_hosts
+from bot.hyperv.types import DiscoveredVM
+from bot.inventory import Host, Inventory, InventoryError, parse_inventory
+from bot.inventory.discovery import (
+    UNDISCOVERABLE,
+    FoundVM,
+    MergePlan,
+    Scope,
+    found_vm,
+    plan_merge,
+)
+from bot.inventory.errors import InventoryLookupError
+from bot.inventory.yamledit import (
+    DocumentError,
+    apply_plan,
+    dump_document,
+    fresh_document,
+    load_document,
+    write_atomically,
+)
+from bot.service.deps import ServiceDeps
+from bot.service.errors import BadRequest
+from bot.yamlio import YamlError, read_config_text
+
+HEADER = (
+    "Written by `checkpoint-bot inventory discover` (docs/discovery.md).\n"
+    "VMs with roles_unknown: true need their roles set by a person: discovery\n"
+    f"cannot see {', '.join(UNDISCOVERABLE)}."
+)
+
+
+@dataclass(frozen=True)
+class DiscoveryRequest:
+    hosts: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    # The inventory to merge into; None: a new one (the config's hosts, no VMs).
+    merge: Path | None = None
+    # Where to write; None with `merge`: the merged file itself; None without:
+    # nowhere (the CLI prints the text).
+    out: Path | None = None
+    write: bool = True
+
+
+@dataclass(frozen=True)
+class DiscoveryReport:
+    plan: MergePlan
+    found: tuple[FoundVM, ...]
+    unreachable: dict[str, str]
+    seconds: float
+    source: str
+    written: Path | None = None
+    text: str = ""
+    calls_per_host: int = 5
+    host_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "source": self.source,
+            "asked": list(plan.scope.asked),
+            "answered": list(plan.scope.answered),
+            "unreachable": dict(self.unreachable),
+            "seconds": round(self.seconds, 3),
+            "counts": {**plan.counts(), "found": len(self.found)},
+            "changed": plan.changed,
+            "written": None if self.written is None else str(self.written),
+            "unknown_roles": [e.name for e in plan.unknown_roles],
+            "undiscoverable_roles": list(UNDISCOVERABLE),
+            "entries": [e.to_dict() for e in plan.entries],
+            "found": [vm.to_dict() for vm in self.found],
+        }
+
+
+def select_hosts(inventory: Inventory, hosts: Sequence[str], groups: Sequence[str]) -> list[Host]:
+    """The inventory's hosts named, and those of the groups named (`host_group`),
+    in inventory order; every host when neither is given."""
+    if not hosts and not groups:
+        return list(inventory.hosts)
+    wanted: set[str] = set()
+    for name in hosts:
+        try:
+            wanted.add(inventory.host(name).name)
+        except InventoryLookupError as exc:
+            raise BadRequest(str(exc)) from None
+    known_groups = sorted({h.host_group for h in inventory.hosts if h.host_group})
+    for group in groups:
+        members = [
+            h.name for h in inventory.hosts if (h.host_group or "").casefold() == group.casefold()
+        ]
+        if not members:
+            listed = ", ".join(known_groups) or "none"
+            raise BadRequest(f"no host group {group!r} in the inventory (it has: {listed})")
+        wanted.update(members)
+    return [h for h in inventory.hosts if h.name in wanted]
+
+
+def _gather(
+    deps: ServiceDeps, hosts: list[Host]
+) -> tuple[list[FoundVM], list[str], dict[str, str], dict[str, float]]:
+    timings: dict[str, float] = {}
+
+    def one(host: Any) -> list[DiscoveredVM]:
+        started = time.perf_counter()
+        try:
+            found: list[DiscoveredVM] = host.discover_vms()
+            return found
+        finally:
+            timings[host.name] = time.perf_counter() - started
+
+    names = [h.name for h in hosts]
+    results = ask_hosts(deps.host_for, names, one, fanout=deps.settings.hyperv.fanout)
+    found: list[FoundVM] = []
+    answered: list[str] = []
+    unreachable: dict[str, str] = {}
+    for name, result in results:
+        if isinstance(result, HyperVError):
+            unreachable[name] = str(result)
+            continue
+        answered.append(name)
+        found.extend(found_vm(vm) for vm in result)
+    return found, answered, unreachable, timings
+
+
+def _base_text(deps: ServiceDeps, request: DiscoveryRequest) -> tuple[str, str]:
+    path = request.merge or deps.settings.inventory_path
+    try:
+        return read_config_text(path), str(path)
+    except YamlError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
+    """Ask the hosts, plan the merge, check the result, write it when asked."""
+    started = time.perf_counter()
+    hosts = select_hosts(deps.inventory, request.hosts, request.groups)
+    base_text, source = _base_text(deps, request)
+    try:
+        current = parse_inventory(base_text, source) if request.merge else None
+        doc = (
+            load_document(base_text)
+            if request.merge
+            else fresh_document(base_text, HEADER)
+        )
+    except InventoryError as exc:
+        raise BadRequest(f"{source} is not a valid inventory: {exc}") from None
+    except (DocumentError, ValueError) as exc:
+        raise BadRequest(f"{source}: {exc}") from None
+    found, answered, unreachable, timings = _gather(deps, hosts)
+    inventory_hosts = current.hosts if current is not None else deps.inventory.hosts
+    scope = Scope(
+        asked=tuple(h.name for h in hosts),
+        answered=tuple(answered),
+        volumes={h.name: tuple(v.path for v in h.volumes) for h in inventory_hosts},
+    )
+    today = deps.clock().date()
+    plan = plan_merge(current.vms if current is not None else [], found, scope, today)
+    apply_plan(doc, plan, today)
+    text = dump_document(doc)
+    target = request.out or request.merge
+    try:
+        parse_inventory(text, str(target or "the discovered inventory"))
+    except InventoryError as exc:
+        # Nothing is written: the file on disk stays as it was.
+        raise BadRequest(f"the merged inventory would not be valid, nothing written: {exc}") from None
+    written: Path | None = None
+    if request.write and target is not None:
+        try:
+            write_atomically(target, text)
+        except OSError as exc:
+            raise BadRequest(f"cannot write {target}: {exc.strerror or exc}") from None
+        written = target
+    return DiscoveryReport(
+        plan=plan,
+        found=tuple(sorted(found, key=lambda f: (f.host.casefold(), f.name.casefold()))),
+        unreachable=unreachable,
+        seconds=time.perf_counter() - started,
+        source=source,
+        written=written,
+        text=text,
+        host_seconds=timings,
+    )

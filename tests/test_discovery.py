@@ -1,0 +1,454 @@
+"""`inventory discover`: the real pypsrp client against the emulated demo fleet
+over WinRM on loopback, the pure merge plan, and the round-trip YAML edit.
+
+What is proven here:
+- discovery of the emulated demo hosts reproduces the demo inventory's VMs
+  and every fact discovery can know (VMId, host, checkpoint type, disk kinds,
+  Hyper-V Replica, guest OS, the DC role and domain from KVP, volume), in
+  five PSRP invocations per host whatever its number of VMs;
+- `--merge` keeps a hand-written role, tag and comment;
+- a VM removed from its host (Remove-VM behind the bot's back) is marked
+  `missing_since`, never deleted; one whose host did not answer is left alone;
+- plan_merge's invariants hold for any inventory and any discovery (hypothesis).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog
+from bot.devtools.hostmodel import (
+    DiskSpec,
+    GuestSpec,
+    HostModel,
+    HostSpec,
+    InMemoryHostStateStore,
+    ReplicationSpec,
+    VMSpec,
+    VolumeSpec,
+    demo_hosts_path,
+    load_host_model,
+)
+from bot.facts import inventory_facts
+from bot.hyperv.types import CheckpointType
+from bot.hyperv.winrm.connect import Credentials
+from bot.hyperv.winrm.host import WinRMHost
+from bot.hyperv.winrm.pool import WinRMTimeouts
+from bot.inventory import Inventory, demo_inventory_path, load_inventory, parse_inventory
+from bot.inventory.discovery import FoundVM, Kind, Scope, apply_to_mappings, found_vm, plan_merge
+from bot.inventory.models import VM
+from bot.inventory.yamledit import apply_plan, dump_document, fresh_document, load_document
+
+USER, PASSWORD = "hvadmin", "Passw0rd!"
+TODAY = date(2026, 12, 4)
+DEMO_HOSTS = ("HV01", "HV02", "HV03")
+
+
+def _client(inventory: Inventory, fleet: EmulatedFleet, name: str) -> WinRMHost:
+    spec = inventory.host(name).model_copy(
+        update={
+            "address": "127.0.0.1",
+            "transport": "http",
+            "port": fleet.port_of(name),
+            "auth": "basic",
+            "allow_basic": True,
+            "credential": {"username": USER, "password_env": "HV_PASSWORD"},
+        }
+    )
+    spec = type(spec).model_validate(spec.model_dump())
+    credential = Credentials({"HV_PASSWORD": PASSWORD}).for_host(spec)
+    timeouts = WinRMTimeouts(call=20, connect=2, read=20, operation=5, idle=300, stop_grace=1)
+    return WinRMHost(spec, credential, timeouts=timeouts)
+
+
+@pytest.fixture(scope="module")
+def demo_inventory() -> Inventory:
+    return load_inventory(demo_inventory_path())
+
+
+@pytest.fixture
+def demo_fleet() -> Iterator[EmulatedFleet]:
+    fleet = EmulatedFleet.start(
+        InMemoryHostStateStore(),
+        model=load_host_model(demo_hosts_path()),
+        users={USER: PASSWORD},
+        auth=("basic",),
+        log=EmulatorLog(),
+    )
+    yield fleet
+    fleet.stop()
+
+
+def _discover(inventory: Inventory, fleet: EmulatedFleet, hosts: tuple[str, ...]) -> list[FoundVM]:
+    found: list[FoundVM] = []
+    for name in hosts:
+        client = _client(inventory, fleet, name)
+        try:
+            found.extend(found_vm(vm) for vm in client.discover_vms())
+        finally:
+            client.close()
+    return found
+
+
+def _scope(inventory: Inventory, answered: tuple[str, ...] = DEMO_HOSTS) -> Scope:
+    return Scope(
+        asked=DEMO_HOSTS,
+        answered=answered,
+        volumes={h.name: tuple(v.path for v in h.volumes) for h in inventory.hosts},
+    )
+
+
+# What discovery can know, per VM; everything else is a person's to say.
+def _discoverable(vm: VM) -> tuple[object, ...]:
+    return (
+        vm.name,
+        vm.host,
+        vm.checkpoint_type,
+        vm.automatic_checkpoints,
+        vm.disks.shared_vhdx,
+        vm.disks.vhd_set,
+        vm.disks.passthrough,
+        vm.hyperv_replica,
+        vm.guest_os,
+        vm.volume,
+        vm.is_domain_controller,
+        vm.domain,
+    )
+
+
+def test_discovery_reproduces_the_demo_inventory_over_winrm(
+    demo_inventory: Inventory, demo_fleet: EmulatedFleet
+) -> None:
+    found = _discover(demo_inventory, demo_fleet, DEMO_HOSTS)
+
+    # A new inventory: the demo's hosts, and only what the hosts reported.
+    doc = fresh_document(demo_inventory_path().read_text(encoding="utf-8"), "test")
+    plan = plan_merge([], found, _scope(demo_inventory), TODAY)
+    apply_plan(doc, plan, TODAY)
+    written = parse_inventory(dump_document(doc), "discovered.yaml")
+
+    expected = {vm.vm_id: _discoverable(vm) for vm in demo_inventory.vms}
+    got = {vm.vm_id: _discoverable(vm) for vm in written.vms}
+    assert got == expected
+    assert all(vm.roles_unknown for vm in written.vms)
+    # Merged into the demo inventory itself: nothing to change.
+    again = plan_merge(demo_inventory.vms, found, _scope(demo_inventory), TODAY)
+    assert {e.kind for e in again.entries} == {Kind.UNCHANGED}
+    assert not again.changed
+    # Five invocations per host (VMs, disks, replication, KVP, volumes), each
+    # for all of its VMs, and only cmdlets with parameters.
+    log = demo_fleet.log
+    for host in DEMO_HOSTS:
+        firsts = [e.cmdlet for e in log.for_host(host) if e.cmdlet != "Select-Object"]
+        assert sorted(firsts) == sorted(
+            ["Get-VM", "Get-VM", "Get-VMHardDiskDrive", "Get-VMReplication",
+             "Get-CimInstance", "Get-Volume"]
+        )  # fmt: skip
+    assert not any(e.is_script for e in log.entries)
+
+
+def test_discovery_reads_what_the_host_model_says_not_the_inventory(
+    demo_inventory: Inventory, demo_fleet: EmulatedFleet
+) -> None:
+    """The host disagrees with the inventory; the merge follows the host for
+    discoverable facts and keeps what a person set."""
+    web01 = "8b3f6e1a-d9c2-4b07-a6e5-1f4d7c9b2e83"
+    host = demo_fleet.host("HV01")
+    host.set_vm(web01, checkpoint_type=None, automatic_checkpoints=True)
+    found = _discover(demo_inventory, demo_fleet, ("HV01",))
+    web = next(f for f in found if f.vm_id == web01)
+    assert web.automatic_checkpoints is True
+    assert web.domain_controller is False
+    assert web.fqdn == "web01.corp.example"
+    plan = plan_merge(demo_inventory.vms, found, _scope(demo_inventory, ("HV01",)), TODAY)
+    entry = next(e for e in plan.entries if e.vm_id == web01)
+    assert entry.kind is Kind.UPDATED
+    assert dict(entry.set) == {"automatic_checkpoints": True}
+    # HV02 and HV03 were not asked: their VMs are left alone.
+    not_asked = {e.host for e in plan.of(Kind.NOT_ASKED)}
+    assert not_asked == {"HV02", "HV03"}
+
+
+def test_guest_that_publishes_no_kvp_is_unknown_not_safe(
+    demo_inventory: Inventory,
+) -> None:
+    """A VM that is off publishes no KVP items: whether it is a DC is unknown,
+    and the new entry's roles are unknown to the guardrails."""
+    vm_id = str(uuid.uuid4())
+    model = HostModel(
+        hosts=[
+            HostSpec(
+                name="HV03",
+                volumes=[VolumeSpec(path="D:", capacity_gb=1500, used_gb=400)],
+                vms=[
+                    VMSpec(
+                        name="OFF-DC",
+                        vm_id=vm_id,
+                        state="Off",
+                        guest=GuestSpec(fqdn="off-dc.corp.example", product_type=2),
+                    )
+                ],
+            )
+        ]
+    )
+    with EmulatedFleet.start(
+        InMemoryHostStateStore(), model=model, users={USER: PASSWORD}, auth=("basic",)
+    ) as fleet:
+        (found,) = _discover(demo_inventory, fleet, ("HV03",))
+    assert found.domain_controller is None
+    assert found.fqdn is None
+    plan = plan_merge([], [found], _scope(demo_inventory, ("HV03",)), TODAY)
+    (entry,) = plan.of(Kind.ADDED)
+    assert any("no KVP items" in note for note in entry.notes)
+    assert [e.name for e in plan.unknown_roles] == ["OFF-DC"]
+    record = dict(entry.record)
+    assert record["roles"] == [] and record["roles_unknown"] is True
+    inventory = Inventory.model_validate(
+        {"hosts": [demo_inventory.host("HV03").model_dump()], "vms": [record]}
+    )
+    facts = inventory_facts(inventory, inventory.vms[0], "inventory", datetime.now(UTC))
+    assert not facts["roles"].known
+
+
+def test_shared_and_passthrough_disks_and_replication_are_discovered(
+    demo_inventory: Inventory,
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    model = HostModel(
+        hosts=[
+            HostSpec(
+                name="HV03",
+                volumes=[VolumeSpec(path="D:", capacity_gb=1500, used_gb=400)],
+                vms=[
+                    VMSpec(
+                        name="SET01",
+                        vm_id=ids[0],
+                        disks=[
+                            DiskSpec(path="D:\\VMs\\SET01.vhdx"),
+                            DiskSpec(path="C:\\ClusterStorage\\Volume1\\q.vhds", shared=True),
+                        ],
+                    ),
+                    VMSpec(
+                        name="LUN01",
+                        vm_id=ids[1],
+                        disks=[
+                            DiskSpec(path="D:\\VMs\\LUN01.vhdx"),
+                            DiskSpec(path="Disk 3 2.00 TB Bus 0 Lun 2 Target 0",
+                                     passthrough=True, disk_number=3),
+                        ],  # fmt: skip
+                    ),
+                    VMSpec(name="DR01", vm_id=ids[2], replication=ReplicationSpec()),
+                ],
+            )
+        ]
+    )
+    with EmulatedFleet.start(
+        InMemoryHostStateStore(), model=model, users={USER: PASSWORD}, auth=("basic",)
+    ) as fleet:
+        found = {f.name: f for f in _discover(demo_inventory, fleet, ("HV03",))}
+    assert (found["SET01"].vhd_set, found["SET01"].shared_vhdx) == (True, False)
+    assert found["LUN01"].passthrough and not found["LUN01"].vhd_set
+    assert found["DR01"].replication == "Replicating" and found["DR01"].hyperv_replica
+    assert found["SET01"].volume == "D:\\"
+
+
+HAND_WRITTEN = """\
+# Our estate. Edited by hand; keep this comment.
+hosts:
+  - name: HV01
+    address: hv01.corp.example
+    auth: negotiate
+    volumes:
+      - {path: 'D:\\', capacity_gb: 2000, used_gb: 700}
+      - {path: 'E:\\', capacity_gb: 3000, used_gb: 2350}
+  - name: HV02
+    address: hv02.corp.example
+    volumes:
+      - {path: 'D:\\', capacity_gb: 2000, used_gb: 420}
+      - {path: 'E:\\', capacity_gb: 3000, used_gb: 2350}
+vms:
+  # The AG replica: never checkpoint without the DBAs.
+  - name: SQL01
+    vm_id: 3c8e0f52-9a1d-4b76-a5e3-7d4b2c91f068
+    host: HV01
+    roles: [sql_server, sql_ag_replica]   # set by the DBAs, 2026-03
+    tags: {env: prod, pager: dba-oncall}
+    domain: corp.example
+    checkpoint_type: Standard             # wrong on purpose: the host says ProductionOnly
+  - name: GONE01                          # decommissioned? discovery will say
+    vm_id: 11111111-2222-4333-8444-555555555555
+    host: HV02
+    roles: [web]
+"""
+
+
+def test_merge_keeps_hand_written_roles_tags_and_comments_and_marks_the_gone(
+    demo_inventory: Inventory, demo_fleet: EmulatedFleet, tmp_path: Path
+) -> None:
+    found = _discover(demo_inventory, demo_fleet, ("HV01", "HV02"))
+    current = parse_inventory(HAND_WRITTEN, "hand.yaml")
+    scope = Scope(
+        asked=("HV01", "HV02"),
+        answered=("HV01", "HV02"),
+        volumes={h.name: tuple(v.path for v in h.volumes) for h in current.hosts},
+    )
+    plan = plan_merge(current.vms, found, scope, TODAY)
+    doc = load_document(HAND_WRITTEN)
+    apply_plan(doc, plan, TODAY)
+    text = dump_document(doc)
+    merged = parse_inventory(text, "merged.yaml")
+
+    for comment in (
+        "# Our estate. Edited by hand; keep this comment.",
+        "# The AG replica: never checkpoint without the DBAs.",
+        "# set by the DBAs, 2026-03",
+        "# decommissioned? discovery will say",
+    ):
+        assert comment in text
+    sql = merged.vm("SQL01")
+    assert [r.value for r in sql.roles] == ["sql_server", "sql_ag_replica"]
+    assert sql.tags == {"env": "prod", "pager": "dba-oncall"}
+    assert sql.domain == "corp.example"
+    assert not sql.roles_unknown
+    # What the host says wins for what it can know.
+    assert sql.checkpoint_type is CheckpointType.ProductionOnly
+    assert sql.volume == "E:\\"
+    # Gone from every asked host: marked, not deleted.
+    gone = merged.vm("GONE01")
+    assert gone.missing_since == TODAY
+    assert [r.value for r in gone.roles] == ["web"]
+    assert [e.name for e in plan.of(Kind.MISSING)] == ["GONE01"]
+    # The rest of HV01 and HV02 is added, with roles unknown.
+    assert len(merged.vms) == 2 + 14
+    assert {e.name for e in plan.unknown_roles} == {
+        vm.name for vm in merged.vms if vm.name not in ("SQL01", "GONE01")
+    }
+    # A second merge of the same answers changes nothing.
+    second = plan_merge(merged.vms, found, scope, TODAY)
+    assert not second.changed
+    assert [e.name for e in second.of(Kind.STILL_MISSING)] == ["GONE01"]
+
+
+def test_a_vm_removed_from_its_host_is_marked_and_comes_back(
+    demo_inventory: Inventory, demo_fleet: EmulatedFleet
+) -> None:
+    web02 = "2a7c9d4f-e613-4b8a-9d52-6b0e3f8a1c57"
+    demo_fleet.host("HV02").remove_vm(web02)
+    found = _discover(demo_inventory, demo_fleet, DEMO_HOSTS)
+    plan = plan_merge(demo_inventory.vms, found, _scope(demo_inventory), TODAY)
+    assert [(e.name, e.kind) for e in plan.entries if e.kind is not Kind.UNCHANGED] == [
+        ("WEB02", Kind.MISSING)
+    ]
+    doc = load_document(demo_inventory_path().read_text(encoding="utf-8"))
+    apply_plan(doc, plan, TODAY)
+    text = dump_document(doc)
+    merged = parse_inventory(text, "merged.yaml")
+    assert merged.vm("WEB02").missing_since == TODAY
+    assert "not found by discovery on 2026-12-04" in text
+    assert len(merged.vms) == len(demo_inventory.vms)
+    # Its host did not answer: nothing is marked.
+    unanswered = _scope(demo_inventory, ("HV01", "HV03"))
+    quiet = plan_merge(demo_inventory.vms, found, unanswered, TODAY)
+    assert not quiet.of(Kind.MISSING)
+    # Found again (say, re-registered): the mark goes.
+    back = plan_merge(merged.vms, [*found, _as_found(demo_inventory.vm("WEB02"))], _scope(
+        demo_inventory), TODAY)  # fmt: skip
+    (returned,) = back.of(Kind.RETURNED)
+    assert returned.unset == ("missing_since",)
+
+
+def _as_found(vm: VM) -> FoundVM:
+    return FoundVM(
+        name=vm.name,
+        vm_id=vm.vm_id,
+        host=vm.host,
+        state="Running",
+        checkpoint_type=vm.checkpoint_type,
+        guest_os=vm.guest_os,
+        volume=vm.volume,
+    )
+
+
+# -- the plan's invariants, for any inventory and any discovery ---------------------
+
+_HOSTS = ("HV01", "HV02", "HV03")
+_IDS = [str(uuid.UUID(int=i + 1)) for i in range(12)]
+_NAMES = [f"VM{i:02d}" for i in range(12)]
+
+
+@st.composite
+def _vm(draw: st.DrawFn, index: int) -> VM:
+    return VM(
+        name=_NAMES[index],
+        vm_id=_IDS[index],
+        host=draw(st.sampled_from(_HOSTS)),
+        roles=draw(st.lists(st.sampled_from(["web", "sql_ag_replica", "dfsr_member"]),
+                            max_size=2, unique=True)),  # fmt: skip
+        tags=draw(st.dictionaries(st.sampled_from(["env", "team"]), st.sampled_from(["a", "b"]))),
+        checkpoint_type=draw(st.sampled_from(list(CheckpointType))),
+        missing_since=draw(st.sampled_from([None, date(2026, 1, 1)])),
+    )
+
+
+@st.composite
+def _found(draw: st.DrawFn, index: int) -> FoundVM:
+    return FoundVM(
+        name=draw(st.sampled_from([_NAMES[index], f"NEW{index:02d}"])),
+        vm_id=_IDS[index],
+        host=draw(st.sampled_from(_HOSTS)),
+        state="Running",
+        checkpoint_type=draw(st.sampled_from(list(CheckpointType))),
+        passthrough=draw(st.booleans()),
+        domain_controller=draw(st.sampled_from([None, True, False])),
+        fqdn=draw(st.sampled_from([None, f"vm{index}.corp.example"])),
+    )
+
+
+@st.composite
+def _case(draw: st.DrawFn) -> tuple[list[VM], list[FoundVM], tuple[str, ...]]:
+    current_ix = draw(st.sets(st.integers(0, 11), max_size=8))
+    found_ix = draw(st.sets(st.integers(0, 11), max_size=8))
+    current = [draw(_vm(i)) for i in sorted(current_ix)]
+    found = [draw(_found(i)) for i in sorted(found_ix)]
+    answered = tuple(draw(st.sets(st.sampled_from(_HOSTS))))
+    return current, found, answered
+
+
+@settings(max_examples=150, deadline=None)
+@given(_case())
+def test_merge_plan_invariants(case: tuple[list[VM], list[FoundVM], tuple[str, ...]]) -> None:
+    current, found, answered = case
+    scope = Scope(asked=_HOSTS, answered=answered)
+    plan = plan_merge(current, found, scope, TODAY)
+    before = [vm.model_dump(exclude_defaults=True, mode="json") for vm in current]
+    after = apply_to_mappings(before, plan)
+    after_by_id = {str(e["vm_id"]): e for e in after}
+    found_ids = {f.vm_id for f in found}
+    skipped = {e.vm_id for e in plan.of(Kind.SKIPPED)}
+    # Nothing is ever deleted; every VM found is in the result (or said why not).
+    assert {vm.vm_id for vm in current} <= set(after_by_id)
+    assert found_ids <= set(after_by_id) | skipped
+    for vm, was in zip(current, before, strict=True):
+        now = after_by_id[vm.vm_id]
+        # A person's fields are never touched.
+        for key in ("roles", "tags", "domain", "app_group", "owner"):
+            assert now.get(key) == was.get(key)
+        if vm.vm_id in found_ids:
+            assert "missing_since" not in now
+        elif vm.host.casefold() not in {h.casefold() for h in answered}:
+            assert now == was  # its host did not answer: left as it was
+        else:
+            assert now.get("missing_since") is not None
+    # New VMs always carry roles_unknown.
+    for entry in plan.of(Kind.ADDED):
+        assert dict(entry.record)["roles_unknown"] is True
+    # Idempotent: merging the same answers into the result changes nothing.
+    result = [VM.model_validate(e) for e in after]
+    assert not plan_merge(result, found, scope, TODAY).changed
