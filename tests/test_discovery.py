@@ -41,7 +41,7 @@ from bot.hyperv.types import CheckpointType
 from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
-from bot.inventory import Inventory, demo_inventory_path, load_inventory, parse_inventory
+from bot.inventory import Host, Inventory, demo_inventory_path, load_inventory, parse_inventory
 from bot.inventory.discovery import FoundVM, Kind, Scope, apply_to_mappings, found_vm, plan_merge
 from bot.inventory.models import VM
 from bot.inventory.yamledit import apply_plan, dump_document, fresh_document, load_document
@@ -52,8 +52,9 @@ DEMO_HOSTS = ("HV01", "HV02", "HV03")
 
 
 def _client(inventory: Inventory, fleet: EmulatedFleet, name: str) -> WinRMHost:
-    spec = inventory.host(name).model_copy(
-        update={
+    spec = Host.model_validate(
+        {
+            **inventory.host(name).model_dump(exclude={"credential"}),
             "address": "127.0.0.1",
             "transport": "http",
             "port": fleet.port_of(name),
@@ -62,7 +63,6 @@ def _client(inventory: Inventory, fleet: EmulatedFleet, name: str) -> WinRMHost:
             "credential": {"username": USER, "password_env": "HV_PASSWORD"},
         }
     )
-    spec = type(spec).model_validate(spec.model_dump())
     credential = Credentials({"HV_PASSWORD": PASSWORD}).for_host(spec)
     timeouts = WinRMTimeouts(call=20, connect=2, read=20, operation=5, idle=300, stop_grace=1)
     return WinRMHost(spec, credential, timeouts=timeouts)
