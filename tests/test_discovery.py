@@ -148,9 +148,15 @@ def test_discovery_reproduces_the_demo_inventory_over_winrm(
     for host in DEMO_HOSTS:
         firsts = [e.cmdlet for e in log.for_host(host) if e.cmdlet != "Select-Object"]
         assert sorted(firsts) == sorted(
-            ["Get-VM", "Get-VM", "Get-VMHardDiskDrive", "Get-VMReplication",
-             "Get-CimInstance", "Get-Volume"]
-        )  # fmt: skip
+            [
+                "Get-VM",
+                "Get-VM",
+                "Get-VMHardDiskDrive",
+                "Get-VMReplication",
+                "Get-CimInstance",
+                "Get-Volume",
+            ]
+        )
     assert not any(e.is_script for e in log.entries)
 
 
@@ -240,9 +246,12 @@ def test_shared_and_passthrough_disks_and_replication_are_discovered(
                         vm_id=ids[1],
                         disks=[
                             DiskSpec(path="D:\\VMs\\LUN01.vhdx"),
-                            DiskSpec(path="Disk 3 2.00 TB Bus 0 Lun 2 Target 0",
-                                     passthrough=True, disk_number=3),
-                        ],  # fmt: skip
+                            DiskSpec(
+                                path="Disk 3 2.00 TB Bus 0 Lun 2 Target 0",
+                                passthrough=True,
+                                disk_number=3,
+                            ),
+                        ],
                     ),
                     VMSpec(name="DR01", vm_id=ids[2], replication=ReplicationSpec()),
                 ],
@@ -358,8 +367,9 @@ def test_a_vm_removed_from_its_host_is_marked_and_comes_back(
     quiet = plan_merge(demo_inventory.vms, found, unanswered, TODAY)
     assert not quiet.of(Kind.MISSING)
     # Found again (say, re-registered): the mark goes.
-    back = plan_merge(merged.vms, [*found, _as_found(demo_inventory.vm("WEB02"))], _scope(
-        demo_inventory), TODAY)  # fmt: skip
+    back = plan_merge(
+        merged.vms, [*found, _as_found(demo_inventory.vm("WEB02"))], _scope(demo_inventory), TODAY
+    )
     (returned,) = back.of(Kind.RETURNED)
     assert returned.unset == ("missing_since",)
 
@@ -389,8 +399,11 @@ def _vm(draw: st.DrawFn, index: int) -> VM:
         name=_NAMES[index],
         vm_id=_IDS[index],
         host=draw(st.sampled_from(_HOSTS)),
-        roles=draw(st.lists(st.sampled_from(["web", "sql_ag_replica", "dfsr_member"]),
-                            max_size=2, unique=True)),  # fmt: skip
+        roles=draw(
+            st.lists(
+                st.sampled_from(["web", "sql_ag_replica", "dfsr_member"]), max_size=2, unique=True
+            )
+        ),
         tags=draw(st.dictionaries(st.sampled_from(["env", "team"]), st.sampled_from(["a", "b"]))),
         checkpoint_type=draw(st.sampled_from(list(CheckpointType))),
         missing_since=draw(st.sampled_from([None, date(2026, 1, 1)])),

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.service import DiscoveryReport, DiscoveryRequest, Unavailable, discover
 from bot.inventory.discovery import UNDISCOVERABLE
+from bot.service import DiscoveryReport, DiscoveryRequest, Unavailable, discover
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 

@@ -345,10 +345,9 @@ def _disagreements(vm: VM, found: FoundVM) -> list[str]:
     (the guardrails take the riskier reading, docs/host-truth.md)."""
     notes: list[str] = []
     if found.domain_controller is not None and found.domain_controller != vm.is_domain_controller:
-        notes.append(
-            f"the guest reports {'ProductType 2 (a domain controller)' if found.domain_controller else 'it is not a domain controller'}; "  # noqa: E501
-            f"roles: say {'it is not' if found.domain_controller else 'it is'} one (kept as written)"
-        )
+        said = "is a domain controller (ProductType 2)" if found.domain_controller else "is not one"
+        listed = "does not list the role" if found.domain_controller else "lists a DC role"
+        notes.append(f"the guest says it {said}; roles: {listed} (kept as written)")
     if vm.domain and found.domain and vm.domain != found.domain:
         notes.append(f"its FQDN is in {found.domain}; domain: says {vm.domain} (kept as written)")
     return notes
@@ -359,8 +358,8 @@ def plan_merge(
 ) -> MergePlan:
     """What merging `found` into `current` changes, VM by VM (pure)."""
     by_id: dict[str, FoundVM] = {}
-    for vm in found:
-        by_id.setdefault(vm.vm_id, vm)
+    for seen_vm in found:
+        by_id.setdefault(seen_vm.vm_id, seen_vm)
     answered = scope.answered_folded()
     entries: list[Entry] = []
     for index, vm in enumerate(current):
@@ -369,13 +368,25 @@ def plan_merge(
             entries.append(_update(index, vm, seen, scope))
         elif vm.host.casefold() not in answered:
             entries.append(
-                Entry(Kind.NOT_ASKED, vm.name, vm.vm_id, vm.host, index=index,
-                      roles_unknown=vm.roles_unknown)  # fmt: skip
+                Entry(
+                    Kind.NOT_ASKED,
+                    vm.name,
+                    vm.vm_id,
+                    vm.host,
+                    index=index,
+                    roles_unknown=vm.roles_unknown,
+                )
             )
         elif vm.missing_since is not None:
             entries.append(
-                Entry(Kind.STILL_MISSING, vm.name, vm.vm_id, vm.host, index=index,
-                      roles_unknown=vm.roles_unknown)  # fmt: skip
+                Entry(
+                    Kind.STILL_MISSING,
+                    vm.name,
+                    vm.vm_id,
+                    vm.host,
+                    index=index,
+                    roles_unknown=vm.roles_unknown,
+                )
             )
         else:
             entries.append(
@@ -415,8 +426,13 @@ def _additions(
                 else f"the name is taken by VMId {owner} in the inventory"
             )
             added.append(
-                Entry(Kind.SKIPPED, vm.name, vm.vm_id, _host_name(vm.host, scope),
-                      notes=(f"not added: {why}; add it by hand under another name",))  # fmt: skip
+                Entry(
+                    Kind.SKIPPED,
+                    vm.name,
+                    vm.vm_id,
+                    _host_name(vm.host, scope),
+                    notes=(f"not added: {why}; add it by hand under another name",),
+                )
             )
             continue
         taken[vm.name.casefold()] = vm.vm_id

@@ -157,11 +157,7 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
     base_text, source = _base_text(deps, request)
     try:
         current = parse_inventory(base_text, source) if request.merge else None
-        doc = (
-            load_document(base_text)
-            if request.merge
-            else fresh_document(base_text, HEADER)
-        )
+        doc = load_document(base_text) if request.merge else fresh_document(base_text, HEADER)
     except InventoryError as exc:
         raise BadRequest(f"{source} is not a valid inventory: {exc}") from None
     except (DocumentError, ValueError) as exc:
@@ -182,7 +178,9 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
         parse_inventory(text, str(target or "the discovered inventory"))
     except InventoryError as exc:
         # Nothing is written: the file on disk stays as it was.
-        raise BadRequest(f"the merged inventory would not be valid, nothing written: {exc}") from None
+        raise BadRequest(
+            f"the merged inventory would not be valid, nothing written: {exc}"
+        ) from None
     written: Path | None = None
     if request.write and target is not None:
         try:
