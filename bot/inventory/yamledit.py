@@ -94,6 +94,7 @@ def _set_key(entry: CommentedMap, key: str, value: Any) -> None:
 def apply_plan(doc: CommentedMap, plan: MergePlan, today: date) -> None:
     """Make the plan's edits in `doc` (in place), key by key."""
     vms: CommentedSeq = doc["vms"]
+    first_added = True
     for entry in plan.entries:
         if entry.index is not None:
             target = vms[entry.index]
@@ -114,11 +115,14 @@ def apply_plan(doc: CommentedMap, plan: MergePlan, today: date) -> None:
                     record[key] = _value(key, value)
             record.yaml_add_eol_comment(_TAG_THESE, "roles_unknown")
             vms.append(record)
-            vms.yaml_set_comment_before_after_key(
-                len(vms) - 1,
-                before=f"added by `inventory discover` on {today.isoformat()}",
-                indent=2,
-            )
+            if first_added:
+                added = len(plan.of(Kind.ADDED))
+                vms.yaml_set_comment_before_after_key(
+                    len(vms) - 1,
+                    before=f"Added by `inventory discover` on {today.isoformat()} ({added} VMs).",
+                    indent=2,
+                )
+                first_added = False
 
 
 def dump_document(doc: CommentedMap) -> str:
