@@ -48,9 +48,11 @@ DC_PRODUCT_TYPE = 2
 # Roles no host-side fact shows; listed as "unknown — tag these".
 UNDISCOVERABLE = ("SQL AG", "Exchange DAG", "DFS-R", "guest cluster")
 _DOMAIN = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+\Z")
-# A VHD Set is a `.vhds` file
-# (https://learn.microsoft.com/windows-server/virtualization/hyper-v/manage/create-vhdset-file);
-# any other shared drive is a shared VHDX.
+# A VHD Set is a `.vhds` file ("The new VHD Set file will have the same filename
+# but with the .VHDS extension",
+# https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-imagemanagementservice-convertvirtualharddisktovhdset;
+# https://learn.microsoft.com/powershell/module/hyper-v/get-vhdset); any other
+# shared drive is a shared VHDX.
 _VHD_SET_SUFFIX = ".vhds"
 
 

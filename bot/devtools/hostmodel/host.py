@@ -296,11 +296,10 @@ class ModelHost:
 
     @staticmethod
     def _kvp(vm: ModelVM) -> KvpComponent:
-        # The intrinsic items' names are the documented ones: "FullyQualifiedDomainName",
-        # "OSName", "OSVersion", "ProductType" (Data exchange: Using key-value pairs,
-        # https://learn.microsoft.com/virtualization/hyper-v-on-windows/reference/
-        # integration-services#hyper-v-data-exchange-service-kvp, and
-        # Msvm_KvpExchangeComponent.GuestIntrinsicExchangeItems).
+        # The intrinsic items' names are the documented keys of
+        # Msvm_KvpExchangeDataItem.Name: "FullyQualifiedDomainName", "OSName",
+        # "OSVersion", "ProductType"
+        # (https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-kvpexchangedataitem).
         guest = vm.guest
         if vm.state is not VMState.Running or not guest.kvp:
             return KvpComponent(vm.vm_id, ())
