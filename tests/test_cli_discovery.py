@@ -1,0 +1,131 @@
+"""`inventory discover` and `inventory diff` as an operator runs them: the
+installed console script in a fresh directory (demo mode: the real WinRM
+client on the simulated demo hosts), and against a real WinRM host that does
+not answer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from bot.inventory import demo_inventory_path, load_inventory
+from tests.test_cli import one_line_error, run
+
+
+def test_help_says_what_each_command_does(tmp_path: Path) -> None:
+    for command, options in (
+        ("discover", ("--host", "--group", "--out", "--merge", "--json")),
+        ("diff", ("--host", "--group", "--json")),
+    ):
+        result = run(tmp_path, "inventory", command, "--help")
+        assert result.returncode == 0
+        for option in options:
+            assert option in result.stdout
+
+
+def test_discover_writes_an_inventory_of_the_demo_estate(tmp_path: Path) -> None:
+    out = tmp_path / "discovered.yaml"
+    result = run(tmp_path, "inventory", "discover", "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["counts"]["added"] == report["counts"]["found"] == 19
+    assert report["answered"] == ["HV01", "HV02", "HV03"]
+    assert len(report["unknown_roles"]) == 19
+    written = load_inventory(out)
+    demo = load_inventory(demo_inventory_path())
+    assert {vm.vm_id for vm in written.vms} == {vm.vm_id for vm in demo.vms}
+    assert written.vm("LAB-DC01").is_domain_controller
+    assert written.vm("LAB-DC01").domain == "lab.example"
+    # The hosts section is the config's, comments included.
+    assert "# A standalone host for staging" in out.read_text(encoding="utf-8")
+
+
+def test_diff_of_the_demo_inventory_changes_nothing(tmp_path: Path) -> None:
+    result = run(tmp_path, "inventory", "diff")
+    assert result.returncode == 0, result.stderr
+    assert "19 VMs on HV01, HV02, HV03" in result.stdout
+    assert "Nothing to change." in result.stdout
+
+
+def test_merge_marks_a_vm_no_host_has_and_keeps_the_file_otherwise(tmp_path: Path) -> None:
+    target = tmp_path / "inventory.yaml"
+    shutil.copy(demo_inventory_path(), target)
+    text = target.read_text(encoding="utf-8")
+    text += (
+        "\n  # Retired last spring, kept for the audit trail.\n"
+        "  - name: OLD-APP09\n"
+        "    vm_id: 0f0f0f0f-1111-4222-8333-444455556666\n"
+        "    host: HV02\n"
+        "    roles: [app]   # hand-set\n"
+        "    tags: {env: prod}\n"
+    )
+    target.write_text(text, encoding="utf-8")
+    diff = run(tmp_path, "inventory", "diff", str(target), "--json")
+    assert diff.returncode == 0, diff.stderr
+    assert json.loads(diff.stdout)["counts"]["missing"] == 1
+    assert target.read_text(encoding="utf-8") == text  # diff writes nothing
+
+    merged = run(tmp_path, "inventory", "discover", "--merge", str(target))
+    assert merged.returncode == 0, merged.stderr
+    assert "Marked missing (1):" in merged.stdout and "OLD-APP09" in merged.stdout
+    after = target.read_text(encoding="utf-8")
+    assert "# Retired last spring, kept for the audit trail." in after
+    assert "roles: [app]   # hand-set" in after
+    old = load_inventory(target).vm("OLD-APP09")
+    assert old.missing_since is not None
+    # Everything else is as it was, byte for byte.
+    kept = [ln for ln in after.splitlines(keepends=True) if "missing_since:" not in ln]
+    assert "".join(kept) == text
+
+
+def test_bad_input_is_one_line_and_nothing_is_written(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("hosts: [\n", encoding="utf-8")
+    result = run(tmp_path, "inventory", "discover", "--merge", str(broken))
+    assert result.returncode == 2
+    assert "broken.yaml" in one_line_error(result)
+    assert broken.read_text(encoding="utf-8") == "hosts: [\n"
+    for args in (("--host", "NOPE"), ("--group", "no-such-group")):
+        result = run(tmp_path, "inventory", "discover", *args, "--out", "x.yaml")
+        assert result.returncode == 2
+        one_line_error(result)
+        assert not (tmp_path / "x.yaml").exists()
+    result = run(tmp_path, "inventory", "discover", "--out", str(tmp_path / "no" / "x.yaml"))
+    assert result.returncode == 2
+    assert "cannot write" in one_line_error(result)
+
+
+def test_a_host_that_does_not_answer_is_exit_3_and_its_vms_are_left_alone(
+    tmp_path: Path,
+) -> None:
+    inventory = {
+        "hosts": [
+            {
+                "name": "HV09",
+                "address": "127.0.0.1",
+                "transport": "http",
+                "port": 9,  # discard: nothing listens on loopback
+                "auth": "basic",
+                "allow_basic": True,
+                "credential": {"username": "hvadmin", "password_env": "HV_PASSWORD"},
+            }
+        ],
+        "vms": [{"name": "APP09", "vm_id": "9e9e9e9e-1111-4222-8333-444455556666", "host": "HV09"}],
+    }
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
+    (tmp_path / "config.yaml").write_text(
+        f"inventory: inventory.yaml\ndatabase_url: 'sqlite:///{tmp_path / 'bot.db'}'\n"
+        "hyperv: {backend: winrm}\n",
+        encoding="utf-8",
+    )
+    env = {"HV_PASSWORD": "x"}
+    assert run(tmp_path, "--config", "config.yaml", "db", "upgrade", env=env).returncode == 0
+    result = run(tmp_path, "--config", "config.yaml", "inventory", "diff", "--json", env=env)
+    assert result.returncode == 3
+    assert "HV09 could not be asked" in one_line_error(result)
+    report = json.loads(result.stdout)
+    assert list(report["unreachable"]) == ["HV09"]
+    assert report["counts"]["not_asked"] == 1 and report["counts"]["missing"] == 0
