@@ -465,3 +465,55 @@ def test_merge_plan_invariants(case: tuple[list[VM], list[FoundVM], tuple[str, .
     # Idempotent: merging the same answers into the result changes nothing.
     result = [VM.model_validate(e) for e in after]
     assert not plan_merge(result, found, scope, TODAY).changed
+
+
+def test_an_added_key_keeps_the_next_entrys_comment_in_place() -> None:
+    """ruamel.yaml hangs the comment above a list item on the previous
+    entry's last key; a key the merge adds or removes must not carry it into
+    (or out of) the wrong entry."""
+    text = """\
+hosts:
+  - {name: HV01, address: hv01.corp.example}
+vms:
+  - name: A01
+    vm_id: 00000000-0000-4000-8000-00000000000a
+    host: HV01  # eol of A01
+  # B01 is the one we keep an eye on
+  - name: B01
+    vm_id: 00000000-0000-4000-8000-00000000000b
+    host: HV01
+
+  # C01 came back from the dead
+  - name: C01
+    vm_id: 00000000-0000-4000-8000-00000000000c
+    host: HV01
+    missing_since: 2026-01-01
+
+  # D01: last
+  - name: D01
+    vm_id: 00000000-0000-4000-8000-00000000000d
+    host: HV01
+    roles: [web]
+"""
+    current = parse_inventory(text, "t.yaml")
+    seen = [_as_found(current.vm(n)) for n in ("A01", "C01", "D01")]
+    seen[0] = FoundVM(**{**seen[0].__dict__, "checkpoint_type": CheckpointType.Standard})
+    plan = plan_merge(current.vms, seen, Scope(asked=("HV01",), answered=("HV01",)), TODAY)
+    doc = load_document(text)
+    apply_plan(doc, plan, TODAY)
+    out = dump_document(doc)
+    lines = out.splitlines()
+
+    def after(comment: str) -> str:
+        return lines[lines.index(comment) + 1]
+
+    assert after("  # B01 is the one we keep an eye on") == "  - name: B01"
+    assert after("  # C01 came back from the dead") == "  - name: C01"
+    assert after("  # D01: last") == "  - name: D01"
+    assert "    host: HV01  # eol of A01" in lines
+    a01 = lines.index("  - name: A01")
+    assert "    checkpoint_type: Standard" in lines[a01 : lines.index("  - name: B01")]
+    assert "    missing_since: 2026-12-04  # not found by discovery on 2026-12-04" in lines
+    merged = parse_inventory(out, "merged.yaml")
+    assert merged.vm("B01").missing_since == TODAY
+    assert merged.vm("C01").missing_since is None

@@ -14,6 +14,7 @@ the plan names: hand-set roles, tags, domains and comments stay as written.
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import tempfile
@@ -81,14 +82,57 @@ def _value(key: str, value: Any) -> Any:
     return value
 
 
-def _set_key(entry: CommentedMap, key: str, value: Any) -> None:
-    if isinstance(value, dict) and not value:
-        entry.pop(key, None)  # no disk flags left: the default says it
+def _move_trailing(entry: CommentedMap, old: Any, new: Any) -> None:
+    """Give the comment lines after `old`'s line to `new`.
+
+    ruamel.yaml keeps the comment lines that follow a mapping's last key
+    (often the comment above the next list item) on that key; a key added
+    after it, or its removal, would otherwise put that comment inside this
+    entry or drop it. An end-of-line comment stays with its own key."""
+    slot = entry.ca.items.get(old)
+    if not slot or len(slot) < 3 or slot[2] is None:
         return
-    if value is False and key in ("automatic_checkpoints", "hyperv_replica"):
-        entry.pop(key, None)  # the default
+    token = slot[2]
+    head, _newline, tail = str(token.value).partition("\n")
+    if not tail:
         return
+    moved = copy.copy(token)
+    moved.value = "\n" + tail
+    if head.strip():
+        token.value = head + "\n"
+    else:
+        slot[2] = None
+    target = entry.ca.items.setdefault(new, [None, None, None, None])
+    if target[2] is not None and str(target[2].value).strip():
+        # `new` has an end-of-line comment of its own: the lines follow it.
+        own = str(target[2].value).split("\n", 1)[0]
+        target[2].value = " " + own.lstrip() + "\n" + tail
+    else:
+        target[2] = moved
+
+
+def _remove_key(entry: CommentedMap, key: str) -> None:
+    if key not in entry:
+        return
+    keys = list(entry.keys())
+    if keys[-1] == key and len(keys) > 1:
+        _move_trailing(entry, key, keys[-2])
+    del entry[key]
+    entry.ca.items.pop(key, None)
+
+
+def _set_key(entry: CommentedMap, key: str, value: Any, eol: str | None = None) -> None:
+    if (isinstance(value, dict) and not value) or (
+        value is False and key in ("automatic_checkpoints", "hyperv_replica")
+    ):
+        _remove_key(entry, key)  # no disk flags left, or false: the default says it
+        return
+    keys = list(entry.keys())
     entry[key] = _value(key, value)
+    if eol is not None:
+        entry.yaml_add_eol_comment(eol, key)
+    if key not in keys and keys:
+        _move_trailing(entry, keys[-1], key)
 
 
 def apply_plan(doc: CommentedMap, plan: MergePlan, today: date) -> None:
@@ -101,13 +145,12 @@ def apply_plan(doc: CommentedMap, plan: MergePlan, today: date) -> None:
             if not isinstance(target, CommentedMap):
                 raise DocumentError(f"vms[{entry.index}] is not a mapping")
             for key, value in entry.set:
-                _set_key(target, key, value)
+                eol = None
+                if key == "missing_since":
+                    eol = f"not found by discovery on {today.isoformat()}"
+                _set_key(target, key, value, eol)
             for key in entry.unset:
-                target.pop(key, None)
-            if entry.kind is Kind.MISSING:
-                target.yaml_add_eol_comment(
-                    f"not found by discovery on {today.isoformat()}", "missing_since"
-                )
+                _remove_key(target, key)
         elif entry.kind is Kind.ADDED:
             record = CommentedMap()
             for key, value in entry.record:
@@ -117,9 +160,10 @@ def apply_plan(doc: CommentedMap, plan: MergePlan, today: date) -> None:
             vms.append(record)
             if first_added:
                 added = len(plan.of(Kind.ADDED))
+                count = f"{added} VM" if added == 1 else f"{added} VMs"
                 vms.yaml_set_comment_before_after_key(
                     len(vms) - 1,
-                    before=f"Added by `inventory discover` on {today.isoformat()} ({added} VMs).",
+                    before=f"Added by `inventory discover` on {today.isoformat()} ({count}).",
                     indent=2,
                 )
                 first_added = False
