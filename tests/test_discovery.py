@@ -36,7 +36,7 @@ from bot.devtools.hostmodel import (
     demo_hosts_path,
     load_host_model,
 )
-from bot.facts import inventory_facts
+from bot.facts import contradictions, discovered_facts, inventory_facts
 from bot.hyperv.types import CheckpointType
 from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
@@ -45,6 +45,17 @@ from bot.inventory import Host, Inventory, demo_inventory_path, load_inventory, 
 from bot.inventory.discovery import FoundVM, Kind, Scope, apply_to_mappings, found_vm, plan_merge
 from bot.inventory.models import VM
 from bot.inventory.yamledit import apply_plan, dump_document, fresh_document, load_document
+from policies import (
+    Action,
+    Context,
+    Decision,
+    Fact,
+    Facts,
+    Request,
+    Verdict,
+    evaluate,
+    load_policy,
+)
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
 TODAY = date(2026, 12, 4)
@@ -517,3 +528,40 @@ vms:
     merged = parse_inventory(out, "merged.yaml")
     assert merged.vm("B01").missing_since == TODAY
     assert merged.vm("C01").missing_since is None
+
+
+def test_the_guardrails_fail_closed_on_a_discovered_inventory(
+    demo_inventory: Inventory, demo_fleet: EmulatedFleet
+) -> None:
+    """A freshly discovered WEB01 (roles unknown) is not waved through where
+    the hand-written demo WEB01 (roles: [web]) passes the application rule;
+    the discovered domain controller is still refused."""
+    found = _discover(demo_inventory, demo_fleet, DEMO_HOSTS)
+    doc = fresh_document(demo_inventory_path().read_text(encoding="utf-8"), "test")
+    apply_plan(doc, plan_merge([], found, _scope(demo_inventory), TODAY), TODAY)
+    discovered = parse_inventory(dump_document(doc), "discovered.yaml")
+    now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # a Tuesday morning
+
+    def decide(inventory: Inventory, name: str) -> Decision:
+        vm = inventory.vm(name)
+        client = _client(demo_inventory, demo_fleet, vm.host)
+        try:
+            on_host = client.vm_facts(vm.vm_id)
+        finally:
+            client.close()
+        values = inventory_facts(inventory, vm, "inventory", now)
+        values |= discovered_facts(on_host, f"host {vm.host}", now)
+        values["contradictions"] = Fact(contradictions(values), "facts provider", now)
+        request = Request(Action.CREATE, vm.name, vm.vm_id, "U0ALICE")
+        return evaluate(request, Facts(values), Context(now=now, policy=load_policy()))
+
+    hand = decide(demo_inventory, "WEB01").outcome("replicating_application")
+    assert hand is not None and not hand.fired
+    decision = decide(discovered, "WEB01")
+    assert decision.verdict is not Verdict.ALLOW
+    rule = decision.outcome("replicating_application")
+    assert rule is not None and rule.fired
+    assert "cannot tell which applications it runs" in rule.message
+    assert "roles_unknown" in rule.message
+    dc = decide(discovered, "CORP-DC01")
+    assert dc.verdict is Verdict.DENY and "USN rollback" in " ".join(dc.reasons)
