@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -230,7 +231,10 @@ def main() -> int:
         f"domain controllers found by KVP: {dcs}; "
         f"roles unknown (tag these): {len(report['unknown_roles'])}"
     )
-    print(f"files in {directory}" if args.keep else f"(work files in {directory})")
+    if args.keep:
+        print(f"files in {directory}")
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 
