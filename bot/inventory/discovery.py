@@ -90,11 +90,20 @@ class FoundVM:
         suffix = self.fqdn.strip().rstrip(".").lower().split(".", 1)[1]
         return suffix if _DOMAIN.match(suffix) else None
 
+    @property
+    def disk_kinds(self) -> list[str]:
+        flags = (
+            ("passthrough", self.passthrough),
+            ("shared_vhdx", self.shared_vhdx),
+            ("vhd_set", self.vhd_set),
+        )
+        return [name for name, on in flags if on]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "vm_id": self.vm_id,
-            "host": self.host,
+            "owner_node": self.host,
             "state": self.state,
             "checkpoint_type": self.checkpoint_type.name,
             "automatic_checkpoints": self.automatic_checkpoints,
@@ -184,6 +193,7 @@ class Entry:
             "changes": [c.to_dict() for c in self.changes],
             "notes": list(self.notes),
             "roles_unknown": self.roles_unknown,
+            **({"record": dict(self.record)} if self.record else {}),
         }
 
 

@@ -71,7 +71,6 @@ class DiscoveryReport:
     source: str
     written: Path | None = None
     text: str = ""
-    calls_per_host: int = 5
     host_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +81,7 @@ class DiscoveryReport:
             "answered": list(plan.scope.answered),
             "unreachable": dict(self.unreachable),
             "seconds": round(self.seconds, 3),
+            "host_seconds": {k: round(v, 3) for k, v in self.host_seconds.items()},
             "counts": {**plan.counts(), "found": len(self.found)},
             "changed": plan.changed,
             "written": None if self.written is None else str(self.written),
