@@ -327,3 +327,51 @@ def test_scripts_are_refused_and_the_log_shows_what_arrived(
     assert entries[-1].is_script and entries[-1].cmdlet == "Get-VM | Remove-VM"
     named = [e for e in entries if e.cmdlet == "Get-VM" and "Id" in e.parameters]
     assert named and named[0].parameters == {"Id": APP01} and not named[0].is_script
+
+
+def test_whole_host_reads_discovery_sends(fleet: EmulatedFleet, hv01: RunspacePool) -> None:
+    """What `inventory discover` asks: every VM's KVP component without a
+    filter, every replicated VM without naming one, every VM's drives piped
+    from Get-VM (each object says which VM it belongs to)."""
+    vm_ids = {
+        str(o.adapted_properties["VMId"])
+        for o in run(hv01, lambda p: p.add_cmdlet("Get-VM")).output
+    }
+    ps = run(
+        hv01,
+        lambda p: (
+            p.add_cmdlet("Get-CimInstance")
+            .add_parameter("Namespace", "root\\virtualization\\v2")
+            .add_parameter("ClassName", "Msvm_KvpExchangeComponent")
+        ),
+    )
+    assert not ps.streams.error
+    assert {o.adapted_properties["SystemName"] for o in ps.output} == {v.upper() for v in vm_ids}
+    ps = run(hv01, lambda p: p.add_cmdlet("Get-VMReplication"))
+    assert not ps.streams.error and not ps.had_errors
+    assert [str(o.adapted_properties["VMId"]) for o in ps.output] == [REPL]
+    ps = run(hv01, lambda p: p.add_cmdlet("Get-VM").add_cmdlet("Get-VMHardDiskDrive"))
+    owners = {str(d.adapted_properties["VMId"]) for d in ps.output}
+    assert owners == vm_ids
+    shared = {
+        str(d.adapted_properties["VMId"])
+        for d in ps.output
+        if d.adapted_properties["SupportPersistentReservations"]
+    }
+    assert shared == {FC_NODE1}
+
+
+def test_remove_vm_behind_the_bots_back() -> None:
+    """Remove-VM (https://learn.microsoft.com/powershell/module/hyper-v/remove-vm):
+    the VM and its checkpoints are gone from the host."""
+    web02 = "2a7c9d4f-e613-4b8a-9d52-6b0e3f8a1c57"
+    with start_fleet(["HV02"]) as own:
+        model = own.host("HV02")
+        model.checkpoint_vm(web02, "before")
+        model.remove_vm(web02)
+        assert web02 not in {vm.vm_id for vm in model.get_vms()}
+        assert not [s for s in model.get_snapshots() if s.vm_id == web02]
+        with pool(own.port_of("HV02")) as hv02:
+            ps = run(hv02, lambda p: p.add_cmdlet("Get-VM").add_parameter("Id", web02))
+        error = error_of(ps)
+        assert str(error) == f'Hyper-V was unable to find a virtual machine with ID "{web02}".'
