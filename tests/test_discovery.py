@@ -37,7 +37,8 @@ from bot.devtools.hostmodel import (
     load_host_model,
 )
 from bot.facts import contradictions, discovered_facts, inventory_facts
-from bot.hyperv.types import CheckpointType
+from bot.hyperv.types import CheckpointType, Volume
+from bot.hyperv.winrm import mapping
 from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
@@ -565,3 +566,98 @@ def test_the_guardrails_fail_closed_on_a_discovered_inventory(
     assert "roles_unknown" in rule.message
     dc = decide(discovered, "CORP-DC01")
     assert dc.verdict is Verdict.DENY and "USN rollback" in " ".join(dc.reasons)
+
+
+def test_a_replica_copy_is_not_a_second_vm_and_renames_never_collide() -> None:
+    """A Hyper-V Replica copy keeps its primary's VMId (so one VMId is on two
+    hosts): the inventory gets the primary, the copy is said. A VM renamed
+    on its host to a name another VM has here keeps its name."""
+    primary = FoundVM(
+        name="APP01",
+        vm_id=_IDS[0],
+        host="HV01",
+        state="Running",
+        checkpoint_type=CheckpointType.Production,
+        replication="Replicating",
+        replication_mode="Primary",
+    )
+    copy = FoundVM(
+        **{**primary.__dict__, "host": "DR01", "state": "Off", "replication_mode": "Replica"}
+    )
+    scope = Scope(asked=("DR01", "HV01"), answered=("DR01", "HV01"))
+    for order in ([copy, primary], [primary, copy]):
+        plan = plan_merge([], order, scope, TODAY)
+        (added,) = plan.of(Kind.ADDED)
+        assert added.host == "HV01"
+        assert "a Hyper-V Replica copy is on DR01" in added.notes
+    current = [
+        VM(name="WEB01", vm_id=_IDS[1], host="HV01"),
+        VM(name="WEB02", vm_id=_IDS[2], host="HV01"),
+    ]
+    renamed = FoundVM(
+        name="WEB02",
+        vm_id=_IDS[1],
+        host="HV01",
+        state="Running",
+        checkpoint_type=CheckpointType.Production,
+    )
+    other = _as_found(current[1])
+    plan = plan_merge(current, [renamed, other], Scope(("HV01",), ("HV01",)), TODAY)
+    entry = next(e for e in plan.entries if e.vm_id == _IDS[1])
+    assert entry.kind is Kind.UNCHANGED and not entry.set
+    assert any("that name is another VM's here" in note for note in entry.notes)
+
+
+def test_discovery_replies_are_read_in_every_shape_a_host_sends() -> None:
+    """Enums as names or integers, GUIDs as UUIDs or braced text, KVP keyed
+    by the upper-case SystemName (docs/winrm-client.md, "What comes back")."""
+    vm_id = "3c8e0f52-9a1d-4b76-a5e3-7d4b2c91f068"
+    vm = {
+        "Name": "SQL01",
+        "VMId": uuid.UUID(vm_id),
+        "State": 2,
+        "CheckpointType": 4,
+        "ReplicationState": 4,
+        "ComputerName": "HV01",
+        "IsClustered": True,
+        "Path": "E:\\Hyper-V\\SQL01",
+    }
+    disks = [
+        {
+            "VMId": "{" + vm_id.upper() + "}",
+            "Path": "E:\\SQL01.vhdx",
+            "DiskNumber": None,
+            "SupportPersistentReservations": False,
+        },
+        {
+            "VMId": vm_id,
+            "Path": "Disk 4 Bus 0 Lun 4 Target 0",
+            "DiskNumber": 4,
+            "SupportPersistentReservations": False,
+        },
+    ]
+    replication = [{"VMId": vm_id, "State": 4, "Mode": 2, "Health": 1}]
+    item = (
+        '<INSTANCE CLASSNAME="Msvm_KvpExchangeDataItem"><PROPERTY NAME="Data" TYPE="string">'
+        '<VALUE>{}</VALUE></PROPERTY><PROPERTY NAME="Name" TYPE="string"><VALUE>{}</VALUE>'
+        "</PROPERTY></INSTANCE>"
+    )
+    kvp = [
+        {
+            "SystemName": vm_id.upper(),
+            "GuestIntrinsicExchangeItems": [
+                item.format("sql01.corp.example", "FullyQualifiedDomainName"),
+                item.format("3", "ProductType"),
+            ],
+        }
+    ]
+    volumes = [Volume("HV01", "E:\\", 3000, 650)]
+    (found,) = mapping.discovered_vms("HV01", [vm], disks, replication, kvp, volumes)
+    assert found.vm.checkpoint_type is CheckpointType.ProductionOnly
+    assert found.is_clustered and found.owner_node == "HV01"
+    assert [d.passthrough for d in found.disks] == [False, True]
+    assert found.replication is not None and found.replication.mode == "Replica"
+    assert found.guest.fqdn == "sql01.corp.example" and found.guest.product_type == 3
+    assert found.volume == "E:\\"
+    record = found_vm(found)
+    assert record.is_replica_copy and record.passthrough and record.domain == "corp.example"

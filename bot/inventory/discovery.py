@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -54,6 +54,7 @@ _DOMAIN = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+\Z")
 # https://learn.microsoft.com/powershell/module/hyper-v/get-vhdset); any other
 # shared drive is a shared VHDX.
 _VHD_SET_SUFFIX = ".vhds"
+_REPLICA_MODES = frozenset({"replica", "testreplica", "extendedreplica"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class FoundVM:
 
     name: str
     vm_id: str
+    # The inventory host that listed it: `Get-VM` lists the VMs registered
+    # on the host it runs on, so this is the VM's owner.
     host: str
     state: str
     checkpoint_type: CheckpointType
@@ -70,6 +73,10 @@ class FoundVM:
     vhd_set: bool = False
     passthrough: bool = False
     replication: str | None = None
+    # Primary, Replica, TestReplica, ExtendedReplica (Get-VMReplication's Mode).
+    replication_mode: str | None = None
+    # The host's own name for itself (`Get-VM`'s ComputerName).
+    owner_node: str = ""
     fqdn: str | None = None
     guest_os: str | None = None
     # From KVP ProductType: True 2, False 1 or 3, None not published.
@@ -80,6 +87,13 @@ class FoundVM:
     @property
     def hyperv_replica(self) -> bool:
         return self.replication is not None
+
+    @property
+    def is_replica_copy(self) -> bool:
+        """A Hyper-V Replica copy: it keeps its primary's VMId
+        (https://learn.microsoft.com/powershell/module/hyper-v/get-vmreplication,
+        Mode Replica / TestReplica / ExtendedReplica)."""
+        return (self.replication_mode or "").casefold() in _REPLICA_MODES
 
     @property
     def domain(self) -> str | None:
@@ -103,7 +117,8 @@ class FoundVM:
         return {
             "name": self.name,
             "vm_id": self.vm_id,
-            "owner_node": self.host,
+            "host": self.host,
+            "owner_node": self.owner_node or self.host,
             "state": self.state,
             "checkpoint_type": self.checkpoint_type.name,
             "automatic_checkpoints": self.automatic_checkpoints,
@@ -113,6 +128,7 @@ class FoundVM:
                 "passthrough": self.passthrough,
             },
             "replication": self.replication,
+            "replication_mode": self.replication_mode,
             "guest": {
                 "fqdn": self.fqdn,
                 "os": self.guest_os,
@@ -129,7 +145,8 @@ def found_vm(found: DiscoveredVM) -> FoundVM:
     return FoundVM(
         name=found.vm.name,
         vm_id=found.vm.vm_id,
-        host=found.owner_node or found.vm.host,
+        host=found.vm.host,
+        owner_node=found.owner_node,
         state=found.vm.state.name,
         checkpoint_type=found.vm.checkpoint_type,
         automatic_checkpoints=found.vm.automatic_checkpoints,
@@ -137,6 +154,7 @@ def found_vm(found: DiscoveredVM) -> FoundVM:
         vhd_set=any(d.path.lower().endswith(_VHD_SET_SUFFIX) for d in shared),
         passthrough=any(d.passthrough for d in found.disks),
         replication=None if found.replication is None else found.replication.state,
+        replication_mode=None if found.replication is None else found.replication.mode or None,
         fqdn=found.guest.fqdn,
         guest_os=found.guest.os_name,
         domain_controller=None if product is None else product == DC_PRODUCT_TYPE,
@@ -310,15 +328,32 @@ def _new_entry(found: FoundVM, scope: Scope) -> Entry:
     )
 
 
-def _update(index: int, vm: VM, found: FoundVM, scope: Scope) -> Entry:
+def _update(
+    index: int,
+    vm: VM,
+    found: FoundVM,
+    scope: Scope,
+    names: Mapping[str, str],
+    copies: Sequence[FoundVM] = (),
+) -> Entry:
     host = _host_name(found.host, scope)
     wanted: list[tuple[str, Any, Any]] = []  # key, old, new
+    notes: list[str] = []
 
     def compare(key: str, old: Any, new: Any) -> None:
         if old != new:
             wanted.append((key, old, new))
 
-    compare("name", vm.name, found.name)
+    holder = names.get(found.name.casefold())
+    problem = name_problem(found.name)
+    if found.name == vm.name:
+        pass
+    elif holder not in (None, vm.vm_id):
+        notes.append(f"renamed {found.name} on its host; that name is another VM's here: kept")
+    elif problem is not None:
+        notes.append(f"renamed on its host to a name that {problem}: kept")
+    else:
+        compare("name", vm.name, found.name)
     if vm.host.casefold() != host.casefold():
         wanted.append(("host", vm.host, host))
     compare("checkpoint_type", vm.checkpoint_type.name, found.checkpoint_type.name)
@@ -336,7 +371,8 @@ def _update(index: int, vm: VM, found: FoundVM, scope: Scope) -> Entry:
     if vm.missing_since is not None:
         unset.append("missing_since")
         kind = Kind.RETURNED
-    notes = _disagreements(vm, found)
+    notes.extend(_disagreements(vm, found))
+    notes.extend(f"a Hyper-V Replica copy is on {copy.host}" for copy in copies)
     sets = tuple((key, new) for key, _old, new in wanted)
     return Entry(
         kind=kind,
@@ -365,19 +401,40 @@ def _disagreements(vm: VM, found: FoundVM) -> list[str]:
     return notes
 
 
+def _one_per_vm_id(
+    found: Iterable[FoundVM],
+) -> tuple[dict[str, FoundVM], dict[str, tuple[FoundVM, ...]]]:
+    """One record per VMId: where a Hyper-V Replica copy and its primary
+    were both found, the primary (the copies are said, never listed)."""
+    groups: dict[str, list[FoundVM]] = {}
+    for vm in found:
+        groups.setdefault(vm.vm_id, []).append(vm)
+    chosen: dict[str, FoundVM] = {}
+    copies: dict[str, tuple[FoundVM, ...]] = {}
+    for vm_id, group in groups.items():
+        ordered = sorted(group, key=lambda v: (v.is_replica_copy, v.host.casefold()))
+        chosen[vm_id] = ordered[0]
+        if len(ordered) > 1:
+            copies[vm_id] = tuple(ordered[1:])
+    return chosen, copies
+
+
 def plan_merge(
     current: Sequence[VM], found: Iterable[FoundVM], scope: Scope, today: date
 ) -> MergePlan:
     """What merging `found` into `current` changes, VM by VM (pure)."""
-    by_id: dict[str, FoundVM] = {}
-    for seen_vm in found:
-        by_id.setdefault(seen_vm.vm_id, seen_vm)
+    by_id, copies = _one_per_vm_id(found)
     answered = scope.answered_folded()
+    names = {vm.name.casefold(): vm.vm_id for vm in current}  # grows with renames
     entries: list[Entry] = []
     for index, vm in enumerate(current):
         seen = by_id.pop(vm.vm_id, None)
         if seen is not None:
-            entries.append(_update(index, vm, seen, scope))
+            entry = _update(index, vm, seen, scope, names, copies.get(vm.vm_id, ()))
+            for key, value in entry.set:
+                if key == "name":
+                    names[str(value).casefold()] = vm.vm_id
+            entries.append(entry)
         elif vm.host.casefold() not in answered:
             entries.append(
                 Entry(
@@ -414,12 +471,16 @@ def plan_merge(
                     roles_unknown=vm.roles_unknown,
                 )
             )
-    entries.extend(_additions(current, entries, list(by_id.values()), scope))
+    entries.extend(_additions(current, entries, list(by_id.values()), scope, copies))
     return MergePlan(entries=tuple(entries), scope=scope)
 
 
 def _additions(
-    current: Sequence[VM], entries: list[Entry], new: list[FoundVM], scope: Scope
+    current: Sequence[VM],
+    entries: list[Entry],
+    new: list[FoundVM],
+    scope: Scope,
+    copies: Mapping[str, tuple[FoundVM, ...]],
 ) -> list[Entry]:
     # Names after the updates (a VM renamed on its host keeps its new name).
     taken = {vm.name.casefold(): vm.vm_id for vm in current}
@@ -448,7 +509,9 @@ def _additions(
             )
             continue
         taken[vm.name.casefold()] = vm.vm_id
-        added.append(_new_entry(vm, scope))
+        entry = _new_entry(vm, scope)
+        extra = tuple(f"a Hyper-V Replica copy is on {c.host}" for c in copies.get(vm.vm_id, ()))
+        added.append(replace(entry, notes=entry.notes + extra) if extra else entry)
     return added
 
 

@@ -61,6 +61,9 @@ _REPLICATION_STATES = {
     12: "ResynchronizeSuspended",
 }
 
+# Microsoft.HyperV.PowerShell.VMReplicationMode, for hosts that send the integer.
+_REPLICATION_MODES = {0: "None", 1: "Primary", 2: "Replica", 3: "TestReplica", 4: "ExtendedReplica"}
+
 _GUID = re.compile(r"\{?([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})\}?\Z")
 # xs:duration as CLIXML writes a TimeSpan: P1DT2H3M4.5S (days at most).
 _XS_DURATION = re.compile(
@@ -431,10 +434,17 @@ def replication_info(obj: object) -> ReplicationInfo:
     props = properties(obj)
     return ReplicationInfo(
         state=replication_state(pick(props, "State")),
-        mode=text(enum_raw(pick(props, "Mode", "ReplicationMode"))),
+        mode=_replication_mode(pick(props, "Mode", "ReplicationMode")),
         health=text(enum_raw(pick(props, "Health", "ReplicationHealth"))),
         replica_server=text(pick(props, "ReplicaServer")),
     )
+
+
+def _replication_mode(value: object) -> str:
+    raw = enum_raw(value)
+    if isinstance(raw, int):
+        return _REPLICATION_MODES.get(raw, str(raw))
+    return text(raw)
 
 
 def guest_info(items: Mapping[str, str]) -> GuestInfo:
