@@ -661,3 +661,54 @@ def test_discovery_replies_are_read_in_every_shape_a_host_sends() -> None:
     assert found.volume == "E:\\"
     record = found_vm(found)
     assert record.is_replica_copy and record.passthrough and record.domain == "corp.example"
+
+
+def test_a_replica_server_and_its_primary_over_winrm() -> None:
+    """The replica copy on the DR host keeps the primary's VMId and reports
+    Mode Replica (Get-VMReplication); discovery of both hosts gives one VM,
+    on its primary."""
+    vm_id = str(uuid.uuid4())
+    volume = VolumeSpec(path="D:", capacity_gb=1000, used_gb=100)
+    model = HostModel(
+        hosts=[
+            HostSpec(
+                name="HV01",
+                volumes=[volume],
+                vms=[
+                    VMSpec(
+                        name="APP07",
+                        vm_id=vm_id,
+                        replication=ReplicationSpec(replica_server="dr01.corp.example"),
+                    ),
+                ],
+            ),
+            HostSpec(
+                name="DR01",
+                volumes=[volume],
+                vms=[
+                    VMSpec(
+                        name="APP07",
+                        vm_id=vm_id,
+                        state="Off",
+                        replication=ReplicationSpec(mode="Replica"),
+                    ),
+                ],
+            ),
+        ]
+    )
+    inventory = Inventory.model_validate(
+        {"hosts": [{"name": n, "address": f"{n.lower()}.corp.example"} for n in ("HV01", "DR01")]}
+    )
+    with EmulatedFleet.start(
+        InMemoryHostStateStore(), model=model, users={USER: PASSWORD}, auth=("basic",)
+    ) as fleet:
+        found = _discover(inventory, fleet, ("HV01", "DR01"))
+    assert sorted((f.host, f.replication_mode) for f in found) == [
+        ("DR01", "Replica"),
+        ("HV01", "Primary"),
+    ]
+    plan = plan_merge([], found, Scope(("HV01", "DR01"), ("HV01", "DR01")), TODAY)
+    (added,) = plan.of(Kind.ADDED)
+    assert (added.name, added.host) == ("APP07", "HV01")
+    assert dict(added.record)["hyperv_replica"] is True
+    assert "a Hyper-V Replica copy is on DR01" in added.notes
