@@ -129,3 +129,22 @@ def test_a_host_that_does_not_answer_is_exit_3_and_its_vms_are_left_alone(
     report = json.loads(result.stdout)
     assert list(report["unreachable"]) == ["HV09"]
     assert report["counts"]["not_asked"] == 1 and report["counts"]["missing"] == 0
+
+
+def test_a_merge_that_would_not_be_valid_writes_nothing(tmp_path: Path) -> None:
+    """A file that lists only HV01: what HV02 and HV03 hold has nowhere to
+    go, so nothing is written; asking HV01 alone works."""
+    target = tmp_path / "hv01-only.yaml"
+    text = "# only the first host\nhosts:\n  - {name: HV01, address: hv01.corp.example}\nvms: []\n"
+    target.write_text(text, encoding="utf-8")
+    result = run(tmp_path, "inventory", "discover", "--merge", str(target))
+    assert result.returncode == 2
+    assert "would not be valid, nothing written" in one_line_error(result)
+    assert "unknown host 'HV02'" in result.stderr
+    assert target.read_text(encoding="utf-8") == text
+    assert not list(tmp_path.glob(".hv01-only.yaml.*"))  # no temporary file left
+    result = run(tmp_path, "inventory", "discover", "--host", "HV01", "--merge", str(target))
+    assert result.returncode == 0, result.stderr
+    merged = load_inventory(target)
+    assert len(merged.vms) == 8 and all(vm.host == "HV01" for vm in merged.vms)
+    assert target.read_text(encoding="utf-8").startswith("# only the first host\n")

@@ -152,6 +152,8 @@ def apply_plan(doc: CommentedMap, plan: MergePlan, today: date) -> None:
             for key in entry.unset:
                 _remove_key(target, key)
         elif entry.kind is Kind.ADDED:
+            # `vms: []` is a flow sequence; entries with comments need blocks.
+            vms.fa.set_block_style()
             record = CommentedMap()
             for key, value in entry.record:
                 if not (isinstance(value, dict) and not value):
