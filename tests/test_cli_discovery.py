@@ -148,3 +148,20 @@ def test_a_merge_that_would_not_be_valid_writes_nothing(tmp_path: Path) -> None:
     merged = load_inventory(target)
     assert len(merged.vms) == 8 and all(vm.host == "HV01" for vm in merged.vms)
     assert target.read_text(encoding="utf-8").startswith("# only the first host\n")
+
+
+def test_without_a_file_the_inventory_goes_to_stdout(tmp_path: Path) -> None:
+    result = run(tmp_path, "inventory", "discover", "--host", "HV03")
+    assert result.returncode == 0, result.stderr
+    assert [vm["name"] for vm in yaml.safe_load(result.stdout)["vms"]] == [
+        "LAB-DC01",
+        "SAN-VM01",
+        "STG-APP01",
+        "STG-WEB01",
+    ]
+    assert "Roles unknown — tag these (4)" in result.stderr
+    as_json = run(tmp_path, "inventory", "discover", "--host", "HV03", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["written"] is None
+    assert len(yaml.safe_load(report["inventory_yaml"])["vms"]) == 4

@@ -30,9 +30,19 @@ def _hosts_options(fn: click.decorators.FC) -> click.decorators.FC:
     )(fn)
 
 
-def _report(rt: Runtime, report: DiscoveryReport, as_json: bool, *, err: bool = False) -> None:
+def _report(
+    rt: Runtime,
+    report: DiscoveryReport,
+    as_json: bool,
+    *,
+    err: bool = False,
+    with_yaml: bool = False,
+) -> None:
     if as_json:
-        echo_json(report.to_dict())
+        data = report.to_dict()
+        if with_yaml:
+            data["inventory_yaml"] = report.text
+        echo_json(data)
     else:
         text = rt.renderer.render(
             "cli/discovery.txt.j2", report=report, undiscoverable=UNDISCOVERABLE
@@ -67,17 +77,21 @@ def discover_cmd(
     found. With --merge FILE: FILE updated in place (comments kept); new VMs
     added, VMs gone from every asked host marked missing_since, hand-set
     roles, tags, domains and comments kept. Without --out or --merge the
-    YAML goes to stdout and the summary to stderr.
+    YAML goes to stdout and the summary to stderr (with --json: one JSON
+    document, the YAML in its inventory_yaml).
 
     Exit 3 when a host could not be asked (what the others said is still
     written; that host's VMs are left as they were)."""
     request = DiscoveryRequest(hosts=hosts, groups=groups, merge=merge, out=out)
     report = discover(rt.ctx, request)
-    if report.written is None:
+    if report.written is not None:
+        _report(rt, report, as_json)
+    elif as_json:
+        # One JSON document on stdout: the inventory is its `inventory_yaml`.
+        _report(rt, report, as_json, with_yaml=True)
+    else:
         click.echo(report.text, nl=False)
         _report(rt, report, as_json, err=True)
-    else:
-        _report(rt, report, as_json)
 
 
 @click.command("diff")
