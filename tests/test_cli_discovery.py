@@ -9,10 +9,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bot.inventory import demo_inventory_path, load_inventory
 from tests.test_cli import one_line_error, run
+from tests.test_production_install import Production, production
+
+__all__ = ["production"]  # the fixture, used by name
 
 
 def test_help_says_what_each_command_does(tmp_path: Path) -> None:
@@ -165,3 +169,25 @@ def test_without_a_file_the_inventory_goes_to_stdout(tmp_path: Path) -> None:
     report = json.loads(as_json.stdout)
     assert report["written"] is None
     assert len(yaml.safe_load(report["inventory_yaml"])["vms"]) == 4
+
+
+@pytest.mark.slow
+def test_a_production_install_discovers_the_emulated_demo_fleet(production: Production) -> None:
+    """The installed product without the dev tools, over WinRM (NTLM) to the
+    emulated demo hosts: the demo inventory aimed at them has nothing to
+    change, and a new inventory reproduces its VMs."""
+    assert production.run("db", "upgrade").returncode == 0
+    diff = production.run("inventory", "diff", "--json")
+    assert diff.returncode == 0, diff.stderr
+    report = json.loads(diff.stdout)
+    assert report["changed"] is False
+    assert report["counts"]["unchanged"] == report["counts"]["found"] == 19
+    out = production.workdir / "discovered.yaml"
+    done = production.run("inventory", "discover", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert production.devtools_imported() == []
+    demo = load_inventory(demo_inventory_path())
+    written = load_inventory(out)
+    assert sorted((vm.name, vm.vm_id, vm.host) for vm in written.vms) == sorted(
+        (vm.name, vm.vm_id, vm.host) for vm in demo.vms
+    )
