@@ -32,7 +32,7 @@ from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, tr
 from bot.changes.views import ChangeView
 from bot.clock import speed_of
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
-from bot.jobs import JobState
+from bot.jobs import JobKind, JobState
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden, Unavailable
 from bot.service.queries import show_change
@@ -223,7 +223,7 @@ class Reconciler:
         ran = [
             j
             for j in self.ctx.ledger.jobs_of_change(change.id or 0)
-            if j.kind == "create" and j.started_at is not None
+            if j.kind == JobKind.CREATE and j.started_at is not None
         ]
         if not ran:
             return None, None

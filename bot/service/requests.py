@@ -24,6 +24,7 @@ from bot.changes.views import ChangeView
 from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
+from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
 from bot.service.deciding import Principal, as_principal
 from bot.service.dispatch import awaits_queue
@@ -226,8 +227,10 @@ def record_create(
             message=f"outside its change window: runs when it opens at "
             f"{schedule_at:%Y-%m-%d %H:%M %Z}",
         )
-        return ctx.record_job(s, "create", change, key=key, not_before=schedule_at, payload=payload)
-    return ctx.record_job(s, "create", change, key=key, payload=payload)
+        return ctx.record_job(
+            s, JobKind.CREATE, change, key=key, not_before=schedule_at, payload=payload
+        )
+    return ctx.record_job(s, JobKind.CREATE, change, key=key, payload=payload)
 
 
 def find_change(ctx: ServiceDeps, ref: str) -> int:
@@ -268,7 +271,7 @@ class HostJob:
     """A rollback or merge started in a transaction: the job to queue once
     it commits (its key is the start event's seq, so it is queued once)."""
 
-    kind: str
+    kind: JobKind
     seq: int
     # Who asked for it, where (the job's re-check resolves their groups again).
     requester: Principal | None = None
@@ -286,8 +289,8 @@ def start_host_action(
     """Move an active change into rolling back / merging, in session `s`.
     Raises IllegalTransition or ConcurrentUpdate."""
     command, kind = {
-        Action.ROLLBACK: (Command.START_ROLLBACK, "restore"),
-        Action.MERGE: (Command.START_MERGE, "remove"),
+        Action.ROLLBACK: (Command.START_ROLLBACK, JobKind.ROLLBACK),
+        Action.MERGE: (Command.START_MERGE, JobKind.MERGE),
     }[action]
     event = transition(
         s,
@@ -533,7 +536,7 @@ def start_vm(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Start
     if permitted.fired:
         raise Forbidden(f"you cannot start {vm.name}: {permitted.message}")
     job_id = ctx.submit(
-        "start",
+        JobKind.START,
         change_id,
         key=f"start:{change_id}:{current.version}",
         payload={"by": who.id, "by_team": who.team},
