@@ -29,6 +29,19 @@ class Role(enum.StrEnum):
     OTHER = "other"
 
 
+class ApprovalState(enum.StrEnum):
+    """Where one approval request stands. Only a pending request may be
+    decided; the others say how it was settled."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    # The policy refused it when it was decided again at approval time.
+    REFUSED = "refused"
+    # A newer request for the same change took its place.
+    SUPERSEDED = "superseded"
+
+
 class CheckpointKind(enum.StrEnum):
     """The checkpoint a person asks for, in the product's words; each names
     a value of Hyper-V's `CheckpointType` VM setting (`Set-VM -CheckpointType`,

@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from bot.changes import Command, State
 from bot.changes.record import events_of, get_change, note, transition
 from bot.config import DefaultsConfig
-from bot.domain import CheckpointKind
+from bot.domain import ApprovalState, CheckpointKind
 from bot.durations import format_duration
 from bot.hyperv import (
     Checkpoint,
@@ -387,7 +387,7 @@ class Executor:
                     .where(
                         ApprovalRequest.change_id == change.id,
                         ApprovalRequest.action == action.value,
-                        ApprovalRequest.state == "approved",
+                        ApprovalRequest.state == ApprovalState.APPROVED,
                     )
                     .order_by(col(ApprovalRequest.id).desc())
                 ).first()

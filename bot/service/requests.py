@@ -21,7 +21,7 @@ from bot.changes.record import (
     transition,
 )
 from bot.changes.views import ChangeView
-from bot.domain import CheckpointKind
+from bot.domain import ApprovalState, CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.jobs import JobKind
@@ -261,7 +261,7 @@ def _pending(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
         select(ApprovalRequest).where(
             ApprovalRequest.change_id == change_id,
             ApprovalRequest.action == action,
-            ApprovalRequest.state == "pending",
+            ApprovalRequest.state == ApprovalState.PENDING,
         )
     ).first()
 
