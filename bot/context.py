@@ -28,7 +28,7 @@ from bot.secrets import secret_from
 from bot.service.deciding import Decider
 from bot.service.directory import Directory, NoDirectory, PolicyGroups
 from bot.service.errors import Unavailable
-from bot.service.execution import Executor
+from bot.service.execution import HostJobs
 from bot.store import migrate
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Change
@@ -140,7 +140,7 @@ class AppContext:
 
     def periodic_tasks(self) -> list[PeriodicTask]:
         # Imported here: the tasks are use cases built on this context.
-        from bot.service.periodic import periodic_tasks
+        from bot.service.periodic_tasks import periodic_tasks
 
         return periodic_tasks(self)
 
@@ -327,7 +327,7 @@ def build_context(
     ledger = JobLedger(
         engine, clock, lock_stale_after=settings.jobs.lock_stale_after * speed_of(clock)
     )
-    executor = Executor(
+    host_jobs = HostJobs(
         engine=engine,
         inventory=inventory,
         host_for=host_for,
@@ -339,7 +339,7 @@ def build_context(
     worker_id = default_worker_id()
     runner = MeteredRunner(
         ledger,
-        executor.handlers(),
+        host_jobs.handlers(),
         worker_id,
         clock=clock,
         heartbeat_interval=settings.jobs.heartbeat_seconds,

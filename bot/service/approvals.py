@@ -21,8 +21,7 @@ from bot.changes.views import ChangeView
 from bot.domain import ApprovalState
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import Conflict, Forbidden
-from bot.service.not_now import not_now
+from bot.service.errors import Conflict, Forbidden, changed_meanwhile, not_now
 from bot.service.requests import (
     apply_extension,
     find_change,
@@ -145,7 +144,7 @@ def approve(
             change = _claimed(s, change_id)
             request = bound_request(s, change, bound, "approve")
             if aim.legacy and change.version != aim.version:
-                raise Conflict(f"{change_ref(change_id)} changed while you approved; look again")
+                raise changed_meanwhile(change_id, "approved")
             _counts(request, who)
             approval = {"by": who.id, "team": who.team, "at": now.isoformat()}
             request.approvals = [*request.approvals, approval]
@@ -164,9 +163,7 @@ def approve(
     except Stale as exc:
         raise _refreshing(ctx, change_id, exc) from None
     except ConcurrentUpdate:
-        raise Conflict(
-            f"{change_ref(change_id)} changed while you approved; nothing was recorded, try again"
-        ) from None
+        raise changed_meanwhile(change_id, "approved", "nothing was recorded, try again") from None
     if count < required:
         result = ApprovalOutcome(
             view(ctx, change_id),
@@ -328,9 +325,7 @@ def _carry_out(
     except IllegalTransition as exc:
         raise Conflict(not_now(change_ref(change_id), exc.state, action)) from None
     except ConcurrentUpdate:
-        raise Conflict(
-            f"{change_ref(change_id)} changed while you approved; nothing was done, look again"
-        ) from None
+        raise changed_meanwhile(change_id, "approved", "nothing was done, look again") from None
     waits = job_id is not None and not ctx.deliver(job_id)
     return ApprovalOutcome(
         view(ctx, change_id),
@@ -372,7 +367,7 @@ def reject(
             change = get_change(s, change_id)
             request = bound_request(s, change, bound, "reject")
             if aim.legacy and change.version != aim.version:
-                raise Conflict(f"{change_ref(change_id)} changed while you rejected; look again")
+                raise changed_meanwhile(change_id, "rejected")
             request.state, request.resolved_at, request.resolved_by = (
                 ApprovalState.REJECTED,
                 now,
@@ -407,7 +402,7 @@ def reject(
     except Stale as exc:
         raise _refreshing(ctx, change_id, exc) from None
     except ConcurrentUpdate:
-        raise Conflict(f"{change_ref(change_id)} changed while you rejected; look again") from None
+        raise changed_meanwhile(change_id, "rejected") from None
     ctx.notifier.changed(change_id)
     return ApprovalOutcome(
         view(ctx, change_id), action, ApprovalState.REJECTED, count, required, request_id=request_id

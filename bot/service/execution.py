@@ -89,7 +89,7 @@ def setting_for(asked: str, current: CheckpointType) -> CheckpointType:
 
 
 @dataclass
-class Executor:
+class HostJobs:
     engine: Engine
     inventory: Inventory
     host_for: Callable[[str], HyperVHost]

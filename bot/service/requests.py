@@ -28,8 +28,7 @@ from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
 from bot.service.deciding import Principal, as_principal
 from bot.service.dispatch import awaits_queue
-from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound
-from bot.service.not_now import not_now
+from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound, changed_meanwhile, not_now
 from bot.service.ownership import new_token
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
@@ -325,9 +324,7 @@ def begin_host_action(
     except IllegalTransition as exc:
         raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
     except ConcurrentUpdate:
-        raise Conflict(
-            f"{change_ref(change_id)} changed while you asked; nothing was done, look again"
-        ) from None
+        raise changed_meanwhile(change_id, "asked", "nothing was done, look again") from None
     ctx.deliver(job_id)
     return job_id
 
@@ -381,7 +378,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                 )
             return Outcome(ChangeView.of(change), decision, approval_id=pending.id)
     except ConcurrentUpdate:
-        raise Conflict(f"{change_ref(change_id)} changed while you asked; look again") from None
+        raise changed_meanwhile(change_id, "asked") from None
 
 
 def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
@@ -449,7 +446,7 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
                 apply_extension(s, change, new_expiry, who.id, now, actor_team=who.team)
             outcome = Outcome(ChangeView.of(change), decision, approval_id=approval_id)
     except ConcurrentUpdate:
-        raise Conflict(f"{change_ref(change_id)} changed while you asked; look again") from None
+        raise changed_meanwhile(change_id, "asked") from None
     ctx.notifier.changed(change_id)
     return outcome
 
