@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from bot.domain import ApprovalState, ChangeRef
+from bot.domain import ApprovalState, ref_text
 from bot.store.columns import UTCDateTime
 
 
@@ -202,7 +202,7 @@ class Tick(SQLModel, table=True):
 
 
 def change_ref(change_id: int) -> str:
-    return str(ChangeRef(change_id))
+    return ref_text(change_id)
 
 
 class CheckpointSize(SQLModel, table=True):
