@@ -40,7 +40,7 @@ from bot.inventory.yamledit import (
     write_atomically,
 )
 from bot.service.deps import ServiceDeps
-from bot.service.errors import BadRequest
+from bot.service.errors import BadRequest, from_inventory
 from bot.yamlio import YamlError, read_config_text
 
 HEADER = (
@@ -102,7 +102,7 @@ def select_hosts(inventory: Inventory, hosts: Sequence[str], groups: Sequence[st
         try:
             wanted.add(inventory.host(name).name)
         except InventoryLookupError as exc:
-            raise BadRequest(str(exc)) from None
+            raise from_inventory(exc) from None
     known_groups = sorted({h.host_group for h in inventory.hosts if h.host_group})
     for group in groups:
         members = [
