@@ -425,7 +425,8 @@ def _vm(draw: st.DrawFn, index: int) -> VM:
 @st.composite
 def _found(draw: st.DrawFn, index: int) -> FoundVM:
     return FoundVM(
-        name=draw(st.sampled_from([_NAMES[index], f"NEW{index:02d}"])),
+        # Its own name, a new one, or one another VM has (renames, clashes).
+        name=draw(st.sampled_from([_NAMES[index], f"NEW{index:02d}", *_NAMES[:3]])),
         vm_id=_IDS[index],
         host=draw(st.sampled_from(_HOSTS)),
         state="Running",
@@ -446,7 +447,7 @@ def _case(draw: st.DrawFn) -> tuple[list[VM], list[FoundVM], tuple[str, ...]]:
     return current, found, answered
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(_case())
 def test_merge_plan_invariants(case: tuple[list[VM], list[FoundVM], tuple[str, ...]]) -> None:
     current, found, answered = case
@@ -474,9 +475,13 @@ def test_merge_plan_invariants(case: tuple[list[VM], list[FoundVM], tuple[str, .
     # New VMs always carry roles_unknown.
     for entry in plan.of(Kind.ADDED):
         assert dict(entry.record)["roles_unknown"] is True
+    # The result is always a valid inventory (names and VMIds unique, a DC
+    # has its domain), so a merge never has to be refused for its own edits.
+    hosts = [{"name": h, "address": f"{h.lower()}.corp.example"} for h in _HOSTS]
+    result = Inventory.model_validate({"hosts": hosts, "vms": after}).vms
     # Idempotent: merging the same answers into the result changes nothing.
-    result = [VM.model_validate(e) for e in after]
-    assert not plan_merge(result, found, scope, TODAY).changed
+    again = plan_merge(result, found, scope, TODAY)
+    assert not again.changed, [e.to_dict() for e in again.entries if e.set or e.unset]
 
 
 def test_an_added_key_keeps_the_next_entrys_comment_in_place() -> None:
@@ -605,7 +610,7 @@ def test_a_replica_copy_is_not_a_second_vm_and_renames_never_collide() -> None:
     plan = plan_merge(current, [renamed, other], Scope(("HV01",), ("HV01",)), TODAY)
     entry = next(e for e in plan.entries if e.vm_id == _IDS[1])
     assert entry.kind is Kind.UNCHANGED and not entry.set
-    assert any("that name is another VM's here" in note for note in entry.notes)
+    assert "renamed on its host to WEB02, another VM's name here: kept as WEB01" in entry.notes
 
 
 def test_discovery_replies_are_read_in_every_shape_a_host_sends() -> None:

@@ -333,7 +333,7 @@ def _update(
     vm: VM,
     found: FoundVM,
     scope: Scope,
-    names: Mapping[str, str],
+    names: Mapping[str, str],  # VMId -> its name after this merge
     copies: Sequence[FoundVM] = (),
 ) -> Entry:
     host = _host_name(found.host, scope)
@@ -344,16 +344,16 @@ def _update(
         if old != new:
             wanted.append((key, old, new))
 
-    holder = names.get(found.name.casefold())
+    name = names[vm.vm_id]
     problem = name_problem(found.name)
-    if found.name == vm.name:
-        pass
-    elif holder not in (None, vm.vm_id):
-        notes.append(f"renamed {found.name} on its host; that name is another VM's here: kept")
-    elif problem is not None:
-        notes.append(f"renamed on its host to a name that {problem}: kept")
-    else:
-        compare("name", vm.name, found.name)
+    if name != found.name:
+        why = (
+            f"a name that {problem}"
+            if problem is not None
+            else f"{found.name}, another VM's name here"
+        )
+        notes.append(f"renamed on its host to {why}: kept as {name}")
+    compare("name", vm.name, name)
     if vm.host.casefold() != host.casefold():
         wanted.append(("host", vm.host, host))
     compare("checkpoint_type", vm.checkpoint_type.name, found.checkpoint_type.name)
@@ -419,22 +419,39 @@ def _one_per_vm_id(
     return chosen, copies
 
 
+def _final_names(current: Sequence[VM], found: Mapping[str, FoundVM]) -> dict[str, str]:
+    """Each listed VM's name after the merge: the host's name for it when
+    that is a valid name no other VM ends up with (renames are applied until
+    none is left to apply, so a name one VM gives up is free for another;
+    names that would swap stay as they are)."""
+    final = {vm.vm_id: vm.name for vm in current}
+    changed = True
+    while changed:
+        changed = False
+        holders = {name.casefold(): vm_id for vm_id, name in final.items()}
+        for vm_id, name in final.items():
+            wanted = found[vm_id].name if vm_id in found else name
+            if wanted == name or name_problem(wanted) is not None:
+                continue
+            if holders.get(wanted.casefold(), vm_id) == vm_id:
+                final[vm_id] = wanted
+                changed = True
+                break
+    return final
+
+
 def plan_merge(
     current: Sequence[VM], found: Iterable[FoundVM], scope: Scope, today: date
 ) -> MergePlan:
     """What merging `found` into `current` changes, VM by VM (pure)."""
     by_id, copies = _one_per_vm_id(found)
     answered = scope.answered_folded()
-    names = {vm.name.casefold(): vm.vm_id for vm in current}  # grows with renames
+    names = _final_names(current, by_id)
     entries: list[Entry] = []
     for index, vm in enumerate(current):
         seen = by_id.pop(vm.vm_id, None)
         if seen is not None:
-            entry = _update(index, vm, seen, scope, names, copies.get(vm.vm_id, ()))
-            for key, value in entry.set:
-                if key == "name":
-                    names[str(value).casefold()] = vm.vm_id
-            entries.append(entry)
+            entries.append(_update(index, vm, seen, scope, names, copies.get(vm.vm_id, ())))
         elif vm.host.casefold() not in answered:
             entries.append(
                 Entry(
@@ -482,12 +499,14 @@ def _additions(
     scope: Scope,
     copies: Mapping[str, tuple[FoundVM, ...]],
 ) -> list[Entry]:
-    # Names after the updates (a VM renamed on its host keeps its new name).
-    taken = {vm.name.casefold(): vm.vm_id for vm in current}
+    # Names after the updates: a VM renamed on its host has its new name and
+    # no longer holds its old one.
+    final = {vm.vm_id: vm.name for vm in current}
     for entry in entries:
         for key, value in entry.set:
             if key == "name":
-                taken[str(value).casefold()] = entry.vm_id
+                final[entry.vm_id] = str(value)
+    taken = {name.casefold(): vm_id for vm_id, name in final.items()}
     added: list[Entry] = []
     for vm in sorted(new, key=lambda v: (v.host.casefold(), v.name.casefold(), v.vm_id)):
         problem = name_problem(vm.name)
