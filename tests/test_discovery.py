@@ -717,3 +717,33 @@ def test_a_replica_server_and_its_primary_over_winrm() -> None:
     assert (added.name, added.host) == ("APP07", "HV01")
     assert dict(added.record)["hyperv_replica"] is True
     assert "a Hyper-V Replica copy is on DR01" in added.notes
+
+
+def test_guest_published_text_is_untrusted() -> None:
+    """KVP items come from inside the guest: an FQDN that is not one is
+    unknown, and a terminal's escape sequences never reach the output."""
+    vm_id = str(uuid.uuid4())
+    item = (
+        '<INSTANCE CLASSNAME="Msvm_KvpExchangeDataItem"><PROPERTY NAME="Data" TYPE="string">'
+        '<VALUE>{}</VALUE></PROPERTY><PROPERTY NAME="Name" TYPE="string"><VALUE>{}</VALUE>'
+        "</PROPERTY></INSTANCE>"
+    )
+    kvp = [
+        {
+            "SystemName": vm_id.upper(),
+            "GuestIntrinsicExchangeItems": [
+                item.format("evil.corp.example; rm -rf /", "FullyQualifiedDomainName"),
+                # XML 1.0 refuses C0 controls (such an item is dropped); C1's CSI passes.
+                item.format("Windows\x9b2J Server\n2022", "OSName"),
+            ],
+        }
+    ]
+    vm = {"Name": "APP\x1b01", "VMId": vm_id, "State": "Running", "CheckpointType": "Production"}
+    (found,) = mapping.discovered_vms("HV01", [vm], [], [], kvp, [])
+    record = found_vm(found)
+    assert record.fqdn is None and record.domain is None
+    assert record.guest_os == "Windows 2J Server 2022"
+    assert record.display_name == "APP?01"
+    plan = plan_merge([], [record], Scope(("HV01",), ("HV01",)), TODAY)
+    (skipped,) = plan.of(Kind.SKIPPED)  # the name is not a valid inventory name
+    assert skipped.notes

@@ -55,6 +55,25 @@ _DOMAIN = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+\Z")
 # shared drive is a shared VHDX.
 _VHD_SET_SUFFIX = ".vhds"
 _REPLICA_MODES = frozenset({"replica", "testreplica", "extendedreplica"})
+# KVP items come from inside the guest: untrusted text that ends up in YAML
+# and on a terminal. Msvm_KvpExchangeDataItem.Data is at most 1024
+# characters (https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-kvpexchangedataitem);
+# control characters (a terminal's escape sequences) become spaces.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_FQDN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?\Z")
+_GUEST_TEXT_MAX = 200
+
+
+def _guest_text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    cleaned = " ".join(_CONTROL.sub(" ", value).split())[:_GUEST_TEXT_MAX]
+    return cleaned or None
+
+
+def _fqdn(value: str | None) -> str | None:
+    text = (value or "").strip()
+    return text if text and len(text) <= 253 and _FQDN.match(text) else None
 
 
 @dataclass(frozen=True)
@@ -103,6 +122,11 @@ class FoundVM:
             return None
         suffix = self.fqdn.strip().rstrip(".").lower().split(".", 1)[1]
         return suffix if _DOMAIN.match(suffix) else None
+
+    @property
+    def display_name(self) -> str:
+        """The name for a terminal: control characters shown as `?`."""
+        return _CONTROL.sub("?", self.name)
 
     @property
     def disk_kinds(self) -> list[str]:
@@ -155,8 +179,8 @@ def found_vm(found: DiscoveredVM) -> FoundVM:
         passthrough=any(d.passthrough for d in found.disks),
         replication=None if found.replication is None else found.replication.state,
         replication_mode=None if found.replication is None else found.replication.mode or None,
-        fqdn=found.guest.fqdn,
-        guest_os=found.guest.os_name,
+        fqdn=_fqdn(found.guest.fqdn),
+        guest_os=_guest_text(found.guest.os_name),
         domain_controller=None if product is None else product == DC_PRODUCT_TYPE,
         volume=found.volume,
         is_clustered=found.is_clustered,
