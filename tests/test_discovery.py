@@ -747,3 +747,22 @@ def test_guest_published_text_is_untrusted() -> None:
     plan = plan_merge([], [record], Scope(("HV01",), ("HV01",)), TODAY)
     (skipped,) = plan.of(Kind.SKIPPED)  # the name is not a valid inventory name
     assert skipped.notes
+
+
+def test_a_vm_that_moved_follows_its_host_and_leaves_a_volume_it_lacks(
+    demo_inventory: Inventory,
+) -> None:
+    """SQL01 (on E:\\ of HV01) is now registered on HV03, which has only D:\\
+    and where the host could not name its volume: the entry follows the
+    host and drops the volume HV03 lacks, so the result stays valid."""
+    sql = demo_inventory.vm("SQL01")
+    moved = FoundVM(**{**_as_found(sql).__dict__, "host": "HV03", "volume": None})
+    plan = plan_merge([sql], [moved], _scope(demo_inventory), TODAY)
+    (entry,) = plan.entries
+    assert entry.kind is Kind.UPDATED
+    assert dict(entry.set) == {"host": "HV03"} and entry.unset == ("volume",)
+    after = apply_to_mappings([sql.model_dump(mode="json", exclude_defaults=True)], plan)
+    hosts = [h.model_dump(mode="json") for h in demo_inventory.hosts]
+    (result,) = Inventory.model_validate({"hosts": hosts, "vms": after}).vms
+    assert (result.host, result.volume) == ("HV03", "D:\\")
+    assert [r.value for r in result.roles] == ["sql_server", "sql_ag_replica"]

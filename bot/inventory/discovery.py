@@ -388,10 +388,16 @@ def _update(
     if found.guest_os is not None:
         compare("guest_os", vm.guest_os, found.guest_os)
     volume = _volume(found, host, scope)
+    unset: list[str] = []
     if volume is not None and (vm.volume or "").casefold() != volume.casefold():
         wanted.append(("volume", vm.volume, volume))
-    unset: list[str] = []
-    kind = Kind.UPDATED if wanted else Kind.UNCHANGED
+    elif volume is None and vm.volume is not None and host in scope.volumes:
+        listed = [p.casefold() for p in scope.volumes[host]]
+        if vm.volume.casefold() not in listed:
+            # Moved to a host without that volume, and the new one is not
+            # known: the host's first volume stands in (as for any VM).
+            unset.append("volume")
+    kind = Kind.UPDATED if wanted or unset else Kind.UNCHANGED
     if vm.missing_since is not None:
         unset.append("missing_since")
         kind = Kind.RETURNED
@@ -400,13 +406,14 @@ def _update(
     sets = tuple((key, new) for key, _old, new in wanted)
     return Entry(
         kind=kind,
-        name=found.name,
+        name=name,
         vm_id=vm.vm_id,
         host=host,
         index=index,
         set=sets,
         unset=tuple(unset),
-        changes=tuple(Change(key, old, new) for key, old, new in wanted),
+        changes=tuple(Change(key, old, new) for key, old, new in wanted)
+        + tuple(Change(key, getattr(vm, key), None) for key in unset),
         notes=tuple(notes),
         roles_unknown=vm.roles_unknown,
     )
