@@ -24,6 +24,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 
 from bot.inventory.discovery import UNDISCOVERABLE, Kind, MergePlan
 
@@ -44,7 +45,15 @@ def _yaml() -> YAML:
 
 
 def load_document(text: str) -> CommentedMap:
-    doc = _yaml().load(text)
+    try:
+        doc = _yaml().load(text)
+    except YAMLError as exc:
+        # The file already passed the inventory's own loader; ruamel.yaml is
+        # stricter in places (e.g. duplicate keys). One line, nothing written.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        found = [line for line in lines if line.startswith("found")]
+        why = (found or lines or [type(exc).__name__])[0]
+        raise DocumentError(f"cannot be edited in place: {why}") from None
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, CommentedMap):
