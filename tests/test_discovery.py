@@ -45,7 +45,13 @@ from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Host, Inventory, demo_inventory_path, load_inventory, parse_inventory
 from bot.inventory.discovery import FoundVM, Kind, Scope, apply_to_mappings, found_vm, plan_merge
 from bot.inventory.models import VM
-from bot.inventory.yamledit import apply_plan, dump_document, fresh_document, load_document
+from bot.inventory.yamledit import (
+    DocumentError,
+    apply_plan,
+    dump_document,
+    fresh_document,
+    load_document,
+)
 from policies import (
     Action,
     Context,
@@ -766,3 +772,10 @@ def test_a_vm_that_moved_follows_its_host_and_leaves_a_volume_it_lacks(
     (result,) = Inventory.model_validate({"hosts": hosts, "vms": after}).vms
     assert (result.host, result.volume) == ("HV03", "D:\\")
     assert [r.value for r in result.roles] == ["sql_server", "sql_ag_replica"]
+
+
+def test_a_document_that_cannot_be_round_tripped_is_refused_in_one_line() -> None:
+    with pytest.raises(DocumentError, match='found duplicate key "hosts"'):
+        load_document("hosts: []\nhosts: []\nvms: []\n")
+    with pytest.raises(DocumentError, match="vms: is not a list"):
+        load_document("hosts: []\nvms: {}\n")
