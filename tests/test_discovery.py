@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.devtools.emulator import EmulatedFleet, EmulatorLog
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog, Faults
 from bot.devtools.hostmodel import (
     DiskSpec,
     GuestSpec,
@@ -37,6 +37,7 @@ from bot.devtools.hostmodel import (
     load_host_model,
 )
 from bot.facts import contradictions, discovered_facts, inventory_facts
+from bot.hyperv.errors import HyperVError
 from bot.hyperv.types import CheckpointType, Volume
 from bot.hyperv.winrm import mapping
 from bot.hyperv.winrm.connect import Credentials
@@ -779,3 +780,40 @@ def test_a_document_that_cannot_be_round_tripped_is_refused_in_one_line() -> Non
         load_document("hosts: []\nhosts: []\nvms: []\n")
     with pytest.raises(DocumentError, match="vms: is not a list"):
         load_document("hosts: []\nvms: {}\n")
+
+
+def test_a_narrower_jea_role_leaves_facts_unknown_never_safe(
+    demo_inventory: Inventory,
+) -> None:
+    """An endpoint whose role capability does not expose Get-CimInstance,
+    Get-VMReplication or Get-Volume (CommandNotFoundException): the VMs are
+    still found, the guests' facts are unknown and say why, replication is
+    Get-VM's word. Without Get-VMHardDiskDrive nothing is claimed about
+    disks: the host is not discovered at all."""
+    hidden = Faults(hidden=frozenset({"Get-CimInstance", "Get-VMReplication", "Get-Volume"}))
+    with EmulatedFleet.start(
+        InMemoryHostStateStore(),
+        hosts=["HV01"],
+        model=load_host_model(demo_hosts_path()),
+        users={USER: PASSWORD},
+        auth=("basic",),
+        faults=hidden,
+    ) as fleet:
+        found = {f.name: f for f in _discover(demo_inventory, fleet, ("HV01",))}
+        assert len(found) == 8
+        assert all(f.domain_controller is None and f.fqdn is None for f in found.values())
+        assert found["REPL-APP01"].hyperv_replica
+        assert found["FC-NODE1"].shared_vhdx
+        plan = plan_merge([], found.values(), _scope(demo_inventory, ("HV01",)), TODAY)
+        dc = next(e for e in plan.of(Kind.ADDED) if e.name == "CORP-DC01")
+        assert dict(dc.record)["roles"] == []
+        assert any("did not list the guests' KVP items" in n for n in dc.notes)
+        assert any("CommandNotFound" in n or "not recognized" in n for n in dc.notes)
+
+        fleet.server("HV01").faults = Faults(hidden=frozenset({"Get-VMHardDiskDrive"}))
+        client = _client(demo_inventory, fleet, "HV01")
+        try:
+            with pytest.raises(HyperVError):
+                client.discover_vms()
+        finally:
+            client.close()

@@ -222,6 +222,9 @@ class GuestInfo:
     os_version: str | None = None
     # Windows' product type: 1 workstation, 2 domain controller, 3 server.
     product_type: int | None = None
+    # Why the host could not list the guests' items at all (its endpoint
+    # refused the query): every fact above is then unknown.
+    unavailable: str = ""
 
     @property
     def published(self) -> bool:

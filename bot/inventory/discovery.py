@@ -102,6 +102,8 @@ class FoundVM:
     domain_controller: bool | None = None
     volume: str | None = None
     is_clustered: bool = False
+    # Why the host could not list any guest's KVP items (its endpoint refused).
+    guest_unavailable: str = ""
 
     @property
     def hyperv_replica(self) -> bool:
@@ -184,6 +186,7 @@ def found_vm(found: DiscoveredVM) -> FoundVM:
         domain_controller=None if product is None else product == DC_PRODUCT_TYPE,
         volume=found.volume,
         is_clustered=found.is_clustered,
+        guest_unavailable=found.guest.unavailable,
     )
 
 
@@ -334,7 +337,12 @@ def _new_entry(found: FoundVM, scope: Scope) -> Entry:
     volume = _volume(found, host, scope)
     if volume is not None:
         record.append(("volume", volume))
-    if found.domain_controller is None:
+    if found.domain_controller is None and found.guest_unavailable:
+        notes.append(
+            f"its host did not list the guests' KVP items ({found.guest_unavailable}): "
+            "whether it is a domain controller is unknown"
+        )
+    elif found.domain_controller is None:
         notes.append(
             "the guest published no KVP items (off, or integration services off): "
             "whether it is a domain controller is unknown"

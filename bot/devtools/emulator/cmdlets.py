@@ -173,7 +173,11 @@ def run_pipeline(
     for command in commands:
         _log(ctx, command)
     pending = list(input_objects)
+    hidden = ctx.hidden()
     for statement in _statements(commands):
+        for command in statement:
+            if command.name.strip().casefold() in hidden:
+                raise PipelineFailed(msg.command_not_found(command.name))
         objects, pending = pending, []
         for index, (cmdlet, args) in enumerate(_prepare(statement)):
             delay = ctx.slow().get(cmdlet.name.casefold(), 0)

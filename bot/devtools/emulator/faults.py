@@ -11,6 +11,9 @@
   the pipeline (PSRP stop, i.e. the WSMan `powershell/signal/crtl_c` signal).
 - slow: cmdlets that take this many milliseconds before they run (a
   production checkpoint waiting on the guest's VSS); a stop cuts it short.
+- hidden: cmdlets the endpoint does not expose, as a JEA role capability
+  without them: `CommandNotFoundException`
+  (https://learn.microsoft.com/powershell/scripting/security/remoting/jea/role-capabilities).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import dataclass, field
 SPEC_HELP = (
     "Comma-separated: latency=MS, refuse, drop, 401 (or unauthorized), "
     "hang=CMDLET (repeatable, e.g. hang=Checkpoint-VM,hang=Remove-VMSnapshot), "
-    "slow=CMDLET:MS (repeatable, e.g. slow=Checkpoint-VM:4000)."
+    "slow=CMDLET:MS (repeatable, e.g. slow=Checkpoint-VM:4000), "
+    "hide=CMDLET (repeatable: a JEA role without it, e.g. hide=Get-CimInstance)."
 )
 
 
@@ -38,6 +42,7 @@ class Faults:
     unauthorized: bool = False
     hang: frozenset[str] = field(default_factory=frozenset)
     slow: Mapping[str, int] = field(default_factory=dict)
+    hidden: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -49,6 +54,8 @@ class Faults:
             raise ValueError("slow delays must not be negative")
         folded = {name.strip().casefold(): int(ms) for name, ms in self.slow.items()}
         object.__setattr__(self, "slow", folded)
+        hidden: Iterable[str] = self.hidden
+        object.__setattr__(self, "hidden", frozenset(n.strip().casefold() for n in hidden))
 
     def hangs(self, cmdlet: str) -> bool:
         return cmdlet.casefold() in self.hang
@@ -60,6 +67,7 @@ class Faults:
     def parse(cls, spec: str) -> Faults:
         latency, refuse, drop, unauthorized = 0, False, False, False
         hang: set[str] = set()
+        hidden: set[str] = set()
         slow: dict[str, int] = {}
         for raw in spec.split(","):
             item = raw.strip()
@@ -71,6 +79,8 @@ class Faults:
                 latency = int(value)
             elif key == "hang" and value.strip():
                 hang.add(value.strip())
+            elif key == "hide" and value.strip():
+                hidden.add(value.strip())
             elif key == "slow" and re.fullmatch(r"\s*[\w-]+\s*:\s*\d+\s*", value):
                 name, _, ms = value.partition(":")
                 slow[name.strip()] = int(ms)
@@ -82,4 +92,4 @@ class Faults:
                 unauthorized = True
             else:
                 raise FaultSpecError(f"bad fault {item!r}; {SPEC_HELP}")
-        return cls(latency, refuse, drop, unauthorized, frozenset(hang), slow)
+        return cls(latency, refuse, drop, unauthorized, frozenset(hang), slow, frozenset(hidden))

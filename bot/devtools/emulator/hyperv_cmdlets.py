@@ -56,6 +56,8 @@ class RunContext:
     log: EmulatorLog
     # cmdlet (folded) -> milliseconds it takes before it runs
     slow: Callable[[], Mapping[str, int]] = dict
+    # cmdlets (folded) the endpoint does not expose (a narrower JEA role)
+    hidden: Callable[[], frozenset[str]] = frozenset
 
 
 @dataclass

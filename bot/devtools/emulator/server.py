@@ -222,6 +222,7 @@ class EmulatorServer:
                 host=self.host,
                 stop=stop,
                 hang=lambda: self._faults.hang,
+                hidden=lambda: self._faults.hidden,
                 log=self.log,
                 slow=lambda: self._faults.slow,
             )

@@ -267,17 +267,41 @@ class WinRMHost:
     def discover_vms(self) -> list[DiscoveredVM]:
         """Five calls for the whole host, whatever its number of VMs: the
         VMs, their hard disk drives, replication, the guests' KVP items and
-        the volumes (docs/discovery.md)."""
+        the volumes (docs/discovery.md).
+
+        The VMs and their drives must be read (a drive not seen would be a
+        pass-through disk taken for none). What else the endpoint refuses
+        (a JEA role without Get-CimInstance, Get-VMReplication or
+        Get-Volume) leaves those facts unknown, or Get-VM's word for them,
+        and is said on each VM."""
         vm_out = self._run(cmds.discover_vms(), read_only=True)
         disk_out = self._run(cmds.discover_disks(), read_only=True)
-        replication_out = self._run(cmds.discover_replication(), read_only=True)
-        kvp_out = self._run(cmds.discover_kvp(), read_only=True)
-        volumes = self.volumes()
+        replication_out, _ = self._optional(cmds.discover_replication())
+        kvp_out, kvp_refused = self._optional(cmds.discover_kvp())
+        try:
+            volumes = self.volumes()
+        except (PowerShellError, NotFoundError):
+            volumes = []
         return self._mapped(
             lambda: mapping.discovered_vms(
-                self.name, vm_out, disk_out, replication_out, kvp_out, volumes
+                self.name,
+                vm_out,
+                disk_out,
+                replication_out,
+                kvp_out,
+                volumes,
+                kvp_unavailable=kvp_refused,
             )
         )
+
+    def _optional(self, pipeline: Pipeline) -> tuple[list[Any], str]:
+        """A read whose refusal by the endpoint (not a connection failure)
+        leaves its facts unknown: (output, "") or ([], why)."""
+        try:
+            return self._run(pipeline, missing=NotFoundError, read_only=True), ""
+        except (PowerShellError, NotFoundError) as exc:
+            log.info("%s: %s", self.name, exc.message)
+            return [], exc.message
 
     def _replication_enabled(self, vm_id: str, vm: VMInfo) -> bool | None:
         if vm.replication_state == "Disabled":

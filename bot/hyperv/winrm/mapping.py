@@ -464,8 +464,11 @@ def discovered_vms(
     replication_outputs: Iterable[object],
     kvp_outputs: Iterable[object],
     volumes: Iterable[Volume],
+    *,
+    kvp_unavailable: str = "",
 ) -> list[DiscoveredVM]:
-    """Join a host's discovery replies into one record per VM, by VMId."""
+    """Join a host's discovery replies into one record per VM, by VMId.
+    `kvp_unavailable`: why the guests' items could not be asked at all."""
     disks: dict[str, list[DiskInfo]] = {}
     for out in disk_outputs:
         disks.setdefault(vm_id_of(out), []).append(disk(out))
@@ -492,7 +495,7 @@ def discovered_vms(
                 is_clustered=as_bool(pick(props, "IsClustered")),
                 disks=mine,
                 replication=replication,
-                guest=guests.get(vm.vm_id, GuestInfo()),
+                guest=guests.get(vm.vm_id, GuestInfo(unavailable=kvp_unavailable)),
                 volume=where.path if where is not None else None,
             )
         )
