@@ -43,6 +43,14 @@ def test_discover_writes_an_inventory_of_the_demo_estate(tmp_path: Path) -> None
     assert {vm.vm_id for vm in written.vms} == {vm.vm_id for vm in demo.vms}
     assert written.vm("LAB-DC01").is_domain_controller
     assert written.vm("LAB-DC01").domain == "lab.example"
+    (tmp_path / "bot.yaml").write_text(
+        f"inventory: discovered.yaml\ndatabase_url: 'sqlite:///{tmp_path / 'show.db'}'\n"
+        "hyperv: {backend: simulator}\n",
+        encoding="utf-8",
+    )
+    assert run(tmp_path, "-c", "bot.yaml", "db", "upgrade").returncode == 0
+    shown = run(tmp_path, "-c", "bot.yaml", "inventory", "show")
+    assert "Roles unknown — tag these (19): " in shown.stdout
     # The hosts section is the config's, comments included.
     assert "# A standalone host for staging" in out.read_text(encoding="utf-8")
 
@@ -83,6 +91,18 @@ def test_merge_marks_a_vm_no_host_has_and_keeps_the_file_otherwise(tmp_path: Pat
     # Everything else is as it was, byte for byte.
     kept = [ln for ln in after.splitlines(keepends=True) if "missing_since:" not in ln]
     assert "".join(kept) == text
+    # `inventory show` on the merged file says which VM no host has.
+    (tmp_path / "bot.yaml").write_text(
+        f"inventory: inventory.yaml\ndatabase_url: 'sqlite:///{tmp_path / 'show.db'}'\n"
+        "hyperv: {backend: simulator}\n",
+        encoding="utf-8",
+    )
+    assert run(tmp_path, "-c", "bot.yaml", "db", "upgrade").returncode == 0
+    shown = run(tmp_path, "-c", "bot.yaml", "inventory", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert f"Not found on any host by discovery (1): OLD-APP09 (since {old.missing_since})" in (
+        shown.stdout
+    )
 
 
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path: Path) -> None:
