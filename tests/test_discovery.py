@@ -817,3 +817,9 @@ def test_a_narrower_jea_role_leaves_facts_unknown_never_safe(
                 client.discover_vms()
         finally:
             client.close()
+
+
+def test_the_hide_fault_parses_like_the_others() -> None:
+    faults = Faults.parse("hide=Get-CimInstance, hide=Get-Volume, latency=5")
+    assert faults.hidden == frozenset({"get-ciminstance", "get-volume"})
+    assert faults.latency_ms == 5
