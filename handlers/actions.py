@@ -26,6 +26,7 @@ from bot.durations import DurationError, parse_duration
 from bot.inventory import InventoryLookupError
 from bot.reasons import ReasonError, check_reason
 from bot.service import (
+    ApprovalOutcome,
     Card,
     Conflict,
     Forbidden,
@@ -46,6 +47,7 @@ from bot.service import (
     rollback,
     show_change,
     start_vm,
+    withdraw,
 )
 from handlers import messages, outage
 from handlers.commands import vms_by_host
@@ -121,7 +123,7 @@ class Actions:
         except Conflict as exc:
             payload = self._conflict(value, exc)
         except ServiceError as exc:
-            payload = self.deps.error(exc.message)
+            payload = self.deps.refusal(exc)
         except Exception as exc:
             payload = outage.failure(self.deps, exc, writes, f"button {verb}")
         if payload is not None:
@@ -137,17 +139,27 @@ class Actions:
         client: WebClient,
     ) -> Payload | None:
         deps, ctx, ref = self.deps, self.deps.ctx, value.ref
-        if verb in ("approve", "reject"):
+        if verb in ("approve", "reject", "withdraw"):
             target = (
                 Target(version=value.version)
                 if value.legacy
                 else Target(request_id=value.request_id, action=value.purpose)
             )
+            if verb == "reject" and not value.legacy:
+                # Ask why first (a modal); the rejection is recorded on submit.
+                view = deps.view(
+                    "reject_modal", c=show_change(ctx, ref), action=value.purpose, value=str(value)
+                )
+                opened = client.views_open(trigger_id=body["trigger_id"], view=view)
+                self.view_channels.remember(_view_id(opened.data), channel)
+                return None
             if verb == "approve":
                 result = approve(ctx, ref, approver=who, target=target)
+            elif verb == "withdraw":
+                result = withdraw(ctx, ref, requester=who, target=target)
             else:
                 result = reject(ctx, ref, approver=who, target=target)
-            return deps.notice(*messages.approval(result))
+            return self._decided(result)
         # Any other button acts only on the change as its card showed it.
         purpose = CARD_PURPOSES[f"checkpoint:{verb}"]
         check_card(ctx, ref, Card(purpose, value.version, legacy=value.legacy))
@@ -167,6 +179,15 @@ class Actions:
         if outcome.refused:
             return deps.payload("denied_ephemeral", outcome=outcome, action=verb)
         return deps.notice(*messages.acted(verb, outcome))
+
+    def _decided(self, result: ApprovalOutcome) -> Payload | None:
+        """The thread and the card show a decision to everyone: no private
+        echo of it. Only what the thread does not show is told to the
+        clicker alone: an approval that was recorded but waits for more,
+        or one the policy refused on re-check."""
+        if result.state in ("pending", "refused"):
+            return self.deps.notice(*messages.approval(result))
+        return None
 
     def stale(self, exc: Stale) -> Payload:
         return self.deps.notice(*messages.stale(exc), hint=messages.STALE_HINT)
@@ -244,6 +265,35 @@ class Actions:
             return self.deps.payload("denied_ephemeral", outcome=outcome, action="create")
         return self.deps.notice(*messages.created(outcome))
 
+    def submit_reject(
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        reason = _text(_values(view), "reason")
+        try:
+            check_reason(reason)
+        except ReasonError as exc:
+            ack(response_action="errors", errors={"reason": exc.message[:150]})
+            return
+        try:
+            value = parse_action_value(str(view.get("private_metadata") or ""))
+        except ValueError:
+            value = None
+        if value is None or not value.fits("checkpoint:reject") or value.legacy:
+            ack(response_action="errors", errors={"reason": messages.UNEXPECTED[:150]})
+            return
+        ack()
+        user = str(body["user"]["id"])
+        team = request_team(body)
+        channel = self.view_channels.pop(view.get("id"))
+
+        def run() -> Payload | None:
+            who = self.deps.principal(user, channel, team)
+            target = Target(request_id=value.request_id, action=value.purpose)
+            result = reject(self.deps.ctx, value.ref, approver=who, reason=reason, target=target)
+            return self._decided(result)
+
+        self.deps.later("the reject modal", self._tell, client, user, channel, run)
+
     def submit_extend(
         self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
     ) -> None:
@@ -277,19 +327,26 @@ class Actions:
         self.deps.later("the extend modal", self._tell, client, user, channel, run)
 
     def _tell(
-        self, client: WebClient, user: str, channel: str | None, work: Callable[[], Payload]
+        self,
+        client: WebClient,
+        user: str,
+        channel: str | None,
+        work: Callable[[], Payload | None],
     ) -> None:
         """Run `work` and tell `user` the result: ephemeral in the channel the
-        modal came from, else in the app's DM with them."""
+        modal came from, else in the app's DM with them (nothing when the
+        thread already shows it: `work` returned None)."""
         writes = committed_writes()
         try:
             payload = work()
         except Stale as exc:
             payload = self.stale(exc)
         except ServiceError as exc:
-            payload = self.deps.error(exc.message)
+            payload = self.deps.refusal(exc)
         except Exception as exc:
             payload = outage.failure(self.deps, exc, writes, "a modal submission")
+        if payload is None:
+            return
         try:
             if channel:
                 client.chat_postEphemeral(channel=channel, user=user, **payload)

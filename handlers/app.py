@@ -32,7 +32,7 @@ from templates.blocks import SlackRenderer
 
 SLASH_COMMAND = "/checkpoint"
 CHANGE_BUTTONS = re.compile(
-    r"^checkpoint:(approve|reject|rollback|merge|extend|start"
+    r"^checkpoint:(approve|reject|withdraw|rollback|merge|extend|start"
     r"|resolve_(active|failed|rolled_back|merged))$"
 )
 # Bolt runs each listener in this pool and answers Slack when the listener
@@ -129,6 +129,10 @@ def register(app: App, deps: SlackDeps) -> None:
     @app.view("checkpoint:create")
     def on_create(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         actions.submit_create(ack, body, view, client)
+
+    @app.view("checkpoint:reject")
+    def on_reject(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        actions.submit_reject(ack, body, view, client)
 
     @app.view("checkpoint:extend")
     def on_extend(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:

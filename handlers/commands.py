@@ -31,6 +31,7 @@ from bot.service import (
     rollback,
     show_change,
     show_settings,
+    withdraw,
 )
 from handlers import messages, outage
 from handlers.deps import SlackDeps, ephemeral
@@ -50,6 +51,7 @@ from handlers.grammar import (
     SettingsRequest,
     StatusRequest,
     WindowsRequest,
+    WithdrawRequest,
     help_sections,
     parse,
 )
@@ -88,7 +90,7 @@ class Commands:
             how = f"{SLASH} {exc.verb} {exc.ref}"
             payload = self.deps.error(exc.message, messages.say_which(exc, how))
         except ServiceError as exc:
-            payload = self.deps.error(exc.message)
+            payload = self.deps.refusal(exc)
         except Exception as exc:
             payload = outage.failure(self.deps, exc, writes, "/checkpoint")
         if payload is not None:
@@ -160,6 +162,9 @@ class Commands:
                 result = reject(
                     ctx, ref, approver=who(), reason=reason or "", target=Target(action=action)
                 )
+                return deps.notice(*messages.approval(result))
+            case WithdrawRequest(change_ref=ref, action=action):
+                result = withdraw(ctx, ref, requester=who(), target=Target(action=action))
                 return deps.notice(*messages.approval(result))
             case WindowsRequest():
                 return self._windows()

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from bot.domain import group_mention, user_mention
+
 
 class Action(enum.StrEnum):
     CREATE = "create"
@@ -175,6 +177,9 @@ class ApprovalRequirement:
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     excluded: tuple[str, ...] = ()
+    # Also message each listed user directly when an approval is asked
+    # (the approvals rule's `dm`); the thread pings them either way.
+    dm: bool = False
 
     @property
     def anyone(self) -> bool:
@@ -185,9 +190,9 @@ class ApprovalRequirement:
         if self.anyone:
             who = "anyone"
         else:
-            items = [f"@{u}" for u in self.users]
+            items = [user_mention(u) for u in self.users]
             if self.groups:
-                items.append("a member of " + " or ".join(self.groups))
+                items.append("a member of " + " or ".join(group_mention(g) for g in self.groups))
             who = _or_list(items) if items else "nobody (no approvers configured)"
         return f"{self.required} {noun} from {who} (not the requester)"
 
@@ -197,6 +202,7 @@ class ApprovalRequirement:
             "users": list(self.users),
             "groups": list(self.groups),
             "excluded": list(self.excluded),
+            "dm": self.dm,
             "description": self.describe(),
         }
 
@@ -209,6 +215,7 @@ class ApprovalRequirement:
             users=tuple(str(u) for u in data.get("users", ())),
             groups=tuple(str(g) for g in data.get("groups", ())),
             excluded=tuple(str(e) for e in data.get("excluded", ())),
+            dm=bool(data.get("dm", False)),
         )
 
 

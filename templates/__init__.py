@@ -12,6 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from bot.domain import plain_mentions
 from bot.durations import format_duration
 
 
@@ -64,6 +65,8 @@ class Renderer:
             time=short_time,
             mrkdwn=mrkdwn_escape,
             state=state_label,
+            # Mention tokens (`<@U…>`) the bot wrote, as words a terminal shows.
+            people=plain_mentions,
         )
 
     def render(self, name: str, **values: Any) -> str:

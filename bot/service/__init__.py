@@ -57,6 +57,7 @@ from bot.service.settings import SettingsOutcome, change_settings, show_settings
 from bot.service.sweep import SweepTask, run_sweep, size_history
 from bot.service.sweep_views import parse_orphan_value
 from bot.service.window_notices import WindowNotices, due_notices
+from bot.service.withdraw import withdraw
 
 __all__ = [
     "APPROVAL_ACTIONS",
@@ -122,4 +123,5 @@ __all__ = [
     "stream_audit",
     "upgrade_schema",
     "with_slack",
+    "withdraw",
 ]

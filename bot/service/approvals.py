@@ -18,6 +18,7 @@ from sqlmodel import Session
 from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
 from bot.changes.views import ChangeView
+from bot.domain import user_mention
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden
@@ -157,7 +158,7 @@ def approve(
                 actor=who.id,
                 actor_team=who.team,
                 now=now,
-                message=f"{action} approved by {who.id} ({count} of {required})",
+                message=f"{action} approved by {user_mention(who.id)} ({count} of {required})",
                 details={"request": request_id, "action": action},
             )
     except Stale as exc:
@@ -371,7 +372,10 @@ def reject(
             request.resolved_by_team = who.team
             s.add(request)
             action, count, required = request.action, len(request.approvals), request.required
-            message = f"{action} rejected by {who.id}" + (f": {reason}" if reason else "")
+            # The reason is the rejecter's own words: kept apart from the
+            # bot's (details), so it is shown escaped, never as a mention.
+            message = f"{action} rejected by {user_mention(who.id)}"
+            said = {"reason": reason} if reason else {}
             if request.action == "create" and change.state == State.AWAITING_APPROVAL:
                 transition(
                     s,
@@ -381,7 +385,7 @@ def reject(
                     actor_team=who.team,
                     now=now,
                     message=message,
-                    details={"request": request_id, "action": action},
+                    details={"request": request_id, "action": action, **said},
                 )
             else:
                 note(
@@ -392,7 +396,7 @@ def reject(
                     actor_team=who.team,
                     now=now,
                     message=message,
-                    details={"request": request_id, "action": action},
+                    details={"request": request_id, "action": action, **said},
                 )
     except Stale as exc:
         raise _refreshing(ctx, change_id, exc) from None

@@ -146,7 +146,12 @@ def settled_words(state: str, by: str | None) -> str:
     rejected and refused, the reason for superseded."""
     if state == "superseded":
         return f"which no longer applies ({by})" if by else "which no longer applies"
-    verb = {"approved": "approved", "rejected": "rejected", "refused": "refused by the policy"}
+    verb = {
+        "approved": "approved",
+        "rejected": "rejected",
+        "refused": "refused by the policy",
+        "withdrawn": "withdrawn by its requester",
+    }
     said = verb.get(state, state)
     return f"{said} by {by}" if by and state != "refused" else said
 

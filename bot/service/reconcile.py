@@ -31,6 +31,7 @@ from bot.changes.lifecycle import IN_FLIGHT, IllegalTransition
 from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, transition
 from bot.changes.views import ChangeView
 from bot.clock import speed_of
+from bot.domain import user_mention
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
 from bot.jobs import JobState
 from bot.service.deciding import Principal, as_principal
@@ -317,8 +318,8 @@ def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -
         ctx.policy, principal.id, principal.groups
     ):
         raise Forbidden(
-            f"only the requester ({change.requester}) or an admin may say what happened "
-            f"to {change_ref(change_id)}"
+            f"only the requester ({user_mention(change.requester)}) or an admin may say "
+            f"what happened to {change_ref(change_id)}"
         )
     if outcome in ("active", "rolled_back"):
         try:
@@ -342,7 +343,8 @@ def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -
                 actor=principal.id,
                 actor_team=principal.team,
                 now=ctx.clock(),
-                message=f"{principal.id} checked the VM and recorded: {outcome.replace('_', ' ')}",
+                message=f"{user_mention(principal.id)} checked the VM and recorded: "
+                f"{outcome.replace('_', ' ')}",
             )
     except ConcurrentUpdate:
         raise Conflict(f"{change_ref(change_id)} changed while you answered; look again") from None

@@ -21,7 +21,7 @@ from bot.changes.record import (
     transition,
 )
 from bot.changes.views import ChangeView
-from bot.domain import CheckpointKind
+from bot.domain import CheckpointKind, user_mention
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.reasons import EXAMPLE, ReasonError, check_reason
@@ -296,7 +296,7 @@ def start_host_action(
         actor=who.id,
         actor_team=who.team,
         now=now,
-        message=f"{action.value} requested by {who.id}",
+        message=f"{action.value} requested by {user_mention(who.id)}",
     )
     return HostJob(kind, event.seq, who)
 
@@ -372,8 +372,8 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                     kind=f"{action.value}_awaits_approval",
                     actor="policy",
                     now=now,
-                    message=f"{action.value} by {who.id} needs {decision.approval.describe()}: "
-                    f"{_summary(decision)}",
+                    message=f"{action.value} by {user_mention(who.id)} needs "
+                    f"{decision.approval.describe()}: {_summary(decision)}",
                     details=decision.to_dict(),
                 )
             return Outcome(ChangeView.of(change), decision, approval_id=pending.id)
