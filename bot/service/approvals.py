@@ -158,7 +158,7 @@ def approve(
                 actor=who.id,
                 actor_team=who.team,
                 now=now,
-                message=f"{action} approved by {user_mention(who.id)} ({count} of {required})",
+                message=f"{action} approved ({count} of {required})",
                 details={"request": request_id, "action": action},
             )
     except Stale as exc:
