@@ -86,6 +86,8 @@ class Actions:
     def __init__(self, deps: SlackDeps) -> None:
         self.deps = deps
         self.view_channels = ViewChannels()
+        # Told who opened their Home, so it is kept current (handlers/app.py).
+        self.home_viewers: Callable[[str], None] = lambda _user: None
 
     # --- buttons ---------------------------------------------------------------
 
@@ -359,6 +361,7 @@ class Actions:
 
     def home_opened(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         if event.get("tab", "home") == "home":
+            self.home_viewers(str(event["user"]))
             self.deps.later("app_home_opened", self.publish_home, event, body, client)
 
     def publish_home(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
@@ -373,6 +376,13 @@ class Actions:
             # rather than too little; the next open tries again.
             log.warning("App Home of %s not published: %s", user, exc)
             return
+        self.publish_home_of(user, who, client)
+
+    def republish_home(self, user: str, client: WebClient) -> None:
+        """Publish `user`'s Home again because a change moved (no event to
+        say their team: ask Slack, as for a slash command)."""
+        team, _grid = self.deps.homes.of(user)
+        who = self.deps.principal(user, None, team, verify_home=True)
         self.publish_home_of(user, who, client)
 
     def publish_home_of(self, user: str, who: Principal, client: WebClient) -> None:

@@ -25,6 +25,7 @@ from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.delivery import DropRetries
 from handlers.deps import SlackDeps
+from handlers.home_refresh import HomeRefresher
 from handlers.observe import ObservedApp
 from handlers.shape import CheckShape
 from handlers.workspace import BindWorkspace, UserHomes, workspace_from
@@ -102,6 +103,10 @@ def register(app: App, deps: SlackDeps) -> None:
     )
     app.use(DropRetries(durable=delivery_keys(deps.ctx)))
     commands, actions = Commands(deps), Actions(deps)
+    # Every Home a change concerns follows it (handlers/home_refresh.py).
+    refresher = HomeRefresher(deps, app.client, actions.republish_home)
+    actions.home_viewers = refresher.opened
+    deps.ctx.notifier.listen(refresher.changed)
 
     @app.command(SLASH_COMMAND)
     def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:

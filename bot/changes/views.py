@@ -185,8 +185,10 @@ class ChangeView:
         that moved the change or decided a request (not a reminder, not a
         warning)."""
         for e in reversed(self.events):
-            if e.to_state or e.kind in ("approval", "withdrawn") or e.kind.endswith(
-                ("_rejected", "_refused", "_withdrawn", "_failed")
+            if (
+                e.to_state
+                or e.kind in ("approval", "withdrawn")
+                or e.kind.endswith(("_rejected", "_refused", "_withdrawn", "_failed"))
             ):
                 return e
         return None

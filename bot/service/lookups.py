@@ -6,6 +6,7 @@ Nothing here writes or decides; each listener calls exactly one of these.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from bot.inventory import InventoryLookupError
 from bot.service.deciding import Principal
 from bot.service.errors import BadRequest
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, change_ref
+from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
 from policies import ApprovalRequirement, Facts, Permission, authorize, check_approver
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 _OPEN = [s.value for s in State if s not in FINAL_STATES and s is not State.ROLLED_BACK]
 _HOLDING = [State.ACTIVE.value, State.ROLLED_BACK.value]
+# A Slack user id (not "*", not `cli:NAME`, not the policy or the bot).
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 # App Home shows a bounded page; the template counts what it leaves out.
 _HOME_LIMIT = 200
 
@@ -57,6 +60,28 @@ def newest_active_change(ctx: ServiceDeps, vm_name: str) -> str | None:
 def waiting(ctx: ServiceDeps, change: ChangeView) -> list[PendingApproval]:
     """What waits for approvers on `change`, one entry per pending request."""
     return pending_approvals(ctx.engine, change)
+
+
+def concerned(ctx: ServiceDeps, change_id: int) -> tuple[str, ...]:
+    """The Slack users whose App Home shows `change_id` or just stopped
+    showing it: its requester, the users who may approve any of its
+    requests, the admins, and everyone who acted on it. (Members of an
+    approver group are not listed by the policy; their Home is refreshed
+    when they have opened it, `handlers/home_refresh.py`.)"""
+    with session_scope(ctx.engine) as s:
+        change = s.get(Change, change_id)
+        if change is None:
+            return ()
+        requests = s.exec(
+            select(ApprovalRequest).where(ApprovalRequest.change_id == change_id)
+        ).all()
+        events = s.exec(select(ChangeEvent).where(ChangeEvent.change_id == change_id)).all()
+        people = [change.requester, *ctx.policy.admins.users]
+        for r in requests:
+            people += [r.requested_by, *ApprovalRequirement.from_dict(r.requirement).users]
+        people += [e.actor for e in events]
+    found = [p for p in dict.fromkeys(people) if _SLACK_USER.match(p)]
+    return tuple(found)
 
 
 def change_version(ctx: ServiceDeps, ref: str) -> int | None:
