@@ -258,6 +258,9 @@ class RuleOutcome:
     approval: ApprovalRequirement | None = None
     schedule_at: datetime | None = None
     exemption: ExemptionNote | None = None
+    # Fired because a fact it needs is unknown (fail closed), not because
+    # of what a known fact says: knowing more may settle it either way.
+    for_want_of_facts: bool = False
 
     @property
     def fired(self) -> bool:

@@ -23,7 +23,17 @@ from bot.inventory import VM, Inventory
 from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import NotFound, Unavailable
 from bot.store.models import Change
-from policies import Action, Context, Decision, Facts, Policy, Request, evaluate
+from policies import (
+    Action,
+    Context,
+    Decision,
+    Effect,
+    Facts,
+    Policy,
+    Request,
+    RuleOutcome,
+    evaluate,
+)
 
 # The host could not be asked at all: nothing about the VM is known, and
 # the reason is the connection, not the VM. Deciding now would turn a
@@ -141,6 +151,31 @@ class Decider:
         """Raises `HostUnavailable` / `NotFound` when strict (see `facts`)."""
         moment = now or self.clock()
         facts = self.facts(vm, change=change, now=moment, strict=strict)
+        return self._evaluate(vm, action, who, facts, moment, checkpoint_type, ttl, extend_to)
+
+    def refusals_at_once(self, vm: VM, action: Action, who: Principal) -> list[RuleOutcome]:
+        """The rules that refuse `action` on `vm` for `who` whatever the host
+        says: decided on what the inventory and the request alone tell (no
+        host call, fast enough for a modal's 3-second answer), keeping only
+        refusals that known facts decided (a domain controller, a DAG
+        member, a permission). A rule that fired for want of a host fact is
+        not one of them: the full decision at the request settles it."""
+        moment = self.clock()
+        facts = self.inventory_facts(vm)
+        decision = self._evaluate(vm, action, who, facts, moment, None, None, None)
+        return [o for o in decision.fired if o.effect is Effect.DENY and not o.for_want_of_facts]
+
+    def _evaluate(
+        self,
+        vm: VM,
+        action: Action,
+        who: Principal,
+        facts: Facts,
+        moment: datetime,
+        checkpoint_type: str | None,
+        ttl: timedelta | None,
+        extend_to: datetime | None,
+    ) -> Decision:
         request = Request(
             action=action,
             vm_name=vm.name,

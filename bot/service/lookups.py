@@ -21,7 +21,7 @@ from bot.service.deciding import Principal
 from bot.service.errors import BadRequest
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
-from policies import ApprovalRequirement, Facts, Permission, authorize, check_approver
+from policies import Action, ApprovalRequirement, Facts, Permission, authorize, check_approver
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -82,6 +82,30 @@ def concerned(ctx: ServiceDeps, change_id: int) -> tuple[str, ...]:
         people += [e.actor for e in events]
     found = [p for p in dict.fromkeys(people) if _SLACK_USER.match(p)]
     return tuple(found)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A rule that refuses a VM whatever its host says, in its own words."""
+
+    rule: str
+    message: str
+    remediation: str
+
+
+def refused_at_once(ctx: ServiceDeps, vm_name: str, who: Principal) -> list[Refusal]:
+    """Why creating a checkpoint of `vm_name` is refused for `who` before any
+    host is asked (the create modal says it under the field, the VM picker
+    marks the VM); [] when nothing refuses it outright. An unknown VM is a
+    BadRequest."""
+    try:
+        vm = ctx.inventory.vm(vm_name)
+    except InventoryLookupError as exc:
+        raise BadRequest(str(exc)) from None
+    return [
+        Refusal(o.rule, o.message, o.remediation)
+        for o in ctx.decider.refusals_at_once(vm, Action.CREATE, who)
+    ]
 
 
 def change_version(ctx: ServiceDeps, ref: str) -> int | None:
