@@ -22,6 +22,7 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
+from bot.domain import plain_mentions
 from bot.durations import DurationError, parse_duration
 from bot.inventory import InventoryLookupError
 from bot.reasons import ReasonError, check_reason
@@ -53,7 +54,7 @@ from handlers import messages, outage
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click
 from handlers.workspace import request_team
-from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value
+from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value, truncate_chars
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,8 @@ class Actions:
 
     def open_create(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        view = self.deps.view("create_modal", vms_by_host=vms_by_host(self.deps))
+        refused = refused_marks(self.deps, str(body["user"]["id"]), None, request_team(body))
+        view = self.deps.view("create_modal", vms_by_host=vms_by_host(self.deps), refused=refused)
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
     # --- modal submissions -----------------------------------------------------
@@ -231,13 +233,19 @@ class Actions:
             check_reason(reason)
         except ReasonError as exc:
             errors["reason"] = exc.message[:150]
+        user = str(body["user"]["id"])
+        team = request_team(body)
+        channel = str(view.get("private_metadata") or "") or None
+        if "vm" not in errors:
+            # What the policy refuses whatever the host says is said here,
+            # under the field, not in a message after the modal closed.
+            refused = refusal_of(self.deps, vm, user, channel, team)
+            if refused:
+                errors["vm"] = refused
         if errors:
             ack(response_action="errors", errors=errors)
             return
         ack()
-        user = str(body["user"]["id"])
-        team = request_team(body)
-        channel = str(view.get("private_metadata") or "") or None
         self.deps.later(
             "the create modal",
             lambda: self._tell(
@@ -397,6 +405,41 @@ class Actions:
             start_after_restore=self.deps.start_after_restore,
         )
         client.views_publish(user_id=user, view=view)
+
+
+# Slack shows an input's error under it; keep it to what fits there.
+_FIELD_ERROR = 150
+
+
+def refusal_of(
+    deps: SlackDeps, vm: str, user: str, channel: str | None, team: str | None
+) -> str | None:
+    """Why the policy refuses a checkpoint of `vm` for `user` whatever the
+    host says (plain text for a modal's field error), or None. When the
+    person or the policy cannot be asked now, None: the request decides."""
+    try:
+        who = deps.principal(user, channel, team)
+        refusals = lookups.refused_at_once(deps.ctx, vm, who)
+    except ServiceError:
+        return None
+    if not refusals:
+        return None
+    first = refusals[0]
+    why = plain_mentions(f"Refused: {first.message}")
+    if first.remediation and len(why) + len(first.remediation) + 2 <= _FIELD_ERROR:
+        why = f"{why}. {plain_mentions(first.remediation)}"
+    return truncate_chars(why, _FIELD_ERROR)
+
+
+def refused_marks(
+    deps: SlackDeps, user: str, channel: str | None, team: str | None
+) -> dict[str, str]:
+    """VM name → the rule refusing it outright, for the create modal's picker
+    ({} when the person or the policy cannot be asked now: no marks)."""
+    try:
+        return lookups.refused_vms(deps.ctx, deps.principal(user, channel, team))
+    except ServiceError:
+        return {}
 
 
 def _from_home(body: dict[str, Any]) -> bool:

@@ -114,7 +114,12 @@ class Commands:
                 values = {"title": title} if title else {}
                 return deps.payload("help", sections=help_sections(topic), **values)
             case OpenCreateModal():
-                view = deps.view("create_modal", vms_by_host=vms_by_host(deps), metadata=channel)
+                view = deps.view(
+                    "create_modal",
+                    vms_by_host=vms_by_host(deps),
+                    metadata=channel,
+                    refused=lookups.refused_vms(ctx, principal),
+                )
                 client.views_open(trigger_id=command["trigger_id"], view=view)
                 return None
             case CreateRequest():

@@ -21,7 +21,15 @@ from bot.service.deciding import Principal
 from bot.service.errors import BadRequest
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
-from policies import Action, ApprovalRequirement, Facts, Permission, authorize, check_approver
+from policies import (
+    PERMISSIONS_RULE,
+    Action,
+    ApprovalRequirement,
+    Facts,
+    Permission,
+    authorize,
+    check_approver,
+)
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -106,6 +114,26 @@ def refused_at_once(ctx: ServiceDeps, vm_name: str, who: Principal) -> list[Refu
         Refusal(o.rule, o.message, o.remediation)
         for o in ctx.decider.refusals_at_once(vm, Action.CREATE, who)
     ]
+
+
+def refused_vms(ctx: ServiceDeps, who: Principal, limit: int = 100) -> dict[str, str]:
+    """VM name → the rule that refuses a checkpoint of it whatever its host
+    says (the create modal's VM picker marks them). Permissions are left
+    out: they are the person's, not the VM's, and the modal says them on
+    submit. Nothing when the estate is larger than a picker lists."""
+    vms = ctx.inventory.vms
+    if len(vms) > limit:
+        return {}
+    marks: dict[str, str] = {}
+    for vm in vms:
+        rules = [
+            o.rule
+            for o in ctx.decider.refusals_at_once(vm, Action.CREATE, who)
+            if o.rule != PERMISSIONS_RULE
+        ]
+        if rules:
+            marks[vm.name] = rules[0]
+    return marks
 
 
 def change_version(ctx: ServiceDeps, ref: str) -> int | None:
