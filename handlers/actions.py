@@ -181,7 +181,10 @@ class Actions:
         outcome = act(ctx, ref, requester=who)
         if outcome.refused:
             return deps.payload("denied_ephemeral", outcome=outcome, action=verb)
-        return deps.notice(*messages.acted(verb, outcome))
+        if outcome.waits_for_queue:
+            # Not visible in the thread: only the clicker learns it waits.
+            return deps.notice(*messages.acted(verb, outcome))
+        return None  # the card and the thread show it started (or waits for approvers)
 
     def _decided(self, result: ApprovalOutcome) -> Payload | None:
         """The thread and the card show a decision to everyone: no private
