@@ -45,7 +45,12 @@ rules:
   approvals:
     overrides:
       - scope: {tags: {env: prod}}
-        params: {count: 1, actions: [create, rollback], users: [U0BOB], groups: [S0APPROVERS], dm: true}
+        params:
+          count: 1
+          actions: [create, rollback]
+          users: [U0BOB]
+          groups: [S0APPROVERS]
+          dm: true
 """
 USERGROUPS = [{"id": "S0APPROVERS", "users": ["U0CAROL"]}]
 # Ids in these tests are all written like Slack's, with a 0 after the kind.
