@@ -41,6 +41,7 @@ from bot.service import (
     committed_writes,
     extend,
     lookups,
+    may_reject,
     merge,
     reject,
     request_checkpoint,
@@ -150,6 +151,7 @@ class Actions:
             )
             if verb == "reject" and not value.legacy:
                 # Ask why first (a modal); the rejection is recorded on submit.
+                may_reject(ctx, ref, approver=who, target=target)
                 view = deps.view(
                     "reject_modal", c=show_change(ctx, ref), action=value.purpose, value=str(value)
                 )

@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.context import AppContext
-from bot.service import Directory, Forbidden, Principal, ServiceError
+from bot.service import Directory, Forbidden, GroupsUnavailable, Principal, ServiceError
 from handlers import messages
 from handlers.workspace import UserHomes, Workspace
 from templates.blocks import SlackRenderer
@@ -96,9 +96,10 @@ class SlackDeps:
         )
 
     def refusal(self, exc: ServiceError) -> dict[str, Any]:
-        """A service error for whoever caused it. Only a Forbidden carries
-        the policy's own words (who may do it), so only its mentions stay."""
-        return self.error(exc.message, mentions=isinstance(exc, Forbidden))
+        """A service error for whoever caused it. Only a refusal and a group
+        lookup that failed name people in the bot's own words (who may do
+        it, whose groups), so only their mentions stay."""
+        return self.error(exc.message, mentions=isinstance(exc, (Forbidden, GroupsUnavailable)))
 
     @property
     def start_after_restore(self) -> bool:

@@ -108,8 +108,9 @@ def test_app_home_lists_what_needs_the_viewer(bot: RunningBot) -> None:
         bot.slack.event({"type": "app_home_opened", "user": user, "tab": "home"}, f"Ev-{user}")
     # A change also re-publishes the Homes it concerns: wait for both viewers'.
     calls = bot.api.wait_for(
-        lambda cs: {"U0DAVE", "U0ERIN"}
-        <= {c.body["user_id"] for c in cs if c.method == "views.publish"}
+        lambda cs: (
+            {"U0DAVE", "U0ERIN"} <= {c.body["user_id"] for c in cs if c.method == "views.publish"}
+        )
     )
     home = {
         c.body["user_id"]: json.dumps(c.body["view"]) for c in calls if c.method == "views.publish"

@@ -3,7 +3,7 @@ import from here (and `bot.service.lookups` for Slack's screens), never
 from the modules behind it."""
 
 from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
-from bot.service.approvals import ApprovalOutcome, approve, reject
+from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
 from bot.service.audit import AuditFilter, parse_filter, stream_audit
 from bot.service.audit_format import export_audit
 from bot.service.backups import (
@@ -104,6 +104,7 @@ __all__ = [
     "extend",
     "list_checkpoints",
     "locate_checkpoint",
+    "may_reject",
     "merge",
     "outage_message",
     "outbox_status",

@@ -340,6 +340,23 @@ def _carry_out(
     )
 
 
+def may_reject(
+    ctx: ServiceDeps, ref: str, *, approver: str | Principal, target: Target | None = None
+) -> None:
+    """Check, without writing, that `approver` may reject the request
+    `target` means and that it still waits (Stale, Forbidden otherwise):
+    Slack's Reject asks why in a modal first, and a modal for a request
+    settled meanwhile, or one the clicker may not reject, asks for nothing."""
+    who = as_principal(approver)
+    change_id = find_change(ctx, ref)
+    try:
+        with session_scope(ctx.engine) as s:
+            request = _bound(s, change_id, target or Target(), "reject")
+    except Stale as exc:
+        raise _refreshing(ctx, change_id, exc) from None
+    _may_decide(ctx, request, who, "reject")
+
+
 def reject(
     ctx: ServiceDeps,
     ref: str,
