@@ -221,7 +221,7 @@ def test_double_click_on_roll_back_has_one_effect(bot: RunningBot) -> None:
 def test_outdated_message_gets_a_polite_answer(bot: RunningBot) -> None:
     active = create(bot, "STG-APP01")
     bot.slack.click("checkpoint:merge", value(active), user="U0ALICE")
-    wait_state(bot, "STG-APP01", "merged")
+    wait_state(bot, "STG-APP01", "merged", timeout=30)
     # The old message's Roll back button: nothing is left to roll back.
     _, key = bot.slack.click("checkpoint:rollback", value(active), user="U0BOB")
     body = texts(answer(bot, key))
