@@ -192,8 +192,9 @@ class Actions:
         """The thread and the card show a decision to everyone: no private
         echo of it. Only what the thread does not show is told to the
         clicker alone: an approval that was recorded but waits for more,
-        or one the policy refused on re-check."""
-        if result.state in ("pending", "refused"):
+        one the policy refused on re-check, or one whose job waits for the
+        queue to come back."""
+        if result.state in ("pending", "refused") or result.waits_for_queue:
             return self.deps.notice(*messages.approval(result))
         return None
 
