@@ -267,7 +267,7 @@ def test_full_flow_the_thread_tells_the_whole_story_in_order(tmp_path: Path) -> 
 
         thread_ts = thread_ts_of(bot, ref)
         assert thread_ts is not None
-        # One reply per step that matters (docs/slack.md, "A quiet thread").
+        # One reply per step that matters (docs/slack-setup.md, "A quiet thread").
         story = [
             ("request_approval", "Approval needed"),
             ("approval", "approval* by <@U0BOB>"),

@@ -1,5 +1,5 @@
 """Which events of a change get a reply in its thread: one reply per step
-that matters (docs/slack.md, "A quiet thread"). Pure decisions over the
+that matters (docs/slack-setup.md, "A quiet thread"). Pure decisions over the
 record's events; the notifier posts what these say.
 
 The root card always shows the change as it is now, so a reply is for what
