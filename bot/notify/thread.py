@@ -213,14 +213,14 @@ class ThreadNotifier:
         with self._lock:
             self._queued.discard(change_id)
         try:
-            if not (self.outbox.drain_change(change_id) or self.outbox.has_pending(change_id)):
-                # Nothing recorded since the last sync (a stale card was clicked):
-                # bring the root up to date all the same; every post is claimed.
-                self.sync(change_id)
+            if self.outbox.drain_change(change_id) or self.outbox.has_pending(change_id):
+                return
+            # Nothing recorded since the last sync (a stale card was clicked):
+            # bring the root up to date all the same; every post is claimed.
+            self.sync(change_id)
         except Exception:
             # The change itself is recorded; its thread catches up on the next drain.
             log.exception("could not update the Slack thread of %s", change_ref(change_id))
-        self._tell_listeners(change_id)
 
     def _tell_listeners(self, change_id: int) -> None:
         for listener in self._listeners:
@@ -293,6 +293,9 @@ class ThreadNotifier:
                 complete = complete and posted
             elif event.slack_ts.startswith(_POSTING):
                 complete = False  # being posted by another process
+        # Whichever way the sync came (a commit here, the outbox's timer),
+        # the views beyond the thread follow it (the App Homes).
+        self._tell_listeners(change_id)
         return complete
 
     def _post_root(
