@@ -196,6 +196,17 @@ def test_the_full_story_pings_keeps_the_card_true_and_stays_within_budget(
             c for c in calls if c.method == "chat.postMessage" and c.body["channel"] == "U0BOB"
         )
         assert ref in dm.body["text"] and "<@U0ALICE>" in dm.body["text"]
+        # Once: of the new messages in the channel (which Slack notifies), only
+        # the "Approval needed" reply names the approvers; the root's first
+        # post does not (the edit right after it does, and edits notify nobody).
+        naming = [
+            c
+            for c in bot.api.calls
+            if c.method == "chat.postMessage"
+            and c.body["channel"] == "C0OPS"
+            and "<!subteam^S0APPROVERS>" in shown(c.body)
+        ]
+        assert naming == pings
 
         # Homes follow without being reopened: Alice's open change, Carol's approval.
         bot.api.wait_for(lambda _cs: any(ref in h for h in published_for(bot, "U0ALICE", mark)))

@@ -256,18 +256,32 @@ class ThreadNotifier:
         if channel is None or (change.state == State.DENIED and change.thread_ts is None):
             return True
         view = ChangeView.of(change, events)
+        pending = pending_approvals(self.engine, view)
         root = self.renderer.payload(
             "change_root",
             demo=self.demo,
             c=view,
-            pending=pending_approvals(self.engine, view),
+            pending=pending,
             start_after_restore=self.start_after_restore,
         )
         thread_ts = change.thread_ts
         if thread_ts is None or _stale(thread_ts):
-            thread_ts = self._post_root(change_id, channel, root, thread_ts)
+            # Posted without naming the approvers (a new message notifies its
+            # mentions; the "Approval needed" reply is their one ping), then
+            # edited at once into the full card.
+            first = self.renderer.payload(
+                "change_root",
+                demo=self.demo,
+                c=view,
+                pending=pending,
+                start_after_restore=self.start_after_restore,
+                first_post=True,
+            )
+            thread_ts = self._post_root(change_id, channel, first, thread_ts)
             if thread_ts is None:
                 return False
+            if first != root:
+                self._update_root(channel, thread_ts, root)
         elif thread_ts.startswith(_POSTING):
             return False  # another process is posting the root; it posts the replies too
         else:
