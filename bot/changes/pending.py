@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from bot.changes.lifecycle import State, still_wanted
 from bot.changes.views import ChangeView, PendingApproval
+from bot.domain import ApprovalState
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest
 from policies import ApprovalRequirement
@@ -19,7 +20,10 @@ def pending_approvals(engine: Engine, change: ChangeView) -> list[PendingApprova
     with session_scope(engine) as s:
         requests = s.exec(
             select(ApprovalRequest)
-            .where(ApprovalRequest.change_id == change.id, ApprovalRequest.state == "pending")
+            .where(
+                ApprovalRequest.change_id == change.id,
+                ApprovalRequest.state == ApprovalState.PENDING,
+            )
             .order_by(col(ApprovalRequest.id))
         ).all()
         # A request the change has moved past (a rollback asked for before

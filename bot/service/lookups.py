@@ -16,9 +16,10 @@ from bot.changes import FINAL_STATES, State
 from bot.changes.pending import pending_approvals
 from bot.changes.record import parse_ref
 from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
+from bot.domain import ApprovalState
 from bot.inventory import InventoryLookupError
 from bot.service.deciding import Principal
-from bot.service.errors import BadRequest
+from bot.service.errors import from_inventory
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
 from policies import (
@@ -55,7 +56,7 @@ def newest_active_change(ctx: ServiceDeps, vm_name: str) -> str | None:
     try:
         vm = ctx.inventory.vm(vm_name)
     except InventoryLookupError as exc:
-        raise BadRequest(str(exc)) from None
+        raise from_inventory(exc) from None
     with session_scope(ctx.engine) as s:
         found = s.exec(
             select(Change.id)
@@ -109,7 +110,7 @@ def refused_at_once(ctx: ServiceDeps, vm_name: str, who: Principal) -> list[Refu
     try:
         vm = ctx.inventory.vm(vm_name)
     except InventoryLookupError as exc:
-        raise BadRequest(str(exc)) from None
+        raise from_inventory(exc) from None
     return [
         Refusal(o.rule, o.message, o.remediation)
         for o in ctx.decider.refusals_at_once(vm, Action.CREATE, who)
@@ -199,7 +200,10 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
         ).all()
         pending = s.exec(
             select(ApprovalRequest, Change)
-            .where(ApprovalRequest.state == "pending", ApprovalRequest.change_id == Change.id)
+            .where(
+                ApprovalRequest.state == ApprovalState.PENDING,
+                ApprovalRequest.change_id == Change.id,
+            )
             .order_by(col(ApprovalRequest.id))
             .limit(_HOME_LIMIT)
         ).all()

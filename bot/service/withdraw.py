@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from bot.changes import Command, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
-from bot.domain import user_mention
+from bot.domain import ApprovalState, user_mention
 from bot.service.approvals import ApprovalOutcome
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
@@ -41,7 +41,8 @@ def withdraw(
                 )
             if aim.legacy and change.version != aim.version:
                 raise Conflict(f"{change_ref(change_id)} changed meanwhile; look again")
-            request.state, request.resolved_at, request.resolved_by = "withdrawn", now, who.id
+            request.state, request.resolved_at = ApprovalState.WITHDRAWN, now
+            request.resolved_by = who.id
             request.resolved_by_team = who.team
             s.add(request)
             action, count, required = request.action, len(request.approvals), request.required
@@ -78,5 +79,10 @@ def withdraw(
         raise Conflict(f"{change_ref(change_id)} changed while you withdrew; look again") from None
     ctx.notifier.changed(change_id)
     return ApprovalOutcome(
-        view(ctx, change_id), action, "withdrawn", count, required, request_id=request_id
+        view(ctx, change_id),
+        action,
+        ApprovalState.WITHDRAWN,
+        count,
+        required,
+        request_id=request_id,
     )

@@ -19,20 +19,20 @@ from handlers.grammar.requests import (
     OpenCreateModal,
     PolicyRequest,
     RejectRequest,
-    Request,
     RollbackRequest,
     SettingsRequest,
+    SlashRequest,
     StatusRequest,
     WindowsRequest,
     WithdrawRequest,
 )
-from handlers.grammar.table import COMMANDS, SLASH, Command, Kind, Param, normalize_change_ref
+from handlers.grammar.table import COMMANDS, SLASH, CommandSpec, Kind, Param, normalize_change_ref
 
 __all__ = [
     "COMMANDS",
     "SLASH",
     "ApproveRequest",
-    "Command",
+    "CommandSpec",
     "CreateRequest",
     "ExtendRequest",
     "GrammarError",
@@ -44,9 +44,9 @@ __all__ = [
     "Param",
     "PolicyRequest",
     "RejectRequest",
-    "Request",
     "RollbackRequest",
     "SettingsRequest",
+    "SlashRequest",
     "StatusRequest",
     "WindowsRequest",
     "WithdrawRequest",
