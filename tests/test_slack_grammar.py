@@ -29,6 +29,7 @@ from handlers import (
     SlashRequest,
     StatusRequest,
     WindowsRequest,
+    WithdrawRequest,
     help_sections,
     help_text,
     normalize_change_ref,
@@ -412,6 +413,7 @@ def _check(text: str) -> None:
         | ExtendRequest
         | ApproveRequest
         | RejectRequest
+        | WithdrawRequest
         | StatusRequest
         | PolicyRequest
         | WindowsRequest
