@@ -16,6 +16,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt import Ack, Respond
@@ -242,12 +243,12 @@ class Actions:
         user = str(body["user"]["id"])
         team = request_team(body)
         channel = str(view.get("private_metadata") or "") or None
-        if "vm" not in errors:
+        if "vm" not in errors and "ttl" not in errors:
             # What the policy refuses whatever the host says is said here,
-            # under the field, not in a message after the modal closed.
-            refused = refusal_of(self.deps, vm, user, channel, team)
-            if refused:
-                errors["vm"] = refused
+            # under its field, not in a message after the modal closed.
+            lifetime = parse_duration(ttl) if ttl else None
+            for field, why in refusals_of(self.deps, vm, lifetime, user, channel, team).items():
+                errors.setdefault(field, why)
         if errors:
             ack(response_action="errors", errors=errors)
             return
@@ -417,24 +418,38 @@ class Actions:
 _FIELD_ERROR = 150
 
 
-def refusal_of(
-    deps: SlackDeps, vm: str, user: str, channel: str | None, team: str | None
-) -> str | None:
-    """Why the policy refuses a checkpoint of `vm` for `user` whatever the
-    host says (plain text for a modal's field error), or None. When the
-    person or the policy cannot be asked now, None: the request decides."""
+# A refusal of the lifetime asked for is said under the TTL field; any
+# other (the VM, the person) under the VM field.
+_FIELD_OF_RULE = {"ttl": "ttl"}
+
+
+def refusals_of(
+    deps: SlackDeps,
+    vm: str,
+    ttl: timedelta | None,
+    user: str,
+    channel: str | None,
+    team: str | None,
+) -> dict[str, str]:
+    """Why the policy refuses a checkpoint of `vm` (for `ttl`) for `user`
+    whatever the host says, by the modal field it concerns (plain text for
+    a field error); {} when nothing does, or when the person or the policy
+    cannot be asked now (the request then decides)."""
     try:
         who = deps.principal(user, channel, team)
-        refusals = lookups.refused_at_once(deps.ctx, vm, who)
+        refusals = lookups.refused_at_once(deps.ctx, vm, who, ttl)
     except ServiceError:
-        return None
-    if not refusals:
-        return None
-    first = refusals[0]
-    why = plain_mentions(f"Refused: {first.message}")
-    if first.remediation and len(why) + len(first.remediation) + 2 <= _FIELD_ERROR:
-        why = f"{why}. {plain_mentions(first.remediation)}"
-    return truncate_chars(why, _FIELD_ERROR)
+        return {}
+    errors: dict[str, str] = {}
+    for refusal in refusals:
+        field = _FIELD_OF_RULE.get(refusal.rule, "vm")
+        if field in errors:
+            continue
+        why = plain_mentions(f"Refused: {refusal.message}")
+        if refusal.remediation and len(why) + len(refusal.remediation) + 2 <= _FIELD_ERROR:
+            why = f"{why}. {plain_mentions(refusal.remediation)}"
+        errors[field] = truncate_chars(why, _FIELD_ERROR)
+    return errors
 
 
 def refused_marks(

@@ -170,6 +170,20 @@ def test_the_full_story_pings_keeps_the_card_true_and_stays_within_budget(
         ref = found.group(0)
 
         # The root waits on the approvers and says whom; nothing else is true yet.
+        # Its first post names no approver (the thread's reply pings them);
+        # the edit right after it does.
+        card(bot, ref, until="awaiting approval")
+        first = next(c for c in roots(bot.api.calls, ref) if c.method == "chat.postMessage")
+        assert "the approvers are asked in this thread" in card_text(first.body)
+        assert "<@U0BOB>" not in shown(first.body)
+        root = thread_of(bot, ref)
+        edited = bot.api.wait_for(
+            lambda cs: any(
+                c.method == "chat.update" and c.body["ts"] == root and "<@U0BOB>" in shown(c.body)
+                for c in cs
+            )
+        )
+        assert edited
         waiting = card(bot, ref, until="awaiting approval")
         said = card_text(waiting)
         assert "Waiting for approval* to create" in said
@@ -426,6 +440,10 @@ def test_the_create_modal_marks_and_refuses_what_the_policy_always_refuses(
             submitted(view, "V3", create_values("WEB02", "forever", "x"))
         )
         assert set(json.loads(bad_ttl.body)["errors"]) == {"ttl"}
+        # Longer than the policy's maximum lifetime: refused under the TTL field.
+        too_long = bot.slack.submit_view(submitted(view, "V3", create_values("WEB02", "30d", "x")))
+        errors = json.loads(too_long.body)["errors"]
+        assert set(errors) == {"ttl"} and "more than the maximum" in errors["ttl"]
         # Refused in place: nothing was recorded, nobody was messaged about it.
         posts = [c for c in bot.api.calls if c.method in ("chat.postMessage", "chat.postEphemeral")]
         assert not any("CORP-DC01" in shown(c.body) for c in posts)

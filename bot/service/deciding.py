@@ -153,7 +153,9 @@ class Decider:
         facts = self.facts(vm, change=change, now=moment, strict=strict)
         return self._evaluate(vm, action, who, facts, moment, checkpoint_type, ttl, extend_to)
 
-    def refusals_at_once(self, vm: VM, action: Action, who: Principal) -> list[RuleOutcome]:
+    def refusals_at_once(
+        self, vm: VM, action: Action, who: Principal, ttl: timedelta | None = None
+    ) -> list[RuleOutcome]:
         """The rules that refuse `action` on `vm` for `who` whatever the host
         says: decided on what the inventory and the request alone tell (no
         host call, fast enough for a modal's 3-second answer), keeping only
@@ -162,7 +164,7 @@ class Decider:
         not one of them: the full decision at the request settles it."""
         moment = self.clock()
         facts = self.inventory_facts(vm)
-        decision = self._evaluate(vm, action, who, facts, moment, None, None, None)
+        decision = self._evaluate(vm, action, who, facts, moment, None, ttl, None)
         return [o for o in decision.fired if o.effect is Effect.DENY and not o.for_want_of_facts]
 
     def _evaluate(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
@@ -102,18 +103,20 @@ class Refusal:
     remediation: str
 
 
-def refused_at_once(ctx: ServiceDeps, vm_name: str, who: Principal) -> list[Refusal]:
-    """Why creating a checkpoint of `vm_name` is refused for `who` before any
-    host is asked (the create modal says it under the field, the VM picker
-    marks the VM); [] when nothing refuses it outright. An unknown VM is a
-    BadRequest."""
+def refused_at_once(
+    ctx: ServiceDeps, vm_name: str, who: Principal, ttl: timedelta | None = None
+) -> list[Refusal]:
+    """Why creating a checkpoint of `vm_name` (for `ttl`, if asked) is
+    refused for `who` before any host is asked (the create modal says it
+    under its field, the VM picker marks the VM); [] when nothing refuses
+    it outright. An unknown VM is a BadRequest."""
     try:
         vm = ctx.inventory.vm(vm_name)
     except InventoryLookupError as exc:
         raise from_inventory(exc) from None
     return [
         Refusal(o.rule, o.message, o.remediation)
-        for o in ctx.decider.refusals_at_once(vm, Action.CREATE, who)
+        for o in ctx.decider.refusals_at_once(vm, Action.CREATE, who, ttl)
     ]
 
 
