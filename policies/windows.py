@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter  # type: ignore[import-untyped]
-
 from policies.recurrence import parse_rrule
 from policies.schema import Scope
 
@@ -50,6 +48,8 @@ class Window:
     def _wall_prev(self, local: datetime) -> Iterator[datetime]:
         """Wall-clock openings at or before `local`, newest first."""
         if self.cron is not None:
+            from croniter import croniter  # type: ignore[import-untyped]  # only for cron windows
+
             it = croniter(self.cron, local + timedelta(seconds=1))
             while True:
                 yield it.get_prev(datetime)
@@ -62,6 +62,8 @@ class Window:
     def _wall_next(self, local: datetime) -> Iterator[datetime]:
         """Wall-clock openings after `local`, oldest first."""
         if self.cron is not None:
+            from croniter import croniter  # only for cron windows
+
             it = croniter(self.cron, local)
             while True:
                 yield it.get_next(datetime)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
 from bot.config import ConfigError
@@ -228,3 +229,7 @@ def worker(
     if health is not None:
         health.stop()
     click.echo("worker: stopping", err=True)
+
+
+db.add_command(db_backup)
+db.add_command(db_downgrade)

@@ -8,6 +8,7 @@ import click
 
 from bot.changes import State
 from bot.changes.views import ChangeView
+from bot.cli.followup_cmds import resolve_cmd
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.domain import SETTING_WORDS, CheckpointKind
 from bot.service import (
@@ -347,3 +348,6 @@ def show(rt: Runtime, ref: str, as_json: bool) -> None:
         echo_json(view.to_dict())
     else:
         rt.out("cli/change.txt.j2", c=view)
+
+
+change.add_command(resolve_cmd)

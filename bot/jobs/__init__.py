@@ -11,7 +11,7 @@ from bot.jobs.errors import (
     RetryNotAllowed,
 )
 from bot.jobs.ledger import DEADLINE_BEFORE_START, ClaimResult, Clock, JobLedger
-from bot.jobs.queue import InProcessConsumer, JobQueue, make_huey
+from bot.jobs.queue import InProcessConsumer, JobQueue, check_queue, make_huey
 from bot.jobs.runner import (
     VM_BUSY_PAST_DEADLINE,
     Handler,
@@ -50,6 +50,7 @@ __all__ = [
     "RetryNotAllowed",
     "RunOutcome",
     "RunStatus",
+    "check_queue",
     "default_worker_id",
     "describe_error",
     "is_final",
