@@ -62,6 +62,8 @@ class Command:
     limit_seconds: float | None = None  # an absolute target instead of a ratio
 
 
+LIST = CLICK + CONFIG + DATABASE + HOSTS
+SHOW = CLICK + CONFIG + DATABASE + TEMPLATES
 COMMANDS = (
     Command("--version", ("--version",), CLICK, limit_seconds=0.2),
     Command("--help", ("--help",), CLICK, limit_seconds=0.2),
@@ -71,8 +73,8 @@ COMMANDS = (
         ("checkpoint", "list", "--json"),
         CLICK + CONFIG + DATABASE + HOSTS,
     ),
-    Command("checkpoint list", ("checkpoint", "list"), CLICK + CONFIG + DATABASE + HOSTS + TEMPLATES),
-    Command("change show CHG-0001", ("change", "show", "CHG-0001"), CLICK + CONFIG + DATABASE + TEMPLATES),
+    Command("checkpoint list", ("checkpoint", "list"), LIST + TEMPLATES),
+    Command("change show CHG-0001", ("change", "show", "CHG-0001"), SHOW),
     Command("outbox --json", ("outbox", "--json"), CLICK + CONFIG + DATABASE),
     Command("inventory show --json", ("inventory", "show", "--json"), CLICK + CONFIG),
 )  # fmt: skip

@@ -1,0 +1,217 @@
+"""Create, rollback and merge latency: the CLI against a bare pypsrp script.
+
+    .venv/bin/python bench/op_latency.py [--rounds 3] [--latency-ms 0 50]
+
+One emulated Hyper-V host per latency (bot.devtools.emulator: real WinRM
+over loopback, NTLM, `--latency-ms` added to every HTTP request), and a
+production config pointing at it (`hyperv.backend: winrm`, SQLite, no
+Slack). For each operation, in the same run and interleaved round by round:
+
+- bare: a fresh interpreter running the pypsrp pipeline for the same
+  operation on the same VM, nothing else: open a runspace pool, run
+  `Get-VM -Id … | Checkpoint-VM -SnapshotName … -Passthru` (create),
+  `Get-VMSnapshot -Id … | Restore-VMSnapshot -Confirm:$false` then
+  `Get-VM -Id … | Start-VM` (rollback: the bot starts the VM a restored
+  production checkpoint leaves off, `defaults.start_after_restore`) or
+  `Get-VMSnapshot -Id … | Remove-VMSnapshot -Confirm:$false` (merge), close;
+- CLI: `checkpoint-bot checkpoint create STG-WEB01 --reason … --json`, then
+  `checkpoint rollback CHG-n` and `checkpoint merge CHG-n`, each until the
+  change says active / rolled back / merged (the CLI waits for its job):
+  policy decision with the host's facts, the record, the job with its
+  re-check of the facts, the operation, the record again.
+
+Both are timed from the start of the process to its exit. STG-WEB01 is a
+staging VM: the shipped policy asks no approval for its rollback. Prints
+the medians and the ratio CLI / bare per operation and latency. Target:
+CLI create at most 1.5x the bare script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.devtools.emulator import EmulatedFleet  # noqa: E402
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory  # noqa: E402
+from bot.devtools.hostmodel import (  # noqa: E402
+    InMemoryHostStateStore,
+    demo_hosts_path,
+    load_host_model,
+)
+from bot.inventory import demo_inventory_path, load_inventory  # noqa: E402
+
+USER, PASSWORD = "hvadmin", "Passw0rd!"
+VM_NAME = "STG-WEB01"
+HOST = "HV03"
+TIMEOUT = 120
+
+# The bare script: what an admin would type, with pypsrp (values as
+# parameters, as the bot sends them).
+BARE = """
+import sys
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+port, op, target, name, vm_id = sys.argv[1:6]
+wsman = WSMan("127.0.0.1", port=int(port), username="hvadmin", password="Passw0rd!",
+              ssl=False, auth="ntlm", cert_validation=False, encryption="never")
+with RunspacePool(wsman) as pool:
+    ps = PowerShell(pool)
+    if op == "create":
+        ps.add_cmdlet("Get-VM").add_parameter("Id", target)
+        ps.add_cmdlet("Checkpoint-VM").add_parameter("SnapshotName", name)
+        ps.add_parameter("Passthru")
+    else:
+        ps.add_cmdlet("Get-VMSnapshot").add_parameter("Id", target)
+        verb = "Restore-VMSnapshot" if op == "rollback" else "Remove-VMSnapshot"
+        ps.add_cmdlet(verb).add_parameter("Confirm", False)
+    out = ps.invoke()
+    if ps.had_errors:
+        raise SystemExit(f"{op} failed: {[str(e) for e in ps.streams.error]}")
+    if op == "rollback":  # a restored production checkpoint leaves the VM off
+        start = PowerShell(pool)
+        start.add_cmdlet("Get-VM").add_parameter("Id", vm_id).add_cmdlet("Start-VM")
+        start.invoke()
+        if start.had_errors:
+            raise SystemExit(f"start failed: {[str(e) for e in start.streams.error]}")
+    if op == "create":
+        print(out[0].adapted_properties.get("Id") or out[0].extended_properties.get("Id"))
+"""
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[3:]} failed ({done.returncode}): {done.stderr[-600:]}")
+    return elapsed, done.stdout
+
+
+class Setup:
+    """One emulated host at one latency, and a production config aimed at it."""
+
+    def __init__(self, latency_ms: int, workdir: Path) -> None:
+        self.latency_ms = latency_ms
+        self.workdir = workdir
+        self.fleet = EmulatedFleet.start(
+            InMemoryHostStateStore(),
+            [HOST],
+            model=load_host_model(demo_hosts_path()),
+            users={USER: PASSWORD},
+            latency_ms=latency_ms,
+        )
+        self.port = self.fleet.port_of(HOST)
+        inventory = load_inventory(demo_inventory_path())
+        self.vm_id = inventory.vm(VM_NAME).vm_id
+        (workdir / "inventory.yaml").write_text(
+            emulated_inventory(inventory, {HOST: self.port}, USER, EMULATOR_PASSWORD_ENV),
+            encoding="utf-8",
+        )
+        (workdir / "bot.yaml").write_text(
+            "inventory: inventory.yaml\ndatabase_url: sqlite:///bot.db\n"
+            "hyperv:\n  backend: winrm\n  call_timeout: 60s\n",
+            encoding="utf-8",
+        )
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(workdir),
+            "PYTHONPATH": str(ROOT),
+            EMULATOR_PASSWORD_ENV: PASSWORD,
+            "CHECKPOINT_BOT_USER": "bench",
+        }
+        self.cli("db", "upgrade")
+
+    def cli(self, *args: str) -> tuple[float, str]:
+        argv = [sys.executable, "-c", "from bot.cli.main import run; run()"]
+        return timed(
+            [*argv, "--config", str(self.workdir / "bot.yaml"), *args], self.env, self.workdir
+        )
+
+    def bare(self, op: str, target: str, name: str = "-") -> tuple[float, str]:
+        argv = [sys.executable, "-c", BARE, str(self.port), op, target, name, self.vm_id]
+        return timed(argv, self.env, self.workdir)
+
+    def round(self, n: int) -> dict[str, tuple[float, float]]:
+        """(bare seconds, CLI seconds) per operation."""
+        got: dict[str, tuple[float, float]] = {}
+        bare_create, out = self.bare("create", self.vm_id, f"bare {n}")
+        checkpoint = out.strip()
+        bare_rollback, _ = self.bare("rollback", checkpoint)
+        bare_merge, _ = self.bare("merge", checkpoint)
+        cli_create, out = self.cli(
+            "checkpoint", "create", VM_NAME, "--reason", f"bench {n}", "--json"
+        )
+        change = json.loads(out)
+        if change["state"] != "active":
+            raise SystemExit(f"the create ended {change['state']}: {change}")
+        ref = change["ref"]
+        cli_rollback, out = self.cli("checkpoint", "rollback", ref, "--json")
+        if json.loads(out)["state"] not in ("rolled_back", "active"):
+            raise SystemExit(f"the rollback ended {json.loads(out)['state']}")
+        cli_merge, out = self.cli("checkpoint", "merge", ref, "--json")
+        if json.loads(out)["state"] != "merged":
+            raise SystemExit(f"the merge ended {json.loads(out)['state']}")
+        got["create"] = (bare_create, cli_create)
+        got["rollback"] = (bare_rollback, cli_rollback)
+        got["merge"] = (bare_merge, cli_merge)
+        return got
+
+    def close(self) -> None:
+        self.fleet.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-ms", type=int, nargs="+", default=[0, 50])
+    args = parser.parse_args(argv)
+
+    results: dict[int, dict[str, list[tuple[float, float]]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        setups = []
+        try:
+            for latency in args.latency_ms:
+                workdir = Path(tmp) / f"l{latency}"
+                workdir.mkdir()
+                setups.append(Setup(latency, workdir))
+            for n in range(args.rounds):  # interleaved: every setup sees the same machine
+                for setup in setups:
+                    for op, pair in setup.round(n).items():
+                        results.setdefault(setup.latency_ms, {}).setdefault(op, []).append(pair)
+        finally:
+            for setup in setups:
+                setup.close()
+    print(
+        f"{VM_NAME} on one emulated host (NTLM), {args.rounds} rounds, medians; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(f"{'latency':>8} {'operation':<10} {'bare':>8} {'CLI':>8} {'CLI/bare':>9}")
+    for latency, ops in results.items():
+        for op, pairs in ops.items():
+            bare = statistics.median(b for b, _ in pairs)
+            cli = statistics.median(c for _, c in pairs)
+            target = ""
+            if op == "create":
+                target = "  target <= 1.5x: " + ("OK" if cli / bare <= 1.5 else "ABOVE")
+            print(
+                f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {cli * 1000:6.0f}ms "
+                f"{cli / bare:8.2f}x{target}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
