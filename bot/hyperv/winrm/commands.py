@@ -200,12 +200,11 @@ FACT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def vm_facts(vm_id: str) -> Pipeline:
     """Everything discovery asks about one VM, as one invocation of five
-    statements (`add_statement`: one round trip instead of five, docs/winrm-client.md):
-    the VM, its disks, its guest's KVP items, its checkpoints and the host's
-    volumes. Every value is still a parameter; a JEA endpoint in NoLanguage
-    mode runs several statements of visible commands the same way it runs one
-    (about_Language_Modes: NoLanguage allows commands and parameters through
-    the API, which is what a pipeline of statements is)."""
+    statements (`add_statement`): one round trip instead of five
+    (docs/winrm-client.md). Every value is still a parameter. A JEA
+    endpoint in NoLanguage mode accepts no script text, only commands and
+    parameters sent through the API (about_Language_Modes, "No language");
+    statements are built the same way, with no script text."""
     statements = (get_vm(vm_id), hard_disks(vm_id), kvp(vm_id), list_checkpoints(vm_id), volumes())
     pipeline: list[Cmd] = []
     for statement in statements:
