@@ -52,7 +52,7 @@ def make_huey(
             path = (workdir or Path.cwd()) / "var" / "huey.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteHuey(filename=str(path), **options)
-    if kind == "redis":
+    if kind == "redis" and redis_url:
         # Several bot replicas and `checkpoint-bot worker` processes share
         # this queue; the Job ledger still decides who runs what.
         # A queue host that does not answer must fail an enqueue in seconds:
