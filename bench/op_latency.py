@@ -1,6 +1,6 @@
 """Create, rollback and merge latency: the CLI against a bare pypsrp script.
 
-    .venv/bin/python bench/op_latency.py [--rounds 3] [--latency-ms 0 50]
+    .venv/bin/python bench/op_latency.py [--rounds 3] [--latency-ms 0 50] [--baseline REV]
 
 One emulated Hyper-V host per latency (bot.devtools.emulator: real WinRM
 over loopback, NTLM, `--latency-ms` added to every HTTP request), and a
@@ -20,7 +20,11 @@ Slack). For each operation, in the same run and interleaved round by round:
   policy decision with the host's facts, the record, the job with its
   re-check of the facts, the operation, the record again.
 
-Both are timed from the start of the process to its exit. The bare script
+- before: the same CLI commands from git revision `--baseline` (default
+  c373024, before issue #18), extracted with `git archive` and run from
+  there on the same database, so the gain is measured in the same run.
+
+All are timed from the start of the process to its exit. The bare script
 works on STG-WEB01, the CLI on STG-APP01, two staging VMs on the same host
 (the shipped policy asks no approval for their rollback): a merge leaves
 its VM merging disks for a while, as on Hyper-V, and the bench waits
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -111,8 +116,9 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
 class Setup:
     """One emulated host at one latency, and a production config aimed at it."""
 
-    def __init__(self, latency_ms: int, workdir: Path) -> None:
+    def __init__(self, latency_ms: int, workdir: Path, baseline: Path) -> None:
         self.latency_ms = latency_ms
+        self.baseline = baseline
         self.workdir = workdir
         self.store = InMemoryHostStateStore()
         self.fleet = EmulatedFleet.start(
@@ -144,11 +150,28 @@ class Setup:
         }
         self.cli("db", "upgrade")
 
-    def cli(self, *args: str) -> tuple[float, str]:
+    def cli(self, *args: str, tree: Path = ROOT) -> tuple[float, str]:
         argv = [sys.executable, "-c", "from bot.cli.main import run; run()"]
-        return timed(
-            [*argv, "--config", str(self.workdir / "bot.yaml"), *args], self.env, self.workdir
+        env = {**self.env, "PYTHONPATH": str(tree)}
+        return timed([*argv, "--config", str(self.workdir / "bot.yaml"), *args], env, self.workdir)
+
+    def cli_ops(self, n: int, tree: Path) -> tuple[float, float, float]:
+        """create, rollback, merge through the CLI of `tree`."""
+        self.settle()
+        create, out = self.cli(
+            "checkpoint", "create", VM_NAME, "--reason", f"bench {n}", "--json", tree=tree
         )
+        change = json.loads(out)
+        if change["state"] != "active":
+            raise SystemExit(f"the create ended {change['state']}: {change}")
+        ref = change["ref"]
+        rollback, out = self.cli("checkpoint", "rollback", ref, "--json", tree=tree)
+        if json.loads(out)["state"] != "rolled_back":
+            raise SystemExit(f"the rollback ended {json.loads(out)['state']}")
+        merge, out = self.cli("checkpoint", "merge", ref, "--json", tree=tree)
+        if json.loads(out)["state"] != "merged":
+            raise SystemExit(f"the merge ended {json.loads(out)['state']}")
+        return create, rollback, merge
 
     def bare(self, op: str, target: str, name: str = "-") -> tuple[float, str]:
         argv = [sys.executable, "-c", BARE, str(self.port), op, target, name, self.bare_vm_id]
@@ -168,32 +191,20 @@ class Setup:
             if host.get_vm(vm_id).state is not VMState.Running:
                 host.start_vm(vm_id)
 
-    def round(self, n: int) -> dict[str, tuple[float, float]]:
-        """(bare seconds, CLI seconds) per operation."""
-        got: dict[str, tuple[float, float]] = {}
+    def round(self, n: int) -> dict[str, tuple[float, float, float]]:
+        """(bare, CLI, CLI before) seconds per operation."""
         self.settle()
         bare_create, out = self.bare("create", self.bare_vm_id, f"bare {n}")
         checkpoint = out.strip()
         bare_rollback, _ = self.bare("rollback", checkpoint)
         bare_merge, _ = self.bare("merge", checkpoint)
-        self.settle()
-        cli_create, out = self.cli(
-            "checkpoint", "create", VM_NAME, "--reason", f"bench {n}", "--json"
-        )
-        change = json.loads(out)
-        if change["state"] != "active":
-            raise SystemExit(f"the create ended {change['state']}: {change}")
-        ref = change["ref"]
-        cli_rollback, out = self.cli("checkpoint", "rollback", ref, "--json")
-        if json.loads(out)["state"] not in ("rolled_back", "active"):
-            raise SystemExit(f"the rollback ended {json.loads(out)['state']}")
-        cli_merge, out = self.cli("checkpoint", "merge", ref, "--json")
-        if json.loads(out)["state"] != "merged":
-            raise SystemExit(f"the merge ended {json.loads(out)['state']}")
-        got["create"] = (bare_create, cli_create)
-        got["rollback"] = (bare_rollback, cli_rollback)
-        got["merge"] = (bare_merge, cli_merge)
-        return got
+        now = self.cli_ops(n, ROOT)
+        before = self.cli_ops(n, self.baseline)
+        return {
+            "create": (bare_create, now[0], before[0]),
+            "rollback": (bare_rollback, now[1], before[1]),
+            "merge": (bare_merge, now[2], before[2]),
+        }
 
     def close(self) -> None:
         self.fleet.stop()
@@ -203,16 +214,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-ms", type=int, nargs="+", default=[0, 50])
+    parser.add_argument("--baseline", default="c373024", help="git revision of the 'before' CLI")
     args = parser.parse_args(argv)
 
-    results: dict[int, dict[str, list[tuple[float, float]]]] = {}
+    results: dict[int, dict[str, list[tuple[float, float, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        baseline = Path(tmp) / "baseline"
+        baseline.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", args.baseline],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+        shutil.rmtree(baseline / "tests", ignore_errors=True)
         setups = []
         try:
             for latency in args.latency_ms:
                 workdir = Path(tmp) / f"l{latency}"
                 workdir.mkdir()
-                setups.append(Setup(latency, workdir))
+                setups.append(Setup(latency, workdir, baseline))
             for n in range(args.rounds):  # interleaved: every setup sees the same machine
                 for setup in setups:
                     for op, pair in setup.round(n).items():
@@ -225,17 +247,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} rounds, medians; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    print(f"{'latency':>8} {'operation':<10} {'bare':>8} {'CLI':>8} {'CLI/bare':>9}")
+    print(
+        f"{'latency':>8} {'operation':<10} {'bare':>8} {'CLI':>8} {'CLI/bare':>9}   "
+        f"{'CLI ' + args.baseline:>12} {'its /bare':>9}"
+    )
     for latency, ops in results.items():
-        for op, pairs in ops.items():
-            bare = statistics.median(b for b, _ in pairs)
-            cli = statistics.median(c for _, c in pairs)
+        for op, runs in ops.items():
+            bare = statistics.median(r[0] for r in runs)
+            cli = statistics.median(r[1] for r in runs)
+            old = statistics.median(r[2] for r in runs)
             target = ""
             if op == "create":
                 target = "  target <= 1.5x: " + ("OK" if cli / bare <= 1.5 else "ABOVE")
             print(
                 f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {cli * 1000:6.0f}ms "
-                f"{cli / bare:8.2f}x{target}"
+                f"{cli / bare:8.2f}x   {old * 1000:10.0f}ms {old / bare:8.2f}x{target}"
             )
     return 0
 
