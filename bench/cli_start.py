@@ -46,9 +46,10 @@ from bot.devtools.hostmodel import (  # noqa: E402
 from bot.inventory import demo_inventory_path, load_inventory  # noqa: E402
 
 # What every command needs to start: Click; what loads a config, an
-# inventory and a policy: pydantic and PyYAML.
+# inventory and a policy: pydantic and PyYAML, and SQLAlchemy, whose URL
+# parser checks `database_url` (bot.config).
 CLICK = ("click",)
-CONFIG = ("pydantic", "yaml")
+CONFIG = ("pydantic", "yaml", "sqlalchemy")
 DATABASE = ("sqlmodel",)
 HOSTS = ("pypsrp.powershell", "pypsrp.wsman")
 TEMPLATES = ("jinja2",)
@@ -67,7 +68,7 @@ SHOW = CLICK + CONFIG + DATABASE + TEMPLATES
 COMMANDS = (
     Command("--version", ("--version",), CLICK, limit_seconds=0.2),
     Command("--help", ("--help",), CLICK, limit_seconds=0.2),
-    Command("checkpoint --help", ("checkpoint", "--help"), CLICK, limit_seconds=0.2),
+    Command("checkpoint --help", ("checkpoint", "--help"), CLICK),
     Command(
         "checkpoint list --json",
         ("checkpoint", "list", "--json"),

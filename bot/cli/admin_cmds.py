@@ -1,4 +1,4 @@
-"""Operator commands: database, inventory, audit, policy, worker."""
+"""Operator commands: database, audit, policy, worker."""
 
 from __future__ import annotations
 
@@ -44,23 +44,6 @@ def db_upgrade(rt: Runtime) -> None:
         click.echo(f"{done.database}: already at schema {done.after}")
     else:
         click.echo(f"{done.database}: schema {done.before or 'empty'} → {done.after}")
-
-
-@click.group("inventory")
-def inventory() -> None:
-    """The hosts and VMs the bot knows."""
-
-
-@inventory.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_runtime
-def inventory_show(rt: Runtime, as_json: bool) -> None:
-    """Hosts and their VMs, with roles, tags and domains."""
-    inv = rt.ctx.inventory
-    if as_json:
-        echo_json(inv.model_dump(mode="json"))
-    else:
-        rt.out("cli/inventory.txt.j2", inventory=inv)
 
 
 @click.group("audit")

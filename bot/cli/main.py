@@ -40,7 +40,7 @@ COMMANDS = {
         "bot.cli.checkpoint_cmds:checkpoint", "Take, list, roll back and merge checkpoints."
     ),
     "db": LazyCommand("bot.cli.admin_cmds:db", "The database schema."),
-    "inventory": LazyCommand("bot.cli.admin_cmds:inventory", "The hosts and VMs the bot knows."),
+    "inventory": LazyCommand("bot.cli.inventory_cmd:inventory", "The hosts and VMs the bot knows."),
     "outbox": LazyCommand(
         "bot.cli.outbox_cmd:outbox",
         "Show the job outbox (jobs recorded but not yet handed to the queue) and the "
