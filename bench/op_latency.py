@@ -22,7 +22,8 @@ Slack). For each operation, in the same run and interleaved round by round:
 
 - before: the same CLI commands from git revision `--baseline` (default
   c373024, before issue #18), extracted with `git archive` and run from
-  there on the same database, so the gain is measured in the same run.
+  there against the same host (with a database of its own, at its own
+  schema), so the gain is measured in the same run.
 
 All are timed from the start of the process to its exit. The bare script
 works on STG-WEB01, the CLI on STG-APP01, two staging VMs on the same host
@@ -136,11 +137,13 @@ class Setup:
             emulated_inventory(inventory, {HOST: self.port}, USER, EMULATOR_PASSWORD_ENV),
             encoding="utf-8",
         )
-        (workdir / "bot.yaml").write_text(
-            "inventory: inventory.yaml\ndatabase_url: sqlite:///bot.db\n"
-            "hyperv:\n  backend: winrm\n  call_timeout: 60s\n",
-            encoding="utf-8",
-        )
+        for name, database in (("bot.yaml", "bot.db"), ("before.yaml", "before.db")):
+            # The CLI before #18 keeps its own database, at its own schema.
+            (workdir / name).write_text(
+                f"inventory: inventory.yaml\ndatabase_url: sqlite:///{database}\n"
+                "hyperv:\n  backend: winrm\n  call_timeout: 60s\n",
+                encoding="utf-8",
+            )
         self.env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(workdir),
@@ -149,11 +152,13 @@ class Setup:
             "CHECKPOINT_BOT_USER": "bench",
         }
         self.cli("db", "upgrade")
+        self.cli("db", "upgrade", tree=self.baseline)
 
     def cli(self, *args: str, tree: Path = ROOT) -> tuple[float, str]:
         argv = [sys.executable, "-c", "from bot.cli.main import run; run()"]
         env = {**self.env, "PYTHONPATH": str(tree)}
-        return timed([*argv, "--config", str(self.workdir / "bot.yaml"), *args], env, self.workdir)
+        config = self.workdir / ("bot.yaml" if tree == ROOT else "before.yaml")
+        return timed([*argv, "--config", str(config), *args], env, self.workdir)
 
     def cli_ops(self, n: int, tree: Path) -> tuple[float, float, float]:
         """create, rollback, merge through the CLI of `tree`."""

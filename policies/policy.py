@@ -138,7 +138,7 @@ class Policy:
         """The exemptions naming `rule_id`, in the policy's order."""
         return self._exemptions_by_rule.get(rule_id, ())
 
-    def settings(self, rule_id: str, facts: Facts) -> tuple[ResolvedRule, bool]:
+    def rule_settings(self, rule_id: str, facts: Facts) -> tuple[ResolvedRule, bool]:
         """The rule's settings for this VM and whether its scope was decided:
         where an override's scope cannot be told, the base settings. For
         callers that need a value (a default TTL, who may approve); a rule

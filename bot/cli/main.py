@@ -147,7 +147,15 @@ def _known_failure(exc: Exception) -> int | None:
     return None
 
 
+def _writes_so_far() -> int:
+    """This thread's committed writes (`bot.service.committed_writes`), read
+    without importing the service: if it is not loaded, nothing was written."""
+    outage = sys.modules.get("bot.service.outage")
+    return int(outage.committed_writes()) if outage is not None else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    writes_before = _writes_so_far()
     try:
         cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False)
     except click.UsageError as exc:
@@ -165,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         code = _known_failure(exc)
         if code is not None:
             return _fail(str(exc), code)
+        from bot.service import outage_message
+
+        # An unreachable database is no bug: say what was kept, exit 3.
+        said = outage_message(exc, writes_before)
+        if said is not None:
+            log.info("the database is unavailable", exc_info=True)
+            return _fail(said, EXIT_UNAVAILABLE)
         # A bug: the details go to the log (-v), the terminal gets one line.
         log.info("unexpected error", exc_info=True)
         return _fail(
