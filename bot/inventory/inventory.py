@@ -191,10 +191,7 @@ def consistency_problems(
         elif vm.volume is not None and _lacks_volume(host_list[index], cluster_list, vm.volume):
             host = host_list[index]
             paths = [v.path for v in host.volumes] + [
-                v.path
-                for c in cluster_list
-                if c.has_node(host.name)
-                for v in c.shared_volumes
+                v.path for c in cluster_list if c.has_node(host.name) for v in c.shared_volumes
             ]
             message = f"host {host.name} has no volume '{vm.volume}'" + (
                 f" (expected one of: {', '.join(paths)})" if paths else " (it lists none)"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import Table
@@ -62,7 +61,12 @@ def next_sighting(previous: Sighting | None, vm_id: str, host: str, at: datetime
         return previous
     if previous.host.casefold() == host.casefold():
         return Sighting(
-            vm_id, previous.host, at, previous.since, previous.previous_host, previous.previous_seen_at
+            vm_id,
+            previous.host,
+            at,
+            previous.since,
+            previous.previous_host,
+            previous.previous_seen_at,
         )
     return Sighting(vm_id, host, at, at, previous.host, previous.seen_at)
 
@@ -94,7 +98,7 @@ def _insert_ignoring(dialect: str, table: Table, values: dict[str, Any]) -> Inse
 
 def record_seen(engine: Engine, vm_id: str, host: str, at: datetime) -> Sighting:
     """Record that `host` has the VM as of `at`; returns the sighting now stored."""
-    table = VMSighting.__table__
+    table = VMSighting.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
     with session_scope(engine) as s:
         first = {"vm_id": vm_id, "host": host, "seen_at": at, "since": at}
