@@ -42,7 +42,8 @@ from bot.inventory import Inventory
 from bot.jobs import JobContext, RetryLater
 from bot.service.deciding import Decider, Principal
 from bot.service.errors import NotFound, Unavailable
-from bot.service.locate import HostUnavailable, moved_details, moved_text
+from bot.service.follow import follow
+from bot.service.locate import HostUnavailable
 from bot.service.ownership import checkpoint_name
 from bot.service.vanished import gone
 from bot.store.db import session_scope
@@ -158,25 +159,9 @@ class Executor:
         thread says so; the per-VM lock and the record stay keyed by VMId, so
         a move never lets two operations run at once. Raises `Unavailable` /
         `NotFound` (bot.service.locate) when no node can be named."""
-        assert change.id is not None
-        vm = self.inventory.vm_by_id(change.vm_id)
-        located = self.decider.locator.locate(vm)
-        if located.host.casefold() == change.host.casefold():
-            return change
-        seen = located.sighting
-        with session_scope(self.engine) as s:
-            note(
-                s,
-                get_change(s, change.id),
-                kind="moved",
-                actor=ACTOR,
-                now=self.clock(),
-                message=moved_text(vm.name, change.host, located.host, seen),
-                details=moved_details(change.host, located.host, seen),
-                host=located.host,
-            )
-        self.on_change(change.id)
-        return self._load(change.id)
+        return follow(
+            self.engine, self.decider.locator, self.inventory, self.clock, change, self.on_change
+        )
 
     @contextmanager
     def _host_call(self, change_id: int, on_refusal: Command, doing: str) -> Iterator[None]:

@@ -34,7 +34,8 @@ from bot.clock import speed_of
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
 from bot.jobs import JobState
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import Conflict, Forbidden, Unavailable
+from bot.service.errors import Conflict, Forbidden, NotFound, Unavailable
+from bot.service.follow import follow
 from bot.service.queries import show_change
 from bot.service.reconcile_verdicts import Verdict, judge_create, judge_merge, judge_restore
 from bot.service.requests import find_change
@@ -193,6 +194,24 @@ class Reconciler:
         return self._state(change_id)
 
     def _ask_host(self, change: Change, doing: State, events: list[ChangeEvent]) -> Verdict | None:
+        try:
+            # Its VM may have been live-migrated, checkpoint and all, since
+            # the job was cut off: ask the node that has it now.
+            moved = follow(
+                self.ctx.engine,
+                self.ctx.decider.locator,
+                self.ctx.inventory,
+                self.ctx.clock,
+                change,
+                self.ctx.notifier.changed,
+            )
+            # The caller's copy goes on with the record's host and version.
+            change.host, change.version = moved.host, moved.version
+        except (Unavailable, NotFound) as exc:
+            text = f"cannot find {change.vm_name}'s node yet ({exc}); trying again"
+            if not _asked_already(events, text):
+                self._note(change, "reconcile_waiting", text)
+            return None
         host = self.ctx.host_for(change.host)
         try:
             checkpoints = host.list_checkpoints(change.vm_id)
