@@ -18,6 +18,7 @@ from bot.service import (
     Principal,
     explain,
     export_audit,
+    inventory_view,
     parse_filter,
     stream_audit,
     upgrade_schema,
@@ -54,12 +55,13 @@ def inventory() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
 def inventory_show(rt: Runtime, as_json: bool) -> None:
-    """Hosts and their VMs, with roles, tags and domains."""
-    inv = rt.ctx.inventory
+    """Hosts and their VMs, with roles, tags and domains, the clusters, and
+    where each VM was last seen (a clustered VM moves between nodes)."""
+    view = inventory_view(rt.ctx)
     if as_json:
-        echo_json(inv.model_dump(mode="json"))
+        echo_json(view.to_dict())
     else:
-        rt.out("cli/inventory.txt.j2", inventory=inv)
+        rt.out("cli/inventory.txt.j2", inventory=view.inventory, view=view)
 
 
 @click.group("audit")

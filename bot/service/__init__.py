@@ -56,6 +56,7 @@ from bot.service.schema import upgrade_schema
 from bot.service.settings import SettingsOutcome, change_settings, show_settings
 from bot.service.sweep import SweepTask, run_sweep, size_history
 from bot.service.sweep_views import parse_orphan_value
+from bot.service.whereabouts import InventoryView, inventory_view
 from bot.service.window_notices import WindowNotices, due_notices
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "DowngradePlan",
     "Forbidden",
     "GroupsUnavailable",
+    "InventoryView",
     "NotFound",
     "OutboxStatus",
     "Outcome",
@@ -101,6 +103,7 @@ __all__ = [
     "explain",
     "export_audit",
     "extend",
+    "inventory_view",
     "list_checkpoints",
     "locate_checkpoint",
     "merge",
