@@ -87,6 +87,10 @@ class Inventory(_Model):
         cluster = self.cluster_of(host)
         return cluster.volume(path) if cluster is not None else None
 
+    def volume_for(self, vm: VM) -> HostVolume | None:
+        """The VM's volume: its host's own, or its cluster's shared volume."""
+        return self._volume_of(vm.host, vm.volume) if vm.volume else None
+
     def cluster_of(self, host: str) -> Cluster | None:
         """The failover cluster `host` is a node of, if any."""
         return next((c for c in self.clusters if c.has_node(host)), None)
