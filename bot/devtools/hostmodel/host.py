@@ -452,6 +452,18 @@ class ModelHost:
         deletion, not asked for by the bot and not told to it."""
         self.remove_snapshot(checkpoint_id, include_children=include_children)
 
+    def remove_vm(self, vm_id: str) -> None:
+        """An administrator removes a VM from this host (`Remove-VM`, which
+        "deletes a virtual machine": its configuration and its checkpoints
+        leave the host, https://learn.microsoft.com/powershell/module/hyper-v/remove-vm);
+        the bot is not told."""
+        with self._edit() as (state, _now):
+            vm = self._vm(state, vm_id)
+            del state.vms[vm.vm_id]
+            for checkpoint_id in [c.id for c in state.checkpoints.values() if c.vm_id == vm.vm_id]:
+                del state.checkpoints[checkpoint_id]
+            state.merges = [m for m in state.merges if m.vm_id != vm.vm_id]
+
     def live_migrate(self, vm_id: str, destination: str) -> None:
         """An administrator live-migrates a VM of this node to another node of
         its cluster (Move-ClusterVirtualMachineRole; bot.devtools.hostmodel.migration)."""
