@@ -112,8 +112,11 @@ class ModelHost:
     @contextmanager
     def _edit(self) -> Iterator[tuple[HostState, datetime]]:
         now = self._now()
+        # Read before the edit: a SQLite store holds its one write lock for
+        # the whole edit, so reading another node inside it would wait forever.
+        peers = self._peer_bytes(self._store.read(self._name), now)
         with self._store.edit(self._name) as state:
-            advance(state, now, self._peer_bytes(state, now))
+            advance(state, now, peers)
             yield state, now
 
     def _read(self) -> tuple[HostState, datetime]:
@@ -317,12 +320,12 @@ class ModelHost:
         (https://learn.microsoft.com/powershell/module/hyper-v/checkpoint-vm).
         Whatever kind it takes, the snapshot's SnapshotType is Standard;
         what differs is the state it holds (see `_captures`)."""
+        peers = self._peer_bytes(self._store.read(self._name), self._now())
         with self._edit() as (state, now):
             vm = self._vm(state, vm_id)
             self._check_can_checkpoint(state, vm)
             captured = self._captures(vm)
             memory = vm.memory_bytes if captured in _HOLDS_MEMORY else 0
-            peers = self._peer_bytes(state, now)
             if free_bytes(state, vm.volume_path, peers) < AVHDX_INITIAL_BYTES + memory:
                 raise errors.insufficient_space(vm.name, vm.vm_id)
             parent = state.checkpoints.get(vm.parent_checkpoint_id or "")
