@@ -178,10 +178,14 @@ def gather(
     `owner` is the node the VM was found on; `host_problem` why no node
     could be named."""
     values = inventory_facts(inventory, vm, sources.inventory, now)
+    # Why the host said nothing, if it did not: then nothing can be compared,
+    # and "the host agrees with the inventory" would be a guess.
+    silent: str | None = host_problem
     if host_problem is not None:
         values |= unlocated_facts(sources.host, host_problem)
     elif host is None:
-        values |= unreachable_facts(sources.host, "no host connection")
+        silent = "no host connection"
+        values |= unreachable_facts(sources.host, silent)
     else:
         try:
             values |= discovered_facts(host.vm_facts(vm.vm_id), sources.host, now)
@@ -189,8 +193,12 @@ def gather(
         except HyperVError as exc:
             if on_host_error is not None:
                 on_host_error(exc)
+            silent = f"host not asked: {exc.message}"
             values |= unreachable_facts(sources.host, exc.message)
     if change is not None:
         values |= change_facts(change, now)
-    values["contradictions"] = Fact(contradictions(values), "facts provider", now)
+    if silent is not None:
+        values["contradictions"] = Fact.unknown("facts provider", silent)
+    else:
+        values["contradictions"] = Fact(contradictions(values), "facts provider", now)
     return Facts(values)

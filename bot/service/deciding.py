@@ -96,11 +96,13 @@ class Decider:
                 raise
             located, why = None, str(exc)
         if located is None:
+            group = self.inventory.group_of(vm)
+            asked = f"host {vm.host}" if group == vm.host else f"cluster {group}"
             return gather(
                 self.inventory,
                 vm,
                 None,
-                sources=FactSources(inventory=self.inventory_label, host=f"host {vm.host}"),
+                sources=FactSources(inventory=self.inventory_label, host=asked),
                 now=moment,
                 change=change,
                 host_problem=why,
