@@ -429,7 +429,7 @@ def test_csv_headroom_is_counted_once_for_the_cluster(estate: Estate) -> None:
     refused = second.decision.outcome("storage_headroom")
     assert refused is not None and refused.fired
     assert second.change.state == "denied"
-    assert "200 GB free of 1,000 GB" in refused.message
+    assert "200 GB free of 1,000 GB" in refused.message and "leaves 13.0%" in refused.message
 
 
 # -- Slack -----------------------------------------------------------------------------------
