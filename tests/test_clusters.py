@@ -10,7 +10,8 @@ the same free space. The bot must follow:
 
 - a VM moved between request and approval is checkpointed on its new node,
   and its thread says so;
-- a VM moved while its create was on the way is neither lost nor doubled;
+- a VM moved while its create was on the way is neither lost nor doubled,
+  also when the create's answer was lost and reconciliation has to find it;
 - a VM no node has is "not found on prod-cluster (asked HV01, HV02)", on the
   service, the CLI and in Slack;
 - `checkpoint list --vm` finds the checkpoint on the node the VM is on now;
@@ -55,6 +56,7 @@ from bot.service import (
     show_change,
 )
 from bot.service.locate import HostUnavailable, NotOnCluster, owner_of, search_order
+from bot.service.reconcile import Reconciler
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
 from tests.emulator_support import pool, run
@@ -477,3 +479,37 @@ def test_slack_a_vm_on_no_node_says_which_nodes_were_asked(tmp_path: Path) -> No
         assert "not found on prod-cluster (asked HV02, HV01)" in said
         assert "host not asked" not in said
         assert bot.host_commands("Checkpoint-VM") == []
+
+
+def test_a_create_cut_off_after_the_host_took_it_is_adopted_on_the_vms_new_node(
+    estate: Estate,
+) -> None:
+    """The worst case: Checkpoint-VM made the checkpoint on HV01, but its
+    answer never came back (the call's deadline passed), so the change is
+    `interrupted`; then WEB01 is live-migrated to HV02, checkpoint and all.
+    Reconciliation asks the node the VM is on now and adopts the one
+    checkpoint carrying this job's token: nothing lost, nothing taken twice."""
+    asked = request_checkpoint(estate.ctx, "WEB01", reason="KB5044284", requester="alice")
+    server = estate.fleet.server("HV01")
+    server.faults = Faults(slow={"Checkpoint-VM": 1000})
+    worker = threading.Thread(target=estate.run_jobs, args=(asked.change.id,))
+    worker.start()
+    deadline = datetime.now(UTC) + timedelta(seconds=20)
+    while "HV01" not in estate.served("Checkpoint-VM") and datetime.now(UTC) < deadline:
+        threading.Event().wait(0.02)
+    # The checkpoint is made; its answer (the Select-Object after it) outlasts the call.
+    server.faults = Faults(slow={"Select-Object": 8000})
+    worker.join(30)
+    assert not worker.is_alive()
+    server.faults = Faults()
+    assert show_change(estate.ctx, asked.change.ref).state == "interrupted"
+    assert len(estate.checkpoints_on("HV01", WEB01)) == 1
+
+    estate.migrate(WEB01, "HV01", "HV02")
+    Reconciler(estate.ctx).reconcile(asked.change.id)
+    change = show_change(estate.ctx, asked.change.ref)
+    assert (change.state, change.host) == ("active", "HV02")
+    assert estate.checkpoints_on("HV02", WEB01) == [change.checkpoint_id]
+    assert estate.checkpoints_on("HV01", WEB01) == []
+    assert [e.kind for e in change.events].count("moved") == 1
+    assert estate.served("Checkpoint-VM") == ["HV01"]  # taken once, never again
