@@ -47,7 +47,7 @@ from bot.devtools.hostmodel import (
 from bot.devtools.hostmodel.migration import MigrationRefused
 from bot.devtools.hostmodel.modelfile import ClusterSpec
 from bot.hyperv import HyperVError, VMInfo, VMNotFound
-from bot.inventory import Inventory
+from bot.inventory import Inventory, InventoryError, parse_inventory
 from bot.service import (
     NotFound,
     approve,
@@ -59,6 +59,7 @@ from bot.service.locate import HostUnavailable, NotOnCluster, owner_of, search_o
 from bot.service.reconcile import Reconciler
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
+from bot.store.sightings import next_sighting
 from tests.emulator_support import pool, run
 from tests.slack_support import RunningBot, block_problem, running_bot
 from tests.test_slack_flow import REF, click, command, replies, root_button, shown, thread_ts_of
@@ -241,6 +242,47 @@ def test_the_owner_is_the_one_node_that_has_it_and_silence_is_never_absence() ->
         owner_of(vm, "prod-cluster", [("HV01", missing), ("HV02", missing)])
     with pytest.raises(HostUnavailable, match="HV02 could not be reached"):
         owner_of(vm, "prod-cluster", [("HV01", missing), ("HV02", down)])
+
+
+def test_a_sighting_remembers_the_move_and_never_goes_back_in_time() -> None:
+    first = next_sighting(None, WEB01, "HV01", T0)
+    same = next_sighting(first, WEB01, "hv01", T0 + timedelta(minutes=1))
+    assert (same.host, same.since, same.seen_at, same.moved) == (
+        "HV01",
+        T0,
+        T0 + timedelta(minutes=1),
+        False,
+    )
+    moved = next_sighting(same, WEB01, "HV02", T0 + timedelta(minutes=5))
+    assert (moved.host, moved.previous_host, moved.previous_seen_at, moved.since) == (
+        "HV02",
+        "HV01",
+        T0 + timedelta(minutes=1),
+        T0 + timedelta(minutes=5),
+    )
+    # A slower process recording an older answer changes nothing.
+    assert next_sighting(moved, WEB01, "HV01", T0 + timedelta(minutes=2)) == moved
+
+
+def test_the_inventory_refuses_a_cluster_that_does_not_fit_with_its_lines() -> None:
+    text = yaml.safe_dump(
+        {
+            **_inventory({"HV01": 5985, "HV02": 5986}),
+            "clusters": [
+                {"name": "prod-cluster", "nodes": ["HV01", "HV09"]},
+                {"name": "dr-cluster", "nodes": ["HV01"]},
+            ],
+        },
+        sort_keys=False,
+    )
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(text, "inventory.yaml")
+    said = str(caught.value)
+    assert "clusters[0].nodes[1]: unknown host 'HV09' (expected one of: HV01, HV02)" in said
+    assert "clusters[1].nodes[0]: host HV01 is already a node of cluster prod-cluster" in said
+    # This prod-cluster lists no shared volume, so WEB01's CSV is nobody's.
+    assert "vms[0].volume: host HV01 has no volume 'C:\\ClusterStorage\\Volume1\\'" in said
+    assert all(line.startswith("inventory.yaml:") for line in said.splitlines())
 
 
 # -- following a VM --------------------------------------------------------------------------

@@ -154,12 +154,10 @@ def owner_of(vm: VM, group: str, answers: Sequence[Answer]) -> str:
         name, error = failed[0]
         assert isinstance(error, HyperVError)
         raise HostUnavailable(vm.name, name, error.message)
-    details = [r.message for _n, r in answers if isinstance(r, HyperVError)]
-    return _raise_not_found(vm, group, [n for n, _r in answers], details)
-
-
-def _raise_not_found(vm: VM, group: str, asked: list[str], details: list[str]) -> str:
-    raise NotOnCluster(vm, group, asked, details[0] if len(asked) == 1 and details else "")
+    asked = [name for name, _result in answers]
+    # A standalone host's own words say enough; a cluster's are all alike.
+    only = answers[0][1] if len(answers) == 1 else None
+    raise NotOnCluster(vm, group, asked, only.message if isinstance(only, HyperVError) else "")
 
 
 @dataclass
