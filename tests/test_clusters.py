@@ -52,7 +52,9 @@ from bot.service import (
     NotFound,
     approve,
     list_checkpoints,
+    merge,
     request_checkpoint,
+    rollback,
     show_change,
 )
 from bot.service.locate import HostUnavailable, NotOnCluster, owner_of, search_order
@@ -157,6 +159,14 @@ class Estate:
         for job in self.ctx.ledger.jobs_of_change(change_id):
             if job.state == "queued" and job.id is not None:
                 self.ctx.runner.run(job.id)
+
+    def run_jobs_while_time_passes(self, change_id: int) -> None:
+        """As `run_jobs`, with the hosts' clock moving (a merge takes time)."""
+        worker = threading.Thread(target=self.run_jobs, args=(change_id,))
+        worker.start()
+        while worker.is_alive():
+            self.clock.advance(timedelta(seconds=10))
+            worker.join(0.05)
 
     def migrate(self, vm_id: str, source: str, destination: str) -> None:
         """An administrator live-migrates the VM (Move-ClusterVirtualMachineRole)."""
@@ -345,6 +355,30 @@ def test_a_vm_moved_during_its_create_is_neither_lost_nor_doubled(estate: Estate
     estate.run_jobs(again.change.id)
     assert show_change(estate.ctx, again.change.ref).state == "active"
     assert len(estate.checkpoints_on("HV02", WEB01)) == 2
+
+
+def test_a_rollback_and_a_merge_follow_the_vm_to_its_new_node(estate: Estate) -> None:
+    kept = request_checkpoint(estate.ctx, "WEB01", reason="keep", requester="alice")
+    estate.run_jobs(kept.change.id)
+    back = request_checkpoint(estate.ctx, "APP01", reason="back", requester="alice")
+    estate.run_jobs(back.change.id)
+    estate.migrate(WEB01, "HV01", "HV02")
+    estate.migrate(APP01, "HV02", "HV01")
+
+    waiting = rollback(estate.ctx, back.change.ref, requester="alice")
+    assert waiting.waiting  # rolling back prod needs one approval
+    approve(estate.ctx, back.change.ref, approver="bob")
+    estate.run_jobs(back.change.id)
+    merge(estate.ctx, kept.change.ref, requester="alice")
+    estate.run_jobs_while_time_passes(kept.change.id)  # the host merges in the background
+
+    rolled, merged = (show_change(estate.ctx, c.change.ref) for c in (back, kept))
+    assert (rolled.state, rolled.host) == ("rolled_back", "HV01")
+    assert (merged.state, merged.host) == ("merged", "HV02")
+    assert estate.served("Restore-VMSnapshot") == ["HV01"]
+    assert estate.served("Remove-VMSnapshot") == ["HV02"]
+    for change in (rolled, merged):
+        assert [e.kind for e in change.events].count("moved") == 1
 
 
 def test_a_vm_on_no_node_is_reported_as_such(
