@@ -13,9 +13,9 @@ from bot.changes.views import ChangeView, CheckpointRow, HostProblem
 from bot.hyperv import Checkpoint, HyperVError, HyperVHost
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.fanout import ask_hosts
-from bot.inventory import VM
+from bot.inventory import VM, InventoryLookupError
 from bot.service.audit import stream_audit
-from bot.service.errors import BadRequest, Unavailable
+from bot.service.errors import BadRequest, Unavailable, from_inventory
 from bot.service.locate import NotOnCluster
 from bot.service.requests import find_change, resolve_vm
 from bot.store.db import session_scope
@@ -94,8 +94,8 @@ def list_checkpoints(
     elif host:
         try:
             hosts = [ctx.inventory.host(host).name]
-        except LookupError as exc:
-            raise BadRequest(str(exc)) from None
+        except InventoryLookupError as exc:
+            raise from_inventory(exc) from None
     else:
         hosts = [h.name for h in ctx.inventory.hosts]
 

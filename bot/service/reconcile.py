@@ -32,12 +32,12 @@ from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, tr
 from bot.changes.views import ChangeView
 from bot.clock import speed_of
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
-from bot.jobs import JobState
+from bot.jobs import JobKind, JobState
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import Conflict, Forbidden, NotFound, Unavailable
+from bot.service.errors import Conflict, Forbidden, NotFound, Unavailable, changed_meanwhile
 from bot.service.follow import follow
+from bot.service.host_findings import HostFinding, judge_create, judge_merge, judge_rollback
 from bot.service.queries import show_change
-from bot.service.reconcile_verdicts import Verdict, judge_create, judge_merge, judge_restore
 from bot.service.requests import find_change
 from bot.service.sweep import owners_of
 from bot.store.db import session_scope
@@ -193,7 +193,9 @@ class Reconciler:
             )
         return self._state(change_id)
 
-    def _ask_host(self, change: Change, doing: State, events: list[ChangeEvent]) -> Verdict | None:
+    def _ask_host(
+        self, change: Change, doing: State, events: list[ChangeEvent]
+    ) -> HostFinding | None:
         try:
             # Its VM may have been live-migrated, checkpoint and all, since
             # the job was cut off: ask the node that has it now.
@@ -234,7 +236,7 @@ class Reconciler:
             return None
         if doing is State.MERGING:
             return judge_merge(change, checkpoints, vm)
-        return judge_restore(change, checkpoints, vm)
+        return judge_rollback(change, checkpoints, vm)
 
     def _create_job(self, change: Change) -> tuple[str | None, datetime | None]:
         """The token and the start of the create job that may have left a
@@ -242,7 +244,7 @@ class Reconciler:
         ran = [
             j
             for j in self.ctx.ledger.jobs_of_change(change.id or 0)
-            if j.kind == "create" and j.started_at is not None
+            if j.kind == JobKind.CREATE and j.started_at is not None
         ]
         if not ran:
             return None, None
@@ -364,6 +366,6 @@ def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -
                 message=f"{principal.id} checked the VM and recorded: {outcome.replace('_', ' ')}",
             )
     except ConcurrentUpdate:
-        raise Conflict(f"{change_ref(change_id)} changed while you answered; look again") from None
+        raise changed_meanwhile(change_id, "answered") from None
     ctx.notifier.changed(change_id)
     return show_change(ctx, change_ref(change_id))
