@@ -589,3 +589,25 @@ def test_a_create_cut_off_after_the_host_took_it_is_adopted_on_the_vms_new_node(
     assert estate.checkpoints_on("HV01", WEB01) == []
     assert [e.kind for e in change.events].count("moved") == 1
     assert estate.served("Checkpoint-VM") == ["HV01"]  # taken once, never again
+
+
+def test_inventory_show_answers_while_the_database_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "inventory.yaml").write_text(
+        yaml.safe_dump(_inventory({"HV01": 5985, "HV02": 5986})), encoding="utf-8"
+    )
+    config = tmp_path / "bot.yaml"
+    config.write_text("inventory: inventory.yaml\nhyperv:\n  backend: winrm\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    # Nothing listens on port 1: the database does not answer.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot@127.0.0.1:1/checkpoints")
+    assert main(["--config", str(config), "inventory", "show"]) == 0
+    out = capsys.readouterr()
+    assert "where the VMs were last seen is unknown: the database did not answer" in out.out
+    assert "cluster prod-cluster  nodes HV01, HV02" in out.out
+    assert "not seen yet" not in out.out and "Traceback" not in out.out + out.err
+    assert main(["--config", str(config), "inventory", "show", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["last_seen_unknown"].startswith("where the VMs were last seen is unknown")
+    assert {vm["last_seen"] for vm in data["vms"]} == {None}
