@@ -95,11 +95,6 @@ class Located:
     group: str
     sighting: Sighting
 
-    @property
-    def off_inventory(self) -> bool:
-        """The inventory names another node: drift of the inventory."""
-        return self.host.casefold() != self.vm.host.casefold()
-
 
 def _utc(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
