@@ -59,6 +59,7 @@ from bot.service import (
 )
 from bot.service.locate import HostUnavailable, NotOnCluster, owner_of, search_order
 from bot.service.reconcile import Reconciler
+from bot.service.sweep import run_sweep
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
 from bot.store.sightings import next_sighting
@@ -379,6 +380,27 @@ def test_a_rollback_and_a_merge_follow_the_vm_to_its_new_node(estate: Estate) ->
     assert estate.served("Remove-VMSnapshot") == ["HV02"]
     for change in (rolled, merged):
         assert [e.kind for e in change.events].count("moved") == 1
+
+
+def test_the_sweep_never_takes_a_moved_checkpoint_for_a_vanished_one(estate: Estate) -> None:
+    """The checkpoint left HV01 with its VM: HV02 lists it, so the sweep
+    settles nothing. Deleted for real on HV02, it is a vanish candidate
+    (HV01 answered without it); the check asks the node that has the VM now,
+    follows it there, and only then ends the change as vanished."""
+    asked = request_checkpoint(estate.ctx, "WEB01", reason="KB5044284", requester="alice")
+    estate.run_jobs(asked.change.id)
+    estate.migrate(WEB01, "HV01", "HV02")
+    assert run_sweep(estate.ctx).vanished == ()
+    change = show_change(estate.ctx, asked.change.ref)
+    assert change.state == "active" and change.checkpoint_id is not None
+    assert [r.host for r in list_checkpoints(estate.ctx).rows] == ["HV02"]
+
+    estate.fleet.host("HV02").remove_behind_back(change.checkpoint_id)
+    assert run_sweep(estate.ctx).vanished == (asked.change.ref,)
+    change = show_change(estate.ctx, asked.change.ref)
+    assert (change.state, change.host) == ("vanished", "HV02")
+    assert [e.kind for e in change.events].count("moved") == 1
+    assert "is no longer on HV02" in change.events[-1].message
 
 
 def test_a_vm_on_no_node_is_reported_as_such(
