@@ -57,7 +57,13 @@ from bot.service import (
     rollback,
     show_change,
 )
-from bot.service.locate import HostUnavailable, NotOnCluster, owner_of, search_order
+from bot.service.locate import (
+    HostUnavailable,
+    NotOnCluster,
+    OwnerAmbiguous,
+    owner_of,
+    search_order,
+)
 from bot.service.reconcile import Reconciler
 from bot.service.sweep import run_sweep
 from bot.store.db import make_engine
@@ -253,6 +259,9 @@ def test_the_owner_is_the_one_node_that_has_it_and_silence_is_never_absence() ->
         owner_of(vm, "prod-cluster", [("HV01", missing), ("HV02", missing)])
     with pytest.raises(HostUnavailable, match="HV02 could not be reached"):
         owner_of(vm, "prod-cluster", [("HV01", missing), ("HV02", down)])
+    # Two nodes with one VMId (a Replica copy registered in the cluster): never guess.
+    with pytest.raises(OwnerAmbiguous, match="HV01 and HV02 both report VMId"):
+        owner_of(vm, "prod-cluster", [("HV01", info), ("HV02", info)])
 
 
 def test_a_sighting_remembers_the_move_and_never_goes_back_in_time() -> None:

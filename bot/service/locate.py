@@ -37,6 +37,7 @@ __all__ = [
     "Located",
     "Locator",
     "NotOnCluster",
+    "OwnerAmbiguous",
     "moved_details",
     "moved_text",
     "owner_of",
