@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -163,6 +163,8 @@ class Locator:
     engine: Engine
     clock: Callable[[], datetime]
     fanout: int = 32
+    # A sighting on the same node younger than this is not written again.
+    refresh: timedelta = timedelta(minutes=1)
 
     def last_seen(self, vm: VM) -> Sighting | None:
         return last_seen(self.engine, vm.vm_id)
@@ -178,7 +180,16 @@ class Locator:
         if isinstance(answers[0][1], HyperVError) and len(order) > 1:
             answers += self._ask(order[1:], vm)
         host = owner_of(vm, group, answers)
-        sighting = record_seen(self.engine, vm.vm_id, host, self.clock())
+        now = self.clock()
+        if (
+            previous is not None
+            and previous.host.casefold() == host.casefold()
+            and timedelta(0) <= now - previous.seen_at < self.refresh
+        ):
+            # Seen there a moment ago: no write for every decision (on SQLite
+            # each one would queue behind the one writer).
+            return Located(vm=vm, host=previous.host, group=group, sighting=previous)
+        sighting = record_seen(self.engine, vm.vm_id, host, now)
         return Located(vm=vm, host=host, group=group, sighting=sighting)
 
     def _ask(self, names: Sequence[str], vm: VM) -> list[Answer]:
