@@ -29,6 +29,7 @@ exactly these; any of them may be unknown (`Fact.known is False`, and then
       volume_capacity_bytes int
       vm_checkpoint_type str         the VM's CheckpointType setting now
       vm_state           str         "Running", "Off", ...
+      owner_host         str         the node that has the VM now (a clustered VM moves)
     from the change record (source "change CHG-n"), for rollback/merge/extend:
       expires_at         datetime
       ttl_seconds        int

@@ -182,11 +182,14 @@ def people(value: object) -> str:
     return "".join(out)
 
 
-def slack_date(value: datetime | None, fmt: str = "{date_short_pretty} {time}") -> str:
+def slack_date(value: datetime | str | None, fmt: str = "{date_short_pretty} {time}") -> str:
     """Slack's date token: each reader sees their own time zone; the
-    fallback (UTC) is what clients that cannot format it show."""
-    if value is None:
+    fallback (UTC) is what clients that cannot format it show. An ISO-8601
+    text (an event's details) is read as its datetime."""
+    if value is None or value == "":
         return "-"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     at = value if value.tzinfo else value.replace(tzinfo=UTC)
     return f"<!date^{int(at.timestamp())}^{fmt}|{short_time(at.astimezone(UTC))}>"
 

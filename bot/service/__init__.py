@@ -56,6 +56,7 @@ from bot.service.schema import upgrade_schema
 from bot.service.sweep import SweepTask, run_sweep, size_history
 from bot.service.sweep_views import parse_orphan_value
 from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
+from bot.service.whereabouts import InventoryView, inventory_view
 from bot.service.window_notices import WindowNotices, due_notices
 from bot.service.withdraw import withdraw
 
@@ -76,6 +77,7 @@ __all__ = [
     "DowngradePlan",
     "Forbidden",
     "GroupsUnavailable",
+    "InventoryView",
     "NotFound",
     "OutboxStatus",
     "Outcome",
@@ -102,6 +104,7 @@ __all__ = [
     "explain",
     "export_audit",
     "extend",
+    "inventory_view",
     "list_checkpoints",
     "locate_checkpoint",
     "may_reject",

@@ -22,6 +22,7 @@ from bot.hyperv import (
 from bot.inventory import VM, Inventory
 from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import NotFound, Unavailable
+from bot.service.locate import HostUnavailable, Located, Locator
 from bot.store.models import Change
 from policies import (
     Action,
@@ -41,27 +42,12 @@ from policies import (
 _CANNOT_ASK = (HostUnreachable, HostTimeout, HostAuthError)
 
 
-class HostUnavailable(Unavailable):
-    """The facts a decision needs could not be gathered because the host
-    could not be asked: nothing was decided, and asking again later may work."""
-
-    def __init__(self, vm: str, host: str, error: str) -> None:
-        super().__init__(
-            f"could not check {vm}: {host} could not be reached ({error}); nothing was "
-            "decided or recorded, try again once it answers"
-        )
-        self.vm = vm
-        self.host = host
-        self.error = error
-
-
-def _cannot_check(vm: VM, exc: HyperVError) -> Unavailable | NotFound:
+def _cannot_check(vm: VM, host: str, exc: HyperVError) -> Unavailable | NotFound:
     if isinstance(exc, VMNotFound):
         return NotFound(
-            f"{vm.name} (VMId {vm.vm_id}) is not on {vm.host}, where the inventory puts it: "
-            f"{exc.message}"
+            f"{vm.name} (VMId {vm.vm_id}) is not on {host}, where it was just found: {exc.message}"
         )
-    return HostUnavailable(vm.name, vm.host, exc.message)
+    return HostUnavailable(vm.name, host, exc.message)
 
 
 @dataclass(frozen=True)
@@ -89,6 +75,8 @@ class Decider:
     host_for: Callable[[str], HyperVHost]
     policy: Policy
     clock: Callable[[], datetime]
+    # Finds the node that owns a VM now (a clustered VM moves).
+    locator: Locator
     inventory_label: str = "inventory"
     # Slack user groups, asked at every check (bot.service.directory).
     directory: Directory = field(default_factory=NoDirectory)
@@ -111,9 +99,27 @@ class Decider:
         `HostUnavailable`, a VM the host does not have raises `NotFound`.
         Not strict (`policy explain`): those facts are unknown, with why."""
         moment = now or self.clock()
+        try:
+            located: Located | None = self.locator.locate(vm)
+        except (Unavailable, NotFound) as exc:
+            if strict:
+                raise
+            located, why = None, str(exc)
+        if located is None:
+            group = self.inventory.group_of(vm)
+            asked = f"host {vm.host}" if group == vm.host else f"cluster {group}"
+            return gather(
+                self.inventory,
+                vm,
+                None,
+                sources=FactSources(inventory=self.inventory_label, host=asked),
+                now=moment,
+                change=change,
+                host_problem=why,
+            )
         problems: list[HyperVError] = []
         try:
-            host: HyperVHost | None = self.host_for(vm.host)
+            host: HyperVHost | None = self.host_for(located.host)
         except HyperVError as exc:
             problems.append(exc)
             host = None
@@ -121,13 +127,14 @@ class Decider:
             self.inventory,
             vm,
             host,
-            sources=FactSources(inventory=self.inventory_label, host=f"host {vm.host}"),
+            sources=FactSources(inventory=self.inventory_label, host=f"host {located.host}"),
             now=moment,
             change=change,
             on_host_error=problems.append,
+            owner=located.host,
         )
         if strict and problems and isinstance(problems[0], (*_CANNOT_ASK, VMNotFound)):
-            raise _cannot_check(vm, problems[0])
+            raise _cannot_check(vm, located.host, problems[0])
         return found
 
     def inventory_facts(self, vm: VM) -> Facts:

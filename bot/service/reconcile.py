@@ -35,7 +35,8 @@ from bot.domain import user_mention
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
 from bot.jobs import JobKind, JobState
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import Conflict, Forbidden, Unavailable, changed_meanwhile
+from bot.service.errors import Conflict, Forbidden, NotFound, Unavailable, changed_meanwhile
+from bot.service.follow import follow
 from bot.service.host_findings import HostFinding, judge_create, judge_merge, judge_rollback
 from bot.service.queries import show_change
 from bot.service.requests import find_change
@@ -196,6 +197,24 @@ class Reconciler:
     def _ask_host(
         self, change: Change, doing: State, events: list[ChangeEvent]
     ) -> HostFinding | None:
+        try:
+            # Its VM may have been live-migrated, checkpoint and all, since
+            # the job was cut off: ask the node that has it now.
+            moved = follow(
+                self.ctx.engine,
+                self.ctx.decider.locator,
+                self.ctx.inventory,
+                self.ctx.clock,
+                change,
+                self.ctx.notifier.changed,
+            )
+            # The caller's copy goes on with the record's host and version.
+            change.host, change.version = moved.host, moved.version
+        except (Unavailable, NotFound) as exc:
+            text = f"cannot find {change.vm_name}'s node yet ({exc}); trying again"
+            if not _asked_already(events, text):
+                self._note(change, "reconcile_waiting", text)
+            return None
         host = self.ctx.host_for(change.host)
         try:
             checkpoints = host.list_checkpoints(change.vm_id)

@@ -147,6 +147,10 @@ def request_checkpoint(
     vm = resolve_vm(ctx, vm_name)
     text, kind, lifetime = _validate_create(ctx, reason, checkpoint_type, ttl)
     decision = ctx.decider.decide(vm, Action.CREATE, who, checkpoint_type=kind, ttl=lifetime)
+    # The node the decision just found the VM on (a clustered VM moves); the
+    # job follows it again before it runs (bot.service.execution).
+    seen = ctx.decider.locator.last_seen(vm)
+    owner = seen.host if seen is not None else vm.host
     adjusted = str(decision.adjustments.get("checkpoint_type", kind))
     ttl_seconds = int(
         decision.adjustments.get("ttl_seconds")
@@ -160,7 +164,7 @@ def request_checkpoint(
             Change(
                 vm_id=vm.vm_id,
                 vm_name=vm.name,
-                host=vm.host,
+                host=owner,
                 checkpoint_type=adjusted,
                 reason=text,
                 requester=who.id,

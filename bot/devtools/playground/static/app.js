@@ -19,6 +19,7 @@ const SUGGESTIONS = [
   '/checkpoint create CORP-DC01 --reason "monthly patching"',
   "/checkpoint list",
   "/checkpoint help",
+  "/hyperv migrate WEB02 HV01",
 ];
 
 async function post(verb, data) {
