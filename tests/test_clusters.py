@@ -71,7 +71,15 @@ from bot.store.migrate import upgrade
 from bot.store.sightings import next_sighting
 from tests.emulator_support import pool, run
 from tests.slack_support import RunningBot, block_problem, running_bot
-from tests.test_slack_flow import REF, click, command, replies, root_button, shown, thread_ts_of
+from tests.test_slack_flow import (
+    REF,
+    command,
+    quiet_click,
+    replies,
+    root_button,
+    shown,
+    thread_ts_of,
+)
 
 USER, PASSWORD, PASSWORD_ENV = "hvadmin", "Passw0rd!", "CLUSTER_PASSWORD"
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
@@ -562,7 +570,7 @@ def test_slack_the_thread_says_where_the_vm_moved_and_the_checkpoint_is_taken_th
         approve_value = root_button(bot, ref, "checkpoint:approve")
         # WEB02 is on the demo's CSV: an admin drains HV02 for patching.
         bot.fleet.host("HV02").live_migrate("2a7c9d4f-e613-4b8a-9d52-6b0e3f8a1c57", "HV01")
-        click(bot, "checkpoint:approve", approve_value, user="U0BOB")
+        quiet_click(bot, "checkpoint:approve", approve_value, user="U0BOB")
         bot.api.wait_for(
             lambda _cs: (
                 any("is now on HV01" in t for t in _thread_texts(bot, ref))
