@@ -139,10 +139,8 @@ class Commands:
                     rows=explain_rows(decision),
                 )
             case RollbackRequest():
-                target = request.change_ref or self._active_ref(request.vm or "")
-                if target is None:
-                    return deps.error(messages.nothing_active(request.vm or ""))
-                outcome = rollback(ctx, target, requester=who())
+                # A VM name means its one active change (bot/service/vm_target.py).
+                outcome = rollback(ctx, request.change_ref or request.vm or "", requester=who())
                 return self._acted("rollback", outcome)
             case MergeRequest(change_ref=ref):
                 outcome = merge(ctx, ref, requester=who())
@@ -197,9 +195,6 @@ class Commands:
         except InventoryLookupError:
             return list_checkpoints(ctx, vm=target)
         return list_checkpoints(ctx, host=target)
-
-    def _active_ref(self, vm: str) -> str | None:
-        return lookups.newest_active_change(self.deps.ctx, vm)
 
     def _windows(self) -> Payload:
         ctx = self.deps.ctx

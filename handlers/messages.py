@@ -145,10 +145,6 @@ def outdated(seen: int, now: int) -> str:
     return f"That message was out of date (v{seen}; the change is at v{now} now)."
 
 
-def nothing_active(vm: str) -> str:
-    return f"{esc(vm)} has no active change to roll back; `/checkpoint list {esc(vm)}` shows it."
-
-
 NO_WINDOWS = "The policy defines no change windows, so work runs whenever the policy allows it."
 NO_WINDOWS_HINT = "Admins add them under `windows:` in the policy file."
 

@@ -39,21 +39,6 @@ class HomeData:
     overdue: list[ChangeView]
 
 
-def newest_active_change(ctx: ServiceDeps, vm_name: str) -> str | None:
-    """`rollback VM` means the VM's newest active change: its ref, or None."""
-    try:
-        vm = ctx.inventory.vm(vm_name)
-    except InventoryLookupError as exc:
-        raise BadRequest(str(exc)) from None
-    with session_scope(ctx.engine) as s:
-        found = s.exec(
-            select(Change.id)
-            .where(Change.vm_id == vm.vm_id, Change.state == State.ACTIVE.value)
-            .order_by(col(Change.id).desc())
-        ).first()
-    return change_ref(found) if found is not None else None
-
-
 def waiting(ctx: ServiceDeps, change: ChangeView) -> list[PendingApproval]:
     """What waits for approvers on `change`, one entry per pending request."""
     return pending_approvals(ctx.engine, change)

@@ -30,6 +30,7 @@ from bot.service.dispatch import awaits_queue
 from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound
 from bot.service.not_now import not_now
 from bot.service.ownership import new_token
+from bot.service.vm_target import active_change_of
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Decision, Permission, Verdict, authorize
@@ -382,8 +383,13 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
 
 
 def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
+    """Roll back a change named by `CHG-n`, its checkpoint's Id, or its VM's
+    name (the VM's one active change, see bot/service/vm_target.py)."""
     who = as_principal(requester)
-    outcome = _act(ctx, ref, Action.ROLLBACK, who)
+    text = ref.strip()
+    if parse_ref(text) is None and not _GUID.match(text):
+        text = active_change_of(ctx, text, "roll back")
+    outcome = _act(ctx, text, Action.ROLLBACK, who)
     ctx.notifier.changed(outcome.change.id)
     return outcome
 
