@@ -38,6 +38,8 @@ class Window:
     channel: str | None = None
     opening_notice: timedelta = timedelta(minutes=30)
     closing_notice: timedelta = timedelta(minutes=30)
+    # Post every notice, even one about nothing (`notices.always`).
+    notices_always: bool = False
 
     def __post_init__(self) -> None:
         if (self.cron is None) == (self.rrule is None):

@@ -31,6 +31,7 @@ from slack_sdk.models.views import View
 
 from bot.domain import REF_WRITTEN_PATTERN
 from templates import Renderer, mrkdwn_escape, short_time
+from templates.slack_times import date_token, localize_blocks
 
 # Documented Block Kit limits (docs.slack.dev/reference/block-kit) that the
 # slack_sdk models do not check themselves.
@@ -171,7 +172,7 @@ def slack_date(value: datetime | None, fmt: str = "{date_short_pretty} {time}") 
     if value is None:
         return "-"
     at = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return f"<!date^{int(at.timestamp())}^{fmt}|{short_time(at.astimezone(UTC))}>"
+    return date_token(at, short_time(at.astimezone(UTC)), fmt)
 
 
 def quote(value: object) -> str:
@@ -461,9 +462,11 @@ class SlackRenderer:
         template = f"slack/{name}.json.j2"
         source = self.env.get_template(template).render(demo=demo, **values)
         try:
-            return json.loads(source)
+            data = json.loads(source)
         except json.JSONDecodeError as exc:
             raise BlockKitError(template, f"not JSON: {exc}") from exc
+        # Every UTC time a person reads becomes a date token in their own zone.
+        return localize_blocks(data)
 
     def payload(self, name: str, *, demo: bool = False, **values: Any) -> dict[str, Any]:
         """`{"text": ..., "blocks": [...]}`, ready for chat.postMessage / respond."""

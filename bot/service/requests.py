@@ -21,6 +21,7 @@ from bot.changes.record import (
     transition,
 )
 from bot.changes.views import ChangeView
+from bot.clock import utc_text
 from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
@@ -224,8 +225,7 @@ def record_create(
             Command.SCHEDULE,
             actor="policy",
             now=now,
-            message=f"outside its change window: runs when it opens at "
-            f"{schedule_at:%Y-%m-%d %H:%M %Z}",
+            message=f"outside its change window: runs when it opens at {utc_text(schedule_at)}",
         )
         return ctx.record_job(s, "create", change, key=key, not_before=schedule_at, payload=payload)
     return ctx.record_job(s, "create", change, key=key, payload=payload)
@@ -444,7 +444,7 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
                     kind="extend_awaits_approval",
                     actor="policy",
                     now=now,
-                    message=f"extension to {new_expiry:%Y-%m-%d %H:%M %Z} needs "
+                    message=f"extension to {utc_text(new_expiry)} needs "
                     f"{decision.approval.describe()}",
                     details=decision.to_dict(),
                 )
@@ -474,9 +474,9 @@ def apply_extension(
         actor=actor,
         actor_team=actor_team,
         now=now,
-        message=f"expiry moved from {old:%Y-%m-%d %H:%M %Z} to {until:%Y-%m-%d %H:%M %Z}"
+        message=f"expiry moved from {utc_text(old)} to {utc_text(until)}"
         if old
-        else f"expires at {until:%Y-%m-%d %H:%M %Z}",
+        else f"expires at {utc_text(until)}",
         expires_at=until,
     )
 
