@@ -111,8 +111,14 @@ def test_one_digest_per_channel_whatever_the_count(
         task.tick(clock() + timedelta(hours=1))  # same slot: nothing again
         assert len(api.of("chat.postMessage")) == 3
         clock.advance(timedelta(hours=6))
-        task.tick(clock())  # the next slot: one digest per channel again
-        assert len(api.of("chat.postMessage")) == 6
+        task.tick(clock())  # the next slot found nothing new: no digest again
+        assert len(api.of("chat.postMessage")) == 3
+        take_orphan(ctx, checkpointable(ctx)[-1], age=timedelta(days=3))
+        clock.advance(timedelta(hours=6))
+        task.tick(clock())  # a new orphan: its channel hears the whole picture again
+        again = api.of("chat.postMessage")[3:]
+        assert [p.body["channel"] for p in again] == ["C0A"]
+        assert "*7 orphans*" in texts(again[0].body)
     finally:
         ctx.close()
 
