@@ -53,6 +53,7 @@ from handlers.grammar import (
     help_sections,
     parse,
 )
+from handlers.status import status_payload
 from policies import rows as explain_rows
 from templates.blocks import slack_date
 
@@ -120,14 +121,8 @@ class Commands:
             case ListRequest(target=target):
                 return deps.payload("checkpoint_list", listing=self._list(target), scope=target)
             case StatusRequest(change_ref=ref):
-                change = show_change(ctx, ref)
-                # As the thread's root shows it, with what waits for approvers.
-                return deps.payload(
-                    "change_root",
-                    c=change,
-                    pending=lookups.waiting(ctx, change),
-                    start_after_restore=deps.start_after_restore,
-                )
+                # As the thread's root shows it, then its history.
+                return status_payload(deps, show_change(ctx, ref))
             case PolicyRequest(vm=vm, action=action):
                 decision = explain(ctx, vm, action, who())
                 return deps.payload(
@@ -207,6 +202,8 @@ class Commands:
                 slack_date(w.closes_at),
                 scopes[w.name],
                 len(waiting.scheduled_for(w.opens_at)),
+                open_now=w.open_now,
+                defined=w.defined,
             )
             for w in lookups.upcoming_windows(ctx)
         ]

@@ -149,11 +149,24 @@ NO_WINDOWS = "The policy defines no change windows, so work runs whenever the po
 NO_WINDOWS_HINT = "Admins add them under `windows:` in the policy file."
 
 
-def window_line(name: str, opens: str, closes: str, scope: str, scheduled: int = 0) -> str:
+def window_line(
+    name: str,
+    opens: str,
+    closes: str,
+    scope: str,
+    scheduled: int = 0,
+    *,
+    open_now: bool = False,
+    defined: str = "",
+) -> str:
+    """One window for `/checkpoint windows`: while it is open, "open now until"
+    its close (never "opens today" for an opening already under way)."""
     waiting = (
         f" · {scheduled} checkpoint{'s' if scheduled != 1 else ''} scheduled" if scheduled else ""
     )
-    return f":calendar: *{esc(name)}* · opens {opens} · closes {closes} · {esc(scope)}{waiting}"
+    when = f"*open now* until {closes}" if open_now else f"opens {opens} · closes {closes}"
+    how = f" · {esc(defined)}" if defined else ""
+    return f":calendar: *{esc(name)}* · {when} · {esc(scope)}{waiting}{how}"
 
 
 UNEXPECTED = "Something went wrong on our side; nothing was changed that you were not told of."

@@ -92,7 +92,7 @@ def authorize(
             PERMISSIONS_RULE,
             OutcomeKind.FIRED,
             Effect.DENY,
-            f"@{principal} may not {perm.value}: allowed are {_who(allowed)}",
+            f"@{principal} may not {perm.verb}: allowed are {_who(allowed)}",
             "ask an admin to add you to the policy's permissions, or ask someone allowed",
             used,
         )
@@ -103,7 +103,7 @@ def authorize(
             PERMISSIONS_RULE,
             OutcomeKind.FIRED,
             Effect.DENY,
-            f"{perm.value} is not allowed {where}: only in {', '.join(channels)}",
+            f"{perm.verb} is not allowed {where}: only in {', '.join(channels)}",
             f"ask again in {channels[0]}",
             used,
         )
@@ -111,7 +111,7 @@ def authorize(
         PERMISSIONS_RULE,
         OutcomeKind.PASSED,
         None,
-        f"@{principal} may {perm.value}" + (f" in {channel}" if channel else ""),
+        f"@{principal} may {perm.verb}" + (f" in {channel}" if channel else ""),
         facts=used,
     )
 

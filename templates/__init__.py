@@ -42,6 +42,18 @@ def mrkdwn_escape(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """ "1 checkpoint", "2 checkpoints" (`plural` for the irregular)."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def action_verb(value: object) -> str:
+    """An action as a verb in a sentence: "waiting for approval to roll
+    back" (the record's word is `rollback`, a noun)."""
+    text = str(value)
+    return "roll back" if text == "rollback" else text.replace("_", " ")
+
+
 def state_label(value: str | None) -> str:
     return (value or "-").replace("_", " ")
 
@@ -64,6 +76,8 @@ class Renderer:
             time=short_time,
             mrkdwn=mrkdwn_escape,
             state=state_label,
+            verb=action_verb,
+            count=counted,
         )
 
     def render(self, name: str, **values: Any) -> str:

@@ -68,6 +68,12 @@ DIGEST_TEXT = 3000
 #   lists (checkpoint list, policy explain, ephemeral notices): a header,
 #   a summary and a context line or two beside the packed rows.
 LIST_SECTIONS = 44
+#   `/checkpoint status`: the change's history under its card, the newest
+#   HISTORY_EVENTS steps in at most HISTORY_SECTIONS sections and
+#   HISTORY_TEXT characters, leaving the card the rest of the budget.
+HISTORY_EVENTS = 12
+HISTORY_SECTIONS = 3
+HISTORY_TEXT = 4000
 NOTICE_SECTIONS = 45
 LIST_TEXT = 10_000
 #   App Home: the open changes and the change windows share a view with the
@@ -333,6 +339,9 @@ SLACK_GLOBALS: Mapping[str, Any] = {
     "DIGEST_TEXT": DIGEST_TEXT,
     "SECTION_TEXT": SECTION_TEXT,
     "LIST_SECTIONS": LIST_SECTIONS,
+    "HISTORY_EVENTS": HISTORY_EVENTS,
+    "HISTORY_SECTIONS": HISTORY_SECTIONS,
+    "HISTORY_TEXT": HISTORY_TEXT,
     "NOTICE_SECTIONS": NOTICE_SECTIONS,
     "LIST_TEXT": LIST_TEXT,
     "HOME_CHANGES_SECTIONS": HOME_CHANGES_SECTIONS,
@@ -470,8 +479,15 @@ class SlackRenderer:
 
     def payload(self, name: str, *, demo: bool = False, **values: Any) -> dict[str, Any]:
         """`{"text": ..., "blocks": [...]}`, ready for chat.postMessage / respond."""
-        template = f"slack/{name}.json.j2"
-        data = self._load(name, demo, values)
+        return self._checked(f"slack/{name}.json.j2", self._load(name, demo, values))
+
+    def joined(self, first: Mapping[str, Any], *more: Mapping[str, Any]) -> dict[str, Any]:
+        """One message of several rendered ones (the first's `text`, every
+        one's blocks in order), checked against Slack's limits as a whole."""
+        blocks = [block for part in (first, *more) for block in part["blocks"]]
+        return self._checked("joined message", {"text": first["text"], "blocks": blocks})
+
+    def _checked(self, template: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):
             raise BlockKitError(template, 'a message renders {"text": str, "blocks": [...]}')
         if not data["text"].strip() or len(data["text"]) > FALLBACK_TEXT:

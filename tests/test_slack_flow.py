@@ -318,7 +318,7 @@ def test_group_approvers_and_status_shows_the_pending_rollback(tmp_path: Path) -
         # The root now asks the group; `/checkpoint status` shows it the same way.
         approve = root_button(bot, active.ref, "checkpoint:approve")
         status = command(bot, f"status {active.ref}", user="U0BOB")
-        assert "Waiting for approval* to rollback" in shown(status)
+        assert "Waiting for approval* to roll back" in shown(status)
         assert "S0APPROVERS" in shown(status) and "(0 of 1 so far)" in shown(status)
         assert button(status, "checkpoint:approve") == approve
         assert button(status, "checkpoint:reject") == approve

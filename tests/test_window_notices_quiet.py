@@ -132,7 +132,8 @@ def test_the_open_notice_lists_a_scheduled_checkpoint_already_started(
 def test_worth_posting_says_when_a_notice_concerns_something(
     phase: Phase, scheduled: int, active: int, happened: int, expected: bool
 ) -> None:
-    assert worth_posting(
-        phase, scheduled=scheduled, active=active, happened=happened, always=False
-    ) is expected
+    assert (
+        worth_posting(phase, scheduled=scheduled, active=active, happened=happened, always=False)
+        is expected
+    )
     assert worth_posting(phase, scheduled=scheduled, active=active, happened=happened, always=True)

@@ -15,11 +15,9 @@ from bot.changes import FINAL_STATES, State
 from bot.changes.pending import pending_approvals
 from bot.changes.record import parse_ref
 from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
-from bot.inventory import InventoryLookupError
 from bot.service.deciding import Principal
-from bot.service.errors import BadRequest
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, change_ref
+from bot.store.models import ApprovalRequest, Change
 from policies import ApprovalRequirement, Facts, Permission, authorize, check_approver
 
 if TYPE_CHECKING:
@@ -63,7 +61,15 @@ def upcoming_windows(ctx: ServiceDeps, limit: int = 10) -> list[UpcomingWindow]:
         if until is not None:
             # Open right now: show the current opening, it is what matters.
             opens = until - w.duration
-        found.append(UpcomingWindow(w.name, opens, opens + w.duration))
+        found.append(
+            UpcomingWindow(
+                w.name,
+                opens,
+                opens + w.duration,
+                open_now=until is not None,
+                defined=f"{w.schedule_text} in {w.tz.key}",
+            )
+        )
     return sorted(found, key=lambda u: u.opens_at)[:limit]
 
 
