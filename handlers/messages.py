@@ -8,8 +8,10 @@ Bolt style (`slack_bolt/logger/messages.py`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.changes.views import ChangeView
-from bot.service import Ambiguous, ApprovalOutcome, Outcome, Stale, settled_words
+from bot.service import Ambiguous, ApprovalOutcome, Happened, Outcome, Stale, settled_words
 from templates import mrkdwn_escape as esc
 from templates.blocks import mention, slack_date
 
@@ -113,16 +115,9 @@ def stale(exc: Stale) -> tuple[str, ...]:
             lines[0] += f" {slack_date(exc.settled_at)}"
         lines[0] += "."
     else:
-        lines[0] += (
-            f" (the card showed v{exc.seen_version}; {exc.ref} is at v{exc.now_version} now)."
-        )
+        lines[0] += f", and {esc(exc.ref)} moved on since the card was drawn."
     if exc.since:
-        shown = " · ".join(
-            f"{esc(h.kind.replace('_', ' '))} by {mention(h.actor)} {slack_date(h.at)}"
-            for h in exc.since
-        )
-        more = f" · …and {exc.more_since} more" if exc.more_since else ""
-        lines.append(f"Since then: {shown}{more}.")
+        lines.append(f"Since then: {happened(exc.since, exc.more_since)}.")
     if exc.waiting:
         names = " and ".join(f"*the {esc(w.action)}*" for w in exc.waiting)
         lines.append(f"Waiting now: {names}, with its own Approve / Reject in the thread's card.")
@@ -141,8 +136,20 @@ def say_which(exc: Ambiguous, how: str) -> str:
     return f"Say which: {options}."
 
 
-def outdated(seen: int, now: int) -> str:
-    return f"That message was out of date (v{seen}; the change is at v{now} now)."
+def happened(since: Sequence[Happened], more: int) -> str:
+    """What happened to a change after a card was drawn, each step with who
+    and when ("approval by @bob <date> · created by checkpoint-bot <date>")."""
+    shown = " · ".join(
+        f"{esc(h.kind.replace('_', ' '))} by {mention(h.actor)} {slack_date(h.at)}" for h in since
+    )
+    return shown + (f" · …and {more} more" if more else "")
+
+
+def outdated(since: Sequence[Happened], more: int) -> str:
+    """The hint under a refused click on an out-of-date message."""
+    if not since:
+        return "That message was out of date: the change moved on since it was drawn."
+    return f"That message was out of date. Since it was drawn: {happened(since, more)}."
 
 
 NO_WINDOWS = "The policy defines no change windows, so work runs whenever the policy allows it."

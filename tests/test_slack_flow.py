@@ -323,7 +323,11 @@ def test_group_approvers_and_status_shows_the_pending_rollback(tmp_path: Path) -
         assert button(status, "checkpoint:approve") == approve
         assert button(status, "checkpoint:reject") == approve
         assert not button(status, "checkpoint:rollback")
-        assert status["blocks"] == roots(bot.api.calls, active.ref)[-1].body["blocks"]
+        # The card as the thread shows it (its demo footer last), then the history.
+        card = roots(bot.api.calls, active.ref)[-1].body["blocks"]
+        assert status["blocks"][: len(card) - 1] == card[:-1]
+        assert "*History* (5 steps)" in shown(status)
+        assert status["blocks"][-1] == card[-1]
 
         # App Home: the change awaits Carol's approval (her group's), not Bob's.
         homes = {user: home_of(bot, user) for user in ("U0CAROL", "U0BOB")}

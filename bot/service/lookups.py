@@ -15,6 +15,7 @@ from bot.changes import FINAL_STATES, State
 from bot.changes.pending import pending_approvals
 from bot.changes.record import parse_ref
 from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
+from bot.service.binding import Happened, events_since
 from bot.service.deciding import Principal
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change
@@ -50,6 +51,20 @@ def change_version(ctx: ServiceDeps, ref: str) -> int | None:
     with session_scope(ctx.engine) as s:
         change = s.get(Change, change_id)
         return change.version if change is not None else None
+
+
+def happened_since(
+    ctx: ServiceDeps, ref: str, version: int
+) -> tuple[tuple[Happened, ...], int] | None:
+    """What happened to the change after `version` (a card's version): the
+    first few events and how many more; None for no such change."""
+    change_id = parse_ref(ref)
+    if change_id is None:
+        return None
+    with session_scope(ctx.engine) as s:
+        if s.get(Change, change_id) is None:
+            return None
+        return events_since(s, change_id, version)
 
 
 def upcoming_windows(ctx: ServiceDeps, limit: int = 10) -> list[UpcomingWindow]:
