@@ -67,7 +67,7 @@ def test_sigint_stops_the_demo_at_once_with_polls_open(tmp_path: Path) -> None:
     assert answered == []
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     took = time.monotonic() - started
     assert proc.returncode == 0, err
     assert took < STOP_LIMIT, f"stopped {took:.2f}s after SIGINT; stderr: {err}"
