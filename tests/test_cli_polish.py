@@ -6,9 +6,14 @@ working directory (demo mode), as in tests/test_cli.py."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
 from pathlib import Path
 
-from tests.test_cli import one_line_error, run
+from tests.test_cli import BOT, one_line_error, run
+
+ESC = "\x1b["
 
 
 def test_rollback_by_vm_name_rolls_back_its_one_active_change(tmp_path: Path) -> None:
@@ -58,3 +63,51 @@ def test_db_upgrade_and_policy_validate_print_json(tmp_path: Path) -> None:
     report = json.loads(checked.stdout)
     assert report["ok"] is True and "app-maintenance" in report["windows"]
     assert "domain_controller" in report["rules"]
+
+
+def _on_a_terminal(cwd: Path, *args: str, env: dict[str, str]) -> str:
+    """What the CLI writes to a terminal (a pseudo-terminal as stdout and stderr)."""
+    leader, follower = pty.openpty()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
+    full_env.pop("NO_COLOR", None)
+    full_env |= {"CHECKPOINT_BOT_USER": "tester", "TERM": "xterm"} | env
+    proc = subprocess.Popen(
+        [str(BOT), *args], cwd=cwd, env=full_env, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=120)
+    os.close(leader)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_colour_on_a_terminal_only_and_never_with_no_color(tmp_path: Path) -> None:
+    args = ("checkpoint", "create", "CORP-DC01", "--reason", "colour check")
+    coloured = _on_a_terminal(tmp_path, *args, env={})
+    assert ESC in coloured and "REFUSED" in coloured
+    plain = _on_a_terminal(tmp_path, *args, env={"NO_COLOR": "1"})
+    assert ESC not in plain and "REFUSED" in plain
+    assert ESC not in _on_a_terminal(tmp_path, *args, env={"TERM": "dumb"})
+    # An empty NO_COLOR does not count (https://no-color.org).
+    assert ESC in _on_a_terminal(tmp_path, *args, env={"NO_COLOR": ""})
+    error = _on_a_terminal(tmp_path, "change", "show", "CHG-77", env={"NO_COLOR": "1"})
+    assert error.strip().endswith("checkpoint-bot: error: no change CHG-0077")
+
+
+def test_redirected_output_has_no_escape_codes(tmp_path: Path) -> None:
+    for args in (
+        ("checkpoint", "create", "CORP-DC01", "--reason", "into a file"),
+        ("policy", "explain", "WEB01"),
+        ("change", "show", "CHG-1"),
+        ("change", "show", "CHG-77"),
+    ):
+        result = run(tmp_path, *args)
+        assert ESC not in result.stdout + result.stderr, args

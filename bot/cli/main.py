@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 
 from bot.cli.admin_cmds import audit, db, inventory, policy, worker
 from bot.cli.checkpoint_cmds import change, checkpoint
+from bot.cli.colour import wants_colour
 from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.followup_cmds import reconcile_cmd, resolve_cmd, windows_cmd
 from bot.cli.lazy import LazyCommand, LazyGroup
@@ -104,7 +106,9 @@ db.add_command(db_downgrade)
 
 def _fail(message: str, code: int) -> int:
     first, *rest = message.strip().splitlines() or ["error"]
-    click.echo(f"checkpoint-bot: error: {first}", err=True)
+    coloured = wants_colour(os.environ, sys.stderr.isatty())
+    error = click.style("error:", fg="red", bold=True) if coloured else "error:"
+    click.echo(f"checkpoint-bot: {error} {first}", err=True, color=coloured)
     for line in rest[:9]:
         click.echo(f"  {line}", err=True)
     return code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import click
 
+from bot.cli.colour import paint, wants_colour
 from bot.config import Settings, load_settings
 from bot.context import AppContext, build_context
 from bot.service import Principal
@@ -65,7 +67,10 @@ class Runtime:
             self._ctx = None
 
     def out(self, template: str, **values: Any) -> None:
-        click.echo(self.renderer.render(template, **values), nl=False)
+        text = self.renderer.render(template, **values)
+        coloured = wants_colour(self.env, sys.stdout.isatty())
+        # color=False: Click strips any escape code when asked not to colour.
+        click.echo(paint(text) if coloured else text, nl=False, color=coloured)
 
 
 def _short(path: Path, cwd: Path) -> str:
