@@ -92,3 +92,7 @@ def test_no_internal_words_reach_slack(tmp_path: Path) -> None:
         texts = _user_texts(bot.api.calls)
     for word in ("ttl_seconds", "to rollback", "may rollback", " 1 checkpoints"):
         assert word not in texts, word
+    # Every time shown is a date token; UTC text survives only as its fallback.
+    assert TOKEN.search(texts)
+    outside_tokens = re.sub(r"<!date\^[^>]*>", "", texts)
+    assert not re.search(r"\d\d:\d\d( UTC|:\d\d)", outside_tokens), outside_tokens
