@@ -111,3 +111,36 @@ def test_redirected_output_has_no_escape_codes(tmp_path: Path) -> None:
     ):
         result = run(tmp_path, *args)
         assert ESC not in result.stdout + result.stderr, args
+
+
+# Long-running services print logs, not results; `audit export` writes its
+# own machine formats (`--format jsonl|csv`).
+NO_JSON = {"serve", "worker", "demo", "emulator", "audit export"}
+
+
+def test_every_command_that_prints_a_result_has_json() -> None:
+    import click
+
+    from bot.cli.main import cli
+
+    def leaves(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
+        found: list[tuple[str, click.Command]] = []
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None
+            path = f"{prefix} {name}".strip()
+            if isinstance(command, click.Group):
+                found += leaves(command, path)
+            else:
+                found.append((path, command))
+        return found
+
+    commands = leaves(cli, "")
+    assert len(commands) > 20
+    missing = [
+        path
+        for path, command in commands
+        if path not in NO_JSON and not any("--json" in p.opts for p in command.params)
+    ]
+    assert missing == []
