@@ -75,6 +75,9 @@ def open_drawer_and_pick(page: Page, test_id: str) -> None:
     page.get_by_test_id("drawer-toggle").click()
     expect(sidebar).to_be_visible()
     expect(sidebar).to_be_in_viewport()
+    # Slid all the way in (the drawer's transition ends at the window's edge).
+    page.wait_for_function("document.getElementById('sidebar').getBoundingClientRect().left >= 0")
+    page.screenshot(path=str(artifact(f"phone-390-drawer-{test_id}.png")))
     page.get_by_test_id(test_id).click()
     expect(sidebar).to_be_hidden()
 
@@ -106,6 +109,8 @@ def test_a_phone_sized_window(page: Page) -> None:
     box = thread.bounding_box()
     assert box is not None and box["width"] >= PHONE["width"] - 1
     no_sideways_scroll(page)
+    # Scrolled to its newest reply, the thread keeps its Close button in view.
+    fully_visible(page, page.get_by_test_id("thread-close"))
     page.screenshot(path=str(artifact("phone-390-thread.png")))
     page.get_by_test_id("thread-close").click()
     expect(page.get_by_test_id("channel-messages")).to_be_visible()
