@@ -201,7 +201,8 @@ class Commands:
                 slack_date(w.opens_at),
                 slack_date(w.closes_at),
                 scopes[w.name],
-                len(waiting.scheduled_for(w.opens_at)),
+                # While it is open, its creates may have started already.
+                len(waiting.scheduled_for(w.opens_at, started=w.open_now)),
                 open_now=w.open_now,
                 defined=w.defined,
             )

@@ -4,7 +4,7 @@
 // overflow menus, radio buttons, plain-text inputs. Anything else shows as
 // an "unsupported" note rather than vanishing, so a bad message is visible.
 
-import { EMOJI } from "./emoji.js";
+import { EMOJI, emojify } from "./emoji.js";
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -150,7 +150,7 @@ function buttonEl(el, ctx, blockId) {
         await ctx.act({ type: "button", action_id: el.action_id, block_id: blockId, value: el.value, text: el.text, style: el.style });
       } finally { ev.target.disabled = false; }
     },
-  }, plain(el.text));
+  }, el.text?.emoji === false ? plain(el.text) : emojify(plain(el.text)));
 }
 
 function selectEl(el, ctx, blockId, { input = false } = {}) {

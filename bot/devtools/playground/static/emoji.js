@@ -14,3 +14,6 @@ export const EMOJI = {
   twisted_rightwards_arrows: "🔀", warning: "⚠️", wave: "👋", white_check_mark: "✅",
   wrench: "🔧", x: "❌", zzz: "💤",
 };
+
+// Shortcodes in a text as their emoji; an unknown one stays as typed.
+export const emojify = (text) => String(text).replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI[name] ?? m);
