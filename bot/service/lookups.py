@@ -15,6 +15,7 @@ from bot.changes import FINAL_STATES, State
 from bot.changes.pending import pending_approvals
 from bot.changes.record import parse_ref
 from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
+from bot.domain import ApprovalState
 from bot.service.binding import Happened, events_since
 from bot.service.deciding import Principal
 from bot.store.db import session_scope
@@ -128,7 +129,10 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
         ).all()
         pending = s.exec(
             select(ApprovalRequest, Change)
-            .where(ApprovalRequest.state == "pending", ApprovalRequest.change_id == Change.id)
+            .where(
+                ApprovalRequest.state == ApprovalState.PENDING,
+                ApprovalRequest.change_id == Change.id,
+            )
             .order_by(col(ApprovalRequest.id))
             .limit(_HOME_LIMIT)
         ).all()

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from bot.changes import State
 from bot.inventory import InventoryLookupError
-from bot.service.errors import BadRequest, NotFound
+from bot.service.errors import BadRequest, NotFound, from_inventory
 from bot.store.db import session_scope
 from bot.store.models import Change, change_ref
 
@@ -40,7 +40,7 @@ def active_change_of(ctx: ServiceDeps, vm_name: str, verb: str) -> str:
     try:
         vm = ctx.inventory.vm(vm_name)
     except InventoryLookupError as exc:
-        raise BadRequest(str(exc)) from None
+        raise from_inventory(exc) from None
     with session_scope(ctx.engine) as s:
         ids = s.exec(
             select(Change.id)
