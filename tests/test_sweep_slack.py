@@ -123,6 +123,26 @@ def test_one_digest_per_channel_whatever_the_count(
         ctx.close()
 
 
+def test_a_digest_slack_refused_is_tried_again_at_the_next_slot(
+    tmp_path: Path, api: FakeSlackApi, clock: ManualClock
+) -> None:
+    ctx = _context(tmp_path, api, clock)
+    try:
+        _seed(ctx, stale=0, orphans=2)
+        api.failing["chat.postMessage"] = "channel_not_found"
+        SweepTask(ctx).tick(clock())
+        assert [c.body["channel"] for c in api.of("chat.postMessage")] == ["C0A"]
+        del api.failing["chat.postMessage"]
+        clock.advance(timedelta(hours=6))
+        SweepTask(ctx).tick(clock())  # nothing new, but nobody was told yet
+        assert [c.body["channel"] for c in api.of("chat.postMessage")] == ["C0A", "C0A"]
+        clock.advance(timedelta(hours=6))
+        SweepTask(ctx).tick(clock())  # told now: quiet
+        assert len(api.of("chat.postMessage")) == 2
+    finally:
+        ctx.close()
+
+
 def test_racing_replicas_post_each_digest_once(
     tmp_path: Path, api: FakeSlackApi, clock: ManualClock, db_url: str
 ) -> None:

@@ -12,8 +12,8 @@ that cannot be asked is "unknown" in every digest, never "no checkpoints".
 The slot is claimed before the work, so a sweep that dies half way is not
 repeated by another replica: its digest goes out at most once, and the next
 slot sweeps again. A periodic digest goes out only with news: a finding its
-channel was not told of before (`digest_news`), so the same stale and orphan
-list is not posted every interval.
+channel was not told of before (`digest_news`; recorded once a digest is
+posted), so the same stale and orphan list is not posted every interval.
 """
 
 from __future__ import annotations
@@ -323,15 +323,18 @@ def post_digests(ctx: ServiceDeps, report: SweepReport, *, only_news: bool = Fal
     `only_news`, only to a channel that has not been told all of it."""
     posted: dict[str, str | None] = {}
     for digest in report.digests:
-        # Claim every key (no short cut): each is news once.
-        fresh = [k for k in digest_news(digest, report.at) if ctx.ticks.claim(NEWS_KIND, k)]
-        if only_news and not fresh:
+        keys = digest_news(digest, report.at)
+        if only_news and all(ctx.ticks.claimed(NEWS_KIND, k) for k in keys):
             log.info("sweep %s: nothing new for %s, not posted", report.slot, digest.channel)
             continue
         try:
             posted[digest.channel] = ctx.channels.post(
                 digest.channel, TEMPLATE, digest=digest, report=report
             )
+            if posted[digest.channel]:
+                # Told: these findings are news no more (a failed post keeps them news).
+                for key in keys:
+                    ctx.ticks.claim(NEWS_KIND, key)
         except Exception:
             # One channel's failure (a template bug) must not silence the others.
             log.exception("the sweep digest for %s could not be posted", digest.channel)
