@@ -7,6 +7,7 @@ answers read from the Web API recorder (tests/slack_support.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -96,3 +97,22 @@ def test_no_internal_words_reach_slack(tmp_path: Path) -> None:
     assert TOKEN.search(texts)
     outside_tokens = re.sub(r"<!date\^[^>]*>", "", texts)
     assert not re.search(r"\d\d:\d\d( UTC|:\d\d)", outside_tokens), outside_tokens
+
+
+def test_the_app_home_says_a_window_is_open_until_it_closes() -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from bot.changes.views import UpcomingWindow
+    from templates import Renderer
+    from templates.blocks import SlackRenderer
+    from tests.test_slack_blocks import T0, VIEWS
+
+    renderer = SlackRenderer(Renderer())
+    open_now = UpcomingWindow("app-maintenance", T0, T0 + timedelta(hours=2), open_now=True)
+    later = replace(open_now, name="weekend", opens_at=T0 + timedelta(days=1), open_now=False)
+    home = renderer.view("app_home", **{**VIEWS["app_home"], "windows": [open_now, later]})
+    text = json.dumps(home["blocks"], ensure_ascii=False)
+    closes = int((T0 + timedelta(hours=2)).timestamp())
+    assert f"*app-maintenance* · *open now* until <!date^{closes}^" in text
+    assert "*weekend* · opens <!date^" in text
