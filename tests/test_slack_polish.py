@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
+from bot.changes.views import UpcomingWindow
 from bot.inventory import load_inventory
 from handlers.grammar import parse
 from handlers.grammar.requests import CreateRequest, PolicyRequest, RollbackRequest
 from handlers.grammar.table import COMMANDS
+from templates import Renderer
+from templates.blocks import SlackRenderer
 from tests.slack_support import Call
+from tests.test_slack_blocks import T0, VIEWS
 from tests.test_slack_flow import REF, checked_bot, command, shown
 from tests.test_slack_http import wait_state
 
@@ -100,14 +106,6 @@ def test_no_internal_words_reach_slack(tmp_path: Path) -> None:
 
 
 def test_the_app_home_says_a_window_is_open_until_it_closes() -> None:
-    from dataclasses import replace
-    from datetime import timedelta
-
-    from bot.changes.views import UpcomingWindow
-    from templates import Renderer
-    from templates.blocks import SlackRenderer
-    from tests.test_slack_blocks import T0, VIEWS
-
     renderer = SlackRenderer(Renderer())
     open_now = UpcomingWindow("app-maintenance", T0, T0 + timedelta(hours=2), open_now=True)
     later = replace(open_now, name="weekend", opens_at=T0 + timedelta(days=1), open_now=False)
