@@ -11,6 +11,9 @@ import pty
 import subprocess
 from pathlib import Path
 
+import click
+
+from bot.cli.main import cli
 from tests.test_cli import BOT, one_line_error, run
 
 ESC = "\x1b["
@@ -119,10 +122,6 @@ NO_JSON = {"serve", "worker", "demo", "emulator", "audit export"}
 
 
 def test_every_command_that_prints_a_result_has_json() -> None:
-    import click
-
-    from bot.cli.main import cli
-
     def leaves(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
         found: list[tuple[str, click.Command]] = []
         ctx = click.Context(group)
