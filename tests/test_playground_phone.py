@@ -150,6 +150,28 @@ def test_a_tablet_with_a_thread_open(page: Page) -> None:
     page.get_by_test_id("thread-close").click()
 
 
+def test_a_small_laptop_shows_channel_and_thread_side_by_side(page: Page) -> None:
+    page.set_viewport_size({"width": 1024, "height": 768})
+    expect(page.get_by_test_id("sidebar")).to_be_visible()  # no drawer at this width
+    root = (
+        page.get_by_test_id("channel-messages")
+        .get_by_test_id("message")
+        .filter(has=page.get_by_role("heading", name=re.compile("checkpoint of STG-APP01$")))
+    )
+    root.get_by_test_id("open-thread").click()
+    thread = page.get_by_test_id("thread-pane")
+    expect(thread).to_contain_text("requested by @alice", timeout=WAIT_MS)
+    no_sideways_scroll(page)
+    channel = page.get_by_test_id("channel-messages").locator(".msg-body").first.bounding_box()
+    pane = thread.bounding_box()
+    sent = page.get_by_test_id("composer-send").bounding_box()
+    assert channel is not None and pane is not None and sent is not None
+    assert channel["width"] > 280, channel  # words, not letters, per line
+    assert sent["x"] + sent["width"] <= pane["x"], (sent, pane)  # Send stays left of the thread
+    page.screenshot(path=str(artifact("laptop-1024-thread.png")))
+    page.get_by_test_id("thread-close").click()
+
+
 def test_emoji_shortcodes_render_as_slack_renders_them(page: Page) -> None:
     page.set_viewport_size(PHONE)
     send(page, "done :broom: :checkered_flag: :not_an_emoji:")
