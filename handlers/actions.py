@@ -205,7 +205,10 @@ class Actions:
     def _conflict(self, value: ActionValue, exc: Conflict) -> Payload:
         now = lookups.change_version(self.deps.ctx, value.ref)
         seen = value.version
-        hint = messages.outdated(seen, now) if now is not None and now != seen else None
+        hint = None
+        if now is not None and now != seen:
+            since = lookups.happened_since(self.deps.ctx, value.ref, seen) or ((), 0)
+            hint = messages.outdated(*since)
         return self.deps.error(exc.message, hint)
 
     def open_create(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:

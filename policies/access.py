@@ -99,7 +99,7 @@ def authorize(
             PERMISSIONS_RULE,
             OutcomeKind.FIRED,
             Effect.DENY,
-            f"{user_mention(principal)} may not {perm.value}: allowed are {_who(allowed)}",
+            f"{user_mention(principal)} may not {perm.verb}: allowed are {_who(allowed)}",
             "ask an admin to add you to the policy's permissions, or ask someone allowed",
             used,
         )
@@ -111,7 +111,7 @@ def authorize(
             PERMISSIONS_RULE,
             OutcomeKind.FIRED,
             Effect.DENY,
-            f"{perm.value} is not allowed {where}: only in {only}",
+            f"{perm.verb} is not allowed {where}: only in {only}",
             f"ask again in {channel_mention(channels[0])}",
             used,
         )
@@ -119,7 +119,7 @@ def authorize(
         PERMISSIONS_RULE,
         OutcomeKind.PASSED,
         None,
-        f"{user_mention(principal)} may {perm.value}"
+        f"{user_mention(principal)} may {perm.verb}"
         + (f" in {channel_mention(channel)}" if channel else ""),
         facts=used,
     )

@@ -90,6 +90,12 @@ class Permission(enum.StrEnum):
     MERGE = "merge"
     EXTEND = "extend"
 
+    @property
+    def verb(self) -> str:
+        """The permission as a verb in a sentence ("may roll back"); the
+        value stays the policy file's key (`permissions.rollback`)."""
+        return "roll back" if self is Permission.ROLLBACK else self.value
+
 
 # The permission each action needs; creating a checkpoint is "requesting" one.
 ACTION_PERMISSION = {

@@ -138,10 +138,13 @@ class PermissionsConfig(_Model):
 
 
 class WindowNoticesConfig(_Model):
-    """How long before a window opens and closes its notices go out."""
+    """How long before a window opens and closes its notices go out, and
+    whether a notice goes out when nothing in the window's scope is
+    scheduled or holds a checkpoint (`always: false`: it does not)."""
 
     opening: Duration = timedelta(minutes=30)
     closing: Duration = timedelta(minutes=30)
+    always: bool = False
 
 
 class WindowConfig(_Model):

@@ -39,6 +39,8 @@ class Window:
     channel: str | None = None
     opening_notice: timedelta = timedelta(minutes=30)
     closing_notice: timedelta = timedelta(minutes=30)
+    # Post every notice, even one about nothing (`notices.always`).
+    notices_always: bool = False
     matcher: ScopeMatcher = field(init=False, repr=False, compare=False)
     _cron: Any = field(init=False, repr=False, compare=False, default=None)
     # The last span between two openings asked about: (opening at or before,

@@ -44,6 +44,18 @@ def mrkdwn_escape(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """ "1 checkpoint", "2 checkpoints" (`plural` for the irregular)."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def action_verb(value: object) -> str:
+    """An action as a verb in a sentence: "waiting for approval to roll
+    back" (the record's word is `rollback`, a noun)."""
+    text = str(value)
+    return "roll back" if text == "rollback" else text.replace("_", " ")
+
+
 def state_label(value: str | None) -> str:
     return (value or "-").replace("_", " ")
 
@@ -73,6 +85,8 @@ class Renderer:
             state=state_label,
             # Mention tokens (`<@U…>`) the bot wrote, as words a terminal shows.
             people=plain_mentions,
+            verb=action_verb,
+            count=counted,
         )
 
     def render(self, name: str, **values: Any) -> str:

@@ -31,6 +31,7 @@ from slack_sdk.models.views import View
 
 from bot.domain import MENTION_TOKEN, REF_WRITTEN_PATTERN
 from templates import Renderer, mrkdwn_escape, short_time
+from templates.slack_times import date_token, localize_blocks
 
 # Documented Block Kit limits (docs.slack.dev/reference/block-kit) that the
 # slack_sdk models do not check themselves.
@@ -67,6 +68,12 @@ DIGEST_TEXT = 3000
 #   lists (checkpoint list, policy explain, ephemeral notices): a header,
 #   a summary and a context line or two beside the packed rows.
 LIST_SECTIONS = 44
+#   `/checkpoint status`: the change's history under its card, the newest
+#   HISTORY_EVENTS steps in at most HISTORY_SECTIONS sections and
+#   HISTORY_TEXT characters, leaving the card the rest of the budget.
+HISTORY_EVENTS = 12
+HISTORY_SECTIONS = 3
+HISTORY_TEXT = 4000
 NOTICE_SECTIONS = 45
 LIST_TEXT = 10_000
 #   App Home: the open changes and the change windows share a view with the
@@ -191,7 +198,7 @@ def slack_date(value: datetime | str | None, fmt: str = "{date_short_pretty} {ti
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     at = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return f"<!date^{int(at.timestamp())}^{fmt}|{short_time(at.astimezone(UTC))}>"
+    return date_token(at, short_time(at.astimezone(UTC)), fmt)
 
 
 def quote(value: object) -> str:
@@ -353,6 +360,9 @@ SLACK_GLOBALS: Mapping[str, Any] = {
     "DIGEST_TEXT": DIGEST_TEXT,
     "SECTION_TEXT": SECTION_TEXT,
     "LIST_SECTIONS": LIST_SECTIONS,
+    "HISTORY_EVENTS": HISTORY_EVENTS,
+    "HISTORY_SECTIONS": HISTORY_SECTIONS,
+    "HISTORY_TEXT": HISTORY_TEXT,
     "NOTICE_SECTIONS": NOTICE_SECTIONS,
     "LIST_TEXT": LIST_TEXT,
     "HOME_CHANGES_SECTIONS": HOME_CHANGES_SECTIONS,
@@ -482,14 +492,23 @@ class SlackRenderer:
         template = f"slack/{name}.json.j2"
         source = self.env.get_template(template).render(demo=demo, **values)
         try:
-            return json.loads(source)
+            data = json.loads(source)
         except json.JSONDecodeError as exc:
             raise BlockKitError(template, f"not JSON: {exc}") from exc
+        # Every UTC time a person reads becomes a date token in their own zone.
+        return localize_blocks(data)
 
     def payload(self, name: str, *, demo: bool = False, **values: Any) -> dict[str, Any]:
         """`{"text": ..., "blocks": [...]}`, ready for chat.postMessage / respond."""
-        template = f"slack/{name}.json.j2"
-        data = self._load(name, demo, values)
+        return self._checked(f"slack/{name}.json.j2", self._load(name, demo, values))
+
+    def joined(self, first: Mapping[str, Any], *more: Mapping[str, Any]) -> dict[str, Any]:
+        """One message of several rendered ones (the first's `text`, every
+        one's blocks in order), checked against Slack's limits as a whole."""
+        blocks = [block for part in (first, *more) for block in part["blocks"]]
+        return self._checked("joined message", {"text": first["text"], "blocks": blocks})
+
+    def _checked(self, template: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):
             raise BlockKitError(template, 'a message renders {"text": str, "blocks": [...]}')
         if not data["text"].strip() or len(data["text"]) > FALLBACK_TEXT:

@@ -111,7 +111,7 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
     dialog.get_by_test_id("confirm-ok").click()
     expect(dialog).to_have_count(0)
     # A prod rollback needs a second person too (deploy/examples/demo-policy.yaml).
-    expect(root).to_contain_text("Waiting for approval to rollback", timeout=WAIT_MS)
+    expect(root).to_contain_text("Waiting for approval to roll back", timeout=WAIT_MS)
 
     be(page, "U0BOB")
     root.get_by_role("button", name="Approve").click()

@@ -223,6 +223,9 @@ def test_an_old_format_value_acts_only_on_exactly_what_it_could_mean(tmp_path: P
         told = shown(click(bot, "checkpoint:approve", create_card, "U0CAROL"))
         assert "out of date" in told and "nothing was done" in told
         assert "Waiting now: *the rollback*" in told
+        # What happened since, with who and when; never version numbers.
+        assert "Since then:" in told and "by <@U0BOB> <!date^" in told, told
+        assert not re.search(r"\bv\d+\b", told.replace(create_card, "")), told
         settle()
         assert record(bot, active.id) == before
         assert bot.host_commands("Restore-VMSnapshot") == []

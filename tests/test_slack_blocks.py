@@ -383,7 +383,7 @@ def test_pending_rollback_approval_replaces_the_buttons_and_warns(slack: SlackRe
     assert "is lost" in approve["confirm"]["text"]["text"]
     assert approve["text"]["text"] == "Approve rollback"
     assert approve["value"] == "CHG-0042:rollback#12:v7"
-    assert any("Waiting for approval* to rollback" in t and "@U123" in t for t in texts(blocks))
+    assert any("Waiting for approval* to roll back" in t and "@U123" in t for t in texts(blocks))
 
 
 def test_each_waiting_request_gets_its_own_buttons(slack: SlackRenderer) -> None:

@@ -328,12 +328,16 @@ def test_group_approvers_and_status_shows_the_pending_rollback(tmp_path: Path) -
         # The root now asks the group; `/checkpoint status` shows it the same way.
         approve = root_button(bot, active.ref, "checkpoint:approve")
         status = command(bot, f"status {active.ref}", user="U0BOB")
-        assert "Waiting for approval* to rollback" in shown(status)
+        assert "Waiting for approval* to roll back" in shown(status)
         assert "<!subteam^S0APPROVERS>" in shown(status) and "(0 of 1 so far)" in shown(status)
         assert button(status, "checkpoint:approve") == approve
         assert button(status, "checkpoint:reject") == approve
         assert not button(status, "checkpoint:rollback")
-        assert status["blocks"] == roots(bot.api.calls, active.ref)[-1].body["blocks"]
+        # The card as the thread shows it (its demo footer last), then the history.
+        card = roots(bot.api.calls, active.ref)[-1].body["blocks"]
+        assert status["blocks"][: len(card) - 1] == card[:-1]
+        assert "*History* (5 steps)" in shown(status)
+        assert status["blocks"][-1] == card[-1]
 
         # App Home: the change awaits Carol's approval (her group's), not Bob's.
         homes = {user: home_of(bot, user) for user in ("U0CAROL", "U0BOB")}

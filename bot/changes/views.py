@@ -281,8 +281,13 @@ class PendingApproval:
 
 @dataclass(frozen=True)
 class UpcomingWindow:
-    """A change window's next opening (the App Home shows it)."""
+    """A change window's next opening, or the current one while it is open
+    (the App Home and `/checkpoint windows` show it)."""
 
     name: str
     opens_at: datetime
     closes_at: datetime
+    open_now: bool = False
+    # How the window is defined, in its own time zone ("cron 0 22 * * 6 in
+    # Europe/Berlin"): the one place a reader sees that zone.
+    defined: str = ""

@@ -33,14 +33,24 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
-def db_upgrade(rt: Runtime) -> None:
+def db_upgrade(rt: Runtime, as_json: bool) -> None:
     """Migrate the database to the newest schema (safe to run again).
 
     Exit 2 when the database URL does not parse (nothing was tried), 3 when
     the database does not answer (nothing was changed: try again)."""
     done = upgrade_schema(rt.settings)
-    if not done.changed:
+    if as_json:
+        echo_json(
+            {
+                "database": done.database,
+                "before": done.before,
+                "after": done.after,
+                "changed": done.changed,
+            }
+        )
+    elif not done.changed:
         click.echo(f"{done.database}: already at schema {done.after}")
     else:
         click.echo(f"{done.database}: schema {done.before or 'empty'} → {done.after}")
@@ -171,13 +181,25 @@ def policy_explain(
 
 @policy.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (when the file is valid).")
 @pass_runtime
-def policy_validate(rt: Runtime, file: Path) -> None:
+def policy_validate(rt: Runtime, file: Path, as_json: bool) -> None:
     """Check a policy file (merged over the shipped default) and say what is wrong."""
     try:
         policy = validate_policy_file(file)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
+    if as_json:
+        echo_json(
+            {
+                "file": str(file),
+                "ok": True,
+                "rules": sorted(policy.rules),
+                "windows": sorted(w.name for w in policy.windows),
+                "exemptions": len(policy.exemptions),
+            }
+        )
+        return
     counts = [
         _count(len(policy.rules), "rule"),
         _count(len(policy.windows), "change window"),

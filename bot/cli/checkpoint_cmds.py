@@ -125,12 +125,13 @@ def create(
 
 
 @checkpoint.command("rollback")
-@click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
+@click.argument("target", metavar="CHANGE|CHECKPOINT|VM")
 @click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
 @pass_runtime
 def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
-    """Restore the checkpoint of a change (CHG-n or the checkpoint's Id).
+    """Restore the checkpoint of a change (CHG-n, the checkpoint's Id, or a
+    VM's name for its one active change).
 
     Everything written to the VM since the checkpoint is lost. A production
     checkpoint leaves the VM off; the bot starts it again if it was running

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from bot.cli.colour import wants_colour
 from bot.cli.lazy import LazyCommand, LazyGroup
 from bot.cli.runtime import Runtime
 
@@ -111,7 +113,9 @@ def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> No
 
 def _fail(message: str, code: int) -> int:
     first, *rest = message.strip().splitlines() or ["error"]
-    click.echo(f"checkpoint-bot: error: {first}", err=True)
+    coloured = wants_colour(os.environ, sys.stderr.isatty())
+    error = click.style("error:", fg="red", bold=True) if coloured else "error:"
+    click.echo(f"checkpoint-bot: {error} {first}", err=True, color=coloured)
     for line in rest[:9]:
         click.echo(f"  {line}", err=True)
     return code

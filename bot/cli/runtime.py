@@ -5,12 +5,15 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from bot.cli.colour import paint, wants_colour
 
 if TYPE_CHECKING:
     # Imported when first used, not here: `--help` and `--version` load this
@@ -87,7 +90,10 @@ class Runtime:
             self._ctx = None
 
     def out(self, template: str, **values: Any) -> None:
-        click.echo(self.renderer.render(template, **values), nl=False)
+        text = self.renderer.render(template, **values)
+        coloured = wants_colour(self.env, sys.stdout.isatty())
+        # color=False: Click strips any escape code when asked not to colour.
+        click.echo(paint(text) if coloured else text, nl=False, color=coloured)
 
 
 def _short(path: Path, cwd: Path) -> str:

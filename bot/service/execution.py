@@ -23,6 +23,7 @@ from sqlmodel import col, select
 
 from bot.changes import Command, State
 from bot.changes.record import events_of, get_change, note, transition
+from bot.clock import utc_text
 from bot.config import DefaultsConfig
 from bot.domain import ApprovalState, CheckpointKind
 from bot.durations import format_duration
@@ -341,8 +342,7 @@ class HostJobs:
                 self._note(
                     change.id,
                     "recheck_waiting",
-                    f"{message}; nothing was done, trying again until "
-                    f"{job.deadline:%Y-%m-%d %H:%M %Z}",
+                    f"{message}; nothing was done, trying again until {utc_text(job.deadline)}",
                 )
             raise RetryLater(message)
         self._step(
@@ -391,9 +391,7 @@ class HostJobs:
         if decision.verdict is Verdict.DENY:
             return "; ".join(decision.reasons)
         if decision.schedule_at is not None and decision.schedule_at > self.clock():
-            return (
-                f"its change window is closed (next opens {decision.schedule_at:%Y-%m-%d %H:%M %Z})"
-            )
+            return f"its change window is closed (next opens {utc_text(decision.schedule_at)})"
         if decision.verdict is Verdict.NEEDS_APPROVAL:
             with session_scope(self.engine) as s:
                 granted = s.exec(

@@ -19,10 +19,11 @@ from bot.changes.record import parse_ref
 from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
 from bot.domain import ApprovalState
 from bot.inventory import InventoryLookupError
+from bot.service.binding import Happened, events_since
 from bot.service.deciding import Principal
 from bot.service.errors import from_inventory
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
+from bot.store.models import ApprovalRequest, Change, ChangeEvent
 from policies import (
     PERMISSIONS_RULE,
     Action,
@@ -50,21 +51,6 @@ class HomeData:
     to_approve: list[PendingApproval]
     windows: list[UpcomingWindow]
     overdue: list[ChangeView]
-
-
-def newest_active_change(ctx: ServiceDeps, vm_name: str) -> str | None:
-    """`rollback VM` means the VM's newest active change: its ref, or None."""
-    try:
-        vm = ctx.inventory.vm(vm_name)
-    except InventoryLookupError as exc:
-        raise from_inventory(exc) from None
-    with session_scope(ctx.engine) as s:
-        found = s.exec(
-            select(Change.id)
-            .where(Change.vm_id == vm.vm_id, Change.state == State.ACTIVE.value)
-            .order_by(col(Change.id).desc())
-        ).first()
-    return change_ref(found) if found is not None else None
 
 
 def waiting(ctx: ServiceDeps, change: ChangeView) -> list[PendingApproval]:
@@ -150,6 +136,20 @@ def change_version(ctx: ServiceDeps, ref: str) -> int | None:
         return change.version if change is not None else None
 
 
+def happened_since(
+    ctx: ServiceDeps, ref: str, version: int
+) -> tuple[tuple[Happened, ...], int] | None:
+    """What happened to the change after `version` (a card's version): the
+    first few events and how many more; None for no such change."""
+    change_id = parse_ref(ref)
+    if change_id is None:
+        return None
+    with session_scope(ctx.engine) as s:
+        if s.get(Change, change_id) is None:
+            return None
+        return events_since(s, change_id, version)
+
+
 def upcoming_windows(ctx: ServiceDeps, limit: int = 10) -> list[UpcomingWindow]:
     now = ctx.clock()
     found = []
@@ -159,7 +159,15 @@ def upcoming_windows(ctx: ServiceDeps, limit: int = 10) -> list[UpcomingWindow]:
         if until is not None:
             # Open right now: show the current opening, it is what matters.
             opens = until - w.duration
-        found.append(UpcomingWindow(w.name, opens, opens + w.duration))
+        found.append(
+            UpcomingWindow(
+                w.name,
+                opens,
+                opens + w.duration,
+                open_now=until is not None,
+                defined=f"{w.schedule_text} in {w.tz.key}",
+            )
+        )
     return sorted(found, key=lambda u: u.opens_at)[:limit]
 
 

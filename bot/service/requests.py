@@ -21,6 +21,7 @@ from bot.changes.record import (
     transition,
 )
 from bot.changes.views import ChangeView
+from bot.clock import utc_text
 from bot.domain import ApprovalState, CheckpointKind, user_mention
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
@@ -38,6 +39,7 @@ from bot.service.errors import (
     not_now,
 )
 from bot.service.ownership import new_token
+from bot.service.vm_target import active_change_of
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Decision, Permission, Verdict, authorize
@@ -235,8 +237,7 @@ def record_create(
             Command.SCHEDULE,
             actor="policy",
             now=now,
-            message=f"outside its change window: runs when it opens at "
-            f"{schedule_at:%Y-%m-%d %H:%M %Z}",
+            message=f"outside its change window: runs when it opens at {utc_text(schedule_at)}",
         )
         return ctx.record_job(
             s, JobKind.CREATE, change, key=key, not_before=schedule_at, payload=payload
@@ -394,8 +395,13 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
 
 
 def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
+    """Roll back a change named by `CHG-n`, its checkpoint's Id, or its VM's
+    name (the VM's one active change, see bot/service/vm_target.py)."""
     who = as_principal(requester)
-    outcome = _act(ctx, ref, Action.ROLLBACK, who)
+    text = ref.strip()
+    if parse_ref(text) is None and not _GUID.match(text):
+        text = active_change_of(ctx, text, "roll back")
+    outcome = _act(ctx, text, Action.ROLLBACK, who)
     ctx.notifier.changed(outcome.change.id)
     return outcome
 
@@ -450,7 +456,7 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
                     kind="extend_awaits_approval",
                     actor="policy",
                     now=now,
-                    message=f"extension to {new_expiry:%Y-%m-%d %H:%M %Z} needs "
+                    message=f"extension to {utc_text(new_expiry)} needs "
                     f"{decision.approval.describe()}",
                     details=decision.to_dict(),
                 )
@@ -480,9 +486,9 @@ def apply_extension(
         actor=actor,
         actor_team=actor_team,
         now=now,
-        message=f"expiry moved from {old:%Y-%m-%d %H:%M %Z} to {until:%Y-%m-%d %H:%M %Z}"
+        message=f"expiry moved from {utc_text(old)} to {utc_text(until)}"
         if old
-        else f"expires at {until:%Y-%m-%d %H:%M %Z}",
+        else f"expires at {utc_text(until)}",
         expires_at=until,
     )
 

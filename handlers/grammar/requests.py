@@ -57,7 +57,7 @@ class ListRequest:
 
 @dataclass(frozen=True)
 class RollbackRequest:
-    """Exactly one of `change_ref` (CHG-0042) or `vm` (its newest active change)."""
+    """Exactly one of `change_ref` (CHG-0042) or `vm` (its one active change)."""
 
     change_ref: str | None = None
     vm: str | None = None

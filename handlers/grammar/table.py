@@ -200,7 +200,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         bare_help=f"{SLASH} create alone opens a form",
         examples=(
             "create WEB01 patching KB5044284",
-            'create SQL01 --type production-only --ttl 48h --reason "CU14 upgrade"',
+            'create STG-WEB01 --type production-only --ttl 48h --reason "IIS upgrade"',
         ),
         synonyms=("new", "take", "snapshot", "checkpoint", "make", "add"),
     ),
@@ -218,7 +218,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
         _rollback,
         args=(Param("target", Kind.CHANGE_OR_VM, "CHG-n|VM"),),
         examples=("rollback CHG-0042", "rollback WEB01"),
-        details="A VM name means that VM's newest active change; CHG-n always means a change.",
+        details="A VM name means that VM's one active change (with several, name the change); "
+        "CHG-n always means a change.",
         synonyms=("restore", "revert", "undo", "apply"),
     ),
     CommandSpec(
@@ -282,7 +283,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "explain what the guardrails say about an action on a VM",
         lambda v: PolicyRequest(v.need("vm"), v.get("action") or "create"),
         args=(_VM, Param("action", Kind.CHOICE, "ACTION", choices=_ACTIONS, required=False)),
-        examples=("policy DC01", "policy SQL01 rollback"),
+        examples=("policy CORP-DC01", "policy SQL01 rollback"),
         details="The action defaults to create.",
         synonyms=("explain", "why", "can", "rules", "check", "guardrails"),
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from bot.clock import utc_text
 from policies.model import (
     Action,
     ApprovalRequirement,
@@ -50,12 +51,12 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
         if until is not None:
             return passed(
                 rule,
-                f"inside change window '{window.name}' until {window.local_text(until)}",
+                f"inside change window '{window.name}' until {utc_text(until)}",
                 used,
             )
     window, start = min(((w, w.next_start(now)) for w in applying), key=lambda pair: pair[1])
     names = ", ".join(f"'{w.name}'" for w in applying)
-    opens = f"the next one, '{window.name}', opens {window.local_text(start)}"
+    opens = f"the next one, '{window.name}', opens {utc_text(start)}"
     if rule.effect is Effect.SCHEDULE and req.action is not Action.CREATE:
         # Only a create has a "scheduled" state to wait in; a rollback or a
         # merge outside its window is refused with the next opening, so
@@ -64,7 +65,7 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
             rule,
             f"{vm} is outside its change windows ({names}); {req.action.value} is not "
             f"scheduled, only creates are: {opens}",
-            f"ask again after {start:%Y-%m-%d %H:%M} UTC, or ask an admin for an exemption",
+            f"ask again after {utc_text(start)}, or ask an admin for an exemption",
             used,
             effect=Effect.DENY,
             schedule_at=start,
@@ -80,7 +81,7 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
     return fire(
         rule,
         f"{vm} is outside its change windows ({names}); {opens}",
-        f"ask again after {start:%Y-%m-%d %H:%M} UTC, or ask an admin for an exemption",
+        f"ask again after {utc_text(start)}, or ask an admin for an exemption",
         used,
         schedule_at=start,
     )

@@ -132,6 +132,15 @@ class Demo:
                 log.warning("demo: stopping %r failed", stop, exc_info=True)
 
 
+def _stop_playground(workspace: Workspace, server: HttpServer) -> None:
+    """Answer the browsers' long polls, let those answers go out, then stop:
+    an open poll would hold its thread until it timed out, and the server
+    would wait for it and warn "thread(s) still running" (Ctrl-C took 5 s)."""
+    workspace.close()
+    server.drain(timeout=1.0)
+    server.stop(timeout=1.0)
+
+
 def _clear(rundir: Path) -> None:
     rundir.mkdir(parents=True, exist_ok=True)
     for name in _RUN_FILES:
@@ -161,7 +170,7 @@ def start_demo(options: DemoOptions) -> Demo:
     )
     rundir = run_dir(options.workdir, playground.port)
     demo = Demo(url=playground.url + "/", workspace=workspace, rundir=rundir)
-    demo._stops.append(playground.stop)
+    demo._stops.append(lambda: _stop_playground(workspace, playground))
     ui.response_base = f"{playground.url}/response_url"
     try:
         _clear(rundir)
