@@ -14,6 +14,14 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def utc_text(at: datetime) -> str:
+    """`at` as the record writes a time: "2026-12-04 17:00 UTC" (a naive
+    datetime is UTC, as the store keeps them). Slack shows it in each
+    reader's own zone (templates/slack_times.py)."""
+    instant = at if at.tzinfo else at.replace(tzinfo=UTC)
+    return f"{instant.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
 def speed_of(clock: Clock) -> float:
     """How many clock seconds pass per real second (1 for real clocks)."""
     speed = getattr(clock, "speed", 1.0)

@@ -16,6 +16,7 @@ import contextlib
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +177,21 @@ class HttpServer:
         self._thread = threading.Thread(target=self.run, name="waitress", daemon=True)
         self._thread.start()
         return self
+
+    def drain(self, timeout: float) -> bool:
+        """Take no new connection and wait (up to `timeout`) until no request
+        is being handled; True when none is. For a caller that first ends
+        its long-running requests (the playground's long polls), so `stop()`
+        closes no connection in the middle of an answer."""
+        self._server.accepting = False  # the loop stops polling the listener
+        dispatcher = self._server.task_dispatcher
+        deadline = time.monotonic() + timeout
+        while True:
+            with dispatcher.lock:
+                idle = not dispatcher.queue and dispatcher.active_count == 0
+            if idle or time.monotonic() >= deadline:
+                return idle
+            time.sleep(0.01)
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the loop and let running requests finish (up to `timeout`)."""

@@ -31,6 +31,7 @@ from bot.service import (
     rollback,
     show_change,
     show_settings,
+    withdraw,
 )
 from handlers import messages, outage
 from handlers.deps import SlackDeps, ephemeral
@@ -50,9 +51,11 @@ from handlers.grammar import (
     SettingsRequest,
     StatusRequest,
     WindowsRequest,
+    WithdrawRequest,
     help_sections,
     parse,
 )
+from handlers.status import status_payload
 from policies import rows as explain_rows
 from templates.blocks import slack_date
 
@@ -88,7 +91,7 @@ class Commands:
             how = f"{SLASH} {exc.verb} {exc.ref}"
             payload = self.deps.error(exc.message, messages.say_which(exc, how))
         except ServiceError as exc:
-            payload = self.deps.error(exc.message)
+            payload = self.deps.refusal(exc)
         except Exception as exc:
             payload = outage.failure(self.deps, exc, writes, "/checkpoint")
         if payload is not None:
@@ -112,7 +115,12 @@ class Commands:
                 values = {"title": title} if title else {}
                 return deps.payload("help", sections=help_sections(topic), **values)
             case OpenCreateModal():
-                view = deps.view("create_modal", vms_by_host=vms_by_host(deps), metadata=channel)
+                view = deps.view(
+                    "create_modal",
+                    vms_by_host=vms_by_host(deps),
+                    metadata=channel,
+                    refused=lookups.refused_vms(ctx, principal),
+                )
                 client.views_open(trigger_id=command["trigger_id"], view=view)
                 return None
             case CreateRequest():
@@ -120,14 +128,8 @@ class Commands:
             case ListRequest(target=target):
                 return deps.payload("checkpoint_list", listing=self._list(target), scope=target)
             case StatusRequest(change_ref=ref):
-                change = show_change(ctx, ref)
-                # As the thread's root shows it, with what waits for approvers.
-                return deps.payload(
-                    "change_root",
-                    c=change,
-                    pending=lookups.waiting(ctx, change),
-                    start_after_restore=deps.start_after_restore,
-                )
+                # As the thread's root shows it, then its history.
+                return status_payload(deps, show_change(ctx, ref))
             case PolicyRequest(vm=vm, action=action):
                 decision = explain(ctx, vm, action, who())
                 return deps.payload(
@@ -139,10 +141,8 @@ class Commands:
                     rows=explain_rows(decision),
                 )
             case RollbackRequest():
-                target = request.change_ref or self._active_ref(request.vm or "")
-                if target is None:
-                    return deps.error(messages.nothing_active(request.vm or ""))
-                outcome = rollback(ctx, target, requester=who())
+                # A VM name means its one active change (bot/service/vm_target.py).
+                outcome = rollback(ctx, request.change_ref or request.vm or "", requester=who())
                 return self._acted("rollback", outcome)
             case MergeRequest(change_ref=ref):
                 outcome = merge(ctx, ref, requester=who())
@@ -160,6 +160,9 @@ class Commands:
                 result = reject(
                     ctx, ref, approver=who(), reason=reason or "", target=Target(action=action)
                 )
+                return deps.notice(*messages.approval(result))
+            case WithdrawRequest(change_ref=ref, action=action):
+                result = withdraw(ctx, ref, requester=who(), target=Target(action=action))
                 return deps.notice(*messages.approval(result))
             case WindowsRequest():
                 return self._windows()
@@ -198,9 +201,6 @@ class Commands:
             return list_checkpoints(ctx, vm=target)
         return list_checkpoints(ctx, host=target)
 
-    def _active_ref(self, vm: str) -> str | None:
-        return lookups.newest_active_change(self.deps.ctx, vm)
-
     def _windows(self) -> Payload:
         ctx = self.deps.ctx
         scopes = lookups.window_scopes(ctx)
@@ -211,7 +211,10 @@ class Commands:
                 slack_date(w.opens_at),
                 slack_date(w.closes_at),
                 scopes[w.name],
-                len(waiting.scheduled_for(w.opens_at)),
+                # While it is open, its creates may have started already.
+                len(waiting.scheduled_for(w.opens_at, started=w.open_now)),
+                open_now=w.open_now,
+                defined=w.defined,
             )
             for w in lookups.upcoming_windows(ctx)
         ]

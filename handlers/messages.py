@@ -8,8 +8,10 @@ Bolt style (`slack_bolt/logger/messages.py`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.changes.views import ChangeView
-from bot.service import Ambiguous, ApprovalOutcome, Outcome, Stale, settled_words
+from bot.service import Ambiguous, ApprovalOutcome, Happened, Outcome, Stale, settled_words
 from templates import mrkdwn_escape as esc
 from templates.blocks import mention, slack_date
 
@@ -84,12 +86,14 @@ def approval(result: ApprovalOutcome) -> tuple[str, str]:
         "approved": f"you approved the {what}: the {esc(result.action)} goes ahead",
         "refused": f"approved, but the policy refused the {what} on re-check",
         "rejected": f"you rejected the {what}; nothing runs for it",
+        "withdrawn": f"you withdrew your {what} request; nothing runs for it",
     }
     titles = {
         "pending": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} approval recorded",
         "approved": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} approved",
         "refused": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} refused",
         "rejected": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} rejected",
+        "withdrawn": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} withdrawn",
     }
     if result.state == "approved" and result.waits_for_queue:
         verbs["approved"] = f"approved; {QUEUE_DOWN.format(what=f'the {what}')}"
@@ -113,16 +117,9 @@ def stale(exc: Stale) -> tuple[str, ...]:
             lines[0] += f" {slack_date(exc.settled_at)}"
         lines[0] += "."
     else:
-        lines[0] += (
-            f" (the card showed v{exc.seen_version}; {exc.ref} is at v{exc.now_version} now)."
-        )
+        lines[0] += f", and {esc(exc.ref)} moved on since the card was drawn."
     if exc.since:
-        shown = " · ".join(
-            f"{esc(h.kind.replace('_', ' '))} by {mention(h.actor)} {slack_date(h.at)}"
-            for h in exc.since
-        )
-        more = f" · …and {exc.more_since} more" if exc.more_since else ""
-        lines.append(f"Since then: {shown}{more}.")
+        lines.append(f"Since then: {happened(exc.since, exc.more_since)}.")
     if exc.waiting:
         names = " and ".join(f"*the {esc(w.action)}*" for w in exc.waiting)
         lines.append(f"Waiting now: {names}, with its own Approve / Reject in the thread's card.")
@@ -141,23 +138,44 @@ def say_which(exc: Ambiguous, how: str) -> str:
     return f"Say which: {options}."
 
 
-def outdated(seen: int, now: int) -> str:
-    return f"That message was out of date (v{seen}; the change is at v{now} now)."
+def happened(since: Sequence[Happened], more: int) -> str:
+    """What happened to a change after a card was drawn, each step with who
+    and when ("approval by @bob <date> · created by checkpoint-bot <date>")."""
+    shown = " · ".join(
+        f"{esc(h.kind.replace('_', ' '))} by {mention(h.actor)} {slack_date(h.at)}" for h in since
+    )
+    return shown + (f" · …and {more} more" if more else "")
 
 
-def nothing_active(vm: str) -> str:
-    return f"{esc(vm)} has no active change to roll back; `/checkpoint list {esc(vm)}` shows it."
+def outdated(since: Sequence[Happened], more: int) -> str:
+    """The hint under a refused click on an out-of-date message."""
+    if not since:
+        return "That message was out of date: the change moved on since it was drawn."
+    return f"That message was out of date. Since it was drawn: {happened(since, more)}."
 
 
 NO_WINDOWS = "The policy defines no change windows, so work runs whenever the policy allows it."
 NO_WINDOWS_HINT = "Admins add them under `windows:` in the policy file."
 
 
-def window_line(name: str, opens: str, closes: str, scope: str, scheduled: int = 0) -> str:
+def window_line(
+    name: str,
+    opens: str,
+    closes: str,
+    scope: str,
+    scheduled: int = 0,
+    *,
+    open_now: bool = False,
+    defined: str = "",
+) -> str:
+    """One window for `/checkpoint windows`: while it is open, "open now until"
+    its close (never "opens today" for an opening already under way)."""
     waiting = (
         f" · {scheduled} checkpoint{'s' if scheduled != 1 else ''} scheduled" if scheduled else ""
     )
-    return f":calendar: *{esc(name)}* · opens {opens} · closes {closes} · {esc(scope)}{waiting}"
+    when = f"*open now* until {closes}" if open_now else f"opens {opens} · closes {closes}"
+    how = f" · {esc(defined)}" if defined else ""
+    return f":calendar: *{esc(name)}* · {when} · {esc(scope)}{waiting}{how}"
 
 
 UNEXPECTED = "Something went wrong on our side; nothing was changed that you were not told of."

@@ -172,6 +172,7 @@ def _build(docs: list[YamlDoc]) -> Policy:
             channel=w.channel,
             opening_notice=w.notices.opening,
             closing_notice=w.notices.closing,
+            notices_always=w.notices.always,
         )
         for w in parsed.windows
     )

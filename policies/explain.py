@@ -8,6 +8,7 @@ Data only; the CLI and Slack templates render it.
 
 from __future__ import annotations
 
+from bot.clock import utc_text
 from policies.model import Decision, Effect, OutcomeKind, RuleOutcome
 
 MARKS = {"passed": "✓", "blocked": "✗", "note": "!", "skipped": "\u2013"}
@@ -40,7 +41,5 @@ def headline(decision: Decision) -> str:
     reasons = decision.reasons
     first = f": {reasons[0]}" if reasons else ""
     more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
-    when = (
-        f", scheduled for {decision.schedule_at:%Y-%m-%d %H:%M} UTC" if decision.schedule_at else ""
-    )
+    when = f", scheduled for {utc_text(decision.schedule_at)}" if decision.schedule_at else ""
     return f"{decision.verdict.value}{when}{first}{more}"

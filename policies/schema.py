@@ -10,7 +10,6 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter  # type: ignore[import-untyped]
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -139,10 +138,13 @@ class PermissionsConfig(_Model):
 
 
 class WindowNoticesConfig(_Model):
-    """How long before a window opens and closes its notices go out."""
+    """How long before a window opens and closes its notices go out, and
+    whether a notice goes out when nothing in the window's scope is
+    scheduled or holds a checkpoint (`always: false`: it does not)."""
 
     opening: Duration = timedelta(minutes=30)
     closing: Duration = timedelta(minutes=30)
+    always: bool = False
 
 
 class WindowConfig(_Model):
@@ -163,6 +165,9 @@ class WindowConfig(_Model):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
+        # Imported only for a policy with cron windows (bench/cli_start.py).
+        from croniter import croniter  # type: ignore[import-untyped]
+
         if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
             raise ValueError(
                 f"{value!r} is not a cron expression: use five fields "

@@ -8,11 +8,13 @@ rendered into PowerShell: only people read what comes out of here.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
+from bot.domain import plain_mentions
 from bot.durations import format_duration
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 
 def human_bytes(value: int | float | None) -> str:
@@ -42,6 +44,18 @@ def mrkdwn_escape(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """ "1 checkpoint", "2 checkpoints" (`plural` for the irregular)."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def action_verb(value: object) -> str:
+    """An action as a verb in a sentence: "waiting for approval to roll
+    back" (the record's word is `rollback`, a noun)."""
+    text = str(value)
+    return "roll back" if text == "rollback" else text.replace("_", " ")
+
+
 def state_label(value: str | None) -> str:
     return (value or "-").replace("_", " ")
 
@@ -50,7 +64,12 @@ class Renderer:
     """One Jinja environment per process, passed to whoever renders."""
 
     def __init__(self) -> None:
-        self.env = Environment(
+        # Jinja2 loads with the first Renderer, not with this package: the
+        # filters above are imported by code that renders nothing
+        # (`checkpoint list --json`, bench/cli_start.py).
+        from jinja2 import Environment, PackageLoader, StrictUndefined
+
+        self.env: Environment = Environment(
             loader=PackageLoader("templates", "."),
             undefined=StrictUndefined,
             autoescape=False,  # noqa: S701 (terminal text; Slack output escapes with `mrkdwn`)
@@ -64,6 +83,10 @@ class Renderer:
             time=short_time,
             mrkdwn=mrkdwn_escape,
             state=state_label,
+            # Mention tokens (`<@U…>`) the bot wrote, as words a terminal shows.
+            people=plain_mentions,
+            verb=action_verb,
+            count=counted,
         )
 
     def render(self, name: str, **values: Any) -> str:

@@ -29,8 +29,9 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.domain import REF_WRITTEN_PATTERN
+from bot.domain import MENTION_TOKEN, REF_WRITTEN_PATTERN
 from templates import Renderer, mrkdwn_escape, short_time
+from templates.slack_times import date_token, localize_blocks
 
 # Documented Block Kit limits (docs.slack.dev/reference/block-kit) that the
 # slack_sdk models do not check themselves.
@@ -67,6 +68,12 @@ DIGEST_TEXT = 3000
 #   lists (checkpoint list, policy explain, ephemeral notices): a header,
 #   a summary and a context line or two beside the packed rows.
 LIST_SECTIONS = 44
+#   `/checkpoint status`: the change's history under its card, the newest
+#   HISTORY_EVENTS steps in at most HISTORY_SECTIONS sections and
+#   HISTORY_TEXT characters, leaving the card the rest of the budget.
+HISTORY_EVENTS = 12
+HISTORY_SECTIONS = 3
+HISTORY_TEXT = 4000
 NOTICE_SECTIONS = 45
 LIST_TEXT = 10_000
 #   App Home: the open changes and the change windows share a view with the
@@ -82,6 +89,7 @@ CHANGE_ACTIONS = frozenset(
     for verb in (
         "approve",
         "reject",
+        "withdraw",
         "rollback",
         "merge",
         "extend",
@@ -105,7 +113,8 @@ CARD_PURPOSES = {
     "checkpoint:resolve_rolled_back": "resolve",
     "checkpoint:resolve_merged": "resolve",
 }
-DECIDING_ACTIONS = frozenset({"checkpoint:approve", "checkpoint:reject"})
+# Buttons bound to one approval request: decide it, or (its requester) take it back.
+DECIDING_ACTIONS = frozenset({"checkpoint:approve", "checkpoint:reject", "checkpoint:withdraw"})
 _ACTION_VALUE = re.compile(
     rf"^({REF_WRITTEN_PATTERN}):"
     r"(?:(create|rollback|merge|extend)#(\d+)|(rollback|merge|extend|start|resolve)):v(\d+)$"
@@ -165,13 +174,31 @@ def channel_mention(value: object) -> str:
     return f"<#{text}>" if _SLACK_CHANNEL.match(text) else mrkdwn_escape(text)
 
 
-def slack_date(value: datetime | None, fmt: str = "{date_short_pretty} {time}") -> str:
+def people(value: object) -> str:
+    """mrkdwn for text the bot wrote with `bot.domain`'s mention helpers
+    (policy reasons, who may approve): the mention tokens stay, so Slack
+    notifies and highlights them; everything else is escaped. Never for
+    text a person wrote (a reason): that goes through `mrkdwn` alone."""
+    text = str(value)
+    out, at = [], 0
+    for found in MENTION_TOKEN.finditer(text):
+        out.append(mrkdwn_escape(text[at : found.start()]))
+        out.append(found.group(0))
+        at = found.end()
+    out.append(mrkdwn_escape(text[at:]))
+    return "".join(out)
+
+
+def slack_date(value: datetime | str | None, fmt: str = "{date_short_pretty} {time}") -> str:
     """Slack's date token: each reader sees their own time zone; the
-    fallback (UTC) is what clients that cannot format it show."""
-    if value is None:
+    fallback (UTC) is what clients that cannot format it show. An ISO-8601
+    text (an event's details) is read as its datetime."""
+    if value is None or value == "":
         return "-"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     at = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return f"<!date^{int(at.timestamp())}^{fmt}|{short_time(at.astimezone(UTC))}>"
+    return date_token(at, short_time(at.astimezone(UTC)), fmt)
 
 
 def quote(value: object) -> str:
@@ -318,6 +345,7 @@ SLACK_FILTERS: Mapping[str, Any] = {
     "truncate_chars": truncate_chars,
     "mention": mention,
     "channel_mention": channel_mention,
+    "people": people,
     "slack_date": slack_date,
     "quote": quote,
     "one_line": one_line,
@@ -332,6 +360,9 @@ SLACK_GLOBALS: Mapping[str, Any] = {
     "DIGEST_TEXT": DIGEST_TEXT,
     "SECTION_TEXT": SECTION_TEXT,
     "LIST_SECTIONS": LIST_SECTIONS,
+    "HISTORY_EVENTS": HISTORY_EVENTS,
+    "HISTORY_SECTIONS": HISTORY_SECTIONS,
+    "HISTORY_TEXT": HISTORY_TEXT,
     "NOTICE_SECTIONS": NOTICE_SECTIONS,
     "LIST_TEXT": LIST_TEXT,
     "HOME_CHANGES_SECTIONS": HOME_CHANGES_SECTIONS,
@@ -461,14 +492,23 @@ class SlackRenderer:
         template = f"slack/{name}.json.j2"
         source = self.env.get_template(template).render(demo=demo, **values)
         try:
-            return json.loads(source)
+            data = json.loads(source)
         except json.JSONDecodeError as exc:
             raise BlockKitError(template, f"not JSON: {exc}") from exc
+        # Every UTC time a person reads becomes a date token in their own zone.
+        return localize_blocks(data)
 
     def payload(self, name: str, *, demo: bool = False, **values: Any) -> dict[str, Any]:
         """`{"text": ..., "blocks": [...]}`, ready for chat.postMessage / respond."""
-        template = f"slack/{name}.json.j2"
-        data = self._load(name, demo, values)
+        return self._checked(f"slack/{name}.json.j2", self._load(name, demo, values))
+
+    def joined(self, first: Mapping[str, Any], *more: Mapping[str, Any]) -> dict[str, Any]:
+        """One message of several rendered ones (the first's `text`, every
+        one's blocks in order), checked against Slack's limits as a whole."""
+        blocks = [block for part in (first, *more) for block in part["blocks"]]
+        return self._checked("joined message", {"text": first["text"], "blocks": blocks})
+
+    def _checked(self, template: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):
             raise BlockKitError(template, 'a message renders {"text": str, "blocks": [...]}')
         if not data["text"].strip() or len(data["text"]) > FALLBACK_TEXT:

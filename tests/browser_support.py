@@ -39,8 +39,11 @@ def need_chromium() -> None:
 
 
 @contextmanager
-def chromium_context(width: int = 1400, height: int = 900) -> Iterator[BrowserContext]:
-    """A persistent context on a throwaway profile (no state between runs)."""
+def chromium_context(
+    width: int = 1400, height: int = 900, timezone: str | None = None
+) -> Iterator[BrowserContext]:
+    """A persistent context on a throwaway profile (no state between runs);
+    `timezone` (IANA) is the browser's local zone."""
     need_chromium()
     profile = tempfile.mkdtemp(prefix="playground-chromium-")
     try:
@@ -51,6 +54,7 @@ def chromium_context(width: int = 1400, height: int = 900) -> Iterator[BrowserCo
                 headless=True,
                 args=CHROMIUM_ARGS,
                 viewport={"width": width, "height": height},
+                timezone_id=timezone,
             )
             try:
                 yield context

@@ -222,7 +222,10 @@ def test_policy_explain_and_validate(tmp_path: Path) -> None:
     table = run(
         tmp_path, "policy", "explain", "LAB-DC01", "--user", "U0ALICE", "--at", "2026-11-28T23:00"
     )
-    assert "ALLOW" in table.stdout and "checkpoint_type = production-only" in table.stdout
+    assert (
+        "ALLOW" in table.stdout
+        and "adjusted: checkpoint type set to production-only" in table.stdout
+    )
 
     good = tmp_path / "policy.yaml"
     good.write_text("rules:\n  checkpoint_count:\n    params: {max: 5}\n", encoding="utf-8")

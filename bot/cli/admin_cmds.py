@@ -1,4 +1,4 @@
-"""Operator commands: database, inventory, audit, policy, worker."""
+"""Operator commands: database, audit, policy, worker."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
 from bot.config import ConfigError
@@ -32,34 +33,27 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
-def db_upgrade(rt: Runtime) -> None:
+def db_upgrade(rt: Runtime, as_json: bool) -> None:
     """Migrate the database to the newest schema (safe to run again).
 
     Exit 2 when the database URL does not parse (nothing was tried), 3 when
     the database does not answer (nothing was changed: try again)."""
     done = upgrade_schema(rt.settings)
-    if not done.changed:
+    if as_json:
+        echo_json(
+            {
+                "database": done.database,
+                "before": done.before,
+                "after": done.after,
+                "changed": done.changed,
+            }
+        )
+    elif not done.changed:
         click.echo(f"{done.database}: already at schema {done.after}")
     else:
         click.echo(f"{done.database}: schema {done.before or 'empty'} → {done.after}")
-
-
-@click.group("inventory")
-def inventory() -> None:
-    """The hosts and VMs the bot knows."""
-
-
-@inventory.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_runtime
-def inventory_show(rt: Runtime, as_json: bool) -> None:
-    """Hosts and their VMs, with roles, tags and domains."""
-    inv = rt.ctx.inventory
-    if as_json:
-        echo_json(inv.model_dump(mode="json"))
-    else:
-        rt.out("cli/inventory.txt.j2", inventory=inv)
 
 
 @click.group("audit")
@@ -187,13 +181,25 @@ def policy_explain(
 
 @policy.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (when the file is valid).")
 @pass_runtime
-def policy_validate(rt: Runtime, file: Path) -> None:
+def policy_validate(rt: Runtime, file: Path, as_json: bool) -> None:
     """Check a policy file (merged over the shipped default) and say what is wrong."""
     try:
         policy = validate_policy_file(file)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
+    if as_json:
+        echo_json(
+            {
+                "file": str(file),
+                "ok": True,
+                "rules": sorted(policy.rules),
+                "windows": sorted(w.name for w in policy.windows),
+                "exemptions": len(policy.exemptions),
+            }
+        )
+        return
     counts = [
         _count(len(policy.rules), "rule"),
         _count(len(policy.windows), "change window"),
@@ -228,3 +234,7 @@ def worker(
     if health is not None:
         health.stop()
     click.echo("worker: stopping", err=True)
+
+
+db.add_command(db_backup)
+db.add_command(db_downgrade)

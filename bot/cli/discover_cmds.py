@@ -1,14 +1,19 @@
-"""`inventory discover` and `inventory diff` (docs/discovery.md)."""
+"""`inventory discover` and `inventory diff` (docs/discovery.md).
+
+The service is imported when a command runs, not when the `inventory` group
+loads: `inventory show` stays as light as it is (bench/cli_start.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.inventory.discovery import UNDISCOVERABLE
-from bot.service import DiscoveryReport, DiscoveryRequest, Unavailable, discover
+
+if TYPE_CHECKING:
+    from bot.service import DiscoveryReport
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -38,6 +43,9 @@ def _report(
     err: bool = False,
     with_yaml: bool = False,
 ) -> None:
+    from bot.inventory.discovery import UNDISCOVERABLE
+    from bot.service import Unavailable
+
     if as_json:
         data = report.to_dict()
         if with_yaml:
@@ -82,6 +90,8 @@ def discover_cmd(
 
     Exit 3 when a host could not be asked (what the others said is still
     written; that host's VMs are left as they were)."""
+    from bot.service import DiscoveryRequest, discover
+
     request = DiscoveryRequest(hosts=hosts, groups=groups, merge=merge, out=out)
     report = discover(rt.ctx, request)
     if report.written is not None:
@@ -106,6 +116,8 @@ def diff_cmd(
 
     FILE defaults to the config's inventory. Exit 3 when a host could not be
     asked."""
+    from bot.service import DiscoveryRequest, discover
+
     target = file or rt.settings.inventory_path
     request = DiscoveryRequest(hosts=hosts, groups=groups, merge=target, write=False)
     _report(rt, discover(rt.ctx, request), as_json)

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.store.models import Tick
 
@@ -40,6 +40,17 @@ class TickClaims:
 
     def __repr__(self) -> str:
         return f"TickClaims(worker={self.worker!r})"
+
+    def claimed(self, kind: str, slot: str) -> bool:
+        """Has anyone claimed `(kind, slot)`? A read: it claims nothing."""
+        with self._lock:
+            if (kind, slot) in self._settled:
+                return True
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(Tick.id).where(Tick.kind == kind, Tick.slot == slot)
+            ).first()
+        return found is not None
 
     def claim(self, kind: str, slot: str) -> bool:
         """True for exactly one caller per `(kind, slot)`, ever."""

@@ -126,9 +126,7 @@ class Stale(Conflict):
             if self.settled_at is not None:
                 head += f" at {self.settled_at:%Y-%m-%d %H:%M} UTC"
         elif self.seen_version is not None:
-            head += (
-                f" (the card showed v{self.seen_version}; the change is at v{self.now_version} now)"
-            )
+            head += ", and the change moved on since the card was drawn"
             if self.since:
                 shown = ", ".join(f"{h.kind.replace('_', ' ')} by {h.actor}" for h in self.since)
                 more = f" and {self.more_since} more" if self.more_since else ""
@@ -151,6 +149,7 @@ def settled_words(state: str, by: str | None) -> str:
         ApprovalState.APPROVED: "approved",
         ApprovalState.REJECTED: "rejected",
         ApprovalState.REFUSED: "refused by the policy",
+        ApprovalState.WITHDRAWN: "withdrawn by its requester",
     }
     said = verb.get(state, state)
     return f"{said} by {by}" if by and state != ApprovalState.REFUSED else said
@@ -192,7 +191,8 @@ def _waiting(s: Session, change_id: int) -> tuple[Waiting, ...]:
     )
 
 
-def _since(s: Session, change_id: int, version: int) -> tuple[tuple[Happened, ...], int]:
+def events_since(s: Session, change_id: int, version: int) -> tuple[tuple[Happened, ...], int]:
+    """The first events after `version` and how many more there are."""
     later = [e for e in events_of(s, change_id) if e.seq > version]
     shown = tuple(Happened(e.kind, e.actor, e.at, e.to_state) for e in later[:_SINCE_SHOWN])
     return shown, max(0, len(later) - _SINCE_SHOWN)
@@ -245,7 +245,7 @@ def bound_request(s: Session, change: Change, target: Target, verb: str) -> Appr
     if target.legacy:
         assert target.version is not None
         if change.version != target.version or len(pending) != 1:
-            since, more = _since(s, change_id, target.version)
+            since, more = events_since(s, change_id, target.version)
             raise Stale(
                 change_id,
                 was_for="what this card showed",
@@ -311,7 +311,7 @@ def check_card(ctx: ServiceDeps, ref: str, card: Card) -> None:
             )
         if fresh:
             return
-        since, more = _since(s, change_id, card.version)
+        since, more = events_since(s, change_id, card.version)
         waiting = _waiting(s, change_id)
         now_version = change.version
     ctx.notifier.changed(change_id)

@@ -21,7 +21,8 @@ from bot.changes.record import (
     transition,
 )
 from bot.changes.views import ChangeView
-from bot.domain import ApprovalState, CheckpointKind
+from bot.clock import utc_text
+from bot.domain import ApprovalState, CheckpointKind, user_mention
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.jobs import JobKind
@@ -38,6 +39,7 @@ from bot.service.errors import (
     not_now,
 )
 from bot.service.ownership import new_token
+from bot.service.vm_target import active_change_of
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import Action, Decision, Permission, Verdict, authorize
@@ -147,6 +149,10 @@ def request_checkpoint(
     vm = resolve_vm(ctx, vm_name)
     text, kind, lifetime = _validate_create(ctx, reason, checkpoint_type, ttl)
     decision = ctx.decider.decide(vm, Action.CREATE, who, checkpoint_type=kind, ttl=lifetime)
+    # The node the decision just found the VM on (a clustered VM moves); the
+    # job follows it again before it runs (bot.service.execution).
+    seen = ctx.decider.locator.last_seen(vm)
+    owner = seen.host if seen is not None else vm.host
     adjusted = str(decision.adjustments.get("checkpoint_type", kind))
     ttl_seconds = int(
         decision.adjustments.get("ttl_seconds")
@@ -160,7 +166,7 @@ def request_checkpoint(
             Change(
                 vm_id=vm.vm_id,
                 vm_name=vm.name,
-                host=vm.host,
+                host=owner,
                 checkpoint_type=adjusted,
                 reason=text,
                 requester=who.id,
@@ -231,8 +237,7 @@ def record_create(
             Command.SCHEDULE,
             actor="policy",
             now=now,
-            message=f"outside its change window: runs when it opens at "
-            f"{schedule_at:%Y-%m-%d %H:%M %Z}",
+            message=f"outside its change window: runs when it opens at {utc_text(schedule_at)}",
         )
         return ctx.record_job(
             s, JobKind.CREATE, change, key=key, not_before=schedule_at, payload=payload
@@ -306,7 +311,7 @@ def start_host_action(
         actor=who.id,
         actor_team=who.team,
         now=now,
-        message=f"{action.value} requested by {who.id}",
+        message=f"{action.value} requested by {user_mention(who.id)}",
     )
     return HostJob(kind, event.seq, who)
 
@@ -380,8 +385,8 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                     kind=f"{action.value}_awaits_approval",
                     actor="policy",
                     now=now,
-                    message=f"{action.value} by {who.id} needs {decision.approval.describe()}: "
-                    f"{_summary(decision)}",
+                    message=f"{action.value} by {user_mention(who.id)} needs "
+                    f"{decision.approval.describe()}: {_summary(decision)}",
                     details=decision.to_dict(),
                 )
             return Outcome(ChangeView.of(change), decision, approval_id=pending.id)
@@ -390,8 +395,13 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
 
 
 def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
+    """Roll back a change named by `CHG-n`, its checkpoint's Id, or its VM's
+    name (the VM's one active change, see bot/service/vm_target.py)."""
     who = as_principal(requester)
-    outcome = _act(ctx, ref, Action.ROLLBACK, who)
+    text = ref.strip()
+    if parse_ref(text) is None and not _GUID.match(text):
+        text = active_change_of(ctx, text, "roll back")
+    outcome = _act(ctx, text, Action.ROLLBACK, who)
     ctx.notifier.changed(outcome.change.id)
     return outcome
 
@@ -446,7 +456,7 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
                     kind="extend_awaits_approval",
                     actor="policy",
                     now=now,
-                    message=f"extension to {new_expiry:%Y-%m-%d %H:%M %Z} needs "
+                    message=f"extension to {utc_text(new_expiry)} needs "
                     f"{decision.approval.describe()}",
                     details=decision.to_dict(),
                 )
@@ -476,9 +486,9 @@ def apply_extension(
         actor=actor,
         actor_team=actor_team,
         now=now,
-        message=f"expiry moved from {old:%Y-%m-%d %H:%M %Z} to {until:%Y-%m-%d %H:%M %Z}"
+        message=f"expiry moved from {utc_text(old)} to {utc_text(until)}"
         if old
-        else f"expires at {until:%Y-%m-%d %H:%M %Z}",
+        else f"expires at {utc_text(until)}",
         expires_at=until,
     )
 

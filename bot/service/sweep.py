@@ -11,7 +11,9 @@ answered no longer has ends as `vanished` (bot.service.vanished). A host
 that cannot be asked is "unknown" in every digest, never "no checkpoints".
 The slot is claimed before the work, so a sweep that dies half way is not
 repeated by another replica: its digest goes out at most once, and the next
-slot sweeps again.
+slot sweeps again. A periodic digest goes out only with news: a finding its
+channel was not told of before (`digest_news`; recorded once a digest is
+posted), so the same stale and orphan list is not posted every interval.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KIND = "sweep"
+# What each channel's digests have reported, one tick row per finding.
+NEWS_KIND = "sweep_news"
 TEMPLATE = "sweep_digest"
 # A human decides what happens to these once they are past their expiry.
 _DECIDABLE = frozenset({State.ACTIVE, State.ROLLED_BACK})
@@ -301,14 +305,36 @@ def settle_vanished(ctx: ServiceDeps, report: SweepReport) -> SweepReport:
     return replace(report, vanished=settled)
 
 
-def post_digests(ctx: ServiceDeps, report: SweepReport) -> SweepReport:
-    """One message per channel, however many checkpoints it lists."""
+def digest_news(digest: ChannelDigest, at: datetime) -> list[str]:
+    """What a digest reports, as keys that stay the same while nothing new
+    happens: each finding (a stale one per version of its change, so an
+    extension that runs out again is news) and each host that could not be
+    asked (once a day: a host down for a week is still worth a line)."""
+    keys = [
+        f"{digest.channel}:{i.finding.value}:{i.checkpoint_id}:v{i.change_version}"
+        for i in digest.items
+    ]
+    keys += [f"{digest.channel}:unreachable:{p.host}:{at:%Y-%m-%d}" for p in digest.problems]
+    return keys
+
+
+def post_digests(ctx: ServiceDeps, report: SweepReport, *, only_news: bool = False) -> SweepReport:
+    """One message per channel, however many checkpoints it lists; with
+    `only_news`, only to a channel that has not been told all of it."""
     posted: dict[str, str | None] = {}
     for digest in report.digests:
+        keys = digest_news(digest, report.at)
+        if only_news and all(ctx.ticks.claimed(NEWS_KIND, k) for k in keys):
+            log.info("sweep %s: nothing new for %s, not posted", report.slot, digest.channel)
+            continue
         try:
             posted[digest.channel] = ctx.channels.post(
                 digest.channel, TEMPLATE, digest=digest, report=report
             )
+            if posted[digest.channel]:
+                # Told: these findings are news no more (a failed post keeps them news).
+                for key in keys:
+                    ctx.ticks.claim(NEWS_KIND, key)
         except Exception:
             # One channel's failure (a template bug) must not silence the others.
             log.exception("the sweep digest for %s could not be posted", digest.channel)
@@ -338,7 +364,9 @@ class SweepTask:
         slot = sweep_slot(now, config.interval)
         if not self.ctx.ticks.claim(KIND, slot):
             return
-        report = post_digests(self.ctx, settle_vanished(self.ctx, scan(self.ctx, now)))
+        report = post_digests(
+            self.ctx, settle_vanished(self.ctx, scan(self.ctx, now)), only_news=True
+        )
         log.info(
             "sweep %s: %d checkpoints on %d hosts, %d reported, %d hosts unreachable, "
             "%d digests posted",

@@ -7,7 +7,9 @@ happened in it).
 `WindowNotices.tick` claims each one by `(kind, slot)` before posting, so
 any number of processes may tick and each notice goes out once. A notice
 whose moment passed while no process ran is not sent late: "opens in 30
-minutes" an hour after it opened helps nobody.
+minutes" an hour after it opened helps nobody. A notice about nothing (no
+checkpoint scheduled, held or touched in the window's scope) is not posted
+unless the window says `notices: {always: true}` (`worth_posting`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,30 @@ class WindowSummary:
     failed: int
     still_active: tuple[ChangeView, ...]
 
+    @property
+    def happened(self) -> int:
+        return self.created + self.merged + self.rolled_back + self.failed
+
+
+def worth_posting(
+    phase: Phase, *, scheduled: int, active: int, happened: int, always: bool
+) -> bool:
+    """Does a notice of `phase` concern anything? Opening soon: checkpoints
+    scheduled for the opening; open: those, or checkpoints held in scope;
+    closing soon: checkpoints held in scope (they need a decision); closed:
+    anything taken, merged, rolled back or failed in it, or still held."""
+    if always:
+        return True
+    match phase:
+        case Phase.OPENING_SOON:
+            return scheduled > 0
+        case Phase.OPEN:
+            return scheduled > 0 or active > 0
+        case Phase.CLOSING_SOON:
+            return active > 0
+        case Phase.CLOSED:
+            return happened > 0 or active > 0
+
 
 class WindowNotices:
     name = "window_notices"
@@ -114,13 +140,31 @@ class WindowNotices:
                     self.post(notice, channel)
 
     def post(self, notice: DueNotice, channel: str) -> str | None:
+        """Post `notice` when it concerns something; its ts, or None."""
         values: dict[str, object] = {}
-        if notice.phase in (Phase.OPENING_SOON, Phase.OPEN):
-            values["scheduled"] = self.scheduled_for(notice.opens_at)
+        scheduled: list[ChangeView] = []
+        active: list[ChangeView] = []
+        happened = 0
+        if notice.phase is Phase.OPENING_SOON:
+            scheduled = values["scheduled"] = self.scheduled_for(notice.opens_at)
+        elif notice.phase is Phase.OPEN:
+            # By the time "open" goes out its creates may be running or done.
+            scheduled = values["scheduled"] = self.scheduled_for(notice.opens_at, started=True)
+            active = values["active"] = self.active_in(notice.window)
         elif notice.phase is Phase.CLOSING_SOON:
-            values["active"] = self.active_in(notice.window)
+            active = values["active"] = self.active_in(notice.window)
         else:
-            values["summary"] = self.summary(notice)
+            summary = values["summary"] = self.summary(notice)
+            active, happened = list(summary.still_active), summary.happened
+        if not worth_posting(
+            notice.phase,
+            scheduled=len(scheduled),
+            active=len(active),
+            happened=happened,
+            always=notice.window.notices_always,
+        ):
+            log.info("%s %s: nothing in scope, not posted", notice.kind, notice.slot)
+            return None
         return self.ctx.channels.post(
             channel,
             "window_notice",
@@ -143,15 +187,20 @@ class WindowNotices:
         matches, _ = scope_matches(window.scope, self.ctx.decider.inventory_facts(vm))
         return matches is not False
 
-    def scheduled_for(self, opens_at: datetime) -> list[ChangeView]:
+    def scheduled_for(self, opens_at: datetime, *, started: bool = False) -> list[ChangeView]:
+        """The creates waiting for the opening at `opens_at`; with `started`,
+        also those that already began (or ended) since it opened."""
+        waiting = [
+            col(Change.state) == State.SCHEDULED.value,
+            col(Job.state) == JobState.QUEUED.value,
+        ]
         with session_scope(self.ctx.engine) as s:
             rows = s.exec(
                 select(Change)
                 .join(Job, col(Job.change_id) == col(Change.id))
                 .where(
-                    col(Change.state) == State.SCHEDULED.value,
+                    *([] if started else waiting),
                     col(Job.kind) == "create",
-                    col(Job.state) == JobState.QUEUED.value,
                     col(Job.not_before) >= opens_at - _SAME_INSTANT,
                     col(Job.not_before) <= opens_at + _SAME_INSTANT,
                 )

@@ -57,7 +57,7 @@ class ListRequest:
 
 @dataclass(frozen=True)
 class RollbackRequest:
-    """Exactly one of `change_ref` (CHG-0042) or `vm` (its newest active change)."""
+    """Exactly one of `change_ref` (CHG-0042) or `vm` (its one active change)."""
 
     change_ref: str | None = None
     vm: str | None = None
@@ -95,6 +95,14 @@ class RejectRequest:
     change_ref: str
     action: str | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class WithdrawRequest:
+    """The requester takes back their own request while it waits."""
+
+    change_ref: str
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ SlashRequest = (
     | ExtendRequest
     | ApproveRequest
     | RejectRequest
+    | WithdrawRequest
     | StatusRequest
     | PolicyRequest
     | WindowsRequest

@@ -27,6 +27,7 @@ from handlers.grammar.requests import (
     SlashRequest,
     StatusRequest,
     WindowsRequest,
+    WithdrawRequest,
 )
 from templates import mrkdwn_escape
 
@@ -199,7 +200,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         bare_help=f"{SLASH} create alone opens a form",
         examples=(
             "create WEB01 patching KB5044284",
-            'create SQL01 --type production-only --ttl 48h --reason "CU14 upgrade"',
+            'create STG-WEB01 --type production-only --ttl 48h --reason "IIS upgrade"',
         ),
         synonyms=("new", "take", "snapshot", "checkpoint", "make", "add"),
     ),
@@ -217,7 +218,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
         _rollback,
         args=(Param("target", Kind.CHANGE_OR_VM, "CHG-n|VM"),),
         examples=("rollback CHG-0042", "rollback WEB01"),
-        details="A VM name means that VM's newest active change; CHG-n always means a change.",
+        details="A VM name means that VM's one active change (with several, name the change); "
+        "CHG-n always means a change.",
         synonyms=("restore", "revert", "undo", "apply"),
     ),
     CommandSpec(
@@ -259,6 +261,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
         synonyms=("deny", "refuse", "no", "decline"),
     ),
     CommandSpec(
+        "withdraw",
+        "take back your own request while it waits for approval",
+        lambda v: WithdrawRequest(v.need("change"), v.get("request")),
+        args=(_CHANGE, _REQUEST),
+        examples=("withdraw CHG-0042", "withdraw CHG-0042 rollback"),
+        details="Only the requester can; nothing runs for it. When more than one of "
+        "your requests waits, say which.",
+        synonyms=("retract", "unrequest"),
+    ),
+    CommandSpec(
         "status",
         "show a change: state, owner, reason, deadline, history",
         lambda v: StatusRequest(v.need("change")),
@@ -271,7 +283,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "explain what the guardrails say about an action on a VM",
         lambda v: PolicyRequest(v.need("vm"), v.get("action") or "create"),
         args=(_VM, Param("action", Kind.CHOICE, "ACTION", choices=_ACTIONS, required=False)),
-        examples=("policy DC01", "policy SQL01 rollback"),
+        examples=("policy CORP-DC01", "policy SQL01 rollback"),
         details="The action defaults to create.",
         synonyms=("explain", "why", "can", "rules", "check", "guardrails"),
     ),

@@ -11,6 +11,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
+from bot.clock import utc_text
 from bot.durations import format_duration
 from policies.model import Action, Effect, Facts, Request, RuleOutcome
 from policies.params import ResolvedRule, RuleParams
@@ -92,7 +93,7 @@ def ttl(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOut
     if lifetime > p.max:
         return fire(
             rule,
-            f"extending to {req.extend_to:%Y-%m-%d %H:%M} UTC makes the checkpoint live "
+            f"extending to {utc_text(req.extend_to)} makes the checkpoint live "
             f"{format_duration(lifetime)} in all, more than the {most} maximum",
             "merge it and take a fresh one after the change, or get an approval",
             used,

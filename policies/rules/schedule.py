@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from bot.clock import utc_text
 from policies.model import (
     Action,
     ApprovalRequirement,
@@ -16,7 +17,6 @@ from policies.model import (
 from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
 from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
-from policies.scopes import scope_matches
 from policies.windows import Window
 
 
@@ -36,7 +36,7 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
     used: dict[str, Fact] = {}
     undecided = False
     for window in ctx.policy.windows:
-        matches, consulted = scope_matches(window.scope, facts)
+        matches, consulted = window.matcher.matches(facts)
         used |= consulted
         undecided |= matches is None
         if matches:
@@ -51,12 +51,12 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
         if until is not None:
             return passed(
                 rule,
-                f"inside change window '{window.name}' until {window.local_text(until)}",
+                f"inside change window '{window.name}' until {utc_text(until)}",
                 used,
             )
     window, start = min(((w, w.next_start(now)) for w in applying), key=lambda pair: pair[1])
     names = ", ".join(f"'{w.name}'" for w in applying)
-    opens = f"the next one, '{window.name}', opens {window.local_text(start)}"
+    opens = f"the next one, '{window.name}', opens {utc_text(start)}"
     if rule.effect is Effect.SCHEDULE and req.action is not Action.CREATE:
         # Only a create has a "scheduled" state to wait in; a rollback or a
         # merge outside its window is refused with the next opening, so
@@ -65,7 +65,7 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
             rule,
             f"{vm} is outside its change windows ({names}); {req.action.value} is not "
             f"scheduled, only creates are: {opens}",
-            f"ask again after {start:%Y-%m-%d %H:%M} UTC, or ask an admin for an exemption",
+            f"ask again after {utc_text(start)}, or ask an admin for an exemption",
             used,
             effect=Effect.DENY,
             schedule_at=start,
@@ -81,7 +81,7 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
     return fire(
         rule,
         f"{vm} is outside its change windows ({names}); {opens}",
-        f"ask again after {start:%Y-%m-%d %H:%M} UTC, or ask an admin for an exemption",
+        f"ask again after {utc_text(start)}, or ask an admin for an exemption",
         used,
         schedule_at=start,
     )
@@ -94,6 +94,8 @@ class ApprovalsParams(RuleParams):
     # Which actions need approval. Creating is the protective step an admin
     # needs in seconds before a risky change, so the shipped policy leaves it out.
     actions: list[Action] = Field(default_factory=lambda: [Action.ROLLBACK])
+    # Message each listed approver directly too, not only in the thread.
+    dm: bool = False
 
 
 def approvals(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOutcome:
@@ -104,7 +106,7 @@ def approvals(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> R
         return passed(rule, f"{req.action.value} of {req.vm_name} needs no approval{where}", {})
     # Who exactly may approve (with admins and fallbacks) is settled by the engine.
     requirement = ApprovalRequirement(
-        p.count, tuple(p.users), tuple(p.groups), excluded=(req.requester,)
+        p.count, tuple(p.users), tuple(p.groups), excluded=(req.requester,), dm=p.dm
     )
     return fire(
         rule,

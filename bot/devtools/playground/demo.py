@@ -35,6 +35,7 @@ from bot.context import AppContext, build_context
 from bot.devtools.emulator import EmulatedFleet, EmulatorLog
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
+from bot.devtools.playground.console import HyperVConsole
 from bot.devtools.playground.server import PlaygroundApp
 from bot.devtools.playground.signing import AppLink
 from bot.devtools.playground.ui import PlaygroundUi
@@ -131,6 +132,15 @@ class Demo:
                 log.warning("demo: stopping %r failed", stop, exc_info=True)
 
 
+def _stop_playground(workspace: Workspace, server: HttpServer) -> None:
+    """Answer the browsers' long polls, let those answers go out, then stop:
+    an open poll would hold its thread until it timed out, and the server
+    would wait for it and warn "thread(s) still running" (Ctrl-C took 5 s)."""
+    workspace.close()
+    server.drain(timeout=1.0)
+    server.stop(timeout=1.0)
+
+
 def _clear(rundir: Path) -> None:
     rundir.mkdir(parents=True, exist_ok=True)
     for name in _RUN_FILES:
@@ -160,7 +170,7 @@ def start_demo(options: DemoOptions) -> Demo:
     )
     rundir = run_dir(options.workdir, playground.port)
     demo = Demo(url=playground.url + "/", workspace=workspace, rundir=rundir)
-    demo._stops.append(playground.stop)
+    demo._stops.append(lambda: _stop_playground(workspace, playground))
     ui.response_base = f"{playground.url}/response_url"
     try:
         _clear(rundir)
@@ -177,6 +187,8 @@ def start_demo(options: DemoOptions) -> Demo:
         )
         demo.fleet = fleet
         demo._stops.append(fleet.stop)
+        # `/hyperv migrate WEB02 HV01`: live-migrate behind the bot's back.
+        ui.console = HyperVConsole(lambda: [fleet.host(n) for n in fleet.servers])
         pointed = rundir / "inventory.yaml"
         ports = {name: server.port for name, server in fleet.servers.items()}
         pointed.write_text(

@@ -131,6 +131,7 @@ class Workspace:
         self._ids = itertools.count(1)
         self._last_ts = 0.0
         self._changed = threading.Condition()
+        self._closed = False
 
     # --- bookkeeping ------------------------------------------------------------
 
@@ -142,10 +143,19 @@ class Workspace:
             self._changed.notify_all()
 
     def wait_changed(self, since: int, timeout: float) -> int:
-        """Block until `version` passes `since` (or `timeout`); the version."""
+        """Block until `version` passes `since` (or `timeout`, or `close()`);
+        the version."""
         with self._changed:
-            self._changed.wait_for(lambda: self.version > since, timeout)
+            self._changed.wait_for(lambda: self._closed or self.version > since, timeout)
             return self.version
+
+    def close(self) -> None:
+        """Answer every long poll now: a browser's open `/ui/state` would
+        otherwise hold its server thread until the poll times out, and the
+        server's stop would wait for it (and warn) on Ctrl-C."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     def _next_ts(self) -> str:
         # Slack's ts: epoch seconds and six digits, unique and increasing per channel.
@@ -357,6 +367,12 @@ class Workspace:
                 "users": [u.__dict__ for u in self.users.values()],
                 "bot": {"id": BOT_USER_ID, "name": BOT_NAME},
                 "channels": channels,
+                # For rendering `<!subteam^S…>` as Slack does: the handle,
+                # highlighted for its members.
+                "usergroups": [
+                    {"id": g["id"], "handle": g.get("handle", g["id"]), "users": g.get("users", [])}
+                    for g in self.usergroups
+                ],
                 "messages": messages,
                 "modal": stack[-1] if stack else None,
                 "home": self._homes.get(viewer),

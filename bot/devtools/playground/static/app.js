@@ -19,6 +19,7 @@ const SUGGESTIONS = [
   '/checkpoint create CORP-DC01 --reason "monthly patching"',
   "/checkpoint list",
   "/checkpoint help",
+  "/hyperv migrate WEB02 HV01",
 ];
 
 async function post(verb, data) {
@@ -36,10 +37,13 @@ function renderContext(act) {
   const users = Object.fromEntries((ui.state?.users || []).map((u) => [u.id, u.name]));
   users[ui.state?.bot.id] = ui.state?.bot.name;
   const channels = Object.fromEntries((ui.state?.channels || []).map((c) => [c.id, c.name]));
+  const groups = Object.fromEntries((ui.state?.usergroups || []).map((g) => [g.id, g]));
   return {
     me: ui.me,
     userName: (id) => users[id],
     channelName: (id) => channels[id],
+    groupHandle: (id) => groups[id]?.handle,
+    inGroup: (id) => (groups[id]?.users || []).includes(ui.me),
     now: botNow,
     confirm,
     act,
@@ -83,6 +87,8 @@ function author(id) {
   return { name: user?.name ?? id, initial: (user?.name ?? "?")[0].toUpperCase() };
 }
 
+const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
 function timeOf(ts) {
   return new Date(Number(ts) * 1000).toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
 }
@@ -108,7 +114,7 @@ function messageEl(m, channel, { inThread = false } = {}) {
     replies.length ? h("button", {
       type: "button", class: "replies", "data-testid": "open-thread",
       onclick: () => { ui.thread = { channel, ts: m.ts }; render(); },
-    }, `${replies.length} ${replies.length === 1 ? "reply" : "replies"}`) : null));
+    }, count(replies.length, "reply", "replies")) : null));
 }
 
 function messageList(channel, items, { inThread = false } = {}) {
@@ -184,6 +190,8 @@ function threadPane() {
   const all = ui.thread ? ui.state.messages[channel] || [] : [];
   const root = all.find((m) => m.ts === ts);
   pane.hidden = !root;
+  // On a narrow window the open thread takes the whole width (style.css).
+  $("app").classList.toggle("thread-open", Boolean(root));
   if (!root) { ui.thread = null; return; }
   const replies = all.filter((m) => m.thread_ts === ts);
   const name = ui.state.channels.find((c) => c.id === channel)?.name;
@@ -191,7 +199,7 @@ function threadPane() {
     h("div", { class: "pane-header" }, h("h2", {}, "Thread ", h("small", {}, `#${name}`)),
       h("button", { type: "button", class: "link", "data-testid": "thread-close", "aria-label": "Close thread", onclick: () => { ui.thread = null; render(); } }, "✕")),
     messageList(channel, [root], { inThread: true }),
-    h("div", { class: "thread-count" }, `${replies.filter((r) => !r.ephemeral).length} replies`),
+    h("div", { class: "thread-count" }, count(replies.filter((r) => !r.ephemeral).length, "reply", "replies")),
     messageList(channel, replies, { inThread: true })));
 }
 
@@ -237,13 +245,25 @@ function sidebar() {
   $("channel-list").replaceChildren(...ui.state.channels.filter((c) => !c.is_im).map((c) =>
     h("li", {}, h("button", {
       type: "button", class: `side-item${ui.place.kind === "channel" && ui.place.id === c.id ? " active" : ""}`,
-      "data-testid": `channel-${c.name}`, onclick: () => { ui.place = { kind: "channel", id: c.id }; ui.thread = null; render(); },
+      "data-testid": `channel-${c.name}`, onclick: () => { ui.place = { kind: "channel", id: c.id }; ui.thread = null; drawer(false); render(); },
     }, `# ${c.name}`))));
   $("app-link").classList.toggle("active", ui.place.kind === "app");
   $("api-log").replaceChildren(...ui.state.log.slice().reverse().map((c) =>
     h("li", { class: c.ok ? "" : "failed" }, `${c.method}${c.ok ? "" : ` → ${c.error}`}`)));
-  const clock = ui.state.clock;
-  $("demo-clock").textContent = clock ? `bot clock ×${clock.speed}: ${new Date(botNow()).toLocaleString([], { weekday: "short", hour: "2-digit", minute: "2-digit" })}` : "";
+  tickClock();
+}
+
+// The banner's clock shows the bot's time, which runs `--speed` times
+// faster: redrawn every second, so at x600 it moves ten minutes a second.
+function tickClock() {
+  const clock = ui.state?.clock;
+  $("demo-clock").textContent = clock ? `bot clock ×${clock.speed}: ${new Date(botNow()).toLocaleString([], { weekday: "short", hour: "2-digit", minute: "2-digit", second: "2-digit" })}` : "";
+}
+
+// The sidebar is a drawer on a narrow window (style.css); `open` or close it.
+function drawer(open) {
+  document.body.classList.toggle("drawer-open", open);
+  $("drawer-toggle").setAttribute("aria-expanded", String(open));
 }
 
 function render() {
@@ -300,6 +320,8 @@ async function feed() {
   }
 }
 
-$("app-link").addEventListener("click", () => openApp("home"));
-setInterval(() => ui.state && sidebar(), 30000);
+$("app-link").addEventListener("click", () => { drawer(false); openApp("home"); });
+$("drawer-toggle").addEventListener("click", () => drawer(!document.body.classList.contains("drawer-open")));
+$("drawer-backdrop").addEventListener("click", () => drawer(false));
+setInterval(tickClock, 1000);
 feed();

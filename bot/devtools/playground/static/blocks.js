@@ -4,6 +4,8 @@
 // overflow menus, radio buttons, plain-text inputs. Anything else shows as
 // an "unsupported" note rather than vanishing, so a bad message is visible.
 
+import { EMOJI, emojify } from "./emoji.js";
+
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -24,15 +26,6 @@ export const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ESCAPES[c]);
 // Slack escapes only these three in message text; everything else is literal.
 const unslack = (s) => String(s).replace(/&(amp|lt|gt);/g, (_, e) => ({ amp: "&", lt: "<", gt: ">" })[e]);
 
-const EMOJI = {
-  alarm_clock: "⏰", bulb: "💡", calendar: "📆", clock3: "🕒", desktop_computer: "🖥️",
-  gear: "⚙️", grey_question: "❔", heavy_check_mark: "✔️", hourglass_flowing_sand: "⏳",
-  inbox_tray: "📥", large_green_circle: "🟢", leftwards_arrow_with_hook: "↩️", no_entry: "⛔",
-  red_circle: "🔴", rewind: "⏪", scissors: "✂️", speech_balloon: "💬", tada: "🎉",
-  test_tube: "🧪", twisted_rightwards_arrows: "🔀", warning: "⚠️", white_check_mark: "✅",
-  wrench: "🔧", x: "❌", lock: "🔒", bell: "🔔", eyes: "👀", rocket: "🚀", wave: "👋",
-  "+1": "👍", thumbsup: "👍", hourglass: "⌛", stopwatch: "⏱️", information_source: "ℹ️",
-};
 
 // --- dates: <!date^1700000000^{date_short_pretty} {time}|fallback> ---------------
 
@@ -90,7 +83,13 @@ function control(inner, ctx) {
     const [, epoch, format] = target.split("^");
     return `<time title="${text(label || "")}">${text(formatDate(Number(epoch), unslack(format || "{date}"), ctx.now()))}</time>`;
   }
-  if (target.startsWith("!subteam^")) return `<span class="mention">${text(label || "@" + target.split("^")[1])}</span>`;
+  if (target.startsWith("!subteam^")) {
+    // As Slack shows a user group mention: its @handle, highlighted for members.
+    const id = target.split("^")[1];
+    const handle = ctx.groupHandle?.(id) ?? (label ? unslack(label).replace(/^@/, "") : id);
+    const me = ctx.inGroup?.(id) ? " mention-me" : "";
+    return `<span class="mention${me}" data-group="${esc(id)}">@${text(handle)}</span>`;
+  }
   if (target.startsWith("!")) return `<span class="mention">@${text(target.slice(1))}</span>`;
   if (/^(https?:|mailto:)/.test(target)) {
     return `<a href="${esc(unslack(target))}" target="_blank" rel="noopener noreferrer">${text(label || target)}</a>`;
@@ -157,7 +156,7 @@ function buttonEl(el, ctx, blockId) {
         await ctx.act({ type: "button", action_id: el.action_id, block_id: blockId, value: el.value, text: el.text, style: el.style });
       } finally { ev.target.disabled = false; }
     },
-  }, plain(el.text));
+  }, el.text?.emoji === false ? plain(el.text) : emojify(plain(el.text)));
 }
 
 function selectEl(el, ctx, blockId, { input = false } = {}) {

@@ -1,0 +1,145 @@
+"""The CLI's rough edges (issue #17 item 11): a VM name for `rollback` as
+Slack accepts it, `--json` on every command a script reads, and no colour
+codes where nobody reads colour. The installed console script in a fresh
+working directory (demo mode), as in tests/test_cli.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+from pathlib import Path
+
+import click
+
+from bot.cli.main import cli
+from tests.test_cli import BOT, one_line_error, run
+
+ESC = "\x1b["
+
+
+def test_rollback_by_vm_name_rolls_back_its_one_active_change(tmp_path: Path) -> None:
+    created = run(tmp_path, "checkpoint", "create", "STG-WEB01", "--reason", "lab patching")
+    assert created.returncode == 0, created.stderr
+    rolled = run(tmp_path, "checkpoint", "rollback", "STG-WEB01", "--json")
+    assert rolled.returncode == 0, rolled.stderr
+    change = json.loads(rolled.stdout)
+    assert change["ref"] == "CHG-0001" and change["state"] == "rolled_back"
+
+
+def test_rollback_by_vm_name_without_an_active_change_is_one_line(tmp_path: Path) -> None:
+    result = run(tmp_path, "checkpoint", "rollback", "STG-WEB01")
+    assert result.returncode == 1
+    assert one_line_error(result) == (
+        "checkpoint-bot: error: STG-WEB01 has no active change to roll back; nothing was done"
+    )
+    unknown = run(tmp_path, "checkpoint", "rollback", "WEB1")
+    assert unknown.returncode == 2
+    assert "no VM named 'WEB1'" in one_line_error(unknown)
+
+
+def test_rollback_by_vm_name_with_several_active_changes_names_them(tmp_path: Path) -> None:
+    for reason in ("first", "second"):
+        made = run(tmp_path, "checkpoint", "create", "STG-WEB01", "--reason", reason)
+        assert made.returncode == 0, made.stderr
+    result = run(tmp_path, "checkpoint", "rollback", "STG-WEB01")
+    assert result.returncode == 2
+    assert one_line_error(result) == (
+        "checkpoint-bot: error: STG-WEB01 has 2 active changes (CHG-0001, CHG-0002): "
+        "name the one to roll back, e.g. CHG-0001; nothing was done"
+    )
+    shown = json.loads(run(tmp_path, "change", "show", "CHG-1", "--json").stdout)
+    assert shown["state"] == "active"
+
+
+def test_db_upgrade_and_policy_validate_print_json(tmp_path: Path) -> None:
+    first = run(tmp_path, "db", "upgrade", "--json")
+    assert first.returncode == 0, first.stderr
+    done = json.loads(first.stdout)
+    assert done["changed"] is True and done["before"] is None and done["after"]
+    again = json.loads(run(tmp_path, "db", "upgrade", "--json").stdout)
+    assert again["changed"] is False and again["before"] == again["after"] == done["after"]
+    policy = Path(__file__).parents[1] / "deploy" / "examples" / "demo-policy.yaml"
+    checked = run(tmp_path, "policy", "validate", str(policy), "--json")
+    assert checked.returncode == 0, checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["ok"] is True and "app-maintenance" in report["windows"]
+    assert "domain_controller" in report["rules"]
+
+
+def _on_a_terminal(cwd: Path, *args: str, env: dict[str, str]) -> str:
+    """What the CLI writes to a terminal (a pseudo-terminal as stdout and stderr)."""
+    leader, follower = pty.openpty()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
+    full_env.pop("NO_COLOR", None)
+    full_env |= {"CHECKPOINT_BOT_USER": "tester", "TERM": "xterm"} | env
+    proc = subprocess.Popen(
+        [str(BOT), *args], cwd=cwd, env=full_env, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=120)
+    os.close(leader)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_colour_on_a_terminal_only_and_never_with_no_color(tmp_path: Path) -> None:
+    args = ("checkpoint", "create", "CORP-DC01", "--reason", "colour check")
+    coloured = _on_a_terminal(tmp_path, *args, env={})
+    assert ESC in coloured and "REFUSED" in coloured
+    plain = _on_a_terminal(tmp_path, *args, env={"NO_COLOR": "1"})
+    assert ESC not in plain and "REFUSED" in plain
+    assert ESC not in _on_a_terminal(tmp_path, *args, env={"TERM": "dumb"})
+    # An empty NO_COLOR does not count (https://no-color.org).
+    assert ESC in _on_a_terminal(tmp_path, *args, env={"NO_COLOR": ""})
+    error = _on_a_terminal(tmp_path, "change", "show", "CHG-77", env={"NO_COLOR": "1"})
+    assert error.strip().endswith("checkpoint-bot: error: no change CHG-0077")
+
+
+def test_redirected_output_has_no_escape_codes(tmp_path: Path) -> None:
+    for args in (
+        ("checkpoint", "create", "CORP-DC01", "--reason", "into a file"),
+        ("policy", "explain", "WEB01"),
+        ("change", "show", "CHG-1"),
+        ("change", "show", "CHG-77"),
+    ):
+        result = run(tmp_path, *args)
+        assert ESC not in result.stdout + result.stderr, args
+
+
+# Long-running services print logs, not results; `audit export` writes its
+# own machine formats (`--format jsonl|csv`).
+NO_JSON = {"serve", "worker", "demo", "emulator", "audit export"}
+
+
+def test_every_command_that_prints_a_result_has_json() -> None:
+    def leaves(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
+        found: list[tuple[str, click.Command]] = []
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None
+            path = f"{prefix} {name}".strip()
+            if isinstance(command, click.Group):
+                found += leaves(command, path)
+            else:
+                found.append((path, command))
+        return found
+
+    commands = leaves(cli, "")
+    assert len(commands) > 20
+    missing = [
+        path
+        for path, command in commands
+        if path not in NO_JSON and not any("--json" in p.opts for p in command.params)
+    ]
+    assert missing == []
