@@ -44,7 +44,15 @@ from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Host, Inventory, demo_inventory_path, load_inventory, parse_inventory
-from bot.inventory.discovery import FoundVM, Kind, Scope, apply_to_mappings, found_vm, plan_merge
+from bot.inventory.discovery import (
+    FoundVM,
+    Kind,
+    Scope,
+    apply_to_mappings,
+    found_vm,
+    plan_merge,
+    volumes_by_host,
+)
 from bot.inventory.models import VM
 from bot.inventory.yamledit import (
     DocumentError,
@@ -120,7 +128,7 @@ def _scope(inventory: Inventory, answered: tuple[str, ...] = DEMO_HOSTS) -> Scop
     return Scope(
         asked=DEMO_HOSTS,
         answered=answered,
-        volumes={h.name: tuple(v.path for v in h.volumes) for h in inventory.hosts},
+        volumes=volumes_by_host(inventory),
     )
 
 
@@ -325,7 +333,7 @@ def test_merge_keeps_hand_written_roles_tags_and_comments_and_marks_the_gone(
     scope = Scope(
         asked=("HV01", "HV02"),
         answered=("HV01", "HV02"),
-        volumes={h.name: tuple(v.path for v in h.volumes) for h in current.hosts},
+        volumes=volumes_by_host(current),
     )
     plan = plan_merge(current.vms, found, scope, TODAY)
     doc = load_document(HAND_WRITTEN)

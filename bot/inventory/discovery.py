@@ -38,6 +38,7 @@ from typing import Any
 
 from bot.domain import Role
 from bot.hyperv.types import CheckpointType, DiscoveredVM
+from bot.inventory.inventory import Inventory
 from bot.inventory.models import VM, VMDisks
 from bot.inventory.names import name_problem
 
@@ -274,6 +275,17 @@ class MergePlan:
 
     def counts(self) -> dict[str, int]:
         return {kind.value: len(self.of(kind)) for kind in Kind}
+
+
+def volumes_by_host(inventory: Inventory) -> dict[str, tuple[str, ...]]:
+    """The volumes a VM of each host may live on: the host's own, then its
+    cluster's shared volumes (CSVs, docs/clusters.md)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for host in inventory.hosts:
+        cluster = inventory.cluster_of(host.name)
+        shared = [v.path for v in cluster.shared_volumes] if cluster is not None else []
+        found[host.name] = (*(v.path for v in host.volumes), *shared)
+    return found
 
 
 def _host_name(host: str, scope: Scope) -> str:

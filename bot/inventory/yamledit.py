@@ -67,12 +67,15 @@ def load_document(text: str) -> CommentedMap:
 
 
 def fresh_document(hosts_text: str, header: str) -> CommentedMap:
-    """A new inventory: `hosts:` (with its comments) from another file's text,
-    and an empty `vms:`."""
+    """A new inventory: everything but `vms:` (the hosts, the clusters, with
+    their comments) from another file's text, and an empty `vms:`."""
     source = load_document(hosts_text)
     doc = CommentedMap()
     doc.yaml_set_start_comment(header)
     doc["hosts"] = source.get("hosts", CommentedSeq())
+    for key, value in source.items():
+        if key not in ("hosts", "vms"):
+            doc[key] = value
     doc["vms"] = CommentedSeq()
     return doc
 

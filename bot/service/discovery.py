@@ -29,6 +29,7 @@ from bot.inventory.discovery import (
     Scope,
     found_vm,
     plan_merge,
+    volumes_by_host,
 )
 from bot.inventory.errors import InventoryLookupError
 from bot.inventory.yamledit import (
@@ -163,11 +164,10 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
     except (DocumentError, ValueError) as exc:
         raise BadRequest(f"{source}: {exc}") from None
     found, answered, unreachable, timings = _gather(deps, hosts)
-    inventory_hosts = current.hosts if current is not None else deps.inventory.hosts
     scope = Scope(
         asked=tuple(h.name for h in hosts),
         answered=tuple(answered),
-        volumes={h.name: tuple(v.path for v in h.volumes) for h in inventory_hosts},
+        volumes=volumes_by_host(current if current is not None else deps.inventory),
     )
     today = deps.clock().date()
     plan = plan_merge(current.vms if current is not None else [], found, scope, today)
