@@ -112,6 +112,11 @@ class KerberosRealm:
     def client_keytab(self, user: str) -> Path:
         return self.add_principal(user, self.root / f"{user}.keytab")
 
+    def rekey(self, name: str, keytab: Path) -> None:
+        """New random keys (a new kvno) for `name`, written to `keytab`: the realm
+        moves on and any older copy of the keytab is stale."""
+        self._admin(f"ktadd -k {keytab} {name}")
+
     def kinit(self, user: str, keytab: Path, ccache: Path) -> None:
         """`kinit -k -t KEYTAB USER` into a FILE ccache, as an operator would."""
         env = {**os.environ, **self.env, "KRB5CCNAME": f"FILE:{ccache}"}

@@ -12,7 +12,7 @@ says which of them the listener accepts, as WinRM's service settings
 Auth/Basic, Auth/Negotiate and Auth/Kerberos do
 (https://learn.microsoft.com/windows/win32/winrm/installation-and-configuration-for-windows-remote-management).
 With `tls` it is an HTTPS listener: the certificate is the one a WinRM HTTPS
-listener is created with (`New-Item WSMan:\localhost\Listener -Transport
+listener is created with (`New-Item WSMan:\\localhost\\Listener -Transport
 HTTPS -CertificateThumbPrint ...`,
 https://learn.microsoft.com/troubleshoot/windows-client/system-management-components/configure-winrm-for-https),
 and Negotiate tokens must carry its channel binding (RFC 5929

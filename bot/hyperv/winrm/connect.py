@@ -21,7 +21,7 @@ ticket is asked for `HTTP/<address>`, the SPN a WinRM listener answers to.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -59,8 +59,14 @@ KERBEROS_EXTRA = "pip install 'checkpoint-bot[kerberos]'"
 
 
 def kerberos_installed() -> bool:
-    """pyspnego's Kerberos support: the `gssapi` and `krb5` packages."""
-    return all(importlib.util.find_spec(name) is not None for name in ("gssapi", "krb5"))
+    """pyspnego's Kerberos support: the `gssapi` and `krb5` packages, importable
+    (a build against a missing libkrb5 fails here too, not in the handshake)."""
+    try:
+        for name in ("gssapi", "krb5"):
+            importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def _keytab_path(value: str) -> Path:

@@ -17,6 +17,8 @@ Messages never contain credentials: pypsrp's own texts name the user at most.
 
 from __future__ import annotations
 
+import re
+
 import requests
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 
@@ -242,13 +244,13 @@ def _verify_detail(exc: BaseException) -> str:
     if start < 0:
         return _first_line(exc)
     end = text_.find(" (_ssl.c", start)
-    return text_[start : end if end > 0 else start + 200].strip("'\") or _first_line(exc)
+    return text_[start : end if end > 0 else start + 200].strip("'\\") or _first_line(exc)
 
 
 # GSSAPI's words (MIT krb5 error table) -> what usually causes them.
 _KERBEROS_HINTS: tuple[tuple[str, str], ...] = (
     (
-        "server not found in kerberos database",
+        "not found in kerberos database",
         "the realm has no service principal HTTP/<address>: register it (setspn -S "
         "HTTP/<fqdn> <host>) or set address: to the name it is registered for",
     ),
@@ -259,7 +261,6 @@ _KERBEROS_HINTS: tuple[tuple[str, str], ...] = (
     ("cannot contact any kdc", "no KDC answered: check krb5.conf's [realms] kdc"),
     ("clock skew", "the clocks of the bot, the KDC and the host differ by more than 5 minutes"),
     ("ticket expired", "the ticket expired: kinit again, or use a keytab"),
-    ("client not found", "the KDC does not know the bot's principal (check its name and realm)"),
     (
         "preauthentication failed",
         "the keytab's keys do not match the principal's (was it re-keyed?)",
@@ -267,9 +268,14 @@ _KERBEROS_HINTS: tuple[tuple[str, str], ...] = (
 )
 
 
+# pyspnego words a GSSAPI failure "... Minor (N): <the mechanism's reason>, Context: ...".
+_GSS_MINOR = re.compile(r"Minor \(\d+\): (.*?)(?:, Context:|$)")
+
+
 def kerberos_problem(exc: BaseException) -> str:
     """pyspnego's error as one line, with a hint when GSSAPI's reason is known."""
-    detail = _first_line(exc)
+    minor = _GSS_MINOR.search(str(exc))
+    detail = minor.group(1).strip() if minor else _first_line(exc)
     folded = str(exc).lower()
     for fragment, hint in _KERBEROS_HINTS:
         if fragment in folded:

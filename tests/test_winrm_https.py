@@ -1,0 +1,155 @@
+"""HTTPS to a host, end to end: the bot's WinRM client against the emulator
+serving TLS with a certificate from a CA made in the test.
+
+Validation is on by default (the inventory's `cert_validation: true`, the
+system trust store); `ca_bundle:` names the private CA. The right CA lets a
+checkpoint be created and listed over NTLM with channel binding; a wrong CA,
+no CA (the system store does not know the test CA) and a certificate for
+another name each fail with one line that names the host, says what is wrong
+and what to set, before any credential is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.clock import ManualClock
+from bot.devtools.emulator import EmulatorLog, EmulatorServer, TlsIdentity
+from bot.devtools.hostmodel import (
+    HostModel,
+    HostSpec,
+    InMemoryHostStateStore,
+    ModelHost,
+    VMSpec,
+    VolumeSpec,
+    seed_missing,
+)
+from bot.hyperv.errors import HostUnreachable
+from bot.hyperv.winrm.connect import Credentials
+from bot.hyperv.winrm.host import WinRMHost
+from bot.hyperv.winrm.pool import WinRMTimeouts
+from bot.inventory import Inventory
+from tests.tls_support import TestCA
+
+USER, PASSWORD = "hvadmin", "Passw0rd!"
+WEB01 = "aaaaaaaa-1111-4111-8111-11111111111b"
+MODEL = HostModel(
+    hosts=[
+        HostSpec(
+            name="HV01",
+            volumes=[VolumeSpec(path="D:", capacity_gb=2000, used_gb=700)],
+            vms=[VMSpec(name="WEB01", vm_id=WEB01)],
+        )
+    ]
+)
+
+
+@pytest.fixture
+def ca() -> TestCA:
+    return TestCA.create("Checkpoint Test Root CA")
+
+
+def _serve(tmp_path: Path, ca: TestCA, names: list[str], clock: ManualClock) -> EmulatorServer:
+    store = InMemoryHostStateStore()
+    seed_missing(store, MODEL)
+    cert, key = ca.issue(names).write(tmp_path / "listener.pem", tmp_path / "listener.key")
+    return EmulatorServer(
+        ModelHost("HV01", store, clock),
+        users={USER: PASSWORD},
+        auth=("ntlm",),
+        log=EmulatorLog(),
+        tls=TlsIdentity(certificate_pem=cert, key_pem=key),
+    ).start()
+
+
+@pytest.fixture
+def server(tmp_path: Path, ca: TestCA, clock: ManualClock) -> Iterator[EmulatorServer]:
+    emulator = _serve(tmp_path, ca, ["localhost"], clock)
+    yield emulator
+    emulator.stop()
+
+
+def host_for(server: EmulatorServer, **fields: object) -> WinRMHost:
+    spec = {
+        "name": "HV01",
+        "address": "localhost",
+        "port": server.port,
+        # transport https and cert_validation true are the defaults: not set here.
+        "auth": "ntlm",
+        "credential": {"username": USER, "password_env": "HV_PASSWORD"},
+        **fields,
+    }
+    inventory = Inventory.model_validate({"hosts": [spec], "vms": []})
+    host = inventory.host("HV01")
+    timeouts = WinRMTimeouts(call=6, connect=2, read=10, operation=2, idle=300, stop_grace=1)
+    return WinRMHost(host, Credentials({"HV_PASSWORD": PASSWORD}).for_host(host), timeouts=timeouts)
+
+
+def test_https_is_validated_by_default() -> None:
+    host = Inventory.model_validate(
+        {"hosts": [{"name": "HV01", "address": "hv01.corp.example"}], "vms": []}
+    ).host("HV01")
+    assert host.transport.value == "https" and host.port == 5986
+    assert host.cert_validation is True and host.ca_bundle is None
+
+
+def test_right_ca_creates_and_lists_a_checkpoint(
+    server: EmulatorServer, ca: TestCA, tmp_path: Path
+) -> None:
+    winrm = host_for(server, ca_bundle=str(ca.write(tmp_path / "corp-ca.pem")))
+    try:
+        created = winrm.create_checkpoint(WEB01, "CHG-0001 over HTTPS")
+        listed = winrm.list_checkpoints(WEB01)
+    finally:
+        winrm.close()
+    assert [c.id for c in listed] == [created.id]
+    assert listed[0].name == "CHG-0001 over HTTPS"
+    # NTLM over TLS, bound to the listener's certificate (the emulator requires it).
+    assert {logon.protocol for logon in server.logons} == {"ntlm"}
+
+
+def _failure(winrm: WinRMHost) -> HostUnreachable:
+    try:
+        with pytest.raises(HostUnreachable) as caught:
+            winrm.list_vms()
+    finally:
+        winrm.close()
+    return caught.value
+
+
+def test_wrong_ca_fails_with_one_line_naming_the_host(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    other = TestCA.create("Some Other CA").write(tmp_path / "other-ca.pem")
+    error = _failure(host_for(server, ca_bundle=str(other)))
+    message = str(error)
+    assert "\n" not in message
+    assert message.startswith("HV01: ")
+    assert "certificate is not trusted" in message
+    assert "set ca_bundle:" in message
+    assert error.category == "SecurityError"
+    assert server.logons == []  # nothing was authenticated: no credential went out
+
+
+def test_system_trust_does_not_know_a_private_ca(server: EmulatorServer) -> None:
+    message = str(_failure(host_for(server)))
+    assert message.startswith("HV01: ") and "certificate is not trusted" in message
+    assert "set ca_bundle:" in message and "\n" not in message
+
+
+def test_certificate_for_another_name_fails_clearly(
+    tmp_path: Path, ca: TestCA, clock: ManualClock
+) -> None:
+    emulator = _serve(tmp_path, ca, ["hv02.corp.example"], clock)
+    try:
+        winrm = host_for(emulator, ca_bundle=str(ca.write(tmp_path / "corp-ca.pem")))
+        message = str(_failure(winrm))
+    finally:
+        emulator.stop()
+    assert message.startswith("HV01: ") and "\n" not in message
+    assert "not valid for this name" in message
+    assert "set address:" in message
+    assert "localhost" in message  # OpenSSL's detail names the name that was asked for
