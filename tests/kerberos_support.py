@@ -193,8 +193,9 @@ class KerberosRealm:
         try:
             deadline = time.monotonic() + 20
             while True:
-                with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", port), 0.2
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", port), 0.2),
                 ):
                     break
                 if process.poll() is not None or time.monotonic() > deadline:

@@ -75,9 +75,7 @@ def realm(tmp_path: Path) -> Iterator[KerberosRealm]:
         yield started
 
 
-def _emulator(
-    keytab: Path, clock: ManualClock, tls: TlsIdentity | None = None
-) -> EmulatorServer:
+def _emulator(keytab: Path, clock: ManualClock, tls: TlsIdentity | None = None) -> EmulatorServer:
     store = InMemoryHostStateStore()
     seed_missing(store, MODEL)
     return EmulatorServer(
@@ -150,9 +148,7 @@ def test_kinit_ccache_from_krb5ccname(
     assert_kerberos_logons(server)
 
 
-def test_keytab_file_on_the_hosts_credential(
-    realm: KerberosRealm, server: EmulatorServer
-) -> None:
+def test_keytab_file_on_the_hosts_credential(realm: KerberosRealm, server: EmulatorServer) -> None:
     keytab = realm.client_keytab(BOT)
     winrm = host_for(server, {}, credential={"username": BOT_PRINCIPAL, "keytab_file": str(keytab)})
     create_and_list(winrm, "CHG-0003 keytab_file")
@@ -200,9 +196,7 @@ def test_no_ticket_says_how_to_get_one(realm: KerberosRealm, server: EmulatorSer
     assert server.logons == []
 
 
-def test_unregistered_service_principal(
-    realm: KerberosRealm, clock: ManualClock
-) -> None:
+def test_unregistered_service_principal(realm: KerberosRealm, clock: ManualClock) -> None:
     # The host listens with keys for another name; the realm has no HTTP/localhost.
     emulator = _emulator(realm.service_keytab("hv02.corp.example"), clock)
     try:

@@ -115,7 +115,6 @@ class Credentials:
             certificate_key_pem=ref.certificate_key_pem,
         )
 
-
     def _kerberos_from_env(self, host: Host, principal: str | None) -> HostCredential:
         if AuthMethod(host.auth) not in _KERBEROS_AUTHS:
             return HostCredential(username=principal)
@@ -223,10 +222,10 @@ def wsman_factory(
 def _kerberos_credential(credential: HostCredential) -> Any:
     """A pyspnego credential for a keytab or a ccache, else None (user name and
     password, or the library's default credentials)."""
-    if credential.keytab is None and credential.ccache is None:
-        return None
     if credential.keytab is not None:
         return spnego.KerberosKeytab(
             keytab=f"FILE:{credential.keytab.resolve()}", principal=credential.username
         )
-    return spnego.KerberosCCache(ccache=credential.ccache, principal=credential.username)
+    if credential.ccache is not None:
+        return spnego.KerberosCCache(ccache=credential.ccache, principal=credential.username)
+    return None
