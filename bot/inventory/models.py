@@ -296,6 +296,12 @@ class Host(_Model):
         auth = info.data.get("auth")
         if auth is None:  # auth itself was invalid; that error says enough
             return credential
+        if (
+            credential is not None
+            and credential.keytab_file is not None
+            and auth not in (AuthMethod.KERBEROS, AuthMethod.NEGOTIATE)
+        ):
+            raise ValueError(f"keytab_file is for kerberos auth, not {auth}")
         if auth is AuthMethod.CERTIFICATE:
             if credential is None or credential.certificate_pem is None:
                 raise ValueError(
@@ -315,12 +321,6 @@ class Host(_Model):
             # negotiate / kerberos may use the bot's own Kerberos ticket with no credential
             # at all, but a credential without a user name is a half-finished one.
             raise ValueError("needs username or username_env (or keytab_file)")
-        if (
-            credential is not None
-            and credential.keytab_file is not None
-            and auth not in (AuthMethod.KERBEROS, AuthMethod.NEGOTIATE)
-        ):
-            raise ValueError(f"keytab_file is for kerberos auth, not {auth}")
         return credential
 
     @model_validator(mode="after")
