@@ -107,7 +107,7 @@ def test_right_ca_creates_and_lists_a_checkpoint(
         winrm.close()
     assert [c.id for c in listed] == [created.id]
     assert listed[0].name == "CHG-0001 over HTTPS"
-    # NTLM over TLS, bound to the listener's certificate (the emulator requires it).
+    # NTLM over TLS; the emulator's acceptor checks the binding to its certificate.
     assert {logon.protocol for logon in server.logons} == {"ntlm"}
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import spnego
 from pypsrp.wsman import WSMan
 
-from bot.hyperv.errors import HostAuthError, HyperVError
+from bot.hyperv.errors import HostAuthError, HostUnreachable, HyperVError
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory.models import AuthMethod, Host, Transport
 from bot.secrets import Secret, SecretError, secret_from
@@ -152,6 +152,21 @@ def _check_kerberos(host: Host, credential: HostCredential) -> None:
         )
 
 
+def _check_ca_bundle(host: Host) -> None:
+    """requests would raise a bare OSError for a bundle it cannot open."""
+    bundle = host.ca_bundle
+    if bundle is None or host.transport is not Transport.HTTPS:
+        return
+    if not bundle.is_file() or not os.access(bundle, os.R_OK):
+        shown = "does not exist" if not bundle.exists() else "cannot be read by the bot"
+        raise HostUnreachable(
+            f"ca_bundle {bundle} {shown}; set ca_bundle: to the PEM file of the CA that "
+            "issued the host's WinRM certificate (docs/connect-hosts.md)",
+            host=host.name,
+            category="SecurityError",
+        )
+
+
 def wsman_options(
     host: Host, credential: HostCredential, timeouts: WinRMTimeouts, *, no_proxy: bool = True
 ) -> dict[str, Any]:
@@ -202,6 +217,7 @@ def wsman_factory(
 ) -> Callable[[], Any]:
     options = wsman_options(host, credential, timeouts, no_proxy=no_proxy)
     _check_kerberos(host, credential)
+    _check_ca_bundle(host)
     password = credential.password
 
     def connect() -> Any:
