@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from bot.clock import ManualClock
-from bot.devtools.emulator import EmulatorLog, EmulatorServer, TlsIdentity
+from bot.devtools.emulator import (
+    DEFAULT_USERS,
+    EmulatedFleet,
+    EmulatorLog,
+    EmulatorServer,
+    TlsIdentity,
+)
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.devtools.hostmodel import (
     HostModel,
     HostSpec,
@@ -25,13 +32,16 @@ from bot.devtools.hostmodel import (
     ModelHost,
     VMSpec,
     VolumeSpec,
+    demo_hosts_path,
+    load_host_model,
     seed_missing,
 )
 from bot.hyperv.errors import HostUnreachable
 from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
-from bot.inventory import Inventory
+from bot.inventory import Inventory, demo_inventory_path, load_inventory
+from tests.test_cli import one_line_error, run
 from tests.tls_support import TestCA
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
@@ -153,3 +163,54 @@ def test_certificate_for_another_name_fails_clearly(
     assert "not valid for this name" in message
     assert "set address:" in message
     assert "localhost" in message  # OpenSSL's detail names the name that was asked for
+
+
+def test_the_cli_says_one_line_and_exit_3_for_a_wrong_ca_then_works_with_the_right_one(
+    tmp_path: Path, ca: TestCA
+) -> None:
+    """The emulated demo estate over HTTPS, the inventory `emulator
+    --write-inventory --tls-cert ... --ca-bundle ...` writes, and the
+    installed `checkpoint-bot` as an operator runs it."""
+    cert, key = ca.issue(["localhost"]).write(tmp_path / "cert.pem", tmp_path / "key.pem")
+    fleet = EmulatedFleet.start(
+        InMemoryHostStateStore(),
+        hosts=["HV01"],
+        model=load_host_model(demo_hosts_path()),
+        tls=TlsIdentity(certificate_pem=cert, key_pem=key),
+    )
+    try:
+        ports = {name: server.port for name, server in fleet.servers.items()}
+        env = {EMULATOR_PASSWORD_ENV: DEFAULT_USERS["hvadmin"]}
+        config = tmp_path / "bot.yaml"
+        config.write_text("inventory: inv.yaml\nhyperv: {backend: winrm}\n", encoding="utf-8")
+        inventory = load_inventory(demo_inventory_path())
+
+        def point(bundle: Path) -> None:
+            (tmp_path / "inv.yaml").write_text(
+                emulated_inventory(
+                    inventory, ports, "hvadmin", EMULATOR_PASSWORD_ENV, tls=True, ca_bundle=bundle
+                ),
+                encoding="utf-8",
+            )
+
+        point(TestCA.create("Some Other CA").write(tmp_path / "other-ca.pem"))
+        assert run(tmp_path, "--config", str(config), "db", "upgrade", env=env).returncode == 0
+        refused = run(
+            tmp_path, "--config", str(config), "checkpoint", "create", "WEB01", "-r", "x", env=env
+        )
+        assert refused.returncode == 3, refused.stderr
+        line = one_line_error(refused)
+        assert "HV01" in line and "certificate is not trusted" in line
+        assert "set ca_bundle:" in line
+
+        point(ca.write(tmp_path / "corp-ca.pem"))
+        created = run(
+            tmp_path, "--config", str(config), "checkpoint", "create", "WEB01", "-r", "tls",
+            env=env,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        assert "CHG-0001: active — WEB01 on HV01" in created.stdout
+        held = [s.name for s in fleet.host("HV01").get_snapshots()]
+        assert any(name.startswith("CHG-0001") for name in held), held
+    finally:
+        fleet.stop()
