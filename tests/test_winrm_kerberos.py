@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 from bot.clock import ManualClock
-from bot.devtools.emulator import EmulatorLog, EmulatorServer, Logon, TlsIdentity
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog, EmulatorServer, Logon, TlsIdentity
+from bot.devtools.emulator.pointing import emulated_inventory
 from bot.devtools.hostmodel import (
     HostModel,
     HostSpec,
@@ -35,14 +36,17 @@ from bot.devtools.hostmodel import (
     ModelHost,
     VMSpec,
     VolumeSpec,
+    demo_hosts_path,
+    load_host_model,
     seed_missing,
 )
 from bot.hyperv.errors import HostAuthError
 from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
-from bot.inventory import Inventory
+from bot.inventory import Inventory, demo_inventory_path, load_inventory
 from tests.kerberos_support import REALM, KerberosRealm, require_kerberos
+from tests.test_cli import run
 from tests.tls_support import TestCA
 
 BOT = "checkpoint-bot"
@@ -285,3 +289,45 @@ def test_without_the_kerberos_extra_the_error_says_what_to_install(tmp_path: Pat
         "HV01: kerberos auth needs pyspnego's Kerberos support, which is not installed: "
         "pip install 'checkpoint-bot[kerberos]' (docs/connect-hosts.md)"
     )
+
+
+def test_the_cli_authenticates_with_the_keytab_in_its_environment(
+    realm: KerberosRealm, tmp_path: Path
+) -> None:
+    """The installed `checkpoint-bot`, as a service runs it: KRB5_CLIENT_KTNAME
+    and KRB5_CONFIG in its environment, an inventory with `auth: kerberos`
+    and no credential (what `emulator --keytab --write-inventory` writes)."""
+    fleet = EmulatedFleet.start(
+        InMemoryHostStateStore(),
+        hosts=["HV01"],
+        model=load_host_model(demo_hosts_path()),
+        auth=("kerberos",),
+        keytab=realm.service_keytab("localhost"),
+    )
+    try:
+        ports = {name: server.port for name, server in fleet.servers.items()}
+        (tmp_path / "inv.yaml").write_text(
+            emulated_inventory(
+                load_inventory(demo_inventory_path()), ports, "unused", "UNUSED", kerberos=True
+            ),
+            encoding="utf-8",
+        )
+        config = tmp_path / "bot.yaml"
+        config.write_text("inventory: inv.yaml\nhyperv: {backend: winrm}\n", encoding="utf-8")
+        env = {
+            **realm.env,
+            "KRB5_CLIENT_KTNAME": f"FILE:{realm.client_keytab(BOT)}",
+            "KRB5CCNAME": f"FILE:{tmp_path / 'empty-ccache'}",
+        }
+        assert run(tmp_path, "--config", str(config), "db", "upgrade", env=env).returncode == 0
+        created = run(
+            tmp_path, "--config", str(config), "checkpoint", "create", "WEB01", "-r", "krb",
+            env=env,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        assert "CHG-0001: active — WEB01 on HV01" in created.stdout
+        assert set(fleet.server("HV01").logons) == {
+            Logon(protocol="kerberos", principal=BOT_PRINCIPAL)
+        }
+    finally:
+        fleet.stop()
