@@ -33,8 +33,9 @@ EPILOG = f"""\
 Faults (--faults SPEC): {SPEC_HELP} Example: --faults latency=50,hang=Checkpoint-VM,refuse
 
 Clients connect with pypsrp: WSMan("127.0.0.1", port=PORT, ssl=False, auth="basic",
-encryption="never", ...) or auth="ntlm" (message encryption on). Without --user the
-login is {next(iter(DEFAULT_USERS))} / {next(iter(DEFAULT_USERS.values()))}.
+encryption="never", ...) or auth="ntlm" (message encryption on); with --keytab,
+auth="kerberos" to HTTP/localhost; with --tls-cert, ssl=True and server "localhost".
+Without --user the login is {next(iter(DEFAULT_USERS))} / {next(iter(DEFAULT_USERS.values()))}.
 """
 
 
