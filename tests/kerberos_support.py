@@ -140,71 +140,94 @@ class KerberosRealm:
     @classmethod
     @contextlib.contextmanager
     def start(cls, root: Path) -> Iterator[KerberosRealm]:
-        port = _free_port()
-        (root / "krb5.conf").write_text(
-            "[libdefaults]\n"
-            f"  default_realm = {REALM}\n"
-            "  dns_lookup_kdc = false\n"
-            "  dns_lookup_realm = false\n"
-            # The tests name hosts exactly: no DNS canonicalisation, no reverse lookup
-            # (https://web.mit.edu/kerberos/krb5-latest/doc/admin/conf_files/krb5_conf.html).
-            "  dns_canonicalize_hostname = false\n"
-            "  rdns = false\n"
-            "  udp_preference_limit = 1\n"
-            "[realms]\n"
-            f"  {REALM} = {{\n    kdc = 127.0.0.1:{port}\n  }}\n"
+        """Another process may take the free port before the KDC binds it
+        (parallel test workers): then the KDC exits, and a new port is tried."""
+        for attempt in range(3):
+            port = _free_port()
+            _write_config(root, port)
+            if attempt == 0:
+                _create_database(root)
+            realm = cls(root=root, port=port, process=_launch(root))
+            try:
+                if realm._wait_listening():
+                    yield realm
+                    return
+            finally:
+                realm.stop()
+        log = root / "kdc.log"
+        raise RuntimeError(
+            "krb5kdc did not start: " + (log.read_text()[-500:] if log.exists() else "no log")
         )
-        (root / "kdc.conf").write_text(
-            "[kdcdefaults]\n"
-            f"  kdc_listen = 127.0.0.1:{port}\n"
-            f"  kdc_tcp_listen = 127.0.0.1:{port}\n"
-            "[realms]\n"
-            f"  {REALM} = {{\n"
-            f"    database_name = {root / 'principal'}\n"
-            f"    key_stash_file = {root / 'stash'}\n"
-            f"    acl_file = {root / 'kadm5.acl'}\n"
-            f"    kdc_listen = 127.0.0.1:{port}\n"
-            f"    kdc_tcp_listen = 127.0.0.1:{port}\n"
-            "  }\n"
-            "[logging]\n"
-            f"  kdc = FILE:{root / 'kdc.log'}\n"
-        )
-        (root / "kadm5.acl").write_text("")
-        env = {
-            **os.environ,
-            "KRB5_CONFIG": str(root / "krb5.conf"),
-            "KRB5_KDC_PROFILE": str(root / "kdc.conf"),
-        }
-        subprocess.run(
-            [_which("kdb5_util") or "kdb5_util", "-r", REALM, "create", "-s", "-W",
-             "-P", secrets.token_urlsafe(24)],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )  # fmt: skip
-        process = subprocess.Popen(
-            [_which("krb5kdc") or "krb5kdc", "-n", "-r", REALM],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        realm = cls(root=root, port=port, process=process)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log = root / "kdc.log"
-                    raise RuntimeError(
-                        "krb5kdc did not start: "
-                        + (log.read_text()[-500:] if log.exists() else "no log")
-                    )
-                time.sleep(0.05)
-            yield realm
-        finally:
-            realm.stop()
+
+    def _wait_listening(self) -> bool:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.process.poll() is None:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KRB5_CONFIG": str(root / "krb5.conf"),
+        "KRB5_KDC_PROFILE": str(root / "kdc.conf"),
+    }
+
+
+def _write_config(root: Path, port: int) -> None:
+    (root / "krb5.conf").write_text(
+        "[libdefaults]\n"
+        f"  default_realm = {REALM}\n"
+        "  dns_lookup_kdc = false\n"
+        "  dns_lookup_realm = false\n"
+        # The tests name hosts exactly: no DNS canonicalisation, no reverse lookup
+        # (https://web.mit.edu/kerberos/krb5-latest/doc/admin/conf_files/krb5_conf.html).
+        "  dns_canonicalize_hostname = false\n"
+        "  rdns = false\n"
+        "  udp_preference_limit = 1\n"
+        "[realms]\n"
+        f"  {REALM} = {{\n    kdc = 127.0.0.1:{port}\n  }}\n"
+    )
+    # kdc.conf: https://web.mit.edu/kerberos/krb5-latest/doc/admin/conf_files/kdc_conf.html
+    (root / "kdc.conf").write_text(
+        "[kdcdefaults]\n"
+        f"  kdc_listen = 127.0.0.1:{port}\n"
+        f"  kdc_tcp_listen = 127.0.0.1:{port}\n"
+        "[realms]\n"
+        f"  {REALM} = {{\n"
+        f"    database_name = {root / 'principal'}\n"
+        f"    key_stash_file = {root / 'stash'}\n"
+        f"    acl_file = {root / 'kadm5.acl'}\n"
+        f"    kdc_listen = 127.0.0.1:{port}\n"
+        f"    kdc_tcp_listen = 127.0.0.1:{port}\n"
+        "  }\n"
+        "[logging]\n"
+        f"  kdc = FILE:{root / 'kdc.log'}\n"
+    )
+    (root / "kadm5.acl").write_text("")
+
+
+def _create_database(root: Path) -> None:
+    """`kdb5_util create -s`: the database and a stash of its random master key."""
+    subprocess.run(
+        [_which("kdb5_util") or "kdb5_util", "-r", REALM, "create", "-s", "-W",
+         "-P", secrets.token_urlsafe(24)],
+        env=_env(root),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+def _launch(root: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [_which("krb5kdc") or "krb5kdc", "-n", "-r", REALM],
+        env=_env(root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
