@@ -132,11 +132,12 @@ def assert_kerberos_logons(server: EmulatorServer) -> None:
     assert arrived <= EXPECTED_CMDLETS and "checkpoint-vm" in arrived
 
 
+@pytest.mark.parametrize("auth", ["kerberos", "negotiate"])
 def test_client_keytab_from_krb5_client_ktname(
-    realm: KerberosRealm, server: EmulatorServer
+    realm: KerberosRealm, server: EmulatorServer, auth: str
 ) -> None:
     keytab = realm.client_keytab(BOT)
-    winrm = host_for(server, {"KRB5_CLIENT_KTNAME": f"FILE:{keytab}"})
+    winrm = host_for(server, {"KRB5_CLIENT_KTNAME": f"FILE:{keytab}"}, auth=auth)
     create_and_list(winrm, "CHG-0001 Kerberos from a keytab")
     # Over HTTP every message was sealed with the Kerberos session key.
     assert_kerberos_logons(server)
