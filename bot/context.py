@@ -16,7 +16,7 @@ from bot.config import ConfigError, Settings
 from bot.hyperv import HyperVHost
 from bot.hyperv.hosts import Hosts, HostWrapper
 from bot.inventory import Inventory, InventoryError, load_inventory
-from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, make_huey
+from bot.jobs import InProcessConsumer, JobKind, JobLedger, JobQueue, JobRunner, make_huey
 from bot.jobs.delivery import JobDelivery
 from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
 from bot.jobs.runner import default_worker_id
@@ -28,7 +28,7 @@ from bot.secrets import secret_from
 from bot.service.deciding import Decider
 from bot.service.directory import Directory, NoDirectory, PolicyGroups
 from bot.service.errors import Unavailable
-from bot.service.execution import Executor
+from bot.service.execution import HostJobs
 from bot.store import migrate
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Change
@@ -63,7 +63,7 @@ class AppContext:
 
     def submit(
         self,
-        kind: str,
+        kind: JobKind,
         change_id: int,
         *,
         key: str,
@@ -85,7 +85,7 @@ class AppContext:
     def record_job(
         self,
         s: Session,
-        kind: str,
+        kind: JobKind,
         change: Change,
         *,
         key: str,
@@ -94,13 +94,8 @@ class AppContext:
     ) -> int:
         """Write the job row in the caller's transaction; after it commits,
         `deliver` hands it to the queue (the job outbox, bot.jobs.delivery)."""
-        jobs = self.settings.jobs
-        deadlines = {
-            "create": jobs.create_deadline,
-            "restore": jobs.restore_deadline,
-            "remove": jobs.merge_deadline,
-            "start": jobs.restore_deadline,
-        }
+        rule = kind.rule
+        deadline: timedelta = getattr(self.settings.jobs, rule.deadline_setting)
         assert change.id is not None
         job, _created = self.ledger.submit(
             kind,
@@ -109,8 +104,8 @@ class AppContext:
             change_id=change.id,
             payload=payload or {},
             idempotency_key=key,
-            destructive=kind in ("restore", "remove"),
-            deadline=deadlines[kind] + (not_before - self.clock() if not_before else timedelta(0)),
+            destructive=rule.destructive,
+            deadline=deadline + (not_before - self.clock() if not_before else timedelta(0)),
             not_before=not_before,
             session=s,
         )
@@ -145,7 +140,7 @@ class AppContext:
 
     def periodic_tasks(self) -> list[PeriodicTask]:
         # Imported here: the tasks are use cases built on this context.
-        from bot.service.periodic import periodic_tasks
+        from bot.service.periodic_tasks import periodic_tasks
 
         return periodic_tasks(self)
 
@@ -332,7 +327,7 @@ def build_context(
     ledger = JobLedger(
         engine, clock, lock_stale_after=settings.jobs.lock_stale_after * speed_of(clock)
     )
-    executor = Executor(
+    host_jobs = HostJobs(
         engine=engine,
         inventory=inventory,
         host_for=host_for,
@@ -344,7 +339,7 @@ def build_context(
     worker_id = default_worker_id()
     runner = MeteredRunner(
         ledger,
-        executor.handlers(),
+        host_jobs.handlers(),
         worker_id,
         clock=clock,
         heartbeat_interval=settings.jobs.heartbeat_seconds,

@@ -29,6 +29,19 @@ class Role(enum.StrEnum):
     OTHER = "other"
 
 
+class ApprovalState(enum.StrEnum):
+    """Where one approval request stands. Only a pending request may be
+    decided; the others say how it was settled."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    # The policy refused it when it was decided again at approval time.
+    REFUSED = "refused"
+    # A newer request for the same change took its place.
+    SUPERSEDED = "superseded"
+
+
 class CheckpointKind(enum.StrEnum):
     """The checkpoint a person asks for, in the product's words; each names
     a value of Hyper-V's `CheckpointType` VM setting (`Set-VM -CheckpointType`,
@@ -58,6 +71,12 @@ _REF_WRITTEN = re.compile(r"CHG-([0-9]{1,9})\b")
 REF_WRITTEN_PATTERN = r"CHG-[0-9]+"
 
 
+def ref_text(change_id: int) -> str:
+    """The written form of a change's ref (`CHG-0042`), without building a
+    `ChangeRef`: the audit export writes one per event."""
+    return f"CHG-{change_id:04d}"
+
+
 @dataclass(frozen=True, order=True)
 class ChangeRef:
     """A change as people see it: `CHG-0042` is the change with id 42."""
@@ -65,7 +84,7 @@ class ChangeRef:
     id: int
 
     def __str__(self) -> str:
-        return f"CHG-{self.id:04d}"
+        return ref_text(self.id)
 
     @classmethod
     def parse(cls, text: str) -> ChangeRef | None:

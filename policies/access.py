@@ -121,7 +121,7 @@ def approvers_for(
 ) -> ApprovalRequirement:
     """Who may approve for this VM: the approvals rule's users and groups for
     its scope, else whoever holds the `approve` permission; admins always."""
-    params = policy.settings("approvals", facts)[0].params
+    params = policy.rule_settings("approvals", facts)[0].params
     assert isinstance(params, ApprovalsParams)
     users, groups = list(params.users), list(params.groups)
     if not users and not groups:

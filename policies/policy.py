@@ -85,7 +85,7 @@ class Policy:
         params = compiled.params.model_copy(update=update) if update else compiled.params
         return ResolvedRule(compiled.id, enabled, effect, params, tuple(scopes))
 
-    def settings(self, rule_id: str, facts: Facts) -> tuple[ResolvedRule, bool]:
+    def rule_settings(self, rule_id: str, facts: Facts) -> tuple[ResolvedRule, bool]:
         """The rule's settings for this VM and whether its scope was decided:
         where an override's scope cannot be told, the base settings. For
         callers that need a value (a default TTL, who may approve); a rule

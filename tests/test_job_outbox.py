@@ -126,7 +126,7 @@ def test_queue_down_roll_back_and_approve_say_what_happened_and_run_once_after(
 
     for ref in (direct.ref, approved.ref):
         assert view_of(bot, ref).state == "rolling_back"
-        (job,) = [j for j in jobs_of(bot, ref) if j.kind == "restore"]
+        (job,) = [j for j in jobs_of(bot, ref) if j.kind == "rollback"]
         assert (job.state, job.delivered_at, job.attempt) == ("queued", None, 0)
         thread_says(bot, ref, f"the rollback {QUEUE_DOWN}")
     (job,) = jobs_of(bot, created.ref)
@@ -144,7 +144,7 @@ def test_queue_down_roll_back_and_approve_say_what_happened_and_run_once_after(
     assert time.monotonic() - back < 10
     for ref in (direct.ref, approved.ref):
         thread_says(bot, ref, "the job queue is back: the rollback starts now")
-        (job,) = [j for j in jobs_of(bot, ref) if j.kind == "restore"]
+        (job,) = [j for j in jobs_of(bot, ref) if j.kind == "rollback"]
         assert (job.state, job.attempt) == ("succeeded", 1) and job.delivered_at is not None
         events = [e.kind for e in view_of(bot, ref).events]
         assert events.count("queue_wait") == events.count("queue_back") == 1

@@ -134,7 +134,7 @@ def test_stale_writer_loses(record_engine: Engine) -> None:
 
 @given(st.sampled_from(list(State)), st.sampled_from(["rollback", "merge"]))
 def test_every_refusal_reads_as_words_not_commands(state: State, action: str) -> None:
-    from bot.service.not_now import not_now
+    from bot.service.errors import not_now
 
     text = not_now("CHG-0042", state, action)
     assert text.startswith("CHG-0042 ")

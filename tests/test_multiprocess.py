@@ -304,7 +304,7 @@ def test_fifty_rollback_clicks_across_two_bots_make_one_restore(
     )
     assert done.state == "rolled_back", [e.kind for e in events_of(engine, change.id)]
 
-    restores = jobs_of(engine, change.id, "restore")
+    restores = jobs_of(engine, change.id, "rollback")
     assert len(restores) == 1 and restores[0].state == "succeeded", restores
     reached = commands_named(dep.command_log, "Restore-VMSnapshot")
     assert len(reached) == 1, reached

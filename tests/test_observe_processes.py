@@ -138,7 +138,7 @@ def test_metrics_move_and_the_create_logs_its_change_and_job(
     # The job's counter moves when the runner returns, after the record.
     def after_restore() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
         found = samples(bot.url)
-        done = value(found, "checkpoint_bot_jobs_total", kind="restore", outcome="succeeded")
+        done = value(found, "checkpoint_bot_jobs_total", kind="rollback", outcome="succeeded")
         return found if done >= 1 else None
 
     after = wait_until(after_restore, 20, "the restore job to be counted")

@@ -15,7 +15,7 @@ from bot.clock import ScaledClock
 from bot.context import AppContext, build_context
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.service import request_checkpoint, show_change
-from bot.service.execution import Executor
+from bot.service.execution import HostJobs
 from bot.store.db import session_scope
 from bot.store.models import Change
 from tests.helpers import T0, settings_for
@@ -48,9 +48,9 @@ def slack_ctx(tmp_path: Path) -> Iterator[tuple[AppContext, FakeSlackApi]]:
         )
         assert isinstance(ctx.notifier, ThreadNotifier)
         ctx.notifier.pacer = ChannelPacer(rate=1000.0, burst=1000)
-        executor = ctx.runner.handlers["create"].__self__  # type: ignore[attr-defined]
-        assert isinstance(executor, Executor)
-        executor.progress_seconds = 0.15
+        host_jobs = ctx.runner.handlers["create"].__self__  # type: ignore[attr-defined]
+        assert isinstance(host_jobs, HostJobs)
+        host_jobs.progress_seconds = 0.15
         ctx.host_for.wrap(lambda _name, host: SlowCreates(host, 1.0))  # type: ignore[arg-type,return-value]
         ctx.start_workers(periodic=False)
         try:

@@ -24,9 +24,9 @@ from handlers import (
     OpenCreateModal,
     PolicyRequest,
     RejectRequest,
-    Request,
     RollbackRequest,
     SettingsRequest,
+    SlashRequest,
     StatusRequest,
     WindowsRequest,
     help_sections,
@@ -42,7 +42,7 @@ CREATE_USAGE = (
     '[--ttl 24h] [--reason "..."]'
 )
 
-PARSED: list[tuple[str, Request]] = [
+PARSED: list[tuple[str, SlashRequest]] = [
     # create: options, free text, Slack's smart quotes and dashes, `=` forms, case
     ("create", OpenCreateModal()),
     ("  CREATE  ", OpenCreateModal()),
@@ -113,7 +113,7 @@ PARSED: list[tuple[str, Request]] = [
 
 
 @pytest.mark.parametrize(("text", "expected"), PARSED, ids=[t for t, _ in PARSED])
-def test_parses(text: str, expected: Request) -> None:
+def test_parses(text: str, expected: SlashRequest) -> None:
     assert parse(text) == expected
 
 

@@ -201,7 +201,7 @@ def test_double_click_on_roll_back_has_one_effect(bot: RunningBot) -> None:
     wait_state(bot, "STG-WEB01", "rolled_back")
     with session_scope(bot.ctx.engine) as s:
         restores = s.exec(
-            select(Job).where(Job.change_id == active.id, Job.kind == "restore")
+            select(Job).where(Job.change_id == active.id, Job.kind == "rollback")
         ).all()
     assert len(restores) == 1
 

@@ -279,7 +279,7 @@ def test_adopt_and_merge_goes_through_the_job_ledger(tmp_path: Path) -> None:
         result = adopt_checkpoint(ctx, vm.host, vm.vm_id, orphan.id, "U0BOB", then_merge=True)
         assert result.merge is not None and result.merge.job_id is not None
         job = ctx.ledger.wait(result.merge.job_id, timeout=30)
-        assert (job.kind, job.state, job.destructive) == ("remove", "succeeded", True)
+        assert (job.kind, job.state, job.destructive) == ("merge", "succeeded", True)
         change = show_change(ctx, result.change.ref)
         assert change.state == "merged"
         assert [e.kind for e in change.events] == ["requested", "adopt", "start_merge", "merged"]

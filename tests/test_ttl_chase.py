@@ -189,7 +189,7 @@ def test_auto_merge_only_where_the_scope_allows_it(tmp_path: Path, clock: Manual
             assert merging.events[-1].actor == "checkpoint-bot"
             assert show_change(one, prod).state == "active"  # prod: never on its own
             with session_scope(one.engine) as s:
-                removes = s.exec(select(Job).where(Job.kind == "remove")).all()
+                removes = s.exec(select(Job).where(Job.kind == "merge")).all()
             # One merge job on the ledger, whose runner is the ordinary one.
             assert len(removes) == 1 and removes[0].state == "queued"
             assert removes[0].destructive

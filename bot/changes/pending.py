@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from bot.changes.views import ChangeView, PendingApproval
+from bot.domain import ApprovalState
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest
 from policies import ApprovalRequirement
@@ -18,7 +19,10 @@ def pending_approvals(engine: Engine, change: ChangeView) -> list[PendingApprova
     with session_scope(engine) as s:
         requests = s.exec(
             select(ApprovalRequest)
-            .where(ApprovalRequest.change_id == change.id, ApprovalRequest.state == "pending")
+            .where(
+                ApprovalRequest.change_id == change.id,
+                ApprovalRequest.state == ApprovalState.PENDING,
+            )
             .order_by(col(ApprovalRequest.id))
         ).all()
         return [

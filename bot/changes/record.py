@@ -19,7 +19,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from bot.changes.lifecycle import Command, State, Transition, apply, still_wanted
-from bot.domain import ChangeRef
+from bot.domain import ApprovalState, ChangeRef
 from bot.store.models import ApprovalRequest, Change, ChangeEvent, SlackOutbox
 
 
@@ -165,12 +165,12 @@ def _supersede_requests(session: Session, change: Change, state: State, now: dat
     are closed in the same transaction, so no card offers to approve them."""
     pending = session.exec(
         select(ApprovalRequest).where(
-            ApprovalRequest.change_id == change.id, ApprovalRequest.state == "pending"
+            ApprovalRequest.change_id == change.id, ApprovalRequest.state == ApprovalState.PENDING
         )
     ).all()
     for request in pending:
         if not still_wanted(request.action, state):
-            request.state = "superseded"
+            request.state = ApprovalState.SUPERSEDED
             request.resolved_at = now
             request.resolved_by = f"the change became {state.value.replace('_', ' ')}"
             session.add(request)

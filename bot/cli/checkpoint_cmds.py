@@ -9,7 +9,7 @@ import click
 from bot.changes import State
 from bot.changes.views import ChangeView
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
-from bot.domain import SETTING_WORDS, CheckpointKind
+from bot.domain import SETTING_WORDS, ApprovalState, CheckpointKind
 from bot.service import (
     APPROVAL_ACTIONS,
     Ambiguous,
@@ -275,7 +275,7 @@ def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> 
         )
     else:
         rt.out("cli/approval.txt.j2", r=result, c=view)
-    if result.state in ("refused",) or view.state in _BAD_ENDS:
+    if result.state == ApprovalState.REFUSED or view.state in _BAD_ENDS:
         raise SystemExit(EXIT_REFUSED)
 
 

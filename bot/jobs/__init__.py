@@ -10,6 +10,7 @@ from bot.jobs.errors import (
     RetryLater,
     RetryNotAllowed,
 )
+from bot.jobs.kinds import JOB_RULES, JobKind, JobRule, job_words
 from bot.jobs.ledger import DEADLINE_BEFORE_START, ClaimResult, Clock, JobLedger
 from bot.jobs.queue import InProcessConsumer, JobQueue, make_huey
 from bot.jobs.runner import (
@@ -28,6 +29,7 @@ from bot.jobs.states import FINAL_STATES, ClaimOutcome, JobState, is_final
 __all__ = [
     "DEADLINE_BEFORE_START",
     "FINAL_STATES",
+    "JOB_RULES",
     "VM_BUSY_PAST_DEADLINE",
     "ClaimOutcome",
     "ClaimResult",
@@ -39,10 +41,12 @@ __all__ = [
     "JobContext",
     "JobDeadlineExceeded",
     "JobError",
+    "JobKind",
     "JobLedger",
     "JobNotFound",
     "JobOwnershipLost",
     "JobQueue",
+    "JobRule",
     "JobRunner",
     "JobState",
     "ProgressCallback",
@@ -53,5 +57,6 @@ __all__ = [
     "default_worker_id",
     "describe_error",
     "is_final",
+    "job_words",
     "make_huey",
 ]

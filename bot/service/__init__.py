@@ -53,9 +53,9 @@ from bot.service.requests import (
     start_vm,
 )
 from bot.service.schema import upgrade_schema
-from bot.service.settings import SettingsOutcome, change_settings, show_settings
 from bot.service.sweep import SweepTask, run_sweep, size_history
 from bot.service.sweep_views import parse_orphan_value
+from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
 from bot.service.window_notices import WindowNotices, due_notices
 
 __all__ = [

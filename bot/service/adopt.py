@@ -107,7 +107,7 @@ def locate_checkpoint(ctx: ServiceDeps, checkpoint_id: str) -> Checkpoint:
 
 def _ttl(ctx: ServiceDeps, facts: Facts) -> timedelta:
     """The policy's default lifetime for this VM (`ttl` rule), as a create gets."""
-    rule, _decided = ctx.policy.settings("ttl", facts)
+    rule, _decided = ctx.policy.rule_settings("ttl", facts)
     if not rule.enabled or not isinstance(rule.params, TTLParams):
         return ctx.settings.defaults.ttl
     return rule.params.default

@@ -18,10 +18,10 @@ from sqlmodel import Session
 from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
 from bot.changes.views import ChangeView
+from bot.domain import ApprovalState
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import Conflict, Forbidden
-from bot.service.not_now import not_now
+from bot.service.errors import Conflict, Forbidden, changed_meanwhile, not_now
 from bot.service.requests import (
     apply_extension,
     find_change,
@@ -53,7 +53,7 @@ class ApprovalOutcome:
 
     change: ChangeView
     action: str
-    state: str  # pending | approved | refused | rejected
+    state: ApprovalState
     approvals: int
     required: int
     decision: Decision | None = None
@@ -144,7 +144,7 @@ def approve(
             change = _claimed(s, change_id)
             request = bound_request(s, change, bound, "approve")
             if aim.legacy and change.version != aim.version:
-                raise Conflict(f"{change_ref(change_id)} changed while you approved; look again")
+                raise changed_meanwhile(change_id, "approved")
             _counts(request, who)
             approval = {"by": who.id, "team": who.team, "at": now.isoformat()}
             request.approvals = [*request.approvals, approval]
@@ -163,12 +163,15 @@ def approve(
     except Stale as exc:
         raise _refreshing(ctx, change_id, exc) from None
     except ConcurrentUpdate:
-        raise Conflict(
-            f"{change_ref(change_id)} changed while you approved; nothing was recorded, try again"
-        ) from None
+        raise changed_meanwhile(change_id, "approved", "nothing was recorded, try again") from None
     if count < required:
         result = ApprovalOutcome(
-            view(ctx, change_id), action, "pending", count, required, request_id=request_id
+            view(ctx, change_id),
+            action,
+            ApprovalState.PENDING,
+            count,
+            required,
+            request_id=request_id,
         )
     else:
         result = _carry_out(ctx, change_id, request_id, who, now, decision)
@@ -201,7 +204,7 @@ def _counts(request: ApprovalRequest, who: Principal) -> None:
 
 def _still_pending(s: Session, change_id: int, request_id: int) -> ApprovalRequest:
     request = s.get(ApprovalRequest, request_id, populate_existing=True)
-    if request is None or request.state != "pending":
+    if request is None or request.state != ApprovalState.PENDING:
         # Another approver's click carried it out a moment earlier.
         raise Conflict(f"{change_ref(change_id)}'s request was settled meanwhile; look again")
     return request
@@ -229,7 +232,7 @@ def _carry_out(
             request.resolved_at, request.resolved_by = now, who.id
             request.resolved_by_team = who.team
             if decision.verdict is Verdict.DENY:
-                request.state = "refused"
+                request.state = ApprovalState.REFUSED
                 s.add(request)
                 message = "re-checked on approval: " + "; ".join(decision.reasons)
                 if request.action == "create":
@@ -255,7 +258,7 @@ def _carry_out(
                 return ApprovalOutcome(
                     ChangeView.of(change),
                     action,
-                    "refused",
+                    ApprovalState.REFUSED,
                     approved,
                     request.required,
                     decision,
@@ -278,7 +281,7 @@ def _carry_out(
                 return ApprovalOutcome(
                     ChangeView.of(change),
                     action,
-                    "pending",
+                    ApprovalState.PENDING,
                     approved,
                     request.required,
                     decision,
@@ -286,7 +289,7 @@ def _carry_out(
                 )
             # Settled in the same transaction as the step it allows, so the
             # request is never approved without its effect, nor twice.
-            request.state = "approved"
+            request.state = ApprovalState.APPROVED
             s.add(request)
             required = request.required
             if action == "create":
@@ -322,14 +325,12 @@ def _carry_out(
     except IllegalTransition as exc:
         raise Conflict(not_now(change_ref(change_id), exc.state, action)) from None
     except ConcurrentUpdate:
-        raise Conflict(
-            f"{change_ref(change_id)} changed while you approved; nothing was done, look again"
-        ) from None
+        raise changed_meanwhile(change_id, "approved", "nothing was done, look again") from None
     waits = job_id is not None and not ctx.deliver(job_id)
     return ApprovalOutcome(
         view(ctx, change_id),
         action,
-        "approved",
+        ApprovalState.APPROVED,
         approved,
         required,
         decision,
@@ -366,8 +367,12 @@ def reject(
             change = get_change(s, change_id)
             request = bound_request(s, change, bound, "reject")
             if aim.legacy and change.version != aim.version:
-                raise Conflict(f"{change_ref(change_id)} changed while you rejected; look again")
-            request.state, request.resolved_at, request.resolved_by = "rejected", now, who.id
+                raise changed_meanwhile(change_id, "rejected")
+            request.state, request.resolved_at, request.resolved_by = (
+                ApprovalState.REJECTED,
+                now,
+                who.id,
+            )
             request.resolved_by_team = who.team
             s.add(request)
             action, count, required = request.action, len(request.approvals), request.required
@@ -397,8 +402,8 @@ def reject(
     except Stale as exc:
         raise _refreshing(ctx, change_id, exc) from None
     except ConcurrentUpdate:
-        raise Conflict(f"{change_ref(change_id)} changed while you rejected; look again") from None
+        raise changed_meanwhile(change_id, "rejected") from None
     ctx.notifier.changed(change_id)
     return ApprovalOutcome(
-        view(ctx, change_id), action, "rejected", count, required, request_id=request_id
+        view(ctx, change_id), action, ApprovalState.REJECTED, count, required, request_id=request_id
     )

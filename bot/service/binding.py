@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, col, select
 
 from bot.changes.record import events_of, get_change
+from bot.domain import ApprovalState
 from bot.service.errors import BadRequest, Conflict
 from bot.service.requests import find_change
 from bot.store.db import session_scope
@@ -144,11 +145,15 @@ class Stale(Conflict):
 def settled_words(state: str, by: str | None) -> str:
     """How a request ended, in words: `by` is a person for approved,
     rejected and refused, the reason for superseded."""
-    if state == "superseded":
+    if state == ApprovalState.SUPERSEDED:
         return f"which no longer applies ({by})" if by else "which no longer applies"
-    verb = {"approved": "approved", "rejected": "rejected", "refused": "refused by the policy"}
+    verb: dict[str, str] = {
+        ApprovalState.APPROVED: "approved",
+        ApprovalState.REJECTED: "rejected",
+        ApprovalState.REFUSED: "refused by the policy",
+    }
     said = verb.get(state, state)
-    return f"{said} by {by}" if by and state != "refused" else said
+    return f"{said} by {by}" if by and state != ApprovalState.REFUSED else said
 
 
 class Ambiguous(Conflict):
@@ -172,7 +177,10 @@ def pending_requests(s: Session, change_id: int) -> list[ApprovalRequest]:
     return list(
         s.exec(
             select(ApprovalRequest)
-            .where(ApprovalRequest.change_id == change_id, ApprovalRequest.state == "pending")
+            .where(
+                ApprovalRequest.change_id == change_id,
+                ApprovalRequest.state == ApprovalState.PENDING,
+            )
             .order_by(col(ApprovalRequest.id))
         ).all()
     )
@@ -221,7 +229,7 @@ def bound_request(s: Session, change: Change, target: Target, verb: str) -> Appr
         if target.action is not None and request.action != target.action:
             # The value contradicts itself: act on neither.
             raise BadRequest(f"this button's value does not match {change_ref(change_id)}")
-        if request.state != "pending":
+        if request.state != ApprovalState.PENDING:
             raise Stale(
                 change_id,
                 was_for=_request_words(request.action),

@@ -18,7 +18,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.hyperv import HyperVHost
 from bot.inventory import Inventory
-from bot.jobs import JobLedger, JobQueue
+from bot.jobs import JobKind, JobLedger, JobQueue
 from bot.jobs.delivery import JobDelivery
 from bot.jobs.ticks import TickClaims
 from bot.notify.base import ChangeNotifier
@@ -62,7 +62,7 @@ class ServiceDeps(Protocol):
 
     def submit(
         self,
-        kind: str,
+        kind: JobKind,
         change_id: int,
         *,
         key: str,
@@ -75,7 +75,7 @@ class ServiceDeps(Protocol):
     def record_job(
         self,
         s: Session,
-        kind: str,
+        kind: JobKind,
         change: Change,
         *,
         key: str,

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bot.changes.record import get_change, note
+from bot.jobs import job_words
 from bot.store.db import session_scope
 from bot.store.models import ChangeEvent, Job, SlackOutbox, change_ref
 
@@ -32,18 +33,6 @@ log = logging.getLogger(__name__)
 ACTOR = "jobs"
 QUEUE_WAIT = "queue_wait"
 QUEUE_BACK = "queue_back"
-
-# What each job does, in the words of a thread reply.
-JOB_WORDS = {
-    "create": "the checkpoint",
-    "restore": "the rollback",
-    "remove": "the merge",
-    "start": "the VM start",
-}
-
-
-def job_words(kind: str) -> str:
-    return JOB_WORDS.get(kind, f"the {kind} job")
 
 
 def deliver(ctx: ServiceDeps, job_id: int) -> bool:

@@ -13,6 +13,13 @@ ServiceError            message: one line a person can act on
 
 from __future__ import annotations
 
+from typing import Literal
+
+from bot.changes import State
+from bot.domain import ChangeRef
+from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
+from bot.inventory.errors import InventoryLookupError
+
 
 class ServiceError(Exception):
     def __init__(self, message: str) -> None:
@@ -38,3 +45,63 @@ class Conflict(ServiceError):
 
 class Unavailable(ServiceError):
     pass
+
+
+# The boundary: lower layers' errors become the service's, in one place each
+# (the CLI and Slack render the service's tree, never a host's or the
+# inventory's own exceptions).
+
+
+def from_inventory(exc: InventoryLookupError) -> BadRequest:
+    """A name the inventory does not know (or cannot be a name): the person
+    typed it, so it is their input that was wrong; nothing was written."""
+    return BadRequest(str(exc))
+
+
+def from_host(exc: HyperVError) -> ServiceError:
+    """A host's failure: one it may recover from (unreachable, timed out,
+    credentials refused) is Unavailable, never a refusal; anything else is
+    what the host refused, in its own words."""
+    if isinstance(exc, HostUnreachable | HostTimeout | HostAuthError):
+        return Unavailable(str(exc))
+    return ServiceError(f"the host refused: {exc.message}")
+
+
+# What a person is told when the change moved on between what they saw and
+# what they did: what was kept of their act, and what to do now.
+Meanwhile = Literal["look again", "nothing was done, look again", "nothing was recorded, try again"]
+
+
+def changed_meanwhile(change_id: int, while_you: str, then: Meanwhile = "look again") -> Conflict:
+    """The one sentence for a change that moved while someone `while_you`
+    (asked, approved, rejected, answered)."""
+    return Conflict(f"{ChangeRef(change_id)} changed while you {while_you}; {then}")
+
+
+# Why an action cannot happen to a change in its current state, in words for
+# the person who clicked (the state machine's own message names commands,
+# which reads like an internal error).
+_VERB = {"rollback": "roll back", "merge": "keep & merge"}
+
+
+def not_now(ref: str, state: State, action: str) -> str:
+    """One sentence: what the change is doing or did, and what is left."""
+    verb = _VERB.get(action, action)
+    if state in (State.CREATING, State.MERGING, State.ROLLING_BACK):
+        doing = state.value.replace("_", " ")
+        return f"{ref} is already {doing}; the thread shows how it goes"
+    if state is State.ROLLED_BACK:
+        return f"{ref} was already rolled back; you can keep & merge or extend it now"
+    if state is State.VANISHED:
+        return f"{ref} lost its checkpoint (gone from the host): there is nothing left to {verb}"
+    if state is State.MERGED:
+        return f"{ref} was kept & merged; there is no checkpoint left to {verb}"
+    if state is State.INTERRUPTED:
+        return (
+            f"{ref} was interrupted and the bot is checking the host; nothing else can "
+            "happen to it until the thread says how it ended"
+        )
+    if state in (State.REQUESTED, State.AWAITING_APPROVAL, State.APPROVED, State.SCHEDULED):
+        waiting = state.value.replace("_", " ")
+        return f"{ref} has no checkpoint yet ({waiting}), so there is nothing to {verb}"
+    return f"{ref} is {state.value.replace('_', ' ')}: no checkpoint exists for it to {verb}"

@@ -1,4 +1,4 @@
-"""Job handlers: the host work behind create, restore and remove.
+"""Job handlers: the host work behind create, rollback and merge.
 
 A handler never holds a database transaction across a host call (SQLite
 would block every other writer for the call's duration). It records each
@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from bot.changes import Command, State
 from bot.changes.record import events_of, get_change, note, transition
 from bot.config import DefaultsConfig
-from bot.domain import CheckpointKind
+from bot.domain import ApprovalState, CheckpointKind
 from bot.durations import format_duration
 from bot.hyperv import (
     Checkpoint,
@@ -38,7 +38,7 @@ from bot.hyperv import (
 )
 from bot.hyperv.evidence import Taken, holds_memory, judge_taken
 from bot.inventory import Inventory
-from bot.jobs import JobContext, RetryLater
+from bot.jobs import JobContext, JobKind, RetryLater
 from bot.service.deciding import Decider, HostUnavailable, Principal
 from bot.service.errors import NotFound, Unavailable
 from bot.service.ownership import checkpoint_name
@@ -89,7 +89,7 @@ def setting_for(asked: str, current: CheckpointType) -> CheckpointType:
 
 
 @dataclass
-class Executor:
+class HostJobs:
     engine: Engine
     inventory: Inventory
     host_for: Callable[[str], HyperVHost]
@@ -104,10 +104,10 @@ class Executor:
 
     def handlers(self) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
         return {
-            "create": self.create,
-            "restore": self.restore,
-            "remove": self.remove,
-            "start": self.start,
+            JobKind.CREATE: self.create,
+            JobKind.ROLLBACK: self.rollback,
+            JobKind.MERGE: self.merge,
+            JobKind.START: self.start,
         }
 
     # -- helpers -------------------------------------------------------------
@@ -387,7 +387,7 @@ class Executor:
                     .where(
                         ApprovalRequest.change_id == change.id,
                         ApprovalRequest.action == action.value,
-                        ApprovalRequest.state == "approved",
+                        ApprovalRequest.state == ApprovalState.APPROVED,
                     )
                     .order_by(col(ApprovalRequest.id).desc())
                 ).first()
@@ -422,7 +422,7 @@ class Executor:
 
     # -- restore -------------------------------------------------------------
 
-    def restore(self, job: JobContext) -> dict[str, Any]:
+    def rollback(self, job: JobContext) -> dict[str, Any]:
         assert job.change_id is not None
         change = self._load(job.change_id)
         if change.state != State.ROLLING_BACK or not change.checkpoint_id:
@@ -513,7 +513,7 @@ class Executor:
 
     # -- remove (keep & merge) -----------------------------------------------
 
-    def remove(self, job: JobContext) -> dict[str, Any]:
+    def merge(self, job: JobContext) -> dict[str, Any]:
         assert job.change_id is not None
         change = self._load(job.change_id)
         if change.state != State.MERGING or not change.checkpoint_id:

@@ -15,9 +15,10 @@ from bot.changes import FINAL_STATES, State
 from bot.changes.pending import pending_approvals
 from bot.changes.record import parse_ref
 from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
+from bot.domain import ApprovalState
 from bot.inventory import InventoryLookupError
 from bot.service.deciding import Principal
-from bot.service.errors import BadRequest
+from bot.service.errors import from_inventory
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import ApprovalRequirement, Facts, Permission, authorize, check_approver
@@ -44,7 +45,7 @@ def newest_active_change(ctx: ServiceDeps, vm_name: str) -> str | None:
     try:
         vm = ctx.inventory.vm(vm_name)
     except InventoryLookupError as exc:
-        raise BadRequest(str(exc)) from None
+        raise from_inventory(exc) from None
     with session_scope(ctx.engine) as s:
         found = s.exec(
             select(Change.id)
@@ -122,7 +123,10 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
         ).all()
         pending = s.exec(
             select(ApprovalRequest, Change)
-            .where(ApprovalRequest.state == "pending", ApprovalRequest.change_id == Change.id)
+            .where(
+                ApprovalRequest.state == ApprovalState.PENDING,
+                ApprovalRequest.change_id == Change.id,
+            )
             .order_by(col(ApprovalRequest.id))
             .limit(_HOME_LIMIT)
         ).all()

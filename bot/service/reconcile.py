@@ -32,11 +32,11 @@ from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, tr
 from bot.changes.views import ChangeView
 from bot.clock import speed_of
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
-from bot.jobs import JobState
+from bot.jobs import JobKind, JobState
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import Conflict, Forbidden, Unavailable
+from bot.service.errors import Conflict, Forbidden, Unavailable, changed_meanwhile
+from bot.service.host_findings import HostFinding, judge_create, judge_merge, judge_rollback
 from bot.service.queries import show_change
-from bot.service.reconcile_verdicts import Verdict, judge_create, judge_merge, judge_restore
 from bot.service.requests import find_change
 from bot.service.sweep import owners_of
 from bot.store.db import session_scope
@@ -192,7 +192,9 @@ class Reconciler:
             )
         return self._state(change_id)
 
-    def _ask_host(self, change: Change, doing: State, events: list[ChangeEvent]) -> Verdict | None:
+    def _ask_host(
+        self, change: Change, doing: State, events: list[ChangeEvent]
+    ) -> HostFinding | None:
         host = self.ctx.host_for(change.host)
         try:
             checkpoints = host.list_checkpoints(change.vm_id)
@@ -215,7 +217,7 @@ class Reconciler:
             return None
         if doing is State.MERGING:
             return judge_merge(change, checkpoints, vm)
-        return judge_restore(change, checkpoints, vm)
+        return judge_rollback(change, checkpoints, vm)
 
     def _create_job(self, change: Change) -> tuple[str | None, datetime | None]:
         """The token and the start of the create job that may have left a
@@ -223,7 +225,7 @@ class Reconciler:
         ran = [
             j
             for j in self.ctx.ledger.jobs_of_change(change.id or 0)
-            if j.kind == "create" and j.started_at is not None
+            if j.kind == JobKind.CREATE and j.started_at is not None
         ]
         if not ran:
             return None, None
@@ -345,6 +347,6 @@ def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -
                 message=f"{principal.id} checked the VM and recorded: {outcome.replace('_', ' ')}",
             )
     except ConcurrentUpdate:
-        raise Conflict(f"{change_ref(change_id)} changed while you answered; look again") from None
+        raise changed_meanwhile(change_id, "answered") from None
     ctx.notifier.changed(change_id)
     return show_change(ctx, change_ref(change_id))

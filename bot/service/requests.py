@@ -21,14 +21,22 @@ from bot.changes.record import (
     transition,
 )
 from bot.changes.views import ChangeView
-from bot.domain import CheckpointKind
+from bot.domain import ApprovalState, CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
+from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
 from bot.service.deciding import Principal, as_principal
 from bot.service.dispatch import awaits_queue
-from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound
-from bot.service.not_now import not_now
+from bot.service.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    changed_meanwhile,
+    from_inventory,
+    not_now,
+)
 from bot.service.ownership import new_token
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
@@ -65,7 +73,7 @@ def resolve_vm(ctx: ServiceDeps, name: str) -> VM:
     try:
         return ctx.inventory.vm(name)
     except (UnknownVM, InvalidName) as exc:
-        raise BadRequest(str(exc)) from None
+        raise from_inventory(exc) from None
 
 
 def _duration(text: str, what: str) -> timedelta:
@@ -226,8 +234,10 @@ def record_create(
             message=f"outside its change window: runs when it opens at "
             f"{schedule_at:%Y-%m-%d %H:%M %Z}",
         )
-        return ctx.record_job(s, "create", change, key=key, not_before=schedule_at, payload=payload)
-    return ctx.record_job(s, "create", change, key=key, payload=payload)
+        return ctx.record_job(
+            s, JobKind.CREATE, change, key=key, not_before=schedule_at, payload=payload
+        )
+    return ctx.record_job(s, JobKind.CREATE, change, key=key, payload=payload)
 
 
 def find_change(ctx: ServiceDeps, ref: str) -> int:
@@ -258,7 +268,7 @@ def _pending(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
         select(ApprovalRequest).where(
             ApprovalRequest.change_id == change_id,
             ApprovalRequest.action == action,
-            ApprovalRequest.state == "pending",
+            ApprovalRequest.state == ApprovalState.PENDING,
         )
     ).first()
 
@@ -268,7 +278,7 @@ class HostJob:
     """A rollback or merge started in a transaction: the job to queue once
     it commits (its key is the start event's seq, so it is queued once)."""
 
-    kind: str
+    kind: JobKind
     seq: int
     # Who asked for it, where (the job's re-check resolves their groups again).
     requester: Principal | None = None
@@ -286,8 +296,8 @@ def start_host_action(
     """Move an active change into rolling back / merging, in session `s`.
     Raises IllegalTransition or ConcurrentUpdate."""
     command, kind = {
-        Action.ROLLBACK: (Command.START_ROLLBACK, "restore"),
-        Action.MERGE: (Command.START_MERGE, "remove"),
+        Action.ROLLBACK: (Command.START_ROLLBACK, JobKind.ROLLBACK),
+        Action.MERGE: (Command.START_MERGE, JobKind.MERGE),
     }[action]
     event = transition(
         s,
@@ -322,9 +332,7 @@ def begin_host_action(
     except IllegalTransition as exc:
         raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
     except ConcurrentUpdate:
-        raise Conflict(
-            f"{change_ref(change_id)} changed while you asked; nothing was done, look again"
-        ) from None
+        raise changed_meanwhile(change_id, "asked", "nothing was done, look again") from None
     ctx.deliver(job_id)
     return job_id
 
@@ -378,7 +386,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                 )
             return Outcome(ChangeView.of(change), decision, approval_id=pending.id)
     except ConcurrentUpdate:
-        raise Conflict(f"{change_ref(change_id)} changed while you asked; look again") from None
+        raise changed_meanwhile(change_id, "asked") from None
 
 
 def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
@@ -446,7 +454,7 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
                 apply_extension(s, change, new_expiry, who.id, now, actor_team=who.team)
             outcome = Outcome(ChangeView.of(change), decision, approval_id=approval_id)
     except ConcurrentUpdate:
-        raise Conflict(f"{change_ref(change_id)} changed while you asked; look again") from None
+        raise changed_meanwhile(change_id, "asked") from None
     ctx.notifier.changed(change_id)
     return outcome
 
@@ -533,7 +541,7 @@ def start_vm(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Start
     if permitted.fired:
         raise Forbidden(f"you cannot start {vm.name}: {permitted.message}")
     job_id = ctx.submit(
-        "start",
+        JobKind.START,
         change_id,
         key=f"start:{change_id}:{current.version}",
         payload={"by": who.id, "by_team": who.team},

@@ -91,7 +91,7 @@ class TTLChaser:
             facts, gone = Facts(), True
         else:
             gone = False
-        rule, decided = self.ctx.policy.settings("ttl", facts)
+        rule, decided = self.ctx.policy.rule_settings("ttl", facts)
         assert isinstance(rule.params, TTLParams)
         return rule.params, decided and not gone
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from bot.domain import ChangeRef
+from bot.domain import ApprovalState, ref_text
 from bot.store.columns import UTCDateTime
 
 
@@ -144,7 +144,7 @@ class ApprovalRequest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     change_id: int = Field(foreign_key="change.id", index=True)
     action: str = Field(max_length=32)
-    state: str = Field(default="pending", index=True, max_length=32)
+    state: str = Field(default=ApprovalState.PENDING, index=True, max_length=32)
     requested_by: str = Field(max_length=255)
     requested_by_team: str | None = Field(default=None, max_length=32)
     # Where the requester asked from and the Slack user groups they were in
@@ -202,7 +202,7 @@ class Tick(SQLModel, table=True):
 
 
 def change_ref(change_id: int) -> str:
-    return str(ChangeRef(change_id))
+    return ref_text(change_id)
 
 
 class CheckpointSize(SQLModel, table=True):

@@ -19,19 +19,19 @@ from handlers.grammar.requests import (
     OpenCreateModal,
     PolicyRequest,
     RejectRequest,
-    Request,
     RollbackRequest,
     SettingsRequest,
+    SlashRequest,
     StatusRequest,
     WindowsRequest,
 )
-from handlers.grammar.table import COMMANDS, SLASH, Command, Kind, Param, normalize_change_ref
+from handlers.grammar.table import COMMANDS, SLASH, CommandSpec, Kind, Param, normalize_change_ref
 
 __all__ = [
     "COMMANDS",
     "SLASH",
     "ApproveRequest",
-    "Command",
+    "CommandSpec",
     "CreateRequest",
     "ExtendRequest",
     "GrammarError",
@@ -43,9 +43,9 @@ __all__ = [
     "Param",
     "PolicyRequest",
     "RejectRequest",
-    "Request",
     "RollbackRequest",
     "SettingsRequest",
+    "SlashRequest",
     "StatusRequest",
     "WindowsRequest",
     "find_command",

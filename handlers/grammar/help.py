@@ -8,7 +8,7 @@ for places without blocks (the `text` fallback, the CLI playground).
 from __future__ import annotations
 
 from handlers.grammar.parser import find_command, usage
-from handlers.grammar.table import COMMANDS, SLASH, Command
+from handlers.grammar.table import COMMANDS, SLASH, CommandSpec
 
 __all__ = ["SECTION_LIMIT", "help_sections", "help_text"]
 
@@ -36,7 +36,7 @@ def _overview() -> list[str]:
     return lines
 
 
-def _one(cmd: Command) -> list[str]:
+def _one(cmd: CommandSpec) -> list[str]:
     lines = [f"*{SLASH} {cmd.name}*: {cmd.summary}", f"`{usage(cmd)}`"]
     lines += [text for text in (cmd.details, cmd.bare_help and cmd.bare_help + ".") if text]
     if cmd.options:

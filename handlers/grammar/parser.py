@@ -20,13 +20,13 @@ from bot.reasons import ReasonError, check_reason
 from handlers.grammar.requests import (
     GrammarError,
     HelpRequest,
-    Request,
+    SlashRequest,
 )
 from handlers.grammar.table import (
     BY_NAME,
     COMMANDS,
     SLASH,
-    Command,
+    CommandSpec,
     Invalid,
     Kind,
     Param,
@@ -38,9 +38,9 @@ from handlers.grammar.tokens import Token, Unterminated, option_parts, tokenize,
 from templates import mrkdwn_escape
 
 
-def usage(command: str | Command, *, compact: bool = False) -> str:
+def usage(command: str | CommandSpec, *, compact: bool = False) -> str:
     """`/checkpoint create VM [--type ...] ...`; `compact` shows option metavars, not choices."""
-    cmd = command if isinstance(command, Command) else find_command(command)
+    cmd = command if isinstance(command, CommandSpec) else find_command(command)
     words = [SLASH, cmd.name]
     for arg in cmd.args:
         shown = arg.metavar if compact and arg.choices else arg.shown
@@ -50,7 +50,7 @@ def usage(command: str | Command, *, compact: bool = False) -> str:
     return " ".join(words)
 
 
-def find_command(name: str) -> Command:
+def find_command(name: str) -> CommandSpec:
     """The command called `name` (any case), or a GrammarError suggesting close ones."""
     found = BY_NAME.get(name.strip().lower())
     if found is not None:
@@ -67,7 +67,7 @@ def find_command(name: str) -> Command:
     raise GrammarError(f"unknown command {_echo(name)}; {tail}", f"Try {SLASH} help.")
 
 
-def parse(text: str) -> Request:
+def parse(text: str) -> SlashRequest:
     """Parse what follows `/checkpoint` (as Slack sends it); raises GrammarError."""
     plain = unescape_slack(text)
     try:
@@ -94,7 +94,7 @@ def parse(text: str) -> Request:
         raise GrammarError(exc.message, f"Usage: {usage(cmd)}", command=cmd.name) from None
 
 
-def _bind(cmd: Command, tokens: list[Token]) -> Values | HelpRequest:
+def _bind(cmd: CommandSpec, tokens: list[Token]) -> Values | HelpRequest:
     values: dict[str, str] = {}
     positional: list[Token] = []
     i = 0
@@ -143,7 +143,7 @@ def _bind(cmd: Command, tokens: list[Token]) -> Values | HelpRequest:
     return Values(values)
 
 
-def _option(cmd: Command, name: str) -> Param:
+def _option(cmd: CommandSpec, name: str) -> Param:
     found = cmd.option(name.lower())
     if found is not None:
         return found
@@ -158,7 +158,7 @@ def _option(cmd: Command, name: str) -> Param:
     raise Invalid(f"unknown option {shown} for {cmd.name}; {tail}")
 
 
-def _convert(cmd: Command, param: Param, text: str) -> str:
+def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
     """The validated, normalised value of one argument or option."""
     kind = param.kind
     try:
@@ -193,7 +193,7 @@ def _convert(cmd: Command, param: Param, text: str) -> str:
     return _plain_text(param, text)
 
 
-def _choice(cmd: Command, param: Param, text: str) -> str:
+def _choice(cmd: CommandSpec, param: Param, text: str) -> str:
     value = text.strip().lower()
     if value in param.choices:
         return value
@@ -213,7 +213,7 @@ def _plain_text(param: Param, text: str) -> str:
         raise Invalid(mrkdwn_escape(exc.message)) from None
 
 
-def _too_many(cmd: Command, extra: str) -> str:
+def _too_many(cmd: CommandSpec, extra: str) -> str:
     if not cmd.args:
         return f"{cmd.name} takes no arguments, so {_echo(extra)} is not understood"
     takes = " ".join(a.shown for a in cmd.args)

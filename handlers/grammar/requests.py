@@ -25,9 +25,9 @@ __all__ = [
     "MergeRequest",
     "OpenCreateModal",
     "PolicyRequest",
-    "Request",
     "RollbackRequest",
     "SettingsRequest",
+    "SlashRequest",
     "StatusRequest",
     "WindowsRequest",
 ]
@@ -130,7 +130,7 @@ class HelpRequest:
     topic: str | None = None  # a command name, already checked
 
 
-Request = (
+SlashRequest = (
     CreateRequest
     | OpenCreateModal
     | ListRequest

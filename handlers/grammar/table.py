@@ -22,9 +22,9 @@ from handlers.grammar.requests import (
     OpenCreateModal,
     PolicyRequest,
     RejectRequest,
-    Request,
     RollbackRequest,
     SettingsRequest,
+    SlashRequest,
     StatusRequest,
     WindowsRequest,
 )
@@ -34,7 +34,7 @@ __all__ = [
     "BY_NAME",
     "COMMANDS",
     "SLASH",
-    "Command",
+    "CommandSpec",
     "Invalid",
     "Kind",
     "Param",
@@ -115,14 +115,14 @@ class Values:
 
 
 @dataclass(frozen=True)
-class Command:
+class CommandSpec:
     name: str
     summary: str
-    build: Callable[[Values], Request]
+    build: Callable[[Values], SlashRequest]
     args: tuple[Param, ...] = ()
     options: tuple[Param, ...] = ()
     rest: Param | None = None  # words after the arguments (create's free-text reason)
-    bare: Callable[[], Request] | None = None  # what the command means with nothing after it
+    bare: Callable[[], SlashRequest] | None = None  # what the command means with nothing after it
     bare_help: str = ""
     examples: tuple[str, ...] = ()
     details: str = ""
@@ -133,7 +133,7 @@ class Command:
         return next((o for o in self.options if o.key == key), None)
 
 
-def _create(v: Values) -> Request:
+def _create(v: Values) -> SlashRequest:
     vm = v.need("vm")
     if not v.get("reason"):
         shown = mrkdwn_escape(f'"{vm}"' if " " in vm else vm)
@@ -143,13 +143,13 @@ def _create(v: Values) -> Request:
     return CreateRequest(vm, v.need("reason"), v.get("type"), v.get("ttl"))
 
 
-def _rollback(v: Values) -> Request:
+def _rollback(v: Values) -> SlashRequest:
     target = v.need("target")
     ref = normalize_change_ref(target)
     return RollbackRequest(change_ref=ref) if ref else RollbackRequest(vm=target)
 
 
-def _settings(v: Values) -> Request:
+def _settings(v: Values) -> SlashRequest:
     automatic = v.get("automatic")
     return SettingsRequest(
         v.need("vm"), v.get("type"), None if automatic is None else automatic == "on"
@@ -163,8 +163,8 @@ _CHANGE = Param("change", Kind.CHANGE, "CHG-n")
 # Which of a change's waiting requests: needed only when more than one waits.
 _REQUEST = Param("request", Kind.CHOICE, "REQUEST", choices=_ACTIONS, required=False)
 
-COMMANDS: tuple[Command, ...] = (
-    Command(
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(
         "create",
         "take a checkpoint before a risky change",
         _create,
@@ -203,7 +203,7 @@ COMMANDS: tuple[Command, ...] = (
         ),
         synonyms=("new", "take", "snapshot", "checkpoint", "make", "add"),
     ),
-    Command(
+    CommandSpec(
         "list",
         "list checkpoints, everywhere or of one VM or host",
         lambda v: ListRequest(v.get("target")),
@@ -211,7 +211,7 @@ COMMANDS: tuple[Command, ...] = (
         examples=("list", "list WEB01", "list HV01"),
         synonyms=("ls", "show", "checkpoints", "all"),
     ),
-    Command(
+    CommandSpec(
         "rollback",
         "restore a change's checkpoint, discarding everything since",
         _rollback,
@@ -220,7 +220,7 @@ COMMANDS: tuple[Command, ...] = (
         details="A VM name means that VM's newest active change; CHG-n always means a change.",
         synonyms=("restore", "revert", "undo", "apply"),
     ),
-    Command(
+    CommandSpec(
         "merge",
         "keep the change: delete the checkpoint, merging its disk",
         lambda v: MergeRequest(v.need("change")),
@@ -228,7 +228,7 @@ COMMANDS: tuple[Command, ...] = (
         examples=("merge CHG-0042",),
         synonyms=("keep", "commit", "delete", "remove", "done", "finish"),
     ),
-    Command(
+    CommandSpec(
         "extend",
         "give a change's checkpoint more time",
         lambda v: ExtendRequest(v.need("change"), v.need("duration")),
@@ -236,7 +236,7 @@ COMMANDS: tuple[Command, ...] = (
         examples=("extend CHG-0042 24h",),
         synonyms=("renew", "prolong", "postpone", "snooze", "ttl"),
     ),
-    Command(
+    CommandSpec(
         "approve",
         "approve what a change waits for (a checkpoint, a rollback, a merge, an extension)",
         lambda v: ApproveRequest(v.need("change"), v.get("request")),
@@ -246,7 +246,7 @@ COMMANDS: tuple[Command, ...] = (
         "say which; never your own request.",
         synonyms=("ok", "allow", "accept", "yes", "lgtm"),
     ),
-    Command(
+    CommandSpec(
         "reject",
         "reject what a change waits for",
         lambda v: RejectRequest(v.need("change"), v.get("request"), v.get("reason")),
@@ -258,7 +258,7 @@ COMMANDS: tuple[Command, ...] = (
         details="When more than one thing waits, say which.",
         synonyms=("deny", "refuse", "no", "decline"),
     ),
-    Command(
+    CommandSpec(
         "status",
         "show a change: state, owner, reason, deadline, history",
         lambda v: StatusRequest(v.need("change")),
@@ -266,7 +266,7 @@ COMMANDS: tuple[Command, ...] = (
         examples=("status CHG-0042",),
         synonyms=("info", "get", "change", "state", "describe"),
     ),
-    Command(
+    CommandSpec(
         "policy",
         "explain what the guardrails say about an action on a VM",
         lambda v: PolicyRequest(v.need("vm"), v.get("action") or "create"),
@@ -275,14 +275,14 @@ COMMANDS: tuple[Command, ...] = (
         details="The action defaults to create.",
         synonyms=("explain", "why", "can", "rules", "check", "guardrails"),
     ),
-    Command(
+    CommandSpec(
         "windows",
         "show the change windows",
         lambda v: WindowsRequest(),
         examples=("windows",),
         synonyms=("window", "maintenance", "schedule", "when"),
     ),
-    Command(
+    CommandSpec(
         "settings",
         "show a VM's checkpoint settings, or change them",
         _settings,
@@ -309,7 +309,7 @@ COMMANDS: tuple[Command, ...] = (
         details="Without options it only shows them.",
         synonyms=("set", "config", "configure", "setting", "vm"),
     ),
-    Command(
+    CommandSpec(
         "help",
         "this help; help COMMAND shows one command",
         lambda v: HelpRequest(v.get("topic")),
@@ -319,4 +319,4 @@ COMMANDS: tuple[Command, ...] = (
     ),
 )
 
-BY_NAME: Mapping[str, Command] = MappingProxyType({c.name: c for c in COMMANDS})
+BY_NAME: Mapping[str, CommandSpec] = MappingProxyType({c.name: c for c in COMMANDS})

@@ -148,7 +148,7 @@ def _create_ttl(req: Request, facts: Facts, ctx: Context) -> timedelta:
     if req.ttl is not None:
         return req.ttl
     # Unknown scope: the base default; the ttl rule itself fails closed on it.
-    params = ctx.policy.settings("ttl", facts)[0].params
+    params = ctx.policy.rule_settings("ttl", facts)[0].params
     return params.default if isinstance(params, TTLParams) else TTLParams().default
 
 

@@ -1,6 +1,6 @@
 """What the host's answers mean for an interrupted change: pure functions
 from the change, the checkpoints and the VM as the host reports them to a
-verdict (a step to take, a question for a human, or wait)."""
+finding (a step to take, a question for a human, or wait)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from bot.store.models import Change, change_ref
 
 
 @dataclass(frozen=True)
-class Verdict:
+class HostFinding:
     """What the host says about an interrupted change: a command to apply,
     a question for a human (`choices`), or nothing yet (`wait`)."""
 
@@ -34,7 +34,7 @@ def judge_create(
     *,
     token: str | None,
     job_started: datetime | None,
-) -> Verdict:
+) -> HostFinding:
     """Did the interrupted create leave a checkpoint? Only one that carries
     the job's own token, on the change's VM, taken after the job started,
     is adopted (see `bot.service.ownership`); anything less asks a human."""
@@ -49,7 +49,7 @@ def judge_create(
     )
     mine = proven(found)
     if mine is not None:
-        return Verdict(
+        return HostFinding(
             f"the host has checkpoint {mine.id} ({mine.name}), taken "
             f"{mine.created_at.isoformat(timespec='seconds')} by this change's job (its token "
             "is in the name): the change is active",
@@ -61,7 +61,7 @@ def judge_create(
             },
         )
     if not found:
-        return Verdict(
+        return HostFinding(
             "the host has no checkpoint of this VM carrying this change's name or its job's "
             "token, so none was taken: the change failed (request it again; if one appears "
             "later, the sweep reports it)",
@@ -74,34 +74,34 @@ def judge_create(
         if several
         else "no checkpoint proves to be this job's"
     )
-    return Verdict(
+    return HostFinding(
         f"{lead}: {listed}. None was adopted. Check {change.vm_name} on {change.host}; "
         "merge strays from the orphan sweep, then mark the change failed",
         choices=("failed",),
     )
 
 
-def judge_merge(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> Verdict:
+def judge_merge(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> HostFinding:
     present = any(c.id == change.checkpoint_id for c in checkpoints)
     if present:
-        return Verdict(
+        return HostFinding(
             f"checkpoint {change.checkpoint_id} is still on the host, so it was not removed: "
             "the change is active again (keep & merge once more if you still want to)",
             Command.RECONCILE_ACTIVE,
         )
     if vm.merging:
-        return Verdict("the checkpoint is removed and its disk is still merging", wait=True)
-    return Verdict(
+        return HostFinding("the checkpoint is removed and its disk is still merging", wait=True)
+    return HostFinding(
         f"checkpoint {change.checkpoint_id} is gone and no merge is running: "
         "it was removed and merged",
         Command.RECONCILE_MERGED,
     )
 
 
-def judge_restore(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> Verdict:
+def judge_rollback(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> HostFinding:
     present = any(c.id == change.checkpoint_id for c in checkpoints)
     if not present:
-        return Verdict(
+        return HostFinding(
             f"checkpoint {change.checkpoint_id} is no longer on the host (someone removed "
             "it): nothing is left to roll back to",
             Command.VANISH,
@@ -109,7 +109,7 @@ def judge_restore(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> 
     # A restore leaves the checkpoint in place either way; the VM's state and
     # its parent checkpoint are hints for a human, not proof for the bot.
     parent = "is" if vm.parent_checkpoint_id == change.checkpoint_id else "is not"
-    return Verdict(
+    return HostFinding(
         f"the bot cannot tell whether the restore ran. The checkpoint is still there; "
         f"{vm.name} is {vm.state.name} and its current parent {parent} this checkpoint "
         f"(uptime {vm.uptime_seconds}s). Check the VM, then say what happened",
