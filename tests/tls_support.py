@@ -6,7 +6,7 @@
 
 The leaf is what a WinRM HTTPS listener needs: a server-authentication
 certificate whose subject alternative names hold the host's name
-(https://learn.microsoft.com/troubleshoot/windows-client/system-management-components/configure-winrm-for-https).
+(https://learn.microsoft.com/previous-versions/windows/it-pro/windows-server-2003/cc782312(v=ws.10)).
 """
 
 from __future__ import annotations

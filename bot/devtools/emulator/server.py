@@ -14,9 +14,9 @@ Auth/Basic, Auth/Negotiate and Auth/Kerberos do
 With `tls` it is an HTTPS listener: the certificate is the one a WinRM HTTPS
 listener is created with (`New-Item WSMan:\\localhost\\Listener -Transport
 HTTPS -CertificateThumbPrint ...`,
-https://learn.microsoft.com/troubleshoot/windows-client/system-management-components/configure-winrm-for-https),
-and Negotiate tokens must carry its channel binding (RFC 5929
-tls-server-end-point), as WinRM's CbtHardeningLevel `Strict` asks. Faults
+https://learn.microsoft.com/previous-versions/windows/it-pro/windows-server-2003/cc782312(v=ws.10)),
+and the Negotiate acceptor checks a token's channel binding against that
+certificate (RFC 5929 tls-server-end-point), as WinRM's CbtHardeningLevel does. Faults
 (faults.py) can be changed while the server runs. `stop()` closes every
 connection and shell and joins every thread it started.
 """
