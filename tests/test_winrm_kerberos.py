@@ -332,3 +332,30 @@ def test_the_cli_authenticates_with_the_keytab_in_its_environment(
         }
     finally:
         fleet.stop()
+
+
+def test_a_ticket_bound_to_another_certificate_is_refused(
+    realm: KerberosRealm, clock: ManualClock, tmp_path: Path
+) -> None:
+    """A relay that terminates TLS with its own certificate and forwards the
+    token: the binding the client computed (the relay's certificate) is not
+    the host's, and the host's acceptor refuses the ticket."""
+    ca = TestCA.create("Corp Test Root CA")
+    relay = ca.issue(["localhost"]).write(tmp_path / "relay.pem", tmp_path / "relay.key")
+    host_cert = ca.issue(["localhost"]).write(tmp_path / "host.pem", tmp_path / "host.key")
+    emulator = _emulator(realm.service_keytab("localhost"), clock, TlsIdentity(*relay))
+    # The listener the client reaches serves the relay's certificate; the acceptor
+    # behind it expects the binding of the host's own.
+    emulator.channel_bindings = TlsIdentity(*host_cert).channel_bindings()
+    try:
+        keytab = realm.client_keytab(BOT)
+        winrm = host_for(
+            emulator,
+            {"KRB5_CLIENT_KTNAME": str(keytab)},
+            transport="https",
+            ca_bundle=str(ca.write(tmp_path / "ca.pem")),
+        )
+        assert "rejected the credentials" in str(_auth_failure(winrm))
+    finally:
+        emulator.stop()
+    assert emulator.logons == []
