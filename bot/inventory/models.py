@@ -63,7 +63,7 @@ class Transport(enum.StrEnum):
 
 
 class AuthMethod(enum.StrEnum):
-    """pypsrp's `auth=` values the bot accepts (not `credssp`: see `_no_credssp`)."""
+    """pypsrp's `auth=` values the bot accepts (not `credssp`: see `CREDSSP_REFUSED`)."""
 
     NEGOTIATE = "negotiate"
     NTLM = "ntlm"
