@@ -105,6 +105,10 @@ class KerberosRealm:
         self._admin(f"ktadd -k {keytab} {name}")
         return keytab
 
+    def add_user(self, name: str, password: str) -> None:
+        """A principal with a password (an AD user account, as a KDC sees it)."""
+        self._admin(f"addprinc -pw {password} {name}")
+
     def service_keytab(self, hostname: str) -> Path:
         """HTTP/<hostname>: the SPN a WinRM listener is asked for."""
         return self.add_principal(f"HTTP/{hostname}", self.root / f"http-{hostname}.keytab")

@@ -359,3 +359,22 @@ def test_a_ticket_bound_to_another_certificate_is_refused(
     finally:
         emulator.stop()
     assert emulator.logons == []
+
+
+def test_a_password_gets_a_ticket_and_a_wrong_one_is_never_shown(
+    realm: KerberosRealm, server: EmulatorServer
+) -> None:
+    """`auth: kerberos` with `username` and `password_env`: pyspnego asks the KDC
+    for a ticket with the password (no NTLM involved)."""
+    password, wrong = "S3cret-ticket-pw", "Wr0ng-ticket-pw"
+    realm.add_user(BOT, password)
+    credential = {"username": BOT_PRINCIPAL, "password_env": "BOT_PASSWORD"}
+    create_and_list(
+        host_for(server, {"BOT_PASSWORD": password}, credential=credential),
+        "CHG-0005 Kerberos with a password",
+    )
+    assert_kerberos_logons(server)
+    error = _auth_failure(host_for(server, {"BOT_PASSWORD": wrong}, credential=credential))
+    assert "Kerberos authentication failed" in str(error)
+    assert "does not match the principal's keys" in str(error)
+    assert wrong not in str(error) and wrong not in repr(error.__cause__)

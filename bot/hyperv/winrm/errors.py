@@ -172,7 +172,7 @@ def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
         return HostTimeout(f"{what}: no answer in time", host=host, category="OperationTimeout")
     if isinstance(exc, requests.exceptions.SSLError):
         return HostUnreachable(f"{what}: {tls_problem(exc)}", host=host, category="SecurityError")
-    if isinstance(exc, SpnegoError):
+    if _is_kerberos_error(exc):
         return HostAuthError(f"{what}: {kerberos_problem(exc)}", host=host)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return HostUnreachable(f"{what}: connection timed out", host=host, category="OpenError")
@@ -199,7 +199,21 @@ def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    return isinstance(exc, WinRMError | requests.exceptions.RequestException | SpnegoError)
+    return isinstance(exc, WinRMError | requests.exceptions.RequestException) or _is_kerberos_error(
+        exc
+    )
+
+
+def _is_kerberos_error(exc: BaseException) -> bool:
+    """pyspnego's errors, and the `krb5` package's own (pyspnego gets a ticket
+    with a password or a keytab through it, and lets its errors through)."""
+    if isinstance(exc, SpnegoError):
+        return True
+    try:  # the kerberos extra is optional: without it there are no such errors
+        from krb5 import Krb5Error
+    except ImportError:
+        return False
+    return isinstance(exc, Krb5Error)
 
 
 # OpenSSL's verify errors (https://docs.openssl.org/master/man1/openssl-verification-options/)
@@ -263,7 +277,11 @@ _KERBEROS_HINTS: tuple[tuple[str, str], ...] = (
     ("ticket expired", "the ticket expired: kinit again, or use a keytab"),
     (
         "preauthentication failed",
-        "the keytab's keys do not match the principal's (was it re-keyed?)",
+        "the password or keytab does not match the principal's keys (was it changed?)",
+    ),
+    (
+        "decrypt integrity check failed",
+        "the password or keytab does not match the principal's keys (was it changed?)",
     ),
 )
 
