@@ -165,6 +165,27 @@ def test_certificate_for_another_name_fails_clearly(
     assert "localhost" in message  # OpenSSL's detail names the name that was asked for
 
 
+def test_an_expired_certificate_says_so(tmp_path: Path, ca: TestCA, clock: ManualClock) -> None:
+    store = InMemoryHostStateStore()
+    seed_missing(store, MODEL)
+    cert, key = ca.issue(["localhost"], expired=True).write(
+        tmp_path / "old.pem", tmp_path / "old.key"
+    )
+    emulator = EmulatorServer(
+        ModelHost("HV01", store, clock),
+        users={USER: PASSWORD},
+        auth=("ntlm",),
+        tls=TlsIdentity(certificate_pem=cert, key_pem=key),
+    ).start()
+    try:
+        winrm = host_for(emulator, ca_bundle=str(ca.write(tmp_path / "corp-ca.pem")))
+        message = str(_failure(winrm))
+    finally:
+        emulator.stop()
+    assert message.startswith("HV01: ") and "\n" not in message
+    assert "certificate has expired; renew it on the host" in message
+
+
 def test_the_cli_says_one_line_and_exit_3_for_a_wrong_ca_then_works_with_the_right_one(
     tmp_path: Path, ca: TestCA
 ) -> None:

@@ -93,9 +93,9 @@ class TestCA:
         path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def issue(self, names: list[str]) -> Leaf:
+    def issue(self, names: list[str], *, expired: bool = False) -> Leaf:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) - (timedelta(days=3) if expired else timedelta(0))
         certificate = (
             x509.CertificateBuilder()
             .subject_name(_name(names[0]))
