@@ -161,6 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(body)
 
     def _offers(self) -> list[str]:
+        # The schemes a WinRM listener offers on a 401, one per enabled Auth/*
+        # setting (Negotiate covers NTLM and Kerberos; Kerberos alone is offered
+        # too): https://learn.microsoft.com/windows/win32/winrm/authentication-for-remote-connections
         auth = self.server.emulator.auth
         return (
             (["Negotiate"] if auth & {"ntlm", "kerberos"} else [])
