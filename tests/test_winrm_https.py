@@ -11,6 +11,9 @@ and what to set, before any credential is sent.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +44,7 @@ from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Inventory, demo_inventory_path, load_inventory
-from tests.test_cli import one_line_error, run
+from tests.test_cli import BOT, one_line_error, run
 from tests.tls_support import TestCA
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
@@ -235,3 +238,46 @@ def test_the_cli_says_one_line_and_exit_3_for_a_wrong_ca_then_works_with_the_rig
         assert any(name.startswith("CHG-0001") for name in held), held
     finally:
         fleet.stop()
+
+
+def test_emulator_cli_tls_options(tmp_path: Path, ca: TestCA) -> None:
+    """`checkpoint-bot emulator --tls-cert ... --ca-bundle ... --write-inventory`
+    serves HTTPS and writes hosts that validate against the CA; half an
+    identity is a usage error (exit 2, one line)."""
+    cert, key = ca.issue(["localhost"]).write(tmp_path / "cert.pem", tmp_path / "key.pem")
+    bundle = ca.write(tmp_path / "ca.pem")
+    half = run(tmp_path, "emulator", "--tls-cert", str(cert))
+    assert half.returncode == 2
+    assert "--tls-cert and --tls-key go together" in one_line_error(half)
+
+    written = tmp_path / "inv.yaml"
+    command = [
+        str(BOT), "emulator", "--host", "HV01", "--port", "0", "--tls-cert", str(cert),
+        "--tls-key", str(key), "--ca-bundle", str(bundle), "--write-inventory", str(written),
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # printed once the listener is up
+            assert line.startswith("HV01\thttps://127.0.0.1:"), line
+            deadline = time.monotonic() + 60
+            while not written.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.2)  # the file is written whole before the next line
+            hv01 = next(h for h in load_inventory(written).hosts if h.name == "HV01")
+            assert (hv01.address, hv01.transport.value) == ("localhost", "https")
+            assert hv01.cert_validation is True and hv01.ca_bundle == bundle.resolve()
+            winrm = WinRMHost(
+                hv01,
+                Credentials({EMULATOR_PASSWORD_ENV: "Passw0rd!"}).for_host(hv01),
+                timeouts=WinRMTimeouts(call=8, connect=2, read=10, operation=2, idle=60),
+            )
+            try:
+                assert any(vm.name == "WEB01" for vm in winrm.list_vms())
+            finally:
+                winrm.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
