@@ -38,6 +38,7 @@ from bot.service.deciding import Decider
 from bot.service.directory import Directory, NoDirectory, PolicyGroups
 from bot.service.errors import Unavailable
 from bot.service.execution import HostJobs
+from bot.service.locate import Locator
 from bot.store import migrate
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Change
@@ -373,6 +374,7 @@ def build_context(
         host_for=host_for,
         policy=policy,
         clock=clock,
+        locator=Locator(inventory, host_for, engine, clock, fanout=settings.hyperv.fanout),
         inventory_label=f"inventory {settings.inventory_path.name}",
         metrics=metrics,
         directory=PolicyGroups(directory, policy),

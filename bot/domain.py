@@ -40,6 +40,8 @@ class ApprovalState(enum.StrEnum):
     REFUSED = "refused"
     # A newer request for the same change took its place.
     SUPERSEDED = "superseded"
+    # Its requester took it back before anyone decided it.
+    WITHDRAWN = "withdrawn"
 
 
 class CheckpointKind(enum.StrEnum):
@@ -99,3 +101,48 @@ class ChangeRef:
         upper case, with the dash), or None."""
         found = _REF_WRITTEN.match(text)
         return cls(int(found.group(1))) if found else None
+
+
+# --- people, groups and channels in text the bot writes ---------------------------
+#
+# Slack notifies and highlights only its mention syntax: `<@U…>` for a user,
+# `<!subteam^S…>` for a user group, `<#C…>` for a channel
+# (https://api.slack.com/reference/surfaces/formatting#mentioning-users).
+# The policy and the service write people with these helpers; Slack's
+# templates keep exactly these tokens (and escape everything else), the CLI
+# shows them as plain names. Text a person wrote never goes through them.
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
+# Exactly the tokens the helpers below write, nothing looser.
+MENTION_TOKEN = re.compile(
+    r"<@([UW][A-Z0-9]{2,})>|<!subteam\^(S[A-Z0-9]{2,})>|<#([CG][A-Z0-9]{2,})>"
+)
+
+
+def user_mention(user: str) -> str:
+    """`<@U…>` for a Slack user id; `@name` for anyone else (`cli:alice`)."""
+    return f"<@{user}>" if _USER_ID.match(user) else f"@{user}"
+
+
+def group_mention(group: str) -> str:
+    """`<!subteam^S…>` for a Slack user group id; the name as it is otherwise."""
+    return f"<!subteam^{group}>" if _GROUP_ID.match(group) else group
+
+
+def channel_mention(channel: str) -> str:
+    """`<#C…>` for a Slack channel id; `#name` otherwise."""
+    if _CHANNEL_ID.match(channel):
+        return f"<#{channel}>"
+    return channel if channel.startswith("#") else f"#{channel}"
+
+
+def plain_mentions(text: str) -> str:
+    """Mention tokens as readable words, for the terminal and logs."""
+
+    def word(found: re.Match[str]) -> str:
+        user, group, channel = found.groups()
+        return f"@{user}" if user else (f"@{group}" if group else f"#{channel}")
+
+    return MENTION_TOKEN.sub(word, text)

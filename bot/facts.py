@@ -67,6 +67,7 @@ _DISCOVERED = (
     "volume_capacity_bytes",
     "vm_checkpoint_type",
     "vm_state",
+    "owner_host",
 )
 
 
@@ -95,6 +96,12 @@ def discovered_facts(found: VMFacts, source: str, now: datetime) -> dict[str, Fa
 
 def unreachable_facts(source: str, error: str) -> dict[str, Fact]:
     return {name: Fact.unknown(source, f"host not asked: {error}") for name in _DISCOVERED}
+
+
+def unlocated_facts(source: str, why: str) -> dict[str, Fact]:
+    """No node could be named as the VM's owner: `why` says what each node
+    answered ("not found on prod-cluster (asked HV01, HV02)")."""
+    return {name: Fact.unknown(source, why) for name in _DISCOVERED}
 
 
 def change_facts(change: Change, now: datetime) -> dict[str, Fact]:
@@ -142,6 +149,10 @@ def contradictions(values: Mapping[str, Fact]) -> list[str]:
                 f"the host {'shows' if pair[1] else 'does not show'} {what}, "
                 f"the inventory says {'yes' if pair[0] else 'no'}"
             )
+    pair = both("host", "owner_host")
+    if pair and str(pair[0]).casefold() != str(pair[1]).casefold():
+        # A live migration moved it: the inventory's host is stale, not the VM wrong.
+        found.append(f"{values['vm_name'].value} runs on {pair[1]}, the inventory says {pair[0]}")
     pair = both("inv_checkpoint_type", "vm_checkpoint_type")
     if pair and pair[0] != pair[1]:
         found.append(f"CheckpointType is {pair[1]} on the host, {pair[0]} in the inventory")
@@ -157,22 +168,37 @@ def gather(
     now: datetime,
     change: Change | None = None,
     on_host_error: Callable[[HyperVError], None] | None = None,
+    owner: str | None = None,
+    host_problem: str | None = None,
 ) -> Facts:
     """Inventory facts, discovery facts (unknown when the host cannot be
     asked) and, for an existing change, its lifetime. `on_host_error` sees
     why the host could not be asked first, so a caller can tell "the host
-    is down" (nothing can be decided) from "the host does not know"."""
+    is down" (nothing can be decided) from "the host does not know".
+    `owner` is the node the VM was found on; `host_problem` why no node
+    could be named."""
     values = inventory_facts(inventory, vm, sources.inventory, now)
-    if host is None:
-        values |= unreachable_facts(sources.host, "no host connection")
+    # Why the host said nothing, if it did not: then nothing can be compared,
+    # and "the host agrees with the inventory" would be a guess.
+    silent: str | None = host_problem
+    if host_problem is not None:
+        values |= unlocated_facts(sources.host, host_problem)
+    elif host is None:
+        silent = "no host connection"
+        values |= unreachable_facts(sources.host, silent)
     else:
         try:
             values |= discovered_facts(host.vm_facts(vm.vm_id), sources.host, now)
+            values["owner_host"] = Fact(owner or host.name, sources.host, now)
         except HyperVError as exc:
             if on_host_error is not None:
                 on_host_error(exc)
+            silent = f"host not asked: {exc.message}"
             values |= unreachable_facts(sources.host, exc.message)
     if change is not None:
         values |= change_facts(change, now)
-    values["contradictions"] = Fact(contradictions(values), "facts provider", now)
+    if silent is not None:
+        values["contradictions"] = Fact.unknown("facts provider", silent)
+    else:
+        values["contradictions"] = Fact(contradictions(values), "facts provider", now)
     return Facts(values)

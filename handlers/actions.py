@@ -16,16 +16,19 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
+from bot.domain import plain_mentions
 from bot.durations import DurationError, parse_duration
 from bot.inventory import InventoryLookupError
 from bot.reasons import ReasonError, check_reason
 from bot.service import (
+    ApprovalOutcome,
     Card,
     Conflict,
     Forbidden,
@@ -39,6 +42,7 @@ from bot.service import (
     committed_writes,
     extend,
     lookups,
+    may_reject,
     merge,
     reject,
     request_checkpoint,
@@ -46,12 +50,13 @@ from bot.service import (
     rollback,
     show_change,
     start_vm,
+    withdraw,
 )
 from handlers import messages, outage
 from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click
 from handlers.workspace import request_team
-from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value
+from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value, truncate_chars
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,8 @@ class Actions:
     def __init__(self, deps: SlackDeps) -> None:
         self.deps = deps
         self.view_channels = ViewChannels()
+        # Told who opened their Home, so it is kept current (handlers/app.py).
+        self.home_viewers: Callable[[str], None] = lambda _user: None
 
     # --- buttons ---------------------------------------------------------------
 
@@ -121,7 +128,7 @@ class Actions:
         except Conflict as exc:
             payload = self._conflict(value, exc)
         except ServiceError as exc:
-            payload = self.deps.error(exc.message)
+            payload = self.deps.refusal(exc)
         except Exception as exc:
             payload = outage.failure(self.deps, exc, writes, f"button {verb}")
         if payload is not None:
@@ -137,17 +144,28 @@ class Actions:
         client: WebClient,
     ) -> Payload | None:
         deps, ctx, ref = self.deps, self.deps.ctx, value.ref
-        if verb in ("approve", "reject"):
+        if verb in ("approve", "reject", "withdraw"):
             target = (
                 Target(version=value.version)
                 if value.legacy
                 else Target(request_id=value.request_id, action=value.purpose)
             )
+            if verb == "reject" and not value.legacy:
+                # Ask why first (a modal); the rejection is recorded on submit.
+                may_reject(ctx, ref, approver=who, target=target)
+                view = deps.view(
+                    "reject_modal", c=show_change(ctx, ref), action=value.purpose, value=str(value)
+                )
+                opened = client.views_open(trigger_id=body["trigger_id"], view=view)
+                self.view_channels.remember(_view_id(opened.data), channel)
+                return None
             if verb == "approve":
                 result = approve(ctx, ref, approver=who, target=target)
+            elif verb == "withdraw":
+                result = withdraw(ctx, ref, requester=who, target=target)
             else:
                 result = reject(ctx, ref, approver=who, target=target)
-            return deps.notice(*messages.approval(result))
+            return self._decided(result)
         # Any other button acts only on the change as its card showed it.
         purpose = CARD_PURPOSES[f"checkpoint:{verb}"]
         check_card(ctx, ref, Card(purpose, value.version, legacy=value.legacy))
@@ -166,7 +184,20 @@ class Actions:
         outcome = act(ctx, ref, requester=who)
         if outcome.refused:
             return deps.payload("denied_ephemeral", outcome=outcome, action=verb)
-        return deps.notice(*messages.acted(verb, outcome))
+        if outcome.waits_for_queue:
+            # Not visible in the thread: only the clicker learns it waits.
+            return deps.notice(*messages.acted(verb, outcome))
+        return None  # the card and the thread show it started (or waits for approvers)
+
+    def _decided(self, result: ApprovalOutcome) -> Payload | None:
+        """The thread and the card show a decision to everyone: no private
+        echo of it. Only what the thread does not show is told to the
+        clicker alone: an approval that was recorded but waits for more,
+        one the policy refused on re-check, or one whose job waits for the
+        queue to come back."""
+        if result.state in ("pending", "refused") or result.waits_for_queue:
+            return self.deps.notice(*messages.approval(result))
+        return None
 
     def stale(self, exc: Stale) -> Payload:
         return self.deps.notice(*messages.stale(exc), hint=messages.STALE_HINT)
@@ -179,7 +210,8 @@ class Actions:
 
     def open_create(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        view = self.deps.view("create_modal", vms_by_host=vms_by_host(self.deps))
+        refused = refused_marks(self.deps, str(body["user"]["id"]), None, request_team(body))
+        view = self.deps.view("create_modal", vms_by_host=vms_by_host(self.deps), refused=refused)
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
     # --- modal submissions -----------------------------------------------------
@@ -208,13 +240,19 @@ class Actions:
             check_reason(reason)
         except ReasonError as exc:
             errors["reason"] = exc.message[:150]
+        user = str(body["user"]["id"])
+        team = request_team(body)
+        channel = str(view.get("private_metadata") or "") or None
+        if "vm" not in errors and "ttl" not in errors:
+            # What the policy refuses whatever the host says is said here,
+            # under its field, not in a message after the modal closed.
+            lifetime = parse_duration(ttl) if ttl else None
+            for field, why in refusals_of(self.deps, vm, lifetime, user, channel, team).items():
+                errors.setdefault(field, why)
         if errors:
             ack(response_action="errors", errors=errors)
             return
         ack()
-        user = str(body["user"]["id"])
-        team = request_team(body)
-        channel = str(view.get("private_metadata") or "") or None
         self.deps.later(
             "the create modal",
             lambda: self._tell(
@@ -243,6 +281,35 @@ class Actions:
         if outcome.refused:
             return self.deps.payload("denied_ephemeral", outcome=outcome, action="create")
         return self.deps.notice(*messages.created(outcome))
+
+    def submit_reject(
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        reason = _text(_values(view), "reason")
+        try:
+            check_reason(reason)
+        except ReasonError as exc:
+            ack(response_action="errors", errors={"reason": exc.message[:150]})
+            return
+        try:
+            value = parse_action_value(str(view.get("private_metadata") or ""))
+        except ValueError:
+            value = None
+        if value is None or not value.fits("checkpoint:reject") or value.legacy:
+            ack(response_action="errors", errors={"reason": messages.UNEXPECTED[:150]})
+            return
+        ack()
+        user = str(body["user"]["id"])
+        team = request_team(body)
+        channel = self.view_channels.pop(view.get("id"))
+
+        def run() -> Payload | None:
+            who = self.deps.principal(user, channel, team)
+            target = Target(request_id=value.request_id, action=value.purpose)
+            result = reject(self.deps.ctx, value.ref, approver=who, reason=reason, target=target)
+            return self._decided(result)
+
+        self.deps.later("the reject modal", self._tell, client, user, channel, run)
 
     def submit_extend(
         self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
@@ -277,19 +344,26 @@ class Actions:
         self.deps.later("the extend modal", self._tell, client, user, channel, run)
 
     def _tell(
-        self, client: WebClient, user: str, channel: str | None, work: Callable[[], Payload]
+        self,
+        client: WebClient,
+        user: str,
+        channel: str | None,
+        work: Callable[[], Payload | None],
     ) -> None:
         """Run `work` and tell `user` the result: ephemeral in the channel the
-        modal came from, else in the app's DM with them."""
+        modal came from, else in the app's DM with them (nothing when the
+        thread already shows it: `work` returned None)."""
         writes = committed_writes()
         try:
             payload = work()
         except Stale as exc:
             payload = self.stale(exc)
         except ServiceError as exc:
-            payload = self.deps.error(exc.message)
+            payload = self.deps.refusal(exc)
         except Exception as exc:
             payload = outage.failure(self.deps, exc, writes, "a modal submission")
+        if payload is None:
+            return
         try:
             if channel:
                 client.chat_postEphemeral(channel=channel, user=user, **payload)
@@ -302,6 +376,7 @@ class Actions:
 
     def home_opened(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         if event.get("tab", "home") == "home":
+            self.home_viewers(str(event["user"]))
             self.deps.later("app_home_opened", self.publish_home, event, body, client)
 
     def publish_home(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
@@ -318,6 +393,13 @@ class Actions:
             return
         self.publish_home_of(user, who, client)
 
+    def republish_home(self, user: str, client: WebClient) -> None:
+        """Publish `user`'s Home again because a change moved (no event to
+        say their team: ask Slack, as for a slash command)."""
+        team, _grid = self.deps.homes.of(user)
+        who = self.deps.principal(user, None, team, verify_home=True)
+        self.publish_home_of(user, who, client)
+
     def publish_home_of(self, user: str, who: Principal, client: WebClient) -> None:
         data = lookups.home(self.deps.ctx, who)
         view = self.deps.view(
@@ -330,6 +412,55 @@ class Actions:
             start_after_restore=self.deps.start_after_restore,
         )
         client.views_publish(user_id=user, view=view)
+
+
+# Slack shows an input's error under it; keep it to what fits there.
+_FIELD_ERROR = 150
+
+
+# A refusal of the lifetime asked for is said under the TTL field; any
+# other (the VM, the person) under the VM field.
+_FIELD_OF_RULE = {"ttl": "ttl"}
+
+
+def refusals_of(
+    deps: SlackDeps,
+    vm: str,
+    ttl: timedelta | None,
+    user: str,
+    channel: str | None,
+    team: str | None,
+) -> dict[str, str]:
+    """Why the policy refuses a checkpoint of `vm` (for `ttl`) for `user`
+    whatever the host says, by the modal field it concerns (plain text for
+    a field error); {} when nothing does, or when the person or the policy
+    cannot be asked now (the request then decides)."""
+    try:
+        who = deps.principal(user, channel, team)
+        refusals = lookups.refused_at_once(deps.ctx, vm, who, ttl)
+    except ServiceError:
+        return {}
+    errors: dict[str, str] = {}
+    for refusal in refusals:
+        field = _FIELD_OF_RULE.get(refusal.rule, "vm")
+        if field in errors:
+            continue
+        why = plain_mentions(f"Refused: {refusal.message}")
+        if refusal.remediation and len(why) + len(refusal.remediation) + 2 <= _FIELD_ERROR:
+            why = f"{why}. {plain_mentions(refusal.remediation)}"
+        errors[field] = truncate_chars(why, _FIELD_ERROR)
+    return errors
+
+
+def refused_marks(
+    deps: SlackDeps, user: str, channel: str | None, team: str | None
+) -> dict[str, str]:
+    """VM name → the rule refusing it outright, for the create modal's picker
+    ({} when the person or the policy cannot be asked now: no marks)."""
+    try:
+        return lookups.refused_vms(deps.ctx, deps.principal(user, channel, team))
+    except ServiceError:
+        return {}
 
 
 def _from_home(body: dict[str, Any]) -> bool:

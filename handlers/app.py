@@ -25,6 +25,7 @@ from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.delivery import DropRetries
 from handlers.deps import SlackDeps
+from handlers.home_refresh import HomeRefresher
 from handlers.observe import ObservedApp
 from handlers.shape import CheckShape
 from handlers.workspace import BindWorkspace, UserHomes, workspace_from
@@ -32,7 +33,7 @@ from templates.blocks import SlackRenderer
 
 SLASH_COMMAND = "/checkpoint"
 CHANGE_BUTTONS = re.compile(
-    r"^checkpoint:(approve|reject|rollback|merge|extend|start"
+    r"^checkpoint:(approve|reject|withdraw|rollback|merge|extend|start"
     r"|resolve_(active|failed|rolled_back|merged))$"
 )
 # Bolt runs each listener in this pool and answers Slack when the listener
@@ -102,6 +103,10 @@ def register(app: App, deps: SlackDeps) -> None:
     )
     app.use(DropRetries(durable=delivery_keys(deps.ctx)))
     commands, actions = Commands(deps), Actions(deps)
+    # Every Home a change concerns follows it (handlers/home_refresh.py).
+    refresher = HomeRefresher(deps, app.client, actions.republish_home)
+    actions.home_viewers = refresher.opened
+    deps.ctx.notifier.listen(refresher.changed)
 
     @app.command(SLASH_COMMAND)
     def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
@@ -129,6 +134,10 @@ def register(app: App, deps: SlackDeps) -> None:
     @app.view("checkpoint:create")
     def on_create(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         actions.submit_create(ack, body, view, client)
+
+    @app.view("checkpoint:reject")
+    def on_reject(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        actions.submit_reject(ack, body, view, client)
 
     @app.view("checkpoint:extend")
     def on_extend(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:

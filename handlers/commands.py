@@ -31,6 +31,7 @@ from bot.service import (
     rollback,
     show_change,
     show_settings,
+    withdraw,
 )
 from handlers import messages, outage
 from handlers.deps import SlackDeps, ephemeral
@@ -50,6 +51,7 @@ from handlers.grammar import (
     SettingsRequest,
     StatusRequest,
     WindowsRequest,
+    WithdrawRequest,
     help_sections,
     parse,
 )
@@ -88,7 +90,7 @@ class Commands:
             how = f"{SLASH} {exc.verb} {exc.ref}"
             payload = self.deps.error(exc.message, messages.say_which(exc, how))
         except ServiceError as exc:
-            payload = self.deps.error(exc.message)
+            payload = self.deps.refusal(exc)
         except Exception as exc:
             payload = outage.failure(self.deps, exc, writes, "/checkpoint")
         if payload is not None:
@@ -112,7 +114,12 @@ class Commands:
                 values = {"title": title} if title else {}
                 return deps.payload("help", sections=help_sections(topic), **values)
             case OpenCreateModal():
-                view = deps.view("create_modal", vms_by_host=vms_by_host(deps), metadata=channel)
+                view = deps.view(
+                    "create_modal",
+                    vms_by_host=vms_by_host(deps),
+                    metadata=channel,
+                    refused=lookups.refused_vms(ctx, principal),
+                )
                 client.views_open(trigger_id=command["trigger_id"], view=view)
                 return None
             case CreateRequest():
@@ -160,6 +167,9 @@ class Commands:
                 result = reject(
                     ctx, ref, approver=who(), reason=reason or "", target=Target(action=action)
                 )
+                return deps.notice(*messages.approval(result))
+            case WithdrawRequest(change_ref=ref, action=action):
+                result = withdraw(ctx, ref, requester=who(), target=Target(action=action))
                 return deps.notice(*messages.approval(result))
             case WindowsRequest():
                 return self._windows()

@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.context import AppContext
-from bot.service import Directory, Forbidden, Principal
+from bot.service import Directory, Forbidden, GroupsUnavailable, Principal, ServiceError
 from handlers import messages
 from handlers.workspace import UserHomes, Workspace
 from templates.blocks import SlackRenderer
@@ -81,10 +81,25 @@ class SlackDeps:
         return self.payload("notice_ephemeral", title=title, lines=list(lines), hint=hint)
 
     def error(
-        self, message: str, hint: str | None = None, *, escaped: bool = False
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        escaped: bool = False,
+        mentions: bool = False,
     ) -> dict[str, Any]:
-        """`escaped`: message and hint are mrkdwn already (grammar errors)."""
-        return self.payload("error_ephemeral", message=message, hint=hint, escaped=escaped)
+        """`escaped`: message and hint are mrkdwn already (grammar errors).
+        `mentions`: the message is the policy's words, whose mention tokens
+        (`<@U…>`, `<!subteam^S…>`) are kept; nothing a person typed is in it."""
+        return self.payload(
+            "error_ephemeral", message=message, hint=hint, escaped=escaped, mentions=mentions
+        )
+
+    def refusal(self, exc: ServiceError) -> dict[str, Any]:
+        """A service error for whoever caused it. Only a refusal and a group
+        lookup that failed name people in the bot's own words (who may do
+        it, whose groups), so only their mentions stay."""
+        return self.error(exc.message, mentions=isinstance(exc, (Forbidden, GroupsUnavailable)))
 
     @property
     def start_after_restore(self) -> bool:

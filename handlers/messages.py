@@ -84,12 +84,14 @@ def approval(result: ApprovalOutcome) -> tuple[str, str]:
         "approved": f"you approved the {what}: the {esc(result.action)} goes ahead",
         "refused": f"approved, but the policy refused the {what} on re-check",
         "rejected": f"you rejected the {what}; nothing runs for it",
+        "withdrawn": f"you withdrew your {what} request; nothing runs for it",
     }
     titles = {
         "pending": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} approval recorded",
         "approved": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} approved",
         "refused": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} refused",
         "rejected": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} rejected",
+        "withdrawn": f"{c.ref}: {REQUEST_WORDS.get(result.action, result.action)} withdrawn",
     }
     if result.state == "approved" and result.waits_for_queue:
         verbs["approved"] = f"approved; {QUEUE_DOWN.format(what=f'the {what}')}"

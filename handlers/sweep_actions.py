@@ -92,7 +92,7 @@ def clicked(
         if client is not None:
             _edit_digest(client, body, value, sweep_messages.adopted_line(result, user))
     except ServiceError as exc:
-        payload = deps.error(exc.message)
+        payload = deps.refusal(exc)
     except Exception as exc:
         payload = outage.failure(deps, exc, writes, f"button {action.get('action_id')}")
     _answer(body, respond, client, payload)

@@ -29,10 +29,11 @@ from policies.model import (
     Verdict,
 )
 from policies.policy import Context, Policy
-from policies.registry import BUILTIN_RULES, RULES
+from policies.registry import BUILTIN_RULES, PERMISSIONS_RULE, RULES
 
 __all__ = [
     "BUILTIN_RULES",
+    "PERMISSIONS_RULE",
     "RULES",
     "Action",
     "ApprovalRequirement",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bot.domain import channel_mention, group_mention, user_mention
 from policies.model import (
     ApprovalRequirement,
     Decision,
@@ -45,7 +46,9 @@ def _listed(who: Principals, principal: str, groups: frozenset[str]) -> bool:
 def _who(who: Principals) -> str:
     if "*" in who.users or "*" in who.groups:
         return "anyone"
-    items = [f"@{u}" for u in who.users] + [f"members of {g}" for g in who.groups]
+    items = [user_mention(u) for u in who.users] + [
+        f"members of {group_mention(g)}" for g in who.groups
+    ]
     return ", ".join(items) or "admins only"
 
 
@@ -85,33 +88,39 @@ def authorize(
         )
     if is_admin(policy, principal, member_of):
         return RuleOutcome(
-            PERMISSIONS_RULE, OutcomeKind.PASSED, None, f"@{principal} is an admin", facts=used
+            PERMISSIONS_RULE,
+            OutcomeKind.PASSED,
+            None,
+            f"{user_mention(principal)} is an admin",
+            facts=used,
         )
     if not _listed(allowed, principal, member_of):
         return RuleOutcome(
             PERMISSIONS_RULE,
             OutcomeKind.FIRED,
             Effect.DENY,
-            f"@{principal} may not {perm.value}: allowed are {_who(allowed)}",
+            f"{user_mention(principal)} may not {perm.value}: allowed are {_who(allowed)}",
             "ask an admin to add you to the policy's permissions, or ask someone allowed",
             used,
         )
     channels = allowed.channels
     if channels and "*" not in channels and channel not in channels:
-        where = f"in {channel}" if channel else "outside Slack channels"
+        where = f"in {channel_mention(channel)}" if channel else "outside Slack channels"
+        only = ", ".join(channel_mention(c) for c in channels)
         return RuleOutcome(
             PERMISSIONS_RULE,
             OutcomeKind.FIRED,
             Effect.DENY,
-            f"{perm.value} is not allowed {where}: only in {', '.join(channels)}",
-            f"ask again in {channels[0]}",
+            f"{perm.value} is not allowed {where}: only in {only}",
+            f"ask again in {channel_mention(channels[0])}",
             used,
         )
     return RuleOutcome(
         PERMISSIONS_RULE,
         OutcomeKind.PASSED,
         None,
-        f"@{principal} may {perm.value}" + (f" in {channel}" if channel else ""),
+        f"{user_mention(principal)} may {perm.value}"
+        + (f" in {channel_mention(channel)}" if channel else ""),
         facts=used,
     )
 
@@ -129,7 +138,9 @@ def approvers_for(
         users, groups = list(fallback.users), list(fallback.groups)
     users += [u for u in policy.admins.users if u not in users]
     groups += [g for g in policy.admins.groups if g not in groups]
-    return ApprovalRequirement(max(1, required), tuple(users), tuple(groups), excluded=(requester,))
+    return ApprovalRequirement(
+        max(1, required), tuple(users), tuple(groups), excluded=(requester,), dm=params.dm
+    )
 
 
 def check_approver(
@@ -150,13 +161,16 @@ def check_approver(
         requirement = decision_or_requirement
     if approver == requester or approver in requirement.excluded:
         return False, (
-            f"@{approver} asked for this change and cannot {verb} it; it needs "
+            f"{user_mention(approver)} asked for this change and cannot {verb} it; it needs "
             f"{requirement.describe()}"
         )
     member_of = frozenset(groups)
     if requirement.anyone or approver in requirement.users:
-        return True, f"@{approver} may {verb}"
+        return True, f"{user_mention(approver)} may {verb}"
     shared = sorted(member_of & set(requirement.groups))
     if shared:
-        return True, f"@{approver} may {verb} as a member of {shared[0]}"
-    return False, f"@{approver} may not {verb} this: it needs {requirement.describe()}"
+        return (
+            True,
+            f"{user_mention(approver)} may {verb} as a member of {group_mention(shared[0])}",
+        )
+    return False, f"{user_mention(approver)} may not {verb} this: it needs {requirement.describe()}"

@@ -29,6 +29,7 @@ exactly these; any of them may be unknown (`Fact.known is False`, and then
       volume_capacity_bytes int
       vm_checkpoint_type str         the VM's CheckpointType setting now
       vm_state           str         "Running", "Off", ...
+      owner_host         str         the node that has the VM now (a clustered VM moves)
     from the change record (source "change CHG-n"), for rollback/merge/extend:
       expires_at         datetime
       ttl_seconds        int
@@ -47,6 +48,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+
+from bot.domain import group_mention, user_mention
 
 
 class Action(enum.StrEnum):
@@ -175,6 +178,9 @@ class ApprovalRequirement:
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     excluded: tuple[str, ...] = ()
+    # Also message each listed user directly when an approval is asked
+    # (the approvals rule's `dm`); the thread pings them either way.
+    dm: bool = False
 
     @property
     def anyone(self) -> bool:
@@ -185,9 +191,9 @@ class ApprovalRequirement:
         if self.anyone:
             who = "anyone"
         else:
-            items = [f"@{u}" for u in self.users]
+            items = [user_mention(u) for u in self.users]
             if self.groups:
-                items.append("a member of " + " or ".join(self.groups))
+                items.append("a member of " + " or ".join(group_mention(g) for g in self.groups))
             who = _or_list(items) if items else "nobody (no approvers configured)"
         return f"{self.required} {noun} from {who} (not the requester)"
 
@@ -197,6 +203,7 @@ class ApprovalRequirement:
             "users": list(self.users),
             "groups": list(self.groups),
             "excluded": list(self.excluded),
+            "dm": self.dm,
             "description": self.describe(),
         }
 
@@ -209,6 +216,7 @@ class ApprovalRequirement:
             users=tuple(str(u) for u in data.get("users", ())),
             groups=tuple(str(g) for g in data.get("groups", ())),
             excluded=tuple(str(e) for e in data.get("excluded", ())),
+            dm=bool(data.get("dm", False)),
         )
 
 
@@ -251,6 +259,9 @@ class RuleOutcome:
     approval: ApprovalRequirement | None = None
     schedule_at: datetime | None = None
     exemption: ExemptionNote | None = None
+    # Fired because a fact it needs is unknown (fail closed), not because
+    # of what a known fact says: knowing more may settle it either way.
+    for_want_of_facts: bool = False
 
     @property
     def fired(self) -> bool:

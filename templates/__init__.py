@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.domain import plain_mentions
 from bot.durations import format_duration
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class Renderer:
             time=short_time,
             mrkdwn=mrkdwn_escape,
             state=state_label,
+            # Mention tokens (`<@U…>`) the bot wrote, as words a terminal shows.
+            people=plain_mentions,
         )
 
     def render(self, name: str, **values: Any) -> str:

@@ -29,7 +29,7 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.domain import REF_WRITTEN_PATTERN
+from bot.domain import MENTION_TOKEN, REF_WRITTEN_PATTERN
 from templates import Renderer, mrkdwn_escape, short_time
 
 # Documented Block Kit limits (docs.slack.dev/reference/block-kit) that the
@@ -82,6 +82,7 @@ CHANGE_ACTIONS = frozenset(
     for verb in (
         "approve",
         "reject",
+        "withdraw",
         "rollback",
         "merge",
         "extend",
@@ -105,7 +106,8 @@ CARD_PURPOSES = {
     "checkpoint:resolve_rolled_back": "resolve",
     "checkpoint:resolve_merged": "resolve",
 }
-DECIDING_ACTIONS = frozenset({"checkpoint:approve", "checkpoint:reject"})
+# Buttons bound to one approval request: decide it, or (its requester) take it back.
+DECIDING_ACTIONS = frozenset({"checkpoint:approve", "checkpoint:reject", "checkpoint:withdraw"})
 _ACTION_VALUE = re.compile(
     rf"^({REF_WRITTEN_PATTERN}):"
     r"(?:(create|rollback|merge|extend)#(\d+)|(rollback|merge|extend|start|resolve)):v(\d+)$"
@@ -165,11 +167,29 @@ def channel_mention(value: object) -> str:
     return f"<#{text}>" if _SLACK_CHANNEL.match(text) else mrkdwn_escape(text)
 
 
-def slack_date(value: datetime | None, fmt: str = "{date_short_pretty} {time}") -> str:
+def people(value: object) -> str:
+    """mrkdwn for text the bot wrote with `bot.domain`'s mention helpers
+    (policy reasons, who may approve): the mention tokens stay, so Slack
+    notifies and highlights them; everything else is escaped. Never for
+    text a person wrote (a reason): that goes through `mrkdwn` alone."""
+    text = str(value)
+    out, at = [], 0
+    for found in MENTION_TOKEN.finditer(text):
+        out.append(mrkdwn_escape(text[at : found.start()]))
+        out.append(found.group(0))
+        at = found.end()
+    out.append(mrkdwn_escape(text[at:]))
+    return "".join(out)
+
+
+def slack_date(value: datetime | str | None, fmt: str = "{date_short_pretty} {time}") -> str:
     """Slack's date token: each reader sees their own time zone; the
-    fallback (UTC) is what clients that cannot format it show."""
-    if value is None:
+    fallback (UTC) is what clients that cannot format it show. An ISO-8601
+    text (an event's details) is read as its datetime."""
+    if value is None or value == "":
         return "-"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     at = value if value.tzinfo else value.replace(tzinfo=UTC)
     return f"<!date^{int(at.timestamp())}^{fmt}|{short_time(at.astimezone(UTC))}>"
 
@@ -318,6 +338,7 @@ SLACK_FILTERS: Mapping[str, Any] = {
     "truncate_chars": truncate_chars,
     "mention": mention,
     "channel_mention": channel_mention,
+    "people": people,
     "slack_date": slack_date,
     "quote": quote,
     "one_line": one_line,

@@ -441,6 +441,8 @@ class RunningBot:
     slack: SlackSender
     # What the emulated hosts received (`emulated=True` only).
     emulator_log: EmulatorLog | None = None
+    # The emulated hosts themselves (`emulated=True` only): what an admin changes.
+    fleet: EmulatedFleet | None = None
 
     def host_commands(self, cmdlet: str) -> list[str]:
         """The hosts that received `cmdlet`, in order (needs `emulated=True`)."""
@@ -486,6 +488,7 @@ def running_bot(
     with contextlib.ExitStack() as stack:
         env: dict[str, str] = {}
         log = None
+        fleet: EmulatedFleet | None = None
         if emulated:
             log = EmulatorLog()
             inventory = load_inventory(demo_inventory_path())
@@ -510,7 +513,7 @@ def running_bot(
             )
             env[EMULATOR_PASSWORD_ENV] = EMULATOR_PASSWORD
         api = stack.enter_context(FakeSlackApi(usergroups))
-        yield from _serve(settings, api, clock, env, log)
+        yield from _serve(settings, api, clock, env, log, fleet)
 
 
 def replace_model(model: Any, **changes: Any) -> Any:
@@ -524,6 +527,7 @@ def _serve(
     clock: ScaledClock,
     env: dict[str, str],
     log: EmulatorLog | None,
+    fleet: EmulatedFleet | None = None,
 ) -> Iterator[RunningBot]:
     env = {**env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
     kind = "redis" if settings.jobs.queue == "redis" else "memory"
@@ -549,7 +553,7 @@ def _serve(
         )
         server = HttpServer(wsgi, "127.0.0.1", 0).start()
         try:
-            yield RunningBot(api, server, ctx, SlackSender(server.url, api), log)
+            yield RunningBot(api, server, ctx, SlackSender(server.url, api), log, fleet)
         finally:
             server.stop()
     finally:

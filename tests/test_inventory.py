@@ -100,7 +100,8 @@ def members_of(inventory: Inventory, app_group: str) -> list[VM]:
 
 
 def volume_of(inventory: Inventory, vm: VM) -> HostVolume | None:
-    return inventory.host(vm.host).volume(vm.volume) if vm.volume else None
+    # Its host's own volume, or its cluster's shared volume (docs/clusters.md).
+    return inventory.volume_for(vm)
 
 
 def test_demo_encodes_the_dangerous_workloads(demo: Inventory) -> None:

@@ -277,22 +277,26 @@ def test_fifty_rollback_clicks_across_two_bots_make_one_restore(
     assert all(r.status == 200 and r.seconds < ACK_LIMIT for r, _ in clicks), slow
 
     keys = [key for _, key in clicks]
+    # The click that started the rollback is told by the card (no private
+    # echo); the other 49 each get an answer.
     answers = wait_until(
-        lambda: len(found := ephemeral_answers(api, keys)) == len(keys) and found,
+        lambda: len(found := ephemeral_answers(api, keys)) == len(keys) - 1 and found,
         30,
-        "an ephemeral answer to every click",
+        "an ephemeral answer to every click but the one that acted",
         explain=lambda: (
-            f"{len(ephemeral_answers(api, keys))} of 50 answered\n"
+            f"{len(ephemeral_answers(api, keys))} of 49 answered\n"
             + "\n".join(b.proc.dump_stacks() for b in bots)
         ),
     )
-    bodies = [json.dumps(answers[k]) for k in keys]
-    assert all(answers[k].get("response_type") == "ephemeral" for k in keys)
-    started = [b for b in bodies if "rollback started" in b]
-    assert len(started) == 1, bodies
+    time.sleep(1.0)  # a 50th answer, if any, has arrived by now
+    answers = ephemeral_answers(api, keys)
+    assert len(answers) == len(keys) - 1
+    bodies = [json.dumps(answers[k]) for k in keys if k in answers]
+    assert all(a.get("response_type") == "ephemeral" for a in answers.values())
+    assert not any("rollback started" in b for b in bodies), bodies
     # The other 49 are told politely that the message was out of date (the
     # change moved on), not that something went wrong.
-    others = [b for b in bodies if "rollback started" not in b]
+    others = bodies
     assert all("out of date" in b and ref in b for b in others), others[:3]
     assert not any("Something went wrong" in b for b in others), others[:3]
 
@@ -321,16 +325,17 @@ def test_fifty_rollback_clicks_across_two_bots_make_one_restore(
     root_ts = change_by_id(engine, change.id).thread_ts
     assert root_ts is not None
     replies = [reply_text(c) for c in thread_replies(api, root_ts)]
-    assert sum(f"{ref}: start rollback" in r for r in replies) == 1, replies
+    # The start of the rollback is the card's (no reply); its outcome is one reply.
+    assert sum(f"{ref}: start rollback" in r for r in replies) == 0, replies
     assert sum(f"{ref}: rolled back" in r for r in replies) == 1, replies
-    # One root for the change, one reply per event: nothing posted twice.
+    # One root for the change, one reply per step that matters: nothing twice.
     roots = [
         c
         for c in api.of("chat.postMessage")
         if "thread_ts" not in c.body and str(c.body.get("text", "")).startswith(ref)
     ]
     assert len(roots) == 1, [c.body.get("text") for c in roots]
-    assert len(replies) == len(kinds), (replies, kinds)
+    assert len(replies) == len(set(replies)) == 2, (replies, kinds)
 
 
 # --- 3. kill -9 of a worker in the middle of a create ------------------------------------
@@ -670,10 +675,9 @@ def test_an_old_create_approve_on_two_replicas_never_approves_a_rollback(
     # The create is approved and the rollback asked for with the values of
     # messages posted before buttons said what they were for (CHG-n:vN): at
     # exactly their version, with one thing waiting, they still act.
-    _, key = senders[1].click("checkpoint:approve", legacy, user="U0BOB")
-    wait_until(lambda: ephemeral_answers(api, [key]), 30, "the approval's answer")
+    senders[1].click("checkpoint:approve", legacy, user="U0BOB")
     active = _active(dep, "WEB01")
-    _, key = senders[0].click("checkpoint:rollback", f"{ref}:v{active.version}", user="U0ALICE")
+    senders[0].click("checkpoint:rollback", f"{ref}:v{active.version}", user="U0ALICE")
     rollback_id, _, _ = _waiting(dep, change_id, "rollback")
     before, host_before = record_of(engine), host_work(dep)
     assert host_before["Checkpoint-VM"] == 1 and host_before["Restore-VMSnapshot"] == 0
@@ -706,9 +710,7 @@ def test_an_old_create_approve_on_two_replicas_never_approves_a_rollback(
 
     # The rollback's own button approves it: one restore reaches the host.
     rollback_approve = f"{ref}:rollback#{rollback_id}:v{change_by_id(engine, change_id).version}"
-    _, key = senders[1].click("checkpoint:approve", rollback_approve, user="U0CAROL")
-    told = json.dumps(wait_until(lambda: ephemeral_answers(api, [key]), 30, "the answer")[key])
-    assert "rollback approved" in told
+    senders[1].click("checkpoint:approve", rollback_approve, user="U0CAROL")
     wait_until(
         lambda: change_by_id(engine, change_id).state == "rolled_back",
         60,

@@ -126,16 +126,16 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
     expect(messages).to_contain_text("rolled back by checkpoint-bot", timeout=WAIT_MS)
     shot(page, "04-rolled-back-thread.png")
 
-    # The thread is the record: every step, in order, with who did it.
+    # The thread is the record: one reply per step that matters, in order,
+    # with who did it; the approvers are pinged by their group's mention.
     replies = messages.get_by_test_id("message")
     story = " | ".join(replies.all_inner_texts())
     steps = [
-        "requested by @alice",
+        "Approval needed to create WEB01",
         "approval by @bob",
         "created by checkpoint-bot",
-        "rollback awaits approval",
+        "Approval needed to rollback WEB01",
         "approval by @bob",
-        "start rollback by @alice",
         "rolled back by checkpoint-bot",
     ]
     at = 0
@@ -143,6 +143,41 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
         found = story.find(step, at)
         assert found >= 0, f"{step!r} missing after position {at} in the thread: {story}"
         at = found + len(step)
+    assert replies.count() <= 8, story
+
+    # Mentions render as Slack shows them: names, highlighted; the group's
+    # handle, highlighted for bob, its member. No raw id is left in sight.
+    group = messages.locator(".mention[data-group='S0APPROVERS']").first
+    expect(group).to_have_text("@hyperv-approvers")
+    expect(group).to_have_class(re.compile(r"\bmention-me\b"))
+    expect(messages.locator(".mention[data-user='U0BOB']").first).to_have_text("@bob")
+    seen = page.get_by_test_id("channel-messages").inner_text() + story
+    assert not re.search(r"\b[USC]0[A-Z0-9]{2,}\b", seen), seen
+    shot(page, "04b-mentions.png")
+
+
+def test_the_requester_withdraws_a_waiting_request(page: Page) -> None:
+    be(page, "U0ALICE")
+    type_command(page, '/checkpoint create WEB02 --reason "not needed after all"')
+    root = root_of(page, "WEB02")
+    expect(root).to_contain_text(state_is("awaiting approval"), timeout=WAIT_MS)
+    # Bob sees the same button, but only alice, who asked, may withdraw.
+    be(page, "U0BOB")
+    root.get_by_role("button", name="Withdraw").click()
+    page.get_by_test_id("confirm-dialog").get_by_test_id("confirm-ok").click()
+    refused = page.get_by_test_id("ephemeral").filter(has_text="withdraw")
+    expect(refused).to_contain_text("who asked for it", timeout=WAIT_MS)
+    expect(root).to_contain_text(state_is("awaiting approval"))
+    be(page, "U0ALICE")
+    root.get_by_role("button", name="Withdraw").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_contain_text("Withdraw your checkpoint request?")
+    dialog.get_by_test_id("confirm-ok").click()
+    expect(root).to_contain_text(state_is("withdrawn"), timeout=WAIT_MS)
+    expect(root).to_contain_text("Last: withdraw by @alice")
+    # Nothing waits any more: no Approve, Reject or Withdraw is offered.
+    expect(root.get_by_role("button", name=re.compile("Approve|Reject|Withdraw"))).to_have_count(0)
+    shot(page, "05b-withdrawn.png")
 
 
 def test_a_domain_controller_is_refused_with_its_reason(page: Page) -> None:

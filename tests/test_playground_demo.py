@@ -102,6 +102,40 @@ def test_a_slash_command_runs_through_the_whole_product(tmp_path: Path) -> None:
         demo.stop()
 
 
+def test_the_playground_live_migrates_a_vm_and_the_bot_follows_it(tmp_path: Path) -> None:
+    """`/hyperv migrate` moves WEB02 across the demo's prod-cluster behind the
+    bot's back; the bot finds it on its new node, says the inventory drifted,
+    and records the request on the node that has the VM."""
+    demo = start_demo(DemoOptions(workdir=tmp_path, port=0, speed=60))
+    try:
+
+        def say(user: str, text: str) -> None:
+            assert fetch(demo.url + "ui/command", {"user": user, "channel": "C0OPS", "text": text})
+
+        def seen(user: str) -> list[str]:
+            return [m["text"] for m in demo.workspace.snapshot(user)["messages"]["C0OPS"]]
+
+        say("U0CAROL", "/hyperv where WEB02")
+        say("U0CAROL", "/hyperv migrate WEB02 HV01")
+        assert "WEB02 runs on HV02." in seen("U0CAROL")
+        assert any("WEB02 live-migrated from HV02 to HV01" in t for t in seen("U0CAROL"))
+        say("U0ALICE", '/checkpoint create WEB02 --reason "patch Tuesday"')
+        deadline = time.monotonic() + 30
+        drift = None
+        while time.monotonic() < deadline and drift is None:
+            drift = next((t for t in seen("U0BOB") if "runs on HV01, the inventory" in t), None)
+            time.sleep(0.2)
+        assert drift is not None and "WEB02 runs on HV01, the inventory says HV02" in drift
+        assert demo.ctx is not None
+        shown = [c for c in seen("U0BOB") if "WEB02" in c and "CHG-" in c]
+        assert shown, seen("U0BOB")
+        assert demo.fleet is not None
+        asked = {e.host for e in demo.fleet.log.entries if e.cmdlet == "Get-VM"}
+        assert {"HV01", "HV02"} <= asked
+    finally:
+        demo.stop()
+
+
 @pytest.mark.slow
 def test_a_second_demo_on_a_busy_port_fails_and_leaves_the_first_alone(tmp_path: Path) -> None:
     first = start_demo(DemoOptions(workdir=tmp_path, port=0, speed=60))

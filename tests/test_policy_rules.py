@@ -230,7 +230,8 @@ def test_prod_rollback_needs_one_approval_and_lists_approvers() -> None:
         1, ("U123", "U456", "U0ADMIN"), ("S0APPROVERS",), ("U0ALICE",)
     )
     assert decision.approval.describe() == (
-        "1 approval from @U123, @U456, @U0ADMIN or a member of S0APPROVERS (not the requester)"
+        "1 approval from <@U123>, <@U456>, <@U0ADMIN> or a member of <!subteam^S0APPROVERS> "
+        "(not the requester)"
     )
     assert ask("STG-WEB01", Action.ROLLBACK, policy=policy).verdict is Verdict.ALLOW
 
@@ -242,7 +243,7 @@ def test_create_needs_no_approval_in_the_shipped_policy() -> None:
 def test_describe_matches_the_documented_example() -> None:
     req = ApprovalRequirement(1, ("U123", "U456"), ("S0APPROVERS",), ("U0ALICE",))
     assert req.describe() == (
-        "1 approval from @U123, @U456 or a member of S0APPROVERS (not the requester)"
+        "1 approval from <@U123>, <@U456> or a member of <!subteam^S0APPROVERS> (not the requester)"
     )
 
 
@@ -431,7 +432,7 @@ def test_permissions_deny_a_user_not_listed() -> None:
     decision = ask("WEB01", policy=policy, requester="U0MALLORY")
     assert decision.verdict is Verdict.DENY
     perm = decision.outcome("permissions")
-    assert perm is not None and "@U0MALLORY may not request" in perm.message
+    assert perm is not None and "<@U0MALLORY> may not request" in perm.message
     assert ask("WEB01", policy=policy, requester="U0BOB", groups=frozenset({"S0OPS"})).verdict is (
         Verdict.ALLOW
     )
@@ -443,7 +444,7 @@ def test_permissions_can_require_a_channel() -> None:
     facts = facts_for("STG-WEB01")
     ops = frozenset({"S0OPS"})
     elsewhere = authorize(policy, "rollback", facts, "U0BOB", ops, "C0RANDOM")
-    assert elsewhere.fired and "only in C0CHANGES" in elsewhere.message
+    assert elsewhere.fired and "only in <#C0CHANGES>" in elsewhere.message
     assert not authorize(policy, "rollback", facts, "U0BOB", ops, "C0CHANGES").fired
     assert not authorize(policy, "rollback", facts, "U0ADMIN", (), None).fired
 
@@ -460,10 +461,10 @@ def test_check_approver_explains_who_may() -> None:
     req = ApprovalRequirement(1, ("U123",), ("S0APPROVERS",), ("U0ALICE",))
     assert check_approver(req, "U999", {"S0APPROVERS"}, "U0ALICE") == (
         True,
-        "@U999 may approve as a member of S0APPROVERS",
+        "<@U999> may approve as a member of <!subteam^S0APPROVERS>",
     )
     ok, why = check_approver(req, "U777", set(), "U0ALICE")
-    assert not ok and "@U123 or a member of S0APPROVERS" in why
+    assert not ok and "<@U123> or a member of <!subteam^S0APPROVERS>" in why
     assert check_approver(ask("WEB01"), "U1", (), "U0ALICE") == (
         False,
         "this decision needs no approval",

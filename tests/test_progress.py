@@ -3,6 +3,7 @@ place while the work goes on, and an outcome that says how long it took."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -94,3 +95,14 @@ def test_a_slow_checkpoint_reports_progress_in_one_updated_reply(
         return any(c.method == "chat.update" and "ended after" in str(c.body) for c in calls)
 
     api.wait_for(ended)
+
+    # Once the work ended, the reply is closed: its last edit shows ✅, no ⏳.
+    reply_ts = updates[0].body["ts"]
+
+    def closed(calls: list[Any]) -> bool:
+        edits = [c for c in calls if c.method == "chat.update" and c.body.get("ts") == reply_ts]
+        return bool(edits) and ":white_check_mark:" in json.dumps(edits[-1].body)
+
+    api.wait_for(closed)
+    last = [c for c in api.of("chat.update") if c.body.get("ts") == reply_ts][-1]
+    assert ":hourglass_flowing_sand:" not in json.dumps(last.body)

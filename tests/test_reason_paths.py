@@ -28,7 +28,7 @@ from tests.multiproc_support import (
     write_config,
 )
 from tests.slack_support import RunningBot, running_bot
-from tests.test_slack_flow import CREATE_NEEDS_APPROVAL, click, command, root_button
+from tests.test_slack_flow import CREATE_NEEDS_APPROVAL, command, quiet_click, root_button
 from tests.test_slack_http import ACK_LIMIT, wait_state
 from tests.test_slack_modals import create_values, opened_view, submitted
 
@@ -72,7 +72,7 @@ def _approved_on_the_host(bot: RunningBot) -> None:
     pending = wait_state(bot, "WEB01", "awaiting_approval")
     assert pending.reason == WRITTEN
     approve = root_button(bot, pending.ref, "checkpoint:approve")
-    click(bot, "checkpoint:approve", approve, user="U0BOB")
+    quiet_click(bot, "checkpoint:approve", approve, user="U0BOB")
     active = wait_state(bot, "WEB01", "active", timeout=60)
     assert active.reason == WRITTEN
     assert bot.emulator_log is not None

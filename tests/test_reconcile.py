@@ -222,6 +222,10 @@ def test_unreachable_host_keeps_the_change_interrupted_and_says_so_once(
         def list_checkpoints(self, vm_id: str | None = None) -> list[object]:
             raise HostUnreachable("connection refused", host=out.change.host)
 
+        def get_vm(self, vm_id: str) -> object:
+            # Asked first now: which node of its cluster has the VM.
+            raise HostUnreachable("connection refused", host=out.change.host)
+
     ctx.host_for.wrap(lambda _name, _host: Down())  # type: ignore[arg-type,return-value]
     reconciler = Reconciler(ctx)
     reconciler.tick(clock())

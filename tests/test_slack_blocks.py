@@ -269,7 +269,8 @@ def test_every_message_renders_valid_block_kit(slack: SlackRenderer, name: str, 
     payload = slack.payload(name, demo=demo, **samples()[name])
     assert payload["text"].strip()
     assert 0 < len(payload["blocks"]) <= 50
-    assert has_footer(payload["blocks"]) is demo
+    # The demo footer is on the thread's root, once: not on its replies.
+    assert has_footer(payload["blocks"]) is (demo and name not in THREAD_REPLIES)
     assert slack.message(name, demo=demo, **samples()[name]) == payload["blocks"]
     assert slack.text(name, demo=demo, **samples()[name]) == payload["text"]
 
@@ -286,8 +287,9 @@ def test_every_view_renders_valid_block_kit(slack: SlackRenderer, name: str, dem
 
 # --- buttons ---------------------------------------------------------------------
 
+THREAD_REPLIES = frozenset({"change_event", "change_progress"})
 EXPECTED_BUTTONS = {
-    State.AWAITING_APPROVAL: {"checkpoint:approve", "checkpoint:reject"},
+    State.AWAITING_APPROVAL: {"checkpoint:approve", "checkpoint:reject", "checkpoint:withdraw"},
     State.ACTIVE: {"checkpoint:rollback", "checkpoint:merge", "checkpoint:extend"},
     State.ROLLED_BACK: {"checkpoint:merge", "checkpoint:extend"},
 }
@@ -330,7 +332,9 @@ def test_styles_and_confirm_dialogs(slack: SlackRenderer) -> None:
     }
     assert waiting["checkpoint:approve"]["style"] == "primary"
     assert waiting["checkpoint:reject"]["style"] == "danger"
-    assert "confirm" in waiting["checkpoint:reject"]
+    # Reject asks why in a modal (its own confirmation); Withdraw confirms.
+    assert "confirm" not in waiting["checkpoint:reject"]
+    assert "confirm" in waiting["checkpoint:withdraw"]
 
 
 @pytest.mark.parametrize(
@@ -370,7 +374,11 @@ def test_pending_rollback_approval_replaces_the_buttons_and_warns(slack: SlackRe
     blocks = slack.message(
         "change_root", c=change("active"), pending=[pending], start_after_restore=False
     )
-    assert action_ids(blocks) == {"checkpoint:approve", "checkpoint:reject"}
+    assert action_ids(blocks) == {
+        "checkpoint:approve",
+        "checkpoint:reject",
+        "checkpoint:withdraw",
+    }
     approve = next(b for b in buttons(blocks) if b["action_id"] == "checkpoint:approve")
     assert "is lost" in approve["confirm"]["text"]["text"]
     assert approve["text"]["text"] == "Approve rollback"
@@ -387,8 +395,8 @@ def test_each_waiting_request_gets_its_own_buttons(slack: SlackRenderer) -> None
     blocks = slack.message("change_root", c=c, pending=pending, start_after_restore=True)
     rows = [[e["value"] for e in b["elements"]] for b in blocks if b["type"] == "actions"]
     assert rows == [
-        ["CHG-0042:rollback#12:v7", "CHG-0042:rollback#12:v7"],
-        ["CHG-0042:extend#14:v7", "CHG-0042:extend#14:v7"],
+        ["CHG-0042:rollback#12:v7"] * 3,
+        ["CHG-0042:extend#14:v7"] * 3,
     ]
     labels = [b["text"]["text"] for b in buttons(blocks) if b["action_id"] == "checkpoint:approve"]
     assert labels == ["Approve rollback", "Approve extension"]
@@ -591,7 +599,7 @@ def test_policy_explain_shows_every_rule_and_the_verdict(slack: SlackRenderer) -
     body = "\n".join(texts(blocks))
     for rule, mark, _ in explain_rows(NEEDS_APPROVAL):
         assert f"{mark} `{rule}`" in body
-    assert "1 approval from @U123, @U456 or a member of S0APPROVERS" in body
+    assert "1 approval from <@U123>, <@U456> or a member of <!subteam^S0APPROVERS>" in body
 
 
 def test_error_without_hint(slack: SlackRenderer) -> None:

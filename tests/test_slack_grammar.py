@@ -29,6 +29,7 @@ from handlers import (
     SlashRequest,
     StatusRequest,
     WindowsRequest,
+    WithdrawRequest,
     help_sections,
     help_text,
     normalize_change_ref,
@@ -212,13 +213,13 @@ ERRORS: list[tuple[str, str, str]] = [
     (
         "web01 &lt;!channel&gt;",
         "unknown command 'web01'; the commands are create, list, rollback, merge, extend, "
-        "approve, reject, status, policy, windows, settings, help",
+        "approve, reject, withdraw, status, policy, windows, settings, help",
         "Try /checkpoint help.",
     ),
     (
         "&lt;!here&gt; x",
         "unknown command '&lt;!here&gt;'; the commands are create, list, rollback, merge, "
-        "extend, approve, reject, status, policy, windows, settings, help",
+        "extend, approve, reject, withdraw, status, policy, windows, settings, help",
         "Try /checkpoint help.",
     ),
     ("help craete", "unknown command 'craete'; did you mean create?", "Try /checkpoint help."),
@@ -412,6 +413,7 @@ def _check(text: str) -> None:
         | ExtendRequest
         | ApproveRequest
         | RejectRequest
+        | WithdrawRequest
         | StatusRequest
         | PolicyRequest
         | WindowsRequest

@@ -146,18 +146,23 @@ def test_full_flow_create_rollback_with_approval(bot: RunningBot) -> None:
     assert active.checkpoint_id in {c.id for c in host.list_checkpoints(active.vm_id)}
 
     # Alice asks for the rollback; the shipped policy wants one approver on prod.
-    reply, key = bot.slack.click("checkpoint:rollback", value(active), user="U0ALICE")
+    # The card and the thread show what a click did: no private echo of it.
+    reply, asked = bot.slack.click("checkpoint:rollback", value(active), user="U0ALICE")
     assert reply.seconds < ACK_LIMIT
-    assert "waits for approval" in texts(answer(bot, key))
+    bot.api.wait_for(
+        lambda _cs: any(
+            e.kind == "rollback_awaits_approval" for e in change_of(bot, "WEB01").events
+        )
+    )
     waiting = change_of(bot, "WEB01")
 
     # Approving your own request is refused, to you alone.
     _, key = bot.slack.click("checkpoint:approve", value(waiting), user="U0ALICE")
     assert "cannot approve" in texts(answer(bot, key))
 
-    _, key = bot.slack.click("checkpoint:approve", value(waiting), user="U0BOB")
-    assert "goes ahead" in texts(answer(bot, key))
+    _, approved = bot.slack.click("checkpoint:approve", value(waiting), user="U0BOB")
     done = wait_state(bot, "WEB01", "rolled_back")
+    assert not [c for c in bot.api.calls if c.method in (asked, approved)]
     kinds = [e.kind for e in done.events]
     assert kinds == [
         "requested",
@@ -169,11 +174,14 @@ def test_full_flow_create_rollback_with_approval(bot: RunningBot) -> None:
         "start_rollback",
         "rolled_back",
     ]
-    # The thread tells the same story: one reply per event, in order, under one root.
-    calls = bot.api.wait_for(lambda cs: len(_replies(cs, done)) >= len(done.events))
+    # The thread tells the same story, one reply per step that matters, under one root.
+    worth = ["created", "approval needed", "approval", "rolled back"]
+    calls = bot.api.wait_for(lambda cs: len(_replies(cs, done)) >= len(worth))
     replies = _replies(calls, done)
     assert len({c.body["thread_ts"] for c in replies}) == 1
-    assert len(replies) == len(done.events)
+    assert all(
+        c.body["text"].split(": ", 1)[1].startswith(w) for c, w in zip(replies, worth, strict=True)
+    )
 
 
 def _replies(calls: list[Call], view: ChangeView) -> list[Call]:
@@ -196,9 +204,13 @@ def test_double_click_on_roll_back_has_one_effect(bot: RunningBot) -> None:
             )
         )
     assert all(r.status == 200 and r.seconds < ACK_LIMIT for r, _ in clicks)
-    bodies = [texts(answer(bot, key)) for _, key in clicks]
-    assert sum("rollback started" in b for b in bodies) == 1
     wait_state(bot, "STG-WEB01", "rolled_back")
+    # The click that started it is told by the card; the other one, privately,
+    # that it changed nothing.
+    keys = {key for _, key in clicks}
+    calls = bot.api.wait_for(lambda cs: any(c.method in keys for c in cs))
+    bodies = [texts(c.body) for c in calls if c.method in keys]
+    assert len(bodies) == 1 and "rollback started" not in bodies[0]
     with session_scope(bot.ctx.engine) as s:
         restores = s.exec(
             select(Job).where(Job.change_id == active.id, Job.kind == "rollback")
@@ -208,9 +220,8 @@ def test_double_click_on_roll_back_has_one_effect(bot: RunningBot) -> None:
 
 def test_outdated_message_gets_a_polite_answer(bot: RunningBot) -> None:
     active = create(bot, "STG-APP01")
-    _, key = bot.slack.click("checkpoint:merge", value(active), user="U0ALICE")
-    answer(bot, key)
-    wait_state(bot, "STG-APP01", "merged")
+    bot.slack.click("checkpoint:merge", value(active), user="U0ALICE")
+    wait_state(bot, "STG-APP01", "merged", timeout=30)
     # The old message's Roll back button: nothing is left to roll back.
     _, key = bot.slack.click("checkpoint:rollback", value(active), user="U0BOB")
     body = texts(answer(bot, key))
@@ -221,20 +232,30 @@ def test_outdated_message_gets_a_polite_answer(bot: RunningBot) -> None:
 
 
 def test_retried_event_is_processed_once(bot: RunningBot) -> None:
-    event = {"type": "app_home_opened", "user": "U0CAROL", "channel": "D0", "tab": "home"}
+    # Homes are also re-published when a change moves (handlers/home_refresh.py):
+    # let earlier tests' changes settle, and ask as someone no change concerns.
+    seen = -1
+    while seen != len(bot.api.of("views.publish")):
+        seen = len(bot.api.of("views.publish"))
+        time.sleep(0.8)
+    event = {"type": "app_home_opened", "user": "U0ZOE", "channel": "D0", "tab": "home"}
     first = bot.slack.event(event, "Ev0001")
     retry = bot.slack.event(event, "Ev0001", headers={"X-Slack-Retry-Num": "1"})
     assert (first.status, retry.status) == (200, 200)
     bot.api.wait_for(lambda cs: any(c.method == "views.publish" for c in cs))
     time.sleep(0.3)
-    publishes = [c for c in bot.api.of("views.publish") if c.body["user_id"] == "U0CAROL"]
+    publishes = [c for c in bot.api.of("views.publish") if c.body["user_id"] == "U0ZOE"]
     assert len(publishes) == 1
     assert publishes[0].body["view"]["type"] == "home"
 
 
 def test_a_click_in_the_app_home_is_answered_by_dm(bot: RunningBot) -> None:
-    """App Home and modal clicks carry no response_url: the answer goes to a DM."""
+    """App Home and modal clicks carry no response_url: the answer goes to a
+    DM. (A merge that starts needs none: the card, the thread and the Home
+    show it; a second click on the same card is told it changed nothing.)"""
     active = create(bot, "WEB02")
+    bot.slack.click("checkpoint:merge", value(active), user="U0ALICE")
+    wait_state(bot, "WEB02", "merged")
     payload = {
         "type": "block_actions",
         "team": {"id": "T0TEST", "domain": "test"},
@@ -266,5 +287,4 @@ def test_a_click_in_the_app_home_is_answered_by_dm(bot: RunningBot) -> None:
         )
     )
     dm = next(c for c in calls if c.method == "chat.postMessage" and c.body["channel"] == "U0DAVE")
-    assert "merge started" in texts(dm.body)
-    wait_state(bot, "WEB02", "merged")
+    assert "out of date" in texts(dm.body) and "nothing was done" in texts(dm.body)

@@ -100,6 +100,12 @@ def _quiet(bot: RunningBot) -> tuple[list[Any], list[str], int]:
     flush = getattr(notifier, "flush", None)
     if flush is not None:
         flush()
+    # The App Homes a change concerns are re-published after its sync
+    # (handlers/home_refresh.py): wait until those rounds are over too.
+    seen = -1
+    while seen != len(bot.api.of("views.publish")):
+        seen = len(bot.api.of("views.publish"))
+        time.sleep(0.8)
     return _snapshot(bot), _host_work(bot), len(bot.api.calls)
 
 

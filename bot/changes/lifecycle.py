@@ -2,7 +2,7 @@
 
     requested ──► denied | awaiting_approval | approved
     requested ──► active                     (a human adopts an orphan checkpoint)
-    awaiting_approval ──► approved | rejected | expired | denied
+    awaiting_approval ──► approved | rejected | withdrawn | expired | denied
     approved ──► scheduled | creating | denied | expired | failed
     scheduled ──► creating | denied | expired | failed
     creating ──► active | failed
@@ -44,6 +44,8 @@ class State(enum.StrEnum):
     ROLLED_BACK = "rolled_back"
     INTERRUPTED = "interrupted"
     VANISHED = "vanished"
+    # The requester took their own request back before anyone decided it.
+    WITHDRAWN = "withdrawn"
 
 
 class Command(enum.StrEnum):
@@ -70,6 +72,7 @@ class Command(enum.StrEnum):
     RECONCILE_MERGED = "reconcile_merged"
     RECONCILE_ROLLED_BACK = "reconcile_rolled_back"
     VANISH = "vanish"
+    WITHDRAW = "withdraw"
 
 
 S, C = State, Command
@@ -86,6 +89,7 @@ TRANSITIONS: dict[Command, dict[State, State]] = {
     C.ADOPT: {S.REQUESTED: S.ACTIVE},
     C.APPROVE: {S.REQUESTED: S.APPROVED, S.AWAITING_APPROVAL: S.APPROVED},
     C.REJECT: {S.AWAITING_APPROVAL: S.REJECTED},
+    C.WITHDRAW: {S.AWAITING_APPROVAL: S.WITHDRAWN},
     C.EXPIRE: {S.AWAITING_APPROVAL: S.EXPIRED, S.APPROVED: S.EXPIRED, S.SCHEDULED: S.EXPIRED},
     C.SCHEDULE: {S.APPROVED: S.SCHEDULED},
     C.START_CREATE: {S.APPROVED: S.CREATING, S.SCHEDULED: S.CREATING},
@@ -119,7 +123,9 @@ TRANSITIONS: dict[Command, dict[State, State]] = {
     },
 }
 
-FINAL_STATES = frozenset({S.DENIED, S.REJECTED, S.EXPIRED, S.FAILED, S.MERGED, S.VANISHED})
+FINAL_STATES = frozenset(
+    {S.DENIED, S.REJECTED, S.WITHDRAWN, S.EXPIRED, S.FAILED, S.MERGED, S.VANISHED}
+)
 # A checkpoint exists on the host in these states (or may, while creating).
 HOLDS_CHECKPOINT = frozenset({S.ACTIVE, S.MERGING, S.ROLLING_BACK, S.ROLLED_BACK})
 # Host work is under way: a job owns the change.

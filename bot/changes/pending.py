@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from bot.changes.lifecycle import State, still_wanted
 from bot.changes.views import ChangeView, PendingApproval
 from bot.domain import ApprovalState
 from bot.store.db import session_scope
@@ -25,6 +26,8 @@ def pending_approvals(engine: Engine, change: ChangeView) -> list[PendingApprova
             )
             .order_by(col(ApprovalRequest.id))
         ).all()
+        # A request the change has moved past (a rollback asked for before
+        # the change was merged) offers no live Approve any more.
         return [
             PendingApproval(
                 change=change,
@@ -36,4 +39,5 @@ def pending_approvals(engine: Engine, change: ChangeView) -> list[PendingApprova
                 requested_by=r.requested_by,
             )
             for r in requests
+            if still_wanted(r.action, State(change.state))
         ]

@@ -15,6 +15,20 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+# Events that ask approvers for an approval (their reply pings them): the
+# create's own request, and a rollback, merge or extension waiting.
+ASKS_APPROVAL = {
+    "request_approval": "create",
+    "rollback_awaits_approval": "rollback",
+    "merge_awaits_approval": "merge",
+    "extend_awaits_approval": "extend",
+    "awaits_approval": "go ahead",
+}
+# Events whose message is what a person wrote (the request's reason), not
+# the bot's words: shown escaped, never with mentions.
+WRITTEN_BY_PERSON = frozenset({"requested"})
+
+
 @dataclass(frozen=True)
 class EventView:
     seq: int
@@ -41,6 +55,19 @@ class EventView:
             e.details,
             e.actor_team,
         )
+
+    @property
+    def asks_approval(self) -> bool:
+        return self.kind in ASKS_APPROVAL
+
+    @property
+    def asked_action(self) -> str:
+        """What an approval request asks to do ("create", "rollback", …)."""
+        return ASKS_APPROVAL.get(self.kind, self.kind)
+
+    @property
+    def written_by_person(self) -> bool:
+        return self.kind in WRITTEN_BY_PERSON
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "at": _iso(self.at)}
@@ -150,6 +177,20 @@ class ChangeView:
                 return e.message
             if e.to_state:
                 return None
+        return None
+
+    @property
+    def last_step(self) -> EventView | None:
+        """What happened last that a reader cares about: the latest event
+        that moved the change or decided a request (not a reminder, not a
+        warning)."""
+        for e in reversed(self.events):
+            if (
+                e.to_state
+                or e.kind in ("approval", "withdrawn")
+                or e.kind.endswith(("_rejected", "_refused", "_withdrawn", "_failed"))
+            ):
+                return e
         return None
 
     @property

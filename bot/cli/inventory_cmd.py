@@ -1,8 +1,9 @@
 """`checkpoint-bot inventory show`: the hosts and VMs the bot knows.
 
-It reads the inventory file the settings name and nothing else: no
-database, no host, no service (bench/cli_start.py), so it answers while
-the database is down too."""
+It reads the inventory file the settings name, then where each VM was last
+seen from the database (a clustered VM moves: docs/clusters.md); no host,
+no context (bench/cli_start.py). It answers while the database is down too,
+saying the sightings are unknown."""
 
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ def inventory() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
 def inventory_show(rt: Runtime, as_json: bool) -> None:
-    """Hosts and their VMs, with roles, tags and domains."""
+    """Hosts and their VMs, with roles, tags and domains, the clusters, and
+    where each VM was last seen (a clustered VM moves between nodes)."""
     try:
         inv = load_inventory(rt.settings.inventory_path)
     except InventoryError as exc:
         raise ConfigError(str(exc)) from None  # as when the context loads it
+    # Imported here: reading the inventory alone needs none of the service.
+    from bot.service import inventory_view
+
+    view = inventory_view(inv, rt.settings.database_url)
     if as_json:
-        echo_json(inv.model_dump(mode="json"))
+        echo_json(view.to_dict())
     else:
-        rt.out("cli/inventory.txt.j2", inventory=inv)
+        rt.out("cli/inventory.txt.j2", inventory=inv, view=view)

@@ -9,7 +9,7 @@ from typing import Self
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 
 from bot.inventory.errors import InvalidName, InventoryError, UnknownHost, UnknownVM
-from bot.inventory.models import VM, Host, _Model, normalize_vm_id
+from bot.inventory.models import VM, Cluster, Host, HostVolume, _Model, normalize_vm_id
 from bot.inventory.names import check_name, suggest
 from bot.yamlio import (
     YamlError,
@@ -43,6 +43,8 @@ class Inventory(_Model):
     """Hosts and VMs, consistent with each other, with lookups by name and id."""
 
     hosts: list[Host]
+    # Failover clusters: which hosts may own a VM (docs/clusters.md).
+    clusters: list[Cluster] = Field(default_factory=list)
     vms: list[VM] = Field(default_factory=list)
 
     _vms_by_name: dict[str, VM] = PrivateAttr(default_factory=dict)
@@ -52,7 +54,7 @@ class Inventory(_Model):
     @model_validator(mode="after")
     def _consistent_and_indexed(self, info: ValidationInfo) -> Self:
         if not (info.context or {}).get(_DEFER_CHECKS):
-            problems = consistency_problems(self.hosts, self.vms)
+            problems = consistency_problems(self.hosts, self.vms, clusters=self.clusters)
             if problems:
                 raise ValueError("; ".join(f"{format_path(p)}: {m}" for p, m in problems))
         self._hosts_by_name = {h.name.casefold(): h for h in reversed(self.hosts)}
@@ -72,11 +74,40 @@ class Inventory(_Model):
         volume = vm.volume
         if volume is None and host.volumes:
             volume = host.volumes[0].path
-        elif volume is not None and (found := host.volume(volume)) is not None:
+        elif volume is not None and (found := self._volume_of(host.name, volume)) is not None:
             volume = found.path
         if (host.name, volume) == (vm.host, vm.volume):
             return vm
         return vm.model_copy(update={"host": host.name, "volume": volume})
+
+    def _volume_of(self, host: str, path: str) -> HostVolume | None:
+        local = self._hosts_by_name[host.casefold()].volume(path)
+        if local is not None:
+            return local
+        cluster = self.cluster_of(host)
+        return cluster.volume(path) if cluster is not None else None
+
+    def volume_for(self, vm: VM) -> HostVolume | None:
+        """The VM's volume: its host's own, or its cluster's shared volume."""
+        return self._volume_of(vm.host, vm.volume) if vm.volume else None
+
+    def cluster_of(self, host: str) -> Cluster | None:
+        """The failover cluster `host` is a node of, if any."""
+        return next((c for c in self.clusters if c.has_node(host)), None)
+
+    def nodes_for(self, vm: VM) -> list[str]:
+        """The hosts that may own `vm`: its host's cluster's nodes (the
+        inventory's host first), else its host alone."""
+        cluster = self.cluster_of(vm.host)
+        if cluster is None:
+            return [vm.host]
+        others = [self.host(n).name for n in cluster.nodes if n.casefold() != vm.host.casefold()]
+        return [vm.host, *others]
+
+    def group_of(self, vm: VM) -> str:
+        """What a VM is looked for on: its cluster's name, else its host's."""
+        cluster = self.cluster_of(vm.host)
+        return cluster.name if cluster is not None else vm.host
 
     def vm(self, name: str) -> VM:
         """The VM with this name (case-insensitive), or InvalidName / UnknownVM."""
@@ -119,7 +150,11 @@ def _at_path(path: YamlPath) -> str:
 
 
 def consistency_problems(
-    hosts: Iterable[Host], vms: Iterable[VM], locate: Callable[[YamlPath], str] = _at_path
+    hosts: Iterable[Host],
+    vms: Iterable[VM],
+    locate: Callable[[YamlPath], str] = _at_path,
+    *,
+    clusters: Iterable[Cluster] = (),
 ) -> list[tuple[YamlPath, str]]:
     """What is inconsistent between hosts and VMs, as (path, message) pairs.
 
@@ -136,6 +171,8 @@ def consistency_problems(
         else:
             host_at[key] = i
     host_names = [h.name for h in host_list]
+    cluster_list = list(clusters)
+    problems.extend(_cluster_problems(cluster_list, host_at, host_names))
     name_at: dict[str, int] = {}
     id_at: dict[str, int] = {}
     for i, vm in enumerate(vms):
@@ -155,13 +192,42 @@ def consistency_problems(
         index = host_at.get(vm.host.casefold())
         if index is None:
             problems.append((("vms", i, "host"), _unknown("host", vm.host, host_names)))
-        elif vm.volume is not None and host_list[index].volume(vm.volume) is None:
+        elif vm.volume is not None and _lacks_volume(host_list[index], cluster_list, vm.volume):
             host = host_list[index]
-            paths = [v.path for v in host.volumes]
+            paths = [v.path for v in host.volumes] + [
+                v.path for c in cluster_list if c.has_node(host.name) for v in c.shared_volumes
+            ]
             message = f"host {host.name} has no volume '{vm.volume}'" + (
                 f" (expected one of: {', '.join(paths)})" if paths else " (it lists none)"
             )
             problems.append((("vms", i, "volume"), message))
+    return problems
+
+
+def _lacks_volume(host: Host, clusters: list[Cluster], path: str) -> bool:
+    """True when neither the host nor its cluster has the volume."""
+    if host.volume(path) is not None:
+        return False
+    return not any(c.has_node(host.name) and c.volume(path) is not None for c in clusters)
+
+
+def _cluster_problems(
+    clusters: list[Cluster], host_at: dict[str, int], host_names: list[str]
+) -> list[tuple[YamlPath, str]]:
+    problems: list[tuple[YamlPath, str]] = []
+    names: set[str] = set()
+    member_of: dict[str, str] = {}
+    for c, cluster in enumerate(clusters):
+        if cluster.name.casefold() in names:
+            problems.append((("clusters", c, "name"), f"cluster {cluster.name} is listed twice"))
+        names.add(cluster.name.casefold())
+        for n, node in enumerate(cluster.nodes):
+            where: YamlPath = ("clusters", c, "nodes", n)
+            if node.casefold() not in host_at:
+                problems.append((where, _unknown("host", node, host_names)))
+            elif (other := member_of.setdefault(node.casefold(), cluster.name)) != cluster.name:
+                # A Windows Server node belongs to one failover cluster at a time.
+                problems.append((where, f"host {node} is already a node of cluster {other}"))
     return problems
 
 
@@ -189,7 +255,9 @@ def parse_inventory(text: str, source: str) -> Inventory:
     def on_line(path: YamlPath) -> str:
         return f"on line {doc.line_of(path)}"
 
-    problems = consistency_problems(inventory.hosts, inventory.vms, on_line)
+    problems = consistency_problems(
+        inventory.hosts, inventory.vms, on_line, clusters=inventory.clusters
+    )
     if problems:
         found = (doc.problem(path, message) for path, message in problems)
         raise InventoryError(sorted(found, key=lambda p: p.line or 0))

@@ -31,6 +31,7 @@ __all__ = [
     "DC_ROLES",
     "VM",
     "AuthMethod",
+    "Cluster",
     "CredentialRef",
     "Host",
     "HostVolume",
@@ -350,6 +351,52 @@ class Host(_Model):
     def volume(self, path: str) -> HostVolume | None:
         wanted = str(normalize_volume_path(path)).casefold()
         return next((v for v in self.volumes if v.path.casefold() == wanted), None)
+
+
+class Cluster(_Model):
+    """A failover cluster: the nodes that may own its VMs, and the Cluster
+    Shared Volumes every node sees at the same path (docs/clusters.md).
+
+    A clustered VM can be live-migrated to any node, so the node the
+    inventory names is where the bot looks first, never where it must be
+    ("Live migration moves running virtual machines from one node of a
+    failover cluster to a different node in the same cluster",
+    https://learn.microsoft.com/windows-server/virtualization/hyper-v/manage/live-migration-overview).
+    A CSV is mounted under `C:\\ClusterStorage\\` on every node with no drive
+    letter (https://learn.microsoft.com/windows-server/failover-clustering/failover-cluster-csvs),
+    so it is one volume of the cluster, not one per node.
+    """
+
+    name: SafeName
+    nodes: list[SafeName] = Field(min_length=1)
+    shared_volumes: list[HostVolume] = Field(default_factory=list)
+
+    @field_validator("nodes")
+    @classmethod
+    def _distinct_nodes(cls, nodes: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for node in nodes:
+            if node.casefold() in seen:
+                raise ValueError(f"node {node!r} is listed twice")
+            seen.add(node.casefold())
+        return nodes
+
+    @field_validator("shared_volumes")
+    @classmethod
+    def _distinct_volumes(cls, volumes: list[HostVolume]) -> list[HostVolume]:
+        seen: set[str] = set()
+        for volume in volumes:
+            if volume.path.casefold() in seen:
+                raise ValueError(f"volume {volume.path!r} is listed twice")
+            seen.add(volume.path.casefold())
+        return volumes
+
+    def has_node(self, name: str) -> bool:
+        return any(node.casefold() == name.casefold() for node in self.nodes)
+
+    def volume(self, path: str) -> HostVolume | None:
+        wanted = str(normalize_volume_path(path)).casefold()
+        return next((v for v in self.shared_volumes if v.path.casefold() == wanted), None)
 
 
 class VMDisks(_Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -14,6 +15,11 @@ class ChangeNotifier(Protocol):
     def progress(self, job_id: int, message: str) -> None:
         """Show how long host work is going (one reply, updated in place).
         Never raises, never blocks the job."""
+        ...
+
+    def listen(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(change_id)` after the views of a change were
+        brought up to date (the App Homes follow the thread)."""
         ...
 
     def start_draining(self, interval: float) -> None:
@@ -33,6 +39,9 @@ class NullNotifier:
         return None
 
     def progress(self, job_id: int, message: str) -> None:
+        return None
+
+    def listen(self, listener: Callable[[int], None]) -> None:
         return None
 
     def start_draining(self, interval: float) -> None:

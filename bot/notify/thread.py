@@ -29,11 +29,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from bot.changes import State
+from bot.changes.lifecycle import IN_FLIGHT
 from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, EventView
 from bot.notify.outbox import OutboxDrainer
 from bot.notify.pacing import ChannelPacer
+from bot.notify.replies import approvers_to_ping, worth_a_reply
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job, change_ref
 from templates.blocks import SlackRenderer
@@ -41,6 +43,9 @@ from templates.blocks import SlackRenderer
 log = logging.getLogger(__name__)
 
 _POSTING = "posting:"
+# What an event's slack_ts holds when it gets no reply of its own (the root
+# card or another reply says it; bot/notify/replies.py): settled, not posted.
+QUIET = "quiet"
 # A claim older than this belongs to a process that died mid-post: retake it.
 # (Slack answers a post within seconds; the retry handlers wait at most ~30 s.)
 _STALE_CLAIM_SECONDS = 120.0
@@ -83,9 +88,12 @@ class ThreadNotifier:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slack-thread")
         self._queued: set[int] = set()
         self._lock = threading.Lock()
-        # job id → the ts of its progress reply; only the process running a
-        # job reports its progress, so memory is the right place.
-        self._progress_ts: dict[int, str] = {}
+        # job id → its progress reply (ts, change id, channel, last words);
+        # only the process running a job reports its progress, so memory is
+        # the right place.
+        self._progress_ts: dict[int, tuple[str, int, str, str]] = {}
+        # Told after every sync of a change (the App Home's refresher).
+        self._listeners: list[Callable[[int], None]] = []
         self.outbox = OutboxDrainer(engine, self.sync, owner or f"notifier-{uuid.uuid4().hex[:12]}")
         self._draining = False
         self._timer_stop = threading.Event()
@@ -100,6 +108,12 @@ class ThreadNotifier:
                 return
             self._queued.add(change_id)
         self._submit(self._background_sync, change_id)
+
+    def listen(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(change_id)` after each sync of a change, on the
+        notifier's worker (the App Home of everyone it concerns is
+        re-published there). A failing listener is logged, never raised."""
+        self._listeners.append(listener)
 
     def progress(self, job_id: int, message: str) -> None:
         self._submit(self._background_progress, job_id, message)
@@ -131,13 +145,16 @@ class ThreadNotifier:
         payload = self.renderer.payload(
             "change_progress", demo=self.demo, c=ChangeView.of(change), message=message
         )
-        ts = self._progress_ts.get(job_id)
-        if ts is not None:
-            self.client.chat_update(channel=channel, ts=ts, **payload)
+        known = self._progress_ts.get(job_id)
+        if known is not None:
+            self.client.chat_update(channel=channel, ts=known[0], **payload)
+            self._progress_ts[job_id] = (known[0], change.id or 0, channel, message)
             return
+        if change.state not in IN_FLIGHT:
+            return  # the work ended already: its outcome reply tells it
         self.pacer.wait(channel)
         answer = self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, **payload)
-        self._progress_ts[job_id] = str(answer["ts"])
+        self._progress_ts[job_id] = (str(answer["ts"]), change.id or 0, channel, message)
         while len(self._progress_ts) > _PROGRESS_REMEMBERED:
             del self._progress_ts[next(iter(self._progress_ts))]
 
@@ -205,6 +222,29 @@ class ThreadNotifier:
             # The change itself is recorded; its thread catches up on the next drain.
             log.exception("could not update the Slack thread of %s", change_ref(change_id))
 
+    def _tell_listeners(self, change_id: int) -> None:
+        for listener in self._listeners:
+            try:
+                listener(change_id)
+            except Exception:
+                log.warning("a listener of %s failed", change_ref(change_id), exc_info=True)
+
+    def _close_progress(self, change_id: int, state: str) -> None:
+        """Once a change's host work ended, its progress replies say so
+        instead of showing ⏳ for ever (a merge's "merging the disk…")."""
+        if state in IN_FLIGHT:
+            return
+        for job_id, (ts, owner, channel, message) in list(self._progress_ts.items()):
+            if owner != change_id:
+                continue
+            with session_scope(self.engine) as s:
+                change = get_change(s, change_id)
+            payload = self.renderer.payload(
+                "change_progress", c=ChangeView.of(change), message=message, done=True
+            )
+            self.client.chat_update(channel=channel, ts=ts, **payload)
+            self._progress_ts.pop(job_id, None)
+
     def sync(self, change_id: int) -> bool:
         """Post and update what the change's record implies; True when its
         thread is complete, False when a post is claimed elsewhere for now."""
@@ -216,33 +256,60 @@ class ThreadNotifier:
         if channel is None or (change.state == State.DENIED and change.thread_ts is None):
             return True
         view = ChangeView.of(change, events)
+        pending = pending_approvals(self.engine, view)
         root = self.renderer.payload(
             "change_root",
             demo=self.demo,
             c=view,
-            pending=pending_approvals(self.engine, view),
+            pending=pending,
             start_after_restore=self.start_after_restore,
         )
         thread_ts = change.thread_ts
         if thread_ts is None or _stale(thread_ts):
-            thread_ts = self._post_root(change_id, channel, root, thread_ts)
+            # Posted without naming the approvers (a new message notifies its
+            # mentions; the "Approval needed" reply is their one ping), then
+            # edited at once into the full card.
+            first = self.renderer.payload(
+                "change_root",
+                demo=self.demo,
+                c=view,
+                pending=pending,
+                start_after_restore=self.start_after_restore,
+                first_post=True,
+            )
+            thread_ts = self._post_root(change_id, channel, first, thread_ts)
             if thread_ts is None:
                 return False
+            if first != root:
+                self._update_root(channel, thread_ts, root)
         elif thread_ts.startswith(_POSTING):
             return False  # another process is posting the root; it posts the replies too
         else:
             self._update_root(channel, thread_ts, root)
+        self._close_progress(change_id, change.state)
         complete = True
-        for event in events:
+        seen = [EventView.of(e) for e in events]
+        for event, shown in zip(events, seen, strict=True):
             if event.id is None:
                 continue
             if event.slack_ts is None or _stale(event.slack_ts):
-                posted = self._post_event(
-                    event.id, channel, thread_ts, view, EventView.of(event), event.slack_ts
-                )
+                if not worth_a_reply(shown, seen):
+                    self._claim(
+                        ChangeEvent,
+                        ChangeEvent.id,
+                        event.id,
+                        ChangeEvent.slack_ts,
+                        event.slack_ts,
+                        QUIET,
+                    )
+                    continue
+                posted = self._post_event(event.id, channel, thread_ts, view, shown, event.slack_ts)
                 complete = complete and posted
             elif event.slack_ts.startswith(_POSTING):
                 complete = False  # being posted by another process
+        # Whichever way the sync came (a commit here, the outbox's timer),
+        # the views beyond the thread follow it (the App Homes).
+        self._tell_listeners(change_id)
         return complete
 
     def _post_root(
@@ -278,7 +345,8 @@ class ThreadNotifier:
             ChangeEvent, ChangeEvent.id, event_id, ChangeEvent.slack_ts, seen, token
         ):
             return False
-        payload = self.renderer.payload("change_event", demo=self.demo, c=view, e=event)
+        # No demo footer: the root carries it, once per thread.
+        payload = self.renderer.payload("change_event", c=view, e=event)
         try:
             self.pacer.wait(channel)
             answer = self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, **payload)
@@ -288,7 +356,22 @@ class ThreadNotifier:
         self._claim(
             ChangeEvent, ChangeEvent.id, event_id, ChangeEvent.slack_ts, token, str(answer["ts"])
         )
+        self._direct_pings(channel, view, event)
         return True
+
+    def _direct_pings(self, channel: str, view: ChangeView, event: EventView) -> None:
+        """An approval asked where the policy says `dm: true`: each listed
+        approver also gets a direct message. Sent once, with the reply it
+        follows (whose claim is taken); a failed one is logged, not retried."""
+        for user in approvers_to_ping(event):
+            payload = self.renderer.payload(
+                "approval_dm", c=view, e=event, channel=channel, demo=self.demo
+            )
+            try:
+                self.pacer.wait(user)
+                self.client.chat_postMessage(channel=user, **payload)
+            except SlackApiError:
+                log.warning("could not message %s about %s", user, view.ref, exc_info=True)
 
     def _claim(
         self, table: Any, key: Any, row_id: int, column: Any, expect: str | None, value: str | None

@@ -3,7 +3,7 @@ import from here (and `bot.service.lookups` for Slack's screens), never
 from the modules behind it."""
 
 from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
-from bot.service.approvals import ApprovalOutcome, approve, reject
+from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
 from bot.service.audit import AuditFilter, parse_filter, stream_audit
 from bot.service.audit_format import export_audit
 from bot.service.backups import (
@@ -56,7 +56,9 @@ from bot.service.schema import upgrade_schema
 from bot.service.sweep import SweepTask, run_sweep, size_history
 from bot.service.sweep_views import parse_orphan_value
 from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
+from bot.service.whereabouts import InventoryView, inventory_view
 from bot.service.window_notices import WindowNotices, due_notices
+from bot.service.withdraw import withdraw
 
 __all__ = [
     "APPROVAL_ACTIONS",
@@ -75,6 +77,7 @@ __all__ = [
     "DowngradePlan",
     "Forbidden",
     "GroupsUnavailable",
+    "InventoryView",
     "NotFound",
     "OutboxStatus",
     "Outcome",
@@ -101,8 +104,10 @@ __all__ = [
     "explain",
     "export_audit",
     "extend",
+    "inventory_view",
     "list_checkpoints",
     "locate_checkpoint",
+    "may_reject",
     "merge",
     "outage_message",
     "outbox_status",
@@ -122,4 +127,5 @@ __all__ = [
     "stream_audit",
     "upgrade_schema",
     "with_slack",
+    "withdraw",
 ]

@@ -65,12 +65,16 @@ def _vm(ctx: ServiceDeps, host: str, vm_id: str) -> VM:
             f"VM {vm_id} on {host} is not in the inventory; add it before the bot "
             "acts on its checkpoints"
         ) from None
-    if vm.host.lower() != host.lower():
+    nodes = ctx.inventory.nodes_for(vm)
+    seen_on = next((n for n in nodes if n.lower() == host.lower()), None)
+    if seen_on is None:
         raise Conflict(
             f"the inventory has {vm.name} on {vm.host}, but the checkpoint was seen on {host}; "
             "update the inventory first"
         )
-    return vm
+    # A node of its cluster (docs/clusters.md): the VM was live-migrated there,
+    # its checkpoints with it, so that node is where to act.
+    return vm if seen_on == vm.host else vm.model_copy(update={"host": seen_on})
 
 
 def _on_host(ctx: ServiceDeps, vm: VM, checkpoint_id: str) -> Checkpoint:

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
 from bot.changes.views import ChangeView
-from bot.domain import ApprovalState
+from bot.domain import ApprovalState, user_mention
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden, changed_meanwhile, not_now
@@ -157,7 +157,7 @@ def approve(
                 actor=who.id,
                 actor_team=who.team,
                 now=now,
-                message=f"{action} approved by {who.id} ({count} of {required})",
+                message=f"{action} approved ({count} of {required})",
                 details={"request": request_id, "action": action},
             )
     except Stale as exc:
@@ -340,6 +340,23 @@ def _carry_out(
     )
 
 
+def may_reject(
+    ctx: ServiceDeps, ref: str, *, approver: str | Principal, target: Target | None = None
+) -> None:
+    """Check, without writing, that `approver` may reject the request
+    `target` means and that it still waits (Stale, Forbidden otherwise):
+    Slack's Reject asks why in a modal first, and a modal for a request
+    settled meanwhile, or one the clicker may not reject, asks for nothing."""
+    who = as_principal(approver)
+    change_id = find_change(ctx, ref)
+    try:
+        with session_scope(ctx.engine) as s:
+            request = _bound(s, change_id, target or Target(), "reject")
+    except Stale as exc:
+        raise _refreshing(ctx, change_id, exc) from None
+    _may_decide(ctx, request, who, "reject")
+
+
 def reject(
     ctx: ServiceDeps,
     ref: str,
@@ -376,7 +393,10 @@ def reject(
             request.resolved_by_team = who.team
             s.add(request)
             action, count, required = request.action, len(request.approvals), request.required
-            message = f"{action} rejected by {who.id}" + (f": {reason}" if reason else "")
+            # The reason is the rejecter's own words: kept apart from the
+            # bot's (details), so it is shown escaped, never as a mention.
+            message = f"{action} rejected by {user_mention(who.id)}"
+            said = {"reason": reason} if reason else {}
             if request.action == "create" and change.state == State.AWAITING_APPROVAL:
                 transition(
                     s,
@@ -386,7 +406,7 @@ def reject(
                     actor_team=who.team,
                     now=now,
                     message=message,
-                    details={"request": request_id, "action": action},
+                    details={"request": request_id, "action": action, **said},
                 )
             else:
                 note(
@@ -397,7 +417,7 @@ def reject(
                     actor_team=who.team,
                     now=now,
                     message=message,
-                    details={"request": request_id, "action": action},
+                    details={"request": request_id, "action": action, **said},
                 )
     except Stale as exc:
         raise _refreshing(ctx, change_id, exc) from None

@@ -151,6 +151,7 @@ def settled_words(state: str, by: str | None) -> str:
         ApprovalState.APPROVED: "approved",
         ApprovalState.REJECTED: "rejected",
         ApprovalState.REFUSED: "refused by the policy",
+        ApprovalState.WITHDRAWN: "withdrawn by its requester",
     }
     said = verb.get(state, state)
     return f"{said} by {by}" if by and state != ApprovalState.REFUSED else said

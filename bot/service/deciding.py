@@ -22,8 +22,19 @@ from bot.hyperv import (
 from bot.inventory import VM, Inventory
 from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import NotFound, Unavailable
+from bot.service.locate import HostUnavailable, Located, Locator
 from bot.store.models import Change
-from policies import Action, Context, Decision, Facts, Policy, Request, evaluate
+from policies import (
+    Action,
+    Context,
+    Decision,
+    Effect,
+    Facts,
+    Policy,
+    Request,
+    RuleOutcome,
+    evaluate,
+)
 
 # The host could not be asked at all: nothing about the VM is known, and
 # the reason is the connection, not the VM. Deciding now would turn a
@@ -31,27 +42,12 @@ from policies import Action, Context, Decision, Facts, Policy, Request, evaluate
 _CANNOT_ASK = (HostUnreachable, HostTimeout, HostAuthError)
 
 
-class HostUnavailable(Unavailable):
-    """The facts a decision needs could not be gathered because the host
-    could not be asked: nothing was decided, and asking again later may work."""
-
-    def __init__(self, vm: str, host: str, error: str) -> None:
-        super().__init__(
-            f"could not check {vm}: {host} could not be reached ({error}); nothing was "
-            "decided or recorded, try again once it answers"
-        )
-        self.vm = vm
-        self.host = host
-        self.error = error
-
-
-def _cannot_check(vm: VM, exc: HyperVError) -> Unavailable | NotFound:
+def _cannot_check(vm: VM, host: str, exc: HyperVError) -> Unavailable | NotFound:
     if isinstance(exc, VMNotFound):
         return NotFound(
-            f"{vm.name} (VMId {vm.vm_id}) is not on {vm.host}, where the inventory puts it: "
-            f"{exc.message}"
+            f"{vm.name} (VMId {vm.vm_id}) is not on {host}, where it was just found: {exc.message}"
         )
-    return HostUnavailable(vm.name, vm.host, exc.message)
+    return HostUnavailable(vm.name, host, exc.message)
 
 
 @dataclass(frozen=True)
@@ -79,6 +75,8 @@ class Decider:
     host_for: Callable[[str], HyperVHost]
     policy: Policy
     clock: Callable[[], datetime]
+    # Finds the node that owns a VM now (a clustered VM moves).
+    locator: Locator
     inventory_label: str = "inventory"
     # Slack user groups, asked at every check (bot.service.directory).
     directory: Directory = field(default_factory=NoDirectory)
@@ -101,9 +99,27 @@ class Decider:
         `HostUnavailable`, a VM the host does not have raises `NotFound`.
         Not strict (`policy explain`): those facts are unknown, with why."""
         moment = now or self.clock()
+        try:
+            located: Located | None = self.locator.locate(vm)
+        except (Unavailable, NotFound) as exc:
+            if strict:
+                raise
+            located, why = None, str(exc)
+        if located is None:
+            group = self.inventory.group_of(vm)
+            asked = f"host {vm.host}" if group == vm.host else f"cluster {group}"
+            return gather(
+                self.inventory,
+                vm,
+                None,
+                sources=FactSources(inventory=self.inventory_label, host=asked),
+                now=moment,
+                change=change,
+                host_problem=why,
+            )
         problems: list[HyperVError] = []
         try:
-            host: HyperVHost | None = self.host_for(vm.host)
+            host: HyperVHost | None = self.host_for(located.host)
         except HyperVError as exc:
             problems.append(exc)
             host = None
@@ -111,13 +127,14 @@ class Decider:
             self.inventory,
             vm,
             host,
-            sources=FactSources(inventory=self.inventory_label, host=f"host {vm.host}"),
+            sources=FactSources(inventory=self.inventory_label, host=f"host {located.host}"),
             now=moment,
             change=change,
             on_host_error=problems.append,
+            owner=located.host,
         )
         if strict and problems and isinstance(problems[0], (*_CANNOT_ASK, VMNotFound)):
-            raise _cannot_check(vm, problems[0])
+            raise _cannot_check(vm, located.host, problems[0])
         return found
 
     def inventory_facts(self, vm: VM) -> Facts:
@@ -141,6 +158,33 @@ class Decider:
         """Raises `HostUnavailable` / `NotFound` when strict (see `facts`)."""
         moment = now or self.clock()
         facts = self.facts(vm, change=change, now=moment, strict=strict)
+        return self._evaluate(vm, action, who, facts, moment, checkpoint_type, ttl, extend_to)
+
+    def refusals_at_once(
+        self, vm: VM, action: Action, who: Principal, ttl: timedelta | None = None
+    ) -> list[RuleOutcome]:
+        """The rules that refuse `action` on `vm` for `who` whatever the host
+        says: decided on what the inventory and the request alone tell (no
+        host call, fast enough for a modal's 3-second answer), keeping only
+        refusals that known facts decided (a domain controller, a DAG
+        member, a permission). A rule that fired for want of a host fact is
+        not one of them: the full decision at the request settles it."""
+        moment = self.clock()
+        facts = self.inventory_facts(vm)
+        decision = self._evaluate(vm, action, who, facts, moment, None, ttl, None)
+        return [o for o in decision.fired if o.effect is Effect.DENY and not o.for_want_of_facts]
+
+    def _evaluate(
+        self,
+        vm: VM,
+        action: Action,
+        who: Principal,
+        facts: Facts,
+        moment: datetime,
+        checkpoint_type: str | None,
+        ttl: timedelta | None,
+        extend_to: datetime | None,
+    ) -> Decision:
         request = Request(
             action=action,
             vm_name=vm.name,

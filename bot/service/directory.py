@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from bot.domain import user_mention
 from bot.notify.groups import GroupLookupFailed, SlackDirectory
 from bot.service.errors import Unavailable
 from policies import Permission, Policy
@@ -39,7 +40,7 @@ class GroupsUnavailable(Unavailable):
     def __init__(self, user: str, why: str, *, transient: bool = True) -> None:
         then = ", try again in a minute" if transient else ""
         super().__init__(
-            f"could not resolve the Slack user groups of {user} ({why}); nothing was "
+            f"could not resolve the Slack user groups of {user_mention(user)} ({why}); nothing was "
             f"decided or changed{then}"
         )
         self.user = user

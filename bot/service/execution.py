@@ -34,13 +34,16 @@ from bot.hyperv import (
     HostUnreachable,
     HyperVError,
     HyperVHost,
+    VMNotFound,
     VMState,
 )
 from bot.hyperv.evidence import Taken, holds_memory, judge_taken
 from bot.inventory import Inventory
 from bot.jobs import JobContext, JobKind, RetryLater
-from bot.service.deciding import Decider, HostUnavailable, Principal
+from bot.service.deciding import Decider, Principal
 from bot.service.errors import NotFound, Unavailable
+from bot.service.follow import follow
+from bot.service.locate import HostUnavailable
 from bot.service.ownership import checkpoint_name
 from bot.service.vanished import gone
 from bot.store.db import session_scope
@@ -149,6 +152,16 @@ class HostJobs:
     def _load(self, change_id: int) -> Change:
         with session_scope(self.engine) as s:
             return get_change(s, change_id)
+
+    def _follow(self, change: Change) -> Change:
+        """The change routed to the node that has its VM now. A VM that moved
+        (live migration) since the change last saw it is followed, and its
+        thread says so; the per-VM lock and the record stay keyed by VMId, so
+        a move never lets two operations run at once. Raises `Unavailable` /
+        `NotFound` (bot.service.locate) when no node can be named."""
+        return follow(
+            self.engine, self.decider.locator, self.inventory, self.clock, change, self.on_change
+        )
 
     @contextmanager
     def _host_call(self, change_id: int, on_refusal: Command, doing: str) -> Iterator[None]:
@@ -266,7 +279,7 @@ class HostJobs:
                 job, f"taking a {change.checkpoint_type} checkpoint of {change.vm_name}"
             ),
         ):
-            checkpoint, taken = self._take(self.host_for(change.host), change, job)
+            change, (checkpoint, taken) = self._take_following(change, job)
         expires = self.clock() + timedelta(seconds=change.ttl_seconds)
         differs = taken.kind.value != change.checkpoint_type
         asked = f"{change.checkpoint_type} was asked; " if differs else ""
@@ -305,6 +318,7 @@ class HostJobs:
             )
         # Facts, windows and approvals change between request and execution.
         try:
+            change = self._follow(change)
             who = self.decider.principal(change.requester, change.requester_team, change.channel)
             refusal = self._recheck(change, Action.CREATE, who)
         except (Unavailable, NotFound) as exc:
@@ -396,6 +410,24 @@ class HostJobs:
                 return "it now needs approval: " + "; ".join(decision.reasons)
         return None
 
+    def _take_following(
+        self, change: Change, job: JobContext
+    ) -> tuple[Change, tuple[Checkpoint, Taken]]:
+        """`_take` on the VM's node; when that node no longer has the VM (it
+        was live-migrated after the re-check), follow it once. Safe, not a
+        blind retry: `Get-VM -Id` found nothing, so the pipeline ended before
+        `Checkpoint-VM` and nothing was created on the old node."""
+        try:
+            return change, self._take(self.host_for(change.host), change, job)
+        except VMNotFound:
+            try:
+                moved = self._follow(change)
+            except (Unavailable, NotFound):
+                moved = change
+            if moved.host.casefold() == change.host.casefold():
+                raise
+        return moved, self._take(self.host_for(moved.host), moved, job)
+
     def _take(self, host: HyperVHost, change: Change, job: JobContext) -> tuple[Checkpoint, Taken]:
         assert change.id is not None
         vm = host.get_vm(change.vm_id)
@@ -430,6 +462,8 @@ class HostJobs:
                 f"{change_ref(job.change_id)} is {change.state}, not rolling back"
             )
         try:
+            change = self._follow(change)
+            assert change.checkpoint_id is not None  # followed, not changed
             who = self._job_requester(job, change)
             refusal = self._recheck(change, Action.ROLLBACK, who)
         except (Unavailable, NotFound) as exc:
@@ -491,6 +525,11 @@ class HostJobs:
     def start(self, job: JobContext) -> dict[str, Any]:
         assert job.change_id is not None
         change = self._load(job.change_id)
+        try:
+            change = self._follow(change)
+        except (Unavailable, NotFound) as exc:
+            self._note(job.change_id, "start_failed", f"Start-VM not run: {exc}")
+            raise OperationFailed(f"{change_ref(job.change_id)}: start not run: {exc}") from exc
         host = self.host_for(change.host)
         try:
             vm = host.start_vm(change.vm_id)
@@ -518,6 +557,17 @@ class HostJobs:
         change = self._load(job.change_id)
         if change.state != State.MERGING or not change.checkpoint_id:
             raise OperationFailed(f"{change_ref(job.change_id)} is {change.state}, not merging")
+        try:
+            change = self._follow(change)
+        except (Unavailable, NotFound) as exc:
+            why = _why_not_checked(exc)
+            self._step(
+                job.change_id,
+                Command.MERGE_FAILED,
+                f"merge not run: {why}; nothing was done on the host, try again",
+            )
+            return {"not_started": why}
+        assert change.checkpoint_id is not None  # followed, not changed
         started = self.clock()
         with self._host_call(job.change_id, Command.MERGE_FAILED, "merge"):
             host = self.host_for(change.host)

@@ -6,7 +6,9 @@ Nothing here writes or decides; each listener calls exactly one of these.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
@@ -20,14 +22,24 @@ from bot.inventory import InventoryLookupError
 from bot.service.deciding import Principal
 from bot.service.errors import from_inventory
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, change_ref
-from policies import ApprovalRequirement, Facts, Permission, authorize, check_approver
+from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
+from policies import (
+    PERMISSIONS_RULE,
+    Action,
+    ApprovalRequirement,
+    Facts,
+    Permission,
+    authorize,
+    check_approver,
+)
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
 
 _OPEN = [s.value for s in State if s not in FINAL_STATES and s is not State.ROLLED_BACK]
 _HOLDING = [State.ACTIVE.value, State.ROLLED_BACK.value]
+# A Slack user id (not "*", not `cli:NAME`, not the policy or the bot).
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 # App Home shows a bounded page; the template counts what it leaves out.
 _HOME_LIMIT = 200
 
@@ -58,6 +70,74 @@ def newest_active_change(ctx: ServiceDeps, vm_name: str) -> str | None:
 def waiting(ctx: ServiceDeps, change: ChangeView) -> list[PendingApproval]:
     """What waits for approvers on `change`, one entry per pending request."""
     return pending_approvals(ctx.engine, change)
+
+
+def concerned(ctx: ServiceDeps, change_id: int) -> tuple[str, ...]:
+    """The Slack users whose App Home shows `change_id` or just stopped
+    showing it: its requester, the users who may approve any of its
+    requests, the admins, and everyone who acted on it. (Members of an
+    approver group are not listed by the policy; their Home is refreshed
+    when they have opened it, `handlers/home_refresh.py`.)"""
+    with session_scope(ctx.engine) as s:
+        change = s.get(Change, change_id)
+        if change is None:
+            return ()
+        requests = s.exec(
+            select(ApprovalRequest).where(ApprovalRequest.change_id == change_id)
+        ).all()
+        events = s.exec(select(ChangeEvent).where(ChangeEvent.change_id == change_id)).all()
+        people = [change.requester, *ctx.policy.admins.users]
+        for r in requests:
+            people += [r.requested_by, *ApprovalRequirement.from_dict(r.requirement).users]
+        people += [e.actor for e in events]
+    found = [p for p in dict.fromkeys(people) if _SLACK_USER.match(p)]
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A rule that refuses a VM whatever its host says, in its own words."""
+
+    rule: str
+    message: str
+    remediation: str
+
+
+def refused_at_once(
+    ctx: ServiceDeps, vm_name: str, who: Principal, ttl: timedelta | None = None
+) -> list[Refusal]:
+    """Why creating a checkpoint of `vm_name` (for `ttl`, if asked) is
+    refused for `who` before any host is asked (the create modal says it
+    under its field, the VM picker marks the VM); [] when nothing refuses
+    it outright. An unknown VM is a BadRequest."""
+    try:
+        vm = ctx.inventory.vm(vm_name)
+    except InventoryLookupError as exc:
+        raise from_inventory(exc) from None
+    return [
+        Refusal(o.rule, o.message, o.remediation)
+        for o in ctx.decider.refusals_at_once(vm, Action.CREATE, who, ttl)
+    ]
+
+
+def refused_vms(ctx: ServiceDeps, who: Principal, limit: int = 100) -> dict[str, str]:
+    """VM name → the rule that refuses a checkpoint of it whatever its host
+    says (the create modal's VM picker marks them). Permissions are left
+    out: they are the person's, not the VM's, and the modal says them on
+    submit. Nothing when the estate is larger than a picker lists."""
+    vms = ctx.inventory.vms
+    if len(vms) > limit:
+        return {}
+    marks: dict[str, str] = {}
+    for vm in vms:
+        rules = [
+            o.rule
+            for o in ctx.decider.refusals_at_once(vm, Action.CREATE, who)
+            if o.rule != PERMISSIONS_RULE
+        ]
+        if rules:
+            marks[vm.name] = rules[0]
+    return marks
 
 
 def change_version(ctx: ServiceDeps, ref: str) -> int | None:

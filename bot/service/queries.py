@@ -13,9 +13,10 @@ from bot.changes.views import ChangeView, CheckpointRow, HostProblem
 from bot.hyperv import Checkpoint, HyperVError, HyperVHost
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.fanout import ask_hosts
-from bot.inventory import InventoryLookupError
+from bot.inventory import VM, InventoryLookupError
 from bot.service.audit import stream_audit
-from bot.service.errors import BadRequest, from_inventory
+from bot.service.errors import BadRequest, Unavailable, from_inventory
+from bot.service.locate import NotOnCluster
 from bot.service.requests import find_change, resolve_vm
 from bot.store.db import session_scope
 from bot.store.models import Change, Job, change_ref
@@ -85,9 +86,11 @@ def list_checkpoints(
     vm_id = None
     if vm:
         record = resolve_vm(ctx, vm)
-        vm_id, hosts = record.vm_id, [record.host]
-        if host and host.lower() != record.host.lower():
-            raise BadRequest(f"{record.name} runs on {record.host}, not {host}")
+        vm_id, hosts = record.vm_id, _where(ctx, record)
+        if host and all(host.lower() != h.lower() for h in hosts):
+            raise BadRequest(f"{record.name} runs on {hosts[0]}, not {host}")
+        if host:
+            hosts = [h for h in hosts if h.lower() == host.lower()]
     elif host:
         try:
             hosts = [ctx.inventory.host(host).name]
@@ -131,6 +134,19 @@ def list_checkpoints(
                 )
             )
     return CheckpointListing(tuple(rows), tuple(problems))
+
+
+def _where(ctx: ServiceDeps, vm: VM) -> list[str]:
+    """The node that has the VM now (its checkpoints are there: they move
+    with it). When a node cannot be asked the owner is unknown, so every node
+    of its cluster is listed and the one that did not answer is named; a VM
+    no node has is `NotOnCluster` (a NotFound), never an empty list."""
+    try:
+        return [ctx.decider.locator.locate(vm).host]
+    except NotOnCluster:
+        raise
+    except Unavailable:
+        return ctx.inventory.nodes_for(vm)
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,12 @@ from bot.changes.lifecycle import IN_FLIGHT, IllegalTransition
 from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, transition
 from bot.changes.views import ChangeView
 from bot.clock import speed_of
+from bot.domain import user_mention
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
 from bot.jobs import JobKind, JobState
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import Conflict, Forbidden, Unavailable, changed_meanwhile
+from bot.service.errors import Conflict, Forbidden, NotFound, Unavailable, changed_meanwhile
+from bot.service.follow import follow
 from bot.service.host_findings import HostFinding, judge_create, judge_merge, judge_rollback
 from bot.service.queries import show_change
 from bot.service.requests import find_change
@@ -195,6 +197,24 @@ class Reconciler:
     def _ask_host(
         self, change: Change, doing: State, events: list[ChangeEvent]
     ) -> HostFinding | None:
+        try:
+            # Its VM may have been live-migrated, checkpoint and all, since
+            # the job was cut off: ask the node that has it now.
+            moved = follow(
+                self.ctx.engine,
+                self.ctx.decider.locator,
+                self.ctx.inventory,
+                self.ctx.clock,
+                change,
+                self.ctx.notifier.changed,
+            )
+            # The caller's copy goes on with the record's host and version.
+            change.host, change.version = moved.host, moved.version
+        except (Unavailable, NotFound) as exc:
+            text = f"cannot find {change.vm_name}'s node yet ({exc}); trying again"
+            if not _asked_already(events, text):
+                self._note(change, "reconcile_waiting", text)
+            return None
         host = self.ctx.host_for(change.host)
         try:
             checkpoints = host.list_checkpoints(change.vm_id)
@@ -319,8 +339,8 @@ def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -
         ctx.policy, principal.id, principal.groups
     ):
         raise Forbidden(
-            f"only the requester ({change.requester}) or an admin may say what happened "
-            f"to {change_ref(change_id)}"
+            f"only the requester ({user_mention(change.requester)}) or an admin may say "
+            f"what happened to {change_ref(change_id)}"
         )
     if outcome in ("active", "rolled_back"):
         try:
@@ -344,7 +364,8 @@ def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -
                 actor=principal.id,
                 actor_team=principal.team,
                 now=ctx.clock(),
-                message=f"{principal.id} checked the VM and recorded: {outcome.replace('_', ' ')}",
+                message=f"{user_mention(principal.id)} checked the VM and recorded: "
+                f"{outcome.replace('_', ' ')}",
             )
     except ConcurrentUpdate:
         raise changed_meanwhile(change_id, "answered") from None

@@ -21,7 +21,7 @@ from bot.changes.record import (
     transition,
 )
 from bot.changes.views import ChangeView
-from bot.domain import ApprovalState, CheckpointKind
+from bot.domain import ApprovalState, CheckpointKind, user_mention
 from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.jobs import JobKind
@@ -147,6 +147,10 @@ def request_checkpoint(
     vm = resolve_vm(ctx, vm_name)
     text, kind, lifetime = _validate_create(ctx, reason, checkpoint_type, ttl)
     decision = ctx.decider.decide(vm, Action.CREATE, who, checkpoint_type=kind, ttl=lifetime)
+    # The node the decision just found the VM on (a clustered VM moves); the
+    # job follows it again before it runs (bot.service.execution).
+    seen = ctx.decider.locator.last_seen(vm)
+    owner = seen.host if seen is not None else vm.host
     adjusted = str(decision.adjustments.get("checkpoint_type", kind))
     ttl_seconds = int(
         decision.adjustments.get("ttl_seconds")
@@ -160,7 +164,7 @@ def request_checkpoint(
             Change(
                 vm_id=vm.vm_id,
                 vm_name=vm.name,
-                host=vm.host,
+                host=owner,
                 checkpoint_type=adjusted,
                 reason=text,
                 requester=who.id,
@@ -306,7 +310,7 @@ def start_host_action(
         actor=who.id,
         actor_team=who.team,
         now=now,
-        message=f"{action.value} requested by {who.id}",
+        message=f"{action.value} requested by {user_mention(who.id)}",
     )
     return HostJob(kind, event.seq, who)
 
@@ -380,8 +384,8 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                     kind=f"{action.value}_awaits_approval",
                     actor="policy",
                     now=now,
-                    message=f"{action.value} by {who.id} needs {decision.approval.describe()}: "
-                    f"{_summary(decision)}",
+                    message=f"{action.value} by {user_mention(who.id)} needs "
+                    f"{decision.approval.describe()}: {_summary(decision)}",
                     details=decision.to_dict(),
                 )
             return Outcome(ChangeView.of(change), decision, approval_id=pending.id)

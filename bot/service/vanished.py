@@ -25,6 +25,8 @@ from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, transition
 from bot.changes.views import ChangeView
 from bot.hyperv import HyperVError, HyperVHost
+from bot.service.errors import ServiceError
+from bot.service.follow import follow
 from bot.store.db import session_scope
 from bot.store.models import Change
 
@@ -74,16 +76,26 @@ def settle(ctx: ServiceDeps, change_id: int, seen_version: int, why: str) -> boo
 
 
 def check(ctx: ServiceDeps, change: ChangeView, why: str) -> bool:
-    """Ask the host about one change's checkpoint; settle it if gone."""
+    """Ask the host about one change's checkpoint; settle it if gone. The
+    VM's node now is asked (a live migration takes its checkpoints along):
+    the change follows it first, and a VM no node has proves nothing."""
     if change.checkpoint_id is None:
         return False
     try:
-        host = ctx.host_for(change.host)
-    except HyperVError:
+        with session_scope(ctx.engine) as s:
+            row = get_change(s, change.id)
+        if row.version != change.version:
+            return False
+        row = follow(
+            ctx.engine, ctx.decider.locator, ctx.inventory, ctx.clock, row, ctx.notifier.changed
+        )
+        host = ctx.host_for(row.host)
+    except (ServiceError, HyperVError, LookupError) as exc:
+        log.info("cannot tell whether %s is still there: %s", change.checkpoint_id, exc)
         return False
     if gone(host, change.vm_id, change.checkpoint_id) is not True:
         return False
-    return settle(ctx, change.id, change.version, why)
+    return settle(ctx, change.id, row.version, why)
 
 
 def candidates(

@@ -33,8 +33,9 @@ class SettingsOutcome:
 
 def show_settings(ctx: ServiceDeps, vm_name: str) -> SettingsOutcome:
     vm = resolve_vm(ctx, vm_name)
+    owner = ctx.decider.locator.locate(vm).host
     try:
-        return SettingsOutcome(ctx.host_for(vm.host).get_vm(vm.vm_id))
+        return SettingsOutcome(ctx.host_for(owner).get_vm(vm.vm_id))
     except HyperVError as exc:
         raise from_host(exc) from None
 
@@ -74,8 +75,9 @@ def change_settings(
         rule = decision.outcome("checkpoint_type")
         if rule is not None and rule.fired and rule.effect is not Effect.WARN:
             raise Forbidden(f"CheckpointType Standard is refused for {vm.name}: {rule.message}")
+    owner = ctx.decider.locator.locate(vm).host
     try:
-        host = ctx.host_for(vm.host)
+        host = ctx.host_for(owner)
         before = host.get_vm(vm.vm_id)
         after = host.set_checkpoint_settings(
             vm.vm_id, checkpoint_type=wanted, automatic_checkpoints=automatic
@@ -98,7 +100,7 @@ def change_settings(
             row = VMSettingChange(
                 vm_id=vm.vm_id,
                 vm_name=vm.name,
-                host=vm.host,
+                host=owner,
                 actor=actor.id,
                 actor_team=actor.team,
                 at=ctx.clock(),

@@ -201,6 +201,25 @@ class Tick(SQLModel, table=True):
     claimed_at: datetime = _utc()
 
 
+class VMSighting(SQLModel, table=True):
+    """Where a VM (by VMId) was last seen, and since when: a clustered VM
+    moves between nodes, so the node the inventory names is only where the
+    bot looks first (bot.service.locate, docs/clusters.md). One row per VM,
+    overwritten by each sighting; the move it last saw is kept beside it."""
+
+    __tablename__ = "vm_sighting"
+
+    vm_id: str = Field(primary_key=True, max_length=64)
+    host: str = Field(max_length=255)
+    # Seen on `host` at `seen_at`; first seen there at `since`.
+    seen_at: datetime = _utc()
+    since: datetime = _utc()
+    # The node it was seen on before, and when it was last seen there: the
+    # move happened between `previous_seen_at` and `since`.
+    previous_host: str | None = Field(default=None, max_length=255)
+    previous_seen_at: datetime | None = _utc(nullable=True)
+
+
 def change_ref(change_id: int) -> str:
     return ref_text(change_id)
 

@@ -24,6 +24,7 @@ from handlers.grammar.requests import (
     SlashRequest,
     StatusRequest,
     WindowsRequest,
+    WithdrawRequest,
 )
 from handlers.grammar.table import COMMANDS, SLASH, CommandSpec, Kind, Param, normalize_change_ref
 
@@ -48,6 +49,7 @@ __all__ = [
     "SlashRequest",
     "StatusRequest",
     "WindowsRequest",
+    "WithdrawRequest",
     "find_command",
     "help_sections",
     "help_text",

@@ -98,6 +98,14 @@ class RejectRequest:
 
 
 @dataclass(frozen=True)
+class WithdrawRequest:
+    """The requester takes back their own request while it waits."""
+
+    change_ref: str
+    action: str | None = None
+
+
+@dataclass(frozen=True)
 class StatusRequest:
     change_ref: str
 
@@ -139,6 +147,7 @@ SlashRequest = (
     | ExtendRequest
     | ApproveRequest
     | RejectRequest
+    | WithdrawRequest
     | StatusRequest
     | PolicyRequest
     | WindowsRequest

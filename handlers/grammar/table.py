@@ -27,6 +27,7 @@ from handlers.grammar.requests import (
     SlashRequest,
     StatusRequest,
     WindowsRequest,
+    WithdrawRequest,
 )
 from templates import mrkdwn_escape
 
@@ -257,6 +258,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
         examples=("reject CHG-0042", 'reject CHG-0042 rollback --reason "wait for the backup"'),
         details="When more than one thing waits, say which.",
         synonyms=("deny", "refuse", "no", "decline"),
+    ),
+    CommandSpec(
+        "withdraw",
+        "take back your own request while it waits for approval",
+        lambda v: WithdrawRequest(v.need("change"), v.get("request")),
+        args=(_CHANGE, _REQUEST),
+        examples=("withdraw CHG-0042", "withdraw CHG-0042 rollback"),
+        details="Only the requester can; nothing runs for it. When more than one of "
+        "your requests waits, say which.",
+        synonyms=("retract", "unrequest"),
     ),
     CommandSpec(
         "status",

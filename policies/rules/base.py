@@ -10,7 +10,7 @@ fact and why it is unknown; it never passes on a guess.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from policies.model import (
@@ -99,13 +99,16 @@ def unknown(rule: ResolvedRule, vm: str, facts: Mapping[str, Fact], question: st
         if rule.on_unknown is Effect.DENY
         else "a human must approve instead"
     )
-    return fire(
-        rule,
-        f"{vm}: cannot tell {question}: {missing}; {then}",
-        "make the fact known (start the VM, fix the host's reachability or the inventory), "
-        "then ask again",
-        facts,
-        effect=rule.on_unknown,
+    return replace(
+        fire(
+            rule,
+            f"{vm}: cannot tell {question}: {missing}; {then}",
+            "make the fact known (start the VM, fix the host's reachability or the inventory), "
+            "then ask again",
+            facts,
+            effect=rule.on_unknown,
+        ),
+        for_want_of_facts=True,
     )
 
 

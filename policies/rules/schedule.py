@@ -93,6 +93,8 @@ class ApprovalsParams(RuleParams):
     # Which actions need approval. Creating is the protective step an admin
     # needs in seconds before a risky change, so the shipped policy leaves it out.
     actions: list[Action] = Field(default_factory=lambda: [Action.ROLLBACK])
+    # Message each listed approver directly too, not only in the thread.
+    dm: bool = False
 
 
 def approvals(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOutcome:
@@ -103,7 +105,7 @@ def approvals(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> R
         return passed(rule, f"{req.action.value} of {req.vm_name} needs no approval{where}", {})
     # Who exactly may approve (with admins and fallbacks) is settled by the engine.
     requirement = ApprovalRequirement(
-        p.count, tuple(p.users), tuple(p.groups), excluded=(req.requester,)
+        p.count, tuple(p.users), tuple(p.groups), excluded=(req.requester,), dm=p.dm
     )
     return fire(
         rule,

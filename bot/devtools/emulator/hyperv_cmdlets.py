@@ -309,7 +309,12 @@ def get_volume(call: Call) -> list[Any]:
     if "DriveLetter" in call.args:
         found: list[Any] = []
         for letter in call.args["DriveLetter"]:
-            hits = [v for v in volumes if v.path[:1].casefold() == letter[:1].casefold()]
+            # A CSV has no drive letter, though its path starts with C:.
+            hits = [
+                v
+                for v in volumes
+                if not v.shared and v.path[:1].casefold() == letter[:1].casefold()
+            ]
             if not hits:
                 call.errors.append(msg.volume_not_found(("DriveLetter", letter)))
             found.extend(shapes.volume_object(v) for v in hits)

@@ -212,10 +212,20 @@ def kvp_object(kvp: KvpComponent) -> HvObject:
 
 
 def volume_object(volume: HostVolume) -> HvObject:
-    """`Get-Volume` (an MSFT_Volume CIM instance of the Storage module)."""
+    """`Get-Volume` (an MSFT_Volume CIM instance of the Storage module).
+
+    A Cluster Shared Volume has no drive letter: it is mounted under
+    `C:\\ClusterStorage\\` on every node, its file system reads `CSVFS`, and
+    its mount path is among its `AccessPaths` beside the volume GUID path
+    (https://learn.microsoft.com/windows-server/failover-clustering/failover-cluster-csvs;
+    MSFT_Volume's DriveLetter, AccessPaths, FileSystem,
+    https://learn.microsoft.com/windows-hardware/drivers/storage/msft-volume).
+    It is one volume, so every node reports the same GUID and free space."""
     path = volume.path
-    letter = path[0].upper() if len(path) >= 2 and path[1] == ":" else None
-    guid = uuid.uuid5(uuid.NAMESPACE_URL, f"{volume.computer_name}/{path}")
+    letter = None if volume.shared else (path[0].upper() if path[1:2] == ":" else None)
+    # A CSV is one volume seen from every node: its GUID does not depend on the node.
+    owner = "cluster" if volume.shared else volume.computer_name
+    guid = uuid.uuid5(uuid.NAMESPACE_URL, f"{owner}/{path}")
     props: dict[str, Any] = {
         "DriveLetter": letter,
         "DriveType": "Fixed",

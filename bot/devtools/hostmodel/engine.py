@@ -11,6 +11,7 @@ whose disk cannot grow because its volume is full is paused, as Hyper-V does
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from bot.devtools.hostmodel.enums import VMState
@@ -40,17 +41,26 @@ def allocated_bytes(state: HostState, volume_path: str) -> int:
     return total
 
 
-def free_bytes(state: HostState, volume_path: str) -> int:
-    return state.volumes[volume_path].capacity_bytes - allocated_bytes(state, volume_path)
+def free_bytes(state: HostState, volume_path: str, peers: Mapping[str, int] | None = None) -> int:
+    """`peers`: what the other nodes of a cluster hold on a Cluster Shared
+    Volume (their checkpoints and merges), which this node's CSV shares."""
+    taken = allocated_bytes(state, volume_path) + (peers or {}).get(volume_path, 0)
+    return state.volumes[volume_path].capacity_bytes - taken
+
+
+def peer_bytes(state: HostState, volume_path: str) -> int:
+    """What this node holds on a shared volume beyond its base `used_bytes`
+    (which every node's copy of the CSV carries once)."""
+    return allocated_bytes(state, volume_path) - state.volumes[volume_path].used_bytes
 
 
 def is_merging(state: HostState, vm_id: str) -> bool:
     return any(merge.vm_id == vm_id for merge in state.merges)
 
 
-def advance(state: HostState, now: datetime) -> None:
+def advance(state: HostState, now: datetime, peers: Mapping[str, int] | None = None) -> None:
     """Bring `state` to `now`. A clock that steps backwards changes nothing:
-    modelled time never runs in reverse."""
+    modelled time never runs in reverse. `peers` as for `free_bytes`."""
     if state.as_of is None:
         _first_sight(state, now)
         return
@@ -59,7 +69,7 @@ def advance(state: HostState, now: datetime) -> None:
     cursor = state.as_of
     ends = sorted({m.ends_at for m in state.merges if cursor < m.ends_at <= now})
     for boundary in [*ends, now]:
-        _grow(state, boundary - cursor)
+        _grow(state, boundary - cursor, peers or {})
         _finish_merges(state, boundary)
         cursor = boundary
     state.as_of = now
@@ -79,12 +89,12 @@ def _finish_merges(state: HostState, at: datetime) -> None:
     state.merges = [merge for merge in state.merges if merge.ends_at > at]
 
 
-def _grow(state: HostState, elapsed: timedelta) -> None:
+def _grow(state: HostState, elapsed: timedelta, peers: Mapping[str, int]) -> None:
     micros = elapsed // _MICROSECOND
     if micros <= 0:
         return
     for volume_path in state.volumes:
-        free = free_bytes(state, volume_path)
+        free = free_bytes(state, volume_path, peers)
         writers = sorted(
             (
                 vm

@@ -4,7 +4,8 @@
       reads     get_vms, get_vm, get_snapshots, hard_disk_drives, replication,
                 kvp, volumes                         -> views (bot.devtools.hostmodel.views)
       cmdlets   checkpoint_vm, restore_snapshot, remove_snapshot, start_vm, set_vm
-      an admin  remove_behind_back (Hyper-V Manager, behind the bot's back)
+      an admin  remove_behind_back (Hyper-V Manager, behind the bot's back),
+                live_migrate (to another node of its failover cluster)
 
 Every operation raises `HostError` with the host's own text. A change runs
 in one `store.edit(host)` transaction: the state is first advanced to
@@ -24,7 +25,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.devtools.hostmodel import errors
-from bot.devtools.hostmodel.engine import advance, checkpoint_size, free_bytes, is_merging
+from bot.devtools.hostmodel.engine import (
+    advance,
+    checkpoint_size,
+    free_bytes,
+    is_merging,
+    peer_bytes,
+)
 from bot.devtools.hostmodel.enums import (
     CheckpointType,
     SnapshotType,
@@ -35,8 +42,9 @@ from bot.devtools.hostmodel.enums import (
     VMState,
 )
 from bot.devtools.hostmodel.errors import HostError
+from bot.devtools.hostmodel.migration import live_migrate
 from bot.devtools.hostmodel.state import HostState, ModelCheckpoint, ModelMerge, ModelVM
-from bot.devtools.hostmodel.store import HostStateStore
+from bot.devtools.hostmodel.store import HostStateStore, UnknownHost
 from bot.devtools.hostmodel.views import (
     HardDiskDrive,
     HostVolume,
@@ -104,8 +112,11 @@ class ModelHost:
     @contextmanager
     def _edit(self) -> Iterator[tuple[HostState, datetime]]:
         now = self._now()
+        # Read before the edit: a SQLite store holds its one write lock for
+        # the whole edit, so reading another node inside it would wait forever.
+        peers = self._peer_bytes(self._store.read(self._name), now)
         with self._store.edit(self._name) as state:
-            advance(state, now)
+            advance(state, now, peers)
             yield state, now
 
     def _read(self) -> tuple[HostState, datetime]:
@@ -116,8 +127,31 @@ class ModelHost:
             with self._edit():
                 pass
             state = self._store.read(self._name)
-        advance(state, now)
+        advance(state, now, self._peer_bytes(state, now))
         return state, now
+
+    def _peer_bytes(self, state: HostState, now: datetime) -> dict[str, int]:
+        """What the other nodes' VMs hold on this node's Cluster Shared
+        Volumes. A CSV is one volume that "all nodes in a failover cluster can
+        simultaneously read from and write to"
+        (https://learn.microsoft.com/windows-server/failover-clustering/failover-cluster-csvs),
+        so its free space is the cluster's, the same from every node. (Each
+        peer is advanced on its own view; a CSV filling up pauses the VMs of
+        the node being advanced first: a known approximation.)"""
+        shared = [path for path, volume in state.volumes.items() if volume.shared]
+        totals = dict.fromkeys(shared, 0)
+        for node in state.cluster_nodes:
+            if not shared or node.casefold() == self._name.casefold():
+                continue
+            try:
+                peer = self._store.read(node)
+            except UnknownHost:
+                continue
+            advance(peer, now)
+            for path in shared:
+                if path in peer.volumes:
+                    totals[path] += peer_bytes(peer, path)
+        return totals
 
     @staticmethod
     def _vm(state: HostState, vm_id: str) -> ModelVM:
@@ -187,12 +221,13 @@ class ModelHost:
             path=checkpoint.path,
         )
 
-    def _volume_view(self, state: HostState, path: str) -> HostVolume:
+    def _volume_view(self, state: HostState, path: str, peers: dict[str, int]) -> HostVolume:
         return HostVolume(
             computer_name=self._name,
             path=path,
             capacity_bytes=state.volumes[path].capacity_bytes,
-            free_bytes=free_bytes(state, path),
+            free_bytes=free_bytes(state, path, peers),
+            shared=state.volumes[path].shared,
         )
 
     # -- reads ---------------------------------------------------------------
@@ -274,8 +309,9 @@ class ModelHost:
         return KvpComponent(vm.vm_id, tuple((k, v) for k, v in items if v is not None))
 
     def volumes(self) -> list[HostVolume]:
-        state, _now = self._read()
-        return [self._volume_view(state, path) for path in sorted(state.volumes)]
+        state, now = self._read()
+        peers = self._peer_bytes(state, now)
+        return [self._volume_view(state, path, peers) for path in sorted(state.volumes)]
 
     # -- Checkpoint-VM ---------------------------------------------------------
 
@@ -284,12 +320,13 @@ class ModelHost:
         (https://learn.microsoft.com/powershell/module/hyper-v/checkpoint-vm).
         Whatever kind it takes, the snapshot's SnapshotType is Standard;
         what differs is the state it holds (see `_captures`)."""
+        peers = self._peer_bytes(self._store.read(self._name), self._now())
         with self._edit() as (state, now):
             vm = self._vm(state, vm_id)
             self._check_can_checkpoint(state, vm)
             captured = self._captures(vm)
             memory = vm.memory_bytes if captured in _HOLDS_MEMORY else 0
-            if free_bytes(state, vm.volume_path) < AVHDX_INITIAL_BYTES + memory:
+            if free_bytes(state, vm.volume_path, peers) < AVHDX_INITIAL_BYTES + memory:
                 raise errors.insufficient_space(vm.name, vm.vm_id)
             parent = state.checkpoints.get(vm.parent_checkpoint_id or "")
             if parent is not None:
@@ -417,6 +454,23 @@ class ModelHost:
         """An administrator deletes a checkpoint in Hyper-V Manager: the same
         deletion, not asked for by the bot and not told to it."""
         self.remove_snapshot(checkpoint_id, include_children=include_children)
+
+    def remove_vm(self, vm_id: str) -> None:
+        """An administrator removes a VM from this host (`Remove-VM`, which
+        "deletes a virtual machine": its configuration and its checkpoints
+        leave the host, https://learn.microsoft.com/powershell/module/hyper-v/remove-vm);
+        the bot is not told."""
+        with self._edit() as (state, _now):
+            vm = self._vm(state, vm_id)
+            del state.vms[vm.vm_id]
+            for checkpoint_id in [c.id for c in state.checkpoints.values() if c.vm_id == vm.vm_id]:
+                del state.checkpoints[checkpoint_id]
+            state.merges = [m for m in state.merges if m.vm_id != vm.vm_id]
+
+    def live_migrate(self, vm_id: str, destination: str) -> None:
+        """An administrator live-migrates a VM of this node to another node of
+        its cluster (Move-ClusterVirtualMachineRole; bot.devtools.hostmodel.migration)."""
+        live_migrate(self._store, vm_id, self._name, destination, self._now)
 
     # -- Start-VM / Set-VM -------------------------------------------------------
 

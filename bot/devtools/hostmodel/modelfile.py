@@ -235,8 +235,23 @@ class HostSpec(_Model):
     vms: list[VMSpec] = Field(default_factory=list)
 
 
+class ClusterSpec(_Model):
+    """A failover cluster: its nodes (hosts of this file) and its Cluster
+    Shared Volumes, which every node sees at the same path with no drive
+    letter (`C:\\ClusterStorage\\VolumeN`,
+    https://learn.microsoft.com/windows-server/failover-clustering/failover-cluster-csvs)."""
+
+    name: Annotated[str, BeforeValidator(_name), Field(min_length=1, max_length=100)]
+    nodes: list[str] = Field(min_length=1)
+    shared_volumes: list[VolumeSpec] = Field(default_factory=list)
+
+    def has_node(self, host: str) -> bool:
+        return host.casefold() in {n.casefold() for n in self.nodes}
+
+
 class HostModel(_Model):
     hosts: list[HostSpec] = Field(default_factory=list)
+    clusters: list[ClusterSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Self:
@@ -256,8 +271,14 @@ class HostModel(_Model):
     def names(self) -> list[str]:
         return [host.name for host in self.hosts]
 
+    def cluster_of(self, host: str) -> ClusterSpec | None:
+        return next(
+            (c for c in self.clusters if host.casefold() in {n.casefold() for n in c.nodes}),
+            None,
+        )
+
     def states(self) -> list[HostState]:
-        return [host_state(host) for host in self.hosts]
+        return [host_state(host, self.cluster_of(host.name)) for host in self.hosts]
 
 
 def consistency_problems(model: HostModel) -> list[tuple[YamlPath, str]]:
@@ -271,8 +292,11 @@ def consistency_problems(model: HostModel) -> list[tuple[YamlPath, str]]:
         if host.name.casefold() in seen_hosts:
             problems.append((("hosts", h, "name"), f"host {host.name} is listed twice"))
         seen_hosts.add(host.name.casefold())
-        paths = [v.path.casefold() for v in host.volumes]
-        for i, path in enumerate(paths):
+        local = [v.path.casefold() for v in host.volumes]
+        cluster = model.cluster_of(host.name)
+        shared = [v.path for v in cluster.shared_volumes] if cluster else []
+        paths = local + [p.casefold() for p in shared]
+        for i, path in enumerate(local):
             if path in paths[:i]:
                 problems.append(
                     (("hosts", h, "volumes", i, "path"), f"volume {host.volumes[i].path!r} twice")
@@ -285,11 +309,39 @@ def consistency_problems(model: HostModel) -> list[tuple[YamlPath, str]]:
                 )
             ids.add(vm.vm_id)
             if vm.volume is not None and vm.volume.casefold() not in paths:
-                listed = ", ".join(volume.path for volume in host.volumes)
+                listed = ", ".join([volume.path for volume in host.volumes] + shared)
                 problems.append(
                     (
                         ("hosts", h, "vms", v, "volume"),
                         f"host {host.name} has no volume {vm.volume!r} (it has: {listed})",
+                    )
+                )
+    problems.extend(_cluster_problems(model))
+    return problems
+
+
+def _cluster_problems(model: HostModel) -> list[tuple[YamlPath, str]]:
+    problems: list[tuple[YamlPath, str]] = []
+    hosts = {h.name.casefold() for h in model.hosts}
+    member: dict[str, str] = {}
+    for c, cluster in enumerate(model.clusters):
+        for n, node in enumerate(cluster.nodes):
+            where: YamlPath = ("clusters", c, "nodes", n)
+            if node.casefold() not in hosts:
+                problems.append((where, f"no host {node} in this file"))
+            elif member.setdefault(node.casefold(), cluster.name) != cluster.name:
+                problems.append((where, f"{node} is already a node of {member[node.casefold()]}"))
+        for v, volume in enumerate(cluster.shared_volumes):
+            if any(
+                volume.path.casefold() == local.path.casefold()
+                for h in model.hosts
+                if cluster.has_node(h.name)
+                for local in h.volumes
+            ):
+                problems.append(
+                    (
+                        ("clusters", c, "shared_volumes", v, "path"),
+                        f"{volume.path!r} is also a node's own volume",
                     )
                 )
     return problems
@@ -313,9 +365,10 @@ def _disk(spec: DiskSpec) -> ModelDisk:
     )
 
 
-def vm_state(vm: VMSpec, host: HostSpec) -> ModelVM:
+def vm_state(vm: VMSpec, host: HostSpec, cluster: ClusterSpec | None = None) -> ModelVM:
+    visible = [*host.volumes, *(cluster.shared_volumes if cluster else [])]
     volume = next(
-        (v.path for v in host.volumes if vm.volume and v.path.casefold() == vm.volume.casefold()),
+        (v.path for v in visible if vm.volume and v.path.casefold() == vm.volume.casefold()),
         host.volumes[0].path,
     )
     disks = [_disk(d) for d in vm.disks] if vm.disks is not None else [_default_disk(vm, volume)]
@@ -357,15 +410,21 @@ def vm_state(vm: VMSpec, host: HostSpec) -> ModelVM:
     )
 
 
-def host_state(host: HostSpec) -> HostState:
-    """A fresh host as the file describes it: no checkpoints, no history."""
-    state = HostState(host=host.name)
+def host_state(host: HostSpec, cluster: ClusterSpec | None = None) -> HostState:
+    """A fresh host as the file describes it: no checkpoints, no history. A
+    cluster node holds its cluster's shared volumes too (each node's copy
+    carries the same base usage, counted once: `engine.peer_bytes`)."""
+    state = HostState(host=host.name, cluster_nodes=list(cluster.nodes) if cluster else [])
     for volume in host.volumes:
         state.volumes[volume.path] = ModelVolume(
             volume.path, int(volume.capacity_gb * GIB), int(volume.used_gb * GIB)
         )
+    for volume in cluster.shared_volumes if cluster else []:
+        state.volumes[volume.path] = ModelVolume(
+            volume.path, int(volume.capacity_gb * GIB), int(volume.used_gb * GIB), shared=True
+        )
     for vm in host.vms:
-        state.vms[vm.vm_id] = vm_state(vm, host)
+        state.vms[vm.vm_id] = vm_state(vm, host, cluster)
     return state
 
 
@@ -381,7 +440,7 @@ def seed_missing(store: HostStateStore, model: HostModel) -> list[str]:
                 continue
             except StaleState:
                 pass
-        store.seed(host_state(host))
+        store.seed(host_state(host, model.cluster_of(host.name)))
         seeded.append(host.name)
     return seeded
 

@@ -40,7 +40,7 @@ from bot.devtools.hostmodel.enums import (
 )
 
 # Bumped whenever a stored document's shape changes.
-FORMAT = 2
+FORMAT = 3
 
 
 class StaleState(ValueError):
@@ -166,6 +166,10 @@ class ModelVolume:
     path: str
     capacity_bytes: int
     used_bytes: int
+    # A Cluster Shared Volume: every node of the cluster holds a copy of it
+    # (same path, capacity and base `used_bytes`), and what each node's VMs
+    # write to it is counted once for the cluster (`engine.peer_bytes`).
+    shared: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +180,7 @@ class ModelVolume:
             path=str(data["path"]),
             capacity_bytes=int(data["capacity_bytes"]),
             used_bytes=int(data["used_bytes"]),
+            shared=bool(data.get("shared", False)),
         )
 
 
@@ -333,11 +338,14 @@ class HostState:
     # first call, so seeding needs no clock.
     as_of: datetime | None = None
     next_seq: int = 1
+    # The failover cluster's nodes, this one included; empty for a standalone host.
+    cluster_nodes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "host": self.host,
+            "cluster_nodes": list(self.cluster_nodes),
             "vms": {key: vm.to_dict() for key, vm in self.vms.items()},
             "checkpoints": {key: cp.to_dict() for key, cp in self.checkpoints.items()},
             "volumes": {key: vol.to_dict() for key, vol in self.volumes.items()},
@@ -362,4 +370,5 @@ class HostState:
             merges=[ModelMerge.from_dict(m) for m in data.get("merges", [])],
             as_of=_dt_from_str(data.get("as_of")),
             next_seq=int(data.get("next_seq", 1)),
+            cluster_nodes=[str(n) for n in data.get("cluster_nodes", [])],
         )

@@ -141,3 +141,5 @@ class HostVolume:
     path: str
     capacity_bytes: int
     free_bytes: int
+    # A Cluster Shared Volume: no drive letter, mounted under C:\\ClusterStorage.
+    shared: bool = False

@@ -35,6 +35,7 @@ from bot.context import AppContext, build_context
 from bot.devtools.emulator import EmulatedFleet, EmulatorLog
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
+from bot.devtools.playground.console import HyperVConsole
 from bot.devtools.playground.server import PlaygroundApp
 from bot.devtools.playground.signing import AppLink
 from bot.devtools.playground.ui import PlaygroundUi
@@ -177,6 +178,8 @@ def start_demo(options: DemoOptions) -> Demo:
         )
         demo.fleet = fleet
         demo._stops.append(fleet.stop)
+        # `/hyperv migrate WEB02 HV01`: live-migrate behind the bot's back.
+        ui.console = HyperVConsole(lambda: [fleet.host(n) for n in fleet.servers])
         pointed = rundir / "inventory.yaml"
         ports = {name: server.port for name, server in fleet.servers.items()}
         pointed.write_text(

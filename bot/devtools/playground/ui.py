@@ -15,6 +15,7 @@ import itertools
 from typing import Any
 
 from bot.devtools.playground import signing
+from bot.devtools.playground.console import CONSOLE, HyperVConsole
 from bot.devtools.playground.signing import AppAnswer, AppLink
 from bot.devtools.playground.workspace import ResponseTarget, SlackError, Workspace
 
@@ -31,6 +32,8 @@ class PlaygroundUi:
         self.ws = workspace
         self.response_base = response_base.rstrip("/")
         self.app: AppLink | None = None  # set once the bot listens
+        # `/hyperv`: the emulated estate's console (set once the hosts run).
+        self.console: HyperVConsole | None = None
         self._events = itertools.count(1)
 
     # --- helpers ------------------------------------------------------------------
@@ -68,6 +71,10 @@ class PlaygroundUi:
             self.ws.post(chan.id, line, [], user=user_id)  # just chat
             return {"ok": True}
         command, _, args = line.partition(" ")
+        if command == CONSOLE and self.console is not None:
+            self.ws.post(chan.id, line, [], user=user_id)
+            self._slackbot(user_id, chan.id, self.console.run(args))
+            return {"ok": True}
         if command != COMMAND:
             self._slackbot(user_id, chan.id, f"`{command}` is not a valid command.")
             return {"ok": True}

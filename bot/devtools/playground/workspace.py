@@ -357,6 +357,12 @@ class Workspace:
                 "users": [u.__dict__ for u in self.users.values()],
                 "bot": {"id": BOT_USER_ID, "name": BOT_NAME},
                 "channels": channels,
+                # For rendering `<!subteam^S…>` as Slack does: the handle,
+                # highlighted for its members.
+                "usergroups": [
+                    {"id": g["id"], "handle": g.get("handle", g["id"]), "users": g.get("users", [])}
+                    for g in self.usergroups
+                ],
                 "messages": messages,
                 "modal": stack[-1] if stack else None,
                 "home": self._homes.get(viewer),

@@ -19,6 +19,7 @@ const SUGGESTIONS = [
   '/checkpoint create CORP-DC01 --reason "monthly patching"',
   "/checkpoint list",
   "/checkpoint help",
+  "/hyperv migrate WEB02 HV01",
 ];
 
 async function post(verb, data) {
@@ -36,10 +37,13 @@ function renderContext(act) {
   const users = Object.fromEntries((ui.state?.users || []).map((u) => [u.id, u.name]));
   users[ui.state?.bot.id] = ui.state?.bot.name;
   const channels = Object.fromEntries((ui.state?.channels || []).map((c) => [c.id, c.name]));
+  const groups = Object.fromEntries((ui.state?.usergroups || []).map((g) => [g.id, g]));
   return {
     me: ui.me,
     userName: (id) => users[id],
     channelName: (id) => channels[id],
+    groupHandle: (id) => groups[id]?.handle,
+    inGroup: (id) => (groups[id]?.users || []).includes(ui.me),
     now: botNow,
     confirm,
     act,

@@ -90,7 +90,13 @@ function control(inner, ctx) {
     const [, epoch, format] = target.split("^");
     return `<time title="${text(label || "")}">${text(formatDate(Number(epoch), unslack(format || "{date}"), ctx.now()))}</time>`;
   }
-  if (target.startsWith("!subteam^")) return `<span class="mention">${text(label || "@" + target.split("^")[1])}</span>`;
+  if (target.startsWith("!subteam^")) {
+    // As Slack shows a user group mention: its @handle, highlighted for members.
+    const id = target.split("^")[1];
+    const handle = ctx.groupHandle?.(id) ?? (label ? unslack(label).replace(/^@/, "") : id);
+    const me = ctx.inGroup?.(id) ? " mention-me" : "";
+    return `<span class="mention${me}" data-group="${esc(id)}">@${text(handle)}</span>`;
+  }
   if (target.startsWith("!")) return `<span class="mention">@${text(target.slice(1))}</span>`;
   if (/^(https?:|mailto:)/.test(target)) {
     return `<a href="${esc(unslack(target))}" target="_blank" rel="noopener noreferrer">${text(label || target)}</a>`;

@@ -1,0 +1,88 @@
+"""Withdraw: the requester takes back their own request while it waits for
+approvers (a create, a rollback, a merge, an extension). Nothing ran for it,
+so nothing is undone; the card and the thread say who withdrew it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.changes import Command, State
+from bot.changes.record import ConcurrentUpdate, get_change, note, transition
+from bot.domain import ApprovalState, user_mention
+from bot.service.approvals import ApprovalOutcome
+from bot.service.binding import Stale, Target, bound_request
+from bot.service.deciding import Principal, as_principal
+from bot.service.errors import Conflict, Forbidden
+from bot.service.requests import find_change, view
+from bot.store.db import session_scope
+from bot.store.models import change_ref
+
+if TYPE_CHECKING:
+    from bot.service.deps import ServiceDeps
+
+
+def withdraw(
+    ctx: ServiceDeps, ref: str, *, requester: str | Principal, target: Target | None = None
+) -> ApprovalOutcome:
+    """Withdraw the request `target` means (default: the only one waiting).
+    Only whoever asked for it may: an approver rejects instead."""
+    who = as_principal(requester)
+    aim = target or Target()
+    change_id = find_change(ctx, ref)
+    now = ctx.clock()
+    try:
+        with session_scope(ctx.engine) as s:
+            change = get_change(s, change_id)
+            request = bound_request(s, change, aim, "withdraw")
+            if request.requested_by != who.id:
+                raise Forbidden(
+                    f"only {user_mention(request.requested_by)}, who asked for it, may "
+                    f"withdraw the {request.action} of {change_ref(change_id)}"
+                )
+            if aim.legacy and change.version != aim.version:
+                raise Conflict(f"{change_ref(change_id)} changed meanwhile; look again")
+            request.state, request.resolved_at = ApprovalState.WITHDRAWN, now
+            request.resolved_by = who.id
+            request.resolved_by_team = who.team
+            s.add(request)
+            action, count, required = request.action, len(request.approvals), request.required
+            assert request.id is not None
+            request_id = request.id
+            details = {"request": request_id, "action": action}
+            message = f"{action} withdrawn by {user_mention(who.id)}; nothing ran for it"
+            if action == "create" and change.state == State.AWAITING_APPROVAL:
+                transition(
+                    s,
+                    change,
+                    Command.WITHDRAW,
+                    actor=who.id,
+                    actor_team=who.team,
+                    now=now,
+                    message=message,
+                    details=details,
+                )
+            else:
+                note(
+                    s,
+                    change,
+                    kind=f"{action}_withdrawn",
+                    actor=who.id,
+                    actor_team=who.team,
+                    now=now,
+                    message=message,
+                    details=details,
+                )
+    except Stale:
+        ctx.notifier.changed(change_id)
+        raise
+    except ConcurrentUpdate:
+        raise Conflict(f"{change_ref(change_id)} changed while you withdrew; look again") from None
+    ctx.notifier.changed(change_id)
+    return ApprovalOutcome(
+        view(ctx, change_id),
+        action,
+        ApprovalState.WITHDRAWN,
+        count,
+        required,
+        request_id=request_id,
+    )
