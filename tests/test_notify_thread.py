@@ -70,7 +70,7 @@ def test_a_change_tells_its_story_in_one_thread(slack_ctx: tuple[AppContext, Fak
     # host work is its progress, the approve transition is the approval's.
     said = [r.split(": ", 1)[1].split(" ", 1)[0] for r in replies]
     assert said == ["created", "approval", "approval", "rolled"], replies
-    assert "approval needed to rollback" in replies[1]
+    assert "approval needed to roll back" in replies[1]
     with session_scope(ctx.engine) as s:
         root_ts = s.get(Change, change.id).thread_ts  # type: ignore[union-attr]
     threads = {p.body["thread_ts"] for p in api.of("chat.postMessage") if p.body.get("thread_ts")}

@@ -134,7 +134,7 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
         "Approval needed to create WEB01",
         "approval by @bob",
         "created by checkpoint-bot",
-        "Approval needed to rollback WEB01",
+        "Approval needed to roll back WEB01",
         "approval by @bob",
         "rolled back by checkpoint-bot",
     ]

@@ -254,7 +254,7 @@ def test_the_full_story_pings_keeps_the_card_true_and_stays_within_budget(
         key = quiet_click(bot, "checkpoint:rollback", rollback, "U0ALICE")
         asking = card(bot, ref, until="active")
         bot.api.wait_for(
-            lambda cs: "Waiting for approval* to rollback" in card_text(roots(cs, ref)[-1].body)
+            lambda cs: "Waiting for approval* to roll back" in card_text(roots(cs, ref)[-1].body)
         )
         bot.api.wait_for(
             lambda cs: (

@@ -8,6 +8,7 @@ from here or from discovery on the host; a missing fact stays missing, so rules 
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from datetime import date
 from pathlib import Path
@@ -64,14 +65,40 @@ class Transport(enum.StrEnum):
 
 
 class AuthMethod(enum.StrEnum):
-    """pypsrp's `auth=` values."""
+    """pypsrp's `auth=` values the bot accepts (not `credssp`: see `CREDSSP_REFUSED`)."""
 
     NEGOTIATE = "negotiate"
     NTLM = "ntlm"
     KERBEROS = "kerberos"
-    CREDSSP = "credssp"
     CERTIFICATE = "certificate"
     BASIC = "basic"
+
+
+# CredSSP hands the user's credentials to the host, where they are cached and can be
+# stolen if the host is compromised (Microsoft: "Making the second hop in PowerShell
+# Remoting", https://learn.microsoft.com/powershell/scripting/security/remoting/ps-remoting-second-hop).
+# The bot's JEA endpoint runs Hyper-V cmdlets on the host itself and never makes a
+# second hop, so nothing needs delegating: docs/connect-hosts.md, "Why not CredSSP".
+CREDSSP_REFUSED = (
+    "credssp is not supported: it delegates the bot's credentials to the host, where a "
+    "compromised host can steal them, and a JEA endpoint needs no delegation; use "
+    "kerberos (or negotiate) with HTTPS (docs/connect-hosts.md)"
+)
+
+
+def _auth_method(value: object) -> object:
+    value = _lowercase(value)
+    if value == "credssp":
+        raise ValueError(CREDSSP_REFUSED)
+    return value
+
+
+def _is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 DC_ROLES = frozenset({Role.DOMAIN_CONTROLLER, Role.READ_ONLY_DOMAIN_CONTROLLER})
@@ -188,6 +215,10 @@ class CredentialRef(_Model):
     password_file: Path | None = None
     certificate_pem: Path | None = None
     certificate_key_pem: Path | None = None
+    # Kerberos: a keytab holding the principal's keys (`username` names the principal,
+    # default the keytab's first entry); without it the process's KRB5_CLIENT_KTNAME or
+    # KRB5CCNAME is used (docs/connect-hosts.md).
+    keytab_file: Path | None = None
     # A trap, not a setting: it exists so a literal password is caught at its own line
     # with advice, and is never echoed (excluded from dumps, repr and field lists).
     password: object = Field(default=None, exclude=True, repr=False)
@@ -209,6 +240,8 @@ class CredentialRef(_Model):
             raise ValueError("give password_env or password_file, not both")
         if (self.certificate_pem is None) != (self.certificate_key_pem is None):
             raise ValueError("certificate_pem and certificate_key_pem go together")
+        if self.keytab_file is not None and self.has_password:
+            raise ValueError("give keytab_file or a password, not both")
         return self
 
     @property
@@ -229,7 +262,7 @@ class Host(_Model):
     port: int = Field(default=DEFAULT_PORTS["https"], ge=1, le=65535)
     # Declared before `auth` so the auth check can see it.
     allow_basic: bool = False
-    auth: Annotated[AuthMethod, BeforeValidator(_lowercase)] = AuthMethod.NEGOTIATE
+    auth: Annotated[AuthMethod, BeforeValidator(_auth_method)] = AuthMethod.NEGOTIATE
     # validate_default: an auth method that needs a credential must say so when it is absent.
     credential: CredentialRef | None = Field(default=None, validate_default=True)
     host_group: NonEmpty | None = None
@@ -265,22 +298,46 @@ class Host(_Model):
         auth = info.data.get("auth")
         if auth is None:  # auth itself was invalid; that error says enough
             return credential
+        if (
+            credential is not None
+            and credential.keytab_file is not None
+            and auth not in (AuthMethod.KERBEROS, AuthMethod.NEGOTIATE)
+        ):
+            raise ValueError(f"keytab_file is for kerberos auth, not {auth}")
         if auth is AuthMethod.CERTIFICATE:
             if credential is None or credential.certificate_pem is None:
                 raise ValueError(
                     "certificate auth needs certificate_pem and certificate_key_pem (file paths)"
                 )
-        elif auth in (AuthMethod.NTLM, AuthMethod.CREDSSP, AuthMethod.BASIC):
+        elif auth in (AuthMethod.NTLM, AuthMethod.BASIC):
             if credential is None or not (credential.has_username and credential.has_password):
                 raise ValueError(
                     f"{auth} auth needs username (or username_env) and password_env "
                     "(or password_file)"
                 )
-        elif credential is not None and not credential.has_username:
+        elif (
+            credential is not None
+            and not credential.has_username
+            and credential.keytab_file is None
+        ):
             # negotiate / kerberos may use the bot's own Kerberos ticket with no credential
             # at all, but a credential without a user name is a half-finished one.
-            raise ValueError("needs username or username_env")
+            raise ValueError("needs username or username_env (or keytab_file)")
         return credential
+
+    @model_validator(mode="after")
+    def _kerberos_needs_a_name(self) -> Self:
+        # A Kerberos ticket is for a service principal name, HTTP/<host name>; an IP
+        # address has none, and Windows' own client falls back to NTLM for one
+        # (about_Remote_Troubleshooting, "How to use an IP address in a remote command",
+        # https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_remote_troubleshooting).
+        if self.auth is AuthMethod.KERBEROS and _is_ip_address(self.address):
+            raise ValueError(
+                f"kerberos auth needs the host's DNS name in address (its SPN is "
+                f"HTTP/<name>), not the IP address {self.address}; e.g. address: "
+                "hv01.corp.example"
+            )
+        return self
 
     @field_validator("volumes")
     @classmethod

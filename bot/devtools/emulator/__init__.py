@@ -23,7 +23,7 @@ The same command table also runs in process, without HTTP (bot.devtools.simulato
 from bot.devtools.emulator.faults import Faults, FaultSpecError
 from bot.devtools.emulator.fleet import EmulatedFleet
 from bot.devtools.emulator.log import EmulatorLog, LogEntry
-from bot.devtools.emulator.server import DEFAULT_USERS, EmulatorServer
+from bot.devtools.emulator.server import DEFAULT_USERS, EmulatorServer, Logon, TlsIdentity
 
 __all__ = [
     "DEFAULT_USERS",
@@ -33,4 +33,6 @@ __all__ = [
     "FaultSpecError",
     "Faults",
     "LogEntry",
+    "Logon",
+    "TlsIdentity",
 ]

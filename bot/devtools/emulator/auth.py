@@ -1,7 +1,9 @@
 """HTTP authentication and WinRM message encryption for the emulator.
 
     BasicAuth(users).check(header) -> user | None
-    NtlmAcceptor(users)            pyspnego acceptor contexts, one per connection
+    NegotiateAcceptor(users, keytab=None)
+                                   pyspnego acceptor contexts (NTLM, and Kerberos
+                                   with a keytab), one per connection
     unwrap(context, body, ctype)   a multipart/encrypted request body -> SOAP bytes
     wrap(context, soap)            SOAP bytes -> (content type, multipart body)
 
@@ -13,11 +15,22 @@ encrypted` with the plain length, then `application/octet-stream` holding
 a 4-byte little-endian signature length, the signature and the sealed data),
 the format pypsrp's `encryption.py` writes and reads.
 
-pyspnego's NTLM acceptor reads credentials only from the file named by the
-`NTLM_USER_FILE` environment variable. The emulator writes its users to a
-private temp file and sets the variable only while it creates or steps an
-acceptor context, under a process-wide lock, restoring the previous value
-after; nothing outlives the call.
+Kerberos through Negotiate (RFC 4559, "SPNEGO-based Kerberos and NTLM HTTP
+Authentication in Microsoft Windows", https://www.rfc-editor.org/rfc/rfc4559):
+the client sends an AP-REQ for the listener's service principal,
+HTTP/<host name>, which the listener decrypts with its own keys, a keytab
+here (on Windows, the computer account's keys: docs/connect-hosts.md). The
+mutual-authentication token (AP-REP) rides back on the 200's
+WWW-Authenticate header, and the same MIME framing carries the messages
+sealed with the Kerberos session key.
+
+pyspnego's acceptors read their credentials from the environment only: the
+NTLM users from the file named by `NTLM_USER_FILE`, the Kerberos keys from
+the keytab named by `KRB5_KTNAME` (MIT's acceptor keytab,
+https://web.mit.edu/kerberos/krb5-latest/doc/admin/env_variables.html). The
+emulator writes its users to a private temp file and sets the variables only
+while it creates or steps an acceptor context, under a process-wide lock,
+restoring the previous values after; nothing outlives the call.
 """
 
 from __future__ import annotations
@@ -30,13 +43,15 @@ import struct
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import spnego
 
 MIME_BOUNDARY = "Encrypted Boundary"
 SPNEGO_ENCRYPTED = "application/HTTP-SPNEGO-session-encrypted"
-_ENV = "NTLM_USER_FILE"
+_NTLM_ENV = "NTLM_USER_FILE"
+_KEYTAB_ENV = "KRB5_KTNAME"
 # Guards os.environ, a process-global resource (not emulator state).
 _ENV_LOCK = threading.Lock()
 
@@ -63,32 +78,40 @@ class BasicAuth:
         return bare if expected is not None and expected == password else None
 
 
-class NtlmAcceptor:
-    """Creates NTLM/Negotiate acceptor contexts for a fixed set of users."""
+class NegotiateAcceptor:
+    """Creates Negotiate acceptor contexts: NTLM for a fixed set of users, and
+    Kerberos for the service principals in `keytab` when one is given."""
 
-    def __init__(self, users: Mapping[str, str]) -> None:
+    def __init__(self, users: Mapping[str, str], *, keytab: Path | None = None) -> None:
         handle, self._path = tempfile.mkstemp(prefix="emulator-ntlm-", suffix=".txt")
         with os.fdopen(handle, "w", encoding="utf-8") as fd:
             for user, password in users.items():
                 # Heimdal format DOMAIN:USER:PASSWORD; empty domain matches any.
                 fd.write(f":{user}:{password}\n")
+        self._keytab = keytab
 
     @contextlib.contextmanager
     def _credentials(self) -> Iterator[None]:
+        values = {_NTLM_ENV: self._path}
+        if self._keytab is not None:
+            values[_KEYTAB_ENV] = f"FILE:{self._keytab.resolve()}"
         with _ENV_LOCK:
-            previous = os.environ.get(_ENV)
-            os.environ[_ENV] = self._path
+            previous = {name: os.environ.get(name) for name in values}
+            os.environ.update(values)
             try:
                 yield
             finally:
-                if previous is None:
-                    os.environ.pop(_ENV, None)
-                else:
-                    os.environ[_ENV] = previous
+                for name, value in previous.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
 
-    def new_context(self) -> Any:
+    def new_context(self, channel_bindings: Any = None) -> Any:
+        """`channel_bindings`: over TLS, the listener's own certificate hash, so a
+        token bound to another certificate (a TLS-terminating relay) is refused."""
         with self._credentials():
-            return spnego.server(protocol="negotiate")
+            return spnego.server(protocol="negotiate", channel_bindings=channel_bindings)
 
     def step(self, context: Any, token: bytes) -> bytes | None:
         """One handshake step; raises spnego errors on bad credentials."""

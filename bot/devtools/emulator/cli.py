@@ -18,7 +18,7 @@ import click
 from bot.devtools.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
 from bot.devtools.emulator.faults import SPEC_HELP
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
-from bot.devtools.emulator.server import DEFAULT_USERS
+from bot.devtools.emulator.server import DEFAULT_USERS, TlsIdentity
 from bot.devtools.hostmodel import (
     HostModelError,
     HostStateStore,
@@ -33,8 +33,9 @@ EPILOG = f"""\
 Faults (--faults SPEC): {SPEC_HELP} Example: --faults latency=50,hang=Checkpoint-VM,refuse
 
 Clients connect with pypsrp: WSMan("127.0.0.1", port=PORT, ssl=False, auth="basic",
-encryption="never", ...) or auth="ntlm" (message encryption on). Without --user the
-login is {next(iter(DEFAULT_USERS))} / {next(iter(DEFAULT_USERS.values()))}.
+encryption="never", ...) or auth="ntlm" (message encryption on); with --keytab,
+auth="kerberos" to HTTP/localhost; with --tls-cert, ssl=True and server "localhost".
+Without --user the login is {next(iter(DEFAULT_USERS))} / {next(iter(DEFAULT_USERS.values()))}.
 """
 
 
@@ -91,6 +92,27 @@ def _store(database: str | None) -> HostStateStore:
     "HTTP), for `hyperv: {backend: winrm}`.",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Serve HTTPS with this PEM certificate (for localhost; needs --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The PEM private key of --tls-cert.",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="With --tls-cert and --write-inventory: the CA the inventory's hosts trust.",
+)
+@click.option(
+    "--keytab",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Accept Kerberos too, with the HTTP/localhost keys in this keytab "
+    "(docs/connect-hosts.md); --write-inventory then writes auth: kerberos.",
+)
+@click.option(
     "--log-file",
     "log_file",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -109,11 +131,20 @@ def emulator(
     password_env: str | None,
     database: str | None,
     write_inventory: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    ca_bundle: Path | None,
+    keytab: Path | None,
     log_file: Path | None,
 ) -> None:
     """Run emulated Hyper-V WinRM endpoints until Ctrl-C or SIGTERM."""
     if host_names and all_hosts:
         raise click.UsageError("--host and --all are exclusive")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if ca_bundle is not None and tls_cert is None:
+        raise click.UsageError("--ca-bundle is for --tls-cert (the CA that issued it)")
+    tls = TlsIdentity(tls_cert, tls_key) if tls_cert and tls_key else None
     if inventory_path is not None and write_inventory is None:
         raise click.UsageError("--inventory is only read for --write-inventory")
     if write_inventory is not None and inventory_path is None:
@@ -144,9 +175,12 @@ def emulator(
         model=model,
         base_port=port,
         users=users,
+        auth=("basic", "ntlm", "kerberos") if keytab else ("basic", "ntlm"),
         latency_ms=latency_ms,
         faults=faults,
         log=log,
+        keytab=keytab,
+        tls=tls,
     )
     done = threading.Event()
 
@@ -164,6 +198,9 @@ def emulator(
                 {n: srv.port for n, srv in fleet.servers.items()},
                 login,
                 password_env or EMULATOR_PASSWORD_ENV,
+                tls=tls is not None,
+                ca_bundle=ca_bundle,
+                kerberos=keytab is not None,
             )
             write_inventory.parent.mkdir(parents=True, exist_ok=True)
             write_inventory.write_text(pointed, encoding="utf-8")

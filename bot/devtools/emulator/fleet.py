@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot.devtools.emulator.faults import Faults
 from bot.devtools.emulator.log import EmulatorLog
-from bot.devtools.emulator.server import EmulatorServer
+from bot.devtools.emulator.server import EmulatorServer, TlsIdentity
 from bot.devtools.hostmodel.host import ModelHost
 from bot.devtools.hostmodel.modelfile import HostModel, seed_missing
 from bot.devtools.hostmodel.store import HostStateStore
@@ -50,6 +51,8 @@ class EmulatedFleet:
         faults: Faults | None = None,
         log: EmulatorLog | None = None,
         clock: Callable[[], datetime] = _now,
+        keytab: Path | None = None,
+        tls: TlsIdentity | None = None,
     ) -> EmulatedFleet:
         if model is not None:
             seed_missing(store, model)
@@ -78,6 +81,8 @@ class EmulatedFleet:
                     latency_ms=latency_ms,
                     faults=faults,
                     log=shared_log,
+                    keytab=keytab,
+                    tls=tls,
                 )
                 servers[name] = server.start()
         except BaseException:

@@ -1,28 +1,52 @@
-"""The emulated WinRM listener: HTTP on 127.0.0.1, `/wsman`, one per host.
+"""The emulated WinRM listener: HTTP or HTTPS on 127.0.0.1, `/wsman`, one per host.
 
     server = EmulatorServer(host, port=0, users={...}, auth=("basic", "ntlm"))
     server.start(); server.url; server.faults = Faults(hang={"Checkpoint-VM"}); server.stop()
+    EmulatorServer(host, auth=("kerberos",), keytab=path, tls=TlsIdentity(cert, key))
 
 Basic (a WinRM listener with AllowUnencrypted and Basic enabled; pypsrp
-`ssl=False, auth="basic", encryption="never"`) and NTLM through Negotiate,
-with or without message encryption (pypsrp `auth="ntlm"`, the default
-`encryption="auto"` encrypts over HTTP). Faults (faults.py) can be changed
-while the server runs. `stop()` closes every connection and shell and joins
-every thread it started.
+`ssl=False, auth="basic", encryption="never"`), NTLM and Kerberos through
+Negotiate, with or without message encryption (pypsrp `auth="ntlm"` or
+`"kerberos"`; the default `encryption="auto"` encrypts over HTTP). `auth`
+says which of them the listener accepts, as WinRM's service settings
+Auth/Basic, Auth/Negotiate and Auth/Kerberos do
+(https://learn.microsoft.com/windows/win32/winrm/installation-and-configuration-for-windows-remote-management).
+With `tls` it is an HTTPS listener: the certificate is the one a WinRM HTTPS
+listener is created with (`New-Item WSMan:\\localhost\\Listener -Transport
+HTTPS -CertificateThumbPrint ...`,
+https://learn.microsoft.com/previous-versions/windows/it-pro/windows-server-2003/cc782312(v=ws.10)),
+and the Negotiate acceptor checks a token's channel binding against that
+certificate (RFC 5929 tls-server-end-point), as WinRM's CbtHardeningLevel does. Faults
+(faults.py) can be changed while the server runs. `stop()` closes every
+connection and shell and joins every thread it started.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from bot.devtools.emulator.auth import BasicAuth, EncryptionError, NtlmAcceptor, unwrap, wrap
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from spnego.channel_bindings import GssChannelBindings
+
+from bot.devtools.emulator.auth import (
+    BasicAuth,
+    EncryptionError,
+    NegotiateAcceptor,
+    unwrap,
+    wrap,
+)
 from bot.devtools.emulator.cmdlets import RunContext
 from bot.devtools.emulator.faults import Faults
 from bot.devtools.emulator.log import EmulatorLog
@@ -33,6 +57,39 @@ from bot.devtools.hostmodel.host import ModelHost
 DEFAULT_USERS = {"hvadmin": "Passw0rd!"}  # a loopback test credential
 LOOPBACK = "127.0.0.1"
 _SOAP = "application/soap+xml;charset=UTF-8"
+AUTHS = frozenset({"basic", "ntlm", "kerberos"})
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """The listener's certificate (PEM, leaf first, then any intermediates) and key."""
+
+    certificate_pem: Path
+    key_pem: Path
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.certificate_pem, self.key_pem)
+        return context
+
+    def channel_bindings(self) -> GssChannelBindings:
+        """RFC 5929 tls-server-end-point: the hash of the leaf certificate
+        (SHA-256 for SHA-1 and SHA-256 signatures, else the signature's hash)."""
+        cert = x509.load_pem_x509_certificate(self.certificate_pem.read_bytes())
+        algorithm = cert.signature_hash_algorithm
+        name = algorithm.name if algorithm is not None else "sha256"
+        digest = hashlib.new("sha256" if name in ("md5", "sha1") else name)
+        digest.update(cert.public_bytes(Encoding.DER))
+        return GssChannelBindings(application_data=b"tls-server-end-point:" + digest.digest())
+
+
+@dataclass(frozen=True)
+class Logon:
+    """Who a Negotiate handshake authenticated, and with which protocol."""
+
+    protocol: str
+    principal: str
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -43,7 +100,19 @@ class _HTTPServer(ThreadingHTTPServer):
         self.emulator = emulator
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.tls = emulator.tls.context() if emulator.tls is not None else None
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake runs on the connection's own thread (its first read),
+            # so a client that refuses the certificate never stalls accept().
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a refused handshake or a dropped peer is the client's business
 
     def close_connections(self) -> None:
         with self.connections_lock:
@@ -53,10 +122,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: NTLM authenticates a connection
+    protocol_version = "HTTP/1.1"  # keep-alive: Negotiate authenticates a connection
     server: _HTTPServer
-    ntlm: Any = None
-    ntlm_user: str | None = None
+    negotiate: Any = None
 
     def setup(self) -> None:
         super().setup()
@@ -93,9 +161,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(body)
 
     def _offers(self) -> list[str]:
+        # The schemes a WinRM listener offers on a 401, one per enabled Auth/*
+        # setting (Negotiate covers NTLM and Kerberos; Kerberos alone is offered
+        # too): https://learn.microsoft.com/windows/win32/winrm/authentication-for-remote-connections
         auth = self.server.emulator.auth
-        return (["Negotiate"] if "ntlm" in auth else []) + (
-            ['Basic realm="WSMAN"'] if "basic" in auth else []
+        return (
+            (["Negotiate"] if auth & {"ntlm", "kerberos"} else [])
+            + (["Kerberos"] if "kerberos" in auth else [])
+            + (['Basic realm="WSMAN"'] if "basic" in auth else [])
         )
 
     def _unauthorized(self, challenges: Iterable[str] | None = None) -> None:
@@ -115,40 +188,50 @@ class _Handler(BaseHTTPRequestHandler):
                 self._unauthorized()
                 return False
             return True
-        if scheme.lower() in ("negotiate", "ntlm") and emulator.ntlm is not None:
-            return self._ntlm_step(value.strip(), scheme)
-        if self.ntlm is not None and self.ntlm.complete:
-            return True  # an NTLM-authenticated connection
+        if scheme.lower() in ("negotiate", "ntlm", "kerberos") and emulator.acceptor is not None:
+            return self._negotiate_step(value.strip(), scheme)
+        if self.negotiate is not None and self.negotiate.complete:
+            return True  # a Negotiate-authenticated connection
         self._unauthorized()
         return False
 
-    def _ntlm_step(self, token: str, scheme: str) -> bool:
-        acceptor = self.server.emulator.ntlm
+    def _negotiate_step(self, token: str, scheme: str) -> bool:
+        emulator = self.server.emulator
+        acceptor = emulator.acceptor
         assert acceptor is not None
         try:
-            if self.ntlm is None or self.ntlm.complete:
-                self.ntlm = acceptor.new_context()
-            out = acceptor.step(self.ntlm, base64.b64decode(token))
+            if self.negotiate is None or self.negotiate.complete:
+                self.negotiate = acceptor.new_context(emulator.channel_bindings)
+            out = acceptor.step(self.negotiate, base64.b64decode(token))
         except Exception:  # any spnego failure is a rejected logon
-            self.ntlm = None
+            self.negotiate = None
             self._unauthorized()
             return False
         challenge = f"{scheme} {base64.b64encode(out).decode()}" if out else None
-        if not self.ntlm.complete:
+        if not self.negotiate.complete:
             self._unauthorized([challenge] if challenge else self._offers())
             return False
-        self.pending_challenge = challenge  # the final SPNEGO token rides on the 200
+        protocol = str(self.negotiate.negotiated_protocol).lower()
+        if protocol not in emulator.auth:
+            # Negotiate picked a protocol this listener has switched off
+            # (Auth/Kerberos or NTLM through Auth/Negotiate).
+            self.negotiate = None
+            self._unauthorized()
+            return False
+        principal = getattr(self.negotiate, "client_principal", None) or ""
+        emulator.record_logon(Logon(protocol=protocol, principal=str(principal)))
+        self.pending_challenge = challenge  # the final token (AP-REP) rides on the 200
         return True
 
     def _serve(self, body: bytes) -> None:
         content_type = self.headers.get("Content-Type", "")
         encrypted = content_type.lower().startswith("multipart/encrypted")
         if encrypted:
-            if self.ntlm is None or not self.ntlm.complete:
+            if self.negotiate is None or not self.negotiate.complete:
                 self._unauthorized()
                 return
             try:
-                body = unwrap(self.ntlm, body, content_type)
+                body = unwrap(self.negotiate, body, content_type)
             except (EncryptionError, ValueError, Exception):
                 self._reply(400, b"", "text/plain")
                 return
@@ -158,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status, answer = self.server.emulator.wsman.handle(body)
         if encrypted:
-            kind, answer = wrap(self.ntlm, answer)
+            kind, answer = wrap(self.negotiate, answer)
             self._reply(status, answer, kind)
         else:
             self._reply(status, answer, _SOAP)
@@ -192,17 +275,28 @@ class EmulatorServer:
         latency_ms: int = 0,
         faults: Faults | None = None,
         log: EmulatorLog | None = None,
+        keytab: Path | None = None,
+        tls: TlsIdentity | None = None,
     ) -> None:
         self.host = host
         self.auth = frozenset(a.lower() for a in auth)
-        unknown = self.auth - {"basic", "ntlm"}
+        unknown = self.auth - AUTHS
         if unknown:
-            raise ValueError(f"unsupported auth {sorted(unknown)}; use basic and/or ntlm")
+            raise ValueError(
+                f"unsupported auth {sorted(unknown)}; use any of {', '.join(sorted(AUTHS))}"
+            )
+        if "kerberos" in self.auth and keytab is None:
+            raise ValueError("kerberos auth needs keytab= (the HTTP/<host> service keys)")
         self.users = dict(users if users is not None else DEFAULT_USERS)
         self.latency_ms = latency_ms
         self.log = log if log is not None else EmulatorLog()
         self.basic = BasicAuth(self.users)
-        self.ntlm: NtlmAcceptor | None = None
+        self.keytab = keytab
+        self.tls = tls
+        self.channel_bindings = tls.channel_bindings() if tls is not None else None
+        self.acceptor: NegotiateAcceptor | None = None
+        self.logons: list[Logon] = []
+        self._logons_lock = threading.Lock()
         self.stopping = threading.Event()
         self.wsman = WSManService(host.name, self._new_session)
         self._faults = faults or Faults()
@@ -232,6 +326,11 @@ class EmulatorServer:
     def unauthorized_now(self) -> bool:
         return self._faults.unauthorized
 
+    def record_logon(self, logon: Logon) -> None:
+        # Its own lock: stop() holds _lock while it joins the handler threads.
+        with self._logons_lock:
+            self.logons.append(logon)
+
     # -- faults ---------------------------------------------------------------
 
     @property
@@ -257,14 +356,15 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self._port}/wsman"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{LOOPBACK}:{self._port}/wsman"
 
     def start(self) -> EmulatorServer:
         with self._lock:
             if self._started:
                 return self
-            if "ntlm" in self.auth:
-                self.ntlm = NtlmAcceptor(self.users)
+            if self.auth & {"ntlm", "kerberos"}:
+                self.acceptor = NegotiateAcceptor(self.users, keytab=self.keytab)
             self.stopping.clear()
             self._started = True
             self._port = self._requested_port
@@ -308,9 +408,9 @@ class EmulatorServer:
             # Closing the shells wakes long-polling Receives and stops pipelines.
             self.wsman.close()
             self._stop_listening()
-            if self.ntlm is not None:
-                self.ntlm.close()
-                self.ntlm = None
+            if self.acceptor is not None:
+                self.acceptor.close()
+                self.acceptor = None
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

@@ -17,8 +17,13 @@ Messages never contain credentials: pypsrp's own texts name the user at most.
 
 from __future__ import annotations
 
+import re
+
 import requests
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+
+# pyspnego raises these from inside the HTTP handshake (Kerberos, NTLM).
+from spnego.exceptions import SpnegoError
 
 from bot.hyperv.errors import (
     CheckpointLimitReached,
@@ -166,11 +171,9 @@ def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return HostTimeout(f"{what}: no answer in time", host=host, category="OperationTimeout")
     if isinstance(exc, requests.exceptions.SSLError):
-        return HostUnreachable(
-            f"{what}: TLS failed (is the certificate trusted? set ca_bundle): {_first_line(exc)}",
-            host=host,
-            category="SecurityError",
-        )
+        return HostUnreachable(f"{what}: {tls_problem(exc)}", host=host, category="SecurityError")
+    if _is_kerberos_error(exc):
+        return HostAuthError(f"{what}: {kerberos_problem(exc)}", host=host)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return HostUnreachable(f"{what}: connection timed out", host=host, category="OpenError")
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -196,7 +199,106 @@ def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    return isinstance(exc, WinRMError | requests.exceptions.RequestException)
+    return isinstance(exc, WinRMError | requests.exceptions.RequestException) or _is_kerberos_error(
+        exc
+    )
+
+
+def _is_kerberos_error(exc: BaseException) -> bool:
+    """pyspnego's errors, and the `krb5` package's own (pyspnego gets a ticket
+    with a password or a keytab through it, and lets its errors through)."""
+    if isinstance(exc, SpnegoError):
+        return True
+    try:  # the kerberos extra is optional: without it there are no such errors
+        from krb5 import Krb5Error
+    except ImportError:
+        return False
+    return isinstance(exc, Krb5Error)
+
+
+# OpenSSL's verify errors (https://docs.openssl.org/master/man1/openssl-verification-options/)
+# as Python's ssl module words them, most specific first -> what to tell the operator.
+_TLS_PROBLEMS: tuple[tuple[str, str], ...] = (
+    (
+        "hostname mismatch",
+        "the host's certificate is not valid for this name; set address: to a name the "
+        "certificate holds (its subject alternative names), or issue the WinRM HTTPS "
+        "listener a certificate for this name",
+    ),
+    ("certificate has expired", "the host's certificate has expired; renew it on the host"),
+    (
+        "certificate verify failed",
+        "the host's certificate is not trusted (not issued by a CA in the trust used); set "
+        "ca_bundle: to the PEM file of the CA that issued the host's WinRM certificate",
+    ),
+    (
+        "wrong version number",
+        "the port does not speak TLS; is it the HTTP listener (5985)? use transport: http "
+        "or the HTTPS listener's port (5986)",
+    ),
+)
+
+
+def tls_problem(exc: BaseException) -> str:
+    """One line naming what failed in the TLS handshake and what to set."""
+    detail = _verify_detail(exc)
+    folded = str(exc).lower()
+    for fragment, advice in _TLS_PROBLEMS:
+        if fragment in folded:
+            return f"TLS failed: {advice} ({detail})"
+    return f"TLS failed: {detail}"
+
+
+def _verify_detail(exc: BaseException) -> str:
+    """OpenSSL's reason, without requests' connection-pool wrapping."""
+    text_ = str(exc)
+    start = text_.find("certificate verify failed")
+    if start < 0:
+        start = text_.find("[SSL")
+    if start < 0:
+        return _first_line(exc)
+    end = text_.find(" (_ssl.c", start)
+    return text_[start : end if end > 0 else start + 200].strip("'\\") or _first_line(exc)
+
+
+# GSSAPI's words (MIT krb5 error table) -> what usually causes them.
+_KERBEROS_HINTS: tuple[tuple[str, str], ...] = (
+    (
+        "not found in kerberos database",
+        "the realm has no service principal HTTP/<address>: register it (setspn -S "
+        "HTTP/<fqdn> <host>) or set address: to the name it is registered for",
+    ),
+    (
+        "no kerberos credentials",
+        "the bot has no ticket: run kinit, or set KRB5_CLIENT_KTNAME / keytab_file to its keytab",
+    ),
+    ("cannot contact any kdc", "no KDC answered: check krb5.conf's [realms] kdc"),
+    ("clock skew", "the clocks of the bot, the KDC and the host differ by more than 5 minutes"),
+    ("ticket expired", "the ticket expired: kinit again, or use a keytab"),
+    (
+        "preauthentication failed",
+        "the password or keytab does not match the principal's keys (was it changed?)",
+    ),
+    (
+        "decrypt integrity check failed",
+        "the password or keytab does not match the principal's keys (was it changed?)",
+    ),
+)
+
+
+# pyspnego words a GSSAPI failure "... Minor (N): <the mechanism's reason>, Context: ...".
+_GSS_MINOR = re.compile(r"Minor \(\d+\): (.*?)(?:, Context:|$)")
+
+
+def kerberos_problem(exc: BaseException) -> str:
+    """pyspnego's error as one line, with a hint when GSSAPI's reason is known."""
+    minor = _GSS_MINOR.search(str(exc))
+    detail = minor.group(1).strip() if minor else _first_line(exc)
+    folded = str(exc).lower()
+    for fragment, hint in _KERBEROS_HINTS:
+        if fragment in folded:
+            return f"Kerberos authentication failed: {hint} ({detail})"
+    return f"Kerberos authentication failed: {detail}"
 
 
 def _first_line(exc: BaseException) -> str:
