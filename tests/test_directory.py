@@ -71,7 +71,7 @@ def test_an_error_from_slack_is_unavailable_not_no_groups(error: str, tmp_path: 
     with FakeSlackApi(usergroups=GROUPS) as api:
         api.failing["usergroups.list"] = error
         directory = PolicyGroups(SlackDirectory(_client(api)), _grouped(tmp_path))
-        with pytest.raises(GroupsUnavailable, match=f"could not resolve .* of U0BOB .*{error}"):
+        with pytest.raises(GroupsUnavailable, match=f"could not resolve .* of <@U0BOB> .*{error}"):
             directory.groups_of("U0BOB", TEAM)
 
 

@@ -494,11 +494,14 @@ windows:
     duration: 2h
     timezone: UTC
     scope: {{names: [WEB01]}}
+    # Nothing is scheduled: every notice is asked for, so there is one to dedupe.
+    notices: {{always: true}}
   - name: mp-soon
     cron: "{soon_cron}"
     duration: 2h
     timezone: UTC
     scope: {{names: [WEB02]}}
+    notices: {{always: true}}
 """
 
 

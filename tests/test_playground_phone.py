@@ -133,7 +133,7 @@ def test_a_tablet_with_a_thread_open(page: Page) -> None:
     expect(root.get_by_test_id("open-thread")).to_be_visible(timeout=WAIT_MS)
     root.get_by_test_id("open-thread").click()
     thread = page.get_by_test_id("thread-pane")
-    expect(thread).to_contain_text("requested by @alice", timeout=WAIT_MS)
+    expect(thread).to_contain_text("created by checkpoint-bot", timeout=WAIT_MS)
     no_sideways_scroll(page)
     # Full width: a reply's text column is wide, so words wrap as words.
     body = thread.locator(".msg-body").first.bounding_box()
@@ -160,7 +160,7 @@ def test_a_small_laptop_shows_channel_and_thread_side_by_side(page: Page) -> Non
     )
     root.get_by_test_id("open-thread").click()
     thread = page.get_by_test_id("thread-pane")
-    expect(thread).to_contain_text("requested by @alice", timeout=WAIT_MS)
+    expect(thread).to_contain_text("created by checkpoint-bot", timeout=WAIT_MS)
     no_sideways_scroll(page)
     channel = page.get_by_test_id("channel-messages").locator(".msg-body").first.bounding_box()
     pane = thread.bounding_box()

@@ -56,8 +56,8 @@ def vm_facts(name: str, *, checkpoints: int = 0, **disc: Any) -> VMFacts:
     """What a healthy host would report for the demo VM `name` (override with `disc`)."""
     inv = demo()
     vm = inv.vm(name)
-    assert vm.volume is not None
-    volume = inv.host(vm.host).volume(vm.volume)
+    # The VM's own host's volume, or its cluster's shared volume (a CSV).
+    volume = inv.volume_for(vm)
     assert volume is not None
     found = VMFacts(
         vm=VMInfo(vm.vm_id, vm.name, vm.host, VMState.Running, vm.checkpoint_type),
