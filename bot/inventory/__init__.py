@@ -4,6 +4,7 @@ from bot.inventory.errors import (
     InvalidName,
     InventoryError,
     InventoryLookupError,
+    UnknownGroup,
     UnknownHost,
     UnknownVM,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "InventoryLookupError",
     "Role",
     "Transport",
+    "UnknownGroup",
     "UnknownHost",
     "UnknownVM",
     "VMDisks",

@@ -13,6 +13,15 @@ from bot.service.backups import (
     downgrade_schema,
     plan_downgrade,
 )
+from bot.service.batches import (
+    BatchOutcome,
+    BatchPreview,
+    Candidate,
+    create_batch,
+    list_batches,
+    preview_batch,
+    show_batch,
+)
 from bot.service.binding import (
     APPROVAL_ACTIONS,
     Ambiguous,
@@ -53,6 +62,7 @@ from bot.service.requests import (
     start_vm,
 )
 from bot.service.schema import upgrade_schema
+from bot.service.selection import Selection
 from bot.service.sweep import SweepTask, run_sweep, size_history
 from bot.service.sweep_views import parse_orphan_value
 from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
@@ -68,6 +78,9 @@ __all__ = [
     "AuditFilter",
     "BackupReport",
     "BadRequest",
+    "BatchOutcome",
+    "BatchPreview",
+    "Candidate",
     "Card",
     "CheckpointListing",
     "Conflict",
@@ -80,6 +93,7 @@ __all__ = [
     "Outcome",
     "Principal",
     "Reconciler",
+    "Selection",
     "ServiceError",
     "SettingsOutcome",
     "Stale",
@@ -95,12 +109,14 @@ __all__ = [
     "change_settings",
     "check_card",
     "committed_writes",
+    "create_batch",
     "delivery_keys",
     "downgrade_schema",
     "due_notices",
     "explain",
     "export_audit",
     "extend",
+    "list_batches",
     "list_checkpoints",
     "locate_checkpoint",
     "merge",
@@ -109,12 +125,14 @@ __all__ = [
     "parse_filter",
     "parse_orphan_value",
     "plan_downgrade",
+    "preview_batch",
     "reject",
     "request_checkpoint",
     "resolve",
     "rollback",
     "run_sweep",
     "settled_words",
+    "show_batch",
     "show_change",
     "show_settings",
     "size_history",
