@@ -51,7 +51,7 @@ def ctx(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
 
 def test_a_selection_resolves_names_groups_hosts_and_tags(ctx: AppContext) -> None:
     def names(sel: Selection) -> list[str]:
-        return [c.vm for c in preview_batch(ctx, sel, requester="alice").candidates]
+        return [c.vm for c in preview_batch(ctx, sel, requester="alice", reason="wave").candidates]
 
     assert names(Selection.of(["web01", "WEB02", "WEB01"])) == ["WEB01", "WEB02"]
     assert names(Selection.of(groups=["web-tier"])) == ["WEB01", "WEB02", "APP01"]
@@ -88,7 +88,7 @@ def test_a_bad_tag_says_what_is_right() -> None:
 
 def test_a_batch_records_its_members_as_ordinary_changes(ctx: AppContext) -> None:
     selection = Selection.of(["WEB01", "WEB02", "CORP-DC01"])
-    preview = preview_batch(ctx, selection, requester="alice")
+    preview = preview_batch(ctx, selection, requester="alice", reason="wave")
     assert preview.summary().startswith("3 VMs: 2 can be checkpointed, 1 is refused (CORP-DC01: ")
     assert "domain controller" in preview.summary()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from bot.cli.admin_cmds import audit, db, inventory, policy, worker
+from bot.cli.batch_cmds import batch
 from bot.cli.checkpoint_cmds import change, checkpoint
 from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.followup_cmds import reconcile_cmd, resolve_cmd, windows_cmd
@@ -85,6 +86,7 @@ def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> No
 for command in (
     checkpoint,
     change,
+    batch,
     inventory,
     audit,
     db,

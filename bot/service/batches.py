@@ -130,12 +130,17 @@ def preview_batch(
     selection: Selection,
     *,
     requester: str | Principal,
+    reason: str | None,
     checkpoint_type: str | None = None,
+    ttl: str | None = None,
 ) -> BatchPreview:
-    """Resolve the selection and ask the policy about each VM; records nothing."""
+    """Check what was typed, resolve the selection and ask the policy about
+    each VM; records nothing. The reason is checked here too, so a person is
+    never asked to confirm a wave that would then be refused for it."""
     who = as_principal(requester)
+    _, kind, _ = validate_create(ctx, reason, checkpoint_type, ttl)
     vms = resolve(ctx.inventory, selection, maximum=ctx.settings.batches.max_vms)
-    return BatchPreview(selection, tuple(_candidate(ctx, vm, who, checkpoint_type) for vm in vms))
+    return BatchPreview(selection, tuple(_candidate(ctx, vm, who, kind) for vm in vms))
 
 
 def create_batch(
@@ -157,7 +162,7 @@ def create_batch(
     the others."""
     who = as_principal(requester)
     text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl)
-    preview = preview_batch(ctx, selection, requester=who, checkpoint_type=kind)
+    preview = preview_batch(ctx, selection, requester=who, reason=text, checkpoint_type=kind)
     ttl_seconds = int((lifetime or ctx.settings.defaults.ttl).total_seconds())
     now = ctx.clock()
     with session_scope(ctx.engine) as s:
