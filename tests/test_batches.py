@@ -20,17 +20,23 @@ from bot.context import AppContext, build_context
 from bot.inventory import InventoryError, demo_inventory_path, parse_inventory
 from bot.service import (
     BadRequest,
+    Conflict,
     NotFound,
     Selection,
+    approve_batch,
     create_batch,
     export_audit,
     list_batches,
+    merge_batch,
     preview_batch,
+    rollback_batch,
     show_batch,
     stream_audit,
 )
+from bot.service.batch_actions import strictest
 from bot.store.db import session_scope
 from bot.store.models import Change, Job
+from policies import ApprovalRequirement, Decision, Verdict
 from tests.helpers import T0, settings_for
 
 WAIT = 30.0
@@ -147,3 +153,61 @@ def test_inventory_groups_name_known_vms_with_their_line() -> None:
     doubled = demo_inventory_path().read_text().replace("[WEB01, WEB02,", "[WEB01, web01,")
     with pytest.raises(InventoryError, match="listed twice"):
         parse_inventory(doubled, "inventory.yaml")
+
+
+def _settle(ctx: AppContext, job_ids: list[int]) -> None:
+    for job_id in job_ids:
+        assert ctx.ledger.wait(job_id, timeout=WAIT).state in ("succeeded", "failed")
+
+
+def test_a_wave_is_rolled_back_with_one_approval_then_merged(ctx: AppContext) -> None:
+    out = create_batch(
+        ctx, Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]), reason="wave", requester="alice"
+    )
+    _settle(ctx, [o.job_id for o in out.outcomes if o.job_id is not None])
+    ref = out.batch.ref
+
+    # WEB01 is prod: its rollback needs an approver, so the whole batch's does.
+    asked = rollback_batch(ctx, ref, requester="alice")
+    assert asked.decision.verdict.value == "needs_approval" and asked.job_ids == []
+    results = {m.vm: m.result.value for m in asked.members}
+    assert results == {
+        "WEB01": "awaits_approval",
+        "STG-WEB01": "awaits_approval",
+        "CORP-DC01": "skipped",
+    }
+    assert show_batch(ctx, ref).state.value == "active"
+    # The requester is never an approver: nothing is approved, each says why.
+    mine = approve_batch(ctx, ref, approver="alice")
+    assert mine.outcomes == () and len(mine.problems) == 2
+    assert all("requester" in why for _, why in mine.problems)
+
+    approved = approve_batch(ctx, ref, approver="bob")
+    assert len(approved.job_ids) == 2
+    _settle(ctx, approved.job_ids)
+    batch = show_batch(ctx, ref)
+    assert batch.state.value == "rolled_back", batch.members
+    kinds = [e.kind for e in batch.events]
+    assert kinds == ["requested", "members_recorded", "rollback_awaits_approval"]
+
+    kept = merge_batch(ctx, ref, requester="alice")
+    assert kept.decision.verdict.value == "allow" and len(kept.job_ids) == 2
+    _settle(ctx, kept.job_ids)
+    assert show_batch(ctx, ref).state.value == "done"
+    with pytest.raises(Conflict, match="no member to roll back: WEB01 is merged, STG-WEB01 is merged, CORP-DC01 is denied"):
+        rollback_batch(ctx, ref, requester="alice")
+
+
+def test_the_strictest_decision_wins() -> None:
+    def need(required: int, users: tuple[str, ...]) -> Decision:
+        return Decision(
+            Verdict.NEEDS_APPROVAL, (), approval=ApprovalRequirement(required, users=users)
+        )
+
+    allow, deny = Decision(Verdict.ALLOW, ()), Decision(Verdict.DENY, ())
+    one_anyone, two, one_named = need(1, ("*",)), need(2, ("*",)), need(1, ("carol",))
+    assert strictest([allow, one_anyone, allow]) is one_anyone
+    assert strictest([one_anyone, two, one_named]) is two
+    assert strictest([one_anyone, one_named]) is one_named
+    assert strictest([two, deny, allow]) is deny
+    assert strictest([allow]) is allow

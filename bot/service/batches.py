@@ -23,7 +23,7 @@ from bot.service.errors import BadRequest, NotFound, ServiceError
 from bot.service.requests import Outcome, request_checkpoint, validate_create
 from bot.service.selection import Selection, resolve
 from bot.store.db import session_scope
-from bot.store.models import Batch, BatchEvent, Change, batch_ref
+from bot.store.models import Batch, BatchEvent, Change, ChangeEvent, batch_ref
 from policies import Action, Decision, Verdict
 
 if TYPE_CHECKING:
@@ -236,17 +236,33 @@ def _members(s: Session, batch_id: int) -> list[MemberView]:
     changes = s.exec(
         select(Change).where(col(Change.batch_id) == batch_id).order_by(col(Change.id))
     ).all()
-    return [MemberView.of(c, _note(c)) for c in changes]
+    ids = [c.id for c in changes]
+    events = s.exec(
+        select(ChangeEvent)
+        .where(col(ChangeEvent.change_id).in_(ids))
+        .order_by(col(ChangeEvent.change_id), col(ChangeEvent.seq))
+    ).all()
+    by_change: dict[int, list[ChangeEvent]] = {}
+    for e in events:
+        by_change.setdefault(e.change_id, []).append(e)
+    return [MemberView.of(c, _note(c, by_change.get(c.id or 0, []))) for c in changes]
 
 
-def _note(c: Change) -> str | None:
-    """A refused member's reasons (the policy's words), else nothing."""
+def _note(c: Change, events: list[ChangeEvent]) -> str | None:
+    """A refused member's reasons (the policy's words), or the failure that
+    put a member where it is (a restore that failed leaves it active), as
+    `ChangeView.last_error` reads it; else nothing."""
     if c.state in ("denied", "rejected", "expired"):
         rules = c.decision.get("rules", [])
         fired = [
             r.get("message", "") for r in rules if r.get("fired") and r.get("effect") != "warn"
         ]
         return "; ".join(m for m in fired if m) or c.state
+    for e in reversed(events):
+        if e.kind.endswith("failed") or e.kind == "interrupt":
+            return e.message
+        if e.to_state:
+            return None
     return None
 
 

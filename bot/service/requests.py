@@ -267,7 +267,7 @@ def find_change(ctx: ServiceDeps, ref: str) -> int:
     return change_id
 
 
-def _pending(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
+def pending_request(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
     return s.exec(
         select(ApprovalRequest).where(
             ApprovalRequest.change_id == change_id,
@@ -378,7 +378,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                     details=decision.to_dict(),
                 )
                 return Outcome(ChangeView.of(change), decision)
-            pending = _pending(s, change_id, action.value)
+            pending = pending_request(s, change_id, action.value)
             if pending is None:
                 pending = open_approval(s, change, action.value, who, decision, now)
                 assert decision.approval is not None
