@@ -10,9 +10,12 @@ from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.service import (
     BatchOutcome,
     Selection,
+    approve_batch,
     create_batch,
     list_batches,
+    merge_batch,
     preview_batch,
+    rollback_batch,
     show_batch,
 )
 
@@ -140,3 +143,139 @@ def list_cmd(rt: Runtime, limit: int, as_json: bool) -> None:
         echo_json({"batches": [v.to_dict() for v in views]})
     else:
         rt.out("cli/batches.txt.j2", batches=views)
+
+
+def _wait_jobs(rt: Runtime, ref: str, job_ids: list[int], what: str) -> BatchView:
+    ctx = rt.ctx
+    if job_ids:
+        ctx.start_workers()
+        progress(f"{ref}: {what} of {len(job_ids)} VMs is running…")
+    for job_id in job_ids:
+        job = ctx.ledger.get(job_id)
+        budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
+        ctx.ledger.wait(job_id, timeout=max(budget, 0) + 30)
+    return show_batch(ctx, ref)
+
+
+def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool) -> None:
+    """A rollback loses what each VM wrote since its checkpoint: say so per
+    VM and ask (unless --yes)."""
+    view = show_batch(rt.ctx, ref)
+    members = [m for m in view.members if m.state in _ELIGIBLE[action]]
+    if action == "rollback":
+        click.echo(f"{view.ref}: rolling back restores {len(members)} VMs to their checkpoints:")
+        for m in members:
+            click.echo(
+                f"  {m.vm_name} on {m.host}: everything written since {m.change}'s "
+                "checkpoint is lost"
+            )
+    else:
+        click.echo(f"{view.ref}: merging keeps the changes of {len(members)} VMs:")
+        for m in members:
+            click.echo(f"  {m.vm_name} on {m.host}: {m.change}'s checkpoint is deleted")
+    if members and not yes and not click.confirm("Go ahead?", default=False, err=True):
+        progress("nothing was done")
+        raise SystemExit(EXIT_REFUSED)
+
+
+_ELIGIBLE = {"rollback": {"active"}, "merge": {"active", "rolled_back"}}
+_GOAL = {"rollback": "rolled_back", "merge": "done"}
+
+
+def _batch_action(
+    rt: Runtime, ref: str, action: str, *, yes: bool, no_wait: bool, as_json: bool
+) -> None:
+    _confirm_loss(rt, ref, action, yes)
+    call = rollback_batch if action == "rollback" else merge_batch
+    result = call(rt.ctx, ref, requester=rt.principal)
+    view = result.batch
+    waited = not no_wait and bool(result.job_ids)
+    if waited:
+        view = _wait_jobs(rt, view.ref, result.job_ids, action)
+    if as_json:
+        echo_json(
+            {
+                **view.to_dict(),
+                "action": action,
+                "decision": result.decision.to_dict(),
+                "members_acted": [
+                    {"change": m.change, "vm": m.vm, "result": m.result.value, "detail": m.detail}
+                    for m in result.members
+                ],
+            }
+        )
+    else:
+        d = result.decision
+        if d.verdict.value == "deny":
+            click.echo(f"{view.ref}: {action} REFUSED — nothing was started")
+            for reason in d.reasons:
+                click.echo(f"  ✗ {reason}")
+        elif d.verdict.value == "needs_approval" and d.approval is not None:
+            click.echo(
+                f"{view.ref}: {action} WAITING FOR APPROVAL — needs {d.approval.describe()} "
+                "(what its strictest member's needs)"
+            )
+            click.echo(f"An approver runs: checkpoint-bot batch approve {view.ref}")
+        render_batch(rt, view, events=False)
+        for m in result.members:
+            if m.result.value == "not_started":
+                click.echo(f"  ! {m.vm} ({m.change}) was not started: {m.detail}")
+    if result.refused or (waited and view.state.value != _GOAL[action]):
+        raise SystemExit(EXIT_REFUSED)
+
+
+_YES = click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm.")
+_NO_WAIT = click.option("--no-wait", is_flag=True, help="Return at once; workers run it.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@batch.command("rollback")
+@click.argument("ref", metavar="BAT-n")
+@_YES
+@_NO_WAIT
+@_JSON
+@pass_runtime
+def rollback_cmd(rt: Runtime, ref: str, yes: bool, no_wait: bool, as_json: bool) -> None:
+    """Roll back every active member of a batch. It needs what its
+    strictest member's rollback needs; a member whose restore fails is
+    shown, the others complete."""
+    _batch_action(rt, ref, "rollback", yes=yes, no_wait=no_wait, as_json=as_json)
+
+
+@batch.command("merge")
+@click.argument("ref", metavar="BAT-n")
+@_YES
+@_NO_WAIT
+@_JSON
+@pass_runtime
+def merge_cmd(rt: Runtime, ref: str, yes: bool, no_wait: bool, as_json: bool) -> None:
+    """Keep the changes: merge every member that still holds its checkpoint."""
+    _batch_action(rt, ref, "merge", yes=yes, no_wait=no_wait, as_json=as_json)
+
+
+@batch.command("approve")
+@click.argument("ref", metavar="BAT-n")
+@_NO_WAIT
+@_JSON
+@pass_runtime
+def approve_cmd(rt: Runtime, ref: str, no_wait: bool, as_json: bool) -> None:
+    """Approve what the members of a batch wait for (a rollback or merge of
+    all, or their checkpoints), member by member as ordinary approvals."""
+    result = approve_batch(rt.ctx, ref, approver=rt.principal)
+    view = result.batch
+    if not no_wait and result.job_ids:
+        view = _wait_jobs(rt, view.ref, result.job_ids, "the approved work")
+    if as_json:
+        echo_json(
+            {
+                **view.to_dict(),
+                "approved": [o.change.ref for o in result.outcomes],
+                "problems": dict(result.problems),
+            }
+        )
+    else:
+        render_batch(rt, view, events=False)
+        for vm, why in result.problems:
+            click.echo(f"  ! {vm}: {why}")
+    if result.problems or view.state.value in _BAD_BATCH_STATES:
+        raise SystemExit(EXIT_REFUSED)
