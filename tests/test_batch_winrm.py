@@ -5,6 +5,8 @@ emulator's own log of what each host was asked, and when, proves."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +26,7 @@ from bot.devtools.emulator.log import LogEntry
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.inventory import demo_inventory_path, load_inventory
-from bot.service import Selection, create_batch, show_batch
+from bot.service import Selection, approve_batch, create_batch, rollback_batch, show_batch
 from tests.helpers import T0
 
 PASSWORD = "Passw0rd!"
@@ -190,3 +192,59 @@ def test_a_wave_takes_8_of_10_with_at_most_2_at_once_per_host(
     # The refused members never reached a host's Checkpoint-VM.
     names = " ".join(str(e.parameters) for e in calls)
     assert "CHG-0001 " not in names and names.count("KB5044284 patch wave") == 8
+
+
+def test_roll_back_all_restores_every_member_but_the_one_hyperv_refuses(
+    wave: tuple[AppContext, EmulatedFleet],
+) -> None:
+    ctx, fleet = wave
+    ctx.start_workers()
+    out = create_batch(ctx, Selection.of(WAVE), reason="KB5044284 patch wave", requester="alice")
+    for o in out.outcomes:
+        if o.job_id is not None:
+            assert ctx.ledger.wait(o.job_id, timeout=120).state == "succeeded"
+    ref = out.batch.ref
+
+    # Prod members' rollbacks need an approver: so does the batch's, once.
+    asked = rollback_batch(ctx, ref, requester="alice")
+    assert asked.decision.verdict.value == "needs_approval"
+    assert Counter(m.result.value for m in asked.members) == {
+        "awaits_approval": 8,
+        "skipped": 2,
+    }
+    assert "Restore-VMSnapshot" not in {e.cmdlet for e in fleet.log.entries}
+
+    # Meanwhile an admin keeps deleting checkpoints of WEB03 in Hyper-V
+    # Manager: its disks are merging, and Hyper-V refuses to restore then.
+    hv02 = fleet.servers["HV02"].host
+    web03 = EXTRA["HV02"][1]
+    stop = threading.Event()
+
+    def keep_merging() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):  # refused while a merge runs
+                hv02.remove_behind_back(hv02.checkpoint_vm(web03, "admin's own").id)
+            stop.wait(1.0)
+
+    admin = threading.Thread(target=keep_merging, daemon=True)
+    admin.start()
+    try:
+        approved = approve_batch(ctx, ref, approver="bob")
+        assert len(approved.job_ids) == 8 and approved.problems == ()
+        for job_id in approved.job_ids:
+            ctx.ledger.wait(job_id, timeout=120)
+    finally:
+        stop.set()
+        admin.join()
+
+    batch = show_batch(ctx, ref)
+    states = {m.vm_name: m.state for m in batch.members}
+    assert states.pop("WEB03") == "active"  # its checkpoint is still there
+    assert states.pop("CORP-DC01") == states.pop("SAN-VM01") == "denied"
+    assert set(states.values()) == {"rolled_back"} and len(states) == 7
+    failed = next(m for m in batch.members if m.vm_name == "WEB03")
+    assert failed.note and "merg" in failed.note.lower(), failed
+    assert batch.state.value == "mixed"
+    # Each member was asked once: a failed restore is never retried blindly.
+    restores = [e for e in fleet.log.entries if e.cmdlet == "Restore-VMSnapshot"]
+    assert Counter(e.host for e in restores) == {"HV01": 3, "HV02": 2, "HV03": 3}
