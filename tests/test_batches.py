@@ -188,7 +188,7 @@ def test_a_wave_is_rolled_back_with_one_approval_then_merged(ctx: AppContext) ->
     batch = show_batch(ctx, ref)
     assert batch.state.value == "rolled_back", batch.members
     kinds = [e.kind for e in batch.events]
-    assert kinds == ["requested", "members_recorded", "rollback_awaits_approval"]
+    assert kinds == ["requested", "members_recorded", "rollback_awaits_approval", "approved"]
 
     kept = merge_batch(ctx, ref, requester="alice")
     assert kept.decision.verdict.value == "allow" and len(kept.job_ids) == 2

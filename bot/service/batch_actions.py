@@ -278,4 +278,20 @@ def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> B
             problems.append((m.vm_name, exc.message))
     if not outcomes and not problems:
         raise Conflict(f"nothing of {batch_ref(batch.id)} waits for approval")
+    if outcomes:
+        with session_scope(ctx.engine) as s:
+            batch_note(
+                s,
+                get_batch(s, batch.id),
+                kind="approved",
+                actor=who.id,
+                actor_team=who.team,
+                now=ctx.clock(),
+                message=f"{who.id} approved what {len(outcomes)} members waited for"
+                + (f"; {len(problems)} could not be approved" if problems else ""),
+                details={
+                    "approved": [o.change.ref for o in outcomes],
+                    "problems": dict(problems),
+                },
+            )
     return BatchApproval(show_batch(ctx, ref), tuple(outcomes), tuple(problems))
