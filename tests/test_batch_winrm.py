@@ -248,3 +248,28 @@ def test_roll_back_all_restores_every_member_but_the_one_hyperv_refuses(
     # Each member was asked once: a failed restore is never retried blindly.
     restores = [e for e in fleet.log.entries if e.cmdlet == "Restore-VMSnapshot"]
     assert Counter(e.host for e in restores) == {"HV01": 3, "HV02": 2, "HV03": 3}
+
+
+def test_a_host_that_does_not_answer_fails_closed_and_stops_no_other_member(
+    wave: tuple[AppContext, EmulatedFleet],
+) -> None:
+    ctx, fleet = wave
+    ctx.start_workers()
+    fleet.servers["HV03"].faults = Faults(refuse=True)
+    out = create_batch(
+        ctx, Selection.of(["WEB01", "STG-WEB01", "WEB02"]), reason="wave", requester="alice"
+    )
+    # Unknown facts fail closed: STG-WEB01 counts as refused, never as takeable.
+    summary = out.preview.summary()
+    assert summary.startswith("3 VMs: 2 can be checkpointed, 1 is refused (STG-WEB01: "), summary
+    assert [vm for vm, _ in out.not_recorded] == ["STG-WEB01"]
+    for o in out.outcomes:
+        assert o.job_id is not None
+        assert ctx.ledger.wait(o.job_id, timeout=120).state == "succeeded"
+    batch = show_batch(ctx, out.batch.ref)
+    assert [(m.vm_name, m.state) for m in batch.members] == [
+        ("WEB01", "active"),
+        ("WEB02", "active"),
+    ]
+    assert "STG-WEB01" in batch.events[-1].message
+    assert not any(e.host == "HV03" for e in fleet.log.entries)
