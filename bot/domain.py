@@ -71,6 +71,12 @@ _REF_WRITTEN = re.compile(r"CHG-([0-9]{1,9})\b")
 REF_WRITTEN_PATTERN = r"CHG-[0-9]+"
 
 
+def ref_text(change_id: int) -> str:
+    """The written form of a change's ref (`CHG-0042`), without building a
+    `ChangeRef`: the audit export writes one per event."""
+    return f"CHG-{change_id:04d}"
+
+
 @dataclass(frozen=True, order=True)
 class ChangeRef:
     """A change as people see it: `CHG-0042` is the change with id 42."""
@@ -78,7 +84,7 @@ class ChangeRef:
     id: int
 
     def __str__(self) -> str:
-        return f"CHG-{self.id:04d}"
+        return ref_text(self.id)
 
     @classmethod
     def parse(cls, text: str) -> ChangeRef | None:

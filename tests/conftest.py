@@ -22,9 +22,10 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
 from bot.clock import ManualClock
+from bot.context import AppContext
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
-from tests.helpers import T0
+from tests.helpers import T0, running_context
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -155,3 +156,11 @@ def engine(db_url: str) -> Iterator[Engine]:
 def clock() -> ManualClock:
     """A clock that moves only when the test says so, starting at T0."""
     return ManualClock(T0)
+
+
+@pytest.fixture
+def running_ctx(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
+    """A demo-mode context on each backend, its job consumer running in
+    threads (tests.helpers.running_context)."""
+    with running_context(tmp_path, db_url) as context:
+        yield context

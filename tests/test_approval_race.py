@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -17,16 +15,14 @@ from bot.context import AppContext
 from bot.service import ServiceError, approve, request_checkpoint, rollback, show_change
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest
-from tests.helpers import running_context
 
 WAIT = 60.0
 CLICKS = 50
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
-    with running_context(tmp_path, db_url) as context:
-        yield context
+def ctx(running_ctx: AppContext) -> AppContext:
+    return running_ctx
 
 
 def test_fifty_simultaneous_approvals_record_exactly_the_one_that_counts(

@@ -28,15 +28,13 @@ from bot.service import (
 from bot.service.queries import audit_rows
 from bot.store.db import session_scope
 from bot.store.models import Change
-from tests.helpers import running_context
 
 WAIT = 30.0
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, db_url: str) -> AppContext:
-    with running_context(tmp_path, db_url) as context:
-        yield context  # type: ignore[misc]
+def ctx(running_ctx: AppContext) -> AppContext:
+    return running_ctx
 
 
 def _done(ctx: AppContext, job_id: int | None) -> str:

@@ -113,6 +113,9 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bot.service import committed_writes
+
+    writes_before = committed_writes()
     try:
         cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False)
     except click.UsageError as exc:
@@ -137,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from bot.service import outage_message
+
+        # An unreachable database is no bug: say what was kept, exit 3.
+        said = outage_message(exc, writes_before)
+        if said is not None:
+            log.info("the database is unavailable", exc_info=True)
+            return _fail(said, EXIT_UNAVAILABLE)
         # A bug: the details go to the log (-v), the terminal gets one line.
         log.info("unexpected error", exc_info=True)
         return _fail(

@@ -17,6 +17,8 @@ from typing import Literal
 
 from bot.changes import State
 from bot.domain import ChangeRef
+from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
+from bot.inventory.errors import InventoryLookupError
 
 
 class ServiceError(Exception):
@@ -43,6 +45,26 @@ class Conflict(ServiceError):
 
 class Unavailable(ServiceError):
     pass
+
+
+# The boundary: lower layers' errors become the service's, in one place each
+# (the CLI and Slack render the service's tree, never a host's or the
+# inventory's own exceptions).
+
+
+def from_inventory(exc: InventoryLookupError) -> BadRequest:
+    """A name the inventory does not know (or cannot be a name): the person
+    typed it, so it is their input that was wrong; nothing was written."""
+    return BadRequest(str(exc))
+
+
+def from_host(exc: HyperVError) -> ServiceError:
+    """A host's failure: one it may recover from (unreachable, timed out,
+    credentials refused) is Unavailable, never a refusal; anything else is
+    what the host refused, in its own words."""
+    if isinstance(exc, HostUnreachable | HostTimeout | HostAuthError):
+        return Unavailable(str(exc))
+    return ServiceError(f"the host refused: {exc.message}")
 
 
 # What a person is told when the change moved on between what they saw and

@@ -18,7 +18,7 @@ from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
 from bot.domain import ApprovalState
 from bot.inventory import InventoryLookupError
 from bot.service.deciding import Principal
-from bot.service.errors import BadRequest
+from bot.service.errors import from_inventory
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from policies import ApprovalRequirement, Facts, Permission, authorize, check_approver
@@ -45,7 +45,7 @@ def newest_active_change(ctx: ServiceDeps, vm_name: str) -> str | None:
     try:
         vm = ctx.inventory.vm(vm_name)
     except InventoryLookupError as exc:
-        raise BadRequest(str(exc)) from None
+        raise from_inventory(exc) from None
     with session_scope(ctx.engine) as s:
         found = s.exec(
             select(Change.id)

@@ -13,8 +13,9 @@ from bot.changes.views import ChangeView, CheckpointRow, HostProblem
 from bot.hyperv import Checkpoint, HyperVError, HyperVHost
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.fanout import ask_hosts
+from bot.inventory import InventoryLookupError
 from bot.service.audit import stream_audit
-from bot.service.errors import BadRequest
+from bot.service.errors import BadRequest, from_inventory
 from bot.service.requests import find_change, resolve_vm
 from bot.store.db import session_scope
 from bot.store.models import Change, Job, change_ref
@@ -90,8 +91,8 @@ def list_checkpoints(
     elif host:
         try:
             hosts = [ctx.inventory.host(host).name]
-        except LookupError as exc:
-            raise BadRequest(str(exc)) from None
+        except InventoryLookupError as exc:
+            raise from_inventory(exc) from None
     else:
         hosts = [h.name for h in ctx.inventory.hosts]
 

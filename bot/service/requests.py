@@ -28,7 +28,15 @@ from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
 from bot.service.deciding import Principal, as_principal
 from bot.service.dispatch import awaits_queue
-from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound, changed_meanwhile, not_now
+from bot.service.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    changed_meanwhile,
+    from_inventory,
+    not_now,
+)
 from bot.service.ownership import new_token
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
@@ -65,7 +73,7 @@ def resolve_vm(ctx: ServiceDeps, name: str) -> VM:
     try:
         return ctx.inventory.vm(name)
     except (UnknownVM, InvalidName) as exc:
-        raise BadRequest(str(exc)) from None
+        raise from_inventory(exc) from None
 
 
 def _duration(text: str, what: str) -> timedelta:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.inventory import VM, Inventory, InventoryLookupError
-from bot.service.errors import BadRequest
+from bot.service.errors import BadRequest, from_inventory
 
 TAG_EXAMPLE = "--tag env=staging"
 
@@ -93,7 +93,7 @@ def resolve(inventory: Inventory, selection: Selection, *, maximum: int) -> list
         for host in selection.hosts:
             found += inventory.vms_on_host(host)
     except InventoryLookupError as exc:
-        raise BadRequest(str(exc)) from None
+        raise from_inventory(exc) from None
     if selection.tags:
         tagged = {vm.vm_id for vm in inventory.tagged(selection.tags)}
         pool = found if (selection.names or selection.groups or selection.hosts) else inventory.vms

@@ -10,14 +10,11 @@ from typing import TYPE_CHECKING
 from bot.domain import SETTING_WORDS, CheckpointKind
 from bot.hyperv import (
     CheckpointType,
-    HostAuthError,
-    HostTimeout,
-    HostUnreachable,
     HyperVError,
     VMInfo,
 )
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import BadRequest, Forbidden, ServiceError, Unavailable
+from bot.service.errors import BadRequest, Forbidden, from_host
 from bot.service.requests import resolve_vm
 from bot.store.db import session_scope
 from bot.store.models import VMSettingChange
@@ -34,18 +31,12 @@ class SettingsOutcome:
     record_id: int | None = None
 
 
-def _host_error(exc: HyperVError) -> ServiceError:
-    if isinstance(exc, HostUnreachable | HostTimeout | HostAuthError):
-        return Unavailable(str(exc))
-    return ServiceError(f"the host refused: {exc.message}")
-
-
 def show_settings(ctx: ServiceDeps, vm_name: str) -> SettingsOutcome:
     vm = resolve_vm(ctx, vm_name)
     try:
         return SettingsOutcome(ctx.host_for(vm.host).get_vm(vm.vm_id))
     except HyperVError as exc:
-        raise _host_error(exc) from None
+        raise from_host(exc) from None
 
 
 def change_settings(
@@ -90,7 +81,7 @@ def change_settings(
             vm.vm_id, checkpoint_type=wanted, automatic_checkpoints=automatic
         )
     except HyperVError as exc:
-        raise _host_error(exc) from None
+        raise from_host(exc) from None
     changed = []
     if before.checkpoint_type is not after.checkpoint_type:
         changed.append(

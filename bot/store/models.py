@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from bot.domain import ApprovalState, BatchRef, ChangeRef
+from bot.domain import ApprovalState, BatchRef, ref_text
 from bot.store.columns import UTCDateTime
 
 
@@ -262,7 +262,7 @@ class Tick(SQLModel, table=True):
 
 
 def change_ref(change_id: int) -> str:
-    return str(ChangeRef(change_id))
+    return ref_text(change_id)
 
 
 def batch_ref(batch_id: int) -> str:
