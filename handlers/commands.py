@@ -29,6 +29,7 @@ from bot.service import (
     reject,
     request_checkpoint,
     rollback,
+    show_batch,
     show_change,
     show_settings,
 )
@@ -37,6 +38,7 @@ from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (
     SLASH,
     ApproveRequest,
+    BatchRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -128,6 +130,8 @@ class Commands:
                     pending=lookups.waiting(ctx, change),
                     start_after_restore=deps.start_after_restore,
                 )
+            case BatchRequest(batch_ref=ref):
+                return deps.payload("batch_card", b=show_batch(ctx, ref))
             case PolicyRequest(vm=vm, action=action):
                 decision = explain(ctx, vm, action, who())
                 return deps.payload(

@@ -212,13 +212,13 @@ ERRORS: list[tuple[str, str, str]] = [
     (
         "web01 &lt;!channel&gt;",
         "unknown command 'web01'; the commands are create, list, rollback, merge, extend, "
-        "approve, reject, status, policy, windows, settings, help",
+        "approve, reject, status, batch, policy, windows, settings, help",
         "Try /checkpoint help.",
     ),
     (
         "&lt;!here&gt; x",
         "unknown command '&lt;!here&gt;'; the commands are create, list, rollback, merge, "
-        "extend, approve, reject, status, policy, windows, settings, help",
+        "extend, approve, reject, status, batch, policy, windows, settings, help",
         "Try /checkpoint help.",
     ),
     ("help craete", "unknown command 'craete'; did you mean create?", "Try /checkpoint help."),

@@ -10,6 +10,7 @@ from handlers.grammar.help import help_sections, help_text
 from handlers.grammar.parser import find_command, parse, usage
 from handlers.grammar.requests import (
     ApproveRequest,
+    BatchRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -31,6 +32,7 @@ __all__ = [
     "COMMANDS",
     "SLASH",
     "ApproveRequest",
+    "BatchRequest",
     "CommandSpec",
     "CreateRequest",
     "ExtendRequest",

@@ -32,6 +32,7 @@ from handlers.grammar.table import (
     Param,
     Values,
     either,
+    normalize_batch_ref,
     normalize_change_ref,
 )
 from handlers.grammar.tokens import Token, Unterminated, option_parts, tokenize, unescape_slack
@@ -186,6 +187,11 @@ def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
                 f"({SLASH} list shows them)"
             )
         return ref
+    if kind is Kind.BATCH:
+        batch = normalize_batch_ref(text)
+        if batch is None:
+            raise Invalid(f"{_echo(text)} is not a batch id; {cmd.name} needs one like BAT-0007")
+        return batch
     if kind is Kind.CHOICE:
         return _choice(cmd, param, text)
     if kind is Kind.COMMAND:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from bot.durations import parse_duration
 
 __all__ = [
+    "BatchRequest",
     "CreateRequest",
     "ExtendRequest",
     "GrammarError",
@@ -103,6 +104,13 @@ class StatusRequest:
 
 
 @dataclass(frozen=True)
+class BatchRequest:
+    """`/checkpoint batch BAT-n`: a patch wave's card (docs/batches.md)."""
+
+    batch_ref: str
+
+
+@dataclass(frozen=True)
 class PolicyRequest:
     vm: str
     action: str = "create"
@@ -140,6 +148,7 @@ SlashRequest = (
     | ApproveRequest
     | RejectRequest
     | StatusRequest
+    | BatchRequest
     | PolicyRequest
     | WindowsRequest
     | SettingsRequest

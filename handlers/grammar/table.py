@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from bot.domain import ChangeRef, CheckpointKind
+from bot.domain import BatchRef, ChangeRef, CheckpointKind
 from handlers.grammar.requests import (
     ApproveRequest,
+    BatchRequest,
     CreateRequest,
     ExtendRequest,
     HelpRequest,
@@ -40,6 +41,7 @@ __all__ = [
     "Param",
     "Values",
     "either",
+    "normalize_batch_ref",
     "normalize_change_ref",
 ]
 
@@ -49,6 +51,12 @@ SLASH = "/checkpoint"
 def normalize_change_ref(text: str) -> str | None:
     """`CHG-12`, `chg12` or `CHG-0012` → `CHG-0012`; anything else → None."""
     ref = ChangeRef.parse(text)
+    return str(ref) if ref else None
+
+
+def normalize_batch_ref(text: str) -> str | None:
+    """`BAT-7`, `bat7` or `BAT-0007` → `BAT-0007`; anything else → None."""
+    ref = BatchRef.parse(text)
     return str(ref) if ref else None
 
 
@@ -74,6 +82,7 @@ class Kind(enum.Enum):
     TARGET = "a VM or host name"
     CHANGE = "a change id like CHG-0042"
     CHANGE_OR_VM = "a change id like CHG-0042 or a VM name"
+    BATCH = "a batch id like BAT-0007"
     DURATION = "a duration like 24h"
     CHOICE = "a choice"
     TEXT = "some text"
@@ -265,6 +274,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
         args=(_CHANGE,),
         examples=("status CHG-0042",),
         synonyms=("info", "get", "change", "state", "describe"),
+    ),
+    CommandSpec(
+        "batch",
+        "show a patch wave: each VM, its host, state and checkpoint taken",
+        lambda v: BatchRequest(v.need("batch")),
+        args=(Param("batch", Kind.BATCH, "BAT-n"),),
+        examples=("batch BAT-0007",),
+        details="Waves are made with `checkpoint-bot checkpoint create WEB01 WEB02 …` or "
+        "`--group NAME` (docs/batches.md).",
+        synonyms=("wave", "waves"),
     ),
     CommandSpec(
         "policy",
