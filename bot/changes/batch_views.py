@@ -25,6 +25,7 @@ class MemberView:
     checkpoint_id: str | None
     # Why it was refused, or what went wrong last; None when nothing did.
     note: str | None = None
+    change_id: int = 0
 
     @classmethod
     def of(cls, c: Change, note: str | None = None) -> MemberView:
@@ -38,6 +39,7 @@ class MemberView:
             taken_type=c.taken_type,
             checkpoint_id=c.checkpoint_id,
             note=note,
+            change_id=c.id,
         )
 
     def to_dict(self) -> dict[str, Any]:

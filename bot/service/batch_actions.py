@@ -79,6 +79,7 @@ class MemberAction:
     result: MemberResult
     detail: str = ""
     job_id: int | None = None
+    change_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,13 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
     allowed = ELIGIBLE[action]
     eligible = [m for m in batch.members if State(m.state) in allowed]
     skipped = [
-        MemberAction(m.change, m.vm_name, MemberResult.SKIPPED, f"is {m.state.replace('_', ' ')}")
+        MemberAction(
+            m.change,
+            m.vm_name,
+            MemberResult.SKIPPED,
+            f"is {m.state.replace('_', ' ')}",
+            change_id=m.change_id,
+        )
         for m in batch.members
         if State(m.state) not in allowed
     ]
@@ -116,7 +123,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
         )
     decisions: list[tuple[int, Decision]] = []
     for m in eligible:
-        change_id = int(m.change.removeprefix("CHG-"))
+        change_id = m.change_id
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
         vm = resolve_vm(ctx, change.vm_name)
@@ -159,7 +166,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
             verdict,
         )
     for acted in members:
-        ctx.notifier.changed(int(acted.change.removeprefix("CHG-")))
+        ctx.notifier.changed(acted.change_id)
     return BatchAction(show_batch(ctx, ref), action.value, verdict, tuple(members + skipped))
 
 
@@ -170,8 +177,12 @@ def _start(ctx: ServiceDeps, change_id: int, action: Action, who: Principal) -> 
         job_id = begin_host_action(ctx, change_id, action, who)
     except ServiceError as exc:
         # It moved on meanwhile (someone merged it): the others go ahead.
-        return MemberAction(change_ref(change_id), vm, MemberResult.NOT_STARTED, exc.message)
-    return MemberAction(change_ref(change_id), vm, MemberResult.STARTED, job_id=job_id)
+        return MemberAction(
+            change_ref(change_id), vm, MemberResult.NOT_STARTED, exc.message, change_id=change_id
+        )
+    return MemberAction(
+        change_ref(change_id), vm, MemberResult.STARTED, job_id=job_id, change_id=change_id
+    )
 
 
 def _await(
@@ -190,7 +201,11 @@ def _await(
             vm = change.vm_name
             if State(change.state) not in ELIGIBLE[action]:
                 return MemberAction(
-                    change_ref(change_id), vm, MemberResult.NOT_STARTED, f"is {change.state}"
+                    change_ref(change_id),
+                    vm,
+                    MemberResult.NOT_STARTED,
+                    f"is {change.state}",
+                    change_id=change_id,
                 )
             pending = pending_request(s, change_id, action.value)
             if pending is None:
@@ -207,9 +222,15 @@ def _await(
                 )
     except ConcurrentUpdate:
         return MemberAction(
-            change_ref(change_id), "", MemberResult.NOT_STARTED, "changed meanwhile; look again"
+            change_ref(change_id),
+            "",
+            MemberResult.NOT_STARTED,
+            "changed meanwhile; look again",
+            change_id=change_id,
         )
-    return MemberAction(change_ref(change_id), vm, MemberResult.AWAITS_APPROVAL, need)
+    return MemberAction(
+        change_ref(change_id), vm, MemberResult.AWAITS_APPROVAL, need, change_id=change_id
+    )
 
 
 def _note(
@@ -261,7 +282,7 @@ def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> B
     outcomes: list[ApprovalOutcome] = []
     problems: list[tuple[str, str]] = []
     for m in batch.members:
-        change_id = int(m.change.removeprefix("CHG-"))
+        change_id = m.change_id
         with session_scope(ctx.engine) as s:
             waiting = [
                 r
