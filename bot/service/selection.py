@@ -105,7 +105,7 @@ def resolve(inventory: Inventory, selection: Selection, *, maximum: int) -> list
     if not unique:
         raise BadRequest(
             f"{selection.describe()} matches no VM in the inventory; "
-            "`checkpoint-bot inventory` lists the VMs with their tags"
+            "`checkpoint-bot inventory show` lists the VMs with their tags"
         )
     if len(unique) > maximum:
         raise BadRequest(
