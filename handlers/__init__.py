@@ -5,6 +5,7 @@ calls one function of `bot.service`; no business logic lives here."""
 from handlers.grammar import (
     COMMANDS,
     ApproveRequest,
+    BatchRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -18,6 +19,7 @@ from handlers.grammar import (
     SettingsRequest,
     SlashRequest,
     StatusRequest,
+    WaveRequest,
     WindowsRequest,
     help_sections,
     help_text,
@@ -29,6 +31,7 @@ from handlers.grammar import (
 __all__ = [
     "COMMANDS",
     "ApproveRequest",
+    "BatchRequest",
     "CreateRequest",
     "ExtendRequest",
     "GrammarError",
@@ -42,6 +45,7 @@ __all__ = [
     "SettingsRequest",
     "SlashRequest",
     "StatusRequest",
+    "WaveRequest",
     "WindowsRequest",
     "help_sections",
     "help_text",

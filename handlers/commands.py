@@ -51,10 +51,12 @@ from handlers.grammar import (
     RollbackRequest,
     SettingsRequest,
     StatusRequest,
+    WaveRequest,
     WindowsRequest,
     help_sections,
     parse,
 )
+from handlers.waves import Waves
 from policies import rows as explain_rows
 from templates.blocks import slack_date
 
@@ -130,6 +132,8 @@ class Commands:
                     pending=lookups.waiting(ctx, change),
                     start_after_restore=deps.start_after_restore,
                 )
+            case WaveRequest():
+                return Waves(deps).preview(request, who())
             case BatchRequest(batch_ref=ref):
                 return deps.payload("batch_card", b=show_batch(ctx, ref))
             case PolicyRequest(vm=vm, action=action):

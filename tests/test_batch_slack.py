@@ -5,10 +5,12 @@ slack_sdk's models and Slack's limits (tests/slack_support.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from bot.service import Selection, create_batch
-from handlers.grammar import BatchRequest, GrammarError, parse
-from tests.test_slack_flow import checked_bot, command, shown
+from bot.service import Selection, create_batch, list_batches, show_batch
+from handlers.grammar import BatchRequest, CreateRequest, GrammarError, WaveRequest, parse
+from tests.slack_support import RunningBot
+from tests.test_slack_flow import button, checked_bot, command, shown
 
 
 def test_the_grammar_takes_a_batch_id() -> None:
@@ -44,3 +46,57 @@ def test_the_batch_card_shows_each_vm_its_state_and_why_one_was_refused(tmp_path
 
         missing = command(bot, "batch BAT-9")
         assert "no batch BAT-0009" in shown(missing)
+
+
+def _replaced(bot: RunningBot, key: str) -> dict[str, Any]:
+    """The answer that replaced the preview (its response_url, replace_original)."""
+    calls = bot.api.wait_for(lambda cs: any(c.method == key for c in cs), 30)
+    body = next(c.body for c in calls if c.method == key)
+    assert body["replace_original"] is True and body["response_type"] == "ephemeral"
+    return body
+
+
+def test_the_grammar_makes_a_wave_of_several_vms_or_a_group() -> None:
+    assert parse('create WEB01 WEB02 --reason "KB1"') == WaveRequest(("WEB01", "WEB02"), "KB1")
+    assert parse("create --group web-tier --reason KB1 --ttl 6h") == WaveRequest(
+        (), "KB1", group="web-tier", ttl_text="6h"
+    )
+    # Words after one VM are still its reason.
+    assert parse("create WEB01 patching KB1") == CreateRequest("WEB01", "patching KB1")
+    try:
+        parse("create --group web-tier")
+    except GrammarError as exc:
+        assert "a reason is required" in exc.message
+    else:
+        raise AssertionError("a wave needs a reason")
+
+
+def test_a_wave_from_slack_preview_take_once_and_cancel(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        preview = command(bot, 'create CORP-DC01 --group web-tier --reason "KB5044284 web wave"')
+        text = shown(preview)
+        assert "4 VMs: 3 can be checkpointed, 1 is refused (CORP-DC01: " in text
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None and "Take 3 checkpoints" in text
+        assert list_batches(bot.ctx) == []  # a preview records nothing
+
+        reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        assert reply.status == 200
+        card = shown(_replaced(bot, key))
+        assert "BAT-0001" in card and "<@U0ALICE>" in card
+        batch = show_batch(bot.ctx, "BAT-1")
+        assert [m.vm_name for m in batch.members] == ["CORP-DC01", "WEB01", "WEB02", "APP01"]
+        assert batch.source == "slack"
+
+        # The same button again (a double click, a second tab): the same batch.
+        reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        assert "BAT-0001" in shown(_replaced(bot, key))
+        assert [b.ref for b in list_batches(bot.ctx)] == ["BAT-0001"]
+        assert len(show_batch(bot.ctx, "BAT-1").members) == 4
+
+        again = command(bot, "create --tag env=staging --reason staging")
+        cancel = button(again, "checkpoint:wave_cancel")
+        assert cancel is not None
+        reply, key = bot.slack.click("checkpoint:wave_cancel", cancel, user="U0ALICE")
+        assert "Nothing was recorded" in shown(_replaced(bot, key))
+        assert [b.ref for b in list_batches(bot.ctx)] == ["BAT-0001"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
@@ -115,6 +116,9 @@ class BatchOutcome:
     # Members that could not be recorded at all (VM → why), e.g. its host
     # did not answer the policy's questions; the others went ahead.
     not_recorded: tuple[tuple[str, str], ...] = ()
+    # The preview's token had made this batch already (a second click):
+    # nothing new was recorded.
+    existing: bool = False
 
 
 def _candidate(ctx: ServiceDeps, vm: VM, who: Principal, kind: str | None) -> Candidate:
@@ -153,8 +157,11 @@ def create_batch(
     ttl: str | None = None,
     source: str = "cli",
     channel: str | None = None,
+    token: str | None = None,
 ) -> BatchOutcome:
     """Record a batch and ask for a checkpoint of each VM it selects.
+    With `token` (a preview's), a batch that token made already is returned
+    as it is: a second click takes nothing twice.
 
     Everything typed is checked before anything is written; then the batch
     is recorded, and each member is an ordinary change (refusals too: the
@@ -162,27 +169,36 @@ def create_batch(
     the others."""
     who = as_principal(requester)
     text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl)
+    if token is not None and (made := _by_token(ctx, token)) is not None:
+        return BatchOutcome(
+            show_batch(ctx, batch_ref(made)), BatchPreview(selection, ()), (), existing=True
+        )
     preview = preview_batch(ctx, selection, requester=who, reason=text, checkpoint_type=kind)
     ttl_seconds = int((lifetime or ctx.settings.defaults.ttl).total_seconds())
     now = ctx.clock()
-    with session_scope(ctx.engine) as s:
-        batch = open_batch(
-            s,
-            Batch(
-                requester=who.id,
-                requester_team=who.team,
-                reason=text,
-                checkpoint_type=kind,
-                ttl_seconds=ttl_seconds,
-                selection=selection.to_dict(),
-                source=source,
-                channel=channel or who.channel,
-            ),
-            now=now,
-            details={"preview": preview.summary(), "vms": [c.vm for c in preview.candidates]},
-        )
-        assert batch.id is not None
-        batch_id = batch.id
+    record = Batch(
+        requester=who.id,
+        requester_team=who.team,
+        reason=text,
+        checkpoint_type=kind,
+        ttl_seconds=ttl_seconds,
+        selection=selection.to_dict(),
+        source=source,
+        channel=channel or who.channel,
+        token=token,
+    )
+    details = {"preview": preview.summary(), "vms": [c.vm for c in preview.candidates]}
+    try:
+        with session_scope(ctx.engine) as s:
+            batch = open_batch(s, record, now=now, details=details)
+            assert batch.id is not None
+            batch_id = batch.id
+    except IntegrityError:
+        # Another click on the same preview won the insert (the unique token).
+        made = _by_token(ctx, token or "")
+        if made is None:
+            raise
+        return BatchOutcome(show_batch(ctx, batch_ref(made)), preview, (), existing=True)
     outcomes: list[Outcome] = []
     missing: list[tuple[str, str]] = []
     for candidate in preview.candidates:
@@ -223,6 +239,11 @@ def create_batch(
     return BatchOutcome(
         show_batch(ctx, batch_ref(batch_id)), preview, tuple(outcomes), tuple(missing)
     )
+
+
+def _by_token(ctx: ServiceDeps, token: str) -> int | None:
+    with session_scope(ctx.engine) as s:
+        return s.exec(select(Batch.id).where(col(Batch.token) == token)).first()
 
 
 def find_batch(ref: str) -> int:

@@ -92,6 +92,10 @@ class Batch(SQLModel, table=True):
     channel: str | None = Field(default=None, max_length=64)
     thread_ts: str | None = Field(default=None, max_length=64)
     created_at: datetime = _utc()
+    # The preview's token (a Slack "Take N checkpoints" button carries it):
+    # a second click on the same preview finds this batch instead of
+    # making another. None when asked for without a preview token (the CLI).
+    token: str | None = Field(default=None, unique=True, max_length=64)
 
 
 class BatchEvent(SQLModel, table=True):

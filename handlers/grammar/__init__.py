@@ -24,6 +24,7 @@ from handlers.grammar.requests import (
     SettingsRequest,
     SlashRequest,
     StatusRequest,
+    WaveRequest,
     WindowsRequest,
 )
 from handlers.grammar.table import COMMANDS, SLASH, CommandSpec, Kind, Param, normalize_change_ref
@@ -49,6 +50,7 @@ __all__ = [
     "SettingsRequest",
     "SlashRequest",
     "StatusRequest",
+    "WaveRequest",
     "WindowsRequest",
     "find_command",
     "help_sections",

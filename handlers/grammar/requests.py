@@ -30,6 +30,7 @@ __all__ = [
     "SettingsRequest",
     "SlashRequest",
     "StatusRequest",
+    "WaveRequest",
     "WindowsRequest",
 ]
 
@@ -104,6 +105,20 @@ class StatusRequest:
 
 
 @dataclass(frozen=True)
+class WaveRequest:
+    """`/checkpoint create WEB01 WEB02 …` or with --group / --host / --tag:
+    a patch wave, previewed before anything is taken (docs/batches.md)."""
+
+    names: tuple[str, ...]
+    reason: str
+    group: str | None = None
+    host: str | None = None
+    tag: str | None = None
+    checkpoint_type: str | None = None
+    ttl_text: str | None = None
+
+
+@dataclass(frozen=True)
 class BatchRequest:
     """`/checkpoint batch BAT-n`: a patch wave's card (docs/batches.md)."""
 
@@ -149,6 +164,7 @@ SlashRequest = (
     | RejectRequest
     | StatusRequest
     | BatchRequest
+    | WaveRequest
     | PolicyRequest
     | WindowsRequest
     | SettingsRequest

@@ -27,6 +27,7 @@ from handlers.grammar.requests import (
     SettingsRequest,
     SlashRequest,
     StatusRequest,
+    WaveRequest,
     WindowsRequest,
 )
 from templates import mrkdwn_escape
@@ -83,6 +84,7 @@ class Kind(enum.Enum):
     CHANGE = "a change id like CHG-0042"
     CHANGE_OR_VM = "a change id like CHG-0042 or a VM name"
     BATCH = "a batch id like BAT-0007"
+    NAME = "a group or host name, or a tag key=value"
     DURATION = "a duration like 24h"
     CHOICE = "a choice"
     TEXT = "some text"
@@ -131,6 +133,9 @@ class CommandSpec:
     args: tuple[Param, ...] = ()
     options: tuple[Param, ...] = ()
     rest: Param | None = None  # words after the arguments (create's free-text reason)
+    # Words after the arguments when `rest` was given as an option: more of
+    # the last argument (create's further VMs: `create WEB01 WEB02 --reason …`).
+    more: Param | None = None
     bare: Callable[[], SlashRequest] | None = None  # what the command means with nothing after it
     bare_help: str = ""
     examples: tuple[str, ...] = ()
@@ -143,7 +148,29 @@ class CommandSpec:
 
 
 def _create(v: Values) -> SlashRequest:
-    vm = v.need("vm")
+    names = [*filter(None, [v.get("vm")]), *(v.get("more") or "").split()]
+    group, host, tag = v.get("group"), v.get("host"), v.get("tag")
+    if len(names) > 1 or group or host or tag:
+        if not v.get("reason"):
+            raise Invalid(
+                f"a reason is required: say why, e.g. {SLASH} create --group web-tier "
+                '--reason "KB5044284"'
+            )
+        return WaveRequest(
+            names=tuple(names),
+            group=group,
+            host=host,
+            tag=tag,
+            reason=v.need("reason"),
+            checkpoint_type=v.get("type"),
+            ttl_text=v.get("ttl"),
+        )
+    if not names:
+        raise Invalid(
+            f"create needs a VM, --group, --host or --tag, e.g. {SLASH} create WEB01 patching "
+            f"KB5044284 ({SLASH} create alone opens a form)"
+        )
+    vm = names[0]
     if not v.get("reason"):
         shown = mrkdwn_escape(f'"{vm}"' if " " in vm else vm)
         raise Invalid(
@@ -177,8 +204,24 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "create",
         "take a checkpoint before a risky change",
         _create,
-        args=(_VM,),
+        args=(Param("vm", Kind.VM, "VM", required=False),),
         options=(
+            Param(
+                "group",
+                Kind.NAME,
+                "NAME",
+                help="a patch wave: the VMs of an inventory group (several VMs, --host and "
+                "--tag make a wave too); you see a preview before anything is taken",
+                example="web-tier",
+            ),
+            Param("host", Kind.NAME, "HOST", help="a wave of every VM on a host", example="HV01"),
+            Param(
+                "tag",
+                Kind.NAME,
+                "KEY=VALUE",
+                help="a wave of the VMs with this tag (narrows --group and --host)",
+                example="env=staging",
+            ),
             Param(
                 "type",
                 Kind.CHOICE,
@@ -204,11 +247,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
             ),
         ),
         rest=Param("reason", Kind.TEXT, "REASON"),
+        more=Param("more", Kind.VM, "VM"),
         bare=OpenCreateModal,
         bare_help=f"{SLASH} create alone opens a form",
         examples=(
             "create WEB01 patching KB5044284",
             'create SQL01 --type production-only --ttl 48h --reason "CU14 upgrade"',
+            'create WEB01 WEB02 --reason "KB5044284"',
+            'create --group web-tier --reason "KB5044284"',
         ),
         synonyms=("new", "take", "snapshot", "checkpoint", "make", "add"),
     ),
