@@ -19,16 +19,29 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
-from bot.service import Principal, Selection, ServiceError, create_batch, preview_batch
+from bot.service import (
+    BatchAction,
+    Principal,
+    Selection,
+    ServiceError,
+    approve_batch,
+    create_batch,
+    merge_batch,
+    preview_batch,
+    rollback_batch,
+)
 from handlers import messages
 from handlers.deps import SlackDeps, answer_click
 from handlers.grammar import WaveRequest
 from handlers.workspace import request_team
+from templates import mrkdwn_escape
 
 log = logging.getLogger(__name__)
 
 TAKE = "checkpoint:wave_take"
 CANCEL = "checkpoint:wave_cancel"
+# The batch card's buttons; their value is the batch's ref.
+CARD_VERBS = ("rollback", "merge", "approve")
 # Slack's limit on a button's value (Block Kit reference, button element:
 # https://api.slack.com/reference/block-kit/block-elements#button).
 VALUE_LIMIT = 2000
@@ -119,6 +132,10 @@ class Waves:
 
     def clicked(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         action = body["actions"][0]
+        verb = str(action["action_id"]).removeprefix("checkpoint:wave_")
+        if verb in CARD_VERBS:
+            self._on_card(verb, body, respond, client)
+            return
         if action["action_id"] == CANCEL:
             done = self.deps.notice("Cancelled", "Nothing was recorded and no host was asked.")
             _replace(respond, done)
@@ -147,6 +164,53 @@ class Waves:
             answer_click(body, respond, client, self.deps.error(exc.message))
             return
         _replace(respond, self.deps.payload("batch_card", b=out.batch))
+
+    def _on_card(
+        self, verb: str, body: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        """Roll back all, Keep & merge all, Approve all: one service call for
+        the whole wave; the answer is the card as it stands after it."""
+        ref = str(body["actions"][0].get("value", ""))
+        user = str(body["user"]["id"])
+        channel = (body.get("channel") or {}).get("id")
+        ctx = self.deps.ctx
+        try:
+            who = self.deps.principal(user, channel, request_team(body))
+            if verb == "approve":
+                approved = approve_batch(ctx, ref, approver=who)
+                lines = [
+                    f"{mrkdwn_escape(vm)}: {mrkdwn_escape(why)}" for vm, why in approved.problems
+                ]
+                title = f"Approved {len(approved.outcomes)} of {ref}"
+                view = approved.batch
+            else:
+                call = rollback_batch if verb == "rollback" else merge_batch
+                acted = call(ctx, ref, requester=who)
+                view = acted.batch
+                title, lines = _acted(verb, acted)
+        except ServiceError as exc:
+            answer_click(body, respond, client, self.deps.error(exc.message))
+            return
+        answer_click(body, respond, client, self.deps.notice(title, *lines))
+        answer_click(body, respond, client, self.deps.payload("batch_card", b=view))
+
+
+def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
+    word = "Rollback" if verb == "rollback" else "Merge"
+    decision = acted.decision
+    if acted.refused:
+        return f"{word} refused: nothing was started", [mrkdwn_escape(r) for r in decision.reasons]
+    if decision.approval is not None and not acted.job_ids:
+        need = mrkdwn_escape(decision.approval.describe())
+        return f"{word} waits for approval", [
+            f"It needs {need}: what its strictest member's needs."
+        ]
+    lines = [
+        f"{mrkdwn_escape(m.vm)}: {mrkdwn_escape(m.detail)}"
+        for m in acted.members
+        if m.result.value == "not_started"
+    ]
+    return f"{word} of {len(acted.job_ids)} VMs started", lines
 
 
 def _replace(respond: Respond, payload: Payload) -> None:

@@ -100,3 +100,45 @@ def test_a_wave_from_slack_preview_take_once_and_cancel(tmp_path: Path) -> None:
         reply, key = bot.slack.click("checkpoint:wave_cancel", cancel, user="U0ALICE")
         assert "Nothing was recorded" in shown(_replaced(bot, key))
         assert [b.ref for b in list_batches(bot.ctx)] == ["BAT-0001"]
+
+
+def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
+    tmp_path: Path,
+) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        card = command(bot, "batch BAT-1")
+        rollback = button(card, "checkpoint:wave_rollback")
+        assert rollback == "BAT-0001" and "Roll back all (2)" in shown(card)
+        assert button(card, "checkpoint:wave_approve") is None  # nothing waits yet
+
+        reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        asked = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
+        said = " ".join(shown(c.body) for c in asked if c.method == key)
+        assert "Rollback waits for approval" in said and "strictest member" in said
+
+        card = command(bot, "batch BAT-1")
+        approve_all = button(card, "checkpoint:wave_approve")
+        assert approve_all == "BAT-0001" and "Approve all (2)" in shown(card)
+        reply, key = bot.slack.click("checkpoint:wave_approve", approve_all, user="U0BOB")
+        bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
+        for member in show_batch(bot.ctx, "BAT-1").members:
+            if member.state == "rolling_back":
+                jobs = bot.ctx.ledger.jobs_of_change(member.change_id)
+                bot.ctx.ledger.wait(jobs[-1].id or 0, timeout=30)
+        assert show_batch(bot.ctx, "BAT-1").state.value == "rolled_back"
+
+        card = command(bot, "batch BAT-1")
+        keep = button(card, "checkpoint:wave_merge")
+        assert keep == "BAT-0001" and button(card, "checkpoint:wave_rollback") is None
+        reply, key = bot.slack.click("checkpoint:wave_merge", keep, user="U0ALICE")
+        answers = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
+        assert "Merge of 2 VMs started" in " ".join(shown(c.body) for c in answers)

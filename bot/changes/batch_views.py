@@ -92,10 +92,16 @@ class BatchView:
     created_at: datetime
     members: tuple[MemberView, ...]
     events: tuple[BatchEventView, ...] = ()
+    # Members with a request waiting for approvers (a create, a rollback, …).
+    awaiting: int = 0
 
     @classmethod
     def of(
-        cls, b: Batch, members: list[MemberView], events: list[BatchEvent] | None = None
+        cls,
+        b: Batch,
+        members: list[MemberView],
+        events: list[BatchEvent] | None = None,
+        awaiting: int = 0,
     ) -> BatchView:
         assert b.id is not None
         return cls(
@@ -110,6 +116,7 @@ class BatchView:
             created_at=b.created_at,
             members=tuple(members),
             events=tuple(BatchEventView.of(e) for e in events or ()),
+            awaiting=awaiting,
         )
 
     @property
@@ -139,4 +146,5 @@ class BatchView:
             "created_at": self.created_at.isoformat(),
             "members": [m.to_dict() for m in self.members],
             "events": [e.to_dict() for e in self.events],
+            "awaiting_approval": self.awaiting,
         }

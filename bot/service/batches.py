@@ -17,14 +17,21 @@ from sqlmodel import Session, col, select
 
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
 from bot.changes.batch_views import BatchView, MemberView
-from bot.domain import BatchRef
+from bot.domain import ApprovalState, BatchRef
 from bot.inventory import VM
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, NotFound, ServiceError
 from bot.service.requests import Outcome, request_checkpoint, validate_create
 from bot.service.selection import Selection, resolve
 from bot.store.db import session_scope
-from bot.store.models import Batch, BatchEvent, Change, ChangeEvent, batch_ref
+from bot.store.models import (
+    ApprovalRequest,
+    Batch,
+    BatchEvent,
+    Change,
+    ChangeEvent,
+    batch_ref,
+)
 from policies import Action, Decision, Verdict
 
 if TYPE_CHECKING:
@@ -300,7 +307,14 @@ def show_batch(ctx: ServiceDeps, ref: str) -> BatchView:
             .where(col(BatchEvent.batch_id) == batch_id)
             .order_by(col(BatchEvent.seq))
         ).all()
-        return BatchView.of(batch, _members(s, batch_id), list(events))
+        members = _members(s, batch_id)
+        waiting = s.exec(
+            select(ApprovalRequest.change_id).where(
+                col(ApprovalRequest.change_id).in_([m.change_id for m in members]),
+                col(ApprovalRequest.state) == ApprovalState.PENDING,
+            )
+        ).all()
+        return BatchView.of(batch, members, list(events), awaiting=len(set(waiting)))
 
 
 def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
