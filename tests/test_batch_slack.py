@@ -121,6 +121,7 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         assert button(card, "checkpoint:wave_approve") is None  # nothing waits yet
 
         reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        assert reply.status == 200
         asked = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
         said = " ".join(shown(c.body) for c in asked if c.method == key)
         assert "Rollback waits for approval" in said and "strictest member" in said
@@ -129,6 +130,7 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         approve_all = button(card, "checkpoint:wave_approve")
         assert approve_all == "BAT-0001" and "Approve all (2)" in shown(card)
         reply, key = bot.slack.click("checkpoint:wave_approve", approve_all, user="U0BOB")
+        assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
         for member in show_batch(bot.ctx, "BAT-1").members:
             if member.state == "rolling_back":
@@ -140,5 +142,6 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         keep = button(card, "checkpoint:wave_merge")
         assert keep == "BAT-0001" and button(card, "checkpoint:wave_rollback") is None
         reply, key = bot.slack.click("checkpoint:wave_merge", keep, user="U0ALICE")
+        assert reply.status == 200
         answers = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
         assert "Merge of 2 VMs started" in " ".join(shown(c.body) for c in answers)
