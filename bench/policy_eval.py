@@ -1,24 +1,52 @@
 """Policy engine throughput: 10,000 generated VMs, create and rollback each.
 
     .venv/bin/python bench/policy_eval.py [--vms N] [--seconds LIMIT] [--seed S]
+                                          [--baseline REV] [--rounds R]
 
 Facts are generated directly (mixed roles, tags, domains, disks, counts, a
 few hosts unreachable), the shipped policy plus a change window and an
 approvals scope are loaded once, and every evaluation is timed. Stops early
 at --seconds so a slow machine cannot hang CI.
+
+The baseline is the engine of git revision `--baseline` (default c373024,
+the engine before issue #18's pre-resolved scopes and settings), extracted
+with `git archive` into a temporary directory and run by this same script
+in a child interpreter whose `sys.path` starts there: same mix, same seed,
+same machine, same run. Baseline and current alternate for `--rounds`
+rounds, each in a fresh child process on one core (the engine is single
+threaded), and the medians are compared. Rates are decisions per second of
+the child's own CPU time (`time.process_time`), which a machine shared with
+other work disturbs less than the wall clock; wall-clock rates are printed
+beside them. Target: at least 20,000 decisions/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import random
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from policies import Action, Context, Facts, Request, Verdict, evaluate, parse_policy
+from policies import (
+    Action,
+    Context,
+    Decision,
+    Facts,
+    Request,
+    Verdict,
+    evaluate,
+    parse_policy,
+)
 from policies.model import Fact
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -114,27 +142,23 @@ def _facts(
     return Facts(values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--vms", type=int, default=10_000)
-    parser.add_argument("--seconds", type=float, default=120.0, help="stop after this long")
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args(argv)
-
-    rng = random.Random(args.seed)
+def run(vms: int, seconds: float, seed: int) -> dict[str, Any]:
+    """One measured pass in this process; what it prints is the report."""
+    rng = random.Random(seed)
     started = time.perf_counter()
     policy = parse_policy(OVERLAY, source="bench overlay")
-    fleet = generate(args.vms, rng)
+    fleet = generate(vms, rng)
     prepared = time.perf_counter() - started
-    print(f"generated {len(fleet):,} VMs and loaded the policy in {prepared:.2f}s")
 
     verdicts: dict[Action, Counter[Verdict]] = {
         a: Counter() for a in (Action.CREATE, Action.ROLLBACK)
     }
     fired: Counter[str] = Counter()
+    decisions: list[Decision] = []
     done = 0
-    deadline = time.perf_counter() + args.seconds
-    t0 = time.perf_counter()
+    deadline = time.perf_counter() + seconds
+    stopped = False
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for name, facts in fleet:
         for action in (Action.CREATE, Action.ROLLBACK):
             groups = frozenset({"S0APPROVERS"}) if rng.random() < 0.1 else frozenset()
@@ -142,20 +166,114 @@ def main(argv: list[str] | None = None) -> int:
             decision = evaluate(Request(action, name, name, "U0BENCH"), facts, ctx)
             verdicts[action][decision.verdict] += 1
             fired.update(o.rule for o in decision.fired if o.blocking)
+            decisions.append(decision)
             done += 1
         if time.perf_counter() > deadline:
-            print(f"stopped at the {args.seconds:g}s limit")
+            stopped = True
             break
-    elapsed = time.perf_counter() - t0
-    print(f"{done:,} decisions in {elapsed:.2f}s: {done / elapsed:,.0f} decisions/s "
-          f"({1e6 * elapsed / done:.0f} µs each)")  # fmt: skip
-    for action, counts in verdicts.items():
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    digest = hashlib.sha256()
+    for decision in decisions:  # every rule's outcome, message and facts, in order
+        digest.update(json.dumps(decision.to_dict(), sort_keys=True, default=str).encode())
+    return {
+        "digest": digest.hexdigest(),
+        "prepared": prepared,
+        "done": done,
+        "wall": elapsed,
+        "cpu": cpu,
+        "stopped": stopped,
+        "verdicts": {a.value: {v.value: c[v] for v in Verdict} for a, c in verdicts.items()},
+        "fired": fired.most_common(),
+    }
+
+
+def child(tree: Path, vms: int, seconds: float, seed: int) -> dict[str, Any]:
+    """This script run by another interpreter with `tree` first on its path."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    argv = [sys.executable, __file__, "--child", "--vms", str(vms), "--seconds", str(seconds)]
+    done = subprocess.run(
+        [*argv, "--seed", str(seed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the run in {tree} failed: {done.stderr[-800:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def extract(rev: str, into: Path) -> Path:
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", rev],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=120)
+    return into
+
+
+def report(label: str, runs: list[dict[str, Any]]) -> float:
+    rate = statistics.median(r["done"] / r["cpu"] for r in runs)
+    wall = statistics.median(r["done"] / r["wall"] for r in runs)
+    first = runs[0]
+    print(
+        f"  {label:<30} {rate:9,.0f} decisions/CPU-s ({1e6 / rate:5.0f} µs each)   "
+        f"wall {wall:9,.0f}/s   load {first['prepared']:.2f}s"
+    )
+    return rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--vms", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=120.0, help="stop after this long")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--baseline", default="c373024", help="git revision of the baseline")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(run(args.vms, args.seconds, args.seed)))
+        return 0
+
+    current = Path(__file__).resolve().parents[1]
+    old: list[dict[str, Any]] = []
+    new: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = extract(args.baseline, Path(tmp))
+        for _ in range(args.rounds):  # alternating: both see the same machine
+            old.append(child(tree, args.vms, args.seconds, args.seed))
+            new.append(child(current, args.vms, args.seconds, args.seed))
+    last = new[-1]
+    if old[-1]["digest"] != last["digest"]:
+        raise SystemExit("the baseline and the current engine decided differently")
+    print(
+        f"{last['done']:,} decisions per run ({args.vms:,} VMs x create and rollback), "
+        f"{args.rounds} rounds, medians; load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
+    if last["stopped"]:
+        print(f"  (stopped at the {args.seconds:g}s limit)")
+    before = report(f"baseline ({args.baseline})", old)
+    after = report("current", new)
+    verdict = "OK" if after >= 20_000 else "BELOW TARGET"
+    print(
+        f"  current / baseline             {after / before:5.2f}x   (target >= 20,000/s: {verdict})"
+    )
+    for action, counts in last["verdicts"].items():
         total = sum(counts.values()) or 1
-        shares = ", ".join(
-            f"{v.value} {counts[v]:,} ({100 * counts[v] / total:.1f}%)" for v in Verdict
-        )
-        print(f"  {action.value:<8} {shares}")
-    print("  blocking rules: " + ", ".join(f"{rule} {n:,}" for rule, n in fired.most_common()))
+        shares = ", ".join(f"{v} {n:,} ({100 * n / total:.1f}%)" for v, n in counts.items())
+        print(f"  {action:<8} {shares}")
+    print("  blocking rules: " + ", ".join(f"{rule} {n:,}" for rule, n in last["fired"]))
+    print(
+        f"  both engines gave the same decisions, outcome by outcome (sha256 {last['digest'][:16]})"
+    )
     return 0
 
 

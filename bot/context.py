@@ -3,10 +3,11 @@ entry point from `Settings` and passed down explicitly."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -16,7 +17,15 @@ from bot.config import ConfigError, Settings
 from bot.hyperv import HyperVHost
 from bot.hyperv.hosts import Hosts, HostWrapper
 from bot.inventory import Inventory, InventoryError, load_inventory
-from bot.jobs import InProcessConsumer, JobKind, JobLedger, JobQueue, JobRunner, make_huey
+from bot.jobs import (
+    InProcessConsumer,
+    JobKind,
+    JobLedger,
+    JobQueue,
+    JobRunner,
+    check_queue,
+    make_huey,
+)
 from bot.jobs.delivery import JobDelivery
 from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
 from bot.jobs.runner import default_worker_id
@@ -49,7 +58,9 @@ class AppContext:
     decider: Decider
     ledger: JobLedger
     runner: JobRunner
-    queue: JobQueue
+    # The queue is made when first used: a command that queues nothing (a
+    # listing, `change show`) never loads Huey (bench/cli_start.py).
+    make_queue: Callable[[], JobQueue]
     clock: Clock
     worker_id: str
     ticks: TickClaims
@@ -60,6 +71,15 @@ class AppContext:
     _consumer: InProcessConsumer | None = field(default=None, repr=False)
     _scheduler: PeriodicScheduler | None = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _queue: JobQueue | None = field(default=None, repr=False)
+    _queue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def queue(self) -> JobQueue:
+        with self._queue_lock:
+            if self._queue is None:
+                self._queue = self.make_queue()
+            return self._queue
 
     def submit(
         self,
@@ -178,12 +198,42 @@ def prepare_database(settings: Settings, engine: Engine) -> None:
     if settings.demo:
         migrate.upgrade(engine)
         return
+    if migrate.schema_is_current(engine):
+        return
     current, head = migrate.current_revision(engine), migrate.head_revision()
     if current != head:
         raise SchemaOutOfDate(
             f"the database ({settings.database_label}) is at schema {current or 'none'}, "
             f"expected {head}: run 'checkpoint-bot db upgrade'"
         )
+
+
+class _Fleet(Protocol):
+    def host(self, name: str) -> HyperVHost: ...
+    def close(self) -> None: ...
+
+
+class _FirstUse:
+    """A fleet made when a host is first asked for (a command that asks no
+    host never imports the WinRM client), owned and closed by the context."""
+
+    def __init__(self, make: Callable[[], _Fleet]) -> None:
+        self._make = make
+        self._fleet: _Fleet | None = None
+        self._lock = threading.Lock()
+
+    def host(self, name: str) -> HyperVHost:
+        with self._lock:
+            if self._fleet is None:
+                self._fleet = self._make()
+            fleet = self._fleet
+        return fleet.host(name)
+
+    def close(self) -> None:
+        with self._lock:
+            fleet, self._fleet = self._fleet, None
+        if fleet is not None:
+            fleet.close()
 
 
 def _hosts(
@@ -195,16 +245,21 @@ def _hosts(
 ) -> tuple[Callable[[str], HyperVHost], list[Callable[[], None]]]:
     """The Hyper-V backend the settings name, and how to close it."""
     if settings.hyperv.backend == "winrm":
-        # Imported here so a process that never reaches a host never loads pypsrp.
-        from bot.hyperv.winrm.host import WinRMFleet
+        hyperv = settings.hyperv
 
-        winrm = WinRMFleet(
-            inventory,
-            env,
-            fanout=settings.hyperv.fanout,
-            call_timeout=settings.hyperv.call_timeout.total_seconds(),
-            idle_timeout=settings.hyperv.idle_timeout.total_seconds(),
-        )
+        def make_fleet() -> _Fleet:
+            # Imported here so a process that never reaches a host never loads pypsrp.
+            from bot.hyperv.winrm.host import WinRMFleet
+
+            return WinRMFleet(
+                inventory,
+                env,
+                fanout=hyperv.fanout,
+                call_timeout=hyperv.call_timeout.total_seconds(),
+                idle_timeout=hyperv.idle_timeout.total_seconds(),
+            )
+
+        winrm = _FirstUse(make_fleet)
         return winrm.host, [winrm.close]
     # The modelled hosts come from their own file, never from the inventory:
     # what the bot believes and what the hosts hold may disagree. They are dev
@@ -349,15 +404,19 @@ def build_context(
     kind = huey_kind or settings.jobs.queue
     redis_url = (env or {}).get("REDIS_URL") or settings.jobs.redis_url
     try:
+        check_queue(kind, redis_url)  # said now, though the queue is made on first use
+    except ValueError as exc:
+        raise ConfigError(f"jobs.queue: {exc}") from None
+
+    def make_queue() -> JobQueue:
         huey = make_huey(
             kind,
             path=settings.workdir / "var" / "queue.db",
             name=settings.jobs.queue_name,
             redis_url=redis_url,
         )
-    except ValueError as exc:
-        raise ConfigError(f"jobs.queue: {exc}") from None
-    queue = JobQueue(huey, runner)
+        return JobQueue(huey, runner)
+
     return AppContext(
         settings=settings,
         engine=engine,
@@ -367,7 +426,7 @@ def build_context(
         decider=decider,
         ledger=ledger,
         runner=runner,
-        queue=queue,
+        make_queue=make_queue,
         clock=clock,
         worker_id=worker_id,
         ticks=TickClaims(engine, clock, worker_id),

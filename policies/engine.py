@@ -84,11 +84,10 @@ def _run(spec: RuleSpec, request: Request, facts: Facts, ctx: Context) -> RuleOu
 
 
 def _exempted(policy: Policy, outcome: RuleOutcome, request: Request, now: datetime) -> RuleOutcome:
-    found = [
-        e
-        for e in policy.exemptions
-        if e.rule == outcome.rule and fnmatchcase(request.vm_name.casefold(), e.vm.casefold())
-    ]
+    exemptions = policy.exemptions_for(outcome.rule)
+    if not exemptions:
+        return outcome
+    found = [e for e in exemptions if fnmatchcase(request.vm_name.casefold(), e.vm.casefold())]
     if not found:
         return outcome
     today = now.date()

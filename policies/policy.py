@@ -8,15 +8,19 @@ from then on, so one Policy can serve every evaluation concurrently.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from policies.model import Effect, Fact, Facts, Permission
 from policies.params import ResolvedRule, RuleParams
 from policies.schema import ExemptionConfig, PermissionConfig, PermissionsConfig, Principals, Scope
-from policies.scopes import scope_matches
+from policies.scopes import ScopeMatcher, compile_scope
 from policies.windows import Window
+
+# Settings merged for one combination of matching overrides are kept (they
+# depend on nothing else); a rule with many overrides keeps at most this many.
+_MERGED_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -25,15 +29,55 @@ class CompiledOverride:
     enabled: bool | None
     effect: Effect | None
     params: Mapping[str, Any]  # validated values of just the keys it sets
+    matcher: ScopeMatcher = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matcher", compile_scope(self.scope))
 
 
 @dataclass(frozen=True)
 class CompiledRule:
+    """One rule as loaded: its base settings, made once, and its overrides.
+
+    What a decision needs is ready before the first one: the base
+    `ResolvedRule`, each override's compiled scope, and (kept as they are
+    first met) the settings merged for each combination of overrides, so no
+    decision copies a params model (bench/policy_eval.py)."""
+
     id: str
     enabled: bool
     effect: Effect
     params: RuleParams
     overrides: tuple[CompiledOverride, ...] = ()
+    base: ResolvedRule = field(init=False, repr=False, compare=False)
+    _merged: dict[tuple[int, ...], ResolvedRule] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        base = ResolvedRule(self.id, self.enabled, self.effect, self.params)
+        object.__setattr__(self, "base", base)
+
+    def merged(self, matched: tuple[int, ...]) -> ResolvedRule:
+        """The settings with the overrides at `matched` applied in order
+        (later ones win, key by key)."""
+        found = self._merged.get(matched)
+        if found is not None:
+            return found
+        enabled, effect = self.enabled, self.effect
+        update: dict[str, Any] = {}
+        for index in matched:
+            override = self.overrides[index]
+            enabled = enabled if override.enabled is None else override.enabled
+            effect = effect if override.effect is None else override.effect
+            update.update(override.params)
+        params = self.params.model_copy(update=update) if update else self.params
+        scopes = tuple(self.overrides[i].matcher.description for i in matched)
+        found = ResolvedRule(self.id, enabled, effect, params, scopes)
+        if len(self._merged) < _MERGED_KEPT:
+            # Racing threads store equal values: the merge is a pure function.
+            self._merged[matched] = found
+        return found
 
 
 @dataclass(frozen=True)
@@ -53,6 +97,17 @@ class Policy:
     windows: tuple[Window, ...] = ()
     exemptions: tuple[ExemptionConfig, ...] = ()
     sources: tuple[str, ...] = ()
+    _exemptions_by_rule: Mapping[str, tuple[ExemptionConfig, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        by_rule: dict[str, list[ExemptionConfig]] = {}
+        for e in self.exemptions:
+            by_rule.setdefault(e.rule, []).append(e)
+        object.__setattr__(
+            self, "_exemptions_by_rule", {rule: tuple(es) for rule, es in by_rule.items()}
+        )
 
     def permission(self, permission: Permission) -> PermissionConfig:
         found: PermissionConfig = getattr(self.permissions, permission.value)
@@ -62,28 +117,26 @@ class Policy:
         """The rule's settings for this VM: base, then each matching override
         in order (later ones win, key by key)."""
         compiled = self.rules[rule_id]
-        base = ResolvedRule(compiled.id, compiled.enabled, compiled.effect, compiled.params)
-        enabled, effect = compiled.enabled, compiled.effect
-        update: dict[str, Any] = {}
-        scopes: list[str] = []
+        if not compiled.overrides:
+            return compiled.base
+        matched: list[int] = []
         undecided: dict[str, Fact] = {}
-        for override in compiled.overrides:
-            matches, used = scope_matches(override.scope, facts)
+        for index, override in enumerate(compiled.overrides):
+            matches, used = override.matcher.matches(facts)
             if matches is None:
                 undecided.update({k: f for k, f in used.items() if not f.known})
                 continue
-            if not matches:
-                continue
-            scopes.append(override.scope.describe())
-            enabled = enabled if override.enabled is None else override.enabled
-            effect = effect if override.effect is None else override.effect
-            update.update(override.params)
+            if matches:
+                matched.append(index)
         if undecided:
-            return ScopeUnknown(base, undecided)
-        if not scopes:
-            return base
-        params = compiled.params.model_copy(update=update) if update else compiled.params
-        return ResolvedRule(compiled.id, enabled, effect, params, tuple(scopes))
+            return ScopeUnknown(compiled.base, undecided)
+        if not matched:
+            return compiled.base
+        return compiled.merged(tuple(matched))
+
+    def exemptions_for(self, rule_id: str) -> tuple[ExemptionConfig, ...]:
+        """The exemptions naming `rule_id`, in the policy's order."""
+        return self._exemptions_by_rule.get(rule_id, ())
 
     def rule_settings(self, rule_id: str, facts: Facts) -> tuple[ResolvedRule, bool]:
         """The rule's settings for this VM and whether its scope was decided:

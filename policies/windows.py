@@ -12,15 +12,16 @@ repeated autumn hour the first occurrence counts.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
-
-from croniter import croniter  # type: ignore[import-untyped]
 
 from policies.recurrence import parse_rrule
 from policies.schema import Scope
+from policies.scopes import ScopeMatcher, compile_scope
 
 # Two wall-clock matches can map to one instant around DST; a few steps suffice.
 _MAX_STEPS = 8
@@ -38,10 +39,33 @@ class Window:
     channel: str | None = None
     opening_notice: timedelta = timedelta(minutes=30)
     closing_notice: timedelta = timedelta(minutes=30)
+    matcher: ScopeMatcher = field(init=False, repr=False, compare=False)
+    _cron: Any = field(init=False, repr=False, compare=False, default=None)
+    # The last span between two openings asked about: (opening at or before,
+    # next opening after). Any instant inside it has the same answers, and
+    # decisions come in bunches close in time, so most ask no cron at all.
+    _span: dict[str, tuple[datetime | None, datetime]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if (self.cron is None) == (self.rrule is None):
             raise ValueError(f"window {self.name!r}: give exactly one of cron and rrule")
+        object.__setattr__(self, "matcher", compile_scope(self.scope))
+        if self.cron is not None:
+            # Parsed once, here: croniter expands the expression when it is
+            # made (its `_expand`), which took most of a decision's time.
+            # Each use copies this and sets its own start (`_cron_at`).
+            from croniter import croniter  # type: ignore[import-untyped]  # only for cron windows
+
+            object.__setattr__(self, "_cron", croniter(self.cron, datetime(2000, 1, 1)))
+
+    def _cron_at(self, start: datetime) -> Any:
+        """An iterator of this window's cron from `start`: a copy of the
+        parsed expression, so concurrent decisions share nothing mutable."""
+        it = copy.copy(self._cron)
+        it.set_current(start, force=True)
+        return it
 
     @property
     def schedule_text(self) -> str:
@@ -50,7 +74,7 @@ class Window:
     def _wall_prev(self, local: datetime) -> Iterator[datetime]:
         """Wall-clock openings at or before `local`, newest first."""
         if self.cron is not None:
-            it = croniter(self.cron, local + timedelta(seconds=1))
+            it = self._cron_at(local + timedelta(seconds=1))
             while True:
                 yield it.get_prev(datetime)
         rule = parse_rrule(str(self.rrule))
@@ -62,7 +86,7 @@ class Window:
     def _wall_next(self, local: datetime) -> Iterator[datetime]:
         """Wall-clock openings after `local`, oldest first."""
         if self.cron is not None:
-            it = croniter(self.cron, local)
+            it = self._cron_at(local)
             while True:
                 yield it.get_next(datetime)
         rule = parse_rrule(str(self.rrule))
@@ -79,16 +103,35 @@ class Window:
     def _absolute(self, wall: datetime) -> datetime:
         return wall.replace(tzinfo=self.tz).astimezone(UTC)
 
+    def _between(self, now: datetime) -> tuple[datetime | None, datetime]:
+        """(the latest opening at or before `now`, the first one after it).
+        No opening lies between the two, so the pair answers every instant
+        from the first (or from ever, when None) up to the second."""
+        span = self._span.get("last")
+        if span is not None:
+            before, after = span
+            if (before is None or before <= now) and now < after:
+                return span
+        span = (self._last_start(now), self._next_start(now))
+        self._span["last"] = span  # one atomic store; racing threads store equal spans
+        return span
+
     def last_start(self, now: datetime) -> datetime | None:
         """The latest opening at or before `now` (UTC); None if it never opened."""
+        return self._between(now)[0]
+
+    def next_start(self, now: datetime) -> datetime:
+        """The first opening after `now` (UTC)."""
+        return self._between(now)[1]
+
+    def _last_start(self, now: datetime) -> datetime | None:
         for _, wall in zip(range(_MAX_STEPS), self._wall_prev(self._local(now)), strict=False):
             start = self._absolute(wall)
             if start <= now:
                 return start
         return None
 
-    def next_start(self, now: datetime) -> datetime:
-        """The first opening after `now` (UTC)."""
+    def _next_start(self, now: datetime) -> datetime:
         for _, wall in zip(range(_MAX_STEPS), self._wall_next(self._local(now)), strict=False):
             start = self._absolute(wall)
             if start > now:

@@ -8,11 +8,12 @@ rendered into PowerShell: only people read what comes out of here.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
-
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from typing import TYPE_CHECKING, Any
 
 from bot.durations import format_duration
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 
 def human_bytes(value: int | float | None) -> str:
@@ -50,7 +51,12 @@ class Renderer:
     """One Jinja environment per process, passed to whoever renders."""
 
     def __init__(self) -> None:
-        self.env = Environment(
+        # Jinja2 loads with the first Renderer, not with this package: the
+        # filters above are imported by code that renders nothing
+        # (`checkpoint list --json`, bench/cli_start.py).
+        from jinja2 import Environment, PackageLoader, StrictUndefined
+
+        self.env: Environment = Environment(
             loader=PackageLoader("templates", "."),
             undefined=StrictUndefined,
             autoescape=False,  # noqa: S701 (terminal text; Slack output escapes with `mrkdwn`)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,8 @@ from policies import (
     Verdict,
     parse_policy,
 )
+from policies.schema import Scope
+from policies.windows import Window
 from tests.test_policy_rules import NOW, ask, demo, facts_for
 
 VMS = [vm.name for vm in demo().vms]
@@ -150,3 +153,29 @@ def test_evaluate_is_deterministic_and_pure(
     assert first == second
     assert first.to_dict() == second.to_dict()
     assert dict(facts.values) == snapshot
+
+
+def _fresh(window: Window) -> Window:
+    return Window(window.name, window.cron, window.duration, window.tz, window.scope, window.rrule)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=400 * 24 * 3600), min_size=1, max_size=25),
+    st.sampled_from(
+        ["0 22 * * 6", "30 2 * * *", "0 */4 * * 1-5", "FREQ=WEEKLY;BYDAY=SA;BYHOUR=22"]
+    ),
+)
+def test_a_window_answers_the_same_from_its_kept_span(offsets: list[int], schedule: str) -> None:
+    """The span a window keeps between two openings (policies/windows.py)
+    gives the answers a window that never asked before gives, at any
+    instants in any order, across both changes of daylight saving time."""
+    cron, rrule = (None, schedule) if schedule.startswith("FREQ") else (schedule, None)
+    kept = Window("w", cron, timedelta(hours=6), ZoneInfo("Europe/Berlin"), Scope(), rrule)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for offset in offsets:
+        now = start + timedelta(seconds=offset)
+        fresh = _fresh(kept)
+        assert kept.last_start(now) == fresh.last_start(now)
+        assert kept.next_start(now) == _fresh(kept).next_start(now)
+        assert kept.open_until(now) == _fresh(kept).open_until(now)

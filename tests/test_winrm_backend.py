@@ -6,6 +6,7 @@ in production)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from bot.context import AppContext, build_context
 from bot.devtools.emulator import EmulatedFleet, EmulatorLog
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
+from bot.hyperv import CheckpointType
 from bot.inventory import demo_inventory_path, load_inventory
 from bot.service import approve, list_checkpoints, request_checkpoint, rollback, show_change
 from bot.store.db import make_engine
@@ -27,6 +29,14 @@ PASSWORD = "Passw0rd!"
 
 @pytest.fixture
 def emulated(tmp_path: Path) -> Iterator[tuple[AppContext, EmulatedFleet]]:
+    with emulated_context(tmp_path, workers=True) as both:
+        yield both
+
+
+@contextmanager
+def emulated_context(
+    tmp_path: Path, *, workers: bool
+) -> Iterator[tuple[AppContext, EmulatedFleet]]:
     inventory = load_inventory(demo_inventory_path())
     clock = ScaledClock(600, start=T0)
     fleet = EmulatedFleet.start(
@@ -50,7 +60,8 @@ def emulated(tmp_path: Path) -> Iterator[tuple[AppContext, EmulatedFleet]]:
         upgrade(engine)
         engine.dispose()
         ctx = build_context(settings, env=env, clock=clock, huey_kind="memory")
-        ctx.start_workers()
+        if workers:
+            ctx.start_workers()
         try:
             yield ctx, fleet
         finally:
@@ -87,3 +98,24 @@ def test_refusals_never_reach_the_host(emulated: tuple[AppContext, EmulatedFleet
     out = request_checkpoint(ctx, "CORP-DC01", reason="patch", requester="alice")
     assert out.refused and "USN rollback" in " ".join(out.decision.reasons)
     assert "Checkpoint-VM" not in {entry.cmdlet for entry in fleet.log.entries}
+
+
+def test_a_fact_changed_between_request_and_job_refuses_the_job(tmp_path: Path) -> None:
+    """The job re-asks the host right before it runs (over WinRM, the facts
+    in one invocation): checkpoints disabled on the VM after the request was
+    allowed make the job refuse, and nothing is taken."""
+    with emulated_context(tmp_path, workers=False) as (ctx, fleet):
+        out = request_checkpoint(ctx, "WEB01", reason="KB5044284", requester="alice")
+        assert out.change.state == "approved" and out.job_id is not None
+        # Between the request and the job, someone disables checkpoints on the host.
+        ctx.host_for("HV01").set_checkpoint_settings(
+            out.change.vm_id, checkpoint_type=CheckpointType.Disabled
+        )
+        ctx.start_workers()
+        job = ctx.ledger.wait(out.job_id, timeout=60)
+        assert job.state == "succeeded" and job.result == {"denied": True}
+        change = show_change(ctx, out.change.ref)
+        assert change.state == "denied"
+        assert change.events[-1].message.startswith("re-checked before running")
+        assert "Checkpoint-VM" not in {entry.cmdlet for entry in fleet.log.entries}
+        assert list_checkpoints(ctx, vm="WEB01").rows == ()

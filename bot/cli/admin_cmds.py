@@ -1,4 +1,4 @@
-"""Operator commands: database, inventory, audit, policy, worker."""
+"""Operator commands: database, audit, policy, worker."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
 from bot.config import ConfigError
@@ -43,23 +44,6 @@ def db_upgrade(rt: Runtime) -> None:
         click.echo(f"{done.database}: already at schema {done.after}")
     else:
         click.echo(f"{done.database}: schema {done.before or 'empty'} → {done.after}")
-
-
-@click.group("inventory")
-def inventory() -> None:
-    """The hosts and VMs the bot knows."""
-
-
-@inventory.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_runtime
-def inventory_show(rt: Runtime, as_json: bool) -> None:
-    """Hosts and their VMs, with roles, tags and domains."""
-    inv = rt.ctx.inventory
-    if as_json:
-        echo_json(inv.model_dump(mode="json"))
-    else:
-        rt.out("cli/inventory.txt.j2", inventory=inv)
 
 
 @click.group("audit")
@@ -228,3 +212,7 @@ def worker(
     if health is not None:
         health.stop()
     click.echo("worker: stopping", err=True)
+
+
+db.add_command(db_backup)
+db.add_command(db_downgrade)

@@ -115,7 +115,7 @@ def create_wave(
 
 @click.group("batch")
 def batch() -> None:
-    """Look at patch waves: batches of checkpoints taken together (BAT-n)."""
+    """Patch waves: batches of checkpoints taken, rolled back and merged together (BAT-n)."""
 
 
 @batch.command("show")

@@ -9,6 +9,7 @@ import click
 from bot.changes import State
 from bot.changes.views import ChangeView
 from bot.cli.batch_cmds import create_wave
+from bot.cli.followup_cmds import resolve_cmd
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.domain import SETTING_WORDS, ApprovalState, CheckpointKind
 from bot.service import (
@@ -40,7 +41,11 @@ EXIT_REFUSED = 1
 def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[bool, ChangeView]:
     """Run the queue in this process until the job ends (within its deadline)."""
     ctx = rt.ctx
-    ctx.start_workers()
+    # Only the queue: the periodic work (reconciling, sweeps, TTL chasing,
+    # notices) is what every bot and worker process ticks
+    # (docs/architecture.md); a command that waits for its own job would
+    # start a round of it at once and wait for that round when it exits.
+    ctx.start_workers(periodic=False)
     progress(f"{view.ref}: {action} of {view.vm_name} on {view.host} is running…")
     job = ctx.ledger.get(job_id)
     budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
@@ -391,3 +396,6 @@ def show(rt: Runtime, ref: str, as_json: bool) -> None:
         echo_json(view.to_dict())
     else:
         rt.out("cli/change.txt.j2", c=view)
+
+
+change.add_command(resolve_cmd)

@@ -1,10 +1,12 @@
-"""Commands loaded only when they run: the dev tools' `demo` and `emulator`.
+"""Commands loaded only when they run: every command of `checkpoint-bot`.
 
 Click's documented pattern for lazily loaded subcommands (Click docs,
 "Complex Applications" → "Lazily Loading Subcommands"): the group knows each
 command's import path and one-line help, and imports the module only when
-the command is invoked or its own `--help` is asked for, so the rest of the
-CLI never imports the dev tools (nor psrpcore, which only they need).
+the command is invoked or its own `--help` is asked for. So `--help` and
+`--version` import no command, a command imports only its own module, and
+the rest of the CLI never imports the dev tools (nor psrpcore, which only
+they need).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bot.devtools import DevtoolsMissing, require
 @dataclass(frozen=True)
 class LazyCommand:
     target: str  # "package.module:attribute"
-    short_help: str
+    short_help: str  # the command's first sentence; shortened as Click shortens its own
     devtools: bool = False
 
 
@@ -56,7 +58,9 @@ class LazyGroup(click.Group):
         for name in self.list_commands(ctx):
             spec = self._lazy.get(name)
             if spec is not None:
-                rows.append((name, spec.short_help))
+                # Shortened by Click's own rule, through a command that is only the line.
+                line = click.Command(name, help=spec.short_help).get_short_help_str(limit)
+                rows.append((name, line))
                 continue
             command = super().get_command(ctx, name)
             if command is not None and not command.hidden:

@@ -8,19 +8,8 @@ from pathlib import Path
 
 import click
 
-from bot.cli.admin_cmds import audit, db, inventory, policy, worker
-from bot.cli.batch_cmds import batch
-from bot.cli.checkpoint_cmds import change, checkpoint
-from bot.cli.db_cmds import db_backup, db_downgrade
-from bot.cli.followup_cmds import reconcile_cmd, resolve_cmd, windows_cmd
 from bot.cli.lazy import LazyCommand, LazyGroup
-from bot.cli.outbox_cmd import outbox
 from bot.cli.runtime import Runtime
-from bot.cli.serve_cmd import serve
-from bot.cli.sweep_cmd import sweep
-from bot.config import ConfigError
-from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
-from bot.service import BadRequest, ServiceError, Unavailable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 log = logging.getLogger("checkpoint_bot.cli")
@@ -40,9 +29,50 @@ docs/security.md).
 """
 
 
-# The dev tools are loaded only when asked for (bot.cli.lazy): a production
-# install without the demo extra never imports them.
-DEVTOOLS = {
+# Every command is loaded only when it runs (bot.cli.lazy): `--help` and
+# `--version` import none of them, and each command imports only what it
+# uses (bench/cli_start.py). `tests/test_cli_start.py` checks each line of
+# help below against the command's own docstring.
+COMMANDS = {
+    "audit": LazyCommand("bot.cli.admin_cmds:audit", "The change record, exported."),
+    "batch": LazyCommand(
+        "bot.cli.batch_cmds:batch",
+        "Patch waves: batches of checkpoints taken, rolled back and merged together (BAT-n).",
+    ),
+    "change": LazyCommand("bot.cli.checkpoint_cmds:change", "Look at the record of a change."),
+    "checkpoint": LazyCommand(
+        "bot.cli.checkpoint_cmds:checkpoint", "Take, list, roll back and merge checkpoints."
+    ),
+    "db": LazyCommand("bot.cli.admin_cmds:db", "The database schema."),
+    "inventory": LazyCommand("bot.cli.inventory_cmd:inventory", "The hosts and VMs the bot knows."),
+    "outbox": LazyCommand(
+        "bot.cli.outbox_cmd:outbox",
+        "Show the job outbox (jobs recorded but not yet handed to the queue) and the "
+        "Slack outbox (changes whose thread is behind their record).",
+    ),
+    "policy": LazyCommand("bot.cli.admin_cmds:policy", "The guardrails."),
+    "reconcile": LazyCommand(
+        "bot.cli.followup_cmds:reconcile_cmd",
+        "Run the reconciler once now (every bot and worker also runs it on each tick): "
+        "interrupted work is checked against the hosts.",
+    ),
+    "serve": LazyCommand(
+        "bot.cli.serve_cmd:serve",
+        "Run the Slack bot and (unless --no-worker) the job consumer until stopped.",
+    ),
+    "sweep": LazyCommand(
+        "bot.cli.sweep_cmd:sweep",
+        "Every checkpoint on every host: what is stale, what no change owns.",
+    ),
+    "windows": LazyCommand(
+        "bot.cli.followup_cmds:windows_cmd",
+        "The change windows: each one's next (or current) opening, its scope, the "
+        "checkpoints scheduled for it and the notice due now, if any.",
+    ),
+    "worker": LazyCommand(
+        "bot.cli.admin_cmds:worker", "Run queued jobs in this process until Ctrl-C."
+    ),
+    # The dev tools: a production install without the demo extra never imports them.
     "demo": LazyCommand(
         "bot.devtools.playground.cli:demo",
         "Run the playground: a local Slack, the bot, emulated Hyper-V hosts.",
@@ -58,7 +88,7 @@ DEVTOOLS = {
 
 @click.group(
     cls=LazyGroup,
-    lazy=DEVTOOLS,
+    lazy=COMMANDS,
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -83,27 +113,6 @@ def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> No
     click_ctx.call_on_close(runtime.close)
 
 
-for command in (
-    checkpoint,
-    change,
-    batch,
-    inventory,
-    audit,
-    db,
-    policy,
-    worker,
-    serve,
-    sweep,
-    windows_cmd,
-    reconcile_cmd,
-    outbox,
-):
-    cli.add_command(command)
-change.add_command(resolve_cmd)
-db.add_command(db_backup)
-db.add_command(db_downgrade)
-
-
 def _fail(message: str, code: int) -> int:
     first, *rest = message.strip().splitlines() or ["error"]
     click.echo(f"checkpoint-bot: error: {first}", err=True)
@@ -112,10 +121,45 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
-    from bot.service import committed_writes
+def _known_failure(exc: Exception) -> int | None:
+    """The exit code of an error the CLI reports in one line, else None.
 
-    writes_before = committed_writes()
+    The error classes are looked up in `sys.modules`, not imported: an
+    exception of a class whose module was never loaded cannot have been
+    raised, and importing the service here would undo the lazy loading."""
+    modules = sys.modules
+    config, service, hyperv = (
+        modules.get("bot.config"),
+        modules.get("bot.service.errors"),
+        modules.get("bot.hyperv.errors"),
+    )
+    if config is not None and isinstance(exc, config.ConfigError):
+        return EXIT_USAGE
+    if service is not None:
+        if isinstance(exc, service.BadRequest):
+            return EXIT_USAGE
+        if isinstance(exc, service.Unavailable):
+            return EXIT_UNAVAILABLE
+        if isinstance(exc, service.ServiceError):
+            return EXIT_FAILED
+    if hyperv is not None and isinstance(exc, hyperv.HyperVError):
+        # A host error the service did not translate: still one line.
+        unreachable = isinstance(
+            exc, hyperv.HostUnreachable | hyperv.HostTimeout | hyperv.HostAuthError
+        )
+        return EXIT_UNAVAILABLE if unreachable else EXIT_FAILED
+    return None
+
+
+def _writes_so_far() -> int:
+    """This thread's committed writes (`bot.service.committed_writes`), read
+    without importing the service: if it is not loaded, nothing was written."""
+    outage = sys.modules.get("bot.service.outage")
+    return int(outage.committed_writes()) if outage is not None else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    writes_before = _writes_so_far()
     try:
         cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False)
     except click.UsageError as exc:
@@ -125,21 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("aborted", EXIT_FAILED)
     except click.ClickException as exc:
         return _fail(exc.format_message(), EXIT_USAGE)
-    except (ConfigError, BadRequest) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except Unavailable as exc:
-        return _fail(str(exc), EXIT_UNAVAILABLE)
-    except ServiceError as exc:
-        return _fail(str(exc), EXIT_FAILED)
-    except HyperVError as exc:
-        # A host error the service did not translate: still one line.
-        unreachable = isinstance(exc, HostUnreachable | HostTimeout | HostAuthError)
-        return _fail(str(exc), EXIT_UNAVAILABLE if unreachable else EXIT_FAILED)
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        code = _known_failure(exc)
+        if code is not None:
+            return _fail(str(exc), code)
         from bot.service import outage_message
 
         # An unreachable database is no bug: say what was kept, exit 3.

@@ -8,14 +8,24 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.config import Settings, load_settings
-from bot.context import AppContext, build_context
-from bot.service import Principal
-from templates import Renderer
+if TYPE_CHECKING:
+    # Imported when first used, not here: `--help` and `--version` load this
+    # module and must not load the config, the service or the templates
+    # (bench/cli_start.py).
+    from bot.config import Settings
+    from bot.context import AppContext
+    from bot.service import Principal
+    from templates import Renderer
+
+
+def _build_context(settings: Settings, **kwargs: Any) -> AppContext:
+    from bot.context import build_context
+
+    return build_context(settings, **kwargs)
 
 
 @dataclass
@@ -25,14 +35,24 @@ class Runtime:
     config_path: Path | None
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
-    renderer: Renderer = field(default_factory=Renderer)
-    builder: Callable[..., AppContext] = build_context
+    builder: Callable[..., AppContext] = _build_context
+    _renderer: Renderer | None = None
     _settings: Settings | None = None
     _ctx: AppContext | None = None
 
     @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            from templates import Renderer
+
+            self._renderer = Renderer()
+        return self._renderer
+
+    @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from bot.config import load_settings
+
             self._settings = load_settings(self.config_path, self.env, self.cwd)
             if self._settings.demo:
                 from bot.devtools.hostmodel import demo_hosts_path
@@ -56,6 +76,8 @@ class Runtime:
     @property
     def principal(self) -> Principal:
         """The operator at this terminal: `cli:NAME` (CHECKPOINT_BOT_USER, else $USER)."""
+        from bot.service import Principal
+
         user = self.env.get("CHECKPOINT_BOT_USER") or self.env.get("USER") or getpass.getuser()
         return Principal(f"cli:{user}")
 

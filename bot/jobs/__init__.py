@@ -12,7 +12,7 @@ from bot.jobs.errors import (
 )
 from bot.jobs.kinds import JOB_RULES, JobKind, JobRule, job_words
 from bot.jobs.ledger import DEADLINE_BEFORE_START, ClaimResult, Clock, JobLedger
-from bot.jobs.queue import InProcessConsumer, JobQueue, make_huey
+from bot.jobs.queue import InProcessConsumer, JobQueue, check_queue, make_huey
 from bot.jobs.runner import (
     VM_BUSY_PAST_DEADLINE,
     Handler,
@@ -54,6 +54,7 @@ __all__ = [
     "RetryNotAllowed",
     "RunOutcome",
     "RunStatus",
+    "check_queue",
     "default_worker_id",
     "describe_error",
     "is_final",

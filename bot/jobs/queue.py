@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
-
-from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from typing import TYPE_CHECKING, Any, Literal
 
 from bot.jobs.runner import JobRunner
+
+if TYPE_CHECKING:
+    # Huey (and the Redis and PostgreSQL clients its storage module tries)
+    # is imported by `make_huey`, not here: a CLI command that queues
+    # nothing never loads it (bench/cli_start.py).
+    from huey import Huey
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,9 @@ def make_huey(
     The SQLite file defaults to `<workdir>/var/huey.db`, beside the bot's
     own database; `workdir` defaults to the current directory.
     """
+    from huey import MemoryHuey, RedisHuey, SqliteHuey
+
+    check_queue(kind, redis_url)
     options: dict[str, Any] = {"name": name, "results": False, "immediate": False}
     if kind == "memory":
         return MemoryHuey(**options)
@@ -45,9 +52,7 @@ def make_huey(
             path = (workdir or Path.cwd()) / "var" / "huey.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteHuey(filename=str(path), **options)
-    if kind == "redis":
-        if not redis_url:
-            raise ValueError("the redis queue needs a URL (jobs.redis_url or REDIS_URL)")
+    if kind == "redis" and redis_url:
         # Several bot replicas and `checkpoint-bot worker` processes share
         # this queue; the Job ledger still decides who runs what.
         # A queue host that does not answer must fail an enqueue in seconds:
@@ -57,7 +62,15 @@ def make_huey(
 
         pool = ConnectionPool.from_url(redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT)
         return RedisHuey(connection_pool=pool, **options)
-    raise ValueError(f"unknown huey kind {kind!r}, expected 'sqlite', 'memory' or 'redis'")
+    raise AssertionError(kind)  # check_queue refused it
+
+
+def check_queue(kind: str, redis_url: str | None) -> None:
+    """What `make_huey` refuses, said before any queue is made."""
+    if kind not in ("sqlite", "memory", "redis"):
+        raise ValueError(f"unknown huey kind {kind!r}, expected 'sqlite', 'memory' or 'redis'")
+    if kind == "redis" and not redis_url:
+        raise ValueError("the redis queue needs a URL (jobs.redis_url or REDIS_URL)")
 
 
 class JobQueue:

@@ -9,13 +9,17 @@ notice is posted once; a failed post is logged and not retried blindly.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
-
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.notify.pacing import ChannelPacer
-from templates.blocks import SlackRenderer
+
+if TYPE_CHECKING:
+    # The Slack SDK and the Block Kit renderer come with the client and the
+    # renderer a SlackChannelNotices is given; the context imports this
+    # module for NullChannelNotices on every path, Slack or not.
+    from slack_sdk import WebClient
+
+    from templates.blocks import SlackRenderer
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ class SlackChannelNotices:
         return f"SlackChannelNotices(demo={self.demo})"
 
     def post(self, channel: str, template: str, **values: Any) -> str | None:
+        from slack_sdk.errors import SlackApiError
+
         payload = self.renderer.payload(template, demo=self.demo, **values)
         try:
             self.pacer.wait(channel)

@@ -19,9 +19,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+if TYPE_CHECKING:
+    # The Slack SDK comes with the client a SlackDirectory is given; the
+    # service imports this module on every path, Slack or not.
+    from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ class SlackDirectory:
             return self._members.get(user, frozenset())
 
     def _fetch(self, user: str) -> dict[str, frozenset[str]]:
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
         try:
             answer = self.client.usergroups_list(include_users=True)
         except SlackApiError as exc:

@@ -20,12 +20,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
-from huey import Huey
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from bot.observe.metrics import Metrics
+
+if TYPE_CHECKING:
+    from huey import Huey
 
 log = logging.getLogger(__name__)
 

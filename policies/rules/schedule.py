@@ -16,7 +16,6 @@ from policies.model import (
 from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
 from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
-from policies.scopes import scope_matches
 from policies.windows import Window
 
 
@@ -36,7 +35,7 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
     used: dict[str, Fact] = {}
     undecided = False
     for window in ctx.policy.windows:
-        matches, consulted = scope_matches(window.scope, facts)
+        matches, consulted = window.matcher.matches(facts)
         used |= consulted
         undecided |= matches is None
         if matches:

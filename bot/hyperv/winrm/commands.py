@@ -15,6 +15,7 @@ and makes the shape the same on every PowerShell version.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from bot.hyperv.types import CheckpointType
 from bot.hyperv.winrm.pool import Cmd, Pipeline
@@ -184,3 +185,29 @@ def kvp(vm_id: str) -> Pipeline:
 
 def volumes() -> Pipeline:
     return (Cmd("Get-Volume"), _select(VOLUME_PROPERTIES))
+
+
+# The statements of `vm_facts`, each told from the others by the property
+# set its Select-Object gives every output object.
+FACT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("vm", VM_PROPERTIES),
+    ("disk", DISK_PROPERTIES),
+    ("kvp", ("SystemName", "GuestIntrinsicExchangeItems")),
+    ("checkpoint", CHECKPOINT_PROPERTIES),
+    ("volume", VOLUME_PROPERTIES),
+)
+
+
+def vm_facts(vm_id: str) -> Pipeline:
+    """Everything discovery asks about one VM, as one invocation of five
+    statements (`add_statement`): one round trip instead of five
+    (docs/winrm-client.md). Every value is still a parameter. A JEA
+    endpoint in NoLanguage mode accepts no script text, only commands and
+    parameters sent through the API (about_Language_Modes, "No language");
+    statements are built the same way, with no script text."""
+    statements = (get_vm(vm_id), hard_disks(vm_id), kvp(vm_id), list_checkpoints(vm_id), volumes())
+    pipeline: list[Cmd] = []
+    for statement in statements:
+        *head, last = statement
+        pipeline += [*head, replace(last, end_of_statement=True)]
+    return tuple(pipeline)

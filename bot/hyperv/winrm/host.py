@@ -230,19 +230,55 @@ class WinRMHost:
         return sorted(found, key=lambda cp: cp.created_at)
 
     def volumes(self) -> list[Volume]:
-        outputs = self._run(cmds.volumes(), read_only=True)
+        return self._volumes_from(self._run(cmds.volumes(), read_only=True))
+
+    def _volumes_from(self, outputs: list[Any]) -> list[Volume]:
         found = self._mapped(lambda: [mapping.volume(out, self.name) for out in outputs])
         return sorted((v for v in found if v is not None), key=lambda v: v.path)
 
     def vm_facts(self, vm_id: str) -> VMFacts:
         vm_id = self._vm_id(vm_id)
+        try:
+            outputs = self._run(cmds.vm_facts(vm_id), read_only=True)
+            by_kind = mapping.split_by_kind(outputs, cmds.FACT_KINDS)
+        except (PowerShellError, NotFoundError, mapping.MappingError) as exc:
+            # An error record or an output it cannot place: ask statement by
+            # statement, which says exactly what failed (a missing VM, a
+            # cmdlet the endpoint lacks). Read-only, so asking again is safe;
+            # a transport fault is not caught here and means "not asked".
+            log.debug("%s: facts in one invocation failed (%s); asking one by one", self.name, exc)
+            return self._vm_facts_one_by_one(vm_id)
+        if len(by_kind["vm"]) != 1:
+            return self._vm_facts_one_by_one(vm_id)
+        return self._facts_from(
+            vm_id,
+            by_kind["vm"],
+            by_kind["disk"],
+            mapping.kvp_items(by_kind["kvp"]),
+            self._mapped(lambda: [mapping.checkpoint(o, self.name) for o in by_kind["checkpoint"]]),
+            self._volumes_from(by_kind["volume"]),
+        )
+
+    def _vm_facts_one_by_one(self, vm_id: str) -> VMFacts:
         vm_out = self._run(cmds.get_vm(vm_id), read_only=True)
-        vm = self._one_vm(vm_out, vm_id)
+        self._one_vm(vm_out, vm_id)
         disk_out = self._run(cmds.hard_disks(vm_id), read_only=True)
-        disks = self._mapped(lambda: tuple(mapping.disk(out) for out in disk_out))
         kvp = mapping.kvp_items(self._run(cmds.kvp(vm_id), read_only=True))
-        checkpoints = self.list_checkpoints(vm_id)
-        volumes = self.volumes()
+        return self._facts_from(
+            vm_id, vm_out, disk_out, kvp, self.list_checkpoints(vm_id), self.volumes()
+        )
+
+    def _facts_from(
+        self,
+        vm_id: str,
+        vm_out: list[Any],
+        disk_out: list[Any],
+        kvp: dict[str, str],
+        checkpoints: list[Checkpoint],
+        volumes: list[Volume],
+    ) -> VMFacts:
+        vm = self._one_vm(vm_out, vm_id)
+        disks = self._mapped(lambda: tuple(mapping.disk(out) for out in disk_out))
         vm_path = mapping.text(mapping.pick(mapping.properties(vm_out[0]), "Path"))
         first_disk = next((d.path for d in disks if not d.passthrough), "")
         return VMFacts(

@@ -368,6 +368,36 @@ def volume_for(path: str, volumes: Iterable[Volume]) -> Volume | None:
 # -- KVP ---------------------------------------------------------------------------
 
 
+def split_by_kind(
+    outputs: Iterable[object], kinds: Iterable[tuple[str, tuple[str, ...]]]
+) -> dict[str, list[object]]:
+    """The outputs of several statements, each placed by the one kind whose
+    properties it carries (Select-Object gives every object of a statement
+    the same set). A text output is a KVP item (`kvp_items` takes both);
+    an object no kind, or more than one, fits raises MappingError."""
+    wanted = [(name, frozenset(p.lower() for p in props)) for name, props in kinds]
+    found: dict[str, list[object]] = {name: [] for name, _ in wanted}
+    for out in outputs:
+        if isinstance(out, str | bytes):
+            found["kvp"].append(out)
+            continue
+        have = properties(out).keys()
+        fits = [name for name, props in wanted if props <= have]
+        if len(fits) != 1:
+            # The most specific fit: a set that holds another's wins.
+            fits = [
+                name
+                for name in fits
+                if not any(
+                    dict(wanted)[name] < dict(wanted)[other] for other in fits if other != name
+                )
+            ]
+        if len(fits) != 1:
+            raise MappingError(f"an output of {sorted(have)[:6]} fits {fits or 'no statement'}")
+        found[fits[0]].append(out)
+    return found
+
+
 def kvp_items(outputs: Iterable[object]) -> dict[str, str]:
     """Name -> Data of the GuestIntrinsicExchangeItems of Msvm_KvpExchangeComponent
     output (the CIM instance, or the item strings themselves)."""

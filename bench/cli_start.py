@@ -1,0 +1,195 @@
+"""CLI start: `checkpoint-bot` commands against the import time of what they use.
+
+    .venv/bin/python bench/cli_start.py [--runs 7]
+
+Each command runs in a fresh interpreter (`python -c "from bot.cli.main
+import run; run()" ...`, what the console script does) on a production
+config: `hyperv.backend: winrm` against emulated hosts on loopback (served
+by this process: bot.devtools.emulator), SQLite in a temporary directory,
+no Slack token. Beside each command, in the same run and interleaved with
+it, the wall time of a bare interpreter importing only the libraries the
+command really uses (its declared `uses`), so the ratio is what the CLI
+adds on top of its real dependencies: argument parsing, loading the config,
+inventory and policy, opening the database, asking the host.
+
+Targets: `--help` and `--version` at most 0.2 s; every query command at
+most 1.2x the import time of its libraries. Runs are repeated and the
+medians printed: on a shared machine single runs are noise.
+
+It also lists, per command, the third-party packages the command imported
+beyond its declared ones (from `python -X importtime`), which is where a
+ratio above target comes from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.devtools.emulator import EmulatedFleet  # noqa: E402
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory  # noqa: E402
+from bot.devtools.hostmodel import (  # noqa: E402
+    InMemoryHostStateStore,
+    demo_hosts_path,
+    load_host_model,
+)
+from bot.inventory import demo_inventory_path, load_inventory  # noqa: E402
+
+# What every command needs to start: Click; what loads a config, an
+# inventory and a policy: pydantic and PyYAML, and SQLAlchemy, whose URL
+# parser checks `database_url` (bot.config).
+CLICK = ("click",)
+CONFIG = ("pydantic", "yaml", "sqlalchemy")
+DATABASE = ("sqlmodel",)
+HOSTS = ("pypsrp.powershell", "pypsrp.wsman")
+TEMPLATES = ("jinja2",)
+
+
+@dataclass(frozen=True)
+class Command:
+    label: str
+    argv: tuple[str, ...]
+    uses: tuple[str, ...]
+    limit_seconds: float | None = None  # an absolute target instead of a ratio
+
+
+LIST = CLICK + CONFIG + DATABASE + HOSTS
+SHOW = CLICK + CONFIG + DATABASE + TEMPLATES
+COMMANDS = (
+    Command("--version", ("--version",), CLICK, limit_seconds=0.2),
+    Command("--help", ("--help",), CLICK, limit_seconds=0.2),
+    Command("checkpoint --help", ("checkpoint", "--help"), CLICK),
+    Command(
+        "checkpoint list --json",
+        ("checkpoint", "list", "--json"),
+        CLICK + CONFIG + DATABASE + HOSTS,
+    ),
+    Command("checkpoint list", ("checkpoint", "list"), LIST + TEMPLATES),
+    Command("change show CHG-0001", ("change", "show", "CHG-0001"), SHOW),
+    Command("outbox --json", ("outbox", "--json"), CLICK + CONFIG + DATABASE),
+    Command("inventory show --json", ("inventory", "show", "--json"), CLICK + CONFIG),
+)  # fmt: skip
+
+
+def cli_argv(workdir: Path, args: tuple[str, ...]) -> list[str]:
+    config = [] if args[0].startswith("--") else ["--config", str(workdir / "bot.yaml")]
+    return [sys.executable, "-c", "from bot.cli.main import run; run()", *config, *args]
+
+
+def imports_argv(modules: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-c", "import " + ", ".join(modules)]
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=120, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[3:]} failed ({done.returncode}): {done.stderr.decode()[-400:]}")
+    return elapsed
+
+
+def third_party(argv: list[str], env: dict[str, str], cwd: Path) -> set[str]:
+    """Top-level packages outside the standard library and this project."""
+    done = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    names: set[str] = set()
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        name = line.rsplit("|", 1)[1].strip().split(".")[0]
+        if name and not name.startswith("_") and name not in sys.stdlib_module_names:
+            names.add(name)
+    # "org": a platform probe for Jython that some libraries try, not a package.
+    return names - {"bot", "policies", "templates", "handlers", "encodings", "org"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            ports = {name: server.port for name, server in fleet.servers.items()}
+            (workdir / "inventory.yaml").write_text(
+                emulated_inventory(
+                    load_inventory(demo_inventory_path()), ports, "hvadmin", EMULATOR_PASSWORD_ENV
+                ),
+                encoding="utf-8",
+            )
+            (workdir / "bot.yaml").write_text(
+                "inventory: inventory.yaml\ndatabase_url: sqlite:///bot.db\n"
+                "hyperv:\n  backend: winrm\n  call_timeout: 30s\n",
+                encoding="utf-8",
+            )
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "HOME": str(workdir),
+                "PYTHONPATH": str(ROOT),
+                EMULATOR_PASSWORD_ENV: "Passw0rd!",
+                "CHECKPOINT_BOT_USER": "bench",
+            }
+            timed(cli_argv(workdir, ("db", "upgrade")), env, workdir)
+            timed(
+                cli_argv(workdir, ("checkpoint", "create", "WEB01", "--reason", "bench", "--json")),
+                env,
+                workdir,
+            )
+            bare = statistics.median(
+                timed([sys.executable, "-c", "pass"], env, workdir) for _ in range(args.runs)
+            )
+            print(
+                f"{args.runs} runs each, medians; a bare `python -c pass`: {bare * 1000:.0f} ms; "
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+            )
+            print(
+                f"{'command':<26} {'CLI':>8} {'imports':>8} {'ratio':>6}  target   extra packages"
+            )
+            for command in COMMANDS:
+                cli: list[float] = []
+                libs: list[float] = []
+                for _ in range(args.runs):  # interleaved: both see the same machine
+                    cli.append(timed(cli_argv(workdir, command.argv), env, workdir))
+                    libs.append(timed(imports_argv(command.uses), env, workdir))
+                cli_s, libs_s = statistics.median(cli), statistics.median(libs)
+                ratio = cli_s / libs_s
+                if command.limit_seconds is not None:
+                    ok = cli_s <= command.limit_seconds
+                    target = f"<= {command.limit_seconds:.1f} s"
+                else:
+                    ok = ratio <= 1.2
+                    target = "<= 1.2x"
+                used = third_party(imports_argv(command.uses), env, workdir)
+                extra = sorted(third_party(cli_argv(workdir, command.argv), env, workdir) - used)
+                print(
+                    f"{command.label:<26} {cli_s * 1000:6.0f}ms {libs_s * 1000:6.0f}ms "
+                    f"{ratio:5.2f}x  {target:<8} {'OK' if ok else 'ABOVE':<5} "
+                    f"{', '.join(extra) or '-'}"
+                )
+    finally:
+        fleet.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

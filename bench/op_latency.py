@@ -1,0 +1,275 @@
+"""Create, rollback and merge latency: the CLI against a bare pypsrp script.
+
+    .venv/bin/python bench/op_latency.py [--rounds 3] [--latency-ms 0 50] [--baseline REV]
+
+One emulated Hyper-V host per latency (bot.devtools.emulator: real WinRM
+over loopback, NTLM, `--latency-ms` added to every HTTP request), and a
+production config pointing at it (`hyperv.backend: winrm`, SQLite, no
+Slack). For each operation, in the same run and interleaved round by round:
+
+- bare: a fresh interpreter running the pypsrp pipeline for the same
+  operation on the same VM, nothing else: open a runspace pool, run
+  `Get-VM -Id … | Checkpoint-VM -SnapshotName … -Passthru` (create),
+  `Get-VMSnapshot -Id … | Restore-VMSnapshot -Confirm:$false` then
+  `Get-VM -Id … | Start-VM` (rollback: the bot starts the VM a restored
+  production checkpoint leaves off, `defaults.start_after_restore`) or
+  `Get-VMSnapshot -Id … | Remove-VMSnapshot -Confirm:$false` (merge), close;
+- CLI: `checkpoint-bot checkpoint create STG-APP01 --reason … --json`, then
+  `checkpoint rollback CHG-n` and `checkpoint merge CHG-n`, each until the
+  change says active / rolled back / merged (the CLI waits for its job):
+  policy decision with the host's facts, the record, the job with its
+  re-check of the facts, the operation, the record again.
+
+- before: the same CLI commands from git revision `--baseline` (default
+  c373024, before issue #18), extracted with `git archive` and run from
+  there against the same host (with a database of its own, at its own
+  schema), so the gain is measured in the same run.
+
+All are timed from the start of the process to its exit. The bare script
+works on STG-WEB01, the CLI on STG-APP01, two staging VMs on the same host
+(the shipped policy asks no approval for their rollback): a merge leaves
+its VM merging disks for a while, as on Hyper-V, and the bench waits
+(untimed) until neither merges before the next operation. Prints
+the medians and the ratio CLI / bare per operation and latency. Target:
+CLI create at most 1.5x the bare script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.clock import system_clock  # noqa: E402
+from bot.devtools.emulator import EmulatedFleet  # noqa: E402
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory  # noqa: E402
+from bot.devtools.hostmodel import (  # noqa: E402
+    InMemoryHostStateStore,
+    ModelHost,
+    demo_hosts_path,
+    load_host_model,
+)
+from bot.devtools.hostmodel.enums import VMState  # noqa: E402
+from bot.inventory import demo_inventory_path, load_inventory  # noqa: E402
+
+USER, PASSWORD = "hvadmin", "Passw0rd!"
+BARE_VM = "STG-WEB01"  # the bare script's VM
+VM_NAME = "STG-APP01"  # the CLI's: a merge leaves a VM merging its disks a while
+HOST = "HV03"
+MERGE_WAIT = 120.0
+TIMEOUT = 120
+
+# The bare script: what an admin would type, with pypsrp (values as
+# parameters, as the bot sends them).
+BARE = """
+import sys
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+port, op, target, name, vm_id = sys.argv[1:6]
+wsman = WSMan("127.0.0.1", port=int(port), username="hvadmin", password="Passw0rd!",
+              ssl=False, auth="ntlm", cert_validation=False, encryption="never")
+with RunspacePool(wsman) as pool:
+    ps = PowerShell(pool)
+    if op == "create":
+        ps.add_cmdlet("Get-VM").add_parameter("Id", target)
+        ps.add_cmdlet("Checkpoint-VM").add_parameter("SnapshotName", name)
+        ps.add_parameter("Passthru")
+    else:
+        ps.add_cmdlet("Get-VMSnapshot").add_parameter("Id", target)
+        verb = "Restore-VMSnapshot" if op == "rollback" else "Remove-VMSnapshot"
+        ps.add_cmdlet(verb).add_parameter("Confirm", False)
+    out = ps.invoke()
+    if ps.had_errors:
+        raise SystemExit(f"{op} failed: {[str(e) for e in ps.streams.error]}")
+    if op == "rollback":  # a restored production checkpoint leaves the VM off
+        start = PowerShell(pool)
+        start.add_cmdlet("Get-VM").add_parameter("Id", vm_id).add_cmdlet("Start-VM")
+        start.invoke()
+        if start.had_errors:
+            raise SystemExit(f"start failed: {[str(e) for e in start.streams.error]}")
+    if op == "create":
+        print(out[0].adapted_properties.get("Id") or out[0].extended_properties.get("Id"))
+"""
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[3:]} failed ({done.returncode}): {done.stderr[-600:]}")
+    return elapsed, done.stdout
+
+
+class Setup:
+    """One emulated host at one latency, and a production config aimed at it."""
+
+    def __init__(self, latency_ms: int, workdir: Path, baseline: Path) -> None:
+        self.latency_ms = latency_ms
+        self.baseline = baseline
+        self.workdir = workdir
+        self.store = InMemoryHostStateStore()
+        self.fleet = EmulatedFleet.start(
+            self.store,
+            [HOST],
+            model=load_host_model(demo_hosts_path()),
+            users={USER: PASSWORD},
+            latency_ms=latency_ms,
+        )
+        self.port = self.fleet.port_of(HOST)
+        inventory = load_inventory(demo_inventory_path())
+        self.vm_id = inventory.vm(VM_NAME).vm_id
+        self.bare_vm_id = inventory.vm(BARE_VM).vm_id
+        (workdir / "inventory.yaml").write_text(
+            emulated_inventory(inventory, {HOST: self.port}, USER, EMULATOR_PASSWORD_ENV),
+            encoding="utf-8",
+        )
+        for name, database in (("bot.yaml", "bot.db"), ("before.yaml", "before.db")):
+            # The CLI before #18 keeps its own database, at its own schema.
+            (workdir / name).write_text(
+                f"inventory: inventory.yaml\ndatabase_url: sqlite:///{database}\n"
+                "hyperv:\n  backend: winrm\n  call_timeout: 60s\n",
+                encoding="utf-8",
+            )
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(workdir),
+            "PYTHONPATH": str(ROOT),
+            EMULATOR_PASSWORD_ENV: PASSWORD,
+            "CHECKPOINT_BOT_USER": "bench",
+        }
+        self.cli("db", "upgrade")
+        self.cli("db", "upgrade", tree=self.baseline)
+
+    def cli(self, *args: str, tree: Path = ROOT) -> tuple[float, str]:
+        argv = [sys.executable, "-c", "from bot.cli.main import run; run()"]
+        env = {**self.env, "PYTHONPATH": str(tree)}
+        config = self.workdir / ("bot.yaml" if tree == ROOT else "before.yaml")
+        return timed([*argv, "--config", str(config), *args], env, self.workdir)
+
+    def cli_ops(self, n: int, tree: Path) -> tuple[float, float, float]:
+        """create, rollback, merge through the CLI of `tree`."""
+        self.settle()
+        create, out = self.cli(
+            "checkpoint", "create", VM_NAME, "--reason", f"bench {n}", "--json", tree=tree
+        )
+        change = json.loads(out)
+        if change["state"] != "active":
+            raise SystemExit(f"the create ended {change['state']}: {change}")
+        ref = change["ref"]
+        rollback, out = self.cli("checkpoint", "rollback", ref, "--json", tree=tree)
+        if json.loads(out)["state"] != "rolled_back":
+            raise SystemExit(f"the rollback ended {json.loads(out)['state']}")
+        merge, out = self.cli("checkpoint", "merge", ref, "--json", tree=tree)
+        if json.loads(out)["state"] != "merged":
+            raise SystemExit(f"the merge ended {json.loads(out)['state']}")
+        return create, rollback, merge
+
+    def bare(self, op: str, target: str, name: str = "-") -> tuple[float, str]:
+        argv = [sys.executable, "-c", BARE, str(self.port), op, target, name, self.bare_vm_id]
+        return timed(argv, self.env, self.workdir)
+
+    def settle(self) -> None:
+        """Untimed: wait until neither VM merges its disks (what a merge
+        leaves running on the host, as Hyper-V does)."""
+        host = ModelHost(HOST, self.store, system_clock)
+        deadline = time.monotonic() + MERGE_WAIT
+        while any(host.get_vm(v).merging for v in (self.vm_id, self.bare_vm_id)):
+            if time.monotonic() > deadline:
+                raise SystemExit("a merge did not end in time")
+            time.sleep(0.2)
+        for vm_id in (self.vm_id, self.bare_vm_id):
+            # Each round starts from running VMs whose guests answer (KVP).
+            if host.get_vm(vm_id).state is not VMState.Running:
+                host.start_vm(vm_id)
+
+    def round(self, n: int) -> dict[str, tuple[float, float, float]]:
+        """(bare, CLI, CLI before) seconds per operation."""
+        self.settle()
+        bare_create, out = self.bare("create", self.bare_vm_id, f"bare {n}")
+        checkpoint = out.strip()
+        bare_rollback, _ = self.bare("rollback", checkpoint)
+        bare_merge, _ = self.bare("merge", checkpoint)
+        now = self.cli_ops(n, ROOT)
+        before = self.cli_ops(n, self.baseline)
+        return {
+            "create": (bare_create, now[0], before[0]),
+            "rollback": (bare_rollback, now[1], before[1]),
+            "merge": (bare_merge, now[2], before[2]),
+        }
+
+    def close(self) -> None:
+        self.fleet.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-ms", type=int, nargs="+", default=[0, 50])
+    parser.add_argument("--baseline", default="c373024", help="git revision of the 'before' CLI")
+    args = parser.parse_args(argv)
+
+    results: dict[int, dict[str, list[tuple[float, float, float]]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = Path(tmp) / "baseline"
+        baseline.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", args.baseline],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+        shutil.rmtree(baseline / "tests", ignore_errors=True)
+        setups = []
+        try:
+            for latency in args.latency_ms:
+                workdir = Path(tmp) / f"l{latency}"
+                workdir.mkdir()
+                setups.append(Setup(latency, workdir, baseline))
+            for n in range(args.rounds):  # interleaved: every setup sees the same machine
+                for setup in setups:
+                    for op, pair in setup.round(n).items():
+                        results.setdefault(setup.latency_ms, {}).setdefault(op, []).append(pair)
+        finally:
+            for setup in setups:
+                setup.close()
+    print(
+        f"{HOST}, one emulated host (NTLM): bare on {BARE_VM}, CLI on {VM_NAME}; "
+        f"{args.rounds} rounds, medians; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'latency':>8} {'operation':<10} {'bare':>8} {'CLI':>8} {'CLI/bare':>9}   "
+        f"{'CLI ' + args.baseline:>12} {'its /bare':>9}"
+    )
+    for latency, ops in results.items():
+        for op, runs in ops.items():
+            bare = statistics.median(r[0] for r in runs)
+            cli = statistics.median(r[1] for r in runs)
+            old = statistics.median(r[2] for r in runs)
+            target = ""
+            if op == "create":
+                target = "  target <= 1.5x: " + ("OK" if cli / bare <= 1.5 else "ABOVE")
+            print(
+                f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {cli * 1000:6.0f}ms "
+                f"{cli / bare:8.2f}x   {old * 1000:10.0f}ms {old / bare:8.2f}x{target}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The CLI loads a command only when it runs (bot.cli.lazy): `--version` and
+`--help` import none of the heavy libraries, and the one-line help the
+group declares for each lazy command is the command's own. Not timed:
+bench/cli_start.py measures; this checks what is imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from bot.cli.main import COMMANDS, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("sqlmodel", "sqlalchemy", "pypsrp", "slack_bolt", "slack_sdk", "huey", "jinja2", "alembic")
+
+PROBE = """
+import json, sys
+from bot.cli.main import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def imported_by(*args: str, cwd: Path) -> tuple[int, set[str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CHECKPOINT_BOT_CONFIG": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    return report["code"], {name.split(".")[0] for name in report["modules"]}
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",)])
+def test_version_and_help_import_no_heavy_library(args: tuple[str, ...], tmp_path: Path) -> None:
+    code, modules = imported_by(*args, cwd=tmp_path)
+    assert code == 0
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+    assert not modules & {"bot.service", "bot.context", "bot.config", "templates"}
+
+
+def test_a_lazy_command_loads_only_its_own_module(tmp_path: Path) -> None:
+    code, modules = imported_by("policy", "--help", cwd=tmp_path)
+    assert code == 0
+    assert "pypsrp" not in modules and "slack_bolt" not in modules
+
+
+def test_the_declared_help_is_each_commands_own() -> None:
+    ctx = click.Context(cli)
+    for name, spec in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
+        assert command.name == name
+        assert spec.short_help == command.get_short_help_str(1000), name
+
+
+def test_help_lists_every_command_with_its_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from bot.cli.main import run; run()", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    for name, spec in COMMANDS.items():
+        assert f"{name}  " in result.stdout
+        assert spec.short_help.split(":")[0].split("(")[0].strip()[:30] in result.stdout
