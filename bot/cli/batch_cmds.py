@@ -46,11 +46,7 @@ def _wait_for_members(rt: Runtime, outcome: BatchOutcome) -> BatchView:
         return outcome.batch
     ctx.start_workers()
     progress(f"{outcome.batch.ref}: {len(jobs)} checkpoints are being taken…")
-    for job_id in jobs:
-        job = ctx.ledger.get(job_id)
-        budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
-        ctx.ledger.wait(job_id, timeout=max(budget, 0) + 30)
-    return show_batch(ctx, outcome.batch.ref)
+    return _wait_jobs(rt, outcome.batch.ref, jobs, "")
 
 
 def create_wave(
@@ -146,14 +142,22 @@ def list_cmd(rt: Runtime, limit: int, as_json: bool) -> None:
 
 
 def _wait_jobs(rt: Runtime, ref: str, job_ids: list[int], what: str) -> BatchView:
+    """Run the queue here until every job has ended, saying how far the
+    wave is each time one ends ("BAT-0001: 7 of 9 done, 1 failed")."""
     ctx = rt.ctx
     if job_ids:
         ctx.start_workers()
-        progress(f"{ref}: {what} of {len(job_ids)} VMs is running…")
+        if what:
+            progress(f"{ref}: {what} of {len(job_ids)} VMs is running…")
+    said = ""
     for job_id in job_ids:
         job = ctx.ledger.get(job_id)
         budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
         ctx.ledger.wait(job_id, timeout=max(budget, 0) + 30)
+        now = show_batch(ctx, ref).progress
+        if now != said:
+            progress(f"{ref}: {now}")
+            said = now
     return show_batch(ctx, ref)
 
 
