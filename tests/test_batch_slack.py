@@ -4,6 +4,7 @@ slack_sdk's models and Slack's limits (tests/slack_support.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,9 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         card = command(bot, "batch BAT-1")
         approve_all = button(card, "checkpoint:wave_approve")
         assert approve_all == "BAT-0001" and "Approve all (2)" in shown(card)
+        # Approvers see the list before approving: on the card and in the confirm.
+        assert "its rollback waits for approval" in shown(card)
+        assert "You approve: WEB01 (rollback), STG-WEB01 (rollback)" in json.dumps(card)
         reply, key = bot.slack.click("checkpoint:wave_approve", approve_all, user="U0BOB")
         assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)

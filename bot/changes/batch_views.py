@@ -26,6 +26,9 @@ class MemberView:
     # Why it was refused, or what went wrong last; None when nothing did.
     note: str | None = None
     change_id: int = 0
+    # What waits for approvers on this member (create, rollback, merge,
+    # extend), if anything: approvers see the list before approving all.
+    waiting: str | None = None
 
     @classmethod
     def of(cls, c: Change, note: str | None = None) -> MemberView:
@@ -52,6 +55,7 @@ class MemberView:
             "taken_type": self.taken_type,
             "checkpoint_id": self.checkpoint_id,
             "note": self.note,
+            "waiting_for_approval": self.waiting,
         }
 
 

@@ -9,7 +9,7 @@ recorded, its own events, and a state derived from its members'.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
@@ -308,13 +308,17 @@ def show_batch(ctx: ServiceDeps, ref: str) -> BatchView:
             .order_by(col(BatchEvent.seq))
         ).all()
         members = _members(s, batch_id)
-        waiting = s.exec(
-            select(ApprovalRequest.change_id).where(
+        pending = s.exec(
+            select(ApprovalRequest.change_id, ApprovalRequest.action)
+            .where(
                 col(ApprovalRequest.change_id).in_([m.change_id for m in members]),
                 col(ApprovalRequest.state) == ApprovalState.PENDING,
             )
+            .order_by(col(ApprovalRequest.id))
         ).all()
-        return BatchView.of(batch, members, list(events), awaiting=len(set(waiting)))
+        waits = {change_id: action for change_id, action in pending}
+        members = [replace(m, waiting=waits.get(m.change_id)) for m in members]
+        return BatchView.of(batch, members, list(events), awaiting=len(waits))
 
 
 def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
