@@ -316,7 +316,9 @@ def show_batch(ctx: ServiceDeps, ref: str) -> BatchView:
             )
             .order_by(col(ApprovalRequest.id))
         ).all()
-        waits = {change_id: action for change_id, action in pending}
+        waits: dict[int, str] = {}
+        for change_id, action in pending:
+            waits.setdefault(change_id, action)
         members = [replace(m, waiting=waits.get(m.change_id)) for m in members]
         return BatchView.of(batch, members, list(events), awaiting=len(waits))
 
