@@ -30,6 +30,7 @@ from bot.service import (
     merge_batch,
     preview_batch,
     rollback_batch,
+    run_sweep,
     show_batch,
     stream_audit,
 )
@@ -126,6 +127,11 @@ def test_a_batch_records_its_members_as_ordinary_changes(ctx: AppContext) -> Non
         assert {j.payload.get("host_limit") for j in jobs} == {2}
     assert [b.ref for b in list_batches(ctx)] == ["BAT-0001"]
     assert batch.to_dict()["state"] == "active"
+    # The card's sizes are the sweep's: none before it, each checkpoint's after.
+    assert all(m.size_bytes is None for m in batch.members)
+    run_sweep(ctx)
+    sized = show_batch(ctx, batch.ref).members
+    assert [m.size_bytes is not None for m in sized] == [True, True, False]
 
     audit = list(stream_audit(ctx.engine))
     assert {r["batch"] for r in audit} == {"BAT-0001"}

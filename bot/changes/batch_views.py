@@ -29,6 +29,9 @@ class MemberView:
     # What waits for approvers on this member (create, rollback, merge,
     # extend), if anything: approvers see the list before approving all.
     waiting: str | None = None
+    # The checkpoint's size at the last sweep (bot.service.sweep); None
+    # before the first sample.
+    size_bytes: int | None = None
 
     @classmethod
     def of(cls, c: Change, note: str | None = None) -> MemberView:
@@ -56,6 +59,7 @@ class MemberView:
             "checkpoint_id": self.checkpoint_id,
             "note": self.note,
             "waiting_for_approval": self.waiting,
+            "size_bytes": self.size_bytes,
         }
 
 

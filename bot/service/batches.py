@@ -30,6 +30,7 @@ from bot.store.models import (
     BatchEvent,
     Change,
     ChangeEvent,
+    CheckpointSize,
     batch_ref,
 )
 from policies import Action, Decision, Verdict
@@ -319,8 +320,26 @@ def show_batch(ctx: ServiceDeps, ref: str) -> BatchView:
         waits: dict[int, str] = {}
         for change_id, action in pending:
             waits.setdefault(change_id, action)
-        members = [replace(m, waiting=waits.get(m.change_id)) for m in members]
+        sizes = _sizes(s, [m.checkpoint_id for m in members if m.checkpoint_id])
+        members = [
+            replace(
+                m,
+                waiting=waits.get(m.change_id),
+                size_bytes=sizes.get(m.checkpoint_id or ""),
+            )
+            for m in members
+        ]
         return BatchView.of(batch, members, list(events), awaiting=len(waits))
+
+
+def _sizes(s: Session, checkpoint_ids: list[str]) -> dict[str, int]:
+    """Each checkpoint's latest sampled size (the sweep's samples, oldest first)."""
+    rows = s.exec(
+        select(CheckpointSize.checkpoint_id, CheckpointSize.size_bytes)
+        .where(col(CheckpointSize.checkpoint_id).in_(checkpoint_ids))
+        .order_by(col(CheckpointSize.at))
+    ).all()
+    return {checkpoint_id: size for checkpoint_id, size in rows}
 
 
 def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
