@@ -339,7 +339,10 @@ def _sizes(s: Session, checkpoint_ids: list[str]) -> dict[str, int]:
         .where(col(CheckpointSize.checkpoint_id).in_(checkpoint_ids))
         .order_by(col(CheckpointSize.at))
     ).all()
-    return {checkpoint_id: size for checkpoint_id, size in rows}
+    latest: dict[str, int] = {}
+    for checkpoint_id, size in rows:
+        latest[checkpoint_id] = size  # later samples overwrite earlier ones
+    return latest
 
 
 def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
