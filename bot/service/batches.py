@@ -9,15 +9,16 @@ recorded, its own events, and a state derived from its members'.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
+from bot.changes.batch_load import load_batch, members_of
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
-from bot.changes.batch_views import BatchView, MemberView
-from bot.domain import ApprovalState, BatchRef
+from bot.changes.batch_views import BatchView
+from bot.domain import BatchRef
 from bot.inventory import VM
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, NotFound, ServiceError
@@ -25,12 +26,7 @@ from bot.service.requests import Outcome, request_checkpoint, validate_create
 from bot.service.selection import Selection, resolve
 from bot.store.db import session_scope
 from bot.store.models import (
-    ApprovalRequest,
     Batch,
-    BatchEvent,
-    Change,
-    ChangeEvent,
-    CheckpointSize,
     batch_ref,
 )
 from policies import Action, Decision, Verdict
@@ -261,88 +257,14 @@ def find_batch(ref: str) -> int:
     return found.id
 
 
-def _members(s: Session, batch_id: int) -> list[MemberView]:
-    changes = s.exec(
-        select(Change).where(col(Change.batch_id) == batch_id).order_by(col(Change.id))
-    ).all()
-    ids = [c.id for c in changes]
-    events = s.exec(
-        select(ChangeEvent)
-        .where(col(ChangeEvent.change_id).in_(ids))
-        .order_by(col(ChangeEvent.change_id), col(ChangeEvent.seq))
-    ).all()
-    by_change: dict[int, list[ChangeEvent]] = {}
-    for e in events:
-        by_change.setdefault(e.change_id, []).append(e)
-    return [MemberView.of(c, _note(c, by_change.get(c.id or 0, []))) for c in changes]
-
-
-def _note(c: Change, events: list[ChangeEvent]) -> str | None:
-    """A refused member's reasons (the policy's words), or the failure that
-    put a member where it is (a restore that failed leaves it active), as
-    `ChangeView.last_error` reads it; else nothing."""
-    if c.state in ("denied", "rejected", "expired"):
-        rules = c.decision.get("rules", [])
-        fired = [
-            r.get("message", "") for r in rules if r.get("fired") and r.get("effect") != "warn"
-        ]
-        return "; ".join(m for m in fired if m) or c.state
-    for e in reversed(events):
-        if e.kind.endswith("failed") or e.kind == "interrupt":
-            return e.message
-        if e.to_state:
-            return None
-    return None
-
-
 def show_batch(ctx: ServiceDeps, ref: str) -> BatchView:
     """A batch, its members as they stand now, and its own events."""
     batch_id = find_batch(ref)
     with session_scope(ctx.engine) as s:
         try:
-            batch = get_batch(s, batch_id)
+            return load_batch(s, batch_id)
         except BatchNotFound as exc:
             raise NotFound(str(exc)) from None
-        events = s.exec(
-            select(BatchEvent)
-            .where(col(BatchEvent.batch_id) == batch_id)
-            .order_by(col(BatchEvent.seq))
-        ).all()
-        members = _members(s, batch_id)
-        pending = s.exec(
-            select(ApprovalRequest.change_id, ApprovalRequest.action)
-            .where(
-                col(ApprovalRequest.change_id).in_([m.change_id for m in members]),
-                col(ApprovalRequest.state) == ApprovalState.PENDING,
-            )
-            .order_by(col(ApprovalRequest.id))
-        ).all()
-        waits: dict[int, str] = {}
-        for change_id, action in pending:
-            waits.setdefault(change_id, action)
-        sizes = _sizes(s, [m.checkpoint_id for m in members if m.checkpoint_id])
-        members = [
-            replace(
-                m,
-                waiting=waits.get(m.change_id),
-                size_bytes=sizes.get(m.checkpoint_id or ""),
-            )
-            for m in members
-        ]
-        return BatchView.of(batch, members, list(events), awaiting=len(waits))
-
-
-def _sizes(s: Session, checkpoint_ids: list[str]) -> dict[str, int]:
-    """Each checkpoint's latest sampled size (the sweep's samples, oldest first)."""
-    rows = s.exec(
-        select(CheckpointSize.checkpoint_id, CheckpointSize.size_bytes)
-        .where(col(CheckpointSize.checkpoint_id).in_(checkpoint_ids))
-        .order_by(col(CheckpointSize.at))
-    ).all()
-    latest: dict[str, int] = {}
-    for checkpoint_id, size in rows:
-        latest[checkpoint_id] = size  # later samples overwrite earlier ones
-    return latest
 
 
 def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
@@ -351,4 +273,4 @@ def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
         raise BadRequest("--limit must be at least 1")
     with session_scope(ctx.engine) as s:
         batches = s.exec(select(Batch).order_by(col(Batch.id).desc()).limit(limit)).all()
-        return [BatchView.of(b, _members(s, b.id or 0)) for b in batches]
+        return [BatchView.of(b, members_of(s, b.id or 0)) for b in batches]
