@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bot.notify import ThreadNotifier
 from bot.service import Selection, create_batch, list_batches, show_batch
 from handlers.grammar import BatchRequest, CreateRequest, GrammarError, WaveRequest, parse
 from tests.slack_support import RunningBot
@@ -149,3 +150,31 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         assert reply.status == 200
         answers = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
         assert "Merge of 2 VMs started" in " ".join(shown(c.body) for c in answers)
+
+
+def test_a_wave_has_one_thread_whose_root_is_its_card(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["CORP-DC01"], groups=["web-tier"]),
+            reason="KB5044284 web wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        assert isinstance(bot.ctx.notifier, ThreadNotifier)
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+        posts = bot.api.of("chat.postMessage")
+        roots = [c for c in posts if not c.body.get("thread_ts")]
+        # One root, the batch's card; no member posts a root or a reply of
+        # its own (nothing failed), and the card is brought up to date.
+        assert len(roots) == 1 and "BAT-0001" in shown(roots[0].body), [
+            shown(c.body)[:80] for c in roots
+        ]
+        assert not [c for c in posts if c.body.get("thread_ts")]
+        updates = [shown(c.body) for c in bot.api.of("chat.update")]
+        assert updates and "3 of 3 done, 1 refused" in updates[-1]
+        assert "BAT-0001 — active" in updates[-1]
