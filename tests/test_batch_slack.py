@@ -178,3 +178,32 @@ def test_a_wave_has_one_thread_whose_root_is_its_card(tmp_path: Path) -> None:
         updates = [shown(c.body) for c in bot.api.of("chat.update")]
         assert updates and "3 of 3 done, 1 refused" in updates[-1]
         assert "BAT-0001 — active" in updates[-1]
+
+
+def test_a_members_failure_is_a_reply_in_the_waves_thread(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        # STG-APP01's VSS writers are broken (the demo's host model): a
+        # production-only checkpoint of it fails; STG-WEB01's is taken.
+        out = create_batch(
+            bot.ctx,
+            Selection.of(groups=["staging"]),
+            reason="staging wave",
+            requester="U0ALICE",
+            checkpoint_type="production-only",
+            channel="C0TEST",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                bot.ctx.ledger.wait(o.job_id, timeout=30)
+        batch = show_batch(bot.ctx, out.batch.ref)
+        assert batch.state.value == "partly_failed", batch.members
+        assert isinstance(bot.ctx.notifier, ThreadNotifier)
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+        posts = bot.api.of("chat.postMessage")
+        roots = [c for c in posts if not c.body.get("thread_ts")]
+        assert len(roots) == 1 and "BAT-0001" in shown(roots[0].body)
+        replies = [c for c in posts if c.body.get("thread_ts")]
+        assert len(replies) == 1 and "STG-APP01" in shown(replies[0].body)
+        card = shown(bot.api.of("chat.update")[-1].body)
+        assert "partly failed" in card and "2 of 2 done, 1 failed" in card
