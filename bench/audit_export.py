@@ -52,7 +52,7 @@ from sqlmodel import col, select
 from bot.service.audit_format import export_audit
 from bot.store.db import make_engine, session_scope
 from bot.store.migrate import upgrade
-from bot.store.models import Change, ChangeEvent, VMSettingChange, change_ref
+from bot.store.models import Change, ChangeEvent, VMSettingChange, batch_ref, change_ref
 
 EVENTS = (
     ("requested", None, "requested", "cli:seed"),
@@ -324,6 +324,7 @@ def old_rows(engine: Engine) -> Iterator[dict[str, Any]]:
             "requester_team": change.requester_team,
             "message": event.message,
             "details": event.details,
+            "batch": batch_ref(change.batch_id) if change.batch_id is not None else None,
         }
     for row in settings:
         yield {
@@ -341,6 +342,7 @@ def old_rows(engine: Engine) -> Iterator[dict[str, Any]]:
             "requester_team": row.actor_team,
             "message": row.reason,
             "details": {"before": row.before, "after": row.after},
+            "batch": None,
         }
 
 

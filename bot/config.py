@@ -137,6 +137,16 @@ class SweepConfig(_Model):
     _durations = field_validator("interval", "orphan_after", "keep_sizes", mode="before")(_duration)
 
 
+class BatchesConfig(_Model):
+    """Patch waves: one request over several VMs (docs/batches.md)."""
+
+    # A selection of more VMs than this is refused before anything is recorded.
+    max_vms: int = Field(default=50, ge=1, le=1000)
+    # At most this many of a batch's host jobs run at once on one host, so
+    # a wave does not saturate the host's storage.
+    per_host: int = Field(default=2, ge=1, le=64)
+
+
 class ObservabilityConfig(_Model):
     """Health, metrics and logs of `serve` and `worker` (docs/operations.md)."""
 
@@ -219,6 +229,7 @@ class FileConfig(_Model):
     slack: SlackConfig = SlackConfig()
     sweep: SweepConfig = SweepConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    batches: BatchesConfig = BatchesConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -252,6 +263,7 @@ class Settings:
     slack: SlackConfig
     sweep: SweepConfig
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    batches: BatchesConfig = field(default_factory=BatchesConfig)
 
     def __post_init__(self) -> None:
         try:
@@ -350,6 +362,7 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
         defaults=parsed.defaults,
         slack=parsed.slack,
         sweep=parsed.sweep,
+        batches=parsed.batches,
         observability=parsed.observability,
     )
 

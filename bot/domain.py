@@ -146,3 +146,24 @@ def plain_mentions(text: str) -> str:
         return f"@{user}" if user else (f"@{group}" if group else f"#{channel}")
 
     return MENTION_TOKEN.sub(word, text)
+
+
+# A batch's ref in text people type: `BAT-0007`, `bat-7`, `BAT7`.
+_BATCH_TYPED = re.compile(r"BAT-?([0-9]{1,9})", re.IGNORECASE)
+
+
+@dataclass(frozen=True, order=True)
+class BatchRef:
+    """A batch (a patch wave: one request over several VMs) as people see
+    it: `BAT-0007` is the batch with id 7 (docs/batches.md)."""
+
+    id: int
+
+    def __str__(self) -> str:
+        return f"BAT-{self.id:04d}"
+
+    @classmethod
+    def parse(cls, text: str) -> BatchRef | None:
+        """What a person typed (`BAT-0007`, `bat-7`, `BAT7`), or None."""
+        found = _BATCH_TYPED.fullmatch(text.strip())
+        return cls(int(found.group(1))) if found else None

@@ -5,6 +5,7 @@ calls one function of `bot.service`; no business logic lives here."""
 from handlers.grammar import (
     COMMANDS,
     ApproveRequest,
+    BatchRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -18,6 +19,7 @@ from handlers.grammar import (
     SettingsRequest,
     SlashRequest,
     StatusRequest,
+    WaveRequest,
     WindowsRequest,
     WithdrawRequest,
     help_sections,
@@ -30,6 +32,7 @@ from handlers.grammar import (
 __all__ = [
     "COMMANDS",
     "ApproveRequest",
+    "BatchRequest",
     "CreateRequest",
     "ExtendRequest",
     "GrammarError",
@@ -43,6 +46,7 @@ __all__ = [
     "SettingsRequest",
     "SlashRequest",
     "StatusRequest",
+    "WaveRequest",
     "WindowsRequest",
     "WithdrawRequest",
     "help_sections",

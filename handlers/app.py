@@ -28,6 +28,7 @@ from handlers.deps import SlackDeps
 from handlers.home_refresh import HomeRefresher
 from handlers.observe import ObservedApp
 from handlers.shape import CheckShape
+from handlers.waves import Waves
 from handlers.workspace import BindWorkspace, UserHomes, workspace_from
 from templates.blocks import SlackRenderer
 
@@ -115,6 +116,12 @@ def register(app: App, deps: SlackDeps) -> None:
     @app.action(CHANGE_BUTTONS)
     def on_button(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         actions.button(ack, body, respond, client)
+
+    waves = Waves(deps)
+
+    @app.action(re.compile(r"^checkpoint:wave_(take|cancel|rollback|merge|approve)$"))
+    def on_wave_button(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        waves.button(ack, body, respond, client)
 
     @app.action("checkpoint:open_create")
     def on_open_create(ack: Ack, body: dict[str, Any], client: WebClient) -> None:

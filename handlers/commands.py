@@ -29,6 +29,7 @@ from bot.service import (
     reject,
     request_checkpoint,
     rollback,
+    show_batch,
     show_change,
     show_settings,
     withdraw,
@@ -38,6 +39,7 @@ from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (
     SLASH,
     ApproveRequest,
+    BatchRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -50,12 +52,14 @@ from handlers.grammar import (
     RollbackRequest,
     SettingsRequest,
     StatusRequest,
+    WaveRequest,
     WindowsRequest,
     WithdrawRequest,
     help_sections,
     parse,
 )
 from handlers.status import status_payload
+from handlers.waves import Waves
 from policies import rows as explain_rows
 from templates.blocks import slack_date
 
@@ -130,6 +134,10 @@ class Commands:
             case StatusRequest(change_ref=ref):
                 # As the thread's root shows it, then its history.
                 return status_payload(deps, show_change(ctx, ref))
+            case WaveRequest():
+                return Waves(deps).preview(request, who())
+            case BatchRequest(batch_ref=ref):
+                return deps.payload("batch_card", b=show_batch(ctx, ref))
             case PolicyRequest(vm=vm, action=action):
                 decision = explain(ctx, vm, action, who())
                 return deps.payload(

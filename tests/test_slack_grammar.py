@@ -15,6 +15,7 @@ from bot.inventory.names import check_name
 from handlers import (
     COMMANDS,
     ApproveRequest,
+    BatchRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -28,6 +29,7 @@ from handlers import (
     SettingsRequest,
     SlashRequest,
     StatusRequest,
+    WaveRequest,
     WindowsRequest,
     WithdrawRequest,
     help_sections,
@@ -39,8 +41,8 @@ from handlers import (
 from handlers.grammar.tokens import Token, tokenize
 
 CREATE_USAGE = (
-    "Usage: /checkpoint create VM [--type production|production-only|standard] "
-    '[--ttl 24h] [--reason "..."]'
+    "Usage: /checkpoint create [VM] [--group NAME] [--host HOST] [--tag KEY=VALUE] "
+    '[--type production|production-only|standard] [--ttl 24h] [--reason "..."]'
 )
 
 PARSED: list[tuple[str, SlashRequest]] = [
@@ -147,7 +149,8 @@ ERRORS: list[tuple[str, str, str]] = [
     ("create WEB01 --tll 4h", "unknown option --tll for create; did you mean --ttl?", CREATE_USAGE),
     (
         "create WEB01 --zzz r",
-        "unknown option --zzz for create; it takes --type, --ttl or --reason",
+        "unknown option --zzz for create; it takes --group, --host, --tag, --type, --ttl or "
+        "--reason",
         CREATE_USAGE,
     ),
     ("create WEB01 --ttl 4x --reason r", str(DurationError("4x")), CREATE_USAGE),
@@ -178,14 +181,9 @@ ERRORS: list[tuple[str, str, str]] = [
         CREATE_USAGE,
     ),
     (
-        "create WEB01 fix --reason other",
-        "the reason is given twice: as words after the VM ('fix') and with --reason; keep one",
-        CREATE_USAGE,
-    ),
-    (
         "create --reason r",
-        "create needs a VM name, e.g. /checkpoint create WEB01 patching KB5044284 "
-        "(/checkpoint create alone opens a form)",
+        "create needs a VM, --group, --host or --tag, e.g. /checkpoint create WEB01 patching "
+        "KB5044284 (/checkpoint create alone opens a form)",
         CREATE_USAGE,
     ),
     ("create WEB01 --type", "--type needs a value, e.g. --type production", CREATE_USAGE),
@@ -213,13 +211,13 @@ ERRORS: list[tuple[str, str, str]] = [
     (
         "web01 &lt;!channel&gt;",
         "unknown command 'web01'; the commands are create, list, rollback, merge, extend, "
-        "approve, reject, withdraw, status, policy, windows, settings, help",
+        "approve, reject, withdraw, status, batch, policy, windows, settings, help",
         "Try /checkpoint help.",
     ),
     (
         "&lt;!here&gt; x",
         "unknown command '&lt;!here&gt;'; the commands are create, list, rollback, merge, "
-        "extend, approve, reject, withdraw, status, policy, windows, settings, help",
+        "extend, approve, reject, withdraw, status, batch, policy, windows, settings, help",
         "Try /checkpoint help.",
     ),
     ("help craete", "unknown command 'craete'; did you mean create?", "Try /checkpoint help."),
@@ -415,6 +413,8 @@ def _check(text: str) -> None:
         | RejectRequest
         | WithdrawRequest
         | StatusRequest
+        | BatchRequest
+        | WaveRequest
         | PolicyRequest
         | WindowsRequest
         | SettingsRequest

@@ -8,6 +8,7 @@ import click
 
 from bot.changes import State
 from bot.changes.views import ChangeView
+from bot.cli.batch_cmds import create_wave
 from bot.cli.followup_cmds import resolve_cmd
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.domain import SETTING_WORDS, ApprovalState, CheckpointKind
@@ -17,6 +18,7 @@ from bot.service import (
     ApprovalOutcome,
     Conflict,
     Outcome,
+    Selection,
     Target,
     Unavailable,
     approve,
@@ -95,26 +97,68 @@ def checkpoint() -> None:
 
 
 @checkpoint.command("create")
-@click.argument("vm")
+@click.argument("vms", nargs=-1, metavar="[VM]...")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Every VM with this tag, key=value (repeatable: all must match).",
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    help="The VMs of a group in the inventory's `groups:` (repeatable).",
+)
+@click.option("--host", "hosts", multiple=True, help="Every VM on this host (repeatable).")
 @click.option("--reason", "-r", help="Why: the change this checkpoint protects. Required.")
 @click.option("--type", "ctype", type=TYPES, help="Checkpoint type (default from config).")
 @click.option("--ttl", help="Lifetime before the bot chases it, e.g. 24h, 3d (default 72h).")
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Several VMs: take them without asking to confirm the preview.",
+)
 @click.option("--no-wait", is_flag=True, help="Return the change id at once; a worker runs it.")
-@click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the change (or the batch) as JSON.")
 @pass_runtime
 def create(
     rt: Runtime,
-    vm: str,
+    vms: tuple[str, ...],
+    tags: tuple[str, ...],
+    groups: tuple[str, ...],
+    hosts: tuple[str, ...],
     reason: str | None,
     ctype: str | None,
     ttl: str | None,
+    yes: bool,
     no_wait: bool,
     as_json: bool,
 ) -> None:
-    """Take a checkpoint of VM, if the guardrails allow it."""
+    """Take a checkpoint of VM, if the guardrails allow it.
+
+    Several VMs, --tag, --group or --host make a patch wave (a batch,
+    BAT-n): the selection is resolved and previewed with the policy's word
+    for each VM, then taken once you confirm (--yes skips the question).
+    Tags narrow what names, groups and hosts select."""
+    selection = Selection.of(vms, tags=tags, groups=groups, hosts=hosts)
+    single = selection.single
+    if single is None:
+        create_wave(
+            rt,
+            selection,
+            reason=reason,
+            ctype=ctype,
+            ttl=ttl,
+            yes=yes,
+            no_wait=no_wait,
+            as_json=as_json,
+        )
+        return
     outcome = request_checkpoint(
         rt.ctx,
-        vm,
+        single,
         reason=reason,
         requester=rt.principal,
         checkpoint_type=ctype,

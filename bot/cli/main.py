@@ -37,6 +37,10 @@ docs/security.md).
 # help below against the command's own docstring.
 COMMANDS = {
     "audit": LazyCommand("bot.cli.admin_cmds:audit", "The change record, exported."),
+    "batch": LazyCommand(
+        "bot.cli.batch_cmds:batch",
+        "Patch waves: batches of checkpoints taken, rolled back and merged together (BAT-n).",
+    ),
     "change": LazyCommand("bot.cli.checkpoint_cmds:change", "Look at the record of a change."),
     "checkpoint": LazyCommand(
         "bot.cli.checkpoint_cmds:checkpoint", "Take, list, roll back and merge checkpoints."

@@ -4,6 +4,7 @@ from bot.inventory.errors import (
     InvalidName,
     InventoryError,
     InventoryLookupError,
+    UnknownGroup,
     UnknownHost,
     UnknownVM,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "InventoryLookupError",
     "Role",
     "Transport",
+    "UnknownGroup",
     "UnknownHost",
     "UnknownVM",
     "VMDisks",

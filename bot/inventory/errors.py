@@ -10,7 +10,8 @@ Error tree::
     └── InventoryLookupError      a name or id someone typed does not resolve
         ├── InvalidName           it could never be a name: wildcard, metacharacter, too long
         ├── UnknownVM             no such VM (`.suggestions` holds close names)
-        └── UnknownHost           no such host (`.suggestions` holds close names)
+        ├── UnknownHost           no such host (`.suggestions` holds close names)
+        └── UnknownGroup          no such group of VMs (`.suggestions` holds close names)
 
 Lookup errors carry what was asked for and read as a sentence, ready for Slack or the CLI.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidName",
     "InventoryError",
     "InventoryLookupError",
+    "UnknownGroup",
     "UnknownHost",
     "UnknownVM",
 ]
@@ -66,6 +68,17 @@ class UnknownVM(InventoryLookupError):
         what = "with id" if by_id else "named"
         super().__init__(
             f"no VM {what} {_shown(name)} in the inventory{_did_you_mean(self.suggestions)}"
+        )
+
+
+class UnknownGroup(InventoryLookupError):
+    def __init__(self, name: str, known: Sequence[str], suggestions: Sequence[str] = ()) -> None:
+        self.name = name
+        self.suggestions = list(suggestions)
+        listed = f" (groups: {', '.join(known)})" if known else " (it lists no `groups:`)"
+        super().__init__(
+            f"no group named {_shown(name)} in the inventory"
+            + (_did_you_mean(self.suggestions) if self.suggestions else listed)
         )
 
 

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Self
 
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 
-from bot.inventory.errors import InvalidName, InventoryError, UnknownHost, UnknownVM
-from bot.inventory.models import VM, Cluster, Host, HostVolume, _Model, normalize_vm_id
+from bot.inventory.errors import (
+    InvalidName,
+    InventoryError,
+    UnknownGroup,
+    UnknownHost,
+    UnknownVM,
+)
+from bot.inventory.models import (
+    VM,
+    Cluster,
+    Host,
+    HostVolume,
+    SafeName,
+    _Model,
+    normalize_vm_id,
+)
 from bot.inventory.names import check_name, suggest
 from bot.yamlio import (
     YamlError,
@@ -46,6 +60,9 @@ class Inventory(_Model):
     # Failover clusters: which hosts may own a VM (docs/clusters.md).
     clusters: list[Cluster] = Field(default_factory=list)
     vms: list[VM] = Field(default_factory=list)
+    # Named groups of VMs, selected together for a patch wave (`--group
+    # web-tier`, docs/batches.md): group name → VM names.
+    groups: dict[SafeName, list[SafeName]] = Field(default_factory=dict)
 
     _vms_by_name: dict[str, VM] = PrivateAttr(default_factory=dict)
     _vms_by_id: dict[str, VM] = PrivateAttr(default_factory=dict)
@@ -54,7 +71,9 @@ class Inventory(_Model):
     @model_validator(mode="after")
     def _consistent_and_indexed(self, info: ValidationInfo) -> Self:
         if not (info.context or {}).get(_DEFER_CHECKS):
-            problems = consistency_problems(self.hosts, self.vms, clusters=self.clusters)
+            problems = consistency_problems(
+                self.hosts, self.vms, clusters=self.clusters, groups=self.groups
+            )
             if problems:
                 raise ValueError("; ".join(f"{format_path(p)}: {m}" for p, m in problems))
         self._hosts_by_name = {h.name.casefold(): h for h in reversed(self.hosts)}
@@ -135,6 +154,29 @@ class Inventory(_Model):
             raise UnknownHost(name, suggest(name, (h.name for h in self.hosts)))
         return found
 
+    def group(self, name: str) -> list[VM]:
+        """The VMs of a named group, in the group's order, or InvalidName / UnknownGroup."""
+        check_name(name, kind="group")
+        names = {g.casefold(): members for g, members in self.groups.items()}
+        members = names.get(name.casefold())
+        if members is None:
+            known = sorted(self.groups)
+            raise UnknownGroup(name, known, suggest(name, known))
+        return [self._vms_by_name[m.casefold()] for m in members]
+
+    def tagged(self, tags: Iterable[tuple[str, str]]) -> list[VM]:
+        """The VMs that carry every one of these tags (key and value compared
+        without case), in inventory order."""
+        wanted = [(k.casefold(), v.casefold()) for k, v in tags]
+        return [
+            vm
+            for vm in self.vms
+            if all(
+                any(k == key.casefold() and v == value.casefold() for k, v in vm.tags.items())
+                for key, value in wanted
+            )
+        ]
+
     def vms_on_host(self, name: str) -> list[VM]:
         host = self.host(name)
         return [vm for vm in self.vms if vm.host == host.name]
@@ -155,6 +197,7 @@ def consistency_problems(
     locate: Callable[[YamlPath], str] = _at_path,
     *,
     clusters: Iterable[Cluster] = (),
+    groups: Mapping[str, list[str]] | None = None,
 ) -> list[tuple[YamlPath, str]]:
     """What is inconsistent between hosts and VMs, as (path, message) pairs.
 
@@ -175,7 +218,8 @@ def consistency_problems(
     problems.extend(_cluster_problems(cluster_list, host_at, host_names))
     name_at: dict[str, int] = {}
     id_at: dict[str, int] = {}
-    for i, vm in enumerate(vms):
+    vm_list = list(vms)
+    for i, vm in enumerate(vm_list):
         if (j := name_at.setdefault(vm.name.casefold(), i)) != i:
             first = locate(("vms", j, "name"))
             problems.append((("vms", i, "name"), f"duplicate VM name (first defined {first})"))
@@ -201,6 +245,29 @@ def consistency_problems(
                 f" (expected one of: {', '.join(paths)})" if paths else " (it lists none)"
             )
             problems.append((("vms", i, "volume"), message))
+    problems.extend(_group_problems(groups or {}, [vm.name for vm in vm_list]))
+    return problems
+
+
+def _group_problems(
+    groups: Mapping[str, list[str]], vm_names: list[str]
+) -> list[tuple[YamlPath, str]]:
+    problems: list[tuple[YamlPath, str]] = []
+    known = {n.casefold() for n in vm_names}
+    seen_groups: set[str] = set()
+    for group, members in groups.items():
+        if group.casefold() in seen_groups:
+            problems.append((("groups", group), "duplicate group name (names ignore case)"))
+        seen_groups.add(group.casefold())
+        if not members:
+            problems.append((("groups", group), "a group needs at least one VM"))
+        seen: set[str] = set()
+        for j, member in enumerate(members):
+            if member.casefold() not in known:
+                problems.append((("groups", group, j), _unknown("VM", member, vm_names)))
+            elif member.casefold() in seen:
+                problems.append((("groups", group, j), f"VM {member!r} is listed twice"))
+            seen.add(member.casefold())
     return problems
 
 
@@ -256,7 +323,11 @@ def parse_inventory(text: str, source: str) -> Inventory:
         return f"on line {doc.line_of(path)}"
 
     problems = consistency_problems(
-        inventory.hosts, inventory.vms, on_line, clusters=inventory.clusters
+        inventory.hosts,
+        inventory.vms,
+        on_line,
+        clusters=inventory.clusters,
+        groups=inventory.groups,
     )
     if problems:
         found = (doc.problem(path, message) for path, message in problems)

@@ -67,14 +67,16 @@ def load_document(text: str) -> CommentedMap:
 
 
 def fresh_document(hosts_text: str, header: str) -> CommentedMap:
-    """A new inventory: everything but `vms:` (the hosts, the clusters, with
-    their comments) from another file's text, and an empty `vms:`."""
+    """A new inventory: the hosts, the clusters and the other settings (with
+    their comments) from another file's text, and an empty `vms:`. Named VM
+    groups (`groups:`) are left out: they name VMs of the other file, which
+    a new inventory may not have."""
     source = load_document(hosts_text)
     doc = CommentedMap()
     doc.yaml_set_start_comment(header)
     doc["hosts"] = source.get("hosts", CommentedSeq())
     for key, value in source.items():
-        if key not in ("hosts", "vms"):
+        if key not in ("hosts", "vms", "groups"):
             doc[key] = value
     doc["vms"] = CommentedSeq()
     return doc

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
-from bot.jobs import vmlock
+from bot.jobs import hostslots, vmlock
 from bot.jobs.errors import (
     IdempotencyConflict,
     JobError,
@@ -195,7 +195,7 @@ class JobLedger:
                         started_at=now,
                         heartbeat_at=now,
                     )
-                    .returning(_JOB.c.vm_id)
+                    .returning(_JOB.c.vm_id, _JOB.c.host, _JOB.c.payload)
                 ).first()
                 took_over = None
                 if claimed is not None:
@@ -207,8 +207,21 @@ class JobLedger:
                         now=now,
                         stale_after=self.lock_stale_after,
                     )
+                    limit = hostslots.limit_of(claimed.payload)
+                    if limit is not None:
+                        hostslots.take(
+                            conn,
+                            host=claimed.host,
+                            limit=limit,
+                            job_id=job_id,
+                            worker=worker,
+                            now=now,
+                            stale_after=self.lock_stale_after,
+                        )
         except vmlock.VMBusy as busy:
             return ClaimResult(ClaimOutcome.VM_BUSY, self.get(job_id), lock_holder=busy.holder)
+        except hostslots.HostBusy:
+            return ClaimResult(ClaimOutcome.HOST_BUSY, self.get(job_id))
         job = self.get(job_id)
         if claimed is not None:
             return ClaimResult(ClaimOutcome.WON, job, took_over_from=took_over)
@@ -230,6 +243,7 @@ class JobLedger:
             ).first()
             if row is None:
                 return False
+            hostslots.refresh(conn, job_id=job_id, worker=worker, now=now)
             return vmlock.refresh(conn, vm_id=row.vm_id, job_id=job_id, worker=worker, now=now)
 
     def finish(
@@ -259,6 +273,7 @@ class JobLedger:
             if row is None:
                 raise self._not_owned(s.connection(), job_id, worker, "finish")
             vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
+            hostslots.release(conn, job_id=job_id)
         return self.get(job_id)
 
     def requeue(
@@ -301,6 +316,7 @@ class JobLedger:
                     raise RetryNotAllowed(f"cannot requeue job {job_id}: {why}", job_id=job_id)
                 raise self._not_owned(conn, job_id, worker, "requeue")
             vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
+            hostslots.release(conn, job_id=job_id)
         return self.get(job_id)
 
     def fail_queued(self, job_id: int, *, error: str) -> bool:
@@ -376,6 +392,7 @@ class JobLedger:
                 ).rowcount
                 if done == 1:
                     vmlock.release(conn, vm_id=row.vm_id, job_id=row.id)
+                    hostslots.release(conn, job_id=row.id)
                     interrupted.append(int(row.id))
         return [self.get(job_id) for job_id in interrupted]
 

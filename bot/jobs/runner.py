@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 VM_BUSY_PAST_DEADLINE = (
     "VM busy: another operation on this VM did not finish before this job's deadline"
 )
+HOST_BUSY_PAST_DEADLINE = (
+    "host busy: the host's batch slots (batches.per_host) stayed taken until this job's deadline"
+)
 _MAX_MESSAGE = 500
 
 ProgressCallback = Callable[[int, str], None]
@@ -221,6 +224,8 @@ class JobRunner:
             return RunOutcome(job_id, RunStatus.NOT_DUE, retry_after=wait)
         if claim.outcome is ClaimOutcome.VM_BUSY:
             return self._vm_busy(job)
+        if claim.outcome is ClaimOutcome.HOST_BUSY:
+            return self._vm_busy(job, HOST_BUSY_PAST_DEADLINE)
         if claim.took_over_from is not None:
             log.warning(
                 "job %s took over the stale lock on VM %s from job %s",
@@ -230,11 +235,13 @@ class JobRunner:
             )
         return self._execute(job)
 
-    def _vm_busy(self, job: Job) -> RunOutcome:
+    def _vm_busy(self, job: Job, why: str = VM_BUSY_PAST_DEADLINE) -> RunOutcome:
+        """The VM (or the host's slots) is taken: deliver the id again
+        shortly, or fail the job once its deadline has passed."""
         assert job.id is not None
         if job.deadline_at is not None and self._clock() >= job.deadline_at:
-            if self.ledger.fail_queued(job.id, error=VM_BUSY_PAST_DEADLINE):
-                return RunOutcome(job.id, RunStatus.FAILED, error=VM_BUSY_PAST_DEADLINE)
+            if self.ledger.fail_queued(job.id, error=why):
+                return RunOutcome(job.id, RunStatus.FAILED, error=why)
             return RunOutcome(job.id, RunStatus.LOST)
         return RunOutcome(job.id, RunStatus.VM_BUSY, retry_after=self.vm_busy_retry)
 

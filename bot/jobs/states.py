@@ -31,5 +31,8 @@ class ClaimOutcome(StrEnum):
     LOST = "lost"
     # Another live job holds the VM lock; nothing was changed.
     VM_BUSY = "vm_busy"
+    # The job is bounded per host (a batch member) and its host's slots are
+    # all taken (bot.jobs.hostslots); nothing was changed.
+    HOST_BUSY = "host_busy"
     # Queued, but `not_before` (a retry backoff) is still in the future.
     NOT_DUE = "not_due"

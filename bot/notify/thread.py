@@ -29,6 +29,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from bot.changes import State
+from bot.changes.batch_load import load_batch
+from bot.changes.batch_record import get_batch
 from bot.changes.lifecycle import IN_FLIGHT
 from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
@@ -37,7 +39,7 @@ from bot.notify.outbox import OutboxDrainer
 from bot.notify.pacing import ChannelPacer
 from bot.notify.replies import approvers_to_ping, worth_a_reply
 from bot.store.db import session_scope
-from bot.store.models import Change, ChangeEvent, Job, change_ref
+from bot.store.models import Batch, Change, ChangeEvent, Job, change_ref
 from templates.blocks import SlackRenderer
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,12 @@ QUIET = "quiet"
 _STALE_CLAIM_SECONDS = 120.0
 # Progress replies of the most recent jobs whose ts this process keeps.
 _PROGRESS_REMEMBERED = 1000
+
+
+def _matters(event: ChangeEvent) -> bool:
+    """Of a batch member's events, what its batch's thread tells: a step
+    that failed (its card line says the rest)."""
+    return event.kind.endswith("failed") or event.kind == "interrupt"
 
 
 def _claim_token() -> str:
@@ -252,6 +260,8 @@ class ThreadNotifier:
             change = get_change(s, change_id)
             events = events_of(s, change_id)
         channel = change.channel or self.default_channel
+        if channel is not None and change.batch_id is not None:
+            return self._sync_member(change.batch_id, channel, ChangeView.of(change), events)
         # A refusal is told to the requester alone (ephemeral); no thread for it.
         if channel is None or (change.state == State.DENIED and change.thread_ts is None):
             return True
@@ -311,6 +321,65 @@ class ThreadNotifier:
         # the views beyond the thread follow it (the App Homes).
         self._tell_listeners(change_id)
         return complete
+
+    def _sync_member(
+        self, batch_id: int, channel: str, view: ChangeView, events: list[ChangeEvent]
+    ) -> bool:
+        """A batch member posts no root of its own: the batch has one thread
+        whose root is its compact card, brought up to date with every
+        member's step, and only what matters of a member (a failure) is a
+        reply there (docs/batches.md, "In Slack")."""
+        with session_scope(self.engine) as s:
+            batch = load_batch(s, batch_id)
+            seen = get_batch(s, batch_id).thread_ts
+        root = self.renderer.payload("batch_card", demo=self.demo, b=batch)
+        thread_ts = seen
+        if thread_ts is None or _stale(thread_ts):
+            thread_ts = self._claimed_post(
+                Batch, Batch.id, batch_id, Batch.thread_ts, channel, root, seen
+            )
+            if thread_ts is None:
+                return False
+        elif thread_ts.startswith(_POSTING):
+            return False  # another process is posting the root
+        else:
+            self._update_root(channel, thread_ts, root)
+        complete = True
+        for event in events:
+            if event.id is None or not _matters(event):
+                continue
+            if event.slack_ts is None or _stale(event.slack_ts):
+                posted = self._post_event(
+                    event.id, channel, thread_ts, view, EventView.of(event), event.slack_ts
+                )
+                complete = complete and posted
+            elif event.slack_ts.startswith(_POSTING):
+                complete = False
+        return complete
+
+    def _claimed_post(
+        self,
+        table: Any,
+        key: Any,
+        row_id: int,
+        column: Any,
+        channel: str,
+        payload: dict[str, Any],
+        seen: str | None,
+    ) -> str | None:
+        """Post a thread's root once: claimed on `column` before the post."""
+        token = _claim_token()
+        if not self._claim(table, key, row_id, column, seen, token):
+            return None
+        try:
+            self.pacer.wait(channel)
+            answer = self.client.chat_postMessage(channel=channel, **payload)
+        except SlackApiError:
+            self._claim(table, key, row_id, column, token, None)
+            raise
+        ts = str(answer["ts"])
+        self._claim(table, key, row_id, column, token, ts)
+        return ts
 
     def _post_root(
         self, change_id: int, channel: str, payload: dict[str, Any], seen: str | None

@@ -25,7 +25,7 @@ from bot.changes.record import parse_ref
 from bot.durations import DurationError, parse_duration
 from bot.service.errors import BadRequest
 from bot.store.db import READ_ONLY
-from bot.store.models import Change, ChangeEvent, VMSettingChange, change_ref
+from bot.store.models import Change, ChangeEvent, VMSettingChange, batch_ref, change_ref
 
 # Rows per round trip: large enough that the per-fetch cost vanishes,
 # small enough that a batch is a few hundred kilobytes.
@@ -144,6 +144,7 @@ def _events_query(flt: AuditFilter) -> Any:
             c.requester_team,
             e.message,
             e.details,
+            c.batch_id,
         )
         .select_from(events.join(changes, e.change_id == c.id))
         .where(and_(true(), *clauses))
@@ -192,6 +193,7 @@ def stream_audit(
                 "requester_team": r[11],
                 "message": r[12],
                 "details": r[13],
+                "batch": batch_ref(r[14]) if r[14] is not None else None,
             }
         settings = _settings_query(flt)
         if settings is None:
@@ -212,4 +214,5 @@ def stream_audit(
                 "requester_team": s[3],
                 "message": s[6],
                 "details": {"before": s[7], "after": s[8]},
+                "batch": None,
             }

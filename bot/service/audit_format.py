@@ -27,6 +27,9 @@ AUDIT_FIELDS = (
     "requester",
     "requester_team",
     "message",
+    # The batch (patch wave) the change is a member of; empty for a change
+    # asked for alone and for a settings change.
+    "batch",
 )
 
 _DETAILS = json.JSONEncoder(sort_keys=True)

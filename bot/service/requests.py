@@ -85,7 +85,7 @@ def _duration(text: str, what: str) -> timedelta:
         raise BadRequest(f"{what}: {exc}") from None
 
 
-def _validate_create(
+def validate_create(
     ctx: ServiceDeps, reason: str | None, ctype: str | None, ttl: str | None
 ) -> tuple[str, str, timedelta | None]:
     try:
@@ -143,11 +143,13 @@ def request_checkpoint(
     ttl: str | None = None,
     source: str = "cli",
     channel: str | None = None,
+    batch_id: int | None = None,
 ) -> Outcome:
-    """Ask for a checkpoint. Denials are recorded too: the record is the audit."""
+    """Ask for a checkpoint. Denials are recorded too: the record is the audit.
+    With `batch_id` the change is a member of that batch (bot.service.batches)."""
     who = requester if isinstance(requester, Principal) else Principal(requester, channel=channel)
     vm = resolve_vm(ctx, vm_name)
-    text, kind, lifetime = _validate_create(ctx, reason, checkpoint_type, ttl)
+    text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl)
     decision = ctx.decider.decide(vm, Action.CREATE, who, checkpoint_type=kind, ttl=lifetime)
     # The node the decision just found the VM on (a clustered VM moves); the
     # job follows it again before it runs (bot.service.execution).
@@ -177,6 +179,7 @@ def request_checkpoint(
                 state="",
                 decision=decision.to_dict(),
                 ttl_seconds=ttl_seconds,
+                batch_id=batch_id,
             ),
             actor=who.id,
             actor_team=who.team,
@@ -222,6 +225,15 @@ def request_checkpoint(
     return Outcome(view(ctx, change_id), decision, job_id, approval_id, waits_for_queue=waits)
 
 
+def host_limit(ctx: ServiceDeps, change: Change) -> dict[str, object]:
+    """A batch member's job runs only in one of its host's first
+    `batches.per_host` slots (bot.jobs.hostslots); a change asked for alone
+    is not bounded."""
+    if change.batch_id is None:
+        return {}
+    return {"host_limit": ctx.settings.batches.per_host}
+
+
 def record_create(
     ctx: ServiceDeps, s: Session, change: Change, schedule_at: datetime | None
 ) -> int:
@@ -229,7 +241,7 @@ def record_create(
     policy gave one); `ctx.deliver` hands it to the queue after the commit."""
     now = ctx.clock()
     assert change.id is not None
-    key, payload = f"create:{change.id}", {"token": new_token()}
+    key, payload = f"create:{change.id}", {"token": new_token(), **host_limit(ctx, change)}
     if schedule_at is not None and schedule_at > now:
         transition(
             s,
@@ -268,7 +280,7 @@ def find_change(ctx: ServiceDeps, ref: str) -> int:
     return change_id
 
 
-def _pending(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
+def pending_request(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
     return s.exec(
         select(ApprovalRequest).where(
             ApprovalRequest.change_id == change_id,
@@ -320,7 +332,11 @@ def record_host_action(ctx: ServiceDeps, s: Session, change: Change, job: HostJo
     """The job of a rollback or merge, in the transaction that started it; its
     payload carries who asked, so the job's re-check asks about them."""
     return ctx.record_job(
-        s, job.kind, change, key=f"{job.kind}:{change.id}:{job.seq}", payload=job.payload()
+        s,
+        job.kind,
+        change,
+        key=f"{job.kind}:{change.id}:{job.seq}",
+        payload={**job.payload(), **host_limit(ctx, change)},
     )
 
 
@@ -375,7 +391,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                     details=decision.to_dict(),
                 )
                 return Outcome(ChangeView.of(change), decision)
-            pending = _pending(s, change_id, action.value)
+            pending = pending_request(s, change_id, action.value)
             if pending is None:
                 pending = open_approval(s, change, action.value, who, decision, now)
                 assert decision.approval is not None

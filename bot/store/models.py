@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from bot.domain import ApprovalState, ref_text
+from bot.domain import ApprovalState, BatchRef, ref_text
 from bot.store.columns import UTCDateTime
 
 
@@ -66,6 +66,54 @@ class Change(SQLModel, table=True):
     vm_state_after: str | None = Field(default=None, max_length=32)
     # Optimistic locking: every update is `WHERE version = :seen`.
     version: int = Field(default=1)
+    # The batch (patch wave) this change is a member of; None for a change
+    # asked for on its own. A member is an ordinary change in every other way.
+    batch_id: int | None = Field(default=None, foreign_key="batch.id", index=True)
+
+
+class Batch(SQLModel, table=True):
+    """A patch wave: one request over several VMs, the parent of ordinary
+    changes (`change.batch_id`). Its state is never stored: it is derived
+    from its members' states (bot.changes.batch_state)."""
+
+    __tablename__ = "batch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    requester: str = Field(max_length=255)
+    requester_team: str | None = Field(default=None, max_length=32)
+    reason: str = Field(max_length=2000)
+    # What was asked for; each member records what the policy made of it.
+    checkpoint_type: str = Field(max_length=32)
+    # The lifetime the members inherit (the policy may still shorten one).
+    ttl_seconds: int
+    # The selection as typed (names, tags, groups, hosts), for the record.
+    selection: dict[str, Any] = _json()
+    source: str = Field(default="cli", max_length=32)
+    channel: str | None = Field(default=None, max_length=64)
+    thread_ts: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _utc()
+    # The preview's token (a Slack "Take N checkpoints" button carries it):
+    # a second click on the same preview finds this batch instead of
+    # making another. None when asked for without a preview token (the CLI).
+    token: str | None = Field(default=None, unique=True, max_length=64)
+
+
+class BatchEvent(SQLModel, table=True):
+    """A batch's own history (created, rollback or merge of all asked):
+    append-only, like `change_event`; the members keep their own events."""
+
+    __tablename__ = "batch_event"
+    __table_args__ = (UniqueConstraint("batch_id", "seq", name="uq_batch_event_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int = Field(foreign_key="batch.id", index=True)
+    seq: int
+    at: datetime = _utc()
+    actor: str = Field(max_length=255)
+    actor_team: str | None = Field(default=None, max_length=32)
+    kind: str = Field(max_length=32)
+    message: str = Field(default="", max_length=4000)
+    details: dict[str, Any] = _json()
 
 
 class ChangeEvent(SQLModel, table=True):
@@ -129,6 +177,22 @@ class VMLock(SQLModel, table=True):
 
     vm_id: str = Field(primary_key=True, max_length=64)
     job_id: int = Field(foreign_key="job.id")
+    worker: str = Field(max_length=255)
+    acquired_at: datetime = _utc()
+    heartbeat_at: datetime = _utc()
+
+
+class HostSlot(SQLModel, table=True):
+    """Bounded concurrency per host: a job that carries a host limit (the
+    members of a batch) runs only while it holds one of the host's first
+    `limit` slots, so a wave does not saturate one host's storage
+    (docs/batches.md). Taken, refreshed and released with the VM lock."""
+
+    __tablename__ = "host_slot"
+
+    host: str = Field(primary_key=True, max_length=255)
+    slot: int = Field(primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
     worker: str = Field(max_length=255)
     acquired_at: datetime = _utc()
     heartbeat_at: datetime = _utc()
@@ -222,6 +286,10 @@ class VMSighting(SQLModel, table=True):
 
 def change_ref(change_id: int) -> str:
     return ref_text(change_id)
+
+
+def batch_ref(batch_id: int) -> str:
+    return str(BatchRef(batch_id))
 
 
 class CheckpointSize(SQLModel, table=True):

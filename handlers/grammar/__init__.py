@@ -10,6 +10,7 @@ from handlers.grammar.help import help_sections, help_text
 from handlers.grammar.parser import find_command, parse, usage
 from handlers.grammar.requests import (
     ApproveRequest,
+    BatchRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -23,6 +24,7 @@ from handlers.grammar.requests import (
     SettingsRequest,
     SlashRequest,
     StatusRequest,
+    WaveRequest,
     WindowsRequest,
     WithdrawRequest,
 )
@@ -32,6 +34,7 @@ __all__ = [
     "COMMANDS",
     "SLASH",
     "ApproveRequest",
+    "BatchRequest",
     "CommandSpec",
     "CreateRequest",
     "ExtendRequest",
@@ -48,6 +51,7 @@ __all__ = [
     "SettingsRequest",
     "SlashRequest",
     "StatusRequest",
+    "WaveRequest",
     "WindowsRequest",
     "WithdrawRequest",
     "find_command",

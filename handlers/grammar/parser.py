@@ -32,6 +32,7 @@ from handlers.grammar.table import (
     Param,
     Values,
     either,
+    normalize_batch_ref,
     normalize_change_ref,
 )
 from handlers.grammar.tokens import Token, Unterminated, option_parts, tokenize, unescape_slack
@@ -128,6 +129,10 @@ def _bind(cmd: CommandSpec, tokens: list[Token]) -> Values | HelpRequest:
     extra = positional[len(cmd.args) :]
     if extra and cmd.rest is None:
         raise Invalid(_too_many(cmd, extra[0].text))
+    if extra and cmd.rest is not None and cmd.rest.key in values and cmd.more is not None:
+        more = cmd.more
+        values[more.key] = " ".join(_convert(cmd, more, t.text) for t in extra)
+        extra = []
     if extra and cmd.rest is not None:
         said = " ".join(t.text for t in extra)
         if cmd.rest.key in values:
@@ -186,6 +191,16 @@ def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
                 f"({SLASH} list shows them)"
             )
         return ref
+    if kind is Kind.NAME:
+        try:
+            return check_name(text.strip(), kind="name")
+        except InvalidName as exc:
+            raise Invalid(mrkdwn_escape(str(exc))) from None
+    if kind is Kind.BATCH:
+        batch = normalize_batch_ref(text)
+        if batch is None:
+            raise Invalid(f"{_echo(text)} is not a batch id; {cmd.name} needs one like BAT-0007")
+        return batch
     if kind is Kind.CHOICE:
         return _choice(cmd, param, text)
     if kind is Kind.COMMAND:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from bot.durations import parse_duration
 
 __all__ = [
+    "BatchRequest",
     "CreateRequest",
     "ExtendRequest",
     "GrammarError",
@@ -29,6 +30,7 @@ __all__ = [
     "SettingsRequest",
     "SlashRequest",
     "StatusRequest",
+    "WaveRequest",
     "WindowsRequest",
 ]
 
@@ -111,6 +113,27 @@ class StatusRequest:
 
 
 @dataclass(frozen=True)
+class WaveRequest:
+    """`/checkpoint create WEB01 WEB02 …` or with --group / --host / --tag:
+    a patch wave, previewed before anything is taken (docs/batches.md)."""
+
+    names: tuple[str, ...]
+    reason: str
+    group: str | None = None
+    host: str | None = None
+    tag: str | None = None
+    checkpoint_type: str | None = None
+    ttl_text: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """`/checkpoint batch BAT-n`: a patch wave's card (docs/batches.md)."""
+
+    batch_ref: str
+
+
+@dataclass(frozen=True)
 class PolicyRequest:
     vm: str
     action: str = "create"
@@ -149,6 +172,8 @@ SlashRequest = (
     | RejectRequest
     | WithdrawRequest
     | StatusRequest
+    | BatchRequest
+    | WaveRequest
     | PolicyRequest
     | WindowsRequest
     | SettingsRequest

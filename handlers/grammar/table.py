@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from bot.domain import ChangeRef, CheckpointKind
+from bot.domain import BatchRef, ChangeRef, CheckpointKind
 from handlers.grammar.requests import (
     ApproveRequest,
+    BatchRequest,
     CreateRequest,
     ExtendRequest,
     HelpRequest,
@@ -26,6 +27,7 @@ from handlers.grammar.requests import (
     SettingsRequest,
     SlashRequest,
     StatusRequest,
+    WaveRequest,
     WindowsRequest,
     WithdrawRequest,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "Param",
     "Values",
     "either",
+    "normalize_batch_ref",
     "normalize_change_ref",
 ]
 
@@ -50,6 +53,12 @@ SLASH = "/checkpoint"
 def normalize_change_ref(text: str) -> str | None:
     """`CHG-12`, `chg12` or `CHG-0012` → `CHG-0012`; anything else → None."""
     ref = ChangeRef.parse(text)
+    return str(ref) if ref else None
+
+
+def normalize_batch_ref(text: str) -> str | None:
+    """`BAT-7`, `bat7` or `BAT-0007` → `BAT-0007`; anything else → None."""
+    ref = BatchRef.parse(text)
     return str(ref) if ref else None
 
 
@@ -75,6 +84,8 @@ class Kind(enum.Enum):
     TARGET = "a VM or host name"
     CHANGE = "a change id like CHG-0042"
     CHANGE_OR_VM = "a change id like CHG-0042 or a VM name"
+    BATCH = "a batch id like BAT-0007"
+    NAME = "a group or host name, or a tag key=value"
     DURATION = "a duration like 24h"
     CHOICE = "a choice"
     TEXT = "some text"
@@ -123,6 +134,9 @@ class CommandSpec:
     args: tuple[Param, ...] = ()
     options: tuple[Param, ...] = ()
     rest: Param | None = None  # words after the arguments (create's free-text reason)
+    # Words after the arguments when `rest` was given as an option: more of
+    # the last argument (create's further VMs: `create WEB01 WEB02 --reason …`).
+    more: Param | None = None
     bare: Callable[[], SlashRequest] | None = None  # what the command means with nothing after it
     bare_help: str = ""
     examples: tuple[str, ...] = ()
@@ -135,7 +149,29 @@ class CommandSpec:
 
 
 def _create(v: Values) -> SlashRequest:
-    vm = v.need("vm")
+    names = [*filter(None, [v.get("vm")]), *(v.get("more") or "").split()]
+    group, host, tag = v.get("group"), v.get("host"), v.get("tag")
+    if len(names) > 1 or group or host or tag:
+        if not v.get("reason"):
+            raise Invalid(
+                f"a reason is required: say why, e.g. {SLASH} create --group web-tier "
+                '--reason "KB5044284"'
+            )
+        return WaveRequest(
+            names=tuple(names),
+            group=group,
+            host=host,
+            tag=tag,
+            reason=v.need("reason"),
+            checkpoint_type=v.get("type"),
+            ttl_text=v.get("ttl"),
+        )
+    if not names:
+        raise Invalid(
+            f"create needs a VM, --group, --host or --tag, e.g. {SLASH} create WEB01 patching "
+            f"KB5044284 ({SLASH} create alone opens a form)"
+        )
+    vm = names[0]
     if not v.get("reason"):
         shown = mrkdwn_escape(f'"{vm}"' if " " in vm else vm)
         raise Invalid(
@@ -169,8 +205,24 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "create",
         "take a checkpoint before a risky change",
         _create,
-        args=(_VM,),
+        args=(Param("vm", Kind.VM, "VM", required=False),),
         options=(
+            Param(
+                "group",
+                Kind.NAME,
+                "NAME",
+                help="a patch wave: the VMs of an inventory group (several VMs, --host and "
+                "--tag make a wave too); you see a preview before anything is taken",
+                example="web-tier",
+            ),
+            Param("host", Kind.NAME, "HOST", help="a wave of every VM on a host", example="HV01"),
+            Param(
+                "tag",
+                Kind.NAME,
+                "KEY=VALUE",
+                help="a wave of the VMs with this tag (narrows --group and --host)",
+                example="env=staging",
+            ),
             Param(
                 "type",
                 Kind.CHOICE,
@@ -196,11 +248,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
             ),
         ),
         rest=Param("reason", Kind.TEXT, "REASON"),
+        more=Param("more", Kind.VM, "VM"),
         bare=OpenCreateModal,
         bare_help=f"{SLASH} create alone opens a form",
         examples=(
             "create WEB01 patching KB5044284",
             'create STG-WEB01 --type production-only --ttl 48h --reason "IIS upgrade"',
+            'create WEB01 WEB02 --reason "KB5044284"',
+            'create --group web-tier --reason "KB5044284"',
         ),
         synonyms=("new", "take", "snapshot", "checkpoint", "make", "add"),
     ),
@@ -277,6 +332,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
         args=(_CHANGE,),
         examples=("status CHG-0042",),
         synonyms=("info", "get", "change", "state", "describe"),
+    ),
+    CommandSpec(
+        "batch",
+        "show a patch wave: each VM, its host, state and checkpoint taken",
+        lambda v: BatchRequest(v.need("batch")),
+        args=(Param("batch", Kind.BATCH, "BAT-n"),),
+        examples=("batch BAT-0007",),
+        details="Waves are made with `checkpoint-bot checkpoint create WEB01 WEB02 …` or "
+        "`--group NAME` (docs/batches.md).",
+        synonyms=("wave", "waves"),
     ),
     CommandSpec(
         "policy",

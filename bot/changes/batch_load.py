@@ -1,0 +1,88 @@
+"""Reading a batch whole (`load_batch`): its members as they stand, what
+waits for approvers on each, each checkpoint's last sampled size, and the
+batch's own events. The service shows it; the notifier renders its thread's
+root from it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlmodel import Session, col, select
+
+from bot.changes.batch_record import get_batch
+from bot.changes.batch_views import BatchView, MemberView
+from bot.domain import ApprovalState
+from bot.store.models import ApprovalRequest, BatchEvent, Change, ChangeEvent, CheckpointSize
+
+
+def load_batch(s: Session, batch_id: int) -> BatchView:
+    """The batch with id `batch_id` (BatchNotFound if there is none)."""
+    batch = get_batch(s, batch_id)
+    events = s.exec(
+        select(BatchEvent).where(col(BatchEvent.batch_id) == batch_id).order_by(col(BatchEvent.seq))
+    ).all()
+    members = members_of(s, batch_id)
+    pending = s.exec(
+        select(ApprovalRequest.change_id, ApprovalRequest.action)
+        .where(
+            col(ApprovalRequest.change_id).in_([m.change_id for m in members]),
+            col(ApprovalRequest.state) == ApprovalState.PENDING,
+        )
+        .order_by(col(ApprovalRequest.id))
+    ).all()
+    waits: dict[int, str] = {}
+    for change_id, action in pending:
+        waits.setdefault(change_id, action)
+    sizes = _sizes(s, [m.checkpoint_id for m in members if m.checkpoint_id])
+    members = [
+        replace(m, waiting=waits.get(m.change_id), size_bytes=sizes.get(m.checkpoint_id or ""))
+        for m in members
+    ]
+    return BatchView.of(batch, members, list(events), awaiting=len(waits))
+
+
+def members_of(s: Session, batch_id: int) -> list[MemberView]:
+    changes = s.exec(
+        select(Change).where(col(Change.batch_id) == batch_id).order_by(col(Change.id))
+    ).all()
+    ids = [c.id for c in changes]
+    events = s.exec(
+        select(ChangeEvent)
+        .where(col(ChangeEvent.change_id).in_(ids))
+        .order_by(col(ChangeEvent.change_id), col(ChangeEvent.seq))
+    ).all()
+    by_change: dict[int, list[ChangeEvent]] = {}
+    for e in events:
+        by_change.setdefault(e.change_id, []).append(e)
+    return [MemberView.of(c, _note(c, by_change.get(c.id or 0, []))) for c in changes]
+
+
+def _note(c: Change, events: list[ChangeEvent]) -> str | None:
+    """A refused member's reasons (the policy's words), or the failure that
+    put a member where it is (a restore that failed leaves it active), as
+    `ChangeView.last_error` reads it; else nothing."""
+    if c.state in ("denied", "rejected", "expired"):
+        rules = c.decision.get("rules", [])
+        fired = [
+            r.get("message", "") for r in rules if r.get("fired") and r.get("effect") != "warn"
+        ]
+        return "; ".join(m for m in fired if m) or c.state
+    for e in reversed(events):
+        if e.kind.endswith("failed") or e.kind == "interrupt":
+            return e.message
+        if e.to_state:
+            return None
+    return None
+
+
+def _sizes(s: Session, checkpoint_ids: list[str]) -> dict[str, int]:
+    """Each checkpoint's latest sampled size (the sweep's samples, oldest first)."""
+    rows = s.exec(
+        select(CheckpointSize.checkpoint_id, CheckpointSize.size_bytes)
+        .where(col(CheckpointSize.checkpoint_id).in_(checkpoint_ids))
+        .order_by(col(CheckpointSize.at))
+    ).all()
+    latest: dict[str, int] = {}
+    for checkpoint_id, size in rows:
+        latest[checkpoint_id] = size  # later samples overwrite earlier ones
+    return latest

@@ -1,0 +1,148 @@
+"""A batch's state: a pure function of its members' states.
+
+A batch stores no state of its own, so it can never disagree with its
+members. Each member's state falls into one `Part`; the batch's state
+follows from the parts, first rule that holds wins (docs/batches.md,
+"The batch's state"):
+
+    no members                               → empty
+    every member refused                     → refused
+    (the refused members set aside, of the others:)
+    any pending or running                   → running
+    any awaiting approval                    → awaiting_approval
+    all failed                               → failed
+    any failed                               → partly_failed
+    all active                               → active
+    all rolled back                          → rolled_back
+    all ended (merged, vanished)             → done
+    otherwise (e.g. 7 rolled back, 1 active) → mixed
+
+Refused members (denied, rejected, expired) never ran, so they neither hold
+a batch back nor make it fail: "10 VMs, 2 refused, 8 active" is active.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bot.changes.lifecycle import State
+
+
+class Part(enum.StrEnum):
+    """What a member's state means for its batch."""
+
+    REFUSED = "refused"
+    WAITING = "waiting"
+    PENDING = "pending"
+    RUNNING = "running"
+    ACTIVE = "active"
+    ROLLED_BACK = "rolled_back"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+PART_OF: dict[State, Part] = {
+    State.DENIED: Part.REFUSED,
+    State.REJECTED: Part.REFUSED,
+    State.EXPIRED: Part.REFUSED,
+    # Withdrawn by its requester before it ran: like a rejection, it never
+    # took part.
+    State.WITHDRAWN: Part.REFUSED,
+    State.AWAITING_APPROVAL: Part.WAITING,
+    State.REQUESTED: Part.PENDING,
+    State.APPROVED: Part.PENDING,
+    State.SCHEDULED: Part.PENDING,
+    State.CREATING: Part.RUNNING,
+    State.MERGING: Part.RUNNING,
+    State.ROLLING_BACK: Part.RUNNING,
+    State.ACTIVE: Part.ACTIVE,
+    State.ROLLED_BACK: Part.ROLLED_BACK,
+    State.MERGED: Part.ENDED,
+    State.VANISHED: Part.ENDED,
+    # interrupted: the outcome is unknown until reconciled; a wave with one
+    # is not a clean success, so it counts with the failures.
+    State.FAILED: Part.FAILED,
+    State.INTERRUPTED: Part.FAILED,
+}
+
+
+class BatchState(enum.StrEnum):
+    EMPTY = "empty"
+    REFUSED = "refused"
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    FAILED = "failed"
+    PARTLY_FAILED = "partly_failed"
+    ACTIVE = "active"
+    ROLLED_BACK = "rolled_back"
+    DONE = "done"
+    MIXED = "mixed"
+
+
+# "all <part>" → the batch state it makes, in the order the rules apply.
+_ALL = ((Part.ACTIVE, BatchState.ACTIVE), (Part.ROLLED_BACK, BatchState.ROLLED_BACK))
+
+
+def batch_state(members: Iterable[State]) -> BatchState:
+    """The batch's state from its members' states (the table above)."""
+    parts = [PART_OF[State(m)] for m in members]
+    if not parts:
+        return BatchState.EMPTY
+    live = [p for p in parts if p is not Part.REFUSED]
+    if not live:
+        return BatchState.REFUSED
+    present = set(live)
+    if present & {Part.PENDING, Part.RUNNING}:
+        return BatchState.RUNNING
+    if Part.WAITING in present:
+        return BatchState.AWAITING_APPROVAL
+    if present == {Part.FAILED}:
+        return BatchState.FAILED
+    if Part.FAILED in present:
+        return BatchState.PARTLY_FAILED
+    for part, state in _ALL:
+        if present == {part}:
+            return state
+    if present == {Part.ENDED}:
+        return BatchState.DONE
+    return BatchState.MIXED
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many members are in each part: "7 of 9 done, 1 failed"."""
+
+    counts: dict[Part, int]
+
+    @classmethod
+    def of(cls, members: Iterable[State]) -> Tally:
+        return cls(dict(Counter(PART_OF[State(m)] for m in members)))
+
+    def count(self, part: Part) -> int:
+        return self.counts.get(part, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def taking_part(self) -> int:
+        """Members that were not refused."""
+        return self.total - self.count(Part.REFUSED)
+
+    @property
+    def settled(self) -> int:
+        """Members whose last step is over (nothing pending, running or waiting)."""
+        busy = (Part.PENDING, Part.RUNNING, Part.WAITING)
+        return self.taking_part - sum(self.count(p) for p in busy)
+
+    def describe(self) -> str:
+        text = f"{self.settled} of {self.taking_part} done"
+        if failed := self.count(Part.FAILED):
+            text += f", {failed} failed"
+        if refused := self.count(Part.REFUSED):
+            text += f", {refused} refused"
+        return text

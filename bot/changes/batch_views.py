@@ -1,0 +1,158 @@
+"""Plain snapshots of batches (`BatchView`, `MemberView`): what the service
+hands its callers; no ORM object leaves the service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.changes.batch_state import BatchState, Tally, batch_state
+from bot.changes.lifecycle import State
+from bot.store.models import Batch, BatchEvent, Change, batch_ref, change_ref
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """One VM of a batch: its change, where it stands, what was taken."""
+
+    change: str
+    vm_name: str
+    host: str
+    state: str
+    checkpoint_type: str
+    taken_type: str | None
+    checkpoint_id: str | None
+    # Why it was refused, or what went wrong last; None when nothing did.
+    note: str | None = None
+    change_id: int = 0
+    # What waits for approvers on this member (create, rollback, merge,
+    # extend), if anything: approvers see the list before approving all.
+    waiting: str | None = None
+    # The checkpoint's size at the last sweep (bot.service.sweep); None
+    # before the first sample.
+    size_bytes: int | None = None
+
+    @classmethod
+    def of(cls, c: Change, note: str | None = None) -> MemberView:
+        assert c.id is not None
+        return cls(
+            change=change_ref(c.id),
+            vm_name=c.vm_name,
+            host=c.host,
+            state=c.state,
+            checkpoint_type=c.checkpoint_type,
+            taken_type=c.taken_type,
+            checkpoint_id=c.checkpoint_id,
+            note=note,
+            change_id=c.id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "change": self.change,
+            "vm": self.vm_name,
+            "host": self.host,
+            "state": self.state,
+            "checkpoint_type": self.checkpoint_type,
+            "taken_type": self.taken_type,
+            "checkpoint_id": self.checkpoint_id,
+            "note": self.note,
+            "waiting_for_approval": self.waiting,
+            "size_bytes": self.size_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class BatchEventView:
+    seq: int
+    at: datetime
+    actor: str
+    kind: str
+    message: str
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: BatchEvent) -> BatchEventView:
+        return cls(e.seq, e.at, e.actor, e.kind, e.message, dict(e.details))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "kind": self.kind,
+            "message": self.message,
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True)
+class BatchView:
+    id: int
+    ref: str
+    requester: str
+    reason: str
+    checkpoint_type: str
+    ttl_seconds: int
+    selection: dict[str, Any]
+    source: str
+    created_at: datetime
+    members: tuple[MemberView, ...]
+    events: tuple[BatchEventView, ...] = ()
+    # Members with a request waiting for approvers (a create, a rollback, …).
+    awaiting: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        b: Batch,
+        members: list[MemberView],
+        events: list[BatchEvent] | None = None,
+        awaiting: int = 0,
+    ) -> BatchView:
+        assert b.id is not None
+        return cls(
+            id=b.id,
+            ref=batch_ref(b.id),
+            requester=b.requester,
+            reason=b.reason,
+            checkpoint_type=b.checkpoint_type,
+            ttl_seconds=b.ttl_seconds,
+            selection=dict(b.selection),
+            source=b.source,
+            created_at=b.created_at,
+            members=tuple(members),
+            events=tuple(BatchEventView.of(e) for e in events or ()),
+            awaiting=awaiting,
+        )
+
+    @property
+    def state(self) -> BatchState:
+        return batch_state(State(m.state) for m in self.members)
+
+    @property
+    def tally(self) -> Tally:
+        return Tally.of(State(m.state) for m in self.members)
+
+    @property
+    def progress(self) -> str:
+        return self.tally.describe()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ref": self.ref,
+            "state": self.state.value,
+            "progress": self.progress,
+            "requester": self.requester,
+            "reason": self.reason,
+            "checkpoint_type": self.checkpoint_type,
+            "ttl_seconds": self.ttl_seconds,
+            "selection": self.selection,
+            "source": self.source,
+            "created_at": self.created_at.isoformat(),
+            "members": [m.to_dict() for m in self.members],
+            "events": [e.to_dict() for e in self.events],
+            "awaiting_approval": self.awaiting,
+        }

@@ -1,0 +1,318 @@
+"""Roll back or merge a whole batch (docs/batches.md, "Rolling back or
+merging a wave").
+
+Each member is rolled back or merged as an ordinary change: its own job,
+its per-VM lock, its host slot. What the batch adds is the decision: the
+batch's action needs what its strictest member's needs. One member the
+policy refuses refuses the whole action before anything starts (nothing
+half-done); one member that needs an approver makes every member wait for
+that approver, and `approve_batch` carries them all out together. Once
+started, a member that fails never stops or undoes the others: each
+member's outcome is shown for itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.changes import State
+from bot.changes.batch_record import batch_note, get_batch
+from bot.changes.batch_views import BatchView
+from bot.changes.record import ConcurrentUpdate, get_change, note
+from bot.service.approvals import ApprovalOutcome, approve
+from bot.service.batches import find_batch, show_batch
+from bot.service.binding import Target
+from bot.service.deciding import Principal, as_principal
+from bot.service.errors import Conflict, ServiceError
+from bot.service.requests import begin_host_action, open_approval, pending_request, resolve_vm
+from bot.store.db import session_scope
+from bot.store.models import batch_ref, change_ref
+from policies import Action, Decision, Verdict
+
+if TYPE_CHECKING:
+    from bot.service.deps import ServiceDeps
+
+# Which member states each action applies to (as for a single change).
+ELIGIBLE: dict[Action, frozenset[State]] = {
+    Action.ROLLBACK: frozenset({State.ACTIVE}),
+    Action.MERGE: frozenset({State.ACTIVE, State.ROLLED_BACK}),
+}
+_VERB = {Action.ROLLBACK: "roll back", Action.MERGE: "merge"}
+_SEVERITY = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1, Verdict.DENY: 2}
+
+
+def strictest(decisions: Sequence[Decision]) -> Decision:
+    """The decision the whole batch gets: a refusal over a need for
+    approval over an allow; among needs for approval, the one asking for
+    the most approvers (with a tie, one that names its approvers over one
+    that lets anyone approve)."""
+    if not decisions:
+        raise ValueError("a batch action needs at least one member")
+
+    def weight(d: Decision) -> tuple[int, int, int]:
+        need = d.approval
+        return (
+            _SEVERITY[d.verdict],
+            need.required if need else 0,
+            0 if need is None or need.anyone else 1,
+        )
+
+    return max(decisions, key=weight)
+
+
+class MemberResult(enum.StrEnum):
+    STARTED = "started"
+    AWAITS_APPROVAL = "awaits_approval"
+    SKIPPED = "skipped"
+    NOT_STARTED = "not_started"
+
+
+@dataclass(frozen=True)
+class MemberAction:
+    """What the batch action did to one member."""
+
+    change: str
+    vm: str
+    result: MemberResult
+    detail: str = ""
+    job_id: int | None = None
+    change_id: int = 0
+
+
+@dataclass(frozen=True)
+class BatchAction:
+    """The batch action as decided, and each member's part in it."""
+
+    batch: BatchView
+    action: str
+    decision: Decision
+    members: tuple[MemberAction, ...]
+
+    @property
+    def refused(self) -> bool:
+        return self.decision.verdict is Verdict.DENY
+
+    @property
+    def job_ids(self) -> list[int]:
+        return [m.job_id for m in self.members if m.job_id is not None]
+
+
+def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAction:
+    batch_id = find_batch(ref)
+    batch = show_batch(ctx, ref)
+    allowed = ELIGIBLE[action]
+    eligible = [m for m in batch.members if State(m.state) in allowed]
+    skipped = [
+        MemberAction(
+            m.change,
+            m.vm_name,
+            MemberResult.SKIPPED,
+            f"is {m.state.replace('_', ' ')}",
+            change_id=m.change_id,
+        )
+        for m in batch.members
+        if State(m.state) not in allowed
+    ]
+    if not eligible:
+        raise Conflict(
+            f"{batch.ref} has no member to {_VERB[action]}: "
+            + ", ".join(f"{m.vm} {m.detail}" for m in skipped)
+        )
+    decisions: list[tuple[int, Decision]] = []
+    for m in eligible:
+        change_id = m.change_id
+        with session_scope(ctx.engine) as s:
+            change = get_change(s, change_id)
+        vm = resolve_vm(ctx, change.vm_name)
+        decision = ctx.decider.decide(
+            vm, action, who, checkpoint_type=change.checkpoint_type, change=change
+        )
+        decisions.append((change_id, decision))
+    verdict = strictest([d for _, d in decisions])
+    members: list[MemberAction] = []
+    if verdict.verdict is Verdict.DENY:
+        refusing = [
+            f"{change_ref(cid)}: {'; '.join(d.reasons)}"
+            for cid, d in decisions
+            if d.verdict is Verdict.DENY
+        ]
+        _note(ctx, batch_id, f"{action.value}_refused", who, "; ".join(refusing), verdict)
+        return BatchAction(show_batch(ctx, ref), action.value, verdict, tuple(skipped))
+    if verdict.verdict is Verdict.NEEDS_APPROVAL:
+        assert verdict.approval is not None
+        need = verdict.approval.describe()
+        for change_id, _ in decisions:
+            members.append(_await(ctx, change_id, action, who, verdict, batch.ref, need))
+        _note(
+            ctx,
+            batch_id,
+            f"{action.value}_awaits_approval",
+            who,
+            f"{action.value} of {len(decisions)} members needs {need} (its strictest member's)",
+            verdict,
+        )
+    else:
+        for change_id, _ in decisions:
+            members.append(_start(ctx, change_id, action, who))
+        _note(
+            ctx,
+            batch_id,
+            f"{action.value}_started",
+            who,
+            f"{action.value} of {len(decisions)} members asked by {who.id}",
+            verdict,
+        )
+    for acted in members:
+        ctx.notifier.changed(acted.change_id)
+    return BatchAction(show_batch(ctx, ref), action.value, verdict, tuple(members + skipped))
+
+
+def _start(ctx: ServiceDeps, change_id: int, action: Action, who: Principal) -> MemberAction:
+    with session_scope(ctx.engine) as s:
+        vm = get_change(s, change_id).vm_name
+    try:
+        job_id = begin_host_action(ctx, change_id, action, who)
+    except ServiceError as exc:
+        # It moved on meanwhile (someone merged it): the others go ahead.
+        return MemberAction(
+            change_ref(change_id), vm, MemberResult.NOT_STARTED, exc.message, change_id=change_id
+        )
+    return MemberAction(
+        change_ref(change_id), vm, MemberResult.STARTED, job_id=job_id, change_id=change_id
+    )
+
+
+def _await(
+    ctx: ServiceDeps,
+    change_id: int,
+    action: Action,
+    who: Principal,
+    decision: Decision,
+    batch: str,
+    need: str,
+) -> MemberAction:
+    now = ctx.clock()
+    try:
+        with session_scope(ctx.engine) as s:
+            change = get_change(s, change_id)
+            vm = change.vm_name
+            if State(change.state) not in ELIGIBLE[action]:
+                return MemberAction(
+                    change_ref(change_id),
+                    vm,
+                    MemberResult.NOT_STARTED,
+                    f"is {change.state}",
+                    change_id=change_id,
+                )
+            pending = pending_request(s, change_id, action.value)
+            if pending is None:
+                pending = open_approval(s, change, action.value, who, decision, now)
+                note(
+                    s,
+                    change,
+                    kind=f"{action.value}_awaits_approval",
+                    actor="policy",
+                    now=now,
+                    message=f"{action.value} of {batch} by {who.id} needs {need}, what its "
+                    "strictest member's needs",
+                    details=decision.to_dict(),
+                )
+    except ConcurrentUpdate:
+        return MemberAction(
+            change_ref(change_id),
+            "",
+            MemberResult.NOT_STARTED,
+            "changed meanwhile; look again",
+            change_id=change_id,
+        )
+    return MemberAction(
+        change_ref(change_id), vm, MemberResult.AWAITS_APPROVAL, need, change_id=change_id
+    )
+
+
+def _note(
+    ctx: ServiceDeps, batch_id: int, kind: str, who: Principal, message: str, d: Decision
+) -> None:
+    with session_scope(ctx.engine) as s:
+        batch_note(
+            s,
+            get_batch(s, batch_id),
+            kind=kind,
+            actor=who.id,
+            actor_team=who.team,
+            now=ctx.clock(),
+            message=message,
+            details={"decision": d.to_dict()},
+        )
+
+
+def rollback_batch(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> BatchAction:
+    """Roll back every active member (or ask for the approval the
+    strictest member's rollback needs)."""
+    return _act(ctx, ref, Action.ROLLBACK, as_principal(requester))
+
+
+def merge_batch(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> BatchAction:
+    """Merge (keep) every member that still holds its checkpoint."""
+    return _act(ctx, ref, Action.MERGE, as_principal(requester))
+
+
+@dataclass(frozen=True)
+class BatchApproval:
+    batch: BatchView
+    outcomes: tuple[ApprovalOutcome, ...]
+    # Members whose approval could not be given (why), the others went ahead.
+    problems: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def job_ids(self) -> list[int]:
+        return [o.job_id for o in self.outcomes if o.job_id is not None]
+
+
+def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> BatchApproval:
+    """Approve what every member of the batch waits for (a rollback or a
+    merge of all), member by member: each is re-checked by the policy as
+    an ordinary approval, and one that cannot be approved leaves the
+    others approved."""
+    who = as_principal(approver)
+    batch = show_batch(ctx, ref)
+    outcomes: list[ApprovalOutcome] = []
+    problems: list[tuple[str, str]] = []
+    for m in batch.members:
+        change_id = m.change_id
+        with session_scope(ctx.engine) as s:
+            waiting = [
+                r
+                for a in ("rollback", "merge", "create")
+                if (r := pending_request(s, change_id, a)) is not None
+            ]
+        if not waiting:
+            continue
+        try:
+            outcomes.append(
+                approve(ctx, m.change, approver=who, target=Target(request_id=waiting[0].id))
+            )
+        except ServiceError as exc:
+            problems.append((m.vm_name, exc.message))
+    if not outcomes and not problems:
+        raise Conflict(f"nothing of {batch_ref(batch.id)} waits for approval")
+    if outcomes:
+        with session_scope(ctx.engine) as s:
+            batch_note(
+                s,
+                get_batch(s, batch.id),
+                kind="approved",
+                actor=who.id,
+                actor_team=who.team,
+                now=ctx.clock(),
+                message=f"{who.id} approved what {len(outcomes)} members waited for"
+                + (f"; {len(problems)} could not be approved" if problems else ""),
+                details={
+                    "approved": [o.change.ref for o in outcomes],
+                    "problems": dict(problems),
+                },
+            )
+    return BatchApproval(show_batch(ctx, ref), tuple(outcomes), tuple(problems))

@@ -1,0 +1,276 @@
+"""Patch waves: one request over several VMs (docs/batches.md).
+
+A batch is the parent of ordinary changes: each member is asked for with
+`request_checkpoint`, so every guardrail, the approval rules, the per-VM
+lock, the jobs and reconciliation work per VM exactly as for a change asked
+for alone. The batch adds the selection, a preview before anything is
+recorded, its own events, and a state derived from its members'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from bot.changes.batch_load import load_batch, members_of
+from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
+from bot.changes.batch_views import BatchView
+from bot.domain import BatchRef
+from bot.inventory import VM
+from bot.service.deciding import Principal, as_principal
+from bot.service.errors import BadRequest, NotFound, ServiceError
+from bot.service.requests import Outcome, request_checkpoint, validate_create
+from bot.service.selection import Selection, resolve
+from bot.store.db import session_scope
+from bot.store.models import (
+    Batch,
+    batch_ref,
+)
+from policies import Action, Decision, Verdict
+
+if TYPE_CHECKING:
+    from bot.service.deps import ServiceDeps
+
+# How many refusals the one-line summary names before "and N more".
+_NAMED = 5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One VM of a preview and what the policy says of checkpointing it."""
+
+    vm: str
+    host: str
+    verdict: Verdict | None
+    reasons: tuple[str, ...]
+    # Set when the policy could not be asked (its host did not answer):
+    # the VM is counted as refused, never as checkpointable.
+    problem: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.verdict is None or self.verdict is Verdict.DENY
+
+    @property
+    def why(self) -> str:
+        return self.problem or "; ".join(self.reasons) or "refused"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vm": self.vm,
+            "host": self.host,
+            "verdict": self.verdict.value if self.verdict else "unknown",
+            "reasons": list(self.reasons),
+            "problem": self.problem,
+        }
+
+
+@dataclass(frozen=True)
+class BatchPreview:
+    """What a selection resolves to, before anything is recorded."""
+
+    selection: Selection
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def takeable(self) -> tuple[Candidate, ...]:
+        return tuple(c for c in self.candidates if not c.refused)
+
+    @property
+    def refused(self) -> tuple[Candidate, ...]:
+        return tuple(c for c in self.candidates if c.refused)
+
+    @property
+    def need_approval(self) -> int:
+        return sum(c.verdict is Verdict.NEEDS_APPROVAL for c in self.candidates)
+
+    def summary(self) -> str:
+        """ "12 VMs: 9 can be checkpointed, 3 are refused (CORP-DC01: …; …)"."""
+        total, ok, refused = len(self.candidates), len(self.takeable), self.refused
+        text = f"{total} VM{'s' if total != 1 else ''}: {ok} can be checkpointed"
+        if self.need_approval:
+            text += f" ({self.need_approval} after approval)"
+        if refused:
+            named = "; ".join(f"{c.vm}: {c.why}" for c in refused[:_NAMED])
+            more = f"; and {len(refused) - _NAMED} more" if len(refused) > _NAMED else ""
+            verb = "is" if len(refused) == 1 else "are"
+            text += f", {len(refused)} {verb} refused ({named}{more})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "selection": self.selection.to_dict(),
+            "summary": self.summary(),
+            "takeable": len(self.takeable),
+            "refused": len(self.refused),
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """A batch recorded: the batch now, and each member's request outcome."""
+
+    batch: BatchView
+    preview: BatchPreview
+    outcomes: tuple[Outcome, ...]
+    # Members that could not be recorded at all (VM → why), e.g. its host
+    # did not answer the policy's questions; the others went ahead.
+    not_recorded: tuple[tuple[str, str], ...] = ()
+    # The preview's token had made this batch already (a second click):
+    # nothing new was recorded.
+    existing: bool = False
+
+
+def _candidate(ctx: ServiceDeps, vm: VM, who: Principal, kind: str | None) -> Candidate:
+    try:
+        decision: Decision = ctx.decider.decide(vm, Action.CREATE, who, checkpoint_type=kind)
+    except ServiceError as exc:
+        return Candidate(vm.name, vm.host, None, (), problem=exc.message)
+    return Candidate(vm.name, vm.host, decision.verdict, tuple(decision.reasons))
+
+
+def preview_batch(
+    ctx: ServiceDeps,
+    selection: Selection,
+    *,
+    requester: str | Principal,
+    reason: str | None,
+    checkpoint_type: str | None = None,
+    ttl: str | None = None,
+) -> BatchPreview:
+    """Check what was typed, resolve the selection and ask the policy about
+    each VM; records nothing. The reason is checked here too, so a person is
+    never asked to confirm a wave that would then be refused for it."""
+    who = as_principal(requester)
+    _, kind, _ = validate_create(ctx, reason, checkpoint_type, ttl)
+    vms = resolve(ctx.inventory, selection, maximum=ctx.settings.batches.max_vms)
+    return BatchPreview(selection, tuple(_candidate(ctx, vm, who, kind) for vm in vms))
+
+
+def create_batch(
+    ctx: ServiceDeps,
+    selection: Selection,
+    *,
+    reason: str | None,
+    requester: str | Principal,
+    checkpoint_type: str | None = None,
+    ttl: str | None = None,
+    source: str = "cli",
+    channel: str | None = None,
+    token: str | None = None,
+) -> BatchOutcome:
+    """Record a batch and ask for a checkpoint of each VM it selects.
+    With `token` (a preview's), a batch that token made already is returned
+    as it is: a second click takes nothing twice.
+
+    Everything typed is checked before anything is written; then the batch
+    is recorded, and each member is an ordinary change (refusals too: the
+    record is the audit). One member that cannot be recorded never stops
+    the others."""
+    who = as_principal(requester)
+    text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl)
+    if token is not None and (made := _by_token(ctx, token)) is not None:
+        return BatchOutcome(
+            show_batch(ctx, batch_ref(made)), BatchPreview(selection, ()), (), existing=True
+        )
+    preview = preview_batch(ctx, selection, requester=who, reason=text, checkpoint_type=kind)
+    ttl_seconds = int((lifetime or ctx.settings.defaults.ttl).total_seconds())
+    now = ctx.clock()
+    record = Batch(
+        requester=who.id,
+        requester_team=who.team,
+        reason=text,
+        checkpoint_type=kind,
+        ttl_seconds=ttl_seconds,
+        selection=selection.to_dict(),
+        source=source,
+        channel=channel or who.channel,
+        token=token,
+    )
+    details = {"preview": preview.summary(), "vms": [c.vm for c in preview.candidates]}
+    try:
+        with session_scope(ctx.engine) as s:
+            batch = open_batch(s, record, now=now, details=details)
+            assert batch.id is not None
+            batch_id = batch.id
+    except IntegrityError:
+        # Another click on the same preview won the insert (the unique token).
+        made = _by_token(ctx, token or "")
+        if made is None:
+            raise
+        return BatchOutcome(show_batch(ctx, batch_ref(made)), preview, (), existing=True)
+    outcomes: list[Outcome] = []
+    missing: list[tuple[str, str]] = []
+    for candidate in preview.candidates:
+        try:
+            outcomes.append(
+                request_checkpoint(
+                    ctx,
+                    candidate.vm,
+                    reason=text,
+                    requester=who,
+                    checkpoint_type=kind,
+                    # Members inherit the batch's lifetime, given as seconds
+                    # so each reads exactly what the batch recorded.
+                    ttl=f"{ttl_seconds}s",
+                    source=source,
+                    channel=channel,
+                    batch_id=batch_id,
+                )
+            )
+        except ServiceError as exc:
+            missing.append((candidate.vm, exc.message))
+    with session_scope(ctx.engine) as s:
+        batch = get_batch(s, batch_id)
+        batch_note(
+            s,
+            batch,
+            kind="members_recorded",
+            actor="bot",
+            now=ctx.clock(),
+            message=f"{len(outcomes)} members recorded"
+            + (f", {len(missing)} could not be: " if missing else "")
+            + "; ".join(f"{vm}: {why}" for vm, why in missing),
+            details={
+                "members": {o.change.vm_name: o.change.ref for o in outcomes},
+                "not_recorded": dict(missing),
+            },
+        )
+    return BatchOutcome(
+        show_batch(ctx, batch_ref(batch_id)), preview, tuple(outcomes), tuple(missing)
+    )
+
+
+def _by_token(ctx: ServiceDeps, token: str) -> int | None:
+    with session_scope(ctx.engine) as s:
+        return s.exec(select(Batch.id).where(col(Batch.token) == token)).first()
+
+
+def find_batch(ref: str) -> int:
+    found = BatchRef.parse(ref)
+    if found is None:
+        raise BadRequest(f"'{ref}' is not a batch id: batch ids look like BAT-0007")
+    return found.id
+
+
+def show_batch(ctx: ServiceDeps, ref: str) -> BatchView:
+    """A batch, its members as they stand now, and its own events."""
+    batch_id = find_batch(ref)
+    with session_scope(ctx.engine) as s:
+        try:
+            return load_batch(s, batch_id)
+        except BatchNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+
+def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
+    """The newest batches first, each with its members (not its events)."""
+    if limit < 1:
+        raise BadRequest("--limit must be at least 1")
+    with session_scope(ctx.engine) as s:
+        batches = s.exec(select(Batch).order_by(col(Batch.id).desc()).limit(limit)).all()
+        return [BatchView.of(b, members_of(s, b.id or 0)) for b in batches]

@@ -1,0 +1,223 @@
+"""Patch waves in Slack: `/checkpoint create WEB01 WEB02 …` or with
+`--group` / `--host` / `--tag` answers with an ephemeral preview (the
+policy's word per VM) and **Take N checkpoints** / Cancel; Take records the
+batch (docs/batches.md).
+
+The buttons carry what was typed and a token: the click resolves and
+decides everything again (nothing shown is trusted), and the token makes a
+second click on the same preview find the batch the first one made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+
+from bot.service import (
+    BatchAction,
+    Principal,
+    Selection,
+    ServiceError,
+    approve_batch,
+    create_batch,
+    merge_batch,
+    preview_batch,
+    rollback_batch,
+)
+from handlers import messages
+from handlers.deps import SlackDeps, answer_click
+from handlers.grammar import WaveRequest
+from handlers.workspace import request_team
+from templates import mrkdwn_escape
+
+log = logging.getLogger(__name__)
+
+TAKE = "checkpoint:wave_take"
+CANCEL = "checkpoint:wave_cancel"
+# The batch card's buttons; their value is the batch's ref.
+CARD_VERBS = ("rollback", "merge", "approve")
+# Slack's limit on a button's value (Block Kit reference, button element:
+# https://api.slack.com/reference/block-kit/block-elements#button).
+VALUE_LIMIT = 2000
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WaveValue:
+    """What a Take button carries: the request as typed, and its token."""
+
+    names: tuple[str, ...]
+    reason: str
+    group: str | None
+    host: str | None
+    tag: str | None
+    checkpoint_type: str | None
+    ttl_text: str | None
+    token: str
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def decode(cls, text: str) -> WaveValue:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        return cls(
+            names=tuple(str(n) for n in data["names"]),
+            reason=str(data["reason"]),
+            group=_opt(data.get("group")),
+            host=_opt(data.get("host")),
+            tag=_opt(data.get("tag")),
+            checkpoint_type=_opt(data.get("checkpoint_type")),
+            ttl_text=_opt(data.get("ttl_text")),
+            token=str(data["token"]),
+        )
+
+    @property
+    def selection(self) -> Selection:
+        return Selection.of(
+            self.names,
+            groups=[self.group] if self.group else [],
+            hosts=[self.host] if self.host else [],
+            tags=[self.tag] if self.tag else [],
+        )
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+class Waves:
+    def __init__(self, deps: SlackDeps) -> None:
+        self.deps = deps
+
+    def preview(self, request: WaveRequest, who: Principal) -> Payload:
+        value = WaveValue(
+            names=request.names,
+            reason=request.reason,
+            group=request.group,
+            host=request.host,
+            tag=request.tag,
+            checkpoint_type=request.checkpoint_type,
+            ttl_text=request.ttl_text,
+            token=secrets.token_hex(12),
+        )
+        encoded = value.encode()
+        if len(encoded) > VALUE_LIMIT:
+            return self.deps.error(
+                "this wave is too long to carry on a button (the reason, mostly): "
+                "shorten the reason, or use `checkpoint-bot checkpoint create` on the CLI"
+            )
+        shown = preview_batch(
+            self.deps.ctx,
+            value.selection,
+            requester=who,
+            reason=request.reason,
+            checkpoint_type=request.checkpoint_type,
+            ttl=request.ttl_text,
+        )
+        return self.deps.payload("wave_preview", p=shown, value=encoded)
+
+    def button(self, ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        self.deps.later("a wave button", self.clicked, body, respond, client)
+
+    def clicked(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        action = body["actions"][0]
+        verb = str(action["action_id"]).removeprefix("checkpoint:wave_")
+        if verb in CARD_VERBS:
+            self._on_card(verb, body, respond, client)
+            return
+        if action["action_id"] == CANCEL:
+            done = self.deps.notice("Cancelled", "Nothing was recorded and no host was asked.")
+            _replace(respond, done)
+            return
+        try:
+            value = WaveValue.decode(str(action.get("value", "")))
+        except (ValueError, KeyError, TypeError):
+            answer_click(body, respond, client, self.deps.error(messages.UNEXPECTED))
+            return
+        user = str(body["user"]["id"])
+        channel = (body.get("channel") or {}).get("id")
+        try:
+            who = self.deps.principal(user, channel, request_team(body))
+            out = create_batch(
+                self.deps.ctx,
+                value.selection,
+                reason=value.reason,
+                requester=who,
+                checkpoint_type=value.checkpoint_type,
+                ttl=value.ttl_text,
+                source="slack",
+                channel=channel,
+                token=value.token,
+            )
+        except ServiceError as exc:
+            answer_click(body, respond, client, self.deps.error(exc.message))
+            return
+        _replace(respond, self.deps.payload("batch_card", b=out.batch))
+
+    def _on_card(
+        self, verb: str, body: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        """Roll back all, Keep & merge all, Approve all: one service call for
+        the whole wave; the answer is the card as it stands after it."""
+        ref = str(body["actions"][0].get("value", ""))
+        user = str(body["user"]["id"])
+        channel = (body.get("channel") or {}).get("id")
+        ctx = self.deps.ctx
+        try:
+            who = self.deps.principal(user, channel, request_team(body))
+            if verb == "approve":
+                approved = approve_batch(ctx, ref, approver=who)
+                lines = [
+                    f"{mrkdwn_escape(vm)}: {mrkdwn_escape(why)}" for vm, why in approved.problems
+                ]
+                title = f"Approved {len(approved.outcomes)} of {ref}"
+                view = approved.batch
+            else:
+                call = rollback_batch if verb == "rollback" else merge_batch
+                acted = call(ctx, ref, requester=who)
+                view = acted.batch
+                title, lines = _acted(verb, acted)
+        except ServiceError as exc:
+            answer_click(body, respond, client, self.deps.error(exc.message))
+            return
+        answer_click(body, respond, client, self.deps.notice(title, *lines))
+        answer_click(body, respond, client, self.deps.payload("batch_card", b=view))
+
+
+def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
+    word = "Rollback" if verb == "rollback" else "Merge"
+    decision = acted.decision
+    if acted.refused:
+        return f"{word} refused: nothing was started", [mrkdwn_escape(r) for r in decision.reasons]
+    if decision.approval is not None and not acted.job_ids:
+        need = mrkdwn_escape(decision.approval.describe())
+        return f"{word} waits for approval", [
+            f"It needs {need}: what its strictest member's needs."
+        ]
+    lines = [
+        f"{mrkdwn_escape(m.vm)}: {mrkdwn_escape(m.detail)}"
+        for m in acted.members
+        if m.result.value == "not_started"
+    ]
+    return f"{word} of {len(acted.job_ids)} VMs started", lines
+
+
+def _replace(respond: Respond, payload: Payload) -> None:
+    """The preview becomes the answer: its buttons cannot be clicked again."""
+    respond(
+        text=payload["text"],
+        blocks=payload.get("blocks"),
+        response_type="ephemeral",
+        replace_original=True,
+    )

@@ -1,0 +1,209 @@
+"""`/checkpoint batch BAT-n` through Bolt: a signed slash command to the
+running bot answers with the wave's compact card, Block Kit checked against
+slack_sdk's models and Slack's limits (tests/slack_support.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bot.notify import ThreadNotifier
+from bot.service import Selection, create_batch, list_batches, show_batch
+from handlers.grammar import BatchRequest, CreateRequest, GrammarError, WaveRequest, parse
+from tests.slack_support import RunningBot
+from tests.test_slack_flow import button, checked_bot, command, shown
+
+
+def test_the_grammar_takes_a_batch_id() -> None:
+    assert parse("batch bat-7") == BatchRequest("BAT-0007")
+    try:
+        parse("batch CHG-1")
+    except GrammarError as exc:
+        assert "'CHG-1' is not a batch id" in exc.message and "BAT-0007" in exc.message
+    else:
+        raise AssertionError("CHG-1 is not a batch")
+
+
+def test_the_batch_card_shows_each_vm_its_state_and_why_one_was_refused(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["CORP-DC01"], groups=["web-tier"]),
+            reason="KB5044284 web wave",
+            requester="U0ALICE",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        card = command(bot, "batch BAT-1")
+        text = shown(card)
+        assert "BAT-0001 — active" in text
+        assert "3 of 3 done, 1 refused" in text
+        assert "<@U0ALICE>" in text  # a person is a mention, not a bare id
+        for vm in ("WEB01", "WEB02", "APP01"):
+            assert f"*{vm}*" in text
+        assert "USN rollback" in text  # CORP-DC01's refusal, in the policy's words
+        assert "production taken" in text
+
+        missing = command(bot, "batch BAT-9")
+        assert "no batch BAT-0009" in shown(missing)
+
+
+def _replaced(bot: RunningBot, key: str) -> dict[str, Any]:
+    """The answer that replaced the preview (its response_url, replace_original)."""
+    calls = bot.api.wait_for(lambda cs: any(c.method == key for c in cs), 30)
+    body = next(c.body for c in calls if c.method == key)
+    assert body["replace_original"] is True and body["response_type"] == "ephemeral"
+    return body
+
+
+def test_the_grammar_makes_a_wave_of_several_vms_or_a_group() -> None:
+    assert parse('create WEB01 WEB02 --reason "KB1"') == WaveRequest(("WEB01", "WEB02"), "KB1")
+    assert parse("create --group web-tier --reason KB1 --ttl 6h") == WaveRequest(
+        (), "KB1", group="web-tier", ttl_text="6h"
+    )
+    # Words after one VM are still its reason.
+    assert parse("create WEB01 patching KB1") == CreateRequest("WEB01", "patching KB1")
+    try:
+        parse("create --group web-tier")
+    except GrammarError as exc:
+        assert "a reason is required" in exc.message
+    else:
+        raise AssertionError("a wave needs a reason")
+
+
+def test_a_wave_from_slack_preview_take_once_and_cancel(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        preview = command(bot, 'create CORP-DC01 --group web-tier --reason "KB5044284 web wave"')
+        text = shown(preview)
+        assert "4 VMs: 3 can be checkpointed, 1 is refused (CORP-DC01: " in text
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None and "Take 3 checkpoints" in text
+        assert list_batches(bot.ctx) == []  # a preview records nothing
+
+        reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        assert reply.status == 200
+        card = shown(_replaced(bot, key))
+        assert "BAT-0001" in card and "<@U0ALICE>" in card
+        batch = show_batch(bot.ctx, "BAT-1")
+        assert [m.vm_name for m in batch.members] == ["CORP-DC01", "WEB01", "WEB02", "APP01"]
+        assert batch.source == "slack"
+
+        # The same button again (a double click, a second tab): the same batch.
+        reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        assert "BAT-0001" in shown(_replaced(bot, key))
+        assert [b.ref for b in list_batches(bot.ctx)] == ["BAT-0001"]
+        assert len(show_batch(bot.ctx, "BAT-1").members) == 4
+
+        again = command(bot, "create --tag env=staging --reason staging")
+        cancel = button(again, "checkpoint:wave_cancel")
+        assert cancel is not None
+        reply, key = bot.slack.click("checkpoint:wave_cancel", cancel, user="U0ALICE")
+        assert "Nothing was recorded" in shown(_replaced(bot, key))
+        assert [b.ref for b in list_batches(bot.ctx)] == ["BAT-0001"]
+
+
+def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
+    tmp_path: Path,
+) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        card = command(bot, "batch BAT-1")
+        rollback = button(card, "checkpoint:wave_rollback")
+        assert rollback == "BAT-0001" and "Roll back all (2)" in shown(card)
+        assert button(card, "checkpoint:wave_approve") is None  # nothing waits yet
+
+        reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        assert reply.status == 200
+        asked = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
+        said = " ".join(shown(c.body) for c in asked if c.method == key)
+        assert "Rollback waits for approval" in said and "strictest member" in said
+
+        card = command(bot, "batch BAT-1")
+        approve_all = button(card, "checkpoint:wave_approve")
+        assert approve_all == "BAT-0001" and "Approve all (2)" in shown(card)
+        # Approvers see the list before approving: on the card and in the confirm.
+        assert "its rollback waits for approval" in shown(card)
+        assert "You approve: WEB01 (rollback), STG-WEB01 (rollback)" in json.dumps(card)
+        reply, key = bot.slack.click("checkpoint:wave_approve", approve_all, user="U0BOB")
+        assert reply.status == 200
+        bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
+        for member in show_batch(bot.ctx, "BAT-1").members:
+            if member.state == "rolling_back":
+                jobs = bot.ctx.ledger.jobs_of_change(member.change_id)
+                bot.ctx.ledger.wait(jobs[-1].id or 0, timeout=30)
+        assert show_batch(bot.ctx, "BAT-1").state.value == "rolled_back"
+
+        card = command(bot, "batch BAT-1")
+        keep = button(card, "checkpoint:wave_merge")
+        assert keep == "BAT-0001" and button(card, "checkpoint:wave_rollback") is None
+        reply, key = bot.slack.click("checkpoint:wave_merge", keep, user="U0ALICE")
+        assert reply.status == 200
+        answers = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
+        assert "Merge of 2 VMs started" in " ".join(shown(c.body) for c in answers)
+
+
+def test_a_wave_has_one_thread_whose_root_is_its_card(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["CORP-DC01"], groups=["web-tier"]),
+            reason="KB5044284 web wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        assert isinstance(bot.ctx.notifier, ThreadNotifier)
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+        posts = bot.api.of("chat.postMessage")
+        roots = [c for c in posts if not c.body.get("thread_ts")]
+        # One root, the batch's card; no member posts a root or a reply of
+        # its own (nothing failed), and the card is brought up to date.
+        assert len(roots) == 1 and "BAT-0001" in shown(roots[0].body), [
+            shown(c.body)[:80] for c in roots
+        ]
+        assert not [c for c in posts if c.body.get("thread_ts")]
+        updates = [shown(c.body) for c in bot.api.of("chat.update")]
+        assert updates and "3 of 3 done, 1 refused" in updates[-1]
+        assert "BAT-0001 — active" in updates[-1]
+
+
+def test_a_members_failure_is_a_reply_in_the_waves_thread(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        # STG-APP01's VSS writers are broken (the demo's host model): a
+        # production-only checkpoint of it fails; STG-WEB01's is taken.
+        out = create_batch(
+            bot.ctx,
+            Selection.of(groups=["staging"]),
+            reason="staging wave",
+            requester="U0ALICE",
+            checkpoint_type="production-only",
+            channel="C0TEST",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                bot.ctx.ledger.wait(o.job_id, timeout=30)
+        batch = show_batch(bot.ctx, out.batch.ref)
+        assert batch.state.value == "partly_failed", batch.members
+        assert isinstance(bot.ctx.notifier, ThreadNotifier)
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+        posts = bot.api.of("chat.postMessage")
+        roots = [c for c in posts if not c.body.get("thread_ts")]
+        assert len(roots) == 1 and "BAT-0001" in shown(roots[0].body)
+        replies = [c for c in posts if c.body.get("thread_ts")]
+        assert len(replies) == 1 and "STG-APP01" in shown(replies[0].body)
+        card = shown(bot.api.of("chat.update")[-1].body)
+        assert "partly failed" in card and "2 of 2 done, 1 failed" in card

@@ -1,0 +1,81 @@
+"""The batch's state is a pure function of its members' states: for any
+members, it is the one the documented table (bot/changes/batch_state.py,
+docs/batches.md) names, whatever their order and however many were refused."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.changes import State
+from bot.changes.batch_state import PART_OF, BatchState, Part, Tally, batch_state
+
+members = st.lists(st.sampled_from(list(State)), max_size=60)
+refused = st.lists(st.sampled_from([State.DENIED, State.REJECTED, State.EXPIRED]), max_size=10)
+
+
+def _parts(states: list[State]) -> set[Part]:
+    return {PART_OF[s] for s in states} - {Part.REFUSED}
+
+
+def test_every_state_has_a_part() -> None:
+    assert set(PART_OF) == set(State)
+
+
+@given(members)
+def test_the_state_is_the_documented_function(states: list[State]) -> None:
+    """Each batch state holds exactly when its row of the table does, so the
+    rows are checked one by one against the members, not against the code."""
+    got = batch_state(states)
+    live = _parts(states)
+    busy = bool(live & {Part.PENDING, Part.RUNNING})
+    waiting = Part.WAITING in live
+    assert (got is BatchState.EMPTY) == (not states)
+    assert (got is BatchState.REFUSED) == (bool(states) and not live)
+    assert (got is BatchState.RUNNING) == busy
+    assert (got is BatchState.AWAITING_APPROVAL) == (waiting and not busy)
+    settled = bool(live) and not busy and not waiting
+    assert (got is BatchState.FAILED) == (settled and live == {Part.FAILED})
+    assert (got is BatchState.PARTLY_FAILED) == (
+        settled and Part.FAILED in live and live != {Part.FAILED}
+    )
+    for part, state in (
+        (Part.ACTIVE, BatchState.ACTIVE),
+        (Part.ROLLED_BACK, BatchState.ROLLED_BACK),
+        (Part.ENDED, BatchState.DONE),
+    ):
+        assert (got is state) == (settled and live == {part})
+    mixed = settled and Part.FAILED not in live and len(live) > 1
+    assert (got is BatchState.MIXED) == mixed
+
+
+@given(members, st.randoms())
+def test_order_does_not_matter(states: list[State], rnd: object) -> None:
+    shuffled = list(states)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert batch_state(shuffled) is batch_state(states)
+
+
+@given(members.filter(lambda s: bool(_parts(s))), refused)
+def test_refused_members_never_change_a_batch_that_ran(
+    states: list[State], more_refused: list[State]
+) -> None:
+    assert batch_state(states + more_refused) is batch_state(states)
+
+
+@given(members)
+def test_the_tally_adds_up(states: list[State]) -> None:
+    tally = Tally.of(states)
+    assert tally.total == len(states)
+    assert 0 <= tally.settled <= tally.taking_part <= tally.total
+    assert tally.describe().startswith(f"{tally.settled} of {tally.taking_part} done")
+
+
+def test_a_wave_of_ten_with_two_refused() -> None:
+    wave = [State.DENIED] * 2 + [State.ACTIVE] * 7 + [State.FAILED]
+    assert batch_state(wave) is BatchState.PARTLY_FAILED
+    assert Tally.of(wave).describe() == "8 of 8 done, 1 failed, 2 refused"
+    assert batch_state([State.DENIED] * 2 + [State.ACTIVE] * 8) is BatchState.ACTIVE
+    after_rollback = [State.ROLLED_BACK] * 7 + [State.ACTIVE]
+    assert batch_state(after_rollback) is BatchState.MIXED
+    assert batch_state([State.CREATING, State.ACTIVE]) is BatchState.RUNNING
