@@ -25,7 +25,6 @@ from slack_sdk.errors import SlackClientError
 
 from bot.domain import plain_mentions
 from bot.durations import DurationError, parse_duration
-from bot.inventory import InventoryLookupError
 from bot.reasons import ReasonError, check_reason
 from bot.service import (
     ApprovalOutcome,
@@ -53,7 +52,6 @@ from bot.service import (
     withdraw,
 )
 from handlers import messages, outage
-from handlers.commands import vms_by_host
 from handlers.deps import SlackDeps, answer_click
 from handlers.workspace import request_team
 from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value, truncate_chars
@@ -214,7 +212,9 @@ class Actions:
     def open_create(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         refused = refused_marks(self.deps, str(body["user"]["id"]), None, request_team(body))
-        view = self.deps.view("create_modal", vms_by_host=vms_by_host(self.deps), refused=refused)
+        view = self.deps.view(
+            "create_modal", vms_by_host=lookups.vms_by_host(self.deps.ctx), refused=refused
+        )
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
     # --- modal submissions -----------------------------------------------------
@@ -230,10 +230,9 @@ class Actions:
         if not vm:
             errors["vm"] = "Choose a VM."
         else:
-            try:
-                self.deps.ctx.inventory.vm(vm)
-            except InventoryLookupError as exc:
-                errors["vm"] = str(exc)[:150]
+            problem = lookups.vm_problem(self.deps.ctx, vm)
+            if problem is not None:
+                errors["vm"] = problem[:150]
         if ttl:
             try:
                 parse_duration(ttl)

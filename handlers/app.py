@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from bot.context import AppContext
 from bot.observe.logs import ContextThreadPool
 from bot.observe.slack_api import make_web_client
-from bot.service import delivery_keys, with_slack
+from bot.service import delivery_keys, lookups, with_slack
 from handlers import sweep_actions
 from handlers.actions import Actions
 from handlers.commands import Commands
@@ -129,12 +129,11 @@ def register(app: App, deps: SlackDeps) -> None:
 
     @app.options("vm")
     def on_vm_options(ack: Ack, payload: dict[str, Any]) -> None:
-        typed = str(payload.get("value") or "").casefold()
-        names = [vm.name for vm in deps.ctx.inventory.vms if typed in vm.name.casefold()]
+        names = lookups.vm_names(deps.ctx, str(payload.get("value") or ""))
         ack(
             options=[
                 {"text": {"type": "plain_text", "text": n[:75]}, "value": n[:150]}
-                for n in sorted(names)[:MAX_VM_OPTIONS]
+                for n in names[:MAX_VM_OPTIONS]
             ]
         )
 

@@ -11,7 +11,6 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
-from bot.inventory import InventoryLookupError
 from bot.service import (
     Ambiguous,
     Principal,
@@ -68,11 +67,6 @@ log = logging.getLogger(__name__)
 Payload = dict[str, Any]
 
 
-def vms_by_host(deps: SlackDeps) -> dict[str, list[str]]:
-    inventory = deps.ctx.inventory
-    return {h.name: [vm.name for vm in inventory.vms if vm.host == h.name] for h in inventory.hosts}
-
-
 class Commands:
     def __init__(self, deps: SlackDeps) -> None:
         self.deps = deps
@@ -121,7 +115,7 @@ class Commands:
             case OpenCreateModal():
                 view = deps.view(
                     "create_modal",
-                    vms_by_host=vms_by_host(deps),
+                    vms_by_host=lookups.vms_by_host(deps.ctx),
                     metadata=channel,
                     refused=lookups.refused_vms(ctx, principal),
                 )
@@ -203,11 +197,9 @@ class Commands:
         ctx = self.deps.ctx
         if target is None:
             return list_checkpoints(ctx)
-        try:
-            ctx.inventory.host(target)
-        except InventoryLookupError:
-            return list_checkpoints(ctx, vm=target)
-        return list_checkpoints(ctx, host=target)
+        if lookups.is_host(ctx, target):
+            return list_checkpoints(ctx, host=target)
+        return list_checkpoints(ctx, vm=target)
 
     def _windows(self) -> Payload:
         ctx = self.deps.ctx

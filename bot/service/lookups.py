@@ -243,3 +243,39 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
                     )
                 )
     return HomeData(mine_views, to_approve, upcoming_windows(ctx), overdue_views)
+
+
+# --- the inventory, as Slack's screens need it -------------------------------
+# The listeners never hold the inventory themselves: these are its answers.
+
+
+def vm_problem(ctx: ServiceDeps, name: str) -> str | None:
+    """Why `name` is not a VM of the inventory (the inventory's own words),
+    or None when it is one."""
+    try:
+        ctx.inventory.vm(name)
+    except InventoryLookupError as exc:
+        return str(exc)
+    return None
+
+
+def vm_names(ctx: ServiceDeps, containing: str = "") -> list[str]:
+    """The inventory's VM names that contain `containing` (any case), sorted."""
+    wanted = containing.casefold()
+    return sorted(vm.name for vm in ctx.inventory.vms if wanted in vm.name.casefold())
+
+
+def vms_by_host(ctx: ServiceDeps) -> dict[str, list[str]]:
+    """Each host's VM names, as the inventory places them."""
+    inventory = ctx.inventory
+    return {h.name: [vm.name for vm in inventory.vms if vm.host == h.name] for h in inventory.hosts}
+
+
+def is_host(ctx: ServiceDeps, name: str) -> bool:
+    """Whether `name` is one of the inventory's hosts (else, to a listener,
+    it is meant as a VM)."""
+    try:
+        ctx.inventory.host(name)
+    except InventoryLookupError:
+        return False
+    return True
