@@ -50,7 +50,7 @@ from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.helpers import T0, settings_for
 
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test"
 TEAM_ID = "T0TEST"  # the fake API's auth.test team, and what SlackSender sends
 EMULATOR_USER, EMULATOR_PASSWORD = "hvadmin", "Passw0rd!"

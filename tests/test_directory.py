@@ -33,7 +33,7 @@ class Ticks:
 
 
 def _client(api: FakeSlackApi) -> WebClient:
-    return WebClient(token="xoxb-t", base_url=api.api_url)
+    return WebClient(token="xoxb-test", base_url=api.api_url)
 
 
 def test_groups_are_cached_for_a_minute_and_disabled_ones_grant_nothing() -> None:
@@ -76,7 +76,7 @@ def test_an_error_from_slack_is_unavailable_not_no_groups(error: str, tmp_path: 
 
 
 def test_slack_out_of_reach_is_unavailable(tmp_path: Path) -> None:
-    client = WebClient(token="xoxb-t", base_url="http://127.0.0.1:9/api/", timeout=1)
+    client = WebClient(token="xoxb-test", base_url="http://127.0.0.1:9/api/", timeout=1)
     directory = PolicyGroups(SlackDirectory(client), _grouped(tmp_path))
     with pytest.raises(GroupsUnavailable, match="try again in a minute") as caught:
         directory.groups_of("U0BOB", TEAM)

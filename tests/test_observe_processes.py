@@ -335,7 +335,7 @@ def test_socket_mode_serve_is_ready_while_connected(tmp_path: Path) -> None:
                 slack_api_url=api.api_url,
             )
             env = process_env(
-                SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN="xapp-1-test", SLACK_API_URL=api.api_url
+                SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN="xapp-test", SLACK_API_URL=api.api_url
             )
             assert cluster.cli(config, env, "db", "upgrade").returncode == 0
             argv = [CHECKPOINT_BOT, "--config", str(config), "serve", "--health-port", "0"]

@@ -59,8 +59,8 @@ def test_a_retry_is_dropped_only_if_its_first_delivery_was_seen() -> None:
     ("argv", "env", "missing"),
     [
         (["serve", "--http"], {}, "$SLACK_BOT_TOKEN"),
-        (["serve", "--http"], {"SLACK_BOT_TOKEN": "xoxb-1"}, "$SLACK_SIGNING_SECRET"),
-        (["serve"], {"SLACK_BOT_TOKEN": "xoxb-1"}, "$SLACK_APP_TOKEN"),
+        (["serve", "--http"], {"SLACK_BOT_TOKEN": "xoxb-test"}, "$SLACK_SIGNING_SECRET"),
+        (["serve"], {"SLACK_BOT_TOKEN": "xoxb-test"}, "$SLACK_APP_TOKEN"),
     ],
 )
 def test_serve_names_the_missing_secret(
@@ -84,4 +84,4 @@ def test_serve_names_the_missing_secret(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert missing in err
-    assert "xoxb-1" not in err
+    assert "xoxb-test" not in err
