@@ -173,10 +173,16 @@ class HttpServer:
         self._server.run()
 
     def start(self) -> HttpServer:
-        """Serve in a daemon thread (tests, the bench)."""
+        """Serve in a daemon thread (`serve --http`, tests, the bench)."""
         self._thread = threading.Thread(target=self.run, name="waitress", daemon=True)
         self._thread.start()
         return self
+
+    def wait(self) -> None:
+        """Block until the loop ends; short joins, so a signal handler in
+        the main thread (Ctrl-C, SIGTERM) runs at once."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
 
     def drain(self, timeout: float) -> bool:
         """Take no new connection and wait (up to `timeout`) until no request
@@ -189,6 +195,12 @@ class HttpServer:
         while True:
             with dispatcher.lock:
                 idle = not dispatcher.queue and dispatcher.active_count == 0
+            # An answer is written by the loop after its task ends: wait
+            # until every channel has sent what it holds.
+            idle = idle and not any(
+                getattr(channel, "total_outbufs_len", 0) or getattr(channel, "requests", None)
+                for channel in list(self._server._map.values())
+            )
             if idle or time.monotonic() >= deadline:
                 return idle
             time.sleep(0.01)

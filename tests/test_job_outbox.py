@@ -85,6 +85,16 @@ def jobs_of(bot: RunningBot, change_ref: str) -> list[Job]:
         )
 
 
+def settled_job(bot: RunningBot, change_ref: str, kind: str, timeout: float = 10.0) -> Job:
+    """The change's one job of `kind`, once it is no longer queued or running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        (job,) = [j for j in jobs_of(bot, change_ref) if j.kind == kind]
+        if job.state not in ("queued", "running") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
 def view_of(bot: RunningBot, change_ref: str) -> ChangeView:
     return show_change(bot.ctx, change_ref)
 
@@ -145,7 +155,9 @@ def test_queue_down_roll_back_and_approve_say_what_happened_and_run_once_after(
     assert time.monotonic() - back < 10
     for ref in (direct.ref, approved.ref):
         thread_says(bot, ref, "the job queue is back: the rollback starts now")
-        (job,) = [j for j in jobs_of(bot, ref) if j.kind == "rollback"]
+        # The change is rolled back inside the job; the ledger marks the job
+        # succeeded once it returns, a moment later.
+        job = settled_job(bot, ref, "rollback")
         assert (job.state, job.attempt) == ("succeeded", 1) and job.delivered_at is not None
         events = [e.kind for e in view_of(bot, ref).events]
         assert events.count("queue_wait") == events.count("queue_back") == 1

@@ -40,6 +40,12 @@ def _why(exc: BaseException) -> str:
     return type(cause or exc).__name__ if not isinstance(exc, BoltError) else "bad token"
 
 
+# Slack's own deadline for an answer is 3 s; a request taken before SIGTERM
+# has that long, and a margin, to be answered.
+# https://api.slack.com/interactivity/handling#acknowledgment_response
+DRAIN_SECONDS = 10.0
+
+
 def _stop_on_sigterm() -> None:
     # Containers and systemd stop with SIGTERM: treat it like Ctrl-C so the
     # server and the consumer wind down the same way.
@@ -137,11 +143,22 @@ def serve(
             "(health: /healthz, readiness: /readyz, metrics: /metrics); Ctrl-C stops",
             err=True,
         )
+        # The loop runs in its own thread so that, on SIGTERM, it keeps
+        # writing the answers of requests already taken while no new
+        # connection is accepted; only then does the process go on to exit
+        # (exiting under a running request would break it half-way).
+        server.start()
         try:
-            server.run()  # waitress stops its loop itself on KeyboardInterrupt
+            server.wait()
         except KeyboardInterrupt:
             pass
         finally:
+            if not server.drain(timeout=DRAIN_SECONDS):
+                click.echo(
+                    f"checkpoint-bot: requests still running after {DRAIN_SECONDS:.0f} s; "
+                    "stopping anyway",
+                    err=True,
+                )
             server.stop()
     else:
         from slack_bolt.adapter.socket_mode import SocketModeHandler

@@ -27,8 +27,10 @@ def ask_hosts(
         except HyperVError as exc:
             return name, exc
 
-    if not names:
-        return []
+    if len(names) <= 1:
+        # One host needs no pool (and a pool is refused once the interpreter
+        # has begun to exit).
+        return [one(name) for name in names]
     workers = max(1, min(fanout, len(names)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host-fanout") as pool:
         return list(pool.map(one, names))

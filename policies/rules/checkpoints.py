@@ -44,13 +44,16 @@ def checkpoint_type(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule
     roles, roles_fact = roles_of(facts)
     kvp = facts.get("kvp_product_type")
     used = {"roles": roles_fact}
-    if kvp.known:  # a second opinion when present; unknown KVP is domain_controller's case
-        used["kvp_product_type"] = kvp
     if roles is None:
         return unknown(rule, vm, used, "which workloads it runs")
     required = sorted(set(rule.params.roles) & roles)
-    if kvp.known and kvp.value == 2 and "domain_controller" in rule.params.roles:
-        required = sorted({*required, "domain_controller"})  # the guest says it is a DC
+    # The guest's ProductType is a second opinion, read only when it could
+    # add a DC the inventory does not declare; then it is a fact this answer
+    # rests on. Unknown KVP is the domain_controller rule's case.
+    if kvp.known and "domain_controller" in set(rule.params.roles) - roles:
+        used["kvp_product_type"] = kvp
+        if kvp.value == 2:
+            required = sorted({*required, "domain_controller"})  # the guest says it is a DC
     if not required:
         return passed(rule, f"{vm} runs no transactional workload: any checkpoint type works", used)
     workloads = ", ".join(required)
