@@ -1,5 +1,6 @@
-"""The Slack bot over Socket Mode, end to end on loopback: slack_bolt's
-SocketModeHandler (slack_sdk's built-in WebSocket client) finds a local
+"""The Slack bot over Socket Mode, end to end on loopback: the bot's
+SocketModeHandler (bot/slack_socket.py: slack_sdk's websocket-client based
+client, reconnecting without waits) finds a local
 Socket Mode server through `apps.connections.open` on the fake Web API,
 gets `hello`, takes envelopes, acks each one, and answers through the Web
 API and response_url like in HTTP mode. Also the real `checkpoint-bot
@@ -15,14 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from slack_bolt import App
-from slack_bolt.adapter.socket_mode import SocketModeHandler
 from sqlmodel import col, select
 
 from bot.changes.views import ChangeView
@@ -30,6 +30,7 @@ from bot.clock import ScaledClock
 from bot.context import AppContext, build_context
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.service import show_change
+from bot.slack_socket import SocketModeHandler
 from bot.store.db import session_scope
 from bot.store.models import Change
 from handlers.app import build_bolt_app
@@ -41,8 +42,12 @@ from tests.socket_mode_support import Acked, FakeSocketModeServer
 
 APP_TOKEN = "xapp-test"
 ACK_LIMIT = 1.0  # seconds; Slack allows 3, and the ack must not wait for work
-CLOSE_LIMIT = 5.0  # the built-in client's socket reads time out after 3 s
-REFRESH_ACK_LIMIT = 5.0  # see test_reconnects_when_slack_asks_to_refresh
+# Slack's deadline for any ack, also the first after a refresh
+# (https://api.slack.com/interactivity/handling#acknowledgment_response). How
+# far under it the bot stays (and how fast it stops) is measured by
+# bench/socket_reconnect.py, not asserted on a shared machine.
+REFRESH_ACK_LIMIT = 3.0
+CLOSE_LIMIT = 3.0
 BOT = Path(sys.executable).with_name("checkpoint-bot")
 # slack_sdk's Socket Mode client takes a proxy from these; loopback needs none.
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
@@ -88,7 +93,15 @@ def connect(app: App, server: FakeSocketModeServer, nth: int) -> SocketModeHandl
     handler = SocketModeHandler(app, app_token=APP_TOKEN)
     handler.connect()  # type: ignore[no-untyped-call]
     server.wait_connections(nth, timeout=5.0)
+    wait_until(handler.client.is_connected)
     return handler
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{check} still false after {timeout}s"
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -240,17 +253,39 @@ def test_a_new_event_id_is_not_taken_for_a_retry(bot: SocketBot) -> None:
 def test_reconnects_when_slack_asks_to_refresh(bot: SocketBot) -> None:
     opened = len(bot.api.of("apps.connections.open"))
     connections = len(bot.server.connections)
+    old = bot.server.connections[-1]
     bot.server.ask_to_reconnect()
     bot.server.wait_connections(connections + 1, timeout=5.0)
     url, key = bot.response_url()
-    # slack_sdk's built-in client reads the new connection only once the old
-    # one is closed, and closing waits out the old socket's 3 s read timeout
-    # (Connection.disconnect takes the lock the blocked recv holds): the first
-    # envelope after a refresh is acked after about 3 s, not at once.
+    # The first envelope on the new connection is acked within Slack's
+    # deadline: the new connection is read at once, not after the old one
+    # has been closed (slack_sdk's built-in client took ~3 s here).
     acked = bot.server.wait_ack(bot.server.slash_command("help", url), timeout=REFRESH_ACK_LIMIT)
     answer(bot.api, key)
-    assert len(bot.api.of("apps.connections.open")) == opened + 1
     assert acked.seconds < REFRESH_ACK_LIMIT
+    # One new connection, asked for once; the old one closed with a close
+    # frame (1000) answered by the server, not dropped.
+    assert len(bot.api.of("apps.connections.open")) == opened + 1
+    wait_until(lambda: old.close_code is not None)
+    assert old.close_code == 1000 and old.protocol.close_rcvd is not None
+    assert bot.server.open_connections() == [bot.server.connections[-1]]
+    assert bot.handler.client.is_connected()
+    assert bot.server.unexpected == []
+
+
+def test_reconnects_when_the_connection_drops(bot: SocketBot) -> None:
+    # Slack may also just close a connection (a deploy, a network fault):
+    # the current session's close asks for a new one.
+    opened = len(bot.api.of("apps.connections.open"))
+    connections = len(bot.server.connections)
+    bot.server.connections[-1].close()
+    bot.server.wait_connections(connections + 1, timeout=5.0)
+    wait_until(bot.handler.client.is_connected)
+    url, key = bot.response_url()
+    acked = bot.server.wait_ack(bot.server.slash_command("help", url), timeout=REFRESH_ACK_LIMIT)
+    answer(bot.api, key)
+    assert acked.seconds < REFRESH_ACK_LIMIT
+    assert len(bot.api.of("apps.connections.open")) == opened + 1
     assert len(bot.server.open_connections()) == 1
 
 
@@ -265,6 +300,7 @@ def test_handler_closes_cleanly(bot: SocketBot) -> None:
     handler.close()  # type: ignore[no-untyped-call]
     took = time.monotonic() - started
     assert took < CLOSE_LIMIT
+    # readyz's "Slack connection up" check (serve_cmd passes is_connected).
     assert not handler.client.is_connected()
 
     def left() -> list[str]:
@@ -280,7 +316,8 @@ def test_handler_closes_cleanly(bot: SocketBot) -> None:
     while (left() or conn.close_code is None) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert left() == []
-    assert conn.close_code is not None
+    # A clean stop: the server got the close frame (1000) and answered it.
+    assert conn.close_code == 1000 and conn.protocol.close_rcvd is not None
     # The module's own handler is untouched and still answers.
     acked, _ = bot.command("help")
     assert acked.seconds < ACK_LIMIT

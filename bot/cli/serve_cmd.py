@@ -161,10 +161,13 @@ def serve(
                 )
             server.stop()
     else:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+        # slack_sdk's websocket-client based client, made to reconnect and
+        # stop without waiting (bot/slack_socket.py); the built-in client
+        # acked the first envelope after a refresh ~3 s late.
+        from bot.slack_socket import SocketModeHandler
 
         assert app_token is not None
-        handler = SocketModeHandler(app, app_token.reveal())
+        handler = SocketModeHandler(app, app_token=app_token.reveal())
         health = start_health(
             rt,
             readiness(ctx, consumer, slack_connected=handler.client.is_connected),
