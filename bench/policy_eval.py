@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vms", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=120.0, help="stop after this long")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--baseline", default="c373024", help="git revision of the baseline")
+    parser.add_argument("--baseline", default="915ffd2", help="git revision of the baseline")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

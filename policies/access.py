@@ -68,9 +68,33 @@ def authorize(
     """
     perm = Permission(permission)
     member_of = frozenset(groups)
+    # The answer depends on the policy (immutable) and these four alone:
+    # worked out once per asker, then the same outcome object each time.
+    key = (_AUTHORIZED, perm, principal, member_of, channel)
+    found: RuleOutcome | None = policy.memo.get(key)
+    if found is None:
+        found = _authorize(policy, perm, principal, member_of, channel)
+        if len(policy.memo) < _MEMO_KEPT:
+            policy.memo[key] = found
+    return found
+
+
+_AUTHORIZED = "access.authorize"
+# Distinct askers (person x groups x channel) remembered per policy.
+_MEMO_KEPT = 4096
+
+
+def _authorize(
+    policy: Policy,
+    perm: Permission,
+    principal: str,
+    member_of: frozenset[str],
+    channel: str | None,
+) -> RuleOutcome:
     used = {
         "requester": Fact(principal, "request"),
-        "requester_groups": Fact(sorted(member_of), "slack user groups"),
+        # A tuple: this outcome is shared by every decision of the same asker.
+        "requester_groups": Fact(tuple(sorted(member_of)), "slack user groups"),
         "channel": Fact(channel, "request"),
     }
     allowed = policy.permission(perm)

@@ -8,7 +8,7 @@ run it, then apply a live exemption or note an expired one.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from policies.access import approvers_for, authorize
 from policies.model import (
     ACTION_PERMISSION,
+    EMPTY,
     Decision,
     Effect,
     ExemptionNote,
@@ -24,69 +25,120 @@ from policies.model import (
     Request,
     RuleOutcome,
     Verdict,
-    combine,
 )
+from policies.params import ResolvedRule
 from policies.policy import Context, Policy, ScopeUnknown
 from policies.registry import BUILTIN_RULES
 from policies.rules.base import RuleSpec, unknown
+from policies.schema import ExemptionConfig
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One rule as this policy runs it, worked out when the policy is first
+    used: the settings when no override can apply (None: resolve per VM),
+    and the exemptions naming it."""
+
+    spec: RuleSpec
+    fixed: ResolvedRule | None
+    exemptions: tuple[ExemptionConfig, ...]
+
+
+def _plan(policy: Policy) -> tuple[_Step | None, ...]:
+    """The permissions check (None), then every built-in rule in order."""
+    plan: tuple[_Step | None, ...] | None = policy.memo.get(_PLAN)
+    if plan is None:
+        plan = (
+            None,
+            *(
+                _Step(
+                    spec,
+                    None if policy.rules[spec.id].overrides else policy.rules[spec.id].base,
+                    policy.exemptions_for(spec.id),
+                )
+                for spec in BUILTIN_RULES
+            ),
+        )
+        # Racing threads store equal plans: it is a pure function of the policy.
+        policy.memo[_PLAN] = plan
+    return plan
+
+
+_PLAN = "engine.plan"
+_FIRED, _PASSED = OutcomeKind.FIRED, OutcomeKind.PASSED
 
 
 def evaluate(request: Request, facts: Facts, context: Context) -> Decision:
     """Decide on `request` about the VM described by `facts`."""
-    channel = request.channel if request.channel is not None else context.channel
-    outcomes: list[RuleOutcome] = [
-        authorize(
-            context.policy,
-            ACTION_PERMISSION[request.action],
-            facts,
-            request.requester,
-            context.groups,
-            channel,
-        )
-    ]
-    outcomes += [_run(spec, request, facts, context) for spec in BUILTIN_RULES]
-    verdict = combine(outcomes)
-    adjustments: dict[str, Any] = {}
-    for o in outcomes:
-        if o.outcome in (OutcomeKind.FIRED, OutcomeKind.PASSED):
-            adjustments.update(o.adjustments)
-    schedule_at = _schedule_at(outcomes) if verdict is not Verdict.DENY else None
+    policy = context.policy
+    outcomes: list[RuleOutcome] = []
+    # combine(): the strictest effect among fired rules decides; tallied
+    # here, with the adjustments and the schedule, as the rules answer.
+    verdict = Verdict.ALLOW
+    adjustments: dict[str, Any] | None = None  # made when a rule adjusts something
+    starts: list[datetime] = []
+    required = 0
+    for step in _plan(policy):
+        if step is None:  # who may: first, as the table shows it
+            channel = request.channel if request.channel is not None else context.channel
+            outcome = authorize(
+                policy,
+                ACTION_PERMISSION[request.action],
+                facts,
+                request.requester,
+                context.groups,
+                channel,
+            )
+        else:
+            settings = step.fixed or policy.resolve(step.spec.id, facts)
+            if isinstance(settings, ScopeUnknown):
+                outcome = unknown(
+                    settings.base,
+                    request.vm_name,
+                    settings.facts,
+                    f"which {step.spec.id} settings apply",
+                )
+            elif not settings.enabled:
+                outcomes.append(_disabled(step.spec.id, settings.scopes))
+                continue
+            else:
+                outcome = step.spec.check(request, facts, context, settings)
+            if step.exemptions:
+                outcome = _exempted(step.exemptions, outcome, request, context.now)
+        outcomes.append(outcome)
+        kind = outcome.outcome
+        if kind is _FIRED:
+            effect = outcome.effect
+            if effect is Effect.DENY:
+                verdict = Verdict.DENY
+            elif effect is Effect.NEEDS_APPROVAL:
+                if verdict is Verdict.ALLOW:
+                    verdict = Verdict.NEEDS_APPROVAL
+            elif effect is Effect.SCHEDULE and outcome.schedule_at is not None:
+                starts.append(outcome.schedule_at)
+            if outcome.approval is not None and outcome.approval.required > required:
+                required = outcome.approval.required
+        elif kind is not _PASSED:
+            continue
+        if outcome.adjustments:
+            if adjustments is None:
+                adjustments = {}
+            adjustments.update(outcome.adjustments)
+    schedule_at = max(starts, default=None) if verdict is not Verdict.DENY else None
     approval = None
     if verdict is Verdict.NEEDS_APPROVAL:
-        required = max((o.approval.required for o in outcomes if o.approval and o.fired), default=1)
-        approval = approvers_for(context.policy, facts, request.requester, required)
-    return Decision(verdict, tuple(outcomes), adjustments, approval, schedule_at)
+        approval = approvers_for(policy, facts, request.requester, max(required, 1))
+    return Decision(verdict, tuple(outcomes), adjustments or EMPTY, approval, schedule_at)
 
 
-def _schedule_at(outcomes: list[RuleOutcome]) -> datetime | None:
-    starts = [
-        o.schedule_at
-        for o in outcomes
-        if o.fired and o.effect is Effect.SCHEDULE and o.schedule_at is not None
-    ]
-    return max(starts, default=None)
+def _disabled(rule: str, scopes: tuple[str, ...]) -> RuleOutcome:
+    where = f" for {'; '.join(scopes)}" if scopes else ""
+    return RuleOutcome(rule, OutcomeKind.DISABLED, None, f"{rule} is disabled by the policy{where}")
 
 
-def _run(spec: RuleSpec, request: Request, facts: Facts, ctx: Context) -> RuleOutcome:
-    settings = ctx.policy.resolve(spec.id, facts)
-    if isinstance(settings, ScopeUnknown):
-        outcome = unknown(
-            settings.base, request.vm_name, settings.facts, f"which {spec.id} settings apply"
-        )
-    elif not settings.enabled:
-        where = f" for {'; '.join(settings.scopes)}" if settings.scopes else ""
-        return RuleOutcome(
-            spec.id, OutcomeKind.DISABLED, None, f"{spec.id} is disabled by the policy{where}"
-        )
-    else:
-        outcome = spec.check(request, facts, ctx, settings)
-    return _exempted(ctx.policy, outcome, request, ctx.now)
-
-
-def _exempted(policy: Policy, outcome: RuleOutcome, request: Request, now: datetime) -> RuleOutcome:
-    exemptions = policy.exemptions_for(outcome.rule)
-    if not exemptions:
-        return outcome
+def _exempted(
+    exemptions: tuple[ExemptionConfig, ...], outcome: RuleOutcome, request: Request, now: datetime
+) -> RuleOutcome:
     found = [e for e in exemptions if fnmatchcase(request.vm_name.casefold(), e.vm.casefold())]
     if not found:
         return outcome

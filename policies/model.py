@@ -44,8 +44,9 @@ riskier reading: either source saying "yes" is a known "yes"; "no" needs both.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -128,10 +129,14 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fact:
     """A value with its provenance. `known=False` means nobody could tell;
-    rules treat that as a reason to refuse, never to allow."""
+    rules treat that as a reason to refuse, never to allow.
+
+    Slotted: a fleet's facts are most of the objects the garbage collector
+    walks while decisions are made (bench/policy_eval.py), and a slotted
+    one is a third of the size, without an instance dict."""
 
     value: Any
     source: str
@@ -164,14 +169,23 @@ class Request:
     channel: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Facts:
     """Named facts about one VM (and its surroundings)."""
 
     values: Mapping[str, Fact] = field(default_factory=dict)
 
     def get(self, name: str, source: str = "nowhere") -> Fact:
-        return self.values.get(name) or Fact.unknown(source, f"fact '{name}' was not gathered")
+        found = self.values.get(name)
+        if found is not None:
+            return found
+        return _not_gathered(name, source)
+
+
+@functools.lru_cache(maxsize=256)
+def _not_gathered(name: str, source: str) -> Fact:
+    # Immutable, and the same for every VM that lacks the fact: made once.
+    return Fact.unknown(source, f"fact '{name}' was not gathered")
 
 
 @dataclass(frozen=True)
@@ -250,10 +264,41 @@ class ExemptionNote:
         }
 
 
-@dataclass(frozen=True)
+class _Empty(Mapping[str, Any]):
+    """The one empty, read-only mapping outcomes share when they name no
+    facts or adjustments (most do not), instead of two new dicts each."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "EMPTY"  # pickled by name: unpickles to this same object
+
+
+EMPTY: Mapping[str, Any] = _Empty()
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class RuleOutcome:
     """One rule's answer. `message` always explains, also when it passed
-    (the dry-run explanation `policy explain` shows)."""
+    (the dry-run explanation `policy explain` shows).
+
+    Immutable, so one outcome may stand in many decisions (the cached
+    `not_applicable` and permission answers). Slotted, and its `__init__`
+    written out: a decision makes a dozen of these, and a frozen dataclass's
+    own `__init__` (each field through `object.__setattr__`) plus an instance
+    dict each were a third of a decision's time (bench/policy_eval.py)."""
 
     rule: str
     outcome: OutcomeKind
@@ -268,6 +313,34 @@ class RuleOutcome:
     # Fired because a fact it needs is unknown (fail closed), not because
     # of what a known fact says: knowing more may settle it either way.
     for_want_of_facts: bool = False
+
+    def __init__(
+        self,
+        rule: str,
+        outcome: OutcomeKind,
+        effect: Effect | None,
+        message: str,
+        remediation: str = "",
+        facts: Mapping[str, Fact] | None = None,
+        adjustments: Mapping[str, Any] | None = None,
+        approval: ApprovalRequirement | None = None,
+        schedule_at: datetime | None = None,
+        exemption: ExemptionNote | None = None,
+        for_want_of_facts: bool = False,
+    ) -> None:
+        # The slots' own setters: what object.__setattr__ ends in, without
+        # the frozen check on the way.
+        _set_rule(self, rule)
+        _set_outcome(self, outcome)
+        _set_effect(self, effect)
+        _set_message(self, message)
+        _set_remediation(self, remediation)
+        _set_facts(self, facts or EMPTY)
+        _set_adjustments(self, adjustments or EMPTY)
+        _set_approval(self, approval)
+        _set_schedule_at(self, schedule_at)
+        _set_exemption(self, exemption)
+        _set_for_want_of_facts(self, for_want_of_facts)
 
     @property
     def fired(self) -> bool:
@@ -293,7 +366,22 @@ class RuleOutcome:
         }
 
 
-@dataclass(frozen=True)
+(
+    _set_rule,
+    _set_outcome,
+    _set_effect,
+    _set_message,
+    _set_remediation,
+    _set_facts,
+    _set_adjustments,
+    _set_approval,
+    _set_schedule_at,
+    _set_exemption,
+    _set_for_want_of_facts,
+) = (getattr(RuleOutcome, f.name).__set__ for f in fields(RuleOutcome))
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     verdict: Verdict
     outcomes: tuple[RuleOutcome, ...]

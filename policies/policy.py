@@ -100,6 +100,10 @@ class Policy:
     _exemptions_by_rule: Mapping[str, tuple[ExemptionConfig, ...]] = field(
         init=False, repr=False, compare=False
     )
+    # What the engine and the permission check work out once per policy and
+    # then reuse (policies.engine, policies.access): pure functions of this
+    # immutable policy, so a policy loaded anew starts empty.
+    memo: dict[Any, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         by_rule: dict[str, list[ExemptionConfig]] = {}

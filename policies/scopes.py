@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import translate
 from typing import Any
 
@@ -27,9 +27,10 @@ SCOPE_FACTS = {
 
 @dataclass(frozen=True)
 class ScopeMatcher:
-    """A scope made ready once, when the policy loads: its values casefolded
-    and its name globs compiled into one regular expression, so a decision
-    compiles nothing (bench/policy_eval.py)."""
+    """A scope made ready once, when the policy loads: its values casefolded,
+    its name globs compiled into one regular expression, and the list of
+    (fact, test) it checks built, so a decision compiles and builds nothing
+    (bench/policy_eval.py)."""
 
     scope: Scope
     description: str
@@ -39,47 +40,64 @@ class ScopeMatcher:
     host_groups: frozenset[str]
     domains: frozenset[str]
     roles: frozenset[str]
+    checks: tuple[tuple[str, Callable[[Any], bool]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, Callable[[Any], bool]]] = []
+        if self.tags:
+            checks.append(("tags", self._tags_match))
+        if self.names is not None:
+            checks.append(("vm_name", self._name_match))
+        if self.host_groups:
+            checks.append(("host_group", self._host_group_match))
+        if self.domains:
+            checks.append(("domain", self._domain_match))
+        if self.roles:
+            checks.append(("roles", self._roles_match))
+        object.__setattr__(self, "checks", tuple(checks))
 
     def matches(self, facts: Facts) -> tuple[bool | None, dict[str, Fact]]:
         """(True | False | None, the facts consulted). All given criteria must
-        match; every criterion is consulted, so the facts named are the same
-        whichever fails."""
+        match: one that does not makes it False, else one whose fact is
+        unknown makes it None. Every criterion is consulted, so the facts
+        named are the same whichever fails."""
         if self.everything:
             return True, {}
         used: dict[str, Fact] = {}
-        results: list[bool | None] = []
-        if self.tags:
-            results.append(_check(facts, "tags", used, self._tags_match))
-        if self.names is not None:
-            names = self.names
-            results.append(
-                _check(facts, "vm_name", used, lambda v: names.match(str(v).casefold()) is not None)
-            )
-        if self.host_groups:
-            wanted = self.host_groups
-            results.append(
-                _check(
-                    facts, "host_group", used, lambda v: v is not None and v.casefold() in wanted
-                )
-            )
-        if self.domains:
-            domains = self.domains
-            results.append(
-                _check(facts, "domain", used, lambda v: v is not None and v.casefold() in domains)
-            )
-        if self.roles:
-            roles = self.roles
-            results.append(_check(facts, "roles", used, lambda v: not roles.isdisjoint(v)))
-        if False in results:
-            return False, used
-        if None in results:
-            return None, used
-        return True, used
+        answer: bool | None = True
+        for name, test in self.checks:
+            fact = facts.get(name)
+            used[name] = fact
+            if not fact.known:
+                if answer:
+                    answer = None
+            elif not test(fact.value):
+                answer = False
+        return answer, used
 
     def _tags_match(self, have: object) -> bool:
         if not isinstance(have, dict):
             return False
-        return all(str(have.get(k, "")).casefold() == v for k, v in self.tags)
+        # A loop, not all(): no generator made per decision.
+        for key, wanted in self.tags:  # noqa: SIM110
+            if str(have.get(key, "")).casefold() != wanted:
+                return False
+        return True
+
+    def _name_match(self, name: object) -> bool:
+        assert self.names is not None
+        return self.names.match(str(name).casefold()) is not None
+
+    def _host_group_match(self, group: Any) -> bool:
+        return group is not None and group.casefold() in self.host_groups
+
+    def _domain_match(self, domain: Any) -> bool:
+        return domain is not None and domain.casefold() in self.domains
+
+    def _roles_match(self, roles: Any) -> bool:
+        return not self.roles.isdisjoint(roles)
 
 
 def compile_scope(scope: Scope) -> ScopeMatcher:
@@ -104,13 +122,3 @@ def scope_matches(scope: Scope, facts: Facts) -> tuple[bool | None, dict[str, Fa
     """(True | False | None, the facts consulted), for a scope asked once; the
     policy's own scopes are compiled when it loads (`compile_scope`)."""
     return compile_scope(scope).matches(facts)
-
-
-def _check(
-    facts: Facts, name: str, used: dict[str, Fact], test: Callable[[Any], bool]
-) -> bool | None:
-    fact = facts.get(name)
-    used[name] = fact
-    if not fact.known:
-        return None
-    return bool(test(fact.value))

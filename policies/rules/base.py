@@ -10,7 +10,7 @@ fact and why it is unknown; it never passes on a guess.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from policies.model import (
@@ -49,18 +49,24 @@ def passed(
     facts: Mapping[str, Fact],
     adjustments: Mapping[str, Any] | None = None,
 ) -> RuleOutcome:
-    return RuleOutcome(
-        rule.id,
-        OutcomeKind.PASSED,
-        None,
-        message,
-        facts=dict(facts),
-        adjustments=dict(adjustments or {}),
-    )
+    # The mappings are the rule's own, made for this answer: kept, not copied.
+    return RuleOutcome(rule.id, OutcomeKind.PASSED, None, message, "", facts, adjustments)
+
+
+# NOT_APPLICABLE answers depend on the rule and the action alone: made once.
+# Bounded (rule ids x actions is a few dozen) in case a message ever varies.
+_NOT_APPLICABLE: dict[tuple[str, str], RuleOutcome] = {}
+_NOT_APPLICABLE_KEPT = 512
 
 
 def not_applicable(rule: ResolvedRule, message: str) -> RuleOutcome:
-    return RuleOutcome(rule.id, OutcomeKind.NOT_APPLICABLE, None, message)
+    key = (rule.id, message)
+    found = _NOT_APPLICABLE.get(key)
+    if found is None:
+        found = RuleOutcome(rule.id, OutcomeKind.NOT_APPLICABLE, None, message)
+        if len(_NOT_APPLICABLE) < _NOT_APPLICABLE_KEPT:
+            _NOT_APPLICABLE[key] = found
+    return found
 
 
 def fire(
@@ -73,17 +79,20 @@ def fire(
     adjustments: Mapping[str, Any] | None = None,
     approval: ApprovalRequirement | None = None,
     schedule_at: datetime | None = None,
+    for_want_of_facts: bool = False,
 ) -> RuleOutcome:
     return RuleOutcome(
-        rule=rule.id,
-        outcome=OutcomeKind.FIRED,
-        effect=effect or rule.effect,
-        message=message,
-        remediation=remediation,
-        facts=dict(facts),
-        adjustments=dict(adjustments or {}),
-        approval=approval,
-        schedule_at=schedule_at,
+        rule.id,
+        OutcomeKind.FIRED,
+        effect or rule.effect,
+        message,
+        remediation,
+        facts,
+        adjustments,
+        approval,
+        schedule_at,
+        None,
+        for_want_of_facts,
     )
 
 
@@ -99,15 +108,13 @@ def unknown(rule: ResolvedRule, vm: str, facts: Mapping[str, Fact], question: st
         if rule.on_unknown is Effect.DENY
         else "a human must approve instead"
     )
-    return replace(
-        fire(
-            rule,
-            f"{vm}: cannot tell {question}: {missing}; {then}",
-            "make the fact known (start the VM, fix the host's reachability or the inventory), "
-            "then ask again",
-            facts,
-            effect=rule.on_unknown,
-        ),
+    return fire(
+        rule,
+        f"{vm}: cannot tell {question}: {missing}; {then}",
+        "make the fact known (start the VM, fix the host's reachability or the inventory), "
+        "then ask again",
+        facts,
+        effect=rule.on_unknown,
         for_want_of_facts=True,
     )
 
@@ -116,11 +123,13 @@ def riskier(facts: Facts, *names: str) -> tuple[bool | None, dict[str, Fact]]:
     """The riskier reading of several sources for one yes/no risk: any known
     "yes" is yes; "no" needs every source known; otherwise unknown (None)."""
     used = {n: facts.get(n) for n in names}
-    if any(f.known and bool(f.value) for f in used.values()):
-        return True, used
-    if all(f.known for f in used.values()):
-        return False, used
-    return None, used
+    answer: bool | None = False
+    for f in used.values():
+        if not f.known:
+            answer = None
+        elif f.value:
+            return True, used
+    return answer, used
 
 
 def roles_of(facts: Facts) -> tuple[set[str] | None, Fact]:

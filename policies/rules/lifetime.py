@@ -6,6 +6,7 @@ write, slows the VM and, if the volume fills, pauses every VM on it.
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Literal, Self
 
@@ -21,6 +22,9 @@ from policies.schema import Duration
 
 _GB = 1024**3
 _MB = 1024**2
+# The settings' durations come back in every decision's message: their text
+# is made once (durations are immutable, the text a pure function of them).
+_duration_text = functools.lru_cache(maxsize=256)(format_duration)
 
 
 class TTLParams(RuleParams):
@@ -58,13 +62,13 @@ class TTLParams(RuleParams):
 def ttl(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOutcome:
     p = rule.params
     assert isinstance(p, TTLParams)
-    most = format_duration(p.max)
+    most = _duration_text(p.max)
     if req.action is Action.CREATE:
         if req.ttl is None:
             return passed(
                 rule,
                 f"no TTL asked for: the checkpoint expires after the default "
-                f"{format_duration(p.default)}",
+                f"{_duration_text(p.default)}",
                 {},
                 adjustments={"ttl_seconds": int(p.default.total_seconds())},
             )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 from pydantic import Field
 
-from bot.clock import utc_text
+from bot.clock import utc_text as _utc_text
 from policies.model import (
     Action,
     ApprovalRequirement,
@@ -18,6 +20,10 @@ from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
 from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
 from policies.windows import Window
+
+# A window's next opening is the same instant for every VM it covers: its
+# text is made once (a pure function of the instant).
+utc_text = functools.lru_cache(maxsize=256)(_utc_text)
 
 
 class ChangeWindowParams(RuleParams):
