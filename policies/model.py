@@ -348,7 +348,9 @@ class RuleOutcome:
 
     @property
     def blocking(self) -> bool:
-        return self.fired and self.effect in (Effect.DENY, Effect.NEEDS_APPROVAL)
+        return self.outcome is OutcomeKind.FIRED and (
+            self.effect is Effect.DENY or self.effect is Effect.NEEDS_APPROVAL
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -393,7 +395,7 @@ class Decision:
 
     @property
     def fired(self) -> tuple[RuleOutcome, ...]:
-        return tuple(o for o in self.outcomes if o.fired)
+        return tuple([o for o in self.outcomes if o.outcome is OutcomeKind.FIRED])
 
     @property
     def reasons(self) -> list[str]:

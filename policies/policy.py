@@ -124,16 +124,21 @@ class Policy:
         if not compiled.overrides:
             return compiled.base
         matched: list[int] = []
-        undecided: dict[str, Fact] = {}
+        undecided = False
         for index, override in enumerate(compiled.overrides):
-            matches, used = override.matcher.matches(facts)
+            matches = override.matcher.decide(facts)
             if matches is None:
-                undecided.update({k: f for k, f in used.items() if not f.known})
-                continue
-            if matches:
+                undecided = True
+            elif matches:
                 matched.append(index)
         if undecided:
-            return ScopeUnknown(compiled.base, undecided)
+            # Rare: now name the unknown facts of every undecided scope.
+            unknown: dict[str, Fact] = {}
+            for override in compiled.overrides:
+                matches, used = override.matcher.matches(facts)
+                if matches is None:
+                    unknown.update({k: f for k, f in used.items() if not f.known})
+            return ScopeUnknown(compiled.base, unknown)
         if not matched:
             return compiled.base
         return compiled.merged(tuple(matched))

@@ -77,6 +77,21 @@ class ScopeMatcher:
                 answer = False
         return answer, used
 
+    def decide(self, facts: Facts) -> bool | None:
+        """`matches` without the facts consulted, for callers that need only
+        the answer (which settings apply): a criterion that does not match
+        settles it at once."""
+        if self.everything:
+            return True
+        answer: bool | None = True
+        for name, test in self.checks:
+            fact = facts.get(name)
+            if not fact.known:
+                answer = None
+            elif not test(fact.value):
+                return False
+        return answer
+
     def _tags_match(self, have: object) -> bool:
         if not isinstance(have, dict):
             return False

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from bot.clock import utc_text
 from bot.durations import format_duration
-from policies.model import Action, Effect, Facts, Request, RuleOutcome
+from policies.model import Action, Effect, Facts, OutcomeKind, Request, RuleOutcome
 from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
 from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
@@ -59,19 +59,26 @@ class TTLParams(RuleParams):
         return self
 
 
+@functools.lru_cache(maxsize=64)
+def _default_ttl(rule: str, default: timedelta) -> RuleOutcome:
+    # The same answer for every create that asks for no TTL in this scope:
+    # made once (outcomes are immutable).
+    return RuleOutcome(
+        rule,
+        OutcomeKind.PASSED,
+        None,
+        f"no TTL asked for: the checkpoint expires after the default {_duration_text(default)}",
+        adjustments={"ttl_seconds": int(default.total_seconds())},
+    )
+
+
 def ttl(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOutcome:
     p = rule.params
     assert isinstance(p, TTLParams)
     most = _duration_text(p.max)
     if req.action is Action.CREATE:
         if req.ttl is None:
-            return passed(
-                rule,
-                f"no TTL asked for: the checkpoint expires after the default "
-                f"{_duration_text(p.default)}",
-                {},
-                adjustments={"ttl_seconds": int(p.default.total_seconds())},
-            )
+            return _default_ttl(rule.id, p.default)
         if req.ttl <= timedelta(0):
             return fire(rule, "the TTL must be longer than zero", f"ask for at most {most}", {})
         if req.ttl > p.max:
