@@ -66,8 +66,8 @@ def authorize(
     FIRED (deny) saying who may instead. Permissions are not scoped per VM
     (yet), so `facts` are not consulted; the signature keeps that door open.
     """
-    perm = Permission(permission)
-    member_of = frozenset(groups)
+    perm = permission if isinstance(permission, Permission) else Permission(permission)
+    member_of = groups if isinstance(groups, frozenset) else frozenset(groups)
     # The answer depends on the policy (immutable) and these four alone:
     # worked out once per asker, then the same outcome object each time.
     key = (_AUTHORIZED, perm, principal, member_of, channel)

@@ -156,7 +156,7 @@ class Fact:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     action: Action
     vm_name: str

@@ -158,7 +158,7 @@ class Policy:
         return resolved, True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Context:
     """Everything besides the request and the facts: the time, the policy,
     and who is asking from where (groups resolved by the caller)."""

@@ -28,7 +28,19 @@ TRANSACTIONAL_ROLES = (
 def _create_only(req: Request, rule: ResolvedRule) -> RuleOutcome | None:
     if req.action is Action.CREATE:
         return None
-    return not_applicable(rule, f"only creating a checkpoint is checked, not {req.action.value}")
+    # Four rules ask this for every rollback: the answer is found by rule
+    # and action, without writing its message each time.
+    key = (rule.id, req.action)
+    found = _NOT_CREATE.get(key)
+    if found is None:
+        found = not_applicable(
+            rule, f"only creating a checkpoint is checked, not {req.action.value}"
+        )
+        _NOT_CREATE[key] = found  # bounded: rule ids x actions
+    return found
+
+
+_NOT_CREATE: dict[tuple[str, Action], RuleOutcome] = {}
 
 
 class CheckpointTypeParams(RuleParams):
