@@ -36,6 +36,7 @@ from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import DEFAULT_CONFIGURATION_NAME, PowerShell, RunspacePool
 
 from bot.hyperv.errors import HostTimeout, HyperVError
+from bot.hyperv.winrm.clixml import quicken
 from bot.hyperv.winrm.errors import is_transport_error, transport_error
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,8 @@ class PoolSession:
             return self._pool
         wsman = self._connect()
         clamp_transport(wsman, self._deadline, self._timeouts)
-        pool = RunspacePool(wsman, configuration_name=self._configuration)
+        # CLIXML read without pypsrp's per-value overhead (clixml.py).
+        pool = quicken(RunspacePool(wsman, configuration_name=self._configuration))
         self._wsman = wsman
         try:
             pool.open()
