@@ -72,8 +72,9 @@ def evaluate(request: Request, facts: Facts, context: Context) -> Decision:
     """Decide on `request` about the VM described by `facts`."""
     policy = context.policy
     outcomes: list[RuleOutcome] = []
-    # combine(): the strictest effect among fired rules decides; tallied
-    # here, with the adjustments and the schedule, as the rules answer.
+    # The strictest effect among fired rules decides (deny over
+    # needs_approval over allow; warnings and schedules keep the verdict),
+    # tallied with the adjustments and the schedule as the rules answer.
     verdict = Verdict.ALLOW
     adjustments: dict[str, Any] | None = None  # made when a rule adjusts something
     starts: list[datetime] = []

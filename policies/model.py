@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -105,9 +105,6 @@ ACTION_PERMISSION = {
     Action.MERGE: Permission.MERGE,
     Action.EXTEND: Permission.EXTEND,
 }
-
-
-_SEVERITY = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1, Verdict.DENY: 2}
 
 
 def jsonable(value: Any) -> Any:
@@ -416,16 +413,3 @@ class Decision:
             "approval": self.approval.to_dict() if self.approval else None,
             "schedule_at": self.schedule_at.isoformat() if self.schedule_at else None,
         }
-
-
-def combine(outcomes: Iterable[RuleOutcome]) -> Verdict:
-    """The strictest effect among fired rules decides; warnings and
-    schedules don't change the verdict."""
-    verdict = Verdict.ALLOW
-    for o in outcomes:
-        if not o.blocking:
-            continue
-        candidate = Verdict.DENY if o.effect is Effect.DENY else Verdict.NEEDS_APPROVAL
-        if _SEVERITY[candidate] > _SEVERITY[verdict]:
-            verdict = candidate
-    return verdict
