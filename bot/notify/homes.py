@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from bot.store.db import session_scope
@@ -124,7 +124,9 @@ class StaleHomes:
     def pending(self) -> int:
         """Rows not published yet (for tests and docs)."""
         with session_scope(self._engine) as s:
-            return len(s.connection().execute(select(_TABLE.c.id)).all())
+            return int(
+                s.connection().execute(select(func.count()).select_from(_TABLE)).scalar_one()
+            )
 
     @staticmethod
     def _free(now: datetime) -> ColumnElement[bool]:
