@@ -71,7 +71,8 @@ class StaleHomes:
 
     def record(self, change_id: int) -> None:
         """The Homes `change_id` concerns are behind it; folded into a row
-        for the same change that nobody has claimed yet."""
+        for the same change that nobody has claimed yet. (Two recorders
+        racing may both insert: the claim names each change once anyway.)"""
         now = self._now()
         with session_scope(self._engine) as s:
             conn = s.connection()
@@ -97,10 +98,13 @@ class StaleHomes:
             ]
             if not candidates:
                 return HomeClaim(owner, (), ())
-            # The WHERE is checked again on each row as it is updated
-            # (PostgreSQL re-reads a row another transaction changed under
-            # READ COMMITTED; SQLite has one writer at a time), so a row
-            # another process took in between is not taken twice.
+            # The WHERE is checked again on each row as it is updated: under
+            # READ COMMITTED, PostgreSQL re-evaluates it on a row another
+            # transaction changed meanwhile
+            # (https://www.postgresql.org/docs/current/transaction-iso.html#XACT-READ-COMMITTED),
+            # and SQLite lets one writer in at a time
+            # (https://www.sqlite.org/lockingv3.html), so a row another
+            # process took in between is not taken twice.
             rows = conn.execute(
                 update(_TABLE)
                 .where(_TABLE.c.id.in_(candidates), self._free(now))
