@@ -7,7 +7,9 @@ requester's Home) is tests/test_multiprocess.py's."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,12 +24,13 @@ from bot.changes import Command
 from bot.changes.record import open_change, transition
 from bot.notify.homes import KEEP, LEASE, StaleHomes
 from bot.notify.thread import ThreadNotifier
+from bot.service import request_checkpoint
 from bot.store.db import make_engine, session_scope
 from bot.store.migrate import downgrade, upgrade
 from bot.store.models import Change
 from templates import Renderer
 from templates.blocks import SlackRenderer
-from tests.slack_support import BOT_TOKEN, FakeSlackApi
+from tests.slack_support import BOT_TOKEN, Call, FakeSlackApi, running_bot
 
 T0 = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
 
@@ -205,3 +208,39 @@ def test_0016_adds_the_stale_home_table_and_goes_back(engine_at_0014: Engine) ->
     assert StaleHomes(engine_at_0014).claim("serve").change_ids == (change_id,)
     downgrade(engine_at_0014, "0014")
     assert "stale_home" not in inspect(engine_at_0014).get_table_names()
+
+
+# --- who publishes: a serving process's tick ----------------------------------------------
+
+
+def test_a_serving_process_publishes_what_another_left_on_its_tick(tmp_path: Path) -> None:
+    with running_bot(tmp_path, jobs={"tick_seconds": 0.2}) as bot:
+        out = request_checkpoint(
+            bot.ctx, "WEB01", reason="KB5044284", requester="U0ALICE", channel="C0OPS",
+            source="slack",
+        )  # fmt: skip
+        assert out.job_id is not None
+        assert bot.ctx.ledger.wait(out.job_id, timeout=30).state == "succeeded"
+        line = f"*{out.change.ref}* · WEB01 on HV01 · active"
+
+        def alices(calls: list[Call]) -> list[str]:
+            return [
+                json.dumps(c.body["view"], ensure_ascii=False)
+                for c in calls
+                if c.method == "views.publish" and c.body.get("user_id") == "U0ALICE"
+            ]
+
+        # This process's own refresh (its notifier's listener) comes first.
+        bot.api.wait_for(lambda calls: any(line in h for h in alices(calls)))
+        time.sleep(1.0)  # its rounds are over
+        before = len(alices(bot.api.calls))
+        # What a worker process leaves (bot/notify/homes.py): published on a
+        # tick of this one, and the row deleted once it is.
+        homes = StaleHomes(bot.ctx.engine)
+        homes.record(out.change.id)
+        published = bot.api.wait_for(lambda calls: len(alices(calls)) > before)
+        assert line in alices(published)[-1]
+        deadline = time.monotonic() + 10
+        while homes.pending() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert homes.pending() == 0
