@@ -170,6 +170,15 @@ class AppContext:
         process that talks to Slack drains it (bot.notify.outbox)."""
         self.notifier.start_draining(self.settings.jobs.tick_seconds)
 
+    def tick_here(self, task: PeriodicTask) -> None:
+        """Tick `task` in this process on every tick until `close()`, beside
+        (not among) the periodic tasks: those claim each slot once across
+        processes, while this is work only this process can do (publishing
+        the App Homes its own Slack app renders, handlers/home_refresh.py)."""
+        scheduler = PeriodicScheduler([task], self.clock, interval=self.settings.jobs.tick_seconds)
+        scheduler.start()
+        self._closers.append(scheduler.stop)
+
     def start_periodic(self) -> PeriodicScheduler:
         self.start_slack_outbox()
         if self._scheduler is None:

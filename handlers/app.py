@@ -108,6 +108,8 @@ def register(app: App, deps: SlackDeps) -> None:
     refresher = HomeRefresher(deps, app.client, actions.republish_home)
     actions.home_viewers = refresher.opened
     deps.ctx.notifier.listen(refresher.changed)
+    # ...and so does every Home a worker process left behind (it has no app).
+    deps.ctx.tick_here(refresher)
 
     @app.command(SLASH_COMMAND)
     def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:

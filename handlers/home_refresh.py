@@ -10,6 +10,12 @@ recently (a member of an approver group, whom the policy does not list).
 Paced: changes that arrive together are folded into one round, each user
 is published at most once per round, and at most `per_second` publishes
 go out per second (views.publish is a Tier 4 method; a Home is one call).
+
+From other processes: a change whose job ran in a `checkpoint-bot worker`
+(behind `serve --no-worker`) is synced there, where no Slack app renders
+Homes; the worker records it (bot/notify/homes.py), and `tick`, run on
+every tick of each serving process, claims those records and publishes
+their Homes the same way (docs/operations.md, "App Homes across processes").
 """
 
 from __future__ import annotations
@@ -17,13 +23,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot.service import Forbidden, Unavailable, lookups
+from bot.service import (
+    Forbidden,
+    Unavailable,
+    claim_stale_homes,
+    lookups,
+    stale_homes_published,
+)
 from handlers.deps import SlackDeps
 
 log = logging.getLogger(__name__)
@@ -33,6 +47,8 @@ _VIEWERS_REMEMBERED = 500
 
 
 class HomeRefresher:
+    name = "app-homes"
+
     def __init__(
         self,
         deps: SlackDeps,
@@ -48,6 +64,8 @@ class HomeRefresher:
         self._due: set[int] = set()
         self._scheduled = False
         self._lock = threading.Lock()
+        # Who holds a claim on records other processes left (bot/notify/homes.py).
+        self.owner = f"homes-{uuid.uuid4().hex[:12]}"
 
     def opened(self, user: str) -> None:
         """`user` looked at their Home: keep it current from now on."""
@@ -67,13 +85,27 @@ class HomeRefresher:
             self._scheduled = True
         self.deps.later("refreshing App Homes", self._round)
 
+    def tick(self, now: datetime) -> None:
+        """Publish the Homes of changes that moved in a process with no
+        Slack app (a worker): claimed, so each is published by one serving
+        process; the claim is released only once the round is over."""
+        claim = claim_stale_homes(self.deps.ctx, self.owner)
+        if not claim:
+            return
+        self._publish_for(claim.change_ids)
+        stale_homes_published(self.deps.ctx, claim)
+
     def _round(self) -> None:
         with self._lock:
             due, self._due = self._due, set()
             self._scheduled = False
+        self._publish_for(sorted(due))
+
+    def _publish_for(self, change_ids: Iterable[int]) -> None:
+        with self._lock:
             viewers = list(self._viewers)
         users: dict[str, None] = {}
-        for change_id in sorted(due):
+        for change_id in change_ids:
             users.update(dict.fromkeys(lookups.concerned(self.deps.ctx, change_id)))
         users.update(dict.fromkeys(viewers))
         for user in users:

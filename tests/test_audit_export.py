@@ -26,7 +26,7 @@ from bot.service.audit_format import AUDIT_FIELDS, export_audit
 from bot.service.errors import BadRequest
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
-from tests.test_cli import one_line_error, run
+from tests.cli_support import invoke, one_line_error
 
 BENCH = Path(__file__).parents[1] / "bench" / "audit_export.py"
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -218,23 +218,25 @@ def test_any_filter_text_is_parsed_or_refused_clearly(
 
 
 def test_the_cli_filters_and_refuses_bad_filters_in_one_line(tmp_path: Path) -> None:
-    assert run(tmp_path, "checkpoint", "create", "APP01", "-r", "one").returncode == 0
-    assert run(tmp_path, "checkpoint", "create", "WEB01", "-r", "two").returncode == 0
-    helped = run(tmp_path, "audit", "export", "--help")
+    assert invoke(tmp_path, "checkpoint", "create", "APP01", "-r", "one").returncode == 0
+    assert invoke(tmp_path, "checkpoint", "create", "WEB01", "-r", "two").returncode == 0
+    helped = invoke(tmp_path, "audit", "export", "--help")
     for option in ("--since", "--until", "--vm", "--change", "--actor"):
         assert option in helped.stdout
-    every = [json.loads(x) for x in run(tmp_path, "audit", "export").stdout.splitlines()]
-    only = run(tmp_path, "audit", "export", "--vm", "web01", "--since", "1h")
+    every = [json.loads(x) for x in invoke(tmp_path, "audit", "export").stdout.splitlines()]
+    only = invoke(tmp_path, "audit", "export", "--vm", "web01", "--since", "1h")
     assert only.returncode == 0, only.stderr
     kept = [json.loads(x) for x in only.stdout.splitlines()]
     assert kept == [r for r in every if r["vm"] == "WEB01"] and kept
     out = tmp_path / "chg1.csv"
-    wrote = run(tmp_path, "audit", "export", "--change", "CHG-1", "--format", "csv", "-o", str(out))
+    wrote = invoke(
+        tmp_path, "audit", "export", "--change", "CHG-1", "--format", "csv", "-o", str(out)
+    )
     assert wrote.returncode == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[1:] and all(line.startswith("CHG-0001,") for line in lines[1:])
     assert f"wrote {out} ({len(lines)} lines)" in wrote.stderr
-    bad = run(tmp_path, "audit", "export", "--until", "2026-12-01", "--since", "2026-12-02")
+    bad = invoke(tmp_path, "audit", "export", "--until", "2026-12-01", "--since", "2026-12-02")
     assert bad.returncode == 2
     assert "must be before --until" in one_line_error(bad)
     assert bad.stdout == ""

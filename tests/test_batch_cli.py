@@ -1,33 +1,20 @@
-"""Patch waves on the CLI as a user runs it (the installed console script,
-demo mode): the preview, the confirmation, `batch show` and `batch list`,
-and one line with exit code 2 for a bad selection."""
+"""Patch waves on the CLI as a user runs it (the console script's `main`, in
+this process: tests/cli_support.py; demo mode): the preview, the
+confirmation, `batch show` and `batch list`, and one line with exit code 2
+for a bad selection."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.test_cli import BOT, one_line_error, run
+from tests.cli_support import invoke, one_line_error
 
 
 def _run_with_input(cwd: Path, text: str, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
-    env.pop("DATABASE_URL", None)
-    env["CHECKPOINT_BOT_USER"] = "tester"
-    done = subprocess.run(
-        [str(BOT), *args],
-        cwd=cwd,
-        env=env,
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = invoke(cwd, *args, input=text)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -41,12 +28,12 @@ def test_a_wave_is_previewed_confirmed_taken_and_shown(tmp_path: Path) -> None:
         "4 VMs: 3 can be checkpointed, 1 is refused (CORP-DC01: CORP-DC01 is a domain controller"
     )
     assert "Take 3 checkpoints? [y/N]" in err and "nothing was recorded" in err
-    assert "No batches yet" in run(tmp_path, "batch", "list").stdout
+    assert "No batches yet" in invoke(tmp_path, "batch", "list").stdout
 
     code, out, err = _run_with_input(tmp_path, "y\n", *WAVE)
     assert code == 0, err
     assert "BAT-0001: active — 3 of 3 done, 1 refused" in out
-    shown = run(tmp_path, "batch", "show", "bat-1", "--json")
+    shown = invoke(tmp_path, "batch", "show", "bat-1", "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["state"] == "active"
@@ -63,17 +50,17 @@ def test_a_wave_is_previewed_confirmed_taken_and_shown(tmp_path: Path) -> None:
         "hosts": [],
     }
     assert [e["kind"] for e in data["events"]] == ["requested", "members_recorded"]
-    listed = json.loads(run(tmp_path, "batch", "list", "--json").stdout)
+    listed = json.loads(invoke(tmp_path, "batch", "list", "--json").stdout)
     assert [b["ref"] for b in listed["batches"]] == ["BAT-0001"]
-    text = run(tmp_path, "batch", "list").stdout
+    text = invoke(tmp_path, "batch", "list").stdout
     assert text.startswith("BAT-0001  active") and "3 of 3 done, 1 refused" in text
-    audit = run(tmp_path, "audit", "export", "--format", "jsonl")
+    audit = invoke(tmp_path, "audit", "export", "--format", "jsonl")
     rows = [json.loads(line) for line in audit.stdout.splitlines()]
     assert {r["batch"] for r in rows} == {"BAT-0001"}
 
 
 def test_yes_and_json_keep_stdout_one_document(tmp_path: Path) -> None:
-    result = run(
+    result = invoke(
         tmp_path,
         "checkpoint",
         "create",
@@ -107,15 +94,15 @@ def test_a_bad_selection_is_one_line_exit_2_and_records_nothing(
     tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
     extra = () if "WEB01" in args else ("-r", "wave")
-    result = run(tmp_path, "checkpoint", "create", *args, *extra, "--yes")
+    result = invoke(tmp_path, "checkpoint", "create", *args, *extra, "--yes")
     assert result.returncode == 2
     assert message in one_line_error(result)
-    assert "No batches yet" in run(tmp_path, "batch", "list").stdout
+    assert "No batches yet" in invoke(tmp_path, "batch", "list").stdout
 
 
 def test_batch_commands_have_help(tmp_path: Path) -> None:
-    result = run(tmp_path, "batch", "--help")
+    result = invoke(tmp_path, "batch", "--help")
     assert result.returncode == 0
     for command in ("show", "list"):
         assert f"  {command}" in result.stdout
-    assert "--group" in run(tmp_path, "checkpoint", "create", "--help").stdout
+    assert "--group" in invoke(tmp_path, "checkpoint", "create", "--help").stdout

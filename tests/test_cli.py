@@ -1,5 +1,8 @@
-"""The operator CLI as a user runs it: the installed console script, in a
-fresh working directory (demo mode, state in ./var)."""
+"""The operator CLI's behaviour, run in this process as the console script
+runs it (tests/cli_support.py), in a fresh working directory (demo mode,
+state in ./var). The installed entry point itself is proven by one
+subprocess smoke test per command group (tests/test_cli_smoke.py) and by
+the worker test below, which needs a process of its own for SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,101 +10,90 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from bot.store.migrate import head_revision
-
-BOT = Path(sys.executable).with_name("checkpoint-bot")
-
-
-def run(
-    cwd: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
-    full_env.pop("DATABASE_URL", None)
-    full_env |= {"CHECKPOINT_BOT_USER": "tester"} | (env or {})
-    return subprocess.run(
-        [str(BOT), *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr
-    errors = [
-        line for line in result.stderr.splitlines() if line.startswith("checkpoint-bot: error")
-    ]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
+from tests.cli_support import BOT, invoke, one_line_error
 
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:
-    result = run(tmp_path, "--help")
+    result = invoke(tmp_path, "--help")
     assert result.returncode == 0
     for command in ("checkpoint", "change", "inventory", "audit", "db", "policy", "worker"):
         assert f"  {command}" in result.stdout
-    sub = run(tmp_path, "checkpoint", "--help")
+    sub = invoke(tmp_path, "checkpoint", "--help")
     for command in ("create", "list", "rollback", "merge"):
         assert f"  {command}" in sub.stdout
 
 
 def test_create_then_list_in_demo_mode(tmp_path: Path) -> None:
-    created = run(tmp_path, "checkpoint", "create", "WEB01", "--reason", "test")
+    created = invoke(tmp_path, "checkpoint", "create", "WEB01", "--reason", "test")
     assert created.returncode == 0, created.stderr
     assert "DEMO MODE" in created.stderr
     assert "CHG-0001: active" in created.stdout
-    listed = run(tmp_path, "checkpoint", "list", "--vm", "WEB01", "--json")
+    listed = invoke(tmp_path, "checkpoint", "list", "--vm", "WEB01", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)["checkpoints"]
     assert len(rows) == 1
     assert rows[0]["vm_name"] == "WEB01" and rows[0]["change_ref"] == "CHG-0001"
-    shown = json.loads(run(tmp_path, "change", "show", "CHG-1", "--json").stdout)
+    shown = json.loads(invoke(tmp_path, "change", "show", "CHG-1", "--json").stdout)
     assert shown["checkpoint_id"] == rows[0]["id"] and shown["state"] == "active"
     assert (tmp_path / "var" / "checkpoint-bot.db").exists()
 
 
 def test_domain_controller_is_refused_naming_usn_rollback(tmp_path: Path) -> None:
-    result = run(tmp_path, "checkpoint", "create", "CORP-DC01", "--reason", "test")
+    result = invoke(tmp_path, "checkpoint", "create", "CORP-DC01", "--reason", "test")
     assert result.returncode == 1
     assert "REFUSED" in result.stdout and "USN rollback" in result.stdout
-    audit = run(tmp_path, "audit", "export", "--format", "jsonl")
+    audit = invoke(tmp_path, "audit", "export", "--format", "jsonl")
     events = [json.loads(line) for line in audit.stdout.splitlines()]
     assert [e["event"] for e in events] == ["requested", "deny"]
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "code", "expected"),
     [
-        (["checkpoint", "create", "WEB1", "--reason", "x"], "no VM named 'WEB1'"),
-        (["checkpoint", "create", "WEB01"], "a reason is required"),
-        (["checkpoint", "create", "WEB01", "--reason", "x", "--frobnicate"], "No such option"),
-        (["checkpoint", "create", "WEB01", "--reason", "x", "--ttl", "1 fortnight"], "--ttl"),
-        (["change", "show", "CHG-77"], "no change CHG-0077"),
+        (
+            ["checkpoint", "create", "WEB1", "--reason", "x"],
+            2,
+            "no VM named 'WEB1' in the inventory; did you mean WEB01, WEB02?",
+        ),
+        (
+            ["checkpoint", "create", "WEB01"],
+            2,
+            'a reason is required: say why, e.g. --reason "KB5044284 patch"',
+        ),
+        (
+            ["checkpoint", "create", "WEB01", "--reason", "x", "--frobnicate"],
+            2,
+            "No such option '--frobnicate'. (see 'checkpoint-bot checkpoint create --help')",
+        ),
+        (
+            ["checkpoint", "create", "WEB01", "--reason", "x", "--ttl", "1 fortnight"],
+            2,
+            "--ttl: '1 fortnight' is not a duration: use a number and a unit "
+            "(s, m, h, d, w), like 90m, 24h, 7d or 1d12h",
+        ),
+        (["change", "show", "CHG-77"], 1, "no change CHG-0077"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(
-    tmp_path: Path, args: list[str], expected: str
+    tmp_path: Path, args: list[str], code: int, expected: str
 ) -> None:
-    result = run(tmp_path, *args)
-    assert result.returncode in (1, 2)
-    assert expected in one_line_error(result)
-    audit = run(tmp_path, "audit", "export")
+    result = invoke(tmp_path, *args)
+    assert result.returncode == code
+    assert one_line_error(result) == f"checkpoint-bot: error: {expected}"
+    audit = invoke(tmp_path, "audit", "export")
     assert audit.stdout == ""
 
 
 def test_malformed_config_names_file_and_line(tmp_path: Path) -> None:
     config = tmp_path / "bot.yaml"
     config.write_text("inventory: inv.yaml\njobs:\n  workers: [\n", encoding="utf-8")
-    result = run(tmp_path, "--config", str(config), "checkpoint", "list")
+    result = invoke(tmp_path, "--config", str(config), "checkpoint", "list")
     assert result.returncode == 2
     line = one_line_error(result)
     assert f"{config}:" in line and "YAML" in line
@@ -110,16 +102,16 @@ def test_malformed_config_names_file_and_line(tmp_path: Path) -> None:
 def test_config_with_wrong_value_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "bot.yaml"
     config.write_text("inventory: inv.yaml\njobs:\n  workers: many\n", encoding="utf-8")
-    result = run(tmp_path, "--config", str(config), "checkpoint", "list")
+    result = invoke(tmp_path, "--config", str(config), "checkpoint", "list")
     assert result.returncode == 2
     line = one_line_error(result)
     assert f"{config}:3: jobs.workers" in line
 
 
 def test_audit_export_csv(tmp_path: Path) -> None:
-    assert run(tmp_path, "checkpoint", "create", "APP01", "-r", "deploy 4.2").returncode == 0
+    assert invoke(tmp_path, "checkpoint", "create", "APP01", "-r", "deploy 4.2").returncode == 0
     out = tmp_path / "audit.csv"
-    result = run(tmp_path, "audit", "export", "--format", "csv", "--output", str(out))
+    result = invoke(tmp_path, "audit", "export", "--format", "csv", "--output", str(out))
     assert result.returncode == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     # A Slack actor is (team, user); the CLI's operator has no team.
@@ -133,21 +125,25 @@ def test_configured_deployment_needs_db_upgrade_first(tmp_path: Path) -> None:
 
     config = tmp_path / "bot.yaml"
     config.write_text(f"inventory: {demo_inventory_path()}\n", encoding="utf-8")
-    before = run(tmp_path, "--config", str(config), "checkpoint", "list")
+    before = invoke(tmp_path, "--config", str(config), "checkpoint", "list")
     assert before.returncode == 2
     assert "run 'checkpoint-bot db upgrade'" in one_line_error(before)
     assert "DEMO MODE" not in before.stderr
-    upgraded = run(tmp_path, "--config", str(config), "db", "upgrade")
+    upgraded = invoke(tmp_path, "--config", str(config), "db", "upgrade")
     head = head_revision()
     assert upgraded.returncode == 0 and f"schema empty → {head}" in upgraded.stdout
-    again = run(tmp_path, "--config", str(config), "db", "upgrade")
+    again = invoke(tmp_path, "--config", str(config), "db", "upgrade")
     assert f"already at schema {head}" in again.stdout
-    listed = run(tmp_path, "--config", str(config), "checkpoint", "list", "--json")
+    listed = invoke(tmp_path, "--config", str(config), "checkpoint", "list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout)["checkpoints"] == []
 
 
 def test_no_wait_returns_at_once_and_a_worker_runs_it(tmp_path: Path) -> None:
-    queued = run(tmp_path, "checkpoint", "create", "APP01", "-r", "deploy", "--no-wait", "--json")
+    """The `worker` group's smoke test too: the installed script in a process
+    of its own, stopped by SIGTERM (a signal an in-process run cannot take)."""
+    queued = invoke(
+        tmp_path, "checkpoint", "create", "APP01", "-r", "deploy", "--no-wait", "--json"
+    )
     assert queued.returncode == 0, queued.stderr
     body = json.loads(queued.stdout)
     assert body["state"] == "approved" and body["job_id"] == 1
@@ -165,7 +161,9 @@ def test_no_wait_returns_at_once_and_a_worker_runs_it(tmp_path: Path) -> None:
         state = "approved"
         while time.monotonic() < deadline and state != "active":
             time.sleep(0.5)
-            state = json.loads(run(tmp_path, "change", "show", "CHG-1", "--json").stdout)["state"]
+            state = json.loads(invoke(tmp_path, "change", "show", "CHG-1", "--json").stdout)[
+                "state"
+            ]
         assert state == "active"
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -175,14 +173,16 @@ def test_no_wait_returns_at_once_and_a_worker_runs_it(tmp_path: Path) -> None:
 
 def test_rollback_of_prod_needs_a_second_person(tmp_path: Path) -> None:
     alice, bob = {"CHECKPOINT_BOT_USER": "alice"}, {"CHECKPOINT_BOT_USER": "bob"}
-    assert run(tmp_path, "checkpoint", "create", "WEB01", "-r", "patch", env=alice).returncode == 0
-    asked = run(tmp_path, "checkpoint", "rollback", "CHG-1", env=alice)
+    assert (
+        invoke(tmp_path, "checkpoint", "create", "WEB01", "-r", "patch", env=alice).returncode == 0
+    )
+    asked = invoke(tmp_path, "checkpoint", "rollback", "CHG-1", env=alice)
     assert asked.returncode == 0 and "WAITING FOR APPROVAL" in asked.stdout
     assert "checkpoint-bot change approve CHG-0001" in asked.stdout
-    self_approved = run(tmp_path, "change", "approve", "CHG-1", env=alice)
+    self_approved = invoke(tmp_path, "change", "approve", "CHG-1", env=alice)
     assert self_approved.returncode == 1
     assert "cannot approve it" in one_line_error(self_approved)
-    approved = run(tmp_path, "change", "approve", "CHG-1", "--json", env=bob)
+    approved = invoke(tmp_path, "change", "approve", "CHG-1", "--json", env=bob)
     assert approved.returncode == 0, approved.stderr
     body = json.loads(approved.stdout)
     assert body["state"] == "rolled_back" and body["approval"]["state"] == "approved"
@@ -192,19 +192,21 @@ def test_change_approve_names_what_it_decided_and_asks_which_when_several_wait(
     tmp_path: Path,
 ) -> None:
     alice, bob = {"CHECKPOINT_BOT_USER": "alice"}, {"CHECKPOINT_BOT_USER": "bob"}
-    assert run(tmp_path, "checkpoint", "create", "WEB01", "-r", "patch", env=alice).returncode == 0
-    assert run(tmp_path, "checkpoint", "rollback", "CHG-1", env=alice).returncode == 0
+    assert (
+        invoke(tmp_path, "checkpoint", "create", "WEB01", "-r", "patch", env=alice).returncode == 0
+    )
+    assert invoke(tmp_path, "checkpoint", "rollback", "CHG-1", env=alice).returncode == 0
     # Past the policy's maximum lifetime an extension waits for an approver too.
-    longer = run(tmp_path, "checkpoint", "extend", "CHG-1", "10d", env=alice)
+    longer = invoke(tmp_path, "checkpoint", "extend", "CHG-1", "10d", env=alice)
     assert longer.returncode == 0, longer.stderr
-    which = run(tmp_path, "change", "approve", "CHG-1", env=bob)
+    which = invoke(tmp_path, "change", "approve", "CHG-1", env=bob)
     assert which.returncode == 1
     error = one_line_error(which)
     assert "more than one thing (rollback, extend)" in error and "nothing was done" in error
     assert "checkpoint-bot change approve CHG-1 --request rollback or --request extend" in error
-    rejected = run(tmp_path, "change", "reject", "CHG-1", "--request", "extend", env=bob)
+    rejected = invoke(tmp_path, "change", "reject", "CHG-1", "--request", "extend", env=bob)
     assert rejected.returncode == 0 and "CHG-0001: extend rejected." in rejected.stdout
-    approved = run(tmp_path, "change", "approve", "CHG-1", "--json", env=bob)
+    approved = invoke(tmp_path, "change", "approve", "CHG-1", "--json", env=bob)
     assert approved.returncode == 0, approved.stderr
     body = json.loads(approved.stdout)
     assert body["approval"]["action"] == "rollback" and body["approval"]["state"] == "approved"
@@ -212,14 +214,14 @@ def test_change_approve_names_what_it_decided_and_asks_which_when_several_wait(
 
 
 def test_policy_explain_and_validate(tmp_path: Path) -> None:
-    explained = run(tmp_path, "policy", "explain", "CORP-DC01", "--json")
+    explained = invoke(tmp_path, "policy", "explain", "CORP-DC01", "--json")
     assert explained.returncode == 0
     body = json.loads(explained.stdout)
     assert body["verdict"] == "deny"
     rule = next(r for r in body["rules"] if r["id"] == "domain_controller")
     assert rule["outcome"] == "fired" and rule["effect"] == "deny"
     assert "USN rollback" in rule["message"]
-    table = run(
+    table = invoke(
         tmp_path, "policy", "explain", "LAB-DC01", "--user", "U0ALICE", "--at", "2026-11-28T23:00"
     )
     assert (
@@ -229,10 +231,26 @@ def test_policy_explain_and_validate(tmp_path: Path) -> None:
 
     good = tmp_path / "policy.yaml"
     good.write_text("rules:\n  checkpoint_count:\n    params: {max: 5}\n", encoding="utf-8")
-    ok = run(tmp_path, "policy", "validate", str(good))
+    ok = invoke(tmp_path, "policy", "validate", str(good))
     assert ok.returncode == 0 and "OK" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  checkpoint_count:\n    effect: maybe\n", encoding="utf-8")
-    refused = run(tmp_path, "policy", "validate", str(bad))
+    refused = invoke(tmp_path, "policy", "validate", str(bad))
     assert refused.returncode == 2
     assert f"{bad}:3: rules.checkpoint_count.effect" in one_line_error(refused)
+
+
+def test_the_test_process_environment_does_not_reach_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`invoke` hands the command its own environment (tests/cli_support.py):
+    what this process has set — a config, a database, an operator — is not seen."""
+    monkeypatch.setenv("CHECKPOINT_BOT_CONFIG", str(tmp_path / "no-such.yaml"))
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("CHECKPOINT_BOT_USER", "leaked")
+    created = invoke(tmp_path, "checkpoint", "create", "WEB01", "-r", "env check")
+    assert created.returncode == 0, created.stderr
+    assert "DEMO MODE" in created.stderr and "CHG-0001: active" in created.stdout
+    audit = invoke(tmp_path, "audit", "export", "--format", "jsonl")
+    actors = {json.loads(line)["actor"] for line in audit.stdout.splitlines()}
+    assert "cli:tester" in actors and not any("leaked" in a for a in actors), actors

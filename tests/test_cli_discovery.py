@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bot.inventory import demo_inventory_path, load_inventory
-from tests.test_cli import one_line_error, run
+from tests.cli_support import invoke, one_line_error
 from tests.test_production_install import Production, production
 
 __all__ = ["production"]  # the fixture, used by name
@@ -24,7 +24,7 @@ def test_help_says_what_each_command_does(tmp_path: Path) -> None:
         ("discover", ("--host", "--group", "--out", "--merge", "--json")),
         ("diff", ("--host", "--group", "--json")),
     ):
-        result = run(tmp_path, "inventory", command, "--help")
+        result = invoke(tmp_path, "inventory", command, "--help")
         assert result.returncode == 0
         for option in options:
             assert option in result.stdout
@@ -32,7 +32,7 @@ def test_help_says_what_each_command_does(tmp_path: Path) -> None:
 
 def test_discover_writes_an_inventory_of_the_demo_estate(tmp_path: Path) -> None:
     out = tmp_path / "discovered.yaml"
-    result = run(tmp_path, "inventory", "discover", "--out", str(out), "--json")
+    result = invoke(tmp_path, "inventory", "discover", "--out", str(out), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["counts"]["added"] == report["counts"]["found"] == 19
@@ -48,15 +48,15 @@ def test_discover_writes_an_inventory_of_the_demo_estate(tmp_path: Path) -> None
         "hyperv: {backend: simulator}\n",
         encoding="utf-8",
     )
-    assert run(tmp_path, "-c", "bot.yaml", "db", "upgrade").returncode == 0
-    shown = run(tmp_path, "-c", "bot.yaml", "inventory", "show")
+    assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade").returncode == 0
+    shown = invoke(tmp_path, "-c", "bot.yaml", "inventory", "show")
     assert "Roles unknown — tag these (19): " in shown.stdout
     # The hosts section is the config's, comments included.
     assert "# A standalone host for staging" in out.read_text(encoding="utf-8")
 
 
 def test_diff_of_the_demo_inventory_changes_nothing(tmp_path: Path) -> None:
-    result = run(tmp_path, "inventory", "diff")
+    result = invoke(tmp_path, "inventory", "diff")
     assert result.returncode == 0, result.stderr
     assert "19 VMs on HV01, HV02, HV03" in result.stdout
     assert "Nothing to change." in result.stdout
@@ -75,12 +75,12 @@ def test_merge_marks_a_vm_no_host_has_and_keeps_the_file_otherwise(tmp_path: Pat
         "    tags: {env: prod}\n"
     )
     target.write_text(text, encoding="utf-8")
-    diff = run(tmp_path, "inventory", "diff", str(target), "--json")
+    diff = invoke(tmp_path, "inventory", "diff", str(target), "--json")
     assert diff.returncode == 0, diff.stderr
     assert json.loads(diff.stdout)["counts"]["missing"] == 1
     assert target.read_text(encoding="utf-8") == text  # diff writes nothing
 
-    merged = run(tmp_path, "inventory", "discover", "--merge", str(target))
+    merged = invoke(tmp_path, "inventory", "discover", "--merge", str(target))
     assert merged.returncode == 0, merged.stderr
     assert "Marked missing (1):" in merged.stdout and "OLD-APP09" in merged.stdout
     after = target.read_text(encoding="utf-8")
@@ -97,8 +97,8 @@ def test_merge_marks_a_vm_no_host_has_and_keeps_the_file_otherwise(tmp_path: Pat
         "hyperv: {backend: simulator}\n",
         encoding="utf-8",
     )
-    assert run(tmp_path, "-c", "bot.yaml", "db", "upgrade").returncode == 0
-    shown = run(tmp_path, "-c", "bot.yaml", "inventory", "show")
+    assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade").returncode == 0
+    shown = invoke(tmp_path, "-c", "bot.yaml", "inventory", "show")
     assert shown.returncode == 0, shown.stderr
     assert f"Not found on any host by discovery (1): OLD-APP09 (since {old.missing_since})" in (
         shown.stdout
@@ -108,16 +108,16 @@ def test_merge_marks_a_vm_no_host_has_and_keeps_the_file_otherwise(tmp_path: Pat
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("hosts: [\n", encoding="utf-8")
-    result = run(tmp_path, "inventory", "discover", "--merge", str(broken))
+    result = invoke(tmp_path, "inventory", "discover", "--merge", str(broken))
     assert result.returncode == 2
     assert "broken.yaml" in one_line_error(result)
     assert broken.read_text(encoding="utf-8") == "hosts: [\n"
     for args in (("--host", "NOPE"), ("--group", "no-such-group")):
-        result = run(tmp_path, "inventory", "discover", *args, "--out", "x.yaml")
+        result = invoke(tmp_path, "inventory", "discover", *args, "--out", "x.yaml")
         assert result.returncode == 2
         one_line_error(result)
         assert not (tmp_path / "x.yaml").exists()
-    result = run(tmp_path, "inventory", "discover", "--out", str(tmp_path / "no" / "x.yaml"))
+    result = invoke(tmp_path, "inventory", "discover", "--out", str(tmp_path / "no" / "x.yaml"))
     assert result.returncode == 2
     assert "cannot write" in one_line_error(result)
 
@@ -146,8 +146,8 @@ def test_a_host_that_does_not_answer_is_exit_3_and_its_vms_are_left_alone(
         encoding="utf-8",
     )
     env = {"HV_PASSWORD": "x"}
-    assert run(tmp_path, "--config", "config.yaml", "db", "upgrade", env=env).returncode == 0
-    result = run(tmp_path, "--config", "config.yaml", "inventory", "diff", "--json", env=env)
+    assert invoke(tmp_path, "--config", "config.yaml", "db", "upgrade", env=env).returncode == 0
+    result = invoke(tmp_path, "--config", "config.yaml", "inventory", "diff", "--json", env=env)
     assert result.returncode == 3
     assert "HV09 could not be asked" in one_line_error(result)
     report = json.loads(result.stdout)
@@ -161,13 +161,13 @@ def test_a_merge_that_would_not_be_valid_writes_nothing(tmp_path: Path) -> None:
     target = tmp_path / "hv01-only.yaml"
     text = "# only the first host\nhosts:\n  - {name: HV01, address: hv01.corp.example}\nvms: []\n"
     target.write_text(text, encoding="utf-8")
-    result = run(tmp_path, "inventory", "discover", "--merge", str(target))
+    result = invoke(tmp_path, "inventory", "discover", "--merge", str(target))
     assert result.returncode == 2
     assert "would not be valid, nothing written" in one_line_error(result)
     assert "unknown host 'HV02'" in result.stderr
     assert target.read_text(encoding="utf-8") == text
     assert not list(tmp_path.glob(".hv01-only.yaml.*"))  # no temporary file left
-    result = run(tmp_path, "inventory", "discover", "--host", "HV01", "--merge", str(target))
+    result = invoke(tmp_path, "inventory", "discover", "--host", "HV01", "--merge", str(target))
     assert result.returncode == 0, result.stderr
     merged = load_inventory(target)
     assert len(merged.vms) == 8 and all(vm.host == "HV01" for vm in merged.vms)
@@ -175,7 +175,7 @@ def test_a_merge_that_would_not_be_valid_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_without_a_file_the_inventory_goes_to_stdout(tmp_path: Path) -> None:
-    result = run(tmp_path, "inventory", "discover", "--host", "HV03")
+    result = invoke(tmp_path, "inventory", "discover", "--host", "HV03")
     assert result.returncode == 0, result.stderr
     assert [vm["name"] for vm in yaml.safe_load(result.stdout)["vms"]] == [
         "LAB-DC01",
@@ -184,7 +184,7 @@ def test_without_a_file_the_inventory_goes_to_stdout(tmp_path: Path) -> None:
         "STG-WEB01",
     ]
     assert "Roles unknown — tag these (4)" in result.stderr
-    as_json = run(tmp_path, "inventory", "discover", "--host", "HV03", "--json")
+    as_json = invoke(tmp_path, "inventory", "discover", "--host", "HV03", "--json")
     assert as_json.returncode == 0, as_json.stderr
     report = json.loads(as_json.stdout)
     assert report["written"] is None

@@ -11,8 +11,8 @@ from bot.changes.record import get_change, transition
 from bot.context import build_context
 from bot.service.reconcile import Reconciler
 from bot.store.db import session_scope
+from tests.cli_support import invoke, one_line_error
 from tests.helpers import settings_for
-from tests.test_cli import one_line_error, run
 
 WINDOW_POLICY = """
 rules:
@@ -32,35 +32,35 @@ def _config(tmp_path: Path) -> Path:
     inventory = Path(__file__).parents[1] / "deploy/examples/demo-inventory.yaml"
     config = tmp_path / "config.yaml"
     config.write_text(f"inventory: {inventory}\npolicy: policy.yaml\n", encoding="utf-8")
-    assert run(tmp_path, "--config", str(config), "db", "upgrade").returncode == 0
+    assert invoke(tmp_path, "--config", str(config), "db", "upgrade").returncode == 0
     return config
 
 
 def test_windows_lists_each_opening_and_what_is_scheduled_for_it(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    created = run(
+    created = invoke(
         tmp_path, "--config", str(config), "checkpoint", "create", "WEB01", "-r", "KB1", "--no-wait"
     )
     assert created.returncode == 0, created.stderr
-    shown = run(tmp_path, "--config", str(config), "windows")
+    shown = invoke(tmp_path, "--config", str(config), "windows")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("leap-night: opens ")
     assert "-02-29 22:00 Europe/Berlin (cron 0 22 29 2 *, tier=web)" in shown.stdout
     assert "  scheduled: CHG-0001" in shown.stdout
-    data = json.loads(run(tmp_path, "--config", str(config), "windows", "--json").stdout)
+    data = json.loads(invoke(tmp_path, "--config", str(config), "windows", "--json").stdout)
     assert data["windows"][0]["scheduled"] == ["CHG-0001"]
     assert data["windows"][0]["timezone"] == "Europe/Berlin"
 
 
 def test_no_windows_says_where_they_are_defined(tmp_path: Path) -> None:
-    shown = run(tmp_path, "windows")
+    shown = invoke(tmp_path, "windows")
     assert shown.returncode == 0 and "`windows:` in the policy file" in shown.stdout
 
 
 def test_reconcile_and_resolve_an_interrupted_rollback(tmp_path: Path) -> None:
-    created = run(tmp_path, "checkpoint", "create", "STG-WEB01", "-r", "upgrade")
+    created = invoke(tmp_path, "checkpoint", "create", "STG-WEB01", "-r", "upgrade")
     assert created.returncode == 0, created.stderr
-    assert json.loads(run(tmp_path, "reconcile", "--json").stdout) == {"looked_at": []}
+    assert json.loads(invoke(tmp_path, "reconcile", "--json").stdout) == {"looked_at": []}
     # A worker died during the restore: the change is interrupted and the
     # host cannot say whether the restore ran.
     ctx = build_context(settings_for(tmp_path), huey_kind="memory")
@@ -70,23 +70,23 @@ def test_reconcile_and_resolve_an_interrupted_rollback(tmp_path: Path) -> None:
                 transition(s, get_change(s, 1), command, actor="cli:tester", now=ctx.clock())
     finally:
         ctx.close()
-    looked = run(tmp_path, "reconcile")
+    looked = invoke(tmp_path, "reconcile")
     assert looked.returncode == 0, looked.stderr
     assert "CHG-0001  STG-WEB01    now interrupted" in looked.stdout
-    shown = json.loads(run(tmp_path, "change", "show", "CHG-0001", "--json").stdout)
+    shown = json.loads(invoke(tmp_path, "change", "show", "CHG-0001", "--json").stdout)
     assert shown["events"][-1]["kind"] == "needs_human"
 
-    wrong = run(tmp_path, "change", "resolve", "CHG-0001", "merged")
+    wrong = invoke(tmp_path, "change", "resolve", "CHG-0001", "merged")
     assert wrong.returncode == 1
     assert "outcomes that can be recorded now: rolled_back, active" in one_line_error(wrong)
-    other = run(
+    other = invoke(
         tmp_path, "change", "resolve", "CHG-0001", "active", env={"CHECKPOINT_BOT_USER": "eve"}
     )
     assert other.returncode == 1 and "only the requester" in one_line_error(other)
-    done = run(tmp_path, "change", "resolve", "CHG-0001", "rolled_back")
+    done = invoke(tmp_path, "change", "resolve", "CHG-0001", "rolled_back")
     assert done.returncode == 0, done.stderr
     assert "rolled_back" in done.stdout or "rolled back" in done.stdout
-    bad = run(tmp_path, "change", "resolve", "CHG-0001", "sideways")
+    bad = invoke(tmp_path, "change", "resolve", "CHG-0001", "sideways")
     assert bad.returncode == 2 and "'sideways' is not one of" in one_line_error(bad)
 
 
@@ -103,6 +103,6 @@ def test_an_enqueue_only_replica_needs_a_queue_others_can_reach(tmp_path: Path) 
     config = tmp_path / "config.yaml"
     config.write_text(f"inventory: {inventory}\njobs: {{queue: memory}}\n", encoding="utf-8")
     env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "test-secret"}
-    refused = run(tmp_path, "--config", str(config), "serve", "--http", "--no-worker", env=env)
+    refused = invoke(tmp_path, "--config", str(config), "serve", "--http", "--no-worker", env=env)
     assert refused.returncode == 2
     assert "--no-worker needs a queue other processes can reach" in one_line_error(refused)

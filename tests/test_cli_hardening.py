@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import one_line_error, run
+from tests.cli_support import invoke, one_line_error
 
 CLI_MAY_NOT_APPROVE = """\
 permissions:
@@ -21,7 +21,7 @@ permissions:
     "url", ["notaurl", "postgresql://app:s3cret@[::1", "postgresql://app:s3cret@db:port/x"]
 )
 def test_db_upgrade_with_a_malformed_url_is_one_line_and_exit_2(tmp_path: Path, url: str) -> None:
-    result = run(tmp_path, "db", "upgrade", env={"DATABASE_URL": url})
+    result = invoke(tmp_path, "db", "upgrade", env={"DATABASE_URL": url})
     assert result.returncode == 2
     line = one_line_error(result)
     assert "database URL" in line and "cannot be parsed" in line
@@ -30,7 +30,7 @@ def test_db_upgrade_with_a_malformed_url_is_one_line_and_exit_2(tmp_path: Path, 
 
 def test_db_upgrade_with_a_dead_database_is_one_line_and_exit_3(tmp_path: Path) -> None:
     url = "postgresql://app:s3cret@127.0.0.1:1/checkpoint"  # nothing listens on port 1
-    result = run(tmp_path, "db", "upgrade", env={"DATABASE_URL": url})
+    result = invoke(tmp_path, "db", "upgrade", env={"DATABASE_URL": url})
     assert result.returncode == 3
     line = one_line_error(result)
     assert "the database does not answer" in line and "127.0.0.1" in line
@@ -39,7 +39,7 @@ def test_db_upgrade_with_a_dead_database_is_one_line_and_exit_3(tmp_path: Path) 
 
 def test_help_says_who_the_cli_operator_is(tmp_path: Path) -> None:
     for args in (("--help",), ("change", "approve", "--help")):
-        shown = " ".join(run(tmp_path, *args).stdout.split())
+        shown = " ".join(invoke(tmp_path, *args).stdout.split())
         assert "CHECKPOINT_BOT_USER" in shown and "cli: false" in shown
 
 
@@ -48,19 +48,21 @@ def _config(tmp_path: Path, policy: str) -> Path:
     inventory = Path(__file__).parents[1] / "deploy/examples/demo-inventory.yaml"
     config = tmp_path / "config.yaml"
     config.write_text(f"inventory: {inventory}\npolicy: policy.yaml\n", encoding="utf-8")
-    assert run(tmp_path, "--config", str(config), "db", "upgrade").returncode == 0
+    assert invoke(tmp_path, "--config", str(config), "db", "upgrade").returncode == 0
     return config
 
 
 def test_a_policy_can_refuse_approvals_from_the_cli(tmp_path: Path) -> None:
     config = str(_config(tmp_path, CLI_MAY_NOT_APPROVE))
     alice, bob = {"CHECKPOINT_BOT_USER": "alice"}, {"CHECKPOINT_BOT_USER": "bob"}
-    created = run(tmp_path, "-c", config, "checkpoint", "create", "WEB01", "-r", "KB1", env=alice)
+    created = invoke(
+        tmp_path, "-c", config, "checkpoint", "create", "WEB01", "-r", "KB1", env=alice
+    )
     assert created.returncode == 0, created.stderr
-    asked = run(tmp_path, "-c", config, "checkpoint", "rollback", "CHG-1", env=alice)
+    asked = invoke(tmp_path, "-c", config, "checkpoint", "rollback", "CHG-1", env=alice)
     assert asked.returncode == 0 and "WAITING FOR APPROVAL" in asked.stdout, asked.stdout
-    refused = run(tmp_path, "-c", config, "change", "approve", "CHG-1", env=bob)
+    refused = invoke(tmp_path, "-c", config, "change", "approve", "CHG-1", env=bob)
     assert refused.returncode == 1
     assert "not allowed from the CLI" in one_line_error(refused)
-    status = run(tmp_path, "-c", config, "change", "show", "CHG-1", env=bob)
+    status = invoke(tmp_path, "-c", config, "change", "show", "CHG-1", env=bob)
     assert "active" in status.stdout, status.stdout + status.stderr

@@ -5,7 +5,6 @@ up and down on both backends."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import uuid
@@ -19,7 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from bot.store.db import make_engine
 from bot.store.migrate import current_revision, downgrade, head_revision, revisions, upgrade
-from tests.test_cli import BOT, one_line_error, run
+from tests.cli_support import invoke, one_line_error, run
 
 # --- every migration, up and down ---------------------------------------
 
@@ -127,9 +126,9 @@ def test_data_survives_a_round_trip_through_a_downgrade(empty_engine: Engine) ->
 
 def _changes(cwd: Path, env: dict[str, str] | None = None) -> list[str]:
     """Changes made through the real service: one created, one refused."""
-    made = run(cwd, "checkpoint", "create", "APP01", "-r", "deploy 4.2", env=env)
+    made = invoke(cwd, "checkpoint", "create", "APP01", "-r", "deploy 4.2", env=env)
     assert made.returncode == 0, made.stderr
-    refused = run(cwd, "checkpoint", "create", "CORP-DC01", "-r", "patch", env=env)
+    refused = invoke(cwd, "checkpoint", "create", "CORP-DC01", "-r", "patch", env=env)
     assert refused.returncode == 1, refused.stderr
     return ["CHG-1", "CHG-2"]
 
@@ -138,10 +137,10 @@ def _seen(cwd: Path, refs: list[str], env: dict[str, str] | None = None) -> list
     outputs = []
     for ref in refs:
         for args in (["change", "show", ref], ["change", "show", ref, "--json"]):
-            shown = run(cwd, *args, env=env)
+            shown = invoke(cwd, *args, env=env)
             assert shown.returncode == 0, shown.stderr
             outputs.append(shown.stdout)
-    audit = run(cwd, "audit", "export", env=env)
+    audit = invoke(cwd, "audit", "export", env=env)
     assert audit.returncode == 0 and audit.stdout
     outputs.append(audit.stdout)
     return outputs
@@ -153,7 +152,7 @@ def test_restore_drill_on_sqlite(tmp_path: Path) -> None:
     assert _seen(tmp_path, refs) == before  # nothing moves on its own
     backup = tmp_path / "backups" / "bot.db"
     backup.parent.mkdir()
-    done = run(tmp_path, "db", "backup", str(backup), "--json")
+    done = invoke(tmp_path, "db", "backup", str(backup), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["method"] == "sqlite-backup-api" and report["schema"] == head_revision()
@@ -174,7 +173,7 @@ def test_restore_drill_on_postgresql(tmp_path: Path, pg_engine: Engine) -> None:
     refs = _changes(tmp_path, env)
     before = _seen(tmp_path, refs, env)
     backup = tmp_path / "bot.dump"
-    done = run(tmp_path, "db", "backup", str(backup), "--json", env=env)
+    done = invoke(tmp_path, "db", "backup", str(backup), "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["method"] == "pg_dump"
     assert backup.read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
@@ -198,11 +197,11 @@ def test_backup_refuses_to_overwrite_and_says_how(tmp_path: Path) -> None:
     _changes(tmp_path)
     target = tmp_path / "b.db"
     target.write_text("precious", encoding="utf-8")
-    refused = run(tmp_path, "db", "backup", str(target))
+    refused = invoke(tmp_path, "db", "backup", str(target))
     assert refused.returncode == 2
     assert "exists: pass --force" in one_line_error(refused)
     assert target.read_text(encoding="utf-8") == "precious"
-    forced = run(tmp_path, "db", "backup", str(target), "--force")
+    forced = invoke(tmp_path, "db", "backup", str(target), "--force")
     assert forced.returncode == 0, forced.stderr
     assert "sqlite-backup-api" in forced.stdout and "2 changes" in forced.stdout
     assert target.read_bytes().startswith(b"SQLite format 3\x00")
@@ -215,13 +214,16 @@ def test_backup_of_a_missing_database_is_unavailable(tmp_path: Path) -> None:
         f"inventory: {inventory}\ndatabase_url: sqlite:///{tmp_path / 'none.db'}\n",
         encoding="utf-8",
     )
-    result = run(tmp_path, "--config", str(config), "db", "backup", str(tmp_path / "b.db"))
+    result = invoke(tmp_path, "--config", str(config), "db", "backup", str(tmp_path / "b.db"))
     assert result.returncode == 3
     assert "no SQLite database at" in one_line_error(result)
     assert not (tmp_path / "b.db").exists() and not (tmp_path / "none.db").exists()
 
 
 def test_backup_without_pg_dump_points_at_the_procedure(tmp_path: Path, pg_engine: Engine) -> None:
+    # A process of its own: `db backup` finds pg_dump on the process's PATH
+    # (shutil.which reads os.environ, not the CLI's Runtime), so only a
+    # process started with another PATH lacks it.
     url = pg_engine.url.render_as_string(hide_password=False)
     env = {"DATABASE_URL": url, "PATH": str(tmp_path / "empty-bin")}
     result = run(tmp_path, "db", "backup", str(tmp_path / "b.dump"), env=env)
@@ -237,29 +239,18 @@ def test_downgrade_asks_names_what_it_undoes_and_goes_back_up(tmp_path: Path) ->
     _changes(tmp_path)
     head = head_revision()
     assert head is not None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
-    env.pop("DATABASE_URL", None)
-    asked = subprocess.run(
-        [str(BOT), "db", "downgrade", "0006"],
-        cwd=tmp_path,
-        input="n\n",
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        timeout=120,
-    )
+    asked = invoke(tmp_path, "db", "downgrade", "0006", input="n\n")
     assert asked.returncode == 1, asked.stderr
     assert "0007  a principal is (workspace, user)" in asked.stderr
     assert "dropped, with its data" in asked.stderr
-    down = run(tmp_path, "db", "downgrade", "0006", "--yes", "--json")
+    down = invoke(tmp_path, "db", "downgrade", "0006", "--yes", "--json")
     assert down.returncode == 0, down.stderr
     report = json.loads(down.stdout)
     assert (report["from"], report["to"]) == (head, "0006")
     assert report["undone"][0] == head and report["undone"][-1] == "0007"
-    up = run(tmp_path, "db", "upgrade")
+    up = invoke(tmp_path, "db", "upgrade")
     assert up.returncode == 0 and f"0006 → {head}" in up.stdout
-    shown = run(tmp_path, "change", "show", "CHG-1")
+    shown = invoke(tmp_path, "change", "show", "CHG-1")
     assert shown.returncode == 0 and "APP01" in shown.stdout
 
 
@@ -273,13 +264,13 @@ def test_downgrade_asks_names_what_it_undoes_and_goes_back_up(tmp_path: Path) ->
 def test_downgrade_to_an_unknown_revision_is_bad_input(
     tmp_path: Path, revision: str, expected: str
 ) -> None:
-    result = run(tmp_path, "db", "downgrade", revision, "--yes")
+    result = invoke(tmp_path, "db", "downgrade", revision, "--yes")
     assert result.returncode == 2
     assert expected in one_line_error(result)
 
 
 def test_downgrade_to_the_current_revision_is_refused(tmp_path: Path) -> None:
     _changes(tmp_path)
-    result = run(tmp_path, "db", "downgrade", str(head_revision()), "--yes")
+    result = invoke(tmp_path, "db", "downgrade", str(head_revision()), "--yes")
     assert result.returncode == 2
     assert "is not older" in one_line_error(result)

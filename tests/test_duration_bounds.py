@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.durations import MAX_DURATION, DurationError, parse_duration
+from tests.cli_support import invoke, one_line_error
 from tests.slack_support import running_bot
-from tests.test_cli import one_line_error, run
 from tests.test_slack_http import ACK_LIMIT, answer, texts, wait_state
 
 MAXIMUM = "at most 366d (a year)"
@@ -66,20 +66,20 @@ def database_env(db_url: str) -> dict[str, str]:
 def test_cli_refuses_an_absurd_ttl_and_extension(
     tmp_path: Path, database_env: dict[str, str]
 ) -> None:
-    ttl = run(
+    ttl = invoke(
         tmp_path, "checkpoint", "create", "WEB01", "--reason", "x", "--ttl", "999999h",
         env=database_env,
     )  # fmt: skip
     assert ttl.returncode == 2 and MAXIMUM in one_line_error(ttl)
-    listed = run(tmp_path, "change", "list", "--json", env=database_env)
+    listed = invoke(tmp_path, "change", "list", "--json", env=database_env)
     assert '"CHG-' not in listed.stdout  # nothing recorded
 
-    created = run(tmp_path, "checkpoint", "create", "WEB01", "--reason", "x", env=database_env)
+    created = invoke(tmp_path, "checkpoint", "create", "WEB01", "--reason", "x", env=database_env)
     assert created.returncode == 0, created.stderr
     for absurd in ("999999w", "999999w" * 12):
-        extended = run(tmp_path, "checkpoint", "extend", "CHG-1", absurd, env=database_env)
+        extended = invoke(tmp_path, "checkpoint", "extend", "CHG-1", absurd, env=database_env)
         assert extended.returncode == 2 and MAXIMUM in one_line_error(extended)
-    fine = run(tmp_path, "checkpoint", "extend", "CHG-1", "24h", env=database_env)
+    fine = invoke(tmp_path, "checkpoint", "extend", "CHG-1", "24h", env=database_env)
     assert fine.returncode == 0, fine.stderr
 
 

@@ -15,7 +15,7 @@ from bot.hyperv.winrm.connect import Credentials, wsman_factory, wsman_options
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Inventory, load_inventory
 from bot.inventory.models import CREDSSP_REFUSED
-from tests.test_cli import one_line_error, run
+from tests.cli_support import invoke, one_line_error
 
 
 def _host(**fields: Any) -> Any:
@@ -44,7 +44,7 @@ def test_credssp_in_an_inventory_file_is_one_line_on_the_cli(tmp_path: Path) -> 
     (tmp_path / "bot.yaml").write_text(
         "inventory: inv.yaml\nhyperv: {backend: winrm}\n", encoding="utf-8"
     )
-    result = run(tmp_path, "--config", str(tmp_path / "bot.yaml"), "inventory", "show")
+    result = invoke(tmp_path, "--config", str(tmp_path / "bot.yaml"), "inventory", "show")
     assert result.returncode == 2
     line = one_line_error(result)
     assert "inv.yaml:4" in line and CREDSSP_REFUSED in line

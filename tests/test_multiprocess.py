@@ -791,3 +791,68 @@ def test_requests_from_another_workspace_on_two_replicas_reach_nothing(
     logged = "".join(b.proc.output() for b in bots)
     assert logged.count("refused a") >= len(slash) + len(clicks), logged[-2000:]
     assert active.state == "active" and app_create != create_id
+
+
+# --- issue #17 item 3: App Homes follow a change a worker process moved -------------------
+
+
+def home_publishes(api: FakeSlackApi, user: str) -> list[str]:
+    """The App Home texts published for `user`, oldest first."""
+    return [
+        json.dumps(c.body.get("view"), ensure_ascii=False)
+        for c in api.of("views.publish")
+        if c.body.get("user_id") == user
+    ]
+
+
+def test_a_create_a_worker_finishes_republishes_the_requesters_home(
+    deployment_factory: Callable[..., Deployment],
+) -> None:
+    # Two replicas that only answer Slack; the worker, which has no Slack app
+    # and so no Home to render, runs the create (docs/operations.md,
+    # "App Homes across processes").
+    # The host takes its time, so the replica's own refresh after the request
+    # is over before the checkpoint is taken.
+    dep = deployment_factory(tick_seconds=1, slow={"Checkpoint-VM": 4.0})
+    cluster, api, engine = dep.cluster, dep.api, dep.engine
+    bots = [cluster.serve(dep.config, dep.env, name=f"serve{n}", worker=False) for n in (1, 2)]
+    cluster.worker(dep.config, dep.env)
+    sender = SlackSender(bots[0].url, api)
+
+    reply, _ = sender.command("create WEB01 --reason patching KB5044284", user="U0ALICE")
+    assert reply.status == 200, reply
+    asked = wait_until(lambda: latest_change(engine, "WEB01"), 30, "the request")
+    assert asked.id is not None
+    wait_until(
+        lambda: any(f"*{change_ref(asked.id)}*" in h for h in home_publishes(api, "U0ALICE")),
+        30,
+        "the replica's own refresh of U0ALICE's Home",
+    )
+    assert change_by_id(engine, asked.id).state != "active"
+    change = wait_until(
+        lambda: (c := latest_change(engine, "WEB01")) is not None and c.state == "active" and c,
+        60,
+        "WEB01's change to be active",
+        explain=dep.explain,
+    )
+    assert change.id is not None
+    # The Home line of an active change (templates/slack/app_home.json.j2).
+    active_line = f"*{change_ref(change.id)}* · WEB01 on HV01 · active"
+    # Nobody opens a Home: the publish comes from a serving process's tick.
+    homes = wait_until(
+        lambda: [h for h in home_publishes(api, "U0ALICE") if active_line in h],
+        30,
+        "U0ALICE's Home to show the active change",
+        explain=lambda: f"{home_publishes(api, 'U0ALICE')}\n{dep.explain()}",
+    )
+    assert "Your open changes (1)" in homes[0], homes[0]
+    assert api.of("app_home_opened") == []
+    # Every record the worker left was claimed and published, none is left.
+    wait_until(
+        lambda: _stale_homes(engine) == 0, 10, "the stale Homes to be drained", explain=dep.explain
+    )
+
+
+def _stale_homes(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM stale_home")).scalar_one())

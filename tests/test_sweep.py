@@ -32,6 +32,7 @@ from bot.store.db import session_scope
 from bot.store.models import Change, CheckpointAdoption
 from templates import Renderer
 from templates.blocks import SlackRenderer
+from tests.cli_support import one_line_error, run
 from tests.helpers import T0, settings_for
 from tests.sweep_support import (
     JumpClock,
@@ -40,7 +41,6 @@ from tests.sweep_support import (
     record_change,
     take_orphan,
 )
-from tests.test_cli import one_line_error, run
 
 DAY = timedelta(days=1)
 

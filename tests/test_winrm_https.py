@@ -44,7 +44,7 @@ from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Inventory, demo_inventory_path, load_inventory
-from tests.test_cli import BOT, one_line_error, run
+from tests.cli_support import BOT, one_line_error, run
 from tests.tls_support import TestCA
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"

@@ -45,8 +45,8 @@ from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Inventory, demo_inventory_path, load_inventory
+from tests.cli_support import run
 from tests.kerberos_support import REALM, KerberosRealm, require_kerberos
-from tests.test_cli import run
 from tests.tls_support import TestCA
 
 BOT = "checkpoint-bot"

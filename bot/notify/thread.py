@@ -35,6 +35,7 @@ from bot.changes.lifecycle import IN_FLIGHT
 from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, EventView
+from bot.notify.homes import StaleHomes
 from bot.notify.outbox import OutboxDrainer
 from bot.notify.pacing import ChannelPacer
 from bot.notify.replies import approvers_to_ping, worth_a_reply
@@ -102,6 +103,8 @@ class ThreadNotifier:
         self._progress_ts: dict[int, tuple[str, int, str, str]] = {}
         # Told after every sync of a change (the App Home's refresher).
         self._listeners: list[Callable[[int], None]] = []
+        # Where a process with no listener leaves the change for one that has.
+        self.stale_homes = StaleHomes(engine)
         self.outbox = OutboxDrainer(engine, self.sync, owner or f"notifier-{uuid.uuid4().hex[:12]}")
         self._draining = False
         self._timer_stop = threading.Event()
@@ -231,6 +234,17 @@ class ThreadNotifier:
             log.exception("could not update the Slack thread of %s", change_ref(change_id))
 
     def _tell_listeners(self, change_id: int) -> None:
+        if not self._listeners:
+            # No Slack app in this process renders App Homes (a worker behind
+            # `serve --no-worker`, a CLI command): leave the change for the
+            # serving processes, which publish on their tick (bot/notify/homes.py).
+            try:
+                self.stale_homes.record(change_id)
+            except Exception:
+                log.warning(
+                    "could not record the App Homes of %s", change_ref(change_id), exc_info=True
+                )
+            return
         for listener in self._listeners:
             try:
                 listener(change_id)

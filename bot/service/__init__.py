@@ -74,6 +74,7 @@ from bot.service.requests import (
 )
 from bot.service.schema import upgrade_schema
 from bot.service.selection import Selection
+from bot.service.stale_homes import claim_stale_homes, stale_homes_published
 from bot.service.sweep import SweepTask, run_sweep, size_history
 from bot.service.sweep_views import parse_orphan_value
 from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
@@ -130,6 +131,7 @@ __all__ = [
     "backup_database",
     "change_settings",
     "check_card",
+    "claim_stale_homes",
     "committed_writes",
     "create_batch",
     "delivery_keys",
@@ -163,6 +165,7 @@ __all__ = [
     "show_change",
     "show_settings",
     "size_history",
+    "stale_homes_published",
     "start_vm",
     "stream_audit",
     "upgrade_schema",

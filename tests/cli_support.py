@@ -1,0 +1,100 @@
+"""Running the operator CLI from a test: in this process, or as a user runs it.
+
+`invoke` (behaviour tests) runs `bot.cli.main.main`, which is what the
+console script runs (`run()` is `sys.exit(main())`): the root group parses,
+one command runs, and every error becomes one line and an exit code there.
+Click's `CliRunner` supplies the isolation: stdin, stdout and stderr are its
+buffers (neither is a terminal, as for a redirected process). The CLI reads
+the environment only through its `Runtime` (bot/cli/runtime.py), so the
+test hands the Runtime an explicit env and working directory: nothing of
+this process's os.environ reaches the command.
+
+`run` starts the installed `checkpoint-bot` console script (the smoke test
+of each command group, and what needs a process of its own: a real
+terminal, signals, start-up time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+from click.testing import CliRunner
+
+from bot.cli.runtime import Runtime
+
+# The module (`bot.cli.main`, the name `bot.cli` also gives its function).
+cli_main = importlib.import_module("bot.cli.main")
+
+BOT = Path(sys.executable).with_name("checkpoint-bot")
+# Who the CLI's operator is in every test unless the test says otherwise.
+OPERATOR = {"CHECKPOINT_BOT_USER": "tester"}
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What a run of the CLI left: the names of `subprocess.CompletedProcess`."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke(
+    cwd: Path, *args: str, env: Mapping[str, str] | None = None, input: str | None = None
+) -> CliResult:
+    """`checkpoint-bot ARGS` in this process, in `cwd`, with only
+    `OPERATOR | env` as its environment and `input` on stdin."""
+    runtime = functools.partial(Runtime, env={**OPERATOR, **(env or {})}, cwd=cwd)
+    runner = CliRunner()
+    # The working directory too is the process's: relative paths in
+    # arguments resolve against it, as they do for a user in `cwd`.
+    with (
+        contextlib.chdir(cwd),
+        mock.patch.object(cli_main, "Runtime", runtime),
+        runner.isolation(input=input) as (out, err, _both),
+    ):
+        try:
+            code = cli_main.main(list(args))
+        except SystemExit as exc:  # what a command's own sys.exit would do
+            code = int(exc.code or 0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+def run(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The installed console script in a process of its own, in `cwd`: this
+    environment without the bot's own variables, plus `OPERATOR | env`."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
+    full_env.pop("DATABASE_URL", None)
+    full_env |= OPERATOR | (env or {})
+    return subprocess.run(
+        [str(BOT), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def one_line_error(result: CliResult | subprocess.CompletedProcess[str]) -> str:
+    """The one `checkpoint-bot: error …` line of a failed run (and no traceback)."""
+    assert "Traceback" not in result.stderr
+    errors = [
+        line for line in result.stderr.splitlines() if line.startswith("checkpoint-bot: error")
+    ]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
