@@ -360,7 +360,7 @@ def child(way: str, url: str, fmt: str) -> None:
     with open(os.devnull, "w", encoding="utf-8") as out:
         for chunk in chunks:
             out.write(chunk)
-            lines += 1
+            lines += chunk.count("\n")
     seconds = time.perf_counter() - start
     engine.dispose()
     usage = resource.getrusage(resource.RUSAGE_SELF)

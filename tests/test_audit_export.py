@@ -21,11 +21,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from bench.audit_export import old_rows, seed
+from bot.service import audit, audit_format
 from bot.service.audit import AuditFilter, parse_filter, stream_audit
 from bot.service.audit_format import AUDIT_FIELDS, export_audit
 from bot.service.errors import BadRequest
-from bot.store.db import make_engine
+from bot.store.db import make_engine, session_scope
 from bot.store.migrate import upgrade
+from bot.store.models import Batch, Change, ChangeEvent, VMSettingChange
 from tests.test_cli import one_line_error, run
 
 BENCH = Path(__file__).parents[1] / "bench" / "audit_export.py"
@@ -56,6 +58,114 @@ def test_the_export_is_byte_identical_to_the_old_way(seeded: Engine) -> None:
     assert "".join(export_audit(stream_audit(seeded), "csv")) == old_csv(seeded)
     lines = old_jsonl(seeded).splitlines()
     assert len(lines) == 30 * 6 + 20  # six events a change, then the settings changes
+
+
+def _record_odd_rows(engine: Engine) -> None:
+    """Rows as the bot writes them through the ORM, with what the bench's
+    seed never has: microseconds, a batch, text beyond ASCII, details
+    whose keys are out of order, floats, nulls, empty containers."""
+    at = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
+    with session_scope(engine) as s:
+        wave = Batch(
+            requester="U0000009",
+            requester_team="T0001",
+            reason="patch wave",
+            checkpoint_type="production",
+            ttl_seconds=3600,
+            created_at=at,
+        )
+        s.add(wave)
+        s.flush()
+        for n, batch_id in ((1, wave.id), (2, None)):
+            change = Change(
+                vm_id=f"00000000-0000-0000-0000-00000000000{n}",
+                vm_name=f"Sérvidor-{n}",
+                host="HV01",
+                checkpoint_type="production",
+                reason='Ünïcode "quoted" reason\nwith a newline',
+                requester="U0000009",
+                requester_team=None if n == 2 else "T0001",
+                state="active",
+                ttl_seconds=3600,
+                created_at=at,
+                updated_at=at,
+                batch_id=batch_id,
+            )
+            s.add(change)
+            s.flush()
+            assert change.id is not None
+            details: list[dict[str, Any]] = [
+                {"zeta": 1, "alpha": {"y": [3, 2.5, None], "b": "é\u2603"}, "m": {}},
+                {},
+                {"ratio": 0.1, "big": 12345678901234567890, "neg": -1e-7, "t": True},
+            ]
+            for seq, detail in enumerate(details, start=1):
+                s.add(
+                    ChangeEvent(
+                        change_id=change.id,
+                        seq=seq,
+                        # Whole seconds, microseconds, trailing zeros.
+                        at=at.replace(microsecond=(0, 123456, 120000)[seq - 1])
+                        + timedelta(seconds=seq),
+                        actor="cli:ops" if seq == 2 else "U0000009",
+                        actor_team=None if seq == 2 else "T0001",
+                        kind="note",
+                        from_state=None,
+                        to_state="active" if seq == 3 else None,
+                        message='naïve, "quoted", tab\t and \U0001f600',
+                        details=detail,
+                    )
+                )
+        s.add(
+            VMSettingChange(
+                vm_id="00000000-0000-0000-0000-000000000001",
+                vm_name="Sérvidor-1",
+                host="HV01",
+                actor="U0000009",
+                actor_team="T0001",
+                at=at,
+                before={"b": 1, "a": 2},
+                after={"a": 3},
+                reason="tidy",
+            )
+        )
+
+
+def test_odd_rows_are_byte_identical_to_the_old_way(engine: Engine) -> None:
+    _record_odd_rows(engine)
+    new = "".join(export_audit(stream_audit(engine), "jsonl"))
+    assert new == old_jsonl(engine)
+    assert "".join(export_audit(stream_audit(engine), "csv")) == old_csv(engine)
+    for seen in ('"batch": "BAT-0001"', ":01+00:00", ":02.123456+00:00", ":03.120000+00:00"):
+        assert seen in new
+    assert len(new.splitlines()) == 2 * 3 + 1
+
+
+def test_sqlite_text_of_another_shape_is_read_as_before(sqlite_engine: Engine) -> None:
+    """A timestamp written without microseconds (by hand, or by SQLite's own
+    CURRENT_TIMESTAMP) takes the column type's conversion, as before."""
+    _record_odd_rows(sqlite_engine)
+    with sqlite_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE change_event SET at = '2026-03-01 10:00:00' WHERE id = 1")
+        conn.exec_driver_sql("UPDATE change_event SET at = '2026-03-01 10:00:00.5' WHERE id = 2")
+    new = "".join(export_audit(stream_audit(sqlite_engine), "jsonl"))
+    assert new == old_jsonl(sqlite_engine)
+    assert '"at": "2026-03-01T10:00:00+00:00"' in new
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json_values, pad=st.sampled_from(["", " ", "\n "]))
+def test_the_fast_json_paths_agree_with_the_json_module(value: Any, pad: str) -> None:
+    text = pad + json.dumps(value) + pad
+    assert audit._decode(text) == json.loads(text)
+    assert audit_format._ENCODE(value) == json.dumps(value, sort_keys=True)
 
 
 def _filtered(engine: Engine, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
