@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from bench.audit_export import old_rows, seed
 from bot.service import audit, audit_format
-from bot.service.audit import AuditFilter, parse_filter, stream_audit
+from bot.service.audit import AuditFilter, audit_text, parse_filter, stream_audit
 from bot.service.audit_format import AUDIT_FIELDS, export_audit
 from bot.service.errors import BadRequest
 from bot.store.db import make_engine, session_scope
@@ -53,9 +53,18 @@ def seeded(engine: Engine) -> Engine:
     return engine
 
 
+def _new_ways(engine: Engine, fmt: str) -> list[str]:
+    """The export as the CLI writes it (several partition sizes, so lines
+    cross chunk boundaries) and as the rows' dicts formatted."""
+    return [
+        "".join(export_audit(stream_audit(engine), fmt)),
+        *("".join(audit_text(engine, fmt=fmt, batch=batch)) for batch in (7, 2000)),
+    ]
+
+
 def test_the_export_is_byte_identical_to_the_old_way(seeded: Engine) -> None:
-    assert "".join(export_audit(stream_audit(seeded), "jsonl")) == old_jsonl(seeded)
-    assert "".join(export_audit(stream_audit(seeded), "csv")) == old_csv(seeded)
+    assert _new_ways(seeded, "jsonl") == [old_jsonl(seeded)] * 3
+    assert _new_ways(seeded, "csv") == [old_csv(seeded)] * 3
     lines = old_jsonl(seeded).splitlines()
     assert len(lines) == 30 * 6 + 20  # six events a change, then the settings changes
 
@@ -133,9 +142,9 @@ def _record_odd_rows(engine: Engine) -> None:
 
 def test_odd_rows_are_byte_identical_to_the_old_way(engine: Engine) -> None:
     _record_odd_rows(engine)
-    new = "".join(export_audit(stream_audit(engine), "jsonl"))
-    assert new == old_jsonl(engine)
-    assert "".join(export_audit(stream_audit(engine), "csv")) == old_csv(engine)
+    new = old_jsonl(engine)
+    assert _new_ways(engine, "jsonl") == [new] * 3
+    assert _new_ways(engine, "csv") == [old_csv(engine)] * 3
     for seen in ('"batch": "BAT-0001"', ":01+00:00", ":02.123456+00:00", ":03.120000+00:00"):
         assert seen in new
     assert len(new.splitlines()) == 2 * 3 + 1
@@ -148,9 +157,22 @@ def test_sqlite_text_of_another_shape_is_read_as_before(sqlite_engine: Engine) -
     with sqlite_engine.begin() as conn:
         conn.exec_driver_sql("UPDATE change_event SET at = '2026-03-01 10:00:00' WHERE id = 1")
         conn.exec_driver_sql("UPDATE change_event SET at = '2026-03-01 10:00:00.5' WHERE id = 2")
-    new = "".join(export_audit(stream_audit(sqlite_engine), "jsonl"))
-    assert new == old_jsonl(sqlite_engine)
+    new = old_jsonl(sqlite_engine)
+    assert _new_ways(sqlite_engine, "jsonl") == [new] * 3
     assert '"at": "2026-03-01T10:00:00+00:00"' in new
+
+
+def test_a_value_of_another_type_than_its_column_is_written_as_before(
+    sqlite_engine: Engine,
+) -> None:
+    """SQLite keeps text in an INTEGER column when it is not a number: the
+    line is then written from its dict, as json.dumps wrote it."""
+    _record_odd_rows(sqlite_engine)
+    with sqlite_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE change_event SET seq = 'two' WHERE id = 2")
+    new = old_jsonl(sqlite_engine)
+    assert '"seq": "two"' in new
+    assert _new_ways(sqlite_engine, "jsonl") == [new] * 3
 
 
 _json_values = st.recursive(
@@ -165,7 +187,7 @@ _json_values = st.recursive(
 def test_the_fast_json_paths_agree_with_the_json_module(value: Any, pad: str) -> None:
     text = pad + json.dumps(value) + pad
     assert audit._decode(text) == json.loads(text)
-    assert audit_format._ENCODE(value) == json.dumps(value, sort_keys=True)
+    assert audit_format.encode_sorted(value) == json.dumps(value, sort_keys=True)
 
 
 def _filtered(engine: Engine, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:

@@ -77,14 +77,14 @@ def _sorted_json() -> Callable[[Any], str]:
     return fast
 
 
-_ENCODE = _sorted_json()
+encode_sorted = _sorted_json()
 
 
 def export_audit(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
     """The rows as text, a chunk of up to `CHUNK` rows at a time (CSV: the
     header first)."""
     if fmt == "jsonl":
-        encode = _ENCODE
+        encode = encode_sorted
         lines: list[str] = []
         for row in rows:
             lines.append(encode(row))
@@ -98,7 +98,7 @@ def export_audit(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
         return
     if fmt != "csv":
         raise BadRequest(f"unknown format '{fmt}': use jsonl or csv")
-    encode = _ENCODE
+    encode = encode_sorted
     buffer = io.StringIO()
     # csv.writer with the values in field order is what DictWriter does
     # for a row with every field, minus its per-row check for stray keys
