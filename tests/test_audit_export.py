@@ -9,7 +9,8 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,31 @@ def test_postgresql_reads_through_a_server_side_cursor(pg_engine: Engine) -> Non
         assert len(list(rows)) == 5 * 6 + 20 - 1
     finally:
         event.remove(pg_engine, "before_cursor_execute", seen)
+
+
+def test_reading_ahead_hands_over_every_batch_then_the_error() -> None:
+    def batches() -> Iterator[list[int]]:
+        yield [1, 2]
+        yield [3]
+        raise RuntimeError("connection lost")
+
+    ahead = audit._read_ahead(batches())
+    assert [next(ahead), next(ahead)] == [[1, 2], [3]]
+    with pytest.raises(RuntimeError, match="connection lost"):
+        next(ahead)
+
+
+def test_an_export_left_midway_stops_its_reader_first(pg_engine: Engine) -> None:
+    """Closing the export stops and joins the thread reading ahead before
+    the connection goes back to the pool; the next export is whole."""
+    seed(pg_engine, 40)
+    before = threading.active_count()
+    chunks = audit_text(pg_engine, batch=7)
+    first = next(chunks)
+    assert first.startswith('{"actor": ') and threading.active_count() == before + 1
+    chunks.close()
+    assert threading.active_count() == before
+    assert "".join(audit_text(pg_engine, batch=7)) == old_jsonl(pg_engine)
 
 
 def _peak_mb(url: str) -> float:

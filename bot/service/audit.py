@@ -13,12 +13,15 @@ the bot's writers (https://www.sqlite.org/wal.html).
 from __future__ import annotations
 
 import json
+import queue
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, String, Text, and_, cast, func, or_, select, true, type_coerce
 from sqlalchemy.engine import Dialect, Engine
@@ -286,6 +289,77 @@ def _settings_row(s: Any) -> dict[str, Any]:
     }
 
 
+_T = TypeVar("_T")
+_END = object()
+
+
+def _read_ahead(parts: Iterator[_T]) -> Iterator[_T]:
+    """`parts`, each fetched by a thread while the caller works on the one
+    before.
+
+    A PostgreSQL server-side cursor is read one FETCH at a time, each a
+    round trip: without this the server computes the next batch while the
+    exporting process waits, and the process formats it while the server
+    waits. A psycopg connection may be used from another thread
+    (https://www.psycopg.org/psycopg3/docs/advanced/async.html) and other
+    threads run while it waits for the server, so the two overlap: at
+    100,000 changes 4.7-5.3 s against 5.5-6.0 s of wall clock on two cores.
+    At most two batches are held besides the caller's. The thread is the
+    only one to use the cursor until it has stopped: on the caller's error
+    or early exit it is told to stop and joined before the connection is
+    given back; an error in the thread is raised to the caller."""
+    ready: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def fetch() -> None:
+        try:
+            for part in parts:
+                if not hand_over(part):
+                    return
+        except BaseException as exc:  # raised again in the caller's thread
+            hand_over(exc)
+            return
+        hand_over(_END)
+
+    thread = threading.Thread(target=fetch, name="audit-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _partitions(conn: Any, query: Any) -> Generator[Any, None, None]:
+    """The query's rows, a `yield_per` batch at a time: `partitions()`, each
+    batch as a list without a Python call per row to fetch it
+    (https://docs.sqlalchemy.org/en/20/core/connections.html#sqlalchemy.engine.Result.partitions),
+    read ahead on PostgreSQL (`_read_ahead`). Not on SQLite: there reading
+    is building the rows in this process, which a thread only slows down
+    (measured: 5.4 s against 5.8-6.1 s at 100,000 changes). Close it
+    (`contextlib.closing`) before the connection: that stops the reader."""
+    parts = conn.execute(query).partitions()
+    if conn.dialect.name == "postgresql":
+        yield from _read_ahead(parts)
+    else:
+        yield from parts
+
+
 def _reading(engine: Engine, batch: int) -> Any:
     return engine.connect().execution_options(stream_results=True, yield_per=batch, **READ_ONLY)
 
@@ -299,12 +373,10 @@ def stream_audit(
     bot, the policy, `cli:NAME`, and rows recorded before teams were)."""
     when = _timestamps(engine.dialect)
     with _reading(engine, batch) as conn:
-        # partitions(): each yield_per batch as a list, without a Python
-        # call per row to fetch it
-        # (https://docs.sqlalchemy.org/en/20/core/connections.html#sqlalchemy.engine.Result.partitions).
-        for part in conn.execute(_events_query(flt, conn.dialect)).partitions():
-            for r in part:
-                yield _event_row(r, when)
+        with closing(_partitions(conn, _events_query(flt, conn.dialect))) as parts:
+            for part in parts:
+                for r in part:
+                    yield _event_row(r, when)
         settings = _settings_query(flt)
         if settings is not None:
             for s in conn.execute(settings):
@@ -330,52 +402,53 @@ def _event_lines(conn: Any, flt: AuditFilter) -> Iterator[str]:
     encode, decode, esc = encode_sorted, _decode, encode_basestring_ascii
     last = None
     head = host = tail = vm = ""
-    for part in conn.execute(_events_query(flt, conn.dialect)).partitions():
-        lines: list[str] = []
-        for r in part:
-            try:
-                if r[0] != last:
-                    head = (
-                        f', "batch": {"null" if r[14] is None else esc(batch_ref(r[14]))}'
-                        f', "change": {esc(change_ref(r[0]))}, "details": '
+    with closing(_partitions(conn, _events_query(flt, conn.dialect))) as parts:
+        for part in parts:
+            lines: list[str] = []
+            for r in part:
+                try:
+                    if r[0] != last:
+                        head = (
+                            f', "batch": {"null" if r[14] is None else esc(batch_ref(r[14]))}'
+                            f', "change": {esc(change_ref(r[0]))}, "details": '
+                        )
+                        host = f', "host": {esc(r[9])}, "message": '
+                        tail = (
+                            f', "requester": {esc(r[10])}'
+                            f', "requester_team": {"null" if r[11] is None else esc(r[11])}'
+                            ', "seq": '
+                        )
+                        vm = f', "vm": {esc(r[8])}}}'
+                        last = r[0]
+                    if type(r[1]) is not int:
+                        raise TypeError(r[1])
+                    lines.append(
+                        '{"actor": '
+                        + esc(r[3])
+                        + ', "actor_team": '
+                        + ("null" if r[4] is None else esc(r[4]))
+                        + ', "at": "'
+                        + when(r[2])
+                        + '"'
+                        + head
+                        + encode(decode(r[13]))
+                        + ', "event": '
+                        + esc(r[5])
+                        + ', "from_state": '
+                        + ("null" if r[6] is None else esc(r[6]))
+                        + host
+                        + esc(r[12])
+                        + tail
+                        + str(r[1])
+                        + ', "to_state": '
+                        + ("null" if r[7] is None else esc(r[7]))
+                        + vm
                     )
-                    host = f', "host": {esc(r[9])}, "message": '
-                    tail = (
-                        f', "requester": {esc(r[10])}'
-                        f', "requester_team": {"null" if r[11] is None else esc(r[11])}'
-                        ', "seq": '
-                    )
-                    vm = f', "vm": {esc(r[8])}}}'
-                    last = r[0]
-                if type(r[1]) is not int:
-                    raise TypeError(r[1])
-                lines.append(
-                    '{"actor": '
-                    + esc(r[3])
-                    + ', "actor_team": '
-                    + ("null" if r[4] is None else esc(r[4]))
-                    + ', "at": "'
-                    + when(r[2])
-                    + '"'
-                    + head
-                    + encode(decode(r[13]))
-                    + ', "event": '
-                    + esc(r[5])
-                    + ', "from_state": '
-                    + ("null" if r[6] is None else esc(r[6]))
-                    + host
-                    + esc(r[12])
-                    + tail
-                    + str(r[1])
-                    + ', "to_state": '
-                    + ("null" if r[7] is None else esc(r[7]))
-                    + vm
-                )
-            except TypeError:
-                last = None
-                lines.append(encode(_event_row(r, when)))
-        lines.append("")
-        yield "\n".join(lines)
+                except TypeError:
+                    last = None
+                    lines.append(encode(_event_row(r, when)))
+            lines.append("")
+            yield "\n".join(lines)
 
 
 def audit_text(
