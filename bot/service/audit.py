@@ -3,8 +3,9 @@ settings change, filtered in SQL and read in batches.
 
 It never holds the table: rows come from a server-side cursor on
 PostgreSQL (psycopg's named cursor, SQLAlchemy `stream_results`) and in
-`yield_per` batches on SQLite, and each row is turned into its dict and
-forgotten before the next is read. Both queries run in one read
+`yield_per` batches on SQLite, and each batch is written (or turned into
+dicts) and forgotten before the next is read (on PostgreSQL, the next one
+is being fetched meanwhile: `_read_ahead`). Both queries run in one read
 transaction, so the export is one consistent snapshot; on SQLite that
 transaction is a plain (deferred) read, which in WAL mode never blocks
 the bot's writers (https://www.sqlite.org/wal.html).
@@ -35,7 +36,7 @@ from bot.store.db import READ_ONLY
 from bot.store.models import Change, ChangeEvent, VMSettingChange, batch_ref, change_ref
 
 # Rows per round trip: large enough that the per-fetch cost vanishes,
-# small enough that a batch is a few hundred kilobytes.
+# small enough that a batch is about a megabyte of text.
 BATCH = 2000
 
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
