@@ -9,7 +9,8 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from bench.audit_export import old_rows, seed
-from bot.service.audit import AuditFilter, parse_filter, stream_audit
+from bot.service import audit, audit_format
+from bot.service.audit import AuditFilter, audit_text, parse_filter, stream_audit
 from bot.service.audit_format import AUDIT_FIELDS, export_audit
 from bot.service.errors import BadRequest
-from bot.store.db import make_engine
+from bot.store.db import make_engine, session_scope
 from bot.store.migrate import upgrade
+from bot.store.models import Batch, Change, ChangeEvent, VMSettingChange
 from tests.cli_support import invoke, one_line_error
 
 BENCH = Path(__file__).parents[1] / "bench" / "audit_export.py"
@@ -51,11 +54,141 @@ def seeded(engine: Engine) -> Engine:
     return engine
 
 
+def _new_ways(engine: Engine, fmt: str) -> list[str]:
+    """The export as the CLI writes it (several partition sizes, so lines
+    cross chunk boundaries) and as the rows' dicts formatted."""
+    return [
+        "".join(export_audit(stream_audit(engine), fmt)),
+        *("".join(audit_text(engine, fmt=fmt, batch=batch)) for batch in (7, 2000)),
+    ]
+
+
 def test_the_export_is_byte_identical_to_the_old_way(seeded: Engine) -> None:
-    assert "".join(export_audit(stream_audit(seeded), "jsonl")) == old_jsonl(seeded)
-    assert "".join(export_audit(stream_audit(seeded), "csv")) == old_csv(seeded)
+    assert _new_ways(seeded, "jsonl") == [old_jsonl(seeded)] * 3
+    assert _new_ways(seeded, "csv") == [old_csv(seeded)] * 3
     lines = old_jsonl(seeded).splitlines()
     assert len(lines) == 30 * 6 + 20  # six events a change, then the settings changes
+
+
+def _record_odd_rows(engine: Engine) -> None:
+    """Rows as the bot writes them through the ORM, with what the bench's
+    seed never has: microseconds, a batch, text beyond ASCII, details
+    whose keys are out of order, floats, nulls, empty containers."""
+    at = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
+    with session_scope(engine) as s:
+        wave = Batch(
+            requester="U0000009",
+            requester_team="T0001",
+            reason="patch wave",
+            checkpoint_type="production",
+            ttl_seconds=3600,
+            created_at=at,
+        )
+        s.add(wave)
+        s.flush()
+        for n, batch_id in ((1, wave.id), (2, None)):
+            change = Change(
+                vm_id=f"00000000-0000-0000-0000-00000000000{n}",
+                vm_name=f"Sérvidor-{n}",
+                host="HV01",
+                checkpoint_type="production",
+                reason='Ünïcode "quoted" reason\nwith a newline',
+                requester="U0000009",
+                requester_team=None if n == 2 else "T0001",
+                state="active",
+                ttl_seconds=3600,
+                created_at=at,
+                updated_at=at,
+                batch_id=batch_id,
+            )
+            s.add(change)
+            s.flush()
+            assert change.id is not None
+            details: list[dict[str, Any]] = [
+                {"zeta": 1, "alpha": {"y": [3, 2.5, None], "b": "é\u2603"}, "m": {}},
+                {},
+                {"ratio": 0.1, "big": 12345678901234567890, "neg": -1e-7, "t": True},
+            ]
+            for seq, detail in enumerate(details, start=1):
+                s.add(
+                    ChangeEvent(
+                        change_id=change.id,
+                        seq=seq,
+                        # Whole seconds, microseconds, trailing zeros.
+                        at=at.replace(microsecond=(0, 123456, 120000)[seq - 1])
+                        + timedelta(seconds=seq),
+                        actor="cli:ops" if seq == 2 else "U0000009",
+                        actor_team=None if seq == 2 else "T0001",
+                        kind="note",
+                        from_state=None,
+                        to_state="active" if seq == 3 else None,
+                        message='naïve, "quoted", tab\t and \U0001f600',
+                        details=detail,
+                    )
+                )
+        s.add(
+            VMSettingChange(
+                vm_id="00000000-0000-0000-0000-000000000001",
+                vm_name="Sérvidor-1",
+                host="HV01",
+                actor="U0000009",
+                actor_team="T0001",
+                at=at,
+                before={"b": 1, "a": 2},
+                after={"a": 3},
+                reason="tidy",
+            )
+        )
+
+
+def test_odd_rows_are_byte_identical_to_the_old_way(engine: Engine) -> None:
+    _record_odd_rows(engine)
+    new = old_jsonl(engine)
+    assert _new_ways(engine, "jsonl") == [new] * 3
+    assert _new_ways(engine, "csv") == [old_csv(engine)] * 3
+    for seen in ('"batch": "BAT-0001"', ":01+00:00", ":02.123456+00:00", ":03.120000+00:00"):
+        assert seen in new
+    assert len(new.splitlines()) == 2 * 3 + 1
+
+
+def test_sqlite_text_of_another_shape_is_read_as_before(sqlite_engine: Engine) -> None:
+    """A timestamp written without microseconds (by hand, or by SQLite's own
+    CURRENT_TIMESTAMP) takes the column type's conversion, as before."""
+    _record_odd_rows(sqlite_engine)
+    with sqlite_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE change_event SET at = '2026-03-01 10:00:00' WHERE id = 1")
+        conn.exec_driver_sql("UPDATE change_event SET at = '2026-03-01 10:00:00.5' WHERE id = 2")
+    new = old_jsonl(sqlite_engine)
+    assert _new_ways(sqlite_engine, "jsonl") == [new] * 3
+    assert '"at": "2026-03-01T10:00:00+00:00"' in new
+
+
+def test_a_value_of_another_type_than_its_column_is_written_as_before(
+    sqlite_engine: Engine,
+) -> None:
+    """SQLite keeps text in an INTEGER column when it is not a number: the
+    line is then written from its dict, as json.dumps wrote it."""
+    _record_odd_rows(sqlite_engine)
+    with sqlite_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE change_event SET seq = 'two' WHERE id = 2")
+    new = old_jsonl(sqlite_engine)
+    assert '"seq": "two"' in new
+    assert _new_ways(sqlite_engine, "jsonl") == [new] * 3
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json_values, pad=st.sampled_from(["", " ", "\n "]))
+def test_the_fast_json_paths_agree_with_the_json_module(value: Any, pad: str) -> None:
+    text = pad + json.dumps(value) + pad
+    assert audit._decode(text) == json.loads(text)
+    assert audit_format.encode_sorted(value) == json.dumps(value, sort_keys=True)
 
 
 def _filtered(engine: Engine, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -112,6 +245,31 @@ def test_postgresql_reads_through_a_server_side_cursor(pg_engine: Engine) -> Non
         assert len(list(rows)) == 5 * 6 + 20 - 1
     finally:
         event.remove(pg_engine, "before_cursor_execute", seen)
+
+
+def test_reading_ahead_hands_over_every_batch_then_the_error() -> None:
+    def batches() -> Iterator[list[int]]:
+        yield [1, 2]
+        yield [3]
+        raise RuntimeError("connection lost")
+
+    ahead = audit._read_ahead(batches())
+    assert [next(ahead), next(ahead)] == [[1, 2], [3]]
+    with pytest.raises(RuntimeError, match="connection lost"):
+        next(ahead)
+
+
+def test_an_export_left_midway_stops_its_reader_first(pg_engine: Engine) -> None:
+    """Closing the export stops and joins the thread reading ahead before
+    the connection goes back to the pool; the next export is whole."""
+    seed(pg_engine, 40)
+    before = threading.active_count()
+    chunks = audit_text(pg_engine, batch=7)
+    first = next(chunks)
+    assert first.startswith('{"actor": ') and threading.active_count() == before + 1
+    chunks.close()
+    assert threading.active_count() == before
+    assert "".join(audit_text(pg_engine, batch=7)) == old_jsonl(pg_engine)
 
 
 def _peak_mb(url: str) -> float:

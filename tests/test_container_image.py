@@ -93,6 +93,19 @@ def test_the_image_answers_its_version_as_a_non_root_user(image: str) -> None:
         # A production install: the dev tools' dependencies stay out.
         probe = "import importlib.util as u; print(u.find_spec('psrpcore') is None)"
         assert ctr.run(["python3", "-c", probe]).stdout.strip() == "True"
+        # The kerberos extra is in, linked against the runtime's MIT
+        # Kerberos libraries; the compiler that built it is not.
+        kerberos = ctr.run(
+            [
+                "python3",
+                "-c",
+                "import shutil, gssapi, krb5; "
+                "print(gssapi.Name('WSMAN@hv01.example.com', gssapi.NameType.hostbased_service), "
+                "shutil.which('gcc'))",
+            ]
+        )
+        assert kerberos.returncode == 0, kerberos.stderr
+        assert kerberos.stdout.strip() == "WSMAN@hv01.example.com None"
     inspect = subprocess.run(
         ["buildah", "inspect", "--type", "image", image],
         capture_output=True,

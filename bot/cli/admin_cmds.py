@@ -17,10 +17,9 @@ from bot.config import ConfigError
 from bot.domain import CheckpointKind
 from bot.service import (
     Principal,
+    audit_text,
     explain,
-    export_audit,
     parse_filter,
-    stream_audit,
     upgrade_schema,
 )
 from policies import PolicyError, validate_policy_file
@@ -97,9 +96,9 @@ def audit_export(
     flt = parse_filter(
         now=datetime.now(UTC), since=since, until=until, vm=vm, change=change_ref, actor=actor
     )
-    chunks = export_audit(stream_audit(rt.ctx.engine, flt), fmt)
+    chunks = audit_text(rt.ctx.engine, flt, fmt)
     if output is None:
-        # One buffered write per row, no flush per row (click.echo flushes).
+        # One buffered write per chunk of rows, no flush per chunk (click.echo flushes).
         out = sys.stdout
         for chunk in chunks:
             out.write(chunk)

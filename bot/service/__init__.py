@@ -4,7 +4,7 @@ from the modules behind it."""
 
 from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
 from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
-from bot.service.audit import AuditFilter, parse_filter, stream_audit
+from bot.service.audit import AuditFilter, audit_text, parse_filter, stream_audit
 from bot.service.audit_format import export_audit
 from bot.service.backups import (
     BackupReport,
@@ -128,6 +128,7 @@ __all__ = [
     "approve",
     "approve_batch",
     "audit_rows",
+    "audit_text",
     "backup_database",
     "change_settings",
     "check_card",
