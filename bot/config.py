@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -99,8 +100,23 @@ class DefaultsConfig(_Model):
     # A restored production checkpoint leaves the VM Off; start it again if
     # it was running before the rollback.
     start_after_restore: bool = True
+    # The wall clock `checkpoint-bot checkpoint create --at` reads a time
+    # without a zone on (an IANA key); Slack uses each requester's own
+    # profile zone instead (docs/batches.md "At a time").
+    timezone: str = "UTC"
 
     _durations = field_validator("ttl", mode="before")(_duration)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name like Europe/Berlin, or UTC"
+            ) from None
+        return value
 
 
 class HyperVConfig(_Model):

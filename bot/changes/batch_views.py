@@ -102,6 +102,8 @@ class BatchView:
     events: tuple[BatchEventView, ...] = ()
     # Members with a request waiting for approvers (a create, a rollback, …).
     awaiting: int = 0
+    # When the wave was asked to run (`--at`); None: at once.
+    run_at: datetime | None = None
 
     @classmethod
     def of(
@@ -125,6 +127,7 @@ class BatchView:
             members=tuple(members),
             events=tuple(BatchEventView.of(e) for e in events or ()),
             awaiting=awaiting,
+            run_at=b.run_at,
         )
 
     @property
@@ -134,6 +137,14 @@ class BatchView:
     @property
     def tally(self) -> Tally:
         return Tally.of(State(m.state) for m in self.members)
+
+    @property
+    def withdrawable(self) -> tuple[MemberView, ...]:
+        """Members its requester may still withdraw: scheduled, or waiting
+        for the approval of their create (`batch withdraw`)."""
+        return tuple(
+            m for m in self.members if m.state in (State.SCHEDULED, State.AWAITING_APPROVAL)
+        )
 
     @property
     def progress(self) -> str:
@@ -155,4 +166,5 @@ class BatchView:
             "members": [m.to_dict() for m in self.members],
             "events": [e.to_dict() for e in self.events],
             "awaiting_approval": self.awaiting,
+            "run_at": self.run_at.isoformat() if self.run_at else None,
         }

@@ -334,6 +334,28 @@ class JobLedger:
             )
         return bool(done == 1)
 
+    def cancel_queued(self, s: Session, *, change_id: int, kind: str, error: str) -> list[int]:
+        """Cancel, in the caller's transaction, the change's jobs of `kind`
+        that no worker claimed yet (a scheduled create withdrawn by its
+        requester); returns their ids. A job a worker claimed meanwhile is
+        left alone: the change's own versioned transition decides which of
+        the two wins (bot.service.withdraw)."""
+        rows = (
+            s.connection()
+            .execute(
+                update(_JOB)
+                .where(
+                    _JOB.c.change_id == change_id,
+                    _JOB.c.kind == kind,
+                    _JOB.c.state == JobState.QUEUED.value,
+                )
+                .values(state=JobState.CANCELLED.value, error=_clip(error), finished_at=self.now())
+                .returning(_JOB.c.id)
+            )
+            .all()
+        )
+        return [int(r[0]) for r in rows]
+
     def expire_overdue(self) -> list[int]:
         """Fail queued jobs whose deadline passed; returns their ids."""
         now = self.now()

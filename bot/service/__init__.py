@@ -4,6 +4,7 @@ from the modules behind it."""
 
 from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
 from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
+from bot.service.at_time import AtTime, parse_at, zone_of
 from bot.service.audit import AuditFilter, parse_filter, stream_audit
 from bot.service.audit_format import export_audit
 from bot.service.backups import (
@@ -25,11 +26,13 @@ from bot.service.batch_actions import (
 from bot.service.batches import (
     BatchOutcome,
     BatchPreview,
+    BatchWithdrawal,
     Candidate,
     create_batch,
     list_batches,
     preview_batch,
     show_batch,
+    withdraw_batch,
 )
 from bot.service.binding import (
     APPROVAL_ACTIONS,
@@ -88,6 +91,7 @@ __all__ = [
     "AdoptOutcome",
     "Ambiguous",
     "ApprovalOutcome",
+    "AtTime",
     "AuditFilter",
     "BackupReport",
     "BadRequest",
@@ -95,6 +99,7 @@ __all__ = [
     "BatchApproval",
     "BatchOutcome",
     "BatchPreview",
+    "BatchWithdrawal",
     "Candidate",
     "Card",
     "CheckpointListing",
@@ -148,6 +153,7 @@ __all__ = [
     "merge_batch",
     "outage_message",
     "outbox_status",
+    "parse_at",
     "parse_filter",
     "parse_orphan_value",
     "plan_downgrade",
@@ -168,4 +174,6 @@ __all__ = [
     "upgrade_schema",
     "with_slack",
     "withdraw",
+    "withdraw_batch",
+    "zone_of",
 ]

@@ -27,6 +27,7 @@ from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
+from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
 from bot.service.deciding import Principal, as_principal
 from bot.service.dispatch import awaits_queue
 from bot.service.errors import (
@@ -144,13 +145,28 @@ def request_checkpoint(
     source: str = "cli",
     channel: str | None = None,
     batch_id: int | None = None,
+    at: AtTime | None = None,
 ) -> Outcome:
     """Ask for a checkpoint. Denials are recorded too: the record is the audit.
-    With `batch_id` the change is a member of that batch (bot.service.batches)."""
+    With `batch_id` the change is a member of that batch (bot.service.batches).
+    With `at` it is taken then (docs/batches.md "At a time"): decided as of
+    that instant, and refused before anything is recorded when the VM's
+    change windows are closed then."""
     who = requester if isinstance(requester, Principal) else Principal(requester, channel=channel)
     vm = resolve_vm(ctx, vm_name)
     text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl)
-    decision = ctx.decider.decide(vm, Action.CREATE, who, checkpoint_type=kind, ttl=lifetime)
+    if at is not None:
+        check_future(at, ctx.clock())
+    decision = ctx.decider.decide(
+        vm,
+        Action.CREATE,
+        who,
+        checkpoint_type=kind,
+        ttl=lifetime,
+        now=at.instant if at is not None else None,
+    )
+    if at is not None and (closed := window_refusal(decision)) is not None:
+        raise outside_window(at, [(vm.name, *closed)])
     # The node the decision just found the VM on (a clustered VM moves); the
     # job follows it again before it runs (bot.service.execution).
     seen = ctx.decider.locator.last_seen(vm)
@@ -180,6 +196,7 @@ def request_checkpoint(
                 decision=decision.to_dict(),
                 ttl_seconds=ttl_seconds,
                 batch_id=batch_id,
+                run_at=at.instant if at is not None else None,
             ),
             actor=who.id,
             actor_team=who.team,
@@ -237,19 +254,31 @@ def host_limit(ctx: ServiceDeps, change: Change) -> dict[str, object]:
 def record_create(
     ctx: ServiceDeps, s: Session, change: Change, schedule_at: datetime | None
 ) -> int:
-    """Record the create job in session `s` (in its change window if the
-    policy gave one); `ctx.deliver` hands it to the queue after the commit."""
+    """Record the create job in session `s`: at the time its requester asked
+    for (`change.run_at`), or in its change window if the policy gave one,
+    whichever is later; `ctx.deliver` hands it to the queue after the commit."""
     now = ctx.clock()
     assert change.id is not None
     key, payload = f"create:{change.id}", {"token": new_token(), **host_limit(ctx, change)}
+    asked = change.run_at if change.run_at is not None and change.run_at > now else None
+    if asked is not None and (schedule_at is None or schedule_at <= asked):
+        schedule_at = asked
+        message = f"asked for {utc_text(asked)}: runs then"
+    else:
+        message = (
+            f"outside its change window: runs when it opens at {utc_text(schedule_at)}"
+            if schedule_at is not None
+            else ""
+        )
     if schedule_at is not None and schedule_at > now:
         transition(
             s,
             change,
             Command.SCHEDULE,
-            actor="policy",
+            actor="policy" if asked is None else change.requester,
+            actor_team=None if asked is None else change.requester_team,
             now=now,
-            message=f"outside its change window: runs when it opens at {utc_text(schedule_at)}",
+            message=message,
         )
         return ctx.record_job(
             s, JobKind.CREATE, change, key=key, not_before=schedule_at, payload=payload
