@@ -31,6 +31,7 @@ from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inven
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.inventory import demo_inventory_path, load_inventory
 from bot.service import (
+    AtTime,
     BadRequest,
     Conflict,
     Forbidden,
