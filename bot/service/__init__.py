@@ -60,8 +60,10 @@ from bot.service.errors import (
 from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
 from bot.service.queries import (
     CheckpointListing,
+    ScheduledRun,
     audit_rows,
     list_checkpoints,
+    scheduled_runs,
     show_change,
 )
 from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
@@ -119,6 +121,7 @@ __all__ = [
     "Outcome",
     "Principal",
     "Reconciler",
+    "ScheduledRun",
     "Selection",
     "ServiceError",
     "SettingsOutcome",
@@ -164,6 +167,7 @@ __all__ = [
     "rollback",
     "rollback_batch",
     "run_sweep",
+    "scheduled_runs",
     "settled_words",
     "show_batch",
     "show_change",
