@@ -411,6 +411,7 @@ class Actions:
             to_approve=data.to_approve,
             windows=data.windows,
             overdue=data.overdue,
+            scheduled=data.scheduled,
             start_after_restore=self.deps.start_after_restore,
         )
         client.views_publish(user_id=user, view=view)

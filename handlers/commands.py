@@ -28,6 +28,7 @@ from bot.service import (
     reject,
     request_checkpoint,
     rollback,
+    scheduled_runs,
     show_batch,
     show_change,
     show_settings,
@@ -173,6 +174,7 @@ class Commands:
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _create(self, request: CreateRequest, who: Any) -> Payload:
+        at = self.deps.at_of(who.id, request.at_text) if request.at_text else None
         outcome = request_checkpoint(
             self.deps.ctx,
             request.vm,
@@ -182,6 +184,7 @@ class Commands:
             ttl=request.ttl_text,
             source="slack",
             channel=who.channel,
+            at=at,
         )
         if outcome.refused:
             # Recorded by the service; shown to the requester alone.
@@ -218,11 +221,12 @@ class Commands:
             )
             for w in lookups.upcoming_windows(ctx)
         ]
-        if not lines:
+        timed = [messages.scheduled_line(t) for t in scheduled_runs(ctx)]
+        if not lines and not timed:
             return self.deps.notice(
                 "Change windows", messages.NO_WINDOWS, hint=messages.NO_WINDOWS_HINT
             )
-        return self.deps.notice("Change windows", *lines)
+        return self.deps.notice("Change windows", *(lines or [messages.NO_WINDOWS]), *timed)
 
     def _settings(self, request: SettingsRequest, who: Principal) -> Payload:
         ctx = self.deps.ctx

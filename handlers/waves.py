@@ -29,6 +29,7 @@ from bot.service import (
     merge_batch,
     preview_batch,
     rollback_batch,
+    withdraw_batch,
 )
 from handlers import messages
 from handlers.deps import SlackDeps, answer_click
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 TAKE = "checkpoint:wave_take"
 CANCEL = "checkpoint:wave_cancel"
 # The batch card's buttons; their value is the batch's ref.
-CARD_VERBS = ("rollback", "merge", "approve")
+CARD_VERBS = ("rollback", "merge", "approve", "withdraw")
 # Slack's limit on a button's value (Block Kit reference, button element:
 # https://api.slack.com/reference/block-kit/block-elements#button).
 VALUE_LIMIT = 2000
@@ -61,6 +62,8 @@ class WaveValue:
     checkpoint_type: str | None
     ttl_text: str | None
     token: str
+    # `--at` as typed: read again in the clicker's Slack time zone on Take.
+    at_text: str | None = None
 
     def encode(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -79,6 +82,7 @@ class WaveValue:
             checkpoint_type=_opt(data.get("checkpoint_type")),
             ttl_text=_opt(data.get("ttl_text")),
             token=str(data["token"]),
+            at_text=_opt(data.get("at_text")),
         )
 
     @property
@@ -109,6 +113,7 @@ class Waves:
             checkpoint_type=request.checkpoint_type,
             ttl_text=request.ttl_text,
             token=secrets.token_hex(12),
+            at_text=request.at_text,
         )
         encoded = value.encode()
         if len(encoded) > VALUE_LIMIT:
@@ -123,6 +128,7 @@ class Waves:
             reason=request.reason,
             checkpoint_type=request.checkpoint_type,
             ttl=request.ttl_text,
+            at=self.deps.at_of(who.id, request.at_text) if request.at_text else None,
         )
         return self.deps.payload("wave_preview", p=shown, value=encoded)
 
@@ -149,6 +155,7 @@ class Waves:
         channel = (body.get("channel") or {}).get("id")
         try:
             who = self.deps.principal(user, channel, request_team(body))
+            at = self.deps.at_of(user, value.at_text) if value.at_text else None
             out = create_batch(
                 self.deps.ctx,
                 value.selection,
@@ -159,6 +166,7 @@ class Waves:
                 source="slack",
                 channel=channel,
                 token=value.token,
+                at=at,
             )
         except ServiceError as exc:
             answer_click(body, respond, client, self.deps.error(exc.message))
@@ -183,6 +191,13 @@ class Waves:
                 ]
                 title = f"Approved {len(approved.outcomes)} of {ref}"
                 view = approved.batch
+            elif verb == "withdraw":
+                taken_back = withdraw_batch(ctx, ref, requester=who)
+                lines = [
+                    f"{mrkdwn_escape(vm)}: {mrkdwn_escape(why)}" for vm, why in taken_back.problems
+                ]
+                title = f"Withdrew {len(taken_back.withdrawn)} of {ref}: nothing runs for them"
+                view = taken_back.batch
             else:
                 call = rollback_batch if verb == "rollback" else merge_batch
                 acted = call(ctx, ref, requester=who)

@@ -5,14 +5,19 @@ slack_sdk's models and Slack's limits (tests/slack_support.py)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import select
+
 from bot.notify import ThreadNotifier
 from bot.service import Selection, create_batch, list_batches, show_batch
+from bot.store.db import session_scope
+from bot.store.models import Change
 from handlers.grammar import BatchRequest, CreateRequest, GrammarError, WaveRequest, parse
 from tests.slack_support import RunningBot
-from tests.test_slack_flow import button, checked_bot, command, shown
+from tests.test_slack_flow import button, checked_bot, click, command, home_of, shown
 
 
 def test_the_grammar_takes_a_batch_id() -> None:
@@ -207,3 +212,89 @@ def test_a_members_failure_is_a_reply_in_the_waves_thread(tmp_path: Path) -> Non
         assert len(replies) == 1 and "STG-APP01" in shown(replies[0].body)
         card = shown(bot.api.of("chat.update")[-1].body)
         assert "partly failed" in card and "2 of 2 done, 1 failed" in card
+
+
+def _token(instant: datetime) -> str:
+    """Slack's date token for `instant`, as the bot writes it (templates/slack_times.py)."""
+    fallback = f"{instant:%Y-%m-%d %H:%M} UTC"
+    return f"<!date^{int(instant.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def _answers(bot: RunningBot, key: str, count: int) -> list[dict[str, Any]]:
+    calls = bot.api.wait_for(lambda cs: len([c for c in cs if c.method == key]) >= count, 30)
+    return [c.body for c in calls if c.method == key]
+
+
+def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_withdrawn(
+    tmp_path: Path,
+) -> None:
+    """`--at` in Slack is read in the requester's own time zone (users.info
+    says Europe/Berlin), and every time shown back is Slack's date token,
+    so each reader sees it in theirs."""
+    tonight = datetime(2026, 12, 10, 21, 0, tzinfo=UTC)  # 22:00 in Berlin
+    with checked_bot(tmp_path, "") as bot:
+        bot.api.user_tz["U0ALICE"] = "Europe/Berlin"
+        preview = command(
+            bot, 'create --group web-tier --at "2026-12-10 22:00" --reason "KB5044284 web wave"'
+        )
+        text = shown(preview)
+        assert f"Taken at *{_token(tonight)}* (2026-12-10 22:00 Europe/Berlin, your Slack " in text
+        assert list_batches(bot.ctx) == []
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None
+        reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        assert reply.status == 200
+        card = _replaced(bot, key)
+        assert "BAT-0001 — scheduled" in shown(card) and _token(tonight) in shown(card)
+        batch = show_batch(bot.ctx, "BAT-1")
+        assert batch.run_at == tonight and {m.state for m in batch.members} == {"scheduled"}
+        assert button(card, "checkpoint:wave_withdraw") == "BAT-0001"
+
+        single = shown(command(bot, "create STG-WEB01 IIS upgrade --at 2026-12-10 23:30"))
+        later = datetime(2026, 12, 10, 22, 30, tzinfo=UTC)
+        assert f"scheduled for {_token(later)}, as you asked" in single
+        assert "`/checkpoint withdraw CHG-0004` cancels it" in single
+
+        windows = shown(command(bot, "windows"))
+        assert f":alarm_clock: *BAT-0001* · WEB01, WEB02, APP01 · runs {_token(tonight)}" in windows
+        assert f"*CHG-0004* · STG-WEB01 · runs {_token(later)} · asked by <@U0ALICE>" in windows
+        home = home_of(bot, "U0ALICE")
+        assert "Asked for at a time" in home and f"runs {_token(tonight)}" in home
+        assert "Asked for at a time" not in home_of(bot, "U0BOB")
+
+        refused = shown(click(bot, "checkpoint:wave_withdraw", "BAT-0001", user="U0BOB"))
+        assert "who asked for BAT-0001, may withdraw it" in refused
+        reply, key = bot.slack.click("checkpoint:wave_withdraw", "BAT-0001", user="U0ALICE")
+        notice, after = _answers(bot, key, 2)
+        assert "Withdrew 3 of BAT-0001: nothing runs for them" in shown(notice)
+        assert "BAT-0001 — refused" in shown(after)
+        assert {m.state for m in show_batch(bot.ctx, "BAT-1").members} == {"withdrawn"}
+        gone = shown(command(bot, "withdraw CHG-4"))
+        assert "you withdrew your" in gone and "nothing runs for it" in gone
+        assert ":alarm_clock:" not in shown(command(bot, "windows"))
+
+
+def test_an_at_outside_the_window_names_the_opening_in_the_readers_zone(tmp_path: Path) -> None:
+    window = """
+rules:
+  change_window: {effect: schedule}
+windows:
+  - name: nightly
+    rrule: "FREQ=DAILY;BYHOUR=22;BYMINUTE=0"
+    duration: 4h
+    timezone: Europe/Berlin
+    scope: {tags: {env: prod}}
+"""
+    with checked_bot(tmp_path, window) as bot:
+        bot.api.user_tz["U0ALICE"] = "Europe/Berlin"
+        said = shown(command(bot, "create WEB01 KB1 --at 2026-12-10 12:00"))
+        assert "--at 2026-12-10 12:00 Europe/Berlin is outside a change window" in said
+        opening = datetime(2026, 12, 10, 21, 0, tzinfo=UTC)
+        # (The quotes are JSON-escaped in the blocks, so the time is matched alone.)
+        assert 'ask for --at "2026-12-10 22:00 Europe/Berlin"' in said
+        assert f"2026-12-10 22:00 Europe/Berlin\\\" ({_token(opening)}) or later" in said
+        assert "nothing was recorded" in said
+        bad = shown(command(bot, "create WEB01 KB1 --at soon"))
+        assert "is not a date and time" in bad
+        with session_scope(bot.ctx.engine) as s:
+            assert s.exec(select(Change)).all() == []

@@ -7,7 +7,7 @@ Nothing here writes or decides; each listener calls exactly one of these.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from bot.inventory import InventoryLookupError
 from bot.service.binding import Happened, events_since
 from bot.service.deciding import Principal
 from bot.service.errors import from_inventory
+from bot.service.queries import ScheduledRun, scheduled_runs
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, ChangeEvent
 from policies import (
@@ -51,6 +52,8 @@ class HomeData:
     to_approve: list[PendingApproval]
     windows: list[UpcomingWindow]
     overdue: list[ChangeView]
+    # The viewer's changes and waves asked for at a time (`--at`), soonest first.
+    scheduled: list[ScheduledRun] = field(default_factory=list)
 
 
 def waiting(ctx: ServiceDeps, change: ChangeView) -> list[PendingApproval]:
@@ -242,7 +245,8 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
                         only_in=where,
                     )
                 )
-    return HomeData(mine_views, to_approve, upcoming_windows(ctx), overdue_views)
+    timed = scheduled_runs(ctx, requester=who.id)[:_HOME_LIMIT]
+    return HomeData(mine_views, to_approve, upcoming_windows(ctx), overdue_views, timed)
 
 
 # --- the inventory, as Slack's screens need it -------------------------------

@@ -165,6 +165,7 @@ def _create(v: Values) -> SlashRequest:
             reason=v.need("reason"),
             checkpoint_type=v.get("type"),
             ttl_text=v.get("ttl"),
+            at_text=v.get("at"),
         )
     if not names:
         raise Invalid(
@@ -177,7 +178,7 @@ def _create(v: Values) -> SlashRequest:
         raise Invalid(
             f'a reason is required: say why, e.g. {SLASH} create {shown} --reason "KB5044284"'
         )
-    return CreateRequest(vm, v.need("reason"), v.get("type"), v.get("ttl"))
+    return CreateRequest(vm, v.need("reason"), v.get("type"), v.get("ttl"), v.get("at"))
 
 
 def _rollback(v: Values) -> SlashRequest:
@@ -240,6 +241,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 example="48h",
             ),
             Param(
+                "at",
+                Kind.TEXT,
+                '"2026-12-10 22:00"',
+                help="take it then, not now: read in your Slack time zone (or write one "
+                "after it, e.g. Europe/Berlin); the change windows still apply",
+                example='"2026-12-10 22:00"',
+            ),
+            Param(
                 "reason",
                 Kind.TEXT,
                 '"..."',
@@ -256,6 +265,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
             'create STG-WEB01 --type production-only --ttl 48h --reason "IIS upgrade"',
             'create WEB01 WEB02 --reason "KB5044284"',
             'create --group web-tier --reason "KB5044284"',
+            'create --group web-tier --at "2026-12-10 22:00" --reason "KB5044284"',
         ),
         synonyms=("new", "take", "snapshot", "checkpoint", "make", "add"),
     ),
