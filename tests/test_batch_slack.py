@@ -292,7 +292,7 @@ windows:
         opening = datetime(2026, 12, 10, 21, 0, tzinfo=UTC)
         # (The quotes are JSON-escaped in the blocks, so the time is matched alone.)
         assert 'ask for --at "2026-12-10 22:00 Europe/Berlin"' in said
-        assert f"2026-12-10 22:00 Europe/Berlin\\\" ({_token(opening)}) or later" in said
+        assert f'2026-12-10 22:00 Europe/Berlin\\" ({_token(opening)}) or later' in said
         assert "nothing was recorded" in said
         bad = shown(command(bot, "create WEB01 KB1 --at soon"))
         assert "is not a date and time" in bad
