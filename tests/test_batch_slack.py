@@ -17,7 +17,15 @@ from bot.store.db import session_scope
 from bot.store.models import Change
 from handlers.grammar import BatchRequest, CreateRequest, GrammarError, WaveRequest, parse
 from tests.slack_support import RunningBot
-from tests.test_slack_flow import button, checked_bot, click, command, home_of, shown
+from tests.test_slack_flow import (
+    button,
+    checked_bot,
+    click,
+    command,
+    home_of,
+    roots,
+    shown,
+)
 
 
 def test_the_grammar_takes_a_batch_id() -> None:
@@ -254,6 +262,11 @@ def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_wit
         later = datetime(2026, 12, 10, 22, 30, tzinfo=UTC)
         assert f"scheduled for {_token(later)}, as you asked" in single
         assert "`/checkpoint withdraw CHG-0004` cancels it" in single
+        # Its thread's root says when, too (the wave's members post no roots).
+        posted = roots(bot.api.wait_for(lambda cs: roots(cs, "CHG-0004")), "CHG-0004")
+        assert f":alarm_clock: runs at {_token(later)}, as its requester asked" in shown(
+            posted[-1].body
+        )
 
         windows = shown(command(bot, "windows"))
         assert f":alarm_clock: *BAT-0001* · WEB01, WEB02, APP01 · runs {_token(tonight)}" in windows
