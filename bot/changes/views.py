@@ -132,6 +132,8 @@ class ChangeView:
     requester_team: str | None = None
     # The time its requester asked for (`--at`); None: now or its window.
     run_at: datetime | None = None
+    # The batch (patch wave) it is a member of; None when asked for alone.
+    batch_id: int | None = None
     events: tuple[EventView, ...] = ()
     jobs: tuple[JobView, ...] = field(default=())
 
@@ -166,6 +168,7 @@ class ChangeView:
             version=c.version,
             requester_team=c.requester_team,
             run_at=c.run_at,
+            batch_id=c.batch_id,
             events=tuple(EventView.of(e) for e in events or ()),
             jobs=tuple(JobView.of(j) for j in jobs or ()),
         )
