@@ -14,7 +14,6 @@ member's outcome is shown for itself.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +27,7 @@ from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, ServiceError
 from bot.service.requests import begin_host_action, open_approval, pending_request, resolve_vm
+from bot.service.strictest import strictest
 from bot.store.db import session_scope
 from bot.store.models import batch_ref, change_ref
 from policies import Action, Decision, Verdict
@@ -41,26 +41,6 @@ ELIGIBLE: dict[Action, frozenset[State]] = {
     Action.MERGE: frozenset({State.ACTIVE, State.ROLLED_BACK}),
 }
 _VERB = {Action.ROLLBACK: "roll back", Action.MERGE: "merge"}
-_SEVERITY = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1, Verdict.DENY: 2}
-
-
-def strictest(decisions: Sequence[Decision]) -> Decision:
-    """The decision the whole batch gets: a refusal over a need for
-    approval over an allow; among needs for approval, the one asking for
-    the most approvers (with a tie, one that names its approvers over one
-    that lets anyone approve)."""
-    if not decisions:
-        raise ValueError("a batch action needs at least one member")
-
-    def weight(d: Decision) -> tuple[int, int, int]:
-        need = d.approval
-        return (
-            _SEVERITY[d.verdict],
-            need.required if need else 0,
-            0 if need is None or need.anyone else 1,
-        )
-
-    return max(decisions, key=weight)
 
 
 class MemberResult(enum.StrEnum):

@@ -9,7 +9,7 @@ recorded, its own events, and a state derived from its members'.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError
 from bot.service.requests import Outcome, request_checkpoint, validate_create
 from bot.service.selection import Selection, resolve
+from bot.service.strictest import strictest
 from bot.store.db import session_scope
 from bot.store.models import (
     Batch,
@@ -55,6 +56,8 @@ class Candidate:
     # Asked for at a time (`--at`) when the VM's change windows are closed:
     # the rule's words and its next opening (bot.service.at_time).
     closed: tuple[str, datetime | None] | None = None
+    # The policy's whole answer (None when it could not be asked).
+    decision: Decision | None = field(default=None, compare=False, repr=False)
 
     @property
     def refused(self) -> bool:
@@ -95,12 +98,22 @@ class BatchPreview:
     def need_approval(self) -> int:
         return sum(c.verdict is Verdict.NEEDS_APPROVAL for c in self.candidates)
 
+    @property
+    def wave_approval(self) -> Decision | None:
+        """What the wave's create needs when any member needs an approver:
+        the strictest member's decision (bot.service.strictest); then every
+        member that is not refused waits for that one approval. None when
+        no member needs one."""
+        taking = [c.decision for c in self.takeable if c.decision is not None]
+        need = strictest(taking) if taking else None
+        return need if need is not None and need.verdict is Verdict.NEEDS_APPROVAL else None
+
     def summary(self) -> str:
         """ "12 VMs: 9 can be checkpointed, 3 are refused (CORP-DC01: …; …)"."""
         total, ok, refused = len(self.candidates), len(self.takeable), self.refused
         text = f"{total} VM{'s' if total != 1 else ''}: {ok} can be checkpointed"
-        if self.need_approval:
-            text += f" ({self.need_approval} after approval)"
+        if (need := self.wave_approval) is not None and need.approval is not None:
+            text += f" after {need.approval.describe()} for the whole wave"
         if refused:
             named = "; ".join(f"{c.vm}: {c.why}" for c in refused[:_NAMED])
             more = f"; and {len(refused) - _NAMED} more" if len(refused) > _NAMED else ""
@@ -144,7 +157,14 @@ def _candidate(
     except ServiceError as exc:
         return Candidate(vm.name, vm.host, None, (), problem=exc.message)
     closed = window_refusal(decision) if at is not None else None
-    return Candidate(vm.name, vm.host, decision.verdict, tuple(decision.reasons), closed=closed)
+    return Candidate(
+        vm.name,
+        vm.host,
+        decision.verdict,
+        tuple(decision.reasons),
+        closed=closed,
+        decision=decision,
+    )
 
 
 def preview_batch(
@@ -237,6 +257,7 @@ def create_batch(
         return BatchOutcome(show_batch(ctx, batch_ref(made)), preview, (), existing=True)
     outcomes: list[Outcome] = []
     missing: list[tuple[str, str]] = []
+    wave_approval = preview.wave_approval
     for candidate in preview.candidates:
         try:
             outcomes.append(
@@ -253,6 +274,7 @@ def create_batch(
                     channel=channel,
                     batch_id=batch_id,
                     at=at,
+                    wave_approval=wave_approval,
                 )
             )
         except ServiceError as exc:
@@ -273,6 +295,19 @@ def create_batch(
                 "not_recorded": dict(missing),
             },
         )
+        if wave_approval is not None and wave_approval.approval is not None:
+            waiting = [o.change.vm_name for o in outcomes if o.waiting]
+            batch_note(
+                s,
+                batch,
+                kind="create_awaits_approval",
+                actor="policy",
+                now=ctx.clock(),
+                message=f"the checkpoints of {len(waiting)} members need "
+                f"{wave_approval.approval.describe()}, what its strictest member's need: "
+                + ", ".join(waiting),
+                details={"decision": wave_approval.to_dict(), "members": waiting},
+            )
     return BatchOutcome(
         show_batch(ctx, batch_ref(batch_id)), preview, tuple(outcomes), tuple(missing)
     )

@@ -146,12 +146,15 @@ def request_checkpoint(
     channel: str | None = None,
     batch_id: int | None = None,
     at: AtTime | None = None,
+    wave_approval: Decision | None = None,
 ) -> Outcome:
     """Ask for a checkpoint. Denials are recorded too: the record is the audit.
     With `batch_id` the change is a member of that batch (bot.service.batches).
     With `at` it is taken then (docs/batches.md "At a time"): decided as of
     that instant, and refused before anything is recorded when the VM's
-    change windows are closed then."""
+    change windows are closed then. With `wave_approval` (its wave's
+    strictest member's need, bot.service.batches) a member the policy
+    allows waits for that approval with the rest of its wave."""
     who = requester if isinstance(requester, Principal) else Principal(requester, channel=channel)
     vm = resolve_vm(ctx, vm_name)
     text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl)
@@ -202,11 +205,17 @@ def request_checkpoint(
             actor_team=who.team,
             now=now,
         )
+        verdict = decision.verdict
+        # A wave needs what its strictest member needs: its other members
+        # (refusals aside) wait for that same approval, one for the wave.
+        waits_with_wave = wave_approval is not None and verdict is not Verdict.DENY
+        if waits_with_wave:
+            verdict = Verdict.NEEDS_APPROVAL
         command = {
             Verdict.DENY: Command.DENY,
             Verdict.NEEDS_APPROVAL: Command.REQUEST_APPROVAL,
             Verdict.ALLOW: Command.APPROVE,
-        }[decision.verdict]
+        }[verdict]
         transition(
             s,
             change,
@@ -216,7 +225,20 @@ def request_checkpoint(
             message=_summary(decision),
             details=decision.to_dict(),
         )
-        if decision.verdict is Verdict.NEEDS_APPROVAL:
+        if waits_with_wave:
+            assert wave_approval is not None and wave_approval.approval is not None
+            approval_id = open_approval(s, change, "create", who, wave_approval, now).id
+            note(
+                s,
+                change,
+                kind="create_awaits_approval",
+                actor="policy",
+                now=now,
+                message=f"waits with its wave: the wave's checkpoints need "
+                f"{wave_approval.approval.describe()} (what its strictest member's need)",
+                details=wave_approval.to_dict(),
+            )
+        elif decision.verdict is Verdict.NEEDS_APPROVAL:
             approval_id = open_approval(s, change, "create", who, decision, now).id
         refused = decision.verdict is Verdict.DENY
         for warning in () if refused else decision.warnings:
@@ -234,7 +256,7 @@ def request_checkpoint(
         assert change.id is not None
         change_id = change.id
         job_id = None
-        if decision.verdict is Verdict.ALLOW:
+        if verdict is Verdict.ALLOW:
             # Recorded with the approval it follows from: both or neither.
             job_id = record_create(ctx, s, change, decision.schedule_at)
     waits = job_id is not None and not ctx.deliver(job_id)
