@@ -412,6 +412,7 @@ class Actions:
             windows=data.windows,
             overdue=data.overdue,
             scheduled=data.scheduled,
+            waves_to_approve=data.waves_to_approve,
             start_after_restore=self.deps.start_after_restore,
         )
         client.views_publish(user_id=user, view=view)

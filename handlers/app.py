@@ -119,7 +119,7 @@ def register(app: App, deps: SlackDeps) -> None:
 
     waves = Waves(deps)
 
-    @app.action(re.compile(r"^checkpoint:wave_(take|cancel|rollback|merge|approve|withdraw)$"))
+    @app.action(re.compile(r"^checkpoint:wave_(take|cancel|rollback|merge|approve|withdraw|show)$"))
     def on_wave_button(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         waves.button(ack, body, respond, client)
 

@@ -29,6 +29,7 @@ from bot.service import (
     merge_batch,
     preview_batch,
     rollback_batch,
+    show_batch,
     withdraw_batch,
 )
 from handlers import messages
@@ -43,6 +44,9 @@ TAKE = "checkpoint:wave_take"
 CANCEL = "checkpoint:wave_cancel"
 # The batch card's buttons; their value is the batch's ref.
 CARD_VERBS = ("rollback", "merge", "approve", "withdraw")
+# The App Home's "Show the wave": the card itself, so an approver sees each
+# VM and its state before approving all.
+SHOW = "checkpoint:wave_show"
 # Slack's limit on a button's value (Block Kit reference, button element:
 # https://api.slack.com/reference/block-kit/block-elements#button).
 VALUE_LIMIT = 2000
@@ -141,6 +145,15 @@ class Waves:
         verb = str(action["action_id"]).removeprefix("checkpoint:wave_")
         if verb in CARD_VERBS:
             self._on_card(verb, body, respond, client)
+            return
+        if action["action_id"] == SHOW:
+            try:
+                card = self.deps.payload(
+                    "batch_card", b=show_batch(self.deps.ctx, str(action.get("value", "")))
+                )
+            except ServiceError as exc:
+                card = self.deps.error(exc.message)
+            answer_click(body, respond, client, card)
             return
         if action["action_id"] == CANCEL:
             done = self.deps.notice("Cancelled", "Nothing was recorded and no host was asked.")

@@ -26,6 +26,7 @@ from tests.test_slack_flow import (
     roots,
     shown,
 )
+from tests.test_slack_http import wait_state
 
 
 def test_the_grammar_takes_a_batch_id() -> None:
@@ -311,3 +312,43 @@ windows:
         assert "is not a date and time" in bad
         with session_scope(bot.ctx.engine) as s:
             assert s.exec(select(Change)).all() == []
+
+
+def test_an_approver_sees_one_wave_with_its_vms_and_approves_all_from_the_app_home(
+    tmp_path: Path,
+) -> None:
+    """Creating WEB01 needs an approver, STG-WEB01 nobody: the wave waits
+    for one approval; an approver's App Home lists it once, with its VMs,
+    one Approve all and the card to look at first."""
+    policy = """
+rules:
+  approvals:
+    overrides:
+      - scope: {names: [WEB01]}
+        params: {count: 1, actions: [create, rollback]}
+"""
+    with checked_bot(tmp_path, policy) as bot:
+        preview = command(bot, 'create WEB01 STG-WEB01 --reason "KB5044284 web wave"')
+        assert "2 VMs: 2 can be checkpointed after 1 approval from anyone" in shown(preview)
+        assert "for the whole wave" in shown(preview)
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None
+        _reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        card = _replaced(bot, key)
+        assert "BAT-0001 — awaiting approval" in shown(card)
+        assert button(card, "checkpoint:wave_approve") == "BAT-0001"
+
+        home = home_of(bot, "U0BOB")
+        assert "Awaiting your approval (1)" in home
+        assert ":ocean: *BAT-0001* · a wave of 2 VMs: WEB01, STG-WEB01" in home
+        assert "what its strictest member's needs (0 of 1 so far)" in home
+        assert '"checkpoint:approve"' not in home  # no per-VM approvals of the wave
+        assert "You approve the create of: WEB01, STG-WEB01" in home
+        assert "Awaiting your approval (0)" in home_of(bot, "U0ALICE")  # never the requester
+
+        look = shown(click(bot, "checkpoint:wave_show", "BAT-0001", user="U0BOB"))
+        assert "BAT-0001 — awaiting approval" in look and "*STG-WEB01*" in look
+        bot.slack.click("checkpoint:wave_approve", "BAT-0001", user="U0BOB")
+        for member in ("WEB01", "STG-WEB01"):
+            wait_state(bot, member, "active")
+        assert show_batch(bot.ctx, "BAT-1").state.value == "active"
