@@ -161,6 +161,12 @@ class BatchesConfig(_Model):
     # At most this many of a batch's host jobs run at once on one host, so
     # a wave does not saturate the host's storage.
     per_host: int = Field(default=2, ge=1, le=64)
+    # At most this many of a batch's host jobs run at once on the nodes of
+    # one failover cluster (docs/clusters.md): its Cluster Shared Volumes
+    # are one storage for every node, so two nodes at their per-host bound
+    # would put 4 checkpoints on it at once; 3 keeps below that and still
+    # lets both nodes work. A standalone host has only its per-host bound.
+    per_cluster: int = Field(default=3, ge=1, le=256)
 
 
 class ObservabilityConfig(_Model):

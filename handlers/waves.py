@@ -68,6 +68,7 @@ class WaveValue:
     token: str
     # `--at` as typed: read again in the clicker's Slack time zone on Take.
     at_text: str | None = None
+    cluster: str | None = None
 
     def encode(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -87,6 +88,7 @@ class WaveValue:
             ttl_text=_opt(data.get("ttl_text")),
             token=str(data["token"]),
             at_text=_opt(data.get("at_text")),
+            cluster=_opt(data.get("cluster")),
         )
 
     @property
@@ -96,6 +98,7 @@ class WaveValue:
             groups=[self.group] if self.group else [],
             hosts=[self.host] if self.host else [],
             tags=[self.tag] if self.tag else [],
+            clusters=[self.cluster] if self.cluster else [],
         )
 
 
@@ -118,6 +121,7 @@ class Waves:
             ttl_text=request.ttl_text,
             token=secrets.token_hex(12),
             at_text=request.at_text,
+            cluster=request.cluster,
         )
         encoded = value.encode()
         if len(encoded) > VALUE_LIMIT:

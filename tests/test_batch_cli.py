@@ -61,6 +61,7 @@ def test_a_wave_is_previewed_confirmed_taken_and_shown(tmp_path: Path) -> None:
         "tags": [],
         "groups": ["web-tier"],
         "hosts": [],
+        "clusters": [],
     }
     assert [e["kind"] for e in data["events"]] == ["requested", "members_recorded"]
     listed = json.loads(run(tmp_path, "batch", "list", "--json").stdout)
@@ -99,6 +100,7 @@ def test_yes_and_json_keep_stdout_one_document(tmp_path: Path) -> None:
     [
         (("--tag", "env"), "is not key=value: write it like --tag env=staging"),
         (("--group", "webtier"), "did you mean web-tier?"),
+        (("--cluster", "prodcluster"), "no cluster named 'prodcluster' in the inventory"),
         (("--tag", "env=nowhere"), "matches no VM"),
         (("--host", "HV01", "WEB01"), "a reason is required"),
     ],

@@ -77,6 +77,9 @@ def test_the_grammar_makes_a_wave_of_several_vms_or_a_group() -> None:
     assert parse("create --group web-tier --reason KB1 --ttl 6h") == WaveRequest(
         (), "KB1", group="web-tier", ttl_text="6h"
     )
+    assert parse("create --cluster prod-cluster --tag tier=web --reason KB1") == WaveRequest(
+        (), "KB1", tag="tier=web", cluster="prod-cluster"
+    )
     # Words after one VM are still its reason.
     assert parse("create WEB01 patching KB1") == CreateRequest("WEB01", "patching KB1")
     try:

@@ -302,3 +302,28 @@ def test_a_wave_nobody_needs_to_approve_runs_at_once(strict: AppContext) -> None
     assert out.preview.wave_approval is None
     assert all(o.job_id is not None for o in out.outcomes)
     assert "create_awaits_approval" not in [e.kind for e in out.batch.events]
+
+
+def test_a_cluster_selects_its_nodes_vms_and_bounds_their_jobs(ctx: AppContext) -> None:
+    def names(sel: Selection) -> list[str]:
+        return [c.vm for c in preview_batch(ctx, sel, requester="alice", reason="wave").candidates]
+
+    # HV01 and HV02 are prod-cluster's nodes (docs/clusters.md); HV03 stands alone.
+    assert names(Selection.of(clusters=["PROD-cluster"], tags=["tier=web"])) == ["WEB01", "WEB02"]
+    with pytest.raises(
+        BadRequest, match="no cluster named 'prodcluster'.*did you mean prod-cluster"
+    ):
+        preview_batch(ctx, Selection.of(clusters=["prodcluster"]), requester="a", reason="w")
+    assert Selection.of(clusters=["prod-cluster"]).single is None
+    assert Selection.of(clusters=["prod-cluster"]).describe() == "--cluster prod-cluster"
+
+    out = create_batch(ctx, Selection.of(["WEB01", "STG-WEB01"]), reason="w", requester="alice")
+    with session_scope(ctx.engine) as s:
+        payloads = {j.host: j.payload for j in s.exec(select(Job)).all()}
+    assert {k: v for k, v in payloads["HV01"].items() if k != "token"} == {
+        "host_limit": 2,
+        "cluster": "prod-cluster",
+        "cluster_limit": 3,
+    }
+    assert {k: v for k, v in payloads["HV03"].items() if k != "token"} == {"host_limit": 2}
+    _settle(ctx, [o.job_id for o in out.outcomes if o.job_id is not None])

@@ -41,7 +41,8 @@ from handlers import (
 from handlers.grammar.tokens import Token, tokenize
 
 CREATE_USAGE = (
-    "Usage: /checkpoint create [VM] [--group NAME] [--host HOST] [--tag KEY=VALUE] "
+    "Usage: /checkpoint create [VM] [--group NAME] [--host HOST] [--cluster CLUSTER] "
+    "[--tag KEY=VALUE] "
     '[--type production|production-only|standard] [--ttl 24h] [--at "2026-12-10 22:00"] '
     '[--reason "..."]'
 )
@@ -155,8 +156,8 @@ ERRORS: list[tuple[str, str, str]] = [
     ("create WEB01 --tll 4h", "unknown option --tll for create; did you mean --ttl?", CREATE_USAGE),
     (
         "create WEB01 --zzz r",
-        "unknown option --zzz for create; it takes --group, --host, --tag, --type, --ttl, --at "
-        "or --reason",
+        "unknown option --zzz for create; it takes --group, --host, --cluster, --tag, --type, "
+        "--ttl, --at or --reason",
         CREATE_USAGE,
     ),
     ("create WEB01 --ttl 4x --reason r", str(DurationError("4x")), CREATE_USAGE),

@@ -33,6 +33,7 @@ def _selection_text(b: BatchView) -> str:
     words += [f"--tag {t}" for t in sel.get("tags", [])]
     words += [f"--group {g}" for g in sel.get("groups", [])]
     words += [f"--host {h}" for h in sel.get("hosts", [])]
+    words += [f"--cluster {c}" for c in sel.get("clusters", [])]
     return " ".join(words)
 
 

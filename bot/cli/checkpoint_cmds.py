@@ -117,6 +117,13 @@ def checkpoint() -> None:
     help="The VMs of a group in the inventory's `groups:` (repeatable).",
 )
 @click.option("--host", "hosts", multiple=True, help="Every VM on this host (repeatable).")
+@click.option(
+    "--cluster",
+    "clusters",
+    multiple=True,
+    help="Every VM on the nodes of this failover cluster (the inventory's `clusters:`; "
+    "repeatable).",
+)
 @click.option("--reason", "-r", help="Why: the change this checkpoint protects. Required.")
 @click.option("--type", "ctype", type=TYPES, help="Checkpoint type (default from config).")
 @click.option("--ttl", help="Lifetime before the bot chases it, e.g. 24h, 3d (default 72h).")
@@ -143,6 +150,7 @@ def create(
     tags: tuple[str, ...],
     groups: tuple[str, ...],
     hosts: tuple[str, ...],
+    clusters: tuple[str, ...],
     reason: str | None,
     ctype: str | None,
     ttl: str | None,
@@ -153,7 +161,7 @@ def create(
 ) -> None:
     """Take a checkpoint of VM, if the guardrails allow it.
 
-    Several VMs, --tag, --group or --host make a patch wave (a batch,
+    Several VMs, --tag, --group, --host or --cluster make a patch wave (a batch,
     BAT-n): the selection is resolved and previewed with the policy's word
     for each VM, then taken once you confirm (--yes skips the question).
     Tags narrow what names, groups and hosts select.
@@ -161,7 +169,7 @@ def create(
     --at takes it (or the wave) at that time instead of now; a time when
     the VM's change windows are closed is refused with the opening to ask
     for. `checkpoint withdraw CHG-n` (`batch withdraw BAT-n`) cancels it."""
-    selection = Selection.of(vms, tags=tags, groups=groups, hosts=hosts)
+    selection = Selection.of(vms, tags=tags, groups=groups, hosts=hosts, clusters=clusters)
     at = None
     if at_text is not None:
         zone = ZoneInfo(rt.ctx.settings.defaults.timezone)

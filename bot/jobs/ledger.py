@@ -218,6 +218,19 @@ class JobLedger:
                             now=now,
                             stale_after=self.lock_stale_after,
                         )
+                    # Then its cluster's, in the same transaction: a HostBusy
+                    # from either rolls the whole claim back.
+                    cluster = hostslots.cluster_of(claimed.payload)
+                    if cluster is not None:
+                        hostslots.take(
+                            conn,
+                            host=cluster[0],
+                            limit=cluster[1],
+                            job_id=job_id,
+                            worker=worker,
+                            now=now,
+                            stale_after=self.lock_stale_after,
+                        )
         except vmlock.VMBusy as busy:
             return ClaimResult(ClaimOutcome.VM_BUSY, self.get(job_id), lock_holder=busy.holder)
         except hostslots.HostBusy:

@@ -266,11 +266,16 @@ def request_checkpoint(
 
 def host_limit(ctx: ServiceDeps, change: Change) -> dict[str, object]:
     """A batch member's job runs only in one of its host's first
-    `batches.per_host` slots (bot.jobs.hostslots); a change asked for alone
-    is not bounded."""
+    `batches.per_host` slots and, on a cluster's node, one of its cluster's
+    first `batches.per_cluster` (bot.jobs.hostslots); a change asked for
+    alone is not bounded."""
     if change.batch_id is None:
         return {}
-    return {"host_limit": ctx.settings.batches.per_host}
+    limits: dict[str, object] = {"host_limit": ctx.settings.batches.per_host}
+    cluster = ctx.inventory.cluster_of(change.host)
+    if cluster is not None:
+        limits |= {"cluster": cluster.name, "cluster_limit": ctx.settings.batches.per_cluster}
+    return limits
 
 
 def record_create(

@@ -128,6 +128,7 @@ class WaveRequest:
     checkpoint_type: str | None = None
     ttl_text: str | None = None
     at_text: str | None = None
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)

@@ -150,8 +150,8 @@ class CommandSpec:
 
 def _create(v: Values) -> SlashRequest:
     names = [*filter(None, [v.get("vm")]), *(v.get("more") or "").split()]
-    group, host, tag = v.get("group"), v.get("host"), v.get("tag")
-    if len(names) > 1 or group or host or tag:
+    group, host, tag, cluster = v.get("group"), v.get("host"), v.get("tag"), v.get("cluster")
+    if len(names) > 1 or group or host or tag or cluster:
         if not v.get("reason"):
             raise Invalid(
                 f"a reason is required: say why, e.g. {SLASH} create --group web-tier "
@@ -166,6 +166,7 @@ def _create(v: Values) -> SlashRequest:
             checkpoint_type=v.get("type"),
             ttl_text=v.get("ttl"),
             at_text=v.get("at"),
+            cluster=cluster,
         )
     if not names:
         raise Invalid(
@@ -217,6 +218,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 example="web-tier",
             ),
             Param("host", Kind.NAME, "HOST", help="a wave of every VM on a host", example="HV01"),
+            Param(
+                "cluster",
+                Kind.NAME,
+                "CLUSTER",
+                help="a wave of every VM on a failover cluster's nodes",
+                example="prod-cluster",
+            ),
             Param(
                 "tag",
                 Kind.NAME,
