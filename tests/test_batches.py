@@ -311,7 +311,7 @@ def test_a_cluster_selects_its_nodes_vms_and_bounds_their_jobs(ctx: AppContext) 
     # HV01 and HV02 are prod-cluster's nodes (docs/clusters.md); HV03 stands alone.
     assert names(Selection.of(clusters=["PROD-cluster"], tags=["tier=web"])) == ["WEB01", "WEB02"]
     with pytest.raises(
-        BadRequest, match="no cluster named 'prodcluster'.*did you mean prod-cluster"
+        BadRequest, match=r"no cluster named 'prodcluster'.*did you mean prod-cluster"
     ):
         preview_batch(ctx, Selection.of(clusters=["prodcluster"]), requester="a", reason="w")
     assert Selection.of(clusters=["prod-cluster"]).single is None
