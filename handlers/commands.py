@@ -132,7 +132,11 @@ class Commands:
             case WaveRequest():
                 return Waves(deps).preview(request, who())
             case BatchRequest(batch_ref=ref):
-                return deps.payload("batch_card", b=show_batch(ctx, ref))
+                return deps.payload(
+                    "batch_card",
+                    b=show_batch(ctx, ref),
+                    start_after_restore=deps.start_after_restore,
+                )
             case PolicyRequest(vm=vm, action=action):
                 decision = explain(ctx, vm, action, who())
                 return deps.payload(

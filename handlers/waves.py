@@ -19,6 +19,7 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
+from bot.changes.batch_views import BatchView
 from bot.service import (
     BatchAction,
     Principal,
@@ -110,6 +111,11 @@ class Waves:
     def __init__(self, deps: SlackDeps) -> None:
         self.deps = deps
 
+    def _card(self, view: BatchView) -> Payload:
+        return self.deps.payload(
+            "batch_card", b=view, start_after_restore=self.deps.start_after_restore
+        )
+
     def preview(self, request: WaveRequest, who: Principal) -> Payload:
         value = WaveValue(
             names=request.names,
@@ -153,7 +159,9 @@ class Waves:
         if action["action_id"] == SHOW:
             try:
                 card = self.deps.payload(
-                    "batch_card", b=show_batch(self.deps.ctx, str(action.get("value", "")))
+                    "batch_card",
+                    b=show_batch(self.deps.ctx, str(action.get("value", ""))),
+                    start_after_restore=self.deps.start_after_restore,
                 )
             except ServiceError as exc:
                 card = self.deps.error(exc.message)
@@ -188,7 +196,7 @@ class Waves:
         except ServiceError as exc:
             answer_click(body, respond, client, self.deps.error(exc.message))
             return
-        _replace(respond, self.deps.payload("batch_card", b=out.batch))
+        _replace(respond, self._card(out.batch))
 
     def _on_card(
         self, verb: str, body: dict[str, Any], respond: Respond, client: WebClient
@@ -224,7 +232,7 @@ class Waves:
             answer_click(body, respond, client, self.deps.error(exc.message))
             return
         answer_click(body, respond, client, self.deps.notice(title, *lines))
-        answer_click(body, respond, client, self.deps.payload("batch_card", b=view))
+        answer_click(body, respond, client, self._card(view))
 
 
 def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:

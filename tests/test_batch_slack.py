@@ -23,6 +23,7 @@ from tests.test_slack_flow import (
     click,
     command,
     home_of,
+    quiet_click,
     roots,
     shown,
 )
@@ -355,3 +356,59 @@ rules:
         for member in ("WEB01", "STG-WEB01"):
             wait_state(bot, member, "active")
         assert show_batch(bot.ctx, "BAT-1").state.value == "active"
+
+
+def _member_buttons(card: dict[str, Any], ref: str) -> dict[str, dict[str, Any]]:
+    """The card's per-VM buttons of one member (by action_id)."""
+    return {
+        el["action_id"]: el
+        for block in card.get("blocks", [])
+        if block.get("type") == "actions"
+        for el in block["elements"]
+        if str(el.get("value", "")).startswith(f"{ref}:")
+    }
+
+
+def test_one_vm_of_a_wave_is_rolled_back_from_the_card_its_confirm_saying_what_is_lost(
+    tmp_path: Path,
+) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        card = command(bot, "batch BAT-1")
+        staging = show_batch(bot.ctx, "BAT-1").members[1]
+        assert staging.vm_name == "STG-WEB01"
+        mine = _member_buttons(card, staging.change)
+        assert set(mine) == {"checkpoint:rollback", "checkpoint:merge", "checkpoint:extend"}
+        confirm = mine["checkpoint:rollback"]["confirm"]
+        assert confirm["title"]["text"] == "Roll back STG-WEB01?"
+        assert (
+            "Everything written to STG-WEB01 since the checkpoint was taken is lost"
+            in (confirm["text"]["text"])
+        )
+        # The refused DC has no buttons of its own; WEB01 has its own too.
+        assert _member_buttons(card, show_batch(bot.ctx, "BAT-1").members[2].change) == {}
+        assert _member_buttons(card, show_batch(bot.ctx, "BAT-1").members[0].change)
+
+        quiet_click(bot, "checkpoint:rollback", mine["checkpoint:rollback"]["value"], "U0ALICE")
+        wait_state(bot, "STG-WEB01", "rolled_back")
+        after = show_batch(bot.ctx, "BAT-1")
+        assert [m.state for m in after.members] == ["active", "rolled_back", "denied"]
+        assert after.state.value == "mixed"
+        # The wave's root card, in its channel, follows: STG-WEB01's Roll back is gone.
+        posted = bot.api.wait_for(
+            lambda cs: any(
+                c.method == "chat.update" and "rolled back" in shown(c.body) for c in cs
+            ),
+            30,
+        )
+        root = [c for c in posted if c.method == "chat.update"][-1].body
+        assert "checkpoint:rollback" not in _member_buttons(root, staging.change)

@@ -32,6 +32,26 @@ class MemberView:
     # The checkpoint's size at the last sweep (bot.service.sweep); None
     # before the first sample.
     size_bytes: int | None = None
+    # What the card's per-VM buttons need: the record's version (a click on
+    # an outdated card is recognised), whether the checkpoint holds memory
+    # (what a restore does to the VM) and the VM's state after a rollback.
+    version: int = 0
+    holds_memory: bool | None = None
+    vm_state_after: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return self.change
+
+    @property
+    def needs_start(self) -> bool:
+        return self.state == "rolled_back" and self.vm_state_after in ("Off", "Saved")
+
+    @property
+    def resolutions(self) -> tuple[str, ...]:
+        # An interrupted member is settled from its own record (`change
+        # show`), not from the wave's card.
+        return ()
 
     @classmethod
     def of(cls, c: Change, note: str | None = None) -> MemberView:
@@ -46,6 +66,9 @@ class MemberView:
             checkpoint_id=c.checkpoint_id,
             note=note,
             change_id=c.id,
+            version=c.version,
+            holds_memory=c.holds_memory,
+            vm_state_after=c.vm_state_after,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -332,7 +332,12 @@ class ThreadNotifier:
         with session_scope(self.engine) as s:
             batch = load_batch(s, batch_id)
             seen = get_batch(s, batch_id).thread_ts
-        root = self.renderer.payload("batch_card", demo=self.demo, b=batch)
+        root = self.renderer.payload(
+            "batch_card",
+            demo=self.demo,
+            b=batch,
+            start_after_restore=self.start_after_restore,
+        )
         thread_ts = seen
         if thread_ts is None or _stale(thread_ts):
             thread_ts = self._claimed_post(
