@@ -33,6 +33,7 @@ from bot.service import (
     show_change,
     show_settings,
     withdraw,
+    withdraw_batch,
 )
 from handlers import messages, outage
 from handlers.deps import SlackDeps, ephemeral
@@ -168,6 +169,9 @@ class Commands:
                     ctx, ref, approver=who(), reason=reason or "", target=Target(action=action)
                 )
                 return deps.notice(*messages.approval(result))
+            case WithdrawRequest(change_ref=ref, action=action) if ref.startswith("BAT-"):
+                taken_back = withdraw_batch(ctx, ref, requester=who())
+                return deps.notice(*messages.wave_withdrawn(taken_back))
             case WithdrawRequest(change_ref=ref, action=action):
                 result = withdraw(ctx, ref, requester=who(), target=Target(action=action))
                 return deps.notice(*messages.approval(result))

@@ -15,6 +15,7 @@ from bot.clock import utc_text
 from bot.service import (
     Ambiguous,
     ApprovalOutcome,
+    BatchWithdrawal,
     Happened,
     Outcome,
     ScheduledRun,
@@ -193,6 +194,14 @@ def window_line(
     when = f"*open now* until {closes}" if open_now else f"opens {opens} · closes {closes}"
     how = f" · {esc(defined)}" if defined else ""
     return f":calendar: *{esc(name)}* · {when} · {esc(scope)}{waiting}{how}"
+
+
+def wave_withdrawn(out: BatchWithdrawal) -> tuple[str, ...]:
+    """A wave its requester took back: which VMs, and any that could not be."""
+    b = out.batch
+    lines = [f"*{b.ref}*: you withdrew {esc(', '.join(out.withdrawn))}; nothing runs for them."]
+    lines += [f"{esc(vm)}: {esc(why)}" for vm, why in out.problems]
+    return (f"{b.ref}: withdrawn", *lines)
 
 
 def scheduled_line(t: ScheduledRun) -> str:

@@ -16,6 +16,7 @@ from bot.service import Selection, create_batch, list_batches, show_batch
 from bot.store.db import session_scope
 from bot.store.models import Change
 from handlers.grammar import BatchRequest, CreateRequest, GrammarError, WaveRequest, parse
+from handlers.grammar.requests import WithdrawRequest
 from tests.slack_support import RunningBot
 from tests.test_slack_flow import (
     button,
@@ -32,6 +33,8 @@ from tests.test_slack_http import wait_state
 
 def test_the_grammar_takes_a_batch_id() -> None:
     assert parse("batch bat-7") == BatchRequest("BAT-0007")
+    assert parse("withdraw bat-7") == WithdrawRequest("BAT-0007")
+    assert parse("withdraw chg-7") == WithdrawRequest("CHG-0007")
     try:
         parse("batch CHG-1")
     except GrammarError as exc:
@@ -290,6 +293,16 @@ def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_wit
         gone = shown(command(bot, "withdraw CHG-4"))
         assert "you withdrew your" in gone and "nothing runs for it" in gone
         assert ":alarm_clock:" not in shown(command(bot, "windows"))
+
+        # A wave is withdrawn by its id too.
+        again = command(bot, 'create --tag env=staging --at "2026-12-11 22:00" --reason later')
+        again_take = button(again, "checkpoint:wave_take")
+        assert again_take is not None
+        bot.slack.click("checkpoint:wave_take", again_take, user="U0ALICE")
+        bot.api.wait_for(lambda cs: len(list_batches(bot.ctx)) == 2, 30)
+        wave2 = shown(command(bot, "withdraw bat-2"))
+        assert "*BAT-0002*: you withdrew STG-WEB01, STG-APP01; nothing runs for them." in wave2
+        assert {m.state for m in show_batch(bot.ctx, "BAT-2").members} == {"withdrawn"}
 
 
 def test_an_at_outside_the_window_names_the_opening_in_the_readers_zone(tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ class Kind(enum.Enum):
     CHANGE = "a change id like CHG-0042"
     CHANGE_OR_VM = "a change id like CHG-0042 or a VM name"
     BATCH = "a batch id like BAT-0007"
+    CHANGE_OR_BATCH = "a change id like CHG-0042 or a batch id like BAT-0007"
     NAME = "a group or host name, or a tag key=value"
     DURATION = "a duration like 24h"
     CHOICE = "a choice"
@@ -335,12 +336,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "withdraw",
-        "take back your own request while it waits for approval",
+        "take back your own request while it waits (for approval, or for its time)",
         lambda v: WithdrawRequest(v.need("change"), v.get("request")),
-        args=(_CHANGE, _REQUEST),
-        examples=("withdraw CHG-0042", "withdraw CHG-0042 rollback"),
+        args=(Param("change", Kind.CHANGE_OR_BATCH, "CHG-n|BAT-n"), _REQUEST),
+        examples=("withdraw CHG-0042", "withdraw CHG-0042 rollback", "withdraw BAT-0007"),
         details="Only the requester can; nothing runs for it. When more than one of "
-        "your requests waits, say which.",
+        "your requests waits, say which. A wave (BAT-n) withdraws every member that "
+        "still waits.",
         synonyms=("retract", "unrequest"),
     ),
     CommandSpec(
