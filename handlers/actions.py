@@ -178,6 +178,10 @@ class Actions:
         if verb == "start":
             started = start_vm(ctx, ref, requester=who)
             return deps.notice(*messages.starting(started.change))
+        if verb == "unschedule":
+            # The requester takes back a checkpoint that waits for its time
+            # or its window (bot/service/withdraw.py); the card shows it.
+            return self._decided(withdraw(ctx, ref, requester=who, target=Target(action="create")))
         act: Callable[..., Any] = {"rollback": rollback, "merge": merge}[verb]
         outcome = act(ctx, ref, requester=who)
         if outcome.refused:

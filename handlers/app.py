@@ -34,7 +34,7 @@ from templates.blocks import SlackRenderer
 
 SLASH_COMMAND = "/checkpoint"
 CHANGE_BUTTONS = re.compile(
-    r"^checkpoint:(approve|reject|withdraw|rollback|merge|extend|start"
+    r"^checkpoint:(approve|reject|withdraw|rollback|merge|extend|start|unschedule"
     r"|resolve_(active|failed|rolled_back|merged))$"
 )
 # Bolt runs each listener in this pool and answers Slack when the listener

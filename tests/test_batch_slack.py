@@ -290,18 +290,25 @@ def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_wit
         assert "Withdrew 3 of BAT-0001: nothing runs for them" in shown(notice)
         assert "BAT-0001 — refused" in shown(after)
         assert {m.state for m in show_batch(bot.ctx, "BAT-1").members} == {"withdrawn"}
+        # The single change's root offers its requester a Withdraw.
+        unschedule = button(posted[-1].body, "checkpoint:unschedule")
+        assert unschedule is not None and unschedule.startswith("CHG-0004:unschedule:v")
+        not_bobs = shown(click(bot, "checkpoint:unschedule", unschedule, user="U0BOB"))
+        assert "who asked for it, may withdraw the scheduled checkpoint of CHG-0004" in not_bobs
+        quiet_click(bot, "checkpoint:unschedule", unschedule, "U0ALICE")
+        wait_state(bot, "STG-WEB01", "withdrawn")
         gone = shown(command(bot, "withdraw CHG-4"))
-        assert "you withdrew your" in gone and "nothing runs for it" in gone
+        assert "CHG-0004 has nothing waiting for approval" in gone  # and nothing to withdraw
         assert ":alarm_clock:" not in shown(command(bot, "windows"))
 
         # A wave is withdrawn by its id too.
         again = command(bot, 'create --tag env=staging --at "2026-12-11 22:00" --reason later')
         again_take = button(again, "checkpoint:wave_take")
         assert again_take is not None
-        bot.slack.click("checkpoint:wave_take", again_take, user="U0ALICE")
-        bot.api.wait_for(lambda cs: len(list_batches(bot.ctx)) == 2, 30)
+        # Its card replaces the preview once every member is recorded.
+        _replaced(bot, bot.slack.click("checkpoint:wave_take", again_take, user="U0ALICE")[1])
         wave2 = shown(command(bot, "withdraw bat-2"))
-        assert "*BAT-0002*: you withdrew STG-WEB01, STG-APP01; nothing runs for them." in wave2
+        assert "*BAT-0002*: you withdrew STG-WEB01, STG-APP01; nothing runs for them." in wave2, wave2
         assert {m.state for m in show_batch(bot.ctx, "BAT-2").members} == {"withdrawn"}
 
 

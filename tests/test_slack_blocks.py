@@ -292,6 +292,8 @@ EXPECTED_BUTTONS = {
     State.AWAITING_APPROVAL: {"checkpoint:approve", "checkpoint:reject", "checkpoint:withdraw"},
     State.ACTIVE: {"checkpoint:rollback", "checkpoint:merge", "checkpoint:extend"},
     State.ROLLED_BACK: {"checkpoint:merge", "checkpoint:extend"},
+    # Waiting for its time (--at) or window: its requester may take it back.
+    State.SCHEDULED: {"checkpoint:unschedule"},
 }
 
 
