@@ -308,7 +308,7 @@ def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_wit
         # Its card replaces the preview once every member is recorded.
         _replaced(bot, bot.slack.click("checkpoint:wave_take", again_take, user="U0ALICE")[1])
         wave2 = shown(command(bot, "withdraw bat-2"))
-        assert "*BAT-0002*: you withdrew STG-WEB01, STG-APP01; nothing runs for them." in wave2, wave2
+        assert "*BAT-0002*: you withdrew STG-WEB01, STG-APP01; nothing runs for them." in wave2
         assert {m.state for m in show_batch(bot.ctx, "BAT-2").members} == {"withdrawn"}
 
 
