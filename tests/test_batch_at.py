@@ -274,12 +274,14 @@ def test_one_scheduled_change_is_withdrawn_by_its_requester_only(estate: Estate)
 
 
 def test_the_models_match_migration_0015(engine: Engine) -> None:
-    """`change.run_at` and `batch.run_at` as migration 0015 made them, on
+    """`change.run_at`, `batch.run_at` and `batch_event.slack_ts` as migration 0015 made them, on
     SQLite and PostgreSQL, and 0015 goes down and up again."""
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
-    assert [d for d in diff if "run_at" in repr(d)] == []
+    assert [d for d in diff if "run_at" in repr(d) or "batch_event" in repr(d)] == []
     downgrade(engine, "0014")
     assert "run_at" not in {c["name"] for c in inspect(engine).get_columns("batch")}
+    assert "slack_ts" not in {c["name"] for c in inspect(engine).get_columns("batch_event")}
     upgrade(engine)
     assert "run_at" in {c["name"] for c in inspect(engine).get_columns("change")}
+    assert "slack_ts" in {c["name"] for c in inspect(engine).get_columns("batch_event")}

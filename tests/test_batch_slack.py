@@ -5,6 +5,7 @@ slack_sdk's models and Slack's limits (tests/slack_support.py)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -376,6 +377,24 @@ rules:
         for member in ("WEB01", "STG-WEB01"):
             wait_state(bot, member, "active")
         assert show_batch(bot.ctx, "BAT-1").state.value == "active"
+
+        # The wave's milestones are replies in its one thread, each once.
+        def milestones(calls: list[Any]) -> list[str]:
+            return [
+                shown(c.body)
+                for c in calls
+                if c.method == "chat.postMessage"
+                and c.body.get("thread_ts")
+                and str(c.body.get("text", "")).startswith("BAT-0001: ")
+            ]
+
+        said = milestones(bot.api.wait_for(lambda cs: len(milestones(cs)) >= 2, 30))
+        assert ":bell: *Approval needed for the wave*" in said[0]
+        assert "need 1 approval from anyone (not the requester)" in said[0]
+        assert "WEB01, STG-WEB01" in said[0]
+        assert ":+1: *Approved* · <@U0BOB>" in said[1]
+        time.sleep(0.5)
+        assert len(milestones(bot.api.calls)) == 2
 
 
 def _member_buttons(card: dict[str, Any], ref: str) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,7 @@ from bot.changes.batch_record import batch_note, get_batch
 from bot.changes.batch_views import BatchView
 from bot.changes.record import ConcurrentUpdate, get_change, note
 from bot.service.approvals import ApprovalOutcome, approve
-from bot.service.batches import find_batch, show_batch
+from bot.service.batches import find_batch, retell, show_batch
 from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, ServiceError
@@ -120,7 +120,9 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
             if d.verdict is Verdict.DENY
         ]
         _note(ctx, batch_id, f"{action.value}_refused", who, "; ".join(refusing), verdict)
-        return BatchAction(show_batch(ctx, ref), action.value, verdict, tuple(skipped))
+        refused = show_batch(ctx, ref)
+        retell(ctx, refused)
+        return BatchAction(refused, action.value, verdict, tuple(skipped))
     if verdict.verdict is Verdict.NEEDS_APPROVAL:
         assert verdict.approval is not None
         need = verdict.approval.describe()
@@ -295,4 +297,6 @@ def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> B
                     "problems": dict(problems),
                 },
             )
-    return BatchApproval(show_batch(ctx, ref), tuple(outcomes), tuple(problems))
+    after = show_batch(ctx, ref)
+    retell(ctx, after)
+    return BatchApproval(after, tuple(outcomes), tuple(problems))

@@ -308,9 +308,16 @@ def create_batch(
                 + ", ".join(waiting),
                 details={"decision": wave_approval.to_dict(), "members": waiting},
             )
-    return BatchOutcome(
-        show_batch(ctx, batch_ref(batch_id)), preview, tuple(outcomes), tuple(missing)
-    )
+    recorded = show_batch(ctx, batch_ref(batch_id))
+    retell(ctx, recorded)
+    return BatchOutcome(recorded, preview, tuple(outcomes), tuple(missing))
+
+
+def retell(ctx: ServiceDeps, batch: BatchView) -> None:
+    """Bring the wave's thread up to date after a batch event (its card and
+    its milestones are synced with any member's change, bot.notify.thread)."""
+    if batch.members:
+        ctx.notifier.changed(batch.members[0].change_id)
 
 
 def _by_token(ctx: ServiceDeps, token: str) -> int | None:
@@ -394,4 +401,6 @@ def withdraw_batch(ctx: ServiceDeps, ref: str, *, requester: str | Principal) ->
             + "".join(f"; {vm}: {why}" for vm, why in problems),
             details={"withdrawn": done, "problems": dict(problems)},
         )
-    return BatchWithdrawal(show_batch(ctx, ref), tuple(done), tuple(problems))
+    after = show_batch(ctx, ref)
+    retell(ctx, after)
+    return BatchWithdrawal(after, tuple(done), tuple(problems))

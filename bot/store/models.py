@@ -119,6 +119,9 @@ class BatchEvent(SQLModel, table=True):
     kind: str = Field(max_length=32)
     message: str = Field(default="", max_length=4000)
     details: dict[str, Any] = _json()
+    # The reply a milestone got in the wave's thread (bot.notify.thread),
+    # claimed before it is posted; None: not posted (yet), or not a milestone.
+    slack_ts: str | None = Field(default=None, max_length=64)
 
 
 class ChangeEvent(SQLModel, table=True):
