@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -99,8 +100,23 @@ class DefaultsConfig(_Model):
     # A restored production checkpoint leaves the VM Off; start it again if
     # it was running before the rollback.
     start_after_restore: bool = True
+    # The wall clock `checkpoint-bot checkpoint create --at` reads a time
+    # without a zone on (an IANA key); Slack uses each requester's own
+    # profile zone instead (docs/batches.md "At a time").
+    timezone: str = "UTC"
 
     _durations = field_validator("ttl", mode="before")(_duration)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name like Europe/Berlin, or UTC"
+            ) from None
+        return value
 
 
 class HyperVConfig(_Model):
@@ -145,6 +161,12 @@ class BatchesConfig(_Model):
     # At most this many of a batch's host jobs run at once on one host, so
     # a wave does not saturate the host's storage.
     per_host: int = Field(default=2, ge=1, le=64)
+    # At most this many of a batch's host jobs run at once on the nodes of
+    # one failover cluster (docs/clusters.md): its Cluster Shared Volumes
+    # are one storage for every node, so two nodes at their per-host bound
+    # would put 4 checkpoints on it at once; 3 keeps below that and still
+    # lets both nodes work. A standalone host has only its per-host bound.
+    per_cluster: int = Field(default=3, ge=1, le=256)
 
 
 class ObservabilityConfig(_Model):

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt import Ack, Respond
@@ -28,6 +28,7 @@ from bot.durations import DurationError, parse_duration
 from bot.reasons import ReasonError, check_reason
 from bot.service import (
     ApprovalOutcome,
+    AtTime,
     Card,
     Conflict,
     Forbidden,
@@ -50,6 +51,7 @@ from bot.service import (
     show_change,
     start_vm,
     withdraw,
+    zone_of,
 )
 from handlers import messages, outage
 from handlers.deps import SlackDeps, answer_click
@@ -178,6 +180,10 @@ class Actions:
         if verb == "start":
             started = start_vm(ctx, ref, requester=who)
             return deps.notice(*messages.starting(started.change))
+        if verb == "unschedule":
+            # The requester takes back a checkpoint that waits for its time
+            # or its window (bot/service/withdraw.py); the card shows it.
+            return self._decided(withdraw(ctx, ref, requester=who, target=Target(action="create")))
         act: Callable[..., Any] = {"rollback": rollback, "merge": merge}[verb]
         outcome = act(ctx, ref, requester=who)
         if outcome.refused:
@@ -227,6 +233,8 @@ class Actions:
         ttl = _text(values, "ttl")
         reason = _text(values, "reason")
         errors: dict[str, str] = {}
+        user = str(body["user"]["id"])
+        at = self._picked_at(values, user, errors)
         if not vm:
             errors["vm"] = "Choose a VM."
         else:
@@ -242,7 +250,6 @@ class Actions:
             check_reason(reason)
         except ReasonError as exc:
             errors["reason"] = exc.message[:150]
-        user = str(body["user"]["id"])
         team = request_team(body)
         channel = str(view.get("private_metadata") or "") or None
         if "vm" not in errors and "ttl" not in errors:
@@ -262,13 +269,41 @@ class Actions:
                 user,
                 channel,
                 lambda: self._created(
-                    self.deps.principal(user, channel, team), vm, ttl, reason, values
+                    self.deps.principal(user, channel, team), vm, ttl, reason, values, at
                 ),
             ),
         )
 
+    def _picked_at(
+        self, values: dict[str, Any], user: str, errors: dict[str, str]
+    ) -> AtTime | None:
+        """The form's optional "Take it at": Slack sends the instant the
+        person picked on their own clock (a UNIX time); a time already past
+        is refused under the field. A closed change window is said after the
+        form closes (deciding it asks the VM's host, slower than the 3
+        seconds a form's answer has)."""
+        picked = (values.get("at") or {}).get("at", {}).get("selected_date_time")
+        if not isinstance(picked, int) or isinstance(picked, bool):
+            return None
+        at = AtTime(
+            datetime.fromtimestamp(picked, UTC),
+            self.deps.homes.tz_of(user) or self.deps.ctx.settings.defaults.timezone,
+            "slack",
+        )
+        if zone_of(at.zone) is None:
+            at = AtTime(at.instant, "UTC", "configured")
+        if at.instant <= self.deps.ctx.clock():
+            errors["at"] = "That time has passed: pick a later one, or leave it empty."
+        return at
+
     def _created(
-        self, who: Principal, vm: str, ttl: str, reason: str, values: dict[str, Any]
+        self,
+        who: Principal,
+        vm: str,
+        ttl: str,
+        reason: str,
+        values: dict[str, Any],
+        at: AtTime | None = None,
     ) -> Payload:
         outcome = request_checkpoint(
             self.deps.ctx,
@@ -279,6 +314,7 @@ class Actions:
             ttl=ttl or None,
             source="slack",
             channel=who.channel,
+            at=at,
         )
         if outcome.refused:
             return self.deps.payload("denied_ephemeral", outcome=outcome, action="create")
@@ -411,6 +447,8 @@ class Actions:
             to_approve=data.to_approve,
             windows=data.windows,
             overdue=data.overdue,
+            scheduled=data.scheduled,
+            waves_to_approve=data.waves_to_approve,
             start_after_restore=self.deps.start_after_restore,
         )
         client.views_publish(user_id=user, view=view)

@@ -34,7 +34,7 @@ from templates.blocks import SlackRenderer
 
 SLASH_COMMAND = "/checkpoint"
 CHANGE_BUTTONS = re.compile(
-    r"^checkpoint:(approve|reject|withdraw|rollback|merge|extend|start"
+    r"^checkpoint:(approve|reject|withdraw|rollback|merge|extend|start|unschedule"
     r"|resolve_(active|failed|rolled_back|merged))$"
 )
 # Bolt runs each listener in this pool and answers Slack when the listener
@@ -121,7 +121,7 @@ def register(app: App, deps: SlackDeps) -> None:
 
     waves = Waves(deps)
 
-    @app.action(re.compile(r"^checkpoint:wave_(take|cancel|rollback|merge|approve)$"))
+    @app.action(re.compile(r"^checkpoint:wave_(take|cancel|rollback|merge|approve|withdraw|show)$"))
     def on_wave_button(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         waves.button(ack, body, respond, client)
 

@@ -28,10 +28,12 @@ from bot.service import (
     reject,
     request_checkpoint,
     rollback,
+    scheduled_runs,
     show_batch,
     show_change,
     show_settings,
     withdraw,
+    withdraw_batch,
 )
 from handlers import messages, outage
 from handlers.deps import SlackDeps, ephemeral
@@ -131,7 +133,11 @@ class Commands:
             case WaveRequest():
                 return Waves(deps).preview(request, who())
             case BatchRequest(batch_ref=ref):
-                return deps.payload("batch_card", b=show_batch(ctx, ref))
+                return deps.payload(
+                    "batch_card",
+                    b=show_batch(ctx, ref),
+                    start_after_restore=deps.start_after_restore,
+                )
             case PolicyRequest(vm=vm, action=action):
                 decision = explain(ctx, vm, action, who())
                 return deps.payload(
@@ -163,6 +169,9 @@ class Commands:
                     ctx, ref, approver=who(), reason=reason or "", target=Target(action=action)
                 )
                 return deps.notice(*messages.approval(result))
+            case WithdrawRequest(change_ref=ref, action=action) if ref.startswith("BAT-"):
+                taken_back = withdraw_batch(ctx, ref, requester=who())
+                return deps.notice(*messages.wave_withdrawn(taken_back))
             case WithdrawRequest(change_ref=ref, action=action):
                 result = withdraw(ctx, ref, requester=who(), target=Target(action=action))
                 return deps.notice(*messages.approval(result))
@@ -173,6 +182,7 @@ class Commands:
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _create(self, request: CreateRequest, who: Any) -> Payload:
+        at = self.deps.at_of(who.id, request.at_text) if request.at_text else None
         outcome = request_checkpoint(
             self.deps.ctx,
             request.vm,
@@ -182,6 +192,7 @@ class Commands:
             ttl=request.ttl_text,
             source="slack",
             channel=who.channel,
+            at=at,
         )
         if outcome.refused:
             # Recorded by the service; shown to the requester alone.
@@ -218,11 +229,12 @@ class Commands:
             )
             for w in lookups.upcoming_windows(ctx)
         ]
-        if not lines:
+        timed = [messages.scheduled_line(t) for t in scheduled_runs(ctx)]
+        if not lines and not timed:
             return self.deps.notice(
                 "Change windows", messages.NO_WINDOWS, hint=messages.NO_WINDOWS_HINT
             )
-        return self.deps.notice("Change windows", *lines)
+        return self.deps.notice("Change windows", *(lines or [messages.NO_WINDOWS]), *timed)
 
     def _settings(self, request: SettingsRequest, who: Principal) -> Payload:
         ctx = self.deps.ctx

@@ -8,13 +8,23 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.context import AppContext
-from bot.service import Directory, Forbidden, GroupsUnavailable, Principal, ServiceError
+from bot.service import (
+    AtTime,
+    Directory,
+    Forbidden,
+    GroupsUnavailable,
+    Principal,
+    ServiceError,
+    parse_at,
+    zone_of,
+)
 from handlers import messages
 from handlers.workspace import UserHomes, Workspace
 from templates.blocks import SlackRenderer
@@ -74,6 +84,16 @@ class SlackDeps:
 
     def view(self, name: str, **values: Any) -> dict[str, Any]:
         return self.renderer.view(name, demo=self.demo, **values)
+
+    def at_of(self, user_id: str, text: str) -> AtTime:
+        """`--at` as `user_id` meant it: read in their Slack time zone (their
+        profile's `tz`, from users.info), else in `defaults.timezone` (a zone
+        typed after the time wins over both)."""
+        zone = zone_of(self.homes.tz_of(user_id))
+        if zone is None:
+            configured = ZoneInfo(self.ctx.settings.defaults.timezone)
+            return parse_at(text, configured, source="configured")
+        return parse_at(text, zone, source="slack")
 
     def notice(self, title: str, *lines: str, hint: str | None = None) -> dict[str, Any]:
         """A short answer (`notice_ephemeral`): a title in plain words, lines

@@ -11,7 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.changes.views import ChangeView
-from bot.service import Ambiguous, ApprovalOutcome, Happened, Outcome, Stale, settled_words
+from bot.clock import utc_text
+from bot.service import (
+    Ambiguous,
+    ApprovalOutcome,
+    BatchWithdrawal,
+    Happened,
+    Outcome,
+    ScheduledRun,
+    Stale,
+    settled_words,
+)
 from templates import mrkdwn_escape as esc
 from templates.blocks import mention, slack_date
 
@@ -33,8 +43,16 @@ def created(outcome: Outcome) -> tuple[str, str]:
     c = outcome.change
     if outcome.waiting:
         tail = "it waits for approval; approvers are asked in its thread."
+        if c.run_at is not None:
+            tail += f" Once approved it runs at {utc_text(c.run_at)}, as you asked."
     elif outcome.waits_for_queue:
         tail = f"allowed; {QUEUE_DOWN.format(what='the checkpoint')}"
+    elif c.state == "scheduled" and c.run_at is not None:
+        # The UTC text becomes a date token: each reader sees their own zone.
+        tail = (
+            f"it is scheduled for {utc_text(c.run_at)}, as you asked; "
+            f"`/checkpoint withdraw {c.ref}` cancels it before then."
+        )
     elif c.state == "scheduled":
         tail = "it is scheduled for its change window."
     else:
@@ -176,6 +194,21 @@ def window_line(
     when = f"*open now* until {closes}" if open_now else f"opens {opens} · closes {closes}"
     how = f" · {esc(defined)}" if defined else ""
     return f":calendar: *{esc(name)}* · {when} · {esc(scope)}{waiting}{how}"
+
+
+def wave_withdrawn(out: BatchWithdrawal) -> tuple[str, ...]:
+    """A wave its requester took back: which VMs, and any that could not be."""
+    b = out.batch
+    lines = [f"*{b.ref}*: you withdrew {esc(', '.join(out.withdrawn))}; nothing runs for them."]
+    lines += [f"{esc(vm)}: {esc(why)}" for vm, why in out.problems]
+    return (f"{b.ref}: withdrawn", *lines)
+
+
+def scheduled_line(t: ScheduledRun) -> str:
+    """One change or wave asked for at a time, for `/checkpoint windows`;
+    its UTC time becomes a date token in each reader's zone."""
+    vms, who = esc(", ".join(t.vms)), mention(t.requester)
+    return f":alarm_clock: *{t.ref}* · {vms} · runs {utc_text(t.run_at)} · asked by {who}"
 
 
 UNEXPECTED = "Something went wrong on our side; nothing was changed that you were not told of."

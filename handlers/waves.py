@@ -19,6 +19,7 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
+from bot.changes.batch_views import BatchView
 from bot.service import (
     BatchAction,
     Principal,
@@ -29,6 +30,8 @@ from bot.service import (
     merge_batch,
     preview_batch,
     rollback_batch,
+    show_batch,
+    withdraw_batch,
 )
 from handlers import messages
 from handlers.deps import SlackDeps, answer_click
@@ -41,7 +44,10 @@ log = logging.getLogger(__name__)
 TAKE = "checkpoint:wave_take"
 CANCEL = "checkpoint:wave_cancel"
 # The batch card's buttons; their value is the batch's ref.
-CARD_VERBS = ("rollback", "merge", "approve")
+CARD_VERBS = ("rollback", "merge", "approve", "withdraw")
+# The App Home's "Show the wave": the card itself, so an approver sees each
+# VM and its state before approving all.
+SHOW = "checkpoint:wave_show"
 # Slack's limit on a button's value (Block Kit reference, button element:
 # https://api.slack.com/reference/block-kit/block-elements#button).
 VALUE_LIMIT = 2000
@@ -61,6 +67,9 @@ class WaveValue:
     checkpoint_type: str | None
     ttl_text: str | None
     token: str
+    # `--at` as typed: read again in the clicker's Slack time zone on Take.
+    at_text: str | None = None
+    cluster: str | None = None
 
     def encode(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -79,6 +88,8 @@ class WaveValue:
             checkpoint_type=_opt(data.get("checkpoint_type")),
             ttl_text=_opt(data.get("ttl_text")),
             token=str(data["token"]),
+            at_text=_opt(data.get("at_text")),
+            cluster=_opt(data.get("cluster")),
         )
 
     @property
@@ -88,6 +99,7 @@ class WaveValue:
             groups=[self.group] if self.group else [],
             hosts=[self.host] if self.host else [],
             tags=[self.tag] if self.tag else [],
+            clusters=[self.cluster] if self.cluster else [],
         )
 
 
@@ -99,6 +111,11 @@ class Waves:
     def __init__(self, deps: SlackDeps) -> None:
         self.deps = deps
 
+    def _card(self, view: BatchView) -> Payload:
+        return self.deps.payload(
+            "batch_card", b=view, start_after_restore=self.deps.start_after_restore
+        )
+
     def preview(self, request: WaveRequest, who: Principal) -> Payload:
         value = WaveValue(
             names=request.names,
@@ -109,6 +126,8 @@ class Waves:
             checkpoint_type=request.checkpoint_type,
             ttl_text=request.ttl_text,
             token=secrets.token_hex(12),
+            at_text=request.at_text,
+            cluster=request.cluster,
         )
         encoded = value.encode()
         if len(encoded) > VALUE_LIMIT:
@@ -123,6 +142,7 @@ class Waves:
             reason=request.reason,
             checkpoint_type=request.checkpoint_type,
             ttl=request.ttl_text,
+            at=self.deps.at_of(who.id, request.at_text) if request.at_text else None,
         )
         return self.deps.payload("wave_preview", p=shown, value=encoded)
 
@@ -135,6 +155,17 @@ class Waves:
         verb = str(action["action_id"]).removeprefix("checkpoint:wave_")
         if verb in CARD_VERBS:
             self._on_card(verb, body, respond, client)
+            return
+        if action["action_id"] == SHOW:
+            try:
+                card = self.deps.payload(
+                    "batch_card",
+                    b=show_batch(self.deps.ctx, str(action.get("value", ""))),
+                    start_after_restore=self.deps.start_after_restore,
+                )
+            except ServiceError as exc:
+                card = self.deps.error(exc.message)
+            answer_click(body, respond, client, card)
             return
         if action["action_id"] == CANCEL:
             done = self.deps.notice("Cancelled", "Nothing was recorded and no host was asked.")
@@ -149,6 +180,7 @@ class Waves:
         channel = (body.get("channel") or {}).get("id")
         try:
             who = self.deps.principal(user, channel, request_team(body))
+            at = self.deps.at_of(user, value.at_text) if value.at_text else None
             out = create_batch(
                 self.deps.ctx,
                 value.selection,
@@ -159,11 +191,12 @@ class Waves:
                 source="slack",
                 channel=channel,
                 token=value.token,
+                at=at,
             )
         except ServiceError as exc:
             answer_click(body, respond, client, self.deps.error(exc.message))
             return
-        _replace(respond, self.deps.payload("batch_card", b=out.batch))
+        _replace(respond, self._card(out.batch))
 
     def _on_card(
         self, verb: str, body: dict[str, Any], respond: Respond, client: WebClient
@@ -183,6 +216,13 @@ class Waves:
                 ]
                 title = f"Approved {len(approved.outcomes)} of {ref}"
                 view = approved.batch
+            elif verb == "withdraw":
+                taken_back = withdraw_batch(ctx, ref, requester=who)
+                lines = [
+                    f"{mrkdwn_escape(vm)}: {mrkdwn_escape(why)}" for vm, why in taken_back.problems
+                ]
+                title = f"Withdrew {len(taken_back.withdrawn)} of {ref}: nothing runs for them"
+                view = taken_back.batch
             else:
                 call = rollback_batch if verb == "rollback" else merge_batch
                 acted = call(ctx, ref, requester=who)
@@ -192,7 +232,7 @@ class Waves:
             answer_click(body, respond, client, self.deps.error(exc.message))
             return
         answer_click(body, respond, client, self.deps.notice(title, *lines))
-        answer_click(body, respond, client, self.deps.payload("batch_card", b=view))
+        answer_click(body, respond, client, self._card(view))
 
 
 def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:

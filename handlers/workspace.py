@@ -281,7 +281,9 @@ def _in_thread(work: Callable[[], None]) -> None:
 class UserHomes:
     """The team each user belongs to, from `users.info`, cached for `ttl`
     seconds: for requests that do not say it (slash commands). A lookup that
-    fails answers None, and the caller refuses: unknown fails closed."""
+    fails answers None, and the caller refuses: unknown fails closed. The
+    same answer carries the user's time zone (`tz`, an IANA name:
+    https://api.slack.com/types/user), which `--at` reads times in."""
 
     def __init__(
         self,
@@ -292,31 +294,40 @@ class UserHomes:
     ) -> None:
         self.client, self.ttl = client, ttl
         self._monotonic = monotonic
-        self._known: dict[str, tuple[float, tuple[str | None, str | None]]] = {}
+        self._known: dict[str, tuple[float, tuple[str | None, str | None], str | None]] = {}
         self._lock = threading.Lock()
 
     def of(self, user_id: str) -> tuple[str | None, str | None]:
         """(the user's team, their Grid organisation), either None if unknown."""
+        return self._info(user_id)[0]
+
+    def tz_of(self, user_id: str) -> str | None:
+        """The user's time zone as their Slack profile says (e.g.
+        "Europe/Berlin"); None when Slack could not say."""
+        return self._info(user_id)[1]
+
+    def _info(self, user_id: str) -> tuple[tuple[str | None, str | None], str | None]:
         now = self._monotonic()
         with self._lock:
             cached = self._known.get(user_id)
             if cached is not None and now - cached[0] < self.ttl:
-                return cached[1]
-        found = self._fetch(user_id)
+                return cached[1], cached[2]
+        found, tz = self._fetch(user_id)
         if found[0] is not None:
             with self._lock:
-                self._known[user_id] = (now, found)
-        return found
+                self._known[user_id] = (now, found, tz)
+        return found, tz
 
-    def _fetch(self, user_id: str) -> tuple[str | None, str | None]:
+    def _fetch(self, user_id: str) -> tuple[tuple[str | None, str | None], str | None]:
         try:
             answer = self.client.users_info(user=user_id)
         except (SlackClientError, OSError) as exc:
             log.warning(messages.log_user_lookup_failed(type(exc).__name__))
-            return None, None
+            return (None, None), None
         user = answer.get("user") or {}
         grid = user.get("enterprise_user") or {}
-        return _text(user.get("team_id")), _text(grid.get("enterprise_id"))
+        found = (_text(user.get("team_id")), _text(grid.get("enterprise_id")))
+        return found, _text(user.get("tz"))
 
     def belongs(self, ws: Workspace, user_id: str) -> bool:
         team, org = self.of(user_id)

@@ -94,6 +94,7 @@ CHANGE_ACTIONS = frozenset(
         "merge",
         "extend",
         "start",
+        "unschedule",
         "resolve_active",
         "resolve_failed",
         "resolve_rolled_back",
@@ -108,6 +109,8 @@ CARD_PURPOSES = {
     "checkpoint:merge": "merge",
     "checkpoint:extend": "extend",
     "checkpoint:start": "start",
+    # A checkpoint scheduled for later, taken back by its requester.
+    "checkpoint:unschedule": "unschedule",
     "checkpoint:resolve_active": "resolve",
     "checkpoint:resolve_failed": "resolve",
     "checkpoint:resolve_rolled_back": "resolve",
@@ -117,7 +120,8 @@ CARD_PURPOSES = {
 DECIDING_ACTIONS = frozenset({"checkpoint:approve", "checkpoint:reject", "checkpoint:withdraw"})
 _ACTION_VALUE = re.compile(
     rf"^({REF_WRITTEN_PATTERN}):"
-    r"(?:(create|rollback|merge|extend)#(\d+)|(rollback|merge|extend|start|resolve)):v(\d+)$"
+    r"(?:(create|rollback|merge|extend)#(\d+)"
+    r"|(rollback|merge|extend|start|unschedule|resolve)):v(\d+)$"
 )
 # What buttons carried before they said what they were for; still accepted
 # from old messages, and then only where exactly one thing can be meant.

@@ -119,6 +119,8 @@ class FakeSlackApi:
         self.failing: dict[str, str] = {}
         # users.info's team per user (default: ours): externals of a shared channel.
         self.user_teams: dict[str, str] = {}
+        # users.info's `tz` per user (default UTC): what `--at` is read in.
+        self.user_tz: dict[str, str] = {}
         # What apps.connections.open hands out: a Socket Mode server's ws:// URL.
         self.socket_url = ""
         self._ts = itertools.count(1)
@@ -207,7 +209,7 @@ class FakeSlackApi:
                 "user": {
                     "id": body.get("user"),
                     "team_id": self.user_teams.get(str(body.get("user")), TEAM_ID),
-                    "tz": "UTC",
+                    "tz": self.user_tz.get(str(body.get("user")), "UTC"),
                 }
             },
             "usergroups.list": lambda: {"usergroups": self.usergroups},

@@ -48,6 +48,7 @@ def test_a_wave_is_previewed_confirmed_taken_and_shown(tmp_path: Path) -> None:
         "tags": [],
         "groups": ["web-tier"],
         "hosts": [],
+        "clusters": [],
     }
     assert [e["kind"] for e in data["events"]] == ["requested", "members_recorded"]
     listed = json.loads(invoke(tmp_path, "batch", "list", "--json").stdout)
@@ -86,6 +87,7 @@ def test_yes_and_json_keep_stdout_one_document(tmp_path: Path) -> None:
     [
         (("--tag", "env"), "is not key=value: write it like --tag env=staging"),
         (("--group", "webtier"), "did you mean web-tier?"),
+        (("--cluster", "prodcluster"), "no cluster named 'prodcluster' in the inventory"),
         (("--tag", "env=nowhere"), "matches no VM"),
         (("--host", "HV01", "WEB01"), "a reason is required"),
     ],
@@ -106,3 +108,79 @@ def test_batch_commands_have_help(tmp_path: Path) -> None:
     for command in ("show", "list"):
         assert f"  {command}" in result.stdout
     assert "--group" in invoke(tmp_path, "checkpoint", "create", "--help").stdout
+
+
+# Far enough ahead that the demo's real clock is always before it.
+LATER = "2030-12-10 22:00"
+
+
+def test_a_wave_at_a_time_is_scheduled_listed_and_withdrawn(tmp_path: Path) -> None:
+    """`--at` without a zone reads the configured defaults.timezone (UTC in
+    the demo) and says so; the wave waits, `windows` lists it, its
+    requester withdraws it, and nothing runs."""
+    code, out, err = _run_with_input(tmp_path, "y\n", *WAVE, "--at", LATER)
+    assert code == 0, err
+    said = (
+        f"--at '{LATER}' is 2030-12-10 22:00 UTC (no zone given: the configured defaults.timezone)"
+    )
+    assert said in err
+    assert "Take 3 checkpoints at 2030-12-10 22:00 UTC" in err
+    assert "BAT-0001: scheduled — 0 of 3 done, 1 refused" in out
+    assert (
+        "runs at:    2030-12-10 22:00 UTC, as asked (--at); 'checkpoint-bot batch withdraw" in out
+    )
+    alone = invoke(
+        tmp_path, "checkpoint", "create", "STG-WEB01", "-r", "IIS", "--at", f"{LATER} Europe/Berlin"
+    )
+    assert alone.returncode == 0, alone.stderr
+    assert "is 2030-12-10 22:00 Europe/Berlin (2030-12-10 21:00 UTC)" in alone.stderr
+    assert "CHG-0005: scheduled" in alone.stdout
+    assert "due 2030-12-10 21:00 UTC" in alone.stdout
+
+    windows = invoke(tmp_path, "windows").stdout
+    assert windows.splitlines()[-3:] == [
+        "asked for at a time (--at):",
+        "  2030-12-10 21:00 UTC  CHG-0005  STG-WEB01 — IIS (cli:tester)",
+        "  2030-12-10 22:00 UTC  BAT-0001  WEB01, WEB02, APP01 — KB5044284 web wave (cli:tester)",
+    ]
+    listed = json.loads(invoke(tmp_path, "windows", "--json").stdout)["at"]
+    assert [(t["ref"], t["run_at"]) for t in listed] == [
+        ("CHG-0005", "2030-12-10T21:00:00+00:00"),
+        ("BAT-0001", "2030-12-10T22:00:00+00:00"),
+    ]
+
+    someone_else = invoke(
+        tmp_path, "batch", "withdraw", "BAT-1", env={"CHECKPOINT_BOT_USER": "eve"}
+    )
+    assert "only @cli:tester, who asked for BAT-0001, may withdraw it" in one_line_error(
+        someone_else
+    )
+    gone = invoke(tmp_path, "batch", "withdraw", "BAT-1")
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout.startswith("BAT-0001: 3 members withdrawn: WEB01, WEB02, APP01")
+    single = invoke(tmp_path, "checkpoint", "withdraw", "CHG-5")
+    assert single.returncode == 0, single.stderr
+    assert single.stdout.startswith("CHG-0005: create withdrawn; nothing runs for it.")
+    assert "asked for at a time" not in invoke(tmp_path, "windows").stdout
+    jobs = json.loads(invoke(tmp_path, "change", "show", "CHG-5", "--json").stdout)["jobs"]
+    assert [j["state"] for j in jobs] == ["cancelled"]
+
+
+@pytest.mark.parametrize(
+    ("at", "message"),
+    [
+        ("tomorrow", 'is not a date and time: write it like --at "2026-12-10 22:00"'),
+        ("2030-12-10", "has no time of day"),
+        ("2030-12-10 22:00 Mars/Base", "unknown time zone 'Mars/Base'"),
+        ("2020-12-10 22:00", "is in the past"),
+    ],
+)
+def test_a_bad_at_is_one_line_exit_2_and_records_nothing(
+    tmp_path: Path, at: str, message: str
+) -> None:
+    result = invoke(
+        tmp_path, "checkpoint", "create", "WEB01", "WEB02", "-r", "w", "--at", at, "--yes"
+    )
+    assert result.returncode == 2
+    assert message in one_line_error(result)
+    assert "No batches yet" in invoke(tmp_path, "batch", "list").stdout

@@ -5,18 +5,37 @@ slack_sdk's models and Slack's limits (tests/slack_support.py)."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import select
+
 from bot.notify import ThreadNotifier
 from bot.service import Selection, create_batch, list_batches, show_batch
+from bot.store.db import session_scope
+from bot.store.models import Change
 from handlers.grammar import BatchRequest, CreateRequest, GrammarError, WaveRequest, parse
+from handlers.grammar.requests import WithdrawRequest
 from tests.slack_support import RunningBot
-from tests.test_slack_flow import button, checked_bot, command, shown
+from tests.test_slack_flow import (
+    button,
+    checked_bot,
+    click,
+    command,
+    home_of,
+    quiet_click,
+    roots,
+    shown,
+)
+from tests.test_slack_http import wait_state
 
 
 def test_the_grammar_takes_a_batch_id() -> None:
     assert parse("batch bat-7") == BatchRequest("BAT-0007")
+    assert parse("withdraw bat-7") == WithdrawRequest("BAT-0007")
+    assert parse("withdraw chg-7") == WithdrawRequest("CHG-0007")
     try:
         parse("batch CHG-1")
     except GrammarError as exc:
@@ -62,6 +81,9 @@ def test_the_grammar_makes_a_wave_of_several_vms_or_a_group() -> None:
     assert parse('create WEB01 WEB02 --reason "KB1"') == WaveRequest(("WEB01", "WEB02"), "KB1")
     assert parse("create --group web-tier --reason KB1 --ttl 6h") == WaveRequest(
         (), "KB1", group="web-tier", ttl_text="6h"
+    )
+    assert parse("create --cluster prod-cluster --tag tier=web --reason KB1") == WaveRequest(
+        (), "KB1", tag="tier=web", cluster="prod-cluster"
     )
     # Words after one VM are still its reason.
     assert parse("create WEB01 patching KB1") == CreateRequest("WEB01", "patching KB1")
@@ -207,3 +229,225 @@ def test_a_members_failure_is_a_reply_in_the_waves_thread(tmp_path: Path) -> Non
         assert len(replies) == 1 and "STG-APP01" in shown(replies[0].body)
         card = shown(bot.api.of("chat.update")[-1].body)
         assert "partly failed" in card and "2 of 2 done, 1 failed" in card
+
+
+def _token(instant: datetime) -> str:
+    """Slack's date token for `instant`, as the bot writes it (templates/slack_times.py)."""
+    fallback = f"{instant:%Y-%m-%d %H:%M} UTC"
+    return f"<!date^{int(instant.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def _answers(bot: RunningBot, key: str, count: int) -> list[dict[str, Any]]:
+    calls = bot.api.wait_for(lambda cs: len([c for c in cs if c.method == key]) >= count, 30)
+    return [c.body for c in calls if c.method == key]
+
+
+def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_withdrawn(
+    tmp_path: Path,
+) -> None:
+    """`--at` in Slack is read in the requester's own time zone (users.info
+    says Europe/Berlin), and every time shown back is Slack's date token,
+    so each reader sees it in theirs."""
+    tonight = datetime(2026, 12, 10, 21, 0, tzinfo=UTC)  # 22:00 in Berlin
+    with checked_bot(tmp_path, "") as bot:
+        bot.api.user_tz["U0ALICE"] = "Europe/Berlin"
+        preview = command(
+            bot, 'create --group web-tier --at "2026-12-10 22:00" --reason "KB5044284 web wave"'
+        )
+        text = shown(preview)
+        assert f"Taken at *{_token(tonight)}* (2026-12-10 22:00 Europe/Berlin, your Slack " in text
+        assert list_batches(bot.ctx) == []
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None
+        reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        assert reply.status == 200
+        card = _replaced(bot, key)
+        assert "BAT-0001 — scheduled" in shown(card) and _token(tonight) in shown(card)
+        batch = show_batch(bot.ctx, "BAT-1")
+        assert batch.run_at == tonight and {m.state for m in batch.members} == {"scheduled"}
+        assert button(card, "checkpoint:wave_withdraw") == "BAT-0001"
+
+        single = shown(command(bot, "create STG-WEB01 IIS upgrade --at 2026-12-10 23:30"))
+        later = datetime(2026, 12, 10, 22, 30, tzinfo=UTC)
+        assert f"scheduled for {_token(later)}, as you asked" in single
+        assert "`/checkpoint withdraw CHG-0004` cancels it" in single
+        # Its thread's root says when, too (the wave's members post no roots).
+        posted = roots(bot.api.wait_for(lambda cs: roots(cs, "CHG-0004")), "CHG-0004")
+        assert f":alarm_clock: runs at {_token(later)}, as its requester asked" in shown(
+            posted[-1].body
+        )
+
+        windows = shown(command(bot, "windows"))
+        assert f":alarm_clock: *BAT-0001* · WEB01, WEB02, APP01 · runs {_token(tonight)}" in windows
+        assert f"*CHG-0004* · STG-WEB01 · runs {_token(later)} · asked by <@U0ALICE>" in windows
+        home = home_of(bot, "U0ALICE")
+        assert "Asked for at a time" in home and f"runs {_token(tonight)}" in home
+        assert "Asked for at a time" not in home_of(bot, "U0BOB")
+
+        refused = shown(click(bot, "checkpoint:wave_withdraw", "BAT-0001", user="U0BOB"))
+        assert "who asked for BAT-0001, may withdraw it" in refused
+        reply, key = bot.slack.click("checkpoint:wave_withdraw", "BAT-0001", user="U0ALICE")
+        notice, after = _answers(bot, key, 2)
+        assert "Withdrew 3 of BAT-0001: nothing runs for them" in shown(notice)
+        assert "BAT-0001 — refused" in shown(after)
+        assert {m.state for m in show_batch(bot.ctx, "BAT-1").members} == {"withdrawn"}
+        # The single change's root offers its requester a Withdraw.
+        unschedule = button(posted[-1].body, "checkpoint:unschedule")
+        assert unschedule is not None and unschedule.startswith("CHG-0004:unschedule:v")
+        not_bobs = shown(click(bot, "checkpoint:unschedule", unschedule, user="U0BOB"))
+        assert "who asked for it, may withdraw the scheduled checkpoint of CHG-0004" in not_bobs
+        quiet_click(bot, "checkpoint:unschedule", unschedule, "U0ALICE")
+        wait_state(bot, "STG-WEB01", "withdrawn")
+        gone = shown(command(bot, "withdraw CHG-4"))
+        assert "CHG-0004 has nothing waiting for approval" in gone  # and nothing to withdraw
+        assert ":alarm_clock:" not in shown(command(bot, "windows"))
+
+        # A wave is withdrawn by its id too.
+        again = command(bot, 'create --tag env=staging --at "2026-12-11 22:00" --reason later')
+        again_take = button(again, "checkpoint:wave_take")
+        assert again_take is not None
+        # Its card replaces the preview once every member is recorded.
+        _replaced(bot, bot.slack.click("checkpoint:wave_take", again_take, user="U0ALICE")[1])
+        wave2 = shown(command(bot, "withdraw bat-2"))
+        assert "*BAT-0002*: you withdrew STG-WEB01, STG-APP01; nothing runs for them." in wave2
+        assert {m.state for m in show_batch(bot.ctx, "BAT-2").members} == {"withdrawn"}
+
+
+def test_an_at_outside_the_window_names_the_opening_in_the_readers_zone(tmp_path: Path) -> None:
+    window = """
+rules:
+  change_window: {effect: schedule}
+windows:
+  - name: nightly
+    rrule: "FREQ=DAILY;BYHOUR=22;BYMINUTE=0"
+    duration: 4h
+    timezone: Europe/Berlin
+    scope: {tags: {env: prod}}
+"""
+    with checked_bot(tmp_path, window) as bot:
+        bot.api.user_tz["U0ALICE"] = "Europe/Berlin"
+        said = shown(command(bot, "create WEB01 KB1 --at 2026-12-10 12:00"))
+        assert "--at 2026-12-10 12:00 Europe/Berlin is outside a change window" in said
+        opening = datetime(2026, 12, 10, 21, 0, tzinfo=UTC)
+        # (The quotes are JSON-escaped in the blocks, so the time is matched alone.)
+        assert 'ask for --at "2026-12-10 22:00 Europe/Berlin"' in said
+        assert f'2026-12-10 22:00 Europe/Berlin\\" ({_token(opening)}) or later' in said
+        assert "nothing was recorded" in said
+        bad = shown(command(bot, "create WEB01 KB1 --at soon"))
+        assert "is not a date and time" in bad
+        with session_scope(bot.ctx.engine) as s:
+            assert s.exec(select(Change)).all() == []
+
+
+def test_an_approver_sees_one_wave_with_its_vms_and_approves_all_from_the_app_home(
+    tmp_path: Path,
+) -> None:
+    """Creating WEB01 needs an approver, STG-WEB01 nobody: the wave waits
+    for one approval; an approver's App Home lists it once, with its VMs,
+    one Approve all and the card to look at first."""
+    policy = """
+rules:
+  approvals:
+    overrides:
+      - scope: {names: [WEB01]}
+        params: {count: 1, actions: [create, rollback]}
+"""
+    with checked_bot(tmp_path, policy) as bot:
+        preview = command(bot, 'create WEB01 STG-WEB01 --reason "KB5044284 web wave"')
+        assert "2 VMs: 2 can be checkpointed after 1 approval from anyone" in shown(preview)
+        assert "for the whole wave" in shown(preview)
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None
+        _reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        card = _replaced(bot, key)
+        assert "BAT-0001 — awaiting approval" in shown(card)
+        assert button(card, "checkpoint:wave_approve") == "BAT-0001"
+
+        home = home_of(bot, "U0BOB")
+        assert "Awaiting your approval (1)" in home
+        assert ":ocean: *BAT-0001* · a wave of 2 VMs: WEB01, STG-WEB01" in home
+        assert "what its strictest member's needs (0 of 1 so far)" in home
+        assert '"checkpoint:approve"' not in home  # no per-VM approvals of the wave
+        assert "You approve the create of: WEB01, STG-WEB01" in home
+        assert "Awaiting your approval (0)" in home_of(bot, "U0ALICE")  # never the requester
+
+        look = shown(click(bot, "checkpoint:wave_show", "BAT-0001", user="U0BOB"))
+        assert "BAT-0001 — awaiting approval" in look and "*STG-WEB01*" in look
+        bot.slack.click("checkpoint:wave_approve", "BAT-0001", user="U0BOB")
+        for member in ("WEB01", "STG-WEB01"):
+            wait_state(bot, member, "active")
+        assert show_batch(bot.ctx, "BAT-1").state.value == "active"
+
+        # The wave's milestones are replies in its one thread, each once.
+        def milestones(calls: list[Any]) -> list[str]:
+            return [
+                shown(c.body)
+                for c in calls
+                if c.method == "chat.postMessage"
+                and c.body.get("thread_ts")
+                and str(c.body.get("text", "")).startswith("BAT-0001: ")
+            ]
+
+        said = milestones(bot.api.wait_for(lambda cs: len(milestones(cs)) >= 2, 30))
+        assert ":bell: *Approval needed for the wave*" in said[0]
+        assert "need 1 approval from anyone (not the requester)" in said[0]
+        assert "WEB01, STG-WEB01" in said[0]
+        assert ":+1: *Approved* · <@U0BOB>" in said[1]
+        time.sleep(0.5)
+        assert len(milestones(bot.api.calls)) == 2
+
+
+def _member_buttons(card: dict[str, Any], ref: str) -> dict[str, dict[str, Any]]:
+    """The card's per-VM buttons of one member (by action_id)."""
+    return {
+        el["action_id"]: el
+        for block in card.get("blocks", [])
+        if block.get("type") == "actions"
+        for el in block["elements"]
+        if str(el.get("value", "")).startswith(f"{ref}:")
+    }
+
+
+def test_one_vm_of_a_wave_is_rolled_back_from_the_card_its_confirm_saying_what_is_lost(
+    tmp_path: Path,
+) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        card = command(bot, "batch BAT-1")
+        staging = show_batch(bot.ctx, "BAT-1").members[1]
+        assert staging.vm_name == "STG-WEB01"
+        mine = _member_buttons(card, staging.change)
+        assert set(mine) == {"checkpoint:rollback", "checkpoint:merge", "checkpoint:extend"}
+        confirm = mine["checkpoint:rollback"]["confirm"]
+        assert confirm["title"]["text"] == "Roll back STG-WEB01?"
+        assert (
+            "Everything written to STG-WEB01 since the checkpoint was taken is lost"
+            in (confirm["text"]["text"])
+        )
+        # The refused DC has no buttons of its own; WEB01 has its own too.
+        assert _member_buttons(card, show_batch(bot.ctx, "BAT-1").members[2].change) == {}
+        assert _member_buttons(card, show_batch(bot.ctx, "BAT-1").members[0].change)
+
+        quiet_click(bot, "checkpoint:rollback", mine["checkpoint:rollback"]["value"], "U0ALICE")
+        wait_state(bot, "STG-WEB01", "rolled_back")
+        after = show_batch(bot.ctx, "BAT-1")
+        assert [m.state for m in after.members] == ["active", "rolled_back", "denied"]
+        assert after.state.value == "mixed"
+        # The wave's root card, in its channel, follows: STG-WEB01's Roll back is gone.
+        posted = bot.api.wait_for(
+            lambda cs: any(
+                c.method == "chat.update" and "rolled back" in shown(c.body) for c in cs
+            ),
+            30,
+        )
+        root = [c for c in posted if c.method == "chat.update"][-1].body
+        assert "checkpoint:rollback" not in _member_buttons(root, staging.change)

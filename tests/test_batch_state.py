@@ -30,11 +30,13 @@ def test_the_state_is_the_documented_function(states: list[State]) -> None:
     live = _parts(states)
     busy = bool(live & {Part.PENDING, Part.RUNNING})
     waiting = Part.WAITING in live
+    scheduled = Part.SCHEDULED in live
     assert (got is BatchState.EMPTY) == (not states)
     assert (got is BatchState.REFUSED) == (bool(states) and not live)
     assert (got is BatchState.RUNNING) == busy
     assert (got is BatchState.AWAITING_APPROVAL) == (waiting and not busy)
-    settled = bool(live) and not busy and not waiting
+    assert (got is BatchState.SCHEDULED) == (scheduled and not waiting and not busy)
+    settled = bool(live) and not busy and not waiting and not scheduled
     assert (got is BatchState.FAILED) == (settled and live == {Part.FAILED})
     assert (got is BatchState.PARTLY_FAILED) == (
         settled and Part.FAILED in live and live != {Part.FAILED}
@@ -79,3 +81,7 @@ def test_a_wave_of_ten_with_two_refused() -> None:
     after_rollback = [State.ROLLED_BACK] * 7 + [State.ACTIVE]
     assert batch_state(after_rollback) is BatchState.MIXED
     assert batch_state([State.CREATING, State.ACTIVE]) is BatchState.RUNNING
+    # A wave asked for at a time waits as a whole; a withdrawn one is refused.
+    assert batch_state([State.SCHEDULED] * 3 + [State.DENIED]) is BatchState.SCHEDULED
+    assert Tally.of([State.SCHEDULED] * 3 + [State.DENIED]).describe() == "0 of 3 done, 1 refused"
+    assert batch_state([State.WITHDRAWN] * 3 + [State.DENIED]) is BatchState.REFUSED

@@ -1,7 +1,8 @@
 """A patch wave over real WinRM: the real pypsrp client against the emulated
 hosts, on PostgreSQL. 10 VMs across 3 hosts with 2 refused: 8 checkpoints
-taken, never more than 2 at once on one host (batches.per_host), which the
-emulator's own log of what each host was asked, and when, proves."""
+taken, never more than 2 at once on one host (batches.per_host) nor 3 on
+the two nodes of prod-cluster (batches.per_cluster), which the emulator's
+own log of what each host was asked, and when, proves."""
 
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def wave(
             f"database_url: {pg_database_url}\n"
             "hyperv:\n  backend: winrm\n  call_timeout: 60s\n"
             "jobs:\n  workers: 8\n"
-            "batches:\n  per_host: 2\n",
+            "batches:\n  per_host: 2\n  per_cluster: 3\n",
             encoding="utf-8",
         )
         env = {EMULATOR_PASSWORD_ENV: PASSWORD}
@@ -184,9 +185,13 @@ def test_a_wave_takes_8_of_10_with_at_most_2_at_once_per_host(
     log = fleet.log.entries
     calls = [e for e in log if e.cmdlet == "Checkpoint-VM"]
     assert Counter(e.host for e in calls) == {"HV01": 3, "HV02": 2, "HV03": 3}
-    most = {h: _most_at_once(s) for h, s in _host_spans(ctx, log, jobs, offset).items()}
+    spans = _host_spans(ctx, log, jobs, offset)
+    most = {h: _most_at_once(s) for h, s in spans.items()}
     # Never 3 at once on a host, though 8 workers were free to try...
     assert max(most.values()) <= 2, most
+    # ...and never 4 on prod-cluster's two nodes together (batches.per_cluster:
+    # 3), though each node's own bound would let 2 + 2 run.
+    assert _most_at_once(spans["HV01"] + spans["HV02"]) <= 3, spans
     # ...and the bound is a bound, not a queue: 2 did run side by side.
     assert most["HV01"] == 2 and most["HV03"] == 2, most
     # The refused members never reached a host's Checkpoint-VM.

@@ -218,3 +218,112 @@ def test_the_strictest_decision_wins() -> None:
     assert strictest([one_anyone, one_named]) is one_named
     assert strictest([two, deny, allow]) is deny
     assert strictest([allow]) is allow
+
+
+# Creating WEB01 needs one approver, creating WEB02 two (named ones):
+# a wave with both needs what WEB02's needs, for all its members.
+WAVE_APPROVALS = """
+rules:
+  approvals:
+    overrides:
+      - scope: {names: [WEB01]}
+        params: {count: 1, actions: [create, rollback]}
+      - scope: {names: [WEB02]}
+        params: {count: 2, users: [bob, carol, dave], actions: [create, rollback]}
+"""
+
+
+@pytest.fixture
+def strict(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(WAVE_APPROVALS, encoding="utf-8")
+    settings = dataclasses.replace(settings_for(tmp_path, db_url), policy_files=(policy,))
+    context = build_context(settings, clock=ScaledClock(600, start=T0), huey_kind="memory")
+    context.start_workers()
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def test_a_waves_create_waits_for_one_approval_its_strictest_members(
+    strict: AppContext,
+) -> None:
+    """One approval for the wave: every member that is not refused waits
+    for what its strictest member needs (WEB02's two named approvers), the
+    staging VM the policy allows too; one click per approver carries out
+    all of them, and the refused member stays refused."""
+    ctx = strict
+    selection = Selection.of(["WEB01", "WEB02", "STG-WEB01", "CORP-DC01"])
+    preview = preview_batch(ctx, selection, requester="alice", reason="wave")
+    need = preview.wave_approval
+    assert need is not None and need.approval is not None and need.approval.required == 2
+    assert preview.summary().startswith(
+        "4 VMs: 3 can be checkpointed after 2 approvals from @bob, @carol or @dave (not the "
+        "requester) for the whole wave, 1 is refused (CORP-DC01: "
+    )
+    out = create_batch(ctx, selection, reason="KB5044284 wave", requester="alice")
+    assert [o.change.state for o in out.outcomes] == [
+        "awaiting_approval",
+        "awaiting_approval",
+        "awaiting_approval",
+        "denied",
+    ]
+    assert all(o.job_id is None for o in out.outcomes)
+    batch = show_batch(ctx, out.batch.ref)
+    assert batch.state.value == "awaiting_approval" and batch.awaiting == 3
+    waits = next(e for e in batch.events if e.kind == "create_awaits_approval")
+    assert waits.details["members"] == ["WEB01", "WEB02", "STG-WEB01"]
+    assert "what its strictest member's need" in waits.message
+    with session_scope(ctx.engine) as s:
+        assert s.exec(select(Job)).all() == []
+        stg = s.exec(select(Change).where(col(Change.vm_name) == "STG-WEB01")).one()
+        # Its own decision is kept for the record: the policy allowed it alone.
+        assert stg.decision["verdict"] == "allow"
+
+    # The requester is never an approver; someone not named is refused.
+    assert approve_batch(ctx, out.batch.ref, approver="alice").outcomes == ()
+    eve = approve_batch(ctx, out.batch.ref, approver="eve")
+    assert eve.outcomes == () and len(eve.problems) == 3
+    half = approve_batch(ctx, out.batch.ref, approver="bob")
+    assert [o.state for o in half.outcomes] == ["pending"] * 3 and half.job_ids == []
+    done = approve_batch(ctx, out.batch.ref, approver="carol")
+    assert len(done.job_ids) == 3
+    _settle(ctx, done.job_ids)
+    after = show_batch(ctx, out.batch.ref)
+    assert after.state.value == "active", after.members
+    assert [m.state for m in after.members] == ["active", "active", "active", "denied"]
+
+
+def test_a_wave_nobody_needs_to_approve_runs_at_once(strict: AppContext) -> None:
+    out = create_batch(
+        strict, Selection.of(["STG-WEB01", "STG-APP01"]), reason="staging", requester="alice"
+    )
+    assert out.preview.wave_approval is None
+    assert all(o.job_id is not None for o in out.outcomes)
+    assert "create_awaits_approval" not in [e.kind for e in out.batch.events]
+
+
+def test_a_cluster_selects_its_nodes_vms_and_bounds_their_jobs(ctx: AppContext) -> None:
+    def names(sel: Selection) -> list[str]:
+        return [c.vm for c in preview_batch(ctx, sel, requester="alice", reason="wave").candidates]
+
+    # HV01 and HV02 are prod-cluster's nodes (docs/clusters.md); HV03 stands alone.
+    assert names(Selection.of(clusters=["PROD-cluster"], tags=["tier=web"])) == ["WEB01", "WEB02"]
+    with pytest.raises(
+        BadRequest, match=r"no cluster named 'prodcluster'.*did you mean prod-cluster"
+    ):
+        preview_batch(ctx, Selection.of(clusters=["prodcluster"]), requester="a", reason="w")
+    assert Selection.of(clusters=["prod-cluster"]).single is None
+    assert Selection.of(clusters=["prod-cluster"]).describe() == "--cluster prod-cluster"
+
+    out = create_batch(ctx, Selection.of(["WEB01", "STG-WEB01"]), reason="w", requester="alice")
+    with session_scope(ctx.engine) as s:
+        payloads = {j.host: j.payload for j in s.exec(select(Job)).all()}
+    assert {k: v for k, v in payloads["HV01"].items() if k != "token"} == {
+        "host_limit": 2,
+        "cluster": "prod-cluster",
+        "cluster_limit": 3,
+    }
+    assert {k: v for k, v in payloads["HV03"].items() if k != "token"} == {"host_limit": 2}
+    _settle(ctx, [o.job_id for o in out.outcomes if o.job_id is not None])

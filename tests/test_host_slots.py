@@ -84,3 +84,42 @@ def test_the_runner_retries_a_host_busy_job_and_fails_it_past_its_deadline(
         assert ledger.heartbeat(a, "w1") and ledger.heartbeat(b, "w2")
     late = runner.run(c)
     assert late.status is RunStatus.FAILED and late.error == HOST_BUSY_PAST_DEADLINE
+
+
+def _clustered(ledger: JobLedger, n: int, host: str, cluster_limit: int = 3) -> int:
+    job, _ = ledger.submit(
+        "create",
+        vm_id=f"vm-{n}",
+        host=host,
+        change_id=None,
+        payload={"host_limit": 2, "cluster": "prod-cluster", "cluster_limit": cluster_limit},
+        idempotency_key=f"k{n}",
+        destructive=False,
+        deadline=timedelta(minutes=5),
+    )
+    assert job.id is not None
+    return job.id
+
+
+def test_a_cluster_bound_holds_across_its_nodes_next_to_the_host_bound(
+    ledger: JobLedger,
+) -> None:
+    """per_host 2, per_cluster 3: two nodes could run 4 between them; the
+    cluster's shared storage takes 3. Both bounds are taken in one claim,
+    so a job refused by either keeps nothing, and finishing frees both."""
+    on_hv01 = [_clustered(ledger, n, "HV01") for n in (1, 2)]
+    on_hv02 = [_clustered(ledger, n, "HV02") for n in (3, 4)]
+    standalone = _job(ledger, 5, host="HV03")
+    assert all(ledger.claim(j, f"w{j}").won for j in [*on_hv01, on_hv02[0]])
+    busy = ledger.claim(on_hv02[1], "w9")
+    assert busy.outcome is ClaimOutcome.HOST_BUSY  # HV02 has a free slot; the cluster has none
+    assert busy.job.state == "queued" and busy.job.attempt == 0
+    assert ledger.claim(standalone, "w5").won  # another host: only its own bound
+    ledger.finish(on_hv01[0], f"w{on_hv01[0]}", succeeded=True, result={}, error=None)
+    assert ledger.claim(on_hv02[1], "w9").won
+
+
+def test_a_cluster_bound_tighter_than_the_host_bound_wins(ledger: JobLedger) -> None:
+    a, b = (_clustered(ledger, n, "HV01", cluster_limit=1) for n in (1, 2))
+    assert ledger.claim(a, "w1").won
+    assert ledger.claim(b, "w2").outcome is ClaimOutcome.HOST_BUSY

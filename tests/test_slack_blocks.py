@@ -292,6 +292,8 @@ EXPECTED_BUTTONS = {
     State.AWAITING_APPROVAL: {"checkpoint:approve", "checkpoint:reject", "checkpoint:withdraw"},
     State.ACTIVE: {"checkpoint:rollback", "checkpoint:merge", "checkpoint:extend"},
     State.ROLLED_BACK: {"checkpoint:merge", "checkpoint:extend"},
+    # Waiting for its time (--at) or window: its requester may take it back.
+    State.SCHEDULED: {"checkpoint:unschedule"},
 }
 
 
@@ -617,7 +619,7 @@ def test_create_modal_groups_vms_by_host_and_preselects(slack: SlackRenderer) ->
     assert view["callback_id"] == "checkpoint:create" and view["submit"]["text"] == "Request"
     assert view["private_metadata"] == "C0123"
     inputs = {b["block_id"]: b["element"] for b in view["blocks"] if b["type"] == "input"}
-    assert set(inputs) == {"vm", "checkpoint_type", "ttl", "reason"}
+    assert set(inputs) == {"vm", "checkpoint_type", "ttl", "reason", "at"}
     assert [g["label"]["text"] for g in inputs["vm"]["option_groups"]] == ["hv01", "hv02"]
     assert inputs["vm"]["initial_option"]["value"] == "SQL01"
     assert inputs["checkpoint_type"]["initial_option"]["value"] == "standard"

@@ -41,8 +41,10 @@ from handlers import (
 from handlers.grammar.tokens import Token, tokenize
 
 CREATE_USAGE = (
-    "Usage: /checkpoint create [VM] [--group NAME] [--host HOST] [--tag KEY=VALUE] "
-    '[--type production|production-only|standard] [--ttl 24h] [--reason "..."]'
+    "Usage: /checkpoint create [VM] [--group NAME] [--host HOST] [--cluster CLUSTER] "
+    "[--tag KEY=VALUE] "
+    '[--type production|production-only|standard] [--ttl 24h] [--at "2026-12-10 22:00"] '
+    '[--reason "..."]'
 )
 
 PARSED: list[tuple[str, SlashRequest]] = [
@@ -62,6 +64,11 @@ PARSED: list[tuple[str, SlashRequest]] = [
     ),
     ("create WEB01 \u2013type standard --reason r", CreateRequest("WEB01", "r", "standard")),
     ("create WEB01 --reason=\u201cx y\u201d", CreateRequest("WEB01", "x y")),
+    # --at runs to the next option, quoted or not
+    (
+        "create WEB01 patching --at 2026-12-10 22:00 --ttl 4h",
+        CreateRequest("WEB01", "patching", None, "4h", "2026-12-10 22:00"),
+    ),
     ("create WEB01 \u2018single quoted\u2019", CreateRequest("WEB01", "single quoted")),
     ("create WEB01 'single quoted'", CreateRequest("WEB01", "single quoted")),
     ("create WEB01 don't reboot", CreateRequest("WEB01", "don't reboot")),
@@ -149,8 +156,8 @@ ERRORS: list[tuple[str, str, str]] = [
     ("create WEB01 --tll 4h", "unknown option --tll for create; did you mean --ttl?", CREATE_USAGE),
     (
         "create WEB01 --zzz r",
-        "unknown option --zzz for create; it takes --group, --host, --tag, --type, --ttl or "
-        "--reason",
+        "unknown option --zzz for create; it takes --group, --host, --cluster, --tag, --type, "
+        "--ttl, --at or --reason",
         CREATE_USAGE,
     ),
     ("create WEB01 --ttl 4x --reason r", str(DurationError("4x")), CREATE_USAGE),

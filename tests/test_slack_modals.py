@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -128,3 +129,36 @@ def test_app_home_lists_what_needs_the_viewer(bot: RunningBot) -> None:
     assert opened_view(bot, "trigger." + key.rsplit(":", 1)[1])["callback_id"] == (
         "checkpoint:create"
     )
+
+
+def test_the_form_takes_a_time_on_the_persons_own_clock(bot: RunningBot) -> None:
+    """The create form's optional "Take it at" is Slack's datetimepicker: it
+    sends the instant picked (a UNIX time); a time already past is refused
+    under the field, a later one schedules the checkpoint then."""
+    _reply, key = bot.slack.command("create", channel="C0MODAL")
+    view = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
+    picker = next(b for b in view["blocks"] if b.get("block_id") == "at")
+    assert picker["optional"] is True and picker["element"]["type"] == "datetimepicker"
+
+    def at(instant: datetime) -> dict[str, Any]:
+        values = create_values("STG-APP01", "48h", "KB1")
+        stamp = int(instant.timestamp())
+        return {**values, "at": {"at": {"type": "datetimepicker", "selected_date_time": stamp}}}
+
+    past = bot.slack.submit_view(submitted(view, "V9", at(bot.ctx.clock() - timedelta(hours=1))))
+    assert json.loads(past.body) == {
+        "response_action": "errors",
+        "errors": {"at": "That time has passed: pick a later one, or leave it empty."},
+    }
+    when = datetime(2026, 12, 24, 20, 0, tzinfo=UTC)
+    good = bot.slack.submit_view(submitted(view, "V9", at(when)))
+    assert good.status == 200 and good.body == ""
+    told = bot.api.wait_for(
+        lambda cs: any(c.method == "chat.postEphemeral" and "STG-APP01" in str(c.body) for c in cs)
+    )
+    text = next(
+        str(c.body) for c in told if c.method == "chat.postEphemeral" and "STG-APP01" in str(c.body)
+    )
+    assert f"<!date^{int(when.timestamp())}^" in text and "as you asked" in text
+    change = change_of(bot, "STG-APP01")
+    assert change.state == "scheduled" and change.run_at == when

@@ -177,11 +177,11 @@ def test_a_process_with_a_home_renderer_tells_it_and_records_nothing(
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine_at_0014(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A database at schema 0014 (before this table), on each backend."""
+def engine_before_0016(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A database at schema 0015 (before this table), on each backend."""
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        upgrade(engine, "0014")
+        upgrade(engine, "0015")
         yield engine
         engine.dispose()
         return
@@ -191,7 +191,7 @@ def engine_at_0014(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[E
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = make_engine(make_url(admin_url).set(database=name).render_as_string(False))
-    upgrade(engine, "0014")
+    upgrade(engine, "0015")
     yield engine
     engine.dispose()
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -199,15 +199,15 @@ def engine_at_0014(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[E
     admin.dispose()
 
 
-def test_0016_adds_the_stale_home_table_and_goes_back(engine_at_0014: Engine) -> None:
-    assert "stale_home" not in inspect(engine_at_0014).get_table_names()
-    upgrade(engine_at_0014, "0016")
-    assert "stale_home" in inspect(engine_at_0014).get_table_names()
-    change_id = new_change(engine_at_0014)
-    StaleHomes(engine_at_0014).record(change_id)
-    assert StaleHomes(engine_at_0014).claim("serve").change_ids == (change_id,)
-    downgrade(engine_at_0014, "0014")
-    assert "stale_home" not in inspect(engine_at_0014).get_table_names()
+def test_0016_adds_the_stale_home_table_and_goes_back(engine_before_0016: Engine) -> None:
+    assert "stale_home" not in inspect(engine_before_0016).get_table_names()
+    upgrade(engine_before_0016, "0016")
+    assert "stale_home" in inspect(engine_before_0016).get_table_names()
+    change_id = new_change(engine_before_0016)
+    StaleHomes(engine_before_0016).record(change_id)
+    assert StaleHomes(engine_before_0016).claim("serve").change_ids == (change_id,)
+    downgrade(engine_before_0016, "0015")
+    assert "stale_home" not in inspect(engine_before_0016).get_table_names()
 
 
 # --- who publishes: a serving process's tick ----------------------------------------------

@@ -24,9 +24,9 @@ from bot.clock import ManualClock
 from bot.config import SweepConfig
 from bot.context import AppContext, build_context
 from bot.notify.channel import SlackChannelNotices
-from bot.service import show_change
+from bot.service import Selection, create_batch, request_checkpoint, show_change
 from bot.service.sweep import SweepTask, run_sweep
-from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
+from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport, WaveRow
 from bot.store.db import session_scope
 from bot.store.models import Change
 from templates import Renderer
@@ -288,3 +288,52 @@ def _wait_merged(ctx: AppContext, checkpoint_id: str, timeout: float = 15.0) -> 
             return
         time.sleep(0.05)
     raise AssertionError(f"{checkpoint_id}: {[c.state for c in _owners(ctx, checkpoint_id)]}")
+
+
+def test_a_stale_wave_is_one_line_of_the_digest_with_one_keep_all(
+    tmp_path: Path, api: FakeSlackApi, clock: ManualClock
+) -> None:
+    """Three stale checkpoints of one wave and one of a change asked for
+    alone: the digest counts 4 stale, and lists the wave once (docs/batches.md
+    "Lifetimes"), its button the wave card's own Keep & merge all."""
+    ctx = _context(tmp_path, api, clock)
+    try:
+        out = create_batch(
+            ctx,
+            Selection.of(groups=["web-tier"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+            channel="C0B",
+            source="slack",
+            ttl="2h",
+        )
+        alone = request_checkpoint(
+            ctx, "STG-WEB01", reason="IIS", requester="U0ALICE", channel="C0B", ttl="2h"
+        )
+        for job_id in [*(o.job_id for o in out.outcomes), alone.job_id]:
+            assert job_id is not None
+            ctx.runner.run(job_id)
+        clock.advance(timedelta(hours=3))
+        report = run_sweep(ctx, post=True)
+        digest = next(d for d in report.digests if d.channel == "C0B")
+        assert digest.stale == 4
+        waves = [r for r in digest.rows if r.is_wave]
+        assert len(digest.rows) == 2 and len(waves) == 1
+        assert isinstance(waves[0], WaveRow)
+        assert sorted(waves[0].vms) == ["APP01", "WEB01", "WEB02"]  # biggest first
+        post = next(
+            p
+            for p in api.of("chat.postMessage")
+            if p.body["channel"] == "C0B" and ":broom:" in shown(p.body)
+        )
+        assert slack_problems(post) == []
+        body = shown(post.body)
+        listed = ", ".join(waves[0].vms)
+        assert body.count(":hourglass:") == 2 and f"*BAT-0001* · 3 VMs: {listed}" in body
+        assert "a wave of <@U0ALICE>, expired <!date^" in body
+        wave_buttons = [b for b in _buttons(post) if b["action_id"] == "checkpoint:wave_merge"]
+        assert [b["value"] for b in wave_buttons] == ["BAT-0001"]
+        assert wave_buttons[0].get("confirm")
+        assert "*4 stale*" in texts(post.body)
+    finally:
+        ctx.close()

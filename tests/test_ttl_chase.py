@@ -18,7 +18,14 @@ from bot.clock import ManualClock
 from bot.config import SlackConfig
 from bot.context import AppContext, build_context
 from bot.notify import ChannelPacer, ThreadNotifier
-from bot.service import extend, request_checkpoint, show_change
+from bot.service import (
+    Selection,
+    create_batch,
+    extend,
+    request_checkpoint,
+    show_batch,
+    show_change,
+)
 from bot.service.ttl_chase import TTLChaser, due_reminder
 from bot.store.db import session_scope
 from bot.store.models import Job
@@ -218,3 +225,69 @@ def test_a_vm_gone_from_the_inventory_is_still_chased_by_the_base_settings(
     clock.advance(change.expires_at - timedelta(minutes=30) - clock())
     TTLChaser(one).tick(clock())
     assert len(_dms(api)) == 1
+
+
+def test_a_wave_is_chased_as_one_thing_one_reminder_and_one_expiry_notice(
+    slack: tuple[AppContext, AppContext, FakeSlackApi], clock: ManualClock
+) -> None:
+    """Three VMs of one wave, two replicas ticking: one DM per reminder
+    point and one channel notice at expiry for the whole wave (docs/batches.md
+    "Lifetimes"), each member's record noting each."""
+    one, two, api = slack
+    out = create_batch(
+        one,
+        Selection.of(groups=["web-tier"]),
+        reason="KB5044284 wave",
+        requester="U0ALICE",
+        channel=CHANNEL,
+        source="slack",
+        ttl="48h",
+    )
+    for o in out.outcomes:
+        assert o.job_id is not None
+        one.runner.run(o.job_id)
+    wave = show_batch(one, out.batch.ref)
+    assert wave.state.value == "active"
+    expiries = {show_change(one, m.change).expires_at for m in wave.members}
+    assert len(expiries) == 1
+    expires = expiries.pop()
+    assert expires is not None
+    chasers = [TTLChaser(one), TTLChaser(two)]
+
+    def at(moment: datetime) -> None:
+        clock.advance(moment - clock())
+        for chaser in chasers:
+            chaser.tick(clock())
+            chaser.tick(clock())
+
+    at(expires - timedelta(hours=23))
+    at(expires - timedelta(minutes=40))
+    dms = _dms(api)
+    assert dms == [
+        ":alarm_clock: BAT-0001: the checkpoints of 3 VMs expire in 23h",
+        ":alarm_clock: BAT-0001: the checkpoints of 3 VMs expire in 40m",
+    ]
+    dm = [c for c in api.of("chat.postMessage") if c.body["channel"] == "U0ALICE"][-1]
+    actions = [
+        el["action_id"] for b in dm.body["blocks"] if b["type"] == "actions" for el in b["elements"]
+    ]
+    assert actions == ["checkpoint:wave_merge", "checkpoint:wave_rollback"]
+    assert all(vm in str(dm.body["blocks"]) for vm in ("WEB01", "WEB02", "APP01"))
+
+    at(expires + timedelta(minutes=1))
+    at(expires + timedelta(days=3))
+    notices = [
+        c.body
+        for c in api.of("chat.postMessage")
+        if c.body["channel"] == CHANNEL
+        and "thread_ts" not in c.body
+        and "expired" in str(c.body["text"])
+    ]
+    assert len(notices) == 1 and "BAT-0001" in str(notices[0]["text"])
+    assert "none is rolled back on its own" in str(notices[0]["blocks"])
+    assert len(_dms(api)) == 2
+    for member in wave.members:
+        change = show_change(one, member.change)
+        kinds = [e.kind for e in change.events]
+        assert change.state == "active"
+        assert kinds.count("ttl_reminder") == 2 and kinds.count("ttl_expired") == 1

@@ -10,6 +10,7 @@ follows from the parts, first rule that holds wins (docs/batches.md,
     (the refused members set aside, of the others:)
     any pending or running                   → running
     any awaiting approval                    → awaiting_approval
+    any scheduled (waiting for its time)     → scheduled
     all failed                               → failed
     any failed                               → partly_failed
     all active                               → active
@@ -37,6 +38,8 @@ class Part(enum.StrEnum):
     REFUSED = "refused"
     WAITING = "waiting"
     PENDING = "pending"
+    # Waiting for its time (`--at`) or its change window to open.
+    SCHEDULED = "scheduled"
     RUNNING = "running"
     ACTIVE = "active"
     ROLLED_BACK = "rolled_back"
@@ -54,7 +57,7 @@ PART_OF: dict[State, Part] = {
     State.AWAITING_APPROVAL: Part.WAITING,
     State.REQUESTED: Part.PENDING,
     State.APPROVED: Part.PENDING,
-    State.SCHEDULED: Part.PENDING,
+    State.SCHEDULED: Part.SCHEDULED,
     State.CREATING: Part.RUNNING,
     State.MERGING: Part.RUNNING,
     State.ROLLING_BACK: Part.RUNNING,
@@ -74,6 +77,7 @@ class BatchState(enum.StrEnum):
     REFUSED = "refused"
     RUNNING = "running"
     AWAITING_APPROVAL = "awaiting_approval"
+    SCHEDULED = "scheduled"
     FAILED = "failed"
     PARTLY_FAILED = "partly_failed"
     ACTIVE = "active"
@@ -99,6 +103,8 @@ def batch_state(members: Iterable[State]) -> BatchState:
         return BatchState.RUNNING
     if Part.WAITING in present:
         return BatchState.AWAITING_APPROVAL
+    if Part.SCHEDULED in present:
+        return BatchState.SCHEDULED
     if present == {Part.FAILED}:
         return BatchState.FAILED
     if Part.FAILED in present:
@@ -135,8 +141,9 @@ class Tally:
 
     @property
     def settled(self) -> int:
-        """Members whose last step is over (nothing pending, running or waiting)."""
-        busy = (Part.PENDING, Part.RUNNING, Part.WAITING)
+        """Members whose last step is over (nothing pending, scheduled,
+        running or waiting)."""
+        busy = (Part.PENDING, Part.SCHEDULED, Part.RUNNING, Part.WAITING)
         return self.taking_part - sum(self.count(p) for p in busy)
 
     def describe(self) -> str:

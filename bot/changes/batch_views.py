@@ -32,6 +32,26 @@ class MemberView:
     # The checkpoint's size at the last sweep (bot.service.sweep); None
     # before the first sample.
     size_bytes: int | None = None
+    # What the card's per-VM buttons need: the record's version (a click on
+    # an outdated card is recognised), whether the checkpoint holds memory
+    # (what a restore does to the VM) and the VM's state after a rollback.
+    version: int = 0
+    holds_memory: bool | None = None
+    vm_state_after: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return self.change
+
+    @property
+    def needs_start(self) -> bool:
+        return self.state == "rolled_back" and self.vm_state_after in ("Off", "Saved")
+
+    @property
+    def resolutions(self) -> tuple[str, ...]:
+        # An interrupted member is settled from its own record (`change
+        # show`), not from the wave's card.
+        return ()
 
     @classmethod
     def of(cls, c: Change, note: str | None = None) -> MemberView:
@@ -46,6 +66,9 @@ class MemberView:
             checkpoint_id=c.checkpoint_id,
             note=note,
             change_id=c.id,
+            version=c.version,
+            holds_memory=c.holds_memory,
+            vm_state_after=c.vm_state_after,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +125,8 @@ class BatchView:
     events: tuple[BatchEventView, ...] = ()
     # Members with a request waiting for approvers (a create, a rollback, …).
     awaiting: int = 0
+    # When the wave was asked to run (`--at`); None: at once.
+    run_at: datetime | None = None
 
     @classmethod
     def of(
@@ -125,6 +150,7 @@ class BatchView:
             members=tuple(members),
             events=tuple(BatchEventView.of(e) for e in events or ()),
             awaiting=awaiting,
+            run_at=b.run_at,
         )
 
     @property
@@ -134,6 +160,14 @@ class BatchView:
     @property
     def tally(self) -> Tally:
         return Tally.of(State(m.state) for m in self.members)
+
+    @property
+    def withdrawable(self) -> tuple[MemberView, ...]:
+        """Members its requester may still withdraw: scheduled, or waiting
+        for the approval of their create (`batch withdraw`)."""
+        return tuple(
+            m for m in self.members if m.state in (State.SCHEDULED, State.AWAITING_APPROVAL)
+        )
 
     @property
     def progress(self) -> str:
@@ -155,4 +189,5 @@ class BatchView:
             "members": [m.to_dict() for m in self.members],
             "events": [e.to_dict() for e in self.events],
             "awaiting_approval": self.awaiting,
+            "run_at": self.run_at.isoformat() if self.run_at else None,
         }

@@ -4,7 +4,7 @@
     requested ──► active                     (a human adopts an orphan checkpoint)
     awaiting_approval ──► approved | rejected | withdrawn | expired | denied
     approved ──► scheduled | creating | denied | expired | failed
-    scheduled ──► creating | denied | expired | failed
+    scheduled ──► creating | denied | expired | failed | withdrawn
     creating ──► active | failed
     active ──► merging ──► merged            (keep the change)
     active ──► rolling_back ──► rolled_back  (restore the checkpoint)
@@ -89,7 +89,9 @@ TRANSITIONS: dict[Command, dict[State, State]] = {
     C.ADOPT: {S.REQUESTED: S.ACTIVE},
     C.APPROVE: {S.REQUESTED: S.APPROVED, S.AWAITING_APPROVAL: S.APPROVED},
     C.REJECT: {S.AWAITING_APPROVAL: S.REJECTED},
-    C.WITHDRAW: {S.AWAITING_APPROVAL: S.WITHDRAWN},
+    # A scheduled create (`--at`, or a change window) is withdrawn before
+    # its job starts: nothing ran on the host.
+    C.WITHDRAW: {S.AWAITING_APPROVAL: S.WITHDRAWN, S.SCHEDULED: S.WITHDRAWN},
     C.EXPIRE: {S.AWAITING_APPROVAL: S.EXPIRED, S.APPROVED: S.EXPIRED, S.SCHEDULED: S.EXPIRED},
     C.SCHEDULE: {S.APPROVED: S.SCHEDULED},
     C.START_CREATE: {S.APPROVED: S.CREATING, S.SCHEDULED: S.CREATING},

@@ -130,6 +130,10 @@ class ChangeView:
     version: int = 0
     # The requester's Slack workspace (None for `cli:NAME`).
     requester_team: str | None = None
+    # The time its requester asked for (`--at`); None: now or its window.
+    run_at: datetime | None = None
+    # The batch (patch wave) it is a member of; None when asked for alone.
+    batch_id: int | None = None
     events: tuple[EventView, ...] = ()
     jobs: tuple[JobView, ...] = field(default=())
 
@@ -163,6 +167,8 @@ class ChangeView:
             vm_state_after=c.vm_state_after,
             version=c.version,
             requester_team=c.requester_team,
+            run_at=c.run_at,
+            batch_id=c.batch_id,
             events=tuple(EventView.of(e) for e in events or ()),
             jobs=tuple(JobView.of(j) for j in jobs or ()),
         )
@@ -216,6 +222,7 @@ class ChangeView:
         data["created_at"] = _iso(self.created_at)
         data["updated_at"] = _iso(self.updated_at)
         data["expires_at"] = _iso(self.expires_at)
+        data["run_at"] = _iso(self.run_at)
         data["events"] = [e.to_dict() for e in self.events]
         data["jobs"] = [j.to_dict() for j in self.jobs]
         return data

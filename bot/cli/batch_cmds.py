@@ -8,6 +8,7 @@ import click
 from bot.changes.batch_views import BatchView
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.service import (
+    AtTime,
     BatchOutcome,
     Selection,
     approve_batch,
@@ -17,6 +18,7 @@ from bot.service import (
     preview_batch,
     rollback_batch,
     show_batch,
+    withdraw_batch,
 )
 
 # Exit codes as for every command: 1 refused or failed (main.py).
@@ -31,6 +33,7 @@ def _selection_text(b: BatchView) -> str:
     words += [f"--tag {t}" for t in sel.get("tags", [])]
     words += [f"--group {g}" for g in sel.get("groups", [])]
     words += [f"--host {h}" for h in sel.get("hosts", [])]
+    words += [f"--cluster {c}" for c in sel.get("clusters", [])]
     return " ".join(words)
 
 
@@ -59,9 +62,11 @@ def create_wave(
     yes: bool,
     no_wait: bool,
     as_json: bool,
+    at: AtTime | None = None,
 ) -> None:
     """Preview the wave, ask for confirmation (unless --yes), record it and
-    (unless --no-wait) wait for its checkpoints."""
+    (unless --no-wait, or it is asked for at a later time) wait for its
+    checkpoints."""
     preview = preview_batch(
         rt.ctx,
         selection,
@@ -69,6 +74,7 @@ def create_wave(
         reason=reason,
         checkpoint_type=ctype,
         ttl=ttl,
+        at=at,
     )
     # The preview goes to stderr with --json, so stdout stays one document.
     click.echo(rt.renderer.render("cli/batch_preview.txt.j2", p=preview), nl=False, err=as_json)
@@ -78,8 +84,9 @@ def create_wave(
             "`checkpoint-bot policy explain VM create` says why for one VM"
         )
     count = len(preview.takeable)
+    when = f" at {at.said}" if at is not None else ""
     if not yes and not click.confirm(
-        f"Take {count} checkpoint{'s' if count != 1 else ''}?", default=False, err=True
+        f"Take {count} checkpoint{'s' if count != 1 else ''}{when}?", default=False, err=True
     ):
         progress("nothing was recorded")
         raise SystemExit(EXIT_REFUSED)
@@ -91,7 +98,10 @@ def create_wave(
         checkpoint_type=ctype,
         ttl=ttl,
         source="cli",
+        at=at,
     )
+    # A wave asked for later runs then, on a worker, not while this waits.
+    no_wait = no_wait or at is not None
     view = outcome.batch if no_wait else _wait_for_members(rt, outcome)
     if as_json:
         echo_json(
@@ -282,4 +292,33 @@ def approve_cmd(rt: Runtime, ref: str, no_wait: bool, as_json: bool) -> None:
         for vm, why in result.problems:
             click.echo(f"  ! {vm}: {why}")
     if result.problems or view.state.value in _BAD_BATCH_STATES:
+        raise SystemExit(EXIT_REFUSED)
+
+
+@batch.command("withdraw")
+@click.argument("ref", metavar="BAT-n")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def withdraw_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
+    """Cancel your wave before it runs: every member still scheduled (--at,
+    or its change window) or waiting for the approval of its checkpoint is
+    withdrawn, and nothing is done on its host. Members that already ran
+    are left as they are (roll them back or merge them)."""
+    out = withdraw_batch(rt.ctx, ref, requester=rt.principal)
+    if as_json:
+        echo_json(
+            {
+                **out.batch.to_dict(),
+                "withdrawn": list(out.withdrawn),
+                "problems": dict(out.problems),
+            }
+        )
+        return
+    click.echo(
+        f"{out.batch.ref}: {len(out.withdrawn)} members withdrawn: {', '.join(out.withdrawn)}"
+    )
+    for vm, why in out.problems:
+        click.echo(f"  ! {vm} could not be withdrawn: {why}")
+    render_batch(rt, out.batch, events=False)
+    if out.problems:
         raise SystemExit(EXIT_REFUSED)

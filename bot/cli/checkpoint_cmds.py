@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -31,7 +32,9 @@ from bot.service import (
     rollback,
     show_change,
     start_vm,
+    withdraw,
 )
+from bot.service.at_time import parse_at
 
 TYPES = click.Choice(list(CheckpointKind), case_sensitive=False)
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
@@ -56,6 +59,9 @@ def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[
 def _finish(rt: Runtime, outcome: Outcome, action: str, *, wait: bool, as_json: bool) -> None:
     """Wait for the job (unless told not to), print the change, set the exit code."""
     view, ended_badly, waited = outcome.change, outcome.refused, False
+    if view.state == State.SCHEDULED.value:
+        # It runs at its time (or window), not while this command waits.
+        wait = False
     if outcome.waits_for_queue:
         # Recorded, not lost: waiting here would only wait for the queue.
         progress(
@@ -111,9 +117,24 @@ def checkpoint() -> None:
     help="The VMs of a group in the inventory's `groups:` (repeatable).",
 )
 @click.option("--host", "hosts", multiple=True, help="Every VM on this host (repeatable).")
+@click.option(
+    "--cluster",
+    "clusters",
+    multiple=True,
+    help="Every VM on the nodes of this failover cluster (the inventory's `clusters:`; "
+    "repeatable).",
+)
 @click.option("--reason", "-r", help="Why: the change this checkpoint protects. Required.")
 @click.option("--type", "ctype", type=TYPES, help="Checkpoint type (default from config).")
 @click.option("--ttl", help="Lifetime before the bot chases it, e.g. 24h, 3d (default 72h).")
+@click.option(
+    "--at",
+    "at_text",
+    metavar="TIME",
+    help='Take it then, not now: "2026-12-10 22:00" with a zone after it '
+    '("… Europe/Berlin", "… UTC") or an offset ("2026-12-10T22:00+01:00"); '
+    "without one, in defaults.timezone (UTC unless configured).",
+)
 @click.option(
     "--yes",
     "-y",
@@ -129,20 +150,31 @@ def create(
     tags: tuple[str, ...],
     groups: tuple[str, ...],
     hosts: tuple[str, ...],
+    clusters: tuple[str, ...],
     reason: str | None,
     ctype: str | None,
     ttl: str | None,
+    at_text: str | None,
     yes: bool,
     no_wait: bool,
     as_json: bool,
 ) -> None:
     """Take a checkpoint of VM, if the guardrails allow it.
 
-    Several VMs, --tag, --group or --host make a patch wave (a batch,
+    Several VMs, --tag, --group, --host or --cluster make a patch wave (a batch,
     BAT-n): the selection is resolved and previewed with the policy's word
     for each VM, then taken once you confirm (--yes skips the question).
-    Tags narrow what names, groups and hosts select."""
-    selection = Selection.of(vms, tags=tags, groups=groups, hosts=hosts)
+    Tags narrow what names, groups and hosts select.
+
+    --at takes it (or the wave) at that time instead of now; a time when
+    the VM's change windows are closed is refused with the opening to ask
+    for. `checkpoint withdraw CHG-n` (`batch withdraw BAT-n`) cancels it."""
+    selection = Selection.of(vms, tags=tags, groups=groups, hosts=hosts, clusters=clusters)
+    at = None
+    if at_text is not None:
+        zone = ZoneInfo(rt.ctx.settings.defaults.timezone)
+        at = parse_at(at_text, zone, source="configured")
+        progress(f"--at {at_text.strip()!r} is {at.said}")
     single = selection.single
     if single is None:
         create_wave(
@@ -151,6 +183,7 @@ def create(
             reason=reason,
             ctype=ctype,
             ttl=ttl,
+            at=at,
             yes=yes,
             no_wait=no_wait,
             as_json=as_json,
@@ -164,8 +197,27 @@ def create(
         checkpoint_type=ctype,
         ttl=ttl,
         source="cli",
+        at=at,
     )
     _finish(rt, outcome, "checkpoint", wait=not no_wait, as_json=as_json)
+
+
+@checkpoint.command("withdraw")
+@click.argument("ref", metavar="CHG-n")
+@click.option("--request", "request", type=click.Choice(("create", "rollback", "merge", "extend")))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def withdraw_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> None:
+    """Take back your own request before it runs: a checkpoint scheduled
+    for later (--at, or its change window), or anything waiting for
+    approvers (--request names which when several wait). Nothing ran for
+    it; only whoever asked may."""
+    result = _which(
+        ref,
+        "withdraw",
+        lambda: withdraw(rt.ctx, ref, requester=rt.principal, target=Target(action=request)),
+    )
+    _approval_result(rt, result, as_json=as_json)
 
 
 @checkpoint.command("rollback")
@@ -307,7 +359,7 @@ def change() -> None:
 
 def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> None:
     view = result.change
-    if result.job_id is not None:
+    if result.job_id is not None and view.state != State.SCHEDULED.value:
         _, view = _wait_for(rt, result.job_id, view, result.action)
     if as_json:
         echo_json(

@@ -8,7 +8,16 @@ from typing import Any
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.service import RESOLUTIONS, Reconciler, WindowNotices, due_notices, resolve, show_change
+from bot.clock import utc_text
+from bot.service import (
+    RESOLUTIONS,
+    Reconciler,
+    WindowNotices,
+    due_notices,
+    resolve,
+    scheduled_runs,
+    show_change,
+)
 
 
 @click.command("resolve")
@@ -55,7 +64,8 @@ def reconcile_cmd(rt: Runtime, as_json: bool) -> None:
 @pass_runtime
 def windows_cmd(rt: Runtime, as_json: bool) -> None:
     """The change windows: each one's next (or current) opening, its scope,
-    the checkpoints scheduled for it and the notice due now, if any."""
+    the checkpoints scheduled for it and the notice due now, if any; then
+    the changes and waves asked for at a time (--at) that wait for it."""
     ctx = rt.ctx
     now = ctx.clock()
     waiting = WindowNotices(ctx)
@@ -76,8 +86,9 @@ def windows_cmd(rt: Runtime, as_json: bool) -> None:
                 "due": [n.phase.value for n in due_notices(w, now)],
             }
         )
+    timed = scheduled_runs(ctx)
     if as_json:
-        echo_json({"windows": rows})
+        echo_json({"windows": rows, "at": [t.to_dict() for t in timed]})
         return
     if not rows:
         click.echo("no change windows: the policy defines none (`windows:` in the policy file)")
@@ -86,3 +97,8 @@ def windows_cmd(rt: Runtime, as_json: bool) -> None:
         click.echo(f"{r['name']}: {state} ({r['schedule']}, {r['scope']})")
         if r["scheduled"]:
             click.echo(f"  scheduled: {', '.join(r['scheduled'])}")
+    if timed:
+        click.echo("asked for at a time (--at):")
+    for t in timed:
+        vms = ", ".join(t.vms)
+        click.echo(f"  {utc_text(t.run_at)}  {t.ref}  {vms} — {t.reason} ({t.requester})")

@@ -82,6 +82,17 @@ class UnknownGroup(InventoryLookupError):
         )
 
 
+class UnknownCluster(InventoryLookupError):
+    def __init__(self, name: str, known: Sequence[str], suggestions: Sequence[str] = ()) -> None:
+        self.name = name
+        self.suggestions = list(suggestions)
+        listed = f" (clusters: {', '.join(known)})" if known else " (it lists no `clusters:`)"
+        super().__init__(
+            f"no cluster named {_shown(name)} in the inventory"
+            + (_did_you_mean(self.suggestions) if self.suggestions else listed)
+        )
+
+
 class UnknownHost(InventoryLookupError):
     def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
         self.name = name

@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, model_
 from bot.inventory.errors import (
     InvalidName,
     InventoryError,
+    UnknownCluster,
     UnknownGroup,
     UnknownHost,
     UnknownVM,
@@ -176,6 +177,16 @@ class Inventory(_Model):
                 for key, value in wanted
             )
         ]
+
+    def vms_on_cluster(self, name: str) -> list[VM]:
+        """Every VM whose inventory host is a node of the named failover
+        cluster (docs/clusters.md), in inventory order; UnknownCluster."""
+        check_name(name, kind="cluster")
+        cluster = next((c for c in self.clusters if c.name.casefold() == name.casefold()), None)
+        if cluster is None:
+            known = sorted(c.name for c in self.clusters)
+            raise UnknownCluster(name, known, suggest(name, known))
+        return [vm for vm in self.vms if cluster.has_node(vm.host)]
 
     def vms_on_host(self, name: str) -> list[VM]:
         host = self.host(name)

@@ -1,5 +1,8 @@
-"""Bounded concurrency per host: `host_slot` rows, one per running job
-that carries a host limit (the members of a batch, docs/batches.md).
+"""Bounded concurrency per host and per cluster: `host_slot` rows, one per
+running job that carries a host limit (the members of a batch,
+docs/batches.md), and one more for a job that also carries a cluster limit
+(a member on a failover cluster's node: the cluster's slots are rows whose
+`host` is `cluster:NAME`, so one table and one release serve both).
 
 A job with `payload["host_limit"] = n` runs only while it holds one of the
 host's slots 0..n-1, so at most n such jobs touch one host at once and a
@@ -26,6 +29,7 @@ from bot.store.models import HostSlot
 
 SLOT: Table = HostSlot.metadata.tables["host_slot"]
 LIMIT_KEY = "host_limit"
+CLUSTER_KEY, CLUSTER_LIMIT_KEY = "cluster", "cluster_limit"
 
 
 class HostBusy(Exception):
@@ -53,6 +57,17 @@ def limit_of(payload: Mapping[str, Any] | None) -> int | None:
     """The job's host limit, or None for a job that is not bounded."""
     value = (payload or {}).get(LIMIT_KEY)
     return int(value) if isinstance(value, int) and value >= 1 else None
+
+
+def cluster_of(payload: Mapping[str, Any] | None) -> tuple[str, int] | None:
+    """(the slot key of the job's cluster, its limit), or None when the job
+    is not bounded per cluster. Host names never contain ":", so the key
+    cannot be mistaken for a host's."""
+    data = payload or {}
+    name, limit = data.get(CLUSTER_KEY), data.get(CLUSTER_LIMIT_KEY)
+    if isinstance(name, str) and name and isinstance(limit, int) and limit >= 1:
+        return f"cluster:{name}", limit
+    return None
 
 
 def take(

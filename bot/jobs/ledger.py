@@ -218,6 +218,19 @@ class JobLedger:
                             now=now,
                             stale_after=self.lock_stale_after,
                         )
+                    # Then its cluster's, in the same transaction: a HostBusy
+                    # from either rolls the whole claim back.
+                    cluster = hostslots.cluster_of(claimed.payload)
+                    if cluster is not None:
+                        hostslots.take(
+                            conn,
+                            host=cluster[0],
+                            limit=cluster[1],
+                            job_id=job_id,
+                            worker=worker,
+                            now=now,
+                            stale_after=self.lock_stale_after,
+                        )
         except vmlock.VMBusy as busy:
             return ClaimResult(ClaimOutcome.VM_BUSY, self.get(job_id), lock_holder=busy.holder)
         except hostslots.HostBusy:
@@ -333,6 +346,28 @@ class JobLedger:
                 .rowcount
             )
         return bool(done == 1)
+
+    def cancel_queued(self, s: Session, *, change_id: int, kind: str, error: str) -> list[int]:
+        """Cancel, in the caller's transaction, the change's jobs of `kind`
+        that no worker claimed yet (a scheduled create withdrawn by its
+        requester); returns their ids. A job a worker claimed meanwhile is
+        left alone: the change's own versioned transition decides which of
+        the two wins (bot.service.withdraw)."""
+        rows = (
+            s.connection()
+            .execute(
+                update(_JOB)
+                .where(
+                    _JOB.c.change_id == change_id,
+                    _JOB.c.kind == kind,
+                    _JOB.c.state == JobState.QUEUED.value,
+                )
+                .values(state=JobState.CANCELLED.value, error=_clip(error), finished_at=self.now())
+                .returning(_JOB.c.id)
+            )
+            .all()
+        )
+        return [int(r[0]) for r in rows]
 
     def expire_overdue(self) -> list[int]:
         """Fail queued jobs whose deadline passed; returns their ids."""

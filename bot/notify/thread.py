@@ -26,11 +26,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import col
+from sqlmodel import col, select
 
 from bot.changes import State
 from bot.changes.batch_load import load_batch
 from bot.changes.batch_record import get_batch
+from bot.changes.batch_views import BatchEventView, BatchView
 from bot.changes.lifecycle import IN_FLIGHT
 from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
@@ -40,7 +41,7 @@ from bot.notify.outbox import OutboxDrainer
 from bot.notify.pacing import ChannelPacer
 from bot.notify.replies import approvers_to_ping, worth_a_reply
 from bot.store.db import session_scope
-from bot.store.models import Batch, Change, ChangeEvent, Job, change_ref
+from bot.store.models import Batch, BatchEvent, Change, ChangeEvent, Job, change_ref
 from templates.blocks import SlackRenderer
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,23 @@ QUIET = "quiet"
 _STALE_CLAIM_SECONDS = 120.0
 # Progress replies of the most recent jobs whose ts this process keeps.
 _PROGRESS_REMEMBERED = 1000
+
+
+# A wave's own milestones that are a reply in its thread (batch_event.kind);
+# the rest of its history (requested, members recorded) the card says.
+MILESTONES = frozenset(
+    {
+        "create_awaits_approval",
+        "rollback_awaits_approval",
+        "merge_awaits_approval",
+        "approved",
+        "rollback_started",
+        "merge_started",
+        "rollback_refused",
+        "merge_refused",
+        "withdrawn",
+    }
+)
 
 
 def _matters(event: ChangeEvent) -> bool:
@@ -346,7 +364,12 @@ class ThreadNotifier:
         with session_scope(self.engine) as s:
             batch = load_batch(s, batch_id)
             seen = get_batch(s, batch_id).thread_ts
-        root = self.renderer.payload("batch_card", demo=self.demo, b=batch)
+        root = self.renderer.payload(
+            "batch_card",
+            demo=self.demo,
+            b=batch,
+            start_after_restore=self.start_after_restore,
+        )
         thread_ts = seen
         if thread_ts is None or _stale(thread_ts):
             thread_ts = self._claimed_post(
@@ -358,7 +381,7 @@ class ThreadNotifier:
             return False  # another process is posting the root
         else:
             self._update_root(channel, thread_ts, root)
-        complete = True
+        complete = self._post_milestones(batch, channel, thread_ts)
         for event in events:
             if event.id is None or not _matters(event):
                 continue
@@ -369,6 +392,46 @@ class ThreadNotifier:
                 complete = complete and posted
             elif event.slack_ts.startswith(_POSTING):
                 complete = False
+        return complete
+
+    def _post_milestones(self, batch: BatchView, channel: str, thread_ts: str) -> bool:
+        """Each milestone of the wave not yet in its thread, as a reply,
+        each claimed on `batch_event.slack_ts` first so it is posted once
+        across processes. True when none is left to post."""
+        complete = True
+        with session_scope(self.engine) as s:
+            rows = s.exec(
+                select(BatchEvent)
+                .where(
+                    col(BatchEvent.batch_id) == batch.id,
+                    col(BatchEvent.kind).in_(sorted(MILESTONES)),
+                )
+                .order_by(col(BatchEvent.seq))
+            ).all()
+            pending = [(e.id, e.slack_ts, BatchEventView.of(e)) for e in rows]
+        for event_id, seen, shown in pending:
+            assert event_id is not None
+            if seen is not None and not _stale(seen):
+                complete = complete and not seen.startswith(_POSTING)
+                continue
+            token = _claim_token()
+            if not self._claim(
+                BatchEvent, BatchEvent.id, event_id, BatchEvent.slack_ts, seen, token
+            ):
+                complete = False
+                continue
+            payload = self.renderer.payload("batch_event", b=batch, e=shown)
+            try:
+                self.pacer.wait(channel)
+                answer = self.client.chat_postMessage(
+                    channel=channel, thread_ts=thread_ts, **payload
+                )
+            except SlackApiError:
+                self._claim(BatchEvent, BatchEvent.id, event_id, BatchEvent.slack_ts, token, None)
+                raise
+            self._claim(
+                BatchEvent, BatchEvent.id, event_id, BatchEvent.slack_ts, token, str(answer["ts"])
+            )
         return complete
 
     def _claimed_post(

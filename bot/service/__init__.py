@@ -4,6 +4,7 @@ from the modules behind it."""
 
 from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
 from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
+from bot.service.at_time import AtTime, parse_at, zone_of
 from bot.service.audit import AuditFilter, audit_text, parse_filter, stream_audit
 from bot.service.audit_format import export_audit
 from bot.service.backups import (
@@ -25,11 +26,13 @@ from bot.service.batch_actions import (
 from bot.service.batches import (
     BatchOutcome,
     BatchPreview,
+    BatchWithdrawal,
     Candidate,
     create_batch,
     list_batches,
     preview_batch,
     show_batch,
+    withdraw_batch,
 )
 from bot.service.binding import (
     APPROVAL_ACTIONS,
@@ -57,8 +60,10 @@ from bot.service.errors import (
 from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
 from bot.service.queries import (
     CheckpointListing,
+    ScheduledRun,
     audit_rows,
     list_checkpoints,
+    scheduled_runs,
     show_change,
 )
 from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
@@ -89,6 +94,7 @@ __all__ = [
     "AdoptOutcome",
     "Ambiguous",
     "ApprovalOutcome",
+    "AtTime",
     "AuditFilter",
     "BackupReport",
     "BadRequest",
@@ -96,6 +102,7 @@ __all__ = [
     "BatchApproval",
     "BatchOutcome",
     "BatchPreview",
+    "BatchWithdrawal",
     "Candidate",
     "Card",
     "CheckpointListing",
@@ -115,6 +122,7 @@ __all__ = [
     "Outcome",
     "Principal",
     "Reconciler",
+    "ScheduledRun",
     "Selection",
     "ServiceError",
     "SettingsOutcome",
@@ -151,6 +159,7 @@ __all__ = [
     "merge_batch",
     "outage_message",
     "outbox_status",
+    "parse_at",
     "parse_filter",
     "parse_orphan_value",
     "plan_downgrade",
@@ -161,6 +170,7 @@ __all__ = [
     "rollback",
     "rollback_batch",
     "run_sweep",
+    "scheduled_runs",
     "settled_words",
     "show_batch",
     "show_change",
@@ -172,4 +182,6 @@ __all__ = [
     "upgrade_schema",
     "with_slack",
     "withdraw",
+    "withdraw_batch",
+    "zone_of",
 ]

@@ -92,6 +92,9 @@ def _decide_again(ctx: ServiceDeps, change: Change, request: ApprovalRequest) ->
     who = _requester(ctx, change, request)
     action = Action(request.action)
     extend_to = request.params.get("extend_to")
+    # A create asked for at a time (`--at`) is decided as of that time, as
+    # when it was asked: its window is open then, whatever it is now.
+    later = change.run_at if action is Action.CREATE else None
     return ctx.decider.decide(
         vm,
         action,
@@ -99,6 +102,7 @@ def _decide_again(ctx: ServiceDeps, change: Change, request: ApprovalRequest) ->
         checkpoint_type=change.checkpoint_type,
         change=change if action is not Action.CREATE else None,
         extend_to=datetime.fromisoformat(extend_to) if extend_to else None,
+        now=later if later is not None and later > ctx.clock() else None,
     )
 
 

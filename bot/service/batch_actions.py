@@ -14,7 +14,6 @@ member's outcome is shown for itself.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,11 +22,12 @@ from bot.changes.batch_record import batch_note, get_batch
 from bot.changes.batch_views import BatchView
 from bot.changes.record import ConcurrentUpdate, get_change, note
 from bot.service.approvals import ApprovalOutcome, approve
-from bot.service.batches import find_batch, show_batch
+from bot.service.batches import find_batch, retell, show_batch
 from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, ServiceError
 from bot.service.requests import begin_host_action, open_approval, pending_request, resolve_vm
+from bot.service.strictest import strictest
 from bot.store.db import session_scope
 from bot.store.models import batch_ref, change_ref
 from policies import Action, Decision, Verdict
@@ -41,26 +41,6 @@ ELIGIBLE: dict[Action, frozenset[State]] = {
     Action.MERGE: frozenset({State.ACTIVE, State.ROLLED_BACK}),
 }
 _VERB = {Action.ROLLBACK: "roll back", Action.MERGE: "merge"}
-_SEVERITY = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1, Verdict.DENY: 2}
-
-
-def strictest(decisions: Sequence[Decision]) -> Decision:
-    """The decision the whole batch gets: a refusal over a need for
-    approval over an allow; among needs for approval, the one asking for
-    the most approvers (with a tie, one that names its approvers over one
-    that lets anyone approve)."""
-    if not decisions:
-        raise ValueError("a batch action needs at least one member")
-
-    def weight(d: Decision) -> tuple[int, int, int]:
-        need = d.approval
-        return (
-            _SEVERITY[d.verdict],
-            need.required if need else 0,
-            0 if need is None or need.anyone else 1,
-        )
-
-    return max(decisions, key=weight)
 
 
 class MemberResult(enum.StrEnum):
@@ -140,7 +120,9 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
             if d.verdict is Verdict.DENY
         ]
         _note(ctx, batch_id, f"{action.value}_refused", who, "; ".join(refusing), verdict)
-        return BatchAction(show_batch(ctx, ref), action.value, verdict, tuple(skipped))
+        refused = show_batch(ctx, ref)
+        retell(ctx, refused)
+        return BatchAction(refused, action.value, verdict, tuple(skipped))
     if verdict.verdict is Verdict.NEEDS_APPROVAL:
         assert verdict.approval is not None
         need = verdict.approval.describe()
@@ -315,4 +297,6 @@ def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> B
                     "problems": dict(problems),
                 },
             )
-    return BatchApproval(show_batch(ctx, ref), tuple(outcomes), tuple(problems))
+    after = show_batch(ctx, ref)
+    retell(ctx, after)
+    return BatchApproval(after, tuple(outcomes), tuple(problems))

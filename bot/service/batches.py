@@ -9,7 +9,8 @@ recorded, its own events, and a state derived from its members'.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
@@ -18,12 +19,15 @@ from sqlmodel import col, select
 from bot.changes.batch_load import load_batch, members_of
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
 from bot.changes.batch_views import BatchView
-from bot.domain import BatchRef
+from bot.domain import BatchRef, user_mention
 from bot.inventory import VM
+from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
+from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import BadRequest, NotFound, ServiceError
+from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError
 from bot.service.requests import Outcome, request_checkpoint, validate_create
 from bot.service.selection import Selection, resolve
+from bot.service.strictest import strictest
 from bot.store.db import session_scope
 from bot.store.models import (
     Batch,
@@ -49,6 +53,11 @@ class Candidate:
     # Set when the policy could not be asked (its host did not answer):
     # the VM is counted as refused, never as checkpointable.
     problem: str | None = None
+    # Asked for at a time (`--at`) when the VM's change windows are closed:
+    # the rule's words and its next opening (bot.service.at_time).
+    closed: tuple[str, datetime | None] | None = None
+    # The policy's whole answer (None when it could not be asked).
+    decision: Decision | None = field(default=None, compare=False, repr=False)
 
     @property
     def refused(self) -> bool:
@@ -74,6 +83,8 @@ class BatchPreview:
 
     selection: Selection
     candidates: tuple[Candidate, ...]
+    # When the wave was asked to run (`--at`); None: at once.
+    at: AtTime | None = None
 
     @property
     def takeable(self) -> tuple[Candidate, ...]:
@@ -87,12 +98,22 @@ class BatchPreview:
     def need_approval(self) -> int:
         return sum(c.verdict is Verdict.NEEDS_APPROVAL for c in self.candidates)
 
+    @property
+    def wave_approval(self) -> Decision | None:
+        """What the wave's create needs when any member needs an approver:
+        the strictest member's decision (bot.service.strictest); then every
+        member that is not refused waits for that one approval. None when
+        no member needs one."""
+        taking = [c.decision for c in self.takeable if c.decision is not None]
+        need = strictest(taking) if taking else None
+        return need if need is not None and need.verdict is Verdict.NEEDS_APPROVAL else None
+
     def summary(self) -> str:
         """ "12 VMs: 9 can be checkpointed, 3 are refused (CORP-DC01: …; …)"."""
         total, ok, refused = len(self.candidates), len(self.takeable), self.refused
         text = f"{total} VM{'s' if total != 1 else ''}: {ok} can be checkpointed"
-        if self.need_approval:
-            text += f" ({self.need_approval} after approval)"
+        if (need := self.wave_approval) is not None and need.approval is not None:
+            text += f" after {need.approval.describe()} for the whole wave"
         if refused:
             named = "; ".join(f"{c.vm}: {c.why}" for c in refused[:_NAMED])
             more = f"; and {len(refused) - _NAMED} more" if len(refused) > _NAMED else ""
@@ -107,6 +128,7 @@ class BatchPreview:
             "takeable": len(self.takeable),
             "refused": len(self.refused),
             "candidates": [c.to_dict() for c in self.candidates],
+            "at": self.at.instant.isoformat() if self.at else None,
         }
 
 
@@ -125,12 +147,24 @@ class BatchOutcome:
     existing: bool = False
 
 
-def _candidate(ctx: ServiceDeps, vm: VM, who: Principal, kind: str | None) -> Candidate:
+def _candidate(
+    ctx: ServiceDeps, vm: VM, who: Principal, kind: str | None, at: AtTime | None
+) -> Candidate:
     try:
-        decision: Decision = ctx.decider.decide(vm, Action.CREATE, who, checkpoint_type=kind)
+        decision: Decision = ctx.decider.decide(
+            vm, Action.CREATE, who, checkpoint_type=kind, now=at.instant if at else None
+        )
     except ServiceError as exc:
         return Candidate(vm.name, vm.host, None, (), problem=exc.message)
-    return Candidate(vm.name, vm.host, decision.verdict, tuple(decision.reasons))
+    closed = window_refusal(decision) if at is not None else None
+    return Candidate(
+        vm.name,
+        vm.host,
+        decision.verdict,
+        tuple(decision.reasons),
+        closed=closed,
+        decision=decision,
+    )
 
 
 def preview_batch(
@@ -141,14 +175,25 @@ def preview_batch(
     reason: str | None,
     checkpoint_type: str | None = None,
     ttl: str | None = None,
+    at: AtTime | None = None,
 ) -> BatchPreview:
     """Check what was typed, resolve the selection and ask the policy about
     each VM; records nothing. The reason is checked here too, so a person is
-    never asked to confirm a wave that would then be refused for it."""
+    never asked to confirm a wave that would then be refused for it. With
+    `at`, each VM is decided as of that time, and a time when any VM's
+    change windows are closed refuses the whole wave with the opening to
+    ask for instead (docs/batches.md "At a time")."""
     who = as_principal(requester)
     _, kind, _ = validate_create(ctx, reason, checkpoint_type, ttl)
     vms = resolve(ctx.inventory, selection, maximum=ctx.settings.batches.max_vms)
-    return BatchPreview(selection, tuple(_candidate(ctx, vm, who, kind) for vm in vms))
+    if at is not None:
+        check_future(at, ctx.clock())
+    candidates = tuple(_candidate(ctx, vm, who, kind, at) for vm in vms)
+    if at is not None:
+        closed = [(c.vm, *c.closed) for c in candidates if c.closed is not None]
+        if closed:
+            raise outside_window(at, closed)
+    return BatchPreview(selection, candidates, at)
 
 
 def create_batch(
@@ -162,6 +207,7 @@ def create_batch(
     source: str = "cli",
     channel: str | None = None,
     token: str | None = None,
+    at: AtTime | None = None,
 ) -> BatchOutcome:
     """Record a batch and ask for a checkpoint of each VM it selects.
     With `token` (a preview's), a batch that token made already is returned
@@ -177,7 +223,7 @@ def create_batch(
         return BatchOutcome(
             show_batch(ctx, batch_ref(made)), BatchPreview(selection, ()), (), existing=True
         )
-    preview = preview_batch(ctx, selection, requester=who, reason=text, checkpoint_type=kind)
+    preview = preview_batch(ctx, selection, requester=who, reason=text, checkpoint_type=kind, at=at)
     ttl_seconds = int((lifetime or ctx.settings.defaults.ttl).total_seconds())
     now = ctx.clock()
     record = Batch(
@@ -190,8 +236,14 @@ def create_batch(
         source=source,
         channel=channel or who.channel,
         token=token,
+        run_at=at.instant if at is not None else None,
     )
-    details = {"preview": preview.summary(), "vms": [c.vm for c in preview.candidates]}
+    details: dict[str, Any] = {
+        "preview": preview.summary(),
+        "vms": [c.vm for c in preview.candidates],
+    }
+    if at is not None:
+        details["at"] = {"instant": at.instant.isoformat(), "zone": at.zone, "read": at.source}
     try:
         with session_scope(ctx.engine) as s:
             batch = open_batch(s, record, now=now, details=details)
@@ -205,6 +257,7 @@ def create_batch(
         return BatchOutcome(show_batch(ctx, batch_ref(made)), preview, (), existing=True)
     outcomes: list[Outcome] = []
     missing: list[tuple[str, str]] = []
+    wave_approval = preview.wave_approval
     for candidate in preview.candidates:
         try:
             outcomes.append(
@@ -220,6 +273,8 @@ def create_batch(
                     source=source,
                     channel=channel,
                     batch_id=batch_id,
+                    at=at,
+                    wave_approval=wave_approval,
                 )
             )
         except ServiceError as exc:
@@ -240,9 +295,29 @@ def create_batch(
                 "not_recorded": dict(missing),
             },
         )
-    return BatchOutcome(
-        show_batch(ctx, batch_ref(batch_id)), preview, tuple(outcomes), tuple(missing)
-    )
+        if wave_approval is not None and wave_approval.approval is not None:
+            waiting = [o.change.vm_name for o in outcomes if o.waiting]
+            batch_note(
+                s,
+                batch,
+                kind="create_awaits_approval",
+                actor="policy",
+                now=ctx.clock(),
+                message=f"the checkpoints of {len(waiting)} members need "
+                f"{wave_approval.approval.describe()}, what its strictest member's need: "
+                + ", ".join(waiting),
+                details={"decision": wave_approval.to_dict(), "members": waiting},
+            )
+    recorded = show_batch(ctx, batch_ref(batch_id))
+    retell(ctx, recorded)
+    return BatchOutcome(recorded, preview, tuple(outcomes), tuple(missing))
+
+
+def retell(ctx: ServiceDeps, batch: BatchView) -> None:
+    """Bring the wave's thread up to date after a batch event (its card and
+    its milestones are synced with any member's change, bot.notify.thread)."""
+    if batch.members:
+        ctx.notifier.changed(batch.members[0].change_id)
 
 
 def _by_token(ctx: ServiceDeps, token: str) -> int | None:
@@ -274,3 +349,58 @@ def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
     with session_scope(ctx.engine) as s:
         batches = s.exec(select(Batch).order_by(col(Batch.id).desc()).limit(limit)).all()
         return [BatchView.of(b, members_of(s, b.id or 0)) for b in batches]
+
+
+@dataclass(frozen=True)
+class BatchWithdrawal:
+    """A wave taken back by its requester: each member that waited (for
+    its time, its window or an approver) is withdrawn; `problems` names
+    those that could not be (one that started meanwhile)."""
+
+    batch: BatchView
+    withdrawn: tuple[str, ...]
+    problems: tuple[tuple[str, str], ...]
+
+
+def withdraw_batch(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> BatchWithdrawal:
+    """Cancel a wave before it runs (docs/batches.md "At a time"): every
+    member still scheduled or waiting for the approval of its create is
+    withdrawn, as `withdraw` does for one change; members that ran already
+    are left as they are (roll back or merge them)."""
+    from bot.service.withdraw import withdraw  # withdraw imports the approvals
+
+    who = as_principal(requester)
+    current = show_batch(ctx, ref)
+    if current.requester != who.id:
+        raise Forbidden(
+            f"only {user_mention(current.requester)}, who asked for {current.ref}, may withdraw it"
+        )
+    waiting = current.withdrawable
+    if not waiting:
+        raise Conflict(
+            f"{current.ref} has nothing waiting to withdraw (it is "
+            f"{current.state.value.replace('_', ' ')}): roll it back or merge it instead"
+        )
+    done: list[str] = []
+    problems: list[tuple[str, str]] = []
+    for member in waiting:
+        try:
+            withdraw(ctx, member.change, requester=who, target=Target(action="create"))
+            done.append(member.vm_name)
+        except ServiceError as exc:
+            problems.append((member.vm_name, exc.message))
+    with session_scope(ctx.engine) as s:
+        batch_note(
+            s,
+            get_batch(s, current.id),
+            kind="withdrawn",
+            actor=who.id,
+            actor_team=who.team,
+            now=ctx.clock(),
+            message=f"{len(done)} members withdrawn by {user_mention(who.id)} before they ran"
+            + "".join(f"; {vm}: {why}" for vm, why in problems),
+            details={"withdrawn": done, "problems": dict(problems)},
+        )
+    after = show_batch(ctx, ref)
+    retell(ctx, after)
+    return BatchWithdrawal(after, tuple(done), tuple(problems))

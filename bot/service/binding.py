@@ -279,6 +279,7 @@ CARD_ACTIONS = {
     "merge": "keeping (merging) the checkpoint",
     "extend": "an extension",
     "start": "starting the VM",
+    "unschedule": "withdrawing the scheduled checkpoint",
     "resolve": "recording what happened",
 }
 

@@ -7,7 +7,7 @@ Nothing here writes or decides; each listener calls exactly one of these.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -22,8 +22,9 @@ from bot.inventory import InventoryLookupError
 from bot.service.binding import Happened, events_since
 from bot.service.deciding import Principal
 from bot.service.errors import from_inventory
+from bot.service.queries import ScheduledRun, scheduled_runs
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, ChangeEvent
+from bot.store.models import ApprovalRequest, Change, ChangeEvent, batch_ref
 from policies import (
     PERMISSIONS_RULE,
     Action,
@@ -51,6 +52,53 @@ class HomeData:
     to_approve: list[PendingApproval]
     windows: list[UpcomingWindow]
     overdue: list[ChangeView]
+    # The viewer's changes and waves asked for at a time (`--at`), soonest first.
+    scheduled: list[ScheduledRun] = field(default_factory=list)
+    # Waves waiting for the viewer's approval: one entry per wave, its
+    # members' requests out of `to_approve` (docs/batches.md).
+    waves_to_approve: list[WaveApproval] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WaveApproval:
+    """One approval for a whole wave, as an approver sees it: the members
+    it carries out (VM names, in order), what it needs and how far it is."""
+
+    batch_ref: str
+    action: str
+    description: str
+    vms: tuple[str, ...]
+    approvals: int
+    required: int
+    requested_by: str | None
+
+
+def _by_wave(
+    pending: list[PendingApproval], waves: dict[int, int]
+) -> tuple[list[PendingApproval], list[WaveApproval]]:
+    """`pending` split: approvals of changes asked for alone, and one entry
+    per wave (and action) for its members' (`waves`: change id → batch id)."""
+    alone: list[PendingApproval] = []
+    grouped: dict[tuple[int, str], list[PendingApproval]] = {}
+    for p in pending:
+        batch_id = waves.get(p.change.id)
+        if batch_id is None:
+            alone.append(p)
+        else:
+            grouped.setdefault((batch_id, p.action), []).append(p)
+    entries = [
+        WaveApproval(
+            batch_ref(batch_id),
+            action,
+            members[0].description,
+            tuple(m.change.vm_name for m in members),
+            min(m.approvals for m in members),
+            max(m.required for m in members),
+            members[0].requested_by,
+        )
+        for (batch_id, action), members in grouped.items()
+    ]
+    return alone, entries
 
 
 def waiting(ctx: ServiceDeps, change: ChangeView) -> list[PendingApproval]:
@@ -242,7 +290,20 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
                         only_in=where,
                     )
                 )
-    return HomeData(mine_views, to_approve, upcoming_windows(ctx), overdue_views)
+    timed = scheduled_runs(ctx, requester=who.id)[:_HOME_LIMIT]
+    # Only where the viewer may approve here (no channel limit): a wave's
+    # Approve all is given from the App Home like any other approval.
+    waves = {p.change.id: p.change.batch_id for p in to_approve if p.change.batch_id is not None}
+    alone, by_wave = _by_wave([p for p in to_approve if not p.only_in], waves)
+    limited = [p for p in to_approve if p.only_in]
+    return HomeData(
+        mine_views,
+        alone + limited,
+        upcoming_windows(ctx),
+        overdue_views,
+        timed,
+        by_wave,
+    )
 
 
 # --- the inventory, as Slack's screens need it -------------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
+from bot.changes import State
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, CheckpointRow, HostProblem
 from bot.hyperv import Checkpoint, HyperVError, HyperVHost
@@ -19,7 +21,7 @@ from bot.service.errors import BadRequest, Unavailable, from_inventory
 from bot.service.locate import NotOnCluster
 from bot.service.requests import find_change, resolve_vm
 from bot.store.db import session_scope
-from bot.store.models import Change, Job, change_ref
+from bot.store.models import Change, Job, batch_ref, change_ref
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -184,3 +186,53 @@ def audit_rows(ctx: ServiceDeps) -> Iterator[dict[str, Any]]:
     """Every event of every change, then every settings change, streamed
     (bot.service.audit)."""
     return stream_audit(ctx.engine)
+
+
+@dataclass(frozen=True)
+class ScheduledRun:
+    """A change or a wave asked for at a time (`--at`) that has not run
+    yet: what `windows` and the App Home list beside the windows."""
+
+    ref: str  # BAT-n for a wave, CHG-n for a change asked for alone
+    run_at: datetime
+    requester: str
+    reason: str
+    vms: tuple[str, ...]
+    # The members of a wave (CHG-n), in the order of its VMs.
+    changes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "run_at": self.run_at.isoformat(),
+            "requester": self.requester,
+            "reason": self.reason,
+            "vms": list(self.vms),
+            "changes": list(self.changes),
+        }
+
+
+def scheduled_runs(ctx: ServiceDeps, *, requester: str | None = None) -> list[ScheduledRun]:
+    """Everything asked for at a time that waits for it (scheduled, or for
+    the approval of its create), soonest first, one line per wave; only
+    `requester`'s with it (the App Home shows a person their own)."""
+    waiting = [State.SCHEDULED.value, State.AWAITING_APPROVAL.value, State.APPROVED.value]
+    query = select(Change).where(col(Change.run_at).is_not(None), col(Change.state).in_(waiting))
+    if requester is not None:
+        query = query.where(col(Change.requester) == requester)
+    with session_scope(ctx.engine) as s:
+        changes = s.exec(query.order_by(col(Change.run_at), col(Change.id))).all()
+        runs: dict[str, ScheduledRun] = {}
+        for c in changes:
+            assert c.id is not None and c.run_at is not None
+            key = batch_ref(c.batch_id) if c.batch_id is not None else change_ref(c.id)
+            seen = runs.get(key)
+            runs[key] = ScheduledRun(
+                key,
+                c.run_at,
+                c.requester,
+                c.reason,
+                (*(seen.vms if seen else ()), c.vm_name),
+                (*(seen.changes if seen else ()), change_ref(c.id)),
+            )
+    return sorted(runs.values(), key=lambda r: (r.run_at, r.ref))

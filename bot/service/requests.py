@@ -27,6 +27,7 @@ from bot.durations import DurationError, parse_duration
 from bot.inventory import VM, InvalidName, UnknownVM
 from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
+from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
 from bot.service.deciding import Principal, as_principal
 from bot.service.dispatch import awaits_queue
 from bot.service.errors import (
@@ -144,13 +145,31 @@ def request_checkpoint(
     source: str = "cli",
     channel: str | None = None,
     batch_id: int | None = None,
+    at: AtTime | None = None,
+    wave_approval: Decision | None = None,
 ) -> Outcome:
     """Ask for a checkpoint. Denials are recorded too: the record is the audit.
-    With `batch_id` the change is a member of that batch (bot.service.batches)."""
+    With `batch_id` the change is a member of that batch (bot.service.batches).
+    With `at` it is taken then (docs/batches.md "At a time"): decided as of
+    that instant, and refused before anything is recorded when the VM's
+    change windows are closed then. With `wave_approval` (its wave's
+    strictest member's need, bot.service.batches) a member the policy
+    allows waits for that approval with the rest of its wave."""
     who = requester if isinstance(requester, Principal) else Principal(requester, channel=channel)
     vm = resolve_vm(ctx, vm_name)
     text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl)
-    decision = ctx.decider.decide(vm, Action.CREATE, who, checkpoint_type=kind, ttl=lifetime)
+    if at is not None:
+        check_future(at, ctx.clock())
+    decision = ctx.decider.decide(
+        vm,
+        Action.CREATE,
+        who,
+        checkpoint_type=kind,
+        ttl=lifetime,
+        now=at.instant if at is not None else None,
+    )
+    if at is not None and (closed := window_refusal(decision)) is not None:
+        raise outside_window(at, [(vm.name, *closed)])
     # The node the decision just found the VM on (a clustered VM moves); the
     # job follows it again before it runs (bot.service.execution).
     seen = ctx.decider.locator.last_seen(vm)
@@ -180,16 +199,23 @@ def request_checkpoint(
                 decision=decision.to_dict(),
                 ttl_seconds=ttl_seconds,
                 batch_id=batch_id,
+                run_at=at.instant if at is not None else None,
             ),
             actor=who.id,
             actor_team=who.team,
             now=now,
         )
+        verdict = decision.verdict
+        # A wave needs what its strictest member needs: its other members
+        # (refusals aside) wait for that same approval, one for the wave.
+        waits_with_wave = wave_approval is not None and verdict is not Verdict.DENY
+        if waits_with_wave:
+            verdict = Verdict.NEEDS_APPROVAL
         command = {
             Verdict.DENY: Command.DENY,
             Verdict.NEEDS_APPROVAL: Command.REQUEST_APPROVAL,
             Verdict.ALLOW: Command.APPROVE,
-        }[decision.verdict]
+        }[verdict]
         transition(
             s,
             change,
@@ -199,7 +225,20 @@ def request_checkpoint(
             message=_summary(decision),
             details=decision.to_dict(),
         )
-        if decision.verdict is Verdict.NEEDS_APPROVAL:
+        if waits_with_wave:
+            assert wave_approval is not None and wave_approval.approval is not None
+            approval_id = open_approval(s, change, "create", who, wave_approval, now).id
+            note(
+                s,
+                change,
+                kind="create_awaits_approval",
+                actor="policy",
+                now=now,
+                message=f"waits with its wave: the wave's checkpoints need "
+                f"{wave_approval.approval.describe()} (what its strictest member's need)",
+                details=wave_approval.to_dict(),
+            )
+        elif decision.verdict is Verdict.NEEDS_APPROVAL:
             approval_id = open_approval(s, change, "create", who, decision, now).id
         refused = decision.verdict is Verdict.DENY
         for warning in () if refused else decision.warnings:
@@ -217,7 +256,7 @@ def request_checkpoint(
         assert change.id is not None
         change_id = change.id
         job_id = None
-        if decision.verdict is Verdict.ALLOW:
+        if verdict is Verdict.ALLOW:
             # Recorded with the approval it follows from: both or neither.
             job_id = record_create(ctx, s, change, decision.schedule_at)
     waits = job_id is not None and not ctx.deliver(job_id)
@@ -227,29 +266,46 @@ def request_checkpoint(
 
 def host_limit(ctx: ServiceDeps, change: Change) -> dict[str, object]:
     """A batch member's job runs only in one of its host's first
-    `batches.per_host` slots (bot.jobs.hostslots); a change asked for alone
-    is not bounded."""
+    `batches.per_host` slots and, on a cluster's node, one of its cluster's
+    first `batches.per_cluster` (bot.jobs.hostslots); a change asked for
+    alone is not bounded."""
     if change.batch_id is None:
         return {}
-    return {"host_limit": ctx.settings.batches.per_host}
+    limits: dict[str, object] = {"host_limit": ctx.settings.batches.per_host}
+    cluster = ctx.inventory.cluster_of(change.host)
+    if cluster is not None:
+        limits |= {"cluster": cluster.name, "cluster_limit": ctx.settings.batches.per_cluster}
+    return limits
 
 
 def record_create(
     ctx: ServiceDeps, s: Session, change: Change, schedule_at: datetime | None
 ) -> int:
-    """Record the create job in session `s` (in its change window if the
-    policy gave one); `ctx.deliver` hands it to the queue after the commit."""
+    """Record the create job in session `s`: at the time its requester asked
+    for (`change.run_at`), or in its change window if the policy gave one,
+    whichever is later; `ctx.deliver` hands it to the queue after the commit."""
     now = ctx.clock()
     assert change.id is not None
     key, payload = f"create:{change.id}", {"token": new_token(), **host_limit(ctx, change)}
+    asked = change.run_at if change.run_at is not None and change.run_at > now else None
+    if asked is not None and (schedule_at is None or schedule_at <= asked):
+        schedule_at = asked
+        message = f"asked for {utc_text(asked)}: runs then"
+    else:
+        message = (
+            f"outside its change window: runs when it opens at {utc_text(schedule_at)}"
+            if schedule_at is not None
+            else ""
+        )
     if schedule_at is not None and schedule_at > now:
         transition(
             s,
             change,
             Command.SCHEDULE,
-            actor="policy",
+            actor="policy" if asked is None else change.requester,
+            actor_team=None if asked is None else change.requester_team,
             now=now,
-            message=f"outside its change window: runs when it opens at {utc_text(schedule_at)}",
+            message=message,
         )
         return ctx.record_job(
             s, JobKind.CREATE, change, key=key, not_before=schedule_at, payload=payload

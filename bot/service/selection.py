@@ -1,8 +1,8 @@
 """Which VMs a patch wave means: names, `--tag key=value`, `--group NAME`,
-`--host NAME`, resolved against the inventory before anything is asked of a
+`--host NAME`, `--cluster NAME`, resolved against the inventory before anything is asked of a
 host (docs/batches.md, "Selecting VMs").
 
-Names, groups and hosts add VMs; tags narrow what they add (every tag must
+Names, groups, hosts and clusters add VMs; tags narrow what they add (every tag must
 match), or select from the whole inventory when nothing else is given.
 """
 
@@ -34,6 +34,8 @@ class Selection:
     tags: tuple[tuple[str, str], ...] = ()
     groups: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
+    # Failover clusters (docs/clusters.md): every VM on any of their nodes.
+    clusters: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -43,22 +45,28 @@ class Selection:
         tags: Iterable[str] = (),
         groups: Iterable[str] = (),
         hosts: Iterable[str] = (),
+        clusters: Iterable[str] = (),
     ) -> Selection:
         return cls(
             names=tuple(n.strip() for n in names if n.strip()),
             tags=tuple(parse_tag(t) for t in tags),
             groups=tuple(g.strip() for g in groups if g.strip()),
             hosts=tuple(h.strip() for h in hosts if h.strip()),
+            clusters=tuple(c.strip() for c in clusters if c.strip()),
         )
 
     @property
+    def _adders(self) -> bool:
+        return bool(self.groups or self.hosts or self.clusters)
+
+    @property
     def empty(self) -> bool:
-        return not (self.names or self.tags or self.groups or self.hosts)
+        return not (self.names or self.tags or self._adders)
 
     @property
     def single(self) -> str | None:
         """The one VM name when exactly one name and nothing else was given."""
-        if len(self.names) == 1 and not (self.tags or self.groups or self.hosts):
+        if len(self.names) == 1 and not (self.tags or self._adders):
             return self.names[0]
         return None
 
@@ -67,6 +75,7 @@ class Selection:
         words += [f"--tag {k}={v}" for k, v in self.tags]
         words += [f"--group {g}" for g in self.groups]
         words += [f"--host {h}" for h in self.hosts]
+        words += [f"--cluster {c}" for c in self.clusters]
         return " ".join(words)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +84,7 @@ class Selection:
             "tags": [f"{k}={v}" for k, v in self.tags],
             "groups": list(self.groups),
             "hosts": list(self.hosts),
+            "clusters": list(self.clusters),
         }
 
 
@@ -83,7 +93,8 @@ def resolve(inventory: Inventory, selection: Selection, *, maximum: int) -> list
     BadRequest for an unknown name, an empty result or more than `maximum`."""
     if selection.empty:
         raise BadRequest(
-            "name the VMs: one or more names, --tag key=value, --group NAME or --host NAME "
+            "name the VMs: one or more names, --tag key=value, --group NAME, --host NAME or "
+            "--cluster NAME "
             "(e.g. checkpoint create WEB01 WEB02, or --group web-tier)"
         )
     try:
@@ -92,11 +103,13 @@ def resolve(inventory: Inventory, selection: Selection, *, maximum: int) -> list
             found += inventory.group(group)
         for host in selection.hosts:
             found += inventory.vms_on_host(host)
+        for cluster in selection.clusters:
+            found += inventory.vms_on_cluster(cluster)
     except InventoryLookupError as exc:
         raise from_inventory(exc) from None
     if selection.tags:
         tagged = {vm.vm_id for vm in inventory.tagged(selection.tags)}
-        pool = found if (selection.names or selection.groups or selection.hosts) else inventory.vms
+        pool = found if (selection.names or selection._adders) else inventory.vms
         found = [vm for vm in pool if vm.vm_id in tagged]
     unique: list[VM] = []
     for vm in found:

@@ -38,7 +38,7 @@ from bot.service.ownership import ref_of, token_of
 from bot.service.queries import fleet_checkpoints
 from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
 from bot.store.db import session_scope
-from bot.store.models import Change, CheckpointSize, Job, change_ref
+from bot.store.models import Change, CheckpointSize, Job, batch_ref, change_ref
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -70,6 +70,8 @@ class Owner:
     expires_at: datetime | None
     channel: str | None
     requester: str
+    # The wave it is a member of (its digest line is the wave's).
+    batch_id: int | None = None
 
 
 def sweep_slot(now: datetime, interval: timedelta) -> str:
@@ -116,7 +118,9 @@ def owners_of(s: Session, checkpoint_ids: Sequence[str]) -> dict[str, Owner]:
         rows = s.exec(select(Change).where(col(Change.checkpoint_id).in_(chunk))).all()
         for c in sorted(rows, key=lambda c: c.id or 0):
             assert c.id is not None and c.checkpoint_id is not None
-            owner = Owner(c.id, State(c.state), c.version, c.expires_at, c.channel, c.requester)
+            owner = Owner(
+                c.id, State(c.state), c.version, c.expires_at, c.channel, c.requester, c.batch_id
+            )
             held = found.get(c.checkpoint_id)
             # Two changes naming one checkpoint would be a bug; prefer the
             # one that still holds it, so nothing is reported as settled.
@@ -223,6 +227,7 @@ def _item(
         requester=owner.requester if owner else None,
         expires_at=owner.expires_at if owner else None,
         provenance=origin,
+        batch_ref=batch_ref(owner.batch_id) if owner and owner.batch_id is not None else None,
     )
 
 

@@ -69,6 +69,11 @@ class SweepItem:
     # How the bot knows what it is: e.g. "left by CHG-0011's create job"
     # (its token is one of ours), or the foreign token it carries.
     provenance: str = ""
+    # The wave (BAT-n) its change is a member of, if any.
+    batch_ref: str | None = None
+
+    # A digest row is a checkpoint (this) or a wave's (WaveRow).
+    is_wave = False
 
     @property
     def orphan_value(self) -> str:
@@ -87,6 +92,40 @@ class SweepItem:
 
 
 @dataclass(frozen=True)
+class WaveRow:
+    """The stale checkpoints of one wave in a digest: one line, one Keep &
+    merge all, however many VMs it holds (docs/batches.md "Lifetimes")."""
+
+    batch_ref: str
+    items: tuple[SweepItem, ...]
+
+    is_wave = True
+
+    @property
+    def requester(self) -> str | None:
+        return self.items[0].requester
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When its first member expired."""
+        known = [i.expires_at for i in self.items if i.expires_at is not None]
+        return min(known) if known else None
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(i.size_bytes for i in self.items)
+
+    @property
+    def growth_bytes(self) -> int | None:
+        grown = [i.growth_bytes for i in self.items if i.growth_bytes is not None]
+        return sum(grown) if grown else None
+
+    @property
+    def vms(self) -> tuple[str, ...]:
+        return tuple(i.vm_name for i in self.items)
+
+
+@dataclass(frozen=True)
 class ChannelDigest:
     """One message: everything the sweep reports to one channel."""
 
@@ -98,6 +137,25 @@ class ChannelDigest:
 
     def count(self, finding: Finding) -> int:
         return sum(1 for i in self.items if i.finding is finding)
+
+    @property
+    def rows(self) -> tuple[SweepItem | WaveRow, ...]:
+        """What the digest lists, biggest first: each checkpoint on its own
+        line, except a wave's stale ones, which share ONE line (in the place
+        of its biggest). A wave member at odds with the record stays on its
+        own: a person has to look at that one."""
+        waves: dict[str, list[SweepItem]] = {}
+        for item in self.items:
+            if item.batch_ref is not None and item.finding is Finding.STALE:
+                waves.setdefault(item.batch_ref, []).append(item)
+        rows: list[SweepItem | WaveRow] = []
+        for item in self.items:
+            if item.batch_ref in waves and item.finding is Finding.STALE:
+                members = waves.pop(item.batch_ref)
+                rows.append(WaveRow(item.batch_ref, tuple(members)))
+            elif item.batch_ref is None or item.finding is not Finding.STALE:
+                rows.append(item)
+        return tuple(rows)
 
     @property
     def stale(self) -> int:

@@ -10,6 +10,12 @@ a person's click. Nothing ever rolls back on its own.
 Every notice is claimed by `(kind, slot)` with the expiry in the slot, so
 each goes out once across replicas, and an extension (a new expiry) starts
 the reminders afresh. `due_reminder` is pure.
+
+A patch wave is chased as one thing (docs/batches.md "Lifetimes"): its
+members' reminders and expiry notices are due when its soonest-expiring
+member's are, claimed once for the batch, noted on every member, and told
+in ONE message for the wave (`batch_ttl_notice`). Automatic merges stay
+per member: each VM's scope decides its own.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
+from bot.changes.batch_load import load_batch
 from bot.changes.lifecycle import State
 from bot.changes.record import get_change, note
 from bot.changes.views import ChangeView
@@ -30,7 +37,7 @@ from bot.service import vanished
 from bot.service.deciding import Principal
 from bot.service.errors import ServiceError
 from bot.store.db import session_scope
-from bot.store.models import Change
+from bot.store.models import Batch, Change, batch_ref
 from policies import Facts
 from policies.rules.lifetime import TTLParams
 
@@ -69,16 +76,25 @@ class TTLChaser:
     def tick(self, now: datetime) -> None:
         with session_scope(self.ctx.engine) as s:
             rows = s.exec(
-                select(Change).where(
-                    col(Change.state).in_(_CHASED), col(Change.expires_at).is_not(None)
-                )
+                select(Change)
+                .where(col(Change.state).in_(_CHASED), col(Change.expires_at).is_not(None))
+                .order_by(col(Change.id))
             ).all()
             changes = [ChangeView.of(c) for c in rows]
+        waves: dict[int, list[ChangeView]] = {}
         for change in changes:
+            if change.batch_id is not None:
+                waves.setdefault(change.batch_id, []).append(change)
+                continue
             try:
                 self.chase(change, now)
             except Exception:
                 log.exception("could not chase the TTL of %s", change.ref)
+        for batch_id, members in waves.items():
+            try:
+                self.chase_wave(batch_id, members, now)
+            except Exception:
+                log.exception("could not chase the TTL of %s", batch_ref(batch_id))
 
     def params(self, change: ChangeView) -> tuple[TTLParams, bool]:
         """The ttl rule's settings for the change's VM, and whether its scope
@@ -114,14 +130,94 @@ class TTLChaser:
             if self._vanished(change):
                 return
             self._expired(change, params, decided)
-        grace_over = now >= change.expires_at + params.auto_merge_grace
+        self._auto_merge_if_due(change, now)
+
+    def chase_wave(self, batch_id: int, members: list[ChangeView], now: datetime) -> None:
+        """The members of one wave still holding a checkpoint: one reminder
+        and one expiry notice for all of them, when the soonest-expiring
+        member's is due (its expiry in the slot: an extension of that
+        member starts the wave's reminders afresh)."""
+        lead = min(members, key=lambda m: (m.expires_at or now, m.id))
+        assert lead.expires_at is not None
+        params, _ = self.params(lead)
+        expiry = lead.expires_at.isoformat(timespec="seconds")
+        left = lead.expires_at - now
+        point = due_reminder(
+            lead.expires_at, timedelta(seconds=lead.ttl_seconds), params.remind_before, now
+        )
+        ref = batch_ref(batch_id)
+        if point is not None:
+            slot = f"{ref}:{expiry}:{int(point.total_seconds())}"
+            if self.ctx.ticks.claim("ttl_reminder", slot):
+                held = [m for m in members if not self._vanished(m)]
+                if held:
+                    self._remind_wave(batch_id, held, left)
+            return
+        if left <= timedelta(0) and self.ctx.ticks.claim("ttl_expired", f"{ref}:{expiry}"):
+            held = [m for m in members if not self._vanished(m)]
+            if held:
+                self._expired_wave(batch_id, held)
+        for member in members:
+            # Each member's own scope says whether it is merged on its own.
+            if member.expires_at is not None and member.expires_at <= now:
+                self._auto_merge_if_due(member, now)
+
+    def _auto_merge_if_due(self, change: ChangeView, now: datetime) -> None:
+        assert change.expires_at is not None
+        params, decided = self.params(change)
+        expiry = change.expires_at.isoformat(timespec="seconds")
         if (
             params.auto_merge
             and decided
-            and grace_over
+            and now >= change.expires_at + params.auto_merge_grace
             and self.ctx.ticks.claim("ttl_auto_merge", f"{change.id}:{expiry}")
         ):
             self._auto_merge(change)
+
+    def _remind_wave(self, batch_id: int, members: list[ChangeView], left: timedelta) -> None:
+        text = format_duration(left)
+        ref = batch_ref(batch_id)
+        for member in members:
+            self._note(
+                member,
+                "ttl_reminder",
+                f"{ref}'s checkpoints expire in {text}: keep & merge them, roll back, or "
+                "extend (one reminder for the wave)",
+            )
+        requester = members[0].requester
+        if _SLACK_USER.match(requester):
+            self._post_wave(requester, batch_id, members, "reminder", text)
+
+    def _expired_wave(self, batch_id: int, members: list[ChangeView]) -> None:
+        then = "they stay until someone decides; none is rolled back on its own"
+        for member in members:
+            self._note(member, "ttl_expired", f"{batch_ref(batch_id)}'s TTL is over: {then}")
+        with session_scope(self.ctx.engine) as s:
+            batch = s.get(Batch, batch_id)
+            own = batch.channel if batch is not None else None
+        channel = own or self.ctx.settings.slack.changes_channel
+        self._post_wave(channel, batch_id, members, "expired", then)
+
+    def _post_wave(
+        self,
+        channel: str | None,
+        batch_id: int,
+        members: list[ChangeView],
+        phase: str,
+        left: str,
+    ) -> None:
+        if channel is None or not self.ctx.channels.enabled:
+            return
+        with session_scope(self.ctx.engine) as s:
+            wave = load_batch(s, batch_id)
+        self.ctx.channels.post(
+            channel,
+            "batch_ttl_notice",
+            b=wave,
+            held=[self._fresh(m) for m in members],
+            phase=phase,
+            left=left,
+        )
 
     def _vanished(self, change: ChangeView) -> bool:
         """Nobody is reminded about a checkpoint that is no longer there:

@@ -1,6 +1,8 @@
 """Withdraw: the requester takes back their own request while it waits for
-approvers (a create, a rollback, a merge, an extension). Nothing ran for it,
-so nothing is undone; the card and the thread say who withdrew it."""
+approvers (a create, a rollback, a merge, an extension), or a checkpoint
+scheduled for later (`--at`, or the next change window) before it runs.
+Nothing ran for it, so nothing is undone; the card and the thread say who
+withdrew it."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING
 from bot.changes import Command, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
 from bot.domain import ApprovalState, user_mention
+from bot.jobs import JobKind
 from bot.service.approvals import ApprovalOutcome
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
@@ -30,6 +33,10 @@ def withdraw(
     aim = target or Target()
     change_id = find_change(ctx, ref)
     now = ctx.clock()
+    with session_scope(ctx.engine) as s:
+        scheduled = get_change(s, change_id).state == State.SCHEDULED
+    if scheduled and aim.request_id is None and aim.action in (None, "create"):
+        return cancel_scheduled(ctx, change_id, who)
     try:
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
@@ -86,3 +93,41 @@ def withdraw(
         required,
         request_id=request_id,
     )
+
+
+def cancel_scheduled(ctx: ServiceDeps, change_id: int, who: Principal) -> ApprovalOutcome:
+    """Withdraw a create that waits for its time (`--at`) or its window: the
+    change ends withdrawn and its queued job is cancelled, in one
+    transaction. A worker that started it first wins (the change's
+    versioned transition), and then this is refused: never both."""
+    now = ctx.clock()
+    ref = change_ref(change_id)
+    try:
+        with session_scope(ctx.engine) as s:
+            change = get_change(s, change_id)
+            if change.requester != who.id:
+                raise Forbidden(
+                    f"only {user_mention(change.requester)}, who asked for it, may withdraw "
+                    f"the scheduled checkpoint of {ref}"
+                )
+            if change.state != State.SCHEDULED:
+                raise Conflict(f"{ref} is {change.state.replace('_', ' ')}, no longer scheduled")
+            transition(
+                s,
+                change,
+                Command.WITHDRAW,
+                actor=who.id,
+                actor_team=who.team,
+                now=now,
+                message=f"scheduled checkpoint withdrawn by {user_mention(who.id)} before it "
+                f"ran; nothing was done on {change.host}",
+            )
+            ctx.ledger.cancel_queued(
+                s, change_id=change_id, kind=JobKind.CREATE.value, error="withdrawn"
+            )
+    except ConcurrentUpdate:
+        raise Conflict(
+            f"{ref} changed while you withdrew (it may have started); look again"
+        ) from None
+    ctx.notifier.changed(change_id)
+    return ApprovalOutcome(view(ctx, change_id), "create", ApprovalState.WITHDRAWN, 0, 0)

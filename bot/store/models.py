@@ -69,6 +69,9 @@ class Change(SQLModel, table=True):
     # The batch (patch wave) this change is a member of; None for a change
     # asked for on its own. A member is an ordinary change in every other way.
     batch_id: int | None = Field(default=None, foreign_key="batch.id", index=True)
+    # The instant its requester asked for (`--at`, docs/batches.md "At a
+    # time"); None: now, or when the policy's change window opens.
+    run_at: datetime | None = _utc(nullable=True)
 
 
 class Batch(SQLModel, table=True):
@@ -96,6 +99,8 @@ class Batch(SQLModel, table=True):
     # a second click on the same preview finds this batch instead of
     # making another. None when asked for without a preview token (the CLI).
     token: str | None = Field(default=None, unique=True, max_length=64)
+    # When the wave was asked to run (`--at`); None: at once.
+    run_at: datetime | None = _utc(nullable=True)
 
 
 class BatchEvent(SQLModel, table=True):
@@ -114,6 +119,9 @@ class BatchEvent(SQLModel, table=True):
     kind: str = Field(max_length=32)
     message: str = Field(default="", max_length=4000)
     details: dict[str, Any] = _json()
+    # The reply a milestone got in the wave's thread (bot.notify.thread),
+    # claimed before it is posted; None: not posted (yet), or not a milestone.
+    slack_ts: str | None = Field(default=None, max_length=64)
 
 
 class ChangeEvent(SQLModel, table=True):

@@ -196,6 +196,14 @@ def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
             return check_name(text.strip(), kind="name")
         except InvalidName as exc:
             raise Invalid(mrkdwn_escape(str(exc))) from None
+    if kind is Kind.CHANGE_OR_BATCH:
+        either_ref = normalize_change_ref(text) or normalize_batch_ref(text)
+        if either_ref is None:
+            raise Invalid(
+                f"{_echo(text)} is neither a change id nor a batch id; {cmd.name} needs one "
+                "like CHG-0042 or BAT-0007"
+            )
+        return either_ref
     if kind is Kind.BATCH:
         batch = normalize_batch_ref(text)
         if batch is None:

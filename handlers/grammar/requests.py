@@ -41,6 +41,9 @@ class CreateRequest:
     reason: str
     checkpoint_type: str | None = None
     ttl_text: str | None = None
+    # `--at "2026-12-10 22:00"`: as typed; read in the requester's Slack
+    # time zone by the handler (bot.service.at_time).
+    at_text: str | None = None
 
     @property
     def ttl(self) -> timedelta | None:
@@ -124,6 +127,8 @@ class WaveRequest:
     tag: str | None = None
     checkpoint_type: str | None = None
     ttl_text: str | None = None
+    at_text: str | None = None
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)

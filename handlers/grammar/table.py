@@ -85,6 +85,7 @@ class Kind(enum.Enum):
     CHANGE = "a change id like CHG-0042"
     CHANGE_OR_VM = "a change id like CHG-0042 or a VM name"
     BATCH = "a batch id like BAT-0007"
+    CHANGE_OR_BATCH = "a change id like CHG-0042 or a batch id like BAT-0007"
     NAME = "a group or host name, or a tag key=value"
     DURATION = "a duration like 24h"
     CHOICE = "a choice"
@@ -150,8 +151,8 @@ class CommandSpec:
 
 def _create(v: Values) -> SlashRequest:
     names = [*filter(None, [v.get("vm")]), *(v.get("more") or "").split()]
-    group, host, tag = v.get("group"), v.get("host"), v.get("tag")
-    if len(names) > 1 or group or host or tag:
+    group, host, tag, cluster = v.get("group"), v.get("host"), v.get("tag"), v.get("cluster")
+    if len(names) > 1 or group or host or tag or cluster:
         if not v.get("reason"):
             raise Invalid(
                 f"a reason is required: say why, e.g. {SLASH} create --group web-tier "
@@ -165,6 +166,8 @@ def _create(v: Values) -> SlashRequest:
             reason=v.need("reason"),
             checkpoint_type=v.get("type"),
             ttl_text=v.get("ttl"),
+            at_text=v.get("at"),
+            cluster=cluster,
         )
     if not names:
         raise Invalid(
@@ -177,7 +180,7 @@ def _create(v: Values) -> SlashRequest:
         raise Invalid(
             f'a reason is required: say why, e.g. {SLASH} create {shown} --reason "KB5044284"'
         )
-    return CreateRequest(vm, v.need("reason"), v.get("type"), v.get("ttl"))
+    return CreateRequest(vm, v.need("reason"), v.get("type"), v.get("ttl"), v.get("at"))
 
 
 def _rollback(v: Values) -> SlashRequest:
@@ -217,6 +220,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
             ),
             Param("host", Kind.NAME, "HOST", help="a wave of every VM on a host", example="HV01"),
             Param(
+                "cluster",
+                Kind.NAME,
+                "CLUSTER",
+                help="a wave of every VM on a failover cluster's nodes",
+                example="prod-cluster",
+            ),
+            Param(
                 "tag",
                 Kind.NAME,
                 "KEY=VALUE",
@@ -240,6 +250,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 example="48h",
             ),
             Param(
+                "at",
+                Kind.TEXT,
+                '"2026-12-10 22:00"',
+                help="take it then, not now: read in your Slack time zone (or write one "
+                "after it, e.g. Europe/Berlin); the change windows still apply",
+                example='"2026-12-10 22:00"',
+            ),
+            Param(
                 "reason",
                 Kind.TEXT,
                 '"..."',
@@ -256,6 +274,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
             'create STG-WEB01 --type production-only --ttl 48h --reason "IIS upgrade"',
             'create WEB01 WEB02 --reason "KB5044284"',
             'create --group web-tier --reason "KB5044284"',
+            'create --group web-tier --at "2026-12-10 22:00" --reason "KB5044284"',
         ),
         synonyms=("new", "take", "snapshot", "checkpoint", "make", "add"),
     ),
@@ -317,12 +336,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "withdraw",
-        "take back your own request while it waits for approval",
+        "take back your own request while it waits (for approval, or for its time)",
         lambda v: WithdrawRequest(v.need("change"), v.get("request")),
-        args=(_CHANGE, _REQUEST),
-        examples=("withdraw CHG-0042", "withdraw CHG-0042 rollback"),
+        args=(Param("change", Kind.CHANGE_OR_BATCH, "CHG-n|BAT-n"), _REQUEST),
+        examples=("withdraw CHG-0042", "withdraw CHG-0042 rollback", "withdraw BAT-0007"),
         details="Only the requester can; nothing runs for it. When more than one of "
-        "your requests waits, say which.",
+        "your requests waits, say which. A wave (BAT-n) withdraws every member that "
+        "still waits.",
         synonyms=("retract", "unrequest"),
     ),
     CommandSpec(

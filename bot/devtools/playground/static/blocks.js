@@ -240,6 +240,17 @@ function textInputEl(el) {
   return box;
 }
 
+// Slack's datetimepicker sends the instant picked on the person's own clock
+// as a UNIX time (selected_date_time); the browser's local time is that clock.
+function dateTimeEl(el) {
+  const box = h("input", { class: "bk-input", type: "datetime-local", "data-action-id": el.action_id, "aria-label": el.action_id });
+  box.collect = () => ({
+    type: "datetimepicker",
+    selected_date_time: box.value ? Math.floor(new Date(box.value).getTime() / 1000) : null,
+  });
+  return box;
+}
+
 export function element(el, ctx, blockId, opts = {}) {
   switch (el.type) {
     case "button": return buttonEl(el, ctx, blockId);
@@ -248,6 +259,7 @@ export function element(el, ctx, blockId, opts = {}) {
     case "overflow": return overflowEl(el, ctx, blockId);
     case "radio_buttons": return radioEl(el, ctx, blockId);
     case "plain_text_input": return textInputEl(el);
+    case "datetimepicker": return dateTimeEl(el);
     case "image": return h("span", { class: "bk-image", title: el.alt_text }, "🖼");
     case "mrkdwn": case "plain_text": return textObject(el, ctx);
     default: return h("span", { class: "bk-unsupported" }, `[unsupported element: ${el.type}]`);

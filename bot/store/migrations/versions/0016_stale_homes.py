@@ -1,11 +1,8 @@
 """App Homes behind their change (stale_home), for a serving process to publish
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-04
-
-Revises 0014: the number 0015 is taken by a branch being merged beside
-this one; the merge renumbers whichever comes second.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
