@@ -101,11 +101,13 @@ def _quiet(bot: RunningBot) -> tuple[list[Any], list[str], int]:
     if flush is not None:
         flush()
     # The App Homes a change concerns are re-published after its sync
-    # (handlers/home_refresh.py): wait until those rounds are over too.
+    # (handlers/home_refresh.py): wait until those rounds are over too. A
+    # round is paced (5 a second) and starts on the Slack deps' executor,
+    # which a loaded machine may start late: quiet means 2 s without one.
     seen = -1
     while seen != len(bot.api.of("views.publish")):
         seen = len(bot.api.of("views.publish"))
-        time.sleep(0.8)
+        time.sleep(2.0)
     return _snapshot(bot), _host_work(bot), len(bot.api.calls)
 
 

@@ -8,7 +8,7 @@ export const EMOJI = {
   desktop_computer: "🖥️", eyes: "👀", gear: "⚙️", ghost: "👻", grey_question: "❔",
   heavy_check_mark: "✔️", hourglass: "⌛", hourglass_flowing_sand: "⏳", inbox_tray: "📥",
   information_source: "ℹ️", large_green_circle: "🟢", leftwards_arrow_with_hook: "↩️",
-  lock: "🔒", no_entry: "⛔", raising_hand: "🙋", red_circle: "🔴", rewind: "⏪",
+  lock: "🔒", no_entry: "⛔", ocean: "🌊", raising_hand: "🙋", red_circle: "🔴", rewind: "⏪",
   arrow_right: "➡️", rocket: "🚀", satellite_antenna: "📡", scissors: "✂️", speech_balloon: "💬",
   stopwatch: "⏱️", tada: "🎉", test_tube: "🧪", thumbsup: "👍",
   twisted_rightwards_arrows: "🔀", warning: "⚠️", wave: "👋", white_check_mark: "✅",
