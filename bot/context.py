@@ -69,6 +69,9 @@ class AppContext:
     channels: ChannelNotices = field(default_factory=NullChannelNotices)
     # This context's own registry (docs/operations.md), never a global one.
     metrics: Metrics = field(default_factory=Metrics)
+    # Called with each job the service delivered, in the caller's thread,
+    # after the commit that recorded it (build_context's `after_delivery`).
+    after_delivery: Callable[[JobRunner, int], None] | None = field(default=None, repr=False)
     _consumer: InProcessConsumer | None = field(default=None, repr=False)
     _scheduler: PeriodicScheduler | None = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -138,7 +141,12 @@ class AppContext:
         answer (the job waits in the outbox, and its thread says so)."""
         from bot.service.dispatch import deliver
 
-        return deliver(self, job_id)
+        delivered = deliver(self, job_id)
+        if delivered and self.after_delivery is not None:
+            # After the delivering transaction too: the runner's claim is
+            # an UPDATE of the row that transaction held.
+            self.after_delivery(self.runner, job_id)
+        return delivered
 
     def job_delivery(self) -> JobDelivery:
         return JobDelivery(self.engine, self.queue, self.clock, self._delay_of)
@@ -345,7 +353,14 @@ def build_context(
     huey_kind: Literal["sqlite", "memory", "redis"] | None = None,
     host_wrapper: HostWrapper | None = None,
     metrics: Metrics | None = None,
+    after_delivery: Callable[[JobRunner, int], None] | None = None,
 ) -> AppContext:
+    """The context `settings` describe. `after_delivery`, when given, is
+    called with the runner and each job id the service hands to the queue,
+    in the caller's thread once the job is committed and delivered: the
+    tests' inline jobs (tests/helpers.py `run_inline`, docs/architecture.md)
+    run it there instead of leaving it to a consumer. Production passes
+    nothing: its jobs run only in the queue's consumers."""
     # Imported here: the measured wrappers build on the service layer.
     from bot.observe.gauges import DatabaseGauges
     from bot.observe.hosts import metered
@@ -444,5 +459,6 @@ def build_context(
         notifier=notifier,
         channels=channels,
         metrics=metrics,
+        after_delivery=after_delivery,
         _closers=closers,
     )

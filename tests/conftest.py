@@ -164,3 +164,13 @@ def running_ctx(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
     threads (tests.helpers.running_context)."""
     with running_context(tmp_path, db_url) as context:
         yield context
+
+
+@pytest.fixture
+def inline_ctx(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
+    """A demo-mode context on each backend whose jobs run inline: when
+    `request_checkpoint`, `approve`, `rollback` or `merge` returns, its job
+    has finished (tests.helpers.run_inline). For tests that are not about
+    the queue or its consumers; those use `running_ctx`."""
+    with running_context(tmp_path, db_url, inline=True) as context:
+        yield context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 from bot.clock import Clock, ScaledClock
 from bot.config import Settings, demo_settings
 from bot.context import AppContext, build_context
+from bot.jobs import JobRunner, RunStatus
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -19,18 +21,52 @@ def settings_for(workdir: Path, database_url: str | None = None) -> Settings:
     return demo_settings(env, workdir)
 
 
-@contextmanager
-def running_context(
-    workdir: Path, database_url: str | None = None, clock: Clock | None = None
-) -> Iterator[AppContext]:
-    """A demo-mode context with its job consumer running in threads; the
-    clock runs 600x so simulated merges finish within a second."""
-    ctx = build_context(
-        settings_for(workdir, database_url),
+def run_inline(runner: JobRunner, job_id: int) -> None:
+    """Run a delivered job to its end in this thread, as a consumer would:
+    the same runner, so the same claim, VM lock and idempotency. A job not
+    due yet (a window, `--at`, a retry's backoff on a manual clock) is left
+    queued for its time, as the queue's delay would leave it; a VM or host
+    that is busy, or a retry that is due, is tried again after the delay
+    the runner asks of the queue."""
+    while True:
+        outcome = runner.run(job_id)
+        if outcome.retry_after is None or outcome.status is RunStatus.NOT_DUE:
+            return
+        time.sleep(outcome.retry_after)
+
+
+def inline_context(
+    settings: Settings, clock: Clock | None = None, env: dict[str, str] | None = None
+) -> AppContext:
+    """A demo-mode context whose jobs run inline (`run_inline`): when the
+    service call that recorded a job returns, the job has finished. No
+    consumer and no periodic work run; a test that needs a tick runs it."""
+    return build_context(
+        settings,
+        env=env,
         clock=clock or ScaledClock(600, start=T0),
         huey_kind="memory",
+        after_delivery=run_inline,
     )
-    ctx.start_workers()
+
+
+@contextmanager
+def running_context(
+    workdir: Path,
+    database_url: str | None = None,
+    clock: Clock | None = None,
+    *,
+    inline: bool = False,
+) -> Iterator[AppContext]:
+    """A demo-mode context with its job consumer running in threads; the
+    clock runs 600x so simulated merges finish within a second. `inline`:
+    no consumer, jobs run in the caller's thread (`inline_context`)."""
+    settings = settings_for(workdir, database_url)
+    if inline:
+        ctx = inline_context(settings, clock)
+    else:
+        ctx = build_context(settings, clock=clock or ScaledClock(600, start=T0), huey_kind="memory")
+        ctx.start_workers()
     try:
         yield ctx
     finally:

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot.clock import ScaledClock
-from bot.context import AppContext, build_context
+from bot.context import AppContext
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.notify.thread import QUIET
 from bot.service import approve, request_checkpoint, rollback, show_change
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent
-from tests.helpers import T0, settings_for
+from tests.helpers import inline_context, settings_for
 from tests.slack_support import BOT_TOKEN, FakeSlackApi
 
 CHANNEL = "C0OPS"
@@ -27,12 +26,12 @@ CHANNEL = "C0OPS"
 def slack_ctx(tmp_path: Path) -> Iterator[tuple[AppContext, FakeSlackApi]]:
     with FakeSlackApi() as api:
         env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
-        ctx = build_context(
-            settings_for(tmp_path), env=env, clock=ScaledClock(600, start=T0), huey_kind="memory"
-        )
+        # Jobs run inline; the Slack outbox still drains in the background,
+        # as every process that talks to Slack drains it.
+        ctx = inline_context(settings_for(tmp_path), env=env)
         assert isinstance(ctx.notifier, ThreadNotifier)
         ctx.notifier.pacer = ChannelPacer(rate=1000.0, burst=1000)
-        ctx.start_workers()
+        ctx.start_slack_outbox()
         try:
             yield ctx, api
         finally:
@@ -52,10 +51,10 @@ def test_a_change_tells_its_story_in_one_thread(slack_ctx: tuple[AppContext, Fak
     out = request_checkpoint(
         ctx, "WEB01", reason="KB5044284", requester="U0ALICE", channel=CHANNEL, source="slack"
     )
-    assert out.job_id is not None and ctx.ledger.wait(out.job_id, timeout=30).state == "succeeded"
+    assert out.job_id is not None and ctx.ledger.get(out.job_id).state == "succeeded"
     rollback(ctx, out.change.ref, requester="U0ALICE")
     done = approve(ctx, out.change.ref, approver="U0BOB")
-    assert done.job_id is not None and ctx.ledger.wait(done.job_id, timeout=30).state == "succeeded"
+    assert done.job_id is not None and ctx.ledger.get(done.job_id).state == "succeeded"
     change = show_change(ctx, out.change.ref)
 
     def every_event_posted(_calls: object) -> bool:
@@ -98,7 +97,7 @@ def test_racing_syncs_never_post_twice(slack_ctx: tuple[AppContext, FakeSlackApi
     out = request_checkpoint(
         ctx, "APP01", reason="deploy", requester="U0ALICE", channel=CHANNEL, source="slack"
     )
-    assert out.job_id is not None and ctx.ledger.wait(out.job_id, timeout=30).state == "succeeded"
+    assert out.job_id is not None and ctx.ledger.get(out.job_id).state == "succeeded"
     barrier = threading.Barrier(6)
 
     def sync() -> None:
@@ -156,7 +155,7 @@ def test_a_post_abandoned_by_a_dead_process_is_taken_over(
     out = request_checkpoint(
         ctx, "WEB02", reason="patch", requester="U0ALICE", channel=CHANNEL, source="slack"
     )
-    assert out.job_id is not None and ctx.ledger.wait(out.job_id, timeout=30).state == "succeeded"
+    assert out.job_id is not None and ctx.ledger.get(out.job_id).state == "succeeded"
     assert isinstance(ctx.notifier, ThreadNotifier)
     ctx.notifier.flush()
     before = len(api.of("chat.postMessage"))

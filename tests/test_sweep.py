@@ -33,7 +33,7 @@ from bot.store.models import Change, CheckpointAdoption
 from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.cli_support import one_line_error, run
-from tests.helpers import T0, settings_for
+from tests.helpers import T0, inline_context, settings_for
 from tests.sweep_support import (
     JumpClock,
     checkpointable,
@@ -46,10 +46,17 @@ DAY = timedelta(days=1)
 
 
 def _context(
-    tmp_path: Path, clock: ManualClock | JumpClock, db_url: str | None = None, **sweep: object
+    tmp_path: Path,
+    clock: ManualClock | JumpClock,
+    db_url: str | None = None,
+    *,
+    inline: bool = False,
+    **sweep: object,
 ) -> AppContext:
     settings = settings_for(tmp_path, db_url)
     settings = replace(settings, sweep=SweepConfig.model_validate({"channel": "C0SWEEP", **sweep}))
+    if inline:
+        return inline_context(settings, clock)
     return build_context(settings, clock=clock, huey_kind="memory")
 
 
@@ -271,14 +278,13 @@ def test_racing_adopts_make_one_change(tmp_path: Path, db_url: str, clock: Manua
 
 def test_adopt_and_merge_goes_through_the_job_ledger(tmp_path: Path) -> None:
     clock = JumpClock(600, T0)
-    ctx = _context(tmp_path, clock)
-    ctx.start_workers(periodic=False)
+    ctx = _context(tmp_path, clock, inline=True)
     try:
         vm = ctx.inventory.vm("WEB01")
         orphan = take_orphan(ctx, vm, age=3 * DAY)
         result = adopt_checkpoint(ctx, vm.host, vm.vm_id, orphan.id, "U0BOB", then_merge=True)
         assert result.merge is not None and result.merge.job_id is not None
-        job = ctx.ledger.wait(result.merge.job_id, timeout=30)
+        job = ctx.ledger.get(result.merge.job_id)
         assert (job.kind, job.state, job.destructive) == ("merge", "succeeded", True)
         change = show_change(ctx, result.change.ref)
         assert change.state == "merged"

@@ -22,21 +22,19 @@ from bot.inventory import demo_inventory_path, load_inventory
 from bot.service import approve, list_checkpoints, request_checkpoint, rollback, show_change
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
-from tests.helpers import T0
+from tests.helpers import T0, run_inline
 
 PASSWORD = "Passw0rd!"
 
 
 @pytest.fixture
 def emulated(tmp_path: Path) -> Iterator[tuple[AppContext, EmulatedFleet]]:
-    with emulated_context(tmp_path, workers=True) as both:
+    with emulated_context(tmp_path, inline=True) as both:
         yield both
 
 
 @contextmanager
-def emulated_context(
-    tmp_path: Path, *, workers: bool
-) -> Iterator[tuple[AppContext, EmulatedFleet]]:
+def emulated_context(tmp_path: Path, *, inline: bool) -> Iterator[tuple[AppContext, EmulatedFleet]]:
     inventory = load_inventory(demo_inventory_path())
     clock = ScaledClock(600, start=T0)
     fleet = EmulatedFleet.start(
@@ -59,9 +57,15 @@ def emulated_context(
         engine = make_engine(settings.database_url)
         upgrade(engine)
         engine.dispose()
-        ctx = build_context(settings, env=env, clock=clock, huey_kind="memory")
-        if workers:
-            ctx.start_workers()
+        # `inline`: a job runs when the call that recorded it returns;
+        # otherwise it waits queued until the test runs it.
+        ctx = build_context(
+            settings,
+            env=env,
+            clock=clock,
+            huey_kind="memory",
+            after_delivery=run_inline if inline else None,
+        )
         try:
             yield ctx, fleet
         finally:
@@ -74,7 +78,7 @@ def test_checkpoint_and_rollback_over_winrm(emulated: tuple[AppContext, Emulated
     ctx, fleet = emulated
     out = request_checkpoint(ctx, "WEB01", reason="KB5044284", requester="alice")
     assert out.job_id is not None
-    assert ctx.ledger.wait(out.job_id, timeout=60).state == "succeeded"
+    assert ctx.ledger.get(out.job_id).state == "succeeded"
     change = show_change(ctx, out.change.ref)
     assert change.state == "active"
     rows = list_checkpoints(ctx, vm="WEB01").rows
@@ -85,7 +89,7 @@ def test_checkpoint_and_rollback_over_winrm(emulated: tuple[AppContext, Emulated
     rollback(ctx, change.ref, requester="alice")
     done = approve(ctx, change.ref, approver="bob")
     assert done.job_id is not None
-    assert ctx.ledger.wait(done.job_id, timeout=60).state == "succeeded"
+    assert ctx.ledger.get(done.job_id).state == "succeeded"
     assert show_change(ctx, change.ref).state == "rolled_back"
 
     cmdlets = {entry.cmdlet for entry in fleet.log.entries}
@@ -104,15 +108,16 @@ def test_a_fact_changed_between_request_and_job_refuses_the_job(tmp_path: Path) 
     """The job re-asks the host right before it runs (over WinRM, the facts
     in one invocation): checkpoints disabled on the VM after the request was
     allowed make the job refuse, and nothing is taken."""
-    with emulated_context(tmp_path, workers=False) as (ctx, fleet):
+    with emulated_context(tmp_path, inline=False) as (ctx, fleet):
         out = request_checkpoint(ctx, "WEB01", reason="KB5044284", requester="alice")
         assert out.change.state == "approved" and out.job_id is not None
         # Between the request and the job, someone disables checkpoints on the host.
         ctx.host_for("HV01").set_checkpoint_settings(
             out.change.vm_id, checkpoint_type=CheckpointType.Disabled
         )
-        ctx.start_workers()
-        job = ctx.ledger.wait(out.job_id, timeout=60)
+        # Only now does the job run, as a consumer would run it.
+        run_inline(ctx.runner, out.job_id)
+        job = ctx.ledger.get(out.job_id)
         assert job.state == "succeeded" and job.result == {"denied": True}
         change = show_change(ctx, out.change.ref)
         assert change.state == "denied"
