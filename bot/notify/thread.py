@@ -30,6 +30,7 @@ from sqlmodel import col, select
 
 from bot.changes import State
 from bot.changes.batch_load import load_batch
+from bot.changes.batch_milestones import FINISHED, note_finished
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_views import BatchEventView, BatchView
 from bot.changes.lifecycle import IN_FLIGHT
@@ -70,6 +71,9 @@ MILESTONES = frozenset(
         "rollback_refused",
         "merge_refused",
         "withdrawn",
+        # The end of the wave's create, Roll back all or Keep & merge all:
+        # "8 of 8 taken" (bot/changes/batch_milestones.py).
+        *FINISHED.values(),
     }
 )
 
@@ -293,7 +297,11 @@ class ThreadNotifier:
             events = events_of(s, change_id)
         channel = change.channel or self.default_channel
         if channel is not None and change.batch_id is not None:
-            return self._sync_member(change.batch_id, channel, ChangeView.of(change), events)
+            complete = self._sync_member(change.batch_id, channel, ChangeView.of(change), events)
+            # A member's Homes follow it as a lone change's do (#17): the
+            # requester's "Your open changes", an approver's Approve all.
+            self._tell_listeners(change_id)
+            return complete
         # A refusal is told to the requester alone (ephemeral); no thread for it.
         if channel is None or (change.state == State.DENIED and change.thread_ts is None):
             return True
@@ -360,7 +368,12 @@ class ThreadNotifier:
         """A batch member posts no root of its own: the batch has one thread
         whose root is its compact card, brought up to date with every
         member's step, and only what matters of a member (a failure) is a
-        reply there (docs/batches.md, "In Slack")."""
+        reply there (docs/batches.md, "In Slack"). When this member was
+        the last of the wave's action on its way, the action's end is
+        recorded first (once, whichever process notices) and posted with the
+        other milestones."""
+        with session_scope(self.engine) as s:
+            note_finished(s, batch_id)
         with session_scope(self.engine) as s:
             batch = load_batch(s, batch_id)
             seen = get_batch(s, batch_id).thread_ts
@@ -381,7 +394,7 @@ class ThreadNotifier:
             return False  # another process is posting the root
         else:
             self._update_root(channel, thread_ts, root)
-        complete = self._post_milestones(batch, channel, thread_ts)
+        complete = True
         for event in events:
             if event.id is None or not _matters(event):
                 continue
@@ -392,7 +405,8 @@ class ThreadNotifier:
                 complete = complete and posted
             elif event.slack_ts.startswith(_POSTING):
                 complete = False
-        return complete
+        # After this member's failure: the wave's end that names it follows it.
+        return self._post_milestones(batch, channel, thread_ts) and complete
 
     def _post_milestones(self, batch: BatchView, channel: str, thread_ts: str) -> bool:
         """Each milestone of the wave not yet in its thread, as a reply,
