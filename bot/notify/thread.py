@@ -297,7 +297,7 @@ class ThreadNotifier:
             events = events_of(s, change_id)
         channel = change.channel or self.default_channel
         if channel is not None and change.batch_id is not None:
-            complete = self._sync_member(change.batch_id, channel, ChangeView.of(change), events)
+            complete = self._sync_member(change.batch_id, channel)
             # A member's Homes follow it as a lone change's do (#17): the
             # requester's "Your open changes", an approver's Approve all.
             self._tell_listeners(change_id)
@@ -362,9 +362,7 @@ class ThreadNotifier:
         self._tell_listeners(change_id)
         return complete
 
-    def _sync_member(
-        self, batch_id: int, channel: str, view: ChangeView, events: list[ChangeEvent]
-    ) -> bool:
+    def _sync_member(self, batch_id: int, channel: str) -> bool:
         """A batch member posts no root of its own: the batch has one thread
         whose root is its compact card, brought up to date with every
         member's step, and only what matters of a member (a failure) is a
@@ -395,18 +393,38 @@ class ThreadNotifier:
         else:
             self._update_root(channel, thread_ts, root)
         complete = True
-        for event in events:
-            if event.id is None or not _matters(event):
+        for member, event in self._member_failures(batch):
+            if event.id is None:
                 continue
             if event.slack_ts is None or _stale(event.slack_ts):
                 posted = self._post_event(
-                    event.id, channel, thread_ts, view, EventView.of(event), event.slack_ts
+                    event.id, channel, thread_ts, member, EventView.of(event), event.slack_ts
                 )
                 complete = complete and posted
             elif event.slack_ts.startswith(_POSTING):
                 complete = False
-        # After this member's failure: the wave's end that names it follows it.
-        return self._post_milestones(batch, channel, thread_ts) and complete
+        if not complete:
+            # A failure is being posted elsewhere: the wave's end, which
+            # names it, waits for it (the outbox comes back to this).
+            return False
+        return self._post_milestones(batch, channel, thread_ts)
+
+    def _member_failures(self, batch: BatchView) -> list[tuple[ChangeView, ChangeEvent]]:
+        """What matters of every member (its failures), in the order they
+        were recorded: whichever member's sync posts the wave's end, the
+        failures it names are in the thread before it."""
+        ids = [m.change_id for m in batch.members]
+        with session_scope(self.engine) as s:
+            changes = {
+                c.id: ChangeView.of(c)
+                for c in s.exec(select(Change).where(col(Change.id).in_(ids))).all()
+            }
+            rows = s.exec(
+                select(ChangeEvent)
+                .where(col(ChangeEvent.change_id).in_(ids))
+                .order_by(col(ChangeEvent.id))
+            ).all()
+        return [(changes[e.change_id], e) for e in rows if _matters(e)]
 
     def _post_milestones(self, batch: BatchView, channel: str, thread_ts: str) -> bool:
         """Each milestone of the wave not yet in its thread, as a reply,
