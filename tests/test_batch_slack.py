@@ -461,3 +461,35 @@ def test_one_vm_of_a_wave_is_rolled_back_from_the_card_its_confirm_saying_what_i
         )
         root = [c for c in posted if c.method == "chat.update"][-1].body
         assert "checkpoint:rollback" not in _member_buttons(root, staging.change)
+
+
+def test_the_requesters_home_follows_the_wave_without_being_reopened(tmp_path: Path) -> None:
+    """#17: a member's job ending re-publishes the Home of everyone its
+    change concerns, as a lone change's does; the requester's shows the
+    wave with its progress, though she never opened it."""
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["CORP-DC01", "STG-WEB01", "WEB01"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        line = ":ocean: *BAT-0001* · a wave of 3 VMs · active — 2 of 2 done, 1 refused"
+
+        def alices(calls: list[Any]) -> list[str]:
+            return [
+                shown(c.body["view"])
+                for c in calls
+                if c.method == "views.publish" and c.body.get("user_id") == "U0ALICE"
+            ]
+
+        homes = alices(bot.api.wait_for(lambda cs: any(line in h for h in alices(cs)), 30))
+        current = next(h for h in homes if line in h)
+        assert "Your open changes (2)" in current
+        assert "WEB01 on HV01 · active" in current and "STG-WEB01 on HV03 · active" in current
+        # Never opened: every publish was the refresher's.
+        assert not [c for c in bot.api.calls if c.method == "views.open"]
