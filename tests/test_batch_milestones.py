@@ -10,12 +10,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from slack_sdk import WebClient
+from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from bot.changes.batch_milestones import finish_of
+from bot.changes.batch_milestones import finish_of, note_finished
+from bot.changes.batch_record import batch_note, get_batch, open_batch
+from bot.changes.record import get_change, note
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.service import (
     Selection,
@@ -26,7 +30,7 @@ from bot.service import (
     show_batch,
 )
 from bot.store.db import session_scope
-from bot.store.models import BatchEvent
+from bot.store.models import Batch, BatchEvent, Change
 from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.slack_support import BOT_TOKEN, Call, RunningBot, running_bot
@@ -199,3 +203,82 @@ def test_while_a_wave_runs_only_failures_are_replies_and_the_card_keeps_count(
             if c.method == "chat.update" and str(c.body.get("text", "")).startswith("BAT-0001")
         ]
         assert cards and "3 of 3 done, 1 failed" in cards[-1]
+
+
+# --- how an action's end is counted (bot/changes/batch_milestones.py) ---------------------
+
+T0 = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
+
+
+def _wave(engine: Engine, states: dict[str, str]) -> tuple[int, dict[str, Change]]:
+    with session_scope(engine) as s:
+        batch = open_batch(
+            s,
+            Batch(requester="U0ALICE", reason="wave", checkpoint_type="production",
+                  ttl_seconds=3600, channel="C0OPS"),
+            now=T0,
+            details={},
+        )  # fmt: skip
+        assert batch.id is not None
+        members = {}
+        for vm, state in states.items():
+            change = Change(vm_id=f"vm-{vm}", vm_name=vm, host="HV01", reason="wave",
+                            requester="U0ALICE", checkpoint_type="production", state=state,
+                            ttl_seconds=3600, batch_id=batch.id, channel="C0OPS",
+                            created_at=T0, updated_at=T0)  # fmt: skip
+            s.add(change)
+            s.flush()
+            members[vm] = change
+        return batch.id, members
+
+
+def test_a_roll_back_all_ends_with_its_failure_and_what_never_ran(engine: Engine) -> None:
+    batch_id, m = _wave(engine, {"WEB01": "rolled_back", "WEB02": "active", "APP01": "active"})
+    with session_scope(engine) as s:
+        batch_note(s, get_batch(s, batch_id), kind="rollback_started", actor="U0BOB", now=T0,
+                   message="rollback of 3 members",
+                   details={"targets": [c.id for c in m.values()]})  # fmt: skip
+        # Before the action: an old failure of APP01 is not this rollback's.
+        note(s, get_change(s, m["APP01"].id or 0), kind="create_failed", actor="bot",
+             now=T0 - timedelta(hours=1), message="old")  # fmt: skip
+        note(s, get_change(s, m["WEB02"].id or 0), kind="rollback_failed", actor="bot",
+             now=T0 + timedelta(minutes=1), message="disks merging")  # fmt: skip
+    with session_scope(engine) as s:
+        finish = finish_of(s, batch_id)
+    assert finish is not None
+    assert finish.done == ("WEB01",) and [vm for vm, _ in finish.failed] == ["WEB02"]
+    assert finish.not_run == 1
+    assert finish.message().startswith("1 of 2 rolled back, 1 failed: WEB02 — ")
+    assert finish.message().endswith(", 1 not run (asked by <@U0BOB>)")
+    with session_scope(engine) as s:
+        assert note_finished(s, batch_id)
+    with session_scope(engine) as s:
+        assert not note_finished(s, batch_id)  # told once
+        (event,) = s.exec(
+            select(BatchEvent).where(col(BatchEvent.kind) == "rollback_finished")
+        ).all()
+    # When the last member's step was recorded, not when it was noticed.
+    assert event.at == T0 + timedelta(minutes=1)
+    assert event.details["failed"] == {"WEB02": finish.failed[0][1]}
+
+
+def test_nothing_is_told_while_a_member_is_on_its_way_or_for_an_old_wave(engine: Engine) -> None:
+    batch_id, m = _wave(engine, {"WEB01": "active", "WEB02": "creating"})
+    with session_scope(engine) as s:
+        batch_note(s, get_batch(s, batch_id), kind="members_recorded", actor="bot", now=T0,
+                   message="2", details={"targets": [c.id for c in m.values()]})  # fmt: skip
+    with session_scope(engine) as s:
+        assert finish_of(s, batch_id) is None  # WEB02 is still being taken
+        change = s.get(Change, m["WEB02"].id)
+        assert change is not None
+        change.state = "active"
+    with session_scope(engine) as s:
+        finish = finish_of(s, batch_id)
+        assert finish is not None and finish.message() == "2 of 2 taken (asked by <@U0ALICE>)"
+    # A wave whose start names no members (recorded before `targets`).
+    old_id, _ = _wave(engine, {"SQL01": "active"})
+    with session_scope(engine) as s:
+        batch_note(s, get_batch(s, old_id), kind="members_recorded", actor="bot", now=T0,
+                   message="1", details={})  # fmt: skip
+    with session_scope(engine) as s:
+        assert finish_of(s, old_id) is None
