@@ -449,6 +449,7 @@ class Actions:
             overdue=data.overdue,
             scheduled=data.scheduled,
             waves_to_approve=data.waves_to_approve,
+            waves=data.waves,
             start_after_restore=self.deps.start_after_restore,
         )
         client.views_publish(user_id=user, view=view)

@@ -192,11 +192,15 @@ def test_a_wave_has_one_thread_whose_root_is_its_card(tmp_path: Path) -> None:
         posts = bot.api.of("chat.postMessage")
         roots = [c for c in posts if not c.body.get("thread_ts")]
         # One root, the batch's card; no member posts a root or a reply of
-        # its own (nothing failed), and the card is brought up to date.
+        # its own (nothing failed), and the card is brought up to date. The
+        # one reply is the wave's milestone: all its checkpoints taken.
         assert len(roots) == 1 and "BAT-0001" in shown(roots[0].body), [
             shown(c.body)[:80] for c in roots
         ]
-        assert not [c for c in posts if c.body.get("thread_ts")]
+        replies = [shown(c.body) for c in posts if c.body.get("thread_ts")]
+        assert len(replies) == 1, replies
+        assert ":checkered_flag: *Checkpoints of the wave finished*" in replies[0]
+        assert "3 of 3 taken, 1 refused (asked by <@U0ALICE>)" in replies[0]
         updates = [shown(c.body) for c in bot.api.of("chat.update")]
         assert updates and "3 of 3 done, 1 refused" in updates[-1]
         assert "BAT-0001 — active" in updates[-1]
@@ -226,7 +230,12 @@ def test_a_members_failure_is_a_reply_in_the_waves_thread(tmp_path: Path) -> Non
         roots = [c for c in posts if not c.body.get("thread_ts")]
         assert len(roots) == 1 and "BAT-0001" in shown(roots[0].body)
         replies = [c for c in posts if c.body.get("thread_ts")]
-        assert len(replies) == 1 and "STG-APP01" in shown(replies[0].body)
+        # The failure once, then the milestone naming it and why.
+        assert len(replies) == 2, [shown(c.body)[:80] for c in replies]
+        assert "CHG-0002: create failed" in shown(replies[0].body)
+        said = shown(replies[1].body)
+        assert ":warning: *Checkpoints of the wave finished*" in said
+        assert "1 of 2 taken, 1 failed: STG-APP01 — " in said
         card = shown(bot.api.of("chat.update")[-1].body)
         assert "partly failed" in card and "2 of 2 done, 1 failed" in card
 
@@ -388,13 +397,14 @@ rules:
                 and str(c.body.get("text", "")).startswith("BAT-0001: ")
             ]
 
-        said = milestones(bot.api.wait_for(lambda cs: len(milestones(cs)) >= 2, 30))
+        said = milestones(bot.api.wait_for(lambda cs: len(milestones(cs)) >= 3, 30))
         assert ":bell: *Approval needed for the wave*" in said[0]
         assert "need 1 approval from anyone (not the requester)" in said[0]
         assert "WEB01, STG-WEB01" in said[0]
         assert ":+1: *Approved* · <@U0BOB>" in said[1]
+        assert "2 of 2 taken (asked by <@U0ALICE>)" in said[2]
         time.sleep(0.5)
-        assert len(milestones(bot.api.calls)) == 2
+        assert len(milestones(bot.api.calls)) == 3
 
 
 def _member_buttons(card: dict[str, Any], ref: str) -> dict[str, dict[str, Any]]:
@@ -451,3 +461,35 @@ def test_one_vm_of_a_wave_is_rolled_back_from_the_card_its_confirm_saying_what_i
         )
         root = [c for c in posted if c.method == "chat.update"][-1].body
         assert "checkpoint:rollback" not in _member_buttons(root, staging.change)
+
+
+def test_the_requesters_home_follows_the_wave_without_being_reopened(tmp_path: Path) -> None:
+    """#17: a member's job ending re-publishes the Home of everyone its
+    change concerns, as a lone change's does; the requester's shows the
+    wave with its progress, though she never opened it."""
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["CORP-DC01", "STG-WEB01", "WEB01"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        for o in out.outcomes:
+            if o.job_id is not None:
+                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        line = ":ocean: *BAT-0001* · a wave of 3 VMs · active — 2 of 2 done, 1 refused"
+
+        def alices(calls: list[Any]) -> list[str]:
+            return [
+                shown(c.body["view"])
+                for c in calls
+                if c.method == "views.publish" and c.body.get("user_id") == "U0ALICE"
+            ]
+
+        homes = alices(bot.api.wait_for(lambda cs: any(line in h for h in alices(cs)), 30))
+        current = next(h for h in homes if line in h)
+        assert "Your open changes (2)" in current
+        assert "WEB01 on HV01 · active" in current and "STG-WEB01 on HV03 · active" in current
+        # Never opened: every publish was the refresher's.
+        assert not [c for c in bot.api.calls if c.method == "views.open"]

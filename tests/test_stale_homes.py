@@ -21,13 +21,14 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine, make_url
 
 from bot.changes import Command
+from bot.changes.batch_record import open_batch
 from bot.changes.record import open_change, transition
 from bot.notify.homes import KEEP, LEASE, StaleHomes
 from bot.notify.thread import ThreadNotifier
 from bot.service import request_checkpoint
 from bot.store.db import make_engine, session_scope
 from bot.store.migrate import downgrade, upgrade
-from bot.store.models import Change
+from bot.store.models import Batch, Change
 from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.slack_support import BOT_TOKEN, Call, FakeSlackApi, running_bot
@@ -244,3 +245,32 @@ def test_a_serving_process_publishes_what_another_left_on_its_tick(tmp_path: Pat
         while homes.pending() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert homes.pending() == 0
+
+
+def test_a_batch_members_sync_records_its_change_too(
+    engine: Engine, notifier: ThreadNotifier
+) -> None:
+    """A wave's member moving (taken, failed, rolled back) leaves its Homes
+    for a serving process as a lone change does: its requester's "Your
+    open changes" shows the wave's progress."""
+    with session_scope(engine) as s:
+        batch = open_batch(
+            s,
+            Batch(
+                requester="U0ALICE",
+                reason="wave",
+                checkpoint_type="production",
+                ttl_seconds=3600,
+                channel="C0OPS",
+            ),
+            now=T0,
+            details={},
+        )
+        batch_id = batch.id
+    change_id = new_change(engine)
+    with session_scope(engine) as s:
+        change = s.get(Change, change_id)
+        assert change is not None
+        change.batch_id = batch_id
+    assert notifier.sync(change_id)
+    assert StaleHomes(engine).claim("serve").change_ids == (change_id,)

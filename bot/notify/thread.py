@@ -30,6 +30,7 @@ from sqlmodel import col, select
 
 from bot.changes import State
 from bot.changes.batch_load import load_batch
+from bot.changes.batch_milestones import FINISHED, note_finished
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_views import BatchEventView, BatchView
 from bot.changes.lifecycle import IN_FLIGHT
@@ -70,6 +71,9 @@ MILESTONES = frozenset(
         "rollback_refused",
         "merge_refused",
         "withdrawn",
+        # The end of the wave's create, Roll back all or Keep & merge all:
+        # "8 of 8 taken" (bot/changes/batch_milestones.py).
+        *FINISHED.values(),
     }
 )
 
@@ -293,7 +297,11 @@ class ThreadNotifier:
             events = events_of(s, change_id)
         channel = change.channel or self.default_channel
         if channel is not None and change.batch_id is not None:
-            return self._sync_member(change.batch_id, channel, ChangeView.of(change), events)
+            complete = self._sync_member(change.batch_id, channel)
+            # A member's Homes follow it as a lone change's do (#17): the
+            # requester's "Your open changes", an approver's Approve all.
+            self._tell_listeners(change_id)
+            return complete
         # A refusal is told to the requester alone (ephemeral); no thread for it.
         if channel is None or (change.state == State.DENIED and change.thread_ts is None):
             return True
@@ -354,13 +362,16 @@ class ThreadNotifier:
         self._tell_listeners(change_id)
         return complete
 
-    def _sync_member(
-        self, batch_id: int, channel: str, view: ChangeView, events: list[ChangeEvent]
-    ) -> bool:
+    def _sync_member(self, batch_id: int, channel: str) -> bool:
         """A batch member posts no root of its own: the batch has one thread
         whose root is its compact card, brought up to date with every
         member's step, and only what matters of a member (a failure) is a
-        reply there (docs/batches.md, "In Slack")."""
+        reply there (docs/batches.md, "In Slack"). When this member was
+        the last of the wave's action on its way, the action's end is
+        recorded first (once, whichever process notices) and posted with the
+        other milestones."""
+        with session_scope(self.engine) as s:
+            note_finished(s, batch_id)
         with session_scope(self.engine) as s:
             batch = load_batch(s, batch_id)
             seen = get_batch(s, batch_id).thread_ts
@@ -381,18 +392,39 @@ class ThreadNotifier:
             return False  # another process is posting the root
         else:
             self._update_root(channel, thread_ts, root)
-        complete = self._post_milestones(batch, channel, thread_ts)
-        for event in events:
-            if event.id is None or not _matters(event):
+        complete = True
+        for member, event in self._member_failures(batch):
+            if event.id is None:
                 continue
             if event.slack_ts is None or _stale(event.slack_ts):
                 posted = self._post_event(
-                    event.id, channel, thread_ts, view, EventView.of(event), event.slack_ts
+                    event.id, channel, thread_ts, member, EventView.of(event), event.slack_ts
                 )
                 complete = complete and posted
             elif event.slack_ts.startswith(_POSTING):
                 complete = False
-        return complete
+        if not complete:
+            # A failure is being posted elsewhere: the wave's end, which
+            # names it, waits for it (the outbox comes back to this).
+            return False
+        return self._post_milestones(batch, channel, thread_ts)
+
+    def _member_failures(self, batch: BatchView) -> list[tuple[ChangeView, ChangeEvent]]:
+        """What matters of every member (its failures), in the order they
+        were recorded: whichever member's sync posts the wave's end, the
+        failures it names are in the thread before it."""
+        ids = [m.change_id for m in batch.members]
+        with session_scope(self.engine) as s:
+            changes = {
+                c.id: ChangeView.of(c)
+                for c in s.exec(select(Change).where(col(Change.id).in_(ids))).all()
+            }
+            rows = s.exec(
+                select(ChangeEvent)
+                .where(col(ChangeEvent.change_id).in_(ids))
+                .order_by(col(ChangeEvent.id))
+            ).all()
+        return [(changes[e.change_id], e) for e in rows if _matters(e)]
 
     def _post_milestones(self, batch: BatchView, channel: str, thread_ts: str) -> bool:
         """Each milestone of the wave not yet in its thread, as a reply,

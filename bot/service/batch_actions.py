@@ -135,10 +135,12 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
             who,
             f"{action.value} of {len(decisions)} members needs {need} (its strictest member's)",
             verdict,
+            [m.change_id for m in members if m.result is MemberResult.AWAITS_APPROVAL],
         )
     else:
-        for change_id, _ in decisions:
-            members.append(_start(ctx, change_id, action, who))
+        # Noted before any member starts: a member's job may end before the
+        # loop does, and what ends after this event is what the action did
+        # (a member that cannot start is told as not run).
         _note(
             ctx,
             batch_id,
@@ -146,7 +148,10 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
             who,
             f"{action.value} of {len(decisions)} members asked by {who.id}",
             verdict,
+            [change_id for change_id, _ in decisions],
         )
+        for change_id, _ in decisions:
+            members.append(_start(ctx, change_id, action, who))
     for acted in members:
         ctx.notifier.changed(acted.change_id)
     return BatchAction(show_batch(ctx, ref), action.value, verdict, tuple(members + skipped))
@@ -216,8 +221,19 @@ def _await(
 
 
 def _note(
-    ctx: ServiceDeps, batch_id: int, kind: str, who: Principal, message: str, d: Decision
+    ctx: ServiceDeps,
+    batch_id: int,
+    kind: str,
+    who: Principal,
+    message: str,
+    d: Decision,
+    targets: list[int] | None = None,
 ) -> None:
+    details: dict[str, object] = {"decision": d.to_dict()}
+    if targets is not None:
+        # The members the action acts on: its end is told once none of them
+        # is on its way any more (bot/changes/batch_milestones.py).
+        details["targets"] = targets
     with session_scope(ctx.engine) as s:
         batch_note(
             s,
@@ -227,7 +243,7 @@ def _note(
             actor_team=who.team,
             now=ctx.clock(),
             message=message,
-            details={"decision": d.to_dict()},
+            details=details,
         )
 
 

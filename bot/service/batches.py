@@ -293,6 +293,9 @@ def create_batch(
             details={
                 "members": {o.change.vm_name: o.change.ref for o in outcomes},
                 "not_recorded": dict(missing),
+                # What the create acts on: its end is told once none of
+                # them is on its way any more (bot/changes/batch_milestones.py).
+                "targets": [o.change.id for o in outcomes],
             },
         )
         if wave_approval is not None and wave_approval.approval is not None:

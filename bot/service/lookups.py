@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, select
 
 from bot.changes import FINAL_STATES, State
+from bot.changes.batch_load import members_of
+from bot.changes.batch_record import get_batch
+from bot.changes.batch_views import BatchView
 from bot.changes.pending import pending_approvals
 from bot.changes.record import parse_ref
 from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
@@ -44,6 +47,9 @@ _HOLDING = [State.ACTIVE.value, State.ROLLED_BACK.value]
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 # App Home shows a bounded page; the template counts what it leaves out.
 _HOME_LIMIT = 200
+# The viewer's waves with their progress line, newest first (each is a
+# read of its members; the page has room for a few).
+_HOME_WAVES = 5
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,9 @@ class HomeData:
     # Waves waiting for the viewer's approval: one entry per wave, its
     # members' requests out of `to_approve` (docs/batches.md).
     waves_to_approve: list[WaveApproval] = field(default_factory=list)
+    # The viewer's own open waves, newest first: each with its state and
+    # progress ("7 of 9 done, 1 failed"), as its card says it.
+    waves: list[BatchView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,11 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
             .limit(_HOME_LIMIT)
         ).all()
         mine_views = [ChangeView.of(c) for c in mine]
+        wave_ids = list(dict.fromkeys(c.batch_id for c in mine_views if c.batch_id is not None))
+        my_waves = [
+            BatchView.of(get_batch(s, batch_id), members_of(s, batch_id))
+            for batch_id in wave_ids[:_HOME_WAVES]
+        ]
         overdue_views = [ChangeView.of(c) for c in overdue]
         to_approve = []
         where = _where_approvable(ctx, who)
@@ -303,6 +317,7 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
         overdue_views,
         timed,
         by_wave,
+        my_waves,
     )
 
 
