@@ -68,8 +68,9 @@ def make_huey(
 
 
 # Clients huey.storage imports at module level for storages the bot's
-# SQLite and memory queues never use: about 0.45 s of a CLI create's start
-# (`python -X importtime`, bench/op_latency.py), a third of it psycopg.
+# SQLite and memory queues never use: 0.16 s of `import huey` on an idle
+# machine, 0.45 s of a CLI create's start at load 8 (`python -X
+# importtime`, bench/op_latency.py), a third of it psycopg.
 _QUEUE_CLIENTS = ("redis", "psycopg")
 
 
