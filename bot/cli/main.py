@@ -70,7 +70,8 @@ COMMANDS = {
     "windows": LazyCommand(
         "bot.cli.followup_cmds:windows_cmd",
         "The change windows: each one's next (or current) opening, its scope, the "
-        "checkpoints scheduled for it and the notice due now, if any.",
+        "checkpoints scheduled for it and the notice due now, if any; then the changes "
+        "and waves asked for at a time (--at) that wait for it.",
     ),
     "worker": LazyCommand(
         "bot.cli.admin_cmds:worker", "Run queued jobs in this process until Ctrl-C."
