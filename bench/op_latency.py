@@ -47,6 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -133,14 +135,29 @@ class Setup:
         inventory = load_inventory(demo_inventory_path())
         self.vm_id = inventory.vm(VM_NAME).vm_id
         self.bare_vm_id = inventory.vm(BARE_VM).vm_id
-        (workdir / "inventory.yaml").write_text(
-            emulated_inventory(inventory, {HOST: self.port}, USER, EMULATOR_PASSWORD_ENV),
-            encoding="utf-8",
+        pointed = emulated_inventory(inventory, {HOST: self.port}, USER, EMULATOR_PASSWORD_ENV)
+        (workdir / "inventory.yaml").write_text(pointed, encoding="utf-8")
+        # The CLI before #18 refuses what the inventory gained since: the
+        # clusters and groups sections, cluster volumes and `roles_unknown`
+        # (written by discovery; false for every VM here). Its copy holds
+        # only this standalone host and its VMs, without those.
+        older = yaml.safe_load(pointed)
+        for key in ("clusters", "groups"):
+            older.pop(key, None)
+        older["hosts"] = [h for h in older["hosts"] if h["name"] == HOST]
+        older["vms"] = [vm for vm in older["vms"] if vm["host"] == HOST]
+        for vm in older["vms"]:
+            vm.pop("roles_unknown", None)
+        (workdir / "before-inventory.yaml").write_text(
+            yaml.safe_dump(older, sort_keys=False), encoding="utf-8"
         )
-        for name, database in (("bot.yaml", "bot.db"), ("before.yaml", "before.db")):
+        for name, database, inv in (
+            ("bot.yaml", "bot.db", "inventory.yaml"),
+            ("before.yaml", "before.db", "before-inventory.yaml"),
+        ):
             # The CLI before #18 keeps its own database, at its own schema.
             (workdir / name).write_text(
-                f"inventory: inventory.yaml\ndatabase_url: sqlite:///{database}\n"
+                f"inventory: {inv}\ndatabase_url: sqlite:///{database}\n"
                 "hyperv:\n  backend: winrm\n  call_timeout: 60s\n",
                 encoding="utf-8",
             )

@@ -5,7 +5,7 @@ in production)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,8 +18,9 @@ from bot.devtools.emulator import EmulatedFleet, EmulatorLog
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.hyperv import CheckpointType
-from bot.inventory import demo_inventory_path, load_inventory
+from bot.inventory import VM, demo_inventory_path, load_inventory
 from bot.service import approve, list_checkpoints, request_checkpoint, rollback, show_change
+from bot.service.locate import Answer, Locator, NotOnCluster
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
 from tests.helpers import T0, run_inline
@@ -124,3 +125,36 @@ def test_a_fact_changed_between_request_and_job_refuses_the_job(tmp_path: Path) 
         assert change.events[-1].message.startswith("re-checked before running")
         assert "Checkpoint-VM" not in {entry.cmdlet for entry in fleet.log.entries}
         assert list_checkpoints(ctx, vm="WEB01").rows == ()
+
+
+def test_a_standalone_vm_is_asked_once_per_decision_and_a_missing_one_refused_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VM on a standalone host is not probed before its facts (the facts
+    call names it by VMId); a clustered one still is. A standalone VM the
+    host no longer has is refused with the message the probe gave, before
+    anything is recorded."""
+    probes: list[str] = []
+    ask = Locator._ask
+
+    def counted(self: Locator, names: Sequence[str], vm: VM) -> list[Answer]:
+        probes.append(vm.name)
+        return ask(self, names, vm)
+
+    monkeypatch.setattr(Locator, "_ask", counted)
+    with emulated_context(tmp_path, workers=True) as (ctx, fleet):
+        assert ctx.inventory.cluster_of("HV03") is None
+        assert ctx.inventory.cluster_of("HV01") is not None
+        out = request_checkpoint(ctx, "STG-APP01", reason="KB5044284", requester="alice")
+        assert out.job_id is not None
+        assert ctx.ledger.wait(out.job_id, timeout=60).state == "succeeded"
+        assert show_change(ctx, out.change.ref).state == "active"
+        # Neither the decision nor the job's re-check probed the standalone host.
+        assert probes == []
+        request_checkpoint(ctx, "WEB01", reason="KB5044284", requester="alice")
+        assert probes == ["WEB01"]
+
+        gone = ctx.inventory.vm("STG-WEB01")
+        fleet.host("HV03").remove_vm(gone.vm_id)
+        with pytest.raises(NotOnCluster, match="is not on HV03, where the inventory puts it"):
+            request_checkpoint(ctx, "STG-WEB01", reason="KB5044284", requester="alice")

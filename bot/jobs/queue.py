@@ -9,6 +9,7 @@ module-level singleton: every Huey instance is built and passed in.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,9 +42,10 @@ def make_huey(
     The SQLite file defaults to `<workdir>/var/huey.db`, beside the bot's
     own database; `workdir` defaults to the current directory.
     """
+    check_queue(kind, redis_url)
+    _import_huey(with_redis=kind == "redis")
     from huey import MemoryHuey, RedisHuey, SqliteHuey
 
-    check_queue(kind, redis_url)
     options: dict[str, Any] = {"name": name, "results": False, "immediate": False}
     if kind == "memory":
         return MemoryHuey(**options)
@@ -63,6 +65,50 @@ def make_huey(
         pool = ConnectionPool.from_url(redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT)
         return RedisHuey(connection_pool=pool, **options)
     raise AssertionError(kind)  # check_queue refused it
+
+
+# Clients huey.storage imports at module level for storages the bot's
+# SQLite and memory queues never use: 0.16 s of `import huey` on an idle
+# machine, 0.45 s of a CLI create's start at load 8 (`python -X
+# importtime`, bench/op_latency.py), a third of it psycopg.
+_QUEUE_CLIENTS = ("redis", "psycopg")
+
+
+def _import_huey(*, with_redis: bool) -> None:
+    """Import Huey; without the Redis and PostgreSQL clients unless the
+    queue is Redis. huey.storage tries each client in `try: import …
+    except ImportError` and leaves that storage's names None, and a None in
+    `sys.modules` makes an import raise ImportError
+    (https://docs.python.org/3/reference/import.html#the-module-cache), so
+    the clients are hidden only while Huey imports: the bot's PostgreSQL
+    engine imports psycopg on its own when the database needs it."""
+    if with_redis:
+        from redis.client import Redis
+        from redis.connection import ConnectionPool
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        storage: Any = sys.modules.get("huey.storage")
+        if storage is not None and storage.Redis is None:
+            # Huey was imported earlier in this process for a SQLite or
+            # memory queue (only tests mix them): give its Redis storage the
+            # names its `try: from redis import …` would have bound.
+            storage.ConnectionPool, storage.Redis = ConnectionPool, Redis
+            storage.ConnectionError = RedisConnectionError
+            storage.TimeoutError = RedisTimeoutError
+            storage.RedisStorage.redis_client = Redis
+        return
+    if "huey" in sys.modules:
+        return
+    hidden = [name for name in _QUEUE_CLIENTS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import huey  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
 
 
 def check_queue(kind: str, redis_url: str | None) -> None:

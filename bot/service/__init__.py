@@ -2,90 +2,213 @@
 import from here (and `bot.service.lookups` for Slack's screens), never
 from the modules behind it."""
 
-from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
-from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
-from bot.service.at_time import AtTime, parse_at, zone_of
-from bot.service.audit import AuditFilter, audit_text, parse_filter, stream_audit
-from bot.service.audit_format import export_audit
-from bot.service.backups import (
-    BackupReport,
-    DowngradePlan,
-    backup_database,
-    downgrade_schema,
-    plan_downgrade,
-)
-from bot.service.batch_actions import (
-    BatchAction,
-    BatchApproval,
-    MemberAction,
-    MemberResult,
-    approve_batch,
-    merge_batch,
-    rollback_batch,
-)
-from bot.service.batches import (
-    BatchOutcome,
-    BatchPreview,
-    BatchWithdrawal,
-    Candidate,
-    create_batch,
-    list_batches,
-    preview_batch,
-    show_batch,
-    withdraw_batch,
-)
-from bot.service.binding import (
-    APPROVAL_ACTIONS,
-    Ambiguous,
-    Card,
-    Happened,
-    Stale,
-    Target,
-    check_card,
-    settled_words,
-)
-from bot.service.deciding import Principal
-from bot.service.deliveries import delivery_keys
-from bot.service.directory import Directory, GroupsUnavailable, with_slack
-from bot.service.discovery import DiscoveryReport, DiscoveryRequest, discover
-from bot.service.dispatch import OutboxStatus, outbox_status
-from bot.service.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    ServiceError,
-    Unavailable,
-)
-from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
-from bot.service.queries import (
-    CheckpointListing,
-    ScheduledRun,
-    audit_rows,
-    list_checkpoints,
-    scheduled_runs,
-    show_change,
-)
-from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
-from bot.service.requests import (
-    Outcome,
-    StartOutcome,
-    explain,
-    extend,
-    merge,
-    request_checkpoint,
-    rollback,
-    start_vm,
-)
-from bot.service.schema import upgrade_schema
-from bot.service.selection import Selection
-from bot.service.stale_homes import claim_stale_homes, stale_homes_published
-from bot.service.sweep import SweepTask, run_sweep, size_history
-from bot.service.sweep_views import parse_orphan_value
-from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
-from bot.service.whereabouts import InventoryView, inventory_view
-from bot.service.window_notices import WindowNotices, due_notices
+# Loaded on first use (PEP 562's module `__getattr__`,
+# https://docs.python.org/3/reference/datamodel.html#customizing-module-attribute-access):
+# importing every use case took a CLI command about 140 ms before it did
+# anything (`python -X importtime`, bench/cli_start.py, bench/op_latency.py),
+# most of it modules the command never calls. The names and their types are
+# the same for mypy and for callers.
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Eager: `withdraw` is also the name of its module, which the import system
+# binds on this package whenever any module imports it, so it could not be
+# looked up lazily.
 from bot.service.withdraw import withdraw
+
+if TYPE_CHECKING:
+    from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
+    from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
+    from bot.service.at_time import AtTime, parse_at, zone_of
+    from bot.service.audit import AuditFilter, audit_text, parse_filter, stream_audit
+    from bot.service.audit_format import export_audit
+    from bot.service.backups import (
+        BackupReport,
+        DowngradePlan,
+        backup_database,
+        downgrade_schema,
+        plan_downgrade,
+    )
+    from bot.service.batch_actions import (
+        BatchAction,
+        BatchApproval,
+        MemberAction,
+        MemberResult,
+        approve_batch,
+        merge_batch,
+        rollback_batch,
+    )
+    from bot.service.batches import (
+        BatchOutcome,
+        BatchPreview,
+        BatchWithdrawal,
+        Candidate,
+        create_batch,
+        list_batches,
+        preview_batch,
+        show_batch,
+        withdraw_batch,
+    )
+    from bot.service.binding import (
+        APPROVAL_ACTIONS,
+        Ambiguous,
+        Card,
+        Happened,
+        Stale,
+        Target,
+        check_card,
+        settled_words,
+    )
+    from bot.service.deciding import Principal
+    from bot.service.deliveries import delivery_keys
+    from bot.service.directory import Directory, GroupsUnavailable, with_slack
+    from bot.service.discovery import DiscoveryReport, DiscoveryRequest, discover
+    from bot.service.dispatch import OutboxStatus, outbox_status
+    from bot.service.errors import (
+        BadRequest,
+        Conflict,
+        Forbidden,
+        NotFound,
+        ServiceError,
+        Unavailable,
+    )
+    from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
+    from bot.service.queries import (
+        CheckpointListing,
+        ScheduledRun,
+        audit_rows,
+        list_checkpoints,
+        scheduled_runs,
+        show_change,
+    )
+    from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
+    from bot.service.requests import (
+        Outcome,
+        StartOutcome,
+        explain,
+        extend,
+        merge,
+        request_checkpoint,
+        rollback,
+        start_vm,
+    )
+    from bot.service.schema import upgrade_schema
+    from bot.service.selection import Selection
+    from bot.service.stale_homes import claim_stale_homes, stale_homes_published
+    from bot.service.sweep import SweepTask, run_sweep, size_history
+    from bot.service.sweep_views import parse_orphan_value
+    from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
+    from bot.service.whereabouts import InventoryView, inventory_view
+    from bot.service.window_notices import WindowNotices, due_notices
+    from bot.service.withdraw import withdraw
+
+_WHERE = {
+    "APPROVAL_ACTIONS": "bot.service.binding",
+    "AdoptOutcome": "bot.service.adopt",
+    "Ambiguous": "bot.service.binding",
+    "ApprovalOutcome": "bot.service.approvals",
+    "AtTime": "bot.service.at_time",
+    "AuditFilter": "bot.service.audit",
+    "BackupReport": "bot.service.backups",
+    "BadRequest": "bot.service.errors",
+    "BatchAction": "bot.service.batch_actions",
+    "BatchApproval": "bot.service.batch_actions",
+    "BatchOutcome": "bot.service.batches",
+    "BatchPreview": "bot.service.batches",
+    "BatchWithdrawal": "bot.service.batches",
+    "Candidate": "bot.service.batches",
+    "Card": "bot.service.binding",
+    "CheckpointListing": "bot.service.queries",
+    "Conflict": "bot.service.errors",
+    "DATABASE_DOWN": "bot.service.outage",
+    "Directory": "bot.service.directory",
+    "DiscoveryReport": "bot.service.discovery",
+    "DiscoveryRequest": "bot.service.discovery",
+    "DowngradePlan": "bot.service.backups",
+    "Forbidden": "bot.service.errors",
+    "GroupsUnavailable": "bot.service.directory",
+    "Happened": "bot.service.binding",
+    "InventoryView": "bot.service.whereabouts",
+    "MemberAction": "bot.service.batch_actions",
+    "MemberResult": "bot.service.batch_actions",
+    "NotFound": "bot.service.errors",
+    "OutboxStatus": "bot.service.dispatch",
+    "Outcome": "bot.service.requests",
+    "Principal": "bot.service.deciding",
+    "RESOLUTIONS": "bot.service.reconcile",
+    "Reconciler": "bot.service.reconcile",
+    "ScheduledRun": "bot.service.queries",
+    "Selection": "bot.service.selection",
+    "ServiceError": "bot.service.errors",
+    "SettingsOutcome": "bot.service.vm_settings",
+    "Stale": "bot.service.binding",
+    "StartOutcome": "bot.service.requests",
+    "SweepTask": "bot.service.sweep",
+    "Target": "bot.service.binding",
+    "Unavailable": "bot.service.errors",
+    "WindowNotices": "bot.service.window_notices",
+    "adopt_checkpoint": "bot.service.adopt",
+    "approve": "bot.service.approvals",
+    "approve_batch": "bot.service.batch_actions",
+    "audit_rows": "bot.service.queries",
+    "audit_text": "bot.service.audit",
+    "backup_database": "bot.service.backups",
+    "change_settings": "bot.service.vm_settings",
+    "check_card": "bot.service.binding",
+    "claim_stale_homes": "bot.service.stale_homes",
+    "committed_writes": "bot.service.outage",
+    "create_batch": "bot.service.batches",
+    "delivery_keys": "bot.service.deliveries",
+    "discover": "bot.service.discovery",
+    "downgrade_schema": "bot.service.backups",
+    "due_notices": "bot.service.window_notices",
+    "explain": "bot.service.requests",
+    "export_audit": "bot.service.audit_format",
+    "extend": "bot.service.requests",
+    "inventory_view": "bot.service.whereabouts",
+    "list_batches": "bot.service.batches",
+    "list_checkpoints": "bot.service.queries",
+    "locate_checkpoint": "bot.service.adopt",
+    "may_reject": "bot.service.approvals",
+    "merge": "bot.service.requests",
+    "merge_batch": "bot.service.batch_actions",
+    "outage_message": "bot.service.outage",
+    "outbox_status": "bot.service.dispatch",
+    "parse_at": "bot.service.at_time",
+    "parse_filter": "bot.service.audit",
+    "parse_orphan_value": "bot.service.sweep_views",
+    "plan_downgrade": "bot.service.backups",
+    "preview_batch": "bot.service.batches",
+    "reject": "bot.service.approvals",
+    "request_checkpoint": "bot.service.requests",
+    "resolve": "bot.service.reconcile",
+    "rollback": "bot.service.requests",
+    "rollback_batch": "bot.service.batch_actions",
+    "run_sweep": "bot.service.sweep",
+    "scheduled_runs": "bot.service.queries",
+    "settled_words": "bot.service.binding",
+    "show_batch": "bot.service.batches",
+    "show_change": "bot.service.queries",
+    "show_settings": "bot.service.vm_settings",
+    "size_history": "bot.service.sweep",
+    "stale_homes_published": "bot.service.stale_homes",
+    "start_vm": "bot.service.requests",
+    "stream_audit": "bot.service.audit",
+    "upgrade_schema": "bot.service.schema",
+    "with_slack": "bot.service.directory",
+    "withdraw_batch": "bot.service.batches",
+    "zone_of": "bot.service.at_time",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "APPROVAL_ACTIONS",

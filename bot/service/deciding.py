@@ -22,7 +22,7 @@ from bot.hyperv import (
 from bot.inventory import VM, Inventory
 from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import NotFound, Unavailable
-from bot.service.locate import HostUnavailable, Located, Locator
+from bot.service.locate import HostUnavailable, Located, Locator, NotOnCluster
 from bot.store.models import Change
 from policies import (
     Action,
@@ -99,6 +99,8 @@ class Decider:
         `HostUnavailable`, a VM the host does not have raises `NotFound`.
         Not strict (`policy explain`): those facts are unknown, with why."""
         moment = now or self.clock()
+        if strict and self.locator.standalone(vm):
+            return self._standalone_facts(vm, change, moment)
         try:
             located: Located | None = self.locator.locate(vm)
         except (Unavailable, NotFound) as exc:
@@ -135,6 +137,39 @@ class Decider:
         )
         if strict and problems and isinstance(problems[0], (*_CANNOT_ASK, VMNotFound)):
             raise _cannot_check(vm, located.host, problems[0])
+        return found
+
+    def _standalone_facts(self, vm: VM, change: Change | None, moment: datetime) -> Facts:
+        """Strict facts of a VM on a standalone host in one host call, not
+        two: `Locator.locate` would ask that same host for the VM and then
+        the facts would ask it again (a PSRP invocation each, most of a CLI
+        create's host time, bench/op_latency.py). The facts call names the
+        VM by its VMId, so its errors answer what the probe would have, and
+        are raised as `Locator.locate` raises them (`owner_of`): the VM is
+        not there, or the host could not be asked. The sighting is recorded
+        as the probe would have recorded it."""
+        previous = self.locator.last_seen(vm)
+        problems: list[HyperVError] = []
+        try:
+            host: HyperVHost | None = self.host_for(vm.host)
+        except HyperVError as exc:
+            problems.append(exc)
+            host = None
+        found = gather(
+            self.inventory,
+            vm,
+            host,
+            sources=FactSources(inventory=self.inventory_label, host=f"host {vm.host}"),
+            now=moment,
+            change=change,
+            on_host_error=problems.append,
+            owner=vm.host,
+        )
+        if problems:
+            if isinstance(problems[0], VMNotFound):
+                raise NotOnCluster(vm, vm.host, [vm.host], problems[0].message)
+            raise HostUnavailable(vm.name, vm.host, problems[0].message)
+        self.locator.seen(vm, vm.host, vm.host, previous)
         return found
 
     def inventory_facts(self, vm: VM) -> Facts:

@@ -164,6 +164,16 @@ class HostJobs:
             self.engine, self.decider.locator, self.inventory, self.clock, change, self.on_change
         )
 
+    def _stays_put(self, change: Change) -> bool:
+        """A VM on a standalone host that the change already names cannot
+        have moved: following it would only ask that host whether it has the
+        VM, which the re-check right after asks anyway (its facts name the
+        VM by VMId, and a VM not there or a host not answering raises what
+        following would, bot.service.deciding). One PSRP invocation fewer
+        per create (bench/op_latency.py)."""
+        vm = self.inventory.vm_by_id(change.vm_id)
+        return self.decider.locator.standalone(vm) and vm.host.casefold() == change.host.casefold()
+
     @contextmanager
     def _host_call(self, change_id: int, on_refusal: Command, doing: str) -> Iterator[None]:
         """Record how a host call ended. A refusal by the host is definite;
@@ -319,7 +329,8 @@ class HostJobs:
             )
         # Facts, windows and approvals change between request and execution.
         try:
-            change = self._follow(change)
+            if not self._stays_put(change):
+                change = self._follow(change)
             who = self.decider.principal(change.requester, change.requester_team, change.channel)
             refusal = self._recheck(change, Action.CREATE, who)
         except (Unavailable, NotFound) as exc:

@@ -180,6 +180,17 @@ class Locator:
         if isinstance(answers[0][1], HyperVError) and len(order) > 1:
             answers += self._ask(order[1:], vm)
         host = owner_of(vm, group, answers)
+        return self.seen(vm, host, group, previous)
+
+    def standalone(self, vm: VM) -> bool:
+        """Whether the inventory's host is the only place `vm` can be (no
+        cluster): then `locate` asks no other node, and a caller about to
+        ask that host anyway may skip its probe (bot.service.deciding)."""
+        return len(self.inventory.nodes_for(vm)) == 1
+
+    def seen(self, vm: VM, host: str, group: str, previous: Sighting | None) -> Located:
+        """`vm` found on `host` just now: the sighting, recorded unless the
+        last one says the same and is recent."""
         now = self.clock()
         if (
             previous is not None
