@@ -112,9 +112,11 @@ lint: install
 
 # Four workers: the tests mostly wait (subprocesses, WinRM, a browser), so
 # even two cores run them twice as fast; TEST_WORKERS=0 runs them in-process.
+# A file's tests stay on one worker: several share a module-scoped demo and
+# browser page in file order.
 TEST_WORKERS ?= 4
 test: kerberos-tools lint browser deploy-tools
-	$(BIN)/pytest -q -n $(TEST_WORKERS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 format: install
 	$(BIN)/ruff format .

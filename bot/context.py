@@ -187,6 +187,12 @@ class AppContext:
         scheduler.start()
         self._closers.append(scheduler.stop)
 
+    def at_close(self, close: Callable[[], None]) -> None:
+        """Run `close` when the context closes, after the consumer and the
+        periodic ticks stop and before the notifier and the database close
+        (a Slack app's work pool: bot handlers/app.py)."""
+        self._closers.append(close)
+
     def start_periodic(self) -> PeriodicScheduler:
         self.start_slack_outbox()
         if self._scheduler is None:

@@ -54,7 +54,10 @@ class SlackDeps:
             except Exception:
                 log.exception(messages.log_unexpected(what))
 
-        self.work.submit(run)
+        try:
+            self.work.submit(run)
+        except RuntimeError:  # the pool was shut down: the process is stopping
+            log.info("%s skipped: the process is stopping", what)
 
     @property
     def demo(self) -> bool:

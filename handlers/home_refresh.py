@@ -119,3 +119,9 @@ class HomeRefresher:
             log.info("App Home of %s not refreshed: %s", user, exc)
         except SlackClientError:
             log.warning("could not refresh the App Home of %s", user, exc_info=True)
+        except OSError as exc:
+            # slack_sdk lets a connection failure through as urllib's URLError:
+            # Slack did not answer; the next change re-publishes this Home.
+            log.warning(
+                "could not refresh the App Home of %s: Slack did not answer (%s)", user, exc
+            )

@@ -26,6 +26,9 @@ def state_is(state: str) -> re.Pattern[str]:
     return re.compile(rf"State\s*\S+\s+{state}")
 
 
+# The module's tests share one demo and one page, in file order (a later
+# test opens the thread an earlier one made): one xdist worker runs a file
+# (`--dist loadfile` in the Makefile).
 pytestmark = pytest.mark.slow
 
 

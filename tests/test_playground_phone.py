@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 EMOJI_JS = REPO / "bot" / "devtools" / "playground" / "static" / "emoji.js"
 SHORTCODE = re.compile(r"(?<![\w:]):([a-z0-9_+-]+):(?![\w])")
 
+# The module's tests share one demo and one page, in file order (a later
+# test opens the thread an earlier one made): one xdist worker runs a file
+# (`--dist loadfile` in the Makefile).
 pytestmark = pytest.mark.slow
 
 
@@ -158,10 +161,6 @@ def test_a_small_laptop_shows_channel_and_thread_side_by_side(page: Page) -> Non
         .get_by_test_id("message")
         .filter(has=page.get_by_role("heading", name=re.compile("checkpoint of STG-APP01$")))
     )
-    if root.count() == 0:
-        # The tablet test made this thread when it ran first in this
-        # process; under pytest-xdist it may have run in another worker.
-        send(page, '/checkpoint create STG-APP01 --reason "a small laptop, thread open"')
     expect(root.get_by_test_id("open-thread")).to_be_visible(timeout=WAIT_MS)
     root.get_by_test_id("open-thread").click()
     thread = page.get_by_test_id("thread-pane")

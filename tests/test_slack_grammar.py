@@ -428,8 +428,10 @@ def _check(text: str) -> None:
         | HelpRequest,
     )
     # What passed carries normalised, checked values only.
+    # A wave is withdrawn by its own ref (`/checkpoint withdraw BAT-n`).
     ref = getattr(request, "change_ref", None)
-    assert ref is None or re.fullmatch(r"CHG-[0-9]{4,9}", ref)
+    refs = r"(CHG|BAT)-[0-9]{4,9}" if isinstance(request, WithdrawRequest) else r"CHG-[0-9]{4,9}"
+    assert ref is None or re.fullmatch(refs, ref)
     vm = getattr(request, "vm", None) or getattr(request, "target", None)
     assert vm is None or check_name(vm) == vm
 

@@ -142,12 +142,15 @@ def test_a_standalone_vm_is_asked_once_per_decision_and_a_missing_one_refused_as
         return ask(self, names, vm)
 
     monkeypatch.setattr(Locator, "_ask", counted)
-    with emulated_context(tmp_path, workers=True) as (ctx, fleet):
+    # Jobs wait queued: STG-APP01's runs here; WEB01's is never run, so only
+    # its decision's probe is counted.
+    with emulated_context(tmp_path, inline=False) as (ctx, fleet):
         assert ctx.inventory.cluster_of("HV03") is None
         assert ctx.inventory.cluster_of("HV01") is not None
         out = request_checkpoint(ctx, "STG-APP01", reason="KB5044284", requester="alice")
         assert out.job_id is not None
-        assert ctx.ledger.wait(out.job_id, timeout=60).state == "succeeded"
+        run_inline(ctx.runner, out.job_id)
+        assert ctx.ledger.get(out.job_id).state == "succeeded"
         assert show_change(ctx, out.change.ref).state == "active"
         # Neither the decision nor the job's re-check probed the standalone host.
         assert probes == []
