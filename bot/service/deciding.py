@@ -119,9 +119,19 @@ class Decider:
                 change=change,
                 host_problem=why,
             )
+        found, problems = self._gather_on(located.host, vm, change, moment)
+        if strict and problems and isinstance(problems[0], (*_CANNOT_ASK, VMNotFound)):
+            raise _cannot_check(vm, located.host, problems[0])
+        return found
+
+    def _gather_on(
+        self, owner: str, vm: VM, change: Change | None, moment: datetime
+    ) -> tuple[Facts, list[HyperVError]]:
+        """The facts of `vm` asked of `owner`, and what the host refused
+        (those facts are unknown, with why)."""
         problems: list[HyperVError] = []
         try:
-            host: HyperVHost | None = self.host_for(located.host)
+            host: HyperVHost | None = self.host_for(owner)
         except HyperVError as exc:
             problems.append(exc)
             host = None
@@ -129,15 +139,13 @@ class Decider:
             self.inventory,
             vm,
             host,
-            sources=FactSources(inventory=self.inventory_label, host=f"host {located.host}"),
+            sources=FactSources(inventory=self.inventory_label, host=f"host {owner}"),
             now=moment,
             change=change,
             on_host_error=problems.append,
-            owner=located.host,
+            owner=owner,
         )
-        if strict and problems and isinstance(problems[0], (*_CANNOT_ASK, VMNotFound)):
-            raise _cannot_check(vm, located.host, problems[0])
-        return found
+        return found, problems
 
     def _standalone_facts(self, vm: VM, change: Change | None, moment: datetime) -> Facts:
         """Strict facts of a VM on a standalone host in one host call, not
@@ -149,25 +157,13 @@ class Decider:
         not there, or the host could not be asked. The sighting is recorded
         as the probe would have recorded it."""
         previous = self.locator.last_seen(vm)
-        problems: list[HyperVError] = []
-        try:
-            host: HyperVHost | None = self.host_for(vm.host)
-        except HyperVError as exc:
-            problems.append(exc)
-            host = None
-        found = gather(
-            self.inventory,
-            vm,
-            host,
-            sources=FactSources(inventory=self.inventory_label, host=f"host {vm.host}"),
-            now=moment,
-            change=change,
-            on_host_error=problems.append,
-            owner=vm.host,
-        )
-        if problems:
-            if isinstance(problems[0], VMNotFound):
-                raise NotOnCluster(vm, vm.host, [vm.host], problems[0].message)
+        found, problems = self._gather_on(vm.host, vm, change, moment)
+        # As on the located path: a VM not there or a host not answering
+        # stops the decision; any other refusal leaves those facts unknown,
+        # for the rules to fail closed on (with why).
+        if problems and isinstance(problems[0], VMNotFound):
+            raise NotOnCluster(vm, vm.host, [vm.host], problems[0].message)
+        if problems and isinstance(problems[0], _CANNOT_ASK):
             raise HostUnavailable(vm.name, vm.host, problems[0].message)
         self.locator.seen(vm, vm.host, vm.host, previous)
         return found
