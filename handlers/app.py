@@ -72,10 +72,10 @@ def build_bolt_app(
     # The first check here and every re-check (approvals, jobs) ask alike.
     ctx.decider.directory = with_slack(ctx.decider.directory, client)
     work = ContextThreadPool(WORK_THREADS, thread_name_prefix="slack-work")
-    # Work still queued when the process stops (a paced round of App Homes)
-    # is dropped, and the round under way finishes, before the notifier and
-    # the database close: none of it runs against a closed client.
-    ctx.at_close(lambda: work.shutdown(wait=True, cancel_futures=True))
+    # Work still queued when the process stops is done before the notifier
+    # and the database close: a command already acked is recorded (Slack was
+    # told it was taken), and no App Home round runs against a closed client.
+    ctx.at_close(lambda: work.shutdown(wait=True))
     deps = SlackDeps(
         ctx=ctx,
         renderer=renderer,
