@@ -72,7 +72,7 @@ def error_of(call: Any) -> SlackApiError:
 
 def test_every_call_needs_the_bot_token(served: str) -> None:
     assert WebClient(token=TOKEN, base_url=f"{served}/api/").auth_test()["user_id"] == "U0CHECKBOT"
-    wrong = WebClient(token="xoxb-test-wrong", base_url=f"{served}/api/")
+    wrong = WebClient(token="xoxb-bad", base_url=f"{served}/api/")
     assert error_of(wrong.auth_test).response["error"] == "invalid_auth"
     anonymous = WebClient(base_url=f"{served}/api/")
     assert error_of(anonymous.auth_test).response["error"] == "not_authed"

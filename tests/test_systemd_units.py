@@ -120,11 +120,11 @@ def test_a_path_under_the_credentials_directory_is_resolved_from_the_environment
     assert credential_path(Path("rel/$CREDENTIALS_DIRECTORY"), env, "t") == Path(
         "rel/$CREDENTIALS_DIRECTORY"
     )
-    (tmp_path / "tok").write_text("xoxb-test-from-systemd\n", encoding="utf-8")
+    (tmp_path / "tok").write_text("xoxb-test\n", encoding="utf-8")
     found = secret_from(
         env_name=None, file=Path("$CREDENTIALS_DIRECTORY/tok"), env=env, what="slack.bot_token"
     )
-    assert found is not None and found.reveal() == "xoxb-test-from-systemd"
+    assert found is not None and found.reveal() == "xoxb-test"
     assert str(tmp_path) in found.origin
 
 
