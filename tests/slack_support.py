@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from slack_sdk.models.blocks import Block
@@ -532,7 +532,7 @@ def _serve(
     fleet: EmulatedFleet | None = None,
 ) -> Iterator[RunningBot]:
     env = {**env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
-    kind = "redis" if settings.jobs.queue == "redis" else "memory"
+    kind: Literal["redis", "memory"] = "redis" if settings.jobs.queue == "redis" else "memory"
     ctx = build_context(settings, env=env, clock=clock, huey_kind=kind)
     # Slack's real pace (1 post/s per channel) would make every test wait
     # on the thread's replies; the fake API has no rate limit.

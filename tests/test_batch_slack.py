@@ -32,6 +32,16 @@ from tests.test_slack_flow import (
 from tests.test_slack_http import wait_state
 
 
+def _wave_taken(
+    bot: RunningBot, selection: Selection, reason: str, channel: str | None = None
+) -> None:
+    """A wave asked for by U0ALICE, once each member it could take is taken."""
+    out = create_batch(bot.ctx, selection, reason=reason, requester="U0ALICE", channel=channel)
+    for o in out.outcomes:
+        if o.job_id is not None:
+            assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+
+
 def test_the_grammar_takes_a_batch_id() -> None:
     assert parse("batch bat-7") == BatchRequest("BAT-0007")
     assert parse("withdraw bat-7") == WithdrawRequest("BAT-0007")
@@ -46,15 +56,7 @@ def test_the_grammar_takes_a_batch_id() -> None:
 
 def test_the_batch_card_shows_each_vm_its_state_and_why_one_was_refused(tmp_path: Path) -> None:
     with checked_bot(tmp_path, "") as bot:
-        out = create_batch(
-            bot.ctx,
-            Selection.of(["CORP-DC01"], groups=["web-tier"]),
-            reason="KB5044284 web wave",
-            requester="U0ALICE",
-        )
-        for o in out.outcomes:
-            if o.job_id is not None:
-                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        _wave_taken(bot, Selection.of(["CORP-DC01"], groups=["web-tier"]), "KB5044284 web wave")
         card = command(bot, "batch BAT-1")
         text = shown(card)
         assert "BAT-0001 — active" in text
@@ -130,15 +132,7 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
     tmp_path: Path,
 ) -> None:
     with checked_bot(tmp_path, "") as bot:
-        out = create_batch(
-            bot.ctx,
-            Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]),
-            reason="KB5044284 wave",
-            requester="U0ALICE",
-        )
-        for o in out.outcomes:
-            if o.job_id is not None:
-                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        _wave_taken(bot, Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]), "KB5044284 wave")
         card = command(bot, "batch BAT-1")
         rollback = button(card, "checkpoint:wave_rollback")
         assert rollback == "BAT-0001" and "Roll back all (2)" in shown(card)
@@ -176,16 +170,12 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
 
 def test_a_wave_has_one_thread_whose_root_is_its_card(tmp_path: Path) -> None:
     with checked_bot(tmp_path, "") as bot:
-        out = create_batch(
-            bot.ctx,
+        _wave_taken(
+            bot,
             Selection.of(["CORP-DC01"], groups=["web-tier"]),
-            reason="KB5044284 web wave",
-            requester="U0ALICE",
+            "KB5044284 web wave",
             channel="C0TEST",
         )
-        for o in out.outcomes:
-            if o.job_id is not None:
-                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
         assert isinstance(bot.ctx.notifier, ThreadNotifier)
         bot.ctx.notifier.drain()
         bot.ctx.notifier.flush()
@@ -422,16 +412,12 @@ def test_one_vm_of_a_wave_is_rolled_back_from_the_card_its_confirm_saying_what_i
     tmp_path: Path,
 ) -> None:
     with checked_bot(tmp_path, "") as bot:
-        out = create_batch(
-            bot.ctx,
+        _wave_taken(
+            bot,
             Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]),
-            reason="KB5044284 wave",
-            requester="U0ALICE",
+            "KB5044284 wave",
             channel="C0TEST",
         )
-        for o in out.outcomes:
-            if o.job_id is not None:
-                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
         card = command(bot, "batch BAT-1")
         staging = show_batch(bot.ctx, "BAT-1").members[1]
         assert staging.vm_name == "STG-WEB01"
@@ -468,16 +454,12 @@ def test_the_requesters_home_follows_the_wave_without_being_reopened(tmp_path: P
     change concerns, as a lone change's does; the requester's shows the
     wave with its progress, though she never opened it."""
     with checked_bot(tmp_path, "") as bot:
-        out = create_batch(
-            bot.ctx,
+        _wave_taken(
+            bot,
             Selection.of(["CORP-DC01", "STG-WEB01", "WEB01"]),
-            reason="KB5044284 wave",
-            requester="U0ALICE",
+            "KB5044284 wave",
             channel="C0TEST",
         )
-        for o in out.outcomes:
-            if o.job_id is not None:
-                assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
         line = ":ocean: *BAT-0001* · a wave of 3 VMs · active — 2 of 2 done, 1 refused"
 
         def alices(calls: list[Any]) -> list[str]:
