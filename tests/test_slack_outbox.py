@@ -30,13 +30,14 @@ class Clock:
         return self.now
 
 
-def new_change(engine: Engine) -> int:
+def new_change(engine: Engine, vm: str = "WEB01") -> int:
+    """A change of `vm` waiting for its approval, recorded at T0."""
     with session_scope(engine) as s:
         change = open_change(
             s,
             Change(
-                vm_id="vm-1",
-                vm_name="WEB01",
+                vm_id=f"vm-{vm}",
+                vm_name=vm,
                 host="HV01",
                 checkpoint_type="production",
                 reason="patch",

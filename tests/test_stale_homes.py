@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,7 @@ from slack_sdk import WebClient
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine, make_url
 
-from bot.changes import Command
 from bot.changes.batch_record import open_batch
-from bot.changes.record import open_change, transition
 from bot.notify.homes import KEEP, LEASE, StaleHomes
 from bot.notify.thread import ThreadNotifier
 from bot.service import request_checkpoint
@@ -32,39 +30,7 @@ from bot.store.models import Batch, Change
 from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.slack_support import BOT_TOKEN, Call, FakeSlackApi, running_bot
-
-T0 = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def new_change(engine: Engine, vm: str = "WEB01") -> int:
-    with session_scope(engine) as s:
-        change = open_change(
-            s,
-            Change(
-                vm_id=f"vm-{vm}",
-                vm_name=vm,
-                host="HV01",
-                checkpoint_type="production",
-                reason="patch",
-                requester="U0ALICE",
-                channel="C0OPS",
-                state="",
-                ttl_seconds=3600,
-            ),
-            actor="U0ALICE",
-            now=T0,
-        )
-        transition(s, change, Command.REQUEST_APPROVAL, actor="policy", now=T0)
-        assert change.id is not None
-        return change.id
+from tests.test_slack_outbox import T0, Clock, new_change
 
 
 def test_a_change_recorded_twice_before_a_claim_is_one_row(engine: Engine) -> None:
