@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.hyperv import HyperVError, HyperVHost, VMFacts
+from bot.hyperv import CheckpointType, HyperVError, HyperVHost, VMFacts, VMState
 from bot.inventory import VM, Inventory
 from bot.store.models import Change, change_ref
 from policies import Fact, Facts
@@ -102,6 +102,27 @@ def discovered_facts(found: VMFacts, source: str, now: datetime) -> dict[str, Fa
         "vm_checkpoint_type": fact(found.vm.checkpoint_type.name),
         "vm_state": fact(found.vm.state.name),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class VMSeen:
+    """What a host's facts call read of the VM itself: the node it answered
+    on, its CheckpointType and its state."""
+
+    host: str
+    checkpoint_type: CheckpointType
+    state: VMState
+
+
+def seen_in(facts: Facts) -> VMSeen | None:
+    """The VM as `discovered_facts` recorded it, or None when the host was
+    not asked or did not say (then whoever needs it asks the host)."""
+    owner = facts.get("owner_host")
+    kind = facts.get("vm_checkpoint_type")
+    state = facts.get("vm_state")
+    if not (owner.known and kind.known and state.known):
+        return None
+    return VMSeen(str(owner.value), CheckpointType[kind.value], VMState[state.value])
 
 
 def unreachable_facts(source: str, error: str) -> dict[str, Fact]:

@@ -17,7 +17,9 @@ from bot.context import AppContext, build_context
 from bot.devtools.emulator import EmulatedFleet, EmulatorLog
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
-from bot.hyperv import CheckpointType
+from bot.devtools.hostmodel.enums import CheckpointType as ModelCheckpointType
+from bot.hyperv import CheckpointType, VMInfo
+from bot.hyperv.winrm.host import WinRMHost
 from bot.inventory import VM, demo_inventory_path, load_inventory
 from bot.service import approve, list_checkpoints, request_checkpoint, rollback, show_change
 from bot.service.locate import Answer, Locator, NotOnCluster
@@ -161,3 +163,49 @@ def test_a_standalone_vm_is_asked_once_per_decision_and_a_missing_one_refused_as
         fleet.host("HV03").remove_vm(gone.vm_id)
         with pytest.raises(NotOnCluster, match="is not on HV03, where the inventory puts it"):
             request_checkpoint(ctx, "STG-WEB01", reason="KB5044284", requester="alice")
+
+
+def test_the_job_takes_the_checkpoint_on_what_its_recheck_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-check right before the job reads the VM's CheckpointType and
+    state in its one facts call, and the checkpoint is taken on that
+    reading, without a `Get-VM` of its own. An admin who set the VM to
+    Standard between the request and the job (`Set-VM -CheckpointType`,
+    https://learn.microsoft.com/powershell/module/hyper-v/set-vm) still
+    gets the production checkpoint asked for, and the VM's own setting
+    back afterwards."""
+    asked: list[str] = []
+    get_vm = WinRMHost.get_vm
+
+    def counted(self: WinRMHost, vm_id: str) -> VMInfo:
+        asked.append(vm_id)
+        return get_vm(self, vm_id)
+
+    monkeypatch.setattr(WinRMHost, "get_vm", counted)
+    with emulated_context(tmp_path, inline=False) as (ctx, fleet):
+        out = request_checkpoint(ctx, "STG-APP01", reason="KB5044284", requester="alice")
+        assert out.change.state == "approved" and out.job_id is not None
+        assert out.change.checkpoint_type == "production"
+        model = fleet.host("HV03")
+        vm_id = out.change.vm_id
+        # At the console, after the request was allowed.
+        model.set_vm(vm_id, checkpoint_type=ModelCheckpointType.Standard)
+        fleet.log.clear()
+        run_inline(ctx.runner, out.job_id)
+
+        change = show_change(ctx, out.change.ref)
+        assert change.state == "active"
+        assert asked == []
+        assert any("raised from Standard to Production" in e.message for e in change.events)
+        settings = [
+            e.parameters.get("CheckpointType") for e in fleet.log.entries if e.cmdlet == "Set-VM"
+        ]
+        assert [str(s) for s in settings] == ["Production", "Standard"]
+        assert model.get_vm(vm_id).checkpoint_type is ModelCheckpointType.Standard
+        # STG-APP01's guest VSS is broken (deploy/examples/demo-hosts.yaml):
+        # under Production, Hyper-V falls back to a standard checkpoint
+        # (https://learn.microsoft.com/windows-server/virtualization/hyper-v/manage/choose-between-standard-or-production-checkpoints-in-hyper-v);
+        # under the Standard the admin set it would simply be one.
+        assert any("fell back to a standard checkpoint" in e.message for e in change.events)
+        assert [r.id for r in list_checkpoints(ctx, vm="STG-APP01").rows] == [change.checkpoint_id]

@@ -11,17 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from bot.domain import ChangeRef
-from bot.inventory import VM
 from bot.jobs import JobRunner
 from bot.jobs.runner import RunOutcome
 from bot.observe.logs import bound
 from bot.observe.metrics import Metrics
-from bot.service.deciding import Decider, Principal
-from bot.store.models import Change, Job
+from bot.service.deciding import Decider
+from bot.store.models import Job
 from policies import Action, Decision
 
 log = logging.getLogger("checkpoint_bot.jobs")
@@ -52,34 +50,10 @@ class MeteredRunner(JobRunner):
 class MeteredDecider(Decider):
     metrics: Metrics | None = None
 
-    def decide(
-        self,
-        vm: VM,
-        action: Action,
-        who: Principal,
-        *,
-        checkpoint_type: str | None = None,
-        ttl: timedelta | None = None,
-        extend_to: datetime | None = None,
-        change: Change | None = None,
-        now: datetime | None = None,
-        strict: bool = True,
-    ) -> Decision:
-        decision = super().decide(
-            vm,
-            action,
-            who,
-            checkpoint_type=checkpoint_type,
-            ttl=ttl,
-            extend_to=extend_to,
-            change=change,
-            now=now,
-            strict=strict,
-        )
+    def observe(self, action: Action, decision: Decision, *, strict: bool) -> None:
         if self.metrics is not None and strict:
             # `strict=False` is `policy explain`: a preview, not a decision.
             record_decision(self.metrics, str(action), decision)
-        return decision
 
 
 def record_decision(metrics: Metrics, action: str, decision: Decision) -> None:

@@ -187,9 +187,43 @@ class Decider:
         strict: bool = True,
     ) -> Decision:
         """Raises `HostUnavailable` / `NotFound` when strict (see `facts`)."""
+        return self.decide_seeing(
+            vm,
+            action,
+            who,
+            checkpoint_type=checkpoint_type,
+            ttl=ttl,
+            extend_to=extend_to,
+            change=change,
+            now=now,
+            strict=strict,
+        )[0]
+
+    def decide_seeing(
+        self,
+        vm: VM,
+        action: Action,
+        who: Principal,
+        *,
+        checkpoint_type: str | None = None,
+        ttl: timedelta | None = None,
+        extend_to: datetime | None = None,
+        change: Change | None = None,
+        now: datetime | None = None,
+        strict: bool = True,
+    ) -> tuple[Decision, Facts]:
+        """`decide`, and the facts it was made on: the job right after the
+        re-check acts on what that re-check read of the VM instead of asking
+        the host again."""
         moment = now or self.clock()
         facts = self.facts(vm, change=change, now=moment, strict=strict)
-        return self._evaluate(vm, action, who, facts, moment, checkpoint_type, ttl, extend_to)
+        decision = self._evaluate(vm, action, who, facts, moment, checkpoint_type, ttl, extend_to)
+        self.observe(action, decision, strict=strict)
+        return decision, facts
+
+    def observe(self, action: Action, decision: Decision, *, strict: bool) -> None:
+        """Called with every decision made; what watches decisions (metrics)
+        overrides it. `strict=False` is `policy explain`: a preview."""
 
     def refusals_at_once(
         self, vm: VM, action: Action, who: Principal, ttl: timedelta | None = None

@@ -27,6 +27,7 @@ from bot.clock import utc_text
 from bot.config import DefaultsConfig
 from bot.domain import ApprovalState, CheckpointKind
 from bot.durations import format_duration
+from bot.facts import VMSeen, seen_in
 from bot.hyperv import (
     Checkpoint,
     CheckpointNotFound,
@@ -50,7 +51,7 @@ from bot.service.vanished import gone
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, change_ref
 from bot.store.outage import is_transient
-from policies import Action, Verdict
+from policies import Action, Facts, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -280,9 +281,9 @@ class HostJobs:
                 f"the database is unavailable ({type(exc).__name__}); nothing was done "
                 "on the host, trying again"
             ) from exc
-        if not isinstance(ready, Change):
+        if isinstance(ready, dict):
             return ready
-        change = ready
+        change, seen = ready
         started = self.clock()
         with (
             self._host_call(job.change_id, Command.CREATE_FAILED, "checkpoint"),
@@ -290,7 +291,7 @@ class HostJobs:
                 job, f"taking a {change.checkpoint_type} checkpoint of {change.vm_name}"
             ),
         ):
-            change, (checkpoint, taken) = self._take_following(change, job)
+            change, (checkpoint, taken) = self._take_following(change, job, seen)
         expires = self.clock() + timedelta(seconds=change.ttl_seconds)
         differs = taken.kind.value != change.checkpoint_type
         asked = f"{change.checkpoint_type} was asked; " if differs else ""
@@ -318,9 +319,10 @@ class HostJobs:
             )
         return {"checkpoint_id": checkpoint.id, "kind": taken.kind.value}
 
-    def _ready_to_create(self, job: JobContext) -> Change | dict[str, Any]:
-        """Everything before the host call: the change now `creating`, or
-        the job's result when it must not run."""
+    def _ready_to_create(self, job: JobContext) -> tuple[Change, VMSeen | None] | dict[str, Any]:
+        """Everything before the host call: the change now `creating` and
+        what the re-check read of the VM, or the job's result when it must
+        not run."""
         assert job.change_id is not None
         change = self._load(job.change_id)
         if change.state not in (State.APPROVED, State.SCHEDULED):
@@ -332,14 +334,14 @@ class HostJobs:
             if not self._stays_put(change):
                 change = self._follow(change)
             who = self.decider.principal(change.requester, change.requester_team, change.channel)
-            refusal = self._recheck(change, Action.CREATE, who)
+            refusal, facts = self._recheck_seeing(change, Action.CREATE, who)
         except (Unavailable, NotFound) as exc:
             return self._cannot_check(job, change, exc)
         if refusal:
             self._step(job.change_id, Command.DENY, "re-checked before running: " + refusal)
             return {"denied": True}
         self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
-        return change
+        return change, seen_in(facts)
 
     def _cannot_check(self, job: JobContext, change: Change, exc: Exception) -> dict[str, Any]:
         """The re-check could not be made. Nothing ran on the host: try again
@@ -389,9 +391,15 @@ class HostJobs:
     def _recheck(self, change: Change, action: Action, who: Principal) -> str | None:
         """Why the action may no longer run, or None when it still may.
         Raises `Unavailable` / `NotFound` when the host cannot be asked."""
+        return self._recheck_seeing(change, action, who)[0]
+
+    def _recheck_seeing(
+        self, change: Change, action: Action, who: Principal
+    ) -> tuple[str | None, Facts]:
+        """`_recheck`, and the facts it was made on."""
         assert change.id is not None
         vm = self.inventory.vm_by_id(change.vm_id)
-        decision = self.decider.decide(
+        decision, facts = self.decider.decide_seeing(
             vm,
             action,
             who,
@@ -400,9 +408,12 @@ class HostJobs:
             change=None if action is Action.CREATE else change,
         )
         if decision.verdict is Verdict.DENY:
-            return "; ".join(decision.reasons)
+            return "; ".join(decision.reasons), facts
         if decision.schedule_at is not None and decision.schedule_at > self.clock():
-            return f"its change window is closed (next opens {utc_text(decision.schedule_at)})"
+            return (
+                f"its change window is closed (next opens {utc_text(decision.schedule_at)})",
+                facts,
+            )
         if decision.verdict is Verdict.NEEDS_APPROVAL:
             with session_scope(self.engine) as s:
                 granted = s.exec(
@@ -416,18 +427,18 @@ class HostJobs:
                 ).first()
             needed = decision.approval.required if decision.approval else 1
             if granted is None or len(granted.approvals) < needed:
-                return "it now needs approval: " + "; ".join(decision.reasons)
-        return None
+                return "it now needs approval: " + "; ".join(decision.reasons), facts
+        return None, facts
 
     def _take_following(
-        self, change: Change, job: JobContext
+        self, change: Change, job: JobContext, seen: VMSeen | None
     ) -> tuple[Change, tuple[Checkpoint, Taken]]:
         """`_take` on the VM's node; when that node no longer has the VM (it
         was live-migrated after the re-check), follow it once. Safe, not a
         blind retry: `Get-VM -Id` found nothing, so the pipeline ended before
         `Checkpoint-VM` and nothing was created on the old node."""
         try:
-            return change, self._take(self.host_for(change.host), change, job)
+            return change, self._take(self.host_for(change.host), change, job, seen)
         except VMNotFound:
             try:
                 moved = self._follow(change)
@@ -435,12 +446,20 @@ class HostJobs:
                 moved = change
             if moved.host.casefold() == change.host.casefold():
                 raise
-        return moved, self._take(self.host_for(moved.host), moved, job)
+        return moved, self._take(self.host_for(moved.host), moved, job, None)
 
-    def _take(self, host: HyperVHost, change: Change, job: JobContext) -> tuple[Checkpoint, Taken]:
+    def _take(
+        self, host: HyperVHost, change: Change, job: JobContext, seen: VMSeen | None
+    ) -> tuple[Checkpoint, Taken]:
+        """Set the VM's CheckpointType for the kind asked (and back after),
+        then take it. What the VM's type and state are comes from the
+        re-check's facts call, made on this node a moment ago; only a VM
+        that was followed elsewhere since is asked again (`Get-VM`)."""
         assert change.id is not None
-        vm = host.get_vm(change.vm_id)
-        original = vm.checkpoint_type
+        if seen is None or seen.host.casefold() != host.name.casefold():
+            vm = host.get_vm(change.vm_id)
+            seen = VMSeen(host.name, vm.checkpoint_type, vm.state)
+        original = seen.checkpoint_type
         setting = setting_for(change.checkpoint_type, original)
         switch = setting is not original
         if switch:
@@ -459,7 +478,7 @@ class HostJobs:
         finally:
             if switch:
                 host.set_checkpoint_settings(change.vm_id, checkpoint_type=original)
-        return checkpoint, judge_taken(checkpoint, setting=setting, vm_state=vm.state)
+        return checkpoint, judge_taken(checkpoint, setting=setting, vm_state=seen.state)
 
     # -- restore -------------------------------------------------------------
 
