@@ -209,3 +209,43 @@ def test_the_job_takes_the_checkpoint_on_what_its_recheck_read(
         # under the Standard the admin set it would simply be one.
         assert any("fell back to a standard checkpoint" in e.message for e in change.events)
         assert [r.id for r in list_checkpoints(ctx, vm="STG-APP01").rows] == [change.checkpoint_id]
+
+
+def test_a_rollback_job_on_a_standalone_host_asks_it_three_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollback job re-checks with one facts call, restores, and starts
+    the VM the restore left Off (a production checkpoint holds no memory:
+    https://learn.microsoft.com/windows-server/virtualization/hyper-v/manage/choose-between-standard-or-production-checkpoints-in-hyper-v)
+    because that facts call read it Running: no probe of a VM that cannot
+    have moved and no `Get-VM` of its own."""
+    calls: list[str] = []
+    get_vm, ask = WinRMHost.get_vm, Locator._ask
+
+    def counted_get_vm(self: WinRMHost, vm_id: str) -> VMInfo:
+        calls.append("Get-VM")
+        return get_vm(self, vm_id)
+
+    def counted_ask(self: Locator, names: Sequence[str], vm: VM) -> list[Answer]:
+        calls.append("probe")
+        return ask(self, names, vm)
+
+    monkeypatch.setattr(WinRMHost, "get_vm", counted_get_vm)
+    monkeypatch.setattr(Locator, "_ask", counted_ask)
+    with emulated_context(tmp_path, inline=False) as (ctx, fleet):
+        out = request_checkpoint(ctx, "STG-WEB01", reason="KB5044284", requester="alice")
+        assert out.job_id is not None
+        run_inline(ctx.runner, out.job_id)
+        assert show_change(ctx, out.change.ref).state == "active"
+        back = rollback(ctx, out.change.ref, requester="alice")
+        assert back.job_id is not None  # staging: no approval asked
+        fleet.log.clear()
+        run_inline(ctx.runner, back.job_id)
+
+        change = show_change(ctx, out.change.ref)
+        assert change.state == "rolled_back"
+        assert change.events[-1].message.endswith("STG-WEB01 started again")
+        assert calls == []
+        invocations = [e.cmdlet for e in fleet.log.entries if e.cmdlet != "Get-VM"]
+        assert "Restore-VMSnapshot" in invocations and "Start-VM" in invocations
+        assert fleet.host("HV03").get_vm(out.change.vm_id).state.name == "Running"

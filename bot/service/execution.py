@@ -93,6 +93,16 @@ def setting_for(asked: str, current: CheckpointType) -> CheckpointType:
     return wanted if wanted.strictness > current.strictness else current
 
 
+def _seen_on(host: HyperVHost, vm_id: str, seen: VMSeen | None) -> VMSeen:
+    """The VM on `host` as the job's re-check read it a moment ago (its
+    facts call), or asked now (`Get-VM`) when that reading is from another
+    node (the VM was followed since) or was not made."""
+    if seen is not None and seen.host.casefold() == host.name.casefold():
+        return seen
+    vm = host.get_vm(vm_id)
+    return VMSeen(host.name, vm.checkpoint_type, vm.state)
+
+
 @dataclass
 class HostJobs:
     engine: Engine
@@ -456,9 +466,7 @@ class HostJobs:
         re-check's facts call, made on this node a moment ago; only a VM
         that was followed elsewhere since is asked again (`Get-VM`)."""
         assert change.id is not None
-        if seen is None or seen.host.casefold() != host.name.casefold():
-            vm = host.get_vm(change.vm_id)
-            seen = VMSeen(host.name, vm.checkpoint_type, vm.state)
+        seen = _seen_on(host, change.vm_id, seen)
         original = seen.checkpoint_type
         setting = setting_for(change.checkpoint_type, original)
         switch = setting is not original
@@ -490,10 +498,11 @@ class HostJobs:
                 f"{change_ref(job.change_id)} is {change.state}, not rolling back"
             )
         try:
-            change = self._follow(change)
+            if not self._stays_put(change):
+                change = self._follow(change)
             assert change.checkpoint_id is not None  # followed, not changed
             who = self._job_requester(job, change)
-            refusal = self._recheck(change, Action.ROLLBACK, who)
+            refusal, facts = self._recheck_seeing(change, Action.ROLLBACK, who)
         except (Unavailable, NotFound) as exc:
             why = _why_not_checked(exc)
             self._step(
@@ -515,7 +524,7 @@ class HostJobs:
             self._reporting(job, f"restoring {change.vm_name} to its checkpoint"),
         ):
             host = self.host_for(change.host)
-            before = host.get_vm(change.vm_id)
+            before = _seen_on(host, change.vm_id, seen_in(facts))
             after = host.restore_checkpoint(change.vm_id, change.checkpoint_id)
         started = False
         if (
