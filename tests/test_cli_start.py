@@ -29,6 +29,8 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 
 
 def imported_by(*args: str, cwd: Path) -> tuple[int, set[str]]:
+    """The exit code, and every module the command imported with each of its
+    parents (`bot.service.queries` also counts as `bot.service` and `bot`)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CHECKPOINT_BOT_CONFIG": ""}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
@@ -40,7 +42,11 @@ def imported_by(*args: str, cwd: Path) -> tuple[int, set[str]]:
         check=False,
     )
     report = json.loads(done.stderr.strip().splitlines()[-1])
-    return report["code"], {name.split(".")[0] for name in report["modules"]}
+    names: set[str] = set()
+    for name in report["modules"]:
+        parts = name.split(".")
+        names.update(".".join(parts[:n]) for n in range(1, len(parts) + 1))
+    return report["code"], names
 
 
 @pytest.mark.parametrize("args", [("--version",), ("--help",)])
@@ -49,6 +55,24 @@ def test_version_and_help_import_no_heavy_library(args: tuple[str, ...], tmp_pat
     assert code == 0
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
     assert not modules & {"bot.service", "bot.context", "bot.config", "templates"}
+
+
+# A group's --help lists its commands: it loads their definitions (Click and
+# the domain's words their choices name), never the service, the config, the
+# database layer or the templates.
+GROUP_HELPS = [("checkpoint", "--help"), ("change", "--help"), ("batch", "--help")]
+NOT_FOR_HELP = {"bot.service", "bot.context", "bot.config", "bot.store", "templates", "policies"}
+
+
+@pytest.mark.parametrize("args", GROUP_HELPS)
+def test_a_groups_help_imports_no_service_and_no_heavy_library(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    code, modules = imported_by(*args, cwd=tmp_path)
+    assert code == 0
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+    assert not modules & {"pydantic", "yaml"}, sorted(modules & {"pydantic", "yaml"})
+    assert not modules & NOT_FOR_HELP, sorted(modules & NOT_FOR_HELP)
 
 
 def test_a_lazy_command_loads_only_its_own_module(tmp_path: Path) -> None:

@@ -3,38 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.changes import State
-from bot.changes.views import ChangeView
 from bot.cli.batch_cmds import create_wave
 from bot.cli.followup_cmds import resolve_cmd
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
-from bot.domain import SETTING_WORDS, ApprovalState, CheckpointKind
-from bot.service import (
-    APPROVAL_ACTIONS,
-    Ambiguous,
-    ApprovalOutcome,
-    Conflict,
-    Outcome,
-    Selection,
-    Target,
-    Unavailable,
-    approve,
-    change_settings,
-    extend,
-    list_checkpoints,
-    merge,
-    reject,
-    request_checkpoint,
-    rollback,
-    show_change,
-    start_vm,
-    withdraw,
-)
-from bot.service.at_time import parse_at
+from bot.domain import APPROVAL_ACTIONS, SETTING_WORDS, ApprovalState, CheckpointKind
+
+if TYPE_CHECKING:
+    from bot.changes.views import ChangeView
+    from bot.service import ApprovalOutcome, Outcome
+
+# The service is imported inside each command, never here: `checkpoint
+# --help` loads this module to list its commands, and must pay for Click and
+# the command definitions only, not the service, SQLModel and the config
+# (bench/cli_start.py; tests/test_cli_start.py checks it).
 
 TYPES = click.Choice(list(CheckpointKind), case_sensitive=False)
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
@@ -43,6 +29,8 @@ EXIT_REFUSED = 1
 
 def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[bool, ChangeView]:
     """Run the queue in this process until the job ends (within its deadline)."""
+    from bot.service import show_change
+
     ctx = rt.ctx
     # Only the queue: the periodic work (reconciling, sweeps, TTL chasing,
     # notices) is what every bot and worker process ticks
@@ -61,6 +49,8 @@ def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[
 
 def _finish(rt: Runtime, outcome: Outcome, action: str, *, wait: bool, as_json: bool) -> None:
     """Wait for the job (unless told not to), print the change, set the exit code."""
+    from bot.service import Outcome
+
     view, ended_badly, waited = outcome.change, outcome.refused, False
     if view.state == State.SCHEDULED.value:
         # It runs at its time (or window), not while this command waits.
@@ -172,6 +162,10 @@ def create(
     --at takes it (or the wave) at that time instead of now; a time when
     the VM's change windows are closed is refused with the opening to ask
     for. `checkpoint withdraw CHG-n` (`batch withdraw BAT-n`) cancels it."""
+    from zoneinfo import ZoneInfo
+
+    from bot.service import Selection, parse_at, request_checkpoint
+
     selection = Selection.of(vms, tags=tags, groups=groups, hosts=hosts, clusters=clusters)
     at = None
     if at_text is not None:
@@ -215,6 +209,8 @@ def withdraw_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> N
     for later (--at, or its change window), or anything waiting for
     approvers (--request names which when several wait). Nothing ran for
     it; only whoever asked may."""
+    from bot.service import Target, withdraw
+
     result = _which(
         ref,
         "withdraw",
@@ -235,6 +231,8 @@ def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None
     Everything written to the VM since the checkpoint is lost. A production
     checkpoint leaves the VM off; the bot starts it again if it was running
     (defaults.start_after_restore)."""
+    from bot.service import rollback
+
     outcome = rollback(rt.ctx, target, requester=rt.principal)
     _finish(rt, outcome, "rollback", wait=not no_wait, as_json=as_json)
 
@@ -246,6 +244,8 @@ def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None
 @pass_runtime
 def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     """Keep the change: delete the checkpoint and merge its disk."""
+    from bot.service import merge
+
     outcome = merge(rt.ctx, target, requester=rt.principal)
     _finish(rt, outcome, "merge", wait=not no_wait, as_json=as_json)
 
@@ -258,6 +258,8 @@ def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
 def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     """Start the VM a rollback left Off or Saved (whoever may roll it back may
     start it)."""
+    from bot.service import start_vm
+
     outcome = start_vm(rt.ctx, target, requester=rt.principal)
     view = outcome.change
     succeeded = True
@@ -282,6 +284,8 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
 def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
     """Give a checkpoint DURATION more time (e.g. 24h); beyond the maximum
     lifetime the policy asks for an approver."""
+    from bot.service import extend
+
     outcome = extend(rt.ctx, target, by, requester=rt.principal)
     _finish(rt, outcome, "extension", wait=False, as_json=as_json)
 
@@ -307,6 +311,8 @@ def settings_cmd(
 ) -> None:
     """Show a VM's checkpoint settings; with --type or --automatic, change them
     (admins only; Standard is refused for AD, SQL and Exchange)."""
+    from bot.service import change_settings
+
     result = change_settings(
         rt.ctx,
         vm,
@@ -344,6 +350,8 @@ def settings_cmd(
 @pass_runtime
 def list_cmd(rt: Runtime, vm: str | None, host: str | None, as_json: bool) -> None:
     """Every checkpoint on the hosts, as a tree per VM, with its owning change."""
+    from bot.service import Unavailable, list_checkpoints
+
     listing = list_checkpoints(rt.ctx, vm=vm, host=host)
     if as_json:
         echo_json(listing.to_dict())
@@ -391,6 +399,8 @@ _REQUEST_HELP = (
 
 
 def _which(ref: str, verb: str, call: Callable[[], ApprovalOutcome]) -> ApprovalOutcome:
+    from bot.service import Ambiguous, Conflict
+
     try:
         return call()
     except Ambiguous as exc:
@@ -415,6 +425,8 @@ def approve_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> No
     environment variable, not a proof, so one person can request under one
     name and approve under another. The policy's
     `permissions.approve.cli: false` refuses approvals from here."""
+    from bot.service import Target, approve
+
     result = _which(
         ref,
         "approve",
@@ -431,6 +443,8 @@ def approve_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> No
 @pass_runtime
 def reject_cmd(rt: Runtime, ref: str, request: str | None, reason: str, as_json: bool) -> None:
     """Reject what CHG-n waits for (--request names it when more than one waits)."""
+    from bot.service import Target, reject
+
     result = _which(
         ref,
         "reject",
@@ -447,6 +461,8 @@ def reject_cmd(rt: Runtime, ref: str, request: str | None, reason: str, as_json:
 @pass_runtime
 def show(rt: Runtime, ref: str, as_json: bool) -> None:
     """A change, its policy decision, its history and its jobs."""
+    from bot.service import show_change
+
     view = show_change(rt.ctx, ref)
     if as_json:
         echo_json(view.to_dict())

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from bot.service.withdraw import withdraw
 
 if TYPE_CHECKING:
+    from bot.changes import RESOLUTIONS
+    from bot.domain import APPROVAL_ACTIONS
     from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
     from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
     from bot.service.at_time import AtTime, parse_at, zone_of
@@ -50,7 +52,6 @@ if TYPE_CHECKING:
         withdraw_batch,
     )
     from bot.service.binding import (
-        APPROVAL_ACTIONS,
         Ambiguous,
         Card,
         Happened,
@@ -81,7 +82,7 @@ if TYPE_CHECKING:
         scheduled_runs,
         show_change,
     )
-    from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
+    from bot.service.reconcile import Reconciler, resolve
     from bot.service.requests import (
         Outcome,
         StartOutcome,
@@ -103,7 +104,7 @@ if TYPE_CHECKING:
     from bot.service.withdraw import withdraw
 
 _WHERE = {
-    "APPROVAL_ACTIONS": "bot.service.binding",
+    "APPROVAL_ACTIONS": "bot.domain",
     "AdoptOutcome": "bot.service.adopt",
     "Ambiguous": "bot.service.binding",
     "ApprovalOutcome": "bot.service.approvals",
@@ -135,7 +136,7 @@ _WHERE = {
     "OutboxStatus": "bot.service.dispatch",
     "Outcome": "bot.service.requests",
     "Principal": "bot.service.deciding",
-    "RESOLUTIONS": "bot.service.reconcile",
+    "RESOLUTIONS": "bot.changes",
     "Reconciler": "bot.service.reconcile",
     "ScheduledRun": "bot.service.queries",
     "Selection": "bot.service.selection",
