@@ -104,3 +104,46 @@ def test_help_lists_every_command_with_its_line(tmp_path: Path) -> None:
     for name, spec in COMMANDS.items():
         assert f"{name}  " in result.stdout
         assert spec.short_help.split(":")[0].split("(")[0].strip()[:30] in result.stdout
+
+
+@pytest.fixture
+def production_config(tmp_path: Path) -> Path:
+    """A deployment's config (WinRM hosts, a migrated SQLite database): not
+    demo mode, which migrates (Alembic) and models its hosts on every run."""
+    from bot.inventory import demo_inventory_path
+
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        f"inventory: {demo_inventory_path()}\ndatabase_url: sqlite:///{tmp_path / 'bot.db'}\n"
+        "hyperv:\n  backend: winrm\n",
+        encoding="utf-8",
+    )
+    code, _ = imported_by("--config", str(config), "db", "upgrade", cwd=tmp_path)
+    assert code == 0
+    return config
+
+
+def test_inventory_show_loads_no_use_case_it_does_not_call(
+    production_config: Path, tmp_path: Path
+) -> None:
+    code, modules = imported_by(
+        "--config", str(production_config), "inventory", "show", "--json", cwd=tmp_path
+    )
+    assert code == 0
+    # It reads the inventory and the sightings: not the policy, the context
+    # or the rest of the service (bot.service loads each use case on first use).
+    unused = {"policies", "bot.context", "bot.service.requests", "bot.service.withdrawal"}
+    assert not modules & unused, sorted(modules & unused)
+    assert not modules & {"pypsrp", "jinja2", "alembic"}
+
+
+def test_a_sqlite_query_does_not_load_the_postgresql_dialect(
+    production_config: Path, tmp_path: Path
+) -> None:
+    code, modules = imported_by(
+        "--config", str(production_config), "outbox", "--json", cwd=tmp_path
+    )
+    assert code == 0
+    assert "sqlalchemy.dialects.sqlite" in modules
+    assert "sqlalchemy.dialects.postgresql" not in modules
+    assert not modules & {"pypsrp", "jinja2", "alembic"}

@@ -11,11 +11,6 @@ from the modules behind it."""
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Eager: `withdraw` is also the name of its module, which the import system
-# binds on this package whenever any module imports it, so it could not be
-# looked up lazily.
-from bot.service.withdraw import withdraw
-
 if TYPE_CHECKING:
     from bot.changes import RESOLUTIONS
     from bot.domain import APPROVAL_ACTIONS
@@ -101,7 +96,7 @@ if TYPE_CHECKING:
     from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
     from bot.service.whereabouts import InventoryView, inventory_view
     from bot.service.window_notices import WindowNotices, due_notices
-    from bot.service.withdraw import withdraw
+    from bot.service.withdrawal import withdraw
 
 _WHERE = {
     "APPROVAL_ACTIONS": "bot.domain",
@@ -197,6 +192,11 @@ _WHERE = {
     "stream_audit": "bot.service.audit",
     "upgrade_schema": "bot.service.schema",
     "with_slack": "bot.service.directory",
+    # Its module is not named `withdraw`: importing a submodule binds it on
+    # its package under its own name
+    # (https://docs.python.org/3/reference/import.html#submodules), which
+    # would hide the function from this lookup.
+    "withdraw": "bot.service.withdrawal",
     "withdraw_batch": "bot.service.batches",
     "zone_of": "bot.service.at_time",
 }
