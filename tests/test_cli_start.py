@@ -14,6 +14,8 @@ from pathlib import Path
 import click
 import pytest
 
+from bot.cli.groups import CHANGE_COMMANDS, CHECKPOINT_COMMANDS, change, checkpoint
+from bot.cli.lazy import LazyCommand
 from bot.cli.main import COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +75,9 @@ def test_a_groups_help_imports_no_service_and_no_heavy_library(
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
     assert not modules & {"pydantic", "yaml"}, sorted(modules & {"pydantic", "yaml"})
     assert not modules & NOT_FOR_HELP, sorted(modules & NOT_FOR_HELP)
+    if args[0] in ("checkpoint", "change"):
+        # Their lines are declared (bot.cli.groups): no command is loaded.
+        assert "bot.cli.checkpoint_cmds" not in modules
 
 
 def test_a_lazy_command_loads_only_its_own_module(tmp_path: Path) -> None:
@@ -81,10 +86,17 @@ def test_a_lazy_command_loads_only_its_own_module(tmp_path: Path) -> None:
     assert "pypsrp" not in modules and "slack_bolt" not in modules
 
 
-def test_the_declared_help_is_each_commands_own() -> None:
-    ctx = click.Context(cli)
-    for name, spec in COMMANDS.items():
-        command = cli.get_command(ctx, name)
+@pytest.mark.parametrize(
+    ("group", "declared"),
+    [(cli, COMMANDS), (checkpoint, CHECKPOINT_COMMANDS), (change, CHANGE_COMMANDS)],
+    ids=["checkpoint-bot", "checkpoint", "change"],
+)
+def test_the_declared_help_is_each_commands_own(
+    group: click.Group, declared: dict[str, LazyCommand]
+) -> None:
+    ctx = click.Context(group)
+    for name, spec in declared.items():
+        command = group.get_command(ctx, name)
         assert command is not None, name
         assert command.name == name
         assert spec.short_help == command.get_short_help_str(1000), name

@@ -1,4 +1,5 @@
-"""`checkpoint-bot checkpoint ...` and `checkpoint-bot change ...`."""
+"""The commands of `checkpoint-bot checkpoint ...` and `checkpoint-bot change ...`
+(their groups, which load them when one runs: bot.cli.groups)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import click
 
 from bot.changes import State
 from bot.cli.batch_cmds import create_wave
-from bot.cli.followup_cmds import resolve_cmd
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.domain import APPROVAL_ACTIONS, SETTING_WORDS, ApprovalState, CheckpointKind
 
@@ -17,10 +17,9 @@ if TYPE_CHECKING:
     from bot.changes.views import ChangeView
     from bot.service import ApprovalOutcome, Outcome
 
-# The service is imported inside each command, never here: `checkpoint
-# --help` loads this module to list its commands, and must pay for Click and
-# the command definitions only, not the service, SQLModel and the config
-# (bench/cli_start.py; tests/test_cli_start.py checks it).
+# The service is imported inside each command, never here: a command's own
+# `--help` loads this module, and pays for Click and the command definitions
+# only, not the service, SQLModel and the config (bench/cli_start.py).
 
 TYPES = click.Choice(list(CheckpointKind), case_sensitive=False)
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
@@ -90,12 +89,7 @@ def _finish(rt: Runtime, outcome: Outcome, action: str, *, wait: bool, as_json: 
 _BAD_ENDS = {State.FAILED.value, State.INTERRUPTED.value, State.DENIED.value}
 
 
-@click.group("checkpoint")
-def checkpoint() -> None:
-    """Take, list, roll back and merge checkpoints."""
-
-
-@checkpoint.command("create")
+@click.command("create")
 @click.argument("vms", nargs=-1, metavar="[VM]...")
 @click.option(
     "--tag",
@@ -199,7 +193,7 @@ def create(
     _finish(rt, outcome, "checkpoint", wait=not no_wait, as_json=as_json)
 
 
-@checkpoint.command("withdraw")
+@click.command("withdraw")
 @click.argument("ref", metavar="CHG-n")
 @click.option("--request", "request", type=click.Choice(("create", "rollback", "merge", "extend")))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -219,7 +213,7 @@ def withdraw_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> N
     _approval_result(rt, result, as_json=as_json)
 
 
-@checkpoint.command("rollback")
+@click.command("rollback")
 @click.argument("target", metavar="CHANGE|CHECKPOINT|VM")
 @click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
@@ -237,7 +231,7 @@ def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None
     _finish(rt, outcome, "rollback", wait=not no_wait, as_json=as_json)
 
 
-@checkpoint.command("merge")
+@click.command("merge")
 @click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
 @click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
@@ -250,7 +244,7 @@ def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     _finish(rt, outcome, "merge", wait=not no_wait, as_json=as_json)
 
 
-@checkpoint.command("start")
+@click.command("start")
 @click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
 @click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
@@ -276,7 +270,7 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
         raise SystemExit(EXIT_REFUSED)
 
 
-@checkpoint.command("extend")
+@click.command("extend")
 @click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
 @click.argument("by", metavar="DURATION")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
@@ -290,7 +284,7 @@ def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
     _finish(rt, outcome, "extension", wait=False, as_json=as_json)
 
 
-@checkpoint.command("settings")
+@click.command("settings")
 @click.argument("vm")
 @click.option(
     "--type",
@@ -343,7 +337,7 @@ def settings_cmd(
         click.echo(f"  changed: {line} (recorded)")
 
 
-@checkpoint.command("list")
+@click.command("list")
 @click.option("--vm", help="Only this VM.")
 @click.option("--host", help="Only this host.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -361,11 +355,6 @@ def list_cmd(rt: Runtime, vm: str | None, host: str | None, as_json: bool) -> No
         # A host that could not be asked is not a host without checkpoints.
         names = ", ".join(p.host for p in listing.problems)
         raise Unavailable(f"{names} could not be reached: the list is incomplete")
-
-
-@click.group("change")
-def change() -> None:
-    """Look at the record of a change."""
 
 
 def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> None:
@@ -408,7 +397,7 @@ def _which(ref: str, verb: str, call: Callable[[], ApprovalOutcome]) -> Approval
         raise Conflict(f"{exc.message}: checkpoint-bot change {verb} {ref} {options}") from None
 
 
-@change.command("approve")
+@click.command("approve")
 @click.argument("ref", metavar="CHG-n")
 @click.option("--request", "request", type=REQUESTS, default=None, help=_REQUEST_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -435,7 +424,7 @@ def approve_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> No
     _approval_result(rt, result, as_json=as_json)
 
 
-@change.command("reject")
+@click.command("reject")
 @click.argument("ref", metavar="CHG-n")
 @click.option("--request", "request", type=REQUESTS, default=None, help=_REQUEST_HELP)
 @click.option("--reason", "-r", default="", help="Why, for the record.")
@@ -455,7 +444,7 @@ def reject_cmd(rt: Runtime, ref: str, request: str | None, reason: str, as_json:
     _approval_result(rt, result, as_json=as_json)
 
 
-@change.command("show")
+@click.command("show")
 @click.argument("ref", metavar="CHG-n")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
@@ -468,6 +457,3 @@ def show(rt: Runtime, ref: str, as_json: bool) -> None:
         echo_json(view.to_dict())
     else:
         rt.out("cli/change.txt.j2", c=view)
-
-
-change.add_command(resolve_cmd)
