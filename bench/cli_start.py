@@ -77,7 +77,9 @@ COMMANDS = (
     Command("checkpoint list", ("checkpoint", "list"), LIST + TEMPLATES),
     Command("change show CHG-0001", ("change", "show", "CHG-0001"), SHOW),
     Command("outbox --json", ("outbox", "--json"), CLICK + CONFIG + DATABASE),
-    Command("inventory show --json", ("inventory", "show", "--json"), CLICK + CONFIG),
+    # SQLModel too: it reads where each VM was last seen (`vm_sighting`,
+    # bot.service.whereabouts) through the tables.
+    Command("inventory show --json", ("inventory", "show", "--json"), CLICK + CONFIG + DATABASE),
 )  # fmt: skip
 
 

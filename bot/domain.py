@@ -44,6 +44,12 @@ class ApprovalState(enum.StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+# What an approval request can ask for: the words `change approve --request`
+# accepts. Here, not in the service, so the CLI can declare its choices
+# without loading the service (bench/cli_start.py).
+APPROVAL_ACTIONS = ("create", "rollback", "merge", "extend")
+
+
 class CheckpointKind(enum.StrEnum):
     """The checkpoint a person asks for, in the product's words; each names
     a value of Hyper-V's `CheckpointType` VM setting (`Set-VM -CheckpointType`,

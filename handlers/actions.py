@@ -182,7 +182,7 @@ class Actions:
             return deps.notice(*messages.starting(started.change))
         if verb == "unschedule":
             # The requester takes back a checkpoint that waits for its time
-            # or its window (bot/service/withdraw.py); the card shows it.
+            # or its window (bot/service/withdrawal.py); the card shows it.
             return self._decided(withdraw(ctx, ref, requester=who, target=Target(action="create")))
         act: Callable[..., Any] = {"rollback": rollback, "merge": merge}[verb]
         outcome = act(ctx, ref, requester=who)

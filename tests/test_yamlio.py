@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot import yamlio
 from bot.yamlio import (
     ConfigProblem,
     YamlError,
@@ -238,3 +240,39 @@ def test_validation_error_does_not_chain_pydantic() -> None:
         load_model("servers: 1\n", Config, "cfg.yaml")
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__
+
+
+# libyaml (PyYAML's CSafeLoader) parses when PyYAML has it; the pure-Python
+# SafeLoader words every error. Both must see the same data on the same lines.
+SHIPPED_YAML = sorted(
+    p
+    for pattern in ("policies/*.yaml", "deploy/**/*.yaml", "bot/**/*.yaml")
+    for p in Path(__file__).resolve().parents[1].glob(pattern)
+)
+
+
+def _outcome(loader: type[yaml.SafeLoader], text: str) -> object:
+    try:
+        doc = yamlio._compose(loader, text, "f.yaml")
+    except YamlError:
+        return "refused"  # worded by the pure-Python loader either way
+    return doc.data, doc.lines
+
+
+@pytest.mark.skipif(yamlio._FAST_LOADER is None, reason="PyYAML without libyaml")
+@pytest.mark.parametrize("path", SHIPPED_YAML, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_libyaml_and_the_pure_loader_agree_on_shipped_files(path: Path) -> None:
+    assert yamlio._FAST_LOADER is not None
+    text = path.read_text(encoding="utf-8")
+    assert _outcome(yamlio._FAST_LOADER, text) == _outcome(yaml.SafeLoader, text)
+
+
+@pytest.mark.parametrize(
+    "text", ["a: [1, 2\nb: 3\n", "a: 1\na: 2\n", "a: b: c\n", "- a\nb: 1\n", "a: !!python/none x\n"]
+)
+def test_an_error_is_worded_by_the_pure_loader(text: str) -> None:
+    with pytest.raises(YamlError) as fast:
+        load_yaml(text, "f.yaml")
+    with pytest.raises(YamlError) as pure:
+        yamlio._compose(yaml.SafeLoader, text, "f.yaml")
+    assert str(fast.value) == str(pure.value)

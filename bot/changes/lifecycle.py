@@ -132,6 +132,15 @@ FINAL_STATES = frozenset(
 HOLDS_CHECKPOINT = frozenset({S.ACTIVE, S.MERGING, S.ROLLING_BACK, S.ROLLED_BACK})
 # Host work is under way: a job owns the change.
 IN_FLIGHT = frozenset({S.CREATING, S.MERGING, S.ROLLING_BACK})
+# Outcomes a human may record for an interrupted change, and the command each
+# is (`change resolve`, the thread's buttons; bot.service.reconcile). Here, in
+# the pure table, so the CLI declares its choices without loading the service.
+RESOLUTIONS: dict[str, Command] = {
+    "active": C.RECONCILE_ACTIVE,
+    "failed": C.RECONCILE_FAILED,
+    "rolled_back": C.RECONCILE_ROLLED_BACK,
+    "merged": C.RECONCILE_MERGED,
+}
 
 
 # While a change is in these states, a request waiting for approvers still

@@ -13,17 +13,11 @@ import click
 from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.config import ConfigError
 from bot.domain import CheckpointKind
-from bot.service import (
-    Principal,
-    audit_text,
-    explain,
-    parse_filter,
-    upgrade_schema,
-)
-from policies import PolicyError, validate_policy_file
-from policies.explain import rows as explain_rows
+
+# The service, the context and the libraries are imported inside each
+# command, never here: the group's --help loads this module and pays for
+# Click and the command definitions only (bench/cli_start.py).
 
 
 @click.group("db")
@@ -39,6 +33,8 @@ def db_upgrade(rt: Runtime, as_json: bool) -> None:
 
     Exit 2 when the database URL does not parse (nothing was tried), 3 when
     the database does not answer (nothing was changed: try again)."""
+    from bot.service import upgrade_schema
+
     done = upgrade_schema(rt.settings)
     if as_json:
         echo_json(
@@ -93,6 +89,8 @@ def audit_export(
 ) -> None:
     """Every event of every change, then every settings change: who did
     what, when, and why. Rows are streamed, never held."""
+    from bot.service import audit_text, parse_filter
+
     flt = parse_filter(
         now=datetime.now(UTC), since=since, until=until, vm=vm, change=change_ref, actor=actor
     )
@@ -162,6 +160,9 @@ def policy_explain(
 ) -> None:
     """What the guardrails say to ACTION on VM, rule by rule, with the facts
     they used and where those came from. Changes nothing."""
+    from bot.service import Principal, explain
+    from policies.explain import rows as explain_rows
+
     who = Principal(user or rt.principal.id, frozenset(groups), channel)
     when = at.replace(tzinfo=UTC) if at and at.tzinfo is None else at
     decision = explain(rt.ctx, vm, action, who, checkpoint_type=ctype, at=when)
@@ -184,6 +185,9 @@ def policy_explain(
 @pass_runtime
 def policy_validate(rt: Runtime, file: Path, as_json: bool) -> None:
     """Check a policy file (merged over the shipped default) and say what is wrong."""
+    from bot.config import ConfigError
+    from policies import PolicyError, validate_policy_file
+
     try:
         policy = validate_policy_file(file)
     except PolicyError as exc:

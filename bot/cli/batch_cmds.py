@@ -3,23 +3,19 @@ half lives here) and `checkpoint-bot batch ...` (docs/batches.md)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from bot.changes.batch_views import BatchView
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
-from bot.service import (
-    AtTime,
-    BatchOutcome,
-    Selection,
-    approve_batch,
-    create_batch,
-    list_batches,
-    merge_batch,
-    preview_batch,
-    rollback_batch,
-    show_batch,
-    withdraw_batch,
-)
+
+if TYPE_CHECKING:
+    from bot.changes.batch_views import BatchView
+    from bot.service import AtTime, BatchOutcome, Selection
+
+# The service is imported inside each command, never here: `batch --help`
+# and `checkpoint --help` (whose `create` makes waves) load this module and
+# must pay for Click and the command definitions only (bench/cli_start.py).
 
 # Exit codes as for every command: 1 refused or failed (main.py).
 EXIT_REFUSED = 1
@@ -67,6 +63,8 @@ def create_wave(
     """Preview the wave, ask for confirmation (unless --yes), record it and
     (unless --no-wait, or it is asked for at a later time) wait for its
     checkpoints."""
+    from bot.service import create_batch, preview_batch
+
     preview = preview_batch(
         rt.ctx,
         selection,
@@ -131,6 +129,8 @@ def batch() -> None:
 def show_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
     """A batch: its state (derived from its members'), each member's change,
     and the batch's own history."""
+    from bot.service import show_batch
+
     view = show_batch(rt.ctx, ref)
     if as_json:
         echo_json(view.to_dict())
@@ -144,6 +144,8 @@ def show_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
 @pass_runtime
 def list_cmd(rt: Runtime, limit: int, as_json: bool) -> None:
     """The newest batches with their state and progress."""
+    from bot.service import list_batches
+
     views = list_batches(rt.ctx, limit=limit)
     if as_json:
         echo_json({"batches": [v.to_dict() for v in views]})
@@ -154,6 +156,8 @@ def list_cmd(rt: Runtime, limit: int, as_json: bool) -> None:
 def _wait_jobs(rt: Runtime, ref: str, job_ids: list[int], what: str) -> BatchView:
     """Run the queue here until every job has ended, saying how far the
     wave is each time one ends ("BAT-0001: 7 of 9 done, 1 failed")."""
+    from bot.service import show_batch
+
     ctx = rt.ctx
     if job_ids:
         ctx.start_workers()
@@ -174,6 +178,8 @@ def _wait_jobs(rt: Runtime, ref: str, job_ids: list[int], what: str) -> BatchVie
 def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool) -> None:
     """A rollback loses what each VM wrote since its checkpoint: say so per
     VM and ask (unless --yes)."""
+    from bot.service import show_batch
+
     view = show_batch(rt.ctx, ref)
     members = [m for m in view.members if m.state in _ELIGIBLE[action]]
     if action == "rollback":
@@ -199,6 +205,8 @@ _GOAL = {"rollback": "rolled_back", "merge": "done"}
 def _batch_action(
     rt: Runtime, ref: str, action: str, *, yes: bool, no_wait: bool, as_json: bool
 ) -> None:
+    from bot.service import merge_batch, rollback_batch
+
     _confirm_loss(rt, ref, action, yes)
     call = rollback_batch if action == "rollback" else merge_batch
     result = call(rt.ctx, ref, requester=rt.principal)
@@ -275,6 +283,8 @@ def merge_cmd(rt: Runtime, ref: str, yes: bool, no_wait: bool, as_json: bool) ->
 def approve_cmd(rt: Runtime, ref: str, no_wait: bool, as_json: bool) -> None:
     """Approve what the members of a batch wait for (a rollback or merge of
     all, or their checkpoints), member by member as ordinary approvals."""
+    from bot.service import approve_batch
+
     result = approve_batch(rt.ctx, ref, approver=rt.principal)
     view = result.batch
     if not no_wait and result.job_ids:
@@ -304,6 +314,8 @@ def withdraw_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
     or its change window) or waiting for the approval of its checkpoint is
     withdrawn, and nothing is done on its host. Members that already ran
     are left as they are (roll them back or merge them)."""
+    from bot.service import withdraw_batch
+
     out = withdraw_batch(rt.ctx, ref, requester=rt.principal)
     if as_json:
         echo_json(

@@ -1,40 +1,25 @@
-"""`checkpoint-bot checkpoint ...` and `checkpoint-bot change ...`."""
+"""The commands of `checkpoint-bot checkpoint ...` and `checkpoint-bot change ...`
+(their groups, which load them when one runs: bot.cli.groups)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.changes import State
-from bot.changes.views import ChangeView
 from bot.cli.batch_cmds import create_wave
-from bot.cli.followup_cmds import resolve_cmd
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
-from bot.domain import SETTING_WORDS, ApprovalState, CheckpointKind
-from bot.service import (
-    APPROVAL_ACTIONS,
-    Ambiguous,
-    ApprovalOutcome,
-    Conflict,
-    Outcome,
-    Selection,
-    Target,
-    Unavailable,
-    approve,
-    change_settings,
-    extend,
-    list_checkpoints,
-    merge,
-    reject,
-    request_checkpoint,
-    rollback,
-    show_change,
-    start_vm,
-    withdraw,
-)
-from bot.service.at_time import parse_at
+from bot.domain import APPROVAL_ACTIONS, SETTING_WORDS, ApprovalState, CheckpointKind
+
+if TYPE_CHECKING:
+    from bot.changes.views import ChangeView
+    from bot.service import ApprovalOutcome, Outcome
+
+# The service is imported inside each command, never here: a command's own
+# `--help` loads this module, and pays for Click and the command definitions
+# only, not the service, SQLModel and the config (bench/cli_start.py).
 
 TYPES = click.Choice(list(CheckpointKind), case_sensitive=False)
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
@@ -43,6 +28,8 @@ EXIT_REFUSED = 1
 
 def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[bool, ChangeView]:
     """Run the queue in this process until the job ends (within its deadline)."""
+    from bot.service import show_change
+
     ctx = rt.ctx
     # Only the queue: the periodic work (reconciling, sweeps, TTL chasing,
     # notices) is what every bot and worker process ticks
@@ -61,6 +48,8 @@ def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[
 
 def _finish(rt: Runtime, outcome: Outcome, action: str, *, wait: bool, as_json: bool) -> None:
     """Wait for the job (unless told not to), print the change, set the exit code."""
+    from bot.service import Outcome
+
     view, ended_badly, waited = outcome.change, outcome.refused, False
     if view.state == State.SCHEDULED.value:
         # It runs at its time (or window), not while this command waits.
@@ -100,12 +89,7 @@ def _finish(rt: Runtime, outcome: Outcome, action: str, *, wait: bool, as_json: 
 _BAD_ENDS = {State.FAILED.value, State.INTERRUPTED.value, State.DENIED.value}
 
 
-@click.group("checkpoint")
-def checkpoint() -> None:
-    """Take, list, roll back and merge checkpoints."""
-
-
-@checkpoint.command("create")
+@click.command("create")
 @click.argument("vms", nargs=-1, metavar="[VM]...")
 @click.option(
     "--tag",
@@ -172,6 +156,10 @@ def create(
     --at takes it (or the wave) at that time instead of now; a time when
     the VM's change windows are closed is refused with the opening to ask
     for. `checkpoint withdraw CHG-n` (`batch withdraw BAT-n`) cancels it."""
+    from zoneinfo import ZoneInfo
+
+    from bot.service import Selection, parse_at, request_checkpoint
+
     selection = Selection.of(vms, tags=tags, groups=groups, hosts=hosts, clusters=clusters)
     at = None
     if at_text is not None:
@@ -205,7 +193,7 @@ def create(
     _finish(rt, outcome, "checkpoint", wait=not no_wait, as_json=as_json)
 
 
-@checkpoint.command("withdraw")
+@click.command("withdraw")
 @click.argument("ref", metavar="CHG-n")
 @click.option("--request", "request", type=click.Choice(("create", "rollback", "merge", "extend")))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -215,6 +203,8 @@ def withdraw_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> N
     for later (--at, or its change window), or anything waiting for
     approvers (--request names which when several wait). Nothing ran for
     it; only whoever asked may."""
+    from bot.service import Target, withdraw
+
     result = _which(
         ref,
         "withdraw",
@@ -223,7 +213,7 @@ def withdraw_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> N
     _approval_result(rt, result, as_json=as_json)
 
 
-@checkpoint.command("rollback")
+@click.command("rollback")
 @click.argument("target", metavar="CHANGE|CHECKPOINT|VM")
 @click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
@@ -235,22 +225,26 @@ def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None
     Everything written to the VM since the checkpoint is lost. A production
     checkpoint leaves the VM off; the bot starts it again if it was running
     (defaults.start_after_restore)."""
+    from bot.service import rollback
+
     outcome = rollback(rt.ctx, target, requester=rt.principal)
     _finish(rt, outcome, "rollback", wait=not no_wait, as_json=as_json)
 
 
-@checkpoint.command("merge")
+@click.command("merge")
 @click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
 @click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
 @pass_runtime
 def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     """Keep the change: delete the checkpoint and merge its disk."""
+    from bot.service import merge
+
     outcome = merge(rt.ctx, target, requester=rt.principal)
     _finish(rt, outcome, "merge", wait=not no_wait, as_json=as_json)
 
 
-@checkpoint.command("start")
+@click.command("start")
 @click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
 @click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
@@ -258,6 +252,8 @@ def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
 def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     """Start the VM a rollback left Off or Saved (whoever may roll it back may
     start it)."""
+    from bot.service import start_vm
+
     outcome = start_vm(rt.ctx, target, requester=rt.principal)
     view = outcome.change
     succeeded = True
@@ -274,7 +270,7 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
         raise SystemExit(EXIT_REFUSED)
 
 
-@checkpoint.command("extend")
+@click.command("extend")
 @click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
 @click.argument("by", metavar="DURATION")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
@@ -282,11 +278,13 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
 def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
     """Give a checkpoint DURATION more time (e.g. 24h); beyond the maximum
     lifetime the policy asks for an approver."""
+    from bot.service import extend
+
     outcome = extend(rt.ctx, target, by, requester=rt.principal)
     _finish(rt, outcome, "extension", wait=False, as_json=as_json)
 
 
-@checkpoint.command("settings")
+@click.command("settings")
 @click.argument("vm")
 @click.option(
     "--type",
@@ -307,6 +305,8 @@ def settings_cmd(
 ) -> None:
     """Show a VM's checkpoint settings; with --type or --automatic, change them
     (admins only; Standard is refused for AD, SQL and Exchange)."""
+    from bot.service import change_settings
+
     result = change_settings(
         rt.ctx,
         vm,
@@ -337,13 +337,15 @@ def settings_cmd(
         click.echo(f"  changed: {line} (recorded)")
 
 
-@checkpoint.command("list")
+@click.command("list")
 @click.option("--vm", help="Only this VM.")
 @click.option("--host", help="Only this host.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
 def list_cmd(rt: Runtime, vm: str | None, host: str | None, as_json: bool) -> None:
     """Every checkpoint on the hosts, as a tree per VM, with its owning change."""
+    from bot.service import Unavailable, list_checkpoints
+
     listing = list_checkpoints(rt.ctx, vm=vm, host=host)
     if as_json:
         echo_json(listing.to_dict())
@@ -353,11 +355,6 @@ def list_cmd(rt: Runtime, vm: str | None, host: str | None, as_json: bool) -> No
         # A host that could not be asked is not a host without checkpoints.
         names = ", ".join(p.host for p in listing.problems)
         raise Unavailable(f"{names} could not be reached: the list is incomplete")
-
-
-@click.group("change")
-def change() -> None:
-    """Look at the record of a change."""
 
 
 def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> None:
@@ -391,6 +388,8 @@ _REQUEST_HELP = (
 
 
 def _which(ref: str, verb: str, call: Callable[[], ApprovalOutcome]) -> ApprovalOutcome:
+    from bot.service import Ambiguous, Conflict
+
     try:
         return call()
     except Ambiguous as exc:
@@ -398,7 +397,7 @@ def _which(ref: str, verb: str, call: Callable[[], ApprovalOutcome]) -> Approval
         raise Conflict(f"{exc.message}: checkpoint-bot change {verb} {ref} {options}") from None
 
 
-@change.command("approve")
+@click.command("approve")
 @click.argument("ref", metavar="CHG-n")
 @click.option("--request", "request", type=REQUESTS, default=None, help=_REQUEST_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -415,6 +414,8 @@ def approve_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> No
     environment variable, not a proof, so one person can request under one
     name and approve under another. The policy's
     `permissions.approve.cli: false` refuses approvals from here."""
+    from bot.service import Target, approve
+
     result = _which(
         ref,
         "approve",
@@ -423,7 +424,7 @@ def approve_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> No
     _approval_result(rt, result, as_json=as_json)
 
 
-@change.command("reject")
+@click.command("reject")
 @click.argument("ref", metavar="CHG-n")
 @click.option("--request", "request", type=REQUESTS, default=None, help=_REQUEST_HELP)
 @click.option("--reason", "-r", default="", help="Why, for the record.")
@@ -431,6 +432,8 @@ def approve_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> No
 @pass_runtime
 def reject_cmd(rt: Runtime, ref: str, request: str | None, reason: str, as_json: bool) -> None:
     """Reject what CHG-n waits for (--request names it when more than one waits)."""
+    from bot.service import Target, reject
+
     result = _which(
         ref,
         "reject",
@@ -441,17 +444,16 @@ def reject_cmd(rt: Runtime, ref: str, request: str | None, reason: str, as_json:
     _approval_result(rt, result, as_json=as_json)
 
 
-@change.command("show")
+@click.command("show")
 @click.argument("ref", metavar="CHG-n")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
 def show(rt: Runtime, ref: str, as_json: bool) -> None:
     """A change, its policy decision, its history and its jobs."""
+    from bot.service import show_change
+
     view = show_change(rt.ctx, ref)
     if as_json:
         echo_json(view.to_dict())
     else:
         rt.out("cli/change.txt.j2", c=view)
-
-
-change.add_command(resolve_cmd)

@@ -9,7 +9,10 @@ from pathlib import Path
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.service import backup_database, downgrade_schema, plan_downgrade
+
+# The service is imported inside each command, never here: the group's
+# --help loads this module and pays for Click and the command definitions
+# only (bench/cli_start.py).
 
 BACKUP_EPILOG = """\
 SQLite is copied with SQLite's online backup API while the bot runs; the
@@ -30,6 +33,8 @@ could not be reached.
 @pass_runtime
 def db_backup(rt: Runtime, file: Path, force: bool, as_json: bool) -> None:
     """Back the whole database up to FILE, consistently, while the bot runs."""
+    from bot.service import backup_database
+
     report = backup_database(rt.settings, file, force=force)
     if as_json:
         echo_json(report.to_dict())
@@ -52,6 +57,8 @@ def db_downgrade(rt: Runtime, revision: str, yes: bool, as_json: bool) -> None:
     """Roll the schema back to REVISION (e.g. 0006; `base` for empty), to run
     an older release. The columns and tables the undone migrations added are
     dropped with their data: back up first (db backup)."""
+    from bot.service import downgrade_schema, plan_downgrade
+
     plan = plan_downgrade(rt.settings, revision)
     if not yes:
         click.echo(f"{plan.database}: schema {plan.before} → {revision} undoes", err=True)

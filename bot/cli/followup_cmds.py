@@ -7,17 +7,11 @@ from typing import Any
 
 import click
 
+from bot.changes import RESOLUTIONS
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.clock import utc_text
-from bot.service import (
-    RESOLUTIONS,
-    Reconciler,
-    WindowNotices,
-    due_notices,
-    resolve,
-    scheduled_runs,
-    show_change,
-)
+
+# The service is imported inside each command, never here: `change --help`
+# and `checkpoint --help` load this module (bench/cli_start.py).
 
 
 @click.command("resolve")
@@ -29,6 +23,8 @@ def resolve_cmd(rt: Runtime, ref: str, outcome: str, as_json: bool) -> None:
     """Say what happened to an interrupted change the host could not settle
     (the thread and `change show` list the outcomes offered). Only the
     requester or an admin; recorded with your name."""
+    from bot.service import resolve
+
     view = resolve(rt.ctx, ref, outcome, who=rt.principal)
     if as_json:
         echo_json(view.to_dict())
@@ -42,6 +38,8 @@ def resolve_cmd(rt: Runtime, ref: str, outcome: str, as_json: bool) -> None:
 def reconcile_cmd(rt: Runtime, as_json: bool) -> None:
     """Run the reconciler once now (every bot and worker also runs it on each
     tick): interrupted work is checked against the hosts."""
+    from bot.service import Reconciler, show_change
+
     ctx = rt.ctx
     reconciler = Reconciler(ctx)
     stuck = reconciler.stuck()
@@ -66,6 +64,9 @@ def windows_cmd(rt: Runtime, as_json: bool) -> None:
     """The change windows: each one's next (or current) opening, its scope,
     the checkpoints scheduled for it and the notice due now, if any; then
     the changes and waves asked for at a time (--at) that wait for it."""
+    from bot.clock import utc_text
+    from bot.service import WindowNotices, due_notices, scheduled_runs
+
     ctx = rt.ctx
     now = ctx.clock()
     waiting = WindowNotices(ctx)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.config import ConfigError
-from bot.inventory import InventoryError, load_inventory
+
+# The config and the inventory are imported in the command, never here:
+# `inventory --help` pays for Click and the command definitions only
+# (bench/cli_start.py).
 
 
 @click.group("inventory")
@@ -25,6 +27,9 @@ def inventory() -> None:
 def inventory_show(rt: Runtime, as_json: bool) -> None:
     """Hosts and their VMs, with roles, tags and domains, the clusters, and
     where each VM was last seen (a clustered VM moves between nodes)."""
+    from bot.config import ConfigError
+    from bot.inventory import InventoryError, load_inventory
+
     try:
         inv = load_inventory(rt.settings.inventory_path)
     except InventoryError as exc:

@@ -42,9 +42,9 @@ COMMANDS = {
         "bot.cli.batch_cmds:batch",
         "Patch waves: batches of checkpoints taken, rolled back and merged together (BAT-n).",
     ),
-    "change": LazyCommand("bot.cli.checkpoint_cmds:change", "Look at the record of a change."),
+    "change": LazyCommand("bot.cli.groups:change", "Look at the record of a change."),
     "checkpoint": LazyCommand(
-        "bot.cli.checkpoint_cmds:checkpoint", "Take, list, roll back and merge checkpoints."
+        "bot.cli.groups:checkpoint", "Take, list, roll back and merge checkpoints."
     ),
     "db": LazyCommand("bot.cli.admin_cmds:db", "The database schema."),
     "inventory": LazyCommand("bot.cli.inventory_cmd:inventory", "The hosts and VMs the bot knows."),

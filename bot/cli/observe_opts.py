@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
 from bot.cli.runtime import Runtime
-from bot.context import AppContext
-from bot.observe import HealthServer, Readiness
-from bot.observe.health import process_readiness
-from bot.observe.logs import LogFormat, configure
-from bot.service import Unavailable
+
+if TYPE_CHECKING:
+    from bot.context import AppContext
+    from bot.observe import HealthServer, Readiness
+    from bot.observe.logs import LogFormat
+
+# The observability parts are imported where used: `serve --help` and
+# `worker --help` load this module for its options (bench/cli_start.py).
 
 
 class Consumer(Protocol):
@@ -56,6 +59,8 @@ def observe_options(fn: F) -> F:
 
 def setup_logging(rt: Runtime, log_format: str | None) -> None:
     """INFO to stderr in the chosen format: what a service's log shows."""
+    from bot.observe.logs import configure
+
     chosen = log_format or rt.settings.observability.log_format
     fmt: LogFormat = "json" if chosen == "json" else "text"
     configure(fmt, logging.INFO)
@@ -67,6 +72,8 @@ def readiness(
     *,
     slack_connected: Callable[[], bool] | None = None,
 ) -> Readiness:
+    from bot.observe.health import process_readiness
+
     return process_readiness(
         ctx.engine,
         ctx.queue.huey,
@@ -78,6 +85,9 @@ def readiness(
 def start_health(
     rt: Runtime, checks: Readiness, port: int | None, host: str | None
 ) -> HealthServer | None:
+    from bot.observe import HealthServer
+    from bot.service import Unavailable
+
     settings = rt.settings.observability
     port = settings.health_port if port is None else port
     if port is None:

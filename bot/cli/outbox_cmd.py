@@ -7,7 +7,10 @@ from __future__ import annotations
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.service import outbox_status
+
+# The service is imported inside the command, never here: `outbox
+# --help` loads this module and pays for Click and the command definition
+# only (bench/cli_start.py).
 
 
 @click.command("outbox")
@@ -17,6 +20,8 @@ def outbox(rt: Runtime, as_json: bool) -> None:
     """Show the job outbox (jobs recorded but not yet handed to the queue)
     and the Slack outbox (changes whose thread is behind their record).
     Every bot and worker process empties both on its own; this only looks."""
+    from bot.service import outbox_status
+
     status = outbox_status(rt.ctx)
     if as_json:
         echo_json(status.to_dict())

@@ -8,20 +8,27 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
-from slack_bolt.error import BoltError
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, pass_runtime
-from bot.config import ConfigError, SecretRefConfig
-from bot.secrets import Secret, SecretError, secret_from
-from bot.service import Unavailable
+
+if TYPE_CHECKING:
+    from bot.config import SecretRefConfig
+    from bot.secrets import Secret
+
+# Bolt, the Slack SDK, the config and the service are imported when `serve`
+# runs, never here: `serve --help` pays for Click and the command definition
+# only (bench/cli_start.py).
 
 
 def need_secret(ref: SecretRefConfig, what: str, env: Mapping[str, str]) -> Secret:
     """The secret, or one line saying where it was looked for."""
+    from bot.config import ConfigError
+    from bot.secrets import SecretError, secret_from
+
     try:
         found = secret_from(env_name=ref.env, file=ref.file, env=env, what=what)
     except SecretError as exc:
@@ -34,6 +41,9 @@ def need_secret(ref: SecretRefConfig, what: str, env: Mapping[str, str]) -> Secr
 
 def _why(exc: BaseException) -> str:
     """Slack's error code (never the request, which carries the token)."""
+    from slack_bolt.error import BoltError
+    from slack_sdk.errors import SlackApiError
+
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error", "error"))
     cause = exc.__cause__ or exc.__context__
@@ -80,6 +90,12 @@ def serve(
     log_format: str | None,
 ) -> None:
     """Run the Slack bot and (unless --no-worker) the job consumer until stopped."""
+    from slack_bolt.error import BoltError
+    from slack_sdk.errors import SlackClientError
+
+    from bot.config import ConfigError
+    from bot.service import Unavailable
+
     settings = rt.settings
     setup_logging(rt, log_format)
     slack = settings.slack

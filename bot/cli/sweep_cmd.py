@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
-from bot.service import adopt_checkpoint, locate_checkpoint, run_sweep, show_change, size_history
-from templates import human_bytes
+
+# The service is imported inside each command, never here: the group's
+# --help loads this module and pays for Click and the command definitions
+# only (bench/cli_start.py).
 
 # Exit codes: 0 done, 1 refused or failed (see bot.cli.main).
 EXIT_FAILED = 1
@@ -27,6 +29,8 @@ def run_cmd(rt: Runtime, post: bool, as_json: bool) -> None:
 
     The bot sweeps on its own every sweep.interval; this is the same sweep,
     with every row (the Slack digest shows the biggest and counts the rest)."""
+    from bot.service import run_sweep
+
     report = run_sweep(rt.ctx, post=post)
     if as_json:
         echo_json(report.to_dict())
@@ -42,6 +46,9 @@ def run_cmd(rt: Runtime, post: bool, as_json: bool) -> None:
 @pass_runtime
 def history_cmd(rt: Runtime, checkpoint_id: str, as_json: bool) -> None:
     """A checkpoint's size at every sweep that saw it: how fast it grows."""
+    from bot.service import size_history
+    from templates import human_bytes
+
     samples = size_history(rt.ctx, checkpoint_id.strip().lower())
     if as_json:
         echo_json([{"at": at.isoformat(), "size_bytes": size} for at, size in samples])
@@ -71,6 +78,8 @@ def adopt_cmd(
     change owns), so it can be merged, rolled back or extended like any other;
     with --merge, also ask to keep & merge it."""
     ctx = rt.ctx
+    from bot.service import adopt_checkpoint, locate_checkpoint, show_change
+
     found = locate_checkpoint(ctx, checkpoint_id)
     result = adopt_checkpoint(
         ctx, found.host, found.vm_id, found.id, rt.principal, then_merge=then_merge, source="cli"

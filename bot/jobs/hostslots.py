@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
@@ -47,8 +46,14 @@ def _insert_ignoring(dialect: str, values: Mapping[str, Any]) -> Insert:
     arbitrates racing claimers (see bot.jobs.vmlock.insert_ignoring)."""
     keys = ["host", "slot"]
     if dialect == "postgresql":
+        # Imported here: a dialect's module loads only when the engine speaks it
+        # (the PostgreSQL one costs a SQLite CLI command ~20 ms, bench/cli_start.py).
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(SLOT).values(**values).on_conflict_do_nothing(index_elements=keys)
     if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(SLOT).values(**values).on_conflict_do_nothing(index_elements=keys)
     raise NotImplementedError(f"the job ledger does not support the {dialect} dialect")
 

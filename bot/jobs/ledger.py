@@ -352,7 +352,7 @@ class JobLedger:
         that no worker claimed yet (a scheduled create withdrawn by its
         requester); returns their ids. A job a worker claimed meanwhile is
         left alone: the change's own versioned transition decides which of
-        the two wins (bot.service.withdraw)."""
+        the two wins (bot.service.withdrawal)."""
         rows = (
             s.connection()
             .execute(

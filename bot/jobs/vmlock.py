@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
@@ -42,10 +41,16 @@ def insert_ignoring(dialect: str, table: Table, values: Mapping[str, Any], key: 
     racing inserters; on PostgreSQL a second inserter waits for the first
     to commit or roll back instead of failing."""
     if dialect == "postgresql":
+        # Imported here: a dialect's module loads only when the engine speaks it
+        # (the PostgreSQL one costs a SQLite CLI command ~20 ms, bench/cli_start.py).
+        from sqlalchemy.dialects import postgresql
+
         return (
             postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
         )
     if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
     raise NotImplementedError(f"the job ledger does not support the {dialect} dialect")
 

@@ -11,12 +11,9 @@ from the modules behind it."""
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Eager: `withdraw` is also the name of its module, which the import system
-# binds on this package whenever any module imports it, so it could not be
-# looked up lazily.
-from bot.service.withdraw import withdraw
-
 if TYPE_CHECKING:
+    from bot.changes import RESOLUTIONS
+    from bot.domain import APPROVAL_ACTIONS
     from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
     from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
     from bot.service.at_time import AtTime, parse_at, zone_of
@@ -50,7 +47,6 @@ if TYPE_CHECKING:
         withdraw_batch,
     )
     from bot.service.binding import (
-        APPROVAL_ACTIONS,
         Ambiguous,
         Card,
         Happened,
@@ -81,7 +77,7 @@ if TYPE_CHECKING:
         scheduled_runs,
         show_change,
     )
-    from bot.service.reconcile import RESOLUTIONS, Reconciler, resolve
+    from bot.service.reconcile import Reconciler, resolve
     from bot.service.requests import (
         Outcome,
         StartOutcome,
@@ -100,10 +96,10 @@ if TYPE_CHECKING:
     from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
     from bot.service.whereabouts import InventoryView, inventory_view
     from bot.service.window_notices import WindowNotices, due_notices
-    from bot.service.withdraw import withdraw
+    from bot.service.withdrawal import withdraw
 
 _WHERE = {
-    "APPROVAL_ACTIONS": "bot.service.binding",
+    "APPROVAL_ACTIONS": "bot.domain",
     "AdoptOutcome": "bot.service.adopt",
     "Ambiguous": "bot.service.binding",
     "ApprovalOutcome": "bot.service.approvals",
@@ -135,7 +131,7 @@ _WHERE = {
     "OutboxStatus": "bot.service.dispatch",
     "Outcome": "bot.service.requests",
     "Principal": "bot.service.deciding",
-    "RESOLUTIONS": "bot.service.reconcile",
+    "RESOLUTIONS": "bot.changes",
     "Reconciler": "bot.service.reconcile",
     "ScheduledRun": "bot.service.queries",
     "Selection": "bot.service.selection",
@@ -196,6 +192,11 @@ _WHERE = {
     "stream_audit": "bot.service.audit",
     "upgrade_schema": "bot.service.schema",
     "with_slack": "bot.service.directory",
+    # Its module is not named `withdraw`: importing a submodule binds it on
+    # its package under its own name
+    # (https://docs.python.org/3/reference/import.html#submodules), which
+    # would hide the function from this lookup.
+    "withdraw": "bot.service.withdrawal",
     "withdraw_batch": "bot.service.batches",
     "zone_of": "bot.service.at_time",
 }

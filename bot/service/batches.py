@@ -370,7 +370,7 @@ def withdraw_batch(ctx: ServiceDeps, ref: str, *, requester: str | Principal) ->
     member still scheduled or waiting for the approval of its create is
     withdrawn, as `withdraw` does for one change; members that ran already
     are left as they are (roll back or merge them)."""
-    from bot.service.withdraw import withdraw  # withdraw imports the approvals
+    from bot.service.withdrawal import withdraw  # it imports the approvals
 
     who = as_principal(requester)
     current = show_batch(ctx, ref)

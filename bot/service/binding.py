@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, col, select
 
 from bot.changes.record import events_of, get_change
-from bot.domain import ApprovalState
+from bot.domain import APPROVAL_ACTIONS, ApprovalState
 from bot.service.errors import BadRequest, Conflict
 from bot.service.requests import find_change
 from bot.store.db import session_scope
@@ -41,7 +41,6 @@ from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
 
-APPROVAL_ACTIONS = ("create", "rollback", "merge", "extend")
 # How many of the events since a card the explanation lists.
 _SINCE_SHOWN = 6
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
-from bot.changes import Command, State
+from bot.changes import RESOLUTIONS, Command, State
 from bot.changes.lifecycle import IN_FLIGHT, IllegalTransition
 from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, transition
 from bot.changes.views import ChangeView
@@ -54,13 +54,6 @@ ACTOR = "reconciler"
 # How long a due job may sit queued before its delivery counts as lost.
 STRANDED_AFTER = timedelta(seconds=60)
 
-# Outcomes a human may record for an interrupted change, and the command each is.
-RESOLUTIONS: dict[str, Command] = {
-    "active": Command.RECONCILE_ACTIVE,
-    "failed": Command.RECONCILE_FAILED,
-    "rolled_back": Command.RECONCILE_ROLLED_BACK,
-    "merged": Command.RECONCILE_MERGED,
-}
 _DEFINITE_FAILURE = {
     State.CREATING: Command.CREATE_FAILED,
     State.MERGING: Command.MERGE_FAILED,

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import select
@@ -90,8 +89,14 @@ def all_seen(engine: Engine) -> dict[str, Sighting]:
 
 def _insert_ignoring(dialect: str, table: Table, values: dict[str, Any]) -> Insert:
     if dialect == "postgresql":
+        # Imported here: a dialect's module loads only when the engine speaks it
+        # (the PostgreSQL one costs a SQLite CLI command ~20 ms, bench/cli_start.py).
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table).values(**values).on_conflict_do_nothing()
     if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table).values(**values).on_conflict_do_nothing()
     raise NotImplementedError(f"sightings do not support the {dialect} dialect")
 
