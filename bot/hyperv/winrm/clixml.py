@@ -1,4 +1,4 @@
-"""pypsrp's CLIXML deserialiser, without the work it repeats per value.
+"""pypsrp's CLIXML, without the work it repeats per value or per host.
 
 pypsrp's `Serializer.deserialize` (pypsrp 0.9.1, pypsrp/serializer.py) is
 called for every element of every output object, properties included, and
@@ -16,19 +16,38 @@ conversions, and leaves everything else (objects, lists, dictionaries,
 references to types) to pypsrp unchanged. Strings skip pypsrp's `_xHHHH_`
 unescaping only when they are ASCII and contain no `_x`, where it finds
 nothing to replace.
+
+Sending, `create_pipeline` serialises a pipeline's CREATE_PIPELINE message
+(pypsrp's own objects and serializer) once per distinct pipeline and
+negotiated protocol version, and reuses the bytes: a sweep sends the same
+`Get-VM | Get-VMSnapshot | Select-Object ...` to every host, and building it
+(a deep copy of every command, a few hundred XML elements, `ET.tostring`)
+was a quarter of the client's CPU per host. Only the message's Data field
+is reused; the RPID and PID of its header and the object and fragment ids
+that frame it (MS-PSRP 2.2.1 and 2.2.4) are still filled in by pypsrp's
+`Message.pack` and `Fragmenter` for each pool and pipeline.
 """
 
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
+from pypsrp.complex_objects import (
+    ApartmentState,
+    HostInfo,
+    Pipeline,
+    RemoteStreamOptions,
+)
+from pypsrp.messages import CreatePipeline, MessageType
+from pypsrp.powershell import PowerShell
 from pypsrp.serializer import Serializer
 
-__all__ = ["QuickSerializer", "quicken"]
+__all__ = ["PrebuiltMessage", "QuickSerializer", "create_pipeline", "quicken"]
 
 
 def _string(s: QuickSerializer, e: ET.Element) -> Any:
@@ -79,7 +98,31 @@ _PRIMITIVES: dict[str, Callable[[QuickSerializer, ET.Element], Any]] = {
 }
 
 
+class PrebuiltMessage:
+    """A PSRP message whose Data field (MS-PSRP 2.2.1, CLIXML in UTF-8) is
+    already serialised. pypsrp's `Message.pack` takes the bytes the
+    serializer returns as they are (pypsrp 0.9.1, pypsrp/messages.py) and
+    still writes the header (destination, type, RPID, PID) itself."""
+
+    __slots__ = ("MESSAGE_TYPE", "data")
+
+    def __init__(self, message_type: int, data: bytes) -> None:
+        self.MESSAGE_TYPE = message_type
+        self.data = data
+
+
 class QuickSerializer(Serializer):
+    def serialize(
+        self,
+        value: Any,
+        metadata: Any = None,
+        parent: ET.Element | None = None,
+        clear: bool = True,
+    ) -> Any:
+        if isinstance(value, PrebuiltMessage):
+            return value.data
+        return super().serialize(value, metadata, parent, clear)
+
     def deserialize(
         self, element: ET.Element | str, metadata: Any = None, clear: bool = True
     ) -> Any:
@@ -103,3 +146,112 @@ def quicken(pool: Any) -> Any:
     pool._serializer = serializer
     pool._fragmenter.serializer = serializer
     return pool
+
+
+class CommandSpec(Protocol):
+    """One command of a pipeline (`bot.hyperv.winrm.pool.Cmd`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def params(self) -> tuple[tuple[str, object], ...]: ...
+
+    @property
+    def end_of_statement(self) -> bool: ...
+
+
+def _frozen(value: object) -> object:
+    # The type goes into the key: True == 1 and hash alike, but serialise
+    # as <B> and <I32>.
+    if isinstance(value, list | tuple):
+        return (type(value), tuple(_frozen(v) for v in value))
+    return (type(value), value)
+
+
+def _key(pool: Any, commands: Sequence[CommandSpec]) -> tuple[object, ...]:
+    # Command's serialised form depends on the protocol version the pool
+    # negotiated (pypsrp adds the MergeError.. properties from 2.2 on), and
+    # CreatePipeline carries the pool's apartment state.
+    return (
+        pool.protocol_version,
+        pool.apartment_state,
+        tuple(
+            (
+                cmd.name,
+                tuple((key, _frozen(value)) for key, value in cmd.params),
+                cmd.end_of_statement,
+            )
+            for cmd in commands
+        ),
+    )
+
+
+def build_create_pipeline(pool: Any, commands: Sequence[CommandSpec]) -> bytes:
+    """The Data of the CREATE_PIPELINE message (MS-PSRP 2.2.2.10) that
+    pypsrp 0.9.1's `PowerShell.begin_invoke()` sends for these commands on
+    this pool, with no input and its defaults, serialised by pypsrp."""
+    ps = PowerShell(pool)
+    for cmd in commands:
+        ps.add_cmdlet(cmd.name)
+        for key, value in cmd.params:
+            ps.add_parameter(key, value)
+        if cmd.end_of_statement:
+            ps.add_statement()
+    message = CreatePipeline(
+        True,  # no input
+        ApartmentState(value=pool.apartment_state),
+        RemoteStreamOptions(value=RemoteStreamOptions.ADD_INVOCATION_INFO),
+        False,  # add to history
+        HostInfo(host=pool.host),
+        Pipeline(is_nested=False, cmds=ps.commands, history=None, redirect_err_to_out=False),
+        False,  # nested
+    )
+    element = Serializer().serialize(message)
+    if element is None:  # only an optional property serialises to nothing
+        raise ValueError("pypsrp serialised CREATE_PIPELINE to nothing")
+    # As pypsrp's Message.pack turns the element into the Data field.
+    data: bytes = ET.tostring(element, encoding="utf-8", method="xml")
+    return data
+
+
+class _CreatePipelineCache:
+    """The Data of recent CREATE_PIPELINE messages, by pipeline. Bounded
+    (first in, first out): per-VM pipelines carry their VM's id, and each
+    is a few kB."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._data: dict[tuple[object, ...], bytes] = {}
+        self._lock = threading.Lock()
+
+    def data(self, pool: Any, commands: Sequence[CommandSpec]) -> bytes:
+        if pool.host is not None:  # a local PSHost is state, not a constant
+            return build_create_pipeline(pool, commands)
+        key = _key(pool, commands)
+        found = self._data.get(key)
+        if found is not None:
+            return found
+        # Built under the lock: a sweep's first wave asks for the same
+        # pipeline from every worker at once, and one build serves them all.
+        with self._lock:
+            found = self._data.get(key)
+            if found is None:
+                found = build_create_pipeline(pool, commands)
+                if len(self._data) >= self._size:
+                    del self._data[next(iter(self._data))]
+                self._data[key] = found
+            return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_CREATE_PIPELINE = _CreatePipelineCache()
+
+
+def create_pipeline(pool: Any, commands: Sequence[CommandSpec]) -> PrebuiltMessage:
+    """The CREATE_PIPELINE message for `commands` on `pool`, its Data
+    serialised once per distinct pipeline (see the module's docstring)."""
+    return PrebuiltMessage(MessageType.CREATE_PIPELINE, _CREATE_PIPELINE.data(pool, commands))
