@@ -39,7 +39,9 @@ from typing import Any, Protocol
 
 from pypsrp.complex_objects import (
     ApartmentState,
+    GenericComplexObject,
     HostInfo,
+    ObjectMeta,
     Pipeline,
     RemoteStreamOptions,
 )
@@ -126,9 +128,15 @@ class QuickSerializer(Serializer):
     def deserialize(
         self, element: ET.Element | str, metadata: Any = None, clear: bool = True
     ) -> Any:
+        if isinstance(element, str):
+            if metadata is None and clear:
+                found = self._plain_object(element)
+                if found is not None:
+                    return found
+            return super().deserialize(element, metadata, clear)
         # A primitive has no children (no type names to record): pypsrp would
         # only convert its text, after the work this skips.
-        if not isinstance(element, str) and len(element) == 0:
+        if len(element) == 0:
             unpack = _PRIMITIVES.get(element.tag)
             if unpack is not None:
                 if clear:
@@ -137,6 +145,59 @@ class QuickSerializer(Serializer):
                     metadata.tag = element.tag  # as pypsrp does to the caller's metadata
                 return unpack(self, element)
         return super().deserialize(element, metadata, clear)
+
+    def _plain_object(self, text: str) -> Any:
+        """A PIPELINE_OUTPUT object (MS-PSRP 2.2.2.19: the CLIXML of one
+        output object, which pypsrp reads without metadata) that pypsrp
+        reads as a GenericComplexObject, read as it does; else None.
+
+        pypsrp picks the object's class by the first of its type names
+        (MS-PSRP 2.2.5.2.3) in a table built anew for every complex value;
+        `Select-Object` output is `Selected.<type>`, `PSCustomObject`,
+        `System.Object`, which it reads as a generic object by
+        `System.Object`. This reads the same objects without the table
+        (and without a second parse of the text it was given)."""
+        if "<!" in text:
+            return None  # a DTD or entities: left to pypsrp, as before
+        try:
+            parsed = ET.fromstring(text)  # noqa: S314 - no DTD/entities (checked above)
+        except ET.ParseError:
+            return None  # pypsrp warns and returns the text
+        if parsed.tag != "Obj" or parsed.find("TNRef") is not None:
+            return None
+        if not _generic([t.text or "" for t in parsed.iterfind("TN/T")]):
+            return None
+        self._clear()
+        self._get_types_from_obj(parsed)  # records the type names for TNRef, as pypsrp does
+        obj = self._deserialize_dynamic_obj(
+            parsed, ObjectMeta("ObjDynamic", object=GenericComplexObject)
+        )
+        self.obj[parsed.attrib["RefId"]] = obj
+        obj._xml = text  # pypsrp keeps the source of every complex object
+        return obj
+
+
+# The type names pypsrp 0.9.1's table (Serializer.deserialize) reads as a
+# generic object; every other name it knows begins `System.` (or is
+# `Deserialized.System.…`, read as its `System.` name), except one.
+_GENERIC_TYPES = frozenset({"System.Object", "System.Management.Automation.PSObject"})
+_KNOWN_ELSEWHERE = "Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo"
+
+
+def _generic(type_names: list[str]) -> bool:
+    """Whether pypsrp reads an object of these type names (in order) as a
+    GenericComplexObject: no names at all (it takes `System.Object`), or a
+    generic name before any it knows. `PSCustomObject` is not in its table."""
+    for name in type_names:
+        if name in _GENERIC_TYPES:
+            return True
+        if name == "System.Management.Automation.PSCustomObject":
+            continue
+        if name.startswith(("System.", "Deserialized.")):
+            return False  # possibly one of pypsrp's: let it decide
+        if name.removesuffix("[]") == _KNOWN_ELSEWHERE:
+            return False
+    return not type_names
 
 
 def quicken(pool: Any) -> Any:
