@@ -24,8 +24,10 @@ negotiated protocol version, and reuses the bytes: a sweep sends the same
 (a deep copy of every command, a few hundred XML elements, `ET.tostring`)
 was a quarter of the client's CPU per host. Only the message's Data field
 is reused; the RPID and PID of its header and the object and fragment ids
-that frame it (MS-PSRP 2.2.1 and 2.2.4) are still filled in by pypsrp's
-`Message.pack` and `Fragmenter` for each pool and pipeline.
+that frame it (MS-PSRP 2.2.1,
+https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-psrp/497ac440-89fb-4cb3-9cc1-3434c1aa74c3,
+and 2.2.4) are still filled in by pypsrp's `Message.pack` and `Fragmenter`
+for each pool and pipeline.
 """
 
 from __future__ import annotations
