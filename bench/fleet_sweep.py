@@ -15,9 +15,12 @@ on one host (pool reuse). Loopback only; every call has a deadline.
 
 The emulated hosts run in `--server-procs` child processes so their CPU
 work does not share the client's GIL; the client's own CPU time is printed
-per sweep. On a machine with few cores the sweep is CPU-bound (the servers'
-CLIXML and simulator work is local here, remote on real hosts), so the
-fan-out ratios are lower bounds of what a real fleet shows.
+per sweep, and so is the servers' (read from /proc; Linux). On a machine
+with few cores the sweep is CPU-bound (the servers' CLIXML and simulator
+work is local here, remote on real hosts), so the fan-out ratios are lower
+bounds of what a real fleet shows: all the hosts of one server process
+share its GIL, so a sweep takes at least that process's CPU seconds. The
+load average (other work on the machine) is printed before and after.
 
 Target: fan-out 32 at most 0.05x the sequential sweep. The client's CPU
 seconds per host are printed for each sweep.
@@ -39,7 +42,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from typing import Any
@@ -129,19 +132,42 @@ def winrm_fleet(inventory: Inventory, fanout: int) -> Iterator[WinRMFleet]:
         fleet.close()
 
 
-def sweep(inventory: Inventory, fanout: int, expected: int) -> tuple[float, float]:
-    """(wall seconds, this process's CPU seconds) of one cold sweep."""
+ServerCPU = Callable[[], float]
+
+
+def sweep(
+    inventory: Inventory, fanout: int, expected: int, server_cpu: ServerCPU
+) -> tuple[float, float, float]:
+    """(wall seconds, this process's CPU seconds, the server processes' CPU
+    seconds) of one cold sweep."""
     with winrm_fleet(inventory, fanout) as fleet:
+        served = server_cpu()
         started, cpu = time.perf_counter(), time.process_time()
         names = [h.name for h in inventory.hosts]
         checkpoints, problems = checkpoints_on(fleet.host, names, fanout=fanout)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        served = server_cpu() - served
     if problems or len(checkpoints) != expected:
         first = problems[0] if problems else None
         raise SystemExit(
             f"sweep with fan-out {fanout}: {len(checkpoints)}/{expected} checkpoints, {first}"
         )
-    return elapsed, cpu
+    return elapsed, cpu, served
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+def process_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: proc(5)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb() -> float:
@@ -189,7 +215,7 @@ def serve_fleet(doc: dict[str, Any], hosts: list[str], latency_ms: int, conn: Co
 @contextmanager
 def fleet_processes(
     doc: dict[str, Any], latency_ms: int, processes: int
-) -> Iterator[tuple[int, dict[str, int]]]:
+) -> Iterator[tuple[int, dict[str, int], ServerCPU]]:
     context = multiprocessing.get_context("spawn")
     names = [h["name"] for h in doc["hosts"]]
     started: list[tuple[Any, Connection]] = []
@@ -209,7 +235,8 @@ def fleet_processes(
             some, their_ports = parent.recv()
             count += some
             ports.update(their_ports)
-        yield count, ports
+        pids = [process.pid for process, _ in started if process.pid is not None]
+        yield count, ports, lambda: process_cpu(pids)
     finally:
         for process, parent in started:
             with suppress(OSError):
@@ -244,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         return memory_run(args)
 
     doc = build_inventory(args.hosts, args.vms, args.auth)
-    with fleet_processes(doc, args.latency_ms, args.server_procs) as (expected, ports):
+    print(f"load average before: {load_average()}")
+    with fleet_processes(doc, args.latency_ms, args.server_procs) as (expected, ports, served):
         print(
             f"{args.hosts} hosts x {args.vms} VMs, {expected} checkpoints, "
             f"{args.latency_ms} ms per request, auth {args.auth}, "
@@ -252,25 +280,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         doc["hosts"] = [{**h, "port": ports[h["name"]]} for h in doc["hosts"]]
         inventory = Inventory.model_validate(doc)
-        runs: dict[str, list[tuple[float, float]]] = {}
+        runs: dict[str, list[tuple[float, float, float]]] = {}
         unlimited_label = f"fan-out {args.hosts} (one per host)"
         kinds = [("fan-out 32", 32), (unlimited_label, args.hosts)]
         if not args.quick:
             kinds.insert(0, ("sequential", 1))
         for _ in range(args.rounds):  # interleaved, so each kind sees the same machine
             for label, fanout in kinds:
-                runs.setdefault(label, []).append(sweep(inventory, fanout, expected))
+                runs.setdefault(label, []).append(sweep(inventory, fanout, expected, served))
         timings = {
-            label: (statistics.median(w for w, _ in got), statistics.median(c for _, c in got))
+            label: tuple(statistics.median(run[i] for run in got) for i in range(3))
             for label, got in runs.items()
         }
         first, second = pool_reuse(inventory)
 
     fan32 = timings["fan-out 32"][0]
-    for label, (seconds, cpu) in timings.items():
+    for label, (seconds, cpu, server) in timings.items():
         print(
             f"  {label:<28} {seconds:7.2f} s   ({args.hosts / seconds:6.1f} hosts/s, "
-            f"client CPU {cpu:5.2f} s = {1000 * cpu / args.hosts:5.1f} ms per host)"
+            f"client CPU {cpu:5.2f} s = {1000 * cpu / args.hosts:5.1f} ms per host; "
+            f"servers' CPU {1000 * server / args.hosts:5.1f} ms per host)"
         )
     if "sequential" in timings:
         ratio = fan32 / timings["sequential"][0]
@@ -284,12 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         f"  pool reuse: first call {first * 1000:.0f} ms (opens the pool), second "
         f"{second * 1000:.0f} ms: second/first = {second / first:.2f}"
     )
+    print(f"load average after: {load_average()}")
     return 0
 
 
 def memory_run(args: argparse.Namespace) -> int:
     doc = build_inventory(args.hosts, args.vms, args.auth)
-    with fleet_processes(doc, args.latency_ms, args.server_procs) as (expected, ports):
+    print(f"load average before: {load_average()}")
+    with fleet_processes(doc, args.latency_ms, args.server_procs) as (expected, ports, served):
         print(
             f"{args.hosts} hosts x {args.vms} VMs, {expected} checkpoints, "
             f"{args.latency_ms} ms per request, auth {args.auth}, "
@@ -298,19 +329,22 @@ def memory_run(args: argparse.Namespace) -> int:
         doc["hosts"] = [{**h, "port": ports[h["name"]]} for h in doc["hosts"]]
         inventory = Inventory.model_validate(doc)
         before = rss_mb()
-        results = [sweep(inventory, 32, expected) for _ in range(args.rounds)]
+        results = [sweep(inventory, 32, expected, served) for _ in range(args.rounds)]
         after, peak = rss_mb(), peak_rss_mb()
-    seconds = statistics.median(w for w, _ in results)
-    cpu = statistics.median(c for _, c in results)
+    seconds = statistics.median(w for w, _, _ in results)
+    cpu = statistics.median(c for _, c, _ in results)
+    server = statistics.median(s for _, _, s in results)
     print(
         f"  fan-out 32                   {seconds:7.2f} s   ({args.hosts / seconds:6.1f} hosts/s, "
-        f"client CPU {cpu:5.2f} s = {1000 * cpu / args.hosts:5.1f} ms per host)"
+        f"client CPU {cpu:5.2f} s = {1000 * cpu / args.hosts:5.1f} ms per host; "
+        f"servers' CPU {1000 * server / args.hosts:5.1f} ms per host)"
     )
     print(
         f"  client memory: {before:.0f} MB before the sweeps, {after:.0f} MB after, "
         f"peak {peak:.0f} MB ({(peak - before) * 1000 / args.hosts:.0f} kB per host "
         "above the start)"
     )
+    print(f"load average after: {load_average()}")
     return 0
 
 

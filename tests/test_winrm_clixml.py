@@ -33,9 +33,32 @@ LIST = (
     '<Ref RefId="1" /></LST></Obj>'
 )
 
+# What Select-Object sends back (the shape of every output the bot reads),
+# and type lists whose first known name decides another class, or none.
+SELECTED = (
+    '<Obj RefId="0"><TN RefId="0"><T>Selected.Microsoft.HyperV.PowerShell.VMSnapshot</T>'
+    "<T>System.Management.Automation.PSCustomObject</T><T>System.Object</T></TN><MS>"
+    '<G N="Id">45d8d5b1-6a2e-4ca3-b4b6-da047cdaba8a</G><S N="Name">bench_x0020_0</S>'
+    '<Nil N="ParentSnapshotId" /><DT N="CreationTime">2026-12-04T16:44:07.018228Z</DT>'
+    '<U64 N="SizeOfSystemFiles">4194321</U64>'
+    '<Obj N="AccessPaths" RefId="1"><TN RefId="1"><T>System.String[]</T><T>System.Array</T>'
+    "<T>System.Object</T></TN><LST><S>C:\\</S><S>\\\\?\\Volume{x}\\</S></LST></Obj>"
+    '<Obj N="Nested" RefId="2"><TNRef RefId="0" /><MS><S N="K">v</S></MS></Obj>'
+    "</MS><ToString>@{Id=45d8d5b1-6a2e-4ca3-b4b6-da047cdaba8a}</ToString></Obj>"
+)
+
+
+def typed(*names: str) -> str:
+    listed = "".join(f"<T>{n}</T>" for n in names)
+    return f'<Obj RefId="0"><TN RefId="0">{listed}</TN><MS><S N="K">v</S></MS></Obj>'
+
 
 def plain(value: Any) -> Any:
     """A comparable form of what a serializer returned."""
+    if isinstance(value, ComplexObject) and not hasattr(value, "adapted_properties"):
+        # One of pypsrp's own classes (CommandMetadataCount, ...): its fields.
+        fields = {k: plain(v) for k, v in vars(value).items() if not k.startswith("_")}
+        return (type(value).__name__, fields)
     if isinstance(value, ComplexObject):
         return (
             type(value).__name__,
@@ -54,6 +77,21 @@ def plain(value: Any) -> Any:
     [
         CUSTOM,
         LIST,
+        SELECTED,
+        '<Obj RefId="0"><MS><S N="K">v</S></MS></Obj>',
+        typed("System.Management.Automation.PSObject"),
+        typed("Selected.X", "System.Management.Automation.PSCustomObject"),
+        typed("Selected.X"),
+        typed("Selected.X[]", "System.Object"),
+        typed(
+            "Deserialized.Microsoft.HyperV.PowerShell.VirtualMachine", "Deserialized.System.Object"
+        ),
+        typed("Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo", "System.Object").replace(
+            '<S N="K">v</S>', '<I32 N="Count">1</I32>'
+        ),
+        typed("System.Collections.Hashtable", "System.Object"),
+        typed("System.Object[]", "System.Array", "System.Object"),
+        "<Obj RefId=",
         "<S>plain</S>",
         "<S>a_x0020_b</S>",
         "<S>_x005F_x0041_</S>",
@@ -65,6 +103,14 @@ def plain(value: Any) -> Any:
 )
 def test_reads_clixml_as_pypsrp_does(clixml: str) -> None:
     assert plain(QuickSerializer().deserialize(clixml)) == plain(Serializer().deserialize(clixml))
+
+
+def test_keeps_the_source_of_an_output_object_as_pypsrp_does() -> None:
+    quick, own = QuickSerializer().deserialize(SELECTED), Serializer().deserialize(SELECTED)
+    assert quick._xml == own._xml == SELECTED
+    nested, own_nested = quick.extended_properties["Nested"], own.extended_properties["Nested"]
+    assert nested._xml == own_nested._xml
+    assert nested.types == own_nested.types == quick.types
 
 
 def test_escapes_are_still_decoded() -> None:

@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+from requests.utils import resolve_proxies
 
 from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
 from bot.hyperv.fanout import ask_hosts
-from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_options
+from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_factory, wsman_options
 from bot.hyperv.winrm.host import WinRMFleet, WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Host, Inventory
@@ -84,6 +86,28 @@ def test_wsman_options_https_default_basic_http_and_ca_bundle(tmp_path: Path) ->
     sneaky = make_host().model_copy(update={"auth": "basic"})  # bypasses the model check
     with pytest.raises(HostAuthError, match="allow_basic"):
         wsman_options(sneaky, HostCredential(username="u"), timeouts)
+
+
+@pytest.mark.parametrize("auth", ["ntlm", "basic"])
+def test_connection_reads_proxy_variables_once_and_uses_none(
+    auth: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session is built with the connection, and no longer reads the
+    # environment per request: its answer was already pinned (no proxy).
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    host = make_host(auth=auth, allow_basic=auth == "basic")
+    creds = Credentials({"HV_PASSWORD": PASSWORD}).for_host(host)
+    wsman = wsman_factory(host, creds, WinRMTimeouts())()
+    session = wsman.transport.session
+    assert session is not None and session.trust_env is False
+    request = session.prepare_request(
+        requests.Request("POST", wsman.transport.endpoint, data=b"<s:Envelope/>")
+    )
+    # What requests would have resolved per request with the environment on.
+    assert resolve_proxies(request, session.proxies, True) == {"http": False}
+    assert resolve_proxies(request, session.proxies, False) == {"http": False}
 
 
 # -- deadlines against misbehaving servers ---------------------------------------------

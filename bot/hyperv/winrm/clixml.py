@@ -1,4 +1,4 @@
-"""pypsrp's CLIXML deserialiser, without the work it repeats per value.
+"""pypsrp's CLIXML, without the work it repeats per value or per host.
 
 pypsrp's `Serializer.deserialize` (pypsrp 0.9.1, pypsrp/serializer.py) is
 called for every element of every output object, properties included, and
@@ -16,19 +16,42 @@ conversions, and leaves everything else (objects, lists, dictionaries,
 references to types) to pypsrp unchanged. Strings skip pypsrp's `_xHHHH_`
 unescaping only when they are ASCII and contain no `_x`, where it finds
 nothing to replace.
+
+Sending, `create_pipeline` serialises a pipeline's CREATE_PIPELINE message
+(pypsrp's own objects and serializer) once per distinct pipeline and
+negotiated protocol version, and reuses the bytes: a sweep sends the same
+`Get-VM | Get-VMSnapshot | Select-Object ...` to every host, and building it
+(a deep copy of every command, a few hundred XML elements, `ET.tostring`)
+was a quarter of the client's CPU per host. Only the message's Data field
+is reused; the RPID and PID of its header and the object and fragment ids
+that frame it (MS-PSRP 2.2.1,
+https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-psrp/497ac440-89fb-4cb3-9cc1-3434c1aa74c3,
+and 2.2.4) are still filled in by pypsrp's `Message.pack` and `Fragmenter`
+for each pool and pipeline.
 """
 
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
+from pypsrp.complex_objects import (
+    ApartmentState,
+    GenericComplexObject,
+    HostInfo,
+    ObjectMeta,
+    Pipeline,
+    RemoteStreamOptions,
+)
+from pypsrp.messages import CreatePipeline, MessageType
+from pypsrp.powershell import PowerShell
 from pypsrp.serializer import Serializer
 
-__all__ = ["QuickSerializer", "quicken"]
+__all__ = ["PrebuiltMessage", "QuickSerializer", "create_pipeline", "quicken"]
 
 
 def _string(s: QuickSerializer, e: ET.Element) -> Any:
@@ -79,13 +102,43 @@ _PRIMITIVES: dict[str, Callable[[QuickSerializer, ET.Element], Any]] = {
 }
 
 
+class PrebuiltMessage:
+    """A PSRP message whose Data field (MS-PSRP 2.2.1, CLIXML in UTF-8) is
+    already serialised. pypsrp's `Message.pack` takes the bytes the
+    serializer returns as they are (pypsrp 0.9.1, pypsrp/messages.py) and
+    still writes the header (destination, type, RPID, PID) itself."""
+
+    __slots__ = ("MESSAGE_TYPE", "data")
+
+    def __init__(self, message_type: int, data: bytes) -> None:
+        self.MESSAGE_TYPE = message_type
+        self.data = data
+
+
 class QuickSerializer(Serializer):
+    def serialize(
+        self,
+        value: Any,
+        metadata: Any = None,
+        parent: ET.Element | None = None,
+        clear: bool = True,
+    ) -> Any:
+        if isinstance(value, PrebuiltMessage):
+            return value.data
+        return super().serialize(value, metadata, parent, clear)
+
     def deserialize(
         self, element: ET.Element | str, metadata: Any = None, clear: bool = True
     ) -> Any:
+        if isinstance(element, str):
+            if metadata is None and clear:
+                found = self._plain_object(element)
+                if found is not None:
+                    return found
+            return super().deserialize(element, metadata, clear)
         # A primitive has no children (no type names to record): pypsrp would
         # only convert its text, after the work this skips.
-        if not isinstance(element, str) and len(element) == 0:
+        if len(element) == 0:
             unpack = _PRIMITIVES.get(element.tag)
             if unpack is not None:
                 if clear:
@@ -95,6 +148,59 @@ class QuickSerializer(Serializer):
                 return unpack(self, element)
         return super().deserialize(element, metadata, clear)
 
+    def _plain_object(self, text: str) -> Any:
+        """A PIPELINE_OUTPUT object (MS-PSRP 2.2.2.19: the CLIXML of one
+        output object, which pypsrp reads without metadata) that pypsrp
+        reads as a GenericComplexObject, read as it does; else None.
+
+        pypsrp picks the object's class by the first of its type names
+        (MS-PSRP 2.2.5.2.3) in a table built anew for every complex value;
+        `Select-Object` output is `Selected.<type>`, `PSCustomObject`,
+        `System.Object`, which it reads as a generic object by
+        `System.Object`. This reads the same objects without the table
+        (and without a second parse of the text it was given)."""
+        if "<!" in text:
+            return None  # a DTD or entities: left to pypsrp, as before
+        try:
+            parsed = ET.fromstring(text)  # noqa: S314 - no DTD/entities (checked above)
+        except ET.ParseError:
+            return None  # pypsrp warns and returns the text
+        if parsed.tag != "Obj" or parsed.find("TNRef") is not None:
+            return None
+        if not _generic([t.text or "" for t in parsed.iterfind("TN/T")]):
+            return None
+        self._clear()
+        self._get_types_from_obj(parsed)  # records the type names for TNRef, as pypsrp does
+        obj = self._deserialize_dynamic_obj(
+            parsed, ObjectMeta("ObjDynamic", object=GenericComplexObject)
+        )
+        self.obj[parsed.attrib["RefId"]] = obj
+        obj._xml = text  # pypsrp keeps the source of every complex object
+        return obj
+
+
+# The type names pypsrp 0.9.1's table (Serializer.deserialize) reads as a
+# generic object; every other name it knows begins `System.` (or is
+# `Deserialized.System.…`, read as its `System.` name), except one.
+_GENERIC_TYPES = frozenset({"System.Object", "System.Management.Automation.PSObject"})
+_KNOWN_ELSEWHERE = "Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo"
+
+
+def _generic(type_names: list[str]) -> bool:
+    """Whether pypsrp reads an object of these type names (in order) as a
+    GenericComplexObject: no names at all (it takes `System.Object`), or a
+    generic name before any it knows. `PSCustomObject` is not in its table."""
+    for name in type_names:
+        if name in _GENERIC_TYPES:
+            return True
+        if name == "System.Management.Automation.PSCustomObject":
+            continue
+        if name.startswith(("System.", "Deserialized.")):
+            return False  # possibly one of pypsrp's: let it decide
+        if name.removesuffix("[]") == _KNOWN_ELSEWHERE:
+            return False
+    return not type_names
+
 
 def quicken(pool: Any) -> Any:
     """Give a pypsrp `RunspacePool` (before `open()`) the quick serializer,
@@ -103,3 +209,112 @@ def quicken(pool: Any) -> Any:
     pool._serializer = serializer
     pool._fragmenter.serializer = serializer
     return pool
+
+
+class CommandSpec(Protocol):
+    """One command of a pipeline (`bot.hyperv.winrm.pool.Cmd`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def params(self) -> tuple[tuple[str, object], ...]: ...
+
+    @property
+    def end_of_statement(self) -> bool: ...
+
+
+def _frozen(value: object) -> object:
+    # The type goes into the key: True == 1 and hash alike, but serialise
+    # as <B> and <I32>.
+    if isinstance(value, list | tuple):
+        return (type(value), tuple(_frozen(v) for v in value))
+    return (type(value), value)
+
+
+def _key(pool: Any, commands: Sequence[CommandSpec]) -> tuple[object, ...]:
+    # Command's serialised form depends on the protocol version the pool
+    # negotiated (pypsrp adds the MergeError.. properties from 2.2 on), and
+    # CreatePipeline carries the pool's apartment state.
+    return (
+        pool.protocol_version,
+        pool.apartment_state,
+        tuple(
+            (
+                cmd.name,
+                tuple((key, _frozen(value)) for key, value in cmd.params),
+                cmd.end_of_statement,
+            )
+            for cmd in commands
+        ),
+    )
+
+
+def build_create_pipeline(pool: Any, commands: Sequence[CommandSpec]) -> bytes:
+    """The Data of the CREATE_PIPELINE message (MS-PSRP 2.2.2.10) that
+    pypsrp 0.9.1's `PowerShell.begin_invoke()` sends for these commands on
+    this pool, with no input and its defaults, serialised by pypsrp."""
+    ps = PowerShell(pool)
+    for cmd in commands:
+        ps.add_cmdlet(cmd.name)
+        for key, value in cmd.params:
+            ps.add_parameter(key, value)
+        if cmd.end_of_statement:
+            ps.add_statement()
+    message = CreatePipeline(
+        True,  # no input
+        ApartmentState(value=pool.apartment_state),
+        RemoteStreamOptions(value=RemoteStreamOptions.ADD_INVOCATION_INFO),
+        False,  # add to history
+        HostInfo(host=pool.host),
+        Pipeline(is_nested=False, cmds=ps.commands, history=None, redirect_err_to_out=False),
+        False,  # nested
+    )
+    element = Serializer().serialize(message)
+    if element is None:  # only an optional property serialises to nothing
+        raise ValueError("pypsrp serialised CREATE_PIPELINE to nothing")
+    # As pypsrp's Message.pack turns the element into the Data field.
+    data: bytes = ET.tostring(element, encoding="utf-8", method="xml")
+    return data
+
+
+class _CreatePipelineCache:
+    """The Data of recent CREATE_PIPELINE messages, by pipeline. Bounded
+    (first in, first out): per-VM pipelines carry their VM's id, and each
+    is a few kB."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._data: dict[tuple[object, ...], bytes] = {}
+        self._lock = threading.Lock()
+
+    def data(self, pool: Any, commands: Sequence[CommandSpec]) -> bytes:
+        if pool.host is not None:  # a local PSHost is state, not a constant
+            return build_create_pipeline(pool, commands)
+        key = _key(pool, commands)
+        found = self._data.get(key)
+        if found is not None:
+            return found
+        # Built under the lock: a sweep's first wave asks for the same
+        # pipeline from every worker at once, and one build serves them all.
+        with self._lock:
+            found = self._data.get(key)
+            if found is None:
+                found = build_create_pipeline(pool, commands)
+                if len(self._data) >= self._size:
+                    del self._data[next(iter(self._data))]
+                self._data[key] = found
+            return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_CREATE_PIPELINE = _CreatePipelineCache()
+
+
+def create_pipeline(pool: Any, commands: Sequence[CommandSpec]) -> PrebuiltMessage:
+    """The CREATE_PIPELINE message for `commands` on `pool`, its Data
+    serialised once per distinct pipeline (see the module's docstring)."""
+    return PrebuiltMessage(MessageType.CREATE_PIPELINE, _CREATE_PIPELINE.data(pool, commands))

@@ -224,15 +224,38 @@ def wsman_factory(
         username = _kerberos_credential(credential)
         try:
             if username is not None:
-                return WSMan(**{**options, "username": username})
-            return WSMan(
-                password=password.reveal() if password is not None else None,
-                **options,
+                return _fixed_proxies(WSMan(**{**options, "username": username}))
+            return _fixed_proxies(
+                WSMan(
+                    password=password.reveal() if password is not None else None,
+                    **options,
+                )
             )
         except ValueError as exc:  # pypsrp's check of the option combination
             raise HyperVError(f"cannot configure WinRM: {exc}", host=host.name) from None
 
     return connect
+
+
+def _fixed_proxies(wsman: Any) -> Any:
+    """Build the connection's requests session now, and let it stop reading
+    the environment on every request.
+
+    pypsrp 0.9.1 builds its session with `trust_env` on, and with
+    `no_proxy` (always set here) pins the endpoint's scheme to no proxy
+    (`_TransportHTTP._build_session`). requests then still looks the
+    environment's proxy variables up for every request
+    (`Session.send` -> `resolve_proxies`) only to `setdefault` the pinned
+    scheme, a no-op, at a tenth of the client's CPU per host in a sweep.
+    With `trust_env` off, requests also stops offering ~/.netrc
+    credentials to an endpoint authenticated another way. The environment
+    is still read once, when the session is built (a CA bundle from
+    REQUESTS_CA_BUNDLE)."""
+    transport = wsman.transport
+    if transport.no_proxy and transport.session is None:
+        transport.session = transport._build_session()
+        transport.session.trust_env = False
+    return wsman
 
 
 def _kerberos_credential(credential: HostCredential) -> Any:

@@ -36,7 +36,7 @@ from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import DEFAULT_CONFIGURATION_NAME, PowerShell, RunspacePool
 
 from bot.hyperv.errors import HostTimeout, HyperVError
-from bot.hyperv.winrm.clixml import quicken
+from bot.hyperv.winrm.clixml import create_pipeline, quicken
 from bot.hyperv.winrm.errors import is_transport_error, transport_error
 
 log = logging.getLogger(__name__)
@@ -235,9 +235,9 @@ class PoolSession:
         ps: Any = None
         try:
             pool = self._ensure_open()
-            ps = self._build(pool, pipeline)
+            ps = PowerShell(pool)
             try:
-                ps.begin_invoke()
+                begin_invoke(ps, pipeline)
             except WSManFaultError:
                 if not reused:
                     raise
@@ -247,8 +247,8 @@ class PoolSession:
                 log.info("pool on %s was gone; reopening", self.name)
                 self._discard()
                 pool = self._ensure_open()
-                ps = self._build(pool, pipeline)
-                ps.begin_invoke()
+                ps = PowerShell(pool)
+                begin_invoke(ps, pipeline)
             self._poll(ps)
             pool.pipelines.pop(ps.id, None)  # pypsrp keeps every pipeline otherwise
             return Outcome(list(ps.output), list(ps.streams.error), bool(ps.had_errors))
@@ -261,16 +261,6 @@ class PoolSession:
             if not is_transport_error(exc):
                 raise
             raise transport_error(exc, host=self.name, what=what) from exc
-
-    def _build(self, pool: Any, pipeline: Pipeline) -> Any:
-        ps = PowerShell(pool)
-        for cmd in pipeline:
-            ps.add_cmdlet(cmd.name)
-            for key, value in cmd.params:
-                ps.add_parameter(key, value)
-            if cmd.end_of_statement:
-                ps.add_statement()
-        return ps
 
     def _poll(self, ps: Any) -> None:
         while ps.state == PSInvocationState.RUNNING:
@@ -368,6 +358,15 @@ class PoolSession:
             self._deadline.at = None
             if acquired:
                 self._lock.release()
+
+
+def begin_invoke(ps: Any, pipeline: Pipeline) -> None:
+    """What `ps.begin_invoke()` does for a pipeline without input (pypsrp
+    0.9.1): send the CREATE_PIPELINE message in a wxf:Command (and any
+    further fragments in wxf:Send), the pipeline is then RUNNING. The
+    message's Data is serialised once per distinct pipeline (clixml.py);
+    pypsrp's `_invoke` frames it for this pool and pipeline."""
+    ps._invoke(create_pipeline(ps.runspace_pool, pipeline))
 
 
 @dataclass
