@@ -123,6 +123,14 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: Negotiate authenticates a connection
+    # TCP_NODELAY on each connection (socketserver.StreamRequestHandler,
+    # https://docs.python.org/3/library/socketserver.html): a reply goes out
+    # as two sends (headers, then body), and with Nagle's algorithm the body
+    # waited for the peer's delayed ACK of the headers, about 40 ms on
+    # Linux (RFC 1122 4.2.3.2, RFC 896), on top of `latency_ms`. A WinRM
+    # listener (HTTP.sys) shows no such stall, and the benches' "50 ms per
+    # request" then meant about 90.
+    disable_nagle_algorithm = True
     server: _HTTPServer
     negotiate: Any = None
 
