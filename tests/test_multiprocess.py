@@ -46,6 +46,7 @@ from bot.store.models import (
     Change,
     ChangeEvent,
     Job,
+    SlackOutbox,
     Tick,
     VMSettingChange,
     change_ref,
@@ -210,9 +211,20 @@ def events_of(engine: Engine, change_id: int) -> list[ChangeEvent]:
 
 
 def thread_settled(engine: Engine, change_id: int) -> bool:
-    """Every event of the change has its thread reply posted."""
+    """Every event of the change has its thread reply posted, and no
+    drainer still holds the change's outbox rows: a process killed after
+    posting but before marking them done would keep the change from every
+    other drainer for the lease's two minutes (bot/notify/outbox.py)."""
     change = change_by_id(engine, change_id)
     if change.thread_ts is None or change.thread_ts.startswith("posting:"):
+        return False
+    with session_scope(engine) as s:
+        pending = s.exec(
+            select(SlackOutbox.id).where(
+                SlackOutbox.change_id == change_id, col(SlackOutbox.done_at).is_(None)
+            )
+        ).first()
+    if pending is not None:
         return False
     return all(
         e.slack_ts is not None and not e.slack_ts.startswith("posting:")
