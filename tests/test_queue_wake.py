@@ -13,12 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from bot.jobs import InProcessConsumer, JobLedger, JobQueue, JobRunner, JobState, make_huey
 from bot.jobs.delivery import JobDelivery
+from bot.service import request_checkpoint, show_change
+from tests.helpers import running_context
 from tests.test_jobs_ledger import submit
 from tests.test_jobs_runner import ok_handler
 
@@ -111,3 +114,26 @@ def test_sleeping_workers_stop_at_once(huey_kind: str, tmp_path: Path) -> None:
     # True: every worker ended within the timeout, far short of its 30 s sleep.
     assert consumer.stop(timeout=STARTS_WITHIN)
     assert not consumer.running
+
+
+def test_the_context_wakes_its_own_consumer(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`AppContext.start_workers` wires its consumer to its queue: a
+    checkpoint requested in this process starts at once, the consumer's
+    poll (30 s here) notwithstanding."""
+    import bot.context
+
+    def slow_polling(huey: Any, workers: int = 4) -> InProcessConsumer:
+        return InProcessConsumer(
+            huey, workers=workers, poll_interval=LONG_POLL, first_poll=LONG_POLL, periodic=False
+        )
+
+    monkeypatch.setattr(bot.context, "InProcessConsumer", slow_polling)
+    with running_context(tmp_path, db_url) as ctx:
+        time.sleep(IDLE)
+        out = request_checkpoint(ctx, "STG-WEB01", reason="patch", requester="alice")
+        assert out.job_id is not None
+        done = ctx.ledger.wait(out.job_id, timeout=STARTS_WITHIN)
+        assert done.state == JobState.SUCCEEDED
+        assert show_change(ctx, out.change.ref).state == "active"
