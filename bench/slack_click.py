@@ -167,7 +167,7 @@ class SlackPath:
     def _root(self, ref: str, thread_ts: str) -> dict[str, Any]:
         """The thread's root as it stands: the last update of that ts, or
         else the post that started the thread."""
-        for call in reversed(self.api.calls):
+        for call in reversed(list(self.api.calls)):  # a copy: the recorder appends
             if call.method == "chat.update" and call.body.get("ts") == thread_ts:
                 return call.body
             if (
