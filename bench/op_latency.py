@@ -23,15 +23,27 @@ Slack). For each operation, in the same run and interleaved round by round:
 - before: the same CLI commands from git revision `--baseline` (default
   c373024, before issue #18), extracted with `git archive` and run from
   there against the same host (with a database of its own, at its own
-  schema), so the gain is measured in the same run.
+  schema), so the gain is measured in the same run;
+- bare+post: the bare script, then one `chat.postMessage` (slack_sdk's
+  WebClient, imported and called in the same process) to the recorder the
+  Slack path posts to: what "the bare script plus one Slack post" costs;
+- Slack: a long-running `checkpoint-bot serve --http` (bench/slack_click.py)
+  on the same host, its Web API the tests' recorder: a signed `/checkpoint
+  create` of the CLI's VM, then the thread root's Roll back and Keep & merge
+  buttons clicked (signed block_actions payloads built from the message the
+  bot posted), each timed from the request to the thread reply that says
+  created / rolled back / merged. Its first request (a `list`, untimed)
+  warms it up, as any bot that has been running a while is.
 
-All are timed from the start of the process to its exit. The bare script
-works on STG-WEB01, the CLI on STG-APP01, two staging VMs on the same host
-(the shipped policy asks no approval for their rollback): a merge leaves
-its VM merging disks for a while, as on Hyper-V, and the bench waits
-(untimed) until neither merges before the next operation. Prints
-the medians and the ratio CLI / bare per operation and latency. Target:
-CLI create at most 1.5x the bare script.
+The bare scripts and the CLIs are timed from the start of the process to
+its exit. The bare script works on STG-WEB01, the CLI and the Slack bot on
+STG-APP01, two staging VMs on the same host (the shipped policy asks no
+approval for their rollback): a merge leaves its VM merging disks for a
+while, as on Hyper-V, and the bench waits (untimed) until neither merges
+before the next operation. Prints the medians, the ratio CLI / bare, and
+the ratio Slack / bare+post per operation and latency. Targets: CLI create
+at most 1.5x the bare script; Slack create (click-to-active) at most 1.5x
+the bare script plus one Slack post.
 """
 
 from __future__ import annotations
@@ -52,6 +64,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.slack_click import SlackPath  # noqa: E402
 from bot.clock import system_clock  # noqa: E402
 from bot.devtools.emulator import EmulatedFleet  # noqa: E402
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory  # noqa: E402
@@ -63,6 +76,7 @@ from bot.devtools.hostmodel import (  # noqa: E402
 )
 from bot.devtools.hostmodel.enums import VMState  # noqa: E402
 from bot.inventory import demo_inventory_path, load_inventory  # noqa: E402
+from tests.multiproc_support import Cluster  # noqa: E402
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
 BARE_VM = "STG-WEB01"  # the bare script's VM
@@ -70,6 +84,9 @@ VM_NAME = "STG-APP01"  # the CLI's: a merge leaves a VM merging its disks a whil
 HOST = "HV03"
 MERGE_WAIT = 120.0
 TIMEOUT = 120
+OPS = ("create", "rollback", "merge")
+# One operation's seconds by path: bare, bare+post, cli, before, slack.
+Row = dict[str, float]
 
 # The bare script: what an admin would type, with pypsrp (values as
 # parameters, as the bot sends them).
@@ -79,6 +96,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 port, op, target, name, vm_id = sys.argv[1:6]
+post_to = sys.argv[6] if len(sys.argv) > 6 else ""  # bare+post: a Slack Web API URL
 wsman = WSMan("127.0.0.1", port=int(port), username="hvadmin", password="Passw0rd!",
               ssl=False, auth="ntlm", cert_validation=False, encryption="never")
 with RunspacePool(wsman) as pool:
@@ -100,8 +118,14 @@ with RunspacePool(wsman) as pool:
         start.invoke()
         if start.had_errors:
             raise SystemExit(f"start failed: {[str(e) for e in start.streams.error]}")
-    if op == "create":
-        print(out[0].adapted_properties.get("Id") or out[0].extended_properties.get("Id"))
+if post_to:  # and tell the channel, once
+    from slack_sdk import WebClient
+
+    WebClient(token="xoxb-test", base_url=post_to).chat_postMessage(
+        channel="C0BARE", text=f"{op} of {target}: done"
+    )
+if op == "create":
+    print(out[0].adapted_properties.get("Id") or out[0].extended_properties.get("Id"))
 """
 
 
@@ -119,7 +143,14 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
 class Setup:
     """One emulated host at one latency, and a production config aimed at it."""
 
-    def __init__(self, latency_ms: int, workdir: Path, baseline: Path) -> None:
+    def __init__(
+        self,
+        latency_ms: int,
+        workdir: Path,
+        baseline: Path,
+        cluster: Cluster,
+        slack_baseline: Path | None = None,
+    ) -> None:
         self.latency_ms = latency_ms
         self.baseline = baseline
         self.workdir = workdir
@@ -170,6 +201,23 @@ class Setup:
         }
         self.cli("db", "upgrade")
         self.cli("db", "upgrade", tree=self.baseline)
+        self.slack = SlackPath(
+            workdir / "serve",
+            workdir / "inventory.yaml",
+            {EMULATOR_PASSWORD_ENV: PASSWORD},
+            cluster,
+        )
+        self.slack.warm()
+        self.slack_before: SlackPath | None = None
+        if slack_baseline is not None:
+            self.slack_before = SlackPath(
+                workdir / "serve-before",
+                workdir / "inventory.yaml",
+                {EMULATOR_PASSWORD_ENV: PASSWORD},
+                cluster,
+                tree=slack_baseline,
+            )
+            self.slack_before.warm()
 
     def cli(self, *args: str, tree: Path = ROOT) -> tuple[float, str]:
         argv = [sys.executable, "-c", "from bot.cli.main import run; run()"]
@@ -195,9 +243,26 @@ class Setup:
             raise SystemExit(f"the merge ended {json.loads(out)['state']}")
         return create, rollback, merge
 
-    def bare(self, op: str, target: str, name: str = "-") -> tuple[float, str]:
+    def bare(self, op: str, target: str, name: str = "-", post: bool = False) -> tuple[float, str]:
         argv = [sys.executable, "-c", BARE, str(self.port), op, target, name, self.bare_vm_id]
+        if post:
+            argv.append(self.slack.api.api_url)
         return timed(argv, self.env, self.workdir)
+
+    def bare_ops(self, n: int, post: bool) -> tuple[float, float, float]:
+        """create, rollback, merge with the bare script (and one Slack post each)."""
+        self.settle()
+        label = "bare+post" if post else "bare"
+        create, out = self.bare("create", self.bare_vm_id, f"{label} {n}", post)
+        checkpoint = out.strip()
+        rollback, _ = self.bare("rollback", checkpoint, post=post)
+        merge, _ = self.bare("merge", checkpoint, post=post)
+        return create, rollback, merge
+
+    def slack_ops(self, n: int, bot: SlackPath) -> tuple[float, float, float]:
+        """create (slash command), Roll back, Keep & merge (clicks) until the thread says so."""
+        self.settle()
+        return bot.ops(VM_NAME, n)
 
     def settle(self) -> None:
         """Untimed: wait until neither VM merges its disks (what a merge
@@ -213,23 +278,38 @@ class Setup:
             if host.get_vm(vm_id).state is not VMState.Running:
                 host.start_vm(vm_id)
 
-    def round(self, n: int) -> dict[str, tuple[float, float, float]]:
-        """(bare, CLI, CLI before) seconds per operation."""
-        self.settle()
-        bare_create, out = self.bare("create", self.bare_vm_id, f"bare {n}")
-        checkpoint = out.strip()
-        bare_rollback, _ = self.bare("rollback", checkpoint)
-        bare_merge, _ = self.bare("merge", checkpoint)
-        now = self.cli_ops(n, ROOT)
-        before = self.cli_ops(n, self.baseline)
-        return {
-            "create": (bare_create, now[0], before[0]),
-            "rollback": (bare_rollback, now[1], before[1]),
-            "merge": (bare_merge, now[2], before[2]),
+    def round(self, n: int) -> dict[str, Row]:
+        """Seconds per operation of every path, the paths taken in turn."""
+        runs = {
+            "bare": self.bare_ops(n, post=False),
+            "bare+post": self.bare_ops(n, post=True),
+            "cli": self.cli_ops(n, ROOT),
+            "before": self.cli_ops(n, self.baseline),
+            "slack": self.slack_ops(n, self.slack),
         }
+        if self.slack_before is not None:
+            runs["slack before"] = self.slack_ops(n, self.slack_before)
+        return {op: {path: times[i] for path, times in runs.items()} for i, op in enumerate(OPS)}
 
     def close(self) -> None:
+        self.slack.close()
+        if self.slack_before is not None:
+            self.slack_before.close()
         self.fleet.stop()
+
+
+def extract(revision: str, into: Path) -> Path:
+    """The source tree of `revision` (git archive), without its tests."""
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    shutil.rmtree(into / "tests", ignore_errors=True)
+    return into
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,37 +317,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-ms", type=int, nargs="+", default=[0, 50])
     parser.add_argument("--baseline", default="c373024", help="git revision of the 'before' CLI")
+    parser.add_argument(
+        "--slack-baseline",
+        metavar="REV",
+        help="also time the Slack path of the bot at git revision REV, in the same run",
+    )
     args = parser.parse_args(argv)
 
-    results: dict[int, dict[str, list[tuple[float, float, float]]]] = {}
+    results: dict[int, dict[str, list[Row]]] = {}
+    loads: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        baseline = Path(tmp) / "baseline"
-        baseline.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", args.baseline],
-            capture_output=True,
-            check=True,
-            timeout=120,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
-        shutil.rmtree(baseline / "tests", ignore_errors=True)
+        baseline = extract(args.baseline, Path(tmp) / "baseline")
+        slack_baseline = None
+        if args.slack_baseline:
+            slack_baseline = extract(args.slack_baseline, Path(tmp) / "slack-baseline")
         setups = []
-        try:
-            for latency in args.latency_ms:
-                workdir = Path(tmp) / f"l{latency}"
-                workdir.mkdir()
-                setups.append(Setup(latency, workdir, baseline))
-            for n in range(args.rounds):  # interleaved: every setup sees the same machine
+        with Cluster(Path(tmp) / "procs") as cluster:
+            try:
+                for latency in args.latency_ms:
+                    workdir = Path(tmp) / f"l{latency}"
+                    workdir.mkdir()
+                    setups.append(Setup(latency, workdir, baseline, cluster, slack_baseline))
+                for n in range(args.rounds):  # interleaved: every setup sees the same machine
+                    for setup in setups:
+                        for op, row in setup.round(n).items():
+                            results.setdefault(setup.latency_ms, {}).setdefault(op, []).append(row)
+                        loads.append(os.getloadavg()[0])
+            finally:
                 for setup in setups:
-                    for op, pair in setup.round(n).items():
-                        results.setdefault(setup.latency_ms, {}).setdefault(op, []).append(pair)
-        finally:
-            for setup in setups:
-                setup.close()
+                    setup.close()
+
+    def med(runs: list[Row], path: str) -> float:
+        return statistics.median(r[path] for r in runs)
+
     print(
-        f"{HOST}, one emulated host (NTLM): bare on {BARE_VM}, CLI on {VM_NAME}; "
-        f"{args.rounds} rounds, medians; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"{HOST}, one emulated host (NTLM): bare on {BARE_VM}; CLI and Slack on {VM_NAME}; "
+        f"{args.rounds} rounds, medians; load average {min(loads):.1f}-{max(loads):.1f} "
+        f"(1 min, sampled after each round) on {os.cpu_count()} CPUs"
     )
     print(
         f"{'latency':>8} {'operation':<10} {'bare':>8} {'CLI':>8} {'CLI/bare':>9}   "
@@ -275,15 +361,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     for latency, ops in results.items():
         for op, runs in ops.items():
-            bare = statistics.median(r[0] for r in runs)
-            cli = statistics.median(r[1] for r in runs)
-            old = statistics.median(r[2] for r in runs)
+            bare, cli, old = med(runs, "bare"), med(runs, "cli"), med(runs, "before")
             target = ""
             if op == "create":
                 target = "  target <= 1.5x: " + ("OK" if cli / bare <= 1.5 else "ABOVE")
             print(
                 f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {cli * 1000:6.0f}ms "
                 f"{cli / bare:8.2f}x   {old * 1000:10.0f}ms {old / bare:8.2f}x{target}"
+            )
+    print()
+    print("Slack: a signed /checkpoint create, then the Roll back and Keep & merge clicks,")
+    print("each until the thread says active / rolled back / merged; bare+post: the bare")
+    print("script and one chat.postMessage to the same recorder (slack_sdk), one process.")
+    before = f"  {'Slack ' + args.slack_baseline:>14} {'its ratio':>9}" if slack_baseline else ""
+    print(
+        f"{'latency':>8} {'operation':<10} {'bare':>8} {'bare+post':>10} {'Slack':>8} "
+        f"{'Slack/(bare+post)':>18}{before}"
+    )
+    for latency, ops in results.items():
+        for op, runs in ops.items():
+            bare, posted, slack = med(runs, "bare"), med(runs, "bare+post"), med(runs, "slack")
+            earlier = ""
+            if slack_baseline:
+                was = med(runs, "slack before")
+                earlier = f"  {was * 1000:12.0f}ms {was / posted:8.2f}x"
+            target = ""
+            if op == "create":
+                target = "  target <= 1.5x: " + ("OK" if slack / posted <= 1.5 else "ABOVE")
+            print(
+                f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {posted * 1000:8.0f}ms "
+                f"{slack * 1000:6.0f}ms {slack / posted:17.2f}x{earlier}{target}"
             )
     return 0
 

@@ -163,6 +163,8 @@ class AppContext:
         if self._consumer is None:
             self._consumer = InProcessConsumer(self.queue.huey, workers=self.settings.jobs.workers)
             self._consumer.start()
+            # A job this process enqueues starts now, not on the next poll.
+            self.queue.wake_with(self._consumer.wake)
         if periodic:
             self.start_periodic()
         return self._consumer

@@ -84,15 +84,20 @@ class JobDelivery:
                     job = s.get(Job, job_id)
                     assert job is not None
                     before_enqueue(s, job)
-                self._enqueue(job_id, self._delay_of(marked.not_before))
+                delay = self._delay_of(marked.not_before)
+                self._enqueue(job_id, delay)
         except QueueUnavailable as exc:
             log.warning("job %s waits for the job queue: %s", job_id, exc)
             return False
+        if delay <= 0:
+            # Committed: a worker of this process may claim it now (woken
+            # earlier, its claim would only wait for this transaction's lock).
+            self._queue.wake()
         return True
 
     def _enqueue(self, job_id: int, delay: float) -> None:
         try:
-            self._queue.enqueue(job_id, delay=max(0.0, delay))
+            self._queue.enqueue(job_id, delay=max(0.0, delay), wake=False)
         except Exception as exc:
             # Huey's storage raises its backend's own errors (redis-py's
             # ConnectionError, sqlite3's OperationalError): all mean the

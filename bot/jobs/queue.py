@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -131,17 +133,39 @@ class JobQueue:
         self.huey = huey
         self.runner = runner
         self._task = huey.task(retries=0, name=TASK_NAME)(self._run_job)
+        self._wakers: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"JobQueue(huey={self.huey.name!r}, runner={self.runner!r})"
 
-    def enqueue(self, job_id: int, delay: float = 0) -> None:
+    def enqueue(self, job_id: int, delay: float = 0, *, wake: bool = True) -> None:
+        """Put `job_id` on the queue (after `delay` seconds). `wake=False`:
+        the caller wakes this process's consumer itself (`wake()`), once
+        the transaction the enqueue is part of has committed."""
         if not isinstance(job_id, int) or isinstance(job_id, bool):
             raise TypeError(f"job_id must be an int, got {type(job_id).__name__}")
         if delay > 0:
+            # Huey's scheduler moves it to the queue when due; the workers'
+            # poll takes it from there.
             self._task.schedule(args=(job_id,), delay=delay)
-        else:
-            self._task(job_id)
+            return
+        self._task(job_id)
+        if wake:
+            self.wake()
+
+    def wake_with(self, wake: Callable[[], None]) -> None:
+        """Call `wake` after every immediate enqueue from this process (an
+        `InProcessConsumer.wake` on the same Huey). Only a non-blocking
+        storage needs it (SQLite, memory: workers poll it); a blocking one
+        (Redis) hands the task to a waiting worker at once."""
+        if not self.huey.storage.blocking:
+            self._wakers.append(wake)
+
+    def wake(self) -> None:
+        """Tell this process's idle workers a task is waiting: they take it
+        now instead of on their next poll."""
+        for wake in self._wakers:
+            wake()
 
     def _run_job(self, job_id: int) -> None:
         if self.runner is None:
@@ -164,7 +188,11 @@ class InProcessConsumer:
     """Huey's consumer as threads inside this process (the default deployment).
 
     `poll_interval` caps how long an idle worker sleeps between polls of a
-    non-blocking storage (SQLite, memory), i.e. the worst-case pickup delay.
+    non-blocking storage (SQLite, memory): the worst-case pickup delay of a
+    task enqueued by another process. One enqueued by this process wakes an
+    idle worker at once (`wake()`, wired by `JobQueue.wake_with`).
+    `first_poll`: an idle worker's first wait, growing to `poll_interval`
+    (default: 0.1 s, or `poll_interval` if shorter).
     """
 
     def __init__(
@@ -173,6 +201,7 @@ class InProcessConsumer:
         workers: int = 4,
         *,
         poll_interval: float = 0.5,
+        first_poll: float | None = None,
         periodic: bool = True,
         quiet: bool = True,
     ) -> None:
@@ -185,11 +214,16 @@ class InProcessConsumer:
                 huey_log.setLevel(logging.WARNING)
         self.huey = huey
         self.workers = workers
-        self._consumer = huey.create_consumer(
+        self._wake = threading.Event()
+        from bot.jobs.wakeable import WakeableConsumer  # imports Huey's consumer
+
+        self._consumer = WakeableConsumer(
+            huey,
+            self._wake,
             workers=workers,
             worker_type="thread",
             periodic=periodic,
-            initial_delay=min(0.1, poll_interval),
+            initial_delay=min(0.1, poll_interval) if first_poll is None else first_poll,
             max_delay=poll_interval,
             check_worker_health=False,
         )
@@ -205,6 +239,10 @@ class InProcessConsumer:
         """Started, and every worker thread alive (what /readyz reports)."""
         threads = [t for _, t in self._consumer.worker_threads]
         return self._started and bool(threads) and all(t.is_alive() for t in threads)
+
+    def wake(self) -> None:
+        """A task was just enqueued here: an idle worker polls now."""
+        self._wake.set()
 
     def start(self) -> None:
         if self._started:
