@@ -276,7 +276,7 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
 @pass_runtime
 def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
-    """Give a checkpoint DURATION more time (e.g. 24h); beyond the maximum
+    """Give a checkpoint DURATION more time (24h, 3d); beyond the maximum
     lifetime the policy asks for an approver."""
     from bot.service import extend
 

@@ -54,7 +54,7 @@ def db_backup(rt: Runtime, file: Path, force: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
 def db_downgrade(rt: Runtime, revision: str, yes: bool, as_json: bool) -> None:
-    """Roll the schema back to REVISION (e.g. 0006; `base` for empty), to run
+    """Roll the schema back to REVISION (0006, or `base` for empty), to run
     an older release. The columns and tables the undone migrations added are
     dropped with their data: back up first (db backup)."""
     from bot.service import downgrade_schema, plan_downgrade

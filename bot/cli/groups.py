@@ -21,7 +21,11 @@ CHECKPOINT_COMMANDS = {
     "create": LazyCommand(
         f"{_CMDS}:create", "Take a checkpoint of VM, if the guardrails allow it."
     ),
-    "extend": LazyCommand(f"{_CMDS}:extend_cmd", "Give a checkpoint DURATION more time (e.g."),
+    "extend": LazyCommand(
+        f"{_CMDS}:extend_cmd",
+        "Give a checkpoint DURATION more time (24h, 3d); beyond the maximum lifetime the "
+        "policy asks for an approver.",
+    ),
     "list": LazyCommand(
         f"{_CMDS}:list_cmd",
         "Every checkpoint on the hosts, as a tree per VM, with its owning change.",
