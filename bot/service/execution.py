@@ -344,7 +344,7 @@ class HostJobs:
             if not self._stays_put(change):
                 change = self._follow(change)
             who = self.decider.principal(change.requester, change.requester_team, change.channel)
-            refusal, facts = self._recheck_seeing(change, Action.CREATE, who)
+            refusal, facts = self._recheck(change, Action.CREATE, who)
         except (Unavailable, NotFound) as exc:
             return self._cannot_check(job, change, exc)
         if refusal:
@@ -398,15 +398,10 @@ class HostJobs:
         last = next((e for e in reversed(events) if e.to_state), None)
         return (last.actor, last.actor_team) if last else (ACTOR, None)
 
-    def _recheck(self, change: Change, action: Action, who: Principal) -> str | None:
-        """Why the action may no longer run, or None when it still may.
-        Raises `Unavailable` / `NotFound` when the host cannot be asked."""
-        return self._recheck_seeing(change, action, who)[0]
-
-    def _recheck_seeing(
-        self, change: Change, action: Action, who: Principal
-    ) -> tuple[str | None, Facts]:
-        """`_recheck`, and the facts it was made on."""
+    def _recheck(self, change: Change, action: Action, who: Principal) -> tuple[str | None, Facts]:
+        """Why the action may no longer run (None when it still may), and the
+        facts that was decided on. Raises `Unavailable` / `NotFound` when
+        the host cannot be asked."""
         assert change.id is not None
         vm = self.inventory.vm_by_id(change.vm_id)
         decision, facts = self.decider.decide_seeing(
@@ -502,7 +497,7 @@ class HostJobs:
                 change = self._follow(change)
             assert change.checkpoint_id is not None  # followed, not changed
             who = self._job_requester(job, change)
-            refusal, facts = self._recheck_seeing(change, Action.ROLLBACK, who)
+            refusal, facts = self._recheck(change, Action.ROLLBACK, who)
         except (Unavailable, NotFound) as exc:
             why = _why_not_checked(exc)
             self._step(
