@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -17,32 +17,30 @@ from bot.config import ConfigError, Settings
 from bot.hyperv import HyperVHost
 from bot.hyperv.hosts import Hosts, HostWrapper
 from bot.inventory import Inventory, InventoryError, load_inventory
-from bot.jobs import (
-    InProcessConsumer,
-    JobKind,
-    JobLedger,
-    JobQueue,
-    JobRunner,
-    check_queue,
-    make_huey,
-)
-from bot.jobs.delivery import JobDelivery
-from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
+from bot.jobs.ledger import JobLedger
 from bot.jobs.runner import default_worker_id
 from bot.jobs.ticks import TickClaims
 from bot.notify.base import ChangeNotifier, NullNotifier
 from bot.notify.channel import ChannelNotices, NullChannelNotices
-from bot.observe import Metrics
 from bot.secrets import secret_from
-from bot.service.deciding import Decider
-from bot.service.directory import Directory, NoDirectory, PolicyGroups
+from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import Unavailable
-from bot.service.execution import HostJobs
-from bot.service.locate import Locator
 from bot.store import migrate
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Change
-from policies import Policy, PolicyError, load_policy
+
+if TYPE_CHECKING:
+    # Built when first used (`_Parts`), so imported there: a command that
+    # lists the outbox or shows a change never loads the policy, the
+    # decider, the job runner or Prometheus' client (bench/cli_start.py).
+    from bot.jobs import InProcessConsumer, JobKind, JobQueue, JobRunner
+    from bot.jobs.delivery import JobDelivery
+    from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
+    from bot.observe import Metrics
+    from bot.service.deciding import Decider
+    from policies import Policy
+
+T = TypeVar("T")
 
 
 class SchemaOutOfDate(ConfigError):
@@ -54,21 +52,18 @@ class AppContext:
     settings: Settings
     engine: Engine
     inventory: Inventory
-    host_for: Hosts
-    policy: Policy
-    decider: Decider
     ledger: JobLedger
-    runner: JobRunner
     # The queue is made when first used: a command that queues nothing (a
     # listing, `change show`) never loads Huey (bench/cli_start.py).
     make_queue: Callable[[], JobQueue]
     clock: Clock
     worker_id: str
     ticks: TickClaims
+    # The host connections, the policy, the decider, the job runner and the
+    # metrics, each built when first used (`build_all` builds them now).
+    parts: _Parts = field(repr=False)
     notifier: ChangeNotifier = field(default_factory=NullNotifier)
     channels: ChannelNotices = field(default_factory=NullChannelNotices)
-    # This context's own registry (docs/operations.md), never a global one.
-    metrics: Metrics = field(default_factory=Metrics)
     # Called with each job the service delivered, in the caller's thread,
     # after the commit that recorded it (build_context's `after_delivery`).
     after_delivery: Callable[[JobRunner, int], None] | None = field(default=None, repr=False)
@@ -77,6 +72,32 @@ class AppContext:
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _queue: JobQueue | None = field(default=None, repr=False)
     _queue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def host_for(self) -> Hosts:
+        return self.parts.host_for
+
+    @property
+    def policy(self) -> Policy:
+        return self.parts.policy
+
+    @property
+    def decider(self) -> Decider:
+        return self.parts.decider
+
+    @property
+    def runner(self) -> JobRunner:
+        return self.parts.runner
+
+    @property
+    def metrics(self) -> Metrics:
+        """This context's own registry (docs/operations.md), never a global one."""
+        return self.parts.metrics
+
+    def build_all(self) -> None:
+        """Build every part now: a process that serves or runs jobs fails at
+        its start on a broken policy, not at its first request."""
+        self.parts.build_all()
 
     @property
     def queue(self) -> JobQueue:
@@ -149,6 +170,8 @@ class AppContext:
         return delivered
 
     def job_delivery(self) -> JobDelivery:
+        from bot.jobs.delivery import JobDelivery
+
         return JobDelivery(self.engine, self.queue, self.clock, self._delay_of)
 
     def _delay_of(self, not_before: datetime | None) -> float:
@@ -161,6 +184,10 @@ class AppContext:
         told not to) the periodic work: reconciliation, window notices, TTL
         chasing and sweeps. Every process may tick; slots are claimed once."""
         if self._consumer is None:
+            from bot.jobs import InProcessConsumer
+
+            # A process that runs jobs needs every part; a broken one fails now.
+            self.build_all()
             self._consumer = InProcessConsumer(self.queue.huey, workers=self.settings.jobs.workers)
             self._consumer.start()
             # A job this process enqueues starts now, not on the next poll.
@@ -185,6 +212,8 @@ class AppContext:
         (not among) the periodic tasks: those claim each slot once across
         processes, while this is work only this process can do (publishing
         the App Homes its own Slack app renders, handlers/home_refresh.py)."""
+        from bot.jobs.periodic import PeriodicScheduler
+
         scheduler = PeriodicScheduler([task], self.clock, interval=self.settings.jobs.tick_seconds)
         scheduler.start()
         self._closers.append(scheduler.stop)
@@ -198,6 +227,8 @@ class AppContext:
     def start_periodic(self) -> PeriodicScheduler:
         self.start_slack_outbox()
         if self._scheduler is None:
+            from bot.jobs.periodic import PeriodicScheduler
+
             self._scheduler = PeriodicScheduler(
                 self.periodic_tasks(),
                 self.clock,
@@ -316,10 +347,11 @@ def _hosts(
 
 
 def _notifier(
-    settings: Settings, engine: Engine, env: Mapping[str, str], metrics: Metrics | None = None
+    settings: Settings, engine: Engine, env: Mapping[str, str], metrics: Callable[[], Metrics]
 ) -> tuple[ChangeNotifier, ChannelNotices, Directory]:
     """Slack threads, channel notices and user groups when a bot token is
-    configured, else nothing to tell and no groups to know."""
+    configured, else nothing to tell and no groups to know (and no metrics
+    built for the Slack calls)."""
     slack = settings.slack
     token = secret_from(
         env_name=slack.bot_token.env, file=slack.bot_token.file, env=env, what="slack.bot_token"
@@ -336,7 +368,7 @@ def _notifier(
     from templates.blocks import SlackRenderer
 
     api_url = env.get("SLACK_API_URL") or slack.api_url
-    client = make_web_client(token.reveal(), api_url, metrics)
+    client = make_web_client(token.reveal(), api_url, metrics())
     renderer = SlackRenderer(Renderer())
     # One pacer: Slack's limit is per channel, whoever posts.
     pacer = ChannelPacer()
@@ -351,6 +383,150 @@ def _notifier(
     )
     notices = SlackChannelNotices(client, renderer, demo=settings.demo, pacer=pacer)
     return threads, notices, SlackDirectory(client)
+
+
+class _Lazy(Generic[T]):
+    """A value built when first asked for, once."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._value is None:
+                self._value = self._build()
+            return self._value
+
+
+class _Parts:
+    """What a context builds when first used, once, under one lock (the
+    Slack app's threads and the job consumers share a context). A command
+    that lists the outbox or shows a change never loads the policy, the
+    decider, the job runner or Prometheus' client: about a fifth of such a
+    command's time (bench/cli_start.py). A part that cannot be built raises
+    when first asked for, as it did when the context was built: a broken
+    policy stops every command that decides, and every process that serves
+    or runs jobs at its start (`AppContext.build_all`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        inventory: Inventory,
+        engine: Engine,
+        clock: Clock,
+        *,
+        hosts: Callable[[str], HyperVHost],
+        host_wrapper: HostWrapper | None,
+        directory: Directory,
+        notifier: ChangeNotifier,
+        ledger: JobLedger,
+        worker_id: str,
+        metrics: _Lazy[Metrics],
+    ) -> None:
+        self._settings = settings
+        self._inventory = inventory
+        self._engine = engine
+        self._clock = clock
+        self._hosts = hosts
+        self._host_wrapper = host_wrapper
+        self._directory = directory
+        self._notifier = notifier
+        self._ledger = ledger
+        self._worker_id = worker_id
+        self._metrics = metrics
+        self._lock = threading.RLock()
+        self._host_for: Hosts | None = None
+        self._policy: Policy | None = None
+        self._decider: Decider | None = None
+        self._runner: JobRunner | None = None
+
+    def build_all(self) -> None:
+        self.runner  # noqa: B018 (built for its effect: the runner needs every other part)
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics.get()
+
+    @property
+    def host_for(self) -> Hosts:
+        with self._lock:
+            if self._host_for is None:
+                from bot.observe.hosts import metered
+
+                # Measured beneath any wrapper a test or bench adds.
+                host_for = Hosts(metered(self._hosts, self.metrics))
+                host_for.wrap(self._host_wrapper)
+                self._host_for = host_for
+            return self._host_for
+
+    @property
+    def policy(self) -> Policy:
+        with self._lock:
+            if self._policy is None:
+                from policies import PolicyError, load_policy
+
+                try:
+                    self._policy = load_policy(*self._settings.policy_files)
+                except PolicyError as exc:
+                    raise ConfigError(str(exc)) from None
+            return self._policy
+
+    @property
+    def decider(self) -> Decider:
+        with self._lock:
+            if self._decider is None:
+                from bot.observe.work import MeteredDecider
+                from bot.service.directory import PolicyGroups
+                from bot.service.locate import Locator
+
+                settings, inventory, policy = self._settings, self._inventory, self.policy
+                self._decider = MeteredDecider(
+                    inventory=inventory,
+                    host_for=self.host_for,
+                    policy=policy,
+                    clock=self._clock,
+                    locator=Locator(
+                        inventory,
+                        self.host_for,
+                        self._engine,
+                        self._clock,
+                        fanout=settings.hyperv.fanout,
+                    ),
+                    inventory_label=f"inventory {settings.inventory_path.name}",
+                    metrics=self.metrics,
+                    directory=PolicyGroups(self._directory, policy),
+                )
+            return self._decider
+
+    @property
+    def runner(self) -> JobRunner:
+        with self._lock:
+            if self._runner is None:
+                from bot.observe.work import MeteredRunner
+                from bot.service.execution import HostJobs
+
+                settings = self._settings
+                host_jobs = HostJobs(
+                    engine=self._engine,
+                    inventory=self._inventory,
+                    host_for=self.host_for,
+                    decider=self.decider,
+                    defaults=settings.defaults,
+                    clock=self._clock,
+                    on_change=self._notifier.changed,
+                )
+                self._runner = MeteredRunner(
+                    self._ledger,
+                    host_jobs.handlers(),
+                    self._worker_id,
+                    clock=self._clock,
+                    heartbeat_interval=settings.jobs.heartbeat_seconds,
+                    on_progress=self._notifier.progress,
+                    metrics=self.metrics,
+                )
+            return self._runner
 
 
 def build_context(
@@ -368,17 +544,13 @@ def build_context(
     in the caller's thread once the job is committed and delivered: the
     tests' inline jobs (tests/helpers.py `run_inline`, docs/architecture.md)
     run it there instead of leaving it to a consumer. Production passes
-    nothing: its jobs run only in the queue's consumers."""
-    # Imported here: the measured wrappers build on the service layer.
-    from bot.observe.gauges import DatabaseGauges
-    from bot.observe.hosts import metered
-    from bot.observe.work import MeteredDecider, MeteredRunner
-
-    metrics = metrics or Metrics(multiprocess_dir=(env or {}).get("PROMETHEUS_MULTIPROC_DIR"))
+    nothing: its jobs run only in the queue's consumers. The policy, the
+    decider, the runner and the metrics are built when first used
+    (`_Parts`)."""
+    env = env or {}
     try:
         inventory = load_inventory(settings.inventory_path)
-        policy = load_policy(*settings.policy_files)
-    except (InventoryError, PolicyError) as exc:
+    except InventoryError as exc:
         raise ConfigError(str(exc)) from None
     engine = make_engine(settings.database_url)
     try:
@@ -392,81 +564,72 @@ def build_context(
             f"cannot open the database {settings.database_label}: {type(exc).__name__}"
         ) from None
     try:
-        factory, closers = _hosts(settings, inventory, engine, clock, env or {})
+        factory, closers = _hosts(settings, inventory, engine, clock, env)
     except ConfigError:
         engine.dispose()
         raise
-    notifier, channels, directory = _notifier(settings, engine, env or {}, metrics)
-    # Measured beneath any wrapper a test or bench adds.
-    host_for = Hosts(metered(factory, metrics))
-    host_for.wrap(host_wrapper)
-    metrics.add_collector(DatabaseGauges(engine, inventory, clock))
-    decider = MeteredDecider(
-        inventory=inventory,
-        host_for=host_for,
-        policy=policy,
-        clock=clock,
-        locator=Locator(inventory, host_for, engine, clock, fanout=settings.hyperv.fanout),
-        inventory_label=f"inventory {settings.inventory_path.name}",
-        metrics=metrics,
-        directory=PolicyGroups(directory, policy),
-    )
     # Heartbeats beat in real seconds; a faster clock (the demo's --speed)
     # must not make a live worker's lock look stale.
     ledger = JobLedger(
         engine, clock, lock_stale_after=settings.jobs.lock_stale_after * speed_of(clock)
     )
-    host_jobs = HostJobs(
-        engine=engine,
-        inventory=inventory,
-        host_for=host_for,
-        decider=decider,
-        defaults=settings.defaults,
-        clock=clock,
-        on_change=notifier.changed,
-    )
     worker_id = default_worker_id()
-    runner = MeteredRunner(
-        ledger,
-        host_jobs.handlers(),
-        worker_id,
-        clock=clock,
-        heartbeat_interval=settings.jobs.heartbeat_seconds,
-        on_progress=notifier.progress,
-        metrics=metrics,
+
+    def make_metrics() -> Metrics:
+        from bot.observe import Metrics
+        from bot.observe.gauges import DatabaseGauges
+
+        made = metrics or Metrics(multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR"))
+        made.add_collector(DatabaseGauges(engine, inventory, clock))
+        return made
+
+    lazy_metrics = _Lazy(make_metrics)
+    notifier, channels, directory = _notifier(settings, engine, env, lazy_metrics.get)
+    parts = _Parts(
+        settings,
+        inventory,
+        engine,
+        clock,
+        hosts=factory,
+        host_wrapper=host_wrapper,
+        directory=directory,
+        notifier=notifier,
+        ledger=ledger,
+        worker_id=worker_id,
+        metrics=lazy_metrics,
     )
     kind = huey_kind or settings.jobs.queue
-    redis_url = (env or {}).get("REDIS_URL") or settings.jobs.redis_url
+    redis_url = env.get("REDIS_URL") or settings.jobs.redis_url
+    from bot.jobs.queue import check_queue
+
     try:
         check_queue(kind, redis_url)  # said now, though the queue is made on first use
     except ValueError as exc:
         raise ConfigError(f"jobs.queue: {exc}") from None
 
     def make_queue() -> JobQueue:
+        from bot.jobs.queue import JobQueue, make_huey
+
         huey = make_huey(
             kind,
             path=settings.workdir / "var" / "queue.db",
             name=settings.jobs.queue_name,
             redis_url=redis_url,
         )
-        return JobQueue(huey, runner)
+        return JobQueue(huey, parts.runner)
 
     return AppContext(
         settings=settings,
         engine=engine,
         inventory=inventory,
-        host_for=host_for,
-        policy=policy,
-        decider=decider,
         ledger=ledger,
-        runner=runner,
         make_queue=make_queue,
         clock=clock,
         worker_id=worker_id,
         ticks=TickClaims(engine, clock, worker_id),
+        parts=parts,
         notifier=notifier,
         channels=channels,
-        metrics=metrics,
         after_delivery=after_delivery,
         _closers=closers,
     )

@@ -122,14 +122,14 @@ def test_the_context_wakes_its_own_consumer(
     """`AppContext.start_workers` wires its consumer to its queue: a
     checkpoint requested in this process starts at once, the consumer's
     poll (30 s here) notwithstanding."""
-    import bot.context
+    import bot.jobs
 
     def slow_polling(huey: Any, workers: int = 4) -> InProcessConsumer:
         return InProcessConsumer(
             huey, workers=workers, poll_interval=LONG_POLL, first_poll=LONG_POLL, periodic=False
         )
 
-    monkeypatch.setattr(bot.context, "InProcessConsumer", slow_polling)
+    monkeypatch.setattr(bot.jobs, "InProcessConsumer", slow_polling)
     with running_context(tmp_path, db_url) as ctx:
         time.sleep(IDLE)
         out = request_checkpoint(ctx, "STG-WEB01", reason="patch", requester="alice")

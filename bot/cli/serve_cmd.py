@@ -118,6 +118,8 @@ def serve(
             "ever run the jobs"
         )
     ctx = rt.ctx
+    # Every part now: a broken policy stops the bot here, not at its first request.
+    ctx.build_all()
     consumer = None if no_worker else ctx.start_workers()
     # Threads a stopped process left behind are posted by this one.
     ctx.start_slack_outbox()

@@ -22,12 +22,11 @@ from bot.domain import ApprovalState, user_mention
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden, changed_meanwhile, not_now
+from bot.service.finding import find_change, resolve_vm
 from bot.service.requests import (
     apply_extension,
-    find_change,
     record_create,
     record_host_action,
-    resolve_vm,
     start_host_action,
     view,
 )

@@ -26,7 +26,8 @@ from bot.service.batches import find_batch, retell, show_batch
 from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, ServiceError
-from bot.service.requests import begin_host_action, open_approval, pending_request, resolve_vm
+from bot.service.finding import resolve_vm
+from bot.service.requests import begin_host_action, open_approval, pending_request
 from bot.service.strictest import strictest
 from bot.store.db import session_scope
 from bot.store.models import batch_ref, change_ref

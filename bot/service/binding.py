@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 from bot.changes.record import events_of, get_change
 from bot.domain import APPROVAL_ACTIONS, ApprovalState
 from bot.service.errors import BadRequest, Conflict
-from bot.service.requests import find_change
+from bot.service.finding import find_change
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
 

@@ -28,10 +28,13 @@ from typing import TYPE_CHECKING, Protocol
 from bot.domain import user_mention
 from bot.notify.groups import GroupLookupFailed, SlackDirectory
 from bot.service.errors import Unavailable
-from policies import Permission, Policy
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
+
+    # A process without Slack builds a `NoDirectory` and never loads the
+    # policy package for it (bot.context `_Parts`).
+    from policies import Policy
 
 
 class GroupsUnavailable(Unavailable):
@@ -70,6 +73,8 @@ class NoDirectory:
 
 def names_groups(policy: Policy) -> bool:
     """Does any part of `policy` grant something to a Slack user group?"""
+    from policies import Permission
+
     if policy.admins.groups:
         return True
     if any(policy.permission(p).groups for p in Permission):

@@ -18,8 +18,8 @@ from bot.hyperv.fanout import ask_hosts
 from bot.inventory import VM, InventoryLookupError
 from bot.service.audit import stream_audit
 from bot.service.errors import BadRequest, Unavailable, from_inventory
+from bot.service.finding import find_change, resolve_vm
 from bot.service.locate import NotOnCluster
-from bot.service.requests import find_change, resolve_vm
 from bot.store.db import session_scope
 from bot.store.models import Change, Job, batch_ref, change_ref
 

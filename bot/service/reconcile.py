@@ -36,10 +36,10 @@ from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
 from bot.jobs import JobKind, JobState
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden, NotFound, Unavailable, changed_meanwhile
+from bot.service.finding import find_change
 from bot.service.follow import follow
 from bot.service.host_findings import HostFinding, judge_create, judge_merge, judge_rollback
 from bot.service.queries import show_change
-from bot.service.requests import find_change
 from bot.service.sweep import owners_of
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent, Job, change_ref

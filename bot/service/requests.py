@@ -4,7 +4,6 @@ records the decision, and hands host work to a job."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -24,7 +23,6 @@ from bot.changes.views import ChangeView
 from bot.clock import utc_text
 from bot.domain import ApprovalState, CheckpointKind, user_mention
 from bot.durations import DurationError, parse_duration
-from bot.inventory import VM, InvalidName, UnknownVM
 from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
 from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
@@ -34,11 +32,10 @@ from bot.service.errors import (
     BadRequest,
     Conflict,
     Forbidden,
-    NotFound,
     changed_meanwhile,
-    from_inventory,
     not_now,
 )
+from bot.service.finding import GUID, find_change, resolve_vm
 from bot.service.ownership import new_token
 from bot.service.vm_target import active_change_of
 from bot.store.db import session_scope
@@ -47,8 +44,6 @@ from policies import Action, Decision, Permission, Verdict, authorize
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
-
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -70,13 +65,6 @@ class Outcome:
     @property
     def waiting(self) -> bool:
         return self.approval_id is not None
-
-
-def resolve_vm(ctx: ServiceDeps, name: str) -> VM:
-    try:
-        return ctx.inventory.vm(name)
-    except (UnknownVM, InvalidName) as exc:
-        raise from_inventory(exc) from None
 
 
 def _duration(text: str, what: str) -> timedelta:
@@ -313,29 +301,6 @@ def record_create(
     return ctx.record_job(s, JobKind.CREATE, change, key=key, payload=payload)
 
 
-def find_change(ctx: ServiceDeps, ref: str) -> int:
-    """A change id from `CHG-n`, or from the Id of a checkpoint it owns."""
-    text = ref.strip()
-    change_id = parse_ref(text)
-    if change_id is None and _GUID.match(text):
-        with session_scope(ctx.engine) as s:
-            owner = s.exec(select(Change).where(Change.checkpoint_id == text.lower())).first()
-        if owner is None or owner.id is None:
-            raise NotFound(
-                f"checkpoint {text} is not owned by any change; the bot never touches a "
-                "checkpoint it did not take"
-            )
-        change_id = owner.id
-    if change_id is None:
-        raise BadRequest(
-            f"'{ref}' is neither a change id (like CHG-0042) nor a checkpoint Id (a GUID)"
-        )
-    with session_scope(ctx.engine) as s:
-        if s.get(Change, change_id) is None:
-            raise NotFound(f"no change {change_ref(change_id)}")
-    return change_id
-
-
 def pending_request(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
     return s.exec(
         select(ApprovalRequest).where(
@@ -471,7 +436,7 @@ def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outco
     name (the VM's one active change, see bot/service/vm_target.py)."""
     who = as_principal(requester)
     text = ref.strip()
-    if parse_ref(text) is None and not _GUID.match(text):
+    if parse_ref(text) is None and not GUID.match(text):
         text = active_change_of(ctx, text, "roll back")
     outcome = _act(ctx, text, Action.ROLLBACK, who)
     ctx.notifier.changed(outcome.change.id)

@@ -16,7 +16,8 @@ from bot.service.approvals import ApprovalOutcome
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden
-from bot.service.requests import find_change, view
+from bot.service.finding import find_change
+from bot.service.requests import view
 from bot.store.db import session_scope
 from bot.store.models import change_ref
 

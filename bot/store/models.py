@@ -15,6 +15,15 @@ from bot.domain import ApprovalState, BatchRef, ref_text
 from bot.store.columns import UTCDateTime
 
 
+class _Table(SQLModel):
+    """A table's pydantic schema is built when first used, not at import:
+    rows are made by the ORM and by constructors, which SQLModel does not
+    validate, so most commands never need it
+    (https://docs.pydantic.dev/latest/api/config/#pydantic.config.ConfigDict.defer_build)."""
+
+    model_config = {"defer_build": True}
+
+
 def _utc(nullable: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
 
@@ -23,7 +32,7 @@ def _json() -> Any:
     return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
-class Change(SQLModel, table=True):
+class Change(_Table, table=True):
     __tablename__ = "change"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -74,7 +83,7 @@ class Change(SQLModel, table=True):
     run_at: datetime | None = _utc(nullable=True)
 
 
-class Batch(SQLModel, table=True):
+class Batch(_Table, table=True):
     """A patch wave: one request over several VMs, the parent of ordinary
     changes (`change.batch_id`). Its state is never stored: it is derived
     from its members' states (bot.changes.batch_state)."""
@@ -103,7 +112,7 @@ class Batch(SQLModel, table=True):
     run_at: datetime | None = _utc(nullable=True)
 
 
-class BatchEvent(SQLModel, table=True):
+class BatchEvent(_Table, table=True):
     """A batch's own history (created, rollback or merge of all asked):
     append-only, like `change_event`; the members keep their own events."""
 
@@ -124,7 +133,7 @@ class BatchEvent(SQLModel, table=True):
     slack_ts: str | None = Field(default=None, max_length=64)
 
 
-class ChangeEvent(SQLModel, table=True):
+class ChangeEvent(_Table, table=True):
     """Append-only: rows are inserted, never updated or deleted."""
 
     __tablename__ = "change_event"
@@ -145,7 +154,7 @@ class ChangeEvent(SQLModel, table=True):
     slack_ts: str | None = Field(default=None, max_length=64)
 
 
-class Job(SQLModel, table=True):
+class Job(_Table, table=True):
     """The execution ledger. A worker runs a job only after winning the
     conditional claim `UPDATE job SET state='running' WHERE state='queued'`."""
 
@@ -178,7 +187,7 @@ class Job(SQLModel, table=True):
     delivered_at: datetime | None = _utc(nullable=True)
 
 
-class VMLock(SQLModel, table=True):
+class VMLock(_Table, table=True):
     """One operation per VM across every process: a row per locked VM."""
 
     __tablename__ = "vm_lock"
@@ -190,7 +199,7 @@ class VMLock(SQLModel, table=True):
     heartbeat_at: datetime = _utc()
 
 
-class HostSlot(SQLModel, table=True):
+class HostSlot(_Table, table=True):
     """Bounded concurrency per host: a job that carries a host limit (the
     members of a batch) runs only while it holds one of the host's first
     `limit` slots, so a wave does not saturate one host's storage
@@ -206,7 +215,7 @@ class HostSlot(SQLModel, table=True):
     heartbeat_at: datetime = _utc()
 
 
-class ApprovalRequest(SQLModel, table=True):
+class ApprovalRequest(_Table, table=True):
     """An action on a change that waits for approvers: the create itself, a
     rollback or an extension. Approvals are appended to `approvals`; the
     change's own version serializes every write to it."""
@@ -240,7 +249,7 @@ class ApprovalRequest(SQLModel, table=True):
     resolved_by_team: str | None = Field(default=None, max_length=32)
 
 
-class VMSettingChange(SQLModel, table=True):
+class VMSettingChange(_Table, table=True):
     """An admin's change to a VM's checkpoint settings (Set-VM): part of the
     record like every change, though it has no lifecycle of its own."""
 
@@ -258,7 +267,7 @@ class VMSettingChange(SQLModel, table=True):
     reason: str = Field(default="", max_length=2000)
 
 
-class Tick(SQLModel, table=True):
+class Tick(_Table, table=True):
     """Periodic work (a window notice, a TTL reminder, a sweep) claimed by
     `(kind, slot)`: any number of replicas may tick, one row wins per slot,
     so each notice goes out once."""
@@ -273,7 +282,7 @@ class Tick(SQLModel, table=True):
     claimed_at: datetime = _utc()
 
 
-class VMSighting(SQLModel, table=True):
+class VMSighting(_Table, table=True):
     """Where a VM (by VMId) was last seen, and since when: a clustered VM
     moves between nodes, so the node the inventory names is only where the
     bot looks first (bot.service.locate, docs/clusters.md). One row per VM,
@@ -300,7 +309,7 @@ def batch_ref(batch_id: int) -> str:
     return str(BatchRef(batch_id))
 
 
-class CheckpointSize(SQLModel, table=True):
+class CheckpointSize(_Table, table=True):
     """One sample of a checkpoint's size, taken by the sweep: the history
     that shows how fast a forgotten checkpoint grows. Append-only; old
     samples are pruned after `sweep.keep_sizes`."""
@@ -317,7 +326,7 @@ class CheckpointSize(SQLModel, table=True):
     size_bytes: int = Field(sa_column=Column(BigInteger(), nullable=False))
 
 
-class CheckpointAdoption(SQLModel, table=True):
+class CheckpointAdoption(_Table, table=True):
     """A human adopted an orphan: the checkpoint's Id is the primary key, so
     two clicks (on any replica) cannot both create a change that owns it."""
 
@@ -331,7 +340,7 @@ class CheckpointAdoption(SQLModel, table=True):
     at: datetime = _utc()
 
 
-class SlackDelivery(SQLModel, table=True):
+class SlackDelivery(_Table, table=True):
     """A Slack request already taken, by its delivery key (the Events API's
     event_id, else a digest of the signed body): a replay or retry of it,
     on any replica, is dropped. Kept a little longer than the five minutes
@@ -344,7 +353,7 @@ class SlackDelivery(SQLModel, table=True):
     seen_at: datetime = _utc()
 
 
-class SlackOutbox(SQLModel, table=True):
+class SlackOutbox(_Table, table=True):
     """A change whose Slack views (thread root, replies, cards) are behind
     its record: written in the same transaction as the change, so a crash
     after the commit loses no post. A drainer on every process claims the
@@ -368,7 +377,7 @@ class SlackOutbox(SQLModel, table=True):
     done_at: datetime | None = _utc(nullable=True)
 
 
-class StaleHome(SQLModel, table=True):
+class StaleHome(_Table, table=True):
     """A change whose App Homes are behind it, left by a process that has
     no Slack app to publish them (a `checkpoint-bot worker`, a CLI command)
     for one that has (`serve`): each serving process claims rows with a

@@ -1,0 +1,52 @@
+"""Finding what a request names: a change by its id or its checkpoint's Id,
+a VM by its name in the inventory. Read-only, and without the policy, so a
+query (`change show`) loads only what it reads (bench/cli_start.py)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from sqlmodel import select
+
+from bot.changes.record import parse_ref
+from bot.inventory import VM, InvalidName, UnknownVM
+from bot.service.errors import BadRequest, NotFound, from_inventory
+from bot.store.db import session_scope
+from bot.store.models import Change, change_ref
+
+if TYPE_CHECKING:
+    from bot.service.deps import ServiceDeps
+
+# A checkpoint's Id as Hyper-V prints it (Get-VMSnapshot's Id, a GUID).
+GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def resolve_vm(ctx: ServiceDeps, name: str) -> VM:
+    try:
+        return ctx.inventory.vm(name)
+    except (UnknownVM, InvalidName) as exc:
+        raise from_inventory(exc) from None
+
+
+def find_change(ctx: ServiceDeps, ref: str) -> int:
+    """A change id from `CHG-n`, or from the Id of a checkpoint it owns."""
+    text = ref.strip()
+    change_id = parse_ref(text)
+    if change_id is None and GUID.match(text):
+        with session_scope(ctx.engine) as s:
+            owner = s.exec(select(Change).where(Change.checkpoint_id == text.lower())).first()
+        if owner is None or owner.id is None:
+            raise NotFound(
+                f"checkpoint {text} is not owned by any change; the bot never touches a "
+                "checkpoint it did not take"
+            )
+        change_id = owner.id
+    if change_id is None:
+        raise BadRequest(
+            f"'{ref}' is neither a change id (like CHG-0042) nor a checkpoint Id (a GUID)"
+        )
+    with session_scope(ctx.engine) as s:
+        if s.get(Change, change_id) is None:
+            raise NotFound(f"no change {change_ref(change_id)}")
+    return change_id
