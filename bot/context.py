@@ -445,6 +445,17 @@ class _Parts:
     def build_all(self) -> None:
         self.runner  # noqa: B018 (built for its effect: the runner needs every other part)
 
+    def built(self) -> frozenset[str]:
+        """The parts built so far, by name (what a process has loaded)."""
+        with self._lock:
+            parts = {
+                "host_for": self._host_for,
+                "policy": self._policy,
+                "decider": self._decider,
+                "runner": self._runner,
+            }
+            return frozenset(name for name, part in parts.items() if part is not None)
+
     @property
     def metrics(self) -> Metrics:
         return self._metrics.get()

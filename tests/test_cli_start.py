@@ -169,3 +169,75 @@ def test_a_sqlite_query_does_not_load_the_postgresql_dialect(
     assert "sqlalchemy.dialects.sqlite" in modules
     assert "sqlalchemy.dialects.postgresql" not in modules
     assert not modules & {"pypsrp", "jinja2", "alembic"}
+
+
+# What a context builds only when a command first uses it (bot.context `_Parts`).
+BUILT_WHEN_USED = {
+    "policies",
+    "prometheus_client",
+    "huey",
+    "bot.service.deciding",
+    "bot.service.execution",
+    "bot.service.requests",
+}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("outbox", "--json"), ("change", "show", "CHG-0001", "--json"), ("audit", "export")],
+    ids=" ".join,
+)
+def test_a_query_loads_no_policy_no_runner_and_no_metrics(
+    args: tuple[str, ...], production_config: Path, tmp_path: Path
+) -> None:
+    code, modules = imported_by("--config", str(production_config), *args, cwd=tmp_path)
+    # `change show` of a change that is not there: exit 1 after the lookup.
+    assert code == (1 if "show" in args else 0)
+    assert "bot.context" in modules  # the context was built, its parts were not
+    assert not modules & BUILT_WHEN_USED, sorted(modules & BUILT_WHEN_USED)
+
+
+def broken_policy(config: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules:\n  no_such_rule: {}\n", encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8") + f"policy: {policy}\n", encoding="utf-8"
+    )
+
+
+def test_a_broken_policy_still_stops_every_command_that_decides(
+    production_config: Path, tmp_path: Path
+) -> None:
+    """The policy is read when first used: a command that decides (a create)
+    still fails on a broken one with one line and exit 2, before anything
+    is recorded; the outbox, which needs no policy, still answers."""
+    broken_policy(production_config, tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CHECKPOINT_BOT_CONFIG": ""}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from bot.cli.main import run; run()",
+                "--config",
+                str(production_config),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    create = cli("checkpoint", "create", "STG-WEB01", "--reason", "KB5044284", "--json")
+    assert create.returncode == 2, create.stderr
+    assert "no_such_rule" in create.stderr and "Traceback" not in create.stderr
+    assert len(create.stderr.strip().splitlines()) == 1
+    outbox = cli("outbox", "--json")
+    assert outbox.returncode == 0, outbox.stderr
+    assert json.loads(outbox.stdout) is not None
+    audit = cli("audit", "export")
+    assert audit.returncode == 0 and audit.stdout == "", audit.stderr

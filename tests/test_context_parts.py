@@ -1,0 +1,75 @@
+"""The context builds its policy, decider, runner, host calls and metrics
+when first used (bot.context `_Parts`): what reads the record needs none of
+them, and what serves or runs jobs builds them all at its start."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError
+from bot.context import build_context
+from bot.service import show_change
+from tests.helpers import settings_for
+
+
+def broken(tmp_path: Path) -> Path:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules:\n  no_such_rule: {}\n", encoding="utf-8")
+    return policy
+
+
+def test_a_broken_policy_stops_a_worker_at_its_start(tmp_path: Path) -> None:
+    settings = dataclasses.replace(settings_for(tmp_path), policy_files=(broken(tmp_path),))
+    ctx = build_context(settings, huey_kind="memory")
+    try:
+        with pytest.raises(ConfigError, match="no_such_rule"):
+            ctx.build_all()
+        with pytest.raises(ConfigError, match="no_such_rule"):
+            ctx.start_workers(periodic=False)
+        with pytest.raises(ConfigError, match="no_such_rule"):
+            _ = ctx.decider
+        # What needs no policy still answers.
+        assert ctx.ledger.running_for_vm("nothing") is None
+    finally:
+        ctx.close()
+
+
+def test_each_part_is_built_once_however_many_threads_ask(tmp_path: Path) -> None:
+    ctx = build_context(settings_for(tmp_path), huey_kind="memory")
+    try:
+        seen: list[tuple[int, int, int, int]] = []
+        start = threading.Barrier(8)
+
+        def ask() -> None:
+            start.wait()
+            seen.append((id(ctx.runner), id(ctx.decider), id(ctx.policy), id(ctx.metrics)))
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(seen)) == 1
+        assert ctx.parts.built() == {"host_for", "policy", "decider", "runner"}
+    finally:
+        ctx.close()
+
+
+def test_showing_a_change_builds_no_part(tmp_path: Path) -> None:
+    from bot.service import request_checkpoint
+
+    ctx = build_context(settings_for(tmp_path), huey_kind="memory")
+    try:
+        out = request_checkpoint(ctx, "STG-WEB01", reason="KB5044284", requester="alice")
+    finally:
+        ctx.close()
+    fresh = build_context(settings_for(tmp_path), huey_kind="memory")
+    try:
+        assert show_change(fresh, out.change.ref).ref == out.change.ref
+        assert fresh.parts.built() == frozenset()
+    finally:
+        fresh.close()
