@@ -24,6 +24,10 @@ Slack). For each operation, in the same run and interleaved round by round:
   c373024, before issue #18), extracted with `git archive` and run from
   there against the same host (with a database of its own, at its own
   schema), so the gain is measured in the same run;
+- imports: a fresh interpreter importing only the third-party libraries a
+  CLI create uses (`CLI_IMPORTS`), nothing else, and exiting as the CLI
+  does: the part of the CLI's time no change to its own code can remove,
+  printed against the bare script;
 - bare+post: the bare script, then one `chat.postMessage` (slack_sdk's
   WebClient, imported and called in the same process) to the recorder the
   Slack path posts to: what "the bare script plus one Slack post" costs;
@@ -127,6 +131,18 @@ if post_to:  # and tell the channel, once
 if op == "create":
     print(out[0].adapted_properties.get("Id") or out[0].extended_properties.get("Id"))
 """
+
+
+# The third-party libraries a CLI create imports (python -X importtime):
+# what a fresh interpreter pays before the command does anything. The bare
+# script imports only pypsrp (and what pypsrp imports). Then it exits as the
+# CLI does, its objects frozen first (bot/cli/main.py `run`): unfrozen, the
+# exit's last garbage collection alone costs about 0.3 s here.
+LIBRARIES = "click, pydantic, yaml, sqlalchemy, sqlmodel, huey, prometheus_client, pypsrp"
+CLI_IMPORTS = (
+    "import click, pydantic, yaml, sqlalchemy, sqlmodel, huey, prometheus_client, "
+    "pypsrp.powershell, pypsrp.wsman, gc; gc.freeze()"
+)
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
@@ -278,8 +294,13 @@ class Setup:
             if host.get_vm(vm_id).state is not VMState.Running:
                 host.start_vm(vm_id)
 
+    def imports(self) -> float:
+        """Seconds a fresh interpreter takes to import the CLI's libraries."""
+        return timed([sys.executable, "-c", CLI_IMPORTS], self.env, self.workdir)[0]
+
     def round(self, n: int) -> dict[str, Row]:
         """Seconds per operation of every path, the paths taken in turn."""
+        imports = self.imports()
         runs = {
             "bare": self.bare_ops(n, post=False),
             "bare+post": self.bare_ops(n, post=True),
@@ -289,7 +310,10 @@ class Setup:
         }
         if self.slack_before is not None:
             runs["slack before"] = self.slack_ops(n, self.slack_before)
-        return {op: {path: times[i] for path, times in runs.items()} for i, op in enumerate(OPS)}
+        return {
+            op: {"imports": imports, **{path: times[i] for path, times in runs.items()}}
+            for i, op in enumerate(OPS)
+        }
 
     def close(self) -> None:
         self.slack.close()
@@ -369,6 +393,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {cli * 1000:6.0f}ms "
                 f"{cli / bare:8.2f}x   {old * 1000:10.0f}ms {old / bare:8.2f}x{target}"
             )
+    print()
+    print("imports: a fresh interpreter importing only the libraries a CLI create uses")
+    print(f"({LIBRARIES}), exiting as the CLI does; beside")
+    print("the bare script's time at each latency, what that alone costs against it:")
+    for latency, ops in results.items():
+        runs = ops["create"]
+        imports, bare = med(runs, "imports"), med(runs, "bare")
+        print(
+            f"{latency:>6}ms imports {imports * 1000:6.0f}ms = {imports / bare:4.2f}x bare "
+            f"({bare * 1000:.0f}ms); 1.5x bare leaves {(1.5 * bare - imports) * 1000:.0f}ms "
+            "for connecting, deciding, recording, re-checking and the checkpoint"
+        )
     print()
     print("Slack: a signed /checkpoint create, then the Roll back and Keep & merge clicks,")
     print("each until the thread says active / rolled back / merged; bare+post: the bare")
