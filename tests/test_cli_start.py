@@ -200,9 +200,7 @@ def test_a_query_loads_no_policy_no_runner_and_no_metrics(
 def broken_policy(config: Path, tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("rules:\n  no_such_rule: {}\n", encoding="utf-8")
-    config.write_text(
-        config.read_text(encoding="utf-8") + f"policy: {policy}\n", encoding="utf-8"
-    )
+    config.write_text(config.read_text(encoding="utf-8") + f"policy: {policy}\n", encoding="utf-8")
 
 
 def test_a_broken_policy_still_stops_every_command_that_decides(
