@@ -20,7 +20,7 @@ from psrpcore import (
     ServerRunspacePool,
     StreamType,
 )
-from psrpcore.types import PSRPMessageType, RunspacePoolState, serialize
+from psrpcore.types import PSNoteProperty, PSRPMessageType, RunspacePoolState, serialize
 
 from bot.devtools.emulator import psrp, wirecache
 from bot.devtools.emulator.cmdlets import RunContext
@@ -227,6 +227,8 @@ LOOKALIKES = [
     (1,),
     _NOW,
     _NOW.astimezone(dt.timezone(dt.timedelta(hours=2))),
+    _NOW.replace(microsecond=0),
+    dt.datetime(2026, 1, 1),  # naive
     0.0,
     -0.0,
     None,
@@ -254,8 +256,37 @@ def test_selected_objects_match_psrpcore(host: ModelHost) -> None:
 
 
 def test_unkeyable_values_take_the_uncached_path() -> None:
-    pool = wirecache.CachingServerPool()
-    pool.runspace_pool_id = _POOL_ID
-    obj = _note_object({"a": 1})
-    assert not isinstance(pool.output_message(obj), wirecache.SerializedOutput)
-    assert _cached_message(obj) == _psrpcore_message(obj)
+    extended = u64(5)  # an integer with a property of its own goes out as <Obj>
+    extended.PSObject.extended_properties.append(PSNoteProperty("Extra", 1))
+    for value in (extended, "lone \ud800 surrogate"):
+        obj = _note_object(value)
+        assert not isinstance(
+            wirecache.CachingServerPool().output_message(obj), wirecache.SerializedOutput
+        )
+        assert _cached_message(obj) == _psrpcore_message(obj)
+
+
+# Texts psrpcore escapes (_xHHHH_, surrogate pairs) and ElementTree escapes.
+AWKWARD_TEXTS = [
+    "a & b <c> \"d\" 'e'",
+    "_x0041_ and _X0041_",
+    "line\r\nbreak\ttab",
+    "\x00\x01 control",
+    "emoji \U0001f600 astral",
+    "\u00fcn\u00efc\u00f6de",
+    " ",
+    "",
+]
+
+
+def test_awkward_texts_match_psrpcore() -> None:
+    for _ in range(2):  # cold, then warm
+        for text in AWKWARD_TEXTS:
+            for to_string in (text, "", "plain"):
+                obj = HvObject(
+                    type_names=("Test.Thing", "System.Object"),
+                    props={"Name": text, "Other": "x", "Id": uuid.UUID(int=7)},
+                    notes={"When": _NOW, "Size": u64(len(text))},
+                    to_string=to_string,
+                )
+                assert _cached_message(obj) == _psrpcore_message(obj), (text, to_string)

@@ -320,6 +320,8 @@ def custom_object(source: HvObject, names: list[str]) -> HvObject:
 def _display(value: Any) -> str:
     if value is None:
         return ""
+    if type(value) is str:
+        return value  # before isinstance(), slow on psrpcore objects
     if isinstance(value, PSEnumBase):
         return enum_text(value)
     if isinstance(value, HvObject):

@@ -9,10 +9,15 @@ uncached path):
 
 - Output objects. psrpcore turns every output object into a PSObject, an
   ElementTree and then CLIXML text, which was most of the emulator's CPU in
-  a fleet sweep (bench/fleet_sweep.py). An `HvObject`'s CLIXML depends only
-  on its type names, ToString and property names, types and values (RefIds
-  restart at 0 in every message, [MS-PSRP] 2.2.5.2.1), so the text is kept,
-  keyed by exactly those, and queued as psrpcore's `prepare_message` would.
+  a fleet sweep (bench/fleet_sweep.py). Objects of one shape (type names,
+  property names and value types; RefIds restart at 0 in every message,
+  [MS-PSRP] 2.2.5.2.1) differ only in the text of some values, so psrpcore
+  serializes one probe of each shape, with a unique stand-in for each such
+  value, and the object's CLIXML is that text with each stand-in replaced by
+  the value's text, made by psrpcore's own formatters (strings, GUIDs,
+  DateTimes, sized integers, the ToString) and escaped as ElementTree
+  escapes element text. Every other value (booleans, plain integers, lists,
+  empty strings, $null) is part of the shape, so it is psrpcore's text.
 - Incoming session-setup and pipeline messages. Every client of a fleet
   sends the same INIT_RUNSPACEPOOL and, for the same command,
   CREATE_PIPELINE CLIXML; only the message header (pool and pipeline ids)
@@ -32,13 +37,24 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 from psrpcore import ServerRunspacePool, StreamType
 from psrpcore._events import PSRPEvent
 from psrpcore._payload import PSRPMessage, create_message
-from psrpcore.types import PSRPMessageType, deserialize, serialize
+from psrpcore.types import (
+    PSEnumBase,
+    PSInt64,
+    PSObject,
+    PSRPMessageType,
+    PSUInt16,
+    PSUInt64,
+    deserialize,
+    serialize,
+)
+from psrpcore.types._serializer import _serialize_datetime, _serialize_string
 
-from bot.devtools.emulator.objects import HvObject, to_remoting
+from bot.devtools.emulator.objects import HvObject, _at_depth_zero, to_remoting
 
 # Messages that are the same CLIXML from every client of a fleet. Pipeline
 # input, host responses and key exchange are left alone: they differ per
@@ -52,6 +68,14 @@ _SHARED_INPUT = frozenset(
 )
 MAX_ENTRIES = 16_384
 _SCALARS = (str, int, uuid.UUID, dt.timedelta, type(None))
+# Types _at_depth_zero returns unchanged; checked by type() first because
+# isinstance() on a psrpcore object goes through its slow __getattribute__.
+_AS_THEY_ARE = frozenset(
+    {str, bool, int, uuid.UUID, dt.datetime, type(None), PSUInt64, PSInt64, PSUInt16}
+)
+# psrpcore's sized integers whose text is str(int(value)) in an element
+# named by the type (psrpcore.types._serializer, "Integer types").
+_SIZED = (PSUInt64, PSInt64, PSUInt16)
 
 
 class _Uncacheable(Exception):
@@ -63,14 +87,8 @@ def _key(value: Any) -> Any:
     to the same text. `type` is part of every key: 1, True, 1.0 and an enum
     member of value 1 are equal in Python and differ on the wire."""
     kind = type(value)
-    if isinstance(value, HvObject):
-        return (
-            HvObject,
-            value.type_names,
-            value.to_string,
-            tuple((name, _key(v)) for name, v in value.props.items()),
-            tuple((name, _key(v)) for name, v in value.notes.items()),
-        )
+    if isinstance(value, PSObject) and not isinstance(value, PSEnumBase) and _has_properties(value):
+        raise _Uncacheable(kind.__name__)  # an extended primitive: its properties are not keyed
     if isinstance(value, list | tuple):
         return (kind, tuple(_key(v) for v in value))
     if isinstance(value, dt.datetime):
@@ -84,6 +102,122 @@ def _key(value: Any) -> Any:
     raise _Uncacheable(kind.__name__)
 
 
+def _hole_text(value: Any) -> str | None:
+    """The element text psrpcore writes for a value whose text is all that
+    varies within a shape, or None for a value that belongs to the shape.
+    An empty string is part of the shape: its element is written `<S />`."""
+    kind = type(value)
+    if kind is str:
+        if not value:
+            return None
+        if value.isascii() and value.isprintable() and "_x" not in value and "_X" not in value:
+            # Nothing for _serialize_string to encode (C0/C1 controls,
+            # astral characters, "_x"), without its two regex passes.
+            return escape(value)
+        return escape(_serialize_string(value))
+    if kind is uuid.UUID:
+        return str(value)
+    if kind is dt.datetime:
+        return escape(_serialize_datetime(value))
+    if kind in _SIZED:
+        if _has_properties(value):
+            raise _Uncacheable(kind.__name__)
+        return str(int(value))
+    return None
+
+
+def _has_properties(value: Any) -> bool:
+    # One with properties of its own goes out as <Obj> (an extended primitive).
+    meta = value.PSObject
+    return bool(meta.adapted_properties or meta.extended_properties)
+
+
+def _stand_in(value: Any, index: int) -> Any:
+    """A value of the same type and element whose text occurs nowhere else."""
+    kind = type(value)
+    if kind is str:
+        return f"WireCacheHole{index:04d}q"
+    if kind is uuid.UUID:
+        return uuid.UUID(int=(0x5E4A11D << 100) + index)
+    if kind is dt.datetime:
+        return dt.datetime(1601, 2, 3, 4, 5, 6, 700000 + index, tzinfo=dt.UTC)
+    return kind(55_555 + index)
+
+
+@dataclass(frozen=True)
+class _Template:
+    parts: tuple[bytes, ...]  # len(holes) + 1 pieces of psrpcore's text
+    holes: tuple[int, ...]  # which value's text goes after parts[i]
+
+
+def _shape(value: HvObject) -> tuple[Any, list[str]]:
+    """(the shape's key, the varying texts in a fixed order); the texts of
+    the properties as to_remoting gives them to psrpcore."""
+    texts: list[str] = []
+    bags = []
+    for bag in (value.props, value.notes):
+        shape = []
+        for name, prop in bag.items():
+            wire = prop if type(prop) in _AS_THEY_ARE else _at_depth_zero(prop)
+            text = _hole_text(wire)
+            if text is None:
+                shape.append((name, _key(wire)))
+            else:
+                shape.append((name, type(wire)))
+                texts.append(text)
+        bags.append(tuple(shape))
+    if value.to_string:
+        # ToString is written as it is, escaped but not _serialize_string'd.
+        texts.append(escape(value.to_string))
+    return (value.type_names, bool(value.to_string), *bags), texts
+
+
+def _probe(value: HvObject) -> tuple[HvObject, list[bytes]]:
+    """The same shape with a stand-in for every varying text, and those
+    stand-ins' texts, in _shape's order."""
+    marks: list[bytes] = []
+    bags: list[dict[str, Any]] = []
+    for bag in (value.props, value.notes):
+        probed: dict[str, Any] = {}
+        for name, prop in bag.items():
+            wire = _at_depth_zero(prop)
+            if _hole_text(wire) is None:
+                probed[name] = prop
+            else:
+                stand_in = _stand_in(wire, len(marks))
+                probed[name] = stand_in
+                marks.append(_require(_hole_text(stand_in)).encode())
+        bags.append(probed)
+    to_string = value.to_string
+    if to_string:
+        to_string = _stand_in("", len(marks))
+        marks.append(to_string.encode())
+    probe = HvObject(type_names=value.type_names, props=bags[0], notes=bags[1], to_string=to_string)
+    return probe, marks
+
+
+def _require(text: str | None) -> str:
+    assert text is not None
+    return text
+
+
+def _template(clixml: bytes, marks: list[bytes]) -> _Template | None:
+    """psrpcore's text of a probe, cut at each stand-in; None when a stand-in
+    is not found exactly once (then the shape is never cached)."""
+    found = []
+    for index, mark in enumerate(marks):
+        if clixml.count(mark) != 1:
+            return None
+        found.append((clixml.index(mark), index, len(mark)))
+    found.sort()
+    parts, at = [], 0
+    for position, _, length in found:
+        parts.append(clixml[at:position])
+        at = position + length
+    parts.append(clixml[at:])
+    return _Template(tuple(parts), tuple(index for _, index, _ in found))
+
+
 @dataclass(frozen=True)
 class SerializedOutput:
     """An output object's CLIXML, ready for the message psrpcore would build."""
@@ -91,7 +225,7 @@ class SerializedOutput:
     clixml: bytes
 
 
-_outputs: dict[Any, bytes] = {}
+_templates: dict[Any, _Template | None] = {}
 _inputs: dict[tuple[PSRPMessageType, bytes], Any] = {}
 _lock = threading.Lock()
 
@@ -106,25 +240,34 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 def clear() -> None:
     """Forget every cached message (tests)."""
     with _lock:
-        _outputs.clear()
+        _templates.clear()
         _inputs.clear()
 
 
 class CachingServerPool(ServerRunspacePool):
     def output_message(self, value: Any) -> Any:
-        """The argument for `write_output`: the cached CLIXML of an HvObject,
-        or the psrpcore value of anything else."""
+        """The argument for `write_output`: an HvObject's CLIXML from its
+        shape's template, or the psrpcore value of anything else."""
         if not isinstance(value, HvObject):
             return to_remoting(value)
         try:
-            key = _key(value)
-        except _Uncacheable:
+            key, texts = _shape(value)
+            encoded = [text.encode("utf-8") for text in texts]
+        except (_Uncacheable, UnicodeEncodeError):
+            # A type the key does not know, or a lone surrogate (ElementTree
+            # writes it as a character reference).
             return to_remoting(value)
-        clixml = _outputs.get(key)
-        if clixml is None:
-            clixml = self._serialize(to_remoting(value))
-            _remember(_outputs, key, clixml)
-        return SerializedOutput(clixml)
+        if key not in _templates:
+            probe, marks = _probe(value)
+            _remember(_templates, key, _template(self._serialize(to_remoting(probe)), marks))
+        template = _templates.get(key)
+        if template is None:
+            return to_remoting(value)
+        pieces = [template.parts[0]]
+        for hole, part in zip(template.holes, template.parts[1:], strict=True):
+            pieces.append(encoded[hole])
+            pieces.append(part)
+        return SerializedOutput(b"".join(pieces))
 
     def _serialize(self, value: Any) -> bytes:
         # psrpcore's RunspacePool.prepare_message, up to the CLIXML bytes.
