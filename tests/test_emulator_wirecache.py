@@ -20,7 +20,14 @@ from psrpcore import (
     ServerRunspacePool,
     StreamType,
 )
-from psrpcore.types import PSNoteProperty, PSRPMessageType, RunspacePoolState, serialize
+from psrpcore.types import (
+    PipelineState,
+    PSNoteProperty,
+    PSRPMessageType,
+    RunspacePoolState,
+    RunspacePoolStateMsg,
+    serialize,
+)
 
 from bot.devtools.emulator import psrp, wirecache
 from bot.devtools.emulator.cmdlets import RunContext
@@ -57,7 +64,7 @@ _SWEEP_PROPERTIES = [
     "SizeOfSystemFiles",
 ]
 
-Build = Callable[[ClientPowerShell], None]
+Build = Callable[[ClientPowerShell], Any]
 PIPELINES: list[Build] = [
     # The fleet sweep's listing (bench/fleet_sweep.py).
     lambda ps: (
@@ -145,7 +152,9 @@ def _exchange(host: ModelHost, sent: list[bytes] | None = None) -> tuple[list[by
 
     try:
         client.open()
-        opening = sent[0] if sent else client.data_to_send().data
+        first = client.data_to_send()
+        assert first is not None
+        opening = sent[0] if sent else first.data
         outgoing.append(opening)
         session.open(opening)
         answers.append(_drain(session, None))
@@ -290,3 +299,22 @@ def test_awkward_texts_match_psrpcore() -> None:
                     to_string=to_string,
                 )
                 assert _cached_message(obj) == _psrpcore_message(obj), (text, to_string)
+
+
+def _state_bytes(pool: ServerRunspacePool, message: Any) -> bytes:
+    pool.runspace_pool_id = _POOL_ID
+    pool.prepare_message(message, None, uuid.UUID(int=9))
+    payload = pool.data_to_send()
+    assert payload is not None
+    return payload.data
+
+
+def test_state_messages_match_psrpcore() -> None:
+    messages: list[Callable[[], Any]] = [
+        *(lambda s=s: PipelineState(PipelineState=s) for s in range(7)),
+        *(lambda s=s: RunspacePoolStateMsg(RunspaceState=s) for s in range(7)),
+    ]
+    for _ in range(2):  # cold, then warm
+        for make in messages:
+            cached = _state_bytes(wirecache.CachingServerPool(), make())
+            assert cached == _state_bytes(ServerRunspacePool(), make())

@@ -43,12 +43,14 @@ from psrpcore import ServerRunspacePool, StreamType
 from psrpcore._events import PSRPEvent
 from psrpcore._payload import PSRPMessage, create_message
 from psrpcore.types import (
+    PipelineState,
     PSEnumBase,
     PSInt64,
     PSObject,
     PSRPMessageType,
     PSUInt16,
     PSUInt64,
+    RunspacePoolStateMsg,
     deserialize,
     serialize,
 )
@@ -66,6 +68,10 @@ _SHARED_INPUT = frozenset(
         PSRPMessageType.CreatePipeline,
     }
 )
+# psrpcore messages that carry only a state (and, on a failure, an error
+# record, which _message_key declines); their ToPSObjectForRemoting reads
+# those two properties and nothing else (psrpcore.types._psrp).
+_STATE_MESSAGES = frozenset({PipelineState, RunspacePoolStateMsg})
 MAX_ENTRIES = 16_384
 _SCALARS = (str, int, uuid.UUID, dt.timedelta, type(None))
 # Types _at_depth_zero returns unchanged; checked by type() first because
@@ -218,6 +224,25 @@ def _template(clixml: bytes, marks: list[bytes]) -> _Template | None:
     return _Template(tuple(parts), tuple(index for _, index, _ in found))
 
 
+def _message_key(message: Any, message_type: PSRPMessageType | None) -> Any:
+    """A key for one of psrpcore's own messages whose properties are all
+    scalars (the pool's and a pipeline's state changes without an error), or
+    None. Such a message is the same CLIXML every time: a pipeline's state
+    went out as a fresh serialization three times per listing."""
+    kind = type(message)
+    if message_type is not None or kind not in _STATE_MESSAGES:
+        return None
+    meta = message.PSObject
+    try:
+        values = tuple(
+            (prop.name, _key(prop.get_value(message)))
+            for prop in (*meta.adapted_properties, *meta.extended_properties)
+        )
+    except _Uncacheable:
+        return None
+    return (kind, tuple(meta.type_names), meta.to_string, values)
+
+
 @dataclass(frozen=True)
 class SerializedOutput:
     """An output object's CLIXML, ready for the message psrpcore would build."""
@@ -226,6 +251,7 @@ class SerializedOutput:
 
 
 _templates: dict[Any, _Template | None] = {}
+_messages: dict[Any, tuple[PSRPMessageType, bytes]] = {}
 _inputs: dict[tuple[PSRPMessageType, bytes], Any] = {}
 _lock = threading.Lock()
 
@@ -241,6 +267,7 @@ def clear() -> None:
     """Forget every cached message (tests)."""
     with _lock:
         _templates.clear()
+        _messages.clear()
         _inputs.clear()
 
 
@@ -287,12 +314,21 @@ class CachingServerPool(ServerRunspacePool):
         pipeline_id: uuid.UUID | None = None,
         stream_type: StreamType = StreamType.default,
     ) -> None:
-        if not isinstance(message, SerializedOutput):
-            super().prepare_message(message, message_type, pipeline_id, stream_type)
-            return
+        if isinstance(message, SerializedOutput):
+            kind = message_type if message_type is not None else PSRPMessageType.PipelineOutput
+            clixml = message.clixml
+        else:
+            key = _message_key(message, message_type)
+            if key is None:
+                super().prepare_message(message, message_type, pipeline_id, stream_type)
+                return
+            cached = _messages.get(key)
+            if cached is None:
+                cached = (PSRPMessageType.get_message_id(type(message)), self._serialize(message))
+                _remember(_messages, key, cached)
+            kind, clixml = cached
         # The rest of psrpcore's prepare_message, with the CLIXML already made.
-        kind = message_type if message_type is not None else PSRPMessageType.PipelineOutput
-        data = create_message(False, kind, message.clixml, self.runspace_pool_id, pipeline_id)
+        data = create_message(False, kind, clixml, self.runspace_pool_id, pipeline_id)
         self._send_buffer.append(
             PSRPMessage(
                 kind,
