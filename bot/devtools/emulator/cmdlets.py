@@ -121,6 +121,8 @@ def _statements(commands: list[Invocation]) -> list[list[Invocation]]:
 
 def _plain(value: Any) -> Any:
     """A received argument as plain Python for the log."""
+    if type(value) is str:
+        return value  # the common case, before isinstance() on psrpcore objects
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):

@@ -317,11 +317,17 @@ def custom_object(source: HvObject, names: list[str]) -> HvObject:
     )
 
 
+_NEITHER_ENUM_NOR_OBJECT = frozenset(
+    {str, bool, int, uuid.UUID, dt.datetime, PSUInt64, PSInt64, PSUInt16}
+)
+
+
 def _display(value: Any) -> str:
     if value is None:
         return ""
-    if type(value) is str:
-        return value  # before isinstance(), slow on psrpcore objects
+    if type(value) in _NEITHER_ENUM_NOR_OBJECT:
+        # Before isinstance(), which is slow on psrpcore's integers.
+        return str(value)
     if isinstance(value, PSEnumBase):
         return enum_text(value)
     if isinstance(value, HvObject):

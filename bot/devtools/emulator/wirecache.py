@@ -39,7 +39,7 @@ from typing import Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from psrpcore import ServerRunspacePool, StreamType
+from psrpcore import PSRPCoreError, ServerRunspacePool, StreamType
 from psrpcore._events import PSRPEvent
 from psrpcore._payload import PSRPMessage, create_message
 from psrpcore.types import (
@@ -252,6 +252,7 @@ class SerializedOutput:
 
 _templates: dict[Any, _Template | None] = {}
 _messages: dict[Any, tuple[PSRPMessageType, bytes]] = {}
+_pipelines: dict[tuple[PSRPMessageType, bytes], Any] = {}
 _inputs: dict[tuple[PSRPMessageType, bytes], Any] = {}
 _lock = threading.Lock()
 
@@ -268,6 +269,7 @@ def clear() -> None:
     with _lock:
         _templates.clear()
         _messages.clear()
+        _pipelines.clear()
         _inputs.clear()
 
 
@@ -359,7 +361,23 @@ class CachingServerPool(ServerRunspacePool):
             )
             _remember(_inputs, key, ps_object)
         event = PSRPEvent.create(kind, ps_object, message.runspace_pool_id, message.pipeline_id)
+        if kind == PSRPMessageType.CreatePipeline:
+            self._create_pipeline(key, event)
+            return event
         process = getattr(self, f"_process_{kind.name}", None)
         if process is not None:
             process(event)
         return event
+
+    def _create_pipeline(self, key: tuple[PSRPMessageType, bytes], event: Any) -> None:
+        """psrpcore's _process_CreatePipeline, with the pipeline's metadata
+        (`event.pipeline`, rebuilt from the CLIXML object on every read) made
+        once per CLIXML and shared, read-only, like that object."""
+        pipeline = self.pipeline_table.get(event.pipeline_id)
+        if pipeline is None:
+            raise PSRPCoreError(f"Failed to find pipeline for incoming event {event.pipeline_id!s}")
+        metadata = _pipelines.get(key)
+        if metadata is None:
+            metadata = event.pipeline
+            _remember(_pipelines, key, metadata)
+        pipeline.metadata = metadata
