@@ -21,6 +21,7 @@ from psrpcore import (
     StreamType,
 )
 from psrpcore.types import (
+    ApplicationPrivateData,
     PipelineState,
     PSNoteProperty,
     PSRPMessageType,
@@ -309,10 +310,20 @@ def _state_bytes(pool: ServerRunspacePool, message: Any) -> bytes:
     return payload.data
 
 
+_SHARED = {"V": 1}
+
+
 def test_state_messages_match_psrpcore() -> None:
     messages: list[Callable[[], Any]] = [
         *(lambda s=s: PipelineState(PipelineState=s) for s in range(7)),
         *(lambda s=s: RunspacePoolStateMsg(RunspaceState=s) for s in range(7)),
+        lambda: ServerRunspacePool().our_capability,
+        lambda: ApplicationPrivateData(
+            ApplicationPrivateData=ServerRunspacePool().application_private_data
+        ),
+        # The same dict twice: declined (psrpcore may write a repeat as <Ref>).
+        lambda: ApplicationPrivateData(ApplicationPrivateData={"A": _SHARED, "B": _SHARED}),
+        lambda: ApplicationPrivateData(ApplicationPrivateData={"A": {"V": 1}, "B": {"V": 1}}),
     ]
     for _ in range(2):  # cold, then warm
         for make in messages:

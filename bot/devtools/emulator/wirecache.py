@@ -43,6 +43,7 @@ from psrpcore import PSRPCoreError, ServerRunspacePool, StreamType
 from psrpcore._events import PSRPEvent
 from psrpcore._payload import PSRPMessage, create_message
 from psrpcore.types import (
+    ApplicationPrivateData,
     PipelineState,
     PSEnumBase,
     PSInt64,
@@ -50,7 +51,9 @@ from psrpcore.types import (
     PSRPMessageType,
     PSUInt16,
     PSUInt64,
+    PSVersion,
     RunspacePoolStateMsg,
+    SessionCapability,
     deserialize,
     serialize,
 )
@@ -68,10 +71,14 @@ _SHARED_INPUT = frozenset(
         PSRPMessageType.CreatePipeline,
     }
 )
-# psrpcore messages that carry only a state (and, on a failure, an error
-# record, which _message_key declines); their ToPSObjectForRemoting reads
-# those two properties and nothing else (psrpcore.types._psrp).
-_STATE_MESSAGES = frozenset({PipelineState, RunspacePoolStateMsg})
+# psrpcore's own messages that are the same CLIXML for the same property
+# values: the pool's and a pipeline's state (an error record, which _key
+# declines, takes psrpcore's path) and the pool's SESSION_CAPABILITY and
+# APPLICATION_PRIVATE_DATA answers. Their ToPSObjectForRemoting, where they
+# have one, reads those properties and nothing else (psrpcore.types._psrp).
+_FIXED_MESSAGES = frozenset(
+    {PipelineState, RunspacePoolStateMsg, SessionCapability, ApplicationPrivateData}
+)
 MAX_ENTRIES = 16_384
 _SCALARS = (str, int, uuid.UUID, dt.timedelta, type(None))
 # Types _at_depth_zero returns unchanged; checked by type() first because
@@ -97,6 +104,10 @@ def _key(value: Any) -> Any:
         raise _Uncacheable(kind.__name__)  # an extended primitive: its properties are not keyed
     if isinstance(value, list | tuple):
         return (kind, tuple(_key(v) for v in value))
+    if isinstance(value, dict):
+        return (kind, tuple((_key(k), _key(v)) for k, v in value.items()))
+    if isinstance(value, PSVersion):
+        return (kind, str(value))  # its element text (psrpcore's "Naive strings")
     if isinstance(value, dt.datetime):
         # Equal instants in other time zones compare equal; the text differs.
         return (kind, value.isoformat(), value.fold)
@@ -230,7 +241,7 @@ def _message_key(message: Any, message_type: PSRPMessageType | None) -> Any:
     None. Such a message is the same CLIXML every time: a pipeline's state
     went out as a fresh serialization three times per listing."""
     kind = type(message)
-    if message_type is not None or kind not in _STATE_MESSAGES:
+    if message_type is not None or kind not in _FIXED_MESSAGES:
         return None
     meta = message.PSObject
     try:
@@ -240,7 +251,25 @@ def _message_key(message: Any, message_type: PSRPMessageType | None) -> Any:
         )
     except _Uncacheable:
         return None
+    if _shares_a_container(message):
+        return None  # psrpcore writes a repeated object as <Ref>: not in the key
     return (kind, tuple(meta.type_names), meta.to_string, values)
+
+
+def _shares_a_container(message: Any) -> bool:
+    seen: set[int] = set()
+    pending = [
+        prop.get_value(message)
+        for prop in (*message.PSObject.adapted_properties, *message.PSObject.extended_properties)
+    ]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict | list | tuple):
+            if id(value) in seen:
+                return True
+            seen.add(id(value))
+            pending.extend(value.values() if isinstance(value, dict) else value)
+    return False
 
 
 @dataclass(frozen=True)
