@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import selectors
 import socket
 import ssl
@@ -162,12 +163,13 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: Negotiate authenticates a connection
     # TCP_NODELAY on each connection (socketserver.StreamRequestHandler,
-    # https://docs.python.org/3/library/socketserver.html): a reply goes out
+    # https://docs.python.org/3/library/socketserver.html): a reply went out
     # as two sends (headers, then body), and with Nagle's algorithm the body
     # waited for the peer's delayed ACK of the headers, about 40 ms on
     # Linux (RFC 1122 4.2.3.2, RFC 896), on top of `latency_ms`. A WinRM
     # listener (HTTP.sys) shows no such stall, and the benches' "50 ms per
-    # request" then meant about 90.
+    # request" then meant about 90. _reply now sends both at once; a 401
+    # or a large body still must not wait for an ACK.
     disable_nagle_algorithm = True
     server: _HTTPServer
     negotiate: Any = None
@@ -304,8 +306,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.pending_challenge = None
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        # Head and body in one send: end_headers() writes the head to wfile
+        # on its own, a second system call and TCP segment for every reply.
+        head, wfile = io.BytesIO(), self.wfile
+        self.wfile = head
+        try:
+            self.end_headers()
+        finally:
+            self.wfile = wfile
+        self.wfile.write(head.getvalue() + body)
 
 
 class EmulatorServer:
