@@ -121,6 +121,8 @@ def _statements(commands: list[Invocation]) -> list[list[Invocation]]:
 
 def _plain(value: Any) -> Any:
     """A received argument as plain Python for the log."""
+    if type(value) is str:
+        return value  # the common case, before isinstance() on psrpcore objects
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
@@ -167,9 +169,17 @@ def _prepare(statement: list[Invocation]) -> list[tuple[CmdletDef, dict[str, Any
 
 
 def run_pipeline(
-    commands: list[Invocation], input_objects: list[Any], ctx: RunContext, sink: Sink
+    commands: list[Invocation],
+    input_objects: list[Any],
+    ctx: RunContext,
+    sink: Sink,
+    *,
+    to_wire: Callable[[Any], Any] = to_remoting,
 ) -> None:
-    """Runs every statement; raises PipelineFailed or PipelineStopped."""
+    """Runs every statement; raises PipelineFailed or PipelineStopped.
+    `to_wire` makes what `sink.output` gets from each output object; the
+    WinRM session passes them as they are and serializes them itself
+    (wirecache.py)."""
     for command in commands:
         _log(ctx, command)
     pending = list(input_objects)
@@ -203,7 +213,7 @@ def run_pipeline(
                 objects = []
             _report(errors, args.get("ErrorAction", "Continue"), sink)
         for value in objects:
-            sink.output(to_remoting(value))
+            sink.output(to_wire(value))
 
 
 def _report(errors: list[ErrorInfo], action: str, sink: Sink) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from psrpcore import PSRPPayload, ServerPipeline, ServerRunspacePool, StreamType
+from psrpcore import PSRPPayload, ServerPipeline, StreamType
 from psrpcore._events import (
     CreatePipelineEvent,
     EndOfPipelineInputEvent,
@@ -52,6 +52,7 @@ from bot.devtools.emulator.cmdlets import (
     run_pipeline,
 )
 from bot.devtools.emulator.messages import ErrorInfo
+from bot.devtools.emulator.wirecache import CachingServerPool
 
 PipelineId = uuid.UUID | None
 # Builds the cmdlet layer's context for one pipeline run (the host, the live
@@ -109,7 +110,7 @@ def _category(info: ErrorInfo) -> ErrorCategoryInfo:
 class PsrpSession:
     def __init__(self, new_context: ContextFactory) -> None:
         self._new_context = new_context
-        self._pool = ServerRunspacePool()
+        self._pool = CachingServerPool()
         self._cond = threading.Condition()
         self._queues: dict[PipelineId, deque[bytes]] = {None: deque()}
         self._runs: dict[uuid.UUID, _Run] = {}
@@ -148,7 +149,10 @@ class PsrpSession:
     def _handle(self, event: Any) -> None:
         if isinstance(event, CreatePipelineEvent):
             run = self._runs[event.pipeline_id]
-            if event.pipeline.no_input:
+            # psrpcore stored `event.pipeline` as the metadata; each read of
+            # it rebuilds the commands from the CLIXML object.
+            metadata = run.pipeline.metadata
+            if (metadata if metadata is not None else event.pipeline).no_input:
                 self._start(run)
         elif isinstance(event, PipelineInputEvent):
             self._runs[event.pipeline_id].input.append(event.data)
@@ -191,7 +195,7 @@ class PsrpSession:
     def _execute(self, run: _Run, commands: list[Invocation]) -> None:
         sink = _Sink(self, run)
         try:
-            run_pipeline(commands, run.input, self._new_context(run.stop), sink)
+            run_pipeline(commands, run.input, self._new_context(run.stop), sink, to_wire=_as_is)
         except PipelineStopped:
             return  # stop() already sent the Stopped state
         except PipelineFailed as exc:
@@ -228,7 +232,7 @@ class PsrpSession:
                     fully_qualified_error_id=error.error_id,
                 )
             else:
-                run.pipeline.write_output(value)
+                run.pipeline.write_output(self._pool.output_message(value))
             self._flush()
 
     def stop(self, pipeline_id: uuid.UUID) -> None:
@@ -313,6 +317,11 @@ class PsrpSession:
     @property
     def running_threads(self) -> list[threading.Thread]:
         return [r.thread for r in self._runs.values() if r.thread and r.thread.is_alive()]
+
+
+def _as_is(value: Any) -> Any:
+    # The session's pool serializes HvObjects itself (wirecache.CachingServerPool).
+    return value
 
 
 class _Sink:

@@ -12,7 +12,19 @@ serialization), so only `Select-Object -ExpandProperty` ever shows them.
 from __future__ import annotations
 
 import enum
-from typing import Self
+import functools
+from typing import Any, Self
+
+
+@functools.cache
+def _by_folded_name(kind: type[enum.IntEnum]) -> dict[str, Any]:
+    # Every state read parses each stored name (the emulator's hot path): one
+    # dict per enum instead of a scan of its members; the first member with
+    # a name wins, as the scan's did.
+    found: dict[str, Any] = {}
+    for member in kind:
+        found.setdefault(member.name.lower(), member)
+    return found
 
 
 class _HostEnum(enum.IntEnum):
@@ -25,9 +37,10 @@ class _HostEnum(enum.IntEnum):
         if isinstance(value, int) and not isinstance(value, bool):
             return cls(value)
         folded = str(value).strip().replace(" ", "").replace("-", "").replace("_", "").lower()
-        for member in cls:
-            if member.name.lower() == folded:
-                return member
+        found = _by_folded_name(cls).get(folded)
+        if found is not None:
+            member: Self = found
+            return member
         names = ", ".join(member.name for member in cls)
         raise ValueError(f"expected one of: {names}, got {value!r}")
 
