@@ -327,3 +327,32 @@ def test_a_cluster_selects_its_nodes_vms_and_bounds_their_jobs(ctx: AppContext) 
     }
     assert {k: v for k, v in payloads["HV03"].items() if k != "token"} == {"host_limit": 2}
     _settle(ctx, [o.job_id for o in out.outcomes if o.job_id is not None])
+
+
+def test_a_waves_approval_is_noted_before_any_members_job_can_end(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Jobs here run as soon as they are delivered, in the approver's thread
+    (the fastest any worker could take them): the wave's "approved" is
+    recorded before any member's job ends, so the "finished" the thread
+    notes when the last one ends (bot/notify/thread.py) comes after it."""
+    from tests.helpers import inline_context
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(WAVE_APPROVALS, encoding="utf-8")
+    settings = dataclasses.replace(settings_for(tmp_path, db_url), policy_files=(policy,))
+    ctx = inline_context(settings)
+    try:
+        out = create_batch(
+            ctx, Selection.of(["WEB01", "STG-WEB01"]), reason="KB5044284", requester="alice"
+        )
+        done = approve_batch(ctx, out.batch.ref, approver="bob")
+        assert len(done.job_ids) == 2
+        assert not any(o.waits_for_queue for o in done.outcomes)
+        after = show_batch(ctx, out.batch.ref)
+        assert after.state.value == "active", after.members
+        approved = next(e for e in after.events if e.kind == "approved")
+        ended = [ctx.ledger.get(job_id).finished_at for job_id in done.job_ids]
+        assert all(at is not None and at >= approved.at for at in ended), (approved.at, ended)
+    finally:
+        ctx.close()

@@ -116,9 +116,17 @@ def _refreshing(ctx: ServiceDeps, change_id: int, exc: Stale) -> Stale:
 
 
 def approve(
-    ctx: ServiceDeps, ref: str, *, approver: str | Principal, target: Target | None = None
+    ctx: ServiceDeps,
+    ref: str,
+    *,
+    approver: str | Principal,
+    target: Target | None = None,
+    deliver: bool = True,
 ) -> ApprovalOutcome:
-    """Approve the request `target` means (default: the only one waiting)."""
+    """Approve the request `target` means (default: the only one waiting).
+    `deliver=False` leaves the job it records for the caller to hand to the
+    queue (`ctx.deliver`), after what the caller records about it: a wave's
+    approval is in its thread before any member's job can end."""
     who = as_principal(approver)
     aim = target or Target()
     change_id = find_change(ctx, ref)
@@ -177,7 +185,7 @@ def approve(
             request_id=request_id,
         )
     else:
-        result = _carry_out(ctx, change_id, request_id, who, now, decision)
+        result = _carry_out(ctx, change_id, request_id, who, now, decision, deliver=deliver)
     ctx.notifier.changed(change_id)
     return result
 
@@ -220,6 +228,8 @@ def _carry_out(
     who: Principal,
     now: datetime,
     decided: Decision | None,
+    *,
+    deliver: bool,
 ) -> ApprovalOutcome:
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
@@ -329,7 +339,7 @@ def _carry_out(
         raise Conflict(not_now(change_ref(change_id), exc.state, action)) from None
     except ConcurrentUpdate:
         raise changed_meanwhile(change_id, "approved", "nothing was done, look again") from None
-    waits = job_id is not None and not ctx.deliver(job_id)
+    waits = job_id is not None and deliver and not ctx.deliver(job_id)
     return ApprovalOutcome(
         view(ctx, change_id),
         action,

@@ -14,7 +14,7 @@ member's outcome is shown for itself.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bot.changes import State
@@ -291,8 +291,17 @@ def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> B
         if not waiting:
             continue
         try:
+            # Delivered below, once the wave's approval is noted: a member's
+            # job ends in moments, and its wave's "finished" must not reach
+            # the thread before "approved".
             outcomes.append(
-                approve(ctx, m.change, approver=who, target=Target(request_id=waiting[0].id))
+                approve(
+                    ctx,
+                    m.change,
+                    approver=who,
+                    target=Target(request_id=waiting[0].id),
+                    deliver=False,
+                )
             )
         except ServiceError as exc:
             problems.append((m.vm_name, exc.message))
@@ -314,6 +323,12 @@ def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> B
                     "problems": dict(problems),
                 },
             )
+    # An undelivered job waits in the job outbox (bot/jobs/delivery.py), as
+    # when the queue does not answer: nothing recorded is lost.
+    outcomes = [
+        replace(o, waits_for_queue=not ctx.deliver(o.job_id)) if o.job_id is not None else o
+        for o in outcomes
+    ]
     after = show_batch(ctx, ref)
     retell(ctx, after)
     return BatchApproval(after, tuple(outcomes), tuple(problems))
