@@ -138,11 +138,19 @@ if op == "create":
 # script imports only pypsrp (and what pypsrp imports). Then it exits as the
 # CLI does, its objects frozen first (bot/cli/main.py `run`): unfrozen, the
 # exit's last garbage collection alone costs about 0.3 s here.
-LIBRARIES = "click, pydantic, yaml, sqlalchemy, sqlmodel, huey, prometheus_client, pypsrp"
-CLI_IMPORTS = (
-    "import click, pydantic, yaml, sqlalchemy, sqlmodel, huey, prometheus_client, "
-    "pypsrp.powershell, pypsrp.wsman, gc; gc.freeze()"
+CLI_MODULES = (
+    "click",
+    "pydantic",
+    "yaml",
+    "sqlalchemy",
+    "sqlmodel",
+    "huey",
+    "prometheus_client",
+    "pypsrp.powershell",
+    "pypsrp.wsman",
 )
+CLI_IMPORTS = f"import {', '.join(CLI_MODULES)}, gc; gc.freeze()"
+LIBRARIES = ", ".join(dict.fromkeys(m.split(".")[0] for m in CLI_MODULES))
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:

@@ -404,8 +404,8 @@ class _Parts:
     """What a context builds when first used, once, under one lock (the
     Slack app's threads and the job consumers share a context). A command
     that lists the outbox or shows a change never loads the policy, the
-    decider, the job runner or Prometheus' client: about a fifth of such a
-    command's time (bench/cli_start.py). A part that cannot be built raises
+    decider, the job runner or Prometheus' client: 60-160 ms of such a
+    command's 0.5-0.9 s (bench/cli_start.py). A part that cannot be built raises
     when first asked for, as it did when the context was built: a broken
     policy stops every command that decides, and every process that serves
     or runs jobs at its start (`AppContext.build_all`)."""

@@ -21,6 +21,13 @@ def settings_for(workdir: Path, database_url: str | None = None) -> Settings:
     return demo_settings(env, workdir)
 
 
+def broken_policy(workdir: Path) -> Path:
+    """A policy file naming a rule there is none of: what `load_policy` refuses."""
+    policy = workdir / "policy.yaml"
+    policy.write_text("rules:\n  no_such_rule: {}\n", encoding="utf-8")
+    return policy
+
+
 def run_inline(runner: JobRunner, job_id: int) -> None:
     """Run a delivered job to its end in this thread, as a consumer would:
     the same runner, so the same claim, VM lock and idempotency. A job not

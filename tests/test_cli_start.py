@@ -17,6 +17,7 @@ import pytest
 from bot.cli.groups import CHANGE_COMMANDS, CHECKPOINT_COMMANDS, change, checkpoint
 from bot.cli.lazy import LazyCommand
 from bot.cli.main import COMMANDS, cli
+from tests.helpers import broken_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("sqlmodel", "sqlalchemy", "pypsrp", "slack_bolt", "slack_sdk", "huey", "jinja2", "alembic")
@@ -197,19 +198,16 @@ def test_a_query_loads_no_policy_no_runner_and_no_metrics(
     assert not modules & BUILT_WHEN_USED, sorted(modules & BUILT_WHEN_USED)
 
 
-def broken_policy(config: Path, tmp_path: Path) -> None:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("rules:\n  no_such_rule: {}\n", encoding="utf-8")
-    config.write_text(config.read_text(encoding="utf-8") + f"policy: {policy}\n", encoding="utf-8")
-
-
 def test_a_broken_policy_still_stops_every_command_that_decides(
     production_config: Path, tmp_path: Path
 ) -> None:
     """The policy is read when first used: a command that decides (a create)
     still fails on a broken one with one line and exit 2, before anything
     is recorded; the outbox, which needs no policy, still answers."""
-    broken_policy(production_config, tmp_path)
+    policy = broken_policy(tmp_path)
+    production_config.write_text(
+        production_config.read_text(encoding="utf-8") + f"policy: {policy}\n", encoding="utf-8"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CHECKPOINT_BOT_CONFIG": ""}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:

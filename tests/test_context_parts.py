@@ -13,17 +13,11 @@ import pytest
 from bot.config import ConfigError
 from bot.context import build_context
 from bot.service import show_change
-from tests.helpers import settings_for
-
-
-def broken(tmp_path: Path) -> Path:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("rules:\n  no_such_rule: {}\n", encoding="utf-8")
-    return policy
+from tests.helpers import broken_policy, settings_for
 
 
 def test_a_broken_policy_stops_a_worker_at_its_start(tmp_path: Path) -> None:
-    settings = dataclasses.replace(settings_for(tmp_path), policy_files=(broken(tmp_path),))
+    settings = dataclasses.replace(settings_for(tmp_path), policy_files=(broken_policy(tmp_path),))
     ctx = build_context(settings, huey_kind="memory")
     try:
         with pytest.raises(ConfigError, match="no_such_rule"):
