@@ -27,7 +27,6 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
-from bot.inventory import demo_inventory_path
 from bot.secrets import SecretError, credential_path
 from bot.store.db import default_sqlite_url
 from bot.yamlio import (
@@ -311,7 +310,7 @@ def demo_settings(env: Mapping[str, str], cwd: Path) -> Settings:
     return Settings(
         demo=True,
         config_path=None,
-        inventory_path=demo_inventory_path(),
+        inventory_path=_demo_inventory_path(),
         policy_files=(),
         database_url=env.get("DATABASE_URL") or default_sqlite_url(cwd),
         workdir=cwd,
@@ -397,3 +396,11 @@ __all__ = [
     "demo_settings",
     "load_settings",
 ]
+
+
+def _demo_inventory_path() -> Path:
+    # Imported here: a command that never reads the inventory (`outbox`,
+    # `change show`) does not load its models (bench/cli_start.py).
+    from bot.inventory import demo_inventory_path
+
+    return demo_inventory_path()

@@ -14,9 +14,6 @@ from sqlmodel import Session
 
 from bot.clock import Clock, real_seconds, speed_of, system_clock
 from bot.config import ConfigError, Settings
-from bot.hyperv import HyperVHost
-from bot.hyperv.hosts import Hosts, HostWrapper
-from bot.inventory import Inventory, InventoryError, load_inventory
 from bot.jobs.ledger import JobLedger
 from bot.jobs.runner import default_worker_id
 from bot.jobs.ticks import TickClaims
@@ -27,9 +24,12 @@ from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import Unavailable
 from bot.store import migrate
 from bot.store.db import make_engine, session_scope
-from bot.store.models import Change
 
 if TYPE_CHECKING:
+    from bot.hyperv import HyperVHost
+    from bot.hyperv.hosts import Hosts, HostWrapper
+    from bot.inventory import Inventory
+
     # Built when first used (`_Parts`), so imported there: a command that
     # lists the outbox or shows a change never loads the policy, the
     # decider, the job runner or Prometheus' client (bench/cli_start.py).
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
     from bot.observe import Metrics
     from bot.service.deciding import Decider
+    from bot.store.tables.changes import Change
     from policies import Policy
 
 T = TypeVar("T")
@@ -51,7 +52,6 @@ class SchemaOutOfDate(ConfigError):
 class AppContext:
     settings: Settings
     engine: Engine
-    inventory: Inventory
     ledger: JobLedger
     # The queue is made when first used: a command that queues nothing (a
     # listing, `change show`) never loads Huey (bench/cli_start.py).
@@ -72,6 +72,10 @@ class AppContext:
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _queue: JobQueue | None = field(default=None, repr=False)
     _queue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.parts.inventory
 
     @property
     def host_for(self) -> Hosts:
@@ -118,6 +122,8 @@ class AppContext:
         """Record host work for a change on the ledger (a transaction of its
         own) and hand it to the queue; see `record_job` to record it with
         the state change that implies it."""
+        from bot.store.tables.changes import Change
+
         with session_scope(self.engine) as s:
             change = s.get(Change, change_id)
             assert change is not None
@@ -295,7 +301,7 @@ class _FirstUse:
 
 def _hosts(
     settings: Settings,
-    inventory: Inventory,
+    inventory: Callable[[], Inventory],
     engine: Engine,
     clock: Clock,
     env: Mapping[str, str],
@@ -309,7 +315,7 @@ def _hosts(
             from bot.hyperv.winrm.host import WinRMFleet
 
             return WinRMFleet(
-                inventory,
+                inventory(),
                 env,
                 fanout=hyperv.fanout,
                 call_timeout=hyperv.call_timeout.total_seconds(),
@@ -399,21 +405,27 @@ class _Lazy(Generic[T]):
                 self._value = self._build()
             return self._value
 
+    @property
+    def value(self) -> T | None:
+        """The value if it was built, without building it."""
+        return self._value
+
 
 class _Parts:
     """What a context builds when first used, once, under one lock (the
     Slack app's threads and the job consumers share a context). A command
-    that lists the outbox or shows a change never loads the policy, the
-    decider, the job runner or Prometheus' client: 60-160 ms of such a
-    command's 0.5-0.9 s (bench/cli_start.py). A part that cannot be built raises
-    when first asked for, as it did when the context was built: a broken
-    policy stops every command that decides, and every process that serves
-    or runs jobs at its start (`AppContext.build_all`)."""
+    that lists the outbox or shows a change never loads the inventory, the
+    policy, the decider, the job runner or Prometheus' client: 60-160 ms of
+    such a command's 0.5-0.9 s (bench/cli_start.py). A part that cannot be
+    built raises when first asked for, as it did when the context was built:
+    a broken inventory or policy stops every command that reads it, and
+    every process that serves or runs jobs at its start
+    (`AppContext.build_all`)."""
 
     def __init__(
         self,
         settings: Settings,
-        inventory: Inventory,
+        inventory: _Lazy[Inventory],
         engine: Engine,
         clock: Clock,
         *,
@@ -443,18 +455,24 @@ class _Parts:
         self._runner: JobRunner | None = None
 
     def build_all(self) -> None:
+        self.inventory  # noqa: B018 (built for its effect)
         self.runner  # noqa: B018 (built for its effect: the runner needs every other part)
 
     def built(self) -> frozenset[str]:
         """The parts built so far, by name (what a process has loaded)."""
         with self._lock:
             parts = {
+                "inventory": self._inventory.value,
                 "host_for": self._host_for,
                 "policy": self._policy,
                 "decider": self._decider,
                 "runner": self._runner,
             }
             return frozenset(name for name, part in parts.items() if part is not None)
+
+    @property
+    def inventory(self) -> Inventory:
+        return self._inventory.get()
 
     @property
     def metrics(self) -> Metrics:
@@ -464,6 +482,7 @@ class _Parts:
     def host_for(self) -> Hosts:
         with self._lock:
             if self._host_for is None:
+                from bot.hyperv.hosts import Hosts
                 from bot.observe.hosts import metered
 
                 # Measured beneath any wrapper a test or bench adds.
@@ -492,7 +511,7 @@ class _Parts:
                 from bot.service.directory import PolicyGroups
                 from bot.service.locate import Locator
 
-                settings, inventory, policy = self._settings, self._inventory, self.policy
+                settings, inventory, policy = self._settings, self.inventory, self.policy
                 self._decider = MeteredDecider(
                     inventory=inventory,
                     host_for=self.host_for,
@@ -521,7 +540,7 @@ class _Parts:
                 settings = self._settings
                 host_jobs = HostJobs(
                     engine=self._engine,
-                    inventory=self._inventory,
+                    inventory=self.inventory,
                     host_for=self.host_for,
                     decider=self.decider,
                     defaults=settings.defaults,
@@ -559,10 +578,16 @@ def build_context(
     decider, the runner and the metrics are built when first used
     (`_Parts`)."""
     env = env or {}
-    try:
-        inventory = load_inventory(settings.inventory_path)
-    except InventoryError as exc:
-        raise ConfigError(str(exc)) from None
+
+    def load() -> Inventory:
+        from bot.inventory import InventoryError, load_inventory
+
+        try:
+            return load_inventory(settings.inventory_path)
+        except InventoryError as exc:
+            raise ConfigError(str(exc)) from None
+
+    inventory = _Lazy(load)
     engine = make_engine(settings.database_url)
     try:
         prepare_database(settings, engine)
@@ -575,7 +600,7 @@ def build_context(
             f"cannot open the database {settings.database_label}: {type(exc).__name__}"
         ) from None
     try:
-        factory, closers = _hosts(settings, inventory, engine, clock, env)
+        factory, closers = _hosts(settings, inventory.get, engine, clock, env)
     except ConfigError:
         engine.dispose()
         raise
@@ -591,7 +616,7 @@ def build_context(
         from bot.observe.gauges import DatabaseGauges
 
         made = metrics or Metrics(multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR"))
-        made.add_collector(DatabaseGauges(engine, inventory, clock))
+        made.add_collector(DatabaseGauges(engine, inventory.get(), clock))
         return made
 
     lazy_metrics = _Lazy(make_metrics)
@@ -632,7 +657,6 @@ def build_context(
     return AppContext(
         settings=settings,
         engine=engine,
-        inventory=inventory,
         ledger=ledger,
         make_queue=make_queue,
         clock=clock,

@@ -16,7 +16,8 @@ from typing import Any
 
 from bot.hyperv import CheckpointType, HyperVError, HyperVHost, VMFacts, VMState
 from bot.inventory import VM, Inventory
-from bot.store.models import Change, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import Change
 from policies import Fact, Facts
 
 _DC_PRODUCT_TYPE = 2

@@ -1,5 +1,5 @@
-"""The context builds its policy, decider, runner, host calls and metrics
-when first used (bot.context `_Parts`): what reads the record needs none of
+"""The context builds its inventory, policy, decider, runner, host calls and
+metrics when first used (bot.context `_Parts`): what reads the record needs none of
 them, and what serves or runs jobs builds them all at its start."""
 
 from __future__ import annotations
@@ -32,15 +32,42 @@ def test_a_broken_policy_stops_a_worker_at_its_start(tmp_path: Path) -> None:
         ctx.close()
 
 
+def test_a_broken_inventory_stops_a_worker_at_its_start_and_the_outbox_still_answers(
+    tmp_path: Path,
+) -> None:
+    from bot.service import outbox_status
+
+    broken = tmp_path / "inventory.yaml"
+    broken.write_text("hosts: [\n", encoding="utf-8")
+    settings = dataclasses.replace(settings_for(tmp_path), inventory_path=broken)
+    ctx = build_context(settings, huey_kind="memory")
+    try:
+        with pytest.raises(ConfigError, match=r"inventory\.yaml"):
+            ctx.build_all()
+        with pytest.raises(ConfigError, match=r"inventory\.yaml"):
+            _ = ctx.inventory
+        assert outbox_status(ctx).undelivered_jobs == []
+    finally:
+        ctx.close()
+
+
 def test_each_part_is_built_once_however_many_threads_ask(tmp_path: Path) -> None:
     ctx = build_context(settings_for(tmp_path), huey_kind="memory")
     try:
-        seen: list[tuple[int, int, int, int]] = []
+        seen: list[tuple[int, int, int, int, int]] = []
         start = threading.Barrier(8)
 
         def ask() -> None:
             start.wait()
-            seen.append((id(ctx.runner), id(ctx.decider), id(ctx.policy), id(ctx.metrics)))
+            seen.append(
+                (
+                    id(ctx.runner),
+                    id(ctx.decider),
+                    id(ctx.policy),
+                    id(ctx.metrics),
+                    id(ctx.inventory),
+                )
+            )
 
         threads = [threading.Thread(target=ask) for _ in range(8)]
         for t in threads:
@@ -48,7 +75,7 @@ def test_each_part_is_built_once_however_many_threads_ask(tmp_path: Path) -> Non
         for t in threads:
             t.join()
         assert len(set(seen)) == 1
-        assert ctx.parts.built() == {"host_for", "policy", "decider", "runner"}
+        assert ctx.parts.built() == {"inventory", "host_for", "policy", "decider", "runner"}
     finally:
         ctx.close()
 

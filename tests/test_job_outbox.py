@@ -19,7 +19,7 @@ from sqlmodel import col, select
 
 from bot.changes.views import ChangeView
 from bot.jobs.queue import JobQueue, make_huey
-from bot.service.queries import show_change
+from bot.service.showing import show_change
 from bot.store.db import session_scope
 from bot.store.models import Job
 from tests.redis_support import RedisServer

@@ -12,7 +12,9 @@ from sqlmodel import Session, col, select
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_views import BatchView, MemberView
 from bot.domain import ApprovalState
-from bot.store.models import ApprovalRequest, BatchEvent, Change, ChangeEvent, CheckpointSize
+from bot.store.tables.batches import BatchEvent
+from bot.store.tables.changes import ApprovalRequest, Change, ChangeEvent
+from bot.store.tables.hosts import CheckpointSize
 
 
 def load_batch(s: Session, batch_id: int) -> BatchView:

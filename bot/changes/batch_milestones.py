@@ -33,7 +33,8 @@ from bot.changes.batch_record import batch_note
 from bot.changes.batch_views import BatchEventView, MemberView
 from bot.changes.lifecycle import State
 from bot.domain import user_mention
-from bot.store.models import Batch, ChangeEvent
+from bot.store.tables.batches import Batch
+from bot.store.tables.changes import ChangeEvent
 
 # The event that starts each action of a wave, and the one that ends it.
 STARTS: dict[str, str] = {

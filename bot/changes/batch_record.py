@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bot.domain import BatchRef
-from bot.store.models import Batch, BatchEvent
+from bot.store.tables.batches import Batch, BatchEvent
 
 
 class BatchNotFound(LookupError):

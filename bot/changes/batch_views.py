@@ -9,7 +9,9 @@ from typing import Any
 
 from bot.changes.batch_state import BatchState, Tally, batch_state
 from bot.changes.lifecycle import State
-from bot.store.models import Batch, BatchEvent, Change, batch_ref, change_ref
+from bot.store.tables import batch_ref, change_ref
+from bot.store.tables.batches import Batch, BatchEvent
+from bot.store.tables.changes import Change
 
 
 @dataclass(frozen=True)

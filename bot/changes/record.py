@@ -20,7 +20,8 @@ from sqlmodel import Session, col, select
 
 from bot.changes.lifecycle import Command, State, Transition, apply, still_wanted
 from bot.domain import ApprovalState, ChangeRef
-from bot.store.models import ApprovalRequest, Change, ChangeEvent, SlackOutbox
+from bot.store.tables.changes import ApprovalRequest, Change, ChangeEvent
+from bot.store.tables.slack import SlackOutbox
 
 
 class ChangeNotFound(LookupError):

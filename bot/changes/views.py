@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.store.models import Change, ChangeEvent, Job, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import Change, ChangeEvent
+from bot.store.tables.jobs import Job
 
 
 def _iso(value: datetime | None) -> str | None:

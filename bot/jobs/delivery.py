@@ -28,7 +28,7 @@ from sqlmodel import Session
 from bot.jobs.queue import JobQueue
 from bot.jobs.states import JobState
 from bot.store.db import session_scope
-from bot.store.models import Job
+from bot.store.tables.jobs import Job
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from sqlalchemy import Table, delete, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
-from bot.store.models import HostSlot
+from bot.store.tables.jobs import HostSlot
 
 SLOT: Table = HostSlot.metadata.tables["host_slot"]
 LIMIT_KEY = "host_limit"

@@ -32,7 +32,7 @@ from bot.jobs.errors import (
 )
 from bot.jobs.states import ClaimOutcome, JobState, is_final
 from bot.store.db import session_scope
-from bot.store.models import Job
+from bot.store.tables.jobs import Job
 
 _JOB = vmlock.JOB
 

@@ -31,8 +31,8 @@ from bot.jobs.errors import (
 )
 from bot.jobs.ledger import DEADLINE_BEFORE_START, Clock, JobLedger
 from bot.jobs.states import ClaimOutcome
-from bot.store.models import Job
 from bot.store.outage import is_transient
+from bot.store.tables.jobs import Job
 
 log = logging.getLogger(__name__)
 

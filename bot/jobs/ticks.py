@@ -15,9 +15,10 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import select
 
-from bot.store.models import Tick
+from bot.store.db import RecordSession
+from bot.store.tables.jobs import Tick
 
 
 class TickClaims:
@@ -46,7 +47,7 @@ class TickClaims:
         with self._lock:
             if (kind, slot) in self._settled:
                 return True
-        with Session(self.engine) as session:
+        with RecordSession(self.engine) as session:
             found = session.exec(
                 select(Tick.id).where(Tick.kind == kind, Tick.slot == slot)
             ).first()
@@ -58,7 +59,7 @@ class TickClaims:
         with self._lock:
             if key in self._settled:
                 return False
-        with Session(self.engine) as session:
+        with RecordSession(self.engine) as session:
             session.add(Tick(kind=kind, slot=slot, worker=self.worker, claimed_at=self.clock()))
             try:
                 session.commit()

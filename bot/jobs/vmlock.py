@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
 from bot.jobs.states import JobState
-from bot.store.models import Job, VMLock
+from bot.store.tables.jobs import Job, VMLock
 
 JOB: Table = Job.metadata.tables["job"]
 LOCK: Table = VMLock.metadata.tables["vm_lock"]

@@ -34,7 +34,8 @@ from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.engine import Engine
 
 from bot.store.db import session_scope
-from bot.store.models import SlackOutbox, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.slack import SlackOutbox
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,10 @@ from bot.notify.outbox import OutboxDrainer
 from bot.notify.pacing import ChannelPacer
 from bot.notify.replies import approvers_to_ping, worth_a_reply
 from bot.store.db import session_scope
-from bot.store.models import Batch, BatchEvent, Change, ChangeEvent, Job, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.batches import Batch, BatchEvent
+from bot.store.tables.changes import Change, ChangeEvent
+from bot.store.tables.jobs import Job
 from templates.blocks import SlackRenderer
 
 log = logging.getLogger(__name__)

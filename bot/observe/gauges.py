@@ -18,7 +18,9 @@ from bot.changes.lifecycle import HOLDS_CHECKPOINT
 from bot.inventory import Inventory
 from bot.jobs.states import JobState
 from bot.observe.metrics import PREFIX
-from bot.store.models import Change, CheckpointSize, Job
+from bot.store.tables.changes import Change
+from bot.store.tables.hosts import CheckpointSize
+from bot.store.tables.jobs import Job
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from bot.jobs.runner import RunOutcome
 from bot.observe.logs import bound
 from bot.observe.metrics import Metrics
 from bot.service.deciding import Decider
-from bot.store.models import Job
+from bot.store.tables.jobs import Job
 from policies import Action, Decision
 
 log = logging.getLogger("checkpoint_bot.jobs")

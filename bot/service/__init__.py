@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from bot.service.deliveries import delivery_keys
     from bot.service.directory import Directory, GroupsUnavailable, with_slack
     from bot.service.discovery import DiscoveryReport, DiscoveryRequest, discover
-    from bot.service.dispatch import OutboxStatus, outbox_status
     from bot.service.errors import (
         BadRequest,
         Conflict,
@@ -69,13 +68,13 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
+    from bot.service.outbox_view import OutboxStatus, outbox_status
     from bot.service.queries import (
         CheckpointListing,
         ScheduledRun,
         audit_rows,
         list_checkpoints,
         scheduled_runs,
-        show_change,
     )
     from bot.service.reconcile import Reconciler, resolve
     from bot.service.requests import (
@@ -90,6 +89,7 @@ if TYPE_CHECKING:
     )
     from bot.service.schema import upgrade_schema
     from bot.service.selection import Selection
+    from bot.service.showing import show_change
     from bot.service.stale_homes import claim_stale_homes, stale_homes_published
     from bot.service.sweep import SweepTask, run_sweep, size_history
     from bot.service.sweep_views import parse_orphan_value
@@ -128,7 +128,7 @@ _WHERE = {
     "MemberAction": "bot.service.batch_actions",
     "MemberResult": "bot.service.batch_actions",
     "NotFound": "bot.service.errors",
-    "OutboxStatus": "bot.service.dispatch",
+    "OutboxStatus": "bot.service.outbox_view",
     "Outcome": "bot.service.requests",
     "Principal": "bot.service.deciding",
     "RESOLUTIONS": "bot.changes",
@@ -169,7 +169,7 @@ _WHERE = {
     "merge": "bot.service.requests",
     "merge_batch": "bot.service.batch_actions",
     "outage_message": "bot.service.outage",
-    "outbox_status": "bot.service.dispatch",
+    "outbox_status": "bot.service.outbox_view",
     "parse_at": "bot.service.at_time",
     "parse_filter": "bot.service.audit",
     "parse_orphan_value": "bot.service.sweep_views",
@@ -184,7 +184,7 @@ _WHERE = {
     "scheduled_runs": "bot.service.queries",
     "settled_words": "bot.service.binding",
     "show_batch": "bot.service.batches",
-    "show_change": "bot.service.queries",
+    "show_change": "bot.service.showing",
     "show_settings": "bot.service.vm_settings",
     "size_history": "bot.service.sweep",
     "stale_homes_published": "bot.service.stale_homes",

@@ -31,7 +31,8 @@ from bot.service.requests import (
     view,
 )
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import ApprovalRequest, Change
 from policies import (
     Action,
     ApprovalRequirement,

@@ -33,7 +33,8 @@ from bot.service.audit_format import encode_sorted, export_audit
 from bot.service.errors import BadRequest
 from bot.store.columns import UTCDateTime
 from bot.store.db import READ_ONLY
-from bot.store.models import Change, ChangeEvent, VMSettingChange, batch_ref, change_ref
+from bot.store.tables import batch_ref, change_ref
+from bot.store.tables.changes import Change, ChangeEvent, VMSettingChange
 
 # Rows per round trip: large enough that the per-fetch cost vanishes,
 # small enough that a batch is about a megabyte of text.

@@ -30,7 +30,7 @@ from bot.service.finding import resolve_vm
 from bot.service.requests import begin_host_action, open_approval, pending_request
 from bot.service.strictest import strictest
 from bot.store.db import session_scope
-from bot.store.models import batch_ref, change_ref
+from bot.store.tables import batch_ref, change_ref
 from policies import Action, Decision, Verdict
 
 if TYPE_CHECKING:

@@ -29,10 +29,8 @@ from bot.service.requests import Outcome, request_checkpoint, validate_create
 from bot.service.selection import Selection, resolve
 from bot.service.strictest import strictest
 from bot.store.db import session_scope
-from bot.store.models import (
-    Batch,
-    batch_ref,
-)
+from bot.store.tables import batch_ref
+from bot.store.tables.batches import Batch
 from policies import Action, Decision, Verdict
 
 if TYPE_CHECKING:

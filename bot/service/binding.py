@@ -36,7 +36,8 @@ from bot.domain import APPROVAL_ACTIONS, ApprovalState
 from bot.service.errors import BadRequest, Conflict
 from bot.service.finding import find_change
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, ChangeEvent, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import ApprovalRequest, Change, ChangeEvent
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps

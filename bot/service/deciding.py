@@ -23,7 +23,7 @@ from bot.inventory import VM, Inventory
 from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import NotFound, Unavailable
 from bot.service.locate import HostUnavailable, Located, Locator, NotOnCluster
-from bot.store.models import Change
+from bot.store.tables.changes import Change
 from policies import (
     Action,
     Context,

@@ -23,7 +23,7 @@ from bot.jobs.delivery import JobDelivery
 from bot.jobs.ticks import TickClaims
 from bot.notify.base import ChangeNotifier
 from bot.notify.channel import ChannelNotices
-from bot.store.models import Change
+from bot.store.tables.changes import Change
 from policies import Policy
 
 if TYPE_CHECKING:

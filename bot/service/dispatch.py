@@ -13,9 +13,8 @@ queue answering: `jobs.tick_seconds`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
@@ -23,7 +22,9 @@ from sqlmodel import Session, col, select
 from bot.changes.record import get_change, note
 from bot.jobs import job_words
 from bot.store.db import session_scope
-from bot.store.models import ChangeEvent, Job, SlackOutbox, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import ChangeEvent
+from bot.store.tables.jobs import Job
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -121,61 +122,3 @@ class JobOutbox:
         for change_id in noted:
             log.info("%s: the job queue is back", change_ref(change_id))
             self.ctx.notifier.changed(change_id)
-
-
-@dataclass(frozen=True)
-class OutboxStatus:
-    """What waits to be handed over: jobs the queue has not taken, and
-    changes whose Slack thread is behind their record."""
-
-    undelivered_jobs: list[dict[str, Any]]
-    slack_changes: int
-    slack_entries: int
-    slack_retrying: list[dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "undelivered_jobs": self.undelivered_jobs,
-            "slack": {
-                "changes": self.slack_changes,
-                "entries": self.slack_entries,
-                "retrying": self.slack_retrying,
-            },
-        }
-
-
-def outbox_status(ctx: ServiceDeps) -> OutboxStatus:
-    """Both outboxes as they stand (`checkpoint-bot outbox`)."""
-    with session_scope(ctx.engine) as s:
-        jobs = s.exec(
-            select(Job)
-            .where(col(Job.state) == "queued", col(Job.delivered_at).is_(None))
-            .order_by(col(Job.id))
-        ).all()
-        pending = s.exec(select(SlackOutbox).where(col(SlackOutbox.done_at).is_(None))).all()
-    retrying: dict[int, SlackOutbox] = {}
-    for entry in pending:
-        if entry.attempts and entry.attempts >= retrying.get(entry.change_id, entry).attempts:
-            retrying[entry.change_id] = entry
-    return OutboxStatus(
-        undelivered_jobs=[
-            {
-                "job": j.id,
-                "kind": j.kind,
-                "change": change_ref(j.change_id) if j.change_id is not None else None,
-                "recorded_at": j.created_at.isoformat(),
-            }
-            for j in jobs
-        ],
-        slack_changes=len({e.change_id for e in pending}),
-        slack_entries=len(pending),
-        slack_retrying=[
-            {
-                "change": change_ref(change_id),
-                "attempts": e.attempts,
-                "next_try": e.not_before.isoformat() if e.not_before else None,
-                "error": e.error,
-            }
-            for change_id, e in sorted(retrying.items())
-        ],
-    )

@@ -15,12 +15,16 @@ ServiceError            message: one line a person can act on
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bot.changes import State
 from bot.domain import ChangeRef
 from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
-from bot.inventory.errors import InventoryLookupError
+
+if TYPE_CHECKING:
+    # Named in a signature only: a command that never reads the inventory
+    # does not load it (bench/cli_start.py).
+    from bot.inventory.errors import InventoryLookupError
 
 
 class ServiceError(Exception):

@@ -49,8 +49,9 @@ from bot.service.locate import HostUnavailable
 from bot.service.ownership import checkpoint_name
 from bot.service.vanished import gone
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, change_ref
 from bot.store.outage import is_transient
+from bot.store.tables import change_ref
+from bot.store.tables.changes import ApprovalRequest, Change
 from policies import Action, Facts, Verdict
 
 log = logging.getLogger(__name__)

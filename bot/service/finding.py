@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 from sqlmodel import select
 
 from bot.changes.record import parse_ref
-from bot.inventory import VM, InvalidName, UnknownVM
 from bot.service.errors import BadRequest, NotFound, from_inventory
 from bot.store.db import session_scope
-from bot.store.models import Change, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import Change
 
 if TYPE_CHECKING:
+    from bot.inventory import VM
     from bot.service.deps import ServiceDeps
 
 # A checkpoint's Id as Hyper-V prints it (Get-VMSnapshot's Id, a GUID).
@@ -23,8 +24,12 @@ GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 def resolve_vm(ctx: ServiceDeps, name: str) -> VM:
+    inventory = ctx.inventory
+    # Imported once the inventory is: finding a change by its id needs neither.
+    from bot.inventory import InvalidName, UnknownVM
+
     try:
-        return ctx.inventory.vm(name)
+        return inventory.vm(name)
     except (UnknownVM, InvalidName) as exc:
         raise from_inventory(exc) from None
 

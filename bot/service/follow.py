@@ -20,7 +20,7 @@ from bot.changes.record import get_change, note
 from bot.inventory import Inventory
 from bot.service.locate import Locator, moved_details, moved_text
 from bot.store.db import session_scope
-from bot.store.models import Change
+from bot.store.tables.changes import Change
 
 ACTOR = "checkpoint-bot"
 

@@ -11,7 +11,8 @@ from typing import Any
 from bot.changes import Command
 from bot.hyperv import Checkpoint, VMInfo
 from bot.service.ownership import candidates, proven
-from bot.store.models import Change, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import Change
 
 
 @dataclass(frozen=True)

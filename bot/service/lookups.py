@@ -27,7 +27,8 @@ from bot.service.deciding import Principal
 from bot.service.errors import from_inventory
 from bot.service.queries import ScheduledRun, scheduled_runs
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, ChangeEvent, batch_ref
+from bot.store.tables import batch_ref
+from bot.store.tables.changes import ApprovalRequest, Change, ChangeEvent
 from policies import (
     PERMISSIONS_RULE,
     Action,

@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from bot.changes import State
-from bot.changes.record import events_of, get_change
-from bot.changes.views import ChangeView, CheckpointRow, HostProblem
+from bot.changes.views import CheckpointRow, HostProblem
 from bot.hyperv import Checkpoint, HyperVError, HyperVHost
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.fanout import ask_hosts
 from bot.inventory import VM, InventoryLookupError
 from bot.service.audit import stream_audit
 from bot.service.errors import BadRequest, Unavailable, from_inventory
-from bot.service.finding import find_change, resolve_vm
+from bot.service.finding import resolve_vm
 from bot.service.locate import NotOnCluster
 from bot.store.db import session_scope
-from bot.store.models import Change, Job, batch_ref, change_ref
+from bot.store.tables import batch_ref, change_ref
+from bot.store.tables.changes import Change
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -172,14 +172,6 @@ def _owners(ctx: ServiceDeps, checkpoint_ids: list[str]) -> dict[str, _Owner]:
             for c in rows
             if c.checkpoint_id and c.id is not None
         }
-
-
-def show_change(ctx: ServiceDeps, ref: str) -> ChangeView:
-    change_id = find_change(ctx, ref)
-    with session_scope(ctx.engine) as s:
-        change = get_change(s, change_id)
-        jobs = list(s.exec(select(Job).where(Job.change_id == change_id).order_by(col(Job.id))))
-        return ChangeView.of(change, events_of(s, change_id), jobs)
 
 
 def audit_rows(ctx: ServiceDeps) -> Iterator[dict[str, Any]]:

@@ -39,10 +39,12 @@ from bot.service.errors import Conflict, Forbidden, NotFound, Unavailable, chang
 from bot.service.finding import find_change
 from bot.service.follow import follow
 from bot.service.host_findings import HostFinding, judge_create, judge_merge, judge_rollback
-from bot.service.queries import show_change
+from bot.service.showing import show_change
 from bot.service.sweep import owners_of
 from bot.store.db import session_scope
-from bot.store.models import Change, ChangeEvent, Job, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import Change, ChangeEvent
+from bot.store.tables.jobs import Job
 from policies import is_admin
 
 if TYPE_CHECKING:

@@ -39,7 +39,8 @@ from bot.service.finding import GUID, find_change, resolve_vm
 from bot.service.ownership import new_token
 from bot.service.vm_target import active_change_of
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRequest, Change, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import ApprovalRequest, Change
 from policies import Action, Decision, Permission, Verdict, authorize
 
 if TYPE_CHECKING:

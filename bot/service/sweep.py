@@ -38,7 +38,10 @@ from bot.service.ownership import ref_of, token_of
 from bot.service.queries import fleet_checkpoints
 from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
 from bot.store.db import session_scope
-from bot.store.models import Change, CheckpointSize, Job, batch_ref, change_ref
+from bot.store.tables import batch_ref, change_ref
+from bot.store.tables.changes import Change
+from bot.store.tables.hosts import CheckpointSize
+from bot.store.tables.jobs import Job
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps

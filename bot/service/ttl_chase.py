@@ -37,7 +37,9 @@ from bot.service import vanished
 from bot.service.deciding import Principal
 from bot.service.errors import ServiceError
 from bot.store.db import session_scope
-from bot.store.models import Batch, Change, batch_ref
+from bot.store.tables import batch_ref
+from bot.store.tables.batches import Batch
+from bot.store.tables.changes import Change
 from policies import Facts
 from policies.rules.lifetime import TTLParams
 

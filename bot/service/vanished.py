@@ -28,7 +28,7 @@ from bot.hyperv import HyperVError, HyperVHost
 from bot.service.errors import ServiceError
 from bot.service.follow import follow
 from bot.store.db import session_scope
-from bot.store.models import Change
+from bot.store.tables.changes import Change
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps

@@ -17,7 +17,8 @@ from bot.changes import State
 from bot.inventory import InventoryLookupError
 from bot.service.errors import BadRequest, NotFound, from_inventory
 from bot.store.db import session_scope
-from bot.store.models import Change, change_ref
+from bot.store.tables import change_ref
+from bot.store.tables.changes import Change
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps

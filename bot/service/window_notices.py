@@ -26,7 +26,8 @@ from bot.changes.lifecycle import HOLDS_CHECKPOINT, State
 from bot.changes.views import ChangeView
 from bot.jobs import JobState
 from bot.store.db import session_scope
-from bot.store.models import Change, ChangeEvent, Job
+from bot.store.tables.changes import Change, ChangeEvent
+from bot.store.tables.jobs import Job
 from policies.scopes import scope_matches
 from policies.windows import Window
 

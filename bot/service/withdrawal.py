@@ -19,7 +19,7 @@ from bot.service.errors import Conflict, Forbidden
 from bot.service.finding import find_change
 from bot.service.requests import view
 from bot.store.db import session_scope
-from bot.store.models import change_ref
+from bot.store.tables import change_ref
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,10 +65,29 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+class RecordSession(Session):
+    """A session that maps every table before it writes. A command that
+    only reads imports the modules of the tables it reads
+    (bot.store.tables), but a flush orders its writes by the foreign keys
+    of the tables it writes, and resolving a foreign key needs the table it
+    names mapped on the same metadata: without it SQLAlchemy raises
+    NoReferencedTableError at the flush, in a process that read nothing
+    else first (https://docs.sqlalchemy.org/en/20/core/constraints.html#defining-foreign-keys).
+    Every commit and autoflush goes through `flush`; one with nothing to
+    write (`dirty` is optimistic: it holds every instance touched, changed
+    or not, https://docs.sqlalchemy.org/en/20/orm/session_api.html#sqlalchemy.orm.Session.dirty)
+    leaves a reader's imports alone."""
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        if self.new or self.dirty or self.deleted:
+            import bot.store.models  # noqa: F401  (maps every table; once per process)
+        super().flush(objects)
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
+    with RecordSession(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

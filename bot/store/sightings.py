@@ -21,7 +21,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlmodel import select
 
 from bot.store.db import session_scope
-from bot.store.models import VMSighting
+from bot.store.tables.hosts import VMSighting
 
 __all__ = ["Sighting", "all_seen", "last_seen", "next_sighting", "record_seen"]
 
