@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,8 +14,10 @@ from bot.cli.colour import wants_colour
 from bot.cli.lazy import LazyCommand, LazyGroup
 from bot.cli.runtime import Runtime
 
+if TYPE_CHECKING:
+    import logging
+
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
-log = logging.getLogger("checkpoint_bot.cli")
 
 EPILOG = """\
 Without --config (or CHECKPOINT_BOT_CONFIG) every command runs in demo mode on
@@ -108,13 +110,15 @@ COMMANDS = {
 @click.pass_context
 def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     """checkpoint-bot: safe Hyper-V checkpoints, with guardrails and a record."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    runtime = Runtime(config_path=config_path)
+    runtime = Runtime(config_path=config_path, verbose=verbose)
     click_ctx.obj = runtime
     click_ctx.call_on_close(runtime.close)
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("checkpoint_bot.cli")
 
 
 def _fail(message: str, code: int) -> int:
@@ -188,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         # An unreachable database is no bug: say what was kept, exit 3.
         said = outage_message(exc, writes_before)
         if said is not None:
-            log.info("the database is unavailable", exc_info=True)
+            _log().info("the database is unavailable", exc_info=True)
             return _fail(said, EXIT_UNAVAILABLE)
         # A bug: the details go to the log (-v), the terminal gets one line.
-        log.info("unexpected error", exc_info=True)
+        _log().info("unexpected error", exc_info=True)
         return _fail(
             f"internal error ({type(exc).__name__}: {exc}); run with -v for details",
             EXIT_FAILED,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -36,6 +34,8 @@ class Runtime:
     """Built at the entry point; the only place the CLI reads the environment."""
 
     config_path: Path | None
+    # -v: log at INFO, else WARNING (set up with the settings, see below).
+    verbose: bool = False
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
     builder: Callable[..., AppContext] = _build_context
@@ -54,6 +54,10 @@ class Runtime:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            # Logging is set up when a command starts its work, which always
+            # reads the settings first: `--help` never needs it, and a
+            # short command saves importing it (bench/cli_start.py).
+            _configure_logging(self.verbose)
             from bot.config import load_settings
 
             self._settings = load_settings(self.config_path, self.env, self.cwd)
@@ -81,7 +85,11 @@ class Runtime:
         """The operator at this terminal: `cli:NAME` (CHECKPOINT_BOT_USER, else $USER)."""
         from bot.service import Principal
 
-        user = self.env.get("CHECKPOINT_BOT_USER") or self.env.get("USER") or getpass.getuser()
+        user = self.env.get("CHECKPOINT_BOT_USER") or self.env.get("USER")
+        if not user:
+            import getpass
+
+            user = getpass.getuser()
         return Principal(f"cli:{user}")
 
     def close(self) -> None:
@@ -96,6 +104,15 @@ class Runtime:
         click.echo(paint(text) if coloured else text, nl=False, color=coloured)
 
 
+def _configure_logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
 def _short(path: Path, cwd: Path) -> str:
     try:
         return str(path.relative_to(cwd))
@@ -104,6 +121,8 @@ def _short(path: Path, cwd: Path) -> str:
 
 
 def echo_json(data: Any) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
