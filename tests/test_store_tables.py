@@ -7,7 +7,9 @@ mapped every table long before."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,24 +62,19 @@ def test_a_process_that_mapped_one_module_can_write(tmp_path: Path) -> None:
 def test_every_table_is_in_the_aggregate_module() -> None:
     """`bot.store.models` (what the migrations and the schema check import)
     holds every table the modules define, under the names they export."""
-    import bot.store.tables.batches
-    import bot.store.tables.changes
-    import bot.store.tables.hosts
-    import bot.store.tables.jobs
-    import bot.store.tables.slack
+    import bot.store.tables
 
-    defined = {
-        cls.__tablename__
-        for module in (
-            bot.store.tables.batches,
-            bot.store.tables.changes,
-            bot.store.tables.hosts,
-            bot.store.tables.jobs,
-            bot.store.tables.slack,
-        )
-        for cls in vars(module).values()
-        if isinstance(cls, type) and issubclass(cls, SQLModel) and hasattr(cls, "__table__")
-    }
+    defined = set()
+    for info in pkgutil.iter_modules(bot.store.tables.__path__):
+        module = importlib.import_module(f"bot.store.tables.{info.name}")
+        defined |= {
+            cls.__tablename__
+            for cls in vars(module).values()
+            if isinstance(cls, type)
+            and issubclass(cls, SQLModel)
+            and cls.__module__ == module.__name__
+            and hasattr(cls, "__table__")
+        }
     exported = {
         getattr(bot.store.models, name).__tablename__
         for name in bot.store.models.__all__

@@ -12,8 +12,9 @@ from sqlmodel import Session, col, select
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_views import BatchView, MemberView
 from bot.domain import ApprovalState
+from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.batches import BatchEvent
-from bot.store.tables.changes import ApprovalRequest, Change, ChangeEvent
+from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.hosts import CheckpointSize
 
 

@@ -12,7 +12,7 @@ from bot.changes.lifecycle import State, still_wanted
 from bot.changes.views import ChangeView, PendingApproval
 from bot.domain import ApprovalState
 from bot.store.db import session_scope
-from bot.store.tables.changes import ApprovalRequest
+from bot.store.tables.approvals import ApprovalRequest
 from policies import ApprovalRequirement
 
 

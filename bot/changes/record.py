@@ -20,8 +20,7 @@ from sqlmodel import Session, col, select
 
 from bot.changes.lifecycle import Command, State, Transition, apply, still_wanted
 from bot.domain import ApprovalState, ChangeRef
-from bot.store.tables.changes import ApprovalRequest, Change, ChangeEvent
-from bot.store.tables.slack import SlackOutbox
+from bot.store.tables.changes import Change, ChangeEvent
 
 
 class ChangeNotFound(LookupError):
@@ -80,8 +79,18 @@ def open_change(
             details={"vm": change.vm_name, "host": change.host, "type": change.checkpoint_type},
         )
     )
-    session.add(SlackOutbox(change_id=change.id, created_at=now))
+    _behind_in_slack(session, change, now)
     return change
+
+
+def _behind_in_slack(session: Session, change: Change, now: datetime) -> None:
+    # Imported where the record is written: reading a change (`change show`)
+    # maps neither the Slack outbox nor the approval requests
+    # (bot.store.tables).
+    from bot.store.tables.slack import SlackOutbox
+
+    assert change.id is not None
+    session.add(SlackOutbox(change_id=change.id, created_at=now))
 
 
 def _bump(session: Session, change: Change, now: datetime, values: dict[str, Any]) -> None:
@@ -93,7 +102,7 @@ def _bump(session: Session, change: Change, now: datetime, values: dict[str, Any
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise ConcurrentUpdate(change.id)
-    session.add(SlackOutbox(change_id=change.id, created_at=now))
+    _behind_in_slack(session, change, now)
     session.refresh(change)
 
 
@@ -164,6 +173,8 @@ def transition(
 def _supersede_requests(session: Session, change: Change, state: State, now: datetime) -> None:
     """Requests waiting for approvers that the new state makes pointless
     are closed in the same transaction, so no card offers to approve them."""
+    from bot.store.tables.approvals import ApprovalRequest
+
     pending = session.exec(
         select(ApprovalRequest).where(
             ApprovalRequest.change_id == change.id, ApprovalRequest.state == ApprovalState.PENDING

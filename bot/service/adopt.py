@@ -39,7 +39,8 @@ from bot.service.requests import Outcome, merge, view
 from bot.service.sweep import provenance
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
-from bot.store.tables.changes import Change, CheckpointAdoption
+from bot.store.tables.changes import Change
+from bot.store.tables.vm_record import CheckpointAdoption
 from policies import Facts, Permission, authorize
 from policies.rules.lifetime import TTLParams
 from templates import human_bytes

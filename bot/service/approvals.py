@@ -32,7 +32,8 @@ from bot.service.requests import (
 )
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
-from bot.store.tables.changes import ApprovalRequest, Change
+from bot.store.tables.approvals import ApprovalRequest
+from bot.store.tables.changes import Change
 from policies import (
     Action,
     ApprovalRequirement,

@@ -34,7 +34,8 @@ from bot.service.errors import BadRequest
 from bot.store.columns import UTCDateTime
 from bot.store.db import READ_ONLY
 from bot.store.tables import batch_ref, change_ref
-from bot.store.tables.changes import Change, ChangeEvent, VMSettingChange
+from bot.store.tables.changes import Change, ChangeEvent
+from bot.store.tables.vm_record import VMSettingChange
 
 # Rows per round trip: large enough that the per-fetch cost vanishes,
 # small enough that a batch is about a megabyte of text.

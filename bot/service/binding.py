@@ -37,7 +37,8 @@ from bot.service.errors import BadRequest, Conflict
 from bot.service.finding import find_change
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
-from bot.store.tables.changes import ApprovalRequest, Change, ChangeEvent
+from bot.store.tables.approvals import ApprovalRequest
+from bot.store.tables.changes import Change, ChangeEvent
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps

@@ -51,7 +51,8 @@ from bot.service.vanished import gone
 from bot.store.db import session_scope
 from bot.store.outage import is_transient
 from bot.store.tables import change_ref
-from bot.store.tables.changes import ApprovalRequest, Change
+from bot.store.tables.approvals import ApprovalRequest
+from bot.store.tables.changes import Change
 from policies import Action, Facts, Verdict
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ from bot.service.errors import from_inventory
 from bot.service.queries import ScheduledRun, scheduled_runs
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref
-from bot.store.tables.changes import ApprovalRequest, Change, ChangeEvent
+from bot.store.tables.approvals import ApprovalRequest
+from bot.store.tables.changes import Change, ChangeEvent
 from policies import (
     PERMISSIONS_RULE,
     Action,

@@ -40,7 +40,8 @@ from bot.service.ownership import new_token
 from bot.service.vm_target import active_change_of
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
-from bot.store.tables.changes import ApprovalRequest, Change
+from bot.store.tables.approvals import ApprovalRequest
+from bot.store.tables.changes import Change
 from policies import Action, Decision, Permission, Verdict, authorize
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Forbidden, from_host
 from bot.service.finding import resolve_vm
 from bot.store.db import session_scope
-from bot.store.tables.changes import VMSettingChange
+from bot.store.tables.vm_record import VMSettingChange
 from policies import Action, Effect, is_admin
 
 if TYPE_CHECKING:

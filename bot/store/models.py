@@ -10,17 +10,13 @@ command that reads one part imports that part's module alone.
 from __future__ import annotations
 
 from bot.store.tables import batch_ref, change_ref
+from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.batches import Batch, BatchEvent
-from bot.store.tables.changes import (
-    ApprovalRequest,
-    Change,
-    ChangeEvent,
-    CheckpointAdoption,
-    VMSettingChange,
-)
+from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.hosts import CheckpointSize, VMSighting
 from bot.store.tables.jobs import HostSlot, Job, Tick, VMLock
 from bot.store.tables.slack import SlackDelivery, SlackOutbox, StaleHome
+from bot.store.tables.vm_record import CheckpointAdoption, VMSettingChange
 
 __all__ = [
     "ApprovalRequest",

@@ -1,5 +1,4 @@
-"""The change record: a change, its append-only events, its approval requests,
-and the record's other entries (a VM's settings changed, an orphan adopted)."""
+"""The change record: a change and its append-only events."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from typing import Any
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field
 
-from bot.domain import ApprovalState
 from bot.store.tables.base import Table, json_field, utc_field
 
 
@@ -83,69 +81,3 @@ class ChangeEvent(Table, table=True):
     message: str = Field(default="", max_length=4000)
     details: dict[str, Any] = json_field()
     slack_ts: str | None = Field(default=None, max_length=64)
-
-
-class ApprovalRequest(Table, table=True):
-    """An action on a change that waits for approvers: the create itself, a
-    rollback or an extension. Approvals are appended to `approvals`; the
-    change's own version serializes every write to it."""
-
-    __tablename__ = "approval_request"
-
-    id: int | None = Field(default=None, primary_key=True)
-    change_id: int = Field(foreign_key="change.id", index=True)
-    action: str = Field(max_length=32)
-    state: str = Field(default=ApprovalState.PENDING, index=True, max_length=32)
-    requested_by: str = Field(max_length=255)
-    requested_by_team: str | None = Field(default=None, max_length=32)
-    # Where the requester asked from and the Slack user groups they were in
-    # then: the principal the re-check on approval resolves again. None before 0010.
-    requested_in: str | None = Field(default=None, max_length=64)
-    requested_by_groups: list[str] | None = Field(
-        default=None, sa_column=Column(JSON, nullable=True)
-    )
-    requested_at: datetime = utc_field()
-    required: int = 1
-    # The policy's requirement: who may approve (users, groups).
-    requirement: dict[str, Any] = json_field()
-    # [{"by": "U123", "team": "T123", "at": "...iso..."}] ("team" is None for cli:NAME)
-    approvals: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSON, nullable=False)
-    )
-    params: dict[str, Any] = json_field()
-    resolved_at: datetime | None = utc_field(nullable=True)
-    # Who settled it (a person, or why it no longer applies) and their workspace.
-    resolved_by: str | None = Field(default=None, max_length=255)
-    resolved_by_team: str | None = Field(default=None, max_length=32)
-
-
-class VMSettingChange(Table, table=True):
-    """An admin's change to a VM's checkpoint settings (Set-VM): part of the
-    record like every change, though it has no lifecycle of its own."""
-
-    __tablename__ = "vm_setting_change"
-
-    id: int | None = Field(default=None, primary_key=True)
-    vm_id: str = Field(index=True, max_length=64)
-    vm_name: str = Field(max_length=255)
-    host: str = Field(max_length=255)
-    actor: str = Field(max_length=255)
-    actor_team: str | None = Field(default=None, max_length=32)
-    at: datetime = utc_field()
-    before: dict[str, Any] = json_field()
-    after: dict[str, Any] = json_field()
-    reason: str = Field(default="", max_length=2000)
-
-
-class CheckpointAdoption(Table, table=True):
-    """A human adopted an orphan: the checkpoint's Id is the primary key, so
-    two clicks (on any replica) cannot both create a change that owns it."""
-
-    __tablename__ = "checkpoint_adoption"
-
-    checkpoint_id: str = Field(primary_key=True, max_length=64)
-    change_id: int = Field(foreign_key="change.id", index=True)
-    host: str = Field(max_length=255)
-    vm_id: str = Field(max_length=64)
-    adopted_by: str = Field(max_length=255)
-    at: datetime = utc_field()
