@@ -15,7 +15,6 @@ from bot.hyperv import Checkpoint, HyperVError, HyperVHost
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.fanout import ask_hosts
 from bot.inventory import VM, InventoryLookupError
-from bot.service.audit import stream_audit
 from bot.service.errors import BadRequest, Unavailable, from_inventory
 from bot.service.finding import resolve_vm
 from bot.service.locate import NotOnCluster
@@ -176,7 +175,9 @@ def _owners(ctx: ServiceDeps, checkpoint_ids: list[str]) -> dict[str, _Owner]:
 
 def audit_rows(ctx: ServiceDeps) -> Iterator[dict[str, Any]]:
     """Every event of every change, then every settings change, streamed
-    (bot.service.audit)."""
+    (bot.service.audit, imported here: listing checkpoints needs none of it)."""
+    from bot.service.audit import stream_audit
+
     return stream_audit(ctx.engine)
 
 
