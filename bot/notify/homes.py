@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from bot.store.db import session_scope
-from bot.store.tables.slack import StaleHome
+from bot.store.tables.stale_homes import StaleHome
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel, col
 
-from bot.store.tables.slack import SlackDelivery
+from bot.store.tables.slack_deliveries import SlackDelivery
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PgInsert

@@ -15,7 +15,9 @@ from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.hosts import CheckpointSize, VMSighting
 from bot.store.tables.jobs import HostSlot, Job, Tick, VMLock
-from bot.store.tables.slack import SlackDelivery, SlackOutbox, StaleHome
+from bot.store.tables.slack import SlackOutbox
+from bot.store.tables.slack_deliveries import SlackDelivery
+from bot.store.tables.stale_homes import StaleHome
 from bot.store.tables.vm_record import CheckpointAdoption, VMSettingChange
 
 __all__ = [
