@@ -18,6 +18,7 @@ from bot.changes.views import ChangeView
 from bot.service import show_change
 from bot.store.db import session_scope
 from bot.store.models import Change, Job
+from templates.blocks import ActionValue
 from tests.slack_support import Call, RunningBot, running_bot
 
 # Slack allows 3 s (https://api.slack.com/interactivity/handling#acknowledgment_response);
@@ -71,8 +72,15 @@ def create(bot: RunningBot, vm: str, user: str = "U0ALICE") -> ChangeView:
     return wait_state(bot, vm, "active")
 
 
-def value(view: ChangeView) -> str:
-    return f"{view.ref}:v{view.version}"
+def value(view: ChangeView, purpose: str) -> str:
+    """The value the change's card puts on its `purpose` button (rollback,
+    merge): bound to the state the card showed at its version."""
+    return str(ActionValue(view.ref, view.version, purpose))
+
+
+def old_value(view: ChangeView) -> str:
+    """An old message's value (no purpose): bound to exactly that version."""
+    return str(ActionValue(view.ref, view.version))
 
 
 # --- signatures and health ----------------------------------------------------------
@@ -150,7 +158,7 @@ def test_full_flow_create_rollback_with_approval(bot: RunningBot) -> None:
 
     # Alice asks for the rollback; the shipped policy wants one approver on prod.
     # The card and the thread show what a click did: no private echo of it.
-    reply, asked = bot.slack.click("checkpoint:rollback", value(active), user="U0ALICE")
+    reply, asked = bot.slack.click("checkpoint:rollback", value(active, "rollback"), user="U0ALICE")
     assert reply.seconds < ACK_LIMIT
     bot.api.wait_for(
         lambda _cs: any(
@@ -160,10 +168,10 @@ def test_full_flow_create_rollback_with_approval(bot: RunningBot) -> None:
     waiting = change_of(bot, "WEB01")
 
     # Approving your own request is refused, to you alone.
-    _, key = bot.slack.click("checkpoint:approve", value(waiting), user="U0ALICE")
+    _, key = bot.slack.click("checkpoint:approve", old_value(waiting), user="U0ALICE")
     assert "cannot approve" in texts(answer(bot, key))
 
-    _, approved = bot.slack.click("checkpoint:approve", value(waiting), user="U0BOB")
+    _, approved = bot.slack.click("checkpoint:approve", old_value(waiting), user="U0BOB")
     done = wait_state(bot, "WEB01", "rolled_back")
     assert not [c for c in bot.api.calls if c.method in (asked, approved)]
     kinds = [e.kind for e in done.events]
@@ -202,7 +210,9 @@ def test_double_click_on_roll_back_has_one_effect(bot: RunningBot) -> None:
     with ThreadPoolExecutor(2) as pool:
         clicks = list(
             pool.map(
-                lambda _: bot.slack.click("checkpoint:rollback", value(active), user="U0ALICE"),
+                lambda _: bot.slack.click(
+                    "checkpoint:rollback", value(active, "rollback"), user="U0ALICE"
+                ),
                 range(2),
             )
         )
@@ -223,10 +233,10 @@ def test_double_click_on_roll_back_has_one_effect(bot: RunningBot) -> None:
 
 def test_outdated_message_gets_a_polite_answer(bot: RunningBot) -> None:
     active = create(bot, "STG-APP01")
-    bot.slack.click("checkpoint:merge", value(active), user="U0ALICE")
+    bot.slack.click("checkpoint:merge", value(active, "merge"), user="U0ALICE")
     wait_state(bot, "STG-APP01", "merged", timeout=30)
     # The old message's Roll back button: nothing is left to roll back.
-    _, key = bot.slack.click("checkpoint:rollback", value(active), user="U0BOB")
+    _, key = bot.slack.click("checkpoint:rollback", value(active, "rollback"), user="U0BOB")
     body = texts(answer(bot, key))
     assert "out of date" in body and "merged" in body
 
@@ -257,7 +267,7 @@ def test_a_click_in_the_app_home_is_answered_by_dm(bot: RunningBot) -> None:
     DM. (A merge that starts needs none: the card, the thread and the Home
     show it; a second click on the same card is told it changed nothing.)"""
     active = create(bot, "WEB02")
-    bot.slack.click("checkpoint:merge", value(active), user="U0ALICE")
+    bot.slack.click("checkpoint:merge", value(active, "merge"), user="U0ALICE")
     wait_state(bot, "WEB02", "merged")
     payload = {
         "type": "block_actions",
@@ -273,7 +283,7 @@ def test_a_click_in_the_app_home_is_answered_by_dm(bot: RunningBot) -> None:
                 "type": "button",
                 "action_id": "checkpoint:merge",
                 "block_id": "b1",
-                "value": value(active),
+                "value": value(active, "merge"),
                 "action_ts": str(time.time()),
             }
         ],

@@ -231,6 +231,18 @@ class JobLedger:
                             now=now,
                             stale_after=self.lock_stale_after,
                         )
+                    # It starts once it holds its lock and slots: taking one a
+                    # finishing job frees waits for that job's commit (SQLite's
+                    # write lock, PostgreSQL's row lock), so read now, its
+                    # `started_at` follows the `finished_at` of the job it
+                    # waited for, and the record's spans overlap no more than
+                    # the slots allowed. (Read before the wait, it preceded it.)
+                    started = self.now()
+                    conn.execute(
+                        update(_JOB)
+                        .where(_JOB.c.id == job_id)
+                        .values(started_at=started, heartbeat_at=started)
+                    )
         except vmlock.VMBusy as busy:
             return ClaimResult(ClaimOutcome.VM_BUSY, self.get(job_id), lock_holder=busy.holder)
         except hostslots.HostBusy:
@@ -268,10 +280,10 @@ class JobLedger:
         result: Mapping[str, Any],
         error: str | None,
     ) -> Job:
-        now = self.now()
         state = JobState.SUCCEEDED if succeeded else JobState.FAILED
         with session_scope(self._engine) as s:
             conn = s.connection()
+            now = self.now()
             row = conn.execute(
                 self._owned(update(_JOB), job_id, worker)
                 .values(
