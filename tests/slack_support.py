@@ -463,6 +463,7 @@ def running_bot(
     emulated: bool = False,
     team_ids: tuple[str, ...] | None = None,
     jobs: dict[str, Any] | None = None,
+    sweep: dict[str, Any] | None = None,
     database_url: str | None = None,
 ) -> Iterator[RunningBot]:
     """The bot in HTTP mode (waitress, ephemeral port) on a demo context whose
@@ -475,7 +476,8 @@ def running_bot(
     (`RunningBot.emulator_log`). `team_ids`: the workspace(s) configured as
     `slack.team_ids` (default: none, so demo mode takes auth.test's T0TEST).
     `jobs`: settings of `jobs:` to change (`queue: redis` uses that queue
-    instead of Huey's in-memory one). `database_url`: a migrated database
+    instead of Huey's in-memory one). `sweep`: settings of `sweep:` to
+    change, before anything ticks. `database_url`: a migrated database
     (default: SQLite in `workdir`)."""
     settings = settings_for(workdir, database_url)
     if policy_text is not None:
@@ -490,6 +492,8 @@ def running_bot(
     # of deadlines passes its own in `jobs`.
     roomy = {"create_deadline": "2h", "restore_deadline": "2h"}
     settings = replace(settings, jobs=replace_model(settings.jobs, **{**roomy, **(jobs or {})}))
+    if sweep is not None:
+        settings = replace(settings, sweep=replace_model(settings.sweep, **sweep))
     clock = ScaledClock(600, start=T0)
     with contextlib.ExitStack() as stack:
         env: dict[str, str] = {}

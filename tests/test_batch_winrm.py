@@ -165,8 +165,12 @@ def test_a_wave_takes_8_of_10_with_at_most_2_at_once_per_host(
     # ...and never 4 on prod-cluster's two nodes together (batches.per_cluster:
     # 3), though each node's own bound would let 2 + 2 run.
     assert _most_at_once(spans["HV01"] + spans["HV02"]) <= 3, spans
-    # ...and the bound is a bound, not a queue: 2 did run side by side.
-    assert most["HV01"] == 2 and most["HV03"] == 2, most
+    # ...and the bound is a bound, not a queue: 2 did run side by side on
+    # HV03. (On prod-cluster's nodes who ran together depends on which
+    # members the workers claimed first: its 3 slots go 2 + 1 or 1 + 2, and
+    # under load HV01 was seen holding one at a time.)
+    assert most["HV03"] == 2, most
+    assert _most_at_once(spans["HV01"] + spans["HV02"]) >= 2, spans
     # The refused members never reached a host's Checkpoint-VM.
     names = " ".join(str(e.parameters) for e in calls)
     assert "CHG-0001 " not in names and names.count("KB5044284 patch wave") == 8
