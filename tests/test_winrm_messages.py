@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from pypsrp.complex_objects import ApartmentState, PSThreadOptions
 from pypsrp.messages import MessageType
 from pypsrp.powershell import Fragment, PowerShell, RunspacePool
 from pypsrp.wsman import NAMESPACES
@@ -213,3 +214,63 @@ def test_the_cache_is_bounded() -> None:
     for n in range(10):
         cache.data(pool, (Cmd("Get-VM", (("Id", f"{n}"),)),))
     assert len(cache._data) == 3
+
+
+class _Sent(Exception):
+    """Stops `RunspacePool.open()` once its creationXml is built."""
+
+    def __init__(self, creation_xml: bytes) -> None:
+        super().__init__()
+        self.creation_xml = creation_xml
+
+
+@dataclass
+class OpeningShell:
+    """A WinRS whose Create keeps the creationXml (MS-PSRP 3.1.5.3.1) and
+    goes no further: the negotiation that follows needs a host."""
+
+    def open(self, _options: Any, open_content: ET.Element) -> None:
+        raise _Sent(base64.b64decode(open_content.text or ""))
+
+
+def opening_messages(pool: Any, **open_args: Any) -> list[Sent]:
+    pool.shell = OpeningShell()
+    with pytest.raises(_Sent) as sent_:
+        pool.open(**open_args)
+    rest, messages = sent_.value.creation_xml, []
+    while rest:
+        fragment, rest = Fragment.unpack(rest)
+        messages.append(sent([fragment.pack()]))
+    return messages
+
+
+@pytest.mark.parametrize(
+    ("settings", "open_args"),
+    [
+        ({}, {}),
+        ({"min_runspaces": 1, "max_runspaces": 4}, {}),
+        (
+            {"thread_options": PSThreadOptions.REUSE_THREAD, "apartment_state": ApartmentState.MTA},
+            {},
+        ),
+        ({}, {"application_arguments": {"Ticket": "CHG-1"}}),  # not kept: built each time
+    ],
+)
+def test_pool_opening_messages_are_pypsrps_own(
+    settings: dict[str, Any], open_args: dict[str, Any]
+) -> None:
+    clixml._OPENING.clear()
+    expected = opening_messages(RunspacePool(Connection(512000), **settings), **open_args)
+    assert [m.message_type for m in expected] == [
+        MessageType.SESSION_CAPABILITY,
+        MessageType.INIT_RUNSPACEPOOL,
+    ]
+    for attempt in ("built", "from the cache"):
+        pool = quicken(RunspacePool(Connection(512000), **settings))
+        got = opening_messages(pool, **open_args)
+        # The Data is pypsrp's own; the header's RPID is this pool's.
+        assert [(m.message_type, m.data, m.framing) for m in got] == [
+            (m.message_type, m.data, m.framing) for m in expected
+        ], attempt
+        assert {m.rpid for m in got} == {uuid.UUID(pool.id)}
+    assert len(clixml._OPENING._data) == (1 if open_args else 2)

@@ -28,6 +28,15 @@ that frame it (MS-PSRP 2.2.1,
 https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-psrp/497ac440-89fb-4cb3-9cc1-3434c1aa74c3,
 and 2.2.4) are still filled in by pypsrp's `Message.pack` and `Fragmenter`
 for each pool and pipeline.
+
+Opening a pool, the SESSION_CAPABILITY and INIT_RUNSPACEPOOL messages
+(MS-PSRP 2.2.2.1 and 2.2.2.2) that pypsrp's `RunspacePool.open()` sends in
+the shell's creationXml carry only the pool's settings (protocol versions,
+min/max runspaces, thread options, apartment state, a null host) when no
+local PSHost and no application arguments are given, as here: their Data is
+serialised once per distinct settings (`QuickSerializer.serialize`), which
+was a tenth of the client's CPU in opening a pool per host. The fragment
+and message headers are still pypsrp's, per pool.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from pypsrp.complex_objects import (
     Pipeline,
     RemoteStreamOptions,
 )
-from pypsrp.messages import CreatePipeline, MessageType
+from pypsrp.messages import CreatePipeline, InitRunspacePool, MessageType, SessionCapability
 from pypsrp.powershell import PowerShell
 from pypsrp.serializer import Serializer
 
@@ -125,7 +134,19 @@ class QuickSerializer(Serializer):
     ) -> Any:
         if isinstance(value, PrebuiltMessage):
             return value.data
+        if metadata is None and parent is None and clear:
+            # A whole message's Data, as `Message.pack` asks for it.
+            key = _opening_key(value)
+            if key is not None:
+                return _OPENING.data(key, lambda: self._serialized_bytes(value))
         return super().serialize(value, metadata, parent, clear)
+
+    def _serialized_bytes(self, value: Any) -> bytes:
+        element = super().serialize(value)
+        if element is None:
+            raise ValueError(f"pypsrp serialised {type(value).__name__} to nothing")
+        data: bytes = ET.tostring(element, encoding="utf-8", method="xml")  # as Message.pack does
+        return data
 
     def deserialize(
         self, element: ET.Element | str, metadata: Any = None, clear: bool = True
@@ -177,6 +198,63 @@ class QuickSerializer(Serializer):
         self.obj[parsed.attrib["RefId"]] = obj
         obj._xml = text  # pypsrp keeps the source of every complex object
         return obj
+
+
+def _opening_key(value: Any) -> tuple[object, ...] | None:
+    """What the Data of a pool-opening message depends on, or None when it
+    is not one, or carries state (a local PSHost, application arguments)."""
+    kind = type(value)
+    if kind is SessionCapability:
+        return (
+            kind,
+            value.protocol_version,
+            value.ps_version,
+            value.serialization_version,
+            value.time_zone,
+        )
+    if kind is InitRunspacePool:
+        host_info = value.host_info
+        if value.application_arguments is not None or (
+            host_info is not None and host_info.host is not None
+        ):
+            return None
+        return (
+            kind,
+            value.min_runspaces,
+            value.max_runspaces,
+            None if value.thread_options is None else value.thread_options.value,
+            None if value.apartment_state is None else value.apartment_state.value,
+            host_info is None,
+        )
+    return None
+
+
+class _OpeningCache:
+    """The Data of the pool-opening messages, by their settings; a pool's
+    settings rarely vary, so a few entries are all there will be."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._data: dict[tuple[object, ...], bytes] = {}
+        self._lock = threading.Lock()
+
+    def data(self, key: tuple[object, ...], build: Callable[[], bytes]) -> bytes:
+        found = self._data.get(key)
+        if found is not None:
+            return found
+        found = build()
+        with self._lock:
+            if len(self._data) >= self._size:
+                del self._data[next(iter(self._data))]
+            self._data[key] = found
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_OPENING = _OpeningCache()
 
 
 # The type names pypsrp 0.9.1's table (Serializer.deserialize) reads as a
