@@ -8,8 +8,9 @@ from the modules behind it."""
 # anything (`python -X importtime`, bench/cli_start.py, bench/op_latency.py),
 # most of it modules the command never calls. The names and their types are
 # the same for mypy and for callers.
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bot.lazy_names import names_on_first_use
 
 if TYPE_CHECKING:
     from bot.changes import RESOLUTIONS
@@ -202,13 +203,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = names_on_first_use(__name__, _WHERE, globals())
 
 
 __all__ = [
