@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.slack_support import RunningBot, running_bot
-from tests.test_slack_http import ACK_LIMIT, change_of, create, value
+from tests.test_slack_http import ACK_LIMIT, change_of, create, old_value
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_create_alone_opens_the_modal_and_its_submission_is_validated(bot: Runni
 
 def test_extend_button_opens_the_modal_and_extends(bot: RunningBot) -> None:
     active = create(bot, "APP01")
-    reply, key = bot.slack.click("checkpoint:extend", value(active), user="U0ALICE")
+    reply, key = bot.slack.click("checkpoint:extend", old_value(active), user="U0ALICE")
     assert reply.seconds < ACK_LIMIT
     view = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
     # The modal carries what the Extend button was for, in the new form.
@@ -103,7 +103,7 @@ def test_extend_button_opens_the_modal_and_extends(bot: RunningBot) -> None:
 
 def test_app_home_lists_what_needs_the_viewer(bot: RunningBot) -> None:
     mine = create(bot, "WEB01", user="U0DAVE")
-    bot.slack.click("checkpoint:rollback", value(mine), user="U0DAVE")
+    bot.slack.click("checkpoint:rollback", old_value(mine), user="U0DAVE")
     bot.api.wait_for(
         lambda _cs: any(
             e.kind == "rollback_awaits_approval" for e in change_of(bot, "WEB01").events

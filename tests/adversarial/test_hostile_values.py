@@ -21,7 +21,7 @@ from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent
 from tests.adversarial.conftest import Tally
 from tests.slack_support import RunningBot, running_bot
-from tests.test_slack_http import answer, change_of, create, texts, value, wait_state
+from tests.test_slack_http import answer, change_of, create, old_value, texts, wait_state
 from tests.test_slack_modals import create_values, submitted
 
 # What the bot sends a host is a pipeline of cmdlets by name (Verb-Noun),
@@ -289,7 +289,7 @@ def _footprint(bot: RunningBot, change_id: int | None) -> tuple[object, ...]:
 
 def test_tampered_modal_metadata_changes_nothing(bot: RunningBot, hostile: Tally) -> None:
     active = create(bot, "APP01")
-    reply, key = bot.slack.click("checkpoint:extend", value(active), user="U0ALICE")
+    reply, key = bot.slack.click("checkpoint:extend", old_value(active), user="U0ALICE")
     assert reply.status == 200
     trigger = "trigger." + key.rsplit(":", 1)[1]
     calls = bot.api.wait_for(
