@@ -13,6 +13,7 @@ import struct
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
@@ -209,10 +210,13 @@ def test_the_cache_tells_apart_what_serialises_differently() -> None:
 
 
 def test_the_cache_is_bounded() -> None:
-    cache = clixml._CreatePipelineCache(size=3)
+    cache = clixml._Built(size=3)
     pool, _ = opened_pool("2.3", 512000, quick=True)
     for n in range(10):
-        cache.data(pool, (Cmd("Get-VM", (("Id", f"{n}"),)),))
+        commands = (Cmd("Get-VM", (("Id", f"{n}"),)),)
+        cache.data(
+            clixml._key(pool, commands), partial(clixml.build_create_pipeline, pool, commands)
+        )
     assert len(cache._data) == 3
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,7 +80,9 @@ class RecordSession(Session):
     leaves a reader's imports alone."""
 
     def flush(self, objects: Sequence[Any] | None = None) -> None:
-        if self.new or self.dirty or self.deleted:
+        # Once every table is mapped (any serving process, after its first
+        # write) a flush skips the check: `dirty` walks the session's objects.
+        if "bot.store.models" not in sys.modules and (self.new or self.dirty or self.deleted):
             import bot.store.models  # noqa: F401  (maps every table; once per process)
         super().flush(objects)
 

@@ -229,11 +229,12 @@ def _opening_key(value: Any) -> tuple[object, ...] | None:
     return None
 
 
-class _OpeningCache:
-    """The Data of the pool-opening messages, by their settings; a pool's
-    settings rarely vary, so a few entries are all there will be."""
+class _Built:
+    """Message Data already serialised, by key: bounded, first in first
+    out. Built under the lock: a sweep's first wave asks for the same
+    bytes from every worker at once, and one build serves them all."""
 
-    def __init__(self, size: int = 16) -> None:
+    def __init__(self, size: int) -> None:
         self._size = size
         self._data: dict[tuple[object, ...], bytes] = {}
         self._lock = threading.Lock()
@@ -242,19 +243,23 @@ class _OpeningCache:
         found = self._data.get(key)
         if found is not None:
             return found
-        found = build()
         with self._lock:
-            if len(self._data) >= self._size:
-                del self._data[next(iter(self._data))]
-            self._data[key] = found
-        return found
+            found = self._data.get(key)
+            if found is None:
+                found = build()
+                if len(self._data) >= self._size:
+                    del self._data[next(iter(self._data))]
+                self._data[key] = found
+            return found
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
 
 
-_OPENING = _OpeningCache()
+# The pool-opening messages' Data, by their settings: a pool's settings
+# rarely vary, so a few entries are all there will be.
+_OPENING = _Built(size=16)
 
 
 # The type names pypsrp 0.9.1's table (Serializer.deserialize) reads as a
@@ -356,43 +361,18 @@ def build_create_pipeline(pool: Any, commands: Sequence[CommandSpec]) -> bytes:
     return data
 
 
-class _CreatePipelineCache:
-    """The Data of recent CREATE_PIPELINE messages, by pipeline. Bounded
-    (first in, first out): per-VM pipelines carry their VM's id, and each
-    is a few kB."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._data: dict[tuple[object, ...], bytes] = {}
-        self._lock = threading.Lock()
-
-    def data(self, pool: Any, commands: Sequence[CommandSpec]) -> bytes:
-        if pool.host is not None:  # a local PSHost is state, not a constant
-            return build_create_pipeline(pool, commands)
-        key = _key(pool, commands)
-        found = self._data.get(key)
-        if found is not None:
-            return found
-        # Built under the lock: a sweep's first wave asks for the same
-        # pipeline from every worker at once, and one build serves them all.
-        with self._lock:
-            found = self._data.get(key)
-            if found is None:
-                found = build_create_pipeline(pool, commands)
-                if len(self._data) >= self._size:
-                    del self._data[next(iter(self._data))]
-                self._data[key] = found
-            return found
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
-_CREATE_PIPELINE = _CreatePipelineCache()
+# Recent CREATE_PIPELINE messages' Data, by pipeline: per-VM pipelines
+# carry their VM's id, and each is a few kB.
+_CREATE_PIPELINE = _Built(size=256)
 
 
 def create_pipeline(pool: Any, commands: Sequence[CommandSpec]) -> PrebuiltMessage:
     """The CREATE_PIPELINE message for `commands` on `pool`, its Data
     serialised once per distinct pipeline (see the module's docstring)."""
-    return PrebuiltMessage(MessageType.CREATE_PIPELINE, _CREATE_PIPELINE.data(pool, commands))
+    if pool.host is not None:  # a local PSHost is state, not a constant
+        data = build_create_pipeline(pool, commands)
+    else:
+        data = _CREATE_PIPELINE.data(
+            _key(pool, commands), lambda: build_create_pipeline(pool, commands)
+        )
+    return PrebuiltMessage(MessageType.CREATE_PIPELINE, data)
