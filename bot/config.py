@@ -25,6 +25,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.config_file import CONFIG_ENV, chosen_config
 from bot.domain import CheckpointKind
 from bot.durations import DurationError, parse_duration
 from bot.secrets import SecretError, credential_path
@@ -37,8 +38,6 @@ from bot.yamlio import (
     load_yaml,
     validation_errors,
 )
-
-CONFIG_ENV = "CHECKPOINT_BOT_CONFIG"
 
 
 class ConfigError(Exception):
@@ -342,11 +341,9 @@ def _resolved_hyperv(hyperv: HyperVConfig, base: Path) -> HyperVConfig:
 
 def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -> Settings:
     """Settings from `config_path` (or $CHECKPOINT_BOT_CONFIG), else demo mode."""
-    if config_path is None and env.get(CONFIG_ENV):
-        config_path = Path(env[CONFIG_ENV])
+    config_path = chosen_config(config_path, env, cwd)
     if config_path is None:
         return demo_settings(env, cwd)
-    config_path = (cwd / config_path).resolve()
     source = str(config_path)
     try:
         text = config_path.read_text(encoding="utf-8")

@@ -227,6 +227,9 @@ def worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     consumer = ctx.start_workers()
+    from bot.cli.local_server import start_cli_socket
+
+    local = start_cli_socket(rt, ctx)
     health = start_health(rt, readiness(ctx, consumer), health_port, health_host)
     click.echo(f"worker {ctx.worker_id}: running jobs from the queue (Ctrl-C stops)", err=True)
     try:
@@ -234,6 +237,8 @@ def worker(
             pass
     except KeyboardInterrupt:
         pass
+    if local is not None:
+        local.close()
     if health is not None:
         health.stop()
     click.echo("worker: stopping", err=True)

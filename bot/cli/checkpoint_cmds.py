@@ -3,90 +3,91 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bot.changes import State
 from bot.cli.batch_cmds import create_wave
+from bot.cli.colour import wants_colour
+from bot.cli.finishing import (
+    BAD_ENDS,
+    EXIT_REFUSED,
+    Waiter,
+    finish,
+    run_request,
+    running_line,
+    wait_for_job,
+)
+from bot.cli.local_socket import Request
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.domain import APPROVAL_ACTIONS, SETTING_WORDS, ApprovalState, CheckpointKind
 
 if TYPE_CHECKING:
     from bot.changes.views import ChangeView
-    from bot.service import ApprovalOutcome, Outcome
+    from bot.service import ApprovalOutcome
 
 # The service is imported inside each command, never here: a command's own
 # `--help` loads this module, and pays for Click and the command definitions
 # only, not the service, SQLModel and the config (bench/cli_start.py).
 
 TYPES = click.Choice(list(CheckpointKind), case_sensitive=False)
-# Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
-EXIT_REFUSED = 1
+
+
+class _Here:
+    """The terminal of a command that runs in this process."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def progress(self, message: str, ref: str = "") -> None:
+        progress(message)
+
+    def out(self, template: str, **values: Any) -> None:
+        self.rt.out(template, **values)
+
+    def json(self, data: Any) -> None:
+        echo_json(data)
 
 
 def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[bool, ChangeView]:
     """Run the queue in this process until the job ends (within its deadline)."""
-    from bot.service import show_change
+    progress(running_line(view, action))
+    return _run_queue_until(rt, job_id, view.ref)
 
-    ctx = rt.ctx
+
+def _run_queue_until(rt: Runtime, job_id: int, ref: str) -> tuple[bool, ChangeView]:
     # Only the queue: the periodic work (reconciling, sweeps, TTL chasing,
     # notices) is what every bot and worker process ticks
     # (docs/architecture.md); a command that waits for its own job would
     # start a round of it at once and wait for that round when it exits.
-    ctx.start_workers(periodic=False)
-    progress(f"{view.ref}: {action} of {view.vm_name} on {view.host} is running…")
-    job = ctx.ledger.get(job_id)
-    budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
-    # Polled every 10 ms, not the ledger's default 50: the job runs in this
-    # process's consumer and ends in a few hundred ms; each look is one
-    # indexed read (bench/op_latency.py times the command to its exit).
-    job = ctx.ledger.wait(job_id, timeout=max(budget, 0) + 30, poll=0.01)
-    return job.state == "succeeded", show_change(ctx, view.ref)
+    rt.ctx.start_workers(periodic=False)
+    return wait_for_job(rt.ctx, job_id, ref)
 
 
-def _finish(rt: Runtime, outcome: Outcome, action: str, *, wait: bool, as_json: bool) -> None:
-    """Wait for the job (unless told not to), print the change, set the exit code."""
-    from bot.service import Outcome
+def _run(rt: Runtime, request: Request) -> None:
+    """Hand the request to a running bot of this config, else do it here."""
+    from bot.cli.local_socket import connect, converse, socket_path
 
-    view, ended_badly, waited = outcome.change, outcome.refused, False
-    if view.state == State.SCHEDULED.value:
-        # It runs at its time (or window), not while this command waits.
-        wait = False
-    if outcome.waits_for_queue:
-        # Recorded, not lost: waiting here would only wait for the queue.
-        progress(
-            f"{view.ref}: the job queue did not answer; the {action} is recorded and "
-            "starts as soon as the queue is back (`checkpoint-bot outbox` shows it)"
-        )
-        wait = False
-    if outcome.job_id is not None and wait:
-        succeeded, view = _wait_for(rt, outcome.job_id, view, action)
-        waited = True
-        ended_badly = not succeeded or view.state in _BAD_ENDS
-    if as_json:
-        echo_json(
-            {
-                **view.to_dict(),
-                "decision": outcome.decision.to_dict(),
-                "job_id": outcome.job_id,
-                "waits_for_queue": outcome.waits_for_queue,
-            }
-        )
+    # -v asks for this process's log, which a bot's work would not write.
+    path = None if rt.verbose else socket_path(rt.config_path, rt.env, rt.cwd)
+    sock = connect(path) if path is not None else None
+    if sock is not None:
+        code, stdout = converse(sock, request)
+        click.echo(stdout, nl=False)
     else:
-        rt.out(
-            "cli/outcome.txt.j2",
-            outcome=Outcome(view, outcome.decision, outcome.job_id),
-            action=action,
-            waited=waited,
-            c=view,
+        code = run_request(
+            rt.ctx, request, _Here(rt), lambda job_id, ref: _run_queue_until(rt, job_id, ref)
         )
-    if ended_badly:
-        raise SystemExit(EXIT_REFUSED)
+    if code:
+        raise SystemExit(code)
 
 
-_BAD_ENDS = {State.FAILED.value, State.INTERRUPTED.value, State.DENIED.value}
+def _request(rt: Runtime, op: str, target: str, **fields: Any) -> Request:
+    colour = wants_colour(rt.env, sys.stdout.isatty())
+    return Request(op=op, target=target, user=rt.user, colour=colour, **fields)
 
 
 @click.command("create")
@@ -156,9 +157,28 @@ def create(
     --at takes it (or the wave) at that time instead of now; a time when
     the VM's change windows are closed is refused with the opening to ask
     for. `checkpoint withdraw CHG-n` (`batch withdraw BAT-n`) cancels it."""
+    # One VM by name is a single checkpoint (bot.service.Selection.single,
+    # whose reading this is), decided before the service is imported: a
+    # running bot may take it (_run).
+    names = [name.strip() for name in vms if name.strip()]
+    adders = [word for word in (*groups, *hosts, *clusters) if word.strip()]
+    if len(names) == 1 and not tags and not adders:
+        request = _request(
+            rt,
+            "create",
+            names[0],
+            reason=reason,
+            checkpoint_type=ctype,
+            ttl=ttl,
+            at=at_text,
+            no_wait=no_wait,
+            as_json=as_json,
+        )
+        _run(rt, request)
+        return
     from zoneinfo import ZoneInfo
 
-    from bot.service import Selection, parse_at, request_checkpoint
+    from bot.service import Selection, parse_at
 
     selection = Selection.of(vms, tags=tags, groups=groups, hosts=hosts, clusters=clusters)
     at = None
@@ -166,31 +186,17 @@ def create(
         zone = ZoneInfo(rt.ctx.settings.defaults.timezone)
         at = parse_at(at_text, zone, source="configured")
         progress(f"--at {at_text.strip()!r} is {at.said}")
-    single = selection.single
-    if single is None:
-        create_wave(
-            rt,
-            selection,
-            reason=reason,
-            ctype=ctype,
-            ttl=ttl,
-            at=at,
-            yes=yes,
-            no_wait=no_wait,
-            as_json=as_json,
-        )
-        return
-    outcome = request_checkpoint(
-        rt.ctx,
-        single,
+    create_wave(
+        rt,
+        selection,
         reason=reason,
-        requester=rt.principal,
-        checkpoint_type=ctype,
+        ctype=ctype,
         ttl=ttl,
-        source="cli",
         at=at,
+        yes=yes,
+        no_wait=no_wait,
+        as_json=as_json,
     )
-    _finish(rt, outcome, "checkpoint", wait=not no_wait, as_json=as_json)
 
 
 @click.command("withdraw")
@@ -225,10 +231,7 @@ def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None
     Everything written to the VM since the checkpoint is lost. A production
     checkpoint leaves the VM off; the bot starts it again if it was running
     (defaults.start_after_restore)."""
-    from bot.service import rollback
-
-    outcome = rollback(rt.ctx, target, requester=rt.principal)
-    _finish(rt, outcome, "rollback", wait=not no_wait, as_json=as_json)
+    _run(rt, _request(rt, "rollback", target, no_wait=no_wait, as_json=as_json))
 
 
 @click.command("merge")
@@ -238,10 +241,7 @@ def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None
 @pass_runtime
 def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     """Keep the change: delete the checkpoint and merge its disk."""
-    from bot.service import merge
-
-    outcome = merge(rt.ctx, target, requester=rt.principal)
-    _finish(rt, outcome, "merge", wait=not no_wait, as_json=as_json)
+    _run(rt, _request(rt, "merge", target, no_wait=no_wait, as_json=as_json))
 
 
 @click.command("start")
@@ -281,7 +281,10 @@ def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
     from bot.service import extend
 
     outcome = extend(rt.ctx, target, by, requester=rt.principal)
-    _finish(rt, outcome, "extension", wait=False, as_json=as_json)
+    never: Waiter = lambda job_id, ref: (False, outcome.change)  # noqa: E731
+    code = finish(_Here(rt), never, outcome, "extension", wait=False, as_json=as_json)
+    if code:
+        raise SystemExit(code)
 
 
 @click.command("settings")
@@ -377,7 +380,7 @@ def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> 
         )
     else:
         rt.out("cli/approval.txt.j2", r=result, c=view)
-    if result.state == ApprovalState.REFUSED or view.state in _BAD_ENDS:
+    if result.state == ApprovalState.REFUSED or view.state in BAD_ENDS:
         raise SystemExit(EXIT_REFUSED)
 
 

@@ -131,7 +131,7 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _known_failure(exc: Exception) -> int | None:
+def known_failure(exc: Exception) -> int | None:
     """The exit code of an error the CLI reports in one line, else None.
 
     The error classes are looked up in `sys.modules`, not imported: an
@@ -143,6 +143,9 @@ def _known_failure(exc: Exception) -> int | None:
         modules.get("bot.service.errors"),
         modules.get("bot.hyperv.errors"),
     )
+    handed = modules.get("bot.cli.local_socket")
+    if handed is not None and isinstance(exc, handed.HandedOffError):
+        return int(exc.code)
     if config is not None and isinstance(exc, config.ConfigError):
         return EXIT_USAGE
     if service is not None:
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        code = _known_failure(exc)
+        code = known_failure(exc)
         if code is not None:
             return _fail(str(exc), code)
         from bot.service import outage_message

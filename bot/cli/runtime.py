@@ -81,16 +81,21 @@ class Runtime:
         return self._ctx
 
     @property
-    def principal(self) -> Principal:
-        """The operator at this terminal: `cli:NAME` (CHECKPOINT_BOT_USER, else $USER)."""
-        from bot.service import Principal
-
+    def user(self) -> str:
+        """NAME of the operator at this terminal (CHECKPOINT_BOT_USER, else $USER)."""
         user = self.env.get("CHECKPOINT_BOT_USER") or self.env.get("USER")
         if not user:
             import getpass
 
             user = getpass.getuser()
-        return Principal(f"cli:{user}")
+        return user
+
+    @property
+    def principal(self) -> Principal:
+        """The operator at this terminal: `cli:NAME`."""
+        from bot.service import Principal
+
+        return Principal(f"cli:{self.user}")
 
     def close(self) -> None:
         if self._ctx is not None:

@@ -123,6 +123,9 @@ def serve(
     consumer = None if no_worker else ctx.start_workers()
     # Threads a stopped process left behind are posted by this one.
     ctx.start_slack_outbox()
+    from bot.cli.local_server import start_cli_socket
+
+    local = start_cli_socket(rt, ctx)
     try:
         # Bolt checks the token with auth.test here.
         app = build_bolt_app(
@@ -199,6 +202,8 @@ def serve(
             pass
         finally:
             handler.close()  # type: ignore[no-untyped-call]
+    if local is not None:
+        local.close()
     if health is not None:
         health.stop()
     if consumer is not None:

@@ -1,0 +1,144 @@
+"""One checkpoint, rollback or merge asked for by a CLI user, from the request
+to what the terminal shows: the same code whether the command runs in the
+CLI's process or a running bot answers it (bot.cli.local_socket).
+
+The terminal is passed in: the CLI's writes to stdout and stderr, the bot's
+writes lines to the socket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.changes import State
+from bot.cli.local_socket import Request
+
+if TYPE_CHECKING:
+    from bot.changes.views import ChangeView
+    from bot.context import AppContext
+    from bot.service import Outcome
+
+# Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
+EXIT_REFUSED = 1
+BAD_ENDS = frozenset({State.FAILED.value, State.INTERRUPTED.value, State.DENIED.value})
+ACTIONS = {"create": "checkpoint", "rollback": "rollback", "merge": "merge"}
+
+
+class Terminal(Protocol):
+    def progress(self, message: str, ref: str = "") -> None:
+        """A line for stderr: what is happening while the user waits."""
+
+    def out(self, template: str, **values: Any) -> None:
+        """The answer, rendered from a template, for stdout."""
+
+    def json(self, data: Any) -> None:
+        """The answer as JSON, for stdout."""
+
+
+# Waits for a job: (job id, ref) -> (it succeeded, the change as it ended).
+Waiter = Callable[[int, str], tuple[bool, "ChangeView"]]
+
+
+def json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def running_line(view: ChangeView, action: str) -> str:
+    return f"{view.ref}: {action} of {view.vm_name} on {view.host} is running…"
+
+
+def wait_for_job(ctx: AppContext, job_id: int, ref: str) -> tuple[bool, ChangeView]:
+    """Until the job ends (within its deadline and 30 s), then the change."""
+    from bot.service import show_change
+
+    job = ctx.ledger.get(job_id)
+    budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
+    # Polled every 10 ms, not the ledger's default 50: the job ends in a
+    # few hundred ms; each look is one indexed read (bench/op_latency.py
+    # times the command to its exit).
+    job = ctx.ledger.wait(job_id, timeout=max(budget, 0) + 30, poll=0.01)
+    return job.state == "succeeded", show_change(ctx, ref)
+
+
+def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Waiter) -> int:
+    """Do what the request asks and show it; the exit code."""
+    from bot.service import Principal, merge, request_checkpoint, rollback
+
+    principal = Principal(f"cli:{request.user}")
+    if request.op == "create":
+        at = None
+        if request.at is not None:
+            from zoneinfo import ZoneInfo
+
+            from bot.service import parse_at
+
+            zone = ZoneInfo(ctx.settings.defaults.timezone)
+            at = parse_at(request.at, zone, source="configured")
+            term.progress(f"--at {request.at.strip()!r} is {at.said}")
+        outcome = request_checkpoint(
+            ctx,
+            request.target,
+            reason=request.reason,
+            requester=principal,
+            checkpoint_type=request.checkpoint_type,
+            ttl=request.ttl,
+            source="cli",
+            at=at,
+        )
+    elif request.op == "rollback":
+        outcome = rollback(ctx, request.target, requester=principal)
+    else:
+        outcome = merge(ctx, request.target, requester=principal)
+    return finish(
+        term,
+        wait_for,
+        outcome,
+        ACTIONS[request.op],
+        wait=not request.no_wait,
+        as_json=request.as_json,
+    )
+
+
+def finish(
+    term: Terminal, wait_for: Waiter, outcome: Outcome, action: str, *, wait: bool, as_json: bool
+) -> int:
+    """Wait for the job (unless told not to), show the change; the exit code."""
+    from bot.service import Outcome
+
+    view, ended_badly, waited = outcome.change, outcome.refused, False
+    if view.state == State.SCHEDULED.value:
+        # It runs at its time (or window), not while this command waits.
+        wait = False
+    if outcome.waits_for_queue:
+        # Recorded, not lost: waiting here would only wait for the queue.
+        term.progress(
+            f"{view.ref}: the job queue did not answer; the {action} is recorded and "
+            "starts as soon as the queue is back (`checkpoint-bot outbox` shows it)",
+            view.ref,
+        )
+        wait = False
+    if outcome.job_id is not None and wait:
+        term.progress(running_line(view, action), view.ref)
+        succeeded, view = wait_for(outcome.job_id, view.ref)
+        waited = True
+        ended_badly = not succeeded or view.state in BAD_ENDS
+    if as_json:
+        term.json(
+            {
+                **view.to_dict(),
+                "decision": outcome.decision.to_dict(),
+                "job_id": outcome.job_id,
+                "waits_for_queue": outcome.waits_for_queue,
+            }
+        )
+    else:
+        term.out(
+            "cli/outcome.txt.j2",
+            outcome=Outcome(view, outcome.decision, outcome.job_id),
+            action=action,
+            waited=waited,
+            c=view,
+        )
+    return EXIT_REFUSED if ended_badly else 0

@@ -1,0 +1,252 @@
+"""The CLI's side of handing a command to a running bot on this machine.
+
+`checkpoint create VM`, `checkpoint rollback` and `checkpoint merge` are
+sent to a `serve` or `worker` process of the same config when one listens
+on its local socket (bot.cli.local_server), and run here otherwise. The bot
+has its libraries loaded, its connections to the hosts open and its job
+consumer running, so the command costs this interpreter's start and one
+round trip (bench/op_latency.py); a fresh interpreter would spend longer
+importing its libraries than a bare PowerShell remoting script spends on
+the whole checkpoint.
+
+This module is imported before anything else of the command, so it uses the
+standard library only. docs/cli.md ("A running bot answers") tells users
+when a command is handed over and how to turn it off.
+
+The wire: one JSON object per line, each way, over a Unix stream socket. The
+request is one line; the bot answers with progress lines and ends with one
+`done` line (the exit code and what to print) or one `error` line (a
+message and its exit code). Both sides check the other's user with
+SO_PEERCRED (unix(7)): only the bot's own user may ask it, and the CLI
+talks only to a bot of its own user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import struct
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.config_file import chosen_config
+
+SOCKET_ENV = "CHECKPOINT_BOT_SOCKET"
+# Raised when the request's shape changes; a bot that does not know the
+# client's version says so, and the command can run here instead.
+PROTOCOL = 1
+# A reply line is a change as JSON or the text of a card: kilobytes. A line
+# longer than this is not from a bot of ours.
+MAX_LINE = 1 << 20
+OPERATIONS = ("create", "rollback", "merge")
+# struct ucred {pid_t pid; uid_t uid; gid_t gid;} (unix(7), SO_PEERCRED).
+_UCRED = struct.Struct("3i")
+
+
+class HandedOffError(Exception):
+    """What the bot answered instead of doing the command, or why the
+    command cannot be said to have run: printed as one line with its code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def socket_path(config_path: Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+    """Where the bot of this config listens, or None for none (demo mode, or
+    $CHECKPOINT_BOT_SOCKET=off).
+
+    $CHECKPOINT_BOT_SOCKET names it outright (for a bot whose /tmp is its
+    own, e.g. systemd's PrivateTmp). Otherwise it is derived from what
+    decides the settings (bot.config.load_settings): the config file's
+    absolute path, $DATABASE_URL, and the working directory (where a config
+    without `database_url` or `workdir` keeps its SQLite file), and from
+    the user. A bot and a CLI that would run on the same record meet
+    without configuring anything; two that might not, never do."""
+    explicit = env.get(SOCKET_ENV, "").strip()
+    if explicit.lower() == "off":
+        return None
+    if explicit:
+        return cwd / explicit
+    config = chosen_config(config_path, env, cwd)
+    if config is None:
+        return None
+    decides = "\0".join((str(config), env.get("DATABASE_URL", ""), str(cwd.resolve())))
+    digest = hashlib.sha256(decides.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    # /tmp is shared: the bot makes its directory there 0700 and refuses one
+    # another user made (bot.cli.local_server), and the CLI talks only to a
+    # process of its own user (connect), so a squatter gets no request.
+    base = env.get("XDG_RUNTIME_DIR") or "/tmp"  # noqa: S108
+    return Path(base) / f"checkpoint-bot-{os.getuid()}" / f"{digest}.sock"
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The user of the process at the other end (Linux), else None."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, option, _UCRED.size))
+    return int(uid)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One command for the bot: the CLI's arguments, as given."""
+
+    op: str
+    target: str
+    user: str
+    as_json: bool = False
+    no_wait: bool = False
+    colour: bool = False
+    reason: str | None = None
+    checkpoint_type: str | None = None
+    ttl: str | None = None
+    at: str | None = None
+
+    def line(self) -> bytes:
+        fields = {k: v for k, v in self.__dict__.items() if v is not None}
+        return json.dumps({"v": PROTOCOL, **fields}).encode() + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> Request:
+        """The request a line holds; ValueError says what is wrong with it.
+
+        Every field is checked for its type and length here; the values
+        themselves (the VM, the change, the duration) are checked by the
+        service, as when the CLI runs the command itself."""
+        try:
+            data = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError("the request is not JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("the request is not a JSON object")
+        version = data.pop("v", None)
+        if version != PROTOCOL:
+            raise ValueError(
+                f"this bot reads requests of version {PROTOCOL}, the CLI sent {version!r}: "
+                f"run the same version of checkpoint-bot, or set {SOCKET_ENV}=off"
+            )
+        unknown = sorted(set(data) - _FIELDS.keys())
+        if unknown:
+            raise ValueError(f"unknown fields in the request: {', '.join(map(str, unknown))}")
+        for name, (kind, required) in _FIELDS.items():
+            value = data.get(name)
+            if value is None:
+                if required:
+                    raise ValueError(f"the request has no {name}")
+                continue
+            if not isinstance(value, kind):
+                raise ValueError(f"{name} must be a {kind.__name__}")
+            if isinstance(value, str) and not 0 < len(value) <= _MAX_TEXT:
+                raise ValueError(f"{name} must be 1 to {_MAX_TEXT} characters")
+        if data["op"] not in OPERATIONS:
+            raise ValueError(f"op must be one of {', '.join(OPERATIONS)}")
+        return cls(**data)
+
+
+# Each field's type and whether the request must have it.
+_FIELDS: dict[str, tuple[type, bool]] = {
+    "op": (str, True),
+    "target": (str, True),
+    "user": (str, True),
+    "as_json": (bool, False),
+    "no_wait": (bool, False),
+    "colour": (bool, False),
+    "reason": (str, False),
+    "checkpoint_type": (str, False),
+    "ttl": (str, False),
+    "at": (str, False),
+}
+_MAX_TEXT = 4000
+
+
+def connect(path: Path) -> socket.socket | None:
+    """A connection to the bot at `path`, or None when no bot listens there.
+
+    Nothing listening (no file, or a file a stopped bot left) is not an
+    error: the command runs here. A socket of another user is: the request
+    goes to nobody."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(os.fspath(path))
+    except OSError:
+        sock.close()
+        return None
+    uid = peer_uid(sock)
+    if uid != os.getuid():
+        sock.close()
+        raise HandedOffError(
+            f"{path} is held by another user's process (uid {uid}), not this user's bot; "
+            f"set {SOCKET_ENV}=off to run the command here",
+            3,
+        )
+    return sock
+
+
+def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
+    buffered = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        buffered += chunk
+        while b"\n" in buffered:
+            line, buffered = buffered.split(b"\n", 1)
+            message = json.loads(line)
+            if not isinstance(message, dict):
+                raise ValueError("a reply line is not a JSON object")
+            yield message
+        if len(buffered) > MAX_LINE:
+            raise ValueError("a reply line is too long")
+
+
+def converse(sock: socket.socket, request: Request) -> tuple[int, str]:
+    """Send the request, print the bot's progress to stderr, and return the
+    exit code and what to print on stdout.
+
+    Once the request is sent it is the bot's: a connection that ends early
+    is reported, never retried here (the bot may have recorded the change
+    and started its job)."""
+    ref = ""
+    try:
+        sock.sendall(request.line())
+        for message in _lines(sock):
+            if "progress" in message:
+                ref = str(message.get("ref") or ref)
+                print(message["progress"], file=sys.stderr, flush=True)
+            elif "done" in message:
+                return int(message["done"]), str(message.get("stdout", ""))
+            elif "error" in message:
+                raise HandedOffError(str(message["error"]), int(message.get("code", 1)))
+    except KeyboardInterrupt:
+        raise HandedOffError(_stopped_waiting(ref), 130) from None
+    except (OSError, ValueError) as exc:
+        raise HandedOffError(_lost(ref, exc), 3) from None
+    finally:
+        sock.close()
+    raise HandedOffError(_lost(ref, None), 3)
+
+
+def _stopped_waiting(ref: str) -> str:
+    what = f"{ref} goes on" if ref else "the request goes on"
+    show = f"checkpoint-bot change show {ref}" if ref else "checkpoint-bot checkpoint list"
+    return f"stopped waiting; {what} in the bot: `{show}` shows how it ends"
+
+
+def _lost(ref: str, exc: BaseException | None) -> str:
+    why = f" ({type(exc).__name__})" if exc is not None else ""
+    if ref:
+        return (
+            f"the bot stopped answering{why} while it ran {ref}; "
+            f"`checkpoint-bot change show {ref}` shows how it ended"
+        )
+    return (
+        f"the bot stopped answering{why} after it took the request; it may have "
+        "recorded it: `checkpoint-bot checkpoint list` and `checkpoint-bot outbox` show it"
+    )

@@ -1,0 +1,480 @@
+"""The CLI hands `checkpoint create`, `rollback` and `merge` to a running bot
+of its config over a local socket (bot.cli.local_socket, bot.cli.local_server).
+
+Real processes: the WinRM emulator serving HV01 of the demo estate, a
+`checkpoint-bot worker` on SQLite with its queue, and the CLI as its own
+process. What must hold:
+
+- the CLI process does the command without importing the bot's libraries,
+  and the record, the host and the output are what the CLI would have
+  produced itself;
+- errors, refusals and exit codes are the same either way;
+- a request once sent is never run twice: a bot that dies after taking it
+  leaves the CLI saying so (exit 3), and Ctrl-C leaves the job to the bot;
+- only the bot's user can ask it, and the CLI talks only to its own user's bot;
+- nothing listening (no bot, or a socket file a stopped bot left) means the
+  CLI runs the command itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.cli.local_server import LocalSocket, Taken, Unusable, Wire, bind, checked_directory
+from bot.cli.local_socket import (
+    OPERATIONS,
+    SOCKET_ENV,
+    HandedOffError,
+    Request,
+    connect,
+    peer_uid,
+    socket_path,
+)
+from tests.multiproc_support import CHECKPOINT_BOT, Cluster, Proc, process_env, wait_until
+
+# Another user's process: the system's interpreter (this one may live where
+# that user cannot read, e.g. under /root), running standard-library code.
+OTHER_PYTHON = "/usr/bin/python3"
+ROOT_ONLY = pytest.mark.skipif(
+    os.getuid() != 0 or not os.access(OTHER_PYTHON, os.X_OK),
+    reason="switching users needs root and a system python3",
+)
+NOBODY = 65534
+# What the CLI process must not import when a bot answers for it.
+HEAVY = ("sqlalchemy", "sqlmodel", "pydantic", "pypsrp", "huey", "jinja2", "yaml")
+# A CLI run that writes the heavy modules it imported, as JSON, to the
+# file descriptor $HEAVY_FD (stdout and stderr stay the command's own).
+CLI = (
+    "import json, os, sys\n"
+    "from bot.cli.main import main\n"
+    "code = main(sys.argv[1:])\n"
+    "heavy = sorted({m.split('.')[0] for m in sys.modules} & set(os.environ['HEAVY'].split()))\n"
+    "os.write(int(os.environ['HEAVY_FD']), json.dumps(heavy).encode())\n"
+    "sys.exit(code)\n"
+)
+
+
+@dataclass
+class Estate:
+    """An emulated HV01, a config aimed at it, and where the bot listens."""
+
+    cluster: Cluster
+    config: Path
+    env: dict[str, str]
+    socket: Path
+
+    def worker(self) -> Proc:
+        proc = self.cluster.worker(self.config, self.env)
+        proc.wait_for_output(r"from the CLI at ", timeout=30)
+        return proc
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Ran:
+        read, write = os.pipe()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", CLI, "--config", str(self.config), *args],
+                cwd=self.cluster.workdir,
+                env={**self.env, "HEAVY": " ".join(HEAVY), "HEAVY_FD": str(write), **(env or {})},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                pass_fds=(write,),
+            )
+        finally:
+            os.close(write)
+        with os.fdopen(read) as pipe:
+            heavy = json.loads(pipe.read() or "[]")
+        return Ran(done.returncode, done.stdout, done.stderr, heavy)
+
+    def change(self, ref: str) -> dict[str, Any]:
+        shown = self.cli("change", "show", ref, "--json")
+        assert shown.code == 0, shown.stderr
+        data: dict[str, Any] = json.loads(shown.stdout)
+        return data
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+    heavy: list[str]
+
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.stdout)
+        return data
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # A socket's path is at most 107 bytes (unix(7)): pytest's tmp_path is too deep.
+    found = Path(tempfile.mkdtemp(prefix="cb-"))
+    yield found
+    shutil.rmtree(found, ignore_errors=True)
+
+
+@pytest.fixture
+def estate(tmp_path: Path, short_dir: Path) -> Iterator[Estate]:
+    with Cluster(tmp_path / "run") as cluster:
+        inventory = cluster.workdir / "inventory.yaml"
+        cluster.emulator(
+            cluster.workdir / "commands.jsonl", inventory, "--host", "HV01", env=process_env()
+        )
+        config = cluster.workdir / "checkpoint-bot.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "inventory": str(inventory),
+                    "database_url": f"sqlite:///{cluster.workdir / 'bot.db'}",
+                    "hyperv": {"backend": "winrm", "call_timeout": "60s"},
+                    "jobs": {"queue": "sqlite"},
+                    "sweep": {"enabled": False},
+                }
+            ),
+            encoding="utf-8",
+        )
+        env = process_env(XDG_RUNTIME_DIR=str(short_dir), CHECKPOINT_BOT_USER="alice")
+        path = socket_path(config, env, cluster.workdir)
+        assert path is not None
+        ready = cluster.cli(config, env, "db", "upgrade")
+        assert ready.returncode == 0, ready.stderr
+        yield Estate(cluster, config, env, path)
+
+
+def test_a_running_worker_takes_create_rollback_and_merge_from_a_light_cli(
+    estate: Estate,
+) -> None:
+    worker = estate.worker()
+    created = estate.cli("checkpoint", "create", "WEB01", "--reason", "KB5044284", "--json")
+    assert created.code == 0, created.stderr
+    assert created.heavy == []  # the bot did the work: nothing of it was imported here
+    change = created.json()
+    ref = change["ref"]
+    assert change["state"] == "active"
+    assert change["requester"] == "cli:alice"
+    assert change["decision"]["verdict"] == "allow"
+    assert f"{ref}: checkpoint of WEB01 on HV01 is running…" in created.stderr
+    # The worker ran the job (its log), and the host holds the checkpoint.
+    worker.wait_for_output(rf"\(create\) succeeded after \S+ \[change={ref} ", timeout=10)
+    listed = estate.cli("checkpoint", "list", "--vm", "WEB01", "--json")
+    assert change["checkpoint_id"] in listed.stdout
+
+    # A production VM's rollback waits for an approver (the shipped policy);
+    # the approval runs in its own process, beside the bot, on one record.
+    asked = estate.cli("checkpoint", "rollback", ref)
+    assert (asked.code, asked.heavy) == (0, [])
+    assert asked.stdout.startswith(f"{ref}: WAITING FOR APPROVAL — rollback WEB01 on HV01")
+    approved = estate.cli("change", "approve", ref, env={"CHECKPOINT_BOT_USER": "bob"})
+    assert approved.code == 0, approved.stderr
+    assert estate.change(ref)["state"] == "rolled_back"
+    merged = estate.cli("checkpoint", "merge", ref, "--json")
+    assert (merged.code, merged.json()["state"], merged.heavy) == (0, "merged", [])
+    assert estate.change(ref)["state"] == "merged"
+
+
+def test_the_answer_is_the_one_the_cli_gives_itself(estate: Estate) -> None:
+    """One request made here, the same made by a bot: the same words and code."""
+    alone = {SOCKET_ENV: "off"}
+    here = estate.cli("checkpoint", "create", "CORP-DC01", "--reason", "patch", env=alone)
+    estate.worker()
+    there = estate.cli("checkpoint", "create", "CORP-DC01", "--reason", "patch")
+    assert "sqlalchemy" in here.heavy and there.heavy == []
+    assert here.code == there.code == 1  # refused: a DC in a domain with two
+    assert "REFUSED — checkpoint CORP-DC01 on HV01" in there.stdout
+    assert there.stdout == here.stdout.replace("CHG-0001", "CHG-0002")
+
+    for args, code in (
+        (("checkpoint", "create", "NOPE", "--reason", "x"), 2),
+        (("checkpoint", "create", "WEB01"), 2),  # no reason
+        (("checkpoint", "create", "WEB01", "-r", "x", "--ttl", "soon"), 2),
+        (("checkpoint", "rollback", "CHG-9999"), 1),  # not found
+        (("checkpoint", "merge", "CHG-0001"), 1),  # a refused change has nothing to merge
+    ):
+        by_bot, by_cli = estate.cli(*args), estate.cli(*args, env=alone)
+        assert by_bot.heavy == [], args
+        assert by_bot.code == by_cli.code == code, (args, by_bot.stderr, by_cli.stderr)
+        assert by_bot.stderr == by_cli.stderr, args
+        assert by_bot.stderr.count("checkpoint-bot: error") == 1, by_bot.stderr
+        assert "Traceback" not in by_bot.stderr
+
+
+def test_with_no_bot_or_a_stale_socket_the_cli_does_it_itself(estate: Estate) -> None:
+    # A socket file whose process is gone (a bot killed with -9).
+    checked_directory(estate.socket)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(os.fspath(estate.socket))
+    stale.close()
+    done = estate.cli("checkpoint", "create", "WEB01", "-r", "no bot", "--json")
+    assert done.code == 0, done.stderr
+    assert done.json()["state"] == "active" and "sqlalchemy" in done.heavy
+    # A bot started now replaces the stale file and answers.
+    estate.worker()
+    assert estate.cli("checkpoint", "merge", done.json()["ref"]).heavy == []
+    # -v asks for this process's log: it runs here.
+    verbose = estate.cli("-v", "checkpoint", "create", "WEB01", "-r", "verbose")
+    assert verbose.code == 0 and "sqlalchemy" in verbose.heavy
+
+
+def test_ctrl_c_leaves_the_job_to_the_bot(estate: Estate) -> None:
+    estate.worker()
+    ref = estate.cli("checkpoint", "create", "WEB01", "-r", "x", "--json").json()["ref"]
+    # A merge takes seconds on the host (it merges the disk): interrupt the wait.
+    proc = subprocess.Popen(
+        [CHECKPOINT_BOT, "--config", str(estate.config), "checkpoint", "merge", ref],
+        cwd=estate.cluster.workdir,
+        env=estate.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    assert "is running" in proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert f"stopped waiting; {ref} goes on in the bot" in err
+    wait_until(lambda: estate.change(ref)["state"] == "merged", 60, f"{ref} merged by the bot")
+
+
+def test_a_bot_that_dies_after_taking_the_request_is_not_asked_again(
+    estate: Estate,
+) -> None:
+    """The request may have been recorded: the CLI says so and runs nothing."""
+    checked_directory(estate.socket)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.fspath(estate.socket))
+    listener.listen(1)
+    taken: list[bytes] = []
+
+    def die_after_reading() -> None:
+        conn, _ = listener.accept()
+        taken.append(conn.recv(65536))
+        conn.close()  # as a process killed here would
+
+    thread = threading.Thread(target=die_after_reading)
+    thread.start()
+    done = estate.cli("checkpoint", "create", "WEB01", "-r", "once", "--json")
+    thread.join(timeout=10)
+    listener.close()
+    assert Request.from_line(taken[0].rstrip(b"\n")).target == "WEB01"
+    assert done.code == 3
+    assert "the bot stopped answering after it took the request" in done.stderr
+    assert done.heavy == []  # and it did not run the command itself
+    # Nothing was recorded here either.
+    missing = estate.cli("change", "show", "CHG-0001")
+    assert (missing.code, missing.stderr) == (1, "checkpoint-bot: error: no change CHG-0001\n")
+
+
+# --- who may ask, and whom the CLI asks ---------------------------------------------
+
+
+def _listen(path: Path, answered: list[Request]) -> LocalSocket:
+    from templates import Renderer
+
+    def answer(request: Request, wire: Wire) -> None:
+        answered.append(request)
+        wire.done(0)
+
+    return LocalSocket(bind(path), path, answer, Renderer())
+
+
+@ROOT_ONLY
+def test_the_bot_refuses_another_user_even_through_an_open_socket(short_dir: Path) -> None:
+    """Defence in depth: with its directory and file opened to everyone by
+    mistake, the bot still answers only its own user (SO_PEERCRED)."""
+    os.chmod(short_dir, 0o755)  # noqa: S103 (opened on purpose)
+    path = short_dir / "bot.sock"
+    answered: list[Request] = []
+    local = _listen(path, answered)
+    try:
+        os.chmod(path, 0o666)  # noqa: S103 (opened on purpose)
+        client = (
+            "import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            "s.connect(sys.argv[1])\n"
+            "s.sendall(sys.argv[2].encode() + b'\\n')\n"
+            "print(s.makefile().readline())\n"
+        )
+        request = Request("create", "WEB01", "mallory").line().decode().strip()
+        done = subprocess.run(
+            [OTHER_PYTHON, "-c", client, str(path), request],
+            user=NOBODY,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        reply = json.loads(done.stdout)
+        assert reply == {
+            "error": "this bot takes requests from its own user (uid 0) only",
+            "code": 2,
+        }
+        assert answered == []
+    finally:
+        local.close()
+    assert not path.exists()
+
+
+@ROOT_ONLY
+def test_the_cli_asks_no_process_of_another_user(short_dir: Path) -> None:
+    os.chmod(short_dir, 0o777)  # noqa: S103 (opened on purpose)
+    path = short_dir / "other.sock"
+    server = (
+        "import os, socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666); s.listen(1)\n"
+        "print('listening', flush=True)\n"
+        "c, _ = s.accept(); c.recv(10)\n"
+    )
+    proc = subprocess.Popen(
+        [OTHER_PYTHON, "-c", server, str(path)], user=NOBODY, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "listening\n"
+        with pytest.raises(HandedOffError) as raised:
+            connect(path)
+        assert raised.value.code == 3
+        assert f"held by another user's process (uid {NOBODY})" in str(raised.value)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_the_bot_listens_only_in_a_directory_of_its_own(short_dir: Path) -> None:
+    made = short_dir / "made" / "bot.sock"
+    checked_directory(made)
+    assert stat.S_IMODE(os.lstat(made.parent).st_mode) & 0o077 == 0
+    open_dir = short_dir / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)  # noqa: S103 (opened on purpose)
+    with pytest.raises(Unusable, match="other users can write in"):
+        checked_directory(open_dir / "bot.sock")
+    link = short_dir / "link"
+    link.symlink_to(made.parent)
+    with pytest.raises(Unusable, match="is not a directory"):
+        checked_directory(link / "bot.sock")
+    if os.getuid() == 0:
+        theirs = short_dir / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, NOBODY, NOBODY)
+        with pytest.raises(Unusable, match=f"belongs to uid {NOBODY}"):
+            checked_directory(theirs / "bot.sock")
+
+
+def test_a_second_bot_of_the_same_config_leaves_the_first_its_socket(short_dir: Path) -> None:
+    path = short_dir / "bot.sock"
+    answered: list[Request] = []
+    first = _listen(path, answered)
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with pytest.raises(Taken):
+            bind(path)
+        sock = connect(path)
+        assert sock is not None and peer_uid(sock) == os.getuid()
+        sock.sendall(Request("merge", "CHG-0001", "bob").line())
+        assert json.loads(sock.makefile().readline()) == {"done": 0, "stdout": ""}
+        sock.close()
+        assert answered == [Request("merge", "CHG-0001", "bob")]
+        # Nothing but this socket's own: no temporary names left behind.
+        assert sorted(p.name for p in short_dir.iterdir()) == ["bot.sock"]
+    finally:
+        first.close()
+    assert not path.exists()
+
+
+def test_the_socket_is_derived_from_what_decides_the_record(tmp_path: Path) -> None:
+    env = {"XDG_RUNTIME_DIR": "/run/user/1000"}
+    config = tmp_path / "bot.yaml"
+    one = socket_path(config, env, tmp_path)
+    assert one is not None and one.parent == Path(f"/run/user/1000/checkpoint-bot-{os.getuid()}")
+    assert socket_path(Path("bot.yaml"), env, tmp_path) == one  # relative to the cwd
+    assert socket_path(None, {**env, "CHECKPOINT_BOT_CONFIG": str(config)}, tmp_path) == one
+    # Another database, another working directory (the default SQLite file
+    # lives there), another config: another bot.
+    assert socket_path(config, {**env, "DATABASE_URL": "postgresql://db/x"}, tmp_path) != one
+    assert socket_path(config, env, tmp_path / "elsewhere") != one
+    assert socket_path(tmp_path / "other.yaml", env, tmp_path) != one
+    assert socket_path(None, env, tmp_path) is None  # demo mode: none
+    assert socket_path(config, {**env, SOCKET_ENV: "off"}, tmp_path) is None
+    assert socket_path(config, {SOCKET_ENV: "/run/cb/cli.sock"}, tmp_path) == Path(
+        "/run/cb/cli.sock"
+    )
+    assert len(os.fsencode(one)) < 108  # sun_path (unix(7))
+    no_xdg = socket_path(config, {}, tmp_path)
+    assert no_xdg is not None and no_xdg.parent == Path(f"/tmp/checkpoint-bot-{os.getuid()}")
+
+
+# --- the request line: a parser, so property tests ---------------------------------------
+
+_TEXT = st.text(min_size=1, max_size=60)
+REQUESTS = st.builds(
+    Request,
+    op=st.sampled_from(OPERATIONS),
+    target=_TEXT,
+    user=_TEXT,
+    as_json=st.booleans(),
+    no_wait=st.booleans(),
+    colour=st.booleans(),
+    reason=st.none() | _TEXT,
+    checkpoint_type=st.none() | _TEXT,
+    ttl=st.none() | _TEXT,
+    at=st.none() | _TEXT,
+)
+
+
+@given(REQUESTS)
+def test_a_request_reads_back_as_sent(request: Request) -> None:
+    line = request.line()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert Request.from_line(line.rstrip(b"\n")) == request
+
+
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_line_is_a_request_or_one_clear_error(line: bytes) -> None:
+    try:
+        Request.from_line(line)
+    except ValueError as exc:
+        assert str(exc)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["v", "op", "target", "user", "as_json", "reason", "extra"]),
+        st.none() | st.booleans() | st.integers() | _TEXT | st.lists(st.integers(), max_size=2),
+    )
+)
+def test_a_request_of_the_wrong_shape_is_refused_with_why(data: dict[str, Any]) -> None:
+    line = json.dumps(data).encode()
+    try:
+        request = Request.from_line(line)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    assert request.op in OPERATIONS and isinstance(request.target, str)
+
+
+def test_a_request_of_another_version_says_what_to_do() -> None:
+    line = json.dumps({"v": 2, "op": "create", "target": "WEB01", "user": "a"}).encode()
+    with pytest.raises(ValueError, match=f"set {SOCKET_ENV}=off"):
+        Request.from_line(line)
+    with pytest.raises(ValueError, match="target must be 1 to 4000 characters"):
+        Request.from_line(Request("create", "x" * 4001, "a").line())
