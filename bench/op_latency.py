@@ -20,6 +20,13 @@ Slack). For each operation, in the same run and interleaved round by round:
   policy decision with the host's facts, the record, the job with its
   re-check of the facts, the operation, the record again.
 
+- CLI -> bot: the same CLI commands with the config, working directory and
+  database of the Slack path's long-running `serve` (below), which takes
+  them over its local socket (bot.cli.local_socket), as it would from an
+  admin on the bot's machine or in its container: this interpreter parses
+  the arguments, sends them, prints the bot's progress and answer. The CLI
+  column above runs alone ($CHECKPOINT_BOT_SOCKET=off), as it does when no
+  bot runs for its config;
 - before: the same CLI commands from git revision `--baseline` (default
   c373024, before issue #18), extracted with `git archive` and run from
   there against the same host (with a database of its own, at its own
@@ -46,8 +53,9 @@ approval for their rollback): a merge leaves its VM merging disks for a
 while, as on Hyper-V, and the bench waits (untimed) until neither merges
 before the next operation. Prints the medians, the ratio CLI / bare, and
 the ratio Slack / bare+post per operation and latency. Targets: CLI create
-at most 1.5x the bare script; Slack create (click-to-active) at most 1.5x
-the bare script plus one Slack post.
+at most 1.5x the bare script (printed for the CLI alone and the CLI handed
+to the bot); Slack create (click-to-active) at most 1.5x the bare script
+plus one Slack post.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.slack_click import SlackPath  # noqa: E402
+from bot.cli.local_socket import SOCKET_ENV, socket_path  # noqa: E402
 from bot.clock import system_clock  # noqa: E402
 from bot.devtools.emulator import EmulatedFleet  # noqa: E402
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory  # noqa: E402
@@ -242,30 +251,53 @@ class Setup:
                 tree=slack_baseline,
             )
             self.slack_before.warm()
+        self.handed_ready()
 
-    def cli(self, *args: str, tree: Path = ROOT) -> tuple[float, str]:
+    def cli(self, *args: str, tree: Path = ROOT, handed: bool = False) -> tuple[float, str]:
+        """`checkpoint-bot ARGS` of `tree`, alone (its own database, nothing
+        listening for its config), or `handed` to the running `serve` of the
+        Slack path (its config, working directory and database)."""
         argv = [sys.executable, "-c", "from bot.cli.main import run; run()"]
         env = {**self.env, "PYTHONPATH": str(tree)}
         config = self.workdir / ("bot.yaml" if tree == ROOT else "before.yaml")
-        return timed([*argv, "--config", str(config), *args], env, self.workdir)
+        cwd = self.workdir
+        if handed:
+            config, cwd = self.slack.config, self.slack.cwd
+        else:
+            env[SOCKET_ENV] = "off"  # as if no bot ran: it would not listen for bot.yaml anyway
+        return timed([*argv, "--config", str(config), *args], env, cwd)
 
-    def cli_ops(self, n: int, tree: Path) -> tuple[float, float, float]:
+    def cli_ops(self, n: int, tree: Path, handed: bool = False) -> tuple[float, float, float]:
         """create, rollback, merge through the CLI of `tree`."""
         self.settle()
         create, out = self.cli(
-            "checkpoint", "create", VM_NAME, "--reason", f"bench {n}", "--json", tree=tree
+            "checkpoint",
+            "create",
+            VM_NAME,
+            "--reason",
+            f"bench {n}",
+            "--json",
+            tree=tree,
+            handed=handed,
         )
         change = json.loads(out)
         if change["state"] != "active":
             raise SystemExit(f"the create ended {change['state']}: {change}")
         ref = change["ref"]
-        rollback, out = self.cli("checkpoint", "rollback", ref, "--json", tree=tree)
+        rollback, out = self.cli("checkpoint", "rollback", ref, "--json", tree=tree, handed=handed)
         if json.loads(out)["state"] != "rolled_back":
             raise SystemExit(f"the rollback ended {json.loads(out)['state']}")
-        merge, out = self.cli("checkpoint", "merge", ref, "--json", tree=tree)
+        merge, out = self.cli("checkpoint", "merge", ref, "--json", tree=tree, handed=handed)
         if json.loads(out)["state"] != "merged":
             raise SystemExit(f"the merge ended {json.loads(out)['state']}")
         return create, rollback, merge
+
+    def handed_ready(self) -> None:
+        """The Slack path's bot listens for its CLI (else `handed` would time
+        the CLI alone)."""
+        path = socket_path(self.slack.config, self.env, self.slack.cwd)
+        if path is None or not path.exists():
+            raise SystemExit(f"the bot does not listen for its CLI at {path}")
 
     def bare(self, op: str, target: str, name: str = "-", post: bool = False) -> tuple[float, str]:
         argv = [sys.executable, "-c", BARE, str(self.port), op, target, name, self.bare_vm_id]
@@ -313,6 +345,7 @@ class Setup:
             "bare": self.bare_ops(n, post=False),
             "bare+post": self.bare_ops(n, post=True),
             "cli": self.cli_ops(n, ROOT),
+            "handed": self.cli_ops(n, ROOT, handed=True),
             "before": self.cli_ops(n, self.baseline),
             "slack": self.slack_ops(n, self.slack),
         }
@@ -400,6 +433,21 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {cli * 1000:6.0f}ms "
                 f"{cli / bare:8.2f}x   {old * 1000:10.0f}ms {old / bare:8.2f}x{target}"
+            )
+    print()
+    print("CLI -> bot: the same CLI commands run with the config of the Slack path's")
+    print("`serve` (same working directory and database), which takes them over its local")
+    print("socket (bot.cli.local_socket): this process parses, sends, waits and prints.")
+    print(f"{'latency':>8} {'operation':<10} {'bare':>8} {'CLI->bot':>9} {'its /bare':>9}")
+    for latency, ops in results.items():
+        for op, runs in ops.items():
+            bare, handed = med(runs, "bare"), med(runs, "handed")
+            target = ""
+            if op == "create":
+                target = "  target <= 1.5x: " + ("OK" if handed / bare <= 1.5 else "ABOVE")
+            print(
+                f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {handed * 1000:7.0f}ms "
+                f"{handed / bare:8.2f}x{target}"
             )
     print()
     print("imports: a fresh interpreter importing only the libraries a CLI create uses")

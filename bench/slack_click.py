@@ -120,6 +120,9 @@ class SlackPath:
             [*command, "serve", "--http", "--port", "0"],
             env,
         )
+        # The CLI hands its commands to this bot when run with the same
+        # config, working directory and $DATABASE_URL (bot.cli.local_socket).
+        self.config, self.cwd = config, cluster.workdir
         found = self.proc.wait_for_output(r"over HTTP on (http://[\d.]+:\d+)/slack/events", 60)
         self.slack = SlackSender(found.group(1), self.api)
 

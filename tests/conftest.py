@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +31,24 @@ from tests.helpers import T0, running_context
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cli_sockets_of_this_run() -> Iterator[None]:
+    """Every `serve` and `worker` a test starts listens for its CLI under
+    $XDG_RUNTIME_DIR (bot.cli.local_socket), and one killed with SIGKILL
+    leaves its socket file behind: a directory of this run, removed at its
+    end, keeps them out of the machine's /tmp."""
+    before = os.environ.get("XDG_RUNTIME_DIR")
+    # Short: a socket's path is at most 107 bytes (unix(7)).
+    run_dir = tempfile.mkdtemp(prefix="cb-run-")
+    os.environ["XDG_RUNTIME_DIR"] = run_dir
+    yield
+    if before is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = before
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -315,7 +315,7 @@ def write_config(
 
 def process_env(**extra: str) -> dict[str, str]:
     """The environment for a bot or worker process: only what it needs."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "XDG_RUNTIME_DIR")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update(
         PYTHONUNBUFFERED="1",

@@ -10,7 +10,7 @@ importing its libraries than a bare PowerShell remoting script spends on
 the whole checkpoint.
 
 This module is imported before anything else of the command, so it uses the
-standard library only. docs/cli.md ("A running bot answers") tells users
+standard library only. The README ("When a bot runs, it answers") tells users
 when a command is handed over and how to turn it off.
 
 The wire: one JSON object per line, each way, over a Unix stream socket. The
