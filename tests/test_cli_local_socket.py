@@ -206,6 +206,7 @@ def test_the_answer_is_the_one_the_cli_gives_itself(estate: Estate) -> None:
         (("checkpoint", "create", "NOPE", "--reason", "x"), 2),
         (("checkpoint", "create", "WEB01"), 2),  # no reason
         (("checkpoint", "create", "WEB01", "-r", "x", "--ttl", "soon"), 2),
+        (("checkpoint", "create", "WEB01", "-r", "x", "--at", "soonish"), 2),
         (("checkpoint", "rollback", "CHG-9999"), 1),  # not found
         (("checkpoint", "merge", "CHG-0001"), 1),  # a refused change has nothing to merge
     ):
