@@ -27,6 +27,8 @@ Slack). For each operation, in the same run and interleaved round by round:
   the arguments, sends them, prints the bot's progress and answer. The CLI
   column above runs alone ($CHECKPOINT_BOT_SOCKET=off), as it does when no
   bot runs for its config;
+- list: `checkpoint list --vm STG-APP01 --json`, alone and handed, against
+  a bare script running `Get-VM -Id … | Get-VMSnapshot` on the same host;
 - before: the same CLI commands from git revision `--baseline` (default
   c373024, before issue #18), extracted with `git archive` and run from
   there against the same host (with a database of its own, at its own
@@ -118,6 +120,8 @@ with RunspacePool(wsman) as pool:
         ps.add_cmdlet("Get-VM").add_parameter("Id", target)
         ps.add_cmdlet("Checkpoint-VM").add_parameter("SnapshotName", name)
         ps.add_parameter("Passthru")
+    elif op == "list":  # the checkpoints of one VM
+        ps.add_cmdlet("Get-VM").add_parameter("Id", target).add_cmdlet("Get-VMSnapshot")
     else:
         ps.add_cmdlet("Get-VMSnapshot").add_parameter("Id", target)
         verb = "Restore-VMSnapshot" if op == "rollback" else "Remove-VMSnapshot"
@@ -351,9 +355,20 @@ class Setup:
         }
         if self.slack_before is not None:
             runs["slack before"] = self.slack_ops(n, self.slack_before)
-        return {
+        rows = {
             op: {"imports": imports, **{path: times[i] for path, times in runs.items()}}
             for i, op in enumerate(OPS)
+        }
+        rows["list"] = self.list_times()
+        return rows
+
+    def list_times(self) -> Row:
+        """One VM's checkpoints: the bare script, the CLI alone, the CLI handed."""
+        args = ("checkpoint", "list", "--vm", VM_NAME, "--json")
+        return {
+            "bare": self.bare("list", self.vm_id)[0],
+            "cli": self.cli(*args)[0],
+            "handed": self.cli(*args, handed=True)[0],
         }
 
     def close(self) -> None:
@@ -426,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for latency, ops in results.items():
         for op, runs in ops.items():
+            if op not in OPS:
+                continue
             bare, cli, old = med(runs, "bare"), med(runs, "cli"), med(runs, "before")
             target = ""
             if op == "create":
@@ -438,16 +455,21 @@ def main(argv: list[str] | None = None) -> int:
     print("CLI -> bot: the same CLI commands run with the config of the Slack path's")
     print("`serve` (same working directory and database), which takes them over its local")
     print("socket (bot.cli.local_socket): this process parses, sends, waits and prints.")
-    print(f"{'latency':>8} {'operation':<10} {'bare':>8} {'CLI->bot':>9} {'its /bare':>9}")
+    print("list: `checkpoint list --vm VM --json` against a bare script running")
+    print("`Get-VM -Id … | Get-VMSnapshot`, and (CLI) the same command alone.")
+    print(
+        f"{'latency':>8} {'operation':<10} {'bare':>8} {'CLI->bot':>9} {'its /bare':>9}"
+        f" {'CLI':>8} {'its /bare':>9}"
+    )
     for latency, ops in results.items():
         for op, runs in ops.items():
-            bare, handed = med(runs, "bare"), med(runs, "handed")
+            bare, handed, alone = med(runs, "bare"), med(runs, "handed"), med(runs, "cli")
             target = ""
             if op == "create":
                 target = "  target <= 1.5x: " + ("OK" if handed / bare <= 1.5 else "ABOVE")
             print(
                 f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {handed * 1000:7.0f}ms "
-                f"{handed / bare:8.2f}x{target}"
+                f"{handed / bare:8.2f}x {alone * 1000:6.0f}ms {alone / bare:8.2f}x{target}"
             )
     print()
     print("imports: a fresh interpreter importing only the libraries a CLI create uses")
@@ -472,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for latency, ops in results.items():
         for op, runs in ops.items():
+            if op not in OPS:
+                continue
             bare, posted, slack = med(runs, "bare"), med(runs, "bare+post"), med(runs, "slack")
             earlier = ""
             if slack_baseline:

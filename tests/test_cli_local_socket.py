@@ -176,7 +176,9 @@ def test_a_running_worker_takes_create_rollback_and_merge_from_a_light_cli(
     # The worker ran the job (its log), and the host holds the checkpoint.
     worker.wait_for_output(rf"\(create\) succeeded after \S+ \[change={ref} ", timeout=10)
     listed = estate.cli("checkpoint", "list", "--vm", "WEB01", "--json")
-    assert change["checkpoint_id"] in listed.stdout
+    assert (listed.code, listed.heavy) == (0, [])
+    [found] = listed.json()["checkpoints"]
+    assert (found["id"], found["change_ref"]) == (change["checkpoint_id"], ref)
 
     # A production VM's rollback waits for an approver (the shipped policy);
     # the approval runs in its own process, beside the bot, on one record.
@@ -209,6 +211,8 @@ def test_the_answer_is_the_one_the_cli_gives_itself(estate: Estate) -> None:
         (("checkpoint", "create", "WEB01", "-r", "x", "--at", "soonish"), 2),
         (("checkpoint", "rollback", "CHG-9999"), 1),  # not found
         (("checkpoint", "merge", "CHG-0001"), 1),  # a refused change has nothing to merge
+        (("checkpoint", "list", "--vm", "NOPE"), 2),
+        (("checkpoint", "create", "WEB01", "-r", ""), 2),  # an empty reason is no reason
     ):
         by_bot, by_cli = estate.cli(*args), estate.cli(*args, env=alone)
         assert by_bot.heavy == [], args
@@ -216,6 +220,15 @@ def test_the_answer_is_the_one_the_cli_gives_itself(estate: Estate) -> None:
         assert by_bot.stderr == by_cli.stderr, args
         assert by_bot.stderr.count("checkpoint-bot: error") == 1, by_bot.stderr
         assert "Traceback" not in by_bot.stderr
+
+    # Only HV01 answers: the listing of what could be asked, then the hosts
+    # that could not, exit 3, from the bot as from the CLI alone.
+    by_bot, by_cli = estate.cli("checkpoint", "list"), estate.cli("checkpoint", "list", env=alone)
+    assert by_bot.heavy == [] and by_bot.code == by_cli.code == 3
+    assert by_bot.stdout == by_cli.stdout and "\n! HV02 could not be reached" in by_bot.stdout
+    assert by_bot.stderr == by_cli.stderr
+    assert by_bot.stderr.startswith("checkpoint-bot: error: HV02")
+    assert by_bot.stderr.rstrip().endswith("could not be reached: the list is incomplete")
 
 
 def test_with_no_bot_or_a_stale_socket_the_cli_does_it_itself(estate: Estate) -> None:
@@ -328,6 +341,7 @@ def test_the_bot_refuses_another_user_even_through_an_open_socket(short_dir: Pat
         assert reply == {
             "error": "this bot takes requests from its own user (uid 0) only",
             "code": 2,
+            "stdout": "",
         }
         assert answered == []
     finally:
@@ -426,11 +440,11 @@ def test_the_socket_is_derived_from_what_decides_the_record(tmp_path: Path) -> N
 
 # --- the request line: a parser, so property tests ---------------------------------------
 
-_TEXT = st.text(min_size=1, max_size=60)
+_TEXT = st.text(max_size=60)
 REQUESTS = st.builds(
     Request,
     op=st.sampled_from(OPERATIONS),
-    target=_TEXT,
+    target=st.none() | _TEXT,
     user=_TEXT,
     as_json=st.booleans(),
     no_wait=st.booleans(),
@@ -439,7 +453,9 @@ REQUESTS = st.builds(
     checkpoint_type=st.none() | _TEXT,
     ttl=st.none() | _TEXT,
     at=st.none() | _TEXT,
-)
+    vm=st.none() | _TEXT,
+    host=st.none() | _TEXT,
+).filter(lambda r: r.op == "list" or r.target is not None)
 
 
 @given(REQUESTS)
@@ -477,5 +493,5 @@ def test_a_request_of_another_version_says_what_to_do() -> None:
     line = json.dumps({"v": 2, "op": "create", "target": "WEB01", "user": "a"}).encode()
     with pytest.raises(ValueError, match=f"set {SOCKET_ENV}=off"):
         Request.from_line(line)
-    with pytest.raises(ValueError, match="target must be 1 to 4000 characters"):
+    with pytest.raises(ValueError, match="target must be at most 4000 characters"):
         Request.from_line(Request("create", "x" * 4001, "a").line())

@@ -69,14 +69,17 @@ def _run_queue_until(rt: Runtime, job_id: int, ref: str) -> tuple[bool, ChangeVi
 
 def _run(rt: Runtime, request: Request) -> None:
     """Hand the request to a running bot of this config, else do it here."""
-    from bot.cli.local_socket import connect, converse, socket_path
+    from bot.cli.local_socket import HandedOffError, connect, converse, socket_path
 
     # -v asks for this process's log, which a bot's work would not write.
     path = None if rt.verbose else socket_path(rt.config_path, rt.env, rt.cwd)
     sock = connect(path) if path is not None else None
     if sock is not None:
-        code, stdout = converse(sock, request)
-        click.echo(stdout, nl=False)
+        reply = converse(sock, request)
+        click.echo(reply.stdout, nl=False)
+        if reply.error is not None:
+            raise HandedOffError(reply.error, reply.code)
+        code = reply.code
     else:
         code = run_request(
             rt.ctx, request, _Here(rt), lambda job_id, ref: _run_queue_until(rt, job_id, ref)
@@ -85,7 +88,7 @@ def _run(rt: Runtime, request: Request) -> None:
         raise SystemExit(code)
 
 
-def _request(rt: Runtime, op: str, target: str, **fields: Any) -> Request:
+def _request(rt: Runtime, op: str, target: str | None, **fields: Any) -> Request:
     colour = wants_colour(rt.env, sys.stdout.isatty())
     return Request(op=op, target=target, user=rt.user, colour=colour, **fields)
 
@@ -347,17 +350,7 @@ def settings_cmd(
 @pass_runtime
 def list_cmd(rt: Runtime, vm: str | None, host: str | None, as_json: bool) -> None:
     """Every checkpoint on the hosts, as a tree per VM, with its owning change."""
-    from bot.service import Unavailable, list_checkpoints
-
-    listing = list_checkpoints(rt.ctx, vm=vm, host=host)
-    if as_json:
-        echo_json(listing.to_dict())
-    else:
-        rt.out("cli/checkpoints.txt.j2", listing=listing, scope=vm or host)
-    if listing.problems:
-        # A host that could not be asked is not a host without checkpoints.
-        names = ", ".join(p.host for p in listing.problems)
-        raise Unavailable(f"{names} could not be reached: the list is incomplete")
+    _run(rt, _request(rt, "list", None, vm=vm, host=host, as_json=as_json))
 
 
 def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> None:

@@ -1,6 +1,6 @@
-"""One checkpoint, rollback or merge asked for by a CLI user, from the request
-to what the terminal shows: the same code whether the command runs in the
-CLI's process or a running bot answers it (bot.cli.local_socket).
+"""One checkpoint, rollback, merge or listing asked for by a CLI user, from
+the request to what the terminal shows: the same code whether the command
+runs in the CLI's process or a running bot answers it (bot.cli.local_socket).
 
 The terminal is passed in: the CLI's writes to stdout and stderr, the bot's
 writes lines to the socket.
@@ -66,6 +66,9 @@ def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Wai
     """Do what the request asks and show it; the exit code."""
     from bot.service import Principal, merge, request_checkpoint, rollback
 
+    if request.op == "list":
+        return show_listing(ctx, request, term)
+    assert request.target is not None  # Request.from_line: every other op has one
     principal = Principal(f"cli:{request.user}")
     if request.op == "create":
         at = None
@@ -99,6 +102,22 @@ def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Wai
         wait=not request.no_wait,
         as_json=request.as_json,
     )
+
+
+def show_listing(ctx: AppContext, request: Request, term: Terminal) -> int:
+    """Every checkpoint on the hosts (or one VM's, one host's)."""
+    from bot.service import Unavailable, list_checkpoints
+
+    listing = list_checkpoints(ctx, vm=request.vm, host=request.host)
+    if request.as_json:
+        term.json(listing.to_dict())
+    else:
+        term.out("cli/checkpoints.txt.j2", listing=listing, scope=request.vm or request.host)
+    if listing.problems:
+        # A host that could not be asked is not a host without checkpoints.
+        names = ", ".join(p.host for p in listing.problems)
+        raise Unavailable(f"{names} could not be reached: the list is incomplete")
+    return 0
 
 
 def finish(

@@ -1,6 +1,6 @@
 """The bot's side of the local socket: `serve` and `worker` answer the
-CLI's `checkpoint create`, `rollback` and `merge` of their own config and
-user (bot.cli.local_socket has the wire and the why).
+CLI's `checkpoint create`, `rollback`, `merge` and `list` of their own
+config and user (bot.cli.local_socket has the wire and the why).
 
 A request is run by the same code as when the CLI runs it itself
 (bot.cli.finishing.run_request), in a thread of its own, with the bot's
@@ -133,7 +133,9 @@ class Wire:
         self._send({"done": code, "stdout": "".join(self._stdout)})
 
     def error(self, message: str, code: int) -> None:
-        self._send({"error": message, "code": code})
+        # What the command printed before it failed is printed first, as
+        # the CLI alone would (a listing, then the hosts it could not ask).
+        self._send({"error": message, "code": code, "stdout": "".join(self._stdout)})
 
     def _send(self, message: dict[str, Any]) -> None:
         if self.gone:
@@ -293,8 +295,8 @@ def start_cli_socket(rt: Runtime, ctx: AppContext) -> LocalSocket | None:
     local = start_local_socket(ctx, socket_path(rt.config_path, rt.env, rt.cwd))
     if local is not None:
         click.echo(
-            f"checkpoint-bot: answering this config's `checkpoint create`, `rollback` and "
-            f"`merge` from the CLI at {local.path}",
+            "checkpoint-bot: answering this config's `checkpoint create`, `rollback`, "
+            f"`merge` and `list` from the CLI at {local.path}",
             err=True,
         )
     return local

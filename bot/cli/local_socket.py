@@ -1,13 +1,13 @@
 """The CLI's side of handing a command to a running bot on this machine.
 
-`checkpoint create VM`, `checkpoint rollback` and `checkpoint merge` are
-sent to a `serve` or `worker` process of the same config when one listens
-on its local socket (bot.cli.local_server), and run here otherwise. The bot
-has its libraries loaded, its connections to the hosts open and its job
-consumer running, so the command costs this interpreter's start and one
-round trip (bench/op_latency.py); a fresh interpreter would spend longer
-importing its libraries than a bare PowerShell remoting script spends on
-the whole checkpoint.
+`checkpoint create VM`, `checkpoint rollback`, `checkpoint merge` and
+`checkpoint list` are sent to a `serve` or `worker` process of the same
+config when one listens on its local socket (bot.cli.local_server), and
+run here otherwise. The bot has its libraries loaded, its connections to
+the hosts open and its job consumer running, so the command costs this
+interpreter's start and one round trip (bench/op_latency.py); a fresh
+interpreter would spend longer importing its libraries than a bare
+PowerShell remoting script spends on the whole checkpoint.
 
 This module is imported before anything else of the command, so it uses the
 standard library only. The README ("When a bot runs, it answers") tells users
@@ -16,7 +16,7 @@ when a command is handed over and how to turn it off.
 The wire: one JSON object per line, each way, over a Unix stream socket. The
 request is one line; the bot answers with progress lines and ends with one
 `done` line (the exit code and what to print) or one `error` line (a
-message and its exit code). Both sides check the other's user with
+message, its exit code, and what was printed before it). Both sides check the other's user with
 SO_PEERCRED (unix(7)): only the bot's own user may ask it, and the CLI
 talks only to a bot of its own user.
 """
@@ -43,7 +43,10 @@ PROTOCOL = 1
 # A reply line is a change as JSON or the text of a card: kilobytes. A line
 # longer than this is not from a bot of ours.
 MAX_LINE = 1 << 20
-OPERATIONS = ("create", "rollback", "merge")
+OPERATIONS = ("create", "rollback", "merge", "list")
+# What each operation acts on: a VM, a change (or checkpoint, or VM), or
+# nothing (`list` narrows with `vm` and `host` instead).
+NEEDS_TARGET = frozenset({"create", "rollback", "merge"})
 # struct ucred {pid_t pid; uid_t uid; gid_t gid;} (unix(7), SO_PEERCRED).
 _UCRED = struct.Struct("3i")
 
@@ -99,7 +102,7 @@ class Request:
     """One command for the bot: the CLI's arguments, as given."""
 
     op: str
-    target: str
+    target: str | None
     user: str
     as_json: bool = False
     no_wait: bool = False
@@ -108,6 +111,8 @@ class Request:
     checkpoint_type: str | None = None
     ttl: str | None = None
     at: str | None = None
+    vm: str | None = None
+    host: str | None = None
 
     def line(self) -> bytes:
         fields = {k: v for k, v in self.__dict__.items() if v is not None}
@@ -143,17 +148,21 @@ class Request:
                 continue
             if not isinstance(value, kind):
                 raise ValueError(f"{name} must be a {kind.__name__}")
-            if isinstance(value, str) and not 0 < len(value) <= _MAX_TEXT:
-                raise ValueError(f"{name} must be 1 to {_MAX_TEXT} characters")
+            # Empty is passed on: the service answers it as it answers the
+            # CLI alone (`--reason ""` is a missing reason, not a bad request).
+            if isinstance(value, str) and len(value) > _MAX_TEXT:
+                raise ValueError(f"{name} must be at most {_MAX_TEXT} characters")
         if data["op"] not in OPERATIONS:
             raise ValueError(f"op must be one of {', '.join(OPERATIONS)}")
-        return cls(**data)
+        if data["op"] in NEEDS_TARGET and data.get("target") is None:
+            raise ValueError(f"the request has no target for {data['op']}")
+        return cls(**{"target": None, **data})
 
 
 # Each field's type and whether the request must have it.
 _FIELDS: dict[str, tuple[type, bool]] = {
     "op": (str, True),
-    "target": (str, True),
+    "target": (str, False),
     "user": (str, True),
     "as_json": (bool, False),
     "no_wait": (bool, False),
@@ -162,6 +171,8 @@ _FIELDS: dict[str, tuple[type, bool]] = {
     "checkpoint_type": (str, False),
     "ttl": (str, False),
     "at": (str, False),
+    "vm": (str, False),
+    "host": (str, False),
 }
 _MAX_TEXT = 4000
 
@@ -179,6 +190,11 @@ def connect(path: Path) -> socket.socket | None:
         sock.close()
         return None
     uid = peer_uid(sock)
+    if uid is None:
+        # This system cannot tell who listens; a bot here never listens
+        # without knowing who connects (bot.cli.local_server), so run here.
+        sock.close()
+        return None
     if uid != os.getuid():
         sock.close()
         raise HandedOffError(
@@ -206,9 +222,19 @@ def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
             raise ValueError("a reply line is too long")
 
 
-def converse(sock: socket.socket, request: Request) -> tuple[int, str]:
-    """Send the request, print the bot's progress to stderr, and return the
-    exit code and what to print on stdout.
+@dataclass(frozen=True)
+class Reply:
+    """How the bot's run of the command ended: what it printed, its exit
+    code, and the one-line error it ended with, if it did."""
+
+    code: int
+    stdout: str
+    error: str | None = None
+
+
+def converse(sock: socket.socket, request: Request) -> Reply:
+    """Send the request, print the bot's progress to stderr, and return how
+    the command ended.
 
     Once the request is sent it is the bot's: a connection that ends early
     is reported, never retried here (the bot may have recorded the change
@@ -221,9 +247,10 @@ def converse(sock: socket.socket, request: Request) -> tuple[int, str]:
                 ref = str(message.get("ref") or ref)
                 print(message["progress"], file=sys.stderr, flush=True)
             elif "done" in message:
-                return int(message["done"]), str(message.get("stdout", ""))
+                return Reply(int(message["done"]), str(message.get("stdout", "")))
             elif "error" in message:
-                raise HandedOffError(str(message["error"]), int(message.get("code", 1)))
+                stdout = str(message.get("stdout", ""))
+                return Reply(int(message.get("code", 1)), stdout, str(message["error"]))
     except KeyboardInterrupt:
         raise HandedOffError(_stopped_waiting(ref), 130) from None
     except (OSError, ValueError) as exc:
