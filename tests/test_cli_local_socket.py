@@ -49,6 +49,7 @@ from bot.cli.local_socket import (
     socket_path,
 )
 from tests.multiproc_support import CHECKPOINT_BOT, Cluster, Proc, process_env, wait_until
+from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, FakeSlackApi
 
 # Another user's process: the system's interpreter (this one may live where
 # that user cannot read, e.g. under /root), running standard-library code.
@@ -191,6 +192,25 @@ def test_a_running_worker_takes_create_rollback_and_merge_from_a_light_cli(
     merged = estate.cli("checkpoint", "merge", ref, "--json")
     assert (merged.code, merged.json()["state"], merged.heavy) == (0, "merged", [])
     assert estate.change(ref)["state"] == "merged"
+
+
+def test_serve_answers_too_and_takes_its_socket_away_when_it_stops(estate: Estate) -> None:
+    """The Slack bot is the process that runs in most deployments."""
+    with FakeSlackApi() as api:
+        config = yaml.safe_load(estate.config.read_text(encoding="utf-8"))
+        config["slack"] = {"api_url": api.api_url, "team_ids": ["T0TEST"]}
+        estate.config.write_text(yaml.safe_dump(config), encoding="utf-8")
+        env = {**estate.env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+        bot = estate.cluster.serve(estate.config, env)
+        bot.proc.wait_for_output(rf"from the CLI at {estate.socket}", timeout=10)
+        created = estate.cli("checkpoint", "create", "WEB01", "-r", "from a shell", "--json")
+        assert (created.code, created.heavy, created.json()["state"]) == (0, [], "active")
+        bot.proc.signal_group(signal.SIGTERM)
+        wait_until(lambda: not bot.proc.alive(), 20, "serve to stop")
+    assert not estate.socket.exists()
+    # No bot now: the CLI does it itself, on the same record.
+    merged = estate.cli("checkpoint", "merge", created.json()["ref"], "--json")
+    assert merged.code == 0 and "sqlalchemy" in merged.heavy
 
 
 def test_the_answer_is_the_one_the_cli_gives_itself(estate: Estate) -> None:
