@@ -378,6 +378,13 @@ class Setup:
         self.fleet.stop()
 
 
+def create_target(op: str, ratio: float) -> str:
+    """The verdict printed beside a create's ratio (the target is on create)."""
+    if op != "create":
+        return ""
+    return "  target <= 1.5x: " + ("OK" if ratio <= 1.5 else "ABOVE")
+
+
 def extract(revision: str, into: Path) -> Path:
     """The source tree of `revision` (git archive), without its tests."""
     into.mkdir()
@@ -444,9 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             if op not in OPS:
                 continue
             bare, cli, old = med(runs, "bare"), med(runs, "cli"), med(runs, "before")
-            target = ""
-            if op == "create":
-                target = "  target <= 1.5x: " + ("OK" if cli / bare <= 1.5 else "ABOVE")
+            target = create_target(op, cli / bare)
             print(
                 f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {cli * 1000:6.0f}ms "
                 f"{cli / bare:8.2f}x   {old * 1000:10.0f}ms {old / bare:8.2f}x{target}"
@@ -464,9 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     for latency, ops in results.items():
         for op, runs in ops.items():
             bare, handed, alone = med(runs, "bare"), med(runs, "handed"), med(runs, "cli")
-            target = ""
-            if op == "create":
-                target = "  target <= 1.5x: " + ("OK" if handed / bare <= 1.5 else "ABOVE")
+            target = create_target(op, handed / bare)
             print(
                 f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {handed * 1000:7.0f}ms "
                 f"{handed / bare:8.2f}x {alone * 1000:6.0f}ms {alone / bare:8.2f}x{target}"
@@ -501,9 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             if slack_baseline:
                 was = med(runs, "slack before")
                 earlier = f"  {was * 1000:12.0f}ms {was / posted:8.2f}x"
-            target = ""
-            if op == "create":
-                target = "  target <= 1.5x: " + ("OK" if slack / posted <= 1.5 else "ABOVE")
+            target = create_target(op, slack / posted)
             print(
                 f"{latency:>6}ms {op:<10} {bare * 1000:6.0f}ms {posted * 1000:8.0f}ms "
                 f"{slack * 1000:6.0f}ms {slack / posted:17.2f}x{earlier}{target}"
