@@ -233,6 +233,7 @@ def test_the_answer_is_the_one_the_cli_gives_itself(estate: Estate) -> None:
         (("checkpoint", "merge", "CHG-0001"), 1),  # a refused change has nothing to merge
         (("checkpoint", "list", "--vm", "NOPE"), 2),
         (("checkpoint", "create", "WEB01", "-r", ""), 2),  # an empty reason is no reason
+        (("checkpoint", "create", "WEB01", "-r", "x" * 600), 2),  # too long, says the service
     ):
         by_bot, by_cli = estate.cli(*args), estate.cli(*args, env=alone)
         assert by_bot.heavy == [], args
@@ -345,7 +346,11 @@ def test_the_bot_refuses_another_user_even_through_an_open_socket(short_dir: Pat
             "import socket, sys\n"
             "s = socket.socket(socket.AF_UNIX)\n"
             "s.connect(sys.argv[1])\n"
-            "s.sendall(sys.argv[2].encode() + b'\\n')\n"
+            # The bot refuses before reading: the request may meet a closed socket.
+            "try:\n"
+            "    s.sendall(sys.argv[2].encode() + b'\\n')\n"
+            "except OSError:\n"
+            "    pass\n"
             "print(s.makefile().readline())\n"
         )
         request = Request("create", "WEB01", "mallory").line().decode().strip()
@@ -429,6 +434,14 @@ def test_a_second_bot_of_the_same_config_leaves_the_first_its_socket(short_dir: 
         assert json.loads(sock.makefile().readline()) == {"done": 0, "stdout": ""}
         sock.close()
         assert answered == [Request("merge", "CHG-0001", "bob")]
+        # More than a request holds is refused, said, and never answered.
+        sock = connect(path)
+        assert sock is not None
+        sock.sendall(b"x" * (300 * 1024))
+        refused = json.loads(sock.makefile().readline())
+        assert refused["code"] == 2 and refused["error"] == "the request is longer than 256 KiB"
+        sock.close()
+        assert len(answered) == 1
         # Nothing but this socket's own: no temporary names left behind.
         assert sorted(p.name for p in short_dir.iterdir()) == ["bot.sock"]
     finally:
@@ -513,5 +526,7 @@ def test_a_request_of_another_version_says_what_to_do() -> None:
     line = json.dumps({"v": 2, "op": "create", "target": "WEB01", "user": "a"}).encode()
     with pytest.raises(ValueError, match=f"set {SOCKET_ENV}=off"):
         Request.from_line(line)
-    with pytest.raises(ValueError, match="target must be at most 4000 characters"):
-        Request.from_line(Request("create", "x" * 4001, "a").line())
+    with pytest.raises(ValueError, match="target must be a str"):
+        Request.from_line(json.dumps({"v": 1, "op": "merge", "target": 7, "user": "a"}).encode())
+    with pytest.raises(ValueError, match="the request has no target for merge"):
+        Request.from_line(json.dumps({"v": 1, "op": "merge", "user": "a"}).encode())

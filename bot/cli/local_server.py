@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cli.colour import paint
 from bot.cli.finishing import json_text, run_request, wait_for_job
-from bot.cli.local_socket import MAX_LINE, Request, peer_uid
+from bot.cli.local_socket import MAX_REQUEST, Request, peer_uid
 
 if TYPE_CHECKING:
     from bot.cli.runtime import Runtime
@@ -163,7 +163,9 @@ class LocalSocket:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop taking requests; requests already taken run to their end."""
+        """Stop taking requests. Those already taken are not waited for:
+        their jobs are the bot's, as every job is when its process stops,
+        and a CLI still waiting is told that the bot stopped answering."""
         self._closed.set()
         self._thread.join(timeout=POLL_SECONDS * 4)
         self._sock.close()
@@ -207,10 +209,10 @@ class LocalSocket:
             LOG.warning("refused a request on %s from uid %s", self.path, uid)
             wire.error(f"this bot takes requests from its own user (uid {os.getuid()}) only", 2)
             return
-        line = _read_line(conn)
-        if line is None:
-            return  # a probe (another bot starting), or a CLI that gave up
         try:
+            line = _read_line(conn)
+            if line is None:
+                return  # a probe (another bot starting), or a CLI that gave up
             request = Request.from_line(line)
         except ValueError as exc:
             wire.error(str(exc), 2)
@@ -219,22 +221,23 @@ class LocalSocket:
 
 
 def _read_line(conn: socket.socket) -> bytes | None:
-    deadline = READ_SECONDS
-    conn.settimeout(deadline)
-    data = b""
+    """The request's line, or None when the peer closed or was too slow;
+    ValueError when it sent more than a request holds."""
+    conn.settimeout(READ_SECONDS)
+    data = bytearray()
     try:
-        while b"\n" not in data:
-            chunk = conn.recv(65536)
+        while (end := data.find(b"\n")) < 0:
+            chunk = conn.recv(1 << 16)
             if not chunk:
                 return None
             data += chunk
-            if len(data) > MAX_LINE:
-                return None
+            if len(data) > MAX_REQUEST:
+                raise ValueError(f"the request is longer than {MAX_REQUEST // 1024} KiB")
     except OSError:
         return None
     finally:
         conn.settimeout(SEND_SECONDS)
-    return data.split(b"\n", 1)[0]
+    return bytes(data[:end])
 
 
 def answerer(ctx: AppContext) -> Answer:

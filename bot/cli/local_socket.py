@@ -16,9 +16,9 @@ when a command is handed over and how to turn it off.
 The wire: one JSON object per line, each way, over a Unix stream socket. The
 request is one line; the bot answers with progress lines and ends with one
 `done` line (the exit code and what to print) or one `error` line (a
-message, its exit code, and what was printed before it). Both sides check the other's user with
-SO_PEERCRED (unix(7)): only the bot's own user may ask it, and the CLI
-talks only to a bot of its own user.
+message, its exit code, and what was printed before it). Both sides check
+the other's user with SO_PEERCRED (unix(7)): only the bot's own user may
+ask it, and the CLI talks only to a bot of its own user.
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ SOCKET_ENV = "CHECKPOINT_BOT_SOCKET"
 # Raised when the request's shape changes; a bot that does not know the
 # client's version says so, and the command can run here instead.
 PROTOCOL = 1
-# A reply line is a change as JSON or the text of a card: kilobytes. A line
-# longer than this is not from a bot of ours.
-MAX_LINE = 1 << 20
+# A request is the CLI's arguments: a longer line is refused unread.
+MAX_REQUEST = 1 << 18
+# A reply holds what the command prints: a change (kilobytes), or every
+# checkpoint of a large estate as JSON (about 600 bytes each). Only a
+# runaway peer sends more.
+MAX_REPLY = 1 << 28
 OPERATIONS = ("create", "rollback", "merge", "list")
 # What each operation acts on: a VM, a change (or checkpoint, or VM), or
 # nothing (`list` narrows with `vm` and `host` instead).
@@ -146,12 +149,11 @@ class Request:
                 if required:
                     raise ValueError(f"the request has no {name}")
                 continue
+            # A string of any length (the line's is bounded), empty too, is
+            # passed on: the service answers it as it answers the CLI alone
+            # (`--reason ""` is a missing reason, a long one is too long).
             if not isinstance(value, kind):
                 raise ValueError(f"{name} must be a {kind.__name__}")
-            # Empty is passed on: the service answers it as it answers the
-            # CLI alone (`--reason ""` is a missing reason, not a bad request).
-            if isinstance(value, str) and len(value) > _MAX_TEXT:
-                raise ValueError(f"{name} must be at most {_MAX_TEXT} characters")
         if data["op"] not in OPERATIONS:
             raise ValueError(f"op must be one of {', '.join(OPERATIONS)}")
         if data["op"] in NEEDS_TARGET and data.get("target") is None:
@@ -174,7 +176,6 @@ _FIELDS: dict[str, tuple[type, bool]] = {
     "vm": (str, False),
     "host": (str, False),
 }
-_MAX_TEXT = 4000
 
 
 def connect(path: Path) -> socket.socket | None:
@@ -206,19 +207,22 @@ def connect(path: Path) -> socket.socket | None:
 
 
 def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
-    buffered = b""
+    buffered = bytearray()
+    scanned = 0  # where to look for the next newline: a long line is read once
     while True:
-        chunk = sock.recv(65536)
+        chunk = sock.recv(1 << 16)
         if not chunk:
             return
         buffered += chunk
-        while b"\n" in buffered:
-            line, buffered = buffered.split(b"\n", 1)
-            message = json.loads(line)
+        while (end := buffered.find(b"\n", scanned)) >= 0:
+            message = json.loads(bytes(buffered[:end]))
+            del buffered[: end + 1]
+            scanned = 0
             if not isinstance(message, dict):
                 raise ValueError("a reply line is not a JSON object")
             yield message
-        if len(buffered) > MAX_LINE:
+        scanned = len(buffered)
+        if scanned > MAX_REPLY:
             raise ValueError("a reply line is too long")
 
 
