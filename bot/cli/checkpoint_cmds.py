@@ -21,12 +21,12 @@ from bot.cli.finishing import (
     running_line,
     wait_for_job,
 )
-from bot.cli.local_socket import Request
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.domain import APPROVAL_ACTIONS, SETTING_WORDS, ApprovalState, CheckpointKind
 
 if TYPE_CHECKING:
     from bot.changes.views import ChangeView
+    from bot.cli.local_socket import Request
     from bot.service import ApprovalOutcome
 
 # The service is imported inside each command, never here: a command's own
@@ -89,6 +89,10 @@ def _run(rt: Runtime, request: Request) -> None:
 
 
 def _request(rt: Runtime, op: str, target: str | None, **fields: Any) -> Request:
+    # Imported here: `change show`, `approve` and the other commands of
+    # this module never hand anything over (bench/cli_start.py).
+    from bot.cli.local_socket import Request
+
     colour = wants_colour(rt.env, sys.stdout.isatty())
     return Request(op=op, target=target, user=rt.user, colour=colour, **fields)
 

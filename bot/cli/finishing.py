@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.changes import State
-from bot.cli.local_socket import Request
 
 if TYPE_CHECKING:
     from bot.changes.views import ChangeView
+    from bot.cli.local_socket import Request
     from bot.context import AppContext
     from bot.service import Outcome
 
