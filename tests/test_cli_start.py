@@ -253,3 +253,26 @@ def test_the_outbox_maps_its_two_tables_and_reads_no_inventory(
     assert tables == {"bot.store.tables.base", "bot.store.tables.jobs", "bot.store.tables.slack"}
     assert "bot.store.models" not in modules
     assert "bot.inventory" not in modules
+
+
+def test_checkpoint_list_loads_neither_the_policy_nor_the_request_path(
+    production_config: Path, tmp_path: Path
+) -> None:
+    """A listing shares its module with create, rollback and merge
+    (bot.cli.finishing); it must not pay for their imports."""
+    code, modules = imported_by(
+        "--config", str(production_config), "checkpoint", "list", "--vm", "NOPE", cwd=tmp_path
+    )
+    assert code == 2  # the unknown VM, after the listing's own imports
+    unused = {"policies", "dateutil", "bot.service.requests", "bot.service.deciding"}
+    assert not modules & unused, sorted(modules & unused)
+
+
+def test_a_command_that_hands_nothing_over_loads_no_socket_client(
+    production_config: Path, tmp_path: Path
+) -> None:
+    code, modules = imported_by(
+        "--config", str(production_config), "change", "show", "CHG-0001", cwd=tmp_path
+    )
+    assert code == 1
+    assert "bot.cli.local_socket" not in modules

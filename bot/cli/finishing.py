@@ -64,10 +64,12 @@ def wait_for_job(ctx: AppContext, job_id: int, ref: str) -> tuple[bool, ChangeVi
 
 def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Waiter) -> int:
     """Do what the request asks and show it; the exit code."""
+    if request.op == "list":
+        # Before the imports below: a listing loads neither the request
+        # path nor the policy (bench/cli_start.py).
+        return show_listing(ctx, request, term)
     from bot.service import Principal, merge, request_checkpoint, rollback
 
-    if request.op == "list":
-        return show_listing(ctx, request, term)
     assert request.target is not None  # Request.from_line: every other op has one
     principal = Principal(f"cli:{request.user}")
     if request.op == "create":
