@@ -269,6 +269,28 @@ def test_with_no_bot_or_a_stale_socket_the_cli_does_it_itself(estate: Estate) ->
     assert verbose.code == 0 and "sqlalchemy" in verbose.heavy
 
 
+def test_an_inventory_changed_since_the_bot_started_is_read_afresh(estate: Estate) -> None:
+    """The CLI alone reads the files as they are; a bot read them at its
+    start. An edit that makes a VM a domain controller must refuse its
+    checkpoint at once: the bot declines, and the CLI decides on the file."""
+    estate.worker()
+    inventory = estate.cluster.workdir / "inventory.yaml"
+    doc = yaml.safe_load(inventory.read_text(encoding="utf-8"))
+    [web01] = [vm for vm in doc["vms"] if vm["name"] == "WEB01"]
+    web01.update(roles=["domain_controller"], domain="corp.example")
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    done = estate.cli("checkpoint", "create", "WEB01", "-r", "after the edit")
+    assert "sqlalchemy" in done.heavy  # run here
+    assert (
+        "checkpoint-bot: the running bot read inventory.yaml before it last changed, so "
+        "this command runs here (restart the bot to give it the new one)"
+    ) in done.stderr
+    assert done.code == 1 and "REFUSED — checkpoint WEB01 on HV01" in done.stdout
+    # One change recorded, by the CLI: the bot did nothing before declining.
+    assert estate.change("CHG-0001")["state"] == "denied"
+    assert estate.cli("change", "show", "CHG-0002").code == 1
+
+
 def test_ctrl_c_leaves_the_job_to_the_bot(estate: Estate) -> None:
     estate.worker()
     ref = estate.cli("checkpoint", "create", "WEB01", "-r", "x", "--json").json()["ref"]

@@ -74,8 +74,11 @@ def _run(rt: Runtime, request: Request) -> None:
     # -v asks for this process's log, which a bot's work would not write.
     path = None if rt.verbose else socket_path(rt.config_path, rt.env, rt.cwd)
     sock = connect(path) if path is not None else None
-    if sock is not None:
-        reply = converse(sock, request)
+    reply = converse(sock, request) if sock is not None else None
+    if reply is not None and reply.declined is not None:
+        progress(f"checkpoint-bot: {reply.declined}")
+        reply = None
+    if reply is not None:
         click.echo(reply.stdout, nl=False)
         if reply.error is not None:
             raise HandedOffError(reply.error, reply.code)

@@ -15,8 +15,9 @@ when a command is handed over and how to turn it off.
 
 The wire: one JSON object per line, each way, over a Unix stream socket. The
 request is one line; the bot answers with progress lines and ends with one
-`done` line (the exit code and what to print) or one `error` line (a
-message, its exit code, and what was printed before it). Both sides check
+`done` line (the exit code and what to print), one `error` line (a
+message, its exit code, and what was printed before it), or, before doing
+anything, one `declined` line (why the command should run here). Both sides check
 the other's user with SO_PEERCRED (unix(7)): only the bot's own user may
 ask it, and the CLI talks only to a bot of its own user.
 """
@@ -234,6 +235,8 @@ class Reply:
     code: int
     stdout: str
     error: str | None = None
+    # The bot did nothing and said why: the command runs here.
+    declined: str | None = None
 
 
 def converse(sock: socket.socket, request: Request) -> Reply:
@@ -250,6 +253,8 @@ def converse(sock: socket.socket, request: Request) -> Reply:
             if "progress" in message:
                 ref = str(message.get("ref") or ref)
                 print(message["progress"], file=sys.stderr, flush=True)
+            elif "declined" in message:
+                return Reply(0, "", declined=str(message["declined"]))
             elif "done" in message:
                 return Reply(int(message["done"]), str(message.get("stdout", "")))
             elif "error" in message:
