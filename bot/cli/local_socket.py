@@ -53,6 +53,9 @@ OPERATIONS = ("create", "rollback", "merge", "list")
 NEEDS_TARGET = frozenset({"create", "rollback", "merge"})
 # struct ucred {pid_t pid; uid_t uid; gid_t gid;} (unix(7), SO_PEERCRED).
 _UCRED = struct.Struct("3i")
+# Unix sockets and user ids (not Windows): elsewhere the CLI runs every
+# command itself.
+_HAS_UNIX_USERS = hasattr(socket, "AF_UNIX") and hasattr(os, "getuid")
 
 
 class HandedOffError(Exception):
@@ -76,7 +79,7 @@ def socket_path(config_path: Path | None, env: Mapping[str, str], cwd: Path) -> 
     the user. A bot and a CLI that would run on the same record meet
     without configuring anything; two that might not, never do."""
     explicit = env.get(SOCKET_ENV, "").strip()
-    if explicit.lower() == "off":
+    if explicit.lower() == "off" or not _HAS_UNIX_USERS:
         return None
     if explicit:
         return cwd / explicit
