@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bot.cli.collector import DeferredCollection
 from bot.cli.colour import wants_colour
 from bot.cli.lazy import LazyCommand, LazyGroup
 from bot.cli.runtime import Runtime
@@ -110,7 +111,9 @@ COMMANDS = {
 @click.pass_context
 def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     """checkpoint-bot: safe Hyper-V checkpoints, with guardrails and a record."""
-    runtime = Runtime(config_path=config_path, verbose=verbose)
+    # `run` hands in its collector (tests calling `main` hand in none).
+    collector = click_ctx.obj if isinstance(click_ctx.obj, DeferredCollection) else None
+    runtime = Runtime(config_path=config_path, verbose=verbose, collector=collector)
     click_ctx.obj = runtime
     click_ctx.call_on_close(runtime.close)
 
@@ -171,10 +174,11 @@ def _writes_so_far() -> int:
     return int(outage.committed_writes()) if outage is not None else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, collector: DeferredCollection | None = None) -> int:
+    """Run one command; `collector` is put off while it starts its work."""
     writes_before = _writes_so_far()
     try:
-        cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False)
+        cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False, obj=collector)
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         return _fail(f"{exc.format_message()}{hint}", EXIT_USAGE)
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    code = main()
+    code = main(collector=DeferredCollection())
     # The command has closed what it opened (Runtime.close); what is left is
     # the interpreter's exit, whose last garbage collection walks every
     # object the imports made (SQLAlchemy, pydantic, pypsrp): 0.15-0.2 s of
