@@ -9,10 +9,9 @@ command it finds almost nothing to free (reference counting frees the rest)
 and costs 15-25 ms of a `checkpoint list`, `change show` or `inventory
 show` here (bench/cli_start.py prints the figures with and without it).
 
-So the collector is off from the moment a command starts its work (reads
-its settings: `--help` and `--version` never do) until `limit` seconds
-later, when a timer freezes what the process made (frozen objects are left
-out of every later collection,
+So the console script turns the collector off as it starts, until `limit`
+seconds later, when a timer freezes what the process made (frozen objects
+are left out of every later collection,
 https://docs.python.org/3/library/gc.html#gc.freeze) and turns it on
 again. A short command exits first (bot.cli.main `run` freezes before the
 exit); a long one (`serve`, `worker`, a create that waits for its job) runs

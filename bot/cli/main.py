@@ -111,9 +111,7 @@ COMMANDS = {
 @click.pass_context
 def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     """checkpoint-bot: safe Hyper-V checkpoints, with guardrails and a record."""
-    # `run` hands in its collector (tests calling `main` hand in none).
-    collector = click_ctx.obj if isinstance(click_ctx.obj, DeferredCollection) else None
-    runtime = Runtime(config_path=config_path, verbose=verbose, collector=collector)
+    runtime = Runtime(config_path=config_path, verbose=verbose)
     click_ctx.obj = runtime
     click_ctx.call_on_close(runtime.close)
 
@@ -174,11 +172,10 @@ def _writes_so_far() -> int:
     return int(outage.committed_writes()) if outage is not None else 0
 
 
-def main(argv: list[str] | None = None, collector: DeferredCollection | None = None) -> int:
-    """Run one command; `collector` is put off while it starts its work."""
+def main(argv: list[str] | None = None) -> int:
     writes_before = _writes_so_far()
     try:
-        cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False, obj=collector)
+        cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False)
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         return _fail(f"{exc.format_message()}{hint}", EXIT_USAGE)
@@ -212,7 +209,9 @@ def main(argv: list[str] | None = None, collector: DeferredCollection | None = N
 
 def run() -> None:
     """Console-script entry point."""
-    code = main(collector=DeferredCollection())
+    # What the command builds lives until the exit (bot/cli/collector.py).
+    DeferredCollection().start()
+    code = main()
     # The command has closed what it opened (Runtime.close); what is left is
     # the interpreter's exit, whose last garbage collection walks every
     # object the imports made (SQLAlchemy, pydantic, pypsrp): 0.15-0.2 s of

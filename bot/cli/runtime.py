@@ -14,8 +14,6 @@ import click
 from bot.cli.colour import paint, wants_colour
 
 if TYPE_CHECKING:
-    from bot.cli.collector import DeferredCollection
-
     # Imported when first used, not here: `--help` and `--version` load this
     # module and must not load the config, the service or the templates
     # (bench/cli_start.py).
@@ -41,9 +39,6 @@ class Runtime:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
     builder: Callable[..., AppContext] = _build_context
-    # The entry point's: the garbage collector is put off while the command
-    # starts its work (bot.cli.collector).
-    collector: DeferredCollection | None = None
     _renderer: Renderer | None = None
     _settings: Settings | None = None
     _ctx: AppContext | None = None
@@ -62,8 +57,6 @@ class Runtime:
             # Logging is set up when a command starts its work, which always
             # reads the settings first: `--help` never needs it, and a
             # short command saves importing it (bench/cli_start.py).
-            if self.collector is not None:
-                self.collector.start()
             _configure_logging(self.verbose)
             from bot.config import load_settings
 
