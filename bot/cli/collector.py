@@ -6,8 +6,8 @@ renders its answer: a few hundred thousand objects, nearly all of which
 live until the process exits. The collector runs after every 700 new
 objects and, every so often, walks all the older ones again; in a short
 command it finds almost nothing to free (reference counting frees the rest)
-and costs 15-25 ms of a `checkpoint list`, `change show` or `inventory
-show` here (bench/cli_start.py prints the figures with and without it).
+and cost 20-35 ms of a `checkpoint list`, `change show`, `outbox` or
+`inventory show` here (README, "CLI start", against the code before it).
 
 So the console script turns the collector off as it starts, until `limit`
 seconds later, when a timer freezes what the process made (frozen objects
