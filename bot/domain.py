@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -173,3 +174,19 @@ class BatchRef:
         """What a person typed (`BAT-0007`, `bat-7`, `BAT7`), or None."""
         found = _BATCH_TYPED.fullmatch(text.strip())
         return cls(int(found.group(1))) if found else None
+
+
+def single_vm(
+    names: Iterable[str], *, tags: Iterable[str] = (), adders: Iterable[str] = ()
+) -> str | None:
+    """The VM a create asks for when it names exactly one VM and nothing
+    else: a single checkpoint (CHG-n). Several names, any `--tag`, or a
+    `--group`, `--host` or `--cluster` make a patch wave (BAT-n,
+    docs/batches.md), even of one VM. Blank names and blank adders count
+    for nothing; a tag counts as typed (a blank one is the wave's error to
+    report). The Slack command and the CLI decide with this, before either
+    resolves anything against the inventory."""
+    named = [name.strip() for name in names if name.strip()]
+    if len(named) != 1 or any(True for _ in tags) or any(a.strip() for a in adders):
+        return None
+    return named[0]

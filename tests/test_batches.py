@@ -17,6 +17,7 @@ from sqlmodel import SQLModel, col, select
 from bot.clock import ScaledClock
 from bot.config import BatchesConfig
 from bot.context import AppContext, build_context
+from bot.domain import single_vm
 from bot.inventory import InventoryError, demo_inventory_path, parse_inventory
 from bot.service import (
     BadRequest,
@@ -314,7 +315,7 @@ def test_a_cluster_selects_its_nodes_vms_and_bounds_their_jobs(ctx: AppContext) 
         BadRequest, match=r"no cluster named 'prodcluster'.*did you mean prod-cluster"
     ):
         preview_batch(ctx, Selection.of(clusters=["prodcluster"]), requester="a", reason="w")
-    assert Selection.of(clusters=["prod-cluster"]).single is None
+    assert single_vm(["WEB01"], adders=["prod-cluster"]) is None  # a wave of its VMs
     assert Selection.of(clusters=["prod-cluster"]).describe() == "--cluster prod-cluster"
 
     out = create_batch(ctx, Selection.of(["WEB01", "STG-WEB01"]), reason="w", requester="alice")

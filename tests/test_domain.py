@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.domain import SETTING_WORDS, ChangeRef, CheckpointKind
+from bot.domain import SETTING_WORDS, ChangeRef, CheckpointKind, single_vm
 from bot.hyperv.types import CheckpointType
 
 
@@ -49,3 +49,32 @@ def test_every_kind_names_a_hyperv_setting_in_order_of_strictness() -> None:
     ]
     strictness = [CheckpointType.for_word(k).strictness for k in CheckpointKind]
     assert strictness == [1, 2, 0] and CheckpointType.Disabled.strictness is None
+
+
+def test_one_vm_by_name_and_nothing_else_is_a_single_checkpoint() -> None:
+    assert single_vm(["WEB01"]) == "WEB01"
+    assert single_vm([" WEB01 ", "  "]) == "WEB01"  # blank words count for nothing
+    assert single_vm(["WEB01"], adders=["", " "]) == "WEB01"
+    # Anything more is a patch wave (docs/batches.md), even of one VM.
+    assert single_vm(["WEB01", "WEB02"]) is None
+    assert single_vm(["WEB01"], tags=["env=prod"]) is None
+    assert single_vm(["WEB01"], tags=[" "]) is None  # the wave says what is wrong with it
+    assert single_vm(["WEB01"], adders=["web-tier"]) is None
+    assert single_vm([], adders=["HV01"]) is None
+    assert single_vm([]) is None
+
+
+names_st = st.lists(st.sampled_from(["WEB01", "web02", " ", "", " DC01 "]), max_size=4)
+
+
+@given(names=names_st, tags=st.lists(st.sampled_from(["env=prod", ""]), max_size=2),
+       adders=st.lists(st.sampled_from(["web-tier", " ", "HV01"]), max_size=2))  # fmt: skip
+def test_a_single_is_a_named_vm_and_only_when_nothing_else_is_asked(
+    names: list[str], tags: list[str], adders: list[str]
+) -> None:
+    vm = single_vm(names, tags=tags, adders=adders)
+    if vm is not None:
+        assert vm in [n.strip() for n in names]
+        assert not tags and not any(a.strip() for a in adders)
+    elif [n for n in names if n.strip()] and not tags and not any(a.strip() for a in adders):
+        assert len([n for n in names if n.strip()]) > 1

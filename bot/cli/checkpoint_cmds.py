@@ -167,16 +167,16 @@ def create(
     --at takes it (or the wave) at that time instead of now; a time when
     the VM's change windows are closed is refused with the opening to ask
     for. `checkpoint withdraw CHG-n` (`batch withdraw BAT-n`) cancels it."""
-    # One VM by name is a single checkpoint (bot.service.Selection.single,
-    # whose reading this is), decided before the service is imported: a
-    # running bot may take it (_run).
-    names = [name.strip() for name in vms if name.strip()]
-    adders = [word for word in (*groups, *hosts, *clusters) if word.strip()]
-    if len(names) == 1 and not tags and not adders:
+    # One VM by name is a single checkpoint, decided before the service is
+    # imported: a running bot may take it (_run).
+    from bot.domain import single_vm
+
+    vm = single_vm(vms, tags=tags, adders=(*groups, *hosts, *clusters))
+    if vm is not None:
         request = _request(
             rt,
             "create",
-            names[0],
+            vm,
             reason=reason,
             checkpoint_type=ctype,
             ttl=ttl,

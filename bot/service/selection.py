@@ -63,13 +63,6 @@ class Selection:
     def empty(self) -> bool:
         return not (self.names or self.tags or self._adders)
 
-    @property
-    def single(self) -> str | None:
-        """The one VM name when exactly one name and nothing else was given."""
-        if len(self.names) == 1 and not (self.tags or self._adders):
-            return self.names[0]
-        return None
-
     def describe(self) -> str:
         words = [*self.names]
         words += [f"--tag {k}={v}" for k, v in self.tags]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from bot.domain import BatchRef, ChangeRef, CheckpointKind
+from bot.domain import BatchRef, ChangeRef, CheckpointKind, single_vm
 from handlers.grammar.requests import (
     ApproveRequest,
     BatchRequest,
@@ -152,7 +152,9 @@ class CommandSpec:
 def _create(v: Values) -> SlashRequest:
     names = [*filter(None, [v.get("vm")]), *(v.get("more") or "").split()]
     group, host, tag, cluster = v.get("group"), v.get("host"), v.get("tag"), v.get("cluster")
-    if len(names) > 1 or group or host or tag or cluster:
+    adders = [word for word in (group, host, cluster) if word]
+    vm = single_vm(names, tags=[tag] if tag else [], adders=adders)
+    if vm is None and (names or adders or tag):
         if not v.get("reason"):
             raise Invalid(
                 f"a reason is required: say why, e.g. {SLASH} create --group web-tier "
@@ -169,12 +171,11 @@ def _create(v: Values) -> SlashRequest:
             at_text=v.get("at"),
             cluster=cluster,
         )
-    if not names:
+    if vm is None:
         raise Invalid(
             f"create needs a VM, --group, --host or --tag, e.g. {SLASH} create WEB01 patching "
             f"KB5044284 ({SLASH} create alone opens a form)"
         )
-    vm = names[0]
     if not v.get("reason"):
         shown = mrkdwn_escape(f'"{vm}"' if " " in vm else vm)
         raise Invalid(
