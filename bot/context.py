@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from bot.jobs.delivery import JobDelivery
     from bot.jobs.periodic import PeriodicScheduler, PeriodicTask
     from bot.observe import Metrics
+    from bot.observe.stale_files import FileWatch
     from bot.service.deciding import Decider
     from bot.store.tables.changes import Change
     from policies import Policy
@@ -72,6 +73,7 @@ class AppContext:
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _queue: JobQueue | None = field(default=None, repr=False)
     _queue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _file_watch: FileWatch | None = field(default=None, repr=False)
 
     @property
     def inventory(self) -> Inventory:
@@ -223,6 +225,20 @@ class AppContext:
         scheduler = PeriodicScheduler([task], self.clock, interval=self.settings.jobs.tick_seconds)
         scheduler.start()
         self._closers.append(scheduler.stop)
+
+    def watch_files(self) -> FileWatch:
+        """The config, inventory and policy files as this process read them,
+        watched from now on: a change is logged on the next tick and shown
+        by `checkpoint_bot_files_changed` (bot/observe/stale_files.py).
+        `serve` and `worker` call it once every part is built."""
+        if self._file_watch is None:
+            from bot.observe.stale_files import FileWatch, files_read
+
+            watch = FileWatch(files_read(self.settings))
+            self.metrics.add_collector(watch)
+            self.tick_here(watch)
+            self._file_watch = watch
+        return self._file_watch
 
     def at_close(self, close: Callable[[], None]) -> None:
         """Run `close` when the context closes, after the consumer and the

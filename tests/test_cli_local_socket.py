@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -272,8 +273,9 @@ def test_with_no_bot_or_a_stale_socket_the_cli_does_it_itself(estate: Estate) ->
 def test_an_inventory_changed_since_the_bot_started_is_read_afresh(estate: Estate) -> None:
     """The CLI alone reads the files as they are; a bot read them at its
     start. An edit that makes a VM a domain controller must refuse its
-    checkpoint at once: the bot declines, and the CLI decides on the file."""
-    estate.worker()
+    checkpoint at once: the bot declines, and the CLI decides on the file.
+    The bot itself says, on its next tick, that it runs on the old copy."""
+    worker = estate.worker()
     inventory = estate.cluster.workdir / "inventory.yaml"
     doc = yaml.safe_load(inventory.read_text(encoding="utf-8"))
     [web01] = [vm for vm in doc["vms"] if vm["name"] == "WEB01"]
@@ -289,6 +291,11 @@ def test_an_inventory_changed_since_the_bot_started_is_read_afresh(estate: Estat
     # One change recorded, by the CLI: the bot did nothing before declining.
     assert estate.change("CHG-0001")["state"] == "denied"
     assert estate.cli("change", "show", "CHG-0002").code == 1
+    worker.wait_for_output(
+        re.escape(f"{inventory} changed since this process read it: it decides on the old copy")
+        + " until it restarts",
+        timeout=30,
+    )
 
 
 def test_ctrl_c_leaves_the_job_to_the_bot(estate: Estate) -> None:

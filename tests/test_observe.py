@@ -453,6 +453,7 @@ def exposed(tmp_path: Path) -> dict[str, set[str]]:
     _bucket/_count/_sum and counters' _total included)."""
     context = build_context(settings_for(tmp_path), huey_kind="memory")
     try:
+        context.watch_files()  # as serve and worker do
         m = context.metrics
         # Touch each labelled metric once so its samples appear.
         m.slack_commands.labels("create", "ok").inc()

@@ -227,6 +227,7 @@ def worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     consumer = ctx.start_workers()
+    ctx.watch_files()  # says when an edited file waits for a restart
     from bot.cli.local_server import start_cli_socket
 
     local = start_cli_socket(rt, ctx)

@@ -27,6 +27,7 @@ from bot.cli.local_socket import MAX_REQUEST, Request, peer_uid
 if TYPE_CHECKING:
     from bot.cli.runtime import Runtime
     from bot.context import AppContext
+    from bot.observe.stale_files import FileWatch
     from templates import Renderer
 
 LOG = logging.getLogger("checkpoint_bot.local_socket")
@@ -244,52 +245,19 @@ def _read_line(conn: socket.socket) -> bytes | None:
     return bytes(data[:end])
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_mtime_ns, found.st_size
-
-
-class LoadedFiles:
-    """The config, inventory and policy files as the bot read them.
-
-    A CLI alone reads them afresh; the bot read them when it started. A
-    request that came after one of them changed is declined, before
-    anything is done, and the CLI runs it on the files as they are now: an
-    inventory that now names a VM a domain controller must refuse its
-    checkpoint from the CLI at once, not after the bot restarts."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        self._stamps = {path: _stamp(path) for path in paths}
-
-    @classmethod
-    def of(cls, ctx: AppContext) -> LoadedFiles:
-        settings = ctx.settings
-        paths = [settings.inventory_path, *settings.policy_files]
-        if settings.config_path is not None:
-            paths.insert(0, settings.config_path)
-        return cls(paths)
-
-    def changed(self) -> list[Path]:
-        return [path for path, stamp in self._stamps.items() if _stamp(path) != stamp]
-
-
-def answerer(ctx: AppContext, loaded: LoadedFiles) -> Answer:
+def answerer(ctx: AppContext, files: FileWatch) -> Answer:
     """Runs a request with the bot's context, as the CLI would run it."""
     from bot.cli.main import known_failure
     from bot.service import committed_writes, outage_message
 
     def answer(request: Request, wire: Wire) -> None:
-        changed = loaded.changed()
+        # A bot decides on the files it read at start; the CLI alone reads
+        # them afresh. An inventory that now names a VM a domain controller
+        # must refuse its checkpoint from the CLI at once, not after the bot
+        # restarts: so the CLI runs it (the change is logged on the tick).
+        changed = files.changed()
         if changed:
             names = ", ".join(path.name for path in changed)
-            LOG.warning(
-                "%s changed since this bot started: it still decides on the old copy, and "
-                "the CLI runs its commands itself until it restarts",
-                names,
-            )
             wire.decline(
                 f"the running bot read {names} before it last changed, so this command "
                 "runs here (restart the bot to give it the new one)"
@@ -335,9 +303,7 @@ def start_local_socket(ctx: AppContext, path: Path | None) -> LocalSocket | None
         return None
     from templates import Renderer
 
-    # Read now, after the bot loaded them (serve and worker build every
-    # part first): an edit in between is not seen, one after is.
-    return LocalSocket(sock, path, answerer(ctx, LoadedFiles.of(ctx)), Renderer())
+    return LocalSocket(sock, path, answerer(ctx, ctx.watch_files()), Renderer())
 
 
 def start_cli_socket(rt: Runtime, ctx: AppContext) -> LocalSocket | None:
