@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from click.testing import CliRunner
@@ -35,6 +37,7 @@ from bot.cli.runtime import Runtime
 cli_main = importlib.import_module("bot.cli.main")
 
 BOT = Path(sys.executable).with_name("checkpoint-bot")
+REPO = Path(__file__).resolve().parents[1]
 # Who the CLI's operator is in every test unless the test says otherwise.
 OPERATOR = {"CHECKPOINT_BOT_USER": "tester"}
 
@@ -98,3 +101,20 @@ def one_line_error(result: CliResult | subprocess.CompletedProcess[str]) -> str:
     ]
     assert len(errors) == 1, result.stderr
     return errors[0]
+
+
+def probe(script: str, *args: str, cwd: Path) -> dict[str, Any]:
+    """Run `script` (Python that drives the CLI and reports on it) in a fresh
+    interpreter of this checkout, in demo mode, and return the JSON object
+    it wrote on the last line of its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), "CHECKPOINT_BOT_CONFIG": ""},
+        timeout=60,
+        check=False,
+    )
+    report: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
+    return report

@@ -9,9 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli_support import REPO, probe
 
 PROBE = """
 import gc, json, sys, time
@@ -31,25 +30,10 @@ print(json.dumps({"after": after, "later": later}), file=sys.stderr)
 """
 
 
-def probe(limit: float, *args: str, cwd: Path) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CHECKPOINT_BOT_CONFIG": ""}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(limit), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    report: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
-    return report
-
-
 def test_a_command_runs_without_the_collector_then_gets_it_back(
     tmp_path: Path,
 ) -> None:
-    report = probe(5.0, "inventory", "show", "--json", cwd=tmp_path)
+    report = probe(PROBE, "5.0", "inventory", "show", "--json", cwd=tmp_path)
     assert report["after"] == {"code": 0, "enabled": False, "off": True}
     # After the limit a timer froze what the process made and turned it on.
     assert report["later"]["enabled"] is True
@@ -78,7 +62,7 @@ def test_a_collector_someone_else_turned_off_is_theirs_and_start_is_once() -> No
         [sys.executable, "-c", START_TWICE],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         timeout=30,
         check=True,
     )
@@ -99,7 +83,7 @@ def test_the_console_script_runs_a_short_command_without_the_collector(tmp_path:
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "CHECKPOINT_BOT_CONFIG": ""},
+        env={**os.environ, "PYTHONPATH": str(REPO), "CHECKPOINT_BOT_CONFIG": ""},
         timeout=60,
         check=False,
     )

@@ -17,6 +17,7 @@ import pytest
 from bot.cli.groups import CHANGE_COMMANDS, CHECKPOINT_COMMANDS, change, checkpoint
 from bot.cli.lazy import LazyCommand
 from bot.cli.main import COMMANDS, cli
+from tests.cli_support import probe
 from tests.helpers import broken_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,17 +35,7 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 def imported_by(*args: str, cwd: Path) -> tuple[int, set[str]]:
     """The exit code, and every module the command imported with each of its
     parents (`bot.service.queries` also counts as `bot.service` and `bot`)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CHECKPOINT_BOT_CONFIG": ""}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    report = json.loads(done.stderr.strip().splitlines()[-1])
+    report = probe(PROBE, *args, cwd=cwd)
     names: set[str] = set()
     for name in report["modules"]:
         parts = name.split(".")
