@@ -154,7 +154,7 @@ def _create(v: Values) -> SlashRequest:
     group, host, tag, cluster = v.get("group"), v.get("host"), v.get("tag"), v.get("cluster")
     adders = [word for word in (group, host, cluster) if word]
     vm = single_vm(names, tags=[tag] if tag else [], adders=adders)
-    if vm is None and (names or adders or tag):
+    if vm is None and (any(name.strip() for name in names) or adders or tag):
         if not v.get("reason"):
             raise Invalid(
                 f"a reason is required: say why, e.g. {SLASH} create --group web-tier "
