@@ -180,3 +180,49 @@ def test_serve_takes_its_slack_secrets_from_the_credentials_directory(tmp_path: 
         assert no_creds.returncode == 2, no_creds.stderr
         assert "$CREDENTIALS_DIRECTORY, which is not set" in no_creds.stderr
         assert "Traceback" not in no_creds.stderr
+
+
+def test_the_cli_runs_by_hand_on_the_units_config_with_the_credentials_they_are_copied_from(
+    tmp_path: Path,
+) -> None:
+    """docs/deploy.md, "The CLI on a systemd host": the shipped config, its
+    credentials read from where `LoadCredential=` copies them from, and the
+    record naming the person, not root."""
+    etc = tmp_path / "etc"
+    credentials = etc / "credentials"
+    credentials.mkdir(parents=True)
+    shutil.copy(UNITS / "config.yaml", etc / "config.yaml")
+    inventory = yaml.safe_load(DEMO_INVENTORY.read_text(encoding="utf-8"))
+    for host in inventory["hosts"]:
+        host["credential"] = {
+            "username": "hvadmin",
+            "password_file": "$CREDENTIALS_DIRECTORY/hyperv-password",
+        }
+    (etc / "inventory.yaml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
+    secrets = {
+        "database-url": f"sqlite:///{tmp_path / 'bot.db'}",
+        "hyperv-password": "Passw0rd!",
+        "slack-bot-token": "xoxb-unused",
+        "slack-signing-secret": "unused",
+    }
+    for name, value in secrets.items():
+        (credentials / name).write_text(value, encoding="utf-8")
+    env = process_env(CREDENTIALS_DIRECTORY=str(credentials), CHECKPOINT_BOT_USER="alice")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CHECKPOINT_BOT, "-c", str(etc / "config.yaml"), *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    assert cli("db", "upgrade").returncode == 0
+    shown = cli("inventory", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "CORP-DC01" in shown.stdout and "Passw0rd!" not in shown.stdout
+    explained = cli("policy", "explain", "CORP-DC02")
+    assert "create CORP-DC02 as cli:alice: DENY" in explained.stdout, explained.stderr
