@@ -285,7 +285,7 @@ def test_an_inventory_changed_since_the_bot_started_is_read_afresh(estate: Estat
     assert "sqlalchemy" in done.heavy  # run here
     assert (
         "checkpoint-bot: the running bot read inventory.yaml before it last changed, so "
-        "this command runs here (restart the bot to give it the new one)"
+        "this command runs here (reload or restart the bot to give it the new one)"
     ) in done.stderr
     assert done.code == 1 and "REFUSED — checkpoint WEB01 on HV01" in done.stdout
     # One change recorded, by the CLI: the bot did nothing before declining.
@@ -293,7 +293,7 @@ def test_an_inventory_changed_since_the_bot_started_is_read_afresh(estate: Estat
     assert estate.cli("change", "show", "CHG-0002").code == 1
     worker.wait_for_output(
         re.escape(f"{inventory} changed since this process read it: it decides on the old copy")
-        + " until it restarts",
+        + r" until it reloads \(SIGHUP\) or restarts",
         timeout=30,
     )
 
@@ -559,3 +559,62 @@ def test_a_request_of_another_version_says_what_to_do() -> None:
         Request.from_line(json.dumps({"v": 1, "op": "merge", "target": 7, "user": "a"}).encode())
     with pytest.raises(ValueError, match="the request has no target for merge"):
         Request.from_line(json.dumps({"v": 1, "op": "merge", "user": "a"}).encode())
+
+
+def test_sighup_starts_the_worker_again_on_the_edited_files(estate: Estate) -> None:
+    """A reload (docs/operations.md): the files are checked, the worker
+    stops as on SIGTERM and starts again in the same process, on them."""
+    worker = estate.worker()
+    inventory = estate.cluster.workdir / "inventory.yaml"
+    doc = yaml.safe_load(inventory.read_text(encoding="utf-8"))
+    [web01] = [vm for vm in doc["vms"] if vm["name"] == "WEB01"]
+    web01.update(roles=["domain_controller"], domain="corp.example")
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    os.kill(worker.pid, signal.SIGHUP)
+    worker.wait_for_output(r"the files check out: stopping, then starting again on them", 30)
+    wait_until(
+        lambda: len(re.findall(r"worker \S+: running jobs", worker.output())) == 2,
+        60,
+        "the worker to start again",
+    )
+    assert worker.alive()  # the same process: systemd's main PID does not change
+    # The bot takes the CLI's request again, and decides on the new inventory.
+    refused = estate.cli("checkpoint", "create", "WEB01", "-r", "after the reload")
+    assert refused.heavy == [], refused.stderr
+    assert refused.code == 1 and "REFUSED — checkpoint WEB01 on HV01" in refused.stdout
+
+
+def test_sighup_with_a_broken_file_keeps_the_worker_on_what_it_read(estate: Estate) -> None:
+    worker = estate.worker()
+    inventory = estate.cluster.workdir / "inventory.yaml"
+    inventory.write_text(inventory.read_text(encoding="utf-8") + "hosts: [\n", encoding="utf-8")
+    os.kill(worker.pid, signal.SIGHUP)
+    worker.wait_for_output(
+        r"not reloaded, still running on the files read at start: \S*inventory.yaml:\d+: ", 30
+    )
+    assert worker.alive()
+    assert len(re.findall(r"worker \S+: running jobs", worker.output())) == 1
+    # Still answering: the CLI is told the files changed and runs the
+    # command itself, where the broken file is one line and exit 2.
+    done = estate.cli("checkpoint", "create", "WEB01", "-r", "x")
+    assert "the running bot read inventory.yaml before it last changed" in done.stderr
+    assert done.code == 2 and "inventory.yaml" in done.stderr.splitlines()[-1]
+
+
+def test_sighup_starts_serve_again_as_sigterm_stops_it(estate: Estate) -> None:
+    with FakeSlackApi() as api:
+        config = yaml.safe_load(estate.config.read_text(encoding="utf-8"))
+        config["slack"] = {"api_url": api.api_url, "team_ids": ["T0TEST"]}
+        estate.config.write_text(yaml.safe_dump(config), encoding="utf-8")
+        env = {**estate.env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+        bot = estate.cluster.serve(estate.config, env)
+        os.kill(bot.proc.pid, signal.SIGHUP)
+        bot.proc.wait_for_output(r"the files check out", timeout=30)
+        wait_until(
+            lambda: len(re.findall(r"over HTTP on http://", bot.proc.output())) == 2,
+            60,
+            "serve to start again",
+        )
+        assert bot.proc.alive()
+        created = estate.cli("checkpoint", "create", "WEB01", "-r", "after the reload", "--json")
+        assert (created.code, created.heavy, created.json()["state"]) == (0, [], "active")

@@ -58,7 +58,7 @@ def test_a_change_is_logged_once_and_shown_until_the_file_is_as_read_again(
     [said] = caplog.records
     assert said.levelno == logging.WARNING
     assert said.getMessage().startswith(f"{inventory} changed since this process read it: ")
-    assert "until it restarts" in said.getMessage()
+    assert "until it reloads (SIGHUP) or restarts" in said.getMessage()
     assert gauge(watch) == {str(inventory): 1.0, str(policy): 0.0}
 
     # Put back as it was (content and time): nothing is stale any more.

@@ -226,6 +226,10 @@ def worker(
     ctx = rt.ctx
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from bot.cli.reload import Reload
+
+    reload = Reload(rt, stop.set)
+    reload.install()
     consumer = ctx.start_workers()
     ctx.watch_files()  # says when an edited file waits for a restart
     from bot.cli.local_server import start_cli_socket
@@ -243,6 +247,7 @@ def worker(
     if health is not None:
         health.stop()
     click.echo("worker: stopping", err=True)
+    reload.restart_if_requested()
 
 
 db.add_command(db_backup)

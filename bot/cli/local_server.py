@@ -260,7 +260,7 @@ def answerer(ctx: AppContext, files: FileWatch) -> Answer:
             names = ", ".join(path.name for path in changed)
             wire.decline(
                 f"the running bot read {names} before it last changed, so this command "
-                "runs here (restart the bot to give it the new one)"
+                "runs here (reload or restart the bot to give it the new one)"
             )
             return
         writes_before = committed_writes()

@@ -5,6 +5,7 @@ process; Ctrl-C or SIGTERM stops both cleanly."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Mapping
 from types import FrameType
@@ -145,6 +146,11 @@ def serve(
             err=True,
         )
     _stop_on_sigterm()
+    from bot.cli.reload import Reload
+
+    # A reload that checks out stops the bot exactly as SIGTERM does.
+    reload = Reload(rt, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    reload.install()
     health = None
     if http_mode:
         from bot.slack_http import HttpServer, SlackWsgi, consumer_running, database_answers
@@ -209,4 +215,5 @@ def serve(
         health.stop()
     if consumer is not None:
         click.echo("checkpoint-bot: stopping the job consumer", err=True)
+    reload.restart_if_requested()
     # Runtime.close (on exit) stops the consumer and closes the context.

@@ -1,8 +1,9 @@
 """The config, inventory and policy files as a long-running process read them.
 
 `serve` and `worker` read their files once, at start, and decide on what
-they read until they restart: an inventory that now names a VM a domain
-controller, or a new guardrail in the policy, applies from the restart on.
+they read until they reload (SIGHUP, bot/cli/reload.py) or restart: an
+inventory that now names a VM a domain controller, or a new guardrail in
+the policy, applies from then on.
 So that nobody believes an edit is in force when it is not, the process
 looks at the files on every tick and says when one changed under it: a
 warning in its log (once per change), the gauge
@@ -74,8 +75,9 @@ class FileWatch:
             self._said = frozenset(changed)
         if new:
             log.warning(
-                "%s changed since this process read it: it decides on the old copy until "
-                "it restarts (docs/operations.md, 'Changing the config, inventory or policy')",
+                "%s changed since this process read it: it decides on the old copy until it "
+                "reloads (SIGHUP) or restarts (docs/operations.md, 'Changing the config, "
+                "inventory or policy')",
                 ", ".join(str(p) for p in new),
             )
         if back:
@@ -89,7 +91,7 @@ class FileWatch:
         gauge = GaugeMetricFamily(
             PREFIX + "files_changed",
             "1 while the file on disk differs from what this process read at start "
-            "(it decides on the old copy until it restarts), else 0.",
+            "(it decides on the old copy until it reloads or restarts), else 0.",
             labels=["file"],
         )
         changed = set(self.changed())

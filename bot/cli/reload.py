@@ -1,0 +1,114 @@
+"""SIGHUP: `serve` and `worker` start again on their files as they are now.
+
+A long-running process decides on the config, inventory and policy it read
+at start (bot/observe/stale_files.py says when one changed). Reloading them
+in place would mean swapping what the decider, the job handlers, the host
+connections and the gauges each captured, with a moment where two of them
+disagree. So a reload is a restart inside the same process instead:
+
+1. On SIGHUP a thread checks the files as they are now, the way the process
+   checked them at start: the settings, then a context with every part built
+   (inventory, credentials, policy, decider, job runner), then closed.
+2. If they do not check out, the process says why in its log and goes on
+   deciding on what it read before: a broken edit never stops a running bot.
+3. If they do, the process stops as on SIGTERM (requests already taken are
+   answered, the job consumer stops as it does then) and replaces itself
+   with the same command (`os.execv` of `sys.orig_argv`): the same process
+   id, environment and working directory, every file read afresh.
+
+`systemctl reload` sends SIGHUP (`ExecReload=` in deploy/systemd); see
+docs/operations.md, "Changing the config, inventory or policy".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from bot.cli.runtime import Runtime
+
+log = logging.getLogger("checkpoint_bot.reload")
+
+
+def check_files(rt: Runtime) -> str | None:
+    """None when the files as they are now would start this process; else
+    why not, in one line."""
+    from bot.config import ConfigError, load_settings
+    from bot.context import build_context
+
+    try:
+        settings = load_settings(rt.config_path, rt.env, rt.cwd)
+        ctx = build_context(settings, env=rt.env)
+        try:
+            ctx.build_all()
+        finally:
+            ctx.close()
+    except ConfigError as exc:
+        return str(exc)
+    except Exception as exc:  # anything that would stop a start stops the reload
+        log.debug("the reload check failed", exc_info=True)
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class Reload:
+    """Installed by `serve` and `worker`: SIGHUP checks the files in a thread
+    and, when they check out, calls `stop` (the same stop as SIGTERM)."""
+
+    def __init__(self, rt: Runtime, stop: Callable[[], None]) -> None:
+        self._rt = rt
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._checking = False
+        self.requested = False
+
+    def install(self) -> None:
+        if hasattr(signal, "SIGHUP"):  # not on Windows
+            signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        # Only a flag and a thread here: the check loads libraries and files,
+        # which a signal handler must not do in the middle of the main loop.
+        with self._lock:
+            if self._checking or self.requested:
+                return
+            self._checking = True
+        threading.Thread(target=self._check, name="reload-check", daemon=True).start()
+
+    def _check(self) -> None:
+        log.warning("SIGHUP: checking the config, inventory and policy files before reloading")
+        try:
+            why = check_files(self._rt)
+        finally:
+            with self._lock:
+                self._checking = False
+        if why is not None:
+            log.error("not reloaded, still running on the files read at start: %s", why)
+            return
+        log.warning("the files check out: stopping, then starting again on them")
+        self.requested = True
+        self._stop()
+
+    def restart_if_requested(self) -> None:
+        """At the end of the command, once everything it started has stopped:
+        close the context and start again, if a reload asked for it."""
+        if not self.requested:
+            return
+        self._rt.close()
+        restart()
+
+
+def restart() -> NoReturn:
+    """This process, replaced by the command that started it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    # sys.orig_argv: the interpreter's own arguments too (-X, -m, -c ...).
+    os.execv(sys.executable, sys.orig_argv)  # noqa: S606 (our own command line, no shell)
