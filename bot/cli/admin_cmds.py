@@ -231,7 +231,7 @@ def worker(
     reload = Reload(rt, stop.set)
     reload.install()
     consumer = ctx.start_workers()
-    ctx.watch_files()  # says when an edited file waits for a restart
+    ctx.watch_files()  # says when an edited file waits for a reload
     from bot.cli.local_server import start_cli_socket
 
     local = start_cli_socket(rt, ctx)

@@ -121,7 +121,7 @@ def serve(
     ctx = rt.ctx
     # Every part now: a broken policy stops the bot here, not at its first request.
     ctx.build_all()
-    ctx.watch_files()  # says when an edited file waits for a restart
+    ctx.watch_files()  # says when an edited file waits for a reload
     consumer = None if no_worker else ctx.start_workers()
     # Threads a stopped process left behind are posted by this one.
     ctx.start_slack_outbox()
