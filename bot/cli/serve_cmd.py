@@ -1,7 +1,8 @@
 """`checkpoint-bot serve`: the Slack bot, over Socket Mode (default: works
 behind a firewall, needs the app-level token) or HTTP (`--http`, behind a
 reverse proxy, needs the signing secret). The job consumer runs in this
-process; Ctrl-C or SIGTERM stops both cleanly."""
+process; Ctrl-C or SIGTERM stops both cleanly, and SIGHUP starts them again
+on the files as they are now (bot/cli/reload.py)."""
 
 from __future__ import annotations
 
