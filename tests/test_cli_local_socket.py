@@ -49,7 +49,14 @@ from bot.cli.local_socket import (
     peer_uid,
     socket_path,
 )
-from tests.multiproc_support import CHECKPOINT_BOT, Cluster, Proc, process_env, wait_until
+from tests.multiproc_support import (
+    CHECKPOINT_BOT,
+    BotProc,
+    Cluster,
+    Proc,
+    process_env,
+    wait_until,
+)
 from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, FakeSlackApi
 
 # Another user's process: the system's interpreter (this one may live where
@@ -87,6 +94,14 @@ class Estate:
         proc = self.cluster.worker(self.config, self.env)
         proc.wait_for_output(r"from the CLI at ", timeout=30)
         return proc
+
+    def serve(self, api: FakeSlackApi) -> BotProc:
+        """The Slack bot (HTTP) on this config, its Web API `api`."""
+        config = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        config["slack"] = {"api_url": api.api_url, "team_ids": ["T0TEST"]}
+        self.config.write_text(yaml.safe_dump(config), encoding="utf-8")
+        env = {**self.env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+        return self.cluster.serve(self.config, env)
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> Ran:
         read, write = os.pipe()
@@ -198,11 +213,7 @@ def test_a_running_worker_takes_create_rollback_and_merge_from_a_light_cli(
 def test_serve_answers_too_and_takes_its_socket_away_when_it_stops(estate: Estate) -> None:
     """The Slack bot is the process that runs in most deployments."""
     with FakeSlackApi() as api:
-        config = yaml.safe_load(estate.config.read_text(encoding="utf-8"))
-        config["slack"] = {"api_url": api.api_url, "team_ids": ["T0TEST"]}
-        estate.config.write_text(yaml.safe_dump(config), encoding="utf-8")
-        env = {**estate.env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
-        bot = estate.cluster.serve(estate.config, env)
+        bot = estate.serve(api)
         bot.proc.wait_for_output(rf"from the CLI at {estate.socket}", timeout=10)
         created = estate.cli("checkpoint", "create", "WEB01", "-r", "from a shell", "--json")
         assert (created.code, created.heavy, created.json()["state"]) == (0, [], "active")
@@ -603,11 +614,7 @@ def test_sighup_with_a_broken_file_keeps_the_worker_on_what_it_read(estate: Esta
 
 def test_sighup_starts_serve_again_as_sigterm_stops_it(estate: Estate) -> None:
     with FakeSlackApi() as api:
-        config = yaml.safe_load(estate.config.read_text(encoding="utf-8"))
-        config["slack"] = {"api_url": api.api_url, "team_ids": ["T0TEST"]}
-        estate.config.write_text(yaml.safe_dump(config), encoding="utf-8")
-        env = {**estate.env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
-        bot = estate.cluster.serve(estate.config, env)
+        bot = estate.serve(api)
         os.kill(bot.proc.pid, signal.SIGHUP)
         bot.proc.wait_for_output(r"the files check out", timeout=30)
         wait_until(
