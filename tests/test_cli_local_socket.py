@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -625,3 +626,30 @@ def test_sighup_starts_serve_again_as_sigterm_stops_it(estate: Estate) -> None:
         assert bot.proc.alive()
         created = estate.cli("checkpoint", "create", "WEB01", "-r", "after the reload", "--json")
         assert (created.code, created.heavy, created.json()["state"]) == (0, [], "active")
+
+
+def test_a_burst_of_sighups_never_ends_the_worker(estate: Estate) -> None:
+    """SIGHUP's default action ends a process: while the worker starts again
+    it is ignored, and a handler that runs again inside itself holds no
+    lock to wait for."""
+    worker = estate.worker()
+    for _ in range(12):
+        os.kill(worker.pid, signal.SIGHUP)
+        time.sleep(0.1)
+    worker.wait_for_output(r"the files check out", 30)
+    wait_until(
+        lambda: len(re.findall(r"worker \S+: running jobs", worker.output())) >= 2,
+        60,
+        "the worker to start again",
+    )
+    for _ in range(5):  # and again, now that it runs
+        os.kill(worker.pid, signal.SIGHUP)
+    wait_until(
+        lambda: len(re.findall(r"worker \S+: running jobs", worker.output())) >= 3,
+        60,
+        "the worker to start again once more",
+    )
+    time.sleep(1)
+    assert worker.alive(), worker.tail()
+    listed = estate.cli("checkpoint", "list", "--vm", "WEB01", "--json")
+    assert listed.code == 0 and listed.heavy == [], listed.stderr  # the bot answers

@@ -222,12 +222,13 @@ def worker(
     rt: Runtime, health_port: int | None, health_host: str | None, log_format: str | None
 ) -> None:
     """Run queued jobs in this process until Ctrl-C."""
+    from bot.cli.reload import Reload
+
+    Reload.hold()  # SIGHUP: a reload, once started (below)
     setup_logging(rt, log_format)
     ctx = rt.ctx
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    from bot.cli.reload import Reload
-
     reload = Reload(rt, stop.set)
     reload.install()
     consumer = ctx.start_workers()

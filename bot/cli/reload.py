@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
@@ -59,36 +60,49 @@ def check_files(rt: Runtime) -> str | None:
 
 
 class Reload:
-    """Installed by `serve` and `worker`: SIGHUP checks the files in a thread
-    and, when they check out, calls `stop` (the same stop as SIGTERM)."""
+    """Installed by `serve` and `worker`: SIGHUP asks a watcher thread to
+    check the files and, when they check out, to call `stop` (the same stop
+    as SIGTERM)."""
+
+    # How often the watcher looks for a SIGHUP: a reload is never urgent.
+    POLL_SECONDS = 0.2
 
     def __init__(self, rt: Runtime, stop: Callable[[], None]) -> None:
         self._rt = rt
         self._stop = stop
-        self._lock = threading.Lock()
-        self._checking = False
+        self._asked = False
         self.requested = False
 
+    @staticmethod
+    def hold() -> None:
+        """SIGHUP ignored until `install`: its default action ends the
+        process, and a reload asked for while it starts (or starts again)
+        must not. `serve` and `worker` call this first."""
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
     def install(self) -> None:
-        if hasattr(signal, "SIGHUP"):  # not on Windows
-            signal.signal(signal.SIGHUP, self._on_signal)
+        if not hasattr(signal, "SIGHUP"):  # not on Windows
+            return
+        signal.signal(signal.SIGHUP, self._on_signal)
+        threading.Thread(target=self._watch, name="reload-watch", daemon=True).start()
 
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
-        # Only a flag and a thread here: the check loads libraries and files,
-        # which a signal handler must not do in the middle of the main loop.
-        with self._lock:
-            if self._checking or self.requested:
-                return
-            self._checking = True
-        threading.Thread(target=self._check, name="reload-check", daemon=True).start()
+        # A flag, nothing else: a handler may run again inside itself when
+        # SIGHUPs come fast, and one that took a lock would then wait for
+        # itself; the check (libraries, files) is the watcher's.
+        self._asked = True
+
+    def _watch(self) -> None:
+        while not self.requested:
+            time.sleep(self.POLL_SECONDS)
+            if self._asked:
+                self._asked = False  # SIGHUPs during the check ask for one more
+                self._check()
 
     def _check(self) -> None:
         log.warning("SIGHUP: checking the config, inventory and policy files before reloading")
-        try:
-            why = check_files(self._rt)
-        finally:
-            with self._lock:
-                self._checking = False
+        why = check_files(self._rt)
         if why is not None:
             log.error("not reloaded, still running on the files read at start: %s", why)
             return
@@ -110,5 +124,8 @@ def restart() -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()
+    # An ignored signal stays ignored across exec (execve(2)): a SIGHUP
+    # while the new image starts is not the end of it (Reload.hold).
+    Reload.hold()
     # sys.orig_argv: the interpreter's own arguments too (-X, -m, -c ...).
     os.execv(sys.executable, sys.orig_argv)  # noqa: S606 (our own command line, no shell)

@@ -92,6 +92,9 @@ def serve(
     log_format: str | None,
 ) -> None:
     """Run the Slack bot and (unless --no-worker) the job consumer until stopped."""
+    from bot.cli.reload import Reload
+
+    Reload.hold()  # SIGHUP: a reload, once started (below)
     from slack_bolt.error import BoltError
     from slack_sdk.errors import SlackClientError
 
@@ -147,8 +150,6 @@ def serve(
             err=True,
         )
     _stop_on_sigterm()
-    from bot.cli.reload import Reload
-
     # A reload that checks out stops the bot exactly as SIGTERM does.
     reload = Reload(rt, lambda: os.kill(os.getpid(), signal.SIGTERM))
     reload.install()
