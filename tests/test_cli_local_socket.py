@@ -104,6 +104,16 @@ class Estate:
         env = {**self.env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
         return self.cluster.serve(self.config, env)
 
+    def make_web01_a_domain_controller(self) -> Path:
+        """Edit the inventory (a DC in a two-DC domain, which the policy
+        refuses); its path."""
+        inventory = self.cluster.workdir / "inventory.yaml"
+        doc = yaml.safe_load(inventory.read_text(encoding="utf-8"))
+        [web01] = [vm for vm in doc["vms"] if vm["name"] == "WEB01"]
+        web01.update(roles=["domain_controller"], domain="corp.example")
+        inventory.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        return inventory
+
     def cli(self, *args: str, env: dict[str, str] | None = None) -> Ran:
         read, write = os.pipe()
         try:
@@ -288,11 +298,7 @@ def test_an_inventory_changed_since_the_bot_started_is_read_afresh(estate: Estat
     checkpoint at once: the bot declines, and the CLI decides on the file.
     The bot itself says, on its next tick, that it runs on the old copy."""
     worker = estate.worker()
-    inventory = estate.cluster.workdir / "inventory.yaml"
-    doc = yaml.safe_load(inventory.read_text(encoding="utf-8"))
-    [web01] = [vm for vm in doc["vms"] if vm["name"] == "WEB01"]
-    web01.update(roles=["domain_controller"], domain="corp.example")
-    inventory.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    inventory = estate.make_web01_a_domain_controller()
     done = estate.cli("checkpoint", "create", "WEB01", "-r", "after the edit")
     assert "sqlalchemy" in done.heavy  # run here
     assert (
@@ -577,11 +583,7 @@ def test_sighup_starts_the_worker_again_on_the_edited_files(estate: Estate) -> N
     """A reload (docs/operations.md): the files are checked, the worker
     stops as on SIGTERM and starts again in the same process, on them."""
     worker = estate.worker()
-    inventory = estate.cluster.workdir / "inventory.yaml"
-    doc = yaml.safe_load(inventory.read_text(encoding="utf-8"))
-    [web01] = [vm for vm in doc["vms"] if vm["name"] == "WEB01"]
-    web01.update(roles=["domain_controller"], domain="corp.example")
-    inventory.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    estate.make_web01_a_domain_controller()
     os.kill(worker.pid, signal.SIGHUP)
     worker.wait_for_output(r"the files check out: stopping, then starting again on them", 30)
     wait_until(

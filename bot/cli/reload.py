@@ -42,11 +42,10 @@ def check_files(rt: Runtime) -> str | None:
     """None when the files as they are now would start this process; else
     why not, in one line."""
     from bot.config import ConfigError, load_settings
-    from bot.context import build_context
 
     try:
         settings = load_settings(rt.config_path, rt.env, rt.cwd)
-        ctx = build_context(settings, env=rt.env)
+        ctx = rt.builder(settings, env=rt.env)  # what `Runtime.ctx` builds at start
         try:
             ctx.build_all()
         finally:
