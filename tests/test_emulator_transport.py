@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from pypsrp.exceptions import AuthenticationError, WSManFaultError
+from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 
 from bot.devtools.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
@@ -37,6 +37,30 @@ def test_ntlm_with_message_encryption(fleet: EmulatedFleet) -> None:
         ps = run(opened, lambda p: p.add_cmdlet("Get-VMSnapshot").add_parameter("VMName", "APP01"))
         assert not ps.had_errors
     assert client.transport.encryption is not None  # the bodies really were sealed
+
+
+def test_without_allow_unencrypted_only_sealed_messages_are_taken() -> None:
+    """AllowUnencrypted off, as Windows ships it
+    (https://learn.microsoft.com/windows/win32/winrm/installation-and-configuration-for-windows-remote-management):
+    over HTTP, a message sent in the clear is refused with a server error,
+    whether NTLM or Basic authenticated it, and no shell is made; the same
+    NTLM client sealing its messages (pypsrp's default) is served."""
+    fleet = start_fleet(["HV01"], allow_unencrypted=False)
+    try:
+        port = fleet.port_of("HV01")
+        for client in (wsman(port, auth="ntlm", encryption="never"), wsman(port, auth="basic")):
+            with pytest.raises(WinRMTransportError) as refused:
+                within(10, RunspacePool(client).open)
+            assert refused.value.code == 500
+        assert fleet.server("HV01").logons  # NTLM did authenticate: the clear text was refused
+        assert fleet.server("HV01").wsman.shell_count == 0
+        sealed = wsman(port, auth="ntlm")
+        with RunspacePool(sealed) as opened:
+            ps = run(opened, lambda p: p.add_cmdlet("Get-VM").add_parameter("Name", "APP01"))
+            assert ps.output[0].adapted_properties["Name"] == "APP01"
+        assert sealed.transport.encryption is not None
+    finally:
+        fleet.stop()
 
 
 @pytest.mark.parametrize("auth", ["basic", "ntlm"])

@@ -1,7 +1,8 @@
 """WinRMHost end to end: the real pypsrp client against the loopback emulator.
 
 Every `HyperVHost` operation runs over Basic (plain HTTP, no encryption) and
-over NTLM with message encryption against a modelled host, and must read what
+over NTLM with message encryption (against a listener that refuses anything
+else, AllowUnencrypted off as Windows ships it) against a modelled host, and must read what
 the host's documented behaviour says (a production checkpoint is a Standard
 snapshot that holds no memory) and exactly what the same client reads over
 the in-process transport the simulator backend uses. Faults each give their
@@ -192,6 +193,10 @@ def connect(
 def host(
     request: pytest.FixtureRequest, inventory: Inventory, server: EmulatorServer
 ) -> Iterator[WinRMHost]:
+    # Basic over HTTP needs the listener's AllowUnencrypted; NTLM runs
+    # against a listener as Windows ships it, without: every message the
+    # client sends must be sealed, or the host refuses it.
+    server.allow_unencrypted = request.param == "basic"
     winrm = connect(inventory, server, request.param)
     yield winrm
     winrm.close()

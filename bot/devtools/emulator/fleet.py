@@ -53,6 +53,7 @@ class EmulatedFleet:
         clock: Callable[[], datetime] = _now,
         keytab: Path | None = None,
         tls: TlsIdentity | None = None,
+        allow_unencrypted: bool = True,
     ) -> EmulatedFleet:
         if model is not None:
             seed_missing(store, model)
@@ -83,6 +84,7 @@ class EmulatedFleet:
                     log=shared_log,
                     keytab=keytab,
                     tls=tls,
+                    allow_unencrypted=allow_unencrypted,
                 )
                 servers[name] = server.start()
         except BaseException:

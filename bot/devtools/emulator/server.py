@@ -9,8 +9,12 @@ Basic (a WinRM listener with AllowUnencrypted and Basic enabled; pypsrp
 Negotiate, with or without message encryption (pypsrp `auth="ntlm"` or
 `"kerberos"`; the default `encryption="auto"` encrypts over HTTP). `auth`
 says which of them the listener accepts, as WinRM's service settings
-Auth/Basic, Auth/Negotiate and Auth/Kerberos do
-(https://learn.microsoft.com/windows/win32/winrm/installation-and-configuration-for-windows-remote-management).
+Auth/Basic, Auth/Negotiate and Auth/Kerberos do, and `allow_unencrypted`
+is the service's AllowUnencrypted
+(https://learn.microsoft.com/windows/win32/winrm/installation-and-configuration-for-windows-remote-management):
+on by default here, so Basic over HTTP works for the demo; off, as Windows
+ships it, a message over HTTP that is not sealed is refused, whoever
+authenticated it.
 With `tls` it is an HTTPS listener: the certificate is the one a WinRM HTTPS
 listener is created with (`New-Item WSMan:\\localhost\\Listener -Transport
 HTTPS -CertificateThumbPrint ...`,
@@ -287,7 +291,15 @@ class _Handler(BaseHTTPRequestHandler):
             # pypsrp's empty POST that sets up the encryption context.
             self._reply(200, b"", _SOAP)
             return
-        status, answer = self.server.emulator.wsman.handle(body)
+        emulator = self.server.emulator
+        if not encrypted and emulator.tls is None and not emulator.allow_unencrypted:
+            # AllowUnencrypted false (Windows' default): over HTTP the
+            # service takes only sealed messages. A client that sends one in
+            # the clear sees the request fail with a server error; nothing
+            # in it is read, so nothing runs.
+            self._reply(500, b"", "text/plain")
+            return
+        status, answer = emulator.wsman.handle(body)
         if encrypted:
             kind, answer = wrap(self.negotiate, answer)
             self._reply(status, answer, kind)
@@ -332,8 +344,10 @@ class EmulatorServer:
         log: EmulatorLog | None = None,
         keytab: Path | None = None,
         tls: TlsIdentity | None = None,
+        allow_unencrypted: bool = True,
     ) -> None:
         self.host = host
+        self.allow_unencrypted = allow_unencrypted
         self.auth = frozenset(a.lower() for a in auth)
         unknown = self.auth - AUTHS
         if unknown:
