@@ -202,8 +202,9 @@ class Cluster:
         slow: Mapping[str, float] | None = None,
     ) -> Proc:
         """The emulator CLI serving `options`' hosts of the demo host model,
-        its command log in `log_file`; waits until it wrote the demo inventory
-        aimed at it.
+        its command log in `log_file`, its listeners as Windows ships them
+        (only sealed messages over HTTP); waits until it wrote the demo
+        inventory aimed at it.
         `slow`: cmdlet -> seconds the host takes before running it."""
         slow_faults = [f"slow={name}:{int(s * 1000)}" for name, s in (slow or {}).items()]
         if slow_faults:
@@ -221,6 +222,7 @@ class Cluster:
             "0",
             "--write-inventory",
             str(inventory_out),
+            "--no-allow-unencrypted",
             *options,
         ]
         proc = self.start("emulator", argv, env)

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -202,25 +203,47 @@ def test_wsman_layer_answers_garbage_with_a_fault() -> None:
     assert parse_duration("PT20.5S") == 20.5 and parse_duration("PT1M") == 60
 
 
-def test_cli_prints_the_mapping_and_stops_on_sigterm(tmp_path: object) -> None:
-    code = "from bot.devtools.emulator.cli import emulator; emulator()"
+@contextmanager
+def emulator_cli(*options: str, hosts: tuple[str, ...] = ("HV01",)) -> Iterator[dict[str, int]]:
+    """`checkpoint-bot emulator` serving `hosts` in a child process: the
+    ports it printed, by host; stopped with SIGTERM, which must end it 0."""
     from bot.devtools.hostmodel import demo_hosts_path
 
-    args = [sys.executable, "-c", code, "--hosts", str(demo_hosts_path())]
-    args += ["--host", "HV01", "--host", "HV03", "--port", "0", "--faults", "latency=5"]
+    code = "from bot.devtools.emulator.cli import emulator; emulator()"
+    args = [sys.executable, "-c", code, "--hosts", str(demo_hosts_path()), "--port", "0"]
+    args += [arg for name in hosts for arg in ("--host", name)]
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+        [*args, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
     )
     try:
-        lines = [proc.stdout.readline().strip() for _ in range(2)] if proc.stdout else []
-        assert [line.split("\t")[0] for line in lines] == ["HV01", "HV03"]
-        port = int(lines[0].rsplit(":", 1)[1].split("/")[0])
-        with pool(port) as opened:
-            assert run(opened, lambda p: p.add_cmdlet("Get-VM")).output
+        lines = [proc.stdout.readline().strip() for _ in hosts] if proc.stdout else []
+        assert [line.split("\t")[0] for line in lines] == list(hosts)
+        yield {line.split("\t")[0]: int(line.rsplit(":", 1)[1].split("/")[0]) for line in lines}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_cli_prints_the_mapping_and_stops_on_sigterm() -> None:
+    with (
+        emulator_cli("--faults", "latency=5", hosts=("HV01", "HV03")) as ports,
+        pool(ports["HV01"]) as opened,
+    ):
+        assert run(opened, lambda p: p.add_cmdlet("Get-VM")).output
+
+
+def test_cli_serves_as_windows_ships_it_with_no_allow_unencrypted() -> None:
+    with emulator_cli("--no-allow-unencrypted") as ports:
+        with pytest.raises(WinRMTransportError) as refused:
+            within(10, RunspacePool(wsman(ports["HV01"], auth="basic")).open)
+        assert refused.value.code == 500
+        with pool(ports["HV01"], auth="ntlm") as sealed:  # pypsrp seals by default
+            assert run(sealed, lambda p: p.add_cmdlet("Get-VM")).output
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,9 @@ Faults (--faults SPEC): {SPEC_HELP} Example: --faults latency=50,hang=Checkpoint
 Clients connect with pypsrp: WSMan("127.0.0.1", port=PORT, ssl=False, auth="basic",
 encryption="never", ...) or auth="ntlm" (message encryption on); with --keytab,
 auth="kerberos" to HTTP/localhost; with --tls-cert, ssl=True and server "localhost".
+With --no-allow-unencrypted the listeners are as Windows ships them: over HTTP they
+take only sealed messages (NTLM or Kerberos with message encryption), and refuse
+Basic and anything sent in the clear with HTTP 500.
 Without --user the login is {next(iter(DEFAULT_USERS))} / {next(iter(DEFAULT_USERS.values()))}.
 """
 
@@ -113,6 +116,13 @@ def _store(database: str | None) -> HostStateStore:
     "(docs/connect-hosts.md); --write-inventory then writes auth: kerberos.",
 )
 @click.option(
+    "--allow-unencrypted/--no-allow-unencrypted",
+    default=True,
+    show_default=True,
+    help="WinRM's AllowUnencrypted on every listener: on, Basic works over HTTP; off, "
+    "as Windows ships it, only sealed messages do.",
+)
+@click.option(
     "--log-file",
     "log_file",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -135,6 +145,7 @@ def emulator(
     tls_key: Path | None,
     ca_bundle: Path | None,
     keytab: Path | None,
+    allow_unencrypted: bool,
     log_file: Path | None,
 ) -> None:
     """Run emulated Hyper-V WinRM endpoints until Ctrl-C or SIGTERM."""
@@ -181,6 +192,7 @@ def emulator(
         log=log,
         keytab=keytab,
         tls=tls,
+        allow_unencrypted=allow_unencrypted,
     )
     done = threading.Event()
 

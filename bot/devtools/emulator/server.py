@@ -12,9 +12,9 @@ says which of them the listener accepts, as WinRM's service settings
 Auth/Basic, Auth/Negotiate and Auth/Kerberos do, and `allow_unencrypted`
 is the service's AllowUnencrypted
 (https://learn.microsoft.com/windows/win32/winrm/installation-and-configuration-for-windows-remote-management):
-on by default here, so Basic over HTTP works for the demo; off, as Windows
-ships it, a message over HTTP that is not sealed is refused, whoever
-authenticated it.
+on by default here, so the tests' and benches' Basic clients work over
+HTTP; off, as Windows ships it (and as `make demo` serves its hosts), a
+message over HTTP that is not sealed is refused, whoever authenticated it.
 With `tls` it is an HTTPS listener: the certificate is the one a WinRM HTTPS
 listener is created with (`New-Item WSMan:\\localhost\\Listener -Transport
 HTTPS -CertificateThumbPrint ...`,

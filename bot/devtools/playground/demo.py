@@ -178,12 +178,17 @@ def start_demo(options: DemoOptions) -> Demo:
         playground.start()
 
         inventory = load_inventory(demo_inventory_path())
+        # The hosts' listeners as Windows ships them: Negotiate, and no
+        # unencrypted traffic over HTTP (docs/emulator.md), so the demo's
+        # bot seals every message as it must on a real estate.
         fleet = EmulatedFleet.start(
             InMemoryHostStateStore(),
             model=load_host_model(demo_hosts_path()),
             users={EMULATOR_USER: emulator_password},
+            auth=("ntlm",),
             log=EmulatorLog(),
             clock=clock,
+            allow_unencrypted=False,
         )
         demo.fleet = fleet
         demo._stops.append(fleet.stop)
