@@ -40,6 +40,7 @@ from bot.hyperv.winrm import commands as cmds
 from bot.hyperv.winrm import mapping as mapping
 from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_factory
 from bot.hyperv.winrm.errors import error_from_records
+from bot.hyperv.winrm.idle import IdleReaper
 from bot.hyperv.winrm.pool import (
     Outcome,
     Pipeline,
@@ -85,9 +86,11 @@ class WinRMHost:
         connect: Callable[[], Any] | None = None,
         session: HostSession | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        reaper: IdleReaper | None = None,
     ) -> None:
         """`session` replaces the runspace pool (and with it `credential`,
-        `connect` and the transport timeouts)."""
+        `connect` and the transport timeouts). `reaper` closes the pool when
+        idle (the fleet's, shared by its hosts; else one of its own)."""
         self._host = host
         self._sleep = sleep
         self._timeouts = timeouts or WinRMTimeouts()
@@ -96,6 +99,7 @@ class WinRMHost:
             connect or wsman_factory(host, credential, self._timeouts),
             timeouts=self._timeouts,
             configuration_name=host.configuration_name,
+            reaper=reaper,
         )
 
     def __repr__(self) -> str:
@@ -462,6 +466,8 @@ class WinRMFleet:
             stop_grace=base.stop_grace,
         )
         self._hosts: dict[str, WinRMHost] = {}
+        # One thread closes every idle pool, at most `fanout` at once.
+        self._reaper = IdleReaper(closers=fanout)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -478,12 +484,14 @@ class WinRMFleet:
             credential = self._credentials.for_host(spec)
             # setdefault: two threads racing for a new host keep one of them.
             cached = self._hosts.setdefault(
-                spec.name, WinRMHost(spec, credential, timeouts=self._timeouts)
+                spec.name,
+                WinRMHost(spec, credential, timeouts=self._timeouts, reaper=self._reaper),
             )
         return cached
 
     def close(self) -> None:
         self._closed = True
+        self._reaper.stop()
         hosts, self._hosts = list(self._hosts.values()), {}
         if not hosts:
             return

@@ -15,8 +15,9 @@ Why it looks like this (docs/winrm-client.md, "Deadlines and connections"):
 - One pipeline at a time per pool (a lock): pypsrp shares one requests
   session and one message-encryption context per connection, neither safe
   for concurrent use. Hosts run in parallel; see `WinRMFleet`.
-- The pool is closed after `timeouts.idle` seconds without a call (a timer),
-  so an idle bot holds no shells on its hosts.
+- The pool is closed after `timeouts.idle` seconds without a call (by the
+  fleet's `IdleReaper`, idle.py: one thread for all hosts), so an idle bot
+  holds no shells on its hosts.
 - Only cmdlets and parameters are sent (`add_cmdlet` / `add_parameter` /
   `add_statement`); this module has no way to send a script.
 """
@@ -38,6 +39,7 @@ from pypsrp.powershell import DEFAULT_CONFIGURATION_NAME, PowerShell, RunspacePo
 from bot.hyperv.errors import HostTimeout, HyperVError
 from bot.hyperv.winrm.clixml import create_pipeline, quicken
 from bot.hyperv.winrm.errors import is_transport_error, transport_error
+from bot.hyperv.winrm.idle import IdleReaper
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +173,8 @@ def clamp_transport(wsman: Any, deadline: _Deadline, timeouts: WinRMTimeouts) ->
 
 class PoolSession:
     """The runspace pool of one host. `connect` builds a fresh, unopened
-    `pypsrp.wsman.WSMan` each time a pool is (re)opened."""
+    `pypsrp.wsman.WSMan` each time a pool is (re)opened. `reaper` closes it
+    when idle: the fleet's, shared by its hosts, else one of its own."""
 
     def __init__(
         self,
@@ -181,6 +184,7 @@ class PoolSession:
         timeouts: WinRMTimeouts,
         configuration_name: str | None = None,
         clock: Clock = time.monotonic,
+        reaper: IdleReaper | None = None,
     ) -> None:
         self.name = name
         self._connect = connect
@@ -191,7 +195,7 @@ class PoolSession:
         self._deadline = _Deadline(clock)
         self._pool: Any = None
         self._wsman: Any = None
-        self._idle_timer: threading.Timer | None = None
+        self._reaper = reaper if reaper is not None else IdleReaper(closers=1)
         self._last_used = clock()
         self._closed = False
         self.stats = SessionStats()
@@ -220,7 +224,7 @@ class PoolSession:
         try:
             if self._closed:
                 raise HyperVError(f"{what}: the connection was closed", host=self.name)
-            self._cancel_idle_timer()
+            self._cancel_idle_close()
             self._deadline.at = deadline
             return self._run_locked(pipeline, what)
         finally:
@@ -321,26 +325,27 @@ class PoolSession:
     def _schedule_idle_close(self) -> None:
         if self._pool is None or self._closed:
             return
-        timer = threading.Timer(self._timeouts.idle, self._close_if_idle)
-        timer.daemon = True
-        timer.name = f"winrm-idle-{self.name}"
-        self._idle_timer = timer
-        timer.start()
+        self._reaper.schedule(self, self._timeouts.idle)
 
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+    def _cancel_idle_close(self) -> None:
+        self._reaper.cancel(self)
 
-    def _close_if_idle(self) -> None:
-        # A call in progress (or one that just started) keeps the pool.
+    def close_if_idle(self) -> None:
+        """The reaper's call: close the pool unless a call is running (it
+        schedules the close again as it ends) or the pool was used within
+        the idle timeout (then the close is scheduled for what is left)."""
         if not self._lock.acquire(blocking=False):
             return
         try:
-            if self._clock() - self._last_used >= self._timeouts.idle * 0.99:
+            if self._pool is None or self._closed:
+                return
+            idle_for = self._clock() - self._last_used
+            if idle_for >= self._timeouts.idle * 0.99:
                 self._deadline.at = self._clock() + self._timeouts.stop_grace
                 self._discard()
                 self.stats.idle_closes += 1
+            else:
+                self._reaper.schedule(self, self._timeouts.idle - idle_for)
         finally:
             self._deadline.at = None
             self._lock.release()
@@ -351,7 +356,7 @@ class PoolSession:
         acquired = self._lock.acquire(timeout=self._timeouts.call + self._timeouts.stop_grace)
         try:
             self._closed = True
-            self._cancel_idle_timer()
+            self._cancel_idle_close()
             self._deadline.at = self._clock() + self._timeouts.stop_grace
             self._discard()
         finally:
