@@ -14,7 +14,7 @@ import pytest
 from bot.clock import ScaledClock
 from bot.config import load_settings
 from bot.context import AppContext, build_context
-from bot.devtools.emulator import EmulatedFleet, EmulatorLog
+from bot.devtools.emulator import EmulatedFleet, EmulatorLog, Faults
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.devtools.hostmodel.enums import CheckpointType as ModelCheckpointType
@@ -163,6 +163,49 @@ def test_a_standalone_vm_is_asked_once_per_decision_and_a_missing_one_refused_as
         fleet.host("HV03").remove_vm(gone.vm_id)
         with pytest.raises(NotOnCluster, match="is not on HV03, where the inventory puts it"):
             request_checkpoint(ctx, "STG-WEB01", reason="KB5044284", requester="alice")
+
+
+def test_listing_a_standalone_vm_asks_its_host_once_and_concludes_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`checkpoint list --vm` of a VM on a standalone host runs the listing
+    alone (its `Get-VM -Id` says whether the VM is there), where it first
+    probed with `Get-VM`; a clustered VM is still located first. A VM the
+    host lacks is still NotOnCluster in the host's words, an unreachable
+    host still a problem of the listing, a VM found still a sighting."""
+    probes: list[str] = []
+    ask = Locator._ask
+
+    def counted(self: Locator, names: Sequence[str], vm: VM) -> list[Answer]:
+        probes.append(vm.name)
+        return ask(self, names, vm)
+
+    monkeypatch.setattr(Locator, "_ask", counted)
+    with emulated_context(tmp_path, inline=True) as (ctx, fleet):
+        out = request_checkpoint(ctx, "STG-APP01", reason="KB5044284", requester="alice")
+        assert show_change(ctx, out.change.ref).state == "active"
+        fleet.log.clear()
+        listing = list_checkpoints(ctx, vm="STG-APP01")
+        assert [row.vm_name for row in listing.rows] == ["STG-APP01"]
+        assert listing.rows[0].change_ref == out.change.ref and listing.problems == ()
+        assert probes == []
+        asked = [e.cmdlet for e in fleet.log.for_host("HV03")]
+        assert asked.count("Get-VM") == 1 and asked.count("Get-VMSnapshot") == 1
+        seen = ctx.decider.locator.last_seen(ctx.inventory.vm("STG-APP01"))
+        assert seen is not None and seen.host == "HV03"
+
+        list_checkpoints(ctx, vm="WEB01")  # on a cluster: located first
+        assert probes == ["WEB01"]
+
+        gone = ctx.inventory.vm("STG-WEB01")
+        fleet.host("HV03").remove_vm(gone.vm_id)
+        with pytest.raises(NotOnCluster, match="is not on HV03, where the inventory puts it: "):
+            list_checkpoints(ctx, vm="STG-WEB01")
+
+        fleet.server("HV03").faults = Faults(refuse=True)
+        unreachable = list_checkpoints(ctx, vm="STG-APP01")
+        assert unreachable.rows == () and [p.host for p in unreachable.problems] == ["HV03"]
+        assert probes == ["WEB01"]
 
 
 def test_the_job_takes_the_checkpoint_on_what_its_recheck_read(

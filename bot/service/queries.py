@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from bot.changes import State
 from bot.changes.views import CheckpointRow, HostProblem
-from bot.hyperv import Checkpoint, HyperVError, HyperVHost
+from bot.hyperv import Checkpoint, HyperVError, HyperVHost, VMNotFound
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.fanout import ask_hosts
 from bot.inventory import VM, InventoryLookupError
@@ -85,13 +85,17 @@ def list_checkpoints(
     ctx: ServiceDeps, *, vm: str | None = None, host: str | None = None
 ) -> CheckpointListing:
     vm_id = None
+    found: list[Checkpoint] | None = None
     if vm:
         record = resolve_vm(ctx, vm)
-        vm_id, hosts = record.vm_id, _where(ctx, record)
+        standalone = ctx.decider.locator.standalone(record)
+        vm_id, hosts = record.vm_id, [record.host] if standalone else _where(ctx, record)
         if host and all(host.lower() != h.lower() for h in hosts):
             raise BadRequest(f"{record.name} runs on {hosts[0]}, not {host}")
         if host:
             hosts = [h for h in hosts if h.lower() == host.lower()]
+        if standalone:
+            found, problems = _on_its_host(ctx, record)
     elif host:
         try:
             hosts = [ctx.inventory.host(host).name]
@@ -100,7 +104,8 @@ def list_checkpoints(
     else:
         hosts = [h.name for h in ctx.inventory.hosts]
 
-    found, problems = fleet_checkpoints(ctx, hosts, vm_id)
+    if found is None:
+        found, problems = fleet_checkpoints(ctx, hosts, vm_id)
     owners = _owners(ctx, [c.id for c in found])
     now = ctx.clock()
     rows: list[CheckpointRow] = []
@@ -135,6 +140,25 @@ def list_checkpoints(
                 )
             )
     return CheckpointListing(tuple(rows), tuple(problems))
+
+
+def _on_its_host(ctx: ServiceDeps, vm: VM) -> tuple[list[Checkpoint], list[HostProblem]]:
+    """A standalone VM's checkpoints, asked of the only host it can be on
+    without asking first whether it is there: `Get-VM -Id` at the head of
+    the listing's pipeline says so itself (a VM the host lacks ends it
+    before `Get-VMSnapshot`). What `_where` concluded is kept: a VM the
+    host lacks is `NotOnCluster`, in the host's words; a host that cannot
+    be asked is a problem of the listing; a VM found is a sighting."""
+    group = ctx.inventory.group_of(vm)
+    try:
+        found = ctx.host_for(vm.host).list_checkpoints(vm.vm_id)
+    except VMNotFound as exc:
+        raise NotOnCluster(vm, group, [vm.host], exc.message) from None
+    except HyperVError as exc:
+        return [], [HostProblem(vm.host, exc.message)]
+    locator = ctx.decider.locator
+    locator.seen(vm, vm.host, group, locator.last_seen(vm))
+    return found, []
 
 
 def _where(ctx: ServiceDeps, vm: VM) -> list[str]:
