@@ -129,21 +129,27 @@ def test_a_fact_changed_between_request_and_job_refuses_the_job(tmp_path: Path) 
         assert list_checkpoints(ctx, vm="WEB01").rows == ()
 
 
+@pytest.fixture
+def probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The VMs the locator probes for (`Get-VM -Id` on a node), in order."""
+    probed: list[str] = []
+    ask = Locator._ask
+
+    def counted(self: Locator, names: Sequence[str], vm: VM) -> list[Answer]:
+        probed.append(vm.name)
+        return ask(self, names, vm)
+
+    monkeypatch.setattr(Locator, "_ask", counted)
+    return probed
+
+
 def test_a_standalone_vm_is_asked_once_per_decision_and_a_missing_one_refused_as_before(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, probes: list[str]
 ) -> None:
     """A VM on a standalone host is not probed before its facts (the facts
     call names it by VMId); a clustered one still is. A standalone VM the
     host no longer has is refused with the message the probe gave, before
     anything is recorded."""
-    probes: list[str] = []
-    ask = Locator._ask
-
-    def counted(self: Locator, names: Sequence[str], vm: VM) -> list[Answer]:
-        probes.append(vm.name)
-        return ask(self, names, vm)
-
-    monkeypatch.setattr(Locator, "_ask", counted)
     # Jobs wait queued: STG-APP01's runs here; WEB01's is never run, so only
     # its decision's probe is counted.
     with emulated_context(tmp_path, inline=False) as (ctx, fleet):
@@ -166,21 +172,13 @@ def test_a_standalone_vm_is_asked_once_per_decision_and_a_missing_one_refused_as
 
 
 def test_listing_a_standalone_vm_asks_its_host_once_and_concludes_as_before(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, probes: list[str]
 ) -> None:
     """`checkpoint list --vm` of a VM on a standalone host runs the listing
     alone (its `Get-VM -Id` says whether the VM is there), where it first
     probed with `Get-VM`; a clustered VM is still located first. A VM the
     host lacks is still NotOnCluster in the host's words, an unreachable
     host still a problem of the listing, a VM found still a sighting."""
-    probes: list[str] = []
-    ask = Locator._ask
-
-    def counted(self: Locator, names: Sequence[str], vm: VM) -> list[Answer]:
-        probes.append(vm.name)
-        return ask(self, names, vm)
-
-    monkeypatch.setattr(Locator, "_ask", counted)
     with emulated_context(tmp_path, inline=True) as (ctx, fleet):
         out = request_checkpoint(ctx, "STG-APP01", reason="KB5044284", requester="alice")
         assert show_change(ctx, out.change.ref).state == "active"
