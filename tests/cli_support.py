@@ -103,11 +103,10 @@ def one_line_error(result: CliResult | subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
-def probe(script: str, *args: str, cwd: Path) -> dict[str, Any]:
-    """Run `script` (Python that drives the CLI and reports on it) in a fresh
-    interpreter of this checkout, in demo mode, and return the JSON object
-    it wrote on the last line of its stderr."""
-    done = subprocess.run(
+def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` (Python that drives the CLI) with `args` in a fresh
+    interpreter of this checkout, in demo mode."""
+    return subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
@@ -116,5 +115,11 @@ def probe(script: str, *args: str, cwd: Path) -> dict[str, Any]:
         timeout=60,
         check=False,
     )
+
+
+def probe(script: str, *args: str, cwd: Path) -> dict[str, Any]:
+    """`run_script`, and the JSON object the script wrote on the last line
+    of its stderr (its report on the CLI)."""
+    done = run_script(script, *args, cwd=cwd)
     report: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
     return report

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli_support import REPO, probe
+from tests.cli_support import REPO, probe, run_script
 
 PROBE = """
 import gc, json, sys, time
@@ -78,15 +78,7 @@ run()
 
 
 def test_the_console_script_runs_a_short_command_without_the_collector(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", AT_EXIT, "inventory", "show", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "CHECKPOINT_BOT_CONFIG": ""},
-        timeout=60,
-        check=False,
-    )
+    done = run_script(AT_EXIT, "inventory", "show", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)  # the command's answer, whole
     assert done.stderr.strip().splitlines()[-1] == "collector on at exit: False"
