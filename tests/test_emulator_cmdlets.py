@@ -147,6 +147,71 @@ def test_checkpoint_then_snapshot_queries_and_restore(hv01: RunspacePool) -> Non
     assert vm["Status"] == "Merging disks"
 
 
+def test_where_object_compares_as_its_equal_set_documents(hv01: RunspacePool) -> None:
+    """Where-Object -Property -Value [-EQ] (EqualSet, the default set): -eq
+    converts the value to the property's type, and strings compare without
+    regard to case (about_Comparison_Operators)."""
+    made = run(
+        hv01,
+        lambda p: (
+            p.add_cmdlet("Get-VM")
+            .add_parameter("Id", FS01)
+            .add_cmdlet("Checkpoint-VM")
+            .add_parameter("SnapshotName", "Before Patch")
+            .add_parameter("Passthru")
+        ),
+    )
+    snap_id = made.output[0].adapted_properties["Id"]
+
+    def where(*params: tuple[str, Any]) -> list[Any]:
+        def build(p: PowerShell) -> PowerShell:
+            p.add_cmdlet("Get-VMSnapshot").add_parameter("VMName", "FS01")
+            p.add_cmdlet("Where-Object")
+            for name, value in params:
+                p.add_parameter(name, value)
+            return p
+
+        ps = run(hv01, build)
+        assert not ps.streams.error, [str(e) for e in ps.streams.error]
+        return [o.adapted_properties["Id"] for o in ps.output]
+
+    assert where(("Property", "Id"), ("Value", snap_id), ("EQ", None)) == [snap_id]  # a Guid
+    assert where(("Property", "Id"), ("Value", str(snap_id).upper()), ("EQ", None)) == [snap_id]
+    assert where(("Property", "Name"), ("Value", "before patch")) == [snap_id]  # -EQ by default
+    assert where(("Property", "Id"), ("Value", str(uuid.uuid4())), ("EQ", None)) == []
+    assert where(("Property", "Id"), ("Value", "not a guid"), ("EQ", None)) == []
+    assert where(("Property", "NoSuchProperty"), ("Value", "x"), ("EQ", None)) == []
+
+    # Only the comparison form the role lists: no other operator, no script.
+    ps = run(
+        hv01,
+        lambda p: (
+            p.add_cmdlet("Get-VMSnapshot")
+            .add_parameter("VMName", "FS01")
+            .add_cmdlet("Where-Object")
+            .add_parameter("Property", "Name")
+            .add_parameter("Value", "Before*")
+            .add_parameter("Like")
+        ),
+    )
+    assert ps.had_errors and ps.output == []
+    assert error_of(ps).fq_error.startswith("NamedParameterNotFound")
+
+    # Remove-VMSnapshot -Passthru passes the checkpoint on; both types its
+    # page names carry the VMId.
+    ps = run(
+        hv01,
+        lambda p: (
+            p.add_cmdlet("Get-VMSnapshot")
+            .add_parameter("Id", str(snap_id))
+            .add_cmdlet("Remove-VMSnapshot")
+            .add_parameter("Passthru")
+        ),
+    )
+    assert not ps.streams.error
+    assert [o.adapted_properties["VMId"] for o in ps.output] == [uuid.UUID(FS01)]
+
+
 def test_restore_without_confirm_false_fails_like_a_remote_host(hv01: RunspacePool) -> None:
     run(hv01, lambda p: p.add_cmdlet("Checkpoint-VM").add_parameter("Name", "APP01"))
     ps = run(
@@ -302,7 +367,7 @@ def test_disks_replication_kvp_and_volume(fleet: EmulatedFleet, hv01: RunspacePo
     ("command", "error_id"),
     [
         (name, "CommandNotFoundException")
-        for name in ("Where-Object", "Invoke-Expression", "Remove-VM")
+        for name in ("ForEach-Object", "Invoke-Expression", "Remove-VM")
     ],
 )
 def test_commands_outside_the_role_are_not_found(

@@ -100,6 +100,12 @@ TABLE: dict[str, CmdletDef] = {
              positions=("ClassName",)),
         _def("Get-Volume", "Get-Volume", hv.get_volume,
              params={"DriveLetter": _S, "FilePath": Kind.STRING}, positions=("DriveLetter",)),
+        # Not visible in a RestrictedRemoteServer session by default; the
+        # bot's role capability lists it (deploy/jea/CheckpointBot.psrc).
+        _def("Where-Object", "Microsoft.PowerShell.Commands.WhereObjectCommand", hv.where_object,
+             params={"Property": Kind.STRING, "Value": Kind.OBJECT, "EQ": _SW,
+                     "InputObject": Kind.OBJECT},
+             pipeline="InputObject", positions=("Property", "Value"), aliases={"IEQ": "EQ"}),
         _def("Select-Object", "Microsoft.PowerShell.Commands.SelectObjectCommand", hv.select_object,
              params={"Property": _SS, "ExpandProperty": Kind.STRING, "First": Kind.INT,
                      "InputObject": Kind.OBJECT},

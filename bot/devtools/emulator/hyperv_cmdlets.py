@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -203,6 +204,7 @@ def restore_vm_snapshot(call: Call) -> list[Any]:
 
 
 def remove_vm_snapshot(call: Call) -> list[Any]:
+    removed = []
     for snap in _snapshot_input(call):
         assert snap.checkpoint_id
         name = snap.props.get("Name")
@@ -215,7 +217,15 @@ def remove_vm_snapshot(call: Call) -> list[Any]:
             )
         except HostError as exc:
             call.fail(exc, snap.checkpoint_id)
-    return []
+            continue
+        # -Passthru: the page says "returns a ... VirtualMachine object that
+        # represents the checkpoint that it deletes"
+        # (https://learn.microsoft.com/powershell/module/hyper-v/remove-vmsnapshot),
+        # two types in one sentence. Modelled as the checkpoint passed on, as
+        # Restore-VMSnapshot documents for itself; both types carry the VMId.
+        if call.args.get("Passthru"):
+            removed.append(snap)
+    return removed
 
 
 def start_vm(call: Call) -> list[Any]:
@@ -326,6 +336,41 @@ def get_volume(call: Call) -> list[Any]:
             found.extend(shapes.volume_object(v) for v in hits)
         return found
     return [shapes.volume_object(v) for v in volumes]
+
+
+def where_object(call: Call) -> list[Any]:
+    """Where-Object's comparison form, `-Property <name> -Value <v> [-EQ]`
+    (its EqualSet, the default set:
+    https://learn.microsoft.com/powershell/module/microsoft.powershell.core/where-object):
+    the input objects whose property "is the same as the specified value".
+    The other operators are not modelled (an unknown parameter is a binding
+    error, as a role that lists only these parameters makes it)."""
+    wanted = call.args.get("Property", "")
+    value = call.args.get("Value")
+    kept = []
+    for item in call.input:
+        found, have = item.get(wanted) if isinstance(item, HvObject) else (False, None)
+        if found and _equal(have, value):
+            kept.append(item)
+    return kept
+
+
+def _equal(left: Any, right: Any) -> bool:
+    """PowerShell's -eq with a scalar on the left: the right operand is
+    converted to the left one's type, and strings compare without regard to
+    case (about_Comparison_Operators, "Equality operators":
+    https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_comparison_operators).
+    A value that does not convert is not equal."""
+    if left is None or right is None:
+        return left is None and right is None
+    if isinstance(left, uuid.UUID):
+        try:
+            return left == (right if isinstance(right, uuid.UUID) else uuid.UUID(str(right)))
+        except ValueError:
+            return False
+    if isinstance(left, str):
+        return left.casefold() == str(right).casefold()
+    return bool(left == right)
 
 
 def select_object(call: Call) -> list[Any]:
