@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import faulthandler
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,9 +36,11 @@ from bot.devtools.hostmodel import (
     seed_missing,
 )
 from bot.devtools.simulator.fleet import SimulatedFleet
+from bot.devtools.simulator.session import InProcessSession
 from bot.hyperv.errors import (
     CheckpointNotFound,
     CheckpointsDisabled,
+    CommandNotVisible,
     HostAuthError,
     HostTimeout,
     HostUnreachable,
@@ -44,9 +48,9 @@ from bot.hyperv.errors import (
     VMNotFound,
 )
 from bot.hyperv.types import CheckpointType, SnapshotType, VMState
-from bot.hyperv.winrm.connect import Credentials
+from bot.hyperv.winrm.connect import Credentials, HostCredential
 from bot.hyperv.winrm.host import WinRMHost
-from bot.hyperv.winrm.pool import WinRMTimeouts
+from bot.hyperv.winrm.pool import Outcome, Pipeline, WinRMTimeouts
 from bot.inventory import InvalidName, Inventory, UnknownVM
 
 USER, PASSWORD = "hvadmin", "Passw0rd!"
@@ -55,7 +59,7 @@ CALL_TIMEOUT = 4.0
 ALLOWED = {
     "get-vm", "get-vmsnapshot", "checkpoint-vm", "restore-vmsnapshot", "remove-vmsnapshot",
     "start-vm", "set-vm", "get-vmharddiskdrive", "get-vmreplication", "get-ciminstance",
-    "get-volume", "select-object",
+    "get-volume", "select-object", "where-object",
 }  # fmt: skip
 
 WEB01 = "aaaaaaaa-1111-4111-8111-11111111111b"
@@ -300,6 +304,144 @@ def test_powershell_errors_are_typed(host: WinRMHost, model: ModelHost) -> None:
     host.remove_checkpoint(WEB01, mine.id)
     with pytest.raises(InvalidVMState):  # still merging
         host.restore_checkpoint(WEB01, keep.id)
+
+
+# -- restore and remove act on the VM's own checkpoint, in one call ----------------------
+# Checkpoint Ids are unique on a host, not per VM, and `Get-VMSnapshot -Id`
+# takes no VM (Get-VMSnapshot's parameter sets): a restore or remove of the
+# wrong pairing must act on nothing.
+
+
+def _sent(server: EmulatorServer, cmdlet: str) -> int:
+    return sum(e.cmdlet.casefold() == cmdlet.casefold() for e in server.log.entries)
+
+
+def test_restore_and_remove_prove_and_act_in_one_call(
+    host: WinRMHost, model: ModelHost, server: EmulatorServer
+) -> None:
+    first = host.create_checkpoint(WEB01, "a")
+    second = host.create_checkpoint(WEB01, "b")
+    calls = host.stats.calls
+    restored = host.restore_checkpoint(WEB01, first.id)
+    assert host.stats.calls == calls + 1  # no owner query of its own
+    assert restored.parent_checkpoint_id == first.id
+    assert model.get_vm(WEB01).parent_snapshot_id == first.id
+
+    host.remove_checkpoint(WEB01, second.id)
+    assert host.stats.calls == calls + 2
+    assert [s.id for s in model.get_snapshots()] == [first.id]
+    assert _sent(server, "Get-VMSnapshot") == 4  # two statements each, no -Id query
+    assert_only_cmdlets(server)
+
+
+def test_a_checkpoint_of_another_vm_is_neither_restored_nor_removed(
+    host: WinRMHost, model: ModelHost, server: EmulatorServer
+) -> None:
+    theirs = model.checkpoint_vm(DC01, "the DC's own")
+    mine = model.checkpoint_vm(WEB01, "mine")
+    before = model.get_vm(DC01)
+
+    with pytest.raises(CheckpointNotFound, match=f"belongs to VM {DC01}, not {WEB01}"):
+        host.restore_checkpoint(WEB01, theirs.id)
+    with pytest.raises(CheckpointNotFound, match="belongs to VM"):
+        host.remove_checkpoint(WEB01, theirs.id, include_children=True)
+    assert model.get_vm(DC01) == before
+    assert {s.id for s in model.get_snapshots()} == {theirs.id, mine.id}
+    assert model.get_vm(WEB01).parent_snapshot_id == mine.id  # WEB01 untouched too
+    assert _sent(server, "Restore-VMSnapshot") == 1 and _sent(server, "Remove-VMSnapshot") == 1
+
+    gone = "99999999-9999-4999-8999-999999999999"
+    with pytest.raises(CheckpointNotFound) as missing:
+        host.restore_checkpoint(WEB01, gone)
+    assert missing.value.error_id.endswith("GetVMSnapshot")  # the owner query's own words
+
+
+def test_an_endpoint_without_where_object_asks_the_owner_first(
+    host: WinRMHost, model: ModelHost, server: EmulatorServer
+) -> None:
+    """A role capability from before Where-Object was listed: the pipeline is
+    refused before anything acts, and the host falls back to the owner
+    query and the act by Id, once per host, not on every call."""
+    server.faults = Faults(hidden=frozenset({"Where-Object"}))
+    first = host.create_checkpoint(WEB01, "a")
+    theirs = model.checkpoint_vm(DC01, "the DC's own")
+
+    calls = host.stats.calls
+    assert host.restore_checkpoint(WEB01, first.id).parent_checkpoint_id == first.id
+    assert host.stats.calls == calls + 3  # refused, owner, restore
+    with pytest.raises(CheckpointNotFound, match="belongs to VM"):
+        host.restore_checkpoint(WEB01, theirs.id)
+    assert host.stats.calls == calls + 4  # the owner query alone refused it
+    host.remove_checkpoint(WEB01, first.id)
+    assert host.stats.calls == calls + 6
+    assert {s.id for s in model.get_snapshots()} == {theirs.id}
+    # Each act was sent once by Id; the one refused pipeline acted on nothing.
+    assert model.get_vm(DC01).parent_snapshot_id == theirs.id
+
+
+def test_a_hidden_acting_cmdlet_is_an_error_not_a_fallback(
+    host: WinRMHost, model: ModelHost, server: EmulatorServer
+) -> None:
+    first = host.create_checkpoint(WEB01, "a")
+    server.faults = Faults(hidden=frozenset({"Restore-VMSnapshot"}))
+    with pytest.raises(CommandNotVisible) as refused:
+        host.restore_checkpoint(WEB01, first.id)
+    assert refused.value.command == "Restore-VMSnapshot"
+    assert "is not recognized" in refused.value.message
+    assert model.get_vm(WEB01).parent_snapshot_id == first.id  # as Checkpoint-VM left it
+    assert _sent(server, "Get-VMSnapshot") == 2  # the one pipeline; not retried by Id
+
+
+class FilterMatchesNothing:
+    """A host on which Where-Object matches no checkpoint by Id (what the
+    bot would meet if a host compared a Guid unlike -EQ's documented
+    conversion): the modelled host runs every pipeline as sent, except
+    that each Where-Object asks for an Id no checkpoint has."""
+
+    def __init__(self, inner: InProcessSession) -> None:
+        self.inner = inner
+        self.stats = inner.stats
+        self.is_open = True
+
+    def run(self, pipeline: Pipeline) -> Outcome:
+        nowhere = uuid.UUID("99999999-9999-4999-8999-999999999999")
+        return self.inner.run(
+            tuple(
+                replace(cmd, params=(("Property", "Id"), ("Value", nowhere), ("EQ", None)))
+                if cmd.name == "Where-Object"
+                else cmd
+                for cmd in pipeline
+            )
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_filter_that_finds_nothing_falls_back_to_acting_by_id(
+    model: ModelHost, inventory: Inventory
+) -> None:
+    session = FilterMatchesNothing(InProcessSession(model))
+    client = WinRMHost(inventory.host("HV01"), HostCredential(), session=session)
+    first = model.checkpoint_vm(WEB01, "a")
+    restored = client.restore_checkpoint(WEB01, first.id)
+    assert restored.parent_checkpoint_id == first.id
+    assert session.stats.calls == 3  # filtered (acted on nothing), owner, by Id
+    client.remove_checkpoint(WEB01, first.id)
+    assert session.stats.calls == 5  # from then on: owner, by Id
+    assert model.get_snapshots() == []
+
+
+def test_facts_without_get_ciminstance_leave_only_the_guests_word_unknown(
+    host: WinRMHost, server: EmulatorServer
+) -> None:
+    """A role without Get-CimInstance: the facts call falls back to one
+    statement at a time, and the refused one leaves the KVP facts unknown
+    (rules that need them fail closed); it does not make the VM missing."""
+    server.faults = Faults(hidden=frozenset({"Get-CimInstance"}))
+    dc = host.vm_facts(DC01)
+    assert dc.vm.vm_id == DC01 and dc.kvp_product_type is None and dc.kvp_fqdn is None
+    assert dc.volume is not None
 
 
 # -- injection ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from bot.hyperv.errors import (
     CheckpointLimitReached,
     CheckpointNotFound,
     CheckpointsDisabled,
+    CommandNotVisible,
     HostAuthError,
     HostTimeout,
     HostUnreachable,
@@ -359,11 +360,28 @@ def test_pipelines_address_by_id_and_send_no_script() -> None:
         f"Get-VM -Id '{VM_ID}' | Checkpoint-VM -SnapshotName 'pre-patch' -Passthru | "
         f"Select-Object -Property {list(cmds.CHECKPOINT_PROPERTIES)!r}"
     )
+    own = (
+        f"Get-VM -Id '{VM_ID}' | Get-VMSnapshot | "
+        f"Where-Object -Property 'Id' -Value ([guid]'{CP_ID}') -EQ"
+    )
+    found = f"{own} | Select-Object -Property ['Id', 'VMId', 'VMName']; "
     assert render(cmds.restore_checkpoint(CP_ID, VM_ID)) == (
+        f"{found}{own} | Restore-VMSnapshot -Confirm:$false -Passthru | "
+        "Select-Object -Property ['VMId']; "
+        f"Get-VM -Id '{VM_ID}' | Select-Object -Property {list(cmds.VM_PROPERTIES)!r}"
+    )
+    assert render(cmds.remove_checkpoint(CP_ID, VM_ID, include_children=True)) == (
+        f"{found}{own} | Remove-VMSnapshot -IncludeAllChildSnapshots -Confirm:$false "
+        "-Passthru | Select-Object -Property ['VMId']"
+    )
+    # The Id travels as a Guid, the type of a VMSnapshot's Id, not as text.
+    where = cmds.restore_checkpoint(CP_ID, VM_ID)[2]
+    assert where.name == "Where-Object" and dict(where.params)["Value"] == uuid.UUID(CP_ID)
+    assert render(cmds.restore_checkpoint_by_id(CP_ID, VM_ID)) == (
         f"Get-VMSnapshot -Id '{CP_ID}' | Restore-VMSnapshot -Confirm:$false; "
         f"Get-VM -Id '{VM_ID}' | Select-Object -Property {list(cmds.VM_PROPERTIES)!r}"
     )
-    assert render(cmds.remove_checkpoint(CP_ID, include_children=True)) == (
+    assert render(cmds.remove_checkpoint_by_id(CP_ID, include_children=True)) == (
         f"Get-VMSnapshot -Id '{CP_ID}' | "
         "Remove-VMSnapshot -IncludeAllChildSnapshots -Confirm:$false"
     )
@@ -488,6 +506,23 @@ def test_not_found_without_command_uses_callers_class_and_specific_record_wins()
     assert type(error_from_records([generic, disabled], host="H")) is CheckpointsDisabled
     bare = error_from_records([generic], host="H")
     assert type(bare) is PowerShellError and bare.category == "NotSpecified"
+
+
+def test_a_command_the_endpoint_lacks_is_not_a_missing_vm() -> None:
+    """CommandNotFoundException's category is ObjectNotFound (13), but
+    nothing was looked up: a JEA role without the command."""
+    text = (
+        "The term 'Where-Object' is not recognized as the name of a cmdlet, function, script "
+        "file, or operable program."
+    )
+    named = record(text, 13, "CommandNotFoundException", "ObjectNotFound: (Where-Object:String)")
+    named.target_name = "Where-Object"
+    for missing in (VMNotFound, CheckpointNotFound):
+        error = error_from_records([named], host="HV01", missing=missing)
+        assert type(error) is CommandNotVisible and error.command == "Where-Object"
+        assert error.message == text and error.error_id == "CommandNotFoundException"
+    unnamed = error_from_records([record(text, 13, "CommandNotFoundException")], host="HV01")
+    assert isinstance(unnamed, CommandNotVisible) and unnamed.command == "Where-Object"
 
 
 def test_transport_errors() -> None:

@@ -41,8 +41,10 @@ PIPELINES: dict[str, Pipeline] = {
     "create_checkpoint_escapes": cmds.create_checkpoint(VM, "zürich 東京 _x000A_ <&> 🙂"),
     "create_checkpoint_unnamed": cmds.create_checkpoint(VM, ""),
     "restore_checkpoint": cmds.restore_checkpoint(CP, VM),
-    "remove_checkpoint": cmds.remove_checkpoint(CP, include_children=False),
-    "remove_checkpoint_tree": cmds.remove_checkpoint(CP, include_children=True),
+    "remove_checkpoint": cmds.remove_checkpoint(CP, VM, include_children=False),
+    "remove_checkpoint_tree": cmds.remove_checkpoint(CP, VM, include_children=True),
+    "restore_checkpoint_by_id": cmds.restore_checkpoint_by_id(CP, VM),
+    "remove_checkpoint_by_id": cmds.remove_checkpoint_by_id(CP, include_children=True),
     "start_vm": cmds.start_vm(VM),
     "settings": cmds.set_checkpoint_settings(
         VM, checkpoint_type=CheckpointType.ProductionOnly, automatic_checkpoints=False

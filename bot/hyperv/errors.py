@@ -8,6 +8,7 @@
     │   ├── VMNotFound
     │   └── CheckpointNotFound
     └── PowerShellError              a cmdlet failed on the host
+        ├── CommandNotVisible        the endpoint lacks a command (a JEA role)
         ├── CheckpointsDisabled      CheckpointType = Disabled
         ├── CheckpointLimitReached   50 per VM
         ├── ProductionCheckpointFailed  ProductionOnly and VSS unavailable
@@ -68,6 +69,17 @@ class CheckpointNotFound(NotFoundError):
 
 class PowerShellError(HyperVError):
     pass
+
+
+class CommandNotVisible(PowerShellError):
+    """The endpoint has no such command: a JEA role capability that does
+    not make it visible answers `CommandNotFoundException` (JEA overview,
+    https://learn.microsoft.com/powershell/scripting/security/remoting/jea/overview).
+    `command` is the name it did not find."""
+
+    def __init__(self, message: str, *, command: str = "", **where: str) -> None:
+        super().__init__(message, **where)
+        self.command = command
 
 
 class CheckpointsDisabled(PowerShellError):

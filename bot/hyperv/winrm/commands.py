@@ -15,6 +15,7 @@ and makes the shape the same on every PowerShell version.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import replace
 
 from bot.hyperv.types import CheckpointType
@@ -56,6 +57,12 @@ DISK_PROPERTIES = (
     "DiskNumber",
     "SupportPersistentReservations",
 )
+# What a restore or remove passes through of the checkpoint it acted on
+# (the proof, in its reply, that it acted on that checkpoint of that VM),
+# and what the owner query reads.
+OWNED_PROPERTIES = ("Id", "VMId", "VMName")
+# What the act passes through, trimmed to what every type it may be has.
+ACTED_PROPERTIES = ("VMId",)
 REPLICATION_PROPERTIES = ("VMId", "State", "Mode", "ReplicationMode", "Health")
 VOLUME_PROPERTIES = (
     "DriveLetter",
@@ -115,8 +122,10 @@ def list_checkpoints(vm_id: str | None) -> Pipeline:
 
 
 def checkpoint_owner(checkpoint_id: str) -> Pipeline:
-    """Which VM a checkpoint belongs to, checked before restore and remove."""
-    return (_snapshot(checkpoint_id), _select(("Id", "VMId", "VMName")))
+    """Which VM a checkpoint belongs to: asked when a restore or remove of
+    the VM's own checkpoint acted on none (to say why), and before one on
+    an endpoint without Where-Object (`restore_checkpoint_by_id`)."""
+    return (_snapshot(checkpoint_id), _select(OWNED_PROPERTIES))
 
 
 def create_checkpoint(vm_id: str, name: str) -> Pipeline:
@@ -127,15 +136,63 @@ def create_checkpoint(vm_id: str, name: str) -> Pipeline:
     return (_vm(vm_id), Cmd("Checkpoint-VM", params), _select(CHECKPOINT_PROPERTIES))
 
 
+def _of_vm(vm_id: str, checkpoint_id: str) -> tuple[Cmd, ...]:
+    """The VM's own checkpoint with that Id, or nothing: checkpoint Ids are
+    unique on a host, not per VM, and `Get-VMSnapshot -Id` takes no VM (its
+    parameter sets: Get-VMSnapshot). Where-Object's comparison form
+    (-Property, -Value, -EQ) is parameters only, so a NoLanguage endpoint
+    runs it (Where-Object, "EqualSet"). The value goes as a Guid (CLIXML
+    `<G>`, [MS-PSRP] 2.2.5.1.11), the type of a VMSnapshot's Id, so the
+    comparison is Guid to Guid with no conversion to rely on."""
+    where = Cmd(
+        "Where-Object", (("Property", "Id"), ("Value", uuid.UUID(checkpoint_id)), ("EQ", None))
+    )
+    return (_vm(vm_id), Cmd("Get-VMSnapshot"), where)
+
+
+def _acting_on_own(vm_id: str, checkpoint_id: str, act: Cmd) -> tuple[Cmd, ...]:
+    """Two statements: the VM's own checkpoint as it is (what the reply
+    proves was there), then `act` on it, fed by the same filter, so only
+    that checkpoint of that VM can reach it: a checkpoint of another VM, or
+    none, leaves `act` with no input, and it does nothing. The check and
+    the act are one round trip. `act` passes what it acted on through
+    (-Passthru), trimmed to its VMId: Remove-VMSnapshot's page names its
+    output a VirtualMachine "that represents the checkpoint", Restore's a
+    VMSnapshot; both carry the VMId."""
+    found = replace(_select(OWNED_PROPERTIES), end_of_statement=True)
+    acted = (replace(act, params=(*act.params, ("Passthru", None))), _select(ACTED_PROPERTIES))
+    return (*_of_vm(vm_id, checkpoint_id), found, *_of_vm(vm_id, checkpoint_id), *acted)
+
+
 def restore_checkpoint(checkpoint_id: str, vm_id: str) -> Pipeline:
-    """Restore, then (a second statement, same round trip) the VM afterwards."""
+    """Restore the VM's own checkpoint, then (a third statement, same round
+    trip) the VM afterwards."""
     # -Confirm:$false: a remote session has no console to ask on
     # (HostFunctionNotImplemented otherwise).
+    restore = Cmd("Restore-VMSnapshot", (("Confirm", False),))
+    *acting, last = _acting_on_own(vm_id, checkpoint_id, restore)
+    return (*acting, replace(last, end_of_statement=True), *get_vm(vm_id))
+
+
+def remove_checkpoint(checkpoint_id: str, vm_id: str, *, include_children: bool) -> Pipeline:
+    """Remove the VM's own checkpoint."""
+    params: tuple[tuple[str, object], ...] = (("Confirm", False),)
+    if include_children:
+        params = (("IncludeAllChildSnapshots", None), *params)
+    return _acting_on_own(vm_id, checkpoint_id, Cmd("Remove-VMSnapshot", params))
+
+
+# -- for an endpoint whose role capability predates Where-Object ------------------
+# (deploy/jea/CheckpointBot.psrc before 2026-12-05): the owner is asked
+# first (`checkpoint_owner`), then the checkpoint is addressed by Id alone.
+
+
+def restore_checkpoint_by_id(checkpoint_id: str, vm_id: str) -> Pipeline:
     restore = Cmd("Restore-VMSnapshot", (("Confirm", False),), end_of_statement=True)
     return (_snapshot(checkpoint_id), restore, *get_vm(vm_id))
 
 
-def remove_checkpoint(checkpoint_id: str, *, include_children: bool) -> Pipeline:
+def remove_checkpoint_by_id(checkpoint_id: str, *, include_children: bool) -> Pipeline:
     params: tuple[tuple[str, object], ...] = (("Confirm", False),)
     if include_children:
         params = (("IncludeAllChildSnapshots", None), *params)

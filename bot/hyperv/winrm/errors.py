@@ -29,6 +29,7 @@ from bot.hyperv.errors import (
     CheckpointLimitReached,
     CheckpointNotFound,
     CheckpointsDisabled,
+    CommandNotVisible,
     HostAuthError,
     HostTimeout,
     HostUnreachable,
@@ -125,6 +126,10 @@ def record_fields(record: object) -> tuple[str, str, str, str]:
 
 
 def _class_for(message: str, category: str, error_id: str) -> type[HyperVError]:
+    if error_id.split(",", 1)[0] == "CommandNotFoundException":
+        # Its category is ObjectNotFound too, but nothing was looked up: the
+        # endpoint lacks the command (a JEA role without it).
+        return CommandNotVisible
     command = error_id.rsplit(".", 1)[-1].lower() if "." in error_id else ""
     not_found = category == "ObjectNotFound" or error_id.startswith("ObjectNotFound")
     if command == "getvmsnapshot" and (not_found or category == "InvalidArgument"):
@@ -154,7 +159,15 @@ def error_from_records(
         cls = _class_for(message, category, error_id)
         if cls is NotFoundError:
             cls = missing
-        error = cls(message, host=host, category=category_info or category, error_id=error_id)
+        where = {"host": host, "category": category_info or category, "error_id": error_id}
+        if cls is CommandNotVisible:
+            # ErrorCategory_TargetName: the name the engine did not find;
+            # else the one its message quotes ("The term 'X' is not ...").
+            name = text(getattr(record, "target_name", None))
+            if not name and (quoted := re.search(r"'([^']+)'", message)):
+                name = quoted.group(1)
+            return CommandNotVisible(message, command=name, **where)
+        error = cls(message, **where)
         if cls is not PowerShellError:
             return error
         best = best or error

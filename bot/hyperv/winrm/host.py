@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from bot.hyperv.errors import (
     CheckpointNotFound,
+    CommandNotVisible,
     HostUnreachable,
     NotFoundError,
     PowerShellError,
@@ -101,6 +102,9 @@ class WinRMHost:
             configuration_name=host.configuration_name,
             reaper=reaper,
         )
+        # Whether the endpoint runs Where-Object (`_on_own_checkpoint`):
+        # assumed until it says otherwise.
+        self._filters = True
 
     def __repr__(self) -> str:
         if not isinstance(self._session, PoolSession):
@@ -274,7 +278,10 @@ class WinRMHost:
         vm_out = self._run(cmds.get_vm(vm_id), read_only=True)
         self._one_vm(vm_out, vm_id)
         disk_out = self._run(cmds.hard_disks(vm_id), read_only=True)
-        kvp = mapping.kvp_items(self._run(cmds.kvp(vm_id), read_only=True))
+        # A role without Get-CimInstance leaves the guest's word unknown (the
+        # rules that need it fail closed), not the whole VM unreadable.
+        kvp_out, _ = self._optional(cmds.kvp(vm_id))
+        kvp = mapping.kvp_items(kvp_out)
         return self._facts_from(
             vm_id, vm_out, disk_out, kvp, self.list_checkpoints(vm_id), self.volumes()
         )
@@ -391,9 +398,12 @@ class WinRMHost:
     def restore_checkpoint(self, vm_id: str, checkpoint_id: str) -> VMInfo:
         vm_id = self._vm_id(vm_id)
         checkpoint_id = self._checkpoint_id(checkpoint_id)
-        self._owned_checkpoint(vm_id, checkpoint_id)
-        outputs = self._run(
-            cmds.restore_checkpoint(checkpoint_id, vm_id), missing=CheckpointNotFound
+        outputs = self._on_own_checkpoint(
+            vm_id,
+            checkpoint_id,
+            "Restore-VMSnapshot",
+            cmds.restore_checkpoint(checkpoint_id, vm_id),
+            lambda: cmds.restore_checkpoint_by_id(checkpoint_id, vm_id),
         )
         return self._one_vm(outputs, vm_id)
 
@@ -402,10 +412,102 @@ class WinRMHost:
     ) -> None:
         vm_id = self._vm_id(vm_id)
         checkpoint_id = self._checkpoint_id(checkpoint_id)
+        self._on_own_checkpoint(
+            vm_id,
+            checkpoint_id,
+            "Remove-VMSnapshot",
+            cmds.remove_checkpoint(checkpoint_id, vm_id, include_children=include_children),
+            lambda: cmds.remove_checkpoint_by_id(checkpoint_id, include_children=include_children),
+        )
+
+    def _on_own_checkpoint(
+        self,
+        vm_id: str,
+        checkpoint_id: str,
+        cmdlet: str,
+        filtered: Pipeline,
+        by_id: Callable[[], Pipeline],
+    ) -> list[Any]:
+        """Act on the VM's own checkpoint in one round trip (winrm.commands
+        `_acting_on_own`) and return the outputs that are neither the
+        checkpoint found nor what the act passed through.
+
+        An endpoint whose role lacks Where-Object (deploy/jea before
+        2026-12-05) refuses the pipeline, and nothing acted: the acting
+        cmdlet only gets what Where-Object passes on. Then, and from then on
+        for this host, the owner is asked first and the checkpoint acted on
+        by Id: two round trips, as before."""
+        if self._filters:
+            try:
+                outputs = self._run(filtered, missing=CheckpointNotFound)
+            except CommandNotVisible as exc:
+                if exc.command.casefold() != "where-object":
+                    raise
+                log.warning(
+                    "%s: the endpoint has no Where-Object; a checkpoint's owner is asked in a "
+                    "call of its own before %s (deploy/jea/README.md)",
+                    self.name,
+                    cmdlet,
+                )
+                self._filters = False
+            else:
+                kinds = (
+                    ("found", cmds.OWNED_PROPERTIES),
+                    ("acted", cmds.ACTED_PROPERTIES),
+                    ("rest", cmds.VM_PROPERTIES),
+                )
+                by_kind = self._mapped(lambda: mapping.split_by_kind(outputs, kinds))
+                if self._proven(by_kind["found"], by_kind["acted"], vm_id, checkpoint_id, cmdlet):
+                    return by_kind["rest"]
+                log.warning(
+                    "%s: Where-Object did not find checkpoint %s among its VM's own; a "
+                    "checkpoint's owner is asked in a call of its own before %s",
+                    self.name,
+                    checkpoint_id,
+                    cmdlet,
+                )
+                self._filters = False
+                # `_proven` has just asked the owner: the VM's own.
+                return self._run(by_id(), missing=CheckpointNotFound)
         self._owned_checkpoint(vm_id, checkpoint_id)
-        self._run(
-            cmds.remove_checkpoint(checkpoint_id, include_children=include_children),
-            missing=CheckpointNotFound,
+        return self._run(by_id(), missing=CheckpointNotFound)
+
+    def _proven(
+        self, found: list[Any], acted: list[Any], vm_id: str, checkpoint_id: str, cmdlet: str
+    ) -> bool:
+        """True when the reply shows the checkpoint was the VM's and that
+        `cmdlet` acted on that VM. Nothing found means nothing acted; the
+        owner query then says why (raises `CheckpointNotFound`), or, when
+        it finds the checkpoint is the VM's after all, the filter does not
+        work on this endpoint: False, and the caller acts by Id."""
+
+        def ids(outputs: list[Any], *names: str) -> set[tuple[str, ...]]:
+            return self._mapped(
+                lambda: {
+                    tuple(
+                        mapping.guid(mapping.pick(mapping.properties(out), n), field=n)
+                        for n in names
+                    )
+                    for out in outputs
+                }
+            )
+
+        seen = ids(found, "Id", "VMId")
+        if not seen and not acted:
+            self._owned_checkpoint(vm_id, checkpoint_id)  # raises: none, or another VM's
+            return False
+        if seen == {(checkpoint_id, vm_id)} and ids(acted, "VMId") == {(vm_id,)}:
+            return True
+        # The checkpoint was the VM's a moment before, and the act did not
+        # say it acted (or said it acted elsewhere): what was done is not
+        # known, and is not guessed.
+        raise PowerShellError(
+            f"{cmdlet} was given checkpoint {checkpoint_id} of VM {vm_id} but passed "
+            f"{len(acted)} object(s) through: whether it acted is not known; look at the VM "
+            "before trying again",
+            host=self.name,
+            category="InvalidResult",
+            error_id="UnprovenAct",
         )
 
     def start_vm(self, vm_id: str) -> VMInfo:

@@ -28,6 +28,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,8 @@ class Cmd:
                 parts.append(f"-{key}")
             elif isinstance(value, bool):
                 parts.append(f"-{key}:${str(value).lower()}")
+            elif isinstance(value, uuid.UUID):
+                parts.append(f"-{key} ([guid]'{value}')")
             else:
                 parts.append(f"-{key} {value!r}")
         return " ".join(parts)

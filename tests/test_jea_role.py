@@ -1,0 +1,120 @@
+"""The shipped JEA role capability (deploy/jea/CheckpointBot.psrc) lets
+through every pipeline the bot sends: each cmdlet is visible, each
+parameter it sends (and the one pipeline input binds) is listed, and each
+value passes the role's ValidateSet / ValidatePattern. A role that lacked
+one would refuse that operation on every host (JEA role capabilities:
+https://learn.microsoft.com/powershell/scripting/security/remoting/jea/role-capabilities)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bot.devtools.emulator.cmdlets import TABLE
+from bot.hyperv.types import CheckpointType
+from bot.hyperv.winrm import commands as cmds
+from bot.hyperv.winrm.pool import Pipeline
+
+PSRC = Path(__file__).resolve().parents[1] / "deploy" / "jea" / "CheckpointBot.psrc"
+# Visible in every RestrictedRemoteServer session without a role (the
+# file's closing comment, and JEA's session configuration page).
+DEFAULT_VISIBLE = {"select-object"}
+
+VM = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+CP = "7b0b6c1e-2b8d-4bd6-9a1f-0c1f5e8f9a11"
+SENT: dict[str, Pipeline] = {
+    "list_vms": cmds.list_vms(),
+    "get_vm": cmds.get_vm(VM),
+    "list_checkpoints": cmds.list_checkpoints(None),
+    "list_checkpoints_vm": cmds.list_checkpoints(VM),
+    "checkpoint_owner": cmds.checkpoint_owner(CP),
+    "create_checkpoint": cmds.create_checkpoint(VM, "CHG-0011 (cb-3f9a2c71) KB5044284"),
+    "restore_checkpoint": cmds.restore_checkpoint(CP, VM),
+    "remove_checkpoint": cmds.remove_checkpoint(CP, VM, include_children=True),
+    "restore_checkpoint_by_id": cmds.restore_checkpoint_by_id(CP, VM),
+    "remove_checkpoint_by_id": cmds.remove_checkpoint_by_id(CP, include_children=False),
+    "start_vm": cmds.start_vm(VM),
+    "settings": cmds.set_checkpoint_settings(
+        VM, checkpoint_type=CheckpointType.ProductionOnly, automatic_checkpoints=False
+    ),
+    "vm_facts": cmds.vm_facts(VM),
+    "volumes": cmds.volumes(),
+    "discover_vms": cmds.discover_vms(),
+    "discover_disks": cmds.discover_disks(),
+    "discover_replication": cmds.discover_replication(),
+    "discover_kvp": cmds.discover_kvp(),
+}
+
+
+# @{ Name = 'Param' } or @{ Name = 'Param'; ValidateSet = 'a', 'b' } or
+# @{ Name = 'Param' <newline> ValidatePattern = '...' }: the values are
+# single-quoted strings, '' escaping a quote (about_Quoting_Rules).
+_PARAM = re.compile(
+    r"@\{\s*Name\s*=\s*'(\w+)'\s*;?\s*"
+    r"(?:(ValidateSet|ValidatePattern)\s*=\s*((?:'(?:[^']|'')*'\s*,?\s*)+))?\}"
+)
+
+
+def role() -> dict[str, dict[str, tuple[str, str] | None]]:
+    """cmdlet (folded, no module) -> parameter (folded) -> its check, if any:
+    ("set", "a|b") or ("pattern", regex)."""
+    text = "\n".join(line.split("#", 1)[0] for line in PSRC.read_text().splitlines())
+    visible: dict[str, dict[str, tuple[str, str] | None]] = {}
+    for block in re.split(r"@\{\s*Name\s*=\s*'[\w.-]+\\", text)[1:]:
+        name = block.split("'", 1)[0].casefold()
+        params: dict[str, tuple[str, str] | None] = {}
+        for param in _PARAM.finditer(block):
+            quoted = [q.replace("''", "'") for q in re.findall(r"'((?:[^']|'')*)'", param[3] or "")]
+            check: tuple[str, str] | None = None
+            if param[2] == "ValidatePattern":
+                check = ("pattern", quoted[0])
+            elif param[2] == "ValidateSet":
+                check = ("set", "|".join(quoted))
+            params[param.group(1).casefold()] = check
+        visible[name] = params
+    return visible
+
+
+def test_the_role_parses_to_what_it_lists() -> None:
+    visible = role()
+    assert "where-object" in visible and "get-process" not in visible
+    assert visible["where-object"]["property"] == ("set", "Id")
+    assert set(visible["restore-vmsnapshot"]) == {"vmsnapshot", "confirm", "passthru"}
+
+
+@pytest.mark.parametrize("name", sorted(SENT))
+def test_every_pipeline_the_bot_sends_passes_the_role(name: str) -> None:
+    visible = role()
+    for index, cmd in enumerate(SENT[name]):
+        folded = cmd.name.casefold()
+        if folded in DEFAULT_VISIBLE:
+            continue
+        assert folded in visible, f"{cmd.name} is not visible in the role"
+        allowed = visible[folded]
+        bound = TABLE[folded].pipeline
+        previous = SENT[name][index - 1] if index else None
+        if previous is not None and not previous.end_of_statement and bound:
+            assert bound.casefold() in allowed, f"{cmd.name} -{bound} (pipeline input)"
+        for key, value in cmd.params:
+            assert key.casefold() in allowed, f"{cmd.name} -{key}"
+            check = allowed[key.casefold()]
+            text = str(value)
+            if check and check[0] == "set":
+                assert text.casefold() in check[1].casefold().split("|"), (cmd.name, key)
+            elif check:
+                assert re.search(check[1], text), (cmd.name, key, text)
+
+
+def test_the_role_refuses_what_the_bot_never_sends() -> None:
+    visible = role()
+    where = visible["where-object"]
+    assert "filterscript" not in where and "match" not in where
+    assert where["property"] == ("set", "Id")
+    value = where["value"]
+    assert value is not None and re.search(value[1], str(uuid.uuid4()))
+    assert not re.search(value[1], "*") and not re.search(value[1], f"{uuid.uuid4()}; Remove-VM")
+    for cmdlet in ("get-vm", "get-vmsnapshot", "restore-vmsnapshot", "remove-vmsnapshot"):
+        assert "computername" not in visible[cmdlet] and "cimsession" not in visible[cmdlet]
