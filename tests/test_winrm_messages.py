@@ -186,6 +186,33 @@ def test_message_is_pypsrps_own(name: str, version: str, payload: int) -> None:
         assert len(expected.framing) > 1, "the small payload must need several fragments"
 
 
+def test_ids_are_set_aside_and_each_message_is_still_pypsrps_own() -> None:
+    """A pipeline is serialised once per shape: other ids (as text or as a
+    Guid) get the same bytes with their own ids, byte for byte what pypsrp
+    builds for them, from one cache entry."""
+    builders = {
+        "restore": lambda vm, cp: cmds.restore_checkpoint(cp, vm),
+        "remove": lambda vm, cp: cmds.remove_checkpoint(cp, vm, include_children=False),
+        "get_vm": lambda vm, _cp: cmds.get_vm(vm),
+        "owner": lambda _vm, cp: cmds.checkpoint_owner(cp),
+    }
+    for name, build in builders.items():
+        clixml._CREATE_PIPELINE.clear()
+        for _ in range(3):
+            vm, cp = str(uuid.uuid4()), str(uuid.uuid4())
+            pipeline = build(vm, cp)
+            expected, _, _ = pypsrp_reference(pipeline, "2.3", 512000)
+            got, _, _ = ours(pipeline, "2.3", 512000)
+            assert got.data == expected.data, name
+            assert vm.encode() in got.data or cp.encode() in got.data
+        assert len(clixml._CREATE_PIPELINE._data) == 1, name
+    # Not set aside: an id in upper case, or one that looks like a stand-in.
+    for odd in (str(uuid.uuid4()).upper(), str(clixml._stand_in(1))):
+        pipeline = (Cmd("Get-VM", (("Id", odd),)), Cmd("Get-VMSnapshot", (("Id", VM),)))
+        expected, _, _ = pypsrp_reference(pipeline, "2.3", 512000)
+        assert ours(pipeline, "2.3", 512000)[0].data == expected.data
+
+
 def test_each_message_of_a_pool_gets_its_own_object_id() -> None:
     # MS-PSRP 2.2.4: the ObjectId numbers the messages a sender sends, so a
     # reused Data field must not reuse the framing of the last message.
