@@ -415,8 +415,8 @@ def _shape(commands: Sequence[CommandSpec]) -> tuple[tuple[_Shape, ...], tuple[s
 def _template(pool: Any, shape: Sequence[_Shape], count: int) -> bytes:
     data = build_create_pipeline(pool, shape)
     for index in range(count):
-        # Each stand-in is there, as the value it stands for (pypsrp writes
-        # a pipeline's first statement twice, so it may be there twice).
+        # Each stand-in is there, as the value it stands for (twice for the
+        # first statement's: in the Pipeline's Cmds and again in ExtraCmds).
         if str(_stand_in(index)).encode() not in data:
             raise ValueError("a stand-in id is not where its value is")
     return data
