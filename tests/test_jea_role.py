@@ -14,39 +14,12 @@ from pathlib import Path
 import pytest
 
 from bot.devtools.emulator.cmdlets import TABLE
-from bot.hyperv.types import CheckpointType
-from bot.hyperv.winrm import commands as cmds
-from bot.hyperv.winrm.pool import Pipeline
+from tests.sent_pipelines import PIPELINES
 
 PSRC = Path(__file__).resolve().parents[1] / "deploy" / "jea" / "CheckpointBot.psrc"
 # Visible in every RestrictedRemoteServer session without a role (the
 # file's closing comment, and JEA's session configuration page).
 DEFAULT_VISIBLE = {"select-object"}
-
-VM = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
-CP = "7b0b6c1e-2b8d-4bd6-9a1f-0c1f5e8f9a11"
-SENT: dict[str, Pipeline] = {
-    "list_vms": cmds.list_vms(),
-    "get_vm": cmds.get_vm(VM),
-    "list_checkpoints": cmds.list_checkpoints(None),
-    "list_checkpoints_vm": cmds.list_checkpoints(VM),
-    "checkpoint_owner": cmds.checkpoint_owner(CP),
-    "create_checkpoint": cmds.create_checkpoint(VM, "CHG-0011 (cb-3f9a2c71) KB5044284"),
-    "restore_checkpoint": cmds.restore_checkpoint(CP, VM),
-    "remove_checkpoint": cmds.remove_checkpoint(CP, VM, include_children=True),
-    "restore_checkpoint_by_id": cmds.restore_checkpoint_by_id(CP, VM),
-    "remove_checkpoint_by_id": cmds.remove_checkpoint_by_id(CP, include_children=False),
-    "start_vm": cmds.start_vm(VM),
-    "settings": cmds.set_checkpoint_settings(
-        VM, checkpoint_type=CheckpointType.ProductionOnly, automatic_checkpoints=False
-    ),
-    "vm_facts": cmds.vm_facts(VM),
-    "volumes": cmds.volumes(),
-    "discover_vms": cmds.discover_vms(),
-    "discover_disks": cmds.discover_disks(),
-    "discover_replication": cmds.discover_replication(),
-    "discover_kvp": cmds.discover_kvp(),
-}
 
 
 # @{ Name = 'Param' } or @{ Name = 'Param'; ValidateSet = 'a', 'b' } or
@@ -85,17 +58,17 @@ def test_the_role_parses_to_what_it_lists() -> None:
     assert set(visible["restore-vmsnapshot"]) == {"vmsnapshot", "confirm", "passthru"}
 
 
-@pytest.mark.parametrize("name", sorted(SENT))
+@pytest.mark.parametrize("name", sorted(PIPELINES))
 def test_every_pipeline_the_bot_sends_passes_the_role(name: str) -> None:
     visible = role()
-    for index, cmd in enumerate(SENT[name]):
+    for index, cmd in enumerate(PIPELINES[name]):
         folded = cmd.name.casefold()
         if folded in DEFAULT_VISIBLE:
             continue
         assert folded in visible, f"{cmd.name} is not visible in the role"
         allowed = visible[folded]
         bound = TABLE[folded].pipeline
-        previous = SENT[name][index - 1] if index else None
+        previous = PIPELINES[name][index - 1] if index else None
         if previous is not None and not previous.end_of_statement and bound:
             assert bound.casefold() in allowed, f"{cmd.name} -{bound} (pipeline input)"
         for key, value in cmd.params:
