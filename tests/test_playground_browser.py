@@ -219,3 +219,32 @@ def test_the_app_home_opens_the_request_form(page: Page) -> None:
     # ... and staging needs no approval: the thread in #ops shows it taken.
     page.get_by_test_id("channel-ops").click()
     expect(root_of(page, "STG-WEB01")).to_contain_text(state_is("active"), timeout=WAIT_MS)
+
+
+def test_a_click_during_a_live_update_is_not_lost(page: Page) -> None:
+    """Pressed on a button, the page gets an update (someone else's command);
+    released, the click still opens the thread: the redraw waits for it.
+    Last in the file: carol's help answer stays in her view."""
+    be(page, "U0ALICE")
+    type_command(page, '/checkpoint create STG-APP01 --reason "a click mid-update"')
+    root = root_of(page, "STG-APP01")
+    expect(root).to_contain_text(state_is("active"), timeout=WAIT_MS)
+    replies = root.get_by_test_id("open-thread")
+    expect(replies).to_be_visible(timeout=WAIT_MS)
+    box = replies.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    version = page.locator("body").get_attribute("data-version")
+    page.evaluate(
+        """user => fetch("/ui/command", {method: "POST",
+            headers: {"Content-Type": "application/json"},
+            body: JSON.stringify({user, channel: "C0OPS", text: "/checkpoint help"})})""",
+        "U0CAROL",
+    )
+    expect(page.locator("body")).not_to_have_attribute("data-version", version or "")
+    page.mouse.up()
+    thread = page.get_by_test_id("thread-pane")
+    expect(thread).to_be_visible(timeout=WAIT_MS)
+    expect(thread).to_contain_text("STG-APP01")
+    page.get_by_test_id("thread-close").click()

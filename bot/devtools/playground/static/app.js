@@ -266,8 +266,24 @@ function drawer(open) {
   $("drawer-toggle").setAttribute("aria-expanded", String(open));
 }
 
+// A live update redraws the page, and a click whose press and release land
+// on two different drawings of a button is no click at all: the browser
+// fires it only when both hit the same element (UI Events, "click";
+// https://w3c.github.io/uievents/#event-type-click). So while a pointer is
+// pressed, redrawing waits, and happens once it is released and the click
+// has run.
+const press = { down: false, pending: false };
+document.addEventListener("pointerdown", () => { press.down = true; }, true);
+for (const type of ["pointerup", "pointercancel"]) {
+  document.addEventListener(type, () => setTimeout(() => {
+    press.down = false;
+    if (press.pending) { press.pending = false; render(); }
+  }), true);
+}
+
 function render() {
   if (!ui.state) return;
+  if (press.down) { press.pending = true; return; }
   sidebar();
   const main = $("main");
   const panes = ui.place.kind === "app" ? appPane() : channelPane(ui.place.id);
