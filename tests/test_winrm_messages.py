@@ -156,14 +156,16 @@ def test_message_is_pypsrps_own(name: str, version: str, payload: int) -> None:
 
 
 def test_ids_are_set_aside_and_each_message_is_still_pypsrps_own() -> None:
-    """A pipeline is serialised once per shape: other ids (as text or as a
-    Guid) get the same bytes with their own ids, byte for byte what pypsrp
-    builds for them, from one cache entry."""
+    """A pipeline is serialised once per shape: other ids (as a Guid, as
+    text, or inside text like the KVP filter's upper-case VMId) get the same
+    bytes with their own ids, byte for byte what pypsrp builds for them,
+    from one cache entry."""
     builders = {
         "restore": lambda vm, cp: cmds.restore_checkpoint(cp, vm),
         "remove": lambda vm, cp: cmds.remove_checkpoint(cp, vm, include_children=False),
-        "get_vm": lambda vm, _cp: cmds.get_vm(vm),
+        "facts": lambda vm, _cp: cmds.vm_facts(vm),
         "owner": lambda _vm, cp: cmds.checkpoint_owner(cp),
+        "named after an id": lambda vm, cp: cmds.create_checkpoint(vm, f"{cp.upper()} <&> x"),
     }
     for name, build in builders.items():
         clixml._CREATE_PIPELINE.clear()
@@ -175,11 +177,14 @@ def test_ids_are_set_aside_and_each_message_is_still_pypsrps_own() -> None:
             assert got.data == expected.data, name
             assert vm.encode() in got.data or cp.encode() in got.data
         assert len(clixml._CREATE_PIPELINE._data) == 1, name
-    # Not set aside: an id in upper case, or one that looks like a stand-in.
-    for odd in (str(uuid.uuid4()).upper(), str(clixml._stand_in(1))):
+    # Text that already holds a stand-in's is built as it is, not set aside.
+    stand_in = clixml._stand_in(1)
+    for odd in (str(stand_in), str(stand_in).upper(), stand_in, f"x {stand_in} y"):
+        clixml._CREATE_PIPELINE.clear()
         pipeline = (Cmd("Get-VM", (("Id", odd),)), Cmd("Get-VMSnapshot", (("Id", VM),)))
         expected, _, _ = pypsrp_reference(pipeline, "2.3", 512000)
         assert ours(pipeline, "2.3", 512000)[0].data == expected.data
+        assert len(clixml._CREATE_PIPELINE._data) == 0
 
 
 def test_each_message_of_a_pool_gets_its_own_object_id() -> None:

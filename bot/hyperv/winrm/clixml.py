@@ -23,11 +23,11 @@ negotiated protocol version, and reuses the bytes: a sweep sends the same
 `Get-VM | Get-VMSnapshot | Select-Object ...` to every host, and building it
 (a deep copy of every command, a few hundred XML elements, `ET.tostring`)
 was a quarter of the client's CPU per host. Ids are set aside first: a
-pipeline that names a VM or a checkpoint by its Id (a lower-case GUID, as
-text or a Guid) is built once with stand-in GUIDs, and each call's Data is
-those bytes with the stand-ins' text replaced by its own ids, which the
-CLIXML carries verbatim (`<S>` and `<G>` of hex digits and dashes, nothing
-to escape). A restore or remove names a checkpoint no earlier call named,
+pipeline that names a VM or a checkpoint by its Id (a GUID, as a Guid or
+in text, a WQL filter's included) is built once with stand-in GUIDs, and
+each call's Data is those bytes with the stand-ins' text replaced by its
+own ids, which the CLIXML carries verbatim (hex digits and dashes are
+never escaped, in `<G>` or in `<S>`). A restore or remove names a checkpoint no earlier call named,
 and serialising its message afresh cost 7.5-9 ms of CPU a call, now under
 0.1 ms (docs/winrm-client.md). Only the message's Data field
 is reused; the RPID and PID of its header and the object and fragment ids
@@ -384,7 +384,11 @@ class _Shape:
     end_of_statement: bool
 
 
-_GUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+# A GUID in text, all lower or all upper case (a VMId, or one in a WQL
+# filter: `SystemName='<VMID>'`).
+_GUID_IN_TEXT = re.compile(
+    r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9A-F]{8}(?:-[0-9A-F]{4}){3}-[0-9A-F]{12}"
+)
 
 
 def _stand_in(index: int) -> uuid.UUID:
@@ -394,19 +398,40 @@ def _stand_in(index: int) -> uuid.UUID:
 _STAND_IN_PREFIX = str(_stand_in(0))[:24]
 
 
-def _shape(commands: Sequence[CommandSpec]) -> tuple[tuple[_Shape, ...], tuple[str, ...]]:
-    """The commands with each id value replaced by the next stand-in, of
-    the same type, and the ids in that order."""
-    ids: list[str] = []
+def _mentions_stand_in(value: object) -> bool:
+    if isinstance(value, list | tuple):
+        return any(_mentions_stand_in(v) for v in value)
+    if isinstance(value, uuid.UUID):
+        value = str(value)
+    return isinstance(value, str) and _STAND_IN_PREFIX in value.lower()
+
+
+def _shape(
+    commands: Sequence[CommandSpec],
+) -> tuple[tuple[_Shape, ...], tuple[tuple[str, str], ...]] | None:
+    """The commands with each id replaced by the next stand-in: a Guid
+    value by a Guid, a GUID in a text value by the stand-in's text; and
+    (stand-in text, id text) in that order. None when a value already
+    holds text like a stand-in's, which would be replaced too."""
+    ids: list[tuple[str, str]] = []
+
+    def stand_in(found: re.Match[str]) -> str:
+        text = str(_stand_in(len(ids)))
+        ids.append((text, found.group(0)))
+        return text
+
     shaped: list[_Shape] = []
     for cmd in commands:
         params: list[tuple[str, object]] = []
         for key, value in cmd.params:
-            text = str(value) if isinstance(value, uuid.UUID) else value
-            if isinstance(text, str) and _GUID_TEXT.match(text):
-                stand_in = _stand_in(len(ids))
-                ids.append(text)
-                value = stand_in if isinstance(value, uuid.UUID) else str(stand_in)
+            if _mentions_stand_in(value):
+                return None
+            if isinstance(value, uuid.UUID):
+                replaced = _stand_in(len(ids))
+                ids.append((str(replaced), str(value)))
+                value = replaced
+            elif isinstance(value, str):
+                value = _GUID_IN_TEXT.sub(stand_in, value)
             params.append((key, value))
         shaped.append(_Shape(cmd.name, tuple(params), cmd.end_of_statement))
     return tuple(shaped), tuple(ids)
@@ -428,11 +453,11 @@ def create_pipeline(pool: Any, commands: Sequence[CommandSpec]) -> PrebuiltMessa
     docstring)."""
     if pool.host is not None:  # a local PSHost is state, not a constant
         return PrebuiltMessage(MessageType.CREATE_PIPELINE, build_create_pipeline(pool, commands))
-    shape, ids = _shape(commands)
-    if any(text.startswith(_STAND_IN_PREFIX) for text in ids):
-        # An id that looks like a stand-in would be replaced twice.
+    shaped = _shape(commands)
+    if shaped is None:
         return PrebuiltMessage(MessageType.CREATE_PIPELINE, build_create_pipeline(pool, commands))
+    shape, ids = shaped
     data = _CREATE_PIPELINE.data(_key(pool, shape), lambda: _template(pool, shape, len(ids)))
-    for index, text in enumerate(ids):
-        data = data.replace(str(_stand_in(index)).encode(), text.encode())
+    for stand_in, text in ids:
+        data = data.replace(stand_in.encode(), text.encode())
     return PrebuiltMessage(MessageType.CREATE_PIPELINE, data)
