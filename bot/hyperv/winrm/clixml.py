@@ -27,11 +27,11 @@ pipeline that names a VM or a checkpoint by its Id (a GUID, as a Guid or
 in text, a WQL filter's included) is built once with stand-in GUIDs, and
 each call's Data is those bytes with the stand-ins' text replaced by its
 own ids, which the CLIXML carries verbatim (hex digits and dashes are
-never escaped, in `<G>` or in `<S>`). A restore or remove names a checkpoint no earlier call named,
-and serialising its message afresh cost 7.5-9 ms of CPU a call, now under
-0.1 ms (docs/winrm-client.md). Only the message's Data field
-is reused; the RPID and PID of its header and the object and fragment ids
-that frame it (MS-PSRP 2.2.1,
+never escaped, in `<G>` or in `<S>`). A restore or remove names a
+checkpoint no earlier call named, and serialising its message afresh cost
+7.5-9 ms of CPU a call, now under 0.1 ms (docs/winrm-client.md). Only the
+message's Data field is reused; the RPID and PID of its header and the
+object and fragment ids that frame it (MS-PSRP 2.2.1,
 https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-psrp/497ac440-89fb-4cb3-9cc1-3434c1aa74c3,
 and 2.2.4) are still filled in by pypsrp's `Message.pack` and `Fragmenter`
 for each pool and pipeline.
