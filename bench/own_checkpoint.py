@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.clock import ManualClock  # noqa: E402
-from bot.devtools.emulator import EmulatedFleet, Faults  # noqa: E402
+from bot.devtools.emulator import DEFAULT_USERS, EmulatedFleet, Faults  # noqa: E402
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory  # noqa: E402
 from bot.devtools.hostmodel import (  # noqa: E402
     InMemoryHostStateStore,
@@ -50,7 +50,8 @@ from bot.hyperv.winrm.connect import Credentials  # noqa: E402
 from bot.hyperv.winrm.host import WinRMHost  # noqa: E402
 from bot.inventory import Inventory, demo_inventory_path, load_inventory  # noqa: E402
 
-USER, PASSWORD = "hvadmin", "Passw0rd!"
+# The emulator's own loopback login (its hosts serve it when given no users).
+((USER, PASSWORD),) = DEFAULT_USERS.items()
 HOST, VM_NAME = "HV03", "STG-WEB01"
 PAST_THE_MERGE = timedelta(minutes=10)
 
@@ -64,7 +65,6 @@ class Side:
             store,
             [HOST],
             model=load_host_model(demo_hosts_path()),
-            users={USER: PASSWORD},
             auth=("ntlm",),
             latency_ms=latency_ms,
             faults=faults,
