@@ -437,6 +437,7 @@ class WinRMHost:
         cmdlet only gets what Where-Object passes on. Then, and from then on
         for this host, the owner is asked first and the checkpoint acted on
         by Id: two round trips, as before."""
+        owner_asked = False
         if self._filters:
             try:
                 outputs = self._run(filtered, missing=CheckpointNotFound)
@@ -467,9 +468,9 @@ class WinRMHost:
                     cmdlet,
                 )
                 self._filters = False
-                # `_proven` has just asked the owner: the VM's own.
-                return self._run(by_id(), missing=CheckpointNotFound)
-        self._owned_checkpoint(vm_id, checkpoint_id)
+                owner_asked = True  # by `_proven`: the VM's own
+        if not owner_asked:
+            self._owned_checkpoint(vm_id, checkpoint_id)
         return self._run(by_id(), missing=CheckpointNotFound)
 
     def _proven(
