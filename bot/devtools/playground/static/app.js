@@ -271,15 +271,16 @@ function drawer(open) {
 // fires it only when both hit the same element (UI Events, "click";
 // https://w3c.github.io/uievents/#event-type-click). So while a pointer is
 // pressed, redrawing waits, and happens once it is released and the click
-// has run.
+// has run. A release the page never sees (the window lost focus) ends the
+// wait too.
 const press = { down: false, pending: false };
+const released = () => setTimeout(() => {
+  press.down = false;
+  if (press.pending) { press.pending = false; render(); }
+});
 document.addEventListener("pointerdown", () => { press.down = true; }, true);
-for (const type of ["pointerup", "pointercancel"]) {
-  document.addEventListener(type, () => setTimeout(() => {
-    press.down = false;
-    if (press.pending) { press.pending = false; render(); }
-  }), true);
-}
+for (const type of ["pointerup", "pointercancel"]) document.addEventListener(type, released, true);
+window.addEventListener("blur", released);
 
 function render() {
   if (!ui.state) return;
