@@ -22,6 +22,7 @@ from bot.changes.batch_record import batch_note, get_batch, open_batch
 from bot.changes.record import get_change, note
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.service import (
+    MemberResult,
     Selection,
     approve_batch,
     create_batch,
@@ -155,6 +156,9 @@ def test_each_end_of_a_wave_is_one_reply_posted_once_by_two_processes(
         assert "2 of 2 rolled back (asked by <@U0ALICE>)" in _finished(said)[1]
 
         merged = merge_batch(bot.ctx, out.batch.ref, requester="U0BOB")
+        # Each member started, or the reason it did not is the failure.
+        started = [m for m in merged.members if m.result is not MemberResult.SKIPPED]
+        assert [(m.vm, m.detail) for m in started if m.job_id is None] == []
         _wait_jobs(bot, merged.job_ids)
         _drain_twice_at_once(bot, other, members)
         said = bot.api.wait_for(lambda cs: len(_finished(cs)) >= 3, 30)

@@ -366,19 +366,37 @@ def record_host_action(ctx: ServiceDeps, s: Session, change: Change, job: HostJo
 def begin_host_action(
     ctx: ServiceDeps, change_id: int, action: Action, who: str | Principal
 ) -> int:
-    """Move an active change into rolling back / merging and queue the job."""
+    """Move an active change into rolling back / merging and queue the job.
+
+    A write that lands between this read and its conditional update (a TTL
+    reminder, a warning in the thread) moves the change's version, not its
+    state: the change is read again and the transition asked again, up to
+    `_TRIES` times. A write that moved the state is a Conflict in the words
+    of the state it is in now; nothing is queued by a try that lost."""
     person = as_principal(who)
-    try:
-        with session_scope(ctx.engine) as s:
-            change = get_change(s, change_id)
-            job = start_host_action(s, change, action, person, ctx.clock())
-            job_id = record_host_action(ctx, s, change, job)
-    except IllegalTransition as exc:
-        raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
-    except ConcurrentUpdate:
-        raise changed_meanwhile(change_id, "asked", "nothing was done, look again") from None
-    ctx.deliver(job_id)
-    return job_id
+    seen: State | None = None
+    for _ in range(_TRIES):
+        try:
+            with session_scope(ctx.engine) as s:
+                change = get_change(s, change_id)
+                state = State(change.state)
+                if seen is not None and state is not seen:
+                    raise Conflict(not_now(change_ref(change_id), state, action.value))
+                seen = state
+                job = start_host_action(s, change, action, person, ctx.clock())
+                job_id = record_host_action(ctx, s, change, job)
+        except IllegalTransition as exc:
+            raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
+        except ConcurrentUpdate:
+            continue
+        ctx.deliver(job_id)
+        return job_id
+    raise changed_meanwhile(change_id, "asked", "nothing was done, look again")
+
+
+# Reads of a change that another writer's note can overtake before the
+# conditional update; past this, it is changing faster than a person can ask.
+_TRIES = 3
 
 
 def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:

@@ -1,0 +1,193 @@
+"""A rollback or merge asked at the moment another writer touches the same
+change (bot/service/requests.py `begin_host_action`), on SQLite and
+PostgreSQL: the other write lands between the read of the change and its
+conditional update, from another connection, as another process's would.
+
+A note (a TTL reminder, a warning) moves only the version: the request
+goes ahead, once. A move of state is refused in the words of the state
+it is in now. Nothing is half-done either way: one job, one event."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from bot.changes import Command
+from bot.changes.record import get_change, note, transition
+from bot.clock import ManualClock
+from bot.context import AppContext, build_context
+from bot.service import Conflict, request_checkpoint, show_change
+from bot.service.requests import begin_host_action
+from bot.store.db import session_scope
+from bot.store.tables import change_ref
+from bot.store.tables.jobs import Job
+from policies import Action
+from tests.helpers import settings_for
+
+
+@pytest.fixture
+def ctx(
+    tmp_path: Path, pg_engine: Engine, pg_database_url: str, clock: ManualClock
+) -> Iterator[AppContext]:
+    """On PostgreSQL: its sessions read before they lock, so another
+    process's write can land in between (on SQLite every writing session
+    begins IMMEDIATE and the other writer waits, see the last test)."""
+    # No consumer: the jobs stay queued where the test can count them.
+    settings = settings_for(tmp_path, pg_database_url)
+    context = build_context(settings, clock=clock, huey_kind="memory")
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def _active(ctx: AppContext) -> int:
+    out = request_checkpoint(ctx, "WEB01", reason="KB5044284", requester="alice")
+    assert out.job_id is not None
+    ctx.runner.run(out.job_id)
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "active"
+    return change.id
+
+
+def _state(ctx: AppContext, change_id: int) -> str:
+    return show_change(ctx, change_ref(change_id)).state
+
+
+@contextmanager
+def overtaken(engine: Engine, times: int, write: Callable[[], None]) -> Iterator[list[int]]:
+    """Run `write` (on its own connection) just before each of the next
+    `times` conditional updates of a change; yields how many ran."""
+    ran: list[int] = []
+    writing: list[bool] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        # The other writer's own update is not overtaken in turn.
+        if writing or len(ran) >= times:
+            return
+        if statement.lstrip().upper().startswith("UPDATE CHANGE "):
+            ran.append(1)
+            writing.append(True)
+            try:
+                write()
+            finally:
+                writing.clear()
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield ran
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def _remind(ctx: AppContext, change_id: int) -> Callable[[], None]:
+    def write() -> None:
+        with session_scope(ctx.engine) as s:
+            note(
+                s,
+                get_change(s, change_id),
+                kind="ttl_reminder",
+                actor="ttl_chase",
+                now=ctx.clock(),
+                message="the checkpoint's TTL ends in 1 hour",
+            )
+
+    return write
+
+
+def _jobs(ctx: AppContext, change_id: int, kind: str) -> int:
+    with session_scope(ctx.engine) as s:
+        found = s.exec(
+            select(Job).where(col(Job.change_id) == change_id, col(Job.kind) == kind)
+        ).all()
+        return len(found)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("action", [Action.ROLLBACK, Action.MERGE])
+def test_a_note_that_lands_first_does_not_turn_the_request_away(
+    ctx: AppContext, action: Action
+) -> None:
+    change_id = _active(ctx)
+    with overtaken(ctx.engine, 1, _remind(ctx, change_id)) as ran:
+        job_id = begin_host_action(ctx, change_id, action, "bob")
+    assert ran == [1]
+    change = show_change(ctx, change_ref(change_id))
+    assert change.state == {Action.ROLLBACK: "rolling_back", Action.MERGE: "merging"}[action]
+    kinds = [e.kind for e in change.events]
+    assert kinds[-2:] == ["ttl_reminder", f"start_{action.value}"]
+    assert _jobs(ctx, change_id, action.value) == 1
+    assert ctx.ledger.get(job_id).change_id == change_id
+
+
+@pytest.mark.postgres
+def test_a_change_that_keeps_changing_is_told_and_nothing_is_started(
+    ctx: AppContext,
+) -> None:
+    change_id = _active(ctx)
+    before = len(show_change(ctx, change_ref(change_id)).events)
+    with overtaken(ctx.engine, 3, _remind(ctx, change_id)), pytest.raises(Conflict) as told:
+        begin_host_action(ctx, change_id, Action.MERGE, "bob")
+    assert told.value.message.endswith("changed while you asked; nothing was done, look again")
+    change = show_change(ctx, change_ref(change_id))
+    assert change.state == "active"
+    assert [e.kind for e in change.events][before:] == ["ttl_reminder"] * 3
+    assert _jobs(ctx, change_id, "merge") == 0
+
+
+@pytest.mark.postgres
+def test_a_state_moved_by_the_other_writer_is_refused_in_its_words(ctx: AppContext) -> None:
+    """Keep & merge is allowed from rolled back too, but bob asked it of an
+    active change: a rollback that ended meanwhile is his to see first."""
+    change_id = _active(ctx)
+
+    def someone_else_rolled_back() -> None:
+        with session_scope(ctx.engine) as s:
+            change = get_change(s, change_id)
+            for command in (Command.START_ROLLBACK, Command.ROLLED_BACK):
+                transition(s, change, command, actor="carol", now=ctx.clock())
+
+    with overtaken(ctx.engine, 1, someone_else_rolled_back), pytest.raises(Conflict) as told:
+        begin_host_action(ctx, change_id, Action.MERGE, "bob")
+    assert told.value.message == (
+        f"{change_ref(change_id)} was already rolled back; you can keep & merge or extend it now"
+    )
+    assert _state(ctx, change_id) == "rolled_back"
+    assert _jobs(ctx, change_id, "merge") == 0
+
+
+def test_on_sqlite_the_other_writer_waits_for_the_request(
+    tmp_path: Path, sqlite_engine: Engine, sqlite_url: str, clock: ManualClock
+) -> None:
+    """SQLite has one writer at a time and the bot's sessions take the lock
+    when they begin (bot/store/db.py): a note that comes at the same moment
+    waits, and lands after the request."""
+    context = build_context(settings_for(tmp_path, sqlite_url), clock=clock, huey_kind="memory")
+    try:
+        change_id = _active(context)
+        writer: list[threading.Thread] = []
+
+        def in_another_thread() -> None:
+            writer.append(threading.Thread(target=_remind(context, change_id)))
+            writer[0].start()
+            writer[0].join(timeout=0.5)  # it cannot get in
+            assert writer[0].is_alive()
+
+        with overtaken(context.engine, 1, in_another_thread) as ran:
+            begin_host_action(context, change_id, Action.MERGE, "bob")
+        writer[0].join(timeout=30)
+        assert ran == [1] and not writer[0].is_alive()
+        change = show_change(context, change_ref(change_id))
+        assert [e.kind for e in change.events][-2:] == ["start_merge", "ttl_reminder"]
+        assert change.state == "merging"
+        assert _jobs(context, change_id, "merge") == 1
+    finally:
+        context.close()
