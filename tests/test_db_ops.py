@@ -207,6 +207,19 @@ def test_backup_refuses_to_overwrite_and_says_how(tmp_path: Path) -> None:
     assert target.read_bytes().startswith(b"SQLite format 3\x00")
 
 
+def test_backup_into_a_missing_or_non_directory_says_which(tmp_path: Path) -> None:
+    missing = invoke(tmp_path, "db", "backup", "backups/b.db")
+    assert missing.returncode == 2
+    assert one_line_error(missing) == (
+        "checkpoint-bot: error: backups does not exist: create it first, or name a file elsewhere"
+    )
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    not_dir = invoke(tmp_path, "db", "backup", "file/b.db")
+    assert not_dir.returncode == 2
+    assert one_line_error(not_dir) == "checkpoint-bot: error: file is not a directory"
+    assert not (tmp_path / "backups").exists()
+
+
 def test_backup_of_a_missing_database_is_unavailable(tmp_path: Path) -> None:
     config = tmp_path / "bot.yaml"
     inventory = Path(__file__).parents[1] / "deploy" / "examples" / "demo-inventory.yaml"

@@ -31,6 +31,8 @@ def backup_database(settings: Settings, dest: Path, *, force: bool = False) -> B
     """The whole configured database into `dest`, whole or not at all."""
     if dest.exists() and not force:
         raise BadRequest(f"{dest} exists: pass --force to replace it, or name a new file")
+    if not dest.parent.exists():
+        raise BadRequest(f"{dest.parent} does not exist: create it first, or name a file elsewhere")
     if not dest.parent.is_dir():
         raise BadRequest(f"{dest.parent} is not a directory")
     try:
