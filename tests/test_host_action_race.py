@@ -1,17 +1,22 @@
-"""A rollback or merge asked at the moment another writer touches the same
-change (bot/service/requests.py `begin_host_action`), on SQLite and
-PostgreSQL: the other write lands between the read of the change and its
-conditional update, from another connection, as another process's would.
+"""Two writers on one change at the same moment, on SQLite and PostgreSQL:
+the other write lands between a read of the change and its conditional
+update, from another connection, as another process's would.
 
-A note (a TTL reminder, a warning) moves only the version: the request
-goes ahead, once. A move of state is refused in the words of the state
-it is in now. Nothing is half-done either way: one job, one event."""
+- A rollback or merge a person asked (bot/service/requests.py
+  `begin_host_action`): a note moves only the version, so the request goes
+  ahead, once; a move of state is refused in the words of the state it is
+  in now. Nothing is half-done either way: one job, one event.
+- What already happened (bot/changes/record.py `recording`): a job's step
+  after the host acted, and a TTL reminder whose slot is claimed, are
+  written after the other note instead of being lost.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ from bot.clock import ManualClock
 from bot.context import AppContext, build_context
 from bot.service import Conflict, request_checkpoint, show_change
 from bot.service.requests import begin_host_action
+from bot.service.ttl_chase import TTLChaser
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
 from bot.store.tables.jobs import Job
@@ -49,8 +55,8 @@ def ctx(
         context.close()
 
 
-def _active(ctx: AppContext) -> int:
-    out = request_checkpoint(ctx, "WEB01", reason="KB5044284", requester="alice")
+def _active(ctx: AppContext, vm: str = "WEB01") -> int:
+    out = request_checkpoint(ctx, vm, reason="KB5044284", requester="alice")
     assert out.job_id is not None
     ctx.runner.run(out.job_id)
     change = show_change(ctx, out.change.ref)
@@ -191,3 +197,48 @@ def test_on_sqlite_the_other_writer_waits_for_the_request(
         assert _jobs(context, change_id, "merge") == 1
     finally:
         context.close()
+
+
+@pytest.mark.postgres
+def test_a_job_records_what_the_host_did_after_a_note_that_came_first(ctx: AppContext) -> None:
+    """The restore ran; a note landing between the job's read of the change
+    and its update must not lose the record of it (bot/changes/record.py
+    `recording`). A staging VM: its rollback needs no approval, so the
+    job's re-check lets it run."""
+    change_id = _active(ctx, "STG-WEB01")
+    job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "bob")
+    with overtaken(ctx.engine, 1, _remind(ctx, change_id)) as ran:
+        ctx.runner.run(job_id)
+    assert ran == [1]
+    change = show_change(ctx, change_ref(change_id))
+    assert change.state == "rolled_back"
+    kinds = [e.kind for e in change.events]
+    assert kinds[-2:] == ["ttl_reminder", "rolled_back"]
+    assert ctx.ledger.get(job_id).state == "succeeded"
+
+
+@pytest.mark.postgres
+def test_a_ttl_reminder_overtaken_by_another_note_is_still_told(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    """The reminder's slot is claimed before its note is written: a note
+    lost to another writer's would never be written again."""
+    change_id = _active(ctx)
+    clock.advance(timedelta(hours=48, minutes=1))  # 72 h TTL, reminded 24 h before
+
+    def another_process_warns() -> None:
+        with session_scope(ctx.engine) as s:
+            note(
+                s,
+                get_change(s, change_id),
+                kind="warning",
+                actor="checkpoint-bot",
+                now=ctx.clock(),
+                message="a warning from a job of another process",
+            )
+
+    with overtaken(ctx.engine, 1, another_process_warns) as ran:
+        TTLChaser(ctx).tick(clock())
+    assert ran == [1]
+    kinds = [e.kind for e in show_change(ctx, change_ref(change_id)).events]
+    assert kinds[-2:] == ["warning", "ttl_reminder"]

@@ -12,15 +12,20 @@ process drains the outbox, even if this one dies right after the commit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.changes.lifecycle import Command, State, Transition, apply, still_wanted
 from bot.domain import ApprovalState, ChangeRef
+from bot.store.db import session_scope
 from bot.store.tables.changes import Change, ChangeEvent
+
+T = TypeVar("T")
 
 
 class ChangeNotFound(LookupError):
@@ -48,6 +53,33 @@ def get_change(session: Session, change_id: int) -> Change:
     if change is None:
         raise ChangeNotFound(f"CHG-{change_id:04d}")
     return change
+
+
+def recording(
+    engine: Engine,
+    change_id: int,
+    write: Callable[[Session, Change], T],
+    *,
+    tries: int = 3,
+) -> T:
+    """`write(session, change)` in one transaction, on the change as it is
+    now, for a write that records what already happened: a job's step
+    after the host acted, a note. A ConcurrentUpdate there means another
+    writer's note or step landed between the read and the update; losing
+    the record of a restore that ran would be worse than writing it after
+    that one, so the change is read again and `write` runs again, up to
+    `tries` times. The transition table still refuses a step the change's
+    new state does not allow (IllegalTransition). A request a person made
+    on what they saw is not such a write: see bot/service/requests.py
+    `begin_host_action`."""
+    for attempt in range(1, tries + 1):
+        try:
+            with session_scope(engine) as s:
+                return write(s, get_change(s, change_id))
+        except ConcurrentUpdate:
+            if attempt == tries:
+                raise
+    raise AssertionError("tries must be at least 1")
 
 
 def open_change(

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from bot.changes import Command, State
-from bot.changes.record import events_of, get_change, note, transition
+from bot.changes.record import events_of, get_change, note, recording, transition
 from bot.clock import utc_text
 from bot.config import DefaultsConfig
 from bot.domain import ApprovalState, CheckpointKind
@@ -137,30 +137,36 @@ class HostJobs:
         details: dict[str, Any] | None = None,
         **values: Any,
     ) -> None:
-        with session_scope(self.engine) as s:
-            transition(
+        recording(
+            self.engine,
+            change_id,
+            lambda s, change: transition(
                 s,
-                get_change(s, change_id),
+                change,
                 command,
                 actor=ACTOR,
                 now=self.clock(),
                 message=message,
                 details=details,
                 **values,
-            )
+            ),
+        )
         self.on_change(change_id)
 
     def _note(self, change_id: int, kind: str, message: str, **details: Any) -> None:
-        with session_scope(self.engine) as s:
-            note(
+        recording(
+            self.engine,
+            change_id,
+            lambda s, change: note(
                 s,
-                get_change(s, change_id),
+                change,
                 kind=kind,
                 actor=ACTOR,
                 now=self.clock(),
                 message=message,
                 details=details,
-            )
+            ),
+        )
         self.on_change(change_id)
 
     def _load(self, change_id: int) -> Change:

@@ -30,7 +30,7 @@ from sqlmodel import col, select
 
 from bot.changes.batch_load import load_batch
 from bot.changes.lifecycle import State
-from bot.changes.record import get_change, note
+from bot.changes.record import get_change, note, recording
 from bot.changes.views import ChangeView
 from bot.durations import format_duration
 from bot.service import vanished
@@ -229,15 +229,15 @@ class TTLChaser:
     # -- telling ----------------------------------------------------------------
 
     def _note(self, change: ChangeView, kind: str, message: str) -> None:
-        with session_scope(self.ctx.engine) as s:
-            note(
-                s,
-                get_change(s, change.id),
-                kind=kind,
-                actor=ACTOR,
-                now=self.ctx.clock(),
-                message=message,
-            )
+        # Its slot is claimed: a note lost to another writer's would never
+        # be sent again.
+        recording(
+            self.ctx.engine,
+            change.id,
+            lambda s, current: note(
+                s, current, kind=kind, actor=ACTOR, now=self.ctx.clock(), message=message
+            ),
+        )
         self.ctx.notifier.changed(change.id)
 
     def _fresh(self, change: ChangeView) -> ChangeView:
