@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from bot.changes.record import get_change, note
+from bot.changes.record import ConcurrentUpdate, get_change, note
 from bot.jobs import job_words
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
@@ -57,8 +57,10 @@ def deliver(ctx: ServiceDeps, job_id: int) -> bool:
                 details={"job": job_id},
             )
             change_id = job.change_id
-    except SQLAlchemyError:
-        # The job is recorded all the same; the outbox hands it over later.
+    except (SQLAlchemyError, ConcurrentUpdate):
+        # The job is recorded all the same; the outbox hands it over later
+        # (a note that met another writer's is a courtesy lost, not an error
+        # for the person whose request is recorded).
         log.warning("could not note that job %s waits for the queue", job_id, exc_info=True)
         return False
     ctx.notifier.changed(change_id)

@@ -576,17 +576,20 @@ class HostJobs:
         except HyperVError as exc:
             self._note(job.change_id, "start_failed", f"Start-VM failed: {exc.message}")
             raise OperationFailed(f"{change_ref(job.change_id)}: start failed: {exc}") from exc
-        with session_scope(self.engine) as s:
-            note(
+        recording(
+            self.engine,
+            job.change_id,
+            lambda s, current: note(
                 s,
-                get_change(s, job.change_id),
+                current,
                 kind="started",
                 actor=str(job.payload.get("by") or ACTOR),
                 actor_team=job.payload.get("by_team"),
                 now=self.clock(),
                 message=f"{change.vm_name} started; it is {vm.state.name}",
                 vm_state_after=vm.state.name,
-            )
+            ),
+        )
         self.on_change(job.change_id)
         return {"vm_state": vm.state.name}
 

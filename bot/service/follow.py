@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from bot.changes.record import get_change, note
+from bot.changes.record import get_change, note, recording
 from bot.inventory import Inventory
 from bot.service.locate import Locator, moved_details, moved_text
 from bot.store.db import session_scope
@@ -41,9 +41,10 @@ def follow(
     if located.host.casefold() == change.host.casefold():
         return change
     seen = located.sighting
-    with session_scope(engine) as s:
-        row = get_change(s, change.id)
-        note(
+    recording(
+        engine,
+        change.id,
+        lambda s, row: note(
             s,
             row,
             kind="moved",
@@ -52,7 +53,8 @@ def follow(
             message=moved_text(vm.name, change.host, located.host, seen),
             details=moved_details(change.host, located.host, seen),
             host=located.host,
-        )
+        ),
+    )
     on_change(change.id)
     with session_scope(engine) as s:
         return get_change(s, change.id)
