@@ -231,9 +231,9 @@ def test_a_click_during_a_live_update_is_not_lost(page: Page) -> None:
     expect(root).to_contain_text(state_is("active"), timeout=WAIT_MS)
     replies = root.get_by_test_id("open-thread")
     expect(replies).to_be_visible(timeout=WAIT_MS)
-    box = replies.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    # Hovered the way a click is aimed (visible, stable, hit by the pointer,
+    # waiting out a redraw of the thread's own replies), then pressed there.
+    replies.hover(timeout=WAIT_MS)
     page.mouse.down()
     version = page.locator("body").get_attribute("data-version")
     page.evaluate(
