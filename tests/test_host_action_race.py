@@ -94,19 +94,25 @@ def overtaken(engine: Engine, times: int, write: Callable[[], None]) -> Iterator
         event.remove(engine, "before_cursor_execute", before)
 
 
-def _remind(ctx: AppContext, change_id: int) -> Callable[[], None]:
+def _noting(ctx: AppContext, change_id: int, kind: str, actor: str) -> Callable[[], None]:
+    """Another process's note on the change, as a write to run later."""
+
     def write() -> None:
         with session_scope(ctx.engine) as s:
             note(
                 s,
                 get_change(s, change_id),
-                kind="ttl_reminder",
-                actor="ttl_chase",
+                kind=kind,
+                actor=actor,
                 now=ctx.clock(),
-                message="the checkpoint's TTL ends in 1 hour",
+                message=f"a {kind} from another process",
             )
 
     return write
+
+
+def _remind(ctx: AppContext, change_id: int) -> Callable[[], None]:
+    return _noting(ctx, change_id, "ttl_reminder", "ttl_chase")
 
 
 def _jobs(ctx: AppContext, change_id: int, kind: str) -> int:
@@ -226,17 +232,7 @@ def test_a_ttl_reminder_overtaken_by_another_note_is_still_told(
     change_id = _active(ctx)
     clock.advance(timedelta(hours=48, minutes=1))  # 72 h TTL, reminded 24 h before
 
-    def another_process_warns() -> None:
-        with session_scope(ctx.engine) as s:
-            note(
-                s,
-                get_change(s, change_id),
-                kind="warning",
-                actor="checkpoint-bot",
-                now=ctx.clock(),
-                message="a warning from a job of another process",
-            )
-
+    another_process_warns = _noting(ctx, change_id, "warning", "checkpoint-bot")
     with overtaken(ctx.engine, 1, another_process_warns) as ran:
         TTLChaser(ctx).tick(clock())
     assert ran == [1]
