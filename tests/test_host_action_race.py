@@ -6,6 +6,8 @@ update, from another connection, as another process's would.
   `begin_host_action`): a note moves only the version, so the request goes
   ahead, once; a move of state is refused in the words of the state it is
   in now. Nothing is half-done either way: one job, one event.
+- An extension: counted from the expiry the policy was asked about, it
+  goes ahead past a note and is refused if that expiry moved meanwhile.
 - What already happened (bot/changes/record.py `recording`): a job's step
   after the host acted, and a TTL reminder whose slot is claimed, are
   written after the other note instead of being lost.
@@ -29,8 +31,8 @@ from bot.changes import Command
 from bot.changes.record import get_change, note, transition
 from bot.clock import ManualClock
 from bot.context import AppContext, build_context
-from bot.service import Conflict, request_checkpoint, show_change
-from bot.service.requests import begin_host_action
+from bot.service import Conflict, extend, request_checkpoint, show_change
+from bot.service.requests import apply_extension, begin_host_action
 from bot.service.ttl_chase import TTLChaser
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
@@ -238,3 +240,63 @@ def test_a_ttl_reminder_overtaken_by_another_note_is_still_told(
     assert ran == [1]
     kinds = [e.kind for e in show_change(ctx, change_ref(change_id)).events]
     assert kinds[-2:] == ["warning", "ttl_reminder"]
+
+
+@pytest.mark.postgres
+def test_an_extension_goes_ahead_past_a_note_and_not_past_another_extension(
+    ctx: AppContext,
+) -> None:
+    """Extending counts from the expiry the policy was asked about: a note
+    that lands first is read past; another extension that lands first
+    means the person's new expiry was counted from a stale one."""
+    change_id = _active(ctx)
+    ref = change_ref(change_id)
+    before = show_change(ctx, ref).expires_at
+    assert before is not None
+    with overtaken(ctx.engine, 1, _remind(ctx, change_id)) as ran:
+        extend(ctx, ref, "24h", requester="bob")
+    assert ran == [1]
+    change = show_change(ctx, ref)
+    assert change.expires_at == before + timedelta(hours=24)
+    assert [e.kind for e in change.events][-2:] == ["ttl_reminder", "extended"]
+
+    def carol_extends() -> None:
+        with session_scope(ctx.engine) as s:
+            current = get_change(s, change_id)
+            assert current.expires_at is not None
+            apply_extension(
+                s, current, current.expires_at + timedelta(hours=48), "carol", ctx.clock()
+            )
+
+    with overtaken(ctx.engine, 1, carol_extends), pytest.raises(Conflict) as told:
+        extend(ctx, ref, "1h", requester="bob")
+    assert told.value.message == f"{ref} changed while you asked; look again"
+    change = show_change(ctx, ref)
+    assert change.expires_at == before + timedelta(hours=72)
+    assert [e.actor for e in change.events if e.kind == "extended"] == ["bob", "carol"]
+
+
+@pytest.mark.postgres
+def test_an_extension_counted_from_an_expiry_that_moved_while_the_policy_was_asked_is_refused(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, bob's +1h counted from the old expiry was written over
+    carol's +48h, taking 47 hours away."""
+    change_id = _active(ctx)
+    ref = change_ref(change_id)
+    before = show_change(ctx, ref).expires_at
+    assert before is not None
+    decide = ctx.decider.decide
+
+    def carol_extends_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        decision = decide(*args, **kwargs)
+        with session_scope(ctx.engine) as s:
+            current = get_change(s, change_id)
+            apply_extension(s, current, before + timedelta(hours=48), "carol", ctx.clock())
+        return decision
+
+    monkeypatch.setattr(ctx.decider, "decide", carol_extends_meanwhile)
+    with pytest.raises(Conflict) as told:
+        extend(ctx, ref, "1h", requester="bob")
+    assert told.value.message == f"{ref} changed while you asked; look again"
+    assert show_change(ctx, ref).expires_at == before + timedelta(hours=48)

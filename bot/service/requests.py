@@ -472,58 +472,75 @@ def merge(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
 
 def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -> Outcome:
     """Give an active checkpoint more time; beyond the scope's maximum
-    lifetime the policy asks for approval."""
+    lifetime the policy asks for approval. The new expiry is counted from
+    the one the policy was asked about: if another extension or a state
+    change lands first, the person is told to look again. A note landing
+    between the read and the update (`begin_host_action`) is read past."""
     who = as_principal(requester)
     delta = _duration(by, "extend by")
     change_id = find_change(ctx, ref)
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
-    if State(change.state) not in (State.ACTIVE, State.ROLLED_BACK) or change.expires_at is None:
+    if State(change.state) not in _EXTENDABLE or change.expires_at is None:
         raise Conflict(
             f"{change_ref(change_id)} is {change.state.replace('_', ' ')}; only an "
             "active checkpoint can be extended"
         )
     now = ctx.clock()
-    new_expiry = max(now, change.expires_at) + delta
+    asked_about = change.expires_at
+    new_expiry = max(now, asked_about) + delta
     vm = resolve_vm(ctx, change.vm_name)
     decision = ctx.decider.decide(vm, Action.EXTEND, who, extend_to=new_expiry, change=change)
-    try:
-        with session_scope(ctx.engine) as s:
-            change = get_change(s, change_id)
-            approval_id = None
-            if decision.verdict is Verdict.DENY:
-                note(
-                    s,
-                    change,
-                    kind="extend_refused",
-                    actor="policy",
-                    now=now,
-                    message=_summary(decision),
-                    details=decision.to_dict(),
-                )
-            elif decision.verdict is Verdict.NEEDS_APPROVAL:
-                approval = open_approval(
-                    s, change, "extend", who, decision, now, {"extend_to": new_expiry.isoformat()}
-                )
-                approval_id = approval.id
-                assert decision.approval is not None
-                note(
-                    s,
-                    change,
-                    kind="extend_awaits_approval",
-                    actor="policy",
-                    now=now,
-                    message=f"extension to {utc_text(new_expiry)} needs "
-                    f"{decision.approval.describe()}",
-                    details=decision.to_dict(),
-                )
-            else:
-                apply_extension(s, change, new_expiry, who.id, now, actor_team=who.team)
-            outcome = Outcome(ChangeView.of(change), decision, approval_id=approval_id)
-    except ConcurrentUpdate:
-        raise changed_meanwhile(change_id, "asked") from None
-    ctx.notifier.changed(change_id)
-    return outcome
+    for _ in range(_TRIES):
+        try:
+            with session_scope(ctx.engine) as s:
+                change = get_change(s, change_id)
+                if State(change.state) not in _EXTENDABLE or change.expires_at != asked_about:
+                    raise changed_meanwhile(change_id, "asked")
+                approval_id = None
+                if decision.verdict is Verdict.DENY:
+                    note(
+                        s,
+                        change,
+                        kind="extend_refused",
+                        actor="policy",
+                        now=now,
+                        message=_summary(decision),
+                        details=decision.to_dict(),
+                    )
+                elif decision.verdict is Verdict.NEEDS_APPROVAL:
+                    approval = open_approval(
+                        s,
+                        change,
+                        "extend",
+                        who,
+                        decision,
+                        now,
+                        {"extend_to": new_expiry.isoformat()},
+                    )
+                    approval_id = approval.id
+                    assert decision.approval is not None
+                    note(
+                        s,
+                        change,
+                        kind="extend_awaits_approval",
+                        actor="policy",
+                        now=now,
+                        message=f"extension to {utc_text(new_expiry)} needs "
+                        f"{decision.approval.describe()}",
+                        details=decision.to_dict(),
+                    )
+                else:
+                    apply_extension(s, change, new_expiry, who.id, now, actor_team=who.team)
+                outcome = Outcome(ChangeView.of(change), decision, approval_id=approval_id)
+        except ConcurrentUpdate:
+            continue
+        ctx.notifier.changed(change_id)
+        return outcome
+    raise changed_meanwhile(change_id, "asked")
+
+
+_EXTENDABLE = (State.ACTIVE, State.ROLLED_BACK)
 
 
 def apply_extension(
