@@ -47,7 +47,8 @@ def ctx(
 ) -> Iterator[AppContext]:
     """On PostgreSQL: its sessions read before they lock, so another
     process's write can land in between (on SQLite every writing session
-    begins IMMEDIATE and the other writer waits, see the last test)."""
+    begins IMMEDIATE and the other writer waits: see
+    `test_on_sqlite_the_other_writer_waits_for_the_request`)."""
     # No consumer: the jobs stay queued where the test can count them.
     settings = settings_for(tmp_path, pg_database_url)
     context = build_context(settings, clock=clock, huey_kind="memory")
