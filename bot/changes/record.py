@@ -63,15 +63,16 @@ def recording(
     tries: int = 3,
 ) -> T:
     """`write(session, change)` in one transaction, on the change as it is
-    now, for a write that records what already happened: a job's step
-    after the host acted, a note. A ConcurrentUpdate there means another
-    writer's note or step landed between the read and the update; losing
-    the record of a restore that ran would be worse than writing it after
-    that one, so the change is read again and `write` runs again, up to
-    `tries` times. The transition table still refuses a step the change's
-    new state does not allow (IllegalTransition). A request a person made
-    on what they saw is not such a write: see bot/service/requests.py
-    `begin_host_action`."""
+    now. A ConcurrentUpdate means another writer's note or step landed
+    between the read and the update: the change is read again and `write`
+    runs again, up to `tries` times, then the ConcurrentUpdate is raised.
+    The transition table still refuses a step the change's new state does
+    not allow (IllegalTransition). For what already happened (a job's step
+    after the host acted, a note) that is all: losing the record of a
+    restore that ran would be worse than writing it after the other note.
+    A request a person made on what they saw also checks, in `write`, that
+    what they saw still holds (bot/service/requests.py `begin_host_action`,
+    `extend`)."""
     for attempt in range(1, tries + 1):
         try:
             with session_scope(engine) as s:

@@ -17,6 +17,7 @@ from bot.changes.record import (
     note,
     open_change,
     parse_ref,
+    recording,
     transition,
 )
 from bot.changes.views import ChangeView
@@ -370,33 +371,29 @@ def begin_host_action(
 
     A write that lands between this read and its conditional update (a TTL
     reminder, a warning in the thread) moves the change's version, not its
-    state: the change is read again and the transition asked again, up to
-    `_TRIES` times. A write that moved the state is a Conflict in the words
-    of the state it is in now; nothing is queued by a try that lost."""
+    state: `recording` reads the change again and the transition is asked
+    again. A write that moved the state is a Conflict in the words of the
+    state it is in now; nothing is queued by a try that lost."""
     person = as_principal(who)
     seen: State | None = None
-    for _ in range(_TRIES):
-        try:
-            with session_scope(ctx.engine) as s:
-                change = get_change(s, change_id)
-                state = State(change.state)
-                if seen is not None and state is not seen:
-                    raise Conflict(not_now(change_ref(change_id), state, action.value))
-                seen = state
-                job = start_host_action(s, change, action, person, ctx.clock())
-                job_id = record_host_action(ctx, s, change, job)
-        except IllegalTransition as exc:
-            raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
-        except ConcurrentUpdate:
-            continue
-        ctx.deliver(job_id)
-        return job_id
-    raise changed_meanwhile(change_id, "asked", "nothing was done, look again")
 
+    def start(s: Session, change: Change) -> int:
+        nonlocal seen
+        state = State(change.state)
+        if seen is not None and state is not seen:
+            raise Conflict(not_now(change_ref(change_id), state, action.value))
+        seen = state
+        job = start_host_action(s, change, action, person, ctx.clock())
+        return record_host_action(ctx, s, change, job)
 
-# Reads of a change that another writer's note can overtake before the
-# conditional update; past this, it is changing faster than a person can ask.
-_TRIES = 3
+    try:
+        job_id = recording(ctx.engine, change_id, start)
+    except IllegalTransition as exc:
+        raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
+    except ConcurrentUpdate:
+        raise changed_meanwhile(change_id, "asked", "nothing was done, look again") from None
+    ctx.deliver(job_id)
+    return job_id
 
 
 def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
@@ -491,53 +488,46 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
     new_expiry = max(now, asked_about) + delta
     vm = resolve_vm(ctx, change.vm_name)
     decision = ctx.decider.decide(vm, Action.EXTEND, who, extend_to=new_expiry, change=change)
-    for _ in range(_TRIES):
-        try:
-            with session_scope(ctx.engine) as s:
-                change = get_change(s, change_id)
-                if State(change.state) not in _EXTENDABLE or change.expires_at != asked_about:
-                    raise changed_meanwhile(change_id, "asked")
-                approval_id = None
-                if decision.verdict is Verdict.DENY:
-                    note(
-                        s,
-                        change,
-                        kind="extend_refused",
-                        actor="policy",
-                        now=now,
-                        message=_summary(decision),
-                        details=decision.to_dict(),
-                    )
-                elif decision.verdict is Verdict.NEEDS_APPROVAL:
-                    approval = open_approval(
-                        s,
-                        change,
-                        "extend",
-                        who,
-                        decision,
-                        now,
-                        {"extend_to": new_expiry.isoformat()},
-                    )
-                    approval_id = approval.id
-                    assert decision.approval is not None
-                    note(
-                        s,
-                        change,
-                        kind="extend_awaits_approval",
-                        actor="policy",
-                        now=now,
-                        message=f"extension to {utc_text(new_expiry)} needs "
-                        f"{decision.approval.describe()}",
-                        details=decision.to_dict(),
-                    )
-                else:
-                    apply_extension(s, change, new_expiry, who.id, now, actor_team=who.team)
-                outcome = Outcome(ChangeView.of(change), decision, approval_id=approval_id)
-        except ConcurrentUpdate:
-            continue
-        ctx.notifier.changed(change_id)
-        return outcome
-    raise changed_meanwhile(change_id, "asked")
+
+    def write(s: Session, change: Change) -> Outcome:
+        if State(change.state) not in _EXTENDABLE or change.expires_at != asked_about:
+            raise changed_meanwhile(change_id, "asked")
+        approval_id = None
+        if decision.verdict is Verdict.DENY:
+            note(
+                s,
+                change,
+                kind="extend_refused",
+                actor="policy",
+                now=now,
+                message=_summary(decision),
+                details=decision.to_dict(),
+            )
+        elif decision.verdict is Verdict.NEEDS_APPROVAL:
+            approval = open_approval(
+                s, change, "extend", who, decision, now, {"extend_to": new_expiry.isoformat()}
+            )
+            approval_id = approval.id
+            assert decision.approval is not None
+            note(
+                s,
+                change,
+                kind="extend_awaits_approval",
+                actor="policy",
+                now=now,
+                message=f"extension to {utc_text(new_expiry)} needs {decision.approval.describe()}",
+                details=decision.to_dict(),
+            )
+        else:
+            apply_extension(s, change, new_expiry, who.id, now, actor_team=who.team)
+        return Outcome(ChangeView.of(change), decision, approval_id=approval_id)
+
+    try:
+        outcome = recording(ctx.engine, change_id, write)
+    except ConcurrentUpdate:
+        raise changed_meanwhile(change_id, "asked") from None
+    ctx.notifier.changed(change_id)
+    return outcome
 
 
 _EXTENDABLE = (State.ACTIVE, State.ROLLED_BACK)
