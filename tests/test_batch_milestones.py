@@ -8,11 +8,12 @@ quiet but for failures and the card's progress line follows the members
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -22,6 +23,7 @@ from bot.changes.batch_record import batch_note, get_batch, open_batch
 from bot.changes.record import get_change, note
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.service import (
+    BatchAction,
     MemberResult,
     Selection,
     approve_batch,
@@ -286,3 +288,56 @@ def test_nothing_is_told_while_a_member_is_on_its_way_or_for_an_old_wave(engine:
                    message="1", details={})  # fmt: skip
     with session_scope(engine) as s:
         assert finish_of(s, old_id) is None
+
+
+@pytest.mark.parametrize(
+    ("act", "told"),
+    [(rollback_batch, "2 of 2 rolled back"), (merge_batch, "2 of 2 merged")],
+    ids=["rollback", "merge"],
+)
+def test_a_member_that_ends_before_the_others_begin_does_not_end_the_wave(
+    tmp_path: Path,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    act: Callable[..., BatchAction],
+    told: str,
+) -> None:
+    """A member's job may end in moments (a fast host, a refusal at its
+    re-check): the wave's end must wait for the members the loop has not
+    begun yet, not count them as not run ("1 of 1 merged, 1 not run", seen
+    once in CI before every member began before any job was delivered)."""
+    with checked_wave_bot(tmp_path, db_url) as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["STG-WEB01", "STG-APP01"]),
+            reason="staging wave",
+            requester="U0ALICE",
+            channel="C0OPS",
+        )
+        members = [o.change.id for o in out.outcomes]
+        _wait_jobs(bot, [o.job_id for o in out.outcomes])
+        assert isinstance(bot.ctx.notifier, ThreadNotifier)
+        notifier = bot.ctx.notifier
+        notifier.drain()
+        notifier.flush()
+        delivered = bot.ctx.deliver
+
+        def at_once(job_id: int) -> bool:
+            # The job runs to its end and every member is synced (the wave's
+            # end asked for) before the caller goes on.
+            ok = delivered(job_id)
+            bot.ctx.ledger.wait(job_id, timeout=30)
+            for change_id in members:
+                notifier.sync(change_id)
+            return ok
+
+        monkeypatch.setattr(bot.ctx, "deliver", at_once)
+        acted = act(bot.ctx, out.batch.ref, requester="U0BOB")
+        # Staging VMs: the shipped policy asks no approver for either action.
+        assert [m.job_id is not None for m in acted.members] == [True, True]
+        _wait_jobs(bot, acted.job_ids)
+        for change_id in members:
+            notifier.sync(change_id)
+        notifier.drain()
+        said = bot.api.wait_for(lambda cs: len(_finished(cs)) >= 2, 30)
+        assert f"{told} (asked by <@U0BOB>)" in _finished(said)[1], _finished(said)

@@ -139,9 +139,8 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
             [m.change_id for m in members if m.result is MemberResult.AWAITS_APPROVAL],
         )
     else:
-        # Noted before any member starts: a member's job may end before the
-        # loop does, and what ends after this event is what the action did
-        # (a member that cannot start is told as not run).
+        # Noted before any member starts: what ends after this event is what
+        # the action did (a member that cannot start is told as not run).
         _note(
             ctx,
             batch_id,
@@ -153,6 +152,14 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
         )
         for change_id, _ in decisions:
             members.append(_start(ctx, change_id, action, who))
+        # Delivered once every member has begun: a member's job may end in
+        # moments (a fast host, a refusal at its re-check), and the wave's
+        # end, asked for then, would count a member the loop had not begun
+        # yet as not run. An undelivered job waits in the job outbox
+        # (bot/jobs/delivery.py): nothing recorded is lost.
+        for started in members:
+            if started.job_id is not None:
+                ctx.deliver(started.job_id)
     for acted in members:
         ctx.notifier.changed(acted.change_id)
     return BatchAction(show_batch(ctx, ref), action.value, verdict, tuple(members + skipped))
@@ -162,7 +169,7 @@ def _start(ctx: ServiceDeps, change_id: int, action: Action, who: Principal) -> 
     with session_scope(ctx.engine) as s:
         vm = get_change(s, change_id).vm_name
     try:
-        job_id = begin_host_action(ctx, change_id, action, who)
+        job_id = begin_host_action(ctx, change_id, action, who, deliver=False)
     except ServiceError as exc:
         # It moved on meanwhile (someone merged it): the others go ahead.
         return MemberAction(

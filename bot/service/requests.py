@@ -365,9 +365,16 @@ def record_host_action(ctx: ServiceDeps, s: Session, change: Change, job: HostJo
 
 
 def begin_host_action(
-    ctx: ServiceDeps, change_id: int, action: Action, who: str | Principal
+    ctx: ServiceDeps,
+    change_id: int,
+    action: Action,
+    who: str | Principal,
+    *,
+    deliver: bool = True,
 ) -> int:
-    """Move an active change into rolling back / merging and queue the job.
+    """Move an active change into rolling back / merging and queue the job
+    (or, with `deliver=False`, leave it in the job outbox for the caller to
+    deliver: a wave begins every member before any member's job can run).
 
     A write that lands between this read and its conditional update (a TTL
     reminder, a warning in the thread) moves the change's version, not its
@@ -392,7 +399,8 @@ def begin_host_action(
         raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
     except ConcurrentUpdate:
         raise changed_meanwhile(change_id, "asked", "nothing was done, look again") from None
-    ctx.deliver(job_id)
+    if deliver:
+        ctx.deliver(job_id)
     return job_id
 
 
