@@ -305,7 +305,8 @@ def test_a_member_that_ends_before_the_others_begin_does_not_end_the_wave(
     """A member's job may end in moments (a fast host, a refusal at its
     re-check): the wave's end must wait for the members the loop has not
     begun yet, not count them as not run ("1 of 1 merged, 1 not run", seen
-    once in CI before every member began before any job was delivered)."""
+    once in CI when each member's job was handed to the queue as soon as
+    that member began)."""
     with checked_wave_bot(tmp_path, db_url) as bot:
         out = create_batch(
             bot.ctx,
