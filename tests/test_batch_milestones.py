@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from bot.changes.batch_milestones import finish_of, note_finished
 from bot.changes.batch_record import batch_note, get_batch, open_batch
 from bot.changes.record import get_change, note
+from bot.jobs.states import is_final
 from bot.notify import ChannelPacer, ThreadNotifier
 from bot.service import (
     BatchAction,
@@ -92,7 +93,9 @@ def _events(bot: RunningBot, kind: str) -> list[BatchEvent]:
 def _wait_jobs(bot: RunningBot, job_ids: Sequence[int | None]) -> None:
     for job_id in job_ids:
         if job_id is not None:
-            bot.ctx.ledger.wait(job_id, timeout=30)
+            job = bot.ctx.ledger.wait(job_id, timeout=30)
+            # A job still running after 30 s is the failure, not what follows.
+            assert is_final(job.state), f"job {job_id} is still {job.state}"
 
 
 def _drain_twice_at_once(bot: RunningBot, other: ThreadNotifier, change_ids: list[int]) -> None:
