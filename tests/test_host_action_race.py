@@ -8,6 +8,8 @@ update, from another connection, as another process's would.
   in now. Nothing is half-done either way: one job, one event.
 - An extension: counted from the expiry the policy was asked about, it
   goes ahead past a note and is refused if that expiry moved meanwhile.
+- A person's answer to an interrupted change (bot/service/reconcile.py
+  `resolve`): recorded past a note.
 - What already happened (bot/changes/record.py `recording`): a job's step
   after the host acted, and a TTL reminder whose slot is claimed, are
   written after the other note instead of being lost.
@@ -32,6 +34,7 @@ from bot.changes.record import get_change, note, transition
 from bot.clock import ManualClock
 from bot.context import AppContext, build_context
 from bot.service import Conflict, extend, request_checkpoint, show_change
+from bot.service.reconcile import Reconciler, resolve
 from bot.service.requests import apply_extension, begin_host_action
 from bot.service.ttl_chase import TTLChaser
 from bot.store.db import session_scope
@@ -301,3 +304,24 @@ def test_an_extension_counted_from_an_expiry_that_moved_while_the_policy_was_ask
         extend(ctx, ref, "1h", requester="bob")
     assert told.value.message == f"{ref} changed while you asked; look again"
     assert show_change(ctx, ref).expires_at == before + timedelta(hours=48)
+
+
+@pytest.mark.postgres
+def test_an_answer_to_an_interrupted_change_is_recorded_past_a_note(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    """A person's answer (`change resolve`) is a request on what they saw:
+    a note landing at its update (the reconciler's reminder, say) moves
+    only the version, and the answer is recorded once."""
+    change_id = _active(ctx)
+    job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "bob")
+    assert ctx.ledger.claim(job_id, "dead-host:1:deadbeef").won
+    clock.advance(ctx.ledger.lock_stale_after + timedelta(seconds=1))
+    Reconciler(ctx).tick(clock())
+    assert _state(ctx, change_id) == "interrupted"
+    with overtaken(ctx.engine, 1, _noting(ctx, change_id, "reminder", "reconciler")) as ran:
+        done = resolve(ctx, change_ref(change_id), "rolled_back", who="alice")
+    assert ran == [1]
+    assert done.state == "rolled_back"
+    assert [e.kind for e in done.events][-2:] == ["reminder", "reconcile_rolled_back"]
+    assert done.events[-1].actor == "alice"

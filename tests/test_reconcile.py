@@ -210,6 +210,53 @@ def test_restore_asks_a_human_once_and_the_answer_is_checked(
         resolve(ctx, ref, "active", who="alice")
 
 
+def test_two_answers_at_once_record_one_and_tell_the_other_what_it_is_now(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    """Two people answer the same interrupted rollback (the requester in
+    Slack, an admin on the CLI, or one double click): while the second
+    answer checks the host, the first is recorded. The second is turned
+    away in words that say what the change is now, and recorded nothing."""
+    change_id, _host = _active(ctx, clock)
+    ref = change_ref(change_id)
+    from bot.service.requests import begin_host_action
+    from policies import Action
+
+    job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "bob")
+    assert ctx.ledger.claim(job_id, DEAD).won
+    _stale(ctx, clock)
+    Reconciler(ctx).tick(clock())
+    assert show_change(ctx, ref).state == "interrupted"
+
+    class FirstAnswerLands:
+        """The host, asked by the second answer after the first was recorded."""
+
+        def __init__(self, inner: HyperVHost) -> None:
+            self.inner = inner
+            self.answered = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def list_checkpoints(self, vm_id: str | None = None) -> object:
+            if not self.answered:
+                self.answered = True
+                ctx.host_for.wrap(None)
+                resolve(ctx, ref, "rolled_back", who="alice")
+            return self.inner.list_checkpoints(vm_id)
+
+    ctx.host_for.wrap(lambda _name, host: FirstAnswerLands(host))  # type: ignore[arg-type,return-value]
+    with pytest.raises(Conflict) as refused:
+        resolve(ctx, ref, "active", who="alice")
+    assert refused.value.message == (
+        f"{ref} is rolled back now: someone answered while you did; nothing was recorded"
+    )
+    change = show_change(ctx, ref)
+    assert change.state == "rolled_back"
+    resolved = [e for e in change.events if e.from_state == "interrupted"]
+    assert len(resolved) == 1 and "recorded: rolled back" in resolved[0].message
+
+
 def test_unreachable_host_keeps_the_change_interrupted_and_says_so_once(
     ctx: AppContext, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

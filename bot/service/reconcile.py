@@ -24,11 +24,18 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bot.changes import RESOLUTIONS, Command, State
 from bot.changes.lifecycle import IN_FLIGHT, IllegalTransition
-from bot.changes.record import ConcurrentUpdate, events_of, get_change, note, transition
+from bot.changes.record import (
+    ConcurrentUpdate,
+    events_of,
+    get_change,
+    note,
+    recording,
+    transition,
+)
 from bot.changes.views import ChangeView
 from bot.clock import speed_of
 from bot.domain import user_mention
@@ -350,18 +357,29 @@ def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -
                 f"checkpoint {change.checkpoint_id} is no longer on {change.host}: "
                 f"{change_ref(change_id)} cannot be {outcome.replace('_', ' ')}"
             )
-    try:
-        with session_scope(ctx.engine) as s:
-            transition(
-                s,
-                get_change(s, change_id),
-                RESOLUTIONS[outcome],
-                actor=principal.id,
-                actor_team=principal.team,
-                now=ctx.clock(),
-                message=f"{user_mention(principal.id)} checked the VM and recorded: "
-                f"{outcome.replace('_', ' ')}",
+
+    def record(s: Session, current: Change) -> None:
+        # The host was asked in between: another answer (a second person, a
+        # double click) may have been recorded meanwhile. A note that landed
+        # is read past (`recording`); a settled change is not answered twice.
+        if current.state != State.INTERRUPTED:
+            raise Conflict(
+                f"{change_ref(change_id)} is {current.state.replace('_', ' ')} now: "
+                "someone answered while you did; nothing was recorded"
             )
+        transition(
+            s,
+            current,
+            RESOLUTIONS[outcome],
+            actor=principal.id,
+            actor_team=principal.team,
+            now=ctx.clock(),
+            message=f"{user_mention(principal.id)} checked the VM and recorded: "
+            f"{outcome.replace('_', ' ')}",
+        )
+
+    try:
+        recording(ctx.engine, change_id, record)
     except ConcurrentUpdate:
         raise changed_meanwhile(change_id, "answered") from None
     ctx.notifier.changed(change_id)
