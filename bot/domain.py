@@ -72,8 +72,11 @@ DISABLED = "disabled"
 SETTING_WORDS: tuple[str, ...] = (*CheckpointKind, DISABLED)
 
 
-# A change's ref in text people type: `CHG-0042`, `chg-42`, `CHG42`.
+# A change's ref in text people type: `CHG-0042`, `chg-42`, `CHG42`. Nine
+# digits at most: a change id is a 32-bit integer in the record.
 _REF_TYPED = re.compile(r"CHG-?([0-9]{1,9})", re.IGNORECASE)
+# Typed like one, whatever the number (`CHG-99999999999` names no change).
+_REF_SHAPE = re.compile(r"CHG-?[0-9]+", re.IGNORECASE)
 # A ref as the bot writes it, at the start of a checkpoint's name.
 _REF_WRITTEN = re.compile(r"CHG-([0-9]{1,9})\b")
 # The same, inside values the bot builds (button values).
@@ -101,6 +104,12 @@ class ChangeRef:
         ignored), or None."""
         found = _REF_TYPED.fullmatch(text.strip())
         return cls(int(found.group(1))) if found else None
+
+    @classmethod
+    def typed(cls, text: str) -> bool:
+        """Whether `text` is written as a change ref, even one whose number
+        no change could have: it names a change, never a VM."""
+        return _REF_SHAPE.fullmatch(text.strip()) is not None
 
     @classmethod
     def leading(cls, text: str) -> ChangeRef | None:

@@ -78,6 +78,17 @@ def test_domain_controller_is_refused_naming_usn_rollback(tmp_path: Path) -> Non
             "(s, m, h, d, w), like 90m, 24h, 7d or 1d12h",
         ),
         (["change", "show", "CHG-77"], 1, "no change CHG-0077"),
+        # A ref no change could have (past a 32-bit id) is still a ref, not
+        # a VM's name ("no VM named 'CHG-…'" until 2026-12-05).
+        (
+            ["checkpoint", "rollback", "CHG-99999999999999999999"],
+            1,
+            "no change CHG-99999999999999999999",
+        ),
+        (["change", "show", "chg-12345678901"], 1, "no change CHG-12345678901"),
+        # An empty filter is a mistake, not "every VM" (it listed them all).
+        (["checkpoint", "list", "--vm", ""], 2, "VM name is empty"),
+        (["checkpoint", "list", "--host", ""], 2, "host name is empty"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import select
 
 from bot.changes.record import parse_ref
+from bot.domain import ChangeRef
 from bot.service.errors import BadRequest, NotFound, from_inventory
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
@@ -47,6 +48,8 @@ def find_change(ctx: ServiceDeps, ref: str) -> int:
                 "checkpoint it did not take"
             )
         change_id = owner.id
+    if change_id is None and ChangeRef.typed(text):
+        raise NotFound(f"no change {text.upper()}")
     if change_id is None:
         raise BadRequest(
             f"'{ref}' is neither a change id (like CHG-0042) nor a checkpoint Id (a GUID)"

@@ -86,7 +86,8 @@ def list_checkpoints(
 ) -> CheckpointListing:
     vm_id = None
     found: list[Checkpoint] | None = None
-    if vm:
+    if vm is not None:
+        # An empty --vm is a mistake to name, not "every VM".
         record = resolve_vm(ctx, vm)
         standalone = ctx.decider.locator.standalone(record)
         vm_id, hosts = record.vm_id, [record.host] if standalone else _where(ctx, record)
@@ -96,7 +97,7 @@ def list_checkpoints(
             hosts = [h for h in hosts if h.lower() == host.lower()]
         if standalone:
             found, problems = _on_its_host(ctx, record)
-    elif host:
+    elif host is not None:
         try:
             hosts = [ctx.inventory.host(host).name]
         except InventoryLookupError as exc:
