@@ -220,6 +220,19 @@ def test_backup_into_a_missing_or_non_directory_says_which(tmp_path: Path) -> No
     assert not (tmp_path / "backups").exists()
 
 
+def test_backup_to_a_file_that_cannot_be_written_names_the_file(tmp_path: Path) -> None:
+    """procfs takes no new file, not even from root (proc(5)): the error is
+    the destination's, not the live database's (it said "cannot back up
+    var/checkpoint-bot.db" until 2026-12-05)."""
+    _changes(tmp_path)
+    refused = invoke(tmp_path, "db", "backup", "/proc/checkpoint-bot-backup.db")
+    assert refused.returncode == 1
+    assert one_line_error(refused) == (
+        "checkpoint-bot: error: cannot write /proc/checkpoint-bot-backup.db: "
+        "unable to open database file"
+    )
+
+
 def test_backup_of_a_missing_database_is_unavailable(tmp_path: Path) -> None:
     config = tmp_path / "bot.yaml"
     inventory = Path(__file__).parents[1] / "deploy" / "examples" / "demo-inventory.yaml"

@@ -76,10 +76,13 @@ def backup_sqlite(source: Path, dest: Path) -> BackupResult:
     # mode=ro: a backup never creates or changes the live database.
     live = f"{source.resolve().as_uri()}?mode=ro"
     try:
-        with (
-            closing(sqlite3.connect(live, uri=True)) as src,
-            closing(sqlite3.connect(partial)) as copy,
-        ):
+        # The copy is opened apart: a FILE that cannot be written is named as
+        # such, not blamed on the live database.
+        copy_conn = sqlite3.connect(partial)
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot write {dest}: {exc}") from None
+    try:
+        with closing(sqlite3.connect(live, uri=True)) as src, closing(copy_conn) as copy:
             src.backup(copy)
             check = copy.execute("PRAGMA integrity_check").fetchone()
             if not check or check[0] != "ok":
