@@ -164,8 +164,10 @@ def plain_mentions(text: str) -> str:
     return MENTION_TOKEN.sub(word, text)
 
 
-# A batch's ref in text people type: `BAT-0007`, `bat-7`, `BAT7`.
+# A batch's ref in text people type: `BAT-0007`, `bat-7`, `BAT7` (nine
+# digits at most, as a change's), and typed like one whatever the number.
 _BATCH_TYPED = re.compile(r"BAT-?([0-9]{1,9})", re.IGNORECASE)
+_BATCH_SHAPE = re.compile(r"BAT-?[0-9]+", re.IGNORECASE)
 
 
 @dataclass(frozen=True, order=True)
@@ -183,6 +185,12 @@ class BatchRef:
         """What a person typed (`BAT-0007`, `bat-7`, `BAT7`), or None."""
         found = _BATCH_TYPED.fullmatch(text.strip())
         return cls(int(found.group(1))) if found else None
+
+    @classmethod
+    def typed(cls, text: str) -> bool:
+        """Whether `text` is written as a batch ref, even one whose number
+        no batch could have."""
+        return _BATCH_SHAPE.fullmatch(text.strip()) is not None
 
 
 def single_vm(

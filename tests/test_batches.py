@@ -144,6 +144,9 @@ def test_show_batch_errors(ctx: AppContext) -> None:
         show_batch(ctx, "CHG-0001")
     with pytest.raises(NotFound, match="no batch BAT-0042"):
         show_batch(ctx, "bat-42")
+    # Written as a batch ref, whatever its number: no batch has it.
+    with pytest.raises(NotFound, match="no batch BAT-99999999999999 "):
+        show_batch(ctx, "BAT-99999999999999")
 
 
 def test_the_models_match_migration_0014(engine: Engine) -> None:

@@ -328,6 +328,8 @@ def _by_token(ctx: ServiceDeps, token: str) -> int | None:
 
 def find_batch(ref: str) -> int:
     found = BatchRef.parse(ref)
+    if found is None and BatchRef.typed(ref):
+        raise NotFound(f"no batch {ref.strip().upper()} (batch ids look like BAT-0007)")
     if found is None:
         raise BadRequest(f"'{ref}' is not a batch id: batch ids look like BAT-0007")
     return found.id
