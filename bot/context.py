@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from bot.clock import Clock, real_seconds, speed_of, system_clock
@@ -23,7 +24,7 @@ from bot.secrets import secret_from
 from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import Unavailable
 from bot.store import migrate
-from bot.store.db import make_engine, session_scope
+from bot.store.db import driver_reason, make_engine, session_scope
 
 if TYPE_CHECKING:
     from bot.hyperv import HyperVHost
@@ -610,6 +611,11 @@ def build_context(
     except ConfigError:
         engine.dispose()
         raise
+    except (OperationalError, InterfaceError) as exc:
+        engine.dispose()
+        raise Unavailable(
+            f"cannot open the database {settings.database_label}: {driver_reason(exc)}"
+        ) from None
     except Exception as exc:
         engine.dispose()
         raise Unavailable(

@@ -37,6 +37,34 @@ def test_db_upgrade_with_a_dead_database_is_one_line_and_exit_3(tmp_path: Path) 
     assert "s3cret" not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize("args", [("outbox",), ("checkpoint", "list"), ("audit", "export")])
+def test_a_command_on_a_dead_database_says_why_in_one_line(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """The driver's reason, not only its exception's name ("OperationalError"
+    until 2026-12-05), and never the password."""
+    url = "postgresql://app:s3cret@127.0.0.1:1/checkpoint"  # nothing listens on port 1
+    result = invoke(tmp_path, *args, env={"DATABASE_URL": url})
+    assert result.returncode == 3
+    line = one_line_error(result)
+    assert line.startswith(
+        "checkpoint-bot: error: cannot open the database postgresql://app:***@127.0.0.1:1/"
+    )
+    assert "Connection refused" in line
+    assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_a_sqlite_file_whose_directory_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    # procfs takes no new directory, not even from root (proc(5)); until
+    # 2026-12-05 this was an internal error (FileNotFoundError).
+    result = invoke(tmp_path, "outbox", env={"DATABASE_URL": "sqlite:////proc/nope/bot.db"})
+    assert result.returncode == 3
+    assert one_line_error(result) == (
+        "checkpoint-bot: error: cannot open the database sqlite:////proc/nope/bot.db: "
+        "unable to open database file"
+    )
+
+
 def test_help_says_who_the_cli_operator_is(tmp_path: Path) -> None:
     for args in (("--help",), ("change", "approve", "--help")):
         shown = " ".join(invoke(tmp_path, *args).stdout.split())

@@ -9,7 +9,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from bot.config import Settings
 from bot.service.errors import Unavailable
 from bot.store import migrate
-from bot.store.db import make_engine
+from bot.store.db import driver_reason, make_engine
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,7 @@ def upgrade_schema(settings: Settings) -> SchemaChange:
         migrate.upgrade(engine)
         after = migrate.current_revision(engine)
     except (OperationalError, InterfaceError) as exc:
-        reason = _first_line(exc.orig if exc.orig is not None else exc)
-        raise Unavailable(f"{label}: the database does not answer: {reason}") from None
+        raise Unavailable(f"{label}: the database does not answer: {driver_reason(exc)}") from None
     finally:
         engine.dispose()
     return SchemaChange(label, before, after)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,17 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 from bot.store.outage import watch_writes
+
+
+def driver_reason(exc: BaseException) -> str:
+    """The first line of what the database driver said: enough to tell a
+    refused connection from a failed login or a missing file. Never
+    SQLAlchemy's own text around it, which appends the statement and its
+    parameters; libpq and SQLite do not repeat a password."""
+    orig = getattr(exc, "orig", None)
+    said = orig if isinstance(orig, BaseException) else exc
+    lines = [line.strip() for line in str(said).splitlines() if line.strip()]
+    return lines[0] if lines else type(said).__name__
 
 
 def default_sqlite_url(workdir: Path) -> str:
@@ -51,7 +62,11 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # A directory that cannot be made (read-only, procfs) is said by
+            # the first connect, "unable to open database file", where every
+            # caller already tells a database that cannot be opened.
+            with suppress(OSError):
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "isolation_level": None}
         )
