@@ -173,20 +173,25 @@ def test_merge_settles_by_whether_the_checkpoint_is_still_there(
     assert show_change(ctx, ref).state == "merged"
 
 
-def test_restore_asks_a_human_once_and_the_answer_is_checked(
-    ctx: AppContext, clock: ManualClock
-) -> None:
+def _restore_interrupted(ctx: AppContext, clock: ManualClock) -> str:
+    """WEB01's rollback, its worker dead mid-restore, one reconciler tick
+    past it: the ref of a change that asks a human what happened."""
     change_id, _host = _active(ctx, clock)
-    ref = change_ref(change_id)
     from bot.service.requests import begin_host_action
     from policies import Action
 
     job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "bob")
     assert ctx.ledger.claim(job_id, DEAD).won
     _stale(ctx, clock)
-    reconciler = Reconciler(ctx)
-    reconciler.tick(clock())
-    reconciler.tick(clock())
+    Reconciler(ctx).tick(clock())
+    return change_ref(change_id)
+
+
+def test_restore_asks_a_human_once_and_the_answer_is_checked(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    ref = _restore_interrupted(ctx, clock)
+    Reconciler(ctx).tick(clock())  # a second tick asks no second time
     change = show_change(ctx, ref)
     assert change.state == "interrupted"
     assert change.resolutions == ("rolled_back", "active")
@@ -217,15 +222,7 @@ def test_two_answers_at_once_record_one_and_tell_the_other_what_it_is_now(
     Slack, an admin on the CLI, or one double click): while the second
     answer checks the host, the first is recorded. The second is turned
     away in words that say what the change is now, and recorded nothing."""
-    change_id, _host = _active(ctx, clock)
-    ref = change_ref(change_id)
-    from bot.service.requests import begin_host_action
-    from policies import Action
-
-    job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "bob")
-    assert ctx.ledger.claim(job_id, DEAD).won
-    _stale(ctx, clock)
-    Reconciler(ctx).tick(clock())
+    ref = _restore_interrupted(ctx, clock)
     assert show_change(ctx, ref).state == "interrupted"
 
     class FirstAnswerLands:
