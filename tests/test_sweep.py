@@ -314,3 +314,10 @@ def test_the_cli_sweeps_on_demand(tmp_path: Path) -> None:
     assert one_line_error(missing).endswith(
         "no checkpoint 00000000-0000-4000-8000-000000000000 on any host"
     )
+    # Not an Id at all: said before any host is asked.
+    mistyped = run(tmp_path, "sweep", "adopt", "WEB01")
+    assert mistyped.returncode == 2
+    assert one_line_error(mistyped) == (
+        "checkpoint-bot: error: 'WEB01' is not a checkpoint Id: give its GUID as sweep run "
+        "lists it, like 3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+    )
