@@ -31,7 +31,13 @@ from bot.hyperv import VMNotFound
 from bot.jobs import make_huey
 from bot.observe import Metrics, Readiness, bound, database_check, queue_check
 from bot.observe.gauges import CheckpointRow, DatabaseGauges, totals_by_group
-from bot.observe.logs import ContextFilter, ContextThreadPool, JsonFormatter, TextFormatter
+from bot.observe.logs import (
+    ContextFilter,
+    ContextThreadPool,
+    JsonFormatter,
+    TextFormatter,
+    configure,
+)
 from bot.observe.slack_api import make_web_client
 from bot.service import Principal
 from bot.store import migrate
@@ -162,6 +168,39 @@ def test_the_database_check_names_an_old_schema_and_passes_at_head(tmp_path: Pat
         assert check() is None
     finally:
         engine.dispose()
+
+
+def test_a_dead_database_is_logged_with_its_reason_and_probed_as_its_kind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The on-call engineer reads why in the log; the probe, which anyone
+    who reaches the port can read, says only what kind of failure."""
+    engine = make_engine("postgresql://app:s3cret@127.0.0.1:1/checkpoint")
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.observe.health"):
+            said = database_check(engine, migrate.head_revision)()
+    finally:
+        engine.dispose()
+    assert said == "unreachable: OperationalError"
+    (logged,) = [r.getMessage() for r in caplog.records]
+    assert logged.startswith("readiness: the database does not answer: connection failed:")
+    assert "Connection refused" in logged and "s3cret" not in logged
+
+
+def test_a_process_log_starts_with_its_own_words_not_alembic_plugins(tmp_path: Path) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure("text", logging.INFO, stream=stream)
+    try:
+        engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+        migrate.upgrade(engine)
+        migrate.current_revision(engine)
+        engine.dispose()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert "alembic.runtime" not in stream.getvalue()
 
 
 def test_the_queue_check_names_redis_unreachable() -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from bot.observe.metrics import Metrics
+from bot.store.db import driver_reason
 
 if TYPE_CHECKING:
     from huey import Huey
@@ -68,7 +69,10 @@ def database_check(engine: Engine, head: Callable[[], str | None]) -> Check:
                 conn.execute(text("select 1"))
             current = migrate.current_revision(engine)
         except Exception as exc:
-            log.warning("readiness: the database does not answer: %s", type(exc).__name__)
+            # The log gets the driver's reason for whoever is on call; the
+            # probe's answer, which anyone who reaches the port reads, only
+            # the kind of failure.
+            log.warning("readiness: the database does not answer: %s", driver_reason(exc))
             return f"unreachable: {type(exc).__name__}"
         expected = head()
         if current != expected:

@@ -123,8 +123,10 @@ def configure(fmt: LogFormat, level: int, *, stream: Any = None) -> logging.Hand
     root.addHandler(handler)
     root.setLevel(level)
     # Alembic says "Context impl ..." at INFO on every schema read, and
-    # /readyz reads the schema on every probe.
-    migration = logging.getLogger("alembic.runtime.migration")
-    if migration.level == logging.NOTSET:
-        migration.setLevel(logging.WARNING)
+    # /readyz reads the schema on every probe; at the first read it lists
+    # each plugin it sets up (seven lines before a process's first word).
+    for name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+        chatty = logging.getLogger(name)
+        if chatty.level == logging.NOTSET:
+            chatty.setLevel(logging.WARNING)
     return handler
