@@ -203,13 +203,18 @@ def test_a_process_log_starts_with_its_own_words_not_alembic_plugins(tmp_path: P
     assert "alembic.runtime" not in stream.getvalue()
 
 
-def test_the_queue_check_names_redis_unreachable() -> None:
+def test_the_queue_check_names_redis_unreachable(caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     huey = make_huey("redis", redis_url=f"redis://127.0.0.1:{port}/0", name="cb-obs-down")
     readiness = Readiness().add("job queue", queue_check(huey))
-    assert readiness.problems() == ["job queue (unreachable: ConnectionError)"]
+    with caplog.at_level(logging.WARNING, logger="bot.observe.health"):
+        assert readiness.problems() == ["job queue (unreachable: ConnectionError)"]
+    # The log says why (redis-py's words), for whoever is on call.
+    (logged,) = [r.getMessage() for r in caplog.records]
+    assert logged.startswith("readiness: the job queue does not answer: ")
+    assert f"127.0.0.1:{port}" in logged and "refused" in logged
 
 
 def test_a_check_that_raises_is_a_failing_check() -> None:

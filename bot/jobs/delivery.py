@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from bot.jobs.queue import JobQueue
 from bot.jobs.states import JobState
-from bot.store.db import session_scope
+from bot.store.db import driver_reason, session_scope
 from bot.store.tables.jobs import Job
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class JobDelivery:
             # Huey's storage raises its backend's own errors (redis-py's
             # ConnectionError, sqlite3's OperationalError): all mean the
             # same here, and the job row is the truth either way.
-            raise QueueUnavailable(f"the job queue did not answer ({type(exc).__name__})") from None
+            raise QueueUnavailable(f"the job queue did not answer ({driver_reason(exc)})") from None
 
     def undelivered(self, grace: timedelta = DELIVERY_GRACE) -> list[int]:
         """Queued jobs never handed to the queue, recorded before `grace` ago."""

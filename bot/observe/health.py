@@ -90,7 +90,8 @@ def queue_check(huey: Huey) -> Check:
         try:
             huey.storage.queue_size()
         except Exception as exc:
-            log.warning("readiness: the job queue does not answer: %s", type(exc).__name__)
+            # As for the database: the reason in the log, its kind in the probe.
+            log.warning("readiness: the job queue does not answer: %s", driver_reason(exc))
             return f"unreachable: {type(exc).__name__}"
         return None
 

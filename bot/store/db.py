@@ -16,10 +16,11 @@ from bot.store.outage import watch_writes
 
 
 def driver_reason(exc: BaseException) -> str:
-    """The first line of what the database driver said: enough to tell a
-    refused connection from a failed login or a missing file. Never
-    SQLAlchemy's own text around it, which appends the statement and its
-    parameters; libpq and SQLite do not repeat a password."""
+    """The first line of what the database driver (or the job queue's
+    client) said: enough to tell a refused connection from a failed login
+    or a missing file. Never SQLAlchemy's own text around it, which appends
+    the statement and its parameters; libpq, SQLite and redis-py do not
+    repeat a password."""
     orig = getattr(exc, "orig", None)
     said = orig if isinstance(orig, BaseException) else exc
     lines = [line.strip() for line in str(said).splitlines() if line.strip()]
