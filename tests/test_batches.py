@@ -50,7 +50,10 @@ def ctx(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
         settings_for(tmp_path, db_url), batches=BatchesConfig(max_vms=6, per_host=2)
     )
     context = build_context(settings, clock=ScaledClock(600, start=T0), huey_kind="memory")
-    context.start_workers()
+    # The jobs only: at 600x the periodic sweep (every 6 h) comes round every
+    # 36 s of real time, and a slow run crossed one between a wave's create
+    # and the test's own sweep (its sizes appeared early, seen once in CI).
+    context.start_workers(periodic=False)
     try:
         yield context
     finally:
@@ -243,7 +246,10 @@ def strict(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
     policy.write_text(WAVE_APPROVALS, encoding="utf-8")
     settings = dataclasses.replace(settings_for(tmp_path, db_url), policy_files=(policy,))
     context = build_context(settings, clock=ScaledClock(600, start=T0), huey_kind="memory")
-    context.start_workers()
+    # The jobs only: at 600x the periodic sweep (every 6 h) comes round every
+    # 36 s of real time, and a slow run crossed one between a wave's create
+    # and the test's own sweep (its sizes appeared early, seen once in CI).
+    context.start_workers(periodic=False)
     try:
         yield context
     finally:
