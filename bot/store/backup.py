@@ -82,7 +82,9 @@ def backup_sqlite(source: Path, dest: Path) -> BackupResult:
     except sqlite3.Error as exc:
         raise BackupError(f"cannot write {dest}: {exc}") from None
     try:
-        with closing(sqlite3.connect(live, uri=True)) as src, closing(copy_conn) as copy:
+        # The copy's closing entered first: a live database that cannot be
+        # opened must not leave the copy's connection open.
+        with closing(copy_conn) as copy, closing(sqlite3.connect(live, uri=True)) as src:
             src.backup(copy)
             check = copy.execute("PRAGMA integrity_check").fetchone()
             if not check or check[0] != "ok":
