@@ -14,6 +14,8 @@ from datetime import timedelta
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+)\s*([smhdw])")
 _WHOLE = re.compile(r"^(?:\d+\s*[smhdw]\s*)+$")
+# `-1h`, `- 2d`: a duration written below zero, told apart from noise.
+_NEGATIVE = re.compile(r"^-\s*(?:\d+\s*[smhdw]\s*)+$")
 
 
 # A year (and a day for leap years): far beyond any checkpoint's useful
@@ -25,10 +27,14 @@ _MAX_TEXT = 64
 
 
 class DurationError(ValueError):
-    def __init__(self, text: str, *, too_long: bool = False) -> None:
+    def __init__(self, text: str, *, too_long: bool = False, not_positive: bool = False) -> None:
         shown = text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
         if too_long:
             message = f"'{shown}' is too long: a duration is at most {_MAX_SHOWN}"
+        elif not_positive:
+            message = (
+                f"'{shown}' is not more than zero: a duration is positive, like 90m, 24h or 7d"
+            )
         else:
             message = (
                 f"'{shown}' is not a duration: use a number and a unit (s, m, h, d, w), "
@@ -37,6 +43,7 @@ class DurationError(ValueError):
         super().__init__(message)
         self.text = text
         self.too_long = too_long
+        self.not_positive = not_positive
 
 
 def parse_duration(text: str) -> timedelta:
@@ -44,11 +51,13 @@ def parse_duration(text: str) -> timedelta:
     cleaned = text.strip().lower()
     if len(cleaned) > _MAX_TEXT:
         raise DurationError(text, too_long=bool(_WHOLE.match(cleaned)))
+    if _NEGATIVE.match(cleaned):
+        raise DurationError(text, not_positive=True)
     if not _WHOLE.match(cleaned):
         raise DurationError(text)
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(cleaned))
     if seconds <= 0:
-        raise DurationError(text)
+        raise DurationError(text, not_positive=True)
     if seconds > MAX_DURATION.total_seconds():
         raise DurationError(text, too_long=True)
     return timedelta(seconds=seconds)

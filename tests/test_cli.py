@@ -89,6 +89,18 @@ def test_domain_controller_is_refused_naming_usn_rollback(tmp_path: Path) -> Non
         # An empty filter is a mistake, not "every VM" (it listed them all).
         (["checkpoint", "list", "--vm", ""], 2, "VM name is empty"),
         (["checkpoint", "list", "--host", ""], 2, "host name is empty"),
+        # A duration below zero is a value Click would take for an option
+        # ("No such option '-1'" until 2026-12-05).
+        (
+            ["checkpoint", "extend", "CHG-1", "-1h", "--json"],
+            2,
+            "extend by: '-1h' is not more than zero: a duration is positive, like 90m, 24h or 7d",
+        ),
+        (
+            ["checkpoint", "create", "WEB01", "--reason", "x", "--ttl", "0m"],
+            2,
+            "--ttl: '0m' is not more than zero: a duration is positive, like 90m, 24h or 7d",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(

@@ -25,10 +25,22 @@ def test_parses(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "24", "h", "0h", "-1h", "24x", "1.5h", "24h;rm", "1e3s"])
+@pytest.mark.parametrize("text", ["", "24", "h", "24x", "1.5h", "24h;rm", "1e3s", "--1h"])
 def test_rejects_with_a_hint(text: str) -> None:
-    with pytest.raises(DurationError, match="like 90m, 24h, 7d"):
+    with pytest.raises(DurationError, match="like 90m, 24h, 7d") as raised:
         parse_duration(text)
+    assert not raised.value.not_positive
+
+
+@pytest.mark.parametrize("text", ["0h", "0d0m", "-1h", " -2D ", "- 1d12h"])
+def test_zero_or_less_is_told_as_such(text: str) -> None:
+    """A value with a number and a unit is a duration; what is wrong with
+    it is its sign, and the message says that rather than asking for a unit."""
+    with pytest.raises(
+        DurationError, match="is not more than zero: a duration is positive"
+    ) as raised:
+        parse_duration(text)
+    assert raised.value.not_positive and not raised.value.too_long
 
 
 @given(st.text(max_size=20))

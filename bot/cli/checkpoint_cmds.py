@@ -22,6 +22,7 @@ from bot.cli.finishing import (
     wait_for_job,
 )
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
+from bot.cli.signed_args import SignedArgsCommand
 from bot.domain import APPROVAL_ACTIONS, SETTING_WORDS, ApprovalState, CheckpointKind
 
 if TYPE_CHECKING:
@@ -280,7 +281,7 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
         raise SystemExit(EXIT_REFUSED)
 
 
-@click.command("extend")
+@click.command("extend", cls=SignedArgsCommand)
 @click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
 @click.argument("by", metavar="DURATION")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
