@@ -72,6 +72,28 @@ DISABLED = "disabled"
 SETTING_WORDS: tuple[str, ...] = (*CheckpointKind, DISABLED)
 
 
+# A Hyper-V id (a VM's VMId, a checkpoint's Id): a GUID, which PowerShell
+# prints as 8-4-4-4-12 hex digits, lower case and without braces
+# (https://learn.microsoft.com/dotnet/api/system.guid.tostring, format "D").
+# People, files and other tools may write it in upper case or in braces
+# (format "B"); the bot keeps and compares the "D" form only.
+_GUID_WRITTEN = re.compile(r"\{?([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})\}?\Z")
+_GUID_CANONICAL = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}\Z")
+
+
+def canonical_guid(text: str) -> str | None:
+    """`text` (blanks around it, any case, braces or none) as a GUID in the
+    form the bot keeps, or None when it is not one."""
+    match = _GUID_WRITTEN.match(text.strip())
+    return match.group(1).lower() if match is not None else None
+
+
+def is_canonical_guid(value: object) -> bool:
+    """Whether `value` is already a GUID in the kept form, and nothing else:
+    what may travel to a host inside a WQL filter (only hex and dashes)."""
+    return isinstance(value, str) and _GUID_CANONICAL.match(value) is not None
+
+
 # A change's ref in text people type: `CHG-0042`, `chg-42`, `CHG42`. Nine
 # digits at most: a change id is a 32-bit integer in the record.
 _REF_TYPED = re.compile(r"CHG-?([0-9]{1,9})", re.IGNORECASE)

@@ -41,6 +41,10 @@ def test_create_then_list_in_demo_mode(tmp_path: Path) -> None:
     assert rows[0]["vm_name"] == "WEB01" and rows[0]["change_ref"] == "CHG-0001"
     shown = json.loads(invoke(tmp_path, "change", "show", "CHG-1", "--json").stdout)
     assert shown["checkpoint_id"] == rows[0]["id"] and shown["state"] == "active"
+    # The checkpoint's Id names the change however it is written (bot.domain).
+    braced = "{" + rows[0]["id"].upper() + "}"
+    by_id = json.loads(invoke(tmp_path, "change", "show", braced, "--json").stdout)
+    assert by_id["ref"] == "CHG-0001"
     assert (tmp_path / "var" / "checkpoint-bot.db").exists()
 
 

@@ -321,3 +321,29 @@ def test_the_cli_sweeps_on_demand(tmp_path: Path) -> None:
         "checkpoint-bot: error: 'WEB01' is not a checkpoint Id: give its GUID as sweep run "
         "lists it, like 3f2504e0-4f89-41d3-9a0c-0305e82c3301"
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "HV01/" + "-" * 36 + "/" + "-" * 36,  # the shape of a GUID, not one
+        "HV01/3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+        "HV01/a/b/c",
+        "HV 01/3f2504e0-4f89-41d3-9a0c-0305e82c3301/3f2504e0-4f89-41d3-9a0c-0305e82c3302",
+    ],
+)
+def test_an_adopt_value_that_names_no_checkpoint_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="not an orphan button value"):
+        parse_orphan_value(value)
+
+
+def test_an_adopt_value_gives_the_ids_in_the_kept_form() -> None:
+    vm, checkpoint = (
+        "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
+        "{3f2504e0-4f89-41d3-9a0c-0305e82c3302}",
+    )
+    assert parse_orphan_value(f"HV01/{vm}/{checkpoint}") == (
+        "HV01",
+        vm.lower(),
+        "3f2504e0-4f89-41d3-9a0c-0305e82c3302",
+    )

@@ -18,6 +18,7 @@ import requests
 from pypsrp.complex_objects import ErrorRecord, GenericComplexObject
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 
+from bot.domain import is_canonical_guid
 from bot.hyperv.errors import (
     CheckpointLimitReached,
     CheckpointNotFound,
@@ -406,7 +407,7 @@ def test_pipelines_address_by_id_and_send_no_script() -> None:
     "value", ["*", "WEB01; Remove-VM *", "$(Get-VM)", VM_ID.upper(), "{" + VM_ID + "}", 42, None]
 )
 def test_only_canonical_guids_pass(value: object) -> None:
-    assert cmds.is_guid(value) is False
+    assert is_canonical_guid(value) is False
 
 
 def test_checkpoint_names() -> None:

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.domain import Role
+from bot.domain import Role, canonical_guid
 from bot.hyperv.types import CheckpointType
 from bot.inventory.names import name_problem
 
@@ -45,7 +45,6 @@ __all__ = [
 
 DEFAULT_PORTS = {"https": 5986, "http": 5985}
 _GUID_EXAMPLE = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
-_GUID = re.compile(r"\{?([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})\}?\Z")
 _DRIVE = re.compile(r"[A-Za-z]:(\\.*)?\Z")
 _UNC = re.compile(r"\\\\[^\\]+\\[^\\]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -118,11 +117,11 @@ def _safe_name(value: object) -> object:
 
 def normalize_vm_id(value: object) -> str:
     """A VMId in Hyper-V's canonical form: lowercase, no braces."""
-    match = _GUID.match(value.strip()) if isinstance(value, str) else None
-    if match is None:
+    kept = canonical_guid(value) if isinstance(value, str) else None
+    if kept is None:
         shown = repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
         raise ValueError(f"expected a GUID like {_GUID_EXAMPLE}, got {shown}")
-    return match.group(1).lower()
+    return kept
 
 
 def normalize_volume_path(value: object) -> object:

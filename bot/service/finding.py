@@ -4,13 +4,12 @@ query (`change show`) loads only what it reads (bench/cli_start.py)."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from sqlmodel import select
 
 from bot.changes.record import parse_ref
-from bot.domain import ChangeRef
+from bot.domain import ChangeRef, canonical_guid
 from bot.service.errors import BadRequest, NotFound, from_inventory
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
@@ -19,9 +18,6 @@ from bot.store.tables.changes import Change
 if TYPE_CHECKING:
     from bot.inventory import VM
     from bot.service.deps import ServiceDeps
-
-# A checkpoint's Id as Hyper-V prints it (Get-VMSnapshot's Id, a GUID).
-GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 def resolve_vm(ctx: ServiceDeps, name: str) -> VM:
@@ -39,9 +35,10 @@ def find_change(ctx: ServiceDeps, ref: str) -> int:
     """A change id from `CHG-n`, or from the Id of a checkpoint it owns."""
     text = ref.strip()
     change_id = parse_ref(text)
-    if change_id is None and GUID.match(text):
+    checkpoint_id = canonical_guid(text) if change_id is None else None
+    if checkpoint_id is not None:
         with session_scope(ctx.engine) as s:
-            owner = s.exec(select(Change).where(Change.checkpoint_id == text.lower())).first()
+            owner = s.exec(select(Change).where(Change.checkpoint_id == checkpoint_id)).first()
         if owner is None or owner.id is None:
             raise NotFound(
                 f"checkpoint {text} is not owned by any change; the bot never touches a "

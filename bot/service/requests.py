@@ -22,7 +22,7 @@ from bot.changes.record import (
 )
 from bot.changes.views import ChangeView
 from bot.clock import utc_text
-from bot.domain import ApprovalState, ChangeRef, CheckpointKind, user_mention
+from bot.domain import ApprovalState, ChangeRef, CheckpointKind, canonical_guid, user_mention
 from bot.durations import DurationError, parse_duration
 from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
@@ -36,7 +36,7 @@ from bot.service.errors import (
     changed_meanwhile,
     not_now,
 )
-from bot.service.finding import GUID, find_change, resolve_vm
+from bot.service.finding import find_change, resolve_vm
 from bot.service.ownership import new_token
 from bot.service.vm_target import active_change_of
 from bot.store.db import session_scope
@@ -461,7 +461,7 @@ def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outco
     name (the VM's one active change, see bot/service/vm_target.py)."""
     who = as_principal(requester)
     text = ref.strip()
-    if parse_ref(text) is None and not GUID.match(text) and not ChangeRef.typed(text):
+    if parse_ref(text) is None and canonical_guid(text) is None and not ChangeRef.typed(text):
         text = active_change_of(ctx, text, "roll back")
     outcome = _act(ctx, text, Action.ROLLBACK, who)
     ctx.notifier.changed(outcome.change.id)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.changes.views import ChangeView, HostProblem
+from bot.domain import canonical_guid
 
 
 class Finding(enum.StrEnum):
@@ -26,16 +27,19 @@ class Finding(enum.StrEnum):
 
 
 # The adopt buttons' value: where the orphan was seen. Host names never hold
-# "/", Hyper-V ids are GUIDs.
-_ORPHAN_VALUE = re.compile(r"^([^/\s]{1,255})/([0-9A-Fa-f-]{36})/([0-9A-Fa-f-]{36})$")
+# "/", Hyper-V ids are GUIDs (bot.domain).
+_ORPHAN_VALUE = re.compile(r"^([^/\s]{1,255})/([^/]{36,38})/([^/]{36,38})$")
 
 
 def parse_orphan_value(value: str) -> tuple[str, str, str]:
-    """`"HV01/<vm id>/<checkpoint id>"` → `(host, vm_id, checkpoint_id)`."""
+    """`"HV01/<vm id>/<checkpoint id>"` → `(host, vm_id, checkpoint_id)`, the
+    ids in the form the bot keeps."""
     found = _ORPHAN_VALUE.match(value)
-    if found is None:
+    vm_id = canonical_guid(found.group(2)) if found else None
+    checkpoint_id = canonical_guid(found.group(3)) if found else None
+    if found is None or vm_id is None or checkpoint_id is None:
         raise ValueError(f"not an orphan button value: {value!r} (expected HOST/VMID/CHECKPOINTID)")
-    return found.group(1), found.group(2), found.group(3)
+    return found.group(1), vm_id, checkpoint_id
 
 
 def _iso(value: datetime | None) -> str | None:

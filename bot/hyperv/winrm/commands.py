@@ -18,6 +18,7 @@ import re
 import uuid
 from dataclasses import replace
 
+from bot.domain import is_canonical_guid
 from bot.hyperv.types import CheckpointType
 from bot.hyperv.winrm.pool import Cmd, Pipeline
 
@@ -74,15 +75,8 @@ VOLUME_PROPERTIES = (
     "AccessPaths",
 )
 
-# Strict canonical form only: the id travels as a parameter value, but it is
-# also put into a WQL filter (KVP), so nothing but hex and dashes may pass.
-_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_CHECKPOINT_NAME = 200
-
-
-def is_guid(value: object) -> bool:
-    return isinstance(value, str) and _GUID.match(value) is not None
 
 
 def checkpoint_name_problem(name: object) -> str | None:
@@ -225,7 +219,7 @@ def replication(vm_id: str) -> Pipeline:
 
 
 def kvp(vm_id: str) -> Pipeline:
-    if not is_guid(vm_id):
+    if not is_canonical_guid(vm_id):
         raise ValueError("kvp() needs a validated, canonical VMId")
     # The one value formatted into a string the host parses (WQL): it is a
     # GUID checked against a hex-and-dashes pattern above, so it cannot close

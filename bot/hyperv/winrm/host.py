@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
+from bot.domain import is_canonical_guid
 from bot.hyperv.errors import (
     CheckpointNotFound,
     CommandNotVisible,
@@ -169,7 +170,9 @@ class WinRMHost:
             ) from None
 
     def _vm_id(self, vm_id: object) -> str:
-        if not cmds.is_guid(vm_id):
+        # Strict canonical form only: an id also travels inside a WQL filter
+        # (commands.kvp), where nothing but hex and dashes may pass.
+        if not is_canonical_guid(vm_id):
             raise VMNotFound(
                 f"not a VM id (expected a lower-case GUID): {_shown(vm_id)}",
                 host=self.name,
@@ -179,7 +182,7 @@ class WinRMHost:
         return str(vm_id)
 
     def _checkpoint_id(self, checkpoint_id: object) -> str:
-        if not cmds.is_guid(checkpoint_id):
+        if not is_canonical_guid(checkpoint_id):
             raise CheckpointNotFound(
                 f"not a checkpoint id (expected a lower-case GUID): {_shown(checkpoint_id)}",
                 host=self.name,

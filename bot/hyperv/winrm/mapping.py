@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from xml.etree import ElementTree as ET
 
+from bot.domain import canonical_guid
 from bot.hyperv.types import (
     Checkpoint,
     CheckpointType,
@@ -64,7 +65,6 @@ _REPLICATION_STATES = {
 # Microsoft.HyperV.PowerShell.VMReplicationMode, for hosts that send the integer.
 _REPLICATION_MODES = {0: "None", 1: "Primary", 2: "Replica", 3: "TestReplica", 4: "ExtendedReplica"}
 
-_GUID = re.compile(r"\{?([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})\}?\Z")
 # xs:duration as CLIXML writes a TimeSpan: P1DT2H3M4.5S (days at most).
 _XS_DURATION = re.compile(
     r"-?P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?\Z"
@@ -140,10 +140,10 @@ def guid(value: object, *, field: str) -> str:
     """A Guid in the bot's canonical form (lower case, no braces)."""
     if isinstance(value, uuid.UUID):
         return str(value)
-    match = _GUID.match(text(value).strip())
-    if match is None:
+    kept = canonical_guid(text(value))
+    if kept is None:
         raise MappingError(f"{field}: {value!r} is not a GUID")
-    return match.group(1).lower()
+    return kept
 
 
 def optional_guid(value: object, *, field: str) -> str | None:
