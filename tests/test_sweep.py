@@ -150,6 +150,8 @@ def test_sizes_are_sampled_and_growth_is_shown(tmp_path: Path, clock: ManualCloc
         second = scan(ctx)
         history = size_history(ctx, taken.id)
         assert [at for at, _ in history] == [T0, T0 + timedelta(hours=6)]
+        # The Id as a person may write it names the same samples.
+        assert size_history(ctx, "{" + taken.id.upper() + "}") == history
         grown = history[1][1] - history[0][1]
         # WEB01 runs and writes: its newest checkpoint's disk grows.
         assert grown > 0
@@ -321,6 +323,11 @@ def test_the_cli_sweeps_on_demand(tmp_path: Path) -> None:
         "checkpoint-bot: error: 'WEB01' is not a checkpoint Id: give its GUID as sweep run "
         "lists it, like 3f2504e0-4f89-41d3-9a0c-0305e82c3301"
     )
+    # The same for a checkpoint's size history, which said "No size samples
+    # of WEB01: no sweep has seen it" until 2026-12-05.
+    history = run(tmp_path, "sweep", "history", "WEB01")
+    assert history.returncode == 2
+    assert one_line_error(history) == one_line_error(mistyped)
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def history_cmd(rt: Runtime, checkpoint_id: str, as_json: bool) -> None:
     from bot.service import size_history
     from templates import human_bytes
 
-    samples = size_history(rt.ctx, checkpoint_id.strip().lower())
+    samples = size_history(rt.ctx, checkpoint_id)
     if as_json:
         echo_json([{"at": at.isoformat(), "size_bytes": size} for at, size in samples])
         return

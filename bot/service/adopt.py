@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from bot.changes import Command
 from bot.changes.record import open_change, transition
 from bot.changes.views import ChangeView
-from bot.domain import CheckpointKind, canonical_guid
+from bot.domain import CheckpointKind
 from bot.durations import format_duration
 from bot.hyperv import Checkpoint, HyperVError, SnapshotType
 from bot.hyperv.evidence import holds_memory, judge_listed
@@ -34,6 +34,7 @@ from bot.service.errors import (
     ServiceError,
     Unavailable,
 )
+from bot.service.finding import checkpoint_id_of
 from bot.service.queries import fleet_checkpoints
 from bot.service.requests import Outcome, merge, view
 from bot.service.sweep import provenance
@@ -98,13 +99,7 @@ def _on_host(ctx: ServiceDeps, vm: VM, checkpoint_id: str) -> Checkpoint:
 def locate_checkpoint(ctx: ServiceDeps, checkpoint_id: str) -> Checkpoint:
     """Find a checkpoint by Id on every host (for the CLI, which is given the
     Id alone). Not found while a host cannot be asked is "unknown"."""
-    wanted = canonical_guid(checkpoint_id)
-    if wanted is None:
-        # Refused before every host is asked for all its checkpoints.
-        raise BadRequest(
-            f"'{checkpoint_id}' is not a checkpoint Id: give its GUID as sweep run "
-            "lists it, like 3f2504e0-4f89-41d3-9a0c-0305e82c3301"
-        )
+    wanted = checkpoint_id_of(checkpoint_id)
     found, problems = fleet_checkpoints(ctx, [h.name for h in ctx.inventory.hosts])
     for checkpoint in found:
         if checkpoint.id.lower() == wanted:

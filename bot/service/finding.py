@@ -20,6 +20,20 @@ if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
 
 
+def checkpoint_id_of(text: str) -> str:
+    """A checkpoint's Id as a person gave it, in the form the bot keeps, or
+    BadRequest: a name where an Id belongs is told at once, before any
+    host or table is asked."""
+    kept = canonical_guid(text)
+    if kept is None:
+        shown = text.strip()[:80]
+        raise BadRequest(
+            f"'{shown}' is not a checkpoint Id: give its GUID as sweep run "
+            "lists it, like 3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+        )
+    return kept
+
+
 def resolve_vm(ctx: ServiceDeps, name: str) -> VM:
     inventory = ctx.inventory
     # Imported once the inventory is: finding a change by its id needs neither.

@@ -34,6 +34,7 @@ from bot.hyperv import Checkpoint
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.types import REPLICA_SNAPSHOT_TYPES
 from bot.service import vanished
+from bot.service.finding import checkpoint_id_of
 from bot.service.ownership import ref_of, token_of
 from bot.service.queries import fleet_checkpoints
 from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
@@ -171,11 +172,13 @@ def record_sizes(s: Session, checkpoints: Iterable[Checkpoint], at: datetime) ->
 
 
 def size_history(ctx: ServiceDeps, checkpoint_id: str) -> list[tuple[datetime, int]]:
-    """Every kept sample of one checkpoint, oldest first."""
+    """Every kept sample of one checkpoint (its Id as a person wrote it),
+    oldest first."""
+    wanted = checkpoint_id_of(checkpoint_id)
     with session_scope(ctx.engine) as s:
         rows = s.exec(
             select(CheckpointSize.at, CheckpointSize.size_bytes)
-            .where(CheckpointSize.checkpoint_id == checkpoint_id)
+            .where(CheckpointSize.checkpoint_id == wanted)
             .order_by(col(CheckpointSize.at))
         ).all()
     return [(at, size) for at, size in rows]
