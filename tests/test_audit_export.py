@@ -322,7 +322,19 @@ def test_an_export_in_progress_never_blocks_a_writer(sqlite_engine: Engine) -> N
         ({"since": "yesterday"}, "--since 'yesterday' is not a time: use ISO 8601"),
         ({"until": "2026-13-01"}, "--until '2026-13-01' is not a time"),
         ({"since": "2026-12-02", "until": "2026-12-01"}, "must be before --until"),
-        ({"since": "1d", "until": "2d"}, "must be before --until"),
+        (
+            {"since": "1d", "until": "2d"},
+            f"--since 1d ({NOW - timedelta(days=1):%Y-%m-%d %H:%M:%S} UTC) must be before "
+            f"--until 2d ({NOW - timedelta(days=2):%Y-%m-%d %H:%M:%S} UTC)",
+        ),
+        # Written as durations and wrong as durations: said so, where they
+        # were "not a time" until 2026-12-05.
+        (
+            {"since": "400d"},
+            "--since '400d' is too long: a duration is at most 366d (a year); for an "
+            f"earlier start give a date, like {NOW.year - 2}-01-01",
+        ),
+        ({"since": "-1d"}, "--since '-1d' is not more than zero: a duration is positive"),
         ({"change": "42x"}, "--change '42x' is not a change: use a reference like CHG-0042"),
         ({"vm": "  "}, "--vm is empty"),
         ({"actor": "John Smith"}, "--actor 'John Smith' is not an actor"),

@@ -60,8 +60,14 @@ def _when(option: str, text: str, now: datetime) -> datetime:
     cleaned = text.strip()
     try:
         return now - parse_duration(cleaned)
-    except DurationError:
-        pass
+    except DurationError as exc:
+        # Written as a duration, wrong as one: say what, not "not a time".
+        if exc.too_long:
+            raise BadRequest(
+                f"{option} {exc}; for an earlier start give a date, like {now.year - 2}-01-01"
+            ) from None
+        if exc.not_positive:
+            raise BadRequest(f"{option} {exc}, counted back from now") from None
     try:
         parsed = datetime.fromisoformat(cleaned)
     except ValueError:
@@ -88,7 +94,8 @@ def parse_filter(
     end = _when("--until", until, now) if until is not None else None
     if start is not None and end is not None and start >= end:
         raise BadRequest(
-            f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})"
+            f"--since {since} ({start:%Y-%m-%d %H:%M:%S} UTC) must be before --until "
+            f"{until} ({end:%Y-%m-%d %H:%M:%S} UTC)"
         )
     change_id = None
     if change is not None:
