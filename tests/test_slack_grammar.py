@@ -161,7 +161,7 @@ ERRORS: list[tuple[str, str, str]] = [
         CREATE_USAGE,
     ),
     ("create WEB01 --ttl 4x --reason r", str(DurationError("4x")), CREATE_USAGE),
-    ("create WEB01 --ttl 0h --reason r", str(DurationError("0h")), CREATE_USAGE),
+    ("create WEB01 --ttl 0h --reason r", str(DurationError("0h", not_positive=True)), CREATE_USAGE),
     (
         "create WEB* --reason r",
         "VM name 'WEB*' contains '*', a wildcard or shell/PowerShell metacharacter; "
@@ -272,6 +272,17 @@ ERRORS: list[tuple[str, str, str]] = [
         "Usage: /checkpoint extend CHG-n 24h",
     ),
     ("extend CHG-1 24", str(DurationError("24")), "Usage: /checkpoint extend CHG-n 24h"),
+    # Below zero or zero: what is wrong is the sign, not a missing unit.
+    (
+        "extend CHG-1 -1h",
+        "'-1h' is not more than zero: a duration is positive, like 90m, 24h or 7d",
+        "Usage: /checkpoint extend CHG-n 24h",
+    ),
+    (
+        "extend CHG-1 0d",
+        "'0d' is not more than zero: a duration is positive, like 90m, 24h or 7d",
+        "Usage: /checkpoint extend CHG-n 24h",
+    ),
     (
         "status CHG-1 x",
         "status takes CHG-n, so 'x' is one too many",

@@ -180,7 +180,9 @@ def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
             parse_duration(text)
         except DurationError as exc:
             # Its own text, with the input shortened and made visible first.
-            shown = DurationError(_visible(text), too_long=exc.too_long)
+            shown = DurationError(
+                _visible(text), too_long=exc.too_long, not_positive=exc.not_positive
+            )
             raise Invalid(mrkdwn_escape(str(shown))) from None
         return text.strip()
     if kind is Kind.CHANGE:
