@@ -93,6 +93,22 @@ def test_domain_controller_is_refused_naming_usn_rollback(tmp_path: Path) -> Non
         # An empty filter is a mistake, not "every VM" (it listed them all).
         (["checkpoint", "list", "--vm", ""], 2, "VM name is empty"),
         (["checkpoint", "list", "--host", ""], 2, "host name is empty"),
+        # A wave's ref where one change belongs: where to go instead ("no VM
+        # named 'BAT-1'" for rollback until 2026-12-05).
+        (
+            ["checkpoint", "rollback", "BAT-1"],
+            2,
+            "BAT-0001 is a patch wave, not one change: /checkpoint batch BAT-0001 (or "
+            "checkpoint-bot batch show BAT-0001) shows its members and acts on them all; "
+            "give a member's CHG-n to act on one",
+        ),
+        (
+            ["checkpoint", "merge", "bat7"],
+            2,
+            "BAT-0007 is a patch wave, not one change: /checkpoint batch BAT-0007 (or "
+            "checkpoint-bot batch show BAT-0007) shows its members and acts on them all; "
+            "give a member's CHG-n to act on one",
+        ),
         # A duration below zero is a value Click would take for an option
         # ("No such option '-1'" until 2026-12-05).
         (

@@ -272,6 +272,19 @@ ERRORS: list[tuple[str, str, str]] = [
         "Usage: /checkpoint extend CHG-n 24h",
     ),
     ("extend CHG-1 24", str(DurationError("24")), "Usage: /checkpoint extend CHG-n 24h"),
+    # A wave's ref where one change belongs: where to go instead.
+    (
+        "rollback bat-7",
+        "BAT-0007 is a patch wave, not one change; /checkpoint batch BAT-0007 shows its "
+        "members and acts on them all, or give one member's CHG-n",
+        "Usage: /checkpoint rollback CHG-n|VM",
+    ),
+    (
+        "extend BAT-99999999999 2h",
+        "BAT-99999999999 is a patch wave, not one change; /checkpoint batch "
+        "BAT-99999999999 shows its members and acts on them all, or give one member's CHG-n",
+        "Usage: /checkpoint extend CHG-n 24h",
+    ),
     # Below zero or zero: what is wrong is the sign, not a missing unit.
     (
         "extend CHG-1 -1h",

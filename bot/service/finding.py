@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import select
 
 from bot.changes.record import parse_ref
-from bot.domain import ChangeRef, canonical_guid
+from bot.domain import BatchRef, ChangeRef, canonical_guid
 from bot.service.errors import BadRequest, NotFound, from_inventory
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
@@ -18,6 +18,17 @@ from bot.store.tables.changes import Change
 if TYPE_CHECKING:
     from bot.inventory import VM
     from bot.service.deps import ServiceDeps
+
+
+def not_a_change(text: str) -> str:
+    """What to say when a batch's ref is given where one change belongs."""
+    batch = BatchRef.parse(text)
+    shown = str(batch) if batch is not None else text.strip().upper()
+    return (
+        f"{shown} is a patch wave, not one change: /checkpoint batch {shown} (or "
+        f"checkpoint-bot batch show {shown}) shows its members and acts on them all; "
+        "give a member's CHG-n to act on one"
+    )
 
 
 def checkpoint_id_of(text: str) -> str:
@@ -61,6 +72,8 @@ def find_change(ctx: ServiceDeps, ref: str) -> int:
         change_id = owner.id
     if change_id is None and ChangeRef.typed(text):
         raise NotFound(f"no change {text.upper()}")
+    if change_id is None and BatchRef.typed(text):
+        raise BadRequest(not_a_change(text))
     if change_id is None:
         raise BadRequest(
             f"'{ref}' is neither a change id (like CHG-0042) nor a checkpoint Id (a GUID)"

@@ -22,7 +22,14 @@ from bot.changes.record import (
 )
 from bot.changes.views import ChangeView
 from bot.clock import utc_text
-from bot.domain import ApprovalState, ChangeRef, CheckpointKind, canonical_guid, user_mention
+from bot.domain import (
+    ApprovalState,
+    BatchRef,
+    ChangeRef,
+    CheckpointKind,
+    canonical_guid,
+    user_mention,
+)
 from bot.durations import DurationError, parse_duration
 from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
@@ -461,7 +468,13 @@ def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outco
     name (the VM's one active change, see bot/service/vm_target.py)."""
     who = as_principal(requester)
     text = ref.strip()
-    if parse_ref(text) is None and canonical_guid(text) is None and not ChangeRef.typed(text):
+    written_as_id = (
+        parse_ref(text) is not None
+        or canonical_guid(text) is not None
+        or ChangeRef.typed(text)
+        or BatchRef.typed(text)
+    )
+    if not written_as_id:
         text = active_change_of(ctx, text, "roll back")
     outcome = _act(ctx, text, Action.ROLLBACK, who)
     ctx.notifier.changed(outcome.change.id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 
+from bot.domain import BatchRef
 from bot.durations import DurationError, parse_duration
 from bot.inventory.errors import InvalidName
 from bot.inventory.names import check_name
@@ -166,6 +167,13 @@ def _option(cmd: CommandSpec, name: str) -> Param:
 def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
     """The validated, normalised value of one argument or option."""
     kind = param.kind
+    if kind in (Kind.CHANGE, Kind.CHANGE_OR_VM) and BatchRef.typed(text):
+        wave = BatchRef.parse(text)
+        wave_ref = str(wave) if wave is not None else mrkdwn_escape(text.strip().upper())
+        raise Invalid(
+            f"{wave_ref} is a patch wave, not one change; {SLASH} batch {wave_ref} shows its "
+            "members and acts on them all, or give one member's CHG-n"
+        )
     try:
         if kind is Kind.VM:
             return check_name(text.strip(), kind="VM")
