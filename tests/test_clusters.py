@@ -489,6 +489,42 @@ def test_a_move_is_drift_of_the_inventory_and_inventory_show_says_where_it_was_s
     assert data["clusters"][0]["nodes"] == ["HV01", "HV02"]
 
 
+def test_inventory_show_narrows_to_one_vm_or_one_host(
+    estate: Estate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    estate.migrate(WEB01, "HV01", "HV02")
+    request_checkpoint(estate.ctx, "WEB01", reason="KB5044284", requester="alice")
+    capsys.readouterr()
+
+    assert estate.cli("inventory", "show", "web01") == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    vm_lines = [line for line in lines if line.startswith("  ")]
+    # Its host's line, its own line (where it was last seen), and its cluster.
+    assert len(vm_lines) == 1 and vm_lines[0].strip().startswith("WEB01")
+    assert "(moved: the inventory says HV01)" in vm_lines[0]
+    assert any(line.startswith("HV01  ") for line in lines)
+    assert not any(line.startswith("HV02  ") for line in lines)
+    assert lines[0].startswith("cluster prod-cluster")
+
+    assert estate.cli("inventory", "show", "WEB01", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [vm["name"] for vm in data["vms"]] == ["WEB01"]
+    assert [h["name"] for h in data["hosts"]] == ["HV01"]
+    assert data["vms"][0]["last_seen"]["host"] == "HV02"
+
+    assert estate.cli("inventory", "show", "hv01", "--json") == 0
+    on_host = json.loads(capsys.readouterr().out)
+    assert {vm["host"] for vm in on_host["vms"]} == {"HV01"}
+    everything = estate.ctx.inventory
+    assert len(on_host["vms"]) == len(everything.vms_on_host("HV01"))
+
+    assert estate.cli("inventory", "show", "WEB1") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        "checkpoint-bot: error: no VM or host named 'WEB1' in the inventory; did you mean WEB01?"
+    )
+
+
 def test_a_vm_on_a_nodes_own_disk_cannot_be_live_migrated(estate: Estate) -> None:
     with pytest.raises(MigrationRefused, match="not a Cluster Shared Volume"):
         estate.migrate(LOCAL01, "HV01", "HV02")

@@ -22,11 +22,13 @@ def inventory() -> None:
 
 
 @inventory.command("show")
+@click.argument("name", required=False, metavar="[VM|HOST]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
-def inventory_show(rt: Runtime, as_json: bool) -> None:
+def inventory_show(rt: Runtime, name: str | None, as_json: bool) -> None:
     """Hosts and their VMs, with roles, tags and domains, the clusters, and
-    where each VM was last seen (a clustered VM moves between nodes)."""
+    where each VM was last seen (a clustered VM moves between nodes); with
+    a VM's or a host's name, only that VM or host."""
     from bot.config import ConfigError
     from bot.inventory import InventoryError, load_inventory
 
@@ -35,9 +37,10 @@ def inventory_show(rt: Runtime, as_json: bool) -> None:
     except InventoryError as exc:
         raise ConfigError(str(exc)) from None  # as when the context loads it
     # Imported here: reading the inventory alone needs none of the service.
-    from bot.service import inventory_view
+    from bot.service import focus_on, inventory_view
 
-    view = inventory_view(inv, rt.settings.database_url)
+    focus = focus_on(inv, name) if name is not None else None
+    view = inventory_view(inv, rt.settings.database_url, focus=focus)
     if as_json:
         echo_json(view.to_dict())
     else:

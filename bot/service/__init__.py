@@ -95,7 +95,7 @@ if TYPE_CHECKING:
     from bot.service.sweep import SweepTask, run_sweep, size_history
     from bot.service.sweep_views import parse_orphan_value
     from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
-    from bot.service.whereabouts import InventoryView, inventory_view
+    from bot.service.whereabouts import Focus, InventoryView, focus_on, inventory_view
     from bot.service.window_notices import WindowNotices, due_notices
     from bot.service.withdrawal import withdraw
 
@@ -122,6 +122,7 @@ _WHERE = {
     "DiscoveryReport": "bot.service.discovery",
     "DiscoveryRequest": "bot.service.discovery",
     "DowngradePlan": "bot.service.backups",
+    "Focus": "bot.service.whereabouts",
     "Forbidden": "bot.service.errors",
     "GroupsUnavailable": "bot.service.directory",
     "Happened": "bot.service.binding",
@@ -162,6 +163,7 @@ _WHERE = {
     "explain": "bot.service.requests",
     "export_audit": "bot.service.audit_format",
     "extend": "bot.service.requests",
+    "focus_on": "bot.service.whereabouts",
     "inventory_view": "bot.service.whereabouts",
     "list_batches": "bot.service.batches",
     "list_checkpoints": "bot.service.queries",
@@ -230,6 +232,7 @@ __all__ = [
     "DiscoveryReport",
     "DiscoveryRequest",
     "DowngradePlan",
+    "Focus",
     "Forbidden",
     "GroupsUnavailable",
     "Happened",
@@ -269,6 +272,7 @@ __all__ = [
     "explain",
     "export_audit",
     "extend",
+    "focus_on",
     "inventory_view",
     "list_batches",
     "list_checkpoints",

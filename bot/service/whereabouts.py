@@ -14,11 +14,50 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bot.inventory import Inventory
+from bot.inventory import (
+    VM,
+    Cluster,
+    Host,
+    Inventory,
+    InventoryLookupError,
+    UnknownHost,
+    UnknownVM,
+    suggest,
+)
+from bot.service.errors import BadRequest, from_inventory
 from bot.store.db import make_engine
 from bot.store.sightings import Sighting, all_seen
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Focus:
+    """What `inventory show NAME` narrows the view to: one host, and on it
+    one VM or (`vm` None) all of them."""
+
+    host: str
+    vm: str | None = None
+
+
+def focus_on(inventory: Inventory, name: str) -> Focus:
+    """The VM, else the host, that `name` names (any case); BadRequest with
+    the names it may have meant when it names neither."""
+    try:
+        vm = inventory.vm(name)
+    except UnknownVM:
+        pass
+    except InventoryLookupError as exc:
+        raise from_inventory(exc) from None
+    else:
+        return Focus(vm.host, vm.name)
+    try:
+        return Focus(inventory.host(name).name)
+    except UnknownHost:
+        candidates = [*(vm.name for vm in inventory.vms), *(h.name for h in inventory.hosts)]
+        meant = suggest(name, candidates)
+        hint = f"; did you mean {', '.join(meant)}?" if meant else ""
+        raise BadRequest(f"no VM or host named {name!r} in the inventory{hint}") from None
 
 
 @dataclass(frozen=True)
@@ -27,12 +66,45 @@ class InventoryView:
     seen: dict[str, Sighting]
     # Why no sighting could be read (the database did not answer), else None.
     unknown: str | None = None
+    focus: Focus | None = None
 
     def last_seen(self, vm_id: str) -> Sighting | None:
         return self.seen.get(vm_id)
 
+    def hosts(self) -> list[Host]:
+        hosts = self.inventory.hosts
+        return [h for h in hosts if self.focus is None or h.name == self.focus.host]
+
+    def vms_on(self, host: str) -> list[VM]:
+        vms = self.inventory.vms_on_host(host)
+        wanted = self.focus.vm if self.focus is not None else None
+        return [vm for vm in vms if wanted is None or vm.name == wanted]
+
+    def clusters(self) -> list[Cluster]:
+        clusters = self.inventory.clusters
+        return [c for c in clusters if self.focus is None or c.has_node(self.focus.host)]
+
+    def shown_vms(self) -> list[VM]:
+        return [vm for host in self.hosts() for vm in self.vms_on(host.name)]
+
+    def groups(self) -> dict[str, list[str]]:
+        """The groups, or with a focus those that hold one of its VMs."""
+        shown = {vm.name for vm in self.shown_vms()}
+        return {
+            name: list(members)
+            for name, members in self.inventory.groups.items()
+            if self.focus is None or shown.intersection(members)
+        }
+
     def to_dict(self) -> dict[str, Any]:
         data = self.inventory.model_dump(mode="json")
+        if self.focus is not None:
+            shown = {vm.name for vm in self.shown_vms()}
+            clusters = {c.name for c in self.clusters()}
+            data["hosts"] = [h for h in data.get("hosts", []) if h["name"] == self.focus.host]
+            data["vms"] = [vm for vm in data.get("vms", []) if vm["name"] in shown]
+            data["clusters"] = [c for c in data.get("clusters", []) if c["name"] in clusters]
+            data["groups"] = self.groups()
         for vm in data.get("vms", []):
             sighting = self.seen.get(str(vm["vm_id"]))
             vm["last_seen"] = sighting.to_dict() if sighting is not None else None
@@ -41,7 +113,9 @@ class InventoryView:
         return data
 
 
-def inventory_view(inventory: Inventory, database_url: str) -> InventoryView:
+def inventory_view(
+    inventory: Inventory, database_url: str, *, focus: Focus | None = None
+) -> InventoryView:
     try:
         engine = make_engine(database_url)
         try:
@@ -52,5 +126,6 @@ def inventory_view(inventory: Inventory, database_url: str) -> InventoryView:
         # A database that is down, or not migrated yet: the inventory alone.
         log.info("last sightings unavailable", exc_info=True)
         why = f"the database did not answer ({type(exc).__name__})"
-        return InventoryView(inventory, {}, f"where the VMs were last seen is unknown: {why}")
-    return InventoryView(inventory, seen)
+        unknown = f"where the VMs were last seen is unknown: {why}"
+        return InventoryView(inventory, {}, unknown, focus)
+    return InventoryView(inventory, seen, focus=focus)
