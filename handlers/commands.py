@@ -205,12 +205,7 @@ class Commands:
         return self.deps.notice(*messages.acted(verb, outcome))
 
     def _list(self, target: str | None) -> Any:
-        ctx = self.deps.ctx
-        if target is None:
-            return list_checkpoints(ctx)
-        if lookups.is_host(ctx, target):
-            return list_checkpoints(ctx, host=target)
-        return list_checkpoints(ctx, vm=target)
+        return list_checkpoints(self.deps.ctx, target=target)
 
     def _windows(self) -> Payload:
         ctx = self.deps.ctx

@@ -43,8 +43,10 @@ from hypothesis import strategies as st
 from bot.cli.local_server import LocalSocket, Taken, Unusable, Wire, bind, checked_directory
 from bot.cli.local_socket import (
     OPERATIONS,
+    PROTOCOL,
     SOCKET_ENV,
     HandedOffError,
+    OtherVersion,
     Request,
     connect,
     peer_uid,
@@ -255,6 +257,9 @@ def test_the_answer_is_the_one_the_cli_gives_itself(estate: Estate) -> None:
         (("checkpoint", "rollback", "CHG-9999"), 1),  # not found
         (("checkpoint", "merge", "CHG-0001"), 1),  # a refused change has nothing to merge
         (("checkpoint", "list", "--vm", "NOPE"), 2),
+        (("checkpoint", "list", "web01"), 0),  # a VM's name: only its checkpoints
+        (("checkpoint", "list", "NOPE"), 2),
+        (("checkpoint", "list", "HV01", "--host", "HV01"), 2),  # named twice
         (("checkpoint", "create", "WEB01", "-r", ""), 2),  # an empty reason is no reason
         (("checkpoint", "create", "WEB01", "-r", "x" * 600), 2),  # too long, says the service
     ):
@@ -262,7 +267,8 @@ def test_the_answer_is_the_one_the_cli_gives_itself(estate: Estate) -> None:
         assert by_bot.heavy == [], args
         assert by_bot.code == by_cli.code == code, (args, by_bot.stderr, by_cli.stderr)
         assert by_bot.stderr == by_cli.stderr, args
-        assert by_bot.stderr.count("checkpoint-bot: error") == 1, by_bot.stderr
+        assert by_bot.stdout == by_cli.stdout, args
+        assert by_bot.stderr.count("checkpoint-bot: error") == (1 if code else 0), by_bot.stderr
         assert "Traceback" not in by_bot.stderr
 
     # Only HV01 answers: the listing of what could be asked, then the hosts
@@ -570,13 +576,34 @@ def test_a_request_of_the_wrong_shape_is_refused_with_why(data: dict[str, Any]) 
 
 
 def test_a_request_of_another_version_says_what_to_do() -> None:
-    line = json.dumps({"v": 2, "op": "create", "target": "WEB01", "user": "a"}).encode()
-    with pytest.raises(ValueError, match=f"set {SOCKET_ENV}=off"):
-        Request.from_line(line)
+    for version in (PROTOCOL - 1, PROTOCOL + 1, None):
+        line = json.dumps({"v": version, "op": "create", "target": "WEB01", "user": "a"})
+        with pytest.raises(
+            OtherVersion, match=re.escape("so this command runs here (restart the bot")
+        ):
+            Request.from_line(line.encode())
     with pytest.raises(ValueError, match="target must be a str"):
-        Request.from_line(json.dumps({"v": 1, "op": "merge", "target": 7, "user": "a"}).encode())
+        Request.from_line(
+            json.dumps({"v": PROTOCOL, "op": "merge", "target": 7, "user": "a"}).encode()
+        )
     with pytest.raises(ValueError, match="the request has no target for merge"):
-        Request.from_line(json.dumps({"v": 1, "op": "merge", "user": "a"}).encode())
+        Request.from_line(json.dumps({"v": PROTOCOL, "op": "merge", "user": "a"}).encode())
+
+
+def test_a_bot_declines_a_cli_of_another_version_unread(estate: Estate) -> None:
+    """A CLI upgraded before the bot restarted (or the other way round):
+    the bot does nothing and says so, and such a CLI runs the command itself."""
+    estate.worker()
+    old = {"v": PROTOCOL - 1, "op": "list", "target": "WEB01", "user": "alice"}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(os.fspath(estate.socket))
+        sock.sendall(json.dumps(old).encode() + b"\n")
+        reply = json.loads(sock.makefile("rb").readline())
+    assert set(reply) == {"declined"}
+    assert f"reads requests of version {PROTOCOL}" in reply["declined"]
+    # Nothing was recorded: the bot never read the request as a command.
+    assert estate.cli("change", "show", "CHG-0001").code == 1
 
 
 def test_sighup_starts_the_worker_again_on_the_edited_files(estate: Estate) -> None:

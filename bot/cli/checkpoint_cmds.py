@@ -352,13 +352,19 @@ def settings_cmd(
 
 
 @click.command("list")
+@click.argument("name", required=False, metavar="[VM|HOST]")
 @click.option("--vm", help="Only this VM.")
-@click.option("--host", help="Only this host.")
+@click.option("--host", help="Only this host (with --vm: that VM there).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
-def list_cmd(rt: Runtime, vm: str | None, host: str | None, as_json: bool) -> None:
-    """Every checkpoint on the hosts, as a tree per VM, with its owning change."""
-    _run(rt, _request(rt, "list", None, vm=vm, host=host, as_json=as_json))
+def list_cmd(
+    rt: Runtime, name: str | None, vm: str | None, host: str | None, as_json: bool
+) -> None:
+    """Every checkpoint on the hosts, as a tree per VM, with its owning change;
+    with a host's or a VM's name, only that host's or VM's."""
+    if name is not None and (vm is not None or host is not None):
+        raise click.UsageError(f"name the VM or host once: {name!r}, or --vm/--host")
+    _run(rt, _request(rt, "list", name, vm=vm, host=host, as_json=as_json))
 
 
 def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> None:

@@ -110,11 +110,12 @@ def show_listing(ctx: AppContext, request: Request, term: Terminal) -> int:
     """Every checkpoint on the hosts (or one VM's, one host's)."""
     from bot.service import Unavailable, list_checkpoints
 
-    listing = list_checkpoints(ctx, vm=request.vm, host=request.host)
+    listing = list_checkpoints(ctx, vm=request.vm, host=request.host, target=request.target)
     if request.as_json:
         term.json(listing.to_dict())
     else:
-        term.out("cli/checkpoints.txt.j2", listing=listing, scope=request.vm or request.host)
+        scope = request.target or request.vm or request.host
+        term.out("cli/checkpoints.txt.j2", listing=listing, scope=scope)
     if listing.problems:
         # A host that could not be asked is not a host without checkpoints.
         names = ", ".join(p.host for p in listing.problems)

@@ -28,7 +28,8 @@ CHECKPOINT_COMMANDS = {
     ),
     "list": LazyCommand(
         f"{_CMDS}:list_cmd",
-        "Every checkpoint on the hosts, as a tree per VM, with its owning change.",
+        "Every checkpoint on the hosts, as a tree per VM, with its owning change; with a "
+        "host's or a VM's name, only that host's or VM's.",
     ),
     "merge": LazyCommand(
         f"{_CMDS}:merge_cmd", "Keep the change: delete the checkpoint and merge its disk."

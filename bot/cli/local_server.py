@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cli.colour import paint
 from bot.cli.finishing import json_text, run_request, wait_for_job
-from bot.cli.local_socket import MAX_REQUEST, Request, peer_uid
+from bot.cli.local_socket import MAX_REQUEST, OtherVersion, Request, peer_uid
 
 if TYPE_CHECKING:
     from bot.cli.runtime import Runtime
@@ -219,6 +219,12 @@ class LocalSocket:
             if line is None:
                 return  # a probe (another bot starting), or a CLI that gave up
             request = Request.from_line(line)
+        except OtherVersion as exc:
+            # A CLI of another version (upgraded before this bot restarted):
+            # nothing was done, so it runs the command itself.
+            LOG.info("declined a request: %s", exc)
+            wire.decline(str(exc))
+            return
         except ValueError as exc:
             wire.error(str(exc), 2)
             return

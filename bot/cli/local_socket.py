@@ -38,9 +38,11 @@ from typing import Any
 from bot.config_file import chosen_config
 
 SOCKET_ENV = "CHECKPOINT_BOT_SOCKET"
-# Raised when the request's shape changes; a bot that does not know the
-# client's version says so, and the command can run here instead.
-PROTOCOL = 1
+# Raised when the request's shape or meaning changes; a bot that does not
+# read the client's version declines, and the CLI runs the command itself
+# (a CLI upgraded before the bot restarts). 2: `list` reads `target` (a
+# host's or a VM's name), which a bot of version 1 would have ignored.
+PROTOCOL = 2
 # A request is the CLI's arguments: a longer line is refused unread.
 MAX_REQUEST = 1 << 18
 # A reply holds what the command prints: a change (kilobytes), or every
@@ -49,7 +51,8 @@ MAX_REQUEST = 1 << 18
 MAX_REPLY = 1 << 28
 OPERATIONS = ("create", "rollback", "merge", "list")
 # What each operation acts on: a VM, a change (or checkpoint, or VM), or
-# nothing (`list` narrows with `vm` and `host` instead).
+# for `list` nothing or a host's or VM's name (it narrows with `vm` and
+# `host` too).
 NEEDS_TARGET = frozenset({"create", "rollback", "merge"})
 # struct ucred {pid_t pid; uid_t uid; gid_t gid;} (unix(7), SO_PEERCRED).
 _UCRED = struct.Struct("3i")
@@ -104,6 +107,10 @@ def peer_uid(sock: socket.socket) -> int | None:
     return int(uid)
 
 
+class OtherVersion(ValueError):
+    """A request of another protocol version: the bot declines it unread."""
+
+
 @dataclass(frozen=True)
 class Request:
     """One command for the bot: the CLI's arguments, as given."""
@@ -140,9 +147,10 @@ class Request:
             raise ValueError("the request is not a JSON object")
         version = data.pop("v", None)
         if version != PROTOCOL:
-            raise ValueError(
-                f"this bot reads requests of version {PROTOCOL}, the CLI sent {version!r}: "
-                f"run the same version of checkpoint-bot, or set {SOCKET_ENV}=off"
+            raise OtherVersion(
+                f"the running bot reads requests of version {PROTOCOL} and this CLI sends "
+                f"{version!r}, so this command runs here (restart the bot to run the "
+                "version installed now)"
             )
         unknown = sorted(set(data) - _FIELDS.keys())
         if unknown:

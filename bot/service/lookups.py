@@ -347,13 +347,3 @@ def vms_by_host(ctx: ServiceDeps) -> dict[str, list[str]]:
     """Each host's VM names, as the inventory places them."""
     inventory = ctx.inventory
     return {h.name: [vm.name for vm in inventory.vms if vm.host == h.name] for h in inventory.hosts}
-
-
-def is_host(ctx: ServiceDeps, name: str) -> bool:
-    """Whether `name` is one of the inventory's hosts (else, to a listener,
-    it is meant as a VM)."""
-    try:
-        ctx.inventory.host(name)
-    except InventoryLookupError:
-        return False
-    return True

@@ -18,6 +18,7 @@ from bot.inventory import VM, InventoryLookupError
 from bot.service.errors import BadRequest, Unavailable, from_inventory
 from bot.service.finding import resolve_vm
 from bot.service.locate import NotOnCluster
+from bot.service.whereabouts import focus_on
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.changes import Change
@@ -82,8 +83,15 @@ def checkpoints_on(
 
 
 def list_checkpoints(
-    ctx: ServiceDeps, *, vm: str | None = None, host: str | None = None
+    ctx: ServiceDeps, *, vm: str | None = None, host: str | None = None, target: str | None = None
 ) -> CheckpointListing:
+    """Every checkpoint on the hosts; or one VM's (`vm`), one host's
+    (`host`), or those of a host or a VM, whichever `target` names."""
+    if target is not None:
+        if vm is not None or host is not None:
+            raise BadRequest("name the VM or host once: as the target, or as the VM or host")
+        focus = focus_on(ctx.inventory, target)
+        vm, host = (focus.vm, None) if focus.vm is not None else (None, focus.host)
     vm_id = None
     found: list[Checkpoint] | None = None
     if vm is not None:

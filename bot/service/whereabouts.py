@@ -41,23 +41,23 @@ class Focus:
 
 
 def focus_on(inventory: Inventory, name: str) -> Focus:
-    """The VM, else the host, that `name` names (any case); BadRequest with
-    the names it may have meant when it names neither."""
-    try:
-        vm = inventory.vm(name)
-    except UnknownVM:
-        pass
-    except InventoryLookupError as exc:
-        raise from_inventory(exc) from None
-    else:
-        return Focus(vm.host, vm.name)
+    """The host, else the VM, that `name` names (any case), as `inventory
+    show NAME`, `checkpoint list NAME` and `/checkpoint list NAME` read it;
+    BadRequest with the names it may have meant when it names neither."""
     try:
         return Focus(inventory.host(name).name)
     except UnknownHost:
+        pass
+    except InventoryLookupError as exc:
+        raise from_inventory(exc) from None
+    try:
+        vm = inventory.vm(name)
+    except UnknownVM:
         candidates = [*(vm.name for vm in inventory.vms), *(h.name for h in inventory.hosts)]
         meant = suggest(name, candidates)
         hint = f"; did you mean {', '.join(meant)}?" if meant else ""
         raise BadRequest(f"no VM or host named {name!r} in the inventory{hint}") from None
+    return Focus(vm.host, vm.name)
 
 
 @dataclass(frozen=True)
