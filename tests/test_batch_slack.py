@@ -49,9 +49,17 @@ def test_the_grammar_takes_a_batch_id() -> None:
     try:
         parse("batch CHG-1")
     except GrammarError as exc:
-        assert "'CHG-1' is not a batch id" in exc.message and "BAT-0007" in exc.message
+        assert exc.message == (
+            "CHG-0001 is one change, not a patch wave; /checkpoint status CHG-0001 shows it"
+        )
     else:
         raise AssertionError("CHG-1 is not a batch")
+    try:
+        parse("batch web01")
+    except GrammarError as exc:
+        assert "'web01' is not a batch id" in exc.message and "BAT-0007" in exc.message
+    else:
+        raise AssertionError("web01 is not a batch")
 
 
 def test_the_batch_card_shows_each_vm_its_state_and_why_one_was_refused(tmp_path: Path) -> None:

@@ -144,7 +144,14 @@ def test_a_batch_records_its_members_as_ordinary_changes(ctx: AppContext) -> Non
 
 def test_show_batch_errors(ctx: AppContext) -> None:
     with pytest.raises(BadRequest, match="BAT-0007"):
-        show_batch(ctx, "CHG-0001")
+        show_batch(ctx, "WEB01")
+    # A change's ref: where that change is shown instead.
+    with pytest.raises(BadRequest) as change:
+        show_batch(ctx, "chg-1")
+    assert str(change.value) == (
+        "CHG-0001 is one change, not a patch wave: checkpoint-bot change show CHG-0001 "
+        "(/checkpoint status CHG-0001 in Slack) shows it"
+    )
     with pytest.raises(NotFound, match="no batch BAT-0042"):
         show_batch(ctx, "bat-42")
     # Written as a batch ref, whatever its number: no batch has it.

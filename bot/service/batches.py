@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from bot.changes.batch_load import load_batch, members_of
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
 from bot.changes.batch_views import BatchView
-from bot.domain import BatchRef, user_mention
+from bot.domain import BatchRef, ChangeRef, user_mention
 from bot.inventory import VM
 from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
 from bot.service.binding import Target
@@ -330,6 +330,13 @@ def find_batch(ref: str) -> int:
     found = BatchRef.parse(ref)
     if found is None and BatchRef.typed(ref):
         raise NotFound(f"no batch {ref.strip().upper()} (batch ids look like BAT-0007)")
+    if found is None and ChangeRef.typed(ref):
+        change = ChangeRef.parse(ref)
+        shown = str(change) if change is not None else ref.strip().upper()
+        raise BadRequest(
+            f"{shown} is one change, not a patch wave: checkpoint-bot change show {shown} "
+            f"(/checkpoint status {shown} in Slack) shows it"
+        )
     if found is None:
         raise BadRequest(f"'{ref}' is not a batch id: batch ids look like BAT-0007")
     return found.id

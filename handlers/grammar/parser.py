@@ -216,6 +216,11 @@ def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
         return either_ref
     if kind is Kind.BATCH:
         batch = normalize_batch_ref(text)
+        change = normalize_change_ref(text) if batch is None else None
+        if change is not None:
+            raise Invalid(
+                f"{change} is one change, not a patch wave; {SLASH} status {change} shows it"
+            )
         if batch is None:
             raise Invalid(f"{_echo(text)} is not a batch id; {cmd.name} needs one like BAT-0007")
         return batch
