@@ -48,6 +48,27 @@ def test_create_then_list_in_demo_mode(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "checkpoint-bot.db").exists()
 
 
+def test_the_type_is_written_as_the_readme_and_slack_write_it(tmp_path: Path) -> None:
+    """`production-only`, not the enum's member name `production_only` that
+    Click offered for an enum Choice from 8.2 on (until 2026-12-05)."""
+    helped = invoke(tmp_path, "checkpoint", "create", "--help")
+    assert "[production|production-only|standard]" in helped.stdout
+    created = invoke(
+        tmp_path, "checkpoint", "create", "WEB02", "-r", "x", "--type", "Production-Only", "--json"
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["checkpoint_type"] == "production-only"
+    settings = invoke(tmp_path, "checkpoint", "settings", "--help")
+    assert "[disabled|production|production-only|standard]" in settings.stdout
+    wrong = invoke(
+        tmp_path, "checkpoint", "create", "WEB02", "-r", "x", "--type", "production_only"
+    )
+    assert wrong.returncode == 2
+    assert "'production_only' is not one of 'production', 'production-only', 'standard'" in (
+        one_line_error(wrong)
+    )
+
+
 def test_domain_controller_is_refused_naming_usn_rollback(tmp_path: Path) -> None:
     result = invoke(tmp_path, "checkpoint", "create", "CORP-DC01", "--reason", "test")
     assert result.returncode == 1
