@@ -67,9 +67,13 @@ class CheckpointKind(enum.StrEnum):
         return next((kind for kind in cls if kind.value == word), None)
 
 
+# The kinds as people write them (`production-only`): what a CLI option
+# offers (a Choice of the enum itself would offer its member names,
+# `production_only`, from Click 8.2 on).
+KIND_WORDS: tuple[str, ...] = tuple(kind.value for kind in CheckpointKind)
 # What `checkpoint settings --type` may set on a VM: a kind, or no checkpoints.
 DISABLED = "disabled"
-SETTING_WORDS: tuple[str, ...] = (*CheckpointKind, DISABLED)
+SETTING_WORDS: tuple[str, ...] = (*KIND_WORDS, DISABLED)
 
 
 # A Hyper-V id (a VM's VMId, a checkpoint's Id): a GUID, which PowerShell

@@ -58,6 +58,8 @@ def test_the_type_is_written_as_the_readme_and_slack_write_it(tmp_path: Path) ->
     )
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["checkpoint_type"] == "production-only"
+    explained = invoke(tmp_path, "policy", "explain", "SQL01", "--type", "production-only")
+    assert explained.returncode == 0, explained.stderr
     settings = invoke(tmp_path, "checkpoint", "settings", "--help")
     assert "[disabled|production|production-only|standard]" in settings.stdout
     wrong = invoke(

@@ -13,7 +13,7 @@ import click
 from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.domain import CheckpointKind
+from bot.domain import KIND_WORDS
 
 # The service, the context and the libraries are imported inside each
 # command, never here: the group's --help loads this module and pays for
@@ -131,7 +131,7 @@ def policy() -> None:
 @click.option(
     "--type",
     "ctype",
-    type=click.Choice(list(CheckpointKind)),
+    type=click.Choice(KIND_WORDS, case_sensitive=False),
     help="The checkpoint type asked for (create).",
 )
 @click.option("--user", help="Who asks: a Slack user id (default: you, as cli:NAME).")

@@ -23,7 +23,7 @@ from bot.cli.finishing import (
 )
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 from bot.cli.signed_args import SignedArgsCommand
-from bot.domain import APPROVAL_ACTIONS, SETTING_WORDS, ApprovalState, CheckpointKind
+from bot.domain import APPROVAL_ACTIONS, KIND_WORDS, SETTING_WORDS, ApprovalState
 
 if TYPE_CHECKING:
     from bot.changes.views import ChangeView
@@ -34,10 +34,7 @@ if TYPE_CHECKING:
 # `--help` loads this module, and pays for Click and the command definitions
 # only, not the service, SQLModel and the config (bench/cli_start.py).
 
-# The words as people write them (`production-only`), as the README, Slack
-# and the policy do: a Choice of the enum itself would offer its member
-# names (`production_only`) from Click 8.2 on.
-TYPES = click.Choice([kind.value for kind in CheckpointKind], case_sensitive=False)
+TYPES = click.Choice(KIND_WORDS, case_sensitive=False)
 
 
 class _Here:
@@ -306,7 +303,7 @@ def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
 @click.option(
     "--type",
     "ctype",
-    type=click.Choice(sorted(str(word) for word in SETTING_WORDS), case_sensitive=False),
+    type=click.Choice(sorted(SETTING_WORDS), case_sensitive=False),
     help="Set the VM's CheckpointType (admins only).",
 )
 @click.option(
