@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
 
 
-def not_a_change(text: str) -> str:
+def _not_a_change(text: str) -> str:
     """What to say when a batch's ref is given where one change belongs."""
     batch = BatchRef.parse(text)
     shown = str(batch) if batch is not None else text.strip().upper()
@@ -73,7 +73,7 @@ def find_change(ctx: ServiceDeps, ref: str) -> int:
     if change_id is None and ChangeRef.typed(text):
         raise NotFound(f"no change {text.upper()}")
     if change_id is None and BatchRef.typed(text):
-        raise BadRequest(not_a_change(text))
+        raise BadRequest(_not_a_change(text))
     if change_id is None:
         raise BadRequest(
             f"'{ref}' is neither a change id (like CHG-0042) nor a checkpoint Id (a GUID)"

@@ -1,4 +1,5 @@
-"""Where each VM of the inventory was last seen: `inventory show`.
+"""Where each VM of the inventory was last seen: `inventory show`, and the
+one reading of a host's or a VM's name that narrows it and `checkpoint list`.
 
 A sighting is written whenever a node answered that it has the VM
 (bot.service.locate); a VM the bot never asked about has none. A VM seen on
@@ -33,8 +34,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Focus:
-    """What `inventory show NAME` narrows the view to: one host, and on it
-    one VM or (`vm` None) all of them."""
+    """What a name narrows a view to (`inventory show NAME`, `checkpoint
+    list NAME`): one host, and on it one VM or (`vm` None) all of them. A
+    VM's host is the inventory's; a listing still looks for it on every
+    node of its cluster."""
 
     host: str
     vm: str | None = None
