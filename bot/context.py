@@ -370,7 +370,11 @@ def _hosts(
 
 
 def _notifier(
-    settings: Settings, engine: Engine, env: Mapping[str, str], metrics: Callable[[], Metrics]
+    settings: Settings,
+    engine: Engine,
+    env: Mapping[str, str],
+    metrics: Callable[[], Metrics],
+    clock: Clock,
 ) -> tuple[ChangeNotifier, ChannelNotices, Directory]:
     """Slack threads, channel notices and user groups when a bot token is
     configured, else nothing to tell and no groups to know (and no metrics
@@ -403,6 +407,7 @@ def _notifier(
         demo=settings.demo,
         start_after_restore=settings.defaults.start_after_restore,
         pacer=pacer,
+        clock=clock,
     )
     notices = SlackChannelNotices(client, renderer, demo=settings.demo, pacer=pacer)
     return threads, notices, SlackDirectory(client)
@@ -642,7 +647,7 @@ def build_context(
         return made
 
     lazy_metrics = _Lazy(make_metrics)
-    notifier, channels, directory = _notifier(settings, engine, env, lazy_metrics.get)
+    notifier, channels, directory = _notifier(settings, engine, env, lazy_metrics.get, clock)
     parts = _Parts(
         settings,
         inventory,

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
+from bot.clock import ScaledClock
+from bot.config import SlackConfig
 from bot.context import AppContext
 from bot.notify import ChannelPacer, ThreadNotifier
-from bot.notify.thread import QUIET
-from bot.service import approve, request_checkpoint, rollback, show_change
+from bot.notify.thread import QUIET, too_late_for_a_thread
+from bot.service import approve, merge, request_checkpoint, rollback, show_change
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent
-from tests.helpers import inline_context, settings_for
+from tests.helpers import T0, inline_context, settings_for
 from tests.slack_support import BOT_TOKEN, FakeSlackApi
 
 CHANNEL = "C0OPS"
@@ -119,6 +123,77 @@ def test_racing_syncs_never_post_twice(slack_ctx: tuple[AppContext, FakeSlackApi
             if e.slack_ts != QUIET
         ]
     assert len(replies) == len(posted) == len(set(posted)) >= 1
+
+
+@pytest.mark.parametrize(
+    ("slack_from", "merged_posted"), [(timedelta(hours=2), True), (timedelta(days=2), False)]
+)
+def test_a_change_settled_long_before_slack_could_be_told_opens_no_thread(
+    tmp_path: Path, slack_from: timedelta, merged_posted: bool
+) -> None:
+    """A deployment that ran without Slack (or lost it for longer than
+    UNPOSTED_HORIZON) and then gets a token: what is still open gets its
+    thread, what settled long ago does not, and nothing stays behind."""
+    settings = replace(settings_for(tmp_path), slack=SlackConfig(changes_channel=CHANNEL))
+    quiet = inline_context(settings)  # no token: the record writes the outbox, nobody posts
+    try:
+        kept = request_checkpoint(quiet, "WEB01", reason="KB5044284", requester="cli:alice")
+        assert kept.job_id is not None and quiet.ledger.get(kept.job_id).state == "succeeded"
+        done = merge(quiet, kept.change.ref, requester="cli:alice")
+        assert done.job_id is not None and quiet.ledger.get(done.job_id).state == "succeeded"
+        still_open = request_checkpoint(quiet, "APP01", reason="deploy", requester="cli:alice")
+        assert still_open.job_id is not None
+        assert show_change(quiet, kept.change.ref).state == "merged"
+    finally:
+        quiet.close()
+
+    with FakeSlackApi() as api:
+        env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
+        later = inline_context(settings, clock=ScaledClock(600, start=T0 + slack_from), env=env)
+        try:
+            assert isinstance(later.notifier, ThreadNotifier)
+            later.notifier.pacer = ChannelPacer(rate=1000.0, burst=1000)
+            drained = later.notifier.outbox
+            while drained.drain():
+                pass
+            assert drained.pending() == 0  # none left behind, posted or not
+            roots = [p.body for p in api.of("chat.postMessage") if "thread_ts" not in p.body]
+            about = sorted("WEB01" if "WEB01" in str(r) else "APP01" for r in roots)
+            assert about == (["APP01", "WEB01"] if merged_posted else ["APP01"])
+            with session_scope(later.engine) as s:
+                merged_row = s.get(Change, kept.change.id)
+                assert merged_row is not None
+                assert (merged_row.thread_ts is not None) is merged_posted
+        finally:
+            later.close()
+
+
+@pytest.mark.parametrize(
+    ("state", "thread_ts", "age", "too_late"),
+    [
+        ("merged", None, timedelta(days=2), True),
+        ("rejected", None, timedelta(days=1, seconds=1), True),
+        ("merged", None, timedelta(hours=23), False),  # a short outage: still told
+        ("merged", "1733390000.000100", timedelta(days=30), False),  # its thread goes on
+        ("active", None, timedelta(days=30), False),  # open: it gets its thread
+        ("rolled_back", None, timedelta(days=30), False),  # can still be merged
+    ],
+)
+def test_only_what_settled_long_ago_without_a_thread_is_left_unposted(
+    state: str, thread_ts: str | None, age: timedelta, too_late: bool
+) -> None:
+    change = Change(
+        vm_id="v",
+        vm_name="WEB01",
+        host="HV01",
+        requester="cli:alice",
+        reason="r",
+        state=state,
+        thread_ts=thread_ts,
+        created_at=T0,
+        updated_at=T0,
+    )
+    assert too_late_for_a_thread(change, T0 + age) is too_late
 
 
 def test_a_refusal_opens_no_thread(slack_ctx: tuple[AppContext, FakeSlackApi]) -> None:

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -33,7 +34,7 @@ from bot.changes.batch_load import load_batch
 from bot.changes.batch_milestones import FINISHED, note_finished
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_views import BatchEventView, BatchView
-from bot.changes.lifecycle import IN_FLIGHT
+from bot.changes.lifecycle import FINAL_STATES, IN_FLIGHT
 from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, EventView
@@ -59,6 +60,22 @@ QUIET = "quiet"
 _STALE_CLAIM_SECONDS = 120.0
 # Progress replies of the most recent jobs whose ts this process keeps.
 _PROGRESS_REMEMBERED = 1000
+# A change that was settled this long ago and never had a thread gets none:
+# no process could tell Slack while it happened (Slack was not configured
+# yet, or could not be reached for that long). Opening threads for all of
+# them at once would fill the channel with history; the record keeps them
+# (`change show`, `audit export`). docs/operations.md, "The Slack outbox".
+UNPOSTED_HORIZON = timedelta(days=1)
+
+
+def too_late_for_a_thread(change: Change, now: datetime) -> bool:
+    """Whether `change` settled more than `UNPOSTED_HORIZON` before `now`
+    (the record's clock) without a thread of its own."""
+    return (
+        change.thread_ts is None
+        and State(change.state) in FINAL_STATES
+        and now - change.updated_at > UNPOSTED_HORIZON
+    )
 
 
 # A wave's own milestones that are a reply in its thread (batch_event.kind);
@@ -113,8 +130,11 @@ class ThreadNotifier:
         start_after_restore: bool,
         pacer: ChannelPacer | None = None,
         owner: str | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.engine, self.client, self.renderer = engine, client, renderer
+        # The record's clock (the demo's may run fast): how old a change is.
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.default_channel = default_channel
         self.demo, self.start_after_restore = demo, start_after_restore
         self.pacer = pacer or ChannelPacer()
@@ -299,6 +319,15 @@ class ThreadNotifier:
             change = get_change(s, change_id)
             events = events_of(s, change_id)
         channel = change.channel or self.default_channel
+        if channel is not None and too_late_for_a_thread(change, self.clock()):
+            log.info(
+                "%s was %s at %s, before any process could post it to Slack: no thread is "
+                "opened for it now (its record keeps it)",
+                change_ref(change_id),
+                change.state,
+                f"{change.updated_at:%Y-%m-%d %H:%M} UTC",
+            )
+            return True
         if channel is not None and change.batch_id is not None:
             complete = self._sync_member(change.batch_id, channel)
             # A member's Homes follow it as a lone change's do (#17): the
