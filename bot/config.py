@@ -262,6 +262,10 @@ class FileConfig(_Model):
         return value
 
 
+# The database URLs' schemes the bot can open (SQLAlchemy's drivername).
+_DATABASES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the process needs, validated: paths made absolute against
@@ -287,13 +291,21 @@ class Settings:
 
     def __post_init__(self) -> None:
         try:
-            make_url(self.database_url)
+            url = make_url(self.database_url)
         except (ArgumentError, ValueError):
             # Never the URL itself: it may carry a password.
             raise ConfigError(
                 "the database URL (DATABASE_URL or database_url_file) cannot be parsed; "
                 "expected e.g. postgresql://USER@HOST:5432/DB or sqlite:///PATH"
             ) from None
+        # The record lives in SQLite or PostgreSQL, through the drivers this
+        # package installs (`postgresql://` means psycopg 3, bot.store.db).
+        if url.drivername not in _DATABASES:
+            raise ConfigError(
+                f"the database URL (DATABASE_URL or database_url) names {url.drivername}: "
+                "the record is kept in SQLite (sqlite:///PATH) or PostgreSQL "
+                "(postgresql://USER@HOST:5432/DB, or postgresql+psycopg://)"
+            )
 
     @property
     def database_label(self) -> str:

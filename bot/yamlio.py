@@ -119,8 +119,10 @@ def format_path(path: Sequence[PathKey]) -> str:
     return out
 
 
-def read_config_text(path: Path, source: str | None = None) -> str:
-    """The file's text, or a YamlError that says why it cannot be read."""
+def read_config_text(path: Path, source: str | None = None, *, what: str = "") -> str:
+    """The file's text, or a YamlError that says why it cannot be read;
+    `what` names the kind of file ("inventory"), so that a path set in
+    the config is recognisable in the message."""
     name = source or str(path)
     try:
         return path.read_text(encoding="utf-8")
@@ -128,7 +130,8 @@ def read_config_text(path: Path, source: str | None = None) -> str:
         reason = f"is not UTF-8 text (byte {exc.start})"
     except OSError as exc:
         reason = f"cannot be read: {exc.strerror or exc}"
-    raise YamlError([ConfigProblem(name, None, "", f"the file {reason}")])
+    kind = f"{what} file" if what else "file"
+    raise YamlError([ConfigProblem(name, None, "", f"the {kind} {reason}")])
 
 
 # libyaml's parser when PyYAML was built with it (`CSafeLoader`): the same

@@ -81,7 +81,7 @@ def validate_policy_file(path: Path) -> Policy:
 
 def _read(path: Path, source: str) -> YamlDoc:
     try:
-        return load_yaml(read_config_text(path, source), source)
+        return load_yaml(read_config_text(path, source, what="policy"), source)
     except YamlValidationError as exc:
         raise PolicyError(exc.problems) from None
 

@@ -28,6 +28,30 @@ def test_db_upgrade_with_a_malformed_url_is_one_line_and_exit_2(tmp_path: Path, 
     assert "s3cret" not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("mysql://app:s3cret@db/checkpoint", "mysql"),
+        ("postgresql+psycopg2://app:s3cret@db/checkpoint", "postgresql+psycopg2"),
+        ("oracle://app:s3cret@db/checkpoint", "oracle"),
+    ],
+)
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("checkpoint", "list")])
+def test_a_database_the_bot_cannot_keep_its_record_in_is_one_line_and_exit_2(
+    tmp_path: Path, url: str, named: str, command: tuple[str, ...]
+) -> None:
+    """Not "internal error (ModuleNotFoundError: No module named 'MySQLdb')"
+    (until 2026-12-05): what it names, and what would be right."""
+    result = invoke(tmp_path, *command, env={"DATABASE_URL": url})
+    assert result.returncode == 2
+    assert one_line_error(result) == (
+        f"checkpoint-bot: error: the database URL (DATABASE_URL or database_url) names {named}: "
+        "the record is kept in SQLite (sqlite:///PATH) or PostgreSQL "
+        "(postgresql://USER@HOST:5432/DB, or postgresql+psycopg://)"
+    )
+    assert "s3cret" not in result.stderr + result.stdout
+
+
 def test_db_upgrade_with_a_dead_database_is_one_line_and_exit_3(tmp_path: Path) -> None:
     url = "postgresql://app:s3cret@127.0.0.1:1/checkpoint"  # nothing listens on port 1
     result = invoke(tmp_path, "db", "upgrade", env={"DATABASE_URL": url})

@@ -111,7 +111,9 @@ def test_cross_checks_are_located_too() -> None:
 def test_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(HostModelError) as caught:
         load_host_model(tmp_path / "missing.yaml")
-    assert str(caught.value).startswith(f"{tmp_path / 'missing.yaml'}: the file cannot be read")
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'missing.yaml'}: the host-model file cannot be read"
+    )
 
 
 def test_the_demo_hosts_hold_every_vm_of_the_demo_inventory() -> None:

@@ -288,7 +288,7 @@ def test_empty_and_non_mapping_files() -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(InventoryError, match="the file cannot be read"):
+    with pytest.raises(InventoryError, match="the inventory file cannot be read"):
         load_inventory(tmp_path / "nope.yaml")
 
 

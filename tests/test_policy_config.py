@@ -177,7 +177,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_unreadable_and_malformed_files_are_policy_errors(tmp_path: Path) -> None:
-    with pytest.raises(PolicyError, match="cannot be read"):
+    with pytest.raises(PolicyError, match="the policy file cannot be read"):
         validate_policy_file(tmp_path / "missing.yaml")
     assert problems(tmp_path, "rules: [")[0].startswith(f"{tmp_path / 'policy.yaml'}:")
     assert "must be a mapping" in problems(tmp_path, "- a\n- b\n")[0]

@@ -348,7 +348,7 @@ def parse_inventory(text: str, source: str) -> Inventory:
 
 def load_inventory(path: Path) -> Inventory:
     try:
-        text = read_config_text(path)
+        text = read_config_text(path, what="inventory")
     except YamlError as exc:
         raise InventoryError(exc.problems) from None
     return parse_inventory(text, str(path))

@@ -146,7 +146,7 @@ def _gather(
 def _base_text(deps: ServiceDeps, request: DiscoveryRequest) -> tuple[str, str]:
     path = request.merge or deps.settings.inventory_path
     try:
-        return read_config_text(path), str(path)
+        return read_config_text(path, what="inventory"), str(path)
     except YamlError as exc:
         raise BadRequest(str(exc)) from None
 

@@ -479,7 +479,7 @@ def load_host_model(path: Path) -> HostModel:
     if key is not None and key in _PARSED:
         return _PARSED[key]
     try:
-        text = read_config_text(path)
+        text = read_config_text(path, what="host-model")
     except YamlError as exc:
         raise HostModelError(exc.problems) from None
     model = parse_host_model(text, str(path))
