@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from bot.jobs.runner import JobRunner
 
@@ -119,6 +120,39 @@ def check_queue(kind: str, redis_url: str | None) -> None:
         raise ValueError(f"unknown huey kind {kind!r}, expected 'sqlite', 'memory' or 'redis'")
     if kind == "redis" and not redis_url:
         raise ValueError("the redis queue needs a URL (jobs.redis_url or REDIS_URL)")
+    if kind == "redis" and redis_url:
+        problem = redis_url_problem(redis_url)
+        if problem is not None:
+            raise ValueError(f"the redis URL (jobs.redis_url or REDIS_URL) {problem}")
+
+
+# The URLs redis-py opens (`Redis.from_url`:
+# https://redis.readthedocs.io/en/stable/connections.html#redis.Redis.from_url):
+# redis://[[user]:[password]@]host[:port][/db], rediss:// (TLS), and
+# unix://[[user]:[password]@]/path/to/socket[?db=N].
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, in words that never repeat it (it may
+    carry a password); None when redis-py can open it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (reading it checks it: a port that is no number raises)
+    except ValueError:
+        return "cannot be parsed; expected e.g. redis://HOST:6379/0"
+    if parts.scheme not in _REDIS_SCHEMES:
+        return (
+            "does not start with redis://, rediss:// (TLS) or unix://; "
+            "expected e.g. redis://HOST:6379/0"
+        )
+    if parts.scheme != "unix":
+        # redis-py would quietly use database 0 for `/abc` (a typo would
+        # share another queue's database): refused here instead.
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            return "names a database that is no number; expected e.g. redis://HOST:6379/0"
+    return None
 
 
 class JobQueue:
