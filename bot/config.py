@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.config_file import CONFIG_ENV, chosen_config
-from bot.domain import CheckpointKind
+from bot.domain import CheckpointKind, is_channel_id, not_a_channel_id
 from bot.durations import DurationError, parse_duration
 from bot.secrets import SecretError, credential_path
 from bot.store.db import default_sqlite_url
@@ -51,6 +51,14 @@ def _duration(value: object) -> timedelta:
         return parse_duration(str(value))
     except DurationError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _channel(value: str | None) -> str | None:
+    # A name would post a thread's root, then fail every update of it
+    # (chat.update takes an id only).
+    if value is not None and not is_channel_id(value):
+        raise ValueError(not_a_channel_id(value))
+    return value
 
 
 class _Model(BaseModel):
@@ -150,6 +158,11 @@ class SweepConfig(_Model):
 
     _durations = field_validator("interval", "orphan_after", "keep_sizes", mode="before")(_duration)
 
+    @field_validator("channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        return _channel(value)
+
 
 class BatchesConfig(_Model):
     """Patch waves: one request over several VMs (docs/batches.md)."""
@@ -202,6 +215,11 @@ class SlackConfig(_Model):
     # Several team ids only within one organisation, where user ids are
     # unique across its workspaces, so one policy can name them.
     enterprise_id: str | None = None
+
+    @field_validator("changes_channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        return _channel(value)
 
     @field_validator("team_ids", mode="before")
     @classmethod

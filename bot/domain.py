@@ -173,6 +173,22 @@ def group_mention(group: str) -> str:
     return f"<!subteam^{group}>" if _GROUP_ID.match(group) else group
 
 
+def is_channel_id(text: str) -> bool:
+    """Whether `text` is a Slack channel id (C…, or G… for an older private
+    channel), what every Slack method takes; a name (`#ops`) is not: newer
+    methods such as chat.update accept ids only
+    (https://api.slack.com/methods/chat.update)."""
+    return _CHANNEL_ID.match(text) is not None
+
+
+def not_a_channel_id(text: str) -> str:
+    """Why `text` cannot name a channel in the config or the policy."""
+    return (
+        f"{text!r} is not a Slack channel id: give the id (C0123ABCD; a channel's "
+        "details in Slack show it at the bottom), not its name"
+    )
+
+
 def channel_mention(channel: str) -> str:
     """`<#C…>` for a Slack channel id; `#name` otherwise."""
     if _CHANNEL_ID.match(channel):

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.domain import Role
+from bot.domain import Role, is_channel_id, not_a_channel_id
 from bot.durations import DurationError, parse_duration
 from policies.model import Effect
 from policies.recurrence import parse_rrule
@@ -124,6 +124,16 @@ class PermissionConfig(Principals):
     # Slack identity, so `false` keeps this permission for Slack users only.
     cli: bool = True
 
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: list[str]) -> list[str]:
+        # A request names its channel by id: a name here would match none,
+        # and refuse every request "ask again in #ops" with no way to comply.
+        for channel in value:
+            if channel != "*" and not is_channel_id(channel):
+                raise ValueError(not_a_channel_id(channel))
+        return value
+
 
 def _anyone() -> PermissionConfig:
     return PermissionConfig(users=["*"])
@@ -161,6 +171,13 @@ class WindowConfig(_Model):
     # The Slack channel for its notices (default: slack.changes_channel).
     channel: NonEmpty | None = None
     notices: WindowNoticesConfig = Field(default_factory=WindowNoticesConfig)
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        if value is not None and not is_channel_id(value):
+            raise ValueError(not_a_channel_id(value))
+        return value
 
     @field_validator("cron")
     @classmethod

@@ -62,6 +62,14 @@ def test_password_in_config_file_is_refused_without_echoing_it(tmp_path: Path) -
         ("inventory: i.yaml\nworkers: 3\n", ":2: workers: unknown field 'workers'"),
         ("jobs: {}\n", "inventory: field required"),
         ("- just\n- a list\n", "must be a mapping"),
+        # A channel's name: its thread's root would be posted and then never
+        # updated (chat.update takes an id only).
+        (
+            "inventory: i.yaml\nslack:\n  changes_channel: '#ops'\n",
+            ":3: slack.changes_channel: '#ops' is not a Slack channel id: give the id "
+            "(C0123ABCD; a channel's details in Slack show it at the bottom), not its name",
+        ),
+        ("inventory: i.yaml\nsweep:\n  channel: ops\n", ":3: sweep.channel: 'ops' is not a"),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:

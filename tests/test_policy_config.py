@@ -181,3 +181,31 @@ def test_unreadable_and_malformed_files_are_policy_errors(tmp_path: Path) -> Non
         validate_policy_file(tmp_path / "missing.yaml")
     assert problems(tmp_path, "rules: [")[0].startswith(f"{tmp_path / 'policy.yaml'}:")
     assert "must be a mapping" in problems(tmp_path, "- a\n- b\n")[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("permissions:\n  approve: {users: ['*'], channels: ['#ops']}\n", ":2: permissions."),
+        (
+            "windows:\n  - name: sat\n    cron: '0 22 * * 6'\n    duration: 4h\n"
+            "    channel: ops-changes\n",
+            ":5: windows[0].channel",
+        ),
+    ],
+)
+def test_a_channel_is_named_by_its_id(tmp_path: Path, text: str, where: str) -> None:
+    """A request names its channel by id: a name in `channels:` would match
+    no request and refuse them all; a window's notices need an id too."""
+    found = problems(tmp_path, text)
+    assert len(found) == 1 and where in found[0]
+    assert "is not a Slack channel id: give the id (C0123ABCD" in found[0]
+
+
+def test_channel_ids_and_anywhere_pass(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        "permissions:\n  approve: {users: ['*'], channels: [C0CHANGES, G0PRIVATE, '*']}\n",
+        encoding="utf-8",
+    )
+    validate_policy_file(path)
