@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -220,6 +221,18 @@ class SlackConfig(_Model):
     @classmethod
     def _channel_id(cls, value: str | None) -> str | None:
         return _channel(value)
+
+    @field_validator("api_url")
+    @classmethod
+    def _web_api_url(cls, value: str | None) -> str | None:
+        # Else every call fails later, as "no connection adapters" or the like.
+        parts = urlsplit(value) if value is not None else None
+        if parts is not None and (parts.scheme not in ("https", "http") or not parts.netloc):
+            raise ValueError(
+                f"{value!r} is not a URL of Slack's Web API: https://slack.com/api/ (or a "
+                "local stand-in's http://HOST:PORT/api/)"
+            )
+        return value
 
     @field_validator("team_ids", mode="before")
     @classmethod

@@ -70,6 +70,11 @@ def test_password_in_config_file_is_refused_without_echoing_it(tmp_path: Path) -
             "(C0123ABCD; a channel's details in Slack show it at the bottom), not its name",
         ),
         ("inventory: i.yaml\nsweep:\n  channel: ops\n", ":3: sweep.channel: 'ops' is not a"),
+        (
+            "inventory: i.yaml\nslack:\n  api_url: slack.com/api\n",
+            ":3: slack.api_url: 'slack.com/api' is not a URL of Slack's Web API: "
+            "https://slack.com/api/",
+        ),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
