@@ -9,12 +9,15 @@ DateTime / TimeSpan as text.
 
 from __future__ import annotations
 
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from pypsrp.complex_objects import ErrorRecord, GenericComplexObject
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 
@@ -560,3 +563,54 @@ def test_transport_errors() -> None:
     assert type(transport_error(denied, host="HV01", what=what)) is HostAuthError
     http = transport_error(WinRMTransportError("http", 503, "busy"), host="HV01", what=what)
     assert type(http) is HostUnreachable and http.error_id == "HTTP503"
+
+
+def _refused_port() -> int:
+    with socket.socket() as probe:  # bound, never listening: a connect is refused
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_a_connection_that_fails_says_where_and_why_in_an_operators_words() -> None:
+    """What requests raises for a real refused connection and a name that
+    does not resolve (RFC 2606's .invalid), not urllib3's wrapped repr
+    ("HTTPConnectionPool(host=…): Max retries exceeded … NewConnectionError"),
+    which the thread and `checkpoint list` showed until 2026-12-05."""
+    port = _refused_port()
+    with pytest.raises(requests.exceptions.ConnectionError) as refused:
+        requests.post(f"http://127.0.0.1:{port}/wsman", timeout=5)
+    said = transport_error(refused.value, host="HV01", what="Get-VM on HV01")
+    assert isinstance(said, HostUnreachable)
+    assert str(said.message).startswith(
+        f"Get-VM on HV01: cannot connect to 127.0.0.1:{port}: connection refused: nothing "
+        "listens on that port"
+    )
+    assert "Max retries" not in said.message and "NewConnectionError" not in said.message
+    with pytest.raises(requests.exceptions.ConnectionError) as unknown:
+        requests.post("http://hv99.invalid:5985/wsman", timeout=5)
+    named = transport_error(unknown.value, host="HV99", what="Get-VM on HV99")
+    assert named.message == (
+        "Get-VM on HV99: cannot connect to hv99.invalid:5985: the name does not resolve (DNS): "
+        "check address: in the inventory"
+    )
+
+
+@given(st.recursive(st.just(None), lambda inner: st.tuples(inner, inner), max_leaves=8))
+def test_a_connection_error_of_any_shape_is_put_in_words(shape: object) -> None:
+    def build(node: object) -> BaseException:
+        if node is None:
+            return OSError("plain")
+        left, right = node  # type: ignore[misc]
+        outer = requests.exceptions.ConnectionError(build(left))
+        outer.__context__ = build(right)
+        return outer
+
+    made = build(shape)
+    error = (
+        made
+        if isinstance(made, requests.exceptions.ConnectionError)
+        else (requests.exceptions.ConnectionError(made))
+    )
+    said = transport_error(error, host="HV01", what="Get-VM on HV01")
+    assert isinstance(said, HostUnreachable) and said.message.startswith("Get-VM on HV01: cannot")

@@ -18,6 +18,8 @@ Messages never contain credentials: pypsrp's own texts name the user at most.
 from __future__ import annotations
 
 import re
+import socket
+from urllib.parse import urlsplit
 
 import requests
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
@@ -191,7 +193,9 @@ def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
         return HostUnreachable(f"{what}: connection timed out", host=host, category="OpenError")
     if isinstance(exc, requests.exceptions.ConnectionError):
         return HostUnreachable(
-            f"{what}: cannot connect: {_first_line(exc)}", host=host, category="OpenError"
+            f"{what}: cannot connect{_endpoint(exc)}: {connect_problem(exc)}",
+            host=host,
+            category="OpenError",
         )
     if isinstance(exc, WSManFaultError):
         cls: type[HyperVError] = HostAuthError if exc.code in _WSMAN_FAULT_AUTH else HostUnreachable
@@ -312,6 +316,70 @@ def kerberos_problem(exc: BaseException) -> str:
         if fragment in folded:
             return f"Kerberos authentication failed: {hint} ({detail})"
     return f"Kerberos authentication failed: {detail}"
+
+
+def _endpoint(exc: BaseException) -> str:
+    """` to ADDRESS:PORT` of the request that failed, when requests kept it."""
+    url = getattr(getattr(exc, "request", None), "url", None)
+    if not isinstance(url, str):
+        return ""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        return ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f" to {parts.hostname}:{port}" if port else f" to {parts.hostname}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it, outermost first: the `__cause__` and
+    `__context__` chain, urllib3's `reason` (a MaxRetryError keeps the
+    socket's error there) and an exception passed as the first argument
+    (requests wraps urllib3's that way)."""
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(found) < 20:
+        current = todo.pop(0)
+        if not isinstance(current, BaseException) or any(current is e for e in found):
+            continue
+        found.append(current)
+        first = current.args[0] if current.args else None
+        todo.extend(
+            [getattr(current, "reason", None), first, current.__cause__, current.__context__]
+        )
+    return found
+
+
+# What the socket said, in the words an operator acts on. A host has no
+# WinRM listener until one is configured (MS-WSMV, the listener resource:
+# https://learn.microsoft.com/openspecs/windows_protocols/ms-wsmv/c6d479c8-d487-4712-8bbb-a3cb53ba151f);
+# Get-WSManInstance lists them (docs/host-truth.md).
+_SOCKET_PROBLEMS: tuple[tuple[type[BaseException], str], ...] = (
+    (
+        ConnectionRefusedError,
+        "connection refused: nothing listens on that port (no WinRM listener for this "
+        "transport, or a firewall that rejects; on the host, Get-WSManInstance "
+        "winrm/config/listener -Enumerate lists the listeners)",
+    ),
+    (socket.gaierror, "the name does not resolve (DNS): check address: in the inventory"),
+    (TimeoutError, "connection timed out (the host is down, or a firewall drops the packets)"),
+    (ConnectionResetError, "the connection was reset by the host or a device on the way"),
+)
+
+
+def connect_problem(exc: BaseException) -> str:
+    """Why a connection could not be made: the socket's own error found in
+    the exception's chain (urllib3 wraps it twice), else the first line."""
+    for cause in _causes(exc):
+        for kind, words in _SOCKET_PROBLEMS:
+            if isinstance(cause, kind):
+                return words
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.strerror:
+            return str(cause.strerror).lower()
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
