@@ -583,8 +583,8 @@ def test_a_connection_that_fails_says_where_and_why_in_an_operators_words() -> N
     said = transport_error(refused.value, host="HV01", what="Get-VM on HV01")
     assert isinstance(said, HostUnreachable)
     assert str(said.message).startswith(
-        f"Get-VM on HV01: cannot connect to 127.0.0.1:{port}: connection refused: nothing "
-        "listens on that port"
+        f"Get-VM on HV01: cannot connect to 127.0.0.1:{port}: connection refused: no WinRM "
+        "listener on that port, or a firewall rejects it"
     )
     assert "Max retries" not in said.message and "NewConnectionError" not in said.message
     with pytest.raises(requests.exceptions.ConnectionError) as unknown:

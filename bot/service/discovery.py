@@ -136,7 +136,7 @@ def _gather(
     unreachable: dict[str, str] = {}
     for name, result in results:
         if isinstance(result, HyperVError):
-            unreachable[name] = str(result)
+            unreachable[name] = result.message  # the host is the key: not said twice
             continue
         answered.append(name)
         found.extend(found_vm(vm) for vm in result)

@@ -359,9 +359,8 @@ def _causes(exc: BaseException) -> list[BaseException]:
 _SOCKET_PROBLEMS: tuple[tuple[type[BaseException], str], ...] = (
     (
         ConnectionRefusedError,
-        "connection refused: nothing listens on that port (no WinRM listener for this "
-        "transport, or a firewall that rejects; on the host, Get-WSManInstance "
-        "winrm/config/listener -Enumerate lists the listeners)",
+        # Short: Slack shows a host's problem in 150 characters.
+        "connection refused: no WinRM listener on that port, or a firewall rejects it",
     ),
     (socket.gaierror, "the name does not resolve (DNS): check address: in the inventory"),
     (TimeoutError, "connection timed out (the host is down, or a firewall drops the packets)"),
