@@ -48,8 +48,23 @@ def _why(exc: BaseException) -> str:
 
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error", "error"))
-    cause = exc.__cause__ or exc.__context__
-    return type(cause or exc).__name__ if not isinstance(exc, BoltError) else "bad token"
+    if isinstance(exc, BoltError):
+        return "bad token"
+    from bot.net_causes import SocketProblem, socket_problem
+
+    found = socket_problem(exc)
+    if found is None:
+        cause = exc.__cause__ or exc.__context__
+        return type(cause or exc).__name__
+    problem, error = found
+    if problem is SocketProblem.TLS:
+        # A proxy that inspects TLS presents its own certificate: its CA
+        # goes in SSL_CERT_FILE (docs/slack-setup.md).
+        detail = getattr(error, "verify_message", None) or getattr(error, "reason", None)
+        return f"TLS failed ({detail or type(error).__name__}): is a proxy in the way?"
+    if problem is SocketProblem.NO_NAME:
+        return "the name of Slack's API does not resolve (DNS); does this machine need a proxy?"
+    return problem.value
 
 
 # Slack's own deadline for an answer is 3 s; a request taken before SIGTERM

@@ -18,7 +18,6 @@ Messages never contain credentials: pypsrp's own texts name the user at most.
 from __future__ import annotations
 
 import re
-import socket
 from urllib.parse import urlsplit
 
 import requests
@@ -44,6 +43,7 @@ from bot.hyperv.errors import (
     VMNotFound,
 )
 from bot.hyperv.winrm.mapping import pick, properties, text
+from bot.net_causes import SocketProblem, os_reason, socket_problem
 
 # System.Management.Automation.ErrorCategory, as the record's integer.
 ERROR_CATEGORIES = (
@@ -333,52 +333,28 @@ def _endpoint(exc: BaseException) -> str:
     return f" to {parts.hostname}:{port}" if port else f" to {parts.hostname}"
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and what caused it, outermost first: the `__cause__` and
-    `__context__` chain, urllib3's `reason` (a MaxRetryError keeps the
-    socket's error there) and an exception passed as the first argument
-    (requests wraps urllib3's that way)."""
-    found: list[BaseException] = []
-    todo: list[object] = [exc]
-    while todo and len(found) < 20:
-        current = todo.pop(0)
-        if not isinstance(current, BaseException) or any(current is e for e in found):
-            continue
-        found.append(current)
-        first = current.args[0] if current.args else None
-        todo.extend(
-            [getattr(current, "reason", None), first, current.__cause__, current.__context__]
-        )
-    return found
-
-
 # What the socket said, in the words an operator acts on. A host has no
 # WinRM listener until one is configured (MS-WSMV, the listener resource:
 # https://learn.microsoft.com/openspecs/windows_protocols/ms-wsmv/c6d479c8-d487-4712-8bbb-a3cb53ba151f);
-# Get-WSManInstance lists them (docs/host-truth.md).
-_SOCKET_PROBLEMS: tuple[tuple[type[BaseException], str], ...] = (
-    (
-        ConnectionRefusedError,
-        # Short: Slack shows a host's problem in 150 characters.
-        "connection refused: no WinRM listener on that port, or a firewall rejects it",
-    ),
-    (socket.gaierror, "the name does not resolve (DNS): check address: in the inventory"),
-    (TimeoutError, "connection timed out (the host is down, or a firewall drops the packets)"),
-    (ConnectionResetError, "the connection was reset by the host or a device on the way"),
-)
+# Get-WSManInstance lists them (docs/host-truth.md). Short: Slack shows a
+# host's problem in 150 characters.
+_WINRM_WORDS = {
+    SocketProblem.REFUSED: "connection refused: no WinRM listener on that port, or a firewall "
+    "rejects it",
+    SocketProblem.NO_NAME: "the name does not resolve (DNS): check address: in the inventory",
+    SocketProblem.TIMED_OUT: "connection timed out (the host is down, or a firewall drops the "
+    "packets)",
+    SocketProblem.RESET: "the connection was reset by the host or a device on the way",
+}
 
 
 def connect_problem(exc: BaseException) -> str:
     """Why a connection could not be made: the socket's own error found in
-    the exception's chain (urllib3 wraps it twice), else the first line."""
-    for cause in _causes(exc):
-        for kind, words in _SOCKET_PROBLEMS:
-            if isinstance(cause, kind):
-                return words
-    for cause in _causes(exc):
-        if isinstance(cause, OSError) and cause.strerror:
-            return str(cause.strerror).lower()
-    return _first_line(exc)
+    the exception's chain (bot.net_causes), else the first line."""
+    found = socket_problem(exc)
+    if found is not None and found[0] in _WINRM_WORDS:
+        return _WINRM_WORDS[found[0]]
+    return os_reason(exc) or _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,86 @@
+"""The socket's own error, found under the HTTP libraries' wrapping
+(bot/net_causes.py), and said where it is seen: `serve`'s check of its
+Slack token (the WinRM client's: tests/test_winrm_map.py)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import urllib.error
+from pathlib import Path
+
+import pytest
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+from slack_sdk import WebClient
+
+from bot.net_causes import SocketProblem, causes, socket_problem
+from tests.cli_support import invoke, one_line_error
+
+
+def _refused_port() -> int:
+    with socket.socket() as probe:  # bound, never listening: a connect is refused
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_requests_and_urllib3_wrapping_is_seen_through() -> None:
+    with pytest.raises(requests.exceptions.ConnectionError) as refused:
+        requests.get(f"http://127.0.0.1:{_refused_port()}/", timeout=5)
+    found = socket_problem(refused.value)
+    assert found is not None and found[0] is SocketProblem.REFUSED
+    assert isinstance(found[1], ConnectionRefusedError)
+    with pytest.raises(requests.exceptions.ConnectionError) as unknown:
+        requests.get("http://nowhere.invalid/", timeout=5)  # RFC 2606: never resolves
+    named = socket_problem(unknown.value)
+    assert named is not None and named[0] is SocketProblem.NO_NAME
+
+
+def test_slack_sdks_urllib_wrapping_is_seen_through() -> None:
+    client = WebClient(token="xoxb-test", base_url=f"http://127.0.0.1:{_refused_port()}/api/")
+    with pytest.raises(urllib.error.URLError) as refused:
+        client.auth_test()
+    found = socket_problem(refused.value)
+    assert found is not None and found[0] is SocketProblem.REFUSED
+
+
+def test_a_certificate_error_is_tls_before_it_is_an_os_error() -> None:
+    error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    wrapped = requests.exceptions.SSLError(error)
+    found = socket_problem(wrapped)
+    assert found is not None and found[0] is SocketProblem.TLS
+
+
+@given(st.recursive(st.none(), lambda inner: st.tuples(inner, inner), max_leaves=10))
+def test_any_chain_is_walked_once_and_ends(shape: object) -> None:
+    def build(node: object) -> BaseException:
+        if node is None:
+            return ValueError("leaf")
+        assert isinstance(node, tuple)
+        left, right = node
+        outer = RuntimeError(build(left))
+        outer.__context__ = build(right)
+        outer.__cause__ = outer  # a cycle: still walked once
+        return outer
+
+    made = build(shape)
+    walked = causes(made)
+    assert walked[0] is made and len(walked) <= 20
+    assert len({id(e) for e in walked}) == len(walked)
+    assert socket_problem(made) is None
+
+
+def test_serve_says_why_it_could_not_check_its_token(tmp_path: Path) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": "s" * 32,
+        "SLACK_API_URL": f"http://127.0.0.1:{_refused_port()}/api/",
+    }
+    result = invoke(tmp_path, "serve", "--http", "--port", "0", env=env)
+    assert result.returncode == 3
+    assert one_line_error(result) == (
+        "checkpoint-bot: error: Slack refused or did not answer auth.test: connection refused"
+    )
+    assert "xoxb-test" not in result.stderr + result.stdout
