@@ -48,6 +48,36 @@ def test_create_then_list_in_demo_mode(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "checkpoint-bot.db").exists()
 
 
+def test_a_cluster_or_a_group_narrows_the_listing_and_the_inventory(tmp_path: Path) -> None:
+    """`checkpoint list NAME` and `inventory show NAME` read a failover
+    cluster's or a group's name too (host, then VM, then cluster, then group)."""
+    for vm in ("WEB01", "APP01", "STG-WEB01"):
+        made = invoke(tmp_path, "checkpoint", "create", vm, "-r", "wave")
+        assert made.returncode == 0, made.stderr
+
+    def listed(*args: str) -> set[str]:
+        done = invoke(tmp_path, "checkpoint", "list", *args, "--json")
+        assert done.returncode == 0, done.stderr
+        return {row["vm_name"] for row in json.loads(done.stdout)["checkpoints"]}
+
+    assert listed() == {"WEB01", "APP01", "STG-WEB01"}
+    assert listed("web-tier") == {"WEB01", "APP01"}  # its third member has none
+    assert listed("Prod-Cluster") == {"WEB01", "APP01"}  # HV01 and HV02, not HV03
+    assert listed("staging") == {"STG-WEB01"}
+    shown = json.loads(invoke(tmp_path, "inventory", "show", "staging", "--json").stdout)
+    assert [vm["name"] for vm in shown["vms"]] == ["STG-WEB01", "STG-APP01"]
+    assert [h["name"] for h in shown["hosts"]] == ["HV03"] and shown["clusters"] == []
+    on_cluster = json.loads(invoke(tmp_path, "inventory", "show", "prod-cluster", "--json").stdout)
+    assert [h["name"] for h in on_cluster["hosts"]] == ["HV01", "HV02"]
+    assert {vm["host"] for vm in on_cluster["vms"]} == {"HV01", "HV02"}
+    unknown = invoke(tmp_path, "checkpoint", "list", "web-teir")
+    assert unknown.returncode == 2
+    assert one_line_error(unknown) == (
+        "checkpoint-bot: error: no VM, host, cluster or group named 'web-teir' in the "
+        "inventory; did you mean web-tier?"
+    )
+
+
 def test_the_type_is_written_as_the_readme_and_slack_write_it(tmp_path: Path) -> None:
     """`production-only`, not the enum's member name `production_only` that
     Click offered for an enum Choice from 8.2 on (until 2026-12-05)."""

@@ -521,7 +521,8 @@ def test_inventory_show_narrows_to_one_vm_or_one_host(
     assert estate.cli("inventory", "show", "WEB1") == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error == (
-        "checkpoint-bot: error: no VM or host named 'WEB1' in the inventory; did you mean WEB01?"
+        "checkpoint-bot: error: no VM, host, cluster or group named 'WEB1' in the inventory; "
+        "did you mean WEB01?"
     )
 
 

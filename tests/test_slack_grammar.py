@@ -236,19 +236,20 @@ ERRORS: list[tuple[str, str, str]] = [
     ),
     (
         "list a b",
-        "list takes VM|host, so 'b' is one too many (quote a name with spaces: \"WEB 01\")",
-        "Usage: /checkpoint list [VM|host]",
+        "list takes VM|host|cluster|group, so 'b' is one too many (quote a name with spaces: "
+        '"WEB 01")',
+        "Usage: /checkpoint list [VM|host|cluster|group]",
     ),
     (
         "list --ttl 4h",
         "list takes no options, so --ttl is not understood",
-        "Usage: /checkpoint list [VM|host]",
+        "Usage: /checkpoint list [VM|host|cluster|group]",
     ),
     (
         "list web?",
-        "VM or host name 'web?' contains '?', a wildcard or shell/PowerShell "
-        "metacharacter; use letters, digits, spaces, '-', '_' or '.'",
-        "Usage: /checkpoint list [VM|host]",
+        "VM, host, cluster or group name 'web?' contains '?', a wildcard or "
+        "shell/PowerShell metacharacter; use letters, digits, spaces, '-', '_' or '.'",
+        "Usage: /checkpoint list [VM|host|cluster|group]",
     ),
     (
         "rollback",

@@ -352,7 +352,7 @@ def settings_cmd(
 
 
 @click.command("list")
-@click.argument("name", required=False, metavar="[VM|HOST]")
+@click.argument("name", required=False, metavar="[VM|HOST|CLUSTER|GROUP]")
 @click.option("--vm", help="Only this VM.")
 @click.option("--host", help="Only this host (with --vm: that VM there).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -361,7 +361,7 @@ def list_cmd(
     rt: Runtime, name: str | None, vm: str | None, host: str | None, as_json: bool
 ) -> None:
     """Every checkpoint on the hosts, as a tree per VM, with its owning change;
-    with a host's or a VM's name, only that host's or VM's."""
+    with a name, only that host's, VM's, failover cluster's or group's."""
     if name is not None and (vm is not None or host is not None):
         raise click.UsageError(f"name the VM or host once: {name!r}, or --vm/--host")
     _run(rt, _request(rt, "list", name, vm=vm, host=host, as_json=as_json))

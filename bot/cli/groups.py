@@ -29,7 +29,7 @@ CHECKPOINT_COMMANDS = {
     "list": LazyCommand(
         f"{_CMDS}:list_cmd",
         "Every checkpoint on the hosts, as a tree per VM, with its owning change; with a "
-        "host's or a VM's name, only that host's or VM's.",
+        "name, only that host's, VM's, failover cluster's or group's.",
     ),
     "merge": LazyCommand(
         f"{_CMDS}:merge_cmd", "Keep the change: delete the checkpoint and merge its disk."

@@ -22,13 +22,13 @@ def inventory() -> None:
 
 
 @inventory.command("show")
-@click.argument("name", required=False, metavar="[VM|HOST]")
+@click.argument("name", required=False, metavar="[VM|HOST|CLUSTER|GROUP]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
 def inventory_show(rt: Runtime, name: str | None, as_json: bool) -> None:
     """Hosts and their VMs, with roles, tags and domains, the clusters, and
     where each VM was last seen (a clustered VM moves between nodes); with
-    a VM's or a host's name, only that VM or host."""
+    a name, only that VM, host, failover cluster or group."""
     from bot.config import ConfigError
     from bot.inventory import InventoryError, load_inventory
 

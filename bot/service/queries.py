@@ -18,7 +18,7 @@ from bot.inventory import VM, InventoryLookupError
 from bot.service.errors import BadRequest, Unavailable, from_inventory
 from bot.service.finding import resolve_vm
 from bot.service.locate import NotOnCluster
-from bot.service.whereabouts import focus_on
+from bot.service.whereabouts import FocusKind, focus_on, nodes_of
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.changes import Change
@@ -86,14 +86,25 @@ def list_checkpoints(
     ctx: ServiceDeps, *, vm: str | None = None, host: str | None = None, target: str | None = None
 ) -> CheckpointListing:
     """Every checkpoint on the hosts; or one VM's (`vm`), one host's
-    (`host`), or those of a host or a VM, whichever `target` names."""
+    (`host`), or those of whatever host, VM, failover cluster or group
+    `target` names (bot.service.whereabouts.focus_on)."""
+    vm_id = None
+    found: list[Checkpoint] | None = None
+    hosts: list[str] | None = None
+    only: set[str] | None = None  # a group's VM ids
     if target is not None:
         if vm is not None or host is not None:
             raise BadRequest("name the VM or host once: as the target, or as the VM or host")
         focus = focus_on(ctx.inventory, target)
-        vm, host = (focus.vm, None) if focus.vm is not None else (None, focus.host)
-    vm_id = None
-    found: list[Checkpoint] | None = None
+        if focus.kind is FocusKind.HOST:
+            host = focus.name
+        elif focus.kind is FocusKind.VM:
+            vm = focus.name
+        elif focus.kind is FocusKind.CLUSTER:
+            hosts = list(focus.hosts)
+        else:  # a group: every node its VMs may be on, then only its VMs
+            members = [ctx.inventory.vm(name) for name in focus.vms or ()]
+            hosts, only = nodes_of(ctx.inventory, members), {m.vm_id for m in members}
     if vm is not None:
         # An empty --vm is a mistake to name, not "every VM".
         record = resolve_vm(ctx, vm)
@@ -110,11 +121,13 @@ def list_checkpoints(
             hosts = [ctx.inventory.host(host).name]
         except InventoryLookupError as exc:
             raise from_inventory(exc) from None
-    else:
+    elif hosts is None:
         hosts = [h.name for h in ctx.inventory.hosts]
 
     if found is None:
         found, problems = fleet_checkpoints(ctx, hosts, vm_id)
+    if only is not None:
+        found = [c for c in found if c.vm_id in only]
     owners = _owners(ctx, [c.id for c in found])
     now = ctx.clock()
     rows: list[CheckpointRow] = []

@@ -11,6 +11,7 @@ VMs were seen is unknown and says so, and the inventory is still shown.
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -32,35 +33,76 @@ from bot.store.sightings import Sighting, all_seen
 log = logging.getLogger(__name__)
 
 
+class FocusKind(enum.StrEnum):
+    HOST = "host"
+    VM = "VM"
+    CLUSTER = "cluster"
+    GROUP = "group"
+
+
 @dataclass(frozen=True)
 class Focus:
     """What a name narrows a view to (`inventory show NAME`, `checkpoint
-    list NAME`): one host, and on it one VM or (`vm` None) all of them. A
-    VM's host is the inventory's; a listing still looks for it on every
-    node of its cluster."""
+    list NAME`): the hosts, and on them the VMs (`vms` None: all of
+    theirs), as the inventory places them. A listing looks for a VM on
+    every node of its cluster (`nodes_of`): it moves between them."""
 
-    host: str
-    vm: str | None = None
+    kind: FocusKind
+    name: str
+    hosts: tuple[str, ...]
+    vms: tuple[str, ...] | None = None
+
+
+def nodes_of(inventory: Inventory, vms: list[VM]) -> list[str]:
+    """Every host that may own one of `vms`, in the inventory's order."""
+    wanted = {node.casefold() for vm in vms for node in inventory.nodes_for(vm)}
+    return [h.name for h in inventory.hosts if h.name.casefold() in wanted]
+
+
+def _hosts_of(inventory: Inventory, vms: list[VM]) -> tuple[str, ...]:
+    placed = {vm.host.casefold() for vm in vms}
+    return tuple(h.name for h in inventory.hosts if h.name.casefold() in placed)
 
 
 def focus_on(inventory: Inventory, name: str) -> Focus:
-    """The host, else the VM, that `name` names (any case), as `inventory
-    show NAME`, `checkpoint list NAME` and `/checkpoint list NAME` read it;
-    BadRequest with the names it may have meant when it names neither."""
+    """The host, else the VM, else the failover cluster, else the group
+    that `name` names (any case), as `inventory show NAME`, `checkpoint
+    list NAME` and `/checkpoint list NAME` read it; BadRequest with the
+    names it may have meant when it names none."""
     try:
-        return Focus(inventory.host(name).name)
+        host = inventory.host(name)
     except UnknownHost:
         pass
     except InventoryLookupError as exc:
         raise from_inventory(exc) from None
+    else:
+        return Focus(FocusKind.HOST, host.name, (host.name,))
     try:
         vm = inventory.vm(name)
     except UnknownVM:
-        candidates = [*(vm.name for vm in inventory.vms), *(h.name for h in inventory.hosts)]
-        meant = suggest(name, candidates)
-        hint = f"; did you mean {', '.join(meant)}?" if meant else ""
-        raise BadRequest(f"no VM or host named {name!r} in the inventory{hint}") from None
-    return Focus(vm.host, vm.name)
+        pass
+    else:
+        return Focus(FocusKind.VM, vm.name, _hosts_of(inventory, [vm]), (vm.name,))
+    folded = name.strip().casefold()
+    cluster = next((c for c in inventory.clusters if c.name.casefold() == folded), None)
+    if cluster is not None:
+        nodes = {n.casefold() for n in cluster.nodes}
+        on_nodes = tuple(h.name for h in inventory.hosts if h.name.casefold() in nodes)
+        return Focus(FocusKind.CLUSTER, cluster.name, on_nodes)
+    group = next((g for g in inventory.groups if g.casefold() == folded), None)
+    if group is not None:
+        members = inventory.group(group)
+        names = tuple(vm.name for vm in members)
+        return Focus(FocusKind.GROUP, group, _hosts_of(inventory, members), names)
+    candidates = [
+        *(vm.name for vm in inventory.vms),
+        *(h.name for h in inventory.hosts),
+        *(c.name for c in inventory.clusters),
+        *inventory.groups,
+    ]
+    meant = suggest(name, candidates)
+    hint = f"; did you mean {', '.join(meant)}?" if meant else ""
+    raise BadRequest(f"no VM, host, cluster or group named {name!r} in the inventory{hint}")
 
 
 @dataclass(frozen=True)
@@ -76,16 +118,17 @@ class InventoryView:
 
     def hosts(self) -> list[Host]:
         hosts = self.inventory.hosts
-        return [h for h in hosts if self.focus is None or h.name == self.focus.host]
+        return [h for h in hosts if self.focus is None or h.name in self.focus.hosts]
 
     def vms_on(self, host: str) -> list[VM]:
         vms = self.inventory.vms_on_host(host)
-        wanted = self.focus.vm if self.focus is not None else None
-        return [vm for vm in vms if wanted is None or vm.name == wanted]
+        wanted = self.focus.vms if self.focus is not None else None
+        return [vm for vm in vms if wanted is None or vm.name in wanted]
 
     def clusters(self) -> list[Cluster]:
         clusters = self.inventory.clusters
-        return [c for c in clusters if self.focus is None or c.has_node(self.focus.host)]
+        shown = {h.name for h in self.hosts()}
+        return [c for c in clusters if self.focus is None or any(c.has_node(h) for h in shown)]
 
     def shown_vms(self) -> list[VM]:
         return [vm for host in self.hosts() for vm in self.vms_on(host.name)]
@@ -104,7 +147,8 @@ class InventoryView:
         if self.focus is not None:
             shown = {vm.name for vm in self.shown_vms()}
             clusters = {c.name for c in self.clusters()}
-            data["hosts"] = [h for h in data.get("hosts", []) if h["name"] == self.focus.host]
+            hosts = {h.name for h in self.hosts()}
+            data["hosts"] = [h for h in data.get("hosts", []) if h["name"] in hosts]
             data["vms"] = [vm for vm in data.get("vms", []) if vm["name"] in shown]
             data["clusters"] = [c for c in data.get("clusters", []) if c["name"] in clusters]
             data["groups"] = self.groups()

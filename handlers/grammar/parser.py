@@ -178,7 +178,7 @@ def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
         if kind is Kind.VM:
             return check_name(text.strip(), kind="VM")
         if kind is Kind.TARGET:
-            return check_name(text.strip(), kind="VM or host")
+            return check_name(text.strip(), kind="VM, host, cluster or group")
         if kind is Kind.CHANGE_OR_VM:
             return normalize_change_ref(text) or check_name(text.strip(), kind="VM")
     except InvalidName as exc:

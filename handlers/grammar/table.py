@@ -81,7 +81,7 @@ class Invalid(Exception):
 
 class Kind(enum.Enum):
     VM = "a VM name"
-    TARGET = "a VM or host name"
+    TARGET = "a VM, host, cluster or group name"
     CHANGE = "a change id like CHG-0042"
     CHANGE_OR_VM = "a change id like CHG-0042 or a VM name"
     BATCH = "a batch id like BAT-0007"
@@ -281,10 +281,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "list",
-        "list checkpoints, everywhere or of one VM or host",
+        "list checkpoints, everywhere or of one VM, host, cluster or group",
         lambda v: ListRequest(v.get("target")),
-        args=(Param("target", Kind.TARGET, "VM|host", required=False),),
-        examples=("list", "list WEB01", "list HV01"),
+        args=(Param("target", Kind.TARGET, "VM|host|cluster|group", required=False),),
+        examples=("list", "list WEB01", "list HV01", "list web-tier"),
         synonyms=("ls", "show", "checkpoints", "all"),
     ),
     CommandSpec(
