@@ -80,6 +80,16 @@ def test_yes_and_json_keep_stdout_one_document(tmp_path: Path) -> None:
     assert [m["vm"] for m in data["members"]] == ["STG-WEB01", "STG-APP01"]
     assert data["preview"]["summary"].startswith("2 VMs: 2 can be checkpointed")
     assert "2 VMs: 2 can be checkpointed" in result.stderr
+    # Each member's own record names its wave, and how to see the rest.
+    member = data["members"][0]["change"]
+    shown = invoke(tmp_path, "change", "show", member)
+    assert (
+        "  wave:       BAT-0001 ('checkpoint-bot batch show BAT-0001' shows all its members)"
+        in (shown.stdout)
+    )
+    assert json.loads(invoke(tmp_path, "change", "show", member, "--json").stdout)["batch"] == (
+        "BAT-0001"
+    )
 
 
 @pytest.mark.parametrize(

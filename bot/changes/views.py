@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.store.tables import change_ref
+from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.jobs import Job
 
@@ -176,6 +176,11 @@ class ChangeView:
         )
 
     @property
+    def batch_ref(self) -> str | None:
+        """`BAT-0007` when it is a member of a patch wave."""
+        return batch_ref(self.batch_id) if self.batch_id is not None else None
+
+    @property
     def last_error(self) -> str | None:
         """The failure that put the change where it is now; None once a later
         step settled it (an interrupted change reconciled to active, a failed
@@ -225,6 +230,7 @@ class ChangeView:
         data["updated_at"] = _iso(self.updated_at)
         data["expires_at"] = _iso(self.expires_at)
         data["run_at"] = _iso(self.run_at)
+        data["batch"] = self.batch_ref
         data["events"] = [e.to_dict() for e in self.events]
         data["jobs"] = [j.to_dict() for j in self.jobs]
         return data
