@@ -78,6 +78,15 @@ def test_the_batch_card_shows_each_vm_its_state_and_why_one_was_refused(tmp_path
         missing = command(bot, "batch BAT-9")
         assert "no batch BAT-0009" in shown(missing)
 
+        # A member's own status names its wave: its steps are in the wave's
+        # thread, not in a thread of its own.
+        members = show_batch(bot.ctx, "BAT-1").members
+        taken = next(m for m in members if m.state == "active")
+        status = shown(command(bot, f"status {taken.change}"))
+        assert "a member of the patch wave BAT-0001" in status
+        assert "`/checkpoint batch BAT-0001` shows every member" in status
+        assert "every step is a reply in this thread" not in status
+
 
 def _replaced(bot: RunningBot, key: str) -> dict[str, Any]:
     """The answer that replaced the preview (its response_url, replace_original)."""
