@@ -64,7 +64,7 @@ _PROGRESS_REMEMBERED = 1000
 # no process could tell Slack while it happened (Slack was not configured
 # yet, or could not be reached for that long). Opening threads for all of
 # them at once would fill the channel with history; the record keeps them
-# (`change show`, `audit export`). docs/operations.md, "The Slack outbox".
+# (`change show`, `audit export`). docs/operations-failures.md, "The Slack outbox".
 UNPOSTED_HORIZON = timedelta(days=1)
 
 
