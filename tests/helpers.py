@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,3 +79,12 @@ def running_context(
         yield ctx
     finally:
         ctx.close()
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on: bound for a moment, never
+    listening, then closed, so a connection to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

@@ -4,7 +4,6 @@ Slack token (the WinRM client's: tests/test_winrm_map.py)."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import urllib.error
 from pathlib import Path
@@ -17,18 +16,12 @@ from slack_sdk import WebClient
 
 from bot.net_causes import SocketProblem, causes, socket_problem
 from tests.cli_support import invoke, one_line_error
-
-
-def _refused_port() -> int:
-    with socket.socket() as probe:  # bound, never listening: a connect is refused
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+from tests.helpers import refused_port
 
 
 def test_requests_and_urllib3_wrapping_is_seen_through() -> None:
     with pytest.raises(requests.exceptions.ConnectionError) as refused:
-        requests.get(f"http://127.0.0.1:{_refused_port()}/", timeout=5)
+        requests.get(f"http://127.0.0.1:{refused_port()}/", timeout=5)
     found = socket_problem(refused.value)
     assert found is not None and found[0] is SocketProblem.REFUSED
     assert isinstance(found[1], ConnectionRefusedError)
@@ -39,7 +32,7 @@ def test_requests_and_urllib3_wrapping_is_seen_through() -> None:
 
 
 def test_slack_sdks_urllib_wrapping_is_seen_through() -> None:
-    client = WebClient(token="xoxb-test", base_url=f"http://127.0.0.1:{_refused_port()}/api/")
+    client = WebClient(token="xoxb-test", base_url=f"http://127.0.0.1:{refused_port()}/api/")
     with pytest.raises(urllib.error.URLError) as refused:
         client.auth_test()
     found = socket_problem(refused.value)
@@ -76,7 +69,7 @@ def test_serve_says_why_it_could_not_check_its_token(tmp_path: Path) -> None:
     env = {
         "SLACK_BOT_TOKEN": "xoxb-test",
         "SLACK_SIGNING_SECRET": "s" * 32,
-        "SLACK_API_URL": f"http://127.0.0.1:{_refused_port()}/api/",
+        "SLACK_API_URL": f"http://127.0.0.1:{refused_port()}/api/",
     }
     result = invoke(tmp_path, "serve", "--http", "--port", "0", env=env)
     assert result.returncode == 3

@@ -9,7 +9,6 @@ DateTime / TimeSpan as text.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -41,6 +40,7 @@ from bot.hyperv.winrm import commands as cmds
 from bot.hyperv.winrm import mapping as m
 from bot.hyperv.winrm.errors import error_from_records, transport_error
 from bot.hyperv.winrm.pool import Cmd, render
+from tests.helpers import refused_port
 
 VM_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 CP_ID = "0b1c5f4e-6a1d-4b8e-9f5a-2c3d4e5f6a7b"
@@ -565,19 +565,12 @@ def test_transport_errors() -> None:
     assert type(http) is HostUnreachable and http.error_id == "HTTP503"
 
 
-def _refused_port() -> int:
-    with socket.socket() as probe:  # bound, never listening: a connect is refused
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def test_a_connection_that_fails_says_where_and_why_in_an_operators_words() -> None:
     """What requests raises for a real refused connection and a name that
     does not resolve (RFC 2606's .invalid), not urllib3's wrapped repr
     ("HTTPConnectionPool(host=…): Max retries exceeded … NewConnectionError"),
     which the thread and `checkpoint list` showed until 2026-12-05."""
-    port = _refused_port()
+    port = refused_port()
     with pytest.raises(requests.exceptions.ConnectionError) as refused:
         requests.post(f"http://127.0.0.1:{port}/wsman", timeout=5)
     said = transport_error(refused.value, host="HV01", what="Get-VM on HV01")
