@@ -228,8 +228,10 @@ class SlackConfig(_Model):
         # Else every call fails later, as "no connection adapters" or the like.
         parts = urlsplit(value) if value is not None else None
         if parts is not None and (parts.scheme not in ("https", "http") or not parts.netloc):
+            # Not echoed when it could hold credentials (user:password@).
+            shown = repr(value) if "@" not in str(value) else "the value given"
             raise ValueError(
-                f"{value!r} is not a URL of Slack's Web API: https://slack.com/api/ (or a "
+                f"{shown} is not a URL of Slack's Web API: https://slack.com/api/ (or a "
                 "local stand-in's http://HOST:PORT/api/)"
             )
         return value
