@@ -230,18 +230,24 @@ def test_a_broken_policy_still_stops_every_command_that_decides(
     assert audit.returncode == 0 and audit.stdout == "", audit.stderr
 
 
-def test_the_outbox_maps_its_two_tables_and_reads_no_inventory(
+def test_the_outbox_maps_its_three_tables_and_reads_no_inventory(
     production_config: Path, tmp_path: Path
 ) -> None:
     """Each table costs about 3 ms to map at start-up (bot.store.tables):
-    the outbox reads the job ledger and the Slack outbox, and nothing reads
-    the inventory."""
+    the outbox reads the job ledger, the Slack outbox and the changes
+    waiting in it (which of them settled too long ago for a thread), and
+    nothing reads the inventory."""
     code, modules = imported_by(
         "--config", str(production_config), "outbox", "--json", cwd=tmp_path
     )
     assert code == 0
     tables = {m for m in modules if m.startswith("bot.store.tables.")}
-    assert tables == {"bot.store.tables.base", "bot.store.tables.jobs", "bot.store.tables.slack"}
+    assert tables == {
+        "bot.store.tables.base",
+        "bot.store.tables.changes",
+        "bot.store.tables.jobs",
+        "bot.store.tables.slack",
+    }
     assert "bot.store.models" not in modules
     assert "bot.inventory" not in modules
 

@@ -16,8 +16,16 @@ from bot.clock import ScaledClock
 from bot.config import SlackConfig
 from bot.context import AppContext
 from bot.notify import ChannelPacer, ThreadNotifier
-from bot.notify.thread import QUIET, too_late_for_a_thread
-from bot.service import approve, merge, request_checkpoint, rollback, show_change
+from bot.notify.horizon import too_late_for_a_thread
+from bot.notify.thread import QUIET
+from bot.service import (
+    approve,
+    merge,
+    outbox_status,
+    request_checkpoint,
+    rollback,
+    show_change,
+)
 from bot.store.db import session_scope
 from bot.store.models import Change, ChangeEvent
 from tests.helpers import T0, inline_context, settings_for
@@ -153,6 +161,11 @@ def test_a_change_settled_long_before_slack_could_be_told_opens_no_thread(
         try:
             assert isinstance(later.notifier, ThreadNotifier)
             later.notifier.pacer = ChannelPacer(rate=1000.0, burst=1000)
+            # `checkpoint-bot outbox` says beforehand which will get none.
+            waiting = outbox_status(later)
+            assert waiting.slack_changes == 2
+            assert waiting.slack_too_late == (0 if merged_posted else 1)
+            assert waiting.to_dict()["slack"]["settled_long_ago"] == waiting.slack_too_late
             drained = later.notifier.outbox
             while drained.drain():
                 pass

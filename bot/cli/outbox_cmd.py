@@ -33,9 +33,15 @@ def outbox(rt: Runtime, as_json: bool) -> None:
             f"  job {job['job']}  {job['kind']:<8} {job['change'] or '-'}  "
             f"recorded {job['recorded_at']}"
         )
+    too_late = (
+        f"; {status.slack_too_late} of them settled more than a day ago and will get no "
+        "thread (docs/operations-failures.md)"
+        if status.slack_too_late
+        else ""
+    )
     click.echo(
         f"Slack threads behind their record: {status.slack_changes} "
-        f"({status.slack_entries} entries)"
+        f"({status.slack_entries} entries){too_late}"
     )
     for entry in status.slack_retrying:
         click.echo(

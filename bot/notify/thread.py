@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -34,11 +34,12 @@ from bot.changes.batch_load import load_batch
 from bot.changes.batch_milestones import FINISHED, note_finished
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_views import BatchEventView, BatchView
-from bot.changes.lifecycle import FINAL_STATES, IN_FLIGHT
+from bot.changes.lifecycle import IN_FLIGHT
 from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, EventView
 from bot.notify.homes import StaleHomes
+from bot.notify.horizon import too_late_for_a_thread
 from bot.notify.outbox import OutboxDrainer
 from bot.notify.pacing import ChannelPacer
 from bot.notify.replies import approvers_to_ping, worth_a_reply
@@ -60,23 +61,6 @@ QUIET = "quiet"
 _STALE_CLAIM_SECONDS = 120.0
 # Progress replies of the most recent jobs whose ts this process keeps.
 _PROGRESS_REMEMBERED = 1000
-# A change that was settled this long ago and never had a thread gets none:
-# no process could tell Slack while it happened (Slack was not configured
-# yet, or could not be reached for that long). Opening threads for all of
-# them at once would fill the channel with history; the record keeps them
-# (`change show`, `audit export`). docs/operations-failures.md, "The Slack outbox".
-UNPOSTED_HORIZON = timedelta(days=1)
-
-
-def too_late_for_a_thread(change: Change, now: datetime) -> bool:
-    """Whether `change` settled more than `UNPOSTED_HORIZON` before `now`
-    (the record's clock) without a thread of its own."""
-    return (
-        change.thread_ts is None
-        and State(change.state) in FINAL_STATES
-        and now - change.updated_at > UNPOSTED_HORIZON
-    )
-
 
 # A wave's own milestones that are a reply in its thread (batch_event.kind);
 # the rest of its history (requested, members recorded) the card says.

@@ -1,8 +1,9 @@
 """What waits to be handed over after a commit (`checkpoint-bot outbox`):
 jobs the queue has not taken (the job outbox, bot.service.dispatch) and
 changes whose Slack thread is behind their record (the Slack outbox,
-bot.notify). It only looks, and it reads two tables: it imports their
-modules alone, not the whole record (bot.store.tables)."""
+bot.notify). It only looks, and it reads three tables (the two outboxes,
+and the changes waiting in the Slack one): it imports their modules alone,
+not the whole record (bot.store.tables)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
+from bot.notify.horizon import too_late_for_a_thread
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
+from bot.store.tables.changes import Change
 from bot.store.tables.jobs import Job
 from bot.store.tables.slack import SlackOutbox
 
@@ -29,6 +32,9 @@ class OutboxStatus:
     slack_changes: int
     slack_entries: int
     slack_retrying: list[dict[str, Any]]
+    # Of `slack_changes`, those settled too long ago to get a thread
+    # (bot.notify.horizon): a drainer marks them done without posting.
+    slack_too_late: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +43,7 @@ class OutboxStatus:
                 "changes": self.slack_changes,
                 "entries": self.slack_entries,
                 "retrying": self.slack_retrying,
+                "settled_long_ago": self.slack_too_late,
             },
         }
 
@@ -50,6 +57,10 @@ def outbox_status(ctx: ServiceDeps) -> OutboxStatus:
             .order_by(col(Job.id))
         ).all()
         pending = s.exec(select(SlackOutbox).where(col(SlackOutbox.done_at).is_(None))).all()
+        waiting = {entry.change_id for entry in pending}
+        changes = s.exec(select(Change).where(col(Change.id).in_(waiting))).all() if waiting else []
+    now = ctx.clock()
+    too_late = sum(1 for change in changes if too_late_for_a_thread(change, now))
     retrying: dict[int, SlackOutbox] = {}
     for entry in pending:
         if entry.attempts and entry.attempts >= retrying.get(entry.change_id, entry).attempts:
@@ -64,7 +75,8 @@ def outbox_status(ctx: ServiceDeps) -> OutboxStatus:
             }
             for j in jobs
         ],
-        slack_changes=len({e.change_id for e in pending}),
+        slack_changes=len(waiting),
+        slack_too_late=too_late,
         slack_entries=len(pending),
         slack_retrying=[
             {
