@@ -112,10 +112,29 @@ class Runtime:
 def _configure_logging(verbose: bool) -> None:
     import logging
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if verbose:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return
+
+    class OneLine(logging.Formatter):
+        """A logged warning as the CLI says things, `checkpoint-bot: warning:
+        …`: one line, never a traceback (`-v` shows the whole record). A
+        logged error is "logged error", so that the one `checkpoint-bot:
+        error:` line stays the command's own outcome. A library's record
+        names the library."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            lines = record.getMessage().splitlines()
+            level = "warning" if record.levelno < logging.ERROR else "logged error"
+            ours = record.name.split(".")[0] in ("bot", "handlers", "policies", "templates")
+            source = "" if ours else f" ({record.name})"
+            return f"checkpoint-bot: {level}{source}: {lines[0] if lines else ''}"
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLine())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
 def _short(path: Path, cwd: Path) -> str:
