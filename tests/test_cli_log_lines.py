@@ -5,9 +5,14 @@ looks like the command's own `checkpoint-bot: error:` line
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+from bot.inventory import demo_inventory_path
+from tests.cli_support import invoke
+from tests.helpers import refused_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,3 +54,30 @@ def test_with_v_the_whole_record_is_shown() -> None:
     shown = _stderr("verbose")
     assert "Traceback" in shown and "OSError: the queue is gone" in shown
     assert "INFO bot.jobs.delivery: not shown without -v" in shown
+
+
+def test_a_create_whose_queue_does_not_answer_says_it_is_recorded_not_queued(
+    tmp_path: Path,
+) -> None:
+    """The answer when Redis is down: a progress line, the change, and a
+    last line that does not claim the job is queued (in this process the
+    log goes to pytest; its one-line form is tested above)."""
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        f"inventory: {demo_inventory_path()}\njobs:\n  queue: redis\n", encoding="utf-8"
+    )
+    env = {"REDIS_URL": f"redis://127.0.0.1:{refused_port()}/0", "CHECKPOINT_BOT_USER": "alice"}
+    assert invoke(tmp_path, "--config", str(config), "db", "upgrade", env=env).returncode == 0
+    made = invoke(
+        tmp_path, "--config", str(config), "checkpoint", "create", "WEB01", "-r", "x", env=env
+    )
+    assert made.returncode == 0, made.stderr
+    assert "Traceback" not in made.stderr
+    assert "CHG-0001: the job queue did not answer; the checkpoint is recorded" in made.stderr
+    assert made.stdout.rstrip().endswith(
+        "Recorded as job 1: it waits for the job queue, not in it (`checkpoint-bot outbox` "
+        "shows it), and runs on the next worker once the queue answers."
+    )
+    assert "Queued as job" not in made.stdout
+    waiting = invoke(tmp_path, "--config", str(config), "outbox", "--json", env=env)
+    assert [job["job"] for job in json.loads(waiting.stdout)["undelivered_jobs"]] == [1]

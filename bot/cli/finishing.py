@@ -158,7 +158,9 @@ def finish(
     else:
         term.out(
             "cli/outcome.txt.j2",
-            outcome=Outcome(view, outcome.decision, outcome.job_id),
+            outcome=Outcome(
+                view, outcome.decision, outcome.job_id, waits_for_queue=outcome.waits_for_queue
+            ),
             action=action,
             waited=waited,
             c=view,
