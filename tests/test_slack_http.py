@@ -139,6 +139,9 @@ def test_domain_controller_is_refused_with_the_usn_reason(bot: RunningBot) -> No
 def test_list_status_policy_windows_settings(bot: RunningBot) -> None:
     for text, expected in (
         ("list HV02", "Checkpoints on HV02"),
+        ("list web-tier", "Checkpoints on web-tier"),
+        ("list prod-cluster", "Checkpoints on prod-cluster"),
+        ("list web-teir", "no VM, host, cluster or group named 'web-teir'"),
         ("policy CORP-DC01", "DENY"),
         ("windows", "no change windows"),
         ("settings WEB02", "Checkpoint type"),
