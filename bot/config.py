@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.config_file import CONFIG_ENV, chosen_config
-from bot.domain import CheckpointKind, is_channel_id, not_a_channel_id
+from bot.domain import CheckpointKind, checked_channel_id
 from bot.durations import DurationError, parse_duration
 from bot.secrets import SecretError, credential_path
 from bot.store.db import default_sqlite_url
@@ -57,9 +57,7 @@ def _duration(value: object) -> timedelta:
 def _channel(value: str | None) -> str | None:
     # A name would post a thread's root, then fail every update of it
     # (chat.update takes an id only).
-    if value is not None and not is_channel_id(value):
-        raise ValueError(not_a_channel_id(value))
-    return value
+    return checked_channel_id(value) if value is not None else None
 
 
 class _Model(BaseModel):

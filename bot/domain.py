@@ -181,12 +181,15 @@ def is_channel_id(text: str) -> bool:
     return _CHANNEL_ID.match(text) is not None
 
 
-def not_a_channel_id(text: str) -> str:
-    """Why `text` cannot name a channel in the config or the policy."""
-    return (
-        f"{text!r} is not a Slack channel id: give the id (C0123ABCD; a channel's "
-        "details in Slack show it at the bottom), not its name"
-    )
+def checked_channel_id(text: str) -> str:
+    """`text` when it is a channel id; else ValueError saying what would be
+    right (the config's and the policy's validators)."""
+    if not is_channel_id(text):
+        raise ValueError(
+            f"{text!r} is not a Slack channel id: give the id (C0123ABCD; a channel's "
+            "details in Slack show it at the bottom), not its name"
+        )
+    return text
 
 
 def channel_mention(channel: str) -> str:

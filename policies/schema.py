@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.domain import Role, is_channel_id, not_a_channel_id
+from bot.domain import Role, checked_channel_id
 from bot.durations import DurationError, parse_duration
 from policies.model import Effect
 from policies.recurrence import parse_rrule
@@ -129,10 +129,7 @@ class PermissionConfig(Principals):
     def _channel_ids(cls, value: list[str]) -> list[str]:
         # A request names its channel by id: a name here would match none,
         # and refuse every request "ask again in #ops" with no way to comply.
-        for channel in value:
-            if channel != "*" and not is_channel_id(channel):
-                raise ValueError(not_a_channel_id(channel))
-        return value
+        return [c if c == "*" else checked_channel_id(c) for c in value]
 
 
 def _anyone() -> PermissionConfig:
@@ -175,9 +172,7 @@ class WindowConfig(_Model):
     @field_validator("channel")
     @classmethod
     def _channel_id(cls, value: str | None) -> str | None:
-        if value is not None and not is_channel_id(value):
-            raise ValueError(not_a_channel_id(value))
-        return value
+        return checked_channel_id(value) if value is not None else None
 
     @field_validator("cron")
     @classmethod

@@ -178,14 +178,20 @@ class Inventory(_Model):
             )
         ]
 
+    def cluster(self, name: str) -> Cluster:
+        """The failover cluster with this name (case-insensitive), or
+        InvalidName / UnknownCluster."""
+        check_name(name, kind="cluster")
+        found = next((c for c in self.clusters if c.name.casefold() == name.casefold()), None)
+        if found is None:
+            known = sorted(c.name for c in self.clusters)
+            raise UnknownCluster(name, known, suggest(name, known))
+        return found
+
     def vms_on_cluster(self, name: str) -> list[VM]:
         """Every VM whose inventory host is a node of the named failover
         cluster (docs/clusters.md), in inventory order; UnknownCluster."""
-        check_name(name, kind="cluster")
-        cluster = next((c for c in self.clusters if c.name.casefold() == name.casefold()), None)
-        if cluster is None:
-            known = sorted(c.name for c in self.clusters)
-            raise UnknownCluster(name, known, suggest(name, known))
+        cluster = self.cluster(name)
         return [vm for vm in self.vms if cluster.has_node(vm.host)]
 
     def vms_on_host(self, name: str) -> list[VM]:

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -38,6 +38,7 @@ from bot.changes.lifecycle import IN_FLIGHT
 from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, EventView
+from bot.clock import system_clock
 from bot.notify.homes import StaleHomes
 from bot.notify.horizon import too_late_for_a_thread
 from bot.notify.outbox import OutboxDrainer
@@ -118,7 +119,7 @@ class ThreadNotifier:
     ) -> None:
         self.engine, self.client, self.renderer = engine, client, renderer
         # The record's clock (the demo's may run fast): how old a change is.
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or system_clock
         self.default_channel = default_channel
         self.demo, self.start_after_restore = demo, start_after_restore
         self.pacer = pacer or ChannelPacer()

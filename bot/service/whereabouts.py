@@ -22,6 +22,8 @@ from bot.inventory import (
     Host,
     Inventory,
     InventoryLookupError,
+    UnknownCluster,
+    UnknownGroup,
     UnknownHost,
     UnknownVM,
     suggest,
@@ -83,17 +85,20 @@ def focus_on(inventory: Inventory, name: str) -> Focus:
         pass
     else:
         return Focus(FocusKind.VM, vm.name, _hosts_of(inventory, [vm]), (vm.name,))
-    folded = name.strip().casefold()
-    cluster = next((c for c in inventory.clusters if c.name.casefold() == folded), None)
-    if cluster is not None:
-        nodes = {n.casefold() for n in cluster.nodes}
-        on_nodes = tuple(h.name for h in inventory.hosts if h.name.casefold() in nodes)
+    try:
+        cluster = inventory.cluster(name)
+    except UnknownCluster:
+        pass
+    else:
+        on_nodes = tuple(h.name for h in inventory.hosts if cluster.has_node(h.name))
         return Focus(FocusKind.CLUSTER, cluster.name, on_nodes)
-    group = next((g for g in inventory.groups if g.casefold() == folded), None)
-    if group is not None:
-        members = inventory.group(group)
+    try:
+        members = inventory.group(name)
+    except UnknownGroup:
+        pass
+    else:
         names = tuple(vm.name for vm in members)
-        return Focus(FocusKind.GROUP, group, _hosts_of(inventory, members), names)
+        return Focus(FocusKind.GROUP, name.strip(), _hosts_of(inventory, members), names)
     candidates = [
         *(vm.name for vm in inventory.vms),
         *(h.name for h in inventory.hosts),
