@@ -92,6 +92,33 @@ def test_yes_and_json_keep_stdout_one_document(tmp_path: Path) -> None:
     )
 
 
+def test_rollback_and_merge_with_json_print_one_document_and_nothing_left_is_one_error(
+    tmp_path: Path,
+) -> None:
+    """What a rollback or merge would lose is said before it runs; with
+    --json it is said on stderr, so stdout is the batch as JSON alone. A
+    batch with nothing left to act on gets the service's one-line error,
+    not a list of no VMs before it."""
+    wave = ("checkpoint", "create", "--tag", "env=staging", "-r", "staging wave", "--yes")
+    assert invoke(tmp_path, *wave).returncode == 0
+    # The demo's staging VMs need no approval to roll back or merge.
+    for action, state in (("rollback", "rolled_back"), ("merge", "done")):
+        result = invoke(tmp_path, "batch", action, "BAT-1", "--yes", "--json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert (data["action"], data["state"]) == (action, state)
+        said = (
+            "rolling back restores 2 VMs" if action == "rollback" else "keeps the changes of 2 VMs"
+        )
+        assert said in result.stderr and said not in result.stdout
+
+    again = invoke(tmp_path, "batch", "merge", "BAT-1", "--yes")
+    assert again.returncode == 1
+    assert again.stdout == ""
+    assert "BAT-0001 has no member to merge" in one_line_error(again)
+    assert "0 VMs" not in again.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

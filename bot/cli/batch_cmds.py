@@ -175,25 +175,29 @@ def _wait_jobs(rt: Runtime, ref: str, job_ids: list[int], what: str) -> BatchVie
     return show_batch(ctx, ref)
 
 
-def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool) -> None:
+def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool, as_json: bool) -> None:
     """A rollback loses what each VM wrote since its checkpoint: say so per
-    VM and ask (unless --yes)."""
+    VM and ask (unless --yes). With --json the list goes to stderr, so
+    stdout stays one document; when no member can be acted on it says
+    nothing, and the service's error says why."""
     from bot.service import show_batch
 
     view = show_batch(rt.ctx, ref)
     members = [m for m in view.members if m.state in _ELIGIBLE[action]]
+    if not members:
+        return
+    vms = f"{len(members)} VM{'s' if len(members) != 1 else ''}"
     if action == "rollback":
-        click.echo(f"{view.ref}: rolling back restores {len(members)} VMs to their checkpoints:")
-        for m in members:
-            click.echo(
-                f"  {m.vm_name} on {m.host}: everything written since {m.change}'s "
-                "checkpoint is lost"
-            )
+        lines = [f"{view.ref}: rolling back restores {vms} to their checkpoints:"]
+        lines += [
+            f"  {m.vm_name} on {m.host}: everything written since {m.change}'s checkpoint is lost"
+            for m in members
+        ]
     else:
-        click.echo(f"{view.ref}: merging keeps the changes of {len(members)} VMs:")
-        for m in members:
-            click.echo(f"  {m.vm_name} on {m.host}: {m.change}'s checkpoint is deleted")
-    if members and not yes and not click.confirm("Go ahead?", default=False, err=True):
+        lines = [f"{view.ref}: merging keeps the changes of {vms}:"]
+        lines += [f"  {m.vm_name} on {m.host}: {m.change}'s checkpoint is deleted" for m in members]
+    click.echo("\n".join(lines), err=as_json)
+    if not yes and not click.confirm("Go ahead?", default=False, err=True):
         progress("nothing was done")
         raise SystemExit(EXIT_REFUSED)
 
@@ -207,7 +211,7 @@ def _batch_action(
 ) -> None:
     from bot.service import merge_batch, rollback_batch
 
-    _confirm_loss(rt, ref, action, yes)
+    _confirm_loss(rt, ref, action, yes, as_json)
     call = rollback_batch if action == "rollback" else merge_batch
     result = call(rt.ctx, ref, requester=rt.principal)
     view = result.batch
