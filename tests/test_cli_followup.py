@@ -106,3 +106,21 @@ def test_an_enqueue_only_replica_needs_a_queue_others_can_reach(tmp_path: Path) 
     refused = invoke(tmp_path, "--config", str(config), "serve", "--http", "--no-worker", env=env)
     assert refused.returncode == 2
     assert "--no-worker needs a queue other processes can reach" in one_line_error(refused)
+
+
+def test_resolve_without_an_outcome_lists_them_on_one_line(tmp_path: Path) -> None:
+    """Click lists a missing choice's values one per line; the CLI's usage
+    errors are one line, and the help names every outcome the record takes."""
+    from bot.changes import RESOLUTIONS
+
+    missing = invoke(tmp_path, "change", "resolve", "CHG-1")
+    assert missing.returncode == 2
+    line = one_line_error(missing)
+    assert line == (
+        "checkpoint-bot: error: Missing argument 'OUTCOME'. Choose from: "
+        + ", ".join(sorted(RESOLUTIONS))
+        + " (see 'checkpoint-bot change resolve --help')"
+    )
+    assert missing.stderr.count("\n") == 1
+    helped = " ".join(invoke(tmp_path, "change", "resolve", "--help").stdout.split())
+    assert "OUTCOME is one of " + ", ".join(sorted(RESOLUTIONS)) + "." in helped

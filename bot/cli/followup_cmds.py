@@ -16,13 +16,14 @@ from bot.cli.runtime import Runtime, echo_json, pass_runtime
 
 @click.command("resolve")
 @click.argument("ref", metavar="CHG-n")
-@click.argument("outcome", type=click.Choice(sorted(RESOLUTIONS)))
+@click.argument("outcome", metavar="OUTCOME", type=click.Choice(sorted(RESOLUTIONS)))
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
 @pass_runtime
 def resolve_cmd(rt: Runtime, ref: str, outcome: str, as_json: bool) -> None:
     """Say what happened to an interrupted change the host could not settle
-    (the thread and `change show` list the outcomes offered). Only the
-    requester or an admin; recorded with your name."""
+    (the thread and `change show` list the outcomes offered). OUTCOME is one
+    of active, failed, merged, rolled_back. Only the requester or an admin;
+    recorded with your name."""
     from bot.service import resolve
 
     view = resolve(rt.ctx, ref, outcome, who=rt.principal)

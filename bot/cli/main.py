@@ -178,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False)
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        return _fail(f"{exc.format_message()}{hint}", EXIT_USAGE)
+        # Click 8.2 lists a missing choice's values one per line ("Choose
+        # from:\n\tactive,\n\tfailed…"): a usage error is one line.
+        said = " ".join(line.strip() for line in exc.format_message().splitlines())
+        return _fail(f"{said}{hint}", EXIT_USAGE)
     except click.Abort:
         return _fail("aborted", EXIT_FAILED)
     except click.ClickException as exc:
