@@ -353,6 +353,24 @@ def test_a_merge_of_a_vanished_checkpoint_ends_the_change_instead_of_failing_for
     assert show_change(estate.ctx, f"CHG-{change_id}").state == "vanished"
 
 
+def test_change_show_of_a_vanished_change_says_why(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vanished` alone does not say what happened: the summary quotes the
+    step that ended it."""
+    monkeypatch.chdir(estate.config.parent)
+    change_id = _created(estate, "STG01")
+    _remove_behind_back(estate, change_id)
+    rollback(estate.ctx, f"CHG-{change_id}", requester="alice")
+    estate.run_jobs(change_id)
+    assert main(["--config", str(estate.config), "change", "show", f"CHG-{change_id}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"CHG-{change_id:04d}: vanished — STG01 on HV01")
+    why = next(line for line in lines if line.startswith("  why:"))
+    assert "the host no longer has the checkpoint" in why
+    assert "deleted outside the bot" in why
+
+
 def test_a_host_that_cannot_be_asked_proves_nothing_vanished(estate: Estate) -> None:
     change_id = _created(estate, "WEB01")
     estate.down()
