@@ -54,6 +54,14 @@ def _duration(value: object) -> timedelta:
         raise ValueError(str(exc)) from None
 
 
+def _path(value: object) -> object:
+    # An empty string would be read as the config file's own folder, and fail
+    # later as "cannot be read: Is a directory".
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("is empty: give a path (relative to this file's folder)")
+    return value
+
+
 def _channel(value: str | None) -> str | None:
     # A name would post a thread's root, then fail every update of it
     # (chat.update takes an id only).
@@ -140,6 +148,7 @@ class HyperVConfig(_Model):
     idle_timeout: timedelta = timedelta(minutes=5)
 
     _durations = field_validator("call_timeout", "idle_timeout", mode="before")(_duration)
+    _paths = field_validator("simulator_hosts", mode="before")(_path)
 
 
 class SweepConfig(_Model):
@@ -192,6 +201,8 @@ class ObservabilityConfig(_Model):
 class SecretRefConfig(_Model):
     env: str | None = None
     file: Path | None = None
+
+    _paths = field_validator("file", mode="before")(_path)
 
 
 TEAM_ID = re.compile(r"^T[A-Z0-9]{2,}$")
@@ -282,6 +293,10 @@ class FileConfig(_Model):
     observability: ObservabilityConfig = ObservabilityConfig()
     batches: BatchesConfig = BatchesConfig()
 
+    _paths = field_validator("inventory", "policy", "database_url_file", "workdir", mode="before")(
+        _path
+    )
+
     @field_validator("database_url")
     @classmethod
     def _no_password_in_file(cls, value: str | None) -> str | None:
@@ -336,6 +351,15 @@ class Settings:
                 f"the database URL (DATABASE_URL or database_url) names {url.drivername}: "
                 "the record is kept in SQLite (sqlite:///PATH) or PostgreSQL "
                 "(postgresql://USER@HOST:5432/DB, or postgresql+psycopg://)"
+            )
+        # SQLite with no file, or ":memory:", is a database in this process's
+        # memory: each command would start with an empty one and keep nothing
+        # (https://www.sqlite.org/inmemorydb.html).
+        if url.drivername.startswith("sqlite") and url.database in (None, "", ":memory:"):
+            raise ConfigError(
+                "the database URL (DATABASE_URL or database_url) names no file: SQLite would "
+                "keep the record in this process's memory and lose it at exit; give a file, "
+                "like sqlite:///var/checkpoint-bot.db"
             )
 
     @property

@@ -75,6 +75,23 @@ def test_password_in_config_file_is_refused_without_echoing_it(tmp_path: Path) -
             ":3: slack.api_url: 'slack.com/api' is not a URL of Slack's Web API: "
             "https://slack.com/api/",
         ),
+        # An empty path would be read as the config's own folder ("Is a
+        # directory" later, from whatever opened it).
+        (
+            "inventory: ''\n",
+            ":1: inventory: is empty: give a path (relative to this file's folder)",
+        ),
+        ("inventory: i.yaml\npolicy: ' '\n", ":2: policy: is empty"),
+        ("inventory: i.yaml\nworkdir: ''\n", ":2: workdir: is empty"),
+        ("inventory: i.yaml\ndatabase_url_file: ''\n", ":2: database_url_file: is empty"),
+        (
+            "inventory: i.yaml\nhyperv: {simulator_hosts: ''}\n",
+            ":2: hyperv.simulator_hosts: is empty",
+        ),
+        (
+            "inventory: i.yaml\nslack: {bot_token: {file: ''}}\n",
+            ":2: slack.bot_token.file: is empty",
+        ),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -100,3 +117,20 @@ def test_secrets_never_show_their_value(tmp_path: Path) -> None:
     with pytest.raises(SecretError, match="cannot read") as err:
         secret_from(env_name=None, file=tmp_path / "missing", env={}, what="t")
     assert "missing" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite+pysqlite://"]
+)
+def test_an_sqlite_database_in_memory_is_refused(tmp_path: Path, url: str) -> None:
+    """Each command would start on an empty database and keep nothing
+    (https://www.sqlite.org/inmemorydb.html)."""
+    conf = write(tmp_path / "bot.yaml", "inventory: i.yaml\n")
+    for env in ({"DATABASE_URL": url}, {}):
+        if not env:
+            write(conf, f"inventory: i.yaml\ndatabase_url: '{url}'\n")
+        with pytest.raises(ConfigError) as err:
+            load_settings(conf, env, tmp_path)
+        assert "names no file: SQLite would keep the record in this process's memory" in str(
+            err.value
+        )
