@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         # Click 8.2 lists a missing choice's values one per line ("Choose
         # from:\n\tactive,\n\tfailed…"): a usage error is one line.
-        said = " ".join(line.strip() for line in exc.format_message().splitlines())
-        return _fail(f"{said}{hint}", EXIT_USAGE)
+        usage = " ".join(line.strip() for line in exc.format_message().splitlines())
+        return _fail(f"{usage}{hint}", EXIT_USAGE)
     except click.Abort:
         return _fail("aborted", EXIT_FAILED)
     except click.ClickException as exc:
