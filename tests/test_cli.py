@@ -118,6 +118,26 @@ def test_domain_controller_is_refused_naming_usn_rollback(tmp_path: Path) -> Non
             2,
             "no VM named 'WEB1' in the inventory; did you mean WEB01, WEB02?",
         ),
+        # A host's, a cluster's or a group's name where a VM belongs says
+        # which it is ("no VM named 'HV01'" until 2026-12-05); a create also
+        # says how to take them all as a wave.
+        (
+            ["checkpoint", "create", "hv01", "--reason", "x"],
+            2,
+            "HV01 is a host, not a VM: name one of its VMs (CORP-DC01, SQL01, EXCH01, …), "
+            "or checkpoint them all as one wave with --host HV01",
+        ),
+        (
+            ["checkpoint", "create", "prod-cluster", "--reason", "x"],
+            2,
+            "prod-cluster is a cluster, not a VM: name one of its VMs (CORP-DC01, CORP-DC02, "
+            "SQL01, …), or checkpoint them all as one wave with --cluster prod-cluster",
+        ),
+        (
+            ["checkpoint", "settings", "web-tier"],
+            2,
+            "web-tier is a group, not a VM: name one of its VMs (WEB01, WEB02, APP01)",
+        ),
         (
             ["checkpoint", "create", "WEB01"],
             2,

@@ -142,6 +142,13 @@ def test_list_status_policy_windows_settings(bot: RunningBot) -> None:
         ("list web-tier", "Checkpoints on web-tier"),
         ("list prod-cluster", "Checkpoints on prod-cluster"),
         ("list web-teir", "no VM, host, cluster or group named 'web-teir'"),
+        # A wave's name where one VM belongs: said, and how to take the wave.
+        (
+            "create web-tier KB5044284",
+            "web-tier is a group, not a VM: name one of its VMs (WEB01, WEB02, APP01), "
+            "or checkpoint them all as one wave with --group web-tier",
+        ),
+        ("create HV02 patching", "HV02 is a host, not a VM"),
         ("policy CORP-DC01", "DENY"),
         ("windows", "no change windows"),
         ("settings WEB02", "Checkpoint type"),

@@ -4,6 +4,7 @@ query (`change show`) loads only what it reads (bench/cli_start.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlmodel import select
@@ -16,7 +17,7 @@ from bot.store.tables import change_ref
 from bot.store.tables.changes import Change
 
 if TYPE_CHECKING:
-    from bot.inventory import VM
+    from bot.inventory import VM, Inventory
     from bot.service.deps import ServiceDeps
 
 
@@ -45,15 +46,44 @@ def checkpoint_id_of(text: str) -> str:
     return kept
 
 
-def resolve_vm(ctx: ServiceDeps, name: str) -> VM:
+def resolve_vm(ctx: ServiceDeps, name: str, *, wave: bool = False) -> VM:
+    """The inventory's VM named `name`, or BadRequest. A host's, a failover
+    cluster's or a group's name says which it is and names some of its VMs;
+    with `wave` (a create, which takes `--host`, `--cluster` and `--group`)
+    it also says how to take them all as one wave."""
     inventory = ctx.inventory
     # Imported once the inventory is: finding a change by its id needs neither.
     from bot.inventory import InvalidName, UnknownVM
 
     try:
         return inventory.vm(name)
-    except (UnknownVM, InvalidName) as exc:
+    except UnknownVM as exc:
+        other = _not_a_vm(inventory, name, wave)
+        raise (BadRequest(other) if other else from_inventory(exc)) from None
+    except InvalidName as exc:
         raise from_inventory(exc) from None
+
+
+def _not_a_vm(inventory: Inventory, name: str, wave: bool) -> str | None:
+    """What to say when `name` is a host, a cluster or a group, not a VM."""
+    from bot.inventory import InventoryLookupError
+
+    finders: tuple[tuple[str, Callable[[str], tuple[str, list[VM]]]], ...] = (
+        ("host", lambda n: (inventory.host(n).name, inventory.vms_on_host(n))),
+        ("cluster", lambda n: (inventory.cluster(n).name, inventory.vms_on_cluster(n))),
+        ("group", lambda n: (n.strip(), inventory.group(n))),
+    )
+    for kind, find in finders:
+        try:
+            named, vms = find(name)
+        except InventoryLookupError:
+            continue
+        some = ", ".join(vm.name for vm in vms[:3]) + (", …" if len(vms) > 3 else "")
+        said = f"{named} is a {kind}, not a VM: name one of its VMs ({some or 'it has none'})"
+        if wave and vms:
+            said += f", or checkpoint them all as one wave with --{kind} {named}"
+        return said
+    return None
 
 
 def find_change(ctx: ServiceDeps, ref: str) -> int:

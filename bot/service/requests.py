@@ -154,7 +154,7 @@ def request_checkpoint(
     strictest member's need, bot.service.batches) a member the policy
     allows waits for that approval with the rest of its wave."""
     who = requester if isinstance(requester, Principal) else Principal(requester, channel=channel)
-    vm = resolve_vm(ctx, vm_name)
+    vm = resolve_vm(ctx, vm_name, wave=batch_id is None)
     text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl)
     if at is not None:
         check_future(at, ctx.clock())
