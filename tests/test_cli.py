@@ -315,6 +315,21 @@ def test_change_approve_names_what_it_decided_and_asks_which_when_several_wait(
     # Past the policy's maximum lifetime an extension waits for an approver too.
     longer = invoke(tmp_path, "checkpoint", "extend", "CHG-1", "10d", env=alice)
     assert longer.returncode == 0, longer.stderr
+    # `change show` says what waits, and how to approve each.
+    shown = invoke(tmp_path, "change", "show", "CHG-1").stdout.splitlines()
+    rollback, extend = [line for line in shown if line.startswith("  waiting:")]
+    assert rollback == (
+        "  waiting:    rollback by @cli:alice needs 1 approval from anyone (not the requester): "
+        "rollback of WEB01 needs 1 approval (env=prod); an approver runs "
+        "'checkpoint-bot change approve CHG-0001 --request rollback'"
+    )
+    assert extend.startswith("  waiting:    extension to ")
+    assert extend.endswith(
+        "needs 1 approval from anyone (not the requester); an approver runs "
+        "'checkpoint-bot change approve CHG-0001 --request extend'"
+    )
+    listed = json.loads(invoke(tmp_path, "change", "show", "CHG-1", "--json").stdout)
+    assert listed["waiting"] == ["rollback", "extend"]
     which = invoke(tmp_path, "change", "approve", "CHG-1", env=bob)
     assert which.returncode == 1
     error = one_line_error(which)
@@ -327,6 +342,10 @@ def test_change_approve_names_what_it_decided_and_asks_which_when_several_wait(
     body = json.loads(approved.stdout)
     assert body["approval"]["action"] == "rollback" and body["approval"]["state"] == "approved"
     assert body["approval"]["request_id"] is not None
+    # Nothing waits any more: nothing is said to.
+    after = invoke(tmp_path, "change", "show", "CHG-1")
+    assert "waiting:" not in after.stdout
+    assert json.loads(invoke(tmp_path, "change", "show", "CHG-1", "--json").stdout)["waiting"] == []
 
 
 def test_policy_explain_and_validate(tmp_path: Path) -> None:

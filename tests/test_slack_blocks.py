@@ -775,3 +775,26 @@ def test_the_card_shows_what_was_asked_and_what_was_taken(slack: SlackRenderer) 
     assert "holds the VM's memory" in body
     gone = "\n".join(texts(slack.message("change_root", c=change("vanished"))))
     assert ":ghost:" in gone
+
+
+def test_what_waits_is_told_in_the_words_that_asked_for_it() -> None:
+    """`ChangeView.waiting_for` (`change show`'s "waiting:" lines): each
+    waiting action with the latest event that asked approvers for it; a
+    policy that raised the need ("now needs …") names the action in its
+    details, and an action no event asked for still shows."""
+    asked = (
+        EventView(3, T0, "policy", "rollback_awaits_approval", None, None, "rollback needs 1", {}),
+        EventView(4, T0, "policy", "merge_awaits_approval", None, None, "merge needs 1", {}),
+        EventView(
+            5, T0, "policy", "awaits_approval", None, None, "now needs 2", {"action": "rollback"}
+        ),
+        # Recorded before the action was named: it cannot be placed.
+        EventView(6, T0, "policy", "awaits_approval", None, None, "now needs 3", {}),
+    )
+    view = change("active", events=asked, waiting=("rollback", "merge", "extend"))
+    assert view.waiting_for == [
+        ("rollback", "rollback now needs 2"),
+        ("merge", "merge needs 1"),
+        ("extend", "extend needs approval"),
+    ]
+    assert change("active", events=asked).waiting_for == []

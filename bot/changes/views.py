@@ -138,10 +138,18 @@ class ChangeView:
     batch_id: int | None = None
     events: tuple[EventView, ...] = ()
     jobs: tuple[JobView, ...] = field(default=())
+    # The actions whose approval requests wait (create, rollback, merge,
+    # extend), oldest first; filled where the record's requests were read
+    # (`change show`), else empty.
+    waiting: tuple[str, ...] = ()
 
     @classmethod
     def of(
-        cls, c: Change, events: list[ChangeEvent] | None = None, jobs: list[Job] | None = None
+        cls,
+        c: Change,
+        events: list[ChangeEvent] | None = None,
+        jobs: list[Job] | None = None,
+        waiting: tuple[str, ...] = (),
     ) -> ChangeView:
         assert c.id is not None
         return cls(
@@ -173,6 +181,7 @@ class ChangeView:
             batch_id=c.batch_id,
             events=tuple(EventView.of(e) for e in events or ()),
             jobs=tuple(JobView.of(j) for j in jobs or ()),
+            waiting=waiting,
         )
 
     @property
@@ -205,6 +214,24 @@ class ChangeView:
             ):
                 return e
         return None
+
+    @property
+    def waiting_for(self) -> list[tuple[str, str]]:
+        """(action, what its request asked) for each approval that waits:
+        the words of the latest event that asked approvers for it."""
+        said: dict[str, str] = {}
+        for e in self.events:
+            action = ASKS_APPROVAL.get(e.kind)
+            message = e.message
+            if e.kind == "awaits_approval":
+                # The policy raised what a waiting request needs ("now needs
+                # …"); the event names the request's action (recorded since
+                # 2026-12-05).
+                action = e.details.get("action")
+                message = f"{action} {e.message}"
+            if action is not None:
+                said[str(action)] = message
+        return [(action, said.get(action, f"{action} needs approval")) for action in self.waiting]
 
     @property
     def needs_start(self) -> bool:

@@ -292,6 +292,7 @@ def _carry_out(
                     actor="policy",
                     now=now,
                     message=f"now needs {decision.approval.describe()}",
+                    details={"action": request.action},
                 )
                 return ApprovalOutcome(
                     ChangeView.of(change),
