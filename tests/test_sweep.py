@@ -226,6 +226,21 @@ def test_adopt_opens_an_active_change_in_the_clickers_name(
         adoption = s.get(CheckpointAdoption, orphan.id)
         assert adoption is not None and adoption.adopted_by == "U0BOB"
     assert scan(ctx).items == ()  # owned now, and not past its expiry
+    # Nothing was asked for: no type "asked for", no warning that what was
+    # taken differs from it (the record's type is the policy's reading).
+    summary = Renderer().render("cli/change_summary.txt.j2", c=change).splitlines()
+    assert summary[0] == (
+        f"{change.ref}: active — WEB01 on HV01, adopted checkpoint (found by the sweep, "
+        "not asked for)"
+    )
+    assert not any("was asked" in line for line in summary)
+    root = json.dumps(
+        SlackRenderer(Renderer()).payload(
+            "change_root", c=change, pending=[], start_after_restore=True
+        )
+    )
+    assert "*Adopted*\\nfound by the sweep" in root
+    assert "Asked for" not in root and ":warning:" not in root
 
 
 def test_adopt_refuses_what_it_must_not_touch(ctx: AppContext) -> None:

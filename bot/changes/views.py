@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.changes.lifecycle import Command
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.jobs import Job
@@ -214,6 +215,13 @@ class ChangeView:
             ):
                 return e
         return None
+
+    @property
+    def adopted(self) -> bool:
+        """Opened for a checkpoint the sweep found (`sweep adopt`), not asked
+        for: its `checkpoint_type` is the policy's reading of what it holds
+        (bot/service/adopt.py), not a request's."""
+        return any(e.kind == Command.ADOPT for e in self.events)
 
     @property
     def waiting_for(self) -> list[tuple[str, str]]:
