@@ -7,6 +7,7 @@ rendered into PowerShell: only people read what comes out of here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,13 @@ def action_verb(value: object) -> str:
     return "roll back" if text == "rollback" else text.replace("_", " ")
 
 
+def widest(values: Iterable[object], at_least: int) -> int:
+    """A table column's width: its longest value, and never narrower than
+    `at_least` (what the header and the demo's names need), so that real
+    estates' longer VM and host names keep the columns aligned."""
+    return max([at_least, *(len(str(v)) for v in values)])
+
+
 def state_label(value: str | None) -> str:
     return (value or "-").replace("_", " ")
 
@@ -87,6 +95,7 @@ class Renderer:
             people=plain_mentions,
             verb=action_verb,
             count=counted,
+            widest=widest,
         )
 
     def render(self, name: str, **values: Any) -> str:
