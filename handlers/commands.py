@@ -148,15 +148,16 @@ class Commands:
                     decision=decision,
                     rows=explain_rows(decision),
                 )
+            # A VM's name means its one change the action fits
+            # (bot/service/vm_target.py).
             case RollbackRequest():
-                # A VM name means its one active change (bot/service/vm_target.py).
-                outcome = rollback(ctx, request.change_ref or request.vm or "", requester=who())
+                outcome = rollback(ctx, request.target, requester=who())
                 return self._acted("rollback", outcome)
-            case MergeRequest(change_ref=ref):
-                outcome = merge(ctx, ref, requester=who())
+            case MergeRequest():
+                outcome = merge(ctx, request.target, requester=who())
                 return self._acted("merge", outcome)
-            case ExtendRequest(change_ref=ref, duration_text=by):
-                outcome = extend(ctx, ref, by, requester=who())
+            case ExtendRequest(duration_text=by):
+                outcome = extend(ctx, request.target, by, requester=who())
                 if outcome.refused:
                     return deps.payload("denied_ephemeral", outcome=outcome, action="extend")
                 return deps.notice(*messages.extended(outcome))

@@ -54,6 +54,40 @@ def test_rollback_by_vm_name_with_several_active_changes_names_them(tmp_path: Pa
     assert shown["state"] == "active"
 
 
+def test_extend_and_merge_by_vm_name_act_on_its_one_change_they_fit(tmp_path: Path) -> None:
+    """The day's flow by the VM's name alone: take it, give it longer, roll it
+    back, keep it. A merge also fits a rolled-back change (it keeps what the
+    rollback restored); an extension only an active one."""
+    assert invoke(tmp_path, "checkpoint", "create", "STG-WEB01", "-r", "patch").returncode == 0
+    extended = invoke(tmp_path, "checkpoint", "extend", "stg-web01", "1h", "--json")
+    assert extended.returncode == 0, extended.stderr
+    assert json.loads(extended.stdout)["ref"] == "CHG-0001"
+    assert invoke(tmp_path, "checkpoint", "rollback", "STG-WEB01").returncode == 0
+    not_active = invoke(tmp_path, "checkpoint", "extend", "STG-WEB01", "1h")
+    assert not_active.returncode == 1
+    assert one_line_error(not_active) == (
+        "checkpoint-bot: error: STG-WEB01 has no active change to extend; nothing was done"
+    )
+    merged = invoke(tmp_path, "checkpoint", "merge", "STG-WEB01", "--json")
+    assert merged.returncode == 0, merged.stderr
+    change = json.loads(merged.stdout)
+    assert (change["ref"], change["state"]) == ("CHG-0001", "merged")
+    nothing = invoke(tmp_path, "checkpoint", "merge", "STG-WEB01")
+    assert nothing.returncode == 1
+    assert one_line_error(nothing) == (
+        "checkpoint-bot: error: STG-WEB01 has no active or rolled back change to merge; "
+        "nothing was done"
+    )
+    for reason in ("first", "second"):
+        assert invoke(tmp_path, "checkpoint", "create", "STG-WEB01", "-r", reason).returncode == 0
+    several = invoke(tmp_path, "checkpoint", "merge", "STG-WEB01")
+    assert several.returncode == 2
+    assert one_line_error(several) == (
+        "checkpoint-bot: error: STG-WEB01 has 2 active or rolled back changes (CHG-0002, "
+        "CHG-0003): name the one to merge, e.g. CHG-0002; nothing was done"
+    )
+
+
 def test_db_upgrade_and_policy_validate_print_json(tmp_path: Path) -> None:
     first = invoke(tmp_path, "db", "upgrade", "--json")
     assert first.returncode == 0, first.stderr

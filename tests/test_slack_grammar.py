@@ -99,6 +99,9 @@ PARSED: list[tuple[str, SlashRequest]] = [
     ("Merge CHG-123456", MergeRequest("CHG-123456")),
     ("extend CHG-1 24h", ExtendRequest("CHG-0001", "24h")),
     ('extend chg1 "1d 12h"', ExtendRequest("CHG-0001", "1d 12h")),
+    # ... and, as rollback, a VM's name for its one change the action fits
+    ("merge WEB01", MergeRequest(vm="WEB01")),
+    ("extend web01 3d", ExtendRequest(None, "3d", vm="web01")),
     ("status CHG-0042", StatusRequest("CHG-0042")),
     # policy, windows
     ("policy DC01", PolicyRequest("DC01", "create")),
@@ -263,16 +266,11 @@ ERRORS: list[tuple[str, str, str]] = [
         "Usage: /checkpoint rollback CHG-n|VM",
     ),
     (
-        "merge WEB01",
-        "'WEB01' is not a change id; merge needs one like CHG-0042 (/checkpoint list shows them)",
-        "Usage: /checkpoint merge CHG-n",
-    ),
-    (
         "extend CHG-1",
         "extend needs a duration like 24h, e.g. /checkpoint extend CHG-0042 24h",
-        "Usage: /checkpoint extend CHG-n 24h",
+        "Usage: /checkpoint extend CHG-n|VM 24h",
     ),
-    ("extend CHG-1 24", str(DurationError("24")), "Usage: /checkpoint extend CHG-n 24h"),
+    ("extend CHG-1 24", str(DurationError("24")), "Usage: /checkpoint extend CHG-n|VM 24h"),
     # A wave's ref where one change belongs: where to go instead.
     (
         "rollback bat-7",
@@ -284,18 +282,18 @@ ERRORS: list[tuple[str, str, str]] = [
         "extend BAT-99999999999 2h",
         "BAT-99999999999 is a patch wave, not one change; /checkpoint batch "
         "BAT-99999999999 shows its members and acts on them all, or give one member's CHG-n",
-        "Usage: /checkpoint extend CHG-n 24h",
+        "Usage: /checkpoint extend CHG-n|VM 24h",
     ),
     # Below zero or zero: what is wrong is the sign, not a missing unit.
     (
         "extend CHG-1 -1h",
         "'-1h' is not more than zero: a duration is positive, like 90m, 24h or 7d",
-        "Usage: /checkpoint extend CHG-n 24h",
+        "Usage: /checkpoint extend CHG-n|VM 24h",
     ),
     (
         "extend CHG-1 0d",
         "'0d' is not more than zero: a duration is positive, like 90m, 24h or 7d",
-        "Usage: /checkpoint extend CHG-n 24h",
+        "Usage: /checkpoint extend CHG-n|VM 24h",
     ),
     (
         "status CHG-1 x",

@@ -82,6 +82,12 @@ def test_status_shows_the_history_and_windows_says_open(tmp_path: Path) -> None:
         wait_state(bot, "STG-WEB01", "rolled_back")
         again = shown(command(bot, "rollback STG-WEB01"))
         assert "STG-WEB01 has no active change to roll back; nothing was done" in again
+        # Extend fits only an active change; merge a rolled-back one too.
+        longer = shown(command(bot, "extend STG-WEB01 2h"))
+        assert "STG-WEB01 has no active change to extend; nothing was done" in longer
+        kept = shown(command(bot, "merge STG-WEB01"))
+        assert active.ref in kept
+        wait_state(bot, "STG-WEB01", "merged")
 
 
 def _user_texts(calls: list[Call]) -> str:

@@ -246,12 +246,14 @@ def rollback_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None
 
 
 @click.command("merge")
-@click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
+@click.argument("target", metavar="CHANGE|CHECKPOINT|VM")
 @click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
 @pass_runtime
 def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
-    """Keep the change: delete the checkpoint and merge its disk."""
+    """Keep the change: delete the checkpoint and merge its disk (CHG-n, the
+    checkpoint's Id, or a VM's name for its one active or rolled-back
+    change)."""
     _run(rt, _request(rt, "merge", target, no_wait=no_wait, as_json=as_json))
 
 
@@ -282,13 +284,14 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
 
 
 @click.command("extend", cls=SignedArgsCommand)
-@click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
+@click.argument("target", metavar="CHANGE|CHECKPOINT|VM")
 @click.argument("by", metavar="DURATION")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
 @pass_runtime
 def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
-    """Give a checkpoint DURATION more time (24h, 3d); beyond the maximum
-    lifetime the policy asks for an approver."""
+    """Give a checkpoint DURATION more time (24h, 3d): CHG-n, the
+    checkpoint's Id, or a VM's name for its one active change. Beyond the
+    maximum lifetime the policy asks for an approver."""
     from bot.service import extend
 
     outcome = extend(rt.ctx, target, by, requester=rt.principal)

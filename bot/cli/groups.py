@@ -23,8 +23,8 @@ CHECKPOINT_COMMANDS = {
     ),
     "extend": LazyCommand(
         f"{_CMDS}:extend_cmd",
-        "Give a checkpoint DURATION more time (24h, 3d); beyond the maximum lifetime the "
-        "policy asks for an approver.",
+        "Give a checkpoint DURATION more time (24h, 3d): CHG-n, the checkpoint's Id, or a "
+        "VM's name for its one active change.",
     ),
     "list": LazyCommand(
         f"{_CMDS}:list_cmd",
@@ -32,7 +32,9 @@ CHECKPOINT_COMMANDS = {
         "name, only that host's, VM's, failover cluster's or group's.",
     ),
     "merge": LazyCommand(
-        f"{_CMDS}:merge_cmd", "Keep the change: delete the checkpoint and merge its disk."
+        f"{_CMDS}:merge_cmd",
+        "Keep the change: delete the checkpoint and merge its disk (CHG-n, the checkpoint's "
+        "Id, or a VM's name for its one active or rolled-back change).",
     ),
     "rollback": LazyCommand(
         f"{_CMDS}:rollback_cmd",

@@ -41,8 +41,9 @@ SOCKET_ENV = "CHECKPOINT_BOT_SOCKET"
 # Raised when the request's shape or meaning changes; a bot that does not
 # read the client's version declines, and the CLI runs the command itself
 # (a CLI upgraded before the bot restarts). 2: `list` reads `target` (a
-# host's or a VM's name), which a bot of version 1 would have ignored.
-PROTOCOL = 2
+# host's or a VM's name), which a bot of version 1 would have ignored. 3:
+# `merge` takes a VM's name, which a bot of version 2 would have refused.
+PROTOCOL = 3
 # A request is the CLI's arguments: a longer line is refused unread.
 MAX_REQUEST = 1 << 18
 # A reply holds what the command prints: a change (kilobytes), or every

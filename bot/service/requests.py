@@ -45,7 +45,7 @@ from bot.service.errors import (
 )
 from bot.service.finding import find_change, resolve_vm
 from bot.service.ownership import new_token
-from bot.service.vm_target import active_change_of
+from bot.service.vm_target import change_of_vm
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
 from bot.store.tables.approvals import ApprovalRequest
@@ -463,10 +463,10 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
         raise changed_meanwhile(change_id, "asked") from None
 
 
-def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
-    """Roll back a change named by `CHG-n`, its checkpoint's Id, or its VM's
-    name (the VM's one active change, see bot/service/vm_target.py)."""
-    who = as_principal(requester)
+def _change_named(ctx: ServiceDeps, ref: str, verb: str) -> str:
+    """`ref` as written when it is a change's or a checkpoint's id (or a
+    wave's, which `find_change` explains), else a VM's name: its one change
+    that `verb` acts on (bot/service/vm_target.py)."""
     text = ref.strip()
     written_as_id = (
         parse_ref(text) is not None
@@ -474,29 +474,37 @@ def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outco
         or ChangeRef.typed(text)
         or BatchRef.typed(text)
     )
-    if not written_as_id:
-        text = active_change_of(ctx, text, "roll back")
-    outcome = _act(ctx, text, Action.ROLLBACK, who)
+    return text if written_as_id else change_of_vm(ctx, text, verb)
+
+
+def rollback(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
+    """Roll back a change named by `CHG-n`, its checkpoint's Id, or its VM's
+    name (the VM's one active change)."""
+    who = as_principal(requester)
+    outcome = _act(ctx, _change_named(ctx, ref, "roll back"), Action.ROLLBACK, who)
     ctx.notifier.changed(outcome.change.id)
     return outcome
 
 
 def merge(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
+    """Keep a change named by `CHG-n`, its checkpoint's Id, or its VM's name
+    (the VM's one active or rolled-back change)."""
     who = as_principal(requester)
-    outcome = _act(ctx, ref, Action.MERGE, who)
+    outcome = _act(ctx, _change_named(ctx, ref, "merge"), Action.MERGE, who)
     ctx.notifier.changed(outcome.change.id)
     return outcome
 
 
 def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -> Outcome:
-    """Give an active checkpoint more time; beyond the scope's maximum
-    lifetime the policy asks for approval. The new expiry is counted from
+    """Give an active checkpoint more time (`ref`: `CHG-n`, its checkpoint's
+    Id, or its VM's name for the VM's one active change); beyond the scope's
+    maximum lifetime the policy asks for approval. The new expiry is counted from
     the one the policy was asked about: if another extension or a state
     change lands first, the person is told to look again. A note landing
     between the read and the update (`begin_host_action`) is read past."""
     who = as_principal(requester)
     delta = _duration(by, "extend by")
-    change_id = find_change(ctx, ref)
+    change_id = find_change(ctx, _change_named(ctx, ref, "extend"))
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
     if State(change.state) not in _EXTENDABLE or change.expires_at is None:

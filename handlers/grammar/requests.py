@@ -60,6 +60,11 @@ class ListRequest:
     target: str | None = None  # a VM or host name, unresolved; None means everything
 
 
+def _one_target(request: object, change_ref: str | None, vm: str | None) -> None:
+    if (change_ref is None) == (vm is None):
+        raise ValueError(f"{type(request).__name__} needs exactly one of change_ref or vm")
+
+
 @dataclass(frozen=True)
 class RollbackRequest:
     """Exactly one of `change_ref` (CHG-0042) or `vm` (its one active change)."""
@@ -68,19 +73,42 @@ class RollbackRequest:
     vm: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.change_ref is None) == (self.vm is None):
-            raise ValueError("RollbackRequest needs exactly one of change_ref or vm")
+        _one_target(self, self.change_ref, self.vm)
+
+    @property
+    def target(self) -> str:
+        return self.change_ref or self.vm or ""
 
 
 @dataclass(frozen=True)
 class MergeRequest:
-    change_ref: str
+    """Exactly one of `change_ref` or `vm` (its one active or rolled-back change)."""
+
+    change_ref: str | None = None
+    vm: str | None = None
+
+    def __post_init__(self) -> None:
+        _one_target(self, self.change_ref, self.vm)
+
+    @property
+    def target(self) -> str:
+        return self.change_ref or self.vm or ""
 
 
 @dataclass(frozen=True)
 class ExtendRequest:
-    change_ref: str
+    """Exactly one of `change_ref` or `vm` (its one active change)."""
+
+    change_ref: str | None
     duration_text: str
+    vm: str | None = None
+
+    def __post_init__(self) -> None:
+        _one_target(self, self.change_ref, self.vm)
+
+    @property
+    def target(self) -> str:
+        return self.change_ref or self.vm or ""
 
     @property
     def duration(self) -> timedelta:

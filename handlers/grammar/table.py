@@ -184,10 +184,27 @@ def _create(v: Values) -> SlashRequest:
     return CreateRequest(vm, v.need("reason"), v.get("type"), v.get("ttl"), v.get("at"))
 
 
-def _rollback(v: Values) -> SlashRequest:
+def _change_or_vm(v: Values) -> tuple[str | None, str | None]:
+    """(CHG-n, None) or (None, a VM's name): a VM's name stands for its one
+    change the action fits (bot/service/vm_target.py)."""
     target = v.need("target")
     ref = normalize_change_ref(target)
-    return RollbackRequest(change_ref=ref) if ref else RollbackRequest(vm=target)
+    return (ref, None) if ref else (None, target)
+
+
+def _rollback(v: Values) -> SlashRequest:
+    ref, vm = _change_or_vm(v)
+    return RollbackRequest(change_ref=ref, vm=vm)
+
+
+def _merge(v: Values) -> SlashRequest:
+    ref, vm = _change_or_vm(v)
+    return MergeRequest(change_ref=ref, vm=vm)
+
+
+def _extend(v: Values) -> SlashRequest:
+    ref, vm = _change_or_vm(v)
+    return ExtendRequest(ref, v.need("duration"), vm=vm)
 
 
 def _settings(v: Values) -> SlashRequest:
@@ -300,17 +317,23 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "merge",
         "keep the change: delete the checkpoint, merging its disk",
-        lambda v: MergeRequest(v.need("change")),
-        args=(_CHANGE,),
-        examples=("merge CHG-0042",),
+        _merge,
+        args=(Param("target", Kind.CHANGE_OR_VM, "CHG-n|VM"),),
+        examples=("merge CHG-0042", "merge WEB01"),
+        details="A VM name means that VM's one active or rolled-back change (with several, "
+        "name the change).",
         synonyms=("keep", "commit", "delete", "remove", "done", "finish"),
     ),
     CommandSpec(
         "extend",
         "give a change's checkpoint more time",
-        lambda v: ExtendRequest(v.need("change"), v.need("duration")),
-        args=(_CHANGE, Param("duration", Kind.DURATION, "24h")),
-        examples=("extend CHG-0042 24h",),
+        _extend,
+        args=(
+            Param("target", Kind.CHANGE_OR_VM, "CHG-n|VM"),
+            Param("duration", Kind.DURATION, "24h"),
+        ),
+        examples=("extend CHG-0042 24h", "extend WEB01 24h"),
+        details="A VM name means that VM's one active change (with several, name the change).",
         synonyms=("renew", "prolong", "postpone", "snooze", "ttl"),
     ),
     CommandSpec(
