@@ -62,7 +62,10 @@ def test_extend_and_merge_by_vm_name_act_on_its_one_change_they_fit(tmp_path: Pa
     extended = invoke(tmp_path, "checkpoint", "extend", "stg-web01", "1h", "--json")
     assert extended.returncode == 0, extended.stderr
     assert json.loads(extended.stdout)["ref"] == "CHG-0001"
-    assert invoke(tmp_path, "checkpoint", "rollback", "STG-WEB01").returncode == 0
+    rolled = invoke(tmp_path, "checkpoint", "rollback", "STG-WEB01")
+    assert rolled.returncode == 0, rolled.stderr
+    # The bot started it again (it was running): said where the state is.
+    assert "  VM:         STG-WEB01 is Running after the rollback\n" in rolled.stdout
     not_active = invoke(tmp_path, "checkpoint", "extend", "STG-WEB01", "1h")
     assert not_active.returncode == 1
     assert one_line_error(not_active) == (
