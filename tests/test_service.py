@@ -194,7 +194,7 @@ def test_unknown_refs(ctx: AppContext) -> None:
     with pytest.raises(NotFound, match="not owned by any change"):
         merge(ctx, "0f8fad5b-d9cb-469f-a165-70867728950e", requester="a")
     # Not an id, and no name a VM can have: all three said at once.
-    with pytest.raises(BadRequest, match="neither a change id .* nor a VM's name"):
+    with pytest.raises(BadRequest, match=r"neither a change id .* nor a VM's name"):
         merge(ctx, "yesterday's", requester="a")
     with pytest.raises(BadRequest, match="no VM named 'WEB1' in the inventory; did you mean"):
         merge(ctx, "WEB1", requester="a")

@@ -497,11 +497,12 @@ def merge(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
 
 def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -> Outcome:
     """Give an active checkpoint more time (`ref`: `CHG-n`, its checkpoint's
-    Id, or its VM's name for the VM's one active change); beyond the scope's
-    maximum lifetime the policy asks for approval. The new expiry is counted from
-    the one the policy was asked about: if another extension or a state
-    change lands first, the person is told to look again. A note landing
-    between the read and the update (`begin_host_action`) is read past."""
+    Id, or its VM's name for the VM's one active change); beyond the
+    scope's maximum lifetime the policy asks for approval. The new expiry is
+    counted from the one the policy was asked about: if another extension or
+    a state change lands first, the person is told to look again. A note
+    landing between the read and the update (`begin_host_action`) is read
+    past."""
     who = as_principal(requester)
     delta = _duration(by, "extend by")
     change_id = find_change(ctx, _change_named(ctx, ref, "extend"))

@@ -1,7 +1,7 @@
 """One change as the record holds it (`change show`, a thread's card, the
 CLI after a job). It reads the change, its events, its jobs and which of
-its approval requests wait, and imports nothing else: not the inventory, not the hosts' tables
-(bench/cli_start.py)."""
+its approval requests wait, and imports nothing else: not the inventory,
+not the hosts' tables (bench/cli_start.py)."""
 
 from __future__ import annotations
 

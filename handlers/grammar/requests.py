@@ -60,55 +60,46 @@ class ListRequest:
     target: str | None = None  # a VM or host name, unresolved; None means everything
 
 
-def _one_target(request: object, change_ref: str | None, vm: str | None) -> None:
-    if (change_ref is None) == (vm is None):
-        raise ValueError(f"{type(request).__name__} needs exactly one of change_ref or vm")
+class _ChangeOrVM:
+    """A request that names exactly one of a change (`change_ref`, CHG-0042)
+    or a VM (`vm`: its one change the action fits, bot/service/vm_target.py)."""
 
-
-@dataclass(frozen=True)
-class RollbackRequest:
-    """Exactly one of `change_ref` (CHG-0042) or `vm` (its one active change)."""
-
-    change_ref: str | None = None
-    vm: str | None = None
+    change_ref: str | None
+    vm: str | None
 
     def __post_init__(self) -> None:
-        _one_target(self, self.change_ref, self.vm)
+        if (self.change_ref is None) == (self.vm is None):
+            raise ValueError(f"{type(self).__name__} needs exactly one of change_ref or vm")
 
     @property
     def target(self) -> str:
+        """What the service reads: the change's ref, else the VM's name."""
         return self.change_ref or self.vm or ""
 
 
 @dataclass(frozen=True)
-class MergeRequest:
-    """Exactly one of `change_ref` or `vm` (its one active or rolled-back change)."""
+class RollbackRequest(_ChangeOrVM):
+    """A VM's name means its one active change."""
 
     change_ref: str | None = None
     vm: str | None = None
 
-    def __post_init__(self) -> None:
-        _one_target(self, self.change_ref, self.vm)
 
-    @property
-    def target(self) -> str:
-        return self.change_ref or self.vm or ""
+@dataclass(frozen=True)
+class MergeRequest(_ChangeOrVM):
+    """A VM's name means its one active or rolled-back change."""
+
+    change_ref: str | None = None
+    vm: str | None = None
 
 
 @dataclass(frozen=True)
-class ExtendRequest:
-    """Exactly one of `change_ref` or `vm` (its one active change)."""
+class ExtendRequest(_ChangeOrVM):
+    """A VM's name means its one active change."""
 
     change_ref: str | None
     duration_text: str
     vm: str | None = None
-
-    def __post_init__(self) -> None:
-        _one_target(self, self.change_ref, self.vm)
-
-    @property
-    def target(self) -> str:
-        return self.change_ref or self.vm or ""
 
     @property
     def duration(self) -> timedelta:
