@@ -203,6 +203,30 @@ def test_a_process_log_starts_with_its_own_words_not_alembic_plugins(tmp_path: P
     assert "alembic.runtime" not in stream.getvalue()
 
 
+def test_pypsrp_says_nothing_at_info_in_a_process_log_but_its_warnings_show() -> None:
+    """A real runspace pool and pipeline against the emulator: pypsrp's
+    "Initialising PowerShell in remote Runspace Pool" (INFO, every pipeline)
+    stays out of a service's log; what it warns of does not."""
+    from tests.emulator_support import pool, run, start_fleet
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure("text", logging.INFO, stream=stream)
+    fleet = start_fleet(["HV01"])
+    try:
+        with pool(fleet.port_of("HV01")) as rp:
+            run(rp, lambda ps: ps.add_cmdlet("Get-VM"))
+        logging.getLogger("pypsrp.wsman").warning("a pypsrp warning")
+    finally:
+        fleet.stop()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    logged = stream.getvalue()
+    assert "Initialising" not in logged and "INFO pypsrp" not in logged
+    assert "WARNING pypsrp.wsman: a pypsrp warning" in logged
+
+
 def test_the_queue_check_names_redis_unreachable(caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -125,7 +125,12 @@ def configure(fmt: LogFormat, level: int, *, stream: Any = None) -> logging.Hand
     # Alembic says "Context impl ..." at INFO on every schema read, and
     # /readyz reads the schema on every probe; at the first read it lists
     # each plugin it sets up (seven lines before a process's first word).
-    for name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+    # pypsrp says "Initialising PowerShell in remote Runspace Pool" and the
+    # like at INFO for every pipeline: about 30 lines for one merge, whose
+    # job asks the host every half second until the disk is merged. Every
+    # host call is counted and timed by cmdlet (bot.observe.hosts) and each
+    # job's start and end is logged; pypsrp's warnings still show.
+    for name in ("alembic.runtime.migration", "alembic.runtime.plugins", "pypsrp"):
         chatty = logging.getLogger(name)
         if chatty.level == logging.NOTSET:
             chatty.setLevel(logging.WARNING)
