@@ -392,7 +392,9 @@ def test_a_rollback_that_leaves_the_vm_off_says_so_and_offers_start(estate: Esta
     # A standard checkpoint of a running VM restores its saved state.
     assert change.vm_state_after == "Saved" and change.needs_start
     assert "left Saved" in change.events[-1].message
-    started = start_vm(estate.ctx, ref, requester="alice")
+    # The VM's name stands for its one rolled-back change, as the change's ref.
+    started = start_vm(estate.ctx, "stg01", requester="alice")
+    assert started.change.ref == show_change(estate.ctx, ref).ref
     estate.ctx.runner.run(started.job_id)
     after = show_change(estate.ctx, ref)
     assert after.vm_state_after == "Running" and not after.needs_start

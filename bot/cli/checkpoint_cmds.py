@@ -258,13 +258,14 @@ def merge_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
 
 
 @click.command("start")
-@click.argument("target", metavar="CHANGE-OR-CHECKPOINT")
+@click.argument("target", metavar="CHANGE|CHECKPOINT|VM")
 @click.option("--no-wait", is_flag=True, help="Return at once; a worker runs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
 @pass_runtime
 def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     """Start the VM a rollback left Off or Saved (whoever may roll it back may
-    start it)."""
+    start it): CHG-n, the checkpoint's Id, or a VM's name for its one
+    rolled-back change."""
     from bot.service import start_vm
 
     outcome = start_vm(rt.ctx, target, requester=rt.principal)

@@ -48,7 +48,8 @@ CHECKPOINT_COMMANDS = {
     ),
     "start": LazyCommand(
         f"{_CMDS}:start_cmd",
-        "Start the VM a rollback left Off or Saved (whoever may roll it back may start it).",
+        "Start the VM a rollback left Off or Saved (whoever may roll it back may start it): "
+        "CHG-n, the checkpoint's Id, or a VM's name for its one rolled-back change.",
     ),
     "withdraw": LazyCommand(
         f"{_CMDS}:withdraw_cmd",

@@ -621,10 +621,12 @@ class StartOutcome:
 
 
 def start_vm(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> StartOutcome:
-    """Start the VM a rollback left Off or Saved. Whoever may roll the VM
-    back may start it again; nothing else is allowed to."""
+    """Start the VM a rollback left Off or Saved (`ref`: `CHG-n`, its
+    checkpoint's Id, or the VM's name for its one rolled-back change).
+    Whoever may roll the VM back may start it again; nothing else is
+    allowed to."""
     who = as_principal(requester)
-    change_id = find_change(ctx, ref)
+    change_id = find_change(ctx, _change_named(ctx, ref, "start"))
     current = view(ctx, change_id)
     if not current.needs_start:
         left = current.vm_state_after

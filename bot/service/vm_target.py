@@ -1,11 +1,11 @@
-"""`rollback VM`, `merge VM`, `extend VM 24h`: a VM's name stands for its
-one change that the action fits.
+"""`rollback VM`, `merge VM`, `extend VM 24h`, `start VM`: a VM's name
+stands for its one change that the action fits.
 
 Slack and the CLI both accept a VM's name where a change belongs for these
 actions; what the name means is decided here once, so the two cannot
 disagree: the VM's only change in a state the action acts on (active for a
 rollback or an extension; active or rolled back for a merge, which keeps
-what a rollback restored), or an error that names what was found (none, or
+what a rollback restored; rolled back for a start), or an error that names what was found (none, or
 each of several) and changes nothing.
 """
 
@@ -31,6 +31,8 @@ ACTED_ON: dict[str, tuple[State, ...]] = {
     "roll back": (State.ACTIVE,),
     "merge": (State.ACTIVE, State.ROLLED_BACK),
     "extend": (State.ACTIVE,),
+    # The VM a rollback left off or saved.
+    "start": (State.ROLLED_BACK,),
 }
 
 
