@@ -337,6 +337,9 @@ def test_change_approve_names_what_it_decided_and_asks_which_when_several_wait(
     assert "checkpoint-bot change approve CHG-1 --request rollback or --request extend" in error
     rejected = invoke(tmp_path, "change", "reject", "CHG-1", "--request", "extend", env=bob)
     assert rejected.returncode == 0 and "CHG-0001: extend rejected." in rejected.stdout
+    # The answer says what still waits, as `change show` would.
+    assert "  waiting:    rollback by @cli:alice needs 1 approval" in rejected.stdout
+    assert "extension to" not in rejected.stdout.split("waiting:", 1)[1]
     approved = invoke(tmp_path, "change", "approve", "CHG-1", "--json", env=bob)
     assert approved.returncode == 0, approved.stderr
     body = json.loads(approved.stdout)

@@ -375,6 +375,11 @@ def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> 
     view = result.change
     if result.job_id is not None and view.state != State.SCHEDULED.value:
         _, view = _wait_for(rt, result.job_id, view, result.action)
+    else:
+        from bot.service import show_change
+
+        # As `change show` reads it: what else still waits for approvers.
+        view = show_change(rt.ctx, view.ref)
     if as_json:
         echo_json(
             {
