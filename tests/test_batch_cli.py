@@ -126,6 +126,12 @@ def test_rollback_and_merge_with_json_print_one_document_and_nothing_left_is_one
         (("--group", "webtier"), "did you mean web-tier?"),
         (("--cluster", "prodcluster"), "no cluster named 'prodcluster' in the inventory"),
         (("--tag", "env=nowhere"), "matches no VM"),
+        # A group's name among the VMs: which flag takes it.
+        (
+            ("web-tier", "STG-WEB01"),
+            "web-tier is a group, not a VM: name one of its VMs (WEB01, WEB02, APP01), "
+            "or checkpoint them all as one wave with --group web-tier",
+        ),
         (("--host", "HV01", "WEB01"), "a reason is required"),
     ],
 )

@@ -47,11 +47,15 @@ def checkpoint_id_of(text: str) -> str:
 
 
 def resolve_vm(ctx: ServiceDeps, name: str, *, wave: bool = False) -> VM:
-    """The inventory's VM named `name`, or BadRequest. A host's, a failover
-    cluster's or a group's name says which it is and names some of its VMs;
-    with `wave` (a create, which takes `--host`, `--cluster` and `--group`)
-    it also says how to take them all as one wave."""
-    inventory = ctx.inventory
+    """The inventory's VM named `name`, or BadRequest (`vm_named`)."""
+    return vm_named(ctx.inventory, name, wave=wave)
+
+
+def vm_named(inventory: Inventory, name: str, *, wave: bool = False) -> VM:
+    """The VM named `name`, or BadRequest. A host's, a failover cluster's or
+    a group's name says which it is and names some of its VMs; with `wave`
+    (a create, which takes `--host`, `--cluster` and `--group`) it also says
+    how to take them all as one wave."""
     # Imported once the inventory is: finding a change by its id needs neither.
     from bot.inventory import InvalidName, UnknownVM
 

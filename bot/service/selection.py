@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.inventory import VM, Inventory, InventoryLookupError
 from bot.service.errors import BadRequest, from_inventory
+from bot.service.finding import vm_named
 
 TAG_EXAMPLE = "--tag env=staging"
 
@@ -91,7 +92,9 @@ def resolve(inventory: Inventory, selection: Selection, *, maximum: int) -> list
             "(e.g. checkpoint create WEB01 WEB02, or --group web-tier)"
         )
     try:
-        found: list[VM] = [inventory.vm(n) for n in selection.names]
+        # A host's, cluster's or group's name among the VMs says which flag
+        # takes it.
+        found: list[VM] = [vm_named(inventory, n, wave=True) for n in selection.names]
         for group in selection.groups:
             found += inventory.group(group)
         for host in selection.hosts:
