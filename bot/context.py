@@ -50,6 +50,17 @@ class SchemaOutOfDate(ConfigError):
     pass
 
 
+@dataclass(frozen=True)
+class RunningHere:
+    """A job this process runs: its id, its change's ref (None for a job of
+    no change), its kind and its host."""
+
+    job_id: int
+    change: str | None
+    kind: str
+    host: str
+
+
 @dataclass
 class AppContext:
     settings: Settings
@@ -72,6 +83,7 @@ class AppContext:
     _consumer: InProcessConsumer | None = field(default=None, repr=False)
     _scheduler: PeriodicScheduler | None = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _close_hosts: CloseHosts = field(default=lambda wait: None, repr=False)
     _queue: JobQueue | None = field(default=None, repr=False)
     _queue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _file_watch: FileWatch | None = field(default=None, repr=False)
@@ -260,17 +272,38 @@ class AppContext:
             self._scheduler.start()
         return self._scheduler
 
-    def close(self) -> None:
+    def close(self, *, leave_running: bool = False) -> None:
+        """Stop what runs here and close what is open. With `leave_running`
+        (a command interrupted while its job runs in this process) nothing
+        waits for a job or a host call under way: the host goes on with it,
+        its claim lapses (`jobs.lock_stale_after`), and the next reconciler
+        (any bot, worker or `checkpoint-bot reconcile`) records how it ended
+        (docs/operations-failures.md)."""
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
         if self._consumer is not None:
-            self._consumer.stop()
+            self._consumer.stop(wait=not leave_running)
             self._consumer = None
+        self._close_hosts(not leave_running)
         for close in self._closers:
             close()
         self.notifier.close()
         self.engine.dispose()
+
+    def running_here(self) -> list[RunningHere]:
+        """The jobs this process holds the claim of now."""
+        from bot.domain import ChangeRef
+
+        return [
+            RunningHere(
+                job.id or 0,
+                str(ChangeRef(job.change_id)) if job.change_id is not None else None,
+                job.kind,
+                job.host,
+            )
+            for job in self.ledger.running_by(self.worker_id)
+        ]
 
 
 def prepare_database(settings: Settings, engine: Engine) -> None:
@@ -290,7 +323,12 @@ def prepare_database(settings: Settings, engine: Engine) -> None:
 
 class _Fleet(Protocol):
     def host(self, name: str) -> HyperVHost: ...
-    def close(self) -> None: ...
+    def close(self, *, wait: bool = True) -> None: ...
+
+
+# How a context closes its host connections: with `wait`, a call in progress
+# ends first (within its deadline); without, it is left to the leaving process.
+CloseHosts = Callable[[bool], None]
 
 
 class _FirstUse:
@@ -309,11 +347,11 @@ class _FirstUse:
             fleet = self._fleet
         return fleet.host(name)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         with self._lock:
             fleet, self._fleet = self._fleet, None
         if fleet is not None:
-            fleet.close()
+            fleet.close(wait=wait)
 
 
 def _hosts(
@@ -322,7 +360,7 @@ def _hosts(
     engine: Engine,
     clock: Clock,
     env: Mapping[str, str],
-) -> tuple[Callable[[str], HyperVHost], list[Callable[[], None]]]:
+) -> tuple[Callable[[str], HyperVHost], CloseHosts]:
     """The Hyper-V backend the settings name, and how to close it."""
     if settings.hyperv.backend == "winrm":
         hyperv = settings.hyperv
@@ -340,7 +378,7 @@ def _hosts(
             )
 
         winrm = _FirstUse(make_fleet)
-        return winrm.host, [winrm.close]
+        return winrm.host, winrm.close
     # The modelled hosts come from their own file, never from the inventory:
     # what the bot believes and what the hosts hold may disagree. They are dev
     # tools: a production install has them only with the demo extra.
@@ -366,7 +404,7 @@ def _hosts(
     store = SqlHostStateStore(engine)
     seed_missing(store, model)
     fleet = SimulatedFleet(store, clock)
-    return fleet.host, [fleet.close]
+    return fleet.host, lambda wait: fleet.close(wait=wait)
 
 
 def _notifier(
@@ -627,7 +665,7 @@ def build_context(
             f"cannot open the database {settings.database_label}: {type(exc).__name__}"
         ) from None
     try:
-        factory, closers = _hosts(settings, inventory.get, engine, clock, env)
+        factory, close_hosts = _hosts(settings, inventory.get, engine, clock, env)
     except ConfigError:
         engine.dispose()
         raise
@@ -693,5 +731,5 @@ def build_context(
         notifier=notifier,
         channels=channels,
         after_delivery=after_delivery,
-        _closers=closers,
+        _close_hosts=close_hosts,
     )

@@ -414,8 +414,8 @@ class FilterMatchesNothing:
             )
         )
 
-    def close(self) -> None:
-        self.inner.close()
+    def close(self, *, wait: bool = True) -> None:
+        self.inner.close(wait=wait)
 
 
 def test_a_filter_that_finds_nothing_falls_back_to_acting_by_id(

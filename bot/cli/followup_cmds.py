@@ -42,9 +42,9 @@ def reconcile_cmd(rt: Runtime, as_json: bool) -> None:
     from bot.service import Reconciler, show_change
 
     ctx = rt.ctx
-    reconciler = Reconciler(ctx)
-    stuck = reconciler.stuck()
-    reconciler.tick(ctx.clock())
+    # What the pass looked at, a change whose job it found stale included
+    # (asked before the pass, that one was still in flight with a job).
+    stuck = Reconciler(ctx).run_pass(ctx.clock())
     rows = [
         {"change": view.ref, "vm": view.vm_name, "state": view.state}
         for view in (show_change(ctx, f"CHG-{change_id}") for change_id in stuck)

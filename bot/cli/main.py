@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import logging
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+# 128 + SIGINT, as shells report a command Ctrl-C stopped.
+EXIT_INTERRUPTED = 130
 
 EPILOG = """\
 Without --config (or CHECKPOINT_BOT_CONFIG) every command runs in demo mode on
@@ -112,8 +114,9 @@ COMMANDS = {
 def cli(click_ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     """checkpoint-bot: safe Hyper-V checkpoints, with guardrails and a record."""
     runtime = Runtime(config_path=config_path, verbose=verbose)
-    click_ctx.obj = runtime
-    click_ctx.call_on_close(runtime.close)
+    # As a resource, not a callback: its __exit__ sees a Ctrl-C, and then
+    # leaves a running job to the reconciler instead of waiting for it.
+    click_ctx.obj = click_ctx.with_resource(runtime)
 
 
 def _log() -> logging.Logger:
@@ -166,9 +169,10 @@ def known_failure(exc: Exception) -> int | None:
 
 
 def _writes_so_far() -> int:
-    """This thread's committed writes (`bot.service.committed_writes`), read
-    without importing the service: if it is not loaded, nothing was written."""
-    outage = sys.modules.get("bot.service.outage")
+    """This thread's committed writes (`bot.store.outage.committed_writes`),
+    read without importing the store: if it is not loaded, nothing was
+    written."""
+    outage = sys.modules.get("bot.store.outage")
     return int(outage.committed_writes()) if outage is not None else 0
 
 
@@ -182,14 +186,24 @@ def main(argv: list[str] | None = None) -> int:
         # from:\n\tactive,\n\tfailed…"): a usage error is one line.
         usage = " ".join(line.strip() for line in exc.format_message().splitlines())
         return _fail(f"{usage}{hint}", EXIT_USAGE)
-    except click.Abort:
-        return _fail("aborted", EXIT_FAILED)
+    except click.Abort as exc:
+        # Click turns Ctrl-C, and the end of input at a prompt, into Abort.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, EOFError):
+            return _fail("no answer (the input ended): nothing was done", EXIT_FAILED)
+        kept = _writes_so_far() > writes_before
+        return _fail(
+            "interrupted; what this command recorded is kept"
+            if kept
+            else "interrupted before anything was recorded",
+            EXIT_INTERRUPTED,
+        )
     except click.ClickException as exc:
         return _fail(exc.format_message(), EXIT_USAGE)
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         code = known_failure(exc)
         if code is not None:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -101,6 +102,43 @@ class Runtime:
         if self._ctx is not None:
             self._ctx.close()
             self._ctx = None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Closed as the command ends. Interrupted (Ctrl-C) while a job of
+        this command ran here, it says what it leaves running and does not
+        wait for it: a host call can take `hyperv.call_timeout`."""
+        if self._ctx is None:
+            return
+        ctx, self._ctx = self._ctx, None
+        if not isinstance(exc, KeyboardInterrupt):
+            ctx.close()
+            return
+        from bot.durations import format_duration
+
+        try:
+            left = ctx.running_here()
+        except Exception:  # the database may be what hung: then say nothing of it
+            left = []
+        stale = format_duration(ctx.settings.jobs.lock_stale_after)
+        for job in left:
+            said = f"{job.change or f'job {job.job_id}'}: its {job.kind} on {job.host} is left "
+            said += "running: the host finishes or fails it"
+            if job.change is not None:
+                said += (
+                    f", and once its claim lapses ({stale}, jobs.lock_stale_after) any bot, "
+                    "worker or 'checkpoint-bot reconcile' records how it ended "
+                    f"('checkpoint-bot change show {job.change}')"
+                )
+            click.echo(said, err=True)
+        ctx.close(leave_running=True)
 
     def out(self, template: str, **values: Any) -> None:
         text = self.renderer.render(template, **values)

@@ -493,6 +493,17 @@ class JobLedger:
                 )
             ).first()
 
+    def running_by(self, worker: str) -> list[Job]:
+        """The jobs `worker` holds the claim of now, oldest first."""
+        with session_scope(self._engine) as s:
+            return list(
+                s.exec(
+                    select_rows(Job)
+                    .where(col(Job.worker) == worker, col(Job.state) == JobState.RUNNING.value)
+                    .order_by(col(Job.id))
+                )
+            )
+
     def wait(self, job_id: int, timeout: float, poll: float = 0.05) -> Job:
         """Poll until the job is final or `timeout` seconds (real time) pass;
         returns the job as last seen either way."""

@@ -284,15 +284,18 @@ class InProcessConsumer:
         self._consumer.start()
         self._started = True
 
-    def stop(self, timeout: float = 10.0) -> bool:
-        """Stop taking tasks and wait up to `timeout` for running ones;
-        True if every worker stopped. A job still running when this returns
-        keeps its claim until its heartbeat goes stale."""
+    def stop(self, timeout: float = 10.0, *, wait: bool = True) -> bool:
+        """Stop taking tasks and wait up to `timeout` for running ones (not at
+        all without `wait`); True if every worker stopped. A job still
+        running when this returns keeps its claim until its heartbeat goes
+        stale."""
         if not self._started:
             return True
         self._consumer.shutdown_timeout = timeout
-        self._consumer.stop(graceful=True)
+        self._consumer.stop(graceful=wait)
         self._started = False
+        if not wait:
+            return not any(t.is_alive() for _, t in self._consumer.worker_threads)
         threads = [t for _, t in self._consumer.worker_threads] + [self._consumer.scheduler]
         stopped = not any(t.is_alive() for t in threads)
         if not stopped:

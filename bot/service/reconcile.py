@@ -89,6 +89,11 @@ class Reconciler:
         return "Reconciler()"
 
     def tick(self, now: datetime) -> None:
+        self.run_pass(now)
+
+    def run_pass(self, now: datetime) -> list[int]:
+        """One pass; the changes it looked at, those whose job it found stale
+        this pass included."""
         ledger = self.ctx.ledger
         for job in ledger.interrupt_stale():
             log.warning("job %s (%s of %s): %s", job.id, job.kind, job.vm_id, job.error)
@@ -104,10 +109,12 @@ class Reconciler:
                 except Exception as exc:  # the queue's backend errors; the row waits
                     log.warning("job %s: the job queue did not answer (%s)", job_id, exc)
                     break
-        for change_id in self.stuck():
+        looked = self.stuck()
+        for change_id in looked:
             # Another process may move it first; it is looked at again next tick.
             with suppress(ConcurrentUpdate, IllegalTransition):
                 self.reconcile(change_id)
+        return looked
 
     # -- finding work -------------------------------------------------------
 

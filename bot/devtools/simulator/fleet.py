@@ -77,8 +77,8 @@ class SimulatedFleet:
     def hosts(self) -> list[WinRMHost]:
         return [self.host(name) for name in self._store.hosts()]
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         with self._lock:
             hosts, self._hosts = list(self._hosts.values()), {}
         for host in hosts:
-            host.close()
+            host.close(wait=wait)

@@ -196,5 +196,6 @@ class InProcessSession:
         received = sink.received
         return Outcome(received.output, received.errors, received.had_errors)
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        # A modelled call ends at once: there is nothing to wait for.
         self._closed = True

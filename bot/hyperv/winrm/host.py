@@ -72,7 +72,7 @@ class HostSession(Protocol):
 
     def run(self, pipeline: Pipeline) -> Outcome: ...
 
-    def close(self) -> None: ...
+    def close(self, *, wait: bool = True) -> None: ...
 
 
 class WinRMHost:
@@ -125,8 +125,8 @@ class WinRMHost:
     def is_open(self) -> bool:
         return self._session.is_open
 
-    def close(self) -> None:
-        self._session.close()
+    def close(self, *, wait: bool = True) -> None:
+        self._session.close(wait=wait)
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -595,11 +595,13 @@ class WinRMFleet:
             )
         return cached
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Close every host's pool; without `wait`, those whose call is in
+        progress are left to it (`PoolSession.close`)."""
         self._closed = True
         self._reaper.stop()
         hosts, self._hosts = list(self._hosts.values()), {}
         if not hosts:
             return
         with ThreadPoolExecutor(max_workers=min(self._fanout, len(hosts))) as pool:
-            list(pool.map(lambda host: host.close(), hosts))
+            list(pool.map(lambda host: host.close(wait=wait), hosts))

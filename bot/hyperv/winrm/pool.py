@@ -353,10 +353,19 @@ class PoolSession:
             self._deadline.at = None
             self._lock.release()
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         """Close the pool (waiting at most one call's deadline for a call in
-        progress) and refuse further calls."""
-        acquired = self._lock.acquire(timeout=self._timeouts.call + self._timeouts.stop_grace)
+        progress) and refuse further calls. Without `wait` a pool whose call
+        is in progress is left to it: its process is leaving (the host ends
+        the shell after its idle timeout)."""
+        if wait:
+            acquired = self._lock.acquire(timeout=self._timeouts.call + self._timeouts.stop_grace)
+        else:
+            acquired = self._lock.acquire(blocking=False)
+            if not acquired:
+                self._closed = True
+                self._cancel_idle_close()
+                return
         try:
             self._closed = True
             self._cancel_idle_close()

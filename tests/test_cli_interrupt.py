@@ -1,0 +1,167 @@
+"""Ctrl-C on the CLI while its own job runs against a host that does not
+answer (the emulator's `hang` fault: Checkpoint-VM never returns).
+
+Seen before: the command ran the job in its own process, and on Ctrl-C it
+closed its context as on a normal end, waiting for the job's host call to
+end (up to `hyperv.call_timeout`, ten minutes by default) with nothing on
+the terminal but Huey's "Shutdown timeout of 10.0s elapsed". What must
+hold: it stops at once (exit 130), says what it leaves running and who
+settles it, and the record is settled by the next reconciler once the
+job's claim lapses, as after a crash (docs/operations-failures.md). An
+interrupt before anything was recorded says so.
+
+The CLI is the installed console script in a process of its own (a signal
+reaches it as it reaches a person's terminal), the hosts the WinRM
+emulator over real HTTP, the record SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.devtools.emulator import EmulatedFleet, Faults
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
+from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
+from bot.inventory import demo_inventory_path, load_inventory
+from tests.cli_support import BOT, OPERATOR, run
+
+PASSWORD = "Passw0rd!"
+# A hung call would hold the command this long before; it must not now.
+CALL_TIMEOUT_S = 120
+ENV = {EMULATOR_PASSWORD_ENV: PASSWORD, "CHECKPOINT_BOT_SOCKET": "off"}
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Iterator[tuple[Path, EmulatedFleet]]:
+    fleet = EmulatedFleet.start(
+        InMemoryHostStateStore(), ["HV03"], model=load_host_model(demo_hosts_path())
+    )
+    try:
+        inventory = load_inventory(demo_inventory_path())
+        (tmp_path / "inventory.yaml").write_text(
+            emulated_inventory(inventory, {"HV03": fleet.port_of("HV03")}, "hvadmin",
+                               EMULATOR_PASSWORD_ENV),
+            encoding="utf-8",
+        )  # fmt: skip
+        (tmp_path / "bot.yaml").write_text(
+            "inventory: inventory.yaml\n"
+            f"hyperv: {{backend: winrm, call_timeout: {CALL_TIMEOUT_S}s}}\n"
+            # The shortest the heartbeat allows (3 x 2 s), so the test sees
+            # the claim lapse.
+            "jobs: {lock_stale_after: 6s}\n",
+            encoding="utf-8",
+        )
+        assert run(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ENV).returncode == 0
+        yield tmp_path, fleet
+    finally:
+        fleet.stop()
+
+
+def _interrupted(
+    cwd: Path, *args: str, when: Callable[[list[str]], bool]
+) -> tuple[int, str, float]:
+    """Run the CLI and send it SIGINT once `when(lines it wrote to stderr
+    so far, or [] while it writes none)` holds; (exit code, stderr, seconds
+    from the signal to the exit)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
+    env |= OPERATOR | ENV
+    proc = subprocess.Popen(
+        [str(BOT), "-c", "bot.yaml", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    os.set_blocking(proc.stderr.fileno(), False)
+    said: list[str] = []
+    give_up = time.monotonic() + 60
+    while not when(said):
+        assert proc.poll() is None, f"it ended before it was interrupted: {''.join(said)}"
+        assert time.monotonic() < give_up, f"never got there: {''.join(said)}"
+        said += proc.stderr.readlines()
+        time.sleep(0.05)
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    os.set_blocking(proc.stderr.fileno(), True)
+    try:
+        _, rest = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("Ctrl-C did not stop the command within 30 s")
+    return proc.returncode, "".join(said) + rest, time.monotonic() - signalled
+
+
+def test_ctrl_c_while_the_job_hangs_leaves_it_to_the_reconciler_at_once(
+    estate: tuple[Path, EmulatedFleet],
+) -> None:
+    cwd, fleet = estate
+    fleet.server("HV03").faults = Faults(hang=frozenset({"Checkpoint-VM"}))
+    code, err, took = _interrupted(
+        cwd,
+        "checkpoint",
+        "create",
+        "STG-WEB01",
+        "-r",
+        "patch",
+        when=lambda lines: (
+            any("is running…" in line for line in lines)
+            and any(e.cmdlet == "Checkpoint-VM" for e in fleet.log.entries)
+        ),
+    )
+    assert code == 130, err
+    # Before, it waited for the hung call: CALL_TIMEOUT_S, not a few seconds.
+    assert took < 10, f"it took {took:.1f} s to stop"
+    assert "Traceback" not in err and "Shutdown timeout" not in err
+    lines = err.splitlines()
+    assert (
+        "CHG-0001: its create on HV03 is left running: the host finishes or fails it, and "
+        "once its claim lapses (6s, jobs.lock_stale_after) any bot, worker or "
+        "'checkpoint-bot reconcile' records how it ended "
+        "('checkpoint-bot change show CHG-0001')"
+    ) in lines
+    assert lines[-1] == "checkpoint-bot: error: interrupted; what this command recorded is kept"
+
+    shown = run(cwd, "-c", "bot.yaml", "change", "show", "CHG-1", env=ENV)
+    assert shown.stdout.startswith("CHG-0001: creating — STG-WEB01 on HV03")
+    # Once the claim has lapsed, a reconcile settles it against the host
+    # (it never got a checkpoint), and says it did.
+    time.sleep(7)
+    fleet.server("HV03").faults = Faults()
+    settled = run(cwd, "-c", "bot.yaml", "reconcile", env=ENV)
+    assert settled.returncode == 0, settled.stderr
+    assert "CHG-0001  STG-WEB01    now failed" in settled.stdout
+    assert "nothing to reconcile" not in settled.stdout
+
+
+def test_ctrl_c_before_anything_is_recorded_says_so(
+    estate: tuple[Path, EmulatedFleet],
+) -> None:
+    cwd, fleet = estate
+    # The facts the policy needs never come: nothing is decided or recorded.
+    fleet.server("HV03").faults = Faults(hang=frozenset({"Get-VM"}))
+    code, err, took = _interrupted(
+        cwd,
+        "checkpoint",
+        "create",
+        "STG-WEB01",
+        "-r",
+        "patch",
+        when=lambda _lines: any(e.cmdlet == "Get-VM" for e in fleet.log.entries),
+    )
+    assert code == 130 and took < 10, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        "checkpoint-bot: error: interrupted before anything was recorded"
+    )
+    fleet.server("HV03").faults = Faults()
+    listed = run(cwd, "-c", "bot.yaml", "audit", "export", env=ENV)
+    assert listed.returncode == 0 and listed.stdout == ""
