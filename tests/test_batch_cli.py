@@ -227,3 +227,14 @@ def test_a_bad_at_is_one_line_exit_2_and_records_nothing(
     assert result.returncode == 2
     assert message in one_line_error(result)
     assert "No batches yet" in invoke(tmp_path, "batch", "list").stdout
+
+
+def test_no_answer_at_the_question_is_one_line_and_records_nothing(tmp_path: Path) -> None:
+    """Input that ends at the confirmation (a script's empty stdin) is no
+    yes: one line that says so ("aborted" until 2026-12-05), exit 1."""
+    result = invoke(tmp_path, *WAVE, input="")
+    assert result.returncode == 1
+    assert one_line_error(result) == (
+        "checkpoint-bot: error: no answer (the input ended): nothing was done"
+    )
+    assert "No batches yet" in invoke(tmp_path, "batch", "list").stdout

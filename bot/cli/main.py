@@ -187,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         usage = " ".join(line.strip() for line in exc.format_message().splitlines())
         return _fail(f"{usage}{hint}", EXIT_USAGE)
     except click.Abort as exc:
-        # Click turns Ctrl-C, and the end of input at a prompt, into Abort.
+        # Click turns Ctrl-C, and the end of input at a prompt, into Abort:
+        # `raise Abort() from e` after a newline when the command was
+        # running, `from None` (so the cause is only the context) with the
+        # cursor still after the question when it was asking one.
         cause = exc.__cause__ or exc.__context__
+        if exc.__cause__ is None and cause is not None:
+            click.echo(err=True)
         if isinstance(cause, EOFError):
             return _fail("no answer (the input ended): nothing was done", EXIT_FAILED)
         kept = _writes_so_far() > writes_before
