@@ -39,16 +39,14 @@ ENV = {EMULATOR_PASSWORD_ENV: PASSWORD, "CHECKPOINT_BOT_SOCKET": "off"}
 
 @pytest.fixture
 def estate(tmp_path: Path) -> Iterator[tuple[Path, EmulatedFleet]]:
-    fleet = EmulatedFleet.start(
-        InMemoryHostStateStore(), ["HV03"], model=load_host_model(demo_hosts_path())
-    )
+    fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
     try:
         inventory = load_inventory(demo_inventory_path())
+        ports = {name: server.port for name, server in fleet.servers.items()}
         (tmp_path / "inventory.yaml").write_text(
-            emulated_inventory(inventory, {"HV03": fleet.port_of("HV03")}, "hvadmin",
-                               EMULATOR_PASSWORD_ENV),
+            emulated_inventory(inventory, ports, "hvadmin", EMULATOR_PASSWORD_ENV),
             encoding="utf-8",
-        )  # fmt: skip
+        )
         (tmp_path / "bot.yaml").write_text(
             "inventory: inventory.yaml\n"
             f"hyperv: {{backend: winrm, call_timeout: {CALL_TIMEOUT_S}s}}\n"
@@ -165,3 +163,25 @@ def test_ctrl_c_before_anything_is_recorded_says_so(
     fleet.server("HV03").faults = Faults()
     listed = run(cwd, "-c", "bot.yaml", "audit", "export", env=ENV)
     assert listed.returncode == 0 and listed.stdout == ""
+
+
+def test_ctrl_c_while_one_host_of_a_listing_hangs_stops_at_once(
+    estate: tuple[Path, EmulatedFleet],
+) -> None:
+    """A listing asks every host at once; one that never answers held the
+    interrupted command until that call's deadline (Python joins a thread
+    pool's threads at exit): here `hyperv.call_timeout`, 120 s."""
+    cwd, fleet = estate
+    fleet.server("HV02").faults = Faults(hang=frozenset({"Get-VMSnapshot"}))
+    code, err, took = _interrupted(
+        cwd,
+        "checkpoint",
+        "list",
+        when=lambda _lines: any(
+            e.host == "HV02" and e.cmdlet == "Get-VMSnapshot" for e in fleet.log.entries
+        ),
+    )
+    assert code == 130 and took < 10, err
+    assert err.splitlines()[-1] == (
+        "checkpoint-bot: error: interrupted before anything was recorded"
+    )

@@ -267,6 +267,7 @@ def test_downgrade_asks_names_what_it_undoes_and_goes_back_up(tmp_path: Path) ->
     assert head is not None
     asked = invoke(tmp_path, "db", "downgrade", "0006", input="n\n")
     assert asked.returncode == 1, asked.stderr
+    assert asked.stderr.splitlines()[-1] == "checkpoint-bot: error: not confirmed: nothing was done"
     assert "0007  a principal is (workspace, user)" in asked.stderr
     assert "dropped, with its data" in asked.stderr
     down = invoke(tmp_path, "db", "downgrade", "0006", "--yes", "--json")

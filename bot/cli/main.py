@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             click.echo(err=True)
         if isinstance(cause, EOFError):
             return _fail("no answer (the input ended): nothing was done", EXIT_FAILED)
+        if not isinstance(cause, KeyboardInterrupt):
+            # A "no" to a question that aborts when refused (`db downgrade`).
+            return _fail("not confirmed: nothing was done", EXIT_FAILED)
         kept = _writes_so_far() > writes_before
         return _fail(
             "interrupted; what this command recorded is kept"
