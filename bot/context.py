@@ -3,7 +3,9 @@ entry point from `Settings` and passed down explicitly."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +50,12 @@ T = TypeVar("T")
 
 class SchemaOutOfDate(ConfigError):
     pass
+
+
+log = logging.getLogger(__name__)
+
+# How long a closing process waits for the jobs it runs to end.
+STOP_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -282,14 +290,47 @@ class AppContext:
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
+        busy = leave_running
         if self._consumer is not None:
-            self._consumer.stop(wait=not leave_running)
+            # It takes no new job. The jobs under way, the consumer's and
+            # those a request thread runs at once alike, get STOP_GRACE_S to
+            # end (the ledger says when); a second Ctrl-C ends the wait.
+            self._consumer.stop(wait=False)
             self._consumer = None
-        self._close_hosts(not leave_running)
+            # A job still running keeps its host call: waiting for that call's
+            # connection would wait out the job after all, up to
+            # `hyperv.call_timeout`. Its claim lapses and a reconciler
+            # settles it.
+            grace_ends = time.monotonic() + STOP_GRACE_S
+            if not leave_running and not self._jobs_end_by(grace_ends):
+                busy = True
+                for job in self.running_here():
+                    log.warning(
+                        "%s: its %s on %s is still running after %.0f s; it is left to the "
+                        "host, and a reconciler records how it ended once its claim lapses",
+                        job.change or f"job {job.job_id}",
+                        job.kind,
+                        job.host,
+                        STOP_GRACE_S,
+                    )
+        self._close_hosts(not busy)
         for close in self._closers:
             close()
         self.notifier.close()
         self.engine.dispose()
+
+    def _jobs_end_by(self, deadline: float) -> bool:
+        """Whether every job this process runs has ended by `deadline`
+        (`time.monotonic()`); a database that does not answer ends the wait
+        (a Ctrl-C ends it too, as a KeyboardInterrupt for the caller)."""
+        try:
+            while self.ledger.running_by(self.worker_id):
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.1)
+        except Exception:
+            return False
+        return True
 
     def running_here(self) -> list[RunningHere]:
         """The jobs this process holds the claim of now."""

@@ -185,3 +185,72 @@ def test_ctrl_c_while_one_host_of_a_listing_hangs_stops_at_once(
     assert err.splitlines()[-1] == (
         "checkpoint-bot: error: interrupted before anything was recorded"
     )
+
+
+def _worker(cwd: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
+    env |= OPERATOR | ENV
+    proc = subprocess.Popen(
+        [str(BOT), "-c", "bot.yaml", "worker"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "running jobs from the queue" in line:
+            return proc
+    pytest.fail("the worker did not start")
+
+
+def _job_on_the_hung_host(cwd: Path, fleet: EmulatedFleet) -> None:
+    """A create the CLI queues (no bot answers its socket) for the worker,
+    whose Checkpoint-VM the host never answers."""
+    fleet.server("HV03").faults = Faults(hang=frozenset({"Checkpoint-VM"}))
+    queued = run(cwd, "-c", "bot.yaml", "checkpoint", "create", "STG-WEB01", "-r", "x",
+                 "--no-wait", env=ENV)  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    give_up = time.monotonic() + 30
+    while not any(e.cmdlet == "Checkpoint-VM" for e in fleet.log.entries):
+        assert time.monotonic() < give_up, "the worker never ran the job"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("interrupts", [1, 2])
+def test_a_worker_gives_a_hung_job_ten_seconds_and_a_second_ctrl_c_none(
+    estate: tuple[Path, EmulatedFleet], interrupts: int
+) -> None:
+    """A worker's Ctrl-C (or SIGTERM) stops it gracefully: the jobs under
+    way get 10 s, then are left to the reconciler, said in its log; before,
+    it waited for the hung host call, up to `hyperv.call_timeout` (120 s
+    here). A second Ctrl-C leaves them at once, and says so, exit 130."""
+    cwd, fleet = estate
+    worker = _worker(cwd)
+    try:
+        _job_on_the_hung_host(cwd, fleet)
+        signalled = time.monotonic()
+        worker.send_signal(signal.SIGINT)
+        if interrupts == 2:
+            time.sleep(1)
+            worker.send_signal(signal.SIGINT)
+        _, err = worker.communicate(timeout=40)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    took = time.monotonic() - signalled
+    assert "Traceback" not in err
+    if interrupts == 1:
+        assert worker.returncode == 0, err
+        assert 9 < took < 20, f"{took:.1f} s"
+        assert (
+            "CHG-0001: its create on HV03 is still running after 10 s; it is left to the host, "
+            "and a reconciler records how it ended once its claim lapses"
+        ) in err
+    else:
+        assert worker.returncode == 130, err
+        assert took < 8, f"{took:.1f} s"
+        assert "CHG-0001: its create on HV03 is left running: the host finishes or fails it" in err
+        assert err.splitlines()[-1] == ("checkpoint-bot: error: stopped at once (a second Ctrl-C)")

@@ -243,12 +243,16 @@ def worker(
             pass
     except KeyboardInterrupt:
         pass
-    if local is not None:
-        local.close()
-    if health is not None:
-        health.stop()
-    click.echo("worker: stopping", err=True)
-    reload.restart_if_requested()
+
+    def stopping() -> None:
+        if local is not None:
+            local.close()
+        if health is not None:
+            health.stop()
+        click.echo("worker: stopping", err=True)
+        reload.restart_if_requested()
+
+    rt.shut_down(stopping)
 
 
 db.add_command(db_backup)

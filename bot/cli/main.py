@@ -13,7 +13,7 @@ import click
 from bot.cli.collector import DeferredCollection
 from bot.cli.colour import wants_colour
 from bot.cli.lazy import LazyCommand, LazyGroup
-from bot.cli.runtime import Runtime
+from bot.cli.runtime import Interrupted, Runtime, writes_so_far
 
 if TYPE_CHECKING:
     import logging
@@ -168,16 +168,8 @@ def known_failure(exc: Exception) -> int | None:
     return None
 
 
-def _writes_so_far() -> int:
-    """This thread's committed writes (`bot.store.outage.committed_writes`),
-    read without importing the store: if it is not loaded, nothing was
-    written."""
-    outage = sys.modules.get("bot.store.outage")
-    return int(outage.committed_writes()) if outage is not None else 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    writes_before = _writes_so_far()
+    writes_before = writes_so_far()
     try:
         cli.main(args=argv, prog_name="checkpoint-bot", standalone_mode=False)
     except click.UsageError as exc:
@@ -199,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(cause, KeyboardInterrupt):
             # A "no" to a question that aborts when refused (`db downgrade`).
             return _fail("not confirmed: nothing was done", EXIT_FAILED)
-        kept = _writes_so_far() > writes_before
+        kept = writes_so_far() > writes_before
         return _fail(
             "interrupted; what this command recorded is kept"
             if kept
@@ -210,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc.format_message(), EXIT_USAGE)
     except SystemExit as exc:
         return int(exc.code or 0)
+    except Interrupted as exc:
+        # Said by the runtime, which knows what it left running (bot/cli/runtime.py).
+        return _fail(str(exc), EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:

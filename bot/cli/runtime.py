@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -22,6 +22,39 @@ if TYPE_CHECKING:
     from bot.context import AppContext
     from bot.service import Principal
     from templates import Renderer
+
+
+def writes_so_far() -> int:
+    """This thread's committed writes (`bot.store.outage.committed_writes`),
+    read without importing the store: if it is not loaded, nothing was
+    written."""
+    outage = sys.modules.get("bot.store.outage")
+    return int(outage.committed_writes()) if outage is not None else 0
+
+
+class Interrupted(Exception):
+    """Ctrl-C ended the command (exit 130); the message says what it kept."""
+
+
+def _say_left(ctx: AppContext) -> None:
+    """Each job this process runs and leaves, and who settles it."""
+    from bot.durations import format_duration
+
+    try:
+        left = ctx.running_here()
+    except Exception:  # the database may be what hung: then say nothing of it
+        left = []
+    stale = format_duration(ctx.settings.jobs.lock_stale_after)
+    for job in left:
+        said = f"{job.change or f'job {job.job_id}'}: its {job.kind} on {job.host} is left "
+        said += "running: the host finishes or fails it"
+        if job.change is not None:
+            said += (
+                f", and once its claim lapses ({stale}, jobs.lock_stale_after) any bot, "
+                "worker or 'checkpoint-bot reconcile' records how it ended "
+                f"('checkpoint-bot change show {job.change}')"
+            )
+        click.echo(said, err=True)
 
 
 def _build_context(settings: Settings, **kwargs: Any) -> AppContext:
@@ -40,9 +73,12 @@ class Runtime:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
     builder: Callable[..., AppContext] = _build_context
+    # `serve` and `worker`: their first Ctrl-C stops them gracefully.
+    serving: bool = False
     _renderer: Renderer | None = None
     _settings: Settings | None = None
     _ctx: AppContext | None = None
+    _writes_at_start: int = 0
 
     @property
     def renderer(self) -> Renderer:
@@ -79,6 +115,7 @@ class Runtime:
     def ctx(self) -> AppContext:
         if self._ctx is None:
             self._ctx = self.builder(self.settings, env=self.env)
+            self._writes_at_start = writes_so_far()
         return self._ctx
 
     @property
@@ -112,33 +149,37 @@ class Runtime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Closed as the command ends. Interrupted (Ctrl-C) while a job of
-        this command ran here, it says what it leaves running and does not
-        wait for it: a host call can take `hyperv.call_timeout`."""
-        if self._ctx is None:
-            return
-        ctx, self._ctx = self._ctx, None
-        if not isinstance(exc, KeyboardInterrupt):
-            ctx.close()
-            return
-        from bot.durations import format_duration
+        """Closed as the command ends. Interrupted (Ctrl-C), it does not wait
+        for the jobs this process runs (a host call can take
+        `hyperv.call_timeout`): it says which it leaves, and ends the command
+        with `Interrupted`."""
+        if isinstance(exc, KeyboardInterrupt):
+            self._interrupted()
+        self.close()
 
+    def shut_down(self, steps: Callable[[], None]) -> None:
+        """The end of `serve` or `worker` (after their first Ctrl-C or
+        SIGTERM): `steps`, then the close, which gives the jobs under way
+        10 s to end. A Ctrl-C meanwhile leaves them to the reconciler."""
+        self.serving = True
         try:
-            left = ctx.running_here()
-        except Exception:  # the database may be what hung: then say nothing of it
-            left = []
-        stale = format_duration(ctx.settings.jobs.lock_stale_after)
-        for job in left:
-            said = f"{job.change or f'job {job.job_id}'}: its {job.kind} on {job.host} is left "
-            said += "running: the host finishes or fails it"
-            if job.change is not None:
-                said += (
-                    f", and once its claim lapses ({stale}, jobs.lock_stale_after) any bot, "
-                    "worker or 'checkpoint-bot reconcile' records how it ended "
-                    f"('checkpoint-bot change show {job.change}')"
-                )
-            click.echo(said, err=True)
-        ctx.close(leave_running=True)
+            steps()
+            self.close()
+        except KeyboardInterrupt:
+            self._interrupted()
+
+    def _interrupted(self) -> NoReturn:
+        click.echo(err=True)  # past the ^C the terminal echoed
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            _say_left(ctx)
+            ctx.close(leave_running=True)
+        if self.serving:
+            raise Interrupted("stopped at once (a second Ctrl-C)")
+        # Every record a command writes is written by its main thread.
+        if writes_so_far() > self._writes_at_start:
+            raise Interrupted("interrupted; what this command recorded is kept")
+        raise Interrupted("interrupted before anything was recorded")
 
     def out(self, template: str, **values: Any) -> None:
         text = self.renderer.render(template, **values)

@@ -226,11 +226,16 @@ def serve(
             pass
         finally:
             handler.close()  # type: ignore[no-untyped-call]
-    if local is not None:
-        local.close()
-    if health is not None:
-        health.stop()
-    if consumer is not None:
-        click.echo("checkpoint-bot: stopping the job consumer", err=True)
-    reload.restart_if_requested()
-    # Runtime.close (on exit) stops the consumer and closes the context.
+
+    def stopping() -> None:
+        if local is not None:
+            local.close()
+        if health is not None:
+            health.stop()
+        if consumer is not None:
+            click.echo("checkpoint-bot: stopping the job consumer", err=True)
+        reload.restart_if_requested()
+
+    # Then the context closes, giving the jobs under way 10 s; a second
+    # Ctrl-C leaves them to the reconciler.
+    rt.shut_down(stopping)
