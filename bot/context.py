@@ -292,17 +292,20 @@ class AppContext:
             self._scheduler = None
         busy = leave_running
         if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
             # It takes no new job. The jobs under way, the consumer's and
             # those a request thread runs at once alike, get STOP_GRACE_S to
-            # end (the ledger says when); a second Ctrl-C ends the wait.
-            self._consumer.stop(wait=False)
-            self._consumer = None
+            # end (the consumer's threads and the ledger say when); a second
+            # Ctrl-C ends the wait.
+            consumer.stop(wait=False)
             # A job still running keeps its host call: waiting for that call's
             # connection would wait out the job after all, up to
             # `hyperv.call_timeout`. Its claim lapses and a reconciler
             # settles it.
             grace_ends = time.monotonic() + STOP_GRACE_S
-            if not leave_running and not self._jobs_end_by(grace_ends):
+            if not leave_running and not (
+                consumer.join_until(grace_ends) and self._jobs_end_by(grace_ends)
+            ):
                 busy = True
                 for job in self.running_here():
                     log.warning(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -301,6 +302,16 @@ class InProcessConsumer:
         if not stopped:
             log.warning("huey workers still busy after %ss", timeout)
         return stopped
+
+    def join_until(self, deadline: float) -> bool:
+        """After `stop(wait=False)`: wait until the worker threads end (their
+        task's last steps too) or `deadline` (`time.monotonic()`) passes;
+        True if they all ended. A Ctrl-C is the caller's (Huey's own wait
+        would take it as "shut down now" and go on)."""
+        threads = [t for _, t in self._consumer.worker_threads] + [self._consumer.scheduler]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
 
     def __enter__(self) -> InProcessConsumer:
         self.start()
