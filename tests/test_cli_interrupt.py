@@ -35,6 +35,7 @@ PASSWORD = "Passw0rd!"
 # A hung call would hold the command this long before; it must not now.
 CALL_TIMEOUT_S = 120
 ENV = {EMULATOR_PASSWORD_ENV: PASSWORD, "CHECKPOINT_BOT_SOCKET": "off"}
+CREATE = ("checkpoint", "create", "STG-WEB01", "-r", "patch")
 
 
 @pytest.fixture
@@ -61,15 +62,12 @@ def estate(tmp_path: Path) -> Iterator[tuple[Path, EmulatedFleet]]:
         fleet.stop()
 
 
-def _interrupted(
-    cwd: Path, *args: str, when: Callable[[list[str]], bool]
-) -> tuple[int, str, float]:
-    """Run the CLI and send it SIGINT once `when(lines it wrote to stderr
-    so far, or [] while it writes none)` holds; (exit code, stderr, seconds
-    from the signal to the exit)."""
+def _started(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """The console script with the config, in a process of its own; its
+    stderr piped."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
     env |= OPERATOR | ENV
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [str(BOT), "-c", "bot.yaml", *args],
         cwd=cwd,
         env=env,
@@ -77,6 +75,15 @@ def _interrupted(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _interrupted(
+    cwd: Path, *args: str, when: Callable[[list[str]], bool]
+) -> tuple[int, str, float]:
+    """Run the CLI and send it SIGINT once `when(lines it wrote to stderr
+    so far, or [] while it writes none)` holds; (exit code, stderr, seconds
+    from the signal to the exit)."""
+    proc = _started(cwd, *args)
     assert proc.stderr is not None
     os.set_blocking(proc.stderr.fileno(), False)
     said: list[str] = []
@@ -105,11 +112,7 @@ def test_ctrl_c_while_the_job_hangs_leaves_it_to_the_reconciler_at_once(
     fleet.server("HV03").faults = Faults(hang=frozenset({"Checkpoint-VM"}))
     code, err, took = _interrupted(
         cwd,
-        "checkpoint",
-        "create",
-        "STG-WEB01",
-        "-r",
-        "patch",
+        *CREATE,
         when=lambda lines: (
             any("is running…" in line for line in lines)
             and any(e.cmdlet == "Checkpoint-VM" for e in fleet.log.entries)
@@ -148,11 +151,7 @@ def test_ctrl_c_before_anything_is_recorded_says_so(
     fleet.server("HV03").faults = Faults(hang=frozenset({"Get-VM"}))
     code, err, took = _interrupted(
         cwd,
-        "checkpoint",
-        "create",
-        "STG-WEB01",
-        "-r",
-        "patch",
+        *CREATE,
         when=lambda _lines: any(e.cmdlet == "Get-VM" for e in fleet.log.entries),
     )
     assert code == 130 and took < 10, err
@@ -188,16 +187,7 @@ def test_ctrl_c_while_one_host_of_a_listing_hangs_stops_at_once(
 
 
 def _worker(cwd: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
-    env |= OPERATOR | ENV
-    proc = subprocess.Popen(
-        [str(BOT), "-c", "bot.yaml", "worker"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _started(cwd, "worker")
     assert proc.stderr is not None
     for line in proc.stderr:
         if "running jobs from the queue" in line:
