@@ -307,7 +307,16 @@ class AppContext:
                 consumer.join_until(grace_ends) and self._jobs_end_by(grace_ends)
             ):
                 busy = True
-                for job in self.running_here():
+                try:
+                    left = self.running_here()
+                except Exception:  # a database that does not answer: say it plainly
+                    left = []
+                    log.warning(
+                        "jobs of this process may still run after %.0f s (the database did "
+                        "not say); they are left to a reconciler",
+                        STOP_GRACE_S,
+                    )
+                for job in left:
                     log.warning(
                         "%s: its %s on %s is still running after %.0f s; it is left to the "
                         "host, and a reconciler records how it ended once its claim lapses",
