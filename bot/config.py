@@ -140,8 +140,13 @@ class HyperVConfig(_Model):
     # the modelled hosts hold, written apart from the inventory. Default: the
     # demo estate's, deploy/examples/demo-hosts.yaml.
     simulator_hosts: Path | None = None
-    # Fleet-wide queries ask at most this many hosts at once.
-    fanout: int = Field(default=32, ge=1, le=256)
+    # Fleet-wide reads (listings, sweeps, discovery, finding a clustered VM)
+    # ask at most this many hosts at once. A host's answer is mostly waiting
+    # (round trips, its runspace, Hyper-V's own work), so enough askers keep
+    # the bot's CPU busy rather than idle between waves of round trips; 64
+    # rather than 32 since 2026-12-05 (bench/fleet_sweep.py, the README's
+    # "Fleet sweep"). Writes never fan out: one job per VM.
+    fanout: int = Field(default=64, ge=1, le=256)
     # The hard deadline of one host call (a production checkpoint can take minutes).
     call_timeout: timedelta = timedelta(minutes=10)
     # An unused runspace pool is closed after this long.

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.config import ConfigError, load_settings
 from bot.inventory import demo_inventory_path
@@ -134,3 +135,13 @@ def test_an_sqlite_database_in_memory_is_refused(tmp_path: Path, url: str) -> No
         assert "names no file: SQLite would keep the record in this process's memory" in str(
             err.value
         )
+
+
+def test_fleet_reads_ask_64_hosts_at_once_unless_the_config_says(tmp_path: Path) -> None:
+    unset = load_settings(write(tmp_path / "a.yaml", "inventory: i.yaml\n"), {}, tmp_path)
+    assert unset.hyperv.fanout == 64
+    kept = write(tmp_path / "b.yaml", "inventory: i.yaml\nhyperv:\n  fanout: 32\n")
+    assert load_settings(kept, {}, tmp_path).hyperv.fanout == 32
+    # The example operators copy says what a config that omits it gets.
+    example = Path(__file__).resolve().parents[1] / "deploy" / "examples" / "config.yaml"
+    assert yaml.safe_load(example.read_text(encoding="utf-8"))["hyperv"]["fanout"] == 64

@@ -1,6 +1,6 @@
 """The real backend: `HyperVHost` over WinRM/PSRP with pypsrp.
 
-    WinRMFleet(inventory, env, fanout=32, call_timeout=60, idle_timeout=300)
+    WinRMFleet(inventory, env, fanout=64, call_timeout=60, idle_timeout=300)
     ├── .host(name) -> WinRMHost            cached, one runspace pool each
     └── .close()
     WinRMHost(host, credential, timeouts)   a HyperVHost
@@ -552,7 +552,7 @@ class WinRMFleet:
         inventory: Inventory,
         env: Mapping[str, str],
         *,
-        fanout: int = 32,
+        fanout: int = 64,  # hyperv.fanout's default (bot.config)
         call_timeout: float = 60.0,
         idle_timeout: float = 300.0,
         timeouts: WinRMTimeouts | None = None,
