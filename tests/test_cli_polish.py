@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import click
+import pytest
 
 from bot.cli.main import cli
 from tests.cli_support import BOT, invoke, one_line_error
@@ -181,3 +182,36 @@ def test_every_command_that_prints_a_result_has_json() -> None:
         if path not in NO_JSON and not any("--json" in p.opts for p in command.params)
     ]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    "words",
+    [("SQL01", "rollback"), ("rollback", "SQL01"), ("SQL01", "--action", "rollback")],
+)
+def test_policy_explain_takes_the_action_after_the_vm_as_slack_does(
+    tmp_path: Path, words: tuple[str, ...]
+) -> None:
+    explained = invoke(tmp_path, "policy", "explain", *words, "--json")
+    assert explained.returncode == 0, explained.stderr
+    said = json.loads(explained.stdout)
+    assert (said["action"], said["vm"]) == ("rollback", "SQL01")
+    # The same decision as a rollback asked for by option: its own rules.
+    create = json.loads(invoke(tmp_path, "policy", "explain", "SQL01", "--json").stdout)
+    assert create["action"] == "create" and said["rules"] != create["rules"]
+
+
+@pytest.mark.parametrize(
+    ("words", "said"),
+    [
+        ((), "name the VM (and the action, if not create)"),
+        (("SQL01", "WEB01"), "name one VM and at most one action"),
+        (("rollback", "merge", "SQL01"), "name one VM and at most one action"),
+        (("SQL01", "rollback", "--action", "merge"), "two actions: rollback and --action merge"),
+    ],
+)
+def test_policy_explain_names_what_it_could_not_read(
+    tmp_path: Path, words: tuple[str, ...], said: str
+) -> None:
+    result = invoke(tmp_path, "policy", "explain", *words)
+    assert result.returncode == 2
+    assert said in one_line_error(result)

@@ -120,13 +120,35 @@ def policy() -> None:
     """The guardrails."""
 
 
+EXPLAINED_ACTIONS = ("create", "rollback", "merge", "extend")
+
+
+def _vm_and_action(words: tuple[str, ...], option: str | None) -> tuple[str, str]:
+    """`VM`, `VM ACTION` (Slack's `/checkpoint policy SQL01 rollback`) or
+    `ACTION VM` (as the help reads), and `--action`: the VM and the action,
+    create unless one is named. Names the mistake otherwise."""
+    example = "e.g. checkpoint-bot policy explain SQL01 rollback"
+    actions = [w for w in words if w.lower() in EXPLAINED_ACTIONS]
+    vms = [w for w in words if w.lower() not in EXPLAINED_ACTIONS]
+    if not words:
+        raise click.UsageError(f"name the VM (and the action, if not create): {example}")
+    if len(vms) != 1 or len(actions) > 1:
+        raise click.UsageError(
+            f"name one VM and at most one action ({', '.join(EXPLAINED_ACTIONS)}), "
+            f"got {' '.join(words) or 'nothing'}: {example}"
+        )
+    named = actions[0].lower() if actions else None
+    if named and option and named != option:
+        raise click.UsageError(f"two actions: {named} and --action {option}: name one")
+    return vms[0], named or option or "create"
+
+
 @policy.command("explain")
-@click.argument("vm")
+@click.argument("words", nargs=-1, metavar="VM [ACTION]")
 @click.option(
     "--action",
-    default="create",
-    show_default=True,
-    type=click.Choice(["create", "rollback", "merge", "extend"]),
+    type=click.Choice(EXPLAINED_ACTIONS),
+    help="The action asked about (or name it after the VM). Default: create.",
 )
 @click.option(
     "--type",
@@ -149,8 +171,8 @@ def policy() -> None:
 @pass_runtime
 def policy_explain(
     rt: Runtime,
-    vm: str,
-    action: str,
+    words: tuple[str, ...],
+    action: str | None,
     ctype: str | None,
     user: str | None,
     groups: tuple[str, ...],
@@ -158,16 +180,21 @@ def policy_explain(
     at: datetime | None,
     as_json: bool,
 ) -> None:
-    """What the guardrails say to ACTION on VM, rule by rule, with the facts
-    they used and where those came from. Changes nothing."""
+    """What the guardrails say to ACTION (create unless named: rollback,
+    merge, extend) on VM, rule by rule, with the facts they used and where
+    those came from. Changes nothing."""
     from bot.service import Principal, explain
     from policies.explain import rows as explain_rows
 
+    vm, action = _vm_and_action(words, action)
     who = Principal(user or rt.principal.id, frozenset(groups), channel)
     when = at.replace(tzinfo=UTC) if at and at.tzinfo is None else at
     decision = explain(rt.ctx, vm, action, who, checkpoint_type=ctype, at=when)
     if as_json:
-        echo_json(decision.to_dict())
+        # What was asked, beside the answer: a script reading several
+        # explanations can tell them apart.
+        asked = {"action": action, "vm": vm, "user": who.id}
+        echo_json(asked | decision.to_dict())
     else:
         rt.out(
             "cli/decision.txt.j2",

@@ -27,7 +27,7 @@ Without --config (or CHECKPOINT_BOT_CONFIG) every command runs in demo mode on
 the simulated estate of deploy/examples/demo-inventory.yaml.
 
 Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 a host or the database
-could not be reached.
+could not be reached, 130 interrupted (Ctrl-C).
 
 Who you are here: cli:NAME, NAME from CHECKPOINT_BOT_USER, else $USER. Nothing
 checks it, so on the CLI the two-person rule (nobody approves their own
