@@ -406,6 +406,19 @@ def test_the_cli_filters_and_refuses_bad_filters_in_one_line(tmp_path: Path) -> 
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[1:] and all(line.startswith("CHG-0001,") for line in lines[1:])
     assert f"wrote {out} ({len(lines)} lines)" in wrote.stderr
+    # A filter that matches nothing says so (the export is empty, not lost);
+    # a change the record does not hold is an error, as in `change show`.
+    empty = invoke(tmp_path, "audit", "export", "--vm", "NOSUCH01", "--actor", "U0NOBODY")
+    assert (empty.returncode, empty.stdout) == (0, "")
+    assert empty.stderr.splitlines()[-1] == "no events matched --vm NOSUCH01, --actor U0NOBODY"
+    as_csv = invoke(tmp_path, "audit", "export", "--vm", "NOSUCH01", "--format", "csv")
+    assert as_csv.stdout.count("\n") == 1 and as_csv.stdout.startswith("change,")
+    assert as_csv.stderr.splitlines()[-1] == "no events matched --vm NOSUCH01"
+    before = out.read_bytes()
+    missing = invoke(tmp_path, "audit", "export", "--change", "CHG-9", "-o", str(out))
+    assert missing.returncode == 1
+    assert one_line_error(missing) == "checkpoint-bot: error: no change CHG-0009: nothing was exported"
+    assert out.read_bytes() == before  # the file an earlier export wrote is left as it was
     bad = invoke(tmp_path, "audit", "export", "--until", "2026-12-01", "--since", "2026-12-02")
     assert bad.returncode == 2
     assert "must be before --until" in one_line_error(bad)

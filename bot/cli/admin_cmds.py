@@ -89,30 +89,35 @@ def audit_export(
 ) -> None:
     """Every event of every change, then every settings change: who did
     what, when, and why. Rows are streamed, never held."""
-    from bot.service import audit_text, parse_filter
+    from bot.service import audit_text, check_filter, nothing_matched, parse_filter
 
     flt = parse_filter(
         now=datetime.now(UTC), since=since, until=until, vm=vm, change=change_ref, actor=actor
     )
+    check_filter(rt.ctx.engine, flt)
     chunks = audit_text(rt.ctx.engine, flt, fmt)
+    count = 0
     if output is None:
         # One buffered write per chunk of rows, no flush per chunk (click.echo flushes).
         out = sys.stdout
         for chunk in chunks:
             out.write(chunk)
+            count += chunk.count("\n")
         out.flush()
-        return
-    partial = output.with_name(output.name + ".partial")
-    count = 0
-    try:
-        with partial.open("w", encoding="utf-8", newline="") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-                count += chunk.count("\n")
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
-    click.echo(f"wrote {output} ({count} lines)", err=True)
+    else:
+        partial = output.with_name(output.name + ".partial")
+        try:
+            with partial.open("w", encoding="utf-8", newline="") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                    count += chunk.count("\n")
+            partial.replace(output)
+        finally:
+            partial.unlink(missing_ok=True)
+        click.echo(f"wrote {output} ({count} lines)", err=True)
+    # CSV starts with its header; an event adds at least one line.
+    if count <= (1 if fmt == "csv" else 0):
+        click.echo(nothing_matched(flt), err=True)
 
 
 @click.group("policy")

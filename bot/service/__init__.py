@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from bot.service.adopt import AdoptOutcome, adopt_checkpoint, locate_checkpoint
     from bot.service.approvals import ApprovalOutcome, approve, may_reject, reject
     from bot.service.at_time import AtTime, parse_at, zone_of
-    from bot.service.audit import AuditFilter, audit_text, parse_filter, stream_audit
+    from bot.service.audit import (
+        AuditFilter,
+        audit_text,
+        check_filter,
+        nothing_matched,
+        parse_filter,
+        stream_audit,
+    )
     from bot.service.audit_format import export_audit
     from bot.service.backups import (
         BackupReport,
@@ -174,6 +181,8 @@ _WHERE = {
     "outage_message": "bot.service.outage",
     "outbox_status": "bot.service.outbox_view",
     "parse_at": "bot.service.at_time",
+    "check_filter": "bot.service.audit",
+    "nothing_matched": "bot.service.audit",
     "parse_filter": "bot.service.audit",
     "parse_orphan_value": "bot.service.sweep_views",
     "plan_downgrade": "bot.service.backups",
@@ -283,6 +292,8 @@ __all__ = [
     "outage_message",
     "outbox_status",
     "parse_at",
+    "check_filter",
+    "nothing_matched",
     "parse_filter",
     "parse_orphan_value",
     "plan_downgrade",

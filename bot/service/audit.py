@@ -30,9 +30,9 @@ from sqlalchemy.engine import Dialect, Engine
 from bot.changes.record import parse_ref
 from bot.durations import DurationError, parse_duration
 from bot.service.audit_format import encode_sorted, export_audit
-from bot.service.errors import BadRequest
+from bot.service.errors import BadRequest, NotFound
 from bot.store.columns import UTCDateTime
-from bot.store.db import READ_ONLY
+from bot.store.db import READ_ONLY, session_scope
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.vm_record import VMSettingChange
@@ -459,6 +459,34 @@ def _event_lines(conn: Any, flt: AuditFilter) -> Iterator[str]:
                     lines.append(encode(_event_row(r, when)))
             lines.append("")
             yield "\n".join(lines)
+
+
+def check_filter(engine: Engine, flt: AuditFilter) -> None:
+    """Before anything is written: a change the record does not hold is
+    `NotFound`, as `change show` says it, not an empty export."""
+    if flt.change_id is not None:
+        with session_scope(engine) as s:
+            if s.get(Change, flt.change_id) is None:
+                raise NotFound(f"no change {change_ref(flt.change_id)}: nothing was exported")
+
+
+def nothing_matched(flt: AuditFilter) -> str:
+    """What to say of an export that matched no event: which filters matched
+    nothing, so an empty file is not mistaken for a quiet record."""
+    given: list[str] = []
+    if flt.change_id is not None:
+        given.append(f"--change {change_ref(flt.change_id)}")
+    if flt.since is not None:
+        given.append(f"--since {flt.since:%Y-%m-%d %H:%M:%S} UTC")
+    if flt.until is not None:
+        given.append(f"--until {flt.until:%Y-%m-%d %H:%M:%S} UTC")
+    if flt.vm is not None:
+        given.append(f"--vm {flt.vm}")
+    if flt.actor is not None:
+        given.append(f"--actor {flt.actor}")
+    if not given:
+        return "the record holds no events yet"
+    return f"no events matched {', '.join(given)}"
 
 
 def audit_text(
