@@ -417,7 +417,8 @@ def test_the_cli_filters_and_refuses_bad_filters_in_one_line(tmp_path: Path) -> 
     before = out.read_bytes()
     missing = invoke(tmp_path, "audit", "export", "--change", "CHG-9", "-o", str(out))
     assert missing.returncode == 1
-    assert one_line_error(missing) == "checkpoint-bot: error: no change CHG-0009: nothing was exported"
+    said = "checkpoint-bot: error: no change CHG-0009: nothing was exported"
+    assert one_line_error(missing) == said
     assert out.read_bytes() == before  # the file an earlier export wrote is left as it was
     bad = invoke(tmp_path, "audit", "export", "--until", "2026-12-01", "--since", "2026-12-02")
     assert bad.returncode == 2
