@@ -6,6 +6,7 @@ not answer."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from bot.inventory import demo_inventory_path, load_inventory
+from bot.inventory.yamledit import Layout, dump_document, load_document
 from tests.cli_support import invoke, one_line_error
 from tests.test_production_install import Production, production
 
@@ -103,6 +105,47 @@ def test_merge_marks_a_vm_no_host_has_and_keeps_the_file_otherwise(tmp_path: Pat
     assert f"Not found on any host by discovery (1): OLD-APP09 (since {old.missing_since})" in (
         shown.stdout
     )
+
+
+def test_a_merge_with_nothing_to_change_leaves_the_file_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "inventory.yaml"
+    shutil.copy(demo_inventory_path(), target)
+    before = target.read_bytes()
+    os.utime(target, (1_600_000_000, 1_600_000_000))
+    merged = invoke(tmp_path, "inventory", "discover", "--merge", str(target))
+    assert merged.returncode == 0, merged.stderr
+    assert f"Nothing to change: {target} left as it was." in merged.stdout
+    assert target.read_bytes() == before and target.stat().st_mtime == 1_600_000_000
+    as_json = invoke(tmp_path, "inventory", "discover", "--merge", str(target), "--json")
+    report = json.loads(as_json.stdout)
+    assert (report["written"], report["left_as_it_was"]) == (None, str(target))
+    # Asked for another file, it writes that file.
+    out = tmp_path / "copy.yaml"
+    wrote = invoke(tmp_path, "inventory", "discover", "--merge", str(target), "--out", str(out))
+    assert f"Wrote {out}." in wrote.stdout and out.exists()
+
+
+def test_a_merge_keeps_list_items_at_the_keys_column(tmp_path: Path) -> None:
+    """A file that writes `- name:` under `vms:` at the key's own column (as
+    many editors and `yq` do) is merged in that layout: the diff is the
+    merge's lines, not the whole file."""
+    target = tmp_path / "inventory.yaml"
+    flush = load_document(demo_inventory_path().read_text(encoding="utf-8"))
+    text = dump_document(flush, Layout(mapping=2, sequence=2, offset=0))
+    assert "\n- name: HV01\n" in text
+    text += (
+        "- name: OLD-APP09\n"
+        "  vm_id: 0f0f0f0f-1111-4222-8333-444455556666\n"
+        "  host: HV02\n"
+        "  roles: [app]   # hand-set\n"
+    )
+    target.write_text(text, encoding="utf-8")
+    merged = invoke(tmp_path, "inventory", "discover", "--merge", str(target))
+    assert merged.returncode == 0, merged.stderr
+    after = target.read_text(encoding="utf-8")
+    kept = [ln for ln in after.splitlines(keepends=True) if "missing_since:" not in ln]
+    assert "".join(kept) == text
+    assert "\n  missing_since: " in after
 
 
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path: Path) -> None:

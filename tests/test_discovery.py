@@ -56,9 +56,11 @@ from bot.inventory.discovery import (
 from bot.inventory.models import VM
 from bot.inventory.yamledit import (
     DocumentError,
+    Layout,
     apply_plan,
     dump_document,
     fresh_document,
+    layout_of,
     load_document,
 )
 from policies import (
@@ -831,3 +833,28 @@ def test_the_hide_fault_parses_like_the_others() -> None:
     faults = Faults.parse("hide=Get-CimInstance, hide=Get-Volume, latency=5")
     assert faults.hidden == frozenset({"get-ciminstance", "get-volume"})
     assert faults.latency_ms == 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offset=st.integers(min_value=0, max_value=4),
+    gap=st.integers(min_value=2, max_value=4),
+    comment=st.booleans(),
+)
+def test_a_files_list_indentation_is_read_back_as_written(
+    offset: int, gap: int, comment: bool
+) -> None:
+    """What ruamel.yaml writes with an indentation, `layout_of` reads back,
+    so a merge writes the file as its author indented it."""
+    layout = Layout(mapping=gap, sequence=offset + gap, offset=offset)
+    doc = load_document(demo_inventory_path().read_text(encoding="utf-8"))
+    text = dump_document(doc, layout)
+    if comment:  # a comment between the key and its first item changes nothing
+        text = text.replace("hosts:\n", "hosts:\n# the hypervisors\n", 1)
+    assert layout_of(text) == layout
+    assert dump_document(load_document(text), layout_of(text)) == text
+
+
+def test_a_file_without_a_block_list_gets_the_default_layout() -> None:
+    assert layout_of("hosts: []\nvms: []\n") == Layout()
+    assert layout_of("") == Layout()

@@ -84,7 +84,8 @@ def discover_cmd(
     Without --merge: a new inventory with the config's hosts and the VMs
     found. With --merge FILE: FILE updated in place (comments kept); new VMs
     added, VMs gone from every asked host marked missing_since, hand-set
-    roles, tags, domains and comments kept. Without --out or --merge the
+    roles, tags, domains, comments and indentation kept; not rewritten
+    when nothing changed. Without --out or --merge the
     YAML goes to stdout and the summary to stderr (with --json: one JSON
     document, the YAML in its inventory_yaml).
 
@@ -94,7 +95,7 @@ def discover_cmd(
 
     request = DiscoveryRequest(hosts=hosts, groups=groups, merge=merge, out=out)
     report = discover(rt.ctx, request)
-    if report.written is not None:
+    if report.written is not None or report.left_as_it_was is not None:
         _report(rt, report, as_json)
     elif as_json:
         # One JSON document on stdout: the inventory is its `inventory_yaml`.

@@ -1,15 +1,20 @@
 """Edit an inventory file in place, keeping what people wrote around the data.
 
     doc = load_document(text)            a round-trip document (ruamel.yaml)
+    layout = layout_of(text)             how the file indents its lists
     apply_plan(doc, plan, today)         the merge plan's edits, key by key
     fresh_document(hosts_text)           a new file: the hosts of another, no VMs
-    dump_document(doc) -> str
+    dump_document(doc, layout) -> str
     write_atomically(path, text)         all of it or nothing
 
 ruamel.yaml's round-trip mode keeps comments, key order, quoting and flow
 style of everything it is not told to change
 (https://yaml.dev/doc/ruamel.yaml/detail/), so a merge changes only the keys
 the plan names: hand-set roles, tags, domains and comments stay as written.
+It does not keep indentation: a document is written with the indentation
+it is told (`YAML.indent`), so the file's own is read first (`layout_of`),
+and a file that writes its list items at the key's column (`hosts:` then
+`- name: HV01`) keeps them there.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import copy
 import io
 import os
+import re
 import tempfile
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -36,11 +43,43 @@ class DocumentError(ValueError):
     """The text is not an inventory document this module can edit."""
 
 
-def _yaml() -> YAML:
+@dataclass(frozen=True)
+class Layout:
+    """ruamel.yaml's `indent()`: a mapping's keys under its parent, a list
+    item's content under its parent, and its dash under its parent."""
+
+    mapping: int = 2
+    sequence: int = 4
+    offset: int = 2
+
+
+# `hosts:` at the start of a line with nothing after it (but a comment),
+# and the first list item under it: its dash's column and its content's.
+_BLOCK_LIST_KEY = re.compile(r"^[A-Za-z_][\w-]*:\s*(?:#.*)?$")
+_ITEM = re.compile(r"^( *)-( +)\S")
+
+
+def layout_of(text: str) -> Layout:
+    """How the file indents its first top-level block list (`hosts:`,
+    `vms:`): the default (dashes two in, content four) when it has none."""
+    after_key = False
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if after_key:
+            item = _ITEM.match(line)
+            if item is not None:
+                offset, gap = len(item.group(1)), len(item.group(2)) + 1
+                return Layout(mapping=gap, sequence=offset + gap, offset=offset)
+        after_key = _BLOCK_LIST_KEY.match(line) is not None
+    return Layout()
+
+
+def _yaml(layout: Layout = Layout()) -> YAML:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 100
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.indent(mapping=layout.mapping, sequence=layout.sequence, offset=layout.offset)
     return yaml
 
 
@@ -149,7 +188,7 @@ def _set_key(entry: CommentedMap, key: str, value: Any, eol: str | None = None) 
         _move_trailing(entry, keys[-1], key)
 
 
-def apply_plan(doc: CommentedMap, plan: MergePlan, today: date) -> None:
+def apply_plan(doc: CommentedMap, plan: MergePlan, today: date, layout: Layout = Layout()) -> None:
     """Make the plan's edits in `doc` (in place), key by key."""
     vms: CommentedSeq = doc["vms"]
     first_added = True
@@ -180,14 +219,14 @@ def apply_plan(doc: CommentedMap, plan: MergePlan, today: date) -> None:
                 vms.yaml_set_comment_before_after_key(
                     len(vms) - 1,
                     before=f"Added by `inventory discover` on {today.isoformat()} ({count}).",
-                    indent=2,
+                    indent=layout.offset,  # at the dashes' column
                 )
                 first_added = False
 
 
-def dump_document(doc: CommentedMap) -> str:
+def dump_document(doc: CommentedMap, layout: Layout = Layout()) -> str:
     out = io.StringIO()
-    _yaml().dump(doc, out)
+    _yaml(layout).dump(doc, out)
     return out.getvalue()
 
 

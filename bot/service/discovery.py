@@ -34,9 +34,11 @@ from bot.inventory.discovery import (
 from bot.inventory.errors import InventoryLookupError
 from bot.inventory.yamledit import (
     DocumentError,
+    Layout,
     apply_plan,
     dump_document,
     fresh_document,
+    layout_of,
     load_document,
     write_atomically,
 )
@@ -71,6 +73,8 @@ class DiscoveryReport:
     seconds: float
     source: str
     written: Path | None = None
+    # The file a merge in place had nothing to change in, not rewritten.
+    left_as_it_was: Path | None = None
     text: str = ""
     host_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -86,6 +90,7 @@ class DiscoveryReport:
             "counts": {**plan.counts(), "found": len(self.found)},
             "changed": plan.changed,
             "written": None if self.written is None else str(self.written),
+            "left_as_it_was": None if self.left_as_it_was is None else str(self.left_as_it_was),
             "unknown_roles": [e.name for e in plan.unknown_roles],
             "undiscoverable_roles": list(UNDISCOVERABLE),
             "entries": [e.to_dict() for e in plan.entries],
@@ -143,6 +148,13 @@ def _gather(
     return found, answered, unreachable, timings
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def _base_text(deps: ServiceDeps, request: DiscoveryRequest) -> tuple[str, str]:
     path = request.merge or deps.settings.inventory_path
     try:
@@ -159,6 +171,8 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
     try:
         current = parse_inventory(base_text, source) if request.merge else None
         doc = load_document(base_text) if request.merge else fresh_document(base_text, HEADER)
+        # A merged file keeps its own indentation; a new one gets the default.
+        layout = layout_of(base_text) if request.merge else Layout()
     except InventoryError as exc:
         raise BadRequest(f"{source} is not a valid inventory: {exc}") from None
     except (DocumentError, ValueError) as exc:
@@ -171,8 +185,8 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
     )
     today = deps.clock().date()
     plan = plan_merge(current.vms if current is not None else [], found, scope, today)
-    apply_plan(doc, plan, today)
-    text = dump_document(doc)
+    apply_plan(doc, plan, today, layout)
+    text = dump_document(doc, layout)
     target = request.out or request.merge
     try:
         parse_inventory(text, str(target or "the discovered inventory"))
@@ -182,7 +196,15 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
             f"the merged inventory would not be valid, nothing written: {exc}"
         ) from None
     written: Path | None = None
-    if request.write and target is not None:
+    left: Path | None = None
+    in_place = request.merge is not None and (
+        request.out is None or _same_file(request.out, request.merge)
+    )
+    if request.write and in_place and not plan.changed:
+        # Nothing to change: the file is not rewritten (its bytes, its
+        # modification time and its place in version control stay as they are).
+        left = request.merge
+    elif request.write and target is not None:
         try:
             write_atomically(target, text)
         except OSError as exc:
@@ -195,6 +217,7 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
         seconds=time.perf_counter() - started,
         source=source,
         written=written,
+        left_as_it_was=left,
         text=text,
         host_seconds=timings,
     )
