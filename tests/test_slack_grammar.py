@@ -107,6 +107,9 @@ PARSED: list[tuple[str, SlashRequest]] = [
     ("policy DC01", PolicyRequest("DC01", "create")),
     ("policy DC01 ROLLBACK", PolicyRequest("DC01", "rollback")),
     ("policy DC01 merge", PolicyRequest("DC01", "merge")),
+    # The action before the VM, as `checkpoint-bot policy explain` takes it too.
+    ("policy rollback DC01", PolicyRequest("DC01", "rollback")),
+    ("policy Extend DC01", PolicyRequest("DC01", "extend")),
     ("windows", WindowsRequest()),
     # settings: show vs change
     ("settings WEB01", SettingsRequest("WEB01")),

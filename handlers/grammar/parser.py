@@ -125,6 +125,13 @@ def _bind(cmd: CommandSpec, tokens: list[Token]) -> Values | HelpRequest:
         if not words or not "".join(words).strip():
             raise Invalid(f"--{opt.key} needs a value, e.g. --{opt.key} {opt.example}")
         values[opt.key] = _convert(cmd, opt, " ".join(words))
+    if (
+        cmd.either_order
+        and len(positional) == 2
+        and _is_choice(cmd.args[1], positional[0])
+        and not _is_choice(cmd.args[1], positional[1])
+    ):
+        positional.reverse()
     for arg, token in zip(cmd.args, positional, strict=False):
         values[arg.key] = _convert(cmd, arg, token.text)
     extra = positional[len(cmd.args) :]
@@ -229,6 +236,10 @@ def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
     if kind is Kind.COMMAND:
         return find_command(text).name
     return _plain_text(param, text)
+
+
+def _is_choice(param: Param, token: Token) -> bool:
+    return token.text.strip().lower() in param.choices
 
 
 def _choice(cmd: CommandSpec, param: Param, text: str) -> str:

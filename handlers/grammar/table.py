@@ -144,6 +144,9 @@ class CommandSpec:
     details: str = ""
     # Words people type for this command; only used to suggest it, never accepted.
     synonyms: tuple[str, ...] = ()
+    # Two arguments, the second a choice, taken in either order: `policy
+    # rollback SQL01` as well as `policy SQL01 rollback` (and so the CLI).
+    either_order: bool = False
 
     def option(self, key: str) -> Param | None:
         return next((o for o in self.options if o.key == key), None)
@@ -393,8 +396,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
         lambda v: PolicyRequest(v.need("vm"), v.get("action") or "create"),
         args=(_VM, Param("action", Kind.CHOICE, "ACTION", choices=_ACTIONS, required=False)),
         examples=("policy CORP-DC01", "policy SQL01 rollback"),
-        details="The action defaults to create.",
+        details="The action defaults to create, and may come before the VM.",
         synonyms=("explain", "why", "can", "rules", "check", "guardrails"),
+        either_order=True,
     ),
     CommandSpec(
         "windows",
