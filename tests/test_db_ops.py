@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from bot.store.db import make_engine
 from bot.store.migrate import current_revision, downgrade, head_revision, revisions, upgrade
-from tests.cli_support import invoke, one_line_error, run
+from tests.cli_support import CliResult, invoke, one_line_error, run
 
 # --- every migration, up and down ---------------------------------------
 
@@ -301,3 +301,61 @@ def test_downgrade_to_the_current_revision_is_refused(tmp_path: Path) -> None:
     result = invoke(tmp_path, "db", "downgrade", str(head_revision()), "--yes")
     assert result.returncode == 2
     assert "is not older" in one_line_error(result)
+
+
+# --- db status -----------------------------------------------------------
+
+
+def test_status_says_where_the_schema_stands_and_changes_nothing(tmp_path: Path) -> None:
+    """A configured database (which, unlike demo mode, never migrates by
+    itself): empty, behind after a downgrade, current, and written by a
+    release newer than this one."""
+    inventory = Path(__file__).parents[1] / "deploy" / "examples" / "demo-inventory.yaml"
+    db_file = tmp_path / "bot.db"
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"inventory: {inventory}\ndatabase_url: sqlite:///{db_file}\n", "utf-8")
+    head = head_revision()
+    known = [rev for rev, _ in revisions()]
+
+    def status(*extra: str) -> CliResult:
+        return invoke(tmp_path, "--config", str(config), "db", "status", *extra)
+
+    empty = status("--json")
+    assert empty.returncode == 1, empty.stderr
+    report = json.loads(empty.stdout)
+    assert (report["state"], report["current"], report["needed"]) == ("empty", None, head)
+    assert [p["revision"] for p in report["pending"]] == known
+    engine = make_engine(f"sqlite:///{db_file}")
+    try:
+        assert current_revision(engine) is None  # status migrated nothing
+        upgrade(engine, "0006")
+        behind = status()
+        assert behind.returncode == 1
+        first = behind.stdout.splitlines()[0]
+        said = f"schema 0006; this release needs {head}. 'checkpoint-bot db upgrade' applies"
+        assert said in first
+        assert "\n  0007  a principal is (workspace, user)" in behind.stdout
+        assert current_revision(engine) == "0006"
+        upgrade(engine)
+        current = status()
+        assert current.returncode == 0
+        assert current.stdout.strip().endswith(f"schema {head}, this release's: up to date")
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        newer = status()
+        assert newer.returncode == 1
+        assert f"schema 9999, which this release does not know (its newest is {head})" in (
+            newer.stdout
+        )
+    finally:
+        engine.dispose()
+
+
+def test_status_of_a_database_that_does_not_answer_is_exit_3(
+    tmp_path: Path, pg_engine: Engine
+) -> None:
+    url = make_url(pg_engine.url.render_as_string(hide_password=False)).set(port=1)
+    env = {"DATABASE_URL": url.render_as_string(hide_password=False)}
+    result = invoke(tmp_path, "db", "status", env=env)
+    assert result.returncode == 3
+    assert "the database does not answer" in one_line_error(result)

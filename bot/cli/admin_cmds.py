@@ -51,6 +51,44 @@ def db_upgrade(rt: Runtime, as_json: bool) -> None:
         click.echo(f"{done.database}: schema {done.before or 'empty'} → {done.after}")
 
 
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_runtime
+def db_status(rt: Runtime, as_json: bool) -> None:
+    """Where the database's schema stands against this release's, and what
+    `db upgrade` would apply. Changes nothing.
+
+    Exit 0 when the database is at this release's schema, 1 when it is not
+    (older, empty, or written by a newer release), 3 when the database does
+    not answer."""
+    from bot.service import SchemaState, schema_status
+
+    status = schema_status(rt.settings)
+    state = status.state
+    if as_json:
+        echo_json(status.to_dict())
+    elif state is SchemaState.CURRENT:
+        click.echo(f"{status.database}: schema {status.current}, this release's: up to date")
+    elif state is SchemaState.UNKNOWN:
+        click.echo(
+            f"{status.database}: schema {status.current}, which this release does not know "
+            f"(its newest is {status.needed}): a newer release wrote it; run that release, "
+            "or roll the schema back with it (docs/upgrading.md)"
+        )
+    else:
+        was = "no schema yet" if state is SchemaState.EMPTY else f"schema {status.current}"
+        count = len(status.pending)
+        click.echo(
+            f"{status.database}: {was}; this release needs {status.needed}. "
+            f"'checkpoint-bot db upgrade' applies {count} migration{'' if count == 1 else 's'} "
+            "(back up first: 'checkpoint-bot db backup FILE'):"
+        )
+        for rev, doc in status.pending:
+            click.echo(f"  {rev}  {doc}")
+    if state is not SchemaState.CURRENT:
+        raise SystemExit(1)
+
+
 @click.group("audit")
 def audit() -> None:
     """The change record, exported."""

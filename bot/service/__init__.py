@@ -95,7 +95,7 @@ if TYPE_CHECKING:
         rollback,
         start_vm,
     )
-    from bot.service.schema import upgrade_schema
+    from bot.service.schema import SchemaState, SchemaStatus, schema_status, upgrade_schema
     from bot.service.selection import Selection
     from bot.service.showing import show_change
     from bot.service.stale_homes import claim_stale_homes, stale_homes_published
@@ -143,6 +143,8 @@ _WHERE = {
     "RESOLUTIONS": "bot.changes",
     "Reconciler": "bot.service.reconcile",
     "ScheduledRun": "bot.service.queries",
+    "SchemaState": "bot.service.schema",
+    "SchemaStatus": "bot.service.schema",
     "Selection": "bot.service.selection",
     "ServiceError": "bot.service.errors",
     "SettingsOutcome": "bot.service.vm_settings",
@@ -194,6 +196,7 @@ _WHERE = {
     "rollback_batch": "bot.service.batch_actions",
     "run_sweep": "bot.service.sweep",
     "scheduled_runs": "bot.service.queries",
+    "schema_status": "bot.service.schema",
     "settled_words": "bot.service.binding",
     "show_batch": "bot.service.batches",
     "show_change": "bot.service.showing",
@@ -254,6 +257,8 @@ __all__ = [
     "Principal",
     "Reconciler",
     "ScheduledRun",
+    "SchemaState",
+    "SchemaStatus",
     "Selection",
     "ServiceError",
     "SettingsOutcome",
@@ -305,6 +310,7 @@ __all__ = [
     "rollback_batch",
     "run_sweep",
     "scheduled_runs",
+    "schema_status",
     "settled_words",
     "show_batch",
     "show_change",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -38,3 +40,58 @@ def upgrade_schema(settings: Settings) -> SchemaChange:
     finally:
         engine.dispose()
     return SchemaChange(label, before, after)
+
+
+class SchemaState(Enum):
+    CURRENT = "current"  # this release's schema
+    BEHIND = "behind"  # older: `db upgrade` applies the pending revisions
+    EMPTY = "empty"  # no schema at all yet
+    UNKNOWN = "unknown"  # a revision this release does not know: a newer release wrote it
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    database: str  # the settings' label, never the URL
+    current: str | None
+    needed: str  # the schema this release runs on
+    pending: tuple[tuple[str, str], ...]  # (revision, what it does) `db upgrade` applies, in order
+
+    @property
+    def state(self) -> SchemaState:
+        if self.current == self.needed:
+            return SchemaState.CURRENT
+        if self.current is None:
+            return SchemaState.EMPTY
+        return SchemaState.BEHIND if self.pending else SchemaState.UNKNOWN
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "state": self.state.value,
+            "current": self.current,
+            "needed": self.needed,
+            "pending": [{"revision": rev, "does": doc} for rev, doc in self.pending],
+        }
+
+
+def schema_status(settings: Settings) -> SchemaStatus:
+    """Where the configured database's schema stands against this release's,
+    read without changing anything (Alembic's version table). Unavailable,
+    in one line, when the database does not answer."""
+    label = settings.database_label
+    known = migrate.revisions()
+    engine = make_engine(settings.database_url)
+    try:
+        current = migrate.current_revision(engine)
+    except (OperationalError, InterfaceError) as exc:
+        raise Unavailable(f"{label}: the database does not answer: {driver_reason(exc)}") from None
+    finally:
+        engine.dispose()
+    ids = [rev for rev, _ in known]
+    if current is None:
+        pending = tuple(known)
+    elif current in ids:
+        pending = tuple(known[ids.index(current) + 1 :])
+    else:
+        pending = ()
+    return SchemaStatus(label, current, ids[-1], pending)
