@@ -76,6 +76,15 @@ def test_a_cluster_or_a_group_narrows_the_listing_and_the_inventory(tmp_path: Pa
         "checkpoint-bot: error: no VM, host, cluster or group named 'web-teir' in the "
         "inventory; did you mean web-tier?"
     )
+    # An empty or unsafe name is named as what it may be, not as a host.
+    for command in (("inventory", "show"), ("checkpoint", "list")):
+        empty = invoke(tmp_path, *command, "")
+        assert empty.returncode == 2
+        assert one_line_error(empty) == (
+            "checkpoint-bot: error: VM, host, cluster or group name is empty"
+        )
+    wild = invoke(tmp_path, "inventory", "show", "WEB*")
+    assert "VM, host, cluster or group name 'WEB*' contains '*'" in one_line_error(wild)
 
 
 def test_the_type_is_written_as_the_readme_and_slack_write_it(tmp_path: Path) -> None:

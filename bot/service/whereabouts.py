@@ -26,6 +26,7 @@ from bot.inventory import (
     UnknownGroup,
     UnknownHost,
     UnknownVM,
+    check_name,
     suggest,
 )
 from bot.service.errors import BadRequest, from_inventory
@@ -72,6 +73,8 @@ def focus_on(inventory: Inventory, name: str) -> Focus:
     list NAME` and `/checkpoint list NAME` read it; BadRequest with the
     names it may have meant when it names none."""
     try:
+        # Checked as what it may be, before it is looked up as a host.
+        check_name(name, kind="VM, host, cluster or group")
         host = inventory.host(name)
     except UnknownHost:
         pass
