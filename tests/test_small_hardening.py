@@ -41,6 +41,7 @@ def test_rejecting_your_own_request_says_reject(tmp_path: Path) -> None:
         refused = shown(click(bot, "checkpoint:reject", reject, user="U0ALICE"))
         assert "cannot reject" in refused
         assert "cannot approve" not in refused
+        assert f"to take your own request back, withdraw it (withdraw {ref})" in refused
 
 
 def test_app_home_says_where_a_channel_limited_approval_can_be_given(tmp_path: Path) -> None:

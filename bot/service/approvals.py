@@ -69,7 +69,11 @@ def _may_decide(ctx: ServiceDeps, request: ApprovalRequest, who: Principal, verb
     requirement = ApprovalRequirement.from_dict(request.requirement)
     ok, why = check_approver(requirement, who.id, who.groups, request.requested_by, verb)
     if not ok:
-        raise Forbidden(f"you cannot {verb} {change_ref(request.change_id)}: {why}")
+        ref = change_ref(request.change_id)
+        if verb == "reject" and who.id == request.requested_by:
+            # The requester's own way out is a withdrawal, which needs no approver.
+            why += f"; to take your own request back, withdraw it (withdraw {ref})"
+        raise Forbidden(f"you cannot {verb} {ref}: {why}")
     # The approve permission may also be limited by channel and scope.
     with session_scope(ctx.engine) as s:
         change = get_change(s, request.change_id)
