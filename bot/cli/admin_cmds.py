@@ -178,7 +178,7 @@ def _vm_and_action(words: tuple[str, ...], option: str | None) -> tuple[str, str
     if len(vms) != 1 or len(actions) > 1:
         raise click.UsageError(
             f"name one VM and at most one action ({', '.join(EXPLAINED_ACTIONS)}), "
-            f"got {' '.join(words) or 'nothing'}: {example}"
+            f"got {' '.join(words)}: {example}"
         )
     named = actions[0].lower() if actions else None
     if named and option and named != option:
