@@ -60,6 +60,11 @@ CHECKPOINT_COMMANDS = {
 }
 
 CHANGE_COMMANDS = {
+    "list": LazyCommand(
+        "bot.cli.change_list_cmd:list_cmd",
+        "The open changes, newest first: state, VM, requester, what each waits for "
+        "(--state, --all, --vm, --requester or --mine for others).",
+    ),
     "approve": LazyCommand(
         f"{_CMDS}:approve_cmd",
         "Approve what CHG-n waits for (a checkpoint, a rollback, a merge, an extension), "

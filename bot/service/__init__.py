@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         check_card,
         settled_words,
     )
+    from bot.service.change_list import ChangeListing, list_changes
     from bot.service.deciding import Principal
     from bot.service.deliveries import delivery_keys
     from bot.service.directory import Directory, GroupsUnavailable, with_slack
@@ -121,6 +122,7 @@ _WHERE = {
     "BatchPreview": "bot.service.batches",
     "BatchWithdrawal": "bot.service.batches",
     "Candidate": "bot.service.batches",
+    "ChangeListing": "bot.service.change_list",
     "Card": "bot.service.binding",
     "CheckpointListing": "bot.service.queries",
     "Conflict": "bot.service.errors",
@@ -175,6 +177,7 @@ _WHERE = {
     "focus_on": "bot.service.whereabouts",
     "inventory_view": "bot.service.whereabouts",
     "list_batches": "bot.service.batches",
+    "list_changes": "bot.service.change_list",
     "list_checkpoints": "bot.service.queries",
     "locate_checkpoint": "bot.service.adopt",
     "may_reject": "bot.service.approvals",
@@ -238,6 +241,7 @@ __all__ = [
     "BatchWithdrawal",
     "Candidate",
     "Card",
+    "ChangeListing",
     "CheckpointListing",
     "Conflict",
     "Directory",
@@ -290,6 +294,7 @@ __all__ = [
     "focus_on",
     "inventory_view",
     "list_batches",
+    "list_changes",
     "list_checkpoints",
     "locate_checkpoint",
     "may_reject",

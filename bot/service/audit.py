@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import queue
-import re
 import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
@@ -29,6 +28,7 @@ from sqlalchemy.engine import Dialect, Engine
 
 from bot.changes.record import parse_ref
 from bot.durations import DurationError, parse_duration
+from bot.service.actors import actor_id
 from bot.service.audit_format import encode_sorted, export_audit
 from bot.service.errors import BadRequest, NotFound
 from bot.store.columns import UTCDateTime
@@ -40,8 +40,6 @@ from bot.store.tables.vm_record import VMSettingChange
 # Rows per round trip: large enough that the per-fetch cost vanishes,
 # small enough that a batch is about a megabyte of text.
 BATCH = 2000
-
-_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 
 
 @dataclass(frozen=True)
@@ -109,15 +107,12 @@ def parse_filter(
             raise BadRequest("--vm is empty: give a VM's name (as recorded) or its VM id")
     who = None
     if actor is not None:
-        who = actor.strip()
-        mention = _MENTION.match(who)
-        if mention:
-            who = mention.group(1)
-        if not who or any(c.isspace() for c in who):
-            raise BadRequest(
-                f"--actor {actor!r} is not an actor: use a Slack user id (U0123ABCD or "
-                "<@U0123ABCD>), cli:NAME, policy or bot"
-            )
+        who = actor_id(
+            actor,
+            option="--actor",
+            what="an actor",
+            forms="a Slack user id (U0123ABCD or <@U0123ABCD>), cli:NAME, policy or bot",
+        )
     return AuditFilter(start, end, vm_name, change_id, who)
 
 

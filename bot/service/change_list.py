@@ -1,0 +1,115 @@
+"""Which changes the record holds, for `change list`: open ones by default,
+newest first, with what each waits for."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, or_
+from sqlmodel import col, select
+
+from bot.changes import FINAL_STATES, State
+from bot.changes.lifecycle import still_wanted
+from bot.changes.views import ChangeView
+from bot.domain import ApprovalState
+from bot.service.actors import actor_id
+from bot.service.errors import BadRequest
+from bot.store.db import session_scope
+from bot.store.tables.approvals import ApprovalRequest
+from bot.store.tables.changes import Change
+
+if TYPE_CHECKING:
+    from bot.service.deps import ServiceDeps
+
+OPEN_STATES = tuple(s.value for s in State if s not in FINAL_STATES)
+
+
+@dataclass(frozen=True)
+class ChangeListing:
+    changes: tuple[ChangeView, ...]
+    # More changes matched than the limit let through (the oldest are left out).
+    more: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"changes": [_summary(c) for c in self.changes], "more": self.more}
+
+
+def _summary(c: ChangeView) -> dict[str, Any]:
+    """A change as a list shows it: its record without events and jobs
+    (`change show --json` has those)."""
+    data = c.to_dict()
+    for detail in ("events", "jobs", "decision"):
+        data.pop(detail, None)
+    return data
+
+
+def list_changes(
+    ctx: ServiceDeps,
+    *,
+    states: Collection[str] = (),
+    every: bool = False,
+    vm: str | None = None,
+    requester: str | None = None,
+    limit: int = 50,
+) -> ChangeListing:
+    """The newest changes first: those in `states`, else every one (`every`),
+    else the open ones (not denied, rejected, withdrawn, expired, failed,
+    merged or vanished); of one VM (its recorded name, any case, or its VM
+    id) or one requester when asked."""
+    if limit < 1:
+        raise BadRequest("--limit must be at least 1")
+    query = select(Change)
+    if states:
+        unknown = sorted(set(states) - {s.value for s in State})
+        if unknown:
+            raise BadRequest(
+                f"no state {unknown[0]!r}: use one of {', '.join(s.value for s in State)}"
+            )
+        query = query.where(col(Change.state).in_(list(states)))
+    elif not every:
+        query = query.where(col(Change.state).in_(OPEN_STATES))
+    if vm is not None:
+        name = vm.strip()
+        if not name:
+            raise BadRequest("--vm is empty: give a VM's name (as recorded) or its VM id")
+        wanted = name.lower()
+        query = query.where(
+            or_(func.lower(Change.vm_name) == wanted, func.lower(Change.vm_id) == wanted)
+        )
+    if requester is not None:
+        who = actor_id(
+            requester,
+            option="--requester",
+            what="a requester",
+            forms="a Slack user id (U0123ABCD or <@U0123ABCD>) or cli:NAME",
+        )
+        query = query.where(Change.requester == who)
+    with session_scope(ctx.engine) as s:
+        rows = s.exec(query.order_by(col(Change.id).desc()).limit(limit + 1)).all()
+        kept = rows[:limit]
+        waiting = _waiting(s, [c for c in kept if c.id is not None])
+        views = tuple(ChangeView.of(c, waiting=waiting.get(c.id or 0, ())) for c in kept)
+    return ChangeListing(views, more=len(rows) > limit)
+
+
+def _waiting(s: Any, changes: list[Change]) -> dict[int, tuple[str, ...]]:
+    """Each change's actions whose approval requests wait, oldest first, in
+    one query (as `change show` reads one change's)."""
+    states = {c.id: State(c.state) for c in changes if c.id is not None}
+    if not states:
+        return {}
+    found: dict[int, tuple[str, ...]] = {}
+    pending = s.exec(
+        select(ApprovalRequest.change_id, ApprovalRequest.action)
+        .where(
+            col(ApprovalRequest.change_id).in_(list(states)),
+            ApprovalRequest.state == ApprovalState.PENDING,
+        )
+        .order_by(col(ApprovalRequest.id))
+    ).all()
+    for change_id, action in pending:
+        if still_wanted(action, states[change_id]):
+            found[change_id] = (*found.get(change_id, ()), action)
+    return found

@@ -1,0 +1,86 @@
+"""`checkpoint-bot change list`: which changes are open, as an operator asks
+on the CLI (demo mode, a fresh working directory, the shipped policy: a
+rollback of a prod VM waits for one approval)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli_support import invoke, one_line_error
+
+
+def _create(cwd: Path, vm: str, reason: str) -> str:
+    done = invoke(cwd, "checkpoint", "create", vm, "--reason", reason, "--json")
+    assert done.returncode == 0, done.stderr
+    ref: str = json.loads(done.stdout)["ref"]
+    return ref
+
+
+def _refs(cwd: Path, *args: str) -> list[str]:
+    done = invoke(cwd, "change", "list", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return [c["ref"] for c in json.loads(done.stdout)["changes"]]
+
+
+def test_an_empty_record_says_so_and_how_to_see_settled_changes(tmp_path: Path) -> None:
+    listed = invoke(tmp_path, "change", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == (
+        "No open changes. ('checkpoint-bot change list --all' lists settled ones too.)\n"
+    )
+
+
+def test_open_changes_newest_first_and_what_each_waits_for(tmp_path: Path) -> None:
+    merged = _create(tmp_path, "STG-WEB01", "lab patching")
+    assert invoke(tmp_path, "checkpoint", "merge", merged).returncode == 0
+    active = _create(tmp_path, "APP01", "KB5044284 patch")
+    waiting = _create(tmp_path, "WEB01", "IIS upgrade")
+    asked = invoke(tmp_path, "checkpoint", "rollback", waiting, input="y\n")
+    assert asked.returncode == 0, asked.stderr
+
+    assert _refs(tmp_path) == [waiting, active]  # the merged one is settled
+    assert _refs(tmp_path, "--all") == [waiting, active, merged]
+    assert _refs(tmp_path, "--state", "merged") == [merged]
+    assert _refs(tmp_path, "--state", "merged", "--state", "active") == [waiting, active, merged]
+    assert _refs(tmp_path, "--vm", "app01") == [active]
+    assert _refs(tmp_path, "--mine") == [waiting, active]
+    assert _refs(tmp_path, "--requester", "cli:tester", "--all") == [waiting, active, merged]
+    assert _refs(tmp_path, "--requester", "<@U0NOBODY>") == []
+
+    listed = invoke(tmp_path, "change", "list")
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["CHANGE", "STATE", "VM", "HOST", "REQUESTER", "AGE", "REASON"]
+    assert lines[1].startswith(f"{waiting} active ") and lines[1].endswith("IIS upgrade")
+    assert lines[2].strip() == (
+        f"waiting for approval of its rollback: 'checkpoint-bot change approve {waiting}'"
+    )
+    assert lines[3].startswith(f"{active} active ") and "cli:tester" in lines[3]
+    assert len(lines) == 4
+
+    one = invoke(tmp_path, "change", "list", "--limit", "1", "--json")
+    report = json.loads(one.stdout)
+    assert [c["ref"] for c in report["changes"]] == [waiting] and report["more"] is True
+    assert report["changes"][0]["waiting"] == ["rollback"]
+    assert "events" not in report["changes"][0]  # `change show --json` has those
+    shown = invoke(tmp_path, "change", "list", "--limit", "1").stdout
+    assert shown.splitlines()[-1].startswith("Only the newest 1 are shown and more match")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--state", "bogus"), "Invalid value for '--state': 'bogus' is not one of"),
+        (("--mine", "--requester", "U0ALICE"), "--mine and --requester both name a requester"),
+        (("--all", "--state", "active"), "--all and --state both say which states"),
+        (("--limit", "0"), "--limit must be at least 1"),
+        (("--vm", " "), "--vm is empty"),
+        (("--requester", "two words"), "--requester 'two words' is not a requester"),
+    ],
+)
+def test_bad_filters_are_one_line(tmp_path: Path, args: tuple[str, ...], said: str) -> None:
+    result = invoke(tmp_path, "change", "list", *args)
+    assert result.returncode == 2
+    assert said in one_line_error(result)
