@@ -67,6 +67,7 @@ CONFIG = ("pydantic", "yaml", "sqlalchemy")
 DATABASE = ("sqlmodel", "sqlalchemy.dialects.sqlite")
 HOSTS = ("pypsrp.powershell", "pypsrp.wsman")
 TEMPLATES = ("jinja2",)
+MIGRATIONS = ("alembic.script", "alembic.runtime.migration")
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ COMMANDS = (
     # SQLModel too: it reads where each VM was last seen (`vm_sighting`,
     # bot.service.whereabouts) through the tables.
     Command("inventory show --json", ("inventory", "show", "--json"), CLICK + CONFIG + DATABASE),
+    Command("change list", ("change", "list"), SHOW),
+    # Alembic reads the revisions and the database's version table.
+    Command("db status", ("db", "status"), CLICK + CONFIG + DATABASE + MIGRATIONS),
 )  # fmt: skip
 
 
