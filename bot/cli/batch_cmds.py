@@ -43,8 +43,11 @@ def _wait_for_members(rt: Runtime, outcome: BatchOutcome) -> BatchView:
     jobs = [o.job_id for o in outcome.outcomes if o.job_id is not None]
     if not jobs:
         return outcome.batch
+    from templates import counted
+
     ctx.start_workers()
-    progress(f"{outcome.batch.ref}: {len(jobs)} checkpoints are being taken…")
+    being = "is" if len(jobs) == 1 else "are"
+    progress(f"{outcome.batch.ref}: {counted(len(jobs), 'checkpoint')} {being} being taken…")
     return _wait_jobs(rt, outcome.batch.ref, jobs, "")
 
 
@@ -157,12 +160,13 @@ def _wait_jobs(rt: Runtime, ref: str, job_ids: list[int], what: str) -> BatchVie
     """Run the queue here until every job has ended, saying how far the
     wave is each time one ends ("BAT-0001: 7 of 9 done, 1 failed")."""
     from bot.service import show_batch
+    from templates import counted
 
     ctx = rt.ctx
     if job_ids:
         ctx.start_workers()
         if what:
-            progress(f"{ref}: {what} of {len(job_ids)} VMs is running…")
+            progress(f"{ref}: {what} of {counted(len(job_ids), 'VM')} is running…")
     said = ""
     for job_id in job_ids:
         job = ctx.ledger.get(job_id)
