@@ -238,3 +238,16 @@ def test_no_answer_at_the_question_is_one_line_and_records_nothing(tmp_path: Pat
         "checkpoint-bot: error: no answer (the input ended): nothing was done"
     )
     assert "No batches yet" in invoke(tmp_path, "batch", "list").stdout
+
+
+def test_a_wave_of_one_vm_is_counted_in_the_singular(tmp_path: Path) -> None:
+    """The same VM named twice is one VM (each VM once), and the wave says
+    so in the singular."""
+    code, out, err = _run_with_input(
+        tmp_path, "y\n", "checkpoint", "create", "STG-APP01", "stg-app01", "--reason", "one"
+    )
+    assert code == 0, err
+    assert "BAT-0001: 1 checkpoint is being taken…" in err
+    assert out.startswith("1 VM: 1 can be checkpointed")
+    listed = invoke(tmp_path, "batch", "list").stdout
+    assert listed.startswith("BAT-0001  active               1 VM  1 of 1 done")
