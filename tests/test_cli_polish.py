@@ -215,3 +215,34 @@ def test_policy_explain_names_what_it_could_not_read(
     result = invoke(tmp_path, "policy", "explain", *words)
     assert result.returncode == 2
     assert said in one_line_error(result)
+
+
+def test_people_are_named_as_words_never_as_slack_tokens(tmp_path: Path) -> None:
+    """The demo policy names its approvers by Slack ids (a user and a user
+    group): Slack shows `<@U0CAROL>` as a name, a terminal would show the
+    token. Results, waiting lines, explanations and errors read @U0CAROL."""
+    policy = Path(__file__).parents[1] / "deploy" / "examples" / "demo-policy.yaml"
+    inventory = Path(__file__).parents[1] / "deploy" / "examples" / "demo-inventory.yaml"
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        f"inventory: {inventory}\npolicy: {policy}\ndatabase_url: sqlite:///{tmp_path / 'b.db'}\n"
+        "hyperv: {backend: simulator}\n",
+        encoding="utf-8",
+    )
+    assert invoke(tmp_path, "-c", str(config), "db", "upgrade").returncode == 0
+    runs = [
+        invoke(tmp_path, "-c", str(config), "checkpoint", "create", "WEB01", "-r", "KB5044284"),
+        invoke(tmp_path, "-c", str(config), "policy", "explain", "WEB01", "--user", "U0ALICE"),
+        invoke(tmp_path, "-c", str(config), "change", "show", "CHG-1"),
+        invoke(tmp_path, "-c", str(config), "change", "approve", "CHG-1"),  # the requester
+        invoke(
+            tmp_path, "-c", str(config), "change", "approve", "CHG-1",
+            env={"CHECKPOINT_BOT_USER": "dave"},
+        ),
+    ]  # fmt: skip
+    said = "".join(r.stdout + r.stderr for r in runs)
+    assert "needs 1 approval from @U0CAROL or a member of @S0APPROVERS" in said
+    assert "@U0ALICE may request" in said
+    assert runs[4].returncode == 1 and "@cli:dave may not approve this" in runs[4].stderr
+    for token in ("<@", "<!subteam^", "<#"):
+        assert token not in said

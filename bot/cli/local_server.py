@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bot.cli.colour import paint
 from bot.cli.finishing import json_text, run_request, wait_for_job
 from bot.cli.local_socket import MAX_REQUEST, OtherVersion, Request, peer_uid
+from bot.domain import plain_mentions
 
 if TYPE_CHECKING:
     from bot.cli.runtime import Runtime
@@ -121,10 +122,11 @@ class Wire:
         self.gone = False
 
     def progress(self, message: str, ref: str = "") -> None:
-        self._send({"progress": message, "ref": ref})
+        self._send({"progress": plain_mentions(message), "ref": ref})
 
     def out(self, template: str, **values: Any) -> None:
-        text = self._renderer.render(template, **values)
+        # As the CLI itself prints it (bot.cli.runtime): @names, not Slack's tokens.
+        text = plain_mentions(self._renderer.render(template, **values))
         self._stdout.append(paint(text) if self._colour else text)
 
     def json(self, data: Any) -> None:

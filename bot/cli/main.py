@@ -126,7 +126,10 @@ def _log() -> logging.Logger:
 
 
 def _fail(message: str, code: int) -> int:
-    first, *rest = message.strip().splitlines() or ["error"]
+    from bot.domain import plain_mentions
+
+    # A service's words name people as Slack does (`<@U0CAROL>`): @names here.
+    first, *rest = plain_mentions(message).strip().splitlines() or ["error"]
     coloured = wants_colour(os.environ, sys.stderr.isatty())
     error = click.style("error:", fg="red", bold=True) if coloured else "error:"
     click.echo(f"checkpoint-bot: {error} {first}", err=True, color=coloured)

@@ -182,7 +182,11 @@ class Runtime:
         raise Interrupted("interrupted before anything was recorded")
 
     def out(self, template: str, **values: Any) -> None:
-        text = self.renderer.render(template, **values)
+        from bot.domain import plain_mentions
+
+        # Slack's mention tokens (`<@U0CAROL>`, `<!subteam^S0APPROVERS>`) in
+        # the record's and the policy's words read as @names on a terminal.
+        text = plain_mentions(self.renderer.render(template, **values))
         coloured = wants_colour(self.env, sys.stdout.isatty())
         # color=False: Click strips any escape code when asked not to colour.
         click.echo(paint(text) if coloured else text, nl=False, color=coloured)
@@ -231,7 +235,9 @@ def echo_json(data: Any) -> None:
 
 def progress(message: str) -> None:
     """Progress goes to stderr so stdout stays clean for --json and pipes."""
-    click.echo(message, err=True)
+    from bot.domain import plain_mentions
+
+    click.echo(plain_mentions(message), err=True)
 
 
 pass_runtime = click.make_pass_decorator(Runtime)
