@@ -62,8 +62,10 @@ def test_admin_by_group(ctx: AppContext) -> None:
 
 
 def test_others_are_refused_and_nothing_changes(ctx: AppContext) -> None:
-    with pytest.raises(Forbidden, match="for admins"):
+    with pytest.raises(Forbidden, match="for admins") as refused:
         change_settings(ctx, "APP01", "U0BOB", checkpoint_type="disabled")
+    # Who to ask, as Slack names people (a terminal shows them as @names).
+    assert str(refused.value).endswith("ask one of them: <@U0ADMIN>, <!subteam^S0HVADMINS>")
     assert show_settings(ctx, "APP01").vm.checkpoint_type is CheckpointType.Production
 
 

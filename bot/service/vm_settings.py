@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.domain import SETTING_WORDS, CheckpointKind
+from bot.domain import SETTING_WORDS, CheckpointKind, group_mention, user_mention
 from bot.hyperv import (
     CheckpointType,
     HyperVError,
@@ -63,9 +63,15 @@ def change_settings(
                 f"{', '.join(SETTING_WORDS)}"
             )
     if not is_admin(ctx.policy, actor.id, actor.groups):
+        admins = ctx.policy.admins
+        named = [*map(user_mention, admins.users), *map(group_mention, admins.groups)]
+        ask = (
+            f"ask one of them: {', '.join(named)}"
+            if named
+            else "the policy names none yet (`admins:` in the policy file)"
+        )
         raise Forbidden(
-            "changing a VM's checkpoint settings is for admins (the policy's `admins`); "
-            "ask one of them"
+            f"changing a VM's checkpoint settings is for admins (the policy's `admins`); {ask}"
         )
     if wanted is CheckpointType.Standard:
         # The same rule that refuses a standard checkpoint refuses the setting.
