@@ -22,6 +22,7 @@ from bot.service import (
     committed_writes,
     explain,
     extend,
+    list_changes,
     list_checkpoints,
     lookups,
     merge,
@@ -41,6 +42,7 @@ from handlers.grammar import (
     SLASH,
     ApproveRequest,
     BatchRequest,
+    ChangesRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -67,6 +69,9 @@ from templates.blocks import slack_date
 log = logging.getLogger(__name__)
 
 Payload = dict[str, Any]
+# `/checkpoint status` alone: the newest open changes a message shows (each
+# is a few lines; the message's blocks and text are budgeted by the template).
+OPEN_CHANGES_SHOWN = 40
 
 
 class Commands:
@@ -127,6 +132,9 @@ class Commands:
                 return self._create(request, who())
             case ListRequest(target=target):
                 return deps.payload("checkpoint_list", listing=self._list(target), scope=target)
+            case ChangesRequest():
+                listing = list_changes(ctx, limit=OPEN_CHANGES_SHOWN)
+                return deps.payload("change_list", listing=listing, now=ctx.clock())
             case StatusRequest(change_ref=ref):
                 # As the thread's root shows it, then its history.
                 return status_payload(deps, show_change(ctx, ref))

@@ -798,3 +798,36 @@ def test_what_waits_is_told_in_the_words_that_asked_for_it() -> None:
         ("extend", "extend needs approval"),
     ]
     assert change("active", events=asked).waiting_for == []
+
+
+# --- /checkpoint status alone: the open changes ------------------------------------
+
+
+def test_open_changes_fit_one_message_and_count_what_is_left(slack: SlackRenderer) -> None:
+    """Forty changes with long reasons and a waiting approval each: the list
+    stays within Slack's blocks and text limits (checked as it renders),
+    escapes what people wrote, and says there is more."""
+    from bot.service.change_list import ChangeListing
+
+    many = tuple(
+        change(
+            "active",
+            id=n,
+            ref=f"CHG-{n:04d}",
+            reason=f"{NASTY} " + "patching " * 40,
+            waiting=("rollback", "extend"),
+        )
+        for n in range(40, 0, -1)
+    )
+    payload = slack.payload(
+        "change_list", listing=ChangeListing(many, more=True), now=T0 + timedelta(hours=2)
+    )
+    assert len(payload["blocks"]) <= 50
+    said = "\n".join(b["text"]["text"] for b in payload["blocks"] if b["type"] == "section")
+    assert ":large_green_circle: *CHG-0040* · WEB01 on hv01 · active · <@U0ALICE> · 2h ago" in said
+    assert "`/checkpoint approve CHG-0040 rollback`" in said
+    assert NASTY not in said and "&lt;!channel&gt;" in said
+    assert "`checkpoint-bot change list` on the CLI lists them all" in json.dumps(payload)
+    empty = slack.payload("change_list", listing=ChangeListing((), more=False), now=T0)
+    assert "No open changes." in empty["blocks"][1]["text"]["text"]
+    assert empty["text"] == "0 open changes"

@@ -16,6 +16,7 @@ from handlers import (
     COMMANDS,
     ApproveRequest,
     BatchRequest,
+    ChangesRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -105,6 +106,8 @@ PARSED: list[tuple[str, SlashRequest]] = [
     ("status CHG-0042", StatusRequest("CHG-0042")),
     # policy, windows
     ("policy DC01", PolicyRequest("DC01", "create")),
+    # `status` alone: the open changes (it was an error until 2026-12-05).
+    ("status", ChangesRequest()),
     ("policy DC01 ROLLBACK", PolicyRequest("DC01", "rollback")),
     ("policy DC01 merge", PolicyRequest("DC01", "merge")),
     # The action before the VM, as `checkpoint-bot policy explain` takes it too.
@@ -301,11 +304,6 @@ ERRORS: list[tuple[str, str, str]] = [
     (
         "status CHG-1 x",
         "status takes CHG-n, so 'x' is one too many",
-        "Usage: /checkpoint status CHG-n",
-    ),
-    (
-        "status",
-        "status needs a change id like CHG-0042, e.g. /checkpoint status CHG-0042",
         "Usage: /checkpoint status CHG-n",
     ),
     (

@@ -161,6 +161,29 @@ def test_list_status_policy_windows_settings(bot: RunningBot) -> None:
 # --- the full flow --------------------------------------------------------------------
 
 
+def test_status_alone_lists_the_open_changes_and_what_each_waits_for(bot: RunningBot) -> None:
+    def listed() -> tuple[dict[str, Any], str]:
+        _, key = bot.slack.command("status", user="U0BOB")
+        body = answer(bot, key)
+        sections = [b["text"]["text"] for b in body["blocks"] if b["type"] == "section"]
+        return body, "\n".join(sections)
+
+    view = create(bot, "STG-APP01")
+    body, said = listed()
+    assert body["blocks"][0]["text"]["text"] == "Open changes"
+    assert f"*{view.ref}* · STG-APP01 on HV03 · active · <@U0ALICE> · " in said
+    assert "patching KB5044284" in said
+    # A rollback asked for waits for an approver (prod needs one): said under it.
+    prod = create(bot, "WEB02")
+    asked, key = bot.slack.command(f"rollback {prod.ref}", user="U0ALICE")
+    assert asked.status == 200
+    answer(bot, key)
+    _, said = listed()
+    waits = f"its rollback waits for an approver: `/checkpoint approve {prod.ref}`"
+    assert waits in said
+    assert said.index(f"*{prod.ref}*") < said.index(f"*{view.ref}*")  # newest first
+
+
 def test_full_flow_create_rollback_with_approval(bot: RunningBot) -> None:
     active = create(bot, "WEB01")
     host = bot.ctx.host_for(active.host)

@@ -11,6 +11,7 @@ from handlers.grammar.parser import find_command, parse, usage
 from handlers.grammar.requests import (
     ApproveRequest,
     BatchRequest,
+    ChangesRequest,
     CreateRequest,
     ExtendRequest,
     GrammarError,
@@ -35,6 +36,7 @@ __all__ = [
     "SLASH",
     "ApproveRequest",
     "BatchRequest",
+    "ChangesRequest",
     "CommandSpec",
     "CreateRequest",
     "ExtendRequest",

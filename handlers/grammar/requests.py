@@ -135,6 +135,11 @@ class StatusRequest:
 
 
 @dataclass(frozen=True)
+class ChangesRequest:
+    """`/checkpoint status` with nothing after it: the open changes."""
+
+
+@dataclass(frozen=True)
 class WaveRequest:
     """`/checkpoint create WEB01 WEB02 …` or with --group / --host / --tag:
     a patch wave, previewed before anything is taken (docs/batches.md)."""
@@ -196,6 +201,7 @@ SlashRequest = (
     | RejectRequest
     | WithdrawRequest
     | StatusRequest
+    | ChangesRequest
     | BatchRequest
     | WaveRequest
     | PolicyRequest

@@ -15,6 +15,7 @@ from bot.domain import BatchRef, ChangeRef, CheckpointKind, single_vm
 from handlers.grammar.requests import (
     ApproveRequest,
     BatchRequest,
+    ChangesRequest,
     CreateRequest,
     ExtendRequest,
     HelpRequest,
@@ -374,11 +375,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "status",
-        "show a change: state, owner, reason, deadline, history",
+        "show a change: state, owner, reason, deadline, history; alone, the open changes",
         lambda v: StatusRequest(v.need("change")),
         args=(_CHANGE,),
-        examples=("status CHG-0042",),
-        synonyms=("info", "get", "change", "state", "describe"),
+        bare=ChangesRequest,
+        examples=("status CHG-0042", "status"),
+        details="With nothing after it: the open changes, newest first, and what each "
+        "waits for (`checkpoint-bot change list` on the CLI).",
+        synonyms=("info", "get", "change", "changes", "state", "describe", "open"),
     ),
     CommandSpec(
         "batch",
