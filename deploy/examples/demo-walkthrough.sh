@@ -36,6 +36,7 @@ as alice checkpoint create WEB1 --reason "typo in the name"
 if [ -n "$change" ]; then
   as alice checkpoint rollback "$change"
   as alice change approve "$change"
+  as bob change list
   as bob change approve "$change"
   as alice checkpoint extend "$change" 12h
   as alice checkpoint merge "$change"
