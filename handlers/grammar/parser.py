@@ -205,7 +205,7 @@ def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
         if ref is None:
             raise Invalid(
                 f"{_echo(text)} is not a change id; {cmd.name} needs one like CHG-0042 "
-                f"({SLASH} list shows them)"
+                f"({SLASH} status alone lists the open ones)"
             )
         return ref
     if kind is Kind.NAME:
