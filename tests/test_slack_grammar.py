@@ -444,6 +444,7 @@ def _check(text: str) -> None:
         | RejectRequest
         | WithdrawRequest
         | StatusRequest
+        | ChangesRequest
         | BatchRequest
         | WaveRequest
         | PolicyRequest
