@@ -18,6 +18,7 @@ from bot.durations import parse_duration
 
 __all__ = [
     "BatchRequest",
+    "ChangesRequest",
     "CreateRequest",
     "ExtendRequest",
     "GrammarError",
