@@ -13,7 +13,7 @@ import click
 from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.domain import KIND_WORDS
+from bot.domain import APPROVAL_ACTIONS, KIND_WORDS
 
 # The service, the context and the libraries are imported inside each
 # command, never here: the group's --help loads this module and pays for
@@ -163,21 +163,18 @@ def policy() -> None:
     """The guardrails."""
 
 
-EXPLAINED_ACTIONS = ("create", "rollback", "merge", "extend")
-
-
 def _vm_and_action(words: tuple[str, ...], option: str | None) -> tuple[str, str]:
     """`VM`, `VM ACTION` (Slack's `/checkpoint policy SQL01 rollback`) or
     `ACTION VM` (as the help reads), and `--action`: the VM and the action,
     create unless one is named. Names the mistake otherwise."""
     example = "e.g. checkpoint-bot policy explain SQL01 rollback"
-    actions = [w for w in words if w.lower() in EXPLAINED_ACTIONS]
-    vms = [w for w in words if w.lower() not in EXPLAINED_ACTIONS]
+    actions = [w for w in words if w.lower() in APPROVAL_ACTIONS]
+    vms = [w for w in words if w.lower() not in APPROVAL_ACTIONS]
     if not words:
         raise click.UsageError(f"name the VM (and the action, if not create): {example}")
     if len(vms) != 1 or len(actions) > 1:
         raise click.UsageError(
-            f"name one VM and at most one action ({', '.join(EXPLAINED_ACTIONS)}), "
+            f"name one VM and at most one action ({', '.join(APPROVAL_ACTIONS)}), "
             f"got {' '.join(words)}: {example}"
         )
     named = actions[0].lower() if actions else None
@@ -190,7 +187,7 @@ def _vm_and_action(words: tuple[str, ...], option: str | None) -> tuple[str, str
 @click.argument("words", nargs=-1, metavar="VM [ACTION]")
 @click.option(
     "--action",
-    type=click.Choice(EXPLAINED_ACTIONS),
+    type=click.Choice(APPROVAL_ACTIONS),
     help="The action asked about (or name it after the VM). Default: create.",
 )
 @click.option(

@@ -11,13 +11,11 @@ from sqlalchemy import func, or_
 from sqlmodel import col, select
 
 from bot.changes import FINAL_STATES, State
-from bot.changes.lifecycle import still_wanted
 from bot.changes.views import ChangeView
-from bot.domain import ApprovalState
+from bot.changes.waiting import waiting_actions
 from bot.service.actors import actor_id
 from bot.service.errors import BadRequest
 from bot.store.db import session_scope
-from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.changes import Change
 
 if TYPE_CHECKING:
@@ -89,27 +87,6 @@ def list_changes(
     with session_scope(ctx.engine) as s:
         rows = s.exec(query.order_by(col(Change.id).desc()).limit(limit + 1)).all()
         kept = rows[:limit]
-        waiting = _waiting(s, [c for c in kept if c.id is not None])
+        waiting = waiting_actions(s, kept)
         views = tuple(ChangeView.of(c, waiting=waiting.get(c.id or 0, ())) for c in kept)
     return ChangeListing(views, more=len(rows) > limit)
-
-
-def _waiting(s: Any, changes: list[Change]) -> dict[int, tuple[str, ...]]:
-    """Each change's actions whose approval requests wait, oldest first, in
-    one query (as `change show` reads one change's)."""
-    states = {c.id: State(c.state) for c in changes if c.id is not None}
-    if not states:
-        return {}
-    found: dict[int, tuple[str, ...]] = {}
-    pending = s.exec(
-        select(ApprovalRequest.change_id, ApprovalRequest.action)
-        .where(
-            col(ApprovalRequest.change_id).in_(list(states)),
-            ApprovalRequest.state == ApprovalState.PENDING,
-        )
-        .order_by(col(ApprovalRequest.id))
-    ).all()
-    for change_id, action in pending:
-        if still_wanted(action, states[change_id]):
-            found[change_id] = (*found.get(change_id, ()), action)
-    return found
