@@ -687,3 +687,46 @@ def test_inventory_show_answers_while_the_database_is_down(
     data = json.loads(capsys.readouterr().out)
     assert data["last_seen_unknown"].startswith("where the VMs were last seen is unknown")
     assert {vm["last_seen"] for vm in data["vms"]} == {None}
+
+
+def test_inventory_show_tells_a_database_without_its_schema_to_be_upgraded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The database answers; it has no tables yet. "Did not answer" would
+    # send the operator looking for an outage that is not there.
+    (tmp_path / "inventory.yaml").write_text(
+        yaml.safe_dump(_inventory({"HV01": 5985, "HV02": 5986})), encoding="utf-8"
+    )
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        "inventory: inventory.yaml\ndatabase_url: sqlite:///fresh.db\nhyperv:\n  backend: winrm\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["--config", str(config), "inventory", "show"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == (
+        "where the VMs were last seen is unknown: the database has no schema yet: "
+        "run 'checkpoint-bot db upgrade'"
+    )
+    assert "did not answer" not in out
+    assert main(["--config", str(config), "db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "inventory", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown" not in out and "not seen yet" in out
+
+
+def test_inventory_show_in_demo_mode_on_a_new_directory_migrates_its_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Demo mode migrates its own database (every demo command does): the
+    # first command a newcomer runs must not say the database is missing.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHECKPOINT_BOT_CONFIG", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["inventory", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown" not in out and "did not answer" not in out
+    assert "WEB01" in out and "not seen yet" in out

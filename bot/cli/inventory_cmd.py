@@ -40,7 +40,7 @@ def inventory_show(rt: Runtime, name: str | None, as_json: bool) -> None:
     from bot.service import focus_on, inventory_view
 
     focus = focus_on(inv, name) if name is not None else None
-    view = inventory_view(inv, rt.settings.database_url, focus=focus)
+    view = inventory_view(inv, rt.settings.database_url, focus=focus, demo=rt.settings.demo)
     if as_json:
         echo_json(view.to_dict())
     else:

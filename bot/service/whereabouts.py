@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.inventory import (
     VM,
@@ -30,8 +30,12 @@ from bot.inventory import (
     suggest,
 )
 from bot.service.errors import BadRequest, from_inventory
-from bot.store.db import make_engine
+from bot.store import migrate
+from bot.store.db import driver_reason, make_engine
 from bot.store.sightings import Sighting, all_seen
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -169,18 +173,47 @@ class InventoryView:
 
 
 def inventory_view(
-    inventory: Inventory, database_url: str, *, focus: Focus | None = None
+    inventory: Inventory,
+    database_url: str,
+    *,
+    focus: Focus | None = None,
+    demo: bool = False,
 ) -> InventoryView:
+    """The inventory with where each VM was last seen. A database that is
+    down, or not migrated yet, leaves the inventory alone with one line that
+    says which (demo mode migrates its own database, as every demo command
+    does: bot.context.prepare_database)."""
     try:
         engine = make_engine(database_url)
-        try:
-            seen = all_seen(engine)
-        finally:
-            engine.dispose()
     except Exception as exc:
-        # A database that is down, or not migrated yet: the inventory alone.
-        log.info("last sightings unavailable", exc_info=True)
-        why = f"the database did not answer ({type(exc).__name__})"
-        unknown = f"where the VMs were last seen is unknown: {why}"
-        return InventoryView(inventory, {}, unknown, focus)
+        return _unseen(inventory, focus, exc, f"the database did not answer ({type(exc).__name__})")
+    try:
+        if demo and not migrate.schema_is_current(engine):
+            migrate.upgrade(engine)
+        seen = all_seen(engine)
+    except Exception as exc:
+        return _unseen(inventory, focus, exc, _why_unread(engine, exc))
+    finally:
+        engine.dispose()
     return InventoryView(inventory, seen, focus=focus)
+
+
+def _unseen(
+    inventory: Inventory, focus: Focus | None, exc: BaseException, why: str
+) -> InventoryView:
+    log.info("last sightings unavailable", exc_info=exc)
+    return InventoryView(inventory, {}, f"where the VMs were last seen is unknown: {why}", focus)
+
+
+def _why_unread(engine: Engine, exc: BaseException) -> str:
+    """Why the sightings could not be read: a database that answers but has
+    no schema, or an older one, is told how to get it (not that it "did not
+    answer"); a database that does not answer says what its driver said."""
+    try:
+        if not migrate.schema_is_current(engine):
+            current = migrate.current_revision(engine)
+            has = "has no schema yet" if current is None else f"is at schema {current}"
+            return f"the database {has}: run 'checkpoint-bot db upgrade'"
+    except Exception:
+        log.debug("the schema could not be read either", exc_info=True)
+    return f"the database did not answer ({driver_reason(exc)})"
