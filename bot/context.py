@@ -368,9 +368,10 @@ def prepare_database(settings: Settings, engine: Engine) -> None:
         return
     current, head = migrate.current_revision(engine), migrate.head_revision()
     if current != head:
+        has = "has no schema yet" if current is None else f"is at schema {current}"
         raise SchemaOutOfDate(
-            f"the database ({settings.database_label}) is at schema {current or 'none'}, "
-            f"expected {head}: run 'checkpoint-bot db upgrade'"
+            f"the database ({settings.database_label}) {has}, this release needs {head}: "
+            "run 'checkpoint-bot db upgrade'"
         )
 
 

@@ -253,6 +253,8 @@ def test_configured_deployment_needs_db_upgrade_first(tmp_path: Path) -> None:
     before = invoke(tmp_path, "--config", str(config), "checkpoint", "list")
     assert before.returncode == 2
     assert "run 'checkpoint-bot db upgrade'" in one_line_error(before)
+    # "has no schema yet", not "is at schema none".
+    assert f"has no schema yet, this release needs {head_revision()}" in before.stderr
     assert "DEMO MODE" not in before.stderr
     upgraded = invoke(tmp_path, "--config", str(config), "db", "upgrade")
     head = head_revision()
