@@ -242,9 +242,7 @@ def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
         return f"{word} refused: nothing was started", [mrkdwn_escape(r) for r in decision.reasons]
     if decision.approval is not None and not acted.job_ids:
         need = mrkdwn_escape(decision.approval.describe())
-        return f"{word} waits for approval", [
-            f"It needs {need}: what its strictest member's needs."
-        ]
+        return f"{word} waits for approval", [f"It needs {need}: what its strictest member needs."]
     lines = [
         f"{mrkdwn_escape(m.vm)}: {mrkdwn_escape(m.detail)}"
         for m in acted.members

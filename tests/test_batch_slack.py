@@ -382,7 +382,7 @@ rules:
         home = home_of(bot, "U0BOB")
         assert "Awaiting your approval (1)" in home
         assert ":ocean: *BAT-0001* · a wave of 2 VMs: WEB01, STG-WEB01" in home
-        assert "what its strictest member's needs (0 of 1 so far)" in home
+        assert "what its strictest member needs (0 of 1 so far)" in home
         assert '"checkpoint:approve"' not in home  # no per-VM approvals of the wave
         assert "You approve the create of: WEB01, STG-WEB01" in home
         assert "Awaiting your approval (0)" in home_of(bot, "U0ALICE")  # never the requester

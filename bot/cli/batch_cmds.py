@@ -243,7 +243,7 @@ def _batch_action(
         elif d.verdict.value == "needs_approval" and d.approval is not None:
             click.echo(
                 f"{view.ref}: {action} WAITING FOR APPROVAL — needs {d.approval.describe()} "
-                "(what its strictest member's needs)"
+                "(what its strictest member needs)"
             )
             click.echo(f"An approver runs: checkpoint-bot batch approve {view.ref}")
         render_batch(rt, view, events=False)

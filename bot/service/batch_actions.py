@@ -3,7 +3,7 @@ merging a wave").
 
 Each member is rolled back or merged as an ordinary change: its own job,
 its per-VM lock, its host slot. What the batch adds is the decision: the
-batch's action needs what its strictest member's needs. One member the
+batch's action needs what its strictest member needs. One member the
 policy refuses refuses the whole action before anything starts (nothing
 half-done); one member that needs an approver makes every member wait for
 that approver, and `approve_batch` carries them all out together. Once
@@ -212,7 +212,7 @@ def _await(
                     actor="policy",
                     now=now,
                     message=f"{action.value} of {batch} by {who.id} needs {need}, what its "
-                    "strictest member's needs",
+                    "strictest member needs",
                     details=decision.to_dict(),
                 )
     except ConcurrentUpdate:

@@ -305,7 +305,7 @@ def create_batch(
                 actor="policy",
                 now=ctx.clock(),
                 message=f"the checkpoints of {len(waiting)} members need "
-                f"{wave_approval.approval.describe()}, what its strictest member's need: "
+                f"{wave_approval.approval.describe()}, what its strictest member needs: "
                 + ", ".join(waiting),
                 details={"decision": wave_approval.to_dict(), "members": waiting},
             )

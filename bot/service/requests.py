@@ -233,7 +233,7 @@ def request_checkpoint(
                 actor="policy",
                 now=now,
                 message=f"waits with its wave: the wave's checkpoints need "
-                f"{wave_approval.approval.describe()} (what its strictest member's need)",
+                f"{wave_approval.approval.describe()} (what its strictest member needs)",
                 details=wave_approval.to_dict(),
             )
         elif decision.verdict is Verdict.NEEDS_APPROVAL:
