@@ -49,6 +49,9 @@ class ApprovalState(enum.StrEnum):
 # accepts. Here, not in the service, so the CLI can declare its choices
 # without loading the service (bench/cli_start.py).
 APPROVAL_ACTIONS = ("create", "rollback", "merge", "extend")
+# What a patch wave asks for as a whole, after its checkpoints: `batch
+# rollback` and `batch merge` (docs/batches.md).
+WAVE_ACTIONS = ("rollback", "merge")
 
 
 class CheckpointKind(enum.StrEnum):

@@ -179,7 +179,7 @@ class Commands:
                 )
                 return deps.notice(*messages.approval(result))
             case WithdrawRequest(change_ref=ref, action=action) if ref.startswith("BAT-"):
-                taken_back = withdraw_batch(ctx, ref, requester=who())
+                taken_back = withdraw_batch(ctx, ref, requester=who(), action=action)
                 return deps.notice(*messages.wave_withdrawn(taken_back))
             case WithdrawRequest(change_ref=ref, action=action):
                 result = withdraw(ctx, ref, requester=who(), target=Target(action=action))

@@ -251,3 +251,58 @@ def test_a_wave_of_one_vm_is_counted_in_the_singular(tmp_path: Path) -> None:
     assert out.startswith("1 VM: 1 can be checkpointed")
     listed = invoke(tmp_path, "batch", "list").stdout
     assert listed.startswith("BAT-0001  active               1 VM  1 of 1 done")
+
+
+def test_batch_withdraw_takes_back_the_wave_rollback_its_asker_asked_for(tmp_path: Path) -> None:
+    # The demo policy makes a prod rollback wait for an approver. Whoever
+    # asked for the wave's rollback may take it back in one step, as
+    # `checkpoint withdraw CHG-n` does for one change; nobody else may, and
+    # nothing is rolled back.
+    taken = invoke(tmp_path, "checkpoint", "create", "--group", "web-tier", "-r", "KB1", "--yes")
+    assert taken.returncode == 0, taken.stderr
+    bob = {"CHECKPOINT_BOT_USER": "bob"}
+    asked = invoke(tmp_path, "batch", "rollback", "BAT-1", "--yes", env=bob)
+    assert asked.returncode == 0, asked.stderr
+    assert "rollback WAITING FOR APPROVAL" in asked.stdout
+    shown = json.loads(invoke(tmp_path, "batch", "show", "BAT-1", "--json").stdout)
+    assert {(m["waiting_for_approval"], m["waiting_asked_by"]) for m in shown["members"]} == {
+        ("rollback", "cli:bob")
+    }
+
+    owner = invoke(tmp_path, "batch", "withdraw", "BAT-1")  # the wave's requester
+    assert owner.returncode == 1
+    assert one_line_error(owner).endswith(
+        "error: only @cli:bob, who asked for BAT-0001's rollback, may withdraw it"
+    )
+    gone = invoke(tmp_path, "batch", "withdraw", "BAT-1", "--json", env=bob)
+    assert gone.returncode == 0, gone.stderr
+    data = json.loads(gone.stdout)
+    assert data["withdrawn"] == ["WEB01", "WEB02", "APP01"]
+    assert data["withdrawn_actions"] == ["rollback"]
+    assert [(m["vm"], m["state"]) for m in data["members"]] == [
+        ("WEB01", "active"),
+        ("WEB02", "active"),
+        ("APP01", "active"),
+    ]
+    assert all(m["waiting_for_approval"] is None for m in data["members"])
+    history = invoke(tmp_path, "batch", "show", "BAT-1").stdout
+    assert "the rollback of 3 members withdrawn by @cli:bob before they ran" in history
+    for ref in ("CHG-1", "CHG-2", "CHG-3"):
+        change = json.loads(invoke(tmp_path, "change", "show", ref, "--json").stdout)
+        assert change["state"] == "active"
+        assert [j["kind"] for j in change["jobs"]] == ["create"]  # no rollback job was made
+
+    again = invoke(tmp_path, "batch", "withdraw", "BAT-1", env=bob)
+    assert one_line_error(again).endswith(
+        "BAT-0001 has nothing waiting to withdraw (it is active): roll it back or merge it instead"
+    )
+
+
+def test_batch_withdraw_text_names_what_it_took_back(tmp_path: Path) -> None:
+    assert invoke(tmp_path, "checkpoint", "create", "--group", "web-tier", "-r", "KB1", "--yes")
+    assert invoke(tmp_path, "batch", "rollback", "BAT-1", "--yes").returncode == 0
+    gone = invoke(tmp_path, "batch", "withdraw", "BAT-1")
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout.startswith(
+        "BAT-0001: the rollback of 3 members withdrawn: WEB01, WEB02, APP01"
+    )

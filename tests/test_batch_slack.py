@@ -185,6 +185,44 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         assert "Merge of 2 VMs started" in " ".join(shown(c.body) for c in answers)
 
 
+def test_the_wave_rollback_its_asker_takes_back_from_the_card_or_by_id(tmp_path: Path) -> None:
+    """A wave's rollback waiting for an approver is its asker's to withdraw,
+    as one change's is: the card offers Withdraw, saying what is then not
+    rolled back; nobody else may; `/checkpoint withdraw BAT-n merge` takes
+    back only a merge (none waits)."""
+    with checked_bot(tmp_path, "") as bot:
+        _wave_taken(bot, Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]), "KB5044284 wave")
+        assert button(command(bot, "batch BAT-1"), "checkpoint:wave_withdraw") is None
+        reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
+        assert reply.status == 200
+        bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
+
+        card = command(bot, "batch BAT-1")
+        assert button(card, "checkpoint:wave_withdraw") == "BAT-0001"
+        assert "Withdraw (2)" in shown(card)
+        assert (
+            "WEB01, STG-WEB01 are not rolled back; only whoever asked for it may withdraw it."
+            in json.dumps(card)
+        )
+        none_waits = shown(command(bot, "withdraw BAT-1 merge"))
+        assert "BAT-0001 has no merge waiting to withdraw" in none_waits
+        refused = shown(click(bot, "checkpoint:wave_withdraw", "BAT-0001", user="U0BOB"))
+        assert "who asked for BAT-0001's rollback, may withdraw it" in refused
+
+        reply, key = bot.slack.click("checkpoint:wave_withdraw", "BAT-0001", user="U0ALICE")
+        notice, after = _answers(bot, key, 2)
+        assert "Withdrew 2 of BAT-0001: nothing runs for them" in shown(notice)
+        assert button(after, "checkpoint:wave_withdraw") is None
+        assert button(after, "checkpoint:wave_approve") is None
+        assert button(after, "checkpoint:wave_rollback") == "BAT-0001"
+        members = show_batch(bot.ctx, "BAT-1").members
+        assert sorted((m.vm_name, m.state, m.waiting) for m in members) == [
+            ("CORP-DC01", "denied", None),
+            ("STG-WEB01", "active", None),
+            ("WEB01", "active", None),
+        ]
+
+
 def test_a_wave_has_one_thread_whose_root_is_its_card(tmp_path: Path) -> None:
     with checked_bot(tmp_path, "") as bot:
         _wave_taken(

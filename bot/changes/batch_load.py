@@ -26,19 +26,24 @@ def load_batch(s: Session, batch_id: int) -> BatchView:
     ).all()
     members = members_of(s, batch_id)
     pending = s.exec(
-        select(ApprovalRequest.change_id, ApprovalRequest.action)
+        select(ApprovalRequest.change_id, ApprovalRequest.action, ApprovalRequest.requested_by)
         .where(
             col(ApprovalRequest.change_id).in_([m.change_id for m in members]),
             col(ApprovalRequest.state) == ApprovalState.PENDING,
         )
         .order_by(col(ApprovalRequest.id))
     ).all()
-    waits: dict[int, str] = {}
-    for change_id, action in pending:
-        waits.setdefault(change_id, action)
+    waits: dict[int, tuple[str, str]] = {}
+    for change_id, action, requested_by in pending:
+        waits.setdefault(change_id, (action, requested_by))
     sizes = _sizes(s, [m.checkpoint_id for m in members if m.checkpoint_id])
     members = [
-        replace(m, waiting=waits.get(m.change_id), size_bytes=sizes.get(m.checkpoint_id or ""))
+        replace(
+            m,
+            waiting=waits[m.change_id][0] if m.change_id in waits else None,
+            waiting_by=waits[m.change_id][1] if m.change_id in waits else None,
+            size_bytes=sizes.get(m.checkpoint_id or ""),
+        )
         for m in members
     ]
     return BatchView.of(batch, members, list(events), awaiting=len(waits))

@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.changes.batch_state import BatchState, Tally, batch_state
 from bot.changes.lifecycle import State
+from bot.domain import WAVE_ACTIONS
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change
@@ -31,6 +32,8 @@ class MemberView:
     # What waits for approvers on this member (create, rollback, merge,
     # extend), if anything: approvers see the list before approving all.
     waiting: str | None = None
+    # Who asked for what waits: only they may withdraw it.
+    waiting_by: str | None = None
     # The checkpoint's size at the last sweep (bot.service.sweep); None
     # before the first sample.
     size_bytes: int | None = None
@@ -84,6 +87,7 @@ class MemberView:
             "checkpoint_id": self.checkpoint_id,
             "note": self.note,
             "waiting_for_approval": self.waiting,
+            "waiting_asked_by": self.waiting_by,
             "size_bytes": self.size_bytes,
         }
 
@@ -165,11 +169,41 @@ class BatchView:
 
     @property
     def withdrawable(self) -> tuple[MemberView, ...]:
-        """Members its requester may still withdraw: scheduled, or waiting
-        for the approval of their create (`batch withdraw`)."""
-        return tuple(
-            m for m in self.members if m.state in (State.SCHEDULED, State.AWAITING_APPROVAL)
-        )
+        """Members with a request that has not run and may still be taken
+        back (`batch withdraw`): scheduled, or waiting for the approval of
+        their checkpoint, or of the wave's rollback or merge."""
+        return tuple(m for m, _action, _by in self.withdrawals)
+
+    @property
+    def withdrawals(self) -> tuple[tuple[MemberView, str, str], ...]:
+        """Each withdrawable member with what would be withdrawn (create,
+        rollback or merge) and who asked for it, the one who may: the
+        wave's requester for its checkpoints, whoever asked for the wave's
+        rollback or merge for those. A single member's extend is not the
+        wave's to take back (`checkpoint withdraw CHG-n` is)."""
+        found: list[tuple[MemberView, str, str]] = []
+        for m in self.members:
+            if m.state in (State.SCHEDULED, State.AWAITING_APPROVAL):
+                found.append((m, "create", self.requester))
+            elif m.waiting in WAVE_ACTIONS and m.waiting_by is not None:
+                found.append((m, m.waiting, m.waiting_by))
+        return tuple(found)
+
+    @property
+    def withdraw_effect(self) -> str:
+        """What withdrawing all that waits leaves undone, for the card's
+        confirmation: `nothing is taken on WEB01, WEB02; APP01 is not rolled
+        back`."""
+        said: list[str] = []
+        for action, words in (("create", ""), ("rollback", "rolled back"), ("merge", "merged")):
+            vms = [m.vm_name for m, asked, _by in self.withdrawals if asked == action]
+            if not vms:
+                continue
+            if action == "create":
+                said.append(f"nothing is taken on {', '.join(vms)}")
+            else:
+                said.append(f"{', '.join(vms)} {'is' if len(vms) == 1 else 'are'} not {words}")
+        return "; ".join(said)
 
     @property
     def progress(self) -> str:

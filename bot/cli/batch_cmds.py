@@ -318,10 +318,12 @@ def approve_cmd(rt: Runtime, ref: str, no_wait: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
 def withdraw_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
-    """Cancel your wave before it runs: every member still scheduled (--at,
-    or its change window) or waiting for the approval of its checkpoint is
-    withdrawn, and nothing is done on its host. Members that already ran
-    are left as they are (roll them back or merge them)."""
+    """Take back what waits in a wave before it runs: every member still
+    scheduled (--at, or its change window) or waiting for the approval of
+    its checkpoint (if the wave is yours), or of the wave's rollback or
+    merge (if you asked for it), is withdrawn, and nothing is done on its
+    host for it. Members that already ran are left as they are (roll them
+    back or merge them)."""
     from bot.service import withdraw_batch
 
     out = withdraw_batch(rt.ctx, ref, requester=rt.principal)
@@ -330,12 +332,13 @@ def withdraw_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
             {
                 **out.batch.to_dict(),
                 "withdrawn": list(out.withdrawn),
+                "withdrawn_actions": list(out.actions),
                 "problems": dict(out.problems),
             }
         )
         return
     click.echo(
-        f"{out.batch.ref}: {len(out.withdrawn)} members withdrawn: {', '.join(out.withdrawn)}"
+        f"{out.batch.ref}: {out.said}: {', '.join(out.withdrawn)}"
     )
     for vm, why in out.problems:
         click.echo(f"  ! {vm} could not be withdrawn: {why}")

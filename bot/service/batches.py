@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from bot.changes.batch_load import load_batch, members_of
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
 from bot.changes.batch_views import BatchView
-from bot.domain import BatchRef, ChangeRef, user_mention
+from bot.domain import WAVE_ACTIONS, BatchRef, ChangeRef, user_mention
 from bot.inventory import VM
 from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
 from bot.service.binding import Target
@@ -363,42 +363,73 @@ def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
 
 @dataclass(frozen=True)
 class BatchWithdrawal:
-    """A wave taken back by its requester: each member that waited (for
-    its time, its window or an approver) is withdrawn; `problems` names
-    those that could not be (one that started meanwhile)."""
+    """A wave's requests taken back by whoever asked for them: each member
+    that waited (for its time, its window or an approver) for its checkpoint
+    or for the wave's rollback or merge; `problems` names those that could
+    not be (one that started meanwhile)."""
 
     batch: BatchView
     withdrawn: tuple[str, ...]
     problems: tuple[tuple[str, str], ...]
+    # What was withdrawn (create, rollback, merge), in the order first met.
+    actions: tuple[str, ...] = ()
+
+    @property
+    def said(self) -> str:
+        """`3 members withdrawn`, `the rollback of 2 members withdrawn`."""
+        n = len(self.withdrawn)
+        members = f"{n} member{'s' if n != 1 else ''}"
+        asked = [a for a in self.actions if a != "create"]
+        if not asked:
+            return f"{members} withdrawn"
+        what = " and ".join(asked)
+        if "create" in self.actions:
+            return f"{members} withdrawn (their checkpoints, the {what})"
+        return f"the {what} of {members} withdrawn"
 
 
-def withdraw_batch(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> BatchWithdrawal:
-    """Cancel a wave before it runs (docs/batches.md "At a time"): every
-    member still scheduled or waiting for the approval of its create is
-    withdrawn, as `withdraw` does for one change; members that ran already
-    are left as they are (roll back or merge them)."""
+def withdraw_batch(
+    ctx: ServiceDeps, ref: str, *, requester: str | Principal, action: str | None = None
+) -> BatchWithdrawal:
+    """Take back what waits in a wave before it runs (docs/batches.md
+    "Cancelling"): each member still scheduled or waiting for the approval
+    of its checkpoint (the wave's requester's to withdraw), and each waiting
+    for the approval of the wave's rollback or merge (whoever asked for
+    it), as `withdraw` does for one change; members that ran are left as
+    they are. `action` (create, rollback or merge) takes back only that."""
     from bot.service.withdrawal import withdraw  # it imports the approvals
 
     who = as_principal(requester)
     current = show_batch(ctx, ref)
-    if current.requester != who.id:
-        raise Forbidden(
-            f"only {user_mention(current.requester)}, who asked for {current.ref}, may withdraw it"
+    if action is not None and action not in ("create", *WAVE_ACTIONS):
+        raise BadRequest(
+            f"a wave's '{action}' cannot be withdrawn: say create, rollback or merge, "
+            "or nothing for all that waits"
         )
-    waiting = current.withdrawable
+    waiting = [w for w in current.withdrawals if action is None or w[1] == action]
     if not waiting:
+        what = f"no {action} waiting" if action is not None else "nothing waiting"
         raise Conflict(
-            f"{current.ref} has nothing waiting to withdraw (it is "
+            f"{current.ref} has {what} to withdraw (it is "
             f"{current.state.value.replace('_', ' ')}): roll it back or merge it instead"
         )
+    mine = [(m, asked) for m, asked, by in waiting if by == who.id]
+    if not mine:
+        askers = ", ".join(dict.fromkeys(user_mention(by) for _m, _a, by in waiting))
+        asked = " and ".join(dict.fromkeys(_what_waits(current, a) for _m, a, _by in waiting))
+        raise Forbidden(f"only {askers}, who asked for {asked}, may withdraw it")
     done: list[str] = []
+    actions: list[str] = []
     problems: list[tuple[str, str]] = []
-    for member in waiting:
+    for member, asked in mine:
         try:
-            withdraw(ctx, member.change, requester=who, target=Target(action="create"))
+            withdraw(ctx, member.change, requester=who, target=Target(action=asked))
             done.append(member.vm_name)
+            if asked not in actions:
+                actions.append(asked)
         except ServiceError as exc:
             problems.append((member.vm_name, exc.message))
+    outcome = BatchWithdrawal(current, tuple(done), tuple(problems), tuple(actions))
     with session_scope(ctx.engine) as s:
         batch_note(
             s,
@@ -407,10 +438,14 @@ def withdraw_batch(ctx: ServiceDeps, ref: str, *, requester: str | Principal) ->
             actor=who.id,
             actor_team=who.team,
             now=ctx.clock(),
-            message=f"{len(done)} members withdrawn by {user_mention(who.id)} before they ran"
+            message=f"{outcome.said} by {user_mention(who.id)} before they ran"
             + "".join(f"; {vm}: {why}" for vm, why in problems),
-            details={"withdrawn": done, "problems": dict(problems)},
+            details={"withdrawn": done, "actions": actions, "problems": dict(problems)},
         )
     after = show_batch(ctx, ref)
     retell(ctx, after)
-    return BatchWithdrawal(after, tuple(done), tuple(problems))
+    return BatchWithdrawal(after, tuple(done), tuple(problems), tuple(actions))
+
+
+def _what_waits(batch: BatchView, action: str) -> str:
+    return batch.ref if action == "create" else f"{batch.ref}'s {action}"

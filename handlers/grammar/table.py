@@ -369,8 +369,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
         args=(Param("change", Kind.CHANGE_OR_BATCH, "CHG-n|BAT-n"), _REQUEST),
         examples=("withdraw CHG-0042", "withdraw CHG-0042 rollback", "withdraw BAT-0007"),
         details="Only the requester can; nothing runs for it. When more than one of "
-        "your requests waits, say which. A wave (BAT-n) withdraws every member that "
-        "still waits.",
+        "your requests waits, say which. A wave (BAT-n) withdraws what still waits in "
+        "it: its checkpoints if the wave is yours, the wave's rollback or merge if you "
+        "asked for it (`withdraw BAT-0007 rollback`: only that).",
         synonyms=("retract", "unrequest"),
     ),
     CommandSpec(
