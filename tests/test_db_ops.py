@@ -303,6 +303,21 @@ def test_downgrade_to_the_current_revision_is_refused(tmp_path: Path) -> None:
     assert "is not older" in one_line_error(result)
 
 
+def test_downgrade_to_a_newer_revision_names_the_older_ones(tmp_path: Path) -> None:
+    _changes(tmp_path)
+    assert invoke(tmp_path, "db", "downgrade", "0006", "--yes").returncode == 0
+    result = invoke(tmp_path, "db", "downgrade", "0007", "--yes")
+    assert result.returncode == 2
+    # docs/upgrading.md promised the list; until 2026-12-05 only an unknown
+    # revision had it.
+    assert one_line_error(result).endswith(
+        "is at schema 0006: 0007 is not older; use one of 0001, 0002, 0003, 0004, 0005 or base"
+    )
+    assert invoke(tmp_path, "db", "downgrade", "0001", "--yes").returncode == 0
+    oldest = invoke(tmp_path, "db", "downgrade", "0001", "--yes")
+    assert one_line_error(oldest).endswith("is at schema 0001: 0001 is not older; use base")
+
+
 # --- db status -----------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+from bot.context import build_context
 from bot.jobs import (
     DEADLINE_BEFORE_START,
     VM_BUSY_PAST_DEADLINE,
@@ -32,6 +33,7 @@ from bot.jobs import (
     make_huey,
 )
 from bot.store.db import make_engine
+from tests.helpers import settings_for
 from tests.test_jobs_ledger import T0, FakeClock, run_together, submit
 
 
@@ -379,7 +381,13 @@ class CountingRunner(JobRunner):
 
 def test_make_huey_defaults_to_var_under_the_workdir(tmp_path: Path) -> None:
     huey = make_huey("sqlite", workdir=tmp_path)
-    assert huey.storage.filename == str(tmp_path / "var" / "huey.db")
+    assert huey.storage.filename == str(tmp_path / "var" / "queue.db")
+    # The file the bot opens: until 2026-12-05 the default named another.
+    ctx = build_context(settings_for(tmp_path))
+    try:
+        assert ctx.queue.huey.storage.filename == huey.storage.filename
+    finally:
+        ctx.close()
     assert not huey.immediate and (tmp_path / "var").is_dir()
     with pytest.raises(ValueError, match="unknown huey kind"):
         make_huey("rabbit", path=None)  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ from bot.store.db import session_scope
 from bot.store.models import Change, CheckpointAdoption
 from templates import Renderer
 from templates.blocks import SlackRenderer
-from tests.cli_support import one_line_error, run
+from tests.cli_support import invoke, one_line_error, run
 from tests.helpers import T0, inline_context, settings_for
 from tests.sweep_support import (
     JumpClock,
@@ -369,3 +369,23 @@ def test_an_adopt_value_gives_the_ids_in_the_kept_form() -> None:
         vm.lower(),
         "3f2504e0-4f89-41d3-9a0c-0305e82c3302",
     )
+
+
+def test_the_cli_adopt_prints_the_change_as_change_show_does(tmp_path: Path) -> None:
+    ctx = build_context(settings_for(tmp_path), huey_kind="memory")
+    try:
+        orphan = take_orphan(ctx, ctx.inventory.vm("APP01"), age=3 * DAY)
+    finally:
+        ctx.close()
+    adopted = invoke(tmp_path, "sweep", "adopt", orphan.id)
+    assert adopted.returncode == 0, adopted.stderr
+    ref = adopted.stdout.split(":", 1)[0]
+    shown = invoke(tmp_path, "change", "show", ref)
+    assert shown.returncode == 0, shown.stderr
+    # It said "production checkpoint asked for" and "(production was asked)"
+    # until 2026-12-05: it printed a view read without the adopt event.
+    assert adopted.stdout.splitlines()[0].endswith(
+        "adopted checkpoint (found by the sweep, not asked for)"
+    )
+    assert "was asked" not in adopted.stdout
+    assert shown.stdout.startswith(adopted.stdout)

@@ -92,7 +92,10 @@ def adopt_cmd(
         job = ctx.ledger.get(job_id)
         budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
         ctx.ledger.wait(job_id, timeout=max(budget, 0) + 30)
-        view = show_change(ctx, view.ref)
+    # The outcome's view is read without the change's events, and only the
+    # adopt event tells an adopted change from one asked for: without it the
+    # summary says which checkpoint type "was asked" when nothing was.
+    view = show_change(ctx, view.ref)
     if as_json:
         echo_json({**view.to_dict(), "merge_job_id": job_id, "merge_error": result.merge_error})
     else:

@@ -43,8 +43,9 @@ def make_huey(
 ) -> Huey:
     """A Huey instance that is never in immediate mode.
 
-    The SQLite file defaults to `<workdir>/var/huey.db`, beside the bot's
-    own database; `workdir` defaults to the current directory.
+    The SQLite file defaults to `<workdir>/var/queue.db`, the one the bot's
+    context opens (bot.context), beside the bot's own database; `workdir`
+    defaults to the current directory.
     """
     check_queue(kind, redis_url)
     _import_huey(with_redis=kind == "redis")
@@ -55,7 +56,7 @@ def make_huey(
         return MemoryHuey(**options)
     if kind == "sqlite":
         if path is None:
-            path = (workdir or Path.cwd()) / "var" / "huey.db"
+            path = (workdir or Path.cwd()) / "var" / "queue.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteHuey(filename=str(path), **options)
     if kind == "redis" and redis_url:

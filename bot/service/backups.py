@@ -75,7 +75,11 @@ def plan_downgrade(settings: Settings, revision: str) -> DowngradePlan:
     target = -1 if revision == "base" else ids.index(revision)
     current = ids.index(before)
     if target >= current:
-        raise BadRequest(f"{label} is at schema {before}: {revision} is not older")
+        # Named as an unknown revision's refusal names them, so the operator
+        # need not look up which revisions lie behind this database's.
+        older = ids[:current]
+        choices = f"one of {', '.join(older)} or base" if older else "base"
+        raise BadRequest(f"{label} is at schema {before}: {revision} is not older; use {choices}")
     undone = tuple(reversed(known[target + 1 : current + 1]))
     return DowngradePlan(label, before, revision, undone)
 
