@@ -188,6 +188,10 @@ def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool, as_json: bool) 
 
     view = show_batch(rt.ctx, ref)
     members = [m for m in view.members if m.state in _ELIGIBLE[action]]
+    # A merge leaves out a member whose rollback waits for approval
+    # (bot/service/batch_actions.py `_held`): said here, before the question.
+    held = [m for m in members if action == "merge" and m.waiting == "rollback"]
+    members = [m for m in members if m not in held]
     if not members:
         return
     vms = f"{len(members)} VM{'s' if len(members) != 1 else ''}"
@@ -200,6 +204,10 @@ def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool, as_json: bool) 
     else:
         lines = [f"{view.ref}: merging keeps the changes of {vms}:"]
         lines += [f"  {m.vm_name} on {m.host}: {m.change}'s checkpoint is deleted" for m in members]
+        lines += [
+            f"  {m.vm_name} on {m.host}: not merged, its rollback waits for approval ({m.change})"
+            for m in held
+        ]
     click.echo("\n".join(lines), err=as_json)
     if not yes and not click.confirm("Go ahead?", default=False, err=True):
         progress("nothing was done")
@@ -337,9 +345,7 @@ def withdraw_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
             }
         )
         return
-    click.echo(
-        f"{out.batch.ref}: {out.said}: {', '.join(out.withdrawn)}"
-    )
+    click.echo(f"{out.batch.ref}: {out.said}: {', '.join(out.withdrawn)}")
     for vm, why in out.problems:
         click.echo(f"  ! {vm} could not be withdrawn: {why}")
     render_batch(rt, out.batch, events=False)

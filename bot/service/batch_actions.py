@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from bot.changes import State
 from bot.changes.batch_record import batch_note, get_batch
-from bot.changes.batch_views import BatchView
+from bot.changes.batch_views import BatchView, MemberView
 from bot.changes.record import ConcurrentUpdate, get_change, note
+from bot.domain import user_mention
 from bot.service.approvals import ApprovalOutcome, approve
 from bot.service.batches import find_batch, retell, show_batch
 from bot.service.binding import Target
@@ -85,17 +86,17 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
     batch_id = find_batch(ref)
     batch = show_batch(ctx, ref)
     allowed = ELIGIBLE[action]
-    eligible = [m for m in batch.members if State(m.state) in allowed]
+    eligible = [m for m in batch.members if State(m.state) in allowed and not _held(m, action)]
     skipped = [
         MemberAction(
             m.change,
             m.vm_name,
             MemberResult.SKIPPED,
-            f"is {m.state.replace('_', ' ')}",
+            _held(m, action) or f"is {m.state.replace('_', ' ')}",
             change_id=m.change_id,
         )
         for m in batch.members
-        if State(m.state) not in allowed
+        if State(m.state) not in allowed or _held(m, action)
     ]
     if not eligible:
         raise Conflict(
@@ -146,7 +147,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
             batch_id,
             f"{action.value}_started",
             who,
-            f"{action.value} of {len(decisions)} members asked by {who.id}",
+            f"{action.value} of {len(decisions)} members asked by {user_mention(who.id)}",
             verdict,
             [change_id for change_id, _ in decisions],
         )
@@ -163,6 +164,17 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
     for acted in members:
         ctx.notifier.changed(acted.change_id)
     return BatchAction(show_batch(ctx, ref), action.value, verdict, tuple(members + skipped))
+
+
+def _held(m: MemberView, action: Action) -> str:
+    """Why a member the action could otherwise take is left out: a merge
+    of a member whose rollback waits for its approvers would delete the
+    checkpoint that rollback restores (bot.service.requests.start_host_action
+    refuses it too); "" when nothing holds it."""
+    if action is Action.MERGE and m.waiting == Action.ROLLBACK.value:
+        asked = f" by {user_mention(m.waiting_by)}" if m.waiting_by else ""
+        return f"is not merged: its rollback, asked{asked}, waits for approval"
+    return ""
 
 
 def _start(ctx: ServiceDeps, change_id: int, action: Action, who: Principal) -> MemberAction:
@@ -211,8 +223,8 @@ def _await(
                     kind=f"{action.value}_awaits_approval",
                     actor="policy",
                     now=now,
-                    message=f"{action.value} of {batch} by {who.id} needs {need}, what its "
-                    "strictest member needs",
+                    message=f"{action.value} of {batch} by {user_mention(who.id)} needs {need}, "
+                    "what its strictest member needs",
                     details=decision.to_dict(),
                 )
     except ConcurrentUpdate:
@@ -323,7 +335,7 @@ def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> B
                 actor=who.id,
                 actor_team=who.team,
                 now=ctx.clock(),
-                message=f"{who.id} approved what {len(outcomes)} members waited for"
+                message=f"{user_mention(who.id)} approved what {len(outcomes)} members waited for"
                 + (f"; {len(problems)} could not be approved" if problems else ""),
                 details={
                     "approved": [o.change.ref for o in outcomes],

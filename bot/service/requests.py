@@ -311,6 +311,18 @@ def record_create(
     return ctx.record_job(s, JobKind.CREATE, change, key=key, payload=payload)
 
 
+def merge_blocked_by(ref: str, asked_by: str) -> str:
+    """Why a change is not merged while a rollback waits for approval, and
+    what settles it first."""
+    who = user_mention(asked_by)
+    return (
+        f"{ref} is not merged: a rollback asked by {who} waits for approval, and a merge "
+        f"deletes the checkpoint it would restore. An approver approves or rejects it "
+        f"(reject {ref} rollback), or {who} withdraws it (withdraw {ref} rollback); "
+        "then merge"
+    )
+
+
 def pending_request(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
     return s.exec(
         select(ApprovalRequest).where(
@@ -342,7 +354,14 @@ def start_host_action(
     s: Session, change: Change, action: Action, who: Principal, now: datetime
 ) -> HostJob:
     """Move an active change into rolling back / merging, in session `s`.
-    Raises IllegalTransition or ConcurrentUpdate."""
+    Raises IllegalTransition or ConcurrentUpdate; Conflict for a merge while
+    a rollback waits for its approvers: the merge would delete the
+    checkpoint that rollback restores, and close the request unseen. Asked
+    in this transaction, so a rollback asked meanwhile is seen too."""
+    if action is Action.MERGE:
+        waiting = pending_request(s, change.id or 0, Action.ROLLBACK.value)
+        if waiting is not None:
+            raise Conflict(merge_blocked_by(change_ref(change.id or 0), waiting.requested_by))
     command, kind = {
         Action.ROLLBACK: (Command.START_ROLLBACK, JobKind.ROLLBACK),
         Action.MERGE: (Command.START_MERGE, JobKind.MERGE),
@@ -444,6 +463,10 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                     details=decision.to_dict(),
                 )
                 return Outcome(ChangeView.of(change), decision)
+            rollback = pending_request(s, change_id, Action.ROLLBACK.value)
+            if action is Action.MERGE and rollback is not None:
+                # Approving the merge would be refused for the same reason.
+                raise Conflict(merge_blocked_by(change_ref(change_id), rollback.requested_by))
             pending = pending_request(s, change_id, action.value)
             if pending is None:
                 pending = open_approval(s, change, action.value, who, decision, now)
