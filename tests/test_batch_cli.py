@@ -306,3 +306,12 @@ def test_batch_withdraw_text_names_what_it_took_back(tmp_path: Path) -> None:
     assert gone.stdout.startswith(
         "BAT-0001: the rollback of 3 members withdrawn: WEB01, WEB02, APP01"
     )
+
+
+def test_batch_withdraw_of_a_finished_wave_suggests_nothing_it_cannot_do(tmp_path: Path) -> None:
+    taken = invoke(tmp_path, "checkpoint", "create", "--tag", "env=staging", "-r", "KB1", "--yes")
+    assert taken.returncode == 0, taken.stderr
+    assert invoke(tmp_path, "batch", "merge", "BAT-1", "--yes").returncode == 0
+    gone = invoke(tmp_path, "batch", "withdraw", "BAT-1")
+    assert gone.returncode == 1
+    assert one_line_error(gone).endswith("BAT-0001 has nothing waiting to withdraw (it is done)")

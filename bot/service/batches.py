@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot.changes import State
 from bot.changes.batch_load import load_batch, members_of
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
 from bot.changes.batch_views import BatchView
@@ -409,9 +410,12 @@ def withdraw_batch(
     waiting = [w for w in current.withdrawals if action is None or w[1] == action]
     if not waiting:
         what = f"no {action} waiting" if action is not None else "nothing waiting"
+        held = any(m.state in (State.ACTIVE, State.ROLLED_BACK) for m in current.members)
+        # Roll back or merge only where a member still holds its checkpoint.
+        instead = ": roll it back or merge it instead" if held else ""
         raise Conflict(
             f"{current.ref} has {what} to withdraw (it is "
-            f"{current.state.value.replace('_', ' ')}): roll it back or merge it instead"
+            f"{current.state.value.replace('_', ' ')}){instead}"
         )
     mine = [(m, asked) for m, asked, by in waiting if by == who.id]
     if not mine:
