@@ -763,11 +763,11 @@ def build_context(
         raise ConfigError(f"jobs.queue: {exc}") from None
 
     def make_queue() -> JobQueue:
-        from bot.jobs.queue import JobQueue, make_huey
+        from bot.jobs.queue import JobQueue, make_huey, sqlite_queue_file
 
         huey = make_huey(
             kind,
-            path=settings.workdir / "var" / "queue.db",
+            path=sqlite_queue_file(settings.database_url, settings.workdir),
             name=settings.jobs.queue_name,
             redis_url=redis_url,
         )

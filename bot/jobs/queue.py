@@ -33,6 +33,25 @@ TASK_NAME = "run_job"
 REDIS_CONNECT_TIMEOUT = 2.0  # seconds
 
 
+def sqlite_queue_file(database_url: str, workdir: Path) -> Path:
+    """The SQLite job queue's file for the record at `database_url`:
+    beside a SQLite record, named after it (`queue.db` beside the default
+    `checkpoint-bot.db`, `state.queue.db` beside `state.db`), so two configs
+    run from one directory, each with its own record, never take each
+    other's jobs; else `<workdir>/var/queue.db`. A job a queue loses is
+    delivered again from the record's outbox (bot/jobs/delivery.py), so a
+    file that moves loses nothing."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return workdir / "var" / "queue.db"
+    record = Path(database)
+    name = "queue.db" if record.name == "checkpoint-bot.db" else f"{record.stem}.queue.db"
+    return record.with_name(name)
+
+
 def make_huey(
     kind: HueyKind,
     *,

@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 EMULATOR_USER = "hvadmin"
 # Threads and notices go to #ops, whichever channel a command came from.
 DEMO_CHANNEL = DEMO_CHANNELS[0].id
-# What a run leaves in its directory, removed when the next one on that port starts.
-_RUN_FILES = ("checkpoint-bot.db", "inventory.yaml", "var/queue.db")
+# What a run leaves in its directory, removed when the next one on that port
+# starts (var/queue.db: where runs kept the queue before 2026-12-05).
+_RUN_FILES = ("checkpoint-bot.db", "inventory.yaml", "queue.db", "var/queue.db")
 
 
 def demo_policy_path() -> Path:
