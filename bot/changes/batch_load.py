@@ -74,7 +74,12 @@ def _note(c: Change, events: list[ChangeEvent]) -> str | None:
         fired = [
             r.get("message", "") for r in rules if r.get("fired") and r.get("effect") != "warn"
         ]
-        return "; ".join(m for m in fired if m) or c.state
+        if any(fired):
+            return "; ".join(m for m in fired if m)
+        # Allowed when asked, refused at its job's re-check (or rejected,
+        # expired): the event that ended it says why.
+        ended = [e for e in events if e.to_state == c.state and e.message]
+        return ended[-1].message if ended else c.state
     for e in reversed(events):
         if e.kind.endswith("failed") or e.kind == "interrupt":
             return e.message

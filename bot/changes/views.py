@@ -86,11 +86,31 @@ class JobView:
     error: str | None
     created_at: datetime
     finished_at: datetime | None
+    # A job that ran to its end without touching the host (its re-check
+    # refused it, or could not be made) is "succeeded" to the ledger, not
+    # to a person: what it did, in words; None for any other.
+    held_back: str | None = None
 
     @classmethod
     def of(cls, j: Job) -> JobView:
         assert j.id is not None
-        return cls(j.id, j.kind, j.state, j.attempt, j.worker, j.error, j.created_at, j.finished_at)
+        result = j.result or {}
+        held_back = None
+        if j.state == "succeeded" and (result.get("denied") or result.get("refused")):
+            held_back = "refused at its re-check, nothing done on the host"
+        elif j.state == "succeeded" and result.get("not_started"):
+            held_back = "not run, its re-check could not be made; nothing done on the host"
+        return cls(
+            j.id,
+            j.kind,
+            j.state,
+            j.attempt,
+            j.worker,
+            j.error,
+            j.created_at,
+            j.finished_at,
+            held_back,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -116,7 +116,12 @@ def create_wave(
         render_batch(rt, view, events=False)
         for vm, why in outcome.not_recorded:
             click.echo(f"  ! {vm} could not be recorded: {why}")
-    if not no_wait and (view.state.value in _BAD_BATCH_STATES or outcome.not_recorded):
+    short = outcome.fell_short(view) if not no_wait else ()
+    for m in short:
+        click.echo(
+            f"  ! {m.vm_name} ({m.change}) could be taken at the preview, then was {m.state}"
+        )
+    if not no_wait and (view.state.value in _BAD_BATCH_STATES or outcome.not_recorded or short):
         raise SystemExit(EXIT_REFUSED)
 
 

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from bot.changes import State
 from bot.changes.batch_load import load_batch, members_of
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
-from bot.changes.batch_views import BatchView
+from bot.changes.batch_views import BatchView, MemberView
 from bot.domain import WAVE_ACTIONS, BatchRef, ChangeRef, user_mention
 from bot.inventory import VM
 from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
@@ -144,6 +144,17 @@ class BatchOutcome:
     # The preview's token had made this batch already (a second click):
     # nothing new was recorded.
     existing: bool = False
+
+    def fell_short(self, batch: BatchView) -> tuple[MemberView, ...]:
+        """The members `batch` (this batch, read again) shows refused or
+        failed although the preview said they could be taken: a re-check
+        before the job refused them, or the host failed. The person
+        confirmed the preview; the wave did not do all of it."""
+        takeable = {c.vm.lower() for c in self.preview.takeable}
+        ended_badly = (State.DENIED, State.FAILED)
+        return tuple(
+            m for m in batch.members if m.vm_name.lower() in takeable and m.state in ended_badly
+        )
 
 
 def _candidate(
