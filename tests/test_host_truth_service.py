@@ -47,6 +47,7 @@ from bot.service import (
     approve,
     list_checkpoints,
     merge,
+    reject,
     request_checkpoint,
     rollback,
     show_change,
@@ -465,18 +466,23 @@ def test_two_checkpoints_with_the_jobs_token_are_a_question_not_a_guess(estate: 
 # -- requests that a later step made pointless ---------------------------------------------------
 
 
-def test_a_rollback_waiting_for_approval_is_superseded_when_the_change_is_merged(
+def test_a_merge_waits_for_the_rollback_asked_before_it_to_be_settled(
     estate: Estate,
 ) -> None:
+    # Until 2026-12-05 the merge went ahead and closed the waiting rollback
+    # unseen ("superseded"); now the merge is refused until it is settled
+    # (tests/test_merge_holds.py), and no restore ever runs after the merge.
     change_id = _created(estate, "WEB01")
     ref = f"CHG-{change_id}"
     waiting = rollback(estate.ctx, ref, requester="alice")
     assert waiting.waiting
-    merge(estate.ctx, ref, requester="carol")  # merging needs no approval
+    with pytest.raises(Conflict, match="a rollback asked by @alice waits for approval"):
+        merge(estate.ctx, ref, requester="carol")
+    reject(estate.ctx, ref, approver="bob", reason="patched fine after all")
     with session_scope(estate.ctx.engine) as s:
         request = s.get(ApprovalRequest, waiting.approval_id)
-        assert request is not None and request.state == "superseded"
-        assert request.resolved_by == "the change became merging"
+        assert request is not None and request.state == "rejected"
+    merge(estate.ctx, ref, requester="carol")  # merging needs no approval
     # The approver's click finds nothing left to approve: no restore runs.
     with pytest.raises(Conflict, match="nothing waiting for approval"):
         approve(estate.ctx, ref, approver="bob")
