@@ -27,6 +27,7 @@ from bot.domain import plain_mentions
 from bot.durations import DurationError, parse_duration
 from bot.reasons import ReasonError, check_reason
 from bot.service import (
+    AlreadyStarted,
     ApprovalOutcome,
     AtTime,
     Card,
@@ -178,7 +179,11 @@ class Actions:
             resolved = resolve(ctx, ref, verb.removeprefix("resolve_"), who=who)
             return deps.notice(*messages.resolved(resolved))
         if verb == "start":
-            started = start_vm(ctx, ref, requester=who)
+            try:
+                started = start_vm(ctx, ref, requester=who)
+            except AlreadyStarted as exc:
+                # Named with a mention, which the Conflict answer would escape.
+                return deps.notice(*messages.already_started(exc))
             return deps.notice(*messages.starting(started.change))
         if verb == "unschedule":
             # The requester takes back a checkpoint that waits for its time
@@ -203,8 +208,8 @@ class Actions:
             return self.deps.notice(*messages.approval(result))
         return None
 
-    def stale(self, exc: Stale) -> Payload:
-        return self.deps.notice(*messages.stale(exc), hint=messages.STALE_HINT)
+    def stale(self, exc: Stale, control: str = "button") -> Payload:
+        return self.deps.notice(*messages.stale(exc, control), hint=messages.STALE_HINT)
 
     def _conflict(self, value: ActionValue, exc: Conflict) -> Payload:
         now = lookups.change_version(self.deps.ctx, value.ref)
@@ -395,7 +400,8 @@ class Actions:
         try:
             payload = work()
         except Stale as exc:
-            payload = self.stale(exc)
+            # The person submitted a form (Reject's reason, an extension), not a button.
+            payload = self.stale(exc, "form")
         except ServiceError as exc:
             payload = self.deps.refusal(exc)
         except Exception as exc:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from bot.changes.views import ChangeView
 from bot.clock import utc_text
 from bot.service import (
+    AlreadyStarted,
     Ambiguous,
     ApprovalOutcome,
     BatchWithdrawal,
@@ -23,7 +24,7 @@ from bot.service import (
     settled_words,
 )
 from templates import mrkdwn_escape as esc
-from templates.blocks import mention, slack_date
+from templates.blocks import mention, people, slack_date
 
 # What an approval request is for, in a few words.
 REQUEST_WORDS = {
@@ -80,6 +81,22 @@ def starting(c: ChangeView) -> tuple[str, str]:
     )
 
 
+def already_started(exc: AlreadyStarted) -> tuple[str, str]:
+    """A Start someone else's click (or an earlier one) already asked for:
+    who, when, and that nothing was done twice."""
+    vm, who = esc(exc.vm_name), mention(exc.by)
+    when = f" {slack_date(exc.at)}" if exc.at is not None else ""
+    if exc.ran:
+        now = f"; it is {esc(exc.state)} now" if exc.state else ""
+        return f"{exc.ref}: {exc.vm_name} was already started", (
+            f"*{exc.ref}*: *{vm}* was already started by {who}{when}{now}. Nothing was done."
+        )
+    return f"{exc.ref}: {exc.vm_name} is already being started", (
+        f"*{exc.ref}*: *{vm}* is already being started, as {who} asked{when}; "
+        "nothing was done twice. The thread says when it runs."
+    )
+
+
 def resolved(c: ChangeView) -> tuple[str, str]:
     state = c.state.replace("_", " ")
     return f"{c.ref}: recorded as {state}", f"*{c.ref}* ({esc(c.vm_name)}) is now {state}."
@@ -115,22 +132,37 @@ def approval(result: ApprovalOutcome) -> tuple[str, str]:
     }
     if result.state == "approved" and result.waits_for_queue:
         verbs["approved"] = f"approved; {QUEUE_DOWN.format(what=f'the {what}')}"
+    elif result.state == "approved" and c.state == "scheduled":
+        verbs["approved"] = f"you approved the {what}: {_scheduled_for(result)}"
+        titles["approved"] = f"{titles['approved']} and scheduled"
     text = verbs.get(result.state, esc(result.state))
     title = titles.get(result.state, f"{c.ref}: {result.state}")
     return title, f"*{c.ref}* ({esc(c.vm_name)}): {text}."
 
 
-def stale(exc: Stale) -> tuple[str, ...]:
-    """A click that changed nothing because what it was for no longer
-    holds: what it was for, what happened since, what waits now."""
-    lines = [f"This button was for *{esc(exc.was_for)}*"]
+def _scheduled_for(result: ApprovalOutcome) -> str:
+    """When an approved checkpoint that waits runs: at the later of the time
+    its requester asked for and its change window's opening, as the job was
+    recorded (bot.service.requests.record_create)."""
+    c, window = result.change, result.decision.schedule_at if result.decision else None
+    asked = c.run_at
+    if asked is not None and (window is None or window <= asked):
+        return f"it is scheduled for {utc_text(asked)}, the time its requester asked for"
+    if window is not None:
+        # The UTC text becomes a date token: each reader sees their own zone.
+        return f"it is scheduled for its change window, which opens {utc_text(window)}"
+    return "it is scheduled for its change window"
+
+
+def stale(exc: Stale, control: str = "button") -> tuple[str, ...]:
+    """A click (or a form submitted: `control` "form") that changed nothing
+    because what it was for no longer holds: what it was for, what happened
+    since, what waits now."""
+    lines = [f"This {control} was for *{esc(exc.was_for)}*"]
     if exc.settled_state is not None:
-        by = exc.settled_by
-        # A person settled an approval or rejection; the policy a refusal,
-        # and a new state of the change a superseded request (`by` says which).
-        who = mention(by) if by and exc.settled_state in ("approved", "rejected") else None
-        words = settled_words(exc.settled_state, None if who else by)
-        lines[0] += f", {esc(words)}" + (f" by {who}" if who else "")
+        # The service's words name whoever settled it with a mention token;
+        # a superseded request's reason is the bot's words too.
+        lines[0] += f", {people(settled_words(exc.settled_state, exc.settled_by))}"
         if exc.settled_at is not None:
             lines[0] += f" {slack_date(exc.settled_at)}"
         lines[0] += "."
@@ -143,7 +175,7 @@ def stale(exc: Stale) -> tuple[str, ...]:
         lines.append(f"Waiting now: {names}, with its own Approve / Reject in the thread's card.")
     else:
         lines.append(f"Nothing waits for approval on {exc.ref} now.")
-    return (f"{exc.ref}: this button is out of date, so nothing was done", *lines)
+    return (f"{exc.ref}: this {control} is out of date, so nothing was done", *lines)
 
 
 STALE_HINT = "The change's card in its thread has been brought up to date."
@@ -200,8 +232,15 @@ def wave_withdrawn(out: BatchWithdrawal) -> tuple[str, ...]:
     """A wave its requester took back: which VMs, and any that could not be."""
     b = out.batch
     lines = [f"*{b.ref}*: you withdrew {esc(', '.join(out.withdrawn))}; nothing runs for them."]
-    lines += [f"{esc(vm)}: {esc(why)}" for vm, why in out.problems]
+    lines += [member_line(vm, why) for vm, why in out.problems]
     return (f"{b.ref}: withdrawn", *lines)
+
+
+def member_line(vm: str, why: str) -> str:
+    """One wave member a wave action could not act on, and why. `why` is the
+    service's words (a refusal, "approved by <@U0CAROL> at …"): its mention
+    tokens stay so Slack shows the people; everything else is escaped."""
+    return f"{esc(vm)}: {people(why)}"
 
 
 def scheduled_line(t: ScheduledRun) -> str:

@@ -37,7 +37,7 @@ from handlers import messages
 from handlers.deps import SlackDeps, answer_click
 from handlers.grammar import WaveRequest
 from handlers.workspace import request_team
-from templates import mrkdwn_escape
+from templates.blocks import people
 
 log = logging.getLogger(__name__)
 
@@ -211,16 +211,12 @@ class Waves:
             who = self.deps.principal(user, channel, request_team(body))
             if verb == "approve":
                 approved = approve_batch(ctx, ref, approver=who)
-                lines = [
-                    f"{mrkdwn_escape(vm)}: {mrkdwn_escape(why)}" for vm, why in approved.problems
-                ]
+                lines = [messages.member_line(vm, why) for vm, why in approved.problems]
                 title = f"Approved {len(approved.outcomes)} of {ref}"
                 view = approved.batch
             elif verb == "withdraw":
                 taken_back = withdraw_batch(ctx, ref, requester=who)
-                lines = [
-                    f"{mrkdwn_escape(vm)}: {mrkdwn_escape(why)}" for vm, why in taken_back.problems
-                ]
+                lines = [messages.member_line(vm, why) for vm, why in taken_back.problems]
                 title = f"Withdrew {len(taken_back.withdrawn)} of {ref}: nothing runs for them"
                 view = taken_back.batch
             else:
@@ -239,12 +235,12 @@ def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
     word = "Rollback" if verb == "rollback" else "Merge"
     decision = acted.decision
     if acted.refused:
-        return f"{word} refused: nothing was started", [mrkdwn_escape(r) for r in decision.reasons]
+        return f"{word} refused: nothing was started", [people(r) for r in decision.reasons]
     if decision.approval is not None and not acted.job_ids:
-        need = mrkdwn_escape(decision.approval.describe())
+        need = people(decision.approval.describe())
         return f"{word} waits for approval", [f"It needs {need}: what its strictest member needs."]
     lines = [
-        f"{mrkdwn_escape(m.vm)}: {mrkdwn_escape(m.detail)}"
+        messages.member_line(m.vm, m.detail)
         for m in acted.members
         if m.result.value == "not_started"
     ]

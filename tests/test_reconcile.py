@@ -367,3 +367,40 @@ def test_a_job_waiting_behind_a_locked_vm_is_not_delivered_again(
         Reconciler(ctx).tick(clock())
     assert len(ctx.queue.huey) == 0
     assert show_change(ctx, out.change.ref).state == "approved"
+
+
+def test_a_vm_a_rollback_settled_by_hand_left_off_is_started_on_request(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    """`change resolve CHG-n rolled_back` records what a person saw, not the
+    VM's state: Start asks the host, starts a VM it finds Off, and refuses
+    one it finds running (seen: "nothing to start; Start is offered only
+    after a rollback leaves the VM off or saved" for a VM left Off)."""
+    from bot.service import start_vm
+
+    ref = _restore_interrupted(ctx, clock)
+    change = show_change(ctx, ref)
+    assert change.checkpoint_id is not None
+    host = ctx.host_for(change.host)
+    # The dead worker's restore had reached the host: a production
+    # checkpoint is restored with the VM off (Restore-VMCheckpoint,
+    # https://learn.microsoft.com/powershell/module/hyper-v/restore-vmcheckpoint).
+    host.restore_checkpoint(change.vm_id, change.checkpoint_id)
+    assert host.get_vm(change.vm_id).state.name == "Off"
+    resolve(ctx, ref, "rolled_back", who="alice")
+    out = start_vm(ctx, ref, requester="alice")
+    ctx.runner.run(out.job_id)
+    assert host.get_vm(change.vm_id).state.name == "Running"
+    with pytest.raises(Conflict, match="already started by @alice"):
+        start_vm(ctx, ref, requester="alice")
+
+
+def test_start_refuses_a_vm_its_host_reports_running_after_a_hand_settled_rollback(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    from bot.service import start_vm
+
+    ref = _restore_interrupted(ctx, clock)  # the restore never reached the host
+    resolve(ctx, ref, "rolled_back", who="alice")
+    with pytest.raises(Conflict, match="nothing to start: WEB01 is Running"):
+        start_vm(ctx, ref, requester="alice")

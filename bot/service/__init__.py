@@ -88,13 +88,11 @@ if TYPE_CHECKING:
     from bot.service.reconcile import Reconciler, resolve
     from bot.service.requests import (
         Outcome,
-        StartOutcome,
         explain,
         extend,
         merge,
         request_checkpoint,
         rollback,
-        start_vm,
     )
     from bot.service.schema import SchemaState, SchemaStatus, schema_status, upgrade_schema
     from bot.service.selection import Selection
@@ -103,6 +101,7 @@ if TYPE_CHECKING:
     from bot.service.sweep import SweepTask, run_sweep, size_history
     from bot.service.sweep_views import parse_orphan_value
     from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
+    from bot.service.vm_start import AlreadyStarted, StartOutcome, start_vm
     from bot.service.whereabouts import Focus, InventoryView, focus_on, inventory_view
     from bot.service.window_notices import WindowNotices, due_notices
     from bot.service.withdrawal import withdraw
@@ -110,6 +109,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "APPROVAL_ACTIONS": "bot.domain",
     "AdoptOutcome": "bot.service.adopt",
+    "AlreadyStarted": "bot.service.vm_start",
     "Ambiguous": "bot.service.binding",
     "ApprovalOutcome": "bot.service.approvals",
     "AtTime": "bot.service.at_time",
@@ -151,7 +151,7 @@ _WHERE = {
     "ServiceError": "bot.service.errors",
     "SettingsOutcome": "bot.service.vm_settings",
     "Stale": "bot.service.binding",
-    "StartOutcome": "bot.service.requests",
+    "StartOutcome": "bot.service.vm_start",
     "SweepTask": "bot.service.sweep",
     "Target": "bot.service.binding",
     "Unavailable": "bot.service.errors",
@@ -206,7 +206,7 @@ _WHERE = {
     "show_settings": "bot.service.vm_settings",
     "size_history": "bot.service.sweep",
     "stale_homes_published": "bot.service.stale_homes",
-    "start_vm": "bot.service.requests",
+    "start_vm": "bot.service.vm_start",
     "stream_audit": "bot.service.audit",
     "upgrade_schema": "bot.service.schema",
     "with_slack": "bot.service.directory",
@@ -228,6 +228,7 @@ __all__ = [
     "DATABASE_DOWN",
     "RESOLUTIONS",
     "AdoptOutcome",
+    "AlreadyStarted",
     "Ambiguous",
     "ApprovalOutcome",
     "AtTime",

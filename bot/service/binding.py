@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, col, select
 
 from bot.changes.record import events_of, get_change
-from bot.domain import APPROVAL_ACTIONS, ApprovalState
+from bot.domain import APPROVAL_ACTIONS, ApprovalState, user_mention
 from bot.service.errors import BadRequest, Conflict
 from bot.service.finding import find_change
 from bot.store.db import session_scope
@@ -142,18 +142,27 @@ class Stale(Conflict):
 
 
 def settled_words(state: str, by: str | None) -> str:
-    """How a request ended, in words: `by` is a person for approved,
-    rejected and refused, the reason for superseded."""
+    """How a request ended, in words: `by` is the person who settled an
+    approved, rejected or withdrawn one (named as a mention, so Slack shows
+    the person and the CLI an @name), the reason for a superseded one; a
+    refusal is the policy's, whoever clicked."""
     if state == ApprovalState.SUPERSEDED:
         return f"which no longer applies ({by})" if by else "which no longer applies"
+    if state == ApprovalState.REFUSED:
+        return "refused by the policy"
+    if state == ApprovalState.WITHDRAWN:
+        # Only its requester can withdraw a request: say so once, then who.
+        return (
+            f"withdrawn by its requester, {user_mention(by)}"
+            if by
+            else "withdrawn by its requester"
+        )
     verb: dict[str, str] = {
         ApprovalState.APPROVED: "approved",
         ApprovalState.REJECTED: "rejected",
-        ApprovalState.REFUSED: "refused by the policy",
-        ApprovalState.WITHDRAWN: "withdrawn by its requester",
     }
     said = verb.get(state, state)
-    return f"{said} by {by}" if by and state != ApprovalState.REFUSED else said
+    return f"{said} by {user_mention(by)}" if by else said
 
 
 class Ambiguous(Conflict):

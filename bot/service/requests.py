@@ -39,7 +39,6 @@ from bot.service.dispatch import awaits_queue
 from bot.service.errors import (
     BadRequest,
     Conflict,
-    Forbidden,
     changed_meanwhile,
     not_now,
 )
@@ -50,7 +49,7 @@ from bot.store.db import session_scope
 from bot.store.tables import change_ref
 from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.changes import Change
-from policies import Action, Decision, Permission, Verdict, authorize
+from policies import Action, Decision, Verdict
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -633,46 +632,3 @@ def explain(
 def view(ctx: ServiceDeps, change_id: int) -> ChangeView:
     with session_scope(ctx.engine) as s:
         return ChangeView.of(get_change(s, change_id))
-
-
-@dataclass(frozen=True)
-class StartOutcome:
-    """A Start-VM asked for after a rollback left the VM off: the job runs it."""
-
-    change: ChangeView
-    job_id: int
-
-
-def start_vm(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> StartOutcome:
-    """Start the VM a rollback left Off or Saved (`ref`: `CHG-n`, its
-    checkpoint's Id, or the VM's name for its one rolled-back change).
-    Whoever may roll the VM back may start it again; nothing else is
-    allowed to."""
-    who = as_principal(requester)
-    change_id = find_change(ctx, _change_named(ctx, ref, "start"))
-    current = view(ctx, change_id)
-    if not current.needs_start:
-        left = current.vm_state_after
-        raise Conflict(
-            f"{current.ref}: nothing to start"
-            + (f" ({current.vm_name} is {left} after its rollback)" if left else "")
-            + "; Start is offered only after a rollback leaves the VM off or saved"
-        )
-    vm = resolve_vm(ctx, current.vm_name)
-    permitted = authorize(
-        ctx.policy,
-        Permission.ROLLBACK,
-        ctx.decider.inventory_facts(vm),
-        who.id,
-        who.groups,
-        who.channel,
-    )
-    if permitted.fired:
-        raise Forbidden(f"you cannot start {vm.name}: {permitted.message}")
-    job_id = ctx.submit(
-        JobKind.START,
-        change_id,
-        key=f"start:{change_id}:{current.version}",
-        payload={"by": who.id, "by_team": who.team},
-    )
-    return StartOutcome(current, job_id)
