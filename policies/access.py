@@ -167,16 +167,26 @@ def approvers_for(
     )
 
 
+_ASKED = {
+    "create": "this checkpoint",
+    "rollback": "this rollback",
+    "merge": "this merge",
+    "extend": "this extension",
+}
+
+
 def check_approver(
     decision_or_requirement: Decision | ApprovalRequirement,
     approver: str,
     groups: Iterable[str],
     requester: str,
     verb: str = "approve",
+    action: str | None = None,
 ) -> tuple[bool, str]:
     """May `approver` give one of the approvals (or, `verb` "reject", refuse
     it)? (ok, why) — the why is for the person who clicked, in the words of
-    what they did. Counting distinct approvers is the caller's job."""
+    what they did; `action` (create, rollback, merge, extend) names what
+    was asked for. Counting distinct approvers is the caller's job."""
     if isinstance(decision_or_requirement, Decision):
         requirement = decision_or_requirement.approval
         if requirement is None:
@@ -184,8 +194,10 @@ def check_approver(
     else:
         requirement = decision_or_requirement
     if approver == requester or approver in requirement.excluded:
+        # Who asked for a rollback is not always who asked for the change.
+        asked = _ASKED.get(action or "", "this change")
         return False, (
-            f"{user_mention(approver)} asked for this change and cannot {verb} it; it needs "
+            f"{user_mention(approver)} asked for {asked} and cannot {verb} it; it needs "
             f"{requirement.describe()}"
         )
     member_of = frozenset(groups)

@@ -208,10 +208,17 @@ class ApprovalRequirement:
         if self.anyone:
             who = "anyone"
         else:
-            items = [user_mention(u) for u in self.users]
+            # The requester is never an approver, so never named as one (nor
+            # pinged by the "Approval needed" reply that shows this).
+            items = [user_mention(u) for u in self.users if u not in self.excluded]
             if self.groups:
                 items.append("a member of " + " or ".join(group_mention(g) for g in self.groups))
-            who = _or_list(items) if items else "nobody (no approvers configured)"
+            if items:
+                who = _or_list(items)
+            elif self.users:
+                return f"{self.required} {noun}, but the policy names no approver but the requester"
+            else:
+                who = "nobody (no approvers configured)"
         return f"{self.required} {noun} from {who} (not the requester)"
 
     def to_dict(self) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
     # her own change is refused (to her alone). Bob, an approver, may.
     root.get_by_role("button", name="Approve").click()
     refused = page.get_by_test_id("ephemeral").filter(has_text="cannot approve")
-    expect(refused).to_contain_text("asked for this change", timeout=WAIT_MS)
+    expect(refused).to_contain_text("asked for this checkpoint", timeout=WAIT_MS)
     expect(root).to_contain_text(state_is("awaiting approval"))
 
     be(page, "U0BOB")

@@ -457,6 +457,25 @@ def test_the_requester_can_never_approve() -> None:
     assert check_approver(decision, "U0BOB", (), requester="U0ALICE")[0]
 
 
+def test_who_asked_for_a_rollback_is_told_so_and_never_named_as_its_approver() -> None:
+    # Seen in the playground: carol asked to roll back alice's change, then
+    # tried to approve it, and read "<@U0CAROL> asked for this change …; it
+    # needs 1 approval from <@U0CAROL> or a member of …": she asked for the
+    # rollback, not the change, and the requester is never an approver.
+    req = ApprovalRequirement(1, ("U0CAROL",), ("S0APPROVERS",), ("U0CAROL",))
+    assert (
+        req.describe() == "1 approval from a member of <!subteam^S0APPROVERS> (not the requester)"
+    )
+    ok, why = check_approver(req, "U0CAROL", (), "U0CAROL", "approve", "rollback")
+    assert not ok
+    assert why == (
+        "<@U0CAROL> asked for this rollback and cannot approve it; it needs "
+        "1 approval from a member of <!subteam^S0APPROVERS> (not the requester)"
+    )
+    alone = ApprovalRequirement(1, ("U0CAROL",), (), ("U0CAROL",))
+    assert alone.describe() == "1 approval, but the policy names no approver but the requester"
+
+
 def test_check_approver_explains_who_may() -> None:
     req = ApprovalRequirement(1, ("U123",), ("S0APPROVERS",), ("U0ALICE",))
     assert check_approver(req, "U999", {"S0APPROVERS"}, "U0ALICE") == (

@@ -67,7 +67,9 @@ class ApprovalOutcome:
 
 def _may_decide(ctx: ServiceDeps, request: ApprovalRequest, who: Principal, verb: str) -> None:
     requirement = ApprovalRequirement.from_dict(request.requirement)
-    ok, why = check_approver(requirement, who.id, who.groups, request.requested_by, verb)
+    ok, why = check_approver(
+        requirement, who.id, who.groups, request.requested_by, verb, request.action
+    )
     if not ok:
         ref = change_ref(request.change_id)
         if verb == "reject" and who.id == request.requested_by:
