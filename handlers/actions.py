@@ -193,8 +193,9 @@ class Actions:
         outcome = act(ctx, ref, requester=who)
         if outcome.refused:
             return deps.payload("denied_ephemeral", outcome=outcome, action=verb)
-        if outcome.waits_for_queue:
-            # Not visible in the thread: only the clicker learns it waits.
+        if outcome.waits_for_queue or outcome.already_asked:
+            # Not visible in the thread (it waits for the queue, or nothing
+            # new was asked): only the clicker learns it.
             return deps.notice(*messages.acted(verb, outcome))
         return None  # the card and the thread show it started (or waits for approvers)
 

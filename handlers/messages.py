@@ -66,8 +66,13 @@ def created(outcome: Outcome) -> tuple[str, str]:
 
 def acted(verb: str, outcome: Outcome) -> tuple[str, str]:
     c = outcome.change
-    if outcome.waiting:
-        what = f"{verb} waits for approval; approvers are asked in the thread."
+    if outcome.waiting and outcome.already_asked:
+        by = f", asked by {mention(outcome.asked_by)}" if outcome.asked_by else ""
+        what = f"its {verb} already waits for approval{by}; nothing new was asked."
+    elif outcome.waiting:
+        # A wave's member has no thread of its own: its wave's thread pings.
+        where = f"the thread of its wave, {c.batch_ref}" if c.batch_ref else "the thread"
+        what = f"{verb} waits for approval; approvers are asked in {where}."
     elif outcome.waits_for_queue:
         what = f"{verb} recorded; {QUEUE_DOWN.format(what=f'the {verb}')}"
     else:

@@ -285,6 +285,52 @@ def test_a_members_failure_is_a_reply_in_the_waves_thread(tmp_path: Path) -> Non
         assert "partly failed" in card and "2 of 2 done, 1 failed" in card
 
 
+def test_a_members_own_rollback_pings_its_approvers_in_the_waves_thread(tmp_path: Path) -> None:
+    """A member has no thread of its own: a rollback asked for that VM
+    alone is an "Approval needed" reply in its wave's thread (seen: the
+    requester was told approvers were asked in the thread, and nothing was
+    posted). Its Roll back on the card gives way to what waits, and a click
+    on an older card's Roll back is answered: nothing new was asked."""
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["WEB01", "WEB02"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        for o in out.outcomes:
+            assert o.job_id is not None
+            assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        web02 = next(m for m in show_batch(bot.ctx, "BAT-1").members if m.vm_name == "WEB02")
+        before = command(bot, "batch BAT-1")
+        assert button(before, "checkpoint:rollback") is not None
+
+        asked = shown(command(bot, f"rollback {web02.change}", user="U0CAROL"))
+        assert "approvers are asked in the thread of its wave, BAT-0001" in asked
+        assert isinstance(bot.ctx.notifier, ThreadNotifier)
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+        replies = [c for c in bot.api.of("chat.postMessage") if c.body.get("thread_ts")]
+        pings = [shown(c.body) for c in replies if "Approval needed" in shown(c.body)]
+        assert len(pings) == 1 and "to roll back WEB02" in pings[0]
+
+        card = command(bot, "batch BAT-1")
+        text = shown(card)
+        assert f"*WEB02* alone ({web02.change}): its rollback waits for approval" in text
+        assert "asked by <@U0CAROL>" in text
+        stale = next(
+            el["value"]
+            for b in before["blocks"]
+            if b.get("type") == "actions"
+            for el in b["elements"]
+            if el.get("action_id") == "checkpoint:rollback" and web02.change in el["value"]
+        )
+        again = shown(click(bot, "checkpoint:rollback", stale, user="U0ALICE"))
+        assert "its rollback already waits for approval, asked by <@U0CAROL>" in again
+        assert "nothing new was asked" in again
+
+
 def _token(instant: datetime) -> str:
     """Slack's date token for `instant`, as the bot writes it (templates/slack_times.py)."""
     fallback = f"{instant:%Y-%m-%d %H:%M} UTC"
@@ -353,7 +399,7 @@ def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_wit
         quiet_click(bot, "checkpoint:unschedule", unschedule, "U0ALICE")
         wait_state(bot, "STG-WEB01", "withdrawn")
         gone = shown(command(bot, "withdraw CHG-4"))
-        assert "CHG-0004 has nothing waiting for approval" in gone  # and nothing to withdraw
+        assert "CHG-0004 is already withdrawn: there is nothing left to withdraw" in gone
         assert ":alarm_clock:" not in shown(command(bot, "windows"))
 
         # A wave is withdrawn by its id too.

@@ -83,9 +83,23 @@ MILESTONES = frozenset(
 )
 
 
+# A member's own request that waits for approvers (asked for that VM alone,
+# not with the wave: the wave's asks its approvers in a reply of its own).
+_ASKED_ALONE = frozenset(
+    {"rollback_awaits_approval", "merge_awaits_approval", "extend_awaits_approval"}
+)
+
+
 def _matters(event: ChangeEvent) -> bool:
     """Of a batch member's events, what its batch's thread tells: a step
-    that failed (its card line says the rest)."""
+    that failed, and a request of that member alone that waits for
+    approvers, whose "Approval needed" reply pings them (a member has no
+    thread of its own); its card line says the rest."""
+    if event.kind in _ASKED_ALONE:
+        # Records written before the marker say the wave in their words
+        # ("rollback of BAT-0001 by …"): never ping those again.
+        with_wave = (event.details or {}).get("wave") or " of BAT-" in event.message[:24]
+        return not with_wave
     return event.kind.endswith("failed") or event.kind == "interrupt"
 
 

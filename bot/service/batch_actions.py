@@ -225,7 +225,8 @@ def _await(
                     now=now,
                     message=f"{action.value} of {batch} by {user_mention(who.id)} needs {need}, "
                     "what its strictest member needs",
-                    details=decision.to_dict(),
+                    # The wave's own reply asks its approvers (bot/notify/thread.py).
+                    details={**decision.to_dict(), "wave": batch},
                 )
     except ConcurrentUpdate:
         return MemberAction(

@@ -66,6 +66,10 @@ class Outcome:
     approval_id: int | None = None
     # The job is recorded but the queue did not take it yet (bot.service.dispatch).
     waits_for_queue: bool = False
+    # The request it waits for was asked before this one, by `asked_by`:
+    # nothing new was asked (and nothing new shows in its thread).
+    already_asked: bool = False
+    asked_by: str | None = None
 
     @property
     def refused(self) -> bool:
@@ -467,6 +471,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                 # Approving the merge would be refused for the same reason.
                 raise Conflict(merge_blocked_by(change_ref(change_id), rollback.requested_by))
             pending = pending_request(s, change_id, action.value)
+            already = pending is not None
             if pending is None:
                 pending = open_approval(s, change, action.value, who, decision, now)
                 assert decision.approval is not None
@@ -480,7 +485,13 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                     f"{decision.approval.describe()}: {_summary(decision)}",
                     details=decision.to_dict(),
                 )
-            return Outcome(ChangeView.of(change), decision, approval_id=pending.id)
+            return Outcome(
+                ChangeView.of(change),
+                decision,
+                approval_id=pending.id,
+                already_asked=already,
+                asked_by=pending.requested_by,
+            )
     except ConcurrentUpdate:
         raise changed_meanwhile(change_id, "asked") from None
 
