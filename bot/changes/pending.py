@@ -37,6 +37,7 @@ def pending_approvals(engine: Engine, change: ChangeView) -> list[PendingApprova
                 required=r.required,
                 request_id=r.id,
                 requested_by=r.requested_by,
+                extend_to=PendingApproval.extension_of(r.params),
             )
             for r in requests
             if still_wanted(r.action, State(change.state))

@@ -347,6 +347,14 @@ class PendingApproval:
     # Channels where the viewer may give it, when not where this is shown
     # (the policy limits approving to channels; App Home is none of them).
     only_in: tuple[str, ...] = ()
+    # An extension's new expiry: an approver decides on how long, not only whether.
+    extend_to: datetime | None = None
+
+    @staticmethod
+    def extension_of(params: dict[str, Any]) -> datetime | None:
+        """The new expiry an extension request asks for (its params)."""
+        text = params.get("extend_to")
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
 
 
 @dataclass(frozen=True)

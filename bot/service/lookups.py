@@ -304,6 +304,7 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
                         request_id=request.id,
                         requested_by=request.requested_by,
                         only_in=where,
+                        extend_to=PendingApproval.extension_of(request.params),
                     )
                 )
     timed = scheduled_runs(ctx, requester=who.id)[:_HOME_LIMIT]

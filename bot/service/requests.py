@@ -579,7 +579,8 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
                 actor="policy",
                 now=now,
                 message=f"extension to {utc_text(new_expiry)} needs {decision.approval.describe()}",
-                details=decision.to_dict(),
+                # The "Approval needed" reply says to when (templates/slack/change_event).
+                details={**decision.to_dict(), "extend_to": new_expiry.isoformat()},
             )
         else:
             apply_extension(s, change, new_expiry, who.id, now, actor_team=who.team)
