@@ -135,6 +135,10 @@ class DefaultsConfig(_Model):
 class HyperVConfig(_Model):
     """How the bot reaches Hyper-V: the simulator (demo) or WinRM."""
 
+    # The default is demo mode's, which is built without a file. A config
+    # file must name its backend (`load_settings`): defaulting there ran a
+    # deployment that forgot the `hyperv:` block on simulated hosts, each
+    # checkpoint "taken" on a host nobody asked.
     backend: Literal["simulator", "winrm"] = "simulator"
     # The simulator's hosts: a host-model file (bot.devtools.hostmodel), what
     # the modelled hosts hold, written apart from the inventory. Default: the
@@ -208,6 +212,14 @@ class SecretRefConfig(_Model):
     file: Path | None = None
 
     _paths = field_validator("file", mode="before")(_path)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRefConfig:
+        # The file would win without a word (bot.secrets.secret_from): one
+        # who rotated the variable would still run on the file's old secret.
+        if self.env is not None and self.file is not None:
+            raise ValueError("set env or file, not both")
+        return self
 
 
 TEAM_ID = re.compile(r"^T[A-Z0-9]{2,}$")
@@ -411,6 +423,35 @@ def _resolved_hyperv(hyperv: HyperVConfig, base: Path) -> HyperVConfig:
     return hyperv.model_copy(update={"simulator_hosts": (base / hyperv.simulator_hosts).resolve()})
 
 
+# What a config file must say, or say once, that its model cannot tell:
+# the model fills in defaults (demo mode's too) and reads each key alone.
+_BACKEND_UNSET = (
+    "hyperv.backend is not set: `winrm` for real Hyper-V hosts, or `simulator` to try "
+    "the bot on simulated ones"
+)
+_URL_TWICE = "set database_url or database_url_file, not both"
+
+
+def _unsaid_or_twice(doc: YamlDoc) -> list[ConfigProblem]:
+    """Problems of the file as written: a backend left to a default, a
+    database URL given twice. Only for a mapping; the model reports the rest."""
+    data = doc.data
+    problems = []
+    hyperv = data.get("hyperv")
+    # A deployment runs on real hosts only when its file says so, and on
+    # simulated ones likewise (fail closed). `backend: null`, or a `hyperv`
+    # that is a list or a word, is the model's to report.
+    if hyperv is None or (isinstance(hyperv, dict) and "backend" not in hyperv):
+        # The block's line if there is one; none is "line 1" (the root's).
+        line = doc.lines.get(("hyperv",))
+        problems.append(ConfigProblem(doc.source, line, "", _BACKEND_UNSET))
+    # database_url would win without a word, whichever the operator meant.
+    if data.get("database_url") is not None and data.get("database_url_file") is not None:
+        last = max(doc.lines.get((key,), 0) for key in ("database_url", "database_url_file"))
+        problems.append(ConfigProblem(doc.source, last or None, "", _URL_TWICE))
+    return problems
+
+
 def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -> Settings:
     """Settings from `config_path` (or $CHECKPOINT_BOT_CONFIG), else demo mode."""
     config_path = chosen_config(config_path, env, cwd)
@@ -427,10 +468,15 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
         raise ConfigError(str(exc)) from None
     if not isinstance(doc.data, dict):
         raise ConfigError(f"{source}:1: the config file must be a mapping of keys to values")
+    problems = _unsaid_or_twice(doc)
     try:
         parsed = FileConfig.model_validate(doc.data)
     except ValidationError as exc:
-        raise _problems_to_error(validation_errors(exc, doc, model=FileConfig)) from None
+        # Every problem at once, in file order: one edit fixes them all.
+        problems += validation_errors(exc, doc, model=FileConfig)
+        raise _problems_to_error(sorted(problems, key=lambda p: p.line or 0)) from None
+    if problems:
+        raise _problems_to_error(problems)
     base = config_path.parent
     workdir = (base / parsed.workdir) if parsed.workdir else cwd
     url = env.get("DATABASE_URL") or parsed.database_url

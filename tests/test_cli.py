@@ -32,7 +32,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 def test_create_then_list_in_demo_mode(tmp_path: Path) -> None:
     created = invoke(tmp_path, "checkpoint", "create", "WEB01", "--reason", "test")
     assert created.returncode == 0, created.stderr
-    assert "DEMO MODE" in created.stderr
+    assert "DEMO MODE" in created.stderr and "SIMULATED HOSTS" not in created.stderr
     assert "CHG-0001: active" in created.stdout
     listed = invoke(tmp_path, "checkpoint", "list", "--vm", "WEB01", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -169,9 +169,13 @@ def test_domain_controller_is_refused_naming_usn_rollback(tmp_path: Path) -> Non
         (
             ["checkpoint", "rollback", "CHG-99999999999999999999"],
             1,
-            "no change CHG-99999999999999999999",
+            "no change CHG-99999999999999999999: change ids have at most 9 digits",
         ),
-        (["change", "show", "chg-12345678901"], 1, "no change CHG-12345678901"),
+        (
+            ["change", "show", "chg-12345678901"],
+            1,
+            "no change CHG-12345678901: change ids have at most 9 digits",
+        ),
         # An empty filter is a mistake, not "every VM" (it listed them all).
         (["checkpoint", "list", "--vm", ""], 2, "VM name is empty"),
         (["checkpoint", "list", "--host", ""], 2, "host name is empty"),
@@ -226,11 +230,67 @@ def test_malformed_config_names_file_and_line(tmp_path: Path) -> None:
 
 def test_config_with_wrong_value_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "bot.yaml"
-    config.write_text("inventory: inv.yaml\njobs:\n  workers: many\n", encoding="utf-8")
+    config.write_text(
+        "inventory: inv.yaml\njobs:\n  workers: many\nhyperv: {backend: winrm}\n", encoding="utf-8"
+    )
     result = invoke(tmp_path, "--config", str(config), "checkpoint", "list")
     assert result.returncode == 2
     line = one_line_error(result)
     assert f"{config}:3: jobs.workers" in line
+
+
+BACKEND_UNSET = (
+    "hyperv.backend is not set: `winrm` for real Hyper-V hosts, or `simulator` to try "
+    "the bot on simulated ones"
+)
+
+
+def test_a_config_that_does_not_name_its_backend_is_refused(tmp_path: Path) -> None:
+    """It ran on simulated hosts, and said a checkpoint was taken on HV01
+    (hv01.corp.example, which does not exist): now it is a config error."""
+    from bot.inventory import demo_inventory_path
+
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        f"inventory: {demo_inventory_path()}\ndatabase_url: sqlite:///{tmp_path / 'state.db'}\n",
+        encoding="utf-8",
+    )
+    for args, env in (
+        (("--config", str(config), "db", "upgrade"), {}),
+        (
+            ("checkpoint", "create", "WEB01", "-r", "KB5044284"),
+            {"CHECKPOINT_BOT_CONFIG": "bot.yaml"},
+        ),
+    ):
+        result = invoke(tmp_path, *args, env=env)
+        assert result.returncode == 2, result.stderr
+        assert one_line_error(result) == f"checkpoint-bot: error: {config}: {BACKEND_UNSET}"
+        assert result.stdout == "" and "SIMULATED" not in result.stderr
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_a_config_that_chooses_the_simulator_says_so_on_every_command(tmp_path: Path) -> None:
+    from bot.inventory import demo_inventory_path
+
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        f"inventory: {demo_inventory_path()}\nhyperv: {{backend: simulator}}\n", encoding="utf-8"
+    )
+    banner = (
+        "checkpoint-bot: SIMULATED HOSTS — bot.yaml sets hyperv.backend: simulator; "
+        "nothing here touches a real Hyper-V host."
+    )
+    # It still works: the file chose it.
+    for args, said in (
+        (("db", "upgrade"), "schema empty"),
+        (("checkpoint", "create", "WEB01", "-r", "KB5044284"), "CHG-0001: active"),
+        (("change", "list", "--json"), '"CHG-0001"'),
+    ):
+        result = invoke(tmp_path, "--config", str(config), *args)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines().count(banner) == 1 and "DEMO MODE" not in result.stderr
+        # stderr only: --json and pipes read stdout.
+        assert said in result.stdout and "SIMULATED" not in result.stdout
 
 
 def test_audit_export_csv(tmp_path: Path) -> None:
@@ -249,13 +309,15 @@ def test_configured_deployment_needs_db_upgrade_first(tmp_path: Path) -> None:
     from bot.inventory import demo_inventory_path
 
     config = tmp_path / "bot.yaml"
-    config.write_text(f"inventory: {demo_inventory_path()}\n", encoding="utf-8")
+    config.write_text(
+        f"inventory: {demo_inventory_path()}\nhyperv: {{backend: simulator}}\n", encoding="utf-8"
+    )
     before = invoke(tmp_path, "--config", str(config), "checkpoint", "list")
     assert before.returncode == 2
     assert "run 'checkpoint-bot db upgrade'" in one_line_error(before)
     # "has no schema yet", not "is at schema none".
     assert f"has no schema yet, this release needs {head_revision()}" in before.stderr
-    assert "DEMO MODE" not in before.stderr
+    assert "DEMO MODE" not in before.stderr and "SIMULATED HOSTS" in before.stderr
     upgraded = invoke(tmp_path, "--config", str(config), "db", "upgrade")
     head = head_revision()
     assert upgraded.returncode == 0 and f"schema empty → {head}" in upgraded.stdout

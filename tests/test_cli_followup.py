@@ -31,7 +31,10 @@ def _config(tmp_path: Path) -> Path:
     (tmp_path / "policy.yaml").write_text(WINDOW_POLICY, encoding="utf-8")
     inventory = Path(__file__).parents[1] / "deploy/examples/demo-inventory.yaml"
     config = tmp_path / "config.yaml"
-    config.write_text(f"inventory: {inventory}\npolicy: policy.yaml\n", encoding="utf-8")
+    config.write_text(
+        f"inventory: {inventory}\npolicy: policy.yaml\nhyperv: {{backend: simulator}}\n",
+        encoding="utf-8",
+    )
     assert invoke(tmp_path, "--config", str(config), "db", "upgrade").returncode == 0
     return config
 
@@ -101,7 +104,10 @@ def test_reconciler_is_idle_on_a_fresh_database(tmp_path: Path) -> None:
 def test_an_enqueue_only_replica_needs_a_queue_others_can_reach(tmp_path: Path) -> None:
     inventory = Path(__file__).parents[1] / "deploy/examples/demo-inventory.yaml"
     config = tmp_path / "config.yaml"
-    config.write_text(f"inventory: {inventory}\njobs: {{queue: memory}}\n", encoding="utf-8")
+    config.write_text(
+        f"inventory: {inventory}\njobs: {{queue: memory}}\nhyperv: {{backend: simulator}}\n",
+        encoding="utf-8",
+    )
     env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "test-secret"}
     refused = invoke(tmp_path, "--config", str(config), "serve", "--http", "--no-worker", env=env)
     assert refused.returncode == 2

@@ -99,7 +99,10 @@ def _config(tmp_path: Path, policy: str) -> Path:
     (tmp_path / "policy.yaml").write_text(policy, encoding="utf-8")
     inventory = Path(__file__).parents[1] / "deploy/examples/demo-inventory.yaml"
     config = tmp_path / "config.yaml"
-    config.write_text(f"inventory: {inventory}\npolicy: policy.yaml\n", encoding="utf-8")
+    config.write_text(
+        f"inventory: {inventory}\npolicy: policy.yaml\nhyperv: {{backend: simulator}}\n",
+        encoding="utf-8",
+    )
     assert invoke(tmp_path, "--config", str(config), "db", "upgrade").returncode == 0
     return config
 

@@ -682,3 +682,19 @@ def test_a_burst_of_sighups_never_ends_the_worker(estate: Estate) -> None:
     assert worker.alive(), worker.tail()
     listed = estate.cli("checkpoint", "list", "--vm", "WEB01", "--json")
     assert listed.code == 0 and listed.heavy == [], listed.stderr  # the bot answers
+
+
+def test_a_bot_on_simulated_hosts_says_so_to_the_cli_it_answers(estate: Estate) -> None:
+    """A config that chose the simulator makes every command say so first;
+    a command the running bot answers says it too, though this process
+    never reads the settings (seen: no banner when a worker ran)."""
+    config = yaml.safe_load(estate.config.read_text(encoding="utf-8"))
+    config["hyperv"] = {"backend": "simulator"}
+    estate.config.write_text(yaml.safe_dump(config), encoding="utf-8")
+    estate.worker()
+    listed = estate.cli("checkpoint", "list", "--json")
+    assert (listed.code, listed.heavy) == (0, [])  # the bot answered it
+    assert listed.stderr.splitlines()[0] == (
+        f"checkpoint-bot: SIMULATED HOSTS — {estate.config} sets hyperv.backend: simulator; "
+        "nothing here touches a real Hyper-V host."
+    )

@@ -64,7 +64,9 @@ def test_a_create_whose_queue_does_not_answer_says_it_is_recorded_not_queued(
     log goes to pytest; its one-line form is tested above)."""
     config = tmp_path / "bot.yaml"
     config.write_text(
-        f"inventory: {demo_inventory_path()}\njobs:\n  queue: redis\n", encoding="utf-8"
+        f"inventory: {demo_inventory_path()}\njobs:\n  queue: redis\n"
+        "hyperv: {backend: simulator}\n",
+        encoding="utf-8",
     )
     env = {"REDIS_URL": f"redis://127.0.0.1:{refused_port()}/0", "CHECKPOINT_BOT_USER": "alice"}
     assert invoke(tmp_path, "--config", str(config), "db", "upgrade", env=env).returncode == 0

@@ -237,7 +237,8 @@ def test_backup_of_a_missing_database_is_unavailable(tmp_path: Path) -> None:
     config = tmp_path / "bot.yaml"
     inventory = Path(__file__).parents[1] / "deploy" / "examples" / "demo-inventory.yaml"
     config.write_text(
-        f"inventory: {inventory}\ndatabase_url: sqlite:///{tmp_path / 'none.db'}\n",
+        f"inventory: {inventory}\ndatabase_url: sqlite:///{tmp_path / 'none.db'}\n"
+        "hyperv: {backend: simulator}\n",
         encoding="utf-8",
     )
     result = invoke(tmp_path, "--config", str(config), "db", "backup", str(tmp_path / "b.db"))
@@ -328,7 +329,11 @@ def test_status_says_where_the_schema_stands_and_changes_nothing(tmp_path: Path)
     inventory = Path(__file__).parents[1] / "deploy" / "examples" / "demo-inventory.yaml"
     db_file = tmp_path / "bot.db"
     config = tmp_path / "bot.yaml"
-    config.write_text(f"inventory: {inventory}\ndatabase_url: sqlite:///{db_file}\n", "utf-8")
+    config.write_text(
+        f"inventory: {inventory}\ndatabase_url: sqlite:///{db_file}\n"
+        "hyperv: {backend: simulator}\n",
+        "utf-8",
+    )
     head = head_revision()
     known = [rev for rev, _ in revisions()]
 

@@ -73,7 +73,15 @@ def shell_words(command: str) -> list[str]:
 
 def _bad_config(cwd: Path) -> None:
     # The README's example: line 3 holds the mistake the error names.
-    (cwd / "bot.yaml").write_text("inventory: inv.yaml\njobs:\n  workers: many\n", "utf-8")
+    (cwd / "bot.yaml").write_text(
+        "inventory: inv.yaml\njobs:\n  workers: many\nhyperv: {backend: winrm}\n", "utf-8"
+    )
+
+
+def _no_backend(cwd: Path) -> None:
+    # The README's example of a file that names no backend: the repro of
+    # a deployment that ran on simulated hosts unasked.
+    (cwd / "bot.yaml").write_text("inventory: inventory.yaml\n", "utf-8")
 
 
 def _systemd_config(cwd: Path) -> None:
@@ -88,10 +96,16 @@ def _backup_taken(cwd: Path) -> None:
     assert first.returncode == 0, first.stderr
 
 
+def _inventory_there(cwd: Path) -> None:
+    shutil.copy(REPO / "deploy" / "examples" / "demo-inventory.yaml", cwd / "inventory.yaml")
+
+
 PREPARE: dict[str, Callable[[Path], None]] = {
     "--config bot.yaml checkpoint list": _bad_config,
+    "--config bot.yaml db upgrade": _no_backend,
     "--config deploy/systemd/config.yaml checkpoint list": _systemd_config,
     "db backup backups/bot-2026-12-04.db": _backup_taken,
+    "inventory discover --out inventory.yaml": _inventory_there,
 }
 # WEB02 not found on prod-cluster: tests/test_clusters.py
 # `test_a_vm_on_no_node_is_reported_as_such` builds a cluster whose nodes

@@ -244,6 +244,7 @@ def simulator_config(
         "inventory": str(DEMO_INVENTORY),
         "database_url": database_url,
         "workdir": str(path.parent),
+        "hyperv": {"backend": "simulator"},
         "jobs": {"workers": 2, **queue},
         "slack": {"api_url": slack_api_url, "changes_channel": "C0CHANGES", "team_ids": ["T0TEST"]},
         "sweep": {"enabled": False},

@@ -56,7 +56,10 @@ def test_any_text_is_fine_or_one_problem(url: str) -> None:
 
 def test_the_cli_says_it_in_one_line_before_doing_anything(tmp_path: Path) -> None:
     config = tmp_path / "bot.yaml"
-    config.write_text("inventory: inv.yaml\njobs:\n  queue: redis\n", encoding="utf-8")
+    config.write_text(
+        "inventory: inv.yaml\njobs:\n  queue: redis\nhyperv: {backend: simulator}\n",
+        encoding="utf-8",
+    )
     ready = invoke(
         tmp_path, "--config", str(config), "db", "upgrade", env={"REDIS_URL": "redis://h"}
     )

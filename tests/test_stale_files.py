@@ -86,6 +86,9 @@ def test_the_files_read_are_the_config_the_inventory_and_every_policy_file(
 ) -> None:
     (tmp_path / "inventory.yaml").write_text("hosts: []\nvms: []\n", encoding="utf-8")
     config = tmp_path / "bot.yaml"
-    config.write_text("inventory: inventory.yaml\npolicy: policy.yaml\n", encoding="utf-8")
+    config.write_text(
+        "inventory: inventory.yaml\npolicy: policy.yaml\nhyperv: {backend: simulator}\n",
+        encoding="utf-8",
+    )
     settings = load_settings(config, {}, tmp_path)
     assert files_read(settings) == [config, tmp_path / "inventory.yaml", tmp_path / "policy.yaml"]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bot.cli.colour import paint
 from bot.cli.finishing import json_text, run_request, wait_for_job
 from bot.cli.local_socket import MAX_REQUEST, OtherVersion, Request, peer_uid
+from bot.cli.runtime import simulated_hosts
 from bot.domain import plain_mentions
 
 if TYPE_CHECKING:
@@ -271,6 +272,10 @@ def answerer(ctx: AppContext, files: FileWatch) -> Answer:
                 "runs here (reload or restart the bot to give it the new one)"
             )
             return
+        settings = ctx.settings
+        if settings.hyperv.backend == "simulator" and settings.config_path is not None:
+            # Said as the CLI alone says it (bot.cli.runtime), before anything else.
+            wire.progress(simulated_hosts(str(settings.config_path)))
         writes_before = committed_writes()
         try:
             code = run_request(

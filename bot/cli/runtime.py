@@ -36,6 +36,29 @@ class Interrupted(Exception):
     """Ctrl-C ended the command (exit 130); the message says what it kept."""
 
 
+# Once Ctrl-C has ended the command, what a library logs is the teardown of
+# the calls it abandoned (pypsrp logs an ERROR when the pool closed under a
+# hung host call cannot be closed cleanly): noise after the one line that
+# says what was kept. The bot's own records, and everything with -v, still
+# show.
+_libraries_quiet = False
+
+
+def quiet_libraries() -> None:
+    """From now on, without -v, libraries' log records are not shown."""
+    global _libraries_quiet
+    _libraries_quiet = True
+
+
+def simulated_hosts(config: str) -> str:
+    """The line every command of a config that chose the simulator says
+    first (and a running bot, for what the CLI hands it)."""
+    return (
+        f"checkpoint-bot: SIMULATED HOSTS — {config} sets hyperv.backend: simulator; "
+        "nothing here touches a real Hyper-V host."
+    )
+
+
 def _say_left(ctx: AppContext) -> None:
     """Each job this process runs and leaves, and who settles it."""
     from bot.durations import format_duration
@@ -109,6 +132,12 @@ class Runtime:
                     "CHECKPOINT_BOT_CONFIG) for a real deployment.",
                     err=True,
                 )
+            elif self._settings.hyperv.backend == "simulator":
+                # Chosen in the file, yet as easy to forget as demo mode:
+                # what the commands say "taken" was taken on no real host.
+                config = self._settings.config_path
+                assert config is not None  # a configured deployment has its file
+                click.echo(simulated_hosts(_short(config, self.cwd)), err=True)
         return self._settings
 
     @property
@@ -120,12 +149,29 @@ class Runtime:
 
     @property
     def user(self) -> str:
-        """NAME of the operator at this terminal (CHECKPOINT_BOT_USER, else $USER)."""
-        user = self.env.get("CHECKPOINT_BOT_USER") or self.env.get("USER")
+        """NAME of the operator at this terminal (CHECKPOINT_BOT_USER, else
+        $USER); a ClickException (exit 2) for a name the record cannot keep."""
+        variable = "CHECKPOINT_BOT_USER" if self.env.get("CHECKPOINT_BOT_USER") else "USER"
+        user = self.env.get(variable)
         if not user:
             import getpass
 
-            user = getpass.getuser()
+            variable, user = "the login name", getpass.getuser()
+        # As long as a VM name may be (bot.inventory.names.MAX_NAME_LENGTH; a
+        # Slack user id is about 11): the name is the requester and actor of
+        # every record the CLI writes, and a column of every listing, which a
+        # longer one would pad to its length.
+        limit = 64
+        if len(user) > limit:
+            raise click.ClickException(
+                f"{variable} is {len(user)} characters long: at most {limit}"
+            )
+        # `--actor cli:NAME` and `--requester` take one word, and a control
+        # character would reach the terminal of whoever reads the record.
+        if any(c.isspace() or not c.isprintable() for c in user):
+            raise click.ClickException(
+                f"{variable} {user!r} has a space or a control character: use one word"
+            )
         return user
 
     @property
@@ -169,6 +215,8 @@ class Runtime:
             self._interrupted()
 
     def _interrupted(self) -> NoReturn:
+        # Before the close below, whose abandoned host calls fail in libraries.
+        quiet_libraries()
         click.echo(err=True)  # past the ^C the terminal echoed
         ctx, self._ctx = self._ctx, None
         if ctx is not None:
@@ -192,9 +240,16 @@ class Runtime:
         click.echo(paint(text) if coloured else text, nl=False, color=coloured)
 
 
+def _ours(name: str) -> bool:
+    return name.split(".")[0] in ("bot", "handlers", "policies", "templates")
+
+
 def _configure_logging(verbose: bool) -> None:
     import logging
 
+    global _libraries_quiet
+    # A new command (in-process tests run many): nothing interrupted it yet.
+    _libraries_quiet = False
     if verbose:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -211,12 +266,15 @@ def _configure_logging(verbose: bool) -> None:
         def format(self, record: logging.LogRecord) -> str:
             lines = record.getMessage().splitlines()
             level = "warning" if record.levelno < logging.ERROR else "logged error"
-            ours = record.name.split(".")[0] in ("bot", "handlers", "policies", "templates")
-            source = "" if ours else f" ({record.name})"
+            source = "" if _ours(record.name) else f" ({record.name})"
             return f"checkpoint-bot: {level}{source}: {lines[0] if lines else ''}"
+
+    def shown(record: logging.LogRecord) -> bool:
+        return not (_libraries_quiet and not _ours(record.name))
 
     handler = logging.StreamHandler()
     handler.setFormatter(OneLine())
+    handler.addFilter(shown)
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 

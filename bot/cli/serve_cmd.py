@@ -164,6 +164,12 @@ def serve(
             "every message says so.",
             err=True,
         )
+    elif settings.hyperv.backend == "simulator":
+        click.echo(
+            "checkpoint-bot: serving Slack on SIMULATED HOSTS (hyperv.backend: simulator); "
+            "no checkpoint it takes is on a real Hyper-V host.",
+            err=True,
+        )
     _stop_on_sigterm()
     # A reload that checks out stops the bot exactly as SIGTERM does.
     reload = Reload(rt, lambda: os.kill(os.getpid(), signal.SIGTERM))
