@@ -25,6 +25,7 @@ from bot.notify.channel import ChannelNotices, NullChannelNotices
 from bot.secrets import secret_from
 from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import Unavailable
+from bot.service.outage import misconfigured_database
 from bot.store import migrate
 from bot.store.db import driver_reason, make_engine, session_scope
 
@@ -710,12 +711,12 @@ def build_context(
         raise
     except (OperationalError, InterfaceError) as exc:
         engine.dispose()
-        raise Unavailable(
+        raise misconfigured_database(exc, settings.database_label) or Unavailable(
             f"cannot open the database {settings.database_label}: {driver_reason(exc)}"
         ) from None
     except Exception as exc:
         engine.dispose()
-        raise Unavailable(
+        raise misconfigured_database(exc, settings.database_label) or Unavailable(
             f"cannot open the database {settings.database_label}: {type(exc).__name__}"
         ) from None
     try:

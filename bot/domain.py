@@ -102,8 +102,11 @@ def is_canonical_guid(value: object) -> bool:
 
 
 # A change's ref in text people type: `CHG-0042`, `chg-42`, `CHG42`. Nine
-# digits at most: a change id is a 32-bit integer in the record.
-_REF_TYPED = re.compile(r"CHG-?([0-9]{1,9})", re.IGNORECASE)
+# digits at most: a change id is a 32-bit integer in the record. Zeros in
+# front do not count: `CHG-0000000042` is CHG-0042.
+REF_MAX_DIGITS = 9
+TOO_MANY_DIGITS = f"change ids have at most {REF_MAX_DIGITS} digits"
+_REF_TYPED = re.compile(r"CHG-?0*([0-9]{1,9})", re.IGNORECASE)
 # Typed like one, whatever the number (`CHG-99999999999` names no change).
 _REF_SHAPE = re.compile(r"CHG-?[0-9]+", re.IGNORECASE)
 # A ref as the bot writes it, at the start of a checkpoint's name.
@@ -139,6 +142,13 @@ class ChangeRef:
         """Whether `text` is written as a change ref, even one whose number
         no change could have: it names a change, never a VM."""
         return _REF_SHAPE.fullmatch(text.strip()) is not None
+
+    @classmethod
+    def too_long(cls, text: str) -> bool:
+        """Whether `text` is written as a change ref whose number has more
+        digits than any change id (REF_MAX_DIGITS): a ref no change can
+        have, told apart from one the record merely lacks."""
+        return cls.typed(text) and cls.parse(text) is None
 
     @classmethod
     def leading(cls, text: str) -> ChangeRef | None:

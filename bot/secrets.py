@@ -50,6 +50,15 @@ class Secret:
         return f"Secret(origin={self.origin!r})"
 
 
+def unset_or_empty(env_name: str, env: Mapping[str, str]) -> str:
+    """Why `env_name` gave no value, as a message ends: `$NAME is not set`, or
+    `$NAME is set but empty` (an `export NAME=` or a template that rendered
+    nothing), which are fixed in different places."""
+    if env_name in env:
+        return f"${env_name} is set but empty"
+    return f"${env_name} is not set"
+
+
 def secret_from(
     *, env_name: str | None, file: Path | None, env: Mapping[str, str], what: str
 ) -> Secret | None:

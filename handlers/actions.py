@@ -42,6 +42,7 @@ from bot.service import (
     check_card,
     committed_writes,
     extend,
+    lifetime_too_long,
     lookups,
     may_reject,
     merge,
@@ -251,7 +252,9 @@ class Actions:
             try:
                 parse_duration(ttl)
             except DurationError as exc:
-                errors["ttl"] = str(exc)[:150]
+                # Past a year: the bound that matters is the policy's, for this VM.
+                policy = lifetime_too_long(self.deps.ctx, vm, ttl) if exc.too_long and vm else None
+                errors["ttl"] = (policy or str(exc))[:150]
         try:
             check_reason(reason)
         except ReasonError as exc:

@@ -345,6 +345,33 @@ def test_a_vm_moved_between_request_and_approval_is_checkpointed_on_its_new_node
     assert estate.served("Checkpoint-VM") == ["HV02"]
 
 
+def test_a_clustered_vms_job_finds_it_once_and_asks_its_facts_there(estate: Estate) -> None:
+    """The job follows the VM to its node (one probe), and the re-check
+    right after asks that node for its facts: it does not locate the VM a
+    second time (seen: two `Get-VM -Id` probes of HV01 moments apart). The
+    bot's own count of its host calls (the metrics) says which it made."""
+    from tests.test_observe import scrape
+
+    asked = request_checkpoint(estate.ctx, "WEB01", reason="KB5044284", requester="alice")
+
+    def calls() -> dict[str, float]:
+        return {
+            dict(labels)["cmdlet"]: value
+            for (name, labels), value in scrape(estate.ctx.metrics).items()
+            if name == "checkpoint_bot_host_calls_total" and dict(labels)["host"] == "HV01"
+        }
+
+    before = calls()
+    estate.run_jobs(asked.change.id)
+    made = {cmdlet: n - before.get(cmdlet, 0) for cmdlet, n in calls().items()}
+    assert {c: n for c, n in made.items() if n} == {
+        "Get-VM": 1,  # following the VM to its node
+        "Get-VM+facts": 1,  # the re-check, asked there
+        "Checkpoint-VM": 1,
+    }
+    assert show_change(estate.ctx, asked.change.ref).state == "active"
+
+
 def test_a_vm_moved_during_its_create_is_neither_lost_nor_doubled(estate: Estate) -> None:
     """Checkpoint-VM is slow on HV01 (the guest's VSS takes its time); the VM
     is live-migrated to HV02 in between. HV01 then has no such VM, so nothing

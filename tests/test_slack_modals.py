@@ -70,6 +70,17 @@ def test_create_alone_opens_the_modal_and_its_submission_is_validated(bot: Runni
     assert change.ref in told["text"] and change.ttl_seconds == 48 * 3600
 
 
+def test_a_lifetime_past_a_year_is_told_the_policys_limit_for_that_vm(bot: RunningBot) -> None:
+    # Seen: "'999d' is too long: a duration is at most 366d (a year)"; 30d
+    # then met "more than the maximum of 7d". The bound that matters first.
+    reply, key = bot.slack.command("create", channel="C0MODAL")
+    assert reply.status == 200
+    view = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
+    bad = bot.slack.submit_view(submitted(view, "V2", create_values("WEB02", "999d", "KB1")))
+    errors = json.loads(bad.body)["errors"]
+    assert errors == {"ttl": "'999d' is too long: WEB02's checkpoints live at most 7d (the policy)"}
+
+
 def test_extend_button_opens_the_modal_and_extends(bot: RunningBot) -> None:
     active = create(bot, "APP01")
     reply, key = bot.slack.click("checkpoint:extend", old_value(active), user="U0ALICE")

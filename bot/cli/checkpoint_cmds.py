@@ -17,6 +17,7 @@ from bot.cli.finishing import (
     EXIT_REFUSED,
     Waiter,
     finish,
+    in_terminal_words,
     run_request,
     running_line,
     wait_for_job,
@@ -414,6 +415,8 @@ def _which(ref: str, verb: str, call: Callable[[], ApprovalOutcome]) -> Approval
     except Ambiguous as exc:
         options = " or ".join(f"--request {c}" for c in exc.choices)
         raise Conflict(f"{exc.message}: checkpoint-bot change {verb} {ref} {options}") from None
+    except Conflict as exc:
+        raise in_terminal_words(exc) from None
 
 
 @click.command("approve")

@@ -42,7 +42,10 @@ def _report(
     *,
     err: bool = False,
     with_yaml: bool = False,
+    missing: str = "their VMs were left as they were",
 ) -> None:
+    """The summary; exit 3 when a host could not be asked, `missing` saying
+    what became of that host's VMs."""
     from bot.inventory.discovery import UNDISCOVERABLE
     from bot.service import Unavailable
 
@@ -58,12 +61,13 @@ def _report(
         click.echo(text, nl=False, err=err)
     if report.unreachable:
         names = ", ".join(report.unreachable)
-        raise Unavailable(f"{names} could not be asked; their VMs were left as they were")
+        raise Unavailable(f"{names} could not be asked; {missing}")
 
 
 @click.command("discover")
 @_hosts_options
 @click.option("--out", type=_FILE, help="Write the inventory here (atomically).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists (see --merge).")
 @click.option(
     "--merge",
     type=_FILE,
@@ -77,6 +81,7 @@ def discover_cmd(
     groups: tuple[str, ...],
     out: Path | None,
     merge: Path | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """List every VM on the hosts and write an inventory of them.
@@ -87,22 +92,31 @@ def discover_cmd(
     roles, tags, domains, comments and indentation kept; not rewritten
     when nothing changed. Without --out or --merge the
     YAML goes to stdout and the summary to stderr (with --json: one JSON
-    document, the YAML in its inventory_yaml).
+    document, the YAML in its inventory_yaml). An existing --out FILE
+    (other than the --merge FILE) is replaced only with --force: to update
+    an inventory, --merge it.
 
-    Exit 3 when a host could not be asked (what the others said is still
-    written; that host's VMs are left as they were)."""
+    Exit 2 when --out exists without --force (nothing is asked). Exit 3
+    when a host could not be asked: what the others said is still written
+    (with --merge that host's VMs are left as they were; a new inventory
+    has none of them), and when no host answered nothing is written."""
     from bot.service import DiscoveryRequest, discover
 
-    request = DiscoveryRequest(hosts=hosts, groups=groups, merge=merge, out=out)
+    request = DiscoveryRequest(hosts=hosts, groups=groups, merge=merge, out=out, force=force)
     report = discover(rt.ctx, request)
+    if merge is not None:
+        missing = "their VMs were left as they were"
+    else:
+        where = report.written or "the inventory printed"
+        missing = f"{where} has none of their VMs"
     if report.written is not None or report.left_as_it_was is not None:
-        _report(rt, report, as_json)
+        _report(rt, report, as_json, missing=missing)
     elif as_json:
         # One JSON document on stdout: the inventory is its `inventory_yaml`.
-        _report(rt, report, as_json, with_yaml=True)
+        _report(rt, report, as_json, with_yaml=True, missing=missing)
     else:
         click.echo(report.text, nl=False)
-        _report(rt, report, as_json, err=True)
+        _report(rt, report, as_json, err=True, missing=missing)
 
 
 @click.command("diff")
@@ -121,4 +135,4 @@ def diff_cmd(
 
     target = file or rt.settings.inventory_path
     request = DiscoveryRequest(hosts=hosts, groups=groups, merge=target, write=False)
-    _report(rt, discover(rt.ctx, request), as_json)
+    _report(rt, discover(rt.ctx, request), as_json, missing="their VMs would be left as they are")

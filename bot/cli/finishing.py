@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from bot.changes.views import ChangeView
     from bot.cli.local_socket import Request
     from bot.context import AppContext
-    from bot.service import Outcome
+    from bot.service import Conflict, Outcome, Principal
 
 # Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
 EXIT_REFUSED = 1
@@ -45,6 +45,24 @@ def json_text(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
 
+# How the service says a change is already creating, merging or rolling
+# back (bot.service.errors.not_now): Slack's words, whose thread a terminal
+# does not have.
+IN_THE_THREAD = "; the thread shows how it goes"
+
+
+def in_terminal_words(exc: Conflict) -> Conflict:
+    """`exc`, or, when it points at the Slack thread, the same refusal
+    pointing at `change show` (which is what the terminal has)."""
+    from bot.service import Conflict
+
+    if not exc.message.endswith(IN_THE_THREAD):
+        return exc
+    ref = exc.message.split(" ", 1)[0]
+    said = exc.message.removesuffix(IN_THE_THREAD)
+    return Conflict(f"{said}; 'checkpoint-bot change show {ref}' shows how it goes")
+
+
 def running_line(view: ChangeView, action: str) -> str:
     return f"{view.ref}: {action} of {view.vm_name} on {view.host} is running…"
 
@@ -68,10 +86,29 @@ def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Wai
         # Before the imports below: a listing loads neither the request
         # path nor the policy (bench/cli_start.py).
         return show_listing(ctx, request, term)
-    from bot.service import Principal, merge, request_checkpoint, rollback
+    from bot.service import Conflict, Principal
 
     assert request.target is not None  # Request.from_line: every other op has one
     principal = Principal(f"cli:{request.user}")
+    try:
+        outcome = _ask(ctx, request, principal, term)
+    except Conflict as exc:
+        raise in_terminal_words(exc) from None
+    return finish(
+        term,
+        wait_for,
+        outcome,
+        ACTIONS[request.op],
+        wait=not request.no_wait,
+        as_json=request.as_json,
+    )
+
+
+def _ask(ctx: AppContext, request: Request, principal: Principal, term: Terminal) -> Outcome:
+    """The service's answer to a create, rollback or merge."""
+    from bot.service import merge, request_checkpoint, rollback
+
+    assert request.target is not None  # as run_request checked
     if request.op == "create":
         at = None
         if request.at is not None:
@@ -82,7 +119,7 @@ def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Wai
             zone = ZoneInfo(ctx.settings.defaults.timezone)
             at = parse_at(request.at, zone, source="configured")
             term.progress(f"--at {request.at.strip()!r} is {at.said}")
-        outcome = request_checkpoint(
+        return request_checkpoint(
             ctx,
             request.target,
             reason=request.reason,
@@ -92,18 +129,9 @@ def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Wai
             source="cli",
             at=at,
         )
-    elif request.op == "rollback":
-        outcome = rollback(ctx, request.target, requester=principal)
-    else:
-        outcome = merge(ctx, request.target, requester=principal)
-    return finish(
-        term,
-        wait_for,
-        outcome,
-        ACTIONS[request.op],
-        wait=not request.no_wait,
-        as_json=request.as_json,
-    )
+    if request.op == "rollback":
+        return rollback(ctx, request.target, requester=principal)
+    return merge(ctx, request.target, requester=principal)
 
 
 def show_listing(ctx: AppContext, request: Request, term: Terminal) -> int:

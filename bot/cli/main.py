@@ -13,7 +13,7 @@ import click
 from bot.cli.collector import DeferredCollection
 from bot.cli.colour import wants_colour
 from bot.cli.lazy import LazyCommand, LazyGroup
-from bot.cli.runtime import Interrupted, Runtime, writes_so_far
+from bot.cli.runtime import Interrupted, Runtime, quiet_libraries, writes_so_far
 
 if TYPE_CHECKING:
     import logging
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(cause, KeyboardInterrupt):
             # A "no" to a question that aborts when refused (`db downgrade`).
             return _fail("not confirmed: nothing was done", EXIT_FAILED)
+        quiet_libraries()
         kept = writes_so_far() > writes_before
         return _fail(
             "interrupted; what this command recorded is kept"
@@ -209,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         # Said by the runtime, which knows what it left running (bot/cli/runtime.py).
         return _fail(str(exc), EXIT_INTERRUPTED)
     except KeyboardInterrupt:
+        quiet_libraries()
         return EXIT_INTERRUPTED
     except Exception as exc:
         code = known_failure(exc)

@@ -10,7 +10,7 @@ from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 # --help loads this module and pays for Click and the command definitions
 # only (bench/cli_start.py).
 
-# Exit codes: 0 done, 1 refused or failed (see bot.cli.main).
+# Exit codes: 0 done, 1 refused or failed, 3 a host could not be asked (see bot.cli.main).
 EXIT_FAILED = 1
 
 
@@ -28,8 +28,11 @@ def run_cmd(rt: Runtime, post: bool, as_json: bool) -> None:
     report stale, orphaned and mismatched ones. Never merges or deletes.
 
     The bot sweeps on its own every sweep.interval; this is the same sweep,
-    with every row (the Slack digest shows the biggest and counts the rest)."""
-    from bot.service import run_sweep
+    with every row (the Slack digest shows the biggest and counts the rest).
+
+    Exit 3 when a host could not be asked (the report of the others is
+    still printed, and posted with --post)."""
+    from bot.service import Unavailable, run_sweep
 
     report = run_sweep(rt.ctx, post=post)
     if as_json:
@@ -38,6 +41,11 @@ def run_cmd(rt: Runtime, post: bool, as_json: bool) -> None:
         rt.out("cli/sweep.txt.j2", report=report, posted=post and rt.ctx.channels.enabled)
     if post and not rt.ctx.channels.enabled:
         progress("checkpoint-bot: Slack is not configured (slack.bot_token): nothing was posted")
+    if report.problems:
+        # A host that could not be asked is not a host without checkpoints:
+        # a cron job must not read an incomplete sweep as a clean one.
+        names = ", ".join(p.host for p in report.problems)
+        raise Unavailable(f"{names} could not be asked: the sweep is incomplete")
 
 
 @sweep.command("history")

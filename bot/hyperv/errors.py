@@ -2,7 +2,7 @@
 
     HyperVError                      host, message, category, error_id
     ├── HostUnreachable              connection refused, DNS, dropped
-    ├── HostAuthError                401 / credentials rejected
+    ├── HostAuthError                401 / credentials rejected or missing
     ├── HostTimeout                  the call's deadline passed
     ├── NotFoundError
     │   ├── VMNotFound
@@ -48,7 +48,14 @@ class HostUnreachable(HyperVError):
 
 
 class HostAuthError(HyperVError):
-    pass
+    """The host could not be logged in to: a credential missing, or one the
+    host refused. Unlike a host that does not answer, asking again will not
+    help until someone fixes the credential."""
+
+
+# `error_id` of a HostAuthError whose credential the host refused (HTTP 401,
+# a ticket it cannot decrypt): what to check is the credential itself.
+CREDENTIALS_REJECTED = "CredentialsRejected"
 
 
 class HostTimeout(HyperVError):

@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, String, Text, and_, cast, func, or_, selec
 from sqlalchemy.engine import Dialect, Engine
 
 from bot.changes.record import parse_ref
+from bot.domain import TOO_MANY_DIGITS, ChangeRef
 from bot.durations import DurationError, parse_duration
 from bot.service.actors import actor_id
 from bot.service.audit_format import encode_sorted, export_audit
@@ -98,6 +99,12 @@ def parse_filter(
     change_id = None
     if change is not None:
         change_id = parse_ref(change.strip())
+        if change_id is None and ChangeRef.too_long(change):
+            # Written as a ref, so not "not a change": as `change show`
+            # answers it (exit 1), with why no change can have it.
+            raise NotFound(
+                f"no change {change.strip().upper()}: {TOO_MANY_DIGITS}; nothing was exported"
+            )
         if change_id is None:
             raise BadRequest(f"--change {change!r} is not a change: use a reference like CHG-0042")
     vm_name = None

@@ -47,7 +47,7 @@ def _cannot_check(vm: VM, host: str, exc: HyperVError) -> Unavailable | NotFound
         return NotFound(
             f"{vm.name} (VMId {vm.vm_id}) is not on {host}, where it was just found: {exc.message}"
         )
-    return HostUnavailable(vm.name, host, exc.message)
+    return HostUnavailable(vm.name, host, exc.message, login_failed=isinstance(exc, HostAuthError))
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,19 @@ class Decider:
         change: Change | None = None,
         now: datetime | None = None,
         strict: bool = True,
+        found_on: str | None = None,
     ) -> Facts:
         """Everything the policy may use about `vm`. Strict (for decisions
         that are recorded or acted on): a host that cannot be asked raises
         `HostUnavailable`, a VM the host does not have raises `NotFound`.
-        Not strict (`policy explain`): those facts are unknown, with why."""
+        Not strict (`policy explain`): those facts are unknown, with why.
+        `found_on`: the node the caller found the VM on a moment ago (a job
+        that followed its VM): asked directly, not located again."""
         moment = now or self.clock()
+        if strict and found_on is not None:
+            return self._facts_at(found_on, vm, change, moment)
         if strict and self.locator.standalone(vm):
-            return self._standalone_facts(vm, change, moment)
+            return self._facts_at(vm.host, vm, change, moment)
         try:
             located: Located | None = self.locator.locate(vm)
         except (Unavailable, NotFound) as exc:
@@ -147,25 +152,32 @@ class Decider:
         )
         return found, problems
 
-    def _standalone_facts(self, vm: VM, change: Change | None, moment: datetime) -> Facts:
-        """Strict facts of a VM on a standalone host in one host call, not
-        two: `Locator.locate` would ask that same host for the VM and then
-        the facts would ask it again (a PSRP invocation each, most of a CLI
-        create's host time, bench/op_latency.py). The facts call names the
-        VM by its VMId, so its errors answer what the probe would have, and
-        are raised as `Locator.locate` raises them (`owner_of`): the VM is
-        not there, or the host could not be asked. The sighting is recorded
-        as the probe would have recorded it."""
+    def _facts_at(self, owner: str, vm: VM, change: Change | None, moment: datetime) -> Facts:
+        """Strict facts of a VM where it can only be (a standalone host), or
+        where it was found a moment ago (a job that just followed it to its
+        node), in one host call, not two: `Locator.locate` would ask that
+        same host for the VM and then the facts would ask it again (a PSRP
+        invocation each, most of a create's host time, bench/op_latency.py).
+        The facts call names the VM by its VMId, so its errors answer what
+        the probe would have, and are raised as `Locator.locate` raises them
+        (`owner_of`): the VM is not there (it moved again: the job fails
+        closed and is retried), or the host could not be asked. The sighting
+        is recorded as the probe would have recorded it."""
         previous = self.locator.last_seen(vm)
-        found, problems = self._gather_on(vm.host, vm, change, moment)
+        found, problems = self._gather_on(owner, vm, change, moment)
         # As on the located path: a VM not there or a host not answering
         # stops the decision; any other refusal leaves those facts unknown,
         # for the rules to fail closed on (with why).
         if problems and isinstance(problems[0], VMNotFound):
-            raise NotOnCluster(vm, vm.host, [vm.host], problems[0].message)
+            raise NotOnCluster(vm, owner, [owner], problems[0].message)
         if problems and isinstance(problems[0], _CANNOT_ASK):
-            raise HostUnavailable(vm.name, vm.host, problems[0].message)
-        self.locator.seen(vm, vm.host, vm.host, previous)
+            raise HostUnavailable(
+                vm.name,
+                owner,
+                problems[0].message,
+                login_failed=isinstance(problems[0], HostAuthError),
+            )
+        self.locator.seen(vm, owner, self.inventory.group_of(vm), previous)
         return found
 
     def inventory_facts(self, vm: VM) -> Facts:
@@ -211,12 +223,13 @@ class Decider:
         change: Change | None = None,
         now: datetime | None = None,
         strict: bool = True,
+        found_on: str | None = None,
     ) -> tuple[Decision, Facts]:
         """`decide`, and the facts it was made on: the job right after the
         re-check acts on what that re-check read of the VM instead of asking
-        the host again."""
+        the host again. `found_on` as for `facts`."""
         moment = now or self.clock()
-        facts = self.facts(vm, change=change, now=moment, strict=strict)
+        facts = self.facts(vm, change=change, now=moment, strict=strict, found_on=found_on)
         decision = self._evaluate(vm, action, who, facts, moment, checkpoint_type, ttl, extend_to)
         self.observe(action, decision, strict=strict)
         return decision, facts

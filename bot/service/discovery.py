@@ -43,7 +43,7 @@ from bot.inventory.yamledit import (
     write_atomically,
 )
 from bot.service.deps import ServiceDeps
-from bot.service.errors import BadRequest, from_inventory
+from bot.service.errors import BadRequest, Unavailable, from_inventory
 from bot.yamlio import YamlError, read_config_text
 
 HEADER = (
@@ -63,6 +63,9 @@ class DiscoveryRequest:
     # nowhere (the CLI prints the text).
     out: Path | None = None
     write: bool = True
+    # Replace an existing `out` that is not the merged file itself: a new
+    # inventory over an existing one loses every group, tag, owner and role.
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,10 +166,33 @@ def _base_text(deps: ServiceDeps, request: DiscoveryRequest) -> tuple[str, str]:
         raise BadRequest(str(exc)) from None
 
 
+def _in_place(request: DiscoveryRequest) -> bool:
+    return request.merge is not None and (
+        request.out is None or _same_file(request.out, request.merge)
+    )
+
+
+def _refuse_replacing(request: DiscoveryRequest) -> None:
+    """Before any host is asked: an existing --out is replaced only with
+    --force (a merge into itself is an update, not a replacement)."""
+    out = request.out
+    if not request.write or out is None or request.force or _in_place(request):
+        return
+    if not (out.exists() or out.is_symlink()):
+        return
+    if request.merge is None:
+        raise BadRequest(
+            f"{out} exists: pass --force to replace it, or --merge {out} to update it "
+            "(keeping its groups, tags, owners and roles)"
+        )
+    raise BadRequest(f"{out} exists: pass --force to replace it, or name a new file")
+
+
 def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
     """Ask the hosts, plan the merge, check the result, write it when asked."""
     started = time.perf_counter()
     hosts = select_hosts(deps.inventory, request.hosts, request.groups)
+    _refuse_replacing(request)
     base_text, source = _base_text(deps, request)
     try:
         current = parse_inventory(base_text, source) if request.merge else None
@@ -178,6 +204,11 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
     except (DocumentError, ValueError) as exc:
         raise BadRequest(f"{source}: {exc}") from None
     found, answered, unreachable, timings = _gather(deps, hosts)
+    if request.write and hosts and not answered:
+        # An inventory of no host's answers is no inventory: printed or
+        # written it would read as "these hosts hold no VMs".
+        said = "; ".join(f"{name}: {why}" for name, why in unreachable.items())
+        raise Unavailable(f"no host answered ({said}): nothing was written")
     scope = Scope(
         asked=tuple(h.name for h in hosts),
         answered=tuple(answered),
@@ -197,10 +228,7 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
         ) from None
     written: Path | None = None
     left: Path | None = None
-    in_place = request.merge is not None and (
-        request.out is None or _same_file(request.out, request.merge)
-    )
-    if request.write and in_place and not plan.changed:
+    if request.write and _in_place(request) and not plan.changed:
         # Nothing to change: the file is not rewritten (its bytes, its
         # modification time and its place in version control stay as they are).
         left = request.merge

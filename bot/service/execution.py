@@ -80,6 +80,8 @@ def _token(job: JobContext) -> str:
 
 def _why_not_checked(exc: Exception) -> str:
     """What stopped the re-check, without the request-time advice."""
+    if isinstance(exc, HostUnavailable) and exc.login_failed:
+        return f"could not check {exc.vm}: the bot could not log in to {exc.host} ({exc.error})"
     if isinstance(exc, HostUnavailable):
         return f"could not check {exc.vm}: {exc.host} could not be reached ({exc.error})"
     return str(exc)
@@ -412,6 +414,8 @@ class HostJobs:
         the host cannot be asked."""
         assert change.id is not None
         vm = self.inventory.vm_by_id(change.vm_id)
+        # Both callers have just followed the VM to its node (or know it
+        # cannot have moved): asked there, not located a second time.
         decision, facts = self.decider.decide_seeing(
             vm,
             action,
@@ -419,6 +423,7 @@ class HostJobs:
             checkpoint_type=change.checkpoint_type,
             ttl=timedelta(seconds=change.ttl_seconds) if action is Action.CREATE else None,
             change=None if action is Action.CREATE else change,
+            found_on=change.host,
         )
         if decision.verdict is Verdict.DENY:
             return "; ".join(decision.reasons), facts

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import select
 
 from bot.changes.record import parse_ref
-from bot.domain import BatchRef, ChangeRef, canonical_guid
+from bot.domain import TOO_MANY_DIGITS, BatchRef, ChangeRef, canonical_guid
 from bot.service.errors import BadRequest, NotFound, from_inventory
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
@@ -104,8 +104,10 @@ def find_change(ctx: ServiceDeps, ref: str) -> int:
                 "checkpoint it did not take"
             )
         change_id = owner.id
-    if change_id is None and ChangeRef.typed(text):
-        raise NotFound(f"no change {text.upper()}")
+    if change_id is None and ChangeRef.too_long(text):
+        # A number no change id can have: saying only "no change" would
+        # leave the operator looking for a change that was never possible.
+        raise NotFound(f"no change {text.upper()}: {TOO_MANY_DIGITS}")
     if change_id is None and BatchRef.typed(text):
         raise BadRequest(_not_a_change(text))
     if change_id is None:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from bot.hyperv import HyperVError, HyperVHost, VMNotFound
+from bot.hyperv import HostAuthError, HyperVError, HyperVHost, VMNotFound
 from bot.hyperv.fanout import ask_hosts
 from bot.inventory import VM, Inventory
 from bot.service.errors import NotFound, Unavailable
@@ -47,16 +47,27 @@ __all__ = [
 
 class HostUnavailable(Unavailable):
     """The facts a decision needs could not be gathered because the host
-    could not be asked: nothing was decided, and asking again later may work."""
+    could not be asked: nothing was decided, and asking again later may work.
+    `login_failed`: the bot could not log in (a credential missing or
+    refused), which asking again does not fix: the credential must be."""
 
-    def __init__(self, vm: str, host: str, error: str) -> None:
-        super().__init__(
-            f"could not check {vm}: {host} could not be reached ({error}); nothing was "
-            "decided or recorded, try again once it answers"
-        )
+    def __init__(self, vm: str, host: str, error: str, *, login_failed: bool = False) -> None:
+        if login_failed:
+            said = (
+                f"could not check {vm}: the bot could not log in to {host} ({error}); nothing "
+                "was decided or recorded, and trying again will not help until the "
+                "credential is fixed"
+            )
+        else:
+            said = (
+                f"could not check {vm}: {host} could not be reached ({error}); nothing was "
+                "decided or recorded, try again once it answers"
+            )
+        super().__init__(said)
         self.vm = vm
         self.host = host
         self.error = error
+        self.login_failed = login_failed
 
 
 class NotOnCluster(NotFound):
@@ -149,7 +160,9 @@ def owner_of(vm: VM, group: str, answers: Sequence[Answer]) -> str:
     if failed:
         name, error = failed[0]
         assert isinstance(error, HyperVError)
-        raise HostUnavailable(vm.name, name, error.message)
+        raise HostUnavailable(
+            vm.name, name, error.message, login_failed=isinstance(error, HostAuthError)
+        )
     asked = [name for name, _result in answers]
     # A standalone host's own words say enough; a cluster's are all alike.
     only = answers[0][1] if len(answers) == 1 else None

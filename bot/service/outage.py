@@ -8,9 +8,17 @@ committed writes of the current thread).
 
 from __future__ import annotations
 
+from bot.config import ConfigError
+from bot.store.db import bad_connection_option
 from bot.store.outage import committed_writes, is_transient
 
-__all__ = ["DATABASE_DOWN", "DATABASE_DOWN_PART_WAY", "committed_writes", "outage_message"]
+__all__ = [
+    "DATABASE_DOWN",
+    "DATABASE_DOWN_PART_WAY",
+    "committed_writes",
+    "misconfigured_database",
+    "outage_message",
+]
 
 DATABASE_DOWN = "the database is unavailable; nothing was changed, try again in a minute"
 DATABASE_DOWN_PART_WAY = (
@@ -28,3 +36,19 @@ def outage_message(exc: BaseException, writes_before: int) -> str | None:
     if committed_writes() == writes_before:
         return DATABASE_DOWN
     return DATABASE_DOWN_PART_WAY
+
+
+def misconfigured_database(exc: BaseException, label: str) -> ConfigError | None:
+    """`exc` as the configuration error it is when the driver refused one
+    of the database URL's connection options (an invalid sslmode, an
+    unknown option, a non-integer timeout), else None. The driver raises
+    these as it does an unreachable server, but no retry can fix them:
+    whoever opens the database says so instead of "try again". `label` is
+    the settings' `database_label` (its password hidden)."""
+    said = bad_connection_option(exc)
+    if said is None:
+        return None
+    return ConfigError(
+        f"the database URL {label} has a connection option the driver refuses: {said}; "
+        "fix DATABASE_URL (or database_url_file)"
+    )

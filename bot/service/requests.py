@@ -30,7 +30,7 @@ from bot.domain import (
     canonical_guid,
     user_mention,
 )
-from bot.durations import DurationError, parse_duration
+from bot.durations import DurationError, format_duration, parse_duration
 from bot.jobs import JobKind
 from bot.reasons import EXAMPLE, ReasonError, check_reason
 from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
@@ -52,6 +52,7 @@ from bot.store.tables.changes import Change
 from policies import Action, Decision, Verdict
 
 if TYPE_CHECKING:
+    from bot.inventory import VM
     from bot.service.deps import ServiceDeps
 
 
@@ -87,8 +88,41 @@ def _duration(text: str, what: str) -> timedelta:
         raise BadRequest(f"{what}: {exc}") from None
 
 
+def lifetime_limit(ctx: ServiceDeps, vm: VM) -> timedelta:
+    """How long the policy lets `vm`'s checkpoints live (the ttl rule's
+    `max` for its scope)."""
+    from policies.rules.lifetime import TTLParams
+
+    rule, _decided = ctx.policy.rule_settings("ttl", ctx.decider.inventory_facts(vm))
+    assert isinstance(rule.params, TTLParams)
+    return rule.params.max
+
+
+def too_long_for(ctx: ServiceDeps, vm: VM, text: str) -> str:
+    """A lifetime past every duration's bound, in the words of the bound
+    that matters: the policy's, for this VM (not the parser's year)."""
+    limit = format_duration(lifetime_limit(ctx, vm))
+    return (
+        f"'{text.strip()}' is too long: {vm.name}'s checkpoints live at most {limit} (the policy)"
+    )
+
+
+def lifetime_too_long(ctx: ServiceDeps, vm_name: str, text: str) -> str | None:
+    """`too_long_for` the VM named `vm_name` (the create form's TTL field);
+    None when the inventory has no such VM (its own field says so)."""
+    try:
+        vm = ctx.inventory.vm(vm_name)
+    except LookupError:
+        return None
+    return too_long_for(ctx, vm, text)
+
+
 def validate_create(
-    ctx: ServiceDeps, reason: str | None, ctype: str | None, ttl: str | None
+    ctx: ServiceDeps,
+    reason: str | None,
+    ctype: str | None,
+    ttl: str | None,
+    vm: VM | None = None,
 ) -> tuple[str, str, timedelta | None]:
     try:
         text = check_reason(reason)
@@ -101,7 +135,14 @@ def validate_create(
         raise BadRequest(
             f"unknown checkpoint type '{ctype}': use one of {', '.join(CheckpointKind)}"
         )
-    return text, kind, _duration(ttl, "--ttl") if ttl is not None else None
+    if ttl is None:
+        return text, kind, None
+    try:
+        return text, kind, parse_duration(ttl)
+    except DurationError as exc:
+        if exc.too_long and vm is not None:
+            raise BadRequest(f"--ttl: {too_long_for(ctx, vm, ttl)}") from None
+        raise BadRequest(f"--ttl: {exc}") from None
 
 
 def _summary(decision: Decision) -> str:
@@ -158,7 +199,7 @@ def request_checkpoint(
     allows waits for that approval with the rest of its wave."""
     who = requester if isinstance(requester, Principal) else Principal(requester, channel=channel)
     vm = resolve_vm(ctx, vm_name, wave=batch_id is None)
-    text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl)
+    text, kind, lifetime = validate_create(ctx, reason, checkpoint_type, ttl, vm)
     if at is not None:
         check_future(at, ctx.clock())
     decision = ctx.decider.decide(

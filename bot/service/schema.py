@@ -10,6 +10,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.config import Settings
 from bot.service.errors import Unavailable
+from bot.service.outage import misconfigured_database
 from bot.store import migrate
 from bot.store.db import driver_reason, make_engine
 
@@ -36,7 +37,9 @@ def upgrade_schema(settings: Settings) -> SchemaChange:
         migrate.upgrade(engine)
         after = migrate.current_revision(engine)
     except (OperationalError, InterfaceError) as exc:
-        raise Unavailable(f"{label}: the database does not answer: {driver_reason(exc)}") from None
+        raise misconfigured_database(exc, label) or Unavailable(
+            f"{label}: the database does not answer: {driver_reason(exc)}"
+        ) from None
     finally:
         engine.dispose()
     return SchemaChange(label, before, after)
@@ -84,7 +87,9 @@ def schema_status(settings: Settings) -> SchemaStatus:
     try:
         current = migrate.current_revision(engine)
     except (OperationalError, InterfaceError) as exc:
-        raise Unavailable(f"{label}: the database does not answer: {driver_reason(exc)}") from None
+        raise misconfigured_database(exc, label) or Unavailable(
+            f"{label}: the database does not answer: {driver_reason(exc)}"
+        ) from None
     finally:
         engine.dispose()
     ids = [rev for rev, _ in known]

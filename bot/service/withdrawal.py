@@ -13,7 +13,7 @@ from bot.changes.record import ConcurrentUpdate, get_change, note, transition
 from bot.domain import ApprovalState, user_mention
 from bot.jobs import JobKind
 from bot.service.approvals import ApprovalOutcome
-from bot.service.binding import Stale, Target, bound_request
+from bot.service.binding import Stale, Target, bound_request, pending_requests
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden
 from bot.service.finding import find_change
@@ -22,6 +22,8 @@ from bot.store.db import session_scope
 from bot.store.tables import change_ref
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from bot.service.deps import ServiceDeps
 
 
@@ -41,6 +43,8 @@ def withdraw(
     try:
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
+            if aim.request_id is None and aim.version is None:
+                _refuse_if_nothing_waits(s, change_id, State(change.state))
             request = bound_request(s, change, aim, "withdraw")
             if request.requested_by != who.id:
                 raise Forbidden(
@@ -94,6 +98,19 @@ def withdraw(
         required,
         request_id=request_id,
     )
+
+
+def _refuse_if_nothing_waits(s: Session, change_id: int, state: State) -> None:
+    """Conflict, saying the change's state, when no request of it waits:
+    "nothing waiting for approval" would read as if it once waited, about a
+    change that was scheduled, or that is already withdrawn."""
+    if pending_requests(s, change_id):
+        return
+    ref = change_ref(change_id)
+    if state is State.WITHDRAWN:
+        raise Conflict(f"{ref} is already withdrawn: there is nothing left to withdraw")
+    said = state.value.replace("_", " ")
+    raise Conflict(f"{ref} is {said} and has nothing waiting for approval: nothing to withdraw")
 
 
 def cancel_scheduled(ctx: ServiceDeps, change_id: int, who: Principal) -> ApprovalOutcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -25,6 +26,40 @@ def driver_reason(exc: BaseException) -> str:
     said = orig if isinstance(orig, BaseException) else exc
     lines = [line.strip() for line in str(said).splitlines() if line.strip()]
     return lines[0] if lines else type(said).__name__
+
+
+# What libpq (and psycopg, which checks a few options itself) says of a
+# connection option it cannot use, before any connection is tried: the
+# URL is wrong, so retrying cannot help. Refused, timed out and unresolved
+# hosts are absent on purpose: those may answer in a minute. libpq's words,
+# from fe-connect.c; the text is matched anywhere, because libpq may put
+# "connection to server at ... failed:" before it.
+_BAD_OPTION = re.compile(
+    r"invalid connection option \"|invalid URI query parameter|"
+    r"invalid integer value \"|invalid port number|"
+    r"invalid [a-z_]+ value: \"|bad value for [a-z_]+:|"
+    r"value \"[^\"]*\" invalid when SSL support is not compiled in|"
+    r"weak sslmode \"|invalid SSL protocol version range|"
+    r"could not match \d+ (?:host names|port numbers) to|"
+    r"missing \"=\" after \"|unterminated quoted string in connection info string|"
+    r"invalid percent-encoded token"
+)
+
+
+def bad_connection_option(exc: BaseException) -> str | None:
+    """What the driver said of a connection option it refuses (an invalid
+    sslmode, an unknown option, a non-integer timeout), from the first such
+    line on; None when `exc` is anything else, an unreachable server
+    included."""
+    orig = getattr(exc, "orig", None)
+    said = orig if isinstance(orig, BaseException) else exc
+    if type(said).__module__.split(".")[0] != "psycopg":
+        return None
+    for line in str(said).splitlines():
+        found = _BAD_OPTION.search(line)
+        if found is not None:
+            return line[found.start() :].strip()
+    return None
 
 
 def default_sqlite_url(workdir: Path) -> str:

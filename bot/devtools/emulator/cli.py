@@ -18,7 +18,7 @@ import click
 from bot.devtools.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
 from bot.devtools.emulator.faults import SPEC_HELP
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
-from bot.devtools.emulator.server import DEFAULT_USERS, TlsIdentity
+from bot.devtools.emulator.server import DEFAULT_USERS, CannotListen, TlsIdentity
 from bot.devtools.hostmodel import (
     HostModelError,
     HostStateStore,
@@ -180,20 +180,27 @@ def emulator(
             raise click.UsageError(f"environment variable {password_env} is not set")
         users = {user: password}
     log = EmulatorLog(mirror=log_file)
-    fleet = EmulatedFleet.start(
-        _store(database),
-        hosts=list(host_names) or None,
-        model=model,
-        base_port=port,
-        users=users,
-        auth=("basic", "ntlm", "kerberos") if keytab else ("basic", "ntlm"),
-        latency_ms=latency_ms,
-        faults=faults,
-        log=log,
-        keytab=keytab,
-        tls=tls,
-        allow_unencrypted=allow_unencrypted,
-    )
+    try:
+        fleet = EmulatedFleet.start(
+            _store(database),
+            hosts=list(host_names) or None,
+            model=model,
+            base_port=port,
+            users=users,
+            auth=("basic", "ntlm", "kerberos") if keytab else ("basic", "ntlm"),
+            latency_ms=latency_ms,
+            faults=faults,
+            log=log,
+            keytab=keytab,
+            tls=tls,
+            allow_unencrypted=allow_unencrypted,
+        )
+    except CannotListen as exc:
+        log.close()
+        # As `demo --port` says it: one line, exit 2 (the servers already
+        # started were stopped by EmulatedFleet.start).
+        hint = ": pass --port N (0 picks free ones)" if port else ""
+        raise click.ClickException(f"{exc}{hint}") from None
     done = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

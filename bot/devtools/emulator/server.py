@@ -98,6 +98,17 @@ class Logon:
     principal: str
 
 
+class CannotListen(OSError):
+    """A host's endpoint could not bind its port (taken, or not allowed)."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.host, self.port = host, port
+
+    def __str__(self) -> str:
+        return f"cannot serve {self.host} on {LOOPBACK}:{self.port}: {self.strerror}"
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = True  # server_close() joins the connection threads
@@ -110,8 +121,10 @@ class _HTTPServer(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         self.tls = emulator.tls.context() if emulator.tls is not None else None
-        super().__init__(address, _Handler)
+        # Before the bind: a port that is taken makes TCPServer.__init__
+        # call server_close(), which closes these too.
         self._wake_reader, self._wake_writer = socket.socketpair()
+        super().__init__(address, _Handler)
         self._stop_requested = False
         self._served = threading.Event()
 
@@ -429,6 +442,8 @@ class EmulatorServer:
         return f"{scheme}://{LOOPBACK}:{self._port}/wsman"
 
     def start(self) -> EmulatorServer:
+        """Listen; CannotListen when the port cannot be bound (nothing is
+        left open then: the server can be started again)."""
         with self._lock:
             if self._started:
                 return self
@@ -437,16 +452,21 @@ class EmulatorServer:
             self.stopping.clear()
             self._started = True
             self._port = self._requested_port
+            try:
+                self._listen()
+            except BaseException:
+                self.stop()
+                raise
             if self._faults.refuse:
-                # Bind once to learn the port, then stop listening.
-                self._listen()
+                # Bound once to learn the port; now refuse connections.
                 self._stop_listening()
-            else:
-                self._listen()
         return self
 
     def _listen(self) -> None:
-        httpd = _HTTPServer((LOOPBACK, self._port), self)
+        try:
+            httpd = _HTTPServer((LOOPBACK, self._port), self)
+        except OSError as exc:
+            raise CannotListen(self.host.name, self._port, exc) from exc
         self._port = httpd.server_address[1]
         self._httpd = httpd
         self._thread = threading.Thread(

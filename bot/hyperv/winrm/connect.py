@@ -35,7 +35,7 @@ from pypsrp.wsman import WSMan
 from bot.hyperv.errors import HostAuthError, HostUnreachable, HyperVError
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory.models import AuthMethod, Host, Transport
-from bot.secrets import Secret, SecretError, secret_from
+from bot.secrets import Secret, SecretError, secret_from, unset_or_empty
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,10 @@ class Credentials:
         if ref.username_env is not None:
             username = self._env.get(ref.username_env) or None
             if username is None:
-                raise HostAuthError(f"no user name: ${ref.username_env} is not set", host=host.name)
+                raise HostAuthError(
+                    f"no user name: {unset_or_empty(ref.username_env, self._env)}",
+                    host=host.name,
+                )
         try:
             password = secret_from(
                 env_name=ref.password_env,
@@ -103,7 +106,9 @@ class Credentials:
         except SecretError as exc:
             raise HostAuthError(str(exc), host=host.name) from None
         if password is None and ref.password_env is not None:
-            raise HostAuthError(f"no password: ${ref.password_env} is not set", host=host.name)
+            raise HostAuthError(
+                f"no password: {unset_or_empty(ref.password_env, self._env)}", host=host.name
+            )
         if ref.keytab_file is not None:
             return HostCredential(username=username, keytab=ref.keytab_file)
         if password is None and AuthMethod(host.auth) in _KERBEROS_AUTHS:
@@ -128,6 +133,37 @@ class Credentials:
 
 
 _KERBEROS_AUTHS = (AuthMethod.KERBEROS, AuthMethod.NEGOTIATE)
+
+
+def what_to_check(host: Host) -> str:
+    """Where the credential the host refused comes from, named by the
+    inventory's fields and variables (never their values): what an operator
+    fixes, since asking again with the same one fails again."""
+    ref = host.credential
+    where = f"the inventory's credential for {host.name}"
+    if ref is None:
+        return (
+            f"{where} is the bot's own Kerberos identity: check its ticket or keytab "
+            f"(${CCACHE_ENV}, ${CLIENT_KEYTAB_ENV}) and that the host's key is current"
+        )
+    user = (
+        f"the user name in ${ref.username_env}"
+        if ref.username_env is not None
+        else f"user {ref.username}"
+        if ref.username is not None
+        else "the user name"
+    )
+    if ref.keytab_file is not None:
+        kept = f"keytab_file {ref.keytab_file}"
+    elif ref.password_env is not None:
+        kept = f"the password in ${ref.password_env} (password_env)"
+    elif ref.password_file is not None:
+        kept = f"the password in {ref.password_file} (password_file)"
+    elif ref.certificate_pem is not None:
+        kept = f"certificate_pem {ref.certificate_pem}"
+    else:
+        kept = "its password"
+    return f"check {where}: {user} and {kept}"
 
 
 def _check_kerberos(host: Host, credential: HostCredential) -> None:

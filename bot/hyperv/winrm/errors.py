@@ -27,6 +27,7 @@ from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportErr
 from spnego.exceptions import SpnegoError
 
 from bot.hyperv.errors import (
+    CREDENTIALS_REJECTED,
     CheckpointLimitReached,
     CheckpointNotFound,
     CheckpointsDisabled,
@@ -182,7 +183,11 @@ def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
     if isinstance(exc, HyperVError):
         return exc
     if isinstance(exc, AuthenticationError):
-        return HostAuthError(f"{what}: the host rejected the credentials ({exc})", host=host)
+        return HostAuthError(
+            f"{what}: the host rejected the credentials ({exc})",
+            host=host,
+            error_id=CREDENTIALS_REJECTED,
+        )
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return HostTimeout(f"{what}: no answer in time", host=host, category="OperationTimeout")
     if isinstance(exc, requests.exceptions.SSLError):

@@ -23,8 +23,10 @@ from typing import Any, Protocol, TypeVar
 
 from bot.domain import is_canonical_guid
 from bot.hyperv.errors import (
+    CREDENTIALS_REJECTED,
     CheckpointNotFound,
     CommandNotVisible,
+    HostAuthError,
     HostUnreachable,
     NotFoundError,
     PowerShellError,
@@ -40,7 +42,7 @@ from bot.hyperv.types import (
 )
 from bot.hyperv.winrm import commands as cmds
 from bot.hyperv.winrm import mapping as mapping
-from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_factory
+from bot.hyperv.winrm.connect import Credentials, HostCredential, what_to_check, wsman_factory
 from bot.hyperv.winrm.errors import error_from_records
 from bot.hyperv.winrm.idle import IdleReaper
 from bot.hyperv.winrm.pool import (
@@ -147,6 +149,17 @@ class WinRMHost:
             try:
                 outcome = self._session.run(pipeline)
                 break
+            except HostAuthError as exc:
+                if exc.error_id != CREDENTIALS_REJECTED:
+                    raise
+                # Only the host spec knows where the refused credential came
+                # from: the pool that saw the 401 knows the host's name only.
+                raise HostAuthError(
+                    f"{exc.message}; {what_to_check(self._host)}",
+                    host=exc.host,
+                    category=exc.category,
+                    error_id=exc.error_id,
+                ) from exc
             except HostUnreachable as exc:
                 # A certificate that does not validate will not on a retry either.
                 if attempt == attempts or exc.category == "SecurityError":
