@@ -126,7 +126,7 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
     # The root turns "rolled back" as soon as the change does; its reply is
     # posted a moment later (paced), so wait for the reply itself.
     messages = thread.get_by_test_id("thread-messages").last
-    expect(messages).to_contain_text("rolled back by checkpoint-bot", timeout=WAIT_MS)
+    expect(messages).to_contain_text("rolled back as @alice asked", timeout=WAIT_MS)
     shot(page, "04-rolled-back-thread.png")
 
     # The thread is the record: one reply per step that matters, in order,
@@ -136,10 +136,10 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
     steps = [
         "Approval needed to create WEB01",
         "approval by @bob",
-        "created by checkpoint-bot",
+        "created as @alice asked",
         "Approval needed to roll back WEB01",
         "approval by @bob",
-        "rolled back by checkpoint-bot",
+        "rolled back as @alice asked",
     ]
     at = 0
     for step in steps:

@@ -119,7 +119,7 @@ def test_a_phone_sized_window(page: Page) -> None:
     # The thread replaces the channel, at the window's full width.
     root.get_by_test_id("open-thread").click()
     thread = page.get_by_test_id("thread-pane")
-    expect(thread).to_contain_text("created by checkpoint-bot", timeout=WAIT_MS)
+    expect(thread).to_contain_text("created as @alice asked", timeout=WAIT_MS)
     expect(page.get_by_test_id("channel-messages")).to_be_hidden()
     box = box_of(thread)
     assert box["width"] >= PHONE["width"] - 1
@@ -148,7 +148,7 @@ def test_a_tablet_with_a_thread_open(page: Page) -> None:
     expect(root.get_by_test_id("open-thread")).to_be_visible(timeout=WAIT_MS)
     root.get_by_test_id("open-thread").click()
     thread = page.get_by_test_id("thread-pane")
-    expect(thread).to_contain_text("created by checkpoint-bot", timeout=WAIT_MS)
+    expect(thread).to_contain_text("created as @alice asked", timeout=WAIT_MS)
     # Its last reply (STG-APP01's guest VSS is broken: Hyper-V fell back to
     # a standard checkpoint): the thread is measured whole.
     expect(thread).to_contain_text("fell back to a standard checkpoint", timeout=WAIT_MS)
@@ -179,7 +179,7 @@ def test_a_small_laptop_shows_channel_and_thread_side_by_side(page: Page) -> Non
     expect(root.get_by_test_id("open-thread")).to_be_visible(timeout=WAIT_MS)
     root.get_by_test_id("open-thread").click()
     thread = page.get_by_test_id("thread-pane")
-    expect(thread).to_contain_text("created by checkpoint-bot", timeout=WAIT_MS)
+    expect(thread).to_contain_text("created as @alice asked", timeout=WAIT_MS)
     no_sideways_scroll(page)
     channel = box_of(page.get_by_test_id("channel-messages").locator(".msg-body").first)
     pane = box_of(thread)

@@ -271,8 +271,9 @@ def test_full_flow_the_thread_tells_the_whole_story_in_order(tmp_path: Path) -> 
         story = [
             ("request_approval", "Approval needed"),
             ("approval", "approval* by <@U0BOB>"),
-            ("created", "created* by"),
-            ("rolled_back", "rolled back* by"),
+            # The bot did it; the thread names who asked.
+            ("created", "created* as <@U0ALICE> asked"),
+            ("rolled_back", "rolled back* as <@U0ALICE> asked"),
         ]
         bot.api.wait_for(
             lambda cs: (
@@ -289,6 +290,7 @@ def test_full_flow_the_thread_tells_the_whole_story_in_order(tmp_path: Path) -> 
     assert all(c.body["ts"] == thread_ts and c.body["channel"] == "C0OPS" for c in updates)
     final = updates[-1].body
     assert final["text"].endswith("rolled back")
+    assert "*Last:* rolled back as <@U0ALICE> asked" in shown(final)
     assert button(final, "checkpoint:merge") and not button(final, "checkpoint:approve")
 
     # One reply per step that matters, in order, telling the story.

@@ -321,7 +321,12 @@ class HostJobs:
             job.change_id,
             Command.CREATED,
             f"{asked}{taken.kind.value} checkpoint {checkpoint.id} taken in {self._took(started)}",
-            details={"taken": taken.kind.value, "evidence": taken.evidence},
+            # The thread names who asked, not only the bot that did it.
+            details={
+                "taken": taken.kind.value,
+                "evidence": taken.evidence,
+                "asked_by": change.requester,
+            },
             checkpoint_id=checkpoint.id,
             checkpoint_name=checkpoint.name,
             expires_at=expires,
@@ -384,6 +389,15 @@ class HostJobs:
             f"not started: {message}; nothing was done on the host, request it again",
         )
         return {"not_started": message}
+
+    def _asked_by(self, job: JobContext, change: Change) -> str:
+        """Who asked for this job (its payload; older jobs: whoever moved the
+        change into its state), without resolving their groups."""
+        asked = job.payload.get("requester")
+        if isinstance(asked, dict) and asked.get("id"):
+            return str(asked["id"])
+        assert change.id is not None
+        return self._last_actor_and_team(change.id)[0]
 
     def _job_requester(self, job: JobContext, change: Change) -> Principal:
         """Who asked for this job, as of now: captured in its payload (older
@@ -560,7 +574,7 @@ class HostJobs:
             Command.ROLLED_BACK,
             f"restored checkpoint {change.checkpoint_id} in {self._took(began)}; "
             f"{change.vm_name} {state_text}",
-            details={"vm_state": after.state.name, "started": started},
+            details={"vm_state": after.state.name, "started": started, "asked_by": who.id},
             vm_state_after=after.state.name,
         )
         return {"vm_state": after.state.name, "started": started}
@@ -630,5 +644,6 @@ class HostJobs:
             job.change_id,
             Command.MERGED,
             f"checkpoint {change.checkpoint_id} removed and merged in {format_duration(took)}",
+            details={"asked_by": self._asked_by(job, change)},
         )
         return {"merge_seconds": round(took.total_seconds(), 1)}
