@@ -351,6 +351,9 @@ class Settings:
     sweep: SweepConfig
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     batches: BatchesConfig = field(default_factory=BatchesConfig)
+    # A config file that names neither a database nor a `workdir`: the record
+    # is var/checkpoint-bot.db under whichever directory the command ran in.
+    database_from_cwd: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -493,6 +496,7 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
         policy_files=((base / parsed.policy).resolve(),) if parsed.policy else (),
         database_url=url or default_sqlite_url(workdir),
         workdir=workdir,
+        database_from_cwd=not url and not parsed.workdir,
         hyperv=_resolved_hyperv(parsed.hyperv, base),
         jobs=parsed.jobs,
         defaults=parsed.defaults,

@@ -370,9 +370,19 @@ def prepare_database(settings: Settings, engine: Engine) -> None:
     current, head = migrate.current_revision(engine), migrate.head_revision()
     if current != head:
         has = "has no schema yet" if current is None else f"is at schema {current}"
+        where = ""
+        if current is None and settings.database_from_cwd:
+            # Seen: a command run from another directory found an empty
+            # record there; upgrading it would split the deployment's record.
+            where = (
+                f"; or, if this deployment's record is elsewhere, run from its directory or set "
+                f"database_url (or workdir) in {settings.config_path}: without them the record "
+                "is var/checkpoint-bot.db under the directory the command runs in "
+                f"({settings.workdir})"
+            )
         raise SchemaOutOfDate(
             f"the database ({settings.database_label}) {has}, this release needs {head}: "
-            "run 'checkpoint-bot db upgrade'"
+            f"run 'checkpoint-bot db upgrade'{where}"
         )
 
 

@@ -465,3 +465,36 @@ def test_the_test_process_environment_does_not_reach_the_command(
     audit = invoke(tmp_path, "audit", "export", "--format", "jsonl")
     actors = {json.loads(line)["actor"] for line in audit.stdout.splitlines()}
     assert "cli:tester" in actors and not any("leaked" in a for a in actors), actors
+
+
+def test_a_config_without_a_database_run_from_elsewhere_says_where_its_record_is(
+    tmp_path: Path,
+) -> None:
+    # Seen: run from another directory, a config that names no database
+    # found an empty record there and said only "run db upgrade", which
+    # would have split the deployment's record in two.
+    from bot.inventory import demo_inventory_path
+
+    deployment, elsewhere = tmp_path / "dep", tmp_path / "sub"
+    deployment.mkdir()
+    elsewhere.mkdir()
+    config = deployment / "bot.yaml"
+    config.write_text(
+        f"inventory: {demo_inventory_path()}\nhyperv: {{backend: simulator}}\n", encoding="utf-8"
+    )
+    assert invoke(deployment, "--config", str(config), "db", "upgrade").returncode == 0
+    there = invoke(elsewhere, "--config", str(config), "change", "list")
+    assert there.returncode == 2
+    said = one_line_error(there)
+    assert "has no schema yet" in said and "run 'checkpoint-bot db upgrade'" in said
+    assert f"set database_url (or workdir) in {config}" in said
+    assert f"under the directory the command runs in ({elsewhere})" in said
+    # A config that names its database is told only to upgrade it.
+    named = deployment / "named.yaml"
+    named.write_text(
+        f"inventory: {demo_inventory_path()}\nhyperv: {{backend: simulator}}\n"
+        f"database_url: sqlite:///{tmp_path / 'fresh.db'}\n",
+        encoding="utf-8",
+    )
+    fresh = one_line_error(invoke(elsewhere, "--config", str(named), "change", "list"))
+    assert fresh.endswith("run 'checkpoint-bot db upgrade'")
