@@ -12,6 +12,9 @@ from pathlib import Path
 from bot.clock import Clock, ScaledClock
 from bot.config import Settings, demo_settings
 from bot.context import AppContext, build_context
+from bot.devtools.emulator import EmulatedFleet
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
+from bot.inventory import demo_inventory_path, load_inventory
 from bot.jobs import JobRunner, RunStatus
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -88,3 +91,18 @@ def refused_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def emulated_deployment(workdir: Path, fleet: EmulatedFleet, hyperv: str, extra: str = "") -> Path:
+    """`workdir/bot.yaml`: the demo inventory aimed at `fleet` (each host's
+    emulated port, the emulator's user and password variable), `hyperv:` as
+    given (a YAML flow mapping: `{backend: winrm, call_timeout: 60s}`), and
+    `extra` lines after it. Its path."""
+    inventory = load_inventory(demo_inventory_path())
+    ports = {name: server.port for name, server in fleet.servers.items()}
+    (workdir / "inventory.yaml").write_text(
+        emulated_inventory(inventory, ports, "hvadmin", EMULATOR_PASSWORD_ENV), encoding="utf-8"
+    )
+    config = workdir / "bot.yaml"
+    config.write_text(f"inventory: inventory.yaml\nhyperv: {hyperv}\n{extra}", encoding="utf-8")
+    return config

@@ -292,16 +292,7 @@ def test_a_members_own_rollback_pings_its_approvers_in_the_waves_thread(tmp_path
     posted). Its Roll back on the card gives way to what waits, and a click
     on an older card's Roll back is answered: nothing new was asked."""
     with checked_bot(tmp_path, "") as bot:
-        out = create_batch(
-            bot.ctx,
-            Selection.of(["WEB01", "WEB02"]),
-            reason="KB5044284 wave",
-            requester="U0ALICE",
-            channel="C0TEST",
-        )
-        for o in out.outcomes:
-            assert o.job_id is not None
-            assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        _wave_taken(bot, Selection.of(["WEB01", "WEB02"]), "KB5044284 wave", channel="C0TEST")
         web02 = next(m for m in show_batch(bot.ctx, "BAT-1").members if m.vm_name == "WEB02")
         before = command(bot, "batch BAT-1")
         assert button(before, "checkpoint:rollback") is not None

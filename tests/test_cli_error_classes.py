@@ -22,12 +22,11 @@ from pathlib import Path
 import pytest
 
 from bot.devtools.emulator import EmulatedFleet, Faults
-from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
-from bot.inventory import demo_inventory_path, load_inventory
 from bot.store.db import bad_connection_option, make_engine
 from tests.cli_support import BOT, OPERATOR, invoke, one_line_error
-from tests.helpers import refused_port
+from tests.helpers import emulated_deployment, refused_port
 
 PASSWORD = "Passw0rd!"
 ENV = {EMULATOR_PASSWORD_ENV: PASSWORD, "CHECKPOINT_BOT_SOCKET": "off"}
@@ -39,16 +38,7 @@ def estate(tmp_path: Path) -> Iterator[tuple[Path, EmulatedFleet]]:
     """The demo inventory aimed at an emulated fleet; the schema in place."""
     fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
     try:
-        inventory = load_inventory(demo_inventory_path())
-        ports = {name: server.port for name, server in fleet.servers.items()}
-        (tmp_path / "inventory.yaml").write_text(
-            emulated_inventory(inventory, ports, "hvadmin", EMULATOR_PASSWORD_ENV),
-            encoding="utf-8",
-        )
-        (tmp_path / "bot.yaml").write_text(
-            "inventory: inventory.yaml\nhyperv: {backend: winrm, call_timeout: 60s}\n",
-            encoding="utf-8",
-        )
+        emulated_deployment(tmp_path, fleet, "{backend: winrm, call_timeout: 60s}")
         assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ENV).returncode == 0
         yield tmp_path, fleet
     finally:

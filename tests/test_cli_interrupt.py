@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from bot.devtools.emulator import EmulatedFleet, Faults
-from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
-from bot.inventory import demo_inventory_path, load_inventory
 from tests.cli_support import BOT, OPERATOR, run
+from tests.helpers import emulated_deployment
 
 PASSWORD = "Passw0rd!"
 # A hung call would hold the command this long before; it must not now.
@@ -42,19 +42,13 @@ CREATE = ("checkpoint", "create", "STG-WEB01", "-r", "patch")
 def estate(tmp_path: Path) -> Iterator[tuple[Path, EmulatedFleet]]:
     fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
     try:
-        inventory = load_inventory(demo_inventory_path())
-        ports = {name: server.port for name, server in fleet.servers.items()}
-        (tmp_path / "inventory.yaml").write_text(
-            emulated_inventory(inventory, ports, "hvadmin", EMULATOR_PASSWORD_ENV),
-            encoding="utf-8",
-        )
-        (tmp_path / "bot.yaml").write_text(
-            "inventory: inventory.yaml\n"
-            f"hyperv: {{backend: winrm, call_timeout: {CALL_TIMEOUT_S}s}}\n"
+        emulated_deployment(
+            tmp_path,
+            fleet,
+            f"{{backend: winrm, call_timeout: {CALL_TIMEOUT_S}s}}",
             # The shortest the heartbeat allows (3 x 2 s), so the test sees
             # the claim lapse.
             "jobs: {lock_stale_after: 6s}\n",
-            encoding="utf-8",
         )
         assert run(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ENV).returncode == 0
         yield tmp_path, fleet

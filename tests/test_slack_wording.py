@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.notify import ThreadNotifier
-from bot.service import Selection, Stale, create_batch, show_batch
+from bot.service import Selection, Stale, show_batch
 from handlers import messages
 from templates import Renderer
 from templates.blocks import ActionValue, SlackRenderer
 from tests.slack_support import RunningBot
+from tests.test_batch_slack import _wave_taken
 from tests.test_slack_flow import (
     CREATE_NEEDS_APPROVAL,
     USERGROUPS,
@@ -110,16 +111,7 @@ def test_status_history_shows_the_records_mentions_and_escapes_the_reason(tmp_pa
 
 def test_a_wave_approved_names_its_approver_with_a_mention(tmp_path: Path) -> None:
     with checked_bot(tmp_path, "") as bot:
-        out = create_batch(
-            bot.ctx,
-            Selection.of(["WEB01", "STG-WEB01"]),
-            reason="KB5044284 wave",
-            requester="U0ALICE",
-            channel="C0TEST",
-        )
-        for o in out.outcomes:
-            assert o.job_id is not None
-            assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        _wave_taken(bot, Selection.of(["WEB01", "STG-WEB01"]), "KB5044284 wave", channel="C0TEST")
         reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
         assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
