@@ -69,6 +69,15 @@ class CheckpointKind(enum.StrEnum):
         word = text.strip().lower()
         return next((kind for kind in cls if kind.value == word), None)
 
+    def taken_as_asked(self, taken: str) -> bool:
+        """Whether a checkpoint of kind `taken` is what asking for this kind
+        should give: production-only gives a production checkpoint or none
+        (Hyper-V never falls back to standard), so a production one is it;
+        production falling back to standard is not."""
+        if self is CheckpointKind.PRODUCTION_ONLY:
+            return taken == CheckpointKind.PRODUCTION.value
+        return taken == self.value
+
 
 # The kinds as people write them (`production-only`): what a CLI option
 # offers (a Choice of the enum itself would offer its member names,

@@ -218,21 +218,27 @@ class Commands:
 
     def _windows(self) -> Payload:
         ctx = self.deps.ctx
-        scopes = lookups.window_scopes(ctx)
-        waiting = WindowNotices(ctx)
-        lines = [
-            messages.window_line(
-                w.name,
-                slack_date(w.opens_at),
-                slack_date(w.closes_at),
-                scopes[w.name],
-                # While it is open, its creates may have started already.
-                len(waiting.scheduled_for(w.opens_at, started=w.open_now)),
-                open_now=w.open_now,
-                defined=w.defined,
+        windows = {w.name: w for w in ctx.policy.windows}
+        notices = WindowNotices(ctx)
+        lines = []
+        for w in lookups.upcoming_windows(ctx):
+            # Only what still waits: a create that ran when it opened is no
+            # longer "scheduled" (docs/operations.md, "Change windows").
+            waiting = notices.waiting_for(windows[w.name], w.opens_at)
+            approvals = len(waiting.awaiting_approval)
+            # window_line has no slot for these; they read before the definition.
+            extra = [f"{approvals} waiting for approval"] if approvals else []
+            lines.append(
+                messages.window_line(
+                    w.name,
+                    slack_date(w.opens_at),
+                    slack_date(w.closes_at),
+                    f"applies to {windows[w.name].applies_to}",
+                    len(waiting.scheduled),
+                    open_now=w.open_now,
+                    defined=" · ".join([*extra, w.defined] if w.defined else extra),
+                )
             )
-            for w in lookups.upcoming_windows(ctx)
-        ]
         timed = [messages.scheduled_line(t) for t in scheduled_runs(ctx)]
         if not lines and not timed:
             return self.deps.notice(
@@ -243,7 +249,8 @@ class Commands:
     def _settings(self, request: SettingsRequest, who: Principal) -> Payload:
         ctx = self.deps.ctx
         if not request.is_change:
-            return self.deps.payload("vm_settings", vm=show_settings(ctx, request.vm).vm)
+            shown = show_settings(ctx, request.vm)
+            return self.deps.payload("vm_settings", vm=shown.vm, disagreement=shown.disagreement)
         # For admins, checked by the policy; Forbidden / BadRequest carry the
         # words the requester sees.
         result = change_settings(
@@ -259,4 +266,5 @@ class Commands:
             changed=list(result.changed),
             changed_by=who.id,
             requested=True,
+            disagreement=result.disagreement,
         )

@@ -409,6 +409,12 @@ class Decision:
     def warnings(self) -> list[str]:
         return [o.message for o in self.fired if o.effect is Effect.WARN]
 
+    @property
+    def refusals(self) -> list[str]:
+        """What refuses it: the deny rules that fired (not an approval a
+        refused request would also have needed)."""
+        return [o.message for o in self.fired if o.effect is Effect.DENY]
+
     def outcome(self, rule: str) -> RuleOutcome | None:
         return next((o for o in self.outcomes if o.rule == rule), None)
 

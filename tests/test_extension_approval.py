@@ -55,3 +55,16 @@ def test_an_extension_waiting_for_approval_says_to_when_and_why(tmp_path: Path) 
         home = home_of(bot, "U0CAROL")
         assert f"extend to <!date^{int(new_expiry)}^" in home
         assert "requested by <@U0BOB>" in home  # who asked for it, not the change's requester
+
+        # Carol approves it: the thread says whose extension it was.
+        calls = len(bot.api.calls)
+        approved = shown(command(bot, f"approve {ref}", user="U0CAROL"))
+        assert "approved" in approved
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+        extended = [
+            shown(c.body)
+            for c in replies(bot.api.calls[calls:], thread_ts)
+            if "extended" in shown(c.body)
+        ]
+        assert len(extended) == 1 and "*extended* as <@U0BOB> asked" in extended[0]

@@ -82,3 +82,30 @@ def test_bad_input(ctx: AppContext) -> None:
         change_settings(ctx, "APP01", "U0ADMIN", checkpoint_type="fast")
     with pytest.raises(BadRequest, match="did you mean"):
         change_settings(ctx, "APP1", "U0ADMIN", checkpoint_type="standard")
+
+
+def test_a_change_the_inventory_disagrees_with_says_so(ctx: AppContext) -> None:
+    # Seen in Slack: an admin enabled LEGACY01's checkpoints on the host,
+    # was told "changed", and every create stayed refused: the inventory
+    # still said Disabled, and the guardrails act on the riskier reading.
+    done = change_settings(ctx, "LEGACY01", "U0ADMIN", checkpoint_type="production")
+    assert done.changed == ("CheckpointType Disabled → Production",)
+    assert done.inventory_says == "Disabled"
+    assert done.disagreement == (
+        "the inventory still says CheckpointType Disabled for LEGACY01 (the host: Production); "
+        "the guardrails act on the riskier of the two, so update the inventory to Production "
+        "too (edit it, or 'checkpoint-bot inventory discover --merge FILE')"
+    )
+    assert show_settings(ctx, "LEGACY01").inventory_says == "Disabled"
+    # Where the two agree, nothing is said.
+    agreed = change_settings(ctx, "APP01", "U0ADMIN", checkpoint_type="production")
+    assert agreed.inventory_says is None and agreed.disagreement is None
+
+
+def test_slack_shows_the_disagreement_under_the_change(tmp_path: Path) -> None:
+    from tests.test_slack_flow import checked_bot, command, shown
+
+    with checked_bot(tmp_path, "admins: {users: [U0CAROL]}\n") as bot:
+        said = shown(command(bot, "settings LEGACY01 --type production", user="U0CAROL"))
+        assert "CheckpointType Disabled → Production" in said
+        assert ":warning: The inventory still says CheckpointType Disabled for LEGACY01" in said

@@ -71,8 +71,10 @@ def _note(c: Change, events: list[ChangeEvent]) -> str | None:
     `ChangeView.last_error` reads it; else nothing."""
     if c.state in ("denied", "rejected", "expired"):
         rules = c.decision.get("rules", [])
+        # Denied: what refused it, not an approval it would also have needed.
+        wanted = ("deny",) if c.state == "denied" else ("deny", "needs_approval")
         fired = [
-            r.get("message", "") for r in rules if r.get("fired") and r.get("effect") != "warn"
+            r.get("message", "") for r in rules if r.get("fired") and r.get("effect") in wanted
         ]
         if any(fired):
             return "; ".join(m for m in fired if m)

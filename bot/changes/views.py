@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.changes.lifecycle import Command
+from bot.domain import CheckpointKind
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.jobs import Job
@@ -235,6 +236,15 @@ class ChangeView:
             ):
                 return e
         return None
+
+    @property
+    def taken_as_asked(self) -> bool:
+        """Whether what the host took is what was asked for (no checkpoint
+        yet, or an adopted one that asked for nothing: True)."""
+        asked = CheckpointKind.parse(self.checkpoint_type)
+        if self.taken_type is None or asked is None or self.adopted:
+            return True
+        return asked.taken_as_asked(self.taken_type)
 
     @property
     def adopted(self) -> bool:

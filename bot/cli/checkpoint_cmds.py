@@ -344,6 +344,7 @@ def settings_cmd(
                 "checkpoint_type": info.checkpoint_type.name,
                 "automatic_checkpoints": info.automatic_checkpoints,
                 "changed": list(result.changed),
+                "inventory_checkpoint_type": result.inventory_says,
             }
         )
         return
@@ -354,6 +355,8 @@ def settings_cmd(
     )
     for line in result.changed:
         click.echo(f"  changed: {line} (recorded)")
+    if result.disagreement is not None:
+        click.echo(f"  ! {result.disagreement}")
 
 
 @click.command("list")

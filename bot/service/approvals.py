@@ -335,6 +335,7 @@ def _carry_out(
                     who.id,
                     now,
                     actor_team=who.team,
+                    asked_by=request.requested_by,
                 )
             elif action in ("rollback", "merge"):
                 requester = Principal(

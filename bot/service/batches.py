@@ -107,15 +107,20 @@ class BatchPreview:
         need = strictest(taking) if taking else None
         return need if need is not None and need.verdict is Verdict.NEEDS_APPROVAL else None
 
-    def summary(self) -> str:
-        """ "12 VMs: 9 can be checkpointed, 3 are refused (CORP-DC01: …; …)"."""
+    def summary(self, *, why: bool = True) -> str:
+        """ "12 VMs: 9 can be checkpointed, 3 are refused (CORP-DC01: …; …)":
+        the record's words. `why=False` names the refused VMs only, for a
+        preview whose lines below give each one's reasons."""
         total, ok, refused = len(self.candidates), len(self.takeable), self.refused
         text = f"{total} VM{'s' if total != 1 else ''}: {ok} can be checkpointed"
         if (need := self.wave_approval) is not None and need.approval is not None:
             text += f" after {need.approval.describe()} for the whole wave"
         if refused:
-            named = "; ".join(f"{c.vm}: {c.why}" for c in refused[:_NAMED])
+            shown = [f"{c.vm}: {c.why}" if why else c.vm for c in refused[:_NAMED]]
+            named = ("; " if why else ", ").join(shown)
             more = f"; and {len(refused) - _NAMED} more" if len(refused) > _NAMED else ""
+            if not why and more:
+                more = f" and {len(refused) - _NAMED} more"
             verb = "is" if len(refused) == 1 else "are"
             text += f", {len(refused)} {verb} refused ({named}{more})"
         return text
@@ -167,11 +172,13 @@ def _candidate(
     except ServiceError as exc:
         return Candidate(vm.name, vm.host, None, (), problem=exc.message)
     closed = window_refusal(decision) if at is not None else None
+    # A refused VM is told what refuses it, not an approval it would also need.
+    refused = decision.verdict is Verdict.DENY and decision.refusals
     return Candidate(
         vm.name,
         vm.host,
         decision.verdict,
-        tuple(decision.reasons),
+        tuple(decision.refusals if refused else decision.reasons),
         closed=closed,
         decision=decision,
     )

@@ -646,7 +646,10 @@ def apply_extension(
     now: datetime,
     *,
     actor_team: str | None = None,
+    asked_by: str | None = None,
 ) -> None:
+    """`asked_by`: who asked for it, when that is not `actor` (an approver
+    carrying out an extension someone asked for): the thread names them."""
     old = change.expires_at
     note(
         s,
@@ -658,6 +661,7 @@ def apply_extension(
         message=f"expiry moved from {utc_text(old)} to {utc_text(until)}"
         if old
         else f"expires at {utc_text(until)}",
+        details={"asked_by": asked_by} if asked_by else None,
         expires_at=until,
     )
 

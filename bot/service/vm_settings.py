@@ -5,7 +5,7 @@ Every change is recorded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.domain import SETTING_WORDS, CheckpointKind, group_mention, user_mention
 from bot.hyperv import (
@@ -21,6 +21,7 @@ from bot.store.tables.vm_record import VMSettingChange
 from policies import Action, Effect, is_admin
 
 if TYPE_CHECKING:
+    from bot.inventory import VM
     from bot.service.deps import ServiceDeps
 
 
@@ -29,13 +30,37 @@ class SettingsOutcome:
     vm: VMInfo
     changed: tuple[str, ...] = ()
     record_id: int | None = None
+    # The inventory's CheckpointType when the host's differs (the guardrails
+    # read both and act on the riskier, docs/host-truth.md), else None.
+    inventory_says: str | None = None
+
+    @property
+    def disagreement(self) -> str | None:
+        """What the disagreement means for the next checkpoint, in words
+        (seen: an admin enabled checkpoints on the host, was told "changed",
+        and every create stayed refused on the inventory's Disabled)."""
+        if self.inventory_says is None:
+            return None
+        host = self.vm.checkpoint_type.name
+        return (
+            f"the inventory still says CheckpointType {self.inventory_says} for {self.vm.name} "
+            f"(the host: {host}); the guardrails act on the riskier of the two, so update "
+            f"the inventory to {host} too (edit it, or 'checkpoint-bot inventory discover "
+            "--merge FILE')"
+        )
+
+
+def _outcome(vm: VM, info: VMInfo, **values: Any) -> SettingsOutcome:
+    listed = vm.checkpoint_type.name
+    differs = listed != info.checkpoint_type.name
+    return SettingsOutcome(info, **values, inventory_says=listed if differs else None)
 
 
 def show_settings(ctx: ServiceDeps, vm_name: str) -> SettingsOutcome:
     vm = resolve_vm(ctx, vm_name)
     owner = ctx.decider.locator.locate(vm).host
     try:
-        return SettingsOutcome(ctx.host_for(owner).get_vm(vm.vm_id))
+        return _outcome(vm, ctx.host_for(owner).get_vm(vm.vm_id))
     except HyperVError as exc:
         raise from_host(exc) from None
 
@@ -117,7 +142,7 @@ def change_settings(
             s.add(row)
             s.flush()
             record_id = row.id
-    return SettingsOutcome(after, tuple(changed), record_id)
+    return _outcome(vm, after, changed=tuple(changed), record_id=record_id)
 
 
 def _settings_of(vm: VMInfo) -> dict[str, object]:
