@@ -419,6 +419,35 @@ class _FirstUse:
             fleet.close(wait=wait)
 
 
+def _credentials_check(
+    settings: Settings, inventory: Callable[[], Inventory], env: Mapping[str, str]
+) -> Callable[[], None]:
+    """Every host's credential as the inventory names it, read now (an unset
+    or empty variable, a file that is not there): a process that serves or
+    runs jobs refuses to start, and a reload to apply, on one it cannot
+    read, instead of failing at that host's first call (docs/operations.md,
+    "Changing the config, inventory or policy")."""
+
+    def check() -> None:
+        from bot.hyperv.errors import HyperVError
+        from bot.hyperv.winrm.connect import Credentials
+
+        credentials = Credentials(env)
+        problems = []
+        for host in inventory().hosts:
+            try:
+                credentials.for_host(host)
+            except HyperVError as exc:
+                problems.append(f"{host.name}: {exc.message}")
+        if problems:
+            raise ConfigError(
+                f"inventory {settings.inventory_path.name}: a host's credential cannot be "
+                "read: " + "; ".join(problems)
+            )
+
+    return check
+
+
 def _hosts(
     settings: Settings,
     inventory: Callable[[], Inventory],
@@ -561,9 +590,13 @@ class _Parts:
         ledger: JobLedger,
         worker_id: str,
         metrics: _Lazy[Metrics],
+        checks: tuple[Callable[[], None], ...] = (),
     ) -> None:
         self._settings = settings
         self._inventory = inventory
+        # What `build_all` checks besides building every part (each raises
+        # ConfigError): what a start, or a reload's check, refuses early.
+        self._checks = checks
         self._engine = engine
         self._clock = clock
         self._hosts = hosts
@@ -582,6 +615,8 @@ class _Parts:
     def build_all(self) -> None:
         self.inventory  # noqa: B018 (built for its effect)
         self.runner  # noqa: B018 (built for its effect: the runner needs every other part)
+        for check in self._checks:
+            check()
 
     def built(self) -> frozenset[str]:
         """The parts built so far, by name (what a process has loaded)."""
@@ -763,6 +798,9 @@ def build_context(
         ledger=ledger,
         worker_id=worker_id,
         metrics=lazy_metrics,
+        checks=(_credentials_check(settings, inventory.get, env),)
+        if settings.hyperv.backend == "winrm"
+        else (),
     )
     kind = huey_kind or settings.jobs.queue
     redis_url = env.get("REDIS_URL") or settings.jobs.redis_url

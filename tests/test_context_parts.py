@@ -51,6 +51,51 @@ def test_a_broken_inventory_stops_a_worker_at_its_start_and_the_outbox_still_ans
         ctx.close()
 
 
+def test_a_credential_that_cannot_be_read_stops_a_worker_at_its_start(tmp_path: Path) -> None:
+    """docs/operations.md: a start (and a reload's check) reads every
+    credential the inventory names (seen: a password_env naming an unset
+    variable started, and reloaded, and failed at the host's first call)."""
+    from bot.config import load_settings
+    from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
+    from bot.inventory import demo_inventory_path, load_inventory
+
+    ports = dict.fromkeys(("HV01", "HV02", "HV03"), 5985)
+    text = emulated_inventory(
+        load_inventory(demo_inventory_path()), ports, "hvadmin", EMULATOR_PASSWORD_ENV
+    )
+    (tmp_path / "inventory.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "bot.yaml").write_text(
+        "inventory: inventory.yaml\nhyperv: {backend: winrm}\n", encoding="utf-8"
+    )
+    settings = load_settings(tmp_path / "bot.yaml", {}, tmp_path)
+    from bot.store import migrate
+    from bot.store.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    for env, said in (
+        ({}, "is not set"),
+        ({EMULATOR_PASSWORD_ENV: ""}, "is set but empty"),
+    ):
+        ctx = build_context(settings, env=env, huey_kind="memory")
+        try:
+            with pytest.raises(ConfigError) as refused:
+                ctx.build_all()
+            message = str(refused.value)
+            assert message.startswith(
+                "inventory inventory.yaml: a host's credential cannot be read"
+            )
+            assert "HV01: no password" in message and said in message
+        finally:
+            ctx.close()
+    ctx = build_context(settings, env={EMULATOR_PASSWORD_ENV: "secret"}, huey_kind="memory")
+    try:
+        ctx.build_all()  # readable: no host is asked to check it
+    finally:
+        ctx.close()
+
+
 def test_each_part_is_built_once_however_many_threads_ask(tmp_path: Path) -> None:
     ctx = build_context(settings_for(tmp_path), huey_kind="memory")
     try:

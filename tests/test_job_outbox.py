@@ -31,6 +31,7 @@ from tests.test_slack_flow import (
     quiet_click,
     replies,
     root_button,
+    roots,
     shown,
     slack_problems,
     thread_ts_of,
@@ -142,9 +143,18 @@ def test_queue_down_roll_back_and_approve_say_what_happened_and_run_once_after(
         thread_says(bot, ref, f"the rollback {QUEUE_DOWN}")
     (job,) = jobs_of(bot, created.ref)
     assert (job.kind, job.state, job.delivered_at) == ("create", "queued", None)
+
+    def root_updates() -> int:
+        return sum(c.method == "chat.update" for c in roots(bot.api.calls, direct.ref))
+
+    updated = root_updates()
     time.sleep(10 * TICK)  # ticks while the queue is down change nothing
     assert bot.host_commands("Restore-VMSnapshot") == []
     assert view_of(bot, direct.ref).state == "rolling_back"
+    # Nor do they say the queue is back, or re-post the thread's root (seen:
+    # "the job queue is back" logged, and the root updated, on every tick).
+    assert root_updates() - updated <= 1
+    assert "queue_back" not in [e.kind for e in view_of(bot, direct.ref).events]
 
     redis_server.start()
     back = time.monotonic()

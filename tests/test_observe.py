@@ -411,6 +411,37 @@ def test_database_gauges_per_host_group(ctx: AppContext) -> None:
     assert gauge("database_up") == 1
 
 
+def test_interrupted_jobs_count_until_their_change_is_reconciled(ctx: AppContext) -> None:
+    """The alert on this gauge says "interrupted and not yet reconciled":
+    a job row stays `interrupted` as history, so only those whose change
+    still waits count (seen: 2.0 for ever after one crash)."""
+    from sqlmodel import select
+
+    now = ctx.clock()
+    day = timedelta(days=1)
+    add_change(ctx.engine, host="HV01", state="creating", created=now, cid="c1", ttl=day)
+    add_change(ctx.engine, host="HV01", state="interrupted", created=now, cid="c2", ttl=day)
+    add_change(ctx.engine, host="HV01", state="active", created=now, cid="c3", ttl=day)
+    with session_scope(ctx.engine) as s:
+        ids = {c.checkpoint_id: c.id for c in s.exec(select(Change)).all()}
+        for cid in ("c1", "c2", "c3"):
+            s.add(
+                Job(
+                    idempotency_key=f"i-{cid}",
+                    kind="create",
+                    vm_id=f"vm-{cid}",
+                    host="HV01",
+                    state="interrupted",
+                    change_id=ids[cid],
+                    created_at=now,
+                )
+            )
+    metrics = Metrics()
+    metrics.add_collector(DatabaseGauges(ctx.engine, ctx.inventory, lambda: now))
+    # c1 waits for the reconciler, c2 for a human; c3 was reconciled (active).
+    assert scrape(metrics)[("checkpoint_bot_jobs_interrupted", frozenset())] == 2
+
+
 def test_an_unreadable_database_is_a_zero_not_a_failed_scrape(ctx: AppContext) -> None:
     broken = make_engine("sqlite:////nonexistent/dir/bot.db")
     metrics = Metrics()

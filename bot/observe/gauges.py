@@ -14,7 +14,7 @@ from sqlalchemy import func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.changes.lifecycle import HOLDS_CHECKPOINT
+from bot.changes.lifecycle import HOLDS_CHECKPOINT, IN_FLIGHT, State
 from bot.inventory import Inventory
 from bot.jobs.states import JobState
 from bot.observe.metrics import PREFIX
@@ -111,8 +111,16 @@ class DatabaseGauges:
                     Job.state == JobState.RUNNING
                 )
             ).one()
+            # The job row stays `interrupted` as history once its change is
+            # reconciled: only those whose change still waits count (in
+            # flight for the reconciler, or interrupted for a human), or the
+            # alert on this gauge would fire for ever after one crash.
+            waiting = [st.value for st in (*IN_FLIGHT, State.INTERRUPTED)]
             interrupted = s.exec(
-                select(func.count()).where(Job.state == JobState.INTERRUPTED)
+                select(func.count())
+                .select_from(Job)
+                .join(Change, col(Change.id) == col(Job.change_id))
+                .where(Job.state == JobState.INTERRUPTED, col(Change.state).in_(waiting))
             ).one()
             rows = [
                 CheckpointRow(host, checkpoint_id, created_at, expires_at)

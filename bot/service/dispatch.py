@@ -102,7 +102,12 @@ class JobOutbox:
         return "JobOutbox()"
 
     def tick(self, now: datetime) -> None:
-        noted: list[int] = []
+        # Job id → its change, for each "queue is back" note written in a
+        # delivering transaction. A delivery the queue then refuses rolls its
+        # transaction (and the note) back: only delivered jobs are told, or a
+        # queue still down was announced back, and its thread re-posted, on
+        # every tick.
+        noted: dict[int, int] = {}
 
         def before_enqueue(s: Session, job: Job) -> None:
             # In the delivering transaction: in the record before the job can start.
@@ -117,10 +122,12 @@ class JobOutbox:
                 message=f"the job queue is back: {job_words(job.kind)} starts now",
                 details={"job": job.id},
             )
-            noted.append(job.change_id)
+            assert job.id is not None
+            noted[job.id] = job.change_id
 
         for job_id in self.ctx.job_delivery().redeliver(before_enqueue=before_enqueue):
             log.info("job %s handed to the queue by the outbox", job_id)
-        for change_id in noted:
-            log.info("%s: the job queue is back", change_ref(change_id))
-            self.ctx.notifier.changed(change_id)
+            change_id = noted.get(job_id)
+            if change_id is not None:
+                log.info("%s: the job queue is back", change_ref(change_id))
+                self.ctx.notifier.changed(change_id)
