@@ -122,10 +122,21 @@ class AppContext:
         """This context's own registry (docs/operations.md), never a global one."""
         return self.parts.metrics
 
-    def build_all(self) -> None:
+    def build_all(self, *, warn: bool = True) -> None:
         """Build every part now: a process that serves or runs jobs fails at
-        its start on a broken policy, not at its first request."""
+        its start on a broken policy, not at its first request. A host
+        credential it cannot read is logged (`warn`), one line each: that
+        host's calls will fail, the others' need not. A reload refuses an
+        edit that breaks one (bot/cli/reload.py)."""
         self.parts.build_all()
+        if warn:
+            for problem in self.credential_problems():
+                log.warning("a host's credential cannot be read: %s", problem)
+
+    def credential_problems(self) -> list[str]:
+        """Why each host's credential the inventory names cannot be read now
+        (none when all can, or the backend reads none); no host is asked."""
+        return self.parts.credential_problems()
 
     @property
     def queue(self) -> JobQueue:
@@ -419,33 +430,25 @@ class _FirstUse:
             fleet.close(wait=wait)
 
 
-def _credentials_check(
-    settings: Settings, inventory: Callable[[], Inventory], env: Mapping[str, str]
-) -> Callable[[], None]:
-    """Every host's credential as the inventory names it, read now (an unset
-    or empty variable, a file that is not there): a process that serves or
-    runs jobs refuses to start, and a reload to apply, on one it cannot
-    read, instead of failing at that host's first call (docs/operations.md,
-    "Changing the config, inventory or policy")."""
+def _credential_problems(env: Mapping[str, str]) -> Callable[[Inventory], list[str]]:
+    """Why each host's credential, as the inventory names it, cannot be read
+    now (an unset or empty variable, a file that is not there), without
+    asking any host (`AppContext.build_all`, docs/operations.md)."""
 
-    def check() -> None:
+    def problems(inventory: Inventory) -> list[str]:
         from bot.hyperv.errors import HyperVError
         from bot.hyperv.winrm.connect import Credentials
 
         credentials = Credentials(env)
-        problems = []
-        for host in inventory().hosts:
+        found = []
+        for host in inventory.hosts:
             try:
                 credentials.for_host(host)
             except HyperVError as exc:
-                problems.append(f"{host.name}: {exc.message}")
-        if problems:
-            raise ConfigError(
-                f"inventory {settings.inventory_path.name}: a host's credential cannot be "
-                "read: " + "; ".join(problems)
-            )
+                found.append(f"{host.name}: {exc.message}")
+        return found
 
-    return check
+    return problems
 
 
 def _hosts(
@@ -590,13 +593,13 @@ class _Parts:
         ledger: JobLedger,
         worker_id: str,
         metrics: _Lazy[Metrics],
-        checks: tuple[Callable[[], None], ...] = (),
+        credentials: Callable[[Inventory], list[str]] | None = None,
     ) -> None:
         self._settings = settings
         self._inventory = inventory
-        # What `build_all` checks besides building every part (each raises
-        # ConfigError): what a start, or a reload's check, refuses early.
-        self._checks = checks
+        # Why each host's credential cannot be read (none when they all
+        # can, or the backend reads none): `AppContext.build_all`.
+        self._credentials = credentials
         self._engine = engine
         self._clock = clock
         self._hosts = hosts
@@ -615,8 +618,9 @@ class _Parts:
     def build_all(self) -> None:
         self.inventory  # noqa: B018 (built for its effect)
         self.runner  # noqa: B018 (built for its effect: the runner needs every other part)
-        for check in self._checks:
-            check()
+
+    def credential_problems(self) -> list[str]:
+        return self._credentials(self.inventory) if self._credentials is not None else []
 
     def built(self) -> frozenset[str]:
         """The parts built so far, by name (what a process has loaded)."""
@@ -798,9 +802,7 @@ def build_context(
         ledger=ledger,
         worker_id=worker_id,
         metrics=lazy_metrics,
-        checks=(_credentials_check(settings, inventory.get, env),)
-        if settings.hyperv.backend == "winrm"
-        else (),
+        credentials=_credential_problems(env) if settings.hyperv.backend == "winrm" else None,
     )
     kind = huey_kind or settings.jobs.queue
     redis_url = env.get("REDIS_URL") or settings.jobs.redis_url

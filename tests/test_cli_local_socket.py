@@ -52,6 +52,7 @@ from bot.cli.local_socket import (
     peer_uid,
     socket_path,
 )
+from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
 from tests.multiproc_support import (
     CHECKPOINT_BOT,
     BotProc,
@@ -640,6 +641,27 @@ def test_sighup_with_a_broken_file_keeps_the_worker_on_what_it_read(estate: Esta
     done = estate.cli("checkpoint", "create", "WEB01", "-r", "x")
     assert "the running bot read inventory.yaml before it last changed" in done.stderr
     assert done.code == 2 and "inventory.yaml" in done.stderr.splitlines()[-1]
+
+
+def test_sighup_refuses_an_edit_that_makes_a_credential_unreadable(estate: Estate) -> None:
+    """docs/operations.md: a reload checks every credential the inventory
+    names (seen: `password_env: NO_SUCH_VAR` reloaded, and HV01's first call
+    failed); one already unreadable at start (HV02, HV03 here) stops nothing."""
+    worker = estate.worker()
+    inventory = estate.cluster.workdir / "inventory.yaml"
+    text = inventory.read_text(encoding="utf-8")
+    inventory.write_text(
+        text.replace(f"password_env: {EMULATOR_PASSWORD_ENV}", "password_env: NO_SUCH_VAR", 1),
+        encoding="utf-8",
+    )
+    os.kill(worker.pid, signal.SIGHUP)
+    worker.wait_for_output(
+        r"not reloaded, still running on the files read at start: inventory inventory.yaml: "
+        r"a host's credential cannot be read: HV01: no password: \$NO_SUCH_VAR is not set",
+        30,
+    )
+    assert worker.alive()
+    assert len(re.findall(r"worker \S+: running jobs", worker.output())) == 1
 
 
 def test_sighup_starts_serve_again_as_sigterm_stops_it(estate: Estate) -> None:

@@ -47,9 +47,19 @@ def check_files(rt: Runtime) -> str | None:
         settings = load_settings(rt.config_path, rt.env, rt.cwd)
         ctx = rt.builder(settings, env=rt.env)  # what `Runtime.ctx` builds at start
         try:
-            ctx.build_all()
+            ctx.build_all(warn=False)
+            # A host credential the edit made unreadable is a broken edit too:
+            # the process goes on with what works (one unreadable at start
+            # already was logged then, and stops nothing new).
+            before = set(rt.ctx.credential_problems())
+            broken = [p for p in ctx.credential_problems() if p not in before]
         finally:
             ctx.close()
+        if broken:
+            return (
+                f"inventory {settings.inventory_path.name}: a host's credential cannot be "
+                "read: " + "; ".join(broken)
+            )
     except ConfigError as exc:
         return str(exc)
     except Exception as exc:  # anything that would stop a start stops the reload
