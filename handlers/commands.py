@@ -223,7 +223,7 @@ class Commands:
         lines = []
         for w in lookups.upcoming_windows(ctx):
             # Only what still waits: a create that ran when it opened is no
-            # longer "scheduled" (docs/operations.md, "Change windows").
+            # longer "scheduled" (what counts: bot/service/window_notices.py).
             waiting = notices.waiting_for(windows[w.name], w.opens_at)
             approvals = len(waiting.awaiting_approval)
             # window_line has no slot for these; they read before the definition.

@@ -25,6 +25,39 @@ from policies.scopes import ScopeMatcher, compile_scope
 
 # Two wall-clock matches can map to one instant around DST; a few steps suffice.
 _MAX_STEPS = 8
+# A name with these is an fnmatch pattern, not one VM's name.
+_GLOB = frozenset("*?[")
+
+
+def _either(values: list[str], last: str = "or") -> str:
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} {last} {values[-1]}"
+
+
+def describe_scope(scope: Scope) -> str:
+    """`scope` as a reader says it: "APP01 and WEB01", "VMs tagged env=prod",
+    "VMs named WEB* on host group prod-cluster", "every VM". Scope.describe
+    stays the config's own terms (the policy explainer, the rules' messages)."""
+    if scope.is_everything:
+        return "every VM"
+    names = list(scope.names)
+    plain = not any(_GLOB & set(n) for n in names)
+    if names and plain and not (scope.tags or scope.host_groups or scope.domains or scope.roles):
+        # A list of VMs is each of them, so "and" (not the criterion's "or").
+        return _either(names, "and")
+    parts: list[str] = []
+    if names:
+        parts.append(f"named {_either(names)}")
+    if scope.tags:
+        parts.append("tagged " + " and ".join(f"{k}={v}" for k, v in scope.tags.items()))
+    for label, values in (
+        ("on host group", scope.host_groups),
+        ("in domain", scope.domains),
+        ("with role", scope.roles),
+    ):
+        if values:
+            parts.append(f"{label} {_either(list(values))}")
+    # Every criterion must hold: one phrase per criterion, read together.
+    return "VMs " + " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -72,6 +105,12 @@ class Window:
     @property
     def schedule_text(self) -> str:
         return f"cron {self.cron}" if self.cron else f"RRULE {self.rrule}"
+
+    @property
+    def applies_to(self) -> str:
+        """The VMs the window governs, in plain words ("APP01", "VMs tagged
+        env=prod"), for people reading its notices and listings."""
+        return describe_scope(self.scope)
 
     def _wall_prev(self, local: datetime) -> Iterator[datetime]:
         """Wall-clock openings at or before `local`, newest first."""

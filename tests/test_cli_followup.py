@@ -48,7 +48,9 @@ def test_windows_lists_each_opening_and_what_is_scheduled_for_it(tmp_path: Path)
     shown = invoke(tmp_path, "--config", str(config), "windows")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("leap-night: opens ")
-    assert "-02-29 22:00 Europe/Berlin (cron 0 22 29 2 *, tier=web)" in shown.stdout
+    assert "-02-29 22:00 Europe/Berlin (cron 0 22 29 2 *, applies to VMs tagged tier=web)" in (
+        shown.stdout
+    )
     assert "  scheduled: CHG-0001" in shown.stdout
     data = json.loads(invoke(tmp_path, "--config", str(config), "windows", "--json").stdout)
     assert data["windows"][0]["scheduled"] == ["CHG-0001"]

@@ -63,8 +63,9 @@ def reconcile_cmd(rt: Runtime, as_json: bool) -> None:
 @pass_runtime
 def windows_cmd(rt: Runtime, as_json: bool) -> None:
     """The change windows: each one's next (or current) opening, its scope,
-    the checkpoints scheduled for it and the notice due now, if any; then
-    the changes and waves asked for at a time (--at) that wait for it."""
+    the checkpoints still scheduled for it and those waiting for approval
+    that it would run, and the notice due now, if any; then the changes and
+    waves asked for at a time (--at) that wait for it."""
     from bot.clock import utc_text
     from bot.service import WindowNotices, due_notices, scheduled_runs
 
@@ -75,6 +76,8 @@ def windows_cmd(rt: Runtime, as_json: bool) -> None:
     for w in ctx.policy.windows:
         until = w.open_until(now)
         opens = until - w.duration if until is not None else w.next_start(now)
+        # What still waits, as `/checkpoint windows` counts it.
+        queue = waiting.waiting_for(w, opens)
         rows.append(
             {
                 "name": w.name,
@@ -84,7 +87,9 @@ def windows_cmd(rt: Runtime, as_json: bool) -> None:
                 "opens": w.local_text(opens),
                 "closes": w.local_text(opens + w.duration),
                 "scope": w.scope.describe(),
-                "scheduled": [c.ref for c in waiting.scheduled_for(opens)],
+                "applies_to": w.applies_to,
+                "scheduled": [c.ref for c in queue.scheduled],
+                "awaiting_approval": [c.ref for c in queue.awaiting_approval],
                 "due": [n.phase.value for n in due_notices(w, now)],
             }
         )
@@ -96,9 +101,11 @@ def windows_cmd(rt: Runtime, as_json: bool) -> None:
         click.echo("no change windows: the policy defines none (`windows:` in the policy file)")
     for r in rows:
         state = "OPEN until " + r["closes"] if r["open_now"] else f"opens {r['opens']}"
-        click.echo(f"{r['name']}: {state} ({r['schedule']}, {r['scope']})")
+        click.echo(f"{r['name']}: {state} ({r['schedule']}, applies to {r['applies_to']})")
         if r["scheduled"]:
             click.echo(f"  scheduled: {', '.join(r['scheduled'])}")
+        if r["awaiting_approval"]:
+            click.echo(f"  waiting for approval: {', '.join(r['awaiting_approval'])}")
     if timed:
         click.echo("asked for at a time (--at):")
     for t in timed:

@@ -7,8 +7,8 @@ Nothing here writes or decides; each listener calls exactly one of these.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
@@ -52,6 +52,20 @@ _HOME_LIMIT = 200
 # The viewer's waves with their progress line, newest first (each is a
 # read of its members; the page has room for a few).
 _HOME_WAVES = 5
+
+
+@dataclass(frozen=True)
+class HomeChange(ChangeView):
+    """A change as the App Home lists it. The template has no clock, and a
+    past expiry must read "expired …" as in "Past their TTL", so whether it
+    has passed is settled here, at the time the page is built."""
+
+    expired: bool = False
+
+    @classmethod
+    def at(cls, view: ChangeView, now: datetime) -> HomeChange:
+        values = {f.name: getattr(view, f.name) for f in fields(ChangeView)}
+        return cls(**values, expired=view.expires_at is not None and view.expires_at < now)
 
 
 @dataclass(frozen=True)
@@ -277,7 +291,7 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
             .order_by(col(ApprovalRequest.id))
             .limit(_HOME_LIMIT)
         ).all()
-        mine_views = [ChangeView.of(c) for c in mine]
+        mine_views: list[ChangeView] = [HomeChange.at(ChangeView.of(c), now) for c in mine]
         wave_ids = list(dict.fromkeys(c.batch_id for c in mine_views if c.batch_id is not None))
         my_waves = [
             BatchView.of(get_batch(s, batch_id), members_of(s, batch_id))
@@ -296,7 +310,7 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
             ):
                 to_approve.append(
                     PendingApproval(
-                        change=ChangeView.of(change),
+                        change=HomeChange.at(ChangeView.of(change), now),
                         action=request.action,
                         description=requirement.describe(),
                         approvals=len(request.approvals),

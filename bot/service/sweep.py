@@ -76,6 +76,9 @@ class Owner:
     requester: str
     # The wave it is a member of (its digest line is the wave's).
     batch_id: int | None = None
+    # What the host took, as recorded when it was taken: a production
+    # checkpoint holds no memory, so the host's listing alone cannot tell it.
+    taken_type: str | None = None
 
 
 def sweep_slot(now: datetime, interval: timedelta) -> str:
@@ -123,7 +126,14 @@ def owners_of(s: Session, checkpoint_ids: Sequence[str]) -> dict[str, Owner]:
         for c in sorted(rows, key=lambda c: c.id or 0):
             assert c.id is not None and c.checkpoint_id is not None
             owner = Owner(
-                c.id, State(c.state), c.version, c.expires_at, c.channel, c.requester, c.batch_id
+                c.id,
+                State(c.state),
+                c.version,
+                c.expires_at,
+                c.channel,
+                c.requester,
+                c.batch_id,
+                c.taken_type,
             )
             held = found.get(c.checkpoint_id)
             # Two changes naming one checkpoint would be a bug; prefer the
@@ -220,7 +230,9 @@ def _item(
         vm_id=c.vm_id,
         checkpoint_id=c.id,
         name=c.name,
-        kind=judge_listed(c).kind.value,
+        # The record first, the host's reading without one: as
+        # `checkpoint list` says it (bot.service.queries.list_checkpoints).
+        kind=owner.taken_type if owner and owner.taken_type else judge_listed(c).kind.value,
         created_at=c.created_at,
         age_seconds=max(0, int((now - c.created_at).total_seconds())),
         size_bytes=c.size_bytes,

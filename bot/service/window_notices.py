@@ -3,6 +3,15 @@ changes scheduled for it), open, closing soon (the active checkpoints of
 VMs in its scope that need a decision, with buttons) and closed (what
 happened in it).
 
+What waits for a window (`WindowNotices.waiting_for`, also what
+`/checkpoint windows` and `checkpoint-bot windows` count) is two lists:
+creates *scheduled* for the opening (approved, their job queued for it)
+and creates *awaiting approval* for a VM the window governs. The second
+is listed apart because nothing runs until an approver says yes: approved
+before the opening, it is scheduled for it; while the window is open, it
+runs at once; after the close, it waits for the next opening. Every notice
+names them, so approvers see what a window would carry.
+
 `due_notices` is pure: the window and the time in, the notices due out.
 `WindowNotices.tick` claims each one by `(kind, slot)` before posting, so
 any number of processes may tick and each notice goes out once. A notice
@@ -28,6 +37,8 @@ from bot.jobs import JobState
 from bot.store.db import session_scope
 from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.jobs import Job
+from policies import Effect
+from policies.policy import ScopeUnknown
 from policies.scopes import scope_matches
 from policies.windows import Window
 
@@ -40,6 +51,8 @@ log = logging.getLogger(__name__)
 CLOSED_GRACE = timedelta(hours=1)
 # A scheduled create's not_before is the opening it waits for, give or take.
 _SAME_INSTANT = timedelta(seconds=1)
+# The policy rule that holds creates for a window (policies/rules/schedule.py).
+_WINDOW_RULE = "change_window"
 
 
 class Phase(StrEnum):
@@ -86,6 +99,14 @@ def due_notices(window: Window, now: datetime) -> list[DueNotice]:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """What waits for one opening of a window (see the module's docstring)."""
+
+    scheduled: tuple[ChangeView, ...] = ()
+    awaiting_approval: tuple[ChangeView, ...] = ()
+
+
+@dataclass(frozen=True)
 class WindowSummary:
     """What happened to changes in scope while the window was open."""
 
@@ -94,6 +115,8 @@ class WindowSummary:
     rolled_back: int
     failed: int
     still_active: tuple[ChangeView, ...]
+    # Creates still without their approval at the close: they wait for the next opening.
+    awaiting_approval: tuple[ChangeView, ...] = ()
 
     @property
     def happened(self) -> int:
@@ -101,13 +124,22 @@ class WindowSummary:
 
 
 def worth_posting(
-    phase: Phase, *, scheduled: int, active: int, happened: int, always: bool
+    phase: Phase,
+    *,
+    scheduled: int,
+    active: int,
+    happened: int,
+    always: bool,
+    awaiting_approval: int = 0,
 ) -> bool:
     """Does a notice of `phase` concern anything? Opening soon: checkpoints
     scheduled for the opening; open: those, or checkpoints held in scope;
     closing soon: checkpoints held in scope (they need a decision); closed:
-    anything taken, merged, rolled back or failed in it, or still held."""
-    if always:
+    anything taken, merged, rolled back or failed in it, or still held. In
+    every phase, a create in scope that waits for its approval counts: its
+    approvers need to hear that the window it waits for is coming, open,
+    closing or gone."""
+    if always or awaiting_approval > 0:
         return True
     match phase:
         case Phase.OPENING_SOON:
@@ -154,15 +186,20 @@ class WindowNotices:
             active = values["active"] = self.active_in(notice.window)
         elif notice.phase is Phase.CLOSING_SOON:
             active = values["active"] = self.active_in(notice.window)
-        else:
+        if notice.phase is Phase.CLOSED:
             summary = values["summary"] = self.summary(notice)
             active, happened = list(summary.still_active), summary.happened
+            awaiting = list(summary.awaiting_approval)
+        else:
+            awaiting = self.awaiting_approval_in(notice.window, notice.closes_at)
+        values["awaiting_approval"] = awaiting
         if not worth_posting(
             notice.phase,
             scheduled=len(scheduled),
             active=len(active),
             happened=happened,
             always=notice.window.notices_always,
+            awaiting_approval=len(awaiting),
         ):
             log.info("%s %s: nothing in scope, not posted", notice.kind, notice.slot)
             return None
@@ -188,9 +225,19 @@ class WindowNotices:
         matches, _ = scope_matches(window.scope, self.ctx.decider.inventory_facts(vm))
         return matches is not False
 
+    def waiting_for(self, window: Window, opens_at: datetime) -> Waiting:
+        """What still waits for the opening of `window` at `opens_at`: never
+        a create that already began or ended in it (`/checkpoint windows`
+        and `checkpoint-bot windows` count these while the window is open)."""
+        return Waiting(
+            tuple(self.scheduled_for(opens_at)),
+            tuple(self.awaiting_approval_in(window, opens_at + window.duration)),
+        )
+
     def scheduled_for(self, opens_at: datetime, *, started: bool = False) -> list[ChangeView]:
         """The creates waiting for the opening at `opens_at`; with `started`,
-        also those that already began (or ended) since it opened."""
+        also those that already began (or ended) since it opened (the "open"
+        notice shows how each is doing; a count of what waits must not)."""
         waiting = [
             col(Change.state) == State.SCHEDULED.value,
             col(Job.state) == JobState.QUEUED.value,
@@ -208,6 +255,40 @@ class WindowNotices:
                 .order_by(col(Change.id))
             ).all()
             return [ChangeView.of(c) for c in rows]
+
+    def awaiting_approval_in(self, window: Window, closes_at: datetime) -> list[ChangeView]:
+        """Creates waiting for their approval, of VMs `window` governs, that
+        the window holds (its rule defers or refuses them outside it; a
+        `warn` window would not) and that were not asked for after
+        `closes_at` (`--at`: those wait for their own time)."""
+        with session_scope(self.ctx.engine) as s:
+            rows = s.exec(
+                select(Change)
+                .where(col(Change.state) == State.AWAITING_APPROVAL.value)
+                .order_by(col(Change.id))
+            ).all()
+            views = [ChangeView.of(c) for c in rows]
+        return [
+            v
+            for v in views
+            if (v.run_at is None or v.run_at < closes_at)
+            and self.in_scope(window, v.vm_id)
+            and self.held_by_windows(v.vm_id)
+        ]
+
+    def held_by_windows(self, vm_id: str) -> bool:
+        """Does the policy make this VM's creates wait for its windows? An
+        undecidable override counts, as in `in_scope`."""
+        if _WINDOW_RULE not in self.ctx.policy.rules:
+            return False
+        try:
+            vm = self.ctx.inventory.vm_by_id(vm_id)
+        except LookupError:
+            return False
+        rule = self.ctx.policy.resolve(_WINDOW_RULE, self.ctx.decider.inventory_facts(vm))
+        if isinstance(rule, ScopeUnknown):
+            return True
+        return rule.enabled and rule.effect is not Effect.WARN
 
     def active_in(self, window: Window) -> list[ChangeView]:
         holding = [s.value for s in HOLDS_CHECKPOINT if s is not State.MERGING]
@@ -245,4 +326,8 @@ class WindowNotices:
             if to_state == State.ACTIVE.value and from_state != State.CREATING.value:
                 continue
             reached[to_key[str(to_state)]] += 1
-        return WindowSummary(**reached, still_active=tuple(self.active_in(notice.window)))
+        return WindowSummary(
+            **reached,
+            still_active=tuple(self.active_in(notice.window)),
+            awaiting_approval=tuple(self.awaiting_approval_in(notice.window, notice.closes_at)),
+        )

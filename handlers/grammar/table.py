@@ -391,8 +391,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
         lambda v: BatchRequest(v.need("batch")),
         args=(Param("batch", Kind.BATCH, "BAT-n"),),
         examples=("batch BAT-0007",),
-        details="Waves are made with `checkpoint-bot checkpoint create WEB01 WEB02 …` or "
-        "`--group NAME` (docs/batches.md).",
+        details=f"Waves are made with `{SLASH} create WEB01 WEB02 …` or "
+        f"`{SLASH} create --group NAME`.",
         synonyms=("wave", "waves"),
     ),
     CommandSpec(

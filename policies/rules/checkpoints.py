@@ -171,7 +171,9 @@ def checkpoint_count(req: Request, facts: Facts, ctx: Context, rule: ResolvedRul
             rule,
             f"{vm} already has {have} checkpoint{'s' if have != 1 else ''}; another would "
             f"exceed the limit of {limit} per VM",
-            f"keep (merge) or roll back an older one first (checkpoint-bot checkpoint list {vm})",
+            # Shared by the CLI and Slack: each surface's own command, named as such.
+            f"keep (merge) or roll back an older one first (`/checkpoint list {vm}` in Slack, "
+            f"`checkpoint-bot checkpoint list {vm}` on the CLI)",
             used,
         )
     return passed(rule, f"{vm} has {have} of at most {limit} checkpoints", used)
