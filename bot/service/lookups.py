@@ -244,10 +244,6 @@ def upcoming_windows(ctx: ServiceDeps, limit: int = 10) -> list[UpcomingWindow]:
     return sorted(found, key=lambda u: u.opens_at)[:limit]
 
 
-def window_scopes(ctx: ServiceDeps) -> dict[str, str]:
-    return {w.name: w.scope.describe() for w in ctx.policy.windows}
-
-
 def _where_approvable(ctx: ServiceDeps, who: Principal) -> tuple[str, ...] | None:
     """() when `who` may approve from App Home; the channels they may
     approve in when the policy limits approving to channels; None when the
