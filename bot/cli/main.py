@@ -75,8 +75,9 @@ COMMANDS = {
     "windows": LazyCommand(
         "bot.cli.followup_cmds:windows_cmd",
         "The change windows: each one's next (or current) opening, its scope, the "
-        "checkpoints scheduled for it and the notice due now, if any; then the changes "
-        "and waves asked for at a time (--at) that wait for it.",
+        "checkpoints still scheduled for it and those waiting for approval that it would "
+        "run, and the notice due now, if any; then the changes and waves asked for at a "
+        "time (--at) that wait for it.",
     ),
     "worker": LazyCommand(
         "bot.cli.admin_cmds:worker", "Run queued jobs in this process until Ctrl-C."
