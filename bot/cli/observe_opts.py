@@ -58,12 +58,13 @@ def observe_options(fn: F) -> F:
 
 
 def setup_logging(rt: Runtime, log_format: str | None) -> None:
-    """INFO to stderr in the chosen format: what a service's log shows."""
+    """INFO to stderr in the chosen format: what a service's log shows;
+    with `-v`, the bot's own DEBUG lines too (an outage's traceback)."""
     from bot.observe.logs import configure
 
     chosen = log_format or rt.settings.observability.log_format
     fmt: LogFormat = "json" if chosen == "json" else "text"
-    configure(fmt, logging.INFO)
+    configure(fmt, logging.INFO, debug=rt.verbose)
 
 
 def readiness(

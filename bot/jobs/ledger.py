@@ -405,6 +405,30 @@ class JobLedger:
             )
         return sorted(int(r.id) for r in rows)
 
+    def interrupt(self, job_id: int, worker: str, error: str) -> None:
+        """`finish` for an outcome nobody knows (the job's own record could
+        not be written): `interrupted`, the state `interrupt_stale` gives a
+        job whose worker vanished, set by the worker itself, conditional on
+        its claim like every write; its VM lock and host slots are freed,
+        and the reconciler asks the host what happened."""
+        with session_scope(self._engine) as s:
+            conn = s.connection()
+            now = self.now()
+            row = conn.execute(
+                self._owned(update(_JOB), job_id, worker)
+                .values(
+                    state=JobState.INTERRUPTED.value,
+                    error=error[:_MAX_ERROR],
+                    finished_at=now,
+                    heartbeat_at=now,
+                )
+                .returning(_JOB.c.vm_id)
+            ).first()
+            if row is None:
+                raise self._not_owned(conn, job_id, worker, "interrupt")
+            vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
+            hostslots.release(conn, job_id=job_id)
+
     def interrupt_stale(self) -> list[Job]:
         """Mark running jobs whose worker stopped heart-beating `interrupted`
         and free their VM locks; returns them. Only after `lock_stale_after`

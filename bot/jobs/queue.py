@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from bot.jobs.periodic import OutageLog, unreachable
 from bot.jobs.runner import JobRunner
 
 if TYPE_CHECKING:
@@ -31,6 +32,15 @@ log = logging.getLogger(__name__)
 HueyKind = Literal["sqlite", "memory", "redis"]
 TASK_NAME = "run_job"
 REDIS_CONNECT_TIMEOUT = 2.0  # seconds
+# Huey's loggers that log a failed read of the queue, with its traceback,
+# on every retry (huey/consumer.py: `Worker.loop`, `Scheduler.loop`).
+_HUEY_LOOPS = ("huey.consumer.Worker", "huey.consumer.Scheduler")
+# A blocking queue (Redis) makes an idle worker wait in the read itself, so
+# Huey's poll delay only spaces the retries after a failed read: growing
+# to this many seconds, each worker stops knocking ten times a second on
+# a queue that is down (and picks up again at most this long after it is back).
+BLOCKING_RETRY_MAX = 2.0
+BLOCKING_RETRY_BACKOFF = 2.0
 
 
 def sqlite_queue_file(database_url: str, workdir: Path) -> Path:
@@ -233,6 +243,48 @@ class JobQueue:
             self.enqueue(job_id, delay=outcome.retry_after)
 
 
+class _QueueOutages(logging.Filter):
+    """On Huey's worker and scheduler loggers: a read of the queue that
+    failed because the queue does not answer is counted by `outages` (its
+    one line, then one a minute) instead of Huey's traceback on every
+    retry; anything else, a bug included, passes with its traceback. Only
+    the records of `threads` (this consumer's), so that two consumers in
+    one process (tests) each tell their own."""
+
+    def __init__(self, outages: OutageLog, threads: Callable[[], set[int]]) -> None:
+        super().__init__()
+        self.outages = outages
+        self.threads = threads
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or record.thread not in self.threads():
+            return True
+        what = unreachable(exc)
+        if what is None:
+            return True
+        self.outages.failed(what, exc, then="the workers try again")
+        return False
+
+
+class _Answering:
+    """A worker's view of its Huey whose `dequeue` says when the queue
+    answers again (`outages.answered`): Huey logs only the failures."""
+
+    def __init__(self, huey: Huey, outages: OutageLog) -> None:
+        self._huey = huey
+        self._outages = outages
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._huey, name)
+
+    def dequeue(self) -> Any:
+        task = self._huey.dequeue()
+        if self._outages.down:
+            self._outages.answered()
+        return task
+
+
 def _no_signal_handlers() -> None:
     """Stands in for `Consumer._set_signal_handlers`: `signal.signal` fails
     outside the main thread, and in the main thread it would steal SIGINT /
@@ -272,6 +324,12 @@ class InProcessConsumer:
         self._wake = threading.Event()
         from bot.jobs.wakeable import WakeableConsumer  # imports Huey's consumer
 
+        retry: dict[str, float] = {"max_delay": poll_interval}
+        if huey.storage.blocking:
+            retry = {
+                "backoff": BLOCKING_RETRY_BACKOFF,
+                "max_delay": max(poll_interval, BLOCKING_RETRY_MAX),
+            }
         self._consumer = WakeableConsumer(
             huey,
             self._wake,
@@ -279,10 +337,14 @@ class InProcessConsumer:
             worker_type="thread",
             periodic=periodic,
             initial_delay=min(0.1, poll_interval) if first_poll is None else first_poll,
-            max_delay=poll_interval,
             check_worker_health=False,
+            **retry,
         )
         self._consumer._set_signal_handlers = _no_signal_handlers
+        self.outages = OutageLog(log, "job queue workers")
+        for worker, _ in self._consumer.worker_threads:
+            worker.huey = _Answering(huey, self.outages)
+        self._filter = _QueueOutages(self.outages, self._thread_ids)
         self._started = False
 
     def __repr__(self) -> str:
@@ -295,6 +357,10 @@ class InProcessConsumer:
         threads = [t for _, t in self._consumer.worker_threads]
         return self._started and bool(threads) and all(t.is_alive() for t in threads)
 
+    def _thread_ids(self) -> set[int]:
+        threads = [t for _, t in self._consumer.worker_threads] + [self._consumer.scheduler]
+        return {t.ident for t in threads if t.ident is not None}
+
     def wake(self) -> None:
         """A task was just enqueued here: an idle worker polls now."""
         self._wake.set()
@@ -302,6 +368,8 @@ class InProcessConsumer:
     def start(self) -> None:
         if self._started:
             raise RuntimeError("cannot start consumer in state started, expected stopped")
+        for name in _HUEY_LOOPS:
+            logging.getLogger(name).addFilter(self._filter)
         self._consumer.start()
         self._started = True
 
@@ -315,6 +383,9 @@ class InProcessConsumer:
         self._consumer.shutdown_timeout = timeout
         self._consumer.stop(graceful=wait)
         self._started = False
+        # A thread's id may be reused by a later consumer's thread.
+        for name in _HUEY_LOOPS:
+            logging.getLogger(name).removeFilter(self._filter)
         if not wait:
             return not any(t.is_alive() for _, t in self._consumer.worker_threads)
         threads = [t for _, t in self._consumer.worker_threads] + [self._consumer.scheduler]

@@ -31,6 +31,7 @@ from bot.jobs.errors import (
 )
 from bot.jobs.ledger import DEADLINE_BEFORE_START, Clock, JobLedger
 from bot.jobs.states import ClaimOutcome
+from bot.store.db import driver_reason
 from bot.store.outage import is_transient
 from bot.store.tables.jobs import Job
 
@@ -43,6 +44,9 @@ HOST_BUSY_PAST_DEADLINE = (
     "host busy: the host's batch slots (batches.per_host) stayed taken until this job's deadline"
 )
 _MAX_MESSAGE = 500
+# The job row's error when the handler's own record of its work could not
+# be written: what the reconciler quotes in the change's history and thread.
+RECORD_NOT_WRITTEN = "the record could not be written: the database did not answer ({reason})"
 
 ProgressCallback = Callable[[int, str], None]
 
@@ -118,6 +122,9 @@ class RunStatus(StrEnum):
     NOT_DUE = "not_due"
     LOST = "lost"
     OWNERSHIP_LOST = "ownership_lost"
+    # The database did not answer while the job recorded its work: what
+    # the host did is unknown, and the reconciler asks it (never a failure).
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -146,14 +153,27 @@ class _Heartbeat:
         self._thread.join()
 
     def _run(self) -> None:
+        missed = 0
         while not self._stop.wait(self._interval):
             try:
                 owned = self._beat()
-            except Exception:
+            except Exception as exc:
                 # A database blip: the lock only goes stale after several
-                # missed beats, so keep trying.
-                log.warning("heartbeat failed; will retry", exc_info=True)
+                # missed beats, so keep trying. An outage is said once per
+                # job, not with a traceback every beat; a bug keeps its own.
+                missed += 1
+                if not is_transient(exc):
+                    log.warning("heartbeat failed; will retry", exc_info=True)
+                elif missed == 1:
+                    log.warning(
+                        "heartbeat failed, the database did not answer (%s); will retry",
+                        driver_reason(exc),
+                        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+                    )
                 continue
+            if missed:
+                log.info("heartbeat recorded again after %d missed", missed)
+                missed = 0
             if not owned:
                 self._lost.set()
                 return
@@ -277,11 +297,55 @@ class JobRunner:
             log.info("job %s (%s on %s) will try again: %s", job.id, job.kind, job.vm_id, exc)
             return self._failed(job, ctx, describe_error(exc), retry_later=True)
         except Exception as exc:
+            if is_transient(exc):
+                return self._unrecorded(job, ctx, exc)
             log.exception("job %s (%s on %s) failed", job.id, job.kind, job.vm_id)
             return self._failed(job, ctx, describe_error(exc))
         if ctx.ownership_lost:
             log.error("job %s finished after this worker lost its claim", job.id)
         return self._finish(ctx, succeeded=True, result=result)
+
+    def _unrecorded(self, job: Job, ctx: JobContext, exc: BaseException) -> RunOutcome:
+        """The handler could not write its record because the database did
+        not answer: the host may have done the work, or part of it. Neither
+        a failure nor a retry (that could run a destructive operation
+        twice): the job ends `interrupted`, as if its worker had vanished,
+        and the reconciler asks the host what happened."""
+        reason = driver_reason(exc)
+        log.warning(
+            "job %s (%s on %s): the record could not be written, the database did not "
+            "answer (%s); the outcome on the host is left to the reconciler",
+            job.id,
+            job.kind,
+            job.vm_id,
+            reason,
+            exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+        )
+        error = RECORD_NOT_WRITTEN.format(reason=reason)
+        try:
+            self._recorded(lambda: self.ledger.interrupt(ctx.job_id, self.worker_id, error))
+        except JobOwnershipLost as lost:
+            log.error("job %s: %s", ctx.job_id, lost)
+            return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=str(lost))
+        except Exception as again:
+            if not is_transient(again):
+                raise
+            return self._left_running(ctx, again, error)
+        return RunOutcome(ctx.job_id, RunStatus.INTERRUPTED, error=error)
+
+    def _left_running(self, ctx: JobContext, exc: BaseException, error: str) -> RunOutcome:
+        """Not even the outcome could be written in `db_retry_for`: the row
+        stays `running` under this worker's claim, which no heartbeat renews
+        now, so the reconciler interrupts it once the claim lapses and asks
+        the host (the path of a worker that died)."""
+        log.warning(
+            "job %s: its outcome could not be recorded in %ss, the database did not answer "
+            "(%s); it is left to the reconciler once its claim lapses",
+            ctx.job_id,
+            self.db_retry_for,
+            driver_reason(exc),
+        )
+        return RunOutcome(ctx.job_id, RunStatus.INTERRUPTED, error=error)
 
     def _failed(
         self, job: Job, ctx: JobContext, error: str, *, retry_later: bool = False
@@ -307,6 +371,12 @@ class JobRunner:
         except JobError as exc:
             log.warning("could not requeue job %s: %s", ctx.job_id, exc)
             return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=str(exc))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return self._left_running(
+                ctx, exc, RECORD_NOT_WRITTEN.format(reason=driver_reason(exc))
+            )
         return RunOutcome(ctx.job_id, RunStatus.REQUEUED, retry_after=delay, error=error)
 
     def _finish(
@@ -330,6 +400,12 @@ class JobRunner:
         except JobOwnershipLost as exc:
             log.error("job %s: %s", ctx.job_id, exc)
             return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=str(exc))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return self._left_running(
+                ctx, exc, RECORD_NOT_WRITTEN.format(reason=driver_reason(exc))
+            )
         status = RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED
         return RunOutcome(ctx.job_id, status, error=error)
 
@@ -339,13 +415,29 @@ class JobRunner:
         conditional on this worker's claim, so one that reached the database
         before its answer was lost makes the next try lose the claim; it
         never records an outcome twice."""
-        give_up = time.monotonic() + self.db_retry_for
+        started = time.monotonic()
+        tries = 0
         while True:
             try:
                 write()
-                return
             except Exception as exc:
-                if not is_transient(exc) or time.monotonic() >= give_up:
+                if not is_transient(exc) or time.monotonic() >= started + self.db_retry_for:
                     raise
-                log.warning("the database is unavailable; recording a job outcome again shortly")
+                tries += 1
+                if tries == 1:
+                    # Once, not every `db_retry`: the outage lasts as long as it lasts.
+                    log.warning(
+                        "the database did not answer (%s); recording a job outcome again "
+                        "every %ss for up to %ss",
+                        driver_reason(exc),
+                        self.db_retry,
+                        self.db_retry_for,
+                    )
                 time.sleep(self.db_retry)
+                continue
+            if tries:
+                log.info(
+                    "job outcome recorded once the database answered, after %.0fs",
+                    time.monotonic() - started,
+                )
+            return

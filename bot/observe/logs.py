@@ -111,9 +111,18 @@ class TextFormatter(logging.Formatter):
         return f"{first} [{extra}]{sep}{rest}"
 
 
-def configure(fmt: LogFormat, level: int, *, stream: Any = None) -> logging.Handler:
+# The product's own loggers: `debug=True` (`-v`) opens these to DEBUG, and
+# only these (slack_sdk's DEBUG lines carry request bodies).
+OURS = ("bot", "checkpoint_bot", "handlers")
+
+
+def configure(
+    fmt: LogFormat, level: int, *, stream: Any = None, debug: bool = False
+) -> logging.Handler:
     """Send the root logger's records to stderr (or `stream`) in `fmt`,
-    replacing handlers set before (the CLI's plain default)."""
+    replacing handlers set before (the CLI's plain default). `debug`: the
+    product's own DEBUG lines too, such as the traceback of a database or
+    queue outage, which is otherwise said in one line."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
@@ -122,6 +131,9 @@ def configure(fmt: LogFormat, level: int, *, stream: Any = None) -> logging.Hand
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in OURS:
+        # Reset as well as set: tests configure many times in one process.
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.NOTSET)
     # Alembic says "Context impl ..." at INFO on every schema read, and
     # /readyz reads the schema on every probe; at the first read it lists
     # each plugin it sets up (seven lines before a process's first word).
