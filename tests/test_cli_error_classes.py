@@ -288,3 +288,25 @@ def test_zeros_in_front_of_a_change_id_do_not_count(tmp_path: Path) -> None:
     assert one_line_error(absent) == (
         "checkpoint-bot: error: no change CHG-1000000: nothing was exported"
     )
+
+
+def test_a_list_of_one_host_that_did_not_answer_never_names_it_as_one_that_did(
+    estate: tuple[Path, EmulatedFleet],
+) -> None:
+    # Seen: "No checkpoints on the hosts that answered (HV01); the hosts
+    # below could not be reached" above "! HV01 could not be reached".
+    cwd, fleet = estate
+    fleet.server("HV01").faults = Faults(refuse=True)
+    listed = invoke(cwd, "-c", "bot.yaml", "checkpoint", "list", "--host", "HV01", env=ENV)
+    assert listed.returncode == 3
+    first = listed.stdout.splitlines()[0]
+    assert first == (
+        "No checkpoints found for HV01 on any host that answered; the hosts below did "
+        "not, so theirs are unknown."
+    )
+    assert "! HV01 could not be reached" in listed.stdout
+    fleet.server("HV01").faults = Faults(unauthorized=True)
+    refused = invoke(cwd, "-c", "bot.yaml", "checkpoint", "list", "--host", "HV01", env=ENV)
+    assert refused.returncode == 3
+    # The host answered: it refused the login, which a retry will not mend.
+    assert "! HV01 refused the bot's login: " in refused.stdout

@@ -334,6 +334,12 @@ class CheckpointRow:
 class HostProblem:
     host: str
     error: str
+    # The host answered and refused the bot's login (not "could not be reached").
+    login_refused: bool = False
+
+    @property
+    def what(self) -> str:
+        return "refused the bot's login" if self.login_refused else "could not be reached"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

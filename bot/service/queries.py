@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from bot.changes import State
 from bot.changes.views import CheckpointRow, HostProblem
-from bot.hyperv import Checkpoint, HyperVError, HyperVHost, VMNotFound
+from bot.hyperv import Checkpoint, HostAuthError, HyperVError, HyperVHost, VMNotFound
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.fanout import ask_hosts
 from bot.inventory import VM, InventoryLookupError
@@ -76,7 +76,7 @@ def checkpoints_on(
     problems: list[HostProblem] = []
     for name, result in results:
         if isinstance(result, HyperVError):
-            problems.append(HostProblem(name, result.message))
+            problems.append(HostProblem(name, result.message, isinstance(result, HostAuthError)))
         else:
             found.extend(result)
     return found, problems
@@ -177,7 +177,7 @@ def _on_its_host(ctx: ServiceDeps, vm: VM) -> tuple[list[Checkpoint], list[HostP
     except VMNotFound as exc:
         raise NotOnCluster(vm, group, [vm.host], exc.message) from None
     except HyperVError as exc:
-        return [], [HostProblem(vm.host, exc.message)]
+        return [], [HostProblem(vm.host, exc.message, isinstance(exc, HostAuthError))]
     locator = ctx.decider.locator
     locator.seen(vm, vm.host, group, locator.last_seen(vm))
     return found, []
