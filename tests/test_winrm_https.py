@@ -281,3 +281,22 @@ def test_emulator_cli_tls_options(tmp_path: Path, ca: TestCA) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+
+
+def test_a_certificate_that_does_not_hold_the_ip_address_says_so(
+    tmp_path: Path, ca: TestCA, clock: ManualClock
+) -> None:
+    # Seen: `address: 127.0.0.1` against a certificate for localhost, with
+    # the right ca_bundle, was told the certificate is not trusted and to
+    # set ca_bundle. OpenSSL says "IP address mismatch".
+    emulator = _serve(tmp_path, ca, ["localhost"], clock)
+    try:
+        winrm = host_for(
+            emulator, address="127.0.0.1", ca_bundle=str(ca.write(tmp_path / "corp-ca.pem"))
+        )
+        message = str(_failure(winrm))
+    finally:
+        emulator.stop()
+    assert message.startswith("HV01: ") and "\n" not in message
+    assert "not valid for this IP address" in message
+    assert "not trusted" not in message and "set ca_bundle" not in message

@@ -247,6 +247,14 @@ _TLS_PROBLEMS: tuple[tuple[str, str], ...] = (
         "certificate holds (its subject alternative names), or issue the WinRM HTTPS "
         "listener a certificate for this name",
     ),
+    # An address given as an IP: OpenSSL says "IP address mismatch" (seen
+    # told "not trusted" with a right ca_bundle, and pointed at it).
+    (
+        "ip address mismatch",
+        "the host's certificate is not valid for this IP address; set address: to a name "
+        "the certificate holds (its subject alternative names), or issue the WinRM HTTPS "
+        "listener a certificate with this address among them",
+    ),
     ("certificate has expired", "the host's certificate has expired; renew it on the host"),
     (
         "certificate verify failed",
