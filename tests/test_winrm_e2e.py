@@ -493,9 +493,11 @@ def test_hung_cmdlet_is_stopped_at_the_deadline(
         host.list_vms()
         server.faults = Faults(hang=frozenset({"Checkpoint-VM"}))
         started = time.monotonic()
-        with pytest.raises(HostTimeout):
+        with pytest.raises(HostTimeout) as timed_out:
             host.create_checkpoint(WEB01, "never")
         assert time.monotonic() - started < 2.0 + 1.0 + 0.5
+        # The limit and the setting that raises it (seen: "no result in time").
+        assert "no result within 2s (hyperv.call_timeout)" in str(timed_out.value)
         assert host.stats.stops == 1
         server.faults = Faults()
         assert host.get_vm(WEB01) == sim.get_vm(WEB01)  # a fresh pool works

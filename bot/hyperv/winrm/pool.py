@@ -229,7 +229,10 @@ class PoolSession:
                 raise HyperVError(f"{what}: the connection was closed", host=self.name)
             self._cancel_idle_close()
             self._deadline.at = deadline
-            return self._run_locked(pipeline, what)
+            # The limit and where it is set, for a timeout's message: a longer
+            # operation is raised there.
+            setting = "" if timeout is not None else " (hyperv.call_timeout)"
+            return self._run_locked(pipeline, what, f"{deadline - started:g}s{setting}")
         finally:
             self._deadline.at = None
             self._last_used = self._clock()
@@ -237,7 +240,7 @@ class PoolSession:
             self._schedule_idle_close()
             self._lock.release()
 
-    def _run_locked(self, pipeline: Pipeline, what: str) -> Outcome:
+    def _run_locked(self, pipeline: Pipeline, what: str, limit: str) -> Outcome:
         reused = self._pool is not None
         ps: Any = None
         try:
@@ -261,7 +264,7 @@ class PoolSession:
             return Outcome(list(ps.output), list(ps.streams.error), bool(ps.had_errors))
         except DeadlineExpired:
             self._stop_and_discard(ps)
-            raise HostTimeout(f"{what}: no result in time", host=self.name) from None
+            raise HostTimeout(f"{what}: no result within {limit}", host=self.name) from None
         except Exception as exc:
             # Whatever went wrong, the pool's state is unknown now: drop it.
             self._stop_and_discard(ps)
