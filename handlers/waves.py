@@ -111,9 +111,11 @@ class Waves:
     def __init__(self, deps: SlackDeps) -> None:
         self.deps = deps
 
-    def _card(self, view: BatchView) -> Payload:
+    def _card(self, view: BatchView, viewer: str | None = None) -> Payload:
+        """The wave's card; `viewer` when only they see it (their own
+        preview replaced): no Approve all that would only refuse them."""
         return self.deps.payload(
-            "batch_card", b=view, start_after_restore=self.deps.start_after_restore
+            "batch_card", b=view, start_after_restore=self.deps.start_after_restore, viewer=viewer
         )
 
     def preview(self, request: WaveRequest, who: Principal) -> Payload:
@@ -196,7 +198,8 @@ class Waves:
         except ServiceError as exc:
             answer_click(body, respond, client, self.deps.error(exc.message))
             return
-        _replace(respond, self._card(out.batch))
+        # The requester's own copy: they are never an approver of their wave.
+        _replace(respond, self._card(out.batch, viewer=who.id))
 
     def _on_card(
         self, verb: str, body: dict[str, Any], respond: Respond, client: WebClient

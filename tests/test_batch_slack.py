@@ -145,6 +145,26 @@ def test_a_wave_from_slack_preview_take_once_and_cancel(tmp_path: Path) -> None:
         assert [b.ref for b in list_batches(bot.ctx)] == ["BAT-0001"]
 
 
+def test_the_requesters_own_card_of_a_wave_offers_no_approve_all(tmp_path: Path) -> None:
+    """Take replaces the requester's private preview with the wave's card:
+    it offered "Approve all", which only refuses them (seen in the
+    playground). Everyone else's card offers it."""
+    from tests.test_slack_flow import CREATE_NEEDS_APPROVAL
+
+    with checked_bot(tmp_path, CREATE_NEEDS_APPROVAL) as bot:
+        preview = command(bot, 'create --group web-tier --reason "KB5044284 web wave"')
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None
+        reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        assert reply.status == 200
+        own = _replaced(bot, key)
+        assert "waits for approval" in shown(own)
+        assert button(own, "checkpoint:wave_approve") is None
+        assert button(command(bot, "batch BAT-1", user="U0BOB"), "checkpoint:wave_approve") == (
+            "BAT-0001"
+        )
+
+
 def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
     tmp_path: Path,
 ) -> None:
