@@ -309,4 +309,4 @@ def test_a_list_of_one_host_that_did_not_answer_never_names_it_as_one_that_did(
     refused = invoke(cwd, "-c", "bot.yaml", "checkpoint", "list", "--host", "HV01", env=ENV)
     assert refused.returncode == 3
     # The host answered: it refused the login, which a retry will not mend.
-    assert "! HV01 refused the bot's login: " in refused.stdout
+    assert "! HV01 could not be logged in to: " in refused.stdout

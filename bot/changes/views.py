@@ -334,12 +334,13 @@ class CheckpointRow:
 class HostProblem:
     host: str
     error: str
-    # The host answered and refused the bot's login (not "could not be reached").
-    login_refused: bool = False
+    # The bot could not log in (the host refused its credential, or the
+    # credential could not be read here): not "could not be reached".
+    login_failed: bool = False
 
     @property
     def what(self) -> str:
-        return "refused the bot's login" if self.login_refused else "could not be reached"
+        return "could not be logged in to" if self.login_failed else "could not be reached"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
