@@ -472,7 +472,8 @@ rules:
         _reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
         card = _replaced(bot, key)
         assert "BAT-0001 — awaiting approval" in shown(card)
-        assert button(card, "checkpoint:wave_approve") == "BAT-0001"
+        # The requester's own copy: they never approve their wave.
+        assert button(card, "checkpoint:wave_approve") is None
 
         home = home_of(bot, "U0BOB")
         assert "Awaiting your approval (1)" in home
