@@ -88,6 +88,15 @@ def _approve(bot: RunningBot, ref: str) -> None:
     assert no_echo(bot, key)
 
 
+def _root_says(bot: RunningBot, ref: str, state: str) -> None:
+    """Wait until the thread's root shows `state`: a button read before it
+    is the previous card's, which a click on a changed change refuses."""
+    bot.api.wait_for(
+        lambda cs: (found := roots(cs, ref)) and str(found[-1].body["text"]).endswith(state),
+        WAIT,
+    )
+
+
 def _host_saw(bot: RunningBot, cmdlet: str) -> int:
     return len(bot.host_commands(cmdlet))
 
@@ -108,6 +117,7 @@ def test_direct_path_create_extend_rollback_merge(tmp_path: Path) -> None:
         wait_state(bot, "STG-WEB01", "rolled_back", timeout=WAIT)
         assert _host_saw(bot, "Restore-VMSnapshot") == 1
 
+        _root_says(bot, active.ref, "rolled back")
         keep = root_button(bot, active.ref, "checkpoint:merge")
         quiet_click(bot, "checkpoint:merge", keep, "U0ALICE")
         done = wait_state(bot, "STG-WEB01", "merged", timeout=WAIT)
@@ -137,6 +147,7 @@ def test_approval_path_create_extend_rollback_merge(tmp_path: Path) -> None:
         wait_state(bot, "WEB01", "rolled_back", timeout=WAIT)
         assert _host_saw(bot, "Restore-VMSnapshot") == 1
 
+        _root_says(bot, pending.ref, "rolled back")
         keep = root_button(bot, pending.ref, "checkpoint:merge")
         quiet_click(bot, "checkpoint:merge", keep, "U0ALICE")
         _approve(bot, pending.ref)
