@@ -26,6 +26,14 @@ class SchemaChange:
         return self.before != self.after
 
 
+def _not_answering(exc: BaseException, label: str) -> Exception:
+    """What a `db` command says when opening the database failed: a URL
+    option the driver refuses (exit 2), else that it does not answer (3)."""
+    return misconfigured_database(exc, label) or Unavailable(
+        f"{label}: the database does not answer: {driver_reason(exc)}"
+    )
+
+
 def upgrade_schema(settings: Settings) -> SchemaChange:
     """Migrate the configured database to the newest schema (idempotent).
     Unavailable, in one line, when the database does not answer. (A URL that
@@ -37,9 +45,7 @@ def upgrade_schema(settings: Settings) -> SchemaChange:
         migrate.upgrade(engine)
         after = migrate.current_revision(engine)
     except (OperationalError, InterfaceError) as exc:
-        raise misconfigured_database(exc, label) or Unavailable(
-            f"{label}: the database does not answer: {driver_reason(exc)}"
-        ) from None
+        raise _not_answering(exc, label) from None
     finally:
         engine.dispose()
     return SchemaChange(label, before, after)
@@ -87,9 +93,7 @@ def schema_status(settings: Settings) -> SchemaStatus:
     try:
         current = migrate.current_revision(engine)
     except (OperationalError, InterfaceError) as exc:
-        raise misconfigured_database(exc, label) or Unavailable(
-            f"{label}: the database does not answer: {driver_reason(exc)}"
-        ) from None
+        raise _not_answering(exc, label) from None
     finally:
         engine.dispose()
     ids = [rev for rev, _ in known]
