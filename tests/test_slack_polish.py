@@ -22,7 +22,7 @@ from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.slack_support import Call
 from tests.test_slack_blocks import T0, VIEWS
-from tests.test_slack_flow import REF, checked_bot, command, shown
+from tests.test_slack_flow import REF, checked_bot, command, roots, shown
 from tests.test_slack_http import wait_state
 
 DEMO_INVENTORY = Path(__file__).parents[1] / "deploy" / "examples" / "demo-inventory.yaml"
@@ -99,7 +99,16 @@ def test_no_internal_words_reach_slack(tmp_path: Path) -> None:
         command(bot, "policy WEB01")
         command(bot, "policy WEB01 rollback")
         command(bot, "create STG-WEB01 --reason patching")
-        wait_state(bot, "STG-WEB01", "active")
+        active = wait_state(bot, "STG-WEB01", "active")
+        # The thread's posts, which carry the times, follow the record: wait
+        # for the root to say active (reading before it raced the notifier).
+        bot.api.wait_for(
+            lambda cs: (
+                bool(found := roots(cs, active.ref))
+                and str(found[-1].body["text"]).endswith("active")
+            ),
+            10.0,
+        )
         command(bot, "list")
         command(bot, "help")
         texts = _user_texts(bot.api.calls)
