@@ -267,4 +267,5 @@ class Commands:
             changed_by=who.id,
             requested=True,
             disagreement=result.disagreement,
+            read_back=result.read_back_note,
         )

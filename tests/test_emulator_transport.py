@@ -166,7 +166,8 @@ def test_fault_spec_parsing() -> None:
     assert faults.hangs("checkpoint-vm") and faults.hangs("REMOVE-VMSNAPSHOT")
     assert Faults(hang={"Get-VM"}).hang == frozenset({"get-vm"})
     assert Faults.parse("slow=Checkpoint-VM:4000").delay_ms("checkpoint-vm") == 4000
-    for bad in ("latency=soon", "slow=Checkpoint-VM", "slow=Checkpoint-VM:soon"):
+    assert Faults.parse("late=Set-VM:5000").late == {"set-vm": 5000}
+    for bad in ("latency=soon", "slow=Checkpoint-VM", "slow=Checkpoint-VM:soon", "late=Set-VM"):
         with pytest.raises(FaultSpecError):
             Faults.parse(bad)
 

@@ -13,6 +13,8 @@ import pytest
 from bot.hyperv import CheckpointType, VMInfo, VMState
 from templates import Renderer
 from templates.blocks import DEMO_FOOTER, SlackRenderer
+from tests.slack_support import Call
+from tests.test_slack_flow import slack_problems
 
 NASTY = "<!channel> & <https://x|y>"
 ESCAPED = "&lt;!channel&gt; &amp; &lt;https://x|y&gt;"
@@ -151,6 +153,24 @@ def test_settings_after_a_change_say_what_changed_and_who(slack: SlackRenderer) 
     assert "Production only: VSS in the guest, fails rather than fall back" in body
     assert "Admins change them" not in body
     assert payload["text"].endswith("changed: " + "; ".join(changed))
+
+
+def test_settings_read_back_after_a_late_answer_say_so(slack: SlackRenderer) -> None:
+    """The host took the change but answered after the call's limit: the
+    change is shown as any change is, and the note says there is no need to
+    ask again (bot.service.vm_settings)."""
+    vm = replace(APP01, checkpoint_type=CheckpointType.ProductionOnly)
+    note = "the host did not answer the change in time; read back, the VM had taken it"
+    payload = slack.payload(
+        "vm_settings",
+        vm=vm,
+        changed=["CheckpointType Production → ProductionOnly"],
+        changed_by="U0ADMIN",
+        requested=True,
+        read_back=note,
+    )
+    assert ":hourglass: The host did not answer the change in time; read back" in shown(payload)
+    assert slack_problems(Call("chat.postEphemeral", payload, 0.0)) == []
 
 
 def test_settings_change_that_changed_nothing(slack: SlackRenderer) -> None:

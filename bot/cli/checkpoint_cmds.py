@@ -345,6 +345,7 @@ def settings_cmd(
                 "automatic_checkpoints": info.automatic_checkpoints,
                 "changed": list(result.changed),
                 "inventory_checkpoint_type": result.inventory_says,
+                "read_back": result.read_back,
             }
         )
         return
@@ -355,6 +356,8 @@ def settings_cmd(
     )
     for line in result.changed:
         click.echo(f"  changed: {line} (recorded)")
+    if result.read_back_note is not None:
+        click.echo(f"  ! {result.read_back_note}")
     if result.disagreement is not None:
         click.echo(f"  ! {result.disagreement}")
 

@@ -13,14 +13,16 @@ from bot.hyperv import (
     HyperVError,
     VMInfo,
 )
+from bot.hyperv.errors import HostTimeout, HostUnreachable
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import BadRequest, Forbidden, from_host
+from bot.service.errors import BadRequest, Forbidden, Unavailable, from_host
 from bot.service.finding import resolve_vm
 from bot.store.db import session_scope
 from bot.store.tables.vm_record import VMSettingChange
 from policies import Action, Effect, is_admin
 
 if TYPE_CHECKING:
+    from bot.hyperv import HyperVHost
     from bot.inventory import VM
     from bot.service.deps import ServiceDeps
 
@@ -33,6 +35,18 @@ class SettingsOutcome:
     # The inventory's CheckpointType when the host's differs (the guardrails
     # read both and act on the riskier, docs/host-truth.md), else None.
     inventory_says: str | None = None
+    # The host did not answer the change in time, and reading the VM back
+    # showed it had taken it: said, so nobody asks again "to be sure".
+    read_back: bool = False
+
+    @property
+    def read_back_note(self) -> str | None:
+        if not self.read_back:
+            return None
+        return (
+            "the host did not answer the change in time; read back, the VM had taken it, "
+            "so it was recorded: there is no need to ask again"
+        )
 
     @property
     def disagreement(self) -> str | None:
@@ -110,11 +124,9 @@ def change_settings(
     try:
         host = ctx.host_for(owner)
         before = host.get_vm(vm.vm_id)
-        after = host.set_checkpoint_settings(
-            vm.vm_id, checkpoint_type=wanted, automatic_checkpoints=automatic
-        )
     except HyperVError as exc:
         raise from_host(exc) from None
+    after, read_back = _apply(host, vm, before, wanted, automatic)
     changed = []
     if before.checkpoint_type is not after.checkpoint_type:
         changed.append(
@@ -142,7 +154,50 @@ def change_settings(
             s.add(row)
             s.flush()
             record_id = row.id
-    return _outcome(vm, after, changed=tuple(changed), record_id=record_id)
+    return _outcome(vm, after, changed=tuple(changed), record_id=record_id, read_back=read_back)
+
+
+def _apply(
+    host: HyperVHost,
+    vm: VM,
+    before: VMInfo,
+    wanted: CheckpointType | None,
+    automatic: bool | None,
+) -> tuple[VMInfo, bool]:
+    """`Set-VM`, and what the VM has after it; True when that was read back.
+
+    A call that timed out or lost its connection may have reached the host
+    and changed the VM all the same (seen: the host applied the new type, and
+    the bot said "try again" and recorded nothing). So the VM is read back:
+    what changed is recorded as any change is; if nothing did, or the VM
+    cannot be read, the person is told the outcome as far as it is known."""
+    try:
+        return (
+            host.set_checkpoint_settings(
+                vm.vm_id, checkpoint_type=wanted, automatic_checkpoints=automatic
+            ),
+            False,
+        )
+    except (HostTimeout, HostUnreachable) as exc:
+        lost = exc
+    except HyperVError as exc:
+        raise from_host(exc) from None
+    try:
+        seen = host.get_vm(vm.vm_id)
+    except HyperVError:
+        raise Unavailable(
+            f"{lost}; whether {vm.name} took the new settings is not known (reading them "
+            f"back failed too): look with `checkpoint settings {vm.name}` once {before.host} "
+            "answers, before asking again"
+        ) from None
+    if _settings_of(seen) != _settings_of(before):
+        return seen, True
+    raise Unavailable(
+        f"{lost}; read back just now, {vm.name} still has CheckpointType "
+        f"{seen.checkpoint_type.name}, automatic checkpoints "
+        f"{'on' if seen.automatic_checkpoints else 'off'}: the change has not taken so far. "
+        f"Look with `checkpoint settings {vm.name}` before asking again"
+    )
 
 
 def _settings_of(vm: VMInfo) -> dict[str, object]:

@@ -218,6 +218,11 @@ def run_pipeline(
                 errors.append(msg.from_host_error(exc, activity=cmdlet.name))
                 objects = []
             _report(errors, args.get("ErrorAction", "Continue"), sink)
+            late = ctx.late().get(cmdlet.name.casefold(), 0)
+            if late and ctx.stop.wait(late / 1000):
+                # Fault injection: the work is done; the answer never came
+                # back before the client stopped waiting (faults.py).
+                raise PipelineStopped()
         for value in objects:
             sink.output(to_wire(value))
 

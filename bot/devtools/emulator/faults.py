@@ -11,6 +11,12 @@
   the pipeline (PSRP stop, i.e. the WSMan `powershell/signal/crtl_c` signal).
 - slow: cmdlets that take this many milliseconds before they run (a
   production checkpoint waiting on the guest's VSS); a stop cuts it short.
+- late: cmdlets that do their work at once, then take this many
+  milliseconds to answer (the answer delayed on its way back). A stop
+  ends the wait but does not undo the work: PowerShell hands a stop to a
+  running cmdlet as a notification (`Cmdlet.StopProcessing`,
+  https://learn.microsoft.com/dotnet/api/system.management.automation.cmdlet.stopprocessing),
+  and nothing in it reverses what the cmdlet already did.
 - hidden: cmdlets the endpoint does not expose, as a JEA role capability
   without them: `CommandNotFoundException`
   (https://learn.microsoft.com/powershell/scripting/security/remoting/jea/role-capabilities).
@@ -26,6 +32,7 @@ SPEC_HELP = (
     "Comma-separated: latency=MS, refuse, drop, 401 (or unauthorized), "
     "hang=CMDLET (repeatable, e.g. hang=Checkpoint-VM,hang=Remove-VMSnapshot), "
     "slow=CMDLET:MS (repeatable, e.g. slow=Checkpoint-VM:4000), "
+    "late=CMDLET:MS (done at once, answered MS later, e.g. late=Set-VM:5000), "
     "hide=CMDLET (repeatable: a JEA role without it, e.g. hide=Get-CimInstance)."
 )
 
@@ -43,6 +50,7 @@ class Faults:
     hang: frozenset[str] = field(default_factory=frozenset)
     slow: Mapping[str, int] = field(default_factory=dict)
     hidden: frozenset[str] = field(default_factory=frozenset)
+    late: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -54,6 +62,10 @@ class Faults:
             raise ValueError("slow delays must not be negative")
         folded = {name.strip().casefold(): int(ms) for name, ms in self.slow.items()}
         object.__setattr__(self, "slow", folded)
+        if any(ms < 0 for ms in self.late.values()):
+            raise ValueError("late delays must not be negative")
+        late = {name.strip().casefold(): int(ms) for name, ms in self.late.items()}
+        object.__setattr__(self, "late", late)
         hidden: Iterable[str] = self.hidden
         object.__setattr__(self, "hidden", frozenset(n.strip().casefold() for n in hidden))
 
@@ -69,6 +81,7 @@ class Faults:
         hang: set[str] = set()
         hidden: set[str] = set()
         slow: dict[str, int] = {}
+        late: dict[str, int] = {}
         for raw in spec.split(","):
             item = raw.strip()
             if not item:
@@ -81,9 +94,9 @@ class Faults:
                 hang.add(value.strip())
             elif key == "hide" and value.strip():
                 hidden.add(value.strip())
-            elif key == "slow" and re.fullmatch(r"\s*[\w-]+\s*:\s*\d+\s*", value):
+            elif key in ("slow", "late") and re.fullmatch(r"\s*[\w-]+\s*:\s*\d+\s*", value):
                 name, _, ms = value.partition(":")
-                slow[name.strip()] = int(ms)
+                (slow if key == "slow" else late)[name.strip()] = int(ms)
             elif key == "refuse" and not value:
                 refuse = True
             elif key == "drop" and not value:
@@ -92,4 +105,6 @@ class Faults:
                 unauthorized = True
             else:
                 raise FaultSpecError(f"bad fault {item!r}; {SPEC_HELP}")
-        return cls(latency, refuse, drop, unauthorized, frozenset(hang), slow, frozenset(hidden))
+        return cls(
+            latency, refuse, drop, unauthorized, frozenset(hang), slow, frozenset(hidden), late
+        )

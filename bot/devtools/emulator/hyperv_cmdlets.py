@@ -59,6 +59,8 @@ class RunContext:
     slow: Callable[[], Mapping[str, int]] = dict
     # cmdlets (folded) the endpoint does not expose (a narrower JEA role)
     hidden: Callable[[], frozenset[str]] = frozenset
+    # cmdlet (folded) -> milliseconds its answer takes after its work is done
+    late: Callable[[], Mapping[str, int]] = dict
 
 
 @dataclass

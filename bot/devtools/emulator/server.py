@@ -401,6 +401,7 @@ class EmulatorServer:
                 hidden=lambda: self._faults.hidden,
                 log=self.log,
                 slow=lambda: self._faults.slow,
+                late=lambda: self._faults.late,
             )
 
         return PsrpSession(context)
