@@ -115,6 +115,65 @@ def test_create_that_never_reached_the_host_fails(ctx: AppContext, clock: Manual
     assert "no checkpoint of this VM carrying this change's name" in change.events[-1].message
 
 
+def test_create_whose_worker_vanished_during_its_recheck_fails_as_not_started(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    """The worker claimed the job and died before the change reached
+    `creating` (during the re-check): before, the change stayed `approved`
+    for ever, with nothing left to run it and nobody told."""
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    assert ctx.ledger.claim(out.job_id, DEAD).won  # and nothing else
+    host = ctx.host_for(out.change.host)
+    _stale(ctx, clock)
+    Reconciler(ctx).tick(clock())
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "failed"
+    message = change.events[-1].message
+    assert message == (
+        "not started: the worker running its job stopped before the checkpoint was asked "
+        "for; nothing was done on the host, request it again"
+    )
+    assert host.list_checkpoints(out.change.vm_id) == []
+    assert ctx.ledger.running_for_vm(out.change.vm_id) is None
+    # Settled once: later ticks leave it.
+    Reconciler(ctx).tick(clock())
+    assert show_change(ctx, out.change.ref).events[-1].message == message
+
+
+def test_create_whose_job_failed_before_it_began_fails_as_not_started(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    assert ctx.ledger.claim(out.job_id, "live-worker").won
+    ctx.ledger.finish(
+        out.job_id, "live-worker", succeeded=False, result={}, error="ValueError: a bug."
+    )
+    Reconciler(ctx).tick(clock())
+    change = show_change(ctx, out.change.ref)
+    assert change.state == "failed"
+    assert change.events[-1].message == (
+        "not started: its job failed before the checkpoint was asked for (ValueError: a "
+        "bug.); nothing was done on the host, request it again"
+    )
+
+
+def test_an_approved_create_whose_job_waits_or_runs_is_left_alone(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    Reconciler(ctx).tick(clock())  # queued
+    assert show_change(ctx, out.change.ref).state == "approved"
+    assert ctx.ledger.claim(out.job_id, "live-worker").won
+    for _ in range(3):  # running its re-check, heart-beating
+        clock.advance(timedelta(seconds=10))
+        assert ctx.ledger.heartbeat(out.job_id, "live-worker")
+        Reconciler(ctx).tick(clock())
+    assert show_change(ctx, out.change.ref).state == "approved"
+
+
 def test_create_that_switched_the_checkpoint_type_sets_it_back(
     ctx: AppContext, clock: ManualClock
 ) -> None:

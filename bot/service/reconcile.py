@@ -14,7 +14,12 @@ step):
    change moves to the state the host shows. Where the host cannot tell (a
    restore leaves no trace that tells "done" from "not done"), the thread
    gets the facts and buttons for a human. An unreachable host leaves the
-   change `interrupted`, never guessed, and is asked again next tick.
+   change `interrupted`, never guessed, and is asked again next tick;
+4. an approved or scheduled create whose job ended without starting it (it
+   failed, or its worker vanished during the re-check) fails as "not
+   started": the change moves to `creating` before `Checkpoint-VM` is
+   sent, so one still approved was never taken. Before, such a change
+   stayed approved for ever, its requester told nothing.
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ log = logging.getLogger(__name__)
 ACTOR = "reconciler"
 # How long a due job may sit queued before its delivery counts as lost.
 STRANDED_AFTER = timedelta(seconds=60)
+
+# A create's change waits in these until its job moves it to `creating`,
+# right before `Checkpoint-VM` is sent.
+_WAITING_TO_START = frozenset({State.APPROVED, State.SCHEDULED})
 
 _DEFINITE_FAILURE = {
     State.CREATING: Command.CREATE_FAILED,
@@ -119,9 +128,9 @@ class Reconciler:
     # -- finding work -------------------------------------------------------
 
     def stuck(self) -> list[int]:
-        """Changes in flight with no job that could still finish them, and
-        interrupted ones."""
-        states = [s.value for s in IN_FLIGHT] + [State.INTERRUPTED.value]
+        """Changes in flight, or waiting to start, with no job that could
+        still finish or start them, and interrupted ones."""
+        states = [s.value for s in IN_FLIGHT | _WAITING_TO_START] + [State.INTERRUPTED.value]
         with session_scope(self.ctx.engine) as s:
             changes = s.exec(select(Change).where(col(Change.state).in_(states))).all()
             live = {
@@ -163,6 +172,8 @@ class Reconciler:
         jobs = self.ctx.ledger.jobs_of_change(change_id)
         state = State(change.state)
         live = any(j.state in (JobState.QUEUED, JobState.RUNNING) for j in jobs)
+        if state in _WAITING_TO_START:
+            return self._never_started(change, jobs, live)
         if state not in IN_FLIGHT | {State.INTERRUPTED} or (state in IN_FLIGHT and live):
             # Moved on, or its job is still alive, since the change was picked.
             return change.state
@@ -202,6 +213,26 @@ class Reconciler:
                 choices=list(verdict.choices),
             )
         return self._state(change_id)
+
+    def _never_started(self, change: Change, jobs: list[Job], live: bool) -> str:
+        """An approved or scheduled create: if its job ended and the change
+        never reached `creating`, nothing was sent to the host; say so."""
+        assert change.id is not None
+        creates = [j for j in jobs if j.kind == JobKind.CREATE]
+        if live or not creates:
+            return change.state  # waiting for its job, or none was ever made
+        last = creates[-1]
+        if last.state == JobState.INTERRUPTED:
+            # Its error says the outcome is unknown; here it is known.
+            why = "the worker running its job stopped before the checkpoint was asked for"
+        else:
+            why = f"its job failed before the checkpoint was asked for ({last.error or 'no error'})"
+        self._step(
+            change,
+            Command.CREATE_FAILED,
+            f"not started: {why}; nothing was done on the host, request it again",
+        )
+        return self._state(change.id)
 
     def _ask_host(
         self, change: Change, doing: State, events: list[ChangeEvent]
