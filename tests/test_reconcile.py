@@ -20,7 +20,7 @@ from bot.changes.record import get_change, transition
 from bot.clock import ManualClock
 from bot.context import AppContext, build_context
 from bot.hyperv import HostUnreachable, HyperVHost
-from bot.service import Conflict, Forbidden, request_checkpoint, show_change
+from bot.service import Conflict, Forbidden, merge, request_checkpoint, rollback, show_change
 from bot.service.ownership import checkpoint_name
 from bot.service.reconcile import Reconciler, resolve
 from bot.store.db import session_scope
@@ -272,6 +272,43 @@ def test_restore_asks_a_human_once_and_the_answer_is_checked(
     assert done.events[-1].actor == "alice"
     with pytest.raises(Conflict):
         resolve(ctx, ref, "active", who="alice")
+
+
+def test_acting_on_a_change_that_waits_for_a_person_says_how_to_settle_it(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    """Seen: "interrupted and the bot is checking the host" for a change
+    only a person could settle, with no word of how."""
+    ref = _restore_interrupted(ctx, clock)
+    for act in (rollback, merge):
+        with pytest.raises(Conflict) as refused:
+            act(ctx, ref, requester="alice")
+        assert refused.value.message == (
+            f"{ref} was interrupted and its host cannot tell how it ended: the requester or "
+            "an admin says what happened, with the buttons in its thread in Slack, or "
+            f"`checkpoint-bot change resolve {ref} OUTCOME` on the CLI; nothing else can "
+            "happen to it until then"
+        )
+
+
+def test_acting_on_a_change_the_reconciler_is_still_checking_says_so(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    _died_while(ctx, "create", out.change.id, out.job_id)
+    _stale(ctx, clock)
+
+    class Down:
+        def get_vm(self, vm_id: str) -> object:
+            raise HostUnreachable("connection refused", host=out.change.host)
+
+    ctx.host_for.wrap(lambda _name, _host: Down())  # type: ignore[arg-type,return-value]
+    Reconciler(ctx).tick(clock())
+    ref = out.change.ref
+    assert show_change(ctx, ref).state == "interrupted"
+    with pytest.raises(Conflict, match="the bot is checking the host"):
+        merge(ctx, ref, requester="alice")
 
 
 def test_two_answers_at_once_record_one_and_tell_the_other_what_it_is_now(

@@ -191,8 +191,13 @@ def test_second_rollback_click_is_refused_politely(ctx: AppContext) -> None:
 def test_unknown_refs(ctx: AppContext) -> None:
     with pytest.raises(NotFound, match="no change CHG-0099"):
         rollback(ctx, "CHG-99", requester="a")
-    with pytest.raises(NotFound, match="not owned by any change"):
+    with pytest.raises(NotFound, match="not owned by any change") as orphan:
         merge(ctx, "0f8fad5b-d9cb-469f-a165-70867728950e", requester="a")
+    # How to act on it all the same: adopt it (seen: no word of how).
+    assert orphan.value.message.endswith(
+        "To act on it, adopt it first: the Adopt button of the sweep digest in Slack, "
+        "`checkpoint-bot sweep adopt 0f8fad5b-d9cb-469f-a165-70867728950e` on the CLI"
+    )
     # Not an id, and no name a VM can have: all three said at once.
     with pytest.raises(BadRequest, match=r"neither a change id .* nor a VM's name"):
         merge(ctx, "yesterday's", requester="a")

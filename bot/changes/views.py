@@ -4,9 +4,10 @@ object leaves the service."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bot.changes.lifecycle import Command
 from bot.domain import CheckpointKind
@@ -282,12 +283,7 @@ class ChangeView:
         a human may record, as the last `needs_human` event offered them."""
         if self.state != "interrupted":
             return ()
-        for e in reversed(self.events):
-            if e.to_state:
-                return ()
-            if e.kind == "needs_human":
-                return tuple(str(x) for x in e.details.get("choices", ()))
-        return ()
+        return offered_resolutions(self.events)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -386,3 +382,24 @@ class UpcomingWindow:
     # How the window is defined, in its own time zone ("cron 0 22 * * 6 in
     # Europe/Berlin"): the one place a reader sees that zone.
     defined: str = ""
+
+
+class _Event(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def to_state(self) -> str | None: ...
+    @property
+    def details(self) -> dict[str, Any]: ...
+
+
+def offered_resolutions(events: Sequence[_Event]) -> tuple[str, ...]:
+    """The outcomes the reconciler's last question since the change's last
+    transition offered a person (a `needs_human` event); () when it asked
+    none, i.e. the reconciler is still checking the host itself."""
+    for e in reversed(events):
+        if e.to_state:
+            return ()
+        if e.kind == "needs_human":
+            return tuple(str(x) for x in e.details.get("choices", ()))
+    return ()

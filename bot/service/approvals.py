@@ -21,12 +21,13 @@ from bot.changes.views import ChangeView
 from bot.domain import ApprovalState, user_mention
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import Conflict, Forbidden, changed_meanwhile, not_now
+from bot.service.errors import Conflict, Forbidden, changed_meanwhile
 from bot.service.finding import find_change, resolve_vm
 from bot.service.requests import (
     apply_extension,
     record_create,
     record_host_action,
+    refused_now,
     start_host_action,
     view,
 )
@@ -346,7 +347,7 @@ def _carry_out(
                 job = start_host_action(s, change, Action(action), requester, now)
                 job_id = record_host_action(ctx, s, change, job)
     except IllegalTransition as exc:
-        raise Conflict(not_now(change_ref(change_id), exc.state, action)) from None
+        raise refused_now(ctx, change_id, exc.state, action) from None
     except ConcurrentUpdate:
         raise changed_meanwhile(change_id, "approved", "nothing was done, look again") from None
     waits = job_id is not None and deliver and not ctx.deliver(job_id)

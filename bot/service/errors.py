@@ -90,8 +90,10 @@ def changed_meanwhile(change_id: int, while_you: str, then: Meanwhile = "look ag
 _VERB = {"rollback": "roll back", "merge": "keep & merge"}
 
 
-def not_now(ref: str, state: State, action: str) -> str:
-    """One sentence: what the change is doing or did, and what is left."""
+def not_now(ref: str, state: State, action: str, *, awaits_human: bool = False) -> str:
+    """One sentence: what the change is doing or did, and what is left.
+    `awaits_human`: an interrupted change the host could not settle, which
+    waits for a person to say how it ended (the reconciler's question)."""
     verb = _VERB.get(action, action)
     if state in (State.CREATING, State.MERGING, State.ROLLING_BACK):
         doing = state.value.replace("_", " ")
@@ -102,6 +104,15 @@ def not_now(ref: str, state: State, action: str) -> str:
         return f"{ref} lost its checkpoint (gone from the host): there is nothing left to {verb}"
     if state is State.MERGED:
         return f"{ref} was kept & merged; there is no checkpoint left to {verb}"
+    if state is State.INTERRUPTED and awaits_human:
+        # Seen: "the bot is checking the host" for a change nobody but a
+        # person could settle, and no word of how to settle it.
+        return (
+            f"{ref} was interrupted and its host cannot tell how it ended: the requester or "
+            "an admin says what happened, with the buttons in its thread in Slack, or "
+            f"`checkpoint-bot change resolve {ref} OUTCOME` on the CLI; nothing else can "
+            "happen to it until then"
+        )
     if state is State.INTERRUPTED:
         return (
             f"{ref} was interrupted and the bot is checking the host; nothing else can "

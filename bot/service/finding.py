@@ -101,7 +101,9 @@ def find_change(ctx: ServiceDeps, ref: str) -> int:
         if owner is None or owner.id is None:
             raise NotFound(
                 f"checkpoint {text} is not owned by any change; the bot never touches a "
-                "checkpoint it did not take"
+                "checkpoint no change owns. To act on it, adopt it first: the Adopt button "
+                "of the sweep digest in Slack, `checkpoint-bot sweep adopt "
+                f"{text}` on the CLI"
             )
         change_id = owner.id
     if change_id is None and ChangeRef.too_long(text):

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import (
     ConcurrentUpdate,
+    events_of,
     get_change,
     note,
     open_change,
@@ -20,7 +21,7 @@ from bot.changes.record import (
     recording,
     transition,
 )
-from bot.changes.views import ChangeView
+from bot.changes.views import ChangeView, offered_resolutions
 from bot.clock import utc_text
 from bot.domain import (
     ApprovalState,
@@ -458,7 +459,7 @@ def begin_host_action(
         nonlocal seen
         state = State(change.state)
         if seen is not None and state is not seen:
-            raise Conflict(not_now(change_ref(change_id), state, action.value))
+            raise refused_now(ctx, change_id, state, action.value)
         seen = state
         job = start_host_action(s, change, action, person, ctx.clock())
         return record_host_action(ctx, s, change, job)
@@ -466,12 +467,23 @@ def begin_host_action(
     try:
         job_id = recording(ctx.engine, change_id, start)
     except IllegalTransition as exc:
-        raise Conflict(not_now(change_ref(change_id), exc.state, action.value)) from None
+        raise refused_now(ctx, change_id, exc.state, action.value) from None
     except ConcurrentUpdate:
         raise changed_meanwhile(change_id, "asked", "nothing was done, look again") from None
     if deliver:
         ctx.deliver(job_id)
     return job_id
+
+
+def refused_now(ctx: ServiceDeps, change_id: int, state: State, action: str) -> Conflict:
+    """Why `action` cannot happen to the change in `state` now, in the
+    person's words (`not_now`); an interrupted change is read once more to
+    tell one the reconciler is checking from one that waits for a person."""
+    awaits_human = False
+    if state is State.INTERRUPTED:
+        with session_scope(ctx.engine) as s:
+            awaits_human = bool(offered_resolutions(events_of(s, change_id)))
+    return Conflict(not_now(change_ref(change_id), state, action, awaits_human=awaits_human))
 
 
 def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
@@ -480,7 +492,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
         change = get_change(s, change_id)
     allowed = {Action.ROLLBACK: {State.ACTIVE}, Action.MERGE: {State.ACTIVE, State.ROLLED_BACK}}
     if State(change.state) not in allowed[action]:
-        raise Conflict(not_now(change_ref(change_id), State(change.state), action.value))
+        raise refused_now(ctx, change_id, State(change.state), action.value)
     vm = resolve_vm(ctx, change.vm_name)
     decision = ctx.decider.decide(
         vm, action, who, checkpoint_type=change.checkpoint_type, change=change
@@ -495,7 +507,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
             change = get_change(s, change_id)
             if State(change.state) not in allowed[action]:
                 # It moved on while the policy was asked (a merge started).
-                raise Conflict(not_now(change_ref(change_id), State(change.state), action.value))
+                raise refused_now(ctx, change_id, State(change.state), action.value)
             if decision.verdict is Verdict.DENY:
                 note(
                     s,
