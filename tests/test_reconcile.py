@@ -289,6 +289,11 @@ def test_acting_on_a_change_that_waits_for_a_person_says_how_to_settle_it(
             f"`checkpoint-bot change resolve {ref} OUTCOME` on the CLI; nothing else can "
             "happen to it until then"
         )
+    shown = Renderer().render("cli/change_summary.txt.j2", c=show_change(ctx, ref))
+    assert (
+        "  settle:     the host cannot tell how it ended; the requester or an admin runs "
+        f"'checkpoint-bot change resolve {ref} rolled_back|active' (or answers in its thread)"
+    ) in shown
 
 
 def test_acting_on_a_change_the_reconciler_is_still_checking_says_so(
