@@ -243,3 +243,42 @@ def test_policy_is_asked_again_right_before_the_job_runs(tmp_path: Path) -> None
         assert list_checkpoints(ctx, vm="APP01").rows == ()
     finally:
         ctx.close()
+
+
+def test_a_denial_at_the_recheck_after_an_approval_names_only_what_refuses(
+    tmp_path: Path,
+) -> None:
+    """Seen: an approved create refused at its re-check (checkpoints disabled
+    meanwhile) cited the approval rule too, which its approval had met."""
+    from dataclasses import replace
+
+    from bot.clock import ScaledClock
+    from bot.context import build_context
+    from bot.hyperv import CheckpointType
+    from bot.service import approve
+    from tests.helpers import T0, run_inline, settings_for
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "rules:\n  approvals:\n    overrides:\n      - scope: {tags: {env: prod}}\n"
+        "        params: {count: 1, actions: [create]}\n",
+        encoding="utf-8",
+    )
+    settings = replace(settings_for(tmp_path), policy_files=(policy,))
+    ctx = build_context(settings, clock=ScaledClock(600, start=T0), huey_kind="memory")
+    try:
+        out = request_checkpoint(ctx, "APP01", reason="deploy", requester="alice")
+        assert out.change.state == "awaiting_approval"
+        done = approve(ctx, out.change.ref, approver="bob")
+        ctx.host_for("HV01").set_checkpoint_settings(
+            out.change.vm_id, checkpoint_type=CheckpointType.Disabled
+        )
+        assert done.job_id is not None
+        run_inline(ctx.runner, done.job_id)
+        change = show_change(ctx, out.change.ref)
+        assert change.state == "denied"
+        said = change.events[-1].message
+        assert said.startswith("re-checked before running: ") and "Disabled" in said
+        assert "approv" not in said, said
+    finally:
+        ctx.close()

@@ -440,7 +440,8 @@ class HostJobs:
             found_on=change.host,
         )
         if decision.verdict is Verdict.DENY:
-            return "; ".join(decision.reasons), facts
+            # What refuses it, not an approval rule the change already met.
+            return "; ".join(decision.refusals or decision.reasons), facts
         if decision.schedule_at is not None and decision.schedule_at > self.clock():
             return (
                 f"its change window is closed (next opens {utc_text(decision.schedule_at)})",
