@@ -3,6 +3,7 @@ executor → simulated host, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -246,7 +247,7 @@ def test_policy_is_asked_again_right_before_the_job_runs(tmp_path: Path) -> None
 
 
 def test_a_denial_at_the_recheck_after_an_approval_names_only_what_refuses(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Seen: an approved create refused at its re-check (checkpoints disabled
     meanwhile) cited the approval rule too, which its approval had met."""
@@ -274,7 +275,13 @@ def test_a_denial_at_the_recheck_after_an_approval_names_only_what_refuses(
             out.change.vm_id, checkpoint_type=CheckpointType.Disabled
         )
         assert done.job_id is not None
-        run_inline(ctx.runner, done.job_id)
+        with caplog.at_level(logging.INFO, logger="checkpoint_bot.jobs"):
+            run_inline(ctx.runner, done.job_id)
+        # The worker's log says what the job did, not the ledger's "succeeded".
+        [ended] = [r.getMessage() for r in caplog.records if "after" in r.getMessage()]
+        assert (
+            f"job {done.job_id} (create) refused at its re-check, nothing done on the host" in ended
+        )
         change = show_change(ctx, out.change.ref)
         assert change.state == "denied"
         said = change.events[-1].message

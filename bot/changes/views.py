@@ -4,7 +4,7 @@ object leaves the service."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -78,6 +78,19 @@ class EventView:
         return {**asdict(self), "at": _iso(self.at)}
 
 
+def held_back_words(state: str, result: Mapping[str, Any]) -> str | None:
+    """What a job that ran to its end without touching the host did, in
+    words (its re-check refused it, or could not be made); None for any
+    other. The ledger calls such a job "succeeded"; a person would not."""
+    if state != "succeeded":
+        return None
+    if result.get("denied") or result.get("refused"):
+        return "refused at its re-check, nothing done on the host"
+    if result.get("not_started"):
+        return "not run, its re-check could not be made; nothing done on the host"
+    return None
+
+
 @dataclass(frozen=True)
 class JobView:
     id: int
@@ -96,12 +109,7 @@ class JobView:
     @classmethod
     def of(cls, j: Job) -> JobView:
         assert j.id is not None
-        result = j.result or {}
-        held_back = None
-        if j.state == "succeeded" and (result.get("denied") or result.get("refused")):
-            held_back = "refused at its re-check, nothing done on the host"
-        elif j.state == "succeeded" and result.get("not_started"):
-            held_back = "not run, its re-check could not be made; nothing done on the host"
+        held_back = held_back_words(j.state, j.result or {})
         return cls(
             j.id,
             j.kind,

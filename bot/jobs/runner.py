@@ -134,6 +134,8 @@ class RunOutcome:
     # Seconds after which the queue should deliver this job id again.
     retry_after: float | None = None
     error: str | None = None
+    # What the handler returned, for a job that ran to its end.
+    result: Mapping[str, Any] | None = None
 
 
 class _Heartbeat:
@@ -407,7 +409,7 @@ class JobRunner:
                 ctx, exc, RECORD_NOT_WRITTEN.format(reason=driver_reason(exc))
             )
         status = RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED
-        return RunOutcome(ctx.job_id, status, error=error)
+        return RunOutcome(ctx.job_id, status, error=error, result=result)
 
     def _recorded(self, write: Callable[[], object]) -> None:
         """Run a ledger write, trying again while the database does not

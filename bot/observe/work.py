@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bot.changes.views import held_back_words
 from bot.domain import ChangeRef
 from bot.jobs import JobRunner
 from bot.jobs.runner import RunOutcome
@@ -42,7 +43,9 @@ class MeteredRunner(JobRunner):
             status = outcome.status.value
             self.metrics.jobs.labels(job.kind, status).inc()
             self.metrics.job_seconds.labels(job.kind, status).observe(seconds)
-            log.info("job %s (%s) %s after %.2fs", job.id, job.kind, status, seconds)
+            # Seen: "succeeded" in the log for a create its re-check refused.
+            said = held_back_words(status, outcome.result or {}) or status
+            log.info("job %s (%s) %s after %.2fs", job.id, job.kind, said, seconds)
         return outcome
 
 
