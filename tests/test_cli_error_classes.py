@@ -310,3 +310,39 @@ def test_a_list_of_one_host_that_did_not_answer_never_names_it_as_one_that_did(
     assert refused.returncode == 3
     # The host answered: it refused the login, which a retry will not mend.
     assert "! HV01 could not be logged in to: " in refused.stdout
+
+
+# --- 4. a job that failed in a way its change records says it once -----------------
+
+
+def test_a_create_whose_host_call_timed_out_says_it_once_and_what_happens_next(
+    tmp_path: Path,
+) -> None:
+    """Seen: "checkpoint-bot: logged error: job 1 (create on <VM id>) failed"
+    on stderr below the outcome, which the change already said, and no word
+    of who would find out how the create ended."""
+    fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
+    try:
+        emulated_deployment(tmp_path, fleet, "{backend: winrm, call_timeout: 3s}")
+        assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ENV).returncode == 0
+        fleet.server("HV03").faults = Faults(hang=frozenset({"Checkpoint-VM"}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
+        env.pop("DATABASE_URL", None)
+        done = subprocess.run(
+            [str(BOT), "-c", "bot.yaml", "checkpoint", "create", "STG-WEB01", "-r", "x"],
+            cwd=tmp_path,
+            env=env | OPERATOR | ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        fleet.stop()
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("CHG-0001: interrupted — STG-WEB01 on HV03")
+    assert "no result within 3s (hyperv.call_timeout)" in done.stdout
+    assert (
+        "  next:       how it ended is asked of the host on the next reconciler pass (each "
+        "tick of a running bot or worker, or 'checkpoint-bot reconcile' now)"
+    ) in done.stdout
+    assert done.stderr.splitlines() == ["CHG-0001: checkpoint of STG-WEB01 on HV03 is running…"]

@@ -8,6 +8,7 @@ from bot.lazy_names import names_on_first_use
 
 if TYPE_CHECKING:
     from bot.jobs.errors import (
+        HandledFailure,
         IdempotencyConflict,
         InvalidJobState,
         JobDeadlineExceeded,
@@ -42,6 +43,7 @@ _WHERE = {
     "Clock": "bot.jobs.ledger",
     "DEADLINE_BEFORE_START": "bot.jobs.ledger",
     "FINAL_STATES": "bot.jobs.states",
+    "HandledFailure": "bot.jobs.errors",
     "Handler": "bot.jobs.runner",
     "IdempotencyConflict": "bot.jobs.errors",
     "InProcessConsumer": "bot.jobs.queue",
@@ -84,6 +86,7 @@ __all__ = [
     "ClaimOutcome",
     "ClaimResult",
     "Clock",
+    "HandledFailure",
     "Handler",
     "IdempotencyConflict",
     "InProcessConsumer",

@@ -7,7 +7,8 @@
     │   └── JobOwnershipLost         this worker no longer owns the job
     ├── RetryNotAllowed              requeue of a destructive job
     ├── JobDeadlineExceeded          raised by `JobContext.check_deadline`
-    └── RetryLater                   raised by a handler: nothing was done, try again
+    ├── RetryLater                   raised by a handler: nothing was done, try again
+    └── HandledFailure               raised by a handler: failed, and already recorded
 
 Handlers may raise anything; the runner turns every exception into a
 one-line message on the job row. `RetryLater` is the one a handler raises
@@ -64,3 +65,10 @@ class JobDeadlineExceeded(JobError):
 class RetryLater(JobError):
     """Nothing was done (a precondition could not be checked yet); the job
     may run again later."""
+
+
+class HandledFailure(JobError):
+    """The job failed in a way its handler has already recorded where people
+    read it (the change's history and thread): the runner fails the job and
+    logs one line, not a traceback. Seen: every host refusal or timeout of a
+    CLI create also printed "logged error: job 1 (create on <VM id>) failed"."""

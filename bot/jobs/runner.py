@@ -23,6 +23,7 @@ from typing import Any
 
 from bot.clock import real_seconds
 from bot.jobs.errors import (
+    HandledFailure,
     JobDeadlineExceeded,
     JobError,
     JobNotFound,
@@ -298,6 +299,10 @@ class JobRunner:
         except RetryLater as exc:
             log.info("job %s (%s on %s) will try again: %s", job.id, job.kind, job.vm_id, exc)
             return self._failed(job, ctx, describe_error(exc), retry_later=True)
+        except HandledFailure as exc:
+            # Its handler recorded it where people read it: one line here.
+            log.info("job %s (%s on %s) failed: %s", job.id, job.kind, job.vm_id, exc)
+            return self._failed(job, ctx, describe_error(exc))
         except Exception as exc:
             if is_transient(exc):
                 return self._unrecorded(job, ctx, exc)

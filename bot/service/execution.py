@@ -41,7 +41,7 @@ from bot.hyperv import (
 )
 from bot.hyperv.evidence import Taken, holds_memory, judge_taken
 from bot.inventory import Inventory
-from bot.jobs import JobContext, JobKind, RetryLater
+from bot.jobs import HandledFailure, JobContext, JobKind, RetryLater
 from bot.service.deciding import Decider, Principal
 from bot.service.errors import NotFound, Unavailable
 from bot.service.follow import follow
@@ -67,7 +67,7 @@ NOT_RUNNING_AFTER_RESTORE = frozenset({VMState.Off, VMState.Saved})
 _RETRY_MARGIN = timedelta(minutes=1)
 
 
-class OperationFailed(Exception):
+class OperationFailed(HandledFailure):
     """The host refused; already recorded on the change. Fails the job."""
 
 
