@@ -383,6 +383,17 @@ class Settings:
             )
 
     @property
+    def simulated_hosts(self) -> bool:
+        """Its hosts are the built-in simulator outside demo mode: the CLI
+        and every Slack message say so (a demo says it in its own words)."""
+        return not self.demo and self.hyperv.backend == "simulator"
+
+    @property
+    def labelled_simulated(self) -> bool:
+        """Every Slack message carries a footer saying no real host is touched."""
+        return self.demo or self.simulated_hosts
+
+    @property
     def database_label(self) -> str:
         """The URL without its password, for messages."""
         return make_url(self.database_url).render_as_string(hide_password=True)

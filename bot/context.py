@@ -531,7 +531,7 @@ def _notifier(
 
     api_url = env.get("SLACK_API_URL") or slack.api_url
     client = make_web_client(token.reveal(), api_url, metrics())
-    renderer = SlackRenderer(Renderer())
+    renderer = SlackRenderer(Renderer(), simulated=settings.simulated_hosts)
     # One pacer: Slack's limit is per channel, whoever posts.
     pacer = ChannelPacer()
     threads = ThreadNotifier(
@@ -539,12 +539,12 @@ def _notifier(
         client,
         renderer,
         default_channel=slack.changes_channel,
-        demo=settings.demo,
+        demo=settings.labelled_simulated,
         start_after_restore=settings.defaults.start_after_restore,
         pacer=pacer,
         clock=clock,
     )
-    notices = SlackChannelNotices(client, renderer, demo=settings.demo, pacer=pacer)
+    notices = SlackChannelNotices(client, renderer, demo=settings.labelled_simulated, pacer=pacer)
     return threads, notices, SlackDirectory(client)
 
 

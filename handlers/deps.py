@@ -61,7 +61,8 @@ class SlackDeps:
 
     @property
     def demo(self) -> bool:
-        return self.ctx.settings.demo
+        """Every message carries the footer: demo mode, or simulated hosts."""
+        return self.ctx.settings.labelled_simulated
 
     def principal(
         self, user_id: str, channel: str | None, team: str | None, *, verify_home: bool = False

@@ -49,6 +49,12 @@ MESSAGE_TEXT_BUDGET = 12_000
 FALLBACK_TEXT = 3000
 
 DEMO_FOOTER = "Demo mode — simulated Hyper-V estate; nothing here touches a real host."
+# A deployment whose config sets `hyperv.backend: simulator`, outside demo
+# mode: its messages say so as its CLI does (seen: checkpoints "taken" in
+# Slack with no word that no host was touched).
+SIMULATED_FOOTER = (
+    "Simulated Hyper-V hosts (hyperv.backend: simulator): nothing here touches a real host."
+)
 
 # The layout budgets the templates fill; they live here, next to the limits
 # they are derived from, so a template holds text and no arithmetic.
@@ -486,11 +492,14 @@ class SlackRenderer:
     `Renderer` is not changed.
     """
 
-    def __init__(self, renderer: Renderer) -> None:
+    def __init__(self, renderer: Renderer, *, simulated: bool = False) -> None:
+        """`simulated`: the footer a `demo=True` message carries names the
+        simulator backend rather than demo mode."""
         self.env = renderer.env.overlay()
         # `overlay()` shares the filters dict with its parent; copy before adding.
         self.env.filters = {**renderer.env.filters, **SLACK_FILTERS}
-        self.env.globals = {**renderer.env.globals, **SLACK_GLOBALS}
+        footer = {"DEMO_FOOTER": SIMULATED_FOOTER} if simulated else {}
+        self.env.globals = {**renderer.env.globals, **SLACK_GLOBALS, **footer}
 
     def _load(self, name: str, demo: bool, values: Mapping[str, Any]) -> Any:
         template = f"slack/{name}.json.j2"
@@ -558,6 +567,7 @@ class SlackRenderer:
 __all__ = [
     "CHANGE_ACTIONS",
     "DEMO_FOOTER",
+    "SIMULATED_FOOTER",
     "ActionValue",
     "BlockKitError",
     "Packed",

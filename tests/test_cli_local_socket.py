@@ -721,3 +721,42 @@ def test_a_bot_on_simulated_hosts_says_so_to_the_cli_it_answers(estate: Estate) 
         f"checkpoint-bot: SIMULATED HOSTS — {estate.config} sets hyperv.backend: simulator; "
         "nothing here touches a real Hyper-V host."
     )
+
+
+def test_a_bot_on_simulated_hosts_says_so_in_every_slack_message(estate: Estate) -> None:
+    """Seen: a deployment whose config chose the simulator posted "taken"
+    checkpoints to Slack with no word that no real host was touched (its CLI
+    said SIMULATED HOSTS). Every message carries the footer now."""
+    with FakeSlackApi() as api:
+        config = yaml.safe_load(estate.config.read_text(encoding="utf-8"))
+        config["hyperv"] = {"backend": "simulator"}
+        config["slack"] = {
+            "api_url": api.api_url,
+            "team_ids": ["T0TEST"],
+            "changes_channel": "C0CHANGES",
+        }
+        estate.config.write_text(yaml.safe_dump(config), encoding="utf-8")
+        secrets = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+        bot = estate.cluster.serve(estate.config, {**estate.env, **secrets})
+        bot.proc.wait_for_output(r"every message says so", timeout=30)
+        bot.proc.wait_for_output(rf"from the CLI at {estate.socket}", timeout=10)
+        created = estate.cli("checkpoint", "create", "WEB01", "-r", "on the simulator", "--json")
+        assert (created.code, created.json()["state"]) == (0, "active"), created.stderr
+
+        def messages(calls: list[Any]) -> list[Any]:
+            return [c for c in calls if c.method in ("chat.postMessage", "chat.update")]
+
+        api.wait_for(
+            lambda calls: any(
+                str(c.body.get("text", "")).endswith("active") for c in messages(calls)
+            )
+        )
+        posted = messages(api.calls)
+        bot.proc.signal_group(signal.SIGTERM)
+        wait_until(lambda: not bot.proc.alive(), 20, "serve to stop")
+    footer = (
+        "Simulated Hyper-V hosts (hyperv.backend: simulator): nothing here touches a real host."
+    )
+    assert posted
+    for call in posted:
+        assert footer in json.dumps(call.body.get("blocks", []), ensure_ascii=False), call

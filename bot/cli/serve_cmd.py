@@ -154,7 +154,7 @@ def serve(
             bot_token=bot_token.reveal(),
             signing_secret=signing.reveal() if signing else "",
             api_url=api_url,
-            renderer=SlackRenderer(Renderer()),
+            renderer=SlackRenderer(Renderer(), simulated=settings.simulated_hosts),
         )
     except (SlackClientError, BoltError, OSError) as exc:
         raise Unavailable(f"Slack refused or did not answer auth.test: {_why(exc)}") from None
@@ -164,10 +164,10 @@ def serve(
             "every message says so.",
             err=True,
         )
-    elif settings.hyperv.backend == "simulator":
+    elif settings.simulated_hosts:
         click.echo(
             "checkpoint-bot: serving Slack on SIMULATED HOSTS (hyperv.backend: simulator); "
-            "no checkpoint it takes is on a real Hyper-V host.",
+            "no checkpoint it takes is on a real Hyper-V host, and every message says so.",
             err=True,
         )
     _stop_on_sigterm()
