@@ -107,6 +107,13 @@ def judge_taken(
     if not memory:
         if vm_state is VMState.Off:
             why = "the VM was off, so the checkpoint holds its disks at rest and no memory"
+        elif vm_state is None:
+            # Judged after the fact (the reconciler): the VM's state then is
+            # not on record, and either way no memory means no fallback.
+            why = (
+                "the checkpoint holds no memory (its captured state is Off): the guest's VSS "
+                "made it, or the VM was off"
+            )
         else:
             why = (
                 "the checkpoint holds no memory (its captured state is Off) although the VM "

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.changes import Command
-from bot.hyperv import Checkpoint, VMInfo
+from bot.hyperv import Checkpoint, CheckpointType, VMInfo
+from bot.hyperv.evidence import holds_memory, judge_listed, judge_taken
 from bot.service.ownership import candidates, proven
 from bot.store.tables import change_ref
 from bot.store.tables.changes import Change
@@ -35,10 +36,14 @@ def judge_create(
     *,
     token: str | None,
     job_started: datetime | None,
+    setting: CheckpointType | None = None,
 ) -> HostFinding:
     """Did the interrupted create leave a checkpoint? Only one that carries
     the job's own token, on the change's VM, taken after the job started,
-    is adopted (see `bot.service.ownership`); anything less asks a human."""
+    is adopted (see `bot.service.ownership`); anything less asks a human.
+    `setting`: the CheckpointType the job ran under, when the record proves
+    it, so what was taken is judged as the job would have (seen: an adopted
+    production-only checkpoint listed as taken "unknown")."""
     ref = change_ref(change.id or 0)
     found = candidates(
         ref,
@@ -50,6 +55,11 @@ def judge_create(
     )
     mine = proven(found)
     if mine is not None:
+        taken = (
+            judge_taken(mine, setting=setting, vm_state=None)
+            if setting is not None
+            else judge_listed(mine)
+        )
         return HostFinding(
             f"the host has checkpoint {mine.id} ({mine.name}), taken "
             f"{mine.created_at.isoformat(timespec='seconds')} by this change's job (its token "
@@ -59,6 +69,9 @@ def judge_create(
                 "checkpoint_id": mine.id,
                 "checkpoint_name": mine.name,
                 "expires_at": now + timedelta(seconds=change.ttl_seconds),
+                "taken_type": taken.kind.value,
+                "taken_evidence": taken.evidence[:500],
+                "holds_memory": holds_memory(mine),
             },
         )
     if not found:

@@ -43,11 +43,12 @@ from bot.changes.record import (
 )
 from bot.changes.views import ChangeView
 from bot.clock import speed_of
-from bot.domain import user_mention
+from bot.domain import CheckpointKind, user_mention
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
 from bot.jobs import JobKind, JobState
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden, NotFound, Unavailable, changed_meanwhile
+from bot.service.execution import setting_for
 from bot.service.finding import find_change
 from bot.service.follow import follow
 from bot.service.host_findings import HostFinding, judge_create, judge_merge, judge_rollback
@@ -269,6 +270,7 @@ class Reconciler:
                     self.now(),
                     token=token,
                     job_started=started,
+                    setting=_ran_under(change, events),
                 )
         except HyperVError as exc:
             text = f"cannot ask {change.host} yet ({exc.message}); trying again"
@@ -340,6 +342,20 @@ class Reconciler:
             )
             change.version = current.version
         self.ctx.notifier.changed(change.id)
+
+
+def _ran_under(change: Change, events: list[ChangeEvent]) -> CheckpointType | None:
+    """The CheckpointType an interrupted create ran under, when the record
+    proves it: the job noted the one it raised the VM from (`setting_for`
+    then gives the one it raised it to); or production-only was asked, and
+    nothing is stricter, so the VM had it already. Otherwise not known."""
+    raised = [e for e in events if e.kind == "setting" and "original" in e.details]
+    if raised:
+        original = CheckpointType[str(raised[-1].details["original"])]
+        return setting_for(change.checkpoint_type, original)
+    if change.checkpoint_type == CheckpointKind.PRODUCTION_ONLY.value:
+        return CheckpointType.ProductionOnly
+    return None
 
 
 def _interrupted_from(events: list[ChangeEvent]) -> State:
