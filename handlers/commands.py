@@ -63,7 +63,6 @@ from handlers.grammar import (
 )
 from handlers.status import status_payload
 from handlers.waves import Waves
-from policies import rows as explain_rows
 from templates.blocks import slack_date
 
 log = logging.getLogger(__name__)
@@ -147,14 +146,18 @@ class Commands:
                     start_after_restore=deps.start_after_restore,
                 )
             case PolicyRequest(vm=vm, action=action):
-                decision = explain(ctx, vm, action, who())
+                # A host that could not be asked leaves it undecided: said
+                # as such, never as a refusal (bot/service/explaining.py).
+                explanation = explain(ctx, vm, action, who())
                 return deps.payload(
                     "policy_explain",
                     action=action,
                     vm=vm,
                     who=user,
-                    decision=decision,
-                    rows=explain_rows(decision),
+                    decision=explanation.decision,
+                    rows=explanation.rows,
+                    undecided=explanation.undecided,
+                    unanswered=explanation.unanswered,
                 )
             # A VM's name means its one change the action fits
             # (bot/service/vm_target.py).

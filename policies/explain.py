@@ -2,16 +2,32 @@
 
     ✓ passed   ✗ fired (deny / needs approval)   ! warning or scheduled
     EN DASH exempt, disabled or not applicable
+    ? needs what the VM's host says, and the host could not be asked
 
 Data only; the CLI and Slack templates render it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bot.clock import utc_text
 from policies.model import Decision, Effect, OutcomeKind, RuleOutcome
 
-MARKS = {"passed": "✓", "blocked": "✗", "note": "!", "skipped": "\u2013"}
+MARKS = {"passed": "✓", "blocked": "✗", "note": "!", "skipped": "\u2013", "unanswered": "?"}
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """The VM's host could not be asked, so every fact only it gives is
+    unknown with the same words, `why` (its error). The caller says those
+    once; a row says `instead` in their place (`HV03 could not be reached`),
+    and a rule that failed closed on those facts alone is not a refusal but
+    a question left open: it is marked `?` with the facts it needed."""
+
+    host: str
+    why: str
+    instead: str
 
 
 def mark(outcome: RuleOutcome) -> str:
@@ -22,13 +38,37 @@ def mark(outcome: RuleOutcome) -> str:
     return MARKS["skipped"]
 
 
-def rows(decision: Decision) -> list[tuple[str, str, str]]:
+def rows(decision: Decision, unanswered: Unanswered | None = None) -> list[tuple[str, str, str]]:
     """(rule id, mark, one-line message) per rule, in evaluation order."""
-    return [(o.rule, mark(o), _one_line(o)) for o in decision.outcomes]
+    if unanswered is None:
+        return [(o.rule, mark(o), _one_line(o, o.message)) for o in decision.outcomes]
+    return [_row_without(o, unanswered) for o in decision.outcomes]
 
 
-def _one_line(outcome: RuleOutcome) -> str:
-    text = " ".join(outcome.message.split())
+def waits_for(outcome: RuleOutcome, unanswered: Unanswered) -> list[str]:
+    """The facts `outcome` failed closed on when the host's silence is all
+    it lacked ([] otherwise: it answered, or an unknown of another source,
+    which the host answering would not settle, made it fire)."""
+    if not (outcome.fired and outcome.for_want_of_facts):
+        return []
+    missing = [(name, f) for name, f in outcome.facts.items() if not f.known]
+    if not missing or any(f.value != unanswered.why for _name, f in missing):
+        return []
+    return [name for name, _f in missing]
+
+
+def _row_without(outcome: RuleOutcome, unanswered: Unanswered) -> tuple[str, str, str]:
+    needs = waits_for(outcome, unanswered)
+    if needs:
+        said = f"needs {', '.join(needs)} from {unanswered.host}"
+        return outcome.rule, MARKS["unanswered"], said
+    # The host's error is said once, above the table, not on every line.
+    text = outcome.message.replace(unanswered.why, unanswered.instead)
+    return outcome.rule, mark(outcome), _one_line(outcome, text)
+
+
+def _one_line(outcome: RuleOutcome, message: str) -> str:
+    text = " ".join(message.split())
     if outcome.outcome is OutcomeKind.FIRED and outcome.effect is Effect.SCHEDULE:
         return text
     if outcome.outcome in (OutcomeKind.EXEMPT, OutcomeKind.DISABLED):

@@ -119,7 +119,7 @@ def test_refusals_at_once_match_the_full_decision_on_the_demo_estate(ctx: Any) -
     who = Principal("U0ALICE", frozenset(), "C0OPS", team="T0TEST")
     marks = lookups.refused_vms(ctx, who)
     for vm in ctx.inventory.vms:
-        full = explain(ctx, vm.name, "create", who)
+        full = explain(ctx, vm.name, "create", who).decision
         denying = {o.rule for o in full.fired if o.effect and o.effect.value == "deny"}
         at_once = {r.rule for r in lookups.refused_at_once(ctx, vm.name, who)}
         assert at_once <= denying, vm.name

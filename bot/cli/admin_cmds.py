@@ -285,28 +285,36 @@ def policy_explain(
 ) -> None:
     """What the guardrails say to ACTION (create unless named: rollback,
     merge, extend) on VM, rule by rule, with the facts they used and where
-    those came from. Changes nothing."""
+    those came from. Changes nothing.
+
+    Exit 3 when the VM's host could not be asked (no answer, or no login):
+    nothing can be decided then, as for a create; the rules are shown as
+    far as the inventory and the request settle them."""
     from bot.service import Principal, explain
-    from policies.explain import rows as explain_rows
 
     vm, action = _vm_and_action(words, action)
     who = Principal(user or rt.principal.id, frozenset(groups), channel)
     when = at.replace(tzinfo=UTC) if at and at.tzinfo is None else at
-    decision = explain(rt.ctx, vm, action, who, checkpoint_type=ctype, at=when)
+    explanation = explain(rt.ctx, vm, action, who, checkpoint_type=ctype, at=when)
     if as_json:
         # What was asked, beside the answer: a script reading several
         # explanations can tell them apart.
         asked = {"action": action, "vm": vm, "user": who.id}
-        echo_json(asked | decision.to_dict())
+        echo_json(asked | explanation.to_dict())
     else:
         rt.out(
             "cli/decision.txt.j2",
-            decision=decision,
-            rows=explain_rows(decision),
+            explanation=explanation,
+            rows=explanation.rows,
             action=action,
             vm=vm,
             who=who.id,
         )
+    if explanation.undecided is not None:
+        # After what could be shown (as `checkpoint list` does for a host
+        # it could not ask): the one error line a create gives, and exit 3.
+        # A fault of the connection never reads as a refusal.
+        raise explanation.undecided
 
 
 @policy.command("validate")

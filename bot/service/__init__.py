@@ -76,6 +76,7 @@ if TYPE_CHECKING:
         ServiceError,
         Unavailable,
     )
+    from bot.service.explaining import Explanation, explain
     from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
     from bot.service.outbox_view import OutboxStatus, outbox_status
     from bot.service.queries import (
@@ -88,7 +89,6 @@ if TYPE_CHECKING:
     from bot.service.reconcile import Reconciler, resolve
     from bot.service.requests import (
         Outcome,
-        explain,
         extend,
         lifetime_too_long,
         merge,
@@ -132,6 +132,7 @@ _WHERE = {
     "DiscoveryReport": "bot.service.discovery",
     "DiscoveryRequest": "bot.service.discovery",
     "DowngradePlan": "bot.service.backups",
+    "Explanation": "bot.service.explaining",
     "Focus": "bot.service.whereabouts",
     "Forbidden": "bot.service.errors",
     "GroupsUnavailable": "bot.service.directory",
@@ -172,7 +173,7 @@ _WHERE = {
     "discover": "bot.service.discovery",
     "downgrade_schema": "bot.service.backups",
     "due_notices": "bot.service.window_notices",
-    "explain": "bot.service.requests",
+    "explain": "bot.service.explaining",
     "export_audit": "bot.service.audit_format",
     "extend": "bot.service.requests",
     "focus_on": "bot.service.whereabouts",
@@ -251,6 +252,7 @@ __all__ = [
     "DiscoveryReport",
     "DiscoveryRequest",
     "DowngradePlan",
+    "Explanation",
     "Focus",
     "Forbidden",
     "GroupsUnavailable",

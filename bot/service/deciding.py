@@ -51,6 +51,18 @@ def _cannot_check(vm: VM, host: str, exc: HyperVError) -> Unavailable | NotFound
 
 
 @dataclass(frozen=True)
+class Preview:
+    """`Decider.preview`'s answer: the decision, the facts it was made on,
+    and, when the VM's host could not be asked, the error a request would
+    have stopped at (then those facts are unknown, and the verdict is only
+    what failing closed on them gives)."""
+
+    decision: Decision
+    facts: Facts
+    undecided: HostUnavailable | None = None
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who acts: a Slack user id (`U…`) or a CLI operator (`cli:name`), the
     Slack user groups they belong to, the channel they act from, and the
@@ -98,7 +110,8 @@ class Decider:
         """Everything the policy may use about `vm`. Strict (for decisions
         that are recorded or acted on): a host that cannot be asked raises
         `HostUnavailable`, a VM the host does not have raises `NotFound`.
-        Not strict (`policy explain`): those facts are unknown, with why.
+        Not strict: those facts are unknown, with why (`preview`, for
+        `policy explain`, also keeps what stopped them).
         `found_on`: the node the caller found the VM on a moment ago (a job
         that followed its VM): asked directly, not located again."""
         moment = now or self.clock()
@@ -106,28 +119,37 @@ class Decider:
             return self._facts_at(found_on, vm, change, moment)
         if strict and self.locator.standalone(vm):
             return self._facts_at(vm.host, vm, change, moment)
+        found, stopped = self._facts_where_it_is(vm, change, moment)
+        if strict and stopped is not None:
+            raise stopped
+        return found
+
+    def _facts_where_it_is(
+        self, vm: VM, change: Change | None, moment: datetime
+    ) -> tuple[Facts, Unavailable | NotFound | None]:
+        """The facts of `vm` asked of the node that has it now, and what
+        stops a decision on them: its owner could not be found or asked
+        (`Unavailable`), or no node has it (`NotFound`). Those facts are
+        then unknown, with why."""
         try:
-            located: Located | None = self.locator.locate(vm)
+            located: Located = self.locator.locate(vm)
         except (Unavailable, NotFound) as exc:
-            if strict:
-                raise
-            located, why = None, str(exc)
-        if located is None:
             group = self.inventory.group_of(vm)
             asked = f"host {vm.host}" if group == vm.host else f"cluster {group}"
-            return gather(
+            unlocated = gather(
                 self.inventory,
                 vm,
                 None,
                 sources=FactSources(inventory=self.inventory_label, host=asked),
                 now=moment,
                 change=change,
-                host_problem=why,
+                host_problem=str(exc),
             )
+            return unlocated, exc
         found, problems = self._gather_on(located.host, vm, change, moment)
-        if strict and problems and isinstance(problems[0], (*_CANNOT_ASK, VMNotFound)):
-            raise _cannot_check(vm, located.host, problems[0])
-        return found
+        if problems and isinstance(problems[0], (*_CANNOT_ASK, VMNotFound)):
+            return found, _cannot_check(vm, located.host, problems[0])
+        return found, None
 
     def _gather_on(
         self, owner: str, vm: VM, change: Change | None, moment: datetime
@@ -233,6 +255,29 @@ class Decider:
         decision = self._evaluate(vm, action, who, facts, moment, checkpoint_type, ttl, extend_to)
         self.observe(action, decision, strict=strict)
         return decision, facts
+
+    def preview(
+        self,
+        vm: VM,
+        action: Action,
+        who: Principal,
+        *,
+        checkpoint_type: str | None = None,
+        now: datetime | None = None,
+    ) -> Preview:
+        """`policy explain`: the decision on whatever could be read, never
+        recorded nor acted on. When the VM's host could not be asked, a
+        request would have stopped there (`HostUnavailable`, nothing
+        decided): the preview keeps that error beside the decision, whose
+        verdict then is no verdict at all."""
+        moment = now or self.clock()
+        facts, stopped = self._facts_where_it_is(vm, None, moment)
+        decision = self._evaluate(vm, action, who, facts, moment, checkpoint_type, None, None)
+        self.observe(action, decision, strict=False)
+        # A VM its host does not have is an answer (every fact says so);
+        # only a host that did not answer leaves the question open.
+        undecided = stopped if isinstance(stopped, HostUnavailable) else None
+        return Preview(decision, facts, undecided)
 
     def observe(self, action: Action, decision: Decision, *, strict: bool) -> None:
         """Called with every decision made; what watches decisions (metrics)

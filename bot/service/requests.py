@@ -678,26 +678,6 @@ def apply_extension(
     )
 
 
-def explain(
-    ctx: ServiceDeps,
-    vm_name: str,
-    action: str,
-    who: Principal,
-    *,
-    checkpoint_type: str | None = None,
-    at: datetime | None = None,
-) -> Decision:
-    vm = resolve_vm(ctx, vm_name)
-    try:
-        act = Action(action)
-    except ValueError:
-        raise BadRequest(
-            f"unknown action '{action}': use one of {', '.join(a.value for a in Action)}"
-        ) from None
-    # An explanation shows what is unknown and why, even with the host down.
-    return ctx.decider.decide(vm, act, who, checkpoint_type=checkpoint_type, now=at, strict=False)
-
-
 def view(ctx: ServiceDeps, change_id: int) -> ChangeView:
     with session_scope(ctx.engine) as s:
         return ChangeView.of(get_change(s, change_id))
