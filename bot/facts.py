@@ -90,9 +90,7 @@ def discovered_facts(found: VMFacts, source: str, now: datetime) -> dict[str, Fa
 
     volume = found.volume
     return {
-        "kvp_product_type": fact(
-            found.kvp_product_type, "no KVP data from the guest (VM off or integration off)"
-        ),
+        "kvp_product_type": fact(found.kvp_product_type, _why_no_product_type(found)),
         "disk_shared": fact(any(d.shared for d in found.disks)),
         "disk_passthrough": fact(any(d.passthrough for d in found.disks)),
         "disk_fibre_channel": fact(any(d.fibre_channel for d in found.disks)),
@@ -103,6 +101,28 @@ def discovered_facts(found: VMFacts, source: str, now: datetime) -> dict[str, Fa
         "vm_checkpoint_type": fact(found.vm.checkpoint_type.name),
         "vm_state": fact(found.vm.state.name),
     }
+
+
+def _why_no_product_type(found: VMFacts) -> str:
+    """Why the guest's ProductType is unknown, from what the host said. Only
+    a running guest whose data exchange integration service runs publishes
+    its intrinsic KVP items (Msvm_KvpExchangeComponent,
+    https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-kvpexchangecomponent);
+    an endpoint that refused the query said nothing about the guest at all,
+    and blaming the guest would send the reader to the wrong place."""
+    if found.kvp_unavailable:
+        return found.kvp_unavailable
+    state = found.vm.state
+    if state is not VMState.Running:
+        return f"the VM is {state.name}: only a running guest publishes KVP items"
+    if found.kvp_os_name or found.kvp_fqdn:
+        # Its exchange works; the guest itself does not say (not Windows, say).
+        shown = found.kvp_os_name or found.kvp_fqdn
+        return f"the guest publishes KVP items but no ProductType ({shown})"
+    return (
+        "the running guest publishes no KVP items (its data exchange integration "
+        "service is off or not answering)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

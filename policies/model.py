@@ -19,7 +19,9 @@ exactly these; any of them may be unknown (`Fact.known is False`, and then
       inv_hyperv_replica bool
       inv_checkpoint_type str        "Production" | "ProductionOnly" | "Standard" | "Disabled"
     from discovery on the host (source "host <name>", with observed_at):
-      kvp_product_type   int         2 = domain controller (unknown: VM off / KVP missing)
+      kvp_product_type   int         2 = domain controller (unknown: VM not running, no KVP
+                                     exchange, or the endpoint's role hides Get-CimInstance;
+                                     the unknown fact's value says which)
       disk_shared        bool        any disk with SupportPersistentReservations
       disk_passthrough   bool
       disk_fibre_channel bool
@@ -35,7 +37,9 @@ exactly these; any of them may be unknown (`Fact.known is False`, and then
       ttl_seconds        int
       change_created_at  datetime    when the change was opened (the lifetime's start)
     derived by the provider:
-      contradictions     list[str]   where discovery disagrees with the inventory
+      contradictions     list[str]   where discovery disagrees with the inventory (only
+                                     pairs both sides of which are known; the drift rule
+                                     names the pairs that were not compared)
 
 Where the inventory and discovery both speak to one risk, the rules take the
 riskier reading: either source saying "yes" is a known "yes"; "no" needs both.

@@ -819,6 +819,14 @@ def test_a_narrower_jea_role_leaves_facts_unknown_never_safe(
         assert dict(dc.record)["roles"] == []
         assert any("did not list the guests' KVP items" in n for n in dc.notes)
         assert any("CommandNotFound" in n or "not recognized" in n for n in dc.notes)
+        # The fix is the role's, and the note says where: not the guests'.
+        assert any(
+            "does not let the bot run Get-CimInstance" in n
+            and "VisibleCmdlets" in n
+            and "deploy/jea/CheckpointBot.psrc" in n
+            for n in dc.notes
+        ), dc.notes
+        assert not any("integration services" in n for n in dc.notes)
 
         fleet.server("HV01").faults = Faults(hidden=frozenset({"Get-VMHardDiskDrive"}))
         client = _client(demo_inventory, fleet, "HV01")

@@ -91,3 +91,16 @@ def test_the_role_refuses_what_the_bot_never_sends() -> None:
     assert not re.search(value[1], "*") and not re.search(value[1], f"{uuid.uuid4()}; Remove-VM")
     for cmdlet in ("get-vm", "get-vmsnapshot", "restore-vmsnapshot", "remove-vmsnapshot"):
         assert "computername" not in visible[cmdlet] and "cimsession" not in visible[cmdlet]
+
+
+def test_the_role_file_a_hidden_command_is_blamed_on_lists_it() -> None:
+    """A refusal names this file as the role that lists the command: it
+    must be this file, and it must list Get-CimInstance, the command whose
+    absence leaves every guest's product type unknown."""
+    from bot.hyperv.errors import JEA_ROLE_CAPABILITY, CommandNotVisible
+
+    repo = PSRC.parents[2]
+    assert (repo / JEA_ROLE_CAPABILITY).resolve() == PSRC.resolve()
+    assert "get-ciminstance" in role()
+    said = CommandNotVisible("The term ...", command="Get-CimInstance").in_role_terms()
+    assert "Get-CimInstance" in said and "VisibleCmdlets" in said and JEA_ROLE_CAPABILITY in said

@@ -29,9 +29,12 @@ from tests.test_policy_rules import NOW, ask, demo, facts_for
 VMS = [vm.name for vm in demo().vms]
 ACTIONS = [Action.CREATE, Action.ROLLBACK, Action.MERGE, Action.EXTEND]
 SEVERITY = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1, Verdict.DENY: 2}
-# Rules that only ever warn for an action: an unknown fact is said, not blocked on.
-# Rules that only ever warn for these actions: an unknown fact cannot block them.
+# Rules that only ever warn for these actions: an unknown fact cannot block
+# them. The drift rule says a pair it could not compare, and leaves blocking
+# to the rule that owns the fact (its default `on_unknown: warn`).
 WARN_ONLY = {("hyperv_replica", Action.CREATE)} | {("inventory_drift", a) for a in Action}
+
+
 WINDOWS = (
     "windows: [{name: w, cron: '0 22 * * 6', duration: 6h, timezone: Europe/Berlin,"
     " scope: {tags: {env: prod}}}]"

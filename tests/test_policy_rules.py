@@ -94,11 +94,18 @@ def facts_for(
     values = inventory_facts(inv, vm, "inventory demo-inventory.yaml", NOW)
     if reachable:
         values |= discovered_facts(vm_facts(name, **disc), f"host {vm.host}", NOW)
+        # As `gather` adds it: the node that answered for the VM.
+        values["owner_host"] = Fact(vm.host, f"host {vm.host}", NOW)
     else:
         values |= unreachable_facts(f"host {vm.host}", "connection refused")
     if change_created is not None:
         values["change_created_at"] = Fact(change_created, "change CHG-0001", NOW)
-    values["contradictions"] = Fact(contradictions(values), "facts provider", NOW)
+    if reachable:
+        values["contradictions"] = Fact(contradictions(values), "facts provider", NOW)
+    else:
+        # As `gather` says it: a host that said nothing compared nothing.
+        silent = "host not asked: connection refused"
+        values["contradictions"] = Fact.unknown("facts provider", silent)
     return Facts(values)
 
 
@@ -581,3 +588,173 @@ def test_discovery_contradicting_the_inventory_is_reported() -> None:
     # The riskier reading: the guest says DC, so the DC rule does not pass.
     dc = decision.outcome("domain_controller")
     assert dc is not None and dc.fired
+
+
+# --- inventory drift: a comparison not made is not agreement ---------------------------
+
+
+def drift_of(decision: Decision) -> Any:
+    outcome = decision.outcome("inventory_drift")
+    assert outcome is not None
+    return outcome
+
+
+def test_drift_agrees_only_when_every_comparison_was_made() -> None:
+    drift = drift_of(ask("WEB01"))
+    assert drift.outcome is OutcomeKind.PASSED
+    assert "agrees with the inventory" in drift.message
+    # It names what it compared, so a fact that goes unknown shows in --json.
+    assert {"contradictions", "roles", "kvp_product_type", "owner_host"} <= set(drift.facts)
+
+
+def test_drift_never_calls_an_unread_product_type_agreement() -> None:
+    """The guest's KVP is silent: the DC comparison was not made. The rule
+    says the product type could not be read, and why; it holds nothing
+    itself (`on_unknown: warn`): domain_controller, which owns that fact,
+    asks a human for the same silence."""
+    why = "the VM is Off: only a running guest publishes KVP items"
+    values = dict(facts_for("WEB01").values)
+    values["kvp_product_type"] = Fact.unknown("host HV01", why)
+    decision = ask("WEB01", facts=Facts(values))
+    drift = drift_of(decision)
+    assert drift.outcome is OutcomeKind.FIRED
+    assert drift.effect is Effect.WARN and not drift.for_want_of_facts
+    assert "agrees" not in drift.message
+    assert "product type could not be read" in drift.message
+    assert why in drift.message and "host HV01" in drift.message
+    assert "said only: the rules that decide on these facts take them" in drift.message
+    assert not drift.facts["kvp_product_type"].known
+    assert decision.verdict is Verdict.NEEDS_APPROVAL
+    dc = decision.outcome("domain_controller")
+    assert dc is not None and dc.effect is Effect.NEEDS_APPROVAL and dc.for_want_of_facts
+
+
+@pytest.mark.parametrize(
+    ("on_unknown", "effect", "then"),
+    [
+        ("deny", Effect.DENY, "refused until it is known"),
+        ("needs_approval", Effect.NEEDS_APPROVAL, "a human must approve instead"),
+    ],
+)
+def test_drift_on_an_unread_product_type_follows_on_unknown(
+    on_unknown: str, effect: Effect, then: str
+) -> None:
+    policy = parse_policy(f"rules: {{inventory_drift: {{params: {{on_unknown: {on_unknown}}}}}}}")
+    decision = ask("LAB-DC01", policy=policy, facts=facts_for("LAB-DC01", kvp_product_type=None))
+    drift = drift_of(decision)
+    assert drift.effect is effect and drift.for_want_of_facts and then in drift.message
+    assert decision.verdict is (Verdict.DENY if effect is Effect.DENY else Verdict.NEEDS_APPROVAL)
+
+
+@pytest.mark.parametrize("action", [Action.MERGE, Action.EXTEND])
+def test_an_unread_product_type_is_only_said_where_nothing_rests_on_it(action: Action) -> None:
+    """Keeping a checkpoint of a VM that is off (as a rollback leaves it)
+    or extending it decides nothing on the VM's DC-ness or disks: the gap
+    is said, as a warning, and holds nothing up."""
+    facts = facts_for("WEB01", kvp_product_type=None, change_created=NOW - timedelta(days=1))
+    extend_to = NOW + timedelta(days=2) if action is Action.EXTEND else None
+    decision = ask("WEB01", action, facts=facts, extend_to=extend_to)
+    drift = drift_of(decision)
+    assert drift.fired and drift.effect is Effect.WARN
+    assert "product type could not be read" in drift.message and "agrees" not in drift.message
+    assert f"nothing a {action.value} decides rests on it" in drift.message
+    assert decision.verdict is Verdict.ALLOW, text(decision)
+
+
+def test_an_off_lone_dc_is_said_unconfirmed_and_still_taken_production_only() -> None:
+    """The inventory's word alone (a DC) already gets the riskier reading
+    from domain_controller, so the guest's silence changes nothing it
+    decides: it is said, not passed over as agreement, and holds nothing
+    (an approval here would be asked for no risk the bot does not already
+    assume)."""
+    decision = ask("LAB-DC01", facts=facts_for("LAB-DC01", kvp_product_type=None))
+    assert decision.adjustments["checkpoint_type"] == "production-only"
+    drift = drift_of(decision)
+    assert drift.fired and drift.effect is Effect.WARN
+    assert "product type could not be read" in drift.message
+    assert decision.verdict is Verdict.ALLOW
+
+
+def test_drift_reports_a_contradiction_and_what_it_could_not_compare() -> None:
+    values = dict(facts_for("WEB01").values)
+    values["disk_passthrough"] = Fact(True, "host HV01", NOW)
+    values["kvp_product_type"] = Fact.unknown("host HV01", "no KVP items")
+    values["contradictions"] = Fact(contradictions(values), "facts provider", NOW)
+    drift = drift_of(ask("WEB01", facts=Facts(values)))
+    assert drift.fired and drift.effect is Effect.WARN
+    assert "pass-through disk" in drift.message
+    assert "product type could not be read (no KVP items" in drift.message
+
+
+def test_drift_with_roles_unknown_says_the_inventory_side_is_unknown() -> None:
+    values = dict(facts_for("WEB01").values)
+    values["roles"] = Fact.unknown("inventory", "roles_unknown: true")
+    drift = drift_of(ask("WEB01", facts=Facts(values)))
+    assert drift.fired and drift.effect is Effect.WARN
+    assert "roles is unknown (roles_unknown: true" in drift.message
+
+
+def test_a_host_that_said_nothing_is_still_not_compared() -> None:
+    drift = drift_of(ask("WEB01", facts=facts_for("WEB01", reachable=False)))
+    assert drift.outcome is OutcomeKind.NOT_APPLICABLE
+    assert "agrees" not in drift.message
+
+
+def test_drift_compares_what_the_provider_compares() -> None:
+    """Each pair the rule checks for silence is one the provider reports
+    a disagreement on: the two lists cannot drift apart unnoticed."""
+    from policies.rules.drift import COMPARED
+
+    base = dict(facts_for("WEB01").values)
+    base["owner_host"] = Fact("HV01", "host HV01", NOW)
+    assert contradictions(base) == []
+    flipped = {
+        "kvp_product_type": 2,
+        "disk_shared": True,
+        "disk_passthrough": True,
+        "disk_fibre_channel": True,
+        "replication_enabled": True,
+        "owner_host": "HV02",
+        "vm_checkpoint_type": "Standard",
+    }
+    assert {host for _inv, host, _what in COMPARED} == set(flipped)
+    for _inv, host, _what in COMPARED:
+        values = dict(base)
+        values[host] = Fact(flipped[host], "host HV01", NOW)
+        assert len(contradictions(values)) == 1, host
+
+
+ROLE_HIDES_CIM = "the endpoint's JEA role does not let the bot run Get-CimInstance"
+
+
+@pytest.mark.parametrize(
+    ("state", "os_name", "unavailable", "says", "never"),
+    [
+        (VMState.Off, None, "", "the VM is Off", "integration"),
+        (VMState.Saved, None, "", "the VM is Saved", "integration"),
+        (VMState.Running, None, "", "data exchange integration service", "the VM is"),
+        (VMState.Running, "Ubuntu 24.04", "", "KVP items but no ProductType (Ubuntu", "integ"),
+        (VMState.Running, None, ROLE_HIDES_CIM, ROLE_HIDES_CIM, "integration"),
+    ],
+    ids=[
+        "off",
+        "saved",
+        "running-without-kvp",
+        "running-without-product-type",
+        "role-without-get-ciminstance",
+    ],
+)
+def test_an_unknown_product_type_says_why_from_what_the_host_said(
+    state: VMState, os_name: str | None, unavailable: str, says: str, never: str
+) -> None:
+    base = vm_facts("WEB01")
+    found = replace(
+        base,
+        vm=replace(base.vm, state=state),
+        kvp_product_type=None,
+        kvp_os_name=os_name,
+        kvp_unavailable=unavailable,
+    )
+    kvp = discovered_facts(found, "host HV01", NOW)["kvp_product_type"]
+    assert not kvp.known
+    assert says in kvp.value and never not in kvp.value

@@ -276,6 +276,7 @@ def test_settings_and_facts(host: WinRMHost, sim: WinRMHost) -> None:
     assert sql.volume.path == "E:\\"
     off = host.vm_facts(OFF01)
     assert off.kvp_product_type is None and off.kvp_fqdn is None  # unknown, not "not a DC"
+    assert off.kvp_unavailable == ""  # the endpoint answered: the guest said nothing
     assert host.vm_facts(REP01).replication_enabled is True
 
 
@@ -442,6 +443,17 @@ def test_facts_without_get_ciminstance_leave_only_the_guests_word_unknown(
     dc = host.vm_facts(DC01)
     assert dc.vm.vm_id == DC01 and dc.kvp_product_type is None and dc.kvp_fqdn is None
     assert dc.volume is not None
+    # Why: the endpoint's role, named so that whoever reads it fixes the
+    # role, not the guest (whose integration services are fine).
+    assert dc.kvp_unavailable == (
+        "the endpoint's JEA role does not let the bot run Get-CimInstance "
+        "(CommandNotFoundException): its role capability must list Get-CimInstance in "
+        "VisibleCmdlets, as deploy/jea/CheckpointBot.psrc does"
+    )
+    assert "KVP" not in dc.kvp_unavailable and "integration" not in dc.kvp_unavailable
+    # The rest of the estate's guests were never the problem.
+    server.faults = Faults()
+    assert host.vm_facts(DC01).kvp_unavailable == ""
 
 
 # -- injection ---------------------------------------------------------------------------

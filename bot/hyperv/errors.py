@@ -78,15 +78,35 @@ class PowerShellError(HyperVError):
     pass
 
 
+# The role capability this project ships for the bot's endpoint
+# (deploy/jea/README.md): where an operator adds a command the role hides.
+JEA_ROLE_CAPABILITY = "deploy/jea/CheckpointBot.psrc"
+
+
 class CommandNotVisible(PowerShellError):
     """The endpoint has no such command: a JEA role capability that does
     not make it visible answers `CommandNotFoundException` (JEA overview,
-    https://learn.microsoft.com/powershell/scripting/security/remoting/jea/overview).
+    https://learn.microsoft.com/powershell/scripting/security/remoting/jea/overview;
+    role capabilities,
+    https://learn.microsoft.com/powershell/scripting/security/remoting/jea/role-capabilities).
     `command` is the name it did not find."""
 
     def __init__(self, message: str, *, command: str = "", **where: str) -> None:
         super().__init__(message, **where)
         self.command = command
+
+    def in_role_terms(self) -> str:
+        """What the refusal means, for whoever must fix it. The engine's
+        own text ("The term 'X' is not recognized ...") reads like a typo,
+        and what the missing command would have read (a guest's KVP items,
+        say) is not at fault: the endpoint's role is, and only its role
+        capability's VisibleCmdlets can change that."""
+        name = self.command or "a command the bot sends"
+        return (
+            f"the endpoint's JEA role does not let the bot run {name} "
+            f"(CommandNotFoundException): its role capability must list {name} in "
+            f"VisibleCmdlets, as {JEA_ROLE_CAPABILITY} does"
+        )
 
 
 class CheckpointsDisabled(PowerShellError):

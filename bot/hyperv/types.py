@@ -198,6 +198,10 @@ class VMFacts:
     checkpoint_count: int = 0
     volume: Volume | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Why the guest's items could not be asked for at all (the endpoint
+    # refused the query); "" when the host answered, items or none. Without
+    # it, a refusal would read as a silent guest.
+    kvp_unavailable: str = ""
 
 
 @dataclass(frozen=True)

@@ -96,23 +96,31 @@ def fire(
     )
 
 
+UNKNOWN_REMEDIATION = (
+    "make the fact known (start the VM, fix the host's reachability or the inventory), "
+    "then ask again"
+)
+
+
+def unknown_fact(name: str, fact: Fact) -> str:
+    """`name is unknown (why; from source)`: how a rule names a fact it lacks."""
+    return f"{name} is unknown ({fact.value or 'no reason given'}; from {fact.source})"
+
+
+def unknown_then(rule: ResolvedRule) -> str:
+    """What failing closed does to the request, in the rule's message."""
+    if rule.on_unknown is Effect.DENY:
+        return "refused until it is known"
+    return "a human must approve instead"
+
+
 def unknown(rule: ResolvedRule, vm: str, facts: Mapping[str, Fact], question: str) -> RuleOutcome:
     """Fail closed: `question` is what the rule could not settle."""
-    missing = "; ".join(
-        f"{name} is unknown ({f.value or 'no reason given'}; from {f.source})"
-        for name, f in facts.items()
-        if not f.known
-    )
-    then = (
-        "refused until it is known"
-        if rule.on_unknown is Effect.DENY
-        else "a human must approve instead"
-    )
+    missing = "; ".join(unknown_fact(name, f) for name, f in facts.items() if not f.known)
     return fire(
         rule,
-        f"{vm}: cannot tell {question}: {missing}; {then}",
-        "make the fact known (start the VM, fix the host's reachability or the inventory), "
-        "then ask again",
+        f"{vm}: cannot tell {question}: {missing}; {unknown_then(rule)}",
+        UNKNOWN_REMEDIATION,
         facts,
         effect=rule.on_unknown,
         for_want_of_facts=True,

@@ -295,11 +295,18 @@ class WinRMHost:
         self._one_vm(vm_out, vm_id)
         disk_out = self._run(cmds.hard_disks(vm_id), read_only=True)
         # A role without Get-CimInstance leaves the guest's word unknown (the
-        # rules that need it fail closed), not the whole VM unreadable.
-        kvp_out, _ = self._optional(cmds.kvp(vm_id))
+        # rules that need it fail closed), not the whole VM unreadable; why
+        # is kept, so the guest is not blamed for the role.
+        kvp_out, kvp_refused = self._optional(cmds.kvp(vm_id))
         kvp = mapping.kvp_items(kvp_out)
         return self._facts_from(
-            vm_id, vm_out, disk_out, kvp, self.list_checkpoints(vm_id), self.volumes()
+            vm_id,
+            vm_out,
+            disk_out,
+            kvp,
+            self.list_checkpoints(vm_id),
+            self.volumes(),
+            kvp_unavailable=kvp_refused,
         )
 
     def _facts_from(
@@ -310,6 +317,8 @@ class WinRMHost:
         kvp: dict[str, str],
         checkpoints: list[Checkpoint],
         volumes: list[Volume],
+        *,
+        kvp_unavailable: str = "",
     ) -> VMFacts:
         vm = self._one_vm(vm_out, vm_id)
         disks = self._mapped(lambda: tuple(mapping.disk(out) for out in disk_out))
@@ -325,6 +334,7 @@ class WinRMHost:
             checkpoint_count=len(checkpoints),
             volume=mapping.volume_for(first_disk or vm_path, volumes),
             extra={k: v for k, v in kvp.items() if k in _KVP_EXTRA},
+            kvp_unavailable=kvp_unavailable,
         )
 
     def discover_vms(self) -> list[DiscoveredVM]:
@@ -359,12 +369,15 @@ class WinRMHost:
 
     def _optional(self, pipeline: Pipeline) -> tuple[list[Any], str]:
         """A read whose refusal by the endpoint (not a connection failure)
-        leaves its facts unknown: (output, "") or ([], why)."""
+        leaves its facts unknown: (output, "") or ([], why). A command the
+        role hides is said in the role's terms: the engine's "not
+        recognized" text would send the reader to the wrong place."""
         try:
             return self._run(pipeline, missing=NotFoundError, read_only=True), ""
         except (PowerShellError, NotFoundError) as exc:
-            log.info("%s: %s", self.name, exc.message)
-            return [], exc.message
+            why = exc.in_role_terms() if isinstance(exc, CommandNotVisible) else exc.message
+            log.info("%s: %s", self.name, why)
+            return [], why
 
     def _replication_enabled(self, vm_id: str, vm: VMInfo) -> bool | None:
         if vm.replication_state == "Disabled":
