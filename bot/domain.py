@@ -185,6 +185,26 @@ MENTION_TOKEN = re.compile(
 )
 
 
+# How long a CLI operator's name (CHECKPOINT_BOT_USER) may be: as long as a
+# VM name may be (bot.inventory.names.MAX_NAME_LENGTH; a Slack user id is
+# about 11). It is the requester and actor of every record the CLI writes,
+# and a column of every listing, which a longer one would pad to its length.
+OPERATOR_NAME_LIMIT = 64
+
+
+def operator_name_problem(name: str, subject: str) -> str | None:
+    """What is wrong with `name` as a CLI operator's name (`cli:NAME`),
+    a sentence about `subject` (where the name came from); None when it may
+    be recorded. One word: `--actor cli:NAME` and `--requester` take one,
+    and a control character would reach the terminal of whoever reads the
+    record."""
+    if len(name) > OPERATOR_NAME_LIMIT:
+        return f"{subject} is {len(name)} characters long: at most {OPERATOR_NAME_LIMIT}"
+    if any(c.isspace() or not c.isprintable() for c in name):
+        return f"{subject} {name!r} has a space or a control character: use one word"
+    return None
+
+
 def user_mention(user: str) -> str:
     """`<@U…>` for a Slack user id; `@name` for anyone else (`cli:alice`)."""
     return f"<@{user}>" if _USER_ID.match(user) else f"@{user}"

@@ -53,6 +53,8 @@ from bot.cli.local_socket import (
     socket_path,
 )
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
+from bot.inventory import demo_inventory_path
+from tests.cli_support import invoke
 from tests.multiproc_support import (
     CHECKPOINT_BOT,
     BotProc,
@@ -529,11 +531,16 @@ def test_the_socket_is_derived_from_what_decides_the_record(tmp_path: Path) -> N
 # --- the request line: a parser, so property tests ---------------------------------------
 
 _TEXT = st.text(max_size=60)
+# A name the CLI would send: one word of printable characters, at most 64.
+_OPERATOR = st.text(
+    st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp")),
+    max_size=64,
+).filter(lambda name: all(c.isprintable() and not c.isspace() for c in name))
 REQUESTS = st.builds(
     Request,
     op=st.sampled_from(OPERATIONS),
     target=st.none() | _TEXT,
-    user=_TEXT,
+    user=_OPERATOR,
     as_json=st.booleans(),
     no_wait=st.booleans(),
     colour=st.booleans(),
@@ -760,3 +767,47 @@ def test_a_bot_on_simulated_hosts_says_so_in_every_slack_message(estate: Estate)
     assert posted
     for call in posted:
         assert footer in json.dumps(call.body.get("blocks", []), ensure_ascii=False), call
+
+
+@pytest.mark.parametrize(
+    ("user", "said"),
+    [
+        ("x y", "the operator name 'x y' has a space or a control character: use one word"),
+        ("a\x1b]0;pwned\x07", "has a space or a control character: use one word"),
+        ("A" * 65, "the operator name is 65 characters long: at most 64"),
+    ],
+)
+def test_a_request_names_an_operator_the_cli_alone_would_accept(user: str, said: str) -> None:
+    """Seen: a raw client of the socket recorded a requester with escape
+    codes, which `change show` then printed to whoever read it; the CLI
+    alone refuses such a name (CHECKPOINT_BOT_USER)."""
+    line = json.dumps({"v": PROTOCOL, "op": "create", "target": "WEB01", "user": user})
+    with pytest.raises(ValueError, match=re.escape(said)):
+        Request.from_line(line.encode())
+
+
+@ROOT_ONLY
+def test_a_socket_directory_another_user_made_first_is_passed_over(tmp_path: Path) -> None:
+    """Seen: another user made /tmp/checkpoint-bot-<uid>/ first and listened
+    at the bot's socket name in it; every `checkpoint create` and `list` of
+    this user then failed (exit 3). Nothing is sent there: the command runs
+    here, and says why once."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # noqa: S103 (a /tmp-like directory, on purpose)
+    squatted = shared / f"checkpoint-bot-{os.getuid()}"
+    squatted.mkdir()
+    os.chown(squatted, NOBODY, NOBODY)
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        f"inventory: {demo_inventory_path()}\nhyperv: {{backend: simulator}}\n", encoding="utf-8"
+    )
+    env = {"XDG_RUNTIME_DIR": str(shared)}
+    assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=env).returncode == 0
+    listed = invoke(tmp_path, "-c", "bot.yaml", "checkpoint", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        f"checkpoint-bot: not asking a running bot: {squatted} belongs to uid {NOBODY}, "
+        "not to this user; running it here"
+    ) in listed.stderr.splitlines()
+    assert json.loads(listed.stdout)["checkpoints"] == []

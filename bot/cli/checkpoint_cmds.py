@@ -71,10 +71,24 @@ def _run_queue_until(rt: Runtime, job_id: int, ref: str) -> tuple[bool, ChangeVi
 
 def _run(rt: Runtime, request: Request) -> None:
     """Hand the request to a running bot of this config, else do it here."""
-    from bot.cli.local_socket import HandedOffError, connect, converse, socket_path
+    from bot.cli.local_socket import (
+        HandedOffError,
+        connect,
+        converse,
+        directory_problem,
+        socket_path,
+    )
 
     # -v asks for this process's log, which a bot's work would not write.
     path = None if rt.verbose else socket_path(rt.config_path, rt.env, rt.cwd)
+    if path is not None and path.parent.exists():
+        unsafe = directory_problem(path.parent)
+        if unsafe is not None:
+            # Seen: another user made the directory first and listened in
+            # it, and every command of this user failed. Nothing is sent
+            # there; the command runs here, as with no bot running.
+            progress(f"checkpoint-bot: not asking a running bot: {unsafe}; running it here")
+            path = None
     sock = connect(path) if path is not None else None
     reply = converse(sock, request) if sock is not None else None
     if reply is not None and reply.declined is not None:

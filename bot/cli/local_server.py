@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import socket
-import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cli.colour import paint
 from bot.cli.finishing import json_text, run_request, wait_for_job
-from bot.cli.local_socket import MAX_REQUEST, OtherVersion, Request, peer_uid
+from bot.cli.local_socket import (
+    MAX_REQUEST,
+    OtherVersion,
+    Request,
+    directory_problem,
+    peer_uid,
+)
 from bot.cli.runtime import simulated_hosts
 from bot.domain import plain_mentions
 
@@ -66,13 +71,9 @@ def checked_directory(path: Path) -> None:
         pass
     except OSError as exc:
         raise Unusable(f"cannot make {parent}: {exc.strerror}") from None
-    found = os.lstat(parent)
-    if not stat.S_ISDIR(found.st_mode):
-        raise Unusable(f"{parent} is not a directory")
-    if found.st_uid != os.getuid():
-        raise Unusable(f"{parent} belongs to uid {found.st_uid}, not to this user")
-    if found.st_mode & 0o022:
-        raise Unusable(f"other users can write in {parent}")
+    problem = directory_problem(parent)
+    if problem is not None:
+        raise Unusable(problem)
 
 
 def _answers(path: Path) -> bool:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import struct
 import sys
 from collections.abc import Iterator, Mapping
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config_file import chosen_config
+from bot.domain import operator_name_problem
 
 SOCKET_ENV = "CHECKPOINT_BOT_SOCKET"
 # Raised when the request's shape or meaning changes; a bot that does not
@@ -167,6 +169,12 @@ class Request:
             # (`--reason ""` is a missing reason, a long one is too long).
             if not isinstance(value, kind):
                 raise ValueError(f"{name} must be a {kind.__name__}")
+        # The same name the CLI alone would refuse (bot.cli.runtime): this
+        # user's other processes may write here too, and the name reaches
+        # the record and whoever reads it.
+        problem = operator_name_problem(data["user"], "the operator name")
+        if problem is not None:
+            raise ValueError(problem)
         if data["op"] not in OPERATIONS:
             raise ValueError(f"op must be one of {', '.join(OPERATIONS)}")
         if data["op"] in NEEDS_TARGET and data.get("target") is None:
@@ -189,6 +197,26 @@ _FIELDS: dict[str, tuple[type, bool]] = {
     "vm": (str, False),
     "host": (str, False),
 }
+
+
+def directory_problem(directory: Path) -> str | None:
+    """Why the socket directory must not be used (None when it may): it
+    must be this user's own directory that nobody else can write in. One
+    another user made first (it sits in /tmp when $XDG_RUNTIME_DIR is not
+    set) could hold their socket under our name."""
+    try:
+        found = os.lstat(directory)
+    except FileNotFoundError:
+        return f"{directory} does not exist"
+    except OSError as exc:
+        return f"cannot look at {directory}: {exc.strerror}"
+    if not stat.S_ISDIR(found.st_mode):
+        return f"{directory} is not a directory"
+    if found.st_uid != os.getuid():
+        return f"{directory} belongs to uid {found.st_uid}, not to this user"
+    if found.st_mode & 0o022:
+        return f"other users can write in {directory}"
+    return None
 
 
 def connect(path: Path) -> socket.socket | None:

@@ -157,21 +157,11 @@ class Runtime:
             import getpass
 
             variable, user = "the login name", getpass.getuser()
-        # As long as a VM name may be (bot.inventory.names.MAX_NAME_LENGTH; a
-        # Slack user id is about 11): the name is the requester and actor of
-        # every record the CLI writes, and a column of every listing, which a
-        # longer one would pad to its length.
-        limit = 64
-        if len(user) > limit:
-            raise click.ClickException(
-                f"{variable} is {len(user)} characters long: at most {limit}"
-            )
-        # `--actor cli:NAME` and `--requester` take one word, and a control
-        # character would reach the terminal of whoever reads the record.
-        if any(c.isspace() or not c.isprintable() for c in user):
-            raise click.ClickException(
-                f"{variable} {user!r} has a space or a control character: use one word"
-            )
+        from bot.domain import operator_name_problem
+
+        problem = operator_name_problem(user, variable)
+        if problem is not None:
+            raise click.ClickException(problem)
         return user
 
     @property
