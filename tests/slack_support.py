@@ -62,6 +62,9 @@ class Call:
     method: str
     body: dict[str, Any]
     at: float
+    # What the fake Web API answered (None for a response_url post): where a
+    # message landed and its ts, as a later chat.update must name them.
+    answer: dict[str, Any] | None = None
 
 
 def _decode(raw: bytes, content_type: str, query: str) -> dict[str, Any]:
@@ -178,18 +181,24 @@ class FakeSlackApi:
     def api_url(self) -> str:
         return f"{self.url}/api/"
 
-    def record(self, method: str, body: dict[str, Any]) -> None:
+    def record(
+        self, method: str, body: dict[str, Any], answer: dict[str, Any] | None = None
+    ) -> None:
         with self._changed:
-            self.calls.append(Call(method, body, time.monotonic()))
+            self.calls.append(Call(method, body, time.monotonic(), answer))
             self._changed.notify_all()
 
     def answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        found = self._answer(method, body)
+        self.record(method, body, found)
+        return found
+
+    def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         problem = block_problem(body)
-        self.record(method, body)
         if problem:
             return {"ok": False, "error": "invalid_blocks", "detail": problem}
         ts = f"{1_700_000_000 + next(self._ts)}.000100"
-        channel = body.get("channel", "C0TEST")
+        channel = _landed_in(str(body.get("channel", "C0TEST")))
         answers: dict[str, Callable[[], dict[str, Any]]] = {
             "auth.test": lambda: {
                 "url": "https://test.slack.com/",
@@ -241,6 +250,13 @@ class FakeSlackApi:
                     raise AssertionError(f"timed out waiting; calls so far: {methods}")
                 self._changed.wait(left)
             return list(self.calls)
+
+
+def _landed_in(channel: str) -> str:
+    """Where Slack says a message landed: a post to a user id lands in the
+    DM with the bot, a `D…` conversation, and chat.update takes only that
+    id (https://api.slack.com/methods/chat.postMessage#channels)."""
+    return f"D{channel[1:]}" if channel[:1] in ("U", "W") else channel
 
 
 def signature(secret: str, timestamp: str, body: str) -> str:

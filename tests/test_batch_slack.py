@@ -588,3 +588,67 @@ def test_the_requesters_home_follows_the_wave_without_being_reopened(tmp_path: P
         assert "WEB01 on HV01 · active" in current and "STG-WEB01 on HV03 · active" in current
         # Never opened: every publish was the refresher's.
         assert not [c for c in bot.api.calls if c.method == "views.open"]
+
+
+# A prod create waits for one approver; APP01 (prod) is taken only in its
+# window, which opens on Saturday 22:00 UTC (T0 is the Tuesday before).
+APP01_WINDOW = """
+rules:
+  approvals:
+    overrides:
+      - scope: {tags: {env: prod}}
+        params: {count: 1, actions: [create, rollback]}
+  change_window: {effect: schedule}
+windows:
+  - name: app-maintenance
+    cron: "0 22 * * 6"
+    duration: 4h
+    timezone: UTC
+    scope: {names: [APP01]}
+"""
+
+
+def test_a_waves_thread_says_once_which_members_wait_for_their_window_and_until_when(
+    tmp_path: Path,
+) -> None:
+    """Approved, WEB01 and WEB02 are taken at once and APP01 waits for its
+    change window: the wave's thread says so, once, with the time as a
+    Slack date token (the card alone said "scheduled", with no time)."""
+    opening = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
+    with checked_bot(tmp_path, APP01_WINDOW) as bot:
+        preview = command(bot, 'create --group web-tier --reason "KB5044284 web wave"')
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None
+        _reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        assert "BAT-0001 — awaiting approval" in shown(_replaced(bot, key))
+        bot.slack.click("checkpoint:wave_approve", "BAT-0001", user="U0BOB")
+        for vm in ("WEB01", "WEB02"):
+            wait_state(bot, vm, "active", timeout=30)
+        app01 = wait_state(bot, "APP01", "scheduled")
+
+        def scheduled(calls: list[Any]) -> list[str]:
+            return [
+                shown(c.body)
+                for c in calls
+                if c.method == "chat.postMessage"
+                and c.body.get("thread_ts")
+                and str(c.body.get("text", "")).startswith("BAT-0001: ")
+                and "APP01" in shown(c.body)
+                # The approval asked for names every member.
+                and "Approval needed" not in shown(c.body)
+            ]
+
+        said = scheduled(bot.api.wait_for(scheduled, 30))
+        assert len(said) == 1
+        assert app01.ref in said[0] and _token(opening) in said[0]
+        assert "change window" in said[0]
+        # Only who waits: the members taken at once are not named.
+        assert "WEB01" not in said[0] and "WEB02" not in said[0]
+
+        # Whatever syncs the wave's members after (their creates, the card),
+        # it is said once.
+        assert isinstance(bot.ctx.notifier, ThreadNotifier)
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+        time.sleep(0.5)
+        assert len(scheduled(bot.api.calls)) == 1

@@ -9,6 +9,7 @@ notice is posted once; a failed post is logged and not retried blindly.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.notify.pacing import ChannelPacer
@@ -24,6 +25,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Posted:
+    """Where a message landed, as Slack answered its post: a post to a user
+    id lands in a `D…` conversation, the id chat.update needs."""
+
+    channel: str
+    ts: str
+
+
 class ChannelNotices(Protocol):
     @property
     def enabled(self) -> bool:
@@ -36,6 +46,10 @@ class ChannelNotices(Protocol):
         None if nothing was posted. Never raises for Slack's refusals."""
         ...
 
+    def post_message(self, channel: str, template: str, **values: Any) -> Posted | None:
+        """`post`, answering where the message landed (to update it later)."""
+        ...
+
 
 class NullChannelNotices:
     """No Slack configured: nothing to tell."""
@@ -43,6 +57,9 @@ class NullChannelNotices:
     enabled = False
 
     def post(self, channel: str, template: str, **values: Any) -> str | None:
+        return None
+
+    def post_message(self, channel: str, template: str, **values: Any) -> Posted | None:
         return None
 
 
@@ -63,6 +80,10 @@ class SlackChannelNotices:
         return f"SlackChannelNotices(demo={self.demo})"
 
     def post(self, channel: str, template: str, **values: Any) -> str | None:
+        posted = self.post_message(channel, template, **values)
+        return posted.ts if posted is not None else None
+
+    def post_message(self, channel: str, template: str, **values: Any) -> Posted | None:
         from slack_sdk.errors import SlackApiError
 
         payload = self.renderer.payload(template, demo=self.demo, **values)
@@ -77,4 +98,4 @@ class SlackChannelNotices:
                 exc.response.get("error", "error"),
             )
             return None
-        return str(answer["ts"])
+        return Posted(str(answer.get("channel") or channel), str(answer["ts"]))

@@ -33,6 +33,7 @@ from bot.changes import State
 from bot.changes.batch_load import load_batch
 from bot.changes.batch_milestones import FINISHED, note_finished
 from bot.changes.batch_record import get_batch
+from bot.changes.batch_scheduled import SCHEDULED, note_scheduled
 from bot.changes.batch_views import BatchEventView, BatchView
 from bot.changes.lifecycle import IN_FLIGHT
 from bot.changes.pending import pending_approvals
@@ -44,6 +45,7 @@ from bot.notify.horizon import too_late_for_a_thread
 from bot.notify.outbox import OutboxDrainer
 from bot.notify.pacing import ChannelPacer
 from bot.notify.replies import approvers_to_ping, worth_a_reply
+from bot.notify.ttl_notices import TTLNoticeFollower
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
 from bot.store.tables.batches import Batch, BatchEvent
@@ -79,6 +81,9 @@ MILESTONES = frozenset(
         # The end of the wave's create, Roll back all or Keep & merge all:
         # "8 of 8 taken" (bot/changes/batch_milestones.py).
         *FINISHED.values(),
+        # The members that wait for their window or time, and until when
+        # (bot/changes/batch_scheduled.py).
+        SCHEDULED,
     }
 )
 
@@ -149,6 +154,9 @@ class ThreadNotifier:
         self._listeners: list[Callable[[int], None]] = []
         # Where a process with no listener leaves the change for one that has.
         self.stale_homes = StaleHomes(engine)
+        # The TTL reminders and expiry notices about a change, outside its
+        # thread, follow it too (their buttons must not outlive a decision).
+        self.ttl_notices = TTLNoticeFollower(engine, client, renderer, demo=demo)
         self.outbox = OutboxDrainer(engine, self.sync, owner or f"notifier-{uuid.uuid4().hex[:12]}")
         self._draining = False
         self._timer_stop = threading.Event()
@@ -313,7 +321,14 @@ class ThreadNotifier:
 
     def sync(self, change_id: int) -> bool:
         """Post and update what the change's record implies; True when its
-        thread is complete, False when a post is claimed elsewhere for now."""
+        thread is complete, False when a post is claimed elsewhere for now.
+        Its TTL notices follow (after the thread: a failed update of one
+        raises, and the outbox tries the whole sync again, claimed posts once)."""
+        complete = self._sync_thread(change_id)
+        self.ttl_notices.follow(change_id)
+        return complete
+
+    def _sync_thread(self, change_id: int) -> bool:
         with session_scope(self.engine) as s:
             change = get_change(s, change_id)
             events = events_of(s, change_id)
@@ -400,9 +415,11 @@ class ThreadNotifier:
         reply there (docs/batches.md, "In Slack"). When this member was
         the last of the wave's action on its way, the action's end is
         recorded first (once, whichever process notices) and posted with the
-        other milestones."""
+        other milestones; so are the members that wait for their time."""
         with session_scope(self.engine) as s:
             note_finished(s, batch_id)
+        with session_scope(self.engine) as s:
+            note_scheduled(s, batch_id, now=self.clock())
         with session_scope(self.engine) as s:
             batch = load_batch(s, batch_id)
             seen = get_batch(s, batch_id).thread_ts

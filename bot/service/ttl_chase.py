@@ -33,6 +33,8 @@ from bot.changes.lifecycle import State
 from bot.changes.record import get_change, note, recording
 from bot.changes.views import ChangeView
 from bot.durations import format_duration
+from bot.notify import ttl_notices
+from bot.notify.channel import Posted
 from bot.service import vanished
 from bot.service.deciding import Principal
 from bot.service.errors import ServiceError
@@ -212,14 +214,11 @@ class TTLChaser:
             return
         with session_scope(self.ctx.engine) as s:
             wave = load_batch(s, batch_id)
-        self.ctx.channels.post(
-            channel,
-            "batch_ttl_notice",
-            b=wave,
-            held=[self._fresh(m) for m in members],
-            phase=phase,
-            left=left,
+        held = [self._fresh(m) for m in members]
+        posted = self.ctx.channels.post_message(
+            channel, "batch_ttl_notice", b=wave, held=held, phase=phase, left=left
         )
+        self._remember(posted, phase, held, batch_id)
 
     def _vanished(self, change: ChangeView) -> bool:
         """Nobody is reminded about a checkpoint that is no longer there:
@@ -247,14 +246,32 @@ class TTLChaser:
     def _post(self, channel: str | None, change: ChangeView, phase: str, left: str) -> None:
         if channel is None or not self.ctx.channels.enabled:
             return
-        self.ctx.channels.post(
+        shown = self._fresh(change)
+        posted = self.ctx.channels.post_message(
             channel,
             "ttl_notice",
-            c=self._fresh(change),
+            c=shown,
             phase=phase,
             left=left,
             start_after_restore=self.ctx.settings.defaults.start_after_restore,
         )
+        self._remember(posted, phase, [shown], None)
+
+    def _remember(
+        self, posted: Posted | None, phase: str, shown: list[ChangeView], batch_id: int | None
+    ) -> None:
+        """Keep where the notice landed, so that its buttons give way to what
+        happened once the checkpoint is decided or extended (each sync of a
+        change follows its notices, bot/notify/ttl_notices.py)."""
+        if posted is None:
+            return
+        engine = self.ctx.engine
+        notice = ttl_notices.remember(
+            engine, posted, phase=phase, changes=shown, batch_id=batch_id, now=self.ctx.clock()
+        )
+        if ttl_notices.behind(engine, notice):
+            # Decided while the notice was on its way: that sync did not know it.
+            self.ctx.notifier.changed(shown[0].id)
 
     def _remind(self, change: ChangeView, left: timedelta) -> None:
         text = format_duration(left)

@@ -18,6 +18,7 @@ from bot.store.tables.jobs import HostSlot, Job, Tick, VMLock
 from bot.store.tables.slack import SlackOutbox
 from bot.store.tables.slack_deliveries import SlackDelivery
 from bot.store.tables.stale_homes import StaleHome
+from bot.store.tables.ttl_notices import TTLNotice
 from bot.store.tables.vm_record import CheckpointAdoption, VMSettingChange
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SlackDelivery",
     "SlackOutbox",
     "StaleHome",
+    "TTLNotice",
     "Tick",
     "VMLock",
     "VMSettingChange",
