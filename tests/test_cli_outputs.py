@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
@@ -153,6 +154,174 @@ def test_audit_export_writes_only_a_regular_file(tmp_path: Path) -> None:
     assert '"vm": "APP01"' in real.read_text(encoding="utf-8")
     assert f"wrote {real} (through {link})" in wrote.stderr
     assert not list(tmp_path.rglob("*.partial"))
+
+
+# A user the tests' root gives files to: another local user, as on a shared host.
+NOBODY = 65534
+_as_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="needs root to give a file to another user (os.lchown)",
+)
+
+
+def _secret(tmp_path: Path) -> Path:
+    """A file only its owner (root, as the tests run) may read or write."""
+    secret = tmp_path / "secret"
+    secret.write_text("root only\n", encoding="utf-8")
+    secret.chmod(0o600)
+    return secret
+
+
+def _sticky(tmp_path: Path) -> Path:
+    """A world-writable sticky directory, as /tmp is (mode 1777)."""
+    shared = tmp_path / "xdg"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    return shared
+
+
+@_as_root
+@pytest.mark.parametrize("where", ["sticky", "theirs"])
+def test_audit_export_does_not_follow_another_users_symlink(tmp_path: Path, where: str) -> None:
+    """The reviewer's case: another user's symlink, in /tmp or in a directory
+    of theirs, names the file the export replaces (here a root-only one)."""
+    assert invoke(tmp_path, "checkpoint", "create", "APP01", "-r", "one").returncode == 0
+    secret = _secret(tmp_path)
+    if where == "sticky":
+        place = _sticky(tmp_path)
+    else:
+        place = tmp_path / "home-of-nobody"
+        place.mkdir()
+        os.chown(place, NOBODY, NOBODY)
+    link = place / "audit.csv"
+    link.symlink_to(secret)
+    os.lchown(link, NOBODY, NOBODY)
+    before = secret.stat()
+    refused = invoke(tmp_path, "audit", "export", "--format", "csv", "--output", str(link))
+    assert refused.returncode == 2
+    assert one_line_error(refused) == (
+        f"checkpoint-bot: error: {link} is a symlink of uid {NOBODY} (nobody), not yours or "
+        "root's: --output does not follow it, as its owner chooses the file it names; name "
+        "the file itself, or leave --output out to write to stdout"
+    )
+    after = secret.stat()
+    assert secret.read_text(encoding="utf-8") == "root only\n"
+    assert (after.st_ino, stat.S_IMODE(after.st_mode)) == (before.st_ino, 0o600)
+    assert link.is_symlink() and not list(tmp_path.rglob("*.partial"))
+
+
+@_as_root
+def test_audit_export_follows_no_link_of_another_user_on_the_way(tmp_path: Path) -> None:
+    """Every link of a chain is checked, not only the one named: here
+    root's own link leads to another user's link in a sticky directory."""
+    assert invoke(tmp_path, "checkpoint", "create", "APP01", "-r", "one").returncode == 0
+    secret = _secret(tmp_path)
+    theirs = _sticky(tmp_path) / "audit.jsonl"
+    theirs.symlink_to(secret)
+    os.lchown(theirs, NOBODY, NOBODY)
+    mine = tmp_path / "audit.jsonl"
+    mine.symlink_to(theirs)
+    refused = invoke(tmp_path, "audit", "export", "-o", str(mine))
+    assert refused.returncode == 2
+    assert f"{theirs} ({mine} points to it) is a symlink of uid {NOBODY}" in one_line_error(refused)
+    assert secret.read_text(encoding="utf-8") == "root only\n"
+
+
+def test_audit_export_through_your_own_symlink_keeps_the_files_mode(tmp_path: Path) -> None:
+    """A symlink of yours is followed, in /tmp too; the file it names is
+    replaced with its permission bits (0600 stayed 0600, not the 0644 a
+    new file gets under umask 022)."""
+    assert invoke(tmp_path, "checkpoint", "create", "APP01", "-r", "one").returncode == 0
+    secret = _secret(tmp_path)
+    link = _sticky(tmp_path) / "audit.csv"
+    link.symlink_to(secret)
+    old = os.umask(0o022)
+    try:
+        wrote = invoke(tmp_path, "audit", "export", "--format", "csv", "-o", str(link))
+    finally:
+        os.umask(old)
+    assert wrote.returncode == 0, wrote.stderr
+    assert secret.read_text(encoding="utf-8").startswith("change,seq,at,")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert f"wrote {secret} (through {link})" in wrote.stderr
+    assert link.is_symlink() and not list(tmp_path.rglob("*.partial"))
+    # A group-readable file stays group-readable, no more.
+    secret.chmod(0o640)
+    assert invoke(tmp_path, "audit", "export", "-o", str(link)).returncode == 0
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o600), (0o077, 0o600), (0o277, 0o400)])
+def test_a_new_audit_export_is_its_owners_alone(tmp_path: Path, umask: int, mode: int) -> None:
+    """The record (who did what, and their reasons) is not left readable by
+    every local user: a new file is 0600, less what the umask removes."""
+    assert invoke(tmp_path, "checkpoint", "create", "APP01", "-r", "one").returncode == 0
+    out = tmp_path / "audit.jsonl"
+    old = os.umask(umask)
+    try:
+        wrote = invoke(tmp_path, "audit", "export", "-o", str(out))
+    finally:
+        os.umask(old)
+    assert wrote.returncode == 0, wrote.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+    assert '"vm": "APP01"' in out.read_text(encoding="utf-8")
+
+
+@_as_root
+def test_audit_export_does_not_replace_another_users_file_in_a_sticky_directory(
+    tmp_path: Path,
+) -> None:
+    """A file another user left in /tmp is not theirs to hand over: replaced
+    by root it would keep their mode (here 0666) on root's export."""
+    assert invoke(tmp_path, "checkpoint", "create", "APP01", "-r", "one").returncode == 0
+    shared = _sticky(tmp_path)
+    planted = shared / "audit.jsonl"
+    planted.write_text("theirs\n", encoding="utf-8")
+    planted.chmod(0o666)
+    os.chown(planted, NOBODY, NOBODY)
+    refused = invoke(tmp_path, "audit", "export", "-o", str(planted))
+    assert refused.returncode == 2
+    assert one_line_error(refused) == (
+        f"checkpoint-bot: error: {planted} is a file of uid {NOBODY} (nobody) in {shared}, a "
+        "world-writable sticky directory: --output replaces only a file of yours there (as "
+        "the kernel's fs.protected_regular does); name another file, or leave --output out "
+        "to write to stdout"
+    )
+    assert planted.read_text(encoding="utf-8") == "theirs\n"
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def _stat(mode: int, uid: int) -> os.stat_result:
+    return os.stat_result((mode, 0, 0, 1, uid, uid, 0, 0, 0, 0))
+
+
+LINK, STICKY, PLAIN = stat.S_IFLNK | 0o777, stat.S_IFDIR | 0o1777, stat.S_IFDIR | 0o755
+
+
+@pytest.mark.parametrize(
+    ("me", "link_uid", "dir_mode", "dir_uid", "refused"),
+    [
+        (1000, 1000, STICKY, 0, None),  # yours, in /tmp
+        (1000, 0, STICKY, 0, None),  # root's in root's /tmp: the kernel follows it too
+        (1000, 0, STICKY, 2000, "sticky"),  # root's, in a sticky directory of another
+        (1000, 0, PLAIN, 2000, None),  # root's, elsewhere
+        (1000, 2000, PLAIN, 2000, "owner"),  # another user's, in their directory
+        (1000, 2000, STICKY, 2000, "owner"),  # theirs, in their sticky one (the kernel follows it)
+        (1000, 0, stat.S_IFDIR | 0o1775, 2000, None),  # sticky, not world-writable
+        (0, 0, STICKY, 2000, None),  # root's own link
+        (0, NOBODY, STICKY, 0, "owner"),  # the reviewer's case
+    ],
+)
+def test_which_symlinks_the_export_follows(
+    me: int, link_uid: int, dir_mode: int, dir_uid: int, refused: str | None
+) -> None:
+    """The rule of fs.protected_symlinks, and no link of a third user at all
+    (https://docs.kernel.org/admin-guide/sysctl/fs.html#protected-symlinks),
+    for users the tests cannot be."""
+    from bot.cli.output_file import untrusted
+
+    said = untrusted(_stat(LINK, link_uid), _stat(dir_mode, dir_uid), me)
+    assert said == refused
 
 
 # -- emulator --port ------------------------------------------------------------

