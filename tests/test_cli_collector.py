@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bot.cli.collector import START_LIMIT_SECONDS
 from tests.cli_support import REPO, probe, run_script
 
 PROBE = """
@@ -70,8 +71,14 @@ def test_a_collector_someone_else_turned_off_is_theirs_and_start_is_once() -> No
 
 
 AT_EXIT = """
-import atexit, gc, sys
-atexit.register(lambda: print("collector on at exit:", gc.isenabled(), file=sys.stderr))
+import atexit, gc, sys, time
+started = time.monotonic()
+atexit.register(
+    lambda: print(
+        "collector on at exit:", gc.isenabled(), round(time.monotonic() - started, 3),
+        file=sys.stderr,
+    )
+)
 from bot.cli.main import run
 run()
 """
@@ -81,4 +88,13 @@ def test_the_console_script_runs_a_short_command_without_the_collector(tmp_path:
     done = run_script(AT_EXIT, "inventory", "show", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)  # the command's answer, whole
-    assert done.stderr.strip().splitlines()[-1] == "collector on at exit: False"
+    words = done.stderr.strip().splitlines()[-1].split()
+    assert words[:4] == ["collector", "on", "at", "exit:"], done.stderr
+    enabled, took = words[4] == "True", float(words[5])
+    # Off for the whole of a short command; one that outlived the limit (a
+    # CI machine loaded by other suites: seen at 13 min of pytest) has it
+    # back, as it should, and proves nothing about a short one.
+    if took < START_LIMIT_SECONDS - 0.5:
+        assert not enabled, done.stderr
+    elif took > START_LIMIT_SECONDS + 0.5:
+        assert enabled, done.stderr

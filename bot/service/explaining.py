@@ -10,8 +10,10 @@ it does for a request ("could not check WEB02: HV02 could not be reached
 connection is never a refusal. The explanation then has no verdict
 (`cannot_decide`), names the host and why once, and shows each rule as far
 as the inventory and the request settle it (policies.explain.Unanswered);
-the CLI exits 3, as a create does. docs/host-truth.md, "A host that cannot
-be asked".
+the CLI exits 3, as a create does. Unless a rule refuses on what is known
+(a domain controller in a domain with another): no host fact undoes that,
+so the answer is DENY, with the rules that needed the host marked `?`.
+docs/host-truth.md, "A host that cannot be asked".
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bot.service.deciding import Preview, Principal
 from bot.service.errors import BadRequest
 from bot.service.finding import resolve_vm
 from bot.service.locate import HostUnavailable
-from policies import Action, Decision, Facts
+from policies import Action, Decision, Effect, Facts
 from policies.explain import Unanswered, rows
 
 if TYPE_CHECKING:
@@ -65,6 +67,11 @@ class Explanation:
         unanswered = Unanswered(
             host=stopped.host, why=why, instead=f"{stopped.host} {what(stopped)}"
         )
+        if refused_on_what_is_known(preview.decision):
+            # Nothing the host could say undoes a refusal the inventory and
+            # the request settle (every rule answers alone, and a fact only
+            # ever adds a refusal): decided, and said as DENY.
+            return cls(preview.decision, None, unanswered, unasked)
         return cls(preview.decision, stopped, unanswered, unasked)
 
     @property
@@ -100,6 +107,13 @@ class Explanation:
                 "facts": list(self.unasked),
             },
         }
+
+
+def refused_on_what_is_known(decision: Decision) -> bool:
+    """Whether a rule refuses on facts that are known (not for want of one)."""
+    return any(
+        o.fired and o.effect is Effect.DENY and not o.for_want_of_facts for o in decision.outcomes
+    )
 
 
 def what(stopped: HostUnavailable) -> str:
