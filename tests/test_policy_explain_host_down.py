@@ -242,6 +242,15 @@ def test_slack_says_it_could_not_decide_and_to_ask_again(
         assert header(command(bot, "policy STG-APP01")) == "create STG-APP01: ALLOW"
         refused = command(bot, "policy CORP-DC01")
         assert header(refused) == "create CORP-DC01: DENY" and "USN rollback" in shown(refused)
+        # Its node down, the refusal the inventory settles still decides it.
+        bot.fleet.server("HV01").faults = Faults(refuse=True)
+        still = command(bot, "policy CORP-DC01")
+        assert header(still) == "create CORP-DC01: DENY" and "USN rollback" in shown(still)
+        assert (
+            ":warning: *HV01 could not be reached*: the rules marked ? need what it says, and "
+            "none of them could undo this refusal."
+        ) in shown(still)
+        assert "? needs what HV01 says" in shown(still)
 
 
 def test_the_undecided_answer_keeps_to_block_kit_with_a_long_hostile_error() -> None:
