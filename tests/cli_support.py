@@ -23,15 +23,19 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from click.testing import CliRunner
 
 from bot.cli.runtime import Runtime
+
+if TYPE_CHECKING:
+    from bot.devtools.emulator import EmulatedFleet
+    from bot.devtools.hostmodel import HostModel
 
 # The module (`bot.cli.main`, the name `bot.cli` also gives its function).
 cli_main = importlib.import_module("bot.cli.main")
@@ -123,3 +127,32 @@ def probe(script: str, *args: str, cwd: Path) -> dict[str, Any]:
     done = run_script(script, *args, cwd=cwd)
     report: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
     return report
+
+
+@contextlib.contextmanager
+def emulated_estate(
+    workdir: Path,
+    hyperv: str = "{backend: winrm, call_timeout: 60s}",
+    *,
+    extra: str = "",
+    model: HostModel | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[EmulatedFleet]:
+    """The demo inventory aimed at emulated hosts over real WinRM (the demo
+    host model, or `model`), `workdir/bot.yaml` naming it with `hyperv:` and
+    `extra` (tests.helpers.emulated_deployment), and the schema in place;
+    the hosts stopped afterwards."""
+    from bot.devtools.emulator import EmulatedFleet
+    from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
+    from tests.helpers import emulated_deployment
+
+    fleet = EmulatedFleet.start(
+        InMemoryHostStateStore(), model=model or load_host_model(demo_hosts_path())
+    )
+    try:
+        emulated_deployment(workdir, fleet, hyperv, extra)
+        upgraded = invoke(workdir, "-c", "bot.yaml", "db", "upgrade", env=env)
+        assert upgraded.returncode == 0, upgraded.stderr
+        yield fleet
+    finally:
+        fleet.stop()

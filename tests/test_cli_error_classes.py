@@ -23,10 +23,9 @@ import pytest
 
 from bot.devtools.emulator import EmulatedFleet, Faults
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
-from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.store.db import bad_connection_option, make_engine
-from tests.cli_support import BOT, OPERATOR, invoke, one_line_error
-from tests.helpers import emulated_deployment, refused_port
+from tests.cli_support import BOT, OPERATOR, emulated_estate, invoke, one_line_error, run
+from tests.helpers import refused_port
 
 PASSWORD = "Passw0rd!"
 ENV = {EMULATOR_PASSWORD_ENV: PASSWORD, "CHECKPOINT_BOT_SOCKET": "off"}
@@ -36,13 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def estate(tmp_path: Path) -> Iterator[tuple[Path, EmulatedFleet]]:
     """The demo inventory aimed at an emulated fleet; the schema in place."""
-    fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
-    try:
-        emulated_deployment(tmp_path, fleet, "{backend: winrm, call_timeout: 60s}")
-        assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ENV).returncode == 0
+    with emulated_estate(tmp_path, env=ENV) as fleet:
         yield tmp_path, fleet
-    finally:
-        fleet.stop()
 
 
 # --- 1. a sweep that could not ask a host is not a clean sweep -------------------
@@ -321,23 +315,11 @@ def test_a_create_whose_host_call_timed_out_says_it_once_and_what_happens_next(
     """Seen: "checkpoint-bot: logged error: job 1 (create on <VM id>) failed"
     on stderr below the outcome, which the change already said, and no word
     of who would find out how the create ended."""
-    fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
-    try:
-        emulated_deployment(tmp_path, fleet, "{backend: winrm, call_timeout: 3s}")
-        assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ENV).returncode == 0
+    with emulated_estate(tmp_path, "{backend: winrm, call_timeout: 3s}", env=ENV) as fleet:
         fleet.server("HV03").faults = Faults(hang=frozenset({"Checkpoint-VM"}))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
-        env.pop("DATABASE_URL", None)
-        done = subprocess.run(
-            [str(BOT), "-c", "bot.yaml", "checkpoint", "create", "STG-WEB01", "-r", "x"],
-            cwd=tmp_path,
-            env=env | OPERATOR | ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        done = run(
+            tmp_path, "-c", "bot.yaml", "checkpoint", "create", "STG-WEB01", "-r", "x", env=ENV
         )
-    finally:
-        fleet.stop()
     assert done.returncode == 1, done.stderr
     assert done.stdout.startswith("CHG-0001: interrupted — STG-WEB01 on HV03")
     assert "no result within 3s (hyperv.call_timeout)" in done.stdout

@@ -30,12 +30,10 @@ from bot.devtools.emulator import EmulatedFleet, Faults
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
 from bot.devtools.hostmodel import (
     HostModel,
-    InMemoryHostStateStore,
     demo_hosts_path,
     parse_host_model,
 )
-from tests.cli_support import invoke
-from tests.helpers import emulated_deployment
+from tests.cli_support import emulated_estate, invoke
 
 ENV = {EMULATOR_PASSWORD_ENV: "Passw0rd!", "CHECKPOINT_BOT_SOCKET": "off"}
 ROLE = "deploy/jea/CheckpointBot.psrc"
@@ -55,13 +53,8 @@ def _demo_hosts_with(name: str, **changes: Any) -> HostModel:
 @contextlib.contextmanager
 def _estate(tmp_path: Path, model: HostModel) -> Iterator[tuple[Path, EmulatedFleet]]:
     """The demo inventory aimed at `model` served over WinRM; the schema in place."""
-    fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=model)
-    try:
-        emulated_deployment(tmp_path, fleet, "{backend: winrm, call_timeout: 60s}")
-        assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ENV).returncode == 0
+    with emulated_estate(tmp_path, model=model, env=ENV) as fleet:
         yield tmp_path, fleet
-    finally:
-        fleet.stop()
 
 
 @pytest.fixture

@@ -26,15 +26,13 @@ import pytest
 
 from bot.devtools.emulator import EmulatedFleet, Faults
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
-from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.service import Explanation
 from bot.service.deciding import Preview
 from bot.service.locate import HostUnavailable
 from policies import Decision, Effect, Fact, Facts, OutcomeKind, RuleOutcome, Verdict
 from templates import Renderer
 from templates.blocks import SlackRenderer
-from tests.cli_support import CliResult, invoke, one_line_error
-from tests.helpers import emulated_deployment
+from tests.cli_support import CliResult, emulated_estate, invoke, one_line_error
 from tests.slack_support import RunningBot, running_bot
 from tests.test_slack_flow import (
     block_kit_problems,
@@ -58,13 +56,8 @@ DOWN = [
 @pytest.fixture
 def estate(tmp_path: Path) -> Iterator[tuple[Path, EmulatedFleet]]:
     """The demo inventory aimed at an emulated fleet; the schema in place."""
-    fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
-    try:
-        emulated_deployment(tmp_path, fleet, "{backend: winrm, call_timeout: 60s}")
-        assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ENV).returncode == 0
+    with emulated_estate(tmp_path, env=ENV) as fleet:
         yield tmp_path, fleet
-    finally:
-        fleet.stop()
 
 
 def cli(cwd: Path, *args: str) -> CliResult:

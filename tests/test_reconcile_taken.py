@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.devtools.emulator import EmulatedFleet, Faults
+from bot.devtools.emulator import Faults
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
-from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
-from tests.cli_support import invoke
-from tests.helpers import emulated_deployment
+from tests.cli_support import CliResult, emulated_estate, invoke
 
 ENV = {EMULATOR_PASSWORD_ENV: "Passw0rd!", "CHECKPOINT_BOT_SOCKET": "off"}
 
@@ -37,42 +35,17 @@ ENV = {EMULATOR_PASSWORD_ENV: "Passw0rd!", "CHECKPOINT_BOT_SOCKET": "off"}
 def test_an_adopted_checkpoint_is_judged_as_its_job_would_have(
     tmp_path: Path, asked: str, taken: str
 ) -> None:
-    fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
-    try:
-        emulated_deployment(tmp_path, fleet, "{backend: winrm, call_timeout: 3s}")
-        assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ENV).returncode == 0
+    def cli(*args: str) -> CliResult:
+        return invoke(tmp_path, "-c", "bot.yaml", *args, env=ENV)
+
+    with emulated_estate(tmp_path, "{backend: winrm, call_timeout: 3s}", env=ENV) as fleet:
         fleet.server("HV03").faults = Faults(late={"Checkpoint-VM": 5000})
-        created = invoke(
-            tmp_path,
-            "-c",
-            "bot.yaml",
-            "checkpoint",
-            "create",
-            "STG-WEB01",
-            "-r",
-            "x",
-            "--type",
-            asked,
-            env=ENV,
-        )
+        created = cli("checkpoint", "create", "STG-WEB01", "-r", "x", "--type", asked)
         assert created.returncode == 1 and "interrupted" in created.stdout, created.stderr
         fleet.server("HV03").faults = Faults()
-        assert "now active" in invoke(tmp_path, "-c", "bot.yaml", "reconcile", env=ENV).stdout
-        shown = invoke(tmp_path, "-c", "bot.yaml", "change", "show", "CHG-1", "--json", env=ENV)
-        change = json.loads(shown.stdout)
-        listed = invoke(
-            tmp_path,
-            "-c",
-            "bot.yaml",
-            "checkpoint",
-            "list",
-            "--vm",
-            "STG-WEB01",
-            "--json",
-            env=ENV,
-        )
-    finally:
-        fleet.stop()
+        assert "now active" in cli("reconcile").stdout
+        change = json.loads(cli("change", "show", "CHG-1", "--json").stdout)
+        listed = cli("checkpoint", "list", "--vm", "STG-WEB01", "--json")
     assert change["state"] == "active" and change["taken_type"] == taken, change
     assert change["taken_evidence"]
     [row] = json.loads(listed.stdout)["checkpoints"]

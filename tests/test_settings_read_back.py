@@ -22,9 +22,7 @@ import pytest
 
 from bot.devtools.emulator import EmulatedFleet, Faults
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
-from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
-from tests.cli_support import CliResult, invoke, one_line_error
-from tests.helpers import emulated_deployment
+from tests.cli_support import CliResult, emulated_estate, invoke, one_line_error
 
 ADMIN = {
     EMULATOR_PASSWORD_ENV: "Passw0rd!",
@@ -38,19 +36,10 @@ POLICY = "admins: {users: ['cli:ops'], groups: []}\n"
 
 @pytest.fixture
 def estate(tmp_path: Path) -> Iterator[tuple[Path, EmulatedFleet]]:
-    fleet = EmulatedFleet.start(InMemoryHostStateStore(), model=load_host_model(demo_hosts_path()))
-    try:
-        (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
-        emulated_deployment(
-            tmp_path,
-            fleet,
-            f"{{backend: winrm, call_timeout: {CALL_TIMEOUT_S}s}}",
-            "policy: policy.yaml\n",
-        )
-        assert invoke(tmp_path, "-c", "bot.yaml", "db", "upgrade", env=ADMIN).returncode == 0
+    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
+    hyperv = f"{{backend: winrm, call_timeout: {CALL_TIMEOUT_S}s}}"
+    with emulated_estate(tmp_path, hyperv, extra="policy: policy.yaml\n", env=ADMIN) as fleet:
         yield tmp_path, fleet
-    finally:
-        fleet.stop()
 
 
 def _settings(cwd: Path, *args: str) -> CliResult:
