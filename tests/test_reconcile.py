@@ -20,7 +20,15 @@ from bot.changes.record import get_change, transition
 from bot.clock import ManualClock
 from bot.context import AppContext, build_context
 from bot.hyperv import HostUnreachable, HyperVHost
-from bot.service import Conflict, Forbidden, merge, request_checkpoint, rollback, show_change
+from bot.service import (
+    Conflict,
+    Forbidden,
+    Outcome,
+    merge,
+    request_checkpoint,
+    rollback,
+    show_change,
+)
 from bot.service.ownership import checkpoint_name
 from bot.service.reconcile import Reconciler, resolve
 from bot.store.db import session_scope
@@ -296,19 +304,30 @@ def test_acting_on_a_change_that_waits_for_a_person_says_how_to_settle_it(
     ) in shown
 
 
-def test_acting_on_a_change_the_reconciler_is_still_checking_says_so(
-    ctx: AppContext, clock: ManualClock
-) -> None:
+def _create_interrupted_with_its_host_down(ctx: AppContext, clock: ManualClock) -> Outcome:
+    """WEB01's create, its worker dead mid-job and its claim lapsed, and its
+    host refusing every call (`ctx.host_for.wrap(None)` brings it back)."""
     out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
     assert out.job_id is not None
     _died_while(ctx, "create", out.change.id, out.job_id)
     _stale(ctx, clock)
 
     class Down:
+        def list_checkpoints(self, vm_id: str | None = None) -> list[object]:
+            raise HostUnreachable("connection refused", host=out.change.host)
+
         def get_vm(self, vm_id: str) -> object:
+            # Asked first now: which node of its cluster has the VM.
             raise HostUnreachable("connection refused", host=out.change.host)
 
     ctx.host_for.wrap(lambda _name, _host: Down())  # type: ignore[arg-type,return-value]
+    return out
+
+
+def test_acting_on_a_change_the_reconciler_is_still_checking_says_so(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    out = _create_interrupted_with_its_host_down(ctx, clock)
     Reconciler(ctx).tick(clock())
     ref = out.change.ref
     assert show_change(ctx, ref).state == "interrupted"
@@ -358,20 +377,7 @@ def test_two_answers_at_once_record_one_and_tell_the_other_what_it_is_now(
 def test_unreachable_host_keeps_the_change_interrupted_and_says_so_once(
     ctx: AppContext, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
-    assert out.job_id is not None
-    _died_while(ctx, "create", out.change.id, out.job_id)
-    _stale(ctx, clock)
-
-    class Down:
-        def list_checkpoints(self, vm_id: str | None = None) -> list[object]:
-            raise HostUnreachable("connection refused", host=out.change.host)
-
-        def get_vm(self, vm_id: str) -> object:
-            # Asked first now: which node of its cluster has the VM.
-            raise HostUnreachable("connection refused", host=out.change.host)
-
-    ctx.host_for.wrap(lambda _name, _host: Down())  # type: ignore[arg-type,return-value]
+    out = _create_interrupted_with_its_host_down(ctx, clock)
     reconciler = Reconciler(ctx)
     reconciler.tick(clock())
     reconciler.tick(clock())
