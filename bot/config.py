@@ -30,7 +30,7 @@ from bot.config_file import CONFIG_ENV, chosen_config
 from bot.domain import CheckpointKind, checked_channel_id
 from bot.durations import DurationError, parse_duration
 from bot.secrets import SecretError, credential_path
-from bot.store.db import default_sqlite_url
+from bot.store.db import default_sqlite_url, redacted_url, url_has_password
 from bot.yamlio import (
     ConfigProblem,
     YamlDoc,
@@ -43,6 +43,9 @@ from bot.yamlio import (
 
 class ConfigError(Exception):
     """A configuration problem, one line per problem, no secrets in it."""
+
+
+_UNPARSED = "cannot be parsed; expected e.g. postgresql://USER@HOST:5432/DB or sqlite:///PATH"
 
 
 def _duration(value: object) -> timedelta:
@@ -317,7 +320,17 @@ class FileConfig(_Model):
     @field_validator("database_url")
     @classmethod
     def _no_password_in_file(cls, value: str | None) -> str | None:
-        if value and make_url(value).password:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            # Never the URL itself, nor the parser's words about it: either
+            # may hold the password this check is for.
+            raise ValueError(_UNPARSED) from None
+        # In `user:pass@` or in the query (?password=, ?sslpassword=): libpq
+        # takes it from either, and the file is no place for either.
+        if url_has_password(url):
             raise ValueError(
                 "must not contain a password: set DATABASE_URL in the environment "
                 "or name a file with database_url_file"
@@ -361,8 +374,7 @@ class Settings:
         except (ArgumentError, ValueError):
             # Never the URL itself: it may carry a password.
             raise ConfigError(
-                "the database URL (DATABASE_URL or database_url_file) cannot be parsed; "
-                "expected e.g. postgresql://USER@HOST:5432/DB or sqlite:///PATH"
+                f"the database URL (DATABASE_URL or database_url_file) {_UNPARSED}"
             ) from None
         # The record lives in SQLite or PostgreSQL, through the drivers this
         # package installs (`postgresql://` means psycopg 3, bot.store.db).
@@ -395,8 +407,9 @@ class Settings:
 
     @property
     def database_label(self) -> str:
-        """The URL without its password, for messages."""
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        """The URL for messages: every password in it (user:pass@, and
+        password= or sslpassword= in the query) shown as ***."""
+        return redacted_url(make_url(self.database_url))
 
 
 def _problems_to_error(problems: list[ConfigProblem]) -> ConfigError:

@@ -732,6 +732,7 @@ def build_context(
     host_wrapper: HostWrapper | None = None,
     metrics: Metrics | None = None,
     after_delivery: Callable[[JobRunner, int], None] | None = None,
+    on_inventory: Callable[[Inventory], None] | None = None,
 ) -> AppContext:
     """The context `settings` describe. `after_delivery`, when given, is
     called with the runner and each job id the service hands to the queue,
@@ -740,16 +741,20 @@ def build_context(
     run it there instead of leaving it to a consumer. Production passes
     nothing: its jobs run only in the queue's consumers. The policy, the
     decider, the runner and the metrics are built when first used
-    (`_Parts`)."""
+    (`_Parts`). `on_inventory`, when given, is called with the inventory
+    once it is read (the CLI's warnings about it, bot/cli/runtime.py)."""
     env = env or {}
 
     def load() -> Inventory:
         from bot.inventory import InventoryError, load_inventory
 
         try:
-            return load_inventory(settings.inventory_path)
+            loaded = load_inventory(settings.inventory_path)
         except InventoryError as exc:
             raise ConfigError(str(exc)) from None
+        if on_inventory is not None:
+            on_inventory(loaded)
+        return loaded
 
     inventory = _Lazy(load)
     engine = make_engine(settings.database_url)
@@ -782,10 +787,15 @@ def build_context(
 
     def make_metrics() -> Metrics:
         from bot.observe import Metrics
+        from bot.observe.certificates import UncheckedCertificates
         from bot.observe.gauges import DatabaseGauges
 
         made = metrics or Metrics(multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR"))
         made.add_collector(DatabaseGauges(engine, inventory.get(), clock))
+        # The simulator reaches no host, so it checks no certificate either.
+        winrm = settings.hyperv.backend == "winrm"
+        unchecked = inventory.get().unchecked_certificates if winrm else ()
+        made.add_collector(UncheckedCertificates(unchecked))
         return made
 
     lazy_metrics = _Lazy(make_metrics)

@@ -36,6 +36,7 @@ def inventory_show(rt: Runtime, name: str | None, as_json: bool) -> None:
         inv = load_inventory(rt.settings.inventory_path)
     except InventoryError as exc:
         raise ConfigError(str(exc)) from None  # as when the context loads it
+    rt.read_inventory(inv)  # what a command says of it when the context reads it
     # Imported here: reading the inventory alone needs none of the service.
     from bot.service import focus_on, inventory_view
 

@@ -28,7 +28,7 @@ from bot.cli.local_socket import (
     directory_problem,
     peer_uid,
 )
-from bot.cli.runtime import simulated_hosts
+from bot.cli.runtime import simulated_hosts, unchecked_certificates
 from bot.domain import plain_mentions
 
 if TYPE_CHECKING:
@@ -277,6 +277,10 @@ def answerer(ctx: AppContext, files: FileWatch) -> Answer:
         if settings.hyperv.backend == "simulator" and settings.config_path is not None:
             # Said as the CLI alone says it (bot.cli.runtime), before anything else.
             wire.progress(simulated_hosts(str(settings.config_path)))
+        unchecked = ctx.inventory.unchecked_certificates
+        if unchecked and settings.hyperv.backend == "winrm":
+            # As the CLI alone says it once it reads the inventory.
+            wire.progress(unchecked_certificates(str(settings.inventory_path), unchecked))
         writes_before = committed_writes()
         try:
             code = run_request(

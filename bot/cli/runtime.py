@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     # (bench/cli_start.py).
     from bot.config import Settings
     from bot.context import AppContext
+    from bot.inventory import Inventory
     from bot.service import Principal
     from templates import Renderer
 
@@ -56,6 +57,18 @@ def simulated_hosts(config: str) -> str:
     return (
         f"checkpoint-bot: SIMULATED HOSTS — {config} sets hyperv.backend: simulator; "
         "nothing here touches a real Hyper-V host."
+    )
+
+
+def unchecked_certificates(inventory: str, hosts: tuple[str, ...]) -> str:
+    """The line every command that reads an inventory with hosts whose
+    certificate is not checked says (and `serve` and `worker` at each
+    start): as easy to forget as the simulator, and worse to forget."""
+    where = "their addresses" if len(hosts) > 1 else "its address"
+    return (
+        f"checkpoint-bot: TLS CERTIFICATES NOT CHECKED — {inventory} sets cert_validation: "
+        f"false for {', '.join(hosts)}; whoever answers at {where} is trusted with the bot's "
+        "login and commands. Remove it, with ca_bundle: for a private CA (docs/connect-hosts.md)."
     )
 
 
@@ -143,9 +156,17 @@ class Runtime:
     @property
     def ctx(self) -> AppContext:
         if self._ctx is None:
-            self._ctx = self.builder(self.settings, env=self.env)
+            self._ctx = self.builder(self.settings, env=self.env, on_inventory=self.read_inventory)
             self._writes_at_start = writes_so_far()
         return self._ctx
+
+    def read_inventory(self, inventory: Inventory) -> None:
+        """Says, once the inventory is read, which hosts' certificates are
+        not checked. The simulator reaches no host: nothing to say then."""
+        hosts = inventory.unchecked_certificates
+        if hosts and self.settings.hyperv.backend == "winrm":
+            path = _short(self.settings.inventory_path, self.cwd)
+            click.echo(unchecked_certificates(path, hosts), err=True)
 
     @property
     def user(self) -> str:

@@ -155,6 +155,12 @@ class Inventory(_Model):
             raise UnknownHost(name, suggest(name, (h.name for h in self.hosts)))
         return found
 
+    @property
+    def unchecked_certificates(self) -> tuple[str, ...]:
+        """The hosts whose HTTPS certificate is not checked
+        (`Host.certificate_unchecked`), by name, in the inventory's order."""
+        return tuple(h.name for h in self.hosts if h.certificate_unchecked)
+
     def group(self, name: str) -> list[VM]:
         """The VMs of a named group, in the group's order, or InvalidName / UnknownGroup."""
         check_name(name, kind="group")

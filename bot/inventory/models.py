@@ -352,6 +352,18 @@ class Host(_Model):
         wanted = str(normalize_volume_path(path)).casefold()
         return next((v for v in self.volumes if v.path.casefold() == wanted), None)
 
+    @property
+    def certificate_unchecked(self) -> bool:
+        """HTTPS to this host takes any certificate: `cert_validation: false`
+        and no `ca_bundle` (a bundle is validated against whatever
+        cert_validation says, bot.hyperv.winrm.connect.wsman_options).
+        Plain HTTP has no certificate to check."""
+        return (
+            self.transport is Transport.HTTPS
+            and not self.cert_validation
+            and self.ca_bundle is None
+        )
+
 
 class Cluster(_Model):
     """A failover cluster: the nodes that may own its VMs, and the Cluster

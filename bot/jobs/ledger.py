@@ -31,7 +31,7 @@ from bot.jobs.errors import (
     RetryNotAllowed,
 )
 from bot.jobs.states import ClaimOutcome, JobState, is_final
-from bot.store.db import session_scope
+from bot.store.db import redacted_url, session_scope
 from bot.store.tables.jobs import Job
 
 _JOB = vmlock.JOB
@@ -78,7 +78,10 @@ class JobLedger:
         self.lock_stale_after = lock_stale_after
 
     def __repr__(self) -> str:
-        return f"JobLedger({self._engine.url!r}, lock_stale_after={self.lock_stale_after})"
+        # Not the URL's own repr: it hides the password of user:pass@ only,
+        # not one in the query (bot.store.db.redacted_url).
+        url = redacted_url(self._engine.url)
+        return f"JobLedger({url}, lock_stale_after={self.lock_stale_after})"
 
     def now(self) -> datetime:
         return _aware(self._clock(), "clock()")

@@ -8,9 +8,13 @@ content not yet checkpointed is included. The copy is checked with
 only when the copy is complete (nothing half-written is left behind).
 
 PostgreSQL: `pg_dump --format=custom`, one consistent snapshot of the
-database (https://www.postgresql.org/docs/current/app-pgdump.html). The
-password is handed over in PGPASSWORD, never on the command line (where
-`ps` would show it); restore is `pg_restore` (docs/upgrading.md).
+database (https://www.postgresql.org/docs/current/app-pgdump.html). No
+secret of the URL is on pg_dump's command line, where `ps` (any local user,
+/proc/PID/cmdline) would show it: the password, from `user:pass@` or the
+query's `password=`, is handed over in PGPASSWORD; a client key's
+`sslpassword=`, which has no environment variable, in a connection service
+file only this user can read, for as long as pg_dump runs. Restore is
+`pg_restore` (docs/upgrading.md).
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+
+from bot.store.db import url_without_secrets
 
 
 class BackupError(Exception):
@@ -106,28 +113,72 @@ def backup_postgres(url: str, dest: Path, pg_dump: str | None = None) -> BackupR
             "server's version (Debian: postgresql-client) or run pg_dump where it is "
             "(docs/upgrading.md#postgresql)"
         )
-    parsed = make_url(url)
+    bare, secrets = url_without_secrets(make_url(url))
+    libpq = bare.set(drivername="postgresql").render_as_string(hide_password=False)
     env = {**os.environ}
-    if parsed.password is not None:
-        env["PGPASSWORD"] = str(parsed.password)
-    libpq = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    if "password" in secrets:
+        env["PGPASSWORD"] = secrets["password"]
     partial = _partial(dest)
-    try:
-        done = subprocess.run(
-            [tool, "--format=custom", "--no-password", f"--file={partial}", f"--dbname={libpq}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            first = (done.stderr.strip().splitlines() or ["no message"])[0]
-            unreachable = "connection" in first or "could not connect" in first
-            raise BackupError(f"pg_dump failed: {first}", unavailable=unreachable)
-        partial.replace(dest)
-    finally:
-        partial.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="checkpoint-bot-pg-") as private:
+        if "sslpassword" in secrets:
+            env |= _service_file(bare, secrets["sslpassword"], Path(private), env)
+        try:
+            done = subprocess.run(
+                [
+                    tool,
+                    "--format=custom",
+                    "--no-password",
+                    f"--file={partial}",
+                    f"--dbname={libpq}",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                first = (done.stderr.strip().splitlines() or ["no message"])[0]
+                unreachable = "connection" in first or "could not connect" in first
+                raise BackupError(f"pg_dump failed: {first}", unavailable=unreachable)
+            partial.replace(dest)
+        finally:
+            partial.unlink(missing_ok=True)
     return BackupResult(dest, "pg_dump", dest.stat().st_size, None, None, None)
+
+
+# The section of the connection service file `_service_file` writes.
+_SERVICE = "checkpoint-bot-backup"
+
+
+def _service_file(url: URL, sslpassword: str, private: Path, env: dict[str, str]) -> dict[str, str]:
+    """The environment that gives pg_dump the client key's passphrase:
+    libpq has no variable for `sslpassword` (PGPASSWORD is the password's
+    alone), but reads any connection parameter from the service PGSERVICE
+    names in the file PGSERVICEFILE names
+    (https://www.postgresql.org/docs/current/libpq-pgservice.html). The
+    file is written into `private`, a directory only this user can enter
+    (tempfile.mkdtemp makes it 0700), and goes with it."""
+    if any(key.lower() == "service" for key in url.query) or env.get("PGSERVICE"):
+        # That service would be looked up in this file instead of its own,
+        # and not be found: said, never guessed at.
+        raise BackupError(
+            "the database URL has an sslpassword= and a service (service= or PGSERVICE): "
+            "db backup cannot hand pg_dump the sslpassword but on its command line; put "
+            "sslpassword in that service's entry of the connection service file instead"
+        )
+    # libpq reads a line of the file up to its end, trailing blanks trimmed:
+    # a passphrase with a line break or a trailing blank cannot be written.
+    if "\n" in sslpassword or "\r" in sslpassword or sslpassword != sslpassword.rstrip():
+        raise BackupError(
+            "the sslpassword in the database URL ends in a blank or holds a line break: "
+            "db backup cannot hand it to pg_dump (a connection service file cannot hold it)"
+        )
+    service = private / "pg_service.conf"
+    with open(
+        os.open(service, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8"
+    ) as file:
+        file.write(f"[{_SERVICE}]\nsslpassword={sslpassword}\n")
+    return {"PGSERVICEFILE": str(service), "PGSERVICE": _SERVICE}
 
 
 def backup(url: str, dest: Path) -> BackupResult:

@@ -8,9 +8,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlmodel import Session, create_engine
 
 from bot.store.outage import watch_writes
@@ -60,6 +61,74 @@ def bad_connection_option(exc: BaseException) -> str | None:
         if found is not None:
             return line[found.start() :].strip()
     return None
+
+
+# The connection parameters that hold a secret. libpq and psycopg take the
+# password in the URL's query (`?password=`) as well as in `user:pass@`, and
+# `sslpassword` is the passphrase of the client key
+# (https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS).
+# Matched whatever the case: a key libpq would refuse as spelt (`PASSWORD=`)
+# still holds what someone meant as a password.
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
+def _secret(key: str) -> bool:
+    return key.lower() in _SECRET_PARAMETERS
+
+
+def _values(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    # SQLAlchemy keeps a key given twice as a tuple of its values.
+    return (value,) if isinstance(value, str) else value
+
+
+def url_has_password(url: URL) -> bool:
+    """A password in `user:pass@` or in the query (password=, sslpassword=)."""
+    return bool(url.password) or any(
+        any(_values(value)) for key, value in url.query.items() if _secret(key)
+    )
+
+
+def redacted_url(url: URL) -> str:
+    """`url` as text for messages, every secret shown as `***`: the password
+    in `user:pass@` (as SQLAlchemy hides it) and each password or
+    sslpassword in the query, which SQLAlchemy's `hide_password` leaves
+    in. The query keeps its order."""
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    pairs = [
+        f"{quote_plus(key)}={'***' if _secret(key) else quote_plus(value)}"
+        for key, values in url.query.items()
+        for value in _values(values)
+    ]
+    return f"{shown}?{'&'.join(pairs)}" if pairs else shown
+
+
+def url_without_secrets(url: URL) -> tuple[URL, dict[str, str]]:
+    """`url` with no password anywhere in it, for a command line (which any
+    local user reads in /proc/PID/cmdline), and the secrets taken out of it
+    by libpq's keyword, lower case. A key given more than once counts as its
+    last value, as libpq reads it; the query's password wins over the
+    userinfo's, as it does for libpq and for SQLAlchemy's psycopg dialect."""
+    secrets: dict[str, str] = {}
+    if url.password is not None:
+        secrets["password"] = str(url.password)
+    kept: dict[str, str | tuple[str, ...]] = {}
+    for key, value in url.query.items():
+        if _secret(key):
+            secrets[key.lower()] = _values(value)[-1]
+        else:
+            kept[key] = value
+    # Made anew, not `url.set(password=None)`: `set` leaves alone what it
+    # is given as None, so that kept the password (and pg_dump had it on
+    # its command line until 2026-12-05).
+    bare = URL.create(
+        url.drivername,
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=kept,
+    )
+    return bare, secrets
 
 
 def default_sqlite_url(workdir: Path) -> str:
