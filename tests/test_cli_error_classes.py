@@ -23,6 +23,7 @@ import pytest
 
 from bot.devtools.emulator import EmulatedFleet, Faults
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
+from bot.inventory import demo_inventory_path
 from bot.store.db import bad_connection_option, make_engine
 from tests.cli_support import BOT, OPERATOR, emulated_estate, invoke, one_line_error, run
 from tests.helpers import refused_port
@@ -191,11 +192,31 @@ def test_a_refused_or_unresolved_database_is_still_unreachable(tmp_path: Path) -
         assert bad_connection_option(caught.value) is None
 
 
-def test_db_upgrade_says_the_same_of_a_bad_option(tmp_path: Path) -> None:
-    url = f"postgresql://u:pw@127.0.0.1:{refused_port()}/db?sslmode=bogus"
-    upgraded = invoke(tmp_path, "db", "upgrade", env={"DATABASE_URL": url})
-    assert upgraded.returncode == 2, upgraded.stderr
-    assert 'invalid sslmode value: "bogus"' in one_line_error(upgraded)
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("sslmode=bogus", 'invalid sslmode value: "bogus"'),
+        # psycopg raises an unknown option as a ProgrammingError, which
+        # `db upgrade` and `db status` gave as an internal error.
+        ("bogusopt=1", 'invalid connection option "bogusopt"'),
+    ],
+)
+@pytest.mark.parametrize("command", ["upgrade", "status"])
+def test_db_commands_say_the_same_of_a_bad_option(
+    tmp_path: Path, query: str, said: str, command: str
+) -> None:
+    (tmp_path / "bot.yaml").write_text(
+        "inventory: inventory.yaml\nhyperv: {backend: winrm}\n", encoding="utf-8"
+    )
+    (tmp_path / "inventory.yaml").write_text(
+        demo_inventory_path().read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    url = f"postgresql://u:pw@127.0.0.1:{refused_port()}/db?{query}"
+    for args in (("db", command), ("-c", "bot.yaml", "db", command)):
+        done = invoke(tmp_path, *args, env={"DATABASE_URL": url})
+        assert done.returncode == 2, done.stderr
+        line = one_line_error(done)
+        assert said in line and "fix DATABASE_URL" in line and "internal error" not in line
 
 
 # --- 3b, 3c. a login the host refuses, a password variable that is empty ---------

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from bot.config import Settings
 from bot.service.errors import Unavailable
@@ -26,12 +26,18 @@ class SchemaChange:
         return self.before != self.after
 
 
-def _not_answering(exc: BaseException, label: str) -> Exception:
+def _not_answering(exc: BaseException, label: str) -> BaseException:
     """What a `db` command says when opening the database failed: a URL
-    option the driver refuses (exit 2), else that it does not answer (3)."""
-    return misconfigured_database(exc, label) or Unavailable(
-        f"{label}: the database does not answer: {driver_reason(exc)}"
-    )
+    option the driver refuses (exit 2; psycopg raises an unknown option as
+    a ProgrammingError, before any connection is tried), else that it does
+    not answer (3). Any other ProgrammingError is the bot's own: raised as
+    it is."""
+    refused = misconfigured_database(exc, label)
+    if refused is not None:
+        return refused
+    if isinstance(exc, ProgrammingError):
+        return exc
+    return Unavailable(f"{label}: the database does not answer: {driver_reason(exc)}")
 
 
 def upgrade_schema(settings: Settings) -> SchemaChange:
@@ -44,7 +50,7 @@ def upgrade_schema(settings: Settings) -> SchemaChange:
         before = migrate.current_revision(engine)
         migrate.upgrade(engine)
         after = migrate.current_revision(engine)
-    except (OperationalError, InterfaceError) as exc:
+    except (OperationalError, InterfaceError, ProgrammingError) as exc:
         raise _not_answering(exc, label) from None
     finally:
         engine.dispose()
@@ -92,7 +98,7 @@ def schema_status(settings: Settings) -> SchemaStatus:
     engine = make_engine(settings.database_url)
     try:
         current = migrate.current_revision(engine)
-    except (OperationalError, InterfaceError) as exc:
+    except (OperationalError, InterfaceError, ProgrammingError) as exc:
         raise _not_answering(exc, label) from None
     finally:
         engine.dispose()
