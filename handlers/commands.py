@@ -140,10 +140,12 @@ class Commands:
             case WaveRequest():
                 return Waves(deps).preview(request, who())
             case BatchRequest(batch_ref=ref):
+                # Answered to `user` alone: no Approve all of what they asked for.
                 return deps.payload(
                     "batch_card",
                     b=show_batch(ctx, ref),
                     start_after_restore=deps.start_after_restore,
+                    viewer=user,
                 )
             case PolicyRequest(vm=vm, action=action):
                 # A host that could not be asked leaves it undecided: said

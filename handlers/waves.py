@@ -37,7 +37,9 @@ from handlers import messages
 from handlers.deps import SlackDeps, answer_click
 from handlers.grammar import WaveRequest
 from handlers.workspace import request_team
-from templates.blocks import people
+from templates import counted
+from templates.blocks import mention, people
+from templates.waves import still_scheduled
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +114,9 @@ class Waves:
         self.deps = deps
 
     def _card(self, view: BatchView, viewer: str | None = None) -> Payload:
-        """The wave's card; `viewer` when only they see it (their own
-        preview replaced): no Approve all that would only refuse them."""
+        """The wave's card; `viewer` when only they see it (an answer to
+        their click): its Approve all leaves out what they asked for, which
+        would only refuse them."""
         return self.deps.payload(
             "batch_card", b=view, start_after_restore=self.deps.start_after_restore, viewer=viewer
         )
@@ -160,11 +163,8 @@ class Waves:
             return
         if action["action_id"] == SHOW:
             try:
-                card = self.deps.payload(
-                    "batch_card",
-                    b=show_batch(self.deps.ctx, str(action.get("value", ""))),
-                    start_after_restore=self.deps.start_after_restore,
-                )
+                shown = show_batch(self.deps.ctx, str(action.get("value", "")))
+                card = self._card(shown, viewer=str(body["user"]["id"]))
             except ServiceError as exc:
                 card = self.deps.error(exc.message)
             answer_click(body, respond, client, card)
@@ -231,7 +231,8 @@ class Waves:
             answer_click(body, respond, client, self.deps.error(exc.message))
             return
         answer_click(body, respond, client, self.deps.notice(title, *lines))
-        answer_click(body, respond, client, self._card(view))
+        # Only the clicker sees it: what they asked for offers them no Approve all.
+        answer_click(body, respond, client, self._card(view, viewer=user))
 
 
 def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
@@ -241,13 +242,30 @@ def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
         return f"{word} refused: nothing was started", [people(r) for r in decision.reasons]
     if decision.approval is not None and not acted.job_ids:
         need = people(decision.approval.describe())
-        return f"{word} waits for approval", [f"It needs {need}: what its strictest member needs."]
+        return f"{word} waits for approval", [
+            f"It needs {need}: what its strictest member needs.",
+            *_still_scheduled(verb, acted),
+        ]
     lines = [
         messages.member_line(m.vm, m.detail)
         for m in acted.members
         if m.result.value == "not_started"
     ]
-    return f"{word} of {len(acted.job_ids)} VMs started", lines
+    started = counted(len(acted.job_ids), "VM")
+    return f"{word} of {started} started", lines + _still_scheduled(verb, acted)
+
+
+def _still_scheduled(verb: str, acted: BatchAction) -> list[str]:
+    """A member still waiting for its window is taken after the rest of the
+    wave was rolled back or merged: said to whoever asked, with how to stop it."""
+    past = "rolled back" if verb == "rollback" else "merged"
+    batch = acted.batch
+    return [
+        f"{w.words(mrkdwn=True)}, after the rest of the wave is {past}: "
+        f"{mention(batch.requester)} stops it with "
+        f"`/checkpoint withdraw {batch.ref} create`"
+        for w in still_scheduled(batch)
+    ]
 
 
 def _replace(respond: Respond, payload: Payload) -> None:

@@ -32,6 +32,12 @@ from slack_sdk.models.views import View
 from bot.domain import MENTION_TOKEN, REF_WRITTEN_PATTERN
 from templates import Renderer, mrkdwn_escape, short_time
 from templates.slack_times import date_token, localize_blocks
+from templates.waves import (
+    not_recorded,
+    not_recorded_count,
+    still_scheduled,
+    still_scheduled_summary,
+)
 
 # Documented Block Kit limits (docs.slack.dev/reference/block-kit) that the
 # slack_sdk models do not check themselves.
@@ -361,6 +367,11 @@ SLACK_FILTERS: Mapping[str, Any] = {
     "one_line": one_line,
     "pack_groups": pack_groups,
     "fit_sections": fit_sections,
+    # A wave's words beyond its members' lines (templates/waves.py).
+    "not_recorded": not_recorded,
+    "not_recorded_count": not_recorded_count,
+    "still_scheduled": still_scheduled,
+    "still_scheduled_summary": still_scheduled_summary,
 }
 # Names the templates read (text and budgets), never redefine.
 SLACK_GLOBALS: Mapping[str, Any] = {

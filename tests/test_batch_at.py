@@ -184,7 +184,8 @@ def test_a_wave_withdrawn_before_its_time_leaves_nothing_on_the_hosts(estate: Es
     estate.clock.advance(timedelta(hours=6))
     taken_back = withdraw_batch(estate.ctx, ref, requester="alice")
     assert taken_back.withdrawn == ("WEB01", "STG-WEB01") and taken_back.problems == ()
-    assert taken_back.batch.state.value == "refused"
+    assert taken_back.batch.state.value == "withdrawn"
+    assert taken_back.batch.progress == "1 refused, 2 withdrawn"
     assert taken_back.batch.events[-1].kind == "withdrawn"
 
     # Its time comes, the queue delivers the jobs: they were cancelled.

@@ -315,3 +315,80 @@ def test_batch_withdraw_of_a_finished_wave_suggests_nothing_it_cannot_do(tmp_pat
     gone = invoke(tmp_path, "batch", "withdraw", "BAT-1")
     assert gone.returncode == 1
     assert one_line_error(gone).endswith("BAT-0001 has nothing waiting to withdraw (it is done)")
+
+
+# STG-APP01's VSS writers are broken (the demo's hosts): a production-only
+# checkpoint of it fails on its host, WEB01's is taken.
+FAILING_WAVE = (
+    "checkpoint",
+    "create",
+    "WEB01",
+    "STG-APP01",
+    "-r",
+    "KB1",
+    "--type",
+    "production-only",
+    "--yes",
+)
+BOB = {"CHECKPOINT_BOT_USER": "bob"}
+
+
+def test_a_later_wave_action_is_judged_on_the_members_it_acted_on(tmp_path: Path) -> None:
+    """Until 2026-12-05 every wave action after one member's failed create
+    exited 1 (the wave's state, partly failed, for ever) and its progress
+    counted the failure as done ("2 of 2 done, 1 failed")."""
+    taken = invoke(tmp_path, *FAILING_WAVE)
+    # The create failed on a member it acted on.
+    assert taken.returncode == 1, taken.stderr
+    assert "BAT-0001: partly failed — 1 of 2 done, 1 failed" in taken.stdout
+    assert "BAT-0001: 1 of 2 done, 1 failed" in taken.stderr
+    assert "1 of 2 done, 1 failed" in invoke(tmp_path, "batch", "list").stdout
+
+    # WEB01's rollback (prod) waits for an approver: asked, not refused.
+    asked = invoke(tmp_path, "batch", "rollback", "BAT-1", "--yes")
+    assert asked.returncode == 0, asked.stdout
+    assert asked.stdout.startswith(
+        "BAT-0001: rolling back restores 1 VM to its checkpoint:\n"
+        "  WEB01 on HV01: everything written since CHG-0001's checkpoint is lost\n"
+    )
+    # The requester never approves: refused on the one member it acts on.
+    own = invoke(tmp_path, "batch", "approve", "BAT-1")
+    assert own.returncode == 1
+    assert "  ! WEB01: you cannot approve CHG-0001" in own.stdout
+    approved = invoke(tmp_path, "batch", "approve", "BAT-1", env=BOB)
+    assert approved.returncode == 0, approved.stdout
+    assert "BAT-0001: partly failed — 1 of 2 done, 1 failed" in approved.stdout
+    assert "CHG-0001  WEB01        HV01   rolled back" in approved.stdout
+
+    merged = invoke(tmp_path, "batch", "merge", "BAT-1", "--yes")
+    assert merged.returncode == 0, merged.stdout
+    assert merged.stdout.startswith("BAT-0001: merging keeps the changes of 1 VM:\n")
+    assert "CHG-0001  WEB01        HV01   merged" in merged.stdout
+    history = invoke(tmp_path, "batch", "show", "BAT-1").stdout
+    for said in (
+        "rollback of 1 member needs 1 approval",
+        "@cli:bob approved what 1 member waited for",
+        "merge of 1 member asked by @cli:tester",
+    ):
+        assert said in history, history
+
+
+def test_withdrawn_members_are_counted_as_withdrawn_not_refused(tmp_path: Path) -> None:
+    """Until 2026-12-05 a withdrawn wave read "refused — 0 of 0 done, 4
+    refused", and a second withdraw said it "is refused"."""
+    asked = invoke(tmp_path, *WAVE, "--at", LATER, "--yes")
+    assert asked.returncode == 0, asked.stderr
+    gone = invoke(tmp_path, "batch", "withdraw", "BAT-1")
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout.splitlines()[:2] == [
+        "BAT-0001: 3 members withdrawn: WEB01, WEB02, APP01",
+        "BAT-0001: withdrawn — 1 refused, 3 withdrawn",
+    ]
+    listed = invoke(tmp_path, "batch", "list").stdout
+    assert listed.startswith("BAT-0001  withdrawn           4 VMs  1 refused, 3 withdrawn")
+    data = json.loads(invoke(tmp_path, "batch", "show", "BAT-1", "--json").stdout)
+    assert (data["state"], data["progress"]) == ("withdrawn", "1 refused, 3 withdrawn")
+    again = invoke(tmp_path, "batch", "withdraw", "BAT-1")
+    assert one_line_error(again).endswith(
+        "BAT-0001 has nothing waiting to withdraw (it is withdrawn)"
+    )

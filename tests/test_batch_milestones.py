@@ -211,7 +211,8 @@ def test_while_a_wave_runs_only_failures_are_replies_and_the_card_keeps_count(
             for c in said
             if c.method == "chat.update" and str(c.body.get("text", "")).startswith("BAT-0001")
         ]
-        assert cards and "3 of 3 done, 1 failed" in cards[-1]
+        # The failed member is not done ("3 of 3 done" until 2026-12-05).
+        assert cards and "2 of 3 done, 1 failed" in cards[-1]
 
 
 # --- how an action's end is counted (bot/changes/batch_milestones.py) ---------------------
@@ -291,6 +292,19 @@ def test_nothing_is_told_while_a_member_is_on_its_way_or_for_an_old_wave(engine:
                    message="1", details={})  # fmt: skip
     with session_scope(engine) as s:
         assert finish_of(s, old_id) is None
+
+
+def test_the_end_of_a_create_says_a_withdrawn_member_is_withdrawn(engine: Engine) -> None:
+    """Its requester took APP01 back before its window opened: "1 refused"
+    until 2026-12-05, though nobody refused it."""
+    batch_id, m = _wave(engine, {"WEB01": "active", "APP01": "withdrawn", "SQL01": "denied"})
+    with session_scope(engine) as s:
+        batch_note(s, get_batch(s, batch_id), kind="members_recorded", actor="bot", now=T0,
+                   message="3", details={"targets": [c.id for c in m.values()]})  # fmt: skip
+    with session_scope(engine) as s:
+        finish = finish_of(s, batch_id)
+    assert finish is not None and (finish.refused, finish.withdrawn) == (1, 1)
+    assert finish.message() == "1 of 1 taken, 1 refused, 1 withdrawn (asked by <@U0ALICE>)"
 
 
 @pytest.mark.parametrize(

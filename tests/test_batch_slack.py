@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from bot.notify import ThreadNotifier
@@ -181,7 +182,8 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         said = " ".join(shown(c.body) for c in asked if c.method == key)
         assert "Rollback waits for approval" in said and "strictest member" in said
 
-        card = command(bot, "batch BAT-1")
+        # An approver's card (the asker's own offers no Approve all).
+        card = command(bot, "batch BAT-1", user="U0BOB")
         approve_all = button(card, "checkpoint:wave_approve")
         assert approve_all == "BAT-0001" and "Approve all (2)" in shown(card)
         # Approvers see the list before approving: on the card and in the confirm.
@@ -302,7 +304,8 @@ def test_a_members_failure_is_a_reply_in_the_waves_thread(tmp_path: Path) -> Non
         assert ":warning: *Checkpoints of the wave finished*" in said
         assert "1 of 2 taken, 1 failed: STG-APP01 — " in said
         card = shown(bot.api.of("chat.update")[-1].body)
-        assert "partly failed" in card and "2 of 2 done, 1 failed" in card
+        # The failed member is not done (it was "2 of 2 done" until 2026-12-05).
+        assert "partly failed" in card and "1 of 2 done, 1 failed" in card
 
 
 def test_a_members_own_rollback_pings_its_approvers_in_the_waves_thread(tmp_path: Path) -> None:
@@ -400,7 +403,8 @@ def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_wit
         reply, key = bot.slack.click("checkpoint:wave_withdraw", "BAT-0001", user="U0ALICE")
         notice, after = _answers(bot, key, 2)
         assert "Withdrew 3 of BAT-0001: nothing runs for them" in shown(notice)
-        assert "BAT-0001 — refused" in shown(after)
+        # Withdrawn, as it is ("refused" until 2026-12-05: nobody refused it).
+        assert "BAT-0001 — withdrawn" in shown(after) and "3 withdrawn" in shown(after)
         assert {m.state for m in show_batch(bot.ctx, "BAT-1").members} == {"withdrawn"}
         # The single change's root offers its requester a Withdraw.
         unschedule = button(posted[-1].body, "checkpoint:unschedule")
@@ -652,3 +656,318 @@ def test_a_waves_thread_says_once_which_members_wait_for_their_window_and_until_
         bot.ctx.notifier.flush()
         time.sleep(0.5)
         assert len(scheduled(bot.api.calls)) == 1
+
+
+def _element(body: dict[str, Any], action_id: str) -> dict[str, Any]:
+    """The button `action_id` of a message (its confirm dialog included)."""
+    return next(
+        el
+        for block in body.get("blocks", [])
+        if block.get("type") == "actions"
+        for el in block["elements"]
+        if el.get("action_id") == action_id
+    )
+
+
+def _wave_replies(calls: list[Any], ref: str = "BAT-0001") -> list[str]:
+    """The replies in the wave's thread that are its own milestones."""
+    return [
+        shown(c.body)
+        for c in calls
+        if c.method == "chat.postMessage"
+        and c.body.get("thread_ts")
+        and str(c.body.get("text", "")).startswith(f"{ref}: ")
+    ]
+
+
+def test_a_waves_root_is_posted_once_every_member_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen: Take posted the wave's root as soon as its first member (the
+    refused CORP-DC01) was recorded: "BAT-0001: refused — …", "1 VMs", then
+    updated it as the others came. A root's fallback text is what
+    notifications show, and it is fixed when posted: everyone was told
+    "refused". Each member's commit reaches the notifier before the next
+    is recorded here, as it did there (a host slow to answer the policy)."""
+    import bot.service.batches as batches
+    from bot.service.requests import request_checkpoint as recorded
+
+    with checked_bot(tmp_path, "") as bot:
+        notifier = bot.ctx.notifier
+        assert isinstance(notifier, ThreadNotifier)
+
+        def one_at_a_time(*args: Any, **kwargs: Any) -> Any:
+            out = recorded(*args, **kwargs)
+            notifier.flush()
+            return out
+
+        monkeypatch.setattr(batches, "request_checkpoint", one_at_a_time)
+        preview = command(bot, 'create CORP-DC01 --group web-tier --reason "KB5044284 web wave"')
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None
+        _reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        _replaced(bot, key)
+
+        def posted(calls: list[Any]) -> list[dict[str, Any]]:
+            return [c.body for c in roots(calls, "BAT-0001") if c.method == "chat.postMessage"]
+
+        first = posted(bot.api.wait_for(posted, 30))[0]
+        assert "refused —" not in first["text"], first["text"]
+        assert "*4 VMs*" in shown(first)
+        for vm in ("CORP-DC01", "WEB01", "WEB02", "APP01"):
+            assert f"*{vm}*" in shown(first)
+        notifier.drain()
+        notifier.flush()
+        assert len(posted(bot.api.calls)) == 1
+
+
+def test_a_wave_whose_create_never_recorded_its_members_is_posted_after_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hold has an end: a process that dies while recording a wave's
+    members leaves no `members_recorded`; its root is posted with what was
+    recorded once the wave is older than the hold, never lost."""
+    import bot.notify.thread as thread
+    import bot.service.batches as batches
+    from bot.service.requests import request_checkpoint as recorded
+
+    calls = 0
+
+    def dies_after_one(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise SystemExit("killed while recording the wave")
+        return recorded(*args, **kwargs)
+
+    with checked_bot(tmp_path, "") as bot:
+        notifier = bot.ctx.notifier
+        assert isinstance(notifier, ThreadNotifier)
+        monkeypatch.setattr(batches, "request_checkpoint", dies_after_one)
+        with pytest.raises(SystemExit):
+            create_batch(
+                bot.ctx,
+                Selection.of(["WEB01", "WEB02"]),
+                reason="KB5044284 wave",
+                requester="U0ALICE",
+                channel="C0TEST",
+            )
+        notifier.drain()
+        notifier.flush()
+        assert roots(bot.api.calls, "BAT-0001") == []
+        monkeypatch.setattr(thread, "WAVE_HOLD", timedelta(0))
+        notifier.drain()
+        posted = roots(bot.api.wait_for(lambda cs: roots(cs, "BAT-0001"), 30), "BAT-0001")
+        assert "*WEB01*" in shown(posted[0].body)
+
+
+def test_vms_a_wave_could_not_record_are_named_to_the_requester_on_its_card_and_at_its_end(
+    tmp_path: Path,
+) -> None:
+    """Seen: HV03 stopped answering between the preview (3 VMs) and Take;
+    its two VMs vanished from the wave without a word, and the thread's end
+    said "1 of 1 taken". The CLI said "! STG-WEB01 could not be recorded"."""
+    from bot.devtools.emulator.faults import Faults
+    from tests.slack_support import running_bot
+    from tests.test_slack_flow import checked_calls, slack_problems
+
+    with running_bot(tmp_path, policy_text="", emulated=True) as bot:
+        preview = command(bot, 'create WEB01 --group staging --reason "KB5044284 wave"')
+        assert "3 VMs: 3 can be checkpointed" in shown(preview)
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None and bot.fleet is not None
+        hv03 = bot.fleet.servers["HV03"]
+        hv03.faults = Faults(refuse=True)
+        try:
+            _reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+            own = shown(_replaced(bot, key))
+            assert "*2 could not be recorded*" in own, own
+            assert "*STG-WEB01*, *STG-APP01*" in own
+            assert "HV03 could not be reached" in own
+            assert "nothing was asked of them" in own
+
+            def ended(calls: list[Any]) -> list[str]:
+                return [r for r in _wave_replies(calls) if "Checkpoints of the wave finished" in r]
+
+            said = ended(bot.api.wait_for(ended, 60))[0]
+            assert ":warning: *Checkpoints of the wave finished*" in said
+            assert "1 of 1 taken" in said
+            assert "2 could not be recorded" in said and "*STG-WEB01*, *STG-APP01*" in said
+            card = roots(bot.api.calls, "BAT-0001")[-1].body
+            assert "2 could not be recorded" in card["text"]
+            assert "HV03 could not be reached" in shown(card)
+        finally:
+            hv03.faults = Faults()
+    problems = [p for call in checked_calls(bot.api.calls) for p in slack_problems(call)]
+    assert problems == []
+
+
+def test_the_requesters_own_card_offers_no_approve_all_of_the_rollback_she_asked_for(
+    tmp_path: Path,
+) -> None:
+    """Seen: after Roll back all, the asker's own copy of the card offered
+    "Approve all (3)", which only refused her ("<@U0ALICE> asked for this
+    rollback and cannot approve it"). What waits on someone else's word is
+    still hers to approve; an approver's card offers it all."""
+    with checked_bot(tmp_path, "") as bot:
+        _wave_taken(bot, Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]), "KB5044284 wave")
+        _reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
+        notice, own = _answers(bot, key, 2)
+        assert "Rollback waits for approval" in shown(notice)
+        assert "its rollback waits for approval" in shown(own)
+        assert button(own, "checkpoint:wave_approve") is None
+        assert button(command(bot, "batch BAT-1"), "checkpoint:wave_approve") is None
+        bobs = command(bot, "batch BAT-1", user="U0BOB")
+        assert button(bobs, "checkpoint:wave_approve") == "BAT-0001"
+        assert "Approve all (2)" in shown(bobs)
+
+        # Bob's own rollback of one VM waits on someone else: Alice may approve it.
+        _reply, key = bot.slack.click("checkpoint:wave_withdraw", "BAT-0001", user="U0ALICE")
+        _answers(bot, key, 2)
+        assert show_batch(bot.ctx, "BAT-1").awaiting == 0
+        web01 = next(m for m in show_batch(bot.ctx, "BAT-1").members if m.vm_name == "WEB01")
+        command(bot, f"rollback {web01.change}", user="U0BOB")
+        assert [
+            (m.vm_name, m.waiting, m.waiting_by)
+            for m in show_batch(bot.ctx, "BAT-1").members
+            if m.waiting
+        ] == [("WEB01", "rollback", "U0BOB")]
+        assert button(command(bot, "batch BAT-1", user="U0BOB"), "checkpoint:wave_approve") is None
+        alices = command(bot, "batch BAT-1")
+        assert button(alices, "checkpoint:wave_approve") == "BAT-0001"
+        assert "Approve all (1)" in shown(alices)
+
+
+# No approvals; APP01 is taken only in its window, which opens on Saturday
+# 22:00 UTC (T0 is the Tuesday before).
+APP01_WINDOW_ONLY = """
+rules:
+  approvals:
+    overrides:
+      - scope: {tags: {env: prod}}
+        params: {count: 0}
+  change_window: {effect: schedule}
+windows:
+  - name: app-maintenance
+    cron: "0 22 * * 6"
+    duration: 4h
+    timezone: UTC
+    scope: {names: [APP01]}
+"""
+
+
+def test_roll_back_all_and_keep_all_say_which_member_is_still_scheduled_and_how_to_stop_it(
+    tmp_path: Path,
+) -> None:
+    """Seen: "Roll back all finished … 3 of 3 rolled back" and "Keep &
+    merge all finished … 3 of 3 merged" while APP01 still waited for its
+    window: it would be checkpointed on Saturday, after the patch was
+    rolled back and the wave merged, and nothing said so."""
+    opening = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
+    with checked_bot(tmp_path, APP01_WINDOW_ONLY) as bot:
+        create_batch(
+            bot.ctx,
+            Selection.of(groups=["web-tier"]),
+            reason="KB5044284 web wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        for vm in ("WEB01", "WEB02"):
+            wait_state(bot, vm, "active", timeout=30)
+        app01 = wait_state(bot, "APP01", "scheduled")
+        bot.api.wait_for(lambda cs: any("*Scheduled*" in r for r in _wave_replies(cs)), 30)
+
+        card = command(bot, "batch BAT-1", user="U0BOB")
+        line = f"*APP01* on HV01 · scheduled · runs {_token(opening)}, when its change window opens"
+        assert line in shown(card)
+        waits = (
+            f"APP01 ({app01.ref}) is still scheduled: it is taken 2026-11-28 22:00 UTC, "
+            "when its change window opens"
+        )
+        for action_id in ("checkpoint:wave_rollback", "checkpoint:wave_merge"):
+            confirm = _element(card, action_id)["confirm"]["text"]["text"]
+            assert waits in confirm, confirm
+            assert "/checkpoint withdraw BAT-0001 create" in confirm, confirm
+
+        _reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
+        notice, _card = _answers(bot, key, 2)
+        assert "Rollback of 2 VMs started" in shown(notice)
+        assert f"*APP01* ({app01.ref}) is still scheduled" in shown(notice)
+
+        def ended(kind: str) -> Any:
+            def found(calls: list[Any]) -> list[str]:
+                return [r for r in _wave_replies(calls) if f"{kind} finished" in r]
+
+            return found
+
+        said = ended("Roll back all")(bot.api.wait_for(ended("Roll back all"), 30))[0]
+        assert "2 of 2 rolled back" in said
+        assert f"*APP01* ({app01.ref}) is still scheduled: it is taken {_token(opening)}" in said
+        assert "after the rest of the wave was rolled back" in said
+        assert "`/checkpoint withdraw BAT-0001 create`" in said
+
+        bot.slack.click("checkpoint:wave_merge", "BAT-0001", user="U0ALICE")
+        said = ended("Keep & merge all")(bot.api.wait_for(ended("Keep & merge all"), 30))[0]
+        assert "2 of 2 merged" in said
+        assert f"*APP01* ({app01.ref}) is still scheduled: it is taken {_token(opening)}" in said
+        assert "after the rest of the wave was merged" in said
+
+        # What it says to do does it.
+        done = shown(command(bot, "withdraw BAT-1 create"))
+        assert "you withdrew APP01" in done
+        assert wait_state(bot, "APP01", "withdrawn")
+
+
+def test_a_members_job_past_its_deadline_is_told_in_words_in_the_waves_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in a wave's thread: "checkpoint: outcome unknown
+    (JobDeadlineExceeded: job 3 passed its deadline
+    2026-11-24T11:40:54.548969+00:00)". The deadline is checked just before
+    Checkpoint-VM is asked for: past it, nothing was asked of the host."""
+    import bot.service.execution as execution
+
+    seen_on = execution._seen_on
+    running: dict[str, int] = {}
+
+    with checked_bot(tmp_path, "") as bot:
+
+        def slow(host: Any, vm_id: str, seen: Any) -> Any:
+            # The host answers STG-WEB01's re-check only after its job's deadline.
+            if host.name == "HV03":
+                while "change" not in running:
+                    time.sleep(0.05)
+                jobs = bot.ctx.ledger.jobs_of_change(running["change"])
+                deadline = max(j.deadline_at for j in jobs if j.deadline_at is not None)
+                while bot.ctx.clock() <= deadline:
+                    time.sleep(0.05)
+            return seen_on(host, vm_id, seen)
+
+        monkeypatch.setattr(execution, "_seen_on", slow)
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["WEB01", "STG-WEB01"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        staging = next(o for o in out.outcomes if o.change.vm_name == "STG-WEB01")
+        running["change"] = staging.change.id
+        job = bot.ctx.ledger.jobs_of_change(staging.change.id)[-1]
+        assert job.deadline_at is not None
+        failed = wait_state(bot, "STG-WEB01", "failed", timeout=60)
+
+        def told(calls: list[Any]) -> list[str]:
+            return [
+                shown(c.body)
+                for c in calls
+                if c.method == "chat.postMessage"
+                and c.body.get("thread_ts")
+                and str(c.body.get("text", "")).startswith(f"{failed.ref}: ")
+            ]
+
+        said = told(bot.api.wait_for(told, 30))[0]
+        assert "JobDeadlineExceeded" not in said and "+00:00" not in said, said
+        deadline = job.deadline_at.replace(tzinfo=UTC).replace(second=0, microsecond=0)
+        assert f"its job's deadline ({_token(deadline)}) passed" in said, said
+        assert "nothing was asked of the host" in said

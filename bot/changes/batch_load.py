@@ -6,16 +6,19 @@ root from it."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_views import BatchView, MemberView
+from bot.changes.lifecycle import State
 from bot.domain import ApprovalState
 from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.batches import BatchEvent
 from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.hosts import CheckpointSize
+from bot.store.tables.jobs import Job
 
 
 def load_batch(s: Session, batch_id: int) -> BatchView:
@@ -37,12 +40,14 @@ def load_batch(s: Session, batch_id: int) -> BatchView:
     for change_id, action, requested_by in pending:
         waits.setdefault(change_id, (action, requested_by))
     sizes = _sizes(s, [m.checkpoint_id for m in members if m.checkpoint_id])
+    due = due_times(s, [m.change_id for m in members if m.state == State.SCHEDULED])
     members = [
         replace(
             m,
             waiting=waits[m.change_id][0] if m.change_id in waits else None,
             waiting_by=waits[m.change_id][1] if m.change_id in waits else None,
             size_bytes=sizes.get(m.checkpoint_id or ""),
+            run_at=due.get(m.change_id, m.run_at),
         )
         for m in members
     ]
@@ -88,6 +93,26 @@ def _note(c: Change, events: list[ChangeEvent]) -> str | None:
         if e.to_state:
             return None
     return None
+
+
+def due_times(s: Session, change_ids: list[int]) -> dict[int, datetime]:
+    """When each change's queued create job is due (its `not_before`): what
+    a worker keeps to, so what a scheduled member says of when it runs. A
+    change without one (its job is starting this moment) is left out."""
+    if not change_ids:
+        return {}
+    rows = s.exec(
+        select(Job.change_id, Job.not_before)
+        .where(
+            col(Job.change_id).in_(change_ids),
+            col(Job.kind) == "create",
+            col(Job.state) == "queued",
+            col(Job.not_before).is_not(None),
+        )
+        .order_by(col(Job.id))
+    ).all()
+    # The newest job of a change wins (later rows overwrite earlier ones).
+    return {change_id: at for change_id, at in rows if change_id is not None and at is not None}
 
 
 def _sizes(s: Session, checkpoint_ids: list[str]) -> dict[str, int]:

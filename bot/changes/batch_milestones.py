@@ -75,7 +75,7 @@ _DONE: dict[str, frozenset[State]] = {
     "rollback": frozenset({State.ROLLED_BACK, State.MERGING, State.MERGED}),
     "merge": frozenset({State.MERGED, State.VANISHED}),
 }
-_REFUSED = frozenset({State.DENIED, State.REJECTED, State.EXPIRED, State.WITHDRAWN})
+_REFUSED = frozenset({State.DENIED, State.REJECTED, State.EXPIRED})
 _PAST = {"create": "taken", "rollback": "rolled back", "merge": "merged"}
 
 
@@ -92,6 +92,9 @@ class Finish:
     not_run: int
     # Who asked for the action: the wave's requester for its create.
     asked_by: str
+    # Members whose create its requester took back before it ran: said as
+    # withdrawn, never as refused (nobody refused them).
+    withdrawn: int = 0
 
     @property
     def ran(self) -> int:
@@ -106,6 +109,8 @@ class Finish:
             )
         if self.refused:
             text += f", {self.refused} refused"
+        if self.withdrawn:
+            text += f", {self.withdrawn} withdrawn"
         if self.not_run:
             text += f", {self.not_run} not run"
         return text + f" (asked by {user_mention(self.asked_by)})"
@@ -155,7 +160,7 @@ def finish_of(s: Session, batch_id: int) -> Finish | None:
     )
     done: list[str] = []
     failed: list[tuple[str, str]] = []
-    refused = not_run = 0
+    refused = withdrawn = not_run = 0
     for m in members:
         state = State(m.state)
         if _failure(m, action, failed_after):
@@ -164,10 +169,14 @@ def finish_of(s: Session, batch_id: int) -> Finish | None:
             done.append(m.vm_name)
         elif action == "create" and state in _REFUSED:
             refused += 1
+        elif action == "create" and state is State.WITHDRAWN:
+            withdrawn += 1
         else:
             not_run += 1
     asked_by = batch.requester if action == "create" else start.actor
-    finish = Finish(action, start, tuple(done), tuple(failed), refused, not_run, asked_by)
+    finish = Finish(
+        action, start, tuple(done), tuple(failed), refused, not_run, asked_by, withdrawn
+    )
     return finish if finish.ran else None
 
 
@@ -201,6 +210,7 @@ def note_finished(s: Session, batch_id: int, *, now: datetime | None = None) -> 
             "done": list(finish.done),
             "failed": dict(finish.failed),
             "refused": finish.refused,
+            "withdrawn": finish.withdrawn,
             "not_run": finish.not_run,
         },
     )

@@ -25,14 +25,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from bot.changes.batch_load import load_batch
+from bot.changes.batch_load import due_times, load_batch
 from bot.changes.batch_record import batch_note
 from bot.changes.batch_views import BatchEventView, BatchView, MemberView
 from bot.changes.lifecycle import State
 from bot.clock import utc_text
 from bot.store.tables.batches import Batch
 from bot.store.tables.changes import Change, ChangeEvent
-from bot.store.tables.jobs import Job
 
 SCHEDULED = "members_scheduled"
 # A member whose create is still being decided.
@@ -87,15 +86,7 @@ def _decided(batch: BatchView, start: BatchEventView, members: list[MemberView])
 def _waits(s: Session, member: MemberView) -> Waits | None:
     """When the member's create job runs and why; None when it has no
     create job waiting (it is starting this very moment)."""
-    runs = s.exec(
-        select(Job.not_before)
-        .where(
-            col(Job.change_id) == member.change_id,
-            col(Job.kind) == "create",
-            col(Job.state) == "queued",
-        )
-        .order_by(col(Job.id).desc())
-    ).first()
+    runs = due_times(s, [member.change_id]).get(member.change_id)
     if runs is None:
         return None
     by = s.exec(

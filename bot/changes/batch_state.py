@@ -7,7 +7,8 @@ follows from the parts, first rule that holds wins (docs/batches.md,
 
     no members                               → empty
     every member refused                     → refused
-    (the refused members set aside, of the others:)
+    every member refused or withdrawn        → withdrawn
+    (the refused and withdrawn members set aside, of the others:)
     any pending or running                   → running
     any awaiting approval                    → awaiting_approval
     any scheduled (waiting for its time)     → scheduled
@@ -20,6 +21,13 @@ follows from the parts, first rule that holds wins (docs/batches.md,
 
 Refused members (denied, rejected, expired) never ran, so they neither hold
 a batch back nor make it fail: "10 VMs, 2 refused, 8 active" is active.
+Withdrawn members never ran either, but nobody refused them: their
+requester took them back, so they are counted (and a wave of nothing else
+is named) as withdrawn, never as refused.
+
+The progress line counts each member once, in the words of its part:
+"7 of 9 done, 1 failed, 2 refused, 1 withdrawn": "done" is what did what
+it was asked (never a failure), out of the members taking part.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ class Part(enum.StrEnum):
     """What a member's state means for its batch."""
 
     REFUSED = "refused"
+    # Taken back by its requester before it ran: set aside like a refusal,
+    # but said as what it is.
+    WITHDRAWN = "withdrawn"
     WAITING = "waiting"
     PENDING = "pending"
     # Waiting for its time (`--at`) or its change window to open.
@@ -51,9 +62,7 @@ PART_OF: dict[State, Part] = {
     State.DENIED: Part.REFUSED,
     State.REJECTED: Part.REFUSED,
     State.EXPIRED: Part.REFUSED,
-    # Withdrawn by its requester before it ran: like a rejection, it never
-    # took part.
-    State.WITHDRAWN: Part.REFUSED,
+    State.WITHDRAWN: Part.WITHDRAWN,
     State.AWAITING_APPROVAL: Part.WAITING,
     State.REQUESTED: Part.PENDING,
     State.APPROVED: Part.PENDING,
@@ -75,6 +84,7 @@ PART_OF: dict[State, Part] = {
 class BatchState(enum.StrEnum):
     EMPTY = "empty"
     REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
     RUNNING = "running"
     AWAITING_APPROVAL = "awaiting_approval"
     SCHEDULED = "scheduled"
@@ -86,6 +96,10 @@ class BatchState(enum.StrEnum):
     MIXED = "mixed"
 
 
+# Members that never took part: set aside when the batch's state is derived.
+ASIDE = frozenset({Part.REFUSED, Part.WITHDRAWN})
+# Members whose step is not over yet.
+BUSY = frozenset({Part.PENDING, Part.SCHEDULED, Part.RUNNING, Part.WAITING})
 # "all <part>" → the batch state it makes, in the order the rules apply.
 _ALL = ((Part.ACTIVE, BatchState.ACTIVE), (Part.ROLLED_BACK, BatchState.ROLLED_BACK))
 
@@ -95,9 +109,9 @@ def batch_state(members: Iterable[State]) -> BatchState:
     parts = [PART_OF[State(m)] for m in members]
     if not parts:
         return BatchState.EMPTY
-    live = [p for p in parts if p is not Part.REFUSED]
+    live = [p for p in parts if p not in ASIDE]
     if not live:
-        return BatchState.REFUSED
+        return BatchState.WITHDRAWN if Part.WITHDRAWN in parts else BatchState.REFUSED
     present = set(live)
     if present & {Part.PENDING, Part.RUNNING}:
         return BatchState.RUNNING
@@ -136,20 +150,26 @@ class Tally:
 
     @property
     def taking_part(self) -> int:
-        """Members that were not refused."""
-        return self.total - self.count(Part.REFUSED)
+        """Members that were neither refused nor withdrawn."""
+        return self.total - sum(self.count(p) for p in ASIDE)
 
     @property
     def settled(self) -> int:
         """Members whose last step is over (nothing pending, scheduled,
-        running or waiting)."""
-        busy = (Part.PENDING, Part.SCHEDULED, Part.RUNNING, Part.WAITING)
-        return self.taking_part - sum(self.count(p) for p in busy)
+        running or waiting), whether it went well or failed."""
+        return self.taking_part - sum(self.count(p) for p in BUSY)
+
+    @property
+    def done(self) -> int:
+        """Members whose last step did what it was asked: settled, not failed."""
+        return self.settled - self.count(Part.FAILED)
 
     def describe(self) -> str:
-        text = f"{self.settled} of {self.taking_part} done"
-        if failed := self.count(Part.FAILED):
-            text += f", {failed} failed"
-        if refused := self.count(Part.REFUSED):
-            text += f", {refused} refused"
-        return text
+        """ "7 of 9 done, 1 failed, 2 refused, 1 withdrawn"; a wave none of
+        whose members took part is only what became of them ("1 refused,
+        3 withdrawn"), never "0 of 0 done"."""
+        said = [f"{self.done} of {self.taking_part} done"] if self.taking_part else []
+        for part in (Part.FAILED, Part.REFUSED, Part.WITHDRAWN):
+            if n := self.count(part):
+                said.append(f"{n} {part.value}")
+        return ", ".join(said)

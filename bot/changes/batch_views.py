@@ -15,6 +15,17 @@ from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change
 
 
+def planned_run(c: Change) -> datetime | None:
+    """When a scheduled change was planned to run, from its own record: the
+    time its requester asked for (--at), else the opening of the change
+    window its decision scheduled it for. Its queued job's due time, when
+    there is one, is what a worker keeps to (`batch_load`)."""
+    if c.run_at is not None:
+        return c.run_at
+    planned = c.decision.get("schedule_at") if isinstance(c.decision, dict) else None
+    return datetime.fromisoformat(planned) if isinstance(planned, str) else None
+
+
 @dataclass(frozen=True)
 class MemberView:
     """One VM of a batch: its change, where it stands, what was taken."""
@@ -43,6 +54,12 @@ class MemberView:
     version: int = 0
     holds_memory: bool | None = None
     vm_state_after: str | None = None
+    # When a scheduled member runs: its queued create job's due time (else
+    # what its change asked for, or its window's opening); None when it is
+    # not scheduled. `run_asked`: its requester asked for that time (--at);
+    # else its change window opens then.
+    run_at: datetime | None = None
+    run_asked: bool = False
 
     @property
     def ref(self) -> str:
@@ -61,6 +78,7 @@ class MemberView:
     @classmethod
     def of(cls, c: Change, note: str | None = None) -> MemberView:
         assert c.id is not None
+        scheduled = c.state == State.SCHEDULED
         return cls(
             change=change_ref(c.id),
             vm_name=c.vm_name,
@@ -74,6 +92,8 @@ class MemberView:
             version=c.version,
             holds_memory=c.holds_memory,
             vm_state_after=c.vm_state_after,
+            run_at=planned_run(c) if scheduled else None,
+            run_asked=scheduled and c.run_at is not None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +109,7 @@ class MemberView:
             "waiting_for_approval": self.waiting,
             "waiting_asked_by": self.waiting_by,
             "size_bytes": self.size_bytes,
+            "run_at": self.run_at.isoformat() if self.run_at else None,
         }
 
 

@@ -3,6 +3,9 @@ half lives here) and `checkpoint-bot batch ...` (docs/batches.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -10,17 +13,26 @@ import click
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 
 if TYPE_CHECKING:
-    from bot.changes.batch_views import BatchView
+    from bot.changes.batch_views import BatchView, MemberView
     from bot.service import AtTime, BatchOutcome, Selection
 
 # The service is imported inside each command, never here: `batch --help`
 # and `checkpoint --help` (whose `create` makes waves) load this module and
 # must pay for Click and the command definitions only (bench/cli_start.py).
 
-# Exit codes as for every command: 1 refused or failed (main.py).
+# Exit codes as for every command: 1 refused or failed (main.py). A wave's
+# action is judged on the members it acted on, never on the wave's state:
+# one member whose create failed last week must not fail today's merge of
+# the others (README "Exit codes").
 EXIT_REFUSED = 1
-# Batch states that are not what the person asked for.
-_BAD_BATCH_STATES = {"failed", "partly_failed", "refused"}
+# Where a member stands once its job did what the action asked of it.
+GOALS: dict[str, frozenset[str]] = {
+    "create": frozenset({"active"}),
+    "rollback": frozenset({"rolled_back"}),
+    "merge": frozenset({"merged", "vanished"}),
+}
+# Who runs a job due later, when this command has returned.
+_LATER = "a worker ('checkpoint-bot worker' or the bot)"
 
 
 def _selection_text(b: BatchView) -> str:
@@ -37,18 +49,54 @@ def render_batch(rt: Runtime, view: BatchView, *, events: bool) -> None:
     rt.out("cli/batch.txt.j2", b=view, selection=_selection_text(view), events=events)
 
 
-def _wait_for_members(rt: Runtime, outcome: BatchOutcome) -> BatchView:
-    """Run the queue in this process until every member's job has ended."""
-    ctx = rt.ctx
-    jobs = [o.job_id for o in outcome.outcomes if o.job_id is not None]
-    if not jobs:
-        return outcome.batch
-    from templates import counted
+def due(not_before: datetime | None, now: datetime) -> bool:
+    """May a worker run the job now? One due later waits for its member's
+    change window (or its --at time): a command never waits for that."""
+    return not_before is None or not_before <= now
 
-    ctx.start_workers()
-    being = "is" if len(jobs) == 1 else "are"
-    progress(f"{outcome.batch.ref}: {counted(len(jobs), 'checkpoint')} {being} being taken…")
-    return _wait_jobs(rt, outcome.batch.ref, jobs, "")
+
+def fell_short(view: BatchView, goals: Mapping[int, frozenset[str]]) -> list[MemberView]:
+    """The members (change id → the states that mean done) whose job this
+    command waited for and that did not end where the action meant them to:
+    what makes the action fail (exit 1). Members it did not act on, or did
+    not wait for, are not judged."""
+    return [m for m in view.members if m.change_id in goals and m.state not in goals[m.change_id]]
+
+
+def not_waited_for(ref: str, later: Iterable[tuple[MemberView, datetime]]) -> str:
+    """ "BAT-0001: not waiting for APP01 (runs 2026-12-06 03:00 UTC, its
+    change window): a worker … takes it then"; "" when every job ran now."""
+    from bot.clock import utc_text
+
+    said = [
+        f"{m.vm_name} (runs {utc_text(at)}, "
+        f"{'as asked, --at' if m.run_asked else 'its change window'})"
+        for m, at in later
+    ]
+    if not said:
+        return ""
+    each = "it" if len(said) == 1 else "each"
+    return f"{ref}: not waiting for {', '.join(said)}: {_LATER} takes {each} then"
+
+
+@dataclass(frozen=True)
+class Waited:
+    """The wave after a command ran the jobs due now: `ran` maps each
+    member whose job it waited for (change id) to the action's goal."""
+
+    view: BatchView
+    ran: dict[int, frozenset[str]]
+
+    @property
+    def short(self) -> list[MemberView]:
+        return fell_short(self.view, self.ran)
+
+
+def _wait_for_members(rt: Runtime, outcome: BatchOutcome) -> Waited:
+    """Run the queue in this process until every member's job due now has
+    ended; a member that waits for its change window is left to a worker."""
+    jobs = {o.job_id: "create" for o in outcome.outcomes if o.job_id is not None}
+    return _wait_jobs(rt, outcome.batch, jobs, "")
 
 
 def create_wave(
@@ -103,7 +151,8 @@ def create_wave(
     )
     # A wave asked for later runs then, on a worker, not while this waits.
     no_wait = no_wait or at is not None
-    view = outcome.batch if no_wait else _wait_for_members(rt, outcome)
+    waited = Waited(outcome.batch, {}) if no_wait else _wait_for_members(rt, outcome)
+    view = waited.view
     if as_json:
         echo_json(
             {
@@ -121,7 +170,7 @@ def create_wave(
         click.echo(
             f"  ! {m.vm_name} ({m.change}) could be taken at the preview, then was {m.state}"
         )
-    if not no_wait and (view.state.value in _BAD_BATCH_STATES or outcome.not_recorded or short):
+    if not no_wait and (outcome.not_recorded or short or waited.short):
         raise SystemExit(EXIT_REFUSED)
 
 
@@ -161,27 +210,47 @@ def list_cmd(rt: Runtime, limit: int, as_json: bool) -> None:
         rt.out("cli/batches.txt.j2", batches=views)
 
 
-def _wait_jobs(rt: Runtime, ref: str, job_ids: list[int], what: str) -> BatchView:
-    """Run the queue here until every job has ended, saying how far the
-    wave is each time one ends ("BAT-0001: 7 of 9 done, 1 failed")."""
+def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str) -> Waited:
+    """Run the queue here until every job (id → the action it carries out)
+    due now has ended, saying how far the wave is each time one ends
+    ("BAT-0001: 7 of 9 done, 1 failed"). A job due later (a member that
+    waits for its change window) is said and left to the workers."""
     from bot.service import show_batch
     from templates import counted
 
     ctx = rt.ctx
-    if job_ids:
+    ref, now = wave.ref, ctx.clock()
+    found = [ctx.ledger.get(job_id) for job_id in jobs]
+    members = {m.change_id: m for m in wave.members}
+    later = [
+        (members[j.change_id], j.not_before)
+        for j in found
+        if j.not_before is not None and not due(j.not_before, now) and j.change_id in members
+    ]
+    running = [j for j in found if due(j.not_before, now)]
+    if running:
         ctx.start_workers()
+        n = len(running)
         if what:
-            progress(f"{ref}: {what} of {counted(len(job_ids), 'VM')} is running…")
-    said = ""
-    for job_id in job_ids:
-        job = ctx.ledger.get(job_id)
+            progress(f"{ref}: {what} of {counted(n, 'VM')} is running…")
+        else:
+            progress(f"{ref}: {counted(n, 'checkpoint')} {'is' if n == 1 else 'are'} being taken…")
+    if said := not_waited_for(ref, later):
+        progress(said)
+    told = ""
+    for job in running:
+        assert job.id is not None
         budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
-        ctx.ledger.wait(job_id, timeout=max(budget, 0) + 30)
-        now = show_batch(ctx, ref).progress
-        if now != said:
-            progress(f"{ref}: {now}")
-            said = now
-    return show_batch(ctx, ref)
+        ctx.ledger.wait(job.id, timeout=max(budget, 0) + 30)
+        if (now_said := show_batch(ctx, ref).progress) != told:
+            progress(f"{ref}: {now_said}")
+            told = now_said
+    ran = {
+        j.change_id: GOALS[jobs[j.id]]
+        for j in running
+        if j.id is not None and j.change_id is not None and jobs[j.id] in GOALS
+    }
+    return Waited(show_batch(ctx, ref) if running else wave, ran)
 
 
 def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool, as_json: bool) -> None:
@@ -199,9 +268,13 @@ def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool, as_json: bool) 
     members = [m for m in members if m not in held]
     if not members:
         return
-    vms = f"{len(members)} VM{'s' if len(members) != 1 else ''}"
+    from templates import counted
+
+    vms = counted(len(members), "VM")
     if action == "rollback":
-        lines = [f"{view.ref}: rolling back restores {vms} to their checkpoints:"]
+        # "restores 1 VM to its checkpoint", "restores 3 VMs to their checkpoints"
+        theirs = "its checkpoint" if len(members) == 1 else "their checkpoints"
+        lines = [f"{view.ref}: rolling back restores {vms} to {theirs}:"]
         lines += [
             f"  {m.vm_name} on {m.host}: everything written since {m.change}'s checkpoint is lost"
             for m in members
@@ -220,7 +293,6 @@ def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool, as_json: bool) 
 
 
 _ELIGIBLE = {"rollback": {"active"}, "merge": {"active", "rolled_back"}}
-_GOAL = {"rollback": "rolled_back", "merge": "done"}
 
 
 def _batch_action(
@@ -231,10 +303,10 @@ def _batch_action(
     _confirm_loss(rt, ref, action, yes, as_json)
     call = rollback_batch if action == "rollback" else merge_batch
     result = call(rt.ctx, ref, requester=rt.principal)
-    view = result.batch
-    waited = not no_wait and bool(result.job_ids)
-    if waited:
-        view = _wait_jobs(rt, view.ref, result.job_ids, action)
+    waited = Waited(result.batch, {})
+    if not no_wait and result.job_ids:
+        waited = _wait_jobs(rt, result.batch, dict.fromkeys(result.job_ids, action), action)
+    view = waited.view
     if as_json:
         echo_json(
             {
@@ -263,7 +335,8 @@ def _batch_action(
         for m in result.members:
             if m.result.value == "not_started":
                 click.echo(f"  ! {m.vm} ({m.change}) was not started: {m.detail}")
-    if result.refused or (waited and view.state.value != _GOAL[action]):
+    not_started = any(m.result.value == "not_started" for m in result.members)
+    if result.refused or not_started or waited.short:
         raise SystemExit(EXIT_REFUSED)
 
 
@@ -307,9 +380,11 @@ def approve_cmd(rt: Runtime, ref: str, no_wait: bool, as_json: bool) -> None:
     from bot.service import approve_batch
 
     result = approve_batch(rt.ctx, ref, approver=rt.principal)
-    view = result.batch
+    waited = Waited(result.batch, {})
     if not no_wait and result.job_ids:
-        view = _wait_jobs(rt, view.ref, result.job_ids, "the approved work")
+        jobs = {o.job_id: o.action for o in result.outcomes if o.job_id is not None}
+        waited = _wait_jobs(rt, result.batch, jobs, "the approved work")
+    view = waited.view
     if as_json:
         echo_json(
             {
@@ -322,7 +397,10 @@ def approve_cmd(rt: Runtime, ref: str, no_wait: bool, as_json: bool) -> None:
         render_batch(rt, view, events=False)
         for vm, why in result.problems:
             click.echo(f"  ! {vm}: {why}")
-    if result.problems or view.state.value in _BAD_BATCH_STATES:
+    # Judged on the members it approved: one the policy refused when asked
+    # again, or whose approved work failed (not on the wave's earlier past).
+    refused = any(o.state.value == "refused" for o in result.outcomes)
+    if result.problems or refused or waited.short:
         raise SystemExit(EXIT_REFUSED)
 
 

@@ -18,6 +18,8 @@ however many attempts it was given (a destructive job never is).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class JobError(Exception):
     def __init__(self, message: str, *, job_id: int | None = None) -> None:
@@ -59,7 +61,14 @@ class RetryNotAllowed(JobError):
 
 
 class JobDeadlineExceeded(JobError):
-    pass
+    """`deadline`: when the job had to be done by, so whoever records why
+    it stopped can say when in words (its message is the ledger's)."""
+
+    def __init__(
+        self, message: str, *, job_id: int | None = None, deadline: datetime | None = None
+    ) -> None:
+        super().__init__(message, job_id=job_id)
+        self.deadline = deadline
 
 
 class RetryLater(JobError):

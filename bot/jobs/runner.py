@@ -100,6 +100,7 @@ class JobContext:
             raise JobDeadlineExceeded(
                 f"job {self.job_id} passed its deadline {self.deadline.isoformat()}",
                 job_id=self.job_id,
+                deadline=self.deadline,
             )
 
     def progress(self, message: str) -> None:

@@ -53,7 +53,8 @@ MAX_ATTEMPTS = 25
 KEEP_DONE = timedelta(days=1)
 
 # Brings a change's thread up to date; True when every post it implies is
-# posted, False when some post is claimed by another process for now.
+# posted, False when some post is claimed by another process or held back
+# for now (a wave's root waits until its members are recorded).
 Sync = Callable[[int], bool]
 
 
@@ -184,7 +185,7 @@ class OutboxDrainer:
             )
             return False
         if not complete:
-            self._release(change_id, upto, "a post is claimed by another process")
+            self._release(change_id, upto, "a post is claimed by another process or held back")
             return False
         self._done(change_id, upto)
         return True

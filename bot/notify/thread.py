@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -39,7 +39,7 @@ from bot.changes.lifecycle import IN_FLIGHT
 from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, EventView
-from bot.clock import system_clock
+from bot.clock import real_seconds, system_clock
 from bot.notify.homes import StaleHomes
 from bot.notify.horizon import too_late_for_a_thread
 from bot.notify.outbox import OutboxDrainer
@@ -64,6 +64,14 @@ QUIET = "quiet"
 _STALE_CLAIM_SECONDS = 120.0
 # Progress replies of the most recent jobs whose ts this process keeps.
 _PROGRESS_REMEMBERED = 1000
+# A wave's root waits until its create has recorded every member
+# (`members_recorded`): its fallback text is what notifications show, fixed
+# when posted, and posted after its first member it said "refused — 1 VMs"
+# of a wave that was not. A wave older than this (real time) without that
+# event lost the process recording it: its root is posted with what was
+# recorded. Longer than recording a large wave takes when hosts answer the
+# policy slowly; far shorter than the outbox keeps trying (about 1.5 h).
+WAVE_HOLD = timedelta(minutes=30)
 
 # A wave's own milestones that are a reply in its thread (batch_event.kind);
 # the rest of its history (requested, members recorded) the card says.
@@ -321,7 +329,8 @@ class ThreadNotifier:
 
     def sync(self, change_id: int) -> bool:
         """Post and update what the change's record implies; True when its
-        thread is complete, False when a post is claimed elsewhere for now.
+        thread is complete, False when a post is claimed elsewhere or held back
+        (a wave still recording its members) for now.
         Its TTL notices follow (after the thread: a failed update of one
         raises, and the outbox tries the whole sync again, claimed posts once)."""
         complete = self._sync_thread(change_id)
@@ -415,7 +424,9 @@ class ThreadNotifier:
         reply there (docs/batches.md, "In Slack"). When this member was
         the last of the wave's action on its way, the action's end is
         recorded first (once, whichever process notices) and posted with the
-        other milestones; so are the members that wait for their time."""
+        other milestones; so are the members that wait for their time. The
+        root is first posted once the wave's create has recorded every
+        member (`WAVE_HOLD`); until then this returns False."""
         with session_scope(self.engine) as s:
             note_finished(s, batch_id)
         with session_scope(self.engine) as s:
@@ -423,6 +434,11 @@ class ThreadNotifier:
         with session_scope(self.engine) as s:
             batch = load_batch(s, batch_id)
             seen = get_batch(s, batch_id).thread_ts
+        if seen is None and self._recording(batch):
+            # Not posted yet and still being recorded: the outbox keeps this
+            # member's entries and comes back (at once, when the create's
+            # last step tells the notifier, bot.service.batches `retell`).
+            return False
         root = self.renderer.payload(
             "batch_card",
             demo=self.demo,
@@ -456,6 +472,14 @@ class ThreadNotifier:
             # names it, waits for it (the outbox comes back to this).
             return False
         return self._post_milestones(batch, channel, thread_ts)
+
+    def _recording(self, batch: BatchView) -> bool:
+        """Whether the wave's create is still recording its members (no
+        `members_recorded` yet), within `WAVE_HOLD` of its opening."""
+        if any(e.kind == "members_recorded" for e in batch.events):
+            return False
+        age = real_seconds(self.clock, self.clock() - batch.created_at)
+        return age < WAVE_HOLD.total_seconds()
 
     def _member_failures(self, batch: BatchView) -> list[tuple[ChangeView, ChangeEvent]]:
         """What matters of every member (its failures), in the order they

@@ -138,7 +138,7 @@ def approve(
     approval is in its thread before any member's job can end."""
     who = as_principal(approver)
     aim = target or Target()
-    change_id = find_change(ctx, ref)
+    change_id = find_change(ctx, ref, verb="approve")
     now = ctx.clock()
     try:
         with session_scope(ctx.engine) as s:
@@ -372,7 +372,7 @@ def may_reject(
     Slack's Reject asks why in a modal first, and a modal for a request
     settled meanwhile, or one the clicker may not reject, asks for nothing."""
     who = as_principal(approver)
-    change_id = find_change(ctx, ref)
+    change_id = find_change(ctx, ref, verb="reject")
     try:
         with session_scope(ctx.engine) as s:
             request = _bound(s, change_id, target or Target(), "reject")
@@ -392,7 +392,7 @@ def reject(
     """Reject the request `target` means (default: the only one waiting)."""
     who = as_principal(approver)
     aim = target or Target()
-    change_id = find_change(ctx, ref)
+    change_id = find_change(ctx, ref, verb="reject")
     now = ctx.clock()
     try:
         with session_scope(ctx.engine) as s:

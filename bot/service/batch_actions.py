@@ -33,6 +33,7 @@ from bot.service.strictest import strictest
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref, change_ref
 from policies import Action, Decision, Verdict
+from templates import counted
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -135,7 +136,8 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
             batch_id,
             f"{action.value}_awaits_approval",
             who,
-            f"{action.value} of {len(decisions)} members needs {need} (its strictest member's)",
+            f"{action.value} of {counted(len(decisions), 'member')} needs {need} "
+            "(its strictest member's)",
             verdict,
             [m.change_id for m in members if m.result is MemberResult.AWAITS_APPROVAL],
         )
@@ -147,7 +149,8 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAct
             batch_id,
             f"{action.value}_started",
             who,
-            f"{action.value} of {len(decisions)} members asked by {user_mention(who.id)}",
+            f"{action.value} of {counted(len(decisions), 'member')} asked by "
+            f"{user_mention(who.id)}",
             verdict,
             [change_id for change_id, _ in decisions],
         )
@@ -336,7 +339,8 @@ def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> B
                 actor=who.id,
                 actor_team=who.team,
                 now=ctx.clock(),
-                message=f"{user_mention(who.id)} approved what {len(outcomes)} members waited for"
+                message=f"{user_mention(who.id)} approved what "
+                f"{counted(len(outcomes), 'member')} waited for"
                 + (f"; {len(problems)} could not be approved" if problems else ""),
                 details={
                     "approved": [o.change.ref for o in outcomes],

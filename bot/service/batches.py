@@ -20,6 +20,7 @@ from bot.changes import State
 from bot.changes.batch_load import load_batch, members_of
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
 from bot.changes.batch_views import BatchView, MemberView
+from bot.clock import utc_text
 from bot.domain import WAVE_ACTIONS, BatchRef, ChangeRef, user_mention
 from bot.inventory import VM
 from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
@@ -33,12 +34,31 @@ from bot.store.db import session_scope
 from bot.store.tables import batch_ref
 from bot.store.tables.batches import Batch
 from policies import Action, Decision, Verdict
+from policies.scopes import scope_matches
+from templates import counted
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
 
 # How many refusals the one-line summary names before "and N more".
 _NAMED = 5
+
+
+@dataclass(frozen=True)
+class WindowWait:
+    """A VM whose checkpoint waits for its change window to open: the
+    window (None when no single window of the VM's opens then) and when."""
+
+    window: str | None
+    opens: datetime
+
+    @property
+    def what(self) -> str:
+        """ "app-maintenance, opens 2026-12-06 03:00 UTC"."""
+        return f"{self.window or 'its change window'}, opens {utc_text(self.opens)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window": self.window, "opens": self.opens.isoformat()}
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,9 @@ class Candidate:
     # Asked for at a time (`--at`) when the VM's change windows are closed:
     # the rule's words and its next opening (bot.service.at_time).
     closed: tuple[str, datetime | None] | None = None
+    # Outside its change window now, with a policy that schedules: taken
+    # when the window opens, not at once (None: at once, or it is refused).
+    waits: WindowWait | None = None
     # The policy's whole answer (None when it could not be asked).
     decision: Decision | None = field(default=None, compare=False, repr=False)
 
@@ -73,6 +96,7 @@ class Candidate:
             "verdict": self.verdict.value if self.verdict else "unknown",
             "reasons": list(self.reasons),
             "problem": self.problem,
+            "waits_for_window": self.waits.to_dict() if self.waits else None,
         }
 
 
@@ -92,6 +116,11 @@ class BatchPreview:
     @property
     def refused(self) -> tuple[Candidate, ...]:
         return tuple(c for c in self.candidates if c.refused)
+
+    @property
+    def waiting_for_windows(self) -> tuple[Candidate, ...]:
+        """The takeable VMs taken only when their change window opens."""
+        return tuple(c for c in self.takeable if c.waits is not None)
 
     @property
     def need_approval(self) -> int:
@@ -115,6 +144,8 @@ class BatchPreview:
         text = f"{total} VM{'s' if total != 1 else ''}: {ok} can be checkpointed"
         if (need := self.wave_approval) is not None and need.approval is not None:
             text += f" after {need.approval.describe()} for the whole wave"
+        if waiting := self.waiting_for_windows:
+            text += ", " + _later(waiting, why=why)
         if refused:
             shown = [f"{c.vm}: {c.why}" if why else c.vm for c in refused[:_NAMED]]
             named = ("; " if why else ", ").join(shown)
@@ -134,6 +165,18 @@ class BatchPreview:
             "candidates": [c.to_dict() for c in self.candidates],
             "at": self.at.instant.isoformat() if self.at else None,
         }
+
+
+def _later(waiting: tuple[Candidate, ...], *, why: bool) -> str:
+    """ "1 of them when its change window opens (APP01)": which VMs of a
+    preview wait for their window; `why` says which window and when."""
+    one = len(waiting) == 1
+    shown = [
+        f"{c.vm} waits for {c.waits.what}" if why and c.waits else c.vm for c in waiting[:_NAMED]
+    ]
+    more = f" and {len(waiting) - _NAMED} more" if len(waiting) > _NAMED else ""
+    when = "when its change window opens" if one else "when their change windows open"
+    return f"{len(waiting)} of them {when} ({('; ' if why else ', ').join(shown)}{more})"
 
 
 @dataclass(frozen=True)
@@ -174,14 +217,34 @@ def _candidate(
     closed = window_refusal(decision) if at is not None else None
     # A refused VM is told what refuses it, not an approval it would also need.
     refused = decision.verdict is Verdict.DENY and decision.refusals
+    # Asked for at a time, a closed window refuses the wave instead (above).
+    waits = _window_wait(ctx, vm, decision) if at is None else None
     return Candidate(
         vm.name,
         vm.host,
         decision.verdict,
         tuple(decision.refusals if refused else decision.reasons),
         closed=closed,
+        waits=waits,
         decision=decision,
     )
+
+
+def _window_wait(ctx: ServiceDeps, vm: VM, decision: Decision) -> WindowWait | None:
+    """When a VM the policy lets be checkpointed waits for its change window
+    (the change-window rule schedules it), and which window that is: one of
+    the VMs' windows that opens at that instant (the rule picks the soonest
+    opening of those that apply to it)."""
+    opens = decision.schedule_at
+    if opens is None or decision.verdict is Verdict.DENY:
+        return None
+    facts = ctx.decider.inventory_facts(vm)
+    names = [
+        w.name
+        for w in ctx.policy.windows
+        if w.last_start(opens) == opens and scope_matches(w.scope, facts)[0] is not False
+    ]
+    return WindowWait(names[0] if len(names) == 1 else None, opens)
 
 
 def preview_batch(
@@ -304,7 +367,7 @@ def create_batch(
             kind="members_recorded",
             actor="bot",
             now=ctx.clock(),
-            message=f"{len(outcomes)} members recorded"
+            message=f"{counted(len(outcomes), 'member')} recorded"
             + (f", {len(missing)} could not be: " if missing else "")
             + "; ".join(f"{vm}: {why}" for vm, why in missing),
             details={
@@ -323,7 +386,8 @@ def create_batch(
                 kind="create_awaits_approval",
                 actor="policy",
                 now=ctx.clock(),
-                message=f"the checkpoints of {len(waiting)} members need "
+                message=f"the {'checkpoint' if len(waiting) == 1 else 'checkpoints'} of "
+                f"{counted(len(waiting), 'member')} {'needs' if len(waiting) == 1 else 'need'} "
                 f"{wave_approval.approval.describe()}, what its strictest member needs: "
                 + ", ".join(waiting),
                 details={"decision": wave_approval.to_dict(), "members": waiting},
@@ -397,13 +461,14 @@ class BatchWithdrawal:
     def said(self) -> str:
         """`3 members withdrawn`, `the rollback of 2 members withdrawn`."""
         n = len(self.withdrawn)
-        members = f"{n} member{'s' if n != 1 else ''}"
+        members = counted(n, "member")
         asked = [a for a in self.actions if a != "create"]
         if not asked:
             return f"{members} withdrawn"
         what = " and ".join(asked)
         if "create" in self.actions:
-            return f"{members} withdrawn (their checkpoints, the {what})"
+            theirs = "its checkpoint" if n == 1 else "their checkpoints"
+            return f"{members} withdrawn ({theirs}, the {what})"
         return f"the {what} of {members} withdrawn"
 
 

@@ -41,7 +41,7 @@ from bot.hyperv import (
 )
 from bot.hyperv.evidence import Taken, holds_memory, judge_taken
 from bot.inventory import Inventory
-from bot.jobs import HandledFailure, JobContext, JobKind, RetryLater
+from bot.jobs import HandledFailure, JobContext, JobDeadlineExceeded, JobKind, RetryLater
 from bot.service.deciding import Decider, Principal
 from bot.service.errors import NotFound, Unavailable
 from bot.service.follow import follow
@@ -85,6 +85,22 @@ def _why_not_checked(exc: Exception) -> str:
     if isinstance(exc, HostUnavailable):
         return f"could not check {exc.vm}: {exc.host} could not be reached ({exc.error})"
     return str(exc)
+
+
+class _NotAsked(Exception):
+    """The job's deadline passed before the host was asked for the one call
+    that changes it: nothing was done there (a definite outcome)."""
+
+    def __init__(self, passed: JobDeadlineExceeded) -> None:
+        super().__init__(str(passed))
+        self.passed = passed
+
+
+def _deadline_passed(exc: JobDeadlineExceeded) -> str:
+    """ "its job's deadline (2026-11-24 11:40 UTC) passed": the record's
+    words (a date token in Slack), not the exception's ISO timestamp."""
+    when = f" ({utc_text(exc.deadline)})" if exc.deadline is not None else ""
+    return f"its job's deadline{when} passed"
 
 
 def setting_for(asked: str, current: CheckpointType) -> CheckpointType:
@@ -232,6 +248,23 @@ class HostJobs:
                     details={"category": exc.category, "error_id": exc.error_id},
                 )
             raise OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}") from exc
+        except _NotAsked as exc:
+            self._step(
+                change_id,
+                on_refusal,
+                f"{doing} not taken: {_deadline_passed(exc.passed)} before it could be asked "
+                "for; nothing was asked of the host, request it again",
+            )
+            raise OperationFailed(f"{change_ref(change_id)}: {doing} not run: {exc}") from exc
+        except JobDeadlineExceeded as exc:
+            # The job's own time limit, not a bug: words for people (seen in a
+            # wave's thread: "JobDeadlineExceeded: job 3 passed its deadline
+            # 2026-11-24T11:40:54.548969+00:00"), and no traceback in the log.
+            log.warning("%s of %s: %s", doing, change_ref(change_id), exc)
+            self._interrupt(
+                change_id, doing, f"{_deadline_passed(exc)} before the host had finished"
+            )
+            raise OperationFailed(f"{change_ref(change_id)}: {doing} interrupted: {exc}") from exc
         except Exception as exc:
             log.exception("%s of %s ended unexpectedly", doing, change_ref(change_id))
             self._interrupt(change_id, doing, f"{type(exc).__name__}: {exc}")
@@ -503,7 +536,12 @@ class HostJobs:
                 original=original.name,
             )
         try:
-            job.check_deadline()
+            try:
+                job.check_deadline()
+            except JobDeadlineExceeded as exc:
+                # Checked just before Checkpoint-VM: the host was not asked for
+                # it, so the change failed, not "outcome unknown".
+                raise _NotAsked(exc) from exc
             name = checkpoint_name(change_ref(change.id), _token(job), change.reason)
             checkpoint = host.create_checkpoint(change.vm_id, name)
         finally:

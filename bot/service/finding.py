@@ -21,12 +21,62 @@ if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
 
 
-def _not_a_change(text: str) -> str:
-    """What to say when a batch's ref is given where one change belongs."""
+# What acts on a whole wave where one change's verb was asked for: the
+# `batch` command, what it does, and where Slack has it.
+_WAVE_WIDE: dict[str, tuple[str, str, str]] = {
+    "show": ("show", "shows all its members", "/checkpoint batch {ref}"),
+    "roll back": (
+        "rollback",
+        "rolls back all its members",
+        "Roll back all on /checkpoint batch {ref}",
+    ),
+    "merge": (
+        "merge",
+        "keeps and merges all its members",
+        "Keep & merge all on /checkpoint batch {ref}",
+    ),
+    "approve": (
+        "approve",
+        "approves what its members wait for",
+        "Approve all on /checkpoint batch {ref}",
+    ),
+    "withdraw": (
+        "withdraw",
+        "withdraws what waits in all its members",
+        "/checkpoint withdraw {ref}",
+    ),
+}
+# Verbs no wave does as a whole: how the words say it ("is not extended"),
+# and where Slack has it per VM, if it does.
+_ONE_BY_ONE: dict[str, tuple[str, str]] = {
+    "extend": ("extended", "; each VM of /checkpoint batch {ref} in Slack has its Extend"),
+    "start": ("started", ""),
+    "reject": ("rejected", ""),
+    "resolve": ("resolved", ""),
+}
+
+
+def _not_a_change(text: str, verb: str | None = None) -> str:
+    """What to say when a batch's ref is given where one change belongs:
+    the wave's own command for `verb` (what was asked of the change), or
+    that a wave has none and its members are acted on one by one."""
     batch = BatchRef.parse(text)
     shown = str(batch) if batch is not None else text.strip().upper()
+    wave = f"{shown} is a patch wave, not one change"
+    if verb in _WAVE_WIDE:
+        command, does, slack = _WAVE_WIDE[verb]
+        return (
+            f"{wave}: checkpoint-bot batch {command} {shown} {does} "
+            f"({slack.format(ref=shown)} in Slack); give a member's CHG-n to {verb} that one"
+        )
+    if verb in _ONE_BY_ONE:
+        done, slack = _ONE_BY_ONE[verb]
+        return (
+            f"{wave}, and a wave is not {done} as a whole: {verb} each member by its CHG-n "
+            f"(checkpoint-bot batch show {shown} lists them{slack.format(ref=shown)})"
+        )
     return (
-        f"{shown} is a patch wave, not one change: /checkpoint batch {shown} (or "
+        f"{wave}: /checkpoint batch {shown} (or "
         f"checkpoint-bot batch show {shown}) shows its members and acts on them all; "
         "give a member's CHG-n to act on one"
     )
@@ -90,8 +140,10 @@ def _not_a_vm(inventory: Inventory, name: str, wave: bool) -> str | None:
     return None
 
 
-def find_change(ctx: ServiceDeps, ref: str) -> int:
-    """A change id from `CHG-n`, or from the Id of a checkpoint it owns."""
+def find_change(ctx: ServiceDeps, ref: str, *, verb: str | None = None) -> int:
+    """A change id from `CHG-n`, or from the Id of a checkpoint it owns.
+    `verb` (roll back, merge, withdraw, extend, …) is what was asked of it:
+    a wave's ref given instead is told the wave's command for it."""
     text = ref.strip()
     change_id = parse_ref(text)
     checkpoint_id = canonical_guid(text) if change_id is None else None
@@ -111,7 +163,7 @@ def find_change(ctx: ServiceDeps, ref: str) -> int:
         # leave the operator looking for a change that was never possible.
         raise NotFound(f"no change {text.upper()}: {TOO_MANY_DIGITS}")
     if change_id is None and BatchRef.typed(text):
-        raise BadRequest(_not_a_change(text))
+        raise BadRequest(_not_a_change(text, verb))
     if change_id is None:
         raise BadRequest(
             f"'{ref}' is neither a change id (like CHG-0042) nor a checkpoint Id (a GUID)"

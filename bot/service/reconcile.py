@@ -380,7 +380,7 @@ def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -
     not settle; only an outcome the reconciler offered, checked against the
     host once more."""
     principal = as_principal(who)
-    change_id = find_change(ctx, ref)
+    change_id = find_change(ctx, ref, verb="resolve")
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
         events = events_of(s, change_id)

@@ -51,6 +51,7 @@ from bot.store.tables import change_ref
 from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.changes import Change
 from policies import Action, Decision, Verdict
+from templates import action_verb
 
 if TYPE_CHECKING:
     from bot.inventory import VM
@@ -487,7 +488,7 @@ def refused_now(ctx: ServiceDeps, change_id: int, state: State, action: str) -> 
 
 
 def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
-    change_id = find_change(ctx, ref)
+    change_id = find_change(ctx, ref, verb=action_verb(action.value))
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
     allowed = {Action.ROLLBACK: {State.ACTIVE}, Action.MERGE: {State.ACTIVE, State.ROLLED_BACK}}
@@ -591,7 +592,7 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
     past."""
     who = as_principal(requester)
     delta = _duration(by, "extend by")
-    change_id = find_change(ctx, _change_named(ctx, ref, "extend"))
+    change_id = find_change(ctx, _change_named(ctx, ref, "extend"), verb="extend")
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
     if State(change.state) not in _EXTENDABLE or change.expires_at is None:

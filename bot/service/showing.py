@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def show_change(ctx: ServiceDeps, ref: str) -> ChangeView:
-    change_id = find_change(ctx, ref)
+    change_id = find_change(ctx, ref, verb="show")
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
         jobs = list(s.exec(select(Job).where(Job.change_id == change_id).order_by(col(Job.id))))

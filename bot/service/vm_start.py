@@ -71,7 +71,7 @@ def start_vm(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Start
     Whoever may roll the VM back may start it again; nothing else is
     allowed to. A start someone else asked for first is AlreadyStarted."""
     who = as_principal(requester)
-    change_id = find_change(ctx, _change_named(ctx, ref, "start"))
+    change_id = find_change(ctx, _change_named(ctx, ref, "start"), verb="start")
     current = view(ctx, change_id)
     if not current.needs_start:
         started = _started_since_rollback(show_change(ctx, current.ref))

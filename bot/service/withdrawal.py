@@ -34,7 +34,7 @@ def withdraw(
     Only whoever asked for it may: an approver rejects instead."""
     who = as_principal(requester)
     aim = target or Target()
-    change_id = find_change(ctx, ref)
+    change_id = find_change(ctx, ref, verb="withdraw")
     now = ctx.clock()
     with session_scope(ctx.engine) as s:
         scheduled = get_change(s, change_id).state == State.SCHEDULED
