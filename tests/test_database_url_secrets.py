@@ -297,3 +297,20 @@ def test_what_pg_dump_is_given_keeps_nothing_secret() -> None:
     )
     assert secrets == {"password": SECRET, "sslpassword": "k"}
     assert bare.render_as_string(hide_password=False) == "postgresql://app@h/db?sslmode=require"
+
+
+def test_pg_dump_writes_a_file_of_its_own_never_a_link_left_beside_the_backup(
+    tmp_path: Path,
+) -> None:
+    """pg_dump opens `--file` as it finds it: the fixed `bot.dump.partial`
+    it was given let a symlink another user left there take the dump."""
+    victim = tmp_path / "victim.conf"
+    victim.write_text("not a dump", encoding="utf-8")
+    (tmp_path / "bot.dump.partial").symlink_to(victim)
+    recorded = _backup(tmp_path, _url("userinfo"))
+    [given] = [a.split("=", 1)[1] for a in recorded["argv"] if a.startswith("--file=")]
+    assert Path(given).name.startswith("bot.dump.") and given.endswith(".partial")
+    assert Path(given) != tmp_path / "bot.dump.partial"
+    assert victim.read_text(encoding="utf-8") == "not a dump"
+    dump = tmp_path / "bot.dump"
+    assert dump.read_bytes() == b"PGDMP" and stat.S_IMODE(dump.stat().st_mode) == 0o600

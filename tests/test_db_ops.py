@@ -5,7 +5,9 @@ up and down on both backends."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -228,9 +230,32 @@ def test_backup_to_a_file_that_cannot_be_written_names_the_file(tmp_path: Path) 
     refused = invoke(tmp_path, "db", "backup", "/proc/checkpoint-bot-backup.db")
     assert refused.returncode == 1
     assert one_line_error(refused) == (
-        "checkpoint-bot: error: cannot write /proc/checkpoint-bot-backup.db: "
-        "unable to open database file"
+        "checkpoint-bot: error: cannot write /proc/checkpoint-bot-backup.db: /proc takes no "
+        "new file (No such file or directory)"
     )
+
+
+def test_backup_follows_no_link_left_beside_it_and_is_its_owners_alone(tmp_path: Path) -> None:
+    """Seen: the copy was written to a fixed FILE.partial, opened as it was
+    found, so a symlink another user left under that name in a shared
+    directory (/tmp) redirected the copy of the whole record; and the backup
+    was created 0644 under a common umask."""
+    _changes(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    victim = tmp_path / "victim.conf"
+    victim.write_text("not a backup", encoding="utf-8")
+    (shared / "b.db.partial").symlink_to(victim)
+    old = os.umask(0o022)
+    try:
+        done = invoke(tmp_path, "db", "backup", str(shared / "b.db"))
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text(encoding="utf-8") == "not a backup"
+    assert (shared / "b.db").read_bytes().startswith(b"SQLite format 3\x00")
+    assert stat.S_IMODE((shared / "b.db").stat().st_mode) == 0o600
+    assert sorted(p.name for p in shared.iterdir()) == ["b.db", "b.db.partial"]
 
 
 def test_backup_of_a_missing_database_is_unavailable(tmp_path: Path) -> None:

@@ -57,7 +57,21 @@ class BackupResult:
 
 
 def _partial(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".partial")
+    """A new, empty file beside `dest` for the copy, renamed over `dest`
+    once whole: made by `mkstemp` (O_EXCL, a name of its own, mode 0600),
+    so never through a symlink someone left under a fixed `FILE.partial` in
+    a shared directory, and readable by this user alone, as the record it
+    will hold. BackupError when the directory does not take it."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"{dest.name}.", suffix=".partial", dir=dest.parent)
+    except OSError as exc:
+        # The destination's fault, not the live database's; procfs says
+        # ENOENT of a directory that exists, so the directory is named.
+        raise BackupError(
+            f"cannot write {dest}: {dest.parent} takes no new file ({exc.strerror or exc})"
+        ) from None
+    os.close(fd)
+    return Path(name)
 
 
 def _counts(conn: sqlite3.Connection) -> tuple[str | None, int | None, int | None]:
@@ -79,14 +93,15 @@ def backup_sqlite(source: Path, dest: Path) -> BackupResult:
     if not source.is_file():
         raise BackupError(f"no SQLite database at {source}", unavailable=True)
     partial = _partial(dest)
-    partial.unlink(missing_ok=True)
     # mode=ro: a backup never creates or changes the live database.
     live = f"{source.resolve().as_uri()}?mode=ro"
     try:
         # The copy is opened apart: a FILE that cannot be written is named as
-        # such, not blamed on the live database.
+        # such, not blamed on the live database. (An empty file is a new
+        # database to SQLite.)
         copy_conn = sqlite3.connect(partial)
     except sqlite3.Error as exc:
+        partial.unlink(missing_ok=True)
         raise BackupError(f"cannot write {dest}: {exc}") from None
     try:
         # The copy's closing entered first: a live database that cannot be
@@ -118,10 +133,10 @@ def backup_postgres(url: str, dest: Path, pg_dump: str | None = None) -> BackupR
     env = {**os.environ}
     if "password" in secrets:
         env["PGPASSWORD"] = secrets["password"]
-    partial = _partial(dest)
     with tempfile.TemporaryDirectory(prefix="checkpoint-bot-pg-") as private:
         if "sslpassword" in secrets:
             env |= _service_file(bare, secrets["sslpassword"], Path(private), env)
+        partial = _partial(dest)
         try:
             done = subprocess.run(
                 [
