@@ -404,3 +404,24 @@ def test_status_of_a_database_that_does_not_answer_is_exit_3(
     result = invoke(tmp_path, "db", "status", env=env)
     assert result.returncode == 3
     assert "the database does not answer" in one_line_error(result)
+
+
+def test_the_records_directory_the_bot_makes_is_its_owners_alone(tmp_path: Path) -> None:
+    """Outside the shipped units (UMask=0077), a umask of 022 left the
+    record (var/checkpoint-bot.db, var/queue.db) readable by every local
+    user. The directory the bot makes for them is 0700; one that exists is
+    left as its owner set it."""
+    old = os.umask(0o022)
+    try:
+        made = invoke(tmp_path, "change", "list")
+    finally:
+        os.umask(old)
+    assert made.returncode == 0, made.stderr
+    var = tmp_path / "var"
+    assert (var / "checkpoint-bot.db").exists()
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700
+    kept = tmp_path / "kept"
+    (kept / "var").mkdir(parents=True)
+    os.chmod(kept / "var", 0o750)  # noqa: S103 (an operator's own choice, kept)
+    assert invoke(kept, "change", "list").returncode == 0
+    assert stat.S_IMODE((kept / "var").stat().st_mode) == 0o750

@@ -86,7 +86,8 @@ def make_huey(
     if kind == "sqlite":
         if path is None:
             path = (workdir or Path.cwd()) / "var" / "queue.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Its owner's alone when made here, as the record's (bot.store.db).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return SqliteHuey(filename=str(path), **options)
     if kind == "redis" and redis_url:
         # Several bot replicas and `checkpoint-bot worker` processes share

@@ -169,9 +169,13 @@ def make_engine(url: str) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             # A directory that cannot be made (read-only, procfs) is said by
             # the first connect, "unable to open database file", where every
-            # caller already tells a database that cannot be opened.
+            # caller already tells a database that cannot be opened. One made
+            # here is its owner's alone (0700): it holds the whole record,
+            # whatever the umask made of the files in it (0644 with 022,
+            # outside the shipped units' UMask=0077). One that exists is
+            # left as its owner set it.
             with suppress(OSError):
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "isolation_level": None}
         )
