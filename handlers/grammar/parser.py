@@ -171,16 +171,43 @@ def _option(cmd: CommandSpec, name: str) -> Param:
     raise Invalid(f"unknown option {shown} for {cmd.name}; {tail}")
 
 
+# What a wave's card does where a command of one change was given a wave:
+# its button, or that the wave has none (as the CLI says, bot.service.finding).
+_WAVE_BUTTON = {
+    "rollback": "Roll back all",
+    "merge": "Keep & merge all",
+    "approve": "Approve all",
+}
+
+
+def _wave_for_one_change(command: str, wave: str) -> str:
+    """What to say when `command`, which acts on one change, is given a wave."""
+    said = f"{wave} is a patch wave, not one change"
+    if command in _WAVE_BUTTON:
+        return (
+            f"{said}: *{_WAVE_BUTTON[command]}* on {SLASH} batch {wave} acts on all its "
+            f"members, or give one member's CHG-n"
+        )
+    if command in ("extend", "reject"):
+        done = "extended" if command == "extend" else "rejected"
+        return (
+            f"{said}, and a wave is not {done} as a whole: {command} each member by its CHG-n "
+            f"({SLASH} batch {wave} lists them"
+            + (", each with its Extend)" if command == "extend" else ")")
+        )
+    return (
+        f"{said}; {SLASH} batch {wave} shows its members and acts on them all, or give one "
+        "member's CHG-n"
+    )
+
+
 def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
     """The validated, normalised value of one argument or option."""
     kind = param.kind
     if kind in (Kind.CHANGE, Kind.CHANGE_OR_VM) and BatchRef.typed(text):
         wave = BatchRef.parse(text)
         wave_ref = str(wave) if wave is not None else mrkdwn_escape(text.strip().upper())
-        raise Invalid(
-            f"{wave_ref} is a patch wave, not one change; {SLASH} batch {wave_ref} shows its "
-            "members and acts on them all, or give one member's CHG-n"
-        )
+        raise Invalid(_wave_for_one_change(cmd.name, wave_ref))
     try:
         if kind is Kind.VM:
             return check_name(text.strip(), kind="VM")
