@@ -325,6 +325,10 @@ def test_a_list_of_one_host_that_did_not_answer_never_names_it_as_one_that_did(
     assert refused.returncode == 3
     # The host answered: it refused the login, which a retry will not mend.
     assert "! HV01 could not be logged in to: " in refused.stdout
+    # The error line says it as the line above does, not "could not be reached".
+    assert one_line_error(refused) == (
+        "checkpoint-bot: error: HV01 could not be logged in to: the list is incomplete"
+    )
 
 
 # --- 4. a job that failed in a way its change records says it once -----------------

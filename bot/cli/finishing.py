@@ -146,8 +146,13 @@ def show_listing(ctx: AppContext, request: Request, term: Terminal) -> int:
         term.out("cli/checkpoints.txt.j2", listing=listing, scope=scope)
     if listing.problems:
         # A host that could not be asked is not a host without checkpoints.
-        names = ", ".join(p.host for p in listing.problems)
-        raise Unavailable(f"{names} could not be reached: the list is incomplete")
+        # Each as its line above said it (seen: "could not be logged in
+        # to" above "HV02 could not be reached: the list is incomplete").
+        grouped: dict[str, list[str]] = {}
+        for problem in listing.problems:
+            grouped.setdefault(problem.what, []).append(problem.host)
+        said = "; ".join(f"{', '.join(hosts)} {what}" for what, hosts in grouped.items())
+        raise Unavailable(f"{said}: the list is incomplete")
     return 0
 
 
