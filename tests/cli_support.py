@@ -156,3 +156,52 @@ def emulated_estate(
         yield fleet
     finally:
         fleet.stop()
+
+
+# What the CLI process must not import when a running bot answers for it.
+HEAVY = ("sqlalchemy", "sqlmodel", "pydantic", "pypsrp", "huey", "jinja2", "yaml")
+# A CLI run that writes the heavy modules it imported, as JSON, to the
+# file descriptor $HEAVY_FD (stdout and stderr stay the command's own).
+_REPORTS_HEAVY = (
+    "import json, os, sys\n"
+    "from bot.cli.main import main\n"
+    "code = main(sys.argv[1:])\n"
+    "heavy = sorted({m.split('.')[0] for m in sys.modules} & set(os.environ['HEAVY'].split()))\n"
+    "os.write(int(os.environ['HEAVY_FD']), json.dumps(heavy).encode())\n"
+    "sys.exit(code)\n"
+)
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+    # The heavy libraries the CLI imported: none when a bot did the work.
+    heavy: list[str]
+
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.stdout)
+        return data
+
+
+def run_reporting_heavy(cwd: Path, env: Mapping[str, str], *args: str) -> Ran:
+    """The CLI with `args` in a process of its own, in `cwd`, with only
+    `env`: how it ended, and which of `HEAVY` it imported."""
+    read, write = os.pipe()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _REPORTS_HEAVY, *args],
+            cwd=cwd,
+            env={**env, "HEAVY": " ".join(HEAVY), "HEAVY_FD": str(write)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            pass_fds=(write,),
+        )
+    finally:
+        os.close(write)
+    with os.fdopen(read) as pipe:
+        heavy = json.loads(pipe.read() or "[]")
+    return Ran(done.returncode, done.stdout, done.stderr, heavy)

@@ -17,12 +17,9 @@ CLI in this process and `serve`/`worker` as processes of their own.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,10 +35,9 @@ from bot.devtools.emulator import DEFAULT_USERS, EmulatedFleet, TlsIdentity
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV, emulated_inventory
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
 from bot.inventory import Inventory, demo_inventory_path, load_inventory
-from tests.cli_support import CliResult, invoke
+from tests.cli_support import CliResult, invoke, run_reporting_heavy
 from tests.multiproc_support import Cluster, process_env, wait_until
 from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, FakeSlackApi
-from tests.test_cli_local_socket import CLI, HEAVY
 from tests.tls_support import TestCA
 
 ENV = {EMULATOR_PASSWORD_ENV: DEFAULT_USERS["hvadmin"], "CHECKPOINT_BOT_SOCKET": "off"}
@@ -121,40 +117,6 @@ def estate(tmp_path: Path) -> Iterator[Estate]:
         yield found
     finally:
         fleet.stop()
-
-
-@dataclass(frozen=True)
-class Answered:
-    returncode: int
-    stderr: str
-    heavy: list[str]
-
-
-def _cli_answered_by_the_bot(estate: Estate, *args: str) -> Answered:
-    """The CLI in a process of its own, with the socket on, reporting the
-    heavy modules it imported (none when a running bot answered it)."""
-    read, write = os.pipe()
-    env = process_env(
-        HEAVY=" ".join(HEAVY),
-        HEAVY_FD=str(write),
-        **{EMULATOR_PASSWORD_ENV: ENV[EMULATOR_PASSWORD_ENV]},
-    )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", CLI, "--config", str(estate.workdir / "bot.yaml"), *args],
-            cwd=estate.workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            pass_fds=(write,),
-        )
-    finally:
-        os.close(write)
-    with os.fdopen(read) as pipe:
-        heavy = json.loads(pipe.read() or "[]")
-    return Answered(done.returncode, done.stderr, heavy)
 
 
 def warnings(stderr: str) -> list[str]:
@@ -293,8 +255,12 @@ def test_the_worker_says_it_at_start_and_again_at_each_reload(estate: Estate) ->
         # A command the running worker answers for the CLI says it too,
         # though the CLI never reads the inventory then (nothing heavy is
         # imported here: the worker did the work).
-        answered = _cli_answered_by_the_bot(estate, "checkpoint", "list", "--json")
-        assert answered.returncode == 0 and answered.heavy == [], answered.stderr
+        env = process_env(**{EMULATOR_PASSWORD_ENV: ENV[EMULATOR_PASSWORD_ENV]})
+        config = str(estate.workdir / "bot.yaml")
+        answered = run_reporting_heavy(
+            estate.workdir, env, "--config", config, "checkpoint", "list", "--json"
+        )
+        assert answered.code == 0 and answered.heavy == [], answered.stderr
         # The bot names the inventory by its whole path (the SIMULATED HOSTS
         # line it hands over names the config so too).
         assert warnings(answered.stderr) == [

@@ -26,7 +26,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -54,7 +53,7 @@ from bot.cli.local_socket import (
 )
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
 from bot.inventory import demo_inventory_path
-from tests.cli_support import invoke
+from tests.cli_support import Ran, invoke, run_reporting_heavy
 from tests.multiproc_support import (
     CHECKPOINT_BOT,
     BotProc,
@@ -73,18 +72,6 @@ ROOT_ONLY = pytest.mark.skipif(
     reason="switching users needs root and a system python3",
 )
 NOBODY = 65534
-# What the CLI process must not import when a bot answers for it.
-HEAVY = ("sqlalchemy", "sqlmodel", "pydantic", "pypsrp", "huey", "jinja2", "yaml")
-# A CLI run that writes the heavy modules it imported, as JSON, to the
-# file descriptor $HEAVY_FD (stdout and stderr stay the command's own).
-CLI = (
-    "import json, os, sys\n"
-    "from bot.cli.main import main\n"
-    "code = main(sys.argv[1:])\n"
-    "heavy = sorted({m.split('.')[0] for m in sys.modules} & set(os.environ['HEAVY'].split()))\n"
-    "os.write(int(os.environ['HEAVY_FD']), json.dumps(heavy).encode())\n"
-    "sys.exit(code)\n"
-)
 
 
 @dataclass
@@ -120,40 +107,14 @@ class Estate:
         return inventory
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> Ran:
-        read, write = os.pipe()
-        try:
-            done = subprocess.run(
-                [sys.executable, "-c", CLI, "--config", str(self.config), *args],
-                cwd=self.cluster.workdir,
-                env={**self.env, "HEAVY": " ".join(HEAVY), "HEAVY_FD": str(write), **(env or {})},
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-                pass_fds=(write,),
-            )
-        finally:
-            os.close(write)
-        with os.fdopen(read) as pipe:
-            heavy = json.loads(pipe.read() or "[]")
-        return Ran(done.returncode, done.stdout, done.stderr, heavy)
+        return run_reporting_heavy(
+            self.cluster.workdir, {**self.env, **(env or {})}, "--config", str(self.config), *args
+        )
 
     def change(self, ref: str) -> dict[str, Any]:
         shown = self.cli("change", "show", ref, "--json")
         assert shown.code == 0, shown.stderr
         data: dict[str, Any] = json.loads(shown.stdout)
-        return data
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-    heavy: list[str]
-
-    def json(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.stdout)
         return data
 
 
