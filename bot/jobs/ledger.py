@@ -284,24 +284,9 @@ class JobLedger:
         error: str | None,
     ) -> Job:
         state = JobState.SUCCEEDED if succeeded else JobState.FAILED
-        with session_scope(self._engine) as s:
-            conn = s.connection()
-            now = self.now()
-            row = conn.execute(
-                self._owned(update(_JOB), job_id, worker)
-                .values(
-                    state=state.value,
-                    result=dict(result),
-                    error=_clip(error),
-                    finished_at=now,
-                    heartbeat_at=now,
-                )
-                .returning(_JOB.c.vm_id)
-            ).first()
-            if row is None:
-                raise self._not_owned(s.connection(), job_id, worker, "finish")
-            vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
-            hostslots.release(conn, job_id=job_id)
+        self._end(
+            job_id, worker, "finish", state=state.value, result=dict(result), error=_clip(error)
+        )
         return self.get(job_id)
 
     def requeue(
@@ -414,21 +399,25 @@ class JobLedger:
         job whose worker vanished, set by the worker itself, conditional on
         its claim like every write; its VM lock and host slots are freed,
         and the reconciler asks the host what happened."""
+        self._end(
+            job_id, worker, "interrupt", state=JobState.INTERRUPTED.value, error=error[:_MAX_ERROR]
+        )
+
+    def _end(self, job_id: int, worker: str, action: str, **values: Any) -> None:
+        """Set the job's final `values`, conditional on this worker's claim,
+        and free its VM lock and host slots: what `finish` and `interrupt`
+        share. JobOwnershipLost (or another InvalidJobState) when the claim
+        is not this worker's any more."""
         with session_scope(self._engine) as s:
             conn = s.connection()
             now = self.now()
             row = conn.execute(
                 self._owned(update(_JOB), job_id, worker)
-                .values(
-                    state=JobState.INTERRUPTED.value,
-                    error=error[:_MAX_ERROR],
-                    finished_at=now,
-                    heartbeat_at=now,
-                )
+                .values(**values, finished_at=now, heartbeat_at=now)
                 .returning(_JOB.c.vm_id)
             ).first()
             if row is None:
-                raise self._not_owned(conn, job_id, worker, "interrupt")
+                raise self._not_owned(conn, job_id, worker, action)
             vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
             hostslots.release(conn, job_id=job_id)
 
