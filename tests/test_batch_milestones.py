@@ -38,7 +38,7 @@ from bot.store.models import Batch, BatchEvent, Change
 from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.slack_support import BOT_TOKEN, Call, RunningBot, running_bot
-from tests.test_slack_flow import checked_calls, shown, slack_problems
+from tests.test_slack_flow import checked_calls, shown, slack_problems, wave_replies
 
 
 @contextmanager
@@ -71,18 +71,8 @@ def second_process(bot: RunningBot) -> Iterator[ThreadNotifier]:
         other.close()
 
 
-def _milestones(calls: list[Call], ref: str = "BAT-0001") -> list[str]:
-    return [
-        shown(c.body)
-        for c in calls
-        if c.method == "chat.postMessage"
-        and c.body.get("thread_ts")
-        and str(c.body.get("text", "")).startswith(f"{ref}: ")
-    ]
-
-
 def _finished(calls: list[Call]) -> list[str]:
-    return [m for m in _milestones(calls) if "finished*" in m]
+    return [m for m in wave_replies(calls) if "finished*" in m]
 
 
 def _events(bot: RunningBot, kind: str) -> list[BatchEvent]:

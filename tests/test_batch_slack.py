@@ -29,6 +29,7 @@ from tests.test_slack_flow import (
     quiet_click,
     roots,
     shown,
+    wave_replies,
 )
 from tests.test_slack_http import wait_state
 
@@ -669,17 +670,6 @@ def _element(body: dict[str, Any], action_id: str) -> dict[str, Any]:
     )
 
 
-def _wave_replies(calls: list[Any], ref: str = "BAT-0001") -> list[str]:
-    """The replies in the wave's thread that are its own milestones."""
-    return [
-        shown(c.body)
-        for c in calls
-        if c.method == "chat.postMessage"
-        and c.body.get("thread_ts")
-        and str(c.body.get("text", "")).startswith(f"{ref}: ")
-    ]
-
-
 def test_a_waves_root_is_posted_once_every_member_is_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -787,7 +777,7 @@ def test_vms_a_wave_could_not_record_are_named_to_the_requester_on_its_card_and_
             assert "nothing was asked of them" in own
 
             def ended(calls: list[Any]) -> list[str]:
-                return [r for r in _wave_replies(calls) if "Checkpoints of the wave finished" in r]
+                return [r for r in wave_replies(calls) if "Checkpoints of the wave finished" in r]
 
             said = ended(bot.api.wait_for(ended, 60))[0]
             assert ":warning: *Checkpoints of the wave finished*" in said
@@ -875,7 +865,7 @@ def test_roll_back_all_and_keep_all_say_which_member_is_still_scheduled_and_how_
         for vm in ("WEB01", "WEB02"):
             wait_state(bot, vm, "active", timeout=30)
         app01 = wait_state(bot, "APP01", "scheduled")
-        bot.api.wait_for(lambda cs: any("*Scheduled*" in r for r in _wave_replies(cs)), 30)
+        bot.api.wait_for(lambda cs: any("*Scheduled*" in r for r in wave_replies(cs)), 30)
 
         card = command(bot, "batch BAT-1", user="U0BOB")
         line = f"*APP01* on HV01 · scheduled · runs {_token(opening)}, when its change window opens"
@@ -896,7 +886,7 @@ def test_roll_back_all_and_keep_all_say_which_member_is_still_scheduled_and_how_
 
         def ended(kind: str) -> Any:
             def found(calls: list[Any]) -> list[str]:
-                return [r for r in _wave_replies(calls) if f"{kind} finished" in r]
+                return [r for r in wave_replies(calls) if f"{kind} finished" in r]
 
             return found
 

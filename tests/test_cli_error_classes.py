@@ -25,7 +25,15 @@ from bot.devtools.emulator import EmulatedFleet, Faults
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
 from bot.inventory import demo_inventory_path
 from bot.store.db import bad_connection_option, make_engine
-from tests.cli_support import BOT, OPERATOR, emulated_estate, invoke, one_line_error, run
+from tests.cli_support import (
+    BOT,
+    OPERATOR,
+    CliResult,
+    emulated_estate,
+    invoke,
+    one_line_error,
+    run,
+)
 from tests.helpers import refused_port
 
 PASSWORD = "Passw0rd!"
@@ -222,22 +230,16 @@ def test_db_commands_say_the_same_of_a_bad_option(
 # --- 3b, 3c. a login the host refuses, a password variable that is empty ---------
 
 
+def _create_stg_app01(cwd: Path, env: dict[str, str]) -> CliResult:
+    return invoke(cwd, "-c", "bot.yaml", "checkpoint", "create", "STG-APP01", "-r", "x", env=env)
+
+
 def test_a_rejected_password_says_what_to_check_not_to_try_again(
     estate: tuple[Path, EmulatedFleet],
 ) -> None:
     cwd, _fleet = estate
     wrong = "not-the-Passw0rd"
-    made = invoke(
-        cwd,
-        "-c",
-        "bot.yaml",
-        "checkpoint",
-        "create",
-        "STG-APP01",
-        "-r",
-        "x",
-        env={**ENV, EMULATOR_PASSWORD_ENV: wrong},
-    )
+    made = _create_stg_app01(cwd, {**ENV, EMULATOR_PASSWORD_ENV: wrong})
     # Exit 3 as documented for a host the bot could not get into.
     assert made.returncode == 3, made.stderr
     line = one_line_error(made)
@@ -260,17 +262,7 @@ def test_an_empty_password_variable_is_called_empty(
     estate: tuple[Path, EmulatedFleet], env: dict[str, str], said: str
 ) -> None:
     cwd, _fleet = estate
-    made = invoke(
-        cwd,
-        "-c",
-        "bot.yaml",
-        "checkpoint",
-        "create",
-        "STG-APP01",
-        "-r",
-        "x",
-        env={"CHECKPOINT_BOT_SOCKET": "off", **env},
-    )
+    made = _create_stg_app01(cwd, {"CHECKPOINT_BOT_SOCKET": "off", **env})
     assert made.returncode == 3, made.stderr
     assert f"no password: ${EMULATOR_PASSWORD_ENV} {said}" in one_line_error(made)
 

@@ -156,6 +156,18 @@ def replies(calls: list[Call], thread_ts: str) -> list[Call]:
     ]
 
 
+def wave_replies(calls: list[Call], ref: str = "BAT-0001") -> list[str]:
+    """What a wave's thread says of its own milestones (its replies that
+    begin with the wave's ref), as shown."""
+    return [
+        shown(c.body)
+        for c in calls
+        if c.method == "chat.postMessage"
+        and c.body.get("thread_ts")
+        and str(c.body.get("text", "")).startswith(f"{ref}: ")
+    ]
+
+
 def button(body: dict[str, Any], action_id: str) -> str | None:
     """The value of the root's button `action_id` (what a click sends), or None."""
     for block in body.get("blocks", []):
