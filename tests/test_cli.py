@@ -323,9 +323,9 @@ def test_audit_export_csv(tmp_path: Path) -> None:
     assert result.returncode == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     # A Slack actor is (team, user); the CLI's operator has no team.
-    assert lines[0].startswith("change,seq,at,actor,actor_team,event")
-    assert "requester,requester_team,message" in lines[0]
-    assert lines[1].startswith("CHG-0001,1,") and "cli:tester," in lines[1]
+    assert lines[0].startswith('"change","seq","at","actor","actor_team","event"')
+    assert '"requester","requester_team","message"' in lines[0]
+    assert lines[1].startswith('"CHG-0001",1,') and '"cli:tester",' in lines[1]
 
 
 def test_configured_deployment_needs_db_upgrade_first(tmp_path: Path) -> None:

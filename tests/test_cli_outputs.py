@@ -241,7 +241,7 @@ def test_audit_export_through_your_own_symlink_keeps_the_files_mode(tmp_path: Pa
     finally:
         os.umask(old)
     assert wrote.returncode == 0, wrote.stderr
-    assert secret.read_text(encoding="utf-8").startswith("change,seq,at,")
+    assert secret.read_text(encoding="utf-8").startswith('"change","seq","at",')
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert f"wrote {secret} (through {link})" in wrote.stderr
     assert link.is_symlink() and not list(tmp_path.rglob("*.partial"))

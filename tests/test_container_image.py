@@ -334,7 +334,7 @@ def test_the_image_runs_on_a_read_only_root_with_its_state_on_one_volume(
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
     exported = run("checkpoint-bot", "audit", "export", "--format", "csv")
     assert exported.returncode == 0, exported.stdout + exported.stderr
-    assert exported.stdout.startswith("change,seq,at,actor,")
+    assert exported.stdout.startswith('"change","seq","at","actor",')
     assert any(path.suffix == ".db" for path in state.rglob("*")), list(state.rglob("*"))
     refused = run("touch", "/opt/checkpoint-bot/written")
     assert "Read-only file system" in refused.stderr

@@ -122,8 +122,12 @@ def export_audit(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
     buffer = io.StringIO()
     # csv.writer with the values in field order is what DictWriter does
     # for a row with every field, minus its per-row check for stray keys
-    # (https://docs.python.org/3/library/csv.html#csv.DictWriter).
-    writer = csv.writer(buffer)
+    # (https://docs.python.org/3/library/csv.html#csv.DictWriter). Every
+    # cell of text is quoted, as OWASP's advice on CSV injection also has
+    # it: a spreadsheet in a locale whose list separator is `;` then keeps
+    # a reason's `;` inside its cell instead of starting a new one there.
+    # Numbers (`seq`) stay bare, so they are still read as numbers.
+    writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow([*AUDIT_FIELDS, "details"])
     count = 0
     for row in rows:
