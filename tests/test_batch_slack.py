@@ -961,3 +961,56 @@ def test_a_members_job_past_its_deadline_is_told_in_words_in_the_waves_thread(
         deadline = job.deadline_at.replace(tzinfo=UTC).replace(second=0, microsecond=0)
         assert f"its job's deadline ({_token(deadline)}) passed" in said, said
         assert "nothing was asked of the host" in said
+
+
+# APP01 is taken only in its window (Saturday 22:00 UTC); the default
+# approvals stay, so rolling back production VMs needs an approver.
+APP01_WINDOW_ROLLBACK_APPROVED = """
+rules:
+  change_window: {effect: schedule}
+windows:
+  - name: app-maintenance
+    cron: "0 22 * * 6"
+    duration: 4h
+    timezone: UTC
+    scope: {names: [APP01]}
+"""
+
+
+def test_the_approval_asked_for_roll_back_all_names_the_member_still_scheduled(
+    tmp_path: Path,
+) -> None:
+    """Seen: "Approval needed to roll back the wave" asked the approvers
+    about WEB01 and WEB02 and said nothing of APP01, still waiting for its
+    window: approved, the patch is rolled back, and on Saturday APP01 is
+    checkpointed all the same. The approver learnt it only from the
+    thread's last reply. The ask, and Approve all's confirm, now name it."""
+    opening = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
+    with checked_bot(tmp_path, APP01_WINDOW_ROLLBACK_APPROVED) as bot:
+        create_batch(
+            bot.ctx,
+            Selection.of(groups=["web-tier"]),
+            reason="KB5044284 web wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        for vm in ("WEB01", "WEB02"):
+            wait_state(bot, vm, "active", timeout=30)
+        app01 = wait_state(bot, "APP01", "scheduled")
+        bot.api.wait_for(lambda cs: any("*Scheduled*" in r for r in wave_replies(cs)), 30)
+
+        _reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
+        _answers(bot, key, 2)
+
+        def asked(calls: list[Any]) -> list[str]:
+            return [r for r in wave_replies(calls) if "Approval needed to roll back" in r]
+
+        said = asked(bot.api.wait_for(asked, 30))[0]
+        assert f"*APP01* ({app01.ref}) is still scheduled: it is taken {_token(opening)}" in said
+        assert "not part of this rollback" in said
+        assert "`/checkpoint withdraw BAT-0001 create`" in said
+
+        card = command(bot, "batch BAT-1", user="U0BOB")
+        confirm = _element(card, "checkpoint:wave_approve")["confirm"]["text"]["text"]
+        assert "You approve: WEB01 (rollback), WEB02 (rollback)" in confirm, confirm
+        assert f"APP01 ({app01.ref}) is still scheduled" in confirm, confirm
