@@ -40,6 +40,7 @@ from tests.test_slack_flow import (
     command,
     quiet_click,
     root_button,
+    roots,
     shown,
 )
 from tests.test_slack_http import wait_state
@@ -172,6 +173,9 @@ def test_a_rollback_from_the_dm_then_a_merge_from_the_thread_each_update_it(
         assert _actions(rolled) == []
         assert "still holds its checkpoint" in shown(rolled)
 
+        # The root's Keep & merge as drawn once rolled back: the active
+        # root's is out of date, and a click on it is refused.
+        bot.api.wait_for(lambda cs: str(roots(cs, ref)[-1].body["text"]).endswith("— rolled back"))
         keep = root_button(bot, ref, "checkpoint:merge")
         quiet_click(bot, "checkpoint:merge", keep, ALICE)
         wait_state(bot, "STG-WEB01", "merged", timeout=30)
@@ -198,7 +202,7 @@ def test_an_automatic_merge_updates_the_reminder_and_the_expiry_notice(tmp_path:
             assert _actions(_updated(bot, message, words)) == []
 
 
-def test_a_wave_reminder_says_what_became_of_each_vm_and_keeps_no_buttons(
+def test_a_wave_reminder_says_what_became_of_each_vm_and_keeps_no_buttons_once_all_are(
     tmp_path: Path,
 ) -> None:
     with checked_bot(tmp_path, "") as bot:
@@ -234,6 +238,45 @@ def test_a_wave_reminder_says_what_became_of_each_vm_and_keeps_no_buttons(
         assert "BAT-0001" in last["text"]
 
 
+def test_a_wave_reminder_keeps_its_buttons_for_the_members_still_held(tmp_path: Path) -> None:
+    """Seen: one member merged from its own thread, and the wave's reminder
+    lost Keep & merge all and Roll back all, though the other member still
+    held its checkpoint and expired as soon; the requester had to find the
+    card. The update now keeps the wave's buttons, counted for what the
+    wave still holds, until every member is settled."""
+    with checked_bot(tmp_path, "") as bot:
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["STG-WEB01", "WEB02"]),
+            reason="KB5044284 wave",
+            requester=ALICE,
+            channel="C0OPS",
+            ttl="24h",
+        )
+        for o in out.outcomes:
+            assert o.job_id is not None
+            assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        members = {m.vm_name: m for m in show_batch(bot.ctx, out.batch.ref).members}
+        dm = _remind(bot, min(_expiry(bot, m.change) for m in members.values()))
+
+        first = members["STG-WEB01"].change
+        command(bot, f"merge {first}")
+        wait_state(bot, "STG-WEB01", "merged", timeout=30)
+        partly = _updated(bot, dm, f"{first} was kept & merged by <@{ALICE}>")
+        assert "1 of 2 checkpoints settled" in partly["text"]
+        assert _actions(partly) == ["checkpoint:wave_merge", "checkpoint:wave_rollback"]
+        assert "Keep & merge all (1)" in shown(partly) and "Roll back all (1)" in shown(partly)
+        assert "are gone" not in shown(partly)
+
+        reply, _key = bot.slack.click(
+            "checkpoint:wave_merge", out.batch.ref, user=ALICE, channel=ALICES_DM
+        )
+        assert reply.status == 200
+        wait_state(bot, "WEB02", "merged", timeout=30)
+        last = _updated(bot, dm, "every checkpoint of this reminder is settled")
+        assert _actions(last) == []
+
+
 # --- a big wave fits one message ---------------------------------------------------------
 
 
@@ -253,7 +296,9 @@ def test_a_wave_of_sixty_vms_is_told_within_slacks_limits() -> None:
         "ttl_notice_settled", ref="BAT-0001", phase="reminder", outcomes=outcomes, wave=True
     )
     assert settled["text"] == "BAT-0001: 30 of 60 checkpoints settled since this reminder"
-    assert not [b for b in settled["blocks"] if b["type"] == "actions"]
+    # The 30 still held keep the wave's buttons, counted for them.
+    assert _actions(settled) == ["checkpoint:wave_merge", "checkpoint:wave_rollback"]
+    assert "Keep & merge all (30)" in shown(settled)
     members = [
         {"change_id": n, "ref": f"CHG-{n:04d}", "vm": name, "asked": False,
          "at": (at + timedelta(hours=n)).isoformat()}
