@@ -22,6 +22,7 @@ from slack_sdk import WebClient
 from bot.changes.batch_views import BatchView
 from bot.service import (
     BatchAction,
+    CardOutOfDate,
     Principal,
     Selection,
     ServiceError,
@@ -33,6 +34,7 @@ from bot.service import (
     show_batch,
     withdraw_batch,
 )
+from bot.wave_keys import WaveClick
 from handlers import messages
 from handlers.deps import SlackDeps, answer_click
 from handlers.grammar import WaveRequest
@@ -45,7 +47,8 @@ log = logging.getLogger(__name__)
 
 TAKE = "checkpoint:wave_take"
 CANCEL = "checkpoint:wave_cancel"
-# The batch card's buttons; their value is the batch's ref.
+# The batch card's buttons; their value is the batch's ref, the verb and
+# the key of what the button was drawn for (bot/wave_keys.py).
 CARD_VERBS = ("rollback", "merge", "approve", "withdraw")
 # The App Home's "Show the wave": the card itself, so an approver sees each
 # VM and its state before approving all.
@@ -204,29 +207,42 @@ class Waves:
     def _on_card(
         self, verb: str, body: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
-        """Roll back all, Keep & merge all, Approve all: one service call for
-        the whole wave; the answer is the card as it stands after it."""
-        ref = str(body["actions"][0].get("value", ""))
+        """Roll back all, Keep & merge all, Approve all, Withdraw: one
+        service call for the whole wave, bound to what the button was drawn
+        for (bot/wave_keys.py); the answer is the card as it stands after it."""
+        click = WaveClick.parse(str(body["actions"][0].get("value", "")))
+        ref = click.ref
+        # A value that names no key (a card drawn before buttons were bound,
+        # or one not drawn by this bot) is out of date whatever the wave is.
+        drawn = click.key if click.verb == verb and click.key is not None else ""
         user = str(body["user"]["id"])
         channel = (body.get("channel") or {}).get("id")
         ctx = self.deps.ctx
         try:
             who = self.deps.principal(user, channel, request_team(body))
             if verb == "approve":
-                approved = approve_batch(ctx, ref, approver=who)
+                approved = approve_batch(ctx, ref, approver=who, drawn=drawn)
                 lines = [messages.member_line(vm, why) for vm, why in approved.problems]
-                title = f"Approved {len(approved.outcomes)} of {ref}"
+                title = (
+                    f"Approved {len(approved.outcomes)} of {ref}"
+                    if approved.outcomes
+                    else f"Nothing of {ref} was approved"
+                )
                 view = approved.batch
             elif verb == "withdraw":
-                taken_back = withdraw_batch(ctx, ref, requester=who)
+                taken_back = withdraw_batch(ctx, ref, requester=who, drawn=drawn)
                 lines = [messages.member_line(vm, why) for vm, why in taken_back.problems]
                 title = f"Withdrew {len(taken_back.withdrawn)} of {ref}: nothing runs for them"
                 view = taken_back.batch
             else:
                 call = rollback_batch if verb == "rollback" else merge_batch
-                acted = call(ctx, ref, requester=who)
+                acted = call(ctx, ref, requester=who, drawn=drawn)
                 view = acted.batch
                 title, lines = _acted(verb, acted)
+        except CardOutOfDate as exc:
+            answer_click(body, respond, client, self.deps.error(exc.message))
+            answer_click(body, respond, client, self._card(exc.batch, viewer=user))
+            return
         except ServiceError as exc:
             answer_click(body, respond, client, self.deps.error(exc.message))
             return

@@ -37,6 +37,7 @@ from templates.waves import (
     not_recorded_count,
     still_scheduled,
     still_scheduled_summary,
+    wave_value,
 )
 
 # Documented Block Kit limits (docs.slack.dev/reference/block-kit) that the
@@ -372,6 +373,9 @@ SLACK_FILTERS: Mapping[str, Any] = {
     "not_recorded_count": not_recorded_count,
     "still_scheduled": still_scheduled,
     "still_scheduled_summary": still_scheduled_summary,
+    # A wave button's value, bound to what it was drawn for
+    # (bot/wave_keys.py): `ref | wave_value("merge", refs)`.
+    "wave_value": wave_value,
 }
 # Names the templates read (text and budgets), never redefine.
 SLACK_GLOBALS: Mapping[str, Any] = {

@@ -11,12 +11,13 @@ pyproject.toml and cannot import its classes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.clock import utc_text
+from bot.wave_keys import value_of
 from templates import mrkdwn_escape
 
 # How many members a one-line summary names before "and N more".
@@ -138,3 +139,10 @@ def still_scheduled_summary(batch: Any) -> str:
         f"{names}{more} are still scheduled: each is taken when its change window opens "
         f"or at the time asked{first}"
     )
+
+
+def wave_value(ref: str, verb: str, items: Iterable[object]) -> str:
+    """A wave button's value for `verb`, bound to the `items` it was drawn
+    for (bot/wave_keys.py): what a TTL notice or a sweep digest
+    lists, where the template has no BatchView to ask."""
+    return value_of(ref, verb, items)

@@ -406,7 +406,7 @@ def test_the_cli_filters_and_refuses_bad_filters_in_one_line(tmp_path: Path) -> 
     )
     assert wrote.returncode == 0
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert lines[1:] and all(line.startswith("\"CHG-0001\",") for line in lines[1:])
+    assert lines[1:] and all(line.startswith('"CHG-0001",') for line in lines[1:])
     assert f"wrote {out} ({len(lines)} lines)" in wrote.stderr
     # A filter that matches nothing says so (the export is empty, not lost);
     # a change the record does not hold is an error, as in `change show`.
@@ -414,7 +414,7 @@ def test_the_cli_filters_and_refuses_bad_filters_in_one_line(tmp_path: Path) -> 
     assert (empty.returncode, empty.stdout) == (0, "")
     assert empty.stderr.splitlines()[-1] == "no events matched --vm NOSUCH01, --actor U0NOBODY"
     as_csv = invoke(tmp_path, "audit", "export", "--vm", "NOSUCH01", "--format", "csv")
-    assert as_csv.stdout.count("\n") == 1 and as_csv.stdout.startswith("\"change\",")
+    assert as_csv.stdout.count("\n") == 1 and as_csv.stdout.startswith('"change",')
     assert as_csv.stderr.splitlines()[-1] == "no events matched --vm NOSUCH01"
     before = out.read_bytes()
     missing = invoke(tmp_path, "audit", "export", "--change", "CHG-9", "-o", str(out))
@@ -480,7 +480,7 @@ def test_csv_text_is_quoted_so_a_semicolon_locale_keeps_the_cell() -> None:
     """A spreadsheet whose list separator is `;` (most of Europe's locales)
     splits an unquoted cell at a reason's `;`. Every cell of text is
     quoted; the sequence number stays a bare number."""
-    row: dict[str, Any] = {key: "" for key in AUDIT_FIELDS}
+    row: dict[str, Any] = dict.fromkeys(AUDIT_FIELDS, "")
     row |= {"seq": 7, "message": "patch KB5031; reboot", "vm": "WEB01", "details": {}}
     written = "".join(export_audit([row], "csv"))
     line = written.splitlines()[1]

@@ -22,6 +22,7 @@ from handlers.grammar.requests import WithdrawRequest
 from tests.slack_support import RunningBot
 from tests.test_slack_flow import (
     button,
+    card_button,
     checked_bot,
     click,
     command,
@@ -162,9 +163,8 @@ def test_the_requesters_own_card_of_a_wave_offers_no_approve_all(tmp_path: Path)
         own = _replaced(bot, key)
         assert "waits for approval" in shown(own)
         assert button(own, "checkpoint:wave_approve") is None
-        assert button(command(bot, "batch BAT-1", user="U0BOB"), "checkpoint:wave_approve") == (
-            "BAT-0001"
-        )
+        approve_all = button(command(bot, "batch BAT-1", user="U0BOB"), "checkpoint:wave_approve")
+        assert approve_all is not None and approve_all.startswith("BAT-0001:approve:")
 
 
 def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
@@ -174,7 +174,11 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         _wave_taken(bot, Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]), "KB5044284 wave")
         card = command(bot, "batch BAT-1")
         rollback = button(card, "checkpoint:wave_rollback")
-        assert rollback == "BAT-0001" and "Roll back all (2)" in shown(card)
+        assert (
+            rollback is not None
+            and rollback.startswith("BAT-0001:rollback:")
+            and "Roll back all (2)" in shown(card)
+        )
         assert button(card, "checkpoint:wave_approve") is None  # nothing waits yet
 
         reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
@@ -186,7 +190,11 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         # An approver's card (the asker's own offers no Approve all).
         card = command(bot, "batch BAT-1", user="U0BOB")
         approve_all = button(card, "checkpoint:wave_approve")
-        assert approve_all == "BAT-0001" and "Approve all (2)" in shown(card)
+        assert (
+            approve_all is not None
+            and approve_all.startswith("BAT-0001:approve:")
+            and "Approve all (2)" in shown(card)
+        )
         # Approvers see the list before approving: on the card and in the confirm.
         assert "its rollback waits for approval" in shown(card)
         assert "You approve: WEB01 (rollback), STG-WEB01 (rollback)" in json.dumps(card)
@@ -201,7 +209,11 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
 
         card = command(bot, "batch BAT-1")
         keep = button(card, "checkpoint:wave_merge")
-        assert keep == "BAT-0001" and button(card, "checkpoint:wave_rollback") is None
+        assert (
+            keep is not None
+            and keep.startswith("BAT-0001:merge:")
+            and button(card, "checkpoint:wave_rollback") is None
+        )
         reply, key = bot.slack.click("checkpoint:wave_merge", keep, user="U0ALICE")
         assert reply.status == 200
         answers = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
@@ -216,12 +228,16 @@ def test_the_wave_rollback_its_asker_takes_back_from_the_card_or_by_id(tmp_path:
     with checked_bot(tmp_path, "") as bot:
         _wave_taken(bot, Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]), "KB5044284 wave")
         assert button(command(bot, "batch BAT-1"), "checkpoint:wave_withdraw") is None
-        reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
+        reply, key = bot.slack.click(
+            "checkpoint:wave_rollback",
+            card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
+            user="U0ALICE",
+        )
         assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
 
         card = command(bot, "batch BAT-1")
-        assert button(card, "checkpoint:wave_withdraw") == "BAT-0001"
+        assert (button(card, "checkpoint:wave_withdraw") or "").startswith("BAT-0001:withdraw:")
         assert "Withdraw (2)" in shown(card)
         assert (
             "WEB01, STG-WEB01 are not rolled back; only whoever asked for it may withdraw it."
@@ -229,15 +245,26 @@ def test_the_wave_rollback_its_asker_takes_back_from_the_card_or_by_id(tmp_path:
         )
         none_waits = shown(command(bot, "withdraw BAT-1 merge"))
         assert "BAT-0001 has no merge waiting to withdraw" in none_waits
-        refused = shown(click(bot, "checkpoint:wave_withdraw", "BAT-0001", user="U0BOB"))
+        refused = shown(
+            click(
+                bot,
+                "checkpoint:wave_withdraw",
+                card_button(bot, "BAT-0001", "checkpoint:wave_withdraw", "U0BOB"),
+                user="U0BOB",
+            )
+        )
         assert "who asked for BAT-0001's rollback, may withdraw it" in refused
 
-        reply, key = bot.slack.click("checkpoint:wave_withdraw", "BAT-0001", user="U0ALICE")
+        reply, key = bot.slack.click(
+            "checkpoint:wave_withdraw",
+            card_button(bot, "BAT-0001", "checkpoint:wave_withdraw", "U0ALICE"),
+            user="U0ALICE",
+        )
         notice, after = _answers(bot, key, 2)
         assert "Withdrew 2 of BAT-0001: nothing runs for them" in shown(notice)
         assert button(after, "checkpoint:wave_withdraw") is None
         assert button(after, "checkpoint:wave_approve") is None
-        assert button(after, "checkpoint:wave_rollback") == "BAT-0001"
+        assert (button(after, "checkpoint:wave_rollback") or "").startswith("BAT-0001:rollback:")
         members = show_batch(bot.ctx, "BAT-1").members
         assert sorted((m.vm_name, m.state, m.waiting) for m in members) == [
             ("CORP-DC01", "denied", None),
@@ -380,7 +407,7 @@ def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_wit
         assert "BAT-0001 — scheduled" in shown(card) and _token(tonight) in shown(card)
         batch = show_batch(bot.ctx, "BAT-1")
         assert batch.run_at == tonight and {m.state for m in batch.members} == {"scheduled"}
-        assert button(card, "checkpoint:wave_withdraw") == "BAT-0001"
+        assert (button(card, "checkpoint:wave_withdraw") or "").startswith("BAT-0001:withdraw:")
 
         single = shown(command(bot, "create STG-WEB01 IIS upgrade --at 2026-12-10 23:30"))
         later = datetime(2026, 12, 10, 22, 30, tzinfo=UTC)
@@ -399,9 +426,20 @@ def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_wit
         assert "Asked for at a time" in home and f"runs {_token(tonight)}" in home
         assert "Asked for at a time" not in home_of(bot, "U0BOB")
 
-        refused = shown(click(bot, "checkpoint:wave_withdraw", "BAT-0001", user="U0BOB"))
+        refused = shown(
+            click(
+                bot,
+                "checkpoint:wave_withdraw",
+                card_button(bot, "BAT-0001", "checkpoint:wave_withdraw", "U0BOB"),
+                user="U0BOB",
+            )
+        )
         assert "who asked for BAT-0001, may withdraw it" in refused
-        reply, key = bot.slack.click("checkpoint:wave_withdraw", "BAT-0001", user="U0ALICE")
+        reply, key = bot.slack.click(
+            "checkpoint:wave_withdraw",
+            card_button(bot, "BAT-0001", "checkpoint:wave_withdraw", "U0ALICE"),
+            user="U0ALICE",
+        )
         notice, after = _answers(bot, key, 2)
         assert "Withdrew 3 of BAT-0001: nothing runs for them" in shown(notice)
         # Withdrawn, as it is ("refused" until 2026-12-05: nobody refused it).
@@ -490,7 +528,11 @@ rules:
 
         look = shown(click(bot, "checkpoint:wave_show", "BAT-0001", user="U0BOB"))
         assert "BAT-0001 — awaiting approval" in look and "*STG-WEB01*" in look
-        bot.slack.click("checkpoint:wave_approve", "BAT-0001", user="U0BOB")
+        bot.slack.click(
+            "checkpoint:wave_approve",
+            card_button(bot, "BAT-0001", "checkpoint:wave_approve", "U0BOB"),
+            user="U0BOB",
+        )
         for member in ("WEB01", "STG-WEB01"):
             wait_state(bot, member, "active")
         assert show_batch(bot.ctx, "BAT-1").state.value == "active"
@@ -626,7 +668,11 @@ def test_a_waves_thread_says_once_which_members_wait_for_their_window_and_until_
         assert take is not None
         _reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
         assert "BAT-0001 — awaiting approval" in shown(_replaced(bot, key))
-        bot.slack.click("checkpoint:wave_approve", "BAT-0001", user="U0BOB")
+        bot.slack.click(
+            "checkpoint:wave_approve",
+            card_button(bot, "BAT-0001", "checkpoint:wave_approve", "U0BOB"),
+            user="U0BOB",
+        )
         for vm in ("WEB01", "WEB02"):
             wait_state(bot, vm, "active", timeout=30)
         app01 = wait_state(bot, "APP01", "scheduled")
@@ -801,18 +847,26 @@ def test_the_requesters_own_card_offers_no_approve_all_of_the_rollback_she_asked
     still hers to approve; an approver's card offers it all."""
     with checked_bot(tmp_path, "") as bot:
         _wave_taken(bot, Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]), "KB5044284 wave")
-        _reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_rollback",
+            card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
+            user="U0ALICE",
+        )
         notice, own = _answers(bot, key, 2)
         assert "Rollback waits for approval" in shown(notice)
         assert "its rollback waits for approval" in shown(own)
         assert button(own, "checkpoint:wave_approve") is None
         assert button(command(bot, "batch BAT-1"), "checkpoint:wave_approve") is None
         bobs = command(bot, "batch BAT-1", user="U0BOB")
-        assert button(bobs, "checkpoint:wave_approve") == "BAT-0001"
+        assert (button(bobs, "checkpoint:wave_approve") or "").startswith("BAT-0001:approve:")
         assert "Approve all (2)" in shown(bobs)
 
         # Bob's own rollback of one VM waits on someone else: Alice may approve it.
-        _reply, key = bot.slack.click("checkpoint:wave_withdraw", "BAT-0001", user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_withdraw",
+            card_button(bot, "BAT-0001", "checkpoint:wave_withdraw", "U0ALICE"),
+            user="U0ALICE",
+        )
         _answers(bot, key, 2)
         assert show_batch(bot.ctx, "BAT-1").awaiting == 0
         web01 = next(m for m in show_batch(bot.ctx, "BAT-1").members if m.vm_name == "WEB01")
@@ -824,7 +878,7 @@ def test_the_requesters_own_card_offers_no_approve_all_of_the_rollback_she_asked
         ] == [("WEB01", "rollback", "U0BOB")]
         assert button(command(bot, "batch BAT-1", user="U0BOB"), "checkpoint:wave_approve") is None
         alices = command(bot, "batch BAT-1")
-        assert button(alices, "checkpoint:wave_approve") == "BAT-0001"
+        assert (button(alices, "checkpoint:wave_approve") or "").startswith("BAT-0001:approve:")
         assert "Approve all (1)" in shown(alices)
 
 
@@ -879,7 +933,11 @@ def test_roll_back_all_and_keep_all_say_which_member_is_still_scheduled_and_how_
             assert waits in confirm, confirm
             assert "/checkpoint withdraw BAT-0001 create" in confirm, confirm
 
-        _reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_rollback",
+            card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
+            user="U0ALICE",
+        )
         notice, _card = _answers(bot, key, 2)
         assert "Rollback of 2 VMs started" in shown(notice)
         assert f"*APP01* ({app01.ref}) is still scheduled" in shown(notice)
@@ -896,7 +954,11 @@ def test_roll_back_all_and_keep_all_say_which_member_is_still_scheduled_and_how_
         assert "after the rest of the wave was rolled back" in said
         assert "`/checkpoint withdraw BAT-0001 create`" in said
 
-        bot.slack.click("checkpoint:wave_merge", "BAT-0001", user="U0ALICE")
+        bot.slack.click(
+            "checkpoint:wave_merge",
+            card_button(bot, "BAT-0001", "checkpoint:wave_merge", "U0ALICE"),
+            user="U0ALICE",
+        )
         said = ended("Keep & merge all")(bot.api.wait_for(ended("Keep & merge all"), 30))[0]
         assert "2 of 2 merged" in said
         assert f"*APP01* ({app01.ref}) is still scheduled: it is taken {_token(opening)}" in said
@@ -999,7 +1061,11 @@ def test_the_approval_asked_for_roll_back_all_names_the_member_still_scheduled(
         app01 = wait_state(bot, "APP01", "scheduled")
         bot.api.wait_for(lambda cs: any("*Scheduled*" in r for r in wave_replies(cs)), 30)
 
-        _reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_rollback",
+            card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
+            user="U0ALICE",
+        )
         _answers(bot, key, 2)
 
         def asked(calls: list[Any]) -> list[str]:

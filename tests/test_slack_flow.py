@@ -177,6 +177,15 @@ def button(body: dict[str, Any], action_id: str) -> str | None:
     return None
 
 
+def card_button(bot: RunningBot, ref: str, action_id: str, user: str = "U0ALICE") -> str:
+    """The value of `action_id` on wave `ref`'s card as `user` has it now
+    (`/checkpoint batch`): a wave's buttons are bound to what they were
+    drawn for (bot/wave_keys.py), so a click sends the card's own value."""
+    value = button(command(bot, f"batch {ref}", user=user), action_id)
+    assert value is not None, f"{ref}'s card offers {user} no {action_id}"
+    return value
+
+
 def root_button(bot: RunningBot, ref: str, action_id: str) -> str:
     """Wait until the root of `ref`'s thread offers `action_id`; its value."""
     calls = bot.api.wait_for(

@@ -25,6 +25,7 @@ from tests.test_batch_slack import _wave_taken
 from tests.test_slack_flow import (
     CREATE_NEEDS_APPROVAL,
     USERGROUPS,
+    card_button,
     checked_bot,
     command,
     quiet_click,
@@ -112,10 +113,18 @@ def test_status_history_shows_the_records_mentions_and_escapes_the_reason(tmp_pa
 def test_a_wave_approved_names_its_approver_with_a_mention(tmp_path: Path) -> None:
     with checked_bot(tmp_path, "") as bot:
         _wave_taken(bot, Selection.of(["WEB01", "STG-WEB01"]), "KB5044284 wave", channel="C0TEST")
-        reply, key = bot.slack.click("checkpoint:wave_rollback", "BAT-0001", user="U0ALICE")
+        reply, key = bot.slack.click(
+            "checkpoint:wave_rollback",
+            card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
+            user="U0ALICE",
+        )
         assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
-        reply, key = bot.slack.click("checkpoint:wave_approve", "BAT-0001", user="U0BOB")
+        reply, key = bot.slack.click(
+            "checkpoint:wave_approve",
+            card_button(bot, "BAT-0001", "checkpoint:wave_approve", "U0BOB"),
+            user="U0BOB",
+        )
         assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
         for member in show_batch(bot.ctx, "BAT-1").members:

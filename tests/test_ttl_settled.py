@@ -221,8 +221,10 @@ def test_a_wave_reminder_says_what_became_of_each_vm_and_keeps_no_buttons_once_a
         dm = _remind(bot, min(_expiry(bot, m.change) for m in members))
         assert _actions(dm.body) == ["checkpoint:wave_merge", "checkpoint:wave_rollback"]
 
+        keep_all = button(dm.body, "checkpoint:wave_merge")
+        assert keep_all is not None
         reply, _key = bot.slack.click(
-            "checkpoint:wave_merge", out.batch.ref, user=ALICE, channel=ALICES_DM
+            "checkpoint:wave_merge", keep_all, user=ALICE, channel=ALICES_DM
         )
         assert reply.status == 200
         for m in members:
@@ -268,8 +270,11 @@ def test_a_wave_reminder_keeps_its_buttons_for_the_members_still_held(tmp_path: 
         assert "Keep & merge all (1)" in shown(partly) and "Roll back all (1)" in shown(partly)
         assert "are gone" not in shown(partly)
 
+        # Its Keep & merge all as updated: drawn for WEB02 alone.
+        keep_rest = button(partly, "checkpoint:wave_merge")
+        assert keep_rest is not None
         reply, _key = bot.slack.click(
-            "checkpoint:wave_merge", out.batch.ref, user=ALICE, channel=ALICES_DM
+            "checkpoint:wave_merge", keep_rest, user=ALICE, channel=ALICES_DM
         )
         assert reply.status == 200
         wait_state(bot, "WEB02", "merged", timeout=30)

@@ -29,7 +29,12 @@ def load_batch(s: Session, batch_id: int) -> BatchView:
     ).all()
     members = members_of(s, batch_id)
     pending = s.exec(
-        select(ApprovalRequest.change_id, ApprovalRequest.action, ApprovalRequest.requested_by)
+        select(
+            ApprovalRequest.id,
+            ApprovalRequest.change_id,
+            ApprovalRequest.action,
+            ApprovalRequest.requested_by,
+        )
         .where(
             col(ApprovalRequest.change_id).in_([m.change_id for m in members]),
             col(ApprovalRequest.state) == ApprovalState.PENDING,
@@ -37,8 +42,11 @@ def load_batch(s: Session, batch_id: int) -> BatchView:
         .order_by(col(ApprovalRequest.id))
     ).all()
     waits: dict[int, tuple[str, str]] = {}
-    for change_id, action, requested_by in pending:
+    requests: list[int] = []
+    for request_id, change_id, action, requested_by in pending:
         waits.setdefault(change_id, (action, requested_by))
+        if request_id is not None:
+            requests.append(request_id)
     sizes = _sizes(s, [m.checkpoint_id for m in members if m.checkpoint_id])
     due = due_times(s, [m.change_id for m in members if m.state == State.SCHEDULED])
     members = [
@@ -51,7 +59,9 @@ def load_batch(s: Session, batch_id: int) -> BatchView:
         )
         for m in members
     ]
-    return BatchView.of(batch, members, list(events), awaiting=len(waits))
+    return BatchView.of(
+        batch, members, list(events), awaiting=len(waits), pending_requests=tuple(requests)
+    )
 
 
 def members_of(s: Session, batch_id: int) -> list[MemberView]:

@@ -13,6 +13,7 @@ from bot.domain import WAVE_ACTIONS
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change
+from bot.wave_keys import MERGE_STATES, ROLLBACK_STATES, key_of, value_of
 
 
 def planned_run(c: Change) -> datetime | None:
@@ -154,6 +155,9 @@ class BatchView:
     awaiting: int = 0
     # When the wave was asked to run (`--at`); None: at once.
     run_at: datetime | None = None
+    # Every pending approval request of its members (ids): what an Approve
+    # all drawn now is for (bot/wave_keys.py).
+    pending_requests: tuple[int, ...] = ()
 
     @classmethod
     def of(
@@ -162,6 +166,7 @@ class BatchView:
         members: list[MemberView],
         events: list[BatchEvent] | None = None,
         awaiting: int = 0,
+        pending_requests: tuple[int, ...] = (),
     ) -> BatchView:
         assert b.id is not None
         return cls(
@@ -178,7 +183,29 @@ class BatchView:
             events=tuple(BatchEventView.of(e) for e in events or ()),
             awaiting=awaiting,
             run_at=b.run_at,
+            pending_requests=pending_requests,
         )
+
+    def shown_items(self, verb: str) -> tuple[str, ...]:
+        """What a `verb` button drawn from this view is for
+        (bot/wave_keys.py)."""
+        if verb == "rollback":
+            return tuple(m.change for m in self.members if m.state in ROLLBACK_STATES)
+        if verb == "merge":
+            return tuple(m.change for m in self.members if m.state in MERGE_STATES)
+        if verb == "approve":
+            return tuple(str(r) for r in self.pending_requests)
+        if verb == "withdraw":
+            return tuple(f"{m.change}:{action}:{by}" for m, action, by in self.withdrawals)
+        raise ValueError(f"a wave's card has no '{verb}' button")
+
+    def button_value(self, verb: str) -> str:
+        """The value of the card's `verb` button, bound to what it shows now."""
+        return value_of(self.ref, verb, self.shown_items(verb))
+
+    def shows_as_drawn(self, verb: str, key: str) -> bool:
+        """Whether a `verb` button drawn with `key` showed the wave as it is."""
+        return key_of(verb, self.shown_items(verb)) == key
 
     @property
     def state(self) -> BatchState:

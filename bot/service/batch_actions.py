@@ -23,7 +23,7 @@ from bot.changes.batch_views import BatchView, MemberView
 from bot.changes.record import ConcurrentUpdate, get_change, note
 from bot.domain import user_mention
 from bot.service.approvals import ApprovalOutcome, approve
-from bot.service.batches import find_batch, retell, show_batch
+from bot.service.batches import check_drawn, find_batch, retell, show_batch
 from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, ServiceError
@@ -83,9 +83,13 @@ class BatchAction:
         return [m.job_id for m in self.members if m.job_id is not None]
 
 
-def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> BatchAction:
+def _act(
+    ctx: ServiceDeps, ref: str, action: Action, who: Principal, drawn: str | None
+) -> BatchAction:
     batch_id = find_batch(ref)
     batch = show_batch(ctx, ref)
+    # The members acted on are this view's: the one the button's key matched.
+    check_drawn(batch, action.value, drawn)
     allowed = ELIGIBLE[action]
     eligible = [m for m in batch.members if State(m.state) in allowed and not _held(m, action)]
     skipped = [
@@ -271,15 +275,21 @@ def _note(
         )
 
 
-def rollback_batch(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> BatchAction:
+def rollback_batch(
+    ctx: ServiceDeps, ref: str, *, requester: str | Principal, drawn: str | None = None
+) -> BatchAction:
     """Roll back every active member (or ask for the approval the
-    strictest member's rollback needs)."""
-    return _act(ctx, ref, Action.ROLLBACK, as_principal(requester))
+    strictest member's rollback needs). `drawn`: the key of the button
+    clicked (bot/wave_keys.py); a card drawn for other members does nothing."""
+    return _act(ctx, ref, Action.ROLLBACK, as_principal(requester), drawn)
 
 
-def merge_batch(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> BatchAction:
-    """Merge (keep) every member that still holds its checkpoint."""
-    return _act(ctx, ref, Action.MERGE, as_principal(requester))
+def merge_batch(
+    ctx: ServiceDeps, ref: str, *, requester: str | Principal, drawn: str | None = None
+) -> BatchAction:
+    """Merge (keep) every member that still holds its checkpoint (`drawn`:
+    as for `rollback_batch`)."""
+    return _act(ctx, ref, Action.MERGE, as_principal(requester), drawn)
 
 
 @dataclass(frozen=True)
@@ -294,13 +304,19 @@ class BatchApproval:
         return [o.job_id for o in self.outcomes if o.job_id is not None]
 
 
-def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> BatchApproval:
+def approve_batch(
+    ctx: ServiceDeps, ref: str, *, approver: str | Principal, drawn: str | None = None
+) -> BatchApproval:
     """Approve what every member of the batch waits for (a rollback or a
     merge of all), member by member: each is re-checked by the policy as
     an ordinary approval, and one that cannot be approved leaves the
-    others approved."""
+    others approved. `drawn`: the key of the Approve all clicked
+    (bot/wave_keys.py): it approves only requests that card showed waiting,
+    and nothing when what waits changed since."""
     who = as_principal(approver)
     batch = show_batch(ctx, ref)
+    check_drawn(batch, "approve", drawn)
+    shown = set(batch.pending_requests) if drawn is not None else None
     outcomes: list[ApprovalOutcome] = []
     problems: list[tuple[str, str]] = []
     for m in batch.members:
@@ -310,6 +326,7 @@ def approve_batch(ctx: ServiceDeps, ref: str, *, approver: str | Principal) -> B
                 r
                 for a in ("rollback", "merge", "create")
                 if (r := pending_request(s, change_id, a)) is not None
+                and (shown is None or r.id in shown)
             ]
         if not waiting:
             continue

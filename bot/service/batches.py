@@ -397,6 +397,37 @@ def create_batch(
     return BatchOutcome(recorded, preview, tuple(outcomes), tuple(missing))
 
 
+class CardOutOfDate(Conflict):
+    """A wave's button drawn for what the wave no longer is (its members
+    moved, or what waits changed): nothing was done (bot/wave_keys.py).
+    Carries the wave as it is now, so the answer can show its card."""
+
+    def __init__(self, batch: BatchView, verb: str) -> None:
+        self.batch = batch
+        self.verb = verb
+        super().__init__(
+            f"{batch.ref} changed since this card was drawn, so its "
+            f"{_CARD_WORDS.get(verb, verb)} is out of date: nothing was done. "
+            "Its card as it is now shows what is left; decide from there"
+        )
+
+
+_CARD_WORDS = {
+    "rollback": "Roll back all",
+    "merge": "Keep & merge all",
+    "approve": "Approve all",
+    "withdraw": "Withdraw",
+}
+
+
+def check_drawn(batch: BatchView, verb: str, drawn: str | None) -> None:
+    """Refuse a button (`drawn`: its key; "" for a value that names none)
+    drawn for what `batch` no longer is. None: no button (the CLI names the
+    wave and acts on it as it is, `batch rollback BAT-n`)."""
+    if drawn is not None and not batch.shows_as_drawn(verb, drawn):
+        raise CardOutOfDate(batch, verb)
+
+
 def retell(ctx: ServiceDeps, batch: BatchView) -> None:
     """Bring the wave's thread up to date after a batch event (its card and
     its milestones are synced with any member's change, bot.notify.thread)."""
@@ -473,18 +504,25 @@ class BatchWithdrawal:
 
 
 def withdraw_batch(
-    ctx: ServiceDeps, ref: str, *, requester: str | Principal, action: str | None = None
+    ctx: ServiceDeps,
+    ref: str,
+    *,
+    requester: str | Principal,
+    action: str | None = None,
+    drawn: str | None = None,
 ) -> BatchWithdrawal:
     """Take back what waits in a wave before it runs (docs/batches.md
     "Cancelling"): each member still scheduled or waiting for the approval
     of its checkpoint (the wave's requester's to withdraw), and each waiting
     for the approval of the wave's rollback or merge (whoever asked for
     it), as `withdraw` does for one change; members that ran are left as
-    they are. `action` (create, rollback or merge) takes back only that."""
+    they are. `action` (create, rollback or merge) takes back only that;
+    `drawn`, a card's Withdraw: only what that card showed waiting."""
     from bot.service.withdrawal import withdraw  # it imports the approvals
 
     who = as_principal(requester)
     current = show_batch(ctx, ref)
+    check_drawn(current, "withdraw", drawn)
     if action is not None and action not in ("create", *WAVE_ACTIONS):
         raise BadRequest(
             f"a wave's '{action}' cannot be withdrawn: say create, rollback or merge, "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, select
 
 from bot.changes import FINAL_STATES, State
-from bot.changes.batch_load import members_of
+from bot.changes.batch_load import load_batch, members_of
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_views import BatchView
 from bot.changes.pending import pending_approvals
@@ -96,13 +96,17 @@ class WaveApproval:
     approvals: int
     required: int
     requested_by: str | None
+    # Its Approve all's value, bound to every request of the wave that
+    # waits now, as the wave's card draws it (bot/wave_keys.py).
+    value: str = ""
 
 
 def _by_wave(
-    pending: list[PendingApproval], waves: dict[int, int]
+    pending: list[PendingApproval], waves: dict[int, int], values: dict[int, str]
 ) -> tuple[list[PendingApproval], list[WaveApproval]]:
     """`pending` split: approvals of changes asked for alone, and one entry
-    per wave (and action) for its members' (`waves`: change id → batch id)."""
+    per wave (and action) for its members' (`waves`: change id → batch id;
+    `values`: batch id → its Approve all's value)."""
     alone: list[PendingApproval] = []
     grouped: dict[tuple[int, str], list[PendingApproval]] = {}
     for p in pending:
@@ -120,6 +124,7 @@ def _by_wave(
             min(m.approvals for m in members),
             max(m.required for m in members),
             members[0].requested_by,
+            values.get(batch_id, ""),
         )
         for (batch_id, action), members in grouped.items()
     ]
@@ -321,7 +326,9 @@ def home(ctx: ServiceDeps, who: Principal) -> HomeData:
     # Only where the viewer may approve here (no channel limit): a wave's
     # Approve all is given from the App Home like any other approval.
     waves = {p.change.id: p.change.batch_id for p in to_approve if p.change.batch_id is not None}
-    alone, by_wave = _by_wave([p for p in to_approve if not p.only_in], waves)
+    with session_scope(ctx.engine) as s:
+        values = {b: load_batch(s, b).button_value("approve") for b in set(waves.values())}
+    alone, by_wave = _by_wave([p for p in to_approve if not p.only_in], waves, values)
     limited = [p for p in to_approve if p.only_in]
     return HomeData(
         mine_views,
