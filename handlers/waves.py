@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from bot.service import (
     Selection,
     ServiceError,
     approve_batch,
+    batch_of_preview,
     create_batch,
     merge_batch,
     preview_batch,
@@ -56,6 +58,12 @@ SHOW = "checkpoint:wave_show"
 # Slack's limit on a button's value (Block Kit reference, button element:
 # https://api.slack.com/reference/block-kit/block-elements#button).
 VALUE_LIMIT = 2000
+# What Cancel carried before it carried the preview's token: such a
+# preview cannot be matched to the wave its Take may have recorded.
+_OLD_CANCEL = "cancel"
+# How long a second Take on a preview waits for the first to finish
+# recording the wave before it shows the card (the clicks run after their ack).
+RECORDING_WAIT = 20.0
 
 Payload = dict[str, Any]
 
@@ -77,7 +85,11 @@ class WaveValue:
     cluster: str | None = None
 
     def encode(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        # Slack counts a value's characters: a reason in any script costs
+        # its length, not six characters an accented letter (`\u00e9`).
+        return json.dumps(
+            asdict(self), separators=(",", ":"), sort_keys=True, ensure_ascii=False
+        )
 
     @classmethod
     def decode(cls, text: str) -> WaveValue:
@@ -139,10 +151,7 @@ class Waves:
         )
         encoded = value.encode()
         if len(encoded) > VALUE_LIMIT:
-            return self.deps.error(
-                "this wave is too long to carry on a button (the reason, mostly): "
-                "shorten the reason, or use `checkpoint-bot checkpoint create` on the CLI"
-            )
+            return self.deps.error(_too_long(value, len(encoded)))
         shown = preview_batch(
             self.deps.ctx,
             value.selection,
@@ -152,7 +161,7 @@ class Waves:
             ttl=request.ttl_text,
             at=self.deps.at_of(who.id, request.at_text) if request.at_text else None,
         )
-        return self.deps.payload("wave_preview", p=shown, value=encoded)
+        return self.deps.payload("wave_preview", p=shown, value=encoded, token=value.token)
 
     def button(self, ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
@@ -173,8 +182,7 @@ class Waves:
             answer_click(body, respond, client, card)
             return
         if action["action_id"] == CANCEL:
-            done = self.deps.notice("Cancelled", "Nothing was recorded and no host was asked.")
-            _replace(respond, done)
+            self._cancel(str(action.get("value", "")), body, respond, client)
             return
         try:
             value = WaveValue.decode(str(action.get("value", "")))
@@ -201,8 +209,46 @@ class Waves:
         except ServiceError as exc:
             answer_click(body, respond, client, self.deps.error(exc.message))
             return
+        shown = out.batch
+        if out.existing and not shown.recorded:
+            # Another click on this preview is recording the wave: its card
+            # lists only the members recorded so far until that ends.
+            shown = self._once_recorded(shown)
         # The requester's own copy: they are never an approver of their wave.
-        _replace(respond, self._card(out.batch, viewer=who.id))
+        _replace(respond, self._card(shown, viewer=who.id))
+
+    def _once_recorded(self, view: BatchView) -> BatchView:
+        deadline = time.monotonic() + RECORDING_WAIT
+        while not view.recorded and time.monotonic() < deadline:
+            time.sleep(0.2)
+            view = show_batch(self.deps.ctx, view.ref)
+        return view
+
+    def _cancel(
+        self, token: str, body: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        """Cancel on a preview: nothing to undo while nothing was taken from
+        it; once Take recorded the wave (a second window, a slow client),
+        Cancel says so and shows the wave's card, which can stop what has
+        not run (Withdraw) and decide the rest."""
+        try:
+            taken = batch_of_preview(self.deps.ctx, token) if token != _OLD_CANCEL else None
+        except ServiceError as exc:
+            answer_click(body, respond, client, self.deps.error(exc.message))
+            return
+        if taken is None:
+            done = self.deps.notice("Cancelled", "Nothing was recorded and no host was asked.")
+            _replace(respond, done)
+            return
+        user = str(body["user"]["id"])
+        said = self.deps.notice(
+            f"Not cancelled: {taken.ref} was already taken from this preview",
+            f"Cancel does nothing once Take has recorded the wave. On its card, "
+            f"*Withdraw* stops what has not run yet; *Roll back all* or *Keep & merge all* "
+            f"decides the rest (`/checkpoint batch {taken.ref}`).",
+        )
+        answer_click(body, respond, client, said)
+        _replace(respond, self._card(taken, viewer=user))
 
     def _on_card(
         self, verb: str, body: dict[str, Any], respond: Respond, client: WebClient
@@ -282,6 +328,23 @@ def _still_scheduled(verb: str, acted: BatchAction) -> list[str]:
         f"`/checkpoint withdraw {batch.ref} create`"
         for w in still_scheduled(batch)
     ]
+
+
+def _too_long(value: WaveValue, length: int) -> str:
+    """What made a wave's Take value too long for a button, in words."""
+    names = len(json.dumps(value.names, ensure_ascii=False))
+    if names >= len(json.dumps(value.reason, ensure_ascii=False)):
+        return (
+            f"this wave names {counted(len(value.names), 'VM')} one by one, too many to carry "
+            f"on a button ({length} characters, Slack's limit is {VALUE_LIMIT}): select them "
+            "with `--group`, `--host`, `--cluster` or `--tag`, or use `checkpoint-bot "
+            "checkpoint create` on the CLI"
+        )
+    return (
+        f"the reason is too long to carry on a button with the wave ({length} characters, "
+        f"Slack's limit is {VALUE_LIMIT}): shorten it, or use `checkpoint-bot checkpoint "
+        "create` on the CLI"
+    )
 
 
 def _replace(respond: Respond, payload: Payload) -> None:

@@ -186,6 +186,12 @@ class BatchView:
             pending_requests=pending_requests,
         )
 
+    @property
+    def recorded(self) -> bool:
+        """Whether its create has recorded every member it will (the
+        `members_recorded` event): until then its card lists only some."""
+        return any(e.kind == "members_recorded" for e in self.events)
+
     def shown_items(self, verb: str) -> tuple[str, ...]:
         """What a `verb` button drawn from this view is for
         (bot/wave_keys.py)."""

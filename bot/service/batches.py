@@ -435,6 +435,13 @@ def retell(ctx: ServiceDeps, batch: BatchView) -> None:
         ctx.notifier.changed(batch.members[0].change_id)
 
 
+def batch_of_preview(ctx: ServiceDeps, token: str) -> BatchView | None:
+    """The batch a preview's Take recorded (`token`, the preview's), or
+    None while nothing was taken from it."""
+    made = _by_token(ctx, token) if token else None
+    return None if made is None else show_batch(ctx, batch_ref(made))
+
+
 def _by_token(ctx: ServiceDeps, token: str) -> int | None:
     with session_scope(ctx.engine) as s:
         return s.exec(select(Batch.id).where(col(Batch.token) == token)).first()
