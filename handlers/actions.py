@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,6 +66,19 @@ log = logging.getLogger(__name__)
 
 Payload = dict[str, Any]
 
+# A button value that is not one this bot drew (garbled, meant for another
+# button, or naming ids past any a database holds): refused in these words,
+# as the service refuses one it can read but no card carried (`NotDrawn`).
+NOT_DRAWN = "This button's value is not one this bot drew; nothing was done."
+
+# Slack wants a form's answer within 3 seconds
+# (https://api.slack.com/surfaces/modals#interactions), however long its own
+# Web API takes meanwhile. What needs a Web API call before the answer (the
+# person's user groups, for the policy's refusals under the fields) is waited
+# for until this long after the submission arrived; past it the form closes
+# and the request itself decides, its outcome told in a message.
+FORM_BUDGET = 1.5
+
 
 class ViewChannels:
     """Which channel a modal was opened from, by view id, so its result can
@@ -108,15 +123,17 @@ class Actions:
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
             "channel_id"
         )
+        raw = str(action.get("value", ""))
         try:
-            value = parse_action_value(str(action.get("value", "")))
+            value = parse_action_value(raw)
         except ValueError:
-            answer_click(body, respond, client, self.deps.error(messages.UNEXPECTED))
+            log.warning("refused button %s: its value %r is not one this bot draws", verb, raw[:80])
+            answer_click(body, respond, client, self.deps.error(NOT_DRAWN))
             return
         if not value.fits(action_id):
             # A value that does not say this button's purpose acts on nothing.
             log.warning(messages.log_mismatched_value(action_id, str(value)))
-            answer_click(body, respond, client, self.deps.error(messages.UNEXPECTED))
+            answer_click(body, respond, client, self.deps.error(NOT_DRAWN))
             return
         writes = committed_writes()
         try:
@@ -147,10 +164,14 @@ class Actions:
     ) -> Payload | None:
         deps, ctx, ref = self.deps, self.deps.ctx, value.ref
         if verb in ("approve", "reject", "withdraw"):
+            # The version too: a value naming one the change never reached
+            # was on no card, and acts on nothing (`bound_request`).
             target = (
                 Target(version=value.version)
                 if value.legacy
-                else Target(request_id=value.request_id, action=value.purpose)
+                else Target(
+                    request_id=value.request_id, action=value.purpose, version=value.version
+                )
             )
             if verb == "reject" and not value.legacy:
                 # Ask why first (a modal); the rejection is recorded on submit.
@@ -235,13 +256,21 @@ class Actions:
     def submit_create(
         self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
     ) -> None:
+        """Answer the form within Slack's 3 seconds: what needs no Web API
+        call is checked before the answer, under its field; the policy's
+        refusals too when the person's groups are known in time
+        (`FORM_BUDGET`). Otherwise the form closes and the request decides,
+        as a slash command's does, and its outcome (a refusal too) is told
+        in a message. Either way the checkpoint is asked for once: only
+        after the form was answered without errors."""
+        deadline = time.monotonic() + FORM_BUDGET
         values = _values(view)
         vm = _selected(values, "vm")
         ttl = _text(values, "ttl")
         reason = _text(values, "reason")
         errors: dict[str, str] = {}
         user = str(body["user"]["id"])
-        at = self._picked_at(values, user, errors)
+        instant = self._picked_instant(values, errors)
         if not vm:
             errors["vm"] = "Choose a VM."
         else:
@@ -263,29 +292,43 @@ class Actions:
         channel = str(view.get("private_metadata") or "") or None
         if "vm" not in errors and "ttl" not in errors:
             # What the policy refuses whatever the host says is said here,
-            # under its field, not in a message after the modal closed.
+            # under its field, not in a message after the modal closed, when
+            # it is known in time; else the request says it (`_created`).
             lifetime = parse_duration(ttl) if ttl else None
-            for field, why in refusals_of(self.deps, vm, lifetime, user, channel, team).items():
+            refused = self._in_time(
+                deadline, refusals_of, self.deps, vm, lifetime, user, channel, team
+            )
+            for field, why in (refused or {}).items():
                 errors.setdefault(field, why)
         if errors:
             ack(response_action="errors", errors=errors)
             return
         ack()
-        self.deps.later(
-            "the create modal",
-            lambda: self._tell(
-                client,
-                user,
-                channel,
-                lambda: self._created(
-                    self.deps.principal(user, channel, team), vm, ttl, reason, values, at
-                ),
-            ),
-        )
 
-    def _picked_at(
-        self, values: dict[str, Any], user: str, errors: dict[str, str]
-    ) -> AtTime | None:
+        def create() -> Payload:
+            who = self.deps.principal(user, channel, team)
+            return self._created(who, vm, ttl, reason, values, self._at_of(user, instant))
+
+        self.deps.later("the create modal", self._tell, client, user, channel, create)
+
+    def _in_time(
+        self, deadline: float, fn: Callable[..., dict[str, str]], *args: Any
+    ) -> dict[str, str] | None:
+        """`fn(*args)` if it returns before `deadline` (time.monotonic), else
+        None: the form's answer does not wait for Slack's. It runs on the
+        work pool; one that has not started by then never does."""
+        try:
+            future = self.deps.work.submit(fn, *args)
+        except RuntimeError:  # the pool was shut down: the process is stopping
+            return None
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            future.cancel()
+            log.info("the create form was answered before the policy could be asked")
+            return None
+
+    def _picked_instant(self, values: dict[str, Any], errors: dict[str, str]) -> datetime | None:
         """The form's optional "Take it at": Slack sends the instant the
         person picked on their own clock (a UNIX time); a time already past
         is refused under the field. A closed change window is said after the
@@ -294,15 +337,23 @@ class Actions:
         picked = (values.get("at") or {}).get("at", {}).get("selected_date_time")
         if not isinstance(picked, int) or isinstance(picked, bool):
             return None
+        instant = datetime.fromtimestamp(picked, UTC)
+        if instant <= self.deps.ctx.clock():
+            errors["at"] = "That time has passed: pick a later one, or leave it empty."
+        return instant
+
+    def _at_of(self, user: str, instant: datetime | None) -> AtTime | None:
+        """The picked instant in the person's Slack time zone, for how it is
+        said back; after the form's answer (asking Slack may take longer)."""
+        if instant is None:
+            return None
         at = AtTime(
-            datetime.fromtimestamp(picked, UTC),
+            instant,
             self.deps.homes.tz_of(user) or self.deps.ctx.settings.defaults.timezone,
             "slack",
         )
         if zone_of(at.zone) is None:
             at = AtTime(at.instant, "UTC", "configured")
-        if at.instant <= self.deps.ctx.clock():
-            errors["at"] = "That time has passed: pick a later one, or leave it empty."
         return at
 
     def _created(
@@ -352,7 +403,9 @@ class Actions:
 
         def run() -> Payload | None:
             who = self.deps.principal(user, channel, team)
-            target = Target(request_id=value.request_id, action=value.purpose)
+            target = Target(
+                request_id=value.request_id, action=value.purpose, version=value.version
+            )
             result = reject(self.deps.ctx, value.ref, approver=who, reason=reason, target=target)
             return self._decided(result)
 

@@ -131,14 +131,17 @@ CARD_PURPOSES = {
 }
 # Buttons bound to one approval request: decide it, or (its requester) take it back.
 DECIDING_ACTIONS = frozenset({"checkpoint:approve", "checkpoint:reject", "checkpoint:withdraw"})
+# Request ids and versions are database integers: more digits than any
+# integer column holds (18 fit even a BIGINT) were drawn by no card, and
+# the value is refused like any other that is not one of ours.
 _ACTION_VALUE = re.compile(
     rf"^({REF_WRITTEN_PATTERN}):"
-    r"(?:(create|rollback|merge|extend)#(\d+)"
-    r"|(rollback|merge|extend|start|unschedule|resolve)):v(\d+)$"
+    r"(?:(create|rollback|merge|extend)#(\d{1,18})"
+    r"|(rollback|merge|extend|start|unschedule|resolve)):v(\d{1,18})$"
 )
 # What buttons carried before they said what they were for; still accepted
 # from old messages, and then only where exactly one thing can be meant.
-_LEGACY_VALUE = re.compile(rf"^({REF_WRITTEN_PATTERN}):v(\d+)$")
+_LEGACY_VALUE = re.compile(rf"^({REF_WRITTEN_PATTERN}):v(\d{{1,18}})$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 

@@ -54,7 +54,16 @@ class InvalidName(InventoryLookupError):
         self.name = name
         self.reason = reason
         self.kind = kind
-        super().__init__(f"{kind} name {_shown(name) + ' ' if name else ''}{reason}")
+        super().__init__(f"{_called(kind)} {_shown(name) + ' ' if name else ''}{reason}")
+
+
+def _called(kind: str) -> str:
+    """What a value of `kind` is called: "VM name", "host name"; a tag is a
+    key=value, not a name ("tag 'env=x'"), and a kind that already says
+    "name" is not given a second one."""
+    if kind == "tag" or kind.endswith("name"):
+        return kind
+    return f"{kind} name"
 
 
 def _did_you_mean(suggestions: Sequence[str]) -> str:

@@ -7,6 +7,12 @@ membership counts within a minute. Disabled groups (`date_delete` set)
 grant nothing. The cache is bounded (`max_users`): a user beyond it is in
 no group, which can only take permissions away.
 
+The lock guards the cache, never the call: a lookup the fresh cache answers
+never waits for Slack. When the cache has expired, one lookup asks Slack and
+every other that arrives meanwhile waits for that same answer (its success
+or its failure) instead of queueing up to ask again, one slow call after
+another. An expired answer is never served in place of the new one.
+
 When Slack cannot be asked (unreachable, an error such as `missing_scope`),
 the lookup raises `GroupLookupFailed` (the service layer's
 `GroupsUnavailable`): the caller decides nothing, rather than deciding as
@@ -38,6 +44,16 @@ class GroupLookupFailed(Exception):
         self.why = why
 
 
+class _Refresh:
+    """One `usergroups.list` call in flight, and what came of it: every
+    lookup that needs it waits for `done`."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.members: dict[str, frozenset[str]] | None = None
+        self.why = "Slack's answer could not be read"
+
+
 class SlackDirectory:
     def __init__(
         self,
@@ -51,6 +67,7 @@ class SlackDirectory:
         self._monotonic = monotonic
         self._members: dict[str, frozenset[str]] = {}
         self._fetched_at: float | None = None
+        self._refresh: _Refresh | None = None
         self._lock = threading.Lock()
 
     def groups_of(self, user: str, team: str | None) -> frozenset[str]:
@@ -58,10 +75,33 @@ class SlackDirectory:
             return frozenset()  # not a Slack user (`cli:NAME`)
         with self._lock:
             now = self._monotonic()
-            if self._fetched_at is None or now - self._fetched_at >= self.ttl:
-                self._members = self._fetch(user)
-                self._fetched_at = now
-            return self._members.get(user, frozenset())
+            if self._fetched_at is not None and now - self._fetched_at < self.ttl:
+                return self._members.get(user, frozenset())
+            refresh, asks = self._refresh, self._refresh is None
+            if refresh is None:
+                refresh = self._refresh = _Refresh()
+        if asks:
+            self._ask(refresh, user, now)
+        else:
+            refresh.done.wait()
+        if refresh.members is None:
+            # Unknown is not "in no group": nothing that needs groups is decided.
+            raise GroupLookupFailed(user, refresh.why)
+        return refresh.members.get(user, frozenset())
+
+    def _ask(self, refresh: _Refresh, user: str, started: float) -> None:
+        """Ask Slack for `refresh`, outside the lock; whatever happens, the
+        lookups waiting for it are released with its outcome."""
+        try:
+            refresh.members = self._fetch(user)
+        except GroupLookupFailed as exc:
+            refresh.why = exc.why
+        finally:
+            with self._lock:
+                if refresh.members is not None:
+                    self._members, self._fetched_at = refresh.members, started
+                self._refresh = None
+            refresh.done.set()
 
     def _fetch(self, user: str) -> dict[str, frozenset[str]]:
         from slack_sdk.errors import SlackApiError, SlackClientError

@@ -14,6 +14,10 @@ change the card was rendered at (`templates.blocks.ActionValue`):
   the change is still at version N (nothing at all happened since the card)
   and exactly one request waits.
 
+A value no card of this bot carried (a version the change never reached, a
+request id no row can have) acts on nothing and is refused as such
+(`NotDrawn`), before anything is looked up by it.
+
 The CLI and `/checkpoint approve` name no request either: they act on what
 waits if one thing does, on the named action if the caller said which, and
 otherwise ask which.
@@ -45,6 +49,12 @@ if TYPE_CHECKING:
 
 # How many of the events since a card the explanation lists.
 _SINCE_SHOWN = 6
+
+# The largest id a button can name: ids and versions are INTEGER columns,
+# and PostgreSQL's INTEGER ends here. A larger one was on no card this bot
+# drew, and is refused before it reaches the database (where it would not
+# even fit a bind parameter).
+MAX_ROW_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,20 @@ def settled_words(state: str, by: str | None) -> str:
     return f"{said} by {user_mention(by)}" if by else said
 
 
+NOT_DRAWN = "this button's value is not one this bot drew; nothing was done"
+
+
+class NotDrawn(BadRequest):
+    """A button value no card of this bot carried: a request id no row can
+    have, or a version the change never reached (a forged or garbled value,
+    signed by Slack all the same). Nothing is looked up or changed."""
+
+    def __init__(self, change_id: int) -> None:
+        self.change_id = change_id
+        self.ref = change_ref(change_id)
+        super().__init__(f"{self.ref}: {NOT_DRAWN}")
+
+
 class Ambiguous(Conflict):
     """More than one request waits and the caller did not say which."""
 
@@ -226,19 +250,25 @@ def _request_words(action: str) -> str:
 
 def bound_request(s: Session, change: Change, target: Target, verb: str) -> ApprovalRequest:
     """The pending request `target` means on `change`, read in session `s`,
-    or Stale / Ambiguous / Conflict. Called again in the transaction that
+    or Stale / Ambiguous / Conflict (NotDrawn: a value no card carried).
+    Called again in the transaction that
     writes, so the request is still pending when the write commits: every
     settlement of a request bumps the change's version, and so does every
     approval, so two writers cannot both act on one version."""
     assert change.id is not None
     change_id = change.id
+    if target.version is not None and target.version > change.version:
+        # Versions only grow: no card showed this one.
+        raise NotDrawn(change_id)
     if target.request_id is not None:
+        if not 0 < target.request_id <= MAX_ROW_ID:
+            raise NotDrawn(change_id)
         request = s.get(ApprovalRequest, target.request_id, populate_existing=True)
         if request is None or request.change_id != change_id:
-            raise BadRequest(f"this button names no request of {change_ref(change_id)}")
+            raise NotDrawn(change_id)  # no request of this change
         if target.action is not None and request.action != target.action:
             # The value contradicts itself: act on neither.
-            raise BadRequest(f"this button's value does not match {change_ref(change_id)}")
+            raise NotDrawn(change_id)
         if request.state != ApprovalState.PENDING:
             raise Stale(
                 change_id,
@@ -312,14 +342,14 @@ def check_card(ctx: ServiceDeps, ref: str, card: Card) -> None:
     change_id = find_change(ctx, ref)
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
+        if card.version > change.version:
+            # A version the change has not reached was on no card we posted.
+            raise NotDrawn(change_id)
         events = events_of(s, change_id)
         if card.legacy:
             fresh = change.version == card.version
         else:
-            # A version the change has not reached was on no card we posted.
-            fresh = (
-                card.version <= change.version and state_at(events, card.version) == change.state
-            )
+            fresh = state_at(events, card.version) == change.state
         if fresh:
             return
         since, more = events_since(s, change_id, card.version)

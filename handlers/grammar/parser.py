@@ -237,7 +237,9 @@ def _convert(cmd: CommandSpec, param: Param, text: str) -> str:
         return ref
     if kind is Kind.NAME:
         try:
-            return check_name(text.strip(), kind="name")
+            # Said with the option's own word: "group name '<x' contains '<'…",
+            # "tag 'env=<x' …" (--group, --host, --cluster, --tag).
+            return check_name(text.strip(), kind=param.key)
         except InvalidName as exc:
             raise Invalid(mrkdwn_escape(str(exc))) from None
     if kind is Kind.CHANGE_OR_BATCH:
