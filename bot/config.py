@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError
 from bot.config_file import CONFIG_ENV, chosen_config
 from bot.domain import CheckpointKind, checked_channel_id
 from bot.durations import DurationError, parse_duration
-from bot.secrets import SecretError, credential_path
+from bot.secrets import SecretError, credential_path, relative_to
 from bot.store.db import default_sqlite_url, redacted_url, url_has_password
 from bot.yamlio import (
     ConfigProblem,
@@ -443,6 +443,17 @@ def _read_url_file(path: Path, source: str, doc: YamlDoc) -> str:
     return url
 
 
+def _resolved_slack(slack: SlackConfig, base: Path) -> SlackConfig:
+    """Secret files named in the file are relative to the file, as its
+    other paths are (a supervisor started elsewhere finds them)."""
+    update = {
+        name: ref.model_copy(update={"file": relative_to(ref.file, base)})
+        for name in ("bot_token", "signing_secret", "app_token")
+        if (ref := getattr(slack, name)).file is not None
+    }
+    return slack.model_copy(update=update) if update else slack
+
+
 def _resolved_hyperv(hyperv: HyperVConfig, base: Path) -> HyperVConfig:
     """Paths in the file are relative to the file."""
     if hyperv.simulator_hosts is None:
@@ -524,7 +535,7 @@ def load_settings(config_path: Path | None, env: Mapping[str, str], cwd: Path) -
         hyperv=_resolved_hyperv(parsed.hyperv, base),
         jobs=parsed.jobs,
         defaults=parsed.defaults,
-        slack=parsed.slack,
+        slack=_resolved_slack(parsed.slack, base),
         sweep=parsed.sweep,
         batches=parsed.batches,
         observability=parsed.observability,

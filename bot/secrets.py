@@ -18,6 +18,15 @@ CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
 _CREDENTIAL_PREFIXES = (f"${CREDENTIALS_DIRECTORY}", f"${{{CREDENTIALS_DIRECTORY}}}")
 
 
+def relative_to(file: Path, base: Path) -> Path:
+    """A secret file named in a config file, relative to that file's
+    directory; an absolute path or one under `$CREDENTIALS_DIRECTORY` as it
+    is (that one is resolved when it is read, `credential_path`)."""
+    if file.is_absolute() or (file.parts and file.parts[0] in _CREDENTIAL_PREFIXES):
+        return file
+    return base / file
+
+
 def credential_path(file: Path, env: Mapping[str, str], what: str) -> Path:
     """`file`, with a leading `$CREDENTIALS_DIRECTORY` (or `${...}`) replaced
     by that variable's value; any other path as it is."""

@@ -229,3 +229,47 @@ def test_a_queue_read_that_fails_for_another_reason_keeps_its_traceback(
         _wait_for(lambda: any(r.name == "huey.consumer.Worker" for r in caplog.records), 5)
     record = next(r for r in caplog.records if r.name == "huey.consumer.Worker")
     assert record.getMessage() == "Error reading from queue" and record.exc_info is not None
+
+
+def test_the_slack_notifier_tells_a_database_outage_once_not_every_tick(
+    dead_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen on two workers and `serve` while PostgreSQL was down for 12 s:
+    about 680 log lines each, "could not drain the Slack outbox; tried again
+    later" with a 55-line traceback every tick. The notifier now tells it as
+    the periodic tasks do: one line, then at most one a minute, no
+    traceback (it is at DEBUG, -v), and one line once it answers again."""
+    from slack_sdk import WebClient
+
+    from bot.notify import ThreadNotifier
+    from bot.notify.pacing import ChannelPacer
+    from templates import Renderer
+    from templates.blocks import SlackRenderer
+
+    caplog.set_level(logging.INFO)
+    notifier = ThreadNotifier(
+        dead_engine,
+        WebClient(token="xoxb-test", base_url="http://127.0.0.1:9/api/"),
+        SlackRenderer(Renderer()),
+        default_channel="C0OPS",
+        demo=False,
+        start_after_restore=False,
+        pacer=ChannelPacer(rate=1000.0, burst=1000),
+    )
+    clock = FakeMonotonic()
+    notifier.outages = OutageLog(
+        logging.getLogger("bot.notify.thread"), "Slack notifier", clock=clock
+    )
+    try:
+        for _ in range(12):  # a minute of 5-second drains
+            notifier._background_drain()
+            notifier._background_progress(7, "50%")
+            clock.now += 5
+    finally:
+        notifier.close()
+    lines = [r for r in caplog.records if r.name.startswith("bot.notify")]
+    said = [r.getMessage() for r in lines]
+    assert len(said) == 1, said
+    assert said[0].startswith("Slack notifier: the database does not answer (")
+    assert "the Slack outbox keeps what is not posted yet" in said[0]
+    assert lines[0].exc_info is None and "\n" not in said[0]

@@ -156,6 +156,11 @@ def known_failure(exc: Exception) -> int | None:
         return int(exc.code)
     if config is not None and isinstance(exc, config.ConfigError):
         return EXIT_USAGE
+    secrets = modules.get("bot.secrets")
+    if secrets is not None and isinstance(exc, secrets.SecretError):
+        # A secret the config names cannot be read (a missing file, an
+        # unset variable): the configuration's to fix, as `serve` says.
+        return EXIT_USAGE
     if service is not None:
         if isinstance(exc, service.BadRequest):
             return EXIT_USAGE

@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from bot.jobs.periodic import OutageLog, unreachable
 from bot.jobs.runner import JobRunner
+from bot.store.outage_log import OutageLog, unreachable
 
 if TYPE_CHECKING:
     # Huey (and the Redis and PostgreSQL clients its storage module tries)

@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.engine import Engine
 
 from bot.store.db import session_scope
+from bot.store.outage import is_transient
 from bot.store.tables import change_ref
 from bot.store.tables.slack import SlackOutbox
 
@@ -176,6 +177,11 @@ class OutboxDrainer:
         try:
             complete = self._sync(change_id)
         except Exception as exc:
+            if is_transient(exc):
+                # The database stopped answering: every change would fail the
+                # same way. The drain ends here and its caller tells it once
+                # (bot/store/outage_log.py); the claim's lease lets it go.
+                raise
             self._release(change_id, upto, type(exc).__name__)
             log.warning(
                 "the Slack thread of %s is behind its record (%s); retried later",

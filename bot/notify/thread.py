@@ -47,6 +47,7 @@ from bot.notify.pacing import ChannelPacer
 from bot.notify.replies import approvers_to_ping, worth_a_reply
 from bot.notify.ttl_notices import TTLNoticeFollower
 from bot.store.db import session_scope
+from bot.store.outage_log import OutageLog, unreachable
 from bot.store.tables import change_ref
 from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change, ChangeEvent
@@ -168,6 +169,8 @@ class ThreadNotifier:
         self.outbox = OutboxDrainer(engine, self.sync, owner or f"notifier-{uuid.uuid4().hex[:12]}")
         self._draining = False
         self._timer_stop = threading.Event()
+        # The database not answering, told once and then once a minute.
+        self.outages = OutageLog(log, "Slack notifier")
         self._timer: threading.Thread | None = None
 
     def changed(self, change_id: int) -> None:
@@ -200,8 +203,20 @@ class ThreadNotifier:
     def _background_progress(self, job_id: int, message: str) -> None:
         try:
             self._show_progress(job_id, message)
-        except Exception:
-            log.warning("could not show the progress of job %s", job_id, exc_info=True)
+        except Exception as exc:
+            self._failed(exc, "could not show the progress of job %s", job_id)
+
+    def _failed(self, exc: Exception, words: str, *args: object) -> None:
+        """A failure of the notifier's background work. The database or
+        queue not answering is told by the outage log: one line, then at
+        most one a minute, the traceback only under -v (every tick would
+        otherwise log fifty lines, in every process). Anything else, a bug
+        or Slack's own error, with its traceback."""
+        what = unreachable(exc)
+        if what is None:
+            log.warning(words, *args, exc_info=True)
+            return
+        self.outages.failed(what, exc, then="the Slack outbox keeps what is not posted yet")
 
     def _show_progress(self, job_id: int, message: str) -> None:
         with session_scope(self.engine) as s:
@@ -259,8 +274,10 @@ class ThreadNotifier:
         try:
             self.outbox.drain()
             self.outbox.prune()
-        except Exception:
-            log.warning("could not drain the Slack outbox; tried again later", exc_info=True)
+        except Exception as exc:
+            self._failed(exc, "could not drain the Slack outbox; tried again later")
+        else:
+            self.outages.answered()
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for queued syncs (a CLI process about to exit)."""
@@ -300,10 +317,8 @@ class ThreadNotifier:
             # serving processes, which publish on their tick (bot/notify/homes.py).
             try:
                 self.stale_homes.record(change_id)
-            except Exception:
-                log.warning(
-                    "could not record the App Homes of %s", change_ref(change_id), exc_info=True
-                )
+            except Exception as exc:
+                self._failed(exc, "could not record the App Homes of %s", change_ref(change_id))
             return
         for listener in self._listeners:
             try:
