@@ -44,10 +44,11 @@ def _report(
     with_yaml: bool = False,
     missing: str = "their VMs were left as they were",
 ) -> None:
-    """The summary; exit 3 when a host could not be asked, `missing` saying
-    what became of that host's VMs."""
+    """The summary; exit 2 when the merged inventory would not be valid
+    (nothing written, everything found still shown), else exit 3 when a
+    host could not be asked, `missing` saying what became of that host's VMs."""
     from bot.inventory.discovery import UNDISCOVERABLE
-    from bot.service import Unavailable
+    from bot.service import BadRequest, Unavailable
 
     if as_json:
         data = report.to_dict()
@@ -59,6 +60,8 @@ def _report(
             "cli/discovery.txt.j2", report=report, undiscoverable=UNDISCOVERABLE
         )
         click.echo(text, nl=False, err=err)
+    if report.refused is not None:
+        raise BadRequest(report.refused)
     if report.unreachable:
         names = ", ".join(report.unreachable)
         raise Unavailable(f"{names} could not be asked; {missing}")
@@ -99,7 +102,9 @@ def discover_cmd(
     Exit 2 when --out exists without --force (nothing is asked). Exit 3
     when a host could not be asked: what the others said is still written
     (with --merge that host's VMs are left as they were; a new inventory
-    has none of them), and when no host answered nothing is written."""
+    has none of them), and when no host answered nothing is written. Exit
+    2, nothing written, when the result would not be a valid inventory: the
+    summary still shows everything found, and the last line says why."""
     from bot.service import DiscoveryRequest, discover
 
     request = DiscoveryRequest(hosts=hosts, groups=groups, merge=merge, out=out, force=force)
@@ -110,6 +115,9 @@ def discover_cmd(
         where = report.written or "the inventory printed"
         missing = f"{where} has none of their VMs"
     if report.written is not None or report.left_as_it_was is not None:
+        _report(rt, report, as_json, missing=missing)
+    elif report.refused is not None:
+        # Not an inventory: the summary and the reason, never the YAML.
         _report(rt, report, as_json, missing=missing)
     elif as_json:
         # One JSON document on stdout: the inventory is its `inventory_yaml`.
@@ -130,7 +138,8 @@ def diff_cmd(
     """What `discover --merge FILE` would change, without writing.
 
     FILE defaults to the config's inventory. Exit 3 when a host could not be
-    asked."""
+    asked; exit 2 when the merge would be refused (the result would not be
+    a valid inventory): everything found is still shown, then why."""
     from bot.service import DiscoveryRequest, discover
 
     target = file or rt.settings.inventory_path

@@ -1,8 +1,9 @@
 """What `inventory discover` does to an inventory, decided as pure functions.
 
     found_vm(DiscoveredVM)                 a host's record in the inventory's words
-    plan_merge(current, found, scope, today) -> MergePlan
+    plan_merge(current, found, scope, today, groups=...) -> MergePlan
     apply_to_mappings(entries, plan)       the plan applied to plain mappings
+    apply_to_groups(groups, plan)          the plan's renames applied to `groups:`
 
 `plan_merge` never does I/O and never reads the clock: it compares the VMs an
 inventory lists (validated, in file order) with what the asked hosts
@@ -12,7 +13,10 @@ job; gathering from the hosts is the service's.
 
 The rules (docs/discovery.md):
 
-- a VM is matched by VMId, never by name;
+- a VM is matched by VMId, never by name; a rename is an update, made
+  wherever the inventory names the VM: its entry and every named group
+  (`groups:`) that lists it, the only other place that names VMs (clusters
+  list hosts);
 - discovery owns what a host reports: the owner node (`host`), the name, the
   checkpoint settings, the disk kinds it can see, Hyper-V Replica, the guest
   OS (when the guest publishes it) and the volume (when the inventory's host
@@ -34,6 +38,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 from bot.domain import Role
@@ -229,6 +234,11 @@ class Entry:
     record: tuple[tuple[str, Any], ...] = ()
     notes: tuple[str, ...] = ()
     roles_unknown: bool = False
+    # A VM renamed on its host: the name the inventory had, and the named
+    # groups that list it by that name (renamed with it); in_groups is None
+    # when the plan was not given the inventory's groups.
+    renamed_from: str | None = None
+    in_groups: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -239,6 +249,8 @@ class Entry:
             "changes": [c.to_dict() for c in self.changes],
             "notes": list(self.notes),
             "roles_unknown": self.roles_unknown,
+            "renamed_from": self.renamed_from,
+            "in_groups": None if self.in_groups is None else list(self.in_groups),
             **({"record": dict(self.record)} if self.record else {}),
         }
 
@@ -275,6 +287,21 @@ class MergePlan:
 
     def counts(self) -> dict[str, int]:
         return {kind.value: len(self.of(kind)) for kind in Kind}
+
+    @cached_property
+    def renames(self) -> dict[str, str]:
+        """The names this merge changes: old name (case-folded) -> new name.
+        Applied at once, never one after another: A01 -> B01 while B01 ->
+        C01 is a chain, not A01 -> C01."""
+        return {
+            e.renamed_from.casefold(): e.name for e in self.entries if e.renamed_from is not None
+        }
+
+    def renamed_member(self, member: str) -> str | None:
+        """The new name for a VM name written elsewhere in the inventory (a
+        group's member, in any case), or None when the merge keeps it."""
+        new = self.renames.get(member.casefold())
+        return None if new is None or new == member else new
 
 
 def volumes_by_host(inventory: Inventory) -> dict[str, tuple[str, ...]]:
@@ -372,6 +399,12 @@ def _new_entry(found: FoundVM, scope: Scope) -> Entry:
     )
 
 
+def _groups_naming(groups: Mapping[str, Sequence[str]], name: str) -> tuple[str, ...]:
+    """The named groups that list `name` (any case), in the file's order."""
+    folded = name.casefold()
+    return tuple(g for g, members in groups.items() if any(m.casefold() == folded for m in members))
+
+
 def _update(
     index: int,
     vm: VM,
@@ -379,6 +412,7 @@ def _update(
     scope: Scope,
     names: Mapping[str, str],  # VMId -> its name after this merge
     copies: Sequence[FoundVM] = (),
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> Entry:
     host = _host_name(found.host, scope)
     wanted: list[tuple[str, Any, Any]] = []  # key, old, new
@@ -398,6 +432,12 @@ def _update(
         )
         notes.append(f"renamed on its host to {why}: kept as {name}")
     compare("name", vm.name, name)
+    renamed_from = vm.name if name != vm.name else None
+    in_groups = None
+    if renamed_from is not None and groups is not None:
+        in_groups = _groups_naming(groups, vm.name)
+    if in_groups:
+        notes.append(f"renamed {vm.name} → {name} (also in groups: {', '.join(in_groups)})")
     if vm.host.casefold() != host.casefold():
         wanted.append(("host", vm.host, host))
     compare("checkpoint_type", vm.checkpoint_type.name, found.checkpoint_type.name)
@@ -436,6 +476,8 @@ def _update(
         + tuple(Change(key, getattr(vm, key), None) for key in unset),
         notes=tuple(notes),
         roles_unknown=vm.roles_unknown,
+        renamed_from=renamed_from,
+        in_groups=in_groups,
     )
 
 
@@ -492,9 +534,19 @@ def _final_names(current: Sequence[VM], found: Mapping[str, FoundVM]) -> dict[st
 
 
 def plan_merge(
-    current: Sequence[VM], found: Iterable[FoundVM], scope: Scope, today: date
+    current: Sequence[VM],
+    found: Iterable[FoundVM],
+    scope: Scope,
+    today: date,
+    *,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> MergePlan:
-    """What merging `found` into `current` changes, VM by VM (pure)."""
+    """What merging `found` into `current` changes, VM by VM (pure).
+
+    `groups` is the inventory's `groups:` (group name -> VM names): a VM
+    renamed on its host is renamed in them too (`apply_to_groups`, and
+    `yamledit.apply_plan` in the file), and its entry says which
+    (`in_groups`)."""
     by_id, copies = _one_per_vm_id(found)
     answered = scope.answered_folded()
     names = _final_names(current, by_id)
@@ -502,7 +554,7 @@ def plan_merge(
     for index, vm in enumerate(current):
         seen = by_id.pop(vm.vm_id, None)
         if seen is not None:
-            entries.append(_update(index, vm, seen, scope, names, copies.get(vm.vm_id, ())))
+            entries.append(_update(index, vm, seen, scope, names, copies.get(vm.vm_id, ()), groups))
         elif vm.host.casefold() not in answered:
             entries.append(
                 Entry(
@@ -602,3 +654,13 @@ def apply_to_mappings(
         elif entry.kind is Kind.ADDED:
             result.append(dict(entry.record))
     return result
+
+
+def apply_to_groups(groups: Mapping[str, Sequence[str]], plan: MergePlan) -> dict[str, list[str]]:
+    """The plan's renames applied to `groups:` as plain mappings: every
+    member that names a renamed VM (in any case) gets its new name, the
+    same edit `yamledit` makes to a commented document."""
+    return {
+        group: [plan.renamed_member(member) or member for member in members]
+        for group, members in groups.items()
+    }

@@ -2,7 +2,8 @@
 
     doc = load_document(text)            a round-trip document (ruamel.yaml)
     layout = layout_of(text)             how the file indents its lists
-    apply_plan(doc, plan, today)         the merge plan's edits, key by key
+    apply_plan(doc, plan, today)         the merge plan's edits, key by key (and
+                                         a renamed VM's name in `groups:`)
     fresh_document(hosts_text)           a new file: the hosts of another, no VMs
     dump_document(doc, layout) -> str
     write_atomically(path, text)         all of it or nothing
@@ -188,8 +189,25 @@ def _set_key(entry: CommentedMap, key: str, value: Any, eol: str | None = None) 
         _move_trailing(entry, keys[-1], key)
 
 
+def _rename_group_members(doc: CommentedMap, plan: MergePlan) -> None:
+    """A VM the plan renames is renamed in every group that lists it: the
+    member alone is replaced (ruamel.yaml keeps its quoting, the list's flow
+    or block style and the comments around it)."""
+    groups = doc.get("groups")
+    if not plan.renames or not isinstance(groups, CommentedMap):
+        return
+    for members in groups.values():
+        if not isinstance(members, CommentedSeq):
+            continue
+        for index, member in enumerate(members):
+            new = plan.renamed_member(member) if isinstance(member, str) else None
+            if new is not None:
+                members[index] = new
+
+
 def apply_plan(doc: CommentedMap, plan: MergePlan, today: date, layout: Layout = Layout()) -> None:
     """Make the plan's edits in `doc` (in place), key by key."""
+    _rename_group_members(doc, plan)
     vms: CommentedSeq = doc["vms"]
     first_added = True
     for entry in plan.entries:

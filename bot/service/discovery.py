@@ -7,7 +7,9 @@ The hosts are asked in parallel (`hyperv.fanout` at most), each in a few
 calls for all of its VMs (`HyperVHost.discover_vms`). The merge itself is a
 pure plan (`bot.inventory.discovery.plan_merge`); the result is checked as
 an inventory before anything is written, and written atomically, so a
-refused merge leaves the file as it was.
+refused merge leaves the file as it was. A refused merge is still reported
+in full (`DiscoveryReport.refused` says why): one problem does not hide the
+rest of the drift.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class DiscoveryReport:
     left_as_it_was: Path | None = None
     text: str = ""
     host_seconds: dict[str, float] = field(default_factory=dict)
+    # Why the merged inventory would not be valid: nothing was written (and
+    # `text` is not an inventory to print).
+    refused: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         plan = self.plan
@@ -94,6 +99,7 @@ class DiscoveryReport:
             "changed": plan.changed,
             "written": None if self.written is None else str(self.written),
             "left_as_it_was": None if self.left_as_it_was is None else str(self.left_as_it_was),
+            "refused": self.refused,
             "unknown_roles": [e.name for e in plan.unknown_roles],
             "undiscoverable_roles": list(UNDISCOVERABLE),
             "entries": [e.to_dict() for e in plan.entries],
@@ -215,24 +221,31 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
         volumes=volumes_by_host(current if current is not None else deps.inventory),
     )
     today = deps.clock().date()
-    plan = plan_merge(current.vms if current is not None else [], found, scope, today)
+    plan = plan_merge(
+        current.vms if current is not None else [],
+        found,
+        scope,
+        today,
+        groups=current.groups if current is not None else None,
+    )
     apply_plan(doc, plan, today, layout)
     text = dump_document(doc, layout)
     target = request.out or request.merge
+    refused: str | None = None
     try:
         parse_inventory(text, str(target or "the discovered inventory"))
     except InventoryError as exc:
-        # Nothing is written: the file on disk stays as it was.
-        raise BadRequest(
-            f"the merged inventory would not be valid, nothing written: {exc}"
-        ) from None
+        # Nothing is written: the file on disk stays as it was. The plan is
+        # still reported, so the rest of the drift is not hidden.
+        said = "nothing written" if request.write else "`discover --merge` would write nothing"
+        refused = f"the merged inventory would not be valid, {said}: {exc}"
     written: Path | None = None
     left: Path | None = None
-    if request.write and _in_place(request) and not plan.changed:
+    if refused is None and request.write and _in_place(request) and not plan.changed:
         # Nothing to change: the file is not rewritten (its bytes, its
         # modification time and its place in version control stay as they are).
         left = request.merge
-    elif request.write and target is not None:
+    elif refused is None and request.write and target is not None:
         try:
             write_atomically(target, text)
         except OSError as exc:
@@ -248,4 +261,5 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
         left_as_it_was=left,
         text=text,
         host_seconds=timings,
+        refused=refused,
     )
