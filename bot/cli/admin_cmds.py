@@ -77,6 +77,8 @@ def db_status(rt: Runtime, as_json: bool) -> None:
         )
     else:
         was = "no schema yet" if state is SchemaState.EMPTY else f"schema {status.current}"
+        if status.missing_file is not None:
+            was = "no record there (the file does not exist yet)"
         count = len(status.pending)
         click.echo(
             f"{status.database}: {was}; this release needs {status.needed}. "
@@ -85,6 +87,15 @@ def db_status(rt: Runtime, as_json: bool) -> None:
         )
         for rev, doc in status.pending:
             click.echo(f"  {rev}  {doc}")
+        if state is SchemaState.EMPTY and status.from_cwd is not None:
+            # Seen: run from another directory, it found (and made) an empty
+            # record there; upgrading it would split the deployment's record.
+            click.echo(
+                f"If this deployment's record is elsewhere, run from its directory or set "
+                f"database_url (or workdir) in {rt.settings.config_path}: without them the "
+                f"record is var/checkpoint-bot.db under the directory the command runs in "
+                f"({status.from_cwd})."
+            )
     if state is not SchemaState.CURRENT:
         raise SystemExit(1)
 

@@ -12,7 +12,7 @@ from bot.config import Settings
 from bot.service.errors import Unavailable
 from bot.service.outage import misconfigured_database
 from bot.store import migrate
-from bot.store.db import driver_reason, make_engine
+from bot.store.db import driver_reason, make_engine, missing_sqlite_file
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,11 @@ class SchemaStatus:
     current: str | None
     needed: str  # the schema this release runs on
     pending: tuple[tuple[str, str], ...]  # (revision, what it does) `db upgrade` applies, in order
+    # A SQLite record whose file does not exist: looked at, not created.
+    missing_file: str | None = None
+    # Where the record would be when the config names none: the directory
+    # the command runs in (a command run from elsewhere finds none there).
+    from_cwd: str | None = None
 
     @property
     def state(self) -> SchemaState:
@@ -86,6 +91,7 @@ class SchemaStatus:
             "current": self.current,
             "needed": self.needed,
             "pending": [{"revision": rev, "does": doc} for rev, doc in self.pending],
+            "missing_file": self.missing_file,
         }
 
 
@@ -95,13 +101,18 @@ def schema_status(settings: Settings) -> SchemaStatus:
     in one line, when the database does not answer."""
     label = settings.database_label
     known = migrate.revisions()
-    engine = make_engine(settings.database_url)
-    try:
-        current = migrate.current_revision(engine)
-    except (OperationalError, InterfaceError, ProgrammingError) as exc:
-        raise _not_answering(exc, label) from None
-    finally:
-        engine.dispose()
+    missing = missing_sqlite_file(settings.database_url)
+    current: str | None = None
+    if missing is None:
+        # A file that is not there is not opened: opening creates it (and a
+        # record in the wrong directory, which `db upgrade` would then fill).
+        engine = make_engine(settings.database_url)
+        try:
+            current = migrate.current_revision(engine)
+        except (OperationalError, InterfaceError, ProgrammingError) as exc:
+            raise _not_answering(exc, label) from None
+        finally:
+            engine.dispose()
     ids = [rev for rev, _ in known]
     if current is None:
         pending = tuple(known)
@@ -109,4 +120,11 @@ def schema_status(settings: Settings) -> SchemaStatus:
         pending = tuple(known[ids.index(current) + 1 :])
     else:
         pending = ()
-    return SchemaStatus(label, current, ids[-1], pending)
+    return SchemaStatus(
+        label,
+        current,
+        ids[-1],
+        pending,
+        missing_file=None if missing is None else str(missing),
+        from_cwd=str(settings.workdir) if settings.database_from_cwd else None,
+    )
