@@ -100,10 +100,10 @@ class SlackWsgi:
             return _plain(start_response, "405 Method Not Allowed", "POST only\n")
         declared = slack_intake.content_length(environ)
         if isinstance(declared, Refusal):
-            return _refuse(start_response, declared, environ)
+            return self._refuse(start_response, declared, environ)
         body = slack_intake.read_body(environ["wsgi.input"], declared)
         if isinstance(body, Refusal):
-            return _refuse(start_response, body, environ)
+            return self._refuse(start_response, body, environ)
 
         def header(name: str) -> str | None:
             value = environ.get("HTTP_" + name.upper().replace("-", "_"))
@@ -111,15 +111,38 @@ class SlackWsgi:
 
         refusal = slack_intake.check_signature(header, body, self.signing_secret)
         if refusal is not None:
-            return _refuse(start_response, refusal, environ)
+            return self._refuse(start_response, refusal, environ)
         refusal = slack_intake.check_payload(str(environ.get("CONTENT_TYPE", "")), body)
         if refusal is not None:
             # Signed, so Slack's (or the secret's holder's): worth a warning.
-            return _refuse(start_response, refusal, environ, level=logging.WARNING)
+            return self._refuse(start_response, refusal, environ, level=logging.WARNING)
         checked = dict(environ)
         checked["wsgi.input"] = io.BytesIO(body)
         checked["CONTENT_LENGTH"] = str(len(body))
         return self.bolt(checked, start_response)
+
+    def _refuse(
+        self,
+        start_response: StartResponse,
+        refusal: Refusal,
+        environ: WSGIEnvironment,
+        *,
+        level: int = logging.INFO,
+    ) -> list[bytes]:
+        """Counted (a signing secret rotated on one side only refuses every
+        request, and Bolt, which counts commands, never sees them), then
+        answered."""
+        if self.metrics is not None:
+            self.metrics.slack_refused.labels(_why(refusal)).inc()
+        return _refuse(start_response, refusal, environ, level=level)
+
+
+def _why(refusal: Refusal) -> str:
+    if refusal.status.startswith("401"):
+        return "signature"
+    if refusal.status.startswith("413"):
+        return "too_large"
+    return "malformed"
 
 
 def _refuse(

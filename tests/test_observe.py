@@ -556,6 +556,7 @@ def exposed(tmp_path: Path) -> dict[str, set[str]]:
         m = context.metrics
         # Touch each labelled metric once so its samples appear.
         m.slack_commands.labels("create", "ok").inc()
+        m.slack_refused.labels("signature").inc()
         m.slack_actions.labels("checkpoint:approve", "ok").inc()
         m.ack_seconds.labels("command").observe(0.01)
         m.policy_decisions.labels("create", "allow").inc()

@@ -53,6 +53,13 @@ class Metrics:
             ["command", "outcome"],
             registry=r,
         )
+        self.slack_refused = Counter(
+            PREFIX + "slack_requests_refused",
+            "Requests to the Slack endpoint refused before Bolt saw them, by why "
+            "(signature: unsigned or a bad or stale signature; too_large; malformed).",
+            ["why"],
+            registry=r,
+        )
         self.slack_actions = Counter(
             PREFIX + "slack_actions",
             "Button clicks, modal submissions and option loads, by action and outcome.",
