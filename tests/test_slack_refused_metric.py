@@ -30,7 +30,12 @@ def _post(wsgi: SlackWsgi, body: bytes, headers: dict[str, str]) -> str:
         **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()},
     )
     said: list[str] = []
-    wsgi(environ, lambda status, _headers: said.append(status))
+
+    def start_response(status: str, _headers: list[tuple[str, str]], *_: Any) -> Any:
+        said.append(status)
+        return lambda _data: None
+
+    wsgi(environ, start_response)
     return said[0]
 
 
