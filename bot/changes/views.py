@@ -329,6 +329,11 @@ class CheckpointRow:
     evidence: str = ""
     # What the owning change asked for, if a change owns it.
     asked: str | None = None
+    # `vm_name` is the inventory's name for the VM (by its VMId), the name
+    # every command takes; this is the host's own, when it differs (a DR
+    # copy its host calls WEB02, the inventory's WEB02-DR). A VM the
+    # inventory does not hold keeps the host's name in `vm_name`.
+    host_vm_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "created_at": _iso(self.created_at)}

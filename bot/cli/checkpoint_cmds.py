@@ -394,8 +394,13 @@ def list_cmd(
 
 def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> None:
     view = result.change
+    # Whether the job the approval started succeeded; None when none ran
+    # here (pending, refused, rejected, withdrawn, scheduled, an extension).
+    succeeded: bool | None = None
     if result.job_id is not None and view.state != State.SCHEDULED.value:
-        _, view = _wait_for(rt, result.job_id, view, result.action)
+        # A failed rollback or merge leaves the change active, which is no
+        # bad end: the job says it failed (as `finish` reads it).
+        succeeded, view = _wait_for(rt, result.job_id, view, result.action)
     else:
         from bot.service import show_change
 
@@ -413,12 +418,23 @@ def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> 
                     "request_id": result.request_id,
                 },
                 "job_id": result.job_id,
+                "job_succeeded": succeeded,
             }
         )
     else:
         rt.out("cli/approval.txt.j2", r=result, c=view)
-    if result.state == ApprovalState.REFUSED or view.state in BAD_ENDS:
+        if succeeded is False and not _says_it_failed(view):
+            # The summary's "last error" says how it failed; without one
+            # (the job ran out of time), the last line still says so.
+            click.echo(f"{view.ref}: the approved {result.action} did not succeed")
+    if result.state == ApprovalState.REFUSED or view.state in BAD_ENDS or succeeded is False:
         raise SystemExit(EXIT_REFUSED)
+
+
+def _says_it_failed(view: ChangeView) -> bool:
+    """Whether cli/change_summary.txt.j2 ends with the change's last error."""
+    shown = (State.FAILED.value, State.INTERRUPTED.value, State.ACTIVE.value)
+    return bool(view.last_error) and view.state in shown and not view.resolutions
 
 
 REQUESTS = click.Choice(APPROVAL_ACTIONS, case_sensitive=False)

@@ -134,14 +134,20 @@ def list_checkpoints(
     by_vm: dict[str, list[Checkpoint]] = {}
     for c in found:
         by_vm.setdefault(c.vm_id, []).append(c)
-    for _vm_id, items in sorted(by_vm.items(), key=lambda kv: kv[1][0].vm_name.lower()):
+    # The inventory names the VMs (by VMId) and every command takes its
+    # names: a host's name may be another VM's (seen: a DR copy its host
+    # calls WEB02 listed as "WEB02" beside the production WEB02).
+    names = {vm_id: _inventory_name(ctx, vm_id, items[0].vm_name) for vm_id, items in by_vm.items()}
+    for vm_id, items in sorted(by_vm.items(), key=lambda kv: names[kv[0]].casefold()):
+        name = names[vm_id]
         for c, depth in _tree_order(items):
             owner = owners.get(c.id)
             seen = judge_listed(c)
             rows.append(
                 CheckpointRow(
                     host=c.host,
-                    vm_name=c.vm_name,
+                    vm_name=name,
+                    host_vm_name=None if c.vm_name.casefold() == name.casefold() else c.vm_name,
                     vm_id=c.vm_id,
                     id=c.id,
                     name=c.name,
@@ -162,6 +168,15 @@ def list_checkpoints(
                 )
             )
     return CheckpointListing(tuple(rows), tuple(problems))
+
+
+def _inventory_name(ctx: ServiceDeps, vm_id: str, host_says: str) -> str:
+    """The inventory's name for the VM with this VMId; the host's name for
+    a VM the inventory does not hold."""
+    try:
+        return ctx.inventory.vm_by_id(vm_id).name
+    except InventoryLookupError:
+        return host_says
 
 
 def _on_its_host(ctx: ServiceDeps, vm: VM) -> tuple[list[Checkpoint], list[HostProblem]]:

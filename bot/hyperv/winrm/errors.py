@@ -17,7 +17,9 @@ Messages never contain credentials: pypsrp's own texts name the user at most.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -193,6 +195,16 @@ def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
     if isinstance(exc, requests.exceptions.SSLError):
         return HostUnreachable(f"{what}: {tls_problem(exc)}", host=host, category="SecurityError")
     if _is_kerberos_error(exc):
+        if kdc_unreachable(exc):
+            # No KDC answered (a domain controller rebooting for patching):
+            # the host could not be reached through it, for now. Never a
+            # credential problem, which asking again would not fix.
+            return HostUnreachable(
+                f"{what}: {kdc_problem(exc)}",
+                host=host,
+                category="OpenError",
+                error_id=KDC_UNREACHABLE,
+            )
         return HostAuthError(f"{what}: {kerberos_problem(exc)}", host=host)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return HostUnreachable(f"{what}: connection timed out", host=host, category="OpenError")
@@ -292,6 +304,8 @@ def _verify_detail(exc: BaseException) -> str:
 
 
 # GSSAPI's words (MIT krb5 error table) -> what usually causes them.
+# Each fixes a credential or the configuration; a KDC that does not answer
+# is not one of them (kdc_problem).
 _KERBEROS_HINTS: tuple[tuple[str, str], ...] = (
     (
         "not found in kerberos database",
@@ -302,7 +316,29 @@ _KERBEROS_HINTS: tuple[tuple[str, str], ...] = (
         "no kerberos credentials",
         "the bot has no ticket: run kinit, or set KRB5_CLIENT_KTNAME / keytab_file to its keytab",
     ),
-    ("cannot contact any kdc", "no KDC answered: check krb5.conf's [realms] kdc"),
+    (
+        # KRB5CCNAME names a cache (FILE:/...) that is not there (MIT's
+        # KRB5_FCC_NOFILE); a default cache without a ticket says "no
+        # Kerberos credentials" instead.
+        "no credentials cache found",
+        "the credentials cache KRB5CCNAME names does not exist: run kinit with that "
+        "KRB5CCNAME, set KRB5CCNAME to the cache kinit filled (klist shows it), or set "
+        "KRB5_CLIENT_KTNAME / keytab_file to the bot's keytab",
+    ),
+    (
+        # keytab_file's (or KRB5_CLIENT_KTNAME's) keytab has no key for the
+        # principal asked for: another name, or another realm (KRB5_KT_NOTFOUND).
+        "keytab contains no suitable keys",
+        "the keytab holds no keys for this principal: set username: to the principal "
+        "the keytab holds, realm included (klist -k KEYTAB lists them), or export the "
+        "principal's keys to it",
+    ),
+    (
+        # No [realms] entry for the realm and no DNS SRV records (KRB5_REALM_UNKNOWN).
+        "cannot find kdc for realm",
+        "krb5.conf names no KDC for realm {realm}: add it under [realms] "
+        "({realm} = {{ kdc = <a domain controller> }}), or set dns_lookup_kdc = true",
+    ),
     ("clock skew", "the clocks of the bot, the KDC and the host differ by more than 5 minutes"),
     ("ticket expired", "the ticket expired: kinit again, or use a keytab"),
     (
@@ -318,17 +354,81 @@ _KERBEROS_HINTS: tuple[tuple[str, str], ...] = (
 
 # pyspnego words a GSSAPI failure "... Minor (N): <the mechanism's reason>, Context: ...".
 _GSS_MINOR = re.compile(r"Minor \(\d+\): (.*?)(?:, Context:|$)")
+# The `krb5` package appends MIT's error code to the message ("... -1765328228"):
+# a number for a developer, not words for the operator.
+_KRB5_CODE = re.compile(r"\s+-?\d{6,}$")
+# The realm an MIT message names: for realm 'X' (or "X").
+_REALM = re.compile(r"""for (?:requested )?realm ['"]?([^'"\s]+)['"]?""", re.IGNORECASE)
+
+# `error_id` of a HostUnreachable whose cause is the realm's KDC, not the host.
+KDC_UNREACHABLE = "KdcUnreachable"
+
+
+def kdc_unreachable(exc: BaseException) -> bool:
+    """No KDC of the realm answered (MIT's KRB5_KDC_UNREACH): transient."""
+    return "cannot contact any kdc" in str(exc).lower()
+
+
+def _kerberos_detail(exc: BaseException) -> str:
+    """GSSAPI's (or krb5's) own reason, in its words, without error codes."""
+    minor = _GSS_MINOR.search(str(exc))
+    detail = minor.group(1).strip() if minor else _first_line(exc)
+    return _KRB5_CODE.sub("", detail)
 
 
 def kerberos_problem(exc: BaseException) -> str:
     """pyspnego's error as one line, with a hint when GSSAPI's reason is known."""
-    minor = _GSS_MINOR.search(str(exc))
-    detail = minor.group(1).strip() if minor else _first_line(exc)
+    detail = _kerberos_detail(exc)
     folded = str(exc).lower()
+    found = _REALM.search(detail)
     for fragment, hint in _KERBEROS_HINTS:
         if fragment in folded:
-            return f"Kerberos authentication failed: {hint} ({detail})"
+            said = hint.format(realm=found.group(1) if found else "<REALM>")
+            return f"Kerberos authentication failed: {said} ({detail})"
     return f"Kerberos authentication failed: {detail}"
+
+
+def kdc_problem(exc: BaseException) -> str:
+    """A KDC that did not answer, named (its realm, and the addresses
+    krb5.conf gives for it), with what to do: try again."""
+    detail = _kerberos_detail(exc)
+    found = _REALM.search(detail)
+    realm = found.group(1) if found else None
+    kdcs = configured_kdcs(realm) if realm else []
+    named = f"no KDC of realm {realm} answered" if realm else "no KDC answered"
+    where = f" (kdc {', '.join(kdcs)})" if kdcs else ""
+    return (
+        f"Kerberos KDC could not be reached: {named}{where}, so no ticket for the host "
+        "could be had; a KDC that is down or restarting answers again: try again later "
+        f"(if it persists, check krb5.conf's [realms] kdc) ({detail})"
+    )
+
+
+def configured_kdcs(realm: str) -> list[str]:
+    """The `kdc` addresses krb5.conf gives for `realm` ([realms]), as the
+    Kerberos library reads it: the files KRB5_CONFIG lists (colon-separated),
+    else /etc/krb5.conf. Best effort: includes and DNS are not followed."""
+    files = os.environ.get("KRB5_CONFIG") or "/etc/krb5.conf"
+    found: list[str] = []
+    for name in files.split(":"):
+        try:
+            lines = Path(name).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        section, inside = "", False
+        for raw in lines:
+            line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+            if line.startswith("[") and line.endswith("]"):
+                section, inside = line[1:-1].strip().lower(), False
+            elif section == "realms" and "=" in line and line.endswith("{"):
+                inside = line.split("=", 1)[0].strip() == realm
+            elif line == "}":
+                inside = False
+            elif inside and "=" in line:
+                key, value = (part.strip() for part in line.split("=", 1))
+                if key.lower() == "kdc" and value and value not in found:
+                    found.append(value)
+    return found
 
 
 def _endpoint(exc: BaseException) -> str:
