@@ -127,14 +127,17 @@ def test_ctrl_c_while_the_job_hangs_leaves_it_to_the_reconciler_at_once(
 
     shown = run(cwd, "-c", "bot.yaml", "change", "show", "CHG-1", env=ENV)
     assert shown.stdout.startswith("CHG-0001: creating — STG-WEB01 on HV03")
-    # Once the claim has lapsed, a reconcile settles it against the host
-    # (it never got a checkpoint), and says it did.
+    # Once the claim has lapsed, a reconcile asks the host. The call the CLI
+    # left goes on there (the VM reports its checkpoint being created), so
+    # nothing is concluded, never "none was taken", and the change says why.
     time.sleep(7)
-    fleet.server("HV03").faults = Faults()
     settled = run(cwd, "-c", "bot.yaml", "reconcile", env=ENV)
     assert settled.returncode == 0, settled.stderr
-    assert "CHG-0001  STG-WEB01    now failed" in settled.stdout
+    assert "CHG-0001  STG-WEB01    now interrupted" in settled.stdout
     assert "nothing to reconcile" not in settled.stdout
+    shown = run(cwd, "-c", "bot.yaml", "change", "show", "CHG-1", env=ENV)
+    assert "HV03 is still creating a checkpoint on STG-WEB01" in shown.stdout, shown.stdout
+    assert "failed" not in shown.stdout.splitlines()[0]
 
 
 def test_ctrl_c_before_anything_is_recorded_says_so(

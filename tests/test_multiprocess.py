@@ -380,8 +380,6 @@ def host_checkpoints_named(dep: Deployment, vm_id: str, ref: str) -> list[Checkp
         # worker dies waiting, the checkpoint appears after it died, the
         # restarted side finds it and adopts it by its Id.
         pytest.param({"slow": {"Checkpoint-VM": 4.0}}, "active", id="checkpoint-made-after-death"),
-        # Checkpoint-VM never finishes: no checkpoint exists, the change failed.
-        pytest.param({"faults": "hang=Checkpoint-VM"}, "failed", id="checkpoint-never-made"),
     ],
 )
 def test_kill_9_of_a_worker_mid_create_is_reconciled_after_restart(
@@ -461,6 +459,64 @@ def test_kill_9_of_a_worker_mid_create_is_reconciled_after_restart(
     told = [r for r in replies if "reconciled against the host" in r]
     assert len(told) == 1, replies
     assert ("the change is active" if named else "the change failed") in told[0]
+
+
+def test_kill_9_while_the_host_still_creates_concludes_nothing(
+    deployment_factory: Callable[..., Deployment],
+) -> None:
+    """Checkpoint-VM never finishes: the call the killed worker sent goes on
+    on the host, whose VM reports its checkpoint being created. Seen before:
+    "none was taken: the change failed (request it again)", and the
+    checkpoint appeared, unowned, seconds later. Now the restarted side
+    concludes nothing, says so once however many ticks pass, and the
+    change stays interrupted."""
+    dep = deployment_factory(
+        emulator_options=("--latency-ms", "50", "--faults", "hang=Checkpoint-VM"),
+        heartbeat_seconds=1,
+        lock_stale_after="6s",
+        tick_seconds=1,
+    )
+    cluster, engine = dep.cluster, dep.engine
+    first = cluster.worker(dep.config, dep.env, name="worker-killed")
+    asked = cluster.cli(
+        dep.config, dep.env, "checkpoint", "create", "WEB01", "--reason", "KB5044284",
+        "--no-wait", "--json",
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    change_id = int(json.loads(asked.stdout)["id"])
+    ref = change_ref(change_id)
+    wait_until(
+        lambda: (
+            change_by_id(engine, change_id).state == "creating"
+            and commands_named(dep.command_log, "Checkpoint-VM")
+            and thread_settled(engine, change_id)
+        ),
+        45,
+        f"{ref} to be creating with Checkpoint-VM sent to the host",
+        explain=dep.explain,
+    )
+    first.kill()
+    cluster.worker(dep.config, dep.env, name="worker-restarted")
+
+    def still_creating() -> list[str]:
+        return [
+            e.message
+            for e in events_of(engine, change_id)
+            if e.kind == "reconcile_waiting" and "still creating a checkpoint" in e.message
+        ]
+
+    wait_until(
+        still_creating,
+        60,
+        f"{ref}'s reconciler to find the host still creating",
+        explain=lambda: f"{[e.kind for e in events_of(engine, change_id)]}\n{dep.explain()}",
+    )
+    time.sleep(4)  # several more ticks of the restarted worker's reconciler
+    assert len(still_creating()) == 1, still_creating()
+    assert change_by_id(engine, change_id).state == "interrupted"
+    kinds = [e.kind for e in events_of(engine, change_id)]
+    assert "needs_human" not in kinds, kinds
+    assert len(commands_named(dep.command_log, "Checkpoint-VM")) == 1
 
 
 # --- 2. two schedulers ticking the same slots ---------------------------------------------

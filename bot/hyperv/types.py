@@ -51,6 +51,31 @@ class VMState(_HyperVEnum):
     Resuming = 32777
 
 
+class VMOperation(_HyperVEnum):
+    """A checkpoint operation the host reports running on a VM: the
+    secondary values of `Msvm_ComputerSystem.OperationalStatus`
+    (https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-computersystem),
+    which `Get-VM` returns as `OperationalStatus` (`VMOperationalStatus`)."""
+
+    CreatingSnapshot = 32768
+    ApplyingSnapshot = 32769
+    DeletingSnapshot = 32770
+    MergingDisks = 32772
+
+    @property
+    def doing(self) -> str:
+        """What the host is doing, in the bot's words."""
+        return _DOING[self]
+
+
+_DOING = {
+    VMOperation.CreatingSnapshot: "creating a checkpoint",
+    VMOperation.ApplyingSnapshot: "applying a checkpoint",
+    VMOperation.DeletingSnapshot: "deleting a checkpoint",
+    VMOperation.MergingDisks: "merging disks",
+}
+
+
 class CheckpointType(_HyperVEnum):
     """The VM setting `CheckpointType`."""
 
@@ -142,6 +167,11 @@ class VMInfo:
     replication_state: str = "Disabled"
     parent_checkpoint_id: str | None = None
     uptime_seconds: int = 0
+    # The checkpoint operations the host reports running on the VM now
+    # (its OperationalStatus); empty when it reports none; None when the
+    # host did not say (no OperationalStatus in its answer): unknown, which
+    # the reconciler treats as possibly still running.
+    busy: frozenset[VMOperation] | None = frozenset()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,13 @@ class HostFinding:
     values: dict[str, Any] | None = None
     choices: tuple[str, ...] = ()
     wait: bool = False
+    # What was found, without what changes by itself from tick to tick (the
+    # VM's uptime): a question is asked again only when this changes.
+    key: str = ""
+
+    @property
+    def asked_key(self) -> str:
+        return self.key or self.message
 
 
 def judge_create(
@@ -37,13 +44,17 @@ def judge_create(
     token: str | None,
     job_started: datetime | None,
     setting: CheckpointType | None = None,
+    host_busy: str | None = None,
 ) -> HostFinding:
     """Did the interrupted create leave a checkpoint? Only one that carries
     the job's own token, on the change's VM, taken after the job started,
     is adopted (see `bot.service.ownership`); anything less asks a human.
     `setting`: the CheckpointType the job ran under, when the record proves
     it, so what was taken is judged as the job would have (seen: an adopted
-    production-only checkpoint listed as taken "unknown")."""
+    production-only checkpoint listed as taken "unknown").
+    `host_busy`: what the host still reports doing on the VM past the
+    reconciler's patience; then an empty list is no proof that none was
+    taken, and a human is asked."""
     ref = change_ref(change.id or 0)
     found = candidates(
         ref,
@@ -74,6 +85,16 @@ def judge_create(
                 "holds_memory": holds_memory(mine),
             },
         )
+    if not found and host_busy:
+        return HostFinding(
+            f"the host has no checkpoint of this VM carrying this change's name or its job's "
+            f"token yet, but it still reports {change.vm_name} {host_busy}, long past when the "
+            f"job's call would have ended, so the bot cannot tell whether one is being taken. "
+            f"Check {change.vm_name} on {change.host}; once nothing runs there, merge strays "
+            "from the orphan sweep, then mark the change failed",
+            choices=("failed",),
+            key=f"create:busy:{host_busy}",
+        )
     if not found:
         return HostFinding(
             "the host has no checkpoint of this VM carrying this change's name or its job's "
@@ -95,8 +116,20 @@ def judge_create(
     )
 
 
-def judge_merge(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> HostFinding:
+def judge_merge(
+    change: Change, checkpoints: list[Checkpoint], vm: VMInfo, *, host_busy: str | None = None
+) -> HostFinding:
+    """`host_busy`: as for `judge_create`; a checkpoint still listed while
+    the host reports deleting one may be on its way out."""
     present = any(c.id == change.checkpoint_id for c in checkpoints)
+    if present and host_busy:
+        return HostFinding(
+            f"checkpoint {change.checkpoint_id} is still on the host, but the host still "
+            f"reports {vm.name} {host_busy}, long past when the job's call would have ended. "
+            f"Check {vm.name} on {change.host}, then say what happened",
+            choices=("merged", "active"),
+            key=f"merge:busy:{host_busy}",
+        )
     if present:
         return HostFinding(
             f"checkpoint {change.checkpoint_id} is still on the host, so it was not removed: "
@@ -112,7 +145,12 @@ def judge_merge(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> Ho
     )
 
 
-def judge_rollback(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) -> HostFinding:
+def judge_rollback(
+    change: Change, checkpoints: list[Checkpoint], vm: VMInfo, *, host_busy: str | None = None
+) -> HostFinding:
+    """A restore leaves no proof either way: a human is asked (`host_busy`,
+    what the host still reports doing past the reconciler's patience, is
+    said in the question)."""
     present = any(c.id == change.checkpoint_id for c in checkpoints)
     if not present:
         return HostFinding(
@@ -126,6 +164,10 @@ def judge_rollback(change: Change, checkpoints: list[Checkpoint], vm: VMInfo) ->
     return HostFinding(
         f"the bot cannot tell whether the restore ran. The checkpoint is still there; "
         f"{vm.name} is {vm.state.name} and its current parent {parent} this checkpoint "
-        f"(uptime {vm.uptime_seconds}s). Check the VM, then say what happened",
+        f"(uptime {vm.uptime_seconds}s)"
+        + (f"; the host still reports it {host_busy}" if host_busy else "")
+        + ". Check the VM, then say what happened",
         choices=("rolled_back", "active"),
+        # Not the uptime: it grows every tick; a changed state or parent is news.
+        key=f"rollback:{vm.state.name}:{vm.parent_checkpoint_id}:{host_busy or ''}",
     )

@@ -14,7 +14,16 @@ step):
    change moves to the state the host shows. Where the host cannot tell (a
    restore leaves no trace that tells "done" from "not done"), the thread
    gets the facts and buttons for a human. An unreachable host leaves the
-   change `interrupted`, never guessed, and is asked again next tick;
+   change `interrupted`, never guessed, and is asked again next tick. A VM
+   the host reports busy with a checkpoint operation (Get-VM's
+   OperationalStatus: creating, applying, deleting a checkpoint, merging)
+   is still being worked on — a killed worker's call goes on on the host —
+   so nothing is concluded and nothing asked (one note) until it is idle,
+   or until `HOST_BUSY_LIMIT` after the job started, when a human is
+   asked; a VM whose busy state the host does not report is treated as
+   busy until the job's host call could have ended (its start plus
+   `hyperv.call_timeout`). A human is asked once per finding: again only
+   when what the host shows changes (the VM's state), never per tick;
 4. an approved or scheduled create whose job ended without starting it (it
    failed, or its worker vanished during the re-check) fails as "not
    started": the change moves to `creating` before `Checkpoint-VM` is
@@ -26,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
@@ -68,6 +77,11 @@ log = logging.getLogger(__name__)
 ACTOR = "reconciler"
 # How long a due job may sit queued before its delivery counts as lost.
 STRANDED_AFTER = timedelta(seconds=60)
+# How long after its job started an interrupted change waits while the host
+# reports the VM busy with a checkpoint operation before a human is asked
+# (a production checkpoint waits on the guest's VSS; a merge of a large disk
+# takes long). Generous: waiting costs nothing, a wrong verdict does.
+HOST_BUSY_LIMIT = timedelta(hours=2)
 
 # A create's change waits in these until its job moves it to `creating`,
 # right before `Checkpoint-VM` is sent.
@@ -206,12 +220,13 @@ class Reconciler:
                 "reconciled against the host: " + verdict.message,
                 **(verdict.values or {}),
             )
-        elif not _asked_already(events, verdict.message):
+        elif not _asked_already(events, verdict.asked_key, kind="needs_human"):
             self._note(
                 change,
                 "needs_human",
                 "needs a human: " + verdict.message,
                 choices=list(verdict.choices),
+                key=verdict.asked_key,
             )
         return self._state(change_id)
 
@@ -253,13 +268,19 @@ class Reconciler:
             change.host, change.version = moved.host, moved.version
         except (Unavailable, NotFound) as exc:
             text = f"cannot find {change.vm_name}'s node yet ({exc}); trying again"
-            if not _asked_already(events, text):
-                self._note(change, "reconcile_waiting", text)
+            if not _asked_already(events, text, kind="reconcile_waiting"):
+                self._note(change, "reconcile_waiting", text, key=text)
             return None
         host = self.ctx.host_for(change.host)
         try:
-            checkpoints = host.list_checkpoints(change.vm_id)
+            # The VM first: a checkpoint its busy host finishes between the
+            # two reads is then seen in the list, never missed.
             vm = host.get_vm(change.vm_id)
+            still = self._still_on_host(change, events, vm)
+            if still is not None and still.wait:
+                return still
+            busy = still.message if still is not None else None
+            checkpoints = host.list_checkpoints(change.vm_id)
             if doing is State.CREATING:
                 self._restore_setting(change, events, vm)
                 token, started = self._create_job(change)
@@ -271,15 +292,69 @@ class Reconciler:
                     token=token,
                     job_started=started,
                     setting=_ran_under(change, events),
+                    host_busy=busy,
                 )
         except HyperVError as exc:
             text = f"cannot ask {change.host} yet ({exc.message}); trying again"
-            if not _asked_already(events, text):
-                self._note(change, "reconcile_waiting", text)
+            if not _asked_already(events, text, kind="reconcile_waiting"):
+                self._note(change, "reconcile_waiting", text, key=text)
             return None
         if doing is State.MERGING:
-            return judge_merge(change, checkpoints, vm)
-        return judge_rollback(change, checkpoints, vm)
+            return judge_merge(change, checkpoints, vm, host_busy=busy)
+        return judge_rollback(change, checkpoints, vm, host_busy=busy)
+
+    def _still_on_host(
+        self, change: Change, events: list[ChangeEvent], vm: VMInfo
+    ) -> HostFinding | None:
+        """Whether the host may still be doing the interrupted operation:
+        a finding to wait on (noted once), one that says what the host
+        still reports past `HOST_BUSY_LIMIT` (not `wait`: the caller asks a
+        human rather than concluding), or None when the VM is idle."""
+        started = self._job_started(change, events)
+        now = self.now()
+        if vm.busy is None:
+            # The host did not say: its call may run until the job's deadline.
+            until = started + self.ctx.settings.hyperv.call_timeout
+            if now >= until:
+                return None
+            text = (
+                f"{change.host} does not report whether it is still working on "
+                f"{change.vm_name}; its job's host call could run until "
+                f"{until.isoformat(timespec='seconds')}, so nothing is concluded before then"
+            )
+            self._note_once(change, events, text, key="busy:unknown")
+            return HostFinding(text, wait=True, key="busy:unknown")
+        if not vm.busy:
+            return None
+        doing = " and ".join(op.doing for op in sorted(vm.busy))
+        if now - started >= HOST_BUSY_LIMIT * speed_of(self.ctx.clock):
+            return HostFinding(doing, key=f"busy:{doing}")
+        text = (
+            f"{change.host} is still {doing} on {change.vm_name} (its job's call goes on on "
+            "the host after the worker stopped): nothing is concluded until it is done; "
+            "looking again every tick"
+        )
+        self._note_once(change, events, text, key=f"busy:{doing}")
+        return HostFinding(text, wait=True, key=f"busy:{doing}")
+
+    def _note_once(self, change: Change, events: list[ChangeEvent], text: str, key: str) -> None:
+        if not _asked_already(events, key, kind="reconcile_waiting"):
+            self._note(change, "reconcile_waiting", text, key=key)
+
+    def _job_started(self, change: Change, events: list[ChangeEvent]) -> datetime:
+        """When the interrupted change's last job began on the host; the
+        interruption's time when no job records a start."""
+        ran = [
+            j.started_at
+            for j in self.ctx.ledger.jobs_of_change(change.id or 0)
+            if j.started_at is not None
+        ]
+        if ran:
+            return _aware(ran[-1])
+        for e in reversed(events):
+            if e.to_state == State.INTERRUPTED.value:
+                return _aware(e.at)
+        return self.now()
 
     def _create_job(self, change: Change) -> tuple[str | None, datetime | None]:
         """The token and the start of the create job that may have left a
@@ -365,14 +440,25 @@ def _interrupted_from(events: list[ChangeEvent]) -> State:
     raise ValueError("an interrupted change with no interrupt event")
 
 
-def _asked_already(events: list[ChangeEvent], message: str) -> bool:
-    """The newest note says the same: do not repeat it in the thread every tick."""
+def _asked_already(events: list[ChangeEvent], key: str, *, kind: str) -> bool:
+    """Since the change's last transition, the newest reconciler note of
+    this kind already said this (its `key` in the details: what was found,
+    not the uptime that grows every tick; older notes: their text). So the
+    thread gets one note or question per finding, not one per tick, and a
+    new one when what the host shows changes."""
     for e in reversed(events):
         if e.to_state:
             return False
-        if e.actor == ACTOR:
-            return e.message.endswith(message)
+        if e.actor != ACTOR or e.kind != kind:
+            continue
+        said = (e.details or {}).get("key")
+        return said == key if said is not None else e.message.endswith(key)
     return False
+
+
+def _aware(at: datetime) -> datetime:
+    """A time read back from the record (SQLite drops the zone) as UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -> ChangeView:

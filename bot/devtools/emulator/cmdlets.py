@@ -20,6 +20,7 @@ unless `-ErrorAction Stop` makes it terminating.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -196,15 +197,6 @@ def run_pipeline(
                 raise PipelineFailed(msg.command_not_found(command.name))
         objects, pending = pending, []
         for index, (cmdlet, args) in enumerate(_prepare(statement)):
-            delay = ctx.slow().get(cmdlet.name.casefold(), 0)
-            if delay:
-                # Fault injection: a slow host; a stop cuts the wait short.
-                ctx.stop.wait(delay / 1000)
-            if cmdlet.name.casefold() in ctx.hang():
-                # Fault injection: never finishes until the client stops it.
-                ctx.stop.wait()
-            if ctx.stop.is_set():
-                raise PipelineStopped()
             errors: list[ErrorInfo] = []
             call = Call(ctx, cmdlet, args, objects, index == 0, errors)
             if cmdlet.pipeline and cmdlet.pipeline in args:
@@ -212,11 +204,25 @@ def run_pipeline(
                 # object only binds by property name; accept it as input.
                 value = args.pop(cmdlet.pipeline)
                 call.input = [*call.input, *(value if isinstance(value, list) else [value])]
-            try:
-                objects = cmdlet.run(call)
-            except HostError as exc:
-                errors.append(msg.from_host_error(exc, activity=cmdlet.name))
-                objects = []
+            with ExitStack() as busy:
+                # The VMs it works on report it in progress until it is done
+                # or stopped, whoever waits for the answer (hv.working_on).
+                for vm_id, status in hv.working_on(call):
+                    busy.enter_context(ctx.host.operation(vm_id, status))
+                delay = ctx.slow().get(cmdlet.name.casefold(), 0)
+                if delay:
+                    # Fault injection: a slow host; a stop cuts the wait short.
+                    ctx.stop.wait(delay / 1000)
+                if cmdlet.name.casefold() in ctx.hang():
+                    # Fault injection: never finishes until the client stops it.
+                    ctx.stop.wait()
+                if ctx.stop.is_set():
+                    raise PipelineStopped()
+                try:
+                    objects = cmdlet.run(call)
+                except HostError as exc:
+                    errors.append(msg.from_host_error(exc, activity=cmdlet.name))
+                    objects = []
             _report(errors, args.get("ErrorAction", "Continue"), sink)
             late = ctx.late().get(cmdlet.name.casefold(), 0)
             if late and ctx.stop.wait(late / 1000):

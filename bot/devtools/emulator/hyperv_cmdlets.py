@@ -26,7 +26,7 @@ from bot.devtools.emulator.log import EmulatorLog
 from bot.devtools.emulator.messages import ErrorInfo
 from bot.devtools.emulator.objects import HvObject, custom_object
 from bot.devtools.hostmodel import errors as host_errors
-from bot.devtools.hostmodel.enums import CheckpointType, VMReplicationState
+from bot.devtools.hostmodel.enums import CheckpointType, VMOperationalStatus, VMReplicationState
 from bot.devtools.hostmodel.errors import HostError
 from bot.devtools.hostmodel.host import ModelHost
 
@@ -161,6 +161,35 @@ def checkpoint_vm(call: Call) -> list[Any]:
         if call.args.get("Passthru"):
             created.append(shapes.snapshot_object(snap))
     return created
+
+
+# What each checkpoint cmdlet shows on its VM while it works: the
+# secondary OperationalStatus of Msvm_ComputerSystem
+# (https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-computersystem:
+# "Creating Snapshot", "Applying Snapshot", "Deleting Snapshot").
+_IN_PROGRESS = {
+    "checkpoint-vm": VMOperationalStatus.CreatingSnapshot,
+    "restore-vmsnapshot": VMOperationalStatus.ApplyingSnapshot,
+    "remove-vmsnapshot": VMOperationalStatus.DeletingSnapshot,
+}
+
+
+def working_on(call: Call) -> list[tuple[str, VMOperationalStatus]]:
+    """The VMs a checkpoint cmdlet is about to work on, with the status each
+    reports meanwhile; [] for any other cmdlet. Resolved on a copy of the
+    call: its errors are the cmdlet's own to report when it runs."""
+    status = _IN_PROGRESS.get(call.cmdlet.name.casefold())
+    if status is None:
+        return []
+    probe = Call(call.ctx, call.cmdlet, dict(call.args), list(call.input), call.first, [])
+    try:
+        if status is VMOperationalStatus.CreatingSnapshot:
+            vm_ids = probe.vms("Name")
+        else:
+            vm_ids = [s.vm_id for s in _snapshot_input(probe) if s.vm_id]
+    except HostError:
+        return []
+    return [(vm_id, status) for vm_id in dict.fromkeys(vm_ids)]
 
 
 def _snapshot_input(call: Call) -> list[HvObject]:

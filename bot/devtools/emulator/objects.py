@@ -119,6 +119,9 @@ class PSVMOperationalStatus(PSEnumBase):
     Ok = 2
     Degraded = 3
     InService = 11
+    CreatingSnapshot = 32768
+    ApplyingSnapshot = 32769
+    DeletingSnapshot = 32770
     MergingDisks = 32772
 
 

@@ -51,6 +51,7 @@ def vm_object(vm: VirtualMachine) -> HvObject:
         "State": ps_enum(vm.state),
         "OperationalStatus": operational,
         "PrimaryOperationalStatus": operational[0],
+        "SecondaryOperationalStatus": operational[1] if len(operational) > 1 else None,
         "Status": vm.status,
         "CheckpointType": ps_enum(vm.checkpoint_type),
         "AutomaticCheckpointsEnabled": vm.automatic_checkpoints_enabled,

@@ -164,12 +164,18 @@ class ControllerType(_HostEnum):
 class VMOperationalStatus(_HostEnum):
     """`VirtualMachine.OperationalStatus`: `Msvm_ComputerSystem.OperationalStatus`
     (https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-computersystem),
-    OK and the secondary status Hyper-V shows while it merges a removed
-    checkpoint's differencing disk."""
+    OK and the secondary statuses Hyper-V shows while a checkpoint operation
+    runs on the VM: "Creating Snapshot (32768)", "Applying Snapshot (32769)",
+    "Deleting Snapshot (32770)" and "Merging Disks (32772)" (the page's
+    OperationalStatus values; the Hyper-V module's `VMOperationalStatus`
+    enum carries the same numbers, and `Get-VM`'s `Status` their text)."""
 
     Ok = 2
     Degraded = 3
     InService = 11
+    CreatingSnapshot = 32768
+    ApplyingSnapshot = 32769
+    DeletingSnapshot = 32770
     MergingDisks = 32772
 
 

@@ -43,7 +43,13 @@ from bot.devtools.hostmodel.enums import (
 )
 from bot.devtools.hostmodel.errors import HostError
 from bot.devtools.hostmodel.migration import live_migrate
-from bot.devtools.hostmodel.state import HostState, ModelCheckpoint, ModelMerge, ModelVM
+from bot.devtools.hostmodel.state import (
+    HostState,
+    ModelCheckpoint,
+    ModelMerge,
+    ModelOperation,
+    ModelVM,
+)
 from bot.devtools.hostmodel.store import HostStateStore, UnknownHost
 from bot.devtools.hostmodel.views import (
     HardDiskDrive,
@@ -174,9 +180,20 @@ class ModelHost:
         if vm.state in (VMState.Running, VMState.Paused) and vm.started_at is not None:
             uptime = max(timedelta(0), now - vm.started_at)
         parent = state.checkpoints.get(vm.parent_checkpoint_id or "")
-        status = VMOperationalStatus.Ok
+        operational: tuple[VMOperationalStatus, ...] = (VMOperationalStatus.Ok,)
         if is_merging(state, vm.vm_id):
-            status = VMOperationalStatus.MergingDisks
+            operational = (VMOperationalStatus.MergingDisks,)
+        running = [op for op in state.operations if op.vm_id == vm.vm_id]
+        if running:
+            # A checkpoint operation in progress: the primary status "In
+            # Service", the secondary the operation ("Creating Snapshot",
+            # "Applying Snapshot", "Deleting Snapshot"), as
+            # Msvm_ComputerSystem.OperationalStatus lists them
+            # (https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-computersystem).
+            operational = (
+                VMOperationalStatus.InService,
+                VMOperationalStatus(running[-1].status),
+            )
         replication = vm.replication
         return VirtualMachine(
             vm_id=vm.vm_id,
@@ -185,7 +202,7 @@ class ModelHost:
             state=vm.state,
             checkpoint_type=vm.checkpoint_type,
             automatic_checkpoints_enabled=vm.automatic_checkpoints,
-            operational_status=(status,),
+            operational_status=operational,
             replication_state=(replication.state if replication else VMReplicationState.Disabled),
             replication_mode=(replication.mode if replication else VMReplicationMode.NotReplicated),
             replication_health=(
@@ -430,6 +447,26 @@ class ModelHost:
         if vm.checkpoint_type is CheckpointType.ProductionOnly:
             raise errors.production_failed(vm.name, vm.vm_id)
         return vm.state
+
+    # -- an operation in progress ---------------------------------------------
+
+    @contextmanager
+    def operation(self, vm_id: str, status: VMOperationalStatus) -> Iterator[None]:
+        """While the body runs, the VM reports `status` (a checkpoint being
+        created, applied or deleted) in Get-VM's OperationalStatus and
+        Status. The emulator wraps a slow or hung Checkpoint-VM,
+        Restore-VMSnapshot and Remove-VMSnapshot in it: the work goes on on
+        the host whether or not whoever sent it still listens (a PSRP
+        pipeline runs on the server), so another client sees the VM busy."""
+        op_id = self._new_id()
+        with self._edit() as (state, now):
+            vm = self._vm(state, vm_id)
+            state.operations.append(ModelOperation(op_id, vm.vm_id, int(status), now))
+        try:
+            yield
+        finally:
+            with self._edit() as (state, _now):
+                state.operations = [op for op in state.operations if op.op_id != op_id]
 
     # -- Restore-VMSnapshot / Remove-VMSnapshot --------------------------------
 

@@ -328,6 +328,32 @@ class ModelMerge:
 
 
 @dataclass
+class ModelOperation:
+    """A checkpoint operation a cmdlet is running on a VM right now (its
+    `VMOperationalStatus` value): from when the host starts on it until it
+    is done or stopped, whoever sent it and whether they still listen."""
+
+    op_id: str
+    vm_id: str
+    status: int
+    started_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["started_at"] = _dt_to_str(self.started_at)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelOperation:
+        return cls(
+            op_id=str(data["op_id"]),
+            vm_id=str(data["vm_id"]),
+            status=int(data["status"]),
+            started_at=_required_dt(data["started_at"]),
+        )
+
+
+@dataclass
 class HostState:
     host: str
     vms: dict[str, ModelVM] = field(default_factory=dict)
@@ -340,6 +366,8 @@ class HostState:
     next_seq: int = 1
     # The failover cluster's nodes, this one included; empty for a standalone host.
     cluster_nodes: list[str] = field(default_factory=list)
+    # Checkpoint operations running on VMs now (`ModelHost.operation`).
+    operations: list[ModelOperation] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -352,6 +380,7 @@ class HostState:
             "merges": [merge.to_dict() for merge in self.merges],
             "as_of": _dt_to_str(self.as_of),
             "next_seq": self.next_seq,
+            "operations": [op.to_dict() for op in self.operations],
         }
 
     @classmethod
@@ -371,4 +400,5 @@ class HostState:
             as_of=_dt_from_str(data.get("as_of")),
             next_seq=int(data.get("next_seq", 1)),
             cluster_nodes=[str(n) for n in data.get("cluster_nodes", [])],
+            operations=[ModelOperation.from_dict(o) for o in data.get("operations", [])],
         )

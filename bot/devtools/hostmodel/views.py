@@ -53,8 +53,22 @@ class VirtualMachine:
 
     @property
     def status(self) -> str:
-        """`VirtualMachine.Status`, the localised text of the status."""
-        return "Merging disks" if self.merging else "Operating normally"
+        """`VirtualMachine.Status`, the localised (here en-US) text of the
+        status: the secondary status when there is one."""
+        for status in reversed(self.operational_status):
+            if status in _STATUS_TEXT:
+                return _STATUS_TEXT[status]
+        return "Operating normally"
+
+
+# Get-VM's Status for a checkpoint operation in progress (what Hyper-V
+# Manager's Status column shows; English UI).
+_STATUS_TEXT = {
+    VMOperationalStatus.CreatingSnapshot: "Creating checkpoint",
+    VMOperationalStatus.ApplyingSnapshot: "Applying checkpoint",
+    VMOperationalStatus.DeletingSnapshot: "Deleting checkpoint",
+    VMOperationalStatus.MergingDisks: "Merging disks",
+}
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from bot.hyperv.types import (
     ReplicationInfo,
     SnapshotType,
     VMInfo,
+    VMOperation,
     VMState,
     Volume,
 )
@@ -237,6 +238,28 @@ def is_merging(props: Mapping[str, object]) -> bool:
     return False
 
 
+def busy_of(props: Mapping[str, object]) -> frozenset[VMOperation] | None:
+    """The checkpoint operations OperationalStatus reports in progress
+    (Creating / Applying / Deleting Snapshot, Merging Disks: the secondary
+    values of Msvm_ComputerSystem.OperationalStatus,
+    https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-computersystem),
+    read by number or by the enum's name, never from the localised `Status`
+    text. None when the host sent no OperationalStatus: it did not say."""
+    raw_status = pick(props, "OperationalStatus", "SecondaryOperationalStatus")
+    if raw_status is None:
+        return None
+    found: set[VMOperation] = set()
+    for item in _flatten(raw_status):
+        raw = enum_raw(item)
+        words = [raw] if isinstance(raw, int) else re.split(r"[\s,{}]+", text(raw))
+        for word in words:
+            try:
+                found.add(VMOperation.parse(word))
+            except ValueError:
+                continue  # Ok, InService, or a status that is no checkpoint operation
+    return frozenset(found)
+
+
 def replication_state(value: object) -> str:
     if value is None:
         return "Disabled"
@@ -275,6 +298,7 @@ def vm_info(obj: object, host: str) -> VMInfo:
         ),
         automatic_checkpoints=as_bool(pick(props, "AutomaticCheckpointsEnabled")),
         merging=is_merging(props),
+        busy=busy_of(props),
         replication_state=replication_state(pick(props, "ReplicationState")),
         parent_checkpoint_id=optional_guid(
             pick(props, "ParentSnapshotId", "ParentCheckpointId"), field="ParentSnapshotId"
