@@ -17,6 +17,7 @@ from bot.cli.finishing import (
     EXIT_REFUSED,
     Waiter,
     finish,
+    found_elsewhere,
     in_terminal_words,
     run_request,
     running_line,
@@ -56,7 +57,9 @@ class _Here:
 
 def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[bool, ChangeView]:
     """Run the queue in this process until the job ends (within its deadline)."""
-    progress(running_line(view, action))
+    # The node its VM was last found on, when it moved since the change saw
+    # it (the job follows it there).
+    progress(running_line(view, action, found_elsewhere(rt.ctx, view)))
     return _run_queue_until(rt, job_id, view.ref)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.changes import State
@@ -63,8 +64,37 @@ def in_terminal_words(exc: Conflict) -> Conflict:
     return Conflict(f"{said}; 'checkpoint-bot change show {ref}' shows how it goes")
 
 
-def running_line(view: ChangeView, action: str) -> str:
-    return f"{view.ref}: {action} of {view.vm_name} on {view.host} is running…"
+def running_line(view: ChangeView, action: str, host: str | None = None) -> str:
+    """`host`: the node the VM was found on since the change last saw it
+    (the job follows it there), when that is known."""
+    return f"{view.ref}: {action} of {view.vm_name} on {host or view.host} is running…"
+
+
+def found_elsewhere(ctx: AppContext, view: ChangeView) -> str | None:
+    """The node the VM was last found on (the request's decision has just
+    looked for it) when that is not the one its change names: a live
+    migration since the change last saw it, which the job follows."""
+    from bot.service import last_seen_on
+
+    seen = last_seen_on(ctx.engine, view.vm_id)
+    if seen is None or seen.casefold() == view.host.casefold():
+        return None
+    return seen
+
+
+def moves_since(asked: ChangeView, after: ChangeView) -> list[tuple[str, str]]:
+    """The moves the job recorded while it ran (it followed the VM to
+    another node), each as (the node it went to, what the record says): the
+    `moved` events after the one that put the change in the state it was
+    asked into (`asked`: the request's answer, which carries no events)."""
+    began = max((e.seq for e in after.events if e.to_state == asked.state), default=None)
+    if began is None:
+        return []
+    return [
+        (str(e.details.get("to") or ""), e.message)
+        for e in after.events
+        if e.kind == "moved" and e.seq > began
+    ]
 
 
 def wait_for_job(ctx: AppContext, job_id: int, ref: str) -> tuple[bool, ChangeView]:
@@ -94,6 +124,9 @@ def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Wai
         outcome = _ask(ctx, request, principal, term)
     except Conflict as exc:
         raise in_terminal_words(exc) from None
+    # A create's change is made where its VM was found; a rollback's or a
+    # merge's names where the VM was when it was taken.
+    elsewhere = None if request.op == "create" else found_elsewhere(ctx, outcome.change)
     return finish(
         term,
         wait_for,
@@ -101,6 +134,7 @@ def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Wai
         ACTIONS[request.op],
         wait=not request.no_wait,
         as_json=request.as_json,
+        now_on=elsewhere,
     )
 
 
@@ -157,12 +191,31 @@ def show_listing(ctx: AppContext, request: Request, term: Terminal) -> int:
 
 
 def finish(
-    term: Terminal, wait_for: Waiter, outcome: Outcome, action: str, *, wait: bool, as_json: bool
+    term: Terminal,
+    wait_for: Waiter,
+    outcome: Outcome,
+    action: str,
+    *,
+    wait: bool,
+    as_json: bool,
+    now_on: str | None = None,
 ) -> int:
-    """Wait for the job (unless told not to), show the change; the exit code."""
+    """Wait for the job (unless told not to), show the change; the exit code.
+    `now_on`: the node the VM was found on when that is not the one its
+    change names (`found_elsewhere`): said, and named where the change is."""
     from bot.service import Outcome
 
     view, ended_badly, waited = outcome.change, outcome.refused, False
+    asked = view
+    if now_on is not None and not as_json:
+        term.progress(
+            f"{view.ref}: {view.vm_name} is now on {now_on} (its change last saw it on "
+            f"{view.host}); the {action} follows it there",
+            view.ref,
+        )
+        # What is shown before the job runs names the node it runs on; the
+        # record follows when the job does (a `moved` event).
+        view = replace(view, host=now_on)
     if view.state == State.SCHEDULED.value:
         # It runs at its time (or window), not while this command waits.
         wait = False
@@ -179,6 +232,10 @@ def finish(
         succeeded, view = wait_for(outcome.job_id, view.ref)
         waited = True
         ended_badly = not succeeded or view.state in BAD_ENDS
+        for to, message in moves_since(asked, view):
+            if not as_json and (now_on is None or to.casefold() != now_on.casefold()):
+                # The VM moved while the job ran, and the job followed it.
+                term.progress(f"{view.ref}: {message}", view.ref)
     if as_json:
         term.json(
             {

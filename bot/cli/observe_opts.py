@@ -87,7 +87,7 @@ def start_health(
     rt: Runtime, checks: Readiness, port: int | None, host: str | None
 ) -> HealthServer | None:
     from bot.observe import HealthServer
-    from bot.service import Unavailable
+    from bot.service import BadRequest
 
     settings = rt.settings.observability
     port = settings.health_port if port is None else port
@@ -96,6 +96,12 @@ def start_health(
     try:
         server = HealthServer(checks, rt.ctx.metrics, host or settings.health_host, port).start()
     except OSError as exc:
-        raise Unavailable(f"cannot serve health on port {port}: {exc.strerror}") from None
+        # This machine's own port (taken, or not ours to bind): the command
+        # line's or the config's to change, exit 2; 3 is for a host or the
+        # database not answering.
+        raise BadRequest(
+            f"cannot serve health on port {port}: {exc.strerror}; choose another "
+            "--health-port (or observability.health_port)"
+        ) from None
     click.echo(f"checkpoint-bot: health on {server.url} (/healthz, /readyz, /metrics)", err=True)
     return server

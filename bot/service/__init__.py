@@ -105,7 +105,13 @@ if TYPE_CHECKING:
     from bot.service.sweep_views import parse_orphan_value
     from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
     from bot.service.vm_start import AlreadyStarted, StartOutcome, start_vm
-    from bot.service.whereabouts import Focus, InventoryView, focus_on, inventory_view
+    from bot.service.whereabouts import (
+        Focus,
+        InventoryView,
+        focus_on,
+        inventory_view,
+        last_seen_on,
+    )
     from bot.service.window_notices import WindowNotices, due_notices
     from bot.service.withdrawal import withdraw
 
@@ -182,6 +188,7 @@ _WHERE = {
     "extend": "bot.service.requests",
     "focus_on": "bot.service.whereabouts",
     "inventory_view": "bot.service.whereabouts",
+    "last_seen_on": "bot.service.whereabouts",
     "list_batches": "bot.service.batches",
     "list_changes": "bot.service.change_list",
     "list_checkpoints": "bot.service.queries",
@@ -304,6 +311,7 @@ __all__ = [
     "extend",
     "focus_on",
     "inventory_view",
+    "last_seen_on",
     "lifetime_too_long",
     "list_batches",
     "list_changes",

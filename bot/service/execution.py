@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -36,6 +36,7 @@ from bot.hyperv import (
     HostUnreachable,
     HyperVError,
     HyperVHost,
+    VMInfo,
     VMNotFound,
     VMState,
 )
@@ -56,6 +57,8 @@ from bot.store.tables.changes import Change
 from policies import Action, Facts, Verdict
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 ACTOR = "checkpoint-bot"
 # The VM states a rollback may leave behind that someone has to start.
@@ -87,6 +90,18 @@ def _why_not_checked(exc: Exception) -> str:
     return str(exc)
 
 
+class _NotThere(Exception):
+    """The node the change names answered that the VM is not on it, so
+    nothing was done there, and no other node could be named: a definite
+    failure (the message says where the VM was looked for)."""
+
+
+class _LeftAfterActing(Exception):
+    """The VM was not on its node when the host read it back after acting:
+    whether the act ran before it moved is not known (never tried again
+    elsewhere)."""
+
+
 class _NotAsked(Exception):
     """The job's deadline passed before the host was asked for the one call
     that changes it: nothing was done there (a definite outcome)."""
@@ -111,6 +126,12 @@ def setting_for(asked: str, current: CheckpointType) -> CheckpointType:
     if current.strictness is None or wanted.strictness is None:
         return current  # Disabled: the host refuses; never switch it on
     return wanted if wanted.strictness > current.strictness else current
+
+
+def _remove(host: HyperVHost, change: Change) -> None:
+    """Remove-VMSnapshot of the change's checkpoint on one node."""
+    assert change.checkpoint_id is not None
+    host.remove_checkpoint(change.vm_id, change.checkpoint_id)
 
 
 def _seen_on(host: HyperVHost, vm_id: str, seen: VMSeen | None) -> VMSeen:
@@ -248,6 +269,12 @@ class HostJobs:
                     details={"category": exc.category, "error_id": exc.error_id},
                 )
             raise OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}") from exc
+        except _NotThere as exc:
+            self._step(change_id, on_refusal, f"{doing} not run: {exc}")
+            raise OperationFailed(f"{change_ref(change_id)}: {doing} not run: {exc}") from exc
+        except _LeftAfterActing as exc:
+            self._interrupt(change_id, doing, str(exc))
+            raise OperationFailed(f"{change_ref(change_id)}: {doing} interrupted: {exc}") from exc
         except _NotAsked as exc:
             self._step(
                 change_id,
@@ -549,6 +576,97 @@ class HostJobs:
                 host.set_checkpoint_settings(change.vm_id, checkpoint_type=original)
         return checkpoint, judge_taken(checkpoint, setting=setting, vm_state=seen.state)
 
+    # -- rollback and merge on the VM's node now ----------------------------
+
+    def _following(
+        self, change: Change, act: Callable[[HyperVHost, Change], _T], done: str
+    ) -> tuple[Change, _T]:
+        """`act` on the VM's node; when that node answers that the VM is not
+        on it (live-migrated since the job followed it), follow it once and
+        act where it is now. Never a blind retry: only a definite answer that
+        nothing was done on the old node is followed (`_left_from`); a
+        timeout, a lost answer, or a VM gone only when read back after
+        acting (`_LeftAfterActing`) is an unknown outcome, not followed."""
+        try:
+            return change, act(self.host_for(change.host), change)
+        except (VMNotFound, CheckpointNotFound) as exc:
+            moved = self._left_from(change, exc, done)
+        return moved, act(self.host_for(moved.host), moved)
+
+    def _left_from(self, change: Change, exc: VMNotFound | CheckpointNotFound, done: str) -> Change:
+        """The change followed to the VM's node now, after the node it names
+        refused the act with `exc` (which proves nothing was done there: the
+        checkpoint the act is given is found through the VM, and an act that
+        finds none does nothing). Re-raises `exc` when that node still has
+        the VM, or cannot say (the refusal is then about the checkpoint, and
+        stands); `_NotThere` when no node can be named."""
+        if isinstance(exc, CheckpointNotFound) and not self._vm_left(change):
+            raise exc
+        left = f"{change.vm_name} is not on {change.host} any more"
+        try:
+            return self._follow(change)
+        except NotFound as nowhere:
+            raise _NotThere(f"{left} and was looked for: {nowhere}; nothing was {done}") from exc
+        except Unavailable as unknown:
+            raise _NotThere(
+                f"{left}, and where it is now could not be found "
+                f"({_why_not_checked(unknown)}); nothing was {done}, try again"
+            ) from exc
+
+    def _vm_left(self, change: Change) -> bool:
+        """Whether the node the change names positively answers that it has
+        no such VM (a checkpoint it did not find went along with its VM).
+        A node that cannot be asked says nothing: False."""
+        try:
+            self.host_for(change.host).get_vm(change.vm_id)
+        except VMNotFound:
+            return True
+        except HyperVError:
+            return False
+        return False
+
+    def _restorer(
+        self, change: Change, seen: VMSeen | None
+    ) -> Callable[[HyperVHost, Change], tuple[HyperVHost, VMSeen, VMInfo]]:
+        """The restore on one node: the VM as it was just before (from the
+        re-check when it is that node's), then Restore-VMSnapshot."""
+        assert change.checkpoint_id is not None
+        checkpoint_id = change.checkpoint_id
+
+        def restore(host: HyperVHost, at: Change) -> tuple[HyperVHost, VMSeen, VMInfo]:
+            before = _seen_on(host, at.vm_id, seen)
+            try:
+                after = host.restore_checkpoint(at.vm_id, checkpoint_id)
+            except VMNotFound as exc:
+                # The restore's own reply ends by reading the VM back: one
+                # that left after the checkpoint was applied reads as not
+                # found too. Never taken for "nothing was done".
+                raise _LeftAfterActing(
+                    f"{at.vm_name} is not on {host.name} any more: it was not there when read "
+                    f"back after the restore ({exc.message}), so whether checkpoint "
+                    f"{checkpoint_id} was applied before it moved is not known"
+                ) from exc
+            return host, before, after
+
+        return restore
+
+    def _merging(self, change: Change) -> tuple[Change, bool]:
+        """Whether the VM still merges the removed checkpoint's disk, asked
+        of its node; a VM live-migrated meanwhile (its merge goes along) is
+        followed: only read, so asking again elsewhere is safe."""
+        try:
+            return change, self.host_for(change.host).get_vm(change.vm_id).merging
+        except VMNotFound as exc:
+            try:
+                change = self._follow(change)
+            except (Unavailable, NotFound) as lost:
+                raise _LeftAfterActing(
+                    f"checkpoint {change.checkpoint_id} was removed, then {change.vm_name} left "
+                    f"{change.host} while its disk merged, and where it is now could not be "
+                    f"found ({_why_not_checked(lost)}): whether the merge ended is not known"
+                ) from exc
+        return change, self.host_for(change.host).get_vm(change.vm_id).merging
+
     # -- restore -------------------------------------------------------------
 
     def rollback(self, job: JobContext) -> dict[str, Any]:
@@ -584,9 +702,9 @@ class HostJobs:
             self._host_call(job.change_id, Command.ROLLBACK_FAILED, "rollback"),
             self._reporting(job, f"restoring {change.vm_name} to its checkpoint"),
         ):
-            host = self.host_for(change.host)
-            before = _seen_on(host, change.vm_id, seen_in(facts))
-            after = host.restore_checkpoint(change.vm_id, change.checkpoint_id)
+            change, (host, before, after) = self._following(
+                change, self._restorer(change, seen_in(facts)), "restored"
+            )
         started = False
         if (
             after.state is VMState.Off
@@ -671,11 +789,13 @@ class HostJobs:
         assert change.checkpoint_id is not None  # followed, not changed
         started = self.clock()
         with self._host_call(job.change_id, Command.MERGE_FAILED, "merge"):
-            host = self.host_for(change.host)
-            host.remove_checkpoint(change.vm_id, change.checkpoint_id)
+            change, _ = self._following(change, _remove, "removed")
             job.progress("checkpoint removed; merging its disk into the parent")
             with self._reporting(job, f"merging the checkpoint's disk into {change.vm_name}"):
-                while host.get_vm(change.vm_id).merging:
+                while True:
+                    change, merging = self._merging(change)
+                    if not merging:
+                        break
                     job.check_deadline()
                     time.sleep(self.merge_poll_seconds)
         took = self.clock() - started

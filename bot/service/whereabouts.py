@@ -32,7 +32,7 @@ from bot.inventory import (
 from bot.service.errors import BadRequest, from_inventory
 from bot.store import migrate
 from bot.store.db import driver_reason, make_engine
-from bot.store.sightings import Sighting, all_seen
+from bot.store.sightings import Sighting, all_seen, last_seen
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -58,6 +58,13 @@ class Focus:
     name: str
     hosts: tuple[str, ...]
     vms: tuple[str, ...] | None = None
+
+
+def last_seen_on(engine: Engine, vm_id: str) -> str | None:
+    """The node a VM was last found on (by any decision, job or sweep),
+    or None when the record has not seen it."""
+    seen = last_seen(engine, vm_id)
+    return None if seen is None else seen.host
 
 
 def nodes_of(inventory: Inventory, vms: list[VM]) -> list[str]:
