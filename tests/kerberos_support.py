@@ -27,8 +27,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from bot.clock import ManualClock
+    from bot.devtools.emulator import EmulatorServer, TlsIdentity
+    from bot.devtools.hostmodel import HostModel
 
 REALM = "CHECKPOINT.TEST"
 TOOLS = ("krb5kdc", "kdb5_util", "kadmin.local", "kinit", "klist")
@@ -235,3 +241,59 @@ def _launch(root: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+# --- a realm this process uses, and one emulated host behind it ------------------------
+
+
+@contextlib.contextmanager
+def isolated_realm(root: Path) -> Iterator[KerberosRealm]:
+    """A realm started under `root` whose krb5.conf this process uses. The
+    Kerberos library reads its configuration from the process's
+    environment; an empty default ccache and no keytab variables keep the
+    machine's own tickets and keys out."""
+    require_kerberos()
+    root.mkdir()
+    with KerberosRealm.start(root) as started, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KRB5_CONFIG", started.env["KRB5_CONFIG"])
+        patch.setenv("KRB5CCNAME", f"FILE:{root / 'default-ccache'}")
+        patch.delenv("KRB5_CLIENT_KTNAME", raising=False)
+        patch.delenv("KRB5_KTNAME", raising=False)
+        yield started
+
+
+# One host, HV01, with one VM, WEB01.
+WEB01 = "aaaaaaaa-1111-4111-8111-11111111111b"
+
+
+def one_vm_model() -> HostModel:
+    from bot.devtools.hostmodel import HostModel, HostSpec, VMSpec, VolumeSpec
+
+    return HostModel(
+        hosts=[
+            HostSpec(
+                name="HV01",
+                volumes=[VolumeSpec(path="D:", capacity_gb=2000, used_gb=700)],
+                vms=[VMSpec(name="WEB01", vm_id=WEB01)],
+            )
+        ]
+    )
+
+
+def kerberos_emulator(
+    keytab: Path, clock: ManualClock, tls: TlsIdentity | None = None
+) -> EmulatorServer:
+    """HV01 of `one_vm_model`, taking only Kerberos logons for `keytab`'s
+    service principal (started; stop it when done)."""
+    from bot.devtools.emulator import EmulatorLog, EmulatorServer
+    from bot.devtools.hostmodel import InMemoryHostStateStore, ModelHost, seed_missing
+
+    store = InMemoryHostStateStore()
+    seed_missing(store, one_vm_model())
+    return EmulatorServer(
+        ModelHost("HV01", store, clock),
+        auth=("kerberos",),
+        keytab=keytab,
+        tls=tls,
+        log=EmulatorLog(),
+    ).start()

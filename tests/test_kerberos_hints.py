@@ -28,18 +28,12 @@ from pathlib import Path
 import pytest
 
 from bot.clock import ManualClock
-from bot.devtools.emulator import EmulatedFleet, EmulatorLog, EmulatorServer
+from bot.devtools.emulator import EmulatedFleet, EmulatorServer
 from bot.devtools.emulator.pointing import emulated_inventory
 from bot.devtools.hostmodel import (
-    HostModel,
-    HostSpec,
     InMemoryHostStateStore,
-    ModelHost,
-    VMSpec,
-    VolumeSpec,
     demo_hosts_path,
     load_host_model,
-    seed_missing,
 )
 from bot.hyperv.errors import HostAuthError, HostUnreachable, HyperVError
 from bot.hyperv.winrm.connect import Credentials
@@ -48,46 +42,22 @@ from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Inventory, demo_inventory_path, load_inventory
 from tests.cli_support import one_line_error, run
 from tests.helpers import refused_port
-from tests.kerberos_support import REALM, KerberosRealm, require_kerberos
+from tests.kerberos_support import REALM, KerberosRealm, isolated_realm, kerberos_emulator
 
 BOT = "checkpoint-bot"
-WEB01 = "aaaaaaaa-1111-4111-8111-11111111111b"
-MODEL = HostModel(
-    hosts=[
-        HostSpec(
-            name="HV01",
-            volumes=[VolumeSpec(path="D:", capacity_gb=2000, used_gb=700)],
-            vms=[VMSpec(name="WEB01", vm_id=WEB01)],
-        )
-    ]
-)
 # MIT krb5's error codes, as the `krb5` package appends them to its messages.
 RAW_CODE = re.compile(r"-17653\d{5}")
 
 
 @pytest.fixture
 def realm(tmp_path: Path) -> Iterator[KerberosRealm]:
-    require_kerberos()
-    root = tmp_path / "realm"
-    root.mkdir()
-    with KerberosRealm.start(root) as started, pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KRB5_CONFIG", started.env["KRB5_CONFIG"])
-        patch.setenv("KRB5CCNAME", f"FILE:{root / 'default-ccache'}")
-        patch.delenv("KRB5_CLIENT_KTNAME", raising=False)
-        patch.delenv("KRB5_KTNAME", raising=False)
+    with isolated_realm(tmp_path / "realm") as started:
         yield started
 
 
 @pytest.fixture
 def server(realm: KerberosRealm, clock: ManualClock) -> Iterator[EmulatorServer]:
-    store = InMemoryHostStateStore()
-    seed_missing(store, MODEL)
-    emulator = EmulatorServer(
-        ModelHost("HV01", store, clock),
-        auth=("kerberos",),
-        keytab=realm.service_keytab("localhost"),
-        log=EmulatorLog(),
-    ).start()
+    emulator = kerberos_emulator(realm.service_keytab("localhost"), clock)
     yield emulator
     emulator.stop()
 

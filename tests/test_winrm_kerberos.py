@@ -27,18 +27,12 @@ from pathlib import Path
 import pytest
 
 from bot.clock import ManualClock
-from bot.devtools.emulator import EmulatedFleet, EmulatorLog, EmulatorServer, Logon, TlsIdentity
+from bot.devtools.emulator import EmulatedFleet, EmulatorServer, Logon, TlsIdentity
 from bot.devtools.emulator.pointing import emulated_inventory
 from bot.devtools.hostmodel import (
-    HostModel,
-    HostSpec,
     InMemoryHostStateStore,
-    ModelHost,
-    VMSpec,
-    VolumeSpec,
     demo_hosts_path,
     load_host_model,
-    seed_missing,
 )
 from bot.hyperv.errors import HostAuthError
 from bot.hyperv.winrm.connect import Credentials
@@ -46,54 +40,29 @@ from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Inventory, demo_inventory_path, load_inventory
 from tests.cli_support import run
-from tests.kerberos_support import REALM, KerberosRealm, require_kerberos
+from tests.kerberos_support import (
+    REALM,
+    WEB01,
+    KerberosRealm,
+    isolated_realm,
+    kerberos_emulator,
+)
 from tests.tls_support import TestCA
 
 BOT = "checkpoint-bot"
 BOT_PRINCIPAL = f"{BOT}@{REALM}"
-WEB01 = "aaaaaaaa-1111-4111-8111-11111111111b"
-MODEL = HostModel(
-    hosts=[
-        HostSpec(
-            name="HV01",
-            volumes=[VolumeSpec(path="D:", capacity_gb=2000, used_gb=700)],
-            vms=[VMSpec(name="WEB01", vm_id=WEB01)],
-        )
-    ]
-)
 EXPECTED_CMDLETS = {"get-vm", "checkpoint-vm", "get-vmsnapshot", "select-object"}
 
 
 @pytest.fixture
 def realm(tmp_path: Path) -> Iterator[KerberosRealm]:
-    require_kerberos()
-    root = tmp_path / "realm"
-    root.mkdir()
-    with KerberosRealm.start(root) as started, pytest.MonkeyPatch.context() as patch:
-        # The Kerberos library reads its configuration from the process's
-        # environment; an empty default ccache keeps the machine's own tickets out.
-        patch.setenv("KRB5_CONFIG", started.env["KRB5_CONFIG"])
-        patch.setenv("KRB5CCNAME", f"FILE:{root / 'default-ccache'}")
-        patch.delenv("KRB5_CLIENT_KTNAME", raising=False)
-        patch.delenv("KRB5_KTNAME", raising=False)
+    with isolated_realm(tmp_path / "realm") as started:
         yield started
-
-
-def _emulator(keytab: Path, clock: ManualClock, tls: TlsIdentity | None = None) -> EmulatorServer:
-    store = InMemoryHostStateStore()
-    seed_missing(store, MODEL)
-    return EmulatorServer(
-        ModelHost("HV01", store, clock),
-        auth=("kerberos",),
-        keytab=keytab,
-        tls=tls,
-        log=EmulatorLog(),
-    ).start()
 
 
 @pytest.fixture
 def server(realm: KerberosRealm, clock: ManualClock) -> Iterator[EmulatorServer]:
-    emulator = _emulator(realm.service_keytab("localhost"), clock)
+    emulator = kerberos_emulator(realm.service_keytab("localhost"), clock)
     yield emulator
     emulator.stop()
 
@@ -165,7 +134,7 @@ def test_kerberos_over_https_with_a_ca_bundle(
 ) -> None:
     ca = TestCA.create("Corp Test Root CA")
     cert, key = ca.issue(["localhost"]).write(tmp_path / "hv01.pem", tmp_path / "hv01.key")
-    emulator = _emulator(
+    emulator = kerberos_emulator(
         realm.service_keytab("localhost"), clock, TlsIdentity(certificate_pem=cert, key_pem=key)
     )
     try:
@@ -203,7 +172,7 @@ def test_no_ticket_says_how_to_get_one(realm: KerberosRealm, server: EmulatorSer
 
 def test_unregistered_service_principal(realm: KerberosRealm, clock: ManualClock) -> None:
     # The host listens with keys for another name; the realm has no HTTP/localhost.
-    emulator = _emulator(realm.service_keytab("hv02.corp.example"), clock)
+    emulator = kerberos_emulator(realm.service_keytab("hv02.corp.example"), clock)
     try:
         keytab = realm.client_keytab(BOT)
         message = str(_auth_failure(host_for(emulator, {"KRB5_CLIENT_KTNAME": str(keytab)})))
@@ -222,7 +191,7 @@ def test_host_with_other_keys_rejects_the_ticket(
     stale_copy = tmp_path / "stale.keytab"
     stale_copy.write_bytes(stale.read_bytes())
     realm.rekey("HTTP/localhost", stale)
-    emulator = _emulator(stale_copy, clock)
+    emulator = kerberos_emulator(stale_copy, clock)
     try:
         keytab = realm.client_keytab(BOT)
         message = str(_auth_failure(host_for(emulator, {"KRB5_CLIENT_KTNAME": str(keytab)})))
@@ -343,7 +312,7 @@ def test_a_ticket_bound_to_another_certificate_is_refused(
     ca = TestCA.create("Corp Test Root CA")
     relay = ca.issue(["localhost"]).write(tmp_path / "relay.pem", tmp_path / "relay.key")
     host_cert = ca.issue(["localhost"]).write(tmp_path / "host.pem", tmp_path / "host.key")
-    emulator = _emulator(realm.service_keytab("localhost"), clock, TlsIdentity(*relay))
+    emulator = kerberos_emulator(realm.service_keytab("localhost"), clock, TlsIdentity(*relay))
     # The listener the client reaches serves the relay's certificate; the acceptor
     # behind it expects the binding of the host's own.
     emulator.channel_bindings = TlsIdentity(*host_cert).channel_bindings()
