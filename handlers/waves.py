@@ -87,9 +87,7 @@ class WaveValue:
     def encode(self) -> str:
         # Slack counts a value's characters: a reason in any script costs
         # its length, not six characters an accented letter (`\u00e9`).
-        return json.dumps(
-            asdict(self), separators=(",", ":"), sort_keys=True, ensure_ascii=False
-        )
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def decode(cls, text: str) -> WaveValue:

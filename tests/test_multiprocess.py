@@ -373,6 +373,35 @@ def host_checkpoints_named(dep: Deployment, vm_id: str, ref: str) -> list[Checkp
     return [c for c in found if c.name == ref or c.name.startswith(ref + " ")]
 
 
+def _kill_mid_create(dep: Deployment) -> int:
+    """A worker killed (SIGKILL) while WEB01's create waits on the host, its
+    `Checkpoint-VM` sent: the change's id."""
+    engine = dep.engine
+    first = dep.cluster.worker(dep.config, dep.env, name="worker-killed")
+    # The request comes from a one-shot CLI process: it enqueues and exits
+    # (`serve` would run a consumer of its own).
+    asked = dep.cluster.cli(
+        dep.config, dep.env, "checkpoint", "create", "WEB01", "--reason", "KB5044284",
+        "--no-wait", "--json",
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    change_id = int(json.loads(asked.stdout)["id"])
+    wait_until(
+        lambda: (
+            change_by_id(engine, change_id).state == "creating"
+            and commands_named(dep.command_log, "Checkpoint-VM")
+            # ...and no thread reply half-posted: the kill tests the job, not
+            # the 120 s retake of a Slack post claimed by a dead process.
+            and thread_settled(engine, change_id)
+        ),
+        45,
+        f"{change_ref(change_id)} to be creating with Checkpoint-VM sent to the host",
+        explain=dep.explain,
+    )
+    first.kill()
+    return change_id
+
+
 @pytest.mark.parametrize(
     ("host_does", "expected"),
     [
@@ -394,31 +423,8 @@ def test_kill_9_of_a_worker_mid_create_is_reconciled_after_restart(
         tick_seconds=1,
     )
     cluster, engine = dep.cluster, dep.engine
-    first = cluster.worker(dep.config, dep.env, name="worker-killed")
-
-    # The request comes from a one-shot CLI process: it enqueues and exits
-    # (`serve` would run a consumer of its own).
-    asked = cluster.cli(
-        dep.config, dep.env, "checkpoint", "create", "WEB01", "--reason", "KB5044284",
-        "--no-wait", "--json",
-    )  # fmt: skip
-    assert asked.returncode == 0, asked.stderr
-    change_id = int(json.loads(asked.stdout)["id"])
+    change_id = _kill_mid_create(dep)
     ref = change_ref(change_id)
-
-    wait_until(
-        lambda: (
-            change_by_id(engine, change_id).state == "creating"
-            and commands_named(dep.command_log, "Checkpoint-VM")
-            # ...and no thread reply half-posted: the kill tests the job, not
-            # the 120 s retake of a Slack post claimed by a dead process.
-            and thread_settled(engine, change_id)
-        ),
-        45,
-        f"{ref} to be creating with Checkpoint-VM sent to the host",
-        explain=dep.explain,
-    )
-    first.kill()
     assert change_by_id(engine, change_id).state == "creating", "killed too late to tell"
     [create_job] = jobs_of(engine, change_id, "create")
     assert create_job.state == "running"
@@ -477,25 +483,8 @@ def test_kill_9_while_the_host_still_creates_concludes_nothing(
         tick_seconds=1,
     )
     cluster, engine = dep.cluster, dep.engine
-    first = cluster.worker(dep.config, dep.env, name="worker-killed")
-    asked = cluster.cli(
-        dep.config, dep.env, "checkpoint", "create", "WEB01", "--reason", "KB5044284",
-        "--no-wait", "--json",
-    )  # fmt: skip
-    assert asked.returncode == 0, asked.stderr
-    change_id = int(json.loads(asked.stdout)["id"])
+    change_id = _kill_mid_create(dep)
     ref = change_ref(change_id)
-    wait_until(
-        lambda: (
-            change_by_id(engine, change_id).state == "creating"
-            and commands_named(dep.command_log, "Checkpoint-VM")
-            and thread_settled(engine, change_id)
-        ),
-        45,
-        f"{ref} to be creating with Checkpoint-VM sent to the host",
-        explain=dep.explain,
-    )
-    first.kill()
     cluster.worker(dep.config, dep.env, name="worker-restarted")
 
     def still_creating() -> list[str]:
