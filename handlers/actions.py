@@ -58,6 +58,7 @@ from bot.service import (
     zone_of,
 )
 from handlers import messages, outage
+from handlers.create_form import FORM_BUDGET, open_create_form
 from handlers.deps import SlackDeps, answer_click
 from handlers.workspace import request_team
 from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value, truncate_chars
@@ -70,14 +71,6 @@ Payload = dict[str, Any]
 # button, or naming ids past any a database holds): refused in these words,
 # as the service refuses one it can read but no card carried (`NotDrawn`).
 NOT_DRAWN = "This button's value is not one this bot drew; nothing was done."
-
-# Slack wants a form's answer within 3 seconds
-# (https://api.slack.com/surfaces/modals#interactions), however long its own
-# Web API takes meanwhile. What needs a Web API call before the answer (the
-# person's user groups, for the policy's refusals under the fields) is waited
-# for until this long after the submission arrived; past it the form closes
-# and the request itself decides, its outcome told in a message.
-FORM_BUDGET = 1.5
 
 
 class ViewChannels:
@@ -245,11 +238,16 @@ class Actions:
 
     def open_create(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        refused = refused_marks(self.deps, str(body["user"]["id"]), None, request_team(body))
-        view = self.deps.view(
-            "create_modal", vms_by_host=lookups.vms_by_host(self.deps.ctx), refused=refused
+        started = time.monotonic()
+        user, team = str(body["user"]["id"]), request_team(body)
+        open_create_form(
+            self.deps,
+            client,
+            str(body["trigger_id"]),
+            None,
+            lambda: refused_marks(self.deps, user, None, team),
+            started,
         )
-        client.views_open(trigger_id=body["trigger_id"], view=view)
 
     # --- modal submissions -----------------------------------------------------
 

@@ -6,6 +6,7 @@ the service's notifier keeps up to date."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from slack_bolt import Ack, Respond
@@ -37,6 +38,7 @@ from bot.service import (
     withdraw_batch,
 )
 from handlers import messages, outage
+from handlers.create_form import open_create_form
 from handlers.deps import SlackDeps, ephemeral
 from handlers.grammar import (
     SLASH,
@@ -107,8 +109,23 @@ class Commands:
         # (workspace, user), before anything else: a slash command does not
         # say the user's own team, so it is asked for (an external member of
         # a shared channel is refused here, whatever they asked).
-        principal = deps.principal(user, channel, command.get("team_id"), verify_home=True)
+        team = command.get("team_id")
+        started = time.monotonic()
+        deps.admit(user, team, verify_home=True)
         request = parse(str(command.get("text") or ""))
+        if isinstance(request, OpenCreateModal):
+            # The form first: its trigger lasts 3 s, and the person's groups
+            # (for the picker's marks) may take Slack longer.
+            open_create_form(
+                deps,
+                client,
+                str(command["trigger_id"]),
+                channel,
+                lambda: lookups.refused_vms(ctx, deps.principal(user, channel, team)),
+                started,
+            )
+            return None
+        principal = deps.principal(user, channel, team)
 
         def who() -> Principal:
             return principal
@@ -118,15 +135,6 @@ class Commands:
                 title = f"/checkpoint {topic}" if topic else None
                 values = {"title": title} if title else {}
                 return deps.payload("help", sections=help_sections(topic), **values)
-            case OpenCreateModal():
-                view = deps.view(
-                    "create_modal",
-                    vms_by_host=lookups.vms_by_host(deps.ctx),
-                    metadata=channel,
-                    refused=lookups.refused_vms(ctx, principal),
-                )
-                client.views_open(trigger_id=command["trigger_id"], view=view)
-                return None
             case CreateRequest():
                 return self._create(request, who())
             case ListRequest(target=target):

@@ -73,6 +73,13 @@ class SlackDeps:
         `verify_home`: the request did not say the user's own team (a slash
         command), so ask Slack; an external member of a shared channel, or a
         user Slack cannot tell us about, is refused."""
+        self.admit(user_id, team, verify_home=verify_home)
+        assert team is not None
+        return Principal(user_id, self.groups.groups_of(user_id, team), channel, team=team)
+
+    def admit(self, user_id: str, team: str | None, *, verify_home: bool = False) -> None:
+        """The door of `principal`, without asking for the person's groups:
+        Forbidden for anyone not of our workspace."""
         if team is None or team not in self.workspace.team_ids:
             raise Forbidden(messages.foreign_workspace())
         if verify_home and not self.homes.belongs(self.workspace, user_id):
@@ -80,7 +87,6 @@ class SlackDeps:
                 messages.log_foreign_request("request", team, user_id, "not a member of ours")
             )
             raise Forbidden(messages.foreign_user())
-        return Principal(user_id, self.groups.groups_of(user_id, team), channel, team=team)
 
     def payload(self, name: str, **values: Any) -> dict[str, Any]:
         """A message; every one carries the demo footer in demo mode."""

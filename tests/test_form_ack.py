@@ -11,6 +11,7 @@ wants a view_submission acknowledged within 3 seconds
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -200,3 +201,44 @@ def test_a_failed_refresh_is_not_served_as_no_groups() -> None:
         api.failing["usergroups.list"] = "internal_error"
         with pytest.raises(GroupLookupFailed):
             directory.groups_of(user, TEAM)
+
+
+# --- opening the form: Slack's trigger_id lasts 3 seconds -------------------------------
+
+
+def _opened_within(bot: RunningBot, started: float, trigger: str) -> float:
+    """Seconds from `started` until the form was opened (views.open) for `trigger`."""
+    opened_view(bot, trigger)
+    return time.monotonic() - started
+
+
+def test_the_form_opens_within_its_trigger_when_slack_is_slow_and_marks_follow(
+    tmp_path: Path,
+) -> None:
+    """A trigger_id is good for 3 seconds
+    (https://api.slack.com/interactivity/handling#modal_responses). Seen:
+    `/checkpoint create` (and the App Home's New checkpoint) asked Slack for
+    the person's groups before views.open, to mark the VMs the policy
+    refuses outright; with `usergroups.list` taking 3.5 s the trigger had
+    expired and no form opened. The form now opens at once and its marks
+    are added in place (views.update) once the groups are known."""
+    with running_bot(tmp_path, USERGROUPS, policy_text=REQUESTERS_BY_GROUP) as bot:
+        _slow_groups(bot.api, SLOW)
+        _no_group_cache(bot)
+        started = time.monotonic()
+        reply, key = bot.slack.command("create", channel="C0OPS")
+        assert reply.status == 200
+        took = _opened_within(bot, started, "trigger." + key.rsplit(":", 1)[1])
+        assert took < 2.5, f"views.open came {took:.1f} s after the command"
+
+        opened = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
+        assert "refused" not in json.dumps(opened)  # no marks yet: no groups yet
+
+        def marked(calls: list[Any]) -> list[Any]:
+            return [c for c in calls if c.method == "views.update"]
+
+        updated = marked(bot.api.wait_for(marked, 20))[0].body
+        # The VMs the policy refuses outright are marked, in place.
+        said = json.dumps(updated, ensure_ascii=False)
+        assert "CORP-DC01 · ⛔ refused: domain controller" in said
+        assert updated["view_id"] == "V00000001"
