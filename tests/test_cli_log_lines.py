@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bot.inventory import demo_inventory_path
@@ -83,3 +84,39 @@ def test_a_create_whose_queue_does_not_answer_says_it_is_recorded_not_queued(
     assert "Queued as job" not in made.stdout
     waiting = invoke(tmp_path, "--config", str(config), "outbox", "--json", env=env)
     assert [job["job"] for job in json.loads(waiting.stdout)["undelivered_jobs"]] == [1]
+
+
+def test_an_approval_whose_queue_does_not_answer_says_so_and_does_not_wait(
+    tmp_path: Path,
+) -> None:
+    """Seen: `change approve` of a change whose job the queue could not take
+    waited for that job (it runs the queue in its own process) as if it
+    were queued; `checkpoint create` said it was recorded and returned."""
+    (tmp_path / "policy.yaml").write_text(
+        "rules:\n  approvals:\n    params: {count: 1, actions: [create]}\n", encoding="utf-8"
+    )
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        f"inventory: {demo_inventory_path()}\npolicy: policy.yaml\njobs:\n  queue: redis\n"
+        "hyperv: {backend: simulator}\n",
+        encoding="utf-8",
+    )
+    env = {"REDIS_URL": f"redis://127.0.0.1:{refused_port()}/0", "CHECKPOINT_BOT_USER": "alice"}
+    assert invoke(tmp_path, "--config", str(config), "db", "upgrade", env=env).returncode == 0
+    asked = invoke(
+        tmp_path, "--config", str(config), "checkpoint", "create", "WEB01", "-r", "x", env=env
+    )
+    assert "WAITING FOR APPROVAL" in asked.stdout, asked.stdout + asked.stderr
+    started = time.monotonic()
+    approved = invoke(
+        tmp_path, "--config", str(config), "change", "approve", "CHG-1",
+        env={**env, "CHECKPOINT_BOT_USER": "bob"},
+    )  # fmt: skip
+    assert time.monotonic() - started < 20
+    assert approved.returncode == 0, approved.stderr
+    assert "CHG-0001: the job queue did not answer; the create is recorded" in approved.stderr
+    assert "Traceback" not in approved.stderr
+    as_json = invoke(
+        tmp_path, "--config", str(config), "change", "show", "CHG-1", "--json", env=env
+    )
+    assert json.loads(as_json.stdout)["state"] == "approved"

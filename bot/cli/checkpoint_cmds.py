@@ -400,7 +400,17 @@ def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> 
     # Whether the job the approval started succeeded; None when none ran
     # here (pending, refused, rejected, withdrawn, scheduled, an extension).
     succeeded: bool | None = None
-    if result.job_id is not None and view.state != State.SCHEDULED.value:
+    if result.job_id is not None and result.waits_for_queue:
+        # Recorded, not lost: waiting here would only wait for the queue (as
+        # `finish` says for a request).
+        progress(
+            f"{view.ref}: the job queue did not answer; the {result.action} is recorded and "
+            "starts as soon as the queue is back (`checkpoint-bot outbox` shows it)"
+        )
+        from bot.service import show_change
+
+        view = show_change(rt.ctx, view.ref)
+    elif result.job_id is not None and view.state != State.SCHEDULED.value:
         # A failed rollback or merge leaves the change active, which is no
         # bad end: the job says it failed (as `finish` reads it).
         succeeded, view = _wait_for(rt, result.job_id, view, result.action)
@@ -422,6 +432,7 @@ def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> 
                 },
                 "job_id": result.job_id,
                 "job_succeeded": succeeded,
+                "waits_for_queue": result.waits_for_queue,
             }
         )
     else:
