@@ -134,6 +134,60 @@ def test_an_outcome_not_written_in_time_is_left_to_the_lapsing_claim(
     assert ledger.get(job.id).state == JobState.RUNNING  # its claim lapses; the reconciler
 
 
+def test_a_job_the_reconciler_interrupted_while_its_record_waited_is_interrupted_not_lost(
+    tmp_path: Path, ledger: JobLedger, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Seen (PostgreSQL cut for 45 s of the runner's 60 s retry window): the
+    heartbeats had stopped with the database, the reconciler of the same
+    process interrupted the job once it answered again, and the runner's own
+    write then logged "ERROR … cannot interrupt job 9 in state interrupted"
+    and counted `ownership_lost`. Both wanted the same end: it is one
+    warning that says so, and the job counts as interrupted."""
+    import logging
+
+    outage = _outage(tmp_path)
+
+    def handler(ctx: JobContext) -> dict[str, Any]:
+        raise outage
+
+    job = submit(ledger, "k4")
+    assert job.id is not None
+    interrupt = ledger.interrupt
+    calls: list[int] = []
+
+    def down_then_taken(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            # The database is back, no heartbeat came meanwhile: the
+            # reconciler's pass interrupts the job first.
+            clock: Any = ledger._clock
+            assert isinstance(clock, FakeClock)
+            clock.advance(31)
+            assert [j.id for j in ledger.interrupt_stale()] == [job.id]
+            raise outage
+        return interrupt(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "interrupt", down_then_taken)
+    metrics = Metrics()
+    runner = MeteredRunner(
+        ledger, {"create": handler}, "w1", clock=ledger.now, metrics=metrics, db_retry=0.01
+    )
+    caplog.set_level(logging.INFO)
+    outcome = runner.run(job.id)
+
+    assert outcome.status is RunStatus.INTERRUPTED
+    assert ledger.get(job.id).state == JobState.INTERRUPTED
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    said = [r.getMessage() for r in caplog.records if "reconciler interrupted it" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in caplog.records]
+    assert (
+        metrics.registry.get_sample_value(
+            "checkpoint_bot_jobs_total", {"kind": "create", "outcome": "interrupted"}
+        )
+        == 1.0
+    )
+
+
 # -- the whole path on PostgreSQL ---------------------------------------------
 
 

@@ -31,7 +31,7 @@ from bot.jobs.errors import (
     RetryLater,
 )
 from bot.jobs.ledger import DEADLINE_BEFORE_START, Clock, JobLedger
-from bot.jobs.states import ClaimOutcome
+from bot.jobs.states import ClaimOutcome, JobState
 from bot.store.db import driver_reason
 from bot.store.outage import is_transient
 from bot.store.tables.jobs import Job
@@ -333,6 +333,16 @@ class JobRunner:
         try:
             self._recorded(lambda: self.ledger.interrupt(ctx.job_id, self.worker_id, error))
         except JobOwnershipLost as lost:
+            if lost.state == JobState.INTERRUPTED:
+                # Its heartbeats stopped with the database, so once it
+                # answered the reconciler took the job first: the end this
+                # write wanted. It asks the host what happened.
+                log.warning(
+                    "job %s: the reconciler interrupted it meanwhile (its heartbeat lapsed "
+                    "while the database did not answer); it asks the host what happened",
+                    ctx.job_id,
+                )
+                return RunOutcome(ctx.job_id, RunStatus.INTERRUPTED, error=error)
             log.error("job %s: %s", ctx.job_id, lost)
             return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=str(lost))
         except Exception as again:
