@@ -59,7 +59,11 @@ def test_the_cli_refuses_a_merge_while_a_rollback_waits_then_merges_once_it_is_w
     said = one_line_error(merged)
     assert "CHG-0001 is not merged: a rollback asked by @cli:alice waits for approval" in said
     assert "a merge deletes the checkpoint it would restore" in said
-    assert "(withdraw CHG-0001 rollback)" in said and "(reject CHG-0001 rollback)" in said
+    # The terminal's own commands (seen: Slack's "withdraw CHG-0001 rollback",
+    # which the CLI refuses as an extra argument).
+    assert "(`checkpoint-bot change reject CHG-0001 --request rollback`)" in said
+    withdraw = "checkpoint-bot checkpoint withdraw CHG-0001 --request rollback"
+    assert f"(`{withdraw}`)" in said
     shown = json.loads(invoke(tmp_path, "change", "show", "CHG-1", "--json").stdout)
     assert shown["state"] == "active"
     assert [j["kind"] for j in shown["jobs"]] == ["create"]
@@ -68,7 +72,8 @@ def test_the_cli_refuses_a_merge_while_a_rollback_waits_then_merges_once_it_is_w
     waiting = invoke(tmp_path, "change", "list", "--json")
     assert json.loads(waiting.stdout)["changes"][0]["waiting"] == ["rollback"]
 
-    assert invoke(tmp_path, "checkpoint", "withdraw", "CHG-1", env=ALICE).returncode == 0
+    # What it says to type does it.
+    assert invoke(tmp_path, *withdraw.split()[1:], env=ALICE).returncode == 0
     merged = invoke(tmp_path, "checkpoint", "merge", "CHG-1", env=BOB)
     assert merged.returncode == 0, merged.stderr
     after = json.loads(invoke(tmp_path, "change", "show", "CHG-1", "--json").stdout)
@@ -192,5 +197,6 @@ def test_a_stale_keep_and_merge_button_is_refused_while_a_rollback_waits(tmp_pat
         refused = shown(click(bot, "checkpoint:merge", keep, user="U0BOB"))
         assert f"{ref} is not merged: a rollback asked by" in refused
         assert "U0ALICE" in refused and "waits for approval" in refused
+        assert f"`/checkpoint withdraw {ref} rollback`" in refused
         assert change_of(bot, "WEB01").state == "active"
         assert [e.kind for e in change_of(bot, "WEB01").events][-1] == "rollback_awaits_approval"

@@ -54,9 +54,12 @@ IN_THE_THREAD = "; the thread shows how it goes"
 
 def in_terminal_words(exc: Conflict) -> Conflict:
     """`exc`, or, when it points at the Slack thread, the same refusal
-    pointing at `change show` (which is what the terminal has)."""
-    from bot.service import Conflict
+    pointing at `change show` (which is what the terminal has); one that
+    names what to type, with the terminal's commands."""
+    from bot.service import Conflict, MergeBlocked
 
+    if isinstance(exc, MergeBlocked):
+        return Conflict(exc.words(cli=True))
     if not exc.message.endswith(IN_THE_THREAD):
         return exc
     ref = exc.message.split(" ", 1)[0]

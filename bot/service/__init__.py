@@ -90,6 +90,7 @@ if TYPE_CHECKING:
     )
     from bot.service.reconcile import Reconciler, resolve
     from bot.service.requests import (
+        MergeBlocked,
         Outcome,
         extend,
         lifetime_too_long,
@@ -152,6 +153,7 @@ _WHERE = {
     "MemberResult": "bot.service.batch_actions",
     "NotFound": "bot.service.errors",
     "OutboxStatus": "bot.service.outbox_view",
+    "MergeBlocked": "bot.service.requests",
     "Outcome": "bot.service.requests",
     "Principal": "bot.service.deciding",
     "RESOLUTIONS": "bot.changes",
@@ -272,6 +274,7 @@ __all__ = [
     "InventoryView",
     "MemberAction",
     "MemberResult",
+    "MergeBlocked",
     "NotFound",
     "OutboxStatus",
     "Outcome",

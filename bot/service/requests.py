@@ -357,16 +357,29 @@ def record_create(
     return ctx.record_job(s, JobKind.CREATE, change, key=key, payload=payload)
 
 
-def merge_blocked_by(ref: str, asked_by: str) -> str:
-    """Why a change is not merged while a rollback waits for approval, and
-    what settles it first."""
-    who = user_mention(asked_by)
-    return (
-        f"{ref} is not merged: a rollback asked by {who} waits for approval, and a merge "
-        f"deletes the checkpoint it would restore. An approver approves or rejects it "
-        f"(reject {ref} rollback), or {who} withdraws it (withdraw {ref} rollback); "
-        "then merge"
-    )
+class MergeBlocked(Conflict):
+    """A merge refused while a rollback waits for approval: the merge would
+    delete the checkpoint the rollback restores. Carries the change and who
+    asked for the rollback, so each surface names its own commands
+    (`words(cli=True)`: the terminal's)."""
+
+    def __init__(self, ref: str, asked_by: str) -> None:
+        self.ref, self.asked_by = ref, asked_by
+        super().__init__(self.words())
+
+    def words(self, *, cli: bool = False) -> str:
+        ref, who = self.ref, user_mention(self.asked_by)
+        if cli:
+            reject = f"checkpoint-bot change reject {ref} --request rollback"
+            withdraw = f"checkpoint-bot checkpoint withdraw {ref} --request rollback"
+        else:
+            reject = f"/checkpoint reject {ref} rollback"
+            withdraw = f"/checkpoint withdraw {ref} rollback"
+        return (
+            f"{ref} is not merged: a rollback asked by {who} waits for approval, and a merge "
+            f"deletes the checkpoint it would restore. An approver approves or rejects it "
+            f"(`{reject}`), or {who} withdraws it (`{withdraw}`); then merge"
+        )
 
 
 def pending_request(s: Session, change_id: int, action: str) -> ApprovalRequest | None:
@@ -407,7 +420,7 @@ def start_host_action(
     if action is Action.MERGE:
         waiting = pending_request(s, change.id or 0, Action.ROLLBACK.value)
         if waiting is not None:
-            raise Conflict(merge_blocked_by(change_ref(change.id or 0), waiting.requested_by))
+            raise MergeBlocked(change_ref(change.id or 0), waiting.requested_by)
     command, kind = {
         Action.ROLLBACK: (Command.START_ROLLBACK, JobKind.ROLLBACK),
         Action.MERGE: (Command.START_MERGE, JobKind.MERGE),
@@ -523,7 +536,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
             rollback = pending_request(s, change_id, Action.ROLLBACK.value)
             if action is Action.MERGE and rollback is not None:
                 # Approving the merge would be refused for the same reason.
-                raise Conflict(merge_blocked_by(change_ref(change_id), rollback.requested_by))
+                raise MergeBlocked(change_ref(change_id), rollback.requested_by)
             pending = pending_request(s, change_id, action.value)
             already = pending is not None
             if pending is None:
