@@ -166,6 +166,7 @@ class Commands:
                     who=user,
                     decision=explanation.decision,
                     rows=explanation.rows,
+                    rule_notes=explanation.notes,
                     undecided=explanation.undecided,
                     unanswered=explanation.unanswered,
                 )

@@ -254,6 +254,7 @@ def policy_explain(
             "cli/decision.txt.j2",
             explanation=explanation,
             rows=explanation.rows,
+            notes=explanation.notes,
             action=action,
             vm=vm,
             who=who.id,
@@ -270,14 +271,23 @@ def policy_explain(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (when the file is valid).")
 @pass_runtime
 def policy_validate(rt: Runtime, file: Path, as_json: bool) -> None:
-    """Check a policy file (merged over the shipped default) and say what is wrong."""
+    """Check a policy file (merged over the shipped default) and say what is wrong.
+
+    A valid file may still get WARNING lines (exit 0 all the same): a safety
+    guardrail (domain_controller, guest_cluster, replicating_application,
+    unsupported_disks, checkpoint_type, hyperv_replica) weakened below the
+    shipped policy, with the inventory's VMs it affects; a scope that matches
+    no VM of the configured inventory; a base param a shipped override
+    still overrides for some VMs. Exit 2 when the file is not valid."""
     from bot.config import ConfigError
+    from bot.service import lint_policy
     from policies import PolicyError, validate_policy_file
 
     try:
         policy = validate_policy_file(file)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
+    findings, unread = lint_policy(rt.settings, file, policy, datetime.now(UTC).date())
     if as_json:
         echo_json(
             {
@@ -286,6 +296,8 @@ def policy_validate(rt: Runtime, file: Path, as_json: bool) -> None:
                 "rules": sorted(policy.rules),
                 "windows": sorted(w.name for w in policy.windows),
                 "exemptions": len(policy.exemptions),
+                "warnings": [f.to_dict() for f in findings],
+                "inventory": None if unread else str(rt.settings.inventory_path),
             }
         )
         return
@@ -294,7 +306,12 @@ def policy_validate(rt: Runtime, file: Path, as_json: bool) -> None:
         _count(len(policy.windows), "change window"),
         _count(len(policy.exemptions), "exemption"),
     ]
-    click.echo(f"{file}: OK — {', '.join(counts)}")
+    warned = f"; {_count(len(findings), 'warning')}" if findings else ""
+    click.echo(f"{file}: OK — {', '.join(counts)}{warned}")
+    for finding in findings:
+        click.echo(f"WARNING {finding}")
+    if unread:
+        click.echo(f"(scopes not checked against the inventory: {unread})", err=True)
 
 
 def _count(n: int, noun: str) -> str:

@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from bot.service.explaining import Explanation, explain
     from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
     from bot.service.outbox_view import OutboxStatus, outbox_status
+    from bot.service.policy_lint import lint_policy
     from bot.service.queries import (
         CheckpointListing,
         ScheduledRun,
@@ -154,6 +155,7 @@ _WHERE = {
     "NotFound": "bot.service.errors",
     "OutboxStatus": "bot.service.outbox_view",
     "MergeBlocked": "bot.service.requests",
+    "lint_policy": "bot.service.policy_lint",
     "Outcome": "bot.service.requests",
     "Principal": "bot.service.deciding",
     "RESOLUTIONS": "bot.changes",
@@ -316,6 +318,7 @@ __all__ = [
     "inventory_view",
     "last_seen_on",
     "lifetime_too_long",
+    "lint_policy",
     "list_batches",
     "list_changes",
     "list_checkpoints",

@@ -18,7 +18,8 @@ docs/host-truth.md, "A host that cannot be asked".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +27,10 @@ from bot.service.deciding import Preview, Principal
 from bot.service.errors import BadRequest
 from bot.service.finding import resolve_vm
 from bot.service.locate import HostUnavailable
+from bot.service.policy_lint import notes_for
 from policies import Action, Decision, Effect, Facts
 from policies.explain import Unanswered, rows
+from policies.lint import RuleNote
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -50,6 +53,9 @@ class Explanation:
     unanswered: Unanswered | None = None
     # The facts unknown because that host was not asked (`--json`).
     unasked: tuple[str, ...] = ()
+    # Per rule: the overrides that apply to the VM, and where a safety
+    # guardrail was weakened for it (bot/service/policy_lint.py).
+    notes: Mapping[str, RuleNote] = field(default_factory=dict)
 
     @classmethod
     def of(cls, preview: Preview) -> Explanation:
@@ -92,6 +98,9 @@ class Explanation:
         verdict is `cannot_decide` and what only a decision carries (an
         approval, a schedule) is null; each rule's own answer is kept."""
         data = self.decision.to_dict()
+        for rule in data["rules"]:
+            note = self.notes.get(rule["id"])
+            rule |= note.to_dict() if note else {"overrides": [], "weakened": None}
         stopped = self.undecided
         if stopped is None:
             return data | {"cannot_decide": None}
@@ -148,4 +157,8 @@ def explain(
     # Decided on whatever could be read, even with the host down: what the
     # inventory and the request settle is still worth showing.
     preview = ctx.decider.preview(vm, act, who, checkpoint_type=checkpoint_type, now=at)
-    return Explanation.of(preview)
+    explanation = Explanation.of(preview)
+    outcomes = {o.rule: o.outcome for o in explanation.decision.outcomes}
+    today = (at or ctx.clock()).date()
+    notes = notes_for(ctx.policy, ctx.inventory, vm, ctx.settings.policy_files, today, outcomes)
+    return replace(explanation, notes=notes)
