@@ -160,6 +160,7 @@ def load_yaml(text: str, source: str) -> YamlDoc:
 
 def _compose(loader_class: type[yaml.SafeLoader], text: str, source: str) -> YamlDoc:
     loader = loader_class(text)
+    node: yaml.Node | None = None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -170,8 +171,17 @@ def _compose(loader_class: type[yaml.SafeLoader], text: str, source: str) -> Yam
         if duplicates:
             raise YamlError(duplicates)
         data = loader.construct_document(node)
+    except YamlError:
+        raise
     except yaml.MarkedYAMLError as exc:
         raise YamlError([_parse_problem(exc, source)]) from None
+    except _CONSTRUCTOR_FAILURES as exc:
+        # Well-formed YAML whose scalar PyYAML cannot make into a value: a
+        # date that does not exist (`2026-02-30`, `2026-13-01`: a ValueError
+        # from `datetime.date`), an explicit tag on the wrong text (`!!int x`).
+        if node is None:
+            raise
+        raise YamlError([_unconstructable(loader, node, exc, source)]) from None
     except yaml.YAMLError as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise YamlError(
@@ -182,6 +192,55 @@ def _compose(loader_class: type[yaml.SafeLoader], text: str, source: str) -> Yam
     finally:
         loader.dispose()
     return YamlDoc(data, source, lines)
+
+
+_CONSTRUCTOR_FAILURES = (ValueError, TypeError, AttributeError, OverflowError)
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+
+
+def _unconstructable(
+    loader: yaml.SafeLoader, root: yaml.Node, exc: Exception, source: str
+) -> ConfigProblem:
+    """The first scalar under `root` that its constructor refuses, located."""
+    for path, node in _scalars(root, (), set()):
+        construct = loader.yaml_constructors.get(node.tag)
+        if construct is None:
+            continue
+        try:
+            construct(loader, node)
+        except _CONSTRUCTOR_FAILURES as error:
+            line = node.start_mark.line + 1
+            if node.tag == _TIMESTAMP_TAG:
+                text = str(node.value).strip()
+                parts = loader.timestamp_regexp.match(text)
+                kind = "date and time" if parts and parts.group("hour") else "date"
+                return ConfigProblem(source, line, format_path(path),
+                                     f"{text} is not a {kind} ({error})")  # fmt: skip
+            # Not echoed: this is where a pasted secret could sit.
+            kind = node.tag.rsplit(":", 1)[-1]
+            return ConfigProblem(source, line, format_path(path), f"is not a valid !!{kind}")
+    return ConfigProblem(source, None, "", f"could not read a value: {type(exc).__name__}")
+
+
+def _scalars(
+    node: yaml.Node, path: YamlPath, seen: set[int]
+) -> Iterable[tuple[YamlPath, yaml.ScalarNode]]:
+    """Every scalar node in document order, with the path of its value (a
+    key's own path is its mapping's); aliased nodes once, as `_index`."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        yield path, node
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            yield from _scalars(key_node, path, seen)
+            child = (*path, key) if isinstance(key, str) and key != "<<" else path
+            yield from _scalars(value_node, child, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _scalars(item, (*path, i), seen)
 
 
 def _parse_problem(exc: yaml.MarkedYAMLError, source: str) -> ConfigProblem:

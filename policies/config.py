@@ -14,6 +14,7 @@ zones). Errors::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,6 +35,7 @@ from bot.yamlio import (
 from policies.model import Effect
 from policies.policy import CompiledOverride, CompiledRule, Policy
 from policies.registry import PERMISSIONS_RULE, RULES
+from policies.rules.schedule import ApprovalsParams
 from policies.schema import PolicyDoc, RuleConfig
 from policies.windows import Window
 
@@ -49,6 +51,23 @@ __all__ = [
 # key by key would keep the default's "*" next to the users a deployment
 # lists, silently leaving the permission open.
 _ATOMIC_DEPTH = {"permissions": 2}
+
+# A key written with no value (YAML null: `rollback:` with its lines
+# commented out) never means "keep what the earlier file says": for a
+# permission that was the shipped "anyone". It is an error, saying what to
+# write instead, for every value and list, and for the sections that say who
+# may do what (`admins`, `permissions` and each permission). Only a section
+# of rule settings (`rules:`, `rules.ttl:`, `rules.ttl.params:`) with every
+# line commented out changes nothing, as an empty file does: what it keeps
+# is the shipped guardrail, never a wider door.
+_WHO = frozenset({"admins", "permissions"})
+_EMPTY_PERMISSION = (
+    "is empty: write `{name}: {{}}` for admins only, or list who may (users, groups, channels)"
+)
+
+# A window must open within this long of the policy being loaded; one that
+# does not (Feb 30) would only ever answer "closed" and name no opening.
+_OPENING_HORIZON_YEARS = 5
 
 
 class PolicyError(YamlValidationError):
@@ -117,18 +136,46 @@ class _Origins:
 
 
 def _merge(
-    into: dict[str, Any], overlay: Mapping[str, Any], path: YamlPath, doc: YamlDoc, o: _Origins
+    into: dict[str, Any],
+    overlay: Mapping[str, Any],
+    path: YamlPath,
+    doc: YamlDoc,
+    o: _Origins,
+    problems: list[ConfigProblem],
 ) -> None:
     for key, value in overlay.items():
         here = (*path, key)
         atomic = _ATOMIC_DEPTH.get(str(here[0])) == len(here)
-        if value is None and key in into:
-            continue  # an empty section (everything commented out) changes nothing
+        if value is None:
+            if isinstance(into.get(key), dict) and not atomic and here[0] not in _WHO:
+                continue  # an empty section of rule settings changes nothing
+            problems.append(doc.problem(here, _empty(here, into, key, atomic, o)))
+            continue
         if isinstance(value, Mapping) and isinstance(into.get(key), dict) and not atomic:
-            _merge(into[key], value, here, doc, o)
+            _merge(into[key], value, here, doc, o, problems)
         else:
             into[key] = _copy(value)
             o.claim(doc, here)
+
+
+def _empty(here: YamlPath, into: Mapping[str, Any], key: str, atomic: bool, o: _Origins) -> str:
+    """What to write instead of a key with no value (see `_EMPTY_PERMISSION`)."""
+    if atomic and here[0] == "permissions":
+        return _EMPTY_PERMISSION.format(name=key)
+    if key not in into:
+        return "is empty: give a value, or remove the line"
+    earlier = o.problem(here, "").source
+    keep = f"or remove the line to keep the one in {earlier}"
+    if here == ("permissions",):
+        return (
+            "is empty: name the permissions to change under it "
+            f"(`rollback: {{}}`: admins only), {keep}"
+        )
+    if isinstance(into[key], dict):
+        return f"is empty: write the keys to change under it, {keep}"
+    if isinstance(into[key], list):
+        return f"is empty: write [] for none, {keep}"
+    return f"is empty: give a value, {keep}"
 
 
 def _copy(value: Any) -> Any:
@@ -150,7 +197,7 @@ def _build(docs: list[YamlDoc]) -> Policy:
             problems.append(doc.problem((), "a policy file must be a mapping (key: value lines)"))
             continue
         origins.by_path.setdefault((), doc)
-        _merge(merged, doc.data, (), doc, origins)
+        _merge(merged, doc.data, (), doc, origins, problems)
     if problems:
         raise PolicyError(problems)
     try:
@@ -159,8 +206,7 @@ def _build(docs: list[YamlDoc]) -> Policy:
         raise PolicyError(_located(exc, origins, (), PolicyDoc)) from None
     rules, problems = _compile_rules(parsed, origins)
     problems += _exemption_problems(parsed, origins)
-    if problems:
-        raise PolicyError(sorted(problems, key=lambda p: (p.source, p.line or 0)))
+    problems += _approver_problems(parsed, origins)
     windows = tuple(
         Window(
             w.name,
@@ -176,6 +222,9 @@ def _build(docs: list[YamlDoc]) -> Policy:
         )
         for w in parsed.windows
     )
+    problems += _window_problems(windows, origins)
+    if problems:
+        raise PolicyError(sorted(problems, key=lambda p: (p.source, p.line or 0)))
     return Policy(
         rules=rules,
         admins=parsed.admins,
@@ -274,3 +323,74 @@ def _exemption_problems(parsed: PolicyDoc, origins: _Origins) -> list[ConfigProb
                 )
             )
     return problems
+
+
+def _window_problems(windows: Sequence[Window], origins: _Origins) -> list[ConfigProblem]:
+    """A window that never opens (a cron or RRULE naming Feb 30) is refused
+    here, not met by every decision for a VM in its scope."""
+    now = datetime.now(UTC)
+    horizon = now + timedelta(days=round(365.25 * _OPENING_HORIZON_YEARS))
+    problems = []
+    for i, window in enumerate(windows):
+        first = window.first_opening(now)
+        if first is None or first > horizon:
+            key = "cron" if window.cron is not None else "rrule"
+            problems.append(
+                origins.problem(
+                    ("windows", i, key),
+                    f"window {window.name!r} never opens: {_schedule(window)} has no date in "
+                    f"the next {_OPENING_HORIZON_YEARS} years",
+                )
+            )
+    return problems
+
+
+def _schedule(window: Window) -> str:
+    return f"cron {window.cron!r}" if window.cron is not None else f"RRULE {window.rrule!r}"
+
+
+def _approver_problems(parsed: PolicyDoc, origins: _Origins) -> list[ConfigProblem]:
+    """An approvals rule asking more approvals than there can be people to
+    give them: known when every approver is named (no group, no "*").
+    Checked for the rule's params and for each override merged over them."""
+    at: YamlPath = ("rules", "approvals")
+    config = parsed.rules.get("approvals", RuleConfig())
+    checks = [((*at, "params"), config.params, config.params)]
+    checks += [
+        ((*at, "overrides", i, "params"), {**config.params, **override.params}, override.params)
+        for i, override in enumerate(config.overrides)
+    ]
+    problems = []
+    for where, values, given in checks:
+        try:
+            params = ApprovalsParams.model_validate(values)
+        except ValidationError:
+            continue  # said by _compile_rules
+        message = _too_few_approvers(parsed, params)
+        if message is not None:
+            key = next((k for k in ("count", "users", "groups") if k in given), "count")
+            problems.append(origins.problem((*where, key), message))
+    return problems
+
+
+def _too_few_approvers(parsed: PolicyDoc, params: ApprovalsParams) -> str | None:
+    if params.count == 0:
+        return None
+    users, groups = set(params.users), set(params.groups)
+    if not users and not groups:  # whoever holds `approve` (policies.access.approvers_for)
+        users, groups = (
+            set(parsed.permissions.approve.users),
+            set(parsed.permissions.approve.groups),
+        )
+    users |= set(parsed.admins.users)
+    groups |= set(parsed.admins.groups)
+    if groups or "*" in users or params.count <= len(users):
+        return None
+    named = f"only {len(users)} approver{'s are' if len(users) != 1 else ' is'} named"
+    if not users:
+        named = "no approver is named"
+    lower = f"lower count to {len(users)}" if users else "lower count to 0"
+    return (
+        f"count {params.count} but {named} and no group: name more users (admins count too), "
+        f"add a group, or {lower}"
+    )

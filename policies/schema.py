@@ -6,6 +6,7 @@ is checked by `policies.config`, which also knows the file and line.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,14 +46,32 @@ class _Model(BaseModel):
 
 
 def _duration(value: object) -> object:
+    """A duration is text with a unit (`72h`, `7d`). A bare number is
+    refused: `default: 24` would otherwise be read by pydantic as 24
+    seconds, a lifetime or window nobody meant."""
+    if isinstance(value, timedelta):  # already one (a model built in code)
+        return value
     if isinstance(value, str):
         try:
             return parse_duration(value)
         except DurationError as exc:
             raise ValueError(str(exc)) from None
-    if isinstance(value, bool):  # YAML `yes` is not a duration
-        raise ValueError(f"expected a duration like 72h or 7d, got {value!r}")
-    return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int) and value > 0:
+            write = f"write {value}h, {value}m or {value}d"
+        else:
+            write = "write a number and a unit, like 90m, 24h or 7d"
+        raise ValueError(f"{value} has no unit: {write}")
+    # YAML `yes`, a list, a mapping: nothing pydantic should try to read as one.
+    if isinstance(value, bool):
+        shown = "true" if value else "false"
+    elif isinstance(value, Mapping):
+        shown = "a mapping"
+    elif isinstance(value, list):
+        shown = "a list"
+    else:
+        shown = "nothing" if value is None else type(value).__name__
+    raise ValueError(f"expected a duration like 72h or 7d, got {shown}")
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]

@@ -23,8 +23,14 @@ from policies.recurrence import parse_rrule
 from policies.schema import Scope
 from policies.scopes import ScopeMatcher, compile_scope
 
-# Two wall-clock matches can map to one instant around DST; a few steps suffice.
+# Two wall-clock matches can map to one instant around DST; a few steps suffice
+# looking back.
 _MAX_STEPS = 8
+# Looking forward from inside the repeated autumn hour, every wall-clock match
+# left in it maps to an instant already past (the first occurrence counts):
+# a cron matching each minute has up to 60 of them per hour of fold. A day of
+# minutes is past any fold there is.
+_MAX_NEXT_STEPS = 24 * 60 + _MAX_STEPS
 # A name with these is an fnmatch pattern, not one VM's name.
 _GLOB = frozenset("*?[")
 
@@ -58,6 +64,13 @@ def describe_scope(scope: Scope) -> str:
             parts.append(f"{label} {_either(list(values))}")
     # Every criterion must hold: one phrase per criterion, read together.
     return "VMs " + " ".join(parts)
+
+
+class WindowNeverOpens(ValueError):
+    """A window with no opening after an instant: its cron or RRULE names
+    no date there (Feb 30). The loader refuses such a window
+    (`policies.config`), so a decision meets this only for a window built
+    without it."""
 
 
 @dataclass(frozen=True)
@@ -130,11 +143,8 @@ class Window:
             it = self._cron_at(local)
             while True:
                 yield it.get_next(datetime)
-        rule = parse_rrule(str(self.rrule))
-        at = local
-        while (found := rule.after(at, inc=False)) is not None:
-            yield found
-            at = found
+        # One pass of the rule (each `after` would count again from DTSTART).
+        yield from parse_rrule(str(self.rrule)).xafter(local, inc=False)
 
     def _local(self, now: datetime) -> datetime:
         # Whole seconds: cron matches fall on :00, and croniter's prev/next are
@@ -159,25 +169,47 @@ class Window:
 
     def last_start(self, now: datetime) -> datetime | None:
         """The latest opening at or before `now` (UTC); None if it never opened."""
-        return self._between(now)[0]
+        try:
+            return self._between(now)[0]
+        except WindowNeverOpens:  # no next opening: the last one is still known
+            return self._last_start(now)
 
     def next_start(self, now: datetime) -> datetime:
         """The first opening after `now` (UTC)."""
         return self._between(now)[1]
 
+    def first_opening(self, now: datetime) -> datetime | None:
+        """The first opening after `now` (UTC), or None if there is none."""
+        try:
+            return self._next_start(now)
+        except WindowNeverOpens:
+            return None
+
     def _last_start(self, now: datetime) -> datetime | None:
-        for _, wall in zip(range(_MAX_STEPS), self._wall_prev(self._local(now)), strict=False):
-            start = self._absolute(wall)
-            if start <= now:
-                return start
+        """None also when no earlier opening can be found: the window is
+        then closed, which is what a window that never opened is."""
+        try:
+            for _, wall in zip(range(_MAX_STEPS), self._wall_prev(self._local(now)), strict=False):
+                start = self._absolute(wall)
+                if start <= now:
+                    return start
+        except (ValueError, OverflowError):  # croniter: "failed to find prev date"
+            pass
         return None
 
     def _next_start(self, now: datetime) -> datetime:
-        for _, wall in zip(range(_MAX_STEPS), self._wall_next(self._local(now)), strict=False):
-            start = self._absolute(wall)
-            if start > now:
-                return start
-        raise ValueError(f"window {self.name!r}: no opening found after {now.isoformat()}")
+        walls = self._wall_next(self._local(now))
+        try:
+            for _, wall in zip(range(_MAX_NEXT_STEPS), walls, strict=False):
+                start = self._absolute(wall)
+                if start > now:
+                    return start
+        except (ValueError, OverflowError):  # croniter: "failed to find next date"
+            pass
+        raise WindowNeverOpens(
+            f"window {self.name!r} never opens after {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC: "
+            f"its {self.schedule_text} names no later date; fix it in the policy"
+        )
 
     def open_until(self, now: datetime) -> datetime | None:
         """When the window open at `now` closes, or None if it is closed.

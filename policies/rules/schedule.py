@@ -19,7 +19,7 @@ from policies.model import (
 from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
 from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
-from policies.windows import Window
+from policies.windows import Window, WindowNeverOpens
 
 # A window's next opening is the same instant for every VM it covers: its
 # text is made once (a pure function of the instant).
@@ -60,8 +60,22 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
                 f"inside change window '{window.name}' until {utc_text(until)}",
                 used,
             )
-    window, start = min(((w, w.next_start(now)) for w in applying), key=lambda pair: pair[1])
     names = ", ".join(f"'{w.name}'" for w in applying)
+    openings = []
+    for w in applying:
+        try:
+            openings.append((w, w.next_start(now)))
+        except WindowNeverOpens:
+            continue  # the loader refuses such a window; built elsewhere, it never opens
+    if not openings:
+        return fire(
+            rule,
+            f"{vm} is outside its change windows ({names}) and none of them opens again",
+            "ask an admin to fix the windows in the policy, or for an exemption",
+            used,
+            effect=Effect.DENY,
+        )
+    window, start = min(openings, key=lambda pair: pair[1])
     opens = f"the next one, '{window.name}', opens {utc_text(start)}"
     if rule.effect is Effect.SCHEDULE and req.action is not Action.CREATE:
         # Only a create has a "scheduled" state to wait in; a rollback or a
@@ -84,10 +98,14 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
             used,
             schedule_at=start,
         )
+    later = f"ask again after {utc_text(start)}"
     return fire(
         rule,
         f"{vm} is outside its change windows ({names}); {opens}",
-        f"ask again after {utc_text(start)}, or ask an admin for an exemption",
+        # Outside its window it needs an approver, not the window.
+        f"an approver may let it run now, or {later}"
+        if rule.effect is Effect.NEEDS_APPROVAL
+        else f"{later}, or ask an admin for an exemption",
         used,
         schedule_at=start,
     )
