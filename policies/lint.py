@@ -26,6 +26,8 @@ from typing import Any
 from bot.yamlio import YamlDoc, YamlPath, format_path
 from policies.model import Effect, Fact, Facts, OutcomeKind
 from policies.policy import CompiledRule, Policy
+from policies.rules.checkpoints import TRANSACTIONAL_ROLES
+from policies.rules.replication import REPLICATING_ROLES
 from policies.schema import Scope
 from policies.windows import describe_scope
 
@@ -52,19 +54,9 @@ GUARDRAILS: Mapping[str, str] = {
 }
 
 _DC = frozenset({"domain_controller", "read_only_domain_controller"})
-_REPLICATING = frozenset(
-    {"sql_ag_replica", "exchange_server", "exchange_dag_member", "dfsr_member"}
-)
-_TYPED = frozenset(
-    {
-        "domain_controller",
-        "read_only_domain_controller",
-        "sql_server",
-        "sql_ag_replica",
-        "exchange_server",
-        "exchange_dag_member",
-    }
-)
+# The roles each guardrail fires on: the rules' own definitions.
+_REPLICATING = frozenset(REPLICATING_ROLES)
+_TYPED = frozenset(TRANSACTIONAL_ROLES)
 # How strict an effect is; a disabled rule is below all of them.
 _RANK = {Effect.WARN: 1, Effect.SCHEDULE: 2, Effect.NEEDS_APPROVAL: 3, Effect.DENY: 4}
 _DISABLED = 0
