@@ -33,7 +33,7 @@ import pytest
 
 if TYPE_CHECKING:
     from bot.clock import ManualClock
-    from bot.devtools.emulator import EmulatorServer, TlsIdentity
+    from bot.devtools.emulator import EmulatedFleet, EmulatorServer, TlsIdentity
     from bot.devtools.hostmodel import HostModel
 
 REALM = "CHECKPOINT.TEST"
@@ -297,3 +297,38 @@ def kerberos_emulator(
         tls=tls,
         log=EmulatorLog(),
     ).start()
+
+
+@contextlib.contextmanager
+def kerberos_deployment(
+    realm: KerberosRealm, workdir: Path, hosts: list[str] | None = None
+) -> Iterator[tuple[Path, EmulatedFleet]]:
+    """The demo estate's hosts (or `hosts` of them) emulated, taking only
+    Kerberos logons for HTTP/localhost, and a config for the installed CLI
+    whose inventory (`inv.yaml`) names them with `auth: kerberos` and no
+    credential (what `emulator --keytab --write-inventory` writes)."""
+    from bot.devtools.emulator import EmulatedFleet
+    from bot.devtools.emulator.pointing import emulated_inventory
+    from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
+    from bot.inventory import demo_inventory_path, load_inventory
+
+    fleet = EmulatedFleet.start(
+        InMemoryHostStateStore(),
+        hosts=hosts,
+        model=load_host_model(demo_hosts_path()),
+        auth=("kerberos",),
+        keytab=realm.service_keytab("localhost"),
+    )
+    try:
+        ports = {name: server.port for name, server in fleet.servers.items()}
+        (workdir / "inv.yaml").write_text(
+            emulated_inventory(
+                load_inventory(demo_inventory_path()), ports, "unused", "UNUSED", kerberos=True
+            ),
+            encoding="utf-8",
+        )
+        config = workdir / "bot.yaml"
+        config.write_text("inventory: inv.yaml\nhyperv: {backend: winrm}\n", encoding="utf-8")
+        yield config, fleet
+    finally:
+        fleet.stop()

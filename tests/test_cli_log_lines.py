@@ -57,20 +57,30 @@ def test_with_v_the_whole_record_is_shown() -> None:
     assert "INFO bot.jobs.delivery: not shown without -v" in shown
 
 
+def _queue_down(tmp_path: Path, policy: str | None = None) -> tuple[Path, dict[str, str]]:
+    """A deployment on simulated hosts whose Redis queue refuses every
+    connection (its schema made): its config and environment, for alice."""
+    config = tmp_path / "bot.yaml"
+    text = (
+        f"inventory: {demo_inventory_path()}\njobs:\n  queue: redis\n"
+        "hyperv: {backend: simulator}\n"
+    )
+    if policy is not None:
+        (tmp_path / "policy.yaml").write_text(policy, encoding="utf-8")
+        text += "policy: policy.yaml\n"
+    config.write_text(text, encoding="utf-8")
+    env = {"REDIS_URL": f"redis://127.0.0.1:{refused_port()}/0", "CHECKPOINT_BOT_USER": "alice"}
+    assert invoke(tmp_path, "--config", str(config), "db", "upgrade", env=env).returncode == 0
+    return config, env
+
+
 def test_a_create_whose_queue_does_not_answer_says_it_is_recorded_not_queued(
     tmp_path: Path,
 ) -> None:
     """The answer when Redis is down: a progress line, the change, and a
     last line that does not claim the job is queued (in this process the
     log goes to pytest; its one-line form is tested above)."""
-    config = tmp_path / "bot.yaml"
-    config.write_text(
-        f"inventory: {demo_inventory_path()}\njobs:\n  queue: redis\n"
-        "hyperv: {backend: simulator}\n",
-        encoding="utf-8",
-    )
-    env = {"REDIS_URL": f"redis://127.0.0.1:{refused_port()}/0", "CHECKPOINT_BOT_USER": "alice"}
-    assert invoke(tmp_path, "--config", str(config), "db", "upgrade", env=env).returncode == 0
+    config, env = _queue_down(tmp_path)
     made = invoke(
         tmp_path, "--config", str(config), "checkpoint", "create", "WEB01", "-r", "x", env=env
     )
@@ -92,17 +102,9 @@ def test_an_approval_whose_queue_does_not_answer_says_so_and_does_not_wait(
     """Seen: `change approve` of a change whose job the queue could not take
     waited for that job (it runs the queue in its own process) as if it
     were queued; `checkpoint create` said it was recorded and returned."""
-    (tmp_path / "policy.yaml").write_text(
-        "rules:\n  approvals:\n    params: {count: 1, actions: [create]}\n", encoding="utf-8"
+    config, env = _queue_down(
+        tmp_path, policy="rules:\n  approvals:\n    params: {count: 1, actions: [create]}\n"
     )
-    config = tmp_path / "bot.yaml"
-    config.write_text(
-        f"inventory: {demo_inventory_path()}\npolicy: policy.yaml\njobs:\n  queue: redis\n"
-        "hyperv: {backend: simulator}\n",
-        encoding="utf-8",
-    )
-    env = {"REDIS_URL": f"redis://127.0.0.1:{refused_port()}/0", "CHECKPOINT_BOT_USER": "alice"}
-    assert invoke(tmp_path, "--config", str(config), "db", "upgrade", env=env).returncode == 0
     asked = invoke(
         tmp_path, "--config", str(config), "checkpoint", "create", "WEB01", "-r", "x", env=env
     )

@@ -28,21 +28,21 @@ from pathlib import Path
 import pytest
 
 from bot.clock import ManualClock
-from bot.devtools.emulator import EmulatedFleet, EmulatorServer
-from bot.devtools.emulator.pointing import emulated_inventory
-from bot.devtools.hostmodel import (
-    InMemoryHostStateStore,
-    demo_hosts_path,
-    load_host_model,
-)
+from bot.devtools.emulator import EmulatorServer
 from bot.hyperv.errors import HostAuthError, HostUnreachable, HyperVError
 from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
-from bot.inventory import Inventory, demo_inventory_path, load_inventory
+from bot.inventory import Inventory
 from tests.cli_support import one_line_error, run
 from tests.helpers import refused_port
-from tests.kerberos_support import REALM, KerberosRealm, isolated_realm, kerberos_emulator
+from tests.kerberos_support import (
+    REALM,
+    KerberosRealm,
+    isolated_realm,
+    kerberos_deployment,
+    kerberos_emulator,
+)
 
 BOT = "checkpoint-bot"
 # MIT krb5's error codes, as the `krb5` package appends them to its messages.
@@ -135,22 +135,7 @@ def test_the_cli_says_the_kdc_could_not_be_reached_and_to_try_again(
     installed script, KRB5_CONFIG and KRB5_CLIENT_KTNAME in its environment)
     while the realm's KDC is down: exit 3 (unreachable), nothing decided,
     and "could not be reached", never "could not be logged in to"."""
-    fleet = EmulatedFleet.start(
-        InMemoryHostStateStore(),
-        model=load_host_model(demo_hosts_path()),
-        auth=("kerberos",),
-        keytab=realm.service_keytab("localhost"),
-    )
-    try:
-        ports = {name: server.port for name, server in fleet.servers.items()}
-        (tmp_path / "inv.yaml").write_text(
-            emulated_inventory(
-                load_inventory(demo_inventory_path()), ports, "unused", "UNUSED", kerberos=True
-            ),
-            encoding="utf-8",
-        )
-        config = tmp_path / "bot.yaml"
-        config.write_text("inventory: inv.yaml\nhyperv: {backend: winrm}\n", encoding="utf-8")
+    with kerberos_deployment(realm, tmp_path) as (config, _fleet):
         down, port = _kdc_down_config(realm, tmp_path)
         env = {
             "KRB5_CONFIG": str(down),
@@ -185,8 +170,6 @@ def test_the_cli_says_the_kdc_could_not_be_reached_and_to_try_again(
         assert as_json.returncode == 3
         problems = json.loads(as_json.stdout)["unreachable"]
         assert [p["login_failed"] for p in problems] == [False, False, False]
-    finally:
-        fleet.stop()
 
 
 # --- configuration and credential mistakes: a hint naming what to fix ----------

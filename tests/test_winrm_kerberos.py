@@ -27,24 +27,19 @@ from pathlib import Path
 import pytest
 
 from bot.clock import ManualClock
-from bot.devtools.emulator import EmulatedFleet, EmulatorServer, Logon, TlsIdentity
-from bot.devtools.emulator.pointing import emulated_inventory
-from bot.devtools.hostmodel import (
-    InMemoryHostStateStore,
-    demo_hosts_path,
-    load_host_model,
-)
+from bot.devtools.emulator import EmulatorServer, Logon, TlsIdentity
 from bot.hyperv.errors import HostAuthError
 from bot.hyperv.winrm.connect import Credentials
 from bot.hyperv.winrm.host import WinRMHost
 from bot.hyperv.winrm.pool import WinRMTimeouts
-from bot.inventory import Inventory, demo_inventory_path, load_inventory
+from bot.inventory import Inventory
 from tests.cli_support import run
 from tests.kerberos_support import (
     REALM,
     WEB01,
     KerberosRealm,
     isolated_realm,
+    kerberos_deployment,
     kerberos_emulator,
 )
 from tests.tls_support import TestCA
@@ -267,23 +262,7 @@ def test_the_cli_authenticates_with_the_keytab_in_its_environment(
     """The installed `checkpoint-bot`, as a service runs it: KRB5_CLIENT_KTNAME
     and KRB5_CONFIG in its environment, an inventory with `auth: kerberos`
     and no credential (what `emulator --keytab --write-inventory` writes)."""
-    fleet = EmulatedFleet.start(
-        InMemoryHostStateStore(),
-        hosts=["HV01"],
-        model=load_host_model(demo_hosts_path()),
-        auth=("kerberos",),
-        keytab=realm.service_keytab("localhost"),
-    )
-    try:
-        ports = {name: server.port for name, server in fleet.servers.items()}
-        (tmp_path / "inv.yaml").write_text(
-            emulated_inventory(
-                load_inventory(demo_inventory_path()), ports, "unused", "UNUSED", kerberos=True
-            ),
-            encoding="utf-8",
-        )
-        config = tmp_path / "bot.yaml"
-        config.write_text("inventory: inv.yaml\nhyperv: {backend: winrm}\n", encoding="utf-8")
+    with kerberos_deployment(realm, tmp_path, hosts=["HV01"]) as (config, fleet):
         env = {
             **realm.env,
             "KRB5_CLIENT_KTNAME": f"FILE:{realm.client_keytab(BOT)}",
@@ -299,8 +278,6 @@ def test_the_cli_authenticates_with_the_keytab_in_its_environment(
         assert set(fleet.server("HV01").logons) == {
             Logon(protocol="kerberos", principal=BOT_PRINCIPAL)
         }
-    finally:
-        fleet.stop()
 
 
 def test_a_ticket_bound_to_another_certificate_is_refused(
