@@ -24,7 +24,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from bot.yamlio import YamlDoc, YamlPath, format_path
-from policies.model import Effect, Fact, Facts, OutcomeKind
+from policies.model import Effect, Fact, Facts, OutcomeKind, Permission
 from policies.policy import CompiledRule, Policy
 from policies.rules.checkpoints import TRANSACTIONAL_ROLES
 from policies.rules.replication import REPLICATING_ROLES
@@ -108,6 +108,7 @@ class FindingKind(enum.StrEnum):
     GUARDRAIL_WEAKENED = "guardrail_weakened"
     SCOPE_MATCHES_NOTHING = "scope_matches_nothing"
     SHADOWED_PARAM = "shadowed_param"
+    APPROVER_CANNOT_APPROVE = "approver_cannot_approve"
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,7 @@ def lint(
     if vms:
         findings += _empty_scopes(policy, vms, where)
     findings += _shadowed_params(policy, where)
+    findings += _approvers_without_permission(policy, where)
     return findings
 
 
@@ -447,6 +449,48 @@ def _shadowed_params(policy: Policy, where: _Locator) -> list[Finding]:
                         rule_id,
                     )
                 )
+    return findings
+
+
+def _approvers_without_permission(policy: Policy, where: _Locator) -> list[Finding]:
+    """Users the approvals rule names (base or an override) whom the
+    `approve` permission does not let approve: their approval is refused,
+    and a request only they could approve never is. Only where it can be
+    known: the permission does not allow everyone, and either lists no
+    group or the user is a CLI operator (`cli:NAME`), who is in no Slack
+    group (a Slack user's groups are Slack's to say)."""
+    allowed = policy.permission(Permission.APPROVE)
+    rule = policy.rules.get("approvals")
+    if "*" in allowed.users or rule is None:
+        return []
+    may = set(allowed.users) | set(policy.admins.users)
+    named: list[tuple[YamlPath, Sequence[str]]] = [
+        (("rules", "approvals", "params", "users"), getattr(rule.params, "users", ()))
+    ]
+    for i, override in enumerate(rule.overrides):
+        at: YamlPath = ("rules", "approvals", "overrides", i, "params", "users")
+        named.append((at, override.params.get("users", ())))
+    findings: list[Finding] = []
+    for path, users in named:
+        refused = [
+            u
+            for u in users
+            if u != "*" and u not in may and (not allowed.groups or u.startswith("cli:"))
+        ]
+        if not refused or where.shipped_only(path):
+            continue
+        who = ", ".join(refused)
+        findings.append(
+            Finding(
+                FindingKind.APPROVER_CANNOT_APPROVE,
+                format_path(path),
+                f"{format_path(path)}: {who} {'is' if len(refused) == 1 else 'are'} named to "
+                "approve, but permissions.approve does not let them approve: their approval "
+                "would be refused; add them to permissions.approve",
+                where.where(path),
+                "approvals",
+            )
+        )
     return findings
 
 

@@ -231,3 +231,26 @@ def test_slack_policy_explain_says_a_guardrail_was_weakened(tmp_path: Path) -> N
         said = shown(command(bot, "policy CORP-DC01"))
     assert ":warning: guardrail weakened by " in said and "policy.yaml:5" in said, said
     assert "(shipped: deny)" in said
+
+
+def test_an_approver_the_approve_permission_refuses_is_a_warning(tmp_path: Path) -> None:
+    """Seen: `permissions.approve: {groups: [S0APPROVERS]}` and a prod
+    override naming `cli:bob` as the approver: the change said "needs 1
+    approval from @cli:bob", and bob's approval was refused ("may not
+    approve"), so it could never be approved. A CLI operator is in no Slack
+    group: that is known before anything runs."""
+    policy = (
+        "permissions:\n  approve: {users: [U0CAROL], groups: [S0APPROVERS]}\n"
+        "rules:\n  approvals:\n    overrides:\n      - scope: {tags: {env: prod}}\n"
+        '        params: {count: 1, users: ["cli:bob", U0DAVE]}\n'
+    )
+    path, warnings, out = _validate(tmp_path, policy)
+    assert warnings == [
+        f"WARNING {path}:7: rules.approvals.overrides[0].params.users: cli:bob is named to "
+        "approve, but permissions.approve does not let them approve: their approval would be "
+        "refused; add them to permissions.approve"
+    ], out
+    # U0DAVE may be in S0APPROVERS (Slack says): not warned. Listed, bob is fine.
+    fixed = policy.replace("users: [U0CAROL]", 'users: [U0CAROL, "cli:bob"]')
+    (tmp_path / "fixed").mkdir()
+    assert _validate(tmp_path / "fixed", fixed)[1] == []
