@@ -215,6 +215,21 @@ def group_mention(group: str) -> str:
     return f"<!subteam^{group}>" if _GROUP_ID.match(group) else group
 
 
+def names_someone(user: str) -> bool:
+    """Whether a policy's `users:` value can match a principal: a Slack user
+    id (U… or W…), a CLI operator (`cli:NAME`), or `*` (anyone)."""
+    return (
+        user == "*"
+        or _USER_ID.match(user) is not None
+        or (user.startswith("cli:") and len(user) > len("cli:"))
+    )
+
+
+def is_group_id(group: str) -> bool:
+    """Whether a policy's `groups:` value is a Slack user-group id (S…) or `*`."""
+    return group == "*" or _GROUP_ID.match(group) is not None
+
+
 def is_channel_id(text: str) -> bool:
     """Whether `text` is a Slack channel id (C…, or G… for an older private
     channel), what every Slack method takes; a name (`#ops`) is not: newer

@@ -23,6 +23,7 @@ from datetime import date, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
+from bot.domain import is_group_id, names_someone
 from bot.yamlio import YamlDoc, YamlPath, format_path
 from policies.model import Effect, Fact, Facts, OutcomeKind, Permission
 from policies.policy import CompiledRule, Policy
@@ -109,6 +110,7 @@ class FindingKind(enum.StrEnum):
     SCOPE_MATCHES_NOTHING = "scope_matches_nothing"
     SHADOWED_PARAM = "shadowed_param"
     APPROVER_CANNOT_APPROVE = "approver_cannot_approve"
+    NAMES_NO_ONE = "names_no_one"
 
 
 @dataclass(frozen=True)
@@ -302,6 +304,7 @@ def lint(
         findings += _empty_scopes(policy, vms, where)
     findings += _shadowed_params(policy, where)
     findings += _approvers_without_permission(policy, where)
+    findings += _names_no_one(policy, where)
     return findings
 
 
@@ -491,6 +494,63 @@ def _approvers_without_permission(policy: Policy, where: _Locator) -> list[Findi
                 "approvals",
             )
         )
+    return findings
+
+
+def _principal_lists(policy: Policy) -> list[tuple[YamlPath, Sequence[str], Sequence[str]]]:
+    """Every place the policy names people: (where, users, groups)."""
+    found: list[tuple[YamlPath, Sequence[str], Sequence[str]]] = [
+        (("admins",), policy.admins.users, policy.admins.groups)
+    ]
+    for name in Permission:
+        allowed = policy.permission(name)
+        found.append((("permissions", name.value), allowed.users, allowed.groups))
+    rule = policy.rules.get("approvals")
+    if rule is not None:
+        found.append(
+            (
+                ("rules", "approvals", "params"),
+                getattr(rule.params, "users", ()),
+                getattr(rule.params, "groups", ()),
+            )
+        )
+        for i, override in enumerate(rule.overrides):
+            found.append(
+                (
+                    ("rules", "approvals", "overrides", i, "params"),
+                    override.params.get("users", ()),
+                    override.params.get("groups", ()),
+                )
+            )
+    return found
+
+
+def _names_no_one(policy: Policy, where: _Locator) -> list[Finding]:
+    """A user that is neither a Slack user id, a CLI operator (`cli:NAME`)
+    nor `*` (a name, `@alice`), or a group that is no Slack user-group id (a
+    handle, `@hyperv-approvers`): it matches no principal, so whatever it was
+    meant to allow or ask, nobody gets. (Channel names are refused outright
+    by the loader; a user or group value is kept, as a deployment's tests
+    may name principals their own way, and warned about.)"""
+    findings: list[Finding] = []
+    for base, users, groups in _principal_lists(policy):
+        for key, values, ok, should in (
+            ("users", users, names_someone, "a Slack user id (U0123ABCD) or cli:NAME"),
+            ("groups", groups, is_group_id, "a Slack user-group id (S0123ABCD)"),
+        ):
+            at: YamlPath = (*base, key)
+            wrong = [v for v in values if not ok(v)]
+            if not wrong or where.shipped_only(at):
+                continue
+            findings.append(
+                Finding(
+                    FindingKind.NAMES_NO_ONE,
+                    format_path(at),
+                    f"{format_path(at)}: {', '.join(wrong)} "
+                    f"{'matches' if len(wrong) == 1 else 'match'} no one: write {should}",
+                    where.where(at),
+                )
+            )
     return findings
 
 

@@ -254,3 +254,17 @@ def test_an_approver_the_approve_permission_refuses_is_a_warning(tmp_path: Path)
     fixed = policy.replace("users: [U0CAROL]", 'users: [U0CAROL, "cli:bob"]')
     (tmp_path / "fixed").mkdir()
     assert _validate(tmp_path / "fixed", fixed)[1] == []
+
+
+def test_a_user_or_group_that_names_no_one_is_a_warning(tmp_path: Path) -> None:
+    """Seen: `users: [bob]` and `groups: ["@hyperv-approvers"]` validated
+    "OK"; no principal is ever `bob` (the CLI's is `cli:bob`) and a group is
+    asked by its id, so nobody got what they were meant to allow."""
+    policy = "permissions:\n  approve: {users: [bob, U0CAROL], groups: ['@hyperv-approvers']}\n"
+    path, warnings, out = _validate(tmp_path, policy)
+    assert warnings == [
+        f"WARNING {path}:2: permissions.approve.users: bob matches no one: write a Slack "
+        "user id (U0123ABCD) or cli:NAME",
+        f"WARNING {path}:2: permissions.approve.groups: @hyperv-approvers matches no one: "
+        "write a Slack user-group id (S0123ABCD)",
+    ], out

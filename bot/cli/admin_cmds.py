@@ -279,7 +279,8 @@ def policy_validate(rt: Runtime, file: Path, as_json: bool) -> None:
     shipped policy, with the inventory's VMs it affects; a scope that matches
     no VM of the configured inventory; a base param a shipped override
     still overrides for some VMs; a named approver the approve permission
-    would refuse. Exit 2 when the file is not valid."""
+    would refuse; a user or group value that names no one. Exit 2 when the
+    file is not valid."""
     from bot.config import ConfigError
     from bot.service import lint_policy
     from policies import PolicyError, validate_policy_file
