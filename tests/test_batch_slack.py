@@ -882,6 +882,23 @@ def test_the_requesters_own_card_offers_no_approve_all_of_the_rollback_she_asked
         assert "Approve all (1)" in shown(alices)
 
 
+def _web_tier_taken_but_app01(bot: RunningBot) -> Any:
+    """Alice's web-tier wave with WEB01 and WEB02 taken and APP01 scheduled
+    for its window, its thread told so: APP01's change."""
+    create_batch(
+        bot.ctx,
+        Selection.of(groups=["web-tier"]),
+        reason="KB5044284 web wave",
+        requester="U0ALICE",
+        channel="C0TEST",
+    )
+    for vm in ("WEB01", "WEB02"):
+        wait_state(bot, vm, "active", timeout=30)
+    app01 = wait_state(bot, "APP01", "scheduled")
+    bot.api.wait_for(lambda cs: any("*Scheduled*" in r for r in wave_replies(cs)), 30)
+    return app01
+
+
 # No approvals; APP01 is taken only in its window, which opens on Saturday
 # 22:00 UTC (T0 is the Tuesday before).
 APP01_WINDOW_ONLY = """
@@ -909,17 +926,7 @@ def test_roll_back_all_and_keep_all_say_which_member_is_still_scheduled_and_how_
     rolled back and the wave merged, and nothing said so."""
     opening = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
     with checked_bot(tmp_path, APP01_WINDOW_ONLY) as bot:
-        create_batch(
-            bot.ctx,
-            Selection.of(groups=["web-tier"]),
-            reason="KB5044284 web wave",
-            requester="U0ALICE",
-            channel="C0TEST",
-        )
-        for vm in ("WEB01", "WEB02"):
-            wait_state(bot, vm, "active", timeout=30)
-        app01 = wait_state(bot, "APP01", "scheduled")
-        bot.api.wait_for(lambda cs: any("*Scheduled*" in r for r in wave_replies(cs)), 30)
+        app01 = _web_tier_taken_but_app01(bot)
 
         card = command(bot, "batch BAT-1", user="U0BOB")
         line = f"*APP01* on HV01 · scheduled · runs {_token(opening)}, when its change window opens"
@@ -1049,17 +1056,7 @@ def test_the_approval_asked_for_roll_back_all_names_the_member_still_scheduled(
     thread's last reply. The ask, and Approve all's confirm, now name it."""
     opening = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
     with checked_bot(tmp_path, APP01_WINDOW_ROLLBACK_APPROVED) as bot:
-        create_batch(
-            bot.ctx,
-            Selection.of(groups=["web-tier"]),
-            reason="KB5044284 web wave",
-            requester="U0ALICE",
-            channel="C0TEST",
-        )
-        for vm in ("WEB01", "WEB02"):
-            wait_state(bot, vm, "active", timeout=30)
-        app01 = wait_state(bot, "APP01", "scheduled")
-        bot.api.wait_for(lambda cs: any("*Scheduled*" in r for r in wave_replies(cs)), 30)
+        app01 = _web_tier_taken_but_app01(bot)
 
         _reply, key = bot.slack.click(
             "checkpoint:wave_rollback",

@@ -118,6 +118,22 @@ def _settle_threads(bot: RunningBot) -> None:
     notifier.flush()
 
 
+def _wave_taken(bot: RunningBot) -> Any:
+    """Alice's wave of STG-WEB01 and WEB02 (24h), both checkpoints taken."""
+    out = create_batch(
+        bot.ctx,
+        Selection.of(["STG-WEB01", "WEB02"]),
+        reason="KB5044284 wave",
+        requester=ALICE,
+        channel="C0OPS",
+        ttl="24h",
+    )
+    for o in out.outcomes:
+        assert o.job_id is not None
+        assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+    return out
+
+
 def test_a_reminder_dm_says_who_kept_and_merged_it_and_keeps_no_buttons(tmp_path: Path) -> None:
     with checked_bot(tmp_path, "") as bot:
         ref = _active(bot, "STG-WEB01")
@@ -206,17 +222,7 @@ def test_a_wave_reminder_says_what_became_of_each_vm_and_keeps_no_buttons_once_a
     tmp_path: Path,
 ) -> None:
     with checked_bot(tmp_path, "") as bot:
-        out = create_batch(
-            bot.ctx,
-            Selection.of(["STG-WEB01", "WEB02"]),
-            reason="KB5044284 wave",
-            requester=ALICE,
-            channel="C0OPS",
-            ttl="24h",
-        )
-        for o in out.outcomes:
-            assert o.job_id is not None
-            assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        out = _wave_taken(bot)
         members = show_batch(bot.ctx, out.batch.ref).members
         dm = _remind(bot, min(_expiry(bot, m.change) for m in members))
         assert _actions(dm.body) == ["checkpoint:wave_merge", "checkpoint:wave_rollback"]
@@ -247,17 +253,7 @@ def test_a_wave_reminder_keeps_its_buttons_for_the_members_still_held(tmp_path: 
     card. The update now keeps the wave's buttons, counted for what the
     wave still holds, until every member is settled."""
     with checked_bot(tmp_path, "") as bot:
-        out = create_batch(
-            bot.ctx,
-            Selection.of(["STG-WEB01", "WEB02"]),
-            reason="KB5044284 wave",
-            requester=ALICE,
-            channel="C0OPS",
-            ttl="24h",
-        )
-        for o in out.outcomes:
-            assert o.job_id is not None
-            assert bot.ctx.ledger.wait(o.job_id, timeout=30).state == "succeeded"
+        out = _wave_taken(bot)
         members = {m.vm_name: m for m in show_batch(bot.ctx, out.batch.ref).members}
         dm = _remind(bot, min(_expiry(bot, m.change) for m in members.values()))
 
