@@ -40,6 +40,9 @@ from bot.changes.pending import pending_approvals
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView, EventView
 from bot.clock import real_seconds, system_clock
+from bot.notify.approval_dms import ApprovalDMFollower
+from bot.notify.approval_dms import remember as remember_dm
+from bot.notify.channel import Posted
 from bot.notify.homes import StaleHomes
 from bot.notify.horizon import too_late_for_a_thread
 from bot.notify.outbox import OutboxDrainer
@@ -166,6 +169,8 @@ class ThreadNotifier:
         # The TTL reminders and expiry notices about a change, outside its
         # thread, follow it too (their buttons must not outlive a decision).
         self.ttl_notices = TTLNoticeFollower(engine, client, renderer, demo=demo)
+        # The approval DMs too: once their request is settled they say so.
+        self.approval_dms = ApprovalDMFollower(engine, client, renderer, demo=demo)
         self.outbox = OutboxDrainer(engine, self.sync, owner or f"notifier-{uuid.uuid4().hex[:12]}")
         self._draining = False
         self._timer_stop = threading.Event()
@@ -346,10 +351,12 @@ class ThreadNotifier:
         """Post and update what the change's record implies; True when its
         thread is complete, False when a post is claimed elsewhere or held back
         (a wave still recording its members) for now.
-        Its TTL notices follow (after the thread: a failed update of one
-        raises, and the outbox tries the whole sync again, claimed posts once)."""
+        Its TTL notices and approval DMs follow (after the thread: a failed
+        update of one raises, and the outbox tries the whole sync again,
+        claimed posts once)."""
         complete = self._sync_thread(change_id)
         self.ttl_notices.follow(change_id)
+        self.approval_dms.follow(change_id, self.default_channel)
         return complete
 
     def _sync_thread(self, change_id: int) -> bool:
@@ -627,16 +634,22 @@ class ThreadNotifier:
     def _direct_pings(self, channel: str, view: ChangeView, event: EventView) -> None:
         """An approval asked where the policy says `dm: true`: each listed
         approver also gets a direct message. Sent once, with the reply it
-        follows (whose claim is taken); a failed one is logged, not retried."""
+        follows (whose claim is taken); a failed one is logged, not retried.
+        Each one posted is remembered, so it follows its request once settled."""
         for user in approvers_to_ping(event):
             payload = self.renderer.payload(
                 "approval_dm", c=view, e=event, channel=channel, demo=self.demo
             )
             try:
                 self.pacer.wait(user)
-                self.client.chat_postMessage(channel=user, **payload)
+                answer = self.client.chat_postMessage(channel=user, **payload)
             except SlackApiError:
                 log.warning("could not message %s about %s", user, view.ref, exc_info=True)
+                continue
+            landed = Posted(str(answer.get("channel") or user), str(answer["ts"]))
+            remember_dm(
+                self.engine, landed, event=event, change_id=view.id, user=user, now=self.clock()
+            )
 
     def _claim(
         self, table: Any, key: Any, row_id: int, column: Any, expect: str | None, value: str | None

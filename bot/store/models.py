@@ -10,6 +10,7 @@ command that reads one part imports that part's module alone.
 from __future__ import annotations
 
 from bot.store.tables import batch_ref, change_ref
+from bot.store.tables.approval_dms import ApprovalDM
 from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change, ChangeEvent
@@ -22,6 +23,7 @@ from bot.store.tables.ttl_notices import TTLNotice
 from bot.store.tables.vm_record import CheckpointAdoption, VMSettingChange
 
 __all__ = [
+    "ApprovalDM",
     "ApprovalRequest",
     "Batch",
     "BatchEvent",

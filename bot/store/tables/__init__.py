@@ -1,7 +1,7 @@
 """The tables, one module per part of the record, so a command maps only
 the tables it reads: SQLAlchemy's declarative mapping costs about 3 ms a
 table at start-up (bench/cli_start.py), and `checkpoint-bot outbox` reads
-two of seventeen. `bot.store.models` imports them all, for code that wants
+two of nineteen. `bot.store.models` imports them all, for code that wants
 every table (the schema, the migrations, the tests)."""
 
 from __future__ import annotations
