@@ -9,8 +9,9 @@ committed writes of the current thread).
 from __future__ import annotations
 
 from bot.config import ConfigError
-from bot.store.db import bad_connection_option
+from bot.store.db import bad_connection_option, tls_refused
 from bot.store.outage import committed_writes, is_transient
+from bot.store.pg_tls import TLS_HINT
 
 __all__ = [
     "DATABASE_DOWN",
@@ -47,7 +48,13 @@ def misconfigured_database(exc: BaseException, label: str) -> ConfigError | None
     the settings' `database_label` (its password hidden)."""
     said = bad_connection_option(exc)
     if said is None:
-        return None
+        refused = tls_refused(exc)
+        if refused is None:
+            return None
+        return ConfigError(
+            f"the database {label} answered, but not over TLS this bot can verify: "
+            f"{refused}; {TLS_HINT}"
+        )
     return ConfigError(
         f"the database URL {label} has a connection option the driver refuses: {said}; "
         "fix DATABASE_URL (or database_url_file)"

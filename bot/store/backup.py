@@ -31,7 +31,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 
-from bot.store.db import url_without_secrets
+from bot.store.db import libpq_home, url_without_secrets
+from bot.store.pg_tls import TLS_HINT, tls_refusal, with_tls_default
 
 
 class BackupError(Exception):
@@ -128,7 +129,8 @@ def backup_postgres(url: str, dest: Path, pg_dump: str | None = None) -> BackupR
             "server's version (Debian: postgresql-client) or run pg_dump where it is "
             "(docs/upgrading.md#postgresql)"
         )
-    bare, secrets = url_without_secrets(make_url(url))
+    # The TLS make_engine asks for, so the dump goes the way the bot does.
+    bare, secrets = url_without_secrets(with_tls_default(make_url(url), os.environ, libpq_home()))
     libpq = bare.set(drivername="postgresql").render_as_string(hide_password=False)
     env = {**os.environ}
     if "password" in secrets:
@@ -153,6 +155,10 @@ def backup_postgres(url: str, dest: Path, pg_dump: str | None = None) -> BackupR
             )
             if done.returncode != 0:
                 first = (done.stderr.strip().splitlines() or ["no message"])[0]
+                refused = tls_refusal(done.stderr)
+                if refused is not None:
+                    # The server answered: no retry helps (bot/store/pg_tls.py).
+                    raise BackupError(f"pg_dump failed: {refused}; {TLS_HINT}")
                 unreachable = "connection" in first or "could not connect" in first
                 raise BackupError(f"pg_dump failed: {first}", unavailable=unreachable)
             partial.replace(dest)

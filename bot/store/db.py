@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -15,6 +17,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlmodel import Session, create_engine
 
 from bot.store.outage import watch_writes
+from bot.store.pg_tls import tls_refusal, with_tls_default
 
 
 def driver_reason(exc: BaseException) -> str:
@@ -61,6 +64,16 @@ def bad_connection_option(exc: BaseException) -> str | None:
         if found is not None:
             return line[found.start() :].strip()
     return None
+
+
+def tls_refused(exc: BaseException) -> str | None:
+    """What the driver said when the database's TLS could not be had or
+    verified (bot/store/pg_tls.py); None for anything else."""
+    orig = getattr(exc, "orig", None)
+    said = orig if isinstance(orig, BaseException) else exc
+    if type(said).__module__.split(".")[0] != "psycopg":
+        return None
+    return tls_refusal(str(said))
 
 
 # The connection parameters that hold a secret. libpq and psycopg take the
@@ -195,9 +208,19 @@ def make_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    parsed = with_tls_default(parsed, os.environ, libpq_home())
     engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
     watch_writes(engine)
     return engine
+
+
+def libpq_home() -> Path:
+    """The home directory libpq reads `~/.postgresql/` from: the user's
+    entry in the password database, not $HOME (libpq's pqGetHomeDirectory)."""
+    try:
+        return Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        return Path.home()
 
 
 class RecordSession(Session):
