@@ -209,6 +209,24 @@ def people(value: object) -> str:
     return "".join(out)
 
 
+def people_but(value: object, host_said: Sequence[str] = ()) -> str:
+    """`people`, except that the parts of `value` in `host_said` (what a
+    host or an error said, bot.changes.views.HOST_SAID) are escaped whole:
+    a mention token in them is shown, never acted on."""
+    text = str(value)
+    parts = sorted({p for p in host_said if p and p in text}, key=len, reverse=True)
+    if not parts:
+        return people(text)
+    split = re.compile("|".join(re.escape(p) for p in parts))
+    out, at = [], 0
+    for found in split.finditer(text):
+        out.append(people(text[at : found.start()]))
+        out.append(mrkdwn_escape(found.group(0)))
+        at = found.end()
+    out.append(people(text[at:]))
+    return "".join(out)
+
+
 def slack_date(value: datetime | str | None, fmt: str = "{date_short_pretty} {time}") -> str:
     """Slack's date token: each reader sees their own time zone; the
     fallback (UTC) is what clients that cannot format it show. An ISO-8601
@@ -366,6 +384,7 @@ SLACK_FILTERS: Mapping[str, Any] = {
     "mention": mention,
     "channel_mention": channel_mention,
     "people": people,
+    "people_but": people_but,
     "slack_date": slack_date,
     "quote": quote,
     "one_line": one_line,

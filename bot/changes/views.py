@@ -32,6 +32,12 @@ ASKS_APPROVAL = {
 # Events whose message is what a person wrote (the request's reason), not
 # the bot's words: shown escaped, never with mentions.
 WRITTEN_BY_PERSON = frozenset({"requested"})
+# The details key listing the parts of an event's message that a host (or
+# an error) said, not the bot: a Hyper-V error quotes the VM's name as its
+# host has it, which anyone who may rename a VM chooses. They are shown
+# escaped, so a `<@U…>` or `<!subteam^…>` in them pings nobody; the rest
+# of the message keeps the bot's own mentions.
+HOST_SAID = "host_said"
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,12 @@ class EventView:
     @property
     def asks_approval(self) -> bool:
         return self.kind in ASKS_APPROVAL
+
+    @property
+    def host_said(self) -> tuple[str, ...]:
+        """The parts of `message` a host or an error said (`HOST_SAID`)."""
+        said = self.details.get(HOST_SAID) or ()
+        return tuple(str(part) for part in said if part) if isinstance(said, list) else ()
 
     @property
     def asked_action(self) -> str:

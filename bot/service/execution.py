@@ -23,6 +23,7 @@ from sqlmodel import col, select
 
 from bot.changes import Command, State
 from bot.changes.record import events_of, get_change, note, recording, transition
+from bot.changes.views import HOST_SAID
 from bot.clock import utc_text
 from bot.config import DefaultsConfig
 from bot.domain import ApprovalState, CheckpointKind
@@ -174,8 +175,14 @@ class HostJobs:
         command: Command,
         message: str = "",
         details: dict[str, Any] | None = None,
+        *,
+        said: str | None = None,
         **values: Any,
     ) -> None:
+        """Record a transition. `said`: the part of `message` a host or an
+        error said, not the bot (bot.changes.views.HOST_SAID)."""
+        if said:
+            details = {**(details or {}), HOST_SAID: [said]}
         recording(
             self.engine,
             change_id,
@@ -192,7 +199,11 @@ class HostJobs:
         )
         self.on_change(change_id)
 
-    def _note(self, change_id: int, kind: str, message: str, **details: Any) -> None:
+    def _note(
+        self, change_id: int, kind: str, message: str, *, said: str | None = None, **details: Any
+    ) -> None:
+        if said:
+            details[HOST_SAID] = [said]
         recording(
             self.engine,
             change_id,
@@ -246,6 +257,7 @@ class HostJobs:
                     on_refusal,
                     f"{doing} failed: {exc.message}",
                     details={"category": exc.category, "error_id": exc.error_id},
+                    said=exc.message,
                 )
                 raise OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}") from exc
             # The checkpoint the change owns is gone from the host: nothing
@@ -256,6 +268,7 @@ class HostJobs:
                 f"{doing} not done: the host no longer has the checkpoint ({exc.message}); "
                 "it was deleted outside the bot or the host was rebuilt, so nothing is left "
                 "to roll back or merge",
+                said=exc.message,
             )
             raise OperationFailed(f"{change_ref(change_id)}: checkpoint vanished") from exc
         except HyperVError as exc:
@@ -267,10 +280,11 @@ class HostJobs:
                     on_refusal,
                     f"{doing} failed: {exc.message}",
                     details={"category": exc.category, "error_id": exc.error_id},
+                    said=exc.message,
                 )
             raise OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}") from exc
         except _NotThere as exc:
-            self._step(change_id, on_refusal, f"{doing} not run: {exc}")
+            self._step(change_id, on_refusal, f"{doing} not run: {exc}", said=str(exc))
             raise OperationFailed(f"{change_ref(change_id)}: {doing} not run: {exc}") from exc
         except _LeftAfterActing as exc:
             self._interrupt(change_id, doing, str(exc))
@@ -339,11 +353,13 @@ class HostJobs:
         return format_duration(self.clock() - since)
 
     def _interrupt(self, change_id: int, doing: str, why: str) -> None:
+        """`why` is what an error said, never the bot's own words."""
         self._step(
             change_id,
             Command.INTERRUPT,
             f"{doing}: outcome unknown ({why}); the host must be checked before "
             "anything else happens to this change",
+            said=why,
         )
 
     # -- create --------------------------------------------------------------
@@ -441,12 +457,14 @@ class HostJobs:
                     change.id,
                     "recheck_waiting",
                     f"{message}; nothing was done, trying again until {utc_text(job.deadline)}",
+                    said=message,
                 )
             raise RetryLater(message)
         self._step(
             change.id,
             Command.CREATE_FAILED,
             f"not started: {message}; nothing was done on the host, request it again",
+            said=message,
         )
         return {"not_started": message}
 
@@ -688,6 +706,7 @@ class HostJobs:
                 job.change_id,
                 Command.ROLLBACK_FAILED,
                 f"rollback not run: {why}; nothing was done on the host, try again",
+                said=why,
             )
             return {"not_started": why}
         if refusal:
@@ -719,6 +738,7 @@ class HostJobs:
                     job.change_id,
                     "warning",
                     f"restored, but starting the VM failed: {exc.message}",
+                    said=exc.message,
                 )
         if started:
             state_text = "started again"
@@ -744,13 +764,15 @@ class HostJobs:
         try:
             change = self._follow(change)
         except (Unavailable, NotFound) as exc:
-            self._note(job.change_id, "start_failed", f"Start-VM not run: {exc}")
+            self._note(job.change_id, "start_failed", f"Start-VM not run: {exc}", said=str(exc))
             raise OperationFailed(f"{change_ref(job.change_id)}: start not run: {exc}") from exc
         host = self.host_for(change.host)
         try:
             vm = host.start_vm(change.vm_id)
         except HyperVError as exc:
-            self._note(job.change_id, "start_failed", f"Start-VM failed: {exc.message}")
+            self._note(
+                job.change_id, "start_failed", f"Start-VM failed: {exc.message}", said=exc.message
+            )
             raise OperationFailed(f"{change_ref(job.change_id)}: start failed: {exc}") from exc
         recording(
             self.engine,
@@ -784,6 +806,7 @@ class HostJobs:
                 job.change_id,
                 Command.MERGE_FAILED,
                 f"merge not run: {why}; nothing was done on the host, try again",
+                said=why,
             )
             return {"not_started": why}
         assert change.checkpoint_id is not None  # followed, not changed

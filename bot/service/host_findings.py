@@ -29,6 +29,10 @@ class HostFinding:
     # What was found, without what changes by itself from tick to tick (the
     # VM's uptime): a question is asked again only when this changes.
     key: str = ""
+    # The names in `message` the host gave (a checkpoint's, the VM's as the
+    # host calls it): anyone who may rename them chose them, so they are
+    # shown escaped (bot.changes.views.HOST_SAID).
+    host_said: tuple[str, ...] = ()
 
     @property
     def asked_key(self) -> str:
@@ -84,6 +88,7 @@ def judge_create(
                 "taken_evidence": taken.evidence[:500],
                 "holds_memory": holds_memory(mine),
             },
+            host_said=(mine.name,),
         )
     if not found and host_busy:
         return HostFinding(
@@ -113,6 +118,7 @@ def judge_create(
         f"{lead}: {listed}. None was adopted. Check {change.vm_name} on {change.host}; "
         "merge strays from the orphan sweep, then mark the change failed",
         choices=("failed",),
+        host_said=tuple(c.checkpoint.name for c in found),
     )
 
 
@@ -129,6 +135,7 @@ def judge_merge(
             f"Check {vm.name} on {change.host}, then say what happened",
             choices=("merged", "active"),
             key=f"merge:busy:{host_busy}",
+            host_said=(vm.name,),
         )
     if present:
         return HostFinding(
@@ -170,4 +177,5 @@ def judge_rollback(
         choices=("rolled_back", "active"),
         # Not the uptime: it grows every tick; a changed state or parent is news.
         key=f"rollback:{vm.state.name}:{vm.parent_checkpoint_id}:{host_busy or ''}",
+        host_said=(vm.name,),
     )

@@ -50,7 +50,7 @@ from bot.changes.record import (
     recording,
     transition,
 )
-from bot.changes.views import ChangeView
+from bot.changes.views import HOST_SAID, ChangeView
 from bot.clock import speed_of
 from bot.domain import CheckpointKind, user_mention
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
@@ -218,6 +218,7 @@ class Reconciler:
                 change,
                 verdict.command,
                 "reconciled against the host: " + verdict.message,
+                details={HOST_SAID: list(verdict.host_said)} if verdict.host_said else None,
                 **(verdict.values or {}),
             )
         elif not _asked_already(events, verdict.asked_key, kind="needs_human"):
@@ -227,6 +228,7 @@ class Reconciler:
                 "needs a human: " + verdict.message,
                 choices=list(verdict.choices),
                 key=verdict.asked_key,
+                **({HOST_SAID: list(verdict.host_said)} if verdict.host_said else {}),
             )
         return self._state(change_id)
 
@@ -269,7 +271,7 @@ class Reconciler:
         except (Unavailable, NotFound) as exc:
             text = f"cannot find {change.vm_name}'s node yet ({exc}); trying again"
             if not _asked_already(events, text, kind="reconcile_waiting"):
-                self._note(change, "reconcile_waiting", text, key=text)
+                self._note(change, "reconcile_waiting", text, key=text, **{HOST_SAID: [str(exc)]})
             return None
         host = self.ctx.host_for(change.host)
         try:
@@ -297,7 +299,9 @@ class Reconciler:
         except HyperVError as exc:
             text = f"cannot ask {change.host} yet ({exc.message}); trying again"
             if not _asked_already(events, text, kind="reconcile_waiting"):
-                self._note(change, "reconcile_waiting", text, key=text)
+                self._note(
+                    change, "reconcile_waiting", text, key=text, **{HOST_SAID: [exc.message]}
+                )
             return None
         if doing is State.MERGING:
             return judge_merge(change, checkpoints, vm, host_busy=busy)
@@ -398,13 +402,29 @@ class Reconciler:
         with session_scope(self.ctx.engine) as s:
             return get_change(s, change_id).state
 
-    def _step(self, change: Change, command: Command, message: str, **values: Any) -> None:
+    def _step(
+        self,
+        change: Change,
+        command: Command,
+        message: str,
+        details: dict[str, Any] | None = None,
+        **values: Any,
+    ) -> None:
         assert change.id is not None
         with session_scope(self.ctx.engine) as s:
             current = get_change(s, change.id)
             if current.version != change.version:
                 raise ConcurrentUpdate(change.id)
-            transition(s, current, command, actor=ACTOR, now=self.now(), message=message, **values)
+            transition(
+                s,
+                current,
+                command,
+                actor=ACTOR,
+                now=self.now(),
+                message=message,
+                details=details,
+                **values,
+            )
             change.version = current.version
         self.ctx.notifier.changed(change.id)
 

@@ -31,7 +31,7 @@ from sqlmodel import col, select
 from bot.changes.batch_load import load_batch
 from bot.changes.lifecycle import State
 from bot.changes.record import get_change, note, recording
-from bot.changes.views import ChangeView
+from bot.changes.views import HOST_SAID, ChangeView
 from bot.durations import format_duration
 from bot.notify import ttl_notices
 from bot.notify.channel import Posted
@@ -227,14 +227,21 @@ class TTLChaser:
 
     # -- telling ----------------------------------------------------------------
 
-    def _note(self, change: ChangeView, kind: str, message: str) -> None:
+    def _note(self, change: ChangeView, kind: str, message: str, said: str | None = None) -> None:
         # Its slot is claimed: a note lost to another writer's would never
-        # be sent again.
+        # be sent again. `said`: what an error said in it (HOST_SAID).
+        details = {HOST_SAID: [said]} if said else None
         recording(
             self.ctx.engine,
             change.id,
             lambda s, current: note(
-                s, current, kind=kind, actor=ACTOR, now=self.ctx.clock(), message=message
+                s,
+                current,
+                kind=kind,
+                actor=ACTOR,
+                now=self.ctx.clock(),
+                message=message,
+                details=details,
             ),
         )
         self.ctx.notifier.changed(change.id)
@@ -311,7 +318,12 @@ class TTLChaser:
         try:
             outcome = merge(self.ctx, change.ref, requester=Principal(ACTOR))
         except ServiceError as exc:
-            self._note(change, "auto_merge_failed", f"automatic keep & merge not started: {exc}")
+            self._note(
+                change,
+                "auto_merge_failed",
+                f"automatic keep & merge not started: {exc}",
+                said=str(exc),
+            )
             return
         if outcome.refused or outcome.waiting:
             log.info("auto-merge of %s: refused or waiting for approval", change.ref)

@@ -559,6 +559,20 @@ class ModelHost:
                     vm.started_at = now
                 vm.state = VMState.Running
 
+    def rename_vm(self, vm_id: str, new_name: str) -> None:
+        """`Rename-VM` (https://learn.microsoft.com/powershell/module/hyper-v/rename-vm):
+        the VM keeps its Id, and the host's messages name it by its new name
+        (the checkpoint failures quote it, `errors._failed`). Whoever may
+        manage the VM on its host chooses the name."""
+        with self._edit() as (state, _now):
+            self._vm(state, vm_id).name = new_name
+
+    def write_other_files(self, volume_path: str, size_bytes: int) -> None:
+        """Files that are not the VMs' written to a volume (a backup dump, a
+        log that grew): what fills a disk from outside Hyper-V."""
+        with self._edit() as (state, _now):
+            state.volumes[volume_path].used_bytes += size_bytes
+
     def set_vm(
         self,
         vm_id: str,
