@@ -15,7 +15,10 @@ and the clicker gets the wave's card as it is now.
 What a key covers, per verb (`shown_items`):
 
 - rollback: the members that are active (what Roll back all restores);
-- merge: the members that still hold a checkpoint (active or rolled back);
+- merge: the members that still hold a checkpoint, each with its state
+  (active or rolled back): a Keep & merge all drawn while the VMs were
+  active ("each VM keeps its changes") must not merge them once they were
+  rolled back, though the same members hold a checkpoint;
 - approve: every approval request of the wave's members that is pending
   (whoever may approve which: one approver's card and another's show the
   same wave);
@@ -43,6 +46,11 @@ MERGE_STATES = frozenset({"active", "rolled_back"})
 
 _KEY_DIGITS = 12
 _VALUE = re.compile(r"^(BAT-\d{1,9}):(rollback|merge|approve|withdraw):([0-9a-f]{12})$")
+
+
+def merge_item(change_ref: str, state: str) -> str:
+    """What a merge key covers of one member: which, and in what state."""
+    return f"{change_ref}:{state}"
 
 
 def key_of(verb: str, items: Iterable[object]) -> str:

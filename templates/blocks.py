@@ -37,6 +37,7 @@ from templates.waves import (
     not_recorded_count,
     still_scheduled,
     still_scheduled_summary,
+    merge_items,
     wave_value,
 )
 
@@ -398,6 +399,8 @@ SLACK_FILTERS: Mapping[str, Any] = {
     # A wave button's value, bound to what it was drawn for
     # (bot/wave_keys.py): `ref | wave_value("merge", refs)`.
     "wave_value": wave_value,
+    # What a Keep & merge all covers: `held | merge_items("ref", "state")`.
+    "merge_items": merge_items,
 }
 # Names the templates read (text and budgets), never redefine.
 SLACK_GLOBALS: Mapping[str, Any] = {

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.clock import utc_text
-from bot.wave_keys import value_of
+from bot.wave_keys import merge_item, value_of
 from templates import mrkdwn_escape
 
 # How many members a one-line summary names before "and N more".
@@ -139,6 +139,12 @@ def still_scheduled_summary(batch: Any) -> str:
         f"{names}{more} are still scheduled: each is taken when its change window opens "
         f"or at the time asked{first}"
     )
+
+
+def merge_items(members: Iterable[object], ref_attr: str, state_attr: str) -> list[str]:
+    """What a Keep & merge all drawn for `members` covers: each one's ref
+    and state, read from the attributes named (bot/wave_keys.py)."""
+    return [merge_item(str(getattr(m, ref_attr)), str(getattr(m, state_attr))) for m in members]
 
 
 def wave_value(ref: str, verb: str, items: Iterable[object]) -> str:

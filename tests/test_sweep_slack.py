@@ -29,7 +29,7 @@ from bot.service.sweep import SweepTask, run_sweep
 from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport, WaveRow
 from bot.store.db import session_scope
 from bot.store.models import Change
-from bot.wave_keys import value_of
+from bot.wave_keys import merge_item, value_of
 from templates import Renderer
 from templates.blocks import SlackRenderer, parse_action_value
 from tests.helpers import settings_for
@@ -335,7 +335,9 @@ def test_a_stale_wave_is_one_line_of_the_digest_with_one_keep_all(
         wave_buttons = [b for b in _buttons(post) if b["action_id"] == "checkpoint:wave_merge"]
         # Bound to the members the line lists, as the wave's card binds its
         # own Keep & merge all (every member holding one is listed here).
-        drawn = value_of("BAT-0001", "merge", [i.change_ref for i in waves[0].items])
+        drawn = value_of(
+            "BAT-0001", "merge", [merge_item(i.change_ref, i.change_state) for i in waves[0].items]
+        )
         assert [b["value"] for b in wave_buttons] == [drawn]
         assert drawn == show_batch(ctx, "BAT-1").button_value("merge")
         assert wave_buttons[0].get("confirm")

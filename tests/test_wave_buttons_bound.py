@@ -127,6 +127,33 @@ def test_a_bare_wave_id_from_an_older_card_acts_on_nothing(tmp_path: Path) -> No
         assert {m.state for m in show_batch(bot.ctx, "BAT-1").members} == {"awaiting_approval"}
 
 
+def test_keep_and_merge_all_drawn_while_active_does_not_merge_after_a_roll_back(
+    tmp_path: Path,
+) -> None:
+    """Its confirm said "Each VM keeps its changes" while WEB01 and WEB02
+    were active; both were rolled back since. The same two members still
+    hold a checkpoint, so a key over which members hold one was unchanged
+    and the old click merged them both. The key covers their states now."""
+    with checked_bot(tmp_path, "rules:\n  approvals: {enabled: false}\n") as bot:
+        _taken(bot)
+        for vm in ("WEB01", "WEB02"):
+            wait_state(bot, vm, "active", timeout=30)
+        old = card_button(bot, "BAT-0001", "checkpoint:wave_merge", "U0ALICE")
+        rollback = card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE")
+        bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        for vm in ("WEB01", "WEB02"):
+            wait_state(bot, vm, "rolled_back", timeout=30)
+
+        _reply, key = bot.slack.click("checkpoint:wave_merge", old, user="U0ALICE")
+        refused, now = _answers(bot, key, 2)
+        assert "Keep &amp; merge all is out of date: nothing was done" in shown(refused)
+        fresh = button(now, "checkpoint:wave_merge")
+        assert fresh is not None and fresh != old
+        assert {m.state for m in show_batch(bot.ctx, "BAT-1").members} == {"rolled_back"}
+        for vm in ("WEB01", "WEB02"):
+            assert all(k != "start_merge" for k, _ in _history(bot, vm))
+
+
 # --- the keys ----------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from bot.domain import WAVE_ACTIONS
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change
-from bot.wave_keys import MERGE_STATES, ROLLBACK_STATES, key_of, value_of
+from bot.wave_keys import MERGE_STATES, ROLLBACK_STATES, key_of, merge_item, value_of
 
 
 def planned_run(c: Change) -> datetime | None:
@@ -198,7 +198,9 @@ class BatchView:
         if verb == "rollback":
             return tuple(m.change for m in self.members if m.state in ROLLBACK_STATES)
         if verb == "merge":
-            return tuple(m.change for m in self.members if m.state in MERGE_STATES)
+            return tuple(
+                merge_item(m.change, m.state) for m in self.members if m.state in MERGE_STATES
+            )
         if verb == "approve":
             return tuple(str(r) for r in self.pending_requests)
         if verb == "withdraw":
