@@ -33,11 +33,11 @@ from bot.domain import MENTION_TOKEN, REF_WRITTEN_PATTERN
 from templates import Renderer, mrkdwn_escape, short_time
 from templates.slack_times import date_token, localize_blocks
 from templates.waves import (
+    merge_items,
     not_recorded,
     not_recorded_count,
     still_scheduled,
     still_scheduled_summary,
-    merge_items,
     wave_value,
 )
 
