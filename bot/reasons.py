@@ -8,7 +8,11 @@ about the same text and what one accepts the others accept:
   only the surrounding white space trimmed;
 - a reason is refused when it is empty, longer than `MAX_REASON`, or holds
   a character that is neither printable nor white space (NUL, ESC, a
-  bidirectional override): those are never part of what someone meant;
+  bidirectional override): those are never part of what someone meant.
+  The two joining controls are text, not control: ZERO WIDTH NON-JOINER
+  (U+200C) is how Persian spells "به‌روزرسانی", and ZERO WIDTH JOINER
+  (U+200D) makes one emoji of 👩 and 💻 (The Unicode Standard, 23.2
+  "Layout Controls", https://www.unicode.org/versions/latest/core-spec/chapter-23/);
 - where one line is needed (a Hyper-V checkpoint name, whose rules forbid
   control characters), `one_line` gives the single-line form.
 """
@@ -17,6 +21,12 @@ from __future__ import annotations
 
 MAX_REASON = 500
 EXAMPLE = "KB5044284 patch"
+# Format characters that belong to the words they sit in (see above).
+JOINERS = frozenset({"\u200c", "\u200d"})
+
+
+def _is_text(c: str) -> bool:
+    return c.isprintable() or c in JOINERS
 
 
 class ReasonError(ValueError):
@@ -38,7 +48,7 @@ def check_reason(text: str | None, *, what: str = "reason") -> str:
         raise ReasonError(
             f"the {what} is {len(cleaned)} characters long; keep it under {MAX_REASON}"
         )
-    bad = next((c for c in cleaned if not (c.isprintable() or c.isspace())), None)
+    bad = next((c for c in cleaned if not (_is_text(c) or c.isspace())), None)
     if bad is not None:
         raise ReasonError(
             f"the {what} contains a control character (U+{ord(bad):04X}); use plain text "
@@ -51,5 +61,5 @@ def one_line(text: str) -> str:
     """`text` on one line: every run of white space or other unprintable
     characters becomes one space (a record from before `check_reason`, or
     a reason with new lines, still makes a valid checkpoint name)."""
-    visible = "".join(c if c.isprintable() else " " for c in text)
+    visible = "".join(c if _is_text(c) else " " for c in text)
     return " ".join(visible.split())

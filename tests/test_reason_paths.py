@@ -63,6 +63,25 @@ def test_what_is_refused_is_said(text: str, words: str) -> None:
         check_reason(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "نصب به\u200cروزرسانی امنیتی",  # Persian: a ZERO WIDTH NON-JOINER inside a word
+        "deploy by \U0001f469\u200d\U0001f4bb",  # one emoji: woman, ZERO WIDTH JOINER, laptop
+    ],
+)
+def test_joiners_are_part_of_the_words_and_of_the_checkpoint_name(text: str) -> None:
+    assert check_reason(text) == text
+    assert one_line(text) == text
+    assert checkpoint_name_problem(checkpoint_name("CHG-0001", "0123abcd", text)) is None
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u2066", "\u200e", "\x00"])
+def test_other_invisible_controls_are_still_refused(control: str) -> None:
+    with pytest.raises(ReasonError, match="control character"):
+        check_reason(f"patch{control}now")
+
+
 # --- Slack: the slash command and the modal, approved, through to the host ----------
 
 
@@ -101,6 +120,18 @@ def test_modal_reason_with_new_lines_reaches_the_host(tmp_path: Path) -> None:
         # The work after the ack: the change exists once the answer is posted.
         bot.api.wait_for(lambda cs: any(c.method == "chat.postEphemeral" for c in cs))
         _approved_on_the_host(bot)
+
+
+def test_a_persian_reason_reaches_the_host_as_written(tmp_path: Path) -> None:
+    persian = "نصب به\u200cروزرسانی امنیتی"
+    with running_bot(tmp_path, emulated=True) as bot:
+        said = command(bot, f'create STG-WEB01 --reason "{persian}"')
+        assert "control character" not in json.dumps(said)
+        active = wait_state(bot, "STG-WEB01", "active", timeout=60)
+        assert active.reason == persian
+        assert bot.emulator_log is not None
+        taken = [e for e in bot.emulator_log.entries if e.cmdlet.casefold() == "checkpoint-vm"]
+        assert str(taken[-1].parameters["SnapshotName"]).endswith(persian)
 
 
 # --- the CLI against the emulator in its own process ----------------------------------
