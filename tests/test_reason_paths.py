@@ -34,6 +34,8 @@ from tests.test_slack_modals import create_values, opened_view, submitted
 
 WRITTEN = "KB5044284 patch\nthen reboot\tin the window"
 ONE_LINE = "KB5044284 patch then reboot in the window"
+# "Install the security update", in Persian: a ZERO WIDTH NON-JOINER inside a word.
+PERSIAN = "نصب به\u200cروزرسانی امنیتی"  # noqa: RUF001 (Arabic letters, as written)
 
 
 @given(st.text(max_size=600))
@@ -66,7 +68,7 @@ def test_what_is_refused_is_said(text: str, words: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "نصب به\u200cروزرسانی امنیتی",  # Persian: a ZERO WIDTH NON-JOINER inside a word
+        PERSIAN,
         "deploy by \U0001f469\u200d\U0001f4bb",  # one emoji: woman, ZERO WIDTH JOINER, laptop
     ],
 )
@@ -123,7 +125,7 @@ def test_modal_reason_with_new_lines_reaches_the_host(tmp_path: Path) -> None:
 
 
 def test_a_persian_reason_reaches_the_host_as_written(tmp_path: Path) -> None:
-    persian = "نصب به\u200cروزرسانی امنیتی"
+    persian = PERSIAN
     with running_bot(tmp_path, emulated=True) as bot:
         said = command(bot, f'create STG-WEB01 --reason "{persian}"')
         assert "control character" not in json.dumps(said)
