@@ -10,6 +10,8 @@ where each notice was posted."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,15 +24,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from bot.changes.batch_views import BatchEventView
+from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView
-from bot.notify.ttl_notices import Outcome
+from bot.notify.ttl_notices import Outcome, digest
 from bot.service import Selection, create_batch, show_batch, show_change
 from bot.service.ttl_chase import TTLChaser
-from bot.store.db import make_engine
+from bot.store.db import make_engine, session_scope
 from bot.store.migrate import downgrade, upgrade
+from bot.store.tables.ttl_notices import TTLNotice
 from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.slack_support import Call, RunningBot
@@ -156,6 +160,91 @@ def test_a_reminder_dm_says_who_kept_and_merged_it_and_keeps_no_buttons(tmp_path
         assert _actions(after) == []
         assert after["text"].startswith(f"{ref} was kept & merged by")
         assert "STG-WEB01" in shown(after)
+
+
+def _expire(bot: RunningBot, expires: datetime) -> Call:
+    """The chaser's tick a minute after `expires`: the channel's notice."""
+    TTLChaser(bot.ctx).tick(expires + timedelta(minutes=1))
+    calls = bot.api.wait_for(
+        lambda cs: [c for c in _posts_to(cs, "C0OPS") if "expired" in str(c.body["text"])], 30
+    )
+    return next(c for c in _posts_to(calls, "C0OPS") if "expired" in str(c.body["text"]))
+
+
+def test_a_reminder_dm_says_it_has_expired_once_it_has_and_keeps_its_buttons(
+    tmp_path: Path,
+) -> None:
+    """Seen: "CHG-0002: the checkpoint of STG-APP01 expires in 45m … Decide
+    before it expires" stayed in alice's DM after the channel was told it
+    had expired. Nobody decided, so the buttons stay; the words follow."""
+    with checked_bot(tmp_path, "") as bot:
+        ref = _active(bot, "STG-WEB01")
+        expires = _expiry(bot, ref)
+        dm = _remind(bot, expires)
+        assert "expires in 30m" in str(dm.body["text"])
+        notice = _expire(bot, expires)
+        overdue = _updated(bot, dm, f"{ref}: the checkpoint of STG-WEB01 has expired")
+        assert "expires in" not in shown(overdue) and _token(expires) in shown(overdue)
+        assert _actions(overdue) == _actions(dm.body)
+        # Its buttons act: they are drawn for the change as it is now.
+        keep = button(overdue, "checkpoint:merge")
+        assert keep is not None
+        reply, _key = bot.slack.click("checkpoint:merge", keep, user=ALICE, channel=ALICES_DM)
+        assert reply.status == 200
+        wait_state(bot, "STG-WEB01", "merged", timeout=30)
+        merged = _updated(bot, dm, f"{ref} was kept & merged by <@{ALICE}>")
+        assert _actions(merged) == []
+        # The channel's own notice said "has expired" from the start: it was
+        # updated only for the merge.
+        _updated(bot, notice, f"{ref} was kept & merged by <@{ALICE}>")
+        _settle_threads(bot)
+        updates = [str(u.body["text"]) for u in _updates_of(bot.api.calls, notice)]
+        assert updates and all("kept & merged" in text for text in updates), updates
+
+
+def test_a_notice_remembered_by_an_earlier_release_is_not_redrawn_for_nothing(
+    tmp_path: Path,
+) -> None:
+    """Its key and snapshot did not cover the expiry: the first sync after
+    the upgrade brings the key up to date without touching the message."""
+    with checked_bot(tmp_path, "") as bot:
+        ref = _active(bot, "STG-WEB01")
+        expires = _expiry(bot, ref)
+        dm = _remind(bot, expires)
+        _settle_threads(bot)
+        change = show_change(bot.ctx, ref)
+        with session_scope(bot.ctx.engine) as s:
+            notice = s.exec(select(TTLNotice)).one()
+            old = [(change.id, change.state, expires.astimezone(UTC).isoformat())]
+            notice.shown = hashlib.sha256(json.dumps(old).encode()).hexdigest()
+            notice.about = {str(change.id): {"state": change.state, "expires_at": old[0][2]}}
+            s.add(notice)
+        bot.ctx.notifier.changed(change.id)
+        _settle_threads(bot)
+        assert _updates_of(bot.api.calls, dm) == []
+        expected = digest([_with_events(bot, ref)])
+        with session_scope(bot.ctx.engine) as s:
+            assert s.exec(select(TTLNotice)).one().shown == expected
+
+
+def _with_events(bot: RunningBot, ref: str) -> ChangeView:
+    change_id = show_change(bot.ctx, ref).id
+    with session_scope(bot.ctx.engine) as s:
+        return ChangeView.of(get_change(s, change_id), events_of(s, change_id))
+
+
+def test_a_wave_reminder_says_its_checkpoints_have_expired_with_its_buttons(
+    tmp_path: Path,
+) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        out = _wave_taken(bot)
+        members = show_batch(bot.ctx, out.batch.ref).members
+        soonest = min(_expiry(bot, m.change) for m in members)
+        dm = _remind(bot, soonest)
+        _expire(bot, soonest)
+        overdue = _updated(bot, dm, f"{out.batch.ref}: the checkpoints of 2 VMs have expired")
+        assert _actions(overdue) == ["checkpoint:wave_merge", "checkpoint:wave_rollback"]
+        assert button(overdue, "checkpoint:wave_merge") == button(dm.body, "checkpoint:wave_merge")
 
 
 def test_a_reminder_dm_says_the_new_expiry_when_someone_else_extends_it(tmp_path: Path) -> None:

@@ -168,7 +168,9 @@ class ThreadNotifier:
         self.stale_homes = StaleHomes(engine)
         # The TTL reminders and expiry notices about a change, outside its
         # thread, follow it too (their buttons must not outlive a decision).
-        self.ttl_notices = TTLNoticeFollower(engine, client, renderer, demo=demo)
+        self.ttl_notices = TTLNoticeFollower(
+            engine, client, renderer, demo=demo, start_after_restore=start_after_restore
+        )
         # The approval DMs too: once their request is settled they say so.
         self.approval_dms = ApprovalDMFollower(engine, client, renderer, demo=demo)
         self.outbox = OutboxDrainer(engine, self.sync, owner or f"notifier-{uuid.uuid4().hex[:12]}")

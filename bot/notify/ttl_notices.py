@@ -29,6 +29,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bot.changes.batch_load import load_batch
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView
 from bot.notify.channel import Posted
@@ -69,8 +70,9 @@ _TRIES = 3
 @dataclass(frozen=True)
 class Outcome:
     """What became of one change a notice was about (for the template):
-    `what` is a state in `_TOLD`, "extended", "now" (another state), or
-    "unchanged" (as the notice showed it: a wave's member nobody decided
+    `what` is a state in `_TOLD`, "extended", "now" (another state),
+    "expired" (nobody decided, and the expiry the notice foretold has come)
+    or "unchanged" (as the notice showed it: a wave's member nobody decided
     yet, or a change back where it was after its merge failed)."""
 
     change: ChangeView
@@ -92,15 +94,35 @@ def _iso(at: datetime | None) -> str | None:
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
-def snapshot(change: ChangeView) -> dict[str, str | None]:
-    """How a notice shows one change: what its buttons were for."""
-    return {"state": change.state, "expires_at": _iso(change.expires_at)}
+def expiry_told(change: ChangeView) -> bool:
+    """Whether the TTL chaser has told this checkpoint's expiry (a
+    `ttl_expired` event since its last extension; `change` read with its
+    events). A reminder posted before then says "expires in 45m", which is
+    no longer true once it has."""
+    told = False
+    for event in change.events:
+        if event.kind == "ttl_expired":
+            told = True
+        elif event.kind == "extended":
+            told = False
+    return told
+
+
+def snapshot(change: ChangeView) -> dict[str, str | bool | None]:
+    """How a notice shows one change: what its buttons were for, and
+    whether it said the checkpoint had expired."""
+    return {
+        "state": change.state,
+        "expires_at": _iso(change.expires_at),
+        "expired": expiry_told(change),
+    }
 
 
 def digest(changes: Sequence[ChangeView]) -> str:
     """What a notice about `changes` shows, as a short key: it changes when
-    one of them changes state or expiry, and with nothing else (a note)."""
-    items = sorted((c.id, c.state, _iso(c.expires_at)) for c in changes)
+    one of them changes state or expiry, or once its expiry is told, and
+    with nothing else (a note)."""
+    items = sorted((c.id, c.state, _iso(c.expires_at), expiry_told(c)) for c in changes)
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
@@ -159,6 +181,8 @@ def outcome_of(seen: Mapping[str, Any], change: ChangeView) -> Outcome:
         return Outcome(change, what, by=_who_moved_it(change))
     if _iso(change.expires_at) != seen.get("expires_at"):
         return Outcome(change, "extended", by=_who_extended(change), until=change.expires_at)
+    if expiry_told(change) and not seen.get("expired"):
+        return Outcome(change, "expired")
     return Outcome(change, "unchanged")
 
 
@@ -183,9 +207,17 @@ def _who_extended(change: ChangeView) -> str | None:
 
 class TTLNoticeFollower:
     def __init__(
-        self, engine: Engine, client: WebClient, renderer: SlackRenderer, *, demo: bool
+        self,
+        engine: Engine,
+        client: WebClient,
+        renderer: SlackRenderer,
+        *,
+        demo: bool,
+        start_after_restore: bool = True,
     ) -> None:
         self.engine, self.client, self.renderer, self.demo = engine, client, renderer, demo
+        # For a reminder drawn again once overdue: its Roll back's confirm.
+        self.start_after_restore = start_after_restore
 
     def __repr__(self) -> str:
         return f"TTLNoticeFollower(demo={self.demo})"
@@ -215,14 +247,23 @@ class TTLNoticeFollower:
             was, now = notice.shown, digest(changes)
             if now == was:
                 return
-            payload = self._payload(notice, changes)
+            outcomes = [outcome_of(notice.about[str(c.id)], c) for c in changes]
+            if all(o.what == "unchanged" for o in outcomes):
+                # Nothing it shows moved (a notice remembered before its key
+                # covered the expiry): the key is brought up to date, no post.
+                self._swap(notice_id, was, now)
+                return
+            payload = self._payload(notice, changes, outcomes)
             if not self._swap(notice_id, was, now):
                 continue  # another process told a move first: read again
             self._update(notice, payload, was, now)
             return
 
-    def _payload(self, notice: TTLNotice, changes: Sequence[ChangeView]) -> dict[str, Any]:
-        outcomes = [outcome_of(notice.about[str(c.id)], c) for c in changes]
+    def _payload(
+        self, notice: TTLNotice, changes: Sequence[ChangeView], outcomes: Sequence[Outcome]
+    ) -> dict[str, Any]:
+        if all(o.what in ("expired", "unchanged") for o in outcomes):
+            return self._overdue(notice, changes)
         ref = batch_ref(notice.batch_id) if notice.batch_id is not None else changes[0].ref
         return self.renderer.payload(
             "ttl_notice_settled",
@@ -231,6 +272,24 @@ class TTLNoticeFollower:
             phase=notice.phase,
             outcomes=outcomes,
             wave=notice.batch_id is not None,
+        )
+
+    def _overdue(self, notice: TTLNotice, changes: Sequence[ChangeView]) -> dict[str, Any]:
+        """A reminder whose checkpoints expired undecided, drawn again: it
+        says so, with its buttons (still theirs: nothing was decided)."""
+        if notice.batch_id is None:
+            return self.renderer.payload(
+                "ttl_notice",
+                demo=self.demo,
+                c=changes[0],
+                phase="overdue",
+                left="",
+                start_after_restore=self.start_after_restore,
+            )
+        with session_scope(self.engine) as s:
+            wave = load_batch(s, notice.batch_id)
+        return self.renderer.payload(
+            "batch_ttl_notice", demo=self.demo, b=wave, held=changes, phase="overdue", left=""
         )
 
     def _update(self, notice: TTLNotice, payload: dict[str, Any], was: str, now: str) -> None:

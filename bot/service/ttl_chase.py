@@ -30,7 +30,7 @@ from sqlmodel import col, select
 
 from bot.changes.batch_load import load_batch
 from bot.changes.lifecycle import State
-from bot.changes.record import get_change, note, recording
+from bot.changes.record import events_of, get_change, note, recording
 from bot.changes.views import HOST_SAID, ChangeView
 from bot.durations import format_duration
 from bot.notify import ttl_notices
@@ -247,8 +247,10 @@ class TTLChaser:
         self.ctx.notifier.changed(change.id)
 
     def _fresh(self, change: ChangeView) -> ChangeView:
+        """The change as a notice shows it, with its events: whether its
+        expiry was told is read from them (bot.notify.ttl_notices)."""
         with session_scope(self.ctx.engine) as s:
-            return ChangeView.of(get_change(s, change.id))
+            return ChangeView.of(get_change(s, change.id), events_of(s, change.id))
 
     def _post(self, channel: str | None, change: ChangeView, phase: str, left: str) -> None:
         if channel is None or not self.ctx.channels.enabled:
