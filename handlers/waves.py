@@ -42,7 +42,7 @@ from handlers.deps import SlackDeps, answer_click
 from handlers.grammar import WaveRequest
 from handlers.workspace import request_team
 from templates import counted
-from templates.blocks import mention, people
+from templates.blocks import channel_mention, mention, people
 from templates.waves import still_scheduled
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class Waves:
                 shown = show_batch(self.deps.ctx, str(action.get("value", "")))
                 card = self._card(shown, viewer=str(body["user"]["id"]))
             except ServiceError as exc:
-                card = self.deps.error(exc.message)
+                card = self.deps.refusal(exc)
             answer_click(body, respond, client, card)
             return
         if action["action_id"] == CANCEL:
@@ -205,7 +205,7 @@ class Waves:
                 at=at,
             )
         except ServiceError as exc:
-            answer_click(body, respond, client, self.deps.error(exc.message))
+            answer_click(body, respond, client, self.deps.refusal(exc))
             return
         shown = out.batch
         if out.existing and not shown.recorded:
@@ -232,7 +232,7 @@ class Waves:
         try:
             taken = batch_of_preview(self.deps.ctx, token) if token != _OLD_CANCEL else None
         except ServiceError as exc:
-            answer_click(body, respond, client, self.deps.error(exc.message))
+            answer_click(body, respond, client, self.deps.refusal(exc))
             return
         if taken is None:
             done = self.deps.notice("Cancelled", "Nothing was recorded and no host was asked.")
@@ -253,7 +253,10 @@ class Waves:
     ) -> None:
         """Roll back all, Keep & merge all, Approve all, Withdraw: one
         service call for the whole wave, bound to what the button was drawn
-        for (bot/wave_keys.py); the answer is the card as it stands after it."""
+        for (bot/wave_keys.py); the answer is the card as it stands after it.
+
+        A refusal is `deps.refusal`'s: a Forbidden names who may act as a
+        mention (`<@U…>`), which `deps.error` would show escaped."""
         click = WaveClick.parse(str(body["actions"][0].get("value", "")))
         ref = click.ref
         # A value that names no key (a card drawn before buttons were bound,
@@ -262,6 +265,9 @@ class Waves:
         user = str(body["user"]["id"])
         channel = (body.get("channel") or {}).get("id")
         ctx = self.deps.ctx
+        # Where the wave's card and thread are: known for an approval
+        # (`BatchApproval.channel`), said to a click outside them.
+        where: str | None = None
         try:
             who = self.deps.principal(user, channel, request_team(body))
             if verb == "approve":
@@ -273,6 +279,7 @@ class Waves:
                     else f"Nothing of {ref} was approved"
                 )
                 view = approved.batch
+                where = approved.channel
             elif verb == "withdraw":
                 taken_back = withdraw_batch(ctx, ref, requester=who, drawn=drawn)
                 lines = [messages.member_line(vm, why) for vm, why in taken_back.problems]
@@ -284,11 +291,21 @@ class Waves:
                 view = acted.batch
                 title, lines = _acted(verb, acted)
         except CardOutOfDate as exc:
-            answer_click(body, respond, client, self.deps.error(exc.message))
+            # Nothing was done: the card as it is now is what to decide on
+            # again (from the App Home too, as its "Show the wave" answers).
+            answer_click(body, respond, client, self.deps.refusal(exc))
             answer_click(body, respond, client, self._card(exc.batch, viewer=user))
             return
         except ServiceError as exc:
-            answer_click(body, respond, client, self.deps.error(exc.message))
+            answer_click(body, respond, client, self.deps.refusal(exc))
+            return
+        if not body.get("response_url"):
+            # Clicked in the App Home: the answer goes to the clicker's DM
+            # (answer_click), where a copy of the card would never be
+            # updated (it showed "active" and its buttons after the wave
+            # was merged). The Home is published again as the wave moves
+            # (the notifier's listeners); the answer says where the card is.
+            answer_click(body, respond, client, self.deps.notice(title, *lines, _where(ref, where)))
             return
         answer_click(body, respond, client, self.deps.notice(title, *lines))
         # Only the clicker sees it: what they asked for offers them no Approve all.
@@ -298,6 +315,20 @@ class Waves:
 def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
     word = "Rollback" if verb == "rollback" else "Merge"
     decision = acted.decision
+    lines = [
+        messages.member_line(m.vm, m.detail)
+        for m in acted.members
+        if m.result.value == "not_started"
+    ]
+    if acted.already_asked:
+        # The single change's words (handlers/messages.py, `acted`): its
+        # approvers were asked once, when it was first asked for.
+        return f"{word} already waits for approval", [
+            f"*{acted.batch.ref}*: its {verb} already waits for approval, asked by "
+            f"{_joined([mention(p) for p in acted.asked_by])}; nothing new was asked.",
+            *lines,
+            *_still_scheduled(verb, acted),
+        ]
     if acted.refused:
         return f"{word} refused: nothing was started", [people(r) for r in decision.reasons]
     if decision.approval is not None and not acted.job_ids:
@@ -306,11 +337,6 @@ def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
             f"It needs {need}: what its strictest member needs.",
             *_still_scheduled(verb, acted),
         ]
-    lines = [
-        messages.member_line(m.vm, m.detail)
-        for m in acted.members
-        if m.result.value == "not_started"
-    ]
     started = counted(len(acted.job_ids), "VM")
     return f"{word} of {started} started", lines + _still_scheduled(verb, acted)
 
@@ -326,6 +352,28 @@ def _still_scheduled(verb: str, acted: BatchAction) -> list[str]:
         f"`/checkpoint withdraw {batch.ref} create`"
         for w in still_scheduled(batch)
     ]
+
+
+def _joined(items: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _where(ref: str, channel: str | None) -> str:
+    """Where the wave's card and its thread are, for an answer outside
+    them (mrkdwn). A channel id becomes a link; a DM or no channel at all
+    (a wave asked for on the CLI) cannot be linked to, so the command that
+    shows the card is named instead."""
+    shows = f"`/checkpoint batch {ref}` shows its card as it is now"
+    linked = channel_mention(channel) if channel else ""
+    if linked.startswith("<#"):
+        return (
+            f"*{ref}*: its card and its thread are in {linked}, where each VM's "
+            f"progress is kept up to date; {shows}."
+        )
+    return f"*{ref}*: {shows}."
 
 
 def _too_long(value: WaveValue, length: int) -> str:

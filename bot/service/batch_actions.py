@@ -8,7 +8,10 @@ policy refuses refuses the whole action before anything starts (nothing
 half-done); one member that needs an approver makes every member wait for
 that approver, and `approve_batch` carries them all out together. Once
 started, a member that fails never stops or undoes the others: each
-member's outcome is shown for itself.
+member's outcome is shown for itself. Asked again while every member
+already waits for that approval (a second click of Roll back all), it asks
+nothing new: no batch event, so the approvers are not pinged again
+(`BatchAction.already_asked`, as `Outcome.already_asked` for one change).
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ class MemberAction:
     detail: str = ""
     job_id: int | None = None
     change_id: int = 0
+    # AWAITS_APPROVAL only: who asked for the request it waits for. With
+    # `asked_before`, that request was open before this action (nothing
+    # new was asked of its approvers).
+    asked_by: str | None = None
+    asked_before: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,23 @@ class BatchAction:
     @property
     def refused(self) -> bool:
         return self.decision.verdict is Verdict.DENY
+
+    @property
+    def already_asked(self) -> bool:
+        """Every member it acts on already waited for approval of this
+        action: nothing new was asked, and nobody was pinged again (as
+        `Outcome.already_asked` for one change)."""
+        waiting = self._awaiting
+        return bool(waiting) and all(m.asked_before for m in waiting)
+
+    @property
+    def asked_by(self) -> tuple[str, ...]:
+        """Who asked for what its members wait for, each once, in member order."""
+        return tuple(dict.fromkeys(m.asked_by for m in self._awaiting if m.asked_by))
+
+    @property
+    def _awaiting(self) -> list[MemberAction]:
+        return [m for m in self.members if m.result is MemberResult.AWAITS_APPROVAL]
 
     @property
     def job_ids(self) -> list[int]:
@@ -135,6 +160,13 @@ def _act(
         need = verdict.approval.describe()
         for change_id, _ in decisions:
             members.append(_await(ctx, change_id, action, who, verdict, batch.ref, need))
+        asked = BatchAction(batch, action.value, verdict, tuple(members))
+        if asked.already_asked:
+            # Another click of Roll back all (or Keep & merge all) while it
+            # waits: the approvers were asked when it was first asked for.
+            # A batch event now would be a second ":bell: Approval needed"
+            # in the wave's thread, pinging them again for nothing new.
+            return BatchAction(batch, action.value, verdict, tuple(members + skipped))
         _note(
             ctx,
             batch_id,
@@ -222,6 +254,7 @@ def _await(
                     change_id=change_id,
                 )
             pending = pending_request(s, change_id, action.value)
+            before = pending is not None
             if pending is None:
                 pending = open_approval(s, change, action.value, who, decision, now)
                 note(
@@ -235,6 +268,7 @@ def _await(
                     # The wave's own reply asks its approvers (bot/notify/thread.py).
                     details={**decision.to_dict(), "wave": batch},
                 )
+            asked_by = pending.requested_by
     except ConcurrentUpdate:
         return MemberAction(
             change_ref(change_id),
@@ -244,7 +278,13 @@ def _await(
             change_id=change_id,
         )
     return MemberAction(
-        change_ref(change_id), vm, MemberResult.AWAITS_APPROVAL, need, change_id=change_id
+        change_ref(change_id),
+        vm,
+        MemberResult.AWAITS_APPROVAL,
+        need,
+        change_id=change_id,
+        asked_by=asked_by,
+        asked_before=before,
     )
 
 
@@ -298,6 +338,10 @@ class BatchApproval:
     outcomes: tuple[ApprovalOutcome, ...]
     # Members whose approval could not be given (why), the others went ahead.
     problems: tuple[tuple[str, str], ...] = ()
+    # Where the wave's card and thread are (its channel, else the changes
+    # channel); None when it has none. An answer given elsewhere (the App
+    # Home) points there rather than copying a card nothing keeps current.
+    channel: str | None = None
 
     @property
     def job_ids(self) -> list[int]:
@@ -371,5 +415,11 @@ def approve_batch(
         for o in outcomes
     ]
     after = show_batch(ctx, ref)
+    # Syncs the wave's card and thread, and with them the App Homes that
+    # follow the notifier (the approver's no longer offers Approve all).
     retell(ctx, after)
-    return BatchApproval(after, tuple(outcomes), tuple(problems))
+    with session_scope(ctx.engine) as s:
+        # As the thread notifier picks it (bot/notify/thread.py): the
+        # members are asked for in the wave's channel.
+        channel = get_batch(s, batch.id).channel or ctx.settings.slack.changes_channel
+    return BatchApproval(after, tuple(outcomes), tuple(problems), channel)
