@@ -259,6 +259,11 @@ def test_a_reminder_dm_says_the_new_expiry_when_someone_else_extends_it(tmp_path
         after = _updated(bot, dm, f"{ref} was extended to {_token(later)} by <@{BOB}>")
         assert _actions(after) == []
         assert show_change(bot.ctx, ref).state == "active"
+        # The thread's card says so too: its last step is the extension,
+        # not the create before it.
+        bot.api.wait_for(
+            lambda cs: f"*Last:* extended by <@{BOB}>" in shown(roots(cs, ref)[-1].body), 30
+        )
 
 
 def test_a_rollback_from_the_dm_then_a_merge_from_the_thread_each_update_it(

@@ -247,12 +247,12 @@ class ChangeView:
     @property
     def last_step(self) -> EventView | None:
         """What happened last that a reader cares about: the latest event
-        that moved the change or decided a request (not a reminder, not a
-        warning)."""
+        that moved the change, decided a request or extended its life (not
+        a reminder, not a warning)."""
         for e in reversed(self.events):
             if (
                 e.to_state
-                or e.kind in ("approval", "withdrawn")
+                or e.kind in ("approval", "withdrawn", "extended")
                 or e.kind.endswith(("_rejected", "_refused", "_withdrawn", "_failed"))
             ):
                 return e
