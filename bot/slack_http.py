@@ -8,6 +8,10 @@ health endpoints for the load balancer or orchestrator in front of it.
                     else 503 with what is wrong (`serve` passes the full
                     readiness of bot/observe/health.py: schema, queue too)
     /metrics        Prometheus' text format, when given the metrics
+
+This port is the one exposed to Slack, so to whoever else reaches it: with
+`only_liveness` (the process has a health port of its own, which serves
+them) /readyz and /metrics are a plain 404 here, as any unknown path is.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+# What the Slack port answers besides EVENTS_PATH when a health port serves the rest.
+LIVENESS_PATH = "/healthz"
 
 
 def consumer_running(consumer: InProcessConsumer | None) -> bool:
@@ -67,6 +73,7 @@ class SlackWsgi:
         signing_secret: str,
         readiness: Readiness | None = None,
         metrics: Metrics | None = None,
+        only_liveness: bool = False,
     ) -> None:
         self.bolt = SlackRequestHandler(app, path=EVENTS_PATH)
         self.database_ok, self.consumer_ok = database_ok, consumer_ok
@@ -77,12 +84,19 @@ class SlackWsgi:
                 ("job consumer", flag_check(consumer_ok, "")),
             ]
         )
+        # Still given when only_liveness: refusals are counted here and
+        # scraped from the health port.
         self.metrics = metrics
+        self.only_liveness = only_liveness
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == EVENTS_PATH:
             return self._events(environ, start_response)
+        if self.only_liveness and path != LIVENESS_PATH:
+            # The same answer as a path that never existed: nothing tells a
+            # scanner that readiness or metrics are served anywhere.
+            return _plain(start_response, "404 Not Found", "not found\n")
         found = answer(path, self.readiness, self.metrics)
         if found is None:
             return _plain(start_response, "404 Not Found", "not found\n")

@@ -95,6 +95,26 @@ def test_the_services_start_in_order_with_health_checks(compose: dict[str, Any])
     )
 
 
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_the_bots_readiness_and_metrics_are_on_a_port_that_is_not_published(
+    compose: dict[str, Any],
+) -> None:
+    """The published port is Slack's (the reverse proxy's backend, so
+    anyone's): it answers /slack/events and /healthz only. /readyz and
+    /metrics are on the health port, for the healthcheck and Prometheus on
+    the Compose network."""
+    bot = compose["services"]["bot"]
+    command = bot["command"]
+    slack, health = option(command, "--port"), option(command, "--health-port")
+    assert slack != health
+    assert option(command, "--health-host") == "0.0.0.0"  # noqa: S104 (the Compose network's)
+    assert bot["ports"] == [f"{slack}:{slack}"]
+    assert f"'http://127.0.0.1:{health}/readyz'" in bot["healthcheck"]["test"][-1]
+
+
 def test_the_bot_runs_read_only_from_the_containerfile_with_state_on_a_volume(
     compose: dict[str, Any],
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -83,6 +84,25 @@ def test_the_containerfile_names_only_debians_own_image() -> None:
     assert base_images(CONTAINERFILE) == {"docker.io/library/debian:bookworm-slim"}
 
 
+def _instruction(name: str) -> str:
+    """The argument of the Containerfile's (last) `name` instruction."""
+    found = re.findall(rf"(?m)^{name}\s+(.+)$", CONTAINERFILE.read_text(encoding="utf-8"))
+    assert found, name
+    return str(found[-1])
+
+
+def test_the_default_command_keeps_readiness_and_metrics_off_the_exposed_port() -> None:
+    """The default `serve --http` answers Slack on 3000, the port to publish
+    to the reverse proxy (the one EXPOSE names, which `-P` publishes); its
+    /readyz and /metrics are on a health port of their own, not exposed."""
+    command = json.loads(_instruction("CMD"))
+    assert command[:2] == ["serve", "--http"]
+    slack = command[command.index("--port") + 1]
+    health = command[command.index("--health-port") + 1]
+    assert (slack, health) == ("3000", "3001")
+    assert _instruction("EXPOSE").split() == [slack]
+
+
 def test_the_image_answers_its_version_as_a_non_root_user(image: str) -> None:
     with Container(image) as ctr:
         version = ctr.run(["checkpoint-bot", "--version"])
@@ -124,6 +144,8 @@ def test_the_image_answers_its_version_as_a_non_root_user(image: str) -> None:
     assert docker["User"] == f"{UID}:{UID}"
     assert "/var/lib/checkpoint-bot" in docker["Volumes"]
     assert docker["Healthcheck"]["Test"][0] == "CMD"
+    assert docker["Cmd"] == json.loads(_instruction("CMD"))
+    assert set(docker["ExposedPorts"]) == {"3000/tcp"}
     labels = config["OCIv1"]["config"]["Labels"]
     assert labels["org.opencontainers.image.title"] == "checkpoint-bot"
     assert labels["org.opencontainers.image.version"] == PROJECT["version"]
@@ -134,7 +156,8 @@ def test_the_image_answers_its_version_as_a_non_root_user(image: str) -> None:
 
 @dataclass
 class Served:
-    url: str
+    url: str  # the Slack port
+    health: str  # the health port: /readyz and /metrics
     api: FakeSlackApi
     log: Path
     ctr: Container
@@ -217,9 +240,10 @@ def served(
         with Container(image) as ctr:
             upgraded = ctr.run(["checkpoint-bot", "db", "upgrade"], env=env, volumes=volumes)
             assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-            port = _free_port()
+            port, health_port = _free_port(), _free_port()
+            # As the shipped deployments run it: a health port of its own.
             command = ["checkpoint-bot", "serve", "--http", "--host", "127.0.0.1"]
-            command += ["--port", str(port)]
+            command += ["--port", str(port), "--health-port", str(health_port)]
             log = tmp_path / "serve.log"
             with log.open("wb") as out:
                 proc = subprocess.Popen(
@@ -229,7 +253,7 @@ def served(
                     start_new_session=True,
                 )
             try:
-                url = f"http://127.0.0.1:{port}"
+                url, health = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health_port}"
                 deadline = time.monotonic() + 90
                 while time.monotonic() < deadline:
                     assert proc.poll() is None, log.read_text(errors="replace")
@@ -241,7 +265,7 @@ def served(
                     time.sleep(0.5)
                 else:
                     pytest.fail("serve in the image never answered:\n" + log.read_text())
-                yield Served(url, api, log, ctr, env, volumes, command_log)
+                yield Served(url, health, api, log, ctr, env, volumes, command_log)
             finally:
                 # The process group is ours: buildah run and the bot under it.
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -255,13 +279,15 @@ def served(
 def test_serve_in_the_image_is_alive_and_ready_against_postgres_and_redis(
     served: Served,
 ) -> None:
-    assert _get(f"{served.url}/healthz")[0] == 200
+    assert _get(f"{served.url}/healthz") == (200, "ok\n")
     deadline = time.monotonic() + 30
-    status, body = _get(f"{served.url}/readyz")
+    status, body = _get(f"{served.health}/readyz")
     while status != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
-        status, body = _get(f"{served.url}/readyz")
+        status, body = _get(f"{served.health}/readyz")
     assert status == 200, body
+    # The Slack port says nothing of it.
+    assert _get(f"{served.url}/readyz") == (404, "not found\n")
     # It is the bot: a signed slash command is answered (Bolt checked the
     # token with the recording Slack when it started).
     reply, _key = SlackSender(served.url, served.api).command("help")
@@ -290,11 +316,13 @@ def test_the_images_healthcheck_passes_against_the_running_bot(served: Served) -
 
 
 def test_metrics_in_the_image_carry_the_bots_own_names(served: Served) -> None:
-    status, body = _get(f"{served.url}/metrics")
+    status, body = _get(f"{served.health}/metrics")
     if status == 404 and not any("prometheus" in dep for dep in PROJECT["dependencies"]):
         pytest.skip("/metrics comes with the metrics work of issue #16 (prometheus-client)")
     assert status == 200, body
     assert any(line.startswith("checkpoint_bot_") for line in body.splitlines()), body[:2000]
+    # On the health port only: the Slack port is the one exposed to Slack.
+    assert _get(f"{served.url}/metrics") == (404, "not found\n")
 
 
 def test_the_image_reaches_hyper_v_over_winrm(served: Served) -> None:

@@ -170,7 +170,38 @@ def test_the_network_policy_lets_out_only_what_the_bot_talks_to(rendered: list[D
     out = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
     assert out == {53, 5432, 6379, 5985, 5986, 443}
     ingress = {port["port"] for rule in policy["spec"].get("ingress", []) for port in rule["ports"]}
-    assert ingress == ({3000} if by_kind(rendered, "Service") else set())
+    # Slack's port where there is one (HTTP mode), the health ports always (Prometheus).
+    assert ingress == ({3000, 3001} if by_kind(rendered, "Service") else {3001})
+
+
+def test_readiness_and_metrics_are_never_on_the_port_the_service_exposes(
+    rendered: list[Doc],
+) -> None:
+    """The Service is your Ingress's backend, so Slack's and whoever else
+    reaches it: it reaches the bot's Slack port only, which then answers
+    /slack/events and /healthz. /readyz and /metrics are on each pod's
+    health port, probed there and scraped there."""
+    deployments = by_kind(rendered, "Deployment")
+    for name, deployment in deployments.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+        args = container["args"]
+        assert "--health-port" in args, name
+        assert ports.get("health") == int(args[args.index("--health-port") + 1]) == 3001, name
+        # Reached by the kubelet and by Prometheus at the pod's address.
+        assert args[args.index("--health-host") + 1] == "0.0.0.0", name  # noqa: S104
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}, name
+    (bot,) = deployments["checkpoint-bot"]["spec"]["template"]["spec"]["containers"]
+    bot_ports = {port["name"]: port["containerPort"] for port in bot["ports"]}
+    services = by_kind(rendered, "Service")
+    if services:  # HTTP mode
+        assert bot_ports == {"http": 3000, "health": 3001}
+        assert bot["args"][bot["args"].index("--port") + 1] == "3000"
+        for service in services.values():
+            assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http"]
+    else:  # Socket Mode: no Slack port at all
+        assert bot_ports == {"health": 3001}
+        assert "--http" not in bot["args"]
 
 
 def test_the_config_map_holds_a_config_and_inventory_the_bot_accepts(

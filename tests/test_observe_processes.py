@@ -113,7 +113,11 @@ def test_metrics_move_and_the_create_logs_its_change_and_job(
         dep.cluster, dep.config, dep.env, "--health-port", "0", "--log-format", "json"
     )
     sender = SlackSender(bot.url, dep.api)
-    before = samples(bot.url)
+    # With a health port, the metrics are there only: the Slack port, which
+    # whoever reaches Slack's endpoint reaches, does not serve them.
+    assert get(bot.url + "/metrics") == (404, "not found\n")
+    # The Slack port's traffic is counted in the registry the health port serves.
+    before = samples(health)
     assert value(before, "checkpoint_bot_slack_commands_total", command="create") == 0
 
     reply, _ = sender.command("create WEB01 --reason patching KB5044284", user="U0ALICE")
@@ -137,7 +141,7 @@ def test_metrics_move_and_the_create_logs_its_change_and_job(
 
     # The job's counter moves when the runner returns, after the record.
     def after_restore() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
-        found = samples(bot.url)
+        found = samples(health)
         done = value(found, "checkpoint_bot_jobs_total", kind="rollback", outcome="succeeded")
         return found if done >= 1 else None
 
@@ -167,9 +171,6 @@ def test_metrics_move_and_the_create_logs_its_change_and_job(
     assert value(after, "checkpoint_bot_database_up") == 1
     assert value(after, "checkpoint_bot_active_checkpoints") == 1
     assert value(after, "checkpoint_bot_queue_depth") == 0
-    # The health port serves the same registry.
-    on_health = samples(health)
-    assert value(on_health, "checkpoint_bot_jobs_total", kind="create", outcome="succeeded") == 1
 
     create_job = jobs_of(dep.engine, change.id, "create")[0]
     lines = json_lines(bot.proc)
@@ -279,20 +280,26 @@ def test_readyz_is_503_naming_the_queue_when_redis_is_down(
         worker_health = worker.wait_for_output(HEALTH, timeout=60).group(1)
         bot, bot_health = start_bot(cluster, config, env, "--no-worker", "--health-port", "0")
 
-        for probe in (worker_health, bot.url, bot_health):
+        for probe in (worker_health, bot_health):
             assert get(probe + "/healthz") == (200, "ok\n")
             assert get(probe + "/readyz") == (200, "ready\n"), cluster.diagnostics()
+        # The bot's Slack port: liveness only, its readiness on the health port.
+        assert get(bot.url + "/healthz") == (200, "ok\n")
+        assert get(bot.url + "/readyz") == (404, "not found\n")
         status, body = get(worker_health + "/metrics")
         assert status == 200 and "checkpoint_bot_queue_depth" in body
 
         redis_proc.stop()
-        for probe in (worker_health, bot.url, bot_health):
+        for probe in (worker_health, bot_health):
             status, body = get(probe + "/readyz")
             assert status == 503, body
             assert body.startswith("not ready: job queue (unreachable: ConnectionError")
             assert "database" not in body
             # Alive all the same: a supervisor must not restart it for this.
             assert get(probe + "/healthz") == (200, "ok\n")
+        # The Slack port says nothing of it: still alive, and no reason given.
+        assert get(bot.url + "/healthz") == (200, "ok\n")
+        assert get(bot.url + "/readyz") == (404, "not found\n")
         assert worker.alive() and bot.proc.alive()
 
 

@@ -94,6 +94,16 @@ def test_every_unit_is_sandboxed(name: str) -> None:
     assert not any("Environment" in key and "TOKEN" in "".join(v) for key, v in service.items())
 
 
+def test_the_bots_slack_port_answers_slack_alone() -> None:
+    """Readiness and metrics on a port of their own (127.0.0.1:3001): the
+    reverse proxy in front of 3000 cannot hand them to whoever reaches it."""
+    (start,) = _settings(UNITS / "checkpoint-bot.service")["ExecStart"]
+    args = start.split()
+    assert args[args.index("--port") + 1] == "3000"
+    assert args[args.index("--health-port") + 1] == "3001"
+    assert "--health-host" not in args  # loopback, the default
+
+
 def test_every_credential_the_config_names_is_loaded_by_the_units_that_need_it() -> None:
     text = (UNITS / "config.yaml").read_text(encoding="utf-8")
     named = set(re.findall(r"\$CREDENTIALS_DIRECTORY/([\w-]+)", text))

@@ -6,6 +6,7 @@ on the files as they are now (bot/cli/reload.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 from collections.abc import Mapping
@@ -65,6 +66,43 @@ def _why(exc: BaseException) -> str:
     if problem is SocketProblem.NO_NAME:
         return "the name of Slack's API does not resolve (DNS); does this machine need a proxy?"
     return problem.value
+
+
+def on_loopback(host: str) -> bool:
+    """True when `host` is an address only this machine reaches. Any name
+    but localhost counts as reachable: it may resolve to anything."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _say_http_start(url: str, host: str, *, health_port: bool) -> None:
+    """The start-up line of HTTP mode, and one warning when the Slack port,
+    reachable from elsewhere, also serves /metrics and /readyz."""
+    if health_port:
+        click.echo(
+            f"checkpoint-bot: serving Slack over HTTP on {url}/slack/events "
+            "(health: /healthz; readiness and metrics on the health port); Ctrl-C stops",
+            err=True,
+        )
+        return
+    click.echo(
+        f"checkpoint-bot: serving Slack over HTTP on {url}/slack/events "
+        "(health: /healthz, readiness: /readyz, metrics: /metrics); Ctrl-C stops",
+        err=True,
+    )
+    if not on_loopback(host):
+        # Kept as it was for the scrape configs that name this port, but
+        # whoever reaches Slack's endpoint reads host names and failures.
+        click.echo(
+            f"checkpoint-bot: warning: /metrics and /readyz are served on the Slack port "
+            f"{url.removeprefix('http://')} to anyone who reaches it; --health-port N "
+            "(or observability.health_port) moves them to a port of their own",
+            err=True,
+        )
 
 
 # Slack's own deadline for an answer is 3 s; a request taken before SIGTERM
@@ -179,6 +217,9 @@ def serve(
         from bot.slack_http import HttpServer, SlackWsgi, consumer_running, database_answers
 
         checks = readiness(ctx, consumer)
+        # The health port first: whether there is one (the option or the
+        # config key) decides what the Slack port may answer.
+        health = start_health(rt, checks, health_port, health_host)
         wsgi = SlackWsgi(
             app,
             database_ok=lambda: database_answers(ctx.engine),
@@ -186,14 +227,10 @@ def serve(
             signing_secret=signing.reveal() if signing else "",
             readiness=checks,
             metrics=ctx.metrics,
+            only_liveness=health is not None,
         )
         server = HttpServer(wsgi, host, port, threads=threads)
-        health = start_health(rt, checks, health_port, health_host)
-        click.echo(
-            f"checkpoint-bot: serving Slack over HTTP on {server.url}/slack/events "
-            "(health: /healthz, readiness: /readyz, metrics: /metrics); Ctrl-C stops",
-            err=True,
-        )
+        _say_http_start(server.url, host, health_port=health is not None)
         # The loop runs in its own thread so that, on SIGTERM, it keeps
         # writing the answers of requests already taken while no new
         # connection is accepted; only then does the process go on to exit
