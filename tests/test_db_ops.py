@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import uuid
@@ -207,6 +208,43 @@ def test_backup_refuses_to_overwrite_and_says_how(tmp_path: Path) -> None:
     assert forced.returncode == 0, forced.stderr
     assert "sqlite-backup-api" in forced.stdout and "2 changes" in forced.stdout
     assert target.read_bytes().startswith(b"SQLite format 3\x00")
+
+
+def test_backup_never_replaces_a_device_a_pipe_a_link_or_a_directory(tmp_path: Path) -> None:
+    """Seen: `db backup --force /dev/null`, run as root, renamed the backup
+    over /dev/null: a regular 0600 file where every process writes. --force
+    replaces a backup file; anything else is refused, whatever the flag (a
+    directory is refused by the argument's own check)."""
+    _changes(tmp_path)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere.db")
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(tmp_path / "sock"))
+    targets = [
+        (fifo, "a named pipe (FIFO)"),
+        (link, "a symbolic link"),
+        (tmp_path / "sock", "a socket"),
+    ]
+    if os.geteuid() == 0:
+        # A null device of the test's own (never the machine's /dev/null,
+        # which the code before this fix replaced).
+        os.mknod(tmp_path / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        targets.append((tmp_path / "null", "a character device"))
+    for target, kind in targets:
+        before = os.lstat(target)
+        refused = invoke(tmp_path, "db", "backup", str(target), "--force")
+        assert refused.returncode == 2, (target, refused.stderr)
+        assert f"{target} is {kind}: db backup writes a regular file" in one_line_error(refused)
+        after = os.lstat(target)
+        assert (after.st_mode, after.st_ino, after.st_rdev) == (
+            before.st_mode,
+            before.st_ino,
+            before.st_rdev,
+        )
+    assert not (tmp_path / "elsewhere.db").exists()
+    listening.close()
 
 
 def test_backup_into_a_missing_or_non_directory_says_which(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ errors."""
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,40 @@ class BackupReport:
         return {"database": self.database, **self.result.to_dict()}
 
 
+# What `stat` calls what a path can be, for a refusal that names it.
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_a_file(dest: Path) -> str | None:
+    """What `dest` is when it exists and is not a regular file. The backup
+    is renamed over `dest`, which would put a regular file in place of a
+    device (run as root, `--force /dev/null` did), a pipe or a link."""
+    try:
+        mode = os.lstat(dest).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # a new file; its directory is checked below
+    except OSError as exc:
+        raise BadRequest(f"cannot write {dest}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
 def backup_database(settings: Settings, dest: Path, *, force: bool = False) -> BackupReport:
     """The whole configured database into `dest`, whole or not at all."""
+    kind = _not_a_file(dest)
+    if kind is not None:
+        raise BadRequest(
+            f"{dest} is {kind}: db backup writes a regular file, and --force replaces only "
+            "one; name a file"
+        )
     if dest.exists() and not force:
         raise BadRequest(f"{dest} exists: pass --force to replace it, or name a new file")
     if not dest.parent.exists():
