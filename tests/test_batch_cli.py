@@ -268,6 +268,15 @@ def test_batch_withdraw_takes_back_the_wave_rollback_its_asker_asked_for(tmp_pat
     assert {(m["waiting_for_approval"], m["waiting_asked_by"]) for m in shown["members"]} == {
         ("rollback", "cli:bob")
     }
+    # Asked again: nothing new is asked of the approvers, and it says whose it is.
+    again = invoke(tmp_path, "batch", "rollback", "BAT-1", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert (
+        "BAT-0001: rollback already WAITING FOR APPROVAL, asked by @cli:bob; nothing new was asked"
+        in again.stdout
+    )
+    repeated = json.loads(invoke(tmp_path, "batch", "rollback", "BAT-1", "--yes", "--json").stdout)
+    assert repeated["already_asked"] is True
 
     owner = invoke(tmp_path, "batch", "withdraw", "BAT-1")  # the wave's requester
     assert owner.returncode == 1

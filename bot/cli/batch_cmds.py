@@ -313,6 +313,8 @@ def _batch_action(
                 **view.to_dict(),
                 "action": action,
                 "decision": result.decision.to_dict(),
+                # True: it waited for this approval already; nobody was asked again.
+                "already_asked": result.already_asked,
                 "members_acted": [
                     {"change": m.change, "vm": m.vm, "result": m.result.value, "detail": m.detail}
                     for m in result.members
@@ -326,10 +328,20 @@ def _batch_action(
             for reason in d.reasons:
                 click.echo(f"  ✗ {reason}")
         elif d.verdict.value == "needs_approval" and d.approval is not None:
-            click.echo(
-                f"{view.ref}: {action} WAITING FOR APPROVAL — needs {d.approval.describe()} "
-                "(what its strictest member needs)"
-            )
+            if result.already_asked:
+                # Asked before: its approvers were told then, not again now.
+                from bot.domain import user_mention
+
+                by = ", ".join(user_mention(p) for p in result.asked_by) or "someone"
+                click.echo(
+                    f"{view.ref}: {action} already WAITING FOR APPROVAL, asked by {by}; "
+                    "nothing new was asked"
+                )
+            else:
+                click.echo(
+                    f"{view.ref}: {action} WAITING FOR APPROVAL — needs {d.approval.describe()} "
+                    "(what its strictest member needs)"
+                )
             click.echo(f"An approver runs: checkpoint-bot batch approve {view.ref}")
         render_batch(rt, view, events=False)
         for m in result.members:
