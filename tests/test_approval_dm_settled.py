@@ -11,24 +11,23 @@ table that remembers where each DM landed.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 from bot.domain import ApprovalState
 from bot.notify.approval_dms import Settled, settled
-from bot.store.db import make_engine
 from bot.store.migrate import downgrade, upgrade
 from bot.store.tables.approvals import ApprovalRequest
 from templates import Renderer
 from templates.blocks import SlackRenderer
+from tests.migration_support import BACKENDS, engine_at
 from tests.slack_support import Call, RunningBot
 from tests.test_slack_blocks import change, texts
 from tests.test_slack_flow import REF, checked_bot, command, root_button, shown
@@ -151,27 +150,11 @@ def test_a_pending_request_says_nothing_new_and_a_settled_one_says_who() -> None
 # --- migration 0018 -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def engine_before_0018(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A database at schema 0017 (before the table), on each backend."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        upgrade(engine, "0017")
+    with engine_at(request, tmp_path, "0017") as engine:
         yield engine
-        engine.dispose()
-        return
-    admin_url: str = request.getfixturevalue("pg_admin_url")
-    name = f"cbdm_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(admin_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(False))
-    upgrade(engine, "0017")
-    yield engine
-    engine.dispose()
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_0018_adds_the_approval_dm_table_as_the_model_has_it_and_goes_back(

@@ -10,7 +10,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 from bot.store.db import make_engine
 from bot.store.migrate import current_revision, downgrade, head_revision, revisions, upgrade
 from tests.cli_support import CliResult, invoke, one_line_error, run
+from tests.migration_support import BACKENDS, engine_at
 
 # --- every migration, up and down ---------------------------------------
 
@@ -53,25 +53,11 @@ def schema(engine: Engine) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An engine on a database with no schema at all."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with engine_at(request, tmp_path, None) as engine:
         yield engine
-        engine.dispose()
-        return
-    admin_url: str = request.getfixturevalue("pg_admin_url")
-    name = f"cbmig_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(admin_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(False))
-    yield engine
-    engine.dispose()
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_every_migration_goes_down_to_exactly_the_schema_before_it(

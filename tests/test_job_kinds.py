@@ -3,18 +3,17 @@ renamed the stored kinds (0012) without losing an idempotency key."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 
 from bot.config import JobsConfig
 from bot.jobs import JOB_RULES, JobKind, job_words
-from bot.store.db import make_engine
 from bot.store.migrate import downgrade, upgrade
+from tests.migration_support import BACKENDS, engine_at
 
 
 def test_every_kind_has_a_rule_and_a_deadline_setting() -> None:
@@ -33,27 +32,11 @@ def test_the_thread_words_name_the_action() -> None:
     assert job_words("restore") == "the restore job"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def old_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A database at schema 0011, on each backend."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        upgrade(engine, "0011")
+    with engine_at(request, tmp_path, "0011") as engine:
         yield engine
-        engine.dispose()
-        return
-    admin_url: str = request.getfixturevalue("pg_admin_url")
-    name = f"cbkinds_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(admin_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(False))
-    upgrade(engine, "0011")
-    yield engine
-    engine.dispose()
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _job(conn: Connection, key: str, kind: str) -> None:

@@ -10,25 +10,25 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
 
 from bot.changes.batch_record import open_batch
 from bot.notify.homes import KEEP, LEASE, StaleHomes
 from bot.notify.thread import ThreadNotifier
 from bot.service import request_checkpoint
-from bot.store.db import make_engine, session_scope
+from bot.store.db import session_scope
 from bot.store.migrate import downgrade, upgrade
 from bot.store.models import Batch, Change
 from templates import Renderer
 from templates.blocks import SlackRenderer
+from tests.migration_support import BACKENDS, engine_at
 from tests.slack_support import BOT_TOKEN, Call, FakeSlackApi, running_bot
 from tests.test_slack_outbox import T0, Clock, new_change
 
@@ -143,27 +143,11 @@ def test_a_process_with_a_home_renderer_tells_it_and_records_nothing(
 # --- migration 0016 -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def engine_before_0016(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A database at schema 0015 (before this table), on each backend."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        upgrade(engine, "0015")
+    with engine_at(request, tmp_path, "0015") as engine:
         yield engine
-        engine.dispose()
-        return
-    admin_url: str = request.getfixturevalue("pg_admin_url")
-    name = f"cbhomes_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(admin_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(False))
-    upgrade(engine, "0015")
-    yield engine
-    engine.dispose()
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_0016_adds_the_stale_home_table_and_goes_back(engine_before_0016: Engine) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,8 +21,8 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, select
 
 from bot.changes.batch_views import BatchEventView
@@ -32,11 +31,12 @@ from bot.changes.views import ChangeView
 from bot.notify.ttl_notices import Outcome, digest
 from bot.service import Selection, create_batch, show_batch, show_change
 from bot.service.ttl_chase import TTLChaser
-from bot.store.db import make_engine, session_scope
+from bot.store.db import session_scope
 from bot.store.migrate import downgrade, upgrade
 from bot.store.tables.ttl_notices import TTLNotice
 from templates import Renderer
 from templates.blocks import SlackRenderer
+from tests.migration_support import BACKENDS, engine_at
 from tests.slack_support import Call, RunningBot
 from tests.test_slack_flow import (
     button,
@@ -424,27 +424,11 @@ class _Wave:
 # --- migration 0017 -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def engine_before_0017(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A database at schema 0016 (before the table), on each backend."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        upgrade(engine, "0016")
+    with engine_at(request, tmp_path, "0016") as engine:
         yield engine
-        engine.dispose()
-        return
-    admin_url: str = request.getfixturevalue("pg_admin_url")
-    name = f"cbnotice_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(admin_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(False))
-    upgrade(engine, "0016")
-    yield engine
-    engine.dispose()
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_0017_adds_the_ttl_notice_table_as_the_model_has_it_and_goes_back(
