@@ -13,14 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-# What `stat` calls what a path can be, for a refusal that names it.
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
+from bot.file_kinds import not_a_file
 
 # Symlinks followed at most, as the kernel does (MAXSYMLINKS, 40).
 _MAX_LINKS = 40
@@ -162,8 +155,8 @@ def export_target(output: Path) -> Target:
         path = path.parent / link
     else:
         raise BadRequest(f"cannot write {output}: {os.strerror(errno.ELOOP)}")
-    if not stat.S_ISREG(entry.st_mode):
-        kind = next((name for test, name in _KINDS if test(entry.st_mode)), "not a regular file")
+    kind = not_a_file(entry.st_mode)
+    if kind is not None:
         via = f" ({output} points to it)" if path != output else ""
         raise BadRequest(
             f"{shown}{via} is {kind}: --output writes a regular file; name one, or leave "

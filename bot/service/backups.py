@@ -7,12 +7,12 @@ errors."""
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
+from bot.file_kinds import not_a_file
 from bot.service.errors import BadRequest, ServiceError, Unavailable
 from bot.service.schema import SchemaChange
 from bot.store import migrate
@@ -29,17 +29,6 @@ class BackupReport:
         return {"database": self.database, **self.result.to_dict()}
 
 
-# What `stat` calls what a path can be, for a refusal that names it.
-_KINDS = (
-    (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
 def _not_a_file(dest: Path) -> str | None:
     """What `dest` is when it exists and is not a regular file. The backup
     is renamed over `dest`, which would put a regular file in place of a
@@ -50,9 +39,7 @@ def _not_a_file(dest: Path) -> str | None:
         return None  # a new file; its directory is checked below
     except OSError as exc:
         raise BadRequest(f"cannot write {dest}: {exc.strerror or exc}") from None
-    if stat.S_ISREG(mode):
-        return None
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return not_a_file(mode)
 
 
 def backup_database(settings: Settings, dest: Path, *, force: bool = False) -> BackupReport:
