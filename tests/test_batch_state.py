@@ -19,7 +19,7 @@ aside = st.lists(
 
 
 def _parts(states: list[State]) -> set[Part]:
-    return {PART_OF[s] for s in states} - {Part.REFUSED, Part.WITHDRAWN}
+    return {PART_OF[s] for s in states} - {Part.REFUSED, Part.REJECTED, Part.WITHDRAWN}
 
 
 def test_every_state_has_a_part() -> None:
@@ -88,18 +88,21 @@ def _said(text: str) -> dict[str, int]:
 @given(members)
 def test_the_tally_says_each_member_once_in_its_own_word(states: list[State]) -> None:
     """Every number of the progress line is true: a failed member is never
-    done, a withdrawn one never refused, and the words add up."""
+    done, a withdrawn one never refused, a rejected one (an approver's
+    decision) never refused (the policy's), and the words add up."""
     tally = Tally.of(states)
     assert tally.total == len(states)
     assert 0 <= tally.done <= tally.settled <= tally.taking_part <= tally.total
     said = _said(tally.describe()) if states else {}
     failed = sum(s in (State.FAILED, State.INTERRUPTED) for s in states)
-    refused = sum(s in (State.DENIED, State.REJECTED, State.EXPIRED) for s in states)
+    refused = sum(s in (State.DENIED, State.EXPIRED) for s in states)
+    rejected = states.count(State.REJECTED)
     withdrawn = states.count(State.WITHDRAWN)
     assert said.get("failed", 0) == failed
     assert said.get("refused", 0) == refused
+    assert said.get("rejected", 0) == rejected
     assert said.get("withdrawn", 0) == withdrawn
-    taking_part = len(states) - refused - withdrawn
+    taking_part = len(states) - refused - rejected - withdrawn
     # "0 of 0 done" says nothing: a wave nobody took part in is its counts alone.
     assert said.get("of") == (taking_part or None)
     done = sum(s in (State.ACTIVE, State.ROLLED_BACK, State.MERGED, State.VANISHED) for s in states)

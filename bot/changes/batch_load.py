@@ -5,15 +5,15 @@ root from it."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_views import BatchView, MemberView
-from bot.changes.lifecycle import State
-from bot.domain import ApprovalState
+from bot.changes.lifecycle import Command, State
+from bot.domain import ApprovalState, user_mention
 from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.batches import BatchEvent
 from bot.store.tables.changes import Change, ChangeEvent
@@ -77,13 +77,60 @@ def members_of(s: Session, batch_id: int) -> list[MemberView]:
     by_change: dict[int, list[ChangeEvent]] = {}
     for e in events:
         by_change.setdefault(e.change_id, []).append(e)
-    return [MemberView.of(c, _note(c, by_change.get(c.id or 0, []))) for c in changes]
+    members = []
+    for c in changes:
+        events_of_c = by_change.get(c.id or 0, [])
+        rejected = rejection(events_of_c) if c.state == State.REJECTED else None
+        members.append(
+            MemberView.of(
+                c,
+                _note(c, events_of_c, rejected),
+                rejected_by=rejected.by if rejected else None,
+                rejected_reason=rejected.reason if rejected else None,
+            )
+        )
+    return members
 
 
-def _note(c: Change, events: list[ChangeEvent]) -> str | None:
-    """A refused member's reasons (the policy's words), or the failure that
-    put a member where it is (a restore that failed leaves it active), as
-    `ChangeView.last_error` reads it; else nothing."""
+@dataclass(frozen=True)
+class Rejection:
+    """Who rejected a member's request, and why in their own words ("" when
+    they gave none): the reason is a person's, kept apart from the bot's
+    words (bot/service/approvals.py `reject`), so it is shown escaped."""
+
+    by: str
+    reason: str
+
+    def words(self) -> str:
+        """ "rejected by <@U…>: not today", for a reader of plain text (the
+        CLI); Slack renders the mention and the escaped reason apart."""
+        said = f"rejected by {user_mention(self.by)}"
+        return f"{said}: {self.reason}" if self.reason else said
+
+
+def rejection(events: list[ChangeEvent]) -> Rejection | None:
+    """The rejection of a member's create (the `reject` step that made it
+    rejected), from its events in order; None when there is none."""
+    for e in reversed(events):
+        if e.kind == Command.REJECT and e.to_state == State.REJECTED:
+            return rejection_in(e)
+    return None
+
+
+def rejection_in(e: ChangeEvent) -> Rejection:
+    """Who rejected and why, as a `reject` or `<action>_rejected` event says."""
+    reason = (e.details or {}).get("reason")
+    return Rejection(e.actor, reason if isinstance(reason, str) else "")
+
+
+def _note(c: Change, events: list[ChangeEvent], rejected: Rejection | None = None) -> str | None:
+    """A refused member's reasons (the policy's words), who rejected a
+    rejected one and why (never the policy's reason for asking: an approver
+    said no), or the failure that put a member where it is (a restore that
+    failed leaves it active), as `ChangeView.last_error` reads it; else
+    nothing."""
+    if rejected is not None:
+        return rejected.words()
     if c.state in ("denied", "rejected", "expired"):
         rules = c.decision.get("rules", [])
         # Denied: what refused it, not an approval it would also have needed.

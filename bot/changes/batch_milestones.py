@@ -18,23 +18,35 @@ claimed on `batch_event.slack_ts` like every milestone (bot/notify/thread.py).
 
 Events written before `targets` existed name no members: they get no
 finish event (an old wave is not told it finished long after it did).
+
+A member's request an approver rejected (its create, or a rollback, merge
+or extension) is a step of that member the card alone would not tell: who
+said no and why. `note_rejected` appends one `member_rejected` event per
+rejection, naming the member, the rejecter and their reason (a person's
+words, kept in the details apart from the bot's, so they are shown
+escaped), once: under the same lock, `note_finished` appends them before
+the end that counts them, and an event already naming a rejection is not
+appended again. A rejection recorded long before the wave's members last
+moved (`_TOLD_WITHIN`: a wave rejected before this was told, synced again
+days later) is not told late.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bot.changes.batch_load import load_batch
+from bot.changes.batch_load import load_batch, rejection_in
 from bot.changes.batch_record import batch_note
 from bot.changes.batch_views import BatchEventView, MemberView
-from bot.changes.lifecycle import State
+from bot.changes.lifecycle import Command, State
 from bot.domain import user_mention
-from bot.store.tables.batches import Batch
-from bot.store.tables.changes import ChangeEvent
+from bot.store.tables import change_ref
+from bot.store.tables.batches import Batch, BatchEvent
+from bot.store.tables.changes import Change, ChangeEvent
 
 # The event that starts each action of a wave, and the one that ends it.
 STARTS: dict[str, str] = {
@@ -78,6 +90,13 @@ _DONE: dict[str, frozenset[State]] = {
 _REFUSED = frozenset({State.DENIED, State.REJECTED, State.EXPIRED})
 _PAST = {"create": "taken", "rollback": "rolled back", "merge": "merged"}
 
+# A member's request rejected by an approver, one reply each in the wave's
+# thread (batch_event.kind).
+REJECTED = "member_rejected"
+# A rejection recorded this long before the latest step of any member of
+# its wave is not told any more (see above).
+_TOLD_WITHIN = timedelta(days=1)
+
 
 @dataclass(frozen=True)
 class Finish:
@@ -95,6 +114,9 @@ class Finish:
     # Members whose create its requester took back before it ran: said as
     # withdrawn, never as refused (nobody refused them).
     withdrawn: int = 0
+    # Members whose create an approver rejected: said as rejected, not as
+    # refused (a refusal is the policy's).
+    rejected: int = 0
 
     @property
     def ran(self) -> int:
@@ -109,6 +131,8 @@ class Finish:
             )
         if self.refused:
             text += f", {self.refused} refused"
+        if self.rejected:
+            text += f", {self.rejected} rejected"
         if self.withdrawn:
             text += f", {self.withdrawn} withdrawn"
         if self.not_run:
@@ -160,13 +184,15 @@ def finish_of(s: Session, batch_id: int) -> Finish | None:
     )
     done: list[str] = []
     failed: list[tuple[str, str]] = []
-    refused = withdrawn = not_run = 0
+    refused = withdrawn = not_run = rejected = 0
     for m in members:
         state = State(m.state)
         if _failure(m, action, failed_after):
             failed.append((m.vm_name, m.note or "failed"))
         elif state in _DONE[action]:
             done.append(m.vm_name)
+        elif action == "create" and state is State.REJECTED:
+            rejected += 1
         elif action == "create" and state in _REFUSED:
             refused += 1
         elif action == "create" and state is State.WITHDRAWN:
@@ -175,16 +201,19 @@ def finish_of(s: Session, batch_id: int) -> Finish | None:
             not_run += 1
     asked_by = batch.requester if action == "create" else start.actor
     finish = Finish(
-        action, start, tuple(done), tuple(failed), refused, not_run, asked_by, withdrawn
+        action, start, tuple(done), tuple(failed), refused, not_run, asked_by, withdrawn, rejected
     )
     return finish if finish.ran else None
 
 
 def note_finished(s: Session, batch_id: int, *, now: datetime | None = None) -> bool:
     """Append the end of the wave's latest action if it just finished and
-    is not told yet; True when this call appended it. Call after the
-    members' changes were committed (their thread's sync)."""
+    is not told yet; True when this call appended it. Members rejected and
+    not told yet are appended first (`note_rejected`), so the end never
+    comes before a rejection it counts. Call after the members' changes
+    were committed (their thread's sync)."""
     batch = s.exec(select(Batch).where(col(Batch.id) == batch_id).with_for_update()).one()
+    note_rejected(s, batch)
     finish = finish_of(s, batch_id)
     if finish is None:
         return False
@@ -211,7 +240,100 @@ def note_finished(s: Session, batch_id: int, *, now: datetime | None = None) -> 
             "failed": dict(finish.failed),
             "refused": finish.refused,
             "withdrawn": finish.withdrawn,
+            "rejected": finish.rejected,
             "not_run": finish.not_run,
         },
     )
     return True
+
+
+def _rejected_action(e: ChangeEvent) -> str:
+    """What a rejection refused: a `reject` step its create (or what its
+    details name), an `<action>_rejected` note that action."""
+    if e.kind == Command.REJECT:
+        return str((e.details or {}).get("action") or "create")
+    return e.kind.removesuffix("_rejected")
+
+
+def untold_rejections(s: Session, batch_id: int) -> list[tuple[Change, ChangeEvent]]:
+    """Each rejection of a member's request its wave's history does not
+    name yet, oldest first, leaving out those recorded more than
+    `_TOLD_WITHIN` before the latest step of any member."""
+    changes = {
+        c.id: c for c in s.exec(select(Change).where(col(Change.batch_id) == batch_id)).all()
+    }
+    ids = sorted(i for i in changes if i is not None)
+    if not ids:
+        return []
+    rows = s.exec(
+        select(ChangeEvent)
+        .where(
+            col(ChangeEvent.change_id).in_(ids),
+            (col(ChangeEvent.kind) == Command.REJECT.value)
+            | col(ChangeEvent.kind).like("%rejected"),
+        )
+        .order_by(col(ChangeEvent.id))
+    ).all()
+    found = [
+        e
+        for e in rows
+        if (e.kind == Command.REJECT and e.to_state == State.REJECTED)
+        or e.kind.endswith("_rejected")
+    ]
+    if not found:
+        return []  # the common case, every sync of a member
+    told = {
+        e.details.get("event")
+        for e in s.exec(
+            select(BatchEvent).where(
+                col(BatchEvent.batch_id) == batch_id, col(BatchEvent.kind) == REJECTED
+            )
+        ).all()
+    }
+    latest = s.exec(
+        select(func.max(col(ChangeEvent.at))).where(col(ChangeEvent.change_id).in_(ids))
+    ).one()
+    assert latest is not None
+    return [
+        (changes[e.change_id], e)
+        for e in found
+        if e.id not in told and latest - e.at <= _TOLD_WITHIN
+    ]
+
+
+def note_rejected(s: Session, batch: Batch) -> int:
+    """Append one `member_rejected` event for each rejection of a member
+    not told yet (`untold_rejections`); how many were appended. The caller
+    holds the batch row's lock (`note_finished` takes it), so of two
+    processes syncing the wave at once only the first appends."""
+    assert batch.id is not None
+    untold = untold_rejections(s, batch.id)
+    for change, e in untold:
+        assert change.id is not None
+        action, rejected = _rejected_action(e), rejection_in(e)
+        said = {"reason": rejected.reason} if rejected.reason else {}
+        batch_note(
+            s,
+            batch,
+            kind=REJECTED,
+            actor=e.actor,
+            actor_team=e.actor_team,
+            now=e.at,
+            # The bot's words; the rejecter's own (the reason) stay in the
+            # details, shown escaped (templates/slack/batch_event.json.j2).
+            message=(
+                f"{change_ref(change.id)} ({change.vm_name} on {change.host}): "
+                f"{action} rejected by {user_mention(rejected.by)}"
+            ),
+            details={
+                "event": e.id,
+                "change_id": change.id,
+                "ref": change_ref(change.id),
+                "vm": change.vm_name,
+                "host": change.host,
+                "action": action,
+                "by": rejected.by,
+                **said,
+            },
+        )
+    return len(untold)

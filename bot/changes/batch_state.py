@@ -44,6 +44,9 @@ class Part(enum.StrEnum):
     """What a member's state means for its batch."""
 
     REFUSED = "refused"
+    # Rejected by an approver: set aside like a refusal (the policy's), but
+    # said as what it is, a person's decision.
+    REJECTED = "rejected"
     # Taken back by its requester before it ran: set aside like a refusal,
     # but said as what it is.
     WITHDRAWN = "withdrawn"
@@ -60,7 +63,7 @@ class Part(enum.StrEnum):
 
 PART_OF: dict[State, Part] = {
     State.DENIED: Part.REFUSED,
-    State.REJECTED: Part.REFUSED,
+    State.REJECTED: Part.REJECTED,
     State.EXPIRED: Part.REFUSED,
     State.WITHDRAWN: Part.WITHDRAWN,
     State.AWAITING_APPROVAL: Part.WAITING,
@@ -97,7 +100,7 @@ class BatchState(enum.StrEnum):
 
 
 # Members that never took part: set aside when the batch's state is derived.
-ASIDE = frozenset({Part.REFUSED, Part.WITHDRAWN})
+ASIDE = frozenset({Part.REFUSED, Part.REJECTED, Part.WITHDRAWN})
 # Members whose step is not over yet.
 BUSY = frozenset({Part.PENDING, Part.SCHEDULED, Part.RUNNING, Part.WAITING})
 # "all <part>" → the batch state it makes, in the order the rules apply.
@@ -165,11 +168,11 @@ class Tally:
         return self.settled - self.count(Part.FAILED)
 
     def describe(self) -> str:
-        """ "7 of 9 done, 1 failed, 2 refused, 1 withdrawn"; a wave none of
+        """ "7 of 9 done, 1 failed, 2 refused, 1 rejected, 1 withdrawn"; a wave none of
         whose members took part is only what became of them ("1 refused,
         3 withdrawn"), never "0 of 0 done"."""
         said = [f"{self.done} of {self.taking_part} done"] if self.taking_part else []
-        for part in (Part.FAILED, Part.REFUSED, Part.WITHDRAWN):
+        for part in (Part.FAILED, Part.REFUSED, Part.REJECTED, Part.WITHDRAWN):
             if n := self.count(part):
                 said.append(f"{n} {part.value}")
         return ", ".join(said)

@@ -61,6 +61,11 @@ class MemberView:
     # else its change window opens then.
     run_at: datetime | None = None
     run_asked: bool = False
+    # A rejected member: who rejected its create and why, in their own
+    # words ("" when they gave none). Shown apart from `note` (which says
+    # both in plain text): the rejecter as a mention, the reason escaped.
+    rejected_by: str | None = None
+    rejected_reason: str | None = None
 
     @property
     def ref(self) -> str:
@@ -77,7 +82,14 @@ class MemberView:
         return ()
 
     @classmethod
-    def of(cls, c: Change, note: str | None = None) -> MemberView:
+    def of(
+        cls,
+        c: Change,
+        note: str | None = None,
+        *,
+        rejected_by: str | None = None,
+        rejected_reason: str | None = None,
+    ) -> MemberView:
         assert c.id is not None
         scheduled = c.state == State.SCHEDULED
         return cls(
@@ -95,6 +107,8 @@ class MemberView:
             vm_state_after=c.vm_state_after,
             run_at=planned_run(c) if scheduled else None,
             run_asked=scheduled and c.run_at is not None,
+            rejected_by=rejected_by,
+            rejected_reason=rejected_reason,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +121,8 @@ class MemberView:
             "taken_type": self.taken_type,
             "checkpoint_id": self.checkpoint_id,
             "note": self.note,
+            "rejected_by": self.rejected_by,
+            "rejected_reason": self.rejected_reason,
             "waiting_for_approval": self.waiting,
             "waiting_asked_by": self.waiting_by,
             "size_bytes": self.size_bytes,

@@ -31,7 +31,7 @@ from sqlmodel import col, select
 
 from bot.changes import State
 from bot.changes.batch_load import load_batch
-from bot.changes.batch_milestones import FINISHED, note_finished
+from bot.changes.batch_milestones import FINISHED, REJECTED, note_finished
 from bot.changes.batch_record import get_batch
 from bot.changes.batch_scheduled import SCHEDULED, note_scheduled
 from bot.changes.batch_views import BatchEventView, BatchView
@@ -96,6 +96,9 @@ MILESTONES = frozenset(
         # The members that wait for their window or time, and until when
         # (bot/changes/batch_scheduled.py).
         SCHEDULED,
+        # A member's request an approver rejected: who, and why
+        # (bot/changes/batch_milestones.py `note_rejected`).
+        REJECTED,
     }
 )
 
