@@ -229,6 +229,54 @@ def test_filters_keep_exactly_the_rows_they_name(seeded: Engine) -> None:
     assert {r["event"] for r in by_id} >= {"requested", "settings"}
 
 
+def test_an_actor_finds_what_the_policy_decided_on_their_request(engine: Engine) -> None:
+    """Seen: alice's rollback that waited for approval, and bob's refused
+    extension, were events of actor `policy` (which decided): `--actor
+    cli:alice` did not find what she had asked for. The policy stays the
+    actor; the person is `on_behalf_of` in the details, and found by it."""
+    seed(engine, 3)
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    with session_scope(engine) as s:
+        for seq, (kind, asker) in enumerate(
+            (("rollback_awaits_approval", "cli:alice"), ("extend_refused", "cli:bob")), start=90
+        ):
+            s.add(
+                ChangeEvent(
+                    change_id=1,
+                    seq=seq,
+                    at=at + timedelta(seconds=seq),
+                    actor="policy",
+                    kind=kind,
+                    message="needs 1 approval",
+                    details={"verdict": "needs_approval", "on_behalf_of": asker},
+                )
+            )
+    found = [(r["event"], r["actor"]) for r in stream_audit(engine, AuditFilter(actor="cli:alice"))]
+    assert found == [("rollback_awaits_approval", "policy")]
+    bob = list(stream_audit(engine, AuditFilter(actor="cli:bob", change_id=1)))
+    assert [r["details"]["on_behalf_of"] for r in bob] == ["cli:bob"]
+    # The policy's own events are still all found by its name.
+    assert len(list(stream_audit(engine, AuditFilter(actor="policy", change_id=1)))) >= 2
+
+
+def test_the_cli_records_who_asked_what_the_policy_decided(tmp_path: Path) -> None:
+    """The demo's prod rollback waits for an approver: the event says on
+    whose request, and `audit export --actor` finds it."""
+    alice, bob = {"CHECKPOINT_BOT_USER": "alice"}, {"CHECKPOINT_BOT_USER": "bob"}
+    assert invoke(tmp_path, "checkpoint", "create", "WEB01", "-r", "x", env=alice).returncode == 0
+    invoke(tmp_path, "checkpoint", "rollback", "CHG-1", env=alice)
+    invoke(tmp_path, "checkpoint", "extend", "CHG-1", "30d", env=bob)
+    mine = invoke(tmp_path, "audit", "export", "--actor", "cli:alice", "--change", "CHG-1")
+    rows = [json.loads(line) for line in mine.stdout.splitlines()]
+    assert ("rollback_awaits_approval", "policy", "cli:alice") in {
+        (r["event"], r["actor"], r["details"].get("on_behalf_of")) for r in rows
+    }
+    bobs = invoke(tmp_path, "audit", "export", "--actor", "cli:bob", "--change", "CHG-1")
+    assert [json.loads(line)["event"] for line in bobs.stdout.splitlines()] == [
+        "extend_awaits_approval"
+    ]
+
+
 def test_postgresql_reads_through_a_server_side_cursor(pg_engine: Engine) -> None:
     import psycopg
 

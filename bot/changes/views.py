@@ -38,6 +38,10 @@ WRITTEN_BY_PERSON = frozenset({"requested"})
 # escaped, so a `<@U…>` or `<!subteam^…>` in them pings nobody; the rest
 # of the message keeps the bot's own mentions.
 HOST_SAID = "host_said"
+# The details key naming the person whose request a `policy` event decided
+# (a rollback that waits for approval, an extension refused): the actor is
+# the policy, which decided; they asked. `audit export --actor` finds both.
+ON_BEHALF_OF = "on_behalf_of"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
-from bot.changes.views import ChangeView
+from bot.changes.views import ON_BEHALF_OF, ChangeView
 from bot.domain import ApprovalState, user_mention
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
@@ -265,7 +265,7 @@ def _carry_out(
                         actor="policy",
                         now=now,
                         message=message,
-                        details=decision.to_dict(),
+                        details={**decision.to_dict(), ON_BEHALF_OF: who.id},
                     )
                 else:
                     note(
@@ -275,7 +275,7 @@ def _carry_out(
                         actor="policy",
                         now=now,
                         message=message,
-                        details=decision.to_dict(),
+                        details={**decision.to_dict(), ON_BEHALF_OF: who.id},
                     )
                 return ApprovalOutcome(
                     ChangeView.of(change),
@@ -299,7 +299,7 @@ def _carry_out(
                     actor="policy",
                     now=now,
                     message=f"now needs {decision.approval.describe()}",
-                    details={"action": request.action},
+                    details={"action": request.action, ON_BEHALF_OF: who.id},
                 )
                 return ApprovalOutcome(
                     ChangeView.of(change),

@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, String, Text, and_, cast, func, or_, selec
 from sqlalchemy.engine import Dialect, Engine
 
 from bot.changes.record import parse_ref
+from bot.changes.views import ON_BEHALF_OF
 from bot.domain import TOO_MANY_DIGITS, ChangeRef
 from bot.durations import DurationError, parse_duration
 from bot.service.actors import actor_id
@@ -144,7 +145,11 @@ def _events_query(flt: AuditFilter, dialect: Dialect) -> Any:
     if flt.change_id is not None:
         clauses.append(e.change_id == flt.change_id)
     if flt.actor is not None:
-        clauses.append(e.actor == flt.actor)
+        # What the person did, and what the policy decided on their request
+        # (a rollback waiting for approval, an extension refused: the actor
+        # is `policy`, the person is in the details, bot.changes.views).
+        asked = events.c.details[ON_BEHALF_OF].as_string()
+        clauses.append(or_(e.actor == flt.actor, asked == flt.actor))
     if flt.vm is not None:
         clauses.append(_vm_match(c.vm_name, c.vm_id, flt.vm))
     return (

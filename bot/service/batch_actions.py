@@ -24,6 +24,7 @@ from bot.changes import State
 from bot.changes.batch_record import batch_note, get_batch
 from bot.changes.batch_views import BatchView, MemberView
 from bot.changes.record import ConcurrentUpdate, get_change, note
+from bot.changes.views import ON_BEHALF_OF
 from bot.domain import user_mention
 from bot.service.approvals import ApprovalOutcome, approve
 from bot.service.batches import check_drawn, find_batch, retell, show_batch
@@ -266,7 +267,7 @@ def _await(
                     message=f"{action.value} of {batch} by {user_mention(who.id)} needs {need}, "
                     "what its strictest member needs",
                     # The wave's own reply asks its approvers (bot/notify/thread.py).
-                    details={**decision.to_dict(), "wave": batch},
+                    details={**decision.to_dict(), "wave": batch, ON_BEHALF_OF: who.id},
                 )
             asked_by = pending.requested_by
     except ConcurrentUpdate:

@@ -21,7 +21,7 @@ from bot.changes.record import (
     recording,
     transition,
 )
-from bot.changes.views import ChangeView, offered_resolutions
+from bot.changes.views import ON_BEHALF_OF, ChangeView, offered_resolutions
 from bot.clock import utc_text
 from bot.domain import (
     ApprovalState,
@@ -267,7 +267,7 @@ def request_checkpoint(
             actor="policy",
             now=now,
             message=_summary(decision),
-            details=decision.to_dict(),
+            details={**decision.to_dict(), ON_BEHALF_OF: who.id},
         )
         if waits_with_wave:
             assert wave_approval is not None and wave_approval.approval is not None
@@ -280,7 +280,7 @@ def request_checkpoint(
                 now=now,
                 message=f"waits with its wave: the wave's checkpoints need "
                 f"{wave_approval.approval.describe()} (what its strictest member needs)",
-                details=wave_approval.to_dict(),
+                details={**wave_approval.to_dict(), ON_BEHALF_OF: who.id},
             )
         elif decision.verdict is Verdict.NEEDS_APPROVAL:
             approval_id = open_approval(s, change, "create", who, decision, now).id
@@ -530,7 +530,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                     actor="policy",
                     now=now,
                     message=_summary(decision),
-                    details=decision.to_dict(),
+                    details={**decision.to_dict(), ON_BEHALF_OF: who.id},
                 )
                 return Outcome(ChangeView.of(change), decision)
             rollback = pending_request(s, change_id, Action.ROLLBACK.value)
@@ -550,7 +550,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
                     now=now,
                     message=f"{action.value} by {user_mention(who.id)} needs "
                     f"{decision.approval.describe()}: {_summary(decision)}",
-                    details=decision.to_dict(),
+                    details={**decision.to_dict(), ON_BEHALF_OF: who.id},
                 )
             return Outcome(
                 ChangeView.of(change),
@@ -631,7 +631,7 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
                 actor="policy",
                 now=now,
                 message=_summary(decision),
-                details=decision.to_dict(),
+                details={**decision.to_dict(), ON_BEHALF_OF: who.id},
             )
         elif decision.verdict is Verdict.NEEDS_APPROVAL:
             approval = open_approval(
@@ -647,7 +647,11 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
                 now=now,
                 message=f"extension to {utc_text(new_expiry)} needs {decision.approval.describe()}",
                 # The "Approval needed" reply says to when (templates/slack/change_event).
-                details={**decision.to_dict(), "extend_to": new_expiry.isoformat()},
+                details={
+                    **decision.to_dict(),
+                    "extend_to": new_expiry.isoformat(),
+                    ON_BEHALF_OF: who.id,
+                },
             )
         else:
             apply_extension(s, change, new_expiry, who.id, now, actor_team=who.team)
