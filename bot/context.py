@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
@@ -25,7 +26,7 @@ from bot.notify.channel import ChannelNotices, NullChannelNotices
 from bot.secrets import secret_from
 from bot.service.directory import Directory, NoDirectory
 from bot.service.errors import Unavailable
-from bot.service.outage import misconfigured_database
+from bot.service.outage import misconfigured_database, schema_mismatch_message
 from bot.store import migrate
 from bot.store.db import driver_reason, make_engine, session_scope
 
@@ -372,29 +373,52 @@ class AppContext:
 
 
 def prepare_database(settings: Settings, engine: Engine) -> None:
-    """Demo mode migrates on its own; a real deployment is told to."""
+    """Demo mode migrates on its own; a real deployment is told to. Once the
+    schema is the release's, a statement that names a table or column the
+    database lacks (a schema an edited migration chain or a hand left
+    incomplete) raises SchemaOutOfDate, one line without the statement,
+    instead of the driver's error (which SQLite words as an outage)."""
     if settings.demo:
         migrate.upgrade(engine)
+    elif not migrate.schema_is_current(engine):
+        _refuse_schema(settings, engine)
+    event.listen(engine, "handle_error", _schema_mismatch)
+
+
+def _refuse_schema(settings: Settings, engine: Engine) -> None:
+    """The database is not at `migrate.HEAD`: say what to run."""
+    current = migrate.current_revision(engine)
+    known = [rev for rev, _ in migrate.revisions()]
+    head = known[-1]
+    if current == head:
         return
-    if migrate.schema_is_current(engine):
-        return
-    current, head = migrate.current_revision(engine), migrate.head_revision()
-    if current != head:
-        has = "has no schema yet" if current is None else f"is at schema {current}"
-        where = ""
-        if current is None and settings.database_from_cwd:
-            # Seen: a command run from another directory found an empty
-            # record there; upgrading it would split the deployment's record.
-            where = (
-                f"; or, if this deployment's record is elsewhere, run from its directory or set "
-                f"database_url (or workdir) in {settings.config_path}: without them the record "
-                "is var/checkpoint-bot.db under the directory the command runs in "
-                f"({settings.workdir})"
-            )
-        raise SchemaOutOfDate(
-            f"the database ({settings.database_label}) {has}, this release needs {head}: "
-            f"run 'checkpoint-bot db upgrade'{where}"
+    if current is not None and current not in known:
+        from bot.service.schema import written_by_newer
+
+        raise SchemaOutOfDate(written_by_newer(settings.database_label, current, head))
+    has = "has no schema yet" if current is None else f"is at schema {current}"
+    where = ""
+    if current is None and settings.database_from_cwd:
+        # Seen: a command run from another directory found an empty
+        # record there; upgrading it would split the deployment's record.
+        where = (
+            f"; or, if this deployment's record is elsewhere, run from its directory or set "
+            f"database_url (or workdir) in {settings.config_path}: without them the record "
+            "is var/checkpoint-bot.db under the directory the command runs in "
+            f"({settings.workdir})"
         )
+    raise SchemaOutOfDate(
+        f"the database ({settings.database_label}) {has}, this release needs {head}: "
+        f"run 'checkpoint-bot db upgrade'{where}"
+    )
+
+
+def _schema_mismatch(context: ExceptionContext) -> None:
+    """SQLAlchemy's `handle_error` hook: a statement naming a table or
+    column the database lacks raises SchemaOutOfDate (exit 2 on the CLI)."""
+    said = schema_mismatch_message(context.sqlalchemy_exception or context.original_exception)
+    if said is not None:
+        raise SchemaOutOfDate(said)
 
 
 class _Fleet(Protocol):

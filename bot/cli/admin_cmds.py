@@ -59,8 +59,8 @@ def db_status(rt: Runtime, as_json: bool) -> None:
     `db upgrade` would apply. Changes nothing.
 
     Exit 0 when the database is at this release's schema, 1 when it is not
-    (older, empty, or written by a newer release), 3 when the database does
-    not answer."""
+    (older, empty, written by a newer release, or lacking a table or column
+    this release's schema holds), 3 when the database does not answer."""
     from bot.service import SchemaState, schema_status
 
     status = schema_status(rt.settings)
@@ -69,6 +69,13 @@ def db_status(rt: Runtime, as_json: bool) -> None:
         echo_json(status.to_dict())
     elif state is SchemaState.CURRENT:
         click.echo(f"{status.database}: schema {status.current}, this release's: up to date")
+    elif state is SchemaState.INCOMPLETE:
+        # At this release's revision, yet lacking what it holds (the warning
+        # above names it, and whether `db upgrade` adds it).
+        click.echo(
+            f"{status.database}: schema {status.current}, this release's, but it lacks "
+            f"{', '.join(status.missing)}: see the warning above (docs/upgrading.md)"
+        )
     elif state is SchemaState.UNKNOWN:
         click.echo(
             f"{status.database}: schema {status.current}, which this release does not know "

@@ -3,14 +3,16 @@
 The entry points (Slack, the CLI) do not reach into storage: they ask here
 whether an error means the database could not be reached, and what can be
 said truthfully about what was recorded (`bot.store.outage` counts the
-committed writes of the current thread).
+committed writes of the current thread). A statement naming a table or
+column the database lacks is no outage: its schema does not match this
+release (`schema_mismatch_message`), and trying again changes nothing.
 """
 
 from __future__ import annotations
 
 from bot.config import ConfigError
 from bot.store.db import bad_connection_option, tls_refused
-from bot.store.outage import committed_writes, is_transient
+from bot.store.outage import committed_writes, is_transient, schema_mismatch
 from bot.store.pg_tls import TLS_HINT
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "committed_writes",
     "misconfigured_database",
     "outage_message",
+    "schema_mismatch_message",
 ]
 
 DATABASE_DOWN = "the database is unavailable; nothing was changed, try again in a minute"
@@ -37,6 +40,20 @@ def outage_message(exc: BaseException, writes_before: int) -> str | None:
     if committed_writes() == writes_before:
         return DATABASE_DOWN
     return DATABASE_DOWN_PART_WAY
+
+
+def schema_mismatch_message(exc: BaseException) -> str | None:
+    """One line for a statement that named a table or column the database
+    lacks, with the database's own words and never the statement (None for
+    any other error). Not an outage: `db status` names what is missing and
+    whether `db upgrade` adds it."""
+    said = schema_mismatch(exc)
+    if said is None:
+        return None
+    return (
+        f"the database's schema does not match this release ({said}): "
+        "run 'checkpoint-bot db status'"
+    )
 
 
 def misconfigured_database(exc: BaseException, label: str) -> ConfigError | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,17 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision under migrations/versions, written down so that the
 # start-up check need not load Alembic to find it; tests/test_store.py
 # checks it against Alembic's own answer, so a new migration updates it.
-HEAD = "0018"
+HEAD = "0019"
+
+# The columns migration 0015 adds, which databases migrated by earlier
+# commits lack: 53389d6's 0016 revised 0014, so a database it took to 0016
+# (and on to 0018) never ran 0015; 3d1b17c's and ca15dd6's 0015 had no
+# batch_event.slack_ts. Migration 0019 adds each one missing (it names them
+# again: a migration is not changed by later code); `lacking` checks them
+# on a database at 0015 or later.
+REPAIRED = (("change", "run_at"), ("batch", "run_at"), ("batch_event", "slack_ts"))
+# The migration that adds them, applied again by `repair`.
+REPAIR_REVISION = "0019"
 
 
 def _config() -> Config:
@@ -89,6 +99,64 @@ def schema_is_current(engine: Engine) -> bool:
             return False
         rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
     return [r[0] for r in rows] == [HEAD]
+
+
+def lacking(engine: Engine, revision: str, order: Sequence[str]) -> tuple[str, ...]:
+    """What the live schema lacks of what schema `revision` holds, read by
+    SQLAlchemy's inspection ("table" for a table, "table.column" for a
+    column; `order` is every revision, oldest first). At `HEAD`, every table
+    and column the models define; at an older revision from 0015 on, 0015's
+    columns (`REPAIRED`); none before. A query or two per table: for
+    `db status`, not for every command's start."""
+    if revision not in order or order.index(revision) < order.index("0015"):
+        return ()
+    with engine.connect() as conn:
+        insp = inspect(conn)
+        tables = set(insp.get_table_names())
+        if revision != HEAD:
+            return tuple(
+                f"{table}.{column}"
+                for table, column in REPAIRED
+                if table in tables and column not in _columns(insp, table)
+            )
+        from sqlmodel import SQLModel
+
+        import bot.store.models  # noqa: F401 (registers the tables on the metadata)
+
+        found: list[str] = []
+        for table in SQLModel.metadata.sorted_tables:
+            if table.name not in tables:
+                found.append(table.name)
+                continue
+            have = _columns(insp, table.name)
+            found.extend(f"{table.name}.{c.name}" for c in table.columns if c.name not in have)
+        return tuple(found)
+
+
+def _columns(insp: Any, table: str) -> set[str]:
+    return {c["name"] for c in insp.get_columns(table)}
+
+
+def repairable(missing: Sequence[str]) -> bool:
+    """Whether `repair` (migration 0019) adds any of `missing`."""
+    return any(f"{table}.{column}" in missing for table, column in REPAIRED)
+
+
+def repair(engine: Engine) -> None:
+    """Apply migration 0019 again on a database already at it or later: it
+    adds those of 0015's columns that are missing, and nothing else (a
+    database whose columns went after it was applied, by hand or by a
+    restore; `db upgrade` calls this when `lacking` names one)."""
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_config()).get_revision(REPAIR_REVISION)
+    assert script is not None
+    with _migrating(engine) as conn:
+        opts = {"render_as_batch": conn.dialect.name == "sqlite"}
+        with Operations.context(MigrationContext.configure(conn, opts=opts)):
+            script.module.upgrade()
 
 
 def autogenerate(engine: Engine, message: str) -> None:

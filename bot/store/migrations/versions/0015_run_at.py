@@ -36,9 +36,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("batch_event", schema=None) as batch_op:
-        batch_op.drop_column("slack_ts")
-    with op.batch_alter_table("batch", schema=None) as batch_op:
-        batch_op.drop_column("run_at")
-    with op.batch_alter_table("change", schema=None) as batch_op:
-        batch_op.drop_column("run_at")
+    # A database an earlier commit migrated may lack some of these (0019's
+    # docstring: 53389d6 skipped this migration, 3d1b17c's had no
+    # slack_ts): only the columns that are there are dropped. On SQLite a
+    # batch drop of a missing column fails (KeyError), on PostgreSQL the
+    # ALTER does.
+    insp = sa.inspect(op.get_bind())
+    for table, column in (("batch_event", "slack_ts"), ("batch", "run_at"), ("change", "run_at")):
+        if column in {c["name"] for c in insp.get_columns(table)}:
+            with op.batch_alter_table(table, schema=None) as batch_op:
+                batch_op.drop_column(column)
