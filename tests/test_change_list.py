@@ -5,10 +5,13 @@ rollback of a prod VM waits for one approval)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.store.db import make_engine, session_scope
+from bot.store.tables.changes import Change
 from tests.cli_support import invoke, one_line_error
 
 
@@ -67,6 +70,40 @@ def test_open_changes_newest_first_and_what_each_waits_for(tmp_path: Path) -> No
     assert "events" not in report["changes"][0]  # `change show --json` has those
     shown = invoke(tmp_path, "change", "list", "--limit", "1").stdout
     assert shown.splitlines()[-1].startswith("Only the newest 1 are shown and more match")
+
+
+def test_overdue_lists_the_checkpoints_past_their_lifetime_nobody_decided(
+    tmp_path: Path,
+) -> None:
+    """Seen: a manager asked "what expired undecided?" and found no way but
+    `--json` and a script; `--state expired` is a job that could not start
+    in time, not a lifetime that ran out, and listed nothing."""
+    overdue = _create(tmp_path, "STG-WEB01", "lab patching")
+    current = _create(tmp_path, "APP01", "KB5044284 patch")
+    merged = _create(tmp_path, "STG-APP01", "done with")
+    assert invoke(tmp_path, "checkpoint", "merge", merged).returncode == 0
+    # Their lifetimes, as time would have run them out: STG-WEB01's and the
+    # merged one's ended an hour ago, APP01's has days to go.
+    engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'checkpoint-bot.db'}")
+    with session_scope(engine) as s:
+        for change_id in (1, 3):
+            change = s.get(Change, change_id)
+            assert change is not None
+            change.expires_at = datetime.now(UTC) - timedelta(hours=1)
+            s.add(change)
+    engine.dispose()
+    assert _refs(tmp_path, "--overdue") == [overdue]
+    assert _refs(tmp_path, "--state", "expired") == []
+    listed = invoke(tmp_path, "change", "list").stdout.splitlines()
+    at = next(i for i, line in enumerate(listed) if line.startswith(overdue))
+    assert listed[at + 1].strip().startswith(
+        "overdue: its checkpoint's lifetime ended 1h"
+    ) and listed[at + 1].endswith(
+        f"nobody decided ('checkpoint-bot checkpoint merge {overdue}', 'rollback' or 'extend')"
+    )
+    # APP01's lifetime has days to go; the merged one is settled.
+    assert sum("overdue:" in line for line in listed) == 1
+    assert any(line.startswith(current) for line in listed)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,12 @@ from bot.cli.runtime import Runtime, echo_json, pass_runtime
 @click.option("--vm", help="Only this VM's (its name as recorded, any case, or its VM id).")
 @click.option("--requester", help="Only this requester's (U0123ABCD, <@U0123ABCD>, cli:NAME).")
 @click.option("--mine", is_flag=True, help="Only yours (as this CLI names you: cli:NAME).")
+@click.option(
+    "--overdue",
+    is_flag=True,
+    help="Only those holding a checkpoint past its lifetime, undecided "
+    "(not the state 'expired': a job that could not start in time).",
+)
 @click.option("--limit", default=50, show_default=True, help="How many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
@@ -31,11 +37,13 @@ def list_cmd(
     vm: str | None,
     requester: str | None,
     mine: bool,
+    overdue: bool,
     limit: int,
     as_json: bool,
 ) -> None:
     """The open changes, newest first: state, VM, requester, what each waits
-    for (--state, --all, --vm, --requester or --mine for others)."""
+    for, and whether its checkpoint's lifetime is over (--state, --all,
+    --vm, --requester, --mine or --overdue for others)."""
     from bot.service import list_changes
 
     if mine and requester is not None:
@@ -49,11 +57,12 @@ def list_cmd(
         vm=vm,
         requester=rt.principal.id if mine else requester,
         limit=limit,
+        overdue=overdue,
     )
     if as_json:
         echo_json(listing.to_dict())
         return
-    narrowed = bool(states or every or vm or requester or mine)
+    narrowed = bool(states or every or vm or requester or mine or overdue)
     rt.out(
         "cli/changes.txt.j2",
         listing=listing,

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
 
 OPEN_STATES = tuple(s.value for s in State if s not in FINAL_STATES)
+# Holding a checkpoint nobody is deciding on now (a merge or a restore
+# under way is a decision): what `--overdue` looks among.
+UNDECIDED = (State.ACTIVE.value, State.ROLLED_BACK.value)
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,14 @@ def list_changes(
     vm: str | None = None,
     requester: str | None = None,
     limit: int = 50,
+    overdue: bool = False,
 ) -> ChangeListing:
     """The newest changes first: those in `states`, else every one (`every`),
     else the open ones (not denied, rejected, withdrawn, expired, failed,
     merged or vanished); of one VM (its recorded name, any case, or its VM
-    id) or one requester when asked."""
+    id) or one requester when asked. `overdue`: only those still holding a
+    checkpoint whose lifetime is over, nobody having decided (the state
+    `expired` is another thing: a job that could not start in time)."""
     if limit < 1:
         raise BadRequest("--limit must be at least 1")
     query = select(Change)
@@ -75,6 +81,12 @@ def list_changes(
         wanted = name.lower()
         query = query.where(
             or_(func.lower(Change.vm_name) == wanted, func.lower(Change.vm_id) == wanted)
+        )
+    if overdue:
+        query = query.where(
+            col(Change.state).in_(UNDECIDED),
+            col(Change.expires_at).is_not(None),
+            col(Change.expires_at) <= ctx.clock(),
         )
     if requester is not None:
         who = actor_id(
