@@ -218,6 +218,7 @@ def test_each_notice_goes_out_once_with_what_it_is_about(
     soon = next(c for c in api.of("chat.postMessage") if "opens soon" in str(c.body["text"]))
     assert out.change.ref in str(soon.body["blocks"])
     assert "Sat 2026-11-28 22:00 Europe/Berlin" in str(soon.body["blocks"])
+    assert "1 scheduled checkpoint runs when it opens" in str(soon.body["blocks"])
 
     tick_both(opens)
     assert len(notices(api)) == 2 and "is open" in notices(api)[1]
