@@ -93,6 +93,8 @@ def test_overdue_lists_the_checkpoints_past_their_lifetime_nobody_decided(
             s.add(change)
     engine.dispose()
     assert _refs(tmp_path, "--overdue") == [overdue]
+    listed_json = json.loads(invoke(tmp_path, "change", "list", "--json").stdout)["changes"]
+    assert {c["ref"]: c["overdue"] for c in listed_json} == {overdue: True, current: False}
     assert _refs(tmp_path, "--state", "expired") == []
     listed = invoke(tmp_path, "change", "list").stdout.splitlines()
     at = next(i for i, line in enumerate(listed) if line.startswith(overdue))

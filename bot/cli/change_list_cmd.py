@@ -57,7 +57,7 @@ def list_cmd(
         vm=vm,
         requester=rt.principal.id if mine else requester,
         limit=limit,
-        overdue=overdue,
+        overdue_only=overdue,
     )
     if as_json:
         echo_json(listing.to_dict())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_
@@ -32,17 +33,36 @@ class ChangeListing:
     changes: tuple[ChangeView, ...]
     # More changes matched than the limit let through (the oldest are left out).
     more: bool
+    # When it was listed: what "overdue" is measured against.
+    at: datetime | None = None
+
+    def is_overdue(self, change: ChangeView) -> bool:
+        return overdue(change, self.at)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"changes": [_summary(c) for c in self.changes], "more": self.more}
+        return {
+            "changes": [_summary(c, self.at) for c in self.changes],
+            "more": self.more,
+        }
 
 
-def _summary(c: ChangeView) -> dict[str, Any]:
+def overdue(change: ChangeView, now: datetime | None) -> bool:
+    """Still holding a checkpoint nobody is deciding on, past its expiry."""
+    return (
+        now is not None
+        and change.state in UNDECIDED
+        and change.expires_at is not None
+        and change.expires_at <= now
+    )
+
+
+def _summary(c: ChangeView, now: datetime | None) -> dict[str, Any]:
     """A change as a list shows it: its record without events and jobs
-    (`change show --json` has those)."""
+    (`change show --json` has those), and whether it is overdue."""
     data = c.to_dict()
     for detail in ("events", "jobs", "decision"):
         data.pop(detail, None)
+    data["overdue"] = overdue(c, now)
     return data
 
 
@@ -54,12 +74,12 @@ def list_changes(
     vm: str | None = None,
     requester: str | None = None,
     limit: int = 50,
-    overdue: bool = False,
+    overdue_only: bool = False,
 ) -> ChangeListing:
     """The newest changes first: those in `states`, else every one (`every`),
     else the open ones (not denied, rejected, withdrawn, expired, failed,
     merged or vanished); of one VM (its recorded name, any case, or its VM
-    id) or one requester when asked. `overdue`: only those still holding a
+    id) or one requester when asked. `overdue_only`: only those still holding a
     checkpoint whose lifetime is over, nobody having decided (the state
     `expired` is another thing: a job that could not start in time)."""
     if limit < 1:
@@ -82,11 +102,12 @@ def list_changes(
         query = query.where(
             or_(func.lower(Change.vm_name) == wanted, func.lower(Change.vm_id) == wanted)
         )
-    if overdue:
+    now = ctx.clock()
+    if overdue_only:
         query = query.where(
             col(Change.state).in_(UNDECIDED),
             col(Change.expires_at).is_not(None),
-            col(Change.expires_at) <= ctx.clock(),
+            col(Change.expires_at) <= now,
         )
     if requester is not None:
         who = actor_id(
@@ -101,4 +122,4 @@ def list_changes(
         kept = rows[:limit]
         waiting = waiting_actions(s, kept)
         views = tuple(ChangeView.of(c, waiting=waiting.get(c.id or 0, ())) for c in kept)
-    return ChangeListing(views, more=len(rows) > limit)
+    return ChangeListing(views, more=len(rows) > limit, at=now)
