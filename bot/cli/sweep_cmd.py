@@ -25,7 +25,9 @@ def sweep() -> None:
 @pass_runtime
 def run_cmd(rt: Runtime, post: bool, as_json: bool) -> None:
     """Sweep now: list every checkpoint on every host, sample its size, and
-    report stale, orphaned and mismatched ones. Never merges or deletes.
+    report stale, orphaned and mismatched ones, and the changes out of sight
+    (they hold a checkpoint, but their VM or host is no longer in the
+    inventory). Never merges or deletes.
 
     The bot sweeps on its own every sweep.interval; this is the same sweep,
     with every row (the Slack digest shows the biggest and counts the rest).

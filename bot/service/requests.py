@@ -45,7 +45,7 @@ from bot.service.errors import (
 )
 from bot.service.finding import find_change, resolve_vm
 from bot.service.ownership import new_token
-from bot.service.vm_target import change_of_vm
+from bot.service.vm_target import change_of_vm, vm_of_change
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
 from bot.store.tables.approvals import ApprovalRequest
@@ -507,7 +507,7 @@ def _act(ctx: ServiceDeps, ref: str, action: Action, who: Principal) -> Outcome:
     allowed = {Action.ROLLBACK: {State.ACTIVE}, Action.MERGE: {State.ACTIVE, State.ROLLED_BACK}}
     if State(change.state) not in allowed[action]:
         raise refused_now(ctx, change_id, State(change.state), action.value)
-    vm = resolve_vm(ctx, change.vm_name)
+    vm = vm_of_change(ctx, change, action_verb(action.value))
     decision = ctx.decider.decide(
         vm, action, who, checkpoint_type=change.checkpoint_type, change=change
     )
@@ -616,7 +616,7 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
     now = ctx.clock()
     asked_about = change.expires_at
     new_expiry = max(now, asked_about) + delta
-    vm = resolve_vm(ctx, change.vm_name)
+    vm = vm_of_change(ctx, change, "extend")
     decision = ctx.decider.decide(vm, Action.EXTEND, who, extend_to=new_expiry, change=change)
 
     def write(s: Session, change: Change) -> Outcome:

@@ -14,12 +14,18 @@ repeated by another replica: its digest goes out at most once, and the next
 slot sweeps again. A periodic digest goes out only with news: a finding its
 channel was not told of before (`digest_news`; recorded once a digest is
 posted), so the same stale and orphan list is not posted every interval.
+
+A change that holds a checkpoint whose VM or host is no longer in the
+inventory cannot be swept (the bot reaches a host only through its
+inventory entry): it is "out of sight", listed from the record with its
+last sampled size, in the report, every digest and a logged warning, and
+nothing is done to it (`out_of_sight`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -27,7 +33,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, delete, func
 from sqlmodel import Session, col, select
 
-from bot.changes import State
+from bot.changes import HOLDS_CHECKPOINT, State
 from bot.changes.record import parse_ref
 from bot.changes.views import HostProblem
 from bot.hyperv import Checkpoint
@@ -37,7 +43,16 @@ from bot.service import vanished
 from bot.service.finding import checkpoint_id_of
 from bot.service.ownership import ref_of, token_of
 from bot.service.queries import fleet_checkpoints
-from bot.service.sweep_views import ChannelDigest, Finding, SweepItem, SweepReport
+from bot.service.sweep_views import (
+    ChannelDigest,
+    Finding,
+    Gone,
+    OutOfSight,
+    SweepItem,
+    SweepReport,
+    has_host,
+    left_inventory,
+)
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.changes import Change
@@ -45,6 +60,7 @@ from bot.store.tables.hosts import CheckpointSize
 from bot.store.tables.jobs import Job
 
 if TYPE_CHECKING:
+    from bot.inventory import Inventory
     from bot.service.deps import ServiceDeps
 
 log = logging.getLogger(__name__)
@@ -254,26 +270,114 @@ def _digests(
     problems: Sequence[HostProblem],
     default_channel: str | None,
     previous_at: datetime | None,
+    away: Sequence[OutOfSight] = (),
 ) -> tuple[ChannelDigest, ...]:
     by_channel: dict[str, list[SweepItem]] = {}
     for item in items:
         if item.channel is not None:
             by_channel.setdefault(item.channel, []).append(item)
+    # A change out of sight is news even when nothing else is: no other
+    # screen shows it.
+    away_by_channel: dict[str, list[OutOfSight]] = {}
+    for change in away:
+        if change.channel is not None:
+            by_channel.setdefault(change.channel, [])
+            away_by_channel.setdefault(change.channel, []).append(change)
     # An unreachable host is news even when nothing else is: its checkpoints
     # are unknown, so the default channel hears of it.
     if problems and default_channel and default_channel not in by_channel:
         by_channel[default_channel] = []
     return tuple(
-        ChannelDigest(channel, tuple(found), tuple(problems), previous_at)
+        ChannelDigest(
+            channel,
+            tuple(found),
+            tuple(problems),
+            previous_at,
+            tuple(away_by_channel.get(channel, ())),
+        )
         for channel, found in sorted(by_channel.items())
+    )
+
+
+def out_of_sight(
+    s: Session,
+    inventory: Inventory,
+    listed: Mapping[str, int],
+    at: datetime,
+    default_channel: str | None,
+) -> list[OutOfSight]:
+    """The changes that hold a checkpoint by the record (active, rolled
+    back, merging, rolling back) and that the bot has no way to: their VM
+    left the inventory (with its host, or alone), or their host did and
+    their checkpoint is not among those `listed` (Id → size) on the
+    inventory's hosts now (a VM the inventory puts elsewhere, its
+    checkpoint with it, is followed there). Each with its size as listed
+    now, else as last sampled before `at`; oldest change first."""
+    rows = s.exec(
+        select(Change)
+        .where(col(Change.state).in_([state.value for state in HOLDS_CHECKPOINT]))
+        .order_by(col(Change.id))
+    ).all()
+    away: list[tuple[Change, Gone]] = []
+    for c in rows:
+        gone = left_inventory(inventory, c.vm_id, c.host)
+        if gone is None and c.checkpoint_id not in listed and not has_host(inventory, c.host):
+            gone = Gone.HOST
+        if gone is not None:
+            away.append((c, gone))
+    unseen = [c.checkpoint_id for c, _ in away if c.checkpoint_id and c.checkpoint_id not in listed]
+    sampled = previous_sizes(s, unseen, at)
+    found: list[OutOfSight] = []
+    for c, gone in away:
+        assert c.id is not None
+        size = None
+        if c.checkpoint_id is not None and c.checkpoint_id in listed:
+            size = (at, listed[c.checkpoint_id])
+        elif c.checkpoint_id is not None:
+            size = sampled.get(c.checkpoint_id)
+        found.append(
+            OutOfSight(
+                change_ref=change_ref(c.id),
+                change_state=c.state,
+                change_version=c.version,
+                vm_name=c.vm_name,
+                vm_id=c.vm_id,
+                host=c.host,
+                checkpoint_id=c.checkpoint_id,
+                requester=c.requester,
+                expires_at=c.expires_at,
+                gone=gone,
+                channel=c.channel or default_channel,
+                size_bytes=size[1] if size else None,
+                size_at=size[0] if size else None,
+                batch_ref=batch_ref(c.batch_id) if c.batch_id is not None else None,
+            )
+        )
+    return found
+
+
+def _said(away: Sequence[OutOfSight], shown: int = 10) -> str:
+    """The warning a sweep logs while changes are out of sight."""
+    one = len(away) == 1
+    listed = "; ".join(f"{o.change_ref} ({o.vm_name} on {o.host}: {o.why})" for o in away[:shown])
+    more = f"; and {len(away) - shown} more" if len(away) > shown else ""
+    it, its = ("it", "its") if one else ("them", "their")
+    return (
+        f"{len(away)} {'change holds a checkpoint' if one else 'changes hold checkpoints'} "
+        f"out of sight, {its} VM or host not in the inventory: {listed}{more}. Nothing is "
+        f"done to {it}: put {its} VM or host back in the inventory to merge or roll {it} back "
+        "(checkpoint-bot sweep run lists them)"
     )
 
 
 def scan(ctx: ServiceDeps, now: datetime | None = None, *, record: bool = True) -> SweepReport:
     """List every checkpoint on every host, sample its size (unless `record`
-    is False) and say which are stale, orphaned or at odds with the record."""
+    is False) and say which are stale, orphaned or at odds with the record,
+    and which changes hold one out of sight (their VM or host left the
+    inventory)."""
     at = now or ctx.clock()
     config = ctx.settings.sweep
+    default_channel = config.channel or ctx.settings.slack.changes_channel
     hosts = [h.name for h in ctx.inventory.hosts]
     found, problems = fleet_checkpoints(ctx, hosts)
     ours = [c for c in found if c.snapshot_type not in REPLICA_TYPES]
@@ -284,13 +388,21 @@ def scan(ctx: ServiceDeps, now: datetime | None = None, *, record: bool = True) 
         owners = owners_of(s, ids)
         previous = previous_sizes(s, ids, at)
         origins = {c.id: provenance(s, c) for c in ours if c.id not in owners}
+        listed = {c.id: c.size_bytes for c in found}
+        away = out_of_sight(s, ctx.inventory, listed, at, default_channel)
         if record:
             record_sizes(s, found, at)
             s.execute(delete(CheckpointSize).where(col(CheckpointSize.at) < at - config.keep_sizes))
-    default_channel = config.channel or ctx.settings.slack.changes_channel
+    # Reported as out of sight, and only so: never a row with buttons the
+    # bot could not carry out, nor a "vanished" it has no host to prove.
+    held_away = {o.checkpoint_id for o in away}
+    away_refs = {o.change_ref for o in away}
+    missing = [m for m in missing if m.ref not in away_refs]
     items: list[SweepItem] = []
     young = 0
     for c in ours:
+        if c.id in held_away:
+            continue
         owner = owners.get(c.id)
         foreign, origin = origins.get(c.id, (False, ""))
         finding = classify(owner, c.created_at, at, config.orphan_after, foreign=foreign)
@@ -302,6 +414,8 @@ def scan(ctx: ServiceDeps, now: datetime | None = None, *, record: bool = True) 
     # The biggest first: they cost the most disk and take longest to merge.
     items.sort(key=lambda i: (-i.size_bytes, i.vm_name.lower(), i.checkpoint_id))
     previous_at = max((when for when, _ in previous.values()), default=None)
+    if away:
+        log.warning(_said(away))
     return SweepReport(
         at=at,
         slot=sweep_slot(at, config.interval),
@@ -309,11 +423,12 @@ def scan(ctx: ServiceDeps, now: datetime | None = None, *, record: bool = True) 
         seen=len(found),
         items=tuple(items),
         problems=tuple(problems),
-        digests=_digests(items, problems, default_channel, previous_at),
+        digests=_digests(items, problems, default_channel, previous_at, away),
         young_orphans=young,
         replica_points=len(found) - len(ours),
         previous_at=previous_at,
         missing=tuple(missing),
+        out_of_sight=tuple(away),
     )
 
 
@@ -331,13 +446,17 @@ def settle_vanished(ctx: ServiceDeps, report: SweepReport) -> SweepReport:
 def digest_news(digest: ChannelDigest, at: datetime) -> list[str]:
     """What a digest reports, as keys that stay the same while nothing new
     happens: each finding (a stale one per version of its change, so an
-    extension that runs out again is news) and each host that could not be
-    asked (once a day: a host down for a week is still worth a line)."""
+    extension that runs out again is news), each host that could not be
+    asked and each change out of sight (once a day: a host down or a
+    checkpoint stranded for a week is still worth a line)."""
     keys = [
         f"{digest.channel}:{i.finding.value}:{i.checkpoint_id}:v{i.change_version}"
         for i in digest.items
     ]
     keys += [f"{digest.channel}:unreachable:{p.host}:{at:%Y-%m-%d}" for p in digest.problems]
+    keys += [
+        f"{digest.channel}:out_of_sight:{o.change_ref}:{at:%Y-%m-%d}" for o in digest.out_of_sight
+    ]
     return keys
 
 
@@ -392,11 +511,12 @@ class SweepTask:
         )
         log.info(
             "sweep %s: %d checkpoints on %d hosts, %d reported, %d hosts unreachable, "
-            "%d digests posted",
+            "%d changes out of sight, %d digests posted",
             slot,
             report.seen,
             report.hosts,
             len(report.items),
             len(report.problems),
+            len(report.out_of_sight),
             sum(1 for ts in report.posted.values() if ts),
         )

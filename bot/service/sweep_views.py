@@ -7,10 +7,13 @@ import enum
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.changes.views import ChangeView, HostProblem
 from bot.domain import canonical_guid
+
+if TYPE_CHECKING:
+    from bot.inventory import Inventory
 
 
 class Finding(enum.StrEnum):
@@ -44,6 +47,121 @@ def parse_orphan_value(value: str) -> tuple[str, str, str]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+class Gone(enum.StrEnum):
+    """What of a change's whereabouts the inventory no longer has an entry for."""
+
+    # Its host: with the host's entry went its address and credential, and
+    # the entries of the VMs on it.
+    HOST = "host"
+    # The VM alone: its host is still in the inventory.
+    VM = "vm"
+
+
+def left_inventory(inventory: Inventory, vm_id: str, host: str) -> Gone | None:
+    """What of a change's VM and host the inventory no longer has: None
+    while it has the VM (by its VMId: a renamed VM is still there, and one
+    the inventory moved to another host is followed there), else its host
+    if that is gone too (it took the VM's entry with it), else the VM."""
+    from bot.inventory import InventoryLookupError
+
+    try:
+        inventory.vm_by_id(vm_id)
+        return None
+    except InventoryLookupError:
+        pass
+    return Gone.VM if has_host(inventory, host) else Gone.HOST
+
+
+def has_host(inventory: Inventory, host: str) -> bool:
+    """Whether the inventory has an entry for `host` (any case)."""
+    from bot.inventory import InventoryLookupError
+
+    try:
+        inventory.host(host)
+    except InventoryLookupError:
+        return False
+    return True
+
+
+# A verb's words with "it" where English puts it.
+_DO_IT = {"roll back": "roll it back", "merge": "merge it", "extend": "extend it"}
+
+
+def out_of_sight_words(ref: str, vm_name: str, host: str, gone: Gone, verb: str) -> str:
+    """One line for an action asked of a change whose VM or host left the
+    inventory: what left, and what to do (never "no VM named …", which
+    reads like a typo). The bot reaches a host only through its inventory
+    entry, so nothing is asked of any host."""
+    do_it = _DO_IT.get(verb, f"{verb} it")
+    if gone is Gone.HOST:
+        return (
+            f"{ref}'s checkpoint of {vm_name} is on {host}, which is no longer in the "
+            f"inventory: put {host} and {vm_name} back in the inventory to {do_it}; the bot "
+            "cannot reach a host it has no entry for; nothing was done"
+        )
+    return (
+        f"{ref}'s checkpoint is of {vm_name} on {host}, and {vm_name} is no longer in the "
+        f"inventory: put it back in the inventory to {do_it}; the bot acts only on VMs the "
+        "inventory lists; nothing was done"
+    )
+
+
+@dataclass(frozen=True)
+class OutOfSight:
+    """A change that holds a checkpoint by the record (active, rolled back,
+    merging, rolling back) whose VM or host is no longer in the inventory:
+    the sweep cannot list it and the bot cannot act on it, so it is listed
+    as out of sight, never dropped, and nothing is done to it (no buttons)."""
+
+    change_ref: str
+    change_state: str
+    change_version: int
+    vm_name: str
+    vm_id: str
+    # Where the record has it.
+    host: str
+    checkpoint_id: str | None
+    requester: str
+    expires_at: datetime | None
+    gone: Gone
+    # Where its digest goes (its change's channel, else the sweep's).
+    channel: str | None
+    # The last size a sweep sampled, and when (None: no kept sample).
+    size_bytes: int | None = None
+    size_at: datetime | None = None
+    batch_ref: str | None = None
+
+    @property
+    def missing(self) -> str:
+        """The name the inventory lacks: the host's, or the VM's."""
+        return self.host if self.gone is Gone.HOST else self.vm_name
+
+    @property
+    def why(self) -> str:
+        return f"{self.missing} is not in the inventory"
+
+    @property
+    def todo(self) -> str:
+        if self.gone is Gone.HOST:
+            return (
+                f"put {self.host} back in the inventory to merge or roll it back; "
+                "the bot cannot reach a host it has no entry for"
+            )
+        return (
+            f"put {self.vm_name} back in the inventory to merge or roll it back; "
+            "the bot acts only on VMs the inventory lists"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["gone"] = self.gone.value
+        data["expires_at"] = _iso(self.expires_at)
+        data["size_at"] = _iso(self.size_at)
+        data["why"] = self.why
+        data["todo"] = self.todo
+        return data
 
 
 @dataclass(frozen=True)
@@ -138,6 +256,8 @@ class ChannelDigest:
     problems: tuple[HostProblem, ...]
     # When the sizes were sampled before (None: the first sweep).
     previous_at: datetime | None = None
+    # Changes holding a checkpoint whose VM or host left the inventory.
+    out_of_sight: tuple[OutOfSight, ...] = ()
 
     def count(self, finding: Finding) -> int:
         return sum(1 for i in self.items if i.finding is finding)
@@ -198,6 +318,7 @@ class ChannelDigest:
             "previous_at": _iso(self.previous_at),
             "checkpoint_ids": [i.checkpoint_id for i in self.items],
             "unreachable": [p.host for p in self.problems],
+            "out_of_sight": [o.change_ref for o in self.out_of_sight],
         }
 
 
@@ -223,6 +344,9 @@ class SweepReport:
     # confirmed per VM), then the refs of those settled as vanished.
     missing: tuple[ChangeView, ...] = ()
     vanished: tuple[str, ...] = ()
+    # Changes holding a checkpoint whose VM or host left the inventory: not
+    # swept (the bot has no way to them), listed so none is left behind.
+    out_of_sight: tuple[OutOfSight, ...] = ()
 
     @property
     def undelivered(self) -> tuple[SweepItem, ...]:
@@ -243,4 +367,5 @@ class SweepReport:
             "undelivered": len(self.undelivered),
             "posted": dict(self.posted),
             "vanished": list(self.vanished),
+            "out_of_sight": [o.to_dict() for o in self.out_of_sight],
         }

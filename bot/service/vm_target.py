@@ -7,6 +7,12 @@ disagree: the VM's only change in a state the action acts on (active for a
 rollback or an extension; active or rolled back for a merge, which keeps
 what a rollback restored; rolled back for a start), or an error that names what was found (none, or
 each of several) and changes nothing.
+
+A change whose VM (or host) is no longer in the inventory is said as such
+(`vm_of_change`, and a VM's name that only such changes still carry), never
+as "no VM named …", which reads like a typo. The bot acts on it only once
+it is back in the inventory: input reaches a host only resolved against the
+inventory, and the host's credential is its inventory entry's.
 """
 
 from __future__ import annotations
@@ -14,16 +20,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from bot.changes import State
-from bot.inventory import InvalidName, InventoryLookupError
+from bot.inventory import InvalidName, InventoryLookupError, UnknownVM
 from bot.service.errors import BadRequest, NotFound, from_inventory
+from bot.service.finding import resolve_vm
+from bot.service.sweep_views import left_inventory, out_of_sight_words
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
 from bot.store.tables.changes import Change
 
 if TYPE_CHECKING:
+    from bot.inventory import VM
     from bot.service.deps import ServiceDeps
 
 # The states a VM's name picks its change from, by the action's verb.
@@ -60,6 +70,8 @@ def change_of_vm(ctx: ServiceDeps, vm_name: str, verb: str) -> str:
             f"'{vm_name.strip()[:80]}' is neither a change id (like CHG-0042), a checkpoint Id "
             "(a GUID) nor a VM's name"
         ) from None
+    except UnknownVM as exc:
+        raise _left_inventory(ctx, vm_name, verb) or from_inventory(exc) from None
     except InventoryLookupError as exc:
         raise from_inventory(exc) from None
     with session_scope(ctx.engine) as s:
@@ -72,3 +84,54 @@ def change_of_vm(ctx: ServiceDeps, vm_name: str, verb: str) -> str:
             .order_by(col(Change.id))
         ).all()
     return pick_one(vm.name, [change_ref(i) for i in ids if i is not None], verb)
+
+
+def vm_of_change(ctx: ServiceDeps, change: Change, verb: str) -> VM:
+    """The inventory's VM that `verb` (roll back, merge, extend) acts on for
+    `change`, by the name it recorded; BadRequest in one line when its VM
+    or host is no longer in the inventory (what left, and to put it back),
+    else as for any VM name the inventory lacks."""
+    try:
+        return resolve_vm(ctx, change.vm_name)
+    except BadRequest:
+        gone = left_inventory(ctx.inventory, change.vm_id, change.host)
+        if gone is None or change.id is None:
+            raise
+        words = out_of_sight_words(change_ref(change.id), change.vm_name, change.host, gone, verb)
+        raise BadRequest(words) from None
+
+
+def _left_inventory(ctx: ServiceDeps, vm_name: str, verb: str) -> BadRequest | None:
+    """For a VM name the inventory lacks: the error that says its VM left
+    the inventory, when changes `verb` acts on still carry that name and
+    hold a checkpoint of it; None when none does (a typo, as far as the bot
+    can tell)."""
+    name = vm_name.strip()
+    with session_scope(ctx.engine) as s:
+        rows = s.exec(
+            select(Change)
+            .where(
+                func.lower(Change.vm_name) == name.lower(),
+                col(Change.state).in_([state.value for state in ACTED_ON[verb]]),
+            )
+            .order_by(col(Change.id))
+        ).all()
+    away = [
+        (c, gone)
+        for c in rows
+        if c.id is not None and (gone := left_inventory(ctx.inventory, c.vm_id, c.host))
+    ]
+    if not away:
+        return None
+    if len(away) == 1:
+        change, gone = away[0]
+        assert change.id is not None
+        return BadRequest(
+            out_of_sight_words(change_ref(change.id), change.vm_name, change.host, gone, verb)
+        )
+    refs = ", ".join(change_ref(c.id) for c, _ in away if c.id is not None)
+    do_them = "roll them back" if verb == "roll back" else f"{verb} them"
+    return BadRequest(
+        f"{name} is no longer in the inventory, and {refs} still hold its checkpoints: put it "
+        f"back in the inventory to {do_them}; nothing was done"
+    )
