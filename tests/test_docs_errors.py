@@ -12,7 +12,8 @@ user ran it (`/etc/checkpoint-bot/bot.yaml` against this test's
 A few examples need something in place first (a config file with the
 documented mistake, a backup that already exists): `PREPARE`, by the
 command's text. The one that needs a cluster whose node lost a VM is
-proven where that estate is built (`NEEDS_ESTATE`).
+proven where that estate is built (`NEEDS_ESTATE`), as is the one that
+needs a database missing a column.
 """
 
 from __future__ import annotations
@@ -110,7 +111,10 @@ PREPARE: dict[str, Callable[[Path], None]] = {
 # WEB02 not found on prod-cluster: tests/test_clusters.py
 # `test_a_vm_on_no_node_is_reported_as_such` builds a cluster whose nodes
 # lack a VM and checks the same sentence from the same command.
-NEEDS_ESTATE = {"checkpoint create WEB02 -r patch"}
+# A database at this release's schema lacking change.run_at (docs/upgrading.md):
+# tests/test_schema_drift.py builds such databases, on SQLite and PostgreSQL,
+# and checks the same sentence from the same command.
+NEEDS_ESTATE = {"checkpoint create WEB02 -r patch", "change list"}
 
 # README.md, "Exit codes": every example that runs here is bad input.
 BAD_INPUT = 2
