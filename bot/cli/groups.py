@@ -62,8 +62,9 @@ CHECKPOINT_COMMANDS = {
 CHANGE_COMMANDS = {
     "list": LazyCommand(
         "bot.cli.change_list_cmd:list_cmd",
-        "The open changes, newest first: state, VM, requester, what each waits for "
-        "(--state, --all, --vm, --requester or --mine for others).",
+        "The open changes, newest first: state, VM, requester, what each waits for, "
+        "and whether its checkpoint's lifetime is over (--state, --all, --vm, "
+        "--requester, --mine or --overdue for others).",
     ),
     "approve": LazyCommand(
         f"{_CMDS}:approve_cmd",
