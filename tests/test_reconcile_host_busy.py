@@ -36,8 +36,14 @@ from bot.changes.record import get_change, transition
 from bot.changes.views import ChangeView
 from bot.config import load_settings
 from bot.context import AppContext, build_context
-from bot.devtools.emulator import Faults
-from bot.devtools.hostmodel import VMOperationalStatus
+from bot.devtools.emulator import EmulatedFleet, Faults
+from bot.devtools.hostmodel import (
+    InMemoryHostStateStore,
+    VMOperationalStatus,
+    demo_hosts_path,
+    load_host_model,
+)
+from bot.devtools.hostmodel.state import ModelOperation
 from bot.hyperv.types import VMOperation
 from bot.hyperv.winrm.mapping import busy_of
 from bot.service import approve, request_checkpoint, rollback, show_change
@@ -47,6 +53,9 @@ from bot.store.db import session_scope
 from tests.test_clusters import PASSWORD, PASSWORD_ENV, WEB01, Estate, _estate
 
 DEAD = "dead-host:1:deadbeef"
+T0 = datetime(2026, 12, 6, 4, 51, 26, tzinfo=UTC)
+# WEB01 of the demo's host model (deploy/examples/demo-hosts.yaml).
+DEMO_WEB01 = "8b3f6e1a-d9c2-4b07-a6e5-1f4d7c9b2e83"
 
 
 @pytest.fixture
@@ -264,3 +273,24 @@ def test_operational_status_is_read_by_number_or_name_and_unknown_when_missing(
     props: dict[str, object], busy: frozenset[VMOperation] | None
 ) -> None:
     assert busy_of(props) == busy
+
+
+def test_a_host_served_again_after_its_emulator_died_runs_no_operation_of_the_old_one() -> None:
+    """Seen: an emulator process killed while it ran a slow Restore-VMSnapshot
+    left the VM reporting "Applying Snapshot" in the shared host state for
+    ever, so the reconciler waited two hours for a host that had restarted.
+    A restarted host's management service runs none of the old one's jobs:
+    the emulator serving it again clears them (`ModelHost.restarted`)."""
+    store = InMemoryHostStateStore()
+    model = load_host_model(demo_hosts_path())
+    with EmulatedFleet.start(store, ["HV01"], model=model) as fleet:
+        host = fleet.host("HV01")
+        # The old process's operation, as it was in the store when it died.
+        with store.edit("HV01") as state:
+            state.operations.append(
+                ModelOperation("op-old", DEMO_WEB01, int(VMOperationalStatus.ApplyingSnapshot), T0)
+            )
+        assert host.get_vm(DEMO_WEB01).operational_status != (VMOperationalStatus.Ok,)
+    with EmulatedFleet.start(store, ["HV01"], model=model) as again:
+        assert again.host("HV01").get_vm(DEMO_WEB01).operational_status == (VMOperationalStatus.Ok,)
+        assert again.host("HV01").restarted() == 0

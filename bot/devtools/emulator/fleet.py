@@ -74,8 +74,12 @@ class EmulatedFleet:
         servers: dict[str, EmulatorServer] = {}
         try:
             for index, name in enumerate(names):
+                host = ModelHost(name, store, clock)
+                # This process serves the host from now on: operations an
+                # earlier one left in the store died with it (a restart).
+                host.restarted()
                 server = EmulatorServer(
-                    ModelHost(name, store, clock),
+                    host,
                     port=base_port + index if base_port else 0,
                     users=users,
                     auth=auth,

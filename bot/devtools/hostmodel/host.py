@@ -468,6 +468,19 @@ class ModelHost:
             with self._edit() as (state, _now):
                 state.operations = [op for op in state.operations if op.op_id != op_id]
 
+    def restarted(self) -> int:
+        """The host's management service started again (the emulator serving
+        it was killed and started, as a host that crashed or rebooted): an
+        operation the old one was running ended with it, so no VM reports it
+        any more (Hyper-V's Virtual Machine Management Service runs a VM's
+        checkpoint operations as its jobs, https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-concretejob,
+        and a job does not outlive the service). What the cut-off operation
+        had not yet done stays undone. How many operations ended."""
+        with self._edit() as (state, _now):
+            ended = len(state.operations)
+            state.operations = []
+        return ended
+
     # -- Restore-VMSnapshot / Remove-VMSnapshot --------------------------------
 
     def restore_snapshot(self, snapshot_id: str) -> None:
