@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
@@ -45,8 +45,26 @@ def _selection_text(b: BatchView) -> str:
     return " ".join(words)
 
 
-def render_batch(rt: Runtime, view: BatchView, *, events: bool) -> None:
-    rt.out("cli/batch.txt.j2", b=view, selection=_selection_text(view), events=events)
+def not_recorded_rows(view: BatchView) -> list[dict[str, str]]:
+    """The VMs the wave's create could not record, one {vm, why} each, read
+    from its `members_recorded` event as the Slack card reads them
+    (templates/waves.py); [] for a view without its events."""
+    from templates.waves import not_recorded
+
+    return [{"vm": vm, "why": u.why} for u in not_recorded(view) for vm in u.vms]
+
+
+def render_batch(rt: Runtime, view: BatchView, *, events: bool, unrecorded: bool = True) -> None:
+    """The wave's text: its members, then (unless `unrecorded` is False: the
+    create says them in its own words) the VMs it could not record."""
+    rows = not_recorded_rows(view) if unrecorded else []
+    rt.out(
+        "cli/batch.txt.j2",
+        b=view,
+        selection=_selection_text(view),
+        events=events,
+        unrecorded=rows,
+    )
 
 
 def due(not_before: datetime | None, now: datetime) -> bool:
@@ -61,6 +79,34 @@ def fell_short(view: BatchView, goals: Mapping[int, frozenset[str]]) -> list[Mem
     what makes the action fail (exit 1). Members it did not act on, or did
     not wait for, are not judged."""
     return [m for m in view.members if m.change_id in goals and m.state not in goals[m.change_id]]
+
+
+class Retried(Protocol):
+    """What `retry_words` reads of a job row (the ledger's `Job`, which
+    entry points do not import)."""
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def deadline_at(self) -> datetime | None: ...
+
+
+def retry_words(member: MemberView, job: Retried) -> str:
+    """What a member whose job was put back for a retry waits for: "PW08:
+    its re-check could not reach HV02; trying again until 2026-12-06 04:59
+    UTC" (the job's last error, its deadline)."""
+    from bot.clock import utc_text
+
+    error = (job.error or "").removeprefix(f"could not check {member.vm_name}: ")
+    if error.startswith(f"{member.host} could not be reached"):
+        why = f"its re-check could not reach {member.host}"
+    elif error:
+        why = f"put back for a retry ({error})"
+    else:
+        why = "put back for a retry"
+    until = f"; trying again until {utc_text(job.deadline_at)}" if job.deadline_at else ""
+    return f"{member.vm_name}: {why}{until}"
 
 
 def not_waited_for(ref: str, later: Iterable[tuple[MemberView, datetime]]) -> str:
@@ -162,7 +208,7 @@ def create_wave(
             }
         )
     else:
-        render_batch(rt, view, events=False)
+        render_batch(rt, view, events=False, unrecorded=False)
         for vm, why in outcome.not_recorded:
             click.echo(f"  ! {vm} could not be recorded: {why}")
     short = outcome.fell_short(view) if not no_wait else ()
@@ -190,7 +236,7 @@ def show_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
 
     view = show_batch(rt.ctx, ref)
     if as_json:
-        echo_json(view.to_dict())
+        echo_json({**view.to_dict(), "not_recorded": not_recorded_rows(view)})
     else:
         render_batch(rt, view, events=True)
 
@@ -201,33 +247,51 @@ def show_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
 @pass_runtime
 def list_cmd(rt: Runtime, limit: int, as_json: bool) -> None:
     """The newest batches with their state and progress."""
-    from bot.service import list_batches
+    from bot.service import list_batches, show_batch
 
     views = list_batches(rt.ctx, limit=limit)
+    # A listed wave carries no events, where what its create could not
+    # record is told (`members_recorded`): read each wave's own.
+    missing = {v.ref: not_recorded_rows(show_batch(rt.ctx, v.ref)) for v in views}
     if as_json:
-        echo_json({"batches": [v.to_dict() for v in views]})
+        echo_json({"batches": [{**v.to_dict(), "not_recorded": missing[v.ref]} for v in views]})
     else:
-        rt.out("cli/batches.txt.j2", batches=views)
+        counts = {ref: len(rows) for ref, rows in missing.items()}
+        rt.out("cli/batches.txt.j2", batches=views, not_recorded=counts)
 
 
 def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str) -> Waited:
     """Run the queue here until every job (id → the action it carries out)
-    due now has ended, saying how far the wave is each time one ends
-    ("BAT-0001: 7 of 9 done, 1 failed"). A job due later (a member that
-    waits for its change window) is said and left to the workers."""
+    of the wave's run has ended, polling them all together and saying how
+    far the wave is each time any member ends ("BAT-0001: 7 of 9 done, 1
+    failed"). A job due later because its member is scheduled (its change
+    window, or --at) is said and left to the workers; a job put back for a
+    retry (a re-check that could not reach its host) is part of the run and
+    waited for, up to the latest deadline of the jobs waited for: one still
+    not ended then is said, with why, and counts as not done."""
+    import time
+
     from bot.service import show_batch
     from templates import counted
 
     ctx = rt.ctx
     ref, now = wave.ref, ctx.clock()
-    found = [ctx.ledger.get(job_id) for job_id in jobs]
     members = {m.change_id: m for m in wave.members}
+    found = [ctx.ledger.get(job_id) for job_id in jobs]
+
+    # Left to the workers: a job that never ran and is due later (its
+    # member's change window, or --at). One that ran and was put back for a
+    # retry is due later too, but is part of this run: waited for.
+    left = {j.id for j in found if j.attempt == 0 and not due(j.not_before, now)}
     later = [
         (members[j.change_id], j.not_before)
         for j in found
-        if j.not_before is not None and not due(j.not_before, now) and j.change_id in members
+        if j.id in left
+        and j.change_id is not None
+        and j.change_id in members
+        and j.not_before is not None
     ]
-    running = [j for j in found if due(j.not_before, now)]
+    running = [j for j in found if j.id not in left]
     if running:
         ctx.start_workers()
         n = len(running)
@@ -237,20 +301,38 @@ def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str)
             progress(f"{ref}: {counted(n, 'checkpoint')} {'is' if n == 1 else 'are'} being taken…")
     if said := not_waited_for(ref, later):
         progress(said)
+    # The command's own bound: the latest deadline of what it waits for,
+    # and half a minute for the job's own end to be written.
+    budgets = [(j.deadline_at - now).total_seconds() for j in running if j.deadline_at]
+    give_up = time.monotonic() + max([*budgets, 0.0] if budgets else [3600.0]) + 30
+    open_ids = {j.id for j in running if j.id is not None and j.finished_at is None}
     told = ""
-    for job in running:
-        assert job.id is not None
-        budget = (job.deadline_at - ctx.clock()).total_seconds() if job.deadline_at else 3600
-        ctx.ledger.wait(job.id, timeout=max(budget, 0) + 30)
+    while open_ids and time.monotonic() < give_up:
+        time.sleep(_POLL)
+        ended = {i for i in open_ids if ctx.ledger.get(i).finished_at is not None}
+        if not ended:
+            continue
+        open_ids -= ended
         if (now_said := show_batch(ctx, ref).progress) != told:
             progress(f"{ref}: {now_said}")
             told = now_said
+    if running and not told:
+        progress(f"{ref}: {show_batch(ctx, ref).progress}")
+    for job_id in sorted(open_ids):
+        job = ctx.ledger.get(job_id)
+        member = members.get(job.change_id) if job.change_id is not None else None
+        if member is not None:
+            progress(f"{ref}: stopped waiting for {retry_words(member, job)}")
     ran = {
         j.change_id: GOALS[jobs[j.id]]
         for j in running
         if j.id is not None and j.change_id is not None and jobs[j.id] in GOALS
     }
     return Waited(show_batch(ctx, ref) if running else wave, ran)
+
+
+# How often the wave's unfinished jobs are read while it waits (seconds).
+_POLL = 0.2
 
 
 def _confirm_loss(rt: Runtime, ref: str, action: str, yes: bool, as_json: bool) -> None:
