@@ -366,7 +366,7 @@ def test_a_later_wave_action_is_judged_on_the_members_it_acted_on(tmp_path: Path
     assert "  ! WEB01: you cannot approve CHG-0001" in own.stdout
     approved = invoke(tmp_path, "batch", "approve", "BAT-1", env=BOB)
     assert approved.returncode == 0, approved.stdout
-    assert "BAT-0001: partly failed — 1 of 2 done, 1 failed" in approved.stdout
+    assert "BAT-0001: partly failed — 1 of 2 rolled back, 1 failed" in approved.stdout
     assert "CHG-0001  WEB01        HV01   rolled back" in approved.stdout
 
     merged = invoke(tmp_path, "batch", "merge", "BAT-1", "--yes")

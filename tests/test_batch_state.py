@@ -1,7 +1,9 @@
 """The batch's state is a pure function of its members' states: for any
 members, it is the one the documented table (bot/changes/batch_state.py,
 docs/batches.md) names, whatever their order and however many were refused
-or withdrawn; and the progress line's numbers add up to the members."""
+or withdrawn; and the progress line's numbers add up to the members,
+whichever action of the wave it speaks of, a member never being "done"
+unless it is where that action leaves one."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.changes import State
-from bot.changes.batch_state import PART_OF, BatchState, Part, Tally, batch_state
+from bot.changes.batch_state import PART_OF, Action, BatchState, Part, Tally, batch_state
 
 members = st.lists(st.sampled_from(list(State)), max_size=60)
 # Members that never took part: refused, or withdrawn by their requester.
@@ -73,15 +75,18 @@ def test_refused_or_withdrawn_members_never_change_a_batch_that_ran(
 
 
 def _said(text: str) -> dict[str, int]:
-    """The progress line's numbers by their word: "2 of 3 done, 1 failed"
-    is {"done": 2, "of": 3, "failed": 1}."""
+    """The progress line's numbers by their words: "2 of 3 rolled back,
+    1 not rolled back" is {"done": 2, "of": 3, "rolled back": 2,
+    "not rolled back": 1}."""
     said: dict[str, int] = {}
     for part in text.split(", "):
         words = part.split()
         if words[1] == "of":
             said |= {"done": int(words[0]), "of": int(words[2])}
+            said[" ".join(words[3:])] = int(words[0])
         else:
-            said[words[1]] = int(words[0])
+            assert " ".join(words[1:]) not in said, text
+            said[" ".join(words[1:])] = int(words[0])
     return said
 
 
@@ -128,3 +133,78 @@ def test_a_wave_of_ten_with_two_refused() -> None:
     # One taken, two failed: the failures are not done.
     taken = [State.ACTIVE, State.FAILED, State.INTERRUPTED]
     assert Tally.of(taken).describe() == "1 of 3 done, 2 failed"
+
+
+# Where a member stands once each action did what it was asked, written
+# out here rather than read from the code: a create took its checkpoint
+# (whatever became of it since), a Roll back all restored it, a Keep & merge
+# all ended it (merged, or its checkpoint already gone).
+DID_IT = {
+    Action.CREATE: {State.ACTIVE, State.ROLLED_BACK, State.MERGED, State.VANISHED},
+    Action.ROLLBACK: {State.ROLLED_BACK},
+    Action.MERGE: {State.MERGED, State.VANISHED},
+}
+WORD = {Action.CREATE: "done", Action.ROLLBACK: "rolled back", Action.MERGE: "merged"}
+FAILED = (State.FAILED, State.INTERRUPTED)
+ASIDE = (State.DENIED, State.EXPIRED, State.REJECTED, State.WITHDRAWN)
+
+
+@given(members, st.sampled_from(list(Action)))
+def test_after_each_action_the_numbers_add_up_and_done_means_that_action(
+    states: list[State], action: Action
+) -> None:
+    """After a Roll back all, "37 of 40 done" counted 13 members still
+    active as done; now each number counts its own members once, and "done"
+    only those the action left where it leaves a member."""
+    tally = Tally.of(states, action)
+    said = _said(tally.describe()) if states else {}
+    did = sum(s in DID_IT[action] for s in states)
+    assert tally.done == said.get("done", 0) == did
+    taking_part = len(states) - sum(s in ASIDE for s in states)
+    assert said.get("of") == (taking_part or None)
+    if taking_part:
+        assert said[WORD[action]] == did
+    failed = sum(s in FAILED for s in states)
+    assert said.get("failed", 0) == failed
+    busy = sum(
+        PART_OF[s] in (Part.PENDING, Part.RUNNING, Part.WAITING, Part.SCHEDULED) for s in states
+    )
+    # Every member taking part is said once: done, failed, on its way (in
+    # "of" only), or settled in its own words.
+    others = sum(n for word, n in tally.left)
+    assert did + others + failed + busy == taking_part
+    assert tally.settled == did + others + failed
+    # Nothing else is done in other words: a member still active after a
+    # Roll back all is "not rolled back", one holding a checkpoint after a
+    # Keep & merge all "not merged".
+    if action is Action.ROLLBACK:
+        assert said.get("not rolled back", 0) == states.count(State.ACTIVE)
+    if action is Action.MERGE:
+        holding = states.count(State.ACTIVE) + states.count(State.ROLLED_BACK)
+        assert said.get("not merged", 0) == holding
+    # The create's line is as it always was.
+    if action is Action.CREATE:
+        assert tally.describe() == Tally.of(states).describe()
+        assert tally.done == tally.settled - failed
+
+
+def test_the_on_calls_wave_after_roll_back_all() -> None:
+    wave = (
+        [State.DENIED] * 2
+        + [State.ROLLED_BACK] * 24
+        + [State.ACTIVE] * 13
+        + [State.INTERRUPTED] * 2
+        + [State.FAILED]
+    )
+    assert batch_state(wave) is BatchState.PARTLY_FAILED
+    assert Tally.of(wave).describe() == "37 of 40 done, 3 failed, 2 refused"
+    assert Tally.of(wave, Action.ROLLBACK).describe() == (
+        "24 of 40 rolled back, 13 not rolled back, 3 failed, 2 refused"
+    )
+    kept = [State.MERGED] * 5 + [State.VANISHED, State.ACTIVE, State.ROLLED_BACK]
+    assert Tally.of(kept, Action.MERGE).describe() == "6 of 8 merged, 2 not merged"
+    # Merged or gone since a Roll back all: never said to be rolled back.
+    since = [State.ROLLED_BACK, State.MERGED, State.VANISHED]
+    assert Tally.of(since, Action.ROLLBACK).describe() == (
+        "1 of 3 rolled back, 1 merged, 1 vanished"
+    )

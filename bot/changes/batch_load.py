@@ -127,8 +127,9 @@ def _note(c: Change, events: list[ChangeEvent], rejected: Rejection | None = Non
     """A refused member's reasons (the policy's words), who rejected a
     rejected one and why (never the policy's reason for asking: an approver
     said no), or the failure that put a member where it is (a restore that
-    failed leaves it active), as `ChangeView.last_error` reads it; else
-    nothing."""
+    failed leaves it active), as `ChangeView.last_error` reads it; a
+    vanished one's why (its checkpoint deleted outside the bot), from the
+    step that ended it; else nothing."""
     if rejected is not None:
         return rejected.words()
     if c.state in ("denied", "rejected", "expired"):
@@ -144,6 +145,9 @@ def _note(c: Change, events: list[ChangeEvent], rejected: Rejection | None = Non
         # expired): the event that ended it says why.
         ended = [e for e in events if e.to_state == c.state and e.message]
         return ended[-1].message if ended else c.state
+    if c.state == State.VANISHED:
+        gone = [e for e in events if e.to_state == State.VANISHED and e.message]
+        return gone[-1].message if gone else None
     for e in reversed(events):
         if e.kind.endswith("failed") or e.kind == "interrupt":
             return e.message

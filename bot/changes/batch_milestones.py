@@ -41,21 +41,15 @@ from sqlmodel import Session, col, select
 
 from bot.changes.batch_load import load_batch, rejection_in
 from bot.changes.batch_record import batch_note
-from bot.changes.batch_views import BatchEventView, MemberView
+from bot.changes.batch_views import STARTS, BatchEventView, MemberView
 from bot.changes.lifecycle import Command, State
 from bot.domain import user_mention
 from bot.store.tables import change_ref
 from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change, ChangeEvent
 
-# The event that starts each action of a wave, and the one that ends it.
-STARTS: dict[str, str] = {
-    "members_recorded": "create",
-    "rollback_started": "rollback",
-    "rollback_awaits_approval": "rollback",
-    "merge_started": "merge",
-    "merge_awaits_approval": "merge",
-}
+# The event that ends each action of a wave (`STARTS` names the one that
+# starts it).
 FINISHED: dict[str, str] = {
     "create": "create_finished",
     "rollback": "rollback_finished",
@@ -164,7 +158,7 @@ def finish_of(s: Session, batch_id: int) -> Finish | None:
     if not starts:
         return None
     start = starts[-1]
-    action = STARTS[start.kind]
+    action = STARTS[start.kind].value
     if any(e.kind == FINISHED[action] and e.seq > start.seq for e in batch.events):
         return None
     targets = _targets(start)

@@ -27,7 +27,12 @@ is named) as withdrawn, never as refused.
 
 The progress line counts each member once, in the words of its part:
 "7 of 9 done, 1 failed, 2 refused, 1 withdrawn": "done" is what did what
-it was asked (never a failure), out of the members taking part.
+it was asked (never a failure), out of the members taking part. What was
+asked is the wave's latest action (`Action`): its create ("done": taken),
+a Roll back all ("24 of 40 rolled back, 13 not rolled back, 3 failed") or
+a Keep & merge all ("6 of 9 merged, 2 not merged"). A member is done only
+in a state that action leaves it in (`DID`); any other settled member that
+did not fail is said in its own words (`LEFT`), never as done.
 """
 
 from __future__ import annotations
@@ -99,6 +104,43 @@ class BatchState(enum.StrEnum):
     MIXED = "mixed"
 
 
+class Action(enum.StrEnum):
+    """A wave's action, the one its progress line is about: its create
+    (until a Roll back all or a Keep & merge all), then the latest of those."""
+
+    CREATE = "create"
+    ROLLBACK = "rollback"
+    MERGE = "merge"
+
+
+# Where a member stands once the action did what it was asked: the create
+# took its checkpoint (whatever became of it since), a rollback restored it,
+# a merge ended it (merged, or its checkpoint already gone). A member merged
+# or vanished after a Roll back all may never have been restored: it is
+# said as merged or vanished, not as rolled back.
+DID: dict[Action, frozenset[State]] = {
+    Action.CREATE: frozenset({State.ACTIVE, State.ROLLED_BACK, State.MERGED, State.VANISHED}),
+    Action.ROLLBACK: frozenset({State.ROLLED_BACK}),
+    Action.MERGE: frozenset({State.MERGED, State.VANISHED}),
+}
+# The progress line's word for those members.
+DONE_WORD: dict[Action, str] = {
+    Action.CREATE: "done",
+    Action.ROLLBACK: "rolled back",
+    Action.MERGE: "merged",
+}
+# Settled members the action did not do, that did not fail either, each
+# group in its own words, in this order.
+LEFT: dict[Action, tuple[tuple[str, frozenset[State]], ...]] = {
+    Action.CREATE: (),
+    Action.ROLLBACK: (
+        ("not rolled back", frozenset({State.ACTIVE})),
+        ("merged", frozenset({State.MERGED})),
+        ("vanished", frozenset({State.VANISHED})),
+    ),
+    Action.MERGE: (("not merged", frozenset({State.ACTIVE, State.ROLLED_BACK})),),
+}
+
 # Members that never took part: set aside when the batch's state is derived.
 ASIDE = frozenset({Part.REFUSED, Part.REJECTED, Part.WITHDRAWN})
 # Members whose step is not over yet.
@@ -136,16 +178,22 @@ def batch_state(members: Iterable[State]) -> BatchState:
 
 @dataclass(frozen=True)
 class Tally:
-    """How many members are in each part: "7 of 9 done, 1 failed"."""
+    """How many members are in each state, and the wave's action the
+    progress line is about: "7 of 9 done, 1 failed", "24 of 40 rolled back,
+    13 not rolled back, 3 failed"."""
 
-    counts: dict[Part, int]
+    counts: dict[State, int]
+    action: Action = Action.CREATE
 
     @classmethod
-    def of(cls, members: Iterable[State]) -> Tally:
-        return cls(dict(Counter(PART_OF[State(m)] for m in members)))
+    def of(cls, members: Iterable[State], action: Action = Action.CREATE) -> Tally:
+        return cls(dict(Counter(State(m) for m in members)), Action(action))
 
     def count(self, part: Part) -> int:
-        return self.counts.get(part, 0)
+        return sum(n for state, n in self.counts.items() if PART_OF[state] is part)
+
+    def _of(self, states: frozenset[State]) -> int:
+        return sum(self.counts.get(s, 0) for s in states)
 
     @property
     def total(self) -> int:
@@ -164,14 +212,25 @@ class Tally:
 
     @property
     def done(self) -> int:
-        """Members whose last step did what it was asked: settled, not failed."""
-        return self.settled - self.count(Part.FAILED)
+        """Members the wave's action did what it asked of (`DID`): settled,
+        not failed, and where that action leaves a member."""
+        return self._of(DID[self.action])
+
+    @property
+    def left(self) -> tuple[tuple[str, int], ...]:
+        """Settled members the action did not do and that did not fail, by
+        their words: (("not rolled back", 13),)."""
+        return tuple((word, self._of(states)) for word, states in LEFT[self.action])
 
     def describe(self) -> str:
-        """ "7 of 9 done, 1 failed, 2 refused, 1 rejected, 1 withdrawn"; a wave none of
-        whose members took part is only what became of them ("1 refused,
-        3 withdrawn"), never "0 of 0 done"."""
-        said = [f"{self.done} of {self.taking_part} done"] if self.taking_part else []
+        """ "7 of 9 done, 1 failed, 2 refused, 1 rejected, 1 withdrawn"
+        (after a Roll back all: "24 of 40 rolled back, 13 not rolled back,
+        3 failed"); a wave none of whose members took part is only what
+        became of them ("1 refused, 3 withdrawn"), never "0 of 0 done"."""
+        said = []
+        if self.taking_part:
+            said.append(f"{self.done} of {self.taking_part} {DONE_WORD[self.action]}")
+        said += [f"{n} {word}" for word, n in self.left if n]
         for part in (Part.FAILED, Part.REFUSED, Part.REJECTED, Part.WITHDRAWN):
             if n := self.count(part):
                 said.append(f"{n} {part.value}")

@@ -7,13 +7,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.changes.batch_state import BatchState, Tally, batch_state
+from bot.changes.batch_state import Action, BatchState, Tally, batch_state
 from bot.changes.lifecycle import State
 from bot.domain import WAVE_ACTIONS
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change
 from bot.wave_keys import MERGE_STATES, ROLLBACK_STATES, key_of, merge_item, value_of
+
+# The batch event that starts each action of a wave (bot/changes/batch_milestones.py).
+STARTS: dict[str, Action] = {
+    "members_recorded": Action.CREATE,
+    "rollback_started": Action.ROLLBACK,
+    "rollback_awaits_approval": Action.ROLLBACK,
+    "merge_started": Action.MERGE,
+    "merge_awaits_approval": Action.MERGE,
+}
 
 
 def planned_run(c: Change) -> datetime | None:
@@ -236,8 +245,17 @@ class BatchView:
         return batch_state(State(m.state) for m in self.members)
 
     @property
+    def action(self) -> Action:
+        """The wave's latest action (its create until a Roll back all or a
+        Keep & merge all was asked): what its progress line counts."""
+        for e in reversed(self.events):
+            if e.kind in STARTS:
+                return STARTS[e.kind]
+        return Action.CREATE
+
+    @property
     def tally(self) -> Tally:
-        return Tally.of(State(m.state) for m in self.members)
+        return Tally.of((State(m.state) for m in self.members), self.action)
 
     @property
     def withdrawable(self) -> tuple[MemberView, ...]:
