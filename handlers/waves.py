@@ -335,6 +335,8 @@ def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
         need = people(decision.approval.describe())
         return f"{word} waits for approval", [
             f"It needs {need}: what its strictest member needs.",
+            # Members left out (their host could not be asked) are said too.
+            *lines,
             *_still_scheduled(verb, acted),
         ]
     started = counted(len(acted.job_ids), "VM")

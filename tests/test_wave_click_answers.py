@@ -21,9 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bot.devtools.emulator import Faults
 from bot.notify import ThreadNotifier
-from bot.service import Selection, create_batch, show_batch
-from tests.slack_support import Call, RunningBot
+from bot.service import Selection, approve_batch, create_batch, show_batch
+from tests.slack_support import Call, RunningBot, running_bot
 from tests.test_slack_flow import (
     CREATE_NEEDS_APPROVAL,
     GROUP_APPROVERS,
@@ -244,3 +245,34 @@ def test_approve_all_on_a_card_in_a_channel_still_answers_with_the_card(
         assert "Approved 2 of BAT-0001" in shown(notice)
         assert "BAT-0001 — " in shown(card)
         assert _dms(bot.api.calls, "U0CAROL") == []
+
+
+def test_roll_back_all_with_a_host_down_says_which_members_were_left_out(
+    tmp_path: Path,
+) -> None:
+    """Seen on the CLI and in Slack: one host down stopped the whole wave's
+    rollback. Now the members whose host answers are decided (here, they
+    wait for an approver) and the answer names those left out."""
+    with running_bot(
+        tmp_path, USERGROUPS, policy_text=CREATE_AND_ROLLBACK_APPROVED, emulated=True
+    ) as bot:
+        assert bot.fleet is not None
+        out = create_batch(
+            bot.ctx,
+            Selection.of(["WEB01", "STG-WEB01"]),
+            reason="KB5044284 wave",
+            requester="U0ALICE",
+            channel="C0TEST",
+        )
+        approved = approve_batch(bot.ctx, out.batch.ref, approver="U0CAROL")
+        for job_id in approved.job_ids:
+            assert bot.ctx.ledger.wait(job_id, timeout=30).state == "succeeded"
+        for vm in ("WEB01", "STG-WEB01"):
+            wait_state(bot, vm, "active", timeout=30)
+        rollback = card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE")
+        bot.fleet.server("HV03").faults = Faults(refuse=True)
+        _reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        said = shown(_answers(bot, key, 1)[0])
+        assert "Rollback waits for approval" in said
+        assert "STG-WEB01" in said and "HV03 could not be reached: not rolled back" in said
+        assert show_batch(bot.ctx, "BAT-1").members[1].state == "active"

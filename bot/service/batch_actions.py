@@ -12,6 +12,12 @@ member's outcome is shown for itself. Asked again while every member
 already waits for that approval (a second click of Roll back all), it asks
 nothing new: no batch event, so the approvers are not pinged again
 (`BatchAction.already_asked`, as `Outcome.already_asked` for one change).
+
+A member whose host cannot be asked is left out, never decided on facts
+nobody has: it is told as not started (its host could not be reached) and
+recorded as refused nowhere, while the others are decided and act without
+it; the same action asked again once the host answers takes it. Only when
+no member can be decided is the action Unavailable, with nothing recorded.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, ServiceError
 from bot.service.finding import resolve_vm
+from bot.service.locate import HostUnavailable
 from bot.service.requests import begin_host_action, open_approval, pending_request
 from bot.service.strictest import strictest
 from bot.store.db import session_scope
@@ -135,15 +142,38 @@ def _act(
             + ", ".join(f"{m.vm} {m.detail}" for m in skipped)
         )
     decisions: list[tuple[int, Decision]] = []
+    first_down: HostUnavailable | None = None
+    # Members whose host could not be asked: never decided on facts nobody
+    # has (nor recorded as refused); the others go ahead without them.
+    # A host found down is not asked again for its next members: each ask
+    # may wait for the whole call timeout.
+    unreached: list[MemberAction] = []
+    down: dict[str, HostUnavailable] = {}
     for m in eligible:
         change_id = m.change_id
+        if m.host in down:
+            unreached.append(_unreached(m, action, down[m.host]))
+            continue
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
         vm = resolve_vm(ctx, change.vm_name)
-        decision = ctx.decider.decide(
-            vm, action, who, checkpoint_type=change.checkpoint_type, change=change
-        )
+        try:
+            decision = ctx.decider.decide(
+                vm, action, who, checkpoint_type=change.checkpoint_type, change=change
+            )
+        except HostUnavailable as exc:
+            if exc.host == m.host:
+                down[m.host] = exc
+            unreached.append(_unreached(m, action, exc))
+            first_down = first_down or exc
+            continue
         decisions.append((change_id, decision))
+    if not decisions:
+        # No member could be decided: as for one change, nothing was
+        # decided or recorded (Unavailable).
+        assert first_down is not None
+        raise first_down
+    skipped = unreached + skipped
     verdict = strictest([d for _, d in decisions])
     members: list[MemberAction] = []
     if verdict.verdict is Verdict.DENY:
@@ -174,7 +204,7 @@ def _act(
             f"{action.value}_awaits_approval",
             who,
             f"{action.value} of {counted(len(decisions), 'member')} needs {need} "
-            "(its strictest member's)",
+            "(its strictest member's)" + _unreached_note(unreached),
             verdict,
             [m.change_id for m in members if m.result is MemberResult.AWAITS_APPROVAL],
         )
@@ -187,7 +217,7 @@ def _act(
             f"{action.value}_started",
             who,
             f"{action.value} of {counted(len(decisions), 'member')} asked by "
-            f"{user_mention(who.id)}",
+            f"{user_mention(who.id)}" + _unreached_note(unreached),
             verdict,
             [change_id for change_id, _ in decisions],
         )
@@ -204,6 +234,31 @@ def _act(
     for acted in members:
         ctx.notifier.changed(acted.change_id)
     return BatchAction(show_batch(ctx, ref), action.value, verdict, tuple(members + skipped))
+
+
+_PAST = {Action.ROLLBACK: "rolled back", Action.MERGE: "merged"}
+
+
+def _unreached(m: MemberView, action: Action, exc: HostUnavailable) -> MemberAction:
+    """A member left as it is because its host could not be asked: not
+    started, with why and what to do (running the action again takes it)."""
+    if exc.login_failed:
+        why = (
+            f"the bot could not log in to {exc.host}: not {_PAST[action]}; trying again will "
+            "not help until the credential is fixed"
+        )
+    else:
+        why = f"{exc.host} could not be reached: not {_PAST[action]}; try again once it answers"
+    return MemberAction(m.change, m.vm_name, MemberResult.NOT_STARTED, why, change_id=m.change_id)
+
+
+def _unreached_note(unreached: list[MemberAction]) -> str:
+    """The batch event's words for members left out because their host
+    could not be asked (not a refusal: nothing was decided for them)."""
+    if not unreached:
+        return ""
+    whose = "its host" if len(unreached) == 1 else "their hosts"
+    return f"; left out, {whose} could not be asked: " + ", ".join(m.vm for m in unreached)
 
 
 def _held(m: MemberView, action: Action) -> str:
