@@ -294,6 +294,9 @@ def test_batch_withdraw_takes_back_the_wave_rollback_its_asker_asked_for(tmp_pat
         ("APP01", "active"),
     ]
     assert all(m["waiting_for_approval"] is None for m in data["members"])
+    # Nothing of the withdrawn rollback was done: the line still counts the create.
+    assert data["progress"] == "3 of 3 done"
+    assert "3 of 3 done" in invoke(tmp_path, "batch", "list").stdout
     history = invoke(tmp_path, "batch", "show", "BAT-1").stdout
     assert "the rollback of 3 members withdrawn by @cli:bob before they ran" in history
     for ref in ("CHG-1", "CHG-2", "CHG-3"):
@@ -367,6 +370,8 @@ def test_a_later_wave_action_is_judged_on_the_members_it_acted_on(tmp_path: Path
     approved = invoke(tmp_path, "batch", "approve", "BAT-1", env=BOB)
     assert approved.returncode == 0, approved.stdout
     assert "BAT-0001: partly failed — 1 of 2 rolled back, 1 failed" in approved.stdout
+    # The list reads the wave's events too: the same line as the wave's own.
+    assert "1 of 2 rolled back, 1 failed" in invoke(tmp_path, "batch", "list").stdout
     assert "CHG-0001  WEB01        HV01   rolled back" in approved.stdout
 
     merged = invoke(tmp_path, "batch", "merge", "BAT-1", "--yes")

@@ -111,9 +111,9 @@ def test_a_wave_in_the_playground_from_request_to_merge(demo: Demo) -> None:
     assert "[Roll back all (3)] [Keep & merge all (3)]" in shown
 
     click("U0ALICE", active, "checkpoint:wave_merge")
-    done = wait_for("U0ALICE", root("done", "3 of 3 done"))
+    done = wait_for("U0ALICE", root("done", "3 of 3 merged"))
     shown = keep("alice clicks Keep & merge all: the card at the end", done)
-    assert "3 of 3 done" in shown and shown.count("merged") == 3
+    assert "3 of 3 merged" in shown and shown.count("merged") >= 3
     assert demo.fleet is not None
     cmdlets = [e.cmdlet for e in demo.fleet.log.entries]
     assert cmdlets.count("Checkpoint-VM") == 3 and cmdlets.count("Remove-VMSnapshot") == 3

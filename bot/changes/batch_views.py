@@ -246,12 +246,22 @@ class BatchView:
 
     @property
     def action(self) -> Action:
-        """The wave's latest action (its create until a Roll back all or a
-        Keep & merge all was asked): what its progress line counts."""
-        for e in reversed(self.events):
-            if e.kind in STARTS:
-                return STARTS[e.kind]
-        return Action.CREATE
+        """The wave's latest action that went ahead (its create until a Roll
+        back all or a Keep & merge all started, or was approved): what its
+        progress line counts. One still waiting for an approver, withdrawn
+        or refused leaves the line on the action before it: nothing of it
+        was done, and "0 of 3 rolled back" would say otherwise."""
+        action, asked = Action.CREATE, None
+        for e in self.events:
+            if e.kind.endswith("_awaits_approval") and e.kind in STARTS:
+                asked = STARTS[e.kind]
+            elif e.kind in STARTS:
+                action, asked = STARTS[e.kind], None
+            elif e.kind == "approved" and asked is not None:
+                action, asked = asked, None
+            elif e.kind == "withdrawn" or e.kind.endswith("_refused"):
+                asked = None
+        return action
 
     @property
     def tally(self) -> Tally:

@@ -247,12 +247,11 @@ def show_cmd(rt: Runtime, ref: str, as_json: bool) -> None:
 @pass_runtime
 def list_cmd(rt: Runtime, limit: int, as_json: bool) -> None:
     """The newest batches with their state and progress."""
-    from bot.service import list_batches, show_batch
+    from bot.service import list_batches
 
     views = list_batches(rt.ctx, limit=limit)
-    # A listed wave carries no events, where what its create could not
-    # record is told (`members_recorded`): read each wave's own.
-    missing = {v.ref: not_recorded_rows(show_batch(rt.ctx, v.ref)) for v in views}
+    # What each wave's create could not record, from its events.
+    missing = {v.ref: not_recorded_rows(v) for v in views}
     if as_json:
         echo_json({"batches": [{**v.to_dict(), "not_recorded": missing[v.ref]} for v in views]})
     else:

@@ -32,7 +32,7 @@ from bot.service.selection import Selection, resolve
 from bot.service.strictest import strictest
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref
-from bot.store.tables.batches import Batch
+from bot.store.tables.batches import Batch, BatchEvent
 from policies import Action, Decision, Verdict
 from policies.scopes import scope_matches
 from templates import counted
@@ -474,12 +474,24 @@ def show_batch(ctx: ServiceDeps, ref: str) -> BatchView:
 
 
 def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
-    """The newest batches first, each with its members (not its events)."""
+    """The newest batches first, each with its members and its events (in
+    one query for all of them): its progress line counts its latest action,
+    and its create says what it could not record."""
     if limit < 1:
         raise BadRequest("--limit must be at least 1")
     with session_scope(ctx.engine) as s:
         batches = s.exec(select(Batch).order_by(col(Batch.id).desc()).limit(limit)).all()
-        return [BatchView.of(b, members_of(s, b.id or 0)) for b in batches]
+        ids = [b.id for b in batches if b.id is not None]
+        events: dict[int, list[BatchEvent]] = {}
+        for e in s.exec(
+            select(BatchEvent)
+            .where(col(BatchEvent.batch_id).in_(ids))
+            .order_by(col(BatchEvent.batch_id), col(BatchEvent.seq))
+        ).all():
+            events.setdefault(e.batch_id, []).append(e)
+        return [
+            BatchView.of(b, members_of(s, b.id or 0), events.get(b.id or 0, [])) for b in batches
+        ]
 
 
 @dataclass(frozen=True)
