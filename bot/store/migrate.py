@@ -32,6 +32,9 @@ HEAD = "0019"
 REPAIRED = (("change", "run_at"), ("batch", "run_at"), ("batch_event", "slack_ts"))
 # The migration that adds them, applied again by `repair`.
 REPAIR_REVISION = "0019"
+# The advisory lock key migrations hold on PostgreSQL (any constant no other
+# lock of this database uses; these are "ckpt" in ASCII).
+MIGRATION_LOCK = 0x636B7074
 
 
 def _config() -> Config:
@@ -58,6 +61,17 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
             raw.execute("PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # One migrator at a time: two processes on a new database
+                    # both read "no revision" and both insert the first one
+                    # (seen: emulators started together; a `db upgrade` beside
+                    # a deployment's migration Job). The lock is the
+                    # transaction's, so it ends with the commit; the next
+                    # migrator then reads the new revision and has nothing
+                    # to do (https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS).
+                    # SQLite needs none: every transaction here begins
+                    # IMMEDIATE, holding the write lock (bot.store.db).
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 yield conn
                 if sqlite:
                     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from bot.store.migrate import MIGRATION_LOCK
+
 
 class DevtoolsTable(SQLModel, registry=registry()):
     """Base of the dev tools' tables: a registry (and metadata) of their own."""
@@ -31,5 +33,10 @@ class HostStateRow(DevtoolsTable, table=True):
 
 
 def create_tables(engine: Engine) -> None:
-    """Idempotent: `CREATE TABLE IF NOT EXISTS` for the dev tools' tables."""
-    DevtoolsTable.metadata.create_all(engine)
+    """Idempotent: `CREATE TABLE IF NOT EXISTS` for the dev tools' tables.
+    On PostgreSQL under the migrations' lock: emulators started together on
+    a new database would otherwise both find no table and both create it."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        DevtoolsTable.metadata.create_all(conn)
