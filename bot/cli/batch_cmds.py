@@ -173,10 +173,22 @@ def create_wave(
     )
     # The preview goes to stderr with --json, so stdout stays one document.
     click.echo(rt.renderer.render("cli/batch_preview.txt.j2", p=preview), nl=False, err=as_json)
-    if not preview.takeable:
+    if not preview.takeable and not preview.unchecked:
         raise click.ClickException(
             "every VM of this selection is refused, so nothing was recorded; "
             "`checkpoint-bot policy explain VM create` says why for one VM"
+        )
+    if not preview.takeable:
+        # A host's silence is no refusal: exit 3, as for any outage (main.py).
+        from bot.service.errors import Unavailable
+
+        hosts = sorted({c.host for c in preview.unchecked})
+        refused = f"{len(preview.refused)} refused, and " if preview.refused else ""
+        raise Unavailable(
+            f"nothing was recorded: {refused}the policy could not check "
+            f"{len(preview.unchecked)} VM{'s' if len(preview.unchecked) != 1 else ''} "
+            f"({', '.join(hosts)} did not answer); try again once "
+            f"{'it answers' if len(hosts) == 1 else 'they answer'}"
         )
     count = len(preview.takeable)
     when = f" at {at.said}" if at is not None else ""

@@ -69,8 +69,9 @@ class Candidate:
     host: str
     verdict: Verdict | None
     reasons: tuple[str, ...]
-    # Set when the policy could not be asked (its host did not answer):
-    # the VM is counted as refused, never as checkpointable.
+    # Set when the policy could not be asked (its host did not answer): the
+    # VM could not be checked, which is never "refused" (nobody refused it:
+    # its facts are unknown) and never checkpointable. The take asks again.
     problem: str | None = None
     # Asked for at a time (`--at`) when the VM's change windows are closed:
     # the rule's words and its next opening (bot.service.at_time).
@@ -83,7 +84,17 @@ class Candidate:
 
     @property
     def refused(self) -> bool:
-        return self.verdict is None or self.verdict is Verdict.DENY
+        """The policy refused it."""
+        return self.verdict is Verdict.DENY
+
+    @property
+    def unchecked(self) -> bool:
+        """The policy could not be asked: its host did not answer."""
+        return self.verdict is None
+
+    @property
+    def takeable(self) -> bool:
+        return not self.refused and not self.unchecked
 
     @property
     def why(self) -> str:
@@ -111,11 +122,16 @@ class BatchPreview:
 
     @property
     def takeable(self) -> tuple[Candidate, ...]:
-        return tuple(c for c in self.candidates if not c.refused)
+        return tuple(c for c in self.candidates if c.takeable)
 
     @property
     def refused(self) -> tuple[Candidate, ...]:
         return tuple(c for c in self.candidates if c.refused)
+
+    @property
+    def unchecked(self) -> tuple[Candidate, ...]:
+        """The VMs whose host did not answer the policy's questions."""
+        return tuple(c for c in self.candidates if c.unchecked)
 
     @property
     def waiting_for_windows(self) -> tuple[Candidate, ...]:
@@ -137,23 +153,22 @@ class BatchPreview:
         return need if need is not None and need.verdict is Verdict.NEEDS_APPROVAL else None
 
     def summary(self, *, why: bool = True) -> str:
-        """ "12 VMs: 9 can be checkpointed, 3 are refused (CORP-DC01: …; …)":
-        the record's words. `why=False` names the refused VMs only, for a
-        preview whose lines below give each one's reasons."""
-        total, ok, refused = len(self.candidates), len(self.takeable), self.refused
+        """ "12 VMs: 9 can be checkpointed, 2 are refused (CORP-DC01: …; …),
+        1 could not be checked (PW31: HV03 could not be reached …)": the
+        record's words. `why=False` names the VMs only, for a preview whose
+        lines below give each one's reasons."""
+        total, ok = len(self.candidates), len(self.takeable)
         text = f"{total} VM{'s' if total != 1 else ''}: {ok} can be checkpointed"
         if (need := self.wave_approval) is not None and need.approval is not None:
             text += f" after {need.approval.describe()} for the whole wave"
         if waiting := self.waiting_for_windows:
             text += ", " + _later(waiting, why=why)
-        if refused:
-            shown = [f"{c.vm}: {c.why}" if why else c.vm for c in refused[:_NAMED]]
-            named = ("; " if why else ", ").join(shown)
-            more = f"; and {len(refused) - _NAMED} more" if len(refused) > _NAMED else ""
-            if not why and more:
-                more = f" and {len(refused) - _NAMED} more"
+        if refused := self.refused:
             verb = "is" if len(refused) == 1 else "are"
-            text += f", {len(refused)} {verb} refused ({named}{more})"
+            text += f", {len(refused)} {verb} refused ({_named(refused, why=why)})"
+        if unchecked := self.unchecked:
+            named = _by_host(unchecked) if why else _named(unchecked, why=False)
+            text += f", {len(unchecked)} could not be checked ({named})"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,9 +177,35 @@ class BatchPreview:
             "summary": self.summary(),
             "takeable": len(self.takeable),
             "refused": len(self.refused),
+            "unchecked": len(self.unchecked),
             "candidates": [c.to_dict() for c in self.candidates],
             "at": self.at.instant.isoformat() if self.at else None,
         }
+
+
+def _named(candidates: tuple[Candidate, ...], *, why: bool) -> str:
+    """ "CORP-DC01: why; APP01: why; and 3 more", or without `why`
+    "CORP-DC01, APP01 and 3 more"."""
+    shown = [f"{c.vm}: {c.why}" if why else c.vm for c in candidates[:_NAMED]]
+    rest = len(candidates) - _NAMED
+    if rest <= 0:
+        return ("; " if why else ", ").join(shown)
+    if why:
+        return "; ".join(shown) + f"; and {rest} more"
+    return ", ".join(shown) + f" and {rest} more"
+
+
+def _by_host(unchecked: tuple[Candidate, ...]) -> str:
+    """ "STG-WEB01, STG-APP01: HV03 did not answer": each problem names its
+    VM and the host's own words, which the preview's lines give."""
+    hosts: dict[str, list[str]] = {}
+    for c in unchecked:
+        hosts.setdefault(c.host, []).append(c.vm)
+    return "; ".join(
+        f"{', '.join(vms[:_NAMED])}{f' and {len(vms) - _NAMED} more' if len(vms) > _NAMED else ''}"
+        f": {host} did not answer"
+        for host, vms in hosts.items()
+    )
 
 
 def _later(waiting: tuple[Candidate, ...], *, why: bool) -> str:
