@@ -124,3 +124,29 @@ def test_the_slack_preview_says_which_vms_could_not_be_checked(tmp_path: Path) -
         assert "Every VM is refused" not in said
     problems = [p for call in checked_calls(bot.api.calls) for p in slack_problems(call)]
     assert problems == []
+
+
+def test_a_take_after_the_hosts_stopped_answering_records_nothing(tmp_path: Path) -> None:
+    """The preview could take both; before Take, HV03 stopped answering.
+    Before: a wave of no member was recorded, with no thread and a card of
+    nothing. Now nothing is recorded and the click says why (an outage:
+    try again), never that the VMs were refused."""
+    from bot.service import list_batches
+    from tests.slack_support import running_bot
+    from tests.test_slack_flow import button, command, shown
+
+    with running_bot(tmp_path, emulated=True) as bot:
+        assert bot.fleet is not None
+        preview = command(bot, 'create STG-WEB01 STG-APP01 --reason "KB5044284"')
+        assert "2 VMs: 2 can be checkpointed" in shown(preview)
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None
+        bot.fleet.server("HV03").faults = Faults(refuse=True)
+
+        reply, key = bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        assert reply.status == 200
+        calls = bot.api.wait_for(lambda cs: any(c.method == key for c in cs), 30)
+        answer = shown(next(c.body for c in calls if c.method == key))
+        assert "nothing was recorded" in answer and "HV03 did not answer" in answer, answer
+        assert "refused" not in answer
+        assert list_batches(bot.ctx) == []

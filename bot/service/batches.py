@@ -26,7 +26,14 @@ from bot.inventory import VM
 from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
 from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError
+from bot.service.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
 from bot.service.requests import Outcome, request_checkpoint, validate_create
 from bot.service.selection import Selection, resolve
 from bot.service.strictest import strictest
@@ -195,6 +202,25 @@ def _named(candidates: tuple[Candidate, ...], *, why: bool) -> str:
     return ", ".join(shown) + f" and {rest} more"
 
 
+def nothing_takeable(preview: BatchPreview) -> ServiceError:
+    """Why a wave none of whose VMs can be taken records nothing: refused
+    (Forbidden), or, when a host did not answer, an outage to try again
+    after (Unavailable), never a refusal."""
+    if not preview.unchecked:
+        return Forbidden(
+            "every VM of this selection is refused now, so nothing was recorded; "
+            "ask for the wave again to see why"
+        )
+    hosts = sorted({c.host for c in preview.unchecked})
+    count = len(preview.unchecked)
+    refused = f"{len(preview.refused)} refused, and " if preview.refused else ""
+    return Unavailable(
+        f"nothing was recorded: {refused}the policy could not check "
+        f"{count} VM{'s' if count != 1 else ''} ({', '.join(hosts)} did not answer); "
+        f"try again once {'it answers' if len(hosts) == 1 else 'they answer'}"
+    )
+
+
 def _by_host(unchecked: tuple[Candidate, ...]) -> str:
     """ "STG-WEB01, STG-APP01: HV03 did not answer": each problem names its
     VM and the host's own words, which the preview's lines give."""
@@ -345,6 +371,11 @@ def create_batch(
             show_batch(ctx, batch_ref(made)), BatchPreview(selection, ()), (), existing=True
         )
     preview = preview_batch(ctx, selection, requester=who, reason=text, checkpoint_type=kind, at=at)
+    if not preview.takeable:
+        # Between the preview a person confirmed and this take, every VM
+        # became refused or its host stopped answering: a wave of nothing
+        # would have no member, no thread and no card to follow.
+        raise nothing_takeable(preview)
     ttl_seconds = int((lifetime or ctx.settings.defaults.ttl).total_seconds())
     now = ctx.clock()
     record = Batch(
