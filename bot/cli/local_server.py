@@ -293,7 +293,10 @@ def answerer(ctx: AppContext, files: FileWatch) -> Answer:
                 return
             said = outage_message(exc, writes_before)
             if said is not None:
-                LOG.info("the database is unavailable", exc_info=True)
+                # One line per request; the driver's traceback only with -v
+                # (docs/operations.md: an outage is said, not repeated).
+                trace = exc if LOG.isEnabledFor(logging.DEBUG) else None
+                LOG.info("a request from the CLI: %s", said, exc_info=trace)
                 wire.error(said, 3)
                 return
             LOG.exception("a request from the CLI failed")
