@@ -33,6 +33,7 @@ from bot.yamlio import (
     validation_errors,
 )
 from policies.model import Effect
+from policies.params import ParamsConflict
 from policies.policy import CompiledOverride, CompiledRule, Policy
 from policies.registry import PERMISSIONS_RULE, RULES
 from policies.rules.schedule import ApprovalsParams
@@ -69,6 +70,10 @@ _EMPTY_PERMISSION = (
 # does not (Feb 30) would only ever answer "closed" and name no opening.
 _OPENING_HORIZON_YEARS = 5
 
+# The shipped default's name in every problem; a problem that only names it
+# as where a value came from says "the shipped policy".
+_SHIPPED = "default.yaml (shipped)"
+
 
 class PolicyError(YamlValidationError):
     """A policy file that cannot be used; `.problems` lists every finding."""
@@ -80,14 +85,14 @@ def default_policy_path() -> Path:
 
 def load_policy(*paths: Path) -> Policy:
     """The shipped default, then each file deep-merged over it, in order."""
-    docs = [_read(default_policy_path(), "default.yaml (shipped)")]
+    docs = [_read(default_policy_path(), _SHIPPED)]
     docs += [_read(path, str(path)) for path in paths]
     return _build(docs)
 
 
 def parse_policy(*texts: str, source: str = "<policy>") -> Policy:
     """Like `load_policy`, from YAML texts (tests, `policy explain --policy -`)."""
-    docs = [_read(default_policy_path(), "default.yaml (shipped)")]
+    docs = [_read(default_policy_path(), _SHIPPED)]
     docs += [_parse(text, f"{source}#{i + 1}" if len(texts) > 1 else source) for i, text in
              enumerate(texts)]  # fmt: skip
     return _build(docs)
@@ -117,6 +122,8 @@ class _Origins:
 
     def __init__(self) -> None:
         self.by_path: dict[YamlPath, YamlDoc] = {}
+        # Each file's place in the merge order: a later file wins.
+        self.rank: dict[str, int] = {}
 
     def claim(self, doc: YamlDoc, prefix: YamlPath) -> None:
         n = len(prefix)
@@ -193,6 +200,7 @@ def _build(docs: list[YamlDoc]) -> Policy:
     for doc in docs:
         if doc.data is None:
             continue
+        origins.rank[doc.source] = len(origins.rank)
         if not isinstance(doc.data, Mapping):
             problems.append(doc.problem((), "a policy file must be a mapping (key: value lines)"))
             continue
@@ -223,6 +231,7 @@ def _build(docs: list[YamlDoc]) -> Policy:
         for w in parsed.windows
     )
     problems += _window_problems(windows, origins)
+    problems += _window_name_problems([w.name for w in windows], origins)
     if problems:
         raise PolicyError(sorted(problems, key=lambda p: (p.source, p.line or 0)))
     return Policy(
@@ -236,15 +245,80 @@ def _build(docs: list[YamlDoc]) -> Policy:
 
 
 def _located(
-    exc: ValidationError, origins: _Origins, prefix: YamlPath, model: type[Any]
+    exc: ValidationError,
+    origins: _Origins,
+    prefix: YamlPath,
+    model: type[Any],
+    inherited: Sequence[YamlPath] = (),
 ) -> list[ConfigProblem]:
+    """Each error at its key. `inherited`: where the keys not under `prefix`
+    came from (an override's params are validated merged over the base's)."""
     # validation_errors words each error; with no lines known it keeps
     # pydantic's order, so its problems pair up with exc.errors().
     worded = validation_errors(exc, YamlDoc(None, "policy", {}), model=model)
-    return [
-        origins.problem((*prefix, *error["loc"]), problem.message)
-        for error, problem in zip(exc.errors(include_url=False), worded, strict=True)
-    ]
+    located = []
+    for error, problem in zip(exc.errors(include_url=False), worded, strict=True):
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, ParamsConflict):
+            located.append(_conflict_problem(cause, origins, (prefix, *inherited)))
+        else:
+            located.append(origins.problem((*prefix, *error["loc"]), problem.message))
+    return located
+
+
+def _conflict_problem(
+    conflict: ParamsConflict, origins: _Origins, places: Sequence[YamlPath]
+) -> ConfigProblem:
+    """Point at the conflicting key the user set last, saying where the
+    other one came from: the params section as a whole may belong to the
+    shipped file although the user wrote only one of its keys."""
+    found = {key: _set_at(origins, places, key) for key in conflict.keys}
+    blamed = max(conflict.keys, key=lambda k: _precedence(origins, places, *found[k]))
+    (other,) = [k for k in conflict.keys if k != blamed]
+    path, doc = found[blamed]
+    other_path, other_doc = found[other]
+    origin = _origin(doc, path, other_doc, other_path)
+    if origin is None:
+        return origins.problem((*places[0], conflict.together), conflict.together_text)
+    return origins.problem(path, conflict.blame[blamed].replace("{origin}", origin))
+
+
+def _set_at(
+    origins: _Origins, places: Sequence[YamlPath], key: str
+) -> tuple[YamlPath, YamlDoc | None]:
+    """Where `key` was last set: the first of `places` (most specific
+    first) whose file has it; no file at all for a model's own default."""
+    for place in places:
+        doc = origins.by_path.get((*place, key))
+        if doc is not None:
+            return (*place, key), doc
+    return (*places[-1], key), None
+
+
+def _precedence(
+    origins: _Origins, places: Sequence[YamlPath], path: YamlPath, doc: YamlDoc | None
+) -> tuple[int, int]:
+    """Later files first, then the more specific place (an override over
+    its base) within one file."""
+    rank = origins.rank.get(doc.source, -1) if doc is not None else -1
+    specific = next((-i for i, place in enumerate(places) if path[: len(place)] == place), 0)
+    return rank, specific
+
+
+def _origin(
+    doc: YamlDoc | None, path: YamlPath, other_doc: YamlDoc | None, other_path: YamlPath
+) -> str | None:
+    """Where the other key's value came from, in words; None when both were
+    set in the same place (then the conflict is that place's own)."""
+    if other_doc is None:
+        return "the rule's built-in default"
+    if other_doc.source == _SHIPPED and (doc is None or doc.source != _SHIPPED):
+        return "the shipped policy"
+    if doc is None or other_doc.source != doc.source:
+        return other_doc.source
+    if other_path[:-1] != path[:-1]:
+        return format_path(other_path[:-1])
+    return None
 
 
 def _compile_rules(
@@ -281,7 +355,9 @@ def _compile_rules(
                 # Validated merged with the base so cross-field checks see both.
                 full = spec.params.model_validate({**config.params, **override.params})
             except ValidationError as exc:
-                problems += _located(exc, origins, (*where, "params"), spec.params)
+                problems += _located(
+                    exc, origins, (*where, "params"), spec.params, inherited=[(*at, "params")]
+                )
                 continue
             values = {k: getattr(full, k) for k in override.params}
             overrides.append(
@@ -342,6 +418,38 @@ def _window_problems(windows: Sequence[Window], origins: _Origins) -> list[Confi
                     f"the next {_OPENING_HORIZON_YEARS} years",
                 )
             )
+    return problems
+
+
+def _repeated(names: Sequence[str]) -> dict[str, list[int]]:
+    """Each name given more than once, with the indexes it is given at."""
+    at: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        at.setdefault(name, []).append(i)
+    return {name: places for name, places in at.items() if len(places) > 1}
+
+
+def _window_name_problems(names: Sequence[str], origins: _Origins) -> list[ConfigProblem]:
+    """A window's name is its identity: the notices' once-per-opening claim
+    (`DueNotice.slot`), `/checkpoint windows` and the decisions' messages
+    all go by it, so a second window of the same name would be silenced or
+    confused with the first. Said at its second use, naming every line."""
+    problems = []
+    for name, indexes in _repeated(names).items():
+        paths = [("windows", i, "name") for i in indexes]
+        lines = [origins.problem(path, "").line for path in paths]
+        if None in lines:  # a text without lines: name the entries instead
+            places, label = [format_path(path) for path in paths], ""
+        else:
+            places, label = [str(line) for line in lines], "lines "
+        said = f"{label}{', '.join(places[:-1])} and {places[-1]}"
+        times = "twice" if len(indexes) == 2 else f"{len(indexes)} times"
+        problems.append(
+            origins.problem(
+                paths[1],
+                f"window name {name!r} is used {times} ({said}): names must be unique",
+            )
+        )
     return problems
 
 

@@ -131,8 +131,11 @@ def test_bad_param_in_an_override_is_located(tmp_path: Path) -> None:
         "rules:\n  ttl:\n    overrides:\n      - scope: {tags: {env: lab}}\n"
         "        params:\n          max: 1d\n",
     )
-    assert line.startswith(f"{tmp_path / 'policy.yaml'}:5: rules.ttl.overrides[0].params")
-    assert "longer than max" in line
+    # At the key the override set, saying where the default it clashes with is.
+    assert line == (
+        f"{tmp_path / 'policy.yaml'}:6: rules.ttl.overrides[0].params.max: 1d is shorter "
+        "than the default (3d, from the shipped policy); set default too"
+    )
 
 
 def test_unknown_role_in_a_scope(tmp_path: Path) -> None:

@@ -235,6 +235,6 @@ def test_what_ran_when_the_window_opened_no_longer_waits_for_it(
     assert app.runner.run(out.job_id).status == "succeeded"
     assert WindowNotices(app).waiting_for(window, OPENS).scheduled == ()
     # The "open" notice still shows how each of its creates is doing.
-    assert [c.ref for c in WindowNotices(app).scheduled_for(OPENS, started=True)] == [
+    assert [c.ref for c in WindowNotices(app).scheduled_for(window, OPENS, started=True)] == [
         out.change.ref
     ]

@@ -6,8 +6,14 @@ happened in it).
 What waits for a window (`WindowNotices.waiting_for`, also what
 `/checkpoint windows` and `checkpoint-bot windows` count) is two lists:
 creates *scheduled* for the opening (approved, their job queued for it)
-and creates *awaiting approval* for a VM the window governs. The second
-is listed apart because nothing runs until an approver says yes: approved
+of a VM the window governs, and creates *awaiting approval* for a VM the
+window governs. A scheduled create waits for the window whose opening lets
+it run: one whose scope holds its VM and that opens when its job is due
+(the `change_window` rule schedules it for the next opening of the windows
+that apply to the VM). Two windows opening at the same instant over
+different VMs each list only their own; a VM both govern is listed by
+both, as either opening lets it run. Creates awaiting approval are
+listed apart because nothing runs until an approver says yes: approved
 before the opening, it is scheduled for it; while the window is open, it
 runs at once; after the close, it waits for the next opening. Every notice
 names them, so approvers see what a window would carry.
@@ -75,7 +81,9 @@ class DueNotice:
 
     @property
     def slot(self) -> str:
-        """The opening the notice belongs to, in the window's own time zone."""
+        """The opening the notice belongs to, in the window's own time zone.
+        By name: the policy loader refuses a name used twice, so no window's
+        notice is claimed by another's (policies/config.py)."""
         local = self.opens_at.astimezone(self.window.tz)
         return f"{self.window.name}:{local.isoformat(timespec='minutes')}"
 
@@ -179,10 +187,12 @@ class WindowNotices:
         active: list[ChangeView] = []
         happened = 0
         if notice.phase is Phase.OPENING_SOON:
-            scheduled = values["scheduled"] = self.scheduled_for(notice.opens_at)
+            scheduled = values["scheduled"] = self.scheduled_for(notice.window, notice.opens_at)
         elif notice.phase is Phase.OPEN:
             # By the time "open" goes out its creates may be running or done.
-            scheduled = values["scheduled"] = self.scheduled_for(notice.opens_at, started=True)
+            scheduled = values["scheduled"] = self.scheduled_for(
+                notice.window, notice.opens_at, started=True
+            )
             active = values["active"] = self.active_in(notice.window)
         elif notice.phase is Phase.CLOSING_SOON:
             active = values["active"] = self.active_in(notice.window)
@@ -230,14 +240,18 @@ class WindowNotices:
         a create that already began or ended in it (`/checkpoint windows`
         and `checkpoint-bot windows` count these while the window is open)."""
         return Waiting(
-            tuple(self.scheduled_for(opens_at)),
+            tuple(self.scheduled_for(window, opens_at)),
             tuple(self.awaiting_approval_in(window, opens_at + window.duration)),
         )
 
-    def scheduled_for(self, opens_at: datetime, *, started: bool = False) -> list[ChangeView]:
-        """The creates waiting for the opening at `opens_at`; with `started`,
-        also those that already began (or ended) since it opened (the "open"
-        notice shows how each is doing; a count of what waits must not)."""
+    def scheduled_for(
+        self, window: Window, opens_at: datetime, *, started: bool = False
+    ) -> list[ChangeView]:
+        """The creates of VMs `window` governs waiting for its opening at
+        `opens_at`; with `started`, also those that already began (or ended)
+        since it opened (the "open" notice shows how each is doing; a count
+        of what waits must not). The time alone is not enough: another
+        window may open at the same instant over other VMs."""
         waiting = [
             col(Change.state) == State.SCHEDULED.value,
             col(Job.state) == JobState.QUEUED.value,
@@ -254,7 +268,8 @@ class WindowNotices:
                 )
                 .order_by(col(Change.id))
             ).all()
-            return [ChangeView.of(c) for c in rows]
+            views = [ChangeView.of(c) for c in rows]
+        return [v for v in views if self.in_scope(window, v.vm_id)]
 
     def awaiting_approval_in(self, window: Window, closes_at: datetime) -> list[ChangeView]:
         """Creates waiting for their approval, of VMs `window` governs, that

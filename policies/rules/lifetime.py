@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from bot.clock import utc_text
 from bot.durations import format_duration
 from policies.model import Action, Effect, Facts, OutcomeKind, Request, RuleOutcome
-from policies.params import ResolvedRule, RuleParams
+from policies.params import ParamsConflict, ResolvedRule, RuleParams
 from policies.policy import Context
 from policies.rules.base import RuleSpec, fire, not_applicable, passed, unknown
 from policies.schema import Duration
@@ -52,11 +52,23 @@ class TTLParams(RuleParams):
         if self.auto_merge_grace < timedelta(0):
             raise ValueError("auto_merge_grace must not be negative")
         if self.default > self.max:
-            raise ValueError(
-                f"default ({format_duration(self.default)}) is longer than max "
-                f"({format_duration(self.max)})"
-            )
+            raise ttl_conflict(self.default, self.max)
         return self
+
+
+def ttl_conflict(default: timedelta, most: timedelta) -> ParamsConflict:
+    """A `default` longer than `max`, worded for whichever of the two the
+    policy file set last (the other may be the shipped policy's)."""
+    d, m = format_duration(default), format_duration(most)
+    return ParamsConflict(
+        f"default ({d}) is longer than max ({m})",
+        blame={
+            "default": f"{d} is longer than the max ({m}, from {{origin}}); set max too",
+            "max": f"{m} is shorter than the default ({d}, from {{origin}}); set default too",
+        },
+        together="default",
+        together_text=f"{d} is longer than max ({m}): make default at most {m}, or raise max",
+    )
 
 
 @functools.lru_cache(maxsize=64)
