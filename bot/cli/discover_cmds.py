@@ -5,6 +5,7 @@ loads: `inventory show` stays as light as it is (bench/cli_start.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,9 +63,22 @@ def _report(
         click.echo(text, nl=False, err=err)
     if report.refused is not None:
         raise BadRequest(report.refused)
-    if report.unreachable:
-        names = ", ".join(report.unreachable)
-        raise Unavailable(f"{names} could not be asked; {missing}")
+    said = _not_heard(report.unreachable, report.plan.answered_as)
+    if said:
+        raise Unavailable(f"{said}; {missing}")
+
+
+def _not_heard(unreachable: Mapping[str, str], answered_as: Mapping[str, str]) -> str:
+    """The hosts whose own VMs nobody heard about: those that could not be
+    asked, and those that answered as another host's machine (the same
+    WinRM listener under another address, docs/discovery.md)."""
+    parts = [f"{', '.join(unreachable)} could not be asked"] if unreachable else []
+    parts.extend(
+        f"{host} answered as {machine}, as another asked host did: its address: and port: "
+        "reach that host's WinRM listener"
+        for host, machine in answered_as.items()
+    )
+    return "; ".join(parts)
 
 
 @click.command("discover")

@@ -2,6 +2,7 @@
 
     found_vm(DiscoveredVM)                 a host's record in the inventory's words
     plan_merge(current, found, scope, today, groups=...) -> MergePlan
+    answered_as_another(found)             hosts that answered as another's machine
     apply_to_mappings(entries, plan)       the plan applied to plain mappings
     apply_to_groups(groups, plan)          the plan's renames applied to `groups:`
 
@@ -24,7 +25,8 @@ The rules (docs/discovery.md):
   which are kept as written;
 - a VM whose host was asked and answered, and which no asked host reported,
   is marked `missing_since`, never deleted; one on a host that was not asked
-  or did not answer is left as it was;
+  or did not answer is left as it was, and so is one on a host that answered
+  as another asked host's machine (`answered_as_another`);
 - a new VM gets what discovery knows and `roles_unknown: true`, because the
   roles that matter most (SQL AG, Exchange DAG, DFS-R, guest clusters) cannot
   be seen from the host; a guest reporting ProductType 2 gets the
@@ -272,6 +274,10 @@ class Scope:
 class MergePlan:
     entries: tuple[Entry, ...]
     scope: Scope
+    # Asked hosts that answered as another asked host's machine
+    # (`answered_as_another`): host -> what it answered as. Their records
+    # are not used and their VMs are left as they were.
+    answered_as: Mapping[str, str] = field(default_factory=dict)
 
     def of(self, *kinds: Kind) -> list[Entry]:
         return [e for e in self.entries if e.kind in kinds]
@@ -533,6 +539,41 @@ def _final_names(current: Sequence[VM], found: Mapping[str, FoundVM]) -> dict[st
     return final
 
 
+def answered_as_another(found: Iterable[FoundVM]) -> dict[str, str]:
+    """Asked hosts whose VMs name, as their host, the machine another asked
+    host's VMs name too (Get-VM's ComputerName): host -> that machine.
+
+    Get-VM lists the VMs registered on the machine it runs on, and a
+    failover cluster's nodes each list their own, so two inventory hosts
+    reporting one machine reach one WinRM listener: an address and a name
+    of the same host, which the inventory's load-time check cannot see
+    without resolving names. Taken at its word, the machine's VMs would be
+    listed twice, one as "a Hyper-V Replica copy", and the other host's own
+    VMs marked missing. The host whose inventory name is the machine's is
+    kept; when none or several are, none is (which entry is wrong is not
+    known)."""
+    hosts_of: dict[str, list[str]] = {}
+    spelled: dict[str, str] = {}
+    for vm in found:
+        machine = vm.owner_node.strip()
+        if not machine:
+            continue
+        key = machine.casefold()
+        spelled.setdefault(key, machine)
+        hosts = hosts_of.setdefault(key, [])
+        if vm.host not in hosts:
+            hosts.append(vm.host)
+    doubled: dict[str, str] = {}
+    for key, hosts in hosts_of.items():
+        if len(hosts) < 2:
+            continue
+        short = key.split(".", 1)[0]
+        named = [h for h in hosts if h.casefold() in (key, short)]
+        kept = named[0] if len(named) == 1 else None
+        doubled.update((h, spelled[key]) for h in hosts if h != kept)
+    return doubled
+
+
 def plan_merge(
     current: Sequence[VM],
     found: Iterable[FoundVM],
@@ -547,6 +588,12 @@ def plan_merge(
     renamed on its host is renamed in them too (`apply_to_groups`, and
     `yamledit.apply_plan` in the file), and its entry says which
     (`in_groups`)."""
+    found = list(found)
+    doubled = answered_as_another(found)
+    if doubled:
+        # What they said is another host's: as if they had not answered.
+        found = [vm for vm in found if vm.host not in doubled]
+        scope = replace(scope, answered=tuple(h for h in scope.answered if h not in doubled))
     by_id, copies = _one_per_vm_id(found)
     answered = scope.answered_folded()
     names = _final_names(current, by_id)
@@ -592,7 +639,7 @@ def plan_merge(
                 )
             )
     entries.extend(_additions(current, entries, list(by_id.values()), scope, copies))
-    return MergePlan(entries=tuple(entries), scope=scope)
+    return MergePlan(entries=tuple(entries), scope=scope, answered_as=doubled)
 
 
 def _additions(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Self
@@ -236,6 +238,7 @@ def consistency_problems(
             problems.append((("hosts", i, "name"), f"duplicate host name (first defined {first})"))
         else:
             host_at[key] = i
+    problems.extend(_endpoint_problems(host_list, locate))
     host_names = [h.name for h in host_list]
     cluster_list = list(clusters)
     problems.extend(_cluster_problems(cluster_list, host_at, host_names))
@@ -269,6 +272,55 @@ def consistency_problems(
             )
             problems.append((("vms", i, "volume"), message))
     problems.extend(_group_problems(groups or {}, [vm.name for vm in vm_list]))
+    return problems
+
+
+def _endpoint_of(host: Host) -> tuple[str, int]:
+    """Where the host's WinRM listener is, as one key for every spelling of
+    it: the address without case, brackets or a final dot (an IP address in
+    its one canonical form), and the port (`Host.port` is already the
+    transport's default when none was given). The transport is not part of
+    it: a TCP port has one listener, so two entries at one address and port
+    reach the same machine whatever scheme each names."""
+    address = host.address.strip().rstrip(".").casefold()
+    bare = address[1:-1] if address.startswith("[") and address.endswith("]") else address
+    # A DNS name is compared as written: nothing is resolved at load.
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(bare).compressed
+    return address, host.port
+
+
+def _shown(host: Host) -> str:
+    """address:port, an IPv6 address in brackets so the port stands apart."""
+    address = host.address
+    if ":" in address and not address.startswith("["):
+        address = f"[{address}]"
+    return f"{address}:{host.port}"
+
+
+def _endpoint_problems(
+    hosts: list[Host], locate: Callable[[YamlPath], str]
+) -> list[tuple[YamlPath, str]]:
+    """Hosts that repeat an earlier host's endpoint: whatever is asked of
+    them is answered by the earlier host, so its VMs would be listed twice
+    (one "a Hyper-V Replica copy") and their own marked missing. Typically a
+    host merged from a YAML anchor (`<<: *prod-host`) that kept its address."""
+    problems: list[tuple[YamlPath, str]] = []
+    first_at: dict[tuple[str, int], int] = {}
+    for i, host in enumerate(hosts):
+        endpoint = _endpoint_of(host)
+        j = first_at.setdefault(endpoint, i)
+        if j == i:
+            continue
+        first = hosts[j]
+        problems.append(
+            (
+                ("hosts", i),
+                f"{host.name}: the same endpoint as {first.name} ({_shown(first)}, "
+                f"defined {locate(('hosts', j))}): each host is its own WinRM endpoint; "
+                f"give {host.name} its own address: or port:",
+            )
+        )
     return problems
 
 
@@ -324,6 +376,11 @@ def _cluster_problems(
 def _unknown(kind: str, name: str, known: list[str]) -> str:
     if not known:
         return f"unknown {kind} {name!r} (the inventory lists no {kind}s)"
+    # A name the inventory is refused for having twice is listed once.
+    first: dict[str, str] = {}
+    for spelled in known:
+        first.setdefault(spelled.casefold(), spelled)
+    known = list(first.values())
     if len(known) <= _MAX_LISTED:
         return f"unknown {kind} {name!r} (expected one of: {', '.join(known)})"
     close = suggest(name, known)
@@ -353,9 +410,19 @@ def parse_inventory(text: str, source: str) -> Inventory:
         groups=inventory.groups,
     )
     if problems:
-        found = (doc.problem(path, message) for path, message in problems)
-        raise InventoryError(sorted(found, key=lambda p: p.line or 0))
+        found = [(path, doc.problem(path, message)) for path, message in problems]
+        found.sort(key=lambda pair: _reading_order(pair[0], pair[1].line))
+        raise InventoryError([problem for _path, problem in found])
     return inventory
+
+
+def _reading_order(path: YamlPath, line: int | None) -> tuple[bool, int]:
+    """Problems in file order, except that `groups:` comes last: a group
+    only names VMs, so what is wrong there is often a knock-on of what is
+    wrong in `vms:` (a VM renamed to a name another has leaves its group
+    naming one that is gone), and the cause should be read first, even
+    where `groups:` is written above `vms:`."""
+    return (bool(path) and path[0] == "groups", line or 0)
 
 
 def load_inventory(path: Path) -> Inventory:

@@ -69,4 +69,10 @@ def suggest(name: str, candidates: Iterable[str], limit: int = 3) -> list[str]:
     if not scored or scored[0][0] < _SUGGESTION_CUTOFF:
         return []
     floor = max(_SUGGESTION_CUTOFF, scored[0][0] - _SUGGESTION_SPREAD)
-    return [c for score, c in scored[:limit] if score >= floor]
+    # Names ignore case, and an inventory refused for a duplicate name still
+    # has it twice: one name is offered once ("did you mean WEB01, WEB01?").
+    offered: dict[str, str] = {}
+    for value, candidate in scored:
+        if value >= floor:
+            offered.setdefault(candidate.casefold(), candidate)
+    return list(offered.values())[:limit]

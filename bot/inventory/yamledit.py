@@ -33,6 +33,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.representer import RoundTripRepresenter
 
 from bot.inventory.discovery import UNDISCOVERABLE, Kind, MergePlan
 
@@ -76,8 +77,23 @@ def layout_of(text: str) -> Layout:
     return Layout()
 
 
+class _OwnAnchorsOnly(RoundTripRepresenter):
+    """Writes an alias only where the file had an anchor.
+
+    ruamel.yaml aliases any object it meets twice, naming it `&id001`: one
+    `today` for every VM a merge marks missing became `missing_since:
+    *id001`, and deleting the first such VM broke the file ("found undefined
+    alias"). What a person anchored keeps its anchor (ruamel.yaml loads it
+    with its name), anything else is written out in full."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        anchor = getattr(data, "anchor", None)
+        return getattr(anchor, "value", None) is None
+
+
 def _yaml(layout: Layout = Layout()) -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Representer = _OwnAnchorsOnly
     yaml.preserve_quotes = True
     yaml.width = 100
     yaml.indent(mapping=layout.mapping, sequence=layout.sequence, offset=layout.offset)
