@@ -31,8 +31,10 @@ def test_a_wave_is_previewed_confirmed_taken_and_shown(tmp_path: Path) -> None:
     assert "No batches yet" in invoke(tmp_path, "batch", "list").stdout
 
     code, out, err = _run_with_input(tmp_path, "y\n", *WAVE)
-    assert code == 0, err
+    # The others are taken; the refused one fails the command (exit 1).
+    assert code == 1, err
     assert "BAT-0001: active — 3 of 3 done, 1 refused" in out
+    assert "BAT-0001: 1 VM refused (CORP-DC01): it has no checkpoint from this wave" in err
     shown = invoke(tmp_path, "batch", "show", "bat-1", "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
@@ -162,7 +164,8 @@ def test_a_wave_at_a_time_is_scheduled_listed_and_withdrawn(tmp_path: Path) -> N
     the demo) and says so; the wave waits, `windows` lists it, its
     requester withdraws it, and nothing runs."""
     code, out, err = _run_with_input(tmp_path, "y\n", *WAVE, "--at", LATER)
-    assert code == 0, err
+    # CORP-DC01 is refused: exit 1, though the others wait for their time.
+    assert code == 1, err
     said = (
         f"--at '{LATER}' is 2030-12-10 22:00 UTC (no zone given: the configured defaults.timezone)"
     )
@@ -391,7 +394,7 @@ def test_withdrawn_members_are_counted_as_withdrawn_not_refused(tmp_path: Path) 
     """Until 2026-12-05 a withdrawn wave read "refused — 0 of 0 done, 4
     refused", and a second withdraw said it "is refused"."""
     asked = invoke(tmp_path, *WAVE, "--at", LATER, "--yes")
-    assert asked.returncode == 0, asked.stderr
+    assert asked.returncode == 1, asked.stderr  # CORP-DC01 is refused
     gone = invoke(tmp_path, "batch", "withdraw", "BAT-1")
     assert gone.returncode == 0, gone.stderr
     assert gone.stdout.splitlines()[:2] == [

@@ -279,23 +279,27 @@ ERRORS: list[tuple[str, str, str]] = [
     ("extend CHG-1 24", str(DurationError("24")), "Usage: /checkpoint extend CHG-n|VM 24h"),
     # A wave's ref where one change belongs: where to go instead.
     # The wave's own button for the verb, or that it has none (as the CLI).
+    # The parser cannot know whether the wave exists, so it never says it
+    # does ("BAT-0007 is a patch wave" of no wave, until 2026-12-06).
     (
         "rollback bat-7",
-        "BAT-0007 is a patch wave, not one change: *Roll back all* on /checkpoint batch "
-        "BAT-0007 acts on all its members, or give one member's CHG-n",
+        "BAT-0007 is a patch wave's id (BAT-n), not a change's (CHG-n): *Roll back all* on "
+        "/checkpoint batch BAT-0007 acts on all the wave's members, if there is one; or give "
+        "one member's CHG-n",
         "Usage: /checkpoint rollback CHG-n|VM",
     ),
     (
         "extend BAT-99999999999 2h",
-        "BAT-99999999999 is a patch wave, not one change, and a wave is not extended as a "
-        "whole: extend each member by its CHG-n (/checkpoint batch BAT-99999999999 lists "
-        "them, each with its Extend)",
+        "BAT-99999999999 is a patch wave's id (BAT-n), not a change's (CHG-n), and a wave is "
+        "not extended as a whole: extend each member by its CHG-n (/checkpoint batch "
+        "BAT-99999999999 lists them, if there is one; each has its Extend)",
         "Usage: /checkpoint extend CHG-n|VM 24h",
     ),
     (
         "status BAT-3",
-        "BAT-0003 is a patch wave, not one change; /checkpoint batch BAT-0003 shows its "
-        "members and acts on them all, or give one member's CHG-n",
+        "BAT-0003 is a patch wave's id (BAT-n), not a change's (CHG-n): /checkpoint batch "
+        "BAT-0003 shows the wave, if there is one, and acts on all its members; or give one "
+        "member's CHG-n",
         "Usage: /checkpoint status CHG-n",
     ),
     # Below zero or zero: what is wrong is the sign, not a missing unit.

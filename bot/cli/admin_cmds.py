@@ -219,11 +219,10 @@ def _vm_and_action(words: tuple[str, ...], option: str | None) -> tuple[str, str
 @click.option("--channel", help="The Slack channel id the request comes from.")
 @click.option(
     "--at",
-    "at",
-    type=click.DateTime(
-        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
-    ),
-    help="Evaluate at this time (ISO 8601; UTC unless an offset is given).",
+    "at_text",
+    metavar="TIME",
+    help='Evaluate at this time, read as `checkpoint create --at` reads it: "2026-12-10 22:00" '
+    "in the configured defaults.timezone, or with a zone or offset after it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
@@ -235,7 +234,7 @@ def policy_explain(
     user: str | None,
     groups: tuple[str, ...],
     channel: str | None,
-    at: datetime | None,
+    at_text: str | None,
     as_json: bool,
 ) -> None:
     """What the guardrails say to ACTION (create unless named: rollback,
@@ -249,7 +248,19 @@ def policy_explain(
 
     vm, action = _vm_and_action(words, action)
     who = Principal(user or rt.principal.id, frozenset(groups), channel)
-    when = at.replace(tzinfo=UTC) if at and at.tzinfo is None else at
+    when = None
+    if at_text is not None:
+        from zoneinfo import ZoneInfo
+
+        from bot.cli.runtime import progress
+        from bot.service import parse_at
+
+        # create's parser and zone (bot/service/at_time.py): explain answers
+        # for the instant a create with the same --at would run at. A past
+        # time is fine here: nothing is scheduled.
+        at = parse_at(at_text, ZoneInfo(rt.settings.defaults.timezone), source="configured")
+        progress(f"--at {at_text.strip()!r} is {at.said}")
+        when = at.instant
     explanation = explain(rt.ctx, vm, action, who, checkpoint_type=ctype, at=when)
     if as_json:
         # What was asked, beside the answer: a script reading several

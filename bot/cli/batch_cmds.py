@@ -160,7 +160,7 @@ def create_wave(
     """Preview the wave, ask for confirmation (unless --yes), record it and
     (unless --no-wait, or it is asked for at a later time) wait for its
     checkpoints."""
-    from bot.service import create_batch, preview_batch
+    from bot.service import create_batch, nothing_takeable, preview_batch
 
     preview = preview_batch(
         rt.ctx,
@@ -173,23 +173,9 @@ def create_wave(
     )
     # The preview goes to stderr with --json, so stdout stays one document.
     click.echo(rt.renderer.render("cli/batch_preview.txt.j2", p=preview), nl=False, err=as_json)
-    if not preview.takeable and not preview.unchecked:
-        raise click.ClickException(
-            "every VM of this selection is refused, so nothing was recorded; "
-            "`checkpoint-bot policy explain VM create` says why for one VM"
-        )
     if not preview.takeable:
-        # A host's silence is no refusal: exit 3, as for any outage (main.py).
-        from bot.service.errors import Unavailable
-
-        hosts = sorted({c.host for c in preview.unchecked})
-        refused = f"{len(preview.refused)} refused, and " if preview.refused else ""
-        raise Unavailable(
-            f"nothing was recorded: {refused}the policy could not check "
-            f"{len(preview.unchecked)} VM{'s' if len(preview.unchecked) != 1 else ''} "
-            f"({', '.join(hosts)} did not answer); try again once "
-            f"{'it answers' if len(hosts) == 1 else 'they answer'}"
-        )
+        # Refused: exit 1; a host that did not answer: exit 3, an outage (main.py).
+        raise nothing_takeable(preview, "`checkpoint-bot policy explain VM create` says why")
     count = len(preview.takeable)
     when = f" at {at.said}" if at is not None else ""
     if not yes and not click.confirm(
@@ -226,10 +212,30 @@ def create_wave(
     short = outcome.fell_short(view) if not no_wait else ()
     for m in short:
         click.echo(
-            f"  ! {m.vm_name} ({m.change}) could be taken at the preview, then was {m.state}"
+            f"  ! {m.vm_name} ({m.change}) could be taken at the preview, then was {m.state}",
+            err=as_json,
         )
-    if not no_wait and (outcome.not_recorded or short or waited.short):
+    refused_vms = [c.vm for c in outcome.preview.refused]
+    if refused_vms:
+        # Said last, on stderr (stdout stays the wave, or its one JSON
+        # document): why this command exits 1 though the others were taken.
+        progress(refused_line(view.ref, refused_vms))
+    # A refused member fails the command however long it waited: a script's
+    # `create --yes && patch` must not patch a VM that has no checkpoint.
+    if refused_vms or (not no_wait and (outcome.not_recorded or short or waited.short)):
         raise SystemExit(EXIT_REFUSED)
+
+
+def refused_line(ref: str, vms: list[str]) -> str:
+    """ "BAT-0001: 1 VM refused (SQL01): it has no checkpoint from this wave;
+    …": the members the policy refused when the wave was recorded."""
+    from templates import counted
+
+    they = "it has" if len(vms) == 1 else "they have"
+    return (
+        f"{ref}: {counted(len(vms), 'VM')} refused ({', '.join(vms)}): {they} no checkpoint "
+        "from this wave; `checkpoint-bot policy explain VM create` says why"
+    )
 
 
 @click.group("batch")

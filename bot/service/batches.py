@@ -202,14 +202,16 @@ def _named(candidates: tuple[Candidate, ...], *, why: bool) -> str:
     return ", ".join(shown) + f" and {rest} more"
 
 
-def nothing_takeable(preview: BatchPreview) -> ServiceError:
+def nothing_takeable(
+    preview: BatchPreview, how_to_see: str = "ask for the wave again to see why"
+) -> ServiceError:
     """Why a wave none of whose VMs can be taken records nothing: refused
-    (Forbidden), or, when a host did not answer, an outage to try again
-    after (Unavailable), never a refusal."""
+    (Forbidden; `how_to_see` says where the reasons are), or, when a host
+    did not answer, an outage to try again after (Unavailable), never a
+    refusal."""
     if not preview.unchecked:
         return Forbidden(
-            "every VM of this selection is refused now, so nothing was recorded; "
-            "ask for the wave again to see why"
+            f"every VM of this selection is refused, so nothing was recorded; {how_to_see}"
         )
     hosts = sorted({c.host for c in preview.unchecked})
     count = len(preview.unchecked)

@@ -56,12 +56,30 @@ _ONE_BY_ONE: dict[str, tuple[str, str]] = {
 }
 
 
-def _not_a_change(text: str, verb: str | None = None) -> str:
-    """What to say when a batch's ref is given where one change belongs:
-    the wave's own command for `verb` (what was asked of the change), or
-    that a wave has none and its members are acted on one by one."""
+def _batch_shown(text: str) -> str:
+    """A batch's ref as the bot writes it (`BAT-0007`), or as typed when no
+    batch could have its number."""
     batch = BatchRef.parse(text)
-    shown = str(batch) if batch is not None else text.strip().upper()
+    return str(batch) if batch is not None else text.strip().upper()
+
+
+def _batch_exists(ctx: ServiceDeps, text: str) -> bool:
+    # Imported here: only a batch's ref where a change belongs reads batches.
+    from bot.store.tables.batches import Batch
+
+    batch = BatchRef.parse(text)
+    if batch is None:
+        return False
+    with session_scope(ctx.engine) as s:
+        return s.get(Batch, batch.id) is not None
+
+
+def _not_a_change(text: str, verb: str | None = None) -> str:
+    """What to say when the ref of a batch that exists is given where one
+    change belongs: the wave's own command for `verb` (what was asked of
+    the change), or that a wave has none and its members are acted on one
+    by one."""
+    shown = _batch_shown(text)
     wave = f"{shown} is a patch wave, not one change"
     if verb in _WAVE_WIDE:
         command, does, slack = _WAVE_WIDE[verb]
@@ -163,6 +181,10 @@ def find_change(ctx: ServiceDeps, ref: str, *, verb: str | None = None) -> int:
         # leave the operator looking for a change that was never possible.
         raise NotFound(f"no change {text.upper()}: {TOO_MANY_DIGITS}")
     if change_id is None and BatchRef.typed(text):
+        # Pointing to `batch show BAT-7` when there is no BAT-7 sends the
+        # operator to a second error: say the wave's command only for a wave.
+        if not _batch_exists(ctx, text):
+            raise NotFound(f"no batch {_batch_shown(text)}, and a change id looks like CHG-0042")
         raise BadRequest(_not_a_change(text, verb))
     if change_id is None:
         raise BadRequest(

@@ -181,23 +181,26 @@ _WAVE_BUTTON = {
 
 
 def _wave_for_one_change(command: str, wave: str) -> str:
-    """What to say when `command`, which acts on one change, is given a wave."""
-    said = f"{wave} is a patch wave, not one change"
+    """What to say when `command`, which acts on one change, is given a
+    wave's ref. The parser has no database, so it cannot tell whether that
+    wave exists: the words say what a BAT-n is and where a wave is acted
+    on, never that this one is a wave (`/checkpoint batch` says whether)."""
+    said = f"{wave} is a patch wave's id (BAT-n), not a change's (CHG-n)"
     if command in _WAVE_BUTTON:
         return (
-            f"{said}: *{_WAVE_BUTTON[command]}* on {SLASH} batch {wave} acts on all its "
-            f"members, or give one member's CHG-n"
+            f"{said}: *{_WAVE_BUTTON[command]}* on {SLASH} batch {wave} acts on all the "
+            "wave's members, if there is one; or give one member's CHG-n"
         )
     if command in ("extend", "reject"):
         done = "extended" if command == "extend" else "rejected"
         return (
             f"{said}, and a wave is not {done} as a whole: {command} each member by its CHG-n "
-            f"({SLASH} batch {wave} lists them"
-            + (", each with its Extend)" if command == "extend" else ")")
+            f"({SLASH} batch {wave} lists them, if there is one"
+            + ("; each has its Extend)" if command == "extend" else ")")
         )
     return (
-        f"{said}; {SLASH} batch {wave} shows its members and acts on them all, or give one "
-        "member's CHG-n"
+        f"{said}: {SLASH} batch {wave} shows the wave, if there is one, and acts on all "
+        "its members; or give one member's CHG-n"
     )
 
 
