@@ -50,6 +50,9 @@ from websocket import WebSocketApp
 
 __all__ = ["SocketModeClient", "SocketModeHandler"]
 
+# The close code of a close handshake that ended as asked (RFC 6455 section 7.4.1).
+NORMAL_CLOSURE = 1000
+
 # How long an old connection may take to answer the close frame after a
 # refresh before it is cut off; nothing waits for it meanwhile.
 REFRESH_GRACE_SECONDS = 5.0
@@ -58,6 +61,44 @@ REFRESH_GRACE_SECONDS = 5.0
 # shutting the socket down under the reader (Slack answers in milliseconds;
 # a stop must take at most 1 s in all, issue #18).
 CLOSE_GRACE_SECONDS = 0.5
+
+
+class _OwnCloseFilter(logging.Filter):
+    """websocket-client (1.9) reports every close, even the handshake this
+    client started and the peer answered with 1000, as an error: on_error
+    with a WebSocketConnectionClosedException, then `ERROR websocket: ...
+    (code 1000) - goodbye` from the reader's thread. This drops that one
+    line when it comes from the reader of a session this client is ending;
+    any other close (the peer's own, another code, a lost connection) is
+    still logged as websocket-client logs it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._readers: set[int] = set()
+
+    def expect(self, reader: int | None) -> None:
+        if reader is not None:
+            with self._lock:
+                self._readers.add(reader)
+
+    def done(self, reader: int | None) -> None:
+        with self._lock:
+            self._readers.discard(reader or 0)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or record.thread not in self._readers:
+            return True
+        return not record.getMessage().endswith(f"(code {NORMAL_CLOSURE}) - goodbye")
+
+
+def _normal_closure(error: Exception) -> bool:
+    """The peer answered the close frame with 1000 (websocket-client sets
+    `status_code` on the exception it makes of the peer's close frame)."""
+    return (
+        isinstance(error, websocket.WebSocketConnectionClosedException)
+        and getattr(error, "status_code", None) == NORMAL_CLOSURE
+    )
 
 
 def _join(threads: list[threading.Thread], seconds: float) -> None:
@@ -86,6 +127,10 @@ class SocketModeClient(_Client):
         self._sessions_lock = threading.Lock()
         self._timers: list[threading.Timer] = []
         self._opened: set[WebSocketApp] = set()
+        # This client's own: on websocket-client's logger while it is open,
+        # dropping only the "goodbye" of the sessions it ends itself.
+        self._own_close = _OwnCloseFilter()
+        logging.getLogger("websocket").addFilter(self._own_close)
         super().__init__(
             app_token=app_token,
             logger=logger,
@@ -107,6 +152,7 @@ class SocketModeClient(_Client):
         except Exception as exc:
             self.logger.exception(f"Failed to start or stop the current session: {exc}")
         finally:
+            self._own_close.done(threading.get_ident())
             with self._sessions_lock:
                 self._sessions.pop(session, None)
                 self._opened.discard(session)
@@ -127,8 +173,12 @@ class SocketModeClient(_Client):
             session.keep_running = False
             return
         with self._sessions_lock:
-            if session in self._sessions:
+            reader = self._sessions.get(session)
+            if reader is not None:
+                # Before the close frame goes: the peer's answer, and what
+                # websocket-client says of it, may come at once.
                 self._ending[session] = sock
+                self._own_close.expect(reader.ident)
         try:
             sock.send_close()
         except (OSError, websocket.WebSocketException):
@@ -165,7 +215,14 @@ class SocketModeClient(_Client):
         def on_message(_ws: WebSocketApp, message: str) -> None:
             self.enqueue_message(message)
 
-        def on_error(_ws: WebSocketApp, error: Exception) -> None:
+        def on_error(ws: WebSocketApp, error: Exception) -> None:
+            with self._sessions_lock:
+                ours = ws in self._ending
+            if ours and _normal_closure(error):
+                # The end of a session this client closed (a stop, a reload,
+                # a refresh), answered as asked: not an error.
+                self.logger.debug("Connection closed as asked (code 1000)")
+                return
             self.logger.error(f"on_error invoked (error: {type(error).__name__}, message: {error})")
 
         def on_close(ws: WebSocketApp, code: int | None = None, _why: str | None = None) -> None:
@@ -255,6 +312,7 @@ class SocketModeClient(_Client):
         self.current_app_monitor.shutdown()  # type: ignore[no-untyped-call]
         self.message_processor.shutdown()  # type: ignore[no-untyped-call]
         self.message_workers.shutdown()
+        logging.getLogger("websocket").removeFilter(self._own_close)
 
 
 class SocketModeHandler(_Handler):

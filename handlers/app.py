@@ -10,10 +10,12 @@ nothing but the ack.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 
 from bot.context import AppContext
@@ -47,6 +49,23 @@ WORK_THREADS = 4
 MAX_VM_OPTIONS = 100
 
 
+class _TokenAlreadyGiven(logging.Filter):
+    """Drops Bolt's "As you gave `client` as well, `token` will be unused":
+    given no `token`, Bolt's App reads $SLACK_BOT_TOKEN from the process
+    environment by itself, and warns on every start that the client (which
+    already holds that token) wins. Nothing is wrong, yet it paged on-call.
+    Only that message, on Bolt's own logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+def _quiet_token_warning() -> None:
+    bolt = logging.getLogger("slack_bolt.App")
+    if not any(isinstance(f, _TokenAlreadyGiven) for f in bolt.filters):
+        bolt.addFilter(_TokenAlreadyGiven())
+
+
 def build_bolt_app(
     ctx: AppContext,
     *,
@@ -57,6 +76,7 @@ def build_bolt_app(
     token_verification: bool = True,
 ) -> App:
     client = make_web_client(bot_token, api_url, ctx.metrics)
+    _quiet_token_warning()
     app = ObservedApp(
         metrics=ctx.metrics,
         name="checkpoint-bot",

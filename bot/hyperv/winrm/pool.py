@@ -319,6 +319,7 @@ class PoolSession:
         if self._deadline.remaining() == math.inf:
             self._deadline.at = self._clock() + self._timeouts.stop_grace
         try:
+            fresh_seal(wsman)
             pool.close()
         except Exception as exc:
             log.info("closing the pool on %s failed: %s", self.name, type(exc).__name__)
@@ -378,6 +379,29 @@ class PoolSession:
             self._deadline.at = None
             if acquired:
                 self._lock.release()
+
+
+def fresh_seal(wsman: Any) -> None:
+    """Before a pool's Delete: have pypsrp set up message encryption again
+    (its empty POST) instead of sealing the Delete with the context of the
+    pool's last call.
+
+    NTLM and Kerberos authenticate a connection, not a request (MS-WSMV
+    3.1.4.1.30.1; the keep-alive the bot keeps per host). A WinRM listener
+    closes a connection idle for HTTP.sys's IdleConnectionTimeout (120 s
+    by default), shorter than `hyperv.idle_timeout` (300 s): the pool of a
+    host not asked for two minutes is closed over a new connection. pypsrp
+    then authenticates it and sends again the message it had sealed with the
+    old context, which the host cannot unseal: HTTP 400 with no body,
+    logged by pypsrp as `ERROR Failed to parse WSManFault message`, and
+    the shell left until the host's own idle timeout. With the encryption
+    set up again, a new connection is authenticated first and the Delete
+    sealed for it; on a connection still open the empty POST is answered at
+    once and the context stays the same. Nothing to do without message
+    encryption (TLS, or Basic)."""
+    transport = getattr(wsman, "transport", None)
+    if transport is not None and getattr(transport, "wrap_required", False):
+        transport.encryption = None
 
 
 def begin_invoke(ps: Any, pipeline: Pipeline) -> None:
