@@ -75,6 +75,9 @@ class MemberView:
     # both in plain text): the rejecter as a mention, the reason escaped.
     rejected_by: str | None = None
     rejected_reason: str | None = None
+    # Its lifetime once taken (a wave asked for without --ttl gives each
+    # member its own scope's policy default).
+    ttl_seconds: int | None = None
 
     @property
     def ref(self) -> str:
@@ -118,6 +121,7 @@ class MemberView:
             run_asked=scheduled and c.run_at is not None,
             rejected_by=rejected_by,
             rejected_reason=rejected_reason,
+            ttl_seconds=c.ttl_seconds,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +214,17 @@ class BatchView:
             run_at=b.run_at,
             pending_requests=pending_requests,
         )
+
+    @property
+    def lifetimes(self) -> tuple[int, int]:
+        """The shortest and longest lifetime of its members that are not
+        refused (the wave's recorded one when it has none): one value when
+        the wave was asked for with --ttl or its VMs share a policy default."""
+        ended = ("denied", "rejected", "withdrawn")
+        found = [m.ttl_seconds for m in self.members if m.ttl_seconds and m.state not in ended] or [
+            self.ttl_seconds
+        ]
+        return min(found), max(found)
 
     @property
     def recorded(self) -> bool:

@@ -202,6 +202,19 @@ def _named(candidates: tuple[Candidate, ...], *, why: bool) -> str:
     return ", ".join(shown) + f" and {rest} more"
 
 
+def _longest(ctx: ServiceDeps, preview: BatchPreview) -> int:
+    """The longest lifetime the policy gives the VMs the wave takes (the
+    `ttl` rule's default for each one's scope, in its decision); the
+    configured `defaults.ttl` where the rule gave none (it is disabled)."""
+    fallback = int(ctx.settings.defaults.ttl.total_seconds())
+    given = [
+        int(c.decision.adjustments.get("ttl_seconds") or fallback)
+        for c in preview.takeable
+        if c.decision is not None
+    ]
+    return max(given, default=fallback)
+
+
 def nothing_takeable(
     preview: BatchPreview, how_to_see: str = "ask for the wave again to see why"
 ) -> ServiceError:
@@ -378,7 +391,11 @@ def create_batch(
         # became refused or its host stopped answering: a wave of nothing
         # would have no member, no thread and no card to follow.
         raise nothing_takeable(preview)
-    ttl_seconds = int((lifetime or ctx.settings.defaults.ttl).total_seconds())
+    # Asked for (--ttl): every member asks for it. Not asked for: each
+    # member gets its own scope's policy default, as a single create does;
+    # the wave records the longest of them (its card shows the range).
+    member_ttl = f"{int(lifetime.total_seconds())}s" if lifetime is not None else None
+    ttl_seconds = int(lifetime.total_seconds()) if lifetime is not None else _longest(ctx, preview)
     now = ctx.clock()
     record = Batch(
         requester=who.id,
@@ -421,9 +438,9 @@ def create_batch(
                     reason=text,
                     requester=who,
                     checkpoint_type=kind,
-                    # Members inherit the batch's lifetime, given as seconds
-                    # so each reads exactly what the batch recorded.
-                    ttl=f"{ttl_seconds}s",
+                    # An asked-for lifetime, given as seconds so each reads
+                    # exactly what the batch recorded; else the policy's.
+                    ttl=member_ttl,
                     source=source,
                     channel=channel,
                     batch_id=batch_id,
