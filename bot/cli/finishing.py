@@ -21,8 +21,14 @@ if TYPE_CHECKING:
     from bot.context import AppContext
     from bot.service import Conflict, Outcome, Principal
 
-# Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable.
+# Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 unreachable, 4
+# interrupted (bot.cli.main's EPILOG, README "Exit codes").
 EXIT_REFUSED = 1
+# The change was interrupted while this command waited: the host may have
+# done it (seen: a checkpoint taken, then the connection reset before the
+# answer), so neither 1 nor 3, on which a script may run it again and take
+# a second checkpoint. The reconciler settles it; never run it again.
+EXIT_OUTCOME_UNKNOWN = 4
 BAD_ENDS = frozenset({State.FAILED.value, State.INTERRUPTED.value, State.DENIED.value})
 ACTIONS = {"create": "checkpoint", "rollback": "rollback", "merge": "merge"}
 
@@ -98,6 +104,19 @@ def moves_since(asked: ChangeView, after: ChangeView) -> list[tuple[str, str]]:
         for e in after.events
         if e.kind == "moved" and e.seq > began
     ]
+
+
+def interrupted_since(asked: ChangeView, after: ChangeView) -> bool:
+    """Whether the change was interrupted after the state it was asked into
+    (`asked`, as `moves_since` reads it): the outcome of the job this
+    command waited for is unknown, even if a reconciler already settled it
+    by the time the change was read back."""
+    if after.state == State.INTERRUPTED.value:
+        return True
+    began = max((e.seq for e in after.events if e.to_state == asked.state), default=None)
+    return began is not None and any(
+        e.to_state == State.INTERRUPTED.value and e.seq > began for e in after.events
+    )
 
 
 def wait_for_job(ctx: AppContext, job_id: int, ref: str) -> tuple[bool, ChangeView]:
@@ -208,7 +227,7 @@ def finish(
     change names (`found_elsewhere`): said, and named where the change is."""
     from bot.service import Outcome
 
-    view, ended_badly, waited = outcome.change, outcome.refused, False
+    view, ended_badly, waited, unknown = outcome.change, outcome.refused, False, False
     asked = view
     if now_on is not None and not as_json:
         term.progress(
@@ -235,6 +254,7 @@ def finish(
         succeeded, view = wait_for(outcome.job_id, view.ref)
         waited = True
         ended_badly = not succeeded or view.state in BAD_ENDS
+        unknown = interrupted_since(asked, view)
         for to, message in moves_since(asked, view):
             if not as_json and (now_on is None or to.casefold() != now_on.casefold()):
                 # The VM moved while the job ran, and the job followed it.
@@ -258,4 +278,8 @@ def finish(
             waited=waited,
             c=view,
         )
+    if unknown:
+        # The summary above already says who finds out how it ended (its
+        # `next:` line): the code alone tells a script not to run it again.
+        return EXIT_OUTCOME_UNKNOWN
     return EXIT_REFUSED if ended_badly else 0

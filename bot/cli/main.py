@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import logging
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+# 4, a change interrupted with its outcome unknown, is said by the command
+# that waited for it (bot.cli.finishing.EXIT_OUTCOME_UNKNOWN), never here.
 # 128 + SIGINT, as shells report a command Ctrl-C stopped.
 EXIT_INTERRUPTED = 130
 
@@ -27,7 +29,9 @@ Without --config (or CHECKPOINT_BOT_CONFIG) every command runs in demo mode on
 the simulated estate of deploy/examples/demo-inventory.yaml.
 
 Exit codes: 0 done, 1 refused or failed, 2 bad input, 3 a host or the database
-could not be reached, 130 interrupted (Ctrl-C).
+could not be reached (nothing was decided or recorded: try again), 4 interrupted:
+the outcome is unknown and the bot's reconciler settles it (do not run it again;
+`change show` shows how it ended), 130 interrupted (Ctrl-C).
 
 Who you are here: cli:NAME, NAME from CHECKPOINT_BOT_USER, else $USER. Nothing
 checks it, so on the CLI the two-person rule (nobody approves their own

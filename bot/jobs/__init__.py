@@ -9,6 +9,7 @@ from bot.lazy_names import names_on_first_use
 if TYPE_CHECKING:
     from bot.jobs.errors import (
         HandledFailure,
+        HandledInterruption,
         IdempotencyConflict,
         InvalidJobState,
         JobDeadlineExceeded,
@@ -44,6 +45,7 @@ _WHERE = {
     "DEADLINE_BEFORE_START": "bot.jobs.ledger",
     "FINAL_STATES": "bot.jobs.states",
     "HandledFailure": "bot.jobs.errors",
+    "HandledInterruption": "bot.jobs.errors",
     "Handler": "bot.jobs.runner",
     "IdempotencyConflict": "bot.jobs.errors",
     "InProcessConsumer": "bot.jobs.queue",
@@ -87,6 +89,7 @@ __all__ = [
     "ClaimResult",
     "Clock",
     "HandledFailure",
+    "HandledInterruption",
     "Handler",
     "IdempotencyConflict",
     "InProcessConsumer",

@@ -81,3 +81,13 @@ class HandledFailure(JobError):
     read it (the change's history and thread): the runner fails the job and
     logs one line, not a traceback. Seen: every host refusal or timeout of a
     CLI create also printed "logged error: job 1 (create on <VM id>) failed"."""
+
+
+class HandledInterruption(HandledFailure):
+    """Raised by a handler whose host call ended with its outcome unknown
+    (the connection dropped, no answer in time), after it recorded that
+    where people read it (the change is `interrupted`): the job ends
+    `interrupted`, never `failed` (the host may have done the work: seen,
+    a create the host had taken recorded as "failed") and never retried
+    (it could run twice); the reconciler asks the host. Its message is
+    the job's error as people read it: words, no exception class name."""

@@ -24,6 +24,7 @@ from typing import Any
 from bot.clock import real_seconds
 from bot.jobs.errors import (
     HandledFailure,
+    HandledInterruption,
     JobDeadlineExceeded,
     JobError,
     JobNotFound,
@@ -124,8 +125,9 @@ class RunStatus(StrEnum):
     NOT_DUE = "not_due"
     LOST = "lost"
     OWNERSHIP_LOST = "ownership_lost"
-    # The database did not answer while the job recorded its work: what
-    # the host did is unknown, and the reconciler asks it (never a failure).
+    # What the host did is unknown (the database did not answer while the
+    # job recorded its work, or the host stopped answering mid-call: a
+    # `HandledInterruption`): the reconciler asks it (never a failure).
     INTERRUPTED = "interrupted"
 
 
@@ -300,6 +302,11 @@ class JobRunner:
         except RetryLater as exc:
             log.info("job %s (%s on %s) will try again: %s", job.id, job.kind, job.vm_id, exc)
             return self._failed(job, ctx, describe_error(exc), retry_later=True)
+        except HandledInterruption as exc:
+            # Its handler recorded the unknown outcome where people read it:
+            # one line here, no traceback.
+            log.info("job %s (%s on %s) interrupted: %s", job.id, job.kind, job.vm_id, exc)
+            return self._interrupted(ctx, str(exc))
         except HandledFailure as exc:
             # Its handler recorded it where people read it: one line here.
             log.info("job %s (%s on %s) failed: %s", job.id, job.kind, job.vm_id, exc)
@@ -329,17 +336,22 @@ class JobRunner:
             reason,
             exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
         )
-        error = RECORD_NOT_WRITTEN.format(reason=reason)
+        return self._interrupted(ctx, RECORD_NOT_WRITTEN.format(reason=reason))
+
+    def _interrupted(self, ctx: JobContext, error: str) -> RunOutcome:
+        """End the job `interrupted` with `error`: what happened on the host
+        is unknown, so the reconciler asks it (never a failure, never a
+        retry)."""
         try:
             self._recorded(lambda: self.ledger.interrupt(ctx.job_id, self.worker_id, error))
         except JobOwnershipLost as lost:
             if lost.state == JobState.INTERRUPTED:
-                # Its heartbeats stopped with the database, so once it
-                # answered the reconciler took the job first: the end this
-                # write wanted. It asks the host what happened.
+                # Its heartbeats stopped (with the database, or while a host
+                # call hung), so the reconciler took the job first: the end
+                # this write wanted. It asks the host what happened.
                 log.warning(
-                    "job %s: the reconciler interrupted it meanwhile (its heartbeat lapsed "
-                    "while the database did not answer); it asks the host what happened",
+                    "job %s: the reconciler interrupted it meanwhile (its heartbeat lapsed); "
+                    "it asks the host what happened",
                     ctx.job_id,
                 )
                 return RunOutcome(ctx.job_id, RunStatus.INTERRUPTED, error=error)

@@ -43,7 +43,14 @@ from bot.hyperv import (
 )
 from bot.hyperv.evidence import Taken, holds_memory, judge_taken
 from bot.inventory import Inventory
-from bot.jobs import HandledFailure, JobContext, JobDeadlineExceeded, JobKind, RetryLater
+from bot.jobs import (
+    HandledFailure,
+    HandledInterruption,
+    JobContext,
+    JobDeadlineExceeded,
+    JobKind,
+    RetryLater,
+)
 from bot.service.deciding import Decider, Principal
 from bot.service.errors import NotFound, Unavailable
 from bot.service.follow import follow
@@ -73,6 +80,18 @@ _RETRY_MARGIN = timedelta(minutes=1)
 
 class OperationFailed(HandledFailure):
     """The host refused; already recorded on the change. Fails the job."""
+
+
+class OutcomeUnknown(HandledInterruption):
+    """The host call ended with its outcome unknown; the change is already
+    `interrupted`. Ends the job `interrupted`, not failed: seen, a create
+    whose connection was reset after the host took the checkpoint recorded
+    its job "failed" next to the reconciler's "taken"."""
+
+
+# How an unknown outcome's job error ends: who settles it, so nobody
+# reading the job list runs it again.
+_SETTLES = "the reconciler settles it"
 
 
 def _token(job: JobContext) -> str:
@@ -273,22 +292,29 @@ class HostJobs:
             raise OperationFailed(f"{change_ref(change_id)}: checkpoint vanished") from exc
         except HyperVError as exc:
             if isinstance(exc, HostTimeout | HostUnreachable):
+                # The call may have reached the host and done its work (a
+                # connection reset while the answer was awaited): unknown.
                 self._interrupt(change_id, doing, str(exc))
-            else:
-                self._step(
-                    change_id,
-                    on_refusal,
-                    f"{doing} failed: {exc.message}",
-                    details={"category": exc.category, "error_id": exc.error_id},
-                    said=exc.message,
-                )
+                raise OutcomeUnknown(
+                    f"{change_ref(change_id)}: the host stopped answering during the {doing}: "
+                    f"outcome unknown ({exc}); {_SETTLES}"
+                ) from exc
+            self._step(
+                change_id,
+                on_refusal,
+                f"{doing} failed: {exc.message}",
+                details={"category": exc.category, "error_id": exc.error_id},
+                said=exc.message,
+            )
             raise OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}") from exc
         except _NotThere as exc:
             self._step(change_id, on_refusal, f"{doing} not run: {exc}", said=str(exc))
             raise OperationFailed(f"{change_ref(change_id)}: {doing} not run: {exc}") from exc
         except _LeftAfterActing as exc:
             self._interrupt(change_id, doing, str(exc))
-            raise OperationFailed(f"{change_ref(change_id)}: {doing} interrupted: {exc}") from exc
+            raise OutcomeUnknown(
+                f"{change_ref(change_id)}: {doing}: outcome unknown ({exc}); {_SETTLES}"
+            ) from exc
         except _NotAsked as exc:
             self._step(
                 change_id,
@@ -302,14 +328,19 @@ class HostJobs:
             # wave's thread: "JobDeadlineExceeded: job 3 passed its deadline
             # 2026-11-24T11:40:54.548969+00:00"), and no traceback in the log.
             log.warning("%s of %s: %s", doing, change_ref(change_id), exc)
-            self._interrupt(
-                change_id, doing, f"{_deadline_passed(exc)} before the host had finished"
-            )
-            raise OperationFailed(f"{change_ref(change_id)}: {doing} interrupted: {exc}") from exc
+            why = f"{_deadline_passed(exc)} before the host had finished"
+            self._interrupt(change_id, doing, why)
+            raise OutcomeUnknown(
+                f"{change_ref(change_id)}: {doing}: outcome unknown ({why}); {_SETTLES}"
+            ) from exc
         except Exception as exc:
             log.exception("%s of %s ended unexpectedly", doing, change_ref(change_id))
             self._interrupt(change_id, doing, f"{type(exc).__name__}: {exc}")
-            raise OperationFailed(f"{change_ref(change_id)}: {doing} interrupted: {exc}") from exc
+            # The traceback is in the log (above); the job's error is words.
+            raise OutcomeUnknown(
+                f"{change_ref(change_id)}: {doing} ended unexpectedly (the log has why): "
+                f"outcome unknown; {_SETTLES}"
+            ) from exc
 
     @contextmanager
     def _reporting(self, job: JobContext, doing: str) -> Iterator[None]:

@@ -17,12 +17,14 @@ Messages never contain credentials: pypsrp's own texts name the user at most.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 
 # pyspnego raises these from inside the HTTP handshake (Kerberos, NTLM).
@@ -46,7 +48,7 @@ from bot.hyperv.errors import (
     VMNotFound,
 )
 from bot.hyperv.winrm.mapping import pick, properties, text
-from bot.net_causes import SocketProblem, os_reason, socket_problem
+from bot.net_causes import SocketProblem, causes, os_reason, socket_problem
 
 # System.Management.Automation.ErrorCategory, as the record's integer.
 ERROR_CATEGORIES = (
@@ -208,6 +210,15 @@ def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
         return HostAuthError(f"{what}: {kerberos_problem(exc)}", host=host)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return HostUnreachable(f"{what}: connection timed out", host=host, category="OpenError")
+    if isinstance(exc, requests.exceptions.ConnectionError) and dropped_mid_call(exc):
+        # Open, then lost before the answer: "cannot connect" sent people
+        # looking for a listener that was there (seen: a host killed while
+        # it answered Checkpoint-VM, which it had done).
+        return HostUnreachable(
+            f"{what}: the connection{_endpoint(exc)} {dropped_problem(exc)}",
+            host=host,
+            category="OpenError",
+        )
     if isinstance(exc, requests.exceptions.ConnectionError):
         return HostUnreachable(
             f"{what}: cannot connect{_endpoint(exc)}: {connect_problem(exc)}",
@@ -459,6 +470,30 @@ _WINRM_WORDS = {
     "packets)",
     SocketProblem.RESET: "the connection was reset by the host or a device on the way",
 }
+
+
+def dropped_mid_call(exc: BaseException) -> bool:
+    """Whether the connection was made and then lost during the request
+    (urllib3's ProtocolError: "Connection aborted", reset or closed with
+    no answer), not a connection that could not be made (its
+    NewConnectionError or ConnectTimeoutError)."""
+    found = causes(exc)
+    if any(isinstance(c, urllib3.exceptions.ConnectTimeoutError) for c in found):
+        return False
+    return any(isinstance(c, urllib3.exceptions.ProtocolError) for c in found)
+
+
+def dropped_problem(exc: BaseException) -> str:
+    """How a connection that was open ended, to follow "the connection to
+    ADDRESS:PORT": whether the host did what was asked is not known."""
+    # http.client's RemoteDisconnected (an orderly close, no answer) is a
+    # ConnectionResetError too: asked first, so it is not called a reset.
+    if any(isinstance(c, http.client.RemoteDisconnected) for c in causes(exc)):
+        return "was closed during the call, before the host answered"
+    found = socket_problem(exc)
+    if found is not None and found[0] is SocketProblem.RESET:
+        return "was reset during the call, by the host or a device on the way"
+    return "was closed during the call, before the host answered"
 
 
 def connect_problem(exc: BaseException) -> str:
