@@ -24,7 +24,8 @@ from tests.helpers import T0, run_inline, settings_for
 
 
 def test_change_show_of_a_create_refused_at_its_recheck_says_why(tmp_path: Path) -> None:
-    ctx = build_context(settings_for(tmp_path), clock=ScaledClock(600, start=T0), huey_kind="memory")
+    clock = ScaledClock(600, start=T0)
+    ctx = build_context(settings_for(tmp_path), clock=clock, huey_kind="memory")
     try:
         out = request_checkpoint(ctx, "APP01", reason="deploy", requester="alice")
         assert out.change.state == "approved" and out.job_id is not None
@@ -44,4 +45,4 @@ def test_change_show_of_a_create_refused_at_its_recheck_says_why(tmp_path: Path)
     assert refused[0].startswith("  refused:    re-checked before running: "), refused[0]
     assert "checkpoint" in refused[0].lower()
     policy = next(line for line in lines if line.startswith("  policy:"))
-    assert policy == "  policy:     allow when asked; refused when re-checked before running", policy
+    assert policy == "  policy:     allow when asked; refused when re-checked before running"
