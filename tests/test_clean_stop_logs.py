@@ -183,6 +183,50 @@ def test_serve_stopped_by_sigterm_logs_no_error(tmp_path: Path) -> None:
     assert [line for line in err.splitlines() if " ERROR " in line] == [], err
 
 
+def test_serve_reloaded_by_sighup_then_stopped_logs_no_warning(tmp_path: Path) -> None:
+    """A reload someone asked for (SIGHUP: `systemctl reload`) is said at
+    INFO: it was logged at WARNING, twice per reload."""
+    with FakeSlackApi() as api, FakeSocketModeServer() as server:
+        api.socket_url = server.url
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("CHECKPOINT_BOT") and k not in PROXY_VARS
+        }
+        env.pop("DATABASE_URL", None)
+        env |= {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_APP_TOKEN": APP_TOKEN,
+            "SLACK_API_URL": api.api_url,
+        }
+        serve = subprocess.Popen(
+            [str(BOT), "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            server.wait_connections(1, timeout=15.0)
+            serve.send_signal(signal.SIGHUP)
+            # Started again on the same files: a second connection to Slack.
+            server.wait_connections(2, timeout=30.0)
+            acked = server.wait_ack(server.slash_command("help", f"{api.url}/response/cli"))
+            assert acked.seconds < 3.0
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                _, err = serve.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                _, err = serve.communicate(timeout=5)
+    assert serve.returncode == 0, err
+    assert "the files check out: stopping, then starting again on them" in err
+    loud = [line for line in err.splitlines() if " WARNING " in line or " ERROR " in line]
+    assert loud == [], err
+
+
 # --- WinRM pools ------------------------------------------------------------------
 
 

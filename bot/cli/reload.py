@@ -110,12 +110,14 @@ class Reload:
                 self._check()
 
     def _check(self) -> None:
-        log.warning("SIGHUP: checking the config, inventory and policy files before reloading")
+        # Asked for by an operator (`systemctl reload`): INFO, not a warning
+        # that pages; a reload refused for a broken file stays an ERROR.
+        log.info("SIGHUP: checking the config, inventory and policy files before reloading")
         why = check_files(self._rt)
         if why is not None:
             log.error("not reloaded, still running on the files read at start: %s", why)
             return
-        log.warning("the files check out: stopping, then starting again on them")
+        log.info("the files check out: stopping, then starting again on them")
         self.requested = True
         self._stop()
 
