@@ -67,7 +67,9 @@ def test_a_credential_that_cannot_be_read_is_said_at_the_start(
     from bot.store import migrate
     from bot.store.db import make_engine
 
-    ports = dict.fromkeys(("HV01", "HV02", "HV03"), 5985)
+    # Nothing listens there: no host is asked. One port each, as an
+    # inventory gives every host its own endpoint.
+    ports = {"HV01": 5985, "HV02": 5986, "HV03": 5987}
     text = emulated_inventory(
         load_inventory(demo_inventory_path()), ports, "hvadmin", EMULATOR_PASSWORD_ENV
     )
