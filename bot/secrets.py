@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,13 +60,53 @@ class Secret:
         return f"Secret(origin={self.origin!r})"
 
 
-def unset_or_empty(env_name: str, env: Mapping[str, str]) -> str:
+# The names environment variables are given by convention: capitals, digits
+# and underscores (POSIX reserves the lowercase ones for applications,
+# https://pubs.opengroup.org/onlinepubs/9799919799/basedefs/V1_chap08.html).
+_CONVENTIONAL_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
+
+
+def env_name_shown(env_name: str, field: str = "") -> str:
+    """`$NAME`, for a name written as variables are (HV_PASSWORD); any other
+    (`S3cretPassw0rd`) is described, not shown: a secret typed where its
+    variable's name belongs would otherwise be printed back."""
+    if _CONVENTIONAL_ENV_NAME.match(env_name):
+        return f"${env_name}"
+    named = f"{field} names" if field else "named"
+    return (
+        f"the environment variable {named} (not shown: not in capitals, so it may be "
+        "the secret itself)"
+    )
+
+
+def unset_or_empty(env_name: str, env: Mapping[str, str], field: str = "") -> str:
     """Why `env_name` gave no value, as a message ends: `$NAME is not set`, or
     `$NAME is set but empty` (an `export NAME=` or a template that rendered
-    nothing), which are fixed in different places."""
+    nothing), which are fixed in different places. `field` names where the
+    name was given, for a name not shown (`env_name_shown`)."""
+    shown = env_name_shown(env_name, field)
     if env_name in env:
-        return f"${env_name} is set but empty"
-    return f"${env_name} is not set"
+        return f"{shown} is set but empty"
+    return f"{shown} is not set"
+
+
+def missing_file_words(file: Path, field: str) -> str:
+    """Why the file `field` names cannot be read, when there is no such file,
+    without its name: a value that names nothing may be the secret itself
+    typed where its file's path belongs. Only whether it looks like a path
+    is said (a separator, or a leading ~ or .)."""
+    text = str(file)
+    path_like = any(sep in text for sep in ("/", "\\")) or text.startswith(("~", "."))
+    hint = (
+        "it looks like a path: check it"
+        if path_like
+        else f"it does not look like a path: set {field} to the path of the file that "
+        "holds it (e.g. /etc/checkpoint-bot/hv-password), or use password_env"
+    )
+    return (
+        f"the file {field} names does not exist (not shown, in case it is the secret "
+        f"itself; {hint})"
+    )
 
 
 def secret_from(

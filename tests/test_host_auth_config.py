@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.hyperv.errors import HostAuthError, HostUnreachable
+from bot.hyperv.errors import HostAuthError
 from bot.hyperv.winrm.connect import Credentials, wsman_factory, wsman_options
 from bot.hyperv.winrm.pool import WinRMTimeouts
 from bot.inventory import Inventory, load_inventory
 from bot.inventory.models import CREDSSP_REFUSED
 from tests.cli_support import invoke, one_line_error
+from tests.tls_support import TestCA
 
 
 def _host(**fields: Any) -> Any:
@@ -96,16 +97,21 @@ def test_a_missing_keytab_is_named_before_any_connection(tmp_path: Path) -> None
 
 
 def test_a_missing_ca_bundle_is_one_line_not_an_oserror(tmp_path: Path) -> None:
-    host = _host(auth="kerberos", ca_bundle=str(tmp_path / "corp-ca.pem"))
-    with pytest.raises(HostUnreachable) as caught:
+    with pytest.raises(ValidationError, match=r"corp-ca\.pem does not exist"):
+        _host(auth="kerberos", ca_bundle=str(tmp_path / "corp-ca.pem"))
+    # One gone since the inventory was read (or a Host built in code).
+    host = _host(auth="kerberos").model_copy(update={"ca_bundle": tmp_path / "corp-ca.pem"})
+    with pytest.raises(HostAuthError) as caught:
         wsman_factory(host, Credentials({}).for_host(host), WinRMTimeouts())
     message = str(caught.value)
     assert message.startswith("HV01: ca_bundle ") and "corp-ca.pem does not exist" in message
-    assert "set ca_bundle:" in message
+    assert "name the PEM file of the CA" in message
 
 
 def test_a_group_shares_its_settings_through_a_yaml_anchor(tmp_path: Path) -> None:
     """docs/connect-hosts.md, "Settings for a group of hosts"."""
+    # The bundle must be a PEM file of certificates: the inventory checks it.
+    bundle = TestCA.create("Corp Root CA").write(tmp_path / "corp-root-ca.pem")
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(
         "hosts:\n"
@@ -114,7 +120,7 @@ def test_a_group_shares_its_settings_through_a_yaml_anchor(tmp_path: Path) -> No
         "    address: hv01.corp.example\n"
         "    host_group: prod-cluster\n"
         "    auth: kerberos\n"
-        "    ca_bundle: /etc/checkpoint-bot/corp-root-ca.pem\n"
+        f"    ca_bundle: {bundle}\n"
         "    credential: {keytab_file: /etc/checkpoint-bot/bot.keytab}\n"
         "  - <<: *prod-host\n"
         "    name: HV02\n"
@@ -125,6 +131,6 @@ def test_a_group_shares_its_settings_through_a_yaml_anchor(tmp_path: Path) -> No
     hv01, hv02 = load_inventory(inventory).hosts
     assert (hv02.name, hv02.address) == ("HV02", "hv02.corp.example")
     for host in (hv01, hv02):
-        assert host.ca_bundle == Path("/etc/checkpoint-bot/corp-root-ca.pem")
+        assert host.ca_bundle == bundle
         assert host.auth == "kerberos" and host.host_group == "prod-cluster"
         assert Credentials({}).for_host(host).keytab == Path("/etc/checkpoint-bot/bot.keytab")

@@ -263,7 +263,7 @@ FIELD_ERRORS = [
     ("name: WEB01", "name: 'WEB;01'",
      "13: vms[0].name: name 'WEB;01' contains ';'"),
     ("password_env: HYPERV_PASSWORD", "password_env: my secret",
-     "6: hosts[0].credential.password_env: expected the name of an environment variable"),
+     "6: hosts[0].credential.password_env: is not the name of an environment variable"),
 ]  # fmt: skip
 
 

@@ -59,7 +59,7 @@ def test_missing_secrets_are_auth_errors_without_values(tmp_path: Path) -> None:
     with pytest.raises(HostAuthError, match=r"\$HV_PASSWORD is not set"):
         Credentials({}).for_host(make_host())
     missing = make_host(credential={"username": "u", "password_file": str(tmp_path / "nope")})
-    with pytest.raises(HostAuthError, match="cannot read"):
+    with pytest.raises(HostAuthError, match="the file password_file names does not exist"):
         Credentials({}).for_host(missing)
 
 

@@ -8,8 +8,12 @@ from here or from discovery on the host; a missing fact stays missing, so rules 
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
+import os
 import re
+import socket
+import ssl
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -92,12 +96,79 @@ def _auth_method(value: object) -> object:
     return value
 
 
-def _is_ip_address(value: str) -> bool:
+def _ip_address(value: str) -> str | None:
+    """The address `value` is, in its usual form, when it is an IP address
+    in any form a resolver takes for one; else None. Besides the dotted
+    quad, `inet_aton` (which getaddrinfo uses for IPv4 literals) takes
+    shorthand forms: `127.1`, `2130706433`, `0x7f000001`, octal parts
+    (inet(3); Python's socket.inet_aton,
+    https://docs.python.org/3/library/socket.html#socket.inet_aton)."""
+    text = value.strip("[]").split("%")[0]
     try:
-        ipaddress.ip_address(value.strip("[]").split("%")[0])
+        return str(ipaddress.ip_address(text))
     except ValueError:
-        return False
-    return True
+        pass
+    # Only digits, dots and hex: no DNS name is all numeric (RFC 1123 2.1,
+    # a top-level label is alphabetic), and glibc's inet_aton stops at
+    # whitespace, which an address never holds anyway.
+    if not text or not re.fullmatch(r"[0-9A-Fa-fXx.]+", text):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(text))
+    except OSError:
+        return None
+
+
+def _is_ip_address(value: str) -> bool:
+    return _ip_address(value) is not None
+
+
+# What a host's certificate is validated against: a PEM file of CA
+# certificates, as Python's ssl module loads it
+# (SSLContext.load_verify_locations(cafile=...),
+# https://docs.python.org/3/library/ssl.html#ssl.SSLContext.load_verify_locations;
+# requests and urllib3 load `verify=` so).
+_CA_BUNDLE_RIGHT = "name the PEM file of the CA that signed the host's certificate"
+
+
+def ca_bundle_problem(bundle: Path) -> str | None:
+    """What is wrong with `bundle` as a CA bundle, from here (no host asked),
+    as one clause with what would be right; None when it loads. A file the
+    TLS library cannot take fails every handshake the same way: it is the
+    bot's configuration, not the host, that is wrong."""
+    try:
+        found = bundle.stat()
+    except FileNotFoundError:
+        return f"ca_bundle {bundle} does not exist: {_CA_BUNDLE_RIGHT}"
+    except OSError as exc:
+        return f"ca_bundle {bundle} cannot be looked at ({exc.strerror}): {_CA_BUNDLE_RIGHT}"
+    if bundle.is_dir():
+        return f"ca_bundle {bundle} is a directory: {_CA_BUNDLE_RIGHT}"
+    if not os.access(bundle, os.R_OK):
+        return (
+            f"ca_bundle {bundle} cannot be read by the bot's user: let it read the file "
+            "(chmod/chown), or copy the CA's PEM file where it can"
+        )
+    problem = _loads(str(bundle), found.st_mtime_ns, found.st_size)
+    if problem is not None:
+        return (
+            f"ca_bundle {bundle} holds no certificate ({problem}): "
+            f"{_CA_BUNDLE_RIGHT} (-----BEGIN CERTIFICATE----- blocks; not a key, not DER)"
+        )
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _loads(path: str, _mtime_ns: int, _size: int) -> str | None:
+    """OpenSSL's reason when `path` gives no CA certificate, else None;
+    once per version of the file (hosts share their bundle)."""
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        return str(exc.reason or exc.library or "not PEM").replace("_", " ").lower()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 DC_ROLES = frozenset({Role.DOMAIN_CONTROLLER, Role.READ_ONLY_DOMAIN_CONTROLLER})
@@ -159,10 +230,15 @@ _CHECKPOINT_TYPE_ORDER = (
 )
 
 
-def _env_name(value: object) -> object:
+def _env_name(value: object, info: ValidationInfo) -> object:
+    # Never echoed: what is typed where a variable's NAME belongs is often
+    # the secret itself (seen: `password_env: 'Summer2026!'` printed back).
     if isinstance(value, str) and not _ENV_NAME.match(value):
+        secret = "password" if info.field_name == "password_env" else "value"
         raise ValueError(
-            f"expected the name of an environment variable like HYPERV_PASSWORD, got {value!r}"
+            "is not the name of an environment variable (letters, digits and _, not starting "
+            f"with a digit, like HYPERV_PASSWORD; the value is not shown: it may be the "
+            f"{secret} itself)"
         )
     return value
 
@@ -330,10 +406,12 @@ class Host(_Model):
         # address has none, and Windows' own client falls back to NTLM for one
         # (about_Remote_Troubleshooting, "How to use an IP address in a remote command",
         # https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_remote_troubleshooting).
-        if self.auth is AuthMethod.KERBEROS and _is_ip_address(self.address):
+        ip = _ip_address(self.address) if self.auth is AuthMethod.KERBEROS else None
+        if ip is not None:
+            shown = self.address if ip == self.address.strip("[]") else f"{self.address} ({ip})"
             raise ValueError(
                 f"kerberos auth needs the host's DNS name in address (its SPN is "
-                f"HTTP/<name>), not the IP address {self.address}; e.g. address: "
+                f"HTTP/<name>), not the IP address {shown}; e.g. address: "
                 "hv01.corp.example"
             )
         return self
@@ -347,6 +425,20 @@ class Host(_Model):
                 raise ValueError(f"volume {volume.path!r} is listed twice")
             seen.add(volume.path.casefold())
         return volumes
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_loads(cls, bundle: Path | None, info: ValidationInfo) -> Path | None:
+        # Checked here, where the inventory is read: a bundle the bot cannot
+        # use fails every handshake, which read as the host being down
+        # ("try again once it answers"). Plain HTTP has no certificate.
+        if bundle is None or info.data.get("transport") is not Transport.HTTPS:
+            return bundle
+        problem = ca_bundle_problem(bundle)
+        if problem is not None:
+            name = info.data.get("name")
+            raise ValueError(f"{name}: {problem}" if name else problem)
+        return bundle
 
     def volume(self, path: str) -> HostVolume | None:
         wanted = str(normalize_volume_path(path)).casefold()

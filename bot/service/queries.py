@@ -71,15 +71,34 @@ def checkpoints_on(
 ) -> tuple[list[Checkpoint], list[HostProblem]]:
     """`fleet_checkpoints` given the host factory and fan-out themselves (the
     fleet bench runs exactly this)."""
+    found, problems, _without = _checkpoints_asked(host_for, hosts, fanout=fanout, vm_id=vm_id)
+    return found, problems
+
+
+def _checkpoints_asked(
+    host_for: Callable[[str], HyperVHost],
+    hosts: list[str],
+    *,
+    fanout: int,
+    vm_id: str | None = None,
+) -> tuple[list[Checkpoint], list[HostProblem], list[tuple[str, str]]]:
+    """`checkpoints_on`, and the hosts that answered that they have no VM
+    `vm_id` (with their words). Such a host answered: it holds none of the
+    VM's checkpoints (they move with the VM). Seen: a cluster peer asked
+    because the owner node could not be, reported as "could not be
+    reached" for saying the VM is not there."""
     results = ask_hosts(host_for, hosts, lambda host: host.list_checkpoints(vm_id), fanout=fanout)
     found: list[Checkpoint] = []
     problems: list[HostProblem] = []
+    without: list[tuple[str, str]] = []
     for name, result in results:
-        if isinstance(result, HyperVError):
+        if vm_id is not None and isinstance(result, VMNotFound):
+            without.append((name, result.message))
+        elif isinstance(result, HyperVError):
             problems.append(HostProblem(name, result.message, isinstance(result, HostAuthError)))
         else:
             found.extend(result)
-    return found, problems
+    return found, problems, without
 
 
 def list_checkpoints(
@@ -89,6 +108,7 @@ def list_checkpoints(
     (`host`), or those of whatever host, VM, failover cluster or group
     `target` names (bot.service.whereabouts.focus_on)."""
     vm_id = None
+    record: VM | None = None
     found: list[Checkpoint] | None = None
     hosts: list[str] | None = None
     only: set[str] | None = None  # a group's VM ids
@@ -125,7 +145,14 @@ def list_checkpoints(
         hosts = [h.name for h in ctx.inventory.hosts]
 
     if found is None:
-        found, problems = fleet_checkpoints(ctx, hosts, vm_id)
+        found, problems, without = _checkpoints_asked(
+            ctx.host_for, hosts, fanout=ctx.settings.hyperv.fanout, vm_id=vm_id
+        )
+        if record is not None and without and len(without) == len(hosts):
+            # Every node asked answered, and none has the VM (it moved away
+            # between being located and being listed): as `_where` says it.
+            group = ctx.inventory.group_of(record)
+            raise NotOnCluster(record, group, [name for name, _ in without], without[0][1])
     if only is not None:
         found = [c for c in found if c.vm_id in only]
     owners = _owners(ctx, [c.id for c in found])

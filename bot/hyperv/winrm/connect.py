@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +31,18 @@ from typing import Any
 import spnego
 from pypsrp.wsman import WSMan
 
-from bot.hyperv.errors import HostAuthError, HostUnreachable, HyperVError
+from bot.hyperv.errors import HostAuthError, HyperVError
 from bot.hyperv.winrm.pool import WinRMTimeouts
-from bot.inventory.models import AuthMethod, Host, Transport
-from bot.secrets import Secret, SecretError, secret_from, unset_or_empty
+from bot.inventory.models import AuthMethod, Host, Transport, ca_bundle_problem
+from bot.secrets import (
+    Secret,
+    SecretError,
+    credential_path,
+    env_name_shown,
+    missing_file_words,
+    secret_from,
+    unset_or_empty,
+)
 
 
 @dataclass(frozen=True)
@@ -93,9 +100,11 @@ class Credentials:
             username = self._env.get(ref.username_env) or None
             if username is None:
                 raise HostAuthError(
-                    f"no user name: {unset_or_empty(ref.username_env, self._env)}",
+                    f"no user name: {unset_or_empty(ref.username_env, self._env, 'username_env')}",
                     host=host.name,
                 )
+        if ref.password_file is not None:
+            self._check_password_file(host, ref.password_file)
         try:
             password = secret_from(
                 env_name=ref.password_env,
@@ -107,7 +116,8 @@ class Credentials:
             raise HostAuthError(str(exc), host=host.name) from None
         if password is None and ref.password_env is not None:
             raise HostAuthError(
-                f"no password: {unset_or_empty(ref.password_env, self._env)}", host=host.name
+                f"no password: {unset_or_empty(ref.password_env, self._env, 'password_env')}",
+                host=host.name,
             )
         if ref.keytab_file is not None:
             return HostCredential(username=username, keytab=ref.keytab_file)
@@ -119,6 +129,16 @@ class Credentials:
             certificate_pem=ref.certificate_pem,
             certificate_key_pem=ref.certificate_key_pem,
         )
+
+    def _check_password_file(self, host: Host, file: Path) -> None:
+        try:
+            path = credential_path(file, self._env, f"host {host.name} password")
+        except SecretError as exc:
+            raise HostAuthError(str(exc), host=host.name) from None
+        if not path.exists() and not path.is_symlink():
+            raise HostAuthError(
+                f"no password: {missing_file_words(file, 'password_file')}", host=host.name
+            )
 
     def _kerberos_from_env(self, host: Host, principal: str | None) -> HostCredential:
         if AuthMethod(host.auth) not in _KERBEROS_AUTHS:
@@ -147,7 +167,7 @@ def what_to_check(host: Host) -> str:
             f"(${CCACHE_ENV}, ${CLIENT_KEYTAB_ENV}) and that the host's key is current"
         )
     user = (
-        f"the user name in ${ref.username_env}"
+        f"the user name in {env_name_shown(ref.username_env, 'username_env')}"
         if ref.username_env is not None
         else f"user {ref.username}"
         if ref.username is not None
@@ -156,7 +176,8 @@ def what_to_check(host: Host) -> str:
     if ref.keytab_file is not None:
         kept = f"keytab_file {ref.keytab_file}"
     elif ref.password_env is not None:
-        kept = f"the password in ${ref.password_env} (password_env)"
+        shown = env_name_shown(ref.password_env, "password_env")
+        kept = f"the password in {shown}" + (" (password_env)" if shown[0] == "$" else "")
     elif ref.password_file is not None:
         kept = f"the password in {ref.password_file} (password_file)"
     elif ref.certificate_pem is not None:
@@ -179,27 +200,84 @@ def _check_kerberos(host: Host, credential: HostCredential) -> None:
             host=host.name,
         )
     keytab = credential.keytab
-    if keytab is not None and not os.access(keytab, os.R_OK):
-        shown = "does not exist" if not keytab.exists() else "is not readable by the bot"
-        raise HostAuthError(
-            f"keytab {keytab} {shown}; set keytab_file (or {CLIENT_KEYTAB_ENV}) to the "
-            "bot's client keytab",
-            host=host.name,
+    if keytab is not None:
+        problem = keytab_problem(keytab)
+        if problem is not None:
+            raise HostAuthError(
+                f"keytab {keytab} {problem}; set keytab_file (or {CLIENT_KEYTAB_ENV}) to the "
+                "bot's client keytab file",
+                host=host.name,
+            )
+    if credential.ccache is not None and credential.username is not None and needed:
+        other = _ccache_for_another(credential.ccache, credential.username)
+        if other is not None:
+            held, wanted = other
+            raise HostAuthError(
+                f"the credentials cache {CCACHE_ENV} names holds a ticket for {held}, not "
+                f"for {wanted} (username:): kinit {wanted} with that {CCACHE_ENV}, or set "
+                f"username: to {held}",
+                host=host.name,
+            )
+
+
+# MIT's keytab file format: a version byte 5, then 1 or 2 (2 for any keytab
+# made since 1995: ktutil, kadmin's ktadd, Windows' ktpass)
+# (https://web.mit.edu/kerberos/krb5-latest/doc/formats/keytab_file_format.html).
+_KEYTAB_VERSIONS = (b"\x05\x01", b"\x05\x02")
+
+
+def keytab_problem(keytab: Path) -> str | None:
+    """What is wrong with a keytab file, from here, as words to follow its
+    name; None when it looks like one. The Kerberos library would say "Is a
+    directory 21" or "Unsupported key table format version number" only
+    once the host is asked."""
+    if not keytab.exists():
+        return "does not exist"
+    if keytab.is_dir():
+        return "is a directory, not a keytab file"
+    try:
+        with keytab.open("rb") as opened:
+            head = opened.read(2)
+    except OSError:
+        return "is not readable by the bot"
+    if head not in _KEYTAB_VERSIONS:
+        return (
+            "is not a keytab (a keytab is binary and starts with version 0x0502; make one "
+            "with ktutil or kadmin's ktadd, or ktpass on a domain controller)"
         )
+    return None
+
+
+def _ccache_for_another(ccache: str, username: str) -> tuple[str, str] | None:
+    """(the ccache's principal, the one `username` names) when they differ,
+    as the Kerberos library compares them (the default realm added to a name
+    without one); None when they match or the cache cannot be read (the
+    handshake then says why, kerberos_problem)."""
+    try:
+        import krb5
+
+        context = krb5.init_context()
+        held = krb5.cc_get_principal(context, krb5.cc_resolve(context, ccache.encode()))
+        wanted = krb5.parse_name_flags(context, username.encode())
+        held_name = krb5.unparse_name_flags(context, held).decode()
+        wanted_name = krb5.unparse_name_flags(context, wanted).decode()
+    except Exception:  # the optional extra; any failure: the handshake says why
+        return None
+    return None if held_name == wanted_name else (held_name, wanted_name)
 
 
 def _check_ca_bundle(host: Host) -> None:
-    """requests would raise a bare OSError for a bundle it cannot open."""
+    """requests would raise a bare OSError for a bundle it cannot open. The
+    inventory refuses such a bundle at load (bot.inventory.models); this is
+    one that changed since, or a Host built in code. The bot's trust is what
+    is wrong, not the host: asking again will not help (HostAuthError)."""
     bundle = host.ca_bundle
     if bundle is None or host.transport is not Transport.HTTPS:
         return
-    if not bundle.is_file() or not os.access(bundle, os.R_OK):
-        shown = "does not exist" if not bundle.exists() else "cannot be read by the bot"
-        raise HostUnreachable(
-            f"ca_bundle {bundle} {shown}; set ca_bundle: to the PEM file of the CA that "
-            "issued the host's WinRM certificate (docs/connect-hosts.md)",
-            host=host.name,
-            category="SecurityError",
+    problem = ca_bundle_problem(bundle)
+    if problem is not None:
+        raise HostAuthError(
+            f"{problem} (docs/connect-hosts.md)", host=host.name, category="SecurityError"
         )
 
 

@@ -18,6 +18,7 @@ Messages never contain credentials: pypsrp's own texts name the user at most.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -195,7 +196,15 @@ def transport_error(exc: BaseException, *, host: str, what: str) -> HyperVError:
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return HostTimeout(f"{what}: no answer in time", host=host, category="OperationTimeout")
     if isinstance(exc, requests.exceptions.SSLError):
-        return HostUnreachable(f"{what}: {tls_problem(exc)}", host=host, category="SecurityError")
+        # A certificate the bot does not trust (or a bundle it cannot use)
+        # fails every handshake alike until someone fixes the trust: the bot
+        # did not log in, and asking again will not help (HostAuthError),
+        # unlike a host that is down. Nothing was sent: no credential, no
+        # command.
+        said = f"{what}: {tls_problem(exc)}"
+        if tls_settled(exc):
+            return HostAuthError(said, host=host, category="SecurityError")
+        return HostUnreachable(said, host=host, category="SecurityError")
     if _is_kerberos_error(exc):
         if kdc_unreachable(exc):
             # No KDC answered (a domain controller rebooting for patching):
@@ -284,12 +293,44 @@ _TLS_PROBLEMS: tuple[tuple[str, str], ...] = (
         "the host's certificate is not trusted (not issued by a CA in the trust used); set "
         "ca_bundle: to the PEM file of the CA that issued the host's WinRM certificate",
     ),
+    # The bundle the bot validates with gives OpenSSL no CA certificate
+    # (empty, a key, DER, text): inventory load refuses such a file, so this
+    # is one changed since, or REQUESTS_CA_BUNDLE's.
+    (
+        "no certificate or crl found",
+        "the CA bundle the bot validates with holds no certificate: set ca_bundle: to the "
+        "PEM file of the CA that signed the host's certificate (-----BEGIN CERTIFICATE-----)",
+    ),
+    (
+        "pem lib",
+        "the CA bundle the bot validates with is not a PEM file of certificates: set "
+        "ca_bundle: to the PEM file of the CA that signed the host's certificate",
+    ),
     (
         "wrong version number",
         "the port does not speak TLS; is it the HTTP listener (5985)? use transport: http "
         "or the HTTPS listener's port (5986)",
     ),
 )
+
+
+# The TLS failures that the bot's trust or the host's certificate settle,
+# not the network: each fails again, alike, until a person fixes one of them.
+_TLS_SETTLED = (
+    "hostname mismatch",
+    "ip address mismatch",
+    "certificate has expired",
+    "certificate verify failed",
+    "no certificate or crl found",
+    "pem lib",
+)
+
+
+def tls_settled(exc: BaseException) -> bool:
+    """Whether trying again cannot help: a certificate not trusted, not for
+    this name, expired, or a CA bundle that holds no certificate."""
+    folded = str(exc).lower()
+    return any(fragment in folded for fragment in _TLS_SETTLED)
 
 
 def tls_problem(exc: BaseException) -> str:
@@ -309,6 +350,8 @@ def _verify_detail(exc: BaseException) -> str:
     if start < 0:
         start = text_.find("[SSL")
     if start < 0:
+        start = text_.find("[X509")
+    if start < 0:
         return _first_line(exc)
     end = text_.find(" (_ssl.c", start)
     return text_[start : end if end > 0 else start + 200].strip("'\\") or _first_line(exc)
@@ -319,9 +362,28 @@ def _verify_detail(exc: BaseException) -> str:
 # is not one of them (kdc_problem).
 _KERBEROS_HINTS: tuple[tuple[str, str], ...] = (
     (
+        # The client principal (username:, a keytab's or a ccache's) is
+        # unknown to the realm: MIT says "Client 'X' not found ...".
+        "client '",
+        "the realm has no principal {client}: set username: (or the keytab) to a "
+        "principal of the realm, realm included",
+    ),
+    (
+        "unsupported key table format",
+        "the keytab is not a keytab file: set keytab_file (or KRB5_CLIENT_KTNAME) to one "
+        "made with ktutil, kadmin's ktadd or ktpass",
+    ),
+    (
+        # KRB5CCNAME's ticket is for another principal than username: asks for.
+        "does not match desired name",
+        "the credentials cache holds a ticket for another principal than username: names: "
+        "kinit as that user (klist shows whose the ticket is), or set username: to the "
+        "ticket's principal",
+    ),
+    (
         "not found in kerberos database",
-        "the realm has no service principal HTTP/<address>: register it (setspn -S "
-        "HTTP/<fqdn> <host>) or set address: to the name it is registered for",
+        "the realm has no service principal {spn}: register it (setspn -S {spn} "
+        "<host's computer account>) or set address: to the name it is registered for",
     ),
     (
         "no kerberos credentials",
@@ -368,6 +430,7 @@ _GSS_MINOR = re.compile(r"Minor \(\d+\): (.*?)(?:, Context:|$)")
 # The `krb5` package appends MIT's error code to the message ("... -1765328228"):
 # a number for a developer, not words for the operator.
 _KRB5_CODE = re.compile(r"\s+-?\d{6,}$")
+_ANY_CODE = re.compile(r"\s+-?\d+$")
 # The realm an MIT message names: for realm 'X' (or "X").
 _REALM = re.compile(r"""for (?:requested )?realm ['"]?([^'"\s]+)['"]?""", re.IGNORECASE)
 
@@ -384,7 +447,18 @@ def _kerberos_detail(exc: BaseException) -> str:
     """GSSAPI's (or krb5's) own reason, in its words, without error codes."""
     minor = _GSS_MINOR.search(str(exc))
     detail = minor.group(1).strip() if minor else _first_line(exc)
-    return _KRB5_CODE.sub("", detail)
+    # The krb5 package appends the code to every message: MIT's (-1765328228)
+    # or, for a system error, errno's ("Is a directory 21").
+    code = _KRB5_CODE if minor or not _is_krb5_error(exc) else _ANY_CODE
+    return code.sub("", detail)
+
+
+def _is_krb5_error(exc: BaseException) -> bool:
+    try:
+        from krb5 import Krb5Error
+    except ImportError:
+        return False
+    return isinstance(exc, Krb5Error)
 
 
 def kerberos_problem(exc: BaseException) -> str:
@@ -392,11 +466,43 @@ def kerberos_problem(exc: BaseException) -> str:
     detail = _kerberos_detail(exc)
     folded = str(exc).lower()
     found = _REALM.search(detail)
+    spn = _SERVER.search(detail)
+    if spn is not None and _is_ip(spn.group(3)):
+        # A ticket is for a name: an IP address has no SPN to register, and
+        # Windows' own client will not ask for one (about_Remote_Troubleshooting,
+        # "How to use an IP address in a remote command",
+        # https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_remote_troubleshooting).
+        return (
+            f"Kerberos authentication failed: Kerberos needs the host's DNS name, not the "
+            f"IP address in {spn.group(1)}: set address: to the name its SPN is registered "
+            f"for (HTTP/hv01.corp.example) ({detail})"
+        )
     for fragment, hint in _KERBEROS_HINTS:
         if fragment in folded:
-            said = hint.format(realm=found.group(1) if found else "<REALM>")
+            client = _CLIENT.search(detail)
+            said = hint.format(
+                realm=found.group(1) if found else "<REALM>",
+                spn=spn.group(1) if spn else "HTTP/<address>",
+                client=client.group(1) if client else "asked for",
+            )
             return f"Kerberos authentication failed: {said} ({detail})"
     return f"Kerberos authentication failed: {detail}"
+
+
+# The service principal MIT names: "Server HTTP/hv01.corp.example@REALM not
+# found in Kerberos database" -> HTTP/hv01.corp.example, hv01.corp.example.
+_SERVER = re.compile(r"Server (([^/\s@]+)/([^\s@]+))@\S+")
+
+
+_CLIENT = re.compile(r"Client '([^']+)' not found")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def kdc_problem(exc: BaseException) -> str:
