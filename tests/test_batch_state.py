@@ -37,6 +37,7 @@ def test_the_state_is_the_documented_function(states: list[State]) -> None:
     busy = bool(live & {Part.PENDING, Part.RUNNING})
     waiting = Part.WAITING in live
     scheduled = Part.SCHEDULED in live
+    unknown = Part.UNKNOWN in live
     assert (got is BatchState.EMPTY) == (not states)
     withdrawn = State.WITHDRAWN in states
     # A wave nobody refused is never called refused: withdrawn is its own word.
@@ -45,7 +46,11 @@ def test_the_state_is_the_documented_function(states: list[State]) -> None:
     assert (got is BatchState.RUNNING) == busy
     assert (got is BatchState.AWAITING_APPROVAL) == (waiting and not busy)
     assert (got is BatchState.SCHEDULED) == (scheduled and not waiting and not busy)
-    settled = bool(live) and not busy and not waiting and not scheduled
+    on_its_way = busy or waiting or scheduled
+    # A member interrupted, its outcome unknown until the reconciler asks
+    # its host: the wave is interrupted, never (partly) failed for it.
+    assert (got is BatchState.INTERRUPTED) == (unknown and not on_its_way)
+    settled = bool(live) and not on_its_way and not unknown
     assert (got is BatchState.FAILED) == (settled and live == {Part.FAILED})
     assert (got is BatchState.PARTLY_FAILED) == (
         settled and Part.FAILED in live and live != {Part.FAILED}
@@ -99,11 +104,14 @@ def test_the_tally_says_each_member_once_in_its_own_word(states: list[State]) ->
     assert tally.total == len(states)
     assert 0 <= tally.done <= tally.settled <= tally.taking_part <= tally.total
     said = _said(tally.describe()) if states else {}
-    failed = sum(s in (State.FAILED, State.INTERRUPTED) for s in states)
+    failed = states.count(State.FAILED)
+    # Interrupted: neither done nor failed until the reconciler settles it.
+    unknown = states.count(State.INTERRUPTED)
     refused = sum(s in (State.DENIED, State.EXPIRED) for s in states)
     rejected = states.count(State.REJECTED)
     withdrawn = states.count(State.WITHDRAWN)
     assert said.get("failed", 0) == failed
+    assert said.get("outcome unknown", 0) == unknown
     assert said.get("refused", 0) == refused
     assert said.get("rejected", 0) == rejected
     assert said.get("withdrawn", 0) == withdrawn
@@ -112,7 +120,7 @@ def test_the_tally_says_each_member_once_in_its_own_word(states: list[State]) ->
     assert said.get("of") == (taking_part or None)
     done = sum(s in (State.ACTIVE, State.ROLLED_BACK, State.MERGED, State.VANISHED) for s in states)
     assert said.get("done", 0) == done
-    assert done + failed <= taking_part
+    assert done + failed + unknown <= taking_part
 
 
 def test_a_wave_of_ten_with_two_refused() -> None:
@@ -130,9 +138,11 @@ def test_a_wave_of_ten_with_two_refused() -> None:
     assert batch_state(withdrawn) is BatchState.WITHDRAWN
     assert Tally.of(withdrawn).describe() == "1 refused, 3 withdrawn"
     assert batch_state([State.DENIED] * 2) is BatchState.REFUSED
-    # One taken, two failed: the failures are not done.
+    # One taken, one failed, one interrupted: neither is done, and the one
+    # interrupted is not failed either (the host may have taken it).
     taken = [State.ACTIVE, State.FAILED, State.INTERRUPTED]
-    assert Tally.of(taken).describe() == "1 of 3 done, 2 failed"
+    assert Tally.of(taken).describe() == "1 of 3 done, 1 failed, 1 outcome unknown"
+    assert batch_state(taken) is BatchState.INTERRUPTED
 
 
 # Where a member stands once each action did what it was asked, written
@@ -145,7 +155,7 @@ DID_IT = {
     Action.MERGE: {State.MERGED, State.VANISHED},
 }
 WORD = {Action.CREATE: "done", Action.ROLLBACK: "rolled back", Action.MERGE: "merged"}
-FAILED = (State.FAILED, State.INTERRUPTED)
+FAILED = (State.FAILED,)
 ASIDE = (State.DENIED, State.EXPIRED, State.REJECTED, State.WITHDRAWN)
 
 
@@ -166,13 +176,15 @@ def test_after_each_action_the_numbers_add_up_and_done_means_that_action(
         assert said[WORD[action]] == did
     failed = sum(s in FAILED for s in states)
     assert said.get("failed", 0) == failed
+    unknown = states.count(State.INTERRUPTED)
+    assert said.get("outcome unknown", 0) == unknown
     busy = sum(
         PART_OF[s] in (Part.PENDING, Part.RUNNING, Part.WAITING, Part.SCHEDULED) for s in states
     )
-    # Every member taking part is said once: done, failed, on its way (in
-    # "of" only), or settled in its own words.
+    # Every member taking part is said once: done, failed, of unknown
+    # outcome, on its way (in "of" only), or settled in its own words.
     others = sum(n for word, n in tally.left)
-    assert did + others + failed + busy == taking_part
+    assert did + others + failed + unknown + busy == taking_part
     assert tally.settled == did + others + failed
     # Nothing else is done in other words: a member still active after a
     # Roll back all is "not rolled back", one holding a checkpoint after a
@@ -196,11 +208,14 @@ def test_the_on_calls_wave_after_roll_back_all() -> None:
         + [State.INTERRUPTED] * 2
         + [State.FAILED]
     )
-    assert batch_state(wave) is BatchState.PARTLY_FAILED
-    assert Tally.of(wave).describe() == "37 of 40 done, 3 failed, 2 refused"
+    # Two interrupted: what the wave comes to waits on the reconciler.
+    assert batch_state(wave) is BatchState.INTERRUPTED
+    assert Tally.of(wave).describe() == "37 of 40 done, 1 failed, 2 outcome unknown, 2 refused"
     assert Tally.of(wave, Action.ROLLBACK).describe() == (
-        "24 of 40 rolled back, 13 not rolled back, 3 failed, 2 refused"
+        "24 of 40 rolled back, 13 not rolled back, 1 failed, 2 outcome unknown, 2 refused"
     )
+    settled = [s for s in wave if s is not State.INTERRUPTED]
+    assert batch_state(settled) is BatchState.PARTLY_FAILED
     kept = [State.MERGED] * 5 + [State.VANISHED, State.ACTIVE, State.ROLLED_BACK]
     assert Tally.of(kept, Action.MERGE).describe() == "6 of 8 merged, 2 not merged"
     # Merged or gone since a Roll back all: never said to be rolled back.

@@ -19,6 +19,12 @@ claimed on `batch_event.slack_ts` like every milestone (bot/notify/thread.py).
 Events written before `targets` existed name no members: they get no
 finish event (an old wave is not told it finished long after it did).
 
+A member interrupted (its host stopped answering mid-call, so whether it
+did what was asked is unknown until the reconciler asks the host) is never
+counted as failed: the end says "7 of 9 taken, 1 outcome unknown: WEB03 —
+…", and the card, brought up to date with every member's step, says how
+the reconciler settled it.
+
 A member's request an approver rejected (its create, or a rollback, merge
 or extension) is a step of that member the card alone would not tell: who
 said no and why. `note_rejected` appends one `member_rejected` event per
@@ -111,10 +117,12 @@ class Finish:
     # Members whose create an approver rejected: said as rejected, not as
     # refused (a refusal is the policy's).
     rejected: int = 0
+    # Members interrupted, their outcome unknown (VM, why): never failed.
+    unknown: tuple[tuple[str, str], ...] = ()
 
     @property
     def ran(self) -> int:
-        return len(self.done) + len(self.failed)
+        return len(self.done) + len(self.failed) + len(self.unknown)
 
     def message(self) -> str:
         """ "7 of 9 taken, 1 failed: WEB03 — VSS writer failed", then who asked."""
@@ -122,6 +130,10 @@ class Finish:
         if self.failed:
             text += f", {len(self.failed)} failed: " + "; ".join(
                 f"{vm} — {why}" for vm, why in self.failed
+            )
+        if self.unknown:
+            text += f", {len(self.unknown)} outcome unknown: " + "; ".join(
+                f"{vm} — {why}" for vm, why in self.unknown
             )
         if self.refused:
             text += f", {self.refused} refused"
@@ -141,13 +153,20 @@ def _targets(start: BatchEventView) -> set[int] | None:
     return {int(t) for t in found}
 
 
-def _failure(member: MemberView, action: str, failed_after: set[int]) -> bool:
+def _failure(
+    member: MemberView, action: str, failed_after: set[int], interrupted_after: set[int]
+) -> bool:
     state = State(member.state)
-    if state in (State.FAILED, State.INTERRUPTED):
+    if state is State.FAILED:
         return True
+    if state is State.INTERRUPTED or action == "create":
+        return False  # interrupted: its outcome is unknown (`Finish.unknown`)
     # A restore or a merge that fails leaves the member where it was
-    # (active): its failure event since the action started says it.
-    return action != "create" and member.change_id in failed_after
+    # (active): its failure event since the action started says it; so
+    # does an interruption the reconciler since found it had not done.
+    if member.change_id in failed_after:
+        return True
+    return member.change_id in interrupted_after and state not in _DONE[action]
 
 
 def finish_of(s: Session, batch_id: int) -> Finish | None:
@@ -167,21 +186,24 @@ def finish_of(s: Session, batch_id: int) -> Finish | None:
     members = [m for m in batch.members if m.change_id in targets]
     if any(State(m.state) in _BUSY[action] or m.waiting == action for m in members):
         return None
-    failed_after = set(
-        s.exec(
-            select(ChangeEvent.change_id).where(
-                col(ChangeEvent.change_id).in_(sorted(targets)),
-                col(ChangeEvent.at) >= start.at,
-                col(ChangeEvent.kind).like("%failed") | (col(ChangeEvent.kind) == "interrupt"),
-            )
-        ).all()
-    )
+    since = s.exec(
+        select(ChangeEvent.change_id, ChangeEvent.kind).where(
+            col(ChangeEvent.change_id).in_(sorted(targets)),
+            col(ChangeEvent.at) >= start.at,
+            col(ChangeEvent.kind).like("%failed") | (col(ChangeEvent.kind) == "interrupt"),
+        )
+    ).all()
+    failed_after = {change_id for change_id, kind in since if kind != "interrupt"}
+    interrupted_after = {change_id for change_id, kind in since if kind == "interrupt"}
     done: list[str] = []
     failed: list[tuple[str, str]] = []
+    unknown: list[tuple[str, str]] = []
     refused = withdrawn = not_run = rejected = 0
     for m in members:
         state = State(m.state)
-        if _failure(m, action, failed_after):
+        if state is State.INTERRUPTED:
+            unknown.append((m.vm_name, m.note or "outcome unknown"))
+        elif _failure(m, action, failed_after, interrupted_after):
             failed.append((m.vm_name, m.note or "failed"))
         elif state in _DONE[action]:
             done.append(m.vm_name)
@@ -195,7 +217,16 @@ def finish_of(s: Session, batch_id: int) -> Finish | None:
             not_run += 1
     asked_by = batch.requester if action == "create" else start.actor
     finish = Finish(
-        action, start, tuple(done), tuple(failed), refused, not_run, asked_by, withdrawn, rejected
+        action,
+        start,
+        tuple(done),
+        tuple(failed),
+        refused,
+        not_run,
+        asked_by,
+        withdrawn,
+        rejected,
+        tuple(unknown),
     )
     return finish if finish.ran else None
 
@@ -232,6 +263,7 @@ def note_finished(s: Session, batch_id: int, *, now: datetime | None = None) -> 
             "started": finish.start.seq,
             "done": list(finish.done),
             "failed": dict(finish.failed),
+            "unknown": dict(finish.unknown),
             "refused": finish.refused,
             "withdrawn": finish.withdrawn,
             "rejected": finish.rejected,

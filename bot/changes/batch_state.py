@@ -12,6 +12,7 @@ follows from the parts, first rule that holds wins (docs/batches.md,
     any pending or running                   → running
     any awaiting approval                    → awaiting_approval
     any scheduled (waiting for its time)     → scheduled
+    any interrupted (outcome unknown)        → interrupted
     all failed                               → failed
     any failed                               → partly_failed
     all active                               → active
@@ -24,6 +25,13 @@ a batch back nor make it fail: "10 VMs, 2 refused, 8 active" is active.
 Withdrawn members never ran either, but nobody refused them: their
 requester took them back, so they are counted (and a wave of nothing else
 is named) as withdrawn, never as refused.
+
+An interrupted member's outcome is unknown: its host stopped answering
+mid-call, maybe after it did what was asked (seen: a checkpoint taken, the
+answer lost), and the reconciler asks the host how it ended. It is neither
+done nor failed until then: it is counted as "1 outcome unknown", and the
+wave is `interrupted` (never `partly_failed` on its account) until no
+member is. A member that did fail beside it is still said as failed.
 
 The progress line counts each member once, in the words of its part:
 "7 of 9 done, 1 failed, 2 refused, 1 withdrawn": "done" is what did what
@@ -64,6 +72,9 @@ class Part(enum.StrEnum):
     ROLLED_BACK = "rolled_back"
     ENDED = "ended"
     FAILED = "failed"
+    # Interrupted: the host may have done it; the reconciler asks it. Said
+    # as what single changes say of it ("outcome unknown"), never failed.
+    UNKNOWN = "outcome unknown"
 
 
 PART_OF: dict[State, Part] = {
@@ -82,10 +93,11 @@ PART_OF: dict[State, Part] = {
     State.ROLLED_BACK: Part.ROLLED_BACK,
     State.MERGED: Part.ENDED,
     State.VANISHED: Part.ENDED,
-    # interrupted: the outcome is unknown until reconciled; a wave with one
-    # is not a clean success, so it counts with the failures.
     State.FAILED: Part.FAILED,
-    State.INTERRUPTED: Part.FAILED,
+    # Until 2026-12-06 counted with the failures, so a wave whose member's
+    # host took the checkpoint and then went quiet read "1 failed" and
+    # "partly failed", and seconds later, reconciled, "6 of 6 done".
+    State.INTERRUPTED: Part.UNKNOWN,
 }
 
 
@@ -96,6 +108,9 @@ class BatchState(enum.StrEnum):
     RUNNING = "running"
     AWAITING_APPROVAL = "awaiting_approval"
     SCHEDULED = "scheduled"
+    # A member's outcome is unknown (interrupted) until the reconciler asks
+    # its host: what the wave comes to is not known yet either.
+    INTERRUPTED = "interrupted"
     FAILED = "failed"
     PARTLY_FAILED = "partly_failed"
     ACTIVE = "active"
@@ -164,6 +179,8 @@ def batch_state(members: Iterable[State]) -> BatchState:
         return BatchState.AWAITING_APPROVAL
     if Part.SCHEDULED in present:
         return BatchState.SCHEDULED
+    if Part.UNKNOWN in present:
+        return BatchState.INTERRUPTED
     if present == {Part.FAILED}:
         return BatchState.FAILED
     if Part.FAILED in present:
@@ -207,8 +224,9 @@ class Tally:
     @property
     def settled(self) -> int:
         """Members whose last step is over (nothing pending, scheduled,
-        running or waiting), whether it went well or failed."""
-        return self.taking_part - sum(self.count(p) for p in BUSY)
+        running or waiting, and not of unknown outcome), whether it went
+        well or failed."""
+        return self.taking_part - sum(self.count(p) for p in BUSY) - self.count(Part.UNKNOWN)
 
     @property
     def done(self) -> int:
@@ -223,15 +241,15 @@ class Tally:
         return tuple((word, self._of(states)) for word, states in LEFT[self.action])
 
     def describe(self) -> str:
-        """ "7 of 9 done, 1 failed, 2 refused, 1 rejected, 1 withdrawn"
-        (after a Roll back all: "24 of 40 rolled back, 13 not rolled back,
-        3 failed"); a wave none of whose members took part is only what
+        """ "7 of 9 done, 1 failed, 1 outcome unknown, 2 refused, 1 rejected,
+        1 withdrawn" (after a Roll back all: "24 of 40 rolled back, 13 not
+        rolled back, 3 failed"); a wave none of whose members took part is only what
         became of them ("1 refused, 3 withdrawn"), never "0 of 0 done"."""
         said = []
         if self.taking_part:
             said.append(f"{self.done} of {self.taking_part} {DONE_WORD[self.action]}")
         said += [f"{n} {word}" for word, n in self.left if n]
-        for part in (Part.FAILED, Part.REFUSED, Part.REJECTED, Part.WITHDRAWN):
+        for part in (Part.FAILED, Part.UNKNOWN, Part.REFUSED, Part.REJECTED, Part.WITHDRAWN):
             if n := self.count(part):
                 said.append(f"{n} {part.value}")
         return ", ".join(said)

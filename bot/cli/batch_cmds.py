@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
+from bot.cli.finishing import EXIT_OUTCOME_UNKNOWN
 from bot.cli.runtime import Runtime, echo_json, pass_runtime, progress
 
 if TYPE_CHECKING:
@@ -23,7 +24,10 @@ if TYPE_CHECKING:
 # Exit codes as for every command: 1 refused or failed (main.py). A wave's
 # action is judged on the members it acted on, never on the wave's state:
 # one member whose create failed last week must not fail today's merge of
-# the others (README "Exit codes").
+# the others (README "Exit codes"). A member whose job this command waited
+# for ended interrupted (its host stopped answering mid-call, maybe after
+# it did the work) exits 4 (`EXIT_OUTCOME_UNKNOWN`), before any 1: a script
+# retrying on 1 would take a second checkpoint; the reconciler settles it.
 EXIT_REFUSED = 1
 # Where a member stands once its job did what the action asked of it.
 GOALS: dict[str, frozenset[str]] = {
@@ -128,14 +132,56 @@ def not_waited_for(ref: str, later: Iterable[tuple[MemberView, datetime]]) -> st
 @dataclass(frozen=True)
 class Waited:
     """The wave after a command ran the jobs due now: `ran` maps each
-    member whose job it waited for (change id) to the action's goal."""
+    member whose job it waited for (change id) to the action's goal;
+    `interrupted`, those of them whose job ended interrupted (its outcome
+    unknown: never short of its goal, never failed)."""
 
     view: BatchView
     ran: dict[int, frozenset[str]]
+    interrupted: frozenset[int] = frozenset()
 
     @property
     def short(self) -> list[MemberView]:
-        return fell_short(self.view, self.ran)
+        return [m for m in fell_short(self.view, self.ran) if m.change_id not in self.interrupted]
+
+    @property
+    def unknown(self) -> list[MemberView]:
+        """The members whose outcome this command cannot tell: exit 4."""
+        return [m for m in self.view.members if m.change_id in self.interrupted]
+
+
+def interrupted_words(rt: Runtime, m: MemberView) -> str:
+    """What became of a member whose job ended interrupted, and who settles
+    it, in the words a single change's summary uses (its `next:` and
+    `settle:` lines, templates/cli/change_summary.txt.j2)."""
+    head = f"{m.vm_name} ({m.change}) was interrupted"
+    show = f"'checkpoint-bot change show {m.change}' says how it ended"
+    if m.state != "interrupted":
+        # A reconciler (a bot's, a worker's) settled it while this waited.
+        state = m.state.replace("_", " ")
+        return f"{head}: its outcome was unknown until the reconciler found it {state}; {show}"
+    from bot.service import show_change
+
+    choices = show_change(rt.ctx, m.change).resolutions
+    if choices:
+        return (
+            f"{head}: its outcome is unknown and {m.host} cannot tell how it ended; do not run "
+            f"it again: the requester or an admin runs 'checkpoint-bot change resolve "
+            f"{m.change} {'|'.join(choices)}'"
+        )
+    return (
+        f"{head}: its outcome is unknown; the reconciler asks {m.host} how it ended on its "
+        "next pass (each tick of a running bot or worker, or 'checkpoint-bot reconcile' "
+        f"now); do not run it again: {show}"
+    )
+
+
+def say_unknown(rt: Runtime, waited: Waited, *, as_json: bool) -> bool:
+    """Name each member whose outcome is unknown (on stderr with --json, so
+    stdout stays one document); whether there was one (exit 4)."""
+    for m in waited.unknown:
+        click.echo(f"  ? {interrupted_words(rt, m)}", err=as_json)
+    return bool(waited.unknown)
 
 
 def _wait_for_members(rt: Runtime, outcome: BatchOutcome) -> Waited:
@@ -203,6 +249,7 @@ def create_wave(
                 **view.to_dict(),
                 "preview": outcome.preview.to_dict(),
                 "not_recorded": dict(outcome.not_recorded),
+                "outcome_unknown": [m.change for m in waited.unknown],
             }
         )
     else:
@@ -222,6 +269,8 @@ def create_wave(
         progress(refused_line(view.ref, refused_vms))
     # A refused member fails the command however long it waited: a script's
     # `create --yes && patch` must not patch a VM that has no checkpoint.
+    if say_unknown(rt, waited, as_json=as_json):
+        raise SystemExit(EXIT_OUTCOME_UNKNOWN)
     if refused_vms or (not no_wait and (outcome.not_recorded or short or waited.short)):
         raise SystemExit(EXIT_REFUSED)
 
@@ -285,7 +334,9 @@ def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str)
     window, or --at) is said and left to the workers; a job put back for a
     retry (a re-check that could not reach its host) is part of the run and
     waited for, up to the latest deadline of the jobs waited for: one still
-    not ended then is said, with why, and counts as not done."""
+    not ended then is said, with why, and counts as not done. A job that
+    ended interrupted is its member's outcome unknown (`Waited.interrupted`),
+    never a failure."""
     import time
 
     from bot.service import show_batch
@@ -345,7 +396,15 @@ def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str)
         for j in running
         if j.id is not None and j.change_id is not None and jobs[j.id] in GOALS
     }
-    return Waited(show_batch(ctx, ref) if running else wave, ran)
+    view = show_batch(ctx, ref) if running else wave
+    # Whose job ended interrupted (the ledger keeps it so once the
+    # reconciler settled its change), or whose change is interrupted now.
+    over = [ctx.ledger.get(j.id) for j in running if j.id is not None and j.id not in open_ids]
+    interrupted = {j.change_id for j in over if j.state == "interrupted"}
+    interrupted |= {
+        m.change_id for m in view.members if m.change_id in ran and m.state == "interrupted"
+    }
+    return Waited(view, ran, frozenset(i for i in interrupted if i is not None))
 
 
 # How often the wave's unfinished jobs are read while it waits (seconds).
@@ -418,6 +477,7 @@ def _batch_action(
                     {"change": m.change, "vm": m.vm, "result": m.result.value, "detail": m.detail}
                     for m in result.members
                 ],
+                "outcome_unknown": [m.change for m in waited.unknown],
             }
         )
     else:
@@ -446,6 +506,8 @@ def _batch_action(
         for m in result.members:
             if m.result.value == "not_started":
                 click.echo(f"  ! {m.vm} ({m.change}) was not started: {m.detail}")
+    if say_unknown(rt, waited, as_json=as_json):
+        raise SystemExit(EXIT_OUTCOME_UNKNOWN)
     not_started = any(m.result.value == "not_started" for m in result.members)
     if result.refused or not_started or waited.short:
         raise SystemExit(EXIT_REFUSED)
@@ -502,14 +564,18 @@ def approve_cmd(rt: Runtime, ref: str, no_wait: bool, as_json: bool) -> None:
                 **view.to_dict(),
                 "approved": [o.change.ref for o in result.outcomes],
                 "problems": dict(result.problems),
+                "outcome_unknown": [m.change for m in waited.unknown],
             }
         )
     else:
         render_batch(rt, view, events=False)
         for vm, why in result.problems:
             click.echo(f"  ! {vm}: {why}")
-    # Judged on the members it approved: one the policy refused when asked
-    # again, or whose approved work failed (not on the wave's earlier past).
+    # Judged on the members it approved: one whose approved work was
+    # interrupted (4), one the policy refused when asked again, or whose
+    # approved work failed (1; not on the wave's earlier past).
+    if say_unknown(rt, waited, as_json=as_json):
+        raise SystemExit(EXIT_OUTCOME_UNKNOWN)
     refused = any(o.state.value == "refused" for o in result.outcomes)
     if result.problems or refused or waited.short:
         raise SystemExit(EXIT_REFUSED)

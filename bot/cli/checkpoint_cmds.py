@@ -441,6 +441,13 @@ def _approval_result(rt: Runtime, result: ApprovalOutcome, *, as_json: bool) -> 
             # The summary's "last error" says how it failed; without one
             # (the job ran out of time), the last line still says so.
             click.echo(f"{view.ref}: the approved {result.action} did not succeed")
+    from bot.cli.finishing import EXIT_OUTCOME_UNKNOWN, interrupted_since
+
+    if succeeded is not None and interrupted_since(result.change, view):
+        # The job the approval started was interrupted: the host may have
+        # done it, so neither 1 nor 3 (a script would ask again). The
+        # summary's `next:` line says who finds out how it ended.
+        raise SystemExit(EXIT_OUTCOME_UNKNOWN)
     if result.state == ApprovalState.REFUSED or view.state in BAD_ENDS or succeeded is False:
         raise SystemExit(EXIT_REFUSED)
 
