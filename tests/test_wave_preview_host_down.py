@@ -150,3 +150,17 @@ def test_a_take_after_the_hosts_stopped_answering_records_nothing(tmp_path: Path
         assert "nothing was recorded" in answer and "HV03 did not answer" in answer, answer
         assert "refused" not in answer
         assert list_batches(bot.ctx) == []
+
+
+def test_a_member_not_recorded_fails_the_create_with_no_wait_too(
+    estate: tuple[Path, EmulatedFleet],
+) -> None:
+    """HV03 does not answer: the wave takes WEB01 and WEB02 and cannot
+    record STG-WEB01. With --no-wait the create exited 0 though STG-WEB01
+    has no checkpoint and never will from this wave; it exits 1, as it does
+    when it waits."""
+    cwd, fleet = estate
+    fleet.server("HV03").faults = Faults(refuse=True)
+    done = _create(cwd, "WEB01", "WEB02", "STG-WEB01", extra=("--yes", "--no-wait"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "  ! STG-WEB01 could not be recorded: " in done.stdout

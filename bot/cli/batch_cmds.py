@@ -271,7 +271,8 @@ def create_wave(
     # `create --yes && patch` must not patch a VM that has no checkpoint.
     if say_unknown(rt, waited, as_json=as_json):
         raise SystemExit(EXIT_OUTCOME_UNKNOWN)
-    if refused_vms or (not no_wait and (outcome.not_recorded or short or waited.short)):
+    # A VM the wave could not record has no checkpoint either, waited or not.
+    if refused_vms or outcome.not_recorded or (not no_wait and (short or waited.short)):
         raise SystemExit(EXIT_REFUSED)
 
 
