@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.hyperv import CheckpointType, HyperVError, HyperVHost, VMFacts, VMState
+from bot.hyperv import CheckpointType, HyperVError, HyperVHost, VMFacts, VMOperation, VMState
 from bot.inventory import VM, Inventory
 from bot.store.tables import change_ref
 from bot.store.tables.changes import Change
@@ -78,6 +78,7 @@ _DISCOVERED = (
     "volume_capacity_bytes",
     "vm_checkpoint_type",
     "vm_state",
+    "vm_busy",
     "owner_host",
 )
 
@@ -100,6 +101,13 @@ def discovered_facts(found: VMFacts, source: str, now: datetime) -> dict[str, Fa
         "volume_capacity_bytes": fact(volume.capacity_bytes if volume else None),
         "vm_checkpoint_type": fact(found.vm.checkpoint_type.name),
         "vm_state": fact(found.vm.state.name),
+        # The checkpoint operations the host reports running on the VM now
+        # (Get-VM's OperationalStatus, bot.hyperv.types.VMOperation), by
+        # name: what the job's re-check reads so that it asks no second time.
+        "vm_busy": fact(
+            sorted(op.name for op in found.vm.busy) if found.vm.busy is not None else None,
+            "the host reported no OperationalStatus",
+        ),
     }
 
 
@@ -144,6 +152,15 @@ def seen_in(facts: Facts) -> VMSeen | None:
     if not (owner.known and kind.known and state.known):
         return None
     return VMSeen(str(owner.value), CheckpointType[kind.value], VMState[state.value])
+
+
+def busy_in(facts: Facts) -> frozenset[VMOperation] | None:
+    """The operations `discovered_facts` recorded the host running on the
+    VM; None when the host did not say (or was not asked)."""
+    busy = facts.get("vm_busy")
+    if not busy.known or not isinstance(busy.value, list):
+        return None
+    return frozenset(VMOperation[name] for name in busy.value)
 
 
 def unreachable_facts(source: str, error: str) -> dict[str, Fact]:

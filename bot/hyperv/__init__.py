@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         SnapshotType,
         VMFacts,
         VMInfo,
+        VMOperation,
         VMState,
         Volume,
     )
@@ -68,6 +69,7 @@ _WHERE = {
     "VMFacts": "bot.hyperv.types",
     "VMInfo": "bot.hyperv.types",
     "VMNotFound": "bot.hyperv.errors",
+    "VMOperation": "bot.hyperv.types",
     "VMState": "bot.hyperv.types",
     "Volume": "bot.hyperv.types",
 }
@@ -101,6 +103,7 @@ __all__ = [
     "VMFacts",
     "VMInfo",
     "VMNotFound",
+    "VMOperation",
     "VMState",
     "Volume",
 ]

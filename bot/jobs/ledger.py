@@ -6,7 +6,8 @@ RETURNING row) decides, so the rows stay the source of truth whatever the
 queue does, across threads, processes, machines and bot replicas.
 
 The VM lock statements live in `bot.jobs.vmlock`; the lock order that
-keeps PostgreSQL free of deadlocks is described there.
+keeps PostgreSQL free of deadlocks is described there, and so is the hold
+an interrupted job keeps on its VM until its change is settled.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ class ClaimResult:
     outcome: ClaimOutcome
     # The job as it stands after the claim transaction.
     job: Job
-    # vm_busy: the job holding the VM lock.
+    # vm_busy: the job holding the VM lock (running, or interrupted and
+    # holding the VM until its change is settled).
     lock_holder: int | None = None
-    # won by taking over a stale lock: the job that held it (now interrupted).
+    # won by taking over a lock row: the job that held it (one that ended,
+    # or an interrupted one with no change to settle).
     took_over_from: int | None = None
 
     @property
@@ -178,8 +181,55 @@ class JobLedger:
         read-then-write: the job UPDATE re-checks `state='queued'` after any
         concurrent writer commits, the lock INSERT ... ON CONFLICT waits for
         an in-flight insert of the same VM, and a takeover UPDATE re-checks
-        that the holder is unchanged and still stale.
+        that the holder is unchanged.
+
+        A holder whose worker stopped heart-beating is interrupted here (as
+        the reconciler would), but its VM is not taken: the claim waits
+        (`VM_BUSY`) until its change is settled (bot.jobs.vmlock).
         """
+        took_over: int | None = None
+        for _ in range(2):
+            try:
+                return self._claim_once(job_id, worker, took_over)
+            except vmlock.VMBusy as busy:
+                if not busy.stale or busy.holder is None:
+                    return ClaimResult(
+                        ClaimOutcome.VM_BUSY, self.get(job_id), lock_holder=busy.holder
+                    )
+                if self._interrupt_stale_holder(busy.holder):
+                    return ClaimResult(
+                        ClaimOutcome.VM_BUSY, self.get(job_id), lock_holder=busy.holder
+                    )
+                # Interrupted with no change to settle: its lock went with it.
+                took_over = busy.holder
+        return ClaimResult(ClaimOutcome.VM_BUSY, self.get(job_id))
+
+    def _interrupt_stale_holder(self, holder: int) -> bool:
+        """Interrupt `holder` if its worker is still silent; whether the VM
+        is held (by it, or by whoever moved first)."""
+        now = self.now()
+        with session_scope(self._engine) as s:
+            conn = s.connection()
+            row = conn.execute(
+                select(_JOB.c.vm_id, _JOB.c.worker, _JOB.c.change_id).where(_JOB.c.id == holder)
+            ).first()
+            if row is None or row.worker is None:
+                return True  # moved on meanwhile: the next delivery claims again
+            if not vmlock.interrupt_stale_job(
+                conn,
+                job_id=holder,
+                worker=row.worker,
+                now=now,
+                cutoff=now - self.lock_stale_after,
+            ):
+                return True
+            hostslots.release(conn, job_id=holder)
+            return vmlock.hold_or_release(
+                conn, vm_id=row.vm_id, job_id=holder, change_id=row.change_id
+            )
+
+    def _claim_once(self, job_id: int, worker: str, took_over: int | None) -> ClaimResult:
+        """One claim transaction; raises `vmlock.VMBusy` (rolled back)."""
         now = self.now()
         try:
             with session_scope(self._engine) as s:
@@ -200,9 +250,8 @@ class JobLedger:
                     )
                     .returning(_JOB.c.vm_id, _JOB.c.host, _JOB.c.payload)
                 ).first()
-                took_over = None
                 if claimed is not None:
-                    took_over = vmlock.take(
+                    taken = vmlock.take(
                         conn,
                         vm_id=claimed.vm_id,
                         job_id=job_id,
@@ -210,6 +259,8 @@ class JobLedger:
                         now=now,
                         stale_after=self.lock_stale_after,
                     )
+                    if taken is not None:
+                        took_over = taken
                     limit = hostslots.limit_of(claimed.payload)
                     if limit is not None:
                         hostslots.take(
@@ -246,8 +297,6 @@ class JobLedger:
                         .where(_JOB.c.id == job_id)
                         .values(started_at=started, heartbeat_at=started)
                     )
-        except vmlock.VMBusy as busy:
-            return ClaimResult(ClaimOutcome.VM_BUSY, self.get(job_id), lock_holder=busy.holder)
         except hostslots.HostBusy:
             return ClaimResult(ClaimOutcome.HOST_BUSY, self.get(job_id))
         job = self.get(job_id)
@@ -395,38 +444,48 @@ class JobLedger:
 
     def interrupt(self, job_id: int, worker: str, error: str) -> None:
         """`finish` for an outcome nobody knows (the job's own record could
-        not be written): `interrupted`, the state `interrupt_stale` gives a
-        job whose worker vanished, set by the worker itself, conditional on
-        its claim like every write; its VM lock and host slots are freed,
-        and the reconciler asks the host what happened."""
+        not be written, or its host call ended unanswered): `interrupted`,
+        the state `interrupt_stale` gives a job whose worker vanished, set
+        by the worker itself, conditional on its claim like every write. Its
+        host slots are freed; its VM stays held (the host may still be
+        running the call that timed out) until the reconciler, asking the
+        host what happened, settles its change (bot.jobs.vmlock)."""
         self._end(
             job_id, worker, "interrupt", state=JobState.INTERRUPTED.value, error=error[:_MAX_ERROR]
         )
 
     def _end(self, job_id: int, worker: str, action: str, **values: Any) -> None:
         """Set the job's final `values`, conditional on this worker's claim,
-        and free its VM lock and host slots: what `finish` and `interrupt`
-        share. JobOwnershipLost (or another InvalidJobState) when the claim
-        is not this worker's any more."""
+        and free its host slots and VM lock (kept as a hold when it ends
+        `interrupted`): what `finish` and `interrupt` share.
+        JobOwnershipLost (or another InvalidJobState) when the claim is not
+        this worker's any more."""
         with session_scope(self._engine) as s:
             conn = s.connection()
             now = self.now()
             row = conn.execute(
                 self._owned(update(_JOB), job_id, worker)
                 .values(**values, finished_at=now, heartbeat_at=now)
-                .returning(_JOB.c.vm_id)
+                .returning(_JOB.c.vm_id, _JOB.c.change_id)
             ).first()
             if row is None:
                 raise self._not_owned(conn, job_id, worker, action)
-            vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
+            if values.get("state") == JobState.INTERRUPTED.value:
+                vmlock.hold_or_release(
+                    conn, vm_id=row.vm_id, job_id=job_id, change_id=row.change_id
+                )
+            else:
+                vmlock.release(conn, vm_id=row.vm_id, job_id=job_id)
             hostslots.release(conn, job_id=job_id)
 
     def interrupt_stale(self) -> list[Job]:
-        """Mark running jobs whose worker stopped heart-beating `interrupted`
-        and free their VM locks; returns them. Only after `lock_stale_after`
-        without a beat, the same bar a claim's takeover uses, never earlier.
-        A heartbeat that lands first wins: every condition is re-checked in
-        the UPDATE itself."""
+        """Mark running jobs whose worker stopped heart-beating `interrupted`;
+        returns them. Only after `lock_stale_after` without a beat, the same
+        bar a claim uses, never earlier. A heartbeat that lands first wins:
+        every condition is re-checked in the UPDATE itself. Their host
+        slots are freed; their VMs stay held until their changes are
+        settled: a vanished worker's host call goes on on the host (seen: a
+        second Checkpoint-VM on a VM whose first was still being taken)."""
         now = self.now()
         cutoff = now - self.lock_stale_after
         stale = or_(_JOB.c.heartbeat_at.is_(None), _JOB.c.heartbeat_at < cutoff)
@@ -434,30 +493,31 @@ class JobLedger:
         with session_scope(self._engine) as s:
             conn = s.connection()
             candidates = conn.execute(
-                select(_JOB.c.id, _JOB.c.vm_id, _JOB.c.worker).where(
+                select(_JOB.c.id, _JOB.c.vm_id, _JOB.c.worker, _JOB.c.change_id).where(
                     _JOB.c.state == JobState.RUNNING.value, stale
                 )
             ).all()
             for row in candidates:
-                done = conn.execute(
-                    update(_JOB)
-                    .where(
-                        _JOB.c.id == row.id,
-                        _JOB.c.state == JobState.RUNNING.value,
-                        _JOB.c.worker == row.worker,
-                        stale,
+                if vmlock.interrupt_stale_job(
+                    conn, job_id=row.id, worker=row.worker, now=now, cutoff=cutoff
+                ):
+                    vmlock.hold_or_release(
+                        conn, vm_id=row.vm_id, job_id=row.id, change_id=row.change_id
                     )
-                    .values(
-                        state=JobState.INTERRUPTED.value,
-                        error=vmlock.WORKER_VANISHED.format(worker=row.worker),
-                        finished_at=now,
-                    )
-                ).rowcount
-                if done == 1:
-                    vmlock.release(conn, vm_id=row.vm_id, job_id=row.id)
                     hostslots.release(conn, job_id=row.id)
                     interrupted.append(int(row.id))
         return [self.get(job_id) for job_id in interrupted]
+
+    def holds(self) -> list[vmlock.Hold]:
+        """The VMs held for interrupted jobs (bot.jobs.vmlock), oldest first."""
+        with session_scope(self._engine) as s:
+            return vmlock.holds(s.connection())
+
+    def release_hold(self, job_id: int) -> bool:
+        """Free the VM interrupted `job_id` holds: its change was settled
+        against the host (or by a person). False if it held nothing."""
+        with session_scope(self._engine) as s:
+            return vmlock.release_hold(s.connection(), job_id=job_id)
 
     def stranded_queued(self, grace: timedelta) -> list[int]:
         """Queued jobs due for longer than `grace`: their delivery was lost

@@ -21,24 +21,26 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from bot.changes import Command, State
+from bot.changes import IN_FLIGHT, Command, State
 from bot.changes.record import events_of, get_change, note, recording, transition
-from bot.changes.views import HOST_SAID
+from bot.changes.views import HOST_SAID, offered_resolutions
 from bot.clock import utc_text
 from bot.config import DefaultsConfig
 from bot.domain import ApprovalState, CheckpointKind
 from bot.durations import format_duration
-from bot.facts import VMSeen, seen_in
+from bot.facts import VMSeen, busy_in, seen_in
 from bot.hyperv import (
     Checkpoint,
     CheckpointNotFound,
     CheckpointType,
+    HostAuthError,
     HostTimeout,
     HostUnreachable,
     HyperVError,
     HyperVHost,
     VMInfo,
     VMNotFound,
+    VMOperation,
     VMState,
 )
 from bot.hyperv.evidence import Taken, holds_memory, judge_taken
@@ -49,6 +51,7 @@ from bot.jobs import (
     JobContext,
     JobDeadlineExceeded,
     JobKind,
+    JobState,
     RetryLater,
 )
 from bot.service.deciding import Decider, Principal
@@ -62,6 +65,7 @@ from bot.store.outage import is_transient
 from bot.store.tables import change_ref
 from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.changes import Change
+from bot.store.tables.jobs import Job
 from policies import Action, Facts, Verdict
 
 log = logging.getLogger(__name__)
@@ -467,20 +471,118 @@ class HostJobs:
                 change = self._follow(change)
             who = self.decider.principal(change.requester, change.requester_team, change.channel)
             refusal, facts = self._recheck(change, Action.CREATE, who)
+            occupied = None if refusal else self._occupied(change, facts)
         except (Unavailable, NotFound) as exc:
             return self._cannot_check(job, change, exc)
         if refusal:
             self._step(job.change_id, Command.DENY, "re-checked before running: " + refusal)
             return {"denied": True}
+        if occupied:
+            # Busy is transient: waited out like a host that did not answer,
+            # never recorded as a refusal.
+            return self._not_now(job, change, occupied, retry=True, said=None)
         self._step(job.change_id, Command.START_CREATE, f"taking a checkpoint on {change.host}")
         return change, seen_in(facts)
+
+    def _occupied(self, change: Change, facts: Facts | None = None) -> str | None:
+        """Why another operation may still be at work on the change's VM
+        (None when none is known): defence in depth behind the VM lock,
+        which an interrupted job keeps until its change is settled
+        (bot.jobs.vmlock). Two sources: the record (another change on the
+        VM whose outcome is not settled: a job interrupted before holds
+        existed, or whose hold was lost) and the host itself, which reports
+        a checkpoint operation in progress on a VM, whoever started it, in
+        Get-VM's OperationalStatus (Creating / Applying / Deleting Snapshot,
+        Merging Disks: Msvm_ComputerSystem.OperationalStatus,
+        https://learn.microsoft.com/windows/win32/hyperv_v2/msvm-computersystem;
+        Get-VM, https://learn.microsoft.com/powershell/module/hyper-v/get-vm).
+        A host that does not report OperationalStatus (`busy` None) is not
+        taken as busy here: the lock covers the bot's own operations, and
+        failing closed on it would stop every operation on that host.
+        `facts`: the re-check's, which read OperationalStatus moments ago
+        (`vm_busy`), so the host is not asked again; without them (a merge,
+        which has no re-check) it is asked. Raises `HostUnavailable` when the
+        host cannot be asked."""
+        assert change.id is not None
+        other = self._unsettled_sibling(change)
+        if other is not None:
+            return other
+        busy = busy_in(facts) if facts is not None else self._busy_now(change)
+        if not busy:
+            return None
+        doing = " and ".join(op.doing for op in sorted(busy))
+        return (
+            f"{change.host} is still {doing} on {change.vm_name} (another operation is in "
+            "progress on the VM)"
+        )
+
+    def _busy_now(self, change: Change) -> frozenset[VMOperation] | None:
+        """What the host reports running on the change's VM now."""
+        try:
+            return self.host_for(change.host).get_vm(change.vm_id).busy
+        except VMNotFound:
+            # Moved since it was followed: the operation follows it (never
+            # run where it is not), and the VM lock, keyed by VMId, went along.
+            return None
+        except HyperVError as exc:
+            raise HostUnavailable(
+                change.vm_name,
+                change.host,
+                exc.message,
+                login_failed=isinstance(exc, HostAuthError),
+            ) from exc
+
+    def _unsettled_sibling(self, change: Change) -> str | None:
+        """Another change on the same VM whose host work ended with its
+        outcome unknown and is not settled yet: interrupted, or in flight
+        with no job left that could finish it (the reconciler's next pass
+        interrupts it)."""
+        with session_scope(self.engine) as s:
+            others = s.exec(
+                select(Change).where(
+                    Change.vm_id == change.vm_id,
+                    col(Change.id) != change.id,
+                    col(Change.state).in_([st.value for st in IN_FLIGHT | {State.INTERRUPTED}]),
+                )
+            ).all()
+            for other in others:
+                assert other.id is not None
+                if other.state != State.INTERRUPTED:
+                    live = s.exec(
+                        select(Job.id).where(
+                            Job.change_id == other.id,
+                            col(Job.state).in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                        )
+                    ).first()
+                    if live is not None:
+                        continue  # queued behind this job's VM lock, or about to be
+                ref = change_ref(other.id)
+                if other.state == State.INTERRUPTED and offered_resolutions(events_of(s, other.id)):
+                    return (
+                        f"{change.vm_name}'s previous operation ({ref}) ended with its outcome "
+                        f"unknown and waits for someone to record what happened "
+                        f"(`change resolve {ref}`)"
+                    )
+                return (
+                    f"{change.vm_name}'s previous operation ({ref}) is still in progress on "
+                    "the host, or its outcome is not settled yet"
+                )
+        return None
 
     def _cannot_check(self, job: JobContext, change: Change, exc: Exception) -> dict[str, Any]:
         """The re-check could not be made. Nothing ran on the host: try again
         while the deadline allows, then fail saying so, never as a refusal."""
-        assert change.id is not None
         message = _why_not_checked(exc)
-        if isinstance(exc, Unavailable) and job.remaining() > _RETRY_MARGIN.total_seconds():
+        return self._not_now(job, change, message, retry=isinstance(exc, Unavailable), said=message)
+
+    def _not_now(
+        self, job: JobContext, change: Change, message: str, *, retry: bool, said: str | None
+    ) -> dict[str, Any]:
+        """The create cannot start now for `message`, and nothing ran on the
+        host: with `retry`, try again while the deadline allows; then fail
+        saying so, never as a refusal. `said`: what of it an error said."""
+        assert change.id is not None
+        if retry and job.remaining() > _RETRY_MARGIN.total_seconds():
             with session_scope(self.engine) as s:
                 last = events_of(s, change.id)[-1]
             if not (last.kind == "recheck_waiting" and last.message.startswith(message)):
@@ -488,14 +590,14 @@ class HostJobs:
                     change.id,
                     "recheck_waiting",
                     f"{message}; nothing was done, trying again until {utc_text(job.deadline)}",
-                    said=message,
+                    said=said,
                 )
             raise RetryLater(message)
         self._step(
             change.id,
             Command.CREATE_FAILED,
             f"not started: {message}; nothing was done on the host, request it again",
-            said=message,
+            said=said,
         )
         return {"not_started": message}
 
@@ -731,6 +833,7 @@ class HostJobs:
             assert change.checkpoint_id is not None  # followed, not changed
             who = self._job_requester(job, change)
             refusal, facts = self._recheck(change, Action.ROLLBACK, who)
+            occupied = None if refusal else self._occupied(change, facts)
         except (Unavailable, NotFound) as exc:
             why = _why_not_checked(exc)
             self._step(
@@ -747,6 +850,16 @@ class HostJobs:
                 "rollback not run: re-checked before running: " + refusal,
             )
             return {"refused": refusal}
+        if occupied:
+            # A destructive job is never requeued (bot.jobs.runner): it ends
+            # here, nothing done, the change back to active for a new try.
+            self._step(
+                job.change_id,
+                Command.ROLLBACK_FAILED,
+                f"rollback not run: {occupied}; nothing was done on the host, "
+                "try again once it ends",
+            )
+            return {"busy": occupied}
         began = self.clock()
         with (
             self._host_call(job.change_id, Command.ROLLBACK_FAILED, "rollback"),
@@ -831,6 +944,7 @@ class HostJobs:
             raise OperationFailed(f"{change_ref(job.change_id)} is {change.state}, not merging")
         try:
             change = self._follow(change)
+            occupied = self._occupied(change)
         except (Unavailable, NotFound) as exc:
             why = _why_not_checked(exc)
             self._step(
@@ -840,6 +954,13 @@ class HostJobs:
                 said=why,
             )
             return {"not_started": why}
+        if occupied:
+            self._step(
+                job.change_id,
+                Command.MERGE_FAILED,
+                f"merge not run: {occupied}; nothing was done on the host, try again once it ends",
+            )
+            return {"busy": occupied}
         assert change.checkpoint_id is not None  # followed, not changed
         started = self.clock()
         with self._host_call(job.change_id, Command.MERGE_FAILED, "merge"):

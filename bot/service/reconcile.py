@@ -6,7 +6,10 @@ conditional on the change's version, so two reconcilers racing make one
 step):
 
 1. running jobs whose worker stopped heart-beating for `lock_stale_after`
-   become `interrupted` and free their VM lock (never earlier);
+   become `interrupted` (never earlier); their VM stays held (one
+   operation per VM: the vanished worker's host call may go on on the
+   host) until step 3 settles their change, then it is released
+   (`release_settled`; a human's `resolve` releases it too);
 2. queued jobs past their deadline fail, and a change that waited on one
    expires; queued jobs whose delivery was lost are enqueued again;
 3. a change stuck in `creating`, `merging` or `rolling_back` with no live
@@ -138,6 +141,9 @@ class Reconciler:
             # Another process may move it first; it is looked at again next tick.
             with suppress(ConcurrentUpdate, IllegalTransition):
                 self.reconcile(change_id)
+        # Also the holds of changes settled elsewhere (a human's resolve in
+        # another process, the sweep finding the checkpoint gone).
+        release_settled(self.ctx)
         return looked
 
     # -- finding work -------------------------------------------------------
@@ -180,7 +186,13 @@ class Reconciler:
     # -- one change ---------------------------------------------------------
 
     def reconcile(self, change_id: int) -> str:
-        """Settle one change; returns its state afterwards."""
+        """Settle one change; returns its state afterwards. Settled, the VM
+        its interrupted job held is free for the next operation at once."""
+        state = self._reconcile(change_id)
+        release_settled(self.ctx, change_id)
+        return state
+
+    def _reconcile(self, change_id: int) -> str:
         with session_scope(self.ctx.engine) as s:
             change = get_change(s, change_id)
             events = events_of(s, change_id)
@@ -439,6 +451,40 @@ class Reconciler:
         self.ctx.notifier.changed(change.id)
 
 
+def release_settled(ctx: ServiceDeps, change_id: int | None = None) -> list[int]:
+    """Release the VMs held for interrupted jobs whose changes are settled
+    (of `change_id` only, when given); returns those jobs' ids.
+
+    A hold lasts while the change's outcome on the host is unknown: the
+    change is `interrupted` (the host may still run the job's call, or a
+    human is asked what happened: another operation on the VM would build
+    on, or wipe out, the state they are asked to judge), or it is still in
+    flight or waiting to start with that job as its last (the reconciler
+    has not looked yet). Once the change moves on (the reconciler's verdict,
+    `resolve`, the checkpoint found gone) the VM is free."""
+    released: list[int] = []
+    for hold in ctx.ledger.holds():
+        if change_id is not None and hold.change_id != change_id:
+            continue
+        if hold.change_id is not None and _unsettled(ctx, hold.change_id, hold.job_id):
+            continue
+        if ctx.ledger.release_hold(hold.job_id):
+            log.info("job %s: its change is settled; VM %s is free", hold.job_id, hold.vm_id)
+            released.append(hold.job_id)
+    return released
+
+
+def _unsettled(ctx: ServiceDeps, change_id: int, job_id: int) -> bool:
+    with session_scope(ctx.engine) as s:
+        state = State(get_change(s, change_id).state)
+        last = s.exec(
+            select(Job.id).where(col(Job.change_id) == change_id).order_by(col(Job.id).desc())
+        ).first()
+    if state is State.INTERRUPTED:
+        return True
+    return state in IN_FLIGHT | _WAITING_TO_START and last == job_id
+
+
 def _ran_under(change: Change, events: list[ChangeEvent]) -> CheckpointType | None:
     """The CheckpointType an interrupted create ran under, when the record
     proves it: the job noted the one it raised the VM from (`setting_for`
@@ -542,5 +588,7 @@ def resolve(ctx: ServiceDeps, ref: str, outcome: str, *, who: str | Principal) -
         recording(ctx.engine, change_id, record)
     except ConcurrentUpdate:
         raise changed_meanwhile(change_id, "answered") from None
+    # Recorded: the VM its interrupted job held is free for the next operation.
+    release_settled(ctx, change_id)
     ctx.notifier.changed(change_id)
     return show_change(ctx, change_ref(change_id))
