@@ -145,7 +145,14 @@ def test_a_peer_that_closes_abnormally_is_still_an_error(
         handler.close()  # type: ignore[no-untyped-call]
 
 
-def test_serve_stopped_by_sigterm_logs_no_error(tmp_path: Path) -> None:
+# What a test does to a connected `serve`, before the bot is asked once and stopped.
+WhileServing = Callable[[FakeSlackApi, FakeSocketModeServer, "subprocess.Popen[str]"], None]
+
+
+def _serve_socket_mode(tmp_path: Path, then: WhileServing) -> tuple[int, str]:
+    """`checkpoint-bot serve` in Socket Mode against the local Slack, once
+    connected handed to `then`, then stopped with SIGTERM (as systemd
+    stops it): its exit code and stderr."""
     with FakeSlackApi() as api, FakeSocketModeServer() as server:
         api.socket_url = server.url
         env = {
@@ -169,6 +176,7 @@ def test_serve_stopped_by_sigterm_logs_no_error(tmp_path: Path) -> None:
         )
         try:
             server.wait_connections(1, timeout=15.0)
+            then(api, server, serve)
             acked = server.wait_ack(server.slash_command("help", f"{api.url}/response/cli"))
             assert acked.seconds < 3.0
         finally:
@@ -178,7 +186,12 @@ def test_serve_stopped_by_sigterm_logs_no_error(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 serve.kill()
                 _, err = serve.communicate(timeout=5)
-    assert serve.returncode == 0, err
+    return serve.returncode, err
+
+
+def test_serve_stopped_by_sigterm_logs_no_error(tmp_path: Path) -> None:
+    code, err = _serve_socket_mode(tmp_path, lambda _api, _server, _serve: None)
+    assert code == 0, err
     assert "stopping the job consumer" in err
     assert [line for line in err.splitlines() if " ERROR " in line] == [], err
 
@@ -186,42 +199,16 @@ def test_serve_stopped_by_sigterm_logs_no_error(tmp_path: Path) -> None:
 def test_serve_reloaded_by_sighup_then_stopped_logs_no_warning(tmp_path: Path) -> None:
     """A reload someone asked for (SIGHUP: `systemctl reload`) is said at
     INFO: it was logged at WARNING, twice per reload."""
-    with FakeSlackApi() as api, FakeSocketModeServer() as server:
-        api.socket_url = server.url
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("CHECKPOINT_BOT") and k not in PROXY_VARS
-        }
-        env.pop("DATABASE_URL", None)
-        env |= {
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_APP_TOKEN": APP_TOKEN,
-            "SLACK_API_URL": api.api_url,
-        }
-        serve = subprocess.Popen(
-            [str(BOT), "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            server.wait_connections(1, timeout=15.0)
-            serve.send_signal(signal.SIGHUP)
-            # Started again on the same files: a second connection to Slack.
-            server.wait_connections(2, timeout=30.0)
-            acked = server.wait_ack(server.slash_command("help", f"{api.url}/response/cli"))
-            assert acked.seconds < 3.0
-        finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                _, err = serve.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                _, err = serve.communicate(timeout=5)
-    assert serve.returncode == 0, err
+
+    def reload(
+        _api: FakeSlackApi, server: FakeSocketModeServer, serve: subprocess.Popen[str]
+    ) -> None:
+        serve.send_signal(signal.SIGHUP)
+        # Started again on the same files: a second connection to Slack.
+        server.wait_connections(2, timeout=30.0)
+
+    code, err = _serve_socket_mode(tmp_path, reload)
+    assert code == 0, err
     assert "the files check out: stopping, then starting again on them" in err
     loud = [line for line in err.splitlines() if " WARNING " in line or " ERROR " in line]
     assert loud == [], err
