@@ -266,6 +266,19 @@ class HostJobs:
         vm = self.inventory.vm_by_id(change.vm_id)
         return self.decider.locator.standalone(vm) and vm.host.casefold() == change.host.casefold()
 
+    def _host_refused(
+        self, change_id: int, on_refusal: Command, doing: str, exc: HyperVError
+    ) -> OperationFailed:
+        """Record the host's refusal of `doing` on the change; what fails the job."""
+        self._step(
+            change_id,
+            on_refusal,
+            f"{doing} failed: {exc.message}",
+            details={"category": exc.category, "error_id": exc.error_id},
+            said=exc.message,
+        )
+        return OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}")
+
     @contextmanager
     def _host_call(self, change_id: int, on_refusal: Command, doing: str) -> Iterator[None]:
         """Record how a host call ended. A refusal by the host is definite;
@@ -275,14 +288,7 @@ class HostJobs:
             yield
         except CheckpointNotFound as exc:
             if not self._vanished(change_id):
-                self._step(
-                    change_id,
-                    on_refusal,
-                    f"{doing} failed: {exc.message}",
-                    details={"category": exc.category, "error_id": exc.error_id},
-                    said=exc.message,
-                )
-                raise OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}") from exc
+                raise self._host_refused(change_id, on_refusal, doing, exc) from exc
             # The checkpoint the change owns is gone from the host: nothing
             # is left to restore or merge, ever.
             self._step(
@@ -303,14 +309,7 @@ class HostJobs:
                     f"{change_ref(change_id)}: the host stopped answering during the {doing}: "
                     f"outcome unknown ({exc}); {_SETTLES}"
                 ) from exc
-            self._step(
-                change_id,
-                on_refusal,
-                f"{doing} failed: {exc.message}",
-                details={"category": exc.category, "error_id": exc.error_id},
-                said=exc.message,
-            )
-            raise OperationFailed(f"{change_ref(change_id)}: {doing} failed: {exc}") from exc
+            raise self._host_refused(change_id, on_refusal, doing, exc) from exc
         except _NotThere as exc:
             self._step(change_id, on_refusal, f"{doing} not run: {exc}", said=str(exc))
             raise OperationFailed(f"{change_ref(change_id)}: {doing} not run: {exc}") from exc
