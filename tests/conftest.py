@@ -27,6 +27,7 @@ from bot.clock import ManualClock
 from bot.context import AppContext
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
+from tests.db_proxy import CuttableProxy
 from tests.helpers import T0, running_context
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -136,6 +137,15 @@ def pg_engine(pg_database_url: str) -> Iterator[Engine]:
         conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(_devtools_tables())}"))
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def through_proxy(pg_engine: Engine, pg_database_url: str) -> Iterator[tuple[CuttableProxy, str]]:
+    """The test database (emptied) behind a proxy a test can cut
+    (tests/db_proxy.py), and its URL through the proxy."""
+    proxy, url = CuttableProxy.before(pg_database_url)
+    with proxy:
+        yield proxy, url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,13 +34,6 @@ from tests.test_slack_flow import click, command, root_button, shown
 from tests.test_slack_http import wait_state
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def through_proxy(pg_engine: Engine, pg_database_url: str) -> Iterator[tuple[CuttableProxy, str]]:
-    proxy, url = CuttableProxy.before(pg_database_url)
-    with proxy:
-        yield proxy, url
 
 
 def test_slack_answers_say_the_database_is_unavailable_and_nothing_changed(

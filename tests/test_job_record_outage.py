@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -189,13 +189,6 @@ def test_a_job_the_reconciler_interrupted_while_its_record_waited_is_interrupted
 
 
 # -- the whole path on PostgreSQL ---------------------------------------------
-
-
-@pytest.fixture
-def through_proxy(pg_engine: Engine, pg_database_url: str) -> Iterator[tuple[CuttableProxy, str]]:
-    proxy, url = CuttableProxy.before(pg_database_url)
-    with proxy:
-        yield proxy, url
 
 
 class _CutWhileCreating:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Engine
 
 from bot.cli.local_server import Answer, Wire, answerer
 from bot.cli.local_socket import Request
@@ -29,13 +27,6 @@ from tests.db_proxy import CuttableProxy
 from tests.helpers import settings_for
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def through_proxy(pg_engine: Engine, pg_database_url: str) -> Iterator[tuple[CuttableProxy, str]]:
-    proxy, url = CuttableProxy.before(pg_database_url)
-    with proxy:
-        yield proxy, url
 
 
 def _ask(answer_with: Answer, request: Request) -> dict[str, object]:
