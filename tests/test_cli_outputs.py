@@ -350,8 +350,13 @@ def _open_fds() -> set[str]:
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 def test_the_emulator_on_a_taken_port_says_so_and_leaves_nothing_running(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # This process's temporary files in a directory of their own: the other
+    # test workers' emulators write theirs into the shared one meanwhile.
+    own = tmp_path / "tmp"
+    own.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
     port, taken = _two_ports()
     with taken:
         threads, fds = set(threading.enumerate()), _open_fds()
