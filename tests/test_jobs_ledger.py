@@ -314,3 +314,27 @@ def test_naive_clock_is_refused(engine: Engine) -> None:
     ledger = JobLedger(engine, lambda: datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="timezone-aware"):
         submit(ledger, "k1")
+
+
+def test_many_jobs_are_read_in_one_query(ledger: JobLedger, engine: Engine) -> None:
+    """What a command waiting for a wave's jobs reads on every poll (0.2 s):
+    one query for all its open jobs, not one per job (a 45-VM wave made 45
+    every poll)."""
+    from sqlalchemy import event
+
+    jobs = [submit(ledger, f"wave-{n}", vm_id=f"vm-{n}") for n in range(45)]
+    ids = [job.id for job in jobs if job.id is not None]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        found = ledger.get_many([*ids, 999_999])
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert sorted(found) == sorted(ids)  # an id with no job is left out
+    assert all(found[i].state == "queued" for i in ids)
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+    assert ledger.get_many([]) == {}

@@ -346,7 +346,8 @@ def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str)
     ctx = rt.ctx
     ref, now = wave.ref, ctx.clock()
     members = {m.change_id: m for m in wave.members}
-    found = [ctx.ledger.get(job_id) for job_id in jobs]
+    known = ctx.ledger.get_many(jobs)
+    found = [known[job_id] if job_id in known else ctx.ledger.get(job_id) for job_id in jobs]
 
     # Left to the workers: a job that never ran and is due later (its
     # member's change window, or --at). One that ran and was put back for a
@@ -378,7 +379,9 @@ def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str)
     told = ""
     while open_ids and time.monotonic() < give_up:
         time.sleep(_POLL)
-        ended = {i for i in open_ids if ctx.ledger.get(i).finished_at is not None}
+        # One read of every job still open, not one per job.
+        now_jobs = ctx.ledger.get_many(open_ids)
+        ended = {i for i in open_ids if i in now_jobs and now_jobs[i].finished_at is not None}
         if not ended:
             continue
         open_ids -= ended
@@ -400,7 +403,9 @@ def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str)
     view = show_batch(ctx, ref) if running else wave
     # Whose job ended interrupted (the ledger keeps it so once the
     # reconciler settled its change), or whose change is interrupted now.
-    over = [ctx.ledger.get(j.id) for j in running if j.id is not None and j.id not in open_ids]
+    over = ctx.ledger.get_many(
+        j.id for j in running if j.id is not None and j.id not in open_ids
+    ).values()
     interrupted = {j.change_id for j in over if j.state == "interrupted"}
     interrupted |= {
         m.change_id for m in view.members if m.change_id in ran and m.state == "interrupted"

@@ -13,7 +13,7 @@ an interrupted job keeps on its VM until its change is settled.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -556,6 +556,17 @@ class JobLedger:
         if job is None:
             raise JobNotFound(f"no job with id {job_id}", job_id=job_id)
         return job
+
+    def get_many(self, job_ids: Iterable[int]) -> dict[int, Job]:
+        """The jobs of `job_ids` that exist, by id, in one query: what a
+        command waiting for a wave's jobs reads on every poll (one read per
+        job made a 45-VM wave 45 queries every 0.2 s)."""
+        wanted = sorted(set(job_ids))
+        if not wanted:
+            return {}
+        with session_scope(self._engine) as s:
+            rows = s.exec(select_rows(Job).where(col(Job.id).in_(wanted))).all()
+        return {job.id: job for job in rows if job.id is not None}
 
     def find_by_key(self, key: str) -> Job | None:
         with session_scope(self._engine) as s:
