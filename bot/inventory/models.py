@@ -13,7 +13,6 @@ import ipaddress
 import os
 import re
 import socket
-import ssl
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -162,6 +161,10 @@ def ca_bundle_problem(bundle: Path) -> str | None:
 def _loads(path: str, _mtime_ns: int, _size: int) -> str | None:
     """OpenSSL's reason when `path` gives no CA certificate, else None;
     once per version of the file (hosts share their bundle)."""
+    # Imported here: only an inventory naming a bundle pays for OpenSSL's
+    # module; every command reads the inventory (bench/cli_start.py).
+    import ssl
+
     try:
         ssl.create_default_context().load_verify_locations(cafile=path)
     except ssl.SSLError as exc:
