@@ -338,7 +338,14 @@ class HostJobs:
             ) from exc
         except Exception as exc:
             log.exception("%s of %s ended unexpectedly", doing, change_ref(change_id))
-            self._interrupt(change_id, doing, f"{type(exc).__name__}: {exc}")
+            # A bug's class and text are for the log: the record people read
+            # says what it means for the change.
+            self._step(
+                change_id,
+                Command.INTERRUPT,
+                f"{doing}: outcome unknown (the bot ended it unexpectedly; the bot's log has "
+                "why); the host must be checked before anything else happens to this change",
+            )
             # The traceback is in the log (above); the job's error is words.
             raise OutcomeUnknown(
                 f"{change_ref(change_id)}: {doing} ended unexpectedly (the log has why): "
