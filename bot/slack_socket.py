@@ -44,11 +44,16 @@ from logging import Logger
 import websocket
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler as _Handler
+from slack_bolt.util.utils import get_boot_message
 from slack_sdk import WebClient
 from slack_sdk.socket_mode.websocket_client import SocketModeClient as _Client
 from websocket import WebSocketApp
 
 __all__ = ["SocketModeClient", "SocketModeHandler"]
+
+# How often the main thread, held by `SocketModeHandler.start`, wakes to run
+# a signal handler another thread took the signal for.
+WAKE_SECONDS = 0.2
 
 # The close code of a close handshake that ended as asked (RFC 6455 section 7.4.1).
 NORMAL_CLOSURE = 1000
@@ -332,3 +337,20 @@ class SocketModeHandler(_Handler):
             ping_interval=ping_interval,
         )
         self.client.socket_mode_request_listeners.append(self.handle)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        """Connect, then hold the calling (main) thread until a signal
+        handler raises there (Ctrl-C; `serve` makes SIGTERM one).
+
+        Bolt's own `start()` holds it in an untimed `Event().wait()`. A
+        signal sent to the process is delivered to any one thread that does
+        not block it (https://man7.org/linux/man-pages/man7/signal.7.html),
+        while Python runs the handler in the main thread only, between
+        bytecodes (https://docs.python.org/3/library/signal.html#signals-and-threads):
+        taken by another thread, it never woke a main thread blocked on a
+        lock, and `serve` given SIGTERM under load went on forever. Short
+        sleeps let the main thread see it within WAKE_SECONDS."""
+        self.connect()  # type: ignore[no-untyped-call]
+        self.app.logger.info(get_boot_message())
+        while True:
+            time.sleep(WAKE_SECONDS)

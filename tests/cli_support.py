@@ -21,6 +21,7 @@ import functools
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -205,3 +206,27 @@ def run_reporting_heavy(cwd: Path, env: Mapping[str, str], *args: str) -> Ran:
     with os.fdopen(read) as pipe:
         heavy = json.loads(pipe.read() or "[]")
     return Ran(done.returncode, done.stdout, done.stderr, heavy)
+
+
+# Set in the environment of a process a test may have to kill: Python's
+# faulthandler then writes every thread's stack to stderr on SIGABRT, so a
+# hang reports where it hung (https://docs.python.org/3/library/faulthandler.html).
+DUMP_ON_ABORT = {"PYTHONFAULTHANDLER": "1"}
+
+
+def ended_or_dumped(proc: subprocess.Popen[str], timeout: float) -> tuple[str, bool]:
+    """Wait `timeout` seconds for `proc` to end: (its stderr, False). If it
+    did not end, it is sent SIGABRT (run with DUMP_ON_ABORT, it writes its
+    threads' stacks) and killed if that did not end it: (its stderr, with
+    the stacks at the end, True)."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+        return err, False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=5)
+        return err, True

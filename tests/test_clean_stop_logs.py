@@ -15,10 +15,7 @@ kinds on every deploy); a real failure still does.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,12 +29,10 @@ from bot.hyperv.errors import HyperVError
 from bot.hyperv.winrm.pool import Cmd, PoolSession, WinRMTimeouts
 from bot.slack_socket import SocketModeHandler
 from tests.emulator_support import start_fleet, wsman
+from tests.serve_support import APP_TOKEN, PROXY_VARS, Served, serving_socket_mode
 from tests.slack_support import BOT_TOKEN, FakeSlackApi
 from tests.socket_mode_support import FakeSocketModeServer
 
-APP_TOKEN = "xapp-test"
-BOT = Path(sys.executable).with_name("checkpoint-bot")
-PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 GET_VM = (Cmd("Get-VM"),)
 TIMEOUTS = WinRMTimeouts(call=10, connect=2, read=10, operation=2, stop_grace=2)
 
@@ -145,73 +140,32 @@ def test_a_peer_that_closes_abnormally_is_still_an_error(
         handler.close()  # type: ignore[no-untyped-call]
 
 
-# What a test does to a connected `serve`, before the bot is asked once and stopped.
-WhileServing = Callable[[FakeSlackApi, FakeSocketModeServer, "subprocess.Popen[str]"], None]
-
-
-def _serve_socket_mode(tmp_path: Path, then: WhileServing) -> tuple[int, str]:
-    """`checkpoint-bot serve` in Socket Mode against the local Slack, once
-    connected handed to `then`, then stopped with SIGTERM (as systemd
-    stops it): its exit code and stderr."""
-    with FakeSlackApi() as api, FakeSocketModeServer() as server:
-        api.socket_url = server.url
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("CHECKPOINT_BOT") and k not in PROXY_VARS
-        }
-        env.pop("DATABASE_URL", None)
-        env |= {
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_APP_TOKEN": APP_TOKEN,
-            "SLACK_API_URL": api.api_url,
-        }
-        serve = subprocess.Popen(
-            [str(BOT), "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            server.wait_connections(1, timeout=15.0)
-            then(api, server, serve)
-            acked = server.wait_ack(server.slash_command("help", f"{api.url}/response/cli"))
-            assert acked.seconds < 3.0
-        finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                _, err = serve.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                _, err = serve.communicate(timeout=5)
-    return serve.returncode, err
+def _asked_once(served: Served) -> None:
+    api, server = served.api, served.server
+    acked = server.wait_ack(server.slash_command("help", f"{api.url}/response/cli"))
+    assert acked.seconds < 3.0
 
 
 def test_serve_stopped_by_sigterm_logs_no_error(tmp_path: Path) -> None:
-    code, err = _serve_socket_mode(tmp_path, lambda _api, _server, _serve: None)
-    assert code == 0, err
-    assert "stopping the job consumer" in err
-    assert [line for line in err.splitlines() if " ERROR " in line] == [], err
+    with serving_socket_mode(tmp_path) as served:
+        _asked_once(served)
+    assert served.code == 0, served.err
+    assert "stopping the job consumer" in served.err
+    assert [line for line in served.err.splitlines() if " ERROR " in line] == [], served.err
 
 
 def test_serve_reloaded_by_sighup_then_stopped_logs_no_warning(tmp_path: Path) -> None:
     """A reload someone asked for (SIGHUP: `systemctl reload`) is said at
     INFO: it was logged at WARNING, twice per reload."""
-
-    def reload(
-        _api: FakeSlackApi, server: FakeSocketModeServer, serve: subprocess.Popen[str]
-    ) -> None:
-        serve.send_signal(signal.SIGHUP)
+    with serving_socket_mode(tmp_path) as served:
+        served.process.send_signal(signal.SIGHUP)
         # Started again on the same files: a second connection to Slack.
-        server.wait_connections(2, timeout=30.0)
-
-    code, err = _serve_socket_mode(tmp_path, reload)
-    assert code == 0, err
-    assert "the files check out: stopping, then starting again on them" in err
-    loud = [line for line in err.splitlines() if " WARNING " in line or " ERROR " in line]
-    assert loud == [], err
+        served.server.wait_connections(2, timeout=30.0)
+        _asked_once(served)
+    assert served.code == 0, served.err
+    assert "the files check out: stopping, then starting again on them" in served.err
+    loud = [line for line in served.err.splitlines() if " WARNING " in line or " ERROR " in line]
+    assert loud == [], served.err
 
 
 # --- WinRM pools ------------------------------------------------------------------

@@ -28,7 +28,7 @@ import pytest
 from bot.devtools.emulator import EmulatedFleet, Faults
 from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
 from bot.devtools.hostmodel import InMemoryHostStateStore, demo_hosts_path, load_host_model
-from tests.cli_support import BOT, OPERATOR, run
+from tests.cli_support import BOT, DUMP_ON_ABORT, OPERATOR, ended_or_dumped, run
 from tests.helpers import emulated_deployment
 
 PASSWORD = "Passw0rd!"
@@ -60,7 +60,7 @@ def _started(cwd: Path, *args: str) -> subprocess.Popen[str]:
     """The console script with the config, in a process of its own; its
     stderr piped."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_BOT")}
-    env |= OPERATOR | ENV
+    env |= OPERATOR | ENV | DUMP_ON_ABORT
     return subprocess.Popen(
         [str(BOT), "-c", "bot.yaml", *args],
         cwd=cwd,
@@ -90,12 +90,9 @@ def _interrupted(
     signalled = time.monotonic()
     proc.send_signal(signal.SIGINT)
     os.set_blocking(proc.stderr.fileno(), True)
-    try:
-        _, rest = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail("Ctrl-C did not stop the command within 30 s")
+    rest, hung = ended_or_dumped(proc, timeout=30)
+    if hung:
+        pytest.fail(f"Ctrl-C did not stop the command within 30 s; its stacks:\n{rest}")
     return proc.returncode, "".join(said) + rest, time.monotonic() - signalled
 
 

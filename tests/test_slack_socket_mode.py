@@ -10,10 +10,7 @@ SIGTERM."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,10 +34,10 @@ from handlers.app import build_bolt_app
 from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.helpers import T0, settings_for
+from tests.serve_support import APP_TOKEN, PROXY_VARS, serving_socket_mode
 from tests.slack_support import BOT_TOKEN, Call, FakeSlackApi
 from tests.socket_mode_support import Acked, FakeSocketModeServer
 
-APP_TOKEN = "xapp-test"
 # Slack allows 3 s (https://api.slack.com/interactivity/handling#acknowledgment_response);
 # how far under it the ack stays is bench/ack_latency.py's to measure, not a
 # shared CI machine's (one run saw 1.14 s under four test workers).
@@ -51,9 +48,6 @@ ACK_LIMIT = 3.0
 # bench/socket_reconnect.py, not asserted on a shared machine.
 REFRESH_ACK_LIMIT = 3.0
 CLOSE_LIMIT = 3.0
-BOT = Path(sys.executable).with_name("checkpoint-bot")
-# slack_sdk's Socket Mode client takes a proxy from these; loopback needs none.
-PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 # Threads the app and the context own (Bolt's listener pool, the work pool,
 # the notifier's pool): they outlive a Socket Mode handler by design.
 APP_THREADS = ("bolt_", "slack-work_", "slack-thread_")
@@ -326,56 +320,75 @@ def test_handler_closes_cleanly(bot: SocketBot) -> None:
     assert acked.seconds < ACK_LIMIT
 
 
+class _Stopped(Exception):
+    """What the test's signal handler raises in the main thread."""
+
+
+def test_start_returns_to_a_signal_another_thread_took(bot: SocketBot) -> None:
+    """A process-directed signal is delivered to any one thread that does
+    not block it (signal(7), https://man7.org/linux/man-pages/man7/signal.7.html),
+    and Python runs its handler in the main thread only, between bytecodes
+    (https://docs.python.org/3/library/signal.html#signals-and-threads).
+    Bolt's `start()` blocked the main thread in an untimed `Event().wait()`,
+    where such a signal never woke it: `serve` given SIGTERM under load
+    logged nothing and did not exit. Here the signal is sent to another
+    thread on purpose; `start()` must end at once."""
+    assert threading.current_thread() is threading.main_thread()
+    handler = SocketModeHandler(bot.app, app_token=APP_TOKEN)
+    main = threading.get_ident()
+    sent: list[float] = []
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise _Stopped
+
+    returned = threading.Event()
+
+    def signal_this_thread() -> None:
+        wait_until(handler.client.is_connected)
+        sent.append(time.monotonic())
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+        if not returned.wait(5.0):
+            # Still blocked: wake it where it waits, so the test ends (and fails).
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, stop)
+    other = threading.Thread(target=signal_this_thread, daemon=True)
+    try:
+        other.start()
+        with pytest.raises(_Stopped):
+            handler.start()
+        took = time.monotonic() - sent[0]
+        returned.set()
+        # Before the handler is put back: a late wake-up must find it.
+        other.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        handler.close()  # type: ignore[no-untyped-call]
+    assert took < 1.0, f"the main thread took {took:.1f} s to see the signal"
+
+
 # --- the real CLI ----------------------------------------------------------------
 
 
 def test_serve_connects_over_socket_mode_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
-    with FakeSlackApi() as api, FakeSocketModeServer() as server:
-        api.socket_url = server.url
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("CHECKPOINT_BOT") and k not in PROXY_VARS
-        }
-        env.pop("DATABASE_URL", None)
-        env |= {
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_APP_TOKEN": APP_TOKEN,
-            "SLACK_API_URL": api.api_url,
-        }
-        serve = subprocess.Popen(
-            [str(BOT), "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            server.wait_connections(1, timeout=15.0)
-            url = f"{api.url}/response/cli"
-            acked = server.wait_ack(server.slash_command("help", url), timeout=3.0)
-            assert acked.seconds < ACK_LIMIT
-            assert "/checkpoint create" in texts(answer(api, "response_url:cli"))
-            # Bolt checks the token; demo mode (no slack.team_ids) also takes the
-            # token's own workspace from auth.test as the one it serves.
-            assert [c.method for c in api.calls][:3] == [
-                "auth.test",
-                "auth.test",
-                "apps.connections.open",
-            ]
-        finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                _, err = serve.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                _, err = serve.communicate(timeout=5)
-        assert serve.returncode == 0, err
-        assert "over Socket Mode" in err and "stopping the job consumer" in err
-        assert "Traceback" not in err
-        conn = server.connections[0]
-        deadline = time.monotonic() + 3.0
-        while conn.close_code is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert conn.close_code is not None
+    with serving_socket_mode(tmp_path) as served:
+        api, server = served.api, served.server
+        url = f"{api.url}/response/cli"
+        acked = server.wait_ack(server.slash_command("help", url), timeout=3.0)
+        assert acked.seconds < ACK_LIMIT
+        assert "/checkpoint create" in texts(answer(api, "response_url:cli"))
+        # Bolt checks the token; demo mode (no slack.team_ids) also takes the
+        # token's own workspace from auth.test as the one it serves.
+        assert [c.method for c in api.calls][:3] == [
+            "auth.test",
+            "auth.test",
+            "apps.connections.open",
+        ]
+    assert served.code == 0, served.err
+    assert "over Socket Mode" in served.err and "stopping the job consumer" in served.err
+    assert "Traceback" not in served.err
+    conn = server.connections[0]
+    deadline = time.monotonic() + 3.0
+    while conn.close_code is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert conn.close_code is not None

@@ -264,7 +264,7 @@ def serve(
         )
         click.echo("checkpoint-bot: connecting to Slack over Socket Mode; Ctrl-C stops", err=True)
         try:
-            handler.start()  # type: ignore[no-untyped-call]
+            handler.start()
         except KeyboardInterrupt:
             pass
         finally:
