@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -346,13 +346,14 @@ def worker(
 ) -> None:
     """Run queued jobs in this process until Ctrl-C."""
     from bot.cli.reload import Reload
+    from bot.interrupts import StopRequest
 
     Reload.hold()  # SIGHUP: a reload, once started (below)
     setup_logging(rt, log_format)
     ctx = rt.ctx
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    reload = Reload(rt, stop.set)
+    stop = StopRequest()
+    signal.signal(signal.SIGTERM, stop.on_signal)
+    reload = Reload(rt, stop.ask)
     reload.install()
     consumer = ctx.start_workers()
     ctx.watch_files()  # says when an edited file waits for a reload
@@ -361,11 +362,8 @@ def worker(
     local = start_cli_socket(rt, ctx)
     health = start_health(rt, readiness(ctx, consumer), health_port, health_host)
     click.echo(f"worker {ctx.worker_id}: running jobs from the queue (Ctrl-C stops)", err=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stops as SIGTERM does
+        stop.wait()
 
     def stopping() -> None:
         if local is not None:

@@ -16,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlmodel import Session, create_engine
 
+from bot.interrupts import interrupts_held
 from bot.store.outage import watch_writes
 from bot.store.pg_tls import tls_refusal, with_tls_default
 
@@ -246,8 +247,11 @@ class RecordSession(Session):
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any error."""
-    with RecordSession(engine, expire_on_commit=False) as session:
+    """One transaction: commit on success, roll back on any error. A Ctrl-C
+    (or `serve`'s SIGTERM) is raised as it ends, never inside it: raised
+    half-way into SQLAlchemy's begin, it left SQLite's write lock held by a
+    transaction nothing would end (bot/interrupts.py)."""
+    with interrupts_held(), RecordSession(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -27,6 +25,7 @@ from bot.devtools.hostmodel import (
     demo_hosts_path,
     load_host_model,
 )
+from bot.interrupts import StopRequest
 from bot.inventory import InventoryError, demo_inventory_path, load_inventory
 
 EPILOG = f"""\
@@ -201,12 +200,8 @@ def emulator(
         # started were stopped by EmulatedFleet.start).
         hint = ": pass --port N (0 picks free ones)" if port else ""
         raise click.ClickException(f"{exc}{hint}") from None
-    done = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    previous = signal.signal(signal.SIGTERM, _on_signal)
+    done = StopRequest()
+    previous = signal.signal(signal.SIGTERM, done.on_signal)
     try:
         for name, server in fleet.servers.items():
             click.echo(f"{name}\t{server.url}")
@@ -225,8 +220,7 @@ def emulator(
             write_inventory.write_text(pointed, encoding="utf-8")
             click.echo(f"emulator: wrote {write_inventory}", err=True)
         click.echo("emulator: serving; Ctrl-C to stop", err=True)
-        while not done.wait(0.5):
-            pass
+        done.wait()
     except KeyboardInterrupt:
         pass
     finally:

@@ -5,14 +5,13 @@ Ctrl-C or SIGTERM stops everything."""
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 
 import click
 
 from bot.cli.runtime import Runtime, pass_runtime
+from bot.interrupts import StopRequest
 
 
 @click.command("demo")
@@ -55,12 +54,8 @@ def demo(rt: Runtime, port: int, host: str, speed: float, workdir: Path | None) 
     running = start_demo(
         DemoOptions(workdir=(workdir or rt.cwd / "var" / "demo"), port=port, host=host, speed=speed)
     )
-    done = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        done.set()
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    done = StopRequest()
+    previous = signal.signal(signal.SIGTERM, done.on_signal)
     try:
         hosts = ", ".join(running.fleet.servers) if running.fleet else "-"
         click.echo(
@@ -70,8 +65,7 @@ def demo(rt: Runtime, port: int, host: str, speed: float, workdir: Path | None) 
         )
         click.echo(f"checkpoint-bot: playground ready in {time.monotonic() - started:.1f}s")
         click.echo(f"  open {running.url}   (Ctrl-C stops)", nl=True)
-        while not done.wait(0.5):
-            pass
+        done.wait()
     except KeyboardInterrupt:
         pass
     finally:

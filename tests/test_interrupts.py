@@ -1,0 +1,116 @@
+"""A stopping signal taken in the middle of a database transaction.
+
+Seen: Ctrl-C on `checkpoint create` while its job ran (the CLI polls the
+job's row every 10 ms) sometimes did not stop it within 30 s. The
+interrupt had landed half-way into the poll's transaction: SQLite's
+`BEGIN IMMEDIATE` had run and SQLAlchemy had not yet recorded it, so the
+transaction stayed open with the write lock, and the command's next
+transaction (its close, asking which jobs it leaves running) waited for
+it; other times the interrupt came out as SQLAlchemy's
+PendingRollbackError. Here a real SIGINT is sent to this process at random
+moments while its main thread runs transactions on a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from bot.interrupts import interrupts_held
+from bot.store.db import make_engine, session_scope
+
+TRIALS = 150
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'record.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    yield engine
+    engine.dispose()
+
+
+def _write_lock_free(path: str) -> bool:
+    probe = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+
+
+def test_ctrl_c_during_transactions_is_an_interrupt_and_leaves_none_open(
+    engine: Engine,
+) -> None:
+    assert threading.current_thread() is threading.main_thread()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    path = str(engine.url.database)
+    rng = random.Random(20261206)
+    for trial in range(TRIALS):
+        timer = threading.Timer(
+            rng.uniform(0.0005, 0.01), lambda: os.kill(os.getpid(), signal.SIGINT)
+        )
+        try:
+            # Inside the try: on a loaded machine the signal can come
+            # before the first transaction.
+            timer.start()
+            while True:
+                with session_scope(engine) as s:
+                    s.exec(text("SELECT count(*) FROM t")).one()  # type: ignore[call-overload]
+                    s.exec(text("INSERT INTO t VALUES (1)"))  # type: ignore[call-overload]
+        except KeyboardInterrupt:
+            pass
+        finally:
+            timer.join()
+        assert _write_lock_free(path), f"trial {trial}: a transaction was left open"
+
+
+def test_a_signal_inside_the_block_is_handled_as_it_ends() -> None:
+    seen: list[str] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        seen.append(f"handled {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with interrupts_held():
+            signal.raise_signal(signal.SIGTERM)
+            seen.append("block ended")
+        seen.append("after")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == ["block ended", "handled SIGTERM", "after"]
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_ctrl_c_inside_the_block_raises_as_it_ends() -> None:
+    ended = False
+    with pytest.raises(KeyboardInterrupt), interrupts_held():
+        signal.raise_signal(signal.SIGINT)
+        ended = True
+    assert ended
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_outside_the_main_thread_nothing_is_held() -> None:
+    handlers: list[object] = []
+
+    def look() -> None:
+        with interrupts_held():
+            handlers.append(signal.getsignal(signal.SIGINT))
+
+    other = threading.Thread(target=look)
+    other.start()
+    other.join()
+    assert handlers == [signal.default_int_handler]
