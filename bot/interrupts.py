@@ -78,15 +78,24 @@ def interrupts_held() -> Iterator[None]:
 
     held: dict[int, Handler] = {}
     for stopping in STOPPING:
-        handler = signal.getsignal(stopping)
+        # One call each way (a transaction of the main thread pays for it):
+        # `signal.signal` hands back the handler it replaces.
+        handler = signal.signal(stopping, hold)
         if callable(handler):
             held[stopping] = handler
-            signal.signal(stopping, hold)
+        else:
+            signal.signal(stopping, handler)
     try:
         yield
     finally:
         for number, handler in held.items():
             signal.signal(number, handler)
         for number in caught:
-            # As it would have run: a handler that raises raises here.
-            held[number](number, None)
+            handler = held.get(number)
+            if handler is not None:
+                # As it would have run: a handler that raises raises here.
+                handler(number, None)
+            else:
+                # Taken in the instant the default action or SIG_IGN was
+                # swapped out and back: given to it now.
+                signal.raise_signal(number)

@@ -114,3 +114,15 @@ def test_outside_the_main_thread_nothing_is_held() -> None:
     other.start()
     other.join()
     assert handlers == [signal.default_int_handler]
+
+
+def test_a_signal_without_a_python_handler_keeps_its_disposition() -> None:
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with interrupts_held():
+            inside = signal.getsignal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # ignored, as outside
+        after = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert inside == after == signal.SIG_IGN
