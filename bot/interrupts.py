@@ -26,12 +26,14 @@ consequences shape this module:
 
 from __future__ import annotations
 
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TypeVar
 
 # How often the main thread wakes to look.
 POLL_SECONDS = 0.2
@@ -40,6 +42,7 @@ POLL_SECONDS = 0.2
 STOPPING = (signal.SIGINT, signal.SIGTERM)
 
 Handler = Callable[[int, FrameType | None], object]
+T = TypeVar("T")
 
 
 class StopRequest:
@@ -60,6 +63,24 @@ class StopRequest:
         """Until asked (a KeyboardInterrupt, Ctrl-C, ends it too)."""
         while not self.asked:
             time.sleep(POLL_SECONDS)
+
+
+def joined(thread: threading.Thread) -> None:
+    """`thread.join()` in short waits: an untimed join blocks the main
+    thread on a lock that a signal taken by another thread never wakes, so
+    a Ctrl-C went unseen until the thread ended (a host that never answers:
+    `hyperv.call_timeout`). It returns as soon as the thread ends."""
+    while thread.is_alive():
+        thread.join(POLL_SECONDS)
+
+
+def taken(items: queue.Queue[T]) -> T:
+    """`items.get()` in short waits, for the same reason as `joined`."""
+    while True:
+        try:
+            return items.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            continue
 
 
 @contextmanager

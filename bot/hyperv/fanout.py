@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from bot.hyperv.errors import HyperVError
 from bot.hyperv.interface import HyperVHost
+from bot.interrupts import joined
 
 T = TypeVar("T")
 
@@ -62,7 +63,7 @@ def ask_hosts(
     for thread in askers:
         thread.start()
     for thread in askers:
-        thread.join()
+        joined(thread)  # a Ctrl-C is seen while a host takes its time
     if failures:
         raise failures[0]
     return [answers[index] for index in range(len(names))]

@@ -30,6 +30,7 @@ from bot.changes.record import parse_ref
 from bot.changes.views import ON_BEHALF_OF
 from bot.domain import TOO_MANY_DIGITS, ChangeRef
 from bot.durations import DurationError, parse_duration
+from bot.interrupts import joined, taken
 from bot.service.actors import actor_id
 from bot.service.audit_format import encode_sorted, export_audit
 from bot.service.errors import BadRequest, NotFound
@@ -351,7 +352,7 @@ def _read_ahead(parts: Iterator[_T]) -> Iterator[_T]:
     thread.start()
     try:
         while True:
-            item = ready.get()
+            item = taken(ready)  # a Ctrl-C is seen while the server computes
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -359,7 +360,7 @@ def _read_ahead(parts: Iterator[_T]) -> Iterator[_T]:
             yield item
     finally:
         stop.set()
-        thread.join()
+        joined(thread)
 
 
 def _partitions(conn: Any, query: Any) -> Generator[Any, None, None]:
