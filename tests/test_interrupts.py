@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from bot.cli.local_socket import Request, converse
 from bot.hyperv.fanout import ask_hosts
 from bot.interrupts import interrupts_held
 from bot.service.audit import _read_ahead
@@ -220,4 +222,27 @@ def test_an_audit_export_sees_a_ctrl_c_while_the_server_computes() -> None:
         return list(_read_ahead(batches()))
 
     took = _seconds_to_see_a_signal_another_thread_took(export, computing, computed.set)
+    assert took < 1.0, f"the main thread took {took:.1f} s to see the signal"
+
+
+def test_a_cli_handed_to_a_running_bot_sees_a_ctrl_c_while_the_bot_works() -> None:
+    """The light CLI waits for the bot's answer on a Unix socket; a job can
+    take minutes."""
+    ours, bots = socket.socketpair()
+    reading, answered = threading.Event(), threading.Event()
+
+    def bot_side() -> None:
+        bots.recv(1 << 16)  # the request
+        reading.set()
+        answered.wait()
+        bots.close()
+
+    bot = threading.Thread(target=bot_side, daemon=True)
+    bot.start()
+    request = Request(op="list", target=None, user="alice")
+
+    took = _seconds_to_see_a_signal_another_thread_took(
+        lambda: converse(ours, request), reading, answered.set
+    )
+    bot.join()
     assert took < 1.0, f"the main thread took {took:.1f} s to see the signal"

@@ -38,6 +38,7 @@ from typing import Any
 
 from bot.config_file import chosen_config
 from bot.domain import operator_name_problem
+from bot.interrupts import POLL_SECONDS
 
 SOCKET_ENV = "CHECKPOINT_BOT_SOCKET"
 # Raised when the request's shape or meaning changes; a bot that does not
@@ -250,8 +251,14 @@ def connect(path: Path) -> socket.socket | None:
 def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
     buffered = bytearray()
     scanned = 0  # where to look for the next newline: a long line is read once
+    # Short waits: a Ctrl-C that another thread took is seen between them
+    # (bot/interrupts.py); the bot may take minutes to end a job.
+    sock.settimeout(POLL_SECONDS)
     while True:
-        chunk = sock.recv(1 << 16)
+        try:
+            chunk = sock.recv(1 << 16)
+        except TimeoutError:
+            continue
         if not chunk:
             return
         buffered += chunk
