@@ -1,6 +1,6 @@
-"""A stopping signal taken in the middle of a database transaction.
+"""Stopping signals (Ctrl-C, SIGTERM) and the main thread (bot/interrupts.py).
 
-Seen: Ctrl-C on `checkpoint create` while its job ran (the CLI polls the
+A signal taken in the middle of a database transaction. Seen: Ctrl-C on `checkpoint create` while its job ran (the CLI polls the
 job's row every 10 ms) sometimes did not stop it within 30 s. The
 interrupt had landed half-way into the poll's transaction: SQLite's
 `BEGIN IMMEDIATE` had run and SQLAlchemy had not yet recorded it, so the
@@ -8,7 +8,12 @@ transaction stayed open with the write lock, and the command's next
 transaction (its close, asking which jobs it leaves running) waited for
 it; other times the interrupt came out as SQLAlchemy's
 PendingRollbackError. Here a real SIGINT is sent to this process at random
-moments while its main thread runs transactions on a real SQLite file."""
+moments while its main thread runs transactions on a real SQLite file.
+
+A signal another thread took while the main thread waits (for hosts, for
+an export's next batch, for a running bot's answer): Python runs the
+handler only in the main thread, which an untimed wait kept asleep. Here
+the signal is sent to another thread on purpose."""
 
 from __future__ import annotations
 
