@@ -345,6 +345,42 @@ def test_a_vm_moved_between_request_and_approval_is_checkpointed_on_its_new_node
     assert estate.served("Checkpoint-VM") == ["HV02"]
 
 
+def test_change_approve_says_the_vm_moved_and_the_job_followed_it(
+    approving: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`checkpoint create` and `rollback` print the move their job followed;
+    `change approve`, which waits for the job the approval starts, printed
+    only "create of WEB01 on HV01 is running…" for a VM on HV02 by then."""
+    estate = approving
+    asked = request_checkpoint(estate.ctx, "WEB01", reason="KB5044284", requester="alice")
+    estate.clock.advance(timedelta(minutes=5))
+    estate.migrate(WEB01, "HV01", "HV02")
+    monkeypatch.setenv("CHECKPOINT_BOT_USER", "bob")
+
+    assert estate.cli("change", "approve", asked.change.ref) == 0
+    err = capsys.readouterr().err
+    assert f"{asked.change.ref}: WEB01 is now on HV02" in err, err
+    assert show_change(estate.ctx, asked.change.ref).host == "HV02"
+
+
+def test_change_approve_of_a_rollback_prints_the_move_its_job_followed(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The approval does not look for the VM: its job finds it moved, and
+    the command says so once the job has ended (seen: "rollback of WEB01
+    on HV01 is running…" and nothing more, for a VM on HV02)."""
+    kept = request_checkpoint(estate.ctx, "WEB01", reason="patch", requester="alice")
+    estate.run_jobs(kept.change.id)
+    assert rollback(estate.ctx, kept.change.ref, requester="alice").waiting
+    estate.migrate(WEB01, "HV01", "HV02")
+    monkeypatch.setenv("CHECKPOINT_BOT_USER", "bob")
+
+    assert estate.cli("change", "approve", kept.change.ref) == 0
+    err = capsys.readouterr().err
+    assert f"{kept.change.ref}: WEB01 is now on HV02" in err, err
+    assert estate.served("Restore-VMSnapshot") == ["HV02"]
+
+
 def test_a_clustered_vms_job_finds_it_once_and_asks_its_facts_there(estate: Estate) -> None:
     """The job follows the VM to its node (one probe), and the re-check
     right after asks that node for its facts: it does not locate the VM a

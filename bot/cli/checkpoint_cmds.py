@@ -19,6 +19,8 @@ from bot.cli.finishing import (
     finish,
     found_elsewhere,
     in_terminal_words,
+    moved_line,
+    moves_since,
     run_request,
     running_line,
     wait_for_job,
@@ -56,11 +58,20 @@ class _Here:
 
 
 def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[bool, ChangeView]:
-    """Run the queue in this process until the job ends (within its deadline)."""
+    """Run the queue in this process until the job ends (within its
+    deadline), saying as `finish` does where the VM is when it moved."""
     # The node its VM was last found on, when it moved since the change saw
     # it (the job follows it there).
-    progress(running_line(view, action, found_elsewhere(rt.ctx, view)))
-    return _run_queue_until(rt, job_id, view.ref)
+    elsewhere = found_elsewhere(rt.ctx, view)
+    if elsewhere is not None:
+        progress(moved_line(view, elsewhere, action))
+    progress(running_line(view, action, elsewhere))
+    succeeded, after = _run_queue_until(rt, job_id, view.ref)
+    for to, message in moves_since(view, after):
+        if elsewhere is None or to.casefold() != elsewhere.casefold():
+            # It moved while the job ran, and the job followed it.
+            progress(f"{view.ref}: {message}")
+    return succeeded, after
 
 
 def _run_queue_until(rt: Runtime, job_id: int, ref: str) -> tuple[bool, ChangeView]:

@@ -91,6 +91,15 @@ def found_elsewhere(ctx: AppContext, view: ChangeView) -> str | None:
     return seen
 
 
+def moved_line(view: ChangeView, now_on: str, action: str) -> str:
+    """Said before the job runs when its VM was found on another node
+    (`found_elsewhere`) than the one its change names."""
+    return (
+        f"{view.ref}: {view.vm_name} is now on {now_on} (its change last saw it on "
+        f"{view.host}); the {action} follows it there"
+    )
+
+
 def moves_since(asked: ChangeView, after: ChangeView) -> list[tuple[str, str]]:
     """The moves the job recorded while it ran (it followed the VM to
     another node), each as (the node it went to, what the record says): the
@@ -230,11 +239,7 @@ def finish(
     view, ended_badly, waited, unknown = outcome.change, outcome.refused, False, False
     asked = view
     if now_on is not None and not as_json:
-        term.progress(
-            f"{view.ref}: {view.vm_name} is now on {now_on} (its change last saw it on "
-            f"{view.host}); the {action} follows it there",
-            view.ref,
-        )
+        term.progress(moved_line(view, now_on, action), view.ref)
         # What is shown before the job runs names the node it runs on; the
         # record follows when the job does (a `moved` event).
         view = replace(view, host=now_on)
