@@ -1,7 +1,8 @@
 """Stopping signals (Ctrl-C, SIGTERM) and the main thread (bot/interrupts.py).
 
-A signal taken in the middle of a database transaction. Seen: Ctrl-C on `checkpoint create` while its job ran (the CLI polls the
-job's row every 10 ms) sometimes did not stop it within 30 s. The
+A signal taken in the middle of a database transaction. Seen: Ctrl-C on
+`checkpoint create` while its job ran (the CLI polls the job's row every
+10 ms) sometimes did not stop it within 30 s. The
 interrupt had landed half-way into the poll's transaction: SQLite's
 `BEGIN IMMEDIATE` had run and SQLAlchemy had not yet recorded it, so the
 transaction stayed open with the write lock, and the command's next
