@@ -15,9 +15,10 @@ from requests.utils import resolve_proxies
 
 from bot.hyperv.errors import HostAuthError, HostTimeout, HostUnreachable, HyperVError
 from bot.hyperv.fanout import ask_hosts
+from bot.hyperv.winrm import commands
 from bot.hyperv.winrm.connect import Credentials, HostCredential, wsman_factory, wsman_options
 from bot.hyperv.winrm.host import WinRMFleet, WinRMHost
-from bot.hyperv.winrm.pool import WinRMTimeouts
+from bot.hyperv.winrm.pool import WinRMTimeouts, describe
 from bot.inventory import Host, Inventory
 
 VM_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
@@ -204,3 +205,18 @@ def test_fleet_caches_hosts_and_reports_each_hosts_error() -> None:
         assert all(isinstance(results[f"HV{i:02d}"], HostUnreachable) for i in range(1, 5))
     finally:
         fleet.close()
+
+
+# -- how a call is named in errors --------------------------------------------------------
+
+
+def test_a_call_of_several_statements_is_named_by_its_cmdlets_not_as_one_pipeline() -> None:
+    """Seen: "HVA could not be reached (Get-VM | Get-VM | Get-VMHardDiskDrive
+    | Get-CimInstance | Get-VM | Get-VMSnapshot | Get-Volume on HVA: …)", a
+    pipeline no one ran, for the one call that asks a decision's facts."""
+    vm = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+    assert describe(commands.vm_facts(vm)) == (
+        "Get-VM, Get-VMHardDiskDrive, Get-CimInstance, Get-VMSnapshot, Get-Volume"
+    )
+    assert describe(commands.create_checkpoint(vm, "cb-CHG-0001")) == "Get-VM | Checkpoint-VM"
+    assert describe(commands.list_checkpoints(None)) == "Get-VM | Get-VMSnapshot"

@@ -110,9 +110,14 @@ Pipeline = tuple[Cmd, ...]
 def describe(pipeline: Pipeline) -> str:
     """The cmdlets of a pipeline without parameters or the trimming
     `Select-Object`, for errors: `Get-VM | Checkpoint-VM` names the command
-    that did not finish, where `Get-VM` alone would mislead."""
+    that did not finish, where `Get-VM` alone would mislead. Several
+    statements in one call (the facts a decision needs) are named by their
+    cmdlets, each once: joined by " | " they read as a pipeline no one ran
+    ("Get-VM | Get-VM | Get-VMHardDiskDrive | Get-CimInstance | …")."""
     names = [cmd.name for cmd in pipeline if cmd.name.casefold() != "select-object"]
-    return " | ".join(names or [pipeline[0].name])
+    if not any(cmd.end_of_statement for cmd in pipeline[:-1]):
+        return " | ".join(names or [pipeline[0].name])
+    return ", ".join(dict.fromkeys(names))
 
 
 def render(pipeline: Pipeline) -> str:
