@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,28 @@ def test_a_vm_without_disks_gets_one_in_its_folder() -> None:
     [state] = parse_host_model(text, "hosts.yaml").states()
     [disk] = next(iter(state.vms.values())).disks
     assert disk.path == "E:\\Hyper-V\\WEB01\\Virtual Hard Disks\\WEB01.vhdx"
+
+
+def test_a_vm_may_have_any_name_hyper_v_takes() -> None:
+    """Quotes, accents, other scripts: Hyper-V documents no character set
+    for a VM's name, and discovery must meet such names (it skips the ones
+    an inventory cannot hold). The file refused them: "expected letters,
+    digits, '.', '_', '-' or spaces"."""
+    for name in ("Finance App 'Ü' 01", "財務 01", 'Build "nightly"'):
+        text = EXAMPLE.replace("      - name: WEB01", f"      - name: {_yaml_str(name)}")
+        [vm] = parse_host_model(text, "hosts.yaml").hosts[0].vms
+        assert vm.name == name
+    for bad in (" WEB01", "WEB\t01"):
+        with pytest.raises(HostModelError, match="printable characters"):
+            parse_host_model(
+                EXAMPLE.replace("      - name: WEB01", f"      - name: {_yaml_str(bad)}"),
+                "hosts.yaml",
+            )
+
+
+def _yaml_str(value: str) -> str:
+    """A double-quoted YAML scalar (JSON's string is one)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,21 @@ def _name(value: object) -> object:
     return value
 
 
+def _vm_name(value: object) -> object:
+    """A VM's name as Hyper-V takes it: `New-VM -Name` and `Rename-VM
+    -NewName` document no character set
+    (https://learn.microsoft.com/powershell/module/hyper-v/new-vm), and a
+    real host holds names with quotes, accents and other scripts, which the
+    bot must meet here too (discovery skips the ones an inventory cannot
+    hold, saying why). Only what no one types is refused: control
+    characters, and spaces at either end."""
+    if isinstance(value, str) and (not value.isprintable() or value != value.strip()):
+        raise ValueError(
+            f"expected printable characters without spaces at either end, got {value!r}"
+        )
+    return value
+
+
 def _guid(value: object) -> object:
     if not isinstance(value, str):
         return value
@@ -212,7 +227,7 @@ class ReplicationSpec(_Model):
 
 
 class VMSpec(_Model):
-    name: Annotated[str, BeforeValidator(_name), Field(min_length=1, max_length=100)]
+    name: Annotated[str, BeforeValidator(_vm_name), Field(min_length=1, max_length=100)]
     vm_id: Annotated[str, BeforeValidator(_guid)]
     state: Annotated[VMState, BeforeValidator(_start_state)] = VMState.Running
     checkpoint_type: Annotated[CheckpointType, _enum(CheckpointType)] = CheckpointType.Production
