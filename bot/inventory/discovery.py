@@ -26,7 +26,12 @@ The rules (docs/discovery.md):
 - a VM whose host was asked and answered, and which no asked host reported,
   is marked `missing_since`, never deleted; one on a host that was not asked
   or did not answer is left as it was, and so is one on a host that answered
-  as another asked host's machine (`answered_as_another`);
+  as another asked host's machine (`answered_as_another`); a VM of a
+  failover cluster's node is marked only when every node of that cluster
+  answered, since any node may own any of its VMs (docs/clusters.md);
+- a VMId two hosts report as their own (neither a Hyper-V Replica copy) is
+  neither added nor updated: which one has it is not known, and the bot
+  never guesses (docs/clusters.md);
 - a new VM gets what discovery knows and `roles_unknown: true`, because the
   roles that matter most (SQL AG, Exchange DAG, DFS-R, guest clusters) cannot
   be seen from the host; a guest reporting ProductType 2 gets the
@@ -46,7 +51,7 @@ from typing import Any
 from bot.domain import Role
 from bot.hyperv.types import CheckpointType, DiscoveredVM
 from bot.inventory.inventory import Inventory
-from bot.inventory.models import VM, VMDisks
+from bot.inventory.models import VM, Cluster, VMDisks
 from bot.inventory.names import name_problem
 
 # Windows' product type for a domain controller (OSVERSIONINFOEXW.wProductType,
@@ -265,9 +270,15 @@ class Scope:
     answered: tuple[str, ...]
     # Host's inventory name -> the volumes its inventory entry lists.
     volumes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The inventory's failover clusters (`Inventory.clusters`): a VM listed
+    # on one node may be owned by any other.
+    clusters: tuple[Cluster, ...] = ()
 
     def answered_folded(self) -> frozenset[str]:
         return frozenset(h.casefold() for h in self.answered)
+
+    def cluster_of(self, host: str) -> Cluster | None:
+        return next((c for c in self.clusters if c.has_node(host)), None)
 
 
 @dataclass(frozen=True)
@@ -468,7 +479,7 @@ def _update(
         unset.append("missing_since")
         kind = Kind.RETURNED
     notes.extend(_disagreements(vm, found))
-    notes.extend(f"a Hyper-V Replica copy is on {copy.host}" for copy in copies)
+    notes.extend(_copy_notes(copies))
     sets = tuple((key, new) for key, _old, new in wanted)
     return Entry(
         kind=kind,
@@ -500,22 +511,122 @@ def _disagreements(vm: VM, found: FoundVM) -> list[str]:
     return notes
 
 
-def _one_per_vm_id(
-    found: Iterable[FoundVM],
-) -> tuple[dict[str, FoundVM], dict[str, tuple[FoundVM, ...]]]:
+@dataclass(frozen=True)
+class _Sightings:
+    """The found VMs by VMId. `chosen`: the one record of a VMId; `copies`:
+    the Hyper-V Replica copies of it found beside that record (said, never
+    listed); `ambiguous`: VMIds more than one host reported as its own (no
+    record is chosen: which host has the VM is not known)."""
+
+    chosen: dict[str, FoundVM]
+    copies: dict[str, tuple[FoundVM, ...]]
+    ambiguous: dict[str, tuple[FoundVM, ...]]
+
+
+def _by_host(vms: Iterable[FoundVM]) -> tuple[FoundVM, ...]:
+    return tuple(sorted(vms, key=lambda v: v.host.casefold()))
+
+
+def _one_per_vm_id(found: Iterable[FoundVM]) -> _Sightings:
     """One record per VMId: where a Hyper-V Replica copy and its primary
-    were both found, the primary (the copies are said, never listed)."""
+    were both found, the primary. Two records neither of which is a copy
+    (two primaries, or no replication at all) are not a primary and its
+    copy: the VMId is ambiguous, never settled by host name order."""
     groups: dict[str, list[FoundVM]] = {}
     for vm in found:
         groups.setdefault(vm.vm_id, []).append(vm)
-    chosen: dict[str, FoundVM] = {}
-    copies: dict[str, tuple[FoundVM, ...]] = {}
+    sightings = _Sightings({}, {}, {})
     for vm_id, group in groups.items():
-        ordered = sorted(group, key=lambda v: (v.is_replica_copy, v.host.casefold()))
-        chosen[vm_id] = ordered[0]
-        if len(ordered) > 1:
-            copies[vm_id] = tuple(ordered[1:])
-    return chosen, copies
+        owners = _by_host(v for v in group if not v.is_replica_copy)
+        copies = _by_host(v for v in group if v.is_replica_copy)
+        if len(owners) > 1:
+            sightings.ambiguous[vm_id] = owners
+        elif owners:
+            sightings.chosen[vm_id] = owners[0]
+        else:
+            # Only copies (their primary not asked): one of them stands in,
+            # and the others are copies indeed.
+            sightings.chosen[vm_id], copies = copies[0], copies[1:]
+        if copies:
+            sightings.copies[vm_id] = copies
+    return sightings
+
+
+def _copy_notes(copies: Iterable[FoundVM]) -> tuple[str, ...]:
+    return tuple(f"a Hyper-V Replica copy is on {copy.host}" for copy in copies)
+
+
+def _ambiguity(owners: Sequence[FoundVM], scope: Scope) -> str:
+    """Which hosts reported the VM as their own, in words."""
+    hosts = [_host_name(v.host, scope) for v in owners]
+    if len(hosts) == 2:
+        return f"reported by both {hosts[0]} and {hosts[1]}, and neither is"
+    return f"reported by {', '.join(hosts[:-1])} and {hosts[-1]}, and none is"
+
+
+def _ambiguous_entry(
+    owners: Sequence[FoundVM],
+    copies: Sequence[FoundVM],
+    scope: Scope,
+    listed: tuple[int, VM] | None = None,
+) -> Entry:
+    """A VMId several hosts report as their own: a new one is skipped, a
+    listed one (`listed`: its index and entry) left as it was."""
+    said = f"{_ambiguity(owners, scope)} a Hyper-V Replica copy"
+    if listed is None:
+        first = owners[0]
+        why = f"not added: {said}: add it by hand once only one of them has it"
+        return Entry(
+            Kind.SKIPPED,
+            first.name,
+            first.vm_id,
+            ", ".join(_host_name(v.host, scope) for v in owners),
+            notes=(why, *_copy_notes(copies)),
+        )
+    index, vm = listed
+    why = f"left as it was: {said}: fix it by hand once only one of them has it"
+    return Entry(
+        Kind.UNCHANGED,
+        vm.name,
+        vm.vm_id,
+        vm.host,
+        index=index,
+        notes=(why, *_copy_notes(copies)),
+        roles_unknown=vm.roles_unknown,
+    )
+
+
+def _not_heard_from(vm: VM, scope: Scope) -> str | None:
+    """Why a VM its own node answered without is not gone: another node of
+    its failover cluster, which may own it now (live migration), did not
+    answer or was not asked. None when every node that may own it answered."""
+    cluster = scope.cluster_of(vm.host)
+    if cluster is None:
+        return None
+    answered = scope.answered_folded()
+    nodes = [
+        _host_name(node, scope)
+        for node in cluster.nodes
+        if node.casefold() != vm.host.casefold() and node.casefold() not in answered
+    ]
+    if not nodes:
+        return None
+    if len(nodes) == 1:
+        return f"left as it was: {nodes[0]}, another node of {cluster.name}, was not heard from"
+    return f"left as it was: {', '.join(nodes)}, other nodes of {cluster.name}, were not heard from"
+
+
+def _left(index: int, vm: VM, why: str | None = None) -> Entry:
+    """A VM whose owner was not heard from: left as it was."""
+    return Entry(
+        Kind.NOT_ASKED,
+        vm.name,
+        vm.vm_id,
+        vm.host,
+        index=index,
+        notes=() if why is None else (why,),
+        roles_unknown=vm.roles_unknown,
+    )
 
 
 def _final_names(current: Sequence[VM], found: Mapping[str, FoundVM]) -> dict[str, str]:
@@ -594,25 +705,23 @@ def plan_merge(
         # What they said is another host's: as if they had not answered.
         found = [vm for vm in found if vm.host not in doubled]
         scope = replace(scope, answered=tuple(h for h in scope.answered if h not in doubled))
-    by_id, copies = _one_per_vm_id(found)
+    sightings = _one_per_vm_id(found)
+    by_id, ambiguous = dict(sightings.chosen), dict(sightings.ambiguous)
+    copies = sightings.copies
     answered = scope.answered_folded()
     names = _final_names(current, by_id)
     entries: list[Entry] = []
     for index, vm in enumerate(current):
         seen = by_id.pop(vm.vm_id, None)
+        owners = ambiguous.pop(vm.vm_id, ())
         if seen is not None:
             entries.append(_update(index, vm, seen, scope, names, copies.get(vm.vm_id, ()), groups))
+        elif owners:
+            entries.append(_ambiguous_entry(owners, copies.get(vm.vm_id, ()), scope, (index, vm)))
         elif vm.host.casefold() not in answered:
-            entries.append(
-                Entry(
-                    Kind.NOT_ASKED,
-                    vm.name,
-                    vm.vm_id,
-                    vm.host,
-                    index=index,
-                    roles_unknown=vm.roles_unknown,
-                )
-            )
+            entries.append(_left(index, vm))
+        elif (unheard := _not_heard_from(vm, scope)) is not None:
+            entries.append(_left(index, vm, unheard))
         elif vm.missing_since is not None:
             entries.append(
                 Entry(
@@ -639,7 +748,15 @@ def plan_merge(
                 )
             )
     entries.extend(_additions(current, entries, list(by_id.values()), scope, copies))
+    entries.extend(
+        _ambiguous_entry(owners, copies.get(vm_id, ()), scope)
+        for vm_id, owners in sorted(ambiguous.items(), key=lambda item: _sort_key(item[1][0]))
+    )
     return MergePlan(entries=tuple(entries), scope=scope, answered_as=doubled)
+
+
+def _sort_key(vm: FoundVM) -> tuple[str, str, str]:
+    return (vm.host.casefold(), vm.name.casefold(), vm.vm_id)
 
 
 def _additions(
@@ -658,7 +775,7 @@ def _additions(
                 final[entry.vm_id] = str(value)
     taken = {name.casefold(): vm_id for vm_id, name in final.items()}
     added: list[Entry] = []
-    for vm in sorted(new, key=lambda v: (v.host.casefold(), v.name.casefold(), v.vm_id)):
+    for vm in sorted(new, key=_sort_key):
         problem = name_problem(vm.name)
         owner = taken.get(vm.name.casefold())
         if problem is not None or owner is not None:
@@ -679,7 +796,7 @@ def _additions(
             continue
         taken[vm.name.casefold()] = vm.vm_id
         entry = _new_entry(vm, scope)
-        extra = tuple(f"a Hyper-V Replica copy is on {c.host}" for c in copies.get(vm.vm_id, ()))
+        extra = _copy_notes(copies.get(vm.vm_id, ()))
         added.append(replace(entry, notes=entry.notes + extra) if extra else entry)
     return added
 

@@ -215,10 +215,12 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
         # written it would read as "these hosts hold no VMs".
         said = "; ".join(f"{name}: {why}" for name, why in unreachable.items())
         raise Unavailable(f"no host answered ({said}): nothing was written")
+    base = current if current is not None else deps.inventory
     scope = Scope(
         asked=tuple(h.name for h in hosts),
         answered=tuple(answered),
-        volumes=volumes_by_host(current if current is not None else deps.inventory),
+        volumes=volumes_by_host(base),
+        clusters=tuple(base.clusters),
     )
     today = deps.clock().date()
     plan = plan_merge(
