@@ -245,3 +245,35 @@ def test_a_vm_two_nodes_report_is_said_over_winrm(tmp_path: Path) -> None:
         assert kinds["NEW-APP02"][0] == "skipped" and kinds["WEB02"][0] == "unchanged"
         assert "reported by both HV01 and HV02" in kinds["WEB02"][1][0]
         assert report["counts"]["added"] == 0 and report["changed"] is False
+
+
+# -- two new VMs of one name --------------------------------------------------------
+
+
+def test_two_new_vms_of_one_name_are_neither_added() -> None:
+    """Seen: a lab VM CWEB01 on HVB took the name over the clustered
+    production CWEB01 on NODE1, only because "HVB" sorts first, and the
+    production one was "not added: the name is taken by VMId … in the
+    inventory" of a file that listed no VM."""
+    lab = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+    found = [_found("NODE1", name="CWEB01"), _found("HVB", name="CWEB01", vm_id=lab)]
+    plan = plan_merge([], found, ALL_ANSWERED, TODAY)
+    assert [(e.kind, e.host) for e in plan.entries] == [
+        (Kind.SKIPPED, "HVB"),
+        (Kind.SKIPPED, "NODE1"),
+    ]
+    assert plan.entries[0].notes == (
+        f"not added: another new VM has the same name (VMId {CAPP01} on NODE1); "
+        "add it by hand under another name",
+    )
+    assert plan.entries[1].notes == (
+        f"not added: another new VM has the same name (VMId {lab} on HVB); "
+        "add it by hand under another name",
+    )
+    # A name the file already gives another VMId is said as before.
+    listed = [VM(name="CWEB01", vm_id="9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a", host="HVA")]
+    plan = plan_merge(listed, found[:1], ALL_ANSWERED, TODAY)
+    assert plan.entries[-1].notes == (
+        "not added: the name is taken by VMId 9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a in the "
+        "inventory; add it by hand under another name",
+    )

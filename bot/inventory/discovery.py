@@ -774,16 +774,25 @@ def _additions(
             if key == "name":
                 final[entry.vm_id] = str(value)
     taken = {name.casefold(): vm_id for vm_id, name in final.items()}
+    # A name two new VMs share (Hyper-V allows it on two hosts; the
+    # inventory does not) goes to neither: which is meant is not known, and
+    # host name order is no answer.
+    namesakes: dict[str, list[FoundVM]] = {}
+    for vm in new:
+        namesakes.setdefault(vm.name.casefold(), []).append(vm)
     added: list[Entry] = []
     for vm in sorted(new, key=_sort_key):
         problem = name_problem(vm.name)
         owner = taken.get(vm.name.casefold())
-        if problem is not None or owner is not None:
-            why = (
-                f"its name {problem}"
-                if problem is not None
-                else f"the name is taken by VMId {owner} in the inventory"
-            )
+        others = [o for o in namesakes[vm.name.casefold()] if o.vm_id != vm.vm_id]
+        if problem is not None or owner is not None or others:
+            if problem is not None:
+                why = f"its name {problem}"
+            elif owner is not None:
+                why = f"the name is taken by VMId {owner} in the inventory"
+            else:
+                also = ", ".join(f"VMId {o.vm_id} on {_host_name(o.host, scope)}" for o in others)
+                why = f"another new VM has the same name ({also})"
             added.append(
                 Entry(
                     Kind.SKIPPED,
