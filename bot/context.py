@@ -258,7 +258,11 @@ class AppContext:
 
         scheduler = PeriodicScheduler([task], self.clock, interval=self.settings.jobs.tick_seconds)
         scheduler.start()
-        self._closers.append(scheduler.stop)
+
+        def stop() -> None:
+            scheduler.stop()
+
+        self._closers.append(stop)
 
     def watch_files(self) -> FileWatch:
         """The config, inventory and policy files as this process read them,
@@ -300,10 +304,25 @@ class AppContext:
         its claim lapses (`jobs.lock_stale_after`), and the next reconciler
         (any bot, worker or `checkpoint-bot reconcile`) records how it ended
         (docs/operations-failures.md)."""
-        if self._scheduler is not None:
-            self._scheduler.stop()
-            self._scheduler = None
+        # The periodic work (reconciling, sweeps, chasing TTLs) and the jobs
+        # under way share one grace.
+        grace_ends = time.monotonic() + STOP_GRACE_S
         busy = leave_running
+        if self._scheduler is not None:
+            scheduler, self._scheduler = self._scheduler, None
+            if not scheduler.stop(0.0 if leave_running else STOP_GRACE_S):
+                # A round still waiting on a host: closing that host's pool
+                # would wait for its call, up to `hyperv.call_timeout` (seen:
+                # ten minutes after SIGTERM, a second Ctrl-C ignored). It is
+                # left; what it did not finish, the next round does.
+                busy = True
+                if not leave_running:
+                    log.warning(
+                        "the periodic work (reconciling, sweeps) is still waiting after %.0f s, "
+                        "probably on a host that does not answer; it is left, and the next "
+                        "process's round does what it did not",
+                        STOP_GRACE_S,
+                    )
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             # It takes no new job. The jobs under way, the consumer's and
@@ -315,7 +334,6 @@ class AppContext:
             # connection would wait out the job after all, up to
             # `hyperv.call_timeout`. Its claim lapses and a reconciler
             # settles it.
-            grace_ends = time.monotonic() + STOP_GRACE_S
             if not leave_running and not (
                 consumer.join_until(grace_ends) and self._jobs_end_by(grace_ends)
             ):

@@ -238,3 +238,35 @@ def test_a_worker_gives_a_hung_job_ten_seconds_and_a_second_ctrl_c_none(
         assert took < 8, f"{took:.1f} s"
         assert "CHG-0001: its create on HV03 is left running: the host finishes or fails it" in err
         assert err.splitlines()[-1] == ("checkpoint-bot: error: stopped at once (a second Ctrl-C)")
+
+
+def test_a_worker_stops_in_its_grace_while_its_periodic_work_waits_on_a_hung_host(
+    estate: tuple[Path, EmulatedFleet],
+) -> None:
+    """Seen: a worker (and `serve`) whose startup sweep waited on a host
+    that never answers did not exit for 120 s after SIGTERM here (ten
+    minutes by default: `hyperv.call_timeout`), and a second Ctrl-C did
+    nothing: the stop closed that host's pool, which waited for the
+    sweep's call. The periodic work gets the jobs' grace (10 s), as a job
+    does, and is then left, said in the log."""
+    cwd, fleet = estate
+    fleet.server("HV01").faults = Faults(hang=frozenset({"Get-VMSnapshot"}))
+    worker = _started(cwd, "worker")
+    try:
+        give_up = time.monotonic() + 30
+        while not any(e.host == "HV01" and e.cmdlet == "Get-VMSnapshot" for e in fleet.log.entries):
+            assert worker.poll() is None and time.monotonic() < give_up, "no sweep asked HV01"
+            time.sleep(0.1)
+        signalled = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        err, hung = ended_or_dumped(worker, timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    took = time.monotonic() - signalled
+    assert not hung, f"SIGTERM did not stop the worker within 30 s; its stacks:\n{err}"
+    assert worker.returncode == 0, err
+    assert took < 15, f"{took:.1f} s"
+    assert "the periodic work (reconciling, sweeps) is still waiting after 10 s" in err, err
+    assert "Traceback" not in err

@@ -95,11 +95,16 @@ class PeriodicScheduler:
         self._thread = threading.Thread(target=self._run, name="periodic", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Take no new round; whether the round under way (if any) ended
+        within `timeout` seconds. One still running (a host that does not
+        answer) is left to its thread, a daemon."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def _run(self) -> None:
         # The first round at once: a restarted process reconciles before
