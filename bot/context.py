@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
@@ -374,6 +374,25 @@ class AppContext:
         except Exception:
             return False
         return True
+
+    def queued_of(self, refs: Iterable[str]) -> list[RunningHere]:
+        """The jobs of these changes still waiting in the queue: recorded,
+        not started (no process holds them yet; `host` is the one the
+        change names)."""
+        from bot.domain import ChangeRef
+        from bot.jobs.states import JobState
+
+        waiting: list[RunningHere] = []
+        for ref in dict.fromkeys(refs):
+            parsed = ChangeRef.parse(ref)
+            if parsed is None:
+                continue
+            waiting.extend(
+                RunningHere(job.id or 0, ref, job.kind, job.host)
+                for job in self.ledger.jobs_of_change(parsed.id)
+                if job.state == JobState.QUEUED.value
+            )
+        return waiting
 
     def running_here(self) -> list[RunningHere]:
         """The jobs this process holds the claim of now."""

@@ -270,3 +270,35 @@ def test_a_worker_stops_in_its_grace_while_its_periodic_work_waits_on_a_hung_hos
     assert took < 15, f"{took:.1f} s"
     assert "the periodic work (reconciling, sweeps) is still waiting after 10 s" in err, err
     assert "Traceback" not in err
+
+
+def test_ctrl_c_before_the_job_is_taken_names_the_queued_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seen: Ctrl-C in the instant between `checkpoint create` recording its
+    change and the job being taken said only "interrupted; what this
+    command recorded is kept", and the create ran minutes later, taken by
+    the next worker (or another command). The change and what becomes of
+    it are named."""
+    from bot.cli.runtime import Interrupted, Runtime
+    from bot.context import build_context
+    from bot.service import request_checkpoint
+    from tests.helpers import settings_for
+
+    ctx = build_context(settings_for(tmp_path), huey_kind="memory")  # no consumer runs
+    try:
+        asked = request_checkpoint(ctx, "WEB01", reason="patch", requester="cli:alice")
+        assert [j.state for j in ctx.ledger.jobs_of_change(asked.change.id)] == ["queued"]
+        rt = Runtime(config_path=None, cwd=tmp_path)
+        rt._ctx = ctx
+        rt.said_changes.append(asked.change.ref)
+        with pytest.raises(Interrupted):
+            rt.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+    finally:
+        ctx.close()
+    err = capsys.readouterr().err
+    assert (
+        f"{asked.change.ref}: its create is recorded and waits in the queue, not started: a "
+        "worker or bot of this config, or the next command here that runs jobs, runs it "
+        f"('checkpoint-bot change show {asked.change.ref}')"
+    ) in err, err

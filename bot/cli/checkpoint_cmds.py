@@ -48,6 +48,9 @@ class _Here:
         self.rt = rt
 
     def progress(self, message: str, ref: str = "") -> None:
+        if ref:
+            # Said before its job is waited for: an interrupt names it.
+            self.rt.said_changes.append(ref)
         progress(message)
 
     def out(self, template: str, **values: Any) -> None:
@@ -62,6 +65,7 @@ def _wait_for(rt: Runtime, job_id: int, view: ChangeView, action: str) -> tuple[
     deadline), saying as `finish` does where the VM is when it moved."""
     # The node its VM was last found on, when it moved since the change saw
     # it (the job follows it there).
+    rt.said_changes.append(view.ref)  # an interrupt names it
     elsewhere = found_elsewhere(rt.ctx, view)
     if elsewhere is not None:
         progress(moved_line(view, elsewhere, action))

@@ -72,14 +72,24 @@ def unchecked_certificates(inventory: str, hosts: tuple[str, ...]) -> str:
     )
 
 
-def _say_left(ctx: AppContext) -> None:
-    """Each job this process runs and leaves, and who settles it."""
+def _say_left(ctx: AppContext, recorded: list[str]) -> None:
+    """Each job this process runs and leaves, and who settles it; and each
+    job of a change it recorded (`recorded`) still waiting in the queue,
+    which runs later all the same."""
     from bot.durations import format_duration
 
     try:
         left = ctx.running_here()
+        queued = ctx.queued_of(recorded)
     except Exception:  # the database may be what hung: then say nothing of it
-        left = []
+        left, queued = [], []
+    for job in queued:
+        click.echo(
+            f"{job.change}: its {job.kind} is recorded and waits in the queue, not started: a "
+            "worker or bot of this config, or the next command here that runs jobs, runs it "
+            f"('checkpoint-bot change show {job.change}')",
+            err=True,
+        )
     stale = format_duration(ctx.settings.jobs.lock_stale_after)
     for job in left:
         said = f"{job.change or f'job {job.job_id}'}: its {job.kind} on {job.host} is left "
@@ -115,6 +125,9 @@ class Runtime:
     _settings: Settings | None = None
     _ctx: AppContext | None = None
     _writes_at_start: int = 0
+    # The changes this command has shown as its own so far (their refs):
+    # what an interrupt leaves queued among them is named.
+    said_changes: list[str] = field(default_factory=list)
 
     @property
     def renderer(self) -> Renderer:
@@ -231,7 +244,7 @@ class Runtime:
         click.echo(err=True)  # past the ^C the terminal echoed
         ctx, self._ctx = self._ctx, None
         if ctx is not None:
-            _say_left(ctx)
+            _say_left(ctx, self.said_changes)
             ctx.close(leave_running=True)
         if self.serving:
             raise Interrupted("stopped at once (a second Ctrl-C)")
