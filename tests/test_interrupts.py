@@ -24,8 +24,7 @@ import signal
 import socket
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +35,7 @@ from bot.hyperv.fanout import ask_hosts
 from bot.interrupts import interrupts_held
 from bot.service.audit import _read_ahead
 from bot.store.db import make_engine, session_scope
+from tests.signal_support import seconds_to_see_a_signal_another_thread_took
 
 TRIALS = 150
 
@@ -142,53 +142,6 @@ def test_a_signal_without_a_python_handler_keeps_its_disposition() -> None:
 # --- a signal another thread took, while the main thread waits ----------------------
 
 
-class _Stopped(Exception):
-    """What the test's SIGUSR1 handler raises in the main thread."""
-
-
-def _seconds_to_see_a_signal_another_thread_took(
-    wait: Callable[[], object], waiting: threading.Event, release: Callable[[], None]
-) -> float:
-    """Run `wait` in the main thread; once `waiting` is set, another thread
-    sends SIGUSR1 to itself (the kernel may hand a process's signal to any
-    thread: https://man7.org/linux/man-pages/man7/signal.7.html). The
-    seconds from the signal until the main thread ran its handler. A wait
-    that never sees it is ended after 5 s (`release`, then the signal sent
-    to the main thread itself), so the test fails instead of hanging."""
-    assert threading.current_thread() is threading.main_thread()
-    main = threading.get_ident()
-    sent: list[float] = []
-    handled: list[float] = []
-    returned = threading.Event()
-
-    def stop(_signum: int, _frame: object) -> None:
-        handled.append(time.monotonic())
-        raise _Stopped
-
-    def signal_this_thread() -> None:
-        waiting.wait()
-        time.sleep(0.05)  # well inside the wait
-        sent.append(time.monotonic())
-        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
-        if not returned.wait(5.0):
-            release()
-            signal.pthread_kill(main, signal.SIGUSR1)
-
-    previous = signal.signal(signal.SIGUSR1, stop)
-    other = threading.Thread(target=signal_this_thread, daemon=True)
-    try:
-        other.start()
-        with pytest.raises(_Stopped):
-            wait()
-        returned.set()
-        took = handled[0] - sent[0]
-        other.join()
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
-        release()
-    return took
-
-
 def test_asking_hosts_sees_a_ctrl_c_while_one_host_takes_its_time() -> None:
     """`checkpoint list` waits for every host's answer; a host that never
     answered held a Ctrl-C taken by another thread until its call's
@@ -201,9 +154,9 @@ def test_asking_hosts_sees_a_ctrl_c_while_one_host_takes_its_time() -> None:
             answer.wait()
         return name
 
-    took = _seconds_to_see_a_signal_another_thread_took(
+    took = seconds_to_see_a_signal_another_thread_took(
         lambda: ask_hosts(lambda n: n, ["HV01", "HV02"], operation, fanout=2),  # type: ignore[arg-type, return-value]
-        asked,
+        asked.wait,
         answer.set,
     )
     assert took < 1.0, f"the main thread took {took:.1f} s to see the signal"
@@ -227,7 +180,7 @@ def test_an_audit_export_sees_a_ctrl_c_while_the_server_computes() -> None:
     def export() -> list[list[int]]:
         return list(_read_ahead(batches()))
 
-    took = _seconds_to_see_a_signal_another_thread_took(export, computing, computed.set)
+    took = seconds_to_see_a_signal_another_thread_took(export, computing.wait, computed.set)
     assert took < 1.0, f"the main thread took {took:.1f} s to see the signal"
 
 
@@ -247,8 +200,8 @@ def test_a_cli_handed_to_a_running_bot_sees_a_ctrl_c_while_the_bot_works() -> No
     bot.start()
     request = Request(op="list", target=None, user="alice")
 
-    took = _seconds_to_see_a_signal_another_thread_took(
-        lambda: converse(ours, request), reading, answered.set
+    took = seconds_to_see_a_signal_another_thread_took(
+        lambda: converse(ours, request), reading.wait, answered.set
     )
     bot.join()
     assert took < 1.0, f"the main thread took {took:.1f} s to see the signal"

@@ -10,7 +10,6 @@ SIGTERM."""
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from templates import Renderer
 from templates.blocks import SlackRenderer
 from tests.helpers import T0, settings_for
 from tests.serve_support import APP_TOKEN, PROXY_VARS, serving_socket_mode
+from tests.signal_support import seconds_to_see_a_signal_another_thread_took
 from tests.slack_support import BOT_TOKEN, Call, FakeSlackApi
 from tests.socket_mode_support import Acked, FakeSocketModeServer
 
@@ -320,49 +320,19 @@ def test_handler_closes_cleanly(bot: SocketBot) -> None:
     assert acked.seconds < ACK_LIMIT
 
 
-class _Stopped(Exception):
-    """What the test's signal handler raises in the main thread."""
-
-
 def test_start_returns_to_a_signal_another_thread_took(bot: SocketBot) -> None:
-    """A process-directed signal is delivered to any one thread that does
-    not block it (signal(7), https://man7.org/linux/man-pages/man7/signal.7.html),
-    and Python runs its handler in the main thread only, between bytecodes
-    (https://docs.python.org/3/library/signal.html#signals-and-threads).
-    Bolt's `start()` blocked the main thread in an untimed `Event().wait()`,
-    where such a signal never woke it: `serve` given SIGTERM under load
-    logged nothing and did not exit. Here the signal is sent to another
-    thread on purpose; `start()` must end at once."""
-    assert threading.current_thread() is threading.main_thread()
+    """Bolt's `start()` blocked the main thread in an untimed
+    `Event().wait()`, where a signal another thread took never woke it:
+    `serve` given SIGTERM under load logged nothing and did not exit
+    (tests/signal_support.py). `start()` must end at once."""
     handler = SocketModeHandler(bot.app, app_token=APP_TOKEN)
-    main = threading.get_ident()
-    sent: list[float] = []
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise _Stopped
-
-    returned = threading.Event()
-
-    def signal_this_thread() -> None:
-        wait_until(handler.client.is_connected)
-        sent.append(time.monotonic())
-        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
-        if not returned.wait(5.0):
-            # Still blocked: wake it where it waits, so the test ends (and fails).
-            signal.pthread_kill(main, signal.SIGUSR1)
-
-    previous = signal.signal(signal.SIGUSR1, stop)
-    other = threading.Thread(target=signal_this_thread, daemon=True)
     try:
-        other.start()
-        with pytest.raises(_Stopped):
-            handler.start()
-        took = time.monotonic() - sent[0]
-        returned.set()
-        # Before the handler is put back: a late wake-up must find it.
-        other.join()
+        took = seconds_to_see_a_signal_another_thread_took(
+            handler.start,
+            lambda: wait_until(handler.client.is_connected),
+            lambda: None,
+        )
     finally:
-        signal.signal(signal.SIGUSR1, previous)
         handler.close()  # type: ignore[no-untyped-call]
     assert took < 1.0, f"the main thread took {took:.1f} s to see the signal"
 
