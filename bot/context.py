@@ -297,13 +297,16 @@ class AppContext:
             self._scheduler.start()
         return self._scheduler
 
-    def close(self, *, leave_running: bool = False) -> None:
+    def close(self, *, leave_running: bool = False, why: str = "was stopped") -> bool:
         """Stop what runs here and close what is open. With `leave_running`
         (a command interrupted while its job runs in this process) nothing
         waits for a job or a host call under way: the host goes on with it,
         its claim lapses (`jobs.lock_stale_after`), and the next reconciler
         (any bot, worker or `checkpoint-bot reconcile`) records how it ended
-        (docs/operations-failures.md)."""
+        (docs/operations-failures.md). `why`: how this process ends ("was
+        reloaded (SIGHUP)"), written on each job it leaves so that the
+        reconciler records that stop. Whether a job of this process was
+        left running (so that `worker` and `serve` can exit saying so)."""
         # The periodic work (reconciling, sweeps, chasing TTLs) and the jobs
         # under way share one grace.
         grace_ends = time.monotonic() + STOP_GRACE_S
@@ -323,6 +326,9 @@ class AppContext:
                         "process's round does what it did not",
                         STOP_GRACE_S,
                     )
+        left_jobs = False
+        if leave_running:
+            left_jobs = self._leave(why)
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             # It takes no new job. The jobs under way, the consumer's and
@@ -356,11 +362,28 @@ class AppContext:
                         job.host,
                         STOP_GRACE_S,
                     )
+                left_jobs = self._leave(f"{why} after waiting {STOP_GRACE_S:.0f} s for it")
         self._close_hosts(not busy)
         for close in self._closers:
             close()
         self.notifier.close()
         self.engine.dispose()
+        return left_jobs
+
+    def _leave(self, why: str) -> bool:
+        """Mark the jobs this process still runs as left by its stop
+        (`JobLedger.leave`); whether there were any. A database that does
+        not answer leaves them unmarked (they then read as a worker that
+        stopped heart-beating), never holds up the stop."""
+        try:
+            # Read first: a command that runs no job writes nothing here (its
+            # Ctrl-C says whether it recorded anything: bot.cli.runtime).
+            if not self.ledger.running_by(self.worker_id):
+                return False
+            return self.ledger.leave(self.worker_id, why) > 0
+        except Exception:
+            log.debug("could not mark the jobs left by this stop", exc_info=True)
+            return True  # not known: say a job may have been left
 
     def _jobs_end_by(self, deadline: float) -> bool:
         """Whether every job this process runs has ended by `deadline`

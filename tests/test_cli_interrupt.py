@@ -135,6 +135,10 @@ def test_ctrl_c_while_the_job_hangs_leaves_it_to_the_reconciler_at_once(
     shown = run(cwd, "-c", "bot.yaml", "change", "show", "CHG-1", env=ENV)
     assert "HV03 is still creating a checkpoint on STG-WEB01" in shown.stdout, shown.stdout
     assert "failed" not in shown.stdout.splitlines()[0]
+    # The record says what left the job: the command's Ctrl-C, not a worker
+    # that vanished without a word.
+    assert "was interrupted (Ctrl-C) with this job still running" in shown.stdout, shown.stdout
+    assert "stopped heartbeating" not in shown.stdout
 
 
 def test_ctrl_c_before_anything_is_recorded_says_so(
@@ -209,7 +213,11 @@ def test_a_worker_gives_a_hung_job_ten_seconds_and_a_second_ctrl_c_none(
     """A worker's Ctrl-C (or SIGTERM) stops it gracefully: the jobs under
     way get 10 s, then are left to the reconciler, said in its log; before,
     it waited for the hung host call, up to `hyperv.call_timeout` (120 s
-    here). A second Ctrl-C leaves them at once, and says so, exit 130."""
+    here). A second Ctrl-C leaves them at once, and says so, exit 130.
+    Seen: the graceful stop that left the job exited 0, and the reconciler
+    recorded "worker … stopped heartbeating" about a worker that had said
+    why it left it; it exits 4 (outcome unknown, as `checkpoint create`
+    when its change is interrupted), and the record names the stop."""
     cwd, fleet = estate
     worker = _worker(cwd)
     try:
@@ -227,17 +235,55 @@ def test_a_worker_gives_a_hung_job_ten_seconds_and_a_second_ctrl_c_none(
     took = time.monotonic() - signalled
     assert "Traceback" not in err
     if interrupts == 1:
-        assert worker.returncode == 0, err
+        assert worker.returncode == 4, err
         assert 9 < took < 20, f"{took:.1f} s"
         assert (
             "CHG-0001: its create on HV03 is still running after 10 s; it is left to the host, "
             "and a reconciler records how it ended once its claim lapses"
         ) in err
+        why = "was stopped (SIGTERM or Ctrl-C) after waiting 10 s for it"
     else:
         assert worker.returncode == 130, err
         assert took < 8, f"{took:.1f} s"
         assert "CHG-0001: its create on HV03 is left running: the host finishes or fails it" in err
         assert err.splitlines()[-1] == ("checkpoint-bot: error: stopped at once (a second Ctrl-C)")
+        why = "was stopped at once (a second Ctrl-C)"
+    time.sleep(7)  # the claim lapses (jobs.lock_stale_after: 6s)
+    assert run(cwd, "-c", "bot.yaml", "reconcile", env=ENV).returncode == 0
+    shown = run(cwd, "-c", "bot.yaml", "change", "show", "CHG-1", env=ENV).stdout
+    assert f"{why} with this job still running; the outcome on the host" in shown, shown
+
+
+def test_a_reload_that_leaves_a_hung_job_is_what_the_record_says(
+    estate: tuple[Path, EmulatedFleet],
+) -> None:
+    """SIGHUP restarts the worker in place (bot/cli/reload.py) after the
+    jobs' 10 s grace. Seen: the job it left was recorded "worker …
+    stopped heartbeating; the outcome on the host is unknown", a worker
+    that vanished, when it had been reloaded on purpose."""
+    cwd, fleet = estate
+    worker = _worker(cwd)
+    try:
+        _job_on_the_hung_host(cwd, fleet)
+        worker.send_signal(signal.SIGHUP)
+        assert worker.stderr is not None
+        give_up = time.monotonic() + 40
+        for line in worker.stderr:  # the same process, started again
+            if "running jobs from the queue" in line:
+                break
+            assert time.monotonic() < give_up, "the worker did not start again"
+        else:
+            pytest.fail("the worker ended instead of reloading")
+        time.sleep(7)  # the claim lapses (jobs.lock_stale_after: 6s)
+        assert run(cwd, "-c", "bot.yaml", "reconcile", env=ENV).returncode == 0
+        shown = run(cwd, "-c", "bot.yaml", "change", "show", "CHG-1", env=ENV).stdout
+    finally:
+        worker.kill()
+        worker.communicate()
+    assert (
+        "was reloaded (SIGHUP) after waiting 10 s for it with this job still running; "
+        "the outcome on the host is unknown"
+    ) in shown, shown
 
 
 def test_a_worker_stops_in_its_grace_while_its_periodic_work_waits_on_a_hung_host(
@@ -272,33 +318,47 @@ def test_a_worker_stops_in_its_grace_while_its_periodic_work_waits_on_a_hung_hos
     assert "Traceback" not in err
 
 
-def test_ctrl_c_before_the_job_is_taken_names_the_queued_change(
+def test_ctrl_c_before_the_job_is_taken_withdraws_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Seen: Ctrl-C in the instant between `checkpoint create` recording its
     change and the job being taken said only "interrupted; what this
     command recorded is kept", and the create ran minutes later, taken by
-    the next worker (or another command). The change and what becomes of
-    it are named."""
+    the next worker (three checkpoints 16 minutes after their commands were
+    stopped). Then it was named as waiting in the queue; now it is taken
+    back: the change is withdrawn, its job cancelled, and no worker can
+    start it any more."""
     from bot.cli.runtime import Interrupted, Runtime
     from bot.context import build_context
-    from bot.service import request_checkpoint
+    from bot.service import request_checkpoint, show_change
     from tests.helpers import settings_for
 
     ctx = build_context(settings_for(tmp_path), huey_kind="memory")  # no consumer runs
     try:
         asked = request_checkpoint(ctx, "WEB01", reason="patch", requester="cli:alice")
-        assert [j.state for j in ctx.ledger.jobs_of_change(asked.change.id)] == ["queued"]
-        rt = Runtime(config_path=None, cwd=tmp_path)
+        [job] = ctx.ledger.jobs_of_change(asked.change.id)
+        assert job.state == "queued" and job.id is not None
+        rt = Runtime(config_path=None, cwd=tmp_path, env={"CHECKPOINT_BOT_USER": "alice"})
         rt._ctx = ctx
         rt.said_changes.append(asked.change.ref)
-        with pytest.raises(Interrupted):
+        with pytest.raises(Interrupted, match="what this command recorded is kept"):
             rt.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+        ctx = build_context(settings_for(tmp_path), huey_kind="memory")
+        assert not ctx.ledger.claim(job.id, "w1").won  # a late worker finds nothing to run
+        shown = show_change(ctx, asked.change.ref)
+        job_now = ctx.ledger.get(job.id)
     finally:
         ctx.close()
     err = capsys.readouterr().err
+    ref = asked.change.ref
     assert (
-        f"{asked.change.ref}: its create is recorded and waits in the queue, not started: a "
-        "worker or bot of this config, or the next command here that runs jobs, runs it "
-        f"('checkpoint-bot change show {asked.change.ref}')"
+        f"{ref}: withdrawn, its create had not started: nothing was done on HV01 "
+        f"('checkpoint-bot change show {ref}')"
     ) in err, err
+    assert shown.state == "withdrawn"
+    assert shown.events[-1].message == (
+        "checkpoint withdrawn: its command was interrupted (Ctrl-C) before it started; "
+        "nothing was done on HV01"
+    )
+    assert shown.events[-1].actor == "cli:alice"
+    assert job_now.state == "cancelled"

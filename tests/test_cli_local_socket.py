@@ -603,7 +603,7 @@ def test_sighup_with_a_broken_file_keeps_the_worker_on_what_it_read(estate: Esta
     inventory.write_text(inventory.read_text(encoding="utf-8") + "hosts: [\n", encoding="utf-8")
     os.kill(worker.pid, signal.SIGHUP)
     worker.wait_for_output(
-        r"not reloaded, still running on the files read at start: \S*inventory.yaml:\d+: ", 30
+        r"not reloaded, still running on the files it last loaded: \S*inventory.yaml:\d+: ", 30
     )
     assert worker.alive()
     assert len(re.findall(r"worker \S+: running jobs", worker.output())) == 1
@@ -627,7 +627,7 @@ def test_sighup_refuses_an_edit_that_makes_a_credential_unreadable(estate: Estat
     )
     os.kill(worker.pid, signal.SIGHUP)
     worker.wait_for_output(
-        r"not reloaded, still running on the files read at start: inventory inventory.yaml: "
+        r"not reloaded, still running on the files it last loaded: inventory inventory.yaml: "
         r"a host's credential cannot be read: HV01: no password: \$NO_SUCH_VAR is not set",
         30,
     )

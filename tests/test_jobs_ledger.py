@@ -226,6 +226,42 @@ def test_vm_busy_until_the_holder_finishes(ledger: JobLedger) -> None:
     assert ledger.claim(b.id, "w2").won
 
 
+def test_a_job_its_process_left_at_a_stop_is_interrupted_naming_that_stop(
+    ledger: JobLedger, clock: FakeClock
+) -> None:
+    """A process that stops (or reloads) with a job still running says so on
+    the job; once the claim lapses (never earlier) the reconciler's
+    interrupt names that stop, and a job of another worker is not marked.
+    Seen: a reload's left job read "worker … stopped heartbeating", as if
+    the worker had vanished without a word."""
+    a, b = submit(ledger, "a"), submit(ledger, "b", vm_id="vm-2")
+    assert a.id and b.id
+    assert ledger.claim(a.id, "w1").won and ledger.claim(b.id, "w2").won
+    assert ledger.leave("w1", "was reloaded (SIGHUP) after waiting 10 s for it") == 1
+    assert ledger.get(a.id).state == JobState.RUNNING  # its claim lapses as any other
+    clock.advance(20)
+    assert ledger.interrupt_stale() == []
+    clock.advance(11)
+    assert {j.id for j in ledger.interrupt_stale()} == {a.id, b.id}
+    assert ledger.get(a.id).error == (
+        "worker w1 was reloaded (SIGHUP) after waiting 10 s for it with this job still "
+        "running; the outcome on the host is unknown and must be reconciled"
+    )
+    assert (ledger.get(b.id).error or "").startswith("worker w2 stopped heartbeating")
+
+
+def test_a_left_job_that_ends_after_all_keeps_its_own_result(
+    ledger: JobLedger,
+) -> None:
+    a = submit(ledger, "a")
+    assert a.id and ledger.claim(a.id, "w1").won
+    assert ledger.leave("w1", "was stopped (SIGTERM or Ctrl-C)") == 1
+    assert ledger.leave("w9", "was stopped") == 0  # holds nothing
+    done = ledger.finish(a.id, "w1", succeeded=True, result={"checkpoint": "x"}, error=None)
+    assert done.state == JobState.SUCCEEDED and done.result == {"checkpoint": "x"}
+    assert ledger.leave("w1", "was stopped") == 0  # nothing runs any more
+
+
 def test_stale_lock_is_taken_over_fresh_one_is_not(ledger: JobLedger, clock: FakeClock) -> None:
     a, b = submit(ledger, "a"), submit(ledger, "b")
     assert a.id and b.id

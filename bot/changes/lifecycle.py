@@ -90,8 +90,14 @@ TRANSITIONS: dict[Command, dict[State, State]] = {
     C.APPROVE: {S.REQUESTED: S.APPROVED, S.AWAITING_APPROVAL: S.APPROVED},
     C.REJECT: {S.AWAITING_APPROVAL: S.REJECTED},
     # A scheduled create (`--at`, or a change window) is withdrawn before
-    # its job starts: nothing ran on the host.
-    C.WITHDRAW: {S.AWAITING_APPROVAL: S.WITHDRAWN, S.SCHEDULED: S.WITHDRAWN},
+    # its job starts, or an approved one whose command was interrupted
+    # (Ctrl-C) before any worker claimed its job (withdrawn with the job
+    # cancelled, bot.service.withdrawal): nothing ran on the host.
+    C.WITHDRAW: {
+        S.AWAITING_APPROVAL: S.WITHDRAWN,
+        S.APPROVED: S.WITHDRAWN,
+        S.SCHEDULED: S.WITHDRAWN,
+    },
     C.EXPIRE: {S.AWAITING_APPROVAL: S.EXPIRED, S.APPROVED: S.EXPIRED, S.SCHEDULED: S.EXPIRED},
     C.SCHEDULE: {S.APPROVED: S.SCHEDULED},
     C.START_CREATE: {S.APPROVED: S.CREATING, S.SCHEDULED: S.CREATING},

@@ -115,7 +115,7 @@ class Reload:
         log.info("SIGHUP: checking the config, inventory and policy files before reloading")
         why = check_files(self._rt)
         if why is not None:
-            log.error("not reloaded, still running on the files read at start: %s", why)
+            log.error("not reloaded, still running on the files it last loaded: %s", why)
             return
         log.info("the files check out: stopping, then starting again on them")
         self.requested = True
@@ -126,7 +126,9 @@ class Reload:
         close the context and start again, if a reload asked for it."""
         if not self.requested:
             return
-        self._rt.close()
+        # A job still running after the stop's grace is left, and says so
+        # (bot.context.AppContext.close): a reconciler records this reload.
+        self._rt.close("was reloaded (SIGHUP)")
         restart()
 
 

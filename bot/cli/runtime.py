@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     # module and must not load the config, the service or the templates
     # (bench/cli_start.py).
     from bot.config import Settings
-    from bot.context import AppContext
+    from bot.context import AppContext, RunningHere
     from bot.inventory import Inventory
     from bot.service import Principal
     from templates import Renderer
@@ -35,6 +35,13 @@ def writes_so_far() -> int:
 
 class Interrupted(Exception):
     """Ctrl-C ended the command (exit 130); the message says what it kept."""
+
+
+# `worker` and `serve` stopped with a job still running past the stop's
+# grace: its outcome is unknown and a reconciler settles it, what exit 4
+# means for every command (bot.cli.finishing.EXIT_OUTCOME_UNKNOWN; that
+# module imports the record, this one must stay light).
+EXIT_LEFT_RUNNING = 4
 
 
 # Once Ctrl-C has ended the command, what a library logs is the teardown of
@@ -72,24 +79,24 @@ def unchecked_certificates(inventory: str, hosts: tuple[str, ...]) -> str:
     )
 
 
-def _say_left(ctx: AppContext, recorded: list[str]) -> None:
-    """Each job this process runs and leaves, and who settles it; and each
-    job of a change it recorded (`recorded`) still waiting in the queue,
-    which runs later all the same."""
+def _say_left(ctx: AppContext, recorded: list[str], who: Principal | None) -> None:
+    """Each job of a change this command recorded or asked for (`recorded`)
+    that no process has started yet, taken back (Ctrl-C means "do not do
+    it": seen, three checkpoints taken 16 minutes after their commands
+    were stopped); each job this process runs and leaves, and who settles
+    it."""
     from bot.durations import format_duration
 
     try:
-        left = ctx.running_here()
         queued = ctx.queued_of(recorded)
     except Exception:  # the database may be what hung: then say nothing of it
-        left, queued = [], []
+        queued = []
     for job in queued:
-        click.echo(
-            f"{job.change}: its {job.kind} is recorded and waits in the queue, not started: a "
-            "worker or bot of this config, or the next command here that runs jobs, runs it "
-            f"('checkpoint-bot change show {job.change}')",
-            err=True,
-        )
+        click.echo(_taken_back(ctx, job, who), err=True)
+    try:
+        left = ctx.running_here()
+    except Exception:
+        left = []
     stale = format_duration(ctx.settings.jobs.lock_stale_after)
     for job in left:
         said = f"{job.change or f'job {job.job_id}'}: its {job.kind} on {job.host} is left "
@@ -101,6 +108,35 @@ def _say_left(ctx: AppContext, recorded: list[str]) -> None:
                 f"('checkpoint-bot change show {job.change}')"
             )
         click.echo(said, err=True)
+
+
+def _taken_back(ctx: AppContext, job: RunningHere, who: Principal | None) -> str:
+    """Withdraw a queued create of an interrupted command (a rollback or a
+    merge stays queued: bot.service.withdrawal.withdraw_unstarted); the
+    line that says what became of it."""
+    from bot.domain import ChangeRef
+    from bot.service import withdraw_unstarted
+
+    show = f"('checkpoint-bot change show {job.change}')"
+    change = ChangeRef.parse(job.change or "")
+    if job.kind == "create" and change is not None and who is not None:
+        try:
+            withdrawn = withdraw_unstarted(ctx, change.id, who)
+        except Exception:  # the database may be what hung: say what is known
+            withdrawn = False
+        if withdrawn:
+            return (
+                f"{job.change}: withdrawn, its create had not started: nothing was done on "
+                f"{job.host} {show}"
+            )
+        return (
+            f"{job.change}: its create could not be withdrawn (a worker may have just taken "
+            f"it): it runs, and the change says how it ended {show}"
+        )
+    return (
+        f"{job.change}: its {job.kind} is recorded and waits in the queue, not started: a worker "
+        f"or bot of this config, or the next command here that runs jobs, runs it {show}"
+    )
 
 
 def _build_context(settings: Settings, **kwargs: Any) -> AppContext:
@@ -205,10 +241,15 @@ class Runtime:
 
         return Principal(f"cli:{self.user}")
 
-    def close(self) -> None:
+    def close(self, why: str = "was stopped") -> bool:
+        """Close what the command opened; whether a job of this process was
+        left running (`why`, how the process ends, is written on it:
+        AppContext.close)."""
+        left = False
         if self._ctx is not None:
-            self._ctx.close()
+            left = self._ctx.close(why=why)
             self._ctx = None
+        return left
 
     def __enter__(self) -> Runtime:
         return self
@@ -234,9 +275,14 @@ class Runtime:
         self.serving = True
         try:
             steps()
-            self.close()
+            left = self.close("was stopped (SIGTERM or Ctrl-C)")
         except KeyboardInterrupt:
             self._interrupted()
+        if left:
+            # Each job left was named in the log; the exit says it too, as a
+            # command that waited for its job does (4: outcome unknown, the
+            # reconciler settles it), so a supervisor's record shows it.
+            raise SystemExit(EXIT_LEFT_RUNNING)
 
     def _interrupted(self) -> NoReturn:
         # Before the close below, whose abandoned host calls fail in libraries.
@@ -244,8 +290,17 @@ class Runtime:
         click.echo(err=True)  # past the ^C the terminal echoed
         ctx, self._ctx = self._ctx, None
         if ctx is not None:
-            _say_left(ctx, self.said_changes)
-            ctx.close(leave_running=True)
+            try:
+                who: Principal | None = self.principal
+            except click.ClickException:  # no usable operator name: nothing is withdrawn
+                who = None
+            _say_left(ctx, self.said_changes, who)
+            ctx.close(
+                leave_running=True,
+                why="was stopped at once (a second Ctrl-C)"
+                if self.serving
+                else "was interrupted (Ctrl-C)",
+            )
         if self.serving:
             raise Interrupted("stopped at once (a second Ctrl-C)")
         # Every record a command writes is written by its main thread.

@@ -580,6 +580,22 @@ class JobLedger:
                 )
             ).first()
 
+    def leave(self, worker: str, why: str) -> int:
+        """Say on each job `worker` still runs that its process `why` (e.g.
+        "was reloaded (SIGHUP) after waiting 10 s for it") and leaves it:
+        the reconciler that interrupts it once its claim lapses records that
+        stop, not a worker that vanished (bot.jobs.vmlock.vanished_reason).
+        Nothing else changes: the claim lapses as any other, so the host
+        keeps its time to finish. How many jobs it marked."""
+        with session_scope(self._engine) as s:
+            conn = s.connection()
+            marked = conn.execute(
+                update(_JOB)
+                .where(_JOB.c.worker == worker, _JOB.c.state == JobState.RUNNING.value)
+                .values(result={vmlock.LEFT_KEY: why})
+            ).rowcount
+        return int(marked or 0)
+
     def running_by(self, worker: str) -> list[Job]:
         """The jobs `worker` holds the claim of now, oldest first."""
         with session_scope(self._engine) as s:

@@ -37,6 +37,26 @@ WORKER_VANISHED = (
     "worker {worker} stopped heartbeating; the outcome on the host is unknown "
     "and must be reconciled"
 )
+# A process that stops (or reloads) with a job still running past its grace
+# says so on the job (`JobLedger.leave`) before it goes: the job then reads
+# as left by that stop, not as a worker that vanished without a word.
+LEFT_AT_STOP = (
+    "worker {worker} {why} with this job still running; the outcome on the host "
+    "is unknown and must be reconciled"
+)
+# The key of a running job's `result` that holds what its process said as
+# it left it (written only while the job runs; a job that ends writes its
+# own result over it).
+LEFT_KEY = "left"
+
+
+def vanished_reason(worker: str, result: Mapping[str, Any] | None) -> str:
+    """Why a running job of `worker` is interrupted: the stop its process
+    recorded as it left the job, else a worker that stopped heart-beating."""
+    left = (result or {}).get(LEFT_KEY)
+    if isinstance(left, str) and left:
+        return LEFT_AT_STOP.format(worker=worker, why=left)
+    return WORKER_VANISHED.format(worker=worker)
 
 
 class VMBusy(Exception):
@@ -152,6 +172,7 @@ def interrupt_stale_job(
     `interrupted` (its outcome on the host is unknown and must be
     reconciled); False when a heartbeat landed first or it moved on. Every
     condition is re-checked in the UPDATE itself."""
+    result = conn.execute(select(JOB.c.result).where(JOB.c.id == job_id)).scalar()
     done = conn.execute(
         update(JOB)
         .where(
@@ -162,7 +183,7 @@ def interrupt_stale_job(
         )
         .values(
             state=JobState.INTERRUPTED.value,
-            error=WORKER_VANISHED.format(worker=worker),
+            error=vanished_reason(worker, result),
             finished_at=now,
         )
     ).rowcount

@@ -116,7 +116,7 @@ if TYPE_CHECKING:
         last_seen_on,
     )
     from bot.service.window_notices import WindowNotices, due_notices
-    from bot.service.withdrawal import withdraw
+    from bot.service.withdrawal import withdraw, withdraw_unstarted
 
 _WHERE = {
     "APPROVAL_ACTIONS": "bot.domain",
@@ -236,6 +236,7 @@ _WHERE = {
     # would hide the function from this lookup.
     "withdraw": "bot.service.withdrawal",
     "withdraw_batch": "bot.service.batches",
+    "withdraw_unstarted": "bot.service.withdrawal",
     "zone_of": "bot.service.at_time",
 }
 
@@ -357,5 +358,6 @@ __all__ = [
     "with_slack",
     "withdraw",
     "withdraw_batch",
+    "withdraw_unstarted",
     "zone_of",
 ]

@@ -1,14 +1,15 @@
 """Withdraw: the requester takes back their own request while it waits for
 approvers (a create, a rollback, a merge, an extension), or a checkpoint
-scheduled for later (`--at`, or the next change window) before it runs.
-Nothing ran for it, so nothing is undone; the card and the thread say who
-withdrew it."""
+scheduled for later (`--at`, or the next change window) before it runs;
+and a command interrupted (Ctrl-C) before its job started takes that job
+back (`withdraw_unstarted`). Nothing ran for it, so nothing is undone; the
+card and the thread say who withdrew it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.changes import Command, State
+from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
 from bot.domain import ApprovalState, user_mention
 from bot.jobs import JobKind
@@ -149,3 +150,42 @@ def cancel_scheduled(ctx: ServiceDeps, change_id: int, who: Principal) -> Approv
         ) from None
     ctx.notifier.changed(change_id)
     return ApprovalOutcome(view(ctx, change_id), "create", ApprovalState.WITHDRAWN, 0, 0)
+
+
+def withdraw_unstarted(ctx: ServiceDeps, change_id: int, who: Principal) -> bool:
+    """Take back the queued create of `change_id` for a command that was
+    interrupted before any process started it: in one transaction its job
+    is cancelled and the change ends withdrawn (from approved or
+    scheduled). False when the job was no longer queued (a worker's claim
+    won: it runs, and nothing here changed); the cancel's conditional
+    UPDATE and the claim's (`state = 'queued'` both) let only one through.
+    A rollback or merge is not taken back: its change moved to
+    `rolling_back` / `merging` when it was asked for, and going back would
+    need a transition of its own."""
+    now = ctx.clock()
+    because = "its command was interrupted (Ctrl-C) before it started"
+    try:
+        with session_scope(ctx.engine) as s:
+            change = get_change(s, change_id)
+            if not ctx.ledger.cancel_queued(
+                s, change_id=change_id, kind=JobKind.CREATE.value, error=f"withdrawn: {because}"
+            ):
+                raise _Started
+            transition(
+                s,
+                change,
+                Command.WITHDRAW,
+                actor=who.id,
+                actor_team=who.team,
+                now=now,
+                message=f"checkpoint withdrawn: {because}; nothing was done on {change.host}",
+            )
+    except (_Started, ConcurrentUpdate, IllegalTransition):
+        return False
+    ctx.notifier.changed(change_id)
+    return True
+
+
+class _Started(Exception):
+    """Raised inside the transaction so that it rolls back whole: a worker
+    started the job first."""
