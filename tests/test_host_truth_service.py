@@ -407,6 +407,38 @@ def test_a_rollback_that_leaves_the_vm_off_says_so_and_offers_start(estate: Esta
         start_vm(estate.ctx, ref, requester="alice")
 
 
+def test_a_start_whose_answer_never_came_is_unknown_not_failed(estate: Estate) -> None:
+    """Seen: a Start-VM whose connection dropped after it was sent was
+    recorded "Start-VM failed", though Hyper-V may have started the VM (a
+    cmdlet's work is not undone when its answer is lost: Cmdlet.StopProcessing,
+    https://learn.microsoft.com/dotnet/api/system.management.automation.cmdlet.stopprocessing).
+    The emulated host starts the VM at once and answers after the call's
+    4 s deadline (`late`)."""
+    change_id = _created(estate, "STG01", checkpoint_type="standard")
+    ref = f"CHG-{change_id}"
+    rollback(estate.ctx, ref, requester="alice")
+    estate.run_jobs(change_id)
+    assert show_change(estate.ctx, ref).needs_start
+    estate.fleet.server("HV01").faults = Faults(late={"start-vm": 6000})
+    started = start_vm(estate.ctx, ref, requester="alice")
+    estate.ctx.runner.run(started.job_id)
+    estate.up()
+    change = show_change(estate.ctx, ref)
+    last = change.events[-1]
+    assert last.kind == "start_unknown", last
+    assert last.message.startswith("Start-VM was sent, then the host stopped answering ("), (
+        last.message
+    )
+    assert last.message.endswith(
+        "): whether STG01 started is not known; look at it on HV01, and start it again "
+        "if it is still off"
+    ), last.message
+    assert "failed" not in last.message
+    # It did start on the host; the card still offers Start (nothing recorded it running).
+    assert estate.ctx.host_for("HV01").get_vm(change.vm_id).state.name == "Running"
+    assert change.needs_start
+
+
 # -- a create that hung ---------------------------------------------------------------------------
 
 

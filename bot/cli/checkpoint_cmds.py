@@ -14,6 +14,7 @@ from bot.cli.batch_cmds import create_wave
 from bot.cli.colour import wants_colour
 from bot.cli.finishing import (
     BAD_ENDS,
+    EXIT_OUTCOME_UNKNOWN,
     EXIT_REFUSED,
     Waiter,
     finish,
@@ -314,7 +315,12 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
         state = view.vm_state_after or "unknown"
         click.echo(f"{view.ref}: {view.vm_name} on {view.host} is {state}")
     if not succeeded:
-        raise SystemExit(EXIT_REFUSED)
+        # The host stopped answering after Start-VM was sent: the VM may be
+        # running, so not "refused" (a script would start it again blind).
+        from bot.service.execution import START_UNKNOWN
+
+        unknown = bool(view.events) and view.events[-1].kind == START_UNKNOWN
+        raise SystemExit(EXIT_OUTCOME_UNKNOWN if unknown else EXIT_REFUSED)
 
 
 @click.command("extend", cls=SignedArgsCommand)

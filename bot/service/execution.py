@@ -82,6 +82,11 @@ NOT_RUNNING_AFTER_RESTORE = frozenset({VMState.Off, VMState.Saved})
 _RETRY_MARGIN = timedelta(minutes=1)
 
 
+# The note of a Start-VM whose answer never came (`checkpoint start` exits 4
+# on it: outcome unknown).
+START_UNKNOWN = "start_unknown"
+
+
 class OperationFailed(HandledFailure):
     """The host refused; already recorded on the change. Fails the job."""
 
@@ -920,6 +925,21 @@ class HostJobs:
         try:
             vm = host.start_vm(change.vm_id)
         except HyperVError as exc:
+            if isinstance(exc, HostTimeout | HostUnreachable):
+                # Start-VM may have reached the host and started the VM, its
+                # answer lost on the way back: not known, so never "failed".
+                # The card still offers Start (its VM state is as it was).
+                self._note(
+                    job.change_id,
+                    START_UNKNOWN,
+                    f"Start-VM was sent, then the host stopped answering ({exc.message}): "
+                    f"whether {change.vm_name} started is not known; look at it on "
+                    f"{change.host}, and start it again if it is still off",
+                    said=exc.message,
+                )
+                raise OperationFailed(
+                    f"{change_ref(job.change_id)}: start: outcome unknown ({exc})"
+                ) from exc
             self._note(
                 job.change_id, "start_failed", f"Start-VM failed: {exc.message}", said=exc.message
             )
