@@ -341,6 +341,7 @@ def test_ctrl_c_before_the_job_is_taken_withdraws_it(
         rt = Runtime(config_path=None, cwd=tmp_path, env={"CHECKPOINT_BOT_USER": "alice"})
         rt._ctx = ctx
         rt.said_changes.append(asked.change.ref)
+        rt.asked_changes.append(asked.change.ref)
         with pytest.raises(Interrupted, match="what this command recorded is kept"):
             rt.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
         ctx = build_context(settings_for(tmp_path), huey_kind="memory")
@@ -362,3 +363,36 @@ def test_ctrl_c_before_the_job_is_taken_withdraws_it(
     )
     assert shown.events[-1].actor == "cli:alice"
     assert job_now.state == "cancelled"
+
+
+def test_ctrl_c_while_waiting_for_someone_elses_request_leaves_it_queued(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`change approve` waits for the job its approval started; an approver's
+    Ctrl-C there ends their wait, not the requester's change: it is named as
+    waiting in the queue, and stays approved."""
+    from bot.cli.runtime import Interrupted, Runtime
+    from bot.context import build_context
+    from bot.service import request_checkpoint, show_change
+    from tests.helpers import settings_for
+
+    ctx = build_context(settings_for(tmp_path), huey_kind="memory")  # no consumer runs
+    try:
+        asked = request_checkpoint(ctx, "WEB01", reason="patch", requester="cli:alice")
+        rt = Runtime(config_path=None, cwd=tmp_path, env={"CHECKPOINT_BOT_USER": "bob"})
+        rt._ctx = ctx
+        rt.said_changes.append(asked.change.ref)  # waited for, not asked for
+        with pytest.raises(Interrupted):
+            rt.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+        ctx = build_context(settings_for(tmp_path), huey_kind="memory")
+        state = show_change(ctx, asked.change.ref).state
+        jobs = [j.state for j in ctx.ledger.jobs_of_change(asked.change.id)]
+    finally:
+        ctx.close()
+    ref = asked.change.ref
+    assert (state, jobs) == ("approved", ["queued"])
+    assert (
+        f"{ref}: its create is recorded and waits in the queue, not started: a worker or bot "
+        "of this config, or the next command here that runs jobs, runs it "
+        f"('checkpoint-bot change show {ref}')"
+    ) in capsys.readouterr().err

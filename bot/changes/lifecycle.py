@@ -73,6 +73,7 @@ class Command(enum.StrEnum):
     RECONCILE_ROLLED_BACK = "reconcile_rolled_back"
     VANISH = "vanish"
     WITHDRAW = "withdraw"
+    TAKE_BACK = "take_back"
 
 
 S, C = State, Command
@@ -98,6 +99,11 @@ TRANSITIONS: dict[Command, dict[State, State]] = {
         S.APPROVED: S.WITHDRAWN,
         S.SCHEDULED: S.WITHDRAWN,
     },
+    # A rollback or merge whose command was interrupted (Ctrl-C) before any
+    # worker claimed its job (cancelled with it, bot.service.withdrawal):
+    # nothing ran, the checkpoint is still there. Back to active, as a
+    # merge that failed goes (a rolled-back change may also `resume`).
+    C.TAKE_BACK: {S.ROLLING_BACK: S.ACTIVE, S.MERGING: S.ACTIVE},
     C.EXPIRE: {S.AWAITING_APPROVAL: S.EXPIRED, S.APPROVED: S.EXPIRED, S.SCHEDULED: S.EXPIRED},
     C.SCHEDULE: {S.APPROVED: S.SCHEDULED},
     C.START_CREATE: {S.APPROVED: S.CREATING, S.SCHEDULED: S.CREATING},

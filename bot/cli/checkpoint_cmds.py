@@ -50,8 +50,10 @@ class _Here:
 
     def progress(self, message: str, ref: str = "") -> None:
         if ref:
-            # Said before its job is waited for: an interrupt names it.
+            # Said before its job is waited for: an interrupt names it, and
+            # takes it back (this command asked for it).
             self.rt.said_changes.append(ref)
+            self.rt.asked_changes.append(ref)
         progress(message)
 
     def out(self, template: str, **values: Any) -> None:

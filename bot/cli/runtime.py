@@ -37,6 +37,12 @@ class Interrupted(Exception):
     """Ctrl-C ended the command (exit 130); the message says what it kept."""
 
 
+# The jobs a command interrupted before they started takes back (bot.service.
+# withdrawal.withdraw_unstarted), by their kind's word; a start or an
+# extension is small and stays queued.
+WITHDRAWN_ON_CTRL_C = frozenset({"create", "rollback", "merge"})
+
+
 # `worker` and `serve` stopped with a job still running past the stop's
 # grace: its outcome is unknown and a reconciler settles it, what exit 4
 # means for every command (bot.cli.finishing.EXIT_OUTCOME_UNKNOWN; that
@@ -79,12 +85,14 @@ def unchecked_certificates(inventory: str, hosts: tuple[str, ...]) -> str:
     )
 
 
-def _say_left(ctx: AppContext, recorded: list[str], who: Principal | None) -> None:
-    """Each job of a change this command recorded or asked for (`recorded`)
-    that no process has started yet, taken back (Ctrl-C means "do not do
-    it": seen, three checkpoints taken 16 minutes after their commands
-    were stopped); each job this process runs and leaves, and who settles
-    it."""
+def _say_left(
+    ctx: AppContext, recorded: list[str], asked: list[str], who: Principal | None
+) -> None:
+    """Each job of a change this command named (`recorded`) that no process
+    has started yet: taken back when the command asked for it (`asked`;
+    Ctrl-C means "do not do it": seen, three checkpoints taken 16 minutes
+    after their commands were stopped); each job this process runs and
+    leaves, and who settles it."""
     from bot.durations import format_duration
 
     try:
@@ -92,7 +100,7 @@ def _say_left(ctx: AppContext, recorded: list[str], who: Principal | None) -> No
     except Exception:  # the database may be what hung: then say nothing of it
         queued = []
     for job in queued:
-        click.echo(_taken_back(ctx, job, who), err=True)
+        click.echo(_taken_back(ctx, job, who, job.change in asked), err=True)
     try:
         left = ctx.running_here()
     except Exception:
@@ -110,32 +118,40 @@ def _say_left(ctx: AppContext, recorded: list[str], who: Principal | None) -> No
         click.echo(said, err=True)
 
 
-def _taken_back(ctx: AppContext, job: RunningHere, who: Principal | None) -> str:
-    """Withdraw a queued create of an interrupted command (a rollback or a
-    merge stays queued: bot.service.withdrawal.withdraw_unstarted); the
-    line that says what became of it."""
+def _taken_back(ctx: AppContext, job: RunningHere, who: Principal | None, asked: bool) -> str:
+    """Withdraw a queued job this interrupted command asked for (`asked`;
+    one it only waited for, as `change approve` does, is another person's
+    request and stays); the line that says what became of it."""
     from bot.domain import ChangeRef
+    from bot.jobs import JobKind
     from bot.service import withdraw_unstarted
 
     show = f"('checkpoint-bot change show {job.change}')"
     change = ChangeRef.parse(job.change or "")
-    if job.kind == "create" and change is not None and who is not None:
-        try:
-            withdrawn = withdraw_unstarted(ctx, change.id, who)
-        except Exception:  # the database may be what hung: say what is known
-            withdrawn = False
-        if withdrawn:
-            return (
-                f"{job.change}: withdrawn, its create had not started: nothing was done on "
-                f"{job.host} {show}"
-            )
+    if not asked or job.kind not in WITHDRAWN_ON_CTRL_C or change is None or who is None:
         return (
-            f"{job.change}: its create could not be withdrawn (a worker may have just taken "
+            f"{job.change}: its {job.kind} is recorded and waits in the queue, not started: a "
+            "worker or bot of this config, or the next command here that runs jobs, runs it "
+            f"{show}"
+        )
+    kind = JobKind(job.kind)
+    try:
+        withdrawn = withdraw_unstarted(ctx, change.id, kind, who)
+    except Exception:  # the database may be what hung: say what is known
+        withdrawn = False
+    if not withdrawn:
+        return (
+            f"{job.change}: its {job.kind} could not be withdrawn (a worker may have just taken "
             f"it): it runs, and the change says how it ended {show}"
         )
+    if kind is JobKind.CREATE:
+        return (
+            f"{job.change}: withdrawn, its create had not started: nothing was done on "
+            f"{job.host} {show}"
+        )
     return (
-        f"{job.change}: its {job.kind} is recorded and waits in the queue, not started: a worker "
-        f"or bot of this config, or the next command here that runs jobs, runs it {show}"
+        f"{job.change}: its {job.kind} withdrawn, it had not started: nothing was done on "
+        f"{job.host}, the checkpoint is kept {show}"
     )
 
 
@@ -161,9 +177,11 @@ class Runtime:
     _settings: Settings | None = None
     _ctx: AppContext | None = None
     _writes_at_start: int = 0
-    # The changes this command has shown as its own so far (their refs):
-    # what an interrupt leaves queued among them is named.
+    # The changes this command has shown so far (their refs): what an
+    # interrupt leaves queued among them is named; among them, those whose
+    # request this command made (`asked_changes`) are withdrawn.
     said_changes: list[str] = field(default_factory=list)
+    asked_changes: list[str] = field(default_factory=list)
 
     @property
     def renderer(self) -> Renderer:
@@ -294,7 +312,7 @@ class Runtime:
                 who: Principal | None = self.principal
             except click.ClickException:  # no usable operator name: nothing is withdrawn
                 who = None
-            _say_left(ctx, self.said_changes, who)
+            _say_left(ctx, self.said_changes, self.asked_changes, who)
             ctx.close(
                 leave_running=True,
                 why="was stopped at once (a second Ctrl-C)"

@@ -152,33 +152,36 @@ def cancel_scheduled(ctx: ServiceDeps, change_id: int, who: Principal) -> Approv
     return ApprovalOutcome(view(ctx, change_id), "create", ApprovalState.WITHDRAWN, 0, 0)
 
 
-def withdraw_unstarted(ctx: ServiceDeps, change_id: int, who: Principal) -> bool:
-    """Take back the queued create of `change_id` for a command that was
-    interrupted before any process started it: in one transaction its job
-    is cancelled and the change ends withdrawn (from approved or
-    scheduled). False when the job was no longer queued (a worker's claim
-    won: it runs, and nothing here changed); the cancel's conditional
-    UPDATE and the claim's (`state = 'queued'` both) let only one through.
-    A rollback or merge is not taken back: its change moved to
-    `rolling_back` / `merging` when it was asked for, and going back would
-    need a transition of its own."""
+def withdraw_unstarted(ctx: ServiceDeps, change_id: int, kind: JobKind, who: Principal) -> bool:
+    """Take back the queued `kind` job (create, rollback or merge) of
+    `change_id` for a command that was interrupted before any process
+    started it, in one transaction: the job is cancelled, and a create's
+    change ends withdrawn (from approved or scheduled) while a rollback's or
+    merge's goes back to active (it moved to `rolling_back` / `merging`
+    when it was asked for; its checkpoint is untouched). False when the job
+    was no longer queued (a worker's claim won: it runs, and nothing here
+    changed); the cancel's conditional UPDATE and the claim's (`state =
+    'queued'` both) let only one of them through."""
     now = ctx.clock()
     because = "its command was interrupted (Ctrl-C) before it started"
     try:
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
             if not ctx.ledger.cancel_queued(
-                s, change_id=change_id, kind=JobKind.CREATE.value, error=f"withdrawn: {because}"
+                s, change_id=change_id, kind=kind.value, error=f"withdrawn: {because}"
             ):
                 raise _Started
+            if kind is JobKind.CREATE:
+                command = Command.WITHDRAW
+                message = f"checkpoint withdrawn: {because}; nothing was done on {change.host}"
+            else:
+                command = Command.TAKE_BACK
+                message = (
+                    f"{kind.value} withdrawn: {because}; nothing was done on {change.host}, "
+                    "the checkpoint is kept"
+                )
             transition(
-                s,
-                change,
-                Command.WITHDRAW,
-                actor=who.id,
-                actor_team=who.team,
-                now=now,
-                message=f"checkpoint withdrawn: {because}; nothing was done on {change.host}",
+                s, change, command, actor=who.id, actor_team=who.team, now=now, message=message
             )
     except (_Started, ConcurrentUpdate, IllegalTransition):
         return False
