@@ -3,6 +3,7 @@
     found_vm(DiscoveredVM)                 a host's record in the inventory's words
     plan_merge(current, found, scope, today, groups=...) -> MergePlan
     answered_as_another(found)             hosts that answered as another's machine
+    owners_seen(found) -> {vm_id: host}    where each VM was seen, for the sightings
     apply_to_mappings(entries, plan)       the plan applied to plain mappings
     apply_to_groups(groups, plan)          the plan's renames applied to `groups:`
 
@@ -683,6 +684,23 @@ def answered_as_another(found: Iterable[FoundVM]) -> dict[str, str]:
         kept = named[0] if len(named) == 1 else None
         doubled.update((h, spelled[key]) for h in hosts if h != kept)
     return doubled
+
+
+def owners_seen(found: Iterable[FoundVM]) -> dict[str, str]:
+    """VMId -> the asked host that answered it has that VM: what discovery
+    saw, for the record of where each VM was last seen (bot.store.sightings,
+    as `bot.service.locate` records what a node answered). Read as
+    `plan_merge` reads the hosts, so the record never says more than the
+    plan: a host that answered as another asked host's machine was not
+    heard from (`answered_as_another`); a VMId two hosts report as their
+    own has no known owner (the locator's OwnerAmbiguous records nothing
+    either); a Hyper-V Replica copy keeps its primary's VMId
+    (https://learn.microsoft.com/powershell/module/hyper-v/get-vmreplication)
+    but is not where the VM runs, so a VMId seen only as a copy is none."""
+    found = list(found)
+    doubled = answered_as_another(found)
+    chosen = _one_per_vm_id(vm for vm in found if vm.host not in doubled).chosen
+    return {vm_id: vm.host for vm_id, vm in chosen.items() if not vm.is_replica_copy}
 
 
 def plan_merge(

@@ -30,6 +30,7 @@ from bot.inventory.discovery import (
     MergePlan,
     Scope,
     found_vm,
+    owners_seen,
     plan_merge,
     volumes_by_host,
 )
@@ -46,6 +47,7 @@ from bot.inventory.yamledit import (
 )
 from bot.service.deps import ServiceDeps
 from bot.service.errors import BadRequest, Unavailable, from_inventory
+from bot.store.sightings import record_seen
 from bot.yamlio import YamlError, read_config_text
 
 HEADER = (
@@ -157,6 +159,19 @@ def _gather(
     return found, answered, unreachable, timings
 
 
+def _record_sightings(deps: ServiceDeps, found: list[FoundVM]) -> None:
+    """The hosts just said where their VMs are: recorded as any node's
+    answer is (bot.service.locate), so `inventory show` says where each was
+    last seen and the next decision asks that node first. Called before
+    the file is written: a sighting is true whatever becomes of the file.
+    One transaction per VM, as the locator writes: a running bot's writers
+    wait on SQLite's one write lock for one VM at a time, never for a
+    whole estate's."""
+    at = deps.clock()
+    for vm_id, host in sorted(owners_seen(found).items()):
+        record_seen(deps.engine, vm_id, host, at)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve()
@@ -215,6 +230,9 @@ def discover(deps: ServiceDeps, request: DiscoveryRequest) -> DiscoveryReport:
         # written it would read as "these hosts hold no VMs".
         said = "; ".join(f"{name}: {why}" for name, why in unreachable.items())
         raise Unavailable(f"no host answered ({said}): nothing was written")
+    if request.write:
+        # Not for `inventory diff`: a dry run writes nothing.
+        _record_sightings(deps, found)
     base = current if current is not None else deps.inventory
     scope = Scope(
         asked=tuple(h.name for h in hosts),

@@ -31,6 +31,25 @@ if TYPE_CHECKING:
 class CheckpointListing:
     rows: tuple[CheckpointRow, ...]
     problems: tuple[HostProblem, ...]
+    # The hosts that answered (a problem's host did not), in the order asked.
+    answered: tuple[str, ...] = ()
+    # A listing of one VM: its inventory name, and its failover cluster when
+    # it has one (the host asked is then the node found to have it now).
+    vm: str | None = None
+    cluster: str | None = None
+
+    def asked_said(self) -> str:
+        """Which host a listing of one VM asked, for when it is empty ("asked
+        HV02, the node of prod-cluster that has it"): the host that said
+        "none". A clustered VM's checkpoints are on the node that owns it
+        now, and move with it (docs/clusters.md). "" for any other listing
+        (its scope names the hosts) and when no host answered."""
+        if self.vm is None or not self.answered:
+            return ""
+        said = f"asked {', '.join(self.answered)}"
+        if self.cluster is not None and len(self.answered) == 1:
+            said += f", the node of {self.cluster} that has it"
+        return said
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,7 +213,21 @@ def list_checkpoints(
                     asked=owner.checkpoint_type if owner else None,
                 )
             )
-    return CheckpointListing(tuple(rows), tuple(problems))
+    failed = {p.host for p in problems}
+    return CheckpointListing(
+        tuple(rows),
+        tuple(problems),
+        answered=tuple(h for h in hosts if h not in failed),
+        vm=record.name if record is not None else None,
+        cluster=_cluster_of(ctx, record),
+    )
+
+
+def _cluster_of(ctx: ServiceDeps, vm: VM | None) -> str | None:
+    """The failover cluster of a listed VM, None for a standalone one (or
+    for a listing that is not of one VM)."""
+    cluster = ctx.inventory.cluster_of(vm.host) if vm is not None else None
+    return cluster.name if cluster is not None else None
 
 
 def _inventory_name(ctx: ServiceDeps, vm_id: str, host_says: str) -> str:
