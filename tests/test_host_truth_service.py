@@ -487,6 +487,54 @@ def test_a_hand_made_look_alike_and_another_deployments_checkpoint_are_not_adopt
     assert {c.id for c in host.list_checkpoints(WEB01)} == {early.id, theirs.id}
 
 
+def test_a_hand_made_copy_named_after_one_of_ours_is_an_orphan_this_bot_may_adopt(
+    estate: Estate,
+) -> None:
+    """Seen: "before CHG-0001 (cb-5101f72d) patch A", made by hand on another
+    VM, was "not this bot's: carries token cb-5101f72d, which none of this
+    bot's jobs drew: another checkpoint-bot deployment's" (CHG-0001's job
+    drew it), and adopting it was refused. It is an orphan of this estate,
+    never CHG-0001's checkpoint."""
+    from bot.service import adopt_checkpoint
+
+    change_id = _created(estate, "WEB01")
+    token = next(
+        j.payload["token"]
+        for j in estate.ctx.ledger.jobs_of_change(change_id)
+        if j.kind == "create"
+    )
+    host = estate.ctx.host_for("HV01")
+    copy = host.create_checkpoint(STG01, f"before CHG-{change_id:04d} (cb-{token}) patch A")
+    estate.clock.advance(timedelta(days=2))  # past sweep.orphan_after
+    report = run_sweep(estate.ctx)
+    [item] = [i for i in report.items if i.checkpoint_id == copy.id]
+    assert item.finding.value == "orphan", item
+    assert item.provenance == (
+        f"carries CHG-{change_id:04d}'s token cb-{token} under a name its create job does "
+        "not give (made or renamed by hand)"
+    )
+    adopted = adopt_checkpoint(estate.ctx, "HV01", STG01, copy.id, "alice", source="cli")
+    assert adopted.change.checkpoint_id == copy.id
+    # CHG-0001 still owns its own checkpoint, not the copy.
+    assert show_change(estate.ctx, f"CHG-{change_id}").checkpoint_id != copy.id
+
+
+def test_the_sweeps_summary_counts_another_deployments_checkpoints(estate: Estate) -> None:
+    """Seen: "3 checkpoints seen; 0 stale, 1 orphan, 0 at odds with the
+    record, 0 out of sight." above a table with a `foreign` row too."""
+    from templates import Renderer
+
+    host = estate.ctx.host_for("HV01")
+    host.create_checkpoint(WEB01, checkpoint_name("CHG-0009", "0badc0de", "theirs"))
+    estate.clock.advance(timedelta(days=2))
+    report = run_sweep(estate.ctx)
+    text = Renderer().render("cli/sweep.txt.j2", report=report, posted=False)
+    assert (
+        "1 checkpoint seen; 0 stale, 0 orphans, 0 at odds with the record, 1 of another "
+        "deployment (left alone), 0 out of sight."
+    ) in text.splitlines()[0], text
+
+
 def test_two_checkpoints_with_the_jobs_token_are_a_question_not_a_guess(estate: Estate) -> None:
     change_id, token = _hung_create(estate)
     host = estate.ctx.host_for("HV01")

@@ -224,6 +224,21 @@ def provenance(s: Session, checkpoint: Checkpoint) -> tuple[bool, str]:
         jobs = s.exec(select(Job).where(Job.change_id == change_id, Job.kind == "create")).all()
         if any(j.payload.get("token") == token for j in jobs):
             return False, f"left by {change_ref(change_id)}'s create job (token cb-{token})"
+    # Seen: a checkpoint made by hand and named after one of ours ("before
+    # CHG-0001 (cb-5101f72d) patch A") was called another deployment's, and
+    # could not be adopted. Its token is one our create job drew, so it is
+    # this deployment's estate: an orphan someone named after that change,
+    # never that change's checkpoint (its name is not the job's).
+    drew = s.exec(
+        select(Job.change_id)
+        .where(Job.kind == "create", col(Job.payload)["token"].as_string() == token)
+        .limit(1)
+    ).first()
+    if drew is not None:
+        return False, (
+            f"carries {change_ref(drew)}'s token cb-{token} under a name its create job does "
+            "not give (made or renamed by hand)"
+        )
     return True, (
         f"carries token cb-{token}, which none of this bot's jobs drew: another "
         "checkpoint-bot deployment's"
