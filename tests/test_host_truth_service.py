@@ -535,6 +535,47 @@ def test_the_sweeps_summary_counts_another_deployments_checkpoints(estate: Estat
     ) in text.splitlines()[0], text
 
 
+def test_the_gauges_count_unowned_checkpoints_and_an_adopted_ones_real_age(
+    estate: Estate,
+) -> None:
+    """Seen: an 8 GiB checkpoint made by hand was in `sweep run` but nowhere
+    in /metrics (no alert could fire on it), and once adopted the oldest
+    checkpoint's age read 5 s: the change's age, not the checkpoint's."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bot.observe.gauges import DatabaseGauges
+    from bot.observe.metrics import Metrics
+    from bot.service import adopt_checkpoint
+
+    def gauges() -> dict[str, float]:
+        metrics = Metrics()
+        metrics.add_collector(
+            DatabaseGauges(estate.ctx.engine, estate.ctx.inventory, estate.ctx.clock)
+        )
+        body, _ = metrics.exposition()
+        return {
+            f"{sample.name}{sorted(sample.labels.values())}": sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+
+    host = estate.ctx.host_for("HV01")
+    by_hand = host.create_checkpoint(STG01, "before the upgrade")
+    estate.clock.advance(timedelta(days=9))  # past sweep.orphan_after
+    run_sweep(estate.ctx)
+    size = next(c.size_bytes for c in host.list_checkpoints(STG01) if c.id == by_hand.id)
+    assert size > 0
+    group = next(iter({k for k in gauges() if k.startswith("checkpoint_bot_unowned_checkpoints")}))
+    found = gauges()
+    assert found[group] == 1
+    assert found[group.replace("checkpoints", "checkpoint_bytes")] == size
+    adopt_checkpoint(estate.ctx, "HV01", STG01, by_hand.id, "alice", source="cli")
+    found = gauges()
+    assert found[group] == 0  # owned now
+    oldest = next(v for k, v in found.items() if k.startswith("checkpoint_bot_oldest_"))
+    assert oldest >= 9 * 86400, oldest
+
+
 def test_two_checkpoints_with_the_jobs_token_are_a_question_not_a_guess(estate: Estate) -> None:
     change_id, token = _hung_create(estate)
     host = estate.ctx.host_for("HV01")

@@ -18,7 +18,7 @@ from bot.changes.lifecycle import HOLDS_CHECKPOINT, IN_FLIGHT, State
 from bot.inventory import Inventory
 from bot.jobs.states import JobState
 from bot.observe.metrics import PREFIX
-from bot.store.tables.changes import Change
+from bot.store.tables.changes import Change, ChangeEvent
 from bot.store.tables.hosts import CheckpointSize
 from bot.store.tables.jobs import Job
 
@@ -49,6 +49,18 @@ def host_group_of(inventory: Inventory, host: str) -> str:
     except Exception:
         return host
     return found.host_group or found.name
+
+
+def unowned_by_group(
+    per_host: list[tuple[str, int, int]], group_of: Callable[[str], str]
+) -> dict[str, tuple[int, int]]:
+    """Pure: (count, bytes) of the unowned checkpoints per host group, from
+    (host, count, bytes) rows."""
+    out: dict[str, tuple[int, int]] = {}
+    for host, count, size in per_host:
+        seen, total = out.get(group_of(host), (0, 0))
+        out[group_of(host)] = (seen + count, total + size)
+    return out
 
 
 def totals_by_group(
@@ -122,15 +134,24 @@ class DatabaseGauges:
                 .join(Change, col(Change.id) == col(Job.change_id))
                 .where(Job.state == JobState.INTERRUPTED, col(Change.state).in_(waiting))
             ).one()
+            holding = s.exec(
+                select(Change).where(col(Change.state).in_([st.value for st in HOLDS_CHECKPOINT]))
+            ).all()
+            adopted = self._adopted_created(s)
             rows = [
-                CheckpointRow(host, checkpoint_id, created_at, expires_at)
-                for host, checkpoint_id, created_at, expires_at in s.exec(
-                    select(
-                        Change.host, Change.checkpoint_id, Change.created_at, Change.expires_at
-                    ).where(col(Change.state).in_([st.value for st in HOLDS_CHECKPOINT]))
-                ).all()
+                # An adopted checkpoint is as old as the host says it is, not
+                # as its change (seen: an orphan of weeks read 5 s old once
+                # adopted, and the week-old alert stayed quiet).
+                CheckpointRow(
+                    c.host,
+                    c.checkpoint_id,
+                    adopted.get(c.id or 0, c.created_at),
+                    c.expires_at,
+                )
+                for c in holding
             ]
             sizes = self._latest_sizes(s, [r.checkpoint_id for r in rows if r.checkpoint_id])
+            unowned = self._unowned_last_seen(s)
         yield _gauge("queue_depth", "Jobs queued and due now (not waiting for a window).", depth)
         yield _gauge(
             "queue_oldest_age_seconds",
@@ -178,6 +199,73 @@ class DatabaseGauges:
             families["size"].add_metric([group], t.size_bytes)
             families["oldest"].add_metric([group], t.oldest_seconds)
         yield from families.values()
+        # What the bot's own gauges above leave out: checkpoints no change of
+        # this bot owns (orphans made by hand, another deployment's), which
+        # eat the same storage. As each host's last sweep saw them.
+        orphans = GaugeMetricFamily(
+            PREFIX + "unowned_checkpoints",
+            "Checkpoints no change of this bot owns (orphans, another deployment's), "
+            "as each host's last sweep saw them, by host group.",
+            labels=["host_group"],
+        )
+        orphan_bytes = GaugeMetricFamily(
+            PREFIX + "unowned_checkpoint_bytes",
+            "Total size of the checkpoints no change of this bot owns, as each host's last "
+            "sweep saw them, by host group.",
+            labels=["host_group"],
+        )
+        # Every host group reads 0 when it holds none, so an alert or a
+        # dashboard sees "none", not "no data".
+        groups = dict.fromkeys(
+            {host_group_of(self.inventory, h.name) for h in self.inventory.hosts}, (0, 0)
+        )
+        groups |= unowned_by_group(unowned, lambda h: host_group_of(self.inventory, h))
+        for group, (count, size) in sorted(groups.items()):
+            orphans.add_metric([group], count)
+            orphan_bytes.add_metric([group], size)
+        yield orphans
+        yield orphan_bytes
+
+    @staticmethod
+    def _adopted_created(s: Session) -> dict[int, datetime]:
+        """When the host made each adopted checkpoint (the adopt event's
+        `created_at`, bot.service.adopt), by change id."""
+        found: dict[int, datetime] = {}
+        for change_id, details in s.exec(
+            select(ChangeEvent.change_id, ChangeEvent.details).where(ChangeEvent.kind == "adopt")
+        ).all():
+            created = (details or {}).get("created_at")
+            if isinstance(created, str):
+                try:
+                    found[change_id] = _utc(datetime.fromisoformat(created))
+                except ValueError:
+                    continue
+        return found
+
+    @staticmethod
+    def _unowned_last_seen(s: Session) -> list[tuple[str, int, int]]:
+        """(host, count, bytes) of the checkpoints each host's latest sweep
+        sample holds that no change names."""
+        last = (
+            select(CheckpointSize.host, func.max(CheckpointSize.at).label("at"))
+            .group_by(col(CheckpointSize.host))
+            .subquery()
+        )
+        owned = select(Change.checkpoint_id).where(col(Change.checkpoint_id).is_not(None))
+        rows = s.exec(
+            select(
+                CheckpointSize.host,
+                func.count(),
+                func.coalesce(func.sum(CheckpointSize.size_bytes), 0),
+            )
+            .join(
+                last,
+                (col(CheckpointSize.host) == last.c.host) & (col(CheckpointSize.at) == last.c.at),
+            )
+            .where(col(CheckpointSize.checkpoint_id).not_in(owned))
+            .group_by(col(CheckpointSize.host))
+        ).all()
+        return [(host, int(count), int(size)) for host, count, size in rows]
 
     @staticmethod
     def _latest_sizes(s: Session, checkpoint_ids: list[str]) -> dict[str, int]:
