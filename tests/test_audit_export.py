@@ -455,7 +455,7 @@ def test_the_cli_filters_and_refuses_bad_filters_in_one_line(tmp_path: Path) -> 
     assert wrote.returncode == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[1:] and all(line.startswith('"CHG-0001",') for line in lines[1:])
-    assert f"wrote {out} ({len(lines)} lines)" in wrote.stderr
+    assert f"wrote {out} (csv, {len(lines) - 1} events)" in wrote.stderr
     # A filter that matches nothing says so (the export is empty, not lost);
     # a change the record does not hold is an error, as in `change show`.
     empty = invoke(tmp_path, "audit", "export", "--vm", "NOSUCH01", "--actor", "U0NOBODY")
@@ -535,3 +535,27 @@ def test_csv_text_is_quoted_so_a_semicolon_locale_keeps_the_cell() -> None:
     assert '"patch KB5031; reboot"' in line and ",7," in line
     cells = next(csv.reader(io.StringIO(line)))
     assert all(cell == "7" or line.count(f'"{cell}"') for cell in cells)
+
+
+def test_an_export_counts_events_not_lines_and_a_csv_file_gets_csv(tmp_path: Path) -> None:
+    """Seen: "wrote c.csv (8 lines)" and "wrote c.jsonl (6 lines)" for the
+    same six events (a reason with a line break is two lines of CSV), and
+    `-o report.csv` without --format wrote JSON lines into it."""
+    made = invoke(tmp_path, "checkpoint", "create", "APP01", "-r", "line one\nline two")
+    assert made.returncode == 0, made.stderr
+    as_json = tmp_path / "c.jsonl"
+    wrote_json = invoke(tmp_path, "audit", "export", "--change", "CHG-1", "-o", str(as_json))
+    events = len(as_json.read_text(encoding="utf-8").splitlines())
+    assert events >= 2
+    assert f"wrote {as_json} (jsonl, {events} events)" in wrote_json.stderr
+    as_csv = tmp_path / "Report.CSV"
+    wrote_csv = invoke(tmp_path, "audit", "export", "--change", "CHG-1", "-o", str(as_csv))
+    assert wrote_csv.returncode == 0, wrote_csv.stderr
+    text = as_csv.read_text(encoding="utf-8")
+    assert text.startswith('"change",') and "line one\nline two" in text
+    assert len(text.splitlines()) > events + 1  # the reason's line break
+    assert f"wrote {as_csv} (csv, {events} events)" in wrote_csv.stderr
+    # --format still decides when given.
+    forced = tmp_path / "forced.csv"
+    invoke(tmp_path, "audit", "export", "--change", "CHG-1", "--format", "jsonl", "-o", str(forced))
+    assert forced.read_text(encoding="utf-8").startswith("{")

@@ -117,10 +117,10 @@ def audit() -> None:
     "--format",
     "fmt",
     type=click.Choice(["jsonl", "csv"]),
-    default="jsonl",
-    show_default=True,
-    help="Output format. CSV: a cell that begins with = + - @, a tab or a CR gets a "
-    "leading ' (a spreadsheet shows it as text, never runs it as a formula).",
+    default=None,
+    help="Output format: jsonl, or csv when -o names a .csv file and --format is not "
+    "given. CSV: a cell that begins with = + - @, a tab or a CR gets a leading ' (a "
+    "spreadsheet shows it as text, never runs it as a formula).",
 )
 @click.option(
     "--output",
@@ -139,7 +139,7 @@ def audit() -> None:
 @pass_runtime
 def audit_export(
     rt: Runtime,
-    fmt: str,
+    fmt: str | None,
     output: Path | None,
     since: str | None,
     until: str | None,
@@ -151,29 +151,37 @@ def audit_export(
     what, when, and why. Rows are streamed, never held."""
     from bot.cli.output_file import export_target, write_export
     from bot.service import audit_text, check_filter, nothing_matched, parse_filter
+    from bot.service.audit import Tally
 
+    # Seen: `-o report.csv` wrote JSON lines into a file named .csv, silently.
+    fmt = fmt or format_for(output)
     flt = parse_filter(
         now=datetime.now(UTC), since=since, until=until, vm=vm, change=change_ref, actor=actor
     )
     # Before the database is read: a place that cannot be written is bad input.
     target = None if output is None else export_target(output)
     check_filter(rt.ctx.engine, flt)
-    chunks = audit_text(rt.ctx.engine, flt, fmt)
-    count = 0
+    tally = Tally()
+    chunks = audit_text(rt.ctx.engine, flt, fmt, tally=tally)
     if target is None:
         # One buffered write per chunk of rows, no flush per chunk (click.echo flushes).
         out = sys.stdout
         for chunk in chunks:
             out.write(chunk)
-            count += chunk.count("\n")
         out.flush()
     else:
-        count = write_export(target, chunks)
+        write_export(target, chunks)
         shown = output if target.path == output else f"{target.shown} (through {output})"
-        click.echo(f"wrote {shown} ({count} lines)", err=True)
-    # CSV starts with its header; an event adds at least one line.
-    if count <= (1 if fmt == "csv" else 0):
+        events = f"{tally.rows} event{'' if tally.rows == 1 else 's'}"
+        click.echo(f"wrote {shown} ({fmt}, {events})", err=True)
+    if tally.rows == 0:
         click.echo(nothing_matched(flt), err=True)
+
+
+def format_for(output: Path | None) -> str:
+    """The export's format when --format is not given: CSV for a file whose
+    name ends in .csv (any case), else JSON lines."""
+    return "csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl"
 
 
 @click.group("policy")

@@ -497,16 +497,43 @@ def nothing_matched(flt: AuditFilter) -> str:
     return f"no events matched {', '.join(given)}"
 
 
+@dataclass
+class Tally:
+    """How many events (rows: a change's events, then settings changes) an
+    export wrote: not its lines, which a CSV cell with a line break in it
+    and the CSV header would add to (seen: "wrote c.csv (8 lines)" and
+    "wrote c.jsonl (6 lines)" for the same six events)."""
+
+    rows: int = 0
+
+
+def _counted(rows: Iterator[dict[str, Any]], tally: Tally) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        tally.rows += 1
+        yield row
+
+
 def audit_text(
-    engine: Engine, flt: AuditFilter = AuditFilter(), fmt: str = "jsonl", *, batch: int = BATCH
+    engine: Engine,
+    flt: AuditFilter = AuditFilter(),
+    fmt: str = "jsonl",
+    *,
+    batch: int = BATCH,
+    tally: Tally | None = None,
 ) -> Iterator[str]:
     """`export_audit(stream_audit(engine, flt), fmt)`, the same text in
-    chunks, JSON lines written without a dict per event (`_event_lines`)."""
+    chunks, JSON lines written without a dict per event (`_event_lines`).
+    `tally` counts the events written."""
+    counts = tally if tally is not None else Tally()
     if fmt != "jsonl":
-        yield from export_audit(stream_audit(engine, flt, batch=batch), fmt)
+        yield from export_audit(_counted(stream_audit(engine, flt, batch=batch), counts), fmt)
         return
     with _reading(engine, batch) as conn:
-        yield from _event_lines(conn, flt)
+        # One line per event: JSON escapes every line break inside a value.
+        for chunk in _event_lines(conn, flt):
+            counts.rows += chunk.count("\n")
+            yield chunk
         settings = _settings_query(flt)
         if settings is not None:
-            yield from export_audit((_settings_row(s) for s in conn.execute(settings)), fmt)
+            rows = (_settings_row(s) for s in conn.execute(settings))
+            yield from export_audit(_counted(rows, counts), fmt)
