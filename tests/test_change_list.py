@@ -108,6 +108,30 @@ def test_overdue_lists_the_checkpoints_past_their_lifetime_nobody_decided(
     assert any(line.startswith(current) for line in listed)
 
 
+def test_an_overdue_change_whose_rollback_waits_for_an_approver_says_so(
+    tmp_path: Path,
+) -> None:
+    """Seen: "overdue: … nobody decided ('checkpoint-bot checkpoint merge
+    CHG-0001', …)" above "waiting for approval of its rollback", and the
+    merge it suggested was refused: the rollback asked for waits first."""
+    ref = _create(tmp_path, "APP01", "KB5044284 patch")  # prod: its rollback needs approval
+    asked = invoke(tmp_path, "checkpoint", "rollback", ref)
+    assert asked.returncode == 0, asked.stderr
+    engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'checkpoint-bot.db'}")
+    with session_scope(engine) as s:
+        change = s.get(Change, 1)
+        assert change is not None
+        change.expires_at = datetime.now(UTC) - timedelta(hours=1)
+        s.add(change)
+    engine.dispose()
+    listed = invoke(tmp_path, "change", "list", "--overdue").stdout.splitlines()
+    assert [line.strip() for line in listed[2:]] == [
+        "overdue: its checkpoint's lifetime ended 1h ago; what was asked waits for an "
+        "approver (below)",
+        f"waiting for approval of its rollback: 'checkpoint-bot change approve {ref}'",
+    ], listed
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [
