@@ -273,6 +273,7 @@ class Commands:
             who,
             checkpoint_type=request.checkpoint_type,
             automatic=request.automatic,
+            reason=request.reason or "",
         )
         return self.deps.payload(
             "vm_settings",

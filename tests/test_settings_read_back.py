@@ -43,7 +43,11 @@ def estate(tmp_path: Path) -> Iterator[tuple[Path, EmulatedFleet]]:
 
 
 def _settings(cwd: Path, *args: str) -> CliResult:
-    return invoke(cwd, "-c", "bot.yaml", "checkpoint", "settings", "STG-WEB01", *args, env=ADMIN)
+    """`checkpoint settings STG-WEB01 ARGS`, with a reason when it changes them."""
+    why = ("-r", "read-back test") if args else ()
+    return invoke(
+        cwd, "-c", "bot.yaml", "checkpoint", "settings", "STG-WEB01", *args, *why, env=ADMIN
+    )
 
 
 def _host_type(fleet: EmulatedFleet) -> str:

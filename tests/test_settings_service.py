@@ -48,7 +48,9 @@ def test_an_admin_changes_and_the_change_is_recorded(ctx: AppContext) -> None:
     rows = [r for r in audit_rows(ctx) if r["event"] == "settings"]
     assert len(rows) == 1 and rows[0]["actor"] == "U0ADMIN" and rows[0]["vm"] == "APP01"
     assert rows[0]["details"]["after"]["checkpoint_type"] == "ProductionOnly"
-    again = change_settings(ctx, "APP01", "U0ADMIN", checkpoint_type="production-only")
+    again = change_settings(
+        ctx, "APP01", "U0ADMIN", checkpoint_type="production-only", reason="once more"
+    )
     assert again.changed == () and again.record_id is None
 
 
@@ -56,7 +58,11 @@ def test_admin_by_group(ctx: AppContext) -> None:
     from bot.service import Principal
 
     done = change_settings(
-        ctx, "WEB02", Principal("U0CAROL", frozenset({"S0HVADMINS"})), checkpoint_type="standard"
+        ctx,
+        "WEB02",
+        Principal("U0CAROL", frozenset({"S0HVADMINS"})),
+        checkpoint_type="standard",
+        reason="web tier runs no database",
     )
     assert done.vm.checkpoint_type is CheckpointType.Standard
 
@@ -77,6 +83,22 @@ def test_standard_is_refused_for_transactional_workloads(ctx: AppContext, vm: st
     assert show_settings(ctx, vm).vm.checkpoint_type is before
 
 
+def test_a_change_needs_a_reason_and_changes_nothing_without_one(ctx: AppContext) -> None:
+    """Seen in an export: `"event": "settings", … "message": ""`, the one
+    kind of change recorded without why."""
+    before = show_settings(ctx, "APP01").vm
+    with pytest.raises(BadRequest, match=r"a reason is required to change APP01's checkpoint"):
+        change_settings(
+            ctx, "APP01", "U0ADMIN", automatic=not before.automatic_checkpoints, reason="  "
+        )
+    after = show_settings(ctx, "APP01").vm
+    assert (after.automatic_checkpoints, after.checkpoint_type) == (
+        before.automatic_checkpoints,
+        before.checkpoint_type,
+    )
+    assert [r for r in audit_rows(ctx) if r["event"] == "settings"] == []
+
+
 def test_bad_input(ctx: AppContext) -> None:
     with pytest.raises(BadRequest, match="unknown checkpoint type 'fast'"):
         change_settings(ctx, "APP01", "U0ADMIN", checkpoint_type="fast")
@@ -88,7 +110,9 @@ def test_a_change_the_inventory_disagrees_with_says_so(ctx: AppContext) -> None:
     # Seen in Slack: an admin enabled LEGACY01's checkpoints on the host,
     # was told "changed", and every create stayed refused: the inventory
     # still said Disabled, and the guardrails act on the riskier reading.
-    done = change_settings(ctx, "LEGACY01", "U0ADMIN", checkpoint_type="production")
+    done = change_settings(
+        ctx, "LEGACY01", "U0ADMIN", checkpoint_type="production", reason="VSS fixed"
+    )
     assert done.changed == ("CheckpointType Disabled → Production",)
     assert done.inventory_says == "Disabled"
     assert done.disagreement == (
@@ -98,7 +122,9 @@ def test_a_change_the_inventory_disagrees_with_says_so(ctx: AppContext) -> None:
     )
     assert show_settings(ctx, "LEGACY01").inventory_says == "Disabled"
     # Where the two agree, nothing is said.
-    agreed = change_settings(ctx, "APP01", "U0ADMIN", checkpoint_type="production")
+    agreed = change_settings(
+        ctx, "APP01", "U0ADMIN", checkpoint_type="production", reason="as the inventory says"
+    )
     assert agreed.inventory_says is None and agreed.disagreement is None
 
 
@@ -106,6 +132,8 @@ def test_slack_shows_the_disagreement_under_the_change(tmp_path: Path) -> None:
     from tests.test_slack_flow import checked_bot, command, shown
 
     with checked_bot(tmp_path, "admins: {users: [U0CAROL]}\n") as bot:
-        said = shown(command(bot, "settings LEGACY01 --type production", user="U0CAROL"))
+        said = shown(
+            command(bot, 'settings LEGACY01 --type production --reason "VSS fixed"', user="U0CAROL")
+        )
         assert "CheckpointType Disabled → Production" in said
         assert ":warning: The inventory still says CheckpointType Disabled for LEGACY01" in said

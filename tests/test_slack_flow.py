@@ -401,11 +401,19 @@ def test_settings_are_changed_by_admins_through_the_policy(tmp_path: Path) -> No
         assert "for admins" in shown(refused)
         assert host_type("APP01") is before
 
-        changed = command(bot, "settings APP01 --type production-only", user="U0ADMIN")
+        changed = command(
+            bot,
+            'settings APP01 --type production-only --reason "no silent fallback"',
+            user="U0ADMIN",
+        )
         assert "CheckpointType Production → ProductionOnly" in shown(changed)
         assert "Changed* by <@U0ADMIN>" in shown(changed)
         assert host_type("APP01") is CheckpointType.ProductionOnly
-        again = command(bot, "settings APP01 --type production-only", user="U0ADMIN")
+        again = command(
+            bot,
+            'settings APP01 --type production-only --reason "no silent fallback"',
+            user="U0ADMIN",
+        )
         assert "Nothing changed" in shown(again)
 
         # Standard on SQL is refused by the policy's checkpoint_type rule, even for an admin.

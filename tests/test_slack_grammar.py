@@ -119,6 +119,10 @@ PARSED: list[tuple[str, SlashRequest]] = [
     ("settings WEB01 --type disabled", SettingsRequest("WEB01", "disabled")),
     ("settings WEB01 --automatic OFF", SettingsRequest("WEB01", None, False)),
     (
+        'settings WEB01 --automatic off --reason "no checkpoints at boot"',
+        SettingsRequest("WEB01", None, False, "no checkpoints at boot"),
+    ),
+    (
         "settings WEB01 \u2014type standard \u2014automatic=on",
         SettingsRequest("WEB01", "standard", True),
     ),
@@ -332,7 +336,7 @@ ERRORS: list[tuple[str, str, str]] = [
         "settings WEB01 --automatic yes",
         "--automatic must be on or off, not 'yes'",
         "Usage: /checkpoint settings VM [--type production|production-only|standard|disabled] "
-        "[--automatic on|off]",
+        '[--automatic on|off] [--reason "..."]',
     ),
 ]
 

@@ -356,7 +356,9 @@ def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
     type=click.Choice(["on", "off"]),
     help="Turn Hyper-V's automatic checkpoints on or off (admins only).",
 )
-@click.option("--reason", "-r", default="", help="Why, for the record.")
+@click.option(
+    "--reason", "-r", default="", help="Why, for the record (needed with --type or --automatic)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
 def settings_cmd(

@@ -120,6 +120,14 @@ def change_settings(
         rule = decision.outcome("checkpoint_type")
         if rule is not None and rule.fired and rule.effect is not Effect.WARN:
             raise Forbidden(f"CheckpointType Standard is refused for {vm.name}: {rule.message}")
+    if not reason.strip():
+        # The record says who, what and when of every change; a settings
+        # change was the one kind recorded without why (seen in an export:
+        # `"event": "settings", … "message": ""`).
+        raise BadRequest(
+            f"a reason is required to change {vm.name}'s checkpoint settings: say why, for "
+            'the record (--reason "…")'
+        )
     owner = ctx.decider.locator.locate(vm).host
     try:
         host = ctx.host_for(owner)

@@ -179,6 +179,7 @@ class SettingsRequest:
     vm: str
     checkpoint_type: str | None = None  # production | production-only | standard | disabled
     automatic: bool | None = None
+    reason: str | None = None  # why, for the record (a change needs one)
 
     @property
     def is_change(self) -> bool:

@@ -214,7 +214,10 @@ def _extend(v: Values) -> SlashRequest:
 def _settings(v: Values) -> SlashRequest:
     automatic = v.get("automatic")
     return SettingsRequest(
-        v.need("vm"), v.get("type"), None if automatic is None else automatic == "on"
+        v.need("vm"),
+        v.get("type"),
+        None if automatic is None else automatic == "on",
+        v.get("reason"),
     )
 
 
@@ -434,9 +437,19 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 choices=("on", "off"),
                 example="off",
             ),
+            Param(
+                "reason",
+                Kind.TEXT,
+                '"..."',
+                help="why, for the record (needed to change them)",
+                example='"no checkpoints at boot"',
+            ),
         ),
-        examples=("settings WEB01", "settings WEB01 --type production --automatic off"),
-        details="Without options it only shows them.",
+        examples=(
+            "settings WEB01",
+            'settings WEB01 --type production --automatic off --reason "no checkpoints at boot"',
+        ),
+        details="Without options it only shows them; a change needs a reason.",
         synonyms=("set", "config", "configure", "setting", "vm"),
     ),
     CommandSpec(
