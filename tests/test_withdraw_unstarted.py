@@ -15,7 +15,6 @@ import pytest
 
 from bot.clock import ManualClock
 from bot.context import AppContext, build_context
-from bot.jobs import JobKind
 from bot.service import (
     Principal,
     merge,
@@ -45,7 +44,7 @@ def test_a_queued_create_is_withdrawn_and_its_job_can_no_longer_be_claimed(
     out = request_checkpoint(ctx, "WEB01", reason="patch", requester="cli:alice")
     assert out.job_id is not None
     host = ctx.host_for(out.change.host)
-    assert withdraw_unstarted(ctx, out.change.id, JobKind.CREATE, ALICE)
+    assert withdraw_unstarted(ctx, out.change.id, "create", ALICE)
     change = show_change(ctx, out.change.ref)
     assert change.state == "withdrawn"
     assert change.events[-1].actor == "cli:alice"
@@ -53,14 +52,14 @@ def test_a_queued_create_is_withdrawn_and_its_job_can_no_longer_be_claimed(
     assert ctx.ledger.get(out.job_id).state == "cancelled"
     assert host.list_checkpoints(out.change.vm_id) == []
     # Once: a second interrupt finds nothing queued.
-    assert not withdraw_unstarted(ctx, out.change.id, JobKind.CREATE, ALICE)
+    assert not withdraw_unstarted(ctx, out.change.id, "create", ALICE)
 
 
 def test_a_create_a_worker_already_claimed_is_left_to_run(ctx: AppContext) -> None:
     out = request_checkpoint(ctx, "WEB01", reason="patch", requester="cli:alice")
     assert out.job_id is not None
     assert ctx.ledger.claim(out.job_id, "w1").won  # re-checking, not yet `creating`
-    assert not withdraw_unstarted(ctx, out.change.id, JobKind.CREATE, ALICE)
+    assert not withdraw_unstarted(ctx, out.change.id, "create", ALICE)
     assert show_change(ctx, out.change.ref).state == "approved"
     assert ctx.ledger.get(out.job_id).state == "running"
 
@@ -80,7 +79,7 @@ def test_a_queued_rollback_or_merge_is_taken_back_and_the_checkpoint_stays(
     asked = ask(ctx, created.change.ref, requester="cli:alice")
     assert asked.job_id is not None
     assert show_change(ctx, created.change.ref).state in ("rolling_back", "merging")
-    assert withdraw_unstarted(ctx, created.change.id, JobKind(action), ALICE)
+    assert withdraw_unstarted(ctx, created.change.id, action, ALICE)
     change = show_change(ctx, created.change.ref)
     assert change.state == "active"
     assert change.events[-1].message == (

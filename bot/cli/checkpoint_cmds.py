@@ -319,7 +319,7 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
     if not succeeded:
         # The host stopped answering after Start-VM was sent: the VM may be
         # running, so not "refused" (a script would start it again blind).
-        from bot.service.execution import START_UNKNOWN
+        from bot.service import START_UNKNOWN
 
         unknown = bool(view.events) and view.events[-1].kind == START_UNKNOWN
         raise SystemExit(EXIT_OUTCOME_UNKNOWN if unknown else EXIT_REFUSED)

@@ -123,7 +123,6 @@ def _taken_back(ctx: AppContext, job: RunningHere, who: Principal | None, asked:
     one it only waited for, as `change approve` does, is another person's
     request and stays); the line that says what became of it."""
     from bot.domain import ChangeRef
-    from bot.jobs import JobKind
     from bot.service import withdraw_unstarted
 
     show = f"('checkpoint-bot change show {job.change}')"
@@ -134,9 +133,8 @@ def _taken_back(ctx: AppContext, job: RunningHere, who: Principal | None, asked:
             "worker or bot of this config, or the next command here that runs jobs, runs it "
             f"{show}"
         )
-    kind = JobKind(job.kind)
     try:
-        withdrawn = withdraw_unstarted(ctx, change.id, kind, who)
+        withdrawn = withdraw_unstarted(ctx, change.id, job.kind, who)
     except Exception:  # the database may be what hung: say what is known
         withdrawn = False
     if not withdrawn:
@@ -144,7 +142,7 @@ def _taken_back(ctx: AppContext, job: RunningHere, who: Principal | None, asked:
             f"{job.change}: its {job.kind} could not be withdrawn (a worker may have just taken "
             f"it): it runs, and the change says how it ended {show}"
         )
-    if kind is JobKind.CREATE:
+    if job.kind == "create":
         return (
             f"{job.change}: withdrawn, its create had not started: nothing was done on "
             f"{job.host} {show}"

@@ -152,8 +152,9 @@ def cancel_scheduled(ctx: ServiceDeps, change_id: int, who: Principal) -> Approv
     return ApprovalOutcome(view(ctx, change_id), "create", ApprovalState.WITHDRAWN, 0, 0)
 
 
-def withdraw_unstarted(ctx: ServiceDeps, change_id: int, kind: JobKind, who: Principal) -> bool:
-    """Take back the queued `kind` job (create, rollback or merge) of
+def withdraw_unstarted(ctx: ServiceDeps, change_id: int, kind: str, who: Principal) -> bool:
+    """Take back the queued `kind` job (create, rollback or merge: its
+    `JobKind` word; another kind raises ValueError) of
     `change_id` for a command that was interrupted before any process
     started it, in one transaction: the job is cancelled, and a create's
     change ends withdrawn (from approved or scheduled) while a rollback's or
@@ -162,22 +163,25 @@ def withdraw_unstarted(ctx: ServiceDeps, change_id: int, kind: JobKind, who: Pri
     was no longer queued (a worker's claim won: it runs, and nothing here
     changed); the cancel's conditional UPDATE and the claim's (`state =
     'queued'` both) let only one of them through."""
+    job_kind = JobKind(kind)
+    if job_kind not in (JobKind.CREATE, JobKind.ROLLBACK, JobKind.MERGE):
+        raise ValueError(f"a {kind} job is not taken back")
     now = ctx.clock()
     because = "its command was interrupted (Ctrl-C) before it started"
     try:
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
             if not ctx.ledger.cancel_queued(
-                s, change_id=change_id, kind=kind.value, error=f"withdrawn: {because}"
+                s, change_id=change_id, kind=job_kind.value, error=f"withdrawn: {because}"
             ):
                 raise _Started
-            if kind is JobKind.CREATE:
+            if job_kind is JobKind.CREATE:
                 command = Command.WITHDRAW
                 message = f"checkpoint withdrawn: {because}; nothing was done on {change.host}"
             else:
                 command = Command.TAKE_BACK
                 message = (
-                    f"{kind.value} withdrawn: {because}; nothing was done on {change.host}, "
+                    f"{kind} withdrawn: {because}; nothing was done on {change.host}, "
                     "the checkpoint is kept"
                 )
             transition(
