@@ -576,6 +576,26 @@ def test_the_gauges_count_unowned_checkpoints_and_an_adopted_ones_real_age(
     assert oldest >= 9 * 86400, oldest
 
 
+def test_a_listing_names_another_deployments_checkpoint_as_the_sweep_does(
+    estate: Estate,
+) -> None:
+    """Seen: `sweep run` said "foreign … not this bot's" and `checkpoint
+    list` called the same checkpoint "orphan: no change owns it"."""
+    from templates import Renderer
+
+    host = estate.ctx.host_for("HV01")
+    theirs = host.create_checkpoint(WEB01, checkpoint_name("CHG-0009", "0badc0de", "theirs"))
+    by_hand = host.create_checkpoint(WEB01, "before the upgrade")
+    listing = list_checkpoints(estate.ctx, vm="WEB01")
+    tokens = {r.id: r.foreign_token for r in listing.rows}
+    assert tokens == {theirs.id: "0badc0de", by_hand.id: None}
+    text = Renderer().render("cli/checkpoints.txt.j2", listing=listing, scope="WEB01")
+    line = next(line for line in text.splitlines() if theirs.id in line)
+    assert line.endswith("not this bot's: another deployment's (token cb-0badc0de)"), line
+    line = next(line for line in text.splitlines() if by_hand.id in line)
+    assert line.endswith("orphan: no change owns it"), line
+
+
 def test_two_checkpoints_with_the_jobs_token_are_a_question_not_a_guess(estate: Estate) -> None:
     change_id, token = _hung_create(estate)
     host = estate.ctx.host_for("HV01")

@@ -345,6 +345,10 @@ class CheckpointRow:
     evidence: str = ""
     # What the owning change asked for, if a change owns it.
     asked: str | None = None
+    # No change owns it and its name carries a token none of this bot's jobs
+    # drew: another checkpoint-bot deployment's (bot.service.provenance), as
+    # the sweep calls it. That token, e.g. "0badc0de".
+    foreign_token: str | None = None
     # `vm_name` is the inventory's name for the VM (by its VMId), the name
     # every command takes; this is the host's own, when it differs (a DR
     # copy its host calls WEB02, the inventory's WEB02-DR). A VM the

@@ -35,9 +35,9 @@ from bot.service.errors import (
     Unavailable,
 )
 from bot.service.finding import checkpoint_id_of
+from bot.service.provenance import provenance
 from bot.service.queries import fleet_checkpoints
 from bot.service.requests import Outcome, merge, view
-from bot.service.sweep import provenance
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
 from bot.store.tables.changes import Change

@@ -175,6 +175,7 @@ def list_checkpoints(
     if only is not None:
         found = [c for c in found if c.vm_id in only]
     owners = _owners(ctx, [c.id for c in found])
+    foreign = _foreign_tokens(ctx, [c for c in found if c.id not in owners])
     now = ctx.clock()
     rows: list[CheckpointRow] = []
     by_vm: dict[str, list[Checkpoint]] = {}
@@ -211,6 +212,7 @@ def list_checkpoints(
                         owner.taken_evidence if owner and owner.taken_evidence else seen.evidence
                     ),
                     asked=owner.checkpoint_type if owner else None,
+                    foreign_token=foreign.get(c.id),
                 )
             )
     failed = {p.host for p in problems}
@@ -292,6 +294,22 @@ def _owners(ctx: ServiceDeps, checkpoint_ids: list[str]) -> dict[str, _Owner]:
             for c in rows
             if c.checkpoint_id and c.id is not None
         }
+
+
+def _foreign_tokens(ctx: ServiceDeps, unowned: list[Checkpoint]) -> dict[str, str]:
+    """Checkpoint id -> its token, for those of `unowned` whose token none of
+    this bot's jobs drew (another deployment's: the sweep's `foreign`), so a
+    listing and a sweep name one checkpoint alike. Only a name with a token
+    is looked up (most orphans have none: made by hand)."""
+    from bot.service.ownership import token_of
+
+    tokened = [(c, token) for c in unowned if (token := token_of(c.name)) is not None]
+    if not tokened:
+        return {}
+    from bot.service.provenance import provenance
+
+    with session_scope(ctx.engine) as s:
+        return {c.id: token for c, token in tokened if provenance(s, c)[0]}
 
 
 def audit_rows(ctx: ServiceDeps) -> Iterator[dict[str, Any]]:

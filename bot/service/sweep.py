@@ -34,14 +34,13 @@ from sqlalchemy import and_, delete, func
 from sqlmodel import Session, col, select
 
 from bot.changes import HOLDS_CHECKPOINT, State
-from bot.changes.record import parse_ref
 from bot.changes.views import HostProblem
 from bot.hyperv import Checkpoint
 from bot.hyperv.evidence import judge_listed
 from bot.hyperv.types import REPLICA_SNAPSHOT_TYPES
 from bot.service import vanished
 from bot.service.finding import checkpoint_id_of
-from bot.service.ownership import ref_of, token_of
+from bot.service.provenance import provenance
 from bot.service.queries import fleet_checkpoints
 from bot.service.sweep_views import (
     ChannelDigest,
@@ -57,7 +56,6 @@ from bot.store.db import session_scope
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.changes import Change
 from bot.store.tables.hosts import CheckpointSize
-from bot.store.tables.jobs import Job
 
 if TYPE_CHECKING:
     from bot.inventory import Inventory
@@ -208,41 +206,6 @@ def size_history(ctx: ServiceDeps, checkpoint_id: str) -> list[tuple[datetime, i
             .order_by(col(CheckpointSize.at))
         ).all()
     return [(at, size) for at, size in rows]
-
-
-def provenance(s: Session, checkpoint: Checkpoint) -> tuple[bool, str]:
-    """(foreign, what the name proves) for a checkpoint no change owns: its
-    token is one of our create jobs' (a create whose checkpoint came after
-    its change was settled), another deployment's, or absent (made by hand,
-    or by a bot older than the tokens)."""
-    token = token_of(checkpoint.name)
-    if token is None:
-        return False, ""
-    ref = ref_of(checkpoint.name)
-    change_id = parse_ref(ref) if ref else None
-    if change_id is not None:
-        jobs = s.exec(select(Job).where(Job.change_id == change_id, Job.kind == "create")).all()
-        if any(j.payload.get("token") == token for j in jobs):
-            return False, f"left by {change_ref(change_id)}'s create job (token cb-{token})"
-    # Seen: a checkpoint made by hand and named after one of ours ("before
-    # CHG-0001 (cb-5101f72d) patch A") was called another deployment's, and
-    # could not be adopted. Its token is one our create job drew, so it is
-    # this deployment's estate: an orphan someone named after that change,
-    # never that change's checkpoint (its name is not the job's).
-    drew = s.exec(
-        select(Job.change_id)
-        .where(Job.kind == "create", col(Job.payload)["token"].as_string() == token)
-        .limit(1)
-    ).first()
-    if drew is not None:
-        return False, (
-            f"carries {change_ref(drew)}'s token cb-{token} under a name its create job does "
-            "not give (made or renamed by hand)"
-        )
-    return True, (
-        f"carries token cb-{token}, which none of this bot's jobs drew: another "
-        "checkpoint-bot deployment's"
-    )
 
 
 def _item(
