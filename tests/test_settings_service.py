@@ -137,3 +137,31 @@ def test_slack_shows_the_disagreement_under_the_change(tmp_path: Path) -> None:
         )
         assert "CheckpointType Disabled → Production" in said
         assert ":warning: The inventory still says CheckpointType Disabled for LEGACY01" in said
+
+
+def test_the_export_finds_a_settings_change_by_the_ref_it_writes(ctx: AppContext) -> None:
+    """Seen: the export wrote `SET-0001` as the row's change, and
+    `audit export --change SET-0001` said it is not a change."""
+    from datetime import UTC, datetime
+
+    from bot.service import (
+        NotFound,
+        check_filter,
+        parse_filter,
+        request_checkpoint,
+        stream_audit,
+    )
+
+    request_checkpoint(ctx, "APP01", reason="patch", requester="U0ALICE")
+    flip = not show_settings(ctx, "APP01").vm.automatic_checkpoints
+    done = change_settings(ctx, "APP01", "U0ADMIN", automatic=flip, reason="no boot checkpoints")
+    assert done.record_id == 1
+    now = datetime.now(UTC)
+    flt = parse_filter(now=now, change=" set-1 ")
+    check_filter(ctx.engine, flt)
+    rows = list(stream_audit(ctx.engine, flt))
+    assert [(r["change"], r["event"], r["message"]) for r in rows] == [
+        ("SET-0001", "settings", "no boot checkpoints")
+    ]
+    with pytest.raises(NotFound, match="no settings change SET-0009: nothing was exported"):
+        check_filter(ctx.engine, parse_filter(now=now, change="SET-0009"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
@@ -23,7 +24,19 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, String, Text, and_, cast, func, or_, select, true, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Text,
+    and_,
+    cast,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.engine import Dialect, Engine
 
 from bot.changes.record import parse_ref
@@ -55,6 +68,9 @@ class AuditFilter:
     vm: str | None = None
     change_id: int | None = None
     actor: str | None = None
+    # One settings change (`SET-0001`, as the export writes its `change`):
+    # it belongs to no change, so no change's events go with it.
+    settings_id: int | None = None
 
 
 def _when(option: str, text: str, now: datetime) -> datetime:
@@ -98,8 +114,11 @@ def parse_filter(
             f"--since {since} ({start:%Y-%m-%d %H:%M:%S} UTC) must be before --until "
             f"{until} ({end:%Y-%m-%d %H:%M:%S} UTC)"
         )
-    change_id = None
-    if change is not None:
+    change_id = settings_id = None
+    settings = _SETTINGS_REF.fullmatch(change.strip()) if change is not None else None
+    if settings is not None:
+        settings_id = int(settings.group(1))
+    elif change is not None:
         change_id = parse_ref(change.strip())
         if change_id is None and ChangeRef.too_long(change):
             # Written as a ref, so not "not a change": as `change show`
@@ -108,7 +127,10 @@ def parse_filter(
                 f"no change {change.strip().upper()}: {TOO_MANY_DIGITS}; nothing was exported"
             )
         if change_id is None:
-            raise BadRequest(f"--change {change!r} is not a change: use a reference like CHG-0042")
+            raise BadRequest(
+                f"--change {change!r} is not a change: use a reference like CHG-0042 (or "
+                "SET-0001 for a settings change)"
+            )
     vm_name = None
     if vm is not None:
         vm_name = vm.strip()
@@ -122,7 +144,15 @@ def parse_filter(
             what="an actor",
             forms="a Slack user id (U0123ABCD or <@U0123ABCD>), cli:NAME, policy or bot",
         )
-    return AuditFilter(start, end, vm_name, change_id, who)
+    return AuditFilter(start, end, vm_name, change_id, who, settings_id)
+
+
+# How the export names a settings change (`_settings_row`), any case.
+_SETTINGS_REF = re.compile(r"(?i)SET-0*(\d{1,9})")
+
+
+def settings_ref(settings_id: int) -> str:
+    return f"SET-{settings_id:04d}"
 
 
 def _window(column: Any, flt: AuditFilter) -> list[ColumnElement[bool]]:
@@ -143,6 +173,8 @@ def _events_query(flt: AuditFilter, dialect: Dialect) -> Any:
     events, changes = ChangeEvent.__table__, Change.__table__  # type: ignore[attr-defined]
     e, c = events.c, changes.c
     clauses = [*_window(e.at, flt)]
+    if flt.settings_id is not None:
+        clauses.append(false())  # one settings change: no change's events
     if flt.change_id is not None:
         clauses.append(e.change_id == flt.change_id)
     if flt.actor is not None:
@@ -185,6 +217,8 @@ def _settings_query(flt: AuditFilter) -> Any | None:
         return None  # a settings change belongs to no change
     v = VMSettingChange.__table__.c  # type: ignore[attr-defined]
     clauses = [*_window(v.at, flt)]
+    if flt.settings_id is not None:
+        clauses.append(v.id == flt.settings_id)
     if flt.actor is not None:
         clauses.append(v.actor == flt.actor)
     if flt.vm is not None:
@@ -293,7 +327,7 @@ def _settings_row(s: Any) -> dict[str, Any]:
         "actor_team": s[3],
         "at": s[1].isoformat(),
         "batch": None,
-        "change": f"SET-{s[0]:04d}",
+        "change": settings_ref(s[0]),
         "details": {"before": s[7], "after": s[8]},
         "event": "settings",
         "from_state": None,
@@ -476,6 +510,12 @@ def check_filter(engine: Engine, flt: AuditFilter) -> None:
         with session_scope(engine) as s:
             if s.get(Change, flt.change_id) is None:
                 raise NotFound(f"no change {change_ref(flt.change_id)}: nothing was exported")
+    if flt.settings_id is not None:
+        with session_scope(engine) as s:
+            if s.get(VMSettingChange, flt.settings_id) is None:
+                raise NotFound(
+                    f"no settings change {settings_ref(flt.settings_id)}: nothing was exported"
+                )
 
 
 def nothing_matched(flt: AuditFilter) -> str:
@@ -484,6 +524,8 @@ def nothing_matched(flt: AuditFilter) -> str:
     given: list[str] = []
     if flt.change_id is not None:
         given.append(f"--change {change_ref(flt.change_id)}")
+    if flt.settings_id is not None:
+        given.append(f"--change {settings_ref(flt.settings_id)}")
     if flt.since is not None:
         given.append(f"--since {flt.since:%Y-%m-%d %H:%M:%S} UTC")
     if flt.until is not None:
