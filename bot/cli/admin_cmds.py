@@ -134,7 +134,9 @@ def audit() -> None:
 @click.option("--since", help="From this time on: ISO 8601 (UTC unless an offset) or 7d, 24h.")
 @click.option("--until", help="Before this time (exclusive); same forms as --since.")
 @click.option("--vm", help="Only this VM (its name as recorded, any case, or its VM id).")
-@click.option("--change", "change_ref", help="Only this change (CHG-0042).")
+@click.option(
+    "--change", "change_ref", help="Only this change (CHG-0042), or settings change (SET-0001)."
+)
 @click.option("--actor", help="Only what this actor did (U0123ABCD, <@U0123ABCD>, cli:NAME).")
 @pass_runtime
 def audit_export(
