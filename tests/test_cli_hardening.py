@@ -116,6 +116,12 @@ def test_a_policy_can_refuse_approvals_from_the_cli(tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     asked = invoke(tmp_path, "-c", config, "checkpoint", "rollback", "CHG-1", env=alice)
     assert asked.returncode == 0 and "WAITING FOR APPROVAL" in asked.stdout, asked.stdout
+    # Not "An approver runs: checkpoint-bot change approve CHG-0001", which
+    # this policy refuses (seen by a newcomer following docs/security.md).
+    assert asked.stdout.splitlines()[-1] == (
+        "An approver approves it in Slack (/checkpoint approve CHG-0001, or the card's "
+        "button): the policy lets no CLI operator approve (permissions.approve.cli: false)."
+    )
     refused = invoke(tmp_path, "-c", config, "change", "approve", "CHG-1", env=bob)
     assert refused.returncode == 1
     assert "not allowed from the CLI" in one_line_error(refused)

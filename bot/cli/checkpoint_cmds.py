@@ -17,6 +17,7 @@ from bot.cli.finishing import (
     EXIT_OUTCOME_UNKNOWN,
     EXIT_REFUSED,
     Waiter,
+    cli_may_approve,
     finish,
     found_elsewhere,
     in_terminal_words,
@@ -338,7 +339,15 @@ def extend_cmd(rt: Runtime, target: str, by: str, as_json: bool) -> None:
 
     outcome = extend(rt.ctx, target, by, requester=rt.principal)
     never: Waiter = lambda job_id, ref: (False, outcome.change)  # noqa: E731
-    code = finish(_Here(rt), never, outcome, "extension", wait=False, as_json=as_json)
+    code = finish(
+        _Here(rt),
+        never,
+        outcome,
+        "extension",
+        wait=False,
+        as_json=as_json,
+        cli_approves=cli_may_approve(rt.ctx),
+    )
     if code:
         raise SystemExit(code)
 

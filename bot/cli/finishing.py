@@ -166,7 +166,17 @@ def run_request(ctx: AppContext, request: Request, term: Terminal, wait_for: Wai
         wait=not request.no_wait,
         as_json=request.as_json,
         now_on=elsewhere,
+        cli_approves=cli_may_approve(ctx),
     )
+
+
+def cli_may_approve(ctx: AppContext) -> bool:
+    """Whether the policy lets a CLI operator approve (`permissions.approve.
+    cli`): else "an approver runs `change approve`" names a command the
+    policy refuses, and the approver is told to use Slack instead."""
+    from policies import Permission
+
+    return bool(ctx.policy.permission(Permission.APPROVE).cli)
 
 
 def _ask(ctx: AppContext, request: Request, principal: Principal, term: Terminal) -> Outcome:
@@ -230,6 +240,7 @@ def finish(
     wait: bool,
     as_json: bool,
     now_on: str | None = None,
+    cli_approves: bool = True,
 ) -> int:
     """Wait for the job (unless told not to), show the change; the exit code.
     `now_on`: the node the VM was found on when that is not the one its
@@ -282,6 +293,7 @@ def finish(
             action=action,
             waited=waited,
             c=view,
+            cli_approves=cli_approves,
         )
     if unknown:
         # The summary above already says who finds out how it ended (its
