@@ -91,6 +91,10 @@ def test_a_change_needs_a_reason_and_changes_nothing_without_one(ctx: AppContext
         change_settings(
             ctx, "APP01", "U0ADMIN", automatic=not before.automatic_checkpoints, reason="  "
         )
+    with pytest.raises(BadRequest, match=r"the reason contains a control character \(U\+001B\)"):
+        change_settings(
+            ctx, "APP01", "U0ADMIN", automatic=not before.automatic_checkpoints, reason="\x1b[2J"
+        )
     after = show_settings(ctx, "APP01").vm
     assert (after.automatic_checkpoints, after.checkpoint_type) == (
         before.automatic_checkpoints,

@@ -14,6 +14,7 @@ from bot.hyperv import (
     VMInfo,
 )
 from bot.hyperv.errors import HostTimeout, HostUnreachable
+from bot.reasons import ReasonError, check_reason
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Forbidden, Unavailable, from_host
 from bot.service.finding import resolve_vm
@@ -120,14 +121,19 @@ def change_settings(
         rule = decision.outcome("checkpoint_type")
         if rule is not None and rule.fired and rule.effect is not Effect.WARN:
             raise Forbidden(f"CheckpointType Standard is refused for {vm.name}: {rule.message}")
-    if not reason.strip():
+    try:
         # The record says who, what and when of every change; a settings
         # change was the one kind recorded without why (seen in an export:
-        # `"event": "settings", … "message": ""`).
-        raise BadRequest(
-            f"a reason is required to change {vm.name}'s checkpoint settings: say why, for "
-            'the record (--reason "…")'
-        )
+        # `"event": "settings", … "message": ""`). Checked as every reason
+        # is (bot.reasons: no control characters, a bounded length).
+        why = check_reason(reason)
+    except ReasonError as exc:
+        if exc.missing:
+            raise BadRequest(
+                f"a reason is required to change {vm.name}'s checkpoint settings: say why, "
+                'for the record (--reason "…")'
+            ) from None
+        raise BadRequest(exc.message) from None
     owner = ctx.decider.locator.locate(vm).host
     try:
         host = ctx.host_for(owner)
@@ -157,7 +163,7 @@ def change_settings(
                 at=ctx.clock(),
                 before=_settings_of(before),
                 after=_settings_of(after),
-                reason=reason.strip()[:2000],
+                reason=why,
             )
             s.add(row)
             s.flush()
