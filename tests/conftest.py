@@ -24,11 +24,11 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
 from bot.clock import ManualClock
-from bot.context import AppContext
+from bot.context import AppContext, build_context
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
 from tests.db_proxy import CuttableProxy
-from tests.helpers import T0, running_context
+from tests.helpers import T0, running_context, settings_for
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -194,6 +194,18 @@ def running_ctx(tmp_path: Path, db_url: str) -> Iterator[AppContext]:
     threads (tests.helpers.running_context)."""
     with running_context(tmp_path, db_url) as context:
         yield context
+
+
+@pytest.fixture
+def idle_ctx(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[AppContext]:
+    """A demo-mode context on each backend on the `clock` fixture, with no
+    job consumer: every job step (a claim, a run, a worker that vanished)
+    is played by the test."""
+    context = build_context(settings_for(tmp_path, db_url), clock=clock, huey_kind="memory")
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ simulated host directly. A manual clock moves past `lock_stale_after`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -18,7 +16,7 @@ from hypothesis import strategies as st
 from bot.changes import Command, State
 from bot.changes.record import get_change, transition
 from bot.clock import ManualClock
-from bot.context import AppContext, build_context
+from bot.context import AppContext
 from bot.hyperv import HostUnreachable, HyperVHost
 from bot.service import (
     Conflict,
@@ -35,19 +33,13 @@ from bot.store.db import session_scope
 from bot.store.models import change_ref
 from templates import Renderer
 from templates.blocks import SlackRenderer
-from tests.helpers import settings_for
 
 DEAD = "dead-host:1:deadbeef"
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[AppContext]:
-    # No consumer: every job step here is played by the test.
-    context = build_context(settings_for(tmp_path, db_url), clock=clock, huey_kind="memory")
-    try:
-        yield context
-    finally:
-        context.close()
+def ctx(idle_ctx: AppContext) -> AppContext:
+    return idle_ctx  # no consumer: every job step here is played by the test
 
 
 def _step(ctx: AppContext, change_id: int, command: Command, **values: object) -> None:

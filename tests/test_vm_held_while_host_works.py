@@ -49,7 +49,6 @@ from bot.jobs import ClaimOutcome, JobState, RunStatus
 from bot.service import approve, merge, request_checkpoint, rollback, show_change
 from bot.service.ownership import checkpoint_name
 from bot.service.reconcile import Reconciler, resolve
-from tests.helpers import settings_for
 from tests.test_clusters import PASSWORD, PASSWORD_ENV, WEB01, Estate, _estate
 from tests.test_reconcile_host_busy import (
     DEAD,
@@ -271,12 +270,8 @@ def test_a_merge_does_not_start_on_a_vm_the_host_reports_busy(estate: Estate) ->
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[AppContext]:
-    context = build_context(settings_for(tmp_path, db_url), clock=clock, huey_kind="memory")
-    try:
-        yield context
-    finally:
-        context.close()
+def ctx(idle_ctx: AppContext) -> AppContext:
+    return idle_ctx  # no consumer: every job step here is played by the test
 
 
 def test_the_hold_lasts_until_the_change_is_settled_on_each_database(

@@ -8,13 +8,9 @@ run by hand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from bot.clock import ManualClock
-from bot.context import AppContext, build_context
+from bot.context import AppContext
 from bot.service import (
     Principal,
     merge,
@@ -23,19 +19,13 @@ from bot.service import (
     show_change,
     withdraw_unstarted,
 )
-from tests.helpers import settings_for
 
 ALICE = Principal("cli:alice")
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[AppContext]:
-    # No consumer: a worker's claim is played by the test.
-    context = build_context(settings_for(tmp_path, db_url), clock=clock, huey_kind="memory")
-    try:
-        yield context
-    finally:
-        context.close()
+def ctx(idle_ctx: AppContext) -> AppContext:
+    return idle_ctx  # no consumer: every job step here is played by the test
 
 
 def test_a_queued_create_is_withdrawn_and_its_job_can_no_longer_be_claimed(
