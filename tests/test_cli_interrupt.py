@@ -396,3 +396,30 @@ def test_ctrl_c_while_waiting_for_someone_elses_request_leaves_it_queued(
         "of this config, or the next command here that runs jobs, runs it "
         f"('checkpoint-bot change show {ref}')"
     ) in capsys.readouterr().err
+
+
+def test_a_job_this_process_took_as_it_was_interrupted_is_said_once(tmp_path: Path) -> None:
+    """Seen: Ctrl-C in the instant the CLI's own consumer took its rollback
+    said "could not be withdrawn (a worker may have just taken it)" and then
+    "is left running": this process took it, and the second line says what
+    becomes of it."""
+    from bot.cli.runtime import _taken_back
+    from bot.context import RunningHere, build_context
+    from bot.service import Principal, request_checkpoint
+    from tests.helpers import settings_for
+
+    ctx = build_context(settings_for(tmp_path), huey_kind="memory")  # no consumer runs
+    try:
+        asked = request_checkpoint(ctx, "WEB01", reason="patch", requester="cli:alice")
+        assert asked.job_id is not None
+        assert ctx.ledger.claim(asked.job_id, ctx.worker_id).won  # this process took it
+        job = RunningHere(asked.job_id, asked.change.ref, "create", "HV01")
+        assert _taken_back(ctx, job, Principal("cli:alice"), asked=True) is None
+        elsewhere = request_checkpoint(ctx, "APP01", reason="patch", requester="cli:alice")
+        assert elsewhere.job_id is not None
+        assert ctx.ledger.claim(elsewhere.job_id, "another-worker").won
+        other = RunningHere(elsewhere.job_id, elsewhere.change.ref, "create", "HV01")
+        said = _taken_back(ctx, other, Principal("cli:alice"), asked=True)
+    finally:
+        ctx.close(leave_running=True)
+    assert said is not None and "could not be withdrawn (a worker may have just taken it)" in said

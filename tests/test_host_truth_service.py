@@ -436,7 +436,56 @@ def test_a_start_whose_answer_never_came_is_unknown_not_failed(estate: Estate) -
     assert "failed" not in last.message
     # It did start on the host; the card still offers Start (nothing recorded it running).
     assert estate.ctx.host_for("HV01").get_vm(change.vm_id).state.name == "Running"
-    assert change.needs_start
+    assert change.needs_start and change.start_unknown
+
+
+def test_a_rollbacks_own_start_whose_answer_never_came_is_not_known(estate: Estate) -> None:
+    """Seen: with `start_after_restore`, a Start-VM answered after the call's
+    deadline read "restored, but starting the VM failed" and "left Off",
+    and the terminal said "is Off after the rollback", for a VM the host
+    had started."""
+    from templates import Renderer
+
+    config = estate.config.with_name("start.yaml")
+    config.write_text(
+        estate.config.read_text(encoding="utf-8").replace(
+            "start_after_restore: false", "start_after_restore: true"
+        ),
+        encoding="utf-8",
+    )
+    env = {PASSWORD_ENV: PASSWORD}
+    settings = load_settings(config, env, config.parent)
+    ctx = build_context(settings, env=env, clock=estate.clock, huey_kind="memory")
+
+    def run_jobs(change_id: int) -> None:
+        for job in ctx.ledger.jobs_of_change(change_id):
+            if job.state == "queued" and job.id is not None:
+                ctx.runner.run(job.id)
+
+    try:
+        # A production checkpoint of a running VM restores it Off.
+        out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+        run_jobs(out.change.id)
+        assert show_change(ctx, out.change.ref).taken_type == "production"
+        rollback(ctx, out.change.ref, requester="alice")
+        estate.fleet.server("HV01").faults = Faults(late={"start-vm": 6000})
+        approve(ctx, out.change.ref, approver="bob")  # prod: a second person
+        run_jobs(out.change.id)
+        estate.up()
+        change = show_change(ctx, out.change.ref)
+        text = Renderer().render("cli/change_summary.txt.j2", c=change)
+    finally:
+        ctx.close()
+    assert change.state == "rolled_back" and change.start_unknown
+    kinds = [e.kind for e in change.events]
+    assert "start_unknown" in kinds
+    assert "starting the VM failed" not in " ".join(e.message for e in change.events)
+    assert change.events[-1].message.endswith(
+        "WEB01 was being started when the host stopped answering: look at it on HV01, "
+        "and start it if it is still off"
+    ), change.events[-1].message
+    assert "whether WEB01 started is not known" in text, text
+    assert estate.ctx.host_for("HV01").get_vm(WEB01).state.name == "Running"
 
 
 # -- a create that hung ---------------------------------------------------------------------------

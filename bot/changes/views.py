@@ -38,6 +38,9 @@ WRITTEN_BY_PERSON = frozenset({"requested"})
 # escaped, so a `<@U…>` or `<!subteam^…>` in them pings nobody; the rest
 # of the message keeps the bot's own mentions.
 HOST_SAID = "host_said"
+# The note of a Start-VM that was sent and never answered (bot.service.
+# execution): whether the VM started is not known.
+START_UNKNOWN = "start_unknown"
 # The details key naming the person whose request a `policy` event decided
 # (a rollback that waits for approval, an extension refused): the actor is
 # the policy, which decided; they asked. `audit export --actor` finds both.
@@ -300,6 +303,18 @@ class ChangeView:
     def needs_start(self) -> bool:
         """A rollback left the VM off or saved, and nobody has started it."""
         return self.state == "rolled_back" and self.vm_state_after in ("Off", "Saved")
+
+    @property
+    def start_unknown(self) -> bool:
+        """The last Start-VM since the last rollback was sent and never
+        answered (a `start_unknown` note, bot.service.execution): the VM may
+        be running though `vm_state_after` still says what it read before."""
+        for e in reversed(self.events):
+            if e.kind == START_UNKNOWN:
+                return True
+            if e.kind in ("started", "start_rollback"):
+                return False
+        return False
 
     @property
     def resolutions(self) -> tuple[str, ...]:

@@ -314,16 +314,18 @@ def start_cmd(rt: Runtime, target: str, no_wait: bool, as_json: bool) -> None:
         echo_json({**view.to_dict(), "job_id": outcome.job_id})
     elif no_wait:
         click.echo(f"{view.ref}: starting {view.vm_name} is queued as job {outcome.job_id}")
+    elif view.start_unknown:
+        click.echo(
+            f"{view.ref}: whether {view.vm_name} on {view.host} started is not known (Start-VM "
+            "was sent, then the host stopped answering): look at it before starting it again"
+        )
     else:
         state = view.vm_state_after or "unknown"
         click.echo(f"{view.ref}: {view.vm_name} on {view.host} is {state}")
     if not succeeded:
         # The host stopped answering after Start-VM was sent: the VM may be
         # running, so not "refused" (a script would start it again blind).
-        from bot.service import START_UNKNOWN
-
-        unknown = bool(view.events) and view.events[-1].kind == START_UNKNOWN
-        raise SystemExit(EXIT_OUTCOME_UNKNOWN if unknown else EXIT_REFUSED)
+        raise SystemExit(EXIT_OUTCOME_UNKNOWN if view.start_unknown else EXIT_REFUSED)
 
 
 @click.command("extend", cls=SignedArgsCommand)

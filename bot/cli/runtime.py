@@ -100,7 +100,9 @@ def _say_left(
     except Exception:  # the database may be what hung: then say nothing of it
         queued = []
     for job in queued:
-        click.echo(_taken_back(ctx, job, who, job.change in asked), err=True)
+        said = _taken_back(ctx, job, who, job.change in asked)
+        if said is not None:
+            click.echo(said, err=True)
     try:
         left = ctx.running_here()
     except Exception:
@@ -118,10 +120,14 @@ def _say_left(
         click.echo(said, err=True)
 
 
-def _taken_back(ctx: AppContext, job: RunningHere, who: Principal | None, asked: bool) -> str:
+def _taken_back(
+    ctx: AppContext, job: RunningHere, who: Principal | None, asked: bool
+) -> str | None:
     """Withdraw a queued job this interrupted command asked for (`asked`;
     one it only waited for, as `change approve` does, is another person's
-    request and stays); the line that says what became of it."""
+    request and stays); the line that says what became of it (None when
+    this process took it meanwhile: the line for the jobs it leaves says
+    what becomes of it)."""
     from bot.domain import ChangeRef
     from bot.service import withdraw_unstarted
 
@@ -138,6 +144,12 @@ def _taken_back(ctx: AppContext, job: RunningHere, who: Principal | None, asked:
     except Exception:  # the database may be what hung: say what is known
         withdrawn = False
     if not withdrawn:
+        try:
+            here = any(r.job_id == job.job_id for r in ctx.running_here())
+        except Exception:
+            here = False
+        if here:
+            return None
         return (
             f"{job.change}: its {job.kind} could not be withdrawn (a worker may have just taken "
             f"it): it runs, and the change says how it ended {show}"

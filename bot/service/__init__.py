@@ -79,7 +79,6 @@ if TYPE_CHECKING:
         ServiceError,
         Unavailable,
     )
-    from bot.service.execution import START_UNKNOWN
     from bot.service.explaining import Explanation, explain
     from bot.service.outage import DATABASE_DOWN, committed_writes, outage_message
     from bot.service.outbox_view import OutboxStatus, outbox_status
@@ -238,7 +237,6 @@ _WHERE = {
     "withdraw": "bot.service.withdrawal",
     "withdraw_batch": "bot.service.batches",
     "withdraw_unstarted": "bot.service.withdrawal",
-    "START_UNKNOWN": "bot.service.execution",
     "zone_of": "bot.service.at_time",
 }
 
@@ -250,7 +248,6 @@ __all__ = [
     "APPROVAL_ACTIONS",
     "DATABASE_DOWN",
     "RESOLUTIONS",
-    "START_UNKNOWN",
     "AdoptOutcome",
     "AlreadyStarted",
     "Ambiguous",

@@ -23,7 +23,7 @@ from sqlmodel import col, select
 
 from bot.changes import IN_FLIGHT, Command, State
 from bot.changes.record import events_of, get_change, note, recording, transition
-from bot.changes.views import HOST_SAID, offered_resolutions
+from bot.changes.views import HOST_SAID, START_UNKNOWN, offered_resolutions
 from bot.clock import utc_text
 from bot.config import DefaultsConfig
 from bot.domain import ApprovalState, CheckpointKind
@@ -80,11 +80,6 @@ NOT_RUNNING_AFTER_RESTORE = frozenset({VMState.Off, VMState.Saved})
 # A re-check that cannot reach the host is tried again only while this much
 # of the job's deadline is left for the create itself.
 _RETRY_MARGIN = timedelta(minutes=1)
-
-
-# The note of a Start-VM whose answer never came (`checkpoint start` exits 4
-# on it: outcome unknown).
-START_UNKNOWN = "start_unknown"
 
 
 class OperationFailed(HandledFailure):
@@ -880,6 +875,7 @@ class HostJobs:
                 change, self._restorer(change, seen_in(facts)), "restored"
             )
         started = False
+        start_unknown = False
         if (
             after.state is VMState.Off
             and before.state is VMState.Running
@@ -888,6 +884,16 @@ class HostJobs:
             try:
                 after = host.start_vm(change.vm_id)
                 started = True
+            except (HostTimeout, HostUnreachable) as exc:
+                # Sent, its answer lost: the VM may be running (as `start`).
+                start_unknown = True
+                self._note(
+                    job.change_id,
+                    START_UNKNOWN,
+                    f"restored; Start-VM was sent, then the host stopped answering "
+                    f"({exc.message}): whether {change.vm_name} started is not known",
+                    said=exc.message,
+                )
             except HyperVError as exc:
                 self._note(
                     job.change_id,
@@ -897,6 +903,11 @@ class HostJobs:
                 )
         if started:
             state_text = "started again"
+        elif start_unknown:
+            state_text = (
+                f"was being started when the host stopped answering: look at it on "
+                f"{change.host}, and start it if it is still off"
+            )
         elif after.state in NOT_RUNNING_AFTER_RESTORE:
             state_text = f"left {after.state.name}: start it when you are ready"
         else:

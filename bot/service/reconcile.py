@@ -347,7 +347,7 @@ class Reconciler:
             return HostFinding(doing, key=f"busy:{doing}")
         text = (
             f"{change.host} is still {doing} on {change.vm_name} (its job's call goes on on "
-            "the host after the worker stopped): nothing is concluded until it is done; "
+            "the host after its process left it): nothing is concluded until it is done; "
             "looking again every tick"
         )
         self._note_once(change, events, text, key=f"busy:{doing}")
