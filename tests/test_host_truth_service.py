@@ -445,6 +445,7 @@ def test_a_rollbacks_own_start_whose_answer_never_came_is_not_known(estate: Esta
     and the terminal said "is Off after the rollback", for a VM the host
     had started."""
     from templates import Renderer
+    from templates.blocks import SlackRenderer
 
     config = estate.config.with_name("start.yaml")
     config.write_text(
@@ -474,8 +475,12 @@ def test_a_rollbacks_own_start_whose_answer_never_came_is_not_known(estate: Esta
         estate.up()
         change = show_change(ctx, out.change.ref)
         text = Renderer().render("cli/change_summary.txt.j2", c=change)
+        root = SlackRenderer(Renderer()).payload(
+            "change_root", c=change, pending=[], start_after_restore=True
+        )
     finally:
         ctx.close()
+    assert "started is not known" in str(root) and " is Off* after" not in str(root), root
     assert change.state == "rolled_back" and change.start_unknown
     kinds = [e.kind for e in change.events]
     assert "start_unknown" in kinds
