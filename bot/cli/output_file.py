@@ -168,10 +168,11 @@ def export_target(output: Path) -> Target:
     return Target(path, shown, stat.S_IMODE(entry.st_mode) & 0o777)
 
 
-def write_export(target: Target, chunks: Iterable[str]) -> int:
+def write_export(target: Target, chunks: Iterable[str]) -> None:
     """Write `chunks` to a new file beside the target, renamed over it when
-    whole; the lines written. The new file is made by `mkstemp` (O_EXCL:
-    never through a link or into a file someone else left under its name)
+    whole (the caller counts what it wrote: bot.service.audit.Tally). The
+    new file is made by `mkstemp` (O_EXCL: never through a link or into a
+    file someone else left under its name)
     with mode 0600 less the umask, as the export holds the record; a file
     it replaces keeps its permission bits. One line (exit 2) when the
     directory does not take it (permissions, a read-only file system)."""
@@ -183,16 +184,13 @@ def write_export(target: Target, chunks: Iterable[str]) -> int:
     except OSError as exc:
         raise BadRequest(f"cannot write {target.shown}: {exc.strerror or exc}") from None
     partial = Path(name)
-    count = 0
     try:
         with open(fd, "w", encoding="utf-8", newline="") as fh:
             if target.mode is not None and hasattr(os, "fchmod"):
                 os.fchmod(fh.fileno(), target.mode)  # before a byte of the record is in it
             for chunk in chunks:
                 fh.write(chunk)
-                count += chunk.count("\n")
         partial.replace(path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return count

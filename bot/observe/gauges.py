@@ -58,8 +58,9 @@ def unowned_by_group(
     (host, count, bytes) rows."""
     out: dict[str, tuple[int, int]] = {}
     for host, count, size in per_host:
-        seen, total = out.get(group_of(host), (0, 0))
-        out[group_of(host)] = (seen + count, total + size)
+        group = group_of(host)
+        seen, total = out.get(group, (0, 0))
+        out[group] = (seen + count, total + size)
     return out
 
 
