@@ -423,3 +423,45 @@ def test_a_job_this_process_took_as_it_was_interrupted_is_said_once(tmp_path: Pa
     finally:
         ctx.close(leave_running=True)
     assert said is not None and "could not be withdrawn (a worker may have just taken it)" in said
+
+
+def test_ctrl_c_while_its_rollback_rechecks_is_settled_as_not_started(
+    estate: tuple[Path, EmulatedFleet],
+) -> None:
+    """Seen: Ctrl-C while the CLI's own process re-checked its rollback
+    (before Restore-VMSnapshot) left a change the reconciler could not
+    settle: it asked a human whether the restore ran, and the VM stayed
+    held until one answered. The job says it never sent the restore."""
+    cwd, fleet = estate
+    created = run(cwd, "-c", "bot.yaml", *CREATE, env=ENV)
+    assert created.returncode == 0, created.stderr
+    # Each decision reads the guest's KVP items (Get-CimInstance): the
+    # request's, then the job's re-check, each held 3 s.
+    fleet.server("HV03").faults = Faults(slow={"Get-CimInstance": 3000})
+    asked_before = len(fleet.log.entries)
+
+    def rechecking(_lines: list[str]) -> bool:
+        since = fleet.log.entries[asked_before:]
+        return sum(e.cmdlet == "Get-CimInstance" for e in since) >= 2
+
+    code, err, _took = _interrupted(cwd, "checkpoint", "rollback", "CHG-1", when=rechecking)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert "CHG-0001: its rollback on HV03 is left running" in err, err
+    fleet.server("HV03").faults = Faults()
+    time.sleep(7)  # past its claim (jobs.lock_stale_after: 6s)
+    settled = run(cwd, "-c", "bot.yaml", "reconcile", env=ENV)
+    assert settled.returncode == 0, settled.stderr
+    shown = run(cwd, "-c", "bot.yaml", "change", "show", "CHG-1", env=ENV)
+    assert shown.stdout.startswith("CHG-0001: active — STG-WEB01 on HV03"), shown.stdout
+    assert (
+        "rollback not run: its job stopped before Restore-VMSnapshot was sent (worker "
+    ) in shown.stdout
+    assert (
+        "was interrupted (Ctrl-C) with this job still running); nothing was done on the host, "
+        "try again"
+    ) in " ".join(shown.stdout.split())
+    assert "needs a human" not in shown.stdout
+    assert not any(e.cmdlet == "Restore-VMSnapshot" for e in fleet.log.entries)
+    again = run(cwd, "-c", "bot.yaml", "checkpoint", "rollback", "CHG-1", env=ENV)
+    assert again.returncode == 0, again.stderr  # the VM is free at once

@@ -316,6 +316,7 @@ def test_an_answer_to_an_interrupted_change_is_recorded_past_a_note(
     change_id = _active(ctx)
     job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "bob")
     assert ctx.ledger.claim(job_id, "dead-host:1:deadbeef").won
+    assert ctx.ledger.mark_sent(job_id, "dead-host:1:deadbeef")  # mid-restore
     clock.advance(ctx.ledger.lock_stale_after + timedelta(seconds=1))
     Reconciler(ctx).tick(clock())
     assert _state(ctx, change_id) == "interrupted"

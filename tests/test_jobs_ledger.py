@@ -14,6 +14,7 @@ from bot.jobs import (
     DEADLINE_BEFORE_START,
     ClaimOutcome,
     ClaimResult,
+    HostCall,
     IdempotencyConflict,
     JobLedger,
     JobNotFound,
@@ -282,6 +283,42 @@ def test_stale_lock_is_taken_over_fresh_one_is_not(ledger: JobLedger, clock: Fak
     # ... and its release does not free the new holder's lock.
     c = submit(ledger, "c")
     assert c.id and ledger.claim(c.id, "w3").outcome is ClaimOutcome.VM_BUSY
+
+
+def test_a_job_says_whether_its_host_call_was_sent_and_only_while_it_owns_it(
+    ledger: JobLedger, clock: FakeClock
+) -> None:
+    """The claim writes "not_sent"; the job's own `mark_sent`, "sent". Once
+    a reconciler interrupted the job (its worker silent), `mark_sent` writes
+    nothing and says so: the job must not send the call, so "not_sent" on
+    an interrupted job proves the host untouched."""
+    job = submit(ledger, "k1", kind="rollback", destructive=True)
+    assert job.id is not None and ledger.get(job.id).host_call is None  # queued
+    assert ledger.claim(job.id, "w1").won
+    assert ledger.get(job.id).host_call == HostCall.NOT_SENT
+    assert not ledger.mark_sent(job.id, "w2")  # not its job
+    assert ledger.mark_sent(job.id, "w1")
+    assert ledger.get(job.id).host_call == HostCall.SENT
+    ledger.finish(job.id, "w1", succeeded=True, result={}, error=None)
+
+    late = submit(ledger, "k2", vm_id="vm-2", kind="rollback", destructive=True)
+    assert late.id is not None and ledger.claim(late.id, "w1").won
+    clock.advance(31)  # w1 silent past lock_stale_after
+    assert [j.id for j in ledger.interrupt_stale()] == [late.id]
+    assert not ledger.mark_sent(late.id, "w1")
+    interrupted = ledger.get(late.id)
+    assert interrupted.state == JobState.INTERRUPTED
+    assert interrupted.host_call == HostCall.NOT_SENT
+
+
+def test_leaving_a_job_keeps_what_it_said_of_its_host_call(ledger: JobLedger) -> None:
+    job = submit(ledger, "k1", kind="merge", destructive=True)
+    assert job.id is not None and ledger.claim(job.id, "w1").won
+    assert ledger.leave("w1", "was interrupted (Ctrl-C)") == 1
+    assert ledger.get(job.id).host_call == HostCall.NOT_SENT
+    assert ledger.mark_sent(job.id, "w1")  # it still runs until its process exits
+    assert ledger.leave("w1", "was stopped at once (a second Ctrl-C)") == 1
+    assert ledger.get(job.id).host_call == HostCall.SENT
 
 
 def test_heartbeat_and_finish_need_ownership(ledger: JobLedger, clock: FakeClock) -> None:

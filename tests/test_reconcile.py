@@ -17,11 +17,12 @@ from bot.changes import Command, State
 from bot.changes.record import get_change, transition
 from bot.clock import ManualClock
 from bot.context import AppContext
-from bot.hyperv import HostUnreachable, HyperVHost
+from bot.hyperv import HostUnreachable, HyperVHost, VMState
 from bot.service import (
     Conflict,
     Forbidden,
     Outcome,
+    approve,
     merge,
     request_checkpoint,
     rollback,
@@ -50,10 +51,13 @@ def _step(ctx: AppContext, change_id: int, command: Command, **values: object) -
 
 
 def _died_while(ctx: AppContext, kind: str, change_id: int, job_id: int) -> None:
-    """A worker claims the job, moves the change, and is never heard of again."""
+    """A worker claims the job, moves the change (a create) or says it sends
+    its host call (a rollback, a merge), and is never heard of again."""
     assert ctx.ledger.claim(job_id, DEAD).won
     if kind == "create":
         _step(ctx, change_id, Command.START_CREATE)
+    else:
+        assert ctx.ledger.mark_sent(job_id, DEAD)
 
 
 def _active(ctx: AppContext, clock: ManualClock) -> tuple[int, HyperVHost]:
@@ -219,7 +223,7 @@ def test_merge_settles_by_whether_the_checkpoint_is_still_there(
     assert show_change(ctx, ref).state == "active"
 
     job_id = begin_host_action(ctx, change_id, Action.MERGE, "alice")
-    assert ctx.ledger.claim(job_id, DEAD).won
+    _died_while(ctx, "merge", change_id, job_id)
     change = show_change(ctx, ref)
     assert change.checkpoint_id is not None
     _stale(ctx, clock)
@@ -240,7 +244,7 @@ def _restore_interrupted(ctx: AppContext, clock: ManualClock) -> str:
     from policies import Action
 
     job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "bob")
-    assert ctx.ledger.claim(job_id, DEAD).won
+    _died_while(ctx, "rollback", change_id, job_id)
     _stale(ctx, clock)
     Reconciler(ctx).tick(clock())
     return change_ref(change_id)
@@ -272,6 +276,102 @@ def test_restore_asks_a_human_once_and_the_answer_is_checked(
     assert done.events[-1].actor == "alice"
     with pytest.raises(Conflict):
         resolve(ctx, ref, "active", who="alice")
+
+
+@pytest.mark.parametrize(
+    ("action", "call"),
+    [("rollback", "Restore-VMSnapshot"), ("merge", "Remove-VMSnapshot")],
+)
+def test_a_job_that_stopped_before_its_host_call_was_sent_did_nothing(
+    ctx: AppContext, clock: ManualClock, action: str, call: str
+) -> None:
+    """Seen: a rollback claimed and cut off while it re-checked (before
+    Restore-VMSnapshot) asked a human whether the restore ran, and held the
+    VM until one answered. Its job says it never sent the call: "not run",
+    the change active again, the VM free at once."""
+    from bot.service.requests import begin_host_action
+    from policies import Action
+
+    change_id, host = _active(ctx, clock)
+    before = show_change(ctx, change_ref(change_id))
+    job_id = begin_host_action(ctx, change_id, Action(action), "alice")
+    assert ctx.ledger.claim(job_id, DEAD).won  # and never heard of again
+    _stale(ctx, clock)
+    Reconciler(ctx).tick(clock())
+    change = show_change(ctx, change_ref(change_id))
+    assert change.state == "active"
+    assert change.events[-1].message == (
+        f"{action} not run: its job stopped before {call} was sent (worker {DEAD} stopped "
+        "heartbeating); nothing was done on the host, try again"
+    )
+    assert ctx.ledger.holds() == []
+    assert [c.id for c in host.list_checkpoints(change.vm_id)] == [before.checkpoint_id]
+    # Settled once: a later tick leaves it.
+    Reconciler(ctx).tick(clock())
+    assert show_change(ctx, change_ref(change_id)).version == change.version
+
+
+def test_a_job_claimed_before_the_record_said_whether_it_sent_asks_the_host(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    """A job claimed by a release before migration 0020 never said whether
+    its call went out (`host_call` NULL): not taken as "not sent"."""
+    from sqlalchemy import update
+
+    from bot.service.requests import begin_host_action
+    from bot.store.models import Job
+    from policies import Action
+
+    change_id, _host = _active(ctx, clock)
+    job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "alice")
+    assert ctx.ledger.claim(job_id, DEAD).won
+    with ctx.engine.begin() as conn:
+        conn.execute(update(Job).where(Job.id == job_id).values(host_call=None))  # type: ignore[arg-type]
+    _stale(ctx, clock)
+    Reconciler(ctx).tick(clock())
+    change = show_change(ctx, change_ref(change_id))
+    assert change.state == "interrupted"
+    assert change.resolutions == ("rolled_back", "active")
+
+
+def test_a_rollback_interrupted_while_it_rechecked_never_sends_its_restore(
+    ctx: AppContext, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fence behind "not sent": a reconciler interrupts a job whose
+    worker was silent (paused, say) while the job re-checked; the job, going
+    on, cannot record that it sends, so it sends nothing, and the record's
+    "not run" is true."""
+    from bot.jobs import RunStatus
+
+    change_id, host = _active(ctx, clock)
+    vm_id = show_change(ctx, change_ref(change_id)).vm_id
+    assert host.get_vm(vm_id).state is VMState.Running
+    if rollback(ctx, change_ref(change_id), requester="alice").job_id is None:
+        approve(ctx, change_ref(change_id), approver="bob")  # prod: one approval
+    [job_id] = [j.id for j in ctx.ledger.jobs_of_change(change_id) if j.state == "queued"]
+    assert job_id is not None
+    decide = ctx.decider.decide_seeing
+
+    def paused_past_its_claim(*args: object, **kwargs: object) -> object:
+        seen = decide(*args, **kwargs)  # type: ignore[arg-type]
+        _stale(ctx, clock)
+        assert [j.id for j in ctx.ledger.interrupt_stale()] == [job_id]
+        return seen
+
+    monkeypatch.setattr(ctx.decider, "decide_seeing", paused_past_its_claim)
+    outcome = ctx.runner.run(job_id)
+    assert outcome.status is RunStatus.OWNERSHIP_LOST, outcome
+    assert "Restore-VMSnapshot was not sent" in (outcome.error or "")
+    # A restore of a production checkpoint leaves the VM Off (Restore-VMSnapshot,
+    # https://learn.microsoft.com/powershell/module/hyper-v/restore-vmsnapshot).
+    assert host.get_vm(vm_id).state is VMState.Running
+    monkeypatch.undo()
+    Reconciler(ctx).tick(clock())
+    change = show_change(ctx, change_ref(change_id))
+    assert change.state == "active"
+    assert change.events[-1].message.startswith(
+        "rollback not run: its job stopped before Restore-VMSnapshot was sent"
+    )
 
 
 def test_acting_on_a_change_that_waits_for_a_person_says_how_to_settle_it(

@@ -81,6 +81,8 @@ def _dead_worker(estate: Estate, change_id: int, command: Command | None = None)
     assert job.id is not None and estate.ctx.ledger.claim(job.id, DEAD).won
     if command is not None:
         _step(estate, change_id, command)
+    elif job.kind != "create":
+        assert estate.ctx.ledger.mark_sent(job.id, DEAD)  # its host call went out
     return job.id
 
 

@@ -77,7 +77,7 @@ class Record:
             insp = inspect(engine)
             return {
                 f"{table}.{c['name']}"
-                for table in ("change", "batch", "batch_event")
+                for table in ("change", "batch", "batch_event", "job")
                 for c in insp.get_columns(table)
             }
         finally:
@@ -246,7 +246,8 @@ def test_db_status_names_what_an_old_chain_left_out_and_that_db_upgrade_adds_it(
     assert status.returncode == 1, status.stderr
     first, *pending = status.stdout.splitlines()
     assert f"schema {_at(history)}; this release needs {HEAD}." in first
-    assert pending[-1].startswith("  0019  0015's columns (change.run_at, batch.run_at, ")
+    assert [line[:8] for line in pending[-2:]] == ["  0019  ", "  0020  "]
+    assert pending[-2].startswith("  0019  0015's columns (change.run_at, batch.run_at, ")
     warned = [line for line in status.stderr.splitlines() if "lacks" in line]
     assert len(warned) == 1, status.stderr
     for column in history.lacks:
@@ -381,6 +382,34 @@ def test_a_missing_column_is_one_line_exit_2_not_an_outage_and_db_upgrade_adds_i
     assert f"{table}.{column}" in record.columns()
     assert record.run(*command).returncode == 0
     assert record.run("db", "status").returncode == 0
+
+
+def test_a_database_past_0019_that_lost_one_of_its_columns_gets_it_from_db_upgrade(
+    at_head: Record,
+) -> None:
+    """Migration 0019 ran on it already (a database at 0019 when 0020 came):
+    `db upgrade` runs 0020, then 0019's repair, as it does at the head."""
+    record = at_head
+    down = record.run("db", "downgrade", "0019", "--yes")
+    assert down.returncode == 0, down.stderr
+    engine = record.engine()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text('ALTER TABLE "change" DROP COLUMN run_at'))
+    finally:
+        engine.dispose()
+    status = record.script("db", "status")
+    assert status.returncode == 1
+    assert (
+        "lacks the column change.run_at, which schema 0019 has: "
+        "'checkpoint-bot db upgrade' adds it (migration 0019)"
+    ) in status.stderr
+    up = record.run("db", "upgrade")
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.strip().endswith(f"schema 0019 → {HEAD}")
+    assert {"change.run_at", "job.host_call"} <= record.columns()
+    assert record.run("db", "status").returncode == 0
+    assert record.run("change", "list").returncode == 0
 
 
 def test_a_missing_table_is_named_and_no_migration_is_promised(at_head: Record) -> None:

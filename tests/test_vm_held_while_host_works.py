@@ -287,7 +287,8 @@ def test_the_hold_lasts_until_the_change_is_settled_on_each_database(
         j for j in ctx.ledger.jobs_of_change(created.change.id) if j.state == "queued"
     ]
     assert rollback_job.id is not None
-    assert ctx.ledger.claim(rollback_job.id, DEAD).won  # and never heard of again
+    assert ctx.ledger.claim(rollback_job.id, DEAD).won
+    assert ctx.ledger.mark_sent(rollback_job.id, DEAD)  # and never heard of again
 
     other = request_checkpoint(ctx, "WEB01", reason="other", requester="carol")
     assert other.job_id is not None
@@ -322,6 +323,7 @@ def test_a_vm_whose_earlier_change_is_unsettled_runs_nothing_even_without_a_hold
         j for j in ctx.ledger.jobs_of_change(created.change.id) if j.state == "queued"
     ]
     assert rollback_job.id is not None and ctx.ledger.claim(rollback_job.id, DEAD).won
+    assert ctx.ledger.mark_sent(rollback_job.id, DEAD)  # mid-restore
     clock.advance(ctx.ledger.lock_stale_after + timedelta(seconds=1))
     Reconciler(ctx).tick(clock())
     assert show_change(ctx, created.change.ref).resolutions

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         default_worker_id,
         describe_error,
     )
-    from bot.jobs.states import FINAL_STATES, ClaimOutcome, JobState, is_final
+    from bot.jobs.states import FINAL_STATES, ClaimOutcome, HostCall, JobState, is_final
 
 # Each name is imported from its module when first asked for (PEP 562,
 # https://peps.python.org/pep-0562/): a command that reads the ledger
@@ -47,6 +47,7 @@ _WHERE = {
     "HandledFailure": "bot.jobs.errors",
     "HandledInterruption": "bot.jobs.errors",
     "Handler": "bot.jobs.runner",
+    "HostCall": "bot.jobs.states",
     "IdempotencyConflict": "bot.jobs.errors",
     "InProcessConsumer": "bot.jobs.queue",
     "InvalidJobState": "bot.jobs.errors",
@@ -91,6 +92,7 @@ __all__ = [
     "HandledFailure",
     "HandledInterruption",
     "Handler",
+    "HostCall",
     "IdempotencyConflict",
     "InProcessConsumer",
     "InvalidJobState",

@@ -31,7 +31,7 @@ from bot.jobs.errors import (
     JobOwnershipLost,
     RetryNotAllowed,
 )
-from bot.jobs.states import ClaimOutcome, JobState, is_final
+from bot.jobs.states import ClaimOutcome, HostCall, JobState, is_final
 from bot.store.db import redacted_url, session_scope
 from bot.store.tables.jobs import Job
 
@@ -247,6 +247,7 @@ class JobLedger:
                         worker=worker,
                         started_at=now,
                         heartbeat_at=now,
+                        host_call=HostCall.NOT_SENT.value,
                     )
                     .returning(_JOB.c.vm_id, _JOB.c.host, _JOB.c.payload)
                 ).first()
@@ -322,6 +323,22 @@ class JobLedger:
                 return False
             hostslots.refresh(conn, job_id=job_id, worker=worker, now=now)
             return vmlock.refresh(conn, vm_id=row.vm_id, job_id=job_id, worker=worker, now=now)
+
+    def mark_sent(self, job_id: int, worker: str) -> bool:
+        """Record, right before it is sent, that the job's destructive host
+        call goes out; False, with nothing written, when `worker` no longer
+        runs the job (a reconciler interrupted it, or took its stale lock):
+        then the call must not be sent, so that a reconciler that finds it
+        "not_sent" may say nothing was done on the host (HostCall)."""
+        with session_scope(self._engine) as s:
+            marked = (
+                s.connection()
+                .execute(
+                    self._owned(update(_JOB), job_id, worker).values(host_call=HostCall.SENT.value)
+                )
+                .rowcount
+            )
+        return bool(marked)
 
     def finish(
         self,

@@ -80,6 +80,10 @@ class JobContext:
     deadline: datetime
     clock: Clock = field(repr=False)
     on_progress: ProgressCallback | None = field(default=None, repr=False)
+    # Writes `job.host_call = 'sent'`; False when this worker no longer
+    # runs the job (JobLedger.mark_sent). None: nothing records it (tests
+    # that call a handler directly).
+    on_sending: Callable[[], bool] | None = field(default=None, repr=False)
     _lost: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def remaining(self) -> float:
@@ -103,6 +107,19 @@ class JobContext:
                 job_id=self.job_id,
                 deadline=self.deadline,
             )
+
+    def sending(self, call: str) -> None:
+        """Call right before the job's destructive host call (`call`, the
+        cmdlet): records that it goes out, or raises JobOwnershipLost, and
+        then it must not be sent, when this worker no longer runs the job.
+        A failure to write is raised as it is: nothing was sent."""
+        if self.on_sending is None or self.on_sending():
+            return
+        self._lost.set()
+        raise JobOwnershipLost(
+            f"job {self.job_id} is no longer owned by this worker: {call} was not sent",
+            job_id=self.job_id,
+        )
 
     def progress(self, message: str) -> None:
         if self.on_progress is None:
@@ -273,6 +290,7 @@ class JobRunner:
 
     def _execute(self, job: Job) -> RunOutcome:
         assert job.id is not None and job.deadline_at is not None
+        job_id = job.id
         ctx = JobContext(
             job_id=job.id,
             kind=job.kind,
@@ -284,6 +302,7 @@ class JobRunner:
             deadline=job.deadline_at,
             clock=self._clock,
             on_progress=self.on_progress,
+            on_sending=lambda: self.ledger.mark_sent(job_id, self.worker_id),
         )
         if ctx.remaining() <= 0:
             return self._finish(ctx, succeeded=False, error=DEADLINE_BEFORE_START)
@@ -311,6 +330,11 @@ class JobRunner:
             # Its handler recorded it where people read it: one line here.
             log.info("job %s (%s on %s) failed: %s", job.id, job.kind, job.vm_id, exc)
             return self._failed(job, ctx, describe_error(exc))
+        except JobOwnershipLost as exc:
+            # Another process settles it (a reconciler interrupted it, or a
+            # claim took its stale lock): nothing of it is written here.
+            log.warning("job %s (%s on %s): %s", job.id, job.kind, job.vm_id, exc)
+            return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=str(exc))
         except Exception as exc:
             if is_transient(exc):
                 return self._unrecorded(job, ctx, exc)

@@ -36,3 +36,17 @@ class ClaimOutcome(StrEnum):
     HOST_BUSY = "host_busy"
     # Queued, but `not_before` (a retry backoff) is still in the future.
     NOT_DUE = "not_due"
+
+
+class HostCall(StrEnum):
+    """Whether a running job sent its destructive host call (`job.host_call`).
+
+    A rollback's change is `rolling_back` (a merge's `merging`) from the
+    moment it is asked for, so the change cannot tell a job cut off while
+    it re-checked from one cut off while Restore-VMSnapshot ran; this does.
+    The claim writes NOT_SENT; the job writes SENT right before the call,
+    in an UPDATE that needs it still running and its own, so a reconciler
+    that interrupted it first knows the call will never be sent."""
+
+    NOT_SENT = "not_sent"
+    SENT = "sent"

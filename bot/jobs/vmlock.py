@@ -33,17 +33,14 @@ from bot.store.tables.jobs import Job, VMLock
 JOB: Table = Job.metadata.tables["job"]
 LOCK: Table = VMLock.metadata.tables["vm_lock"]
 
-WORKER_VANISHED = (
-    "worker {worker} stopped heartbeating; the outcome on the host is unknown "
-    "and must be reconciled"
-)
+# How the two reasons below end: what a reader of an interrupted job must
+# do (`cause_of` drops it where the record proves the host untouched).
+UNKNOWN_OUTCOME = "; the outcome on the host is unknown and must be reconciled"
+WORKER_VANISHED = "worker {worker} stopped heartbeating" + UNKNOWN_OUTCOME
 # A process that stops (or reloads) with a job still running past its grace
 # says so on the job (`JobLedger.leave`) before it goes: the job then reads
 # as left by that stop, not as a worker that vanished without a word.
-LEFT_AT_STOP = (
-    "worker {worker} {why} with this job still running; the outcome on the host "
-    "is unknown and must be reconciled"
-)
+LEFT_AT_STOP = "worker {worker} {why} with this job still running" + UNKNOWN_OUTCOME
 # The key of a running job's `result` that holds what its process said as
 # it left it (written only while the job runs; a job that ends writes its
 # own result over it).
@@ -57,6 +54,13 @@ def vanished_reason(worker: str, result: Mapping[str, Any] | None) -> str:
     if isinstance(left, str) and left:
         return LEFT_AT_STOP.format(worker=worker, why=left)
     return WORKER_VANISHED.format(worker=worker)
+
+
+def cause_of(error: str) -> str:
+    """An interrupted job's error without the outcome it leaves unknown:
+    what stopped it ("worker W was interrupted (Ctrl-C) with this job
+    still running")."""
+    return error.removesuffix(UNKNOWN_OUTCOME)
 
 
 class VMBusy(Exception):

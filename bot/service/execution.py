@@ -866,6 +866,9 @@ class HostJobs:
                 "try again once it ends",
             )
             return {"busy": occupied}
+        # Written first, so that a job cut off before this line is known
+        # never to have touched the host (the reconciler's "not started").
+        job.sending("Restore-VMSnapshot")
         began = self.clock()
         with (
             self._host_call(job.change_id, Command.ROLLBACK_FAILED, "rollback"),
@@ -999,6 +1002,7 @@ class HostJobs:
             )
             return {"busy": occupied}
         assert change.checkpoint_id is not None  # followed, not changed
+        job.sending("Remove-VMSnapshot")  # as the rollback's
         started = self.clock()
         with self._host_call(job.change_id, Command.MERGE_FAILED, "merge"):
             change, _ = self._following(change, _remove, "removed")

@@ -31,7 +31,11 @@ step):
    failed, or its worker vanished during the re-check) fails as "not
    started": the change moves to `creating` before `Checkpoint-VM` is
    sent, so one still approved was never taken. Before, such a change
-   stayed approved for ever, its requester told nothing.
+   stayed approved for ever, its requester told nothing;
+5. a rollback or merge whose job ended before it sent its host call (the
+   job's `host_call` still "not_sent", bot.jobs.states.HostCall) fails as
+   "not run", nothing done on the host: before, its change was
+   interrupted and a human asked whether the restore ran.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from bot.changes.views import HOST_SAID, ChangeView
 from bot.clock import speed_of
 from bot.domain import CheckpointKind, user_mention
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
-from bot.jobs import JobKind, JobState
+from bot.jobs import HostCall, JobKind, JobState, vmlock
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden, NotFound, Unavailable, changed_meanwhile
 from bot.service.execution import setting_for
@@ -209,6 +213,10 @@ class Reconciler:
             if last is not None and last.state == JobState.FAILED and last.started_at is None:
                 # The job never ran, so the host was never touched: a definite failure.
                 self._step(change, _DEFINITE_FAILURE[state], f"not done: {last.error}")
+                return self._state(change_id)
+            unsent = _unsent(state, last)
+            if unsent is not None:
+                self._step(change, _DEFINITE_FAILURE[state], unsent)
                 return self._state(change_id)
             why = last.error if last is not None and last.error else "its job ended unseen"
             self._step(
@@ -483,6 +491,33 @@ def _unsettled(ctx: ServiceDeps, change_id: int, job_id: int) -> bool:
     if state is State.INTERRUPTED:
         return True
     return state in IN_FLIGHT | _WAITING_TO_START and last == job_id
+
+
+def _unsent(state: State, last: Job | None) -> str | None:
+    """What to record when a rollback's or merge's last job ended before it
+    sent its host call (its `host_call` still "not_sent": the job writes
+    "sent" before the call, only while it is running and its own, so a job
+    interrupted or failed first never sends it); None when it may have been
+    sent, or the job does not say (claimed by a release before migration
+    0020), and the host must be asked."""
+    if state not in _SENDS or last is None or last.kind != _SENDS[state][0]:
+        return None
+    if last.host_call != HostCall.NOT_SENT or last.state not in _ENDED_UNSENT:
+        return None
+    verb, call = _SENDS[state][1], _SENDS[state][2]
+    why = vmlock.cause_of(last.error) if last.error else "its job ended"
+    return (
+        f"{verb} not run: its job stopped before {call} was sent ({why}); nothing was "
+        "done on the host, try again"
+    )
+
+
+# The job kind whose host call each in-flight state waits on, its verb and the call.
+_SENDS = {
+    State.ROLLING_BACK: (JobKind.ROLLBACK, "rollback", "Restore-VMSnapshot"),
+    State.MERGING: (JobKind.MERGE, "merge", "Remove-VMSnapshot"),
+}
+_ENDED_UNSENT = frozenset({JobState.FAILED, JobState.INTERRUPTED, JobState.CANCELLED})
 
 
 def _ran_under(change: Change, events: list[ChangeEvent]) -> CheckpointType | None:

@@ -57,7 +57,7 @@ def upgrade_schema(settings: Settings) -> SchemaChange:
     """Migrate the configured database to the newest schema (idempotent).
     Unavailable, in one line, when the database does not answer; a
     ConfigError, with nothing changed, when a newer release wrote it. A
-    database at the newest schema that lacks a column migration 0019 adds
+    database at 0019 or later that lacks a column migration 0019 adds
     (`migrate.REPAIRED`) gets it: 0019 is applied again. (A URL that does
     not parse never gets here: `Settings` refuses it.)"""
     label = settings.database_label
@@ -68,8 +68,12 @@ def upgrade_schema(settings: Settings) -> SchemaChange:
         if before is not None and before not in order:
             raise ConfigError(written_by_newer(label, before, order[-1]))
         migrate.upgrade(engine)
-        if before == migrate.HEAD and migrate.repairable(
-            migrate.lacking(engine, migrate.HEAD, order)
+        # 0019 ran on this database already (before it, `upgrade` ran it
+        # just now): a column it adds that is still missing gets it again.
+        if (
+            before in order
+            and order.index(before) >= order.index(migrate.REPAIR_REVISION)
+            and migrate.repairable(migrate.lacking(engine, migrate.HEAD, order))
         ):
             migrate.repair(engine)
         after = migrate.current_revision(engine)
