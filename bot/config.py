@@ -46,6 +46,11 @@ class ConfigError(Exception):
 
 
 _UNPARSED = "cannot be parsed; expected e.g. postgresql://USER@HOST:5432/DB or sqlite:///PATH"
+_AT_IN_USERINFO = (
+    "has more than one '@' before its host: an '@' in the user or the password must be "
+    "written %40 (postgresql://USER:PA%40SS@HOST:5432/DB); the URL is not shown (it may "
+    "hold a password)"
+)
 
 
 def _duration(value: object) -> timedelta:
@@ -376,6 +381,13 @@ class Settings:
             raise ConfigError(
                 f"the database URL (DATABASE_URL or database_url_file) {_UNPARSED}"
             ) from None
+        if url.host is not None and "@" in url.host:
+            # `user:pa@ss@host`: the URL's parser ends the password at the
+            # first "@", so the rest of it reads as the host name and would
+            # be said (and asked of DNS) as one. Never shown.
+            raise ConfigError(
+                f"the database URL (DATABASE_URL or database_url_file) {_AT_IN_USERINFO}"
+            )
         # The record lives in SQLite or PostgreSQL, through the drivers this
         # package installs (`postgresql://` means psycopg 3, bot.store.db).
         if url.drivername not in _DATABASES:

@@ -108,6 +108,44 @@ def test_a_database_that_does_not_answer_is_named_without_its_password(
     assert SECRET not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("source", ["environment", "file"])
+def test_a_password_with_an_unencoded_at_is_refused_without_a_piece_of_it(
+    tmp_path: Path, source: str
+) -> None:
+    """Seen (security review): `postgresql://checkpoint:Winter2026@Corp!@db…`
+    said "cannot open the database postgresql://checkpoint:***@Corp!@db…:
+    failed to resolve host 'Corp!@db…'": the URL's parser ends the password
+    at its first "@", so the rest of it was shown, and asked of DNS, as the
+    host's name. Refused before any connection, the URL not shown."""
+    url = f"postgresql://checkpoint:Winter2026@{SECRET}!@127.0.0.1:5999/checkpoints"
+    if source == "environment":
+        config, env = _config(tmp_path), {"DATABASE_URL": url}
+    else:
+        held = tmp_path / "database-url"
+        held.write_text(url + "\n", encoding="utf-8")
+        held.chmod(0o600)
+        config, env = tmp_path / "bot.yaml", {}
+        config.write_text(
+            f"inventory: {INVENTORY}\nhyperv: {{backend: simulator}}\ndatabase_url_file: {held}\n",
+            encoding="utf-8",
+        )
+    for command in (("change", "list"), ("db", "status")):
+        result = invoke(tmp_path, "-c", str(config), *command, env=env)
+        assert result.returncode == 2, result.stderr
+        assert one_line_error(result) == (
+            "checkpoint-bot: error: the database URL (DATABASE_URL or database_url_file) has "
+            "more than one '@' before its host: an '@' in the user or the password must be "
+            "written %40 (postgresql://USER:PA%40SS@HOST:5432/DB); the URL is not shown (it "
+            "may hold a password)"
+        )
+        assert SECRET not in result.stdout + result.stderr
+
+
+def test_the_label_of_such_a_url_shows_no_piece_of_the_password() -> None:
+    label = redacted_url(make_url(f"postgresql://app:pa@{SECRET}@db.example:5432/checkpoint"))
+    assert label == "postgresql://app:***@db.example:5432/checkpoint"
+
+
 @pytest.mark.parametrize("form", ["query", "sslpassword"])
 def test_demo_mode_names_its_database_without_the_password(tmp_path: Path, form: str) -> None:
     # The banner says where the state is kept: the label, before any error.

@@ -102,11 +102,19 @@ def url_has_password(url: URL) -> bool:
     )
 
 
+# What a hidden secret reads as (SQLAlchemy's own `hide_password` mask).
+_MASK = "***"
+
+
 def redacted_url(url: URL) -> str:
     """`url` as text for messages, every secret shown as `***`: the password
     in `user:pass@` (as SQLAlchemy hides it) and each password or
     sslpassword in the query, which SQLAlchemy's `hide_password` leaves
-    in. The query keeps its order."""
+    in. The query keeps its order. A host with an "@" in it is the tail of
+    a password that held one unencoded (`user:pa@ss@host`; `Settings`
+    refuses such a URL): only what follows its last "@" is shown."""
+    if url.host is not None and "@" in url.host:
+        url = url.set(host=url.host.rsplit("@", 1)[1], password=_MASK)
     shown = url.set(query={}).render_as_string(hide_password=True)
     pairs = [
         f"{quote_plus(key)}={'***' if _secret(key) else quote_plus(value)}"
