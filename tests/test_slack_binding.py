@@ -394,6 +394,42 @@ def test_action_buttons_act_only_on_the_change_as_their_card_showed_it(tmp_path:
         assert record(bot, active.id) == before
 
 
+def test_a_card_drawn_before_a_rollback_that_failed_acts_on_nothing(tmp_path: Path) -> None:
+    """Security review: the state alone was checked, so a change that went
+    active → rolling back → active (a rollback that failed, or was taken
+    back) took an older copy's Roll back as if its card had shown that."""
+    from bot.changes import Command
+    from bot.changes.record import get_change, transition
+
+    with checked(tmp_path, "rules: {approvals: {overrides: []}}") as bot:
+        asked = command(bot, "create WEB01 --reason patch")
+        found = REF.search(asked["text"])
+        assert found is not None
+        ref = found.group(0)
+        active = wait_state(bot, "WEB01", "active")
+        roll = root_value(bot, ref, "checkpoint:rollback")
+        for step, said in (
+            (Command.START_ROLLBACK, "rollback requested"),
+            (Command.ROLLBACK_FAILED, "rollback not run: the host refused it"),
+        ):
+            with session_scope(bot.ctx.engine) as s:
+                transition(
+                    s,
+                    get_change(s, active.id),
+                    step,
+                    actor="U0BOB",
+                    now=bot.ctx.clock(),
+                    message=said,
+                )
+        assert change_of(bot, "WEB01").state == "active"
+        before = record(bot, active.id)
+        told = shown(click(bot, "checkpoint:rollback", roll, "U0ALICE"))
+        assert "out of date" in told and "nothing was done" in told
+        assert "rollback failed" in told
+        settle()
+        assert record(bot, active.id) == before
+
+
 def test_the_extend_modal_extends_only_the_change_its_card_showed(tmp_path: Path) -> None:
     with checked(tmp_path, "rules: {approvals: {overrides: []}}") as bot:
         asked = command(bot, "create WEB01 --reason patch")

@@ -8,7 +8,10 @@ change the card was rendered at (`templates.blocks.ActionValue`):
   request is settled, or superseded, the click changes nothing and says
   what happened since; whatever waits now has its own buttons.
 - a Roll back / Keep & merge / Extend / Start / resolve button names its
-  action: it acts while the change is still in the state the card showed.
+  action: it acts while the change is still in the state the card showed,
+  and has not left it since (a rollback that failed and left the change
+  active again was not on the card: its copy drawn before acts on nothing).
+  Notes (an extension, a TTL notice, a host's warning) leave it standing.
 - an old-format value (`CHG-n:vN`, from messages posted before this format)
   names no request, so it acts only where exactly one thing can be meant:
   the change is still at version N (nothing at all happened since the card)
@@ -336,8 +339,9 @@ class Card:
 
 def check_card(ctx: ServiceDeps, ref: str, card: Card) -> None:
     """Raise Stale (and refresh the change's views) unless the change is
-    still as the card showed it: in the same state for a new-format button,
-    at exactly the same version for an old one. The action's own service
+    still as the card showed it: in the same state, with no transition
+    since, for a new-format button; at exactly the same version for an old
+    one. The action's own service
     call then checks everything else, as it does for any request."""
     change_id = find_change(ctx, ref)
     with session_scope(ctx.engine) as s:
@@ -349,7 +353,9 @@ def check_card(ctx: ServiceDeps, ref: str, card: Card) -> None:
         if card.legacy:
             fresh = change.version == card.version
         else:
-            fresh = state_at(events, card.version) == change.state
+            fresh = state_at(events, card.version) == change.state and not any(
+                e.to_state for e in events if e.seq > card.version
+            )
         if fresh:
             return
         since, more = events_since(s, change_id, card.version)
