@@ -457,6 +457,10 @@ def _schedule(window: Window) -> str:
     return f"cron {window.cron!r}" if window.cron is not None else f"RRULE {window.rrule!r}"
 
 
+# Who may approve when the approvals rule names no one (policies.access).
+_APPROVE: YamlPath = ("permissions", "approve")
+
+
 def _approver_problems(parsed: PolicyDoc, origins: _Origins) -> list[ConfigProblem]:
     """An approvals rule asking more approvals than there can be people to
     give them: known when every approver is named (no group, no "*").
@@ -475,9 +479,28 @@ def _approver_problems(parsed: PolicyDoc, origins: _Origins) -> list[ConfigProbl
         except ValidationError:
             continue  # said by _compile_rules
         message = _too_few_approvers(parsed, params)
-        if message is not None:
-            key = next((k for k in ("count", "users", "groups") if k in given), "count")
-            problems.append(origins.problem((*where, key), message))
+        if message is None:
+            continue
+        key = next((k for k in ("count", "users", "groups") if k in given), "count")
+        rule = origins.problem((*where, key), message)
+        granted = origins.problem(_APPROVE, "")
+        if params.users or params.groups or granted.source == rule.source:
+            problems.append(rule)
+            continue
+        # The rule asks whoever holds `approve`, and a later file's `approve:`
+        # (replaced whole, so `{cli: false}` alone names no one) is what left
+        # too few: said at that line, where the fix is, not at the rule's.
+        if any((p.source, p.line) == (granted.source, granted.line) for p in problems):
+            continue  # one line for the permission, whichever overrides it leaves short
+        problems.append(
+            origins.problem(
+                _APPROVE,
+                f"names too few approvers for the approvals rule at {rule.source}:"
+                f"{rule.line} ({message.split(':')[0]}): a permission is replaced whole, "
+                "so this one grants only what it lists; list who may approve "
+                '(users: ["*"] keeps everyone), or add a group',
+            )
+        )
     return problems
 
 

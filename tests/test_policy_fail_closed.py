@@ -370,6 +370,21 @@ def test_approvals_that_can_never_come_are_refused(text: str, where: str) -> Non
     assert line.startswith(where), line
 
 
+def test_a_partial_approve_permission_is_refused_at_its_own_line(estate: Path) -> None:
+    """Seen (newcomer): `permissions: {approve: {cli: false}}`, to keep the
+    shipped approvers and refuse only the CLI, replaced the shipped `approve`
+    whole (it named no one then), and the error pointed at the shipped
+    default.yaml's prod override, a file the operator never wrote."""
+    line = refused(estate, "permissions:\n  approve:\n    cli: false\n")
+    assert line == (
+        f"{POLICY}:2: permissions.approve: names too few approvers for the approvals rule "
+        "at default.yaml (shipped):142 (count 1 but no approver is named and no group): a "
+        "permission is replaced whole, so this one grants only what it lists; list who may "
+        'approve (users: ["*"] keeps everyone), or add a group'
+    )
+    assert validate(estate, 'permissions:\n  approve: {users: ["*"], cli: false}\n').returncode == 0
+
+
 @pytest.mark.parametrize(
     "text",
     [
