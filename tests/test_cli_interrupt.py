@@ -465,3 +465,74 @@ def test_ctrl_c_while_its_rollback_rechecks_is_settled_as_not_started(
     assert not any(e.cmdlet == "Restore-VMSnapshot" for e in fleet.log.entries)
     again = run(cwd, "-c", "bot.yaml", "checkpoint", "rollback", "CHG-1", env=ENV)
     assert again.returncode == 0, again.stderr  # the VM is free at once
+
+
+def test_ctrl_c_while_a_wave_waits_on_a_retry_withdraws_its_members(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen (a patching admin): a wave whose host stopped answering sat at
+    "BAT-0001: 3 of 5 done" with no word of why; Ctrl-C then neither named
+    nor withdrew the member waiting to retry its re-check, and a worker took
+    its checkpoint eleven minutes later. Now the retry is said as it is put
+    back, and Ctrl-C takes back every member no process has started."""
+    from datetime import timedelta
+
+    from bot.cli import batch_cmds
+    from bot.cli.runtime import Interrupted, Runtime
+    from bot.context import build_context
+    from bot.service import Selection, create_batch, show_batch, show_change
+    from tests.helpers import settings_for
+
+    ctx = build_context(settings_for(tmp_path), huey_kind="memory")  # no consumer runs
+    try:
+        out = create_batch(
+            ctx,
+            Selection.of(["STG-WEB01", "WEB01"]),
+            reason="patch",
+            requester="cli:alice",
+            source="cli",
+        )
+        jobs = {o.job_id: "create" for o in out.outcomes if o.job_id is not None}
+        assert len(jobs) == 2
+        # STG-WEB01's re-check could not reach its host: put back for a retry.
+        [retried] = [o for o in out.outcomes if o.change.vm_name == "STG-WEB01"]
+        assert retried.job_id is not None and ctx.ledger.claim(retried.job_id, "w1").won
+        ctx.ledger.requeue(
+            retried.job_id,
+            "w1",
+            not_before=ctx.clock() + timedelta(minutes=5),
+            error="could not check STG-WEB01: HV03 could not be reached (connection refused)",
+            beyond_attempts=True,
+        )
+        monkeypatch.setattr(ctx, "start_workers", lambda: None)  # nothing runs: Ctrl-C comes first
+        said: list[str] = []
+
+        def terminal(message: str) -> None:
+            said.append(message)
+            if "trying again until" in message:
+                raise KeyboardInterrupt  # the admin's Ctrl-C, once the retry is said
+
+        monkeypatch.setattr(batch_cmds, "progress", terminal)
+        rt = Runtime(config_path=None, cwd=tmp_path, env={"CHECKPOINT_BOT_USER": "alice"})
+        rt._ctx = ctx
+        with pytest.raises(KeyboardInterrupt):
+            batch_cmds._wait_jobs(rt, out.batch, jobs, "")
+        with pytest.raises(Interrupted, match="what this command recorded is kept"):
+            rt.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+        ctx = build_context(settings_for(tmp_path), huey_kind="memory")
+        states = {m.vm_name: m.state for m in show_batch(ctx, out.batch.ref).members}
+        retried_change = show_change(ctx, retried.change.ref)
+    finally:
+        ctx.close()
+    assert said[-1].startswith(
+        "BAT-0001: STG-WEB01: its re-check could not reach HV03; trying again until "
+    )
+    assert said[-1].endswith(" UTC (Ctrl-C stops waiting and withdraws it)")
+    err = capsys.readouterr().err
+    for o in out.outcomes:
+        assert (
+            f"{o.change.ref}: withdrawn, its create had not started: nothing was done on "
+            f"{o.change.host} ('checkpoint-bot change show {o.change.ref}')"
+        ) in err, err
+    assert states == {"STG-WEB01": "withdrawn", "WEB01": "withdrawn"}
+    assert [j.state for j in retried_change.jobs] == ["cancelled"]

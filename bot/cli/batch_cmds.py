@@ -327,7 +327,9 @@ def list_cmd(rt: Runtime, limit: int, as_json: bool) -> None:
         rt.out("cli/batches.txt.j2", batches=views, not_recorded=counts)
 
 
-def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str) -> Waited:
+def _wait_jobs(
+    rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str, *, asked: bool = True
+) -> Waited:
     """Run the queue here until every job (id → the action it carries out)
     of the wave's run has ended, polling them all together and saying how
     far the wave is each time any member ends ("BAT-0001: 7 of 9 done, 1
@@ -337,7 +339,14 @@ def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str)
     waited for, up to the latest deadline of the jobs waited for: one still
     not ended then is said, with why, and counts as not done. A job that
     ended interrupted is its member's outcome unknown (`Waited.interrupted`),
-    never a failure."""
+    never a failure.
+
+    Each member waited for is named by a Ctrl-C, and its job, while no
+    process has taken it (a retry waiting for its host included), is taken
+    back when this command `asked` for it (not when it only approved
+    another person's: `batch approve`), as for one change (docs/batches.md).
+    A retry is said as it is put back, so a wave waiting on a host that
+    does not answer says so rather than sitting silent until its deadline."""
     import time
 
     from bot.service import show_batch
@@ -362,6 +371,12 @@ def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str)
         and j.not_before is not None
     ]
     running = [j for j in found if j.id not in left]
+    for j in running:
+        if j.change_id in members:
+            member_ref = members[j.change_id].change
+            rt.said_changes.append(member_ref)
+            if asked:
+                rt.asked_changes.append(member_ref)
     if running:
         ctx.start_workers()
         n = len(running)
@@ -377,10 +392,20 @@ def _wait_jobs(rt: Runtime, wave: BatchView, jobs: Mapping[int, str], what: str)
     give_up = time.monotonic() + max([*budgets, 0.0] if budgets else [3600.0]) + 30
     open_ids = {j.id for j in running if j.id is not None and j.finished_at is None}
     told = ""
+    retries: dict[int, str] = {}  # job id -> the retry last said of it
     while open_ids and time.monotonic() < give_up:
         time.sleep(_POLL)
         # One read of every job still open, not one per job.
         now_jobs = ctx.ledger.get_many(open_ids)
+        for job_id, job in now_jobs.items():
+            member = members.get(job.change_id) if job.change_id is not None else None
+            if member is None or job.state != "queued" or job.attempt == 0 or not job.error:
+                continue
+            said = retry_words(member, job)
+            if retries.get(job_id) != said:
+                retries[job_id] = said
+                stop = "withdraws it" if asked else "leaves it queued"
+                progress(f"{ref}: {said} (Ctrl-C stops waiting and {stop})")
         ended = {i for i in open_ids if i in now_jobs and now_jobs[i].finished_at is not None}
         if not ended:
             continue
@@ -562,7 +587,7 @@ def approve_cmd(rt: Runtime, ref: str, no_wait: bool, as_json: bool) -> None:
     waited = Waited(result.batch, {})
     if not no_wait and result.job_ids:
         jobs = {o.job_id: o.action for o in result.outcomes if o.job_id is not None}
-        waited = _wait_jobs(rt, result.batch, jobs, "the approved work")
+        waited = _wait_jobs(rt, result.batch, jobs, "the approved work", asked=False)
     view = waited.view
     if as_json:
         echo_json(
