@@ -409,3 +409,31 @@ def test_withdrawn_members_are_counted_as_withdrawn_not_refused(tmp_path: Path) 
     assert one_line_error(again).endswith(
         "BAT-0001 has nothing waiting to withdraw (it is withdrawn)"
     )
+
+
+def test_a_wave_asked_again_names_the_changes_already_open_on_its_vms(tmp_path: Path) -> None:
+    """Seen (a patching admin): a wave run again after a timeout previewed
+    "5 can be checkpointed" and, confirmed, took a second checkpoint of every
+    VM, chained under the first; docs/batches.md warns against exactly that,
+    and the preview is where it is caught."""
+    wave = ("checkpoint", "create", "--group", "staging", "-r", "KB5044284 staging")
+    code, _out, err = _run_with_input(tmp_path, "", *wave, "--yes")
+    assert code == 0, err
+    code, out, err = _run_with_input(tmp_path, "n\n", *wave, "WEB01")
+    assert code == 1 and "nothing was recorded" in err
+    lines = out.splitlines()
+    for vm, ref in (("STG-WEB01", "CHG-0001"), ("STG-APP01", "CHG-0002")):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"  ✓ {vm} "))
+        assert lines[at + 1].startswith(
+            f"      ! already open on it: {ref} (active, BAT-0001, asked "
+        )
+        assert lines[at + 1].endswith(": KB5044284 staging)")
+    web01 = next(i for i, line in enumerate(lines) if line.startswith("  ✓ WEB01 "))
+    assert not lines[web01 + 1].startswith("      !")
+    assert lines[-1] == (
+        "! 2 VMs of this wave have a change open already: taking it adds a second checkpoint "
+        "beside each (docs/batches.md)"
+    )
+    preview = json.loads(invoke(tmp_path, *wave, "WEB01", "--yes", "--json").stdout)["preview"]
+    opened = {c["vm"]: [o["change"] for o in c["open_changes"]] for c in preview["candidates"]}
+    assert opened == {"STG-WEB01": ["CHG-0001"], "STG-APP01": ["CHG-0002"], "WEB01": []}

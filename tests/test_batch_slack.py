@@ -148,6 +148,24 @@ def test_a_wave_from_slack_preview_take_once_and_cancel(tmp_path: Path) -> None:
         assert [b.ref for b in list_batches(bot.ctx)] == ["BAT-0001"]
 
 
+def test_a_wave_previewed_again_in_slack_names_the_changes_open_on_its_vms(
+    tmp_path: Path,
+) -> None:
+    """A wave asked for again (after a timeout, say) would take a second
+    checkpoint of each VM: its preview says which already have a change."""
+    with checked_bot(tmp_path, "") as bot:
+        _wave_taken(bot, Selection.of(["STG-WEB01", "STG-APP01"]), "KB5044284 staging")
+        preview = command(bot, 'create WEB01 --group staging --reason "KB5044284 staging"')
+        text = shown(preview)
+        assert "Take 3 checkpoints" in text
+        for vm, ref in (("STG-WEB01", "CHG-0001"), ("STG-APP01", "CHG-0002")):
+            assert (
+                f"*{vm}* on HV03 · can be checkpointed\\n      :warning: already open on it: "
+                f"{ref} (active): this wave adds a second checkpoint"
+            ) in text, text
+        assert text.count(":warning: already open on it") == 2
+
+
 def test_the_requesters_own_card_of_a_wave_offers_no_approve_all(tmp_path: Path) -> None:
     """Take replaces the requester's private preview with the wave's card:
     it offered "Approve all", which only refuses them (seen in the

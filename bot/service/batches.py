@@ -9,7 +9,7 @@ recorded, its own events, and a state derived from its members'.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from bot.changes import State
 from bot.changes.batch_load import load_batch, members_of
 from bot.changes.batch_record import BatchNotFound, batch_note, get_batch, open_batch
 from bot.changes.batch_views import BatchView, MemberView
+from bot.changes.lifecycle import FINAL_STATES
 from bot.clock import utc_text
 from bot.domain import WAVE_ACTIONS, BatchRef, ChangeRef, user_mention
 from bot.inventory import VM
@@ -38,8 +39,9 @@ from bot.service.requests import Outcome, request_checkpoint, validate_create
 from bot.service.selection import Selection, resolve
 from bot.service.strictest import strictest
 from bot.store.db import session_scope
-from bot.store.tables import batch_ref
+from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.batches import Batch, BatchEvent
+from bot.store.tables.changes import Change
 from policies import Action, Decision, Verdict
 from policies.scopes import scope_matches
 from templates import counted
@@ -69,6 +71,37 @@ class WindowWait:
 
 
 @dataclass(frozen=True)
+class OpenChange:
+    """A change already open on a previewed VM: a second wave over the same
+    VMs (run again after a timeout, say) takes a second checkpoint of each,
+    chained under the first, which the preview says before anyone confirms."""
+
+    ref: str
+    state: str
+    reason: str
+    created_at: datetime
+    wave: str | None = None
+
+    @property
+    def said(self) -> str:
+        """ "CHG-0001 (active, BAT-0001, asked 2026-12-06 15:02 UTC: KB5044284)"."""
+        wave = f", {self.wave}" if self.wave else ""
+        return (
+            f"{self.ref} ({self.state.replace('_', ' ')}{wave}, asked "
+            f"{utc_text(self.created_at)}: {self.reason})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "change": self.ref,
+            "state": self.state,
+            "wave": self.wave,
+            "reason": self.reason,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One VM of a preview and what the policy says of checkpointing it."""
 
@@ -88,6 +121,8 @@ class Candidate:
     waits: WindowWait | None = None
     # The policy's whole answer (None when it could not be asked).
     decision: Decision | None = field(default=None, compare=False, repr=False)
+    # Changes already open on the VM (this wave would add one beside them).
+    open_changes: tuple[OpenChange, ...] = ()
 
     @property
     def refused(self) -> bool:
@@ -115,6 +150,7 @@ class Candidate:
             "reasons": list(self.reasons),
             "problem": self.problem,
             "waits_for_window": self.waits.to_dict() if self.waits else None,
+            "open_changes": [o.to_dict() for o in self.open_changes],
         }
 
 
@@ -312,6 +348,33 @@ def _candidate(
     )
 
 
+def _open_changes(ctx: ServiceDeps, vm_ids: list[str]) -> dict[str, tuple[OpenChange, ...]]:
+    """VM id -> the changes open on it (not in a final state), oldest first:
+    one read for the whole selection."""
+    if not vm_ids:
+        return {}
+    final = [s.value for s in FINAL_STATES]
+    with session_scope(ctx.engine) as s:
+        rows = s.exec(
+            select(Change)
+            .where(col(Change.vm_id).in_(vm_ids), col(Change.state).not_in(final))
+            .order_by(col(Change.id))
+        ).all()
+        found: dict[str, list[OpenChange]] = {}
+        for c in rows:
+            assert c.id is not None
+            found.setdefault(c.vm_id, []).append(
+                OpenChange(
+                    change_ref(c.id),
+                    c.state,
+                    c.reason,
+                    c.created_at,
+                    batch_ref(c.batch_id) if c.batch_id is not None else None,
+                )
+            )
+    return {vm_id: tuple(items) for vm_id, items in found.items()}
+
+
 def _window_wait(ctx: ServiceDeps, vm: VM, decision: Decision) -> WindowWait | None:
     """When a VM the policy lets be checkpointed waits for its change window
     (the change-window rule schedules it), and which window that is: one of
@@ -350,7 +413,11 @@ def preview_batch(
     vms = resolve(ctx.inventory, selection, maximum=ctx.settings.batches.max_vms)
     if at is not None:
         check_future(at, ctx.clock())
-    candidates = tuple(_candidate(ctx, vm, who, kind, at) for vm in vms)
+    opened = _open_changes(ctx, [vm.vm_id for vm in vms])
+    candidates = tuple(
+        replace(_candidate(ctx, vm, who, kind, at), open_changes=opened.get(vm.vm_id, ()))
+        for vm in vms
+    )
     if at is not None:
         closed = [(c.vm, *c.closed) for c in candidates if c.closed is not None]
         if closed:
