@@ -17,6 +17,7 @@ what the operators believe). Each test is one of the host-truth rules:
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -648,6 +649,67 @@ def test_a_listing_names_another_deployments_checkpoint_as_the_sweep_does(
     assert line.endswith("not this bot's: another deployment's (token cb-0badc0de)"), line
     line = next(line for line in text.splitlines() if by_hand.id in line)
     assert line.endswith("orphan: no change owns it"), line
+
+
+def test_a_listing_names_the_change_whose_cut_off_create_made_a_checkpoint(
+    estate: Estate,
+) -> None:
+    """Seen (a patching admin): right after a wave whose Checkpoint-VM
+    answered late, `checkpoint list` called its checkpoint "orphan: no
+    change owns it" (an admin reads that as safe to delete), while `sweep
+    run` said it was too young to report, and one reconcile later it was
+    CHG-0005's. The listing now says whose create made it."""
+    from templates import Renderer
+
+    change_id, token = _hung_create(estate)
+    ref = f"CHG-{change_id:04d}"
+    host = estate.ctx.host_for("HV01")
+    # Hyper-V finished the checkpoint after the client gave up on the call.
+    real = host.create_checkpoint(WEB01, checkpoint_name(ref, token, "patch"))
+
+    def said() -> str:
+        listing = list_checkpoints(estate.ctx, vm="WEB01")
+        text = Renderer().render("cli/checkpoints.txt.j2", listing=listing, scope="WEB01")
+        return next(line for line in text.splitlines() if real.id in line)
+
+    [row] = [r for r in list_checkpoints(estate.ctx, vm="WEB01").rows if r.id == real.id]
+    assert (row.change_ref, row.made_by, row.made_by_state) == (None, ref, "interrupted")
+    assert said().endswith(
+        f"{ref}'s, not recorded yet: its create was cut off; the reconciler records it"
+    )
+    from templates.blocks import SlackRenderer
+    from tests.test_slack_flow import block_kit_problems
+
+    slack = SlackRenderer(Renderer()).payload(
+        "checkpoint_list", listing=list_checkpoints(estate.ctx, vm="WEB01"), scope="WEB01"
+    )
+    assert block_kit_problems("checkpoint_list", slack["blocks"], 50) == []
+    assert (
+        f":hourglass_flowing_sand: {ref}'s, not recorded yet: its create was cut off; "
+        "the reconciler records it"
+    ) in json.dumps(slack["blocks"], ensure_ascii=False)
+    assert "orphan" not in slack["text"]
+    Reconciler(estate.ctx).reconcile(change_id)
+    assert said().endswith(f"{ref} (active)")
+
+
+def test_a_checkpoint_a_create_made_after_its_change_failed_is_an_orphan_named_so(
+    estate: Estate,
+) -> None:
+    from templates import Renderer
+
+    change_id, token = _hung_create(estate)
+    ref = f"CHG-{change_id:04d}"
+    estate.clock.advance(timedelta(hours=1))  # past the job's host call
+    Reconciler(estate.ctx).reconcile(change_id)
+    assert show_change(estate.ctx, ref).state == "failed"
+    late = estate.ctx.host_for("HV01").create_checkpoint(
+        WEB01, checkpoint_name(ref, token, "patch")
+    )
+    listing = list_checkpoints(estate.ctx, vm="WEB01")
+    text = Renderer().render("cli/checkpoints.txt.j2", listing=listing, scope="WEB01")
+    line = next(line for line in text.splitlines() if late.id in line)
+    assert line.endswith(f"orphan: {ref}'s create made it after its change was failed"), line
 
 
 def test_two_checkpoints_with_the_jobs_token_are_a_question_not_a_guess(estate: Estate) -> None:

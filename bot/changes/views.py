@@ -364,14 +364,28 @@ class CheckpointRow:
     # drew: another checkpoint-bot deployment's (bot.service.provenance), as
     # the sweep calls it. That token, e.g. "0badc0de".
     foreign_token: str | None = None
+    # No change owns it, but its name is the one a create job of this bot
+    # gave it: that change's ref and state (interrupted: the reconciler has
+    # yet to record it; settled: the job made it after, an orphan).
+    made_by: str | None = None
+    made_by_state: str | None = None
     # `vm_name` is the inventory's name for the VM (by its VMId), the name
     # every command takes; this is the host's own, when it differs (a DR
     # copy its host calls WEB02, the inventory's WEB02-DR). A VM the
     # inventory does not hold keeps the host's name in `vm_name`.
     host_vm_name: str | None = None
 
+    @property
+    def unrecorded(self) -> bool:
+        """Its change's create was cut off and has not recorded it yet."""
+        return self.made_by_state in _CREATE_UNSETTLED
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "created_at": _iso(self.created_at)}
+
+
+# A create in these has not recorded what it took; the reconciler will.
+_CREATE_UNSETTLED = frozenset({"creating", "interrupted"})
 
 
 @dataclass(frozen=True)

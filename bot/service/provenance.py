@@ -15,6 +15,18 @@ from bot.store.tables import change_ref
 from bot.store.tables.jobs import Job
 
 
+def made_by(s: Session, checkpoint: Checkpoint) -> int | None:
+    """The change whose create job made this checkpoint (its name is the one
+    that job gives: the change's ref and the token the job drew), or None."""
+    token = token_of(checkpoint.name)
+    ref = ref_of(checkpoint.name) if token is not None else None
+    change_id = parse_ref(ref) if ref else None
+    if change_id is None:
+        return None
+    jobs = s.exec(select(Job).where(Job.change_id == change_id, Job.kind == "create")).all()
+    return change_id if any(j.payload.get("token") == token for j in jobs) else None
+
+
 def provenance(s: Session, checkpoint: Checkpoint) -> tuple[bool, str]:
     """(foreign, what the name proves) for a checkpoint no change owns: its
     token is one of our create jobs' (a create whose checkpoint came after
@@ -23,12 +35,9 @@ def provenance(s: Session, checkpoint: Checkpoint) -> tuple[bool, str]:
     token = token_of(checkpoint.name)
     if token is None:
         return False, ""
-    ref = ref_of(checkpoint.name)
-    change_id = parse_ref(ref) if ref else None
+    change_id = made_by(s, checkpoint)
     if change_id is not None:
-        jobs = s.exec(select(Job).where(Job.change_id == change_id, Job.kind == "create")).all()
-        if any(j.payload.get("token") == token for j in jobs):
-            return False, f"left by {change_ref(change_id)}'s create job (token cb-{token})"
+        return False, f"left by {change_ref(change_id)}'s create job (token cb-{token})"
     # Seen: a checkpoint made by hand and named after one of ours ("before
     # CHG-0001 (cb-5101f72d) patch A") was called another deployment's, and
     # could not be adopted. Its token is one our create job drew, so it is

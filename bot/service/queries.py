@@ -175,7 +175,7 @@ def list_checkpoints(
     if only is not None:
         found = [c for c in found if c.vm_id in only]
     owners = _owners(ctx, [c.id for c in found])
-    foreign = _foreign_tokens(ctx, [c for c in found if c.id not in owners])
+    foreign, made = _provenances(ctx, [c for c in found if c.id not in owners])
     now = ctx.clock()
     rows: list[CheckpointRow] = []
     by_vm: dict[str, list[Checkpoint]] = {}
@@ -213,6 +213,8 @@ def list_checkpoints(
                     ),
                     asked=owner.checkpoint_type if owner else None,
                     foreign_token=foreign.get(c.id),
+                    made_by=made[c.id][0] if c.id in made else None,
+                    made_by_state=made[c.id][1] if c.id in made else None,
                 )
             )
     failed = {p.host for p in problems}
@@ -296,20 +298,33 @@ def _owners(ctx: ServiceDeps, checkpoint_ids: list[str]) -> dict[str, _Owner]:
         }
 
 
-def _foreign_tokens(ctx: ServiceDeps, unowned: list[Checkpoint]) -> dict[str, str]:
-    """Checkpoint id -> its token, for those of `unowned` whose token none of
-    this bot's jobs drew (another deployment's: the sweep's `foreign`), so a
-    listing and a sweep name one checkpoint alike. Only a name with a token
-    is looked up (most orphans have none: made by hand)."""
+def _provenances(
+    ctx: ServiceDeps, unowned: list[Checkpoint]
+) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """For those of `unowned` whose name carries a token (most orphans have
+    none: made by hand): checkpoint id -> its token, when none of this bot's
+    jobs drew it (another deployment's: the sweep's `foreign`), so a listing
+    and a sweep name one checkpoint alike; and checkpoint id -> (ref, state)
+    of the change whose create job made it, which has not recorded it
+    (interrupted, say: the reconciler will) or was settled before it came."""
     from bot.service.ownership import token_of
 
     tokened = [(c, token) for c in unowned if (token := token_of(c.name)) is not None]
     if not tokened:
-        return {}
-    from bot.service.provenance import provenance
+        return {}, {}
+    from bot.service.provenance import made_by, provenance
 
+    foreign: dict[str, str] = {}
+    made: dict[str, tuple[str, str]] = {}
     with session_scope(ctx.engine) as s:
-        return {c.id: token for c, token in tokened if provenance(s, c)[0]}
+        for c, token in tokened:
+            change_id = made_by(s, c)
+            if change_id is not None:
+                state = s.exec(select(Change.state).where(Change.id == change_id)).one()
+                made[c.id] = (change_ref(change_id), state)
+            elif provenance(s, c)[0]:
+                foreign[c.id] = token
+    return foreign, made
 
 
 def audit_rows(ctx: ServiceDeps) -> Iterator[dict[str, Any]]:
