@@ -215,6 +215,9 @@ def test_an_at_outside_the_window_is_refused_with_the_next_opening(estate: Estat
         "--at 2026-11-24 12:00 Europe/Berlin is outside a change window (WEB01: "
     )
     assert "STG-WEB01" not in text  # no window applies to staging
+    # The window's fact, not what a schedule would do: seen, "…: scheduled
+    # for when the next one … opens" beside "nothing was recorded".
+    assert "scheduled" not in text
     assert text.endswith(
         'ask for --at "2026-11-24 22:00 Europe/Berlin" (2026-11-24 21:00 UTC) or later; '
         "nothing was recorded"

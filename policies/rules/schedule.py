@@ -93,7 +93,10 @@ def change_window(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
     if rule.effect is Effect.SCHEDULE:
         return fire(
             rule,
-            f"{vm} is outside its change windows ({names}): scheduled for when {opens}",
+            # The fact only: what the decision does with it (a create waits
+            # for the opening) is its verdict's to say, and an `--at` refusal
+            # quotes this line beside "nothing was recorded".
+            f"{vm} is outside its change windows ({names}); {opens}",
             "nothing to do: it runs when the window opens (cancel it if plans change)",
             used,
             schedule_at=start,
