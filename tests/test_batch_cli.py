@@ -437,3 +437,20 @@ def test_a_wave_asked_again_names_the_changes_already_open_on_its_vms(tmp_path: 
     preview = json.loads(invoke(tmp_path, *wave, "WEB01", "--yes", "--json").stdout)["preview"]
     opened = {c["vm"]: [o["change"] for o in c["open_changes"]] for c in preview["candidates"]}
     assert opened == {"STG-WEB01": ["CHG-0001"], "STG-APP01": ["CHG-0002"], "WEB01": []}
+
+
+def test_a_member_whose_checkpoint_type_is_not_known_says_so_in_words(tmp_path: Path) -> None:
+    """Seen: "CHG-0004 STG-WEB01 HV03 active, unknown taken" for a member
+    whose checkpoint the reconciler adopted (what it holds cannot be told
+    from the host: no memory, from a VM whose state then is not known)."""
+    import sqlite3
+
+    code, _out, err = _run_with_input(tmp_path, "", *WAVE[:4], "-r", "KB5044284", "--yes")
+    assert code == 0, err
+    db = tmp_path / "var" / "checkpoint-bot.db"  # demo mode's record
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE change SET taken_type = 'unknown' WHERE vm_name = 'WEB02'")
+    shown = invoke(tmp_path, "batch", "show", "BAT-1").stdout
+    line = next(line for line in shown.splitlines() if " WEB02 " in line)
+    assert line.endswith("active, type not known"), line
+    assert "unknown taken" not in shown
