@@ -197,8 +197,14 @@ def test_listing_a_standalone_vm_asks_its_host_once_and_concludes_as_before(
 
         gone = ctx.inventory.vm("STG-WEB01")
         fleet.host("HV03").remove_vm(gone.vm_id)
-        with pytest.raises(NotOnCluster, match="is not on HV03, where the inventory puts it: "):
+        with pytest.raises(
+            NotOnCluster, match="is not on HV03, where the inventory puts it: "
+        ) as lost:
             list_checkpoints(ctx, vm="STG-WEB01")
+        # The next step (a patching admin was given none): where the hosts have it.
+        assert str(lost.value).endswith(
+            "; 'checkpoint-bot inventory diff' (an admin's) shows where the hosts have it now"
+        )
 
         fleet.server("HV03").faults = Faults(refuse=True)
         unreachable = list_checkpoints(ctx, vm="STG-APP01")

@@ -79,7 +79,13 @@ class NotOnCluster(NotFound):
             text = f"{vm.name} (VMId {vm.vm_id}) is not on {group}, where the inventory puts it"
         else:
             text = f"{vm.name} (VMId {vm.vm_id}) not found on {group} (asked {', '.join(asked)})"
-        super().__init__(f"{text}: {detail}" if detail else text)
+        text = f"{text}: {detail}" if detail else text
+        # Moved off the inventory's hosts, or removed: what the hosts report
+        # now is one command away (a patching admin was given no next step).
+        super().__init__(
+            f"{text}; 'checkpoint-bot inventory diff' (an admin's) shows where the hosts "
+            "have it now"
+        )
         self.vm = vm.name
         self.group = group
         self.asked = tuple(asked)
