@@ -341,8 +341,8 @@ def check_card(ctx: ServiceDeps, ref: str, card: Card) -> None:
     """Raise Stale (and refresh the change's views) unless the change is
     still as the card showed it: in the same state, with no transition
     since, for a new-format button; at exactly the same version for an old
-    one. The action's own service
-    call then checks everything else, as it does for any request."""
+    one. The action's own service call then checks everything else, as it
+    does for any request."""
     change_id = find_change(ctx, ref)
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
