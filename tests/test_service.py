@@ -42,7 +42,9 @@ def _done(ctx: AppContext, job_id: int | None) -> str:
     return ctx.ledger.get(job_id).state
 
 
-def test_checkpoint_lifecycle_create_rollback_merge(ctx: AppContext) -> None:
+def test_checkpoint_lifecycle_create_rollback_merge(
+    ctx: AppContext, caplog: pytest.LogCaptureFixture
+) -> None:
     out = request_checkpoint(ctx, "web01", reason="KB5044284", requester="alice", ttl="24h")
     # Approved without anyone, and (inline) already taken when the call returns.
     assert out.change.state == "active" and not out.refused
@@ -60,8 +62,14 @@ def test_checkpoint_lifecycle_create_rollback_merge(ctx: AppContext) -> None:
     back = rollback(ctx, change.ref, requester="alice")
     assert back.waiting and back.job_id is None
     assert show_change(ctx, change.ref).state == "active"
-    with pytest.raises(Forbidden, match="requester"):
+    with (
+        caplog.at_level(logging.INFO, logger="bot.service.approvals"),
+        pytest.raises(Forbidden, match="requester"),
+    ):
         approve(ctx, change.ref, approver="alice")
+    # Who tried is kept for an audit, in the log (the change's record is not grown).
+    [tried] = [r.getMessage() for r in caplog.records if r.name == "bot.service.approvals"]
+    assert tried.startswith(f"{change.ref}: alice approve refused: @alice asked for ")
     approved = approve(ctx, change.ref, approver="bob")
     assert approved.state == "approved"
     assert _done(ctx, approved.job_id) == "succeeded"

@@ -9,6 +9,7 @@ request settled meanwhile is never approved by a click meant for it."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -47,6 +48,8 @@ from policies import (
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ApprovalOutcome:
@@ -73,6 +76,9 @@ def _may_decide(ctx: ServiceDeps, request: ApprovalRequest, who: Principal, verb
     )
     if not ok:
         ref = change_ref(request.change_id)
+        # A refused approval writes nothing to the change (any click would
+        # then grow its record); the log keeps who tried, for an audit.
+        log.info("%s: %s %s refused: %s", ref, who.id, verb, why)
         if verb == "reject" and who.id == request.requested_by:
             # The requester's own way out is a withdrawal, which needs no approver.
             why += f"; to take your own request back, withdraw it (withdraw {ref})"
@@ -85,7 +91,9 @@ def _may_decide(ctx: ServiceDeps, request: ApprovalRequest, who: Principal, verb
     facts = ctx.decider.facts(vm, change=change, strict=verb == "approve")
     permitted = authorize(ctx.policy, "approve", facts, who.id, who.groups, who.channel)
     if permitted.fired:
-        raise Forbidden(f"you cannot {verb} {change_ref(request.change_id)}: {permitted.message}")
+        ref = change_ref(request.change_id)
+        log.info("%s: %s %s refused: %s", ref, who.id, verb, permitted.message)
+        raise Forbidden(f"you cannot {verb} {ref}: {permitted.message}")
 
 
 def _requester(ctx: ServiceDeps, change: Change, request: ApprovalRequest) -> Principal:
