@@ -431,7 +431,7 @@ def test_a_wave_asked_again_names_the_changes_already_open_on_its_vms(tmp_path: 
     web01 = next(i for i, line in enumerate(lines) if line.startswith("  ✓ WEB01 "))
     assert not lines[web01 + 1].startswith("      !")
     assert lines[-1] == (
-        "! 2 VMs of this wave have a change open already: taking it adds a second checkpoint "
+        "! 2 VMs of this wave have a change open already: taking it adds another checkpoint "
         "beside each (docs/batches.md)"
     )
     preview = json.loads(invoke(tmp_path, *wave, "WEB01", "--yes", "--json").stdout)["preview"]

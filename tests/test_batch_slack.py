@@ -161,7 +161,7 @@ def test_a_wave_previewed_again_in_slack_names_the_changes_open_on_its_vms(
         for vm, ref in (("STG-WEB01", "CHG-0001"), ("STG-APP01", "CHG-0002")):
             assert (
                 f"*{vm}* on HV03 · can be checkpointed\\n      :warning: already open on it: "
-                f"{ref} (active): this wave adds a second checkpoint"
+                f"{ref} (active): this wave adds another checkpoint"
             ) in text, text
         assert text.count(":warning: already open on it") == 2
 

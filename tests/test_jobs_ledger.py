@@ -301,6 +301,13 @@ def test_a_job_says_whether_its_host_call_was_sent_and_only_while_it_owns_it(
     assert ledger.get(job.id).host_call == HostCall.SENT
     ledger.finish(job.id, "w1", succeeded=True, result={}, error=None)
 
+    # A create (not destructive: its outcome is found on the host by its
+    # checkpoint) says nothing of it.
+    create = submit(ledger, "k3", vm_id="vm-3")
+    assert create.id is not None and ledger.claim(create.id, "w1").won
+    assert ledger.get(create.id).host_call is None
+    ledger.finish(create.id, "w1", succeeded=True, result={}, error=None)
+
     late = submit(ledger, "k2", vm_id="vm-2", kind="rollback", destructive=True)
     assert late.id is not None and ledger.claim(late.id, "w1").won
     clock.advance(31)  # w1 silent past lock_stale_after

@@ -374,6 +374,74 @@ def test_a_rollback_interrupted_while_it_rechecked_never_sends_its_restore(
     )
 
 
+def test_a_worker_that_wakes_after_its_rollback_was_settled_stops_without_a_traceback(
+    ctx: AppContext,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Seen (on-call): a worker paused past its claim woke after a reconciler
+    had settled its rollback as "not run"; its re-check then failed (the
+    host had gone), recording that found the change active, and the worker
+    logged "job failed" with an IllegalTransition traceback."""
+    import logging
+
+    from bot.jobs import RunStatus
+    from bot.service import Unavailable
+
+    change_id, _host = _active(ctx, clock)
+    if rollback(ctx, change_ref(change_id), requester="alice").job_id is None:
+        approve(ctx, change_ref(change_id), approver="bob")
+    [job_id] = [j.id for j in ctx.ledger.jobs_of_change(change_id) if j.state == "queued"]
+
+    def paused_then_host_gone(*_args: object, **_kwargs: object) -> object:
+        _stale(ctx, clock)
+        Reconciler(ctx).tick(clock())  # settles it: "rollback not run"
+        raise Unavailable("could not check WEB01: HV01 could not be reached")
+
+    monkeypatch.setattr(ctx.decider, "decide_seeing", paused_then_host_gone)
+    with caplog.at_level(logging.INFO, logger="bot.jobs.runner"):
+        outcome = ctx.runner.run(job_id)
+    assert outcome.status is RunStatus.OWNERSHIP_LOST, outcome
+    said = [r for r in caplog.records if r.name == "bot.jobs.runner"]
+    assert [r.levelname for r in said] == ["WARNING"], [r.getMessage() for r in said]
+    assert said[0].exc_info is None
+    assert "is no longer this worker's; it stopped there: IllegalTransition" in said[0].getMessage()
+    change = show_change(ctx, change_ref(change_id))
+    assert change.state == "active"
+    assert change.events[-1].message.startswith(
+        "rollback not run: its job stopped before Restore-VMSnapshot was sent"
+    )
+
+
+def test_a_listing_says_under_way_only_while_the_create_job_heart_beats(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    """Seen (on-call): "CHG-0018's, being recorded: its create is under way"
+    13 s after the CLI running that create was stopped with Ctrl-C."""
+    from bot.service import list_checkpoints
+    from templates import Renderer
+
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    _died_while(ctx, "create", out.change.id, out.job_id)
+    token = str(ctx.ledger.get(out.job_id).payload["token"])
+    host = ctx.host_for(out.change.host)
+    # Checkpoint-VM did its work; the job has not recorded it (yet).
+    made = host.create_checkpoint(out.change.vm_id, checkpoint_name(out.change.ref, token, "patch"))
+
+    def said() -> str:
+        listing = list_checkpoints(ctx, vm="WEB01")
+        text = Renderer().render("cli/checkpoints.txt.j2", listing=listing, scope="WEB01")
+        return next(line for line in text.splitlines() if made.id in line)
+
+    assert said().endswith(f"{out.change.ref}'s, being recorded: its create is under way")
+    _stale(ctx, clock)  # its worker silent past jobs.lock_stale_after
+    assert said().endswith(
+        f"{out.change.ref}'s, not recorded yet: its create was cut off; the reconciler records it"
+    )
+
+
 def test_acting_on_a_change_that_waits_for_a_person_says_how_to_settle_it(
     ctx: AppContext, clock: ManualClock
 ) -> None:

@@ -112,8 +112,10 @@ def test_the_words_when_the_command_stops_waiting_for_a_retry() -> None:
 
     member = SimpleNamespace(vm_name="PW08", host="HV02")
     deadline = datetime(2026, 12, 6, 4, 59, tzinfo=UTC)
+    # As the runner writes it on the job row (describe_error: the type first);
+    # seen: "put back for a retry (RetryLater: could not check …)".
     job = SimpleNamespace(
-        error="could not check PW08: HV02 could not be reached (connection refused)",
+        error="RetryLater: could not check PW08: HV02 could not be reached (connection refused)",
         deadline_at=deadline,
     )
     assert retry_words(member, job) == (  # type: ignore[arg-type]

@@ -369,6 +369,8 @@ class CheckpointRow:
     # yet to record it; settled: the job made it after, an orphan).
     made_by: str | None = None
     made_by_state: str | None = None
+    # That create's job still runs (its worker heart-beats): it records it.
+    made_by_running: bool = False
     # `vm_name` is the inventory's name for the VM (by its VMId), the name
     # every command takes; this is the host's own, when it differs (a DR
     # copy its host calls WEB02, the inventory's WEB02-DR). A VM the

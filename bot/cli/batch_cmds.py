@@ -102,7 +102,9 @@ def retry_words(member: MemberView, job: Retried) -> str:
     UTC" (the job's last error, its deadline)."""
     from bot.clock import utc_text
 
-    error = (job.error or "").removeprefix(f"could not check {member.vm_name}: ")
+    # The job row's error names the exception's type first (describe_error).
+    error = (job.error or "").removeprefix("RetryLater: ")
+    error = error.removeprefix(f"could not check {member.vm_name}: ")
     if error.startswith(f"{member.host} could not be reached"):
         why = f"its re-check could not reach {member.host}"
     elif error:

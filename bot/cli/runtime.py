@@ -379,9 +379,12 @@ def _configure_logging(verbose: bool) -> None:
     def shown(record: logging.LogRecord) -> bool:
         return not (_libraries_quiet and not _ours(record.name))
 
+    from bot.library_logs import LibraryNoise
+
     handler = logging.StreamHandler()
     handler.setFormatter(OneLine())
     handler.addFilter(shown)
+    handler.addFilter(LibraryNoise())
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 

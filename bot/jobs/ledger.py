@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, case, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
@@ -247,7 +247,9 @@ class JobLedger:
                         worker=worker,
                         started_at=now,
                         heartbeat_at=now,
-                        host_call=HostCall.NOT_SENT.value,
+                        # A destructive job's (a restore, a remove) says
+                        # whether its host call went out; others say nothing.
+                        host_call=case((_JOB.c.destructive, HostCall.NOT_SENT.value), else_=None),
                     )
                     .returning(_JOB.c.vm_id, _JOB.c.host, _JOB.c.payload)
                 ).first()

@@ -338,11 +338,35 @@ class JobRunner:
         except Exception as exc:
             if is_transient(exc):
                 return self._unrecorded(job, ctx, exc)
+            if not self._still_ours(ctx):
+                # Seen: a worker paused past its claim woke after a reconciler
+                # had settled its rollback ("not run"); its re-check then failed
+                # and recording that found the change settled. Not this job's
+                # failure, and no traceback: whoever took the job settles it.
+                log.warning(
+                    "job %s (%s on %s) is no longer this worker's; it stopped there: %s",
+                    job.id,
+                    job.kind,
+                    job.vm_id,
+                    describe_error(exc),
+                )
+                return RunOutcome(ctx.job_id, RunStatus.OWNERSHIP_LOST, error=describe_error(exc))
             log.exception("job %s (%s on %s) failed", job.id, job.kind, job.vm_id)
             return self._failed(job, ctx, describe_error(exc))
         if ctx.ownership_lost:
             log.error("job %s finished after this worker lost its claim", job.id)
         return self._finish(ctx, succeeded=True, result=result)
+
+    def _still_ours(self, ctx: JobContext) -> bool:
+        """Whether this worker still runs the job, as the ledger says now (a
+        heartbeat may not have noticed yet); True when it cannot be read."""
+        if ctx.ownership_lost:
+            return False
+        try:
+            job = self.ledger.get(ctx.job_id)
+        except Exception:  # the database's answer decides nothing here
+            return True
+        return job.state == JobState.RUNNING and job.worker == self.worker_id
 
     def _unrecorded(self, job: Job, ctx: JobContext, exc: BaseException) -> RunOutcome:
         """The handler could not write its record because the database did

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, ParamSpec, TypeVar
 
+from bot.library_logs import LibraryNoise
+
 LogFormat = Literal["text", "json"]
 # The context fields, in the order a line shows them.
 FIELDS = ("request_id", "slack_user", "change", "job", "job_kind", "vm", "host")
@@ -126,6 +128,7 @@ def configure(
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(LibraryNoise())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

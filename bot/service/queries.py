@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
@@ -213,8 +213,9 @@ def list_checkpoints(
                     ),
                     asked=owner.checkpoint_type if owner else None,
                     foreign_token=foreign.get(c.id),
-                    made_by=made[c.id][0] if c.id in made else None,
-                    made_by_state=made[c.id][1] if c.id in made else None,
+                    made_by=made[c.id].ref if c.id in made else None,
+                    made_by_state=made[c.id].state if c.id in made else None,
+                    made_by_running=c.id in made and made[c.id].running,
                 )
             )
     failed = {p.host for p in problems}
@@ -298,9 +299,19 @@ def _owners(ctx: ServiceDeps, checkpoint_ids: list[str]) -> dict[str, _Owner]:
         }
 
 
+@dataclass(frozen=True)
+class _MadeBy:
+    """The change whose create job made a checkpoint no change owns."""
+
+    ref: str
+    state: str
+    # Its create job still runs (its worker heart-beats): it records it.
+    running: bool
+
+
 def _provenances(
     ctx: ServiceDeps, unowned: list[Checkpoint]
-) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+) -> tuple[dict[str, str], dict[str, _MadeBy]]:
     """For those of `unowned` whose name carries a token (most orphans have
     none: made by hand): checkpoint id -> its token, when none of this bot's
     jobs drew it (another deployment's: the sweep's `foreign`), so a listing
@@ -315,16 +326,35 @@ def _provenances(
     from bot.service.provenance import made_by, provenance
 
     foreign: dict[str, str] = {}
-    made: dict[str, tuple[str, str]] = {}
+    found: dict[str, tuple[int, str]] = {}
     with session_scope(ctx.engine) as s:
         for c, token in tokened:
             change_id = made_by(s, c)
             if change_id is not None:
-                state = s.exec(select(Change.state).where(Change.id == change_id)).one()
-                made[c.id] = (change_ref(change_id), state)
+                found[c.id] = (
+                    change_id,
+                    s.exec(select(Change.state).where(Change.id == change_id)).one(),
+                )
             elif provenance(s, c)[0]:
                 foreign[c.id] = token
+    # The ledger's own reads, outside that transaction (SQLite's write lock).
+    made = {
+        cid: _MadeBy(change_ref(change_id), state, _creating_now(ctx, change_id))
+        for cid, (change_id, state) in found.items()
+    }
     return foreign, made
+
+
+def _creating_now(ctx: ServiceDeps, change_id: int) -> bool:
+    """Whether the change's create job still runs: claimed, and its worker
+    heart-beat within `jobs.lock_stale_after` (seen: "its create is under
+    way" for a create whose CLI had been stopped with Ctrl-C)."""
+    ran = [j for j in ctx.ledger.jobs_of_change(change_id) if j.kind == "create"]
+    if not ran or ran[-1].state != "running" or ran[-1].heartbeat_at is None:
+        return False
+    beat = ran[-1].heartbeat_at
+    beat = beat if beat.tzinfo is not None else beat.replace(tzinfo=UTC)
+    return ctx.clock() - beat < ctx.ledger.lock_stale_after
 
 
 def audit_rows(ctx: ServiceDeps) -> Iterator[dict[str, Any]]:

@@ -43,11 +43,11 @@ class Job(Table, table=True):
     # down, or the process died between the commit and the enqueue). The
     # job outbox (bot.jobs.delivery) hands such jobs over on every tick.
     delivered_at: datetime | None = utc_field(nullable=True)
-    # Whether the job's destructive host call was sent (bot.jobs.states.
-    # HostCall): "not_sent" from its claim, "sent" once the job wrote it,
-    # right before the call, in an UPDATE that needs the job still running
-    # and its own. NULL: claimed by a release before migration 0020, which
-    # never said; the reconciler then cannot tell.
+    # Whether a destructive job (a rollback, a merge) sent its host call
+    # (bot.jobs.states.HostCall): "not_sent" from its claim, "sent" once the
+    # job wrote it, right before the call, in an UPDATE that needs the job
+    # still running and its own. NULL: not a destructive job, or claimed by
+    # a release before migration 0020, which never said.
     host_call: str | None = Field(default=None, max_length=16)
 
 
