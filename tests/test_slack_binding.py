@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
+from bot.changes.views import ChangeView
 from bot.service import approve, extend, reject, request_checkpoint, rollback
 from bot.store.db import session_scope
 from bot.store.models import ApprovalRequest, Change, ChangeEvent, Job
@@ -360,13 +361,17 @@ def test_slash_approve_names_what_it_approved_and_asks_when_several_wait(
 # --- 3. Roll back, Keep & merge, Extend: the change as the card showed it ----------------
 
 
+def _web01_active(bot: RunningBot) -> tuple[str, ChangeView]:
+    """WEB01's checkpoint asked for in Slack and taken: its ref and view."""
+    asked = command(bot, "create WEB01 --reason patch")
+    found = REF.search(asked["text"])
+    assert found is not None
+    return found.group(0), wait_state(bot, "WEB01", "active")
+
+
 def test_action_buttons_act_only_on_the_change_as_their_card_showed_it(tmp_path: Path) -> None:
     with checked(tmp_path, "rules: {approvals: {overrides: []}}") as bot:
-        asked = command(bot, "create WEB01 --reason patch")
-        found = REF.search(asked["text"])
-        assert found is not None
-        ref = found.group(0)
-        active = wait_state(bot, "WEB01", "active")
+        ref, active = _web01_active(bot)
         keep = root_value(bot, ref, "checkpoint:merge")
         extend_value = root_value(bot, ref, "checkpoint:extend")
         roll = root_value(bot, ref, "checkpoint:rollback")
@@ -402,11 +407,7 @@ def test_a_card_drawn_before_a_rollback_that_failed_acts_on_nothing(tmp_path: Pa
     from bot.changes.record import get_change, transition
 
     with checked(tmp_path, "rules: {approvals: {overrides: []}}") as bot:
-        asked = command(bot, "create WEB01 --reason patch")
-        found = REF.search(asked["text"])
-        assert found is not None
-        ref = found.group(0)
-        active = wait_state(bot, "WEB01", "active")
+        ref, active = _web01_active(bot)
         roll = root_value(bot, ref, "checkpoint:rollback")
         for step, said in (
             (Command.START_ROLLBACK, "rollback requested"),
@@ -432,11 +433,7 @@ def test_a_card_drawn_before_a_rollback_that_failed_acts_on_nothing(tmp_path: Pa
 
 def test_the_extend_modal_extends_only_the_change_its_card_showed(tmp_path: Path) -> None:
     with checked(tmp_path, "rules: {approvals: {overrides: []}}") as bot:
-        asked = command(bot, "create WEB01 --reason patch")
-        found = REF.search(asked["text"])
-        assert found is not None
-        ref = found.group(0)
-        active = wait_state(bot, "WEB01", "active")
+        ref, active = _web01_active(bot)
         metadata = f"{ref}:extend:v{active.version}"
         command(bot, f"rollback {ref}")
         wait_state(bot, "WEB01", "rolled_back")
