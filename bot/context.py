@@ -375,28 +375,35 @@ class AppContext:
         (`JobLedger.leave`); whether there were any. A database that does
         not answer leaves them unmarked (they then read as a worker that
         stopped heart-beating), never holds up the stop."""
+        runner = self.parts.built_runner()
+        # Known here first (the runner's own count): a command that runs no
+        # job writes nothing (its Ctrl-C says whether it recorded anything:
+        # bot.cli.runtime), and a database this release can no longer read
+        # (`db downgrade` under a running worker) is not asked.
+        if runner is None or not runner.left_behind():
+            return False
         try:
-            # Read first: a command that runs no job writes nothing here (its
-            # Ctrl-C says whether it recorded anything: bot.cli.runtime).
-            if not self.ledger.running_by(self.worker_id):
-                return False
-            return self.ledger.leave(self.worker_id, why) > 0
+            self.ledger.leave(self.worker_id, why)
         except Exception:
             log.debug("could not mark the jobs left by this stop", exc_info=True)
-            return True  # not known: say a job may have been left
+        return True
 
     def _jobs_end_by(self, deadline: float) -> bool:
         """Whether every job this process runs has ended by `deadline`
-        (`time.monotonic()`); a database that does not answer ends the wait
-        (a Ctrl-C ends it too, as a KeyboardInterrupt for the caller)."""
-        try:
-            while self.ledger.running_by(self.worker_id):
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.1)
-        except Exception:
-            return False
-        return True
+        (`time.monotonic()`), as its runner knows them (a Ctrl-C ends the
+        wait, as a KeyboardInterrupt for the caller). Seen: asked of the
+        database, a worker whose schema had been rolled back (`db
+        downgrade`) could not read its own jobs and exited 4, "jobs of this
+        process may still run", with none running."""
+        runner = self.parts.built_runner()
+        if runner is None:
+            return True  # no job ever ran here
+        while runner.running():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        # One whose outcome could not be written stays running in the ledger.
+        return not runner.left_behind()
 
     def queued_of(self, refs: Iterable[str]) -> list[RunningHere]:
         """The jobs of these changes still waiting in the queue: recorded,
@@ -705,6 +712,11 @@ class _Parts:
 
     def credential_problems(self) -> list[str]:
         return self._credentials(self.inventory) if self._credentials is not None else []
+
+    def built_runner(self) -> JobRunner | None:
+        """The runner, if this process built one (ran or may run a job)."""
+        with self._lock:
+            return self._runner
 
     def built(self) -> frozenset[str]:
         """The parts built so far, by name (what a process has loaded)."""

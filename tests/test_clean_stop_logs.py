@@ -271,3 +271,38 @@ def test_building_the_bolt_app_warns_of_no_unused_token(
             ctx.close()
     assert app.client.token == BOT_TOKEN
     assert loud(caplog) == []
+
+
+def test_a_worker_whose_schema_was_rolled_back_says_so_once_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    """Seen (an SRE following docs/upgrading.md "Roll back"): the new
+    release's worker, still running after `db downgrade 0019`, logged a
+    50-line traceback every tick ("no such column: job.host_call"), and its
+    SIGTERM then exited 4, "jobs of this process may still run", with no
+    job running (it asked the database it could no longer read)."""
+    from tests.cli_support import REPO
+    from tests.multiproc_support import Cluster, process_env, wait_until
+
+    inventory = REPO / "deploy" / "examples" / "demo-inventory.yaml"
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        f"inventory: {inventory}\ndatabase_url: sqlite:///{tmp_path / 'bot.db'}\n"
+        "hyperv: {backend: simulator}\njobs: {tick_seconds: 1}\n",
+        encoding="utf-8",
+    )
+    env = process_env()
+    with Cluster(tmp_path / "procs") as cluster:
+        assert cluster.cli(config, env, "db", "upgrade").returncode == 0
+        worker = cluster.worker(config, env)
+        down = cluster.cli(config, env, "db", "downgrade", "0019", "--yes")
+        assert down.returncode == 0, down.stderr
+        refused = "periodic task reconcile cannot run: the database's schema does not match"
+        wait_until(lambda: refused in worker.output(), 30, "the worker to say it")
+        time.sleep(3)  # three more ticks
+        worker.signal_group(signal.SIGTERM)
+        assert worker.popen.wait(timeout=30) == 0, worker.tail()
+        said = worker.output()
+    assert said.count(refused) == 1, said
+    assert "Traceback" not in said
+    assert "may still run" not in said

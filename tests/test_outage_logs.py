@@ -273,3 +273,43 @@ def test_the_slack_notifier_tells_a_database_outage_once_not_every_tick(
     assert said[0].startswith("Slack notifier: the database does not answer (")
     assert "the Slack outbox keeps what is not posted yet" in said[0]
     assert lines[0].exc_info is None and "\n" not in said[0]
+
+
+def test_a_periodic_task_the_configuration_stops_says_so_once_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Seen (an SRE rolling back a release): the new release's worker, still
+    running after `db downgrade`, logged a 50-line traceback every tick
+    ("no such column: job.host_call"). The message says what to do: once,
+    and again only when it changes or after the task ran."""
+    from datetime import UTC, datetime
+
+    from bot.context import SchemaOutOfDate
+    from bot.jobs.periodic import PeriodicScheduler
+
+    class Reconcile:
+        name = "reconcile"
+        broken = True
+
+        def tick(self, now: datetime) -> None:
+            if self.broken:
+                raise SchemaOutOfDate(
+                    "the database's schema does not match this release (no such column: "
+                    "job.host_call): run 'checkpoint-bot db status'"
+                )
+
+    task = Reconcile()
+    scheduler = PeriodicScheduler([task], lambda: datetime(2026, 12, 6, tzinfo=UTC))
+    with caplog.at_level(logging.INFO, logger="bot.jobs.periodic"):
+        for _ in range(3):
+            scheduler.run_once()
+        task.broken = False
+        scheduler.run_once()
+        task.broken = True
+        scheduler.run_once()
+    said = [r for r in caplog.records if r.name == "bot.jobs.periodic"]
+    assert [r.exc_info for r in said] == [None, None]
+    assert [r.getMessage() for r in said] == [
+        "periodic task reconcile cannot run: the database's schema does not match this "
+        "release (no such column: job.host_call): run 'checkpoint-bot db status'"
+    ] * 2

@@ -442,6 +442,36 @@ def test_a_listing_says_under_way_only_while_the_create_job_heart_beats(
     )
 
 
+def test_two_reconcilers_at_once_ask_a_human_once(
+    ctx: AppContext, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen (an SRE starting a worker and a bot together): "needs human"
+    twice in a row, the same question, one per reconciler."""
+    import bot.service.reconcile as reconciling
+    from bot.service.requests import begin_host_action
+    from policies import Action
+
+    change_id, _host = _active(ctx, clock)
+    job_id = begin_host_action(ctx, change_id, Action.ROLLBACK, "bob")
+    _died_while(ctx, "rollback", change_id, job_id)
+    _stale(ctx, clock)
+    judge = reconciling.judge_rollback
+    other_ran: list[str] = []
+
+    def the_other_reconciler_first(*args: object, **kwargs: object) -> object:
+        if not other_ran:
+            other_ran.append(Reconciler(ctx).reconcile(change_id))  # it asks first
+        return judge(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconciling, "judge_rollback", the_other_reconciler_first)
+    Reconciler(ctx).tick(clock())
+    assert other_ran == ["interrupted"]
+    monkeypatch.undo()
+    Reconciler(ctx).tick(clock())  # and the next tick asks no second time
+    kinds = [e.kind for e in show_change(ctx, change_ref(change_id)).events]
+    assert kinds.count("needs_human") == 1, kinds
+
+
 def test_acting_on_a_change_that_waits_for_a_person_says_how_to_settle_it(
     ctx: AppContext, clock: ManualClock
 ) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from bot.config import ConfigError
 from bot.store.outage_log import DATABASE, JOB_QUEUE, OutageLog, unreachable
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class PeriodicScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.outages = OutageLog(log, "periodic tasks")
+        # Task name -> the configuration error last logged for it.
+        self._refused: dict[str, str] = {}
 
     def __repr__(self) -> str:
         names = ", ".join(t.name for t in self.tasks)
@@ -75,6 +78,15 @@ class PeriodicScheduler:
                 return
             try:
                 task.tick(when)
+                self._refused.pop(task.name, None)
+            except ConfigError as exc:
+                # Seen: a running worker whose database was rolled back a
+                # schema (`db downgrade`) logged a 50-line traceback every
+                # tick. What to do is the message; said once until it changes.
+                if self._refused.get(task.name) != str(exc):
+                    self._refused[task.name] = str(exc)
+                    log.error("periodic task %s cannot run: %s", task.name, exc)
+                continue
             except Exception as exc:
                 what = unreachable(exc)
                 if what is None:

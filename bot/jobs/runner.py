@@ -239,11 +239,39 @@ class JobRunner:
         # again to record a job's outcome (real seconds).
         self.db_retry = db_retry
         self.db_retry_for = db_retry_for
+        # The jobs this runner's handlers run now, known without asking the
+        # database (a process stopping asks it; it may not answer, or no
+        # longer read its own schema after a `db downgrade`).
+        self._running: set[int] = set()
+        # Those whose outcome could not be written (`_left_running`): still
+        # `running` in the ledger under this worker's claim.
+        self._unwritten: set[int] = set()
+        self._running_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"JobRunner(worker_id={self.worker_id!r}, kinds={sorted(self.handlers)})"
 
+    def running(self) -> frozenset[int]:
+        """The ids of the jobs whose handlers run in this process now."""
+        with self._running_lock:
+            return frozenset(self._running)
+
+    def left_behind(self) -> frozenset[int]:
+        """The jobs this process would leave to a reconciler if it stopped
+        now: those running, and those whose outcome it could not record."""
+        with self._running_lock:
+            return frozenset(self._running | self._unwritten)
+
     def run(self, job_id: int) -> RunOutcome:
+        with self._running_lock:
+            self._running.add(job_id)
+        try:
+            return self._run(job_id)
+        finally:
+            with self._running_lock:
+                self._running.discard(job_id)
+
+    def _run(self, job_id: int) -> RunOutcome:
         try:
             claim = self.ledger.claim(job_id, self.worker_id)
         except JobNotFound:
@@ -416,6 +444,8 @@ class JobRunner:
         stays `running` under this worker's claim, which no heartbeat renews
         now, so the reconciler interrupts it once the claim lapses and asks
         the host (the path of a worker that died)."""
+        with self._running_lock:
+            self._unwritten.add(ctx.job_id)
         log.warning(
             "job %s: its outcome could not be recorded in %ss, the database did not answer "
             "(%s); it is left to the reconciler once its claim lapses",

@@ -449,9 +449,14 @@ class Reconciler:
         self.ctx.notifier.changed(change.id)
 
     def _note(self, change: Change, kind: str, message: str, **details: Any) -> None:
+        """A note on the change as this reconciler read it: another one that
+        wrote first (seen: two starting at once asked a human the same
+        question twice) makes this one look again next tick."""
         assert change.id is not None
         with session_scope(self.ctx.engine) as s:
             current = get_change(s, change.id)
+            if current.version != change.version:
+                raise ConcurrentUpdate(change.id)
             note(
                 s, current, kind=kind, actor=ACTOR, now=self.now(), message=message, details=details
             )
