@@ -83,6 +83,15 @@ class Record:
         finally:
             engine.dispose()
 
+    def execute(self, statement: str) -> None:
+        """One statement in a transaction of its own (a hand's change)."""
+        engine = self.engine()
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+        finally:
+            engine.dispose()
+
     def revision(self) -> str | None:
         engine = self.engine()
         try:
@@ -392,12 +401,7 @@ def test_a_database_past_0019_that_lost_one_of_its_columns_gets_it_from_db_upgra
     record = at_head
     down = record.run("db", "downgrade", "0019", "--yes")
     assert down.returncode == 0, down.stderr
-    engine = record.engine()
-    try:
-        with engine.begin() as conn:
-            conn.execute(text('ALTER TABLE "change" DROP COLUMN run_at'))
-    finally:
-        engine.dispose()
+    record.execute('ALTER TABLE "change" DROP COLUMN run_at')
     status = record.script("db", "status")
     assert status.returncode == 1
     assert (
@@ -413,12 +417,7 @@ def test_a_database_past_0019_that_lost_one_of_its_columns_gets_it_from_db_upgra
 
 
 def test_a_missing_table_is_named_and_no_migration_is_promised(at_head: Record) -> None:
-    engine = at_head.engine()
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("DROP TABLE approval_dm"))
-    finally:
-        engine.dispose()
+    at_head.execute("DROP TABLE approval_dm")
     status = at_head.script("db", "status", "--json")
     assert status.returncode == 1
     assert json.loads(status.stdout)["missing"] == ["approval_dm"]

@@ -27,6 +27,16 @@ def made_by(s: Session, checkpoint: Checkpoint) -> int | None:
     return change_id if any(j.payload.get("token") == token for j in jobs) else None
 
 
+def drawn_by(s: Session, token: str) -> int | None:
+    """The change one of whose create jobs drew `token`, or None: none of
+    this bot's jobs did (another deployment's)."""
+    return s.exec(
+        select(Job.change_id)
+        .where(Job.kind == "create", col(Job.payload)["token"].as_string() == token)
+        .limit(1)
+    ).first()
+
+
 def provenance(s: Session, checkpoint: Checkpoint) -> tuple[bool, str]:
     """(foreign, what the name proves) for a checkpoint no change owns: its
     token is one of our create jobs' (a create whose checkpoint came after
@@ -43,11 +53,7 @@ def provenance(s: Session, checkpoint: Checkpoint) -> tuple[bool, str]:
     # could not be adopted. Its token is one our create job drew, so it is
     # this deployment's estate: an orphan someone named after that change,
     # never that change's checkpoint (its name is not the job's).
-    drew = s.exec(
-        select(Job.change_id)
-        .where(Job.kind == "create", col(Job.payload)["token"].as_string() == token)
-        .limit(1)
-    ).first()
+    drew = drawn_by(s, token)
     if drew is not None:
         return False, (
             f"carries {change_ref(drew)}'s token cb-{token} under a name its create job does "

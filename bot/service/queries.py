@@ -323,7 +323,7 @@ def _provenances(
     tokened = [(c, token) for c in unowned if (token := token_of(c.name)) is not None]
     if not tokened:
         return {}, {}
-    from bot.service.provenance import made_by, provenance
+    from bot.service.provenance import drawn_by, made_by
 
     foreign: dict[str, str] = {}
     found: dict[str, tuple[int, str]] = {}
@@ -335,7 +335,7 @@ def _provenances(
                     change_id,
                     s.exec(select(Change.state).where(Change.id == change_id)).one(),
                 )
-            elif provenance(s, c)[0]:
+            elif drawn_by(s, token) is None:  # as `provenance` calls it foreign
                 foreign[c.id] = token
     # The ledger's own reads, outside that transaction (SQLite's write lock).
     made = {
