@@ -13,7 +13,7 @@ What runs:
 3. the one command an operator runs, timed:
    `checkpoint-bot --config cfg.yaml inventory discover --out onboarded.yaml`;
 4. checks: the written inventory loads, has every VM, and every VM carries
-   `roles_unknown: true`; the emulator's log shows five calls per host.
+   `roles_unknown: true`; the emulator's log shows six calls per host.
 
 Everything is loopback; the real pypsrp client with NTLM message encryption
 (default) talks to the emulator.

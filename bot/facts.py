@@ -94,7 +94,10 @@ def discovered_facts(found: VMFacts, source: str, now: datetime) -> dict[str, Fa
         "kvp_product_type": fact(found.kvp_product_type, _why_no_product_type(found)),
         "disk_shared": fact(any(d.shared for d in found.disks)),
         "disk_passthrough": fact(any(d.passthrough for d in found.disks)),
-        "disk_fibre_channel": fact(any(d.fibre_channel for d in found.disks)),
+        "disk_fibre_channel": fact(
+            found.fibre_channel,
+            found.fibre_channel_unavailable or "the host was not asked for Get-VMFibreChannelHba",
+        ),
         "replication_enabled": fact(found.replication_enabled),
         "checkpoint_count": fact(found.checkpoint_count),
         "volume_free_bytes": fact(volume.free_bytes if volume else None),

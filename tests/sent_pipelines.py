@@ -30,12 +30,14 @@ PIPELINES: dict[str, Pipeline] = {
         VM, checkpoint_type=CheckpointType.ProductionOnly, automatic_checkpoints=False
     ),
     "hard_disks": cmds.hard_disks(VM),
+    "fibre_channel": cmds.fibre_channel(VM),
     "replication": cmds.replication(VM),
     "kvp": cmds.kvp(VM),
     "volumes": cmds.volumes(),
     "vm_facts": cmds.vm_facts(VM),
     "discover_vms": cmds.discover_vms(),
     "discover_disks": cmds.discover_disks(),
+    "discover_fibre_channel": cmds.discover_fibre_channel(),
     "discover_replication": cmds.discover_replication(),
     "discover_kvp": cmds.discover_kvp(),
 }

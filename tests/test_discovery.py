@@ -188,7 +188,9 @@ def test_discovery_reproduces_the_demo_inventory_over_winrm(
             [
                 "Get-VM",
                 "Get-VM",
+                "Get-VM",
                 "Get-VMHardDiskDrive",
+                "Get-VMFibreChannelHba",
                 "Get-VMReplication",
                 "Get-CimInstance",
                 "Get-Volume",
@@ -693,7 +695,9 @@ def test_discovery_replies_are_read_in_every_shape_a_host_sends() -> None:
         }
     ]
     volumes = [Volume("HV01", "E:\\", 3000, 650)]
-    (found,) = mapping.discovered_vms("HV01", [vm], disks, replication, kvp, volumes)
+    (found,) = mapping.discovered_vms(
+        "HV01", [vm], disks, replication, kvp, volumes, fibre_channel=([], "")
+    )
     assert found.vm.checkpoint_type is CheckpointType.ProductionOnly
     assert found.is_clustered and found.owner_node == "HV01"
     assert [d.passthrough for d in found.disks] == [False, True]
@@ -775,7 +779,7 @@ def test_guest_published_text_is_untrusted() -> None:
         }
     ]
     vm = {"Name": "APP\x1b01", "VMId": vm_id, "State": "Running", "CheckpointType": "Production"}
-    (found,) = mapping.discovered_vms("HV01", [vm], [], [], kvp, [])
+    (found,) = mapping.discovered_vms("HV01", [vm], [], [], kvp, [], fibre_channel=([], ""))
     record = found_vm(found)
     assert record.fqdn is None and record.domain is None
     assert record.guest_os == "Windows 2J Server 2022"

@@ -589,8 +589,8 @@ def test_idle_pool_is_closed_and_reopened(inventory: Inventory, server: Emulator
 def test_facts_come_in_one_invocation_and_match_asking_one_by_one(
     host: WinRMHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Discovery asks its five questions in one pipeline of statements
-    (commands.vm_facts); the answer is what five invocations give, and a
+    """Discovery asks its six questions in one pipeline of statements
+    (commands.vm_facts); the answer is what six invocations give, and a
     VM the host lacks still says so through the one-by-one path."""
     invocations: list[object] = []
     run = host._run
@@ -605,6 +605,6 @@ def test_facts_come_in_one_invocation_and_match_asking_one_by_one(
         together = host.vm_facts(vm_id)
         assert len(invocations) == 1, invocations
         assert together == host._vm_facts_one_by_one(vm_id)
-        assert len(invocations) == 1 + 5
+        assert len(invocations) == 1 + 6
     with pytest.raises(VMNotFound):
         host.vm_facts("99999999-9999-4999-8999-999999999999")

@@ -216,7 +216,8 @@ def test_a_call_of_several_statements_is_named_by_its_cmdlets_not_as_one_pipelin
     pipeline no one ran, for the one call that asks a decision's facts."""
     vm = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
     assert describe(commands.vm_facts(vm)) == (
-        "Get-VM, Get-VMHardDiskDrive, Get-CimInstance, Get-VMSnapshot, Get-Volume"
+        "Get-VM, Get-VMHardDiskDrive, Get-VMFibreChannelHba, Get-CimInstance, Get-VMSnapshot, "
+        "Get-Volume"
     )
     assert describe(commands.create_checkpoint(vm, "cb-CHG-0001")) == "Get-VM | Checkpoint-VM"
     assert describe(commands.list_checkpoints(None)) == "Get-VM | Get-VMSnapshot"

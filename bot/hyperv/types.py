@@ -211,7 +211,6 @@ class DiskInfo:
     # Shared VHDX / VHD Set: `SupportPersistentReservations = True`.
     shared: bool = False
     passthrough: bool = False
-    fibre_channel: bool = False
 
 
 @dataclass(frozen=True)
@@ -232,6 +231,12 @@ class VMFacts:
     # refused the query); "" when the host answered, items or none. Without
     # it, a refusal would read as a silent guest.
     kvp_unavailable: str = ""
+    # Whether a virtual Fibre Channel adapter is connected
+    # (Get-VMFibreChannelHba; not a hard disk drive, so not among `disks`);
+    # None when the host was not asked or refused, why in
+    # `fibre_channel_unavailable`.
+    fibre_channel: bool | None = None
+    fibre_channel_unavailable: str = ""
 
 
 @dataclass(frozen=True)
@@ -280,3 +285,6 @@ class DiscoveredVM:
     # The host volume holding its first virtual disk (else its configuration);
     # None when no volume the host listed holds it.
     volume: str | None = None
+    # As VMFacts.fibre_channel: None when not known, why beside it.
+    fibre_channel: bool | None = None
+    fibre_channel_unavailable: str = ""

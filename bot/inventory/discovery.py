@@ -118,6 +118,10 @@ class FoundVM:
     is_clustered: bool = False
     # Why the host could not list any guest's KVP items (its endpoint refused).
     guest_unavailable: str = ""
+    # A virtual Fibre Channel adapter (Get-VMFibreChannelHba); None when the
+    # host could not be asked, why in `fibre_channel_unavailable`.
+    fibre_channel: bool | None = False
+    fibre_channel_unavailable: str = ""
 
     @property
     def hyperv_replica(self) -> bool:
@@ -150,6 +154,7 @@ class FoundVM:
             ("passthrough", self.passthrough),
             ("shared_vhdx", self.shared_vhdx),
             ("vhd_set", self.vhd_set),
+            ("virtual_fibre_channel", self.fibre_channel is True),
         )
         return [name for name, on in flags if on]
 
@@ -166,6 +171,8 @@ class FoundVM:
                 "shared_vhdx": self.shared_vhdx,
                 "vhd_set": self.vhd_set,
                 "passthrough": self.passthrough,
+                # null: the host's endpoint did not let it be asked.
+                "virtual_fibre_channel": self.fibre_channel,
             },
             "replication": self.replication,
             "replication_mode": self.replication_mode,
@@ -201,6 +208,8 @@ def found_vm(found: DiscoveredVM) -> FoundVM:
         volume=found.volume,
         is_clustered=found.is_clustered,
         guest_unavailable=found.guest.unavailable,
+        fibre_channel=found.fibre_channel,
+        fibre_channel_unavailable=found.fibre_channel_unavailable,
     )
 
 
@@ -352,13 +361,16 @@ def _volume(found: FoundVM, host: str, scope: Scope) -> str | None:
 
 
 def _disks(found: FoundVM, current: VMDisks | None) -> dict[str, bool]:
-    # Virtual Fibre Channel is not a hard disk drive: discovery cannot see it,
-    # so what a person wrote is kept (docs/emulator.md, "Known deviations").
+    # Virtual Fibre Channel is the host's word when it could be asked
+    # (Get-VMFibreChannelHba); when not, what a person wrote is kept.
+    fibre_channel = found.fibre_channel
+    if fibre_channel is None:
+        fibre_channel = bool(current and current.virtual_fibre_channel)
     flags = {
         "shared_vhdx": found.shared_vhdx,
         "vhd_set": found.vhd_set,
         "passthrough": found.passthrough,
-        "virtual_fibre_channel": bool(current and current.virtual_fibre_channel),
+        "virtual_fibre_channel": fibre_channel,
     }
     return {k: True for k, v in flags.items() if v}
 
@@ -406,6 +418,11 @@ def _new_entry(found: FoundVM, scope: Scope) -> Entry:
         )
     if any(d for d in (found.shared_vhdx, found.vhd_set)):
         notes.append("it has a shared disk: probably a guest cluster node (cluster_node)")
+    if found.fibre_channel is None:
+        notes.append(
+            "its host did not list virtual Fibre Channel adapters "
+            f"({found.fibre_channel_unavailable}): whether it has one is unknown"
+        )
     return Entry(
         kind=Kind.ADDED,
         name=found.name,

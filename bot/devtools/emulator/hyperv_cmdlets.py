@@ -306,6 +306,19 @@ def get_vm_hard_disk_drive(call: Call) -> list[Any]:
     return disks
 
 
+def get_vm_fibre_channel_hba(call: Call) -> list[Any]:
+    hbas: list[Any] = []
+    vm_ids = call.vms("VMName")
+    # A VM without a virtual Fibre Channel adapter gives no object and no
+    # error (the cmdlet lists the adapters that are connected).
+    for vm_id, found in zip(vm_ids, call.host.fibre_channel_hbas_of(vm_ids), strict=True):
+        if isinstance(found, HostError):
+            call.fail(found, vm_id)
+        else:
+            hbas.extend(shapes.fibre_channel_object(h) for h in found)
+    return hbas
+
+
 def get_vm_replication(call: Call) -> list[Any]:
     explicit = "VMName" in call.args or bool(call.input)
     if explicit:

@@ -57,6 +57,13 @@ DISK_TYPES = (
     f"{HV}.VirtualizationObject",
     "System.Object",
 )
+# Modelled: the page names the type (VMFibreChannelHba), not its base types.
+FIBRE_CHANNEL_TYPES = (
+    f"{HV}.VMFibreChannelHba",
+    f"{HV}.VMDevice",
+    f"{HV}.VirtualizationObject",
+    "System.Object",
+)
 REPLICATION_TYPES = (f"{HV}.VMReplication", f"{HV}.VirtualizationObject", "System.Object")
 _CIM = "Microsoft.Management.Infrastructure.CimInstance"
 KVP_TYPES = (

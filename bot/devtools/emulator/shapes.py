@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape
 
 from bot.devtools.emulator.objects import (
     DISK_TYPES,
+    FIBRE_CHANNEL_TYPES,
     KVP_TYPES,
     REPLICATION_TYPES,
     SNAPSHOT_TYPES,
@@ -27,6 +28,7 @@ from bot.devtools.emulator.objects import (
     u64,
 )
 from bot.devtools.hostmodel.views import (
+    FibreChannelHba,
     HardDiskDrive,
     HostVolume,
     KvpComponent,
@@ -142,6 +144,33 @@ def disk_object(drive: HardDiskDrive) -> HvObject:
         to_string=f"HardDiskDrive (Name = '{drive.name}', VMName = '{drive.vm_name}') "
         f"[Id = 'Microsoft:{drive.vm_id.upper()}\\{location}\\D']",
         vm_id=drive.vm_id,
+    )
+
+
+def fibre_channel_object(hba: FibreChannelHba) -> HvObject:
+    """`Get-VMFibreChannelHba`: one VMFibreChannelHba. Its world wide names
+    (the parameters of Set-VMFibreChannelHba,
+    https://learn.microsoft.com/powershell/module/hyper-v/set-vmfibrechannelhba)
+    are not in the model: fixed, derived from the VMId so that each VM's
+    differ."""
+    wwn = hba.vm_id.replace("-", "").upper()
+    props: dict[str, Any] = {
+        "VMName": hba.vm_name,
+        "VMId": uuid.UUID(hba.vm_id),
+        "Name": hba.name,
+        "SanName": hba.san_name,
+        "WorldWideNodeNameSetA": f"C003FF{wwn[:10]}",
+        "WorldWidePortNameSetA": f"C003FF{wwn[10:20]}",
+        "WorldWideNodeNameSetB": f"C003FF{wwn[:10]}",
+        "WorldWidePortNameSetB": f"C003FF{wwn[20:30]}",
+        "ComputerName": hba.computer_name,
+        "IsDeleted": False,
+    }
+    return HvObject(
+        type_names=FIBRE_CHANNEL_TYPES,
+        props=props,
+        to_string=f"VMFibreChannelHba (Name = '{hba.name}', VMName = '{hba.vm_name}')",
+        vm_id=hba.vm_id,
     )
 
 

@@ -52,6 +52,7 @@ from bot.devtools.hostmodel.state import (
 )
 from bot.devtools.hostmodel.store import HostStateStore, UnknownHost
 from bot.devtools.hostmodel.views import (
+    FibreChannelHba,
     HardDiskDrive,
     HostVolume,
     KvpComponent,
@@ -282,6 +283,30 @@ class ModelHost:
                 found.append(self._drives(self._vm(state, vm_id)))
             except HostError as exc:
                 found.append(exc)
+        return found
+
+    def fibre_channel_hbas_of(self, vm_ids: list[str]) -> list[list[FibreChannelHba] | HostError]:
+        """`Get-VMFibreChannelHba` of several VMs read at one instant (`Get-VM
+        | Get-VMFibreChannelHba`,
+        https://learn.microsoft.com/powershell/module/hyper-v/get-vmfibrechannelhba):
+        each VM's virtual Fibre Channel adapters (none for most), or its
+        not-found error. The model file writes an adapter as a disk with
+        `fibre_channel: true`, its path the virtual SAN's name."""
+        state, _now = self._read()
+        found: list[list[FibreChannelHba] | HostError] = []
+        for vm_id in vm_ids:
+            try:
+                vm = self._vm(state, vm_id)
+            except HostError as exc:
+                found.append(exc)
+                continue
+            found.append(
+                [
+                    FibreChannelHba(vm.vm_id, vm.name, self._name, san_name=disk.path)
+                    for disk in vm.disks
+                    if disk.fibre_channel
+                ]
+            )
         return found
 
     def _drives(self, vm: ModelVM) -> list[HardDiskDrive]:

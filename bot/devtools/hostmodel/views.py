@@ -121,6 +121,24 @@ class HardDiskDrive:
 
 
 @dataclass(frozen=True)
+class FibreChannelHba:
+    """`Get-VMFibreChannelHba`: "the fibre channel objects for each virtual
+    fibre channel controller that is connected to the specified virtual
+    machine" (https://learn.microsoft.com/powershell/module/hyper-v/get-vmfibrechannelhba).
+    A VM without one gets no object and no error."""
+
+    vm_id: str
+    vm_name: str
+    computer_name: str
+    # The virtual SAN the adapter connects to (Set-VMFibreChannelHba -SanName).
+    san_name: str
+
+    @property
+    def name(self) -> str:
+        return "Fibre Channel Adapter"
+
+
+@dataclass(frozen=True)
 class VMReplication:
     """`Get-VMReplication`
     (https://learn.microsoft.com/powershell/module/hyper-v/get-vmreplication)."""

@@ -58,6 +58,12 @@ DISK_PROPERTIES = (
     "DiskNumber",
     "SupportPersistentReservations",
 )
+# A virtual Fibre Channel adapter is not a hard disk drive: Get-VMHardDiskDrive
+# does not list it, Get-VMFibreChannelHba does
+# (https://learn.microsoft.com/powershell/module/hyper-v/get-vmfibrechannelhba).
+# Only that there is one matters (Hyper-V cannot checkpoint it); the SAN's
+# name says which.
+FIBRE_CHANNEL_PROPERTIES = ("VMId", "SanName")
 # What a restore or remove passes through of the checkpoint it acted on
 # (the proof, in its reply, that it acted on that checkpoint of that VM),
 # and what the owner query reads.
@@ -214,6 +220,10 @@ def hard_disks(vm_id: str) -> Pipeline:
     return (_vm(vm_id), Cmd("Get-VMHardDiskDrive"), _select(DISK_PROPERTIES))
 
 
+def fibre_channel(vm_id: str) -> Pipeline:
+    return (_vm(vm_id), Cmd("Get-VMFibreChannelHba"), _select(FIBRE_CHANNEL_PROPERTIES))
+
+
 def replication(vm_id: str) -> Pipeline:
     return (_vm(vm_id), Cmd("Get-VMReplication"), _select(REPLICATION_PROPERTIES))
 
@@ -243,6 +253,7 @@ def volumes() -> Pipeline:
 FACT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("vm", VM_PROPERTIES),
     ("disk", DISK_PROPERTIES),
+    ("fibre_channel", FIBRE_CHANNEL_PROPERTIES),
     ("kvp", ("SystemName", "GuestIntrinsicExchangeItems")),
     ("checkpoint", CHECKPOINT_PROPERTIES),
     ("volume", VOLUME_PROPERTIES),
@@ -250,13 +261,20 @@ FACT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def vm_facts(vm_id: str) -> Pipeline:
-    """Everything discovery asks about one VM, as one invocation of five
-    statements (`add_statement`): one round trip instead of five
+    """Everything discovery asks about one VM, as one invocation of six
+    statements (`add_statement`): one round trip instead of six
     (docs/winrm-client.md). Every value is still a parameter. A JEA
     endpoint in NoLanguage mode accepts no script text, only commands and
     parameters sent through the API (about_Language_Modes, "No language");
     statements are built the same way, with no script text."""
-    statements = (get_vm(vm_id), hard_disks(vm_id), kvp(vm_id), list_checkpoints(vm_id), volumes())
+    statements = (
+        get_vm(vm_id),
+        hard_disks(vm_id),
+        fibre_channel(vm_id),
+        kvp(vm_id),
+        list_checkpoints(vm_id),
+        volumes(),
+    )
     pipeline: list[Cmd] = []
     for statement in statements:
         *head, last = statement
@@ -296,6 +314,12 @@ def discover_disks() -> Pipeline:
     # Get-VMHardDiskDrive's by-name set needs -VMName; piping every VM in
     # binds -VM, as the single-VM pipeline does.
     return (Cmd("Get-VM"), Cmd("Get-VMHardDiskDrive"), _select(DISCOVERY_DISK_PROPERTIES))
+
+
+def discover_fibre_channel() -> Pipeline:
+    # Its by-name set needs -VMName, as Get-VMHardDiskDrive's does; piping
+    # every VM in binds -VM. A VM without an adapter gives no object.
+    return (Cmd("Get-VM"), Cmd("Get-VMFibreChannelHba"), _select(FIBRE_CHANNEL_PROPERTIES))
 
 
 def discover_replication() -> Pipeline:

@@ -288,6 +288,7 @@ class WinRMHost:
             mapping.kvp_items(by_kind["kvp"]),
             self._mapped(lambda: [mapping.checkpoint(o, self.name) for o in by_kind["checkpoint"]]),
             self._volumes_from(by_kind["volume"]),
+            fibre_channel=(by_kind["fibre_channel"], ""),
         )
 
     def _vm_facts_one_by_one(self, vm_id: str) -> VMFacts:
@@ -299,6 +300,8 @@ class WinRMHost:
         # is kept, so the guest is not blamed for the role.
         kvp_out, kvp_refused = self._optional(cmds.kvp(vm_id))
         kvp = mapping.kvp_items(kvp_out)
+        # So is one without Get-VMFibreChannelHba: whether the VM has virtual
+        # Fibre Channel is then unknown, never "no".
         return self._facts_from(
             vm_id,
             vm_out,
@@ -307,6 +310,7 @@ class WinRMHost:
             self.list_checkpoints(vm_id),
             self.volumes(),
             kvp_unavailable=kvp_refused,
+            fibre_channel=self._optional(cmds.fibre_channel(vm_id)),
         )
 
     def _facts_from(
@@ -319,6 +323,7 @@ class WinRMHost:
         volumes: list[Volume],
         *,
         kvp_unavailable: str = "",
+        fibre_channel: tuple[list[Any], str],
     ) -> VMFacts:
         vm = self._one_vm(vm_out, vm_id)
         disks = self._mapped(lambda: tuple(mapping.disk(out) for out in disk_out))
@@ -335,22 +340,26 @@ class WinRMHost:
             volume=mapping.volume_for(first_disk or vm_path, volumes),
             extra={k: v for k, v in kvp.items() if k in _KVP_EXTRA},
             kvp_unavailable=kvp_unavailable,
+            fibre_channel=None if fibre_channel[1] else bool(fibre_channel[0]),
+            fibre_channel_unavailable=fibre_channel[1],
         )
 
     def discover_vms(self) -> list[DiscoveredVM]:
-        """Five calls for the whole host, whatever its number of VMs: the
-        VMs, their hard disk drives, replication, the guests' KVP items and
-        the volumes (docs/discovery.md).
+        """Six calls for the whole host, whatever its number of VMs: the
+        VMs, their hard disk drives, their virtual Fibre Channel adapters,
+        replication, the guests' KVP items and the volumes
+        (docs/discovery.md).
 
         The VMs and their drives must be read (a drive not seen would be a
         pass-through disk taken for none). What else the endpoint refuses
-        (a JEA role without Get-CimInstance, Get-VMReplication or
-        Get-Volume) leaves those facts unknown, or Get-VM's word for them,
+        (a JEA role without Get-CimInstance, Get-VMFibreChannelHba,
+        Get-VMReplication or Get-Volume) leaves those facts unknown, or Get-VM's word for them,
         and is said on each VM."""
         vm_out = self._run(cmds.discover_vms(), read_only=True)
         disk_out = self._run(cmds.discover_disks(), read_only=True)
         replication_out, _ = self._optional(cmds.discover_replication())
         kvp_out, kvp_refused = self._optional(cmds.discover_kvp())
+        fibre_channel_out, fibre_channel_refused = self._optional(cmds.discover_fibre_channel())
         try:
             volumes = self.volumes()
         except (PowerShellError, NotFoundError):
@@ -364,6 +373,7 @@ class WinRMHost:
                 kvp_out,
                 volumes,
                 kvp_unavailable=kvp_refused,
+                fibre_channel=(fibre_channel_out, fibre_channel_refused),
             )
         )
 

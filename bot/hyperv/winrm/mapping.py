@@ -520,9 +520,14 @@ def discovered_vms(
     volumes: Iterable[Volume],
     *,
     kvp_unavailable: str = "",
+    fibre_channel: tuple[Iterable[object], str],
 ) -> list[DiscoveredVM]:
     """Join a host's discovery replies into one record per VM, by VMId.
-    `kvp_unavailable`: why the guests' items could not be asked at all."""
+    `kvp_unavailable`: why the guests' items could not be asked at all;
+    `fibre_channel`: Get-VMFibreChannelHba's outputs, and why it could not
+    be asked ("" when it was)."""
+    fc_outputs, fc_refused = fibre_channel
+    with_fibre_channel = {vm_id_of(out) for out in fc_outputs}
     disks: dict[str, list[DiskInfo]] = {}
     for out in disk_outputs:
         disks.setdefault(vm_id_of(out), []).append(disk(out))
@@ -551,6 +556,8 @@ def discovered_vms(
                 replication=replication,
                 guest=guests.get(vm.vm_id, GuestInfo(unavailable=kvp_unavailable)),
                 volume=where.path if where is not None else None,
+                fibre_channel=None if fc_refused else vm.vm_id in with_fibre_channel,
+                fibre_channel_unavailable=fc_refused,
             )
         )
     return sorted(found, key=lambda d: (d.vm.name.lower(), d.vm.vm_id))
