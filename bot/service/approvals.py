@@ -23,7 +23,7 @@ from bot.domain import ApprovalState, user_mention
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden, changed_meanwhile
-from bot.service.finding import find_change, resolve_vm
+from bot.service.finding import find_change
 from bot.service.requests import (
     apply_extension,
     record_create,
@@ -32,6 +32,7 @@ from bot.service.requests import (
     start_host_action,
     view,
 )
+from bot.service.vm_target import vm_of_change
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
 from bot.store.tables.approvals import ApprovalRequest
@@ -86,7 +87,7 @@ def _may_decide(ctx: ServiceDeps, request: ApprovalRequest, who: Principal, verb
     # The approve permission may also be limited by channel and scope.
     with session_scope(ctx.engine) as s:
         change = get_change(s, request.change_id)
-    vm = resolve_vm(ctx, change.vm_name)
+    vm = vm_of_change(ctx, change, verb)
     # Rejecting runs nothing, so it needs no live answer from the host.
     facts = ctx.decider.facts(vm, change=change, strict=verb == "approve")
     permitted = authorize(ctx.policy, "approve", facts, who.id, who.groups, who.channel)
@@ -104,7 +105,7 @@ def _requester(ctx: ServiceDeps, change: Change, request: ApprovalRequest) -> Pr
 
 
 def _decide_again(ctx: ServiceDeps, change: Change, request: ApprovalRequest) -> Decision:
-    vm = resolve_vm(ctx, change.vm_name)
+    vm = vm_of_change(ctx, change, "approve")
     who = _requester(ctx, change, request)
     action = Action(request.action)
     extend_to = request.params.get("extend_to")

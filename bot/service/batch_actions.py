@@ -37,10 +37,10 @@ from bot.service.batches import check_drawn, find_batch, retell, show_batch
 from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, ServiceError
-from bot.service.finding import resolve_vm
 from bot.service.locate import HostUnavailable
 from bot.service.requests import begin_host_action, open_approval, pending_request
 from bot.service.strictest import strictest
+from bot.service.vm_target import vm_of_change
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref, change_ref
 from policies import Action, Decision, Verdict
@@ -156,7 +156,7 @@ def _act(
             continue
         with session_scope(ctx.engine) as s:
             change = get_change(s, change_id)
-        vm = resolve_vm(ctx, change.vm_name)
+        vm = vm_of_change(ctx, change, _VERB[action])
         try:
             decision = ctx.decider.decide(
                 vm, action, who, checkpoint_type=change.checkpoint_type, change=change

@@ -22,9 +22,10 @@ from bot.hyperv import HyperVError
 from bot.jobs import JobKind
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, Forbidden, from_host
-from bot.service.finding import find_change, resolve_vm
+from bot.service.finding import find_change
 from bot.service.requests import _change_named, view
 from bot.service.showing import show_change
+from bot.service.vm_target import vm_of_change
 from policies import Permission, authorize
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def start_vm(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Start
                 + (f" ({current.vm_name} is {left} after its rollback)" if left else "")
                 + "; Start is offered only after a rollback leaves the VM off or saved"
             )
-    vm = resolve_vm(ctx, current.vm_name)
+    vm = vm_of_change(ctx, current, "start")
     permitted = authorize(
         ctx.policy,
         Permission.ROLLBACK,

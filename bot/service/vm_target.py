@@ -18,7 +18,7 @@ inventory, and the host's credential is its inventory entry's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -26,7 +26,6 @@ from sqlmodel import col, select
 from bot.changes import State
 from bot.inventory import InvalidName, InventoryLookupError, UnknownVM
 from bot.service.errors import BadRequest, NotFound, from_inventory
-from bot.service.finding import resolve_vm
 from bot.service.sweep_views import left_inventory, out_of_sight_words
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
@@ -86,19 +85,34 @@ def change_of_vm(ctx: ServiceDeps, vm_name: str, verb: str) -> str:
     return pick_one(vm.name, [change_ref(i) for i in ids if i is not None], verb)
 
 
-def vm_of_change(ctx: ServiceDeps, change: Change, verb: str) -> VM:
-    """The inventory's VM that `verb` (roll back, merge, extend) acts on for
-    `change`, by the name it recorded; BadRequest in one line when its VM
-    or host is no longer in the inventory (what left, and to put it back),
-    else as for any VM name the inventory lacks."""
-    try:
-        return resolve_vm(ctx, change.vm_name)
-    except BadRequest:
-        gone = left_inventory(ctx.inventory, change.vm_id, change.host)
-        if gone is None or change.id is None:
-            raise
-        words = out_of_sight_words(change_ref(change.id), change.vm_name, change.host, gone, verb)
-        raise BadRequest(words) from None
+class RecordedVM(Protocol):
+    """What a change (its row or its view) says of its VM."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def vm_id(self) -> str: ...
+
+    @property
+    def vm_name(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
+
+
+def vm_of_change(ctx: ServiceDeps, change: RecordedVM, verb: str) -> VM:
+    """The inventory's VM that `verb` (roll back, merge, extend, approve,
+    start) acts on for `change`, by its VMId: a VM renamed on its host (and
+    in the inventory by `inventory discover --merge`) is the same VM, and
+    its change's name for it is the old one. BadRequest in one line when
+    its VM or host is no longer in the inventory (what left, and to put it
+    back). Never by the recorded name alone: another VM may carry it now."""
+    gone = left_inventory(ctx.inventory, change.vm_id, change.host)
+    if gone is None:
+        return ctx.inventory.vm_by_id(change.vm_id)
+    ref = change_ref(change.id) if change.id is not None else change.vm_name
+    raise BadRequest(out_of_sight_words(ref, change.vm_name, change.host, gone, verb))
 
 
 def _left_inventory(ctx: ServiceDeps, vm_name: str, verb: str) -> BadRequest | None:
