@@ -80,6 +80,7 @@ _DISCOVERED = (
     "vm_state",
     "vm_busy",
     "owner_host",
+    "host_vm_name",
 )
 
 
@@ -104,6 +105,9 @@ def discovered_facts(found: VMFacts, source: str, now: datetime) -> dict[str, Fa
         "volume_capacity_bytes": fact(volume.capacity_bytes if volume else None),
         "vm_checkpoint_type": fact(found.vm.checkpoint_type.name),
         "vm_state": fact(found.vm.state.name),
+        # What the host calls it: Rename-VM keeps the VMId
+        # (https://learn.microsoft.com/powershell/module/hyper-v/rename-vm).
+        "host_vm_name": fact(found.vm.name),
         # The checkpoint operations the host reports running on the VM now
         # (Get-VM's OperationalStatus, bot.hyperv.types.VMOperation), by
         # name: what the job's re-check reads so that it asks no second time.
@@ -225,6 +229,11 @@ def contradictions(values: Mapping[str, Fact]) -> list[str]:
     if pair and str(pair[0]).casefold() != str(pair[1]).casefold():
         # A live migration moved it: the inventory's host is stale, not the VM wrong.
         found.append(f"{values['vm_name'].value} runs on {pair[1]}, the inventory says {pair[0]}")
+    pair = both("vm_name", "host_vm_name")
+    if pair and str(pair[0]).casefold() != str(pair[1]).casefold():
+        # Renamed on its host: the same VM (its VMId), under a name the
+        # inventory does not have yet.
+        found.append(f"the host calls it {pair[1]}, the inventory {pair[0]}")
     pair = both("inv_checkpoint_type", "vm_checkpoint_type")
     if pair and pair[0] != pair[1]:
         found.append(f"CheckpointType is {pair[1]} on the host, {pair[0]} in the inventory")

@@ -32,6 +32,7 @@ exactly these; any of them may be unknown (`Fact.known is False`, and then
       vm_checkpoint_type str         the VM's CheckpointType setting now
       vm_state           str         "Running", "Off", ...
       owner_host         str         the node that has the VM now (a clustered VM moves)
+      host_vm_name       str         the VM's name on the host (Rename-VM keeps its VMId)
     from the change record (source "change CHG-n"), for rollback/merge/extend:
       expires_at         datetime
       ttl_seconds        int

@@ -716,6 +716,7 @@ def test_drift_compares_what_the_provider_compares() -> None:
         "replication_enabled": True,
         "owner_host": "HV02",
         "vm_checkpoint_type": "Standard",
+        "host_vm_name": "WEB01-NEW",
     }
     assert {host for _inv, host, _what in COMPARED} == set(flipped)
     for _inv, host, _what in COMPARED:
@@ -758,3 +759,63 @@ def test_an_unknown_product_type_says_why_from_what_the_host_said(
     kvp = discovered_facts(found, "host HV01", NOW)["kvp_product_type"]
     assert not kvp.known
     assert says in kvp.value and never not in kvp.value
+
+
+def _discovered_dc(dcs: list[str]) -> Facts:
+    """CORP-DC01 as `inventory discover` leaves it: roles not confirmed
+    (roles_unknown), its guest reporting ProductType 2."""
+    values = dict(facts_for("CORP-DC01").values)
+    values["roles"] = Fact.unknown("inventory", "discovery added this VM (roles_unknown: true)")
+    values["domain_dcs"] = Fact(dcs, "inventory")
+    return Facts(values)
+
+
+def test_a_discovered_dc_is_refused_for_its_partners_not_for_a_missing_role() -> None:
+    """Seen: a DC that discovery added (`roles: [domain_controller]`,
+    `roles_unknown: true`) was refused because "the inventory does not list
+    it as one", next to an inventory that listed it, and without the
+    partner that makes its restore harmful."""
+    decision = ask("CORP-DC01", facts=_discovered_dc(["CORP-DC01", "CORP-DC02"]))
+    dc = decision.outcome("domain_controller")
+    assert dc is not None and dc.effect is Effect.DENY
+    assert "corp.example has 2 domain controllers (CORP-DC01, CORP-DC02)" in dc.message
+    assert "does not list it" not in dc.message
+
+
+def test_a_discovered_dc_without_listed_partners_says_its_roles_are_unconfirmed() -> None:
+    decision = ask("CORP-DC01", facts=_discovered_dc(["CORP-DC01"]))
+    dc = decision.outcome("domain_controller")
+    assert dc is not None and dc.effect is Effect.DENY
+    assert "its roles in the inventory are not confirmed yet (roles_unknown: true)" in dc.message
+    assert "does not list it" not in dc.message
+
+
+def test_a_vm_whose_roles_are_unset_is_told_to_set_them() -> None:
+    """The way out of `roles_unknown` is the inventory, not the host: the
+    remediation says so (it said "start the VM, fix the host's
+    reachability")."""
+    values = dict(facts_for("WEB01").values)
+    values["roles"] = Fact.unknown("inventory", "discovery added this VM (roles_unknown: true)")
+    decision = ask("WEB01", facts=Facts(values))
+    ruled = decision.outcome("replicating_application")
+    assert ruled is not None and ruled.for_want_of_facts
+    assert ruled.remediation == (
+        "set WEB01's roles: in the inventory (roles: [other] when none applies) and delete "
+        "its roles_unknown: true, then ask again"
+    )
+
+
+def test_a_vm_renamed_on_its_host_is_drift_not_agreement() -> None:
+    """Seen: a VM renamed on its host (Rename-VM keeps its VMId,
+    https://learn.microsoft.com/powershell/module/hyper-v/rename-vm) read
+    "what WEB01's host reports agrees with the inventory" while the
+    checkpoint list said "the host calls it WEB01-NEW"."""
+    values = dict(facts_for("WEB01").values)
+    values["host_vm_name"] = Fact("WEB01-NEW", "host HV01", NOW)
+    values["contradictions"] = Fact(contradictions(values), "facts provider", NOW)
+    drift = ask("WEB01", facts=Facts(values)).outcome("inventory_drift")
+    assert drift is not None and drift.fired and drift.effect is Effect.WARN
+    assert "the host calls it WEB01-NEW, the inventory WEB01" in drift.message
+    # A name in another case is the same name (the inventory's names are).
+    values["host_vm_name"] = Fact("web01", "host HV01", NOW)
+    assert contradictions(values) == []

@@ -114,13 +114,26 @@ def unknown_then(rule: ResolvedRule) -> str:
     return "a human must approve instead"
 
 
+def unknown_remediation(vm: str, facts: Mapping[str, Fact]) -> str:
+    """What makes the missing facts known. Roles come from the inventory
+    alone: while they are unset (`roles_unknown`), nothing on the host or
+    the network helps, and saying so sends the reader to the wrong place."""
+    missing = {name for name, f in facts.items() if not f.known}
+    if missing == {"roles"}:
+        return (
+            f"set {vm}'s roles: in the inventory (roles: [other] when none applies) and "
+            "delete its roles_unknown: true, then ask again"
+        )
+    return UNKNOWN_REMEDIATION
+
+
 def unknown(rule: ResolvedRule, vm: str, facts: Mapping[str, Fact], question: str) -> RuleOutcome:
     """Fail closed: `question` is what the rule could not settle."""
     missing = "; ".join(unknown_fact(name, f) for name, f in facts.items() if not f.known)
     return fire(
         rule,
         f"{vm}: cannot tell {question}: {missing}; {unknown_then(rule)}",
-        UNKNOWN_REMEDIATION,
+        unknown_remediation(vm, facts),
         facts,
         effect=rule.on_unknown,
         for_want_of_facts=True,

@@ -65,14 +65,26 @@ def domain_controller(req: Request, facts: Facts, ctx: Context, rule: ResolvedRu
         )
     domain, dcs = facts.get("domain"), facts.get("domain_dcs")
     used |= {"domain": domain, "domain_dcs": dcs}
-    names = {str(n).casefold() for n in dcs.value} | {vm.casefold()} if dcs.known else set()
-    if not declared:
+    # The domain's DCs the inventory lists, and this one (by name, any case).
+    named = {str(n).casefold(): str(n) for n in dcs.value} if dcs.known else {}
+    named.setdefault(vm.casefold(), vm)
+    if dcs.known and len(named) > 1:
+        # Partners the inventory lists are partners, whatever else is unsure.
+        shown = ", ".join(sorted(named.values(), key=str.casefold))
+        why = f"{domain.value} has {len(named)} domain controllers ({shown})"
+    elif not declared and roles.known:
         # The guest says DC, the inventory does not: its DC list cannot be trusted.
-        why = "the guest reports ProductType 2 (a DC) but the inventory does not list it as one"
+        why = (
+            "the guest reports ProductType 2 (a DC) but the inventory does not list it as one, "
+            "so it may have partners the inventory does not list either"
+        )
+    elif not declared:
+        why = (
+            "its roles in the inventory are not confirmed yet (roles_unknown: true), so its "
+            "domain may have DCs the inventory does not list"
+        )
     elif not (domain.known and dcs.known):
         why = f"its domain is unknown ({domain.value or dcs.value}), so it may have partners"
-    elif len(names) > 1:
-        why = f"{domain.value} has {len(names)} domain controllers ({', '.join(sorted(dcs.value))})"
     else:
         why = ""
     if why:

@@ -53,6 +53,7 @@ COMPARED: tuple[tuple[str, str, str], ...] = (
     ("inv_hyperv_replica", "replication_enabled", "Hyper-V Replica"),
     ("host", "owner_host", "which host has it"),
     ("inv_checkpoint_type", "vm_checkpoint_type", "its CheckpointType"),
+    ("vm_name", "host_vm_name", "its name"),
 )
 
 # Host facts said as what could not be read, for a reader who does not know
