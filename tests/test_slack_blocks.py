@@ -831,3 +831,26 @@ def test_open_changes_fit_one_message_and_count_what_is_left(slack: SlackRendere
     empty = slack.payload("change_list", listing=ChangeListing((), more=False), now=T0)
     assert "No open changes." in empty["blocks"][1]["text"]["text"]
     assert empty["text"] == "0 open changes"
+
+
+@pytest.mark.parametrize("state", ["rejected", "withdrawn", "active"])
+def test_a_card_past_its_verdict_says_no_guardrails_passed(
+    slack: SlackRenderer, state: str
+) -> None:
+    """Seen: a rejected and a withdrawn create's card said "Policy ✓ all
+    guardrails passed" (docs/slack-setup.md, "The card is current": the
+    verdict only while the change waits on it). With no warning left, the
+    card has no policy section at all."""
+    quiet = Decision(Verdict.NEEDS_APPROVAL, NEEDS_APPROVAL.outcomes[:2], approval=APPROVERS)
+    blocks = slack.message("change_root", c=change(state, decision=quiet.to_dict()))
+    shown = "\n".join(texts(blocks))
+    assert "guardrails passed" not in shown and "*Policy" not in shown
+    # A warning stays true after the verdict, and keeps its section.
+    warned = slack.message("change_root", c=change(state))
+    assert "*Policy*\n! `ttl` TTL set to the scope's default of 72h" in "\n".join(texts(warned))
+
+
+def test_a_card_that_waits_on_its_verdict_says_it(slack: SlackRenderer) -> None:
+    allowed = Decision(Verdict.ALLOW, NEEDS_APPROVAL.outcomes[:1])
+    blocks = slack.message("change_root", c=change("requested", decision=allowed.to_dict()))
+    assert "✓ all guardrails passed" in "\n".join(texts(blocks))
