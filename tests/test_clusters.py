@@ -628,6 +628,52 @@ def test_a_csv_is_one_letterless_volume_with_the_same_free_space_from_every_node
     assert raw["HV01"]["Path"] == raw["HV02"]["Path"]
 
 
+GUID_PATH = "\\\\?\\"  # how a volume GUID path starts
+
+
+def _get_volume_free(port: int) -> dict[str, int]:
+    """`Get-Volume` over WinRM, as pypsrp reads it: each volume's
+    SizeRemaining by its mount path (the access path that is not its
+    volume GUID path)."""
+    with pool(port, auth="ntlm") as opened:
+        ps = run(opened, lambda p: p.add_cmdlet("Get-Volume"))
+    free: dict[str, int] = {}
+    for o in ps.output:
+        for path in o.adapted_properties["AccessPaths"]:
+            if not str(path).startswith(GUID_PATH):
+                free[str(path)] = int(o.adapted_properties["SizeRemaining"])
+    return free
+
+
+def test_files_written_to_a_csv_through_one_node_take_its_space_on_every_node() -> None:
+    """A CSV is one volume "all nodes in a failover cluster can simultaneously
+    read from and write to"
+    (https://learn.microsoft.com/windows-server/failover-clustering/failover-cluster-csvs):
+    files an administrator writes to it through one node take space every
+    node's Get-Volume reports. A node's own disk is its own. Seen: 150 GB
+    written through HV01 left HV02 reporting the CSV 150 GB emptier."""
+    fleet = EmulatedFleet.start(
+        InMemoryHostStateStore(),
+        model=MODEL,
+        users={USER: PASSWORD},
+        auth=("ntlm",),
+        clock=ManualClock(T0),
+    )
+    csv, local = CSV + "\\", "D:\\"
+    try:
+        before = {node: _get_volume_free(fleet.port_of(node)) for node in ("HV01", "HV02")}
+        assert before["HV01"][csv] == before["HV02"][csv] == 300 * GB
+        fleet.host("HV01").write_other_files(csv, 150 * GB)
+        fleet.host("HV02").write_other_files(csv, 50 * GB)
+        fleet.host("HV01").write_other_files(local, 10 * GB)
+        after = {node: _get_volume_free(fleet.port_of(node)) for node in ("HV01", "HV02")}
+    finally:
+        fleet.stop()
+    assert after["HV01"][csv] == after["HV02"][csv] == 100 * GB
+    assert after["HV01"][local] == before["HV01"][local] - 10 * GB
+    assert after["HV02"][local] == before["HV02"][local]
+
+
 def test_csv_headroom_is_counted_once_for_the_cluster(estate: Estate) -> None:
     """300 GB of the CSV's 1,000 are free. WEB01's checkpoint (HV01) writes
     100 GB; then a checkpoint of APP01 (HV02, same CSV) expecting 70 GB of

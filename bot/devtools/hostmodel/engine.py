@@ -32,7 +32,7 @@ def checkpoint_size(state: HostState, checkpoint: ModelCheckpoint) -> int:
 
 def allocated_bytes(state: HostState, volume_path: str) -> int:
     volume = state.volumes[volume_path]
-    total = volume.used_bytes
+    total = volume.used_bytes + volume.written_bytes
     for checkpoint in state.checkpoints.values():
         if state.vms[checkpoint.vm_id].volume_path == volume_path:
             total += checkpoint.avhdx_bytes + checkpoint.memory_bytes
@@ -50,7 +50,8 @@ def free_bytes(state: HostState, volume_path: str, peers: Mapping[str, int] | No
 
 def peer_bytes(state: HostState, volume_path: str) -> int:
     """What this node holds on a shared volume beyond its base `used_bytes`
-    (which every node's copy of the CSV carries once)."""
+    (which every node's copy of the CSV carries once): its VMs' checkpoints
+    and merges, and the other files written through it."""
     return allocated_bytes(state, volume_path) - state.volumes[volume_path].used_bytes
 
 

@@ -607,9 +607,14 @@ class ModelHost:
 
     def write_other_files(self, volume_path: str, size_bytes: int) -> None:
         """Files that are not the VMs' written to a volume (a backup dump, a
-        log that grew): what fills a disk from outside Hyper-V."""
+        log that grew): what fills a disk from outside Hyper-V. On a Cluster
+        Shared Volume every node sees them: "all nodes in a failover cluster
+        can simultaneously read from and write to" the same volume
+        (https://learn.microsoft.com/windows-server/failover-clustering/failover-cluster-csvs),
+        so they are this node's `written_bytes`, which the others count as
+        they count its checkpoints (`_peer_bytes`)."""
         with self._edit() as (state, _now):
-            state.volumes[volume_path].used_bytes += size_bytes
+            state.volumes[volume_path].written_bytes += size_bytes
 
     def set_vm(
         self,

@@ -9,7 +9,12 @@ document carries `format`; one written by an older model raises
 Space model (what `host` and `engine` keep consistent):
 
 - `ModelVolume.used_bytes` is everything on the volume that is not
-  checkpoint-related (base VHDX files, other data).
+  checkpoint-related (base VHDX files, other data) when the model was
+  seeded; `ModelVolume.written_bytes` is what files other than the VMs'
+  written since took (`ModelHost.write_other_files`). On a Cluster Shared
+  Volume every node's copy carries the same `used_bytes`, and each node
+  keeps what was written through it in its own `written_bytes`, counted
+  once for the cluster like its VMs' checkpoints (`engine.peer_bytes`).
 - A checkpoint owns `avhdx_bytes`: the writes made while it was its VM's
   current parent, frozen when a child checkpoint is taken. One that holds
   the VM's memory (a standard checkpoint of a running, paused or saved VM)
@@ -170,6 +175,11 @@ class ModelVolume:
     # (same path, capacity and base `used_bytes`), and what each node's VMs
     # write to it is counted once for the cluster (`engine.peer_bytes`).
     shared: bool = False
+    # Other files written through this host since seeding. Kept apart from
+    # `used_bytes` so that, on a CSV, the other nodes can count them: a copy's
+    # `used_bytes` is the base every node already counts. (A document of an
+    # older model has none: 0, so no format bump.)
+    written_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,6 +191,7 @@ class ModelVolume:
             capacity_bytes=int(data["capacity_bytes"]),
             used_bytes=int(data["used_bytes"]),
             shared=bool(data.get("shared", False)),
+            written_bytes=int(data.get("written_bytes", 0)),
         )
 
 
