@@ -301,25 +301,53 @@ def test_a_list_of_one_host_that_did_not_answer_never_names_it_as_one_that_did(
     estate: tuple[Path, EmulatedFleet],
 ) -> None:
     # Seen: "No checkpoints on the hosts that answered (HV01); the hosts
-    # below could not be reached" above "! HV01 could not be reached".
+    # below could not be reached" above "! HV01 could not be reached"; then
+    # "No checkpoints found for HV01 on any host that answered", when none did.
     cwd, fleet = estate
     fleet.server("HV01").faults = Faults(refuse=True)
     listed = invoke(cwd, "-c", "bot.yaml", "checkpoint", "list", "--host", "HV01", env=ENV)
+    # A host that could not be reached: exit 3 (README, "Exit codes").
     assert listed.returncode == 3
     first = listed.stdout.splitlines()[0]
     assert first == (
-        "No checkpoints found for HV01 on any host that answered; the hosts below did "
-        "not, so theirs are unknown."
+        "No host answered (HV01 could not be reached): the checkpoints of HV01 are unknown."
     )
+    assert "answered;" not in listed.stdout and "No checkpoints" not in listed.stdout
     assert "! HV01 could not be reached" in listed.stdout
+    # Nothing was listed, so nothing is called "incomplete".
+    assert one_line_error(listed) == (
+        "checkpoint-bot: error: HV01 could not be reached: no host answered, "
+        "so no checkpoint could be listed"
+    )
     fleet.server("HV01").faults = Faults(unauthorized=True)
     refused = invoke(cwd, "-c", "bot.yaml", "checkpoint", "list", "--host", "HV01", env=ENV)
     assert refused.returncode == 3
     # The host answered: it refused the login, which a retry will not mend.
+    assert refused.stdout.splitlines()[0] == (
+        "No host answered (HV01 could not be logged in to): the checkpoints of HV01 are unknown."
+    )
     assert "! HV01 could not be logged in to: " in refused.stdout
     # The error line says it as the line above does, not "could not be reached".
     assert one_line_error(refused) == (
-        "checkpoint-bot: error: HV01 could not be logged in to: the list is incomplete"
+        "checkpoint-bot: error: HV01 could not be logged in to: no host answered, "
+        "so no checkpoint could be listed"
+    )
+
+
+def test_a_list_that_some_host_answered_says_the_rest_are_unknown(
+    estate: tuple[Path, EmulatedFleet],
+) -> None:
+    # prod-cluster's HV02 answers (its VMs have no checkpoint), HV01 does not.
+    cwd, fleet = estate
+    fleet.server("HV01").faults = Faults(refuse=True)
+    listed = invoke(cwd, "-c", "bot.yaml", "checkpoint", "list", "prod-cluster", env=ENV)
+    assert listed.returncode == 3
+    assert listed.stdout.splitlines()[0] == (
+        "No checkpoints found for prod-cluster on any host that answered; the hosts below "
+        "did not, so theirs are unknown."
+    )
+    assert one_line_error(listed) == (
+        "checkpoint-bot: error: HV01 could not be reached: the list is incomplete"
     )
 
 

@@ -162,7 +162,8 @@ def test_the_cli_says_the_kdc_could_not_be_reached_and_to_try_again(
         assert listed.returncode == 3, listed.stdout + listed.stderr
         assert "logged in" not in listed.stdout + listed.stderr
         assert one_line_error(listed) == (
-            "checkpoint-bot: error: HV01, HV02, HV03 could not be reached: the list is incomplete"
+            "checkpoint-bot: error: HV01, HV02, HV03 could not be reached: no host answered, "
+            "so no checkpoint could be listed"
         )
         assert "! HV03 could not be reached: " in listed.stdout, listed.stdout
         assert kdc in listed.stdout

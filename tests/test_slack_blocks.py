@@ -569,6 +569,19 @@ def test_an_empty_list_says_how_to_start(slack: SlackRenderer) -> None:
     assert any("No checkpoints on WEB01" in t for t in body)
 
 
+def test_a_list_no_host_answered_never_says_there_are_no_checkpoints(
+    slack: SlackRenderer,
+) -> None:
+    # As list_checkpoints returns it when HV03, the one host asked, failed.
+    listing = CheckpointListing((), (HostProblem("HV03", "connection refused"),), answered=())
+    body = "\n".join(texts(slack.message("checkpoint_list", listing=listing, scope="HV03")))
+    assert "No host answered (HV03 could not be reached): the checkpoints of HV03 are unknown" in (
+        body
+    )
+    assert "No checkpoints" not in body and "Take one" not in body
+    assert "HV03* could not be asked: connection refused" in body
+
+
 def test_pack_groups_repeats_the_heading_when_a_group_continues() -> None:
     packed = pack_groups([("*A*", ["x" * 60] * 5)], limit=150, max_chunks=10, budget=10_000)
     assert packed.omitted == 0 and packed.shown == 5

@@ -223,10 +223,10 @@ def show_listing(ctx: AppContext, request: Request, term: Terminal) -> int:
         # A host that could not be asked is not a host without checkpoints.
         # Each as its line above said it (seen: "could not be logged in
         # to" above "HV02 could not be reached: the list is incomplete").
-        grouped: dict[str, list[str]] = {}
-        for problem in listing.problems:
-            grouped.setdefault(problem.what, []).append(problem.host)
-        said = "; ".join(f"{', '.join(hosts)} {what}" for what, hosts in grouped.items())
+        said = listing.problems_said()
+        if listing.none_answered:
+            # Nothing was listed, so there is no list to call incomplete.
+            raise Unavailable(f"{said}: no host answered, so no checkpoint could be listed")
         raise Unavailable(f"{said}: the list is incomplete")
     return 0
 

@@ -51,6 +51,20 @@ class CheckpointListing:
             said += f", the node of {self.cluster} that has it"
         return said
 
+    @property
+    def none_answered(self) -> bool:
+        """Every host asked failed: nothing is known, which is not "none"."""
+        return bool(self.problems) and not self.answered and not self.rows
+
+    def problems_said(self) -> str:
+        """The hosts that could not be asked, each group as its own line
+        says it: "HV01, HV02 could not be reached; HV03 could not be logged
+        in to" (a refused login is not an outage)."""
+        grouped: dict[str, list[str]] = {}
+        for problem in self.problems:
+            grouped.setdefault(problem.what, []).append(problem.host)
+        return "; ".join(f"{', '.join(hosts)} {what}" for what, hosts in grouped.items())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "checkpoints": [r.to_dict() for r in self.rows],
