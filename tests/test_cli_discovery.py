@@ -254,3 +254,40 @@ def test_a_production_install_discovers_the_emulated_demo_fleet(production: Prod
     assert sorted((vm.name, vm.vm_id, vm.host) for vm in written.vms) == sorted(
         (vm.name, vm.vm_id, vm.host) for vm in demo.vms
     )
+
+
+def test_a_diff_of_one_host_asks_to_tag_only_the_vms_it_saw(tmp_path: Path) -> None:
+    """`inventory diff --host HV01`: "Roles unknown — tag these" lists the
+    VMs this run saw, never one of a host it did not ask (seen: NEWAPP of
+    HVS1 listed by `--host HVA1`); those are named apart, as the file's and
+    not seen, and `--json` says the same."""
+    target = tmp_path / "inventory.yaml"
+    text = demo_inventory_path().read_text(encoding="utf-8")
+    for vm_id in (
+        "8b3f6e1a-d9c2-4b07-a6e5-1f4d7c9b2e83",  # WEB01 on HV01
+        "6a1e4c8d-2b9f-4d73-b0a6-9c5e7f3d1b28",  # STG-WEB01 on HV03
+    ):
+        entry = f"    vm_id: {vm_id}\n"
+        assert text.count(entry) == 1
+        text = text.replace(entry, f"{entry}    roles_unknown: true\n")
+    target.write_text(text, encoding="utf-8")
+    assert load_inventory(target).vm("STG-WEB01").roles_unknown
+
+    shown = invoke(tmp_path, "inventory", "diff", str(target), "--host", "HV01")
+    assert shown.returncode == 0, shown.stderr
+    tag_these = shown.stdout.split("Roles unknown — tag these", 1)[1]
+    block = tag_these.split("until then the guardrails treat their roles as unknown.", 1)
+    assert block[0].startswith(" (1): ") and "WEB01" in block[0]
+    assert "STG-WEB01" not in block[0]
+    assert (
+        "Roles unknown in the file on VMs this run did not see (1): STG-WEB01 (HV03); "
+        "`inventory show` lists every one." in shown.stdout
+    )
+    as_json = invoke(tmp_path, "inventory", "diff", str(target), "--host", "HV01", "--json")
+    report = json.loads(as_json.stdout)
+    assert report["unknown_roles"] == ["WEB01"]
+    assert report["unknown_roles_not_seen"] == ["STG-WEB01"]
+    # Every host asked: both are this run's, and nothing is set apart.
+    every = json.loads(invoke(tmp_path, "inventory", "diff", str(target), "--json").stdout)
+    assert sorted(every["unknown_roles"]) == ["STG-WEB01", "WEB01"]
+    assert every["unknown_roles_not_seen"] == []

@@ -224,6 +224,10 @@ class Kind(enum.StrEnum):
     SKIPPED = "skipped"  # found, but cannot be added as it is
 
 
+# The kinds of entry whose VM a host of this run reported.
+_SEEN = frozenset({Kind.ADDED, Kind.UPDATED, Kind.UNCHANGED, Kind.RETURNED})
+
+
 @dataclass(frozen=True)
 class Change:
     key: str
@@ -309,8 +313,18 @@ class MergePlan:
 
     @property
     def unknown_roles(self) -> list[Entry]:
-        """VMs whose undiscoverable roles nobody has set: "unknown — tag these"."""
-        return [e for e in self.entries if e.roles_unknown]
+        """VMs an asked host reported whose undiscoverable roles nobody has
+        set: "unknown — tag these". Only what this run saw: a run of one
+        host listed the file's VMs of hosts it never asked (seen: `--host
+        HVA1` asking to tag NEWAPP of HVS1), as if that host had said so."""
+        return [e for e in self.entries if e.roles_unknown and e.kind in _SEEN]
+
+    @property
+    def unknown_roles_not_seen(self) -> list[Entry]:
+        """The file's VMs with roles unknown that no host of this run
+        reported (not asked, not answering, or gone): still to tag, but
+        nothing this run can say about them."""
+        return [e for e in self.entries if e.roles_unknown and e.kind not in _SEEN]
 
     def counts(self) -> dict[str, int]:
         return {kind.value: len(self.of(kind)) for kind in Kind}

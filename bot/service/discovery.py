@@ -103,6 +103,7 @@ class DiscoveryReport:
             "left_as_it_was": None if self.left_as_it_was is None else str(self.left_as_it_was),
             "refused": self.refused,
             "unknown_roles": [e.name for e in plan.unknown_roles],
+            "unknown_roles_not_seen": [e.name for e in plan.unknown_roles_not_seen],
             "undiscoverable_roles": list(UNDISCOVERABLE),
             "entries": [e.to_dict() for e in plan.entries],
             "found": [vm.to_dict() for vm in self.found],
