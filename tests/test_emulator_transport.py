@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 
@@ -264,3 +265,114 @@ def test_cli_refuses_what_it_cannot_serve(args: list[str], expected: str) -> Non
     argv = [arg.format(inventory=demo_inventory_path()) for arg in args]
     result = CliRunner().invoke(emulator, [*argv, "--port", "0"])
     assert result.exit_code == 2 and expected in result.output, result.output
+
+
+# An estate of one failover cluster and a standalone host, as an admin
+# onboarding it writes it: the hosts in the inventory, no `clusters:` yet.
+CLUSTERED_MODEL = """
+clusters:
+  - name: hva-cluster
+    nodes: [HVA1, HVA2]
+    shared_volumes:
+      - {path: 'C:\\ClusterStorage\\Volume1', capacity_gb: 1000, used_gb: 200}
+hosts:
+  - name: HVA1
+    volumes: [{path: 'D:\\', capacity_gb: 500, used_gb: 100}]
+    vms:
+      - {name: APPA1, vm_id: aaaaaaaa-1111-4111-8111-111111111111,
+         volume: 'C:\\ClusterStorage\\Volume1', is_clustered: true}
+  - name: HVA2
+    volumes: [{path: 'D:\\', capacity_gb: 500, used_gb: 100}]
+    vms: []
+  - name: HVS1
+    volumes: [{path: 'D:\\', capacity_gb: 500, used_gb: 100}]
+    vms:
+      - {name: NEWAPP, vm_id: aaaaaaaa-1111-4111-8111-222222222222}
+"""
+HOSTS_ONLY_INVENTORY = """
+hosts:
+  - {name: HVA1, address: hva1.corp.example, credential: {username: x, password_env: HV_PW}}
+  - {name: HVA2, address: hva2.corp.example, credential: {username: x, password_env: HV_PW}}
+  - {name: HVS1, address: hvs1.corp.example, credential: {username: x, password_env: HV_PW}}
+vms: []
+"""
+
+
+def test_cli_write_inventory_carries_the_host_models_clusters(tmp_path: Path) -> None:
+    """`emulator --hosts MODEL --inventory INV --write-inventory OUT`: OUT
+    loads with the bot's loader and has the model's failover cluster, its
+    nodes and its CSV, so the bot treats HVA1 and HVA2 as the nodes they are
+    (docs/clusters.md); `cert_validation`, about an HTTPS certificate, is on
+    no HTTP host. Seen: `clusters: []` and `cert_validation: false` on every
+    host."""
+    from bot.inventory import load_inventory, parse_inventory
+
+    model, inventory = tmp_path / "hosts.yaml", tmp_path / "inventory.yaml"
+    model.write_text(CLUSTERED_MODEL, encoding="utf-8")
+    inventory.write_text(HOSTS_ONLY_INVENTORY, encoding="utf-8")
+    written = tmp_path / "emulated.yaml"
+    code = "from bot.devtools.emulator.cli import emulator; emulator()"
+    args = [sys.executable, "-c", code, "--hosts", str(model), "--port", "0"]
+    args += ["--inventory", str(inventory), "--write-inventory", str(written)]
+    with subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            said = proc.stderr.readline()  # after the file is written whole
+            assert said.startswith("emulator: wrote"), said
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+    assert proc.returncode == 0
+
+    loaded = load_inventory(written)
+    cluster = loaded.cluster("hva-cluster")
+    assert cluster.nodes == ["HVA1", "HVA2"]
+    assert [(v.path, v.capacity_gb, v.used_gb) for v in cluster.shared_volumes] == [
+        ("C:\\ClusterStorage\\Volume1\\", 1000, 200)
+    ]
+    assert loaded.cluster_of("HVA2") is cluster and loaded.cluster_of("HVS1") is None
+    text = written.read_text(encoding="utf-8")
+    assert "cert_validation" not in text
+    assert all(h.transport.value == "http" for h in loaded.hosts)
+    # A VM the host model keeps on the CSV can be declared there now.
+    doc = yaml.safe_load(text)
+    doc["vms"] = [
+        {
+            "name": "APPA1",
+            "vm_id": "aaaaaaaa-1111-4111-8111-111111111111",
+            "host": "HVA1",
+            "volume": "C:\\ClusterStorage\\Volume1",
+        }
+    ]
+    redone = parse_inventory(yaml.safe_dump(doc), "emulated.yaml")
+    assert redone.vm("APPA1").volume == "C:\\ClusterStorage\\Volume1\\"
+
+
+def test_write_inventory_keeps_the_inventorys_own_clusters() -> None:
+    """What the inventory says of a cluster is the operators' and is kept,
+    even where the host model disagrees (a test of drift needs exactly
+    that); the model's cluster is then named in a comment, not written. An
+    HTTPS host keeps `cert_validation`."""
+    from bot.devtools.emulator.pointing import emulated_inventory
+    from bot.devtools.hostmodel import HostModel
+    from bot.inventory import parse_inventory
+
+    model = HostModel.model_validate(yaml.safe_load(CLUSTERED_MODEL))
+    declared = parse_inventory(
+        HOSTS_ONLY_INVENTORY + "clusters:\n  - {name: old-cluster, nodes: [HVA1]}\n", "inv.yaml"
+    )
+    text = emulated_inventory(
+        declared, {"HVA1": 1}, "x", "HV_PW", tls=True, clusters=model.clusters
+    )
+    assert "# the host model's cluster hva-cluster is not written: " in text
+    written = parse_inventory(text, "emulated.yaml")
+    assert [(c.name, c.nodes) for c in written.clusters] == [("old-cluster", ["HVA1"])]
+    hosts = {h["name"]: h for h in yaml.safe_load(text)["hosts"]}
+    assert hosts["HVA1"]["transport"] == "https" and hosts["HVA1"]["cert_validation"] is True
+    # A node the inventory does not list: the cluster cannot be written.
+    partial = parse_inventory(HOSTS_ONLY_INVENTORY.replace("  - {name: HVA2,", "  # "), "inv.yaml")
+    text = emulated_inventory(partial, {"HVA1": 1}, "x", "HV_PW", clusters=model.clusters)
+    assert "# the host model's cluster hva-cluster is not written: HVA2 is not a host" in text
+    assert parse_inventory(text, "emulated.yaml").clusters == []

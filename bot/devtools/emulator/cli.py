@@ -215,6 +215,7 @@ def emulator(
                 tls=tls is not None,
                 ca_bundle=ca_bundle,
                 kerberos=keytab is not None,
+                clusters=model.clusters,
             )
             write_inventory.parent.mkdir(parents=True, exist_ok=True)
             write_inventory.write_text(pointed, encoding="utf-8")
