@@ -85,6 +85,23 @@ class EventView:
         return tuple(str(part) for part in said if part) if isinstance(said, list) else ()
 
     @property
+    def reason(self) -> str:
+        """A person's why that the event's details keep (a rejection's,
+        bot/service/approvals.py `reject`), "" when it has none."""
+        said = self.details.get("reason")
+        return said if isinstance(said, str) else ""
+
+    @property
+    def not_the_bots(self) -> tuple[str, ...]:
+        """The parts of `message` the bot did not write, to be shown
+        escaped: what a host said (`host_said`) and the person's reason
+        when the message quotes it (recorded so since 2026-12-06; an
+        older rejection's message has only the bot's words)."""
+        reason = self.reason
+        quoted = (reason,) if reason and reason in self.message else ()
+        return (*self.host_said, *quoted)
+
+    @property
     def asked_action(self) -> str:
         """What an approval request asks to do ("create", "rollback", …)."""
         return ASKS_APPROVAL.get(self.kind, self.kind)

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session
 
 from bot.changes import Command, IllegalTransition, State
+from bot.changes.batch_load import Rejection
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
 from bot.changes.views import ON_BEHALF_OF, ChangeView
-from bot.domain import ApprovalState, user_mention
+from bot.domain import ApprovalState
+from bot.reasons import ReasonError, check_reason
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
-from bot.service.errors import Conflict, Forbidden, changed_meanwhile
+from bot.service.errors import BadRequest, Conflict, Forbidden, changed_meanwhile
 from bot.service.finding import find_change
 from bot.service.requests import (
     apply_extension,
@@ -398,8 +400,17 @@ def reject(
     reason: str = "",
     target: Target | None = None,
 ) -> ApprovalOutcome:
-    """Reject the request `target` means (default: the only one waiting)."""
+    """Reject the request `target` means (default: the only one waiting).
+    `reason` is optional, and checked as a create's is when given: it is
+    quoted in the event's message, which terminals and the audit show."""
     who = as_principal(approver)
+    if reason.strip():
+        try:
+            reason = check_reason(reason)
+        except ReasonError as exc:
+            raise BadRequest(exc.message) from None
+    else:
+        reason = ""
     aim = target or Target()
     change_id = find_change(ctx, ref, verb="reject")
     now = ctx.clock()
@@ -426,9 +437,12 @@ def reject(
             request.resolved_by_team = who.team
             s.add(request)
             action, count, required = request.action, len(request.approvals), request.required
-            # The reason is the rejecter's own words: kept apart from the
-            # bot's (details), so it is shown escaped, never as a mention.
-            message = f"{action} rejected by {user_mention(who.id)}"
+            # The message is what an auditor reads (audit export's
+            # `message`), so it says why as a create's says its reason; the
+            # why stays in the details too, which is how a reader tells the
+            # rejecter's words from the bot's (EventView.not_the_bots:
+            # shown escaped, never as a mention).
+            message = f"{action} {Rejection(who.id, reason).words()}"
             said = {"reason": reason} if reason else {}
             if request.action == "create" and change.state == State.AWAITING_APPROVAL:
                 transition(
