@@ -38,6 +38,14 @@ WRITTEN_BY_PERSON = frozenset({"requested"})
 # escaped, so a `<@U…>` or `<!subteam^…>` in them pings nobody; the rest
 # of the message keeps the bot's own mentions.
 HOST_SAID = "host_said"
+# The notes of a create's `Set-VM -CheckpointType` (bot.service.execution
+# `_take`): raised for the checkpoint (details `original`: the VM's own
+# setting), set back to the VM's own after it, or not set back (the host
+# refused or did not answer: the VM may still have the raised one). The
+# reconciler sets back what an interrupted create raised and did not.
+SETTING_RAISED = "setting"
+SETTING_RESTORED = "setting_restored"
+SETTING_NOT_RESTORED = "setting_restore_failed"
 # The note of a Start-VM that was sent and never answered (bot.service.
 # execution): whether the VM started is not known.
 START_UNKNOWN = "start_unknown"

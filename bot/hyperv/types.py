@@ -91,6 +91,12 @@ class CheckpointType(_HyperVEnum):
         return _SETTING_FOR_WORD[word]
 
     @property
+    def word(self) -> str:
+        """The product word that names this setting (`for_word`'s inverse):
+        what `checkpoint settings --type` takes."""
+        return next(word for word, setting in _SETTING_FOR_WORD.items() if setting is self)
+
+    @property
     def strictness(self) -> int | None:
         """How strict a setting is: ProductionOnly never falls back, Production
         may, Standard never tries; None for Disabled (nothing to compare)."""

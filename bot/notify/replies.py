@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.changes.views import ASKS_APPROVAL, EventView
+from bot.changes.views import ASKS_APPROVAL, SETTING_RESTORED, EventView
 
-# The root message is the request; the outcome reply tells the host work.
-_QUIET = frozenset({"requested", "start_create", "start_rollback", "start_merge", "resume"})
+# The root message is the request; the outcome reply tells the host work. A
+# CheckpointType set back is what the reply that raised it promised: told
+# only when it could not be (its own, warning, reply).
+_QUIET = frozenset(
+    {"requested", "start_create", "start_rollback", "start_merge", "resume", SETTING_RESTORED}
+)
 
 
 def worth_a_reply(event: EventView, events: Sequence[EventView]) -> bool:

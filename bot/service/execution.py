@@ -23,7 +23,14 @@ from sqlmodel import col, select
 
 from bot.changes import IN_FLIGHT, Command, State
 from bot.changes.record import events_of, get_change, note, recording, transition
-from bot.changes.views import HOST_SAID, START_UNKNOWN, offered_resolutions
+from bot.changes.views import (
+    HOST_SAID,
+    SETTING_NOT_RESTORED,
+    SETTING_RAISED,
+    SETTING_RESTORED,
+    START_UNKNOWN,
+    offered_resolutions,
+)
 from bot.clock import utc_text
 from bot.config import DefaultsConfig
 from bot.domain import ApprovalState, CheckpointKind
@@ -714,7 +721,7 @@ class HostJobs:
             host.set_checkpoint_settings(change.vm_id, checkpoint_type=setting)
             self._note(
                 change.id,
-                "setting",
+                SETTING_RAISED,
                 f"CheckpointType raised from {original.name} to {setting.name} for this "
                 "checkpoint; it is set back afterwards",
                 original=original.name,
@@ -730,8 +737,42 @@ class HostJobs:
             checkpoint = host.create_checkpoint(change.vm_id, name)
         finally:
             if switch:
-                host.set_checkpoint_settings(change.vm_id, checkpoint_type=original)
+                self._set_back(host, change, setting, original)
         return checkpoint, judge_taken(checkpoint, setting=setting, vm_state=seen.state)
+
+    def _set_back(
+        self, host: HyperVHost, change: Change, setting: CheckpointType, original: CheckpointType
+    ) -> None:
+        """Set the VM's CheckpointType back to its own after the checkpoint,
+        and record that it was, or that it could not be and what to do: the
+        audit trail shows every Set-VM the bot sent. A failure here never
+        replaces what Checkpoint-VM did (a checkpoint taken stays the
+        change's, a failure stays the create's)."""
+        assert change.id is not None
+        try:
+            host.set_checkpoint_settings(change.vm_id, checkpoint_type=original)
+        except HyperVError as exc:
+            vm, ref = change.vm_name, change_ref(change.id)
+            self._note(
+                change.id,
+                SETTING_NOT_RESTORED,
+                f"CheckpointType could not be set back from {setting.name} to "
+                f"{original.name} after the checkpoint ({exc.message}): {vm} may still have "
+                f"{setting.name}. See it with 'checkpoint-bot checkpoint settings {vm}', and "
+                f"an admin sets it back with 'checkpoint-bot checkpoint settings {vm} --type "
+                f'{original.word} -r "set back after {ref}"\' (or Set-VM -CheckpointType '
+                f"{original.name} on {host.name})",
+                said=exc.message,
+                original=original.name,
+                left=setting.name,
+            )
+            return
+        self._note(
+            change.id,
+            SETTING_RESTORED,
+            f"CheckpointType set back from {setting.name} to {original.name} after the checkpoint",
+            restored=original.name,
+        )
 
     # -- rollback and merge on the VM's node now ----------------------------
 

@@ -57,7 +57,13 @@ from bot.changes.record import (
     recording,
     transition,
 )
-from bot.changes.views import HOST_SAID, ChangeView
+from bot.changes.views import (
+    HOST_SAID,
+    SETTING_NOT_RESTORED,
+    SETTING_RAISED,
+    SETTING_RESTORED,
+    ChangeView,
+)
 from bot.clock import speed_of
 from bot.domain import CheckpointKind, user_mention
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
@@ -396,11 +402,17 @@ class Reconciler:
 
     def _restore_setting(self, change: Change, events: list[ChangeEvent], vm: VMInfo) -> None:
         """A create switches the VM's CheckpointType for its checkpoint and
-        back afterwards; a worker that died in between left it switched."""
-        switched = [e for e in events if e.kind == "setting" and "original" in e.details]
-        if not switched:
+        back afterwards; a worker that died in between left it switched (a
+        set-back that the host refused too: the create said so)."""
+        said = [
+            e
+            for e in events
+            if e.kind == SETTING_RESTORED
+            or (e.kind in (SETTING_RAISED, SETTING_NOT_RESTORED) and "original" in e.details)
+        ]
+        if not said or said[-1].kind == SETTING_RESTORED:
             return
-        original = CheckpointType[str(switched[-1].details["original"])]
+        original = CheckpointType[str(said[-1].details["original"])]
         if vm.checkpoint_type is original:
             return
         self.ctx.host_for(change.host).set_checkpoint_settings(
@@ -408,9 +420,10 @@ class Reconciler:
         )
         self._note(
             change,
-            "setting",
+            SETTING_RESTORED,
             f"CheckpointType set back from {vm.checkpoint_type.name} to {original.name} "
             "(the interrupted create had switched it)",
+            restored=original.name,
         )
 
     # -- writing ------------------------------------------------------------
