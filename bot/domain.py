@@ -53,6 +53,27 @@ APPROVAL_ACTIONS = ("create", "rollback", "merge", "extend")
 # rollback` and `batch merge` (docs/batches.md).
 WAVE_ACTIONS = ("rollback", "merge")
 
+# Who a change's event names as its actor when no person did it (a person
+# is their Slack user id, U0123ABCD, or `cli:NAME`): the record and the
+# audit export keep these words, and `audit export --actor` takes them.
+# The policy decided a request (its verdict, a rollback waiting for
+# approval, an extension refused; the person is `details.on_behalf_of`).
+POLICY_ACTOR = "policy"
+# The bot's own work: a job's steps on the host, the TTL chase's reminders
+# and automatic merge, a VM followed where it moved, a checkpoint found gone.
+BOT_ACTOR = "checkpoint-bot"
+# The job queue: a job waiting for the queue to answer, then handed over.
+JOBS_ACTOR = "jobs"
+# The reconciler settling an interrupted change against its host.
+RECONCILER_ACTOR = "reconciler"
+SYSTEM_ACTORS = (POLICY_ACTOR, BOT_ACTOR, JOBS_ACTOR, RECONCILER_ACTOR)
+# How an option that takes an actor says what it takes.
+ACTOR_FORMS = (
+    "a Slack user id (U0123ABCD or <@U0123ABCD>), cli:NAME, "
+    + ", ".join(SYSTEM_ACTORS[:-1])
+    + f" or {SYSTEM_ACTORS[-1]}"
+)
+
 
 class CheckpointKind(enum.StrEnum):
     """The checkpoint a person asks for, in the product's words; each names

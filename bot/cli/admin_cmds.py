@@ -13,7 +13,7 @@ import click
 from bot.cli.db_cmds import db_backup, db_downgrade
 from bot.cli.observe_opts import observe_options, readiness, setup_logging, start_health
 from bot.cli.runtime import Runtime, echo_json, pass_runtime
-from bot.domain import APPROVAL_ACTIONS, KIND_WORDS
+from bot.domain import ACTOR_FORMS, APPROVAL_ACTIONS, KIND_WORDS
 
 # The service, the context and the libraries are imported inside each
 # command, never here: the group's --help loads this module and pays for
@@ -137,7 +137,10 @@ def audit() -> None:
 @click.option(
     "--change", "change_ref", help="Only this change (CHG-0042), or settings change (SET-0001)."
 )
-@click.option("--actor", help="Only what this actor did (U0123ABCD, <@U0123ABCD>, cli:NAME).")
+@click.option(
+    "--actor",
+    help=f"Only what this actor did, or what the policy decided on their request: {ACTOR_FORMS}.",
+)
 @pass_runtime
 def audit_export(
     rt: Runtime,

@@ -32,6 +32,7 @@ from sqlmodel import Session, col, select
 from bot.changes.batch_load import load_batch
 from bot.changes.record import events_of, get_change
 from bot.changes.views import ChangeView
+from bot.domain import BOT_ACTOR
 from bot.notify.channel import Posted
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref
@@ -46,9 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The actor the service records for the bot's own steps (an automatic
-# keep & merge after the TTL, bot/service/ttl_chase.py).
-BOT_ACTOR = "checkpoint-bot"
 # States a notice names as what happened; any other is "now <state>".
 _TOLD = frozenset({"merged", "merging", "rolled_back", "rolling_back", "vanished"})
 # Slack's answers that no retry changes: the message or its conversation

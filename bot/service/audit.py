@@ -41,7 +41,7 @@ from sqlalchemy.engine import Dialect, Engine
 
 from bot.changes.record import parse_ref
 from bot.changes.views import ON_BEHALF_OF
-from bot.domain import TOO_MANY_DIGITS, ChangeRef
+from bot.domain import ACTOR_FORMS, TOO_MANY_DIGITS, ChangeRef
 from bot.durations import DurationError, parse_duration
 from bot.interrupts import joined, taken
 from bot.service.actors import actor_id
@@ -142,7 +142,7 @@ def parse_filter(
             actor,
             option="--actor",
             what="an actor",
-            forms="a Slack user id (U0123ABCD or <@U0123ABCD>), cli:NAME, policy or bot",
+            forms=ACTOR_FORMS,
         )
     return AuditFilter(start, end, vm_name, change_id, who, settings_id)
 

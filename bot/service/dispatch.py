@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bot.changes.record import ConcurrentUpdate, get_change, note
+from bot.domain import JOBS_ACTOR
 from bot.jobs import job_words
 from bot.store.db import session_scope
 from bot.store.tables import change_ref
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTOR = "jobs"
+ACTOR = JOBS_ACTOR
 QUEUE_WAIT = "queue_wait"
 QUEUE_BACK = "queue_back"
 

@@ -33,7 +33,7 @@ from bot.changes.views import (
 )
 from bot.clock import utc_text
 from bot.config import DefaultsConfig
-from bot.domain import ApprovalState, CheckpointKind
+from bot.domain import BOT_ACTOR, ApprovalState, CheckpointKind
 from bot.durations import format_duration
 from bot.facts import VMSeen, busy_in, seen_in
 from bot.hyperv import (
@@ -79,7 +79,7 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-ACTOR = "checkpoint-bot"
+ACTOR = BOT_ACTOR
 # The VM states a rollback may leave behind that someone has to start.
 NOT_RUNNING_AFTER_RESTORE = frozenset({VMState.Off, VMState.Saved})
 

@@ -17,12 +17,13 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from bot.changes.record import get_change, note, recording
+from bot.domain import BOT_ACTOR
 from bot.inventory import Inventory
 from bot.service.locate import Locator, moved_details, moved_text
 from bot.store.db import session_scope
 from bot.store.tables.changes import Change
 
-ACTOR = "checkpoint-bot"
+ACTOR = BOT_ACTOR
 
 
 def follow(

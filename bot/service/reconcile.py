@@ -65,7 +65,7 @@ from bot.changes.views import (
     ChangeView,
 )
 from bot.clock import speed_of
-from bot.domain import CheckpointKind, user_mention
+from bot.domain import RECONCILER_ACTOR, CheckpointKind, user_mention
 from bot.hyperv import Checkpoint, CheckpointType, HyperVError, VMInfo
 from bot.jobs import HostCall, JobKind, JobState, vmlock
 from bot.service.deciding import Principal, as_principal
@@ -87,7 +87,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTOR = "reconciler"
+ACTOR = RECONCILER_ACTOR
 # How long a due job may sit queued before its delivery counts as lost.
 STRANDED_AFTER = timedelta(seconds=60)
 # How long after its job started an interrupted change waits while the host

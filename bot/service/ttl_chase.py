@@ -32,6 +32,7 @@ from bot.changes.batch_load import load_batch
 from bot.changes.lifecycle import State
 from bot.changes.record import events_of, get_change, note, recording
 from bot.changes.views import HOST_SAID, ChangeView
+from bot.domain import BOT_ACTOR
 from bot.durations import format_duration
 from bot.notify import ttl_notices
 from bot.notify.channel import Posted
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTOR = "checkpoint-bot"
+ACTOR = BOT_ACTOR
 # Chased: a checkpoint exists and nobody is working on it.
 _CHASED = (State.ACTIVE.value, State.ROLLED_BACK.value)
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")

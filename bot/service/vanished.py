@@ -24,6 +24,7 @@ from sqlmodel import col, select
 from bot.changes import Command, IllegalTransition, State
 from bot.changes.record import ConcurrentUpdate, get_change, transition
 from bot.changes.views import ChangeView
+from bot.domain import BOT_ACTOR
 from bot.hyperv import HyperVError, HyperVHost
 from bot.service.errors import ServiceError
 from bot.service.follow import follow
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTOR = "checkpoint-bot"
+ACTOR = BOT_ACTOR
 # Where a change holds a checkpoint and nothing is working on it.
 _SETTLED = (State.ACTIVE.value, State.ROLLED_BACK.value)
 
