@@ -411,6 +411,48 @@ def test_database_gauges_per_host_group(ctx: AppContext) -> None:
     assert gauge("database_up") == 1
 
 
+HELD = (
+    "active_checkpoints",
+    "expired_checkpoints",
+    "active_checkpoint_bytes",
+    "oldest_checkpoint_age_seconds",
+    "unowned_checkpoints",
+    "unowned_checkpoint_bytes",
+)
+
+
+def test_a_host_group_that_holds_nothing_reads_0_not_no_data(ctx: AppContext) -> None:
+    """Seen: with nothing held on `standalone`, the held gauges had no
+    series for it while `unowned_checkpoints` read 0 (docs/operations.md,
+    Checkpoints held): an alert or a panel then saw "no data", not "none"."""
+    now = ctx.clock()
+    day = timedelta(days=1)
+    add_change(ctx.engine, host="HV01", state="active", created=now - 2 * day, cid="c1", ttl=day)
+    # Settled: holds nothing, on standalone's HV03.
+    add_change(ctx.engine, host="HV03", state="merged", created=now - 9 * day, cid="c2", ttl=day)
+    metrics = Metrics()
+    metrics.add_collector(DatabaseGauges(ctx.engine, ctx.inventory, lambda: now))
+    found = scrape(metrics)
+    for name in HELD:
+        series = {
+            dict(labels)["host_group"]: value
+            for (metric, labels), value in found.items()
+            if metric == f"checkpoint_bot_{name}"
+        }
+        assert set(series) == {"prod-cluster", "standalone"}, (name, series)
+        assert series["standalone"] == 0, name
+    assert (
+        found[("checkpoint_bot_active_checkpoints", frozenset({("host_group", "prod-cluster")}))]
+        == 1
+    )
+    assert found[
+        (
+            "checkpoint_bot_oldest_checkpoint_age_seconds",
+            frozenset({("host_group", "prod-cluster")}),
+        )
+    ] == pytest.approx(2 * 86400)
+
+
 def test_interrupted_jobs_count_until_their_change_is_reconciled(ctx: AppContext) -> None:
     """The alert on this gauge says "interrupted and not yet reconciled":
     a job row stays `interrupted` as history, so only those whose change

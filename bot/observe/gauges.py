@@ -5,7 +5,7 @@ come from the shared record), so dashboards take `max` over instances."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -51,6 +51,13 @@ def host_group_of(inventory: Inventory, host: str) -> str:
     return found.host_group or found.name
 
 
+def inventory_groups(inventory: Inventory) -> set[str]:
+    """Every host group of the inventory (`host_group_of` each host): the
+    groups a per-group gauge reports, 0 when they hold nothing, so that an
+    alert or a dashboard sees "none", not "no data"."""
+    return {host_group_of(inventory, h.name) for h in inventory.hosts}
+
+
 def unowned_by_group(
     per_host: list[tuple[str, int, int]], group_of: Callable[[str], str]
 ) -> dict[str, tuple[int, int]]:
@@ -69,9 +76,12 @@ def totals_by_group(
     sizes: dict[str, int],
     group_of: Callable[[str], str],
     now: datetime,
+    groups: Iterable[str] = (),
 ) -> dict[str, GroupTotals]:
-    """Pure: count, expired, bytes and the oldest age per host group."""
-    out: dict[str, GroupTotals] = {}
+    """Pure: count, expired, bytes and the oldest age per host group; each
+    of `groups` is there too, all 0 when it holds none (its oldest age
+    then is 0: no checkpoint is no age)."""
+    out: dict[str, GroupTotals] = {group: GroupTotals() for group in groups}
     for row in rows:
         totals = out.setdefault(group_of(row.host), GroupTotals())
         totals.count += 1
@@ -171,7 +181,13 @@ class DatabaseGauges:
             "Jobs whose worker died mid-work, waiting for reconciliation.",
             interrupted,
         )
-        totals = totals_by_group(rows, sizes, lambda h: host_group_of(self.inventory, h), now)
+        totals = totals_by_group(
+            rows,
+            sizes,
+            lambda h: host_group_of(self.inventory, h),
+            now,
+            inventory_groups(self.inventory),
+        )
         families = {
             "count": GaugeMetricFamily(
                 PREFIX + "active_checkpoints",
@@ -190,7 +206,7 @@ class DatabaseGauges:
             ),
             "oldest": GaugeMetricFamily(
                 PREFIX + "oldest_checkpoint_age_seconds",
-                "Age of the oldest held checkpoint, by host group.",
+                "Age of the oldest held checkpoint, by host group (0 when none).",
                 labels=["host_group"],
             ),
         }
@@ -215,11 +231,7 @@ class DatabaseGauges:
             "sweep saw them, by host group.",
             labels=["host_group"],
         )
-        # Every host group reads 0 when it holds none, so an alert or a
-        # dashboard sees "none", not "no data".
-        groups = dict.fromkeys(
-            {host_group_of(self.inventory, h.name) for h in self.inventory.hosts}, (0, 0)
-        )
+        groups = dict.fromkeys(inventory_groups(self.inventory), (0, 0))
         groups |= unowned_by_group(unowned, lambda h: host_group_of(self.inventory, h))
         for group, (count, size) in sorted(groups.items()):
             orphans.add_metric([group], count)
