@@ -57,9 +57,11 @@ def check_reason(text: str | None, *, what: str = "reason") -> str:
     return cleaned
 
 
-def one_line(text: str) -> str:
+def one_line(text: object) -> str:
     """`text` on one line: every run of white space or other unprintable
     characters becomes one space (a record from before `check_reason`, or
-    a reason with new lines, still makes a valid checkpoint name)."""
-    visible = "".join(c if _is_text(c) else " " for c in text)
+    a reason with new lines, still makes a valid checkpoint name; a table's
+    cell or a list's line keeps its place). What is not text is written as
+    `str` does (a template's value)."""
+    visible = "".join(c if _is_text(c) else " " for c in str(text))
     return " ".join(visible.split())

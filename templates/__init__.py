@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.domain import plain_mentions
 from bot.durations import format_duration
+from bot.reasons import one_line
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -93,6 +94,8 @@ class Renderer:
             state=state_label,
             # Mention tokens (`<@U…>`) the bot wrote, as words a terminal shows.
             people=plain_mentions,
+            # A person's text where one line is needed (a table's cell).
+            one_line=one_line,
             verb=action_verb,
             count=counted,
             widest=widest,

@@ -30,6 +30,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot.domain import MENTION_TOKEN, REF_WRITTEN_PATTERN
+from bot.reasons import one_line
 from templates import Renderer, mrkdwn_escape, short_time
 from templates.slack_times import date_token, localize_blocks
 from templates.waves import (
@@ -244,10 +245,6 @@ def quote(value: object) -> str:
     """Each line as a mrkdwn block quote (apply after `mrkdwn`)."""
     lines = str(value).splitlines() or [""]
     return "\n".join(f"> {line}" for line in lines)
-
-
-def one_line(value: object) -> str:
-    return " ".join(str(value).split())
 
 
 @dataclass(frozen=True)

@@ -439,6 +439,27 @@ def test_a_wave_asked_again_names_the_changes_already_open_on_its_vms(tmp_path: 
     assert opened == {"STG-WEB01": ["CHG-0001"], "STG-APP01": ["CHG-0002"], "WEB01": []}
 
 
+def test_a_reason_with_line_breaks_keeps_the_preview_one_line_a_vm(tmp_path: Path) -> None:
+    """Seen: "! already open on it: CHG-0001 (active, asked …: line one" and
+    "line two)" on the next line, where `change list` folds the same reason
+    to one line; the preview folds it the same way (bot.reasons.one_line)."""
+    made = invoke(tmp_path, "checkpoint", "create", "WEB02", "-r", "line one\nline two\r\tthree")
+    assert made.returncode == 0, made.stderr
+    code, out, err = _run_with_input(
+        tmp_path, "n\n", "checkpoint", "create", "--group", "web-tier", "-r", "wave preview"
+    )
+    assert code == 1 and "nothing was recorded" in err
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  ✓ WEB02 "))
+    said = lines[at + 1]
+    assert said.startswith("      ! already open on it: CHG-0001 (active, asked ")
+    assert said.endswith(": line one line two three)"), said
+    assert not lines[at + 2].startswith("line two")
+    listed = invoke(tmp_path, "change", "list").stdout.splitlines()
+    [row] = [line for line in listed if line.startswith("CHG-0001")]
+    assert row.endswith("line one line two three")
+
+
 def test_a_member_whose_checkpoint_type_is_not_known_says_so_in_words(tmp_path: Path) -> None:
     """Seen: "CHG-0004 STG-WEB01 HV03 active, unknown taken" for a member
     whose checkpoint the reconciler adopted (what it holds cannot be told

@@ -24,6 +24,7 @@ from bot.changes.lifecycle import FINAL_STATES
 from bot.clock import utc_text
 from bot.domain import WAVE_ACTIONS, BatchRef, ChangeRef, user_mention
 from bot.inventory import VM
+from bot.reasons import one_line
 from bot.service.at_time import AtTime, check_future, outside_window, window_refusal
 from bot.service.binding import Target
 from bot.service.deciding import Principal, as_principal
@@ -84,11 +85,13 @@ class OpenChange:
 
     @property
     def said(self) -> str:
-        """ "CHG-0001 (active, BAT-0001, asked 2026-12-06 15:02 UTC: KB5044284)"."""
+        """ "CHG-0001 (active, BAT-0001, asked 2026-12-06 15:02 UTC: KB5044284)",
+        on one line as `change list` shows a reason (one_line): the preview
+        lists one VM a line."""
         wave = f", {self.wave}" if self.wave else ""
         return (
             f"{self.ref} ({self.state.replace('_', ' ')}{wave}, asked "
-            f"{utc_text(self.created_at)}: {self.reason})"
+            f"{utc_text(self.created_at)}: {one_line(self.reason)})"
         )
 
     def to_dict(self) -> dict[str, Any]:
