@@ -255,3 +255,29 @@ def test_a_host_that_does_not_answer_fails_closed_and_stops_no_other_member(
     ]
     assert "STG-WEB01" in batch.events[-1].message
     assert not any(e.host == "HV03" for e in fleet.log.entries)
+
+
+def test_a_member_that_passed_the_preview_and_failed_says_so_in_plain_words(
+    tmp_path: Path,
+) -> None:
+    """Seen: "LAB-DC01 (CHG-0008) could be taken at the preview, then was
+    failed". The host (emulated, over real WinRM) stops exposing
+    Checkpoint-VM, which the preview never calls: both members pass it and
+    their jobs fail; the summary says so, and why, one line each."""
+    from tests.cli_support import emulated_estate, invoke
+
+    env = {EMULATOR_PASSWORD_ENV: PASSWORD, "CHECKPOINT_BOT_SOCKET": "off"}
+    with emulated_estate(tmp_path, env=env) as fleet:
+        fleet.server("HV03").faults = Faults(hidden=frozenset({"Checkpoint-VM"}))
+        done = invoke(
+            tmp_path, "-c", "bot.yaml", "checkpoint", "create", "--group", "staging", "-r", "x",
+            "--yes", env=env,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = [line for line in done.stdout.splitlines() if line.startswith("  ! ")]
+    assert [line.split(": checkpoint failed: ")[0] for line in said] == [
+        "  ! STG-WEB01 (CHG-0001) passed the preview, then failed",
+        "  ! STG-APP01 (CHG-0002) passed the preview, then failed",
+    ]
+    assert all("'Checkpoint-VM' is not recognized" in line for line in said)
+    assert "could be taken at the preview" not in done.stdout

@@ -260,10 +260,7 @@ def create_wave(
             click.echo(f"  ! {vm} could not be recorded: {why}")
     short = outcome.fell_short(view) if not no_wait else ()
     for m in short:
-        click.echo(
-            f"  ! {m.vm_name} ({m.change}) could be taken at the preview, then was {m.state}",
-            err=as_json,
-        )
+        click.echo(f"  ! {fell_short_words(m)}", err=as_json)
     refused_vms = [c.vm for c in outcome.preview.refused]
     if refused_vms:
         # Said last, on stderr (stdout stays the wave, or its one JSON
@@ -276,6 +273,17 @@ def create_wave(
     # A VM the wave could not record has no checkpoint either, waited or not.
     if refused_vms or outcome.not_recorded or (not no_wait and (short or waited.short)):
         raise SystemExit(EXIT_REFUSED)
+
+
+def fell_short_words(m: MemberView) -> str:
+    """ "LAB-DC01 (CHG-0008) passed the preview, then failed: <why>": a
+    member the person confirmed that was not taken (its job's re-check
+    refused it, or the host failed it), on one line."""
+    from bot.reasons import one_line
+
+    ended = "was refused" if m.state == "denied" else m.state.replace("_", " ")
+    why = f": {one_line(m.note)}" if m.note else ""
+    return f"{m.vm_name} ({m.change}) passed the preview, then {ended}{why}"
 
 
 def refused_line(ref: str, vms: list[str]) -> str:
