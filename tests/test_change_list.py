@@ -132,6 +132,69 @@ def test_an_overdue_change_whose_rollback_waits_for_an_approver_says_so(
     ], listed
 
 
+STAGING_AUTO_MERGE = """
+rules:
+  ttl:
+    overrides:
+      - scope: {tags: {env: staging}}
+        params: {auto_merge: true, auto_merge_grace: 30m}
+"""
+
+
+def test_an_overdue_change_the_policy_merges_on_its_own_soon_says_so(tmp_path: Path) -> None:
+    """Seen: `change list --overdue` told a manager to merge a change whose
+    automatic keep & merge (the ttl rule's auto_merge, staging here) was due
+    within the minute, and said nothing of it. A change whose automatic
+    merge is not coming (prod: none; staging past its grace: the chase has
+    asked already) still says nobody decided."""
+    (tmp_path / "policy.yaml").write_text(STAGING_AUTO_MERGE, encoding="utf-8")
+    inventory = Path(__file__).parents[1] / "deploy/examples/demo-inventory.yaml"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"inventory: {inventory}\npolicy: policy.yaml\nhyperv: {{backend: simulator}}\n"
+        f"database_url: 'sqlite:///{tmp_path / 'bot.db'}'\n",
+        encoding="utf-8",
+    )
+
+    def cli(*args: str) -> str:
+        done = invoke(tmp_path, "--config", str(config), *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("db", "upgrade")
+    for vm in ("STG-WEB01", "APP01", "STG-APP01"):
+        cli("checkpoint", "create", vm, "-r", "patch")
+    now = datetime.now(UTC)
+    ended = {1: timedelta(minutes=29), 2: timedelta(hours=1), 3: timedelta(hours=2)}
+    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    with session_scope(engine) as s:
+        for change_id, ago in ended.items():
+            change = s.get(Change, change_id)
+            assert change is not None
+            change.expires_at = now - ago
+            s.add(change)
+    engine.dispose()
+    listed = cli("change", "list", "--overdue").splitlines()
+    said = {line.split()[0]: listed[i + 1].strip() for i, line in enumerate(listed[1:], 1)
+            if line.startswith("CHG-")}  # fmt: skip
+    assert said["CHG-0001"].startswith("overdue: its checkpoint's lifetime ended 29m ago; it is ")
+    assert said["CHG-0001"].endswith(
+        "unless someone decides first ('checkpoint-bot checkpoint merge CHG-0001' now, "
+        "'rollback' or 'extend')"
+    )
+    assert "kept & merged automatically in " in said["CHG-0001"]
+    for ref in ("CHG-0002", "CHG-0003"):
+        assert said[ref].endswith(
+            f"nobody decided ('checkpoint-bot checkpoint merge {ref}', 'rollback' or 'extend')"
+        ), said[ref]
+    rows = {
+        c["ref"]: c for c in json.loads(cli("change", "list", "--overdue", "--json"))["changes"]
+    }
+    due = datetime.fromisoformat(rows["CHG-0001"]["auto_merge_at"])
+    assert now < due <= now + timedelta(minutes=1, seconds=5)
+    assert rows["CHG-0002"]["auto_merge_at"] is None and rows["CHG-0003"]["auto_merge_at"] is None
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

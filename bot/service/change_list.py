@@ -3,8 +3,8 @@ newest first, with what each waits for."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from bot.changes.views import ChangeView
 from bot.changes.waiting import waiting_actions
 from bot.service.actors import actor_id
 from bot.service.errors import BadRequest
+from bot.service.ttl_chase import auto_merge_at, auto_merge_words
 from bot.store.db import session_scope
 from bot.store.tables.changes import Change
 
@@ -35,13 +36,25 @@ class ChangeListing:
     more: bool
     # When it was listed: what "overdue" is measured against.
     at: datetime | None = None
+    # Change id → when the TTL chase asks for its keep & merge on its own,
+    # for an overdue change whose automatic merge is still to come
+    # (bot/service/ttl_chase.py `auto_merge_at`).
+    auto_merges: Mapping[int, datetime] = field(default_factory=dict)
 
     def is_overdue(self, change: ChangeView) -> bool:
         return overdue(change, self.at)
 
+    def auto_merge_said(self, change: ChangeView) -> str | None:
+        """ "it is kept & merged automatically in 40s unless someone decides
+        first", when that is coming; else None."""
+        due = self.auto_merges.get(change.id)
+        if due is None or self.at is None:
+            return None
+        return auto_merge_words(due - self.at)
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "changes": [_summary(c, self.at) for c in self.changes],
+            "changes": [_summary(c, self.at, self.auto_merges) for c in self.changes],
             "more": self.more,
         }
 
@@ -56,13 +69,18 @@ def overdue(change: ChangeView, now: datetime | None) -> bool:
     )
 
 
-def _summary(c: ChangeView, now: datetime | None) -> dict[str, Any]:
+def _summary(
+    c: ChangeView, now: datetime | None, auto_merges: Mapping[int, datetime]
+) -> dict[str, Any]:
     """A change as a list shows it: its record without events and jobs
-    (`change show --json` has those), and whether it is overdue."""
+    (`change show --json` has those), whether it is overdue, and when its
+    automatic keep & merge is due (null when none is coming)."""
     data = c.to_dict()
     for detail in ("events", "jobs", "decision"):
         data.pop(detail, None)
     data["overdue"] = overdue(c, now)
+    due = auto_merges.get(c.id)
+    data["auto_merge_at"] = due.isoformat() if due is not None else None
     return data
 
 
@@ -122,4 +140,23 @@ def list_changes(
         kept = rows[:limit]
         waiting = waiting_actions(s, kept)
         views = tuple(ChangeView.of(c, waiting=waiting.get(c.id or 0, ())) for c in kept)
-    return ChangeListing(views, more=len(rows) > limit, at=now)
+    return ChangeListing(
+        views, more=len(rows) > limit, at=now, auto_merges=_auto_merges(ctx, views, now)
+    )
+
+
+def _auto_merges(
+    ctx: ServiceDeps, views: tuple[ChangeView, ...], now: datetime
+) -> dict[int, datetime]:
+    """When each overdue change nobody asked anything for is kept & merged
+    on its own, where that is still to come. One already due is left out:
+    the chase has asked for it, or is about to, and whether that merge ran,
+    waits for an approver or was refused is the change's own record."""
+    due: dict[int, datetime] = {}
+    for view in views:
+        if not overdue(view, now) or view.waiting:
+            continue
+        at = auto_merge_at(ctx, view)
+        if at is not None and at > now:
+            due[view.id] = at
+    return due

@@ -69,6 +69,42 @@ def due_reminder(
     return min(reached) if reached else None
 
 
+def ttl_params(ctx: ServiceDeps, change: ChangeView) -> tuple[TTLParams, bool]:
+    """The ttl rule's settings for the change's VM, and whether its scope
+    was decided (auto-merge needs it; reminders fall back to the base)."""
+    try:
+        facts = ctx.decider.inventory_facts(ctx.inventory.vm_by_id(change.vm_id))
+    except LookupError:
+        # Gone from the inventory: still chased, by the base settings,
+        # and never merged automatically (its scope cannot be told).
+        facts, gone = Facts(), True
+    else:
+        gone = False
+    rule, decided = ctx.policy.rule_settings("ttl", facts)
+    assert isinstance(rule.params, TTLParams)
+    return rule.params, decided and not gone
+
+
+def auto_merge_at(ctx: ServiceDeps, change: ChangeView) -> datetime | None:
+    """When the chase asks for `change`'s keep & merge on its own (the ttl
+    rule's `auto_merge`, its scope decided: its expiry plus
+    `auto_merge_grace`); None when it never does, or the change has no
+    expiry. The merge itself then goes through the policy as anyone's."""
+    if change.expires_at is None:
+        return None
+    params, decided = ttl_params(ctx, change)
+    if not (params.auto_merge and decided):
+        return None
+    return change.expires_at + params.auto_merge_grace
+
+
+def auto_merge_words(left: timedelta) -> str:
+    """What the chase will do `left` from now, as its expiry notice says it."""
+    return (
+        f"it is kept & merged automatically in {format_duration(left)} unless someone decides first"
+    )
+
+
 class TTLChaser:
     name = "ttl_chase"
 
@@ -102,19 +138,7 @@ class TTLChaser:
                 log.exception("could not chase the TTL of %s", batch_ref(batch_id))
 
     def params(self, change: ChangeView) -> tuple[TTLParams, bool]:
-        """The ttl rule's settings for the change's VM, and whether its scope
-        was decided (auto-merge needs it; reminders fall back to the base)."""
-        try:
-            facts = self.ctx.decider.inventory_facts(self.ctx.inventory.vm_by_id(change.vm_id))
-        except LookupError:
-            # Gone from the inventory: still chased, by the base settings,
-            # and never merged automatically (its scope cannot be told).
-            facts, gone = Facts(), True
-        else:
-            gone = False
-        rule, decided = self.ctx.policy.rule_settings("ttl", facts)
-        assert isinstance(rule.params, TTLParams)
-        return rule.params, decided and not gone
+        return ttl_params(self.ctx, change)
 
     def chase(self, change: ChangeView, now: datetime) -> None:
         assert change.expires_at is not None
@@ -169,12 +193,11 @@ class TTLChaser:
 
     def _auto_merge_if_due(self, change: ChangeView, now: datetime) -> None:
         assert change.expires_at is not None
-        params, decided = self.params(change)
+        due = auto_merge_at(self.ctx, change)
         expiry = change.expires_at.isoformat(timespec="seconds")
         if (
-            params.auto_merge
-            and decided
-            and now >= change.expires_at + params.auto_merge_grace
+            due is not None
+            and now >= due
             and self.ctx.ticks.claim("ttl_auto_merge", f"{change.id}:{expiry}")
         ):
             self._auto_merge(change)
@@ -296,8 +319,7 @@ class TTLChaser:
     def _expired(self, change: ChangeView, params: TTLParams, decided: bool) -> None:
         automatic = params.auto_merge and decided
         then = (
-            f"it is kept & merged automatically in {format_duration(params.auto_merge_grace)} "
-            "unless someone decides first"
+            auto_merge_words(params.auto_merge_grace)
             if automatic
             else "it stays until someone decides; it is never rolled back on its own"
         )
