@@ -197,7 +197,7 @@ class Actions:
             try:
                 started = start_vm(ctx, ref, requester=who)
             except AlreadyStarted as exc:
-                # Named with a mention, which the Conflict answer would escape.
+                # Its own notice (who, when, the VM's state now), not a refusal.
                 return deps.notice(*messages.already_started(exc))
             return deps.notice(*messages.starting(started.change))
         if verb == "unschedule":
@@ -234,7 +234,9 @@ class Actions:
         if now is not None and now != seen:
             since = lookups.happened_since(self.deps.ctx, value.ref, seen) or ((), 0)
             hint = messages.outdated(*since)
-        return self.deps.error(exc.message, hint)
+        # A refusal like any other (its mentions kept when it names someone),
+        # with what happened since the card was drawn under it.
+        return self.deps.refusal(exc, hint)
 
     def open_create(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()

@@ -19,7 +19,6 @@ from bot.service import (
     AtTime,
     Directory,
     Forbidden,
-    GroupsUnavailable,
     Principal,
     ServiceError,
     parse_at,
@@ -118,18 +117,22 @@ class SlackDeps:
         escaped: bool = False,
         mentions: bool = False,
     ) -> dict[str, Any]:
-        """`escaped`: message and hint are mrkdwn already (grammar errors).
-        `mentions`: the message is the policy's words, whose mention tokens
+        """`hint`: mrkdwn the caller built (handlers/messages.py escapes what
+        it echoes), kept as it is: its mentions and date tokens are the bot's.
+        `escaped`: the message is mrkdwn already (grammar errors).
+        `mentions`: the message is the bot's words, whose mention tokens
         (`<@U…>`, `<!subteam^S…>`) are kept; nothing a person typed is in it."""
         return self.payload(
             "error_ephemeral", message=message, hint=hint, escaped=escaped, mentions=mentions
         )
 
-    def refusal(self, exc: ServiceError) -> dict[str, Any]:
-        """A service error for whoever caused it. Only a refusal and a group
-        lookup that failed name people in the bot's own words (who may do
-        it, whose groups), so only their mentions stay."""
-        return self.error(exc.message, mentions=isinstance(exc, (Forbidden, GroupsUnavailable)))
+    def refusal(self, exc: ServiceError, hint: str | None = None) -> dict[str, Any]:
+        """A service error for whoever caused it. The errors that name people
+        in the bot's own words (who may do it, whose groups, who asked for
+        the rollback a merge would lose) say so (`names_people`), and only
+        their mentions stay; any other message is escaped whole. `hint`:
+        mrkdwn, as `error` takes it."""
+        return self.error(exc.message, hint, mentions=exc.names_people)
 
     @property
     def start_after_restore(self) -> bool:

@@ -24,9 +24,10 @@ from bot.changes.views import (
     PendingApproval,
     UpcomingWindow,
 )
-from bot.service import list_checkpoints, request_checkpoint, show_change
+from bot.service import Happened, list_checkpoints, request_checkpoint, show_change
 from bot.service.queries import CheckpointListing
 from bot.service.requests import Outcome
+from handlers import messages
 from policies import ApprovalRequirement, Decision, Effect, OutcomeKind, RuleOutcome, Verdict
 from policies.explain import rows as explain_rows
 from templates import Renderer
@@ -490,7 +491,15 @@ def test_user_text_is_escaped_everywhere(slack: SlackRenderer) -> None:
     rendered = [
         slack.payload("change_root", c=c, start_after_restore=True),
         slack.payload("change_event", c=c, e=replace(c.events[1], message=NASTY, actor=NASTY)),
-        slack.payload("error_ephemeral", message=NASTY, hint=NASTY),
+        # A hint is mrkdwn its caller built, escaping what it echoes (a
+        # person's name, an event's words); a message naming people keeps
+        # only the bot's own mention tokens.
+        slack.payload(
+            "error_ephemeral",
+            message=NASTY,
+            hint=messages.outdated((Happened(NASTY, NASTY, T0, None),), 0),
+        ),
+        slack.payload("error_ephemeral", message=NASTY, mentions=True),
         slack.payload(
             "denied_ephemeral", outcome=Outcome(replace(c, state="denied"), DENIED), action="create"
         ),

@@ -32,7 +32,7 @@ from tests.test_slack_flow import (
     root_button,
     shown,
 )
-from tests.test_slack_http import answer, change_of, wait_state
+from tests.test_slack_http import answer, change_of, value, wait_state
 
 # The shipped "prod rollback needs 1 approval", its approvers named as a
 # person and a Slack group: the record's words then hold both kinds of token.
@@ -284,3 +284,76 @@ def test_a_refusals_fallback_text_names_only_the_refusing_rules(tmp_path: Path) 
         assert "approval" not in refused["text"], refused["text"]
         blocks = json.dumps(refused["blocks"])
         assert "approval" not in blocks
+
+
+# --- 6. a refused merge and an out-of-date click keep the bot's own tokens --------------
+
+
+def test_a_merge_while_a_rollback_waits_names_the_asker_and_every_way_to_settle_it(
+    tmp_path: Path,
+) -> None:
+    # The shipped policy: a create on prod needs nobody, its rollback one approver.
+    with checked_bot(tmp_path, "") as bot:
+        command(bot, "create WEB01 --reason KB5044284")
+        active = wait_state(bot, "WEB01", "active")
+        ref = active.ref
+        drawn = root_button(bot, ref, "checkpoint:merge")  # Keep & merge as first drawn
+        assert "extended" in shown(command(bot, f"extend {ref} 24h"))
+        quiet_click(
+            bot, "checkpoint:rollback", value(change_of(bot, "WEB01"), "rollback"), "U0ALICE"
+        )
+        root_button(bot, ref, "checkpoint:approve")  # the rollback waits for approval
+        words = (
+            f"{ref} is not merged: a rollback asked by <@U0ALICE> waits for approval, and a "
+            "merge deletes the checkpoint it would restore. An approver approves it "
+            f"(`/checkpoint approve {ref} rollback`) or rejects it (`/checkpoint reject {ref} "
+            f"rollback`), or <@U0ALICE> withdraws it (`/checkpoint withdraw {ref} rollback`); "
+            "then merge."
+        )
+
+        typed = shown(command(bot, f"merge {ref}", user="U0BOB"))
+        assert words in typed, typed
+        assert not ESCAPED_MENTION.search(typed), typed
+
+        # The older copy of the card: the same refusal, and what happened
+        # since it was drawn, with its date as a date token.
+        clicked = shown(_click(bot, "checkpoint:merge", drawn, "U0BOB"))
+        assert words in clicked, clicked
+        since = re.search(r"Since it was drawn: (.*?)\.\"", clicked)
+        assert since is not None, clicked
+        assert "extended by <@U0ALICE> <!date^" in since.group(1), clicked
+        assert "rollback awaits approval by policy <!date^" in since.group(1), clicked
+        assert not ESCAPED_MENTION.search(clicked), clicked
+        assert change_of(bot, "WEB01").state == "active"
+
+
+def test_a_double_click_on_keep_and_merge_says_who_started_the_merge_with_a_mention(
+    tmp_path: Path,
+) -> None:
+    # Staging: a rollback needs no approver, so the card offers Keep & merge after it.
+    with checked_bot(tmp_path, "") as bot:
+        command(bot, "create STG-APP01 --reason KB5044284")
+        active = wait_state(bot, "STG-APP01", "active")
+        quiet_click(
+            bot,
+            "checkpoint:rollback",
+            root_button(bot, active.ref, "checkpoint:rollback"),
+            "U0ALICE",
+        )
+        left = wait_state(bot, "STG-APP01", "rolled_back", timeout=30)
+        keep = str(ActionValue(left.ref, left.version, "merge"))
+        # The second click of a double-click is refused by the merge itself
+        # (a Conflict, with what happened since as its hint) when both passed
+        # the card's check before either merged, else by that check (Stale);
+        # either says who started the merge, as a mention, and when.
+        with ThreadPoolExecutor(2) as pool:
+            sent = list(
+                pool.map(
+                    lambda _: bot.slack.click("checkpoint:merge", keep, user="U0ALICE"), (1, 2)
+                )
+            )
+        keys = [key for _reply, key in sent]
+        bot.api.wait_for(lambda cs: any(c.method in keys for c in cs))
+        told = next(shown(c.body) for c in bot.api.calls if c.method in keys)
+        assert "start merge by <@U0ALICE> <!date^" in told, told
+        assert not ESCAPED_MENTION.search(told), told

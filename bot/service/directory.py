@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 class GroupsUnavailable(Unavailable):
     """A user's Slack user groups could not be resolved: nothing was decided."""
 
+    names_people = True  # whose groups
+
     def __init__(self, user: str, why: str, *, transient: bool = True) -> None:
         then = ", try again in a minute" if transient else ""
         super().__init__(

@@ -15,7 +15,7 @@ ServiceError            message: one line a person can act on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from bot.changes import State
 from bot.domain import ChangeRef
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 
 class ServiceError(Exception):
+    # Whether `message` is the bot's own words, naming people only with
+    # bot.domain's mention helpers and holding nothing a person typed: Slack
+    # then shows its mention tokens as people (handlers' `refusal`), where
+    # anyone else's text is escaped. Set by the errors that name someone.
+    names_people: ClassVar[bool] = False
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -42,7 +48,8 @@ class NotFound(ServiceError):
 
 
 class Forbidden(ServiceError):
-    pass
+    # Who may do it instead, in the policy's words.
+    names_people = True
 
 
 class Conflict(ServiceError):

@@ -363,6 +363,8 @@ class MergeBlocked(Conflict):
     asked for the rollback, so each surface names its own commands
     (`words(cli=True)`: the terminal's)."""
 
+    names_people = True  # who asked for the rollback
+
     def __init__(self, ref: str, asked_by: str) -> None:
         self.ref, self.asked_by = ref, asked_by
         super().__init__(self.words())
@@ -370,15 +372,17 @@ class MergeBlocked(Conflict):
     def words(self, *, cli: bool = False) -> str:
         ref, who = self.ref, user_mention(self.asked_by)
         if cli:
+            approve = f"checkpoint-bot change approve {ref} --request rollback"
             reject = f"checkpoint-bot change reject {ref} --request rollback"
             withdraw = f"checkpoint-bot checkpoint withdraw {ref} --request rollback"
         else:
+            approve = f"/checkpoint approve {ref} rollback"
             reject = f"/checkpoint reject {ref} rollback"
             withdraw = f"/checkpoint withdraw {ref} rollback"
         return (
             f"{ref} is not merged: a rollback asked by {who} waits for approval, and a merge "
-            f"deletes the checkpoint it would restore. An approver approves or rejects it "
-            f"(`{reject}`), or {who} withdraws it (`{withdraw}`); then merge"
+            f"deletes the checkpoint it would restore. An approver approves it (`{approve}`) "
+            f"or rejects it (`{reject}`), or {who} withdraws it (`{withdraw}`); then merge."
         )
 
 

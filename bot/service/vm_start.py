@@ -46,6 +46,8 @@ class AlreadyStarted(Conflict):
     Slack id or `cli:NAME`), so each surface can name them its own way;
     `message` names them with a mention token (the CLI shows an @name)."""
 
+    names_people = True
+
     def __init__(
         self, change: ChangeView, *, by: str, at: datetime | None, ran: bool, state: str | None
     ) -> None:
