@@ -68,3 +68,24 @@ def test_an_extension_waiting_for_approval_says_to_when_and_why(tmp_path: Path) 
             if "extended" in shown(c.body)
         ]
         assert len(extended) == 1 and "*extended* as <@U0BOB> asked" in extended[0]
+
+
+def test_the_extend_refusal_names_the_states_it_allows(tmp_path: Path) -> None:
+    # A rolled-back change still holds its checkpoint: it extends, as its card
+    # offers; once merged, the refusal names both states that can be extended
+    # (seen: "only an active checkpoint can be extended").
+    with checked_bot(tmp_path, "") as bot:
+        command(bot, "create STG-APP01 --reason KB5044284")
+        ref = wait_state(bot, "STG-APP01", "active").ref
+        command(bot, f"rollback {ref}")
+        rolled = wait_state(bot, "STG-APP01", "rolled_back", timeout=30)
+        assert "extended" in shown(command(bot, f"extend {ref} 24h"))
+        assert wait_state(bot, "STG-APP01", "rolled_back").expires_at != rolled.expires_at
+
+        command(bot, f"merge {ref}")
+        wait_state(bot, "STG-APP01", "merged", timeout=30)
+        refused = shown(command(bot, f"extend {ref} 24h"))
+        assert (
+            f"{ref} is merged; only a change that still holds its checkpoint "
+            "(active or rolled back) can be extended"
+        ) in refused, refused

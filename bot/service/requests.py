@@ -600,9 +600,10 @@ def merge(ctx: ServiceDeps, ref: str, *, requester: str | Principal) -> Outcome:
 
 
 def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -> Outcome:
-    """Give an active checkpoint more time (`ref`: `CHG-n`, its checkpoint's
-    Id, or its VM's name for the VM's one active change); beyond the
-    scope's maximum lifetime the policy asks for approval. The new expiry is
+    """Give a checkpoint more time: an active or rolled-back change's, which
+    still holds it (`ref`: `CHG-n`, its checkpoint's Id, or its VM's name
+    for the VM's one active change); beyond the scope's maximum lifetime
+    the policy asks for approval. The new expiry is
     counted from the one the policy was asked about: if another extension or
     a state change lands first, the person is told to look again. A note
     landing between the read and the update (`begin_host_action`) is read
@@ -613,9 +614,11 @@ def extend(ctx: ServiceDeps, ref: str, by: str, *, requester: str | Principal) -
     with session_scope(ctx.engine) as s:
         change = get_change(s, change_id)
     if State(change.state) not in _EXTENDABLE or change.expires_at is None:
+        # The words name the states `_EXTENDABLE` holds (seen: "only an
+        # active checkpoint", while a rolled-back change's card offers Extend).
         raise Conflict(
-            f"{change_ref(change_id)} is {change.state.replace('_', ' ')}; only an "
-            "active checkpoint can be extended"
+            f"{change_ref(change_id)} is {change.state.replace('_', ' ')}; only a change "
+            "that still holds its checkpoint (active or rolled back) can be extended"
         )
     now = ctx.clock()
     asked_about = change.expires_at
