@@ -21,6 +21,9 @@ from __future__ import annotations
 
 MAX_REASON = 500
 EXAMPLE = "KB5044284 patch"
+# Why someone rejects a request: the Reject… form's placeholder and the
+# example its empty reason is told, so the two never disagree.
+REJECT_EXAMPLE = "Not during the quarter-end close"
 # Format characters that belong to the words they sit in (see above).
 JOINERS = frozenset({"\u200c", "\u200d"})
 
@@ -38,12 +41,14 @@ class ReasonError(ValueError):
         self.missing = missing
 
 
-def check_reason(text: str | None, *, what: str = "reason") -> str:
+def check_reason(text: str | None, *, what: str = "reason", example: str = EXAMPLE) -> str:
     """The reason as it is recorded (trimmed, otherwise as written), or
-    `ReasonError`. `what` names it in the message (`the reason`)."""
+    `ReasonError`. `what` names it in the message (`the reason`);
+    `example` is what a missing one is told to look like: a request's by
+    default, a rejection's (`REJECT_EXAMPLE`) where a request is rejected."""
     cleaned = (text or "").strip()
     if not cleaned:
-        raise ReasonError(f"a {what} is required: say why, e.g. {EXAMPLE}", missing=True)
+        raise ReasonError(f"a {what} is required: say why, e.g. {example}", missing=True)
     if len(cleaned) > MAX_REASON:
         raise ReasonError(
             f"the {what} is {len(cleaned)} characters long; keep it under {MAX_REASON}"

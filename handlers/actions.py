@@ -27,7 +27,7 @@ from slack_sdk.errors import SlackClientError
 
 from bot.domain import plain_mentions
 from bot.durations import DurationError, parse_duration
-from bot.reasons import ReasonError, check_reason
+from bot.reasons import REJECT_EXAMPLE, ReasonError, check_reason
 from bot.service import (
     AlreadyStarted,
     ApprovalOutcome,
@@ -385,7 +385,7 @@ class Actions:
     ) -> None:
         reason = _text(_values(view), "reason")
         try:
-            check_reason(reason)
+            check_reason(reason, example=REJECT_EXAMPLE)
         except ReasonError as exc:
             ack(response_action="errors", errors={"reason": exc.message[:150]})
             return

@@ -30,7 +30,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot.domain import MENTION_TOKEN, REF_WRITTEN_PATTERN
-from bot.reasons import one_line
+from bot.reasons import REJECT_EXAMPLE, one_line
 from templates import Renderer, mrkdwn_escape, short_time
 from templates.slack_times import date_token, localize_blocks
 from templates.waves import (
@@ -416,6 +416,8 @@ SLACK_GLOBALS: Mapping[str, Any] = {
     "HOME_CHANGES_TEXT": HOME_CHANGES_TEXT,
     "HOME_WINDOWS_SECTIONS": HOME_WINDOWS_SECTIONS,
     "HOME_WINDOWS_TEXT": HOME_WINDOWS_TEXT,
+    # The Reject… form's placeholder: the example its empty reason is told.
+    "REJECT_EXAMPLE": REJECT_EXAMPLE,
 }
 
 

@@ -357,3 +357,38 @@ def test_a_double_click_on_keep_and_merge_says_who_started_the_merge_with_a_ment
         told = next(shown(c.body) for c in bot.api.calls if c.method in keys)
         assert "start merge by <@U0ALICE> <!date^" in told, told
         assert not ESCAPED_MENTION.search(told), told
+
+
+# --- 7. the Reject… form asks for a rejection's reason -----------------------------------
+
+
+def test_the_reject_form_refuses_an_empty_reason_with_a_rejections_example(
+    tmp_path: Path,
+) -> None:
+    with checked_bot(tmp_path, CREATE_NEEDS_APPROVAL) as bot:
+        asked = command(bot, "create WEB01 --reason KB5044284 patch")
+        ref = re.search(r"CHG-\d+", asked["text"])
+        assert ref is not None
+        reject = root_button(bot, ref.group(0), "checkpoint:reject")
+        reply, key = bot.slack.click("checkpoint:reject", reject, user="U0BOB")
+        assert reply.status == 200
+        trigger = "trigger." + key.rsplit(":", 1)[1]
+        calls = bot.api.wait_for(
+            lambda cs: any(c.method == "views.open" and c.body["trigger_id"] == trigger for c in cs)
+        )
+        view = next(c.body["view"] for c in calls if c.method == "views.open")
+        field = next(b for b in view["blocks"] if b.get("block_id") == "reason")
+        example = field["element"]["placeholder"]["text"]
+        assert example == "Not during the quarter-end close"
+
+        values = {"reason": {"reason": {"type": "plain_text_input", "value": "  "}}}
+        answered = bot.slack.submit_view(
+            {**view, "id": "V0REJECT", "state": {"values": values}}, user="U0BOB"
+        )
+        assert answered.status == 200
+        # The example is the form's own (seen: "e.g. KB5044284 patch", a create's).
+        assert json.loads(answered.body) == {
+            "response_action": "errors",
+            "errors": {"reason": f"a reason is required: say why, e.g. {example}"},
+        }
+        assert change_of(bot, "WEB01").state == "awaiting_approval"
