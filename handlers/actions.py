@@ -44,7 +44,6 @@ from bot.service import (
     check_card,
     committed_writes,
     extend,
-    lifetime_too_long,
     lookups,
     may_reject,
     merge,
@@ -281,9 +280,11 @@ class Actions:
             try:
                 parse_duration(ttl)
             except DurationError as exc:
-                # Past a year: the bound that matters is the policy's, for this VM.
-                policy = lifetime_too_long(self.deps.ctx, vm, ttl) if exc.too_long and vm else None
-                errors["ttl"] = (policy or str(exc))[:150]
+                # Past a year: the bound that matters is the policy's, for
+                # this VM, said as the policy says a TTL only past it.
+                ctx = self.deps.ctx
+                policy = lookups.ttl_refusal(ctx, vm, ttl) if exc.too_long and vm else None
+                errors["ttl"] = field_error(policy) if policy else str(exc)[:_FIELD_ERROR]
         try:
             check_reason(reason)
         except ReasonError as exc:
@@ -547,13 +548,29 @@ def refusals_of(
     errors: dict[str, str] = {}
     for refusal in refusals:
         field = _FIELD_OF_RULE.get(refusal.rule, "vm")
-        if field in errors:
-            continue
-        why = plain_mentions(f"Refused: {refusal.message}")
-        if refusal.remediation and len(why) + len(refusal.remediation) + 2 <= _FIELD_ERROR:
-            why = f"{why}. {plain_mentions(refusal.remediation)}"
-        errors[field] = truncate_chars(why, _FIELD_ERROR)
+        if field not in errors:
+            errors[field] = field_error(refusal)
     return errors
+
+
+def field_error(refusal: lookups.Refusal) -> str:
+    """A rule's refusal under a form field (plain text): "Refused: why.",
+    then what to do instead as a sentence of its own when both fit (the
+    rules write both as clauses: seen "… not a backup. ask for at most 7d")."""
+    why = _sentence(plain_mentions(f"Refused: {refusal.message}"))
+    instead = _sentence(plain_mentions(refusal.remediation)) if refusal.remediation else ""
+    if instead and len(why) + 1 + len(instead) <= _FIELD_ERROR:
+        why = f"{why} {instead}"
+    return truncate_chars(why, _FIELD_ERROR)
+
+
+def _sentence(clause: str) -> str:
+    """`clause` begun with a capital and ended with a full stop, unless it
+    already ends a sentence (a VM's name or a command first stays as it is)."""
+    text = clause.strip()
+    if text[:1].islower():
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def refused_marks(

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from bot.service import lookups
+from handlers.actions import field_error
 from tests.slack_support import RunningBot, running_bot
 from tests.test_slack_http import ACK_LIMIT, change_of, create, old_value
 
@@ -70,15 +72,42 @@ def test_create_alone_opens_the_modal_and_its_submission_is_validated(bot: Runni
     assert change.ref in told["text"] and change.ttl_seconds == 48 * 3600
 
 
-def test_a_lifetime_past_a_year_is_told_the_policys_limit_for_that_vm(bot: RunningBot) -> None:
-    # Seen: "'999d' is too long: a duration is at most 366d (a year)"; 30d
-    # then met "more than the maximum of 7d". The bound that matters first.
+@pytest.mark.parametrize("ttl", ["999d", "30d"])
+def test_a_ttl_past_the_policys_maximum_is_told_it_in_one_sentence_shape(
+    bot: RunningBot, ttl: str
+) -> None:
+    # Seen: "'999d' is too long: a duration is at most 366d (a year)", then
+    # 30d met "more than the maximum of 7d". Past a year (the parser's
+    # bound) or only past the policy's, the field says the policy's bound
+    # for that VM in the same words, each part a sentence (seen: "… not a
+    # backup. ask for at most 7d").
     reply, key = bot.slack.command("create", channel="C0MODAL")
     assert reply.status == 200
     view = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
-    bad = bot.slack.submit_view(submitted(view, "V2", create_values("WEB02", "999d", "KB1")))
+    bad = bot.slack.submit_view(submitted(view, "V2", create_values("WEB02", ttl, "KB1")))
     errors = json.loads(bad.body)["errors"]
-    assert errors == {"ttl": "'999d' is too long: WEB02's checkpoints live at most 7d (the policy)"}
+    assert errors == {
+        "ttl": f"Refused: a TTL of {ttl} is more than the maximum of 7d: a checkpoint is "
+        "short-term protection, not a backup. Ask for at most 7d."
+    }
+
+
+@pytest.mark.parametrize(
+    ("message", "remediation", "said"),
+    [
+        # A command or a name first is left as it is; a sentence ends once.
+        (
+            "x is off.",
+            "`checkpoint-bot vm start X` first",
+            "Refused: x is off. `checkpoint-bot vm start X` first.",
+        ),
+        ("a DC", "WEB01 is fine!", "Refused: a DC. WEB01 is fine!"),
+        # What to do instead is left out when both do not fit the field.
+        ("a DC", "y" * 140, "Refused: a DC."),
+    ],
+)
+def test_a_field_error_is_whole_sentences(message: str, remediation: str, said: str) -> None:
+    assert field_error(lookups.Refusal("rule", message, remediation)) == said
 
 
 def test_extend_button_opens_the_modal_and_extends(bot: RunningBot) -> None:

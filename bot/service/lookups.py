@@ -21,11 +21,13 @@ from bot.changes.pending import pending_approvals
 from bot.changes.record import parse_ref
 from bot.changes.views import ChangeView, PendingApproval, UpcomingWindow
 from bot.domain import ApprovalState
+from bot.durations import format_duration
 from bot.inventory import InventoryLookupError
 from bot.service.binding import Happened, events_since
 from bot.service.deciding import Principal
 from bot.service.errors import from_inventory
 from bot.service.queries import ScheduledRun, scheduled_runs
+from bot.service.requests import lifetime_limit
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref
 from bot.store.tables.approvals import ApprovalRequest
@@ -39,6 +41,7 @@ from policies import (
     authorize,
     check_approver,
 )
+from policies.rules.lifetime import ttl_past_maximum
 
 if TYPE_CHECKING:
     from bot.service.deps import ServiceDeps
@@ -182,6 +185,20 @@ def refused_at_once(
         Refusal(o.rule, o.message, o.remediation)
         for o in ctx.decider.refusals_at_once(vm, Action.CREATE, who, ttl)
     ]
+
+
+def ttl_refusal(ctx: ServiceDeps, vm_name: str, text: str) -> Refusal | None:
+    """A TTL too long to be a duration at all (past a year, `text` as the
+    person wrote it), refused in the ttl rule's own words for `vm_name`'s
+    maximum: the create form says it as it says a TTL only past the
+    policy's maximum (`refused_at_once`). None when the inventory has no
+    such VM (its own field says so)."""
+    try:
+        vm = ctx.inventory.vm(vm_name)
+    except InventoryLookupError:
+        return None
+    most = format_duration(lifetime_limit(ctx, vm))
+    return Refusal("ttl", *ttl_past_maximum(text.strip(), most))
 
 
 def refused_vms(ctx: ServiceDeps, who: Principal, limit: int = 100) -> dict[str, str]:

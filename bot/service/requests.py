@@ -109,16 +109,6 @@ def too_long_for(ctx: ServiceDeps, vm: VM, text: str) -> str:
     )
 
 
-def lifetime_too_long(ctx: ServiceDeps, vm_name: str, text: str) -> str | None:
-    """`too_long_for` the VM named `vm_name` (the create form's TTL field);
-    None when the inventory has no such VM (its own field says so)."""
-    try:
-        vm = ctx.inventory.vm(vm_name)
-    except LookupError:
-        return None
-    return too_long_for(ctx, vm, text)
-
-
 def validate_create(
     ctx: ServiceDeps,
     reason: str | None,

@@ -71,6 +71,19 @@ def ttl_conflict(default: timedelta, most: timedelta) -> ParamsConflict:
     )
 
 
+def ttl_past_maximum(asked: str, most: str) -> tuple[str, str]:
+    """A TTL longer than the maximum, in the rule's words: (message,
+    remediation). `asked` as the person wrote it, so a TTL past any
+    duration's bound (a year, which the create form checks before the
+    policy is asked: bot.service.lookups.ttl_refusal) reads as this rule's
+    refusal does, not as the parser's."""
+    return (
+        f"a TTL of {asked} is more than the maximum of {most}: "
+        "a checkpoint is short-term protection, not a backup",
+        f"ask for at most {most}",
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def _default_ttl(rule: str, default: timedelta) -> RuleOutcome:
     # The same answer for every create that asks for no TTL in this scope:
@@ -94,13 +107,7 @@ def ttl(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) -> RuleOut
         if req.ttl <= timedelta(0):
             return fire(rule, "the TTL must be longer than zero", f"ask for at most {most}", {})
         if req.ttl > p.max:
-            return fire(
-                rule,
-                f"a TTL of {format_duration(req.ttl)} is more than the maximum of {most}: "
-                "a checkpoint is short-term protection, not a backup",
-                f"ask for at most {most}",
-                {},
-            )
+            return fire(rule, *ttl_past_maximum(format_duration(req.ttl), most), {})
         return passed(rule, f"a TTL of {format_duration(req.ttl)} is within the {most} maximum", {})
     if req.action is not Action.EXTEND:
         return not_applicable(rule, f"{req.action.value} does not change the lifetime")
