@@ -392,3 +392,40 @@ def test_the_reject_form_refuses_an_empty_reason_with_a_rejections_example(
             "errors": {"reason": f"a reason is required: say why, e.g. {example}"},
         }
         assert change_of(bot, "WEB01").state == "awaiting_approval"
+
+
+# --- 8. a rejection's reply says who rejected it once ------------------------------------
+
+
+def test_a_rejections_reply_names_the_rejecter_once_and_the_card_says_via_slack(
+    tmp_path: Path,
+) -> None:
+    with checked_bot(tmp_path, CREATE_NEEDS_APPROVAL) as bot:
+        asked = command(bot, "create WEB01 --reason KB5044284 patch")
+        created = re.search(r"CHG-\d+", asked["text"])
+        assert created is not None
+        command(bot, f'reject {created.group(0)} --reason "not now"', user="U0BOB")
+        wait_state(bot, "WEB01", "rejected")
+
+        # Staging needs no approver for a create; an extension past the
+        # maximum waits for one, and is rejected.
+        command(bot, "create STG-APP01 --reason KB5044284")
+        extended = wait_state(bot, "STG-APP01", "active").ref
+        assert "waits for approval" in shown(command(bot, f"extend {extended} 30d"))
+        command(bot, f'reject {extended} extend --reason "too long"', user="U0BOB")
+        bot.api.wait_for(
+            lambda _cs: any(e.kind == "extend_rejected" for e in change_of(bot, "STG-APP01").events)
+        )
+
+        assert isinstance(bot.ctx.notifier, ThreadNotifier)
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+        said = [
+            str(c.body["text"]) for c in bot.api.of("chat.postMessage") if c.body.get("thread_ts")
+        ]
+        # The notification says it once (seen: "CHG-0001: reject by <@U0BOB>
+        # — create rejected by <@U0BOB>").
+        assert f"{created.group(0)}: create rejected by <@U0BOB>" in said, said
+        assert f"{extended}: extend rejected by <@U0BOB>" in said, said
+        roots = [shown(c.body) for c in bot.api.calls if c.method == "chat.update"]
+        assert any("via Slack" in r for r in roots) and not any("via slack" in r for r in roots)
