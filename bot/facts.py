@@ -190,6 +190,16 @@ def change_facts(change: Change, now: datetime) -> dict[str, Fact]:
     }
 
 
+def host_given(name: str) -> str:
+    """A name the host gave, fit for the bot's own words: whoever manages
+    the VM on its host chooses it (Rename-VM), and the bot's words keep
+    their mention tokens in Slack, so no character of it may open one
+    (`<`, `>`) or move a terminal (control characters)."""
+    shown = "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in name[:100])
+    # Single angle quotation marks: they read as the brackets, open nothing.
+    return shown.replace("<", "\u2039").replace(">", "\u203a")
+
+
 def contradictions(values: Mapping[str, Fact]) -> list[str]:
     """Where the host disagrees with the inventory (only known facts count)."""
     found: list[str] = []
@@ -233,7 +243,7 @@ def contradictions(values: Mapping[str, Fact]) -> list[str]:
     if pair and str(pair[0]).casefold() != str(pair[1]).casefold():
         # Renamed on its host: the same VM (its VMId), under a name the
         # inventory does not have yet.
-        found.append(f"the host calls it {pair[1]}, the inventory {pair[0]}")
+        found.append(f"the host calls it {host_given(str(pair[1]))}, the inventory {pair[0]}")
     pair = both("inv_checkpoint_type", "vm_checkpoint_type")
     if pair and pair[0] != pair[1]:
         found.append(f"CheckpointType is {pair[1]} on the host, {pair[0]} in the inventory")

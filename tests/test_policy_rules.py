@@ -819,3 +819,14 @@ def test_a_vm_renamed_on_its_host_is_drift_not_agreement() -> None:
     # A name in another case is the same name (the inventory's names are).
     values["host_vm_name"] = Fact("web01", "host HV01", NOW)
     assert contradictions(values) == []
+
+
+def test_a_hostile_name_on_the_host_opens_no_mention_in_the_drift_warning() -> None:
+    """Whoever may manage the VM on its host names it; the drift warning is
+    the bot's words, whose mention tokens Slack keeps."""
+    values = dict(facts_for("WEB01").values)
+    values["host_vm_name"] = Fact("WEB01 <@U0CAROL> <!channel>\x1b[2J", "host HV01", NOW)
+    (said,) = contradictions(values)
+    assert "<" not in said and ">" not in said and "\x1b" not in said
+    shown = "WEB01 \u2039@U0CAROL\u203a \u2039!channel\u203a?[2J"
+    assert said == f"the host calls it {shown}, the inventory WEB01"
