@@ -372,3 +372,33 @@ def test_the_digest_fits_slack_with_many_out_of_sight(checkpoints: int) -> None:
         and ("Out of sight" in b["text"]["text"] or ":ghost:" in b["text"]["text"])
     ]
     assert packed and "Out of sight" in packed[0]
+
+
+@pytest.mark.parametrize("first", ["23:00", "09:00"])
+def test_a_daily_line_is_told_again_a_day_after_it_was_not_at_midnight(
+    deployment: Path, first: str
+) -> None:
+    """A host down or a change out of sight is worth a line once a day. Seen
+    (this file's daily test, run after 18:00 UTC): told at 23:00, it was
+    news again at 01:00, the calendar day having changed; a digest two hours
+    later said nothing new. Now a day after it was last told."""
+    from types import SimpleNamespace
+
+    from bot.jobs.ticks import TickClaims
+    from bot.service.sweep import NEWS_KIND, _told
+
+    ctx = _context(deployment, {})
+    try:
+        hour, minute = (int(x) for x in first.split(":"))
+        told_at = datetime(2026, 12, 6, hour, minute, tzinfo=UTC)
+        at = [told_at]
+        claims = TickClaims(ctx.engine, lambda: at[0], "test")
+        deps: Any = SimpleNamespace(ticks=claims)
+        key = f"{CHANNEL}:out_of_sight:CHG-0001:{told_at:%Y-%m-%d}"
+        assert not _told(deps, key, told_at)
+        assert claims.claim(NEWS_KIND, key)
+        for later, told in ((2, True), (6, True), (23, True), (24, False), (25, False)):
+            moment = told_at + timedelta(hours=later)
+            assert _told(deps, key[:-10] + f"{moment:%Y-%m-%d}", moment) is told, later
+    finally:
+        ctx.close()

@@ -53,6 +53,13 @@ class TickClaims:
             ).first()
         return found is not None
 
+    def claimed_at(self, kind: str, slot: str) -> datetime | None:
+        """When `(kind, slot)` was claimed; None if it never was. A read."""
+        with RecordSession(self.engine) as session:
+            return session.exec(
+                select(Tick.claimed_at).where(Tick.kind == kind, Tick.slot == slot)
+            ).first()
+
     def claim(self, kind: str, slot: str) -> bool:
         """True for exactly one caller per `(kind, slot)`, ever."""
         key = (kind, slot)

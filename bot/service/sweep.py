@@ -25,6 +25,7 @@ nothing is done to it (`out_of_sight`).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -438,13 +439,32 @@ def digest_news(digest: ChannelDigest, at: datetime) -> list[str]:
     return keys
 
 
+# A daily line's key ends in its day (`digest_news`).
+_DAY_OF_KEY = re.compile(r"\d{4}-\d{2}-\d{2}$")
+_A_DAY = timedelta(days=1)
+
+
+def _told(ctx: ServiceDeps, key: str, at: datetime) -> bool:
+    """Whether a channel was told `key` already. A daily line (a host
+    down, a change out of sight) is told again a day after it last was,
+    not at midnight: told at 23:00, it is not news at 01:00 (seen: two
+    digests two hours apart, the second saying nothing new)."""
+    if ctx.ticks.claimed(NEWS_KIND, key):
+        return True
+    day = _DAY_OF_KEY.search(key)
+    if day is None:
+        return False
+    told = ctx.ticks.claimed_at(NEWS_KIND, key[: day.start()] + f"{at - _A_DAY:%Y-%m-%d}")
+    return told is not None and at - told < _A_DAY
+
+
 def post_digests(ctx: ServiceDeps, report: SweepReport, *, only_news: bool = False) -> SweepReport:
     """One message per channel, however many checkpoints it lists; with
     `only_news`, only to a channel that has not been told all of it."""
     posted: dict[str, str | None] = {}
     for digest in report.digests:
         keys = digest_news(digest, report.at)
-        if only_news and all(ctx.ticks.claimed(NEWS_KIND, k) for k in keys):
+        if only_news and all(_told(ctx, k, report.at) for k in keys):
             log.info("sweep %s: nothing new for %s, not posted", report.slot, digest.channel)
             continue
         try:
