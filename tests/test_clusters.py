@@ -727,6 +727,16 @@ def test_slack_the_thread_says_where_the_vm_moved_and_the_checkpoint_is_taken_th
         moved = next(t for t in _thread_texts(bot, ref) if "is now on HV01" in t)
         assert "*WEB02 is now on HV01*; it moved at or before <!date^" in moved
         assert "last seen on HV02 at <!date^" in moved
+        # What a notification shows: found by the bot, never done by it (seen:
+        # "moved by checkpoint-bot — WEB02 is now on HV01 …").
+        ts = thread_ts_of(bot, ref)
+        (said,) = [
+            str(c.body["text"])
+            for c in replies(bot.api.calls, ts or "")
+            if "is now on HV01" in shown(c.body)
+        ]
+        assert said.startswith(f"{ref}: WEB02 is now on HV01; it moved at or before "), said
+        assert "by checkpoint-bot" not in said
         assert bot.host_commands("Checkpoint-VM") == ["HV01"]
     problems = [(c.method, p) for c in bot.api.calls if (p := block_problem(c.body)) is not None]
     assert problems == []

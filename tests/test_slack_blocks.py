@@ -876,3 +876,24 @@ def test_a_card_that_waits_on_its_verdict_says_it(slack: SlackRenderer) -> None:
     allowed = Decision(Verdict.ALLOW, NEEDS_APPROVAL.outcomes[:1])
     blocks = slack.message("change_root", c=change("requested", decision=allowed.to_dict()))
     assert "✓ all guardrails passed" in "\n".join(texts(blocks))
+
+
+def test_a_live_migration_in_the_history_is_not_said_to_be_the_bots_doing(
+    slack: SlackRenderer,
+) -> None:
+    """Seen: `/checkpoint status` listed "checkpoint-bot: *moved*" for a VM
+    an administrator live-migrated behind the bot's back."""
+    moved = EventView(
+        3,
+        T0,
+        "checkpoint-bot",
+        "moved",
+        None,
+        None,
+        "WEB02 is now on HV01; it moved at or before 2026-12-06 10:00 UTC; the change "
+        "follows it from HV02",
+        {"from": "HV02", "to": "HV01", "found_at": T0.isoformat()},
+    )
+    c = change("active", events=(*change("active").events, moved))
+    shown = "\n".join(texts(slack.message("change_history", c=c, HISTORY_EVENTS=20)))
+    assert "*moved*" in shown and "checkpoint-bot" not in shown.split("*moved*")[0].split("\n")[-1]
