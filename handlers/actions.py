@@ -379,7 +379,9 @@ class Actions:
         )
         if outcome.refused:
             return self.deps.payload("denied_ephemeral", outcome=outcome, action="create")
-        return self.deps.notice(*messages.created(outcome))
+        # From the App Home the thread is in the changes channel, not here.
+        where = None if who.channel else self.deps.ctx.settings.slack.changes_channel
+        return self.deps.notice(*messages.created(outcome, where))
 
     def submit_reject(
         self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
@@ -519,8 +521,11 @@ class Actions:
         client.views_publish(user_id=user, view=view)
 
 
-# Slack shows an input's error under it; keep it to what fits there.
-_FIELD_ERROR = 150
+# Slack shows an input's error under it, wrapped (its docs set no length
+# for `response_action: errors`); a few lines there still read as a note on
+# the field. Until 2026-12-06 it was 150, which cut a domain controller's
+# refusal mid-word before its reason.
+_FIELD_ERROR = 300
 
 
 # A refusal of the lifetime asked for is said under the TTL field; any
@@ -549,19 +554,27 @@ def refusals_of(
     for refusal in refusals:
         field = _FIELD_OF_RULE.get(refusal.rule, "vm")
         if field not in errors:
-            errors[field] = field_error(refusal)
+            errors[field] = field_error(refusal, vm)
     return errors
 
 
-def field_error(refusal: lookups.Refusal) -> str:
+def field_error(refusal: lookups.Refusal, vm: str | None = None) -> str:
     """A rule's refusal under a form field (plain text): "Refused: why.",
     then what to do instead as a sentence of its own when both fit (the
-    rules write both as clauses: seen "… not a backup. ask for at most 7d")."""
+    rules write both as clauses: seen "… not a backup. ask for at most 7d").
+    A reason too long for the field is cut between words and says where
+    all of it is (`/checkpoint policy VM`), never cut mid-word."""
     why = _sentence(plain_mentions(f"Refused: {refusal.message}"))
     instead = _sentence(plain_mentions(refusal.remediation)) if refusal.remediation else ""
     if instead and len(why) + 1 + len(instead) <= _FIELD_ERROR:
-        why = f"{why} {instead}"
-    return truncate_chars(why, _FIELD_ERROR)
+        return f"{why} {instead}"
+    if len(why) <= _FIELD_ERROR:
+        return why
+    tail = f" … (/checkpoint policy {vm} says all of it)" if vm else " …"
+    cut = why[: _FIELD_ERROR - len(tail)]
+    if " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:(") + tail
 
 
 def _sentence(clause: str) -> str:

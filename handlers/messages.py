@@ -24,7 +24,7 @@ from bot.service import (
     settled_words,
 )
 from templates import mrkdwn_escape as esc
-from templates.blocks import mention, people, slack_date
+from templates.blocks import channel_mention, mention, people, slack_date
 
 # What an approval request is for, in a few words.
 REQUEST_WORDS = {
@@ -40,10 +40,13 @@ REQUEST_WORDS = {
 QUEUE_DOWN = "{what} will start as soon as the job queue is back; the thread says when it starts."
 
 
-def created(outcome: Outcome) -> tuple[str, str]:
+def created(outcome: Outcome, channel: str | None = None) -> tuple[str, str]:
+    """`channel`: where its thread is, when the person asked from somewhere
+    else (the App Home's form): "its thread" alone would not say where."""
     c = outcome.change
+    thread = f"its thread in {channel_mention(channel)}" if channel else "its thread"
     if outcome.waiting:
-        tail = "it waits for approval; approvers are asked in its thread."
+        tail = f"it waits for approval; approvers are asked in {thread}."
         if c.run_at is not None:
             tail += f" Once approved it runs at {utc_text(c.run_at)}, as you asked."
     elif outcome.waits_for_queue:
@@ -57,7 +60,7 @@ def created(outcome: Outcome) -> tuple[str, str]:
     elif c.state == "scheduled":
         tail = "it is scheduled for its change window."
     else:
-        tail = "the checkpoint is being taken; every step is a reply in its thread."
+        tail = f"the checkpoint is being taken; every step is a reply in {thread}."
     return f"{c.ref}: checkpoint of {c.vm_name} requested", (
         f"*{c.ref}* · {esc(c.checkpoint_type)} checkpoint of *{esc(c.vm_name)}* "
         f"on {esc(c.host)}: {tail}"

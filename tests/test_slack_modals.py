@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -103,11 +104,32 @@ def test_a_ttl_past_the_policys_maximum_is_told_it_in_one_sentence_shape(
         ),
         ("a DC", "WEB01 is fine!", "Refused: a DC. WEB01 is fine!"),
         # What to do instead is left out when both do not fit the field.
-        ("a DC", "y" * 140, "Refused: a DC."),
+        ("a DC", "y" * 300, "Refused: a DC."),
     ],
 )
 def test_a_field_error_is_whole_sentences(message: str, remediation: str, said: str) -> None:
     assert field_error(lookups.Refusal("rule", message, remediation)) == said
+
+
+def test_a_long_refusal_under_a_field_is_whole_words_and_says_where_the_rest_is() -> None:
+    """Seen: "Refused: CORP-DC02 is a domain controller and corp.example has 2
+    domain controllers (CORP-DC01, CORP-DC02): restoring a checkpoint of one
+    DC causes U…", cut mid-word, and without what to do instead."""
+    dc = lookups.Refusal(
+        "domain_controller",
+        "CORP-DC02 is a domain controller and corp.example has 2 domain controllers "
+        "(CORP-DC01, CORP-DC02): restoring a checkpoint of one DC causes USN rollback "
+        "(replication diverges, lingering objects, the DC is quarantined)",
+        "patch DCs one at a time and rely on AD replication; take a system-state backup "
+        "instead of a checkpoint",
+    )
+    said = field_error(dc, "CORP-DC02")
+    assert said.startswith("Refused: CORP-DC02 is a domain controller and corp.example has 2")
+    assert "causes USN rollback" in said and len(said) <= 300
+    long = lookups.Refusal("rule", "word " * 100, "")
+    cut = field_error(long, "WEB01")
+    assert cut.endswith(" … (/checkpoint policy WEB01 says all of it)") and len(cut) <= 300
+    assert cut.split(" … ")[0].endswith("word")
 
 
 def test_extend_button_opens_the_modal_and_extends(bot: RunningBot) -> None:
@@ -202,3 +224,26 @@ def test_the_form_takes_a_time_on_the_persons_own_clock(bot: RunningBot) -> None
     assert f"<!date^{int(when.timestamp())}^" in text and "as you asked" in text
     change = change_of(bot, "STG-APP01")
     assert change.state == "scheduled" and change.run_at == when
+
+
+def test_a_request_from_the_app_home_says_where_its_thread_is(
+    bot: RunningBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen: the App Home form's answer said "approvers are asked in its
+    thread" to someone who asked from no channel: the thread is in the
+    changes channel (`slack.changes_channel`), so the answer names it."""
+    slack = bot.ctx.settings.slack.model_copy(update={"changes_channel": "C0OPS"})
+    monkeypatch.setattr(bot.ctx, "settings", replace(bot.ctx.settings, slack=slack))
+    _reply, key = bot.slack.click("checkpoint:open_create", "create", user="U0ERIN")
+    view = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
+    assert not view.get("private_metadata")  # asked from no channel
+    good = bot.slack.submit_view(
+        submitted(view, "V7", create_values("STG-WEB01", "48h", "KB1")), user="U0ERIN"
+    )
+    assert good.status == 200 and good.body == ""
+    change = change_of(bot, "STG-WEB01")
+    calls = bot.api.wait_for(
+        lambda cs: any(change.ref in str(c.body) and "thread" in str(c.body) for c in cs)
+    )
+    said = next(str(c.body) for c in calls if change.ref in str(c.body) and "thread" in str(c.body))
+    assert "its thread in <#C0OPS>" in said, said
