@@ -280,16 +280,19 @@ class Waves:
                 )
                 view = approved.batch
                 where = approved.channel
+                done = bool(approved.outcomes)
             elif verb == "withdraw":
                 taken_back = withdraw_batch(ctx, ref, requester=who, drawn=drawn)
                 lines = [messages.member_line(vm, why) for vm, why in taken_back.problems]
                 title = f"Withdrew {len(taken_back.withdrawn)} of {ref}: nothing runs for them"
                 view = taken_back.batch
+                done = bool(taken_back.withdrawn)
             else:
                 call = rollback_batch if verb == "rollback" else merge_batch
                 acted = call(ctx, ref, requester=who, drawn=drawn)
                 view = acted.batch
                 title, lines = _acted(verb, acted)
+                done = bool(acted.job_ids)
         except CardOutOfDate as exc:
             # Nothing was done: the card as it is now is what to decide on
             # again (from the App Home too, as its "Show the wave" answers).
@@ -307,9 +310,20 @@ class Waves:
             # (the notifier's listeners); the answer says where the card is.
             answer_click(body, respond, client, self.deps.notice(title, *lines, _where(ref, where)))
             return
-        answer_click(body, respond, client, self.deps.notice(title, *lines))
-        # Only the clicker sees it: what they asked for offers them no Approve all.
-        answer_click(body, respond, client, self._card(view, viewer=user))
+        if (body.get("container") or {}).get("is_ephemeral"):
+            # A card only the clicker sees (`/checkpoint batch`'s answer):
+            # nobody redraws it but this answer, so it is redrawn in place
+            # (only the clicker sees it: what they asked for offers them no
+            # Approve all), and no copy whose buttons no longer fit stays.
+            answer_click(body, respond, client, self.deps.notice(title, *lines))
+            _replace(respond, self._card(view, viewer=user))
+            return
+        # The wave's own card: the notifier redraws it for everyone as the
+        # wave moves (docs/slack-setup.md, "A quiet thread": a click whose
+        # effect the card shows gets no private "done"). Said privately only
+        # what the card cannot show: members left out, or nothing done.
+        if lines or not done:
+            answer_click(body, respond, client, self.deps.notice(title, *lines))
 
 
 def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:

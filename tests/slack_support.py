@@ -381,14 +381,18 @@ class SlackSender:
         user: str = "U0BOB",
         channel: str = "C0OPS",
         message: dict[str, Any] | None = None,
+        ephemeral: bool = False,
     ) -> tuple[Reply, str]:
         """A signed block_actions click on a button in a channel message
-        (`message`: the message clicked, as Slack sends it along)."""
+        (`message`: the message clicked, as Slack sends it along;
+        `ephemeral`: a message only the clicker sees, such as a command's
+        answer, which Slack's payload says in `container.is_ephemeral`)."""
         key, url = self.response_url()
+        container = {"type": "message", "channel_id": channel, "message_ts": "1.0"}
         payload = self._interaction(
             "block_actions",
             user,
-            container={"type": "message", "channel_id": channel, "message_ts": "1.0"},
+            container={**container, "is_ephemeral": ephemeral},
             trigger_id=f"trigger.{key}",
             channel={"id": channel, "name": "ops"},
             message=message or {"ts": "1.0", "text": "x"},

@@ -199,7 +199,9 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         )
         assert button(card, "checkpoint:wave_approve") is None  # nothing waits yet
 
-        reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        reply, key = bot.slack.click(
+            "checkpoint:wave_rollback", rollback, user="U0ALICE", ephemeral=True
+        )
         assert reply.status == 200
         asked = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
         said = " ".join(shown(c.body) for c in asked if c.method == key)
@@ -216,7 +218,9 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
         # Approvers see the list before approving: on the card and in the confirm.
         assert "its rollback waits for approval" in shown(card)
         assert "You approve: WEB01 (rollback), STG-WEB01 (rollback)" in json.dumps(card)
-        reply, key = bot.slack.click("checkpoint:wave_approve", approve_all, user="U0BOB")
+        reply, key = bot.slack.click(
+            "checkpoint:wave_approve", approve_all, user="U0BOB", ephemeral=True
+        )
         assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
         for member in show_batch(bot.ctx, "BAT-1").members:
@@ -232,7 +236,7 @@ def test_roll_back_all_from_the_card_waits_for_one_approver_then_keep_all(
             and keep.startswith("BAT-0001:merge:")
             and button(card, "checkpoint:wave_rollback") is None
         )
-        reply, key = bot.slack.click("checkpoint:wave_merge", keep, user="U0ALICE")
+        reply, key = bot.slack.click("checkpoint:wave_merge", keep, user="U0ALICE", ephemeral=True)
         assert reply.status == 200
         answers = bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
         assert "Merge of 2 VMs started" in " ".join(shown(c.body) for c in answers)
@@ -250,6 +254,7 @@ def test_the_wave_rollback_its_asker_takes_back_from_the_card_or_by_id(tmp_path:
             "checkpoint:wave_rollback",
             card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
             user="U0ALICE",
+            ephemeral=True,
         )
         assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
@@ -277,6 +282,7 @@ def test_the_wave_rollback_its_asker_takes_back_from_the_card_or_by_id(tmp_path:
             "checkpoint:wave_withdraw",
             card_button(bot, "BAT-0001", "checkpoint:wave_withdraw", "U0ALICE"),
             user="U0ALICE",
+            ephemeral=True,
         )
         notice, after = _answers(bot, key, 2)
         assert "Withdrew 2 of BAT-0001: nothing runs for them" in shown(notice)
@@ -463,6 +469,7 @@ def test_a_wave_at_a_time_is_read_in_the_requesters_zone_shown_as_a_date_and_wit
             "checkpoint:wave_withdraw",
             card_button(bot, "BAT-0001", "checkpoint:wave_withdraw", "U0ALICE"),
             user="U0ALICE",
+            ephemeral=True,
         )
         notice, after = _answers(bot, key, 2)
         assert "Withdrew 3 of BAT-0001: nothing runs for them" in shown(notice)
@@ -556,6 +563,7 @@ rules:
             "checkpoint:wave_approve",
             card_button(bot, "BAT-0001", "checkpoint:wave_approve", "U0BOB"),
             user="U0BOB",
+            ephemeral=True,
         )
         for member in ("WEB01", "STG-WEB01"):
             wait_state(bot, member, "active")
@@ -696,6 +704,7 @@ def test_a_waves_thread_says_once_which_members_wait_for_their_window_and_until_
             "checkpoint:wave_approve",
             card_button(bot, "BAT-0001", "checkpoint:wave_approve", "U0BOB"),
             user="U0BOB",
+            ephemeral=True,
         )
         for vm in ("WEB01", "WEB02"):
             wait_state(bot, vm, "active", timeout=30)
@@ -875,6 +884,7 @@ def test_the_requesters_own_card_offers_no_approve_all_of_the_rollback_she_asked
             "checkpoint:wave_rollback",
             card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
             user="U0ALICE",
+            ephemeral=True,
         )
         notice, own = _answers(bot, key, 2)
         assert "Rollback waits for approval" in shown(notice)
@@ -890,6 +900,7 @@ def test_the_requesters_own_card_offers_no_approve_all_of_the_rollback_she_asked
             "checkpoint:wave_withdraw",
             card_button(bot, "BAT-0001", "checkpoint:wave_withdraw", "U0ALICE"),
             user="U0ALICE",
+            ephemeral=True,
         )
         _answers(bot, key, 2)
         assert show_batch(bot.ctx, "BAT-1").awaiting == 0
@@ -968,6 +979,7 @@ def test_roll_back_all_and_keep_all_say_which_member_is_still_scheduled_and_how_
             "checkpoint:wave_rollback",
             card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
             user="U0ALICE",
+            ephemeral=True,
         )
         notice, _card = _answers(bot, key, 2)
         assert "Rollback of 2 VMs started" in shown(notice)
@@ -989,6 +1001,7 @@ def test_roll_back_all_and_keep_all_say_which_member_is_still_scheduled_and_how_
             "checkpoint:wave_merge",
             card_button(bot, "BAT-0001", "checkpoint:wave_merge", "U0ALICE"),
             user="U0ALICE",
+            ephemeral=True,
         )
         said = ended("Keep & merge all")(bot.api.wait_for(ended("Keep & merge all"), 30))[0]
         assert "2 of 2 merged" in said
@@ -1086,6 +1099,7 @@ def test_the_approval_asked_for_roll_back_all_names_the_member_still_scheduled(
             "checkpoint:wave_rollback",
             card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
             user="U0ALICE",
+            ephemeral=True,
         )
         _answers(bot, key, 2)
 
@@ -1101,3 +1115,54 @@ def test_the_approval_asked_for_roll_back_all_names_the_member_still_scheduled(
         confirm = _element(card, "checkpoint:wave_approve")["confirm"]["text"]["text"]
         assert "You approve: WEB01 (rollback), WEB02 (rollback)" in confirm, confirm
         assert f"APP01 ({app01.ref}) is still scheduled" in confirm, confirm
+
+
+def test_a_click_on_the_waves_own_card_leaves_no_private_copy_behind(tmp_path: Path) -> None:
+    """Seen: every click on the wave's card in #ops (Approve all, a refused
+    one, an old Withdraw) left its clicker a private notice and a private
+    copy of the card, whose buttons went stale as the wave moved
+    (docs/slack-setup.md, "A quiet thread": a click whose effect the card
+    shows gets no private "done"). The wave's own card is redrawn for
+    everyone; a click on it is answered privately only with what the card
+    cannot show."""
+    with checked_bot(tmp_path, "") as bot:
+        _wave_taken(
+            bot,
+            Selection.of(["WEB01", "STG-WEB01", "CORP-DC01"]),
+            "KB5044284 wave",
+            channel="C0TEST",
+        )
+        _asked, key = bot.slack.click(
+            "checkpoint:wave_rollback",
+            card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
+            user="U0ALICE",
+            ephemeral=True,
+        )
+        _answers(bot, key, 2)
+        assert isinstance(bot.ctx.notifier, ThreadNotifier)
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+
+        # Bob approves from the wave's card in the channel, as everyone sees it.
+        shared = [c.body for c in bot.api.calls if c.method in ("chat.postMessage", "chat.update")]
+        cards = [
+            b for b in shared if "BAT-0001" in shown(b) and button(b, "checkpoint:wave_approve")
+        ]
+        approve_all = button(cards[-1], "checkpoint:wave_approve")
+        assert approve_all is not None
+        updates_before = len(bot.api.of("chat.update"))
+        reply, key = bot.slack.click("checkpoint:wave_approve", approve_all, user="U0BOB")
+        assert reply.status == 200
+        for member in ("WEB01", "STG-WEB01"):
+            wait_state(bot, member, "rolled_back", timeout=30)
+        bot.ctx.notifier.drain()
+        bot.ctx.notifier.flush()
+        assert [c for c in bot.api.calls if c.method == key] == []
+        # The card everyone sees says it instead.
+        assert len(bot.api.of("chat.update")) > updates_before
+        assert "BAT-0001 — rolled back" in shown(bot.api.of("chat.update")[-1].body)
+
+        # A click that did nothing is still answered, to its clicker alone.
+        _reply, again = bot.slack.click("checkpoint:wave_approve", approve_all, user="U0BOB")
+        (said,) = _answers(bot, again, 1)
+        assert "nothing was done" in shown(said) or "Nothing of BAT-0001" in shown(said)
