@@ -26,10 +26,40 @@ _MAX_SHOWN = "366d (a year)"
 _MAX_TEXT = 64
 
 
+# A number with no unit after it (`24`, `1h30`): what was most likely meant
+# is the next smaller unit after the last one given, hours for a bare number.
+_BARE = re.compile(r"^\d+$")
+_TRAILING = re.compile(r"^(?:\d+\s*[smhdw]\s*)+(\d+)$")
+_NEXT_SMALLER = {"w": "d", "d": "h", "h": "m", "m": "s"}
+
+
+def _meant(cleaned: str) -> str | None:
+    """What a duration missing its last unit most likely meant."""
+    if _BARE.match(cleaned):
+        return f"{int(cleaned)}h"
+    if _TRAILING.match(cleaned):
+        last = _PART.findall(cleaned)[-1][1]
+        smaller = _NEXT_SMALLER.get(last)
+        return f"{cleaned.replace(' ', '')}{smaller}" if smaller else None
+    return None
+
+
 class DurationError(ValueError):
-    def __init__(self, text: str, *, too_long: bool = False, not_positive: bool = False) -> None:
+    def __init__(
+        self,
+        text: str,
+        *,
+        too_long: bool = False,
+        not_positive: bool = False,
+        meant: str | None = None,
+    ) -> None:
         shown = text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
-        if too_long:
+        if meant is not None:
+            message = (
+                f"'{shown}' is not a duration: its last number has no unit; did you mean "
+                f"{meant}? (units: s, m, h, d, w, like 90m, 24h, 7d or 1d12h)"
+            )
+        elif too_long:
             message = f"'{shown}' is too long: a duration is at most {_MAX_SHOWN}"
         elif not_positive:
             message = (
@@ -54,7 +84,9 @@ def parse_duration(text: str) -> timedelta:
     if _NEGATIVE.match(cleaned):
         raise DurationError(text, not_positive=True)
     if not _WHOLE.match(cleaned):
-        raise DurationError(text)
+        if _BARE.match(cleaned) and int(cleaned) == 0:
+            raise DurationError(text, not_positive=True)
+        raise DurationError(text, meant=_meant(cleaned))
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(cleaned))
     if seconds <= 0:
         raise DurationError(text, not_positive=True)

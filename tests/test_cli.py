@@ -163,7 +163,7 @@ def test_domain_controller_is_refused_naming_usn_rollback(tmp_path: Path) -> Non
             "--ttl: '1 fortnight' is not a duration: use a number and a unit "
             "(s, m, h, d, w), like 90m, 24h, 7d or 1d12h",
         ),
-        (["change", "show", "CHG-77"], 1, "no change CHG-0077"),
+        (["change", "show", "CHG-77"], 1, "no change CHG-0077: no change has been recorded yet"),
         # A ref no change could have (past a 32-bit id) is still a ref, not
         # a VM's name ("no VM named 'CHG-…'" until 2026-12-05).
         (

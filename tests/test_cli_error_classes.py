@@ -289,7 +289,9 @@ def test_zeros_in_front_of_a_change_id_do_not_count(tmp_path: Path) -> None:
     assert invoke(tmp_path, "db", "upgrade").returncode == 0
     shown = invoke(tmp_path, "change", "show", "CHG-0000000042")
     assert shown.returncode == 1
-    assert one_line_error(shown) == "checkpoint-bot: error: no change CHG-0042"
+    assert one_line_error(shown) == (
+        "checkpoint-bot: error: no change CHG-0042: no change has been recorded yet"
+    )
     # A number within nine digits that no change has is still just absent.
     absent = invoke(tmp_path, "audit", "export", "--change", "CHG-1000000")
     assert one_line_error(absent) == (

@@ -141,7 +141,9 @@ def test_colour_on_a_terminal_only_and_never_with_no_color(tmp_path: Path) -> No
     # An empty NO_COLOR does not count (https://no-color.org).
     assert ESC in _on_a_terminal(tmp_path, *args, env={"NO_COLOR": ""})
     error = _on_a_terminal(tmp_path, "change", "show", "CHG-77", env={"NO_COLOR": "1"})
-    assert error.strip().endswith("checkpoint-bot: error: no change CHG-0077")
+    assert error.strip().endswith(
+        "checkpoint-bot: error: no change CHG-0077: the newest is CHG-0004"
+    )
 
 
 def test_redirected_output_has_no_escape_codes(tmp_path: Path) -> None:

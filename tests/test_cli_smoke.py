@@ -38,7 +38,9 @@ def test_change(tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["state"] == "active"
     missing = run(tmp_path, "change", "show", "CHG-77")
     assert missing.returncode == 1
-    assert one_line_error(missing) == "checkpoint-bot: error: no change CHG-0077"
+    assert one_line_error(missing) == (
+        "checkpoint-bot: error: no change CHG-0077: the newest is CHG-0001"
+    )
 
 
 def test_batch(tmp_path: Path) -> None:

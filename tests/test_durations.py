@@ -53,3 +53,21 @@ def test_never_raises_anything_else(text: str) -> None:
 def test_format_round_trips_to_two_units(seconds: int) -> None:
     text = format_duration(timedelta(seconds=seconds))
     assert 0 <= seconds - parse_duration(text).total_seconds() < 86400
+
+
+@pytest.mark.parametrize(
+    ("text", "meant"),
+    [("24", "24h"), ("1h30", "1h30m"), ("2d 4", "2d4h"), ("1w2", "1w2d"), ("10m5", "10m5s")],
+)
+def test_a_number_missing_its_unit_is_told_what_was_likely_meant(text: str, meant: str) -> None:
+    """Seen in Slack: `--ttl 1h30` said only "is not a duration: use a number
+    and a unit", when the fix is one letter."""
+    with pytest.raises(DurationError, match=f"did you mean {meant}\\?"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["0", "00"])
+def test_zero_is_not_more_than_zero(text: str) -> None:
+    """`--ttl 0` is a number: what is wrong with it is that it is not positive."""
+    with pytest.raises(DurationError, match="is not more than zero"):
+        parse_duration(text)

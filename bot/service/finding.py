@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sqlalchemy import func
 from sqlmodel import select
 
 from bot.changes.record import parse_ref
@@ -192,5 +193,14 @@ def find_change(ctx: ServiceDeps, ref: str, *, verb: str | None = None) -> int:
         )
     with session_scope(ctx.engine) as s:
         if s.get(Change, change_id) is None:
-            raise NotFound(f"no change {change_ref(change_id)}")
+            newest = s.exec(select(func.max(Change.id))).one()
+            raise NotFound(f"no change {change_ref(change_id)}{_newest_said(newest)}")
     return change_id
+
+
+def _newest_said(newest: int | None) -> str:
+    """What ids there are, for an id that names none: a typo in the number
+    is then plain."""
+    if newest is None:
+        return ": no change has been recorded yet"
+    return f": the newest is {change_ref(newest)}"
