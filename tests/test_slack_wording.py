@@ -425,7 +425,9 @@ def test_a_rejections_reply_names_the_rejecter_once_and_the_card_says_via_slack(
         ]
         # The notification says it once (seen: "CHG-0001: reject by <@U0BOB>
         # — create rejected by <@U0BOB>").
-        assert f"{created.group(0)}: create rejected by <@U0BOB>" in said, said
-        assert f"{extended}: extend rejected by <@U0BOB>" in said, said
+        # The reason follows, once (the record's message quotes it).
+        assert f"{created.group(0)}: create rejected by <@U0BOB>: not now" in said, said
+        assert f"{extended}: extend rejected by <@U0BOB>: too long" in said, said
+        assert not any(s.count("<@U0BOB>") > 1 for s in said), said
         roots = [shown(c.body) for c in bot.api.calls if c.method == "chat.update"]
         assert any("via Slack" in r for r in roots) and not any("via slack" in r for r in roots)
