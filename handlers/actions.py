@@ -60,7 +60,7 @@ from handlers import messages, outage
 from handlers.create_form import FORM_BUDGET, open_create_form
 from handlers.deps import SlackDeps, answer_click
 from handlers.workspace import request_team
-from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value, truncate_chars
+from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value
 
 log = logging.getLogger(__name__)
 

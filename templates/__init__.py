@@ -69,6 +69,42 @@ def state_label(value: str | None) -> str:
     return (value or "-").replace("_", " ")
 
 
+# A change's steps as a thread says them: what happened, not the command's
+# name (seen: "*reject* by @bob", "*schedule* by policy", "*ttl expired* by
+# checkpoint-bot"). Any other step reads as its state does.
+EVENT_WORDS = {
+    "deny": "refused",
+    "request_approval": "approval asked for",
+    "adopt": "adopted",
+    "approve": "approved",
+    "approval": "approval given",
+    "reject": "rejected",
+    "expire": "expired",
+    "schedule": "scheduled",
+    "start_create": "checkpoint started",
+    "start_merge": "merge started",
+    "start_rollback": "rollback started",
+    "resume": "resumed",
+    "interrupt": "interrupted",
+    "vanish": "vanished",
+    "withdraw": "withdrawn",
+    "take_back": "taken back",
+    "ttl_reminder": "TTL reminder",
+    "ttl_expired": "TTL ended",
+    "reconcile_active": "settled: active",
+    "reconcile_failed": "settled: failed",
+    "reconcile_merged": "settled: merged",
+    "reconcile_rolled_back": "settled: rolled back",
+}
+# Steps the bot saw happen rather than did: said without "by checkpoint-bot".
+SEEN_NOT_DONE = frozenset({"ttl_reminder", "ttl_expired", "vanish", "moved"})
+
+
+def event_label(kind: str | None) -> str:
+    """A change event's kind in words (`EVENT_WORDS`)."""
+    return EVENT_WORDS.get(kind or "", state_label(kind))
+
+
 class Renderer:
     """One Jinja environment per process, passed to whoever renders."""
 
@@ -92,6 +128,7 @@ class Renderer:
             time=short_time,
             mrkdwn=mrkdwn_escape,
             state=state_label,
+            event=event_label,
             # Mention tokens (`<@U…>`) the bot wrote, as words a terminal shows.
             people=plain_mentions,
             # A person's text where one line is needed (a table's cell).
@@ -100,6 +137,8 @@ class Renderer:
             count=counted,
             widest=widest,
         )
+        # `{% if e.kind is seen %}`: a step the bot saw rather than did.
+        self.env.tests["seen"] = SEEN_NOT_DONE.__contains__
 
     def render(self, name: str, **values: Any) -> str:
         return self.env.get_template(name).render(**values)

@@ -291,7 +291,7 @@ def test_full_flow_the_thread_tells_the_whole_story_in_order(tmp_path: Path) -> 
         # One reply per step that matters (docs/slack-setup.md, "A quiet thread").
         story = [
             ("request_approval", "Approval needed"),
-            ("approval", "approval* by <@U0BOB>"),
+            ("approval", "approval given* by <@U0BOB>"),
             # The bot did it; the thread names who asked.
             ("created", "created* as <@U0ALICE> asked"),
             ("rolled_back", "rolled back* as <@U0ALICE> asked"),

@@ -68,7 +68,7 @@ def test_status_shows_the_history_and_windows_says_open(tmp_path: Path) -> None:
         active = wait_state(bot, "STG-WEB01", "active")
         status = shown(command(bot, f"status {active.ref}"))
         assert "*History* (4 steps)" in status, status
-        for step in ("*requested*", "*approve* (requested → approved)", "*created*"):
+        for step in ("*requested*", "*approved* (requested → approved)", "*created*"):
             assert step in status
         assert TOKEN.search(status) and "<@U0ALICE>: *requested*" in status
 

@@ -363,7 +363,7 @@ def test_the_requester_withdraws_and_a_reject_says_who_and_why(tmp_path: Path) -
         assert wait_state(bot, "WEB01", "withdrawn").state == "withdrawn"
         gone = card(bot, ref, until="withdrawn")
         said = card_text(gone)
-        assert "*Last:* withdraw by <@U0ALICE>" in said
+        assert "*Last:* withdrawn by <@U0ALICE>" in said
         assert not any(b.get("type") == "actions" for b in gone["blocks"])
         thread_ts = thread_of(bot, ref)
         bot.api.wait_for(
@@ -406,7 +406,7 @@ def test_the_requester_withdraws_and_a_reject_says_who_and_why(tmp_path: Path) -
         assert done.status == 200 and done.body == ""
         assert wait_state(bot, "APP01", "rejected").state == "rejected"
         card_said = card_text(card(bot, rejected_ref, until="rejected"))
-        assert "*Last:* reject by <@U0CAROL>" in card_said
+        assert "*Last:* rejected by <@U0CAROL>" in card_said
         assert "*Reason:* quarter-end close &lt;!here&gt;" in card_said
         assert "<!here>" not in card_said
     assert raw_ids(bot.api.calls) == []
@@ -435,7 +435,7 @@ def test_the_create_modal_marks_and_refuses_what_the_policy_always_refuses(
             assert answer.status == 200 and answer.seconds < ACK_LIMIT
             errors = json.loads(answer.body)
             assert errors["response_action"] == "errors" and set(errors["errors"]) == {"vm"}
-            assert words in errors["errors"]["vm"] and len(errors["errors"]["vm"]) <= 150
+            assert words in errors["errors"]["vm"] and len(errors["errors"]["vm"]) <= 300
         bad_ttl = bot.slack.submit_view(
             submitted(view, "V3", create_values("WEB02", "forever", "x"))
         )

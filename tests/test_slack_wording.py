@@ -117,6 +117,7 @@ def test_a_wave_approved_names_its_approver_with_a_mention(tmp_path: Path) -> No
             "checkpoint:wave_rollback",
             card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE"),
             user="U0ALICE",
+            ephemeral=True,  # `/checkpoint batch`'s answer: only its clicker sees it
         )
         assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)
@@ -124,6 +125,7 @@ def test_a_wave_approved_names_its_approver_with_a_mention(tmp_path: Path) -> No
             "checkpoint:wave_approve",
             card_button(bot, "BAT-0001", "checkpoint:wave_approve", "U0BOB"),
             user="U0BOB",
+            ephemeral=True,
         )
         assert reply.status == 200
         bot.api.wait_for(lambda cs: sum(c.method == key for c in cs) >= 2, 30)

@@ -63,14 +63,16 @@ def test_an_old_cards_approve_all_does_not_approve_a_later_rollback(tmp_path: Pa
         old = card_button(bot, "BAT-0001", "checkpoint:wave_approve", "U0BOB")
         approve = card_button(bot, "BAT-0001", "checkpoint:wave_approve", "U0CAROL")
         assert approve == old  # one wave, one key, whoever draws it
-        bot.slack.click("checkpoint:wave_approve", approve, user="U0CAROL")
+        bot.slack.click("checkpoint:wave_approve", approve, user="U0CAROL", ephemeral=True)
         for vm in ("WEB01", "WEB02"):
             wait_state(bot, vm, "active", timeout=30)
         rollback = card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE")
-        _reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_rollback", rollback, user="U0ALICE", ephemeral=True
+        )
         assert "Rollback waits for approval" in " ".join(shown(a) for a in _answers(bot, key, 2))
 
-        _reply, key = bot.slack.click("checkpoint:wave_approve", old, user="U0BOB")
+        _reply, key = bot.slack.click("checkpoint:wave_approve", old, user="U0BOB", ephemeral=True)
         refused, card = _answers(bot, key, 2)
         said = shown(refused)
         assert "BAT-0001 changed since this card was drawn" in said, said
@@ -84,7 +86,9 @@ def test_an_old_cards_approve_all_does_not_approve_a_later_rollback(tmp_path: Pa
         assert {m.state for m in show_batch(bot.ctx, "BAT-1").members} == {"active"}
 
         # The card's own button, drawn now, approves the rollback it shows.
-        _reply, key = bot.slack.click("checkpoint:wave_approve", fresh, user="U0BOB")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_approve", fresh, user="U0BOB", ephemeral=True
+        )
         assert "Approved 2 of BAT-0001" in shown(_answers(bot, key, 2)[0])
         for vm in ("WEB01", "WEB02"):
             wait_state(bot, vm, "rolled_back", timeout=30)
@@ -105,7 +109,9 @@ def test_roll_back_all_drawn_for_one_member_does_not_roll_back_two(tmp_path: Pat
         command(bot, f"approve {web02.change}", user="U0CAROL")
         wait_state(bot, "WEB02", "active", timeout=30)
 
-        _reply, key = bot.slack.click("checkpoint:wave_rollback", old, user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_rollback", old, user="U0ALICE", ephemeral=True
+        )
         refused, now = _answers(bot, key, 2)
         assert "Roll back all is out of date: nothing was done" in shown(refused)
         assert "Roll back all (2)" in shown(now)
@@ -140,11 +146,11 @@ def test_keep_and_merge_all_drawn_while_active_does_not_merge_after_a_roll_back(
             wait_state(bot, vm, "active", timeout=30)
         old = card_button(bot, "BAT-0001", "checkpoint:wave_merge", "U0ALICE")
         rollback = card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE")
-        bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE", ephemeral=True)
         for vm in ("WEB01", "WEB02"):
             wait_state(bot, vm, "rolled_back", timeout=30)
 
-        _reply, key = bot.slack.click("checkpoint:wave_merge", old, user="U0ALICE")
+        _reply, key = bot.slack.click("checkpoint:wave_merge", old, user="U0ALICE", ephemeral=True)
         refused, now = _answers(bot, key, 2)
         assert "Keep &amp; merge all is out of date: nothing was done" in shown(refused)
         fresh = button(now, "checkpoint:wave_merge")

@@ -93,7 +93,9 @@ def test_roll_back_all_clicked_again_while_it_waits_asks_nobody_again(tmp_path: 
         _wave_taken(bot, ["WEB01", "WEB02"])
         rollback = card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE")
 
-        _reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_rollback", rollback, user="U0ALICE", ephemeral=True
+        )
         first = " ".join(shown(a) for a in _answers(bot, key, 2))
         assert "Rollback waits for approval" in first
         # The card drawn now still offers Roll back all (both VMs are active),
@@ -101,7 +103,9 @@ def test_roll_back_all_clicked_again_while_it_waits_asks_nobody_again(tmp_path: 
         assert card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0BOB") == rollback
 
         for user in ("U0ALICE", "U0BOB"):
-            _reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user=user)
+            _reply, key = bot.slack.click(
+                "checkpoint:wave_rollback", rollback, user=user, ephemeral=True
+            )
             notice, card = _answers(bot, key, 2)
             said = shown(notice)
             assert "Rollback waits for approval" not in said, said
@@ -125,9 +129,11 @@ def test_keep_and_merge_all_clicked_again_while_it_waits_asks_nobody_again(
         _wave_taken(bot, ["WEB01", "WEB02"])
         merge = card_button(bot, "BAT-0001", "checkpoint:wave_merge", "U0ALICE")
 
-        _reply, key = bot.slack.click("checkpoint:wave_merge", merge, user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_merge", merge, user="U0ALICE", ephemeral=True
+        )
         assert "Merge waits for approval" in " ".join(shown(a) for a in _answers(bot, key, 2))
-        _reply, key = bot.slack.click("checkpoint:wave_merge", merge, user="U0BOB")
+        _reply, key = bot.slack.click("checkpoint:wave_merge", merge, user="U0BOB", ephemeral=True)
         said = shown(_answers(bot, key, 2)[0])
         assert "already waits for approval, asked by <@U0ALICE>" in said, said
         assert "nothing new was asked" in said
@@ -145,7 +151,9 @@ def test_roll_back_all_still_asks_for_the_members_nobody_asked_for(tmp_path: Pat
         web02 = next(m for m in show_batch(bot.ctx, "BAT-1").members if m.vm_name == "WEB02")
         command(bot, f"rollback {web02.change}", user="U0CAROL")
         rollback = card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE")
-        _reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_rollback", rollback, user="U0ALICE", ephemeral=True
+        )
         said = " ".join(shown(a) for a in _answers(bot, key, 2))
         assert "Rollback waits for approval" in said and "nothing new was asked" not in said
         assert _batch_events(bot, "rollback_awaits_approval") == ["U0ALICE"]
@@ -171,10 +179,10 @@ def test_an_out_of_date_card_is_still_said_in_escaped_words(tmp_path: Path) -> N
         _wave_taken(bot, ["WEB01", "WEB02"])
         old = card_button(bot, "BAT-0001", "checkpoint:wave_merge", "U0ALICE")
         rollback = card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE")
-        bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE", ephemeral=True)
         for vm in ("WEB01", "WEB02"):
             wait_state(bot, vm, "rolled_back", timeout=30)
-        _reply, key = bot.slack.click("checkpoint:wave_merge", old, user="U0ALICE")
+        _reply, key = bot.slack.click("checkpoint:wave_merge", old, user="U0ALICE", ephemeral=True)
         refused = shown(_answers(bot, key, 2)[0])
         assert "Keep &amp; merge all is out of date: nothing was done" in refused
 
@@ -240,7 +248,9 @@ def test_approve_all_on_a_card_in_a_channel_still_answers_with_the_card(
     with checked_bot(tmp_path, CREATE_AND_ROLLBACK_APPROVED) as bot:
         _wave_taken(bot, ["WEB01", "WEB02"], channel="C0OPS")
         approve = card_button(bot, "BAT-0001", "checkpoint:wave_approve", "U0CAROL")
-        _reply, key = bot.slack.click("checkpoint:wave_approve", approve, user="U0CAROL")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_approve", approve, user="U0CAROL", ephemeral=True
+        )
         notice, card = _answers(bot, key, 2)
         assert "Approved 2 of BAT-0001" in shown(notice)
         assert "BAT-0001 — " in shown(card)
@@ -271,7 +281,9 @@ def test_roll_back_all_with_a_host_down_says_which_members_were_left_out(
             wait_state(bot, vm, "active", timeout=30)
         rollback = card_button(bot, "BAT-0001", "checkpoint:wave_rollback", "U0ALICE")
         bot.fleet.server("HV03").faults = Faults(refuse=True)
-        _reply, key = bot.slack.click("checkpoint:wave_rollback", rollback, user="U0ALICE")
+        _reply, key = bot.slack.click(
+            "checkpoint:wave_rollback", rollback, user="U0ALICE", ephemeral=True
+        )
         said = shown(_answers(bot, key, 1)[0])
         assert "Rollback waits for approval" in said
         assert "STG-WEB01" in said and "HV03 could not be reached: not rolled back" in said
