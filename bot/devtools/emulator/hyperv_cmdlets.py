@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,29 +294,32 @@ def set_vm(call: Call) -> list[Any]:
     return changed
 
 
-def get_vm_hard_disk_drive(call: Call) -> list[Any]:
-    disks: list[Any] = []
+def _devices_of_each_vm(
+    call: Call,
+    read: Callable[[list[str]], Sequence[Sequence[Any] | HostError]],
+    shape: Callable[[Any], Any],
+) -> list[Any]:
+    """A device cmdlet's output: the host read once for every VM piped in
+    (`Get-VM | Get-VMHardDiskDrive`), each VM's devices shaped, a VM that
+    is not there a non-terminating error of its own."""
+    found: list[Any] = []
     vm_ids = call.vms("VMName")
-    # One read of the host for every VM piped in (`Get-VM | Get-VMHardDiskDrive`).
-    for vm_id, drives in zip(vm_ids, call.host.hard_disk_drives_of(vm_ids), strict=True):
-        if isinstance(drives, HostError):
-            call.fail(drives, vm_id)
+    for vm_id, devices in zip(vm_ids, read(vm_ids), strict=True):
+        if isinstance(devices, HostError):
+            call.fail(devices, vm_id)
         else:
-            disks.extend(shapes.disk_object(d) for d in drives)
-    return disks
+            found.extend(shape(d) for d in devices)
+    return found
+
+
+def get_vm_hard_disk_drive(call: Call) -> list[Any]:
+    return _devices_of_each_vm(call, call.host.hard_disk_drives_of, shapes.disk_object)
 
 
 def get_vm_fibre_channel_hba(call: Call) -> list[Any]:
-    hbas: list[Any] = []
-    vm_ids = call.vms("VMName")
     # A VM without a virtual Fibre Channel adapter gives no object and no
     # error (the cmdlet lists the adapters that are connected).
-    for vm_id, found in zip(vm_ids, call.host.fibre_channel_hbas_of(vm_ids), strict=True):
-        if isinstance(found, HostError):
-            call.fail(found, vm_id)
-        else:
-            hbas.extend(shapes.fibre_channel_object(h) for h in found)
-    return hbas
+    return _devices_of_each_vm(call, call.host.fibre_channel_hbas_of, shapes.fibre_channel_object)
 
 
 def get_vm_replication(call: Call) -> list[Any]:
