@@ -336,7 +336,10 @@ def test_a_bot_that_dies_after_taking_the_request_is_not_asked_again(
     assert done.heavy == []  # and it did not run the command itself
     # Nothing was recorded here either.
     missing = estate.cli("change", "show", "CHG-0001")
-    assert (missing.code, missing.stderr) == (1, "checkpoint-bot: error: no change CHG-0001\n")
+    assert (missing.code, missing.stderr) == (
+        1,
+        "checkpoint-bot: error: no change CHG-0001: no change has been recorded yet\n",
+    )
 
 
 # --- who may ask, and whom the CLI asks ---------------------------------------------

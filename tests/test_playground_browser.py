@@ -135,10 +135,10 @@ def test_create_approve_roll_back_and_the_thread_tells_the_story(page: Page) -> 
     story = " | ".join(replies.all_inner_texts())
     steps = [
         "Approval needed to create WEB01",
-        "approval by @bob",
+        "approval given by @bob",
         "created as @alice asked",
         "Approval needed to roll back WEB01",
-        "approval by @bob",
+        "approval given by @bob",
         "rolled back as @alice asked",
     ]
     at = 0
@@ -177,7 +177,7 @@ def test_the_requester_withdraws_a_waiting_request(page: Page) -> None:
     expect(dialog).to_contain_text("Withdraw your checkpoint request?")
     dialog.get_by_test_id("confirm-ok").click()
     expect(root).to_contain_text(state_is("withdrawn"), timeout=WAIT_MS)
-    expect(root).to_contain_text("Last: withdraw by @alice")
+    expect(root).to_contain_text("Last: withdrawn by @alice")
     # Nothing waits any more: no Approve, Reject or Withdraw is offered.
     expect(root.get_by_role("button", name=re.compile("Approve|Reject|Withdraw"))).to_have_count(0)
     shot(page, "05b-withdrawn.png")
