@@ -159,10 +159,13 @@ def default_sqlite_url(workdir: Path) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; busy_timeout makes a
-    # second writer wait instead of failing with "database is locked".
+    # second writer wait instead of failing with "database is locked". It
+    # comes first: switching a new database to WAL takes a lock too, and
+    # before it the driver's own 5 s wait applied (seen once under load:
+    # three `db upgrade`s of one new file, one "database is locked").
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
