@@ -45,6 +45,12 @@ def _config() -> Config:
     return cfg
 
 
+# How long a SQLite migrator waits for another's write lock, and the wait
+# every other write of the pool's connections has (bot.store.db).
+_MIGRATION_WAIT_MS = 10 * 60 * 1000
+_WRITE_WAIT_MS = 30_000
+
+
 @contextmanager
 def _migrating(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction for Alembic. On SQLite, foreign keys
@@ -59,6 +65,11 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
         if sqlite:
             # Outside any transaction, where the pragma takes effect.
             raw.execute("PRAGMA foreign_keys=OFF")
+            # A second migrator waits for the first however long it takes
+            # (docs/upgrading.md), not the 30 s a write waits elsewhere
+            # (bot.store.db): seen in CI under heavy disk load, three
+            # migrators of one new file, one "database is locked".
+            raw.execute(f"PRAGMA busy_timeout={_MIGRATION_WAIT_MS}")
         try:
             with conn.begin():
                 if conn.dialect.name == "postgresql":
@@ -80,6 +91,7 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
         finally:
             if sqlite:
                 raw.execute("PRAGMA foreign_keys=ON")
+                raw.execute(f"PRAGMA busy_timeout={_WRITE_WAIT_MS}")
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
