@@ -13,6 +13,7 @@ import pytest
 from bot.store.db import make_engine, session_scope
 from bot.store.tables.changes import Change
 from tests.cli_support import invoke, one_line_error
+from tests.test_ttl_chase import STAGING_AUTO_MERGE
 
 
 def _create(cwd: Path, vm: str, reason: str) -> str:
@@ -130,15 +131,6 @@ def test_an_overdue_change_whose_rollback_waits_for_an_approver_says_so(
         "approver (below)",
         f"waiting for approval of its rollback: 'checkpoint-bot change approve {ref}'",
     ], listed
-
-
-STAGING_AUTO_MERGE = """
-rules:
-  ttl:
-    overrides:
-      - scope: {tags: {env: staging}}
-        params: {auto_merge: true, auto_merge_grace: 30m}
-"""
 
 
 def test_an_overdue_change_the_policy_merges_on_its_own_soon_says_so(tmp_path: Path) -> None:

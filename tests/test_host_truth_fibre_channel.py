@@ -31,6 +31,7 @@ from bot.devtools.emulator.pointing import EMULATOR_PASSWORD_ENV
 from bot.devtools.hostmodel import HostModel, demo_hosts_path, parse_host_model
 from tests.cli_support import emulated_estate, invoke
 from tests.emulator_support import pool, run
+from tests.test_host_truth_kvp import _row
 
 ENV = {EMULATOR_PASSWORD_ENV: "Passw0rd!", "CHECKPOINT_BOT_SOCKET": "off"}
 ROLE = "deploy/jea/CheckpointBot.psrc"
@@ -63,11 +64,6 @@ def _explain(cwd: Path, *extra: str) -> str:
     out = invoke(cwd, "-c", "bot.yaml", "policy", "explain", VM, *extra, env=ENV)
     assert out.returncode == 0, out.stderr
     return out.stdout
-
-
-def _row(text: str, rule: str) -> str:
-    (line,) = [ln for ln in text.splitlines() if ln.strip()[2:].startswith(f"{rule} ")]
-    return line
 
 
 def test_the_emulated_host_lists_adapters_as_get_vmfibrechannelhba_does(tmp_path: Path) -> None:
