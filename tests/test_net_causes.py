@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from bot.net_causes import SocketProblem, causes, socket_problem
 from tests.cli_support import invoke, one_line_error
 from tests.helpers import refused_port
+from tests.slack_support import FakeSlackApi
 
 
 def test_requests_and_urllib3_wrapping_is_seen_through() -> None:
@@ -77,3 +78,45 @@ def test_serve_says_why_it_could_not_check_its_token(tmp_path: Path) -> None:
         "checkpoint-bot: error: Slack refused or did not answer auth.test: connection refused"
     )
     assert "xoxb-test" not in result.stderr + result.stdout
+
+
+def test_serve_names_slacks_code_when_slack_refuses_the_bot_token(tmp_path: Path) -> None:
+    """Bolt wraps auth.test's refusal in its own error; Slack's code, not
+    "bad token", is what tells a revoked token from a mistyped one."""
+    with FakeSlackApi() as api:
+        api.failing["auth.test"] = "token_revoked"
+        env = {
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_SIGNING_SECRET": "s" * 32,
+            "SLACK_API_URL": api.api_url,
+        }
+        result = invoke(tmp_path, "serve", "--http", "--port", "0", env=env)
+    assert result.returncode == 3
+    assert one_line_error(result) == (
+        "checkpoint-bot: error: Slack refused or did not answer auth.test: token_revoked"
+    )
+    assert "xoxb-test" not in result.stderr + result.stdout
+
+
+def test_serve_says_in_one_line_that_slack_refuses_the_app_token(tmp_path: Path) -> None:
+    """Seen: a Socket Mode token Slack refused ended `serve` with a
+    traceback and "internal error", exit 1. It is one line, exit 3 as for
+    the bot token, with what a Socket Mode token must be."""
+    with FakeSlackApi() as api:
+        api.failing["apps.connections.open"] = "invalid_auth"
+        env = {
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_APP_TOKEN": "xapp-test",
+            "SLACK_API_URL": api.api_url,
+        }
+        result = invoke(tmp_path, "serve", env=env)
+        # Asked once: a refused token is not asked again in a loop.
+        assert [c.method for c in api.calls].count("apps.connections.open") == 1
+    assert result.returncode == 3, result.stderr
+    assert one_line_error(result) == (
+        "checkpoint-bot: error: Slack refused or did not answer apps.connections.open: "
+        "invalid_auth; slack.app_token must be the app-level token (xapp-…) with the "
+        "connections:write scope, not the bot token (docs/slack-setup.md)"
+    )
+    assert "Traceback" not in result.stderr
+    assert "xapp-test" not in result.stderr + result.stdout

@@ -42,6 +42,23 @@ def need_secret(ref: SecretRefConfig, what: str, env: Mapping[str, str]) -> Secr
     return found
 
 
+# Slack's codes for a token it will not take
+# (https://docs.slack.dev/reference/methods/apps.connections.open#errors).
+_TOKEN_REFUSED = frozenset(
+    {"invalid_auth", "not_authed", "not_allowed_token_type", "token_revoked", "account_inactive"}
+)
+
+
+def _app_token_hint(exc: BaseException) -> str:
+    """What to check when Slack refuses the Socket Mode token itself."""
+    if _why(exc) not in _TOKEN_REFUSED:
+        return ""
+    return (
+        "; slack.app_token must be the app-level token (xapp-…) with the "
+        "connections:write scope, not the bot token (docs/slack-setup.md)"
+    )
+
+
 def _why(exc: BaseException) -> str:
     """Slack's error code (never the request, which carries the token)."""
     from slack_bolt.error import BoltError
@@ -50,6 +67,10 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error", "error"))
     if isinstance(exc, BoltError):
+        # Bolt raises its own error inside its handler of auth.test's
+        # SlackApiError: Slack's code is on the error it replaced.
+        if isinstance(exc.__context__, SlackApiError):
+            return _why(exc.__context__)
         return "bad token"
     from bot.net_causes import SocketProblem, socket_problem
 
@@ -267,6 +288,14 @@ def serve(
             handler.start()
         except KeyboardInterrupt:
             pass
+        except (SlackClientError, OSError) as exc:
+            # Only the first apps.connections.open raises here (later ones
+            # are retried by the client's monitor while /readyz says so): a
+            # token Slack refuses is refused again on every try.
+            raise Unavailable(
+                f"Slack refused or did not answer apps.connections.open: {_why(exc)}"
+                f"{_app_token_hint(exc)}"
+            ) from None
         finally:
             handler.close()  # type: ignore[no-untyped-call]
 
