@@ -29,6 +29,21 @@ EXIT_REFUSED = 1
 # answer), so neither 1 nor 3, on which a script may run it again and take
 # a second checkpoint. The reconciler settles it; never run it again.
 EXIT_OUTCOME_UNKNOWN = 4
+# How a CLI user looks at what a command cut off part-way recorded.
+CLI_LOOK = "checkpoint-bot change list"
+
+
+def outage_exit(said: str) -> int:
+    """3 only when nothing was recorded, as the README's exit codes promise
+    ("nothing was decided or recorded: try again"): a script that runs a
+    create again on 3 must not take a second checkpoint. Once something was
+    recorded its outcome is unknown: 4, as for a host that stopped
+    answering mid-call."""
+    from bot.service import DATABASE_DOWN
+
+    return 3 if said == DATABASE_DOWN else EXIT_OUTCOME_UNKNOWN
+
+
 BAD_ENDS = frozenset({State.FAILED.value, State.INTERRUPTED.value, State.DENIED.value})
 ACTIONS = {"create": "checkpoint", "rollback": "rollback", "merge": "merge"}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.cli.colour import paint
-from bot.cli.finishing import json_text, run_request, wait_for_job
+from bot.cli.finishing import CLI_LOOK, json_text, outage_exit, run_request, wait_for_job
 from bot.cli.local_socket import (
     MAX_REQUEST,
     OtherVersion,
@@ -291,13 +291,13 @@ def answerer(ctx: AppContext, files: FileWatch) -> Answer:
             if known is not None:
                 wire.error(str(exc), known)
                 return
-            said = outage_message(exc, writes_before)
+            said = outage_message(exc, writes_before, look=CLI_LOOK)
             if said is not None:
                 # One line per request; the driver's traceback only with -v
                 # (docs/operations.md: an outage is said, not repeated).
                 trace = exc if LOG.isEnabledFor(logging.DEBUG) else None
                 LOG.info("a request from the CLI: %s", said, exc_info=trace)
-                wire.error(said, 3)
+                wire.error(said, outage_exit(said))
                 return
             LOG.exception("a request from the CLI failed")
             wire.error(f"internal error ({type(exc).__name__}); the bot's log has the details", 1)

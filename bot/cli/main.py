@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     import logging
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
-# 4, a change interrupted with its outcome unknown, is said by the command
-# that waited for it (bot.cli.finishing.EXIT_OUTCOME_UNKNOWN), never here.
+# 4, an outcome unknown, is said by the command that waited for a change
+# interrupted (bot.cli.finishing.EXIT_OUTCOME_UNKNOWN), and here only for a
+# database that stopped answering after something was recorded.
 # 128 + SIGINT, as shells report a command Ctrl-C stopped.
 EXIT_INTERRUPTED = 130
 
@@ -226,13 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         code = known_failure(exc)
         if code is not None:
             return _fail(str(exc), code)
+        from bot.cli.finishing import CLI_LOOK, outage_exit
         from bot.service import outage_message
 
-        # An unreachable database is no bug: say what was kept, exit 3.
-        said = outage_message(exc, writes_before)
+        # An unreachable database is no bug: say what was kept.
+        said = outage_message(exc, writes_before, look=CLI_LOOK)
         if said is not None:
             _log().info("the database is unavailable", exc_info=True)
-            return _fail(said, EXIT_UNAVAILABLE)
+            return _fail(said, outage_exit(said))
         # A bug: the details go to the log (-v), the terminal gets one line.
         _log().info("unexpected error", exc_info=True)
         return _fail(

@@ -25,21 +25,26 @@ __all__ = [
 ]
 
 DATABASE_DOWN = "the database is unavailable; nothing was changed, try again in a minute"
-DATABASE_DOWN_PART_WAY = (
+_PART_WAY = (
     "the database became unavailable part-way through; some of this may have been "
-    "recorded, so look at the change (/checkpoint status) before trying again"
+    "recorded, so look at the change ({look}) before trying again"
 )
+DATABASE_DOWN_PART_WAY = _PART_WAY.format(look="/checkpoint status")
 
 
-def outage_message(exc: BaseException, writes_before: int) -> str | None:
+def outage_message(
+    exc: BaseException, writes_before: int, *, look: str = "/checkpoint status"
+) -> str | None:
     """What to tell the person whose work raised `exc`, when it is an
     outage (None: it is not, so it is a bug). `writes_before`: the
-    `committed_writes()` when the work began."""
+    `committed_writes()` when the work began; `look`: how that person sees
+    a change (Slack's command, or the CLI's). Anything but DATABASE_DOWN
+    means something was recorded: its outcome is unknown, not "try again"."""
     if not is_transient(exc):
         return None
     if committed_writes() == writes_before:
         return DATABASE_DOWN
-    return DATABASE_DOWN_PART_WAY
+    return _PART_WAY.format(look=look)
 
 
 def schema_mismatch_message(exc: BaseException) -> str | None:
