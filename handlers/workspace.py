@@ -74,6 +74,19 @@ class Workspace:
         )
 
 
+def missing_workspace(slack: SlackConfig, *, demo: bool) -> ConfigError | None:
+    """The configuration error of a deployment that names no workspace, so
+    that `serve` can say it before it starts anything (None: it names one,
+    or demo mode learns it from the token)."""
+    if slack.team_ids or demo:
+        return None
+    return ConfigError(
+        "slack.team_ids is missing: name the Slack workspace the bot serves (its team id, "
+        "T…, from the workspace's URL or auth.test), and slack.enterprise_id on Enterprise "
+        "Grid; requests from any other workspace are refused"
+    )
+
+
 def workspace_from(
     slack: SlackConfig, *, demo: bool, auth_test: Callable[[], Mapping[str, Any]]
 ) -> Workspace:
@@ -82,12 +95,9 @@ def workspace_from(
     deployment must name it: guessing would be trusting whoever's token it is."""
     if slack.team_ids:
         return Workspace(frozenset(slack.team_ids), slack.enterprise_id)
-    if not demo:
-        raise ConfigError(
-            "slack.team_ids is missing: name the Slack workspace the bot serves (its team id, "
-            "T…, from the workspace's URL or auth.test), and slack.enterprise_id on Enterprise "
-            "Grid; requests from any other workspace are refused"
-        )
+    missing = missing_workspace(slack, demo=demo)
+    if missing is not None:
+        raise missing
     answer = auth_test()
     team = answer.get("team_id")
     enterprise = answer.get("enterprise_id") or None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from slack_sdk import WebClient
@@ -17,6 +18,7 @@ from slack_sdk import WebClient
 from bot.net_causes import SocketProblem, causes, socket_problem
 from tests.cli_support import invoke, one_line_error
 from tests.helpers import refused_port
+from tests.multiproc_support import DEMO_INVENTORY
 from tests.slack_support import FakeSlackApi
 
 
@@ -120,3 +122,31 @@ def test_serve_says_in_one_line_that_slack_refuses_the_app_token(tmp_path: Path)
     )
     assert "Traceback" not in result.stderr
     assert "xapp-test" not in result.stderr + result.stdout
+
+
+def test_serve_without_team_ids_says_so_before_it_starts_anything(tmp_path: Path) -> None:
+    """Seen: `serve` of a configured deployment with no `slack.team_ids`
+    opened the CLI's socket, asked Slack and swept the hosts before it said
+    so, and left the socket's file behind."""
+    config = tmp_path / "bot.yaml"
+    data = {
+        "inventory": str(DEMO_INVENTORY),
+        "hyperv": {"backend": "simulator"},
+        "sweep": {"enabled": False},
+    }
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    sockets = tmp_path / "cli.sock"
+    with FakeSlackApi() as api:
+        env = {
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_SIGNING_SECRET": "s" * 32,
+            "SLACK_API_URL": api.api_url,
+            "CHECKPOINT_BOT_SOCKET": str(sockets),
+        }
+        assert invoke(tmp_path, "-c", str(config), "db", "upgrade", env=env).returncode == 0
+        result = invoke(tmp_path, "-c", str(config), "serve", "--http", "--port", "0", env=env)
+        assert api.calls == []
+    assert result.returncode == 2
+    assert one_line_error(result).startswith("checkpoint-bot: error: slack.team_ids is missing")
+    assert not sockets.exists()
+    assert "answering" not in result.stderr

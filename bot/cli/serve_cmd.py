@@ -187,8 +187,15 @@ def serve(
 
     # Imported here so the rest of the CLI never loads Bolt.
     from handlers.app import build_bolt_app
+    from handlers.workspace import missing_workspace
     from templates import Renderer
     from templates.blocks import SlackRenderer
+
+    # Said before anything starts (seen: the CLI's socket opened, Slack
+    # asked and the hosts swept first, and the socket's file left behind).
+    missing = missing_workspace(slack, demo=settings.demo)
+    if missing is not None:
+        raise missing
 
     if no_worker and settings.jobs.queue == "memory":
         raise ConfigError(
@@ -216,6 +223,8 @@ def serve(
             renderer=SlackRenderer(Renderer(), simulated=settings.simulated_hosts),
         )
     except (SlackClientError, BoltError, OSError) as exc:
+        if local is not None:
+            local.close()  # its file too: no CLI is to be answered
         raise Unavailable(f"Slack refused or did not answer auth.test: {_why(exc)}") from None
     if settings.demo:
         click.echo(
@@ -292,6 +301,10 @@ def serve(
             # Only the first apps.connections.open raises here (later ones
             # are retried by the client's monitor while /readyz says so): a
             # token Slack refuses is refused again on every try.
+            if local is not None:
+                local.close()
+            if health is not None:
+                health.stop()
             raise Unavailable(
                 f"Slack refused or did not answer apps.connections.open: {_why(exc)}"
                 f"{_app_token_hint(exc)}"
