@@ -20,6 +20,7 @@ from bot.devtools.hostmodel import (
 )
 from bot.devtools.hostmodel.state import HostState, StaleState
 from bot.inventory import InventoryError, demo_inventory_path, load_inventory, parse_inventory
+from tests.cli_support import invoke
 
 EXAMPLE = """\
 hosts:
@@ -106,7 +107,7 @@ def _yaml_str(value: str) -> str:
         ),
         (
             EXAMPLE.replace("volume: 'e:\\'", "volume: 'F:\\'"),
-            "hosts.yaml:11: hosts[0].vms[0].volume: host HV01 has no volume 'F:\\\\'",
+            "hosts.yaml:11: hosts[0].vms[0].volume: host HV01 has no volume 'F:\\' (it has: ",
         ),
         (
             EXAMPLE.replace("vm_id: '{8B3F", "vm_id: '{XB3F"),
@@ -190,3 +191,21 @@ def test_an_inventory_with_simulation_hints_is_told_where_they_went() -> None:
         "(hyperv.simulator_hosts, e.g. deploy/examples/demo-hosts.yaml); remove it from the "
         "inventory"
     ]
+
+
+def test_the_emulator_reports_a_broken_file_one_problem_per_line(tmp_path: Path) -> None:
+    """`checkpoint-bot emulator --hosts FILE` says each problem on its own
+    line, as the simulator backend's configuration does, with a path as
+    written (`'F:\\'`, not Python's `'F:\\\\'`) and no pointer to --help:
+    the file is wrong, not the command line (docs/emulator.md)."""
+    broken = EXAMPLE.replace("volume: 'e:\\'", "volume: 'F:\\'") + (
+        "clusters:\n  - {name: prod-cluster, nodes: [HV01, HV09]}\n"
+    )
+    (tmp_path / "hosts.yaml").write_text(broken, encoding="utf-8")
+    result = invoke(tmp_path, "emulator", "--hosts", "hosts.yaml", "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "checkpoint-bot: error: hosts.yaml:11: hosts[0].vms[0].volume: "
+        "host HV01 has no volume 'F:\\' (it has: D:\\, E:\\)",
+        "  hosts.yaml:18: clusters[0].nodes[1]: no host HV09 in this file",
+    ], result.stderr

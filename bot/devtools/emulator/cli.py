@@ -28,6 +28,14 @@ from bot.devtools.hostmodel import (
 from bot.interrupts import StopRequest
 from bot.inventory import InventoryError, demo_inventory_path, load_inventory
 
+
+class FileProblems(click.ClickException):
+    """A host-model or inventory file the emulator cannot use: its problems,
+    one per line, and bad input (exit 2) as a usage error is."""
+
+    exit_code = 2
+
+
 EPILOG = f"""\
 Faults (--faults SPEC): {SPEC_HELP} Example: --faults latency=50,hang=Checkpoint-VM,refuse
 
@@ -161,10 +169,17 @@ def emulator(
         inventory_path = demo_inventory_path()
     try:
         faults = Faults.parse(fault_spec)
+    except FaultSpecError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         model = load_host_model(hosts_path or demo_hosts_path())
         inventory = load_inventory(inventory_path) if inventory_path else None
-    except (FaultSpecError, InventoryError, HostModelError) as exc:
-        raise click.UsageError(str(exc)) from None
+    except (InventoryError, HostModelError) as exc:
+        # A file's problems, one per line (`FILE:LINE: FIELD: MESSAGE`), as
+        # the simulator backend's configuration reports them; a usage
+        # error would join them into one line and point at --help. Still
+        # bad input: exit 2, as a usage error.
+        raise FileProblems(str(exc)) from None
     unknown = [n for n in host_names if n.casefold() not in {h.casefold() for h in model.names()}]
     if unknown:
         raise click.UsageError(

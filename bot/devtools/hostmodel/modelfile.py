@@ -314,7 +314,7 @@ def consistency_problems(model: HostModel) -> list[tuple[YamlPath, str]]:
         for i, path in enumerate(local):
             if path in paths[:i]:
                 problems.append(
-                    (("hosts", h, "volumes", i, "path"), f"volume {host.volumes[i].path!r} twice")
+                    (("hosts", h, "volumes", i, "path"), f"volume '{host.volumes[i].path}' twice")
                 )
         ids: set[str] = set()
         for v, vm in enumerate(host.vms):
@@ -328,7 +328,7 @@ def consistency_problems(model: HostModel) -> list[tuple[YamlPath, str]]:
                 problems.append(
                     (
                         ("hosts", h, "vms", v, "volume"),
-                        f"host {host.name} has no volume {vm.volume!r} (it has: {listed})",
+                        f"host {host.name} has no volume '{vm.volume}' (it has: {listed})",
                     )
                 )
     problems.extend(_cluster_problems(model))
@@ -356,7 +356,7 @@ def _cluster_problems(model: HostModel) -> list[tuple[YamlPath, str]]:
                 problems.append(
                     (
                         ("clusters", c, "shared_volumes", v, "path"),
-                        f"{volume.path!r} is also a node's own volume",
+                        f"'{volume.path}' is also a node's own volume",
                     )
                 )
     return problems
