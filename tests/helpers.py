@@ -106,3 +106,11 @@ def emulated_deployment(workdir: Path, fleet: EmulatedFleet, hyperv: str, extra:
     config = workdir / "bot.yaml"
     config.write_text(f"inventory: inventory.yaml\nhyperv: {hyperv}\n{extra}", encoding="utf-8")
     return config
+
+
+def documented_yaml(page: str, section: str) -> str:
+    """The first YAML block of `section` (a `## ` heading) in docs/`page`:
+    an example the docs show, for a test to load as the product would."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / page).read_text(encoding="utf-8")
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return body.split("\n```yaml\n", 1)[1].split("\n```", 1)[0] + "\n"

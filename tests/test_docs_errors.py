@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_support import REPO, invoke, one_line_error
+from tests.helpers import documented_yaml
 
 PROMPT = "$ checkpoint-bot "
 ERROR = "checkpoint-bot: error: "
@@ -101,7 +102,17 @@ def _inventory_there(cwd: Path) -> None:
     shutil.copy(REPO / "deploy" / "examples" / "demo-inventory.yaml", cwd / "inventory.yaml")
 
 
+def _broken_host_model(cwd: Path) -> None:
+    # docs/emulator.md's example host model, WEB01 moved to a volume its
+    # host lacks and the cluster's second node left out.
+    example = documented_yaml("emulator.md", "The host-model file")
+    broken = example.split("  - name: HV02")[0].replace("volume: 'D:\\'   ", "volume: 'F:\\'   ")
+    assert broken.count("'F:\\'") == 1
+    (cwd / "hosts.yaml").write_text(broken, "utf-8")
+
+
 PREPARE: dict[str, Callable[[Path], None]] = {
+    "emulator --hosts hosts.yaml": _broken_host_model,
     "--config bot.yaml checkpoint list": _bad_config,
     "--config bot.yaml db upgrade": _no_backend,
     "--config deploy/systemd/config.yaml checkpoint list": _systemd_config,

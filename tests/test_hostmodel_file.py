@@ -21,6 +21,7 @@ from bot.devtools.hostmodel import (
 from bot.devtools.hostmodel.state import HostState, StaleState
 from bot.inventory import InventoryError, demo_inventory_path, load_inventory, parse_inventory
 from tests.cli_support import invoke
+from tests.helpers import documented_yaml
 
 EXAMPLE = """\
 hosts:
@@ -209,3 +210,23 @@ def test_the_emulator_reports_a_broken_file_one_problem_per_line(tmp_path: Path)
         "host HV01 has no volume 'F:\\' (it has: D:\\, E:\\)",
         "  hosts.yaml:18: clusters[0].nodes[1]: no host HV09 in this file",
     ], result.stderr
+
+
+def test_the_documented_host_model_loads(tmp_path: Path) -> None:
+    """The example docs/emulator.md shows is one the loader takes, as a
+    file (with every commented-out disk line left out, as written)."""
+    path = tmp_path / "hosts.yaml"
+    path.write_text(documented_yaml("emulator.md", "The host-model file"), encoding="utf-8")
+    model = load_host_model(path)
+    assert [h.name for h in model.hosts] == ["HV01", "HV02"]
+    [cluster] = model.clusters
+    assert cluster.name == "prod-cluster"
+    assert all(model.cluster_of(node) == cluster for node in cluster.nodes)
+    [web] = model.host("HV01").vms
+    assert (web.name, web.state, web.checkpoint_type) == (
+        "WEB01",
+        VMState.Running,
+        CheckpointType.Production,
+    )
+    assert web.replication is not None
+    assert web.replication.state == VMReplicationState.Replicating
