@@ -261,7 +261,8 @@ FACT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def vm_facts(vm_id: str) -> Pipeline:
-    """Everything discovery asks about one VM, as one invocation of six
+    """The facts a decision rests on (policy explain, create and its
+    re-check; discovery uses the `discover_*` pipelines), as one invocation of six
     statements (`add_statement`): one round trip instead of six
     (docs/winrm-client.md). Every value is still a parameter. A JEA
     endpoint in NoLanguage mode accepts no script text, only commands and
