@@ -21,6 +21,11 @@ from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 
 from bot.devtools.emulator import EmulatedFleet, EmulatorLog, Faults, FaultSpecError
 from bot.devtools.emulator.wsman import WSManService, parse_duration
+from bot.hyperv.errors import HostUnreachable
+from bot.hyperv.winrm.connect import Credentials, refused_in_clear
+from bot.hyperv.winrm.host import WinRMHost
+from bot.hyperv.winrm.pool import WinRMTimeouts
+from bot.inventory.models import AuthMethod, Host, Transport
 from tests.emulator_support import pool, run, start_fleet, within, wsman
 
 
@@ -246,6 +251,65 @@ def test_cli_serves_as_windows_ships_it_with_no_allow_unencrypted() -> None:
         assert refused.value.code == 500
         with pool(ports["HV01"], auth="ntlm") as sealed:  # pypsrp seals by default
             assert run(sealed, lambda p: p.add_cmdlet("Get-VM")).output
+
+
+def _basic_over_http(port: int, auth: str = "basic") -> WinRMHost:
+    spec = Host.model_validate(
+        {
+            "name": "HV01",
+            "address": "127.0.0.1",
+            "transport": "http",
+            "port": port,
+            "auth": auth,
+            "allow_basic": auth == "basic",
+            "credential": {"username": "hvadmin", "password_env": "HV_PASSWORD"},
+            "volumes": [{"path": "D:\\", "capacity_gb": 2000}],
+        }
+    )
+    credential = Credentials({"HV_PASSWORD": "Passw0rd!"}).for_host(spec)
+    timeouts = WinRMTimeouts(call=10, connect=2, read=5, operation=2, read_retries=0)
+    return WinRMHost(spec, credential, timeouts=timeouts)
+
+
+def test_basic_over_http_refused_as_windows_ships_it_says_what_to_use() -> None:
+    """A host whose WinRM service has AllowUnencrypted false (the Windows
+    default) answers Basic over HTTP with HTTP 500, which read as an
+    outage: the error says the host may refuse it and what to use."""
+    with emulator_cli("--no-allow-unencrypted") as ports:
+        host = _basic_over_http(ports["HV01"])
+        try:
+            with pytest.raises(HostUnreachable) as refused:
+                host.list_vms()
+        finally:
+            host.close()
+        assert refused.value.message == (
+            "Get-VM on HV01: HTTP 500 from the WinRM service; the host may refuse Basic "
+            "over HTTP, which is unencrypted (WinRM's AllowUnencrypted is false by default): "
+            "use transport: https, or auth: ntlm or kerberos, which encrypt each message"
+        )
+        sealed = _basic_over_http(ports["HV01"], auth="ntlm")
+        try:
+            assert sealed.list_vms()  # what the message advises works there
+        finally:
+            sealed.close()
+
+
+def test_only_basic_over_http_is_told_about_allow_unencrypted() -> None:
+    spec = Host.model_validate(
+        {
+            "name": "HV01",
+            "address": "hv01.corp.example",
+            "auth": "basic",
+            "allow_basic": True,
+            "credential": {"username": "hvadmin", "password_env": "HV_PASSWORD"},
+            "volumes": [{"path": "D:\\", "capacity_gb": 2000}],
+        }
+    )
+    http = spec.model_copy(update={"transport": Transport.HTTP})
+    assert refused_in_clear(http, "HTTP500") is not None
+    assert refused_in_clear(http, "HTTP503") is None
+    assert refused_in_clear(spec, "HTTP500") is None  # HTTPS
+    assert refused_in_clear(http.model_copy(update={"auth": AuthMethod.NTLM}), "HTTP500") is None
 
 
 @pytest.mark.parametrize(

@@ -155,6 +155,25 @@ class Credentials:
 _KERBEROS_AUTHS = (AuthMethod.KERBEROS, AuthMethod.NEGOTIATE)
 
 
+UNENCRYPTED_BASIC_REFUSED = (
+    "the host may refuse Basic over HTTP, which is unencrypted (WinRM's AllowUnencrypted "
+    "is false by default): use transport: https, or auth: ntlm or kerberos, which "
+    "encrypt each message"
+)
+
+
+def refused_in_clear(host: Host, error_id: str) -> str | None:
+    """Why a host may answer HTTP 500 to every message: Basic over plain
+    HTTP carries each message unencrypted, which a WinRM service whose
+    AllowUnencrypted is false (as Windows ships it) refuses with a 500,
+    whoever logged on
+    (https://learn.microsoft.com/windows/win32/winrm/installation-and-configuration-for-windows-remote-management).
+    None for any other host or answer."""
+    if error_id == "HTTP500" and host.auth is AuthMethod.BASIC and host.transport is Transport.HTTP:
+        return UNENCRYPTED_BASIC_REFUSED
+    return None
+
+
 def what_to_check(host: Host) -> str:
     """Where the credential the host refused comes from, named by the
     inventory's fields and variables (never their values): what an operator

@@ -42,7 +42,13 @@ from bot.hyperv.types import (
 )
 from bot.hyperv.winrm import commands as cmds
 from bot.hyperv.winrm import mapping as mapping
-from bot.hyperv.winrm.connect import Credentials, HostCredential, what_to_check, wsman_factory
+from bot.hyperv.winrm.connect import (
+    Credentials,
+    HostCredential,
+    refused_in_clear,
+    what_to_check,
+    wsman_factory,
+)
 from bot.hyperv.winrm.errors import error_from_records
 from bot.hyperv.winrm.idle import IdleReaper
 from bot.hyperv.winrm.pool import (
@@ -163,7 +169,18 @@ class WinRMHost:
             except HostUnreachable as exc:
                 # A certificate that does not validate will not on a retry either.
                 if attempt == attempts or exc.category == "SecurityError":
-                    raise
+                    # An HTTP 500 to Basic over HTTP reads as an outage but
+                    # is most likely the host refusing unencrypted messages:
+                    # only the host spec knows how it was asked.
+                    clause = refused_in_clear(self._host, exc.error_id)
+                    if clause is None:
+                        raise
+                    raise HostUnreachable(
+                        f"{exc.message}; {clause}",
+                        host=exc.host,
+                        category=exc.category,
+                        error_id=exc.error_id,
+                    ) from exc
                 log.info("%s: %s; trying again in %.1fs", self.name, exc.message, delay)
                 self._sleep(delay)
                 delay *= 2
