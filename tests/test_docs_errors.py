@@ -125,7 +125,15 @@ PREPARE: dict[str, Callable[[Path], None]] = {
 # A database at this release's schema lacking change.run_at (docs/upgrading.md):
 # tests/test_schema_drift.py builds such databases, on SQLite and PostgreSQL,
 # and checks the same sentence from the same command.
-NEEDS_ESTATE = {"checkpoint create WEB02 -r patch", "change list"}
+# Basic over HTTP to a host refusing unencrypted messages (docs/connect-hosts.md):
+# tests/test_emulator_transport.py
+# `test_basic_over_http_refused_as_windows_ships_it_says_what_to_use` runs the
+# emulator with --no-allow-unencrypted and checks the host's words in it.
+NEEDS_ESTATE = {
+    "checkpoint create WEB02 -r patch",
+    "change list",
+    "--config bot.yaml policy explain STG-WEB01",
+}
 
 # README.md, "Exit codes": every example that runs here is bad input.
 BAD_INPUT = 2
