@@ -1,7 +1,7 @@
 """Onboard a 500-VM emulated estate with one command, and say how long it took.
 
     .venv/bin/python bench/discover_500.py [--hosts 5] [--vms 100] [--auth ntlm|basic]
-                                           [--latency-ms 0] [--keep DIR]
+                                           [--latency-ms 0] [--keep DIR] [--port 0]
 
 What runs:
 1. a host-model file with `--hosts` hosts of `--vms` VMs each (every tenth a
@@ -111,7 +111,7 @@ def write_estate(directory: Path, hosts: int, vms: int) -> tuple[Path, Path]:
 
 
 def start_emulator(
-    directory: Path, model: Path, inventory: Path, latency_ms: int
+    directory: Path, model: Path, inventory: Path, latency_ms: int, port: int = 0
 ) -> tuple[subprocess.Popen[bytes], Path, Path]:
     pointed, log = directory / "inventory.yaml", directory / "emulator-log.jsonl"
     env = {**os.environ, PASSWORD_ENV: PASSWORD}
@@ -122,7 +122,7 @@ def start_emulator(
             "--hosts",
             str(model),
             "--port",
-            "0",
+            str(port),
             "--latency-ms",
             str(latency_ms),
             "--inventory",
@@ -152,11 +152,14 @@ def main() -> int:
     parser.add_argument("--auth", choices=["ntlm", "basic"], default="ntlm")
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="Work in DIR and keep its files.")
+    parser.add_argument(
+        "--port", type=int, default=0, help="The emulator's first port (host i on PORT+i; 0: any)."
+    )
     args = parser.parse_args()
     directory = args.keep or Path(tempfile.mkdtemp(prefix="discover-bench-"))
     directory.mkdir(parents=True, exist_ok=True)
     model, hosts_only = write_estate(directory, args.hosts, args.vms)
-    process, pointed, log = start_emulator(directory, model, hosts_only, args.latency_ms)
+    process, pointed, log = start_emulator(directory, model, hosts_only, args.latency_ms, args.port)
     try:
         if args.auth == "basic":
             doc = yaml.safe_load(pointed.read_text(encoding="utf-8"))
@@ -210,8 +213,11 @@ def main() -> int:
     calls = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     per_host = {}
     for call in calls:
-        # Each pipeline starts with one of these; Get-VMHardDiskDrive is piped from Get-VM.
-        if call["cmdlet"] not in ("Select-Object", "Get-VMHardDiskDrive"):
+        # Each of discovery's pipelines (commands.discover_* and volumes)
+        # ends with one Select-Object, and a host's calls run one at a time.
+        # Counting the cmdlets that do not take pipeline input counted the
+        # Get-VM before Get-VMFibreChannelHba as a pipeline of its own (7).
+        if call["cmdlet"] == "Select-Object":
             per_host[call["host"]] = per_host.get(call["host"], 0) + 1
     dcs = sum(1 for vm in vms if "domain_controller" in (vm.get("roles") or []))
     print(
