@@ -129,10 +129,14 @@ PREPARE: dict[str, Callable[[Path], None]] = {
 # tests/test_emulator_transport.py
 # `test_basic_over_http_refused_as_windows_ships_it_says_what_to_use` runs the
 # emulator with --no-allow-unencrypted and checks the host's words in it.
+# STG-WEB01 removed from its standalone host (docs/clusters.md):
+# tests/test_winrm_backend.py
+# `test_a_standalone_vm_is_asked_once_per_decision_and_a_missing_one_refused_as_before`.
 NEEDS_ESTATE = {
     "checkpoint create WEB02 -r patch",
     "change list",
     "--config bot.yaml policy explain STG-WEB01",
+    "checkpoint create STG-WEB01 -r patch",
 }
 
 # README.md, "Exit codes": every example that runs here is bad input.
