@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,28 @@ def test_a_wrong_import_breaks_its_contract(
     assert done.returncode != 0
     broken_lines = [ln for ln in done.stdout.splitlines() if " BROKEN" in ln]
     assert len(broken_lines) == 1 and broken_lines[0].startswith(broken), done.stdout
+
+
+def _contracts() -> list[dict[str, Any]]:
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        contracts: list[dict[str, Any]] = tomllib.load(file)["tool"]["importlinter"]["contracts"]
+    return contracts
+
+
+def test_docs_architecture_names_what_the_contracts_list() -> None:
+    """docs/architecture.md's "Layers" shows every module of every layer,
+    and its "one face" contract every importer allowed inside the service:
+    the page cannot fall behind pyproject.toml."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    layers_block = page.split("## Layers\n", 1)[1].split("```", 2)[1]
+    shown = set(layers_block.replace(":", " ").replace("|", " ").split())
+    (layers,) = [c for c in _contracts() if c["type"] == "layers"]
+    for layer in layers["layers"]:
+        for module in str(layer).replace(":", "|").split("|"):
+            assert module.strip() in shown, f"{module.strip()} is missing from the Layers block"
+    (face,) = [c for c in _contracts() if c["type"] == "protected"]
+    bullet = page.split("- **The service has one face.**", 1)[1].split("\n\n", 1)[0]
+    for importer in face["allowed_importers"]:
+        assert f"`{importer}`" in bullet, f"{importer} is missing from 'The service has one face'"
