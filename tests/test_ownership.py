@@ -16,6 +16,8 @@ from bot.service.ownership import (
     NAME_LIMIT,
     candidates,
     checkpoint_name,
+    mark,
+    marked_ours,
     new_token,
     proven,
     ref_of,
@@ -129,3 +131,32 @@ def test_adoption_needs_all_of_the_proof(
     for candidate in found:
         assert candidate.why
         assert candidate.proven == (candidate.checkpoint in qualifying)
+
+
+KEY = "ab" * 32
+
+
+def test_a_marked_name_verifies_only_under_its_records_key_and_vm() -> None:
+    marked = mark(KEY, TOKEN, REF, VM)
+    name = checkpoint_name(REF, TOKEN, "KB5044284 patch", marked)
+    assert name == f"{REF} (cb-{TOKEN}-{marked}) KB5044284 patch"
+    assert token_of(name) == TOKEN and ref_of(name) == REF
+    assert marked_ours(KEY, _cp(name, T0))
+    # Another record's key, another VM, another ref, a mark changed by one digit.
+    assert not marked_ours("cd" * 32, _cp(name, T0))
+    assert not marked_ours(KEY, _cp(name, T0, vm=OTHER_VM))
+    assert not marked_ours(KEY, _cp(name.replace(REF, "CHG-0012", 1), T0))
+    flipped = marked[:-1] + ("0" if marked[-1] != "0" else "1")
+    assert not marked_ours(KEY, _cp(name.replace(marked, flipped), T0))
+    # An unmarked name (before the mark), or no key: nothing proven by a mark.
+    assert not marked_ours(KEY, _cp(checkpoint_name(REF, TOKEN, "x"), T0))
+    assert not marked_ours(None, _cp(name, T0))
+    # The VM's id as the host spells it (Hyper-V answers either case).
+    assert marked_ours(KEY, _cp(name, T0, vm=VM.upper()))
+
+
+@given(token=tokens, reason=st.text(max_size=300))
+def test_a_marked_name_stays_within_the_rules(token: str, reason: str) -> None:
+    name = checkpoint_name(REF, token, reason, mark(KEY, token, REF, VM))
+    assert len(name) <= NAME_LIMIT and token_of(name) == token
+    assert marked_ours(KEY, _cp(name, T0))

@@ -65,7 +65,8 @@ from bot.service.deciding import Decider, Principal
 from bot.service.errors import NotFound, Unavailable
 from bot.service.follow import follow
 from bot.service.locate import HostUnavailable
-from bot.service.ownership import checkpoint_name
+from bot.service.ownership import checkpoint_name, mark
+from bot.service.provenance import deployment_key
 from bot.service.vanished import gone
 from bot.store.db import session_scope
 from bot.store.outage import is_transient
@@ -733,12 +734,22 @@ class HostJobs:
                 # Checked just before Checkpoint-VM: the host was not asked for
                 # it, so the change failed, not "outcome unknown".
                 raise _NotAsked(exc) from exc
-            name = checkpoint_name(change_ref(change.id), _token(job), change.reason)
+            name = self._name(change, _token(job))
             checkpoint = host.create_checkpoint(change.vm_id, name)
         finally:
             if switch:
                 self._set_back(host, change, setting, original)
         return checkpoint, judge_taken(checkpoint, setting=setting, vm_state=seen.state)
+
+    def _name(self, change: Change, token: str) -> str:
+        """The checkpoint's name, marked with the record's key (a record
+        without one gives the unmarked name: bot.service.ownership)."""
+        assert change.id is not None
+        ref = change_ref(change.id)
+        with session_scope(self.engine) as s:
+            key = deployment_key(s)
+        marked = mark(key, token, ref, change.vm_id) if key is not None else None
+        return checkpoint_name(ref, token, change.reason, marked)
 
     def _set_back(
         self, host: HyperVHost, change: Change, setting: CheckpointType, original: CheckpointType

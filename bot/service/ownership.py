@@ -4,10 +4,18 @@ A name prefix is not proof: `CHG-n` refs repeat across deployments (staging
 and production bots on the same hosts), after a restored backup or a
 re-created database, and an admin can type any name in Hyper-V Manager. So
 the name the bot gives a checkpoint carries a token drawn at random for the
-one create job that takes it, kept in the job's row:
+one create job that takes it, kept in the job's row, and a mark made with
+the record's own key (`mark`):
 
-    CHG-0011 (cb-3f9a2c71) KB5044284 patch
-    └ change ref  └ this job's token   └ the reason, on one line, cut to fit
+    CHG-0011 (cb-3f9a2c71-9e1b07c4) KB5044284 patch
+    └ change ref  └ token └ mark   └ the reason, on one line, cut to fit
+
+The token names the job; the mark proves the deployment when the job is
+not in the record (a checkpoint taken after the backup the record was
+restored from): only this record's key makes a mark that verifies for
+that token, ref and VM, so another deployment's checkpoint, or a copy of
+one of ours on another VM, never does. Names from before the mark (no
+mark) are judged by their token alone, as they were.
 
 still readable in Hyper-V Manager, and within Hyper-V's name rules (no
 control characters; 100 characters; no `*`, `?` or `[` the module's -Name
@@ -26,6 +34,8 @@ only be settled by a human.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Collection, Sequence
@@ -39,7 +49,7 @@ from bot.reasons import one_line
 # Clocks of the bot and of a host may disagree by this much.
 CLOCK_SKEW = timedelta(seconds=120)
 NAME_LIMIT = 100
-_TOKEN = re.compile(r"\(cb-([0-9a-f]{8})\)")
+_TOKEN = re.compile(r"\(cb-([0-9a-f]{8})(?:-([0-9a-f]{8}))?\)")
 # What the name must not carry: control characters, and the characters
 # PowerShell's wildcard matching gives a meaning to.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f*?\[\]]")
@@ -50,9 +60,17 @@ def new_token() -> str:
     return secrets.token_hex(4)
 
 
-def checkpoint_name(ref: str, token: str, reason: str) -> str:
-    """`CHG-0011 (cb-3f9a2c71) reason…`, at most NAME_LIMIT characters."""
-    head = f"{ref} (cb-{token})"
+def mark(key: str, token: str, ref: str, vm_id: str) -> str:
+    """Eight hex digits of HMAC-SHA256 under the record's key over what the
+    name claims (the job's token, the change's ref) and the VM it is on."""
+    said = f"{token}|{ref}|{vm_id.casefold()}".encode()
+    return hmac.new(bytes.fromhex(key), said, hashlib.sha256).hexdigest()[:8]
+
+
+def checkpoint_name(ref: str, token: str, reason: str, marked: str | None = None) -> str:
+    """`CHG-0011 (cb-3f9a2c71-9e1b07c4) reason…` (without `marked`, the
+    older `CHG-0011 (cb-3f9a2c71) reason…`), at most NAME_LIMIT characters."""
+    head = f"{ref} (cb-{token}-{marked})" if marked else f"{ref} (cb-{token})"
     tail = one_line(_UNSAFE.sub(" ", reason))
     name = f"{head} {tail}" if tail else head
     return name[:NAME_LIMIT].rstrip()
@@ -61,6 +79,18 @@ def checkpoint_name(ref: str, token: str, reason: str) -> str:
 def token_of(name: str) -> str | None:
     found = _TOKEN.search(name)
     return found.group(1) if found else None
+
+
+def marked_ours(key: str | None, checkpoint: Checkpoint) -> bool:
+    """Whether the checkpoint's name carries a mark this record's key made
+    for its token, its ref and the VM it is on. No key, no mark, no ref:
+    not proven (and so never ours by this test)."""
+    found = _TOKEN.search(checkpoint.name)
+    ref = ref_of(checkpoint.name)
+    if key is None or found is None or found.group(2) is None or ref is None:
+        return False
+    expected = mark(key, found.group(1), ref, checkpoint.vm_id)
+    return hmac.compare_digest(expected, found.group(2))
 
 
 def ref_of(name: str) -> str | None:

@@ -1,8 +1,11 @@
 """Where a checkpoint no change owns came from, as far as its name proves:
 one of this bot's create jobs (a checkpoint that came after its change was
-settled), a copy named after one of them, another checkpoint-bot
-deployment's (a token none of this bot's jobs drew), or nothing (no token:
-made by hand, or by a bot older than the tokens; bot.service.ownership)."""
+settled), a copy named after one of them, one of this deployment's whose
+job the record lacks (its mark verifies under the record's key: taken
+after the backup the record was restored from), another checkpoint-bot
+deployment's (a token none of this bot's jobs drew, and no mark of ours),
+or nothing (no token: made by hand, or by a bot older than the tokens;
+bot.service.ownership)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,23 @@ from sqlmodel import Session, col, select
 
 from bot.changes.record import parse_ref
 from bot.hyperv import Checkpoint
-from bot.service.ownership import ref_of, token_of
+from bot.service.ownership import marked_ours, ref_of, token_of
 from bot.store.tables import change_ref
+from bot.store.tables.deployment import DeploymentKey
 from bot.store.tables.jobs import Job
+
+
+def deployment_key(s: Session) -> str | None:
+    """The record's own key (migration 0021 draws it), or None: a record
+    without one marks nothing and proves nothing by a mark."""
+    row = s.get(DeploymentKey, 1)
+    return row.key if row is not None else None
+
+
+def unrecorded_but_ours(s: Session, checkpoint: Checkpoint) -> bool:
+    """A checkpoint whose token no job in this record drew, yet whose mark
+    this record's key made: one of ours the record lost track of."""
+    return marked_ours(deployment_key(s), checkpoint)
 
 
 def made_by(s: Session, checkpoint: Checkpoint) -> int | None:
@@ -58,6 +75,13 @@ def provenance(s: Session, checkpoint: Checkpoint) -> tuple[bool, str]:
         return False, (
             f"carries {change_ref(drew)}'s token cb-{token} under a name its create job does "
             "not give (made or renamed by hand)"
+        )
+    if unrecorded_but_ours(s, checkpoint):
+        # Seen: after a restore from a backup, the checkpoints taken since
+        # were called another deployment's and could not be adopted.
+        return False, (
+            f"carries token cb-{token} with this deployment's mark, but its create job is "
+            "not in the record (taken after the backup it was restored from?)"
         )
     return True, (
         f"carries token cb-{token}, which none of this bot's jobs drew: another "

@@ -337,7 +337,7 @@ def _provenances(
     tokened = [(c, token) for c in unowned if (token := token_of(c.name)) is not None]
     if not tokened:
         return {}, {}
-    from bot.service.provenance import drawn_by, made_by
+    from bot.service.provenance import drawn_by, made_by, unrecorded_but_ours
 
     foreign: dict[str, str] = {}
     found: dict[str, tuple[int, str]] = {}
@@ -349,8 +349,8 @@ def _provenances(
                     change_id,
                     s.exec(select(Change.state).where(Change.id == change_id)).one(),
                 )
-            elif drawn_by(s, token) is None:  # as `provenance` calls it foreign
-                foreign[c.id] = token
+            elif drawn_by(s, token) is None and not unrecorded_but_ours(s, c):
+                foreign[c.id] = token  # as `provenance` calls it foreign
     # The ledger's own reads, outside that transaction (SQLite's write lock).
     made = {
         cid: _MadeBy(change_ref(change_id), state, _creating_now(ctx, change_id))

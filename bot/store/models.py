@@ -14,6 +14,7 @@ from bot.store.tables.approval_dms import ApprovalDM
 from bot.store.tables.approvals import ApprovalRequest
 from bot.store.tables.batches import Batch, BatchEvent
 from bot.store.tables.changes import Change, ChangeEvent
+from bot.store.tables.deployment import DeploymentKey
 from bot.store.tables.hosts import CheckpointSize, VMSighting
 from bot.store.tables.jobs import HostSlot, Job, Tick, VMLock
 from bot.store.tables.slack import SlackOutbox
@@ -31,6 +32,7 @@ __all__ = [
     "ChangeEvent",
     "CheckpointAdoption",
     "CheckpointSize",
+    "DeploymentKey",
     "HostSlot",
     "Job",
     "SlackDelivery",
