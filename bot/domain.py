@@ -30,6 +30,43 @@ class Role(enum.StrEnum):
     OTHER = "other"
 
 
+# What each role is, in the words a person reads in Slack or on the CLI
+# ("CORP-DC01 is a domain controller"): a refusal names the role this way,
+# never by its inventory id. Defined once, so every rule says it alike.
+ROLE_WORDS: dict[Role, str] = {
+    Role.DOMAIN_CONTROLLER: "a domain controller",
+    Role.READ_ONLY_DOMAIN_CONTROLLER: "a read-only domain controller",
+    Role.CLUSTER_NODE: "a guest failover cluster node",
+    Role.SQL_SERVER: "a SQL Server",
+    Role.SQL_AG_REPLICA: "a SQL Server Always On availability group replica",
+    Role.EXCHANGE_SERVER: "an Exchange server",
+    Role.EXCHANGE_DAG_MEMBER: "an Exchange DAG member",
+    Role.DFSR_MEMBER: "a DFS Replication member",
+    Role.FILE_SERVER: "a file server",
+    Role.CERTIFICATE_AUTHORITY: "a certificate authority",
+    Role.WEB: "a web server",
+    Role.APP: "an application server",
+    Role.OTHER: "a server with no role the guardrails know",
+}
+
+
+def role_words(role: str) -> str:
+    """A role id (as the inventory and the policy write it) in a person's
+    words; an id the enum does not know is shown as written."""
+    try:
+        return ROLE_WORDS[Role(role)]
+    except ValueError:
+        return role
+
+
+def roles_words(roles: Iterable[str]) -> str:
+    """Several roles as one phrase: "a domain controller and a SQL Server"."""
+    words = [role_words(r) for r in roles]
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
 class ApprovalState(enum.StrEnum):
     """Where one approval request stands. Only a pending request may be
     decided; the others say how it was settled."""

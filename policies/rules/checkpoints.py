@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bot.domain import CheckpointKind
+from bot.domain import CheckpointKind, roles_words
 from policies.model import Action, Effect, Facts, Request, RuleOutcome
 from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
@@ -68,25 +68,49 @@ def checkpoint_type(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule
             required = sorted({*required, "domain_controller"})  # the guest says it is a DC
     if not required:
         return passed(rule, f"{vm} runs no transactional workload: any checkpoint type works", used)
-    workloads = ", ".join(required)
+    workloads = roles_words(required)
     if req.checkpoint_type == CheckpointKind.STANDARD:
         return fire(
             rule,
-            f"{vm} runs {workloads}: a standard checkpoint saves memory, not a VSS-consistent "
-            "image, so in-flight transactions are lost on restore; only production checkpoints "
-            "are supported",
+            f"{vm} is {workloads}: {_why_not_standard(required)}; only production "
+            "checkpoints are supported",
             "ask for a production checkpoint (it will be taken as production-only)",
             used,
         )
     if req.checkpoint_type == CheckpointKind.PRODUCTION_ONLY:
-        return passed(rule, f"{vm} runs {workloads}: production-only, as required", used)
+        return passed(rule, f"{vm} is {workloads}: production-only, as required", used)
     return passed(
         rule,
-        f"{vm} runs {workloads}: taken as production-only, so Hyper-V fails instead of "
+        f"{vm} is {workloads}: taken as production-only, so Hyper-V fails instead of "
         "falling back to a standard checkpoint if VSS fails",
         used,
         adjustments={"checkpoint_type": CheckpointKind.PRODUCTION_ONLY.value},
     )
+
+
+_DIRECTORY_ROLES = frozenset({"domain_controller", "read_only_domain_controller"})
+# Why a standard checkpoint is wrong, by what the VM is: a DC's harm is to
+# Active Directory's replication (USN rollback), a database's to its
+# transactions. https://learn.microsoft.com/windows-server/identity/ad-ds/
+# get-started/virtual-dc/virtualized-domain-controller-architecture
+_DIRECTORY_WHY = (
+    "restoring a standard checkpoint brings back the DC's memory, not a VSS-consistent "
+    "copy of Active Directory, so its update sequence numbers go back while its partners "
+    "remember newer ones (USN rollback: AD replication diverges)"
+)
+_TRANSACTIONS_WHY = (
+    "a standard checkpoint saves memory, not a VSS-consistent image, so in-flight "
+    "transactions are lost on restore"
+)
+
+
+def _why_not_standard(roles: list[str]) -> str:
+    """The reason that fits what the VM is; both when it is a DC and a database."""
+    directory = bool(_DIRECTORY_ROLES & set(roles))
+    transactional = bool(set(roles) - _DIRECTORY_ROLES)
+    if directory and transactional:
+        return f"{_DIRECTORY_WHY}; and {_TRANSACTIONS_WHY}"
+    return _DIRECTORY_WHY if directory else _TRANSACTIONS_WHY
 
 
 class CheckpointsDisabledParams(RuleParams):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bot.domain import CheckpointKind
+from bot.domain import CheckpointKind, role_words
 from policies.model import Action, Effect, Fact, Facts, Request, RuleOutcome
 from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
@@ -58,8 +58,8 @@ def domain_controller(req: Request, facts: Facts, ctx: Context, rule: ResolvedRu
     ):
         return fire(
             rule,
-            f"{vm} is a read-only domain controller: an RODC must never be restored from a "
-            "snapshot (USN rollback; Microsoft does not support it)",
+            f"{vm} is {role_words('read_only_domain_controller')}: an RODC must never be "
+            "restored from a snapshot (USN rollback; Microsoft does not support it)",
             "rebuild the RODC from its partners instead of restoring it",
             used,
         )
@@ -90,8 +90,9 @@ def domain_controller(req: Request, facts: Facts, ctx: Context, rule: ResolvedRu
     if why:
         return fire(
             rule,
-            f"{vm} is a domain controller and {why}: restoring a checkpoint of one DC causes "
-            "USN rollback (replication diverges, lingering objects, the DC is quarantined)",
+            f"{vm} is {role_words('domain_controller')} and {why}: restoring a checkpoint of "
+            "one DC causes USN rollback (replication diverges, lingering objects, the DC is "
+            "quarantined)",
             "patch DCs one at a time and rely on AD replication; take a system-state backup "
             "instead of a checkpoint",
             used,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from bot.domain import role_words
 from policies.model import Action, Effect, Facts, Request, RuleOutcome
 from policies.params import ResolvedRule, RuleParams
 from policies.policy import Context
@@ -14,27 +15,24 @@ from policies.rules.base import RuleSpec, fire, not_applicable, passed, riskier,
 
 _RISKY_ACTIONS = (Action.CREATE, Action.ROLLBACK)
 
-# role -> (what it is, why a checkpoint is wrong, what to do instead)
-REPLICATING_ROLES: dict[str, tuple[str, str, str]] = {
+# role -> (why a checkpoint is wrong, what to do instead); what the role is
+# said in bot.domain.ROLE_WORDS, the one place for it.
+REPLICATING_ROLES: dict[str, tuple[str, str]] = {
     "sql_ag_replica": (
-        "a SQL Server Always On availability group replica",
         "a restored replica is behind its partners and its log chain no longer matches, "
         "so the availability group must reseed it",
         "fail over, patch the secondary, fail back; rely on SQL Server backups",
     ),
     "exchange_dag_member": (
-        "an Exchange DAG member",
         "Microsoft does not support VM snapshots of Exchange servers at all, and a restored "
         "DAG member corrupts database replication",
         "put the server in maintenance mode and patch it; rely on DAG copies and backups",
     ),
     "exchange_server": (
-        "an Exchange server",
         "Microsoft does not support VM snapshots of Exchange servers at all",
         "patch it in maintenance mode; rely on Exchange-aware backups",
     ),
     "dfsr_member": (
-        "a DFS Replication member",
         "a restored member replays stale files and can overwrite newer data on its partners "
         "(or forces a full non-authoritative resync)",
         "patch members one at a time; restore files from backup, not the VM",
@@ -50,7 +48,7 @@ def guest_cluster(req: Request, facts: Facts, ctx: Context, rule: ResolvedRule) 
     shared, used = riskier(facts, "inv_shared_disk", "disk_shared")
     used["roles"] = roles_fact
     if roles is not None and "cluster_node" in roles:
-        what = "a guest failover cluster node"
+        what = role_words("cluster_node")
     elif shared:
         what = "attached to a shared VHDX / VHD Set disk (SupportPersistentReservations)"
     elif roles is None or shared is None:
@@ -79,7 +77,8 @@ def replicating_application(
     hits = [r for r in REPLICATING_ROLES if r in roles]
     if not hits:
         return passed(rule, f"{vm} runs no self-replicating application", used)
-    what, why, instead = REPLICATING_ROLES[hits[0]]
+    why, instead = REPLICATING_ROLES[hits[0]]
+    what = role_words(hits[0])
     group = facts.get("app_group")  # only named in the message, never decided on
     member_of = f" ({group.value})" if group.known and group.value else ""
     return fire(rule, f"{vm} is {what}{member_of}: {why}", instead, used)
