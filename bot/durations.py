@@ -95,16 +95,27 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+_SHOWN_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
 def format_duration(delta: timedelta) -> str:
-    """Two most significant units: `3d 4h`, `45m`, `12s`; negative → `-…`."""
-    total = int(delta.total_seconds())
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size or (unit == "s" and not parts):
-            parts.append(f"{total // size}{unit}")
-            total %= size
-        if len(parts) == 2:
-            break
-    return sign + " ".join(parts)
+    """A duration as a person reads it: its largest unit and the next one
+    down, rounded to that (`3d 4h`, `2h 5m`, `45m`, `12s`), the second left
+    out when it rounds to zero (`33d`, never `33d 11s`: a leftover of a unit
+    two steps down is noise beside days); negative → `-…`. The one way the
+    bot shows a duration."""
+    total = abs(round(delta.total_seconds()))
+    sign = "-" if total and delta.total_seconds() < 0 else ""
+    if total < 60:
+        return f"{sign}{total}s"
+    i = next(i for i, (_, size) in enumerate(_SHOWN_UNITS) if total >= size)
+    step = _SHOWN_UNITS[i + 1][1]
+    # Rounded to the next unit down, half up. That may carry into the unit
+    # above (23h 59m 40s is 1d), so the largest unit is found afresh; a
+    # carry lands on a whole one, with nothing left for the second unit.
+    rounded = (total + step // 2) // step * step
+    j = next(j for j, (_, size) in enumerate(_SHOWN_UNITS) if rounded >= size)
+    (unit, size), (small_unit, small_size) = _SHOWN_UNITS[j], _SHOWN_UNITS[j + 1]
+    first, rest = divmod(rounded, size)
+    second = rest // small_size
+    return f"{sign}{first}{unit}" + (f" {second}{small_unit}" if second else "")

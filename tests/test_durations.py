@@ -52,7 +52,32 @@ def test_never_raises_anything_else(text: str) -> None:
 @given(st.integers(min_value=1, max_value=10**7))
 def test_format_round_trips_to_two_units(seconds: int) -> None:
     text = format_duration(timedelta(seconds=seconds))
-    assert 0 <= seconds - parse_duration(text).total_seconds() < 86400
+    # Rounded, half up, to the second unit: at most half an hour off (days and hours).
+    assert abs(seconds - parse_duration(text).total_seconds()) <= 1800
+    # Two adjacent units at most: never "33d 11s".
+    units = [part[-1] for part in text.split()]
+    order = "dhms"
+    assert len(units) <= 2
+    assert len(units) < 2 or order.index(units[1]) == order.index(units[0]) + 1
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (33 * 86400 + 11, "33d"),  # seen in Slack as "33d 11s"
+        (2 * 3600 + 5 * 60 + 10, "2h 5m"),
+        (2 * 3600 + 5 * 60 + 40, "2h 6m"),
+        (3 * 86400 + 4 * 3600 + 59 * 60, "3d 5h"),
+        (23 * 3600 + 59 * 60 + 40, "1d"),  # rounding carries into the unit above
+        (3600 + 29, "1h"),
+        (45 * 60, "45m"),
+        (90, "1m 30s"),
+        (12, "12s"),
+        (-90, "-1m 30s"),
+    ],
+)
+def test_a_duration_is_its_two_largest_units_rounded(seconds: int, shown: str) -> None:
+    assert format_duration(timedelta(seconds=seconds)) == shown
 
 
 @pytest.mark.parametrize(
