@@ -291,3 +291,24 @@ def test_a_wave_is_chased_as_one_thing_one_reminder_and_one_expiry_notice(
         kinds = [e.kind for e in change.events]
         assert change.state == "active"
         assert kinds.count("ttl_reminder") == 2 and kinds.count("ttl_expired") == 1
+
+
+def test_the_expiry_notice_says_the_checkpoint_stays_once(
+    slack: tuple[AppContext, AppContext, FakeSlackApi], clock: ManualClock
+) -> None:
+    """Seen in Slack: "A checkpoint that stays grows its disk and slows the
+    VM: it stays until someone decides"."""
+    one, _, api = slack
+    ref = _active(one, "WEB01", "2h")
+    expires = show_change(one, ref).expires_at
+    assert expires is not None
+    clock.advance(expires + timedelta(minutes=1) - clock())
+    TTLChaser(one).tick(clock())
+    [notice] = [
+        c.body
+        for c in api.of("chat.postMessage")
+        if c.body["channel"] == CHANNEL and "has expired" in str(c.body["text"])
+    ]
+    body = notice["blocks"][1]["text"]["text"]
+    assert "grows its disk and slows the VM" in body and "it stays until someone decides" in body
+    assert body.count("stays") == 1, body
