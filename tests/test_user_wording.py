@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_slack_flow import checked_bot, command, shown
+from tests.test_slack_flow import (
+    CREATE_NEEDS_APPROVAL,
+    checked_bot,
+    command,
+    quiet_click,
+    root_button,
+    shown,
+)
+from tests.test_slack_http import wait_state
 
 # --- roles in people's words, and the reason that fits the role ----------------------
 
@@ -23,3 +31,29 @@ def test_a_standard_checkpoint_of_a_dc_is_refused_in_words_about_active_director
         assert "USN rollback" in refused and "AD replication" in refused
         # A database's reason, not a directory's.
         assert "in-flight transactions" not in refused
+
+
+# --- each state its own icon -----------------------------------------------------------
+
+
+def test_a_withdrawn_change_and_a_rolled_back_one_show_different_icons(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, CREATE_NEEDS_APPROVAL) as bot:
+        command(bot, "create WEB01 --reason KB5044284")
+        waits = wait_state(bot, "WEB01", "awaiting_approval")
+        command(bot, f"withdraw {waits.ref}")
+        wait_state(bot, "WEB01", "withdrawn")
+        withdrawn = shown(command(bot, f"status {waits.ref}"))
+
+        command(bot, "create STG-APP01 --reason KB5044284")
+        active = wait_state(bot, "STG-APP01", "active")
+        quiet_click(
+            bot,
+            "checkpoint:rollback",
+            root_button(bot, active.ref, "checkpoint:rollback"),
+            "U0ALICE",
+        )
+        wait_state(bot, "STG-APP01", "rolled_back", timeout=30)
+        rolled_back = shown(command(bot, f"status {active.ref}"))
+
+    assert ":leftwards_arrow_with_hook:" in rolled_back
+    assert ":outbox_tray:" in withdrawn and ":leftwards_arrow_with_hook:" not in withdrawn

@@ -6,7 +6,7 @@ export const EMOJI = {
   "+1": "👍", alarm_clock: "⏰", bell: "🔔", broom: "🧹", bulb: "💡",
   busts_in_silhouette: "👥", calendar: "📆", checkered_flag: "🏁", clock3: "🕒",
   desktop_computer: "🖥️", eyes: "👀", gear: "⚙️", ghost: "👻", grey_question: "❔",
-  heavy_check_mark: "✔️", heavy_minus_sign: "➖", see_no_evil: "🙈", hourglass: "⌛", hourglass_flowing_sand: "⏳", inbox_tray: "📥",
+  heavy_check_mark: "✔️", heavy_minus_sign: "➖", see_no_evil: "🙈", hourglass: "⌛", hourglass_flowing_sand: "⏳", inbox_tray: "📥", outbox_tray: "📤",
   information_source: "ℹ️", large_green_circle: "🟢", leftwards_arrow_with_hook: "↩️",
   lock: "🔒", no_entry: "⛔", ocean: "🌊", raising_hand: "🙋", red_circle: "🔴", rewind: "⏪",
   arrow_right: "➡️", rocket: "🚀", satellite_antenna: "📡", scissors: "✂️", speech_balloon: "💬",
