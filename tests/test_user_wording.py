@@ -13,6 +13,7 @@ from tests.test_slack_flow import (
     command,
     quiet_click,
     root_button,
+    roots,
     shown,
 )
 from tests.test_slack_http import wait_state
@@ -57,3 +58,21 @@ def test_a_withdrawn_change_and_a_rolled_back_one_show_different_icons(tmp_path:
 
     assert ":leftwards_arrow_with_hook:" in rolled_back
     assert ":outbox_tray:" in withdrawn and ":leftwards_arrow_with_hook:" not in withdrawn
+
+
+# --- the card's last step is the one that waits ----------------------------------------
+
+
+def test_the_card_says_the_rollback_waits_as_its_last_step(tmp_path: Path) -> None:
+    """Seen: the card kept "Last: checkpoint started …" while a rollback
+    waited for approval (the shipped policy: a prod rollback needs one)."""
+    with checked_bot(tmp_path, "") as bot:
+        command(bot, "create WEB01 --reason KB5044284")
+        active = wait_state(bot, "WEB01", "active")
+        rollback = root_button(bot, active.ref, "checkpoint:rollback")
+        quiet_click(bot, "checkpoint:rollback", rollback, user="U0ALICE")
+        root_button(bot, active.ref, "checkpoint:approve")  # the card now asks approvers
+        card = shown(roots(bot.api.calls, active.ref)[-1].body)
+        status = shown(command(bot, f"status {active.ref}", user="U0BOB"))
+    for text in (card, status):
+        assert "*Last:* rollback waits for approval · asked by <@U0ALICE> · " in text

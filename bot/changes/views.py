@@ -279,12 +279,15 @@ class ChangeView:
     @property
     def last_step(self) -> EventView | None:
         """What happened last that a reader cares about: the latest event
-        that moved the change, decided a request or extended its life (not
+        that moved the change, decided a request, asked approvers for one
+        (a rollback waiting for approval leaves the change active: the card
+        says what waits, not the step before it) or extended its life (not
         a reminder, not a warning)."""
         for e in reversed(self.events):
             if (
                 e.to_state
                 or e.kind in ("approval", "withdrawn", "extended")
+                or e.kind.endswith("awaits_approval")
                 or e.kind.endswith(("_rejected", "_refused", "_withdrawn", "_failed"))
             ):
                 return e
