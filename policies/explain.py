@@ -1,6 +1,6 @@
 """The five-second table: one row per rule, a mark and one line.
 
-    ✓ passed   ✗ fired (deny / needs approval)   ! warning or scheduled
+    ✓ passed   ✗ fired ([refused] / [approval required])   ! warning or scheduled
     EN DASH exempt, disabled or not applicable
     ? needs what the VM's host says, and the host could not be asked
 
@@ -67,13 +67,31 @@ def _row_without(outcome: RuleOutcome, unanswered: Unanswered) -> tuple[str, str
     return outcome.rule, mark(outcome), _one_line(outcome, text)
 
 
+# What a blocking rule's ✗ means, said on its line: the verdict above may be
+# DENY while a rule below only asks for an approval, and a bare ✗ beside
+# "a human must approve" read as a contradiction.
+BLOCKING_WORDS = {Effect.DENY: "refused", Effect.NEEDS_APPROVAL: "approval required"}
+
+
 def _one_line(outcome: RuleOutcome, message: str) -> str:
     text = " ".join(message.split())
     if outcome.outcome is OutcomeKind.FIRED and outcome.effect is Effect.SCHEDULE:
         return text
+    if outcome.blocking and outcome.effect is not None:
+        return f"[{BLOCKING_WORDS[outcome.effect]}] {text}"
     if outcome.outcome in (OutcomeKind.EXEMPT, OutcomeKind.DISABLED):
         return f"[{outcome.outcome.value}] {text}"
     return text
+
+
+def refused_over_approval(decision: Decision) -> tuple[list[str], list[str]]:
+    """When the decision is a refusal and some rules only ask for an
+    approval: (the rules that refuse, the rules that ask), so the reader is
+    told an approval would not lift the refusal; ([], []) otherwise."""
+    fired = [o for o in decision.outcomes if o.blocking]
+    refusing = [o.rule for o in fired if o.effect is Effect.DENY]
+    asking = [o.rule for o in fired if o.effect is Effect.NEEDS_APPROVAL]
+    return (refusing, asking) if refusing and asking else ([], [])
 
 
 def headline(decision: Decision) -> str:

@@ -15,6 +15,7 @@ from tests.test_slack_flow import (
     root_button,
     roots,
     shown,
+    texts,
 )
 from tests.test_slack_http import wait_state
 
@@ -76,3 +77,23 @@ def test_the_card_says_the_rollback_waits_as_its_last_step(tmp_path: Path) -> No
         status = shown(command(bot, f"status {active.ref}", user="U0BOB"))
     for text in (card, status):
         assert "*Last:* rollback waits for approval · asked by <@U0ALICE> · " in text
+
+
+# --- explain: each blocking rule says whether it refuses or asks for an approval ------
+
+
+def test_explain_says_which_rule_refuses_and_which_only_needs_an_approval(
+    tmp_path: Path,
+) -> None:
+    """Seen: DENY at the top, and below it a ✗ beside "needs 1 approval" (or
+    "a human must approve instead"), as if an approval would do."""
+    with checked_bot(tmp_path, "") as bot:
+        explained = command(bot, "policy CORP-DC01 rollback")
+    text = "\n".join(texts(explained["blocks"]))
+    assert text.startswith("rollback CORP-DC01: DENY")
+    assert (
+        ":no_entry: Refused by `domain_controller`. `approvals` would only need an approval, "
+        "and no approval lifts a refusal." in text
+    )
+    assert "✗ `domain_controller` [refused] CORP-DC01 is a domain controller" in text
+    assert "✗ `approvals` [approval required] rollback of CORP-DC01 needs 1 approval" in text
