@@ -846,7 +846,9 @@ def test_open_changes_fit_one_message_and_count_what_is_left(slack: SlackRendere
     )
     assert len(payload["blocks"]) <= 50
     said = "\n".join(b["text"]["text"] for b in payload["blocks"] if b["type"] == "section")
-    assert ":large_green_circle: *CHG-0040* · WEB01 on hv01 · active · <@U0ALICE> · 2h ago" in said
+    # One requester for all: named once, above the list, not on each line.
+    assert ":large_green_circle: *CHG-0040* · WEB01 on hv01 · active · 2h ago" in said
+    assert "<@U0ALICE>" not in said and "All asked for by <@U0ALICE>" in json.dumps(payload)
     assert "`/checkpoint approve CHG-0040 rollback`" in said
     assert NASTY not in said and "&lt;!channel&gt;" in said
     assert "`checkpoint-bot change list` on the CLI lists them all" in json.dumps(payload)

@@ -97,3 +97,22 @@ def test_explain_says_which_rule_refuses_and_which_only_needs_an_approval(
     )
     assert "✗ `domain_controller` [refused] CORP-DC01 is a domain controller" in text
     assert "✗ `approvals` [approval required] rollback of CORP-DC01 needs 1 approval" in text
+
+
+# --- a mention said once where once will do -------------------------------------------
+
+
+def test_open_changes_name_their_one_requester_once(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        command(bot, "create WEB01 --reason KB5044284")
+        command(bot, "create WEB02 --reason KB5044284")
+        wait_state(bot, "WEB02", "active")
+        one = "\n".join(texts(command(bot, "status")["blocks"]))
+        command(bot, "create APP01 --reason KB5044284", user="U0BOB")
+        wait_state(bot, "APP01", "active")
+        two = "\n".join(texts(command(bot, "status")["blocks"]))
+    assert one.count("<@U0ALICE>") == 1 and "All asked for by <@U0ALICE>" in one
+    assert "*CHG-0001* · WEB01 on HV01 · active · " in one
+    # Different people: each line names its own.
+    assert two.count("<@U0ALICE>") == 2 and two.count("<@U0BOB>") == 1
+    assert "All asked for" not in two
