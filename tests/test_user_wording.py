@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.cli_support import invoke, one_line_error
 from tests.test_slack_flow import (
     CREATE_NEEDS_APPROVAL,
     checked_bot,
@@ -116,3 +117,28 @@ def test_open_changes_name_their_one_requester_once(tmp_path: Path) -> None:
     # Different people: each line names its own.
     assert two.count("<@U0ALICE>") == 2 and two.count("<@U0BOB>") == 1
     assert "All asked for" not in two
+
+
+# --- help and hints that show a change name its --reason ------------------------------
+
+
+def test_help_and_hints_name_the_reason_a_change_needs(tmp_path: Path) -> None:
+    with checked_bot(tmp_path, "") as bot:
+        help_all = "\n".join(texts(command(bot, "help")["blocks"]))
+        help_create = "\n".join(texts(command(bot, "help create")["blocks"]))
+        settings = "\n".join(texts(command(bot, "settings WEB01")["blocks"]))
+    # `/checkpoint help` shows one example per command: the create's names --reason.
+    assert '`/checkpoint create WEB01 --reason "patching KB5044284"`' in help_all
+    assert "`/checkpoint create WEB01 patching KB5044284`" not in help_all
+    assert help_create.index("--reason") < help_create.index("create WEB01 patching KB5044284")
+    # Changing a VM's settings needs a reason: the hint says so.
+    assert '--automatic on|off --reason "…"`; the policy checks every change' in settings
+
+
+def test_the_cli_example_for_a_wave_names_its_reason(tmp_path: Path) -> None:
+    result = invoke(tmp_path, "checkpoint", "create", "--reason", "KB5044284")
+    assert result.returncode == 2, result.stderr
+    assert (
+        '(e.g. checkpoint create WEB01 WEB02 --reason "KB5044284", or --group web-tier)'
+        in one_line_error(result)
+    )

@@ -89,7 +89,7 @@ def resolve(inventory: Inventory, selection: Selection, *, maximum: int) -> list
         raise BadRequest(
             "name the VMs: one or more names, --tag key=value, --group NAME, --host NAME or "
             "--cluster NAME "
-            "(e.g. checkpoint create WEB01 WEB02, or --group web-tier)"
+            '(e.g. checkpoint create WEB01 WEB02 --reason "KB5044284", or --group web-tier)'
         )
     try:
         # A host's, cluster's or group's name among the VMs says which flag

@@ -294,12 +294,15 @@ COMMANDS: tuple[CommandSpec, ...] = (
         more=Param("more", Kind.VM, "VM"),
         bare=OpenCreateModal,
         bare_help=f"{SLASH} create alone opens a form",
+        # The first is the one `/checkpoint help` shows: it names --reason,
+        # which every create needs; the plain-words form comes last.
         examples=(
-            "create WEB01 patching KB5044284",
+            'create WEB01 --reason "patching KB5044284"',
             'create STG-WEB01 --type production-only --ttl 48h --reason "IIS upgrade"',
             'create WEB01 WEB02 --reason "KB5044284"',
             'create --group web-tier --reason "KB5044284"',
             'create --group web-tier --at "2026-12-10 22:00" --reason "KB5044284"',
+            "create WEB01 patching KB5044284",
         ),
         synonyms=("new", "take", "snapshot", "checkpoint", "make", "add"),
     ),
