@@ -117,6 +117,8 @@ def test_a_set_back_the_host_refused_is_recorded_with_what_to_do(tmp_path: Path)
         "checkpoint ("
     )
     assert f"{VM} may still have ProductionOnly" in message
-    assert f"'checkpoint-bot checkpoint settings {VM} --type production -r" in message
+    # Said in the change's Slack thread too: Slack's command first, then the CLI's.
+    assert f"`/checkpoint settings {VM} --type production --reason" in message
+    assert f"(on the CLI: checkpoint-bot checkpoint settings {VM} --type production -r" in message
     assert failed["details"]["original"] == "Production"
     assert failed["details"]["host_said"]

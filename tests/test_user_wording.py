@@ -5,9 +5,15 @@ message as Slack would)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from bot.service.window_notices import DueNotice, Phase, WindowSummary
+from templates import Renderer
+from templates.blocks import SlackRenderer
 from tests.cli_support import invoke, one_line_error
+from tests.test_slack_blocks import change
 from tests.test_slack_flow import (
     CREATE_NEEDS_APPROVAL,
     checked_bot,
@@ -19,6 +25,7 @@ from tests.test_slack_flow import (
     texts,
 )
 from tests.test_slack_http import wait_state
+from tests.test_window_notices import weekend
 
 # --- roles in people's words, and the reason that fits the role ----------------------
 
@@ -142,3 +149,43 @@ def test_the_cli_example_for_a_wave_names_its_reason(tmp_path: Path) -> None:
         '(e.g. checkpoint create WEB01 WEB02 --reason "KB5044284", or --group web-tier)'
         in one_line_error(result)
     )
+
+
+# --- Slack readers are sent to Slack's commands ----------------------------------------
+
+
+def _window_notice(phase: Phase, **values: Any) -> str:
+    opens = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
+    notice = DueNotice(phase, weekend(), opens, opens + timedelta(hours=6))
+    payload = SlackRenderer(Renderer()).payload(
+        "window_notice",
+        n=notice,
+        opens="Sat 2026-11-28 22:00 Europe/Berlin",
+        closes="Sun 2026-11-29 04:00 Europe/Berlin",
+        start_after_restore=True,
+        **values,
+    )
+    return "\n".join(texts(payload["blocks"]))
+
+
+def test_a_window_notice_too_long_to_list_points_to_slack_commands() -> None:
+    """Seen: "…and 12 more: `checkpoint-bot checkpoint list` shows all" posted
+    to a channel of Slack users, where `/checkpoint` does it."""
+
+    def changes(state: str) -> list[Any]:
+        reason = "KB5044284 " + "patching " * 15  # long enough that not all fit
+        return [change(state, id=n, ref=f"CHG-{n:04d}", reason=reason) for n in range(1, 80)]
+
+    closing = _window_notice(Phase.CLOSING_SOON, active=changes("active"), awaiting_approval=[])
+    opening = _window_notice(
+        Phase.OPENING_SOON, scheduled=changes("scheduled"), awaiting_approval=[]
+    )
+    closed_summary = WindowSummary(0, 0, 0, 0, (), tuple(changes("awaiting_approval")))
+    closed = _window_notice(
+        Phase.CLOSED, summary=closed_summary, awaiting_approval=changes("awaiting_approval")
+    )
+    for text in (closing, opening, closed):
+        assert "checkpoint-bot" not in text
+    assert "more: `/checkpoint list` shows them all." in closing
+    assert "more: `/checkpoint status` lists them all." in opening
+    assert "more: `/checkpoint status` lists them all, with what each waits for." in closed

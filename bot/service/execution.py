@@ -769,10 +769,13 @@ class HostJobs:
                 SETTING_NOT_RESTORED,
                 f"CheckpointType could not be set back from {setting.name} to "
                 f"{original.name} after the checkpoint ({exc.message}): {vm} may still have "
-                f"{setting.name}. See it with 'checkpoint-bot checkpoint settings {vm}', and "
-                f"an admin sets it back with 'checkpoint-bot checkpoint settings {vm} --type "
-                f'{original.word} -r "set back after {ref}"\' (or Set-VM -CheckpointType '
-                f"{original.name} on {host.name})",
+                # Read in the change's Slack thread as well as on the CLI:
+                # Slack's command first, the terminal's after it.
+                f"{setting.name}. See it with `/checkpoint settings {vm}`, and an admin sets "
+                f"it back with `/checkpoint settings {vm} --type {original.word} --reason "
+                f'"set back after {ref}"` (on the CLI: checkpoint-bot checkpoint settings '
+                f'{vm} --type {original.word} -r "set back after {ref}"; or Set-VM '
+                f"-CheckpointType {original.name} on {host.name})",
                 said=exc.message,
                 original=original.name,
                 left=setting.name,
