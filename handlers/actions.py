@@ -13,6 +13,7 @@ and its Conflict message is the polite answer for the second.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -558,23 +559,45 @@ def refusals_of(
     return errors
 
 
+# Shortened to make room for what to do instead, a refusal keeps at least
+# this much: below it, the field says the refusal alone.
+_SHORTEST_WHY = 80
+_ASIDE = re.compile(r"\s*\([^()]*\)")
+
+
 def field_error(refusal: lookups.Refusal, vm: str | None = None) -> str:
     """A rule's refusal under a form field (plain text): "Refused: why.",
-    then what to do instead as a sentence of its own when both fit (the
-    rules write both as clauses: seen "… not a backup. ask for at most 7d").
-    A reason too long for the field is cut between words and says where
-    all of it is (`/checkpoint policy VM`), never cut mid-word."""
+    then what to do instead as a sentence of its own (the rules write both
+    as clauses: seen "… not a backup. ask for at most 7d"). When both do
+    not fit, the refusal is shortened first, never what to do instead
+    (seen: a DC's refusal filled the field and the remediation was
+    dropped): its asides in parentheses go, then its last words, and it
+    says where all of it is (`/checkpoint policy VM`); never cut mid-word."""
     why = _sentence(plain_mentions(f"Refused: {refusal.message}"))
     instead = _sentence(plain_mentions(refusal.remediation)) if refusal.remediation else ""
     if instead and len(why) + 1 + len(instead) <= _FIELD_ERROR:
         return f"{why} {instead}"
+    where = f" (/checkpoint policy {vm} says all of it)" if vm else ""
+    if instead:
+        short = _ASIDE.sub("", why).rstrip(".")
+        kept = f"{short}{where}. {instead}"
+        if len(kept) <= _FIELD_ERROR:
+            return kept
+        room = _FIELD_ERROR - len(f" …{where}. {instead}")
+        if room >= _SHORTEST_WHY:
+            return f"{_cut_words(short, room)} …{where}. {instead}"
     if len(why) <= _FIELD_ERROR:
         return why
-    tail = f" … (/checkpoint policy {vm} says all of it)" if vm else " …"
-    cut = why[: _FIELD_ERROR - len(tail)]
-    if " " in cut:
+    tail = f" …{where}"
+    return _cut_words(why, _FIELD_ERROR - len(tail)) + tail
+
+
+def _cut_words(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters between words."""
+    cut = text[:limit]
+    if len(text) > limit and " " in cut:
         cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:(") + tail
+    return cut.rstrip(" ,;:(")
 
 
 def _sentence(clause: str) -> str:

@@ -5,6 +5,7 @@ message as Slack would)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tests.test_slack_flow import (
     texts,
 )
 from tests.test_slack_http import wait_state
+from tests.test_slack_modals import create_values, opened_view, submitted
 from tests.test_window_notices import weekend
 
 # --- roles in people's words, and the reason that fits the role ----------------------
@@ -189,3 +191,26 @@ def test_a_window_notice_too_long_to_list_points_to_slack_commands() -> None:
     assert "more: `/checkpoint list` shows them all." in closing
     assert "more: `/checkpoint status` lists them all." in opening
     assert "more: `/checkpoint status` lists them all, with what each waits for." in closed
+
+
+# --- the create form keeps what to do instead ----------------------------------------
+
+
+def test_the_create_form_keeps_what_to_do_instead_under_a_long_refusal(tmp_path: Path) -> None:
+    """Seen: a DC's refusal filled the field's 300 characters, and "patch DCs
+    one at a time …" was dropped: the refusal is shortened instead."""
+    with checked_bot(tmp_path, "") as bot:
+        reply, key = bot.slack.command("create", channel="C0MODAL")
+        assert reply.status == 200
+        view = opened_view(bot, "trigger." + key.rsplit(":", 1)[1])
+        bad = bot.slack.submit_view(
+            submitted(view, "V1", create_values("CORP-DC01", "24h", "KB5044284"))
+        )
+    said = json.loads(bad.body)["errors"]["vm"]
+    assert len(said) <= 300
+    assert said.startswith("Refused: CORP-DC01 is a domain controller and corp.example has 2")
+    assert "causes USN rollback (/checkpoint policy CORP-DC01 says all of it). " in said
+    assert said.endswith(
+        "Patch DCs one at a time and rely on AD replication; take a system-state backup "
+        "instead of a checkpoint."
+    )
