@@ -22,6 +22,7 @@ from slack_sdk import WebClient
 
 from bot.changes.batch_views import BatchView
 from bot.service import (
+    WHY_THE_WAVE_ASKS,
     BatchAction,
     CardOutOfDate,
     Principal,
@@ -348,7 +349,7 @@ def _acted(verb: str, acted: BatchAction) -> tuple[str, list[str]]:
     if decision.approval is not None and not acted.job_ids:
         need = people(decision.approval.describe())
         return f"{word} waits for approval", [
-            f"It needs {need}: what its strictest member needs.",
+            f"It needs {need}: {WHY_THE_WAVE_ASKS}.",
             # Members left out (their host could not be asked) are said too.
             *lines,
             *_still_scheduled(verb, acted),

@@ -291,7 +291,7 @@ def test_a_waves_create_waits_for_one_approval_its_strictest_members(
     assert batch.state.value == "awaiting_approval" and batch.awaiting == 3
     waits = next(e for e in batch.events if e.kind == "create_awaits_approval")
     assert waits.details["members"] == ["WEB01", "WEB02", "STG-WEB01"]
-    assert "what its strictest member needs" in waits.message
+    assert "so it asks for the most that any one of its members needs" in waits.message
     with session_scope(ctx.engine) as s:
         assert s.exec(select(Job)).all() == []
         stg = s.exec(select(Change).where(col(Change.vm_name) == "STG-WEB01")).one()

@@ -17,6 +17,7 @@ from tests.cli_support import invoke, one_line_error
 from tests.test_slack_blocks import change
 from tests.test_slack_flow import (
     CREATE_NEEDS_APPROVAL,
+    button,
     checked_bot,
     command,
     quiet_click,
@@ -24,6 +25,7 @@ from tests.test_slack_flow import (
     roots,
     shown,
     texts,
+    wave_replies,
 )
 from tests.test_slack_http import wait_state
 from tests.test_slack_modals import create_values, opened_view, submitted
@@ -214,3 +216,24 @@ def test_the_create_form_keeps_what_to_do_instead_under_a_long_refusal(tmp_path:
         "Patch DCs one at a time and rely on AD replication; take a system-state backup "
         "instead of a checkpoint."
     )
+
+
+# --- a wave says plainly why its approvers are asked ---------------------------------
+
+
+def test_the_waves_approval_ping_says_why_those_approvers_are_asked(tmp_path: Path) -> None:
+    """Seen: "the checkpoints of 3 members need 1 approval from anyone (not
+    the requester), what its strictest member needs: WEB01, WEB02, APP01"."""
+    with checked_bot(tmp_path, CREATE_NEEDS_APPROVAL) as bot:
+        preview = command(bot, 'create --group web-tier --reason "KB5044284 web wave"')
+        take = button(preview, "checkpoint:wave_take")
+        assert take is not None
+        bot.slack.click("checkpoint:wave_take", take, user="U0ALICE")
+        calls = bot.api.wait_for(lambda cs: wave_replies(cs), 30)
+        [asked] = [r for r in wave_replies(calls) if "Approval needed" in r]
+    assert (
+        "the checkpoints of WEB01, WEB02, APP01 need 1 approval from anyone (not the "
+        "requester): the wave is approved as a whole, so it asks for the most that any one "
+        "of its members needs" in asked
+    )
+    assert "strictest" not in asked

@@ -110,7 +110,8 @@ def test_roll_back_all_with_a_host_down_rolls_back_the_others(
     assert kinds.count("rollback_awaits_approval") == 1 and "rollback_refused" not in kinds
     asking = next(e for e in _history(cwd) if e["kind"] == "rollback_awaits_approval")
     assert str(asking["message"]).endswith(
-        "(its strictest member's); left out, their hosts could not be asked: STG-WEB01, STG-APP01"
+        "the most that any one of its members needs; left out, their hosts could not be asked: "
+        "STG-WEB01, STG-APP01"
     )
 
     approved = _cli(cwd, BOB, "batch", "approve", "BAT-1")

@@ -103,6 +103,7 @@ if TYPE_CHECKING:
     from bot.service.selection import Selection
     from bot.service.showing import show_change
     from bot.service.stale_homes import claim_stale_homes, stale_homes_published
+    from bot.service.strictest import WHY_THE_WAVE_ASKS
     from bot.service.sweep import SweepTask, run_sweep, size_history
     from bot.service.sweep_views import parse_orphan_value
     from bot.service.vm_settings import SettingsOutcome, change_settings, show_settings
@@ -172,6 +173,7 @@ _WHERE = {
     "Target": "bot.service.binding",
     "Unavailable": "bot.service.errors",
     "WindowNotices": "bot.service.window_notices",
+    "WHY_THE_WAVE_ASKS": "bot.service.strictest",
     "adopt_checkpoint": "bot.service.adopt",
     "approve": "bot.service.approvals",
     "approve_batch": "bot.service.batch_actions",
@@ -246,6 +248,7 @@ __all__ = [
     "APPROVAL_ACTIONS",
     "DATABASE_DOWN",
     "RESOLUTIONS",
+    "WHY_THE_WAVE_ASKS",
     "AdoptOutcome",
     "AlreadyStarted",
     "Ambiguous",

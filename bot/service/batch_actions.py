@@ -39,7 +39,7 @@ from bot.service.deciding import Principal, as_principal
 from bot.service.errors import Conflict, ServiceError
 from bot.service.locate import HostUnavailable
 from bot.service.requests import begin_host_action, open_approval, pending_request
-from bot.service.strictest import strictest
+from bot.service.strictest import WHY_THE_WAVE_ASKS, strictest
 from bot.service.vm_target import vm_of_change
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref, change_ref
@@ -203,8 +203,8 @@ def _act(
             batch_id,
             f"{action.value}_awaits_approval",
             who,
-            f"{action.value} of {counted(len(decisions), 'member')} needs {need} "
-            "(its strictest member's)" + _unreached_note(unreached),
+            f"{action.value} of {counted(len(decisions), 'member')} needs {need}: "
+            f"{WHY_THE_WAVE_ASKS}" + _unreached_note(unreached),
             verdict,
             [m.change_id for m in members if m.result is MemberResult.AWAITS_APPROVAL],
         )

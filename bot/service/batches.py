@@ -38,7 +38,7 @@ from bot.service.errors import (
 )
 from bot.service.requests import Outcome, request_checkpoint, validate_create
 from bot.service.selection import Selection, resolve
-from bot.service.strictest import strictest
+from bot.service.strictest import WHY_THE_WAVE_ASKS, strictest
 from bot.store.db import session_scope
 from bot.store.tables import batch_ref, change_ref
 from bot.store.tables.batches import Batch, BatchEvent
@@ -548,9 +548,9 @@ def create_batch(
                 actor="policy",
                 now=ctx.clock(),
                 message=f"the {'checkpoint' if len(waiting) == 1 else 'checkpoints'} of "
-                f"{counted(len(waiting), 'member')} {'needs' if len(waiting) == 1 else 'need'} "
-                f"{wave_approval.approval.describe()}, what its strictest member needs: "
-                + ", ".join(waiting),
+                + ", ".join(waiting)
+                + f" {'needs' if len(waiting) == 1 else 'need'} "
+                f"{wave_approval.approval.describe()}: {WHY_THE_WAVE_ASKS}",
                 details={"decision": wave_approval.to_dict(), "members": waiting},
             )
     recorded = show_batch(ctx, batch_ref(batch_id))

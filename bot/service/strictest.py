@@ -9,6 +9,13 @@ from collections.abc import Sequence
 
 from policies import Decision, Verdict
 
+# Why a wave's approvers are asked, as the wave's "Approval needed" says it
+# (seen: "… need 1 approval from anyone, what its strictest member needs",
+# which left the reader to work out whose need and why it applies to all).
+WHY_THE_WAVE_ASKS = (
+    "the wave is approved as a whole, so it asks for the most that any one of its members needs"
+)
+
 _SEVERITY = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1, Verdict.DENY: 2}
 
 
