@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.domain import ROLE_WORDS, Role, roles_words
 from bot.service.window_notices import DueNotice, Phase, WindowSummary
 from templates import Renderer
 from templates.blocks import SlackRenderer
@@ -237,3 +238,12 @@ def test_the_waves_approval_ping_says_why_those_approvers_are_asked(tmp_path: Pa
         "of its members needs" in asked
     )
     assert "strictest" not in asked
+
+
+def test_every_role_has_its_words_once() -> None:
+    """The one definition the rules say a role with: none is left to its id."""
+    assert set(ROLE_WORDS) == set(Role)
+    assert roles_words(["domain_controller", "sql_server"]) == (
+        "a domain controller and a SQL Server"
+    )
+    assert "_" not in " ".join(ROLE_WORDS.values())

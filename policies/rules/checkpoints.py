@@ -94,9 +94,9 @@ _DIRECTORY_ROLES = frozenset({"domain_controller", "read_only_domain_controller"
 # transactions. https://learn.microsoft.com/windows-server/identity/ad-ds/
 # get-started/virtual-dc/virtualized-domain-controller-architecture
 _DIRECTORY_WHY = (
-    "restoring a standard checkpoint brings back the DC's memory, not a VSS-consistent "
-    "copy of Active Directory, so its update sequence numbers go back while its partners "
-    "remember newer ones (USN rollback: AD replication diverges)"
+    "a standard checkpoint saves the running DC's memory, not a VSS-consistent copy of "
+    "Active Directory: restoring it puts back update sequence numbers its replication "
+    "partners have already seen (USN rollback: AD replication diverges)"
 )
 _TRANSACTIONS_WHY = (
     "a standard checkpoint saves memory, not a VSS-consistent image, so in-flight "
