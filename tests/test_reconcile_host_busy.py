@@ -24,6 +24,7 @@ what Get-VM reports while a cmdlet runs (docs/emulator.md).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -88,8 +89,14 @@ def _dead_worker(estate: Estate, change_id: int, command: Command | None = None)
 
 @pytest.fixture
 def worker(estate: Estate) -> Iterator[AppContext]:
-    """The dead worker's process: its own WinRM connections to the hosts."""
+    """The dead worker's process: its own WinRM connections to the hosts.
+    A worker cut off from the database never stops its host call: with the
+    estate's 4 s `call_timeout`, a loaded machine stopped the slow cmdlet
+    (the emulator then skips it, as a stopped pipeline does) and the test
+    saw a host that had done nothing."""
     settings = load_settings(estate.config, {PASSWORD_ENV: PASSWORD}, estate.config.parent)
+    patient = settings.hyperv.model_copy(update={"call_timeout": timedelta(minutes=1)})
+    settings = dataclasses.replace(settings, hyperv=patient)
     ctx = build_context(
         settings, env={PASSWORD_ENV: PASSWORD}, clock=estate.clock, huey_kind="memory"
     )

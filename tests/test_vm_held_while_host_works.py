@@ -32,7 +32,6 @@ the ledger part also runs on PostgreSQL with the simulated backend.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -42,15 +41,14 @@ import pytest
 
 from bot.changes import Command
 from bot.clock import ManualClock
-from bot.config import load_settings
-from bot.context import AppContext, build_context
+from bot.context import AppContext
 from bot.devtools.emulator import Faults
 from bot.devtools.hostmodel import VMOperationalStatus
 from bot.jobs import ClaimOutcome, JobState, RunStatus
 from bot.service import approve, merge, request_checkpoint, rollback, show_change
 from bot.service.ownership import checkpoint_name
 from bot.service.reconcile import Reconciler, resolve
-from tests.test_clusters import PASSWORD, PASSWORD_ENV, WEB01, Estate, _estate
+from tests.test_clusters import WEB01, Estate, _estate
 from tests.test_reconcile_host_busy import (
     DEAD,
     _dead_worker,
@@ -60,29 +58,13 @@ from tests.test_reconcile_host_busy import (
     _wait_served,
 )
 
+# The cut-off worker's process, which never stops its host call.
+from tests.test_reconcile_host_busy import worker as worker
+
 
 @pytest.fixture
 def estate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Estate]:
     yield from _estate(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def worker(estate: Estate) -> Iterator[AppContext]:
-    """The cut-off worker's process: its own WinRM connections to the hosts.
-    A worker cut off from the database never stops its host call: on a loaded
-    machine the estate's 4 s `call_timeout` stopped the 3 s Checkpoint-VM
-    (the emulator then skips it, as a stopped pipeline does), and the first
-    change was rightly settled `failed` where the test expected `active`."""
-    settings = load_settings(estate.config, {PASSWORD_ENV: PASSWORD}, estate.config.parent)
-    patient = settings.hyperv.model_copy(update={"call_timeout": timedelta(minutes=1)})
-    settings = dataclasses.replace(settings, hyperv=patient)
-    ctx = build_context(
-        settings, env={PASSWORD_ENV: PASSWORD}, clock=estate.clock, huey_kind="memory"
-    )
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 def _tick(estate: Estate, seconds: int = 5) -> None:
