@@ -33,6 +33,7 @@ from bot.service import (
     AlreadyStarted,
     ApprovalOutcome,
     AtTime,
+    BadRequest,
     Card,
     Conflict,
     Forbidden,
@@ -60,6 +61,7 @@ from bot.service import (
 from handlers import messages, outage
 from handlers.create_form import FORM_BUDGET, open_create_form
 from handlers.deps import SlackDeps, answer_click
+from handlers.grammar import SLASH
 from handlers.workspace import request_team
 from templates.blocks import CARD_PURPOSES, ActionValue, parse_action_value
 
@@ -175,12 +177,17 @@ class Actions:
                 opened = client.views_open(trigger_id=body["trigger_id"], view=view)
                 self.view_channels.remember(_view_id(opened.data), channel)
                 return None
+            if verb == "reject":
+                # An old message's Reject has no form to ask why, and a
+                # rejection needs one: the command says it, nothing is done.
+                raise BadRequest(
+                    f"a reason is required to reject: use {SLASH} reject {ref} "
+                    f'--reason "{REJECT_EXAMPLE}" (this message is from an older version)'
+                )
             if verb == "approve":
                 result = approve(ctx, ref, approver=who, target=target)
-            elif verb == "withdraw":
-                result = withdraw(ctx, ref, requester=who, target=target)
             else:
-                result = reject(ctx, ref, approver=who, target=target)
+                result = withdraw(ctx, ref, requester=who, target=target)
             return self._decided(result)
         # Any other button acts only on the change as its card showed it.
         purpose = CARD_PURPOSES[f"checkpoint:{verb}"]

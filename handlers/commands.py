@@ -189,7 +189,7 @@ class Commands:
                 return deps.notice(*messages.approval(result))
             case RejectRequest(change_ref=ref, action=action, reason=reason):
                 result = reject(
-                    ctx, ref, approver=who(), reason=reason or "", target=Target(action=action)
+                    ctx, ref, approver=who(), reason=reason, target=Target(action=action)
                 )
                 return deps.notice(*messages.approval(result))
             case WithdrawRequest(change_ref=ref, action=action) if ref.startswith("BAT-"):

@@ -124,7 +124,7 @@ def test_reject_and_withdraw_run_nothing_and_exit_0(estate: tuple[Path, Emulated
     cwd, fleet = estate
     _taken(cwd, fleet)
     assert _cli(cwd, ALICE, "checkpoint", "rollback", "CHG-1").returncode == 0
-    rejected = _cli(cwd, BOB, "change", "reject", "CHG-1", "--json")
+    rejected = _cli(cwd, BOB, "change", "reject", "CHG-1", "--reason", "not now", "--json")
     assert rejected.returncode == 0, rejected.stdout + rejected.stderr
     assert json.loads(rejected.stdout)["job_succeeded"] is None
     assert _cli(cwd, ALICE, "checkpoint", "merge", "CHG-1").returncode == 0

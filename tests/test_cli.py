@@ -400,7 +400,9 @@ def test_change_approve_names_what_it_decided_and_asks_which_when_several_wait(
     error = one_line_error(which)
     assert "more than one thing (rollback, extend)" in error and "nothing was done" in error
     assert "checkpoint-bot change approve CHG-1 --request rollback or --request extend" in error
-    rejected = invoke(tmp_path, "change", "reject", "CHG-1", "--request", "extend", env=bob)
+    rejected = invoke(
+        tmp_path, "change", "reject", "CHG-1", "--request", "extend", "-r", "too long", env=bob
+    )
     assert rejected.returncode == 0 and "CHG-0001: extend rejected." in rejected.stdout
     # The answer says what still waits, as `change show` would.
     assert "  waiting:    rollback by @cli:alice needs 1 approval" in rejected.stdout

@@ -61,7 +61,7 @@ def test_the_cli_refuses_a_merge_while_a_rollback_waits_then_merges_once_it_is_w
     assert "a merge deletes the checkpoint it would restore" in said
     # The terminal's own commands (seen: Slack's "withdraw CHG-0001 rollback",
     # which the CLI refuses as an extra argument).
-    assert "(`checkpoint-bot change reject CHG-0001 --request rollback`)" in said
+    assert '(`checkpoint-bot change reject CHG-0001 --request rollback --reason "…"`)' in said
     # Approving it is a way out too, and the refusal is a whole sentence.
     assert "approves it (`checkpoint-bot change approve CHG-0001 --request rollback`)" in said
     assert said.endswith("; then merge.")

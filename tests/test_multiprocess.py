@@ -816,7 +816,7 @@ def test_requests_from_another_workspace_on_two_replicas_reach_nothing(
     before, host_before = record_of(engine), host_work(dep)
     slash = [
         (foreign[0], f"approve {web_ref}", "U0BOB"),
-        (foreign[1], f"reject {web_ref}", "U0BOB"),
+        (foreign[1], f"reject {web_ref} --reason no", "U0BOB"),
         (foreign[0], f"approve {app_ref} extend", "U0BOB"),
         (foreign[1], "settings FS01 --automatic off", "U0CAROL"),
         (foreign[0], f"merge {app_ref}", "U0ALICE"),

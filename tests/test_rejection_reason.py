@@ -59,16 +59,6 @@ def test_the_message_column_says_why_a_request_was_rejected(tmp_path: Path) -> N
     assert 'rollback rejected by @cli:carol: not now, "busy"\n' in shown
 
 
-def test_a_rejection_without_a_reason_says_who_alone(tmp_path: Path) -> None:
-    _rollback_waiting(tmp_path)
-    done = invoke(tmp_path, "change", "reject", "CHG-1", "--request", "rollback", env=CAROL)
-    assert done.returncode == 0, done.stderr
-    lines = invoke(tmp_path, "audit", "export", "--change", "CHG-1").stdout.splitlines()
-    [event] = [r for r in map(json.loads, lines) if r["event"] == "rollback_rejected"]
-    assert event["message"] == "rollback rejected by @cli:carol"
-    assert "reason" not in event["details"]
-
-
 @pytest.mark.parametrize("why", ["\x1b[2J\x1b[31mall clear", "bidi \u202e txet"])
 def test_a_reason_a_terminal_would_act_on_is_refused_and_nothing_recorded(
     tmp_path: Path, why: str

@@ -260,7 +260,7 @@ def _settled_then_waiting(bot: RunningBot, kind: str) -> tuple[int, str, str]:
     if kind == "rollback":
         rollback(ctx, ref, requester=alice())
         old = root_value(bot, ref, "checkpoint:approve", "rollback")
-        reject(ctx, ref, approver=bob())
+        reject(ctx, ref, approver=bob(), reason="not now")
         rollback(ctx, ref, requester=alice())  # asked again: a new request
         return out.change.id, old, "rollback"
     if kind == "merge":
@@ -268,7 +268,7 @@ def _settled_then_waiting(bot: RunningBot, kind: str) -> tuple[int, str, str]:
 
         merge(ctx, ref, requester=alice())
         old = root_value(bot, ref, "checkpoint:approve", "merge")
-        reject(ctx, ref, approver=bob())
+        reject(ctx, ref, approver=bob(), reason="not now")
         extend(ctx, ref, "24h", requester=alice())
         return out.change.id, old, "extend"
     assert kind == "extend"

@@ -309,18 +309,20 @@ def test_a_merge_while_a_rollback_waits_names_the_asker_and_every_way_to_settle_
             f"{ref} is not merged: a rollback asked by <@U0ALICE> waits for approval, and a "
             "merge deletes the checkpoint it would restore. An approver approves it "
             f"(`/checkpoint approve {ref} rollback`) or rejects it (`/checkpoint reject {ref} "
-            f"rollback`), or <@U0ALICE> withdraws it (`/checkpoint withdraw {ref} rollback`); "
-            "then merge."
+            f'rollback --reason "…"`), or <@U0ALICE> withdraws it (`/checkpoint withdraw {ref} '
+            "rollback`); then merge."
         )
 
         typed = shown(command(bot, f"merge {ref}", user="U0BOB"))
-        assert words in typed, typed
+        # In the blocks (JSON here, so the reason's quotes read escaped).
+        in_blocks = json.dumps(words, ensure_ascii=False)[1:-1]
+        assert in_blocks in typed, typed
         assert not ESCAPED_MENTION.search(typed), typed
 
         # The older copy of the card: the same refusal, and what happened
         # since it was drawn, with its date as a date token.
         clicked = shown(_click(bot, "checkpoint:merge", drawn, "U0BOB"))
-        assert words in clicked, clicked
+        assert in_blocks in clicked, clicked
         since = re.search(r"Since it was drawn: (.*?)\.\"", clicked)
         assert since is not None, clicked
         assert "extended by <@U0ALICE> <!date^" in since.group(1), clicked

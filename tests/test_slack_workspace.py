@@ -168,7 +168,7 @@ def _attempts(
     return [
         ("slash create", lambda s: _slash(s, "create APP01 --reason mine now", "U0ALICE")),
         ("slash approve", lambda s: _slash(s, f"approve {create.ref}", "U0BOB")),
-        ("slash reject", lambda s: _slash(s, f"reject {create.ref}", "U0BOB")),
+        ("slash reject", lambda s: _slash(s, f"reject {create.ref} --reason no", "U0BOB")),
         ("slash rollback", lambda s: _slash(s, f"rollback {active.ref}", "U0ALICE")),
         ("slash merge", lambda s: _slash(s, f"merge {active.ref}", "U0ALICE")),
         ("slash extend", lambda s: _slash(s, f"extend {active.ref} 2h", "U0ALICE")),

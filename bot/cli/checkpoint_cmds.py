@@ -542,13 +542,27 @@ def approve_cmd(rt: Runtime, ref: str, request: str | None, as_json: bool) -> No
 @click.command("reject")
 @click.argument("ref", metavar="CHG-n")
 @click.option("--request", "request", type=REQUESTS, default=None, help=_REQUEST_HELP)
-@click.option("--reason", "-r", default="", help="Why, for the record.")
+@click.option("--reason", "-r", default="", help="Why, for the record (required).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_runtime
 def reject_cmd(rt: Runtime, ref: str, request: str | None, reason: str, as_json: bool) -> None:
-    """Reject what CHG-n waits for (--request names it when more than one waits)."""
-    from bot.service import Target, reject
+    """Reject what CHG-n waits for, saying why with --reason (--request
+    names it when more than one waits)."""
+    from bot.reasons import REJECT_EXAMPLE
+    from bot.service import BadRequest, Target, reject
 
+    if not reason.strip():
+        # Asked before anything is read, in this command's own words (the
+        # service refuses it too, without them).
+        from bot.domain import ChangeRef
+
+        # The ref as the bot writes it, never the typed text echoed back.
+        shown = str(ChangeRef.parse(ref) or "CHG-n")
+        which = f" --request {request}" if request else ""
+        raise BadRequest(
+            f"a reason is required to reject: say why, e.g. checkpoint-bot change reject "
+            f'{shown}{which} --reason "{REJECT_EXAMPLE}"'
+        )
     result = _which(
         ref,
         "reject",

@@ -73,7 +73,8 @@ CHANGE_COMMANDS = {
     ),
     "reject": LazyCommand(
         f"{_CMDS}:reject_cmd",
-        "Reject what CHG-n waits for (--request names it when more than one waits).",
+        "Reject what CHG-n waits for, saying why with --reason (--request names it "
+        "when more than one waits).",
     ),
     "resolve": LazyCommand(
         "bot.cli.followup_cmds:resolve_cmd",

@@ -21,7 +21,7 @@ from bot.changes.batch_load import Rejection
 from bot.changes.record import ConcurrentUpdate, get_change, note, transition
 from bot.changes.views import ON_BEHALF_OF, ChangeView
 from bot.domain import ApprovalState
-from bot.reasons import ReasonError, check_reason
+from bot.reasons import REJECT_EXAMPLE, ReasonError, check_reason
 from bot.service.binding import Stale, Target, bound_request
 from bot.service.deciding import Principal, as_principal
 from bot.service.errors import BadRequest, Conflict, Forbidden, changed_meanwhile
@@ -397,20 +397,20 @@ def reject(
     ref: str,
     *,
     approver: str | Principal,
-    reason: str = "",
+    reason: str,
     target: Target | None = None,
 ) -> ApprovalOutcome:
     """Reject the request `target` means (default: the only one waiting).
-    `reason` is optional, and checked as a create's is when given: it is
-    quoted in the event's message, which terminals and the audit show."""
+    `reason` is required, as the Reject… form has always required it: the
+    requester and a manager reading the record need the why. It is checked
+    as a create's is: it is quoted in the event's message, which terminals
+    and the audit show. Each entry point checks it first, to name its own
+    syntax; this check is the one no caller can skip."""
     who = as_principal(approver)
-    if reason.strip():
-        try:
-            reason = check_reason(reason)
-        except ReasonError as exc:
-            raise BadRequest(exc.message) from None
-    else:
-        reason = ""
+    try:
+        reason = check_reason(reason, example=REJECT_EXAMPLE)
+    except ReasonError as exc:
+        raise BadRequest(exc.message) from None
     aim = target or Target()
     change_id = find_change(ctx, ref, verb="reject")
     now = ctx.clock()

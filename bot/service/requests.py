@@ -363,11 +363,11 @@ class MergeBlocked(Conflict):
         ref, who = self.ref, user_mention(self.asked_by)
         if cli:
             approve = f"checkpoint-bot change approve {ref} --request rollback"
-            reject = f"checkpoint-bot change reject {ref} --request rollback"
+            reject = f'checkpoint-bot change reject {ref} --request rollback --reason "…"'
             withdraw = f"checkpoint-bot checkpoint withdraw {ref} --request rollback"
         else:
             approve = f"/checkpoint approve {ref} rollback"
-            reject = f"/checkpoint reject {ref} rollback"
+            reject = f'/checkpoint reject {ref} rollback --reason "…"'
             withdraw = f"/checkpoint withdraw {ref} rollback"
         return (
             f"{ref} is not merged: a rollback asked by {who} waits for approval, and a merge "

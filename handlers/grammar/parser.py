@@ -48,7 +48,8 @@ def usage(command: str | CommandSpec, *, compact: bool = False) -> str:
         shown = arg.metavar if compact and arg.choices else arg.shown
         words.append(shown if arg.required else f"[{shown}]")
     for opt in cmd.options:
-        words.append(f"[--{opt.key} {opt.metavar if compact else opt.shown}]")
+        shown = f"--{opt.key} {opt.metavar if compact else opt.shown}"
+        words.append(shown if opt.needed else f"[{shown}]")
     return " ".join(words)
 
 

@@ -117,9 +117,12 @@ class ApproveRequest:
 
 @dataclass(frozen=True)
 class RejectRequest:
+    """Reject what a change waits for, saying why (always: the grammar
+    refuses a rejection without a reason)."""
+
     change_ref: str
+    reason: str
     action: str | None = None
-    reason: str | None = None
 
 
 @dataclass(frozen=True)

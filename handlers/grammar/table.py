@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from bot.domain import BatchRef, ChangeRef, CheckpointKind, single_vm
+from bot.reasons import REJECT_EXAMPLE
 from handlers.grammar.requests import (
     ApproveRequest,
     BatchRequest,
@@ -104,6 +105,9 @@ class Param:
     help: str = ""
     choices: tuple[str, ...] = ()
     required: bool = True  # positional arguments only
+    # An option the command cannot go without (reject's --reason): usage
+    # shows it unbracketed; the command's builder says what is missing.
+    needed: bool = False
     example: str = ""
 
     @property
@@ -186,6 +190,20 @@ def _create(v: Values) -> SlashRequest:
             f'a reason is required: say why, e.g. {SLASH} create {shown} --reason "KB5044284"'
         )
     return CreateRequest(vm, v.need("reason"), v.get("type"), v.get("ttl"), v.get("at"))
+
+
+def _reject(v: Values) -> SlashRequest:
+    # The Reject… form has always required a reason; the command asks for
+    # the same, naming its own syntax with the change it was given.
+    ref, action = v.need("change"), v.get("request")
+    reason = v.get("reason")
+    if not reason:
+        which = f" {action}" if action else ""
+        raise Invalid(
+            f"a reason is required to reject: say why, e.g. {SLASH} reject {ref}{which} "
+            f'--reason "{REJECT_EXAMPLE}"'
+        )
+    return RejectRequest(ref, reason, action)
 
 
 def _change_or_vm(v: Values) -> tuple[str | None, str | None]:
@@ -359,13 +377,24 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "reject",
         "reject what a change waits for",
-        lambda v: RejectRequest(v.need("change"), v.get("request"), v.get("reason")),
+        _reject,
         args=(_CHANGE, _REQUEST),
         options=(
-            Param("reason", Kind.TEXT, '"..."', help="why, for the record", example='"not now"'),
+            Param(
+                "reason",
+                Kind.TEXT,
+                '"..."',
+                help="why, for the record; required",
+                example=f'"{REJECT_EXAMPLE}"',
+                needed=True,
+            ),
         ),
-        examples=("reject CHG-0042", 'reject CHG-0042 rollback --reason "wait for the backup"'),
-        details="When more than one thing waits, say which.",
+        examples=(
+            'reject CHG-0042 --reason "not during the quarter-end close"',
+            'reject CHG-0042 rollback --reason "wait for the backup"',
+        ),
+        details="The reason is required: the requester and the record get it. "
+        "When more than one thing waits, say which.",
         synonyms=("deny", "refuse", "no", "decline"),
     ),
     CommandSpec(
