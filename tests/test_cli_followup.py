@@ -65,7 +65,10 @@ def test_no_windows_says_where_they_are_defined(tmp_path: Path) -> None:
 def test_reconcile_and_resolve_an_interrupted_rollback(tmp_path: Path) -> None:
     created = invoke(tmp_path, "checkpoint", "create", "STG-WEB01", "-r", "upgrade")
     assert created.returncode == 0, created.stderr
-    assert json.loads(invoke(tmp_path, "reconcile", "--json").stdout) == {"looked_at": []}
+    assert json.loads(invoke(tmp_path, "reconcile", "--json").stdout) == {
+        "looked_at": [],
+        "handed_over": [],
+    }
     # A worker died during the restore: the change is interrupted and the
     # host cannot say whether the restore ran.
     ctx = build_context(settings_for(tmp_path), huey_kind="memory")

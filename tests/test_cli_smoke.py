@@ -94,4 +94,4 @@ def test_windows(tmp_path: Path) -> None:
 def test_reconcile(tmp_path: Path) -> None:
     looked = run(tmp_path, "reconcile", "--json")
     assert looked.returncode == 0, looked.stderr
-    assert json.loads(looked.stdout) == {"looked_at": []}
+    assert json.loads(looked.stdout) == {"looked_at": [], "handed_over": []}

@@ -149,6 +149,14 @@ class JobView:
     # refused it, or could not be made) is "succeeded" to the ledger, not
     # to a person: what it did, in words; None for any other.
     held_back: str | None = None
+    # Whether the job was handed to the queue: a queued one that was not
+    # had its command die between recording it and the enqueue, and only a
+    # bot's or worker's tick (or `checkpoint-bot reconcile`) hands it over.
+    delivered: bool = True
+    # When a job not started by then fails unstarted (nothing done on the host).
+    deadline_at: datetime | None = None
+    # Not to start before (a change window, `--at`, a retry's backoff).
+    not_before: datetime | None = None
 
     @classmethod
     def of(cls, j: Job) -> JobView:
@@ -164,6 +172,9 @@ class JobView:
             j.created_at,
             j.finished_at,
             held_back,
+            j.delivered_at is not None,
+            j.deadline_at,
+            j.not_before,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,6 +182,8 @@ class JobView:
             **asdict(self),
             "created_at": _iso(self.created_at),
             "finished_at": _iso(self.finished_at),
+            "deadline_at": _iso(self.deadline_at),
+            "not_before": _iso(self.not_before),
         }
 
 

@@ -38,21 +38,38 @@ def resolve_cmd(rt: Runtime, ref: str, outcome: str, as_json: bool) -> None:
 @pass_runtime
 def reconcile_cmd(rt: Runtime, as_json: bool) -> None:
     """Run the reconciler once now (every bot and worker also runs it on each
-    tick): interrupted work is checked against the hosts."""
+    tick): interrupted work is checked against the hosts, and a job recorded
+    but never handed to the job queue (its command stopped first) is handed
+    over."""
+    from bot.domain import ChangeRef
     from bot.service import Reconciler, show_change
 
     ctx = rt.ctx
+    reconciler = Reconciler(ctx)
     # What the pass looked at, a change whose job it found stale included
     # (asked before the pass, that one was still in flight with a job).
-    stuck = Reconciler(ctx).run_pass(ctx.clock())
+    stuck = reconciler.run_pass(ctx.clock())
+    # Then what no process handed to the queue (after the pass, which fails
+    # a job whose deadline passed: that one is settled, not handed over).
+    handed = [
+        {"change": str(ChangeRef(job.change_id)), "job": job.id, "kind": job.kind}
+        for job in reconciler.hand_over(ctx.clock())
+        if job.change_id is not None
+    ]
     rows = [
         {"change": view.ref, "vm": view.vm_name, "state": view.state}
         for view in (show_change(ctx, f"CHG-{change_id}") for change_id in stuck)
     ]
     if as_json:
-        echo_json({"looked_at": rows})
+        echo_json({"looked_at": rows, "handed_over": handed})
         return
-    if not rows:
+    for h in handed:
+        click.echo(
+            f"{h['change']}  its {h['kind']} (job {h['job']}) was recorded but never handed to "
+            "the job queue: handed over now; a bot or worker of this config, or the next "
+            f"command here that runs jobs, runs it ('checkpoint-bot change show {h['change']}')"
+        )
+    if not rows and not handed:
         click.echo("nothing to reconcile: no change is stuck in flight or interrupted")
     for row in rows:
         click.echo(f"{row['change']}  {row['vm']:<12} now {row['state']}")

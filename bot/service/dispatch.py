@@ -103,6 +103,13 @@ class JobOutbox:
         return "JobOutbox()"
 
     def tick(self, now: datetime) -> None:
+        self.hand_over(now)
+
+    def hand_over(self, now: datetime) -> list[int]:
+        """Hand every undelivered job to the queue; the ids handed over.
+        Also what `checkpoint-bot reconcile` runs: where no bot or worker
+        ticks (the CLI alone), a job whose command died between recording
+        it and the enqueue is otherwise never handed over."""
         # Job id → its change, for each "queue is back" note written in a
         # delivering transaction. A delivery the queue then refuses rolls its
         # transaction (and the note) back: only delivered jobs are told, or a
@@ -126,9 +133,11 @@ class JobOutbox:
             assert job.id is not None
             noted[job.id] = job.change_id
 
-        for job_id in self.ctx.job_delivery().redeliver(before_enqueue=before_enqueue):
+        handed = self.ctx.job_delivery().redeliver(before_enqueue=before_enqueue)
+        for job_id in handed:
             log.info("job %s handed to the queue by the outbox", job_id)
             change_id = noted.get(job_id)
             if change_id is not None:
                 log.info("%s: the job queue is back", change_ref(change_id))
                 self.ctx.notifier.changed(change_id)
+        return handed

@@ -156,6 +156,21 @@ class Reconciler:
         release_settled(self.ctx)
         return looked
 
+    def hand_over(self, now: datetime) -> list[Job]:
+        """The job outbox's work, once (`checkpoint-bot reconcile`): every
+        job recorded but never handed to the queue, handed over now; the
+        jobs handed. A command killed between recording an approval's job
+        and its enqueue left it so, and where no bot or worker ticks the
+        outbox (the CLI alone) nothing else hands it over: its change stayed
+        in flight, its job queued, until the job's deadline. Handing it over
+        runs nothing here, and twice is harmless: the conditional
+        `delivered_at` update picks one deliverer, the ledger's claim one
+        runner."""
+        from bot.service.dispatch import JobOutbox
+
+        handed = JobOutbox(self.ctx).hand_over(now)
+        return [self.ctx.ledger.get(job_id) for job_id in handed]
+
     # -- finding work -------------------------------------------------------
 
     def stuck(self) -> list[int]:
