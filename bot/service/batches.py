@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from bot.changes import State
 from bot.changes.batch_load import load_batch, members_of
@@ -630,8 +630,17 @@ def show_batch(ctx: ServiceDeps, ref: str) -> BatchView:
     with session_scope(ctx.engine) as s:
         try:
             return load_batch(s, batch_id)
-        except BatchNotFound as exc:
-            raise NotFound(str(exc)) from None
+        except BatchNotFound:
+            # Which waves there are, as `change show CHG-n` says of changes:
+            # a typo in the number is then plain (every way to a wave, the
+            # Slack command, the CLI and a wave's buttons, comes here).
+            newest = s.exec(select(func.max(Batch.id))).one()
+    said = (
+        f"the newest is {BatchRef(newest)}"
+        if newest is not None
+        else "no patch wave has been recorded yet"
+    )
+    raise NotFound(f"no batch {BatchRef(batch_id)}: {said}")
 
 
 def list_batches(ctx: ServiceDeps, *, limit: int = 50) -> list[BatchView]:
