@@ -40,6 +40,19 @@ REQUEST_WORDS = {
 QUEUE_DOWN = "{what} will start as soon as the job queue is back; the thread says when it starts."
 
 
+def _refused_approvers(outcome: Outcome) -> str:
+    """The policy's warning that approvers it names may not approve (and,
+    when nobody else may, that the request can never be approved):
+    the requester is told with the answer, not left waiting. Bot's words
+    naming people with the mention helpers: their tokens stay."""
+    said = [
+        f" :warning: {people(o.message)}; {people(o.remediation)}."
+        for o in outcome.decision.fired
+        if o.rule == "approvals" and o.effect is not None and o.effect.value == "warn"
+    ]
+    return "".join(said)
+
+
 def created(outcome: Outcome, channel: str | None = None) -> tuple[str, str]:
     """`channel`: where its thread is, when the person asked from somewhere
     else (the App Home's form): "its thread" alone would not say where."""
@@ -49,6 +62,7 @@ def created(outcome: Outcome, channel: str | None = None) -> tuple[str, str]:
         tail = f"it waits for approval; approvers are asked in {thread}."
         if c.run_at is not None:
             tail += f" Once approved it runs at {utc_text(c.run_at)}, as you asked."
+        tail += _refused_approvers(outcome)
     elif outcome.waits_for_queue:
         tail = f"allowed; {QUEUE_DOWN.format(what='the checkpoint')}"
     elif c.state == "scheduled" and c.run_at is not None:
@@ -76,6 +90,7 @@ def acted(verb: str, outcome: Outcome) -> tuple[str, str]:
         # A wave's member has no thread of its own: its wave's thread pings.
         where = f"the thread of its wave, {c.batch_ref}" if c.batch_ref else "the thread"
         what = f"{verb} waits for approval; approvers are asked in {where}."
+        what += _refused_approvers(outcome)
     elif outcome.waits_for_queue:
         what = f"{verb} recorded; {QUEUE_DOWN.format(what=f'the {verb}')}"
     else:

@@ -24,7 +24,15 @@ from policies.registry import PERMISSIONS_RULE
 from policies.rules.schedule import ApprovalsParams
 from policies.schema import Principals
 
-__all__ = ["CLI_OPERATOR", "approvers_for", "authorize", "check_approver", "is_admin"]
+__all__ = [
+    "CLI_OPERATOR",
+    "approvers_for",
+    "authorize",
+    "check_approver",
+    "is_admin",
+    "refused_approvers",
+    "unapprovable_outcome",
+]
 
 # How the CLI names its operator: `cli:NAME` (bot.cli.runtime).
 CLI_OPERATOR = "cli:"
@@ -210,3 +218,74 @@ def check_approver(
             f"{user_mention(approver)} may {verb} as a member of {group_mention(shared[0])}",
         )
     return False, f"{user_mention(approver)} may not {verb} this: it needs {requirement.describe()}"
+
+
+def _may_ever_approve(policy: Policy, user: str) -> bool | None:
+    """Whether `permissions.approve` (or being an admin) can ever let `user`
+    approve: True, False, or None when it cannot be known here (a Slack
+    user's groups are Slack's to say). A channel restriction is not a
+    never: they may approve in the channel it names."""
+    allowed = policy.permission(Permission.APPROVE)
+    cli = user.startswith(CLI_OPERATOR)
+    if cli and not allowed.cli:
+        return False  # authorize refuses it before it looks at admins
+    if _listed(policy.admins, user, frozenset()) or _listed(allowed, user, frozenset()):
+        return True
+    if not cli and (allowed.groups or policy.admins.groups):
+        return None  # they may be in a group that is allowed
+    return False
+
+
+def refused_approvers(
+    policy: Policy, requirement: ApprovalRequirement
+) -> tuple[tuple[str, ...], bool]:
+    """The users the approvals rule names for `requirement` whom
+    `permissions.approve` never lets approve (their approval is refused at
+    approval time: the lint only warns of it), and whether the request can
+    then never get its approvals: fewer people left who may than it needs.
+    Only what can be known: a named group's members, or a user who may be in
+    an allowed group, count as able (unknown is never reported as never)."""
+    if requirement.anyone:
+        return (), False
+    refused: list[str] = []
+    able = 0
+    for user in dict.fromkeys(requirement.users):
+        if user in requirement.excluded:
+            continue
+        if _may_ever_approve(policy, user) is False:
+            refused.append(user)
+        else:
+            able += 1
+    never = bool(refused) and not requirement.groups and able < requirement.required
+    return tuple(refused), never
+
+
+def unapprovable_outcome(policy: Policy, requirement: ApprovalRequirement) -> RuleOutcome | None:
+    """A warning for the requester when approvers the policy names cannot
+    approve (None when all can): a request they alone could approve waits
+    for ever, so its requester is told at once, not left waiting."""
+    refused, never = refused_approvers(policy, requirement)
+    if not refused:
+        return None
+    who = ", ".join(user_mention(u) for u in refused)
+    one = len(refused) == 1
+    named = (
+        f"{who} {'is' if one else 'are'} named to approve, but permissions.approve does not let "
+        f"{'them' if one else 'any of them'} approve: {'their' if one else 'each'} approval "
+        "would be refused"
+    )
+    message = (
+        f"this can never be approved as the policy stands: {named}, and no one else may give "
+        f"the {requirement.required} approval{'' if requirement.required == 1 else 's'} it needs"
+        if never
+        else named
+    )
+    return RuleOutcome(
+        "approvals",
+        OutcomeKind.FIRED,
+        Effect.WARN,
+        message,
+        "ask an admin to add them to the policy's permissions.approve (or to name approvers "
+        "who may); the request waits, and is approvable once the policy lets them",
+        {"refused_approvers": Fact(refused, "policy")},
+    )

@@ -13,7 +13,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from policies.access import approvers_for, authorize
+from policies.access import approvers_for, authorize, unapprovable_outcome
 from policies.model import (
     ACTION_PERMISSION,
     EMPTY,
@@ -129,6 +129,12 @@ def evaluate(request: Request, facts: Facts, context: Context) -> Decision:
     approval = None
     if verdict is Verdict.NEEDS_APPROVAL:
         approval = approvers_for(policy, facts, request.requester, max(required, 1))
+        # Named approvers whom permissions.approve refuses: their approval
+        # would be refused at approval time, so the requester is told now
+        # (and that it can never be approved, when nobody else may).
+        refused = unapprovable_outcome(policy, approval)
+        if refused is not None:
+            outcomes.append(refused)
     return Decision(verdict, tuple(outcomes), adjustments or EMPTY, approval, schedule_at)
 
 
