@@ -199,12 +199,43 @@ def test_create_that_switched_the_checkpoint_type_sets_it_back(
             actor="checkpoint-bot",
             now=clock(),
             message="switched",
-            details={"original": before.name},
+            details={"original": before.name, "raised": other.name},
         )
     _stale(ctx, clock)
     Reconciler(ctx).tick(clock())
     assert host.get_vm(out.change.vm_id).checkpoint_type is before
     assert show_change(ctx, out.change.ref).state == "failed"
+
+
+def test_an_interrupted_creates_set_back_leaves_a_later_setting_alone(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    """The host no longer has what the create raised it to: someone chose
+    another type since, and the reconciler does not overwrite it."""
+    from bot.changes.record import note
+    from bot.hyperv import CheckpointType
+
+    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
+    assert out.job_id is not None
+    _died_while(ctx, "create", out.change.id, out.job_id)
+    host = ctx.host_for(out.change.host)
+    before = host.get_vm(out.change.vm_id).checkpoint_type
+    raised, later = CheckpointType.ProductionOnly, CheckpointType.Standard
+    host.set_checkpoint_settings(out.change.vm_id, checkpoint_type=later)
+    with session_scope(ctx.engine) as s:
+        note(
+            s,
+            get_change(s, out.change.id),
+            kind="setting",
+            actor="checkpoint-bot",
+            now=clock(),
+            message="switched",
+            details={"original": before.name, "raised": raised.name},
+        )
+    _stale(ctx, clock)
+    Reconciler(ctx).tick(clock())
+    assert host.get_vm(out.change.vm_id).checkpoint_type is later
+    assert not any(e.kind == "setting_restored" for e in show_change(ctx, out.change.ref).events)
 
 
 def test_merge_settles_by_whether_the_checkpoint_is_still_there(

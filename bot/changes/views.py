@@ -46,6 +46,9 @@ HOST_SAID = "host_said"
 SETTING_RAISED = "setting"
 SETTING_RESTORED = "setting_restored"
 SETTING_NOT_RESTORED = "setting_restore_failed"
+# The retry of a failed set-back left the setting as it found it (someone
+# else's, or already set back), or failed again: either way not retried.
+SETTING_KEPT = "setting_left"
 # The note of a Start-VM that was sent and never answered (bot.service.
 # execution): whether the VM started is not known.
 START_UNKNOWN = "start_unknown"

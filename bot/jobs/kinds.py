@@ -22,6 +22,10 @@ class JobKind(StrEnum):
     ROLLBACK = "rollback"
     MERGE = "merge"
     START = "start"
+    # Setting a VM's CheckpointType back after a create's own set-back
+    # failed (bot.service.reconcile.SetBackRetry): a Set-VM, under the VM's
+    # lock like every host operation on it.
+    SET_BACK = "set_back"
 
     @property
     def rule(self) -> JobRule:
@@ -44,6 +48,9 @@ JOB_RULES: dict[JobKind, JobRule] = {
     JobKind.MERGE: JobRule(True, "merge_deadline", "the merge"),
     # Starting a VM after a rollback is bounded like the rollback it follows.
     JobKind.START: JobRule(False, "restore_deadline", "the VM start"),
+    # Not destructive (a setting, read first and set only if still the
+    # bot's), and bounded like the create that left it.
+    JobKind.SET_BACK: JobRule(False, "create_deadline", "setting the CheckpointType back"),
 }
 
 

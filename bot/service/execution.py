@@ -25,6 +25,7 @@ from bot.changes import IN_FLIGHT, Command, State
 from bot.changes.record import events_of, get_change, note, recording, transition
 from bot.changes.views import (
     HOST_SAID,
+    SETTING_KEPT,
     SETTING_NOT_RESTORED,
     SETTING_RAISED,
     SETTING_RESTORED,
@@ -196,6 +197,7 @@ class HostJobs:
             JobKind.ROLLBACK: self.rollback,
             JobKind.MERGE: self.merge,
             JobKind.START: self.start,
+            JobKind.SET_BACK: self.set_back,
         }
 
     # -- helpers -------------------------------------------------------------
@@ -726,6 +728,9 @@ class HostJobs:
                 f"CheckpointType raised from {original.name} to {setting.name} for this "
                 "checkpoint; it is set back afterwards",
                 original=original.name,
+                # What it was set to: a set-back after an interruption sends
+                # Set-VM only while the host still has this.
+                raised=setting.name,
             )
         try:
             try:
@@ -1029,6 +1034,77 @@ class HostJobs:
         )
         self.on_change(job.change_id)
         return {"vm_state": vm.state.name}
+
+    # -- the set-back a create could not do, tried again ---------------------
+
+    def set_back(self, job: JobContext) -> dict[str, Any]:
+        """Set the VM's CheckpointType back to its own (`original`) where the
+        create's set-back failed, leaving it at `left`: read first, and set
+        only if the host still has `left`. Anything else is someone's later
+        choice (or the set-back happened after all), never overwritten; each
+        outcome is recorded, so the retry is asked once per failure."""
+        assert job.change_id is not None
+        original = CheckpointType[str(job.payload["original"])]
+        left = CheckpointType[str(job.payload["left"])]
+        change = self._load(job.change_id)
+        try:
+            change = self._follow(change)
+        except (Unavailable, NotFound) as exc:
+            raise OperationFailed(
+                f"{change_ref(job.change_id)}: set-back not tried: {exc}"
+            ) from exc
+        host = self.host_for(change.host)
+        try:
+            now = host.get_vm(change.vm_id).checkpoint_type
+        except HyperVError as exc:
+            # Nothing was sent: the failure stays the last word, and the
+            # next failure of a create is tried again, not this one.
+            raise OperationFailed(
+                f"{change_ref(job.change_id)}: set-back not tried: the host did not say the "
+                f"VM's CheckpointType ({exc.message})"
+            ) from exc
+        if now is not left:
+            kept = (
+                f"it is {now.name} already"
+                if now is original
+                else f"it is {now.name} now, set since by someone or something else"
+            )
+            self._note(
+                job.change_id,
+                SETTING_KEPT,
+                f"CheckpointType not set back on retry: {kept}, not the {left.name} this "
+                "change left; left as it is",
+                found=now.name,
+                original=original.name,
+                left=left.name,
+            )
+            return {"found": now.name, "set": False}
+        try:
+            host.set_checkpoint_settings(change.vm_id, checkpoint_type=original)
+        except HyperVError as exc:
+            self._note(
+                job.change_id,
+                SETTING_KEPT,
+                f"CheckpointType could not be set back from {left.name} to {original.name} on "
+                f"retry either ({exc.message}); an admin sets it back with 'checkpoint-bot "
+                f'checkpoint settings {change.vm_name} --type {original.word} -r "set back '
+                f"after {change_ref(job.change_id)}\"'",
+                said=exc.message,
+                found=now.name,
+                original=original.name,
+                left=left.name,
+            )
+            raise OperationFailed(
+                f"{change_ref(job.change_id)}: set-back failed: {exc.message}"
+            ) from exc
+        self._note(
+            job.change_id,
+            SETTING_RESTORED,
+            f"CheckpointType set back from {left.name} to {original.name} on retry (the set-back "
+            "after the checkpoint had failed; the host still had what this change left)",
+            restored=original.name,
+        )
+        return {"found": now.name, "set": True}
 
     # -- remove (keep & merge) -----------------------------------------------
 

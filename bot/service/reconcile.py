@@ -59,6 +59,7 @@ from bot.changes.record import (
 )
 from bot.changes.views import (
     HOST_SAID,
+    SETTING_KEPT,
     SETTING_NOT_RESTORED,
     SETTING_RAISED,
     SETTING_RESTORED,
@@ -90,6 +91,9 @@ log = logging.getLogger(__name__)
 ACTOR = RECONCILER_ACTOR
 # How long a due job may sit queued before its delivery counts as lost.
 STRANDED_AFTER = timedelta(seconds=60)
+# How often a create's failed set-back of the VM's CheckpointType is tried
+# again while the record says nothing newer (`Reconciler._retry_set_backs`).
+SET_BACK_EVERY = timedelta(hours=1)
 # How long after its job started an interrupted change waits while the host
 # reports the VM busy with a checkpoint operation before a human is asked
 # (a production checkpoint waits on the guest's VSS; a merge of a large disk
@@ -146,6 +150,7 @@ class Reconciler:
                 except Exception as exc:  # the queue's backend errors; the row waits
                     log.warning("job %s: the job queue did not answer (%s)", job_id, exc)
                     break
+        self._retry_set_backs(now)
         looked = self.stuck()
         for change_id in looked:
             # Another process may move it first; it is looked at again next tick.
@@ -170,6 +175,44 @@ class Reconciler:
 
         handed = JobOutbox(self.ctx).hand_over(now)
         return [self.ctx.ledger.get(job_id) for job_id in handed]
+
+    def _retry_set_backs(self, now: datetime) -> list[int]:
+        """Ask again, as a job (under the VM's lock, so never between another
+        create's raise and its checkpoint), for each active change whose
+        create could not set the VM's CheckpointType back and whose record
+        says nothing since: the job reads the setting first and sets it only
+        if it still is what this change left (bot.service.execution
+        `set_back`). At most one job per failure per hour: a host that does
+        not answer is asked again later, never on every tick."""
+        kinds = [SETTING_RAISED, SETTING_RESTORED, SETTING_NOT_RESTORED, SETTING_KEPT]
+        with session_scope(self.ctx.engine) as s:
+            rows = s.exec(
+                select(ChangeEvent)
+                .join(Change, col(Change.id) == col(ChangeEvent.change_id))
+                .where(
+                    col(Change.state) == State.ACTIVE.value,
+                    col(ChangeEvent.kind).in_(kinds),
+                )
+                .order_by(col(ChangeEvent.change_id), col(ChangeEvent.seq))
+            ).all()
+        last: dict[int, ChangeEvent] = {}
+        for e in rows:
+            last[e.change_id] = e
+        slot = int(now.timestamp() // SET_BACK_EVERY.total_seconds())
+        asked: list[int] = []
+        for change_id, e in sorted(last.items()):
+            details = e.details or {}
+            if e.kind != SETTING_NOT_RESTORED or "original" not in details or "left" not in details:
+                continue
+            self.ctx.submit(
+                JobKind.SET_BACK,
+                change_id,
+                # One job per failure and slot, whichever replica ticks.
+                key=f"set_back:{change_id}:{e.seq}:{slot}",
+                payload={"original": details["original"], "left": details["left"]},
+            )
+            asked.append(change_id)
+        return asked
 
     # -- finding work -------------------------------------------------------
 
@@ -422,13 +465,21 @@ class Reconciler:
         said = [
             e
             for e in events
-            if e.kind == SETTING_RESTORED
+            if e.kind in (SETTING_RESTORED, SETTING_KEPT)
             or (e.kind in (SETTING_RAISED, SETTING_NOT_RESTORED) and "original" in e.details)
         ]
-        if not said or said[-1].kind == SETTING_RESTORED:
+        if not said or said[-1].kind in (SETTING_RESTORED, SETTING_KEPT):
             return
         original = CheckpointType[str(said[-1].details["original"])]
-        if vm.checkpoint_type is original:
+        # What the create set: only that is set back. Anything else on the
+        # host now is someone's later choice, never overwritten.
+        # `left` on a failed set-back, `raised` on the raise; a record from
+        # before either was kept: what `setting_for` gives, as the job chose.
+        left = said[-1].details.get("left") or said[-1].details.get("raised")
+        raised = (
+            CheckpointType[str(left)] if left else setting_for(change.checkpoint_type, original)
+        )
+        if vm.checkpoint_type is not raised:
             return
         self.ctx.host_for(change.host).set_checkpoint_settings(
             change.vm_id, checkpoint_type=original
