@@ -118,3 +118,23 @@ def test_a_humans_later_setting_is_left_alone_and_recorded(tmp_path: Path) -> No
             "something else, not the ProductionOnly this change left; left as it is",
         )
     ]
+
+
+def test_a_retry_the_host_refuses_too_is_recorded_and_not_asked_again(tmp_path: Path) -> None:
+    with emulated_estate(tmp_path, env=ENV) as fleet:
+        _set_back_refused(tmp_path, fleet)
+        fleet.server(HOST).faults = Faults(hidden=frozenset({"Set-VM"}))
+        with _inline(tmp_path) as ctx:
+            now = ctx.clock()
+            Reconciler(ctx).run_pass(now)
+            fleet.server(HOST).faults = Faults()
+            Reconciler(ctx).run_pass(now + timedelta(hours=2))
+        assert _host_type(fleet) == "ProductionOnly"
+        said = _set_backs(tmp_path)
+    [(kind, message)] = said
+    assert kind == "setting_left"
+    assert message.startswith(
+        "CheckpointType not set back from ProductionOnly to Production: the retry's Set-VM "
+        "failed or went unanswered ("
+    )
+    assert f"'checkpoint-bot checkpoint settings {VM} --type production -r" in message

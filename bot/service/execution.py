@@ -1041,8 +1041,9 @@ class HostJobs:
         """Set the VM's CheckpointType back to its own (`original`) where the
         create's set-back failed, leaving it at `left`: read first, and set
         only if the host still has `left`. Anything else is someone's later
-        choice (or the set-back happened after all), never overwritten; each
-        outcome is recorded, so the retry is asked once per failure."""
+        choice (or the set-back happened after all), never overwritten. What
+        it found or did is recorded, which ends the retries; a host that did
+        not answer the read is asked again later (bot.service.reconcile)."""
         assert job.change_id is not None
         original = CheckpointType[str(job.payload["original"])]
         left = CheckpointType[str(job.payload["left"])]
@@ -1057,8 +1058,8 @@ class HostJobs:
         try:
             now = host.get_vm(change.vm_id).checkpoint_type
         except HyperVError as exc:
-            # Nothing was sent: the failure stays the last word, and the
-            # next failure of a create is tried again, not this one.
+            # Nothing was sent: the failure stays the record's last word,
+            # so the reconciler asks again in its next hour.
             raise OperationFailed(
                 f"{change_ref(job.change_id)}: set-back not tried: the host did not say the "
                 f"VM's CheckpointType ({exc.message})"
@@ -1085,10 +1086,14 @@ class HostJobs:
             self._note(
                 job.change_id,
                 SETTING_KEPT,
-                f"CheckpointType could not be set back from {left.name} to {original.name} on "
-                f"retry either ({exc.message}); an admin sets it back with 'checkpoint-bot "
-                f'checkpoint settings {change.vm_name} --type {original.word} -r "set back '
-                f"after {change_ref(job.change_id)}\"'",
+                # Not retried again: a Set-VM that went unanswered may have
+                # been applied, and only a look at the VM tells.
+                f"CheckpointType not set back from {left.name} to {original.name}: the "
+                f"retry's Set-VM failed or went unanswered ({exc.message}). See it with "
+                f"'checkpoint-bot checkpoint settings {change.vm_name}', and an admin sets "
+                "it back with "
+                f"'checkpoint-bot checkpoint settings {change.vm_name} --type {original.word} "
+                f'-r "set back after {change_ref(job.change_id)}"\'',
                 said=exc.message,
                 found=now.name,
                 original=original.name,
