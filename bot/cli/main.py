@@ -67,7 +67,8 @@ COMMANDS = {
     "reconcile": LazyCommand(
         "bot.cli.followup_cmds:reconcile_cmd",
         "Run the reconciler once now (every bot and worker also runs it on each tick): "
-        "interrupted work is checked against the hosts.",
+        "interrupted work is checked against the hosts, and a job recorded but never handed "
+        "to the job queue (its command stopped first) is handed over.",
     ),
     "serve": LazyCommand(
         "bot.cli.serve_cmd:serve",
