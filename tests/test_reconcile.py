@@ -17,7 +17,7 @@ from bot.changes import Command, State
 from bot.changes.record import get_change, transition
 from bot.clock import ManualClock
 from bot.context import AppContext
-from bot.hyperv import HostUnreachable, HyperVHost, VMState
+from bot.hyperv import CheckpointType, HostUnreachable, HyperVHost, VMState
 from bot.service import (
     Conflict,
     Forbidden,
@@ -178,19 +178,28 @@ def test_an_approved_create_whose_job_waits_or_runs_is_left_alone(
     assert show_change(ctx, out.change.ref).state == "approved"
 
 
-def test_create_that_switched_the_checkpoint_type_sets_it_back(
-    ctx: AppContext, clock: ManualClock
-) -> None:
+def _create_died_after_raising(
+    ctx: AppContext, clock: ManualClock, raised: str | None, on_host: str | None
+) -> tuple[str, HyperVHost, str, CheckpointType]:
+    """A create whose worker died after it raised WEB01's CheckpointType to
+    `raised` (None: whichever type the VM does not have), the host showing
+    `on_host` now (None: what was raised); the reconciler's tick after the
+    claim lapsed. The change's ref, its host, the VM and its type before."""
     from bot.changes.record import note
-    from bot.hyperv import CheckpointType
 
     out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
     assert out.job_id is not None
     _died_while(ctx, "create", out.change.id, out.job_id)
     host = ctx.host_for(out.change.host)
     before = host.get_vm(out.change.vm_id).checkpoint_type
-    other = next(t for t in (CheckpointType.Standard, CheckpointType.Production) if t != before)
-    host.set_checkpoint_settings(out.change.vm_id, checkpoint_type=other)
+    up = (
+        CheckpointType[raised]
+        if raised
+        else next(t for t in (CheckpointType.Standard, CheckpointType.Production) if t != before)
+    )
+    host.set_checkpoint_settings(
+        out.change.vm_id, checkpoint_type=CheckpointType[on_host] if on_host else up
+    )
     with session_scope(ctx.engine) as s:
         note(
             s,
@@ -199,12 +208,19 @@ def test_create_that_switched_the_checkpoint_type_sets_it_back(
             actor="checkpoint-bot",
             now=clock(),
             message="switched",
-            details={"original": before.name, "raised": other.name},
+            details={"original": before.name, "raised": up.name},
         )
     _stale(ctx, clock)
     Reconciler(ctx).tick(clock())
-    assert host.get_vm(out.change.vm_id).checkpoint_type is before
-    assert show_change(ctx, out.change.ref).state == "failed"
+    return out.change.ref, host, out.change.vm_id, before
+
+
+def test_create_that_switched_the_checkpoint_type_sets_it_back(
+    ctx: AppContext, clock: ManualClock
+) -> None:
+    ref, host, vm, before = _create_died_after_raising(ctx, clock, None, None)
+    assert host.get_vm(vm).checkpoint_type is before
+    assert show_change(ctx, ref).state == "failed"
 
 
 def test_an_interrupted_creates_set_back_leaves_a_later_setting_alone(
@@ -212,30 +228,9 @@ def test_an_interrupted_creates_set_back_leaves_a_later_setting_alone(
 ) -> None:
     """The host no longer has what the create raised it to: someone chose
     another type since, and the reconciler does not overwrite it."""
-    from bot.changes.record import note
-    from bot.hyperv import CheckpointType
-
-    out = request_checkpoint(ctx, "WEB01", reason="patch", requester="alice")
-    assert out.job_id is not None
-    _died_while(ctx, "create", out.change.id, out.job_id)
-    host = ctx.host_for(out.change.host)
-    before = host.get_vm(out.change.vm_id).checkpoint_type
-    raised, later = CheckpointType.ProductionOnly, CheckpointType.Standard
-    host.set_checkpoint_settings(out.change.vm_id, checkpoint_type=later)
-    with session_scope(ctx.engine) as s:
-        note(
-            s,
-            get_change(s, out.change.id),
-            kind="setting",
-            actor="checkpoint-bot",
-            now=clock(),
-            message="switched",
-            details={"original": before.name, "raised": raised.name},
-        )
-    _stale(ctx, clock)
-    Reconciler(ctx).tick(clock())
-    assert host.get_vm(out.change.vm_id).checkpoint_type is later
-    assert not any(e.kind == "setting_restored" for e in show_change(ctx, out.change.ref).events)
+    ref, host, vm, _before = _create_died_after_raising(ctx, clock, "ProductionOnly", "Standard")
+    assert host.get_vm(vm).checkpoint_type is CheckpointType.Standard
+    assert not any(e.kind == "setting_restored" for e in show_change(ctx, ref).events)
 
 
 def test_merge_settles_by_whether_the_checkpoint_is_still_there(

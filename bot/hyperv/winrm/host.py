@@ -83,6 +83,16 @@ class HostSession(Protocol):
     def close(self, *, wait: bool = True) -> None: ...
 
 
+_Told = TypeVar("_Told", HostAuthError, HostUnreachable)
+
+
+def _told_more(exc: _Told, clause: str) -> _Told:
+    """`exc` again with what only the host's inventory entry can add."""
+    return type(exc)(
+        f"{exc.message}; {clause}", host=exc.host, category=exc.category, error_id=exc.error_id
+    )
+
+
 class WinRMHost:
     """One Hyper-V host over WinRM. Thread-safe; calls to one host run one
     at a time on its pool (hosts run in parallel)."""
@@ -160,12 +170,7 @@ class WinRMHost:
                     raise
                 # Only the host spec knows where the refused credential came
                 # from: the pool that saw the 401 knows the host's name only.
-                raise HostAuthError(
-                    f"{exc.message}; {what_to_check(self._host)}",
-                    host=exc.host,
-                    category=exc.category,
-                    error_id=exc.error_id,
-                ) from exc
+                raise _told_more(exc, what_to_check(self._host)) from exc
             except HostUnreachable as exc:
                 # A certificate that does not validate will not on a retry either.
                 if attempt == attempts or exc.category == "SecurityError":
@@ -175,12 +180,7 @@ class WinRMHost:
                     clause = refused_in_clear(self._host, exc.error_id)
                     if clause is None:
                         raise
-                    raise HostUnreachable(
-                        f"{exc.message}; {clause}",
-                        host=exc.host,
-                        category=exc.category,
-                        error_id=exc.error_id,
-                    ) from exc
+                    raise _told_more(exc, clause) from exc
                 log.info("%s: %s; trying again in %.1fs", self.name, exc.message, delay)
                 self._sleep(delay)
                 delay *= 2
