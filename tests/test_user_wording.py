@@ -119,6 +119,8 @@ def test_open_changes_name_their_one_requester_once(tmp_path: Path) -> None:
     with checked_bot(tmp_path, "") as bot:
         command(bot, "create WEB01 --reason KB5044284")
         command(bot, "create WEB02 --reason KB5044284")
+        # Both: on a loaded machine WEB01's job may end after WEB02's.
+        wait_state(bot, "WEB01", "active")
         wait_state(bot, "WEB02", "active")
         one = "\n".join(texts(command(bot, "status")["blocks"]))
         command(bot, "create APP01 --reason KB5044284", user="U0BOB")

@@ -44,7 +44,13 @@ OPENS = datetime(2026, 11, 27, 22, 0, tzinfo=UTC)
 
 
 def test_the_cli_lists_each_windows_own_scheduled_checkpoints(tmp_path: Path) -> None:
-    (tmp_path / "policy.yaml").write_text(TWO_NIGHTLIES, encoding="utf-8")
+    # The CLI runs on the real clock: windows that open twelve hours from
+    # now, so neither is open whenever the test runs (at 23:00 Berlin time
+    # the nightly ones were, and the creates were approved, not scheduled).
+    opens = (datetime.now(UTC).hour + 12) % 24
+    policy = TWO_NIGHTLIES.replace('cron: "0 23 * * *"', f'cron: "0 {opens} * * *"')
+    policy = policy.replace("timezone: Europe/Berlin", "timezone: UTC")
+    (tmp_path / "policy.yaml").write_text(policy, encoding="utf-8")
     inventory = Path(__file__).parents[1] / "deploy/examples/demo-inventory.yaml"
     config = tmp_path / "config.yaml"
     config.write_text(

@@ -191,18 +191,17 @@ def serve(
     from templates import Renderer
     from templates.blocks import SlackRenderer
 
-    # Said before anything starts (seen: the CLI's socket opened, Slack
-    # asked and the hosts swept first, and the socket's file left behind).
-    missing = missing_workspace(slack, demo=settings.demo)
-    if missing is not None:
-        raise missing
-
     if no_worker and settings.jobs.queue == "memory":
         raise ConfigError(
             "--no-worker needs a queue other processes can reach (jobs.queue: redis, or "
             "sqlite for workers on this machine); with jobs.queue: memory nothing would "
             "ever run the jobs"
         )
+    # Said before anything starts (seen: the CLI's socket opened, Slack
+    # asked and the hosts swept first, and the socket's file left behind).
+    missing = missing_workspace(slack, demo=settings.demo)
+    if missing is not None:
+        raise missing
     ctx = rt.ctx
     # Every part now: a broken policy stops the bot here, not at its first request.
     ctx.build_all()
