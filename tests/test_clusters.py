@@ -333,7 +333,7 @@ def test_a_vm_moved_between_request_and_approval_is_checkpointed_on_its_new_node
     estate.run_jobs(asked.change.id)
 
     change = show_change(estate.ctx, asked.change.ref)
-    assert (change.state, change.host) == ("active", "HV02")
+    assert (change.state, change.host) == ("active", "HV02"), [e.message for e in change.events]
     moved = [e for e in change.events if e.kind == "moved"]
     assert len(moved) == 1
     assert moved[0].message.startswith("WEB01 is now on HV02; it moved at or before ")
@@ -426,7 +426,7 @@ def test_a_vm_moved_during_its_create_is_neither_lost_nor_doubled(estate: Estate
     assert not worker.is_alive()
 
     change = show_change(estate.ctx, asked.change.ref)
-    assert (change.state, change.host) == ("active", "HV02")
+    assert (change.state, change.host) == ("active", "HV02"), [e.message for e in change.events]
     assert estate.checkpoints_on("HV02", WEB01) == [change.checkpoint_id]
     assert estate.checkpoints_on("HV01", WEB01) == []
     assert [e.kind for e in change.events].count("moved") == 1
@@ -779,7 +779,7 @@ def test_a_create_cut_off_after_the_host_took_it_is_adopted_on_the_vms_new_node(
     estate.migrate(WEB01, "HV01", "HV02")
     Reconciler(estate.ctx).reconcile(asked.change.id)
     change = show_change(estate.ctx, asked.change.ref)
-    assert (change.state, change.host) == ("active", "HV02")
+    assert (change.state, change.host) == ("active", "HV02"), [e.message for e in change.events]
     assert estate.checkpoints_on("HV02", WEB01) == [change.checkpoint_id]
     assert estate.checkpoints_on("HV01", WEB01) == []
     assert [e.kind for e in change.events].count("moved") == 1
