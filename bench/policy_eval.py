@@ -270,9 +270,7 @@ def _decided(decision: Decision) -> dict[str, Any]:
     product's to change (2026-12-06: roles named in words, a domain
     controller's own reason) without the engines deciding differently."""
     shown = decision.to_dict()
-    shown["rules"] = [
-        {k: v for k, v in rule.items() if k not in _WORDS} for rule in shown["rules"]
-    ]
+    shown["rules"] = [{k: v for k, v in rule.items() if k not in _WORDS} for rule in shown["rules"]]
     return shown
 
 
