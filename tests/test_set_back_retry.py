@@ -15,8 +15,6 @@ built from the same bot.yaml, its jobs inline (the real runner and ledger)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -29,27 +27,22 @@ from bot.devtools.hostmodel.enums import CheckpointType
 from bot.service import Reconciler
 from tests.cli_support import emulated_estate
 from tests.helpers import run_inline
-from tests.test_setting_set_back import ENV, HOST, VM, _cli, _events, _host_type, _set_vm_sent
+from tests.test_setting_set_back import (
+    ENV,
+    HOST,
+    VM,
+    _events,
+    _host_type,
+    _set_vm_sent,
+    created_with_set_back_refused,
+)
 
 
 def _set_back_refused(cwd: Path, fleet: EmulatedFleet) -> None:
     """CHG-0001: STG-WEB01's production-only checkpoint, taken; the host
     refused the set-back (Set-VM hidden while Checkpoint-VM ran), so the VM
     is left at ProductionOnly. Then the host takes Set-VM again."""
-    fleet.server(HOST).faults = Faults(slow={"Checkpoint-VM": 1500})
-
-    def refuse_set_vm_once_taking() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if any(e.cmdlet == "Checkpoint-VM" for e in fleet.log.for_host(HOST)):
-                fleet.server(HOST).faults = Faults(hidden=frozenset({"Set-VM"}))
-                return
-            time.sleep(0.01)
-
-    watcher = threading.Thread(target=refuse_set_vm_once_taking, daemon=True)
-    watcher.start()
-    made = _cli(cwd, "checkpoint", "create", VM, "-r", "x", "--type", "production-only")
-    watcher.join()
+    made = created_with_set_back_refused(cwd, fleet)
     assert made.returncode == 0, made.stdout + made.stderr
     assert any(e["kind"] == "setting_restore_failed" for e in _events(cwd, "CHG-1"))
     assert _host_type(fleet) == "ProductionOnly"

@@ -81,26 +81,34 @@ def test_the_set_back_the_host_received_is_recorded(tmp_path: Path) -> None:
     ]
 
 
+def created_with_set_back_refused(cwd: Path, fleet: EmulatedFleet) -> CliResult:
+    """`checkpoint create` of a production-only checkpoint of VM whose
+    set-back the host refuses: it stops exposing Set-VM while the checkpoint
+    is being taken (a JEA role changed under the bot)."""
+    fleet.server(HOST).faults = Faults(slow={"Checkpoint-VM": 1500})
+
+    def refuse_set_vm_once_taking() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(e.cmdlet == "Checkpoint-VM" for e in fleet.log.for_host(HOST)):
+                fleet.server(HOST).faults = Faults(hidden=frozenset({"Set-VM"}))
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=refuse_set_vm_once_taking, daemon=True)
+    watcher.start()
+    made = _cli(cwd, "checkpoint", "create", VM, "-r", "x", "--type", "production-only")
+    watcher.join()
+    return made
+
+
 def test_a_set_back_the_host_refused_is_recorded_with_what_to_do(tmp_path: Path) -> None:
     """The host stops exposing Set-VM while the checkpoint is being taken
     (a JEA role changed under the bot): the set-back is sent and refused.
     The checkpoint was taken and stays the change's; the record says the
     VM may keep ProductionOnly and how to set it back."""
     with emulated_estate(tmp_path, env=ENV) as fleet:
-        fleet.server(HOST).faults = Faults(slow={"Checkpoint-VM": 1500})
-
-        def refuse_set_vm_once_taking() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if any(e.cmdlet == "Checkpoint-VM" for e in fleet.log.for_host(HOST)):
-                    fleet.server(HOST).faults = Faults(hidden=frozenset({"Set-VM"}))
-                    return
-                time.sleep(0.01)
-
-        watcher = threading.Thread(target=refuse_set_vm_once_taking, daemon=True)
-        watcher.start()
-        made = _cli(tmp_path, "checkpoint", "create", VM, "-r", "x", "--type", "production-only")
-        watcher.join()
+        made = created_with_set_back_refused(tmp_path, fleet)
         sent = _set_vm_sent(fleet)
         events = _events(tmp_path, "CHG-1")
         state = json.loads(_cli(tmp_path, "change", "show", "CHG-1", "--json").stdout)["state"]
