@@ -25,12 +25,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.context import AppContext, build_context
-from bot.service import adopt_checkpoint, show_change
+from bot.service import adopt_checkpoint, list_checkpoints, show_change
 from bot.service.ownership import token_of
 from bot.service.sweep import run_sweep
 from bot.store.backup import backup_sqlite
 from bot.store.db import make_engine
 from bot.store.migrate import upgrade
+from templates import Renderer
 from tests.test_host_truth_service import (
     PASSWORD,
     PASSWORD_ENV,
@@ -83,6 +84,16 @@ def test_after_a_restore_the_bots_own_checkpoint_is_an_orphan_to_adopt(
             f"carries token cb-{token} with this deployment's mark, but its create job is "
             "not in the record (taken after the backup it was restored from?)"
         )
+        # `checkpoint list` names it as the sweep does (CLI and Slack).
+        listing = list_checkpoints(restored, vm="WEB01")
+        [row] = [r for r in listing.rows if r.id == taken]
+        assert (row.marked_token, row.foreign_token) == (token, None)
+        text = Renderer().render("cli/checkpoints.txt.j2", listing=listing, scope="WEB01")
+        line = next(line for line in text.splitlines() if taken in line)
+        assert line.endswith(
+            f"orphan: this deployment's (token cb-{token} with its mark), its create job not "
+            "in the record"
+        ), line
         adopted = adopt_checkpoint(restored, "HV01", WEB01, taken, "alice", source="cli")
         assert adopted.change.checkpoint_id == taken
         # The restored record numbers from where the backup ended: CHG-0001 again.
@@ -102,6 +113,8 @@ def test_another_record_never_proves_them_its_own(
         report = run_sweep(other)
         [item] = [i for i in report.items if i.checkpoint_id == taken]
         assert item.finding.value == "foreign", item
+        [row] = [r for r in list_checkpoints(other, vm="WEB01").rows if r.id == taken]
+        assert row.marked_token is None and row.foreign_token == token_of(item.name)
         with pytest.raises(Exception, match="another checkpoint-bot deployment's"):
             adopt_checkpoint(other, "HV01", WEB01, taken, "alice", source="cli")
     finally:

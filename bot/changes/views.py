@@ -408,6 +408,11 @@ class CheckpointRow:
     # drew: another checkpoint-bot deployment's (bot.service.provenance), as
     # the sweep calls it. That token, e.g. "0badc0de".
     foreign_token: str | None = None
+    # No change owns it and no job in the record drew its token, but its
+    # mark is this record's (bot.service.ownership): one of this
+    # deployment's whose job the record lacks (taken after the backup it was
+    # restored from), an orphan to adopt, as the sweep says. That token.
+    marked_token: str | None = None
     # No change owns it, but its name is the one a create job of this bot
     # gave it: that change's ref and state (interrupted: the reconciler has
     # yet to record it; settled: the job made it after, an orphan).

@@ -189,7 +189,7 @@ def list_checkpoints(
     if only is not None:
         found = [c for c in found if c.vm_id in only]
     owners = _owners(ctx, [c.id for c in found])
-    foreign, made = _provenances(ctx, [c for c in found if c.id not in owners])
+    foreign, marked, made = _provenances(ctx, [c for c in found if c.id not in owners])
     now = ctx.clock()
     rows: list[CheckpointRow] = []
     by_vm: dict[str, list[Checkpoint]] = {}
@@ -227,6 +227,7 @@ def list_checkpoints(
                     ),
                     asked=owner.checkpoint_type if owner else None,
                     foreign_token=foreign.get(c.id),
+                    marked_token=marked.get(c.id),
                     made_by=made[c.id].ref if c.id in made else None,
                     made_by_state=made[c.id].state if c.id in made else None,
                     made_by_running=c.id in made and made[c.id].running,
@@ -325,21 +326,25 @@ class _MadeBy:
 
 def _provenances(
     ctx: ServiceDeps, unowned: list[Checkpoint]
-) -> tuple[dict[str, str], dict[str, _MadeBy]]:
+) -> tuple[dict[str, str], dict[str, str], dict[str, _MadeBy]]:
     """For those of `unowned` whose name carries a token (most orphans have
-    none: made by hand): checkpoint id -> its token, when none of this bot's
-    jobs drew it (another deployment's: the sweep's `foreign`), so a listing
-    and a sweep name one checkpoint alike; and checkpoint id -> (ref, state)
-    of the change whose create job made it, which has not recorded it
-    (interrupted, say: the reconciler will) or was settled before it came."""
+    none: made by hand), so that a listing and a sweep name one checkpoint
+    alike: checkpoint id -> its token, when none of this bot's jobs drew it
+    and its mark is not this record's (another deployment's: the sweep's
+    `foreign`); checkpoint id -> its token, when no job drew it but its mark
+    is this record's (the sweep's orphan "with this deployment's mark");
+    and checkpoint id -> (ref, state) of the change whose create job made
+    it, which has not recorded it (interrupted, say: the reconciler will)
+    or was settled before it came."""
     from bot.service.ownership import token_of
 
     tokened = [(c, token) for c in unowned if (token := token_of(c.name)) is not None]
     if not tokened:
-        return {}, {}
+        return {}, {}, {}
     from bot.service.provenance import drawn_by, made_by, unrecorded_but_ours
 
     foreign: dict[str, str] = {}
+    marked: dict[str, str] = {}
     found: dict[str, tuple[int, str]] = {}
     with session_scope(ctx.engine) as s:
         for c, token in tokened:
@@ -349,14 +354,14 @@ def _provenances(
                     change_id,
                     s.exec(select(Change.state).where(Change.id == change_id)).one(),
                 )
-            elif drawn_by(s, token) is None and not unrecorded_but_ours(s, c):
-                foreign[c.id] = token  # as `provenance` calls it foreign
+            elif drawn_by(s, token) is None:  # as `provenance` judges it
+                (marked if unrecorded_but_ours(s, c) else foreign)[c.id] = token
     # The ledger's own reads, outside that transaction (SQLite's write lock).
     made = {
         cid: _MadeBy(change_ref(change_id), state, _creating_now(ctx, change_id))
         for cid, (change_id, state) in found.items()
     }
-    return foreign, made
+    return foreign, marked, made
 
 
 def _creating_now(ctx: ServiceDeps, change_id: int) -> bool:
